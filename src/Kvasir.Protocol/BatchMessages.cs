@@ -1,0 +1,298 @@
+namespace Kvasir.Protocol;
+
+/// <summary>
+/// Metadata of GET, EXISTS, REMOVE, PIN and UNPIN requests: count (u32) · count × (key length u16 · key).
+/// </summary>
+public static class KeyBatchRequest
+{
+    /// <summary>Metadata size for <paramref name="count"/> keys starting at <paramref name="start"/>.</summary>
+    public static int Size(IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int count)
+    {
+        int size = 4;
+        for (int i = start; i < start + count; i++) size += 2 + keys[i].Length;
+        return size;
+    }
+
+    public static void Write(ref MetaWriter writer, IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int count)
+    {
+        writer.U32((uint)count);
+        for (int i = start; i < start + count; i++) writer.Key(keys[i].Span);
+    }
+}
+
+/// <summary>Walks the keys of a key-batch request without allocating.</summary>
+public ref struct KeyBatchReader
+{
+    private MetaReader _reader;
+    private int _left;
+
+    /// <summary>Reads the count and checks it against <paramref name="maxBatch"/> and the metadata length.</summary>
+    public KeyBatchReader(ReadOnlySpan<byte> meta, int maxBatch)
+    {
+        _reader = new MetaReader(meta);
+        uint count = _reader.U32();
+        if (count > (uint)maxBatch)
+            throw new ProtocolException(WireStatus.BatchTooLarge, $"batch of {count} keys exceeds the limit of {maxBatch}");
+        if ((long)count * 2 > _reader.Remaining)
+            throw new ProtocolException(WireStatus.BadFrame, $"batch count {count} does not fit the metadata");
+        Count = (int)count;
+        _left = Count;
+    }
+
+    public int Count { get; }
+
+    /// <summary>Offset in the metadata of the key returned by the last <see cref="Next"/>.</summary>
+    public int KeyOffset { get; private set; }
+
+    /// <summary>Returns the next key; after the last one checks that no bytes are left over.</summary>
+    public bool Next(out ReadOnlySpan<byte> key)
+    {
+        if (_left == 0) { _reader.End(); key = default; return false; }
+        _left--;
+        int length = _reader.U16();
+        KeyOffset = _reader.Position;
+        key = _reader.Bytes(length);
+        return true;
+    }
+}
+
+/// <summary>
+/// PUT request metadata: [parent key (u16 length · key) when the ChainParent flag is set] ·
+/// count (u32) · count × (key length u16 · value length u64 · key). The payload is the values,
+/// concatenated in entry order; its length must equal the sum of the value lengths.
+/// </summary>
+public static class PutRequest
+{
+    /// <summary>Bytes of one entry with a key of <paramref name="keyLength"/> bytes.</summary>
+    public static int EntrySize(int keyLength) => 2 + 8 + keyLength;
+
+    /// <summary>Bytes before the first entry.</summary>
+    public static int PrefixSize(ReadOnlySpan<byte> parent, bool hasParent) => 4 + (hasParent ? 2 + parent.Length : 0);
+
+    public static void WritePrefix(ref MetaWriter writer, ReadOnlySpan<byte> parent, bool hasParent, int count)
+    {
+        if (hasParent) writer.Key(parent);
+        writer.U32((uint)count);
+    }
+
+    public static void WriteEntry(ref MetaWriter writer, ReadOnlySpan<byte> key, long valueLength)
+    {
+        writer.U16(checked((ushort)key.Length));
+        writer.U64((ulong)valueLength);
+        writer.Bytes(key);
+    }
+}
+
+/// <summary>Walks the entries of a PUT request without allocating.</summary>
+public ref struct PutBatchReader
+{
+    private MetaReader _reader;
+    private int _left;
+
+    public PutBatchReader(ReadOnlySpan<byte> meta, FrameFlags flags, int maxBatch)
+    {
+        _reader = new MetaReader(meta);
+        if ((flags & FrameFlags.ChainParent) != 0)
+        {
+            int parentLength = _reader.U16();
+            ParentOffset = _reader.Position;
+            Parent = _reader.Bytes(parentLength);
+        }
+        uint count = _reader.U32();
+        if (count > (uint)maxBatch)
+            throw new ProtocolException(WireStatus.BatchTooLarge, $"batch of {count} keys exceeds the limit of {maxBatch}");
+        if ((long)count * 10 > _reader.Remaining)
+            throw new ProtocolException(WireStatus.BadFrame, $"batch count {count} does not fit the metadata");
+        Count = (int)count;
+        _left = Count;
+    }
+
+    public int Count { get; }
+
+    /// <summary>The key the first entry continues; empty when the request has no ChainParent flag.</summary>
+    public ReadOnlySpan<byte> Parent { get; }
+
+    /// <summary>Offset of <see cref="Parent"/> in the metadata.</summary>
+    public int ParentOffset { get; }
+
+    /// <summary>Offset in the metadata of the key returned by the last <see cref="Next"/>.</summary>
+    public int KeyOffset { get; private set; }
+
+    public bool Next(out ReadOnlySpan<byte> key, out long valueLength)
+    {
+        if (_left == 0) { _reader.End(); key = default; valueLength = 0; return false; }
+        _left--;
+        ushort keyLength = _reader.U16();
+        ulong length = _reader.U64();
+        if (length > (ulong)ProtocolLimits.HardMaxValueBytes)
+            throw new ProtocolException(WireStatus.FrameTooLarge, $"value of {length} bytes exceeds the hard limit of {ProtocolLimits.HardMaxValueBytes}");
+        valueLength = (long)length;
+        KeyOffset = _reader.Position;
+        key = _reader.Bytes(keyLength);
+        return true;
+    }
+
+    /// <summary>
+    /// Checks the whole metadata (structure, limits, that the payload length equals the sum of the
+    /// value lengths) before the node acts on any entry. Returns the entry count.
+    /// </summary>
+    public static int Validate(ReadOnlySpan<byte> meta, FrameFlags flags, int maxBatch, long payloadLength)
+    {
+        var reader = new PutBatchReader(meta, flags, maxBatch);
+        long sum = 0;
+        while (reader.Next(out _, out long length)) sum += length;
+        if (sum != payloadLength)
+            throw new ProtocolException(WireStatus.BadFrame, $"payload length {payloadLength} differs from the sum of the value lengths {sum}");
+        return reader.Count;
+    }
+}
+
+/// <summary>
+/// Reply metadata of PUT, EXISTS, REMOVE, PIN and UNPIN: count (u32) · count × status (u8).
+/// For EXISTS, Ok means present and NotFound absent.
+/// </summary>
+public static class StatusListReply
+{
+    public static int Size(int count) => 4 + count;
+
+    public static void Write(ref MetaWriter writer, ReadOnlySpan<WireStatus> statuses)
+    {
+        writer.U32((uint)statuses.Length);
+        foreach (var s in statuses) writer.U8(checked((byte)s));
+    }
+
+    public static WireStatus[] Read(ReadOnlySpan<byte> meta, int expectedCount)
+    {
+        var r = new MetaReader(meta);
+        uint count = r.U32();
+        if (count != expectedCount)
+            throw new ProtocolException(WireStatus.BadFrame, $"reply has {count} statuses for {expectedCount} keys");
+        var statuses = new WireStatus[count];
+        for (int i = 0; i < statuses.Length; i++) statuses[i] = (WireStatus)r.U8();
+        r.End();
+        return statuses;
+    }
+}
+
+/// <summary>One entry of a GET reply.</summary>
+public readonly record struct GetReplyEntry(WireStatus Status, long Length, uint Crc32C);
+
+/// <summary>
+/// GET reply metadata: count (u32) · count × (status u8 · value length u64 · CRC32C u32).
+/// Length and CRC are zero for a miss. The payload is the values of the Ok entries,
+/// concatenated in key order; a value is always whole (a GET never returns a short read).
+/// </summary>
+public static class GetReply
+{
+    public const int EntrySize = 1 + 8 + 4;
+
+    public static int Size(int count) => 4 + count * EntrySize;
+
+    public static void WriteCount(ref MetaWriter writer, int count) => writer.U32((uint)count);
+
+    public static void WriteEntry(ref MetaWriter writer, GetReplyEntry entry)
+    {
+        writer.U8(checked((byte)entry.Status));
+        writer.U64((ulong)entry.Length);
+        writer.U32(entry.Crc32C);
+    }
+
+    /// <summary>Parses and checks that the Ok lengths add up to <paramref name="payloadLength"/>.</summary>
+    public static GetReplyEntry[] Read(ReadOnlySpan<byte> meta, int expectedCount, long payloadLength)
+    {
+        var r = new MetaReader(meta);
+        uint count = r.U32();
+        if (count != expectedCount)
+            throw new ProtocolException(WireStatus.BadFrame, $"reply has {count} entries for {expectedCount} keys");
+        var entries = new GetReplyEntry[count];
+        long sum = 0;
+        for (int i = 0; i < entries.Length; i++)
+        {
+            var status = (WireStatus)r.U8();
+            ulong length = r.U64();
+            uint crc = r.U32();
+            if (length > (ulong)ProtocolLimits.HardMaxValueBytes)
+                throw new ProtocolException(WireStatus.BadFrame, "value length out of range in GET reply");
+            if (status != WireStatus.Ok && length != 0)
+                throw new ProtocolException(WireStatus.BadFrame, "a miss carries a non-zero length");
+            entries[i] = new GetReplyEntry(status, (long)length, crc);
+            sum += (long)length;
+        }
+        r.End();
+        if (sum != payloadLength)
+            throw new ProtocolException(WireStatus.BadFrame, $"GET reply payload {payloadLength} differs from the sum of lengths {sum}");
+        return entries;
+    }
+}
+
+/// <summary>
+/// STATS reply metadata: count (u32) · count × (name length u8 · ASCII name · value i64).
+/// Fractions are sent in parts per million (names end in <c>_ppm</c>).
+/// </summary>
+public static class StatsReply
+{
+    public static int Size(IReadOnlyList<KeyValuePair<string, long>> stats)
+    {
+        int size = 4;
+        foreach (var s in stats) size += 1 + s.Key.Length + 8;
+        return size;
+    }
+
+    public static void Write(ref MetaWriter writer, IReadOnlyList<KeyValuePair<string, long>> stats)
+    {
+        writer.U32((uint)stats.Count);
+        foreach (var (name, value) in stats)
+        {
+            if (name.Length == 0 || !System.Text.Ascii.IsValid(name)) throw new ArgumentException($"stat name '{name}' must be non-empty ASCII");
+            writer.U8(checked((byte)name.Length));
+            foreach (char c in name) writer.U8((byte)c);
+            writer.U64((ulong)value);
+        }
+    }
+
+    public static List<KeyValuePair<string, long>> Read(ReadOnlySpan<byte> meta)
+    {
+        var r = new MetaReader(meta);
+        uint count = r.U32();
+        if (count * 9L > r.Remaining)
+            throw new ProtocolException(WireStatus.BadFrame, "stats count does not fit the metadata");
+        var list = new List<KeyValuePair<string, long>>((int)count);
+        for (int i = 0; i < count; i++)
+        {
+            var name = System.Text.Encoding.ASCII.GetString(r.Bytes(r.U8()));
+            list.Add(new(name, (long)r.U64()));
+        }
+        r.End();
+        return list;
+    }
+}
+
+/// <summary>Metadata of a frame-level error reply: message length (u16) · UTF-8 message.</summary>
+public static class ErrorReply
+{
+    public const int MaxMessageBytes = 1024;
+
+    public static byte[] Encode(string message)
+    {
+        var bytes = System.Text.Encoding.UTF8.GetBytes(message);
+        if (bytes.Length > MaxMessageBytes)
+        {
+            int cut = MaxMessageBytes;
+            while (cut > 0 && (bytes[cut] & 0xC0) == 0x80) cut--; // never split a UTF-8 sequence
+            bytes = bytes[..cut];
+        }
+        var meta = new byte[2 + bytes.Length];
+        var w = new MetaWriter(meta);
+        w.Key(bytes);
+        return meta;
+    }
+
+    public static string Read(ReadOnlySpan<byte> meta)
+    {
+        if (meta.IsEmpty) return "";
+        var r = new MetaReader(meta);
+        var text = System.Text.Encoding.UTF8.GetString(r.Key());
+        r.End();
+        return text;
+    }
+}

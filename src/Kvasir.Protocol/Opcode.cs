@@ -1,0 +1,39 @@
+namespace Kvasir.Protocol;
+
+/// <summary>Operation codes of wire protocol v1. A reply carries the opcode of its request.</summary>
+public enum Opcode : byte
+{
+    Hello = 0x01,
+    Auth = 0x02,
+    Ping = 0x03,
+    Put = 0x10,
+    Get = 0x11,
+    Exists = 0x12,
+    Remove = 0x13,
+    Pin = 0x14,
+    Unpin = 0x15,
+    Stats = 0x20,
+}
+
+/// <summary>Header flag bits. Unknown bits in a request are a <see cref="WireStatus.BadFrame"/>.</summary>
+[Flags]
+public enum FrameFlags : ushort
+{
+    None = 0,
+    /// <summary>PUT: the keys form a chain, each key's block continues the previous key's block.</summary>
+    Chain = 0x0001,
+    /// <summary>PUT with <see cref="Chain"/>: the metadata starts with the key that the first block continues.</summary>
+    ChainParent = 0x0002,
+    /// <summary>Set on every frame sent by the node.</summary>
+    Reply = 0x8000,
+}
+
+/// <summary>Helpers over <see cref="Opcode"/>.</summary>
+public static class Opcodes
+{
+    /// <summary>True for the opcodes whose request metadata is a key batch.</summary>
+    public static bool IsKeyBatch(Opcode op) => op is Opcode.Get or Opcode.Exists or Opcode.Remove or Opcode.Pin or Opcode.Unpin;
+
+    /// <summary>True for every opcode defined by protocol v1.</summary>
+    public static bool IsDefined(byte op) => Enum.IsDefined(typeof(Opcode), op);
+}
