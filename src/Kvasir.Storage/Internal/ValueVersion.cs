@@ -1,0 +1,34 @@
+namespace Kvasir.Storage.Internal;
+
+/// <summary>Where a version is in its life. Space is freed only from <see cref="Retired"/> with no leases, or on abort.</summary>
+internal enum VersionState : byte
+{
+    /// <summary>Reserved, being written by a producer, invisible to readers.</summary>
+    Reserved,
+
+    /// <summary>The current value of a live slot.</summary>
+    Published,
+
+    /// <summary>Overwritten, removed or evicted: invisible, freed when its last lease is released.</summary>
+    Retired,
+
+    /// <summary>Its space has gone back to the allocator.</summary>
+    Freed,
+}
+
+/// <summary>One stored value: an allocation in the arena plus its metadata. Mutated only under the store's lock.</summary>
+internal sealed class ValueVersion(long offset, long length, long allocatedBytes)
+{
+    public long Offset { get; } = offset;
+
+    public long Length { get; } = length;
+
+    /// <summary>Arena bytes this version holds (whole allocation units).</summary>
+    public long AllocatedBytes { get; } = allocatedBytes;
+
+    public uint Crc32C { get; set; }
+
+    public int LeaseCount { get; set; }
+
+    public VersionState State { get; set; }
+}

@@ -1,0 +1,383 @@
+using System.Diagnostics;
+using Kvasir.Storage.Internal;
+
+namespace Kvasir.Storage;
+
+/// <summary>
+/// The in-memory KV-block store of a node: one arena carved by an allocator, a byte-key index, eviction between
+/// watermarks, leases for readers and pins for values that must stay.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Concurrency: every public member is thread-safe. One <see cref="Lock"/> guards the index, allocator, eviction
+/// policy, version states, leases and counters. Critical sections are short and never touch payload bytes: the
+/// caller copies a value into <see cref="Reservation"/> memory and out of <see cref="ValueLease"/> memory outside
+/// the lock, and the reservation or lease is what keeps that memory from being reused meanwhile. For KV blocks
+/// (tens of KiB to MiB) the copies dominate, so a single lock is not the bottleneck and keeps every state change
+/// trivially atomic (publish, overwrite, evict, release).
+/// </para>
+/// <para>
+/// Dispose frees the arena. The caller must stop all producers and readers first: memory behind an outstanding
+/// reservation or lease is gone after Dispose, and every later call throws <see cref="ObjectDisposedException"/>.
+/// The store owns native memory and a timer, so it must be disposed; it has no finalizer.
+/// </para>
+/// </remarks>
+public sealed partial class KvArenaStore : IDisposable
+{
+    private readonly Lock _gate = new();
+    private readonly IArenaMemory _arena;
+    private readonly IAllocator _allocator;
+    private readonly IEvictionPolicy _policy;
+    private readonly Dictionary<byte[], Slot> _index;
+    private readonly Dictionary<byte[], Slot>.AlternateLookup<ReadOnlySpan<byte>> _lookup;
+    private readonly LeaseQueue _leaseQueue = new();
+    private readonly Func<Slot, bool> _canEvict;
+    private readonly Timer _reaper;
+    private readonly long _highWaterBytes;
+    private readonly long _lowWaterBytes;
+    private readonly long _leaseTimeoutTicks;
+    private bool _disposed;
+
+    private long _liveBytes;
+    private long _reservations;
+    private long _activeLeases;
+    private long _pinnedKeys;
+    private long _lastLeaseId;
+    private long _hits;
+    private long _misses;
+    private long _puts;
+    private long _removes;
+    private long _evictions;
+    private long _evictedBytes;
+    private long _outOfMemory;
+
+    /// <summary>Validates <paramref name="options"/>, allocates the arena and starts the lease reaper.</summary>
+    /// <exception cref="ArgumentException">The options are invalid (see <see cref="StoreOptions.Validate"/>).</exception>
+    /// <exception cref="OutOfMemoryException">The arena could not be allocated.</exception>
+    public KvArenaStore(StoreOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        Options = options;
+
+        _arena = new NativeArenaMemory(options.Capacity);
+        _allocator = options.BlockSize is int block
+            ? new BlockAllocator(options.Capacity, block)
+            : new TlsfAllocator(options.Capacity, options.Granule);
+        _policy = options.Eviction == EvictionPolicyKind.PrefixAware ? new PrefixAwarePolicy() : new LruPolicy();
+        _index = new Dictionary<byte[], Slot>(ByteKeyComparer.Instance);
+        _lookup = _index.GetAlternateLookup<ReadOnlySpan<byte>>();
+        _canEvict = static slot => slot.PinCount == 0 && slot.Current.LeaseCount == 0;
+        _highWaterBytes = (long)(options.HighWatermark * options.Capacity);
+        _lowWaterBytes = (long)(options.LowWatermark * options.Capacity);
+        _leaseTimeoutTicks = (long)(options.LeaseTimeout.TotalSeconds * Stopwatch.Frequency);
+
+        TimeSpan period = TimeSpan.FromTicks(Math.Clamp(options.LeaseTimeout.Ticks / 4, TimeSpan.TicksPerSecond, 5 * TimeSpan.TicksPerSecond));
+        _reaper = new Timer(static state => ((KvArenaStore)state!).ReapFromTimer(), this, period, period);
+    }
+
+    /// <summary>The validated options the store was built with.</summary>
+    public StoreOptions Options { get; }
+
+    private long AllocatedBytes => _allocator.CapacityBytes - _allocator.FreeBytes;
+
+    /// <summary>
+    /// Reserves arena space for a value of <paramref name="length"/> bytes under <paramref name="key"/>, evicting
+    /// per policy if needed. The value stays invisible until <see cref="Commit"/>. Length 0 is legal (it still takes
+    /// one allocation unit).
+    /// </summary>
+    /// <returns>
+    /// <see cref="StoreStatus.Ok"/> with a reservation; <see cref="StoreStatus.InvalidKey"/> for an empty or too long
+    /// key; <see cref="StoreStatus.ValueTooLarge"/> above <see cref="StoreOptions.MaxValueBytes"/> (or the block size);
+    /// <see cref="StoreStatus.OutOfMemory"/> when nothing more can be evicted and the value still does not fit.
+    /// </returns>
+    public StoreStatus TryReserve(ReadOnlySpan<byte> key, long length, out Reservation? reservation)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        reservation = null;
+        if (!IsValidKey(key))
+        {
+            ThrowIfDisposed();
+            return StoreStatus.InvalidKey;
+        }
+
+        long size = _allocator.SizeFor(length);
+        if (length > Options.MaxValueBytes || size < 0)
+        {
+            ThrowIfDisposed();
+            return StoreStatus.ValueTooLarge;
+        }
+
+        byte[] keyCopy = key.ToArray();
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            if (!TryAllocateWithEviction(length, size, out long offset))
+            {
+                _outOfMemory++;
+                return StoreStatus.OutOfMemory;
+            }
+
+            var version = new ValueVersion(offset, length, size) { State = VersionState.Reserved };
+            reservation = new Reservation(this, keyCopy, version, _arena.BaseAddress + (nint)offset);
+            _reservations++;
+            return StoreStatus.Ok;
+        }
+    }
+
+    /// <summary>
+    /// Publishes a reservation under its key, atomically: readers see the old value or the new one, never a mix.
+    /// An existing value is replaced; its space is freed when its last lease is released. Pins and the slot's
+    /// recency carry over to the new value.
+    /// </summary>
+    /// <param name="reservation">A pending reservation from this store.</param>
+    /// <param name="crc32c">CRC-32C of the value as written (see <see cref="Crc32C"/>); stored, not verified.</param>
+    /// <param name="parentKey">
+    /// Non-empty: this block continues <paramref name="parentKey"/>'s block (a chain link, used by
+    /// <see cref="EvictionPolicyKind.PrefixAware"/>). Ignored when that key is absent, is this key, or the link would
+    /// close a cycle. Empty: this value starts a chain (an overwrite drops any previous link).
+    /// </param>
+    /// <returns>Always <see cref="StoreStatus.Ok"/>.</returns>
+    /// <exception cref="InvalidOperationException">The reservation was already committed or aborted.</exception>
+    /// <exception cref="ArgumentException">The reservation belongs to another store.</exception>
+    public StoreStatus Commit(Reservation reservation, uint crc32c, ReadOnlySpan<byte> parentKey = default)
+    {
+        CheckOwner(reservation);
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            if (reservation.State != ReservationState.Pending)
+            {
+                throw new InvalidOperationException($"The reservation is already {reservation.State.ToString().ToLowerInvariant()}.");
+            }
+
+            reservation.State = ReservationState.Committed;
+            _reservations--;
+            ValueVersion version = reservation.Version;
+            version.Crc32C = crc32c;
+            version.State = VersionState.Published;
+
+            Slot? parent = null;
+            if (!parentKey.IsEmpty && parentKey.Length <= Options.MaxKeyBytes)
+            {
+                _lookup.TryGetValue(parentKey, out parent);
+            }
+
+            if (_lookup.TryGetValue(reservation.Key, out Slot? slot))
+            {
+                ValueVersion old = slot.Current;
+                slot.Current = version;
+                _liveBytes -= old.Length;
+                Retire(old);
+                ChainLinks.SetParent(slot, parent, _policy);
+                _policy.OnAccess(slot);
+            }
+            else
+            {
+                slot = new Slot(reservation.Key, version);
+                _index.Add(slot.Key, slot);
+                ChainLinks.SetParent(slot, parent, _policy);
+                _policy.OnInsert(slot);
+            }
+
+            _liveBytes += version.Length;
+            _puts++;
+            return StoreStatus.Ok;
+        }
+    }
+
+    /// <summary>Gives a reservation's space back without publishing it. Idempotent; a committed reservation is left alone.</summary>
+    public void Abort(Reservation reservation)
+    {
+        CheckOwner(reservation);
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            if (reservation.State != ReservationState.Pending)
+            {
+                return;
+            }
+
+            reservation.State = ReservationState.Aborted;
+            _reservations--;
+            FreeSpace(reservation.Version);
+        }
+    }
+
+    /// <summary>Whether <paramref name="key"/> has a visible value. Does not count as a hit or touch recency.</summary>
+    public bool Exists(ReadOnlySpan<byte> key)
+    {
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            return IsValidKey(key) && _lookup.ContainsKey(key);
+        }
+    }
+
+    /// <summary>
+    /// Makes <paramref name="key"/> invisible at once; its space is freed when its last lease is released. Pinned
+    /// keys can be removed (pins only stop eviction) and lose their pins. Keys continuing this one become chain roots.
+    /// </summary>
+    /// <returns><see cref="StoreStatus.Ok"/>, <see cref="StoreStatus.NotFound"/> or <see cref="StoreStatus.InvalidKey"/>.</returns>
+    public StoreStatus Remove(ReadOnlySpan<byte> key) => WithSlot(key, slot =>
+    {
+        Detach(slot);
+        _removes++;
+    });
+
+    /// <summary>Adds a pin: a pinned value is never evicted (it can still be overwritten or removed).</summary>
+    /// <returns><see cref="StoreStatus.Ok"/>, <see cref="StoreStatus.NotFound"/> or <see cref="StoreStatus.InvalidKey"/>.</returns>
+    public StoreStatus Pin(ReadOnlySpan<byte> key) => WithSlot(key, slot =>
+    {
+        if (++slot.PinCount == 1)
+        {
+            _pinnedKeys++;
+            _policy.OnPinChanged(slot);
+        }
+    });
+
+    /// <summary>Removes one pin; unpinning a key with no pins is a no-op that returns Ok.</summary>
+    /// <returns><see cref="StoreStatus.Ok"/>, <see cref="StoreStatus.NotFound"/> or <see cref="StoreStatus.InvalidKey"/>.</returns>
+    public StoreStatus Unpin(ReadOnlySpan<byte> key) => WithSlot(key, slot =>
+    {
+        if (slot.PinCount > 0 && --slot.PinCount == 0)
+        {
+            _pinnedKeys--;
+            _policy.OnPinChanged(slot);
+        }
+    });
+
+    /// <summary>A consistent snapshot of the counters.</summary>
+    public StoreStats GetStats()
+    {
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            return new StoreStats(
+                Options.Capacity, AllocatedBytes, _liveBytes, _index.Count, _reservations, _activeLeases, _pinnedKeys,
+                _hits, _misses, _puts, _removes, _evictions, _evictedBytes, _outOfMemory,
+                (double)_liveBytes / Options.Capacity, _allocator.LargestFreeExtentBytes);
+        }
+    }
+
+    /// <summary>Stops the reaper and frees the arena. See the class remarks for what must have stopped first.</summary>
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+        }
+
+        _reaper.Dispose();
+        _arena.Dispose();
+    }
+
+    /// <summary>Allocates, evicting first down to the low watermark if the high one would be crossed, then until it fits.</summary>
+    private bool TryAllocateWithEviction(long length, long size, out long offset)
+    {
+        if (AllocatedBytes + size > _highWaterBytes)
+        {
+            while (AllocatedBytes + size > _lowWaterBytes && EvictOne())
+            {
+            }
+        }
+
+        // The allocator may still fail on fragmentation (no extent long enough): keep evicting until it fits.
+        while (!_allocator.TryAllocate(length, out offset))
+        {
+            if (!EvictOne())
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private bool EvictOne()
+    {
+        Slot? victim = _policy.TryPickVictim(_canEvict);
+        if (victim is null)
+        {
+            return false;
+        }
+
+        _evictions++;
+        _evictedBytes += victim.Current.Length;
+        Detach(victim);
+        return true;
+    }
+
+    /// <summary>Takes a live slot out of the index and retires its value.</summary>
+    private void Detach(Slot slot)
+    {
+        _index.Remove(slot.Key);
+        slot.IsLive = false;
+        _policy.OnRemove(slot);
+        ChainLinks.Detach(slot, _policy);
+        if (slot.PinCount > 0)
+        {
+            _pinnedKeys--;
+        }
+
+        _liveBytes -= slot.Current.Length;
+        Retire(slot.Current);
+    }
+
+    // Core safety rule: a version's space goes back to the allocator only when the version is invisible (retired:
+    // overwritten, removed or evicted) AND no lease holds it. Retire frees at once only with zero leases; otherwise
+    // ReleaseLocked frees it when the last lease goes. Eviction never picks a leased value (_canEvict), so evicted
+    // versions are freed immediately. Readers therefore never see their bytes reused under them.
+    private void Retire(ValueVersion version)
+    {
+        version.State = VersionState.Retired;
+        if (version.LeaseCount == 0)
+        {
+            FreeSpace(version);
+        }
+    }
+
+    private void FreeSpace(ValueVersion version)
+    {
+        _allocator.Free(version.Offset);
+        version.State = VersionState.Freed;
+    }
+
+    private StoreStatus WithSlot(ReadOnlySpan<byte> key, Action<Slot> action)
+    {
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            if (!IsValidKey(key))
+            {
+                return StoreStatus.InvalidKey;
+            }
+
+            if (!_lookup.TryGetValue(key, out Slot? slot))
+            {
+                return StoreStatus.NotFound;
+            }
+
+            action(slot);
+            return StoreStatus.Ok;
+        }
+    }
+
+    private bool IsValidKey(ReadOnlySpan<byte> key) => key.Length >= 1 && key.Length <= Options.MaxKeyBytes;
+
+    private void CheckOwner(Reservation reservation)
+    {
+        ArgumentNullException.ThrowIfNull(reservation);
+        if (reservation.Store != this)
+        {
+            throw new ArgumentException("The reservation belongs to another store.", nameof(reservation));
+        }
+    }
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+}

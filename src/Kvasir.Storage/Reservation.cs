@@ -1,0 +1,61 @@
+using Kvasir.Storage.Internal;
+
+namespace Kvasir.Storage;
+
+/// <summary>
+/// Arena space reserved by <see cref="KvArenaStore.TryReserve"/> for a value that readers cannot see yet.
+/// The producer writes exactly <see cref="Length"/> bytes at <see cref="Address"/> (for example straight from a
+/// socket), then calls <see cref="KvArenaStore.Commit"/> or <see cref="KvArenaStore.Abort"/>. Reserved space is
+/// never evicted; a reservation that is neither committed nor aborted holds its space for the life of the store.
+/// </summary>
+/// <remarks>
+/// Hazard: after Commit or Abort the memory belongs to the store (after Abort it may already hold another value),
+/// so the producer must finish writing before calling either. <see cref="Span"/> refuses to hand out memory once
+/// the reservation is settled, but a span or address obtained earlier is not revoked.
+/// </remarks>
+public sealed unsafe class Reservation
+{
+    internal Reservation(KvArenaStore store, byte[] key, ValueVersion version, nint address)
+    {
+        Store = store;
+        Key = key;
+        Version = version;
+        Address = address;
+    }
+
+    /// <summary>Start of the reserved bytes in the arena. Valid to write until Commit, Abort or the store's Dispose.</summary>
+    public nint Address { get; }
+
+    /// <summary>Length of the value being stored, in bytes (the space reserved may be rounded up to an allocation unit).</summary>
+    public long Length => Version.Length;
+
+    /// <summary>The reserved bytes. Throws <see cref="InvalidOperationException"/> once committed or aborted.</summary>
+    public Span<byte> Span
+    {
+        get
+        {
+            if (State != ReservationState.Pending)
+            {
+                throw new InvalidOperationException($"The reservation is already {State.ToString().ToLowerInvariant()}.");
+            }
+
+            return new Span<byte>((void*)Address, checked((int)Length));
+        }
+    }
+
+    internal KvArenaStore Store { get; }
+
+    internal byte[] Key { get; }
+
+    internal ValueVersion Version { get; }
+
+    internal ReservationState State { get; set; }
+}
+
+/// <summary>Life of a <see cref="Reservation"/>.</summary>
+internal enum ReservationState : byte
+{
+    Pending,
+    Committed,
+    Aborted,
+}

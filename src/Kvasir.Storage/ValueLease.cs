@@ -1,0 +1,70 @@
+using Kvasir.Storage.Internal;
+
+namespace Kvasir.Storage;
+
+/// <summary>
+/// A published value held for reading, from <see cref="KvArenaStore.TryLease"/>. While the lease is held its bytes
+/// are never freed or reused, even if the key is overwritten, removed or the store is under eviction pressure.
+/// Release it with <see cref="KvArenaStore.Release"/> as soon as the bytes have been copied out.
+/// </summary>
+/// <remarks>
+/// Hazard: a holder-less lease that outlives <see cref="StoreOptions.LeaseTimeout"/> is released by the reaper, after
+/// which its memory may be reused at any time. Readers that may be slow should pass an <see cref="ILeaseHolder"/>.
+/// <see cref="Span"/> refuses to hand out memory once the lease is released, but a span obtained earlier is not revoked.
+/// </remarks>
+public sealed unsafe class ValueLease
+{
+    internal ValueLease(KvArenaStore store, long id, ValueVersion version, nint address, ILeaseHolder? holder, long deadline)
+    {
+        Store = store;
+        Id = id;
+        Version = version;
+        Address = address;
+        Holder = holder;
+        Deadline = deadline;
+    }
+
+    /// <summary>Start of the value's bytes in the arena.</summary>
+    public nint Address { get; }
+
+    /// <summary>Value length in bytes.</summary>
+    public long Length => Version.Length;
+
+    /// <summary>CRC-32C the producer supplied at commit (see <see cref="Storage.Crc32C"/>).</summary>
+    public uint Crc32C => Version.Crc32C;
+
+    /// <summary>The value's bytes. Throws <see cref="InvalidOperationException"/> once released.</summary>
+    public ReadOnlySpan<byte> Span
+    {
+        get
+        {
+            if (Released)
+            {
+                throw new InvalidOperationException("The lease has been released.");
+            }
+
+            return new ReadOnlySpan<byte>((void*)Address, checked((int)Length));
+        }
+    }
+
+    /// <summary>Store-unique, increasing identifier (useful to correlate leases in logs and on the wire).</summary>
+    public long Id { get; }
+
+    internal KvArenaStore Store { get; }
+
+    internal ValueVersion Version { get; }
+
+    internal ILeaseHolder? Holder { get; }
+
+    /// <summary>Stopwatch timestamp after which the lease is expired.</summary>
+    internal long Deadline { get; }
+
+    internal bool Released { get; set; }
+
+    // Links of the store's deadline queue (see LeaseQueue).
+    internal ValueLease? QueuePrev { get; set; }
+
+    internal ValueLease? QueueNext { get; set; }
+
+    internal bool InQueue { get; set; }
+}

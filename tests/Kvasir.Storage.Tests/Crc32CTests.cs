@@ -1,0 +1,71 @@
+using System.Text;
+
+namespace Kvasir.Storage.Tests;
+
+public sealed class Crc32CTests
+{
+    [Fact]
+    public void Check_string_123456789_gives_the_standard_value_E3069283()
+    {
+        Assert.Equal(0xE3069283u, Crc32C.Compute(Encoding.ASCII.GetBytes("123456789")));
+    }
+
+    [Fact]
+    public void Empty_input_gives_zero()
+    {
+        Assert.Equal(0u, Crc32C.Compute([]));
+        Assert.Equal(0u, Crc32C.Complete(Crc32C.InitialState));
+    }
+
+    [Fact]
+    public void Thirty_two_zero_bytes_give_the_rfc3720_value()
+    {
+        Assert.Equal(0x8A9136AAu, Crc32C.Compute(new byte[32]));
+    }
+
+    [Fact]
+    public void Every_length_around_the_eight_byte_stride_matches_a_bitwise_reference()
+    {
+        var random = new Random(7);
+        for (int length = 0; length <= 70; length++)
+        {
+            byte[] data = new byte[length];
+            random.NextBytes(data);
+            Assert.Equal(BitwiseReference(data), Crc32C.Compute(data));
+        }
+    }
+
+    [Fact]
+    public void Incremental_append_equals_one_shot_at_every_pair_of_split_points()
+    {
+        byte[] data = new byte[61];
+        new Random(11).NextBytes(data);
+        uint expected = Crc32C.Compute(data);
+        for (int first = 0; first <= data.Length; first++)
+        {
+            for (int second = first; second <= data.Length; second++)
+            {
+                uint state = Crc32C.InitialState;
+                state = Crc32C.Append(state, data.AsSpan(0, first));
+                state = Crc32C.Append(state, data.AsSpan(first, second - first));
+                state = Crc32C.Append(state, data.AsSpan(second));
+                Assert.Equal(expected, Crc32C.Complete(state));
+            }
+        }
+    }
+
+    private static uint BitwiseReference(ReadOnlySpan<byte> data)
+    {
+        uint crc = 0xFFFFFFFFu;
+        foreach (byte b in data)
+        {
+            crc ^= b;
+            for (int bit = 0; bit < 8; bit++)
+            {
+                crc = (crc & 1) != 0 ? (crc >> 1) ^ 0x82F63B78u : crc >> 1;
+            }
+        }
+
+        return ~crc;
+    }
+}
