@@ -1,0 +1,186 @@
+using System.Net;
+using System.Net.Sockets;
+using Kvasir.Protocol;
+using Kvasir.Server.Internal;
+using Kvasir.Storage;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Kvasir.Server;
+
+/// <summary>
+/// A cache node: one arena store served over the Kvasir wire protocol on a TCP port.
+/// Start with <see cref="Start"/>; <see cref="StopAsync"/> stops accepting, lets in-flight
+/// requests finish (up to <see cref="NodeOptions.DrainTimeout"/>), then frees the arena.
+/// </summary>
+public sealed class CacheNode : IAsyncDisposable
+{
+    private readonly ILogger _log;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Lock _connectionsLock = new();
+    private readonly HashSet<Connection> _connections = [];
+    private Socket? _listener;
+    private Task _acceptLoop = Task.CompletedTask;
+    private int _stopped;
+
+    public CacheNode(NodeOptions options, ILoggerFactory? loggerFactory = null)
+    {
+        options.Validate();
+        Options = options;
+        LoggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
+        _log = LoggerFactory.CreateLogger("Kvasir.Node");
+        Store = new KvArenaStore(options.Store);
+        StartedAt = DateTimeOffset.UtcNow;
+    }
+
+    public NodeOptions Options { get; }
+
+    /// <summary>The node's store; an in-process client uses it directly.</summary>
+    public KvArenaStore Store { get; }
+
+    public NodeCounters Counters { get; } = new();
+
+    public DateTimeOffset StartedAt { get; }
+
+    internal ILoggerFactory LoggerFactory { get; }
+
+    /// <summary>The bound data port (the real one when <see cref="NodeOptions.Port"/> is 0).</summary>
+    public int Port { get; private set; }
+
+    public string NodeId => Options.NodeId ?? $"{Options.Host}:{Port}";
+
+    internal CancellationToken Stopping => _stop.Token;
+
+    /// <summary>Binds the data port and starts accepting. Throws <see cref="SocketException"/> when the port is taken.</summary>
+    public void Start()
+    {
+        var address = IPAddress.Parse(Options.Host);
+        var listener = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            // SO_REUSEADDR alone (restart while old connections sit in TIME_WAIT). .NET's ReuseAddress
+            // also sets SO_REUSEPORT on Linux, which would let a second node bind the same port.
+            if (OperatingSystem.IsLinux()) listener.SetRawSocketOption(1 /* SOL_SOCKET */, 2 /* SO_REUSEADDR */, BitConverter.GetBytes(1));
+            listener.Bind(new IPEndPoint(address, Options.Port));
+            listener.Listen(512);
+        }
+        catch
+        {
+            listener.Dispose();
+            throw;
+        }
+        _listener = listener;
+        Port = ((IPEndPoint)listener.LocalEndPoint!).Port;
+        _acceptLoop = Task.Run(AcceptLoopAsync);
+        _log.LogInformation("kvasir node {NodeId} serving on {Host}:{Port}, {Capacity} bytes, auth {Auth}",
+            NodeId, Options.Host, Port, Options.Store.Capacity, Options.AuthKey is null ? "off" : "on");
+    }
+
+    /// <summary>Stats as sent in the STATS reply: storage, connection and traffic counters.</summary>
+    public List<KeyValuePair<string, long>> StatsSnapshot()
+    {
+        var s = Store.GetStats();
+        var c = Counters;
+        var list = new List<KeyValuePair<string, long>>
+        {
+            new("capacity_bytes", s.Capacity),
+            new("allocated_bytes", s.AllocatedBytes),
+            new("live_bytes", s.LiveBytes),
+            new("keys", s.Keys),
+            new("reservations", s.Reservations),
+            new("leases", s.ActiveLeases),
+            new("pinned_keys", s.PinnedKeys),
+            new("hits", s.Hits),
+            new("misses", s.Misses),
+            new("puts", s.Puts),
+            new("removes", s.Removes),
+            new("evictions", s.Evictions),
+            new("evicted_bytes", s.EvictedBytes),
+            new("out_of_memory", s.OutOfMemory),
+            new("utilisation_ppm", (long)(s.Utilisation * 1_000_000)),
+            new("connections", c.Connections),
+            new("connections_total", c.ConnectionsTotal),
+            new("bytes_in", c.BytesIn),
+            new("bytes_out", c.BytesOut),
+            new("protocol_errors", c.ProtocolErrors),
+            new("auth_failures", c.AuthFailures),
+            new("uptime_ms", (long)(DateTimeOffset.UtcNow - StartedAt).TotalMilliseconds),
+        };
+        foreach (var op in Enum.GetValues<Opcode>())
+            list.Add(new($"requests_{op.ToString().ToLowerInvariant()}", c.Requests(op)));
+        return list;
+    }
+
+    private async Task AcceptLoopAsync()
+    {
+        var listener = _listener!;
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket socket;
+            try
+            {
+                socket = await listener.AcceptAsync(_stop.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) { break; }
+            catch (ObjectDisposedException) { break; }
+            catch (SocketException ex)
+            {
+                _log.LogWarning("accept failed: {Reason}", ex.Message);
+                continue;
+            }
+            Connection connection;
+            lock (_connectionsLock)
+            {
+                if (_connections.Count >= Options.MaxConnections)
+                {
+                    _log.LogWarning("connection from {Remote} refused: {Max} connections open", socket.RemoteEndPoint, Options.MaxConnections);
+                    socket.Dispose();
+                    continue;
+                }
+                connection = new Connection(this, socket);
+                _connections.Add(connection);
+            }
+            _ = RunConnectionAsync(connection);
+        }
+    }
+
+    private async Task RunConnectionAsync(Connection connection)
+    {
+        Counters.Opened();
+        try
+        {
+            await connection.RunAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            Counters.Closed();
+            lock (_connectionsLock) _connections.Remove(connection);
+        }
+    }
+
+    /// <summary>
+    /// Stops accepting, lets every connection finish the request it is serving and send its queued
+    /// replies, cuts connections still busy after the drain timeout, and frees the arena only once
+    /// no connection can touch it.
+    /// </summary>
+    public async Task StopAsync()
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) != 0) return;
+        _stop.Cancel();
+        _listener?.Dispose();
+        await _acceptLoop.ConfigureAwait(false);
+        Task[] running;
+        lock (_connectionsLock) running = _connections.Select(c => c.Completion).ToArray();
+        var all = Task.WhenAll(running);
+        if (await Task.WhenAny(all, Task.Delay(Options.DrainTimeout)).ConfigureAwait(false) != all)
+        {
+            _log.LogWarning("drain timeout: cutting {Count} busy connections", running.Count(t => !t.IsCompleted));
+            lock (_connectionsLock) foreach (var c in _connections) c.Abort("node stopping");
+            await all.ConfigureAwait(false);
+        }
+        Store.Dispose();
+        _log.LogInformation("kvasir node {NodeId} stopped", NodeId);
+    }
+
+    public async ValueTask DisposeAsync() => await StopAsync().ConfigureAwait(false);
+}

@@ -1,0 +1,210 @@
+using System.Buffers;
+using System.Net.Sockets;
+using System.Threading.Channels;
+using Kvasir.Protocol;
+using Kvasir.Server.Transport;
+using Kvasir.Storage;
+using Microsoft.Extensions.Logging;
+
+namespace Kvasir.Server.Internal;
+
+/// <summary>
+/// One client connection. A read loop parses requests in order and serves them (PUT payloads are
+/// received straight into arena reservations); replies go through a bounded queue to a
+/// <see cref="ReplyWriter"/>, so receiving the next request overlaps sending the previous reply.
+/// Any frame-level error is answered with its status, then the connection is closed; nothing a
+/// client sends can fault the node or leak arena space.
+/// </summary>
+internal sealed partial class Connection : ILeaseHolder
+{
+    private readonly CacheNode _node;
+    private readonly KvArenaStore _store;
+    private readonly Socket _socket;
+    private readonly BufferedReceiver _rx;
+    private readonly Channel<Reply> _replies;
+    private readonly CancellationTokenSource _abort = new();
+    private readonly CancellationTokenSource _idle;
+    private readonly CancellationTokenSource _frame = new();
+    private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly ILogger _log;
+    private readonly string _remote;
+    private bool _helloDone;
+    private bool _authenticated;
+    private byte[]? _serverNonce;
+    private ulong _currentRequestId;
+    private Opcode _currentOpcode;
+
+    public Connection(CacheNode node, Socket socket)
+    {
+        _node = node;
+        _store = node.Store;
+        _socket = socket;
+        _socket.NoDelay = true;
+        _rx = new BufferedReceiver(socket);
+        _replies = Channel.CreateBounded<Reply>(new BoundedChannelOptions(node.Options.MaxQueuedReplies)
+        {
+            SingleReader = true,
+            SingleWriter = true,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+        _idle = CancellationTokenSource.CreateLinkedTokenSource(node.Stopping, _abort.Token);
+        _log = node.LoggerFactory.CreateLogger("Kvasir.Connection");
+        _remote = socket.RemoteEndPoint?.ToString() ?? "?";
+    }
+
+    /// <summary>Completes when the connection has closed and released everything it held.</summary>
+    public Task Completion => _completion.Task;
+
+    private bool AuthRequired => _node.Options.AuthKey is not null;
+
+    public async Task RunAsync()
+    {
+        var writer = new ReplyWriter(_socket, _store, _node.Counters);
+        var writing = Task.Run(() => writer.RunAsync(_replies.Reader, _abort.Token));
+        bool closeGracefully = true;
+        try
+        {
+            await ReadLoopAsync().ConfigureAwait(false);
+        }
+        catch (ProtocolException ex)
+        {
+            _node.Counters.ProtocolError();
+            if (ex.Status == WireStatus.AuthFailed) _node.Counters.AuthFailure();
+            _log.LogWarning("connection {Remote}: {Status}: {Reason}", _remote, ex.Status, ex.Message);
+            await QueueErrorAsync(ex.Status, ex.Message).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (IsDisconnect(ex))
+        {
+            closeGracefully = false;
+            if (!_abort.IsCancellationRequested && !_node.Stopping.IsCancellationRequested)
+                _log.LogDebug("connection {Remote} closed: {Reason}", _remote, ex.Message);
+        }
+        catch (Exception ex)
+        {
+            _log.LogError(ex, "connection {Remote}: internal error serving {Op}", _remote, _currentOpcode);
+            await QueueErrorAsync(WireStatus.InternalError, "internal error").ConfigureAwait(false);
+        }
+        finally
+        {
+            _replies.Writer.TryComplete();
+            await writing.ConfigureAwait(false);
+            await CloseSocketAsync(closeGracefully).ConfigureAwait(false);
+            _idle.Dispose();
+            _completion.TrySetResult();
+        }
+    }
+
+    /// <summary>Cuts the connection at once: pending socket calls fail and their leases are released.</summary>
+    public void Abort(string reason)
+    {
+        if (_abort.IsCancellationRequested) return;
+        _log.LogDebug("connection {Remote} aborted: {Reason}", _remote, reason);
+        try { _abort.Cancel(); } catch (ObjectDisposedException) { }
+        try { _socket.Dispose(); } catch (ObjectDisposedException) { }
+    }
+
+    /// <summary>A lease of ours outlived the lease timeout: the client stopped reading. Cut it off; the writer then releases.</summary>
+    public void OnLeaseExpired() => Abort("lease expired: client is not reading its replies");
+
+    private async Task ReadLoopAsync()
+    {
+        var headerBuffer = new byte[ProtocolLimits.HeaderSize];
+        while (true)
+        {
+            if (!await _rx.ReadExactAsync(headerBuffer, _idle.Token).ConfigureAwait(false))
+                return;
+            // Taken from the raw bytes first, so an error about this header still names its request.
+            _currentRequestId = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(headerBuffer.AsSpan(8));
+            _currentOpcode = (Opcode)headerBuffer[5];
+            var header = FrameHeader.Read(headerBuffer);
+            CheckRequestHeader(header);
+            _frame.CancelAfter(_node.Options.FrameTimeout);
+            var token = _frame.Token;
+            byte[] meta = ArrayPool<byte>.Shared.Rent(header.MetaLength);
+            try
+            {
+                await _rx.ReadRequiredAsync(meta.AsMemory(0, header.MetaLength), token).ConfigureAwait(false);
+                _node.Counters.In(ProtocolLimits.HeaderSize + header.MetaLength);
+                await DispatchAsync(header, meta, token).ConfigureAwait(false);
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(meta);
+            }
+            if (!_frame.TryReset())
+                throw new OperationCanceledException("frame timeout");
+        }
+    }
+
+    private void CheckRequestHeader(in FrameHeader h)
+    {
+        if (h.IsReply)
+            throw new ProtocolException(WireStatus.BadFrame, "a reply frame was sent to the node");
+        if (!Opcodes.IsDefined((byte)h.Opcode))
+            throw new ProtocolException(WireStatus.UnknownOpcode, $"unknown opcode 0x{(byte)h.Opcode:x2}");
+        var allowed = h.Opcode == Opcode.Put ? FrameFlags.Chain | FrameFlags.ChainParent : FrameFlags.None;
+        if ((h.Flags & ~allowed) != 0)
+            throw new ProtocolException(WireStatus.BadFrame, $"flags 0x{(ushort)h.Flags:x4} are not valid for {h.Opcode}");
+        if ((h.Flags & FrameFlags.ChainParent) != 0 && (h.Flags & FrameFlags.Chain) == 0)
+            throw new ProtocolException(WireStatus.BadFrame, "ChainParent without Chain");
+        if (h.Status != WireStatus.Ok)
+            throw new ProtocolException(WireStatus.BadFrame, "a request carries a non-zero status");
+        if (h.MetaLength > _node.Options.MaxMetaBytes)
+            throw new ProtocolException(WireStatus.FrameTooLarge, $"metadata of {h.MetaLength} bytes exceeds the limit of {_node.Options.MaxMetaBytes}");
+        if (h.Opcode != Opcode.Put && h.PayloadLength != 0)
+            throw new ProtocolException(WireStatus.BadFrame, $"{h.Opcode} carries no payload");
+        if (!_helloDone && h.Opcode != Opcode.Hello)
+            throw new ProtocolException(WireStatus.HelloRequired, "the first frame must be HELLO");
+        if (_helloDone && h.Opcode == Opcode.Hello)
+            throw new ProtocolException(WireStatus.BadState, "HELLO was already exchanged");
+        if (_helloDone && AuthRequired && !_authenticated && h.Opcode != Opcode.Auth)
+            throw new ProtocolException(WireStatus.AuthRequired, "this node requires AUTH before any other request");
+        if (h.Opcode == Opcode.Auth && (!AuthRequired || _authenticated))
+            throw new ProtocolException(WireStatus.BadState, AuthRequired ? "already authenticated" : "this node has no auth key");
+    }
+
+    private async Task QueueErrorAsync(WireStatus status, string message)
+    {
+        var meta = ErrorReply.Encode(message);
+        var buffer = ArrayPool<byte>.Shared.Rent(ProtocolLimits.HeaderSize + meta.Length);
+        new FrameHeader(_currentOpcode, FrameFlags.Reply, _currentRequestId, status, meta.Length, 0).Write(buffer);
+        meta.CopyTo(buffer.AsSpan(ProtocolLimits.HeaderSize));
+        try
+        {
+            await _replies.Writer.WriteAsync(Reply.Create(buffer, ProtocolLimits.HeaderSize + meta.Length, closeAfter: true), _abort.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or ChannelClosedException)
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// After an error reply: half-close, then read and drop what the client still sends for a short
+    /// while, so the close does not turn into a reset that destroys the reply before it is read.
+    /// </summary>
+    private async Task CloseSocketAsync(bool graceful)
+    {
+        if (graceful && !_abort.IsCancellationRequested)
+        {
+            try
+            {
+                _socket.Shutdown(SocketShutdown.Send);
+                using var linger = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+                var sink = new byte[16 * 1024];
+                long drained = 0;
+                while (drained < (8 << 20))
+                {
+                    int n = await _socket.ReceiveAsync(sink, SocketFlags.None, linger.Token).ConfigureAwait(false);
+                    if (n == 0) break;
+                    drained += n;
+                }
+            }
+            catch (Exception ex) when (IsDisconnect(ex)) { }
+        }
+        try { _socket.Dispose(); } catch (ObjectDisposedException) { }
+    }
+
+    private static bool IsDisconnect(Exception ex) =>
+        ex is SocketException or ObjectDisposedException or EndOfStreamException or IOException or OperationCanceledException;
+}

@@ -1,0 +1,34 @@
+using Kvasir.Protocol;
+
+namespace Kvasir.Server;
+
+/// <summary>Node-wide counters, updated with interlocked adds from every connection.</summary>
+public sealed class NodeCounters
+{
+    private readonly long[] _requests = new long[256];
+    private readonly long[] _keys = new long[256];
+    private long _bytesIn, _bytesOut, _connections, _connectionsTotal, _protocolErrors, _authFailures;
+
+    public long BytesIn => Volatile.Read(ref _bytesIn);
+    public long BytesOut => Volatile.Read(ref _bytesOut);
+    public long Connections => Volatile.Read(ref _connections);
+    public long ConnectionsTotal => Volatile.Read(ref _connectionsTotal);
+    public long ProtocolErrors => Volatile.Read(ref _protocolErrors);
+    public long AuthFailures => Volatile.Read(ref _authFailures);
+
+    public long Requests(Opcode op) => Volatile.Read(ref _requests[(byte)op]);
+    public long Keys(Opcode op) => Volatile.Read(ref _keys[(byte)op]);
+
+    public void Request(Opcode op, int keys)
+    {
+        Interlocked.Increment(ref _requests[(byte)op]);
+        Interlocked.Add(ref _keys[(byte)op], keys);
+    }
+
+    internal void In(long bytes) => Interlocked.Add(ref _bytesIn, bytes);
+    internal void Out(long bytes) => Interlocked.Add(ref _bytesOut, bytes);
+    internal void Opened() { Interlocked.Increment(ref _connections); Interlocked.Increment(ref _connectionsTotal); }
+    internal void Closed() => Interlocked.Decrement(ref _connections);
+    internal void ProtocolError() => Interlocked.Increment(ref _protocolErrors);
+    internal void AuthFailure() => Interlocked.Increment(ref _authFailures);
+}

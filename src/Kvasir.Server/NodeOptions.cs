@@ -1,0 +1,64 @@
+using Kvasir.Protocol;
+using Kvasir.Storage;
+
+namespace Kvasir.Server;
+
+/// <summary>Options of a cache node. Every default is what <c>kvasir serve</c> uses with no flags.</summary>
+public sealed class NodeOptions
+{
+    /// <summary>Address the data port binds. Default 127.0.0.1 (loopback only); 0.0.0.0 exposes the node to the network, so set an auth key.</summary>
+    public string Host { get; init; } = "127.0.0.1";
+
+    /// <summary>Data port. Default 7380; 0 picks a free port (see <see cref="CacheNode.Port"/>).</summary>
+    public int Port { get; init; } = 7380;
+
+    /// <summary>
+    /// 32-byte HMAC key (64 hex characters on the command line). Default none: any client that can
+    /// reach the port may read and write everything.
+    /// </summary>
+    public byte[]? AuthKey { get; init; }
+
+    /// <summary>Arena, allocator and eviction settings. Default: 1 GiB, 64 MiB values, LRU.</summary>
+    public StoreOptions Store { get; init; } = new();
+
+    /// <summary>Most keys in one request. Default 8192. Larger batches are refused with BatchTooLarge and the connection closed.</summary>
+    public int MaxBatchKeys { get; init; } = ProtocolLimits.DefaultMaxBatchKeys;
+
+    /// <summary>Largest metadata section of a request. Default 8 MiB. Each connection may hold one such buffer while a request is parsed.</summary>
+    public int MaxMetaBytes { get; init; } = ProtocolLimits.DefaultMaxMetaBytes;
+
+    /// <summary>
+    /// A frame whose header has arrived must arrive whole within this time. Default 30 s. Too short
+    /// cuts off slow clients sending large batches; too long lets a stalled client hold arena space
+    /// reserved for its PUT that long.
+    /// </summary>
+    public TimeSpan FrameTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Replies queued per connection before the node stops reading that connection's requests. Default 64. Each queued GET reply holds leases on its values.</summary>
+    public int MaxQueuedReplies { get; init; } = 64;
+
+    /// <summary>Open connections accepted at once. Default 4096; connections beyond it are closed at accept.</summary>
+    public int MaxConnections { get; init; } = 4096;
+
+    /// <summary>On stop, how long in-flight requests may take to finish before their connections are cut. Default 10 s.</summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Name the node gives in HELLO and STATS. Default "host:port".</summary>
+    public string? NodeId { get; init; }
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first bad option.</summary>
+    public void Validate()
+    {
+        if (Port is < 0 or > 65535) throw new ArgumentException($"port {Port} is out of range 0..65535");
+        if (AuthKey is not null && AuthKey.Length != AuthHandshake.KeyBytes) throw new ArgumentException("auth key must be 32 bytes (64 hex characters)");
+        if (MaxBatchKeys < 1) throw new ArgumentException("max batch keys must be at least 1");
+        if (MaxMetaBytes < 1024) throw new ArgumentException("max metadata bytes must be at least 1024");
+        if (FrameTimeout <= TimeSpan.Zero) throw new ArgumentException("frame timeout must be positive");
+        if (MaxQueuedReplies < 1) throw new ArgumentException("max queued replies must be at least 1");
+        if (Store.MaxValueBytes > ProtocolLimits.HardMaxValueBytes) throw new ArgumentException($"max value size may not exceed {ProtocolLimits.HardMaxValueBytes} bytes");
+        if (Store.MaxKeyBytes > ProtocolLimits.MaxKeyBytes) throw new ArgumentException($"max key bytes may not exceed {ProtocolLimits.MaxKeyBytes}");
+        if (NodeId is not null && System.Text.Encoding.UTF8.GetByteCount(NodeId) > ProtocolLimits.MaxNameBytes)
+            throw new ArgumentException($"node id may not exceed {ProtocolLimits.MaxNameBytes} bytes");
+        Store.Validate();
+    }
+}

@@ -1,0 +1,84 @@
+using System.Net.Sockets;
+
+namespace Kvasir.Server.Transport;
+
+/// <summary>
+/// Reads exact byte counts from a socket through a small read-ahead buffer. Headers, metadata
+/// and small values come out of the buffer (one recv serves many frames); any read of at least
+/// the buffer's size that finds the buffer empty goes straight from the socket into the caller's
+/// memory (the arena), so large payloads are never copied through managed memory.
+/// Not thread-safe: one reader at a time.
+/// </summary>
+public sealed class BufferedReceiver(Socket socket, int bufferSize = 64 * 1024)
+{
+    private readonly byte[] _buffer = new byte[bufferSize];
+    private int _start;
+    private int _end;
+
+    /// <summary>Bytes already buffered and not yet consumed.</summary>
+    public int Buffered => _end - _start;
+
+    /// <summary>
+    /// Fills <paramref name="destination"/>. Returns false on a clean end of stream before the first
+    /// byte; throws <see cref="EndOfStreamException"/> when the stream ends part-way.
+    /// </summary>
+    public async ValueTask<bool> ReadExactAsync(Memory<byte> destination, CancellationToken ct)
+    {
+        int done = 0;
+        while (done < destination.Length)
+        {
+            if (_start < _end)
+            {
+                int n = Math.Min(_end - _start, destination.Length - done);
+                _buffer.AsSpan(_start, n).CopyTo(destination.Span[done..]);
+                _start += n;
+                done += n;
+                continue;
+            }
+            int want = destination.Length - done;
+            int received;
+            if (want >= _buffer.Length)
+            {
+                received = await socket.ReceiveAsync(destination[done..], SocketFlags.None, ct).ConfigureAwait(false);
+                if (received == 0) return EndOfStream(done);
+                done += received;
+            }
+            else
+            {
+                received = await socket.ReceiveAsync(_buffer.AsMemory(), SocketFlags.None, ct).ConfigureAwait(false);
+                if (received == 0) return EndOfStream(done);
+                _start = 0;
+                _end = received;
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Fills <paramref name="destination"/>; any end of stream is an <see cref="EndOfStreamException"/> (the read is inside a frame).</summary>
+    public async ValueTask ReadRequiredAsync(Memory<byte> destination, CancellationToken ct)
+    {
+        if (!await ReadExactAsync(destination, ct).ConfigureAwait(false) && destination.Length > 0)
+            throw new EndOfStreamException("connection closed inside a frame");
+    }
+
+    /// <summary>Reads and discards <paramref name="count"/> bytes (the payload of a rejected value).</summary>
+    public async ValueTask SkipAsync(long count, CancellationToken ct)
+    {
+        while (count > 0)
+        {
+            if (_start == _end)
+            {
+                int received = await socket.ReceiveAsync(_buffer.AsMemory(), SocketFlags.None, ct).ConfigureAwait(false);
+                if (received == 0) throw new EndOfStreamException("connection closed inside a payload");
+                _start = 0;
+                _end = received;
+            }
+            int n = (int)Math.Min(count, _end - _start);
+            _start += n;
+            count -= n;
+        }
+    }
+
+    private static bool EndOfStream(int done) =>
+        done == 0 ? false : throw new EndOfStreamException("connection closed inside a frame");
+}
