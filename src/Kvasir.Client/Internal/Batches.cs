@@ -1,0 +1,83 @@
+using Kvasir.Protocol;
+
+namespace Kvasir.Client.Internal;
+
+/// <summary>A PUT value: one contiguous memory or several pieces concatenated in order.</summary>
+internal readonly struct ValueSource
+{
+    public ValueSource(ReadOnlyMemory<byte> one) { One = one; Length = one.Length; }
+
+    public ValueSource(IReadOnlyList<ReadOnlyMemory<byte>> many)
+    {
+        Many = many;
+        long length = 0;
+        foreach (var piece in many) length += piece.Length;
+        Length = length;
+    }
+
+    public ReadOnlyMemory<byte> One { get; }
+    public IReadOnlyList<ReadOnlyMemory<byte>>? Many { get; }
+    public long Length { get; }
+
+    public int PieceCount => Many?.Count ?? 1;
+    public ReadOnlyMemory<byte> Piece(int i) => Many is null ? One : Many[i];
+}
+
+/// <summary>A GET destination: one memory, several pieces filled in order, or "allocate on arrival".</summary>
+internal readonly struct ValueDestination
+{
+    public ValueDestination(Memory<byte> one) { One = one; Capacity = one.Length; }
+
+    public ValueDestination(IReadOnlyList<Memory<byte>> many)
+    {
+        Many = many;
+        long capacity = 0;
+        foreach (var piece in many) capacity += piece.Length;
+        Capacity = capacity;
+    }
+
+    private ValueDestination(bool allocate) { Allocate = allocate; Capacity = long.MaxValue; }
+
+    public static ValueDestination Allocating => new(true);
+
+    public Memory<byte> One { get; }
+    public IReadOnlyList<Memory<byte>>? Many { get; }
+    public long Capacity { get; }
+    public bool Allocate { get; }
+
+    public int PieceCount => Many?.Count ?? 1;
+    public Memory<byte> Piece(int i) => Many is null ? One : Many[i];
+}
+
+internal sealed class PutBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueSource[] values)
+{
+    public IReadOnlyList<ReadOnlyMemory<byte>> Keys { get; } = keys;
+    public ValueSource[] Values { get; } = values;
+    public KvStatus[] Results { get; } = new KvStatus[keys.Count];
+}
+
+internal sealed class GetBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueDestination[] destinations)
+{
+    public IReadOnlyList<ReadOnlyMemory<byte>> Keys { get; } = keys;
+    public ValueDestination[] Destinations { get; } = destinations;
+    public KvGetResult[] Results { get; } = new KvGetResult[keys.Count];
+
+    /// <summary>Values received for <see cref="ValueDestination.Allocating"/> destinations.</summary>
+    public byte[]?[] Allocated { get; } = new byte[]?[keys.Count];
+}
+
+/// <summary>What the node accepts, from its HELLO reply (or its options when embedded).</summary>
+internal sealed record NodeLimits(long MaxValueBytes, int MaxKeyBytes, int MaxBatchKeys, int MaxMetaBytes, long Capacity, string NodeId);
+
+internal static class StatusConvert
+{
+    public static KvStatus FromWire(WireStatus status) => status switch
+    {
+        WireStatus.Ok => KvStatus.Ok,
+        WireStatus.NotFound => KvStatus.NotFound,
+        WireStatus.ValueTooLarge => KvStatus.ValueTooLarge,
+        WireStatus.InvalidKey => KvStatus.InvalidKey,
+        WireStatus.OutOfMemory => KvStatus.OutOfMemory,
+        _ => KvStatus.ProtocolError,
+    };
+}

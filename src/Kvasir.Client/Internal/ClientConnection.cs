@@ -1,0 +1,270 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Net.Sockets;
+using Kvasir.Protocol;
+using Kvasir.Server.Transport;
+
+namespace Kvasir.Client.Internal;
+
+/// <summary>
+/// One TCP connection to a node, carrying many requests in flight. Senders take turns writing whole
+/// frames (header, metadata, then the value pieces straight from caller memory); one reader loop
+/// matches replies to requests by id and receives GET payloads straight into caller buffers.
+/// When the connection breaks every request still waiting fails with Unavailable.
+/// </summary>
+internal sealed class ClientConnection : IAsyncDisposable
+{
+    /// <summary>Value pieces up to this size are copied into the frame's staging buffer to save a syscall.</summary>
+    private const int CoalesceLimit = 8 * 1024;
+
+    private readonly Socket _socket;
+    private readonly BufferedReceiver _rx;
+    private readonly ConcurrentDictionary<ulong, PendingRequest> _pending = new();
+    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private readonly CancellationTokenSource _closed = new();
+    private readonly byte[] _staging = new byte[64 * 1024];
+    private long _nextId;
+    private Task _readLoop = Task.CompletedTask;
+    private volatile bool _broken;
+
+    private ClientConnection(Socket socket)
+    {
+        _socket = socket;
+        _rx = new BufferedReceiver(socket);
+    }
+
+    public bool IsBroken => _broken;
+
+    public HelloReply Hello { get; private set; } = null!;
+
+    /// <summary>Opens a connection and completes HELLO and, when the node asks for it, mutual AUTH.</summary>
+    public static async Task<ClientConnection> OpenAsync(string host, int port, byte[]? authKey, string clientName, TimeSpan timeout, CancellationToken ct)
+    {
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        cts.CancelAfter(timeout);
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var connection = new ClientConnection(socket);
+        try
+        {
+            try
+            {
+                await socket.ConnectAsync(host, port, cts.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is SocketException or OperationCanceledException && !ct.IsCancellationRequested)
+            {
+                throw new KvasirException($"cannot connect to {host}:{port}: {(ex is SocketException se ? se.SocketErrorCode.ToString() : "timed out")}", ex);
+            }
+            connection._readLoop = Task.Run(connection.ReadLoopAsync);
+            await connection.HandshakeAsync(authKey, clientName, cts.Token, ct).ConfigureAwait(false);
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private async Task HandshakeAsync(byte[]? authKey, string clientName, CancellationToken token, CancellationToken callerToken)
+    {
+        var hello = new HelloRequest(ProtocolLimits.Version, ProtocolLimits.Version, 0, clientName);
+        var meta = new byte[hello.Size];
+        var w = new MetaWriter(meta);
+        hello.Write(ref w);
+        var reply = await CallAsync(Opcode.Hello, meta, token, callerToken).ConfigureAwait(false);
+        Hello = HelloReply.Read(reply);
+        if (Hello.AuthRequired && authKey is null)
+            throw new KvasirAuthException("the node requires an auth key and none is configured");
+        if (!Hello.AuthRequired && authKey is not null)
+            throw new KvasirAuthException("an auth key is configured but the node does not authenticate; refusing an unauthenticated node");
+        if (authKey is null) return;
+        var clientNonce = AuthHandshake.NewNonce();
+        var auth = new AuthRequest(clientNonce, AuthHandshake.ClientProof(authKey, Hello.ServerNonce, clientNonce));
+        meta = new byte[AuthRequest.Size];
+        w = new MetaWriter(meta);
+        auth.Write(ref w);
+        var authReply = AuthReply.Read(await CallAsync(Opcode.Auth, meta, token, callerToken).ConfigureAwait(false));
+        if (!AuthHandshake.ProofsEqual(AuthHandshake.ServerProof(authKey, Hello.ServerNonce, clientNonce), authReply.ServerProof))
+            throw new KvasirAuthException("the node could not prove it holds the auth key");
+    }
+
+    /// <summary>A request whose reply metadata the caller parses (HELLO, AUTH, PING, STATS).</summary>
+    public async Task<byte[]> CallAsync(Opcode op, byte[] meta, CancellationToken token, CancellationToken callerToken = default)
+    {
+        var request = new MetaRequest();
+        await SendAsync(request, op, FrameFlags.None, meta, meta.Length, null, 0, 0, token).ConfigureAwait(false);
+        await WaitAsync(request, Timeout.InfiniteTimeSpan, token).ConfigureAwait(false);
+        if (request.FrameError is { } error)
+        {
+            if (error.Status == WireStatus.AuthFailed) throw new KvasirAuthException($"the node refused authentication: {error.Message}");
+            throw new KvasirException($"{op} failed: {error.Status}: {error.Message}");
+        }
+        if (request.Status != KvStatus.Ok)
+        {
+            callerToken.ThrowIfCancellationRequested();
+            throw new KvasirException($"{op} failed: {request.Status}");
+        }
+        return request.Meta;
+    }
+
+    /// <summary>
+    /// Sends one frame: header, <paramref name="metaLength"/> bytes of <paramref name="meta"/>, then the
+    /// value pieces of keys [start, end). If sending fails or is cancelled part-way the connection is
+    /// cut (the stream is out of step), and the request fails with Unavailable.
+    /// </summary>
+    public async Task SendAsync(PendingRequest request, Opcode op, FrameFlags flags, byte[] meta, int metaLength,
+        ValueSource[]? values, int start, int end, CancellationToken ct)
+    {
+        long payload = 0;
+        if (values is not null) for (int i = start; i < end; i++) payload += values[i].Length;
+        ulong id = (ulong)Interlocked.Increment(ref _nextId);
+        _pending[id] = request;
+        if (_broken)
+        {
+            Forget(id, request, KvStatus.Unavailable);
+            return;
+        }
+        bool locked = false;
+        try
+        {
+            await _sendLock.WaitAsync(ct).ConfigureAwait(false);
+            locked = true;
+            new FrameHeader(op, flags, id, WireStatus.Ok, metaLength, payload).Write(_staging);
+            int staged = ProtocolLimits.HeaderSize;
+            staged = await AppendAsync(meta.AsMemory(0, metaLength), staged, ct).ConfigureAwait(false);
+            if (values is not null)
+            {
+                for (int i = start; i < end; i++)
+                    for (int p = 0; p < values[i].PieceCount; p++)
+                        staged = await AppendAsync(values[i].Piece(p), staged, ct).ConfigureAwait(false);
+            }
+            if (staged > 0) await _socket.SendAsync(_staging.AsMemory(0, staged), SocketFlags.None, ct).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException or IOException)
+        {
+            if (locked) Abort();
+            Forget(id, request, KvStatus.Unavailable);
+            if (ex is OperationCanceledException) ct.ThrowIfCancellationRequested();
+        }
+        finally
+        {
+            if (locked) _sendLock.Release();
+        }
+    }
+
+    private async ValueTask<int> AppendAsync(ReadOnlyMemory<byte> data, int staged, CancellationToken ct)
+    {
+        if (data.Length <= CoalesceLimit && data.Length <= _staging.Length - staged)
+        {
+            data.Span.CopyTo(_staging.AsSpan(staged));
+            return staged + data.Length;
+        }
+        if (staged > 0) await _socket.SendAsync(_staging.AsMemory(0, staged), SocketFlags.None, ct).ConfigureAwait(false);
+        if (data.Length <= CoalesceLimit)
+        {
+            data.Span.CopyTo(_staging);
+            return data.Length;
+        }
+        await _socket.SendAsync(data, SocketFlags.None, ct).ConfigureAwait(false);
+        return 0;
+    }
+
+    /// <summary>
+    /// Waits for the reply. On timeout or cancellation the request is abandoned if its reply has not
+    /// started arriving; otherwise the connection is cut and the reader is awaited, so that when this
+    /// returns nothing writes into the caller's buffers any more. Returns false on timeout.
+    /// </summary>
+    public async Task<bool> WaitAsync(PendingRequest request, TimeSpan timeout, CancellationToken ct)
+    {
+        try
+        {
+            await request.Completion.WaitAsync(timeout, ct).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
+        {
+            if (!request.TryAbandon())
+            {
+                if (request.IsDone && ex is TimeoutException) return true; // the reply won the race
+                Abort();
+                await request.Completion.ConfigureAwait(false);
+            }
+            request.MarkAll(KvStatus.Timeout);
+            if (ex is OperationCanceledException) throw;
+            return false;
+        }
+    }
+
+    private void Forget(ulong id, PendingRequest request, KvStatus status)
+    {
+        _pending.TryRemove(id, out _);
+        request.Fail(status);
+    }
+
+    private async Task ReadLoopAsync()
+    {
+        var header = new byte[ProtocolLimits.HeaderSize];
+        PendingRequest? current = null;
+        try
+        {
+            while (true)
+            {
+                if (!await _rx.ReadExactAsync(header, _closed.Token).ConfigureAwait(false)) break;
+                var h = FrameHeader.Read(header);
+                if (!h.IsReply || !_pending.TryRemove(h.RequestId, out current))
+                    throw new ProtocolException(WireStatus.BadFrame, $"reply for unknown request {h.RequestId}");
+                var meta = ArrayPool<byte>.Shared.Rent(h.MetaLength);
+                try
+                {
+                    await _rx.ReadRequiredAsync(meta.AsMemory(0, h.MetaLength), _closed.Token).ConfigureAwait(false);
+                    if (h.Status != WireStatus.Ok)
+                    {
+                        await _rx.SkipAsync(h.PayloadLength, _closed.Token).ConfigureAwait(false);
+                        current.Fail(KvStatus.ProtocolError, (h.Status, ErrorReply.Read(meta.AsSpan(0, h.MetaLength))));
+                    }
+                    else if (current.TryBeginReceive())
+                    {
+                        await current.ReceiveAsync(h, meta.AsMemory(0, h.MetaLength), _rx, _closed.Token).ConfigureAwait(false);
+                        current.Complete();
+                    }
+                    else
+                    {
+                        await _rx.SkipAsync(h.PayloadLength, _closed.Token).ConfigureAwait(false);
+                        current.Fail(KvStatus.Timeout);
+                    }
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(meta);
+                }
+                current = null;
+            }
+        }
+        catch (Exception)
+        {
+            // Socket failure, abort, or a reply that breaks the protocol: the stream cannot be trusted.
+        }
+        finally
+        {
+            _broken = true;
+            current?.Fail(KvStatus.Unavailable);
+            foreach (var id in _pending.Keys)
+                if (_pending.TryRemove(id, out var pending)) pending.Fail(KvStatus.Unavailable);
+            try { _socket.Dispose(); } catch (ObjectDisposedException) { }
+        }
+    }
+
+    /// <summary>Cuts the connection; the reader fails everything still pending.</summary>
+    public void Abort()
+    {
+        _broken = true;
+        try { _closed.Cancel(); } catch (ObjectDisposedException) { }
+        try { _socket.Dispose(); } catch (ObjectDisposedException) { }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Abort();
+        await _readLoop.ConfigureAwait(false);
+    }
+}

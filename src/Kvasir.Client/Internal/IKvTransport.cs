@@ -1,0 +1,24 @@
+using Kvasir.Protocol;
+
+namespace Kvasir.Client.Internal;
+
+/// <summary>
+/// How a <see cref="KvStore"/> reaches one node. Each call serves the keys [start, end) of a batch
+/// that the store has already checked against <see cref="Limits"/>, and writes their results in
+/// place. Transport failures become per-key statuses, never exceptions; only cancellation throws.
+/// </summary>
+internal interface IKvTransport : IAsyncDisposable
+{
+    NodeLimits Limits { get; }
+
+    Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct);
+
+    Task GetAsync(GetBatch batch, int start, int end, CancellationToken ct);
+
+    /// <summary>EXISTS, REMOVE, PIN, UNPIN.</summary>
+    Task KeyOpAsync(Opcode op, IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int end, KvStatus[] results, CancellationToken ct);
+
+    Task<List<KeyValuePair<string, long>>> StatsAsync(CancellationToken ct);
+
+    Task PingAsync(CancellationToken ct);
+}

@@ -1,0 +1,134 @@
+using Kvasir.Protocol;
+using Kvasir.Server.Transport;
+
+namespace Kvasir.Client.Internal;
+
+/// <summary>
+/// A request waiting for its reply. Exactly one party owns it at a time: the connection's reader
+/// claims it (<see cref="TryBeginReceive"/>) before it writes into caller buffers, or the caller
+/// abandons it (<see cref="TryAbandon"/>) on timeout/cancellation, after which the reader drains
+/// the reply without touching the caller's memory. Whoever loses must wait for the winner.
+/// </summary>
+internal abstract class PendingRequest
+{
+    private const int Waiting = 0, Receiving = 1, Done = 2, Abandoned = 3;
+    private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _state;
+
+    public Task Completion => _done.Task;
+
+    /// <summary>The node's frame-level error, when it sent one.</summary>
+    public (WireStatus Status, string Message)? FrameError { get; private set; }
+
+    public bool TryBeginReceive() => Interlocked.CompareExchange(ref _state, Receiving, Waiting) == Waiting;
+
+    public bool TryAbandon() => Interlocked.CompareExchange(ref _state, Abandoned, Waiting) == Waiting;
+
+    /// <summary>True once the reply was fully handled or the request failed.</summary>
+    public bool IsDone => Volatile.Read(ref _state) == Done;
+
+    /// <summary>
+    /// Sets every key's status after the caller gave up on the request. Only valid once the reader can
+    /// no longer touch it: after a successful <see cref="TryAbandon"/>, or after <see cref="Completion"/>.
+    /// </summary>
+    public void MarkAll(KvStatus status) => FailAll(status);
+
+    /// <summary>Reads the reply's payload (exactly <c>header.PayloadLength</c> bytes) into the caller's buffers.</summary>
+    public abstract ValueTask ReceiveAsync(FrameHeader header, ReadOnlyMemory<byte> meta, BufferedReceiver rx, CancellationToken ct);
+
+    /// <summary>Marks every key of the request with <paramref name="status"/>.</summary>
+    protected abstract void FailAll(KvStatus status);
+
+    public void Complete()
+    {
+        Volatile.Write(ref _state, Done);
+        _done.TrySetResult();
+    }
+
+    /// <summary>Fails the request unless it already completed. Safe from any thread once the reader no longer touches it.</summary>
+    public void Fail(KvStatus status, (WireStatus, string)? frameError = null)
+    {
+        int state = Interlocked.Exchange(ref _state, Done);
+        if (state == Done) return;
+        FrameError = frameError;
+        if (state != Abandoned) FailAll(status);
+        _done.TrySetResult();
+    }
+}
+
+/// <summary>Replies whose metadata is a status per key (PUT, EXISTS, REMOVE, PIN, UNPIN).</summary>
+internal sealed class StatusListRequest(KvStatus[] results, int start, int count) : PendingRequest
+{
+    public override ValueTask ReceiveAsync(FrameHeader header, ReadOnlyMemory<byte> meta, BufferedReceiver rx, CancellationToken ct)
+    {
+        var statuses = StatusListReply.Read(meta.Span, count);
+        for (int i = 0; i < count; i++) results[start + i] = StatusConvert.FromWire(statuses[i]);
+        return ValueTask.CompletedTask;
+    }
+
+    protected override void FailAll(KvStatus status) => Array.Fill(results, status, start, count);
+}
+
+/// <summary>A GET: each hit's bytes go straight from the socket into the caller's destination pieces.</summary>
+internal sealed class GetRequest(GetBatch batch, int start, int count) : PendingRequest
+{
+    public override async ValueTask ReceiveAsync(FrameHeader header, ReadOnlyMemory<byte> meta, BufferedReceiver rx, CancellationToken ct)
+    {
+        var entries = GetReply.Read(meta.Span, count, header.PayloadLength);
+        for (int i = 0; i < count; i++)
+        {
+            var e = entries[i];
+            int k = start + i;
+            if (e.Status != WireStatus.Ok)
+            {
+                batch.Results[k] = new KvGetResult(StatusConvert.FromWire(e.Status), 0);
+                continue;
+            }
+            var dest = batch.Destinations[k];
+            if (e.Length > dest.Capacity)
+            {
+                await rx.SkipAsync(e.Length, ct).ConfigureAwait(false);
+                batch.Results[k] = new KvGetResult(KvStatus.BufferTooSmall, e.Length);
+                continue;
+            }
+            if (dest.Allocate)
+            {
+                var value = new byte[e.Length];
+                await rx.ReadRequiredAsync(value, ct).ConfigureAwait(false);
+                batch.Allocated[k] = value;
+            }
+            else
+            {
+                long left = e.Length;
+                for (int p = 0; p < dest.PieceCount && left > 0; p++)
+                {
+                    var piece = dest.Piece(p);
+                    int n = (int)Math.Min(piece.Length, left);
+                    await rx.ReadRequiredAsync(piece[..n], ct).ConfigureAwait(false);
+                    left -= n;
+                }
+            }
+            batch.Results[k] = new KvGetResult(KvStatus.Ok, e.Length);
+        }
+    }
+
+    protected override void FailAll(KvStatus status)
+    {
+        for (int i = start; i < start + count; i++) batch.Results[i] = new KvGetResult(status, 0);
+    }
+}
+
+/// <summary>HELLO, AUTH, PING, STATS: the metadata is copied out for the caller to parse.</summary>
+internal sealed class MetaRequest : PendingRequest
+{
+    public byte[] Meta { get; private set; } = [];
+    public KvStatus Status { get; private set; } = KvStatus.Ok;
+
+    public override ValueTask ReceiveAsync(FrameHeader header, ReadOnlyMemory<byte> meta, BufferedReceiver rx, CancellationToken ct)
+    {
+        Meta = meta.ToArray();
+        return ValueTask.CompletedTask;
+    }
+
+    protected override void FailAll(KvStatus status) => Status = status;
+}

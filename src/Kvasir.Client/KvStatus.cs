@@ -1,0 +1,49 @@
+namespace Kvasir.Client;
+
+/// <summary>
+/// Per-key result of a batch call. Values 0–4 are the node's answers; values from 16 arise in the
+/// client. The Python client reports the same codes negated (−1 NotFound … −18 Unavailable).
+/// </summary>
+public enum KvStatus
+{
+    /// <summary>Success. For a GET, the value was copied whole into the destination.</summary>
+    Ok = 0,
+    /// <summary>The key is not stored (never written, removed, evicted or on a node that is down).</summary>
+    NotFound = 1,
+    /// <summary>The value is larger than the node's maximum value size or block size.</summary>
+    ValueTooLarge = 2,
+    /// <summary>The key is empty or longer than 512 bytes.</summary>
+    InvalidKey = 3,
+    /// <summary>The node could not make room: everything left is pinned, leased or being written.</summary>
+    OutOfMemory = 4,
+    /// <summary>GET: the destination is smaller than the value; nothing useful was written to it.</summary>
+    BufferTooSmall = 16,
+    /// <summary>No reply within the request timeout.</summary>
+    Timeout = 17,
+    /// <summary>The node could not be reached or the connection broke before the reply.</summary>
+    Unavailable = 18,
+    /// <summary>The node answered with a frame-level error (see the exception or log for the reason).</summary>
+    ProtocolError = 19,
+}
+
+/// <summary>Result of one key of a GET: its status and, when Ok, the value's length in bytes.</summary>
+public readonly record struct KvGetResult(KvStatus Status, long Length)
+{
+    public bool Found => Status == KvStatus.Ok;
+}
+
+/// <summary>Options of a batch PUT.</summary>
+public sealed class PutOptions
+{
+    /// <summary>The keys form a chain: each key's block continues the previous key's block (prefix-aware eviction keeps chains as prefixes).</summary>
+    public bool Chain { get; init; }
+
+    /// <summary>With <see cref="Chain"/>: the already stored key that the first block continues. Empty for none.</summary>
+    public ReadOnlyMemory<byte> ChainParent { get; init; }
+}
+
+/// <summary>A call failed as a whole: bad options, authentication refused, or the node unreachable at connect.</summary>
+public class KvasirException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>The node refused our credentials, or could not prove it holds the same key.</summary>
+public sealed class KvasirAuthException(string message) : KvasirException(message);

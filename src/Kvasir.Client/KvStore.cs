@@ -1,0 +1,231 @@
+using System.Text;
+using Kvasir.Client.Internal;
+using Kvasir.Protocol;
+using Kvasir.Server;
+
+namespace Kvasir.Client;
+
+/// <summary>
+/// The Kvasir client. Every data call is a batch with a result per key, in the caller's order.
+/// Values are read from and written to the caller's memory directly: PUT sends the caller's
+/// buffers (or gathered pieces) as they are, GET receives each value straight into the caller's
+/// buffer (or scatters it over pieces). Thread-safe; many calls may be in flight at once.
+/// Batches larger than the node's limits are split transparently (chained batches in order).
+/// </summary>
+public sealed class KvStore : IAsyncDisposable
+{
+    private readonly IKvTransport _transport;
+
+    private KvStore(IKvTransport transport) => _transport = transport;
+
+    /// <summary>Connects to a node over TCP. Throws <see cref="KvasirException"/> (or <see cref="KvasirAuthException"/>) with the reason.</summary>
+    public static async Task<KvStore> ConnectAsync(KvStoreOptions options, CancellationToken ct = default)
+    {
+        options.Validate();
+        return new KvStore(await TcpTransport.ConnectAsync(options, ct).ConfigureAwait(false));
+    }
+
+    /// <summary>A store over a node running in this process (transport "inproc"). The caller keeps owning <paramref name="node"/>.</summary>
+    public static KvStore InProcess(CacheNode node) => new(new InProcessTransport(node, ownsNode: false));
+
+    /// <summary>Starts a node inside this process, without a listening socket, and returns a store over it; disposing the store stops the node.</summary>
+    public static KvStore StartEmbedded(NodeOptions options) => new(new InProcessTransport(new CacheNode(options), ownsNode: true));
+
+    /// <summary>Largest value the node accepts, in bytes.</summary>
+    public long MaxValueBytes => _transport.Limits.MaxValueBytes;
+
+    /// <summary>The node's id as it reported it.</summary>
+    public string NodeId => _transport.Limits.NodeId;
+
+    /// <summary>UTF-8 bytes of each key: a convenience for string keys.</summary>
+    public static ReadOnlyMemory<byte>[] Keys(params IEnumerable<string> keys) => keys.Select(k => (ReadOnlyMemory<byte>)Encoding.UTF8.GetBytes(k)).ToArray();
+
+    /// <summary>Stores each key's value from one contiguous buffer.</summary>
+    public Task<KvStatus[]> PutAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, IReadOnlyList<ReadOnlyMemory<byte>> values,
+        PutOptions? options = null, CancellationToken ct = default)
+    {
+        CheckCounts(keys.Count, values.Count, nameof(values));
+        var sources = new ValueSource[keys.Count];
+        for (int i = 0; i < sources.Length; i++) sources[i] = new ValueSource(values[i]);
+        return PutCoreAsync(new PutBatch(keys, sources), options, ct);
+    }
+
+    /// <summary>Stores each key's value gathered from several pieces, concatenated in order (no copy is made to join them).</summary>
+    public Task<KvStatus[]> PutGatherAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, IReadOnlyList<IReadOnlyList<ReadOnlyMemory<byte>>> pieces,
+        PutOptions? options = null, CancellationToken ct = default)
+    {
+        CheckCounts(keys.Count, pieces.Count, nameof(pieces));
+        var sources = new ValueSource[keys.Count];
+        for (int i = 0; i < sources.Length; i++) sources[i] = new ValueSource(pieces[i]);
+        return PutCoreAsync(new PutBatch(keys, sources), options, ct);
+    }
+
+    /// <summary>
+    /// Reads each key's value into its destination. Ok with the value's length (the value is whole;
+    /// bytes past it are untouched), NotFound, or BufferTooSmall (the destination is not written).
+    /// </summary>
+    public async Task<KvGetResult[]> GetAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, IReadOnlyList<Memory<byte>> destinations, CancellationToken ct = default)
+    {
+        CheckCounts(keys.Count, destinations.Count, nameof(destinations));
+        var dests = new ValueDestination[keys.Count];
+        for (int i = 0; i < dests.Length; i++) dests[i] = new ValueDestination(destinations[i]);
+        return (await GetCoreAsync(new GetBatch(keys, dests), ct).ConfigureAwait(false)).Results;
+    }
+
+    /// <summary>Reads each key's value scattered over several pieces, filled in order.</summary>
+    public async Task<KvGetResult[]> GetScatterAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, IReadOnlyList<IReadOnlyList<Memory<byte>>> pieces, CancellationToken ct = default)
+    {
+        CheckCounts(keys.Count, pieces.Count, nameof(pieces));
+        var dests = new ValueDestination[keys.Count];
+        for (int i = 0; i < dests.Length; i++) dests[i] = new ValueDestination(pieces[i]);
+        return (await GetCoreAsync(new GetBatch(keys, dests), ct).ConfigureAwait(false)).Results;
+    }
+
+    /// <summary>Reads one value into a new array; null on a miss. Throws <see cref="KvasirException"/> when the node cannot answer.</summary>
+    public async Task<byte[]?> GetAsync(ReadOnlyMemory<byte> key, CancellationToken ct = default)
+    {
+        var batch = await GetCoreAsync(new GetBatch([key], [ValueDestination.Allocating]), ct).ConfigureAwait(false);
+        var result = batch.Results[0];
+        return result.Status switch
+        {
+            KvStatus.Ok => batch.Allocated[0],
+            KvStatus.NotFound => null,
+            _ => throw new KvasirException($"get failed: {result.Status}"),
+        };
+    }
+
+    /// <summary>Per key: 1 present, 0 missing, −1 error (invalid key, node unavailable, timeout).</summary>
+    public async Task<int[]> ExistsAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, CancellationToken ct = default)
+    {
+        var statuses = await KeyOpAsync(Opcode.Exists, keys, ct).ConfigureAwait(false);
+        return statuses.Select(s => s switch { KvStatus.Ok => 1, KvStatus.NotFound => 0, _ => -1 }).ToArray();
+    }
+
+    /// <summary>Removes keys: Ok, or NotFound when absent. Readers in flight finish with the old bytes.</summary>
+    public Task<KvStatus[]> RemoveAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, CancellationToken ct = default) => KeyOpAsync(Opcode.Remove, keys, ct);
+
+    /// <summary>Pins keys: a pinned value is never evicted (it can still be removed or overwritten). Pins nest.</summary>
+    public Task<KvStatus[]> PinAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, CancellationToken ct = default) => KeyOpAsync(Opcode.Pin, keys, ct);
+
+    /// <summary>Drops one pin per key.</summary>
+    public Task<KvStatus[]> UnpinAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, CancellationToken ct = default) => KeyOpAsync(Opcode.Unpin, keys, ct);
+
+    /// <summary>The node's counters (STATS), by name.</summary>
+    public async Task<IReadOnlyDictionary<string, long>> StatsAsync(CancellationToken ct = default)
+        => (await _transport.StatsAsync(ct).ConfigureAwait(false)).ToDictionary(p => p.Key, p => p.Value);
+
+    /// <summary>Round trip to the node.</summary>
+    public Task PingAsync(CancellationToken ct = default) => _transport.PingAsync(ct);
+
+    private async Task<KvStatus[]> PutCoreAsync(PutBatch batch, PutOptions? options, CancellationToken ct)
+    {
+        bool chain = options?.Chain ?? false;
+        var limits = _transport.Limits;
+        // Keys the node would refuse are answered here, without sending their bytes. Chunks break
+        // at them; the next chunk's chain parent is the refused key, exactly as the node would link it.
+        var chunks = new List<(int Start, int End, ReadOnlyMemory<byte> Parent, bool HasParent)>();
+        int runStart = 0;
+        for (int i = 0; i <= batch.Keys.Count; i++)
+        {
+            bool refused = false;
+            if (i < batch.Keys.Count)
+            {
+                var status = Check(batch.Keys[i], batch.Values[i].Length, limits);
+                if (status != KvStatus.Ok) { batch.Results[i] = status; refused = true; }
+            }
+            if (i == batch.Keys.Count || refused)
+            {
+                SplitPut(batch, runStart, i, chain, options?.ChainParent ?? default, limits, chunks);
+                runStart = i + 1;
+            }
+        }
+        if (chain)
+        {
+            foreach (var c in chunks)
+                await _transport.PutAsync(batch, c.Start, c.End, true, c.Parent, c.HasParent, ct).ConfigureAwait(false);
+        }
+        else
+        {
+            await Task.WhenAll(chunks.Select(c => _transport.PutAsync(batch, c.Start, c.End, false, default, false, ct))).ConfigureAwait(false);
+        }
+        return batch.Results;
+    }
+
+    private static void SplitPut(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> firstParent, NodeLimits limits,
+        List<(int, int, ReadOnlyMemory<byte>, bool)> chunks)
+    {
+        int chunkStart = start;
+        int meta = 4 + 2 + ProtocolLimits.MaxKeyBytes;
+        for (int i = start; i < end; i++)
+        {
+            int entry = PutRequest.EntrySize(batch.Keys[i].Length);
+            if (i > chunkStart && (i - chunkStart >= limits.MaxBatchKeys || meta + entry > limits.MaxMetaBytes))
+            {
+                chunks.Add(Chunk(chunkStart, i));
+                chunkStart = i;
+                meta = 4 + 2 + ProtocolLimits.MaxKeyBytes;
+            }
+            meta += entry;
+        }
+        if (end > chunkStart) chunks.Add(Chunk(chunkStart, end));
+
+        (int, int, ReadOnlyMemory<byte>, bool) Chunk(int s, int e)
+        {
+            if (!chain) return (s, e, default, false);
+            if (s > 0) return (s, e, batch.Keys[s - 1], true);
+            return (s, e, firstParent, !firstParent.IsEmpty);
+        }
+    }
+
+    private async Task<GetBatch> GetCoreAsync(GetBatch batch, CancellationToken ct)
+    {
+        var chunks = KeyChunks(batch.Keys, _transport.Limits, i => batch.Results[i] = new KvGetResult(KvStatus.InvalidKey, 0));
+        await Task.WhenAll(chunks.Select(c => _transport.GetAsync(batch, c.Start, c.End, ct))).ConfigureAwait(false);
+        return batch;
+    }
+
+    private async Task<KvStatus[]> KeyOpAsync(Opcode op, IReadOnlyList<ReadOnlyMemory<byte>> keys, CancellationToken ct)
+    {
+        var results = new KvStatus[keys.Count];
+        var chunks = KeyChunks(keys, _transport.Limits, i => results[i] = KvStatus.InvalidKey);
+        await Task.WhenAll(chunks.Select(c => _transport.KeyOpAsync(op, keys, c.Start, c.End, results, ct))).ConfigureAwait(false);
+        return results;
+    }
+
+    /// <summary>Runs of valid keys, each within the node's batch and metadata limits; invalid keys are reported through <paramref name="invalid"/>.</summary>
+    private static List<(int Start, int End)> KeyChunks(IReadOnlyList<ReadOnlyMemory<byte>> keys, NodeLimits limits, Action<int> invalid)
+    {
+        var chunks = new List<(int, int)>();
+        int chunkStart = -1, meta = 4;
+        for (int i = 0; i <= keys.Count; i++)
+        {
+            bool valid = i < keys.Count && ValidKey(keys[i], limits);
+            if (i < keys.Count && !valid) invalid(i);
+            bool full = chunkStart >= 0 && valid && (i - chunkStart >= limits.MaxBatchKeys || meta + 2 + keys[i].Length > limits.MaxMetaBytes);
+            if (chunkStart >= 0 && (!valid || full))
+            {
+                chunks.Add((chunkStart, i));
+                chunkStart = -1;
+                meta = 4;
+            }
+            if (valid)
+            {
+                if (chunkStart < 0) chunkStart = i;
+                meta += 2 + keys[i].Length;
+            }
+        }
+        return chunks;
+    }
+
+    private static KvStatus Check(ReadOnlyMemory<byte> key, long length, NodeLimits limits)
+        => !ValidKey(key, limits) ? KvStatus.InvalidKey : length > limits.MaxValueBytes ? KvStatus.ValueTooLarge : KvStatus.Ok;
+
+    private static bool ValidKey(ReadOnlyMemory<byte> key, NodeLimits limits) => key.Length >= 1 && key.Length <= limits.MaxKeyBytes;
+
+    private static void CheckCounts(int keys, int other, string name)
+    {
+        if (keys != other) throw new ArgumentException($"{keys} keys but {other} {name}", name);
+    }
+
+    public ValueTask DisposeAsync() => _transport.DisposeAsync();
+}
