@@ -1,0 +1,125 @@
+using System.Text;
+using Kvasir.Client;
+
+namespace Kvasir.Cli;
+
+/// <summary>put, get, exists, rm, stats, ping: one request each against a running node.</summary>
+public static class ClientCommands
+{
+    public const string Help = """
+        kvasir put    --server HOST:PORT [--auth-key HEX] KEY FILE   store FILE's bytes (FILE - = stdin)
+        kvasir get    --server HOST:PORT [--auth-key HEX] KEY [FILE] write the value to FILE or stdout; exit 1 on a miss
+        kvasir exists --server HOST:PORT [--auth-key HEX] KEY...     print 1 (present) or 0 per key
+        kvasir rm     --server HOST:PORT [--auth-key HEX] KEY...     remove keys; print each key's result
+        kvasir stats  --server HOST:PORT [--auth-key HEX]            print the node's counters
+        kvasir ping   --server HOST:PORT [--auth-key HEX]            check the node answers
+          --server defaults to 127.0.0.1:7380; --timeout SEC (default 30) bounds each request.
+          Keys are UTF-8 text; prefix with hex: for binary keys (hex:00ff10).
+        """;
+
+    private static readonly string[] ValueOptions = ["server", "auth-key", "timeout"];
+
+    public static async Task<int> RunAsync(string verb, IReadOnlyList<string> args)
+    {
+        var cl = CommandLine.Parse(args, ValueOptions, []);
+        var p = cl.Positionals;
+        switch (verb)
+        {
+            case "put" when p.Count != 2: throw new UsageException("put needs KEY and FILE (- for stdin)");
+            case "get" when p.Count is < 1 or > 2: throw new UsageException("get needs KEY and optionally FILE");
+            case "exists" or "rm" when p.Count == 0: throw new UsageException($"{verb} needs at least one KEY");
+            case "stats" or "ping" when p.Count != 0: throw new UsageException($"{verb} takes no arguments");
+        }
+        var options = new KvStoreOptions
+        {
+            Server = cl.Get("server", "127.0.0.1:7380"),
+            AuthKey = cl.Get("auth-key"),
+            RequestTimeout = TimeSpan.FromSeconds(cl.Int("timeout", 30, 1)),
+            ConnectionsPerNode = 1,
+            ClientName = "kvasir-cli",
+        };
+        await using var store = await KvStore.ConnectAsync(options);
+        switch (verb)
+        {
+            case "put":
+                {
+                    byte[] value = p[1] == "-" ? await ReadStdinAsync() : await ReadFileAsync(p[1]);
+                    var status = (await store.PutAsync([Key(p[0])], [value]))[0];
+                    if (status != KvStatus.Ok) return Fail($"put {p[0]}: {status}");
+                    return 0;
+                }
+            case "get":
+                {
+                    var value = await store.GetAsync(Key(p[0]));
+                    if (value is null)
+                    {
+                        Console.Error.WriteLine($"kvasir: {p[0]}: not found");
+                        return 1;
+                    }
+                    if (p.Count == 2) await File.WriteAllBytesAsync(p[1], value);
+                    else
+                    {
+                        using var stdout = Console.OpenStandardOutput();
+                        await stdout.WriteAsync(value);
+                    }
+                    return 0;
+                }
+            case "exists":
+                {
+                    var present = await store.ExistsAsync(p.Select(Key).ToArray());
+                    foreach (var v in present) Console.WriteLine(v);
+                    return present.Contains(-1) ? 3 : 0;
+                }
+            case "rm":
+                {
+                    var results = await store.RemoveAsync(p.Select(Key).ToArray());
+                    for (int i = 0; i < p.Count; i++) Console.WriteLine($"{p[i]}\t{results[i]}");
+                    return results.All(r => r is KvStatus.Ok or KvStatus.NotFound) ? 0 : 3;
+                }
+            case "stats":
+                foreach (var (name, value) in (await store.StatsAsync()).OrderBy(s => s.Key, StringComparer.Ordinal))
+                    Console.WriteLine($"{name}\t{value}");
+                return 0;
+            case "ping":
+                {
+                    var started = System.Diagnostics.Stopwatch.GetTimestamp();
+                    await store.PingAsync();
+                    Console.WriteLine($"pong from {store.NodeId} in {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds:F2} ms");
+                    return 0;
+                }
+            default:
+                throw new UsageException($"unknown verb '{verb}'");
+        }
+    }
+
+    /// <summary>A key from the command line: UTF-8 text, or hex:… for binary keys.</summary>
+    public static ReadOnlyMemory<byte> Key(string text)
+    {
+        if (text.StartsWith("hex:", StringComparison.Ordinal))
+        {
+            try { return Convert.FromHexString(text[4..]); }
+            catch (FormatException) { throw new UsageException($"key '{text}' is not valid hex"); }
+        }
+        return Encoding.UTF8.GetBytes(text);
+    }
+
+    private static async Task<byte[]> ReadFileAsync(string path)
+    {
+        try { return await File.ReadAllBytesAsync(path); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { throw new UsageException($"cannot read {path}: {ex.Message}"); }
+    }
+
+    private static async Task<byte[]> ReadStdinAsync()
+    {
+        using var stdin = Console.OpenStandardInput();
+        using var buffer = new MemoryStream();
+        await stdin.CopyToAsync(buffer);
+        return buffer.ToArray();
+    }
+
+    private static int Fail(string message)
+    {
+        Console.Error.WriteLine($"kvasir: {message}");
+        return 3;
+    }
+}

@@ -1,0 +1,51 @@
+using Kvasir.Cli;
+using Kvasir.Client;
+
+const string Usage = """
+    kvasir — a tiered, distributed KV-cache store for LLM inference
+
+    usage: kvasir VERB [options]
+      serve     run a cache node
+      put get exists rm stats ping    talk to a running node
+      bench     load generator against a running node
+    kvasir VERB --help for the verb's options.
+    """;
+
+if (args.Length == 0 || args[0] is "--help" or "-h" or "help")
+{
+    Console.WriteLine(Usage);
+    return args.Length == 0 ? 2 : 0;
+}
+var verb = args[0];
+var rest = args[1..];
+if (rest.Contains("--help") || rest.Contains("-h"))
+{
+    Console.WriteLine(verb switch
+    {
+        "serve" => ServeCommand.Help,
+        "bench" => BenchCommand.Help,
+        "put" or "get" or "exists" or "rm" or "stats" or "ping" => ClientCommands.Help,
+        _ => Usage,
+    });
+    return 0;
+}
+try
+{
+    return verb switch
+    {
+        "serve" => await ServeCommand.RunAsync(rest),
+        "bench" => await BenchCommand.RunAsync(rest),
+        "put" or "get" or "exists" or "rm" or "stats" or "ping" => await ClientCommands.RunAsync(verb, rest),
+        _ => throw new UsageException($"unknown verb '{verb}' (try kvasir --help)"),
+    };
+}
+catch (UsageException ex)
+{
+    Console.Error.WriteLine($"kvasir {verb}: {ex.Message}");
+    return 2;
+}
+catch (KvasirException ex)
+{
+    Console.Error.WriteLine($"kvasir {verb}: {ex.Message}");
+    return 3;
+}

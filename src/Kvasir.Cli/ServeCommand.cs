@@ -1,0 +1,117 @@
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Kvasir.Protocol;
+using Kvasir.Server;
+using Kvasir.Storage;
+using Microsoft.Extensions.Logging;
+
+namespace Kvasir.Cli;
+
+/// <summary><c>kvasir serve</c>: runs a cache node until SIGTERM or Ctrl-C, then drains and exits 0.</summary>
+public static class ServeCommand
+{
+    public const string Help = """
+        kvasir serve [options]   run a cache node (embedded defaults: 127.0.0.1:7380, 1 GiB, no auth)
+
+          --host ADDR            data address to bind                 default 127.0.0.1 (loopback only)
+          --port N               data port, 0 = any free port         default 7380
+          --memory SIZE          arena capacity (64MB, 4GiB, bytes)   default 1GiB
+          --max-value SIZE       largest value accepted               default 64MiB or --memory if smaller (at most 1GiB)
+          --block-size SIZE      fixed block per value (off = sized)  default off
+          --eviction POLICY      lru | prefix (chain tails first)     default lru
+          --high-watermark F     start evicting above this fill       default 0.95
+          --low-watermark F      evict down to this fill              default 0.90
+          --auth-key HEX         64 hex chars; clients must prove it  default none (anyone on the port may read/write)
+          --lease-timeout SEC    a reader that stalls longer is cut   default 30
+          --frame-timeout SEC    a started frame must finish within   default 30
+          --max-batch N          keys per request                     default 8192
+          --max-connections N    open connections                     default 4096
+          --log-level LEVEL      trace|debug|information|warning|error default information
+        """;
+
+    private static readonly string[] ValueOptions =
+        ["host", "port", "memory", "max-value", "block-size", "eviction", "high-watermark", "low-watermark", "auth-key",
+         "lease-timeout", "frame-timeout", "max-batch", "max-connections", "log-level"];
+
+    public static NodeOptions ParseOptions(IReadOnlyList<string> args)
+    {
+        var cl = CommandLine.Parse(args, ValueOptions, []);
+        if (cl.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cl.Positionals[0]}'");
+        byte[]? key = null;
+        if (cl.Get("auth-key") is { } hex)
+        {
+            try { key = AuthHandshake.ParseKey(hex); }
+            catch (FormatException ex) { throw new UsageException($"--auth-key: {ex.Message}"); }
+        }
+        var eviction = cl.Get("eviction", "lru") switch
+        {
+            "lru" => EvictionPolicyKind.Lru,
+            "prefix" => EvictionPolicyKind.PrefixAware,
+            var other => throw new UsageException($"--eviction: '{other}' is not lru or prefix"),
+        };
+        long blockSize = cl.Get("block-size") is "off" or null ? 0 : cl.Size("block-size", 0);
+        long capacity = cl.Size("memory", 1L << 30);
+        var store = new StoreOptions
+        {
+            Capacity = capacity,
+            MaxValueBytes = cl.Size("max-value", Math.Min(ProtocolLimits.DefaultMaxValueBytes, capacity)),
+            BlockSize = blockSize > 0 ? checked((int)blockSize) : null,
+            Eviction = eviction,
+            HighWatermark = cl.Double("high-watermark", 0.95),
+            LowWatermark = cl.Double("low-watermark", 0.90),
+            LeaseTimeout = TimeSpan.FromSeconds(cl.Int("lease-timeout", 30, 1)),
+        };
+        var options = new NodeOptions
+        {
+            Host = cl.Get("host", "127.0.0.1"),
+            Port = cl.Int("port", 7380, 0, 65535),
+            AuthKey = key,
+            Store = store,
+            FrameTimeout = TimeSpan.FromSeconds(cl.Int("frame-timeout", 30, 1)),
+            MaxBatchKeys = cl.Int("max-batch", ProtocolLimits.DefaultMaxBatchKeys, 1),
+            MaxConnections = cl.Int("max-connections", 4096, 1),
+        };
+        if (!System.Net.IPAddress.TryParse(options.Host, out _)) throw new UsageException($"--host: '{options.Host}' is not an IP address");
+        try { options.Validate(); }
+        catch (ArgumentException ex) { throw new UsageException(ex.ParamName is null ? ex.Message : ex.Message.Replace($" (Parameter '{ex.ParamName}')", "")); }
+        return options;
+    }
+
+    public static async Task<int> RunAsync(IReadOnlyList<string> args)
+    {
+        var options = ParseOptions(args);
+        var level = CommandLine.Parse(args, ValueOptions, []).Get("log-level", "information");
+        if (!Enum.TryParse<LogLevel>(level, ignoreCase: true, out var logLevel)) throw new UsageException($"--log-level: '{level}' is not a level");
+        using var loggers = LoggerFactory.Create(b => b
+            .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fff "; })
+            .SetMinimumLevel(logLevel));
+        CacheNode node;
+        try
+        {
+            node = new CacheNode(options, loggers);
+        }
+        catch (OutOfMemoryException)
+        {
+            Console.Error.WriteLine($"kvasir: cannot allocate an arena of {ByteSize.Format(options.Store.Capacity)}");
+            return 1;
+        }
+        try
+        {
+            node.Start();
+        }
+        catch (SocketException ex)
+        {
+            await node.DisposeAsync();
+            Console.Error.WriteLine($"kvasir: cannot listen on {options.Host}:{options.Port}: {ex.SocketErrorCode}");
+            return 1;
+        }
+        var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
+        using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
+        Console.Out.WriteLine($"kvasir: serving on {options.Host}:{node.Port} ({ByteSize.Format(options.Store.Capacity)}, auth {(options.AuthKey is null ? "off" : "on")})");
+        Console.Out.Flush();
+        await stop.Task;
+        await node.StopAsync();
+        return 0;
+    }
+}
