@@ -55,7 +55,14 @@ internal sealed class ClientConnection : IAsyncDisposable
                 throw new KvasirException($"cannot connect to {host}:{port}: {(ex is SocketException se ? se.SocketErrorCode.ToString() : "timed out")}", ex);
             }
             connection._readLoop = Task.Run(connection.ReadLoopAsync);
-            await connection.HandshakeAsync(authKey, clientName, cts.Token, ct).ConfigureAwait(false);
+            try
+            {
+                await connection.HandshakeAsync(authKey, clientName, cts.Token, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException ex) when (!ct.IsCancellationRequested)
+            {
+                throw new KvasirException($"{host}:{port} did not complete HELLO/AUTH within {timeout.TotalSeconds:0.###} s", ex);
+            }
             return connection;
         }
         catch
