@@ -41,10 +41,13 @@ public static class BenchCommand
         var cl = CommandLine.Parse(args, ValueOptions, ["no-verify", "json"]);
         string op = cl.Get("op", "get");
         if (op is not ("put" or "get")) throw new UsageException($"--op: '{op}' is not put or get");
-        int valueSize = checked((int)cl.Size("value-size", 1 << 20));
+        long valueSizeArg = cl.Size("value-size", 1 << 20);
+        if (valueSizeArg > int.MaxValue) throw new UsageException($"--value-size: {ByteSize.Format(valueSizeArg)} is larger than {int.MaxValue} bytes");
+        int valueSize = (int)valueSizeArg;
         int batch = cl.Int("batch", 16, 1), inflight = cl.Int("inflight", 4, 1), keys = cl.Int("keys", 256, 1);
         double duration = cl.Int("duration", 10, 1), warmup = cl.Int("warmup", 1, 0);
         bool verify = !cl.Has("no-verify");
+        ClientCommands.CheckServerAndKey(cl.Get("server", "127.0.0.1:7380"), cl.Get("auth-key"));
         await using var store = await KvStore.ConnectAsync(new KvStoreOptions
         {
             Server = cl.Get("server", "127.0.0.1:7380"),

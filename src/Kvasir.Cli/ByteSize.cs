@@ -31,7 +31,9 @@ public static class ByteSize
         }
         if (!decimal.TryParse(s, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var number) || number < 0)
             throw new FormatException($"'{text}' is not a size (use a byte count, or e.g. 64MB, 4GiB, 512KiB)");
-        decimal bytes = number * factor;
+        decimal bytes;
+        try { bytes = number * factor; }
+        catch (OverflowException) { throw new FormatException($"'{text}' is not a whole number of bytes that fits in 64 bits"); }
         if (bytes > long.MaxValue || bytes != decimal.Truncate(bytes))
             throw new FormatException($"'{text}' is not a whole number of bytes that fits in 64 bits");
         return (long)bytes;

@@ -30,9 +30,11 @@ public static class ClientCommands
             case "exists" or "rm" when p.Count == 0: throw new UsageException($"{verb} needs at least one KEY");
             case "stats" or "ping" when p.Count != 0: throw new UsageException($"{verb} takes no arguments");
         }
+        var server = cl.Get("server", "127.0.0.1:7380");
+        CheckServerAndKey(server, cl.Get("auth-key"));
         var options = new KvStoreOptions
         {
-            Server = cl.Get("server", "127.0.0.1:7380"),
+            Server = server,
             AuthKey = cl.Get("auth-key"),
             RequestTimeout = TimeSpan.FromSeconds(cl.Int("timeout", 30, 1)),
             ConnectionsPerNode = 1,
@@ -56,7 +58,7 @@ public static class ClientCommands
                         Console.Error.WriteLine($"kvasir: {p[0]}: not found");
                         return 1;
                     }
-                    if (p.Count == 2) await File.WriteAllBytesAsync(p[1], value);
+                    if (p.Count == 2) await WriteFileAsync(p[1], value);
                     else
                     {
                         using var stdout = Console.OpenStandardOutput();
@@ -92,6 +94,17 @@ public static class ClientCommands
         }
     }
 
+    /// <summary>Bad --server or --auth-key values are usage errors (exit 2), not node errors.</summary>
+    public static void CheckServerAndKey(string server, string? authKey)
+    {
+        int colon = server.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(server[(colon + 1)..], out int port) || port is < 1 or > 65535)
+            throw new UsageException($"--server: '{server}' is not HOST:PORT");
+        if (authKey is null) return;
+        try { Kvasir.Protocol.AuthHandshake.ParseKey(authKey); }
+        catch (FormatException ex) { throw new UsageException($"--auth-key: {ex.Message}"); }
+    }
+
     /// <summary>A key from the command line: UTF-8 text, or hex:… for binary keys.</summary>
     public static ReadOnlyMemory<byte> Key(string text)
     {
@@ -107,6 +120,12 @@ public static class ClientCommands
     {
         try { return await File.ReadAllBytesAsync(path); }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { throw new UsageException($"cannot read {path}: {ex.Message}"); }
+    }
+
+    private static async Task WriteFileAsync(string path, byte[] value)
+    {
+        try { await File.WriteAllBytesAsync(path, value); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { throw new UsageException($"cannot write {path}: {ex.Message}"); }
     }
 
     private static async Task<byte[]> ReadStdinAsync()

@@ -40,7 +40,8 @@ public sealed class CommandLine
                 value = args[++i];
             }
             else throw new UsageException($"unknown option --{name}");
-            if (!valueOptions.Contains(name)) throw new UsageException($"option --{name} takes no value");
+            if (!valueOptions.Contains(name))
+                throw new UsageException(flags.Contains(name) ? $"option --{name} takes no value" : $"unknown option --{name}");
             line._values[name] = value;
         }
         return line;

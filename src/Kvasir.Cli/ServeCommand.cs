@@ -50,6 +50,7 @@ public static class ServeCommand
             var other => throw new UsageException($"--eviction: '{other}' is not lru or prefix"),
         };
         long blockSize = cl.Get("block-size") is "off" or null ? 0 : cl.Size("block-size", 0);
+        if (blockSize > int.MaxValue) throw new UsageException($"--block-size: {ByteSize.Format(blockSize)} is larger than the largest block ({int.MaxValue} bytes)");
         long capacity = cl.Size("memory", 1L << 30);
         var store = new StoreOptions
         {
@@ -73,15 +74,29 @@ public static class ServeCommand
         };
         if (!System.Net.IPAddress.TryParse(options.Host, out _)) throw new UsageException($"--host: '{options.Host}' is not an IP address");
         try { options.Validate(); }
-        catch (ArgumentException ex) { throw new UsageException(ex.ParamName is null ? ex.Message : ex.Message.Replace($" (Parameter '{ex.ParamName}')", "")); }
+        catch (ArgumentException ex) { throw new UsageException(FlagMessage(ex)); }
         return options;
+    }
+
+    /// <summary>Store settings are named by their flags in errors, not by their property names.</summary>
+    private static readonly Dictionary<string, string> Flags = new()
+    {
+        ["Capacity"] = "--memory", ["MaxValueBytes"] = "--max-value", ["BlockSize"] = "--block-size",
+        ["HighWatermark"] = "--high-watermark", ["LowWatermark"] = "--low-watermark", ["LeaseTimeout"] = "--lease-timeout",
+    };
+
+    private static string FlagMessage(ArgumentException ex)
+    {
+        var message = ex.ParamName is null ? ex.Message : ex.Message.Replace($" (Parameter '{ex.ParamName}')", "");
+        foreach (var (property, flag) in Flags) message = message.Replace(property, flag);
+        return message;
     }
 
     public static async Task<int> RunAsync(IReadOnlyList<string> args)
     {
         var options = ParseOptions(args);
         var level = CommandLine.Parse(args, ValueOptions, []).Get("log-level", "information");
-        if (!Enum.TryParse<LogLevel>(level, ignoreCase: true, out var logLevel)) throw new UsageException($"--log-level: '{level}' is not a level");
+        if (level.Any(char.IsDigit) || !Enum.TryParse<LogLevel>(level, ignoreCase: true, out var logLevel)) throw new UsageException($"--log-level: '{level}' is not a level");
         using var loggers = LoggerFactory.Create(b => b
             .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fff "; })
             .SetMinimumLevel(logLevel));
