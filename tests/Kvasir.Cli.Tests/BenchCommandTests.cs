@@ -1,0 +1,147 @@
+using Kvasir.Cli;
+using Kvasir.Client;
+using Kvasir.Server;
+using Kvasir.Storage;
+
+namespace Kvasir.Cli.Tests;
+
+public class BenchCommandTests
+{
+    [Fact]
+    public void Percentile_of_no_samples_is_zero()
+        => Assert.Equal(0, BenchCommand.Percentile([], 0.5));
+
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(0.5)]
+    [InlineData(0.999)]
+    [InlineData(1.0)]
+    public void Percentile_of_a_single_sample_is_that_sample(double q)
+        => Assert.Equal(42, BenchCommand.Percentile([42], q));
+
+    [Theory]
+    [InlineData(0.50, 50)]
+    [InlineData(0.90, 90)]
+    [InlineData(0.99, 99)]
+    [InlineData(1.00, 100)]
+    [InlineData(0.001, 1)]
+    [InlineData(0.0, 1)]
+    [InlineData(0.505, 51)]
+    public void Percentile_uses_nearest_rank_on_1_to_100(double q, long expected)
+    {
+        long[] samples = Enumerable.Range(1, 100).Select(i => (long)i).ToArray();
+        Assert.Equal(expected, BenchCommand.Percentile(samples, q));
+    }
+
+    [Fact]
+    public void Percentile_999_of_1000_samples_is_the_999th()
+    {
+        long[] samples = Enumerable.Range(1, 1000).Select(i => (long)i * 10).ToArray();
+        Assert.Equal(9990, BenchCommand.Percentile(samples, 0.999));
+        Assert.Equal(5000, BenchCommand.Percentile(samples, 0.5));
+    }
+
+    [Fact]
+    public void Percentile_of_two_samples_splits_at_the_half()
+    {
+        Assert.Equal(1, BenchCommand.Percentile([1, 2], 0.5));
+        Assert.Equal(2, BenchCommand.Percentile([1, 2], 0.51));
+    }
+
+    [Theory]
+    [InlineData(0, 1 << 20)]
+    [InlineData(15, 4096)]
+    [InlineData(3, 1000)]
+    [InlineData(7, 130)]
+    [InlineData(1, 64)]
+    [InlineData(2, 13)]
+    [InlineData(5, 0)]
+    public void Check_passes_a_correct_pattern(int p, int size)
+        => Assert.True(BenchCommand.Check(BenchCommand.Pattern(p, size), size, p, size));
+
+    [Fact]
+    public void Patterns_of_different_keys_differ_and_are_deterministic()
+    {
+        Assert.Equal(BenchCommand.Pattern(4, 1000), BenchCommand.Pattern(4, 1000));
+        Assert.NotEqual(BenchCommand.Pattern(4, 1000), BenchCommand.Pattern(5, 1000));
+        Assert.False(BenchCommand.Check(BenchCommand.Pattern(4, 1000), 1000, 5, 1000));
+    }
+
+    public static TheoryData<int> FlipOffsets()
+    {
+        const int size = 1 << 16;
+        var data = new TheoryData<int>();
+        foreach (int i in new[] { 0, 7, 8, 31, 63 }) data.Add(i);                 // first 64 bytes
+        foreach (int i in new[] { 0, 3, 7 }) data.Add((size / 2 & ~7) + i);          // middle word
+        foreach (int i in new[] { 0, 4, 7 }) data.Add((size & ~7) - 8 + i);          // last word
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(FlipOffsets))]
+    public void Check_fails_a_value_with_one_flipped_byte_in_a_checked_word(int offset)
+    {
+        const int size = 1 << 16, p = 9;
+        var value = BenchCommand.Pattern(p, size);
+        value[offset] ^= 0x01;
+        Assert.False(BenchCommand.Check(value, size, p, size));
+    }
+
+    [Fact]
+    public void Check_fails_a_flipped_last_word_of_a_size_that_is_not_a_multiple_of_8()
+    {
+        const int size = 1003, p = 2;
+        var value = BenchCommand.Pattern(p, size);
+        value[(size & ~7) - 8 + 2] ^= 0x80;
+        Assert.False(BenchCommand.Check(value, size, p, size));
+    }
+
+    [Theory]
+    [InlineData(4095)]
+    [InlineData(4097)]
+    [InlineData(0)]
+    public void Check_fails_a_value_of_the_wrong_length(long length)
+    {
+        const int size = 4096;
+        var buffer = new byte[8192];
+        BenchCommand.Pattern(1, size).CopyTo(buffer, 0);
+        Assert.False(BenchCommand.Check(buffer, length, 1, size));
+    }
+
+    [Fact]
+    public async Task A_short_get_run_over_TCP_reports_no_errors_no_verify_failures_and_positive_throughput()
+    {
+        await using var node = new CacheNode(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 64L << 20 } });
+        node.Start();
+        await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = $"127.0.0.1:{node.Port}", ConnectionsPerNode = 2 });
+        var r = await BenchCommand.RunAsync(store, "get", valueSize: 64 << 10, batch: 4, inflight: 2, connections: 2, keyCount: 32,
+            duration: TimeSpan.FromSeconds(1), warmup: TimeSpan.FromMilliseconds(100), verify: true);
+        Assert.Equal("get", r.Op);
+        Assert.Equal(0, r.Errors);
+        Assert.Equal(0, r.Misses);
+        Assert.Equal(0, r.VerifyFailures);
+        Assert.True(r.Requests > 0);
+        Assert.Equal(r.Requests * 4, r.Values);
+        Assert.True(r.Gbps > 0);
+        Assert.True(r.OpsPerSecond > 0);
+        Assert.True(r.P50Us > 0 && r.P50Us <= r.P90Us && r.P90Us <= r.P99Us && r.P99Us <= r.P999Us);
+        // The pre-fill really stored the pattern the bench checks against.
+        var stored = await store.GetAsync(KvStore.Keys("bench:65536:5")[0]);
+        Assert.NotNull(stored);
+        Assert.Equal(BenchCommand.Pattern(5, 64 << 10), stored);
+    }
+
+    [Fact]
+    public async Task A_short_put_run_over_TCP_stores_verifiable_patterns()
+    {
+        await using var node = new CacheNode(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 64L << 20 } });
+        node.Start();
+        await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = $"127.0.0.1:{node.Port}" });
+        var r = await BenchCommand.RunAsync(store, "put", 4096, 8, 2, 2, 64, TimeSpan.FromSeconds(1), TimeSpan.Zero, verify: true);
+        Assert.Equal(0, r.Errors);
+        Assert.True(r.Requests > 0);
+        var stored = await store.GetAsync(KvStore.Keys("bench:4096:17")[0]);
+        Assert.NotNull(stored);
+        Assert.True(BenchCommand.Check(stored, stored.Length, 17 % 16, 4096));
+    }
+}
