@@ -33,7 +33,27 @@ internal sealed partial class Connection
         }
     }
 
-    private ValueTask QueueAsync(Reply reply) => _replies.Writer.WriteAsync(reply, _abort.Token);
+    /// <summary>
+    /// Queues a reply for the writer. Waiting for room is bounded by the frame timer (a client that
+    /// does not read for the frame timeout is cut off) and by an abort. A reply that could not be
+    /// queued still belongs to us: its leases are released here, or they would leak.
+    /// </summary>
+    private ValueTask QueueAsync(Reply reply) => _replies.Writer.TryWrite(reply) ? default : QueueSlowAsync(reply);
+
+    private async ValueTask QueueSlowAsync(Reply reply)
+    {
+        try
+        {
+            // Linked per wait: _frame is reset with TryReset after every frame, which drops registrations.
+            using var frameOrAbort = CancellationTokenSource.CreateLinkedTokenSource(_frame.Token, _abort.Token);
+            await _replies.Writer.WriteAsync(reply, frameOrAbort.Token).ConfigureAwait(false);
+        }
+        catch
+        {
+            reply.Complete(_store);
+            throw;
+        }
+    }
 
     private static Reply NewReply(FrameHeader request, WireStatus status, int metaLength, long payloadLength, out Span<byte> meta,
         ValueLease?[]? leases = null, int leaseCount = 0)

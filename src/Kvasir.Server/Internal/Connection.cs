@@ -78,6 +78,9 @@ internal sealed partial class Connection : ILeaseHolder
             closeGracefully = false;
             if (!_abort.IsCancellationRequested && !_node.Stopping.IsCancellationRequested)
                 _log.LogDebug("connection {Remote} closed: {Reason}", _remote, ex.Message);
+            // A frame timeout may mean the client stopped reading: the writer could be stuck in a send
+            // that never completes, so cut the socket rather than wait for it.
+            if (_frame.IsCancellationRequested) Abort("frame timeout");
         }
         catch (Exception ex)
         {

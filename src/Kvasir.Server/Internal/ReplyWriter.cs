@@ -53,6 +53,7 @@ internal sealed class ReplyWriter(Socket socket, KvArenaStore store, NodeCounter
     private async ValueTask SendAsync(Reply reply, CancellationToken abort)
     {
         await AppendAsync(reply.Buffer.AsMemory(0, reply.Length), abort).ConfigureAwait(false);
+        counters.Out(reply.Length);
         if (reply.Leases is null) return;
         for (int i = 0; i < reply.LeaseCount; i++)
         {
