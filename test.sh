@@ -32,11 +32,13 @@ for proj in tests/*.Tests/*.Tests.csproj; do
   echo "test.sh: $name"
   dotnet test "$proj" -c Debug --no-build --nologo -v quiet --logger "console;verbosity=normal" >"$log/$name.log" 2>&1
   rc=$?
-  line="$(grep -E '^(Passed|Failed)!' "$log/$name.log" | tail -n 1)"
-  p=$(sed -nE 's/.*Passed: *([0-9]+).*/\1/p' <<<"$line"); f=$(sed -nE 's/.*Failed: *([0-9]+).*/\1/p' <<<"$line")
+  # The console logger closes with "Total tests: N", "Passed: N" and, when any failed, "Failed: N".
+  p=$(sed -nE 's/^ +Passed: +([0-9]+)$/\1/p' "$log/$name.log" | tail -n 1)
+  f=$(sed -nE 's/^ +Failed: +([0-9]+)$/\1/p' "$log/$name.log" | tail -n 1)
   p=${p:-0}; f=${f:-0}
-  if [ $rc -ne 0 ] || [ -z "$line" ]; then
-    grep -E '^\s+(Failed|Error Message|Stack Trace)|\[FAIL\]|error' "$log/$name.log" | head -n 60
+  line="$name: $p passed, $f failed"
+  if [ $rc -ne 0 ] || ! grep -q '^Total tests:' "$log/$name.log"; then
+    grep -E '^\s+Failed |Error Message|^\s+at |error' "$log/$name.log" | head -n 80
     [ "$f" = 0 ] && f=1
     status=1
   fi
