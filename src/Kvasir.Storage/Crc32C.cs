@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Numerics;
+using System.Runtime.InteropServices;
 
 namespace Kvasir.Storage;
 
@@ -15,11 +16,26 @@ namespace Kvasir.Storage;
 /// uint crc = Crc32C.Complete(state);   // equals Crc32C.Compute(all bytes)
 /// </code>
 /// The state is the raw register (not yet xor-ed), so it must not be compared with a finished CRC.
+/// <para>
+/// Speed: the crc32 instruction has a latency of about three cycles but can start one per cycle, so
+/// one dependent chain uses a third of it. Inputs of at least <see cref="InterleaveThreshold"/> bytes
+/// are cut into three equal stripes whose registers advance side by side, then joined by the
+/// linearity of CRCs: reg(s, A‖B) = reg(s, A)·x^(8|B|) mod P ⊕ reg(0, B), where the product is a
+/// carry-less multiplication modulo the polynomial (<see cref="MultiplyModP"/>).
+/// </para>
 /// </remarks>
 public static class Crc32C
 {
     /// <summary>Register value before any byte is appended.</summary>
     public const uint InitialState = 0xFFFFFFFFu;
+
+    /// <summary>Inputs at least this long are checksummed in three interleaved stripes.</summary>
+    public const int InterleaveThreshold = 3 * 1024;
+
+    private const uint Polynomial = 0x82F63B78u;
+
+    /// <summary>x^(2^k) mod P, k = 0..31, in the reflected bit order the register uses.</summary>
+    private static readonly uint[] PowersOfTwo = BuildPowersOfTwo();
 
     /// <summary>CRC-32C of <paramref name="data"/> in one call.</summary>
     public static uint Compute(ReadOnlySpan<byte> data) => Complete(Append(InitialState, data));
@@ -27,6 +43,26 @@ public static class Crc32C
     /// <summary>Feeds <paramref name="data"/> into a running <paramref name="state"/> and returns the new state. Split points do not matter.</summary>
     public static uint Append(uint state, ReadOnlySpan<byte> data)
     {
+        if (data.Length >= InterleaveThreshold && BitConverter.IsLittleEndian)
+        {
+            int stripe = data.Length / 3 & ~7;
+            var words = MemoryMarshal.Cast<byte, ulong>(data[..(3 * stripe)]);
+            int n = stripe / sizeof(ulong);
+            var a = words[..n];
+            var b = words.Slice(n, n);
+            var c = words.Slice(2 * n, n);
+            uint s0 = state, s1 = 0, s2 = 0;
+            for (int i = 0; i < a.Length; i++)
+            {
+                s0 = BitOperations.Crc32C(s0, a[i]);
+                s1 = BitOperations.Crc32C(s1, b[i]);
+                s2 = BitOperations.Crc32C(s2, c[i]);
+            }
+            uint shift = ShiftFactor(stripe);
+            state = MultiplyModP(shift, MultiplyModP(shift, s0) ^ s1) ^ s2;
+            data = data[(3 * stripe)..];
+        }
+
         while (data.Length >= sizeof(ulong))
         {
             state = BitOperations.Crc32C(state, BinaryPrimitives.ReadUInt64LittleEndian(data));
@@ -43,4 +79,34 @@ public static class Crc32C
 
     /// <summary>Turns a running state into the finished CRC value.</summary>
     public static uint Complete(uint state) => ~state;
+
+    /// <summary>a·b mod P for reflected polynomials (bit 31 is the coefficient of x^0).</summary>
+    internal static uint MultiplyModP(uint a, uint b)
+    {
+        uint product = 0;
+        for (uint bit = 1u << 31; bit != 0; bit >>= 1)
+        {
+            if ((a & bit) != 0) product ^= b;
+            b = (b & 1) != 0 ? (b >> 1) ^ Polynomial : b >> 1;
+        }
+        return product;
+    }
+
+    /// <summary>x^(8·bytes) mod P: multiplying a register by it appends that many zero bytes.</summary>
+    internal static uint ShiftFactor(long bytes)
+    {
+        uint factor = 1u << 31; // x^0
+        ulong bits = (ulong)bytes * 8;
+        for (int k = 0; bits != 0; k++, bits >>= 1)
+            if ((bits & 1) != 0) factor = MultiplyModP(PowersOfTwo[k], factor);
+        return factor;
+    }
+
+    private static uint[] BuildPowersOfTwo()
+    {
+        var table = new uint[64];
+        table[0] = 1u << 30; // x^1
+        for (int k = 1; k < table.Length; k++) table[k] = MultiplyModP(table[k - 1], table[k - 1]);
+        return table;
+    }
 }

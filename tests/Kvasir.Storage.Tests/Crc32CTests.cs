@@ -69,3 +69,42 @@ public sealed class Crc32CTests
         return ~crc;
     }
 }
+
+public sealed class Crc32CStripingTests
+{
+    private static uint Bitwise(uint state, ReadOnlySpan<byte> data)
+    {
+        foreach (byte b in data)
+        {
+            state ^= b;
+            for (int i = 0; i < 8; i++) state = (state & 1) != 0 ? (state >> 1) ^ 0x82F63B78u : state >> 1;
+        }
+        return state;
+    }
+
+    [Theory]
+    [InlineData(Crc32C.InterleaveThreshold - 1)]
+    [InlineData(Crc32C.InterleaveThreshold)]
+    [InlineData(Crc32C.InterleaveThreshold + 1)]
+    [InlineData(Crc32C.InterleaveThreshold + 7)]
+    [InlineData(4096)]
+    [InlineData(65_537)]
+    [InlineData(1 << 20)]
+    [InlineData((1 << 20) + 13)]
+    public void Striped_checksum_equals_the_bitwise_definition_at_and_around_the_striping_threshold(int length)
+    {
+        var data = new byte[length];
+        new Random(length).NextBytes(data);
+        Assert.Equal(~Bitwise(0xFFFFFFFFu, data), Crc32C.Compute(data));
+    }
+
+    [Fact]
+    public void Striped_append_continues_from_a_running_state()
+    {
+        var data = new byte[50_000];
+        new Random(9).NextBytes(data);
+        uint state = Crc32C.Append(Crc32C.InitialState, data.AsSpan(0, 17));
+        state = Crc32C.Append(state, data.AsSpan(17));
+        Assert.Equal(~Bitwise(0xFFFFFFFFu, data), Crc32C.Complete(state));
+    }
+}
