@@ -8,21 +8,19 @@ namespace Kvasir.Client.Internal;
 
 /// <summary>
 /// One TCP connection to a node, carrying many requests in flight. Senders take turns writing whole
-/// frames (header, metadata, then the value pieces straight from caller memory); one reader loop
+/// frames (header, metadata, then the value pieces straight from caller memory, gathered into as
+/// few sendmsg calls as possible by a <see cref="FrameSender"/>); one reader loop
 /// matches replies to requests by id and receives GET payloads straight into caller buffers.
 /// When the connection breaks every request still waiting fails with Unavailable.
 /// </summary>
 internal sealed class ClientConnection : IAsyncDisposable
 {
-    /// <summary>Value pieces up to this size are copied into the frame's staging buffer to save a syscall.</summary>
-    private const int CoalesceLimit = 8 * 1024;
-
     private readonly Socket _socket;
     private readonly BufferedReceiver _rx;
     private readonly ConcurrentDictionary<ulong, PendingRequest> _pending = new();
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private readonly CancellationTokenSource _closed = new();
-    private readonly byte[] _staging = new byte[64 * 1024];
+    private readonly FrameSender _sender;
     private long _nextId;
     private Task _readLoop = Task.CompletedTask;
     private volatile bool _broken;
@@ -31,6 +29,7 @@ internal sealed class ClientConnection : IAsyncDisposable
     {
         _socket = socket;
         _rx = new BufferedReceiver(socket);
+        _sender = new FrameSender(socket, Abort);
     }
 
     public bool IsBroken => _broken;
@@ -136,16 +135,15 @@ internal sealed class ClientConnection : IAsyncDisposable
         {
             await _sendLock.WaitAsync(ct).ConfigureAwait(false);
             locked = true;
-            new FrameHeader(op, flags, id, WireStatus.Ok, metaLength, payload).Write(_staging);
-            int staged = ProtocolLimits.HeaderSize;
-            staged = await AppendAsync(meta.AsMemory(0, metaLength), staged, ct).ConfigureAwait(false);
+            new FrameHeader(op, flags, id, WireStatus.Ok, metaLength, payload).Write(_sender.BeginFrame(ProtocolLimits.HeaderSize));
+            await _sender.AddAsync(meta.AsMemory(0, metaLength), ct).ConfigureAwait(false);
             if (values is not null)
             {
                 for (int i = start; i < end; i++)
                     for (int p = 0; p < values[i].PieceCount; p++)
-                        staged = await AppendAsync(values[i].Piece(p), staged, ct).ConfigureAwait(false);
+                        await _sender.AddAsync(values[i].Piece(p), ct).ConfigureAwait(false);
             }
-            if (staged > 0) await _socket.SendAsync(_staging.AsMemory(0, staged), SocketFlags.None, ct).ConfigureAwait(false);
+            await _sender.FlushAsync(ct).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException or IOException)
         {
@@ -157,23 +155,6 @@ internal sealed class ClientConnection : IAsyncDisposable
         {
             if (locked) _sendLock.Release();
         }
-    }
-
-    private async ValueTask<int> AppendAsync(ReadOnlyMemory<byte> data, int staged, CancellationToken ct)
-    {
-        if (data.Length <= CoalesceLimit && data.Length <= _staging.Length - staged)
-        {
-            data.Span.CopyTo(_staging.AsSpan(staged));
-            return staged + data.Length;
-        }
-        if (staged > 0) await _socket.SendAsync(_staging.AsMemory(0, staged), SocketFlags.None, ct).ConfigureAwait(false);
-        if (data.Length <= CoalesceLimit)
-        {
-            data.Span.CopyTo(_staging);
-            return data.Length;
-        }
-        await _socket.SendAsync(data, SocketFlags.None, ct).ConfigureAwait(false);
-        return 0;
     }
 
     /// <summary>
