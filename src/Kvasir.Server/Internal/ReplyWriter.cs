@@ -1,4 +1,6 @@
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Threading.Channels;
 using Kvasir.Server.Transport;
 using Kvasir.Storage;
@@ -6,87 +8,128 @@ using Kvasir.Storage;
 namespace Kvasir.Server.Internal;
 
 /// <summary>
-/// Sends a connection's replies in order. Headers and metadata of queued replies are gathered into
-/// one staging buffer so a burst of small replies costs one send; values are sent straight from
-/// their leased arena memory, except values of at most <see cref="CoalesceLimit"/> bytes, which are
-/// copied into the staging buffer because for them a syscall costs more than the copy.
+/// Sends a connection's replies in order, with as few syscalls as possible: headers, metadata and
+/// values of at most <see cref="CoalesceLimit"/> bytes are copied into a pinned staging buffer;
+/// larger values are sent straight from their leased arena memory; all of it goes out through one
+/// <see cref="GatherSender"/> (sendmsg over many segments) whenever the queue runs dry or the
+/// staging buffer or segment list fills. A reply is completed — its leases released — only after
+/// the flush that sent its bytes returned, so no lease is dropped while the kernel may still read
+/// its memory.
 /// </summary>
-internal sealed class ReplyWriter(Socket socket, KvArenaStore store, NodeCounters counters)
+internal sealed class ReplyWriter
 {
     /// <summary>Values up to this size ride in the staging buffer with their header.</summary>
     public const int CoalesceLimit = 8 * 1024;
 
-    private readonly byte[] _staging = new byte[128 * 1024];
-    private int _staged;
+    private readonly Socket _socket;
+    private readonly KvArenaStore _store;
+    private readonly NodeCounters _counters;
+    private readonly GatherSender _sender;
+    private readonly byte[] _staging = GC.AllocateUninitializedArray<byte>(128 * 1024, pinned: true);
+    private readonly nint _stagingAddress;
+    private readonly List<Reply> _unflushed = [];
+    private int _sealed, _staged;
 
-    /// <summary>Runs until the queue completes. Returns true when the last reply asked to close the connection.</summary>
+    public unsafe ReplyWriter(Socket socket, KvArenaStore store, NodeCounters counters)
+    {
+        _socket = socket;
+        _store = store;
+        _counters = counters;
+        _sender = new GatherSender(socket);
+        _stagingAddress = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_staging));
+    }
+
+    /// <summary>Runs until the queue completes; every reply taken from the queue is completed exactly once.</summary>
     public async Task RunAsync(ChannelReader<Reply> queue, CancellationToken abort)
     {
         bool broken = false;
-        while (await queue.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
+        try
         {
-            while (queue.TryRead(out var reply))
+            while (await queue.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
             {
-                try
+                while (queue.TryRead(out var reply))
                 {
-                    if (!broken) await SendAsync(reply, abort).ConfigureAwait(false);
+                    _unflushed.Add(reply);
+                    if (broken) continue;
+                    try { await AppendAsync(reply, abort).ConfigureAwait(false); }
+                    catch (Exception ex) when (IsSendFailure(ex)) { broken = true; }
                 }
-                catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException or IOException)
+                if (!broken)
                 {
-                    // The peer is gone or the connection was aborted: keep draining the queue so
-                    // every lease is released, but send nothing more.
-                    broken = true;
+                    try { await FlushAsync(abort).ConfigureAwait(false); }
+                    catch (Exception ex) when (IsSendFailure(ex)) { broken = true; }
                 }
-                finally
-                {
-                    reply.Complete(store);
-                }
+                // The peer gone or the connection aborted: keep draining so every lease is released.
+                CompleteUnflushed();
             }
-            if (!broken)
-            {
-                try { await FlushAsync(abort).ConfigureAwait(false); }
-                catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException or IOException) { broken = true; }
-            }
+        }
+        finally
+        {
+            CompleteUnflushed();
         }
     }
 
-    private async ValueTask SendAsync(Reply reply, CancellationToken abort)
+    private async ValueTask AppendAsync(Reply reply, CancellationToken abort)
     {
-        await AppendAsync(reply.Buffer.AsMemory(0, reply.Length), abort).ConfigureAwait(false);
-        counters.Out(reply.Length);
+        if (reply.Length <= _staging.Length - _staged) Stage(reply.Buffer.AsSpan(0, reply.Length));
+        else
+        {
+            await FlushAsync(abort).ConfigureAwait(false);
+            if (reply.Length <= _staging.Length) Stage(reply.Buffer.AsSpan(0, reply.Length));
+            else await _socket.SendAsync(reply.Buffer.AsMemory(0, reply.Length), SocketFlags.None, abort).ConfigureAwait(false);
+        }
+        _counters.Out(reply.Length);
         if (reply.Leases is null) return;
         for (int i = 0; i < reply.LeaseCount; i++)
         {
             if (reply.Leases[i] is not { } lease || lease.Length == 0) continue;
-            var memory = new NativeMemoryManager(lease.Address, checked((int)lease.Length)).Memory;
-            await AppendAsync(memory, abort).ConfigureAwait(false);
-            counters.Out(lease.Length);
+            if (lease.Length <= CoalesceLimit)
+            {
+                if (lease.Length > _staging.Length - _staged) await FlushAsync(abort).ConfigureAwait(false);
+                Stage(lease.Span);
+            }
+            else
+            {
+                SealStaging();
+                if (_sender.IsFull) await FlushAsync(abort).ConfigureAwait(false);
+                _sender.Add(lease.Address, checked((int)lease.Length));
+                if (_sender.Count >= GatherSender.MaxSegments - 1) await FlushAsync(abort).ConfigureAwait(false);
+            }
+            _counters.Out(lease.Length);
         }
     }
 
-    private async ValueTask AppendAsync(ReadOnlyMemory<byte> data, CancellationToken abort)
+    private void Stage(ReadOnlySpan<byte> bytes)
     {
-        if (data.Length <= _staging.Length - _staged && (data.Length <= CoalesceLimit || _staged == 0 && data.Length < _staging.Length / 2))
-        {
-            data.Span.CopyTo(_staging.AsSpan(_staged));
-            _staged += data.Length;
-            return;
-        }
-        await FlushAsync(abort).ConfigureAwait(false);
-        if (data.Length <= CoalesceLimit)
-        {
-            data.Span.CopyTo(_staging);
-            _staged = data.Length;
-            return;
-        }
-        await socket.SendAsync(data, SocketFlags.None, abort).ConfigureAwait(false);
+        bytes.CopyTo(_staging.AsSpan(_staged));
+        _staged += bytes.Length;
+    }
+
+    private void SealStaging()
+    {
+        if (_staged == _sealed) return;
+        _sender.Add(_stagingAddress + _sealed, _staged - _sealed);
+        _sealed = _staged;
     }
 
     private async ValueTask FlushAsync(CancellationToken abort)
     {
-        if (_staged == 0) return;
-        int n = _staged;
-        _staged = 0;
-        await socket.SendAsync(_staging.AsMemory(0, n), SocketFlags.None, abort).ConfigureAwait(false);
+        SealStaging();
+        try
+        {
+            if (_sender.Count > 0) await _sender.FlushAsync(abort).ConfigureAwait(false);
+        }
+        finally
+        {
+            _sealed = _staged = 0;
+        }
     }
+
+    private void CompleteUnflushed()
+    {
+        foreach (var reply in _unflushed) reply.Complete(_store);
+        _unflushed.Clear();
+    }
+
+    private static bool IsSendFailure(Exception ex) => ex is SocketException or ObjectDisposedException or OperationCanceledException or IOException;
 }

@@ -1,0 +1,126 @@
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+
+namespace Kvasir.Server.Transport;
+
+/// <summary>
+/// Sends a run of native memory segments (arena values, a pinned staging buffer) with as few
+/// syscalls as possible: one sendmsg carries up to <see cref="MaxSegments"/> of them. On Linux the
+/// socket's descriptor is used directly, with a reference held on its handle for the length of each
+/// call so a concurrent close cannot hand the descriptor number to another connection mid-call.
+/// When the socket buffer is full (EAGAIN) the rest of the current segment goes through .NET's
+/// asynchronous send, which waits for room without blocking a thread. Elsewhere every segment is
+/// sent with its own asynchronous send. The caller keeps every segment's memory valid until
+/// <see cref="FlushAsync"/> returns. Not thread-safe: one sender per socket.
+/// </summary>
+public sealed partial class GatherSender(Socket socket)
+{
+    /// <summary>Segments per sendmsg (Linux allows 1024 iovecs).</summary>
+    public const int MaxSegments = 512;
+
+    private const int EAGAIN = 11, EINTR = 4;
+    private const int MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000;
+
+    private readonly Iovec[] _segments = new Iovec[MaxSegments];
+    private int _count;
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Iovec
+    {
+        public nint Base;
+        public nuint Length;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private unsafe struct MessageHeader
+    {
+        public nint Name;
+        public uint NameLength;
+        public Iovec* Iov;
+        public nuint IovLength;
+        public nint Control;
+        public nuint ControlLength;
+        public int Flags;
+    }
+
+    [LibraryImport("libc", EntryPoint = "sendmsg", SetLastError = true)]
+    private static unsafe partial nint SendMessage(nint fd, MessageHeader* message, int flags);
+
+    public int Count => _count;
+
+    public bool IsFull => _count == MaxSegments;
+
+    /// <summary>Queues <paramref name="length"/> bytes at <paramref name="address"/>; flush first when <see cref="IsFull"/>.</summary>
+    public void Add(nint address, int length)
+    {
+        if (length == 0) return;
+        if (_count == MaxSegments) throw new InvalidOperationException("gather list is full; flush first");
+        _segments[_count++] = new Iovec { Base = address, Length = (nuint)length };
+    }
+
+    /// <summary>Sends every queued segment, in order, completely.</summary>
+    public async ValueTask FlushAsync(CancellationToken ct)
+    {
+        int first = 0;
+        try
+        {
+            while (first < _count)
+            {
+                if (!OperatingSystem.IsLinux())
+                {
+                    await SendOneAsync(first++, ct).ConfigureAwait(false);
+                    continue;
+                }
+                long sent = Send(first, out int errno);
+                if (sent < 0)
+                {
+                    if (errno == EINTR) continue;
+                    if (errno != EAGAIN) throw new SocketException(errno);
+                    await SendOneAsync(first++, ct).ConfigureAwait(false);   // waits for room
+                    continue;
+                }
+                while (sent > 0)
+                {
+                    ref var s = ref _segments[first];
+                    if ((ulong)sent >= s.Length) { sent -= (long)s.Length; first++; }
+                    else { s.Base += (nint)sent; s.Length -= (nuint)sent; sent = 0; }
+                }
+            }
+        }
+        finally
+        {
+            _count = 0;
+        }
+    }
+
+    private unsafe long Send(int first, out int errno)
+    {
+        bool added = false;
+        var handle = socket.SafeHandle;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            fixed (Iovec* iov = &_segments[first])
+            {
+                var message = new MessageHeader { Iov = iov, IovLength = (nuint)(_count - first) };
+                long sent = SendMessage(handle.DangerousGetHandle(), &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+                errno = sent < 0 ? Marshal.GetLastPInvokeError() : 0;
+                return sent;
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            throw new SocketException((int)SocketError.OperationAborted);
+        }
+        finally
+        {
+            if (added) handle.DangerousRelease();
+        }
+    }
+
+    private ValueTask<int> SendOneAsync(int index, CancellationToken ct)
+    {
+        var s = _segments[index];
+        return socket.SendAsync(new NativeMemoryManager(s.Base, checked((int)s.Length)).Memory, SocketFlags.None, ct);
+    }
+}
