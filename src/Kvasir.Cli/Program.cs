@@ -18,6 +18,14 @@ if (args.Length == 0 || args[0] is "--help" or "-h" or "help")
 }
 var verb = args[0];
 var rest = args[1..];
+if (verb is "serve" or "bench" && Environment.GetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS") is null)
+{
+    // Socket completions run on the epoll thread instead of hopping to the thread pool. Right for
+    // these two verbs, whose continuations are our own non-blocking loops; read by the runtime when
+    // the socket engine starts, so it must be set before the first socket. The library never sets it:
+    // a user's continuation that blocks would stall every socket.
+    Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
+}
 if (rest.Contains("--help") || rest.Contains("-h"))
 {
     Console.WriteLine(verb switch
