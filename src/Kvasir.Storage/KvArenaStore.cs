@@ -108,7 +108,6 @@ public sealed partial class KvArenaStore : IDisposable
             return StoreStatus.ValueTooLarge;
         }
 
-        byte[] keyCopy = key.ToArray();
         lock (_gate)
         {
             ThrowIfDisposed();
@@ -117,6 +116,9 @@ public sealed partial class KvArenaStore : IDisposable
                 _outOfMemory++;
                 return StoreStatus.OutOfMemory;
             }
+
+            // An overwrite reuses the stored key bytes (immutable, owned by the index); only a new key is copied.
+            byte[] keyCopy = _lookup.TryGetValue(key, out Slot? existing) ? existing.Key : key.ToArray();
 
             var version = new ValueVersion(offset, length, size) { State = VersionState.Reserved };
             reservation = new Reservation(this, keyCopy, version, _arena.BaseAddress + (nint)offset);
