@@ -1,183 +1,178 @@
-using System.Buffers.Binary;
-using System.Diagnostics;
-using System.Text;
-using System.Text.Json;
+using System.Globalization;
+using Kvasir.Cli.Bench;
 using Kvasir.Client;
+using Kvasir.Server;
+using Kvasir.Storage;
+using Spectre.Console;
 
 namespace Kvasir.Cli;
 
 /// <summary>
-/// <c>kvasir bench</c>: batch PUT or GET load against a running node. Values carry a per-key pattern
-/// and every GET is checked against it (unless --no-verify); failures are counted, never ignored.
+/// <c>kvasir bench</c>: batch load against a Kvasir node, an in-process node, a plain memcpy table,
+/// Redis or memcached, with one shape or a sweep of shapes. Every GET is verified unless --no-verify.
 /// </summary>
 public static class BenchCommand
 {
     public const string Help = """
-        kvasir bench --server HOST:PORT [options]   batch load against a running node
+        kvasir bench [options]   batch load generator; lists (a,b,c) in --op, --value-size and --inflight run every combination
 
-          --op put|get          workload (get pre-fills its keys first)   default get
-          --value-size SIZE     bytes per value                           default 1MiB
-          --batch N             keys per request                          default 16
-          --inflight N          requests in flight at once                default 4
-          --connections N       TCP connections to the node               default 2
-          --keys N              key-space size                            default 256
-          --duration SEC        measured time                             default 10
-          --warmup SEC          unmeasured time before it                 default 1
-          --auth-key HEX        node's auth key                           default none
-          --no-verify           skip the per-value check on GET
-          --json                print one JSON object instead of text
+          --target T            kvasir | inproc (node in this process) | memcpy (floor) | redis | memcached   default kvasir
+          --server HOST:PORT    the node or peer                                      default 127.0.0.1:7380
+          --auth-key HEX        Kvasir node's auth key                                default none
+          --op OPS              put | get | mixed | exists (get/mixed/exists pre-fill) default get
+          --ratio F             mixed: fraction of requests that are GETs             default 0.9
+          --value-size SIZES    bytes per value                                       default 1MiB
+          --batch N             keys per request                                      default 16 MiB / value size, 1..64
+          --inflight NS         requests in flight at once, one lane each             default 4
+          --connections N       Kvasir TCP connections (peers: one per lane)          default the largest --inflight
+          --keys N              key-space size                                        default --key-space / value size, 16..65536
+          --key-space SIZE      bytes of values the key space holds                   default 256MiB
+          --duration SEC        measured time per run                                 default 10
+          --requests N          stop after N measured requests instead                default off
+          --warmup SEC          unmeasured time before each run                       default 1
+          --memory SIZE         arena of the inproc node                              default 1GiB
+          --verify MODE         sample (head, a word per 4 KiB, tail) | full (every byte) | off   default sample
+          --no-verify           same as --verify off
+          --no-prefill          do not write the key space before get/mixed/exists
+          --no-progress         no live progress bar
+          --json                one JSON object per run (one line each)
         """;
 
-    private static readonly string[] ValueOptions = ["server", "op", "value-size", "batch", "inflight", "connections", "keys", "duration", "warmup", "auth-key"];
-
-    /// <summary>Number of distinct value patterns; key i carries pattern i mod this.</summary>
-    private const int Patterns = 16;
-
-    public sealed record Result(string Op, long ValueSize, int Batch, int Inflight, int Connections, double Seconds, long Requests, long Values,
-        double Gbps, double OpsPerSecond, double P50Us, double P90Us, double P99Us, double P999Us, long Errors, long Misses, long VerifyFailures);
+    private static readonly string[] ValueOptions =
+        ["target", "server", "auth-key", "op", "ratio", "value-size", "batch", "inflight", "connections", "keys", "duration", "requests", "warmup", "memory", "verify", "key-space"];
 
     public static async Task<int> RunAsync(IReadOnlyList<string> args)
     {
-        var cl = CommandLine.Parse(args, ValueOptions, ["no-verify", "json"]);
-        string op = cl.Get("op", "get");
-        if (op is not ("put" or "get")) throw new UsageException($"--op: '{op}' is not put or get");
-        long valueSizeArg = cl.Size("value-size", 1 << 20);
-        if (valueSizeArg > int.MaxValue) throw new UsageException($"--value-size: {ByteSize.Format(valueSizeArg)} is larger than {int.MaxValue} bytes");
-        int valueSize = (int)valueSizeArg;
-        int batch = cl.Int("batch", 16, 1), inflight = cl.Int("inflight", 4, 1), keys = cl.Int("keys", 256, 1);
-        double duration = cl.Int("duration", 10, 1), warmup = cl.Int("warmup", 1, 0);
-        bool verify = !cl.Has("no-verify");
-        ClientCommands.CheckServerAndKey(cl.Get("server", "127.0.0.1:7380"), cl.Get("auth-key"));
-        await using var store = await KvStore.ConnectAsync(new KvStoreOptions
+        var cl = CommandLine.Parse(args, ValueOptions, ["no-verify", "no-prefill", "no-progress", "json"]);
+        if (cl.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cl.Positionals[0]}'");
+        string targetName = cl.Get("target", "kvasir");
+        if (targetName is not ("kvasir" or "inproc" or "memcpy" or "redis" or "memcached"))
+            throw new UsageException($"--target: '{targetName}' is not kvasir, inproc, memcpy, redis or memcached");
+        var ops = List(cl.Get("op", "get"), "op", o => BenchSettings.Ops.Contains(o) ? o : throw new UsageException($"--op: '{o}' is not put, get, mixed or exists"));
+        var sizes = List(cl.Get("value-size", "1MiB"), "value-size", v => checked((int)ByteSize.Parse(v)));
+        var inflights = List(cl.Get("inflight", "4"), "inflight", v => int.Parse(v, CultureInfo.InvariantCulture));
+        if (sizes.Any(s => s is < 1 or > (1 << 30))) throw new UsageException("--value-size: each size must be 1 B..1 GiB");
+        if (inflights.Any(n => n is < 1 or > 1024)) throw new UsageException("--inflight: each count must be 1..1024");
+        double ratio = cl.Double("ratio", 0.9);
+        if (ratio is < 0 or > 1) throw new UsageException("--ratio must be between 0 and 1");
+        string server = cl.Get("server", "127.0.0.1:7380");
+        if (targetName is "kvasir" or "redis" or "memcached") ClientCommands.CheckServerAndKey(server, cl.Get("auth-key"));
+        bool json = cl.Has("json");
+        bool progress = !json && !cl.Has("no-progress") && !Console.IsOutputRedirected;
+        var duration = Seconds(cl, "duration", 10);
+        var warmup = Seconds(cl, "warmup", 1);
+        long? requests = cl.Get("requests") is null ? null : cl.Int("requests", 0, 1);
+        int connections = cl.Int("connections", inflights.Max(), 1, 1024);
+        var verify = cl.Has("no-verify") ? VerifyMode.Off : cl.Get("verify", "sample") switch
         {
-            Server = cl.Get("server", "127.0.0.1:7380"),
-            AuthKey = cl.Get("auth-key"),
-            ConnectionsPerNode = cl.Int("connections", 2, 1),
-            ClientName = "kvasir-bench",
-        });
-        var result = await RunAsync(store, op, valueSize, batch, inflight, cl.Int("connections", 2, 1), keys,
-            TimeSpan.FromSeconds(duration), TimeSpan.FromSeconds(warmup), verify);
-        Console.WriteLine(cl.Has("json") ? JsonSerializer.Serialize(ToJson(result)) : Describe(result));
-        return result.Errors + result.VerifyFailures > 0 ? 1 : 0;
-    }
+            "sample" => VerifyMode.Sample,
+            "full" => VerifyMode.Full,
+            "off" => VerifyMode.Off,
+            var other => throw new UsageException($"--verify: '{other}' is not sample, full or off"),
+        };
 
-    public static async Task<Result> RunAsync(KvStore store, string op, int valueSize, int batch, int inflight, int connections, int keyCount,
-        TimeSpan duration, TimeSpan warmup, bool verify)
-    {
-        var keys = Enumerable.Range(0, keyCount).Select(i => (ReadOnlyMemory<byte>)Encoding.ASCII.GetBytes($"bench:{valueSize}:{i}")).ToArray();
-        var patterns = Enumerable.Range(0, Patterns).Select(p => Pattern(p, valueSize)).ToArray();
-        if (op == "get")
+        await using var kvasir = targetName switch
         {
-            for (int i = 0; i < keyCount; i += batch)
+            "kvasir" => await KvStore.ConnectAsync(new KvStoreOptions { Server = server, AuthKey = cl.Get("auth-key"), ConnectionsPerNode = connections, ClientName = "kvasir-bench" }),
+            "inproc" => KvStore.StartEmbedded(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = cl.Size("memory", 1L << 30), MaxValueBytes = Math.Min(cl.Size("memory", 1L << 30), 1L << 30) } }),
+            _ => null,
+        };
+        var (host, port) = SplitServer(server);
+        bool failed = false;
+        foreach (int size in sizes)
+        {
+            MemcpyTarget? table = null;
+            foreach (var op in ops)
             {
-                int n = Math.Min(batch, keyCount - i);
-                var statuses = await store.PutAsync(keys[i..(i + n)], Enumerable.Range(i, n).Select(k => (ReadOnlyMemory<byte>)patterns[k % Patterns]).ToArray());
-                if (statuses.Any(s => s != KvStatus.Ok)) throw new KvasirException($"pre-fill failed: {statuses.First(s => s != KvStatus.Ok)}");
+                foreach (int inflight in inflights)
+                {
+                    var settings = new BenchSettings
+                    {
+                        Op = op, ReadRatio = ratio, ValueSize = size, Inflight = inflight,
+                        Batch = cl.Int("batch", Math.Clamp((16 << 20) / size, 1, 64), 1, 1_000_000),
+                        Keys = cl.Int("keys", (int)Math.Clamp(cl.Size("key-space", 256L << 20) / size, 16, 65536), 1),
+                        Duration = duration, Warmup = warmup, Requests = requests,
+                        Verify = verify, Prefill = !cl.Has("no-prefill"),
+                    };
+                    table ??= targetName == "memcpy" ? new MemcpyTarget(settings.Keys, size) : null;
+                    Func<Task<IBenchTarget>> open = targetName switch
+                    {
+                        "kvasir" or "inproc" => () => Task.FromResult<IBenchTarget>(new KvasirTarget(kvasir!)),
+                        "memcpy" => () => Task.FromResult<IBenchTarget>(table!),
+                        "redis" => async () => await RespTarget.ConnectAsync(host, port),
+                        _ => async () => await MemcachedTarget.ConnectAsync(host, port),
+                    };
+                    var runner = new BenchRunner(targetName, open, settings);
+                    var result = progress ? await WithProgressAsync(runner, settings) : await runner.RunAsync();
+                    Console.WriteLine(json ? result.ToJson() : result.Describe());
+                    failed |= result.Errors + result.VerifyFailures > 0;
+                }
             }
         }
-        long requests = 0, values = 0, errors = 0, misses = 0, verifyFailures = 0;
-        var latencies = new List<long>[inflight];
-        var measureFrom = Stopwatch.GetTimestamp() + (long)(warmup.TotalSeconds * Stopwatch.Frequency);
-        var end = measureFrom + (long)(duration.TotalSeconds * Stopwatch.Frequency);
-        long next = 0;
-        var workers = Enumerable.Range(0, inflight).Select(w => Task.Run(async () =>
-        {
-            var lat = latencies[w] = new List<long>(1 << 16);
-            var buffers = Enumerable.Range(0, batch).Select(_ => (Memory<byte>)new byte[valueSize]).ToArray();
-            var batchKeys = new ReadOnlyMemory<byte>[batch];
-            var batchValues = new ReadOnlyMemory<byte>[batch];
-            var indices = new int[batch];
-            while (true)
+        return failed ? 1 : 0;
+    }
+
+    /// <summary>Runs one benchmark with a live bar: elapsed share of the run and the current GB/s.</summary>
+    private static async Task<BenchResult> WithProgressAsync(BenchRunner runner, BenchSettings s)
+    {
+        BenchResult? result = null;
+        await AnsiConsole.Progress()
+            .AutoClear(true)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+            .StartAsync(async ctx =>
             {
-                long now = Stopwatch.GetTimestamp();
-                if (now >= end) break;
-                for (int j = 0; j < batch; j++)
+                var task = ctx.AddTask($"{s.Op} {ByteSize.Format(s.ValueSize)} x{s.Batch} inflight {s.Inflight}", maxValue: 1.0);
+                var total = s.Warmup + s.Duration;
+                var started = DateTime.UtcNow;
+                var run = runner.RunAsync();
+                long lastBytes = 0;
+                var lastTime = started;
+                while (!run.IsCompleted)
                 {
-                    int k = (int)(Interlocked.Increment(ref next) % keyCount);
-                    indices[j] = k;
-                    batchKeys[j] = keys[k];
-                    batchValues[j] = patterns[k % Patterns];
+                    await Task.WhenAny(run, Task.Delay(250));
+                    var now = DateTime.UtcNow;
+                    long bytes = runner.GoodBytes;
+                    double gbps = (bytes - lastBytes) / Math.Max(1e-6, (now - lastTime).TotalSeconds) / 1e9;
+                    (lastBytes, lastTime) = (bytes, now);
+                    task.Description = $"{s.Op} {ByteSize.Format(s.ValueSize)} x{s.Batch} inflight {s.Inflight}: {gbps:F2} GB/s";
+                    task.Value = s.Requests is null ? Math.Min(1.0, (now - started) / total) : task.Value;
                 }
-                long start = Stopwatch.GetTimestamp();
-                long e = 0, m = 0, v = 0;
-                if (op == "put")
-                {
-                    foreach (var s in await store.PutAsync(batchKeys, batchValues)) if (s != KvStatus.Ok) e++;
-                }
-                else
-                {
-                    var results = await store.GetAsync(batchKeys, buffers);
-                    for (int j = 0; j < batch; j++)
-                    {
-                        if (results[j].Status == KvStatus.NotFound) m++;
-                        else if (results[j].Status != KvStatus.Ok) e++;
-                        else if (verify && !Check(buffers[j].Span, results[j].Length, indices[j] % Patterns, valueSize)) v++;
-                    }
-                }
-                long stop = Stopwatch.GetTimestamp();
-                if (start >= measureFrom)
-                {
-                    lat.Add(stop - start);
-                    Interlocked.Increment(ref requests);
-                    Interlocked.Add(ref values, batch);
-                    Interlocked.Add(ref errors, e);
-                    Interlocked.Add(ref misses, m);
-                    Interlocked.Add(ref verifyFailures, v);
-                }
-            }
-        })).ToArray();
-        await Task.WhenAll(workers);
-        double seconds = duration.TotalSeconds;
-        var all = latencies.SelectMany(l => l).ToArray();
-        Array.Sort(all);
-        double Us(double q) => Percentile(all, q) * 1e6 / Stopwatch.Frequency;
-        long goodValues = values - errors - misses;
-        return new Result(op, valueSize, batch, inflight, connections, seconds, requests, values,
-            goodValues * (double)valueSize / seconds / 1e9, values / seconds, Us(0.50), Us(0.90), Us(0.99), Us(0.999), errors, misses, verifyFailures);
+                task.Value = 1.0;
+                result = await run;
+            });
+        return result!;
     }
 
-    /// <summary>Value of pattern p: 8-byte words derived from p, the first word being p itself.</summary>
-    public static byte[] Pattern(int p, int size)
+    /// <summary>Kept for callers that drive a <see cref="KvStore"/> directly (tests, embedding programs).</summary>
+    public static Task<BenchResult> RunAsync(KvStore store, string op, int valueSize, int batch, int inflight, int connections, int keyCount,
+        TimeSpan duration, TimeSpan warmup, bool verify)
+        => new BenchRunner("kvasir", () => Task.FromResult<IBenchTarget>(new KvasirTarget(store)),
+            new BenchSettings { Op = op, ValueSize = valueSize, Batch = batch, Inflight = inflight, Keys = keyCount, Duration = duration, Warmup = warmup, Verify = verify ? VerifyMode.Sample : VerifyMode.Off })
+            .RunAsync();
+
+    private static List<T> List<T>(string text, string name, Func<string, T> parse)
     {
-        var bytes = new byte[size];
-        ulong x = 0x9E3779B97F4A7C15UL * (ulong)(p + 1);
-        for (int i = 0; i + 8 <= size; i += 8) BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(i), i == 0 ? (ulong)p : x ^ (ulong)i);
-        for (int i = size & ~7; i < size; i++) bytes[i] = (byte)(p + i);
-        return bytes;
+        try
+        {
+            var items = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(parse).ToList();
+            return items.Count > 0 ? items : throw new UsageException($"--{name}: empty list");
+        }
+        catch (Exception ex) when (ex is FormatException or OverflowException)
+        {
+            throw new UsageException($"--{name}: '{text}': {ex.Message}");
+        }
     }
 
-    /// <summary>Cheap check of a received value: its length and the first, middle and last words of the expected pattern.</summary>
-    public static bool Check(ReadOnlySpan<byte> value, long length, int p, int size)
+    private static TimeSpan Seconds(CommandLine cl, string name, double fallback)
     {
-        if (length != size) return false;
-        var expected = Pattern(p, Math.Min(size, 64));
-        if (!value[..expected.Length].SequenceEqual(expected)) return false;
-        if (size < 128) return true;
-        ulong x = 0x9E3779B97F4A7C15UL * (ulong)(p + 1);
-        foreach (int at in new[] { size / 2 & ~7, (size & ~7) - 8 })
-            if (BinaryPrimitives.ReadUInt64LittleEndian(value[at..]) != (x ^ (ulong)at)) return false;
-        return true;
+        double v = cl.Double(name, fallback);
+        if (v < 0 || v > 86_400) throw new UsageException($"--{name}: must be 0..86400 seconds");
+        return TimeSpan.FromSeconds(v);
     }
 
-    /// <summary>Nearest-rank percentile of sorted samples (q in 0..1); 0 for no samples.</summary>
-    public static double Percentile(long[] sorted, double q)
+    private static (string Host, int Port) SplitServer(string server)
     {
-        if (sorted.Length == 0) return 0;
-        int rank = (int)Math.Ceiling(q * sorted.Length);
-        return sorted[Math.Clamp(rank - 1, 0, sorted.Length - 1)];
+        int colon = server.LastIndexOf(':');
+        return colon > 0 && int.TryParse(server[(colon + 1)..], out int p) ? (server[..colon].Trim('[', ']'), p) : (server, 0);
     }
-
-    private static Dictionary<string, object> ToJson(Result r) => new()
-    {
-        ["op"] = r.Op, ["value_size"] = r.ValueSize, ["batch"] = r.Batch, ["inflight"] = r.Inflight, ["connections"] = r.Connections,
-        ["seconds"] = r.Seconds, ["requests"] = r.Requests, ["values"] = r.Values, ["gbps"] = Math.Round(r.Gbps, 3),
-        ["ops_per_s"] = Math.Round(r.OpsPerSecond, 1), ["p50_us"] = Math.Round(r.P50Us, 1), ["p90_us"] = Math.Round(r.P90Us, 1),
-        ["p99_us"] = Math.Round(r.P99Us, 1), ["p999_us"] = Math.Round(r.P999Us, 1), ["errors"] = r.Errors, ["misses"] = r.Misses,
-        ["verify_failures"] = r.VerifyFailures,
-    };
-
-    private static string Describe(Result r) =>
-        $"{r.Op} {ByteSize.Format(r.ValueSize)} x{r.Batch} inflight {r.Inflight} conns {r.Connections}: " +
-        $"{r.Gbps:F2} GB/s, {r.OpsPerSecond:F0} values/s, latency p50 {r.P50Us:F0} us p90 {r.P90Us:F0} us p99 {r.P99Us:F0} us p99.9 {r.P999Us:F0} us, " +
-        $"errors {r.Errors}, misses {r.Misses}, verify failures {r.VerifyFailures}";
 }

@@ -1,3 +1,4 @@
+using Kvasir.Cli.Bench;
 using Kvasir.Cli;
 using Kvasir.Client;
 using Kvasir.Server;
@@ -9,7 +10,7 @@ public class BenchCommandTests
 {
     [Fact]
     public void Percentile_of_no_samples_is_zero()
-        => Assert.Equal(0, BenchCommand.Percentile([], 0.5));
+        => Assert.Equal(0, LatencyStats.Percentile([], 0.5));
 
     [Theory]
     [InlineData(0.0)]
@@ -17,7 +18,7 @@ public class BenchCommandTests
     [InlineData(0.999)]
     [InlineData(1.0)]
     public void Percentile_of_a_single_sample_is_that_sample(double q)
-        => Assert.Equal(42, BenchCommand.Percentile([42], q));
+        => Assert.Equal(42, LatencyStats.Percentile([42], q));
 
     [Theory]
     [InlineData(0.50, 50)]
@@ -30,22 +31,22 @@ public class BenchCommandTests
     public void Percentile_uses_nearest_rank_on_1_to_100(double q, long expected)
     {
         long[] samples = Enumerable.Range(1, 100).Select(i => (long)i).ToArray();
-        Assert.Equal(expected, BenchCommand.Percentile(samples, q));
+        Assert.Equal(expected, LatencyStats.Percentile(samples, q));
     }
 
     [Fact]
     public void Percentile_999_of_1000_samples_is_the_999th()
     {
         long[] samples = Enumerable.Range(1, 1000).Select(i => (long)i * 10).ToArray();
-        Assert.Equal(9990, BenchCommand.Percentile(samples, 0.999));
-        Assert.Equal(5000, BenchCommand.Percentile(samples, 0.5));
+        Assert.Equal(9990, LatencyStats.Percentile(samples, 0.999));
+        Assert.Equal(5000, LatencyStats.Percentile(samples, 0.5));
     }
 
     [Fact]
     public void Percentile_of_two_samples_splits_at_the_half()
     {
-        Assert.Equal(1, BenchCommand.Percentile([1, 2], 0.5));
-        Assert.Equal(2, BenchCommand.Percentile([1, 2], 0.51));
+        Assert.Equal(1, LatencyStats.Percentile([1, 2], 0.5));
+        Assert.Equal(2, LatencyStats.Percentile([1, 2], 0.51));
     }
 
     [Theory]
@@ -57,14 +58,14 @@ public class BenchCommandTests
     [InlineData(2, 13)]
     [InlineData(5, 0)]
     public void Check_passes_a_correct_pattern(int p, int size)
-        => Assert.True(BenchCommand.Check(BenchCommand.Pattern(p, size), size, p, size));
+        => Assert.True(ValuePattern.CheckSampled(ValuePattern.Create(p, size), size, p, size));
 
     [Fact]
     public void Patterns_of_different_keys_differ_and_are_deterministic()
     {
-        Assert.Equal(BenchCommand.Pattern(4, 1000), BenchCommand.Pattern(4, 1000));
-        Assert.NotEqual(BenchCommand.Pattern(4, 1000), BenchCommand.Pattern(5, 1000));
-        Assert.False(BenchCommand.Check(BenchCommand.Pattern(4, 1000), 1000, 5, 1000));
+        Assert.Equal(ValuePattern.Create(4, 1000), ValuePattern.Create(4, 1000));
+        Assert.NotEqual(ValuePattern.Create(4, 1000), ValuePattern.Create(5, 1000));
+        Assert.False(ValuePattern.CheckSampled(ValuePattern.Create(4, 1000), 1000, 5, 1000));
     }
 
     public static TheoryData<int> FlipOffsets()
@@ -82,18 +83,18 @@ public class BenchCommandTests
     public void Check_fails_a_value_with_one_flipped_byte_in_a_checked_word(int offset)
     {
         const int size = 1 << 16, p = 9;
-        var value = BenchCommand.Pattern(p, size);
+        var value = ValuePattern.Create(p, size);
         value[offset] ^= 0x01;
-        Assert.False(BenchCommand.Check(value, size, p, size));
+        Assert.False(ValuePattern.CheckSampled(value, size, p, size));
     }
 
     [Fact]
     public void Check_fails_a_flipped_last_word_of_a_size_that_is_not_a_multiple_of_8()
     {
         const int size = 1003, p = 2;
-        var value = BenchCommand.Pattern(p, size);
+        var value = ValuePattern.Create(p, size);
         value[(size & ~7) - 8 + 2] ^= 0x80;
-        Assert.False(BenchCommand.Check(value, size, p, size));
+        Assert.False(ValuePattern.CheckSampled(value, size, p, size));
     }
 
     [Theory]
@@ -104,8 +105,8 @@ public class BenchCommandTests
     {
         const int size = 4096;
         var buffer = new byte[8192];
-        BenchCommand.Pattern(1, size).CopyTo(buffer, 0);
-        Assert.False(BenchCommand.Check(buffer, length, 1, size));
+        ValuePattern.Create(1, size).CopyTo(buffer, 0);
+        Assert.False(ValuePattern.CheckSampled(buffer, length, 1, size));
     }
 
     [Fact]
@@ -128,7 +129,7 @@ public class BenchCommandTests
         // The pre-fill really stored the pattern the bench checks against.
         var stored = await store.GetAsync(KvStore.Keys("bench:65536:5")[0]);
         Assert.NotNull(stored);
-        Assert.Equal(BenchCommand.Pattern(5, 64 << 10), stored);
+        Assert.Equal(ValuePattern.Create(5, 64 << 10), stored);
     }
 
     [Fact]
@@ -142,6 +143,6 @@ public class BenchCommandTests
         Assert.True(r.Requests > 0);
         var stored = await store.GetAsync(KvStore.Keys("bench:4096:17")[0]);
         Assert.NotNull(stored);
-        Assert.True(BenchCommand.Check(stored, stored.Length, 17 % 16, 4096));
+        Assert.True(ValuePattern.CheckSampled(stored, stored.Length, 17, 4096));
     }
 }

@@ -337,7 +337,7 @@ public class SignalEndToEndTests
         await using var monitor = await KvStore.ConnectAsync(options);
 
         var keys = Enumerable.Range(0, values).Select(i => (ReadOnlyMemory<byte>)Encoding.ASCII.GetBytes($"big-{i}")).ToArray();
-        var data = Enumerable.Range(0, values).Select(i => (ReadOnlyMemory<byte>)BenchCommand.Pattern(i, size)).ToArray();
+        var data = Enumerable.Range(0, values).Select(i => (ReadOnlyMemory<byte>)Kvasir.Cli.Bench.ValuePattern.Create(i, size)).ToArray();
         long baseline = (await monitor.StatsAsync())["bytes_in"];
 
         var put = Task.Run(() => writer.PutAsync(keys, data));

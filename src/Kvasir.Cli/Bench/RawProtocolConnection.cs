@@ -1,0 +1,384 @@
+using System.Buffers.Text;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+
+namespace Kvasir.Cli.Bench;
+
+/// <summary>
+/// One TCP connection to a text-framed peer (Redis RESP, memcached ASCII) for the benchmark: a request
+/// builder that sends value bytes straight from the caller's memory, and a buffered reader with the same
+/// rule as <c>Kvasir.Server.Transport.BufferedReceiver</c> (reads of at least the buffer's size that find
+/// it empty go straight from the socket into the caller's memory), plus a CRLF line reader.
+/// </summary>
+/// <remarks>
+/// Failure model: any I/O failure, end of stream, protocol violation or timeout poisons the connection
+/// (<see cref="Poison"/> closes the socket); a poisoned connection never talks to the peer again and the
+/// targets answer every later call with errors. Not thread-safe: one operation at a time, though the
+/// request of an operation is sent concurrently with reading its replies (so a long pipeline can never
+/// deadlock against a peer that stops reading while its replies are unread).
+/// </remarks>
+internal sealed class RawProtocolConnection : IAsyncDisposable
+{
+    /// <summary>Values and keys up to this size are copied into the request buffer; larger ones are sent from the caller's memory.</summary>
+    internal const int CoalesceLimit = 8 * 1024;
+
+    /// <summary>Most buffers given to one gather send (Linux rejects more than IOV_MAX = 1024 per sendmsg).</summary>
+    private const int MaxGather = 512;
+
+    private static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(30);
+
+    private readonly Socket _socket;
+    private readonly byte[] _buffer;
+    private int _start;
+    private int _end;
+    private int _lineStart;
+    private int _lineLength;
+
+    // Request under construction: _scratch[_pending.._length) is not yet cut into a segment.
+    private byte[] _scratch = new byte[16 * 1024];
+    private int _length;
+    private int _pending;
+    private readonly List<ReadOnlyMemory<byte>> _segments = [];
+    private readonly List<ArraySegment<byte>> _gather = [];
+
+    private CancellationTokenSource _timeout = new();
+    private bool _broken;
+
+    private RawProtocolConnection(Socket socket, int bufferSize)
+    {
+        _socket = socket;
+        _buffer = new byte[bufferSize];
+    }
+
+    /// <summary>Opens the connection (Nagle off). Connection failures throw: there is no target to return.</summary>
+    public static async Task<RawProtocolConnection> ConnectAsync(string host, int port, CancellationToken ct, int bufferSize = 64 * 1024)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(host);
+        ArgumentOutOfRangeException.ThrowIfLessThan(bufferSize, 1024);
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            await socket.ConnectAsync(host, port, ct).ConfigureAwait(false);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+        return new RawProtocolConnection(socket, bufferSize);
+    }
+
+    /// <summary>
+    /// Bound on one whole operation (send plus all replies). Default 30 s; <see cref="Timeout.InfiniteTimeSpan"/>
+    /// disables it. When it fires the connection is poisoned. Too short a bound turns slow large batches into errors.
+    /// </summary>
+    public TimeSpan OperationTimeout { get; set; } = DefaultTimeout;
+
+    /// <summary>True once the connection has failed; it is never used again.</summary>
+    public bool IsBroken => _broken;
+
+    /// <summary>Marks the connection unusable and closes the socket (which also ends any pending send or receive).</summary>
+    public void Poison()
+    {
+        _broken = true;
+        _socket.Dispose();
+    }
+
+    /// <summary>True for the exceptions that mean "the peer or the wire failed", as opposed to a caller's bug.</summary>
+    public static bool IsConnectionFailure(Exception e) =>
+        e is SocketException or IOException or ObjectDisposedException or OperationCanceledException;
+
+    // ---- operation bracket -------------------------------------------------------------------
+
+    /// <summary>Starts an operation's timeout and returns the token every send and receive of it uses.</summary>
+    public CancellationToken BeginOperation()
+    {
+        if (OperationTimeout != Timeout.InfiniteTimeSpan) _timeout.CancelAfter(OperationTimeout);
+        return _timeout.Token;
+    }
+
+    /// <summary>Stops the operation's timeout and clears the request buffer.</summary>
+    public void EndOperation()
+    {
+        if (!_timeout.TryReset())
+        {
+            _timeout.Dispose();
+            _timeout = new CancellationTokenSource();
+        }
+        ClearRequest();
+    }
+
+    // ---- request building ----------------------------------------------------------------------
+
+    public void ClearRequest()
+    {
+        _length = 0;
+        _pending = 0;
+        _segments.Clear();
+        _gather.Clear();
+    }
+
+    /// <summary>Appends protocol bytes (commands, lengths, CRLF) to the request buffer.</summary>
+    public void Write(ReadOnlySpan<byte> bytes)
+    {
+        bytes.CopyTo(Reserve(bytes.Length));
+        _length += bytes.Length;
+    }
+
+    public void WriteDecimal(long value)
+    {
+        Span<byte> span = Reserve(20);
+        if (!Utf8Formatter.TryFormat(value, span, out int written)) throw new InvalidOperationException("decimal does not fit");
+        _length += written;
+    }
+
+    /// <summary>
+    /// Appends caller data: small data is copied into the request buffer, large data is referenced and sent
+    /// from <paramref name="data"/> itself, which must stay unchanged until the operation ends.
+    /// </summary>
+    public void WriteData(ReadOnlyMemory<byte> data)
+    {
+        if (data.Length <= CoalesceLimit)
+        {
+            Write(data.Span);
+            return;
+        }
+        CutPending();
+        _segments.Add(data);
+    }
+
+    private Span<byte> Reserve(int count)
+    {
+        if (_scratch.Length - _length < count)
+        {
+            // Earlier segments keep referencing the old array, whose bytes no longer change.
+            var bigger = new byte[Math.Max(_scratch.Length * 2, _length + count)];
+            _scratch.AsSpan(_pending, _length - _pending).CopyTo(bigger.AsSpan(_pending));
+            _scratch = bigger;
+        }
+        return _scratch.AsSpan(_length, count);
+    }
+
+    private void CutPending()
+    {
+        if (_length > _pending) _segments.Add(_scratch.AsMemory(_pending, _length - _pending));
+        _pending = _length;
+    }
+
+    /// <summary>
+    /// Sends the built request: runs of array-backed segments go out as gather sends (one sendmsg for headers
+    /// and values), others one by one. Never throws: a failure poisons the connection and returns false, so
+    /// the task may run unobserved next to the reply reader.
+    /// </summary>
+    public async Task<bool> SendRequestAsync(CancellationToken ct)
+    {
+        CutPending();
+        try
+        {
+            _gather.Clear();
+            foreach (var segment in _segments)
+            {
+                if (segment.Length == 0) continue;
+                if (MemoryMarshal.TryGetArray(segment, out var array))
+                {
+                    _gather.Add(array);
+                    if (_gather.Count == MaxGather) await SendGatherAsync(ct).ConfigureAwait(false);
+                }
+                else
+                {
+                    if (_gather.Count > 0) await SendGatherAsync(ct).ConfigureAwait(false);
+                    await SendAllAsync(segment, ct).ConfigureAwait(false);
+                }
+            }
+            if (_gather.Count > 0) await SendGatherAsync(ct).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (IsConnectionFailure(e))
+        {
+            Poison();
+            return false;
+        }
+    }
+
+    private async Task SendGatherAsync(CancellationToken ct)
+    {
+        long total = 0;
+        foreach (var a in _gather) total += a.Count;
+        // Socket.SendAsync(IList<ArraySegment>) has no CancellationToken; the timeout closes the socket instead.
+        using (ct.UnsafeRegister(static s => ((Socket)s!).Dispose(), _socket))
+        {
+            long sent = _gather.Count == 1
+                ? await SendOnceAsync(_gather[0], ct).ConfigureAwait(false)
+                : await _socket.SendAsync(_gather, SocketFlags.None).ConfigureAwait(false);
+            ct.ThrowIfCancellationRequested();
+            if (sent < total)
+            {
+                // A short gather send: finish the rest one segment at a time.
+                foreach (var a in _gather)
+                {
+                    if (sent >= a.Count) { sent -= a.Count; continue; }
+                    await SendAllAsync(a.AsMemory((int)sent), ct).ConfigureAwait(false);
+                    sent = 0;
+                }
+            }
+        }
+        _gather.Clear();
+    }
+
+    private async Task<long> SendOnceAsync(ArraySegment<byte> a, CancellationToken ct)
+    {
+        await SendAllAsync(a.AsMemory(), ct).ConfigureAwait(false);
+        return a.Count;
+    }
+
+    private async Task SendAllAsync(ReadOnlyMemory<byte> data, CancellationToken ct)
+    {
+        while (data.Length > 0)
+        {
+            int n = await _socket.SendAsync(data, SocketFlags.None, ct).ConfigureAwait(false);
+            if (n <= 0) throw new IOException("send made no progress");
+            data = data[n..];
+        }
+    }
+
+    // ---- receiving -----------------------------------------------------------------------------
+
+    /// <summary>The line returned by the last <see cref="ReadLineAsync"/>, without its CRLF; valid until the next read.</summary>
+    public ReadOnlySpan<byte> Line => _buffer.AsSpan(_lineStart, _lineLength);
+
+    /// <summary>
+    /// Reads one CRLF-terminated line into <see cref="Line"/>. A line longer than the read buffer, or an end of
+    /// stream, is an <see cref="IOException"/>.
+    /// </summary>
+    public ValueTask ReadLineAsync(CancellationToken ct)
+    {
+        int at = _buffer.AsSpan(_start, _end - _start).IndexOf("\r\n"u8);
+        if (at < 0) return ReadLineSlowAsync(ct);
+        TakeLine(at);
+        return default;
+    }
+
+    private async ValueTask ReadLineSlowAsync(CancellationToken ct)
+    {
+        while (true)
+        {
+            int at = _buffer.AsSpan(_start, _end - _start).IndexOf("\r\n"u8);
+            if (at >= 0)
+            {
+                TakeLine(at);
+                return;
+            }
+            if (_start > 0)
+            {
+                _buffer.AsSpan(_start, _end - _start).CopyTo(_buffer);
+                _end -= _start;
+                _start = 0;
+            }
+            if (_end == _buffer.Length) throw new IOException($"protocol: reply line longer than {_buffer.Length} bytes");
+            int received = await _socket.ReceiveAsync(_buffer.AsMemory(_end), SocketFlags.None, ct).ConfigureAwait(false);
+            if (received == 0) throw new EndOfStreamException("connection closed while waiting for a reply line");
+            _end += received;
+        }
+    }
+
+    private void TakeLine(int length)
+    {
+        _lineStart = _start;
+        _lineLength = length;
+        _start += length + 2;
+    }
+
+    /// <summary>Fills <paramref name="destination"/>; reads of at least the buffer's size bypass it. End of stream throws.</summary>
+    public ValueTask ReadExactAsync(Memory<byte> destination, CancellationToken ct)
+    {
+        int buffered = _end - _start;
+        if (buffered >= destination.Length)
+        {
+            _buffer.AsSpan(_start, destination.Length).CopyTo(destination.Span);
+            _start += destination.Length;
+            return default;
+        }
+        return ReadExactSlowAsync(destination, ct);
+    }
+
+    private async ValueTask ReadExactSlowAsync(Memory<byte> destination, CancellationToken ct)
+    {
+        int done = 0;
+        while (done < destination.Length)
+        {
+            if (_start < _end)
+            {
+                int n = Math.Min(_end - _start, destination.Length - done);
+                _buffer.AsSpan(_start, n).CopyTo(destination.Span[done..]);
+                _start += n;
+                done += n;
+                continue;
+            }
+            int want = destination.Length - done;
+            if (want >= _buffer.Length)
+            {
+                int received = await _socket.ReceiveAsync(destination[done..], SocketFlags.None, ct).ConfigureAwait(false);
+                if (received == 0) throw new EndOfStreamException("connection closed inside a value");
+                done += received;
+            }
+            else
+            {
+                await FillAsync(ct).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Reads and discards <paramref name="count"/> bytes (a value that does not fit its destination).</summary>
+    public async ValueTask SkipAsync(long count, CancellationToken ct)
+    {
+        while (count > 0)
+        {
+            if (_start == _end) await FillAsync(ct).ConfigureAwait(false);
+            int n = (int)Math.Min(count, _end - _start);
+            _start += n;
+            count -= n;
+        }
+    }
+
+    /// <summary>Consumes the CRLF that ends a value; anything else is a protocol violation.</summary>
+    public ValueTask ReadCrlfAsync(CancellationToken ct)
+    {
+        if (_end - _start >= 2)
+        {
+            bool ok = _buffer[_start] == '\r' && _buffer[_start + 1] == '\n';
+            _start += 2;
+            return ok ? default : throw new IOException("protocol: value not followed by CRLF");
+        }
+        return ReadCrlfSlowAsync(ct);
+    }
+
+    private async ValueTask ReadCrlfSlowAsync(CancellationToken ct)
+    {
+        await ReadLineAsync(ct).ConfigureAwait(false);
+        if (_lineLength != 0) throw new IOException("protocol: value not followed by CRLF");
+    }
+
+    private async ValueTask FillAsync(CancellationToken ct)
+    {
+        int received = await _socket.ReceiveAsync(_buffer.AsMemory(), SocketFlags.None, ct).ConfigureAwait(false);
+        if (received == 0) throw new EndOfStreamException("connection closed inside a reply");
+        _start = 0;
+        _end = received;
+    }
+
+    /// <summary>Parses a whole span as a decimal integer (optionally negative); anything else is a protocol violation.</summary>
+    public static long ParseInteger(ReadOnlySpan<byte> text)
+    {
+        if (!Utf8Parser.TryParse(text, out long value, out int consumed) || consumed != text.Length || text.Length == 0)
+            throw new IOException("protocol: malformed integer in reply");
+        return value;
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        _broken = true;
+        _socket.Dispose();
+        _timeout.Dispose();
+        return default;
+    }
+}
