@@ -11,6 +11,9 @@ need_apt=()
 [ -x /usr/bin/python3 ] || need_apt+=(python3)
 /usr/bin/python3 -c 'import pytest' 2>/dev/null || need_apt+=(python3-pytest)
 /usr/bin/python3 -c 'import numpy' 2>/dev/null || need_apt+=(python3-numpy)
+# The benchmark's peer clients are tested against real servers.
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v memcached >/dev/null || need_apt+=(memcached)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "test.sh: installing ${need_apt[*]}"
