@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Kvasir side by side with memcached and Redis, same machine, same run, same workload shapes:
+# values of 64 KiB, 256 KiB, 1 MiB and 4 MiB; batch SET and GET; 1 and 4 requests in flight.
+# All three are driven by kvasir bench (the peers through its raw pipelined RESP / memcached
+# clients); redis-benchmark runs beside them as a sanity check, and iperf3 and an in-process
+# memcpy table give the floor. Prints one markdown table.
+#   bench/compare.sh [--quick] [--out FILE]     --quick: short runs, finishes in under a minute
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+quick=0; out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --out) out="$2"; shift ;;
+    *) echo "usage: bench/compare.sh [--quick] [--out FILE]" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ $quick = 1 ]; then duration=0.3; warmup=0.15; space=64MiB; iperf_t=1; rb_bytes=$((32 << 20)); else duration=5; warmup=1; space=256MiB; iperf_t=5; rb_bytes=$((512 << 20)); fi
+sizes="64KiB,256KiB,1MiB,4MiB"
+py=/usr/bin/python3
+
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v memcached >/dev/null || need+=(memcached)
+command -v iperf3 >/dev/null || need+=(iperf3)
+[ -x $py ] || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || { echo "compare.sh: missing ${need[*]}; run as root to install them" >&2; exit 1; }
+  echo "compare.sh: installing ${need[*]}" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}") >/dev/null
+fi
+
+"$root/kvasir" --help >/dev/null   # builds the CLI when needed
+kvasir() { dotnet "$root/.build/cli/kvasir.dll" "$@"; }
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { $py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+  echo "compare.sh: nothing listens on port $1" >&2; exit 1
+}
+
+rp=$(free_port); mp=$(free_port); kp=$(free_port); ip=$(free_port)
+redis-server --bind 127.0.0.1 --port "$rp" --save "" --appendonly no --protected-mode no >"$work/redis.log" 2>&1 & pids+=($!)
+memcached -u "$(id -un)" -l 127.0.0.1 -p "$mp" -U 0 -m 2048 -I 8m -t 2 -c 1024 >"$work/memcached.log" 2>&1 & pids+=($!)
+kvasir serve --port "$kp" --memory 2GiB --log-level warning >"$work/kvasir.log" 2>&1 & pids+=($!)
+wait_port "$rp"; wait_port "$mp"; wait_port "$kp"
+
+# The floor: loopback TCP (iperf3, 1 and 4 streams) and memcpy of the same shapes in one process.
+iperf3 -s -p "$ip" >/dev/null 2>&1 & pids+=($!)
+wait_port "$ip"
+iperf1=$(iperf3 -c 127.0.0.1 -p "$ip" -t "$iperf_t" -J | $py -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/8e9)')
+iperf4=$(iperf3 -c 127.0.0.1 -p "$ip" -t "$iperf_t" -P 4 -J | $py -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/8e9)')
+
+common=(--op put,get --value-size "$sizes" --inflight 1,4 --duration "$duration" --warmup "$warmup" --key-space "$space" --json --no-progress)
+kvasir bench --target memcpy "${common[@]}" >"$work/memcpy.jsonl"
+kvasir bench --target kvasir --server "127.0.0.1:$kp" "${common[@]}" >"$work/kvasir.jsonl"
+kvasir bench --target memcached --server "127.0.0.1:$mp" "${common[@]}" >"$work/memcached.jsonl"
+kvasir bench --target redis --server "127.0.0.1:$rp" "${common[@]}" >"$work/redis.jsonl"
+
+# redis-benchmark as a sanity check of the Redis figures: SET and GET of one key, 4 pipelined.
+: >"$work/redis-benchmark.csv"
+for size in 65536 262144 1048576 4194304; do
+  n=$(( rb_bytes / size )); [ $n -lt 16 ] && n=16
+  redis-benchmark -h 127.0.0.1 -p "$rp" -t set,get -d "$size" -n "$n" -c 1 -P 4 --csv 2>/dev/null \
+    | sed -n 's/^"\(SET\|GET\)","\([0-9.]*\)".*/\1 \2/p' | while read -r op rps; do echo "$op $size $rps" >>"$work/redis-benchmark.csv"; done
+done
+
+$py - "$work" "$iperf1" "$iperf4" "$quick" "$duration" <<'PY' | tee ${out:+"$out"}
+import json, sys, os
+work, iperf1, iperf4, quick, duration = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1", sys.argv[5]
+def load(name):
+    rows = {}
+    for line in open(os.path.join(work, name + ".jsonl")):
+        r = json.loads(line)
+        rows[(r["op"], r["value_size"], r["inflight"])] = r
+    return rows
+k, m, r, c = load("kvasir"), load("memcached"), load("redis"), load("memcpy")
+rb = {}
+for line in open(os.path.join(work, "redis-benchmark.csv")):
+    op, size, rps = line.split()
+    rb[("put" if op == "SET" else "get", int(size))] = float(rps) * int(size) / 1e9
+def name(size):
+    return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
+def ratio(a, b):
+    return f"{a / b:.2f}×" if b > 0 else "n/a"
+print(f"Loopback floor: iperf3 {iperf1:.2f} GB/s (1 stream), {iperf4:.2f} GB/s (4 streams). "
+      f"Runs of {duration} s{' (--quick)' if quick else ''}; GB/s of verified payload.")
+print()
+print("| op | value | in flight | Kvasir | memcached | Redis | Kvasir / memcached | Kvasir / Redis | Kvasir / iperf3 | memcpy | redis-benchmark | errors + verify failures (K/m/R) |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+for key in sorted(k, key=lambda t: (t[1], t[0] != "put", t[2])):
+    op, size, inflight = key
+    kv, mc, rd, cp = k[key]["gbps"], m[key]["gbps"], r[key]["gbps"], c[key]["gbps"]
+    floor = iperf1 if inflight == 1 else iperf4
+    bad = "/".join(str(x[key]["errors"] + x[key]["verify_failures"]) for x in (k, m, r))
+    rbs = f"{rb[(op, size)]:.2f}" if (op, size) in rb else "n/a"
+    print(f"| {'SET' if op == 'put' else 'GET'} | {name(size)} | {inflight} | {kv:.2f} | {mc:.2f} | {rd:.2f} | {ratio(kv, mc)} | {ratio(kv, rd)} | {kv / floor:.0%} | {cp:.2f} | {rbs} | {bad} |")
+PY
