@@ -1,0 +1,13 @@
+using BenchmarkDotNet.Running;
+
+namespace Kvasir.Bench.Micro;
+
+/// <summary>
+/// BenchmarkDotNet micro-benchmarks of the hot paths: allocators and the store's reserve/lease path, frame
+/// encode/decode, CRC-32C and key hashing. Every class reports allocated bytes per operation.
+/// Usage: dotnet run -c Release --project bench/Kvasir.Bench.Micro -- --filter '*' [--job short]
+/// </summary>
+public static class Program
+{
+    public static void Main(string[] args) => BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+}
