@@ -50,7 +50,9 @@ wait_port() {
 rp=$(free_port); mp=$(free_port); kp=$(free_port); ip=$(free_port)
 redis-server --bind 127.0.0.1 --port "$rp" --save "" --appendonly no --protected-mode no >"$work/redis.log" 2>&1 & pids+=($!)
 memcached -u "$(id -un)" -l 127.0.0.1 -p "$mp" -U 0 -m 2048 -I 8m -t 2 -c 1024 >"$work/memcached.log" 2>&1 & pids+=($!)
-kvasir serve --port "$kp" --memory 2GiB --log-level warning >"$work/kvasir.log" 2>&1 & pids+=($!)
+# Started directly, not through the kvasir function: a backgrounded function runs in a subshell,
+# and $! would be that subshell's pid, which the cleanup's TERM would not carry to the node.
+dotnet "$root/.build/cli/kvasir.dll" serve --port "$kp" --memory 2GiB --log-level warning >"$work/kvasir.log" 2>&1 & pids+=($!)
 wait_port "$rp"; wait_port "$mp"; wait_port "$kp"
 
 # The floor: loopback TCP (iperf3, 1 and 4 streams) and memcpy of the same shapes in one process.
