@@ -93,6 +93,7 @@ internal sealed partial class Connection : ILeaseHolder
             await writing.ConfigureAwait(false);
             await CloseSocketAsync(closeGracefully).ConfigureAwait(false);
             _idle.Dispose();
+            _frame.Dispose();   // its timer; Abort tolerates the disposed _abort source as well
             _completion.TrySetResult();
         }
     }
