@@ -11,6 +11,7 @@ need_apt=()
 [ -x /usr/bin/python3 ] || need_apt+=(python3)
 /usr/bin/python3 -c 'import pytest' 2>/dev/null || need_apt+=(python3-pytest)
 /usr/bin/python3 -c 'import numpy' 2>/dev/null || need_apt+=(python3-numpy)
+/usr/bin/python3 -c 'import yaml' 2>/dev/null || need_apt+=(python3-yaml)
 # The benchmark's peer clients are tested against real servers.
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v memcached >/dev/null || need_apt+=(memcached)
@@ -48,5 +49,23 @@ for proj in tests/*.Tests/*.Tests.csproj; do
   echo "  $line"
   passed=$((passed + p)); failed=$((failed + f))
 done
+# The Python client's tests run against a real node through the CLI, which ./kvasir builds.
+if [ -d python/tests ]; then
+  echo "test.sh: python (pytest)"
+  ./kvasir --help >/dev/null 2>"$log/cli-build.log" || { cat "$log/cli-build.log"; failed=$((failed + 1)); status=1; }
+  /usr/bin/python3 -m pytest python/tests -q -p no:cacheprovider >"$log/pytest.log" 2>&1
+  rc=$?
+  summary="$(tail -n 1 "$log/pytest.log")"
+  p=$(sed -nE 's/.* ([0-9]+) passed.*/\1/p; s/^([0-9]+) passed.*/\1/p' <<<"$summary" | head -n 1)
+  f=$(sed -nE 's/.* ([0-9]+) (failed|error|errors)[,. ].*/\1/p; s/^([0-9]+) (failed|error|errors).*/\1/p' <<<"$summary" | head -n 1)
+  p=${p:-0}; f=${f:-0}
+  if [ $rc -ne 0 ]; then   # 5 = no tests collected: a failure too, the suite must not vanish
+    grep -E 'FAILED|ERROR|Error|assert' "$log/pytest.log" | head -n 60
+    [ "$f" = 0 ] && f=1
+    status=1
+  fi
+  echo "  python: $p passed, $f failed"
+  passed=$((passed + p)); failed=$((failed + f))
+fi
 echo "tests: $passed passed, $failed failed"
 exit $status

@@ -1,0 +1,624 @@
+"""Kvasir wire protocol v1 (docs/protocol.md): frame header, every message, status codes, auth.
+
+Pure standard library. Encoders return ``bytes``; decoders take any bytes-like object and raise
+:class:`~kvasir.errors.ProtocolError` carrying the status a node would answer (``BAD_FRAME``,
+``UNSUPPORTED_VERSION``, ``FRAME_TOO_LARGE``, ``BATCH_TOO_LARGE``, ...).
+
+Layers:
+
+* :func:`pack_header` / :func:`unpack_header` -- the 32-byte header alone.
+* :func:`encode_meta` / :func:`decode_meta` -- the metadata of one message, given its header.
+* :func:`encode_frame` / :func:`decode_frame` -- a whole frame (header, metadata, payload).
+  ``decode_frame(data, request=True)`` also applies the rules a node applies to requests
+  (flags per opcode, status 0, no payload but on PUT, ``max_meta_bytes``, PING size, HELLO range).
+"""
+
+import enum
+import hashlib
+import hmac
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import List, Optional, Union
+
+from .errors import ProtocolError
+
+MAGIC = b"KVSR"
+VERSION = 1
+HEADER_SIZE = 32
+MAX_KEY_BYTES = 512
+HARD_MAX_VALUE_BYTES = 1 << 30
+DEFAULT_MAX_VALUE_BYTES = 64 << 20
+DEFAULT_MAX_BATCH_KEYS = 8192
+DEFAULT_MAX_META_BYTES = 8 << 20
+MAX_PING_BYTES = 1024
+MAX_NAME_BYTES = 256
+NONCE_BYTES = 32
+MAX_ERROR_MESSAGE_BYTES = 1024
+MAX_META_LENGTH = (1 << 31) - 1
+MAX_PAYLOAD_LENGTH = (1 << 63) - 1
+
+
+class Opcode(enum.IntEnum):
+    HELLO = 0x01
+    AUTH = 0x02
+    PING = 0x03
+    PUT = 0x10
+    GET = 0x11
+    EXISTS = 0x12
+    REMOVE = 0x13
+    PIN = 0x14
+    UNPIN = 0x15
+    STATS = 0x20
+
+
+class Flag(enum.IntFlag):
+    NONE = 0
+    CHAIN = 0x0001
+    CHAIN_PARENT = 0x0002
+    REPLY = 0x8000
+
+
+FLAG_NAMES = [("CHAIN", Flag.CHAIN), ("CHAIN_PARENT", Flag.CHAIN_PARENT), ("REPLY", Flag.REPLY)]
+DEFINED_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.REPLY)
+
+
+class WireStatus(enum.IntEnum):
+    """Status codes on the wire: < 32 per key, >= 32 frame-level (the node closes after them)."""
+    OK = 0
+    NOT_FOUND = 1
+    VALUE_TOO_LARGE = 2
+    INVALID_KEY = 3
+    OUT_OF_MEMORY = 4
+    BAD_FRAME = 32
+    UNSUPPORTED_VERSION = 33
+    UNKNOWN_OPCODE = 34
+    HELLO_REQUIRED = 35
+    AUTH_REQUIRED = 36
+    AUTH_FAILED = 37
+    FRAME_TOO_LARGE = 38
+    BATCH_TOO_LARGE = 39
+    BAD_STATE = 40
+    SHUTTING_DOWN = 41
+    INTERNAL_ERROR = 42
+
+
+KEY_BATCH_OPCODES = (Opcode.GET, Opcode.EXISTS, Opcode.REMOVE, Opcode.PIN, Opcode.UNPIN)
+STATUS_LIST_OPCODES = (Opcode.PUT, Opcode.EXISTS, Opcode.REMOVE, Opcode.PIN, Opcode.UNPIN)
+
+
+def wire_status(code: int) -> Union[WireStatus, int]:
+    """The :class:`WireStatus` for a code, or the plain int when v1 does not define it."""
+    try:
+        return WireStatus(code)
+    except ValueError:
+        return code
+
+
+def _bad(message: str, status: int = WireStatus.BAD_FRAME) -> ProtocolError:
+    return ProtocolError(status, message)
+
+
+# --- header ----------------------------------------------------------------------------------------
+
+_HEADER = struct.Struct("<4sBBHQHHIQ")
+
+
+@dataclass
+class Header:
+    opcode: int
+    flags: int
+    request_id: int
+    status: int
+    meta_length: int
+    payload_length: int
+
+    @property
+    def is_reply(self) -> bool:
+        return bool(self.flags & Flag.REPLY)
+
+
+def pack_header(opcode: int, flags: int, request_id: int, status: int, meta_length: int, payload_length: int) -> bytes:
+    return _HEADER.pack(MAGIC, VERSION, int(opcode), int(flags), request_id, int(status), 0, meta_length, payload_length)
+
+
+def pack_header_into(buf, offset: int, opcode: int, flags: int, request_id: int, status: int,
+                     meta_length: int, payload_length: int) -> None:
+    _HEADER.pack_into(buf, offset, MAGIC, VERSION, int(opcode), int(flags), request_id, int(status), 0,
+                      meta_length, payload_length)
+
+
+def unpack_header(data) -> Header:
+    """Parses and checks the 32-byte header (magic, version, reserved, representable lengths)."""
+    if len(data) < HEADER_SIZE:
+        raise _bad(f"header truncated: {len(data)} of {HEADER_SIZE} bytes")
+    magic, version, opcode, flags, request_id, status, reserved, meta_len, payload_len = _HEADER.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise _bad(f"bad magic {bytes(magic)!r}")
+    if version != VERSION:
+        raise _bad(f"header version {version}; this client speaks 1", WireStatus.UNSUPPORTED_VERSION)
+    if reserved != 0:
+        raise _bad("reserved header field is not zero")
+    if meta_len > MAX_META_LENGTH:
+        raise _bad(f"metadata length {meta_len} cannot be represented", WireStatus.FRAME_TOO_LARGE)
+    if payload_len > MAX_PAYLOAD_LENGTH:
+        raise _bad(f"payload length {payload_len} cannot be represented", WireStatus.FRAME_TOO_LARGE)
+    return Header(opcode, flags, request_id, status, meta_len, payload_len)
+
+
+# --- messages --------------------------------------------------------------------------------------
+
+@dataclass
+class HelloRequest:
+    min_version: int = VERSION
+    max_version: int = VERSION
+    features: int = 0
+    client_name: str = "kvasir-py/0.1"
+
+
+@dataclass
+class HelloReply:
+    version: int
+    features: int
+    auth_required: bool
+    server_nonce: bytes
+    max_value_bytes: int
+    max_key_bytes: int
+    max_batch_keys: int
+    max_meta_bytes: int
+    capacity: int
+    node_id: str
+
+
+@dataclass
+class AuthRequest:
+    client_nonce: bytes
+    client_proof: bytes
+
+
+@dataclass
+class AuthReply:
+    server_proof: bytes
+
+
+@dataclass
+class Ping:
+    echo: bytes = b""
+
+
+@dataclass
+class PutEntry:
+    key: bytes
+    value_length: int
+
+
+@dataclass
+class PutRequest:
+    parent: Optional[bytes]
+    entries: List[PutEntry]
+
+
+@dataclass
+class KeyBatch:
+    keys: List[bytes]
+
+
+@dataclass
+class StatusList:
+    statuses: list
+
+
+@dataclass
+class GetEntry:
+    status: int
+    length: int
+    crc32c: int
+
+
+@dataclass
+class GetReply:
+    entries: List[GetEntry]
+
+
+@dataclass
+class StatsRequest:
+    pass
+
+
+@dataclass
+class Stat:
+    name: str
+    value: int
+
+
+@dataclass
+class StatsReply:
+    stats: List[Stat] = field(default_factory=list)
+
+
+@dataclass
+class ErrorReply:
+    message: str = ""
+
+
+class _Reader:
+    """Bounds-checked reader over metadata; every overrun is BAD_FRAME."""
+
+    __slots__ = ("buf", "pos")
+
+    def __init__(self, buf):
+        self.buf = memoryview(buf).cast("B") if not isinstance(buf, (bytes, bytearray)) else buf
+        self.pos = 0
+
+    def remaining(self) -> int:
+        return len(self.buf) - self.pos
+
+    def take(self, n: int) -> bytes:
+        if n > self.remaining():
+            raise _bad(f"a length ({n}) points past the end of the metadata")
+        out = bytes(self.buf[self.pos:self.pos + n])
+        self.pos += n
+        return out
+
+    def unpack(self, st: struct.Struct):
+        if st.size > self.remaining():
+            raise _bad("metadata ends inside a field")
+        values = st.unpack_from(self.buf, self.pos)
+        self.pos += st.size
+        return values
+
+    def u8(self) -> int:
+        return self.unpack(_U8)[0]
+
+    def u16(self) -> int:
+        return self.unpack(_U16)[0]
+
+    def u32(self) -> int:
+        return self.unpack(_U32)[0]
+
+    def bytes16(self) -> bytes:
+        return self.take(self.u16())
+
+    def end(self) -> None:
+        if self.pos != len(self.buf):
+            raise _bad(f"{len(self.buf) - self.pos} stray bytes after the metadata")
+
+
+_U8, _U16, _U32 = struct.Struct("<B"), struct.Struct("<H"), struct.Struct("<I")
+_HELLO_REQ = struct.Struct("<HHQ")
+_HELLO_REP1 = struct.Struct("<HQBB")
+_HELLO_REP2 = struct.Struct("<QHIIQ")
+_PUT_ENTRY = struct.Struct("<HQ")
+_GET_ENTRY = struct.Struct("<BQI")
+_I64 = struct.Struct("<q")
+
+
+def _lp16(b: bytes) -> bytes:
+    if len(b) > 0xFFFF:
+        raise ValueError("byte string longer than 65535 bytes")
+    return _U16.pack(len(b)) + b
+
+
+def _utf8(b: bytes, what: str) -> str:
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _bad(f"{what} is not valid UTF-8") from None
+
+
+def encode_key_batch(keys) -> bytes:
+    out = bytearray(_U32.pack(len(keys)))
+    for k in keys:
+        out += _U16.pack(len(k))
+        out += k
+    return bytes(out)
+
+
+def encode_put_meta(entries, parent: Optional[bytes] = None) -> bytes:
+    """``entries``: (key, value_length) pairs or :class:`PutEntry`; ``parent`` only with CHAIN_PARENT."""
+    out = bytearray()
+    if parent is not None:
+        out += _lp16(parent)
+    out += _U32.pack(len(entries))
+    for e in entries:
+        key, length = (e.key, e.value_length) if isinstance(e, PutEntry) else e
+        out += _PUT_ENTRY.pack(len(key), length)
+        out += key
+    return bytes(out)
+
+
+def put_entry_size(key_length: int) -> int:
+    return _PUT_ENTRY.size + key_length
+
+
+def encode_meta(msg) -> bytes:
+    """Metadata bytes of a message object."""
+    if isinstance(msg, HelloRequest):
+        return _HELLO_REQ.pack(msg.min_version, msg.max_version, msg.features) + _lp16(msg.client_name.encode("utf-8"))
+    if isinstance(msg, HelloReply):
+        if len(msg.server_nonce) != NONCE_BYTES:
+            raise ValueError("server nonce must be 32 bytes")
+        return (_HELLO_REP1.pack(msg.version, msg.features, 1 if msg.auth_required else 0, 0) + bytes(msg.server_nonce)
+                + _HELLO_REP2.pack(msg.max_value_bytes, msg.max_key_bytes, msg.max_batch_keys, msg.max_meta_bytes, msg.capacity)
+                + _lp16(msg.node_id.encode("utf-8")))
+    if isinstance(msg, AuthRequest):
+        if len(msg.client_nonce) != NONCE_BYTES or len(msg.client_proof) != 32:
+            raise ValueError("client nonce and proof must be 32 bytes each")
+        return bytes(msg.client_nonce) + bytes(msg.client_proof)
+    if isinstance(msg, AuthReply):
+        if len(msg.server_proof) != 32:
+            raise ValueError("server proof must be 32 bytes")
+        return bytes(msg.server_proof)
+    if isinstance(msg, Ping):
+        return bytes(msg.echo)
+    if isinstance(msg, PutRequest):
+        return encode_put_meta(msg.entries, msg.parent)
+    if isinstance(msg, KeyBatch):
+        return encode_key_batch(msg.keys)
+    if isinstance(msg, StatusList):
+        return _U32.pack(len(msg.statuses)) + bytes(int(s) for s in msg.statuses)
+    if isinstance(msg, GetReply):
+        return _U32.pack(len(msg.entries)) + b"".join(_GET_ENTRY.pack(int(e.status), e.length, e.crc32c) for e in msg.entries)
+    if isinstance(msg, StatsRequest):
+        return b""
+    if isinstance(msg, StatsReply):
+        out = bytearray(_U32.pack(len(msg.stats)))
+        for s in msg.stats:
+            name = s.name.encode("ascii")
+            out += _U8.pack(len(name)) + name + _I64.pack(s.value)
+        return bytes(out)
+    if isinstance(msg, ErrorReply):
+        return _lp16(msg.message.encode("utf-8")[:MAX_ERROR_MESSAGE_BYTES])
+    raise TypeError(f"not a protocol message: {type(msg).__name__}")
+
+
+def _decode_key_batch(r: _Reader, max_batch_keys: int) -> KeyBatch:
+    count = r.u32()
+    if count > max_batch_keys:
+        raise _bad(f"batch of {count} keys exceeds the limit of {max_batch_keys}", WireStatus.BATCH_TOO_LARGE)
+    if count * 2 > r.remaining():
+        raise _bad(f"batch of {count} keys cannot fit {r.remaining()} bytes of metadata")
+    return KeyBatch([r.bytes16() for _ in range(count)])
+
+
+def _decode_status_list(r: _Reader) -> StatusList:
+    count = r.u32()
+    if count > r.remaining():
+        raise _bad(f"status list of {count} cannot fit the metadata")
+    return StatusList([wire_status(b) for b in r.take(count)])
+
+
+def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH_KEYS):
+    """Decodes the metadata of a frame whose header is ``header``; consumes it exactly.
+
+    Requests (no REPLY flag) and replies are told apart by the flag. A reply with a non-zero
+    header status is an :class:`ErrorReply` (empty metadata = no message). A PUT request's payload
+    length must equal the sum of its value lengths; a GET reply's, the sum of its entry lengths.
+    """
+    r = _Reader(meta)
+    try:
+        op = Opcode(header.opcode)
+    except ValueError:
+        raise _bad(f"opcode 0x{header.opcode:02x} is not defined in v1", WireStatus.UNKNOWN_OPCODE) from None
+    if header.is_reply:
+        if header.status != WireStatus.OK:
+            if len(r.buf) == 0:
+                return ErrorReply("")
+            raw = r.bytes16()
+            r.end()
+            return ErrorReply(raw.decode("utf-8", errors="replace"))
+        if op == Opcode.HELLO:
+            version, features, auth, reserved = r.unpack(_HELLO_REP1)
+            if auth not in (0, 1):
+                raise _bad(f"auth_required is {auth}")
+            if reserved != 0:
+                raise _bad("HELLO reply reserved byte is not zero")
+            nonce = r.take(NONCE_BYTES)
+            mv, mk, mb, mm, cap = r.unpack(_HELLO_REP2)
+            node_id = _utf8(r.bytes16(), "node id")
+            msg = HelloReply(version, features, bool(auth), nonce, mv, mk, mb, mm, cap, node_id)
+        elif op == Opcode.AUTH:
+            if len(r.buf) != 32:
+                raise _bad(f"AUTH reply of {len(r.buf)} bytes; expected 32")
+            msg = AuthReply(r.take(32))
+        elif op == Opcode.PING:
+            msg = Ping(r.take(r.remaining()))
+        elif op == Opcode.GET:
+            count = r.u32()
+            if count * _GET_ENTRY.size > r.remaining():
+                raise _bad(f"GET reply of {count} entries cannot fit the metadata")
+            entries = []
+            total = 0
+            for _ in range(count):
+                s, length, crc = r.unpack(_GET_ENTRY)
+                if s != WireStatus.OK and (length or crc):
+                    raise _bad("GET miss with a non-zero length or CRC")
+                total += length
+                entries.append(GetEntry(wire_status(s), length, crc))
+            if total != header.payload_length:
+                raise _bad(f"payload length {header.payload_length} differs from the sum of the value lengths {total}")
+            msg = GetReply(entries)
+        elif op in STATUS_LIST_OPCODES:
+            msg = _decode_status_list(r)
+        else:  # STATS
+            count = r.u32()
+            stats = []
+            for _ in range(count):
+                name = r.take(r.u8())
+                try:
+                    text = name.decode("ascii")
+                except UnicodeDecodeError:
+                    raise _bad("stat name is not ASCII") from None
+                stats.append(Stat(text, r.unpack(_I64)[0]))
+            msg = StatsReply(stats)
+        r.end()
+        if op != Opcode.GET and header.payload_length != 0:
+            raise _bad(f"{op.name} reply with a payload")
+        return msg
+
+    # requests
+    if op == Opcode.HELLO:
+        lo, hi, features = r.unpack(_HELLO_REQ)
+        name = r.bytes16()
+        if len(name) > MAX_NAME_BYTES:
+            raise _bad(f"client name of {len(name)} bytes; at most {MAX_NAME_BYTES}")
+        msg = HelloRequest(lo, hi, features, _utf8(name, "client name"))
+    elif op == Opcode.AUTH:
+        if len(r.buf) != 2 * NONCE_BYTES:
+            raise _bad(f"AUTH metadata of {len(r.buf)} bytes; expected 64")
+        msg = AuthRequest(r.take(32), r.take(32))
+    elif op == Opcode.PING:
+        msg = Ping(r.take(r.remaining()))
+    elif op == Opcode.PUT:
+        parent = r.bytes16() if header.flags & Flag.CHAIN_PARENT else None
+        count = r.u32()
+        if count > max_batch_keys:
+            raise _bad(f"batch of {count} keys exceeds the limit of {max_batch_keys}", WireStatus.BATCH_TOO_LARGE)
+        if count * _PUT_ENTRY.size > r.remaining():
+            raise _bad(f"PUT of {count} entries cannot fit {r.remaining()} bytes of metadata")
+        entries = []
+        total = 0
+        for _ in range(count):
+            klen, vlen = r.unpack(_PUT_ENTRY)
+            if vlen > HARD_MAX_VALUE_BYTES:
+                raise _bad(f"value of {vlen} bytes exceeds the hard limit of {HARD_MAX_VALUE_BYTES}",
+                           WireStatus.FRAME_TOO_LARGE)
+            entries.append(PutEntry(r.take(klen), vlen))
+            total += vlen
+        r.end()
+        if total != header.payload_length:
+            raise _bad(f"payload length {header.payload_length} differs from the sum of the value lengths {total}")
+        msg = PutRequest(parent, entries)
+    elif op in KEY_BATCH_OPCODES:
+        msg = _decode_key_batch(r, max_batch_keys)
+    else:  # STATS
+        msg = StatsRequest()
+    r.end()
+    return msg
+
+
+# --- whole frames ----------------------------------------------------------------------------------
+
+@dataclass
+class Frame:
+    header: Header
+    meta: object
+    payload: bytes
+
+
+def encode_frame(opcode: int, flags: int, request_id: int, status: int, msg, payload: bytes = b"") -> bytes:
+    meta = encode_meta(msg)
+    return pack_header(opcode, flags, request_id, status, len(meta), len(payload)) + meta + bytes(payload)
+
+
+def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BYTES) -> None:
+    """The header checks a node applies to a request (steps 6-12 of the protocol's order of checks)."""
+    if h.is_reply:
+        raise _bad("REPLY flag in a request")
+    try:
+        op = Opcode(h.opcode)
+    except ValueError:
+        raise _bad(f"opcode 0x{h.opcode:02x} is not defined in v1", WireStatus.UNKNOWN_OPCODE) from None
+    if h.flags & ~DEFINED_FLAGS:
+        raise _bad(f"undefined flag bits 0x{h.flags & ~DEFINED_FLAGS:04x}")
+    if h.flags & (Flag.CHAIN | Flag.CHAIN_PARENT) and op != Opcode.PUT:
+        raise _bad("only PUT may carry CHAIN or CHAIN_PARENT")
+    if h.flags & Flag.CHAIN_PARENT and not h.flags & Flag.CHAIN:
+        raise _bad("CHAIN_PARENT without CHAIN")
+    if h.status != 0:
+        raise _bad("non-zero status in a request")
+    if h.meta_length > max_meta_bytes:
+        raise _bad(f"metadata of {h.meta_length} bytes exceeds the limit of {max_meta_bytes}", WireStatus.FRAME_TOO_LARGE)
+    if h.payload_length != 0 and op != Opcode.PUT:
+        raise _bad(f"payload on a {op.name} request")
+    if op == Opcode.PING and h.meta_length > MAX_PING_BYTES:
+        raise _bad(f"PING echo of {h.meta_length} bytes; at most {MAX_PING_BYTES}", WireStatus.FRAME_TOO_LARGE)
+    if op == Opcode.STATS and h.meta_length != 0:
+        raise _bad("STATS with metadata")
+
+
+def decode_frame(data, *, request: bool = False, max_batch_keys: int = DEFAULT_MAX_BATCH_KEYS,
+                 max_meta_bytes: int = DEFAULT_MAX_META_BYTES) -> Frame:
+    """Decodes one complete frame, which must be exactly ``data``.
+
+    With ``request=True`` the frame must be a valid request under the node's rules as well
+    (:func:`check_request_header`, and a HELLO version range that includes 1).
+    """
+    h = unpack_header(data)
+    if request:
+        check_request_header(h, max_meta_bytes=max_meta_bytes)
+    meta_end = HEADER_SIZE + h.meta_length
+    if len(data) < meta_end:
+        raise _bad(f"frame ends inside its metadata ({len(data) - HEADER_SIZE} of {h.meta_length} bytes)")
+    msg = decode_meta(h, memoryview(data)[HEADER_SIZE:meta_end], max_batch_keys=max_batch_keys)
+    if request and isinstance(msg, HelloRequest) and not (msg.min_version <= VERSION <= msg.max_version):
+        raise _bad(f"client speaks versions {msg.min_version}..{msg.max_version}; this node speaks 1",
+                   WireStatus.UNSUPPORTED_VERSION)
+    if len(data) != meta_end + h.payload_length:
+        raise _bad(f"frame of {len(data)} bytes; the header declares {meta_end + h.payload_length}")
+    return Frame(h, msg, bytes(data[meta_end:]))
+
+
+# --- authentication --------------------------------------------------------------------------------
+
+CLIENT_LABEL = b"KVASIR-AUTH-1/client"
+SERVER_LABEL = b"KVASIR-AUTH-1/server"
+
+
+def parse_auth_key(key: Union[str, bytes, bytearray]) -> bytes:
+    """An auth key: 64 hex characters (either case, surrounding whitespace ignored) or 32 raw bytes."""
+    if isinstance(key, (bytes, bytearray)):
+        if len(key) == 32:
+            return bytes(key)
+        try:
+            key = key.decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError("auth key must be 32 bytes or 64 hex characters") from None
+    text = str(key).strip()
+    if len(text) != 64:
+        raise ValueError(f"auth key must be exactly 64 hex characters (got {len(text)})")
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise ValueError("auth key contains a character that is not hex") from None
+
+
+def new_nonce() -> bytes:
+    return os.urandom(NONCE_BYTES)
+
+
+def client_proof(key: bytes, server_nonce: bytes, client_nonce: bytes) -> bytes:
+    return hmac.new(key, CLIENT_LABEL + bytes(server_nonce) + bytes(client_nonce), hashlib.sha256).digest()
+
+
+def server_proof(key: bytes, server_nonce: bytes, client_nonce: bytes) -> bytes:
+    return hmac.new(key, SERVER_LABEL + bytes(server_nonce) + bytes(client_nonce), hashlib.sha256).digest()
+
+
+def proofs_equal(a: bytes, b: bytes) -> bool:
+    return hmac.compare_digest(bytes(a), bytes(b))
+
+
+# --- CRC-32C ---------------------------------------------------------------------------------------
+
+def _crc_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC_TABLE = _crc_table()
+
+
+def crc32c(data, crc: int = 0) -> int:
+    """CRC-32C (Castagnoli) of ``data``, continuing from ``crc`` (a previous result). Pure Python:
+    about 10 MB/s, so the store only verifies values when asked to (``verify_crc=True``)."""
+    c = crc ^ 0xFFFFFFFF
+    t = _CRC_TABLE
+    for b in memoryview(data).cast("B"):
+        c = t[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF

@@ -1,0 +1,731 @@
+"""KvStore: the Kvasir client object (Mooncake / redhare style API) over wire protocol v1.
+
+Zero-copy raw-address I/O
+-------------------------
+The ``batch_*`` calls take raw addresses (``int``, e.g. ``numpy_array.ctypes.data`` or a
+``torch`` tensor's ``data_ptr()``). Each address range must lie inside a region registered with
+:meth:`KvStore.register_buffer` (``ptr <= addr`` and ``addr + size <= ptr + region_size``);
+otherwise the call raises ``ValueError`` before anything is sent. The client builds memoryviews
+straight over that memory (``ctypes``): PUT values are sent from it with ``socket.sendmsg``
+(gather, no joining copy) and GET values are received into it with ``socket.recv_into``
+(scatter across the pieces of a multi-buffer destination). Registration is bookkeeping only:
+nothing is pinned or mapped, and the caller must keep the memory alive and unchanged during a call.
+
+Results
+-------
+Per-key results are ``0`` (or, for GET-into calls, the value's length in bytes) on success and a
+negative code otherwise: ``-(KvStatus)`` with the numbers of the .NET client, exported by
+:mod:`kvasir.errors` (``NOT_FOUND=-1, VALUE_TOO_LARGE=-2, INVALID_KEY=-3, OUT_OF_MEMORY=-4,
+BUFFER_TOO_SMALL=-16, TIMEOUT=-17, UNAVAILABLE=-18, PROTOCOL_ERROR=-19``). Keys may be ``str``
+(UTF-8) or bytes-like. Keys that are empty or longer than the node's ``max_key_bytes`` get
+``INVALID_KEY`` and values above its ``max_value_bytes`` get ``VALUE_TOO_LARGE`` without being sent.
+
+Connection
+----------
+One TCP connection per store, guarded by a lock: calls from several threads are safe and are
+served one request at a time. Batches larger than the node's ``max_batch_keys`` or
+``max_meta_bytes`` (from its HELLO reply) are split into several requests. Replies are matched
+by request id and opcode. A socket error or a timeout fails the keys of the request in progress
+and of the rest of the call (``UNAVAILABLE`` / ``TIMEOUT``), drops the connection, and the next
+call reconnects (a failed reconnect answers ``UNAVAILABLE`` for its keys).
+``request_timeout`` bounds each wait for the node to accept or deliver bytes (no progress for that
+long fails the request), not the total duration of a large transfer.
+"""
+
+import ctypes
+import itertools
+import os
+import socket
+import threading
+from typing import List, Optional, Sequence, Union
+
+from . import errors as E
+from . import protocol as P
+from .errors import KvasirAuthError, KvasirError, ProtocolError
+
+__all__ = ["KvStore"]
+
+DEFAULT_PORT = 7380
+DEFAULT_SERVER = f"127.0.0.1:{DEFAULT_PORT}"
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_REQUEST_TIMEOUT = 30.0
+CLIENT_NAME = "kvasir-py/0.1"
+_IOV_MAX = 512  # iovecs per sendmsg call (Linux allows 1024)
+_DRAIN_CHUNK = 1 << 20
+
+_WIRE_TO_CODE = {
+    P.WireStatus.OK: E.OK,
+    P.WireStatus.NOT_FOUND: E.NOT_FOUND,
+    P.WireStatus.VALUE_TOO_LARGE: E.VALUE_TOO_LARGE,
+    P.WireStatus.INVALID_KEY: E.INVALID_KEY,
+    P.WireStatus.OUT_OF_MEMORY: E.OUT_OF_MEMORY,
+}
+
+
+def _code(wire: int) -> int:
+    return _WIRE_TO_CODE.get(wire, E.PROTOCOL_ERROR)
+
+
+class _Failure(Exception):
+    """Internal: the request in progress failed with per-key ``code``; the connection is gone."""
+
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+
+
+# --- configuration ---------------------------------------------------------------------------------
+
+def _load_yaml_config(path: str) -> dict:
+    try:
+        import yaml  # noqa: PLC0415 - optional dependency, only for KVASIR_CONFIG
+    except ImportError:
+        raise KvasirError(f"KVASIR_CONFIG={path} needs PyYAML to read it "
+                          "(pip install pyyaml, or apt-get install python3-yaml)") from None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as ex:
+        raise KvasirError(f"cannot read KVASIR_CONFIG={path}: {ex}") from None
+    except yaml.YAMLError as ex:
+        raise KvasirError(f"KVASIR_CONFIG={path} is not valid YAML: {ex}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise KvasirError(f"KVASIR_CONFIG={path} must hold a mapping")
+    known = {"servers", "auth_key", "transport", "connect_timeout", "request_timeout"}
+    unknown = set(data) - known
+    if unknown:
+        raise KvasirError(f"KVASIR_CONFIG={path}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+    return data
+
+
+def resolve_config(servers=None, auth_key=None, transport=None, connect_timeout=None, request_timeout=None) -> dict:
+    """The effective configuration: ``KVASIR_CONFIG`` (YAML file), then the environment
+    (``KVASIR_SERVERS``, ``KVASIR_AUTH_KEY``, ``KVASIR_TRANSPORT``, ``KVASIR_CONNECT_TIMEOUT``,
+    ``KVASIR_REQUEST_TIMEOUT``), then the explicit arguments that are not ``None``; later wins."""
+    cfg = {"servers": DEFAULT_SERVER, "auth_key": None, "transport": "tcp",
+           "connect_timeout": DEFAULT_CONNECT_TIMEOUT, "request_timeout": DEFAULT_REQUEST_TIMEOUT}
+    path = os.environ.get("KVASIR_CONFIG")
+    if path:
+        cfg.update({k: v for k, v in _load_yaml_config(path).items() if v is not None})
+    for name, var in (("servers", "KVASIR_SERVERS"), ("auth_key", "KVASIR_AUTH_KEY"), ("transport", "KVASIR_TRANSPORT"),
+                      ("connect_timeout", "KVASIR_CONNECT_TIMEOUT"), ("request_timeout", "KVASIR_REQUEST_TIMEOUT")):
+        value = os.environ.get(var)
+        if value:
+            cfg[name] = value
+    explicit = {"servers": servers, "auth_key": auth_key, "transport": transport,
+                "connect_timeout": connect_timeout, "request_timeout": request_timeout}
+    cfg.update({k: v for k, v in explicit.items() if v is not None})
+    for name in ("connect_timeout", "request_timeout"):
+        try:
+            cfg[name] = float(cfg[name])
+        except (TypeError, ValueError):
+            raise KvasirError(f"{name} must be a number of seconds, not {cfg[name]!r}") from None
+        if cfg[name] <= 0:
+            raise KvasirError(f"{name} must be positive")
+    return cfg
+
+
+def parse_servers(servers) -> List[tuple]:
+    """``"host:port"`` entries (a list or a comma-separated string; ``[v6addr]:port`` accepted)."""
+    items = servers.split(",") if isinstance(servers, str) else list(servers)
+    out = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        if text.startswith("["):
+            host, sep, port = text[1:].partition("]:")
+        else:
+            host, sep, port = text.rpartition(":")
+        if not sep or not host:
+            raise KvasirError(f"server {text!r} is not HOST:PORT")
+        try:
+            port_no = int(port)
+        except ValueError:
+            raise KvasirError(f"server {text!r}: port {port!r} is not a number") from None
+        if not 0 < port_no < 65536:
+            raise KvasirError(f"server {text!r}: port out of range")
+        out.append((host, port_no))
+    if not out:
+        raise KvasirError("no server configured")
+    return out
+
+
+# --- memory ----------------------------------------------------------------------------------------
+
+def _view(ptr: int, size: int) -> memoryview:
+    """A writable byte memoryview over ``size`` bytes at address ``ptr`` (no copy)."""
+    if size == 0:
+        return memoryview(bytearray())
+    return memoryview((ctypes.c_char * size).from_address(ptr)).cast("B")
+
+
+def _key_bytes(key) -> bytes:
+    if isinstance(key, str):
+        return key.encode("utf-8")
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key)
+    raise TypeError(f"a key must be str or bytes, not {type(key).__name__}")
+
+
+# --- connection ------------------------------------------------------------------------------------
+
+class _Connection:
+    """One TCP connection after HELLO (and AUTH). Not thread-safe: the store's lock guards it."""
+
+    def __init__(self, host: str, port: int, auth_key: Optional[bytes], connect_timeout: float, request_timeout: float):
+        self.request_timeout = request_timeout
+        self._ids = itertools.count(1)
+        self._header = bytearray(P.HEADER_SIZE)
+        self._scratch = None
+        try:
+            self.sock = socket.create_connection((host, port), timeout=connect_timeout)
+        except socket.timeout:
+            raise KvasirError(f"cannot connect to {host}:{port}: timed out after {connect_timeout:g} s") from None
+        except OSError as ex:
+            raise KvasirError(f"cannot connect to {host}:{port}: {ex.strerror or ex}") from None
+        try:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock.settimeout(connect_timeout)
+            self.hello = self._handshake(host, port, auth_key)
+            self.sock.settimeout(request_timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _handshake(self, host, port, auth_key) -> P.HelloReply:
+        where = f"{host}:{port}"
+        try:
+            hello = self.call(P.Opcode.HELLO, P.encode_meta(P.HelloRequest(client_name=CLIENT_NAME)))
+            if not isinstance(hello, P.HelloReply) or hello.version != P.VERSION:
+                raise KvasirError(f"{where} negotiated an unsupported protocol version")
+            if hello.auth_required and auth_key is None:
+                raise KvasirAuthError(f"{where} requires an auth key and none is configured")
+            if not hello.auth_required and auth_key is not None:
+                raise KvasirAuthError(f"an auth key is configured but {where} does not authenticate; "
+                                      "refusing an unauthenticated node")
+            if auth_key is not None:
+                nonce = P.new_nonce()
+                proof = P.client_proof(auth_key, hello.server_nonce, nonce)
+                reply = self.call(P.Opcode.AUTH, P.encode_meta(P.AuthRequest(nonce, proof)))
+                if not P.proofs_equal(reply.server_proof, P.server_proof(auth_key, hello.server_nonce, nonce)):
+                    raise KvasirAuthError(f"{where} could not prove it holds the auth key")
+            return hello
+        except ProtocolError as ex:
+            if ex.status == P.WireStatus.AUTH_FAILED:
+                raise KvasirAuthError(f"{where} refused authentication: {ex}") from None
+            raise KvasirError(f"{where}: HELLO/AUTH failed: {ex}") from None
+        except _Failure as ex:
+            raise KvasirError(f"{where}: HELLO/AUTH failed: {ex}") from None
+
+    # -- low-level I/O --
+
+    def _io_failure(self, ex: BaseException, what: str) -> _Failure:
+        if isinstance(ex, socket.timeout):
+            return _Failure(E.TIMEOUT, f"{what}: no progress within {self.sock.gettimeout():g} s")
+        return _Failure(E.UNAVAILABLE, f"{what}: {ex}")
+
+    def send(self, buffers: list) -> None:
+        """Writes every buffer in order (gathered with sendmsg, looping on partial sends)."""
+        bufs = [b if isinstance(b, memoryview) else memoryview(b) for b in buffers if len(b)]
+        i = 0
+        try:
+            while i < len(bufs):
+                sent = self.sock.sendmsg(bufs[i:i + _IOV_MAX])
+                while sent:
+                    n = len(bufs[i])
+                    if sent >= n:
+                        sent -= n
+                        i += 1
+                    else:
+                        bufs[i] = bufs[i][sent:]
+                        sent = 0
+        except OSError as ex:
+            raise self._io_failure(ex, "send failed") from None
+
+    def recv_into(self, mv: memoryview) -> None:
+        off, n = 0, len(mv)
+        try:
+            while off < n:
+                got = self.sock.recv_into(mv[off:], n - off)
+                if got == 0:
+                    raise _Failure(E.UNAVAILABLE, "the node closed the connection")
+                off += got
+        except OSError as ex:
+            raise self._io_failure(ex, "receive failed") from None
+
+    def drain(self, n: int) -> None:
+        if self._scratch is None:
+            self._scratch = memoryview(bytearray(_DRAIN_CHUNK))
+        while n > 0:
+            k = min(n, _DRAIN_CHUNK)
+            self.recv_into(self._scratch[:k])
+            n -= k
+
+    # -- frames --
+
+    def send_request(self, opcode: int, meta: bytes, payload: Sequence = (), payload_length: int = 0, flags: int = 0) -> int:
+        rid = next(self._ids)
+        head = bytearray(P.HEADER_SIZE)
+        P.pack_header_into(head, 0, opcode, flags, rid, 0, len(meta), payload_length)
+        head += meta
+        self.send([head, *payload])
+        return rid
+
+    def read_reply(self, rid: int, opcode: int):
+        """Reads a reply header and metadata; returns (header, decoded meta). Frame-level errors raise."""
+        self.recv_into(memoryview(self._header))
+        try:
+            h = P.unpack_header(self._header)
+        except ProtocolError as ex:
+            raise _Failure(E.PROTOCOL_ERROR, f"malformed reply header: {ex}") from None
+        if not h.is_reply or h.request_id != rid or h.opcode != opcode:
+            raise _Failure(E.PROTOCOL_ERROR, f"unexpected reply (id {h.request_id}, opcode 0x{h.opcode:02x}) "
+                                             f"to request {rid} (opcode 0x{opcode:02x})")
+        if h.meta_length > (64 << 20):
+            raise _Failure(E.PROTOCOL_ERROR, f"reply metadata of {h.meta_length} bytes")
+        meta = bytearray(h.meta_length)
+        self.recv_into(memoryview(meta))
+        try:
+            msg = P.decode_meta(h, meta)
+        except ProtocolError as ex:
+            raise _Failure(E.PROTOCOL_ERROR, f"malformed {P.Opcode(opcode).name} reply: {ex}") from None
+        if isinstance(msg, P.ErrorReply):
+            raise ProtocolError(h.status, f"{P.wire_status(h.status)!s}: {msg.message}")
+        return h, msg
+
+    def call(self, opcode: int, meta: bytes):
+        """A request without payload whose reply carries no payload."""
+        rid = self.send_request(opcode, meta)
+        return self.read_reply(rid, opcode)[1]
+
+
+# --- the store -------------------------------------------------------------------------------------
+
+class KvStore:
+    """Client of one Kvasir node.
+
+    ``KvStore(servers=None, auth_key=None, transport="tcp", *, connect_timeout=5.0, request_timeout=30.0)``
+
+    * ``servers``: ``"host:port"`` entries, a list or a comma-separated string. Only the **first**
+      server is used for now: spreading keys over several nodes (clustering) is a later issue.
+    * ``auth_key``: the node's 32-byte key as 64 hex characters (or 32 raw bytes). With a key the
+      client refuses a node that does not authenticate (mutual HMAC-SHA256); without one, a node
+      that requires a key is refused. Either raises :class:`KvasirAuthError`.
+    * ``transport``: ``"tcp"``; ``"auto"`` picks TCP (the only transport today); ``"shm"`` raises
+      ``KvasirError("shm transport is not available yet (issue 7)")``.
+    * ``connect_timeout`` (default 5 s) bounds connecting plus HELLO/AUTH; ``request_timeout``
+      (default 30 s) bounds each wait for progress on a request.
+    * ``verify_crc`` (default False): check the CRC-32C the node sends with every GET hit; a
+      mismatch answers ``PROTOCOL_ERROR`` for the key and drops the connection. Off by default
+      because the pure-Python CRC runs at only ~10 MB/s (the .NET client does not verify either).
+
+    Configuration chain (later wins): the YAML file named by ``KVASIR_CONFIG`` (keys ``servers``,
+    ``auth_key``, ``transport``, ``connect_timeout``, ``request_timeout``; needs PyYAML), then the
+    environment (``KVASIR_SERVERS``, ``KVASIR_AUTH_KEY``, ``KVASIR_TRANSPORT``,
+    ``KVASIR_CONNECT_TIMEOUT``, ``KVASIR_REQUEST_TIMEOUT``), then the constructor arguments that
+    are not ``None``. With nothing configured the server is ``127.0.0.1:7380``.
+
+    The constructor connects: an unreachable node raises :class:`KvasirError` with the reason.
+    """
+
+    def __init__(self, servers: Union[str, Sequence[str], None] = None, auth_key: Union[str, bytes, None] = None,
+                 transport: Optional[str] = None, *, connect_timeout: Optional[float] = None,
+                 request_timeout: Optional[float] = None, verify_crc: bool = False):
+        cfg = resolve_config(servers, auth_key, transport, connect_timeout, request_timeout)
+        mode = str(cfg["transport"]).strip().lower()
+        if mode == "shm":
+            raise KvasirError("shm transport is not available yet (issue 7)")
+        if mode not in ("tcp", "auto"):
+            raise KvasirError(f"unknown transport {cfg['transport']!r} (tcp, auto or shm)")
+        self.transport = "tcp"
+        self.servers = parse_servers(cfg["servers"])
+        self.host, self.port = self.servers[0]
+        key = cfg["auth_key"]
+        try:
+            self._auth_key = None if key is None or (isinstance(key, str) and not key.strip()) else P.parse_auth_key(key)
+        except ValueError as ex:
+            raise KvasirError(str(ex)) from None
+        self.connect_timeout = cfg["connect_timeout"]
+        self.request_timeout = cfg["request_timeout"]
+        self.verify_crc = verify_crc
+        self._lock = threading.RLock()
+        self._regions = {}
+        self.last_error = ""
+        self._closed = False
+        self._conn: Optional[_Connection] = None
+        self._conn = self._open()
+        self.hello = self._conn.hello
+
+    # -- lifecycle --
+
+    def _open(self) -> _Connection:
+        return _Connection(self.host, self.port, self._auth_key, self.connect_timeout, self.request_timeout)
+
+    def close(self) -> None:
+        """Closes the connection. Further calls raise :class:`KvasirError`."""
+        with self._lock:
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        conn = getattr(self, "_conn", None)
+        if conn is not None:
+            conn.close()
+
+    @property
+    def max_value_bytes(self) -> int:
+        return self.hello.max_value_bytes
+
+    @property
+    def node_id(self) -> str:
+        return self.hello.node_id
+
+    def _connection(self) -> _Connection:
+        if self._closed:
+            raise KvasirError("the store is closed")
+        if self._conn is None:
+            try:
+                self._conn = self._open()
+            except KvasirError as ex:
+                raise _Failure(E.UNAVAILABLE, str(ex)) from None
+            self.hello = self._conn.hello
+        return self._conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _run_chunks(self, chunks, results: list, fn) -> None:
+        """Runs ``fn(conn, start, end)`` per chunk; a failure marks that chunk and every later one."""
+        for n, (start, end) in enumerate(chunks):
+            try:
+                fn(self._connection(), start, end)
+            except (_Failure, ProtocolError) as ex:
+                code = ex.code if isinstance(ex, _Failure) else E.PROTOCOL_ERROR
+                self._drop()
+                for s, e in chunks[n:]:
+                    for i in range(s, e):
+                        results[i] = code
+                self.last_error = str(ex)
+                return
+            except BaseException:
+                self._drop()  # interrupted mid-frame: the stream is out of step
+                raise
+
+    # -- buffers --
+
+    def register_buffer(self, ptr: int, size: int) -> int:
+        """Records ``[ptr, ptr + size)`` as memory the batch calls may read and write. Returns 0.
+        Registering the same ``ptr`` again replaces its size. Nothing is pinned or copied."""
+        if not isinstance(ptr, int) or isinstance(ptr, bool) or ptr <= 0:
+            raise ValueError(f"ptr must be a positive int address, not {ptr!r}")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ValueError(f"size must be a non-negative int, not {size!r}")
+        with self._lock:
+            self._regions[ptr] = size
+        return 0
+
+    def unregister_buffer(self, ptr: int) -> int:
+        """Forgets a region registered at ``ptr``: 0, or ``NOT_FOUND`` (-1) if none was."""
+        with self._lock:
+            return E.OK if self._regions.pop(ptr, None) is not None else E.NOT_FOUND
+
+    def _checked_view(self, addr: int, size: int) -> memoryview:
+        if not isinstance(addr, int) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"bad address/size ({addr!r}, {size!r})")
+        for base, length in self._regions.items():
+            if base <= addr and addr + size <= base + length:
+                return _view(addr, size)
+        raise ValueError(f"address range [{addr:#x}, +{size}) is not inside a registered buffer "
+                         "(call register_buffer first)")
+
+    # -- PUT --
+
+    def _put(self, keys: list, values: list) -> List[int]:
+        """keys: bytes; values: list of memoryview lists (pieces). Returns per-key codes."""
+        n = len(keys)
+        results = [E.OK] * n
+        with self._lock:
+            if self._closed:
+                raise KvasirError("the store is closed")
+            hello = self.hello
+            lengths = [sum(len(p) for p in pieces) for pieces in values]
+            todo = []
+            for i, (k, length) in enumerate(zip(keys, lengths)):
+                if not 1 <= len(k) <= hello.max_key_bytes:
+                    results[i] = E.INVALID_KEY
+                elif length > hello.max_value_bytes:
+                    results[i] = E.VALUE_TOO_LARGE
+                else:
+                    todo.append(i)
+            chunks = self._split(todo, [P.put_entry_size(len(keys[i])) for i in todo], hello)
+
+            def run(conn, start, end):
+                idx = todo[start:end]
+                meta = P.encode_put_meta([(keys[i], lengths[i]) for i in idx])
+                pieces = [p for i in idx for p in values[i]]
+                rid = conn.send_request(P.Opcode.PUT, meta, pieces, sum(lengths[i] for i in idx))
+                _, reply = conn.read_reply(rid, P.Opcode.PUT)
+                if len(reply.statuses) != len(idx):
+                    raise _Failure(E.PROTOCOL_ERROR, "PUT reply with a wrong count")
+                for i, s in zip(idx, reply.statuses):
+                    results[i] = _code(s)
+
+            self._run_indexed(chunks, todo, results, run)
+        return results
+
+    def _split(self, todo: list, entry_sizes: list, hello) -> list:
+        """Chunks (start, end) of positions in ``todo`` within max_batch_keys and max_meta_bytes."""
+        chunks, start, meta = [], 0, 4 + 2 + P.MAX_KEY_BYTES  # room for a chain parent, like .NET
+        for pos, size in enumerate(entry_sizes):
+            if pos > start and (pos - start >= hello.max_batch_keys or meta + size > hello.max_meta_bytes):
+                chunks.append((start, pos))
+                start, meta = pos, 4 + 2 + P.MAX_KEY_BYTES
+            meta += size
+        if len(todo) > start:
+            chunks.append((start, len(todo)))
+        return chunks
+
+    def _run_indexed(self, chunks, todo, results, fn) -> None:
+        """Like _run_chunks, but chunks index into ``todo`` (positions of the keys sent)."""
+        proxy = _IndexProxy(results, todo)
+        self._run_chunks(chunks, proxy, fn)
+
+    def put(self, key, value) -> int:
+        """Stores ``value`` (any bytes-like) under ``key``: 0, or a negative code."""
+        return self._put([_key_bytes(key)], [[memoryview(value).cast("B")]])[0]
+
+    def batch_put_from(self, keys, ptrs, sizes) -> List[int]:
+        """Stores ``sizes[i]`` bytes at address ``ptrs[i]`` under ``keys[i]``: 0 or negative per key."""
+        _same_length(keys, ptrs, sizes)
+        with self._lock:
+            views = [[self._checked_view(p, s)] for p, s in zip(ptrs, sizes)]
+        return self._put([_key_bytes(k) for k in keys], views)
+
+    def batch_put_from_multi_buffers(self, keys, addrs_per_key, sizes_per_key) -> List[int]:
+        """Stores, per key, the concatenation of several pieces (``addrs_per_key[i][j]``,
+        ``sizes_per_key[i][j]``), gathered without a joining copy: 0 or negative per key."""
+        _same_length(keys, addrs_per_key, sizes_per_key)
+        with self._lock:
+            views = [[self._checked_view(a, s) for a, s in _pairs(addrs, sizes)]
+                     for addrs, sizes in zip(addrs_per_key, sizes_per_key)]
+        return self._put([_key_bytes(k) for k in keys], views)
+
+    # -- GET --
+
+    def _get(self, keys: list, dests: list) -> list:
+        """dests: per key a list of memoryview pieces, or None to allocate. Returns (codes, values)."""
+        n = len(keys)
+        results = [E.OK] * n
+        allocated = [None] * n
+        with self._lock:
+            if self._closed:
+                raise KvasirError("the store is closed")
+            hello = self.hello
+            todo = []
+            for i, k in enumerate(keys):
+                if 1 <= len(k) <= hello.max_key_bytes:
+                    todo.append(i)
+                else:
+                    results[i] = E.INVALID_KEY
+            chunks = self._split_keys(todo, keys, hello)
+            verify = self.verify_crc
+            mismatch = [False]
+
+            def run(conn, start, end):
+                idx = todo[start:end]
+                rid = conn.send_request(P.Opcode.GET, P.encode_key_batch([keys[i] for i in idx]))
+                _, reply = conn.read_reply(rid, P.Opcode.GET)
+                if len(reply.entries) != len(idx):
+                    raise _Failure(E.PROTOCOL_ERROR, "GET reply with a wrong count")
+                for i, entry in zip(idx, reply.entries):
+                    if entry.status != P.WireStatus.OK:
+                        results[i] = _code(entry.status)
+                        continue
+                    length = entry.length
+                    pieces = dests[i]
+                    if pieces is None:
+                        buf = bytearray(length)
+                        pieces = [memoryview(buf)]
+                        allocated[i] = buf
+                    if sum(len(p) for p in pieces) < length:
+                        conn.drain(length)
+                        results[i] = E.BUFFER_TOO_SMALL
+                        continue
+                    left = length
+                    crc = 0
+                    for p in pieces:
+                        if left == 0:
+                            break
+                        part = p[:min(left, len(p))]
+                        conn.recv_into(part)
+                        if verify:
+                            crc = P.crc32c(part, crc)
+                        left -= len(part)
+                    if verify and crc != entry.crc32c:
+                        results[i] = E.PROTOCOL_ERROR
+                        allocated[i] = None
+                        mismatch[0] = True
+                        continue
+                    results[i] = length
+                if mismatch[0]:
+                    self.last_error = "CRC-32C mismatch: connection dropped"
+                    self._drop()
+
+            self._run_indexed(chunks, todo, results, run)
+        return results, allocated
+
+    def _split_keys(self, todo: list, keys: list, hello) -> list:
+        chunks, start, meta = [], 0, 4
+        for pos, i in enumerate(todo):
+            size = 2 + len(keys[i])
+            if pos > start and (pos - start >= hello.max_batch_keys or meta + size > hello.max_meta_bytes):
+                chunks.append((start, pos))
+                start, meta = pos, 4
+            meta += size
+        if len(todo) > start:
+            chunks.append((start, len(todo)))
+        return chunks
+
+    def get(self, key) -> Optional[bytes]:
+        """The value of ``key`` as bytes, or None when it is not stored. Raises :class:`KvasirError`
+        for any other failure (invalid key, node unavailable, timeout)."""
+        results, values = self._get([_key_bytes(key)], [None])
+        code = results[0]
+        if code >= 0:
+            return bytes(values[0])
+        if code == E.NOT_FOUND:
+            return None
+        raise KvasirError(f"get failed: {E.code_name(code)}" + (f" ({self.last_error})" if code <= E.TIMEOUT else ""))
+
+    def batch_get_into(self, keys, ptrs, sizes) -> List[int]:
+        """Reads each value into ``sizes[i]`` bytes at ``ptrs[i]``, received in place (no copy):
+        the value's length (bytes past it untouched), or negative per key (``BUFFER_TOO_SMALL``
+        when the value does not fit; the destination may then hold nothing useful)."""
+        _same_length(keys, ptrs, sizes)
+        with self._lock:
+            views = [[self._checked_view(p, s)] for p, s in zip(ptrs, sizes)]
+        return self._get([_key_bytes(k) for k in keys], views)[0]
+
+    def batch_get_into_multi_buffers(self, keys, addrs_per_key, sizes_per_key) -> List[int]:
+        """Reads each value scattered over several pieces, filled in order: the value's length or
+        negative per key (``BUFFER_TOO_SMALL`` when the pieces together are too small)."""
+        _same_length(keys, addrs_per_key, sizes_per_key)
+        with self._lock:
+            views = [[self._checked_view(a, s) for a, s in _pairs(addrs, sizes)]
+                     for addrs, sizes in zip(addrs_per_key, sizes_per_key)]
+        return self._get([_key_bytes(k) for k in keys], views)[0]
+
+    # -- key operations --
+
+    def _key_op(self, opcode: int, keys) -> List[int]:
+        keys = [_key_bytes(k) for k in keys]
+        results = [E.OK] * len(keys)
+        with self._lock:
+            if self._closed:
+                raise KvasirError("the store is closed")
+            hello = self.hello
+            todo = []
+            for i, k in enumerate(keys):
+                if 1 <= len(k) <= hello.max_key_bytes:
+                    todo.append(i)
+                else:
+                    results[i] = E.INVALID_KEY
+            chunks = self._split_keys(todo, keys, hello)
+
+            def run(conn, start, end):
+                idx = todo[start:end]
+                reply = conn.call(opcode, P.encode_key_batch([keys[i] for i in idx]))
+                if len(reply.statuses) != len(idx):
+                    raise _Failure(E.PROTOCOL_ERROR, "reply with a wrong count")
+                for i, s in zip(idx, reply.statuses):
+                    results[i] = _code(s)
+
+            self._run_indexed(chunks, todo, results, run)
+        return results
+
+    def batch_is_exist(self, keys) -> List[int]:
+        """Per key: 1 present, 0 absent, -1 error (invalid key, node unavailable, timeout)."""
+        return [1 if c == E.OK else 0 if c == E.NOT_FOUND else -1 for c in self._key_op(P.Opcode.EXISTS, keys)]
+
+    def is_exist(self, key) -> int:
+        """1 present, 0 absent, -1 error."""
+        return self.batch_is_exist([key])[0]
+
+    def remove(self, key) -> int:
+        """Removes ``key``: 0, ``NOT_FOUND`` (-1) when absent, or another negative code."""
+        return self._key_op(P.Opcode.REMOVE, [key])[0]
+
+    def batch_remove(self, keys) -> List[int]:
+        """Removes keys: 0, ``NOT_FOUND`` (-1) or another negative code per key."""
+        return self._key_op(P.Opcode.REMOVE, keys)
+
+    def batch_pin(self, keys) -> List[int]:
+        """Adds one pin per key (a pinned value is never evicted): 0 or negative per key."""
+        return self._key_op(P.Opcode.PIN, keys)
+
+    def batch_unpin(self, keys) -> List[int]:
+        """Drops one pin per key: 0 or negative per key."""
+        return self._key_op(P.Opcode.UNPIN, keys)
+
+    # -- node --
+
+    def _simple(self, opcode: int, meta: bytes):
+        with self._lock:
+            conn = None
+            try:
+                conn = self._connection()
+                return conn.call(opcode, meta)
+            except (_Failure, ProtocolError) as ex:
+                self._drop()
+                raise KvasirError(f"{P.Opcode(opcode).name} failed: {ex}") from None
+
+    def stats(self) -> dict:
+        """The node's counters (STATS), by name. Raises :class:`KvasirError` on failure."""
+        return {s.name: s.value for s in self._simple(P.Opcode.STATS, b"").stats}
+
+    def ping(self, echo: bytes = b"") -> bytes:
+        """Round trip to the node; returns the echo. Raises :class:`KvasirError` on failure."""
+        return self._simple(P.Opcode.PING, bytes(echo)).echo
+
+
+class _IndexProxy:
+    """Maps positions in ``todo`` to result slots, so chunk failures mark the right keys."""
+
+    __slots__ = ("results", "todo")
+
+    def __init__(self, results, todo):
+        self.results, self.todo = results, todo
+
+    def __setitem__(self, pos, value):
+        self.results[self.todo[pos]] = value
+
+
+def _same_length(keys, *others) -> None:
+    for other in others:
+        if len(other) != len(keys):
+            raise ValueError(f"{len(keys)} keys but {len(other)} addresses/sizes")
+
+
+def _pairs(addrs, sizes):
+    if len(addrs) != len(sizes):
+        raise ValueError(f"{len(addrs)} addresses but {len(sizes)} sizes for one key")
+    return zip(addrs, sizes)

@@ -1,0 +1,106 @@
+"""Fixtures: the kvasir package from python/, and real Kvasir nodes started through the CLI."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(PYTHON_DIR)
+sys.path.insert(0, PYTHON_DIR)
+
+CLI_DLL = os.path.join(REPO, ".build", "cli", "kvasir.dll")
+AUTH_KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+SERVING = re.compile(r"kvasir: serving on (\S+):(\d+) ")
+
+
+class Node:
+    """A `kvasir serve` process on a free port; stdout/stderr go to a temp file (never a full pipe)."""
+
+    def __init__(self, *extra):
+        self.log = tempfile.NamedTemporaryFile(prefix="kvasir-node-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(["dotnet", CLI_DLL, "serve", "--port", "0", *extra],
+                                     cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            with open(self.log.name, encoding="utf-8", errors="replace") as f:
+                m = SERVING.search(f.read())
+            if m:
+                self.host, self.port = m.group(1), int(m.group(2))
+                break
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                with open(self.log.name, encoding="utf-8", errors="replace") as f:
+                    raise RuntimeError(f"kvasir node did not start: {f.read()[-2000:]}")
+            time.sleep(0.05)
+        self.address = f"{self.host}:{self.port}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.log.close()
+        try:
+            os.unlink(self.log.name)
+        except OSError:
+            pass
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """Builds the CLI (./kvasir does it when sources changed) and returns the dotnet command prefix."""
+    r = subprocess.run([os.path.join(REPO, "kvasir"), "--help"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and os.path.exists(CLI_DLL), r.stderr[-3000:]
+    return ["dotnet", CLI_DLL]
+
+
+# The main node: 16 MiB values, batches of at most 100 keys (so client-side splitting is exercised).
+NODE_ARGS = ("--memory", "256MiB", "--max-value", "16MiB", "--max-batch", "100")
+
+
+@pytest.fixture(scope="session")
+def node(cli):
+    n = Node(*NODE_ARGS)
+    yield n
+    n.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_node(cli):
+    n = Node("--memory", "64MiB", "--auth-key", AUTH_KEY)
+    yield n
+    n.stop()
+
+
+@pytest.fixture
+def own_node(cli):
+    """A node for one test only (the test may stop it)."""
+    n = Node("--memory", "64MiB")
+    yield n
+    n.stop()
+
+
+@pytest.fixture
+def store(node, monkeypatch):
+    from kvasir import KvStore
+    for var in ("KVASIR_CONFIG", "KVASIR_SERVERS", "KVASIR_AUTH_KEY", "KVASIR_TRANSPORT",
+                "KVASIR_CONNECT_TIMEOUT", "KVASIR_REQUEST_TIMEOUT"):
+        monkeypatch.delenv(var, raising=False)
+    s = KvStore(node.address, request_timeout=10)
+    yield s
+    s.close()
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    for var in ("KVASIR_CONFIG", "KVASIR_SERVERS", "KVASIR_AUTH_KEY", "KVASIR_TRANSPORT",
+                "KVASIR_CONNECT_TIMEOUT", "KVASIR_REQUEST_TIMEOUT"):
+        monkeypatch.delenv(var, raising=False)

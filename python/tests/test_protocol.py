@@ -1,0 +1,136 @@
+"""Golden vectors (tests/vectors/frames.json) against kvasir.protocol, plus auth and CRC-32C."""
+import dataclasses
+import enum
+import json
+import os
+
+import pytest
+
+from kvasir import protocol as p
+from kvasir.errors import ProtocolError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+with open(os.path.join(ROOT, "tests", "vectors", "frames.json"), encoding="utf-8") as _f:
+    DOC = json.load(_f)
+
+
+def to_json(obj):
+    """Decoded protocol objects -> the JSON shape of frames.json (bytes as hex, enums by name)."""
+    if isinstance(obj, enum.Enum):
+        return obj.name
+    if isinstance(obj, (bytes, bytearray)):
+        return obj.hex()
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list):
+        return [to_json(x) for x in obj]
+    return obj
+
+
+def from_json(opcode: str, is_reply: bool, status: str, meta: dict):
+    """The JSON "meta" of a vector -> the protocol message object."""
+    h = bytes.fromhex
+    if is_reply and status != "OK":
+        return p.ErrorReply(meta["message"])
+    if opcode == "HELLO":
+        if is_reply:
+            return p.HelloReply(**dict(meta, server_nonce=h(meta["server_nonce"])))
+        return p.HelloRequest(**meta)
+    if opcode == "AUTH":
+        if is_reply:
+            return p.AuthReply(h(meta["server_proof"]))
+        return p.AuthRequest(h(meta["client_nonce"]), h(meta["client_proof"]))
+    if opcode == "PING":
+        return p.Ping(h(meta["echo"]))
+    if opcode == "STATS":
+        return p.StatsReply([p.Stat(**s) for s in meta["stats"]]) if is_reply else p.StatsRequest()
+    if opcode == "PUT" and not is_reply:
+        parent = None if meta["parent"] is None else h(meta["parent"])
+        return p.PutRequest(parent, [p.PutEntry(h(e["key"]), e["value_length"]) for e in meta["entries"]])
+    if opcode == "GET" and is_reply:
+        return p.GetReply([p.GetEntry(p.WireStatus[e["status"]], e["length"], e["crc32c"]) for e in meta["entries"]])
+    if is_reply:
+        return p.StatusList([p.WireStatus[s] for s in meta["statuses"]])
+    return p.KeyBatch([h(k) for k in meta["keys"]])
+
+
+def test_tables_match_the_vectors():
+    assert {o.name: int(o) for o in p.Opcode} == DOC["opcodes"]
+    assert {n: int(f) for n, f in p.FLAG_NAMES} == DOC["flags"]
+    assert {s.name: int(s) for s in p.WireStatus} == DOC["statuses"]
+    limits = DOC["limits"]
+    assert limits["header_bytes"] == p.HEADER_SIZE
+    assert limits["max_key_bytes"] == p.MAX_KEY_BYTES
+    assert limits["hard_max_value_bytes"] == p.HARD_MAX_VALUE_BYTES
+    assert limits["default_max_batch_keys"] == p.DEFAULT_MAX_BATCH_KEYS
+    assert limits["default_max_meta_bytes"] == p.DEFAULT_MAX_META_BYTES
+
+
+@pytest.mark.parametrize("vector", DOC["vectors"], ids=[v["name"] for v in DOC["vectors"]])
+def test_vector_decodes_and_reencodes(vector):
+    raw = bytes.fromhex(vector["hex"])
+    expected = vector["frame"]
+    frame = p.decode_frame(raw)
+    h = frame.header
+    assert p.Opcode(h.opcode).name == expected["opcode"]
+    assert [n for n, f in p.FLAG_NAMES if h.flags & f] == expected["flags"]
+    assert h.request_id == expected["request_id"]
+    assert p.WireStatus(h.status).name == expected["status"]
+    assert to_json(frame.meta) == expected["meta"]
+    assert frame.payload.hex() == expected["payload"]
+    if not h.is_reply:  # requests also pass the node's own checks
+        p.decode_frame(raw, request=True)
+
+    flags = 0
+    for name in expected["flags"]:
+        flags |= DOC["flags"][name]
+    msg = from_json(expected["opcode"], "REPLY" in expected["flags"], expected["status"], expected["meta"])
+    encoded = p.encode_frame(DOC["opcodes"][expected["opcode"]], flags, expected["request_id"],
+                             DOC["statuses"][expected["status"]], msg, bytes.fromhex(expected["payload"]))
+    assert encoded.hex() == vector["hex"]
+
+    if "auth" in vector:
+        a = vector["auth"]
+        key, sn, cn = (bytes.fromhex(a[k]) for k in ("key", "server_nonce", "client_nonce"))
+        if isinstance(frame.meta, p.AuthRequest):
+            assert frame.meta.client_nonce == cn
+            assert p.proofs_equal(frame.meta.client_proof, p.client_proof(key, sn, cn))
+        else:
+            assert p.proofs_equal(frame.meta.server_proof, p.server_proof(key, sn, cn))
+
+
+@pytest.mark.parametrize("vector", DOC["malformed"], ids=[v["name"] for v in DOC["malformed"]])
+def test_malformed_vector_is_rejected(vector):
+    raw = bytes.fromhex(vector["hex"])
+    expected = DOC["statuses"][vector["expected_status"]]
+    layer = vector["layer"]
+    if layer == "header":
+        with pytest.raises(ProtocolError) as info:
+            p.unpack_header(raw[:p.HEADER_SIZE])
+    elif layer == "message":
+        p.unpack_header(raw)  # the header alone is fine
+        with pytest.raises(ProtocolError) as info:
+            p.decode_frame(raw)
+    else:
+        assert layer == "node"
+        with pytest.raises(ProtocolError) as info:
+            p.decode_frame(raw, request=True)
+    assert info.value.status == expected, str(info.value)
+
+
+def test_auth_worked_example():
+    key, sn, cn = bytes(range(0, 32)), bytes(range(0x40, 0x60)), bytes(range(0x60, 0x80))
+    assert p.client_proof(key, sn, cn).hex() == "27de33637b47af13dc20b785206ce09e71e5367a9296552dd61e1c1a62867b1f"
+    assert p.server_proof(key, sn, cn).hex() == "c95ea4df2d1f9043542c252f0da0831953aa23b24ddc47732701931a4fa82fc2"
+    assert p.parse_auth_key("  " + key.hex().upper() + "\n") == key
+    assert p.parse_auth_key(key) == key
+    for bad in ("00" * 31, "zz" * 32, b"short"):
+        with pytest.raises(ValueError):
+            p.parse_auth_key(bad)
+
+
+def test_crc32c():
+    assert p.crc32c(b"123456789") == 0xE3069283
+    assert p.crc32c(b"") == 0
+    assert p.crc32c(b"hello") == 0x9A71BB4C
+    assert p.crc32c(b"lo", p.crc32c(b"hel")) == 0x9A71BB4C
