@@ -12,6 +12,8 @@ need_apt=()
 /usr/bin/python3 -c 'import pytest' 2>/dev/null || need_apt+=(python3-pytest)
 /usr/bin/python3 -c 'import numpy' 2>/dev/null || need_apt+=(python3-numpy)
 /usr/bin/python3 -c 'import yaml' 2>/dev/null || need_apt+=(python3-yaml)
+# Connector tests use real torch CPU tensors.
+/usr/bin/python3 -c 'import torch' 2>/dev/null || need_apt+=(python3-torch)
 # The benchmark's peer clients are tested against real servers.
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v memcached >/dev/null || need_apt+=(memcached)
