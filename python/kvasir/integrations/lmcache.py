@@ -1,0 +1,801 @@
+"""LMCache integration: a storage plugin backend and a remote connector over :class:`kvasir.KvStore`.
+
+Interfaces mirrored (read from LMCache/LMCache on GitHub, v1 API as of the 0.3.x/0.4.x line):
+
+* ``lmcache/v1/storage_backend/abstract_backend.py`` (commit 2bbf1594...): ``StorageBackendInterface``
+  (contains(key, pin=False), exists_in_put_tasks(key), batched_submit_put_task(keys, objs,
+  transfer_spec=None), submit_prefetch_task(key), get_blocking(key), get_non_blocking(key),
+  batched_get_blocking(keys), pin(key), unpin(key), remove(key, force=True),
+  batched_remove(keys, force=True), close()), ``AllocatorBackendInterface.allocate(shape(s),
+  dtype(s), fmt, eviction=True, busy_loop=True)`` and, in newer trees, ``StoragePluginInterface``
+  whose constructor is ``(dst_device, config, metadata, local_cpu_backend, loop)`` and which adds
+  ``get_allocator_backend()`` (see ``plugins/rust_remote_backend.py``, commit 805e36f0..., whose
+  batched_submit_put_task also takes ``on_complete_callback``).
+  Loaded by ``storage_plugins: [name]`` + ``extra_config: storage_plugin.<name>.module_path /
+  .class_name``.
+* ``lmcache/v1/storage_backend/connector/base_connector.py`` (commit 78f6e7ee...): ``RemoteConnector``
+  (async exists/get/put/list/close, exists_sync, support_ping/ping, support_batched_get/
+  batched_get, support_batched_put/batched_put); newer trees add support_batched_contains/
+  batched_contains (prefix hit count), support_batched_async_contains/
+  batched_async_contains(lookup_id, keys, pin=False) and remove_sync.
+  ``connector/__init__.py`` (commit e23f2bbc...): ``CreateConnector(url, loop, local_cpu_backend,
+  config, metadata)`` asks every ``ConnectorAdapter(schema)`` ``can_parse(url)`` then
+  ``create_connector(ConnectorContext)``; third-party connectors are registered with
+  ``remote_storage_plugins: [name]`` + ``extra_config: remote_storage_plugin.<name>.module_path /
+  .class_name`` (a ConnectorAdapter, or a RemoteConnector that LMCache wraps itself).
+
+When ``lmcache`` is importable the real base classes are subclassed; otherwise the stand-ins below
+(same method names and parameters) are used, so the module also works (and is tested) without it.
+
+Stored value format (both classes): a fixed 96-byte little-endian header followed by the raw
+tensor bytes, so any process can rebuild the MemoryObj (shape, dtype, memory format) from Kvasir
+alone -- a freshly started engine reads chunks written by an earlier one::
+
+    0  4s  magic  b"KVSR"          4  H  version (1)        6  H  header size (96)
+    8  B   dtype code               9  B  memory format     10  B  ndim (<= 8)   11  x
+   12  Q   payload length          20  8q dims (unused = 0)
+   84  I   CRC-32 of bytes 0..83   88  8x reserved
+
+Values are written with ``batch_put_from_multi_buffers([header, tensor memory])`` (no joining
+copy) and read with ``batch_get_into_multi_buffers([header, tensor memory])`` when the shape is
+known in advance (put by this instance, or read before); otherwise the value is fetched once
+into a temporary buffer, the header parsed, a MemoryObj allocated and the payload copied in.
+A value whose header does not parse (bad magic/version/CRC/dtype/format or a length mismatch)
+is a miss, never an exception.
+"""
+
+import asyncio
+import ctypes
+import enum
+import logging
+import struct
+import threading
+import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from urllib.parse import parse_qs
+
+import torch
+
+from .. import errors as E
+from ..store import KvStore
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["KvasirBackend", "KvasirConnector", "KvasirConnectorAdapter", "parse_kvasir_url",
+           "encode_header", "decode_header", "HEADER_SIZE", "MemoryFormat"]
+
+# ---------------------------------------------------------------- LMCache base classes / stand-ins
+
+try:  # pragma: no cover - LMCache is not installed in the test environment
+    from lmcache.v1.memory_management import MemoryFormat  # type: ignore
+except Exception:  # noqa: BLE001
+    class MemoryFormat(enum.Enum):
+        """Stand-in for ``lmcache.v1.memory_management.MemoryFormat`` (same member values)."""
+        UNDEFINED = 0
+        KV_2LTD = 1
+        KV_T2D = 2
+        KV_2TD = 3
+        BINARY = 4
+        BINARY_BUFFER = 5
+        KV_MLA_FMT = 6
+
+try:  # pragma: no cover
+    from lmcache.v1.storage_backend.abstract_backend import StoragePluginInterface as _BackendBase  # type: ignore
+    _HAVE_LMCACHE_BACKEND = True
+except Exception:  # noqa: BLE001
+    try:  # pragma: no cover
+        from lmcache.v1.storage_backend.abstract_backend import StorageBackendInterface as _BackendBase  # type: ignore
+        _HAVE_LMCACHE_BACKEND = True
+    except Exception:  # noqa: BLE001
+        _HAVE_LMCACHE_BACKEND = False
+
+        class _BackendBase:
+            """Stand-in for ``StoragePluginInterface`` (abstract_backend.py): stores the injected
+            ``config``, ``metadata``, ``local_cpu_backend``, ``loop`` and ``dst_device``."""
+
+            def __init__(self, dst_device: str = "cuda", config=None, metadata=None,
+                         local_cpu_backend=None, loop=None):
+                torch.device(dst_device)  # raises RuntimeError on a bad device, like LMCache
+                self.dst_device = dst_device
+                self.config = config
+                self.metadata = metadata
+                self.local_cpu_backend = local_cpu_backend
+                self.loop = loop
+
+try:  # pragma: no cover
+    from lmcache.v1.storage_backend.connector.base_connector import RemoteConnector as _ConnectorBase  # type: ignore
+except Exception:  # noqa: BLE001
+    class _ConnectorBase:
+        """Stand-in for ``lmcache.v1.storage_backend.connector.base_connector.RemoteConnector``."""
+
+        def post_init(self):
+            pass
+
+        def support_ping(self) -> bool:
+            return False
+
+        def support_batched_get(self) -> bool:
+            return False
+
+        def support_batched_put(self) -> bool:
+            return False
+
+        def support_batched_contains(self) -> bool:
+            return False
+
+        def support_batched_async_contains(self) -> bool:
+            return False
+
+try:  # pragma: no cover
+    from lmcache.v1.storage_backend.connector import ConnectorAdapter as _AdapterBase  # type: ignore
+except Exception:  # noqa: BLE001
+    class _AdapterBase:
+        """Stand-in for ``lmcache.v1.storage_backend.connector.ConnectorAdapter``."""
+
+        def __init__(self, schema: str = "") -> None:
+            self.schema = schema
+
+# ---------------------------------------------------------------- header codec
+
+MAGIC = b"KVSR"
+VERSION = 1
+MAX_DIMS = 8
+_HEAD = struct.Struct("<4sHHBBBxQ8q")  # 84 bytes, then CRC-32 (I) and 8 reserved bytes
+_CRC = struct.Struct("<I")
+HEADER_SIZE = 96
+assert _HEAD.size == 84 and _HEAD.size + _CRC.size + 8 == HEADER_SIZE
+
+_DTYPES: Dict[int, torch.dtype] = {
+    1: torch.float16, 2: torch.bfloat16, 3: torch.float32, 4: torch.float64, 5: torch.int8,
+    6: torch.uint8, 7: torch.int16, 8: torch.int32, 9: torch.int64, 10: torch.bool,
+}
+for _code, _name in ((11, "float8_e4m3fn"), (12, "float8_e5m2")):
+    if hasattr(torch, _name):
+        _DTYPES[_code] = getattr(torch, _name)
+_DTYPE_CODES = {v: k for k, v in _DTYPES.items()}
+
+
+def _fmt_value(fmt) -> int:
+    if fmt is None:
+        return 0
+    v = getattr(fmt, "value", fmt)
+    return int(v)
+
+
+def encode_header(shape, dtype: torch.dtype, fmt, payload_len: int) -> bytes:
+    """The 96-byte header of a value holding a tensor of ``shape``/``dtype`` in format ``fmt``."""
+    dims = [int(d) for d in shape]
+    if len(dims) > MAX_DIMS:
+        raise ValueError(f"at most {MAX_DIMS} dimensions, got {len(dims)}")
+    if dtype not in _DTYPE_CODES:
+        raise ValueError(f"unsupported dtype {dtype}")
+    head = _HEAD.pack(MAGIC, VERSION, HEADER_SIZE, _DTYPE_CODES[dtype], _fmt_value(fmt), len(dims),
+                      payload_len, *(dims + [0] * (MAX_DIMS - len(dims))))
+    return head + _CRC.pack(zlib.crc32(head)) + bytes(8)
+
+
+def decode_header(buf, fmt_cls=None) -> Optional[Tuple[torch.Size, torch.dtype, Any, int]]:
+    """(shape, dtype, fmt, payload_len) from a header, or None when it is not a valid header."""
+    if len(buf) < HEADER_SIZE:
+        return None
+    head = bytes(buf[:_HEAD.size])
+    try:
+        magic, version, hsize, dcode, fcode, ndim, plen, *dims = _HEAD.unpack(head)
+        (crc,) = _CRC.unpack_from(bytes(buf[_HEAD.size:_HEAD.size + _CRC.size]))
+    except struct.error:
+        return None
+    if magic != MAGIC or version != VERSION or hsize != HEADER_SIZE or crc != zlib.crc32(head):
+        return None
+    if dcode not in _DTYPES or ndim > MAX_DIMS or any(d < 0 for d in dims[:ndim]):
+        return None
+    dtype = _DTYPES[dcode]
+    shape = torch.Size(dims[:ndim])
+    numel = 1
+    for d in shape:
+        numel *= d
+    if numel * _itemsize(dtype) != plen:
+        return None
+    cls = fmt_cls or MemoryFormat
+    try:
+        fmt = cls(fcode)
+    except (ValueError, TypeError):
+        return None
+    return shape, dtype, fmt, plen
+
+
+def _itemsize(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
+
+
+# ---------------------------------------------------------------- MemoryObj helpers
+
+def _key_str(key) -> str:
+    to_string = getattr(key, "to_string", None)
+    return to_string() if callable(to_string) else str(key)
+
+
+def _obj_meta(obj):
+    """(shape, dtype, fmt) of a MemoryObj: get_shape()/get_dtype()/get_memory_format() where
+    present (single-tensor objects only), else ``obj.meta`` / ``obj.metadata``."""
+    meta = getattr(obj, "meta", None) or getattr(obj, "metadata", None)
+    shape = dtype = fmt = None
+    if meta is not None:
+        shape, dtype, fmt = getattr(meta, "shape", None), getattr(meta, "dtype", None), getattr(meta, "fmt", None)
+    if shape is None and hasattr(obj, "get_shape"):
+        shape = obj.get_shape()
+    if dtype is None and hasattr(obj, "get_dtype"):
+        dtype = obj.get_dtype()
+    if fmt is None and hasattr(obj, "get_memory_format"):
+        fmt = obj.get_memory_format()
+    if shape is None or dtype is None:
+        raise ValueError("memory object without shape/dtype")
+    return torch.Size(shape), dtype, fmt
+
+
+def _obj_tensor(obj) -> torch.Tensor:
+    t = obj.tensor
+    if t is None or not t.is_contiguous() or t.device.type != "cpu":
+        raise ValueError("memory object tensor must be a contiguous CPU tensor")
+    return t
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def _ref_down(obj) -> None:
+    fn = getattr(obj, "ref_count_down", None)
+    if callable(fn):
+        fn()
+
+
+def _ref_up(obj) -> None:
+    fn = getattr(obj, "ref_count_up", None)
+    if callable(fn):
+        fn()
+
+
+# ---------------------------------------------------------------- shared I/O core
+
+class _KvasirCodecIO:
+    """Header + tensor I/O over one KvStore, shared by the backend and the connector.
+
+    Registration: each call registers the exact address ranges it uses (tensor memory and the
+    ctypes header buffers) and unregisters them afterwards, under ``self._io_lock`` so concurrent
+    calls never drop each other's regions (the KvStore serves one request at a time anyway).
+    """
+
+    def __init__(self, store: KvStore, allocate: Callable, fmt_cls=None):
+        self.store = store
+        self._allocate = allocate
+        self._fmt_cls = fmt_cls
+        self._io_lock = threading.RLock()
+        self._known: Dict[str, Tuple[torch.Size, torch.dtype, Any]] = {}  # key -> last seen layout
+        self._known_lock = threading.Lock()
+
+    # registration helpers
+    def _with_regions(self, ranges, fn):
+        with self._io_lock:
+            added = []
+            try:
+                for ptr, size in ranges:
+                    if size > 0 and ptr not in added:
+                        self.store.register_buffer(ptr, size)
+                        added.append(ptr)
+                return fn()
+            finally:
+                for ptr in added:
+                    self.store.unregister_buffer(ptr)
+
+    def remember(self, key: str, layout) -> None:
+        with self._known_lock:
+            self._known[key] = layout
+
+    def forget(self, key: str) -> None:
+        with self._known_lock:
+            self._known.pop(key, None)
+
+    def layout(self, key: str):
+        with self._known_lock:
+            return self._known.get(key)
+
+    # PUT
+    def put(self, keys: Sequence[str], objs: Sequence[Any]) -> List[int]:
+        """Writes header + tensor bytes per key; returns per-key codes (0 or negative)."""
+        n = len(keys)
+        results = [E.PROTOCOL_ERROR] * n
+        heads = ctypes.create_string_buffer(HEADER_SIZE * max(n, 1))
+        base = ctypes.addressof(heads)
+        send_keys, addrs, sizes, idx, ranges = [], [], [], [], [(base, HEADER_SIZE * max(n, 1))]
+        layouts = {}
+        for i, (k, obj) in enumerate(zip(keys, objs)):
+            try:
+                shape, dtype, fmt = _obj_meta(obj)
+                t = _obj_tensor(obj)
+                nbytes = _nbytes(t)
+                if t.numel() != shape.numel() or t.dtype != dtype:
+                    raise ValueError("tensor does not match its metadata")
+                ctypes.memmove(base + i * HEADER_SIZE, encode_header(shape, dtype, fmt, nbytes), HEADER_SIZE)
+            except (ValueError, AttributeError) as ex:
+                logger.warning("kvasir: not storing %s: %s", k, ex)
+                results[i] = E.INVALID_KEY if isinstance(ex, AttributeError) else E.PROTOCOL_ERROR
+                continue
+            ptr = t.data_ptr()
+            send_keys.append(k)
+            addrs.append([base + i * HEADER_SIZE, ptr] if nbytes else [base + i * HEADER_SIZE])
+            sizes.append([HEADER_SIZE, nbytes] if nbytes else [HEADER_SIZE])
+            ranges.append((ptr, nbytes))
+            idx.append(i)
+            layouts[k] = (shape, dtype, fmt)
+        if send_keys:
+            codes = self._with_regions(ranges, lambda: self.store.batch_put_from_multi_buffers(send_keys, addrs, sizes))
+            for i, k, c in zip(idx, send_keys, codes):
+                results[i] = c
+                if c == E.OK:
+                    self.remember(k, layouts[k])
+        return results
+
+    # GET
+    def _alloc(self, shape, dtype, fmt):
+        try:
+            return self._allocate(shape, dtype, fmt)
+        except Exception as ex:  # noqa: BLE001 - an allocator failure is a miss
+            logger.warning("kvasir: allocation of %s %s failed: %s", tuple(shape), dtype, ex)
+            return None
+
+    def get(self, keys: Sequence[str]) -> List[Optional[Any]]:
+        """MemoryObj per key (allocated from the allocator), or None for a miss / bad value."""
+        n = len(keys)
+        out: List[Optional[Any]] = [None] * n
+        fast, slow = [], []
+        for i, k in enumerate(keys):
+            (fast if self.layout(k) is not None else slow).append(i)
+        if fast:
+            slow.extend(self._get_known(keys, fast, out))
+        for i in sorted(slow):
+            out[i] = self._get_unknown(keys[i])
+        return out
+
+    def _get_known(self, keys, positions, out) -> List[int]:
+        """Zero-copy gets for keys whose layout is known; returns positions to retry slowly."""
+        retry = []
+        objs, pos_ok = [], []
+        for i in positions:
+            shape, dtype, fmt = self.layout(keys[i])
+            obj = self._alloc(shape, dtype, fmt)
+            if obj is None:
+                continue
+            objs.append(obj)
+            pos_ok.append(i)
+        if not pos_ok:
+            return retry
+        m = len(pos_ok)
+        heads = ctypes.create_string_buffer(HEADER_SIZE * m)
+        base = ctypes.addressof(heads)
+        ranges = [(base, HEADER_SIZE * m)]
+        addrs, sizes, tensors = [], [], []
+        for j, obj in enumerate(objs):
+            t = _obj_tensor(obj)
+            tensors.append(t)
+            nb = _nbytes(t)
+            addrs.append([base + j * HEADER_SIZE, t.data_ptr()] if nb else [base + j * HEADER_SIZE])
+            sizes.append([HEADER_SIZE, nb] if nb else [HEADER_SIZE])
+            ranges.append((t.data_ptr(), nb))
+        codes = self._with_regions(ranges, lambda: self.store.batch_get_into_multi_buffers(
+            [keys[i] for i in pos_ok], addrs, sizes))
+        for j, (i, obj, code) in enumerate(zip(pos_ok, objs, codes)):
+            k = keys[i]
+            if code == E.NOT_FOUND:
+                self.forget(k)
+                _ref_down(obj)
+                continue
+            if code == E.BUFFER_TOO_SMALL:  # the value changed shape: take the slow path
+                self.forget(k)
+                _ref_down(obj)
+                retry.append(i)
+                continue
+            if code < 0:
+                _ref_down(obj)
+                continue
+            hdr = decode_header(heads[j * HEADER_SIZE:(j + 1) * HEADER_SIZE], self._fmt_cls)
+            if hdr is None or HEADER_SIZE + hdr[3] != code:
+                if hdr is not None:  # valid header but another size: re-read through the slow path
+                    retry.append(i)
+                else:
+                    logger.warning("kvasir: value of %s has no valid header: treated as a miss", k)
+                self.forget(k)
+                _ref_down(obj)
+                continue
+            shape, dtype, fmt, _ = hdr
+            want = self.layout(k)
+            if want is None or (shape, dtype) != (want[0], want[1]) or _fmt_value(fmt) != _fmt_value(want[2]):
+                self.forget(k)
+                _ref_down(obj)
+                retry.append(i)
+                continue
+            out[i] = obj
+        return retry
+
+    def _get_unknown(self, key: str):
+        """Fetches the value into a temporary buffer, parses its header, allocates and copies."""
+        with self._io_lock:
+            try:
+                raw = self.store.get(key)
+            except Exception as ex:  # noqa: BLE001 - unavailable/timeout: a miss
+                logger.warning("kvasir: get %s failed: %s", key, ex)
+                return None
+        if raw is None:
+            return None
+        hdr = decode_header(raw, self._fmt_cls)
+        if hdr is None or len(raw) != HEADER_SIZE + hdr[3]:
+            logger.warning("kvasir: value of %s has no valid header: treated as a miss", key)
+            return None
+        shape, dtype, fmt, plen = hdr
+        obj = self._alloc(shape, dtype, fmt)
+        if obj is None:
+            return None
+        try:
+            t = _obj_tensor(obj)
+            if _nbytes(t) != plen:
+                raise ValueError("allocated object has another size")
+            if plen:
+                src = ctypes.cast(ctypes.c_char_p(raw), ctypes.c_void_p).value + HEADER_SIZE
+                ctypes.memmove(t.data_ptr(), src, plen)
+        except Exception as ex:  # noqa: BLE001
+            logger.warning("kvasir: cannot fill object for %s: %s", key, ex)
+            _ref_down(obj)
+            return None
+        self.remember(key, (shape, dtype, fmt))
+        return obj
+
+    def exists(self, keys: Sequence[str]) -> List[bool]:
+        return [r == 1 for r in self.store.batch_is_exist(list(keys))]
+
+    def prefix_hits(self, keys: Sequence[str]) -> int:
+        n = 0
+        for r in self.store.batch_is_exist(list(keys)) if keys else []:
+            if r != 1:
+                break
+            n += 1
+        return n
+
+
+def _store_kwargs_from_extra(extra: Optional[dict], prefixes=("kvasir.",)) -> dict:
+    """KvStore arguments from LMCache ``extra_config`` keys ``kvasir.servers``, ``kvasir.auth_key``,
+    ``kvasir.transport``, ``kvasir.connect_timeout``, ``kvasir.request_timeout``; anything unset
+    falls back to KvStore's own chain (KVASIR_CONFIG file, then KVASIR_* environment)."""
+    kw = {}
+    extra = extra or {}
+    for name in ("servers", "auth_key", "transport", "connect_timeout", "request_timeout"):
+        for p in prefixes:
+            v = extra.get(p + name)
+            if v is not None and v != "":
+                kw[name] = float(v) if name.endswith("timeout") else v
+                break
+    return kw
+
+
+def _make_store(kw: dict) -> KvStore:
+    servers = kw.pop("servers", None)
+    auth_key = kw.pop("auth_key", None)
+    transport = kw.pop("transport", None)
+    return KvStore(servers, auth_key, transport, **kw)
+
+
+def _allocator_fn(allocator):
+    """``allocate(shape, dtype, fmt)`` over an LMCache allocator backend (LocalCPUBackend)."""
+    def allocate(shape, dtype, fmt):
+        if allocator is None:
+            raise RuntimeError("no allocator backend (local_cpu_backend) was given")
+        return allocator.allocate(shape, dtype, fmt)
+    return allocate
+
+
+# ---------------------------------------------------------------- storage plugin backend
+
+class KvasirBackend(_BackendBase):
+    """LMCache storage plugin backend keeping chunks in a Kvasir node.
+
+    Constructed by LMCache's storage-plugin launcher as
+    ``KvasirBackend(config=..., metadata=..., local_cpu_backend=..., loop=..., dst_device=...)``.
+    The KvStore comes from ``extra_config`` (``kvasir.servers`` ...; see
+    :func:`_store_kwargs_from_extra`) or the KVASIR_* environment; tests may pass ``store=``.
+    ``memory_format_cls`` decodes the stored format number (default: LMCache's MemoryFormat).
+    Puts run on one background thread (``put_workers``); ``exists_in_put_tasks`` reports them.
+    """
+
+    def __init__(self, config=None, metadata=None, local_cpu_backend=None, loop=None,
+                 dst_device: str = "cpu", *, store: Optional[KvStore] = None, memory_format_cls=None,
+                 put_workers: int = 1):
+        try:
+            super().__init__(dst_device=dst_device, config=config, metadata=metadata,
+                             local_cpu_backend=local_cpu_backend, loop=loop)
+        except TypeError:  # an older LMCache: StorageBackendInterface(dst_device) only
+            super().__init__(dst_device=dst_device)
+            self.config, self.metadata = config, metadata
+            self.local_cpu_backend, self.loop = local_cpu_backend, loop
+        extra = getattr(config, "extra_config", None) if config is not None else None
+        self._owns_store = store is None
+        self.store = store if store is not None else _make_store(_store_kwargs_from_extra(extra))
+        self._io = _KvasirCodecIO(self.store, _allocator_fn(local_cpu_backend), memory_format_cls)
+        self._put_lock = threading.Lock()
+        self._put_tasks: Dict[str, int] = {}
+        self._executor = ThreadPoolExecutor(max_workers=max(1, put_workers), thread_name_prefix="kvasir-put")
+        self._closed = False
+
+    def __str__(self) -> str:
+        return "KvasirBackend"
+
+    # -- lookups --
+
+    def contains(self, key, pin: bool = False) -> bool:
+        k = _key_str(key)
+        try:
+            hit = self._io.exists([k])[0]
+        except Exception as ex:  # noqa: BLE001
+            logger.warning("kvasir: contains failed: %s", ex)
+            return False
+        if hit and pin:
+            self.store.batch_pin([k])
+        return hit
+
+    def batched_contains(self, keys, pin: bool = False) -> int:
+        """Number of leading keys present (newer StorageBackendInterface)."""
+        ks = [_key_str(k) for k in keys]
+        n = self._io.prefix_hits(ks)
+        if pin and n:
+            self.store.batch_pin(ks[:n])
+        return n
+
+    def exists_in_put_tasks(self, key) -> bool:
+        with self._put_lock:
+            return _key_str(key) in self._put_tasks
+
+    # -- puts --
+
+    def batched_submit_put_task(self, keys, objs, transfer_spec=None, on_complete_callback=None):
+        """Queues the puts; returns a list of Futures (one per queued batch) or None."""
+        todo_k, todo_o = [], []
+        with self._put_lock:
+            for key, obj in zip(keys, objs):
+                k = _key_str(key)
+                if k in self._put_tasks:
+                    continue
+                self._put_tasks[k] = 1
+                _ref_up(obj)
+                todo_k.append(key)
+                todo_o.append(obj)
+        if not todo_k:
+            return None
+        return [self._executor.submit(self._do_put, todo_k, todo_o, on_complete_callback)]
+
+    def _do_put(self, keys, objs, on_complete_callback) -> List[int]:
+        ks = [_key_str(k) for k in keys]
+        try:
+            codes = self._io.put(ks, objs)
+            for k, c in zip(ks, codes):
+                if c != E.OK:
+                    logger.warning("kvasir: put %s failed: %s", k, E.code_name(c))
+            if on_complete_callback is not None:
+                for key, c in zip(keys, codes):
+                    if c == E.OK:
+                        try:
+                            on_complete_callback(key)
+                        except Exception as ex:  # noqa: BLE001
+                            logger.warning("kvasir: on_complete_callback failed: %s", ex)
+            return codes
+        finally:
+            with self._put_lock:
+                for k in ks:
+                    self._put_tasks.pop(k, None)
+            for o in objs:
+                _ref_down(o)
+
+    # -- gets --
+
+    def submit_prefetch_task(self, key) -> bool:
+        return self.contains(key)
+
+    def get_blocking(self, key):
+        return self._io.get([_key_str(key)])[0]
+
+    def batched_get_blocking(self, keys):
+        return self._io.get([_key_str(k) for k in keys])
+
+    def get_non_blocking(self, key) -> Optional[Future]:
+        if not self.contains(key):
+            return None
+        return self._executor.submit(self.get_blocking, key)
+
+    # -- pins / removal --
+
+    def pin(self, key) -> bool:
+        return self.store.batch_pin([_key_str(key)])[0] == E.OK
+
+    def unpin(self, key) -> bool:
+        return self.store.batch_unpin([_key_str(key)])[0] == E.OK
+
+    def remove(self, key, force: bool = True) -> bool:
+        k = _key_str(key)
+        self._io.forget(k)
+        return self.store.remove(k) == E.OK
+
+    def batched_remove(self, keys, force: bool = True) -> int:
+        ks = [_key_str(k) for k in keys]
+        for k in ks:
+            self._io.forget(k)
+        return sum(1 for c in self.store.batch_remove(ks) if c == E.OK) if ks else 0
+
+    def get_allocator_backend(self):
+        return self.local_cpu_backend
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._executor.shutdown(wait=True)
+        if self._owns_store:
+            self.store.close()
+
+
+# ---------------------------------------------------------------- remote connector
+
+def parse_kvasir_url(url: str) -> dict:
+    """KvStore keyword arguments for ``kvasir://host:port[,host:port][?auth_key=..&request_timeout=..
+    &connect_timeout=..&transport=..]`` or ``plugin://kvasir`` / ``kvasir://`` (servers and the rest
+    from ``KVASIR_CONFIG`` / ``KVASIR_SERVERS`` / ``KVASIR_AUTH_KEY`` ..., resolved by KvStore)."""
+    if "://" not in url:
+        raise ValueError(f"invalid Kvasir URL {url!r}: missing scheme")
+    scheme, rest = url.split("://", 1)
+    scheme = scheme.lower()
+    netloc, _, tail = rest.partition("/")
+    path, _, query = tail.partition("?")
+    if "?" in netloc:
+        netloc, _, query = netloc.partition("?")
+    params = {k: v[-1] for k, v in parse_qs(query).items()}
+    kw: dict = {}
+    if scheme == "plugin":
+        if netloc.lower() != "kvasir":
+            raise ValueError(f"not a Kvasir plugin URL: {url!r} (expected plugin://kvasir)")
+    elif scheme == "kvasir":
+        if netloc:
+            servers = []
+            for entry in netloc.split(","):
+                host, sep, port = entry.rpartition(":")
+                if not sep or not host or not port.isdigit():
+                    raise ValueError(f"invalid Kvasir URL {url!r}: expected host:port, got {entry!r}")
+                servers.append(f"{host}:{int(port)}")
+            kw["servers"] = ",".join(servers)
+    else:
+        raise ValueError(f"not a Kvasir URL: {url!r} (kvasir://host:port or plugin://kvasir)")
+    for name in ("auth_key", "transport"):
+        if params.get(name):
+            kw[name] = params[name]
+    for name in ("connect_timeout", "request_timeout"):
+        if params.get(name):
+            kw[name] = float(params[name])
+    return kw
+
+
+class KvasirConnector(_ConnectorBase):
+    """LMCache ``RemoteConnector`` over Kvasir, for ``remote_url: kvasir://host:port`` (or
+    ``plugin://kvasir`` with the servers from extra_config / the environment).
+
+    Constructor as LMCache calls a plugin connector: ``(url, loop, local_cpu_backend, config)``
+    (keyword arguments; ``metadata`` and a ready ``store`` are optional). ``put`` leaves the
+    MemoryObj's reference count to the caller (LMCache's RemoteBackend releases it).
+    """
+
+    def __init__(self, url: str = "plugin://kvasir", loop=None, local_cpu_backend=None, config=None,
+                 metadata=None, *, store: Optional[KvStore] = None, memory_format_cls=None):
+        try:
+            super().__init__(config, metadata)  # newer RemoteConnector.__init__(config, metadata)
+        except TypeError:
+            super().__init__()
+        self.url = url
+        self.loop = loop
+        self.local_cpu_backend = local_cpu_backend
+        self.config = config
+        kw = _store_kwargs_from_extra(getattr(config, "extra_config", None) if config is not None else None)
+        kw.update(parse_kvasir_url(url))
+        self.store_kwargs = dict(kw)
+        self._owns_store = store is None
+        self.store = store if store is not None else _make_store(kw)
+        self._io = _KvasirCodecIO(self.store, _allocator_fn(local_cpu_backend), memory_format_cls)
+
+    def __repr__(self) -> str:
+        return f"<KvasirConnector {self.store.host}:{self.store.port}>"
+
+    @staticmethod
+    async def _run(fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    # existence
+    def exists_sync(self, key) -> bool:
+        return self._io.exists([_key_str(key)])[0]
+
+    async def exists(self, key) -> bool:
+        return await self._run(self.exists_sync, key)
+
+    def support_batched_contains(self) -> bool:
+        return True
+
+    def batched_contains(self, keys) -> int:
+        return self._io.prefix_hits([_key_str(k) for k in keys])
+
+    def support_batched_async_contains(self) -> bool:
+        return True
+
+    async def batched_async_contains(self, lookup_id: str, keys, pin: bool = False) -> int:
+        n = await self._run(self.batched_contains, keys)
+        if pin and n:
+            await self._run(self.store.batch_pin, [_key_str(k) for k in keys[:n]])
+        return n
+
+    # get / put
+    async def get(self, key):
+        return (await self._run(self._io.get, [_key_str(key)]))[0]
+
+    def support_batched_get(self) -> bool:
+        return True
+
+    async def batched_get(self, keys):
+        return await self._run(self._io.get, [_key_str(k) for k in keys])
+
+    def _put_sync(self, keys, objs) -> None:
+        codes = self._io.put([_key_str(k) for k in keys], objs)
+        bad = [(_key_str(k), E.code_name(c)) for k, c in zip(keys, codes) if c != E.OK]
+        if bad:
+            logger.warning("kvasir: %d put(s) failed, first %s: %s", len(bad), *bad[0])
+
+    async def put(self, key, memory_obj) -> None:
+        await self._run(self._put_sync, [key], [memory_obj])
+
+    def support_batched_put(self) -> bool:
+        return True
+
+    async def batched_put(self, keys, memory_objs) -> None:
+        await self._run(self._put_sync, list(keys), list(memory_objs))
+
+    def remove_sync(self, key) -> bool:
+        k = _key_str(key)
+        self._io.forget(k)
+        return self.store.remove(k) == E.OK
+
+    async def list(self) -> List[str]:
+        """Kvasir has no key listing (yet): always an empty list."""
+        return []
+
+    def support_ping(self) -> bool:
+        return True
+
+    async def ping(self) -> int:
+        try:
+            await self._run(self.store.ping, b"")
+            return 0
+        except Exception:  # noqa: BLE001
+            return 1
+
+    async def close(self) -> None:
+        if self._owns_store:
+            self.store.close()
+
+
+class KvasirConnectorAdapter(_AdapterBase):
+    """``ConnectorAdapter`` for ``kvasir://`` and ``plugin://kvasir`` URLs (LMCache's
+    ``remote_storage_plugin.<name>.class_name``)."""
+
+    def __init__(self) -> None:
+        super().__init__("kvasir://")
+
+    def can_parse(self, url: str) -> bool:
+        u = url.strip().lower()
+        return u.startswith("kvasir://") or u == "plugin://kvasir" or u.startswith("plugin://kvasir/") \
+            or u.startswith("plugin://kvasir?")
+
+    def create_connector(self, context) -> KvasirConnector:
+        return KvasirConnector(url=context.url, loop=getattr(context, "loop", None),
+                               local_cpu_backend=getattr(context, "local_cpu_backend", None),
+                               config=getattr(context, "config", None),
+                               metadata=getattr(context, "metadata", None))
