@@ -1,0 +1,554 @@
+"""vLLM v1 KV connector over a Kvasir node: ``KvasirConnector``.
+
+Launch (see docs/connectors.md)::
+
+    vllm serve MODEL --kv-transfer-config '{"kv_connector": "KvasirConnector",
+        "kv_connector_module_path": "kvasir.integrations.vllm", "kv_role": "kv_both",
+        "kv_connector_extra_config": {"kvasir_servers": "127.0.0.1:7380"}}'
+
+Interface mirrored
+------------------
+``vllm/distributed/kv_transfer/kv_connector/v1/base.py`` of vllm-project/vllm at commit
+``003df2961dd8830c317a61f9745ccd557da9fa06`` (``KVConnectorBase_V1``, ``KVConnectorRole``,
+``KVConnectorMetadata``), with ``example_connector.py`` (formerly ``shared_storage_connector.py``,
+commit ``00231834dc62bb1127ec5c8f2e6762c87d2f477e``) as the reference for the scheduler-output
+fields used (``scheduled_new_reqs[i].req_id / prompt_token_ids / block_ids / num_computed_tokens``,
+``scheduled_cached_reqs.req_ids / new_block_ids / num_computed_tokens / resumed_req_ids``
+(older: ``resumed_from_preemption``), ``num_scheduled_tokens``, ``finished_req_ids``). When vLLM
+is importable the connector subclasses the real base class; otherwise the stand-ins below, with
+the same names and signatures, are used (so the module imports, and is testable, without vLLM).
+
+What is stored
+--------------
+Only full blocks of the **prompt** are cached. A block's value is the block's slice of every
+registered layer's kv-cache tensor, concatenated in layer registration order (for a FlashAttention
+``[2, num_blocks, block_size, heads, head_dim]`` layer that is two pieces, K then V; for a
+``[num_blocks, ...]`` layer one piece). Values are written with ``batch_put_from_multi_buffers``
+straight from the tensors' memory (gather, no joining copy) and read with
+``batch_get_into_multi_buffers`` straight into them (scatter).
+
+Keys: ``kvasir/vllm/v1/{model}/tp{rank}of{size}/pp{rank}of{size}/{block_hash}``; a key over the
+node's limit replaces ``{model}`` with ``sha256(model)[:32]``.
+
+Block hash (chained, hex SHA-256)::
+
+    h[-1] = sha256(b"kvasir-vllm-v1" + cache_salt.encode())   # cache_salt: request's, else ""
+    h[i]  = sha256(h[i-1] + pack("<{block_size}q", *tokens[i*bs:(i+1)*bs]))   # raw 32-byte digests
+
+so a block's key names its whole prefix, and the scheduler's hit count is the number of leading
+blocks whose keys exist for **every** (tp, pp) rank (one ``batch_is_exist`` call per request).
+
+Loading is synchronous (``load_async=False``) inside ``start_load_kv``. A missing block or a value
+of the wrong length is reported by ``get_block_ids_with_load_errors`` (vLLM then recomputes the
+request from the first failed block); ``last_loaded_block_ids`` lists, per request, the block ids
+loaded before the first failure.
+
+CUDA tensors are not host-addressable, and the Kvasir client reads/writes host memory: for them
+the blocks go through a CPU staging tensor (one copy each way); CPU tensors are zero-copy.
+
+Configuration (``kv_connector_extra_config``; environment used as the fallback, see KvStore):
+``kvasir_servers``, ``kvasir_auth_key``, ``kvasir_request_timeout``, ``kvasir_model_name`` (default
+``model_config.model``), ``kvasir_tp_rank`` / ``kvasir_pp_rank`` (default: vLLM's parallel state),
+``kvasir_num_blocks`` (to locate the block dimension; default ``kv_cache_config.num_blocks``),
+``kvasir_force_staging`` (use the CPU staging path even for CPU tensors; for tests).
+"""
+
+import enum
+import hashlib
+import logging
+import struct
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+logger = logging.getLogger("kvasir.vllm")
+
+try:  # the real interface, when vLLM is installed
+    from vllm.distributed.kv_transfer.kv_connector.v1.base import (  # type: ignore
+        KVConnectorBase_V1, KVConnectorMetadata, KVConnectorRole)
+    HAVE_VLLM = True
+except Exception:  # noqa: BLE001 - vLLM absent (or broken): documented stand-ins
+    HAVE_VLLM = False
+
+    class KVConnectorRole(enum.Enum):
+        """Stand-in for vllm...v1.base.KVConnectorRole (same members and values)."""
+        SCHEDULER = 0
+        WORKER = 1
+
+    class KVConnectorMetadata(ABC):  # noqa: B024
+        """Stand-in for vllm...v1.base.KVConnectorMetadata: scheduler -> worker metadata."""
+
+    class KVConnectorBase_V1(ABC):
+        """Stand-in for vllm...v1.base.KVConnectorBase_V1 (commit 003df296): the constructor and
+        metadata plumbing, and the abstract methods with the real signatures."""
+
+        def __init__(self, vllm_config, role, kv_cache_config=None):
+            self._connector_metadata = None
+            self._vllm_config = vllm_config
+            if vllm_config.kv_transfer_config is None:
+                raise ValueError("kv_transfer_config must be set for KVConnectorBase_V1")
+            self._kv_transfer_config = vllm_config.kv_transfer_config
+            self._kv_cache_config = kv_cache_config
+            self._role = role
+
+        @property
+        def role(self):
+            return self._role
+
+        def bind_connector_metadata(self, connector_metadata) -> None:
+            self._connector_metadata = connector_metadata
+
+        def clear_connector_metadata(self) -> None:
+            self._connector_metadata = None
+
+        def _get_connector_metadata(self):
+            assert self._connector_metadata is not None
+            return self._connector_metadata
+
+        def has_connector_metadata(self) -> bool:
+            return self._connector_metadata is not None
+
+        def register_kv_caches(self, kv_caches):
+            return
+
+        @abstractmethod
+        def start_load_kv(self, forward_context, **kwargs) -> None: ...
+
+        @abstractmethod
+        def wait_for_layer_load(self, layer_name: str) -> None: ...
+
+        @abstractmethod
+        def save_kv_layer(self, layer_name: str, kv_layer, attn_metadata, **kwargs) -> None: ...
+
+        @abstractmethod
+        def wait_for_save(self): ...
+
+        def get_finished(self, finished_req_ids):
+            return None, None
+
+        def get_block_ids_with_load_errors(self):
+            return set()
+
+        def shutdown(self):
+            return None
+
+        @abstractmethod
+        def get_num_new_matched_tokens(self, request, num_computed_tokens: int): ...
+
+        @abstractmethod
+        def update_state_after_alloc(self, request, blocks, num_external_tokens: int): ...
+
+        @abstractmethod
+        def build_connector_meta(self, scheduler_output): ...
+
+        def request_finished(self, request, block_ids):
+            return False, None
+
+__all__ = ["KvasirConnector", "KvasirConnectorMetadata", "ReqMeta", "chained_block_hashes", "HAVE_VLLM"]
+
+_HASH_SEED = b"kvasir-vllm-v1"
+
+
+def chained_block_hashes(token_ids, block_size: int, salt: str = "") -> List[bytes]:
+    """32-byte SHA-256 digests of the full blocks of ``token_ids``, each chained on the previous
+    one: ``h[i] = sha256(h[i-1] + int64-LE(tokens of block i))``, ``h[-1] = sha256(seed + salt)``."""
+    prev = hashlib.sha256(_HASH_SEED + (salt or "").encode("utf-8")).digest()
+    out = []
+    for i in range(len(token_ids) // block_size):
+        chunk = [int(t) for t in token_ids[i * block_size:(i + 1) * block_size]]
+        prev = hashlib.sha256(prev + struct.pack(f"<{block_size}q", *chunk)).digest()
+        out.append(prev)
+    return out
+
+
+@dataclass
+class ReqMeta:
+    """Per request, this step: (block id, hex block hash) pairs to load and to save."""
+    req_id: str
+    load: List[Tuple[int, str]] = field(default_factory=list)
+    save: List[Tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass
+class KvasirConnectorMetadata(KVConnectorMetadata):
+    requests: List[ReqMeta] = field(default_factory=list)
+
+
+@dataclass
+class _Tracked:
+    """Scheduler-side state of one request."""
+    hashes: List[str]               # hex hashes of the prompt's full blocks
+    num_prompt_tokens: int
+    stored_blocks: int              # leading blocks already in Kvasir (raw exists answer)
+    num_computed_tokens: int = 0    # what vLLM had locally when it asked
+    load_blocks: int = 0            # blocks [local, local + load_blocks) to load
+    block_ids: List[int] = field(default_factory=list)
+    saved_upto: int = 0             # blocks [0, saved_upto) are stored or planned
+    load_planned: bool = False
+
+
+def _cfg_get(kv_transfer_config, key, default=None):
+    getter = getattr(kv_transfer_config, "get_from_extra_config", None)
+    if getter is not None:
+        return getter(key, default)
+    extra = getattr(kv_transfer_config, "kv_connector_extra_config", None) or {}
+    return extra.get(key, default)
+
+
+def _host_buffer(nbytes: int):
+    """A CPU uint8 staging tensor, pinned when CUDA is there (faster device copies)."""
+    import torch  # noqa: PLC0415
+    t = torch.empty(nbytes, dtype=torch.uint8)
+    return t.pin_memory() if torch.cuda.is_available() else t
+
+
+def _first_group(block_ids) -> List[int]:
+    """vLLM passes block ids per kv-cache group (tuple of lists); the connector uses group 0."""
+    if block_ids is None:
+        return []
+    if len(block_ids) and isinstance(block_ids[0], (list, tuple)):
+        return list(block_ids[0])
+    return list(block_ids)
+
+
+class KvasirConnector(KVConnectorBase_V1):
+    """vLLM v1 KV connector storing prompt KV blocks in Kvasir (see the module docstring).
+
+    ``store``: a ready :class:`kvasir.KvStore` (tests, embedding); by default one is opened from
+    ``kv_connector_extra_config`` / the ``KVASIR_*`` environment."""
+
+    def __init__(self, vllm_config, role, kv_cache_config=None, *, store=None):
+        super().__init__(vllm_config, role, kv_cache_config)
+        ktc = self._kv_transfer_config
+        self._block_size = int(vllm_config.cache_config.block_size)
+        pc = getattr(vllm_config, "parallel_config", None)
+        self._tp_size = int(getattr(pc, "tensor_parallel_size", 1) or 1)
+        self._pp_size = int(getattr(pc, "pipeline_parallel_size", 1) or 1)
+        model = _cfg_get(ktc, "kvasir_model_name") or getattr(getattr(vllm_config, "model_config", None), "model", None)
+        self._model = str(model or "default")
+        kv_role = str(getattr(ktc, "kv_role", "kv_both") or "kv_both")
+        self._do_save = kv_role in ("kv_producer", "kv_both")
+        self._do_load = kv_role in ("kv_consumer", "kv_both")
+        if store is None:
+            from kvasir import KvStore  # noqa: PLC0415
+            timeout = _cfg_get(ktc, "kvasir_request_timeout")
+            store = KvStore(_cfg_get(ktc, "kvasir_servers"), _cfg_get(ktc, "kvasir_auth_key"),
+                            request_timeout=float(timeout) if timeout else None)
+        self._store = store
+        self._max_key = min(int(getattr(getattr(store, "hello", None), "max_key_bytes", 512) or 512), 512)
+        # scheduler side
+        self._tracked: Dict[str, _Tracked] = {}
+        # worker side
+        self._tp_rank, self._pp_rank = self._ranks()
+        self._layers: Dict[str, Any] = {}        # layer name -> kv-cache tensor
+        self._layer_geom: Dict[str, tuple] = {}  # layer name -> (block_dim, lead offsets, slab bytes)
+        self._block_bytes = 0
+        self._load_errors: set = set()
+        self._force_staging = str(_cfg_get(ktc, "kvasir_force_staging", "")).lower() in ("1", "true", "yes")
+        self.last_loaded_block_ids: Dict[str, List[int]] = {}
+        self.stats = {"exists_calls": 0, "blocks_hit": 0, "blocks_loaded": 0, "blocks_load_failed": 0,
+                      "blocks_saved": 0, "blocks_save_failed": 0}
+
+    @property
+    def requires_kv_delivery(self) -> bool:
+        """A best-effort cache: a dropped save is only a future miss (base: is_kv_producer)."""
+        return False
+
+    # ---------------------------------------------------------------- keys
+
+    def _ranks(self) -> Tuple[int, int]:
+        ktc = self._kv_transfer_config
+        tp, pp = _cfg_get(ktc, "kvasir_tp_rank"), _cfg_get(ktc, "kvasir_pp_rank")
+        if self._role == KVConnectorRole.WORKER and (tp is None or pp is None) and HAVE_VLLM:
+            try:
+                from vllm.distributed.parallel_state import get_pp_group, get_tensor_model_parallel_rank  # noqa: PLC0415
+                tp = get_tensor_model_parallel_rank() if tp is None else tp
+                pp = get_pp_group().rank_in_group if pp is None else pp
+            except Exception:  # noqa: BLE001 - parallel state not initialised
+                pass
+        return int(tp or 0), int(pp or 0)
+
+    def block_key(self, block_hash: str, tp_rank: Optional[int] = None, pp_rank: Optional[int] = None) -> str:
+        """The Kvasir key of a block (this worker's ranks unless given)."""
+        tp = self._tp_rank if tp_rank is None else tp_rank
+        pp = self._pp_rank if pp_rank is None else pp_rank
+        tail = f"/tp{tp}of{self._tp_size}/pp{pp}of{self._pp_size}/{block_hash}"
+        key = f"kvasir/vllm/v1/{self._model}{tail}"
+        if len(key.encode("utf-8")) > self._max_key:
+            key = f"kvasir/vllm/v1/{hashlib.sha256(self._model.encode('utf-8')).hexdigest()[:32]}{tail}"
+        return key
+
+    # ---------------------------------------------------------------- scheduler side
+
+    @staticmethod
+    def _prompt(request) -> List[int]:
+        tokens = getattr(request, "prompt_token_ids", None)
+        if tokens is None:
+            n = getattr(request, "num_prompt_tokens", 0)
+            tokens = list(getattr(request, "all_token_ids", []))[:n]
+        return list(tokens)
+
+    def get_num_new_matched_tokens(self, request, num_computed_tokens: int) -> Tuple[int, bool]:
+        """Block-aligned prefix of the prompt whose blocks all (tp, pp) ranks stored, beyond
+        ``num_computed_tokens``; at least one prompt token is always left to compute. One
+        ``batch_is_exist`` per request (the answer is kept until the request is scheduled)."""
+        req_id = request.request_id
+        tracked = self._tracked.get(req_id)
+        if tracked is None:
+            tokens = self._prompt(request)
+            hashes = [h.hex() for h in chained_block_hashes(tokens, self._block_size,
+                                                            getattr(request, "cache_salt", None) or "")]
+            stored = 0
+            if hashes and (self._do_load or self._do_save):
+                ranks = [(t, p) for p in range(self._pp_size) for t in range(self._tp_size)]
+                keys = [self.block_key(h, t, p) for h in hashes for (t, p) in ranks]
+                self.stats["exists_calls"] += 1
+                try:
+                    found = self._store.batch_is_exist(keys)
+                except Exception as ex:  # noqa: BLE001 - a cache must never fail the request
+                    logger.warning("kvasir: exists failed for %s: %s", req_id, ex)
+                    found = [0] * len(keys)
+                per = len(ranks)
+                while stored < len(hashes) and all(f == 1 for f in found[stored * per:(stored + 1) * per]):
+                    stored += 1
+            tracked = _Tracked(hashes=hashes, num_prompt_tokens=len(tokens), stored_blocks=stored)
+            self._tracked[req_id] = tracked
+        tracked.num_computed_tokens = num_computed_tokens
+        if not self._do_load:
+            return 0, False
+        # never the whole prompt: at least one token remains to compute
+        usable = min(tracked.stored_blocks, max(tracked.num_prompt_tokens - 1, 0) // self._block_size)
+        hit_tokens = usable * self._block_size
+        self.stats["blocks_hit"] = usable
+        return max(0, hit_tokens - num_computed_tokens), False
+
+    def update_state_after_alloc(self, request, blocks, num_external_tokens: int):
+        tracked = self._tracked.get(request.request_id)
+        if tracked is None:
+            return
+        ids = []
+        if blocks is not None and hasattr(blocks, "get_block_ids"):
+            ids = _first_group(blocks.get_block_ids())
+        if ids:
+            tracked.block_ids = ids
+        if num_external_tokens > 0:
+            tracked.load_blocks = num_external_tokens // self._block_size
+            tracked.load_planned = True
+
+    def _plan(self, meta: KvasirConnectorMetadata, req_id: str, tracked: _Tracked, computed_after: int) -> None:
+        req = ReqMeta(req_id)
+        ids = tracked.block_ids
+        if tracked.load_planned:
+            start = tracked.num_computed_tokens // self._block_size
+            for i in range(start, start + tracked.load_blocks):
+                if i < len(ids) and i < len(tracked.hashes):
+                    req.load.append((ids[i], tracked.hashes[i]))
+            tracked.load_planned = False
+        if self._do_save:
+            first = max(tracked.saved_upto, tracked.stored_blocks)
+            end = min(len(tracked.hashes), computed_after // self._block_size, len(ids))
+            for i in range(first, end):
+                req.save.append((ids[i], tracked.hashes[i]))
+            tracked.saved_upto = max(tracked.saved_upto, end)
+        if req.load or req.save:
+            meta.requests.append(req)
+
+    def build_connector_meta(self, scheduler_output) -> KvasirConnectorMetadata:
+        meta = KvasirConnectorMetadata()
+        scheduled = getattr(scheduler_output, "num_scheduled_tokens", {}) or {}
+        for new_req in getattr(scheduler_output, "scheduled_new_reqs", []) or []:
+            tracked = self._tracked.get(new_req.req_id)
+            if tracked is None:
+                continue
+            ids = _first_group(new_req.block_ids)
+            if ids:
+                tracked.block_ids = ids
+            computed = getattr(new_req, "num_computed_tokens", tracked.num_computed_tokens)
+            self._plan(meta, new_req.req_id, tracked, computed + scheduled.get(new_req.req_id, 0))
+        cached = getattr(scheduler_output, "scheduled_cached_reqs", None)
+        if cached is not None:
+            resumed_ids = getattr(cached, "resumed_req_ids", None)
+            resumed_flags = getattr(cached, "resumed_from_preemption", None)
+            for i, req_id in enumerate(getattr(cached, "req_ids", []) or []):
+                tracked = self._tracked.get(req_id)
+                if tracked is None:
+                    continue
+                resumed = (req_id in resumed_ids) if resumed_ids is not None else \
+                    bool(resumed_flags[i]) if resumed_flags is not None else False
+                new_ids = _first_group(cached.new_block_ids[i]) if cached.new_block_ids else []
+                tracked.block_ids = new_ids if resumed else tracked.block_ids + new_ids
+                self._plan(meta, req_id, tracked, cached.num_computed_tokens[i] + scheduled.get(req_id, 0))
+        for req_id in getattr(scheduler_output, "finished_req_ids", ()) or ():
+            self._tracked.pop(req_id, None)
+        return meta
+
+    def request_finished(self, request, block_ids) -> Tuple[bool, Optional[dict]]:
+        self._tracked.pop(request.request_id, None)
+        return False, None
+
+    # ---------------------------------------------------------------- worker side
+
+    def register_kv_caches(self, kv_caches):
+        """Records each layer's kv-cache tensor (in the dict's order) and how a block lies in it."""
+        num_blocks = getattr(self._kv_cache_config, "num_blocks", None) or _cfg_get(self._kv_transfer_config,
+                                                                                 "kvasir_num_blocks")
+        for name, tensor in kv_caches.items():
+            self._register_layer(name, tensor, num_blocks)
+
+    def _register_layer(self, name, tensor, num_blocks=None) -> None:
+        shape, stride, es = list(tensor.shape), list(tensor.stride()), tensor.element_size()
+        if num_blocks is not None and int(num_blocks) in shape:
+            bdim = shape.index(int(num_blocks))
+        elif len(shape) >= 2 and shape[0] == 2 and len(shape) == 5:
+            bdim = 1  # FlashAttention layout [2, num_blocks, block_size, heads, head_dim]
+        else:
+            bdim = 0  # [num_blocks, ...] (FlashInfer [num_blocks, 2, ...], MLA [num_blocks, bs, dim])
+        slab = 1
+        for d in range(len(shape) - 1, bdim, -1):
+            if shape[d] != 1 and stride[d] != slab:
+                raise ValueError(f"kvasir: layer {name}: a block's slice is not contiguous "
+                                 f"(shape {shape}, stride {stride})")
+            slab *= shape[d]
+        leads = [0]
+        for d in range(bdim):
+            leads = [o + j * stride[d] for o in leads for j in range(shape[d])]
+        self._layers[name] = tensor
+        self._layer_geom[name] = (bdim, stride[bdim], [o * es for o in leads], slab * es)
+        self._block_bytes = sum(len(g[2]) * g[3] for g in self._layer_geom.values())
+        if tensor.device.type == "cpu":
+            span = 1 + sum((s - 1) * st for s, st in zip(shape, stride) if s > 0)
+            self._store.register_buffer(tensor.data_ptr(), span * es)
+
+    def _pieces(self, block_id: int) -> Tuple[List[int], List[int]]:
+        addrs, sizes = [], []
+        for name, tensor in self._layers.items():
+            _, bstride, leads, slab = self._layer_geom[name]
+            base = tensor.data_ptr() + block_id * bstride * tensor.element_size()
+            for off in leads:
+                addrs.append(base + off)
+                sizes.append(slab)
+        return addrs, sizes
+
+    def _on_host(self) -> bool:
+        if self._force_staging:
+            return False
+        return all(t.device.type == "cpu" for t in self._layers.values())
+
+    def bind_connector_metadata(self, connector_metadata) -> None:
+        super().bind_connector_metadata(connector_metadata)
+        self._load_errors = set()  # reported for the forward pass in which they are detected
+        self.last_loaded_block_ids = {}
+
+    def start_load_kv(self, forward_context, **kwargs) -> None:
+        """Loads every planned block of this step synchronously, straight into the kv caches
+        (one ``batch_get_into_multi_buffers``); misses and short values become load errors."""
+        meta = self._connector_metadata
+        if not isinstance(meta, KvasirConnectorMetadata) or not self._layers:
+            return
+        plan = [(r.req_id, bid, h) for r in meta.requests for bid, h in r.load]
+        if not plan:
+            return
+        keys = [self.block_key(h) for _, bid, h in plan]
+        if self._on_host():
+            dests = [self._pieces(bid) for _, bid, _ in plan]
+            try:
+                results = self._store.batch_get_into_multi_buffers(keys, [d[0] for d in dests], [d[1] for d in dests])
+            except Exception as ex:  # noqa: BLE001
+                logger.warning("kvasir: load failed: %s", ex)
+                results = [-18] * len(keys)
+        else:
+            results = self._staged_load(keys, [bid for _, bid, _ in plan])
+        failed_req = set()
+        for (req_id, bid, _), r in zip(plan, results):
+            ok = r == self._block_bytes
+            loaded = self.last_loaded_block_ids.setdefault(req_id, [])
+            if ok and req_id not in failed_req:
+                loaded.append(bid)
+                self.stats["blocks_loaded"] += 1
+            elif not ok:
+                failed_req.add(req_id)
+                self._load_errors.add(bid)
+                self.stats["blocks_load_failed"] += 1
+
+    def _staged_load(self, keys, block_ids) -> List[int]:
+        staging = _host_buffer(len(keys) * max(self._block_bytes, 1))
+        base = staging.data_ptr()
+        self._store.register_buffer(base, staging.numel())
+        try:
+            results = self._store.batch_get_into(keys, [base + i * self._block_bytes for i in range(len(keys))],
+                                                 [self._block_bytes] * len(keys))
+        finally:
+            self._store.unregister_buffer(base)
+        for i, (bid, r) in enumerate(zip(block_ids, results)):
+            if r == self._block_bytes:
+                self._copy_block(staging[i * self._block_bytes:(i + 1) * self._block_bytes], bid, to_cache=True)
+        return results
+
+    def _copy_block(self, flat, block_id: int, to_cache: bool) -> None:
+        """Copies one block between a flat uint8 host tensor and the (device) kv caches."""
+        off = 0
+        for name, tensor in self._layers.items():
+            bdim = self._layer_geom[name][0]
+            part = tensor.select(bdim, block_id)
+            n = part.numel() * tensor.element_size()
+            host = flat[off:off + n].view(tensor.dtype).view(part.shape)
+            if to_cache:
+                part.copy_(host)
+            else:
+                host.copy_(part)
+            off += n
+
+    def wait_for_layer_load(self, layer_name: str) -> None:
+        return  # loads are synchronous (start_load_kv)
+
+    def save_kv_layer(self, layer_name: str, kv_layer, attn_metadata, **kwargs) -> None:
+        """A block's value spans every layer, so the write happens in wait_for_save; this records
+        the layer's tensor if it was not registered."""
+        if layer_name not in self._layers:
+            self._register_layer(layer_name, kv_layer)
+
+    def wait_for_save(self):
+        """Writes this step's planned blocks: one ``batch_put_from_multi_buffers`` of every
+        layer's slice per block (gathered from the tensors, no joining copy)."""
+        meta = self._connector_metadata
+        if not isinstance(meta, KvasirConnectorMetadata) or not self._layers:
+            return
+        plan = [(bid, h) for r in meta.requests for bid, h in r.save]
+        if not plan:
+            return
+        keys = [self.block_key(h) for _, h in plan]
+        try:
+            if self._on_host():
+                srcs = [self._pieces(bid) for bid, _ in plan]
+                results = self._store.batch_put_from_multi_buffers(keys, [s[0] for s in srcs], [s[1] for s in srcs])
+            else:
+                results = self._staged_save(keys, [bid for bid, _ in plan])
+        except Exception as ex:  # noqa: BLE001 - a failed save is a future miss, never an engine error
+            logger.warning("kvasir: save failed: %s", ex)
+            results = [-18] * len(keys)
+        for r in results:
+            self.stats["blocks_saved" if r == 0 else "blocks_save_failed"] += 1
+
+    def _staged_save(self, keys, block_ids) -> List[int]:
+        staging = _host_buffer(len(keys) * max(self._block_bytes, 1))
+        for i, bid in enumerate(block_ids):
+            self._copy_block(staging[i * self._block_bytes:(i + 1) * self._block_bytes], bid, to_cache=False)
+        base = staging.data_ptr()
+        self._store.register_buffer(base, staging.numel())
+        try:
+            return self._store.batch_put_from(keys, [base + i * self._block_bytes for i in range(len(keys))],
+                                              [self._block_bytes] * len(keys))
+        finally:
+            self._store.unregister_buffer(base)
+
+    def get_finished(self, finished_req_ids):
+        return None, None  # loads and saves are synchronous
+
+    def get_block_ids_with_load_errors(self) -> set:
+        return set(self._load_errors)
+
+    def shutdown(self):
+        try:
+            self._store.close()
+        except Exception:  # noqa: BLE001
+            pass

@@ -1,0 +1,359 @@
+"""KvasirConnector (vLLM v1 KV connector) against a real node, with real torch CPU tensors.
+
+vLLM cannot be installed here, so the objects vLLM hands the connector are minimal stand-ins that
+carry only the fields the connector reads (mirroring vLLM at commit 003df296):
+``VllmConfig`` (kv_transfer_config, cache_config.block_size, model_config.model, parallel_config
+tensor/pipeline sizes), ``KVTransferConfig`` (kv_role, kv_connector_extra_config,
+get_from_extra_config), ``Request`` (request_id, prompt_token_ids), ``KVCacheBlocks``
+(get_block_ids() -> tuple of per-group lists), ``SchedulerOutput`` with ``NewRequestData`` and
+``CachedRequestData``, and ``ForwardContext``. The connector subclasses its own documented
+stand-in of KVConnectorBase_V1 because vLLM is not importable.
+"""
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from kvasir import KvStore  # noqa: E402
+from kvasir.integrations.vllm import (KVConnectorRole, KvasirConnector,  # noqa: E402
+                                      KvasirConnectorMetadata, chained_block_hashes)
+
+BS = 4          # tokens per block
+NUM_BLOCKS = 16  # blocks per layer's kv cache
+
+
+# ------------------------------------------------------------------ vLLM stand-ins
+
+@dataclass
+class KVTransferConfig:
+    kv_connector: str = "KvasirConnector"
+    kv_connector_module_path: str = "kvasir.integrations.vllm"
+    kv_role: str = "kv_both"
+    kv_connector_extra_config: Dict[str, Any] = field(default_factory=dict)
+
+    def get_from_extra_config(self, key, default):
+        return self.kv_connector_extra_config.get(key, default)
+
+
+@dataclass
+class CacheConfig:
+    block_size: int = BS
+
+
+@dataclass
+class ModelConfig:
+    model: str = "m"
+
+
+@dataclass
+class ParallelConfig:
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+
+
+@dataclass
+class VllmConfig:
+    kv_transfer_config: KVTransferConfig
+    cache_config: CacheConfig
+    model_config: ModelConfig
+    parallel_config: ParallelConfig
+
+
+@dataclass
+class KVCacheConfig:
+    num_blocks: int = NUM_BLOCKS
+
+
+@dataclass
+class Request:
+    request_id: str
+    prompt_token_ids: List[int]
+    cache_salt: Optional[str] = None
+
+
+class KVCacheBlocks:
+    def __init__(self, ids):
+        self.ids = list(ids)
+
+    def get_block_ids(self):
+        return (self.ids,)
+
+
+@dataclass
+class NewRequestData:
+    req_id: str
+    prompt_token_ids: List[int]
+    block_ids: tuple
+    num_computed_tokens: int
+
+
+@dataclass
+class CachedRequestData:
+    req_ids: List[str] = field(default_factory=list)
+    resumed_req_ids: set = field(default_factory=set)
+    new_block_ids: list = field(default_factory=list)
+    num_computed_tokens: List[int] = field(default_factory=list)
+
+
+@dataclass
+class SchedulerOutput:
+    scheduled_new_reqs: list = field(default_factory=list)
+    scheduled_cached_reqs: CachedRequestData = field(default_factory=CachedRequestData)
+    num_scheduled_tokens: Dict[str, int] = field(default_factory=dict)
+    finished_req_ids: set = field(default_factory=set)
+
+
+@dataclass
+class ForwardContext:
+    no_compile_layers: dict = field(default_factory=dict)
+    attn_metadata: Any = None
+
+
+class CountingStore:
+    """Delegates to a KvStore, counting exists calls."""
+
+    def __init__(self, store):
+        self._store = store
+        self.exists_calls = 0
+
+    def batch_is_exist(self, keys):
+        self.exists_calls += 1
+        return self._store.batch_is_exist(keys)
+
+    def is_exist(self, key):
+        self.exists_calls += 1
+        return self._store.is_exist(key)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+# ------------------------------------------------------------------ helpers
+
+def make_caches(fill: bool, seed: int = 0):
+    """Three layers: two FlashAttention-layout [2, blocks, bs, heads, dim] (fp32, fp16) and one
+    MLA-like [blocks, bs, dim] (bf16)."""
+    shapes = {"model.layers.0.attn": ((2, NUM_BLOCKS, BS, 2, 8), torch.float32),
+              "model.layers.1.attn": ((2, NUM_BLOCKS, BS, 2, 8), torch.float16),
+              "model.layers.2.attn": ((NUM_BLOCKS, BS, 16), torch.bfloat16)}
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, (shape, dtype) in shapes.items():
+        out[name] = (torch.randn(shape, generator=g).to(dtype) + 1) if fill else torch.zeros(shape, dtype=dtype)
+    return out
+
+
+def block_of(tensor, block_id):
+    bdim = 1 if tensor.dim() == 5 else 0
+    return tensor.select(bdim, block_id).contiguous().view(torch.uint8)
+
+
+class Engine:
+    """A scheduler-side and a worker-side connector, each with its own store, as one vLLM engine."""
+
+    def __init__(self, address, model, tp_rank=0, tp_size=1, role="kv_both", fill=False, seed=0, **extra):
+        cfg = VllmConfig(KVTransferConfig(kv_role=role, kv_connector_extra_config={"kvasir_tp_rank": tp_rank, **extra}),
+                         CacheConfig(), ModelConfig(model), ParallelConfig(tensor_parallel_size=tp_size))
+        self.sched_store = CountingStore(KvStore(address, request_timeout=10))
+        self.worker_store = KvStore(address, request_timeout=10)
+        self.sched = KvasirConnector(cfg, KVConnectorRole.SCHEDULER, KVCacheConfig(), store=self.sched_store)
+        self.worker = KvasirConnector(cfg, KVConnectorRole.WORKER, KVCacheConfig(), store=self.worker_store)
+        self.caches = make_caches(fill, seed)
+        self.worker.register_kv_caches(self.caches)
+
+    def schedule(self, request, block_ids, num_scheduled=None):
+        n = self.sched.get_num_new_matched_tokens(request, 0)[0]
+        self.sched.update_state_after_alloc(request, KVCacheBlocks(block_ids), n)
+        total = len(request.prompt_token_ids)
+        out = SchedulerOutput(
+            scheduled_new_reqs=[NewRequestData(request.request_id, request.prompt_token_ids, (list(block_ids),), n)],
+            num_scheduled_tokens={request.request_id: (total - n) if num_scheduled is None else num_scheduled})
+        return n, self.sched.build_connector_meta(out)
+
+    def execute(self, meta, between=None):
+        """One forward pass on the worker; returns the load errors."""
+        self.worker.bind_connector_metadata(meta)
+        self.worker.start_load_kv(ForwardContext())
+        for name, tensor in self.caches.items():
+            self.worker.wait_for_layer_load(name)
+            self.worker.save_kv_layer(name, tensor, None)
+        self.worker.wait_for_save()
+        errors = self.worker.get_block_ids_with_load_errors()
+        self.worker.clear_connector_metadata()
+        return errors
+
+    def step(self, request, block_ids):
+        n, meta = self.schedule(request, block_ids)
+        return n, meta, self.execute(meta)
+
+    def close(self):
+        self.worker.shutdown()
+        self.sched.shutdown()
+
+
+@pytest.fixture
+def engines(node):
+    made = []
+
+    def make(**kw):
+        e = Engine(node.address, **kw)
+        made.append(e)
+        return e
+    yield make
+    for e in made:
+        e.close()
+
+
+def prompt(n_tokens, base=1000):
+    return [base + 7 * i for i in range(n_tokens)]
+
+
+def model_name():
+    return f"test-model-{uuid.uuid4().hex[:12]}"
+
+
+# ------------------------------------------------------------------ tests
+
+def test_hashes_are_chained():
+    toks = prompt(20)
+    h = chained_block_hashes(toks, BS)
+    assert len(h) == 5 and len(set(h)) == 5
+    assert chained_block_hashes(toks[:8] + prompt(12, base=5), BS)[:2] == h[:2]
+    assert chained_block_hashes(prompt(4, base=5) + toks[4:], BS)[1] != h[1]  # prefix-dependent
+    assert chained_block_hashes(toks, BS, salt="s")[0] != h[0]
+    assert chained_block_hashes(toks[:3], BS) == []
+
+
+def test_save_then_other_engine_hits_and_loads_byte_exact(engines):
+    model, toks = model_name(), prompt(5 * BS)
+    a = engines(model=model, fill=True, seed=1)
+    a_ids = [3, 7, 1, 9, 12]
+    n, meta, errors = a.step(Request("a1", toks), a_ids)
+    assert n == 0 and not errors
+    assert [bid for bid, _ in meta.requests[0].save] == a_ids
+    assert a.worker.stats["blocks_saved"] == 5 and a.worker.stats["blocks_save_failed"] == 0
+
+    b = engines(model=model, fill=False)  # new stores, zeroed caches: another engine
+    b_ids = [5, 2, 8, 11, 0]
+    n, meta, errors = b.step(Request("b1", toks), b_ids)
+    assert n == 4 * BS  # not 5 blocks: at least one token must remain to compute
+    assert not errors
+    assert [bid for bid, _ in meta.requests[0].load] == b_ids[:4]
+    assert meta.requests[0].save == []  # all 5 blocks are already stored
+    assert b.worker.last_loaded_block_ids == {"b1": b_ids[:4]}
+    for name in a.caches:
+        for src, dst in zip(a_ids[:4], b_ids[:4]):
+            assert torch.equal(block_of(a.caches[name], src), block_of(b.caches[name], dst)), (name, src, dst)
+        for other in set(range(NUM_BLOCKS)) - set(b_ids[:4]):
+            assert not block_of(b.caches[name], other).any(), (name, other)
+
+
+def test_partial_prefix_and_trailing_token(engines):
+    model, toks = model_name(), prompt(5 * BS)
+    a = engines(model=model, fill=True, seed=2)
+    a.step(Request("a", toks), [0, 1, 2, 3, 4])
+    b = engines(model=model)
+    shared2 = toks[:2 * BS] + prompt(3 * BS, base=9)
+    assert b.sched.get_num_new_matched_tokens(Request("s2", shared2), 0) == (2 * BS, False)
+    # five full stored blocks plus one more token: all five blocks are usable
+    assert b.sched.get_num_new_matched_tokens(Request("p1", toks + [1]), 0) == (5 * BS, False)
+    # locally computed tokens are subtracted
+    assert b.sched.get_num_new_matched_tokens(Request("p2", toks + [2]), 2 * BS) == (3 * BS, False)
+    assert b.sched.get_num_new_matched_tokens(Request("miss", prompt(5 * BS, base=3)), 0) == (0, False)
+
+
+def test_keys_differ_by_tp_rank_and_model(engines):
+    model, toks = model_name(), prompt(5 * BS)
+    a = engines(model=model, fill=True, seed=3)
+    h = chained_block_hashes(toks, BS)[0].hex()
+    t0 = engines(model=model, tp_rank=0, tp_size=2, fill=True, seed=4)
+    t1 = engines(model=model, tp_rank=1, tp_size=2, fill=True, seed=5)
+    other = engines(model=model + "-other")
+    keys = {a.worker.block_key(h), t0.worker.block_key(h), t1.worker.block_key(h), other.worker.block_key(h)}
+    assert len(keys) == 4
+    assert "tp1of2" in t1.worker.block_key(h) and model in a.worker.block_key(h)
+
+    a.step(Request("a", toks), [0, 1, 2, 3, 4])
+    assert other.sched.get_num_new_matched_tokens(Request("o", toks), 0) == (0, False)
+    probe = engines(model=model, tp_size=2)
+    assert probe.sched.get_num_new_matched_tokens(Request("p", toks), 0) == (0, False)
+    t0.step(Request("t0", toks), [0, 1, 2, 3, 4])  # rank 0 only: rank 1's keys are missing
+    probe = engines(model=model, tp_size=2)
+    assert probe.sched.get_num_new_matched_tokens(Request("p", toks), 0) == (0, False)
+    t1.step(Request("t1", toks), [0, 1, 2, 3, 4])
+    probe = engines(model=model, tp_size=2)
+    assert probe.sched.get_num_new_matched_tokens(Request("p", toks), 0) == (4 * BS, False)
+
+    # each tp rank loads its own shard
+    for rank, src in ((0, t0), (1, t1)):
+        w = engines(model=model, tp_rank=rank, tp_size=2)
+        n, meta = w.schedule(Request(f"r{rank}", toks), [10, 11, 12, 13, 14])
+        assert n == 4 * BS and not w.execute(meta)
+        for name in src.caches:
+            assert torch.equal(block_of(src.caches[name], 2), block_of(w.caches[name], 12))
+
+
+def test_missing_and_short_blocks_are_load_errors(engines, node):
+    model, toks = model_name(), prompt(5 * BS)
+    a = engines(model=model, fill=True, seed=6)
+    a.step(Request("a", toks), [0, 1, 2, 3, 4])
+    b = engines(model=model)
+    b_ids = [6, 7, 8, 9, 10]
+    n, meta = b.schedule(Request("b", toks), b_ids)
+    assert n == 4 * BS
+    hashes = chained_block_hashes(toks, BS)
+    with KvStore(node.address, request_timeout=10) as s:  # evicted / overwritten after scheduling
+        assert s.remove(b.worker.block_key(hashes[2].hex())) == 0
+        assert s.put(b.worker.block_key(hashes[1].hex()), b"short") == 0
+    errors = b.execute(meta)
+    assert errors == {7, 8}
+    assert b.worker.last_loaded_block_ids == {"b": [6]}  # block 9 arrived but follows a failure
+    assert b.worker.stats["blocks_load_failed"] == 2
+    # reported for that forward pass only
+    b.worker.bind_connector_metadata(KvasirConnectorMetadata())
+    assert b.worker.get_block_ids_with_load_errors() == set()
+
+
+def test_exists_called_once_per_request(engines):
+    model, toks = model_name(), prompt(5 * BS)
+    a = engines(model=model, fill=True, seed=7)
+    a.step(Request("a", toks), [0, 1, 2, 3, 4])
+    assert a.sched_store.exists_calls == 1
+    b = engines(model=model)
+    r1, r2 = Request("r1", toks), Request("r2", toks[:2 * BS] + prompt(3 * BS, base=11))
+    for _ in range(3):  # vLLM may ask again while a request waits
+        assert b.sched.get_num_new_matched_tokens(r1, 0) == (4 * BS, False)
+    assert b.sched.get_num_new_matched_tokens(r2, 0) == (2 * BS, False)
+    b.sched.update_state_after_alloc(r1, KVCacheBlocks([0, 1, 2, 3, 4]), 4 * BS)
+    b.sched.build_connector_meta(SchedulerOutput(
+        scheduled_new_reqs=[NewRequestData("r1", toks, ([0, 1, 2, 3, 4],), 4 * BS)],
+        num_scheduled_tokens={"r1": BS}))
+    assert b.sched_store.exists_calls == 2
+
+
+def test_staging_path_and_chunked_prefill(engines):
+    """The host-staging path (used for CUDA tensors) forced on CPU, and a prompt saved over two
+    scheduler steps (chunked prefill: the second chunk comes as a cached request)."""
+    model, toks = model_name(), prompt(5 * BS)
+    a = engines(model=model, fill=True, seed=8, kvasir_force_staging=True)
+    ids = [2, 4, 6, 8, 10]
+    n, meta = a.schedule(Request("a", toks), ids, num_scheduled=2 * BS)
+    assert [bid for bid, _ in meta.requests[0].save] == [2, 4]
+    a.execute(meta)
+    meta = a.sched.build_connector_meta(SchedulerOutput(
+        scheduled_cached_reqs=CachedRequestData(["a"], set(), [None], [2 * BS]),
+        num_scheduled_tokens={"a": 3 * BS}))
+    assert [bid for bid, _ in meta.requests[0].save] == [6, 8, 10]
+    a.execute(meta)
+    assert a.worker.stats["blocks_saved"] == 5
+
+    b = engines(model=model, kvasir_force_staging=True)
+    n, meta, errors = b.step(Request("b", toks), [1, 3, 5, 7, 9])
+    assert n == 4 * BS and not errors
+    for name in a.caches:
+        for src, dst in zip(ids[:4], [1, 3, 5, 7]):
+            assert torch.equal(block_of(a.caches[name], src), block_of(b.caches[name], dst))
+        assert not block_of(b.caches[name], 9).any()
