@@ -1,0 +1,824 @@
+"""SGLang HiCache (L3) storage backend over :class:`kvasir.KvStore`.
+
+Interfaces mirrored (read from sgl-project/sglang on GitHub; sglang cannot be installed here):
+
+* ``python/sglang/srt/mem_cache/hicache_storage.py`` (commit 001067ff...): ``HiCacheStorage``
+  (abstract get/batch_get/set/batch_set/exists; batch_exists(keys, extra_info=None) -> int,
+  batch_get_v1/batch_set_v1(keys, host_indices, extra_info=None) -> List[bool],
+  register_mem_pool_host(mem_pool_host), register_mem_host_pool_v2(host_pool, host_pool_name),
+  batch_exists_v2(keys, pool_transfers=None, extra_info=None) -> PoolTransferResult,
+  batch_get_v2/batch_set_v2(transfers, extra_info=None) -> dict[str, List[bool]], clear(),
+  get_stats()), ``HiCacheStorageConfig``, ``HiCacheStorageExtraInfo``, ``PoolName``,
+  ``PoolHitPolicy``, ``PoolTransfer``, ``PoolTransferResult``.
+* ``python/sglang/srt/mem_cache/storage/backend_factory.py`` (commit 001067ff...): with
+  ``--hicache-storage-backend dynamic`` the factory reads ``backend_name``, ``module_path`` and
+  ``class_name`` from the extra config, checks ``issubclass(cls, HiCacheStorage)`` and constructs
+  ``cls(storage_config, kwargs)``; the cache controller then calls ``register_mem_pool_host``.
+  The controller uses the zero-copy ``batch_get_v1``/``batch_set_v1`` path for a dynamic backend
+  only when the extra config holds ``"interface_v1": 1``; otherwise it uses the generic path
+  (``batch_get(keys, target_locations=[flat page tensors])`` / ``batch_set(keys, values=[page
+  tensors])``).
+* ``python/sglang/srt/mem_cache/storage/mooncake_store/mooncake_store.py`` (commit 00fe477f...):
+  key layout (model-name prefix; ``{key}_{tp_rank}_k`` / ``_v`` for MHA, ``{key}_{pp}_k`` with no
+  TP rank for MLA; pp rank added when pp_size > 1), page pointers from the host pool's
+  ``get_page_buffer_meta(indices)`` (K and V pointer per page for MHA page-first layouts, one or
+  several per page for MLA -- packed into multi-buffer objects), skip-existing writes, and
+  StorageMetrics-style ``get_stats``.
+
+When ``sglang`` is importable its real classes are used (and subclassed); otherwise the stand-ins
+below, with the same names, fields and signatures, are used.
+
+Keys in Kvasir
+--------------
+``[{extra_backend_tag}_][{model}_]{key}`` + a rank suffix: ``_{tp_rank}`` (``_{tp_rank}_{pp_rank}``
+with PP) for MHA, nothing (``_{pp_rank}`` with PP) for MLA, plus ``_cp{rank}_{size}`` under attention
+context parallelism. Zero-copy pages add ``_k`` / ``_v`` (MHA) or ``_k`` (MLA); the generic
+(tensor) path stores one object per key with the bare suffix; v2 side pools add
+``_{pool_name}`` and, for several objects per page, ``_{i}``. For MLA every rank reads the shared
+keys and only TP rank 0 writes (other ranks' writes report success without sending anything).
+"""
+
+import ctypes
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from .. import errors as E
+from ..store import KvStore
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["KvasirHiCacheStorage", "KvasirStorageMetrics"]
+
+# --- sglang's classes, or stand-ins mirroring them -----------------------------------------------
+
+try:  # pragma: no cover - sglang is not installed in the test environment
+    from sglang.srt.mem_cache.hicache_storage import (  # type: ignore
+        HiCacheStorage, HiCacheStorageConfig, HiCacheStorageExtraInfo, PoolTransferResult)
+    try:
+        from sglang.srt.mem_cache.hicache_storage import PoolHitPolicy, PoolName, PoolTransfer  # type: ignore
+    except Exception:  # noqa: BLE001 - older trees without the v2 interface
+        PoolHitPolicy = PoolName = PoolTransfer = None
+    HAVE_SGLANG = True
+except Exception:  # noqa: BLE001
+    HAVE_SGLANG = False
+    from abc import ABC, abstractmethod
+
+    @dataclass
+    class HiCacheStorageConfig:
+        """Stand-in mirroring sglang's ``HiCacheStorageConfig`` (hicache_storage.py @ 001067ff)."""
+        tp_rank: int
+        tp_size: int
+        pp_rank: int
+        pp_size: int
+        attn_cp_rank: int
+        attn_cp_size: int
+        is_mla_model: bool
+        enable_storage_metrics: bool
+        is_page_first_layout: bool
+        model_name: Optional[str]
+        dp_rank: int = 0
+        dp_size: int = 1
+        tp_lcm_size: Optional[int] = None
+        should_split_heads: bool = False
+        extra_config: Optional[dict] = None
+
+    @dataclass
+    class HiCacheStorageExtraInfo:
+        """Stand-in mirroring sglang's ``HiCacheStorageExtraInfo``."""
+        prefix_keys: Optional[List[str]] = None
+        extra_info: Optional[dict] = None
+
+    class PoolName(str, Enum):
+        """Stand-in mirroring sglang's ``PoolName`` (the names this backend treats specially)."""
+        KV = "kv"
+        MAMBA = "mamba"
+        SWA = "swa"
+        INDEXER = "indexer"
+        DRAFT = "draft"
+
+        def __str__(self) -> str:
+            return self.value
+
+    class PoolHitPolicy(str, Enum):
+        """Stand-in mirroring sglang's ``PoolHitPolicy``."""
+        ALL_PAGES = "all_pages"
+        TRAILING_PAGES = "trailing_pages"
+
+    @dataclass
+    class PoolTransfer:
+        """Stand-in mirroring sglang's ``PoolTransfer``."""
+        name: Any
+        host_indices: Optional[torch.Tensor] = None
+        device_indices: Optional[torch.Tensor] = None
+        keys: Optional[List[str]] = None
+        hit_policy: Any = PoolHitPolicy.ALL_PAGES
+        nodes_to_load: Optional[List[Any]] = None
+        indices_from_pool: Optional[Any] = None
+
+    @dataclass
+    class PoolTransferResult:
+        """Stand-in mirroring sglang's ``PoolTransferResult``."""
+        kv_hit_pages: int
+        extra_pool_hit_pages: dict
+
+        @classmethod
+        def empty(cls):
+            return cls(0, {})
+
+    class HiCacheStorage(ABC):
+        """Stand-in mirroring sglang's ``HiCacheStorage`` ABC (hicache_storage.py @ 001067ff):
+        same method names, parameters, defaults and return conventions."""
+
+        def register_mem_pool_host(self, mem_pool_host):
+            self.mem_pool_host = mem_pool_host
+
+        def register_mem_host_pool_v2(self, host_pool, host_pool_name):
+            if not hasattr(self, "registered_pools"):
+                self.registered_pools = {}
+            self.registered_pools[host_pool_name] = host_pool
+
+        def batch_exists_v2(self, keys: List[str], pool_transfers=None, extra_info=None):
+            raise NotImplementedError()
+
+        def batch_get_v2(self, transfers, extra_info=None) -> dict:
+            raise NotImplementedError()
+
+        def batch_set_v2(self, transfers, extra_info=None) -> dict:
+            raise NotImplementedError()
+
+        def batch_get_v1(self, keys: List[str], host_indices: torch.Tensor, extra_info=None) -> List[bool]:
+            raise NotImplementedError()
+
+        def batch_set_v1(self, keys: List[str], host_indices: torch.Tensor, extra_info=None) -> List[bool]:
+            raise NotImplementedError()
+
+        @abstractmethod
+        def get(self, key: str, target_location: Optional[Any] = None, target_sizes: Optional[Any] = None):
+            pass
+
+        @abstractmethod
+        def batch_get(self, keys: List[str], target_locations: Optional[Any] = None,
+                      target_sizes: Optional[Any] = None):
+            pass
+
+        @abstractmethod
+        def set(self, key: str, value: Optional[Any] = None, target_location: Optional[Any] = None,
+                target_sizes: Optional[Any] = None) -> bool:
+            pass
+
+        @abstractmethod
+        def batch_set(self, keys: List[str], values: Optional[Any] = None, target_locations: Optional[Any] = None,
+                      target_sizes: Optional[Any] = None) -> bool:
+            pass
+
+        @abstractmethod
+        def exists(self, key: str) -> bool:
+            pass
+
+        def batch_exists(self, keys: List[str], extra_info=None) -> int:
+            for i in range(len(keys)):
+                if not self.exists(keys[i]):
+                    return i
+            return len(keys)
+
+        def clear(self) -> None:
+            pass
+
+        def get_stats(self):
+            return None
+
+
+def _storage_metrics_cls():
+    """sglang's ``StorageMetrics`` when importable (its module moved between versions)."""
+    for mod in ("sglang.srt.observability.metrics_collector", "sglang.srt.metrics.collector"):
+        try:  # pragma: no cover
+            return getattr(__import__(mod, fromlist=["StorageMetrics"]), "StorageMetrics")
+        except Exception:  # noqa: BLE001
+            continue
+    return None
+
+
+@dataclass
+class KvasirStorageMetrics:
+    """Same fields as sglang's ``StorageMetrics`` (used when sglang is not importable)."""
+    prefetch_pgs: List[int] = dataclasses.field(default_factory=list)
+    backup_pgs: List[int] = dataclasses.field(default_factory=list)
+    prefetch_bandwidth: List[float] = dataclasses.field(default_factory=list)
+    backup_bandwidth: List[float] = dataclasses.field(default_factory=list)
+
+
+def _pool_name_str(name) -> str:
+    return name.value if isinstance(name, Enum) else str(name)
+
+
+def _tensor_nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+# --- the backend -----------------------------------------------------------------------------------
+
+class KvasirHiCacheStorage(HiCacheStorage):
+    """HiCache L3 backend storing KV pages in a Kvasir node.
+
+    ``KvasirHiCacheStorage(storage_config, kwargs=None)`` -- the ``dynamic`` factory's call.
+
+    Extra-config keys (``--hicache-storage-backend-extra-config`` JSON; all optional):
+    ``servers`` (``"host:port"``, list or comma-separated), ``auth_key`` (64 hex chars),
+    ``transport``, ``connect_timeout``, ``request_timeout`` -- anything unset falls back to
+    ``KVASIR_CONFIG`` / ``KVASIR_*`` environment variables exactly as :class:`KvStore` does;
+    ``interface_v1`` (1: zero-copy page I/O, also what tells sglang to call batch_*_v1);
+    ``extra_backend_tag`` (key prefix isolating tenants); ``track_keys_for_clear`` (default true:
+    remember written keys so ``clear()`` can remove them -- Kvasir has no remove-all).
+    ``kwargs`` may carry ``mem_pool_host`` (registered at once) or ``store`` (a ready KvStore).
+    """
+
+    def __init__(self, storage_config: Optional[HiCacheStorageConfig] = None, kwargs: Optional[dict] = None):
+        kwargs = dict(kwargs or {})
+        extra = dict(getattr(storage_config, "extra_config", None) or {})
+        self.storage_config = storage_config
+        self.extra_config = extra
+
+        store = kwargs.get("store")
+        if store is None:
+            store = KvStore(extra.get("servers"), extra.get("auth_key"), extra.get("transport"),
+                            connect_timeout=extra.get("connect_timeout"),
+                            request_timeout=extra.get("request_timeout"))
+            self._owns_store = True
+        else:
+            self._owns_store = False
+        self.store = store
+
+        sc = storage_config
+        self.tp_rank = int(getattr(sc, "tp_rank", 0) or 0)
+        self.tp_size = int(getattr(sc, "tp_size", 1) or 1)
+        self.pp_rank = int(getattr(sc, "pp_rank", 0) or 0)
+        self.pp_size = int(getattr(sc, "pp_size", 1) or 1)
+        self.attn_cp_rank = int(getattr(sc, "attn_cp_rank", 0) or 0)
+        self.attn_cp_size = int(getattr(sc, "attn_cp_size", 1) or 1)
+        self.is_mla_backend = bool(getattr(sc, "is_mla_model", False))
+        self.enable_storage_metrics = bool(getattr(sc, "enable_storage_metrics", False))
+        self.local_rank = self.tp_rank
+        if getattr(sc, "should_split_heads", False):
+            logger.warning("KvasirHiCacheStorage: should_split_heads is not supported; "
+                           "pages are stored per TP rank as the host pool lays them out")
+
+        # Prefix: backend tag + model name ('/' -> '-'), as Mooncake's config_prefix.
+        parts = []
+        if extra.get("extra_backend_tag") is not None:
+            parts.append(str(extra["extra_backend_tag"]))
+        model_name = getattr(sc, "model_name", None)
+        if model_name:
+            parts.append("-".join(str(model_name).split("/")))
+        self.config_prefix = "_".join(parts) if parts else None
+
+        self.enable_pp = self.pp_size > 1
+        if self.enable_pp:
+            self.mha_suffix = f"{self.tp_rank}_{self.pp_rank}"
+            self.mla_suffix = f"{self.pp_rank}"
+        else:
+            self.mha_suffix = f"{self.tp_rank}"
+            self.mla_suffix = ""
+        if self.attn_cp_size > 1:  # each CP rank holds a disjoint slice of every page (as HiCacheFile)
+            cp = f"cp{self.attn_cp_rank}_{self.attn_cp_size}"
+            self.mha_suffix = f"{self.mha_suffix}_{cp}"
+            self.mla_suffix = f"{self.mla_suffix}_{cp}" if self.mla_suffix else cp
+        self.suffix = self.mla_suffix if self.is_mla_backend else self.mha_suffix
+        # MLA: K/V are replicated across TP ranks, so only rank 0 writes.
+        self.skip_writes = self.is_mla_backend and self.tp_rank != 0
+
+        self.interface_v1 = bool(int(extra.get("interface_v1", 0) or 0))
+        self.track_keys = bool(extra.get("track_keys_for_clear", True))
+        self._written: set = set()
+        self._lock = threading.Lock()
+        self._temp_regions: Dict[int, Tuple[int, int]] = {}  # ptr -> (size, refcount)
+        self.registered_pools: Dict[Any, Any] = {}
+        self.mem_pool_host = None
+        self.gb_per_page = None
+        self.prefetch_pgs: List[int] = []
+        self.backup_pgs: List[int] = []
+        self.prefetch_bandwidth: List[float] = []
+        self.backup_bandwidth: List[float] = []
+        self._closed = False
+        if kwargs.get("mem_pool_host") is not None:
+            self.register_mem_pool_host(kwargs["mem_pool_host"])
+
+    # -- keys --
+
+    def _tag(self, key: str) -> str:
+        return key if self.config_prefix is None else f"{self.config_prefix}_{key}"
+
+    def _object_key(self, key: str) -> str:
+        """Key of a generic-path (tensor) object."""
+        base = self._tag(key)
+        return f"{base}_{self.suffix}" if self.suffix else base
+
+    def _page_keys(self, key: str) -> List[str]:
+        """Kvasir keys of one zero-copy KV page (Mooncake layout)."""
+        base = self._tag(key)
+        if self.is_mla_backend:
+            return [f"{base}_{self.mla_suffix}_k"]
+        return [f"{base}_{self.mha_suffix}_k", f"{base}_{self.mha_suffix}_v"]
+
+    # -- buffers --
+
+    def _register_pool_buffers(self, pool) -> None:
+        get_buffers = getattr(pool, "get_hybrid_pool_buffer", None)
+        buffers = list(get_buffers()) if get_buffers is not None else [getattr(pool, "kv_buffer", None)]
+        for buf in buffers:
+            if isinstance(buf, (list, tuple)):
+                for b in buf:
+                    self._register_tensor(b)
+            else:
+                self._register_tensor(buf)
+
+    def _register_tensor(self, t) -> None:
+        if isinstance(t, torch.Tensor) and t.numel() > 0:
+            if t.device.type != "cpu":
+                raise ValueError("KvasirHiCacheStorage needs host (CPU) memory pool buffers")
+            self.store.register_buffer(t.data_ptr(), _tensor_nbytes(t))
+
+    def _acquire_temp(self, ptr: int, size: int) -> None:
+        with self._lock:
+            old = self._temp_regions.get(ptr)
+            if old is None:
+                self._temp_regions[ptr] = (size, 1)
+                self.store.register_buffer(ptr, size)
+            else:
+                self._temp_regions[ptr] = (max(old[0], size), old[1] + 1)
+                if size > old[0]:
+                    self.store.register_buffer(ptr, size)
+
+    def _release_temp(self, ptr: int) -> None:
+        with self._lock:
+            size, refs = self._temp_regions[ptr]
+            if refs > 1:
+                self._temp_regions[ptr] = (size, refs - 1)
+            else:
+                del self._temp_regions[ptr]
+                self.store.unregister_buffer(ptr)
+
+    def register_mem_pool_host(self, mem_pool_host) -> None:
+        """Registers the host KV pool: its buffers become zero-copy regions of the store."""
+        super().register_mem_pool_host(mem_pool_host)
+        if getattr(mem_pool_host, "kv_buffer", None) is not None:
+            self._register_pool_buffers(mem_pool_host)
+        try:
+            self.gb_per_page = mem_pool_host.get_ksize_per_token() * mem_pool_host.page_size / (1 << 30)
+        except Exception:  # noqa: BLE001 - metrics use measured bytes anyway
+            self.gb_per_page = None
+
+    def register_mem_host_pool_v2(self, host_pool, host_pool_name) -> None:
+        """Registers a v2 (hybrid/sidecar) host pool under its ``PoolName``."""
+        self.registered_pools[host_pool_name] = host_pool
+        if _pool_name_str(host_pool_name) == "kv" and host_pool is self.mem_pool_host:
+            return
+        self._register_pool_buffers(host_pool)
+
+    # -- store helpers --
+
+    def _exist(self, keys: List[str]) -> List[int]:
+        return self.store.batch_is_exist(keys) if keys else []
+
+    def _put(self, keys: List[str], ptrs: List[Any], sizes: List[Any]) -> List[int]:
+        if not keys:
+            return []
+        if isinstance(ptrs[0], Sequence):
+            res = self.store.batch_put_from_multi_buffers(keys, ptrs, sizes)
+        else:
+            res = self.store.batch_put_from(keys, ptrs, sizes)
+        if self.track_keys:
+            with self._lock:
+                self._written.update(k for k, r in zip(keys, res) if r == E.OK)
+        return res
+
+    def _get_into(self, keys: List[str], ptrs: List[Any], sizes: List[Any]) -> List[int]:
+        if not keys:
+            return []
+        if isinstance(ptrs[0], Sequence):
+            return self.store.batch_get_into_multi_buffers(keys, ptrs, sizes)
+        return self.store.batch_get_into(keys, ptrs, sizes)
+
+    @staticmethod
+    def _total(size) -> int:
+        return sum(size) if isinstance(size, Sequence) else int(size)
+
+    def _put_missing(self, keys, ptrs, sizes) -> List[int]:
+        """Writes the keys not already stored (pages are immutable: same key, same bytes)."""
+        exist = self._exist(keys)
+        results = [E.OK if e == 1 else E.NOT_FOUND for e in exist]
+        todo = [i for i, e in enumerate(exist) if e != 1]
+        if todo:
+            put = self._put([keys[i] for i in todo], [ptrs[i] for i in todo], [sizes[i] for i in todo])
+            for i, r in zip(todo, put):
+                results[i] = r
+        return results
+
+    @staticmethod
+    def _group(ok: List[bool], n: int) -> List[bool]:
+        if n == 0:
+            return []
+        m = len(ok) // n if n else 0
+        if m == 0:
+            return [False] * n
+        return [all(ok[i * m:(i + 1) * m]) for i in range(n)]
+
+    @staticmethod
+    def _pack(keys: List[str], ptrs: List[int], sizes: List[int]):
+        """Groups per-buffer pointers into per-key multi-buffer lists when a page has several."""
+        if len(ptrs) == len(keys):
+            return ptrs, sizes
+        if not keys or len(ptrs) % len(keys) or len(ptrs) != len(sizes):
+            raise ValueError(f"host pool returned {len(ptrs)} page buffers for {len(keys)} storage objects")
+        n = len(ptrs) // len(keys)
+        return ([list(ptrs[i:i + n]) for i in range(0, len(ptrs), n)],
+                [list(sizes[i:i + n]) for i in range(0, len(sizes), n)])
+
+    def _v1_meta(self, keys: List[str], host_indices: torch.Tensor):
+        pool = self.mem_pool_host
+        if pool is None:
+            raise RuntimeError("register_mem_pool_host() must be called before batch_*_v1")
+        page_size = int(getattr(pool, "page_size", 1) or 1)
+        if len(keys) != len(host_indices) // page_size:
+            raise ValueError(f"{len(keys)} keys but {len(host_indices)} host indices (page size {page_size})")
+        key_strs = [k for key in keys for k in self._page_keys(key)]
+        ptrs, sizes = pool.get_page_buffer_meta(host_indices)
+        ptrs, sizes = self._pack(key_strs, list(ptrs), list(sizes))
+        return key_strs, ptrs, sizes
+
+    def _record(self, which: str, pages: int, nbytes: int, seconds: float) -> None:
+        if not self.enable_storage_metrics or pages == 0:
+            return
+        gbps = nbytes / (1 << 30) / max(seconds, 1e-9)
+        with self._lock:
+            if which == "get":
+                self.prefetch_pgs.append(pages)
+                self.prefetch_bandwidth.append(gbps)
+            else:
+                self.backup_pgs.append(pages)
+                self.backup_bandwidth.append(gbps)
+
+    # -- zero-copy v1 --
+
+    def batch_get_v1(self, keys: List[str], host_indices: torch.Tensor,
+                     extra_info: Optional[HiCacheStorageExtraInfo] = None) -> List[bool]:
+        """Reads pages straight into the host pool; per key True when every object of the page
+        arrived with exactly the expected size."""
+        if not keys:
+            return []
+        if self.mem_pool_host is not None and getattr(self.mem_pool_host, "kv_buffer", 0) is None:
+            return [True] * len(keys)  # logical-only KV anchor (v2 side pools carry the data)
+        key_strs, ptrs, sizes = self._v1_meta(keys, host_indices)
+        t0 = time.perf_counter()
+        res = self._get_into(key_strs, ptrs, sizes)
+        ok = [r == self._total(s) for r, s in zip(res, sizes)]
+        self._record("get", len(keys), sum(max(r, 0) for r in res), time.perf_counter() - t0)
+        return self._group(ok, len(keys))
+
+    def batch_set_v1(self, keys: List[str], host_indices: torch.Tensor,
+                     extra_info: Optional[HiCacheStorageExtraInfo] = None) -> List[bool]:
+        """Writes pages straight from the host pool (pages already stored are skipped); per key True
+        when every object of the page is stored."""
+        if not keys:
+            return []
+        if self.skip_writes or (self.mem_pool_host is not None
+                                and getattr(self.mem_pool_host, "kv_buffer", 0) is None):
+            return [True] * len(keys)
+        key_strs, ptrs, sizes = self._v1_meta(keys, host_indices)
+        t0 = time.perf_counter()
+        res = self._put_missing(key_strs, ptrs, sizes)
+        self._record("set", len(keys), sum(self._total(s) for s in sizes), time.perf_counter() - t0)
+        return self._group([r == E.OK for r in res], len(keys))
+
+    # -- existence --
+
+    def _exists_keys(self, keys: List[str]) -> Tuple[List[str], int]:
+        if self.interface_v1:
+            per = self._page_keys(keys[0]) if keys else []
+            return [k for key in keys for k in self._page_keys(key)], max(len(per), 1)
+        return [self._object_key(k) for k in keys], 1
+
+    def batch_exists(self, keys: List[str], extra_info: Optional[HiCacheStorageExtraInfo] = None) -> int:
+        """Number of consecutive keys present from the start (zero-copy pages with
+        ``interface_v1``, generic-path objects otherwise)."""
+        if not keys:
+            return 0
+        query, m = self._exists_keys(keys)
+        exist = self._exist(query)
+        for i, e in enumerate(exist):
+            if e != 1:
+                return i // m
+        return len(keys)
+
+    def exists(self, key: str) -> bool:
+        return self.batch_exists([key]) == 1
+
+    # -- generic (tensor) path --
+
+    def _put_tensor_or_ptr(self, keys, values, target_locations, target_sizes) -> List[bool]:
+        """Stores tensors (``values``) or raw ``(target_locations, target_sizes)`` ranges."""
+        n = len(keys)
+        ok = [False] * n
+        ptrs, sizes, idx, temps, hold = [], [], [], [], []
+        for i in range(n):
+            v = values[i] if values is not None else None
+            if isinstance(v, torch.Tensor):
+                t = v.detach()
+                if t.device.type != "cpu":
+                    t = t.cpu()
+                t = t.contiguous()
+                hold.append(t)
+                p, s = t.data_ptr(), _tensor_nbytes(t)
+            elif target_locations is not None and target_locations[i] is not None and target_sizes is not None:
+                loc = target_locations[i]
+                if isinstance(loc, torch.Tensor):
+                    t = loc.detach().contiguous() if loc.device.type == "cpu" else loc.detach().cpu().contiguous()
+                    hold.append(t)
+                    p, s = t.data_ptr(), _tensor_nbytes(t)
+                else:
+                    p, s = int(loc), int(target_sizes[i])
+            else:
+                continue
+            if s == 0:
+                continue
+            ptrs.append(p)
+            sizes.append(s)
+            idx.append(i)
+        for p, s in zip(ptrs, sizes):
+            self._acquire_temp(p, s)
+            temps.append(p)
+        try:
+            t0 = time.perf_counter()
+            res = self._put_missing([self._object_key(keys[i]) for i in idx], ptrs, sizes)
+            self._record("set", len(idx), sum(sizes), time.perf_counter() - t0)
+        finally:
+            for p in temps:
+                self._release_temp(p)
+        for i, r in zip(idx, res):
+            ok[i] = r == E.OK
+        return ok
+
+    def set(self, key: str, value: Optional[Any] = None, target_location: Optional[Any] = None,
+            target_sizes: Optional[Any] = None) -> bool:
+        """Stores a tensor (``value``), or ``target_sizes`` bytes at address ``target_location``."""
+        if self.skip_writes:
+            return True
+        locs = None if target_location is None else [target_location]
+        sizes = None if target_sizes is None else [target_sizes]
+        return self._put_tensor_or_ptr([key], [value], locs, sizes)[0]
+
+    def batch_set(self, keys: List[str], values: Optional[Any] = None, target_locations: Optional[Any] = None,
+                  target_sizes: Optional[Any] = None) -> bool:
+        """Stores several tensors / address ranges; True when all are stored."""
+        if not keys:
+            return False
+        if self.skip_writes:
+            return True
+        return all(self._put_tensor_or_ptr(list(keys), values, target_locations, target_sizes))
+
+    def _dtype(self):
+        return getattr(self.mem_pool_host, "dtype", None) if self.mem_pool_host is not None else None
+
+    def _get_one_alloc(self, key: str) -> Optional[torch.Tensor]:
+        try:
+            data = self.store.get(self._object_key(key))
+        except Exception as ex:  # noqa: BLE001 - a failed read is a miss for HiCache
+            logger.warning("KvasirHiCacheStorage.get(%s) failed: %s", key, ex)
+            return None
+        if data is None:
+            return None
+        t = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+        dtype = self._dtype()
+        if isinstance(dtype, torch.dtype) and dtype != torch.uint8:
+            esize = torch.tensor([], dtype=dtype).element_size()
+            if t.numel() % esize == 0:
+                t = t.view(dtype)
+        return t
+
+    def batch_get(self, keys: List[str], target_locations: Optional[Any] = None,
+                  target_sizes: Optional[Any] = None):
+        """Generic path: ``target_locations`` is a list of tensors (sglang passes flat dummy pages)
+        read into in place -> per key that tensor or None. With raw addresses
+        (``target_locations`` ints + ``target_sizes``) -> number of consecutive keys read from
+        the start (as Mooncake). Without targets -> per key a new tensor or None."""
+        keys = list(keys)
+        if not keys:
+            return 0 if target_locations is not None and target_sizes is not None and not any(
+                isinstance(t, torch.Tensor) for t in target_locations) else []
+        if target_locations is None:
+            return [self._get_one_alloc(k) for k in keys]
+        raw = not isinstance(target_locations[0], torch.Tensor)
+        out: List[Optional[torch.Tensor]] = [None] * len(keys)
+        ptrs, sizes, idx, bounce, temps = [], [], [], {}, []
+        for i, loc in enumerate(target_locations):
+            if loc is None:
+                continue
+            if isinstance(loc, torch.Tensor):
+                dst = loc if (loc.device.type == "cpu" and loc.is_contiguous()) else torch.empty(
+                    loc.shape, dtype=loc.dtype)
+                if dst is not loc:
+                    bounce[i] = dst
+                p, s = dst.data_ptr(), _tensor_nbytes(dst)
+            else:
+                p, s = int(loc), int(target_sizes[i])
+            if s == 0:
+                continue
+            ptrs.append(p)
+            sizes.append(s)
+            idx.append(i)
+        for p, s in zip(ptrs, sizes):
+            self._acquire_temp(p, s)
+            temps.append(p)
+        try:
+            t0 = time.perf_counter()
+            res = self._get_into([self._object_key(keys[i]) for i in idx], ptrs, sizes)
+            self._record("get", len(idx), sum(max(r, 0) for r in res), time.perf_counter() - t0)
+        finally:
+            for p in temps:
+                self._release_temp(p)
+        hit = [False] * len(keys)
+        for i, r, s in zip(idx, res, sizes):
+            if r == s:
+                hit[i] = True
+                loc = target_locations[i]
+                if isinstance(loc, torch.Tensor):
+                    if i in bounce:
+                        loc.copy_(bounce[i])
+                    out[i] = loc
+        if raw:
+            return hit.index(False) if False in hit else len(keys)
+        return out
+
+    def get(self, key: str, target_location: Optional[Any] = None, target_sizes: Optional[Any] = None):
+        """The value of ``key``: read into ``target_location`` (a tensor, returned) or as a new
+        tensor (the host pool's dtype when known, else uint8); None on a miss. With a raw
+        address + ``target_sizes``: True/False (as Mooncake)."""
+        if target_location is None:
+            return self._get_one_alloc(key)
+        if isinstance(target_location, torch.Tensor):
+            return self.batch_get([key], [target_location])[0]
+        return self.batch_get([key], [target_location], [target_sizes]) == 1
+
+    # -- v2 pool transfers --
+
+    def _pool_for(self, name):
+        pool = self.registered_pools.get(name)
+        if pool is None:
+            for k, v in self.registered_pools.items():
+                if _pool_name_str(k) == _pool_name_str(name):
+                    pool = v
+                    break
+        if pool is None and _pool_name_str(name) == "kv":
+            pool = self.mem_pool_host
+        if pool is None:
+            raise ValueError(f"unregistered host pool {_pool_name_str(name)!r} (register_mem_host_pool_v2 first)")
+        return pool
+
+    def _component_keys(self, keys: List[str], name, per_page: int) -> List[str]:
+        pname = _pool_name_str(name)
+        if pname == "kv":
+            return [k for key in keys for k in self._page_keys(key)]
+        rank = self.mha_suffix if (pname == "mamba" or not self.is_mla_backend) else self.mla_suffix
+        out = []
+        for key in keys:
+            base = self._tag(key)
+            base = f"{base}_{rank}_{pname}" if rank else f"{base}__{pname}"
+            out.extend([base] if per_page == 1 else [f"{base}_{j}" for j in range(per_page)])
+        return out
+
+    def _transfer_meta(self, transfer):
+        pool = self._pool_for(transfer.name)
+        keys = list(transfer.keys or [])
+        ptrs, sizes = pool.get_page_buffer_meta(transfer.host_indices)
+        ptrs, sizes = list(ptrs), list(sizes)
+        if not keys:
+            return keys, [], [], []
+        if _pool_name_str(transfer.name) == "kv":
+            key_strs = self._component_keys(keys, transfer.name, 1)
+        else:
+            per_page = len(ptrs) // len(keys) if len(ptrs) % len(keys) == 0 else 1
+            key_strs = self._component_keys(keys, transfer.name, max(per_page, 1))
+        ptrs, sizes = self._pack(key_strs, ptrs, sizes)
+        return keys, key_strs, ptrs, sizes
+
+    def batch_get_v2(self, transfers: List[Any], extra_info: Optional[HiCacheStorageExtraInfo] = None) -> dict:
+        """Reads every transfer's pages into its host pool: pool name -> per-page success list."""
+        results = {}
+        for tr in transfers:
+            keys, key_strs, ptrs, sizes = self._transfer_meta(tr)
+            res = self._get_into(key_strs, ptrs, sizes)
+            ok = [r == self._total(s) for r, s in zip(res, sizes)]
+            results[tr.name] = self._group(ok, len(keys))
+        return results
+
+    def batch_set_v2(self, transfers: List[Any], extra_info: Optional[HiCacheStorageExtraInfo] = None) -> dict:
+        """Writes every transfer's pages from its host pool: pool name -> per-page success list."""
+        results = {}
+        for tr in transfers:
+            n = len(tr.keys or [])
+            if self.skip_writes:
+                results[tr.name] = [True] * n
+                continue
+            keys, key_strs, ptrs, sizes = self._transfer_meta(tr)
+            res = self._put_missing(key_strs, ptrs, sizes)
+            results[tr.name] = self._group([r == E.OK for r in res], len(keys))
+        return results
+
+    def batch_exists_v2(self, keys: List[str], pool_transfers: Optional[List[Any]] = None,
+                        extra_info: Optional[HiCacheStorageExtraInfo] = None):
+        """Usable KV prefix given every extra pool's hit policy (all_pages / trailing_pages)."""
+        if self.mem_pool_host is not None and getattr(self.mem_pool_host, "kv_buffer", 0) is None:
+            kv_pages = len(keys)
+        else:
+            query = [k for key in keys for k in self._page_keys(key)]
+            m = len(self._page_keys("x"))
+            exist = self._exist(query)
+            kv_pages = next((i // m for i, e in enumerate(exist) if e != 1), len(keys))
+        hits = {PoolName.KV: kv_pages} if kv_pages else {}
+        restorable = list(range(1, kv_pages + 1))
+        for tr in pool_transfers or []:
+            if not restorable:
+                break
+            pool = self._pool_for(tr.name)
+            n_pool_pages = len(tr.keys) if tr.keys else 0
+            per_page = 1
+            if tr.host_indices is not None and n_pool_pages:
+                try:
+                    ptrs, _ = pool.get_page_buffer_meta(tr.host_indices)
+                    per_page = max(1, len(ptrs) // n_pool_pages)
+                except Exception:  # noqa: BLE001
+                    per_page = 1
+            comp = self._component_keys(keys[:kv_pages], tr.name, per_page)
+            ex = self._exist(comp)
+            page_ok = [all(e == 1 for e in ex[i * per_page:(i + 1) * per_page]) for i in range(kv_pages)]
+            policy = str(getattr(tr.hit_policy, "value", tr.hit_policy))
+            if policy == "trailing_pages":
+                trailing = max(1, n_pool_pages or 1)
+                ok_points = {p for p in range(1, kv_pages + 1)
+                             if all(page_ok[max(0, p - trailing):p])}
+            else:
+                boundary = page_ok.index(False) if False in page_ok else kv_pages
+                ok_points = set(range(1, boundary + 1))
+            if ok_points:
+                hits[tr.name] = max(ok_points)
+            restorable = [p for p in restorable if p in ok_points]
+        final = restorable[-1] if restorable else 0
+        return _make_pool_result(final, hits, restorable)
+
+    # -- lifecycle --
+
+    def clear(self) -> None:
+        """Removes the keys this backend wrote (Kvasir has no remove-all; with
+        ``track_keys_for_clear: false`` nothing is tracked and clear() removes nothing)."""
+        with self._lock:
+            keys = list(self._written)
+            self._written.clear()
+        for i in range(0, len(keys), 1000):
+            self.store.batch_remove(keys[i:i + 1000])
+
+    def get_stats(self):
+        """sglang's ``StorageMetrics`` (or :class:`KvasirStorageMetrics` without sglang) with the
+        pages and GB/s of each prefetch/backup since the last call (needs
+        ``enable_storage_metrics``); the lists are drained."""
+        cls = _storage_metrics_cls() or KvasirStorageMetrics
+        m = cls()
+        with self._lock:
+            m.prefetch_pgs.extend(self.prefetch_pgs)
+            m.backup_pgs.extend(self.backup_pgs)
+            m.prefetch_bandwidth.extend(self.prefetch_bandwidth)
+            m.backup_bandwidth.extend(self.backup_bandwidth)
+            self.prefetch_pgs.clear()
+            self.backup_pgs.clear()
+            self.prefetch_bandwidth.clear()
+            self.backup_bandwidth.clear()
+        return m
+
+    def node_stats(self) -> dict:
+        """The Kvasir node's counters (STATS)."""
+        return self.store.stats()
+
+    def close(self) -> None:
+        """Closes the connection (when this backend opened it). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_store:
+            self.store.close()
+
+
+def _make_pool_result(kv_hit_pages: int, hits: dict, restorable: List[int]):
+    """Builds sglang's PoolTransferResult; newer trees add a third field (restorable prefixes)."""
+    try:
+        fields = [f.name for f in dataclasses.fields(PoolTransferResult)]
+    except TypeError:
+        fields = []
+    if len(fields) >= 3:
+        return PoolTransferResult(kv_hit_pages, hits, restorable)
+    return PoolTransferResult(kv_hit_pages, hits)
