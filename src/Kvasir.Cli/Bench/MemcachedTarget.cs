@@ -175,17 +175,7 @@ public sealed class MemcachedTarget : IBenchTarget
                 if (next == _sent.Count) throw new IOException("protocol: VALUE for a key not requested (or out of order)");
                 int index = _sent[next++];
 
-                if (length > destinations[index].Length)
-                {
-                    await c.SkipAsync(length, ct).ConfigureAwait(false);
-                    lengths[index] = IBenchTarget.Error;
-                }
-                else
-                {
-                    await c.ReadExactAsync(destinations[index][..(int)length], ct).ConfigureAwait(false);
-                    lengths[index] = length;
-                }
-                await c.ReadCrlfAsync(ct).ConfigureAwait(false);
+                lengths[index] = await c.ReadValueAsync(destinations[index], length, ct).ConfigureAwait(false);
             }
             if (!await send.ConfigureAwait(false)) lengths.AsSpan(0, n).Fill(IBenchTarget.Error);
         }

@@ -328,6 +328,27 @@ internal sealed class RawProtocolConnection : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Reads a value of <paramref name="length"/> bytes followed by CRLF straight into
+    /// <paramref name="destination"/>; a value longer than the destination is drained instead.
+    /// Returns the length, or <see cref="IBenchTarget.Error"/> when it did not fit.
+    /// </summary>
+    public async ValueTask<long> ReadValueAsync(Memory<byte> destination, long length, CancellationToken ct)
+    {
+        long result = length;
+        if (length > destination.Length)
+        {
+            await SkipAsync(length, ct).ConfigureAwait(false);
+            result = IBenchTarget.Error;
+        }
+        else
+        {
+            await ReadExactAsync(destination[..(int)length], ct).ConfigureAwait(false);
+        }
+        await ReadCrlfAsync(ct).ConfigureAwait(false);
+        return result;
+    }
+
     /// <summary>Reads and discards <paramref name="count"/> bytes (a value that does not fit its destination).</summary>
     public async ValueTask SkipAsync(long count, CancellationToken ct)
     {

@@ -119,17 +119,7 @@ public sealed class RespTarget : IBenchTarget
                     continue;
                 }
                 if (length < 0) throw new IOException("protocol: negative bulk length");
-                if (length > destinations[i].Length)
-                {
-                    await c.SkipAsync(length, ct).ConfigureAwait(false);
-                    lengths[i] = IBenchTarget.Error;
-                }
-                else
-                {
-                    await c.ReadExactAsync(destinations[i][..(int)length], ct).ConfigureAwait(false);
-                    lengths[i] = length;
-                }
-                await c.ReadCrlfAsync(ct).ConfigureAwait(false);
+                lengths[i] = await c.ReadValueAsync(destinations[i], length, ct).ConfigureAwait(false);
             }
             if (!await send.ConfigureAwait(false)) lengths.AsSpan(0, n).Fill(IBenchTarget.Error);
         }
