@@ -12,7 +12,7 @@ namespace Kvasir.Storage;
 /// which its memory may be reused at any time. Readers that may be slow should pass an <see cref="ILeaseHolder"/>.
 /// <see cref="Span"/> refuses to hand out memory once the lease is released, but a span obtained earlier is not revoked.
 /// </remarks>
-public sealed unsafe class ValueLease
+public sealed unsafe class ValueLease : IListNode<ValueLease>
 {
     internal ValueLease(KvArenaStore store, long id, ValueVersion version, nint address, ILeaseHolder? holder, long deadline)
     {
@@ -61,10 +61,14 @@ public sealed unsafe class ValueLease
 
     internal bool Released { get; set; }
 
-    // Links of the store's deadline queue (see LeaseQueue).
-    internal ValueLease? QueuePrev { get; set; }
+    // Links of the store's deadline queue (see LeaseQueue), kept off the public surface.
+    private ValueLease? _queuePrev;
+    private ValueLease? _queueNext;
+    private bool _inQueue;
 
-    internal ValueLease? QueueNext { get; set; }
+    ValueLease? IListNode<ValueLease>.ListPrev { get => _queuePrev; set => _queuePrev = value; }
 
-    internal bool InQueue { get; set; }
+    ValueLease? IListNode<ValueLease>.ListNext { get => _queueNext; set => _queueNext = value; }
+
+    bool IListNode<ValueLease>.InList { get => _inQueue; set => _inQueue = value; }
 }

@@ -7,55 +7,11 @@ namespace Kvasir.Storage.Internal;
 /// </summary>
 internal sealed class LeaseQueue
 {
-    private ValueLease? _oldest;
-    private ValueLease? _newest;
+    private readonly IntrusiveList<ValueLease> _leases = new();
 
-    public ValueLease? Oldest => _oldest;
+    public ValueLease? Oldest => _leases.First;
 
-    public void Append(ValueLease lease)
-    {
-        lease.QueuePrev = _newest;
-        lease.QueueNext = null;
-        if (_newest is not null)
-        {
-            _newest.QueueNext = lease;
-        }
-        else
-        {
-            _oldest = lease;
-        }
+    public void Append(ValueLease lease) => _leases.AddLast(lease);
 
-        _newest = lease;
-        lease.InQueue = true;
-    }
-
-    public void Remove(ValueLease lease)
-    {
-        if (!lease.InQueue)
-        {
-            return;
-        }
-
-        if (lease.QueuePrev is not null)
-        {
-            lease.QueuePrev.QueueNext = lease.QueueNext;
-        }
-        else
-        {
-            _oldest = lease.QueueNext;
-        }
-
-        if (lease.QueueNext is not null)
-        {
-            lease.QueueNext.QueuePrev = lease.QueuePrev;
-        }
-        else
-        {
-            _newest = lease.QueuePrev;
-        }
-
-        lease.QueuePrev = null;
-        lease.QueueNext = null;
-        lease.InQueue = false;
-    }
+    public void Remove(ValueLease lease) => _leases.Remove(lease);
 }

@@ -9,34 +9,31 @@ internal abstract class ListEvictionPolicy : IEvictionPolicy
     /// <summary>Candidates examined per victim search before giving up; bounds time spent under the lock.</summary>
     private const int ScanLimit = 1024;
 
-    private Slot? _hot;
-    private Slot? _cold;
+    // First is hot, Last is cold.
+    private readonly IntrusiveList<Slot> _recency = new();
 
-    public int Count { get; private set; }
+    public int Count => _recency.Count;
 
     public void OnInsert(Slot slot)
     {
         if (IsCandidate(slot))
         {
-            LinkHot(slot);
+            _recency.AddFirst(slot);
         }
     }
 
     public void OnAccess(Slot slot)
     {
-        if (slot.InPolicyList)
+        if (slot.InList)
         {
-            Unlink(slot);
-            LinkHot(slot);
+            _recency.Remove(slot);
+            _recency.AddFirst(slot);
         }
     }
 
     public void OnRemove(Slot slot)
     {
-        if (slot.InPolicyList)
-        {
-            Unlink(slot);
-        }
+        _recency.Remove(slot);
     }
 
     public void OnPinChanged(Slot slot) => Reevaluate(slot, joinCold: false);
@@ -47,15 +44,15 @@ internal abstract class ListEvictionPolicy : IEvictionPolicy
     public Slot? TryPickVictim(Func<Slot, bool> canEvict)
     {
         int budget = Math.Min(Count, ScanLimit);
-        for (int i = 0; i < budget && _cold is Slot slot; i++)
+        for (int i = 0; i < budget && _recency.Last is Slot slot; i++)
         {
             if (canEvict(slot))
             {
                 return slot;
             }
 
-            Unlink(slot);
-            LinkHot(slot);
+            _recency.Remove(slot);
+            _recency.AddFirst(slot);
         }
 
         return null;
@@ -67,76 +64,20 @@ internal abstract class ListEvictionPolicy : IEvictionPolicy
     private void Reevaluate(Slot slot, bool joinCold)
     {
         bool candidate = slot.IsLive && IsCandidate(slot);
-        if (candidate && !slot.InPolicyList)
+        if (candidate && !slot.InList)
         {
             if (joinCold)
             {
-                LinkCold(slot);
+                _recency.AddLast(slot);
             }
             else
             {
-                LinkHot(slot);
+                _recency.AddFirst(slot);
             }
         }
-        else if (!candidate && slot.InPolicyList)
+        else if (!candidate && slot.InList)
         {
-            Unlink(slot);
+            _recency.Remove(slot);
         }
-    }
-
-    private void LinkHot(Slot slot)
-    {
-        slot.PolicyPrev = null;
-        slot.PolicyNext = _hot;
-        if (_hot is not null)
-        {
-            _hot.PolicyPrev = slot;
-        }
-
-        _hot = slot;
-        _cold ??= slot;
-        slot.InPolicyList = true;
-        Count++;
-    }
-
-    private void LinkCold(Slot slot)
-    {
-        slot.PolicyNext = null;
-        slot.PolicyPrev = _cold;
-        if (_cold is not null)
-        {
-            _cold.PolicyNext = slot;
-        }
-
-        _cold = slot;
-        _hot ??= slot;
-        slot.InPolicyList = true;
-        Count++;
-    }
-
-    private void Unlink(Slot slot)
-    {
-        if (slot.PolicyPrev is not null)
-        {
-            slot.PolicyPrev.PolicyNext = slot.PolicyNext;
-        }
-        else
-        {
-            _hot = slot.PolicyNext;
-        }
-
-        if (slot.PolicyNext is not null)
-        {
-            slot.PolicyNext.PolicyPrev = slot.PolicyPrev;
-        }
-        else
-        {
-            _cold = slot.PolicyPrev;
-        }
-
-        slot.PolicyPrev = null;
-        slot.PolicyNext = null;
-        slot.InPolicyList = false;
-        Count--;
     }
 }

@@ -5,7 +5,7 @@ namespace Kvasir.Storage.Internal;
 /// a removed or evicted key's slot is dead for good and a later put creates a new one.
 /// Mutated only under the store's lock.
 /// </summary>
-internal sealed class Slot(byte[] key, ValueVersion current)
+internal sealed class Slot(byte[] key, ValueVersion current) : IListNode<Slot>
 {
     public byte[] Key { get; } = key;
 
@@ -23,9 +23,9 @@ internal sealed class Slot(byte[] key, ValueVersion current)
     public int ChildCount { get; set; }
 
     // Eviction policy list links.
-    public Slot? PolicyPrev { get; set; }
+    public Slot? ListPrev { get; set; }
 
-    public Slot? PolicyNext { get; set; }
+    public Slot? ListNext { get; set; }
 
-    public bool InPolicyList { get; set; }
+    public bool InList { get; set; }
 }
