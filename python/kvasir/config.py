@@ -1,0 +1,89 @@
+"""Client configuration: KVASIR_CONFIG (YAML), then KVASIR_* environment, then arguments (later wins)."""
+
+import os
+from typing import List
+
+from .errors import KvasirError
+
+DEFAULT_PORT = 7380
+DEFAULT_SERVER = f"127.0.0.1:{DEFAULT_PORT}"
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_REQUEST_TIMEOUT = 30.0
+
+# --- configuration ---------------------------------------------------------------------------------
+
+def _load_yaml_config(path: str) -> dict:
+    try:
+        import yaml  # noqa: PLC0415 - optional dependency, only for KVASIR_CONFIG
+    except ImportError:
+        raise KvasirError(f"KVASIR_CONFIG={path} needs PyYAML to read it "
+                          "(pip install pyyaml, or apt-get install python3-yaml)") from None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as ex:
+        raise KvasirError(f"cannot read KVASIR_CONFIG={path}: {ex}") from None
+    except yaml.YAMLError as ex:
+        raise KvasirError(f"KVASIR_CONFIG={path} is not valid YAML: {ex}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise KvasirError(f"KVASIR_CONFIG={path} must hold a mapping")
+    known = {"servers", "auth_key", "transport", "connect_timeout", "request_timeout"}
+    unknown = set(data) - known
+    if unknown:
+        raise KvasirError(f"KVASIR_CONFIG={path}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+    return data
+
+
+def resolve_config(servers=None, auth_key=None, transport=None, connect_timeout=None, request_timeout=None) -> dict:
+    """The effective configuration: ``KVASIR_CONFIG`` (YAML file), then the environment
+    (``KVASIR_SERVERS``, ``KVASIR_AUTH_KEY``, ``KVASIR_TRANSPORT``, ``KVASIR_CONNECT_TIMEOUT``,
+    ``KVASIR_REQUEST_TIMEOUT``), then the explicit arguments that are not ``None``; later wins."""
+    cfg = {"servers": DEFAULT_SERVER, "auth_key": None, "transport": "tcp",
+           "connect_timeout": DEFAULT_CONNECT_TIMEOUT, "request_timeout": DEFAULT_REQUEST_TIMEOUT}
+    path = os.environ.get("KVASIR_CONFIG")
+    if path:
+        cfg.update({k: v for k, v in _load_yaml_config(path).items() if v is not None})
+    for name, var in (("servers", "KVASIR_SERVERS"), ("auth_key", "KVASIR_AUTH_KEY"), ("transport", "KVASIR_TRANSPORT"),
+                      ("connect_timeout", "KVASIR_CONNECT_TIMEOUT"), ("request_timeout", "KVASIR_REQUEST_TIMEOUT")):
+        value = os.environ.get(var)
+        if value:
+            cfg[name] = value
+    explicit = {"servers": servers, "auth_key": auth_key, "transport": transport,
+                "connect_timeout": connect_timeout, "request_timeout": request_timeout}
+    cfg.update({k: v for k, v in explicit.items() if v is not None})
+    for name in ("connect_timeout", "request_timeout"):
+        try:
+            cfg[name] = float(cfg[name])
+        except (TypeError, ValueError):
+            raise KvasirError(f"{name} must be a number of seconds, not {cfg[name]!r}") from None
+        if cfg[name] <= 0:
+            raise KvasirError(f"{name} must be positive")
+    return cfg
+
+
+def parse_servers(servers) -> List[tuple]:
+    """``"host:port"`` entries (a list or a comma-separated string; ``[v6addr]:port`` accepted)."""
+    items = servers.split(",") if isinstance(servers, str) else list(servers)
+    out = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        if text.startswith("["):
+            host, sep, port = text[1:].partition("]:")
+        else:
+            host, sep, port = text.rpartition(":")
+        if not sep or not host:
+            raise KvasirError(f"server {text!r} is not HOST:PORT")
+        try:
+            port_no = int(port)
+        except ValueError:
+            raise KvasirError(f"server {text!r}: port {port!r} is not a number") from None
+        if not 0 < port_no < 65536:
+            raise KvasirError(f"server {text!r}: port out of range")
+        out.append((host, port_no))
+    if not out:
+        raise KvasirError("no server configured")
+    return out
