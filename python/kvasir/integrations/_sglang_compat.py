@@ -1,0 +1,145 @@
+"""sglang's HiCache classes, or stand-ins mirroring their signatures when sglang is not importable.
+Used by sglang.py; see its docstring for the upstream files and commits mirrored."""
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, List, Optional
+import torch
+
+# --- sglang's classes, or stand-ins mirroring them -----------------------------------------------
+
+try:  # pragma: no cover - sglang is not installed in the test environment
+    from sglang.srt.mem_cache.hicache_storage import (  # type: ignore
+        HiCacheStorage, HiCacheStorageConfig, HiCacheStorageExtraInfo, PoolTransferResult)
+    try:
+        from sglang.srt.mem_cache.hicache_storage import PoolHitPolicy, PoolName, PoolTransfer  # type: ignore
+    except Exception:  # noqa: BLE001 - older trees without the v2 interface
+        PoolHitPolicy = PoolName = PoolTransfer = None
+    HAVE_SGLANG = True
+except Exception:  # noqa: BLE001
+    HAVE_SGLANG = False
+    from abc import ABC, abstractmethod
+
+    @dataclass
+    class HiCacheStorageConfig:
+        """Stand-in mirroring sglang's ``HiCacheStorageConfig`` (hicache_storage.py @ 001067ff)."""
+        tp_rank: int
+        tp_size: int
+        pp_rank: int
+        pp_size: int
+        attn_cp_rank: int
+        attn_cp_size: int
+        is_mla_model: bool
+        enable_storage_metrics: bool
+        is_page_first_layout: bool
+        model_name: Optional[str]
+        dp_rank: int = 0
+        dp_size: int = 1
+        tp_lcm_size: Optional[int] = None
+        should_split_heads: bool = False
+        extra_config: Optional[dict] = None
+
+    @dataclass
+    class HiCacheStorageExtraInfo:
+        """Stand-in mirroring sglang's ``HiCacheStorageExtraInfo``."""
+        prefix_keys: Optional[List[str]] = None
+        extra_info: Optional[dict] = None
+
+    class PoolName(str, Enum):
+        """Stand-in mirroring sglang's ``PoolName`` (the names this backend treats specially)."""
+        KV = "kv"
+        MAMBA = "mamba"
+        SWA = "swa"
+        INDEXER = "indexer"
+        DRAFT = "draft"
+
+        def __str__(self) -> str:
+            return self.value
+
+    class PoolHitPolicy(str, Enum):
+        """Stand-in mirroring sglang's ``PoolHitPolicy``."""
+        ALL_PAGES = "all_pages"
+        TRAILING_PAGES = "trailing_pages"
+
+    @dataclass
+    class PoolTransfer:
+        """Stand-in mirroring sglang's ``PoolTransfer``."""
+        name: Any
+        host_indices: Optional[torch.Tensor] = None
+        device_indices: Optional[torch.Tensor] = None
+        keys: Optional[List[str]] = None
+        hit_policy: Any = PoolHitPolicy.ALL_PAGES
+        nodes_to_load: Optional[List[Any]] = None
+        indices_from_pool: Optional[Any] = None
+
+    @dataclass
+    class PoolTransferResult:
+        """Stand-in mirroring sglang's ``PoolTransferResult``."""
+        kv_hit_pages: int
+        extra_pool_hit_pages: dict
+
+        @classmethod
+        def empty(cls):
+            return cls(0, {})
+
+    class HiCacheStorage(ABC):
+        """Stand-in mirroring sglang's ``HiCacheStorage`` ABC (hicache_storage.py @ 001067ff):
+        same method names, parameters, defaults and return conventions."""
+
+        def register_mem_pool_host(self, mem_pool_host):
+            self.mem_pool_host = mem_pool_host
+
+        def register_mem_host_pool_v2(self, host_pool, host_pool_name):
+            if not hasattr(self, "registered_pools"):
+                self.registered_pools = {}
+            self.registered_pools[host_pool_name] = host_pool
+
+        def batch_exists_v2(self, keys: List[str], pool_transfers=None, extra_info=None):
+            raise NotImplementedError()
+
+        def batch_get_v2(self, transfers, extra_info=None) -> dict:
+            raise NotImplementedError()
+
+        def batch_set_v2(self, transfers, extra_info=None) -> dict:
+            raise NotImplementedError()
+
+        def batch_get_v1(self, keys: List[str], host_indices: torch.Tensor, extra_info=None) -> List[bool]:
+            raise NotImplementedError()
+
+        def batch_set_v1(self, keys: List[str], host_indices: torch.Tensor, extra_info=None) -> List[bool]:
+            raise NotImplementedError()
+
+        @abstractmethod
+        def get(self, key: str, target_location: Optional[Any] = None, target_sizes: Optional[Any] = None):
+            pass
+
+        @abstractmethod
+        def batch_get(self, keys: List[str], target_locations: Optional[Any] = None,
+                      target_sizes: Optional[Any] = None):
+            pass
+
+        @abstractmethod
+        def set(self, key: str, value: Optional[Any] = None, target_location: Optional[Any] = None,
+                target_sizes: Optional[Any] = None) -> bool:
+            pass
+
+        @abstractmethod
+        def batch_set(self, keys: List[str], values: Optional[Any] = None, target_locations: Optional[Any] = None,
+                      target_sizes: Optional[Any] = None) -> bool:
+            pass
+
+        @abstractmethod
+        def exists(self, key: str) -> bool:
+            pass
+
+        def batch_exists(self, keys: List[str], extra_info=None) -> int:
+            for i in range(len(keys)):
+                if not self.exists(keys[i]):
+                    return i
+            return len(keys)
+
+        def clear(self) -> None:
+            pass
+
+        def get_stats(self):
+            return None
