@@ -197,8 +197,13 @@ class KvStore:
 
     # -- PUT --
 
-    def _put(self, keys: list, values: list) -> List[int]:
-        """keys: bytes; values: list of memoryview lists (pieces). Returns per-key codes."""
+    def _put(self, keys: list, values: list, chain: bool = False, chain_parent: Optional[bytes] = None) -> List[int]:
+        """keys: bytes; values: list of memoryview lists (pieces). Returns per-key codes.
+
+        ``chain``: key i's block continues key i-1's (PUT's CHAIN flag), and ``chain_parent`` is the
+        stored key the first block continues. Requests are sent in order on one connection, so a
+        parent is always stored before its child. Chunks break at keys refused here; the next chunk's
+        parent is the refused key (absent on the node, so no link: what the node itself would do)."""
         n = len(keys)
         results = [E.OK] * n
         with self._lock:
@@ -214,13 +219,29 @@ class KvStore:
                     results[i] = E.VALUE_TOO_LARGE
                 else:
                     todo.append(i)
-            chunks = self._split(todo, [P.put_entry_size(len(keys[i])) for i in todo], hello)
+            sizes = [P.put_entry_size(len(keys[i])) for i in todo]
+            if not chain:
+                chunks = self._split(todo, sizes, hello)
+            else:
+                chunks, run_start = [], 0
+                for pos in range(1, len(todo) + 1):
+                    if pos == len(todo) or todo[pos] != todo[pos - 1] + 1:
+                        chunks += [(run_start + a, run_start + b) for a, b in self._split(todo[run_start:pos], sizes[run_start:pos], hello)]
+                        run_start = pos
+
+            def parent_of(first: int) -> Optional[bytes]:
+                if first == 0:
+                    return chain_parent or None
+                previous = keys[first - 1]
+                return previous if 1 <= len(previous) <= hello.max_key_bytes else None
 
             def run(conn, start, end):
                 idx = todo[start:end]
-                meta = P.encode_put_meta([(keys[i], lengths[i]) for i in idx])
+                parent = parent_of(idx[0]) if chain else None
+                flags = (P.Flag.CHAIN if chain else 0) | (P.Flag.CHAIN_PARENT if parent else 0)
+                meta = P.encode_put_meta([(keys[i], lengths[i]) for i in idx], parent=parent)
                 pieces = [p for i in idx for p in values[i]]
-                rid = conn.send_request(P.Opcode.PUT, meta, pieces, sum(lengths[i] for i in idx))
+                rid = conn.send_request(P.Opcode.PUT, meta, pieces, sum(lengths[i] for i in idx), flags=int(flags))
                 _, reply = conn.read_reply(rid, P.Opcode.PUT)
                 if len(reply.statuses) != len(idx):
                     raise _Failure(E.PROTOCOL_ERROR, "PUT reply with a wrong count")
@@ -251,21 +272,24 @@ class KvStore:
         """Stores ``value`` (any bytes-like) under ``key``: 0, or a negative code."""
         return self._put([_key_bytes(key)], [[memoryview(value).cast("B")]])[0]
 
-    def batch_put_from(self, keys, ptrs, sizes) -> List[int]:
-        """Stores ``sizes[i]`` bytes at address ``ptrs[i]`` under ``keys[i]``: 0 or negative per key."""
+    def batch_put_from(self, keys, ptrs, sizes, chain: bool = False, chain_parent=None) -> List[int]:
+        """Stores ``sizes[i]`` bytes at address ``ptrs[i]`` under ``keys[i]``: 0 or negative per key.
+        ``chain=True`` declares that each key's block continues the previous key's (``chain_parent``:
+        the stored key the first one continues), so a prefix-aware node evicts chains from the tail."""
         _same_length(keys, ptrs, sizes)
         with self._lock:
             views = [[self._checked_view(p, s)] for p, s in zip(ptrs, sizes)]
-        return self._put([_key_bytes(k) for k in keys], views)
+        return self._put([_key_bytes(k) for k in keys], views, chain, _key_bytes(chain_parent) if chain_parent is not None else None)
 
-    def batch_put_from_multi_buffers(self, keys, addrs_per_key, sizes_per_key) -> List[int]:
+    def batch_put_from_multi_buffers(self, keys, addrs_per_key, sizes_per_key, chain: bool = False, chain_parent=None) -> List[int]:
         """Stores, per key, the concatenation of several pieces (``addrs_per_key[i][j]``,
-        ``sizes_per_key[i][j]``), gathered without a joining copy: 0 or negative per key."""
+        ``sizes_per_key[i][j]``), gathered without a joining copy: 0 or negative per key.
+        ``chain`` / ``chain_parent`` as in :meth:`batch_put_from`."""
         _same_length(keys, addrs_per_key, sizes_per_key)
         with self._lock:
             views = [[self._checked_view(a, s) for a, s in _pairs(addrs, sizes)]
                      for addrs, sizes in zip(addrs_per_key, sizes_per_key)]
-        return self._put([_key_bytes(k) for k in keys], views)
+        return self._put([_key_bytes(k) for k in keys], views, chain, _key_bytes(chain_parent) if chain_parent is not None else None)
 
     # -- GET --
 
