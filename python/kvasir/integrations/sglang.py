@@ -38,6 +38,7 @@ context parallelism. Zero-copy pages add ``_k`` / ``_v`` (MHA) or ``_k`` (MLA); 
 keys and only TP rank 0 writes (other ranks' writes report success without sending anything).
 """
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -237,6 +238,19 @@ class KvasirHiCacheStorage(HiCacheStorage):
                 del self._temp_regions[ptr]
                 self.store.unregister_buffer(ptr)
 
+    @contextlib.contextmanager
+    def _temp_regions_for(self, ptrs, sizes):
+        """Registers each (ptr, size) as a temporary region for the duration of the block."""
+        held = []
+        try:
+            for p, sz in zip(ptrs, sizes):
+                self._acquire_temp(p, sz)
+                held.append(p)
+            yield
+        finally:
+            for p in held:
+                self._release_temp(p)
+
     def register_mem_pool_host(self, mem_pool_host) -> None:
         """Registers the host KV pool: its buffers become zero-copy regions of the store."""
         super().register_mem_pool_host(mem_pool_host)
@@ -398,7 +412,7 @@ class KvasirHiCacheStorage(HiCacheStorage):
         """Stores tensors (``values``) or raw ``(target_locations, target_sizes)`` ranges."""
         n = len(keys)
         ok = [False] * n
-        ptrs, sizes, idx, temps, hold = [], [], [], [], []
+        ptrs, sizes, idx, hold = [], [], [], []
         for i in range(n):
             v = values[i] if values is not None else None
             if isinstance(v, torch.Tensor):
@@ -423,16 +437,10 @@ class KvasirHiCacheStorage(HiCacheStorage):
             ptrs.append(p)
             sizes.append(s)
             idx.append(i)
-        for p, s in zip(ptrs, sizes):
-            self._acquire_temp(p, s)
-            temps.append(p)
-        try:
+        with self._temp_regions_for(ptrs, sizes):
             t0 = time.perf_counter()
             res = self._put_missing([self._object_key(keys[i]) for i in idx], ptrs, sizes)
             self._record("set", len(idx), sum(sizes), time.perf_counter() - t0)
-        finally:
-            for p in temps:
-                self._release_temp(p)
         for i, r in zip(idx, res):
             ok[i] = r == E.OK
         return ok
@@ -488,7 +496,7 @@ class KvasirHiCacheStorage(HiCacheStorage):
             return [self._get_one_alloc(k) for k in keys]
         raw = not isinstance(target_locations[0], torch.Tensor)
         out: List[Optional[torch.Tensor]] = [None] * len(keys)
-        ptrs, sizes, idx, bounce, temps = [], [], [], {}, []
+        ptrs, sizes, idx, bounce = [], [], [], {}
         for i, loc in enumerate(target_locations):
             if loc is None:
                 continue
@@ -505,16 +513,10 @@ class KvasirHiCacheStorage(HiCacheStorage):
             ptrs.append(p)
             sizes.append(s)
             idx.append(i)
-        for p, s in zip(ptrs, sizes):
-            self._acquire_temp(p, s)
-            temps.append(p)
-        try:
+        with self._temp_regions_for(ptrs, sizes):
             t0 = time.perf_counter()
             res = self._get_into([self._object_key(keys[i]) for i in idx], ptrs, sizes)
             self._record("get", len(idx), sum(max(r, 0) for r in res), time.perf_counter() - t0)
-        finally:
-            for p in temps:
-                self._release_temp(p)
         hit = [False] * len(keys)
         for i, r, s in zip(idx, res, sizes):
             if r == s:
