@@ -302,12 +302,7 @@ class KvStore:
             if self._closed:
                 raise KvasirError("the store is closed")
             hello = self.hello
-            todo = []
-            for i, k in enumerate(keys):
-                if 1 <= len(k) <= hello.max_key_bytes:
-                    todo.append(i)
-                else:
-                    results[i] = E.INVALID_KEY
+            todo = _valid_positions(keys, results, hello)
             chunks = self._split_keys(todo, keys, hello)
             verify = self.verify_crc
             mismatch = [False]
@@ -405,12 +400,7 @@ class KvStore:
             if self._closed:
                 raise KvasirError("the store is closed")
             hello = self.hello
-            todo = []
-            for i, k in enumerate(keys):
-                if 1 <= len(k) <= hello.max_key_bytes:
-                    todo.append(i)
-                else:
-                    results[i] = E.INVALID_KEY
+            todo = _valid_positions(keys, results, hello)
             chunks = self._split_keys(todo, keys, hello)
 
             def run(conn, start, end):
@@ -479,6 +469,17 @@ class _IndexProxy:
 
     def __setitem__(self, pos, value):
         self.results[self.todo[pos]] = value
+
+
+def _valid_positions(keys, results, hello) -> list:
+    """Positions of keys the node accepts; the others get INVALID_KEY in ``results``."""
+    todo = []
+    for i, k in enumerate(keys):
+        if 1 <= len(k) <= hello.max_key_bytes:
+            todo.append(i)
+        else:
+            results[i] = E.INVALID_KEY
+    return todo
 
 
 def _same_length(keys, *others) -> None:
