@@ -329,6 +329,32 @@ internal sealed class RawProtocolConnection : IAsyncDisposable
     }
 
     /// <summary>
+    /// Checks a batch GET's arguments (throws on mismatched counts). False when there is nothing to send:
+    /// an empty batch, or a broken connection, in which case every key is marked <see cref="IBenchTarget.Error"/>.
+    /// </summary>
+    public bool ReadyForGet(IReadOnlyList<ReadOnlyMemory<byte>> keys, IReadOnlyList<Memory<byte>> destinations, long[] lengths)
+    {
+        ArgumentNullException.ThrowIfNull(keys);
+        ArgumentNullException.ThrowIfNull(destinations);
+        ArgumentNullException.ThrowIfNull(lengths);
+        int n = keys.Count;
+        if (destinations.Count != n || lengths.Length < n) throw new ArgumentException("keys, destinations and lengths differ in count");
+        if (n > 0 && IsBroken) lengths.AsSpan(0, n).Fill(IBenchTarget.Error);
+        return n > 0 && !IsBroken;
+    }
+
+    /// <summary>The same for a batch EXISTS: a broken connection marks every key −1.</summary>
+    public bool ReadyForExists(IReadOnlyList<ReadOnlyMemory<byte>> keys, int[] present)
+    {
+        ArgumentNullException.ThrowIfNull(keys);
+        ArgumentNullException.ThrowIfNull(present);
+        int n = keys.Count;
+        if (present.Length < n) throw new ArgumentException("present is shorter than keys", nameof(present));
+        if (n > 0 && IsBroken) present.AsSpan(0, n).Fill(-1);
+        return n > 0 && !IsBroken;
+    }
+
+    /// <summary>
     /// Reads a value of <paramref name="length"/> bytes followed by CRLF straight into
     /// <paramref name="destination"/>; a value longer than the destination is drained instead.
     /// Returns the length, or <see cref="IBenchTarget.Error"/> when it did not fit.

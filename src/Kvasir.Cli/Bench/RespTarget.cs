@@ -75,17 +75,8 @@ public sealed class RespTarget : IBenchTarget
     /// <summary>One <c>MGET k1 ... kn</c>; each bulk string goes straight into its destination.</summary>
     public async Task GetAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, IReadOnlyList<Memory<byte>> destinations, long[] lengths)
     {
-        ArgumentNullException.ThrowIfNull(keys);
-        ArgumentNullException.ThrowIfNull(destinations);
-        ArgumentNullException.ThrowIfNull(lengths);
+        if (!_connection.ReadyForGet(keys, destinations, lengths)) return;
         int n = keys.Count;
-        if (destinations.Count != n || lengths.Length < n) throw new ArgumentException("keys, destinations and lengths differ in count");
-        if (n == 0) return;
-        if (_connection.IsBroken)
-        {
-            lengths.AsSpan(0, n).Fill(IBenchTarget.Error);
-            return;
-        }
 
         var c = _connection;
         var ct = c.BeginOperation();
@@ -138,16 +129,8 @@ public sealed class RespTarget : IBenchTarget
     /// <summary>n pipelined <c>EXISTS k</c>; an <c>-ERR</c> reply is −1 for that key only.</summary>
     public async Task ExistsAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, int[] present)
     {
-        ArgumentNullException.ThrowIfNull(keys);
-        ArgumentNullException.ThrowIfNull(present);
+        if (!_connection.ReadyForExists(keys, present)) return;
         int n = keys.Count;
-        if (present.Length < n) throw new ArgumentException("present is shorter than keys", nameof(present));
-        if (n == 0) return;
-        if (_connection.IsBroken)
-        {
-            present.AsSpan(0, n).Fill(-1);
-            return;
-        }
 
         var c = _connection;
         var ct = c.BeginOperation();
