@@ -58,7 +58,7 @@ public static class Crc32C
                 s1 = BitOperations.Crc32C(s1, b[i]);
                 s2 = BitOperations.Crc32C(s2, c[i]);
             }
-            uint shift = ShiftFactor(stripe);
+            uint shift = CachedShiftFactor(stripe);
             state = MultiplyModP(shift, MultiplyModP(shift, s0) ^ s1) ^ s2;
             data = data[(3 * stripe)..];
         }
@@ -90,6 +90,21 @@ public static class Crc32C
             b = (b & 1) != 0 ? (b >> 1) ^ Polynomial : b >> 1;
         }
         return product;
+    }
+
+    /// <summary>The last stripe length and its factor: callers checksum values of few distinct sizes.</summary>
+    private sealed record ShiftEntry(int Stripe, uint Factor);
+
+    private static ShiftEntry? s_lastShift;
+
+    /// <summary><see cref="ShiftFactor"/> with a one-entry cache (a reference swap, so readers never see a torn pair).</summary>
+    private static uint CachedShiftFactor(int stripe)
+    {
+        var last = Volatile.Read(ref s_lastShift);
+        if (last is not null && last.Stripe == stripe) return last.Factor;
+        uint factor = ShiftFactor(stripe);
+        Volatile.Write(ref s_lastShift, new ShiftEntry(stripe, factor));
+        return factor;
     }
 
     /// <summary>x^(8·bytes) mod P: multiplying a register by it appends that many zero bytes.</summary>
