@@ -18,6 +18,7 @@ public static class BenchCommand
 
           --target T            kvasir | inproc (node in this process) | memcpy (floor) | redis | memcached   default kvasir
           --server HOST:PORT    the node or peer                                      default 127.0.0.1:7380
+          --redis URL           kvasir target: a cluster's registry instead of --server (--cluster NAME, --replicas R)
           --auth-key HEX        Kvasir node's auth key                                default none
           --op OPS              put | get | mixed | exists (get/mixed/exists pre-fill) default get
           --ratio F             mixed: fraction of requests that are GETs             default 0.9
@@ -39,7 +40,7 @@ public static class BenchCommand
         """;
 
     private static readonly string[] ValueOptions =
-        ["target", "server", "auth-key", "op", "ratio", "value-size", "batch", "inflight", "connections", "keys", "duration", "requests", "warmup", "memory", "verify", "key-space"];
+        [.. ClientCommands.ConnectOptions, "target", "op", "ratio", "value-size", "batch", "inflight", "connections", "keys", "duration", "requests", "warmup", "memory", "verify", "key-space"];
 
     public static async Task<int> RunAsync(IReadOnlyList<string> args)
     {
@@ -56,7 +57,8 @@ public static class BenchCommand
         double ratio = cl.Double("ratio", 0.9);
         if (ratio is < 0 or > 1) throw new UsageException("--ratio must be between 0 and 1");
         string server = cl.Get("server", "127.0.0.1:7380");
-        if (targetName is "kvasir" or "redis" or "memcached") ClientCommands.CheckServerAndKey(server, cl.Get("auth-key"));
+        if (targetName is "redis" or "memcached") ClientCommands.CheckServerAndKey(server, cl.Get("auth-key"));
+        if (targetName is not "kvasir" && cl.Get("redis") is not null) throw new UsageException($"--redis applies to --target kvasir only");
         bool json = cl.Has("json");
         bool progress = !json && !cl.Has("no-progress") && !Console.IsOutputRedirected;
         var duration = Seconds(cl, "duration", 10);
@@ -73,7 +75,7 @@ public static class BenchCommand
 
         await using var kvasir = targetName switch
         {
-            "kvasir" => await KvStore.ConnectAsync(new KvStoreOptions { Server = server, AuthKey = cl.Get("auth-key"), ConnectionsPerNode = connections, ClientName = "kvasir-bench" }),
+            "kvasir" => await KvStore.ConnectAsync(ClientCommands.StoreOptions(cl, "kvasir-bench", connections)),
             "inproc" => KvStore.StartEmbedded(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = cl.Size("memory", 1L << 30), MaxValueBytes = Math.Min(cl.Size("memory", 1L << 30), 1L << 30) } }),
             _ => null,
         };

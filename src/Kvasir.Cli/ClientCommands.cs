@@ -14,10 +14,46 @@ public static class ClientCommands
         kvasir stats  --server HOST:PORT [--auth-key HEX]            print the node's counters
         kvasir ping   --server HOST:PORT [--auth-key HEX]            check the node answers
           --server defaults to 127.0.0.1:7380; --timeout SEC (default 30) bounds each request.
+          In a cluster, give --redis URL [--cluster NAME] [--replicas R] instead of --server (or
+          --server a:p,b:p for a static list): keys go to their nodes by rendezvous hashing;
+          stats sums the nodes' counters (kvasir status shows them per node).
           Keys are UTF-8 text; prefix with hex: for binary keys (hex:00ff10).
         """;
 
-    private static readonly string[] ValueOptions = ["server", "auth-key", "timeout"];
+    /// <summary>Options every verb that talks to nodes accepts.</summary>
+    public static readonly string[] ConnectOptions = ["server", "auth-key", "redis", "cluster", "replicas"];
+
+    private static readonly string[] ValueOptions = [.. ConnectOptions, "timeout"];
+
+    /// <summary>Store options from --server / --redis / --cluster / --replicas / --auth-key; bad values are usage errors.</summary>
+    public static KvStoreOptions StoreOptions(CommandLine cl, string clientName, int connections, TimeSpan? timeout = null)
+    {
+        var redis = cl.Get("redis");
+        var server = cl.Get("server", "127.0.0.1:7380");
+        if (redis is not null && cl.Get("server") is not null) throw new UsageException("give --server or --redis, not both");
+        if (redis is null && cl.Get("cluster") is not null) throw new UsageException("--cluster needs --redis");
+        if (redis is not null)
+        {
+            try { Kvasir.Cluster.RedisUrl.Parse(redis); Kvasir.Cluster.RedisClusterRegistry.ValidateClusterName(cl.Get("cluster", "default")); }
+            catch (FormatException ex) { throw new UsageException($"--redis: {ex.Message}"); }
+            CheckKey(cl.Get("auth-key"));
+        }
+        else
+        {
+            foreach (var one in server.Split(',', StringSplitOptions.TrimEntries)) CheckServerAndKey(one, cl.Get("auth-key"));
+        }
+        return new KvStoreOptions
+        {
+            Server = server,
+            RedisUrl = redis,
+            Cluster = cl.Get("cluster", "default"),
+            Replicas = cl.Int("replicas", 1, 1, 16),
+            AuthKey = cl.Get("auth-key"),
+            RequestTimeout = timeout ?? TimeSpan.FromSeconds(30),
+            ConnectionsPerNode = connections,
+            ClientName = clientName,
+        };
+    }
 
     public static async Task<int> RunAsync(string verb, IReadOnlyList<string> args)
     {
@@ -30,16 +66,7 @@ public static class ClientCommands
             case "exists" or "rm" when p.Count == 0: throw new UsageException($"{verb} needs at least one KEY");
             case "stats" or "ping" when p.Count != 0: throw new UsageException($"{verb} takes no arguments");
         }
-        var server = cl.Get("server", "127.0.0.1:7380");
-        CheckServerAndKey(server, cl.Get("auth-key"));
-        var options = new KvStoreOptions
-        {
-            Server = server,
-            AuthKey = cl.Get("auth-key"),
-            RequestTimeout = TimeSpan.FromSeconds(cl.Int("timeout", 30, 1)),
-            ConnectionsPerNode = 1,
-            ClientName = "kvasir-cli",
-        };
+        var options = StoreOptions(cl, "kvasir-cli", 1, TimeSpan.FromSeconds(cl.Int("timeout", 30, 1)));
         await using var store = await KvStore.ConnectAsync(options);
         switch (verb)
         {
@@ -47,6 +74,7 @@ public static class ClientCommands
                 {
                     byte[] value = p[1] == "-" ? await ReadStdinAsync() : await ReadFileAsync(p[1]);
                     var status = (await store.PutAsync([Key(p[0])], [value]))[0];
+                    if (status == KvStatus.Ok && store.IsCluster) Console.Error.WriteLine($"stored on {string.Join(", ", store.Placement(Key(p[0]).Span))}");
                     if (status != KvStatus.Ok) return Fail($"put {p[0]}: {status}");
                     return 0;
                 }
@@ -100,6 +128,11 @@ public static class ClientCommands
         int colon = server.LastIndexOf(':');
         if (colon <= 0 || !int.TryParse(server[(colon + 1)..], out int port) || port is < 1 or > 65535)
             throw new UsageException($"--server: '{server}' is not HOST:PORT");
+        CheckKey(authKey);
+    }
+
+    private static void CheckKey(string? authKey)
+    {
         if (authKey is null) return;
         try { Kvasir.Protocol.AuthHandshake.ParseKey(authKey); }
         catch (FormatException ex) { throw new UsageException($"--auth-key: {ex.Message}"); }

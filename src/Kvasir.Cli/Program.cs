@@ -6,7 +6,8 @@ const string Usage = """
 
     usage: kvasir VERB [options]
       serve     run a cache node
-      put get exists rm stats ping    talk to a running node
+      put get exists rm stats ping    talk to a running node (or a cluster: --redis URL)
+      status    a cluster's nodes (or one node): state, capacity, use, keys, hit ratio
       bench     load generator against a running node
     kvasir VERB --help for the verb's options.
     """;
@@ -32,6 +33,7 @@ if (rest.Contains("--help") || rest.Contains("-h"))
     {
         "serve" => ServeCommand.Help,
         "bench" => BenchCommand.Help,
+        "status" => StatusCommand.Help,
         "put" or "get" or "exists" or "rm" or "stats" or "ping" => ClientCommands.Help,
         _ => Usage,
     });
@@ -43,6 +45,7 @@ try
     {
         "serve" => await ServeCommand.RunAsync(rest),
         "bench" => await BenchCommand.RunAsync(rest),
+        "status" => await StatusCommand.RunAsync(rest),
         "put" or "get" or "exists" or "rm" or "stats" or "ping" => await ClientCommands.RunAsync(verb, rest),
         _ => throw new UsageException($"unknown verb '{verb}' (try kvasir --help)"),
     };

@@ -27,11 +27,17 @@ public static class ServeCommand
           --max-batch N          keys per request                     default 8192
           --max-connections N    open connections                     default 4096
           --log-level LEVEL      trace|debug|information|warning|error default information
+          --redis URL            join a cluster: register in this Redis  default none (standalone)
+          --cluster NAME         cluster name in Redis                 default default
+          --advertise HOST:PORT  address clients use to reach the node default --host:port (set it with --host 0.0.0.0)
+          --node-id ID           placement identity (keep it stable)   default the advertised address
+          --heartbeat-ttl SEC    node counts as dead after this silence default 5
         """;
 
     private static readonly string[] ValueOptions =
         ["host", "port", "memory", "max-value", "block-size", "eviction", "high-watermark", "low-watermark", "auth-key",
-         "lease-timeout", "frame-timeout", "max-batch", "max-connections", "log-level"];
+         "lease-timeout", "frame-timeout", "max-batch", "max-connections", "log-level",
+         "redis", "cluster", "advertise", "node-id", "heartbeat-ttl"];
 
     public static NodeOptions ParseOptions(IReadOnlyList<string> args)
     {
@@ -71,6 +77,8 @@ public static class ServeCommand
             FrameTimeout = TimeSpan.FromSeconds(cl.Int("frame-timeout", 30, 1)),
             MaxBatchKeys = cl.Int("max-batch", ProtocolLimits.DefaultMaxBatchKeys, 1),
             MaxConnections = cl.Int("max-connections", 4096, 1),
+            NodeId = cl.Get("node-id"),
+            Cluster = ParseCluster(cl),
         };
         if (!System.Net.IPAddress.TryParse(options.Host, out _)) throw new UsageException($"--host: '{options.Host}' is not an IP address");
         try { options.Validate(); }
@@ -78,11 +86,35 @@ public static class ServeCommand
         return options;
     }
 
+    private static ClusterJoinOptions? ParseCluster(CommandLine cl)
+    {
+        var redis = cl.Get("redis");
+        if (redis is null)
+        {
+            foreach (var flag in new[] { "cluster", "advertise", "heartbeat-ttl" })
+                if (cl.Get(flag) is not null) throw new UsageException($"--{flag} needs --redis");
+            return null;
+        }
+        try { Kvasir.Cluster.RedisUrl.Parse(redis); }
+        catch (FormatException ex) { throw new UsageException($"--redis: {ex.Message}"); }
+        var host = cl.Get("host", "127.0.0.1");
+        if (cl.Get("advertise") is null && (host is "0.0.0.0" or "::"))
+            throw new UsageException($"--advertise HOST:PORT is needed with --host {host}: clients cannot connect to {host}");
+        if (cl.Get("advertise") is { } a && !Kvasir.Cluster.Endpoint.TryParse(a, out _)) throw new UsageException($"--advertise: '{a}' is not HOST:PORT");
+        double ttl = cl.Double("heartbeat-ttl", 5);
+        if (ttl is < 0.4 or > 3600) throw new UsageException("--heartbeat-ttl: must be 0.4..3600 seconds");
+        var name = cl.Get("cluster", "default");
+        try { Kvasir.Cluster.RedisClusterRegistry.ValidateClusterName(name); }
+        catch (FormatException ex) { throw new UsageException($"--cluster: {ex.Message}"); }
+        return new ClusterJoinOptions { RedisUrl = redis, Name = name, Advertise = cl.Get("advertise"), HeartbeatTtl = TimeSpan.FromSeconds(ttl) };
+    }
+
     /// <summary>Store settings are named by their flags in errors, not by their property names.</summary>
     private static readonly Dictionary<string, string> Flags = new()
     {
         ["Capacity"] = "--memory", ["MaxValueBytes"] = "--max-value", ["BlockSize"] = "--block-size",
         ["HighWatermark"] = "--high-watermark", ["LowWatermark"] = "--low-watermark", ["LeaseTimeout"] = "--lease-timeout",
+        ["node id"] = "--node-id",
     };
 
     private static string FlagMessage(ArgumentException ex)
@@ -123,7 +155,8 @@ public static class ServeCommand
         var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
         using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
-        Console.Out.WriteLine($"kvasir: serving on {options.Host}:{node.Port} ({ByteSize.Format(options.Store.Capacity)}, auth {(options.AuthKey is null ? "off" : "on")})");
+        var cluster = options.Cluster is { } c ? $", cluster {c.Name} via {Kvasir.Cluster.RedisUrl.Parse(c.RedisUrl)} as {node.NodeId}" : "";
+        Console.Out.WriteLine($"kvasir: serving on {options.Host}:{node.Port} ({ByteSize.Format(options.Store.Capacity)}, auth {(options.AuthKey is null ? "off" : "on")}{cluster})");
         Console.Out.Flush();
         await stop.Task;
         await node.StopAsync();

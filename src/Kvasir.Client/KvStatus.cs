@@ -40,6 +40,9 @@ public sealed class PutOptions
 
     /// <summary>With <see cref="Chain"/>: the already stored key that the first block continues. Empty for none.</summary>
     public ReadOnlyMemory<byte> ChainParent { get; init; }
+
+    /// <summary>In a cluster: copies of these values, overriding <see cref="KvStoreOptions.Replicas"/>. Null for the store's setting.</summary>
+    public int? Replicas { get; init; }
 }
 
 /// <summary>A call failed as a whole: bad options, authentication refused, or the node unreachable at connect.</summary>

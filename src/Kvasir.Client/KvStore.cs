@@ -14,15 +14,41 @@ namespace Kvasir.Client;
 /// </summary>
 public sealed class KvStore : IAsyncDisposable
 {
-    private readonly IKvTransport _transport;
+    private readonly IKvTransport _transport = null!;
+    private readonly ClusterRouter? _router;
 
     private KvStore(IKvTransport transport) => _transport = transport;
 
-    /// <summary>Connects to a node over TCP. Throws <see cref="KvasirException"/> (or <see cref="KvasirAuthException"/>) with the reason.</summary>
+    private KvStore(ClusterRouter router) => _router = router;
+
+    /// <summary>
+    /// Connects to a node over TCP — or, when the options name a registry, a server list or an
+    /// embedded node, to a cluster (keys placed by rendezvous hashing, docs/cluster.md). Throws
+    /// <see cref="KvasirException"/> (or <see cref="KvasirAuthException"/>) with the reason.
+    /// </summary>
     public static async Task<KvStore> ConnectAsync(KvStoreOptions options, CancellationToken ct = default)
     {
         options.Validate();
+        if (options.IsRouted) return new KvStore(await ClusterRouter.StartAsync(options, ct).ConfigureAwait(false));
         return new KvStore(await TcpTransport.ConnectAsync(options, ct).ConfigureAwait(false));
+    }
+
+    /// <summary>True when this store routes over a cluster's nodes.</summary>
+    public bool IsCluster => _router is not null;
+
+    /// <summary>The nodes keys are placed on now (one, for a single-node store).</summary>
+    public IReadOnlyList<Kvasir.Cluster.NodeRecord> Nodes => _router?.Nodes
+        ?? [new Kvasir.Cluster.NodeRecord { Id = NodeId, Address = NodeId, Capacity = _transport.Limits.Capacity }];
+
+    /// <summary>The ids of the nodes that hold <paramref name="key"/>'s copies, best first.</summary>
+    public IReadOnlyList<string> Placement(ReadOnlySpan<byte> key, int? replicas = null)
+        => _router?.Place(key, replicas ?? _router.Replicas) ?? [NodeId];
+
+    /// <summary>Each node's STATS (or why it could not answer).</summary>
+    public async Task<IReadOnlyList<(Kvasir.Cluster.NodeRecord Node, IReadOnlyDictionary<string, long>? Stats, string? Error)>> NodeStatsAsync(CancellationToken ct = default)
+    {
+        if (_router is not null) return await _router.NodeStatsAsync(ct).ConfigureAwait(false);
+        return [(Nodes[0], await StatsAsync(ct).ConfigureAwait(false), null)];
     }
 
     /// <summary>A store over a node running in this process (transport "inproc"). The caller keeps owning <paramref name="node"/>.</summary>
@@ -31,11 +57,11 @@ public sealed class KvStore : IAsyncDisposable
     /// <summary>Starts a node inside this process, without a listening socket, and returns a store over it; disposing the store stops the node.</summary>
     public static KvStore StartEmbedded(NodeOptions options) => new(new InProcessTransport(new CacheNode(options), ownsNode: true));
 
-    /// <summary>Largest value the node accepts, in bytes.</summary>
-    public long MaxValueBytes => _transport.Limits.MaxValueBytes;
+    /// <summary>Largest value the node accepts, in bytes (in a cluster, the smallest limit among the nodes reached so far).</summary>
+    public long MaxValueBytes => _router?.MaxValueBytes ?? _transport.Limits.MaxValueBytes;
 
-    /// <summary>The node's id as it reported it.</summary>
-    public string NodeId => _transport.Limits.NodeId;
+    /// <summary>The node's id as it reported it; in a cluster, the embedded node's id or "cluster".</summary>
+    public string NodeId => _router is null ? _transport.Limits.NodeId : _router.EmbeddedNodeId ?? "cluster";
 
     /// <summary>UTF-8 bytes of each key: a convenience for string keys.</summary>
     public static ReadOnlyMemory<byte>[] Keys(params IEnumerable<string> keys) => keys.Select(k => (ReadOnlyMemory<byte>)Encoding.UTF8.GetBytes(k)).ToArray();
@@ -110,15 +136,32 @@ public sealed class KvStore : IAsyncDisposable
     /// <summary>Drops one pin per key.</summary>
     public Task<KvStatus[]> UnpinAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, CancellationToken ct = default) => KeyOpAsync(Opcode.Unpin, keys, ct);
 
-    /// <summary>The node's counters (STATS), by name.</summary>
+    /// <summary>The node's counters (STATS), by name. In a cluster: each counter summed over the nodes that answered.</summary>
     public async Task<IReadOnlyDictionary<string, long>> StatsAsync(CancellationToken ct = default)
-        => (await _transport.StatsAsync(ct).ConfigureAwait(false)).ToDictionary(p => p.Key, p => p.Value);
-
-    /// <summary>Round trip to the node.</summary>
-    public Task PingAsync(CancellationToken ct = default) => _transport.PingAsync(ct);
-
-    private async Task<KvStatus[]> PutCoreAsync(PutBatch batch, PutOptions? options, CancellationToken ct)
     {
+        if (_router is null) return (await _transport.StatsAsync(ct).ConfigureAwait(false)).ToDictionary(p => p.Key, p => p.Value);
+        var sum = new Dictionary<string, long>();
+        foreach (var (_, stats, _) in await _router.NodeStatsAsync(ct).ConfigureAwait(false))
+            foreach (var (name, value) in stats ?? new Dictionary<string, long>()) sum[name] = sum.GetValueOrDefault(name) + value;
+        return sum;
+    }
+
+    /// <summary>Round trip to the node (in a cluster: to every node; throws naming the first that did not answer).</summary>
+    public async Task PingAsync(CancellationToken ct = default)
+    {
+        if (_router is null) { await _transport.PingAsync(ct).ConfigureAwait(false); return; }
+        foreach (var (node, _, error) in await _router.NodeStatsAsync(ct).ConfigureAwait(false))
+            if (error is not null) throw new KvasirException($"node {node.Id} ({node.Address}): {error}");
+    }
+
+    internal async Task<KvStatus[]> PutCoreAsync(PutBatch batch, PutOptions? options, CancellationToken ct)
+    {
+        if (_router is not null)
+        {
+            var routed = await _router.PutAsync(batch.Keys, batch.Values, options, ct).ConfigureAwait(false);
+            routed.CopyTo(batch.Results, 0);
+            return batch.Results;
+        }
         bool chain = options?.Chain ?? false;
         var limits = _transport.Limits;
         // Keys the node would refuse are answered here, without sending their bytes. Chunks break
@@ -177,15 +220,21 @@ public sealed class KvStore : IAsyncDisposable
         }
     }
 
-    private async Task<GetBatch> GetCoreAsync(GetBatch batch, CancellationToken ct)
+    internal async Task<GetBatch> GetCoreAsync(GetBatch batch, CancellationToken ct)
     {
+        if (_router is not null)
+        {
+            await _router.GetAsync(batch, ct).ConfigureAwait(false);
+            return batch;
+        }
         var chunks = KeyChunks(batch.Keys, _transport.Limits, i => batch.Results[i] = new KvGetResult(KvStatus.InvalidKey, 0));
         await Task.WhenAll(chunks.Select(c => _transport.GetAsync(batch, c.Start, c.End, ct))).ConfigureAwait(false);
         return batch;
     }
 
-    private async Task<KvStatus[]> KeyOpAsync(Opcode op, IReadOnlyList<ReadOnlyMemory<byte>> keys, CancellationToken ct)
+    internal async Task<KvStatus[]> KeyOpAsync(Opcode op, IReadOnlyList<ReadOnlyMemory<byte>> keys, CancellationToken ct)
     {
+        if (_router is not null) return await _router.KeyOpAsync(op, keys, ct).ConfigureAwait(false);
         var results = new KvStatus[keys.Count];
         var chunks = KeyChunks(keys, _transport.Limits, i => results[i] = KvStatus.InvalidKey);
         await Task.WhenAll(chunks.Select(c => _transport.KeyOpAsync(op, keys, c.Start, c.End, results, ct))).ConfigureAwait(false);
@@ -227,5 +276,5 @@ public sealed class KvStore : IAsyncDisposable
         if (keys != other) throw new ArgumentException($"{keys} keys but {other} {name}", name);
     }
 
-    public ValueTask DisposeAsync() => _transport.DisposeAsync();
+    public ValueTask DisposeAsync() => _router?.DisposeAsync() ?? _transport.DisposeAsync();
 }

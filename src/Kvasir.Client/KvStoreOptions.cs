@@ -1,10 +1,47 @@
+using Kvasir.Server;
+using Kvasir.Storage;
+using Microsoft.Extensions.Logging;
+
 namespace Kvasir.Client;
 
 /// <summary>Options of a <see cref="KvStore"/> talking to a node over TCP.</summary>
 public sealed class KvStoreOptions
 {
-    /// <summary>The node, as "host:port". Default 127.0.0.1:7380 (what <c>kvasir serve</c> listens on).</summary>
+    /// <summary>
+    /// The node, as "host:port". Default 127.0.0.1:7380 (what <c>kvasir serve</c> listens on).
+    /// Also accepted: a comma-separated list "a:p,b:p" (a static cluster, keys placed over the list)
+    /// and a "redis://host:port" URL (same as setting <see cref="RedisUrl"/>).
+    /// </summary>
     public string Server { get; init; } = "127.0.0.1:7380";
+
+    /// <summary>
+    /// A cluster registry, <c>redis://[:password@]host:port[/db]</c>. Default none. When set, the store
+    /// discovers the cluster's live nodes there, follows joins and departures, and places each key
+    /// on its nodes by rendezvous hashing (docs/cluster.md); <see cref="Server"/> is then ignored.
+    /// </summary>
+    public string? RedisUrl { get; init; }
+
+    /// <summary>Cluster name in the registry. Default "default".</summary>
+    public string Cluster { get; init; } = "default";
+
+    /// <summary>
+    /// Copies of each value in a cluster. Default 1. Puts go to the top R nodes of the key's ranking;
+    /// gets and exists try them in order. R=2 survives one node's death without misses; each
+    /// replica costs a put's bandwidth and memory again. Overridable per put (<see cref="PutOptions.Replicas"/>).
+    /// </summary>
+    public int Replicas { get; init; } = 1;
+
+    /// <summary>How often a cluster client checks the registry for membership changes. Default 1 s (changes are also pushed by pub/sub).</summary>
+    public TimeSpan MembershipPoll { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Run a node inside this process that contributes memory to the cluster, registered like any
+    /// other node. Default none. Keys it holds are read and written without the network.
+    /// </summary>
+    public EmbeddedNodeOptions? Embedded { get; init; }
+
+    /// <summary>Logs for cluster events (membership changes, unreachable nodes). Default none.</summary>
+    public ILoggerFactory? LoggerFactory { get; init; }
 
     /// <summary>The node's auth key as 64 hex characters. Default none. With a key set the client also refuses a node that does not authenticate itself.</summary>
     public string? AuthKey { get; init; }
@@ -26,6 +63,21 @@ public sealed class KvStoreOptions
     /// <summary>Name sent in HELLO, shown in the node's logs. Default "kvasir-dotnet".</summary>
     public string ClientName { get; init; } = "kvasir-dotnet";
 
+    /// <summary>True when the store routes over several nodes (a registry, a list, or an embedded node).</summary>
+    internal bool IsRouted => RedisUrl is not null || Embedded is not null || ServerList().Count > 1;
+
+    internal string? EffectiveRedisUrl => RedisUrl ?? (Server.Trim().StartsWith("redis://", StringComparison.Ordinal) ? Server.Trim() : null);
+
+    internal IReadOnlyList<string> ServerList()
+        => Server.Trim().StartsWith("redis://", StringComparison.Ordinal) ? [] : Server.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    /// <summary>These options for one member of a cluster.</summary>
+    internal KvStoreOptions ForNode(string address) => new()
+    {
+        Server = address, AuthKey = AuthKey, ConnectTimeout = ConnectTimeout, RequestTimeout = RequestTimeout,
+        ConnectionsPerNode = ConnectionsPerNode, ClientName = ClientName,
+    };
+
     internal (string Host, int Port) ParseServer()
     {
         var s = Server.Trim();
@@ -40,6 +92,63 @@ public sealed class KvStoreOptions
     {
         if (ConnectionsPerNode < 1) throw new KvasirException("ConnectionsPerNode must be at least 1");
         if (ConnectTimeout <= TimeSpan.Zero || RequestTimeout <= TimeSpan.Zero) throw new KvasirException("timeouts must be positive");
-        ParseServer();
+        if (Replicas < 1) throw new KvasirException($"replicas must be at least 1 (got {Replicas})");
+        if (MembershipPoll <= TimeSpan.Zero) throw new KvasirException("membership poll interval must be positive");
+        if (EffectiveRedisUrl is { } url)
+        {
+            try { Kvasir.Cluster.RedisUrl.Parse(url); Kvasir.Cluster.RedisClusterRegistry.ValidateClusterName(Cluster); }
+            catch (FormatException ex) { throw new KvasirException(ex.Message, ex); }
+        }
+        else if (ServerList() is { Count: > 1 } list)
+        {
+            foreach (var a in list)
+                if (!Kvasir.Cluster.Endpoint.TryParse(a, out _)) throw new KvasirException($"server address '{a}' is not HOST:PORT");
+        }
+        else if (Embedded is null || ServerList().Count > 0) ParseServer();
+        Embedded?.Validate();
+    }
+}
+
+/// <summary>A node run inside the client process (<see cref="KvStoreOptions.Embedded"/>).</summary>
+public sealed class EmbeddedNodeOptions
+{
+    /// <summary>Arena capacity in bytes: the DRAM this process lends the cluster. Required.</summary>
+    public required long Capacity { get; init; }
+
+    /// <summary>Address other clients reach this node on, "host:port"; port 0 picks a free one. Default "127.0.0.1:0" (this host only).</summary>
+    public string DataPlaneAddress { get; init; } = "127.0.0.1:0";
+
+    /// <summary>The node's id in the cluster (its placement identity). Default: its data address.</summary>
+    public string? ClientId { get; init; }
+
+    /// <summary>Heartbeat TTL of its registration. Default 5 s.</summary>
+    public TimeSpan HeartbeatTtl { get; init; } = TimeSpan.FromSeconds(5);
+
+    internal void Validate()
+    {
+        if (Capacity < 1 << 20) throw new KvasirException($"embedded node capacity must be at least 1 MiB (got {Capacity} bytes)");
+        if (!Kvasir.Cluster.Endpoint.TryParse(DataPlaneAddress, out _, allowPortZero: true))
+            throw new KvasirException($"data plane address '{DataPlaneAddress}' is not HOST:PORT");
+    }
+
+    internal NodeOptions ToNodeOptions(KvStoreOptions store)
+    {
+        Kvasir.Cluster.Endpoint.TryParse(DataPlaneAddress, out var endpoint, allowPortZero: true);
+        var (host, port) = endpoint;
+        if (!System.Net.IPAddress.TryParse(host, out _)) throw new KvasirException($"data plane host '{host}' must be an IP address");
+        var options = new NodeOptions
+        {
+            Host = host,
+            Port = port,
+            NodeId = ClientId,
+            AuthKey = store.AuthKey is null ? null : Kvasir.Protocol.AuthHandshake.ParseKey(store.AuthKey),
+            Store = new StoreOptions { Capacity = Capacity, MaxValueBytes = Math.Min(Kvasir.Protocol.ProtocolLimits.DefaultMaxValueBytes, Capacity) },
+            Cluster = store.EffectiveRedisUrl is { } url
+                ? new ClusterJoinOptions { RedisUrl = url, Name = store.Cluster, Kind = "embedded", HeartbeatTtl = HeartbeatTtl }
+                : null,
+        };
+        try { options.Validate(); }
+        catch (ArgumentException ex) { throw new KvasirException($"embedded node: {ex.Message}", ex); }
+        return options;
     }
 }

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Kvasir.Cluster;
 using Kvasir.Protocol;
 using Kvasir.Server.Internal;
 using Kvasir.Storage;
@@ -47,7 +48,16 @@ public sealed class CacheNode : IAsyncDisposable
     /// <summary>The bound data port (the real one when <see cref="NodeOptions.Port"/> is 0).</summary>
     public int Port { get; private set; }
 
-    public string NodeId => Options.NodeId ?? $"{Options.Host}:{Port}";
+    /// <summary>The node's id: <see cref="NodeOptions.NodeId"/>, else the advertised address, else host:port.</summary>
+    public string NodeId => Options.NodeId ?? Options.Cluster?.Advertise ?? Kvasir.Cluster.Endpoint.Format(Options.Host, Port);
+
+    /// <summary>The address clients should use: the advertised one, else the bound host and port.</summary>
+    public string DataAddress => Options.Cluster?.Advertise ?? Kvasir.Cluster.Endpoint.Format(Options.Host, Port);
+
+    /// <summary>Cluster registration, when <see cref="NodeOptions.Cluster"/> is set (available once <see cref="Start"/> returned).</summary>
+    public NodeRegistrar? Registration { get; private set; }
+
+    private Task _joining = Task.CompletedTask;
 
     internal CancellationToken Stopping => _stop.Token;
 
@@ -74,6 +84,36 @@ public sealed class CacheNode : IAsyncDisposable
         _acceptLoop = Task.Run(AcceptLoopAsync);
         _log.LogInformation("kvasir node {NodeId} serving on {Host}:{Port}, {Capacity} bytes, auth {Auth}",
             NodeId, Options.Host, Port, Options.Store.Capacity, Options.AuthKey is null ? "off" : "on");
+        if (Options.Cluster is { } cluster) _joining = JoinAsync(cluster);
+    }
+
+    /// <summary>
+    /// Registers in the cluster in the background: the node serves at once, whether or not Redis
+    /// answers; the registrar's state says which (Degraded while Redis cannot be reached).
+    /// </summary>
+    private async Task JoinAsync(ClusterJoinOptions cluster)
+    {
+        IClusterRegistry registry;
+        try
+        {
+            registry = await RedisClusterRegistry.ConnectAsync(RedisUrl.Parse(cluster.RedisUrl), cluster.Name, cluster.RedisTimeout).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            _log.LogError("cannot set up cluster registration, serving standalone: {Reason}", ex.Message);
+            return;
+        }
+        var version = typeof(CacheNode).Assembly.GetName().Version?.ToString(3) ?? "0";
+        var record = new NodeRecord
+        {
+            Id = NodeId, Address = DataAddress, Capacity = Options.Store.Capacity, Version = version,
+            StartedMs = StartedAt.ToUnixTimeMilliseconds(), Kind = cluster.Kind,
+        };
+        var registrar = new NodeRegistrar(registry, () => record, cluster.HeartbeatTtl, LoggerFactory);
+        Registration = registrar;
+        if (_stop.IsCancellationRequested) return;
+        await registrar.BeatAsync().ConfigureAwait(false);
+        registrar.Start();
     }
 
     /// <summary>Stats as sent in the STATS reply: storage, connection and traffic counters.</summary>
@@ -105,6 +145,8 @@ public sealed class CacheNode : IAsyncDisposable
             new("protocol_errors", c.ProtocolErrors),
             new("auth_failures", c.AuthFailures),
             new("uptime_ms", (long)(DateTimeOffset.UtcNow - StartedAt).TotalMilliseconds),
+            new("cluster_state", Registration is null ? 0 : 1 + (long)Registration.State),
+            new("cluster_heartbeats", Registration?.Heartbeats ?? 0),
         };
         foreach (var op in Enum.GetValues<Opcode>())
             list.Add(new($"requests_{op.ToString().ToLowerInvariant()}", c.Requests(op)));
@@ -167,6 +209,9 @@ public sealed class CacheNode : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _stopped, 1) != 0) return;
         _stop.Cancel();
+        // Leave the cluster first, so clients stop routing here while in-flight requests drain.
+        await _joining.ConfigureAwait(false);
+        if (Registration is not null) await Registration.DisposeAsync().ConfigureAwait(false);
         _listener?.Dispose();
         await _acceptLoop.ConfigureAwait(false);
         Task[] running;

@@ -46,6 +46,9 @@ public sealed class NodeOptions
     /// <summary>Name the node gives in HELLO and STATS. Default "host:port".</summary>
     public string? NodeId { get; init; }
 
+    /// <summary>Cluster membership through Redis. Default none: a standalone node.</summary>
+    public ClusterJoinOptions? Cluster { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad option.</summary>
     public void Validate()
     {
@@ -59,6 +62,10 @@ public sealed class NodeOptions
         if (Store.MaxKeyBytes > ProtocolLimits.MaxKeyBytes) throw new ArgumentException($"max key bytes may not exceed {ProtocolLimits.MaxKeyBytes}");
         if (NodeId is not null && System.Text.Encoding.UTF8.GetByteCount(NodeId) > ProtocolLimits.MaxNameBytes)
             throw new ArgumentException($"node id may not exceed {ProtocolLimits.MaxNameBytes} bytes");
+        if (NodeId is not null && !Kvasir.Cluster.NodeRecord.IsValidId(NodeId))
+            throw new ArgumentException($"node id '{NodeId}' must be 1 to 255 printable ASCII characters without spaces");
+        try { Cluster?.Validate(); }
+        catch (FormatException ex) { throw new ArgumentException(ex.Message, ex); }
         Store.Validate();
     }
 }

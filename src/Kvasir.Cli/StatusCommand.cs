@@ -1,0 +1,97 @@
+using System.Globalization;
+using Kvasir.Client;
+using Kvasir.Cluster;
+
+namespace Kvasir.Cli;
+
+/// <summary><c>kvasir status</c>: one row per node of a cluster (or of one node), from the registry and each node's STATS.</summary>
+public static class StatusCommand
+{
+    public const string Help = """
+        kvasir status --redis URL [--cluster NAME] [--auth-key HEX] [--json]   the cluster's nodes, one row each
+        kvasir status [--server HOST:PORT] [--auth-key HEX] [--json]            one node
+          Columns: id, address, kind, state (up | unreachable: registered but not answering |
+          down: heartbeat lost, listed for an hour), capacity, used, keys, hit ratio, version, uptime.
+          Exit 0 when every listed node is up, 1 otherwise.
+        """;
+
+    public static async Task<int> RunAsync(IReadOnlyList<string> args)
+    {
+        var cl = CommandLine.Parse(args, ["server", "auth-key", "redis", "cluster", "timeout"], ["json"]);
+        if (cl.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cl.Positionals[0]}'");
+        var timeout = TimeSpan.FromSeconds(cl.Int("timeout", 5, 1));
+        var options = ClientCommands.StoreOptions(cl, "kvasir-status", 1, timeout);
+        var rows = new List<Row>();
+        if (options.RedisUrl is { } url)
+        {
+            IReadOnlyList<MemberStatus> members;
+            await using (var registry = await RedisClusterRegistry.ConnectAsync(RedisUrl.Parse(url), options.Cluster, timeout))
+            {
+                try { members = await registry.ListAllAsync(); }
+                catch (ClusterRegistryException ex) { throw new KvasirException($"cannot read cluster '{options.Cluster}' from {url}: {ex.Message}"); }
+            }
+            rows.AddRange(await Task.WhenAll(members.Select(m => m.Live
+                ? ProbeAsync(m.Record, options)
+                : Task.FromResult(new Row(m.Record, "down", null, $"since {DateTimeOffset.FromUnixTimeMilliseconds(m.SinceMs).ToLocalTime():HH:mm:ss}")))));
+        }
+        else
+        {
+            rows.Add(await ProbeAsync(new NodeRecord { Id = options.Server, Address = options.Server }, options));
+        }
+        if (cl.Has("json")) PrintJson(rows);
+        else PrintTable(rows, options.RedisUrl is null ? null : options.Cluster);
+        return rows.All(r => r.State == "up") ? 0 : 1;
+    }
+
+    private sealed record Row(NodeRecord Node, string State, IReadOnlyDictionary<string, long>? Stats, string? Note);
+
+    private static async Task<Row> ProbeAsync(NodeRecord node, KvStoreOptions options)
+    {
+        try
+        {
+            await using var store = await KvStore.ConnectAsync(new KvStoreOptions
+            {
+                Server = node.Address, AuthKey = options.AuthKey, ConnectTimeout = options.RequestTimeout,
+                RequestTimeout = options.RequestTimeout, ConnectionsPerNode = 1, ClientName = "kvasir-status",
+            });
+            return new Row(node, "up", await store.StatsAsync(), null);
+        }
+        catch (KvasirException ex)
+        {
+            return new Row(node, "unreachable", null, ex.Message);
+        }
+    }
+
+    private static void PrintTable(List<Row> rows, string? cluster)
+    {
+        if (cluster is not null) Console.WriteLine($"cluster {cluster}: {rows.Count(r => r.State == "up")} up, {rows.Count(r => r.State != "up")} not up");
+        var table = new List<string[]> { new[] { "ID", "ADDRESS", "KIND", "STATE", "CAPACITY", "USED", "KEYS", "HIT%", "VERSION", "UPTIME" } };
+        foreach (var r in rows)
+        {
+            var s = r.Stats;
+            long Get(string name) => s is not null && s.TryGetValue(name, out var v) ? v : 0;
+            long lookups = Get("hits") + Get("misses");
+            table.Add([
+                r.Node.Id, r.Node.Address, r.Node.Kind, r.State + (r.Note is null ? "" : $" ({r.Note})"),
+                ByteSize.Format(s is null ? r.Node.Capacity : Get("capacity_bytes")),
+                s is null ? "-" : ByteSize.Format(Get("allocated_bytes")),
+                s is null ? "-" : Get("keys").ToString(CultureInfo.InvariantCulture),
+                s is null || lookups == 0 ? "-" : (100.0 * Get("hits") / lookups).ToString("F1", CultureInfo.InvariantCulture),
+                r.Node.Version.Length == 0 ? "-" : r.Node.Version,
+                s is null ? "-" : TimeSpan.FromMilliseconds(Get("uptime_ms")).ToString(@"d\.hh\:mm\:ss", CultureInfo.InvariantCulture),
+            ]);
+        }
+        var widths = Enumerable.Range(0, table[0].Length).Select(c => table.Max(row => row[c].Length)).ToArray();
+        foreach (var row in table) Console.WriteLine(string.Join("  ", row.Select((cell, c) => cell.PadRight(widths[c]))).TrimEnd());
+    }
+
+    private static void PrintJson(List<Row> rows)
+    {
+        var nodes = rows.Select(r => new Dictionary<string, object?>
+        {
+            ["id"] = r.Node.Id, ["addr"] = r.Node.Address, ["kind"] = r.Node.Kind, ["state"] = r.State, ["note"] = r.Note,
+            ["version"] = r.Node.Version, ["stats"] = r.Stats,
+        });
+        Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(nodes));
+    }
+}

@@ -1,0 +1,357 @@
+using System.Collections.Concurrent;
+using Kvasir.Cluster;
+using Kvasir.Protocol;
+using Kvasir.Server;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Kvasir.Client.Internal;
+
+/// <summary>
+/// Routes every key of a batch to its nodes by rendezvous placement over the live membership (a
+/// Redis-watched cluster or a static list), sends one request per node in parallel, and puts the
+/// per-key results back in the caller's order. With R replicas, puts go to the top R nodes (Ok when
+/// any of them stored the value), reads try them in rank order until one has the key, and a node
+/// that fails mid-batch only turns its keys into retries on the next replica.
+/// </summary>
+internal sealed class ClusterRouter : IAsyncDisposable
+{
+    private readonly KvStoreOptions _options;
+    private readonly MembershipWatcher? _watcher;
+    private readonly ConcurrentDictionary<string, NodeSlot> _slots = new(StringComparer.Ordinal);
+    private readonly ILogger _log;
+    private NodeSlot? _embedded;
+    private View _view;
+
+    private ClusterRouter(KvStoreOptions options, MembershipWatcher? watcher, IReadOnlyList<NodeRecord> nodes, ILogger log)
+    {
+        _options = options;
+        _watcher = watcher;
+        _log = log;
+        _view = new View(nodes);
+        if (watcher is not null) watcher.Changed += snapshot => Update(snapshot.Nodes);
+    }
+
+    public int Replicas => _options.Replicas;
+
+    /// <summary>The live nodes the router places keys on now, sorted by id.</summary>
+    public IReadOnlyList<NodeRecord> Nodes => _view.Nodes;
+
+    /// <summary>The embedded node's id, when this process runs one.</summary>
+    public string? EmbeddedNodeId => _embedded?.Id;
+
+    /// <summary>Smallest max value size among connected nodes (the protocol default until one is connected).</summary>
+    public long MaxValueBytes
+    {
+        get
+        {
+            long min = long.MaxValue;
+            foreach (var slot in _slots.Values) if (slot.Store is { } s) min = Math.Min(min, s.MaxValueBytes);
+            return min == long.MaxValue ? ProtocolLimits.DefaultMaxValueBytes : min;
+        }
+    }
+
+    public static async Task<ClusterRouter> StartAsync(KvStoreOptions options, CancellationToken ct)
+    {
+        var log = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Kvasir.Client");
+        CacheNode? node = null;
+        if (options.Embedded is { } e)
+        {
+            node = new CacheNode(e.ToNodeOptions(options), options.LoggerFactory);
+            try { node.Start(); }
+            catch (Exception ex)
+            {
+                await node.DisposeAsync().ConfigureAwait(false);
+                throw new KvasirException($"embedded node cannot listen on {e.DataPlaneAddress}: {ex.Message}", ex);
+            }
+        }
+        try
+        {
+            ClusterRouter router;
+            if (options.EffectiveRedisUrl is { } url)
+            {
+                IClusterRegistry registry;
+                MembershipWatcher watcher;
+                try
+                {
+                    registry = await RedisClusterRegistry.ConnectAsync(RedisUrl.Parse(url), options.Cluster, options.ConnectTimeout).ConfigureAwait(false);
+                }
+                catch (FormatException ex) { throw new KvasirException(ex.Message, ex); }
+                try
+                {
+                    watcher = await MembershipWatcher.StartAsync(registry, options.MembershipPoll, ownsRegistry: true, options.LoggerFactory).ConfigureAwait(false);
+                }
+                catch (ClusterRegistryException ex)
+                {
+                    await registry.DisposeAsync().ConfigureAwait(false);
+                    throw new KvasirException($"cannot read cluster '{options.Cluster}' from {url}: {ex.Message}", ex);
+                }
+                router = new ClusterRouter(options, watcher, watcher.Current.Nodes, log);
+            }
+            else
+            {
+                var nodes = options.ServerList().Select(a => new NodeRecord { Id = a, Address = a }).ToList();
+                if (node is not null && nodes.All(n => n.Id != node.NodeId)) nodes.Add(new NodeRecord { Id = node.NodeId, Address = node.DataAddress });
+                router = new ClusterRouter(options, null, nodes, log);
+            }
+            if (node is not null)
+            {
+                router._embedded = new NodeSlot(node.NodeId, node.DataAddress, KvStore.InProcess(node), node);
+                router._slots[node.NodeId] = router._embedded;
+                // A fresh embedded node may not have registered yet when the first view was read.
+                if (router._watcher is not null && router.Nodes.All(n => n.Id != node.NodeId))
+                {
+                    var deadline = Environment.TickCount64 + (long)options.ConnectTimeout.TotalMilliseconds;
+                    while (router.Nodes.All(n => n.Id != node.NodeId) && Environment.TickCount64 < deadline)
+                    {
+                        await Task.Delay(20, ct).ConfigureAwait(false);
+                        try { await router._watcher.RefreshAsync().ConfigureAwait(false); }
+                        catch (ClusterRegistryException) { }
+                    }
+                }
+            }
+            return router;
+        }
+        catch
+        {
+            if (node is not null) await node.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private void Update(IReadOnlyList<NodeRecord> nodes)
+    {
+        Volatile.Write(ref _view, new View(nodes));
+        // Slots of nodes that left are closed; their in-flight requests finish or fail per key.
+        foreach (var (id, slot) in _slots)
+            if (slot != _embedded && nodes.All(n => n.Id != id || n.Address != slot.Address) && _slots.TryRemove(id, out _))
+                _ = slot.DisposeAsync().AsTask();
+    }
+
+    /// <summary>The replicas of one key over the current view, best first (node ids).</summary>
+    public string[] Place(ReadOnlySpan<byte> key, int replicas)
+    {
+        var view = Volatile.Read(ref _view);
+        int r = Math.Min(replicas, view.Nodes.Count);
+        if (r == 0) return [];
+        Span<int> ranks = stackalloc int[r];
+        Rendezvous.Rank(Rendezvous.Hash(key), view.Hashes, view.Ids, ranks);
+        var ids = new string[r];
+        for (int i = 0; i < r; i++) ids[i] = view.Ids[ranks[i]];
+        return ids;
+    }
+
+    public async Task<KvStatus[]> PutAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueSource[] values, PutOptions? options, CancellationToken ct)
+    {
+        int replicas = options?.Replicas ?? _options.Replicas;
+        var plan = Plan(keys, replicas);
+        var results = new KvStatus[keys.Count];
+        var answers = new KvStatus[keys.Count][];
+        for (int i = 0; i < keys.Count; i++) answers[i] = plan.Ranks[i] is { Length: > 0 } r ? new KvStatus[r.Length] : [];
+        var parent = options?.ChainParent ?? default;
+        var parentNodes = options is { Chain: true } && !parent.IsEmpty ? Place(parent.Span, replicas) : [];
+        await Task.WhenAll(plan.ByNode().Select(async group =>
+        {
+            var (slot, entries) = group;
+            var subKeys = entries.Select(e => keys[e.Index]).ToArray();
+            var subValues = entries.Select(e => values[e.Index]).ToArray();
+            // Within one node a chain links each key to the nearest earlier key stored there: still an
+            // ancestor, so prefix-aware eviction keeps its order (see docs/cluster.md).
+            var subOptions = options is { Chain: true }
+                ? new PutOptions { Chain = true, ChainParent = parentNodes.Contains(slot.Id) ? parent : default }
+                : null;
+            var statuses = await RunAsync(slot, entries.Count, s => s.PutCoreAsync(new PutBatch(subKeys, subValues), subOptions, ct)).ConfigureAwait(false);
+            for (int j = 0; j < entries.Count; j++) answers[entries[j].Index][entries[j].Rank] = statuses[j];
+        })).ConfigureAwait(false);
+        for (int i = 0; i < keys.Count; i++)
+            results[i] = plan.Ranks[i] is null ? KvStatus.InvalidKey : Combine(answers[i], KvStatus.Ok);
+        return results;
+    }
+
+    public async Task GetAsync(GetBatch batch, CancellationToken ct)
+    {
+        int replicas = _options.Replicas;
+        var plan = Plan(batch.Keys, replicas);
+        var sawMiss = new bool[batch.Keys.Count];
+        var pending = new List<int>();
+        for (int i = 0; i < batch.Keys.Count; i++)
+        {
+            if (plan.Ranks[i] is null) batch.Results[i] = new KvGetResult(KvStatus.InvalidKey, 0);
+            else if (plan.Ranks[i]!.Length == 0) batch.Results[i] = new KvGetResult(KvStatus.Unavailable, 0);
+            else pending.Add(i);
+        }
+        for (int attempt = 0; pending.Count > 0; attempt++)
+        {
+            var groups = pending.Where(i => attempt < plan.Ranks[i]!.Length).GroupBy(i => plan.Ranks[i]![attempt]);
+            await Task.WhenAll(groups.Select(async group =>
+            {
+                var slot = plan.Slots[group.Key];
+                var idx = group.ToArray();
+                var sub = new GetBatch(idx.Select(i => batch.Keys[i]).ToArray(), idx.Select(i => batch.Destinations[i]).ToArray());
+                var done = await RunAsync(slot, idx.Length, async s => { await s.GetCoreAsync(sub, ct).ConfigureAwait(false); return sub.Results.Select(r => r.Status).ToArray(); }).ConfigureAwait(false);
+                for (int j = 0; j < idx.Length; j++)
+                {
+                    int i = idx[j];
+                    batch.Results[i] = done[j] == sub.Results[j].Status ? sub.Results[j] : new KvGetResult(done[j], 0);
+                    batch.Allocated[i] = sub.Allocated[j];
+                    if (done[j] == KvStatus.NotFound) sawMiss[i] = true;
+                }
+            })).ConfigureAwait(false);
+            pending = pending.Where(i => attempt + 1 < plan.Ranks[i]!.Length && Retry(batch.Results[i].Status)).ToList();
+        }
+        // A key no replica had is a miss, even if some replica could not be asked.
+        for (int i = 0; i < batch.Keys.Count; i++)
+            if (sawMiss[i] && batch.Results[i].Status != KvStatus.Ok && Retry(batch.Results[i].Status)) batch.Results[i] = new KvGetResult(KvStatus.NotFound, 0);
+    }
+
+    /// <summary>EXISTS asks replicas in turn like GET; REMOVE, PIN and UNPIN go to every replica.</summary>
+    public async Task<KvStatus[]> KeyOpAsync(Opcode op, IReadOnlyList<ReadOnlyMemory<byte>> keys, CancellationToken ct)
+    {
+        int replicas = _options.Replicas;
+        var plan = Plan(keys, replicas);
+        var results = new KvStatus[keys.Count];
+        if (op == Opcode.Exists)
+        {
+            var sawMiss = new bool[keys.Count];
+            var pending = Enumerable.Range(0, keys.Count).Where(i => plan.Ranks[i] is { Length: > 0 }).ToList();
+            for (int i = 0; i < keys.Count; i++) results[i] = plan.Ranks[i] is null ? KvStatus.InvalidKey : KvStatus.Unavailable;
+            for (int attempt = 0; pending.Count > 0; attempt++)
+            {
+                await Task.WhenAll(pending.Where(i => attempt < plan.Ranks[i]!.Length).GroupBy(i => plan.Ranks[i]![attempt]).Select(async group =>
+                {
+                    var idx = group.ToArray();
+                    var sub = idx.Select(i => keys[i]).ToArray();
+                    var statuses = await RunAsync(plan.Slots[group.Key], idx.Length, s => s.KeyOpAsync(op, sub, ct)).ConfigureAwait(false);
+                    for (int j = 0; j < idx.Length; j++) { results[idx[j]] = statuses[j]; if (statuses[j] == KvStatus.NotFound) sawMiss[idx[j]] = true; }
+                })).ConfigureAwait(false);
+                pending = pending.Where(i => attempt + 1 < plan.Ranks[i]!.Length && Retry(results[i])).ToList();
+            }
+            for (int i = 0; i < keys.Count; i++) if (sawMiss[i] && Retry(results[i])) results[i] = KvStatus.NotFound;
+            return results;
+        }
+        var answers = new KvStatus[keys.Count][];
+        for (int i = 0; i < keys.Count; i++) answers[i] = plan.Ranks[i] is { Length: > 0 } r ? new KvStatus[r.Length] : [];
+        await Task.WhenAll(plan.ByNode().Select(async group =>
+        {
+            var (slot, entries) = group;
+            var sub = entries.Select(e => keys[e.Index]).ToArray();
+            var statuses = await RunAsync(slot, entries.Count, s => s.KeyOpAsync(op, sub, ct)).ConfigureAwait(false);
+            for (int j = 0; j < entries.Count; j++) answers[entries[j].Index][entries[j].Rank] = statuses[j];
+        })).ConfigureAwait(false);
+        for (int i = 0; i < keys.Count; i++) results[i] = plan.Ranks[i] is null ? KvStatus.InvalidKey : Combine(answers[i], KvStatus.Ok);
+        return results;
+    }
+
+    /// <summary>Each live node's STATS, or the reason it could not answer.</summary>
+    public async Task<IReadOnlyList<(NodeRecord Node, IReadOnlyDictionary<string, long>? Stats, string? Error)>> NodeStatsAsync(CancellationToken ct)
+    {
+        var nodes = Nodes;
+        return await Task.WhenAll(nodes.Select(async n =>
+        {
+            var store = await SlotFor(n).GetStoreAsync(_options, ct).ConfigureAwait(false);
+            if (store is null) return (n, (IReadOnlyDictionary<string, long>?)null, (string?)"unreachable");
+            try { return (n, await store.StatsAsync(ct).ConfigureAwait(false), null); }
+            catch (KvasirException ex) { return (n, null, ex.Message); }
+        })).ConfigureAwait(false);
+    }
+
+    /// <summary>Keys of each valid key ranked over the view; invalid keys get a null rank list.</summary>
+    private Plan Plan(IReadOnlyList<ReadOnlyMemory<byte>> keys, int replicas)
+    {
+        var view = Volatile.Read(ref _view);
+        int r = Math.Min(Math.Max(replicas, 1), view.Nodes.Count);
+        var slots = new NodeSlot[view.Nodes.Count];
+        for (int n = 0; n < slots.Length; n++) slots[n] = SlotFor(view.Nodes[n]);
+        var ranks = new int[]?[keys.Count];
+        Span<int> buffer = stackalloc int[Math.Max(r, 1)];
+        for (int i = 0; i < keys.Count; i++)
+        {
+            var key = keys[i];
+            if (key.Length is < 1 or > ProtocolLimits.MaxKeyBytes) continue;
+            if (r == 0) { ranks[i] = []; continue; }
+            Rendezvous.Rank(Rendezvous.Hash(key.Span), view.Hashes, view.Ids, buffer[..r]);
+            ranks[i] = buffer[..r].ToArray();
+        }
+        return new Plan(slots, ranks);
+    }
+
+    private NodeSlot SlotFor(NodeRecord node)
+    {
+        if (_slots.TryGetValue(node.Id, out var slot) && slot.Address == node.Address) return slot;
+        var fresh = new NodeSlot(node.Id, node.Address);
+        if (slot is not null && _slots.TryUpdate(node.Id, fresh, slot)) { _ = slot.DisposeAsync().AsTask(); return fresh; }
+        return _slots.GetOrAdd(node.Id, fresh);
+    }
+
+    /// <summary>
+    /// Runs one node's share; a node that cannot be reached (or that answers every key Unavailable)
+    /// is skipped for a moment and the membership is re-read, so the next attempts go to replicas.
+    /// </summary>
+    private async Task<KvStatus[]> RunAsync(NodeSlot slot, int count, Func<KvStore, Task<KvStatus[]>> call)
+    {
+        var store = await slot.GetStoreAsync(_options, CancellationToken.None).ConfigureAwait(false);
+        KvStatus[] statuses;
+        if (store is null) statuses = Enumerable.Repeat(KvStatus.Unavailable, count).ToArray();
+        else statuses = await call(store).ConfigureAwait(false);
+        if (count > 0 && statuses.All(s => s == KvStatus.Unavailable))
+        {
+            if (slot.MarkDown()) _log.LogWarning("node {Id} ({Address}) is unreachable; using replicas", slot.Id, slot.Address);
+            _watcher?.Wake();
+        }
+        else if (store is not null) slot.MarkUp();
+        return statuses;
+    }
+
+    private static bool Retry(KvStatus status) => status is KvStatus.NotFound or KvStatus.Unavailable or KvStatus.Timeout or KvStatus.ProtocolError;
+
+    /// <summary>Ok when any replica succeeded; else the first answer that is not about reachability; else the first.</summary>
+    private static KvStatus Combine(KvStatus[] answers, KvStatus ok)
+    {
+        if (answers.Length == 0) return KvStatus.Unavailable;
+        if (answers.Contains(ok)) return ok;
+        foreach (var a in answers) if (a is not (KvStatus.Unavailable or KvStatus.Timeout)) return a;
+        return answers[0];
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_watcher is not null) await _watcher.DisposeAsync().ConfigureAwait(false);
+        foreach (var slot in _slots.Values) await slot.DisposeAsync().ConfigureAwait(false);
+        _slots.Clear();
+    }
+
+    /// <summary>One membership view: nodes sorted by id, with their hashes precomputed.</summary>
+    private sealed class View
+    {
+        public View(IReadOnlyList<NodeRecord> nodes)
+        {
+            Nodes = nodes.OrderBy(n => n.Id, StringComparer.Ordinal).DistinctBy(n => n.Id).ToArray();
+            Ids = Nodes.Select(n => n.Id).ToArray();
+            Hashes = Ids.Select(Rendezvous.NodeHash).ToArray();
+        }
+
+        public IReadOnlyList<NodeRecord> Nodes { get; }
+        public string[] Ids { get; }
+        public ulong[] Hashes { get; }
+    }
+}
+
+/// <summary>A batch's placement: for each key the indexes (into <see cref="Slots"/>) of its replicas, best first.</summary>
+internal sealed record Plan(NodeSlot[] Slots, int[]?[] Ranks)
+{
+    /// <summary>Every (key, rank) pair grouped by node, keys in caller order within a node.</summary>
+    public IEnumerable<(NodeSlot Slot, List<(int Index, int Rank)> Entries)> ByNode()
+    {
+        var groups = new Dictionary<int, List<(int, int)>>();
+        for (int i = 0; i < Ranks.Length; i++)
+        {
+            if (Ranks[i] is not { } ranks) continue;
+            for (int r = 0; r < ranks.Length; r++)
+            {
+                if (!groups.TryGetValue(ranks[r], out var list)) groups[ranks[r]] = list = [];
+                list.Add((i, r));
+            }
+        }
+        return groups.Select(g => (Slots[g.Key], g.Value));
+    }
+}

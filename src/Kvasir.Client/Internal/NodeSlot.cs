@@ -1,0 +1,93 @@
+using Kvasir.Server;
+
+namespace Kvasir.Client.Internal;
+
+/// <summary>
+/// One cluster member as a router sees it: a single-node <see cref="KvStore"/> opened on first use
+/// and kept. After a failed connect (or a batch the node could not answer at all) the slot is "down"
+/// for a short backoff (0.25 s doubling to 4 s), during which its keys fail over to replicas at once
+/// instead of each paying a connect attempt.
+/// </summary>
+internal sealed class NodeSlot : IAsyncDisposable
+{
+    private static readonly TimeSpan MinBackoff = TimeSpan.FromMilliseconds(250), MaxBackoff = TimeSpan.FromSeconds(4);
+
+    private readonly SemaphoreSlim _connect = new(1, 1);
+    private readonly CacheNode? _embeddedNode;
+    private KvStore? _store;
+    private long _downUntil;
+    private TimeSpan _backoff = MinBackoff;
+    private int _disposed;
+
+    public NodeSlot(string id, string address) { Id = id; Address = address; }
+
+    /// <summary>A slot for a node inside this process: always connected, owned (stopped on dispose).</summary>
+    public NodeSlot(string id, string address, KvStore store, CacheNode node) : this(id, address)
+    {
+        _store = store;
+        _embeddedNode = node;
+    }
+
+    public string Id { get; }
+    public string Address { get; }
+    public KvStore? Store => Volatile.Read(ref _store);
+
+    /// <summary>The node's store, or null while it is down or cannot be reached.</summary>
+    public async ValueTask<KvStore?> GetStoreAsync(KvStoreOptions options, CancellationToken ct)
+    {
+        if (_embeddedNode is null && Environment.TickCount64 < Volatile.Read(ref _downUntil)) return null;
+        // Once open, the store's own pool replaces broken connections on use.
+        if (Volatile.Read(ref _store) is { } ready) return ready;
+        await _connect.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            if (_store is not null) return _store;
+            if (Environment.TickCount64 < _downUntil || _disposed != 0) return null;
+            try
+            {
+                var store = await KvStore.ConnectAsync(options.ForNode(Address), ct).ConfigureAwait(false);
+                if (_disposed != 0) { await store.DisposeAsync().ConfigureAwait(false); return null; }
+                Volatile.Write(ref _store, store);
+                return store;
+            }
+            catch (KvasirException) when (!ct.IsCancellationRequested)
+            {
+                MarkDown();
+                return null;
+            }
+        }
+        finally
+        {
+            _connect.Release();
+        }
+    }
+
+    /// <summary>The node answered: the next failure starts from the shortest backoff again.</summary>
+    public void MarkUp() => _backoff = MinBackoff;
+
+    /// <summary>Skips the node for the current backoff; true when it was not already down.</summary>
+    public bool MarkDown()
+    {
+        if (_embeddedNode is not null) return false;
+        bool wasUp = Environment.TickCount64 >= Volatile.Read(ref _downUntil);
+        Volatile.Write(ref _downUntil, Environment.TickCount64 + (long)_backoff.TotalMilliseconds);
+        if (wasUp) _backoff = TimeSpan.FromTicks(Math.Min(_backoff.Ticks * 2, MaxBackoff.Ticks));
+        return wasUp;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        await _connect.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (_store is not null) await _store.DisposeAsync().ConfigureAwait(false);
+            if (_embeddedNode is not null) await _embeddedNode.DisposeAsync().ConfigureAwait(false);
+            _store = null;
+        }
+        finally
+        {
+            _connect.Release();
+        }
+    }
+}

@@ -1,0 +1,45 @@
+namespace Kvasir.Cluster;
+
+/// <summary>
+/// Where nodes announce themselves and clients find them: the one seam between Kvasir and its
+/// coordination store (Redis, through <see cref="RedisClusterRegistry"/>). Every call may throw
+/// <see cref="ClusterRegistryException"/> when the store cannot be reached; callers degrade, they
+/// do not crash.
+/// </summary>
+public interface IClusterRegistry : IAsyncDisposable
+{
+    string ClusterName { get; }
+
+    /// <summary>Whether the registry's connection is up right now.</summary>
+    bool IsConnected { get; }
+
+    /// <summary>
+    /// Registers or refreshes <paramref name="record"/> as live for <paramref name="ttl"/> (measured by
+    /// the registry's clock, so hosts' clocks need not agree). Also moves members whose time ran out
+    /// to the down list. Returns true when membership changed (this node joined, or others expired).
+    /// </summary>
+    Task<bool> HeartbeatAsync(NodeRecord record, TimeSpan ttl);
+
+    /// <summary>Removes a node at once (clean shutdown).</summary>
+    Task UnregisterAsync(string nodeId);
+
+    /// <summary>The live members, and the membership epoch they belong to.</summary>
+    Task<ClusterSnapshot> ReadAsync();
+
+    /// <summary>Cheap change check: the epoch and the number of live members.</summary>
+    Task<(long Epoch, int Live)> PollAsync();
+
+    /// <summary>Live members and those seen down within the last hour, for operators.</summary>
+    Task<IReadOnlyList<MemberStatus>> ListAllAsync();
+
+    /// <summary>Calls <paramref name="onChange"/> (on a thread-pool thread) whenever a node joins or leaves.</summary>
+    Task SubscribeAsync(Action onChange);
+}
+
+/// <summary>Live members at one membership epoch, sorted by id.</summary>
+public sealed record ClusterSnapshot(long Epoch, IReadOnlyList<NodeRecord> Nodes);
+
+/// <summary>A member as operators see it: live (heartbeat current) or down since <see cref="SinceMs"/>.</summary>
+public sealed record MemberStatus(NodeRecord Record, bool Live, long SinceMs);
+
+public sealed class ClusterRegistryException(string message, Exception? inner = null) : Exception(message, inner);

@@ -1,0 +1,109 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Kvasir.Cluster;
+
+/// <summary>
+/// A client's view of the live nodes. It polls a two-number summary (epoch, live count) every
+/// <c>pollInterval</c> and reads the full membership only when that changes (or every 30 s), and
+/// a pub/sub message triggers a poll at once. If the registry becomes unreachable the last view is
+/// kept: clients go on routing to the nodes they know.
+/// </summary>
+public sealed class MembershipWatcher : IAsyncDisposable
+{
+    private static readonly TimeSpan FullRefresh = TimeSpan.FromSeconds(30);
+
+    private readonly IClusterRegistry _registry;
+    private readonly TimeSpan _poll;
+    private readonly ILogger _log;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly SemaphoreSlim _wake = new(0, 1);
+    private readonly bool _ownsRegistry;
+    private ClusterSnapshot _current;
+    private long _lastFullMs;
+    private Task? _loop;
+
+    private MembershipWatcher(IClusterRegistry registry, ClusterSnapshot first, TimeSpan poll, bool ownsRegistry, ILogger log)
+    {
+        _registry = registry;
+        _current = first;
+        _poll = poll;
+        _ownsRegistry = ownsRegistry;
+        _log = log;
+        _lastFullMs = Environment.TickCount64;
+    }
+
+    /// <summary>Reads the membership once (throws <see cref="ClusterRegistryException"/> if it cannot) and starts following it.</summary>
+    public static async Task<MembershipWatcher> StartAsync(IClusterRegistry registry, TimeSpan pollInterval, bool ownsRegistry, ILoggerFactory? loggers = null)
+    {
+        var first = await registry.ReadAsync().ConfigureAwait(false);
+        var watcher = new MembershipWatcher(registry, first, pollInterval, ownsRegistry,
+            (loggers ?? NullLoggerFactory.Instance).CreateLogger("Kvasir.Cluster"));
+        try { await registry.SubscribeAsync(watcher.Wake).ConfigureAwait(false); }
+        catch (ClusterRegistryException ex) { watcher._log.LogWarning("membership changes will be seen by polling only: {Reason}", ex.Message); }
+        watcher._loop = Task.Run(watcher.LoopAsync);
+        return watcher;
+    }
+
+    public ClusterSnapshot Current => Volatile.Read(ref _current);
+
+    /// <summary>Raised (on a background thread) with the new view after membership changed.</summary>
+    public event Action<ClusterSnapshot>? Changed;
+
+    /// <summary>The last registry error, or null while it answers.</summary>
+    public string? LastError { get; private set; }
+
+    /// <summary>Asks for a poll now (for instance after a node stopped answering).</summary>
+    public void Wake()
+    {
+        try { _wake.Release(); }
+        catch (SemaphoreFullException) { }
+        catch (ObjectDisposedException) { }
+    }
+
+    /// <summary>Reads the whole membership now and publishes it if it changed.</summary>
+    public async Task RefreshAsync()
+    {
+        var next = await _registry.ReadAsync().ConfigureAwait(false);
+        _lastFullMs = Environment.TickCount64;
+        var previous = Current;
+        if (next.Epoch == previous.Epoch && SameIds(next, previous)) return;
+        Volatile.Write(ref _current, next);
+        _log.LogInformation("cluster {Cluster}: {Count} live nodes (epoch {Epoch})", _registry.ClusterName, next.Nodes.Count, next.Epoch);
+        Changed?.Invoke(next);
+    }
+
+    private async Task LoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            try
+            {
+                await _wake.WaitAsync(_poll, _stop.Token).ConfigureAwait(false);
+                var (epoch, live) = await _registry.PollAsync().ConfigureAwait(false);
+                var current = Current;
+                if (epoch != current.Epoch || live != current.Nodes.Count || Environment.TickCount64 - _lastFullMs > FullRefresh.TotalMilliseconds)
+                    await RefreshAsync().ConfigureAwait(false);
+                LastError = null;
+            }
+            catch (OperationCanceledException) { break; }
+            catch (ClusterRegistryException ex)
+            {
+                if (LastError is null) _log.LogWarning("cluster registry unreachable, keeping the last view: {Reason}", ex.Message);
+                LastError = ex.Message;
+            }
+        }
+    }
+
+    private static bool SameIds(ClusterSnapshot a, ClusterSnapshot b)
+        => a.Nodes.Count == b.Nodes.Count && a.Nodes.Zip(b.Nodes).All(p => p.First.Id == p.Second.Id && p.First.Address == p.Second.Address);
+
+    public async ValueTask DisposeAsync()
+    {
+        _stop.Cancel();
+        if (_loop is not null) await _loop.ConfigureAwait(false);
+        if (_ownsRegistry) await _registry.DisposeAsync().ConfigureAwait(false);
+        _stop.Dispose();
+        _wake.Dispose();
+    }
+}

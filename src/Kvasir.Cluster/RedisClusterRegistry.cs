@@ -1,0 +1,201 @@
+using System.Text.RegularExpressions;
+using StackExchange.Redis;
+
+namespace Kvasir.Cluster;
+
+/// <summary>
+/// <see cref="IClusterRegistry"/> on a real redis-server through StackExchange.Redis 1.2.6. Layout
+/// (docs/cluster.md), all keys of one cluster share the hash tag {NAME} so they live on one shard:
+/// <c>kvasir:{NAME}:members</c> zset id → expiry (ms, Redis clock), <c>kvasir:{NAME}:records</c>
+/// hash id → record JSON, <c>kvasir:{NAME}:down</c> zset id → when seen expired,
+/// <c>kvasir:{NAME}:epoch</c> counter bumped on every change, channel <c>kvasir:{NAME}:events</c>.
+/// Every multi-step change runs as one Lua script, so it is atomic and uses the server's clock.
+/// </summary>
+public sealed partial class RedisClusterRegistry : IClusterRegistry
+{
+    private const string Now = """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        """;
+
+    // KEYS: members records down epoch; ARGV: id json ttl_ms channel
+    private const string HeartbeatScript = Now + """
+        local changed = 0
+        local prev = redis.call('ZSCORE', KEYS[1], ARGV[1])
+        if (not prev) or tonumber(prev) < now then changed = 1 end
+        redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+        redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+        redis.call('ZREM', KEYS[3], ARGV[1])
+        local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
+        for _, id in ipairs(expired) do
+          redis.call('ZREM', KEYS[1], id)
+          redis.call('ZADD', KEYS[3], now, id)
+          changed = 1
+        end
+        local old = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - 3600000)
+        for _, id in ipairs(old) do
+          redis.call('ZREM', KEYS[3], id)
+          redis.call('HDEL', KEYS[2], id)
+        end
+        if changed == 1 then
+          redis.call('INCR', KEYS[4])
+          redis.call('PUBLISH', ARGV[4], 'change')
+        end
+        return changed
+        """;
+
+    // KEYS: members records down epoch; ARGV: id channel
+    private const string UnregisterScript = """
+        redis.call('ZREM', KEYS[1], ARGV[1])
+        redis.call('HDEL', KEYS[2], ARGV[1])
+        redis.call('ZREM', KEYS[3], ARGV[1])
+        redis.call('INCR', KEYS[4])
+        redis.call('PUBLISH', ARGV[2], 'change')
+        return 1
+        """;
+
+    // KEYS: members records epoch → {epoch, id1, json1, id2, json2, ...}
+    private const string ReadScript = Now + """
+        local ids = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
+        local out = { redis.call('GET', KEYS[3]) or '0' }
+        for _, id in ipairs(ids) do
+          out[#out + 1] = id
+          out[#out + 1] = redis.call('HGET', KEYS[2], id) or ''
+        end
+        return out
+        """;
+
+    // KEYS: members epoch → {epoch, live}
+    private const string PollScript = Now + """
+        return { tonumber(redis.call('GET', KEYS[2]) or '0'), redis.call('ZCOUNT', KEYS[1], now, '+inf') }
+        """;
+
+    // KEYS: members records down → {now, id, json, score, live(1/0), ...}
+    private const string ListScript = Now + """
+        local out = { now }
+        for _, z in ipairs({ KEYS[1], KEYS[3] }) do
+          local live = (z == KEYS[1]) and 1 or 0
+          local entries = redis.call('ZRANGE', z, 0, -1, 'WITHSCORES')
+          for i = 1, #entries, 2 do
+            out[#out + 1] = entries[i]
+            out[#out + 1] = redis.call('HGET', KEYS[2], entries[i]) or ''
+            out[#out + 1] = entries[i + 1]
+            out[#out + 1] = live
+          end
+        end
+        return out
+        """;
+
+    private readonly ConnectionMultiplexer _redis;
+    private readonly RedisKey _members, _records, _down, _epoch;
+    private readonly RedisChannel _channel;
+
+    private RedisClusterRegistry(ConnectionMultiplexer redis, string cluster)
+    {
+        _redis = redis;
+        ClusterName = cluster;
+        _members = $"kvasir:{{{cluster}}}:members";
+        _records = $"kvasir:{{{cluster}}}:records";
+        _down = $"kvasir:{{{cluster}}}:down";
+        _epoch = $"kvasir:{{{cluster}}}:epoch";
+        _channel = new RedisChannel($"kvasir:{{{cluster}}}:events", RedisChannel.PatternMode.Literal);
+    }
+
+    public string ClusterName { get; }
+
+    public bool IsConnected => _redis.IsConnected;
+
+    /// <summary>
+    /// Opens the connection. Never fails because Redis is down: the connection keeps retrying in
+    /// the background and calls throw <see cref="ClusterRegistryException"/> until it is up.
+    /// </summary>
+    public static async Task<RedisClusterRegistry> ConnectAsync(RedisUrl url, string cluster, TimeSpan timeout)
+    {
+        ValidateClusterName(cluster);
+        var redis = await ConnectionMultiplexer.ConnectAsync(url.ToOptions(timeout)).ConfigureAwait(false);
+        return new RedisClusterRegistry(redis, cluster);
+    }
+
+    /// <summary>Cluster names are 1..64 of [A-Za-z0-9_.-]: they become part of Redis key names.</summary>
+    public static void ValidateClusterName(string cluster)
+    {
+        if (!ClusterNamePattern().IsMatch(cluster))
+            throw new FormatException($"cluster name '{cluster}' must be 1 to 64 of A-Z a-z 0-9 _ . -");
+    }
+
+    [GeneratedRegex("^[A-Za-z0-9_.-]{1,64}$")]
+    private static partial Regex ClusterNamePattern();
+
+    public async Task<bool> HeartbeatAsync(NodeRecord record, TimeSpan ttl)
+    {
+        var result = await RunAsync(HeartbeatScript, [_members, _records, _down, _epoch],
+            [record.Id, record.ToJson(), (long)ttl.TotalMilliseconds, (string)_channel]).ConfigureAwait(false);
+        return (long)result == 1;
+    }
+
+    public Task UnregisterAsync(string nodeId)
+        => RunAsync(UnregisterScript, [_members, _records, _down, _epoch], [nodeId, (string)_channel]);
+
+    public async Task<ClusterSnapshot> ReadAsync()
+    {
+        var items = (RedisResult[])(await RunAsync(ReadScript, [_members, _records, _epoch], []).ConfigureAwait(false))!;
+        long epoch = long.TryParse((string?)items[0], out var e) ? e : 0;
+        var nodes = new List<NodeRecord>();
+        for (int i = 1; i + 1 < items.Length; i += 2)
+        {
+            var record = NodeRecord.TryParse((string?)items[i + 1]);
+            if (record is not null && record.Id == (string?)items[i]) nodes.Add(record);
+        }
+        nodes.Sort((a, b) => string.CompareOrdinal(a.Id, b.Id));
+        return new ClusterSnapshot(epoch, nodes);
+    }
+
+    public async Task<(long Epoch, int Live)> PollAsync()
+    {
+        var items = (RedisResult[])(await RunAsync(PollScript, [_members, _epoch], []).ConfigureAwait(false))!;
+        return ((long)items[0], (int)(long)items[1]);
+    }
+
+    public async Task<IReadOnlyList<MemberStatus>> ListAllAsync()
+    {
+        var items = (RedisResult[])(await RunAsync(ListScript, [_members, _records, _down], []).ConfigureAwait(false))!;
+        long now = (long)items[0];
+        var list = new List<MemberStatus>();
+        for (int i = 1; i + 3 < items.Length; i += 4)
+        {
+            var record = NodeRecord.TryParse((string?)items[i + 1]);
+            if (record is null) continue;
+            double score = double.Parse((string)items[i + 2]!, System.Globalization.CultureInfo.InvariantCulture);
+            bool live = (long)items[i + 3] == 1 && score >= now;
+            // A live entry's score is its expiry; a down entry's is when it was found expired.
+            list.Add(new MemberStatus(record, live, live ? record.StartedMs : (long)score));
+        }
+        return list.OrderBy(m => m.Record.Id, StringComparer.Ordinal).ToList();
+    }
+
+    public async Task SubscribeAsync(Action onChange)
+    {
+        try
+        {
+            await _redis.GetSubscriber().SubscribeAsync(_channel, (_, _) => onChange()).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            throw new ClusterRegistryException($"cannot subscribe to {_channel}: {ex.Message}", ex);
+        }
+    }
+
+    private async Task<RedisResult> RunAsync(string script, RedisKey[] keys, RedisValue[] args)
+    {
+        try
+        {
+            return await _redis.GetDatabase().ScriptEvaluateAsync(script, keys, args).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            throw new ClusterRegistryException($"redis: {ex.Message}", ex);
+        }
+    }
+
+    public async ValueTask DisposeAsync() => await _redis.CloseAsync(allowCommandsToComplete: false).ConfigureAwait(false);
+}
