@@ -29,29 +29,34 @@ def _load_yaml_config(path: str) -> dict:
         return {}
     if not isinstance(data, dict):
         raise KvasirError(f"KVASIR_CONFIG={path} must hold a mapping")
-    known = {"servers", "auth_key", "transport", "connect_timeout", "request_timeout"}
+    known = {"servers", "auth_key", "transport", "connect_timeout", "request_timeout", "redis_url", "cluster", "replicas"}
     unknown = set(data) - known
     if unknown:
         raise KvasirError(f"KVASIR_CONFIG={path}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
     return data
 
 
-def resolve_config(servers=None, auth_key=None, transport=None, connect_timeout=None, request_timeout=None) -> dict:
+def resolve_config(servers=None, auth_key=None, transport=None, connect_timeout=None, request_timeout=None,
+                   redis_url=None, cluster=None, replicas=None) -> dict:
     """The effective configuration: ``KVASIR_CONFIG`` (YAML file), then the environment
     (``KVASIR_SERVERS``, ``KVASIR_AUTH_KEY``, ``KVASIR_TRANSPORT``, ``KVASIR_CONNECT_TIMEOUT``,
-    ``KVASIR_REQUEST_TIMEOUT``), then the explicit arguments that are not ``None``; later wins."""
+    ``KVASIR_REQUEST_TIMEOUT``, ``KVASIR_REDIS_URL``, ``KVASIR_CLUSTER``, ``KVASIR_REPLICAS``), then the
+    explicit arguments that are not ``None``; later wins."""
     cfg = {"servers": DEFAULT_SERVER, "auth_key": None, "transport": "tcp",
-           "connect_timeout": DEFAULT_CONNECT_TIMEOUT, "request_timeout": DEFAULT_REQUEST_TIMEOUT}
+           "connect_timeout": DEFAULT_CONNECT_TIMEOUT, "request_timeout": DEFAULT_REQUEST_TIMEOUT,
+           "redis_url": None, "cluster": "default", "replicas": 1}
     path = os.environ.get("KVASIR_CONFIG")
     if path:
         cfg.update({k: v for k, v in _load_yaml_config(path).items() if v is not None})
     for name, var in (("servers", "KVASIR_SERVERS"), ("auth_key", "KVASIR_AUTH_KEY"), ("transport", "KVASIR_TRANSPORT"),
-                      ("connect_timeout", "KVASIR_CONNECT_TIMEOUT"), ("request_timeout", "KVASIR_REQUEST_TIMEOUT")):
+                      ("connect_timeout", "KVASIR_CONNECT_TIMEOUT"), ("request_timeout", "KVASIR_REQUEST_TIMEOUT"),
+                      ("redis_url", "KVASIR_REDIS_URL"), ("cluster", "KVASIR_CLUSTER"), ("replicas", "KVASIR_REPLICAS")):
         value = os.environ.get(var)
         if value:
             cfg[name] = value
     explicit = {"servers": servers, "auth_key": auth_key, "transport": transport,
-                "connect_timeout": connect_timeout, "request_timeout": request_timeout}
+                "connect_timeout": connect_timeout, "request_timeout": request_timeout,
+                "redis_url": redis_url, "cluster": cluster, "replicas": replicas}
     cfg.update({k: v for k, v in explicit.items() if v is not None})
     for name in ("connect_timeout", "request_timeout"):
         try:
@@ -60,6 +65,14 @@ def resolve_config(servers=None, auth_key=None, transport=None, connect_timeout=
             raise KvasirError(f"{name} must be a number of seconds, not {cfg[name]!r}") from None
         if cfg[name] <= 0:
             raise KvasirError(f"{name} must be positive")
+    try:
+        cfg["replicas"] = int(cfg["replicas"])
+    except (TypeError, ValueError):
+        raise KvasirError(f"replicas must be an integer, not {cfg['replicas']!r}") from None
+    if cfg["replicas"] < 1:
+        raise KvasirError("replicas must be at least 1")
+    if isinstance(cfg["servers"], str) and cfg["servers"].strip().startswith("redis://") and cfg["redis_url"] is None:
+        cfg["redis_url"] = cfg["servers"].strip()
     return cfg
 
 

@@ -35,6 +35,7 @@ long fails the request), not the total duration of a large transfer.
 import ctypes
 import socket
 import threading
+import time
 from typing import List, Optional, Sequence, Union
 
 from . import errors as E
@@ -53,8 +54,17 @@ class KvStore:
 
     ``KvStore(servers=None, auth_key=None, transport="tcp", *, connect_timeout=5.0, request_timeout=30.0)``
 
-    * ``servers``: ``"host:port"`` entries, a list or a comma-separated string. Only the **first**
-      server is used for now: spreading keys over several nodes (clustering) is a later issue.
+    * ``servers``: ``"host:port"`` entries, a list or a comma-separated string. One entry: that
+      node. Several: a static cluster, each key placed on its nodes by rendezvous hashing. A
+      ``"redis://host:port"`` URL: same as ``redis_url``.
+    * ``redis_url`` / ``cluster`` (default ``"default"``): discover the cluster's live nodes in
+      Redis and follow joins and departures (needs the ``redis`` package). ``replicas`` (default 1):
+      copies of each value; puts go to the key's top R nodes, gets/exists try them in order
+      (docs/cluster.md). ``membership_poll`` (default 1 s): how often Redis is checked for changes.
+    * ``capacity`` (e.g. ``"8GiB"``), ``data_plane_addr`` (default ``"127.0.0.1:0"``), ``client_id``:
+      lend this process's host memory to the cluster as an embedded node, registered in Redis like
+      any other (a ``kvasir serve`` child process bound to this one's lifetime: see
+      :class:`kvasir.cluster.EmbeddedNode`).
     * ``auth_key``: the node's 32-byte key as 64 hex characters (or 32 raw bytes). With a key the
       client refuses a node that does not authenticate (mutual HMAC-SHA256); without one, a node
       that requires a key is refused. Either raises :class:`KvasirAuthError`.
@@ -77,16 +87,20 @@ class KvStore:
 
     def __init__(self, servers: Union[str, Sequence[str], None] = None, auth_key: Union[str, bytes, None] = None,
                  transport: Optional[str] = None, *, connect_timeout: Optional[float] = None,
-                 request_timeout: Optional[float] = None, verify_crc: bool = False):
-        cfg = resolve_config(servers, auth_key, transport, connect_timeout, request_timeout)
+                 request_timeout: Optional[float] = None, verify_crc: bool = False,
+                 redis_url: Optional[str] = None, cluster: Optional[str] = None, replicas: Optional[int] = None,
+                 capacity=None, data_plane_addr: Optional[str] = None, client_id: Optional[str] = None,
+                 membership_poll: float = 1.0):
+        cfg = resolve_config(servers, auth_key, transport, connect_timeout, request_timeout, redis_url, cluster, replicas)
         mode = str(cfg["transport"]).strip().lower()
         if mode == "shm":
             raise KvasirError("shm transport is not available yet (issue 7)")
         if mode not in ("tcp", "auto"):
             raise KvasirError(f"unknown transport {cfg['transport']!r} (tcp, auto or shm)")
         self.transport = "tcp"
-        self.servers = parse_servers(cfg["servers"])
-        self.host, self.port = self.servers[0]
+        via_redis = isinstance(cfg["servers"], str) and cfg["servers"].strip().startswith("redis://")
+        self.servers = [] if via_redis else parse_servers(cfg["servers"])
+        self.host, self.port = self.servers[0] if self.servers else ("", 0)
         key = cfg["auth_key"]
         try:
             self._auth_key = None if key is None or (isinstance(key, str) and not key.strip()) else P.parse_auth_key(key)
@@ -100,8 +114,70 @@ class KvStore:
         self.last_error = ""
         self._closed = False
         self._conn: Optional[_Connection] = None
+        self._router = None
+        self._embedded = None
+        self.replicas = cfg["replicas"]
+        if cfg["redis_url"] or len(self.servers) > 1 or capacity is not None:
+            self._start_cluster(cfg, capacity, data_plane_addr or "127.0.0.1:0", client_id, membership_poll, servers is not None)
+            return
         self._conn = self._open()
         self.hello = self._conn.hello
+
+    def _start_cluster(self, cfg, capacity, data_plane_addr, client_id, poll, explicit_servers) -> None:
+        from .cluster import EmbeddedNode, RedisMembership, Router, StaticMembership  # noqa: PLC0415
+        if capacity is not None:
+            key_hex = self._auth_key.hex() if self._auth_key else None
+            self._embedded = EmbeddedNode(capacity, data_plane_addr, client_id, cfg["redis_url"], cfg["cluster"], key_hex)
+        try:
+            if cfg["redis_url"]:
+                membership = RedisMembership(cfg["redis_url"], cfg["cluster"], poll, self.connect_timeout)
+                if self._embedded is not None:
+                    deadline = time.monotonic() + self.connect_timeout
+                    while all(n["id"] != self._embedded.node_id for n in membership.nodes) and time.monotonic() < deadline:
+                        time.sleep(0.02)
+                        membership.refresh()
+            else:
+                # Without Redis an embedded node joins the servers given explicitly (or stands alone).
+                listed = self.servers if (capacity is None or explicit_servers) else []
+                membership = StaticMembership([f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in listed])
+                if self._embedded is not None:
+                    membership.add({"id": self._embedded.node_id, "addr": self._embedded.addr})
+        except BaseException:
+            if self._embedded is not None:
+                self._embedded.close()
+            raise
+
+        def open_store(addr):
+            return KvStore(addr, self._auth_key.hex() if self._auth_key else None, "tcp",
+                           connect_timeout=self.connect_timeout, request_timeout=self.request_timeout, verify_crc=self.verify_crc)
+
+        self._router = Router(membership, self.replicas, open_store)
+        self.hello = None
+
+    # -- cluster --
+
+    @property
+    def is_cluster(self) -> bool:
+        return self._router is not None
+
+    @property
+    def nodes(self) -> List[dict]:
+        """The nodes keys are placed on now (records with at least ``id`` and ``addr``)."""
+        if self._router is None:
+            return [{"id": self.node_id, "addr": f"{self.host}:{self.port}"}]
+        return self._router.nodes
+
+    def placement(self, key, replicas: Optional[int] = None) -> List[str]:
+        """Ids of the nodes holding ``key``'s copies, best first."""
+        if self._router is None:
+            return [self.node_id]
+        return self._router.place(_key_bytes(key), replicas)
+
+    def node_stats(self) -> list:
+        """Per node: ``(record, stats dict or None, error or None)``."""
+        if self._router is None:
+            return [(self.nodes[0], self.stats(), None)]
+        return self._router.node_stats()
 
     # -- lifecycle --
 
@@ -109,8 +185,13 @@ class KvStore:
         return _Connection(self.host, self.port, self._auth_key, self.connect_timeout, self.request_timeout)
 
     def close(self) -> None:
-        """Closes the connection. Further calls raise :class:`KvasirError`."""
+        """Closes the connection (in a cluster: every node's, and stops an embedded node). Further calls raise :class:`KvasirError`."""
         with self._lock:
+            if self._router is not None and not self._closed:
+                self._router.close()
+            if self._embedded is not None:
+                self._embedded.close()
+                self._embedded = None
             self._closed = True
             if self._conn is not None:
                 self._conn.close()
@@ -126,13 +207,20 @@ class KvStore:
         conn = getattr(self, "_conn", None)
         if conn is not None:
             conn.close()
+        if getattr(self, "_router", None) is not None or getattr(self, "_embedded", None) is not None:
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - never raise from a finalizer
+                pass
 
     @property
     def max_value_bytes(self) -> int:
-        return self.hello.max_value_bytes
+        return self.hello.max_value_bytes if self.hello is not None else P.DEFAULT_MAX_VALUE_BYTES
 
     @property
     def node_id(self) -> str:
+        if self.hello is None:
+            return self._embedded.node_id if self._embedded is not None else "cluster"
         return self.hello.node_id
 
     def _connection(self) -> _Connection:
@@ -198,6 +286,9 @@ class KvStore:
     # -- PUT --
 
     def _put(self, keys: list, values: list, chain: bool = False, chain_parent: Optional[bytes] = None) -> List[int]:
+        if self._router is not None:
+            self._check_open()
+            return self._router.put(keys, values, chain, chain_parent)
         """keys: bytes; values: list of memoryview lists (pieces). Returns per-key codes.
 
         ``chain``: key i's block continues key i-1's (PUT's CHAIN flag), and ``chain_parent`` is the
@@ -295,6 +386,9 @@ class KvStore:
 
     def _get(self, keys: list, dests: list) -> list:
         """dests: per key a list of memoryview pieces, or None to allocate. Returns (codes, values)."""
+        if self._router is not None:
+            self._check_open()
+            return self._router.get(keys, dests)
         n = len(keys)
         results = [E.OK] * n
         allocated = [None] * n
@@ -395,6 +489,9 @@ class KvStore:
 
     def _key_op(self, opcode: int, keys) -> List[int]:
         keys = [_key_bytes(k) for k in keys]
+        if self._router is not None:
+            self._check_open()
+            return self._router.key_op(opcode, keys, exists=opcode == P.Opcode.EXISTS)
         results = [E.OK] * len(keys)
         with self._lock:
             if self._closed:
@@ -451,12 +548,28 @@ class KvStore:
                 raise KvasirError(f"{P.Opcode(opcode).name} failed: {ex}") from None
 
     def stats(self) -> dict:
-        """The node's counters (STATS), by name. Raises :class:`KvasirError` on failure."""
+        """The node's counters (STATS), by name; in a cluster, each counter summed over the nodes
+        that answered. Raises :class:`KvasirError` on failure."""
+        if self._router is not None:
+            total = {}
+            for _, stats, _ in self.node_stats():
+                for name, value in (stats or {}).items():
+                    total[name] = total.get(name, 0) + value
+            return total
         return {s.name: s.value for s in self._simple(P.Opcode.STATS, b"").stats}
 
     def ping(self, echo: bytes = b"") -> bytes:
-        """Round trip to the node; returns the echo. Raises :class:`KvasirError` on failure."""
+        """Round trip to the node (in a cluster: to each node); returns the echo. Raises :class:`KvasirError` on failure."""
+        if self._router is not None:
+            for node, _, error in self.node_stats():
+                if error is not None:
+                    raise KvasirError(f"node {node['id']} ({node['addr']}): {error}")
+            return bytes(echo)
         return self._simple(P.Opcode.PING, bytes(echo)).echo
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise KvasirError("the store is closed")
 
 
 class _IndexProxy:

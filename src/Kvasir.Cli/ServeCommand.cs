@@ -32,12 +32,13 @@ public static class ServeCommand
           --advertise HOST:PORT  address clients use to reach the node default --host:port (set it with --host 0.0.0.0)
           --node-id ID           placement identity (keep it stable)   default the advertised address
           --heartbeat-ttl SEC    node counts as dead after this silence default 5
+          --kind KIND            node | embedded (label in kvasir status) default node
         """;
 
     private static readonly string[] ValueOptions =
         ["host", "port", "memory", "max-value", "block-size", "eviction", "high-watermark", "low-watermark", "auth-key",
          "lease-timeout", "frame-timeout", "max-batch", "max-connections", "log-level",
-         "redis", "cluster", "advertise", "node-id", "heartbeat-ttl"];
+         "redis", "cluster", "advertise", "node-id", "heartbeat-ttl", "kind"];
 
     public static NodeOptions ParseOptions(IReadOnlyList<string> args)
     {
@@ -91,7 +92,7 @@ public static class ServeCommand
         var redis = cl.Get("redis");
         if (redis is null)
         {
-            foreach (var flag in new[] { "cluster", "advertise", "heartbeat-ttl" })
+            foreach (var flag in new[] { "cluster", "advertise", "heartbeat-ttl", "kind" })
                 if (cl.Get(flag) is not null) throw new UsageException($"--{flag} needs --redis");
             return null;
         }
@@ -106,7 +107,9 @@ public static class ServeCommand
         var name = cl.Get("cluster", "default");
         try { Kvasir.Cluster.RedisClusterRegistry.ValidateClusterName(name); }
         catch (FormatException ex) { throw new UsageException($"--cluster: {ex.Message}"); }
-        return new ClusterJoinOptions { RedisUrl = redis, Name = name, Advertise = cl.Get("advertise"), HeartbeatTtl = TimeSpan.FromSeconds(ttl) };
+        var kind = cl.Get("kind", "node");
+        if (kind is not ("node" or "embedded")) throw new UsageException($"--kind: '{kind}' is not node or embedded");
+        return new ClusterJoinOptions { RedisUrl = redis, Name = name, Advertise = cl.Get("advertise"), HeartbeatTtl = TimeSpan.FromSeconds(ttl), Kind = kind };
     }
 
     /// <summary>Store settings are named by their flags in errors, not by their property names.</summary>

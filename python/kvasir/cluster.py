@@ -1,0 +1,467 @@
+"""Cluster mode of :class:`kvasir.KvStore`: membership (Redis or a static list), routing, replicas.
+
+A routed store places every key on its nodes by rendezvous hashing (:mod:`kvasir.placement`), sends
+one request per node in parallel and puts the per-key results back in the caller's order. With
+``replicas=R`` a put goes to the key's top R nodes (0 when any of them stored it), and gets and
+exists try them in rank order until one has the key; a node that fails mid-batch only turns its
+keys into retries on the next replica. The Redis layout and scripts are those of the .NET
+``RedisClusterRegistry`` (docs/cluster.md).
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, List, Optional, Tuple
+
+from . import errors as E
+from .errors import KvasirError
+from .placement import Ring
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+# KEYS: members records epoch -> {epoch, id1, json1, ...}
+_READ = _NOW + """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
+local out = { redis.call('GET', KEYS[3]) or '0' }
+for _, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[2], id) or ''
+end
+return out
+"""
+# KEYS: members epoch -> {epoch, live}
+_POLL = _NOW + """
+return { tonumber(redis.call('GET', KEYS[2]) or '0'), redis.call('ZCOUNT', KEYS[1], now, '+inf') }
+"""
+
+
+def _valid_id(text) -> bool:
+    return isinstance(text, str) and 0 < len(text) <= 255 and all("!" <= c <= "~" for c in text)
+
+
+class StaticMembership:
+    """A fixed list of ``host:port`` nodes; each node's id is its address."""
+
+    def __init__(self, addresses: List[str]):
+        self.nodes = [{"id": a, "addr": a} for a in addresses]
+        self.error = None
+
+    def add(self, record: dict) -> None:
+        if all(n["id"] != record["id"] for n in self.nodes):
+            self.nodes = self.nodes + [record]
+
+    def wake(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class RedisMembership:
+    """Live nodes of cluster ``name`` in Redis, followed by a polling thread (epoch + live count, every
+    ``poll`` seconds; the full list is read only when they change, or every 30 s). If Redis goes away
+    the last view is kept."""
+
+    def __init__(self, url: str, name: str, poll: float, timeout: float,
+                 on_change: Optional[Callable[[], None]] = None):
+        try:
+            import redis  # noqa: PLC0415 - only cluster mode needs it
+        except ImportError:
+            raise KvasirError("a redis:// cluster needs the redis package (pip install redis, "
+                              "or apt-get install python3-redis)") from None
+        if not name or len(name) > 64 or not all(c.isalnum() or c in "_.-" for c in name):
+            raise KvasirError(f"cluster name {name!r} must be 1 to 64 of A-Z a-z 0-9 _ . -")
+        self._redis_errors = (redis.RedisError, OSError)
+        try:
+            self._redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        except ValueError as ex:
+            raise KvasirError(f"{url!r} is not a redis:// URL: {ex}") from None
+        self._keys = [f"kvasir:{{{name}}}:{k}" for k in ("members", "records", "epoch")]
+        self._poll = poll
+        self._on_change = on_change
+        self.error = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        try:
+            self.epoch, self.nodes = self._read()
+        except self._redis_errors as ex:
+            raise KvasirError(f"cannot read cluster {name!r} from {url}: {ex}") from None
+        self._last_full = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="kvasir-membership", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> Tuple[int, List[dict]]:
+        items = self._redis.eval(_READ, 3, *self._keys)
+        epoch = int(items[0])
+        nodes = []
+        for i in range(1, len(items) - 1, 2):
+            node_id = items[i].decode("ascii", "replace")
+            try:
+                record = json.loads(items[i + 1])
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("id") == node_id and _valid_id(node_id) and isinstance(record.get("addr"), str):
+                nodes.append(record)
+        return epoch, sorted(nodes, key=lambda n: n["id"])
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._poll)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                epoch, live = self._redis.eval(_POLL, 2, self._keys[0], self._keys[2])
+                if int(epoch) != self.epoch or int(live) != len(self.nodes) or time.monotonic() - self._last_full > 30:
+                    self.epoch, nodes = self._read()
+                    self._last_full = time.monotonic()
+                    if [(n["id"], n["addr"]) for n in nodes] != [(n["id"], n["addr"]) for n in self.nodes]:
+                        self.nodes = nodes
+                        if self._on_change:
+                            self._on_change()
+                self.error = None
+            except self._redis_errors as ex:
+                self.error = str(ex)
+
+    def refresh(self) -> None:
+        """Reads the whole membership now (raises on a Redis error)."""
+        self.epoch, self.nodes = self._read()
+
+    def add(self, record: dict) -> None:
+        pass
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+        self._redis.close()
+
+
+class _Slot:
+    """One member: a single-node KvStore opened on first use; after a failure it is skipped for a
+    backoff (0.25 s doubling to 4 s) so its keys go to replicas at once."""
+
+    def __init__(self, node_id: str, addr: str):
+        self.id, self.addr = node_id, addr
+        self.store = None
+        self.down_until = 0.0
+        self.backoff = 0.25
+        self.lock = threading.Lock()
+
+    def get(self, open_store):
+        if time.monotonic() < self.down_until:
+            return None
+        with self.lock:
+            if self.store is None:
+                try:
+                    self.store = open_store(self.addr)
+                except KvasirError:
+                    self.mark_down()
+                    return None
+            return self.store
+
+    def mark_down(self) -> bool:
+        was_up = time.monotonic() >= self.down_until
+        self.down_until = time.monotonic() + self.backoff
+        if was_up:
+            self.backoff = min(self.backoff * 2, 4.0)
+        return was_up
+
+    def close(self) -> None:
+        with self.lock:
+            if self.store is not None:
+                self.store.close()
+                self.store = None
+
+
+_RETRY = (E.NOT_FOUND, E.UNAVAILABLE, E.TIMEOUT, E.PROTOCOL_ERROR)
+
+
+class Router:
+    """Routes a :class:`kvasir.KvStore`'s batches over a membership (see the module docstring)."""
+
+    def __init__(self, membership, replicas: int, open_store: Callable[[str], object]):
+        if not isinstance(replicas, int) or replicas < 1:
+            raise KvasirError(f"replicas must be an int >= 1, not {replicas!r}")
+        self.membership = membership
+        self.replicas = replicas
+        self._open_store = open_store
+        self._slots: Dict[str, _Slot] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="kvasir-route")
+        self.last_error = ""
+
+    # -- view --
+
+    def _view(self):
+        nodes = self.membership.nodes
+        ring = Ring([n["id"] for n in nodes])
+        by_id = {n["id"]: n for n in nodes}
+        slots = []
+        with self._lock:
+            for node_id in ring.ids:
+                addr = by_id[node_id]["addr"]
+                slot = self._slots.get(node_id)
+                if slot is None or slot.addr != addr:
+                    if slot is not None:
+                        slot.close()
+                    slot = self._slots[node_id] = _Slot(node_id, addr)
+                slots.append(slot)
+            for gone in set(self._slots) - set(ring.ids):
+                self._slots.pop(gone).close()
+        return ring, slots
+
+    @property
+    def nodes(self) -> List[dict]:
+        return list(self.membership.nodes)
+
+    def place(self, key: bytes, replicas: Optional[int] = None) -> List[str]:
+        ring, _ = self._view()
+        return ring.place(key, min(replicas or self.replicas, len(ring)))
+
+    def _plan(self, keys, replicas, max_key=512):
+        ring, slots = self._view()
+        r = min(replicas, len(ring))
+        ranks = []
+        for k in keys:
+            if not 1 <= len(k) <= max_key:
+                ranks.append(None)
+            else:
+                ranks.append(ring.rank(k, r) if r else [])
+        return ring, slots, ranks
+
+    def _run(self, slot, count, call) -> list:
+        store = slot.get(self._open_store)
+        codes = [E.UNAVAILABLE] * count if store is None else call(store)
+        if count and all(c in (E.UNAVAILABLE,) for c in codes):
+            slot.mark_down()
+            self.membership.wake()
+            if store is not None:
+                self.last_error = store.last_error
+        elif store is not None:
+            slot.backoff = 0.25
+        return codes
+
+    @staticmethod
+    def _combine(answers: list) -> int:
+        if not answers:
+            return E.UNAVAILABLE
+        if E.OK in answers:
+            return E.OK
+        for a in answers:
+            if a not in (E.UNAVAILABLE, E.TIMEOUT):
+                return a
+        return answers[0]
+
+    # -- operations --
+
+    def put(self, keys: list, views: list, chain: bool, chain_parent: Optional[bytes], replicas: Optional[int] = None) -> List[int]:
+        replicas = replicas or self.replicas
+        ring, slots, ranks = self._plan(keys, replicas)
+        parent_nodes = set(ring.place(chain_parent, min(replicas, len(ring)))) if chain and chain_parent and len(ring) else set()
+        answers = [[None] * len(r) if r else [] for r in ranks]
+        groups: Dict[int, List[Tuple[int, int]]] = {}
+        for i, r in enumerate(ranks):
+            for rank, n in enumerate(r or []):
+                groups.setdefault(n, []).append((i, rank))
+
+        def one(n, entries):
+            slot = slots[n]
+            parent = chain_parent if slot.id in parent_nodes else None
+            codes = self._run(slot, len(entries), lambda s: s._put([keys[i] for i, _ in entries], [views[i] for i, _ in entries], chain, parent))
+            for (i, rank), code in zip(entries, codes):
+                answers[i][rank] = code
+
+        self._all(one, groups)
+        return [E.INVALID_KEY if ranks[i] is None else self._combine(answers[i]) for i in range(len(keys))]
+
+    def get(self, keys: list, dests: list) -> Tuple[list, list]:
+        ring, slots, ranks = self._plan(keys, self.replicas)
+        results = [E.INVALID_KEY if r is None else E.UNAVAILABLE for r in ranks]
+        allocated = [None] * len(keys)
+        saw_miss = [False] * len(keys)
+        pending = [i for i, r in enumerate(ranks) if r]
+        attempt = 0
+        while pending:
+            groups: Dict[int, List[int]] = {}
+            for i in pending:
+                groups.setdefault(ranks[i][attempt], []).append(i)
+
+            def one(n, idx):
+                got = {}
+
+                def call(store):
+                    codes, values = store._get([keys[i] for i in idx], [dests[i] for i in idx])
+                    got["values"] = values
+                    return codes
+                codes = self._run(slots[n], len(idx), call)
+                values = got.get("values") or [None] * len(idx)
+                for i, code, value in zip(idx, codes, values):
+                    results[i] = code
+                    allocated[i] = value
+                    if code == E.NOT_FOUND:
+                        saw_miss[i] = True
+
+            self._all(one, groups)
+            attempt += 1
+            pending = [i for i in pending if attempt < len(ranks[i]) and results[i] in _RETRY]
+        for i in range(len(keys)):
+            if saw_miss[i] and results[i] in _RETRY:
+                results[i] = E.NOT_FOUND
+        return results, allocated
+
+    def key_op(self, opcode: int, keys: list, exists: bool) -> List[int]:
+        ring, slots, ranks = self._plan(keys, self.replicas)
+        if exists:
+            results = [E.INVALID_KEY if r is None else E.UNAVAILABLE for r in ranks]
+            saw_miss = [False] * len(keys)
+            pending = [i for i, r in enumerate(ranks) if r]
+            attempt = 0
+            while pending:
+                groups: Dict[int, List[int]] = {}
+                for i in pending:
+                    groups.setdefault(ranks[i][attempt], []).append(i)
+
+                def one(n, idx):
+                    codes = self._run(slots[n], len(idx), lambda s: s._key_op(opcode, [keys[i] for i in idx]))
+                    for i, code in zip(idx, codes):
+                        results[i] = code
+                        saw_miss[i] = saw_miss[i] or code == E.NOT_FOUND
+
+                self._all(one, groups)
+                attempt += 1
+                pending = [i for i in pending if attempt < len(ranks[i]) and results[i] in _RETRY]
+            return [E.NOT_FOUND if saw_miss[i] and results[i] in _RETRY else results[i] for i in range(len(keys))]
+        answers = [[None] * len(r) if r else [] for r in ranks]
+        groups2: Dict[int, List[Tuple[int, int]]] = {}
+        for i, r in enumerate(ranks):
+            for rank, n in enumerate(r or []):
+                groups2.setdefault(n, []).append((i, rank))
+
+        def each(n, entries):
+            codes = self._run(slots[n], len(entries), lambda s: s._key_op(opcode, [keys[i] for i, _ in entries]))
+            for (i, rank), code in zip(entries, codes):
+                answers[i][rank] = code
+
+        self._all(each, groups2)
+        return [E.INVALID_KEY if ranks[i] is None else self._combine(answers[i]) for i in range(len(keys))]
+
+    def node_stats(self) -> List[Tuple[dict, Optional[dict], Optional[str]]]:
+        _, slots = self._view()
+        out = []
+        for node, slot in zip(sorted(self.nodes, key=lambda n: n["id"]), slots):
+            store = slot.get(self._open_store)
+            if store is None:
+                out.append((node, None, "unreachable"))
+                continue
+            try:
+                out.append((node, store.stats(), None))
+            except KvasirError as ex:
+                out.append((node, None, str(ex)))
+        return out
+
+    def _all(self, fn, groups: dict) -> None:
+        """Runs ``fn(node_index, entries)`` for every node's group, in parallel when there are several."""
+        items = list(groups.items())
+        if len(items) == 1:
+            fn(*items[0])
+            return
+        for f in [self._pool.submit(fn, n, entries) for n, entries in items]:
+            f.result()
+
+    def close(self) -> None:
+        self.membership.close()
+        self._pool.shutdown(wait=True)
+        with self._lock:
+            for slot in self._slots.values():
+                slot.close()
+            self._slots.clear()
+
+
+class EmbeddedNode:
+    """A ``kvasir serve`` child process that lends this client's memory to the cluster.
+
+    The Python package cannot host the .NET node inside the interpreter, so the node runs as a child
+    process tied to this one: it is stopped (SIGTERM) by :meth:`close` and, on Linux, killed if this
+    process dies (PR_SET_PDEATHSIG). It registers in Redis like any other node (kind "embedded").
+    The command is ``KVASIR_BIN`` (e.g. ``"dotnet /opt/kvasir/kvasir.dll"``), else ``kvasir`` on
+    PATH, else this checkout's ``.build/cli/kvasir.dll``."""
+
+    def __init__(self, capacity, data_plane_addr: str, client_id: Optional[str], redis_url: Optional[str],
+                 cluster: str, auth_key_hex: Optional[str], timeout: float = 30.0):
+        host, _, port = data_plane_addr.rpartition(":")
+        if not host or not port.isdigit():
+            raise KvasirError(f"data_plane_addr {data_plane_addr!r} is not HOST:PORT")
+        args = [*self._command(), "serve", "--host", host.strip("[]"), "--port", port, "--memory", str(capacity),
+                "--log-level", "warning"]
+        if redis_url:
+            args += ["--redis", redis_url, "--cluster", cluster, "--kind", "embedded"]
+        if client_id:
+            args += ["--node-id", client_id]
+        if auth_key_hex:
+            args += ["--auth-key", auth_key_hex]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + timeout
+        lines = []
+        while True:
+            line = self.proc.stdout.readline().decode("utf-8", "replace")
+            if line.startswith("kvasir: serving on "):
+                addr = line.split()[3]
+                self.addr = addr
+                self.node_id = client_id or addr
+                break
+            if line:
+                lines.append(line.rstrip())
+            if (not line and self.proc.poll() is not None) or time.monotonic() > deadline:
+                self.close()
+                raise KvasirError(f"embedded node did not start: {' | '.join(lines[-5:])}")
+        # Keep draining its output so a chatty node never blocks on a full pipe.
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    @staticmethod
+    def _command() -> List[str]:
+        env = os.environ.get("KVASIR_BIN")
+        if env:
+            return env.split()
+        found = shutil.which("kvasir")
+        if found:
+            return [found]
+        dll = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), ".build", "cli", "kvasir.dll")
+        if os.path.exists(dll):
+            return ["dotnet", dll]
+        raise KvasirError("cannot find the kvasir node binary for an embedded node: set KVASIR_BIN")
+
+    def _drain(self) -> None:
+        try:
+            for _ in self.proc.stdout:
+                pass
+        except (OSError, ValueError):
+            pass
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+def _die_with_parent() -> None:
+    try:
+        import ctypes  # noqa: PLC0415
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass

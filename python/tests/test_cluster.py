@@ -1,0 +1,226 @@
+"""Cluster mode of the Python client against a real redis-server and real `kvasir serve` nodes."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+import kvasir
+from kvasir import errors as E
+from kvasir.placement import Ring, hash64, mix64
+
+from conftest import CLI_DLL, REPO, Node
+
+VECTORS = os.path.join(REPO, "tests", "vectors", "rendezvous.json")
+
+
+def test_placement_matches_the_shared_vectors():
+    with open(VECTORS, encoding="utf-8") as f:
+        v = json.load(f)
+    for c in v["hashes"]:
+        assert hash64(bytes.fromhex(c["data"])) == int(c["hash"])
+    for c in v["mix64"]:
+        assert mix64(int(c["in"])) == int(c["out"])
+    assert len(v["placements"]) >= 100
+    for c in v["placements"]:
+        ring = Ring(c["nodes"])
+        for r in range(1, len(c["nodes"]) + 1):
+            assert ring.place(bytes.fromhex(c["key"]), r) == c["ranking"][:r]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Redis:
+    """A real redis-server on a free loopback port (./test.sh installs it), killed by pid."""
+
+    def __init__(self):
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.port = _free_port()
+        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.02)
+        self.url = f"redis://127.0.0.1:{self.port}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture()
+def cluster(cli):
+    redis = Redis()
+    name = f"py{os.getpid()}{int(time.monotonic() * 1000) % 100000}"
+    nodes = [Node("--memory", "64MiB", "--redis", redis.url, "--cluster", name, "--heartbeat-ttl", "1") for _ in range(3)]
+    try:
+        _wait(lambda: len(_live(redis.url, name)) == 3, "3 live nodes")
+        yield redis, name, nodes
+    finally:
+        for n in nodes:
+            n.stop()
+        redis.stop()
+
+
+def _live(url, name):
+    import redis as redis_py
+    r = redis_py.Redis.from_url(url)
+    try:
+        return [m.decode() for m in r.zrangebyscore(f"kvasir:{{{name}}}:members", int(time.time() * 1000) - 100, "+inf")]
+    finally:
+        r.close()
+
+
+def _wait(cond, what, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _value(key: str, size: int) -> np.ndarray:
+    seed = int.from_bytes(key.encode()[-4:].rjust(4, b"\0"), "little") ^ len(key)
+    return np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8)
+
+
+def _store(redis, name, **kw):
+    return kvasir.KvStore(redis_url=redis.url, cluster=name, membership_poll=0.1, connect_timeout=2.0, request_timeout=10.0, **kw)
+
+
+def test_keys_spread_over_the_nodes_and_read_back_exact(cluster):
+    redis, name, nodes = cluster
+    keys = [f"py/spread/{i}" for i in range(900)]
+    buf = np.concatenate([_value(k, 256) for k in keys])
+    with _store(redis, name) as store:
+        assert store.is_cluster and len(store.nodes) == 3
+        store.register_buffer(buf.ctypes.data, buf.nbytes)
+        ptrs = [buf.ctypes.data + i * 256 for i in range(len(keys))]
+        assert store.batch_put_from(keys, ptrs, [256] * len(keys)) == [0] * len(keys)
+        out = np.zeros_like(buf)
+        store.register_buffer(out.ctypes.data, out.nbytes)
+        assert store.batch_get_into(keys, [out.ctypes.data + i * 256 for i in range(len(keys))], [256] * len(keys)) == [256] * len(keys)
+        assert np.array_equal(out, buf)
+        owners = [store.placement(k)[0] for k in keys]
+        # Each node holds exactly what placement says; 900 keys over 3 nodes: sd 14 keys, ±75 is > 5 sd.
+        for node, stats, error in store.node_stats():
+            assert error is None
+            assert stats["keys"] == owners.count(node["id"])
+            assert 300 - 75 <= stats["keys"] <= 300 + 75
+        assert store.stats()["keys"] == len(keys)
+
+
+def test_python_and_dotnet_clients_place_a_key_on_the_same_node(cluster, cli):
+    redis, name, _ = cluster
+    with _store(redis, name) as store:
+        for i in range(5):
+            key = f"cross/{i}"
+            path = os.path.join(REPO, ".build", f"cross-{os.getpid()}-{i}")
+            with open(path, "wb") as f:
+                f.write(b"x" * 10)
+            try:
+                r = subprocess.run([*cli, "put", "--redis", redis.url, "--cluster", name, "--replicas", "2", key, path],
+                                   capture_output=True, text=True, timeout=60)
+            finally:
+                os.unlink(path)
+            assert r.returncode == 0, r.stderr
+            dotnet_nodes = r.stderr.strip().rsplit("stored on ", 1)[1].split(", ")
+            assert dotnet_nodes == store.placement(key, 2)
+
+
+def test_two_replicas_survive_a_killed_node_without_a_miss(cluster):
+    redis, name, nodes = cluster
+    keys = [f"py/r2/{i}" for i in range(300)]
+    with _store(redis, name, replicas=2) as store:
+        for k in keys:
+            assert store.put(k, _value(k, 1000).tobytes()) == 0
+        nodes[1].proc.kill()
+        nodes[1].proc.wait(timeout=10)
+        for k in keys:
+            assert store.get(k) == _value(k, 1000).tobytes()
+        assert store.batch_is_exist(keys) == [1] * len(keys)
+        _wait(lambda: len(store.nodes) == 2, "the store to drop the dead node")
+        assert all(store.get(k) == _value(k, 1000).tobytes() for k in keys)
+
+
+def test_one_replica_turns_a_killed_nodes_keys_into_per_key_misses(cluster):
+    redis, name, nodes = cluster
+    keys = [f"py/r1/{i}" for i in range(300)]
+    buf = np.concatenate([_value(k, 128) for k in keys])
+    with _store(redis, name) as store:
+        store.register_buffer(buf.ctypes.data, buf.nbytes)
+        ptrs = [buf.ctypes.data + i * 128 for i in range(len(keys))]
+        assert store.batch_put_from(keys, ptrs, [128] * len(keys)) == [0] * len(keys)
+        victim = nodes[2].address
+        on_victim = [store.placement(k)[0] == victim for k in keys]
+        assert any(on_victim)
+        nodes[2].proc.kill()
+        nodes[2].proc.wait(timeout=10)
+        out = np.zeros_like(buf)
+        store.register_buffer(out.ctypes.data, out.nbytes)
+        codes = store.batch_get_into(keys, [out.ctypes.data + i * 128 for i in range(len(keys))], [128] * len(keys))
+        for i, code in enumerate(codes):
+            if on_victim[i]:
+                assert code in (E.NOT_FOUND, E.UNAVAILABLE)
+            else:
+                assert code == 128 and np.array_equal(out[i * 128:(i + 1) * 128], buf[i * 128:(i + 1) * 128])
+
+
+def test_a_static_server_list_routes_without_redis(cluster):
+    _, _, nodes = cluster
+    with kvasir.KvStore([n.address for n in nodes]) as store:
+        assert store.is_cluster
+        assert store.put("static-list", b"v") == 0
+        assert store.get("static-list") == b"v"
+        assert store.placement("static-list")[0] in [n.address for n in nodes]
+
+
+def test_an_embedded_node_lends_memory_and_registers_as_embedded(cluster):
+    redis, name, _ = cluster
+    with _store(redis, name, capacity="32MiB", client_id="py-rank-0") as store:
+        assert store.node_id == "py-rank-0"
+        ids = [n["id"] for n in store.nodes]
+        assert "py-rank-0" in ids and len(ids) == 4
+        import redis as redis_py
+        r = redis_py.Redis.from_url(redis.url)
+        record = json.loads(r.hget(f"kvasir:{{{name}}}:records", "py-rank-0"))
+        r.close()
+        assert record["kind"] == "embedded" and record["capacity"] == 32 << 20
+        local = [k for k in (f"emb/{i}" for i in range(100)) if store.placement(k)[0] == "py-rank-0"]
+        assert local
+        for k in local:
+            assert store.put(k, k.encode()) == 0
+        with _store(redis, name) as other:
+            _wait(lambda: len(other.nodes) == 4, "the other store to see the embedded node")
+            assert all(other.get(k) == k.encode() for k in local)
+    # Closing the store stopped its node, which left the cluster.
+    _wait(lambda: "py-rank-0" not in _live(redis.url, name), "the embedded node to leave")
+
+
+def test_bad_cluster_settings_are_clear_errors(cli):
+    with pytest.raises(kvasir.KvasirError, match="cannot read cluster"):
+        kvasir.KvStore(redis_url=f"redis://127.0.0.1:{_free_port()}", connect_timeout=0.5)
+    with pytest.raises(kvasir.KvasirError, match="replicas"):
+        kvasir.KvStore(redis_url="redis://127.0.0.1:1", replicas=0)
+    with pytest.raises(kvasir.KvasirError, match="cluster name"):
+        kvasir.KvStore(redis_url="redis://127.0.0.1:1", cluster="bad name")
