@@ -285,10 +285,11 @@ class KvStore:
 
     # -- PUT --
 
-    def _put(self, keys: list, values: list, chain: bool = False, chain_parent: Optional[bytes] = None) -> List[int]:
+    def _put(self, keys: list, values: list, chain: bool = False, chain_parent: Optional[bytes] = None,
+             replicas: Optional[int] = None) -> List[int]:
         if self._router is not None:
             self._check_open()
-            return self._router.put(keys, values, chain, chain_parent)
+            return self._router.put(keys, values, chain, chain_parent, replicas)
         """keys: bytes; values: list of memoryview lists (pieces). Returns per-key codes.
 
         ``chain``: key i's block continues key i-1's (PUT's CHAIN flag), and ``chain_parent`` is the
@@ -363,24 +364,26 @@ class KvStore:
         """Stores ``value`` (any bytes-like) under ``key``: 0, or a negative code."""
         return self._put([_key_bytes(key)], [[memoryview(value).cast("B")]])[0]
 
-    def batch_put_from(self, keys, ptrs, sizes, chain: bool = False, chain_parent=None) -> List[int]:
+    def batch_put_from(self, keys, ptrs, sizes, chain: bool = False, chain_parent=None, replicas: Optional[int] = None) -> List[int]:
         """Stores ``sizes[i]`` bytes at address ``ptrs[i]`` under ``keys[i]``: 0 or negative per key.
         ``chain=True`` declares that each key's block continues the previous key's (``chain_parent``:
-        the stored key the first one continues), so a prefix-aware node evicts chains from the tail."""
+        the stored key the first one continues), so a prefix-aware node evicts chains from the tail.
+        ``replicas``: in a cluster, copies of these values (default: the store's ``replicas``)."""
         _same_length(keys, ptrs, sizes)
         with self._lock:
             views = [[self._checked_view(p, s)] for p, s in zip(ptrs, sizes)]
-        return self._put([_key_bytes(k) for k in keys], views, chain, _key_bytes(chain_parent) if chain_parent is not None else None)
+        return self._put([_key_bytes(k) for k in keys], views, chain, _key_bytes(chain_parent) if chain_parent is not None else None, replicas)
 
-    def batch_put_from_multi_buffers(self, keys, addrs_per_key, sizes_per_key, chain: bool = False, chain_parent=None) -> List[int]:
+    def batch_put_from_multi_buffers(self, keys, addrs_per_key, sizes_per_key, chain: bool = False, chain_parent=None,
+                                     replicas: Optional[int] = None) -> List[int]:
         """Stores, per key, the concatenation of several pieces (``addrs_per_key[i][j]``,
         ``sizes_per_key[i][j]``), gathered without a joining copy: 0 or negative per key.
-        ``chain`` / ``chain_parent`` as in :meth:`batch_put_from`."""
+        ``chain`` / ``chain_parent`` / ``replicas`` as in :meth:`batch_put_from`."""
         _same_length(keys, addrs_per_key, sizes_per_key)
         with self._lock:
             views = [[self._checked_view(a, s) for a, s in _pairs(addrs, sizes)]
                      for addrs, sizes in zip(addrs_per_key, sizes_per_key)]
-        return self._put([_key_bytes(k) for k in keys], views, chain, _key_bytes(chain_parent) if chain_parent is not None else None)
+        return self._put([_key_bytes(k) for k in keys], views, chain, _key_bytes(chain_parent) if chain_parent is not None else None, replicas)
 
     # -- GET --
 

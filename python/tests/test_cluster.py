@@ -186,6 +186,17 @@ def test_one_replica_turns_a_killed_nodes_keys_into_per_key_misses(cluster):
                 assert code == 128 and np.array_equal(out[i * 128:(i + 1) * 128], buf[i * 128:(i + 1) * 128])
 
 
+def test_replicas_per_call_override_the_stores_setting(cluster):
+    redis, name, _ = cluster
+    buf = np.arange(64, dtype=np.uint8)
+    with _store(redis, name) as store:
+        store.register_buffer(buf.ctypes.data, buf.nbytes)
+        assert store.batch_put_from(["per-call/3"], [buf.ctypes.data], [64], replicas=3) == [0]
+        assert store.batch_put_from(["per-call/1"], [buf.ctypes.data], [64]) == [0]
+        held = {node["id"]: stats["keys"] for node, stats, _ in store.node_stats()}
+    assert sorted(held.values()) == [1, 1, 2]   # per-call/3 on every node, per-call/1 on one
+
+
 def test_a_static_server_list_routes_without_redis(cluster):
     _, _, nodes = cluster
     with kvasir.KvStore([n.address for n in nodes]) as store:

@@ -66,5 +66,15 @@ public sealed class PlacementTests
         var keys = Enumerable.Range(0, 100).Select(i => Pattern.Key($"static/{i}")).ToArray();
         Assert.All(await viaList.PutAsync(keys, keys.Select(k => k).ToArray()), s => Assert.Equal(KvStatus.Ok, s));
         Assert.All(await viaRedis.ExistsAsync(keys), v => Assert.Equal(1, v));
+
+        // Replicas per call: one key on every node.
+        var everywhere = Pattern.Key("static/everywhere");
+        Assert.Equal(KvStatus.Ok, (await viaList.PutAsync([everywhere], [everywhere], new PutOptions { Replicas = 3 }))[0]);
+        Assert.Equal(3, viaList.Placement(everywhere.Span, 3).Count);
+        foreach (var node in cluster.Nodes)
+        {
+            await using var direct = await KvStore.ConnectAsync(new KvStoreOptions { Server = node.Server });
+            Assert.Equal(1, (await direct.ExistsAsync([everywhere]))[0]);
+        }
     }
 }
