@@ -27,6 +27,11 @@ public static class ServeCommand
           --max-batch N          keys per request                     default 8192
           --max-connections N    open connections                     default 4096
           --log-level LEVEL      trace|debug|information|warning|error default information
+          --disk PATH            local-disk tier: every value also on disk; recovered on restart   default none
+          --disk-capacity SIZE   bytes the disk tier may hold (oldest segment dropped beyond)       default 10GiB
+          --promote-after N      a value read N times from disk/shared-fs moves into DRAM          default 2
+          --hot-fraction F       share of DRAM promoted values may take                            default 0.2
+          --shared-fs PATH       shared cold tier: a directory many nodes mount                    default none
           --redis URL            join a cluster: register in this Redis  default none (standalone)
           --cluster NAME         cluster name in Redis                 default default
           --advertise HOST:PORT  address clients use to reach the node default --host:port (set it with --host 0.0.0.0)
@@ -38,7 +43,8 @@ public static class ServeCommand
     private static readonly string[] ValueOptions =
         ["host", "port", "memory", "max-value", "block-size", "eviction", "high-watermark", "low-watermark", "auth-key",
          "lease-timeout", "frame-timeout", "max-batch", "max-connections", "log-level",
-         "redis", "cluster", "advertise", "node-id", "heartbeat-ttl", "kind"];
+         "redis", "cluster", "advertise", "node-id", "heartbeat-ttl", "kind",
+         "disk", "disk-capacity", "promote-after", "hot-fraction", "shared-fs"];
 
     public static NodeOptions ParseOptions(IReadOnlyList<string> args)
     {
@@ -80,11 +86,42 @@ public static class ServeCommand
             MaxConnections = cl.Int("max-connections", 4096, 1),
             NodeId = cl.Get("node-id"),
             Cluster = ParseCluster(cl),
+            Tiers = ParseTiers(cl),
         };
         if (!System.Net.IPAddress.TryParse(options.Host, out _)) throw new UsageException($"--host: '{options.Host}' is not an IP address");
         try { options.Validate(); }
         catch (ArgumentException ex) { throw new UsageException(FlagMessage(ex)); }
         return options;
+    }
+
+    private static Kvasir.Storage.Tiers.TierOptions? ParseTiers(CommandLine cl)
+    {
+        string? disk = cl.Get("disk"), shared = cl.Get("shared-fs");
+        if (disk is null)
+            foreach (var flag in new[] { "disk-capacity" })
+                if (cl.Get(flag) is not null) throw new UsageException($"--{flag} needs --disk");
+        if (disk is null && shared is null)
+        {
+            foreach (var flag in new[] { "promote-after", "hot-fraction" })
+                if (cl.Get(flag) is not null) throw new UsageException($"--{flag} needs --disk or --shared-fs");
+            return null;
+        }
+        foreach (var (flag, path) in new[] { ("disk", disk), ("shared-fs", shared) })
+        {
+            if (path is null) continue;
+            if (path.Length == 0) throw new UsageException($"--{flag}: empty path");
+            if (File.Exists(path)) throw new UsageException($"--{flag}: '{path}' is a file, not a directory");
+        }
+        double hot = cl.Double("hot-fraction", 0.2);
+        if (hot is < 0 or > 1) throw new UsageException("--hot-fraction: must be between 0 and 1");
+        return new Kvasir.Storage.Tiers.TierOptions
+        {
+            DiskPath = disk,
+            DiskCapacity = cl.Size("disk-capacity", 10L << 30),
+            PromoteAfter = cl.Int("promote-after", 2, 1),
+            HotFraction = hot,
+            SharedFsPath = shared,
+        };
     }
 
     private static ClusterJoinOptions? ParseCluster(CommandLine cl)
@@ -117,7 +154,7 @@ public static class ServeCommand
     {
         ["Capacity"] = "--memory", ["MaxValueBytes"] = "--max-value", ["BlockSize"] = "--block-size",
         ["HighWatermark"] = "--high-watermark", ["LowWatermark"] = "--low-watermark", ["LeaseTimeout"] = "--lease-timeout",
-        ["node id"] = "--node-id",
+        ["node id"] = "--node-id", ["disk capacity"] = "--disk-capacity", ["promote-after"] = "--promote-after",
     };
 
     private static string FlagMessage(ArgumentException ex)
@@ -145,6 +182,11 @@ public static class ServeCommand
             Console.Error.WriteLine($"kvasir: cannot allocate an arena of {ByteSize.Format(options.Store.Capacity)}");
             return 1;
         }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"kvasir: cannot open the tiers: {ex.Message}");
+            return 1;
+        }
         try
         {
             node.Start();
@@ -158,6 +200,8 @@ public static class ServeCommand
         var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
         using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
+        if (node.Tiers?.Disk is { } d)
+            Console.Out.WriteLine($"kvasir: disk tier {options.Tiers!.DiskPath}: {d.Stats().First(p => p.Key == "disk_keys").Value} values recovered");
         var cluster = options.Cluster is { } c ? $", cluster {c.Name} via {Kvasir.Cluster.RedisUrl.Parse(c.RedisUrl)} as {node.NodeId}" : "";
         Console.Out.WriteLine($"kvasir: serving on {options.Host}:{node.Port} ({ByteSize.Format(options.Store.Capacity)}, auth {(options.AuthKey is null ? "off" : "on")}{cluster})");
         Console.Out.Flush();

@@ -31,6 +31,15 @@ public sealed class CacheNode : IAsyncDisposable
         LoggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
         _log = LoggerFactory.CreateLogger("Kvasir.Node");
         Store = new KvArenaStore(options.Store);
+        try
+        {
+            Tiers = options.Tiers is { Any: true } t ? new Kvasir.Storage.Tiers.TierSet(t) : null;
+        }
+        catch
+        {
+            Store.Dispose();
+            throw;
+        }
         StartedAt = DateTimeOffset.UtcNow;
     }
 
@@ -38,6 +47,17 @@ public sealed class CacheNode : IAsyncDisposable
 
     /// <summary>The node's store; an in-process client uses it directly.</summary>
     public KvArenaStore Store { get; }
+
+    /// <summary>The disk and shared-filesystem tiers, when configured.</summary>
+    public Kvasir.Storage.Tiers.TierSet? Tiers { get; }
+
+    /// <summary>Components that are not healthy right now (tier I/O errors, disk full, Redis unreachable), with the reason; empty when healthy.</summary>
+    public IReadOnlyList<(string Component, string Reason)> Problems()
+    {
+        var list = new List<(string, string)>(Tiers?.Problems() ?? []);
+        if (Registration is { State: RegistrationState.Degraded, Reason: var r }) list.Add(("redis", r ?? "unreachable"));
+        return list;
+    }
 
     public NodeCounters Counters { get; } = new();
 
@@ -148,6 +168,8 @@ public sealed class CacheNode : IAsyncDisposable
             new("cluster_state", Registration is null ? 0 : 1 + (long)Registration.State),
             new("cluster_heartbeats", Registration?.Heartbeats ?? 0),
         };
+        if (Tiers is not null) list.AddRange(Tiers.Stats());
+        list.Add(new("degraded", Problems().Count > 0 ? 1 : 0));
         foreach (var op in Enum.GetValues<Opcode>())
             list.Add(new($"requests_{op.ToString().ToLowerInvariant()}", c.Requests(op)));
         return list;
@@ -223,6 +245,7 @@ public sealed class CacheNode : IAsyncDisposable
             lock (_connectionsLock) foreach (var c in _connections) c.Abort("node stopping");
             await all.ConfigureAwait(false);
         }
+        Tiers?.Dispose();
         Store.Dispose();
         _log.LogInformation("kvasir node {NodeId} stopped", NodeId);
     }

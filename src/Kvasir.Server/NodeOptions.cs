@@ -46,6 +46,9 @@ public sealed class NodeOptions
     /// <summary>Name the node gives in HELLO and STATS. Default "host:port".</summary>
     public string? NodeId { get; init; }
 
+    /// <summary>Local-disk and shared-filesystem tiers below DRAM (docs/tiers.md). Default none: DRAM only.</summary>
+    public Kvasir.Storage.Tiers.TierOptions? Tiers { get; init; }
+
     /// <summary>Cluster membership through Redis. Default none: a standalone node.</summary>
     public ClusterJoinOptions? Cluster { get; init; }
 
@@ -67,5 +70,6 @@ public sealed class NodeOptions
         try { Cluster?.Validate(); }
         catch (FormatException ex) { throw new ArgumentException(ex.Message, ex); }
         Store.Validate();
+        Tiers?.Validate();
     }
 }

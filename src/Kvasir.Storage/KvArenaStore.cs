@@ -50,6 +50,7 @@ public sealed partial class KvArenaStore : IDisposable
     private long _evictions;
     private long _evictedBytes;
     private long _outOfMemory;
+    private long _promotedBytes;
 
     /// <summary>Validates <paramref name="options"/>, allocates the arena and starts the lease reaper.</summary>
     /// <exception cref="ArgumentException">The options are invalid (see <see cref="StoreOptions.Validate"/>).</exception>
@@ -167,6 +168,7 @@ public sealed partial class KvArenaStore : IDisposable
 
             if (_lookup.TryGetValue(reservation.Key, out Slot? slot))
             {
+                ClearPromoted(slot);
                 ValueVersion old = slot.Current;
                 slot.Current = version;
                 _liveBytes -= old.Length;
@@ -185,6 +187,81 @@ public sealed partial class KvArenaStore : IDisposable
             _liveBytes += version.Length;
             _puts++;
             return StoreStatus.Ok;
+        }
+    }
+
+    /// <summary>DRAM bytes held by values promoted from a lower tier.</summary>
+    public long PromotedBytes
+    {
+        get { lock (_gate) return _promotedBytes; }
+    }
+
+    /// <summary>
+    /// Publishes a value loaded from a lower tier, only if the key has no value in DRAM (a newer put
+    /// must never be replaced by an older copy from disk); false, with the reservation aborted, otherwise.
+    /// </summary>
+    public bool CommitPromoted(Reservation reservation, uint crc32c)
+    {
+        CheckOwner(reservation);
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            if (_lookup.ContainsKey(reservation.Key))
+            {
+                reservation.State = ReservationState.Aborted;
+                _reservations--;
+                FreeSpace(reservation.Version);
+                return false;
+            }
+        }
+        Commit(reservation, crc32c);
+        lock (_gate)
+        {
+            if (_lookup.TryGetValue(reservation.Key, out Slot? slot) && slot.Current == reservation.Version && !slot.Promoted)
+            {
+                slot.Promoted = true;
+                _promotedBytes += slot.Current.Length;
+            }
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Turns a filled reservation into a lease without publishing it: the value is readable through
+    /// the lease only, invisible to every other reader, and its space is freed when the lease is
+    /// released. Used to serve a value from a lower tier without taking DRAM for it.
+    /// </summary>
+    public ValueLease LeaseUnpublished(Reservation reservation, uint crc32c, ILeaseHolder? holder)
+    {
+        CheckOwner(reservation);
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            if (reservation.State != ReservationState.Pending)
+            {
+                throw new InvalidOperationException($"The reservation is already {reservation.State.ToString().ToLowerInvariant()}.");
+            }
+
+            reservation.State = ReservationState.Committed;
+            _reservations--;
+            ValueVersion version = reservation.Version;
+            version.Crc32C = crc32c;
+            version.State = VersionState.Retired;
+            version.LeaseCount++;
+            var lease = new ValueLease(this, ++_lastLeaseId, version, _arena.BaseAddress + (nint)version.Offset, holder,
+                Stopwatch.GetTimestamp() + _leaseTimeoutTicks);
+            _leaseQueue.Append(lease);
+            _activeLeases++;
+            return lease;
+        }
+    }
+
+    private void ClearPromoted(Slot slot)
+    {
+        if (slot.Promoted)
+        {
+            slot.Promoted = false;
+            _promotedBytes -= slot.Current.Length;
         }
     }
 
@@ -318,6 +395,7 @@ public sealed partial class KvArenaStore : IDisposable
     /// <summary>Takes a live slot out of the index and retires its value.</summary>
     private void Detach(Slot slot)
     {
+        ClearPromoted(slot);
         _index.Remove(slot.Key);
         slot.IsLive = false;
         _policy.OnRemove(slot);

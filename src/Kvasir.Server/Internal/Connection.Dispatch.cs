@@ -131,8 +131,8 @@ internal sealed partial class Connection
         {
             var status = !ValidKey(key) ? StoreStatus.InvalidKey : h.Opcode switch
             {
-                Opcode.Exists => _store.Exists(key) ? StoreStatus.Ok : StoreStatus.NotFound,
-                Opcode.Remove => _store.Remove(key),
+                Opcode.Exists => _store.Exists(key) || (_node.Tiers?.Contains(key) ?? false) ? StoreStatus.Ok : StoreStatus.NotFound,
+                Opcode.Remove => Remove(key),
                 Opcode.Pin => _store.Pin(key),
                 Opcode.Unpin => _store.Unpin(key),
                 _ => throw new ProtocolException(WireStatus.UnknownOpcode, $"opcode {h.Opcode} has no handler"),
@@ -160,7 +160,8 @@ internal sealed partial class Connection
             while (keys.Next(out var key))
             {
                 ValueLease? lease = null;
-                if (ValidKey(key)) _store.TryLease(key, this, out lease);
+                if (ValidKey(key) && _store.TryLease(key, this, out lease) == StoreStatus.NotFound && _node.Tiers is { } tiers)
+                    tiers.TryLoad(_store, key, this, out lease);
                 leases[i++] = lease;
                 payload += lease?.Length ?? 0;
             }
@@ -254,6 +255,8 @@ internal sealed partial class Connection
             _store.Abort(reservation!);
             throw;
         }
+        // With tiers, the value is on disk before it is published and acknowledged (docs/tiers.md).
+        _node.Tiers?.OnStored(meta.AsSpan(e.KeyOffset, e.KeyLength), reservation!.Span, crc);
         var parent = chain && parentOffset >= 0 ? meta.AsSpan(parentOffset, parentLength) : default;
         return StatusMap.ToWire(_store.Commit(reservation!, crc, parent));
     }
@@ -276,6 +279,14 @@ internal sealed partial class Connection
         }
         _node.Counters.In(reservation.Length);
         return Crc32C.Complete(crc);
+    }
+
+    /// <summary>Lower tiers first, so no reader can load the key back from them once DRAM has dropped it.</summary>
+    private StoreStatus Remove(ReadOnlySpan<byte> key)
+    {
+        bool below = _node.Tiers?.OnRemoved(key) ?? false;
+        var status = _store.Remove(key);
+        return status == StoreStatus.NotFound && below ? StoreStatus.Ok : status;
     }
 
     private bool ValidKey(ReadOnlySpan<byte> key) => key.Length >= 1 && key.Length <= _node.Options.Store.MaxKeyBytes;

@@ -16,6 +16,9 @@ internal sealed class Slot(byte[] key, ValueVersion current) : IListNode<Slot>
 
     public int PinCount { get; set; }
 
+    /// <summary>The value was promoted from a lower tier (counted against the hot share of DRAM).</summary>
+    public bool Promoted { get; set; }
+
     /// <summary>The block this one continues. May be a dead slot (orphan); only a live parent counts.</summary>
     public Slot? Parent { get; set; }
 

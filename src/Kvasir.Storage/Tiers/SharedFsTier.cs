@@ -1,0 +1,217 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Threading.Channels;
+
+namespace Kvasir.Storage.Tiers;
+
+/// <summary>A value found in the shared tier: its file and what its header says.</summary>
+public sealed record SharedEntry(string Path, long Length, uint Crc32C, int KeyLength);
+
+/// <summary>
+/// The shared-filesystem cold tier: one file per key in a key-hashed tree
+/// (<c>ROOT/kvasir-v1/ab/cd/&lt;sha256(key) hex&gt;.kv</c>) on a path many nodes mount. Every stored
+/// value is also written here, in the background (a bounded queue: when it is full, the value is
+/// simply not shared). Each file is written under a temporary name and renamed into place, so a
+/// reader on any host sees a whole file or none. Files carry the key (hash collisions are told
+/// apart) and the value's CRC-32C (checked on every read: a mismatch is a miss).
+/// </summary>
+public sealed class SharedFsTier : IDisposable
+{
+    private readonly string _root;
+    private readonly Channel<(byte[] Key, byte[] Value, int Length, uint Crc)> _queue;
+    private readonly Task _writer;
+    private readonly long _maxPendingBytes;
+    private long _pendingBytes, _pending;
+    private long _hits, _misses, _writes, _writeErrors, _readErrors, _corrupt, _dropped;
+    private string? _lastError;
+    private long _lastErrorTicks = long.MinValue;
+
+    public SharedFsTier(string root, long maxPendingBytes = 256L << 20)
+    {
+        _root = Path.Combine(Path.GetFullPath(root), "kvasir-v1");
+        Directory.CreateDirectory(_root);
+        _maxPendingBytes = maxPendingBytes;
+        _queue = Channel.CreateUnbounded<(byte[], byte[], int, uint)>(new UnboundedChannelOptions { SingleReader = true });
+        _writer = Task.Run(WriteLoopAsync);
+    }
+
+    /// <summary>Null when healthy; else the last error of the last 10 s.</summary>
+    public string? Degraded => Environment.TickCount64 - Interlocked.Read(ref _lastErrorTicks) < 10_000 ? _lastError : null;
+
+    /// <summary>Values queued and not yet written.</summary>
+    public long Pending => Interlocked.Read(ref _pending);
+
+    internal string PathFor(ReadOnlySpan<byte> key)
+    {
+        Span<byte> hash = stackalloc byte[32];
+        SHA256.HashData(key, hash);
+        var hex = Convert.ToHexStringLower(hash);
+        return Path.Combine(_root, hex[..2], hex[2..4], hex + ".kv");
+    }
+
+    /// <summary>Queues a copy of the value for writing; false (and counted as dropped) when the queue is full.</summary>
+    public bool Enqueue(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value, uint crc)
+    {
+        if (Interlocked.Add(ref _pendingBytes, value.Length) > _maxPendingBytes)
+        {
+            Interlocked.Add(ref _pendingBytes, -value.Length);
+            Interlocked.Increment(ref _dropped);
+            return false;
+        }
+        var copy = ArrayPool<byte>.Shared.Rent(Math.Max(1, value.Length));
+        value.CopyTo(copy);
+        Interlocked.Increment(ref _pending);
+        _queue.Writer.TryWrite((key.ToArray(), copy, value.Length, crc));
+        return true;
+    }
+
+    private async Task WriteLoopAsync()
+    {
+        await foreach (var (key, value, length, crc) in _queue.Reader.ReadAllAsync().ConfigureAwait(false))
+        {
+            try { Write(key, value.AsSpan(0, length), crc); Interlocked.Increment(ref _writes); }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                Interlocked.Increment(ref _writeErrors);
+                Fail($"write error: {ex.Message}");
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(value);
+                Interlocked.Add(ref _pendingBytes, -length);
+                Interlocked.Decrement(ref _pending);
+            }
+        }
+    }
+
+    private void Write(byte[] key, ReadOnlySpan<byte> value, uint crc)
+    {
+        var path = PathFor(key);
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        var temp = $"{path}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
+        var header = new byte[DiskTier.HeaderSize + key.Length];
+        DiskTier.WriteHeader(header, key, value.Length, crc, 1);
+        try
+        {
+            using (var handle = File.OpenHandle(temp, FileMode.CreateNew, FileAccess.Write))
+            {
+                RandomAccess.Write(handle, header, 0);
+                RandomAccess.Write(handle, value, header.Length);
+            }
+            File.Move(temp, path, overwrite: true);   // atomic: readers see the old file or the new one
+        }
+        catch
+        {
+            try { File.Delete(temp); } catch (IOException) { }
+            throw;
+        }
+    }
+
+    /// <summary>Finds the key's file and reads its header; false when absent or unreadable.</summary>
+    public bool TryLocate(ReadOnlySpan<byte> key, out SharedEntry? entry)
+    {
+        entry = null;
+        var path = PathFor(key);
+        Span<byte> header = stackalloc byte[DiskTier.HeaderSize + 512];
+        try
+        {
+            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            int got = RandomAccess.Read(handle, header[..(DiskTier.HeaderSize + key.Length)], 0);
+            if (got != DiskTier.HeaderSize + key.Length
+                || BinaryPrimitives.ReadUInt32LittleEndian(header) != DiskTier.Magic
+                || BinaryPrimitives.ReadUInt32LittleEndian(header[8..]) != (uint)key.Length
+                || !header.Slice(DiskTier.HeaderSize, key.Length).SequenceEqual(key))
+            {
+                Interlocked.Increment(ref _corrupt);
+                Fail($"{Path.GetFileName(path)}: bad header");
+                return false;
+            }
+            long length = BinaryPrimitives.ReadInt64LittleEndian(header[16..]);
+            if (length < 0 || RandomAccess.GetLength(handle) != DiskTier.HeaderSize + key.Length + length)
+            {
+                Interlocked.Increment(ref _corrupt);
+                Fail($"{Path.GetFileName(path)}: wrong length");
+                return false;
+            }
+            entry = new SharedEntry(path, length, BinaryPrimitives.ReadUInt32LittleEndian(header[12..]), key.Length);
+            return true;
+        }
+        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+        {
+            Interlocked.Increment(ref _misses);
+            return false;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            Interlocked.Increment(ref _readErrors);
+            Fail($"read error: {ex.Message}");
+            return false;
+        }
+    }
+
+    /// <summary>Reads a located value (exactly its length) and checks its CRC. False: a miss.</summary>
+    public bool TryRead(SharedEntry entry, Span<byte> destination)
+    {
+        try
+        {
+            using var handle = File.OpenHandle(entry.Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            int total = 0;
+            while (total < destination.Length)
+            {
+                int n = RandomAccess.Read(handle, destination[total..], DiskTier.HeaderSize + entry.KeyLength + total);
+                if (n == 0) break;
+                total += n;
+            }
+            if (total != destination.Length || Crc32C.Compute(destination) != entry.Crc32C)
+            {
+                Interlocked.Increment(ref _corrupt);
+                Fail($"{Path.GetFileName(entry.Path)}: CRC-32C mismatch or short file");
+                return false;
+            }
+            Interlocked.Increment(ref _hits);
+            return true;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            Interlocked.Increment(ref _readErrors);
+            Fail($"read error: {ex.Message}");
+            return false;
+        }
+    }
+
+    public void Remove(ReadOnlySpan<byte> key)
+    {
+        try { File.Delete(PathFor(key)); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { Fail($"remove: {ex.Message}"); }
+    }
+
+    /// <summary>Waits until every queued value is written (tests, clean shutdown), at most <paramref name="timeout"/>.</summary>
+    public bool Drain(TimeSpan timeout)
+    {
+        var deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        while (Pending > 0 && Environment.TickCount64 < deadline) Thread.Sleep(5);
+        return Pending == 0;
+    }
+
+    private void Fail(string reason)
+    {
+        _lastError = reason;
+        Interlocked.Exchange(ref _lastErrorTicks, Environment.TickCount64);
+    }
+
+    public IEnumerable<KeyValuePair<string, long>> Stats() =>
+    [
+        new("shared_hits", Interlocked.Read(ref _hits)), new("shared_misses", Interlocked.Read(ref _misses)),
+        new("shared_writes", Interlocked.Read(ref _writes)), new("shared_write_errors", Interlocked.Read(ref _writeErrors)),
+        new("shared_read_errors", Interlocked.Read(ref _readErrors)), new("shared_corrupt", Interlocked.Read(ref _corrupt)),
+        new("shared_pending", Pending), new("shared_dropped", Interlocked.Read(ref _dropped)),
+    ];
+
+    public void Dispose()
+    {
+        Drain(TimeSpan.FromSeconds(10));
+        _queue.Writer.TryComplete();
+        _writer.Wait(TimeSpan.FromSeconds(10));
+    }
+}
