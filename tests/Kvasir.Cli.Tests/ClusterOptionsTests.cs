@@ -73,3 +73,48 @@ public sealed class ClusterOptionsTests
         Assert.Single(r.ErrLines);
     }
 }
+
+/// <summary>The tier flags of serve.</summary>
+public sealed class TierOptionsTests
+{
+    [Fact]
+    public void Without_tier_flags_a_node_is_dram_only()
+        => Assert.Null(ServeCommand.ParseOptions([]).Tiers);
+
+    [Fact]
+    public void Tier_flags_map_to_the_tier_options()
+    {
+        var t = ServeCommand.ParseOptions(["--disk", "/tmp/d", "--disk-capacity", "2GiB", "--promote-after", "3", "--hot-fraction", "0.5", "--shared-fs", "/tmp/s"]).Tiers!;
+        Assert.Equal("/tmp/d", t.DiskPath);
+        Assert.Equal(2L << 30, t.DiskCapacity);
+        Assert.Equal(3, t.PromoteAfter);
+        Assert.Equal(0.5, t.HotFraction);
+        Assert.Equal("/tmp/s", t.SharedFsPath);
+    }
+
+    [Theory]
+    [InlineData(new[] { "--disk-capacity", "1GiB" }, "--disk-capacity needs --disk")]
+    [InlineData(new[] { "--promote-after", "3" }, "--promote-after needs --disk or --shared-fs")]
+    [InlineData(new[] { "--disk", "/tmp/d", "--hot-fraction", "2" }, "--hot-fraction")]
+    [InlineData(new[] { "--disk", "/tmp/d", "--promote-after", "0" }, "--promote-after")]
+    [InlineData(new[] { "--disk", "/tmp/d", "--disk-capacity", "1MiB" }, "--disk-capacity")]
+    [InlineData(new[] { "--disk", "/tmp/d", "--disk-capacity", "lots" }, "--disk-capacity")]
+    public void Bad_tier_flags_are_one_line_usage_errors(string[] args, string expected)
+    {
+        var ex = Assert.Throws<UsageException>(() => ServeCommand.ParseOptions(args));
+        Assert.Contains(expected, ex.Message);
+        Assert.DoesNotContain('\n', ex.Message);
+    }
+
+    [Fact]
+    public void A_disk_path_that_is_a_file_is_a_usage_error()
+    {
+        var file = Path.GetTempFileName();
+        try
+        {
+            var ex = Assert.Throws<UsageException>(() => ServeCommand.ParseOptions(["--disk", file]));
+            Assert.Contains("is a file", ex.Message);
+        }
+        finally { File.Delete(file); }
+    }
+}

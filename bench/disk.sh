@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The disk tier against the disk beneath it, 1 MiB values, in one sitting:
+#   raw: dd of 1 GiB in 1 MiB blocks (buffered write, cold read after dropping the page cache, warm read);
+#   kvasir: a node with a 64 MiB arena and --disk, so PUTs are written through to disk and GETs of a
+#   1 GiB key space come from the disk tier (cold after dropping the page cache, then warm).
+# Usage: bench/disk.sh [--duration SEC]   (root needed to drop the page cache; without it, "cold" is warm)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+duration=5
+[ "${1:-}" = "--duration" ] && duration="$2"
+"$root/kvasir" --help >/dev/null
+dir="$(mktemp -d /tmp/kvasir-disk-bench.XXXXXX)"
+pid=""
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || echo "(cannot drop the page cache: not root)"; }
+rate() { sed -nE 's/.*copied, ([0-9.]+) s, ([0-9.]+ [GM]B\/s).*/\2/p'; }
+
+echo "== raw (dd, 1 GiB, 1 MiB blocks, $dir)"
+echo "write buffered: $(dd if=/dev/zero of="$dir/raw" bs=1M count=1024 conv=fsync 2>&1 | rate)"
+drop
+echo "read cold:      $(dd if="$dir/raw" of=/dev/null bs=1M 2>&1 | rate)"
+echo "read warm:      $(dd if="$dir/raw" of=/dev/null bs=1M 2>&1 | rate)"
+rm -f "$dir/raw"
+
+echo "== kvasir disk tier (64 MiB arena, 1024 x 1 MiB key space)"
+port=$((20000 + RANDOM % 20000))
+dotnet "$root/.build/cli/kvasir.dll" serve --port "$port" --memory 64MiB --disk "$dir/tier" --disk-capacity 16GiB --log-level warning >"$dir/node.log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do "$root/kvasir" ping --server "127.0.0.1:$port" >/dev/null 2>&1 && break; sleep 0.1; done
+b() { "$root/kvasir" bench --server "127.0.0.1:$port" --value-size 1MiB --keys 1024 --duration "$duration" --no-progress "$@" | grep -E '^kvasir'; }
+b --op put --inflight 1,4 --warmup 1
+drop
+echo "(page cache dropped: the first GET run starts cold)"
+b --op get --inflight 1,4 --warmup 0 --no-prefill
+"$root/kvasir" stats --server "127.0.0.1:$port" | grep -E '^(disk_hits|hits|tier_promotions|evictions|disk_bytes)\b' | tr '\n' ' '; echo
