@@ -34,6 +34,7 @@ public sealed class CacheNode : IAsyncDisposable
         try
         {
             Tiers = options.Tiers is { Any: true } t ? new Kvasir.Storage.Tiers.TierSet(t) : null;
+            if (Tiers is not null) Store.Evicted = Tiers.OnEvicted;
         }
         catch
         {

@@ -190,6 +190,12 @@ public sealed partial class KvArenaStore : IDisposable
         }
     }
 
+    /// <summary>
+    /// Called with each evicted key, under the store's lock: it must be quick and must not call back
+    /// into the store. The tiers use it to count demotions.
+    /// </summary>
+    public Action<byte[]>? Evicted { get; set; }
+
     /// <summary>DRAM bytes held by values promoted from a lower tier.</summary>
     public long PromotedBytes
     {
@@ -389,6 +395,7 @@ public sealed partial class KvArenaStore : IDisposable
         _evictions++;
         _evictedBytes += victim.Current.Length;
         Detach(victim);
+        Evicted?.Invoke(victim.Key);
         return true;
     }
 

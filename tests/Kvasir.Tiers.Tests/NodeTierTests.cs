@@ -42,6 +42,7 @@ public sealed class NodeTierTests
             await PutAllAsync(store, keys, Mi);
             var stats = await store.StatsAsync();
             Assert.True(stats["evictions"] > 0);
+            Assert.Equal(stats["evictions"], stats["tier_demotions"]);   // every evicted value was already on disk
             Assert.True(stats["allocated_bytes"] <= 32L * Mi);
             var buffer = new byte[Mi];
             foreach (var k in keys)
@@ -136,6 +137,7 @@ public sealed class NodeTierTests
             await PutAllAsync(store, keys, Mi);   // every put is acknowledged
             var stats = await store.StatsAsync();
             Assert.Equal(1, stats["disk_full"]);
+            Assert.True(stats["tier_evicted_unsaved"] > 0);   // evicted values that never reached the disk were dropped
             Assert.Equal(1, stats["degraded"]);
             // Values that reached the disk or are still in DRAM read exact; the others are plain misses.
             var buffer = new byte[Mi];

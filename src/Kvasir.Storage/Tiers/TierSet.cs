@@ -49,7 +49,7 @@ public sealed class TierSet : IDisposable
 {
     private readonly TierOptions _options;
     private readonly ConcurrentDictionary<byte[], int> _reads = new(ByteKeyComparer.Instance);
-    private long _promotions, _servedBelow, _loadFailures;
+    private long _promotions, _servedBelow, _loadFailures, _demotions, _dropped;
 
     public TierSet(TierOptions options)
     {
@@ -62,6 +62,13 @@ public sealed class TierSet : IDisposable
 
     public DiskTier? Disk { get; }
     public SharedFsTier? Shared { get; }
+
+    /// <summary>Counts an eviction from DRAM: a demotion when the disk tier holds the value, else a drop.</summary>
+    public void OnEvicted(byte[] key)
+    {
+        if (Disk?.Contains(key) == true || (Disk is null && Shared is not null)) Interlocked.Increment(ref _demotions);
+        else Interlocked.Increment(ref _dropped);
+    }
 
     /// <summary>Called with a received value before it is published in DRAM (the arena copy is stable until then).</summary>
     public void OnStored(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value, uint crc32c)
@@ -150,6 +157,8 @@ public sealed class TierSet : IDisposable
             new("tier_promotions", Interlocked.Read(ref _promotions)),
             new("tier_served_below", Interlocked.Read(ref _servedBelow)),
             new("tier_load_failures", Interlocked.Read(ref _loadFailures)),
+            new("tier_demotions", Interlocked.Read(ref _demotions)),
+            new("tier_evicted_unsaved", Interlocked.Read(ref _dropped)),
         };
         if (Disk is not null) { list.AddRange(Disk.Stats()); list.Add(new("disk_healthy", Disk.Degraded is null ? 1 : 0)); }
         if (Shared is not null) { list.AddRange(Shared.Stats()); list.Add(new("shared_healthy", Shared.Degraded is null ? 1 : 0)); }
