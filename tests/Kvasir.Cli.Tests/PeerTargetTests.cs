@@ -115,6 +115,21 @@ public sealed class PeerServer : IDisposable
         using var kill = Process.Start(new ProcessStartInfo("kill", ["-" + signal, Pid.ToString()]) { UseShellExecute = false })!;
         Assert.True(kill.WaitForExit(5000), $"kill -{signal} {Pid} did not finish");
         Assert.Equal(0, kill.ExitCode);
+        // kill(2) returns before the target has stopped: wait until /proc says it has (state T), or
+        // a request sent right after could still be served.
+        if (signal == "STOP")
+        {
+            var deadline = Stopwatch.StartNew();
+            while (ProcState() != 'T' && deadline.Elapsed < TimeSpan.FromSeconds(5)) Thread.Sleep(1);
+            Assert.Equal('T', ProcState());
+        }
+    }
+
+    private char ProcState()
+    {
+        // /proc/PID/stat: "pid (comm) S ...": the state follows the last ')'.
+        var stat = File.ReadAllText($"/proc/{Pid}/stat");
+        return stat[stat.LastIndexOf(')') + 2];
     }
 
     public void Kill()
