@@ -7,6 +7,8 @@ const string Usage = """
     usage: kvasir VERB [options]
       serve     run a cache node
       put get exists rm stats ping    talk to a running node (or a cluster: --redis URL)
+      config    the effective serve configuration and where each value came from
+      admin-token  the bearer token of the admin HTTP endpoints for an auth key
       status    a cluster's nodes (or one node): state, capacity, use, keys, hit ratio
       bench     load generator against a running node
     kvasir VERB --help for the verb's options.
@@ -34,6 +36,7 @@ if (rest.Contains("--help") || rest.Contains("-h"))
         "serve" => ServeCommand.Help,
         "bench" => BenchCommand.Help,
         "status" => StatusCommand.Help,
+        "config" => ConfigCommand.Help,
         "put" or "get" or "exists" or "rm" or "stats" or "ping" => ClientCommands.Help,
         _ => Usage,
     });
@@ -46,6 +49,8 @@ try
         "serve" => await ServeCommand.RunAsync(rest),
         "bench" => await BenchCommand.RunAsync(rest),
         "status" => await StatusCommand.RunAsync(rest),
+        "config" => ConfigCommand.Run(rest),
+        "admin-token" => ConfigCommand.AdminToken(rest),
         "put" or "get" or "exists" or "rm" or "stats" or "ping" => await ClientCommands.RunAsync(verb, rest),
         _ => throw new UsageException($"unknown verb '{verb}' (try kvasir --help)"),
     };

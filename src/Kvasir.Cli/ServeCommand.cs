@@ -10,41 +10,9 @@ namespace Kvasir.Cli;
 /// <summary><c>kvasir serve</c>: runs a cache node until SIGTERM or Ctrl-C, then drains and exits 0.</summary>
 public static class ServeCommand
 {
-    public const string Help = """
-        kvasir serve [options]   run a cache node (embedded defaults: 127.0.0.1:7380, 1 GiB, no auth)
+    public static string Help => ServeOptionTable.Help();
 
-          --host ADDR            data address to bind                 default 127.0.0.1 (loopback only)
-          --port N               data port, 0 = any free port         default 7380
-          --memory SIZE          arena capacity (64MB, 4GiB, bytes)   default 1GiB
-          --max-value SIZE       largest value accepted               default 64MiB or --memory if smaller (at most 1GiB)
-          --block-size SIZE      fixed block per value (off = sized)  default off
-          --eviction POLICY      lru | prefix (chain tails first)     default lru
-          --high-watermark F     start evicting above this fill       default 0.95
-          --low-watermark F      evict down to this fill              default 0.90
-          --auth-key HEX         64 hex chars; clients must prove it  default none (anyone on the port may read/write)
-          --lease-timeout SEC    a reader that stalls longer is cut   default 30
-          --frame-timeout SEC    a started frame must finish within   default 30
-          --max-batch N          keys per request                     default 8192
-          --max-connections N    open connections                     default 4096
-          --log-level LEVEL      trace|debug|information|warning|error default information
-          --disk PATH            local-disk tier: every value also on disk; recovered on restart   default none
-          --disk-capacity SIZE   bytes the disk tier may hold (oldest segment dropped beyond)       default 10GiB
-          --promote-after N      a value read N times from disk/shared-fs moves into DRAM          default 2
-          --hot-fraction F       share of DRAM promoted values may take                            default 0.2
-          --shared-fs PATH       shared cold tier: a directory many nodes mount                    default none
-          --redis URL            join a cluster: register in this Redis  default none (standalone)
-          --cluster NAME         cluster name in Redis                 default default
-          --advertise HOST:PORT  address clients use to reach the node default --host:port (set it with --host 0.0.0.0)
-          --node-id ID           placement identity (keep it stable)   default the advertised address
-          --heartbeat-ttl SEC    node counts as dead after this silence default 5
-          --kind KIND            node | embedded (label in kvasir status) default node
-        """;
-
-    private static readonly string[] ValueOptions =
-        ["host", "port", "memory", "max-value", "block-size", "eviction", "high-watermark", "low-watermark", "auth-key",
-         "lease-timeout", "frame-timeout", "max-batch", "max-connections", "log-level",
-         "redis", "cluster", "advertise", "node-id", "heartbeat-ttl", "kind",
-         "disk", "disk-capacity", "promote-after", "hot-fraction", "shared-fs"];
+    private static readonly IReadOnlyCollection<string> ValueOptions = ServeOptionTable.Names;
 
     public static NodeOptions ParseOptions(IReadOnlyList<string> args)
     {
@@ -87,11 +55,25 @@ public static class ServeCommand
             NodeId = cl.Get("node-id"),
             Cluster = ParseCluster(cl),
             Tiers = ParseTiers(cl),
+            AdminPort = ParseAdminPort(cl),
+            AdminHost = cl.Get("admin-host", "127.0.0.1"),
+            AccessLog = cl.Get("access-log"),
         };
+        if (!System.Net.IPAddress.TryParse(options.AdminHost, out _)) throw new UsageException($"--admin-host: '{options.AdminHost}' is not an IP address");
         if (!System.Net.IPAddress.TryParse(options.Host, out _)) throw new UsageException($"--host: '{options.Host}' is not an IP address");
         try { options.Validate(); }
         catch (ArgumentException ex) { throw new UsageException(FlagMessage(ex)); }
         return options;
+    }
+
+    private static int? ParseAdminPort(CommandLine cl)
+    {
+        if (cl.Get("admin-port") == "off") return null;
+        int data = cl.Int("port", 7380, 0, 65535);
+        if (cl.Get("admin-port") is null) return data == 0 ? 0 : data == 65535 ? throw new UsageException("--admin-port: data port 65535 has no port + 1; give --admin-port") : data + 1;
+        int admin = cl.Int("admin-port", 0, 0, 65535);
+        if (admin != 0 && admin == data) throw new UsageException($"--admin-port: {admin} is the data port");
+        return admin;
     }
 
     private static Kvasir.Storage.Tiers.TierOptions? ParseTiers(CommandLine cl)
@@ -164,8 +146,9 @@ public static class ServeCommand
         return message;
     }
 
-    public static async Task<int> RunAsync(IReadOnlyList<string> args)
+    public static async Task<int> RunAsync(IReadOnlyList<string> commandLine)
     {
+        var (args, _) = ConfigChain.Resolve(commandLine);
         var options = ParseOptions(args);
         var level = CommandLine.Parse(args, ValueOptions, []).Get("log-level", "information");
         if (level.Any(char.IsDigit) || !Enum.TryParse<LogLevel>(level, ignoreCase: true, out var logLevel)) throw new UsageException($"--log-level: '{level}' is not a level");
@@ -184,7 +167,7 @@ public static class ServeCommand
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            Console.Error.WriteLine($"kvasir: cannot open the tiers: {ex.Message}");
+            Console.Error.WriteLine($"kvasir: cannot open {(options.AccessLog is not null && ex.Message.Contains(options.AccessLog, StringComparison.Ordinal) ? "the access log" : "the tiers")}: {ex.Message}");
             return 1;
         }
         try
@@ -194,7 +177,9 @@ public static class ServeCommand
         catch (SocketException ex)
         {
             await node.DisposeAsync();
-            Console.Error.WriteLine($"kvasir: cannot listen on {options.Host}:{options.Port}: {ex.SocketErrorCode}");
+            Console.Error.WriteLine(ex.Message.StartsWith("admin port", StringComparison.Ordinal)
+                ? $"kvasir: cannot listen on {ex.Message}"
+                : $"kvasir: cannot listen on {options.Host}:{options.Port}: {ex.SocketErrorCode}");
             return 1;
         }
         var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -203,7 +188,8 @@ public static class ServeCommand
         if (node.Tiers?.Disk is { } d)
             Console.Out.WriteLine($"kvasir: disk tier {options.Tiers!.DiskPath}: {d.Stats().First(p => p.Key == "disk_keys").Value} values recovered");
         var cluster = options.Cluster is { } c ? $", cluster {c.Name} via {Kvasir.Cluster.RedisUrl.Parse(c.RedisUrl)} as {node.NodeId}" : "";
-        Console.Out.WriteLine($"kvasir: serving on {options.Host}:{node.Port} ({ByteSize.Format(options.Store.Capacity)}, auth {(options.AuthKey is null ? "off" : "on")}{cluster})");
+        var admin = node.Admin is null ? "" : $", admin on http://{Kvasir.Cluster.Endpoint.Format(options.AdminHost, node.AdminPort)}/";
+        Console.Out.WriteLine($"kvasir: serving on {options.Host}:{node.Port} ({ByteSize.Format(options.Store.Capacity)}, auth {(options.AuthKey is null ? "off" : "on")}{cluster}){admin}");
         Console.Out.Flush();
         await stop.Task;
         await node.StopAsync();

@@ -42,7 +42,32 @@ public sealed class CacheNode : IAsyncDisposable
             throw;
         }
         StartedAt = DateTimeOffset.UtcNow;
+        Metrics = new Admin.NodeMetrics(this);
+        AccessLog = options.AccessLog is { } path ? new Admin.AccessLog(path) : null;
+        Exporter = new Admin.PrometheusExporter(Metrics.Meter);
+        Counters.Metrics = Metrics;
     }
+
+    /// <summary>The access log, when <see cref="NodeOptions.AccessLog"/> is set.</summary>
+    public Admin.AccessLog? AccessLog { get; }
+
+    /// <summary>The node's System.Diagnostics.Metrics instruments.</summary>
+    public Admin.NodeMetrics Metrics { get; }
+
+    /// <summary>Renders <see cref="Metrics"/> as Prometheus text (GET /metrics).</summary>
+    public Admin.PrometheusExporter Exporter { get; }
+
+    /// <summary>GET key popularity, per second (the dashboard's heatmap).</summary>
+    public Admin.KeyHeatmap Heatmap { get; } = new();
+
+    /// <summary>The admin HTTP server, when <see cref="NodeOptions.AdminPort"/> is set.</summary>
+    public Admin.AdminServer? Admin { get; private set; }
+
+    /// <summary>The bound admin port (the real one when <see cref="NodeOptions.AdminPort"/> is 0), or 0 without admin.</summary>
+    public int AdminPort => Admin?.Port ?? 0;
+
+    /// <summary>Accepting connections: started and not stopping.</summary>
+    public bool IsServing => _listener is not null && !_stop.IsCancellationRequested;
 
     public NodeOptions Options { get; }
 
@@ -100,8 +125,20 @@ public sealed class CacheNode : IAsyncDisposable
             listener.Dispose();
             throw;
         }
-        _listener = listener;
         Port = ((IPEndPoint)listener.LocalEndPoint!).Port;
+        if (Options.AdminPort is int adminPort)
+        {
+            try
+            {
+                Admin = Kvasir.Server.Admin.AdminServer.StartAsync(this, Options.AdminHost, adminPort).GetAwaiter().GetResult();
+            }
+            catch (IOException ex)
+            {
+                listener.Dispose();
+                throw new SocketException((int)SocketError.AddressAlreadyInUse, $"admin port {Options.AdminHost}:{adminPort}: {ex.Message}");
+            }
+        }
+        _listener = listener;
         _acceptLoop = Task.Run(AcceptLoopAsync);
         _log.LogInformation("kvasir node {NodeId} serving on {Host}:{Port}, {Capacity} bytes, auth {Auth}",
             NodeId, Options.Host, Port, Options.Store.Capacity, Options.AuthKey is null ? "off" : "on");
@@ -232,6 +269,7 @@ public sealed class CacheNode : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _stopped, 1) != 0) return;
         _stop.Cancel();
+        if (Admin is not null) await Admin.DisposeAsync().ConfigureAwait(false);
         // Leave the cluster first, so clients stop routing here while in-flight requests drain.
         await _joining.ConfigureAwait(false);
         if (Registration is not null) await Registration.DisposeAsync().ConfigureAwait(false);
@@ -247,6 +285,9 @@ public sealed class CacheNode : IAsyncDisposable
             await all.ConfigureAwait(false);
         }
         Tiers?.Dispose();
+        if (AccessLog is not null) await AccessLog.DisposeAsync().ConfigureAwait(false);
+        Exporter.Dispose();
+        Metrics.Dispose();
         Store.Dispose();
         _log.LogInformation("kvasir node {NodeId} stopped", NodeId);
     }

@@ -19,6 +19,9 @@ public sealed class NodeCounters
     public long Requests(Opcode op) => Volatile.Read(ref _requests[(byte)op]);
     public long Keys(Opcode op) => Volatile.Read(ref _keys[(byte)op]);
 
+    /// <summary>Where request durations and per-key counts also go (set by the node).</summary>
+    internal Admin.NodeMetrics? Metrics { get; set; }
+
     public void Request(Opcode op, int keys)
     {
         Interlocked.Increment(ref _requests[(byte)op]);

@@ -49,6 +49,18 @@ public sealed class NodeOptions
     /// <summary>Local-disk and shared-filesystem tiers below DRAM (docs/tiers.md). Default none: DRAM only.</summary>
     public Kvasir.Storage.Tiers.TierOptions? Tiers { get; init; }
 
+    /// <summary>
+    /// Admin HTTP port (health, ready, status, Prometheus metrics, dashboard); 0 picks a free one.
+    /// Default null: no admin endpoint (the library default; <c>kvasir serve</c> turns it on at the data port + 1).
+    /// </summary>
+    public int? AdminPort { get; init; }
+
+    /// <summary>Address the admin port binds. Default 127.0.0.1: metrics and status stay on the host unless opened on purpose.</summary>
+    public string AdminHost { get; init; } = "127.0.0.1";
+
+    /// <summary>Access log: a file to append one line per request to, or "-" for stdout. Default none (it costs a formatted line per request).</summary>
+    public string? AccessLog { get; init; }
+
     /// <summary>Cluster membership through Redis. Default none: a standalone node.</summary>
     public ClusterJoinOptions? Cluster { get; init; }
 
@@ -57,6 +69,8 @@ public sealed class NodeOptions
     {
         if (Port is < 0 or > 65535) throw new ArgumentException($"port {Port} is out of range 0..65535");
         if (AuthKey is not null && AuthKey.Length != AuthHandshake.KeyBytes) throw new ArgumentException("auth key must be 32 bytes (64 hex characters)");
+        if (AdminPort is < 0 or > 65535) throw new ArgumentException($"admin port {AdminPort} is out of range 0..65535");
+        if (AdminPort is not null && !System.Net.IPAddress.TryParse(AdminHost, out _)) throw new ArgumentException($"admin host '{AdminHost}' is not an IP address");
         if (MaxBatchKeys < 1) throw new ArgumentException("max batch keys must be at least 1");
         if (MaxMetaBytes < 1024) throw new ArgumentException("max metadata bytes must be at least 1024");
         if (FrameTimeout <= TimeSpan.Zero) throw new ArgumentException("frame timeout must be positive");

@@ -79,7 +79,7 @@ internal sealed partial class Connection
         var w = new MetaWriter(span);
         reply.Write(ref w);
         _helloDone = true;
-        _node.Counters.Request(Opcode.Hello, 0);
+        CountRequest(Opcode.Hello, 0);
         return r;
     }
 
@@ -95,7 +95,7 @@ internal sealed partial class Connection
         var r = NewReply(h, WireStatus.Ok, AuthReply.Size, 0, out var span);
         var w = new MetaWriter(span);
         reply.Write(ref w);
-        _node.Counters.Request(Opcode.Auth, 0);
+        CountRequest(Opcode.Auth, 0);
         return r;
     }
 
@@ -105,7 +105,7 @@ internal sealed partial class Connection
             throw new ProtocolException(WireStatus.FrameTooLarge, $"PING echo longer than {ProtocolLimits.MaxPingBytes} bytes");
         var r = NewReply(h, WireStatus.Ok, meta.Length, 0, out var span);
         meta.CopyTo(span);
-        _node.Counters.Request(Opcode.Ping, 0);
+        CountRequest(Opcode.Ping, 0);
         return r;
     }
 
@@ -116,7 +116,7 @@ internal sealed partial class Connection
         var r = NewReply(h, WireStatus.Ok, StatsReply.Size(stats), 0, out var span);
         var w = new MetaWriter(span);
         StatsReply.Write(ref w, stats);
-        _node.Counters.Request(Opcode.Stats, 0);
+        CountRequest(Opcode.Stats, 0);
         return r;
     }
 
@@ -139,7 +139,7 @@ internal sealed partial class Connection
             };
             w.U8((byte)StatusMap.ToWire(status));
         }
-        _node.Counters.Request(h.Opcode, keys.Count);
+        CountRequest(h.Opcode, keys.Count);
         return r;
     }
 
@@ -160,6 +160,7 @@ internal sealed partial class Connection
             while (keys.Next(out var key))
             {
                 ValueLease? lease = null;
+                _node.Heatmap.Record(key);
                 if (ValidKey(key) && _store.TryLease(key, this, out lease) == StoreStatus.NotFound && _node.Tiers is { } tiers)
                     tiers.TryLoad(_store, key, this, out lease);
                 leases[i++] = lease;
@@ -183,7 +184,7 @@ internal sealed partial class Connection
             var status = lease is not null ? WireStatus.Ok : ValidKey(key) ? WireStatus.NotFound : WireStatus.InvalidKey;
             GetReply.WriteEntry(ref w, new GetReplyEntry(status, lease?.Length ?? 0, lease?.Crc32C ?? 0));
         }
-        _node.Counters.Request(Opcode.Get, count);
+        CountRequest(Opcode.Get, count);
         return reply;
     }
 
@@ -218,7 +219,7 @@ internal sealed partial class Connection
                 throw;
             }
             System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(reply.Buffer.AsSpan(ProtocolLimits.HeaderSize), (uint)count);
-            _node.Counters.Request(Opcode.Put, count);
+            CountRequest(Opcode.Put, count);
             await QueueAsync(reply).ConfigureAwait(false);
         }
         finally
@@ -287,6 +288,12 @@ internal sealed partial class Connection
         bool below = _node.Tiers?.OnRemoved(key) ?? false;
         var status = _store.Remove(key);
         return status == StoreStatus.NotFound && below ? StoreStatus.Ok : status;
+    }
+
+    private void CountRequest(Opcode op, int keys)
+    {
+        _node.Counters.Request(op, keys);
+        _lastKeys = keys;
     }
 
     private bool ValidKey(ReadOnlySpan<byte> key) => key.Length >= 1 && key.Length <= _node.Options.Store.MaxKeyBytes;

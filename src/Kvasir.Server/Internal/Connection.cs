@@ -27,6 +27,10 @@ internal sealed partial class Connection : ILeaseHolder
     private readonly CancellationTokenSource _frame = new();
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ILogger _log;
+    private long _frameStart;
+
+    /// <summary>Keys in the request being served (set by its handler, for the metrics).</summary>
+    private int _lastKeys;
     private readonly string _remote;
     private bool _helloDone;
     private bool _authenticated;
@@ -69,6 +73,8 @@ internal sealed partial class Connection : ILeaseHolder
         catch (ProtocolException ex)
         {
             _node.Counters.ProtocolError();
+            _node.Metrics.Request(_currentOpcode, ex.Status, 0, _frameStart == 0 ? 0 : System.Diagnostics.Stopwatch.GetTimestamp() - _frameStart);
+            _node.AccessLog?.Write(_remote, _currentOpcode, 0, ex.Status.ToString(), 0);
             if (ex.Status == WireStatus.AuthFailed) _node.Counters.AuthFailure();
             _log.LogWarning("connection {Remote}: {Status}: {Reason}", _remote, ex.Status, ex.Message);
             await QueueErrorAsync(ex.Status, ex.Message).ConfigureAwait(false);
@@ -129,7 +135,11 @@ internal sealed partial class Connection : ILeaseHolder
             {
                 await _rx.ReadRequiredAsync(meta.AsMemory(0, header.MetaLength), token).ConfigureAwait(false);
                 _node.Counters.In(ProtocolLimits.HeaderSize + header.MetaLength);
+                _frameStart = System.Diagnostics.Stopwatch.GetTimestamp();
                 await DispatchAsync(header, meta, token).ConfigureAwait(false);
+                long elapsed = System.Diagnostics.Stopwatch.GetTimestamp() - _frameStart;
+                _node.Metrics.Request(header.Opcode, WireStatus.Ok, _lastKeys, elapsed);
+                _node.AccessLog?.Write(_remote, header.Opcode, _lastKeys, "ok", elapsed * 1_000_000 / System.Diagnostics.Stopwatch.Frequency);
             }
             finally
             {

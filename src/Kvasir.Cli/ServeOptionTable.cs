@@ -1,0 +1,75 @@
+namespace Kvasir.Cli;
+
+/// <summary>One option of <c>kvasir serve</c>: its flag, its environment variable, its YAML key, its default and unit.</summary>
+public sealed record ServeOption(string Name, string Arg, string Default, string Help)
+{
+    public string Flag => "--" + Name;
+
+    /// <summary>KVASIR_ and the name in upper case with underscores: <c>--max-value</c> → <c>KVASIR_MAX_VALUE</c>.</summary>
+    public string EnvVar => "KVASIR_" + Name.ToUpperInvariant().Replace('-', '_');
+
+    /// <summary>The key under <c>node:</c> in the YAML file (dashes or underscores both accepted).</summary>
+    public string YamlKey => Name.Replace('-', '_');
+}
+
+/// <summary>
+/// Every option of <c>kvasir serve</c>, documented once: <c>serve --help</c>, <c>kvasir config</c>,
+/// the configuration chain (file, environment, flags) and docs/operations.md (checked by a test)
+/// all come from this table. Adding an option is one entry here plus its parsing in ServeCommand.
+/// </summary>
+public static class ServeOptionTable
+{
+    public static readonly IReadOnlyList<ServeOption> All =
+    [
+        new("host", "ADDR", "127.0.0.1", "data address to bind (loopback only by default)"),
+        new("port", "N", "7380", "data port; 0 = any free port"),
+        new("memory", "SIZE", "1GiB", "arena (DRAM) capacity; sizes: 64MB (10^6), 4GiB (2^30) or bytes"),
+        new("max-value", "SIZE", "64MiB", "largest value accepted (at most --memory, at most 1GiB)"),
+        new("block-size", "SIZE|off", "off", "fixed block per value instead of sized allocation"),
+        new("eviction", "lru|prefix", "lru", "eviction policy; prefix evicts chain tails first"),
+        new("high-watermark", "F", "0.95", "start evicting above this fill of the arena"),
+        new("low-watermark", "F", "0.90", "evict down to this fill"),
+        new("auth-key", "HEX", "none", "64 hex chars; clients must prove they hold it (none: anyone on the port may read/write)"),
+        new("lease-timeout", "SEC", "30", "a reader that stalls longer than this is cut off"),
+        new("frame-timeout", "SEC", "30", "a started frame must arrive whole within this"),
+        new("max-batch", "N", "8192", "keys per request"),
+        new("max-connections", "N", "4096", "open connections"),
+        new("log-level", "LEVEL", "information", "trace | debug | information | warning | error"),
+        new("access-log", "PATH|-", "none", "one line per request (time, client, op, keys, status, microseconds); - for stdout"),
+        new("admin-port", "N|off", "port+1", "admin HTTP (health, ready, status, metrics, dashboard); 0 with --port 0; off disables"),
+        new("admin-host", "ADDR", "127.0.0.1", "address the admin port binds"),
+        new("disk", "PATH", "none", "local-disk tier: every value also on disk, recovered on restart"),
+        new("disk-capacity", "SIZE", "10GiB", "bytes the disk tier may hold; the oldest segment is dropped beyond"),
+        new("promote-after", "N", "2", "a value read N times from a lower tier moves back into DRAM"),
+        new("hot-fraction", "F", "0.2", "share of DRAM that promoted values may take"),
+        new("shared-fs", "PATH", "none", "shared cold tier: a directory many nodes mount"),
+        new("redis", "URL", "none", "join a cluster: register in this Redis (redis://[:password@]host:port[/db])"),
+        new("cluster", "NAME", "default", "cluster name in Redis"),
+        new("advertise", "HOST:PORT", "host:port", "address clients use to reach the node (needed with --host 0.0.0.0)"),
+        new("node-id", "ID", "advertised address", "placement identity; keep it stable across restarts"),
+        new("heartbeat-ttl", "SEC", "5", "a node silent this long is dead to clients"),
+        new("kind", "node|embedded", "node", "label shown by kvasir status"),
+    ];
+
+    public static readonly IReadOnlyCollection<string> Names = All.Select(o => o.Name).ToHashSet();
+
+    public static ServeOption? Find(string name) => All.FirstOrDefault(o => o.Name == name);
+
+    public static string Help()
+    {
+        var lines = new List<string>
+        {
+            "kvasir serve [--config FILE] [options]   run a cache node (embedded defaults: 127.0.0.1:7380, 1 GiB, no auth)",
+            "",
+            "  Each option can also come from the YAML file's node: section (--config FILE or KVASIR_CONFIG) or",
+            "  from its environment variable; flags win over the environment, which wins over the file.",
+            "  kvasir config [--config FILE] [options] prints the effective configuration and where each value came from.",
+            "",
+        };
+        int width = All.Max(o => o.Flag.Length + 1 + o.Arg.Length);
+        int help = All.Max(o => o.Help.Length);
+        foreach (var o in All)
+            lines.Add($"  {(o.Flag + " " + o.Arg).PadRight(width)}  {o.Help.PadRight(help)}  default {o.Default}  (${o.EnvVar})");
+        return string.Join('\n', lines);
+    }
+}

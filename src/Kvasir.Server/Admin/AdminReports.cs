@@ -1,0 +1,59 @@
+using Kvasir.Protocol;
+
+namespace Kvasir.Server.Admin;
+
+/// <summary>The JSON documents of /v1/health and /v1/status, built from a node's counters.</summary>
+internal static class AdminReports
+{
+    public static object Health(CacheNode node, IReadOnlyList<(string Component, string Reason)> problems)
+    {
+        var components = new Dictionary<string, object> { ["arena"] = new { status = "ok" } };
+        if (node.Tiers?.Disk is not null) components["disk"] = Component("disk", problems);
+        if (node.Tiers?.Shared is not null) components["shared-fs"] = Component("shared-fs", problems);
+        if (node.Options.Cluster is not null) components["redis"] = Component("redis", problems);
+        return new { status = problems.Count == 0 ? "healthy" : "degraded", components };
+    }
+
+    private static object Component(string name, IReadOnlyList<(string Component, string Reason)> problems)
+        => problems.FirstOrDefault(p => p.Component == name) is { Reason: { } reason } ? new { status = "degraded", reason } : new { status = "ok" };
+
+    public static object Status(CacheNode node)
+    {
+        var s = node.StatsSnapshot().ToDictionary(p => p.Key, p => p.Value);
+        long Get(string name) => s.GetValueOrDefault(name);
+        long lookups = Get("hits") + Get("misses");
+        var tiers = new Dictionary<string, object>
+        {
+            ["dram"] = new { capacity_bytes = Get("capacity_bytes"), used_bytes = Get("allocated_bytes"), live_bytes = Get("live_bytes"), keys = Get("keys") },
+        };
+        if (node.Tiers?.Disk is not null)
+            tiers["disk"] = new { capacity_bytes = Get("disk_capacity_bytes"), used_bytes = Get("disk_bytes"), keys = Get("disk_keys"), hits = Get("disk_hits") };
+        if (node.Tiers?.Shared is not null)
+            tiers["shared_fs"] = new { hits = Get("shared_hits"), writes = Get("shared_writes"), pending = Get("shared_pending") };
+        var ops = new Dictionary<string, object>();
+        foreach (var op in Enum.GetValues<Opcode>())
+            ops[op.ToString().ToLowerInvariant()] = new { requests = node.Counters.Requests(op), keys = node.Counters.Keys(op) };
+        return new
+        {
+            node_id = node.NodeId,
+            version = typeof(CacheNode).Assembly.GetName().Version?.ToString(3),
+            uptime_seconds = (DateTimeOffset.UtcNow - node.StartedAt).TotalSeconds,
+            healthy = node.Problems().Count == 0,
+            tiers,
+            keys = Get("keys"),
+            hits = Get("hits"),
+            misses = Get("misses"),
+            hit_ratio = lookups == 0 ? 0.0 : (double)Get("hits") / lookups,
+            evictions = Get("evictions"),
+            evicted_bytes = Get("evicted_bytes"),
+            leases = Get("leases"),
+            pinned_keys = Get("pinned_keys"),
+            connections = Get("connections"),
+            connections_total = Get("connections_total"),
+            bytes_in = Get("bytes_in"),
+            bytes_out = Get("bytes_out"),
+            ops,
+            stats = s,
+        };
+    }
+}

@@ -1,0 +1,94 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using Kvasir.Protocol;
+
+namespace Kvasir.Server.Admin;
+
+/// <summary>
+/// The node's instruments, on a <see cref="Meter"/> named "Kvasir.Node" (any System.Diagnostics.Metrics
+/// listener — OpenTelemetry, dotnet-counters, or <see cref="PrometheusExporter"/> — can read them).
+/// Recording costs an Add/Record with a cached tag array: no lock and no allocation per request.
+/// </summary>
+public sealed class NodeMetrics : IDisposable
+{
+    public const string MeterName = "Kvasir.Node";
+
+    private readonly Counter<long> _requests;
+    private readonly Counter<long> _keys;
+    private readonly Histogram<double> _duration;
+    private readonly KeyValuePair<string, object?>[][] _opTags = new KeyValuePair<string, object?>[256][];
+    private readonly KeyValuePair<string, object?>[]?[] _statusTags = new KeyValuePair<string, object?>[]?[256 * 64];
+
+    public NodeMetrics(CacheNode node)
+    {
+        Meter = new Meter(MeterName, typeof(NodeMetrics).Assembly.GetName().Version?.ToString(3));
+        _requests = Meter.CreateCounter<long>("kvasir_requests", "{request}", "Requests served, by opcode and frame status");
+        _keys = Meter.CreateCounter<long>("kvasir_keys", "{key}", "Keys in requests, by opcode");
+        _duration = Meter.CreateHistogram<double>("kvasir_request_duration", "s",
+            "Time from a request's header to its reply being queued (PUT includes receiving the values)");
+        foreach (var op in Enum.GetValues<Opcode>())
+            _opTags[(byte)op] = [new("op", op.ToString().ToLowerInvariant())];
+
+        Meter.CreateObservableCounter("kvasir_received", () => node.Counters.BytesIn, "By", "Frame bytes received");
+        Meter.CreateObservableCounter("kvasir_sent", () => node.Counters.BytesOut, "By", "Frame bytes sent");
+        Meter.CreateObservableGauge("kvasir_connections", () => node.Counters.Connections, "{connection}", "Open connections");
+        Meter.CreateObservableCounter("kvasir_connections_accepted", () => node.Counters.ConnectionsTotal, "{connection}", "Connections accepted");
+        Meter.CreateObservableCounter("kvasir_protocol_errors", () => node.Counters.ProtocolErrors, "{connection}", "Connections closed with a frame-level error");
+        Meter.CreateObservableGauge("kvasir_tier_capacity", () => Tiered(node, "capacity_bytes", "disk_capacity_bytes"), "By", "Capacity per tier");
+        Meter.CreateObservableGauge("kvasir_tier_used", () => Tiered(node, "allocated_bytes", "disk_bytes"), "By", "Bytes in use per tier");
+        Meter.CreateObservableGauge("kvasir_tier_keys", () => Tiered(node, "keys", "disk_keys"), "{key}", "Keys per tier");
+        Meter.CreateObservableCounter("kvasir_evictions", () => Stat(node, "evictions"), "{value}", "Values evicted from DRAM");
+        Meter.CreateObservableCounter("kvasir_evicted", () => Stat(node, "evicted_bytes"), "By", "Bytes evicted from DRAM");
+        Meter.CreateObservableGauge("kvasir_leases", () => Stat(node, "leases"), "{lease}", "Values being read now");
+        Meter.CreateObservableGauge("kvasir_pinned_keys", () => Stat(node, "pinned_keys"), "{key}", "Pinned keys");
+        Meter.CreateObservableCounter("kvasir_hits", () => Stat(node, "hits"), "{key}", "GET keys found in DRAM");
+        Meter.CreateObservableCounter("kvasir_misses", () => Stat(node, "misses"), "{key}", "GET keys not in DRAM");
+        Meter.CreateObservableCounter("kvasir_tier_promotions", () => Stat(node, "tier_promotions"), "{value}", "Values promoted from a lower tier into DRAM");
+        Meter.CreateObservableGauge("kvasir_degraded", () => node.Problems().Count > 0 ? 1L : 0L, "", "1 when a tier or the cluster registration is failing");
+        Meter.CreateObservableGauge("kvasir_uptime_seconds", () => (DateTimeOffset.UtcNow - node.StartedAt).TotalSeconds, "s", "Seconds since the node started");
+    }
+
+    public Meter Meter { get; }
+
+    /// <summary>One request finished: its opcode, frame status, key count and duration (Stopwatch ticks).</summary>
+    public void Request(Opcode op, WireStatus status, int keys, long elapsedTicks)
+    {
+        var tags = Tags(op, status);
+        _requests.Add(1, tags);
+        if (keys > 0) _keys.Add(keys, _opTags[(byte)op]);
+        _duration.Record((double)elapsedTicks / Stopwatch.Frequency, _opTags[(byte)op]);
+    }
+
+    /// <summary>Cached per (opcode, status); two threads may build the same array once, harmlessly.</summary>
+    private ReadOnlySpan<KeyValuePair<string, object?>> Tags(Opcode op, WireStatus status)
+    {
+        int i = (byte)op * 64 + Math.Min((int)status, 63);
+        var tags = Volatile.Read(ref _statusTags[i]);
+        if (tags is null)
+        {
+            var name = status == WireStatus.Ok ? "ok" : ToSnake(status.ToString());
+            tags = [new("op", op.ToString().ToLowerInvariant()), new("status", name)];
+            Volatile.Write(ref _statusTags[i], tags);
+        }
+        return tags;
+    }
+
+    private static string ToSnake(string name)
+        => string.Concat(name.Select((c, i) => char.IsUpper(c) && i > 0 ? "_" + char.ToLowerInvariant(c) : char.ToLowerInvariant(c).ToString()));
+
+    private static long Stat(CacheNode node, string name)
+    {
+        foreach (var (k, v) in node.StatsSnapshot()) if (k == name) return v;
+        return 0;
+    }
+
+    private static IEnumerable<Measurement<long>> Tiered(CacheNode node, string dram, string disk)
+    {
+        var stats = node.StatsSnapshot();
+        long Get(string n) => stats.FirstOrDefault(p => p.Key == n).Value;
+        yield return new Measurement<long>(Get(dram), new KeyValuePair<string, object?>("tier", "dram"));
+        if (node.Tiers?.Disk is not null) yield return new Measurement<long>(Get(disk), new KeyValuePair<string, object?>("tier", "disk"));
+    }
+
+    public void Dispose() => Meter.Dispose();
+}
