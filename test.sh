@@ -17,6 +17,9 @@ need_apt=()
 # The benchmark's peer clients are tested against real servers.
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v memcached >/dev/null || need_apt+=(memcached)
+# Admin HTTP: /metrics is checked with a real Prometheus text parser; the dashboard in headless Chromium.
+/usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || need_apt+=(python3-prometheus-client)
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "test.sh: installing ${need_apt[*]}"

@@ -30,7 +30,8 @@ def _load_yaml_config(path: str) -> dict:
     if not isinstance(data, dict):
         raise KvasirError(f"KVASIR_CONFIG={path} must hold a mapping")
     known = {"servers", "auth_key", "transport", "connect_timeout", "request_timeout", "redis_url", "cluster", "replicas"}
-    unknown = set(data) - known
+    # "node:" holds the settings of `kvasir serve` (docs/operations.md): the node's, not the client's.
+    unknown = set(data) - known - {"node"}
     if unknown:
         raise KvasirError(f"KVASIR_CONFIG={path}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
     return data

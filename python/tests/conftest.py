@@ -16,6 +16,7 @@ sys.path.insert(0, PYTHON_DIR)
 CLI_DLL = os.path.join(REPO, ".build", "cli", "kvasir.dll")
 AUTH_KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 SERVING = re.compile(r"kvasir: serving on (\S+):(\d+) ")
+ADMIN = re.compile(r"admin on http://(\S+?)/")
 
 
 class Node:
@@ -28,9 +29,12 @@ class Node:
         deadline = time.monotonic() + 30
         while True:
             with open(self.log.name, encoding="utf-8", errors="replace") as f:
-                m = SERVING.search(f.read())
+                text = f.read()
+                m = SERVING.search(text)
             if m:
                 self.host, self.port = m.group(1), int(m.group(2))
+                admin = ADMIN.search(text)
+                self.admin = f"http://{admin.group(1)}" if admin else None
                 break
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()

@@ -249,7 +249,7 @@ def test_config_chain(node, tmp_path, monkeypatch):
     with KvStore() as s:
         assert s.port == node.port and s.request_timeout == 7
     monkeypatch.setenv("KVASIR_SERVERS", f"127.0.0.1:{closed_port()}")
-    with KvStore(f"{node.address},127.0.0.1:1", request_timeout=3) as s:  # args win over env; first server used
+    with KvStore(f"{node.address},127.0.0.1:1", request_timeout=3) as s:  # args win over env (two servers: a static cluster)
         assert s.port == node.port and s.request_timeout == 3
     monkeypatch.setenv("KVASIR_AUTH_KEY", AUTH_KEY)
     with pytest.raises(KvasirAuthError):  # the env key applies to a node without auth
@@ -263,6 +263,11 @@ def test_config_chain(node, tmp_path, monkeypatch):
     cfg.write_text("servers: x:1\nbogus: 1\n")
     with pytest.raises(KvasirError, match="unknown keys"):
         KvStore(node.address)
+    cfg.write_text(f"servers: {node.address}\nnode:\n  memory: 1GiB\n")   # the node's section is not the client's business
+    monkeypatch.delenv("KVASIR_SERVERS")
+    monkeypatch.delenv("KVASIR_TRANSPORT")
+    with KvStore() as s:
+        assert s.port == node.port
 
 
 def test_node_stopped_mid_session(own_node):

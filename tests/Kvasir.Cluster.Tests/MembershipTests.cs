@@ -36,8 +36,16 @@ public sealed class MembershipTests
         await using var direct = await KvStore.ConnectAsync(new KvStoreOptions { Server = node.Server });
         Assert.Equal(2, (await direct.StatsAsync())["cluster_state"]);   // registered
 
+        var admin = "http://" + System.Text.RegularExpressions.Regex.Match(node.Stdout, @"admin on http://(\S+?)/").Groups[1].Value;
+        using var http = new HttpClient();
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync(admin + "/v1/health")).StatusCode);
+
         cluster.Redis.Kill();
         await Eventually.TrueAsync(async () => (await direct.StatsAsync())["cluster_state"] == 3, "the node to report itself degraded", TimeSpan.FromSeconds(15));
+        var health = await http.GetAsync(admin + "/v1/health");
+        Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, health.StatusCode);
+        var body = System.Text.Json.JsonDocument.Parse(await health.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal("degraded", body.GetProperty("components").GetProperty("redis").GetProperty("status").GetString());
         // Still serving its clients.
         var key = Pattern.Key("while-redis-is-down");
         Assert.Equal(KvStatus.Ok, (await direct.PutAsync([key], [Pattern.Value("x", 4096)]))[0]);

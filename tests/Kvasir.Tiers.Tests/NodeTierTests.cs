@@ -15,6 +15,7 @@ public sealed class NodeTierTests
         var node = new CacheNode(new NodeOptions
         {
             Port = 0,
+            AdminPort = 0,
             Store = new StoreOptions { Capacity = memory, MaxValueBytes = 4 * Mi },
             Tiers = tiers,
         });
@@ -110,6 +111,14 @@ public sealed class NodeTierTests
             Assert.Equal(1, stats["degraded"]);
             Assert.Equal(0, stats["disk_healthy"]);
             Assert.Contains(node.Problems(), p => p.Component == "disk");
+            using (var http = new HttpClient())
+            {
+                var health = await http.GetAsync($"http://127.0.0.1:{node.AdminPort}/v1/health");
+                Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, health.StatusCode);
+                var disk = System.Text.Json.JsonDocument.Parse(await health.Content.ReadAsStringAsync()).RootElement.GetProperty("components").GetProperty("disk");
+                Assert.Equal("degraded", disk.GetProperty("status").GetString());
+                Assert.Contains("CRC", disk.GetProperty("reason").GetString());
+            }
 
             factory.Faults.CorruptReads = false;
             factory.Faults.FailWrites = true;    // writes fail: puts still succeed in DRAM
