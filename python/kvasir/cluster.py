@@ -285,11 +285,13 @@ class Router:
         self._all(one, groups)
         return [E.INVALID_KEY if ranks[i] is None else self._combine(answers[i]) for i in range(len(keys))]
 
-    def get(self, keys: list, dests: list) -> Tuple[list, list]:
-        ring, slots, ranks = self._plan(keys, self.replicas)
+    def _rounds(self, ranks, slots, call) -> Tuple[list, list]:
+        """Asks each key's replicas in rank order, one request per node per round, until one has it.
+        ``call(store, idx)`` returns (codes, values-or-None) for the keys ``idx``. A key no replica had
+        is NOT_FOUND when any replica answered so; UNAVAILABLE only when none could be asked."""
         results = [E.INVALID_KEY if r is None else E.UNAVAILABLE for r in ranks]
-        allocated = [None] * len(keys)
-        saw_miss = [False] * len(keys)
+        values = [None] * len(ranks)
+        saw_miss = [False] * len(ranks)
         pending = [i for i, r in enumerate(ranks) if r]
         attempt = 0
         while pending:
@@ -300,60 +302,41 @@ class Router:
             def one(n, idx):
                 got = {}
 
-                def call(store):
-                    codes, values = store._get([keys[i] for i in idx], [dests[i] for i in idx])
-                    got["values"] = values
+                def run(store):
+                    codes, vals = call(store, idx)
+                    got["values"] = vals
                     return codes
-                codes = self._run(slots[n], len(idx), call)
-                values = got.get("values") or [None] * len(idx)
-                for i, code, value in zip(idx, codes, values):
-                    results[i] = code
-                    allocated[i] = value
-                    if code == E.NOT_FOUND:
-                        saw_miss[i] = True
+                codes = self._run(slots[n], len(idx), run)
+                for i, code, value in zip(idx, codes, got.get("values") or [None] * len(idx)):
+                    results[i], values[i] = code, value
+                    saw_miss[i] = saw_miss[i] or code == E.NOT_FOUND
 
             self._all(one, groups)
             attempt += 1
             pending = [i for i in pending if attempt < len(ranks[i]) and results[i] in _RETRY]
-        for i in range(len(keys)):
-            if saw_miss[i] and results[i] in _RETRY:
-                results[i] = E.NOT_FOUND
-        return results, allocated
+        results = [E.NOT_FOUND if saw_miss[i] and results[i] in _RETRY else results[i] for i in range(len(ranks))]
+        return results, values
+
+    def get(self, keys: list, dests: list) -> Tuple[list, list]:
+        _, slots, ranks = self._plan(keys, self.replicas)
+        return self._rounds(ranks, slots, lambda store, idx: store._get([keys[i] for i in idx], [dests[i] for i in idx]))
 
     def key_op(self, opcode: int, keys: list, exists: bool) -> List[int]:
-        ring, slots, ranks = self._plan(keys, self.replicas)
+        _, slots, ranks = self._plan(keys, self.replicas)
         if exists:
-            results = [E.INVALID_KEY if r is None else E.UNAVAILABLE for r in ranks]
-            saw_miss = [False] * len(keys)
-            pending = [i for i, r in enumerate(ranks) if r]
-            attempt = 0
-            while pending:
-                groups: Dict[int, List[int]] = {}
-                for i in pending:
-                    groups.setdefault(ranks[i][attempt], []).append(i)
-
-                def one(n, idx):
-                    codes = self._run(slots[n], len(idx), lambda s: s._key_op(opcode, [keys[i] for i in idx]))
-                    for i, code in zip(idx, codes):
-                        results[i] = code
-                        saw_miss[i] = saw_miss[i] or code == E.NOT_FOUND
-
-                self._all(one, groups)
-                attempt += 1
-                pending = [i for i in pending if attempt < len(ranks[i]) and results[i] in _RETRY]
-            return [E.NOT_FOUND if saw_miss[i] and results[i] in _RETRY else results[i] for i in range(len(keys))]
+            return self._rounds(ranks, slots, lambda store, idx: (store._key_op(opcode, [keys[i] for i in idx]), None))[0]
         answers = [[None] * len(r) if r else [] for r in ranks]
-        groups2: Dict[int, List[Tuple[int, int]]] = {}
+        groups: Dict[int, List[Tuple[int, int]]] = {}
         for i, r in enumerate(ranks):
             for rank, n in enumerate(r or []):
-                groups2.setdefault(n, []).append((i, rank))
+                groups.setdefault(n, []).append((i, rank))
 
         def each(n, entries):
             codes = self._run(slots[n], len(entries), lambda s: s._key_op(opcode, [keys[i] for i, _ in entries]))
             for (i, rank), code in zip(entries, codes):
                 answers[i][rank] = code
 
-        self._all(each, groups2)
+        self._all(each, groups)
         return [E.INVALID_KEY if ranks[i] is None else self._combine(answers[i]) for i in range(len(keys))]
 
     def node_stats(self) -> List[Tuple[dict, Optional[dict], Optional[str]]]:

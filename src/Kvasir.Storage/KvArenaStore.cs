@@ -148,17 +148,7 @@ public sealed partial class KvArenaStore : IDisposable
         CheckOwner(reservation);
         lock (_gate)
         {
-            ThrowIfDisposed();
-            if (reservation.State != ReservationState.Pending)
-            {
-                throw new InvalidOperationException($"The reservation is already {reservation.State.ToString().ToLowerInvariant()}.");
-            }
-
-            reservation.State = ReservationState.Committed;
-            _reservations--;
-            ValueVersion version = reservation.Version;
-            version.Crc32C = crc32c;
-            version.State = VersionState.Published;
+            ValueVersion version = Finish(reservation, crc32c, VersionState.Published);
 
             Slot? parent = null;
             if (!parentKey.IsEmpty && parentKey.Length <= Options.MaxKeyBytes)
@@ -242,17 +232,7 @@ public sealed partial class KvArenaStore : IDisposable
         CheckOwner(reservation);
         lock (_gate)
         {
-            ThrowIfDisposed();
-            if (reservation.State != ReservationState.Pending)
-            {
-                throw new InvalidOperationException($"The reservation is already {reservation.State.ToString().ToLowerInvariant()}.");
-            }
-
-            reservation.State = ReservationState.Committed;
-            _reservations--;
-            ValueVersion version = reservation.Version;
-            version.Crc32C = crc32c;
-            version.State = VersionState.Retired;
+            ValueVersion version = Finish(reservation, crc32c, VersionState.Retired);
             version.LeaseCount++;
             var lease = new ValueLease(this, ++_lastLeaseId, version, _arena.BaseAddress + (nint)version.Offset, holder,
                 Stopwatch.GetTimestamp() + _leaseTimeoutTicks);
@@ -260,6 +240,23 @@ public sealed partial class KvArenaStore : IDisposable
             _activeLeases++;
             return lease;
         }
+    }
+
+    /// <summary>Ends a pending reservation (under the lock): its version gets its CRC and <paramref name="state"/>.</summary>
+    private ValueVersion Finish(Reservation reservation, uint crc32c, VersionState state)
+    {
+        ThrowIfDisposed();
+        if (reservation.State != ReservationState.Pending)
+        {
+            throw new InvalidOperationException($"The reservation is already {reservation.State.ToString().ToLowerInvariant()}.");
+        }
+
+        reservation.State = ReservationState.Committed;
+        _reservations--;
+        ValueVersion version = reservation.Version;
+        version.Crc32C = crc32c;
+        version.State = state;
+        return version;
     }
 
     private void ClearPromoted(Slot slot)

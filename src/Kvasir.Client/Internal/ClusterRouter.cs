@@ -170,65 +170,29 @@ internal sealed class ClusterRouter : IAsyncDisposable
 
     public async Task GetAsync(GetBatch batch, CancellationToken ct)
     {
-        int replicas = _options.Replicas;
-        var plan = Plan(batch.Keys, replicas);
-        var sawMiss = new bool[batch.Keys.Count];
-        var pending = new List<int>();
-        for (int i = 0; i < batch.Keys.Count; i++)
+        var plan = Plan(batch.Keys, _options.Replicas);
+        var statuses = await RoundsAsync(plan, async (store, idx) =>
         {
-            if (plan.Ranks[i] is null) batch.Results[i] = new KvGetResult(KvStatus.InvalidKey, 0);
-            else if (plan.Ranks[i]!.Length == 0) batch.Results[i] = new KvGetResult(KvStatus.Unavailable, 0);
-            else pending.Add(i);
-        }
-        for (int attempt = 0; pending.Count > 0; attempt++)
-        {
-            var groups = pending.Where(i => attempt < plan.Ranks[i]!.Length).GroupBy(i => plan.Ranks[i]![attempt]);
-            await Task.WhenAll(groups.Select(async group =>
+            var sub = new GetBatch(idx.Select(i => batch.Keys[i]).ToArray(), idx.Select(i => batch.Destinations[i]).ToArray());
+            await store.GetCoreAsync(sub, ct).ConfigureAwait(false);
+            for (int j = 0; j < idx.Length; j++)
             {
-                var slot = plan.Slots[group.Key];
-                var idx = group.ToArray();
-                var sub = new GetBatch(idx.Select(i => batch.Keys[i]).ToArray(), idx.Select(i => batch.Destinations[i]).ToArray());
-                var done = await RunAsync(slot, idx.Length, async s => { await s.GetCoreAsync(sub, ct).ConfigureAwait(false); return sub.Results.Select(r => r.Status).ToArray(); }).ConfigureAwait(false);
-                for (int j = 0; j < idx.Length; j++)
-                {
-                    int i = idx[j];
-                    batch.Results[i] = done[j] == sub.Results[j].Status ? sub.Results[j] : new KvGetResult(done[j], 0);
-                    batch.Allocated[i] = sub.Allocated[j];
-                    if (done[j] == KvStatus.NotFound) sawMiss[i] = true;
-                }
-            })).ConfigureAwait(false);
-            pending = pending.Where(i => attempt + 1 < plan.Ranks[i]!.Length && Retry(batch.Results[i].Status)).ToList();
-        }
-        // A key no replica had is a miss, even if some replica could not be asked.
-        for (int i = 0; i < batch.Keys.Count; i++)
-            if (sawMiss[i] && batch.Results[i].Status != KvStatus.Ok && Retry(batch.Results[i].Status)) batch.Results[i] = new KvGetResult(KvStatus.NotFound, 0);
+                batch.Results[idx[j]] = sub.Results[j];
+                batch.Allocated[idx[j]] = sub.Allocated[j];
+            }
+            return sub.Results.Select(r => r.Status).ToArray();
+        }).ConfigureAwait(false);
+        for (int i = 0; i < statuses.Length; i++)
+            if (statuses[i] != batch.Results[i].Status) batch.Results[i] = new KvGetResult(statuses[i], 0);
     }
 
     /// <summary>EXISTS asks replicas in turn like GET; REMOVE, PIN and UNPIN go to every replica.</summary>
     public async Task<KvStatus[]> KeyOpAsync(Opcode op, IReadOnlyList<ReadOnlyMemory<byte>> keys, CancellationToken ct)
     {
-        int replicas = _options.Replicas;
-        var plan = Plan(keys, replicas);
-        var results = new KvStatus[keys.Count];
+        var plan = Plan(keys, _options.Replicas);
         if (op == Opcode.Exists)
-        {
-            var sawMiss = new bool[keys.Count];
-            var pending = Enumerable.Range(0, keys.Count).Where(i => plan.Ranks[i] is { Length: > 0 }).ToList();
-            for (int i = 0; i < keys.Count; i++) results[i] = plan.Ranks[i] is null ? KvStatus.InvalidKey : KvStatus.Unavailable;
-            for (int attempt = 0; pending.Count > 0; attempt++)
-            {
-                await Task.WhenAll(pending.Where(i => attempt < plan.Ranks[i]!.Length).GroupBy(i => plan.Ranks[i]![attempt]).Select(async group =>
-                {
-                    var idx = group.ToArray();
-                    var sub = idx.Select(i => keys[i]).ToArray();
-                    var statuses = await RunAsync(plan.Slots[group.Key], idx.Length, s => s.KeyOpAsync(op, sub, ct)).ConfigureAwait(false);
-                    for (int j = 0; j < idx.Length; j++) { results[idx[j]] = statuses[j]; if (statuses[j] == KvStatus.NotFound) sawMiss[idx[j]] = true; }
-                })).ConfigureAwait(false);
-                pending = pending.Where(i => attempt + 1 < plan.Ranks[i]!.Length && Retry(results[i])).ToList();
-            }
-            for (int i = 0; i < keys.Count; i++) if (sawMiss[i] && Retry(results[i])) results[i] = KvStatus.NotFound;
-            return results;
-        }
+            return await RoundsAsync(plan, (store, idx) => store.KeyOpAsync(op, idx.Select(i => keys[i]).ToArray(), ct)).ConfigureAwait(false);
+        var results = new KvStatus[keys.Count];
         var answers = new KvStatus[keys.Count][];
         for (int i = 0; i < keys.Count; i++) answers[i] = plan.Ranks[i] is { Length: > 0 } r ? new KvStatus[r.Length] : [];
         await Task.WhenAll(plan.ByNode().Select(async group =>
@@ -239,6 +203,35 @@ internal sealed class ClusterRouter : IAsyncDisposable
             for (int j = 0; j < entries.Count; j++) answers[entries[j].Index][entries[j].Rank] = statuses[j];
         })).ConfigureAwait(false);
         for (int i = 0; i < keys.Count; i++) results[i] = plan.Ranks[i] is null ? KvStatus.InvalidKey : Combine(answers[i], KvStatus.Ok);
+        return results;
+    }
+
+    /// <summary>
+    /// Asks each key's replicas in rank order — one request per node per round — until one has it.
+    /// A key no replica had is NotFound when any replica said so; Unavailable only when none could be asked.
+    /// </summary>
+    private async Task<KvStatus[]> RoundsAsync(Plan plan, Func<KvStore, int[], Task<KvStatus[]>> call)
+    {
+        int count = plan.Ranks.Length;
+        var results = new KvStatus[count];
+        var sawMiss = new bool[count];
+        for (int i = 0; i < count; i++) results[i] = plan.Ranks[i] is null ? KvStatus.InvalidKey : KvStatus.Unavailable;
+        var pending = Enumerable.Range(0, count).Where(i => plan.Ranks[i] is { Length: > 0 }).ToList();
+        for (int attempt = 0; pending.Count > 0; attempt++)
+        {
+            await Task.WhenAll(pending.GroupBy(i => plan.Ranks[i]![attempt]).Select(async group =>
+            {
+                var idx = group.ToArray();
+                var statuses = await RunAsync(plan.Slots[group.Key], idx.Length, s => call(s, idx)).ConfigureAwait(false);
+                for (int j = 0; j < idx.Length; j++)
+                {
+                    results[idx[j]] = statuses[j];
+                    sawMiss[idx[j]] |= statuses[j] == KvStatus.NotFound;
+                }
+            })).ConfigureAwait(false);
+            pending = pending.Where(i => attempt + 1 < plan.Ranks[i]!.Length && Retry(results[i])).ToList();
+        }
+        for (int i = 0; i < count; i++) if (sawMiss[i] && Retry(results[i])) results[i] = KvStatus.NotFound;
         return results;
     }
 
