@@ -50,6 +50,11 @@ class Opcode(enum.IntEnum):
     PIN = 0x14
     UNPIN = 0x15
     STATS = 0x20
+    SHM_INFO = 0x30
+    LEASE = 0x31
+    RELEASE = 0x32
+    ALLOC = 0x33
+    COMMIT = 0x34
 
 
 class Flag(enum.IntFlag):
@@ -83,8 +88,8 @@ class WireStatus(enum.IntEnum):
     INTERNAL_ERROR = 42
 
 
-KEY_BATCH_OPCODES = (Opcode.GET, Opcode.EXISTS, Opcode.REMOVE, Opcode.PIN, Opcode.UNPIN)
-STATUS_LIST_OPCODES = (Opcode.PUT, Opcode.EXISTS, Opcode.REMOVE, Opcode.PIN, Opcode.UNPIN)
+KEY_BATCH_OPCODES = (Opcode.GET, Opcode.EXISTS, Opcode.REMOVE, Opcode.PIN, Opcode.UNPIN, Opcode.LEASE)
+STATUS_LIST_OPCODES = (Opcode.PUT, Opcode.EXISTS, Opcode.REMOVE, Opcode.PIN, Opcode.UNPIN, Opcode.RELEASE, Opcode.COMMIT)
 
 
 def wire_status(code: int) -> Union[WireStatus, int]:
@@ -241,6 +246,67 @@ class ErrorReply:
     message: str = ""
 
 
+# --- shared-memory transport (docs/protocol.md § Shared memory) ---
+
+@dataclass
+class ShmInfoRequest:
+    pass
+
+
+@dataclass
+class ShmInfoReply:
+    path: str
+    arena_length: int
+    token: bytes
+
+
+@dataclass
+class LeaseEntry:
+    status: int
+    offset: int
+    length: int
+    crc32c: int
+    lease_id: int
+
+
+@dataclass
+class LeaseReply:
+    entries: List[LeaseEntry]
+
+
+@dataclass
+class IdList:
+    """RELEASE (lease ids) and COMMIT (reservation ids) requests."""
+    ids: List[int]
+
+
+@dataclass
+class AllocEntry:
+    key: bytes
+    value_length: int
+
+
+@dataclass
+class AllocRequest:
+    entries: List[AllocEntry]
+
+
+@dataclass
+class AllocReplyEntry:
+    status: int
+    offset: int
+    reservation_id: int
+
+
+@dataclass
+class AllocReply:
+    entries: List[AllocReplyEntry]
+
+
+_LEASE_ENTRY = struct.Struct("<BQQIQ")
+_ALLOC_ENTRY = struct.Struct("<BQQ")
+
+
 class _Reader:
     """Bounds-checked reader over metadata; every overrun is BAD_FRAME."""
 
@@ -285,6 +351,7 @@ class _Reader:
 
 
 _U8, _U16, _U32 = struct.Struct("<B"), struct.Struct("<H"), struct.Struct("<I")
+_U64 = struct.Struct("<Q")
 _HELLO_REQ = struct.Struct("<HHQ")
 _HELLO_REP1 = struct.Struct("<HQBB")
 _HELLO_REP2 = struct.Struct("<QHIIQ")
@@ -369,6 +436,19 @@ def encode_meta(msg) -> bytes:
         return bytes(out)
     if isinstance(msg, ErrorReply):
         return _lp16(msg.message.encode("utf-8")[:MAX_ERROR_MESSAGE_BYTES])
+    if isinstance(msg, ShmInfoRequest):
+        return b""
+    if isinstance(msg, ShmInfoReply):
+        return _lp16(msg.path.encode("utf-8")) + _U64.pack(msg.arena_length) + bytes(msg.token)
+    if isinstance(msg, LeaseReply):
+        return _U32.pack(len(msg.entries)) + b"".join(
+            _LEASE_ENTRY.pack(int(e.status), e.offset, e.length, e.crc32c, e.lease_id) for e in msg.entries)
+    if isinstance(msg, IdList):
+        return _U32.pack(len(msg.ids)) + b"".join(_U64.pack(i) for i in msg.ids)
+    if isinstance(msg, AllocRequest):
+        return _U32.pack(len(msg.entries)) + b"".join(_lp16(bytes(e.key)) + _U64.pack(e.value_length) for e in msg.entries)
+    if isinstance(msg, AllocReply):
+        return _U32.pack(len(msg.entries)) + b"".join(_ALLOC_ENTRY.pack(int(e.status), e.offset, e.reservation_id) for e in msg.entries)
     raise TypeError(f"not a protocol message: {type(msg).__name__}")
 
 
@@ -438,6 +518,19 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
             if total != header.payload_length:
                 raise _bad(f"payload length {header.payload_length} differs from the sum of the value lengths {total}")
             msg = GetReply(entries)
+        elif op == Opcode.SHM_INFO:
+            path = _utf8(r.bytes16(), "arena path")
+            msg = ShmInfoReply(path, r.unpack(_U64)[0], r.take(16))
+        elif op == Opcode.LEASE:
+            count = r.u32()
+            if count * _LEASE_ENTRY.size != r.remaining():
+                raise _bad("LEASE reply length does not match its count")
+            msg = LeaseReply([LeaseEntry(wire_status(st), o, n, c, i) for st, o, n, c, i in (r.unpack(_LEASE_ENTRY) for _ in range(count))])
+        elif op == Opcode.ALLOC:
+            count = r.u32()
+            if count * _ALLOC_ENTRY.size != r.remaining():
+                raise _bad("ALLOC reply length does not match its count")
+            msg = AllocReply([AllocReplyEntry(wire_status(st), o, i) for st, o, i in (r.unpack(_ALLOC_ENTRY) for _ in range(count))])
         elif op in STATUS_LIST_OPCODES:
             msg = _decode_status_list(r)
         else:  # STATS
@@ -491,6 +584,20 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
         msg = PutRequest(parent, entries)
     elif op in KEY_BATCH_OPCODES:
         msg = _decode_key_batch(r, max_batch_keys)
+    elif op in (Opcode.RELEASE, Opcode.COMMIT):
+        count = r.u32()
+        if count > max_batch_keys:
+            raise _bad(f"{count} ids exceed the limit of {max_batch_keys}", WireStatus.BATCH_TOO_LARGE)
+        if count * 8 != r.remaining():
+            raise _bad("id list length does not match its count")
+        msg = IdList([r.unpack(_U64)[0] for _ in range(count)])
+    elif op == Opcode.ALLOC:
+        count = r.u32()
+        if count > max_batch_keys:
+            raise _bad(f"{count} keys exceed the limit of {max_batch_keys}", WireStatus.BATCH_TOO_LARGE)
+        msg = AllocRequest([AllocEntry(r.bytes16(), r.unpack(_U64)[0]) for _ in range(count)])
+    elif op == Opcode.SHM_INFO:
+        msg = ShmInfoRequest()
     else:  # STATS
         msg = StatsRequest()
     r.end()

@@ -58,12 +58,24 @@ public static class ServeCommand
             AdminPort = ParseAdminPort(cl),
             AdminHost = cl.Get("admin-host", "127.0.0.1"),
             AccessLog = cl.Get("access-log"),
+            SharedMemory = cl.Get("shm", "on") switch
+            {
+                "on" => OperatingSystem.IsLinux() && ShmFits(capacity),
+                "off" => false,
+                var other => throw new UsageException($"--shm: '{other}' is not on or off"),
+            },
         };
         if (!System.Net.IPAddress.TryParse(options.AdminHost, out _)) throw new UsageException($"--admin-host: '{options.AdminHost}' is not an IP address");
         if (!System.Net.IPAddress.TryParse(options.Host, out _)) throw new UsageException($"--host: '{options.Host}' is not an IP address");
         try { options.Validate(); }
         catch (ArgumentException ex) { throw new UsageException(FlagMessage(ex)); }
         return options;
+    }
+
+    private static bool ShmFits(long capacity)
+    {
+        try { return Directory.Exists("/dev/shm") && new DriveInfo("/dev/shm").AvailableFreeSpace >= capacity + capacity / 20; }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException) { return false; }
     }
 
     private static int? ParseAdminPort(CommandLine cl)
@@ -188,8 +200,9 @@ public static class ServeCommand
         if (node.Tiers?.Disk is { } d)
             Console.Out.WriteLine($"kvasir: disk tier {options.Tiers!.DiskPath}: {d.Stats().First(p => p.Key == "disk_keys").Value} values recovered");
         var cluster = options.Cluster is { } c ? $", cluster {c.Name} via {Kvasir.Cluster.RedisUrl.Parse(c.RedisUrl)} as {node.NodeId}" : "";
+        var shm = node.Store.SharedMemoryPath is { } p ? $", shm {p}" : "";
         var admin = node.Admin is null ? "" : $", admin on http://{Kvasir.Cluster.Endpoint.Format(options.AdminHost, node.AdminPort)}/";
-        Console.Out.WriteLine($"kvasir: serving on {options.Host}:{node.Port} ({ByteSize.Format(options.Store.Capacity)}, auth {(options.AuthKey is null ? "off" : "on")}{cluster}){admin}");
+        Console.Out.WriteLine($"kvasir: serving on {options.Host}:{node.Port} ({ByteSize.Format(options.Store.Capacity)}, auth {(options.AuthKey is null ? "off" : "on")}{cluster}{shm}){admin}");
         Console.Out.Flush();
         await stop.Task;
         await node.StopAsync();

@@ -13,6 +13,16 @@ public enum Opcode : byte
     Pin = 0x14,
     Unpin = 0x15,
     Stats = 0x20,
+    /// <summary>Shared-memory transport: where the arena file is (same-host clients only).</summary>
+    ShmInfo = 0x30,
+    /// <summary>Shared-memory GET: lease each value and return its arena offset.</summary>
+    Lease = 0x31,
+    /// <summary>Ends leases taken with LEASE.</summary>
+    Release = 0x32,
+    /// <summary>Shared-memory PUT, step 1: reserve arena space per key and return its offset.</summary>
+    Alloc = 0x33,
+    /// <summary>Shared-memory PUT, step 2: publish reservations the client has filled.</summary>
+    Commit = 0x34,
 }
 
 /// <summary>Header flag bits. Unknown bits in a request are a <see cref="WireStatus.BadFrame"/>.</summary>
@@ -32,7 +42,7 @@ public enum FrameFlags : ushort
 public static class Opcodes
 {
     /// <summary>True for the opcodes whose request metadata is a key batch.</summary>
-    public static bool IsKeyBatch(Opcode op) => op is Opcode.Get or Opcode.Exists or Opcode.Remove or Opcode.Pin or Opcode.Unpin;
+    public static bool IsKeyBatch(Opcode op) => op is Opcode.Get or Opcode.Exists or Opcode.Remove or Opcode.Pin or Opcode.Unpin or Opcode.Lease;
 
     /// <summary>True for every opcode defined by protocol v1.</summary>
     public static bool IsDefined(byte op) => Enum.IsDefined(typeof(Opcode), op);

@@ -30,7 +30,20 @@ public sealed class CacheNode : IAsyncDisposable
         Options = options;
         LoggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
         _log = LoggerFactory.CreateLogger("Kvasir.Node");
-        Store = new KvArenaStore(options.Store);
+        if (options.SharedMemory && OperatingSystem.IsLinux())
+        {
+            ShmFiles.RemoveStale();
+            var arenaPath = ShmFiles.NewPath();
+            Store = new KvArenaStore(new StoreOptions
+            {
+                Capacity = options.Store.Capacity, MaxValueBytes = options.Store.MaxValueBytes, MaxKeyBytes = options.Store.MaxKeyBytes,
+                BlockSize = options.Store.BlockSize, Granule = options.Store.Granule, HighWatermark = options.Store.HighWatermark,
+                LowWatermark = options.Store.LowWatermark, Eviction = options.Store.Eviction, LeaseTimeout = options.Store.LeaseTimeout,
+                SharedMemoryPath = arenaPath,
+            });
+            ShmToken = ShmFiles.WriteToken(arenaPath);
+        }
+        else Store = new KvArenaStore(options.Store);
         try
         {
             Tiers = options.Tiers is { Any: true } t ? new Kvasir.Storage.Tiers.TierSet(t) : null;
@@ -47,6 +60,9 @@ public sealed class CacheNode : IAsyncDisposable
         Exporter = new Admin.PrometheusExporter(Metrics.Meter);
         Counters.Metrics = Metrics;
     }
+
+    /// <summary>The token of the shared-memory arena (also in its .token file), or null without one.</summary>
+    public byte[]? ShmToken { get; }
 
     /// <summary>The access log, when <see cref="NodeOptions.AccessLog"/> is set.</summary>
     public Admin.AccessLog? AccessLog { get; }
@@ -285,6 +301,7 @@ public sealed class CacheNode : IAsyncDisposable
             await all.ConfigureAwait(false);
         }
         Tiers?.Dispose();
+        if (Store.SharedMemoryPath is { } shm && OperatingSystem.IsLinux()) ShmFiles.RemoveToken(shm);
         if (AccessLog is not null) await AccessLog.DisposeAsync().ConfigureAwait(false);
         Exporter.Dispose();
         Metrics.Dispose();

@@ -61,6 +61,14 @@ public sealed class NodeOptions
     /// <summary>Access log: a file to append one line per request to, or "-" for stdout. Default none (it costs a formatted line per request).</summary>
     public string? AccessLog { get; init; }
 
+    /// <summary>
+    /// Put the arena in a /dev/shm file (mode 0600, removed on clean stop) so same-host clients can use
+    /// the shared-memory transport. Default false in the library; <c>kvasir serve</c> turns it on on
+    /// Linux when the arena fits in /dev/shm. A node killed with SIGKILL leaves its file behind
+    /// (removed by the next node that finds its owner gone).
+    /// </summary>
+    public bool SharedMemory { get; init; }
+
     /// <summary>Cluster membership through Redis. Default none: a standalone node.</summary>
     public ClusterJoinOptions? Cluster { get; init; }
 

@@ -61,7 +61,7 @@ public sealed partial class KvArenaStore : IDisposable
         options.Validate();
         Options = options;
 
-        _arena = new NativeArenaMemory(options.Capacity);
+        _arena = options.SharedMemoryPath is { } shm && !OperatingSystem.IsWindows() ? new ShmArenaMemory(shm, options.Capacity) : new NativeArenaMemory(options.Capacity);
         _allocator = options.BlockSize is int block
             ? new BlockAllocator(options.Capacity, block)
             : new TlsfAllocator(options.Capacity, options.Granule);
@@ -76,6 +76,12 @@ public sealed partial class KvArenaStore : IDisposable
         TimeSpan period = TimeSpan.FromTicks(Math.Clamp(options.LeaseTimeout.Ticks / 4, TimeSpan.TicksPerSecond, 5 * TimeSpan.TicksPerSecond));
         _reaper = new Timer(static state => ((KvArenaStore)state!).ReapFromTimer(), this, period, period);
     }
+
+    /// <summary>Where the arena is mapped from, when it is a shared-memory file.</summary>
+    public string? SharedMemoryPath => OperatingSystem.IsWindows() ? null : (_arena as ShmArenaMemory)?.Path;
+
+    /// <summary>Start of the arena in this process (offsets sent to shared-memory clients are relative to it).</summary>
+    public nint ArenaBase => _arena.BaseAddress;
 
     /// <summary>The validated options the store was built with.</summary>
     public StoreOptions Options { get; }

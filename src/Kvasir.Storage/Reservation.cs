@@ -47,6 +47,9 @@ public sealed unsafe class Reservation
 
     internal byte[] Key { get; }
 
+    /// <summary>The key this reservation will be published under.</summary>
+    public ReadOnlySpan<byte> KeySpan => Key;
+
     internal ValueVersion Version { get; }
 
     internal ReservationState State { get; set; }

@@ -71,6 +71,12 @@ public sealed class StoreOptions
     public TimeSpan LeaseTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the offending option when a value or combination is unusable.</summary>
+    /// <summary>
+    /// Put the arena in this shared-memory file (created mode 0600, removed on dispose) so same-host
+    /// clients can map it. Default null: process-private memory.
+    /// </summary>
+    public string? SharedMemoryPath { get; init; }
+
     public void Validate()
     {
         if (Capacity <= 0)

@@ -15,7 +15,8 @@ import struct
 MAGIC = b"KVSR"
 VERSION = 1
 OPCODES = {"HELLO": 0x01, "AUTH": 0x02, "PING": 0x03, "PUT": 0x10, "GET": 0x11, "EXISTS": 0x12,
-           "REMOVE": 0x13, "PIN": 0x14, "UNPIN": 0x15, "STATS": 0x20}
+           "REMOVE": 0x13, "PIN": 0x14, "UNPIN": 0x15, "STATS": 0x20,
+           "SHM_INFO": 0x30, "LEASE": 0x31, "RELEASE": 0x32, "ALLOC": 0x33, "COMMIT": 0x34}
 FLAGS = {"CHAIN": 0x0001, "CHAIN_PARENT": 0x0002, "REPLY": 0x8000}
 STATUSES = {"OK": 0, "NOT_FOUND": 1, "VALUE_TOO_LARGE": 2, "INVALID_KEY": 3, "OUT_OF_MEMORY": 4,
             "BAD_FRAME": 32, "UNSUPPORTED_VERSION": 33, "UNKNOWN_OPCODE": 34, "HELLO_REQUIRED": 35,
@@ -242,6 +243,34 @@ stats = [("capacity_bytes", 1 << 30), ("allocated_bytes", 8192), ("live_bytes", 
          ("requests_unpin", 2), ("requests_stats", 1)]
 add("stats_reply", "STATS reply: count, then per stat a u8 name length, ASCII name and i64 value. Fractions are parts per million (_ppm).",
     "STATS", ["REPLY"], 40, "OK", {"stats": [{"name": n, "value": v} for n, v in stats]}, stats_meta(stats))
+
+# shared-memory transport (docs/protocol.md § Shared memory)
+add("shm_info_request", "SHM_INFO request: no metadata.", "SHM_INFO", [], 60, "OK", {}, b"")
+shm_path, shm_token = "/dev/shm/kvasir-4242-0a1b2c3d.arena", bytes(range(0x40, 0x50))
+add("shm_info_reply", "SHM_INFO reply: bytes16 arena path, u64 arena length, 16-byte token (also in PATH.token).",
+    "SHM_INFO", ["REPLY"], 60, "OK", {"path": shm_path, "arena_length": 1 << 30, "token": h(shm_token)},
+    lp16(shm_path.encode()) + struct.pack("<Q", 1 << 30) + shm_token)
+lease_keys = [b"tok/0", b"missing"]
+add("lease_request", "LEASE request: a key batch, like GET.", "LEASE", [], 61, "OK", {"keys": [h(k) for k in lease_keys]}, key_batch_meta(lease_keys))
+lease_entries = [("OK", 8192, 3, crc32c(b"abc"), 7), ("NOT_FOUND", 0, 0, 0, 0)]
+add("lease_reply", "LEASE reply: count, then per key u8 status, u64 arena offset, u64 length, u32 CRC-32C, u64 lease id (zeros unless OK).",
+    "LEASE", ["REPLY"], 61, "OK",
+    {"entries": [{"status": st, "offset": o, "length": n, "crc32c": c, "lease_id": i} for st, o, n, c, i in lease_entries]},
+    struct.pack("<I", 2) + b"".join(struct.pack("<BQQIQ", STATUSES[st], o, n, c, i) for st, o, n, c, i in lease_entries))
+add("release_request", "RELEASE request: u32 count, then u64 lease ids.", "RELEASE", [], 62, "OK", {"ids": [7, 99]}, struct.pack("<IQQ", 2, 7, 99))
+add("release_reply", "RELEASE reply: a status per id (NOT_FOUND for an id this connection does not hold).", "RELEASE", ["REPLY"], 62, "OK",
+    {"statuses": ["OK", "NOT_FOUND"]}, status_list_meta(["OK", "NOT_FOUND"]))
+alloc_entries = [(b"blk/0", 4096), (b"", 1)]
+add("alloc_request", "ALLOC request: u32 count, then per key bytes16 key and u64 value length.", "ALLOC", [], 63, "OK",
+    {"entries": [{"key": h(k), "value_length": n} for k, n in alloc_entries]},
+    struct.pack("<I", 2) + b"".join(lp16(k) + struct.pack("<Q", n) for k, n in alloc_entries))
+alloc_reply = [("OK", 12288, 8), ("INVALID_KEY", 0, 0)]
+add("alloc_reply", "ALLOC reply: count, then per key u8 status, u64 arena offset to fill, u64 reservation id.", "ALLOC", ["REPLY"], 63, "OK",
+    {"entries": [{"status": st, "offset": o, "reservation_id": i} for st, o, i in alloc_reply]},
+    struct.pack("<I", 2) + b"".join(struct.pack("<BQQ", STATUSES[st], o, i) for st, o, i in alloc_reply))
+add("commit_request", "COMMIT request: u32 count, then u64 reservation ids; the node computes each value's CRC-32C and publishes it.",
+    "COMMIT", [], 64, "OK", {"ids": [8]}, struct.pack("<IQ", 1, 8))
+add("commit_reply", "COMMIT reply: a status per id.", "COMMIT", ["REPLY"], 64, "OK", {"statuses": ["OK"]}, status_list_meta(["OK"]))
 
 # error replies
 for name, op, rid, status, msg, text in [

@@ -29,6 +29,11 @@ internal sealed partial class Connection
             case Opcode.Stats: return QueueAsync(Stats(h));
             case Opcode.Get: return QueueAsync(Get(h, span));
             case Opcode.Put: return PutAsync(h, meta, token);
+            case Opcode.ShmInfo: return QueueAsync(ShmInfo(h));
+            case Opcode.Lease: return QueueAsync(Lease(h, span));
+            case Opcode.Release: return QueueAsync(Release(h, span));
+            case Opcode.Alloc: return QueueAsync(Alloc(h, span));
+            case Opcode.Commit: return QueueAsync(Commit(h, span));
             default: return QueueAsync(KeyOp(h, span));
         }
     }

@@ -97,6 +97,7 @@ internal sealed partial class Connection : ILeaseHolder
         {
             _replies.Writer.TryComplete();
             await writing.ConfigureAwait(false);
+            ReleaseAllShm();
             await CloseSocketAsync(closeGracefully).ConfigureAwait(false);
             _idle.Dispose();
             _frame.Dispose();   // its timer; Abort tolerates the disposed _abort source as well

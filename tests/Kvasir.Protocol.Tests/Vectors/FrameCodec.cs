@@ -69,9 +69,18 @@ public static class FrameCodec
                 return new JsonObject { ["client_nonce"] = Hex(auth.ClientNonce), ["client_proof"] = Hex(auth.ClientProof) };
             case Opcode.Ping:
                 return new JsonObject { ["echo"] = Hex(meta) };
-            case Opcode.Stats:
-                if (!meta.IsEmpty) throw new ProtocolException(WireStatus.BadFrame, "STATS takes no metadata");
+            case Opcode.Stats or Opcode.ShmInfo:
+                if (!meta.IsEmpty) throw new ProtocolException(WireStatus.BadFrame, $"{h.Opcode} takes no metadata");
                 return new JsonObject();
+            case Opcode.Release or Opcode.Commit:
+                return new JsonObject { ["ids"] = new JsonArray(ShmMessages.ReadIdList(meta, maxBatch).Select(i => (JsonNode)i).ToArray()) };
+            case Opcode.Alloc:
+                var ar = new MetaReader(meta);
+                uint n = ar.U32();
+                var allocs = new JsonArray();
+                for (int i = 0; i < n; i++) { var key = Hex(ar.Key()); allocs.Add(new JsonObject { ["key"] = key, ["value_length"] = (long)ar.U64() }); }
+                ar.End();
+                return new JsonObject { ["entries"] = allocs };
             case Opcode.Put:
                 PutBatchReader.Validate(meta, h.Flags, maxBatch, h.PayloadLength);
                 var put = new PutBatchReader(meta, h.Flags, maxBatch);
@@ -120,6 +129,19 @@ public static class FrameCodec
                 foreach (var (name, value) in StatsReply.Read(meta))
                     stats.Add(new JsonObject { ["name"] = name, ["value"] = value });
                 return new JsonObject { ["stats"] = stats };
+            case Opcode.ShmInfo:
+                var info = ShmInfoReply.Read(meta);
+                return new JsonObject { ["path"] = info.Path, ["arena_length"] = info.ArenaLength, ["token"] = Hex(info.Token) };
+            case Opcode.Lease:
+                var leases = new JsonArray();
+                foreach (var e in ShmMessages.ReadLeaseReply(meta))
+                    leases.Add(new JsonObject { ["status"] = Name(e.Status), ["offset"] = e.Offset, ["length"] = e.Length, ["crc32c"] = e.Crc32C, ["lease_id"] = e.LeaseId });
+                return new JsonObject { ["entries"] = leases };
+            case Opcode.Alloc:
+                var allocs = new JsonArray();
+                foreach (var e in ShmMessages.ReadAllocReply(meta))
+                    allocs.Add(new JsonObject { ["status"] = Name(e.Status), ["offset"] = e.Offset, ["reservation_id"] = e.ReservationId });
+                return new JsonObject { ["entries"] = allocs };
             case Opcode.Get:
                 var entries = new JsonArray();
                 foreach (var e in GetReply.Read(meta, CountOf(meta), h.PayloadLength))
@@ -144,8 +166,18 @@ public static class FrameCodec
                 return Write(AuthRequest.Size, (ref MetaWriter w) => auth.Write(ref w));
             case Opcode.Ping:
                 return VectorFile.Hex(m["echo"]);
-            case Opcode.Stats:
+            case Opcode.Stats or Opcode.ShmInfo:
                 return [];
+            case Opcode.Release or Opcode.Commit:
+                var ids = m["ids"]!.AsArray().Select(i => (ulong)i!).ToArray();
+                return Write(ShmMessages.IdListSize(ids.Length), (ref MetaWriter w) => ShmMessages.WriteIdList(ref w, ids));
+            case Opcode.Alloc:
+                var allocs = m["entries"]!.AsArray().Select(e => (Key: (ReadOnlyMemory<byte>)VectorFile.Hex(e!["key"]), Length: (long)e["value_length"]!)).ToList();
+                return Write(ShmMessages.AllocRequestSize(allocs.Select(a => a.Key).ToList(), 0, allocs.Count), (ref MetaWriter w) =>
+                {
+                    w.U32((uint)allocs.Count);
+                    foreach (var (key, length) in allocs) ShmMessages.WriteAllocEntry(ref w, key.Span, length);
+                });
             case Opcode.Put:
                 bool hasParent = (flags & FrameFlags.ChainParent) != 0;
                 var parent = m["parent"] is null ? Array.Empty<byte>() : VectorFile.Hex(m["parent"]);
@@ -181,6 +213,24 @@ public static class FrameCodec
             case Opcode.Stats:
                 var stats = m["stats"]!.AsArray().Select(s => new KeyValuePair<string, long>((string)s!["name"]!, (long)s["value"]!)).ToList();
                 return Write(StatsReply.Size(stats), (ref MetaWriter w) => StatsReply.Write(ref w, stats));
+            case Opcode.ShmInfo:
+                var info = new ShmInfoReply((string)m["path"]!, (ulong)m["arena_length"]!, VectorFile.Hex(m["token"]));
+                return Write(info.Size, (ref MetaWriter w) => info.Write(ref w));
+            case Opcode.Lease:
+                var leases = m["entries"]!.AsArray().Select(e => new LeaseEntry(Parse<WireStatus>((string)e!["status"]!), (ulong)e["offset"]!,
+                    (ulong)e["length"]!, (uint)e["crc32c"]!, (ulong)e["lease_id"]!)).ToList();
+                return Write(ShmMessages.LeaseReplySize(leases.Count), (ref MetaWriter w) =>
+                {
+                    w.U32((uint)leases.Count);
+                    foreach (var e in leases) ShmMessages.WriteLeaseEntry(ref w, e);
+                });
+            case Opcode.Alloc:
+                var allocs = m["entries"]!.AsArray().Select(e => new AllocEntry(Parse<WireStatus>((string)e!["status"]!), (ulong)e["offset"]!, (ulong)e["reservation_id"]!)).ToList();
+                return Write(ShmMessages.AllocReplySize(allocs.Count), (ref MetaWriter w) =>
+                {
+                    w.U32((uint)allocs.Count);
+                    foreach (var e in allocs) ShmMessages.WriteAllocEntry(ref w, e);
+                });
             case Opcode.Get:
                 var entries = m["entries"]!.AsArray()
                     .Select(e => new GetReplyEntry(Parse<WireStatus>((string)e!["status"]!), (long)e["length"]!, (uint)e["crc32c"]!)).ToList();
