@@ -43,7 +43,7 @@ def resolve_config(servers=None, auth_key=None, transport=None, connect_timeout=
     (``KVASIR_SERVERS``, ``KVASIR_AUTH_KEY``, ``KVASIR_TRANSPORT``, ``KVASIR_CONNECT_TIMEOUT``,
     ``KVASIR_REQUEST_TIMEOUT``, ``KVASIR_REDIS_URL``, ``KVASIR_CLUSTER``, ``KVASIR_REPLICAS``), then the
     explicit arguments that are not ``None``; later wins."""
-    cfg = {"servers": DEFAULT_SERVER, "auth_key": None, "transport": "tcp",
+    cfg = {"servers": DEFAULT_SERVER, "auth_key": None, "transport": "auto",
            "connect_timeout": DEFAULT_CONNECT_TIMEOUT, "request_timeout": DEFAULT_REQUEST_TIMEOUT,
            "redis_url": None, "cluster": "default", "replicas": 1}
     path = os.environ.get("KVASIR_CONFIG")

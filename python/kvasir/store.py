@@ -45,6 +45,7 @@ from .errors import KvasirAuthError, KvasirError, ProtocolError
 __all__ = ["KvStore"]
 
 from .config import parse_servers, resolve_config
+from . import shm
 from .connection import _Connection, _Failure, _code, _key_bytes, _view
 
 # --- the store -------------------------------------------------------------------------------------
@@ -93,11 +94,12 @@ class KvStore:
                  membership_poll: float = 1.0):
         cfg = resolve_config(servers, auth_key, transport, connect_timeout, request_timeout, redis_url, cluster, replicas)
         mode = str(cfg["transport"]).strip().lower()
-        if mode == "shm":
-            raise KvasirError("shm transport is not available yet (issue 7)")
-        if mode not in ("tcp", "auto"):
+        if mode not in ("tcp", "auto", "shm"):
             raise KvasirError(f"unknown transport {cfg['transport']!r} (tcp, auto or shm)")
+        self._mode = mode
         self.transport = "tcp"
+        self._shm = None
+        self._shm_decided = False
         via_redis = isinstance(cfg["servers"], str) and cfg["servers"].strip().startswith("redis://")
         self.servers = [] if via_redis else parse_servers(cfg["servers"])
         self.host, self.port = self.servers[0] if self.servers else ("", 0)
@@ -182,7 +184,19 @@ class KvStore:
     # -- lifecycle --
 
     def _open(self) -> _Connection:
-        return _Connection(self.host, self.port, self._auth_key, self.connect_timeout, self.request_timeout)
+        conn = _Connection(self.host, self.port, self._auth_key, self.connect_timeout, self.request_timeout)
+        if self._mode == "shm":   # forced: fail here, with the reason, rather than fall back
+            self._negotiate(conn)
+        return conn
+
+    def _negotiate(self, conn) -> None:
+        """Decides the transport once, on first use: shared memory when the node is on this host and
+        its arena can be mapped ("auto" falls back to TCP, logging why)."""
+        if self._mode == "tcp" or self._shm_decided:
+            return
+        self._shm = shm.negotiate(conn, self.host, self._mode)
+        self._shm_decided = True
+        self.transport = "shm" if self._shm is not None else "tcp"
 
     def close(self) -> None:
         """Closes the connection (in a cluster: every node's, and stops an embedded node). Further calls raise :class:`KvasirError`."""
@@ -192,6 +206,9 @@ class KvStore:
             if self._embedded is not None:
                 self._embedded.close()
                 self._embedded = None
+            if self._shm is not None:
+                self._shm.close()
+                self._shm = None
             self._closed = True
             if self._conn is not None:
                 self._conn.close()
@@ -329,6 +346,10 @@ class KvStore:
 
             def run(conn, start, end):
                 idx = todo[start:end]
+                self._negotiate(conn)
+                if self._shm is not None and not chain:   # chains need PUT's chain flags: they go over TCP
+                    shm.alloc_chunk(conn, self._shm, keys, values, lengths, results, idx)
+                    return
                 parent = parent_of(idx[0]) if chain else None
                 flags = (P.Flag.CHAIN if chain else 0) | (P.Flag.CHAIN_PARENT if parent else 0)
                 meta = P.encode_put_meta([(keys[i], lengths[i]) for i in idx], parent=parent)
@@ -406,6 +427,10 @@ class KvStore:
 
             def run(conn, start, end):
                 idx = todo[start:end]
+                self._negotiate(conn)
+                if self._shm is not None:
+                    shm.lease_chunk(conn, self._shm, keys, dests, results, allocated, idx)
+                    return
                 rid = conn.send_request(P.Opcode.GET, P.encode_key_batch([keys[i] for i in idx]))
                 _, reply = conn.read_reply(rid, P.Opcode.GET)
                 if len(reply.entries) != len(idx):

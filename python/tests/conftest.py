@@ -92,13 +92,15 @@ def own_node(cli):
     n.stop()
 
 
-@pytest.fixture
-def store(node, monkeypatch):
+@pytest.fixture(params=["tcp", "shm"])
+def store(node, monkeypatch, request):
+    """A store over each transport: every store test runs over TCP and over shared memory."""
     from kvasir import KvStore
     for var in ("KVASIR_CONFIG", "KVASIR_SERVERS", "KVASIR_AUTH_KEY", "KVASIR_TRANSPORT",
                 "KVASIR_CONNECT_TIMEOUT", "KVASIR_REQUEST_TIMEOUT"):
         monkeypatch.delenv(var, raising=False)
-    s = KvStore(node.address, request_timeout=10)
+    s = KvStore(node.address, transport=request.param, request_timeout=10)
+    assert s.transport == request.param
     yield s
     s.close()
 

@@ -27,10 +27,12 @@ internal sealed partial class Connection
             throw new ProtocolException(WireStatus.BadState, "this node has no shared-memory arena (started with --shm off)");
     }
 
+    /// <summary>SHM_INFO never fails: a node without a shared-memory arena answers an empty path (use TCP).</summary>
     private Reply ShmInfo(in FrameHeader h)
     {
-        RequireShm();
-        var info = new ShmInfoReply(_store.SharedMemoryPath!, (ulong)_store.Options.Capacity, _node.ShmToken!);
+        var info = _node.ShmToken is null
+            ? new ShmInfoReply("", 0, new byte[ShmInfoReply.TokenBytes])
+            : new ShmInfoReply(_store.SharedMemoryPath!, (ulong)_store.Options.Capacity, _node.ShmToken);
         var r = NewReply(h, WireStatus.Ok, info.Size, 0, out var span);
         var w = new MetaWriter(span);
         info.Write(ref w);

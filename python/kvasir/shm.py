@@ -1,0 +1,164 @@
+"""Same-host shared-memory transport (docs/protocol.md § Shared memory).
+
+Control messages go over the store's TCP connection; payload bytes are one memcpy between the
+caller's memory and the node's arena, which this module maps from its /dev/shm file. The mapping is
+used only after the node's SHM_INFO token matches the token file next to the arena, which proves
+that this process opened that very node's arena, on the same host, with permission.
+"""
+
+import logging
+import mmap
+import os
+import socket
+
+from . import errors as E
+from . import protocol as P
+from .connection import _Failure
+from .errors import KvasirError
+
+log = logging.getLogger("kvasir")
+
+
+def is_local_address(host: str) -> bool:
+    """True for loopback and for addresses of this host's interfaces (best effort)."""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    addresses = {info[4][0] for info in infos}
+    if any(a.startswith("127.") or a == "::1" for a in addresses):
+        return True
+    try:
+        own = {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)}
+    except OSError:
+        own = set()
+    return bool(addresses & own)
+
+
+class ShmMapping:
+    """The node's arena mapped into this process."""
+
+    def __init__(self, info: "P.ShmInfoReply"):
+        self.path = info.path
+        try:
+            with open(info.path + ".token", "rb") as f:
+                token = f.read()
+        except OSError as ex:
+            raise KvasirError(f"cannot read {info.path}.token: {ex.strerror or ex}") from None
+        if token != bytes(info.token):
+            raise KvasirError(f"{info.path} on this host is not the node's arena (token differs: the node is on another host)")
+        try:
+            fd = os.open(info.path, os.O_RDWR)
+        except OSError as ex:
+            raise KvasirError(f"cannot open {info.path}: {ex.strerror or ex}") from None
+        try:
+            if os.fstat(fd).st_size < info.arena_length:
+                raise KvasirError(f"{info.path} is shorter than the arena")
+            self.mm = mmap.mmap(fd, info.arena_length, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
+        self.view = memoryview(self.mm)
+        self.length = info.arena_length
+
+    def address(self) -> int:
+        """Address of the mapping's first byte (for DMA registration)."""
+        import ctypes  # noqa: PLC0415
+        return ctypes.addressof(ctypes.c_char.from_buffer(self.mm))
+
+    def copy_out(self, offset: int, length: int, pieces) -> None:
+        """The value at ``offset`` into the destination pieces, filled in order (one memcpy each)."""
+        if offset + length > self.length:
+            raise _Failure(E.PROTOCOL_ERROR, "the node returned a range outside its arena")
+        left, at = length, offset
+        for p in pieces:
+            if left == 0:
+                break
+            n = min(left, len(p))
+            p[:n] = self.view[at:at + n]
+            at += n
+            left -= n
+
+    def copy_in(self, offset: int, pieces) -> None:
+        at = offset
+        for p in pieces:
+            n = len(p)
+            if at + n > self.length:
+                raise _Failure(E.PROTOCOL_ERROR, "the node returned a range outside its arena")
+            self.view[at:at + n] = p
+            at += n
+
+    def close(self) -> None:
+        try:
+            self.view.release()
+            self.mm.close()
+        except (BufferError, ValueError):
+            pass  # a buffer still exported (an async load in flight): the mapping goes with the object
+
+
+def negotiate(conn, host: str, mode: str):
+    """Returns a mapping for ``mode`` "auto"/"shm", or None (auto: TCP, with the reason logged).
+    ``shm`` raises :class:`KvasirError` where auto falls back."""
+    def refuse(reason: str):
+        if mode == "shm":
+            raise KvasirError(f"shm transport unavailable: {reason}")
+        log.info("kvasir: using TCP to %s: %s", host, reason)
+        return None
+
+    if not is_local_address(host):
+        return refuse(f"{host} is not an address of this host")
+    try:
+        info = conn.call(P.Opcode.SHM_INFO, b"")
+    except KvasirError as ex:
+        return refuse(str(ex))
+    if not isinstance(info, P.ShmInfoReply) or not info.path:
+        return refuse("the node has no shared-memory arena (started with --shm off)")
+    try:
+        return ShmMapping(info)
+    except KvasirError as ex:
+        return refuse(str(ex))
+
+
+def lease_chunk(conn, mapping, keys, dests, results, allocated, idx):
+    """LEASE the keys ``idx``, copy each hit out of the arena, RELEASE. Codes go to ``results``."""
+    reply = conn.call(P.Opcode.LEASE, P.encode_key_batch([keys[i] for i in idx]))
+    if len(reply.entries) != len(idx):
+        raise _Failure(E.PROTOCOL_ERROR, "LEASE reply with a wrong count")
+    ids = []
+    try:
+        for i, e in zip(idx, reply.entries):
+            if e.status != P.WireStatus.OK:
+                results[i] = E.NOT_FOUND if e.status == P.WireStatus.NOT_FOUND else -int(e.status) if int(e.status) < 16 else E.PROTOCOL_ERROR
+                continue
+            ids.append(e.lease_id)
+            pieces = dests[i]
+            if pieces is None:
+                buf = bytearray(e.length)
+                pieces = [memoryview(buf)]
+                allocated[i] = buf
+            if sum(len(p) for p in pieces) < e.length:
+                results[i] = E.BUFFER_TOO_SMALL
+                continue
+            mapping.copy_out(e.offset, e.length, pieces)
+            results[i] = e.length
+    finally:
+        if ids:
+            conn.call(P.Opcode.RELEASE, P.encode_meta(P.IdList(ids)))
+
+
+def alloc_chunk(conn, mapping, keys, values, lengths, results, idx):
+    """ALLOC space for the keys ``idx``, copy each value in, COMMIT. Codes go to ``results``."""
+    reply = conn.call(P.Opcode.ALLOC, P.encode_meta(P.AllocRequest([P.AllocEntry(keys[i], lengths[i]) for i in idx])))
+    if len(reply.entries) != len(idx):
+        raise _Failure(E.PROTOCOL_ERROR, "ALLOC reply with a wrong count")
+    ids, owners = [], []
+    for i, e in zip(idx, reply.entries):
+        if e.status != P.WireStatus.OK:
+            results[i] = -int(e.status) if int(e.status) < 16 else E.PROTOCOL_ERROR
+            continue
+        mapping.copy_in(e.offset, values[i])
+        ids.append(e.reservation_id)
+        owners.append(i)
+    if ids:
+        committed = conn.call(P.Opcode.COMMIT, P.encode_meta(P.IdList(ids)))
+        for i, s in zip(owners, committed.statuses):
+            results[i] = E.OK if s == P.WireStatus.OK else -int(s) if int(s) < 16 else E.PROTOCOL_ERROR

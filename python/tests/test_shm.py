@@ -1,0 +1,137 @@
+"""The shared-memory transport against a real node on this host: leases and reservations never
+leak (client killed, or alive but silent past the lease timeout), and every reason not to use
+shared memory falls back to TCP with the reason logged. Byte-exactness at the size boundaries is
+covered by test_store.py, whose `store` fixture runs every test over TCP and over shared memory."""
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import kvasir
+from kvasir import protocol as P
+from kvasir import shm
+
+from conftest import PYTHON_DIR, Node
+
+
+def _wait(cond, what, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+HOLDER = r"""
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from kvasir import KvStore, protocol as P
+s = KvStore(sys.argv[2], transport="shm")
+s.put("held", b"x" * 100000)                      # written through shared memory (ALLOC/COMMIT)
+conn = s._connection()
+conn.call(P.Opcode.LEASE, P.encode_key_batch([b"held"]))                              # a lease, never released
+conn.call(P.Opcode.ALLOC, P.encode_meta(P.AllocRequest([P.AllocEntry(b"half", 50000)])))  # a reservation, never committed
+print("holding", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("how", ["killed", "silent"])
+def test_a_client_holding_a_lease_and_a_reservation_leaks_nothing(cli, how):
+    # Lease timeout 2 s: the silent client keeps its socket open, so only the timeouts free its space.
+    node = Node("--memory", "64MiB", "--lease-timeout", "2")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, PYTHON_DIR, node.address], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with kvasir.KvStore(node.address, transport="tcp") as s:
+            stats = s.stats()
+            assert stats["leases"] == 1 and stats["reservations"] == 1
+            if how == "killed":
+                holder.send_signal(signal.SIGKILL)
+                holder.wait(timeout=10)
+            _wait(lambda: s.stats()["leases"] == 0 and s.stats()["reservations"] == 0, f"space back after the client was {how}")
+            stats = s.stats()
+            assert stats["keys"] == 1   # the committed value stays; the reserved one is gone
+            assert s.get("held") == b"x" * 100000
+            assert holder.poll() is None if how == "silent" else True
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+        node.stop()
+
+
+def test_a_node_on_another_host_is_reached_over_tcp_with_the_reason_logged(node, caplog):
+    assert not shm.is_local_address("192.0.2.1")   # TEST-NET-1: never an address of this host
+    assert shm.is_local_address("127.0.0.1")
+    with kvasir.KvStore(node.address, transport="tcp") as s:
+        conn = s._connection()
+        with caplog.at_level(logging.INFO, logger="kvasir"):
+            assert shm.negotiate(conn, "192.0.2.1", "auto") is None
+        assert "192.0.2.1 is not an address of this host" in caplog.text
+        with pytest.raises(kvasir.KvasirError, match="shm transport unavailable"):
+            shm.negotiate(conn, "192.0.2.1", "shm")
+
+
+def test_a_node_without_a_shm_arena_is_reached_over_tcp(cli, caplog):
+    node = Node("--memory", "16MiB", "--shm", "off")
+    try:
+        with caplog.at_level(logging.INFO, logger="kvasir"):
+            with kvasir.KvStore(node.address) as s:
+                assert s.put("k", b"v") == 0 and s.get("k") == b"v"
+                assert s.transport == "tcp"
+        assert "no shared-memory arena" in caplog.text
+        with pytest.raises(kvasir.KvasirError, match="no shared-memory arena"):
+            kvasir.KvStore(node.address, transport="shm")
+    finally:
+        node.stop()
+
+
+NOBODY = r"""
+import logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+sys.path.insert(0, sys.argv[1])
+from kvasir import KvStore
+with KvStore(sys.argv[2]) as s:
+    assert s.put("from-nobody", b"hello") == 0 and s.get("from-nobody") == b"hello"
+    print("transport", s.transport)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the client as another user")
+def test_a_client_without_permission_to_open_the_arena_falls_back_to_tcp_with_the_reason(node):
+    # The arena and its token are mode 0600, owned by the node's user (root here); "nobody" cannot open them.
+    r = subprocess.run([sys.executable, "-c", NOBODY, PYTHON_DIR, node.address], capture_output=True, text=True, timeout=60,
+                       preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)))
+    assert r.returncode == 0, r.stderr
+    assert "transport tcp" in r.stdout
+    assert "Permission denied" in r.stdout
+
+
+def test_arena_files_are_private_and_removed_on_a_clean_stop(cli):
+    node = Node("--memory", "16MiB")
+    with kvasir.KvStore(node.address, transport="shm") as s:
+        path = s._shm.path
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    assert oct(os.stat(path + ".token").st_mode & 0o777) == "0o600"
+    node.stop()
+    assert not os.path.exists(path) and not os.path.exists(path + ".token")
+
+
+def test_shm_batches_move_values_of_every_boundary_size_exactly(node):
+    store = kvasir.KvStore(node.address, transport="shm")
+    sizes = [0, 1, 4095, 4096, 4097, 65536, (1 << 20) + 3, 16 << 20]
+    src = [np.random.default_rng(n).integers(0, 256, n, dtype=np.uint8) for n in sizes]
+    dst = [np.zeros(n + 8, dtype=np.uint8) for n in sizes]
+    for a in src + dst:
+        store.register_buffer(a.ctypes.data, max(a.nbytes, 1))
+    keys = [f"shm-boundary/{n}/{os.getpid()}" for n in sizes]
+    assert store.batch_put_from(keys, [a.ctypes.data for a in src], sizes) == [0] * len(sizes)
+    assert store.batch_get_into(keys, [d.ctypes.data for d in dst], [d.nbytes for d in dst]) == sizes
+    for a, d, n in zip(src, dst, sizes):
+        assert np.array_equal(d[:n], a) and not d[n:].any()
+    store.close()
