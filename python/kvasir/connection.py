@@ -58,6 +58,7 @@ class _Connection:
 
     def __init__(self, host: str, port: int, auth_key: Optional[bytes], connect_timeout: float, request_timeout: float):
         self.request_timeout = request_timeout
+        self._deferred = None
         self._ids = itertools.count(1)
         self._header = bytearray(P.HEADER_SIZE)
         self._scratch = None
@@ -154,6 +155,8 @@ class _Connection:
     # -- frames --
 
     def send_request(self, opcode: int, meta: bytes, payload: Sequence = (), payload_length: int = 0, flags: int = 0) -> int:
+        if self._deferred is not None:
+            self.flush_deferred()
         rid = next(self._ids)
         head = bytearray(P.HEADER_SIZE)
         P.pack_header_into(head, 0, opcode, flags, rid, 0, len(meta), payload_length)
@@ -187,3 +190,15 @@ class _Connection:
         """A request without payload whose reply carries no payload."""
         rid = self.send_request(opcode, meta)
         return self.read_reply(rid, opcode)[1]
+
+    def send_deferred(self, opcode: int, meta: bytes) -> None:
+        """Sends a request whose reply is read (and checked) just before the next request is sent:
+        saves a round trip when nothing depends on the answer (RELEASE)."""
+        self.flush_deferred()
+        self._deferred = (self.send_request(opcode, meta), opcode)
+
+    def flush_deferred(self) -> None:
+        pending = self._deferred
+        if pending is not None:
+            self._deferred = None
+            self.read_reply(*pending)

@@ -141,8 +141,8 @@ def lease_chunk(conn, mapping, keys, dests, results, allocated, idx):
             mapping.copy_out(e.offset, e.length, pieces)
             results[i] = e.length
     finally:
-        if ids:
-            conn.call(P.Opcode.RELEASE, P.encode_meta(P.IdList(ids)))
+        if ids:   # its reply is read before the next request: no round trip spent waiting for it
+            conn.send_deferred(P.Opcode.RELEASE, P.encode_meta(P.IdList(ids)))
 
 
 def alloc_chunk(conn, mapping, keys, values, lengths, results, idx):
