@@ -513,6 +513,77 @@ class KvStore:
                      for addrs, sizes in zip(addrs_per_key, sizes_per_key)]
         return self._get([_key_bytes(k) for k in keys], views)[0]
 
+    # -- asynchronous local loads --
+
+    def batch_get_into_multi_buffers_submit_local(self, keys, addrs_per_key, sizes_per_key):
+        """Starts loading each value into its pieces straight from the local node's shared-memory
+        arena and returns a :class:`kvasir.local_load.LocalLoad` (``is_done()``, ``wait()`` -> lengths).
+        GPU destinations (torch with CUDA) are filled by DMA on a dedicated CUDA stream; host ones by
+        a worker thread. Raises :class:`kvasir.local_load.KeyNotLocalError` — leasing nothing — when
+        the node is not reachable through shared memory or any key is not in its memory: fall back
+        to :meth:`batch_get_into_multi_buffers` then. Host destinations must be registered buffers."""
+        from .local_load import KeyNotLocalError, LocalLoad, is_device_pointer, register_mapping  # noqa: PLC0415
+        _same_length(keys, addrs_per_key, sizes_per_key)
+        keys_b = [_key_bytes(k) for k in keys]
+        pieces = [list(_pairs(a, s)) for a, s in zip(addrs_per_key, sizes_per_key)]
+        with self._lock:
+            if self._router is not None:
+                raise KeyNotLocalError("async local loads read one local node; this store routes over a cluster")
+            try:
+                conn = self._connection()
+                self._negotiate(conn)
+            except _Failure as ex:
+                raise KvasirError(str(ex)) from None
+            if self._shm is None:
+                raise KeyNotLocalError("the node is not reachable through shared memory (see the transport log)")
+            device = {a: is_device_pointer(a) for ps in pieces for a, _ in ps}
+            for ps in pieces:
+                for a, n in ps:
+                    if not device[a]:
+                        self._checked_view(a, n)
+            leased, lengths, copies = [], [], []
+            try:
+                for start in range(0, len(keys_b), self.hello.max_batch_keys):
+                    chunk = keys_b[start:start + self.hello.max_batch_keys]
+                    reply = conn.call(P.Opcode.LEASE, P.encode_key_batch(chunk))
+                    leased += [e.lease_id for e in reply.entries if e.status == P.WireStatus.OK]
+                    for j, e in enumerate(reply.entries):
+                        i = start + j
+                        if e.status != P.WireStatus.OK:
+                            raise KeyNotLocalError(f"key {keys[i]!r} is not in the local node ({P.wire_status(e.status)!s})")
+                        if sum(n for _, n in pieces[i]) < e.length:
+                            raise KeyNotLocalError(f"key {keys[i]!r}: value of {e.length} bytes does not fit its buffers")
+                        lengths.append(e.length)
+                        left, at = e.length, e.offset
+                        for a, n in pieces[i]:
+                            take = min(left, n)
+                            if take:
+                                copies.append((a, at, take))
+                            at, left = at + take, left - take
+                gpu = any(device.values())
+                if gpu:
+                    register_mapping(self._shm)
+            except BaseException as ex:
+                if leased:
+                    try:
+                        conn.call(P.Opcode.RELEASE, P.encode_meta(P.IdList(leased)))
+                    except (_Failure, ProtocolError):
+                        self._drop()   # the node releases whatever the connection held
+                if isinstance(ex, _Failure):
+                    self._drop()
+                    raise KvasirError(str(ex)) from None
+                raise
+        return LocalLoad(self, lengths, leased, copies, self._shm, gpu)
+
+    def _release_leases(self, ids) -> None:
+        with self._lock:
+            if self._closed or not ids or self._conn is None:
+                return
+            try:
+                self._conn.call(P.Opcode.RELEASE, P.encode_meta(P.IdList(list(ids))))
+            except (_Failure, ProtocolError):
+                self._drop()   # closing the connection releases its leases on the node
+
     # -- key operations --
 
     def _key_op(self, opcode: int, keys) -> List[int]:

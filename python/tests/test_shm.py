@@ -135,3 +135,45 @@ def test_shm_batches_move_values_of_every_boundary_size_exactly(node):
     for a, d, n in zip(src, dst, sizes):
         assert np.array_equal(d[:n], a) and not d[n:].any()
     store.close()
+
+
+def test_an_async_local_load_fills_host_buffers_and_releases_its_leases(node):
+    from kvasir.local_load import KeyNotLocalError
+    with kvasir.KvStore(node.address, transport="shm") as s:
+        sizes = [1, 4096, (1 << 20) + 5, 3 << 20]
+        src = [np.random.default_rng(n).integers(0, 256, n, dtype=np.uint8) for n in sizes]
+        keys = [f"async/{n}/{os.getpid()}" for n in sizes]
+        for k, a in zip(keys, src):
+            assert s.put(k, a.tobytes()) == 0
+        # Each value scattered over two pieces.
+        halves = [(np.zeros(n // 2 + 1, dtype=np.uint8), np.zeros(n - n // 2 + 3, dtype=np.uint8)) for n in sizes]
+        for a, b in halves:
+            s.register_buffer(a.ctypes.data, a.nbytes)
+            s.register_buffer(b.ctypes.data, b.nbytes)
+        load = s.batch_get_into_multi_buffers_submit_local(keys, [[a.ctypes.data, b.ctypes.data] for a, b in halves],
+                                                          [[a.nbytes, b.nbytes] for a, b in halves])
+        assert load.wait(timeout=30) == sizes
+        assert load.is_done()
+        for (a, b), v in zip(halves, src):
+            assert np.array_equal(np.concatenate([a, b])[:v.nbytes], v)
+        assert s.stats()["leases"] == 0
+
+        # A key that is not there: nothing is leased, the caller falls back.
+        before = s.stats()["leases"]
+        with pytest.raises(KeyNotLocalError, match="not in the local node"):
+            s.batch_get_into_multi_buffers_submit_local([keys[0], "nowhere"], [[halves[0][0].ctypes.data]] * 2, [[halves[0][0].nbytes]] * 2)
+        assert s.stats()["leases"] == before == 0
+        assert s.batch_get_into_multi_buffers([keys[0]], [[halves[0][0].ctypes.data]], [[halves[0][0].nbytes]]) == [1]
+
+
+def test_an_async_local_load_needs_a_shared_memory_node(cli):
+    from kvasir.local_load import KeyNotLocalError
+    node = Node("--memory", "16MiB", "--shm", "off")
+    try:
+        with kvasir.KvStore(node.address) as s:
+            buf = np.zeros(8, dtype=np.uint8)
+            s.register_buffer(buf.ctypes.data, 8)
+            with pytest.raises(KeyNotLocalError, match="not reachable through shared memory"):
+                s.batch_get_into_multi_buffers_submit_local(["k"], [[buf.ctypes.data]], [[8]])
+    finally:
+        node.stop()
