@@ -31,16 +31,19 @@ _cuda = None   # (cudart CDLL, torch) or False when unavailable
 
 
 class _PointerAttributes(ctypes.Structure):
+    # cudaPointerAttributes starts with these fields; newer CUDA versions append reserved words, so
+    # room is left for them (a struct that is too small is overwritten past its end).
     _fields_ = [("type", ctypes.c_int), ("device", ctypes.c_int),
-                ("devicePointer", ctypes.c_void_p), ("hostPointer", ctypes.c_void_p)]
+                ("devicePointer", ctypes.c_void_p), ("hostPointer", ctypes.c_void_p),
+                ("reserved", ctypes.c_uint64 * 32)]
 
 
 def _find_cudart() -> Optional[str]:
     import torch  # noqa: PLC0415
     roots = [os.path.join(os.path.dirname(torch.__file__), "lib")]
-    roots += glob.glob(os.path.join(os.path.dirname(os.path.dirname(torch.__file__)), "nvidia", "cuda_runtime", "lib"))
+    roots += glob.glob(os.path.join(os.path.dirname(os.path.dirname(torch.__file__)), "nvidia", "*", "lib"))
     for root in roots:
-        found = sorted(glob.glob(os.path.join(root, "libcudart.so*")))
+        found = sorted(f for f in glob.glob(os.path.join(root, "libcudart.so*")) if not f.endswith(".a"))
         if found:
             return found[0]
     return "libcudart.so"   # the loader's search path
@@ -60,6 +63,7 @@ def cuda():
                 lib.cudaMemcpyAsync.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
                 lib.cudaPointerGetAttributes.argtypes = [ctypes.POINTER(_PointerAttributes), ctypes.c_void_p]
                 lib.cudaGetLastError.argtypes = []
+                lib.cudaMemcpy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
                 _cuda = (lib, torch)
             except (ImportError, OSError, AttributeError, RuntimeError):
                 _cuda = False
@@ -92,6 +96,21 @@ def register_mapping(mapping) -> None:
     if int(err) != 0:
         raise KvasirError(f"cudaHostRegister of the arena failed: error {int(err)}")
     _registered[id(mapping)] = base
+
+
+def copy_into_arena(mapping, offset: int, src: int, n: int, on_device: bool) -> None:
+    """One value into reserved arena space: a DMA from GPU memory, or a memcpy from host memory."""
+    if offset + n > mapping.length:
+        raise KvasirError("the node returned a range outside its arena")
+    if not on_device:
+        ctypes.memmove(mapping.address() + offset, src, n)
+        return
+    lib, _ = cuda()
+    register_mapping(mapping)
+    err = lib.cudaMemcpy(ctypes.c_void_p(mapping.address() + offset), ctypes.c_void_p(src), n, _CUDA_MEMCPY_DEFAULT)
+    if err != 0:
+        lib.cudaGetLastError()
+        raise KvasirError(f"cudaMemcpy from the GPU failed: error {err}")
 
 
 # --- the handle ---------------------------------------------------------------------------------------

@@ -575,6 +575,48 @@ class KvStore:
                 raise
         return LocalLoad(self, lengths, leased, copies, self._shm, gpu)
 
+    def batch_put_from_local(self, keys, ptrs, sizes) -> List[int]:
+        """Stores each value straight into the local node's shared-memory arena: ALLOC, one copy per
+        value — a DMA from GPU memory (torch with CUDA) or a memcpy from a registered host buffer —
+        then COMMIT. 0 or a negative code per key. Raises :class:`kvasir.local_load.KeyNotLocalError`
+        when the node is not reachable through shared memory (use :meth:`batch_put_from`)."""
+        from .local_load import KeyNotLocalError, copy_into_arena, is_device_pointer  # noqa: PLC0415
+        _same_length(keys, ptrs, sizes)
+        keys_b = [_key_bytes(k) for k in keys]
+        results = [E.OK] * len(keys_b)
+        with self._lock:
+            try:
+                conn = self._connection()
+                self._negotiate(conn)
+            except _Failure as ex:
+                raise KvasirError(str(ex)) from None
+            if self._shm is None or self._router is not None:
+                raise KeyNotLocalError("the node is not reachable through shared memory")
+            device = [is_device_pointer(p) for p in ptrs]
+            for p, n, d in zip(ptrs, sizes, device):
+                if not d:
+                    self._checked_view(p, n)
+            for start in range(0, len(keys_b), self.hello.max_batch_keys):
+                idx = list(range(start, min(len(keys_b), start + self.hello.max_batch_keys)))
+                try:
+                    reply = conn.call(P.Opcode.ALLOC, P.encode_meta(P.AllocRequest([P.AllocEntry(keys_b[i], sizes[i]) for i in idx])))
+                    ids, owners = [], []
+                    for i, e in zip(idx, reply.entries):
+                        if e.status != P.WireStatus.OK:
+                            results[i] = _code(e.status)
+                            continue
+                        copy_into_arena(self._shm, e.offset, ptrs[i], sizes[i], device[i])
+                        ids.append(e.reservation_id)
+                        owners.append(i)
+                    if ids:
+                        for i, st in zip(owners, conn.call(P.Opcode.COMMIT, P.encode_meta(P.IdList(ids))).statuses):
+                            results[i] = _code(st)
+                except (_Failure, ProtocolError) as ex:
+                    self._drop()   # the node aborts the connection's reservations
+                    for i in idx:
+                        results[i] = ex.code if isinstance(ex, _Failure) else E.PROTOCOL_ERROR
+        return results
+
     def _release_leases(self, ids) -> None:
         with self._lock:
             if self._closed or not ids or self._conn is None:

@@ -177,3 +177,14 @@ def test_an_async_local_load_needs_a_shared_memory_node(cli):
                 s.batch_get_into_multi_buffers_submit_local(["k"], [[buf.ctypes.data]], [[8]])
     finally:
         node.stop()
+
+
+def test_a_local_put_writes_straight_into_the_arena(node):
+    with kvasir.KvStore(node.address, transport="shm") as s:
+        src = np.random.default_rng(7).integers(0, 256, 3 << 20, dtype=np.uint8)
+        s.register_buffer(src.ctypes.data, src.nbytes)
+        keys = [f"local-put/{i}/{os.getpid()}" for i in range(3)]
+        assert s.batch_put_from_local(keys, [src.ctypes.data + i * (1 << 20) for i in range(3)], [1 << 20] * 3) == [0, 0, 0]
+        for i, k in enumerate(keys):
+            assert s.get(k) == src[i << 20:(i + 1) << 20].tobytes()
+        assert s.stats()["reservations"] == 0

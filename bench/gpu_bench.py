@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""KV blocks from a node into GPU memory and back, against a plain pinned-memory copy, in one run.
+
+    KVASIR_BIN=/path/to/kvasir python3 bench/gpu_bench.py [--blocks 16384] [--block-size 131072] [--json FILE]
+
+Starts a node (`kvasir serve`, shared-memory arena), stores N blocks from host memory, then:
+  load:  batch_get_into_multi_buffers_submit_local into one GPU tensor (DMA from the arena on a
+         CUDA stream, the arena cudaHostRegister'ed once), every byte checked on the GPU;
+  store: batch_put_from_local from GPU memory into new keys (device -> arena), read back and checked;
+  ceiling: the same bytes copied host->device and device->host from a pinned torch tensor.
+Medians of 3 rounds. Needs torch with CUDA and numpy.
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+
+
+def start_node(memory: str):
+    cmd = os.environ.get("KVASIR_BIN", "").split() or ["dotnet", os.path.join(ROOT, ".build", "cli", "kvasir.dll")]
+    node = subprocess.Popen([*cmd, "serve", "--port", "0", "--memory", memory, "--max-value", "64MiB", "--admin-port", "off",
+                             "--log-level", "warning"], stdout=subprocess.PIPE, text=True)
+    line = node.stdout.readline()
+    m = re.search(r"serving on (\S+:\d+) .*shm (\S+)\)", line)
+    if not m:
+        node.kill()
+        raise RuntimeError(f"node did not start with a shm arena: {line!r}")
+    return node, m.group(1)
+
+
+def stage(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def run(blocks: int, block: int, rounds: int = 3) -> dict:
+    import numpy as np
+    import torch
+    import kvasir
+    total = blocks * block
+    stage("starting the node")
+    node, addr = start_node(f"{(2 * total + (512 << 20)) >> 20}MiB")
+    stage(f"node on {addr}")
+    try:
+        store = kvasir.KvStore(addr, transport="shm")
+        src = np.random.default_rng(5).integers(0, 1 << 63, total // 8, dtype=np.uint64).view(np.uint8)
+        store.register_buffer(src.ctypes.data, src.nbytes)
+        keys = [f"blk/{i}" for i in range(blocks)]
+        step = 1024
+        t0 = time.perf_counter()
+        for i in range(0, blocks, step):
+            n = min(step, blocks - i)
+            codes = store.batch_put_from(keys[i:i + n], [src.ctypes.data + (i + j) * block for j in range(n)], [block] * n)
+            assert codes == [0] * n, codes[:5]
+        host_put = total / (time.perf_counter() - t0) / 1e9
+        stage(f"stored {total >> 20} MiB from the host at {host_put:.2f} GB/s")
+        from kvasir import local_load
+        stage(f"cuda helper: {local_load.cuda() is not None}")
+
+        dst = torch.empty(total, dtype=torch.uint8, device="cuda")
+        expect = torch.from_numpy(src).cuda()
+        base = dst.data_ptr()
+
+        def load():
+            handles = []
+            for i in range(0, blocks, step):
+                n = min(step, blocks - i)
+                handles.append(store.batch_get_into_multi_buffers_submit_local(
+                    keys[i:i + n], [[base + (i + j) * block] for j in range(n)], [[block]] * n))
+            for h in handles:
+                assert h.wait() == [block] * len(h._lengths)
+
+        def timed(fn):
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            fn()
+            torch.cuda.synchronize()
+            return total / (time.perf_counter() - t) / 1e9
+
+        load_rates = []
+        stage("loading into the GPU")
+        for _ in range(rounds):
+            dst.zero_()
+            load_rates.append(timed(load))
+            assert torch.equal(dst, expect), "loaded bytes differ"
+
+        pinned = torch.from_numpy(src).pin_memory()
+        h2d = [timed(lambda: dst.copy_(pinned, non_blocking=True)) for _ in range(rounds)]
+        back = torch.empty(total, dtype=torch.uint8, pin_memory=True)
+        d2h = [timed(lambda: back.copy_(dst, non_blocking=True)) for _ in range(rounds)]
+
+        stage(f"loads {load_rates}, pinned h2d {h2d}, d2h {d2h}")
+        keys2 = [f"from-gpu/{i}" for i in range(blocks)]
+
+        def store_from_gpu():
+            for i in range(0, blocks, step):
+                n = min(step, blocks - i)
+                codes = store.batch_put_from_local(keys2[i:i + n], [base + (i + j) * block for j in range(n)], [block] * n)
+                assert codes == [0] * n, codes[:5]
+
+        store_rates = [timed(store_from_gpu) for _ in range(rounds)]
+        check = np.zeros(total, dtype=np.uint8)
+        store.register_buffer(check.ctypes.data, check.nbytes)
+        for i in range(0, blocks, step):
+            n = min(step, blocks - i)
+            assert store.batch_get_into(keys2[i:i + n], [check.ctypes.data + (i + j) * block for j in range(n)], [block] * n) == [block] * n
+        assert np.array_equal(check, src), "bytes stored from the GPU differ"
+        store.close()
+        med = statistics.median
+        return {
+            "device": torch.cuda.get_device_name(0), "blocks": blocks, "block_bytes": block, "total_bytes": total,
+            "load_gbps": med(load_rates), "pinned_h2d_gbps": med(h2d), "load_vs_pinned": med(load_rates) / med(h2d),
+            "store_from_gpu_gbps": med(store_rates), "pinned_d2h_gbps": med(d2h), "store_vs_pinned": med(store_rates) / med(d2h),
+            "host_put_gbps": host_put, "rounds": rounds, "verified_bytes": total * 2,
+        }
+    finally:
+        node.terminate()
+        node.wait(timeout=30)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--blocks", type=int, default=16384)
+    ap.add_argument("--block-size", type=int, default=128 << 10)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    import faulthandler
+    faulthandler.dump_traceback_later(120, exit=True)
+    result = run(args.blocks, args.block_size)
+    print(json.dumps(result, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
