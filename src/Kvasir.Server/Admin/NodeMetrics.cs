@@ -25,12 +25,14 @@ public sealed class NodeMetrics : IDisposable
         _requests = Meter.CreateCounter<long>("kvasir_requests", "{request}", "Requests served, by opcode and frame status");
         _keys = Meter.CreateCounter<long>("kvasir_keys", "{key}", "Keys in requests, by opcode");
         _duration = Meter.CreateHistogram<double>("kvasir_request_duration", "s",
-            "Time from a request's header to its reply being queued (PUT includes receiving the values)");
+            "Time from a request's header to its reply being queued (PUT includes receiving the values), by opcode and frame status");
         foreach (var op in Enum.GetValues<Opcode>())
             _opTags[(byte)op] = [new("op", op.ToString().ToLowerInvariant())];
 
         Meter.CreateObservableCounter("kvasir_received", () => node.Counters.BytesIn, "By", "Frame bytes received");
         Meter.CreateObservableCounter("kvasir_sent", () => node.Counters.BytesOut, "By", "Frame bytes sent");
+        Meter.CreateObservableCounter("kvasir_op_received", () => ByOp(node.Counters.BytesInOf), "By", "Frame bytes received, by the opcode of the request");
+        Meter.CreateObservableCounter("kvasir_op_sent", () => ByOp(node.Counters.BytesOutOf), "By", "Frame bytes sent, by the opcode of the request answered");
         Meter.CreateObservableGauge("kvasir_connections", () => node.Counters.Connections, "{connection}", "Open connections");
         Meter.CreateObservableCounter("kvasir_connections_accepted", () => node.Counters.ConnectionsTotal, "{connection}", "Connections accepted");
         Meter.CreateObservableCounter("kvasir_protocol_errors", () => node.Counters.ProtocolErrors, "{connection}", "Connections closed with a frame-level error");
@@ -56,7 +58,7 @@ public sealed class NodeMetrics : IDisposable
         var tags = Tags(op, status);
         _requests.Add(1, tags);
         if (keys > 0) _keys.Add(keys, _opTags[(byte)op]);
-        _duration.Record((double)elapsedTicks / Stopwatch.Frequency, _opTags[(byte)op]);
+        _duration.Record((double)elapsedTicks / Stopwatch.Frequency, tags);
     }
 
     /// <summary>Cached per (opcode, status); two threads may build the same array once, harmlessly.</summary>
@@ -75,6 +77,12 @@ public sealed class NodeMetrics : IDisposable
 
     private static string ToSnake(string name)
         => string.Concat(name.Select((c, i) => char.IsUpper(c) && i > 0 ? "_" + char.ToLowerInvariant(c) : char.ToLowerInvariant(c).ToString()));
+
+    private static IEnumerable<Measurement<long>> ByOp(Func<Opcode, long> bytes)
+    {
+        foreach (var op in Enum.GetValues<Opcode>())
+            yield return new Measurement<long>(bytes(op), new KeyValuePair<string, object?>("op", op.ToString().ToLowerInvariant()));
+    }
 
     private static long Stat(CacheNode node, string name)
     {
