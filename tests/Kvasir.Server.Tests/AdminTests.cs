@@ -153,16 +153,20 @@ public sealed class AdminTests
                 localPort = ((IPEndPoint)c.Socket.LocalEndPoint!).Port;
                 await c.RequestAsync(Put(2, (Key("x"), Value(1, 10)), (Key("y"), Value(2, 10))));
                 await c.RequestAsync(Get(3, Key("x")));
+                using var rude = await RawConnection.ConnectAsync(node.Port);   // GET before HELLO: a frame error
+                await rude.SendAsync(Get(1, Key("x")));
+                await rude.AssertErrorThenClosedAsync(WireStatus.HelloRequired);
             }
             finally
             {
                 await node.StopAsync();   // flushes the log
             }
             var lines = File.ReadAllLines(path);
-            Assert.Equal(3, lines.Length);   // hello, put, get
+            Assert.Equal(4, lines.Length);   // hello, put, get; the refused get
             var line = new Regex(@"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z 127\.0\.0\.1:(\d+) (\w+) keys=(\d+) status=(\w+) us=\d+$");
-            var parsed = lines.Select(l => line.Match(l)).ToArray();
-            Assert.All(parsed, m => Assert.True(m.Success));
+            Assert.All(lines, l => Assert.Matches(line, l));
+            Assert.Matches(@" get keys=0 status=hello_required us=", lines[3]);
+            var parsed = lines[..3].Select(l => line.Match(l)).ToArray();
             Assert.All(parsed, m => Assert.Equal(localPort.ToString(), m.Groups[1].Value));
             Assert.Equal(["hello", "put", "get"], parsed.Select(m => m.Groups[2].Value));
             Assert.Equal(["0", "2", "1"], parsed.Select(m => m.Groups[3].Value));

@@ -68,12 +68,15 @@ public sealed class NodeMetrics : IDisposable
         var tags = Volatile.Read(ref _statusTags[i]);
         if (tags is null)
         {
-            var name = status == WireStatus.Ok ? "ok" : ToSnake(status.ToString());
+            var name = StatusName(status);
             tags = [new("op", op.ToString().ToLowerInvariant()), new("status", name)];
             Volatile.Write(ref _statusTags[i], tags);
         }
         return tags;
     }
+
+    /// <summary>A frame status as metrics and the access log spell it: <c>ok</c>, <c>bad_frame</c>, <c>auth_failed</c>, ….</summary>
+    public static string StatusName(WireStatus status) => status == WireStatus.Ok ? "ok" : ToSnake(status.ToString());
 
     private static string ToSnake(string name)
         => string.Concat(name.Select((c, i) => char.IsUpper(c) && i > 0 ? "_" + char.ToLowerInvariant(c) : char.ToLowerInvariant(c).ToString()));

@@ -74,7 +74,7 @@ internal sealed partial class Connection : ILeaseHolder
         {
             _node.Counters.ProtocolError();
             _node.Metrics.Request(_currentOpcode, ex.Status, 0, _frameStart == 0 ? 0 : System.Diagnostics.Stopwatch.GetTimestamp() - _frameStart);
-            _node.AccessLog?.Write(_remote, _currentOpcode, 0, ex.Status.ToString(), 0);
+            _node.AccessLog?.Write(_remote, _currentOpcode, 0, Admin.NodeMetrics.StatusName(ex.Status), 0);
             if (ex.Status == WireStatus.AuthFailed) _node.Counters.AuthFailure();
             _log.LogWarning("connection {Remote}: {Status}: {Reason}", _remote, ex.Status, ex.Message);
             await QueueErrorAsync(ex.Status, ex.Message).ConfigureAwait(false);
