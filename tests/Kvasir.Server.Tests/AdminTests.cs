@@ -239,3 +239,19 @@ public sealed class AdminTests
         }
     }
 }
+
+public sealed class KeyHeatmapTests
+{
+    [Fact]
+    public void Similar_keys_spread_over_every_bucket_and_the_counts_add_up()
+    {
+        var heatmap = new Kvasir.Server.Admin.KeyHeatmap();
+        const int keys = 32 * 200;
+        for (int i = 0; i < keys; i++) heatmap.Record(System.Text.Encoding.ASCII.GetBytes($"layer{i % 32}/block-{i:D6}"));
+        var rows = heatmap.Snapshot();
+        Assert.Equal(Kvasir.Server.Admin.KeyHeatmap.Seconds, rows.Length);
+        var perBucket = Enumerable.Range(0, Kvasir.Server.Admin.KeyHeatmap.Buckets).Select(b => rows.Sum(r => r[b])).ToArray();
+        Assert.Equal(keys, perBucket.Sum());
+        Assert.All(perBucket, n => Assert.InRange(n, 100, 300));   // 200 expected per bucket
+    }
+}
