@@ -19,6 +19,13 @@ public sealed class NodeMetrics : IDisposable
     private readonly KeyValuePair<string, object?>[][] _opTags = new KeyValuePair<string, object?>[256][];
     private readonly KeyValuePair<string, object?>[]?[] _statusTags = new KeyValuePair<string, object?>[]?[256 * 64];
 
+    /// <summary>How long one STATS snapshot serves the observable instruments: well within one scrape.</summary>
+    private const long SnapshotMillis = 100;
+
+    private readonly Lock _snapshotLock = new();
+    private Dictionary<string, long>? _snapshot;
+    private long _snapshotAt;
+
     public NodeMetrics(CacheNode node)
     {
         Meter = new Meter(MeterName, typeof(NodeMetrics).Assembly.GetName().Version?.ToString(3));
@@ -87,16 +94,31 @@ public sealed class NodeMetrics : IDisposable
             yield return new Measurement<long>(bytes(op), new KeyValuePair<string, object?>("op", op.ToString().ToLowerInvariant()));
     }
 
-    private static long Stat(CacheNode node, string name)
+    /// <summary>
+    /// One STATS snapshot serves every observable instrument of a scrape (it was taken once per
+    /// instrument: a dozen passes under the store's lock, contending with the data path, per scrape).
+    /// </summary>
+    private Dictionary<string, long> Stats(CacheNode node)
     {
-        foreach (var (k, v) in node.StatsSnapshot()) if (k == name) return v;
-        return 0;
+        lock (_snapshotLock)
+        {
+            long now = Environment.TickCount64;
+            if (_snapshot is null || now - _snapshotAt > SnapshotMillis)
+            {
+                var stats = new Dictionary<string, long>(StringComparer.Ordinal);
+                foreach (var (k, v) in node.StatsSnapshot()) stats[k] = v;
+                (_snapshot, _snapshotAt) = (stats, now);
+            }
+            return _snapshot;
+        }
     }
 
-    private static IEnumerable<Measurement<long>> Tiered(CacheNode node, string dram, string disk)
+    private long Stat(CacheNode node, string name) => Stats(node).GetValueOrDefault(name);
+
+    private IEnumerable<Measurement<long>> Tiered(CacheNode node, string dram, string disk)
     {
-        var stats = node.StatsSnapshot();
-        long Get(string n) => stats.FirstOrDefault(p => p.Key == n).Value;
+        var stats = Stats(node);
+        long Get(string n) => stats.GetValueOrDefault(n);
         yield return new Measurement<long>(Get(dram), new KeyValuePair<string, object?>("tier", "dram"));
         if (node.Tiers?.Disk is not null) yield return new Measurement<long>(Get(disk), new KeyValuePair<string, object?>("tier", "disk"));
     }
