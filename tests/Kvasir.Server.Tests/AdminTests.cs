@@ -255,3 +255,52 @@ public sealed class KeyHeatmapTests
         Assert.All(perBucket, n => Assert.InRange(n, 100, 300));   // 200 expected per bucket
     }
 }
+
+public sealed class PrometheusExporterTests
+{
+    [Fact]
+    public async Task Histograms_scraped_while_requests_are_recorded_stay_cumulative_with_inf_equal_to_count()
+    {
+        await using var node = new CacheNode(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 8L << 20, MaxValueBytes = 1L << 20 } });
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        long recorded = 0;
+        // A thread of its own: the scrape loop below never yields, and the pool may have no thread to spare.
+        var recorder = new Thread(() =>
+        {
+            long i = 0;
+            while (!stop.IsCancellationRequested)
+            {
+                node.Metrics.Request(Opcode.Get, WireStatus.Ok, 1, (i++ % 64) * System.Diagnostics.Stopwatch.Frequency / 10_000);
+                Interlocked.Increment(ref recorded);
+            }
+        }) { IsBackground = true };
+        recorder.Start();
+        await Poll.Until(() => Interlocked.Read(ref recorded) > 0, () => "the recorder thread to record a request");
+        var bucket = new Regex("""^kvasir_request_duration_seconds_bucket\{op="get",status="ok",le="([^"]+)"\} (\d+)$""", RegexOptions.Multiline);
+        var count = new Regex("""^kvasir_request_duration_seconds_count\{op="get",status="ok"\} (\d+)$""", RegexOptions.Multiline);
+        int checkedScrapes = 0;
+        long firstCount = -1, lastCount = -1;
+        try
+        {
+            for (int scrape = 0; scrape < 2000 && !stop.IsCancellationRequested; scrape++)
+            {
+                var text = node.Exporter.Render();
+                var buckets = bucket.Matches(text).Select(m => long.Parse(m.Groups[2].Value)).ToArray();
+                Assert.NotEmpty(buckets);
+                checkedScrapes++;
+                lastCount = buckets[^1];
+                if (firstCount < 0) firstCount = lastCount;
+                for (int i = 1; i < buckets.Length; i++)
+                    Assert.True(buckets[i] >= buckets[i - 1], $"scrape {scrape}: bucket {i} = {buckets[i]} < bucket {i - 1} = {buckets[i - 1]}");
+                Assert.Equal(long.Parse(count.Match(text).Groups[1].Value), buckets[^1]);
+            }
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            Assert.True(recorder.Join(TimeSpan.FromSeconds(10)), "the recorder thread did not stop");
+        }
+        Assert.True(checkedScrapes >= 1000, $"only {checkedScrapes} scrapes saw the histogram");
+        Assert.True(lastCount > firstCount, "the recorder never moved the histogram between scrapes");
+    }
+}
