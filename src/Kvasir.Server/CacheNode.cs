@@ -158,6 +158,8 @@ public sealed class CacheNode : IAsyncDisposable
                 throw new SocketException((int)SocketError.AddressAlreadyInUse, $"admin port {Options.AdminHost}:{adminPort}: {ex.Message}");
             }
         }
+        if (Admin is not null && Options.AuthKey is null && !IPAddress.IsLoopback(IPAddress.Parse(Options.AdminHost)))
+            _log.LogWarning("admin HTTP on {Host}:{Port} without an auth key: anyone who can reach it reads status, metrics and the dashboard", Options.AdminHost, AdminPort);
         _listener = listener;
         _acceptLoop = Task.Run(AcceptLoopAsync);
         _log.LogInformation("kvasir node {NodeId} serving on {Host}:{Port}, {Capacity} bytes, auth {Auth}",
