@@ -43,9 +43,11 @@ def _load(node, seconds, stop=None, transport="tcp"):
     with kvasir.KvStore(node.address, transport=transport) as store:
         i = 0
         while time.monotonic() < deadline and not (stop and stop.is_set()):
-            store.put(f"load/{i % 200}", b"x" * 4096)
-            store.get(f"load/{(i * 7) % 200}")
-            store.batch_is_exist([f"load/{i % 50}"])
+            store.put(f"load/{i % 200}", b"x" * 4096)   # 1 put : 3 gets : 1/2 exists, so the three lines differ
+            for j in range(3):
+                store.get(f"load/{(i * 7 + j) % 220}")   # a few keys never put: misses too
+            if i % 2 == 0:
+                store.batch_is_exist([f"load/{i % 50}"])
             i += 1
 
 
@@ -115,8 +117,8 @@ def test_metrics_parse_with_a_real_parser_and_the_format_rules(admin_node):
     assert hist.type == "histogram" and typed["kvasir_request_duration_seconds"] == "histogram"
     by_op = {}
     for s in hist.samples:
-        by_op.setdefault(s.labels["op"], []).append(s)
-    assert {"get", "put", "exists"} <= set(by_op)
+        by_op.setdefault((s.labels["op"], s.labels["status"]), []).append(s)
+    assert {("get", "ok"), ("put", "ok"), ("exists", "ok")} <= set(by_op)
     for op, samples in by_op.items():
         buckets = [s for s in samples if s.name.endswith("_bucket")]
         bounds = [float(s.labels["le"]) for s in buckets]

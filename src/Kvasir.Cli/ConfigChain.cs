@@ -35,6 +35,25 @@ public static class ConfigChain
         return (resolved, effective);
     }
 
+    /// <summary>
+    /// Parses the resolved configuration with <paramref name="parse"/>; an error about a value that came
+    /// from the file or the environment says so (<c>--memory: 'lots' is not a size (from env KVASIR_MEMORY)</c>),
+    /// so the operator knows where to fix it.
+    /// </summary>
+    public static T Parse<T>(List<string> args, List<Setting> effective, Func<List<string>, T> parse)
+    {
+        try { return parse(args); }
+        catch (UsageException ex)
+        {
+            var culprit = effective
+                .Where(s => s.Source is not ("flag" or "default") && ex.Message.Contains(s.Option.Flag, StringComparison.Ordinal))
+                .OrderBy(s => ex.Message.IndexOf(s.Option.Flag, StringComparison.Ordinal))
+                .FirstOrDefault();
+            if (culprit is null) throw;
+            throw new UsageException($"{ex.Message} (from {culprit.Source})");
+        }
+    }
+
     private static IEnumerable<(string Name, string Value)> ReadFile(string path)
     {
         string text;

@@ -12,7 +12,7 @@ public static class ConfigCommand
     public static int Run(IReadOnlyList<string> args)
     {
         var (resolved, effective) = ConfigChain.Resolve(args);
-        ServeCommand.ParseOptions(resolved);   // validates exactly as serve would
+        ConfigChain.Parse(resolved, effective, a => (ServeCommand.ParseOptions(a), ServeCommand.ParseLogLevel(a)));   // the checks serve runs
         int w = effective.Max(s => s.Option.Name.Length);
         int v = effective.Max(s => (s.Value ?? s.Option.Default).Length);
         foreach (var s in effective)

@@ -72,6 +72,14 @@ public static class ServeCommand
         return options;
     }
 
+    public static LogLevel ParseLogLevel(IReadOnlyList<string> args)
+    {
+        var level = CommandLine.Parse(args, ValueOptions, []).Get("log-level", "information");
+        if (level.Any(char.IsDigit) || !Enum.TryParse<LogLevel>(level, ignoreCase: true, out var logLevel) || logLevel == LogLevel.None)
+            throw new UsageException($"--log-level: '{level}' is not a level (trace, debug, information, warning, error)");
+        return logLevel;
+    }
+
     private static bool ShmFits(long capacity)
     {
         try { return Directory.Exists("/dev/shm") && new DriveInfo("/dev/shm").AvailableFreeSpace >= capacity + capacity / 20; }
@@ -160,10 +168,8 @@ public static class ServeCommand
 
     public static async Task<int> RunAsync(IReadOnlyList<string> commandLine)
     {
-        var (args, _) = ConfigChain.Resolve(commandLine);
-        var options = ParseOptions(args);
-        var level = CommandLine.Parse(args, ValueOptions, []).Get("log-level", "information");
-        if (level.Any(char.IsDigit) || !Enum.TryParse<LogLevel>(level, ignoreCase: true, out var logLevel)) throw new UsageException($"--log-level: '{level}' is not a level");
+        var (args, effective) = ConfigChain.Resolve(commandLine);
+        var (options, logLevel) = ConfigChain.Parse(args, effective, a => (ParseOptions(a), ParseLogLevel(a)));
         using var loggers = LoggerFactory.Create(b => b
             .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fff "; })
             .SetMinimumLevel(logLevel));

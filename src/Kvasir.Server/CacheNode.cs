@@ -93,15 +93,19 @@ public sealed class CacheNode : IAsyncDisposable
     /// <summary>The disk and shared-filesystem tiers, when configured.</summary>
     public Kvasir.Storage.Tiers.TierSet? Tiers { get; }
 
-    /// <summary>Components that are not healthy right now (tier I/O errors, disk full, Redis unreachable), with the reason; empty when healthy.</summary>
+    /// <summary>Components that are not healthy right now (arena refusing writes, tier I/O errors, disk full, Redis unreachable), with the reason; empty when healthy.</summary>
     public IReadOnlyList<(string Component, string Reason)> Problems()
     {
         var list = new List<(string, string)>(Tiers?.Problems() ?? []);
+        if (ArenaHealth.Problem() is { } arena) list.Insert(0, ("arena", arena));
         if (Registration is { State: RegistrationState.Degraded, Reason: var r }) list.Add(("redis", r ?? "unreachable"));
         return list;
     }
 
     public NodeCounters Counters { get; } = new();
+
+    /// <summary>The DRAM arena's health: degraded while writes are refused for lack of memory.</summary>
+    public ArenaHealth ArenaHealth { get; } = new();
 
     public DateTimeOffset StartedAt { get; }
 
@@ -154,6 +158,8 @@ public sealed class CacheNode : IAsyncDisposable
                 throw new SocketException((int)SocketError.AddressAlreadyInUse, $"admin port {Options.AdminHost}:{adminPort}: {ex.Message}");
             }
         }
+        if (Admin is not null && Options.AuthKey is null && !IPAddress.IsLoopback(IPAddress.Parse(Options.AdminHost)))
+            _log.LogWarning("admin HTTP on {Host}:{Port} without an auth key: anyone who can reach it reads status, metrics and the dashboard", Options.AdminHost, AdminPort);
         _listener = listener;
         _acceptLoop = Task.Run(AcceptLoopAsync);
         _log.LogInformation("kvasir node {NodeId} serving on {Host}:{Port}, {Capacity} bytes, auth {Auth}",
@@ -284,8 +290,7 @@ public sealed class CacheNode : IAsyncDisposable
     public async Task StopAsync()
     {
         if (Interlocked.Exchange(ref _stopped, 1) != 0) return;
-        _stop.Cancel();
-        if (Admin is not null) await Admin.DisposeAsync().ConfigureAwait(false);
+        _stop.Cancel();   // from here /v1/ready answers 503; the admin port stays up through the drain
         // Leave the cluster first, so clients stop routing here while in-flight requests drain.
         await _joining.ConfigureAwait(false);
         if (Registration is not null) await Registration.DisposeAsync().ConfigureAwait(false);
@@ -300,6 +305,8 @@ public sealed class CacheNode : IAsyncDisposable
             lock (_connectionsLock) foreach (var c in _connections) c.Abort("node stopping");
             await all.ConfigureAwait(false);
         }
+        // Admin handlers read the store and the tiers: stop them before either is freed.
+        if (Admin is not null) await Admin.DisposeAsync().ConfigureAwait(false);
         Tiers?.Dispose();
         if (Store.SharedMemoryPath is { } shm && OperatingSystem.IsLinux()) ShmFiles.RemoveToken(shm);
         if (AccessLog is not null) await AccessLog.DisposeAsync().ConfigureAwait(false);

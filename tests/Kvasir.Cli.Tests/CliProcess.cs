@@ -42,7 +42,7 @@ public static partial class Cli
         }
     }
 
-    public static Process Start(IEnumerable<string> args, bool redirectStdin = false)
+    public static Process Start(IEnumerable<string> args, bool redirectStdin = false, IEnumerable<(string Name, string Value)>? environment = null)
     {
         var psi = new ProcessStartInfo(DotnetHost)
         {
@@ -55,15 +55,23 @@ public static partial class Cli
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         psi.Environment["DOTNET_NOLOGO"] = "1";
+        // The node reads KVASIR_* (docs/operations.md): only what a test sets, never the caller's.
+        foreach (var name in psi.Environment.Keys.Where(k => k.StartsWith("KVASIR_", StringComparison.Ordinal)).ToList()) psi.Environment.Remove(name);
+        foreach (var (name, value) in environment ?? []) psi.Environment[name] = value;
         return Process.Start(psi) ?? throw new InvalidOperationException("could not start kvasir");
     }
 
     /// <summary>Runs kvasir to completion (killed at the deadline), optionally feeding stdin.</summary>
     public static async Task<CliResult> RunAsync(params string[] args) => await RunWithInputAsync(null, args);
 
-    public static async Task<CliResult> RunWithInputAsync(byte[]? stdin, params string[] args)
+    public static async Task<CliResult> RunWithInputAsync(byte[]? stdin, params string[] args) => await RunCoreAsync(stdin, [], args);
+
+    public static async Task<CliResult> RunWithEnvironmentAsync((string Name, string Value)[] environment, params string[] args)
+        => await RunCoreAsync(null, environment, args);
+
+    private static async Task<CliResult> RunCoreAsync(byte[]? stdin, (string Name, string Value)[] environment, string[] args)
     {
-        using var p = Start(args, redirectStdin: stdin is not null);
+        using var p = Start(args, redirectStdin: stdin is not null, environment);
         try
         {
             using var cts = new CancellationTokenSource(Deadline);

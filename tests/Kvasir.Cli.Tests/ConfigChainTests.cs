@@ -69,6 +69,42 @@ public sealed class ConfigChainTests : IDisposable
     }
 
     [Fact]
+    public void An_error_about_a_value_from_the_environment_or_the_file_names_where_it_came_from()
+    {
+        var (args, effective) = ConfigChain.Resolve([], Env(("KVASIR_MEMORY", "lots")));
+        var ex = Assert.Throws<UsageException>(() => ConfigChain.Parse(args, effective, ServeCommand.ParseOptions));
+        Assert.Equal("--memory: 'lots' is not a size (use a byte count, or e.g. 64MB, 4GiB, 512KiB) (from env KVASIR_MEMORY)", ex.Message);
+
+        File.WriteAllText(_file, "node:\n  eviction: mru\n");
+        (args, effective) = ConfigChain.Resolve(["--config", _file], Env());
+        ex = Assert.Throws<UsageException>(() => ConfigChain.Parse(args, effective, ServeCommand.ParseOptions));
+        Assert.EndsWith($"(from file {_file})", ex.Message);
+
+        (args, effective) = ConfigChain.Resolve(["--config", _file, "--eviction", "mru"], Env());
+        ex = Assert.Throws<UsageException>(() => ConfigChain.Parse(args, effective, ServeCommand.ParseOptions));
+        Assert.DoesNotContain("(from", ex.Message);   // a flag is where the operator just typed it
+    }
+
+    [Fact]
+    public async Task Serve_with_a_bad_environment_value_exits_2_with_one_line_naming_the_variable()
+    {
+        var r = await Cli.RunWithEnvironmentAsync([("KVASIR_MAX_BATCH", "0")], "serve", "--port", "0");
+        Assert.True(r.ExitCode == 2, r.ToString());
+        var line = Assert.Single(r.ErrLines);
+        Assert.Contains("--max-batch", line);
+        Assert.Contains("KVASIR_MAX_BATCH", line);
+        Assert.Equal("", r.Out);
+    }
+
+    [Fact]
+    public async Task Kvasir_config_checks_the_log_level_as_serve_does()
+    {
+        var r = await Cli.RunAsync("config", "--log-level", "chatty");
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("--log-level", Assert.Single(r.ErrLines));
+    }
+
+    [Fact]
     public async Task Kvasir_config_prints_every_option_with_its_value_and_source()
     {
         File.WriteAllText(_file, "node:\n  memory: 256MiB\n");

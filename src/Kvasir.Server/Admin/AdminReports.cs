@@ -7,7 +7,7 @@ internal static class AdminReports
 {
     public static object Health(CacheNode node, IReadOnlyList<(string Component, string Reason)> problems)
     {
-        var components = new Dictionary<string, object> { ["arena"] = new { status = "ok" } };
+        var components = new Dictionary<string, object> { ["arena"] = Component("arena", problems) };
         if (node.Tiers?.Disk is not null) components["disk"] = Component("disk", problems);
         if (node.Tiers?.Shared is not null) components["shared-fs"] = Component("shared-fs", problems);
         if (node.Options.Cluster is not null) components["redis"] = Component("redis", problems);
@@ -32,7 +32,13 @@ internal static class AdminReports
             tiers["shared_fs"] = new { hits = Get("shared_hits"), writes = Get("shared_writes"), pending = Get("shared_pending") };
         var ops = new Dictionary<string, object>();
         foreach (var op in Enum.GetValues<Opcode>())
-            ops[op.ToString().ToLowerInvariant()] = new { requests = node.Counters.Requests(op), keys = node.Counters.Keys(op) };
+            ops[op.ToString().ToLowerInvariant()] = new
+            {
+                requests = node.Counters.Requests(op),
+                keys = node.Counters.Keys(op),
+                bytes_in = node.Counters.BytesInOf(op),
+                bytes_out = node.Counters.BytesOutOf(op),
+            };
         return new
         {
             node_id = node.NodeId,

@@ -82,7 +82,7 @@ public sealed class AdminServer : IAsyncDisposable
             case "/v1/ready":
                 bool ready = _node.IsServing;
                 ctx.Response.StatusCode = ready ? 200 : 503;
-                await WriteJsonAsync(ctx, new { ready, reason = ready ? null : "not accepting connections (starting or stopping)" }).ConfigureAwait(false);
+                await WriteJsonAsync(ctx, new { ready, reason = ready ? null : _node.Stopping.IsCancellationRequested ? "draining: the node is stopping" : "starting" }).ConfigureAwait(false);
                 break;
             case "/v1/status":
                 await WriteJsonAsync(ctx, AdminReports.Status(_node)).ConfigureAwait(false);

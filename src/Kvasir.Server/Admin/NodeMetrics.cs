@@ -19,18 +19,27 @@ public sealed class NodeMetrics : IDisposable
     private readonly KeyValuePair<string, object?>[][] _opTags = new KeyValuePair<string, object?>[256][];
     private readonly KeyValuePair<string, object?>[]?[] _statusTags = new KeyValuePair<string, object?>[]?[256 * 64];
 
+    /// <summary>How long one STATS snapshot serves the observable instruments: well within one scrape.</summary>
+    private const long SnapshotMillis = 100;
+
+    private readonly Lock _snapshotLock = new();
+    private Dictionary<string, long>? _snapshot;
+    private long _snapshotAt;
+
     public NodeMetrics(CacheNode node)
     {
         Meter = new Meter(MeterName, typeof(NodeMetrics).Assembly.GetName().Version?.ToString(3));
         _requests = Meter.CreateCounter<long>("kvasir_requests", "{request}", "Requests served, by opcode and frame status");
         _keys = Meter.CreateCounter<long>("kvasir_keys", "{key}", "Keys in requests, by opcode");
         _duration = Meter.CreateHistogram<double>("kvasir_request_duration", "s",
-            "Time from a request's header to its reply being queued (PUT includes receiving the values)");
+            "Time from a request's header to its reply being queued (PUT includes receiving the values), by opcode and frame status");
         foreach (var op in Enum.GetValues<Opcode>())
             _opTags[(byte)op] = [new("op", op.ToString().ToLowerInvariant())];
 
         Meter.CreateObservableCounter("kvasir_received", () => node.Counters.BytesIn, "By", "Frame bytes received");
         Meter.CreateObservableCounter("kvasir_sent", () => node.Counters.BytesOut, "By", "Frame bytes sent");
+        Meter.CreateObservableCounter("kvasir_op_received", () => ByOp(node.Counters.BytesInOf), "By", "Frame bytes received, by the opcode of the request");
+        Meter.CreateObservableCounter("kvasir_op_sent", () => ByOp(node.Counters.BytesOutOf), "By", "Frame bytes sent, by the opcode of the request answered");
         Meter.CreateObservableGauge("kvasir_connections", () => node.Counters.Connections, "{connection}", "Open connections");
         Meter.CreateObservableCounter("kvasir_connections_accepted", () => node.Counters.ConnectionsTotal, "{connection}", "Connections accepted");
         Meter.CreateObservableCounter("kvasir_protocol_errors", () => node.Counters.ProtocolErrors, "{connection}", "Connections closed with a frame-level error");
@@ -56,7 +65,7 @@ public sealed class NodeMetrics : IDisposable
         var tags = Tags(op, status);
         _requests.Add(1, tags);
         if (keys > 0) _keys.Add(keys, _opTags[(byte)op]);
-        _duration.Record((double)elapsedTicks / Stopwatch.Frequency, _opTags[(byte)op]);
+        _duration.Record((double)elapsedTicks / Stopwatch.Frequency, tags);
     }
 
     /// <summary>Cached per (opcode, status); two threads may build the same array once, harmlessly.</summary>
@@ -66,26 +75,50 @@ public sealed class NodeMetrics : IDisposable
         var tags = Volatile.Read(ref _statusTags[i]);
         if (tags is null)
         {
-            var name = status == WireStatus.Ok ? "ok" : ToSnake(status.ToString());
+            var name = StatusName(status);
             tags = [new("op", op.ToString().ToLowerInvariant()), new("status", name)];
             Volatile.Write(ref _statusTags[i], tags);
         }
         return tags;
     }
 
+    /// <summary>A frame status as metrics and the access log spell it: <c>ok</c>, <c>bad_frame</c>, <c>auth_failed</c>, ….</summary>
+    public static string StatusName(WireStatus status) => status == WireStatus.Ok ? "ok" : ToSnake(status.ToString());
+
     private static string ToSnake(string name)
         => string.Concat(name.Select((c, i) => char.IsUpper(c) && i > 0 ? "_" + char.ToLowerInvariant(c) : char.ToLowerInvariant(c).ToString()));
 
-    private static long Stat(CacheNode node, string name)
+    private static IEnumerable<Measurement<long>> ByOp(Func<Opcode, long> bytes)
     {
-        foreach (var (k, v) in node.StatsSnapshot()) if (k == name) return v;
-        return 0;
+        foreach (var op in Enum.GetValues<Opcode>())
+            yield return new Measurement<long>(bytes(op), new KeyValuePair<string, object?>("op", op.ToString().ToLowerInvariant()));
     }
 
-    private static IEnumerable<Measurement<long>> Tiered(CacheNode node, string dram, string disk)
+    /// <summary>
+    /// One STATS snapshot serves every observable instrument of a scrape (it was taken once per
+    /// instrument: a dozen passes under the store's lock, contending with the data path, per scrape).
+    /// </summary>
+    private Dictionary<string, long> Stats(CacheNode node)
     {
-        var stats = node.StatsSnapshot();
-        long Get(string n) => stats.FirstOrDefault(p => p.Key == n).Value;
+        lock (_snapshotLock)
+        {
+            long now = Environment.TickCount64;
+            if (_snapshot is null || now - _snapshotAt > SnapshotMillis)
+            {
+                var stats = new Dictionary<string, long>(StringComparer.Ordinal);
+                foreach (var (k, v) in node.StatsSnapshot()) stats[k] = v;
+                (_snapshot, _snapshotAt) = (stats, now);
+            }
+            return _snapshot;
+        }
+    }
+
+    private long Stat(CacheNode node, string name) => Stats(node).GetValueOrDefault(name);
+
+    private IEnumerable<Measurement<long>> Tiered(CacheNode node, string dram, string disk)
+    {
+        var stats = Stats(node);
+        long Get(string n) => stats.GetValueOrDefault(n);
         yield return new Measurement<long>(Get(dram), new KeyValuePair<string, object?>("tier", "dram"));
         if (node.Tiers?.Disk is not null) yield return new Measurement<long>(Get(disk), new KeyValuePair<string, object?>("tier", "disk"));
     }

@@ -154,13 +154,15 @@ public sealed class PrometheusExporter : IDisposable
                 if (IsHistogram)
                 {
                     var baseName = name;
+                    // Observations land while this runs (bucket first, then count): read the count
+                    // first and cap every bucket at it, so the buckets stay cumulative and +Inf == _count.
+                    long count = Interlocked.Read(ref s.Count);
                     long cumulative = 0;
                     for (int i = 0; i < Buckets.Length; i++)
                     {
-                        cumulative += Interlocked.Read(ref s.BucketCounts[i]);
+                        cumulative = Math.Min(count, cumulative + Interlocked.Read(ref s.BucketCounts[i]));
                         Line(sb, baseName + "_bucket", Join(s.Labels, $"le=\"{Buckets[i].ToString("0.#########", CultureInfo.InvariantCulture)}\""), cumulative);
                     }
-                    long count = Interlocked.Read(ref s.Count);
                     Line(sb, baseName + "_bucket", Join(s.Labels, "le=\"+Inf\""), count);
                     Line(sb, baseName + "_sum", s.Labels, s.Value);
                     Line(sb, baseName + "_count", s.Labels, count);

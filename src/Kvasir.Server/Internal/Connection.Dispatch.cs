@@ -248,7 +248,7 @@ internal sealed partial class Connection
         if (status != StoreStatus.Ok)
         {
             await _rx.SkipAsync(e.ValueLength, token).ConfigureAwait(false);
-            _node.Counters.In(e.ValueLength);
+            _node.Counters.In(Opcode.Put, e.ValueLength);
             return StatusMap.ToWire(status);
         }
         uint crc;
@@ -270,7 +270,10 @@ internal sealed partial class Connection
     private StoreStatus TryReserve(ReadOnlySpan<byte> key, long length, out Reservation? reservation)
     {
         reservation = null;
-        return ValidKey(key) ? _store.TryReserve(key, length, out reservation) : StoreStatus.InvalidKey;
+        if (!ValidKey(key)) return StoreStatus.InvalidKey;
+        var status = _store.TryReserve(key, length, out reservation);
+        _node.ArenaHealth.Note(status);
+        return status;
     }
 
     private async ValueTask<uint> ReceiveValueAsync(Reservation reservation, CancellationToken token)
@@ -283,7 +286,7 @@ internal sealed partial class Connection
             await _rx.ReadRequiredAsync(chunk, token).ConfigureAwait(false);
             crc = Crc32C.Append(crc, chunk.Span);
         }
-        _node.Counters.In(reservation.Length);
+        _node.Counters.In(Opcode.Put, reservation.Length);
         return Crc32C.Complete(crc);
     }
 

@@ -130,7 +130,7 @@ internal sealed partial class Connection
                 if (_shmReservations.Remove(id, out var entry)) reservation = entry.Reservation;
             if (reservation is null) { w.U8((byte)WireStatus.NotFound); continue; }
             uint crc = Crc32C.Compute(reservation.Span);
-            _node.Counters.In(reservation.Length);
+            _node.Counters.In(Opcode.Commit, reservation.Length);
             _node.Tiers?.OnStored(reservation.KeySpan, reservation.Span, crc);
             w.U8((byte)StatusMap.ToWire(_store.Commit(reservation, crc)));
         }

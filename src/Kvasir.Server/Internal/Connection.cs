@@ -74,7 +74,7 @@ internal sealed partial class Connection : ILeaseHolder
         {
             _node.Counters.ProtocolError();
             _node.Metrics.Request(_currentOpcode, ex.Status, 0, _frameStart == 0 ? 0 : System.Diagnostics.Stopwatch.GetTimestamp() - _frameStart);
-            _node.AccessLog?.Write(_remote, _currentOpcode, 0, ex.Status.ToString(), 0);
+            _node.AccessLog?.Write(_remote, _currentOpcode, 0, Admin.NodeMetrics.StatusName(ex.Status), 0);
             if (ex.Status == WireStatus.AuthFailed) _node.Counters.AuthFailure();
             _log.LogWarning("connection {Remote}: {Status}: {Reason}", _remote, ex.Status, ex.Message);
             await QueueErrorAsync(ex.Status, ex.Message).ConfigureAwait(false);
@@ -82,11 +82,13 @@ internal sealed partial class Connection : ILeaseHolder
         catch (Exception ex) when (IsDisconnect(ex))
         {
             closeGracefully = false;
-            if (!_abort.IsCancellationRequested && !_node.Stopping.IsCancellationRequested)
-                _log.LogDebug("connection {Remote} closed: {Reason}", _remote, ex.Message);
+            // One line per connection error: a frame timeout is logged by Abort, an abort (lease
+            // expiry) was logged when it happened, a stopping node cuts connections on purpose.
             // A frame timeout may mean the client stopped reading: the writer could be stuck in a send
             // that never completes, so cut the socket rather than wait for it.
-            if (_frame.IsCancellationRequested) Abort("frame timeout");
+            if (_frame.IsCancellationRequested) Abort($"frame timeout: a frame did not arrive whole within {_node.Options.FrameTimeout.TotalSeconds:0.#} s");
+            else if (!_abort.IsCancellationRequested && !_node.Stopping.IsCancellationRequested)
+                _log.LogInformation("connection {Remote} closed by an error: {Reason}", _remote, ex.Message);
         }
         catch (Exception ex)
         {
@@ -109,7 +111,8 @@ internal sealed partial class Connection : ILeaseHolder
     public void Abort(string reason)
     {
         if (_abort.IsCancellationRequested) return;
-        _log.LogDebug("connection {Remote} aborted: {Reason}", _remote, reason);
+        if (_node.Stopping.IsCancellationRequested) _log.LogDebug("connection {Remote} aborted: {Reason}", _remote, reason);
+        else _log.LogWarning("connection {Remote} cut: {Reason}", _remote, reason);
         try { _abort.Cancel(); } catch (ObjectDisposedException) { }
         try { _socket.Dispose(); } catch (ObjectDisposedException) { }
     }
@@ -135,7 +138,7 @@ internal sealed partial class Connection : ILeaseHolder
             try
             {
                 await _rx.ReadRequiredAsync(meta.AsMemory(0, header.MetaLength), token).ConfigureAwait(false);
-                _node.Counters.In(ProtocolLimits.HeaderSize + header.MetaLength);
+                _node.Counters.In(header.Opcode, ProtocolLimits.HeaderSize + header.MetaLength);
                 _frameStart = System.Diagnostics.Stopwatch.GetTimestamp();
                 await DispatchAsync(header, meta, token).ConfigureAwait(false);
                 long elapsed = System.Diagnostics.Stopwatch.GetTimestamp() - _frameStart;

@@ -78,7 +78,8 @@ internal sealed class ReplyWriter
             if (reply.Length <= _staging.Length) Stage(reply.Buffer.AsSpan(0, reply.Length));
             else await _socket.SendAsync(reply.Buffer.AsMemory(0, reply.Length), SocketFlags.None, abort).ConfigureAwait(false);
         }
-        _counters.Out(reply.Length);
+        var op = (Kvasir.Protocol.Opcode)reply.Buffer[5];   // a reply carries its request's opcode
+        _counters.Out(op, reply.Length);
         if (reply.Leases is null) return;
         for (int i = 0; i < reply.LeaseCount; i++)
         {
@@ -95,7 +96,7 @@ internal sealed class ReplyWriter
                 _sender.Add(lease.Address, checked((int)lease.Length));
                 if (_sender.Count >= GatherSender.MaxSegments - 1) await FlushAsync(abort).ConfigureAwait(false);
             }
-            _counters.Out(lease.Length);
+            _counters.Out(op, lease.Length);
         }
     }
 
