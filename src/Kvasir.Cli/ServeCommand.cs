@@ -60,7 +60,7 @@ public static class ServeCommand
             AccessLog = cl.Get("access-log"),
             SharedMemory = cl.Get("shm", "on") switch
             {
-                "on" => OperatingSystem.IsLinux() && ShmFits(capacity),
+                "on" => OperatingSystem.IsLinux() && ShmFiles.Fits(capacity),
                 "off" => false,
                 var other => throw new UsageException($"--shm: '{other}' is not on or off"),
             },
@@ -78,12 +78,6 @@ public static class ServeCommand
         if (level.Any(char.IsDigit) || !Enum.TryParse<LogLevel>(level, ignoreCase: true, out var logLevel) || logLevel == LogLevel.None)
             throw new UsageException($"--log-level: '{level}' is not a level (trace, debug, information, warning, error)");
         return logLevel;
-    }
-
-    private static bool ShmFits(long capacity)
-    {
-        try { return Directory.Exists("/dev/shm") && new DriveInfo("/dev/shm").AvailableFreeSpace >= capacity + capacity / 20; }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException) { return false; }
     }
 
     private static int? ParseAdminPort(CommandLine cl)

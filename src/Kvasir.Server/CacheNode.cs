@@ -34,13 +34,7 @@ public sealed class CacheNode : IAsyncDisposable
         {
             ShmFiles.RemoveStale();
             var arenaPath = ShmFiles.NewPath();
-            Store = new KvArenaStore(new StoreOptions
-            {
-                Capacity = options.Store.Capacity, MaxValueBytes = options.Store.MaxValueBytes, MaxKeyBytes = options.Store.MaxKeyBytes,
-                BlockSize = options.Store.BlockSize, Granule = options.Store.Granule, HighWatermark = options.Store.HighWatermark,
-                LowWatermark = options.Store.LowWatermark, Eviction = options.Store.Eviction, LeaseTimeout = options.Store.LeaseTimeout,
-                SharedMemoryPath = arenaPath,
-            });
+            Store = new KvArenaStore(options.Store.WithSharedMemoryPath(arenaPath));
             ShmToken = ShmFiles.WriteToken(arenaPath);
         }
         else Store = new KvArenaStore(options.Store);

@@ -7,7 +7,7 @@ namespace Kvasir.Server;
 /// <c>….arena.token</c> (16 random bytes, mode 0600, proving to a client that it mapped this node's arena).
 /// </summary>
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
-internal static class ShmFiles
+public static class ShmFiles
 {
     public const string Directory = "/dev/shm";
 

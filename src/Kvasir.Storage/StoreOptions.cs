@@ -75,7 +75,17 @@ public sealed class StoreOptions
     /// Put the arena in this shared-memory file (created mode 0600, removed on dispose) so same-host
     /// clients can map it. Default null: process-private memory.
     /// </summary>
-    public string? SharedMemoryPath { get; init; }
+    public string? SharedMemoryPath { get => _sharedMemoryPath; init => _sharedMemoryPath = value; }
+
+    private string? _sharedMemoryPath;
+
+    /// <summary>These options with the arena in <paramref name="path"/> (every other setting kept).</summary>
+    public StoreOptions WithSharedMemoryPath(string path)
+    {
+        var copy = (StoreOptions)MemberwiseClone();
+        copy._sharedMemoryPath = path;
+        return copy;
+    }
 
     public void Validate()
     {
