@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """KV blocks from a node into GPU memory and back, against a plain pinned-memory copy, in one run.
 
-    KVASIR_BIN=/path/to/kvasir python3 bench/gpu_bench.py [--blocks 16384] [--block-size 131072] [--json FILE]
+    KVASIR_BIN=/path/to/kvasir python3 bench/gpu_bench.py [--blocks 16384] [--block-size 131072] [--rounds 5] [--json FILE]
 
 Starts a node (`kvasir serve`, shared-memory arena), stores N blocks from host memory, then:
   load:  batch_get_into_multi_buffers_submit_local into one GPU tensor (DMA from the arena on a
-         CUDA stream, the arena cudaHostRegister'ed once), every byte checked on the GPU;
+         CUDA stream, the arena cudaHostRegister'ed once), every byte checked on the GPU — once
+         with blocks in key order (neighbouring copies merge) and once scattered over a random
+         permutation of the tensor's blocks (a paged KV cache: no two copies merge);
   store: batch_put_from_local from GPU memory into new keys (device -> arena), read back and checked;
   ceiling: the same bytes copied host->device and device->host from a pinned torch tensor.
-Medians of 3 rounds. Needs torch with CUDA and numpy.
+Medians over the rounds (each figure's rounds are listed too). Needs torch with CUDA and numpy.
 """
 import argparse
 import json
@@ -67,14 +69,20 @@ def run(blocks: int, block: int, rounds: int = 3) -> dict:
         expect = torch.from_numpy(src).cuda()
         base = dst.data_ptr()
 
-        def load():
+        perm = np.random.default_rng(11).permutation(blocks)
+
+        submit_seconds = []
+
+        def load(slots):
             handles = []
+            t = time.perf_counter()
             for i in range(0, blocks, step):
                 n = min(step, blocks - i)
                 handles.append(store.batch_get_into_multi_buffers_submit_local(
-                    keys[i:i + n], [[base + (i + j) * block] for j in range(n)], [[block]] * n))
+                    keys[i:i + n], [[base + int(slots[i + j]) * block] for j in range(n)], [[block]] * n))
+            submit_seconds.append(time.perf_counter() - t)
             for h in handles:
-                assert h.wait() == [block] * len(h._lengths)
+                assert h.wait() == [block] * len(h.lengths)
 
         def timed(fn):
             torch.cuda.synchronize()
@@ -83,19 +91,35 @@ def run(blocks: int, block: int, rounds: int = 3) -> dict:
             torch.cuda.synchronize()
             return total / (time.perf_counter() - t) / 1e9
 
-        load_rates = []
-        stage("loading into the GPU")
+        load_rates, scattered_rates = [], []
+        in_order = np.arange(blocks)
+        first_load = timed(lambda: load(in_order))   # includes pinning the arena (cudaHostRegister, once)
+        stage(f"first load (pins the arena) at {first_load:.2f} GB/s")
+        submit_seconds.clear()
+        stage(f"loading into the GPU (batched copies: {local_load.cuda().batched}, CUDA runtime {local_load.cuda().version})")
         for _ in range(rounds):
             dst.zero_()
-            load_rates.append(timed(load))
+            load_rates.append(timed(lambda: load(in_order)))
             assert torch.equal(dst, expect), "loaded bytes differ"
+        where = torch.from_numpy(perm).cuda()
+        for _ in range(rounds):
+            dst.zero_()
+            scattered_rates.append(timed(lambda: load(perm)))
+            assert torch.equal(dst.view(blocks, block)[where], expect.view(blocks, block)), "scattered bytes differ"
 
         pinned = torch.from_numpy(src).pin_memory()
+        # The copy engine's own cost for the scattered case: the same 16,384 block copies from
+        # pinned memory in one cudaMemcpyBatchAsync, no Kvasir in the way.
+        c = local_load.cuda()
+        blk = np.arange(blocks, dtype=np.uint64) * np.uint64(block)
+        raw_dst, raw_src = np.uint64(base) + perm.astype(np.uint64) * np.uint64(block), np.uint64(pinned.data_ptr()) + blk
+        raw_size = np.full(blocks, block, dtype=np.uint64)
+        raw_scattered = [timed(lambda: c.copy(0, raw_dst, raw_src, raw_size).synchronize()) for _ in range(rounds)]
         h2d = [timed(lambda: dst.copy_(pinned, non_blocking=True)) for _ in range(rounds)]
         back = torch.empty(total, dtype=torch.uint8, pin_memory=True)
         d2h = [timed(lambda: back.copy_(dst, non_blocking=True)) for _ in range(rounds)]
 
-        stage(f"loads {load_rates}, pinned h2d {h2d}, d2h {d2h}")
+        stage(f"loads {load_rates}, scattered {scattered_rates}, submit seconds {submit_seconds}, raw scattered {raw_scattered}, pinned h2d {h2d}, d2h {d2h}")
         keys2 = [f"from-gpu/{i}" for i in range(blocks)]
 
         def store_from_gpu():
@@ -116,8 +140,13 @@ def run(blocks: int, block: int, rounds: int = 3) -> dict:
         return {
             "device": torch.cuda.get_device_name(0), "blocks": blocks, "block_bytes": block, "total_bytes": total,
             "load_gbps": med(load_rates), "pinned_h2d_gbps": med(h2d), "load_vs_pinned": med(load_rates) / med(h2d),
+            "scattered_load_gbps": med(scattered_rates), "scattered_vs_pinned": med(scattered_rates) / med(h2d),
+            "pinned_scattered_batch_gbps": med(raw_scattered), "first_load_gbps": first_load,
+            "submit_cpu_seconds_in_order": med(submit_seconds[:rounds]), "submit_cpu_seconds_scattered": med(submit_seconds[rounds:]),
+            "batched_copies": local_load.cuda().batched, "cuda_runtime": local_load.cuda().version,
             "store_from_gpu_gbps": med(store_rates), "pinned_d2h_gbps": med(d2h), "store_vs_pinned": med(store_rates) / med(d2h),
-            "host_put_gbps": host_put, "rounds": rounds, "verified_bytes": total * 2,
+            "load_rounds_gbps": load_rates, "scattered_rounds_gbps": scattered_rates, "store_rounds_gbps": store_rates,
+            "host_put_gbps": host_put, "rounds": rounds, "verified_bytes": total * 3,
         }
     finally:
         node.terminate()
@@ -128,11 +157,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--blocks", type=int, default=16384)
     ap.add_argument("--block-size", type=int, default=128 << 10)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json")
     args = ap.parse_args()
     import faulthandler
     faulthandler.dump_traceback_later(120, exit=True)
-    result = run(args.blocks, args.block_size)
+    result = run(args.blocks, args.block_size, args.rounds)
     print(json.dumps(result, indent=1))
     if args.json:
         with open(args.json, "w") as f:

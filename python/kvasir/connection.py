@@ -43,6 +43,11 @@ def _view(ptr: int, size: int) -> memoryview:
     return memoryview((ctypes.c_char * size).from_address(ptr)).cast("B")
 
 
+def _keys_bytes(keys) -> list:
+    """:func:`_key_bytes` of each key (str keys encoded at C speed)."""
+    return [k.encode("utf-8") if type(k) is str else _key_bytes(k) for k in keys]
+
+
 def _key_bytes(key) -> bytes:
     if isinstance(key, str):
         return key.encode("utf-8")
@@ -164,8 +169,9 @@ class _Connection:
         self.send([head, *payload])
         return rid
 
-    def read_reply(self, rid: int, opcode: int):
-        """Reads a reply header and metadata; returns (header, decoded meta). Frame-level errors raise."""
+    def read_reply(self, rid: int, opcode: int, decode: bool = True):
+        """Reads a reply header and metadata; returns (header, decoded meta) — or, with ``decode``
+        False, (header, raw meta bytes) for a successful reply. Frame-level errors raise."""
         self.recv_into(memoryview(self._header))
         try:
             h = P.unpack_header(self._header)
@@ -178,6 +184,8 @@ class _Connection:
             raise _Failure(E.PROTOCOL_ERROR, f"reply metadata of {h.meta_length} bytes")
         meta = bytearray(h.meta_length)
         self.recv_into(memoryview(meta))
+        if not decode and h.status == P.WireStatus.OK:
+            return h, meta
         try:
             msg = P.decode_meta(h, meta)
         except ProtocolError as ex:
@@ -190,6 +198,12 @@ class _Connection:
         """A request without payload whose reply carries no payload."""
         rid = self.send_request(opcode, meta)
         return self.read_reply(rid, opcode)[1]
+
+    def call_raw(self, opcode: int, meta: bytes) -> bytearray:
+        """:meth:`call`, returning the reply's metadata undecoded (for callers that decode whole
+        arrays at once); an error reply still raises."""
+        rid = self.send_request(opcode, meta)
+        return self.read_reply(rid, opcode, decode=False)[1]
 
     def send_deferred(self, opcode: int, meta: bytes) -> None:
         """Sends a request whose reply is read (and checked) just before the next request is sent:

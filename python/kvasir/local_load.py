@@ -1,33 +1,62 @@
-"""Asynchronous loads from a node on this host, straight out of its shared-memory arena.
+"""Loads from and stores into a node on this host, straight through its shared-memory arena.
 
-``KvStore.batch_get_into_multi_buffers_submit_local`` leases every value (one round trip), then
-starts the copies and returns a :class:`LocalLoad` at once. Destinations in host memory are filled by
-a worker thread (one memcpy per piece). Destinations in GPU memory, when torch with CUDA is present,
-are filled by ``cudaMemcpyAsync`` on a dedicated CUDA stream straight from the arena, which is
-registered with CUDA once per mapping (``cudaHostRegister``): one DMA per piece, no staging buffer.
-The leases are released when the copies have finished (observed by ``is_done`` or ``wait``).
+``KvStore.batch_get_into_multi_buffers_submit_local`` leases the values (one round trip per chunk of
+``max_batch_keys``), starts the copies and returns a :class:`LocalLoad` at once; the copies of one
+chunk run while the next chunk is leased. ``KvStore.batch_put_from_local`` reserves arena space
+(ALLOC), copies the values in and publishes them (COMMIT), the copies of one chunk overlapping the
+ALLOC of the next.
+
+Destinations and sources are host memory inside a registered buffer, or GPU memory when torch with
+CUDA is present. Host copies are memcpys (a worker thread for loads). GPU copies are DMA between
+the arena — registered with CUDA once per mapping (``cudaHostRegister``) — and GPU memory, on one
+dedicated CUDA stream per device: no staging buffer. A chunk's GPU copies are submitted with one
+``cudaMemcpyBatchAsync`` call (CUDA 12.8 and later; one ``cudaMemcpyAsync`` per copy before).
+
+The copy plan is computed with numpy over whole chunks, with no Python object per value: the LEASE
+and ALLOC replies decode as arrays, each value is laid over its pieces in order, and copies that
+continue one another in both the arena and the destination merge into one. Every arena range the
+node returns is checked against the mapping, and every GPU range against its allocation.
 """
 
 import ctypes
 import glob
+import itertools
+import logging
 import os
+import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional
 
-from .errors import KvasirError
+from . import errors as E
+from . import protocol as P
+from .connection import _code, _Failure, _keys_bytes
+from .errors import KvasirError, ProtocolError
+
+try:
+    import numpy as np
+except ImportError:   # the rest of the client needs no numpy; these calls do
+    np = None
+
+log = logging.getLogger("kvasir")
 
 
 class KeyNotLocalError(KvasirError):
     """A key of an async local load is not in the local node's memory: use batch_get_into_multi_buffers."""
 
 
+def _need_numpy() -> None:
+    if np is None:
+        raise KvasirError("local loads and stores need numpy (install the kvasir[numpy] extra)")
+
+
 # --- CUDA runtime, through ctypes (only when torch with CUDA is importable) ---------------------------
 
-_CUDA_MEMCPY_DEFAULT = 4
-_CUDA_MEMORY_TYPE_DEVICE = 2
-_cuda_lock = threading.Lock()
-_cuda = None   # (cudart CDLL, torch) or False when unavailable
+_MEMCPY_DEFAULT = 4                  # cudaMemcpyDefault: direction from the (unified) addresses
+_MEMORY_DEVICE, _MEMORY_MANAGED = 2, 3
+_HOST_REGISTER_PORTABLE = 1          # pinned for every CUDA context in the process
+_SRC_ACCESS_ORDER_STREAM = 1
+_ERROR_HOST_MEMORY_ALREADY_REGISTERED = 712
 
 
 class _PointerAttributes(ctypes.Structure):
@@ -38,8 +67,16 @@ class _PointerAttributes(ctypes.Structure):
                 ("reserved", ctypes.c_uint64 * 32)]
 
 
-def _find_cudart() -> Optional[str]:
-    import torch  # noqa: PLC0415
+class _MemLocation(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_int), ("id", ctypes.c_int)]
+
+
+class _MemcpyAttributes(ctypes.Structure):
+    _fields_ = [("srcAccessOrder", ctypes.c_int), ("srcLocHint", _MemLocation),
+                ("dstLocHint", _MemLocation), ("flags", ctypes.c_uint)]
+
+
+def _find_cudart(torch) -> str:
     roots = [os.path.join(os.path.dirname(torch.__file__), "lib")]
     roots += glob.glob(os.path.join(os.path.dirname(os.path.dirname(torch.__file__)), "nvidia", "*", "lib"))
     for root in roots:
@@ -49,8 +86,116 @@ def _find_cudart() -> Optional[str]:
     return "libcudart.so"   # the loader's search path
 
 
-def cuda():
-    """(cudart, torch) when CUDA is usable in this process, else None."""
+class Cuda:
+    """The CUDA runtime of torch's installation (and the driver, for allocation ranges)."""
+
+    def __init__(self, torch):
+        self.torch = torch
+        lib = ctypes.CDLL(_find_cudart(torch))
+        vp, sz = ctypes.c_void_p, ctypes.c_size_t
+        lib.cudaMemcpyAsync.argtypes = [vp, vp, sz, ctypes.c_int, vp]
+        lib.cudaPointerGetAttributes.argtypes = [ctypes.POINTER(_PointerAttributes), vp]
+        lib.cudaGetLastError.argtypes = []
+        lib.cudaHostRegister.argtypes = [vp, sz, ctypes.c_uint]
+        lib.cudaHostUnregister.argtypes = [vp]
+        version = ctypes.c_int(0)
+        lib.cudaRuntimeGetVersion(ctypes.byref(version))
+        self.lib, self.version = lib, version.value
+        self._batch = getattr(lib, "cudaMemcpyBatchAsync", None) if self.version >= 12080 else None
+        if self._batch is not None:
+            # CUDA 12.8/12.9 take a failIdx pointer before the stream; 13 dropped it.
+            head = [vp, vp, vp, sz, ctypes.POINTER(_MemcpyAttributes), ctypes.POINTER(sz), sz]
+            self._batch.argtypes = head + ([vp] if self.version >= 13000 else [ctypes.POINTER(sz), vp])
+        try:
+            drv = ctypes.CDLL("libcuda.so.1")
+            drv.cuMemGetAddressRange_v2.argtypes = [ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(sz), ctypes.c_uint64]
+            self._driver = drv
+        except (OSError, AttributeError):
+            self._driver = None
+        self._streams = {}
+        self._lock = threading.Lock()
+
+    @property
+    def batched(self) -> bool:
+        """True when a chunk's copies go to the GPU in one cudaMemcpyBatchAsync call."""
+        return self._batch is not None
+
+    def allocation(self, ptr: int):
+        """(device, base, size) of the GPU allocation holding ``ptr``, size None when the driver
+        cannot tell; None when ``ptr`` is not GPU memory."""
+        attr = _PointerAttributes()
+        if self.lib.cudaPointerGetAttributes(ctypes.byref(attr), ptr) != 0:
+            self.lib.cudaGetLastError()   # clear the sticky "invalid value" of a plain host pointer
+            return None
+        if attr.type not in (_MEMORY_DEVICE, _MEMORY_MANAGED):
+            return None
+        base, size = ctypes.c_uint64(0), ctypes.c_size_t(0)
+        if self._driver is not None and self._driver.cuMemGetAddressRange_v2(ctypes.byref(base), ctypes.byref(size), ptr) == 0:
+            return attr.device, base.value, size.value
+        return attr.device, ptr, None
+
+    def stream(self, device: int):
+        with self._lock:
+            s = self._streams.get(device)
+            if s is None:
+                s = self._streams[device] = self.torch.cuda.Stream(device=device)
+            return s
+
+    def register(self, mapping) -> None:
+        """Pins the arena mapping for DMA, once; undone when the mapping closes."""
+        with self._lock:
+            if getattr(mapping, "cuda_registered", False):
+                return
+            base = mapping.address()
+            err = self.lib.cudaHostRegister(base, mapping.length, _HOST_REGISTER_PORTABLE)
+            if err not in (0, _ERROR_HOST_MEMORY_ALREADY_REGISTERED):
+                self.lib.cudaGetLastError()
+                raise KvasirError(f"cudaHostRegister of the arena failed: CUDA error {err}")
+            mapping.cuda_registered = True
+            mapping.close_hooks.append(lambda: self.lib.cudaHostUnregister(base))
+
+    def copy(self, device: int, dst, src, size):
+        """Enqueues the copies (numpy uint64 arrays of addresses and sizes) on ``device``'s stream;
+        returns a torch CUDA event recorded after them."""
+        torch = self.torch
+        stream = self.stream(device)
+        handle = stream.cuda_stream
+        with torch.cuda.device(device):
+            if self._batch is not None and len(size) > 1:
+                err = self._copy_batch(dst, src, size, handle)
+                if err == 0:
+                    return self._record(stream)
+                self.lib.cudaGetLastError()
+                log.info("kvasir: cudaMemcpyBatchAsync failed (CUDA error %d); copying one by one from now on", err)
+                self._batch = None
+            for d, s, n in zip(dst.tolist(), src.tolist(), size.tolist()):
+                err = self.lib.cudaMemcpyAsync(d, s, n, _MEMCPY_DEFAULT, handle)
+                if err != 0:
+                    self.lib.cudaGetLastError()
+                    stream.synchronize()
+                    raise KvasirError(f"cudaMemcpyAsync failed: CUDA error {err}")
+            return self._record(stream)
+
+    def _copy_batch(self, dst, src, size, handle) -> int:
+        attrs = _MemcpyAttributes(srcAccessOrder=_SRC_ACCESS_ORDER_STREAM)
+        first = ctypes.c_size_t(0)
+        args = [dst.ctypes.data, src.ctypes.data, size.ctypes.data, len(size), ctypes.byref(attrs), ctypes.byref(first), 1]
+        if self.version < 13000:
+            args.append(ctypes.byref(ctypes.c_size_t(0)))   # failIdx
+        return self._batch(*args, handle)
+
+    def _record(self, stream):
+        event = self.torch.cuda.Event()
+        event.record(stream)
+        return event
+
+
+_cuda_lock = threading.Lock()
+_cuda = None   # a Cuda, or False when unavailable
+
+
+def cuda() -> Optional[Cuda]:
+    """The CUDA runtime when torch with a usable CUDA device is importable, else None."""
     global _cuda
     with _cuda_lock:
         if _cuda is None:
@@ -59,120 +204,387 @@ def cuda():
                 if not torch.cuda.is_available():
                     raise OSError("no CUDA device")
                 torch.cuda.init()
-                lib = ctypes.CDLL(_find_cudart())
-                lib.cudaMemcpyAsync.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
-                lib.cudaPointerGetAttributes.argtypes = [ctypes.POINTER(_PointerAttributes), ctypes.c_void_p]
-                lib.cudaGetLastError.argtypes = []
-                lib.cudaMemcpy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-                _cuda = (lib, torch)
+                _cuda = Cuda(torch)
             except (ImportError, OSError, AttributeError, RuntimeError):
                 _cuda = False
         return _cuda or None
 
 
-def is_device_pointer(ptr: int) -> bool:
-    c = cuda()
-    if c is None:
-        return False
-    lib, _ = c
-    attr = _PointerAttributes()
-    if lib.cudaPointerGetAttributes(ctypes.byref(attr), ctypes.c_void_p(ptr)) != 0:
-        lib.cudaGetLastError()   # clear the sticky "invalid value" of a plain host pointer
-        return False
-    return attr.type == _CUDA_MEMORY_TYPE_DEVICE
+# --- planning: numpy over whole chunks ---------------------------------------------------------------
+
+_LEASE = None   # numpy dtypes of the LEASE and ALLOC reply entries (docs/protocol.md § Shared memory)
+_ALLOC = None
 
 
-_registered = {}   # mapping id -> registered base address
+def _dtypes():
+    global _LEASE, _ALLOC
+    if _LEASE is None:
+        _LEASE = np.dtype([("status", "u1"), ("offset", "<u8"), ("length", "<u8"), ("crc", "<u4"), ("id", "<u8")])
+        _ALLOC = np.dtype([("status", "u1"), ("offset", "<u8"), ("id", "<u8")])
+    return _LEASE, _ALLOC
 
 
-def register_mapping(mapping) -> None:
-    """cudaHostRegister the arena mapping once (pinned for DMA)."""
-    c = cuda()
-    if c is None or id(mapping) in _registered:
-        return
-    _, torch = c
-    base = mapping.address()
-    err = torch.cuda.cudart().cudaHostRegister(base, mapping.length, 0)
-    if int(err) != 0:
-        raise KvasirError(f"cudaHostRegister of the arena failed: error {int(err)}")
-    _registered[id(mapping)] = base
+def _entries(meta, dtype, count: int, what: str):
+    if len(meta) < 4 or struct.unpack_from("<I", meta)[0] != count or len(meta) != 4 + count * dtype.itemsize:
+        raise _Failure(E.PROTOCOL_ERROR, f"{what} reply with a wrong count or length")
+    return np.frombuffer(meta, dtype=dtype, count=count, offset=4)
 
 
-def copy_into_arena(mapping, offset: int, src: int, n: int, on_device: bool) -> None:
-    """One value into reserved arena space: a DMA from GPU memory, or a memcpy from host memory."""
-    if offset + n > mapping.length:
-        raise KvasirError("the node returned a range outside its arena")
-    if not on_device:
-        ctypes.memmove(mapping.address() + offset, src, n)
-        return
-    lib, _ = cuda()
-    register_mapping(mapping)
-    err = lib.cudaMemcpy(ctypes.c_void_p(mapping.address() + offset), ctypes.c_void_p(src), n, _CUDA_MEMCPY_DEFAULT)
-    if err != 0:
-        lib.cudaGetLastError()
-        raise KvasirError(f"cudaMemcpy from the GPU failed: error {err}")
+def _int_array(values, what: str):
+    flat = values if isinstance(values, list) else list(values)
+    for t in set(map(type, flat)):
+        if t is bool or not issubclass(t, (int, np.integer)):
+            raise ValueError(f"every {what} must be an int, not {t.__name__}")
+    try:
+        return np.array(flat, dtype=np.int64)
+    except OverflowError:
+        raise ValueError(f"an {what} does not fit 64 bits") from None
 
 
-# --- the handle ---------------------------------------------------------------------------------------
+def _coalesce(dst, src, size):
+    """Merges copies that continue one another in both source and destination (order kept)."""
+    if len(size) < 2:
+        return dst, src, size
+    cont = (dst[1:] == dst[:-1] + size[:-1]) & (src[1:] == src[:-1] + size[:-1])
+    if not cont.any():
+        return dst, src, size
+    starts = np.flatnonzero(np.concatenate(([True], ~cont)))
+    return dst[starts], src[starts], np.add.reduceat(size, starts)
 
+
+def _locate(store, addrs, sizes):
+    """Per piece: -1 for host memory inside a registered buffer, else the CUDA device whose
+    allocation holds it. ValueError for anything else, before anything is sent."""
+    where = np.full(len(addrs), -2, dtype=np.int64)
+    if len(addrs) == 0:
+        return where
+    if (sizes < 0).any():
+        raise ValueError("sizes must be non-negative")
+    if (addrs <= 0).any():
+        raise ValueError("addresses must be positive")
+    regions = sorted(store._regions.items())
+    if regions:
+        bases = np.array([b for b, _ in regions], dtype=np.int64)
+        reach = np.maximum.accumulate(bases + np.array([n for _, n in regions], dtype=np.int64))
+        i = np.searchsorted(bases, addrs, side="right") - 1
+        # some region starting at or before the address reaches past the piece's end: it holds it
+        where[(i >= 0) & (addrs + sizes <= reach[np.maximum(i, 0)])] = -1
+    todo = np.flatnonzero(where == -2)
+    c = cuda() if len(todo) else None
+    while len(todo):
+        p, n = int(addrs[todo[0]]), int(sizes[todo[0]])
+        found = c.allocation(p) if c is not None else None
+        if found is None:
+            raise ValueError(f"address range [{p:#x}, +{n}) is neither inside a registered buffer (call "
+                             "register_buffer first) nor GPU memory")
+        device, base, length = found
+        members = todo[addrs[todo] == p] if length is None else todo[(addrs[todo] >= base) & (addrs[todo] < base + length)]
+        if length is not None:
+            over = members[addrs[members] + sizes[members] > base + length]
+            if len(over):
+                q = int(addrs[over[0]])
+                raise ValueError(f"address range [{q:#x}, +{int(sizes[over[0]])}) runs past the end of its GPU allocation")
+        where[members] = device
+        todo = todo[where[todo] == -2]
+    return where
+
+
+class _Pieces:
+    """Every key's destination pieces, flattened: addresses, sizes, owning key, offset in the key."""
+
+    def __init__(self, store, addrs_per_key, sizes_per_key):
+        k = len(addrs_per_key)
+        counts = np.fromiter(map(len, addrs_per_key), dtype=np.int64, count=k)
+        if not np.array_equal(counts, np.fromiter(map(len, sizes_per_key), dtype=np.int64, count=k)):
+            raise ValueError("each key needs as many sizes as addresses")
+        self.addrs = _int_array(itertools.chain.from_iterable(addrs_per_key), "address")
+        self.sizes = _int_array(itertools.chain.from_iterable(sizes_per_key), "size")
+        self.where = _locate(store, self.addrs, self.sizes)
+        self.key = np.repeat(np.arange(k, dtype=np.int64), counts)
+        self.first = np.concatenate(([0], np.cumsum(counts)))          # key i's pieces: [first[i], first[i+1])
+        at = np.concatenate(([0], np.cumsum(self.sizes)))
+        self.prefix = at[:-1] - at[self.first[self.key]]                # bytes of the key before each piece
+        self.capacity = at[self.first[1:]] - at[self.first[:-1]]
+
+
+class _Copies:
+    """Copies grouped by where the non-arena side lives: host (-1) or a CUDA device."""
+
+    def __init__(self):
+        self.host = []      # (dst, src, size) tuples of numpy arrays
+        self.events = []    # torch CUDA events after each submitted GPU batch
+
+    def add(self, where, dst, src, size, mapping) -> None:
+        c = None
+        for w in np.unique(where):
+            m = where == w
+            d, s, n = _coalesce(dst[m], src[m], size[m])
+            if w == -1:
+                self.host.append((d, s, n))
+                continue
+            if c is None:
+                c = cuda()
+                c.register(mapping)
+            self.events.append(c.copy(int(w), d.astype(np.uint64), s.astype(np.uint64), n.astype(np.uint64)))
+
+    def run_host(self) -> None:
+        batch, self.host = self.host, []
+        for d, s, n in batch:
+            for a, b, k in zip(d.tolist(), s.tolist(), n.tolist()):
+                ctypes.memmove(a, b, k)
+
+    def synchronize(self) -> None:
+        for e in self.events:
+            e.synchronize()
+        self.events = []
+
+
+def _id_list(ids) -> bytes:
+    """RELEASE and COMMIT metadata: u32 count, then the u64 ids."""
+    return struct.pack("<I", len(ids)) + np.asarray(ids, dtype="<u8").tobytes()
+
+
+# --- loads ---------------------------------------------------------------------------------------------
+
+# Chunk jobs (planning, GPU submission, host memcpys) run here, so that the caller's thread goes on
+# to lease the next chunk while the driver takes the copies of this one (ctypes calls drop the GIL).
 _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kvasir-local-load")
 
 
-class LocalLoad:
-    """A load in flight. ``is_done()`` polls; ``wait()`` blocks and returns the lengths per key."""
+def _encode_keys(keys):
+    """(key bytes, their lengths, all of them joined): str keys are encoded in one call."""
+    if keys and set(map(type, keys)) == {str}:
+        joined = "\0".join(keys)
+        if joined.count("\0") == len(keys) - 1:   # no key holds a NUL itself
+            raw = joined.encode("utf-8")
+            keys_b = raw.split(b"\0")
+            return keys_b, np.fromiter(map(len, keys_b), dtype=np.int64, count=len(keys_b)), raw.replace(b"\0", b"")
+    keys_b = _keys_bytes(keys)
+    return keys_b, np.fromiter(map(len, keys_b), dtype=np.int64, count=len(keys_b)), b"".join(keys_b)
 
-    def __init__(self, store, lengths: List[int], lease_ids: List[int], copies: list, mapping, gpu: bool):
-        self._store = store
-        self._lengths = lengths
-        self._lease_ids = lease_ids
+
+def _chunks(lengths, hello):
+    """(start, end) ranges of keys within the node's batch-key and metadata limits."""
+    cost = np.concatenate(([0], np.cumsum(lengths + 2)))
+    chunks, start, n = [], 0, len(lengths)
+    while start < n:
+        end = min(n, start + hello.max_batch_keys)
+        end = min(end, int(np.searchsorted(cost, cost[start] + hello.max_meta_bytes - 4, side="right")) - 1)
+        end = max(end, start + 1)
+        chunks.append((start, end))
+        start = end
+    return chunks
+
+
+def _key_batch(lengths, at, joined, start: int, end: int) -> bytes:
+    """LEASE metadata for keys [start, end): u32 count, then each key as u16 length + bytes."""
+    n = end - start
+    body = joined[at[start]:at[end]]
+    out = np.empty(4 + 2 * n + len(body), dtype=np.uint8)
+    out[:4] = np.frombuffer(struct.pack("<I", n), dtype=np.uint8)
+    head = 4 + 2 * np.arange(n, dtype=np.int64) + (at[start:end] - at[start])
+    out[head] = lengths[start:end] & 0xFF
+    out[head + 1] = lengths[start:end] >> 8
+    is_key = np.ones(len(out), dtype=bool)
+    is_key[:4] = False
+    is_key[head] = False
+    is_key[head + 1] = False
+    out[is_key] = np.frombuffer(body, dtype=np.uint8)
+    return out.tobytes()
+
+
+def submit_load(store, keys, addrs_per_key, sizes_per_key) -> "LocalLoad":
+    """KvStore.batch_get_into_multi_buffers_submit_local (see there)."""
+    _need_numpy()
+    if not (len(keys) == len(addrs_per_key) == len(sizes_per_key)):
+        raise ValueError(f"{len(keys)} keys but {len(addrs_per_key)} address lists and {len(sizes_per_key)} size lists")
+    keys_b, key_lengths, joined = _encode_keys(keys)
+    at = np.concatenate(([0], np.cumsum(key_lengths)))
+    lease_dtype, _ = _dtypes()
+    with store._lock:
+        pieces = _Pieces(store, addrs_per_key, sizes_per_key)
+        conn, mapping = _local_connection(store, KeyNotLocalError)
+        hello = store.hello
+        bad = np.flatnonzero((key_lengths < 1) | (key_lengths > hello.max_key_bytes))
+        if len(bad):
+            raise KeyNotLocalError(f"key {keys[int(bad[0])]!r} is not a valid key")
+        load = LocalLoad(store, conn, len(keys_b))
+        try:
+            for start, end in _chunks(key_lengths, hello):
+                meta = conn.call_raw(P.Opcode.LEASE, _key_batch(key_lengths, at, joined, start, end))
+                e = _entries(meta, lease_dtype, end - start, "LEASE")
+                ok = e["status"] == P.WireStatus.OK
+                load.lease_ids.append(e["id"][ok].copy())
+                if not ok.all():
+                    j = int(np.flatnonzero(~ok)[0])
+                    raise KeyNotLocalError(f"key {keys[start + j]!r} is not in the local node "
+                                           f"({P.wire_status(int(e['status'][j]))!s})")
+                offsets, lengths = e["offset"].astype(np.int64), e["length"].astype(np.int64)
+                if (offsets + lengths > mapping.length).any() or (offsets < 0).any():
+                    raise _Failure(E.PROTOCOL_ERROR, "the node returned a range outside its arena")
+                too_big = np.flatnonzero(lengths > pieces.capacity[start:end])
+                if len(too_big):
+                    j = int(too_big[0])
+                    raise KeyNotLocalError(f"key {keys[start + j]!r}: value of {int(lengths[j])} bytes does not fit its buffers")
+                load.lengths[start:end] = lengths
+                load.start(pieces, start, end, offsets, lengths, mapping)
+        except BaseException as ex:
+            load.abort()
+            if isinstance(ex, (_Failure, ProtocolError)):
+                store._drop()
+                raise KvasirError(str(ex)) from None
+            raise
+    return load
+
+
+def _copy_chunk(pieces, start: int, end: int, offsets, lengths, mapping):
+    """Lays keys [start, end) over their pieces and runs (host) or submits (GPU) the copies; returns
+    the CUDA events to wait for."""
+    lo, hi = pieces.first[start], pieces.first[end]
+    key = pieces.key[lo:hi] - start
+    prefix = pieces.prefix[lo:hi]
+    take = np.clip(lengths[key] - prefix, 0, pieces.sizes[lo:hi])
+    m = take > 0
+    copies = _Copies()
+    try:
+        copies.add(pieces.where[lo:hi][m], pieces.addrs[lo:hi][m], mapping.address() + offsets[key][m] + prefix[m], take[m], mapping)
+        copies.run_host()
+    except BaseException:
+        copies.synchronize()   # what was submitted reads leased space: it ends before the leases go
+        raise
+    return copies.events
+
+
+def _local_connection(store, error):
+    """The store's connection and arena mapping, or ``error`` when the node is not reachable through
+    shared memory."""
+    if store._router is not None:
+        raise error("local loads and stores use one local node; this store routes over a cluster")
+    try:
+        conn = store._connection()
+        store._negotiate(conn)
+    except _Failure as ex:
+        raise KvasirError(str(ex)) from None
+    if store._shm is None:
+        raise error("the node is not reachable through shared memory (see the transport log)")
+    return conn, store._shm
+
+
+class LocalLoad:
+    """A load in flight. ``is_done()`` polls; ``wait()`` blocks and returns the lengths per key.
+    The leases are released once the copies have finished (seen by ``is_done`` or ``wait``)."""
+
+    def __init__(self, store, conn, count: int):
+        self._store, self._conn = store, conn
+        self.lengths = np.zeros(count, dtype=np.int64)
+        self.lease_ids = []    # per leased chunk
+        self._jobs = []        # futures of _copy_chunk
         self._released = False
         self._lock = threading.Lock()
-        if gpu:
-            lib, torch = cuda()
-            stream = torch.cuda.Stream()
-            base = mapping.address()
-            for dst, offset, n in copies:
-                err = lib.cudaMemcpyAsync(ctypes.c_void_p(dst), ctypes.c_void_p(base + offset), n, _CUDA_MEMCPY_DEFAULT,
-                                          ctypes.c_void_p(stream.cuda_stream))
-                if err != 0:
-                    lib.cudaGetLastError()
-                    stream.synchronize()
-                    self._release()
-                    raise KvasirError(f"cudaMemcpyAsync failed: error {err}")
-            self._event = torch.cuda.Event()
-            self._event.record(stream)
-            self._future = None
-        else:
-            self._event = None
 
-            def run():
-                for dst, offset, n in copies:
-                    ctypes.memmove(dst, mapping.address() + offset, n)
-            self._future = _pool.submit(run)
+    def start(self, pieces, start, end, offsets, lengths, mapping) -> None:
+        self._jobs.append(_pool.submit(_copy_chunk, pieces, start, end, offsets, lengths, mapping))
 
     def is_done(self) -> bool:
-        done = self._event.query() if self._event is not None else self._future.done()
+        done = all(j.done() for j in self._jobs) and all(
+            e.query() for j in self._jobs if j.exception() is None for e in j.result())
         if done:
             self._finish()
         return done
 
     def wait(self, timeout: Optional[float] = None) -> List[int]:
-        if self._event is not None:
-            self._event.synchronize()
-        else:
-            self._future.result(timeout)
+        for j in self._jobs:
+            if j.exception(timeout) is None:
+                for e in j.result():
+                    e.synchronize()
         self._finish()
-        return list(self._lengths)
+        return self.lengths.tolist()
+
+    def abort(self) -> None:
+        """The submit failed: let what was started finish (it reads leased space), then release."""
+        for j in self._jobs:
+            if j.exception() is None:
+                for e in j.result():
+                    e.synchronize()
+        self._release()
 
     def _finish(self) -> None:
-        if self._future is not None and self._future.exception() is not None:
-            self._release()
-            raise KvasirError(f"local copy failed: {self._future.exception()}")
+        failed = next((j.exception() for j in self._jobs if j.exception() is not None), None)
         self._release()
+        if failed is not None:
+            raise KvasirError(f"local copy failed: {failed}")
 
     def _release(self) -> None:
         with self._lock:
             if self._released:
                 return
             self._released = True
-        self._store._release_leases(self._lease_ids)
+        for ids in self.lease_ids:   # one RELEASE per leased chunk: each fits the batch limit
+            if len(ids):
+                self._store._release_leases(self._conn, _id_list(ids))
+
+
+# --- stores ----------------------------------------------------------------------------------------------
+
+def put_local(store, keys, ptrs, sizes) -> List[int]:
+    """KvStore.batch_put_from_local (see there)."""
+    _need_numpy()
+    if not (len(keys) == len(ptrs) == len(sizes)):
+        raise ValueError(f"{len(keys)} keys but {len(ptrs)} addresses and {len(sizes)} sizes")
+    keys_b = _keys_bytes(keys)
+    results: List[Optional[int]] = [E.INVALID_KEY] * len(keys_b)
+    _, alloc_dtype = _dtypes()
+    with store._lock:
+        addrs, lengths = _int_array(ptrs, "address"), _int_array(sizes, "size")
+        where = _locate(store, addrs, lengths)
+        conn, mapping = _local_connection(store, KeyNotLocalError)
+        hello = store.hello
+        todo = [i for i, k in enumerate(keys_b) if 1 <= len(k) <= hello.max_key_bytes]
+        for i in todo:
+            results[i] = None   # not settled yet
+        base = mapping.address()
+        inflight = []   # (copies, reservation ids, their keys): committed once the copies are done
+        try:
+            for start, end in store._split_keys(todo, keys_b, hello):
+                idx = np.array(todo[start:end], dtype=np.int64)
+                meta = conn.call_raw(P.Opcode.ALLOC, P.encode_alloc_request([keys_b[i] for i in idx], lengths[idx].tolist()))
+                e = _entries(meta, alloc_dtype, len(idx), "ALLOC")
+                ok = e["status"] == P.WireStatus.OK
+                for i, st in zip(idx[~ok].tolist(), e["status"][~ok].tolist()):
+                    results[i] = _code(st)
+                offsets = e["offset"].astype(np.int64)
+                if ((offsets + lengths[idx] > mapping.length) & ok).any():
+                    raise _Failure(E.PROTOCOL_ERROR, "the node returned a range outside its arena")
+                copies = _Copies()
+                inflight.append((copies, e["id"][ok], idx[ok]))
+                m = ok & (lengths[idx] > 0)
+                copies.add(where[idx][m], base + offsets[m], addrs[idx][m], lengths[idx][m], mapping)
+                copies.run_host()
+                if len(inflight) > 1:   # the previous chunk's DMA ran while this one was reserved
+                    _commit(conn, *inflight.pop(0), results)
+            while inflight:
+                _commit(conn, *inflight.pop(0), results)
+        except (_Failure, ProtocolError) as ex:
+            for copies, _, _ in inflight:
+                copies.synchronize()   # DMA into reserved space ends before the node frees it
+            store._drop()              # the node aborts the connection's reservations
+            store.last_error = str(ex)
+            code = ex.code if isinstance(ex, _Failure) else E.PROTOCOL_ERROR
+            results = [code if r is None else r for r in results]
+        except BaseException:
+            for copies, _, _ in inflight:
+                copies.synchronize()
+            store._drop()
+            raise
+    return results
+
+
+def _commit(conn, copies, ids, owners, results) -> None:
+    copies.synchronize()
+    if len(ids) == 0:
+        return
+    statuses = conn.call(P.Opcode.COMMIT, _id_list(ids)).statuses
+    if len(statuses) != len(ids):
+        raise _Failure(E.PROTOCOL_ERROR, "COMMIT reply with a wrong count")
+    for i, st in zip(owners.tolist(), statuses):
+        results[i] = E.OK if st == P.WireStatus.OK else _code(st)

@@ -100,6 +100,9 @@ def wire_status(code: int) -> Union[WireStatus, int]:
         return code
 
 
+_STATUS_OF_BYTE = [wire_status(b) for b in range(256)]   # status lists decode a byte at a time
+
+
 def _bad(message: str, status: int = WireStatus.BAD_FRAME) -> ProtocolError:
     return ProtocolError(status, message)
 
@@ -373,11 +376,30 @@ def _utf8(b: bytes, what: str) -> str:
         raise _bad(f"{what} is not valid UTF-8") from None
 
 
+_LENGTH_PREFIX = [_U16.pack(n) for n in range(1024)]   # u16 prefixes of the usual key lengths
+
+
 def encode_key_batch(keys) -> bytes:
+    """u32 count, then each key as bytes16 (GET, EXISTS, REMOVE, PIN, UNPIN, LEASE)."""
+    try:
+        prefixes = [_LENGTH_PREFIX[len(k)] for k in keys]
+    except IndexError:
+        prefixes = [_lp16(bytes(k))[:2] for k in keys]
+    parts = [_U32.pack(len(keys))]
+    parts += [x for pair in zip(prefixes, keys) for x in pair]
+    return b"".join(parts)
+
+
+def encode_alloc_request(keys, lengths) -> bytes:
+    """ALLOC metadata for parallel lists of keys (bytes) and value lengths (the fast form of
+    ``encode_meta(AllocRequest(...))``)."""
     out = bytearray(_U32.pack(len(keys)))
-    for k in keys:
+    for k, n in zip(keys, lengths):
+        if len(k) > 0xFFFF:
+            raise ValueError("byte string longer than 65535 bytes")
         out += _U16.pack(len(k))
         out += k
+        out += _U64.pack(n)
     return bytes(out)
 
 
@@ -446,7 +468,7 @@ def encode_meta(msg) -> bytes:
     if isinstance(msg, IdList):
         return _U32.pack(len(msg.ids)) + b"".join(_U64.pack(i) for i in msg.ids)
     if isinstance(msg, AllocRequest):
-        return _U32.pack(len(msg.entries)) + b"".join(_lp16(bytes(e.key)) + _U64.pack(e.value_length) for e in msg.entries)
+        return encode_alloc_request([bytes(e.key) for e in msg.entries], [e.value_length for e in msg.entries])
     if isinstance(msg, AllocReply):
         return _U32.pack(len(msg.entries)) + b"".join(_ALLOC_ENTRY.pack(int(e.status), e.offset, e.reservation_id) for e in msg.entries)
     raise TypeError(f"not a protocol message: {type(msg).__name__}")
@@ -465,7 +487,7 @@ def _decode_status_list(r: _Reader) -> StatusList:
     count = r.u32()
     if count > r.remaining():
         raise _bad(f"status list of {count} cannot fit the metadata")
-    return StatusList([wire_status(b) for b in r.take(count)])
+    return StatusList([_STATUS_OF_BYTE[b] for b in r.take(count)])
 
 
 def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH_KEYS):

@@ -59,6 +59,8 @@ class ShmMapping:
             os.close(fd)
         self.view = memoryview(self.mm)
         self.length = info.arena_length
+        self.cuda_registered = False
+        self.close_hooks = []   # run before unmapping (CUDA unregisters the pinned range)
 
     def address(self) -> int:
         """Address of the mapping's first byte (for DMA registration)."""
@@ -88,6 +90,9 @@ class ShmMapping:
             at += n
 
     def close(self) -> None:
+        hooks, self.close_hooks = self.close_hooks, []
+        for hook in hooks:
+            hook()
         try:
             self.view.release()
             self.mm.close()
@@ -118,8 +123,9 @@ def negotiate(conn, host: str, mode: str):
         return refuse(str(ex))
 
 
-def lease_chunk(conn, mapping, keys, dests, results, allocated, idx):
-    """LEASE the keys ``idx``, copy each hit out of the arena, RELEASE. Codes go to ``results``."""
+def lease_chunk(conn, mapping, keys, dests, results, allocated, idx, verify: bool = False):
+    """LEASE the keys ``idx``, copy each hit out of the arena, RELEASE. Codes go to ``results``;
+    with ``verify``, a copy whose CRC-32C differs from the node's is PROTOCOL_ERROR."""
     reply = conn.call(P.Opcode.LEASE, P.encode_key_batch([keys[i] for i in idx]))
     if len(reply.entries) != len(idx):
         raise _Failure(E.PROTOCOL_ERROR, "LEASE reply with a wrong count")
@@ -139,10 +145,25 @@ def lease_chunk(conn, mapping, keys, dests, results, allocated, idx):
                 results[i] = E.BUFFER_TOO_SMALL
                 continue
             mapping.copy_out(e.offset, e.length, pieces)
+            if verify and _crc_of(pieces, e.length) != e.crc32c:
+                results[i] = E.PROTOCOL_ERROR
+                allocated[i] = None
+                continue
             results[i] = e.length
     finally:
         if ids:   # its reply is read before the next request: no round trip spent waiting for it
             conn.send_deferred(P.Opcode.RELEASE, P.encode_meta(P.IdList(ids)))
+
+
+def _crc_of(pieces, length: int) -> int:
+    crc = 0
+    for p in pieces:
+        if length == 0:
+            break
+        n = min(length, len(p))
+        crc = P.crc32c(p[:n], crc)
+        length -= n
+    return crc
 
 
 def alloc_chunk(conn, mapping, keys, values, lengths, results, idx):

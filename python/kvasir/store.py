@@ -45,7 +45,7 @@ from .errors import KvasirAuthError, KvasirError, ProtocolError
 __all__ = ["KvStore"]
 
 from .config import parse_servers, resolve_config
-from . import shm
+from . import local_load, shm
 from .connection import _Connection, _Failure, _code, _key_bytes, _view
 
 # --- the store -------------------------------------------------------------------------------------
@@ -429,7 +429,7 @@ class KvStore:
                 idx = todo[start:end]
                 self._negotiate(conn)
                 if self._shm is not None:
-                    shm.lease_chunk(conn, self._shm, keys, dests, results, allocated, idx)
+                    shm.lease_chunk(conn, self._shm, keys, dests, results, allocated, idx, verify)
                     return
                 rid = conn.send_request(P.Opcode.GET, P.encode_key_batch([keys[i] for i in idx]))
                 _, reply = conn.read_reply(rid, P.Opcode.GET)
@@ -473,6 +473,9 @@ class KvStore:
         return results, allocated
 
     def _split_keys(self, todo: list, keys: list, hello) -> list:
+        """(start, end) positions in ``todo`` of requests within the node's key and metadata limits."""
+        if len(todo) <= hello.max_batch_keys and 4 + 2 * len(todo) + sum(len(keys[i]) for i in todo) <= hello.max_meta_bytes:
+            return [(0, len(todo))] if todo else []
         chunks, start, meta = [], 0, 4
         for pos, i in enumerate(todo):
             size = 2 + len(keys[i])
@@ -516,113 +519,30 @@ class KvStore:
     # -- asynchronous local loads --
 
     def batch_get_into_multi_buffers_submit_local(self, keys, addrs_per_key, sizes_per_key):
-        """Starts loading each value into its pieces straight from the local node's shared-memory
-        arena and returns a :class:`kvasir.local_load.LocalLoad` (``is_done()``, ``wait()`` -> lengths).
-        GPU destinations (torch with CUDA) are filled by DMA on a dedicated CUDA stream; host ones by
-        a worker thread. Raises :class:`kvasir.local_load.KeyNotLocalError` — leasing nothing — when
-        the node is not reachable through shared memory or any key is not in its memory: fall back
-        to :meth:`batch_get_into_multi_buffers` then. Host destinations must be registered buffers."""
-        from .local_load import KeyNotLocalError, LocalLoad, is_device_pointer, register_mapping  # noqa: PLC0415
-        _same_length(keys, addrs_per_key, sizes_per_key)
-        keys_b = [_key_bytes(k) for k in keys]
-        pieces = [list(_pairs(a, s)) for a, s in zip(addrs_per_key, sizes_per_key)]
-        with self._lock:
-            if self._router is not None:
-                raise KeyNotLocalError("async local loads read one local node; this store routes over a cluster")
-            try:
-                conn = self._connection()
-                self._negotiate(conn)
-            except _Failure as ex:
-                raise KvasirError(str(ex)) from None
-            if self._shm is None:
-                raise KeyNotLocalError("the node is not reachable through shared memory (see the transport log)")
-            device = {a: is_device_pointer(a) for ps in pieces for a, _ in ps}
-            for ps in pieces:
-                for a, n in ps:
-                    if not device[a]:
-                        self._checked_view(a, n)
-            leased, lengths, copies = [], [], []
-            try:
-                for start in range(0, len(keys_b), self.hello.max_batch_keys):
-                    chunk = keys_b[start:start + self.hello.max_batch_keys]
-                    reply = conn.call(P.Opcode.LEASE, P.encode_key_batch(chunk))
-                    leased += [e.lease_id for e in reply.entries if e.status == P.WireStatus.OK]
-                    for j, e in enumerate(reply.entries):
-                        i = start + j
-                        if e.status != P.WireStatus.OK:
-                            raise KeyNotLocalError(f"key {keys[i]!r} is not in the local node ({P.wire_status(e.status)!s})")
-                        if sum(n for _, n in pieces[i]) < e.length:
-                            raise KeyNotLocalError(f"key {keys[i]!r}: value of {e.length} bytes does not fit its buffers")
-                        lengths.append(e.length)
-                        left, at = e.length, e.offset
-                        for a, n in pieces[i]:
-                            take = min(left, n)
-                            if take:
-                                copies.append((a, at, take))
-                            at, left = at + take, left - take
-                gpu = any(device.values())
-                if gpu:
-                    register_mapping(self._shm)
-            except BaseException as ex:
-                if leased:
-                    try:
-                        conn.call(P.Opcode.RELEASE, P.encode_meta(P.IdList(leased)))
-                    except (_Failure, ProtocolError):
-                        self._drop()   # the node releases whatever the connection held
-                if isinstance(ex, _Failure):
-                    self._drop()
-                    raise KvasirError(str(ex)) from None
-                raise
-        return LocalLoad(self, lengths, leased, copies, self._shm, gpu)
+        """Starts loading each value into its pieces (filled in order) straight from the local
+        node's shared-memory arena and returns a :class:`kvasir.local_load.LocalLoad` at once
+        (``is_done()``; ``wait()`` -> the value lengths). Pieces are host memory inside registered
+        buffers or, with torch and CUDA, GPU memory: filled by DMA from the arena on a dedicated CUDA
+        stream. Raises :class:`kvasir.local_load.KeyNotLocalError`, holding nothing, when the node is
+        not reachable through shared memory or a key is not in its memory: fall back to
+        :meth:`batch_get_into_multi_buffers` then (pieces may have been partly written). Needs numpy."""
+        return local_load.submit_load(self, keys, addrs_per_key, sizes_per_key)
 
     def batch_put_from_local(self, keys, ptrs, sizes) -> List[int]:
         """Stores each value straight into the local node's shared-memory arena: ALLOC, one copy per
         value — a DMA from GPU memory (torch with CUDA) or a memcpy from a registered host buffer —
         then COMMIT. 0 or a negative code per key. Raises :class:`kvasir.local_load.KeyNotLocalError`
-        when the node is not reachable through shared memory (use :meth:`batch_put_from`)."""
-        from .local_load import KeyNotLocalError, copy_into_arena, is_device_pointer  # noqa: PLC0415
-        _same_length(keys, ptrs, sizes)
-        keys_b = [_key_bytes(k) for k in keys]
-        results = [E.OK] * len(keys_b)
-        with self._lock:
-            try:
-                conn = self._connection()
-                self._negotiate(conn)
-            except _Failure as ex:
-                raise KvasirError(str(ex)) from None
-            if self._shm is None or self._router is not None:
-                raise KeyNotLocalError("the node is not reachable through shared memory")
-            device = [is_device_pointer(p) for p in ptrs]
-            for p, n, d in zip(ptrs, sizes, device):
-                if not d:
-                    self._checked_view(p, n)
-            for start in range(0, len(keys_b), self.hello.max_batch_keys):
-                idx = list(range(start, min(len(keys_b), start + self.hello.max_batch_keys)))
-                try:
-                    reply = conn.call(P.Opcode.ALLOC, P.encode_meta(P.AllocRequest([P.AllocEntry(keys_b[i], sizes[i]) for i in idx])))
-                    ids, owners = [], []
-                    for i, e in zip(idx, reply.entries):
-                        if e.status != P.WireStatus.OK:
-                            results[i] = _code(e.status)
-                            continue
-                        copy_into_arena(self._shm, e.offset, ptrs[i], sizes[i], device[i])
-                        ids.append(e.reservation_id)
-                        owners.append(i)
-                    if ids:
-                        for i, st in zip(owners, conn.call(P.Opcode.COMMIT, P.encode_meta(P.IdList(ids))).statuses):
-                            results[i] = _code(st)
-                except (_Failure, ProtocolError) as ex:
-                    self._drop()   # the node aborts the connection's reservations
-                    for i in idx:
-                        results[i] = ex.code if isinstance(ex, _Failure) else E.PROTOCOL_ERROR
-        return results
+        when the node is not reachable through shared memory (use :meth:`batch_put_from`). Needs numpy."""
+        return local_load.put_local(self, keys, ptrs, sizes)
 
-    def _release_leases(self, ids) -> None:
+    def _release_leases(self, conn, meta: bytes) -> None:
+        """RELEASE on ``conn`` if it is still this store's connection: lease ids belong to one
+        connection, and a closed one has had its leases released by the node already."""
         with self._lock:
-            if self._closed or not ids or self._conn is None:
+            if self._conn is not conn:
                 return
             try:
-                self._conn.call(P.Opcode.RELEASE, P.encode_meta(P.IdList(list(ids))))
+                conn.send_deferred(P.Opcode.RELEASE, meta)
             except (_Failure, ProtocolError):
                 self._drop()   # closing the connection releases its leases on the node
 

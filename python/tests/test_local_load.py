@@ -1,0 +1,185 @@
+"""Async local loads and local puts (kvasir.local_load) against a real node on this host, with host
+buffers: the copy plan they share with the GPU path — values laid over scattered pieces, copies
+merged where they continue one another, batches split into chunks that overlap — must give
+byte-exact results and leave no lease or reservation behind. (GPU destinations: test_gpu.py.)"""
+import os
+
+import numpy as np
+import pytest
+
+import kvasir
+from kvasir import errors as E
+from kvasir.local_load import KeyNotLocalError
+
+from conftest import Node
+
+
+@pytest.fixture(scope="module")
+def small_batches(cli):
+    """A node with 16-key batches, so a few dozen keys make several chunks."""
+    n = Node("--memory", "128MiB", "--max-batch", "16")
+    yield n
+    n.stop()
+
+
+def _values(count, seed, max_len=70000):
+    rng = np.random.default_rng(seed)
+    lengths = [0, 1, 4095, 4096, 4097] + [int(x) for x in rng.integers(1, max_len, count - 5)]
+    return [rng.integers(0, 256, n, dtype=np.uint8) for n in lengths[:count]]
+
+
+def _put_all(s, keys, values):
+    for k, v in zip(keys, values):
+        assert s.put(k, v.tobytes()) == 0
+
+
+def test_values_over_scattered_pieces_in_several_chunks_are_byte_exact(small_batches):
+    values = _values(40, 1)
+    keys = [f"scatter/{i}/{os.getpid()}" for i in range(len(values))]
+    with kvasir.KvStore(small_batches.address, transport="shm") as s:
+        _put_all(s, keys, values)
+        # One buffer, each value cut into three pieces placed in reverse key order, with spare room
+        # in the last piece (bytes past the value stay untouched) and a gap between keys.
+        room = [len(v) + 100 for v in values]
+        buf = np.full(sum(room) + 64 * len(values), 0xEE, dtype=np.uint8)
+        s.register_buffer(buf.ctypes.data, buf.nbytes)
+        addrs, sizes, spans = [], [], []
+        at = 0
+        for n in reversed(room):
+            cut = [n // 3, n // 3, n - 2 * (n // 3)]
+            addrs.append([buf.ctypes.data + at, buf.ctypes.data + at + cut[0], buf.ctypes.data + at + cut[0] + cut[1]])
+            sizes.append(cut)
+            spans.append(at)
+            at += n + 64
+        addrs.reverse(), sizes.reverse(), spans.reverse()
+        load = s.batch_get_into_multi_buffers_submit_local(keys, addrs, sizes)
+        assert load.wait(timeout=60) == [len(v) for v in values]
+        for v, start, n in zip(values, spans, room):
+            assert np.array_equal(buf[start:start + len(v)], v)
+            assert (buf[start + len(v):start + n + 64] == 0xEE).all()
+        assert s.stats()["leases"] == 0
+
+
+def test_contiguous_destinations_come_out_right_when_copies_merge(small_batches):
+    # Values stored one after another land next to each other in the arena, and the destinations
+    # are contiguous too: the plan merges their copies; the bytes must still be each key's own.
+    values = [np.full(8192, i, dtype=np.uint8) for i in range(48)]
+    keys = [f"merge/{i}/{os.getpid()}" for i in range(len(values))]
+    with kvasir.KvStore(small_batches.address, transport="shm") as s:
+        _put_all(s, keys, values)
+        dst = np.zeros(8192 * len(values), dtype=np.uint8)
+        s.register_buffer(dst.ctypes.data, dst.nbytes)
+        load = s.batch_get_into_multi_buffers_submit_local(keys, [[dst.ctypes.data + i * 8192] for i in range(len(keys))],
+                                                          [[8192]] * len(keys))
+        assert load.wait(timeout=60) == [8192] * len(keys)
+        assert np.array_equal(dst.reshape(len(values), 8192)[:, 0], np.arange(len(values), dtype=np.uint8))
+        assert np.array_equal(dst, np.concatenate(values))
+
+
+def test_a_value_larger_than_its_pieces_raises_and_releases_every_lease(small_batches):
+    values = _values(30, 2)
+    keys = [f"toolarge/{i}/{os.getpid()}" for i in range(len(values))]
+    with kvasir.KvStore(small_batches.address, transport="shm") as s:
+        _put_all(s, keys, values)
+        buf = np.zeros(sum(len(v) for v in values), dtype=np.uint8)
+        s.register_buffer(buf.ctypes.data, buf.nbytes)
+        sizes = [len(v) for v in values]
+        sizes[25] -= 1   # in the second chunk: the first chunk is leased (and copying) by then
+        offsets = np.concatenate(([0], np.cumsum(sizes)))[:-1]
+        with pytest.raises(KeyNotLocalError, match="does not fit its buffers"):
+            s.batch_get_into_multi_buffers_submit_local(keys, [[buf.ctypes.data + int(o)] for o in offsets], [[n] for n in sizes])
+        assert s.stats()["leases"] == 0
+
+
+def test_destinations_outside_registered_memory_fail_before_anything_is_leased(small_batches):
+    with kvasir.KvStore(small_batches.address, transport="shm") as s:
+        assert s.put("k", b"v" * 10) == 0
+        buf = np.zeros(64, dtype=np.uint8)
+        s.register_buffer(buf.ctypes.data, 32)
+        with pytest.raises(ValueError, match="registered buffer"):
+            s.batch_get_into_multi_buffers_submit_local(["k"], [[buf.ctypes.data + 16]], [[32]])   # runs 16 bytes past
+        with pytest.raises(ValueError, match="int"):
+            s.batch_get_into_multi_buffers_submit_local(["k"], [[float(buf.ctypes.data)]], [[10]])
+        with pytest.raises(ValueError, match="as many sizes"):
+            s.batch_get_into_multi_buffers_submit_local(["k"], [[buf.ctypes.data, buf.ctypes.data + 8]], [[8]])
+        # Nested registrations: a piece inside the outer region but past the inner one is fine.
+        s.register_buffer(buf.ctypes.data + 4, 4)
+        load = s.batch_get_into_multi_buffers_submit_local(["k"], [[buf.ctypes.data + 2]], [[20]])
+        assert load.wait(timeout=30) == [10]
+        assert bytes(buf[2:12]) == b"v" * 10
+        assert s.stats()["leases"] == 0
+
+
+def test_a_load_never_releases_leases_of_a_later_connection(small_batches):
+    # Lease ids count per connection. A load whose connection was dropped (any failed call drops
+    # it) must not send its ids on the next connection, where the same numbers name other leases.
+    values = _values(8, 3)
+    keys = [f"ids/{i}/{os.getpid()}" for i in range(len(values))]
+    with kvasir.KvStore(small_batches.address, transport="shm") as s, kvasir.KvStore(small_batches.address, transport="tcp") as watcher:
+        _put_all(s, keys, values)
+        bufs = [np.zeros(len(v) + 1, dtype=np.uint8) for v in values]
+        for b in bufs:
+            s.register_buffer(b.ctypes.data, b.nbytes)
+        first = s.batch_get_into_multi_buffers_submit_local(keys, [[b.ctypes.data] for b in bufs], [[b.nbytes] for b in bufs])
+        s._drop()   # what a failed call does; the node releases that connection's leases
+        second = s.batch_get_into_multi_buffers_submit_local(keys, [[b.ctypes.data] for b in bufs], [[b.nbytes] for b in bufs])
+        assert first.wait(timeout=30) == [len(v) for v in values]
+        s.ping()   # a RELEASE goes out deferred: the next request reads its reply, so it has been served
+        assert watcher.stats()["leases"] == len(keys)   # the second load's leases are still held
+        assert second.wait(timeout=30) == [len(v) for v in values]
+        s.ping()
+        assert watcher.stats()["leases"] == 0
+        for b, v in zip(bufs, values):
+            assert np.array_equal(b[:len(v)], v)
+
+
+def test_a_local_put_over_several_chunks_stores_every_value_and_reports_per_key(small_batches):
+    values = _values(50, 4)
+    keys = [f"lput/{i}/{os.getpid()}" for i in range(len(values))]
+    with kvasir.KvStore(small_batches.address, transport="shm") as s:
+        src = np.concatenate(values)
+        s.register_buffer(src.ctypes.data, src.nbytes)
+        offsets = np.concatenate(([0], np.cumsum([len(v) for v in values])))[:-1]
+        ptrs = [src.ctypes.data + int(o) for o in offsets]
+        sizes = [len(v) for v in values]
+        # An invalid key and a value above the node's limit get their own codes; the rest store.
+        s_max = s.max_value_bytes
+        big = np.zeros(s_max + 1, dtype=np.uint8)
+        s.register_buffer(big.ctypes.data, big.nbytes)
+        codes = s.batch_put_from_local(keys + ["", "too-big"], ptrs + [src.ctypes.data, big.ctypes.data], sizes + [1, s_max + 1])
+        assert codes == [0] * len(keys) + [E.INVALID_KEY, E.VALUE_TOO_LARGE]
+        for k, v in zip(keys, values):
+            assert s.get(k) == v.tobytes()
+        assert s.stats()["reservations"] == 0
+
+
+def test_a_large_local_put_publishes_the_crc_of_every_value(node):
+    # 40 MiB in one COMMIT: the node checksums such a batch on several threads. A reader that
+    # verifies each CRC over TCP proves every value got its own.
+    rng = np.random.default_rng(5)
+    src = rng.integers(0, 256, 40 << 20, dtype=np.uint8)
+    keys = [f"crc/{i}/{os.getpid()}" for i in range(40)]
+    with kvasir.KvStore(node.address, transport="shm") as s:
+        s.register_buffer(src.ctypes.data, src.nbytes)
+        assert s.batch_put_from_local(keys, [src.ctypes.data + (i << 20) for i in range(40)], [1 << 20] * 40) == [0] * 40
+    with kvasir.KvStore(node.address, transport="tcp", verify_crc=True) as reader:
+        out = np.zeros(1 << 20, dtype=np.uint8)
+        reader.register_buffer(out.ctypes.data, out.nbytes)
+        for i in (0, 17, 39):
+            assert reader.batch_get_into([keys[i]], [out.ctypes.data], [out.nbytes]) == [1 << 20]
+            assert np.array_equal(out, src[i << 20:(i + 1) << 20])
+
+
+def test_a_local_put_to_a_node_that_went_away_answers_per_key(cli):
+    node = Node("--memory", "32MiB")
+    s = kvasir.KvStore(node.address, transport="shm")
+    try:
+        src = np.arange(4096, dtype=np.uint8)
+        s.register_buffer(src.ctypes.data, src.nbytes)
+        assert s.batch_put_from_local(["a"], [src.ctypes.data], [4096]) == [0]
+        node.stop()
+        codes = s.batch_put_from_local(["b", "c"], [src.ctypes.data] * 2, [4096] * 2)
+        assert all(c in (E.UNAVAILABLE, E.PROTOCOL_ERROR) for c in codes), codes
+    finally:
+        s.close()
+        node.stop()
