@@ -30,6 +30,15 @@ internal sealed class TcpTransport : IKvTransport
 
     public NodeLimits Limits { get; }
 
+    public KvTransportKind Kind => KvTransportKind.Tcp;
+
+    /// <summary>The node as "host:port".</summary>
+    public string Address => $"{_host}:{_port}";
+
+    public string Host => _host;
+
+    public TimeSpan RequestTimeout => _options.RequestTimeout;
+
     /// <summary>Connects once up front so a wrong address or key fails here, with the reason.</summary>
     public static async Task<TcpTransport> ConnectAsync(KvStoreOptions options, CancellationToken ct)
     {
@@ -41,7 +50,8 @@ internal sealed class TcpTransport : IKvTransport
         return new TcpTransport(options, first);
     }
 
-    private async ValueTask<ClientConnection?> GetConnectionAsync(CancellationToken ct)
+    /// <summary>A pooled connection (replaced when broken), or null when the node cannot be reached.</summary>
+    internal async ValueTask<ClientConnection?> GetConnectionAsync(CancellationToken ct)
     {
         int slot = (int)((uint)Interlocked.Increment(ref _next) % (uint)_connections.Length);
         var c = Volatile.Read(ref _connections[slot]);
@@ -114,7 +124,8 @@ internal sealed class TcpTransport : IKvTransport
 
     public async Task PingAsync(CancellationToken ct) => await CallAsync(Opcode.Ping, [], ct).ConfigureAwait(false);
 
-    private async Task<byte[]> CallAsync(Opcode op, byte[] meta, CancellationToken ct)
+    /// <summary>A request whose reply metadata the caller parses; throws <see cref="KvasirException"/> with the reason when it fails.</summary>
+    internal async Task<byte[]> CallAsync(Opcode op, byte[] meta, CancellationToken ct)
     {
         var connection = await GetConnectionAsync(ct).ConfigureAwait(false)
             ?? throw new KvasirException($"node {_host}:{_port} is unavailable");
@@ -130,7 +141,7 @@ internal sealed class TcpTransport : IKvTransport
         }
     }
 
-    private static byte[] KeyBatchMeta(IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int end)
+    internal static byte[] KeyBatchMeta(IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int end)
     {
         var meta = new byte[KeyBatchRequest.Size(keys, start, end - start)];
         var w = new MetaWriter(meta);
