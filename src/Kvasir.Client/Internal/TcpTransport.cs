@@ -15,6 +15,7 @@ internal sealed class TcpTransport : IKvTransport
     private readonly ClientConnection?[] _connections;
     private readonly SemaphoreSlim[] _connectLocks;
     private int _next;
+    private volatile bool _disposed;
 
     private TcpTransport(KvStoreOptions options, ClientConnection first)
     {
@@ -56,11 +57,14 @@ internal sealed class TcpTransport : IKvTransport
         int slot = (int)((uint)Interlocked.Increment(ref _next) % (uint)_connections.Length);
         var c = Volatile.Read(ref _connections[slot]);
         if (c is { IsBroken: false }) return c;
+        if (_disposed) return null;
         await _connectLocks[slot].WaitAsync(ct).ConfigureAwait(false);
         try
         {
             c = _connections[slot];
             if (c is { IsBroken: false }) return c;
+            // Checked under the slot's lock, which DisposeAsync also takes: no connection opened here outlives the transport.
+            if (_disposed) return null;
             if (c is not null) await c.DisposeAsync().ConfigureAwait(false);
             _connections[slot] = null;
             try
@@ -149,9 +153,21 @@ internal sealed class TcpTransport : IKvTransport
         return meta;
     }
 
+    /// <summary>Closes every connection; calls still running or made later report Unavailable.</summary>
     public async ValueTask DisposeAsync()
     {
-        foreach (var c in _connections)
-            if (c is not null) await c.DisposeAsync().ConfigureAwait(false);
+        _disposed = true;
+        for (int slot = 0; slot < _connections.Length; slot++)
+        {
+            await _connectLocks[slot].WaitAsync().ConfigureAwait(false);
+            try
+            {
+                if (_connections[slot] is { } c) await c.DisposeAsync().ConfigureAwait(false);
+            }
+            finally
+            {
+                _connectLocks[slot].Release();
+            }
+        }
     }
 }
