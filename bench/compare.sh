@@ -63,7 +63,7 @@ iperf4=$(iperf3 -c 127.0.0.1 -p "$ip" -t "$iperf_t" -P 4 -J | $py -c 'import jso
 
 common=(--op put,get --value-size "$sizes" --inflight 1,4 --duration "$duration" --warmup "$warmup" --key-space "$space" --json --no-progress)
 kvasir bench --target memcpy "${common[@]}" >"$work/memcpy.jsonl"
-kvasir bench --target kvasir --server "127.0.0.1:$kp" "${common[@]}" >"$work/kvasir.jsonl"
+kvasir bench --target kvasir --server "127.0.0.1:$kp" --transport tcp "${common[@]}" >"$work/kvasir.jsonl"
 kvasir bench --target memcached --server "127.0.0.1:$mp" "${common[@]}" >"$work/memcached.jsonl"
 kvasir bench --target redis --server "127.0.0.1:$rp" "${common[@]}" >"$work/redis.jsonl"
 

@@ -19,7 +19,7 @@ for size in 64KiB 1MiB 4MiB; do
   case $size in 64KiB) batch=64; keys=2048;; 1MiB) batch=16; keys=256;; 4MiB) batch=4; keys=64;; esac
   for op in put get; do
     for inflight in 1 4; do
-      json=$(dotnet "$root/.build/cli/kvasir.dll" bench --server 127.0.0.1:$port --op $op --value-size $size --batch $batch \
+      json=$(dotnet "$root/.build/cli/kvasir.dll" bench --server 127.0.0.1:$port --transport tcp --op $op --value-size $size --batch $batch \
         --keys $keys --inflight $inflight --connections $inflight --duration "$duration" --warmup 1 --json)
       /usr/bin/python3 - "$op" "$size" "$batch" "$inflight" "$json" <<'PY'
 import json, sys

@@ -14,6 +14,8 @@ public static class ClientCommands
         kvasir stats  --server HOST:PORT [--auth-key HEX]            print the node's counters
         kvasir ping   --server HOST:PORT [--auth-key HEX]            check the node answers
           --server defaults to 127.0.0.1:7380; --timeout SEC (default 30) bounds each request.
+          --transport auto|tcp|shm (default auto): values through the node's shared-memory arena
+          when it is on this host, else TCP; shm fails with the reason instead of falling back.
           In a cluster, give --redis URL [--cluster NAME] [--replicas R] instead of --server (or
           --server a:p,b:p for a static list): keys go to their nodes by rendezvous hashing;
           stats sums the nodes' counters (kvasir status shows them per node).
@@ -21,7 +23,7 @@ public static class ClientCommands
         """;
 
     /// <summary>Options every verb that talks to nodes accepts.</summary>
-    public static readonly string[] ConnectOptions = ["server", "auth-key", "redis", "cluster", "replicas"];
+    public static readonly string[] ConnectOptions = ["server", "auth-key", "redis", "cluster", "replicas", "transport"];
 
     private static readonly string[] ValueOptions = [.. ConnectOptions, "timeout"];
 
@@ -52,6 +54,13 @@ public static class ClientCommands
             RequestTimeout = timeout ?? TimeSpan.FromSeconds(30),
             ConnectionsPerNode = connections,
             ClientName = clientName,
+            Transport = cl.Get("transport", "auto") switch
+            {
+                "auto" => KvTransportKind.Auto,
+                "tcp" => KvTransportKind.Tcp,
+                "shm" => KvTransportKind.Shm,
+                var t => throw new UsageException($"--transport must be auto, tcp or shm (got '{t}')"),
+            },
         };
     }
 

@@ -53,6 +53,7 @@ public static class StatusCommand
             {
                 Server = node.Address, AuthKey = options.AuthKey, ConnectTimeout = options.RequestTimeout,
                 RequestTimeout = options.RequestTimeout, ConnectionsPerNode = 1, ClientName = "kvasir-status",
+                Transport = KvTransportKind.Tcp,   // counters only: no arena to map
             });
             return new Row(node, "up", await store.StatsAsync(), null);
         }

@@ -22,7 +22,8 @@ public sealed class KvStore : IAsyncDisposable
     private KvStore(ClusterRouter router) => _router = router;
 
     /// <summary>
-    /// Connects to a node over TCP — or, when the options name a registry, a server list or an
+    /// Connects to a node over TCP, or through its shared-memory arena when it is on this host
+    /// (<see cref="KvStoreOptions.Transport"/>) — or, when the options name a registry, a server list or an
     /// embedded node, to a cluster (keys placed by rendezvous hashing, docs/cluster.md). Throws
     /// <see cref="KvasirException"/> (or <see cref="KvasirAuthException"/>) with the reason.
     /// </summary>
@@ -30,8 +31,15 @@ public sealed class KvStore : IAsyncDisposable
     {
         options.Validate();
         if (options.IsRouted) return new KvStore(await ClusterRouter.StartAsync(options, ct).ConfigureAwait(false));
-        return new KvStore(await TcpTransport.ConnectAsync(options, ct).ConfigureAwait(false));
+        return new KvStore(await ShmNegotiation.ConnectAsync(options, ct).ConfigureAwait(false));
     }
+
+    /// <summary>
+    /// The transport this store's values take: <see cref="KvTransportKind.Tcp"/>, <see cref="KvTransportKind.Shm"/>
+    /// or <see cref="KvTransportKind.InProcess"/>. In a cluster, <see cref="KvTransportKind.Auto"/>: each
+    /// node's connection decides on its own (see <see cref="KvStoreOptions.Transport"/>).
+    /// </summary>
+    public KvTransportKind Transport => _router is null ? _transport.Kind : KvTransportKind.Auto;
 
     /// <summary>True when this store routes over a cluster's nodes.</summary>
     public bool IsCluster => _router is not null;

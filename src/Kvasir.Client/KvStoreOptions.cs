@@ -40,7 +40,22 @@ public sealed class KvStoreOptions
     /// </summary>
     public EmbeddedNodeOptions? Embedded { get; init; }
 
-    /// <summary>Logs for cluster events (membership changes, unreachable nodes). Default none.</summary>
+    /// <summary>
+    /// How value bytes travel. Default <see cref="KvTransportKind.Auto"/>: shared memory when the node's
+    /// address is this host's (loopback or one of its interfaces) and the node's arena can be mapped
+    /// (SHM_INFO, then its token file read back and compared: same host, same user or permission),
+    /// otherwise TCP, with the reason logged at Information through <see cref="LoggerFactory"/>.
+    /// <see cref="KvTransportKind.Shm"/> insists: <see cref="KvStore.ConnectAsync"/> throws
+    /// <see cref="KvasirException"/> with the reason instead of falling back (in a cluster, a node
+    /// that cannot use it is treated as unreachable). <see cref="KvTransportKind.Tcp"/> never tries.
+    /// Over shared memory GET is LEASE + one copy out of the arena + RELEASE, PUT is ALLOC + one copy
+    /// in + COMMIT; chained puts (<see cref="PutOptions.Chain"/>), EXISTS, REMOVE, PIN, UNPIN, STATS
+    /// and PING still go over the socket. The risk: this process maps the node's whole arena
+    /// read-write, so a bug that writes through a stray pointer here can corrupt other keys' values.
+    /// </summary>
+    public KvTransportKind Transport { get; init; } = KvTransportKind.Auto;
+
+    /// <summary>Logs for cluster events (membership changes, unreachable nodes) and the transport chosen when it is not the one asked for. Default none.</summary>
     public ILoggerFactory? LoggerFactory { get; init; }
 
     /// <summary>The node's auth key as 64 hex characters. Default none. With a key set the client also refuses a node that does not authenticate itself.</summary>
@@ -75,7 +90,7 @@ public sealed class KvStoreOptions
     internal KvStoreOptions ForNode(string address) => new()
     {
         Server = address, AuthKey = AuthKey, ConnectTimeout = ConnectTimeout, RequestTimeout = RequestTimeout,
-        ConnectionsPerNode = ConnectionsPerNode, ClientName = ClientName,
+        ConnectionsPerNode = ConnectionsPerNode, ClientName = ClientName, Transport = Transport, LoggerFactory = LoggerFactory,
     };
 
     internal (string Host, int Port) ParseServer()
@@ -94,6 +109,8 @@ public sealed class KvStoreOptions
         if (ConnectTimeout <= TimeSpan.Zero || RequestTimeout <= TimeSpan.Zero) throw new KvasirException("timeouts must be positive");
         if (Replicas < 1) throw new KvasirException($"replicas must be at least 1 (got {Replicas})");
         if (MembershipPoll <= TimeSpan.Zero) throw new KvasirException("membership poll interval must be positive");
+        if (Transport is not (KvTransportKind.Auto or KvTransportKind.Tcp or KvTransportKind.Shm))
+            throw new KvasirException($"transport {Transport} cannot be chosen for a connection (Auto, Tcp or Shm; a node in this process: KvStore.InProcess or StartEmbedded)");
         if (EffectiveRedisUrl is { } url)
         {
             try { Kvasir.Cluster.RedisUrl.Parse(url); Kvasir.Cluster.RedisClusterRegistry.ValidateClusterName(Cluster); }

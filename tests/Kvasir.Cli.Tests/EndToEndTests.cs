@@ -157,7 +157,26 @@ public class EndToEndTests(ServeFixture fixture) : IClassFixture<ServeFixture>
         Assert.Equal(stats.Keys.Order(StringComparer.Ordinal), stats.Keys);
         Assert.True(stats["keys"] >= 1);
         Assert.Equal(64_000_000, stats["capacity_bytes"]);
-        Assert.True(stats["requests_put"] >= 1);
+        // The put went over shared memory (the node is on this host): ALLOC + COMMIT instead of PUT.
+        Assert.True(stats["requests_put"] + stats["requests_commit"] >= 1);
+    }
+
+    [Fact]
+    public async Task Transport_flag_picks_shm_or_tcp_and_both_see_the_same_bytes()
+    {
+        var data = RandomNumberGenerator.GetBytes(200_000);
+        var input = TempFile("in");
+        var output = TempFile("out");
+        await File.WriteAllBytesAsync(input, data);
+        var key = UniqueKey("transport");
+        var put = await Cli.RunAsync("put", "--server", Server, "--transport", "shm", key, input);
+        Assert.True(put.ExitCode == 0, put.ToString());
+        var get = await Cli.RunAsync("get", "--server", Server, "--transport", "tcp", key, output);
+        Assert.True(get.ExitCode == 0, get.ToString());
+        Assert.Equal(data, await File.ReadAllBytesAsync(output));
+        var bad = await Cli.RunAsync("get", "--server", Server, "--transport", "udp", key, output);
+        Assert.NotEqual(0, bad.ExitCode);
+        Assert.Contains("--transport must be auto, tcp or shm", bad.Stderr);
     }
 
     [Fact]

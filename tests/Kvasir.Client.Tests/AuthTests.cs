@@ -154,10 +154,12 @@ public sealed class FailureTests
         Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(10), "connect did not honour its timeout");
     }
 
-    [Fact]
-    public async Task Cancelling_a_get_throws_and_the_store_keeps_working()
+    [Theory]
+    [InlineData("tcp")]
+    [InlineData("shm")]
+    public async Task Cancelling_a_get_throws_and_the_store_keeps_working(string transport)
     {
-        await using var h = await StartAsync("tcp");
+        await using var h = await StartAsync(transport);
         var big = Value(1, 16 << 20);
         await h.Store.PutAsync([Key("big")], [big]);
         var dest = new byte[16 << 20];

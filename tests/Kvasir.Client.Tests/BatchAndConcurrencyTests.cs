@@ -10,7 +10,7 @@ public sealed class BatchAndConcurrencyTests
     public static TheoryData<string, int> BatchSizes()
     {
         var data = new TheoryData<string, int>();
-        foreach (var t in new[] { "tcp", "inproc" })
+        foreach (var t in TransportNames)
             foreach (var n in new[] { 1, 128, 1024 })
                 data.Add(t, n);
         return data;

@@ -7,8 +7,9 @@ namespace Kvasir.Client.Tests;
 
 /// <summary>
 /// A real node on 127.0.0.1 (port 0) with a client over the chosen transport: "tcp" talks to it
-/// over the wire, "inproc" calls the same node in-process. On dispose it fails the test if arena
-/// reservations or leases leaked.
+/// over the wire, "shm" maps its /dev/shm arena (control over the wire), "inproc" calls the same
+/// node in-process. Each client is checked to have got the transport asked for. On dispose it fails
+/// the test if arena reservations or leases leaked.
 /// </summary>
 public sealed class NodeHarness : IAsyncDisposable
 {
@@ -21,7 +22,9 @@ public sealed class NodeHarness : IAsyncDisposable
         AuthKeyHex = authKeyHex;
     }
 
-    public static readonly TheoryData<string> Transports = new() { "tcp", "inproc" };
+    public static readonly string[] TransportNames = ["tcp", "shm", "inproc"];
+
+    public static readonly TheoryData<string> Transports = new(TransportNames);
 
     public CacheNode Node { get; }
     public string Transport { get; }
@@ -36,6 +39,7 @@ public sealed class NodeHarness : IAsyncDisposable
             Port = 0,
             Store = store ?? new StoreOptions { Capacity = 256L << 20 },
             AuthKey = authKeyHex is null ? null : Convert.FromHexString(authKeyHex),
+            SharedMemory = transport == "shm",
         });
         node.Start();
         var harness = new NodeHarness(node, transport, authKeyHex);
@@ -46,10 +50,12 @@ public sealed class NodeHarness : IAsyncDisposable
     /// <summary>Another client of the same node, over the harness's transport.</summary>
     public async Task<KvStore> NewClientAsync(int connections = 2, string? authKeyHex = null)
     {
-        var client = Transport == "inproc"
+        var kind = Transport switch { "inproc" => KvTransportKind.InProcess, "shm" => KvTransportKind.Shm, _ => KvTransportKind.Tcp };
+        var client = kind == KvTransportKind.InProcess
             ? KvStore.InProcess(Node)
-            : await KvStore.ConnectAsync(new KvStoreOptions { Server = Address, AuthKey = authKeyHex ?? AuthKeyHex, ConnectionsPerNode = connections });
+            : await KvStore.ConnectAsync(new KvStoreOptions { Server = Address, AuthKey = authKeyHex ?? AuthKeyHex, ConnectionsPerNode = connections, Transport = kind });
         _clients.Add(client);
+        Assert.Equal(kind, client.Transport);
         return client;
     }
 

@@ -11,6 +11,9 @@ internal interface IKvTransport : IAsyncDisposable
 {
     NodeLimits Limits { get; }
 
+    /// <summary>What this transport is (never <see cref="KvTransportKind.Auto"/>).</summary>
+    KvTransportKind Kind { get; }
+
     Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct);
 
     Task GetAsync(GetBatch batch, int start, int end, CancellationToken ct);

@@ -15,6 +15,8 @@ internal sealed class InProcessTransport(CacheNode node, bool ownsNode) : IKvTra
     public NodeLimits Limits { get; } = new(node.Options.Store.MaxValueBytes, node.Options.Store.MaxKeyBytes,
         node.Options.MaxBatchKeys, node.Options.MaxMetaBytes, node.Options.Store.Capacity, node.NodeId);
 
+    public KvTransportKind Kind => KvTransportKind.InProcess;
+
     public Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct)
     {
         for (int i = start; i < end; i++)

@@ -15,6 +15,7 @@ internal sealed class TcpTransport : IKvTransport
     private readonly ClientConnection?[] _connections;
     private readonly SemaphoreSlim[] _connectLocks;
     private int _next;
+    private volatile bool _disposed;
 
     private TcpTransport(KvStoreOptions options, ClientConnection first)
     {
@@ -30,6 +31,15 @@ internal sealed class TcpTransport : IKvTransport
 
     public NodeLimits Limits { get; }
 
+    public KvTransportKind Kind => KvTransportKind.Tcp;
+
+    /// <summary>The node as "host:port".</summary>
+    public string Address => $"{_host}:{_port}";
+
+    public string Host => _host;
+
+    public TimeSpan RequestTimeout => _options.RequestTimeout;
+
     /// <summary>Connects once up front so a wrong address or key fails here, with the reason.</summary>
     public static async Task<TcpTransport> ConnectAsync(KvStoreOptions options, CancellationToken ct)
     {
@@ -41,16 +51,20 @@ internal sealed class TcpTransport : IKvTransport
         return new TcpTransport(options, first);
     }
 
-    private async ValueTask<ClientConnection?> GetConnectionAsync(CancellationToken ct)
+    /// <summary>A pooled connection (replaced when broken), or null when the node cannot be reached.</summary>
+    internal async ValueTask<ClientConnection?> GetConnectionAsync(CancellationToken ct)
     {
         int slot = (int)((uint)Interlocked.Increment(ref _next) % (uint)_connections.Length);
         var c = Volatile.Read(ref _connections[slot]);
         if (c is { IsBroken: false }) return c;
+        if (_disposed) return null;
         await _connectLocks[slot].WaitAsync(ct).ConfigureAwait(false);
         try
         {
             c = _connections[slot];
             if (c is { IsBroken: false }) return c;
+            // Checked under the slot's lock, which DisposeAsync also takes: no connection opened here outlives the transport.
+            if (_disposed) return null;
             if (c is not null) await c.DisposeAsync().ConfigureAwait(false);
             _connections[slot] = null;
             try
@@ -114,7 +128,8 @@ internal sealed class TcpTransport : IKvTransport
 
     public async Task PingAsync(CancellationToken ct) => await CallAsync(Opcode.Ping, [], ct).ConfigureAwait(false);
 
-    private async Task<byte[]> CallAsync(Opcode op, byte[] meta, CancellationToken ct)
+    /// <summary>A request whose reply metadata the caller parses; throws <see cref="KvasirException"/> with the reason when it fails.</summary>
+    internal async Task<byte[]> CallAsync(Opcode op, byte[] meta, CancellationToken ct)
     {
         var connection = await GetConnectionAsync(ct).ConfigureAwait(false)
             ?? throw new KvasirException($"node {_host}:{_port} is unavailable");
@@ -130,7 +145,7 @@ internal sealed class TcpTransport : IKvTransport
         }
     }
 
-    private static byte[] KeyBatchMeta(IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int end)
+    internal static byte[] KeyBatchMeta(IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int end)
     {
         var meta = new byte[KeyBatchRequest.Size(keys, start, end - start)];
         var w = new MetaWriter(meta);
@@ -138,9 +153,21 @@ internal sealed class TcpTransport : IKvTransport
         return meta;
     }
 
+    /// <summary>Closes every connection; calls still running or made later report Unavailable.</summary>
     public async ValueTask DisposeAsync()
     {
-        foreach (var c in _connections)
-            if (c is not null) await c.DisposeAsync().ConfigureAwait(false);
+        _disposed = true;
+        for (int slot = 0; slot < _connections.Length; slot++)
+        {
+            await _connectLocks[slot].WaitAsync().ConfigureAwait(false);
+            try
+            {
+                if (_connections[slot] is { } c) await c.DisposeAsync().ConfigureAwait(false);
+            }
+            finally
+            {
+                _connectLocks[slot].Release();
+            }
+        }
     }
 }

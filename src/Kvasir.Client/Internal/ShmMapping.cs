@@ -1,0 +1,108 @@
+using System.IO.MemoryMappedFiles;
+using System.Security.Cryptography;
+using Kvasir.Protocol;
+
+namespace Kvasir.Client.Internal;
+
+/// <summary>
+/// A node's shared-memory arena mapped read-write into this process. Opened only after the token file
+/// next to the arena matches the node's SHM_INFO token, which proves this process reached that very
+/// node's arena, on the same host, with permission to read its files.
+/// Every range the node names is checked with <see cref="Contains"/> before a byte is touched, so a
+/// bad range is a ProtocolError, never an access violation. Copies run between <see cref="TryEnter"/>
+/// and <see cref="Exit"/>, which hold a reference on the view: <see cref="Dispose"/> during a copy
+/// unmaps only once it is over, and after Dispose <see cref="TryEnter"/> answers false.
+/// </summary>
+internal sealed unsafe class ShmMapping : IDisposable
+{
+    private readonly MemoryMappedFile _file;
+    private readonly MemoryMappedViewAccessor _view;
+    private readonly byte* _base;
+    private int _disposed;
+
+    private ShmMapping(string path, MemoryMappedFile file, MemoryMappedViewAccessor view, long length)
+    {
+        Path = path;
+        _file = file;
+        _view = view;
+        Length = length;
+        byte* pointer = null;
+        view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
+        _base = pointer + view.PointerOffset;
+    }
+
+    public string Path { get; }
+
+    /// <summary>Bytes mapped: the arena's length as the node reported it.</summary>
+    public long Length { get; }
+
+    /// <summary>Maps the arena <paramref name="info"/> names; throws <see cref="KvasirException"/> saying why it cannot.</summary>
+    public static ShmMapping Open(ShmInfoReply info)
+    {
+        byte[] token;
+        try { token = File.ReadAllBytes(info.Path + ".token"); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new KvasirException($"cannot read {info.Path}.token: {ex.Message}", ex);
+        }
+        if (!CryptographicOperations.FixedTimeEquals(token, info.Token))
+            throw new KvasirException($"{info.Path} on this host is not the node's arena (its token differs: the node is on another host or was restarted)");
+        if (info.ArenaLength == 0 || info.ArenaLength > long.MaxValue)
+            throw new KvasirException($"the node reported an arena of {info.ArenaLength} bytes");
+        long length = (long)info.ArenaLength;
+        FileStream stream;
+        try { stream = new FileStream(info.Path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new KvasirException($"cannot open {info.Path}: {ex.Message}", ex);
+        }
+        MemoryMappedFile? file = null;
+        try
+        {
+            if (stream.Length < length)
+                throw new KvasirException($"{info.Path} is shorter ({stream.Length} bytes) than the arena ({length} bytes)");
+            file = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: false);
+            var view = file.CreateViewAccessor(0, length, MemoryMappedFileAccess.ReadWrite);
+            return new ShmMapping(info.Path, file, view, length);
+        }
+        catch (Exception ex)
+        {
+            if (file is null) stream.Dispose();
+            else file.Dispose();   // owns the stream
+            if (ex is IOException or UnauthorizedAccessException)
+                throw new KvasirException($"cannot map {info.Path}: {ex.Message}", ex);
+            throw;
+        }
+    }
+
+    /// <summary>True when [offset, offset + length) lies inside the mapping.</summary>
+    public bool Contains(ulong offset, ulong length) => offset <= (ulong)Length && length <= (ulong)Length - offset;
+
+    /// <summary>Keeps the mapping alive for copies; false once it is disposed. Pair with <see cref="Exit"/>.</summary>
+    public bool TryEnter()
+    {
+        if (Volatile.Read(ref _disposed) != 0) return false;
+        bool added = false;
+        try { _view.SafeMemoryMappedViewHandle.DangerousAddRef(ref added); }
+        catch (ObjectDisposedException) { return false; }
+        return added;
+    }
+
+    public void Exit() => _view.SafeMemoryMappedViewHandle.DangerousRelease();
+
+    /// <summary>Copies <c>destination.Length</c> bytes from arena offset <paramref name="offset"/>. The range must be checked and entered.</summary>
+    public void CopyOut(ulong offset, Span<byte> destination)
+        => new ReadOnlySpan<byte>(_base + offset, destination.Length).CopyTo(destination);
+
+    /// <summary>Copies <paramref name="source"/> to arena offset <paramref name="offset"/>. The range must be checked and entered.</summary>
+    public void CopyIn(ulong offset, ReadOnlySpan<byte> source)
+        => source.CopyTo(new Span<byte>(_base + offset, source.Length));
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        _view.Dispose();
+        _file.Dispose();
+    }
+}

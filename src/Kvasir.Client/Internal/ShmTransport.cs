@@ -1,0 +1,244 @@
+using Kvasir.Protocol;
+
+namespace Kvasir.Client.Internal;
+
+/// <summary>
+/// A node on this host reached through its shared-memory arena (docs/protocol.md § Shared memory).
+/// Control messages go over the wrapped <see cref="TcpTransport"/>'s authenticated connections;
+/// value bytes are one copy between the caller's memory and the mapped arena. GET: LEASE, copy out,
+/// RELEASE (sent, its reply not awaited). PUT: ALLOC, copy in, COMMIT. Chained puts and everything
+/// else go over TCP unchanged. Leases and reservations belong to the connection that took them, so
+/// each call keeps to one connection; a connection that breaks hands all of its back on the node.
+/// </summary>
+/// <remarks>
+/// Hazard: the node frees a lease or a reservation when its connection ends, and the space may then be
+/// reused. Copies are skipped once the connection is known broken, and a GET whose connection broke
+/// by the end of its copies reports Unavailable rather than bytes that may have changed under it; the
+/// residual window is a break the reader has not noticed yet. A LEASE, ALLOC or COMMIT whose reply
+/// this side gives up on (timeout, cancellation) cuts the connection, so that what it held on the
+/// node is freed at once rather than after the node's lease timeout.
+/// </remarks>
+internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTransport
+{
+    public NodeLimits Limits => tcp.Limits;
+
+    public KvTransportKind Kind => KvTransportKind.Shm;
+
+    public async Task GetAsync(GetBatch batch, int start, int end, CancellationToken ct)
+    {
+        int count = end - start;
+        var connection = await tcp.GetConnectionAsync(ct).ConfigureAwait(false);
+        if (connection is null)
+        {
+            FailGet(batch, start, count, KvStatus.Unavailable);
+            return;
+        }
+        var (reply, failure) = await ControlAsync(connection, Opcode.Lease, TcpTransport.KeyBatchMeta(batch.Keys, start, end), ct).ConfigureAwait(false);
+        LeaseEntry[]? entries = null;
+        if (reply is not null && !TryRead(connection, () => ShmMessages.ReadLeaseReply(reply), count, out entries)) failure = KvStatus.ProtocolError;
+        if (entries is null)
+        {
+            FailGet(batch, start, count, failure);
+            return;
+        }
+        var ids = new List<ulong>(count);
+        bool entered = mapping.TryEnter();
+        try
+        {
+            for (int i = 0; i < count; i++)
+            {
+                var e = entries[i];
+                if (e.Status != WireStatus.Ok)
+                {
+                    batch.Results[start + i] = new KvGetResult(StatusConvert.FromWire(e.Status), 0);
+                    continue;
+                }
+                ids.Add(e.LeaseId);
+                batch.Results[start + i] = entered && !connection.IsBroken ? CopyOut(batch, start + i, e) : new KvGetResult(KvStatus.Unavailable, 0);
+            }
+        }
+        finally
+        {
+            if (entered) mapping.Exit();
+        }
+        if (connection.IsBroken)
+        {
+            // The node may have dropped the leases while we copied: those bytes cannot be trusted.
+            for (int k = start; k < end; k++)
+                if (batch.Results[k].Status == KvStatus.Ok) { batch.Results[k] = new KvGetResult(KvStatus.Unavailable, 0); batch.Allocated[k] = null; }
+            return;
+        }
+        if (ids.Count > 0) await SendIdsAsync(connection, Opcode.Release, ids, new MetaRequest(), CancellationToken.None).ConfigureAwait(false);
+    }
+
+    /// <summary>One leased value into its destination; the caller holds the mapping.</summary>
+    private KvGetResult CopyOut(GetBatch batch, int k, LeaseEntry e)
+    {
+        if (!mapping.Contains(e.Offset, e.Length)) return new KvGetResult(KvStatus.ProtocolError, 0);
+        long length = (long)e.Length;
+        var dest = batch.Destinations[k];
+        if (length > dest.Capacity) return new KvGetResult(KvStatus.BufferTooSmall, length);
+        if (dest.Allocate)
+        {
+            if (length > Array.MaxLength) return new KvGetResult(KvStatus.BufferTooSmall, length);
+            var value = GC.AllocateUninitializedArray<byte>((int)length);
+            mapping.CopyOut(e.Offset, value);
+            batch.Allocated[k] = value;
+            return new KvGetResult(KvStatus.Ok, length);
+        }
+        ulong at = e.Offset;
+        long left = length;
+        for (int p = 0; p < dest.PieceCount && left > 0; p++)
+        {
+            var piece = dest.Piece(p).Span;
+            int n = (int)Math.Min(piece.Length, left);
+            mapping.CopyOut(at, piece[..n]);
+            at += (ulong)n;
+            left -= n;
+        }
+        return new KvGetResult(KvStatus.Ok, length);
+    }
+
+    public async Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct)
+    {
+        // A chain needs PUT's chain flags, which ALLOC does not carry.
+        if (chain)
+        {
+            await tcp.PutAsync(batch, start, end, chain, parent, hasParent, ct).ConfigureAwait(false);
+            return;
+        }
+        int count = end - start;
+        var connection = await tcp.GetConnectionAsync(ct).ConfigureAwait(false);
+        if (connection is null)
+        {
+            Array.Fill(batch.Results, KvStatus.Unavailable, start, count);
+            return;
+        }
+        var meta = new byte[ShmMessages.AllocRequestSize(batch.Keys, start, count)];
+        var w = new MetaWriter(meta);
+        w.U32((uint)count);
+        for (int i = start; i < end; i++) ShmMessages.WriteAllocEntry(ref w, batch.Keys[i].Span, batch.Values[i].Length);
+        var (reply, failure) = await ControlAsync(connection, Opcode.Alloc, meta, ct).ConfigureAwait(false);
+        AllocEntry[]? entries = null;
+        if (reply is not null && !TryRead(connection, () => ShmMessages.ReadAllocReply(reply), count, out entries)) failure = KvStatus.ProtocolError;
+        if (entries is null)
+        {
+            Array.Fill(batch.Results, failure, start, count);
+            return;
+        }
+        var ids = new List<ulong>(count);
+        var owners = new List<int>(count);
+        bool entered = mapping.TryEnter();
+        try
+        {
+            for (int i = 0; i < count; i++)
+            {
+                var e = entries[i];
+                int k = start + i;
+                var value = batch.Values[k];
+                // A reservation left uncommitted here is aborted by the node when this connection ends or its lease timeout passes.
+                if (e.Status != WireStatus.Ok) batch.Results[k] = StatusConvert.FromWire(e.Status);
+                else if (!entered || connection.IsBroken) batch.Results[k] = KvStatus.Unavailable;
+                else if (!mapping.Contains(e.Offset, (ulong)value.Length)) batch.Results[k] = KvStatus.ProtocolError;
+                else
+                {
+                    ulong at = e.Offset;
+                    for (int p = 0; p < value.PieceCount; p++)
+                    {
+                        var piece = value.Piece(p).Span;
+                        mapping.CopyIn(at, piece);
+                        at += (ulong)piece.Length;
+                    }
+                    ids.Add(e.ReservationId);
+                    owners.Add(k);
+                }
+            }
+        }
+        finally
+        {
+            if (entered) mapping.Exit();
+        }
+        if (ids.Count == 0) return;
+        var commit = new MetaRequest();
+        await SendIdsAsync(connection, Opcode.Commit, ids, commit, ct).ConfigureAwait(false);
+        var (committed, commitFailure) = await WaitControlAsync(connection, commit, ct).ConfigureAwait(false);
+        WireStatus[]? statuses = null;
+        if (committed is not null && !TryRead(connection, () => StatusListReply.Read(committed, ids.Count), ids.Count, out statuses)) commitFailure = KvStatus.ProtocolError;
+        for (int j = 0; j < owners.Count; j++)
+            batch.Results[owners[j]] = statuses is null ? commitFailure : StatusConvert.FromWire(statuses[j]);
+    }
+
+    public Task KeyOpAsync(Opcode op, IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int end, KvStatus[] results, CancellationToken ct)
+        => tcp.KeyOpAsync(op, keys, start, end, results, ct);
+
+    public Task<List<KeyValuePair<string, long>>> StatsAsync(CancellationToken ct) => tcp.StatsAsync(ct);
+
+    public Task PingAsync(CancellationToken ct) => tcp.PingAsync(ct);
+
+    /// <summary>Sends a LEASE or ALLOC and waits for its reply metadata, or the status its keys report instead.</summary>
+    private async Task<(byte[]? Meta, KvStatus Failure)> ControlAsync(ClientConnection connection, Opcode op, byte[] meta, CancellationToken ct)
+    {
+        var request = new MetaRequest();
+        await connection.SendAsync(request, op, FrameFlags.None, meta, meta.Length, null, 0, 0, ct).ConfigureAwait(false);
+        return await WaitControlAsync(connection, request, ct).ConfigureAwait(false);
+    }
+
+    private async Task<(byte[]? Meta, KvStatus Failure)> WaitControlAsync(ClientConnection connection, MetaRequest request, CancellationToken ct)
+    {
+        bool inTime;
+        try
+        {
+            inTime = await connection.WaitAsync(request, tcp.RequestTimeout, ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            connection.Abort();   // its late reply would hold arena space until the node's lease timeout
+            throw;
+        }
+        if (!inTime)
+        {
+            connection.Abort();
+            return (null, KvStatus.Timeout);
+        }
+        return request.Status == KvStatus.Ok ? (request.Meta, KvStatus.Ok) : (null, request.Status);
+    }
+
+    /// <summary>RELEASE or COMMIT: u32 count and the ids. The caller decides whether to wait for <paramref name="request"/>.</summary>
+    private static Task SendIdsAsync(ClientConnection connection, Opcode op, List<ulong> ids, MetaRequest request, CancellationToken ct)
+    {
+        var meta = new byte[ShmMessages.IdListSize(ids.Count)];
+        var w = new MetaWriter(meta);
+        ShmMessages.WriteIdList(ref w, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(ids));
+        return connection.SendAsync(request, op, FrameFlags.None, meta, meta.Length, null, 0, 0, ct);
+    }
+
+    /// <summary>
+    /// Parses a reply and checks it has one entry per key. A malformed reply means the stream cannot be
+    /// trusted: the connection is cut, which also frees whatever the reply granted on the node.
+    /// </summary>
+    private static bool TryRead<T>(ClientConnection connection, Func<T[]> read, int count, out T[]? entries)
+    {
+        try
+        {
+            entries = read();
+            if (entries.Length == count) return true;
+        }
+        catch (ProtocolException)
+        {
+        }
+        entries = null;
+        connection.Abort();
+        return false;
+    }
+
+    private static void FailGet(GetBatch batch, int start, int count, KvStatus status)
+    {
+        for (int k = start; k < start + count; k++) batch.Results[k] = new KvGetResult(status, 0);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await tcp.DisposeAsync().ConfigureAwait(false);
+        mapping.Dispose();
+    }
+}

@@ -1,0 +1,307 @@
+using System.Collections.Concurrent;
+using System.Net.NetworkInformation;
+using Kvasir.Client.Internal;
+using Kvasir.Protocol;
+using Kvasir.Server;
+using Kvasir.Storage;
+using Microsoft.Extensions.Logging;
+using static Kvasir.Client.Tests.NodeHarness;
+
+namespace Kvasir.Client.Tests;
+
+/// <summary>
+/// The shared-memory transport's choice and its failure modes: every reason not to use it falls back
+/// to TCP with the reason logged (or thrown when Shm is forced), and nothing a client took on the
+/// node's arena outlives it. Byte-exactness over shm is covered by the round-trip and batch tests,
+/// which run over "shm" too.
+/// </summary>
+public sealed class ShmTransportTests
+{
+    private const string NodeKey = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+    private static CacheNode StartNode(bool shm, long capacity = 64L << 20, string? authKeyHex = null)
+    {
+        var node = new CacheNode(new NodeOptions
+        {
+            Port = 0,
+            Store = new StoreOptions { Capacity = capacity, MaxValueBytes = Math.Min(64L << 20, capacity) },
+            SharedMemory = shm,
+            AuthKey = authKeyHex is null ? null : Convert.FromHexString(authKeyHex),
+        });
+        node.Start();
+        return node;
+    }
+
+    private static string AddressOf(CacheNode node) => $"127.0.0.1:{node.Port}";
+
+    [Fact]
+    public async Task Auto_picks_shm_for_a_node_on_this_host_and_values_go_through_the_arena()
+    {
+        await using var node = StartNode(shm: true);
+        var log = new ListLoggerFactory();
+        await using (var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), LoggerFactory = log }))
+        {
+            Assert.Equal(KvTransportKind.Shm, store.Transport);
+            Assert.Equal(new[] { KvStatus.Ok }, await store.PutAsync([Key("a")], [Value(1, 70_000)]));
+            Assert.Equal(Value(1, 70_000), await store.GetAsync(Key("a")));
+        }
+        Assert.Empty(log.Messages);
+        var stats = node.Counters;
+        Assert.True(stats.Requests(Opcode.Commit) == 1 && stats.Requests(Opcode.Lease) == 1, "the value did not go through ALLOC/COMMIT and LEASE");
+        Assert.Equal(0, stats.Requests(Opcode.Put));
+    }
+
+    [Fact]
+    public async Task Tcp_asked_for_is_tcp_even_when_shm_would_work()
+    {
+        await using var node = StartNode(shm: true);
+        await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), Transport = KvTransportKind.Tcp });
+        Assert.Equal(KvTransportKind.Tcp, store.Transport);
+        await store.PutAsync([Key("a")], [Value(1, 10)]);
+        Assert.Equal(0, node.Counters.Requests(Opcode.ShmInfo));
+        Assert.Equal(1, node.Counters.Requests(Opcode.Put));
+    }
+
+    [Fact]
+    public async Task Only_loopback_and_this_hosts_own_addresses_count_as_local()
+    {
+        Assert.True(await ShmNegotiation.IsLocalAddressAsync("127.0.0.1", default));
+        Assert.True(await ShmNegotiation.IsLocalAddressAsync("127.3.4.5", default));
+        Assert.True(await ShmNegotiation.IsLocalAddressAsync("::1", default));
+        Assert.True(await ShmNegotiation.IsLocalAddressAsync("localhost", default));
+        Assert.True(await ShmNegotiation.IsLocalAddressAsync("::ffff:127.0.0.1", default));
+        Assert.False(await ShmNegotiation.IsLocalAddressAsync("192.0.2.1", default));   // TEST-NET-1: never this host's
+        Assert.False(await ShmNegotiation.IsLocalAddressAsync("2001:db8::1", default)); // documentation prefix
+        Assert.False(await ShmNegotiation.IsLocalAddressAsync("no-such-host.invalid", default));
+        foreach (var a in NetworkInterface.GetAllNetworkInterfaces().SelectMany(n => n.GetIPProperties().UnicastAddresses).Select(u => u.Address))
+            Assert.True(await ShmNegotiation.IsLocalAddressAsync(a.ToString(), default), $"{a} is this host's own address");
+    }
+
+    [Fact]
+    public async Task A_node_address_that_is_not_this_hosts_is_refused_with_the_reason_before_asking_the_node()
+    {
+        await using var node = StartNode(shm: true);
+        await using var tcp = await TcpTransport.ConnectAsync(new KvStoreOptions { Server = AddressOf(node) }, default);
+        var (mapping, reason) = await ShmNegotiation.TryMapAsync(tcp, "192.0.2.1", default);
+        Assert.Null(mapping);
+        Assert.Equal("192.0.2.1 is not an address of this host", reason);
+        Assert.Equal(0, node.Counters.Requests(Opcode.ShmInfo));
+    }
+
+    [Fact]
+    public async Task A_node_without_an_arena_is_reached_over_tcp_with_the_reason_logged_and_shm_forced_throws_it()
+    {
+        await using var node = StartNode(shm: false);
+        var log = new ListLoggerFactory();
+        await using (var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), LoggerFactory = log }))
+        {
+            Assert.Equal(KvTransportKind.Tcp, store.Transport);
+            Assert.Equal(new[] { KvStatus.Ok }, await store.PutAsync([Key("k")], [Value(1, 5000)]));
+            Assert.Equal(Value(1, 5000), await store.GetAsync(Key("k")));
+        }
+        var line = Assert.Single(log.Messages);
+        Assert.Contains($"using TCP to {AddressOf(node)}", line);
+        Assert.Contains("no shared-memory arena", line);
+        var ex = await Assert.ThrowsAsync<KvasirException>(() => KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), Transport = KvTransportKind.Shm }));
+        Assert.Contains("shm transport unavailable", ex.Message);
+        Assert.Contains("no shared-memory arena", ex.Message);
+    }
+
+    [Fact]
+    public async Task An_arena_whose_token_file_differs_is_not_used()
+    {
+        await using var node = StartNode(shm: true);
+        var token = node.Store.SharedMemoryPath + ".token";
+        var original = await File.ReadAllBytesAsync(token);
+        var other = original.Select(b => (byte)~b).ToArray();
+        await File.WriteAllBytesAsync(token, other);   // as if the file were another node's, on another host
+        var log = new ListLoggerFactory();
+        await using (var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), LoggerFactory = log }))
+        {
+            Assert.Equal(KvTransportKind.Tcp, store.Transport);
+            Assert.Equal(new[] { KvStatus.Ok }, await store.PutAsync([Key("k")], [Value(2, 100)]));
+        }
+        Assert.Contains("token differs", Assert.Single(log.Messages));
+        var ex = await Assert.ThrowsAsync<KvasirException>(() => KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), Transport = KvTransportKind.Shm }));
+        Assert.Contains("token differs", ex.Message);
+        await File.WriteAllBytesAsync(token, original);   // and with the right token, shm again
+        await using var again = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), Transport = KvTransportKind.Shm });
+        Assert.Equal(KvTransportKind.Shm, again.Transport);
+    }
+
+    [Fact]
+    public async Task An_unreadable_token_file_falls_back_to_tcp_naming_the_file()
+    {
+        await using var node = StartNode(shm: true);
+        var token = node.Store.SharedMemoryPath + ".token";
+        File.Delete(token);
+        var log = new ListLoggerFactory();
+        await using (var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), LoggerFactory = log }))
+            Assert.Equal(KvTransportKind.Tcp, store.Transport);
+        Assert.Contains($"cannot read {token}", Assert.Single(log.Messages));
+        var ex = await Assert.ThrowsAsync<KvasirException>(() => KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), Transport = KvTransportKind.Shm }));
+        Assert.Contains($"cannot read {token}", ex.Message);
+    }
+
+    [Fact]
+    public async Task Ranges_outside_the_mapping_are_refused_and_a_disposed_mapping_admits_no_copy()
+    {
+        await using var node = StartNode(shm: true, capacity: 16L << 20);
+        await using var tcp = await TcpTransport.ConnectAsync(new KvStoreOptions { Server = AddressOf(node) }, default);
+        var (mapping, reason) = await ShmNegotiation.TryMapAsync(tcp, "127.0.0.1", default);
+        Assert.True(mapping is not null, reason);
+        ulong length = (ulong)mapping.Length;
+        Assert.Equal(16UL << 20, length);
+        Assert.True(mapping.Contains(0, length));
+        Assert.True(mapping.Contains(length, 0));
+        Assert.True(mapping.Contains(length - 1, 1));
+        Assert.False(mapping.Contains(length, 1));
+        Assert.False(mapping.Contains(1, length));
+        Assert.False(mapping.Contains(ulong.MaxValue, 2));
+        Assert.False(mapping.Contains(2, ulong.MaxValue));
+        Assert.True(mapping.TryEnter());
+        mapping.Exit();
+        mapping.Dispose();
+        Assert.False(mapping.TryEnter());
+    }
+
+    [Fact]
+    public async Task Shm_works_over_an_authenticated_connection()
+    {
+        await using var h = await StartAsync("shm", authKeyHex: NodeKey);
+        Assert.Equal(new[] { KvStatus.Ok }, await h.Store.PutAsync([Key("a")], [Value(1, 1 << 20)]));
+        Assert.Equal(Value(1, 1 << 20), await h.Store.GetAsync(Key("a")));
+        Assert.Equal(0, h.Node.Counters.AuthFailures);
+        Assert.Equal(0, h.Node.Counters.Requests(Opcode.Put));
+    }
+
+    [Fact]
+    public async Task A_connection_that_leased_and_reserved_then_closed_leaks_nothing()
+    {
+        await using var h = await StartAsync("shm");
+        Assert.Equal(new[] { KvStatus.Ok }, await h.Store.PutAsync([Key("held")], [Value(1, 100_000)]));
+        var raw = await ClientConnection.OpenAsync("127.0.0.1", h.Node.Port, null, "raw", TimeSpan.FromSeconds(5), default);
+        var leased = ShmMessages.ReadLeaseReply(await raw.CallAsync(Opcode.Lease, TcpTransport.KeyBatchMeta([Key("held")], 0, 1), default));
+        Assert.Equal(WireStatus.Ok, Assert.Single(leased).Status);
+        var meta = new byte[ShmMessages.AllocRequestSize([Key("half")], 0, 1)];
+        var w = new MetaWriter(meta);
+        w.U32(1);
+        ShmMessages.WriteAllocEntry(ref w, Key("half").Span, 50_000);
+        Assert.Equal(WireStatus.Ok, Assert.Single(ShmMessages.ReadAllocReply(await raw.CallAsync(Opcode.Alloc, meta, default))).Status);
+        Assert.True(h.Node.Store.GetStats() is { ActiveLeases: 1, Reservations: 1 }, "the raw connection holds a lease and a reservation");
+        await raw.DisposeAsync();   // never released, never committed
+        await Eventually(() => h.Node.Store.GetStats() is { ActiveLeases: 0, Reservations: 0 }, "the closed connection's lease and reservation to be freed");
+        Assert.Equal(new[] { 1, 0 }, await h.Store.ExistsAsync([Key("held"), Key("half")]));
+        Assert.Equal(Value(1, 100_000), await h.Store.GetAsync(Key("held")));
+    }
+
+    [Fact]
+    public async Task A_store_disposed_with_gets_and_puts_in_flight_leaks_no_lease_or_reservation()
+    {
+        await using var h = await StartAsync("shm", new StoreOptions { Capacity = 256L << 20 });
+        long connectionsBefore = h.Node.Counters.Connections;
+        var store = await h.NewClientAsync(connections: 4);
+        var keys = Enumerable.Range(0, 8).Select(i => Key($"big{i}")).ToArray();
+        Assert.All(await store.PutAsync(keys, keys.Select((_, i) => (ReadOnlyMemory<byte>)Value(i, 4 << 20)).ToArray()), s => Assert.Equal(KvStatus.Ok, s));
+        var gets = new List<Task<KvGetResult[]>>();
+        var puts = new List<Task<KvStatus[]>>();
+        for (int i = 0; i < 16; i++)
+        {
+            gets.Add(store.GetAsync(keys, keys.Select(_ => (Memory<byte>)new byte[4 << 20]).ToArray()));
+            puts.Add(store.PutAsync([Key($"new{i}")], [Value(100 + i, 4 << 20)]));
+        }
+        await store.DisposeAsync();
+        // Every call ends with per-key statuses, none throws.
+        foreach (var results in await Task.WhenAll(gets))
+            Assert.All(results, r => Assert.True(r.Status is KvStatus.Ok or KvStatus.Unavailable, $"unexpected {r.Status}"));
+        foreach (var statuses in await Task.WhenAll(puts))
+            Assert.All(statuses, s => Assert.True(s is KvStatus.Ok or KvStatus.Unavailable, $"unexpected {s}"));
+        // Also after the store is gone: calls report Unavailable and open nothing on the node.
+        Assert.Equal(KvStatus.Unavailable, (await store.GetAsync(keys[..1], [new byte[4 << 20]]))[0].Status);
+        Assert.Equal(KvStatus.Unavailable, (await store.PutAsync([Key("late")], [Value(1, 10)]))[0]);
+        await Eventually(() => h.Node.Store.GetStats() is { ActiveLeases: 0, Reservations: 0 }, "leases and reservations of the disposed store to be freed");
+        await Eventually(() => h.Node.Counters.Connections == connectionsBefore, "no connection of the disposed store left open");
+    }
+
+    [Fact]
+    public async Task Many_concurrent_gets_and_puts_on_one_shm_store_are_byte_exact()
+    {
+        await using var h = await StartAsync("shm", new StoreOptions { Capacity = 256L << 20 });
+        int[] sizes = [0, 1, 4095, 4096, 4097, 65_536, 1 << 20];
+        long wrong = 0, checkedValues = 0;
+        var workers = Enumerable.Range(0, 16).Select(t => Task.Run(async () =>
+        {
+            var rng = new Random(t);
+            for (int round = 0; round < 30; round++)
+            {
+                // Each worker owns its keys, so every read must return exactly what it last wrote.
+                var ids = Enumerable.Range(0, 4).Select(j => j).ToArray();
+                var lengths = ids.Select(_ => sizes[rng.Next(sizes.Length)]).ToArray();
+                var values = ids.Select(j => Value(t * 100_000 + round * 10 + j, lengths[j])).ToArray();
+                var keys = ids.Select(j => Key($"w{t}/{j}")).ToArray();
+                if (round % 2 == 0)
+                    Assert.All(await h.Store.PutAsync(keys, values.Select(v => (ReadOnlyMemory<byte>)v).ToArray()), s => Assert.Equal(KvStatus.Ok, s));
+                else   // gathered from two pieces
+                    Assert.All(await h.Store.PutGatherAsync(keys, values.Select(v => (IReadOnlyList<ReadOnlyMemory<byte>>)[v.AsMemory(0, v.Length / 3), v.AsMemory(v.Length / 3)]).ToArray()), s => Assert.Equal(KvStatus.Ok, s));
+                var pieces = values.Select(v => new[] { new byte[v.Length / 2], new byte[v.Length - v.Length / 2 + 7] }).ToArray();
+                var got = await h.Store.GetScatterAsync(keys, pieces.Select(p => (IReadOnlyList<Memory<byte>>)[p[0], p[1]]).ToArray());
+                for (int j = 0; j < keys.Length; j++)
+                {
+                    Assert.Equal(new KvGetResult(KvStatus.Ok, lengths[j]), got[j]);
+                    byte[] joined = [.. pieces[j][0], .. pieces[j][1].AsSpan(0, lengths[j] - pieces[j][0].Length)];
+                    if (!joined.AsSpan().SequenceEqual(values[j])) Interlocked.Increment(ref wrong);
+                    Interlocked.Increment(ref checkedValues);
+                }
+            }
+        })).ToArray();
+        await Task.WhenAll(workers);
+        Assert.Equal(16 * 30 * 4, checkedValues);
+        Assert.Equal(0, wrong);
+        Assert.Equal(0, h.Node.Counters.Requests(Opcode.Get));
+    }
+
+    [Fact]
+    public async Task Cluster_members_on_this_host_are_reached_through_their_arenas()
+    {
+        await using var a = StartNode(shm: true);
+        await using var b = StartNode(shm: true);
+        await using (var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = $"{AddressOf(a)},{AddressOf(b)}" }))
+        {
+            var keys = Enumerable.Range(0, 64).Select(i => Key($"c{i}")).ToArray();
+            Assert.All(await store.PutAsync(keys, keys.Select((_, i) => (ReadOnlyMemory<byte>)Value(i, 3000 + i)).ToArray()), s => Assert.Equal(KvStatus.Ok, s));
+            var dests = keys.Select(_ => (Memory<byte>)new byte[4000]).ToArray();
+            var got = await store.GetAsync(keys, dests);
+            for (int i = 0; i < keys.Length; i++)
+            {
+                Assert.Equal(new KvGetResult(KvStatus.Ok, 3000 + i), got[i]);
+                Assert.True(dests[i].Span[..(3000 + i)].SequenceEqual(Value(i, 3000 + i)), $"c{i} has wrong bytes");
+            }
+        }
+        foreach (var node in new[] { a, b })
+        {
+            Assert.True(node.Counters.Requests(Opcode.Commit) > 0 && node.Counters.Requests(Opcode.Lease) > 0, "a member was not used through shm");
+            Assert.Equal(0, node.Counters.Requests(Opcode.Put) + node.Counters.Requests(Opcode.Get));
+        }
+    }
+
+    /// <summary>Collects formatted log lines.</summary>
+    private sealed class ListLoggerFactory : ILoggerFactory, ILogger
+    {
+        private readonly ConcurrentQueue<string> _messages = new();
+
+        public IReadOnlyList<string> Messages => [.. _messages];
+
+        public ILogger CreateLogger(string categoryName) => this;
+
+        public void AddProvider(ILoggerProvider provider) { }
+
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+            => _messages.Enqueue($"{logLevel}: {formatter(state, exception)}");
+
+        public void Dispose() { }
+    }
+}
