@@ -25,6 +25,7 @@ import logging
 import os
 import struct
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional
 
@@ -32,6 +33,7 @@ from . import errors as E
 from . import protocol as P
 from .connection import _code, _Failure, _keys_bytes
 from .errors import KvasirError, ProtocolError
+from .shm import held_safely
 
 try:
     import numpy as np
@@ -411,10 +413,11 @@ def submit_load(store, keys, addrs_per_key, sizes_per_key) -> "LocalLoad":
         load = LocalLoad(store, conn, len(keys_b))
         try:
             for start, end in _chunks(key_lengths, hello):
+                sent = time.monotonic()
                 meta = conn.call_raw(P.Opcode.LEASE, _key_batch(key_lengths, at, joined, start, end))
                 e = _entries(meta, lease_dtype, end - start, "LEASE")
                 ok = e["status"] == P.WireStatus.OK
-                load.lease_ids.append(e["id"][ok].copy())
+                load.leased.append((sent, e["id"][ok].copy()))
                 if not ok.all():
                     j = int(np.flatnonzero(~ok)[0])
                     raise KeyNotLocalError(f"key {keys[start + j]!r} is not in the local node "
@@ -477,7 +480,8 @@ class LocalLoad:
     def __init__(self, store, conn, count: int):
         self._store, self._conn = store, conn
         self.lengths = np.zeros(count, dtype=np.int64)
-        self.lease_ids = []    # per leased chunk
+        self.leased = []       # per leased chunk: (monotonic time LEASE was sent, lease ids)
+        self._expired = False
         self._jobs = []        # futures of _copy_chunk
         self._released = False
         self._lock = threading.Lock()
@@ -513,15 +517,18 @@ class LocalLoad:
         self._release()
         if failed is not None:
             raise KvasirError(f"local copy failed: {failed}")
+        if self._expired:
+            raise KvasirError("a lease ended before the copies finished (its connection closed, or the node's lease "
+                              "timeout passed): the destinations may hold wrong bytes; load them again")
 
     def _release(self) -> None:
         with self._lock:
             if self._released:
                 return
             self._released = True
-        for ids in self.lease_ids:   # one RELEASE per leased chunk: each fits the batch limit
-            if len(ids):
-                self._store._release_leases(self._conn, _id_list(ids))
+        for sent, ids in self.leased:   # one RELEASE per leased chunk: each fits the batch limit
+            if len(ids) and not self._store._release_leases(self._conn, _id_list(ids), confirm=not held_safely(sent)):
+                self._expired = True
 
 
 # --- stores ----------------------------------------------------------------------------------------------
@@ -547,11 +554,16 @@ def put_local(store, keys, ptrs, sizes) -> List[int]:
         try:
             for start, end in store._split_keys(todo, keys_b, hello):
                 idx = np.array(todo[start:end], dtype=np.int64)
+                sent = time.monotonic()
                 meta = conn.call_raw(P.Opcode.ALLOC, P.encode_alloc_request([keys_b[i] for i in idx], lengths[idx].tolist()))
                 e = _entries(meta, alloc_dtype, len(idx), "ALLOC")
                 ok = e["status"] == P.WireStatus.OK
                 for i, st in zip(idx[~ok].tolist(), e["status"][~ok].tolist()):
                     results[i] = _code(st)
+                if not held_safely(sent):   # that space may be another key's by now: copy nothing
+                    for i in idx[ok].tolist():
+                        results[i] = E.TIMEOUT
+                    continue
                 offsets = e["offset"].astype(np.int64)
                 if ((offsets + lengths[idx] > mapping.length) & ok).any():
                     raise _Failure(E.PROTOCOL_ERROR, "the node returned a range outside its arena")
@@ -587,4 +599,4 @@ def _commit(conn, copies, ids, owners, results) -> None:
     if len(statuses) != len(ids):
         raise _Failure(E.PROTOCOL_ERROR, "COMMIT reply with a wrong count")
     for i, st in zip(owners.tolist(), statuses):
-        results[i] = E.OK if st == P.WireStatus.OK else _code(st)
+        results[i] = E.OK if st == P.WireStatus.OK else E.TIMEOUT if st == P.WireStatus.NOT_FOUND else _code(st)

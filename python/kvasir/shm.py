@@ -10,10 +10,11 @@ import logging
 import mmap
 import os
 import socket
+import time
 
 from . import errors as E
 from . import protocol as P
-from .connection import _Failure
+from .connection import _code, _Failure
 from .errors import KvasirError
 
 log = logging.getLogger("kvasir")
@@ -123,19 +124,34 @@ def negotiate(conn, host: str, mode: str):
         return refuse(str(ex))
 
 
+# The node holds a lease or reservation for at least 1 s (docs/protocol.md § Ownership and
+# timeouts). A copy that ends sooner after its LEASE/ALLOC was sent needs no confirmation; a later
+# one is trusted only when RELEASE/COMMIT answers OK. The margin covers clock reading jitter.
+SAFE_HOLD_SECONDS = 0.9
+
+
+def held_safely(sent: float) -> bool:
+    """True while a lease or reservation requested at monotonic time ``sent`` cannot have expired."""
+    return time.monotonic() - sent < SAFE_HOLD_SECONDS
+
+
 def lease_chunk(conn, mapping, keys, dests, results, allocated, idx, verify: bool = False):
     """LEASE the keys ``idx``, copy each hit out of the arena, RELEASE. Codes go to ``results``;
-    with ``verify``, a copy whose CRC-32C differs from the node's is PROTOCOL_ERROR."""
+    with ``verify``, a copy whose CRC-32C differs from the node's is PROTOCOL_ERROR. A copy that
+    took so long that its lease may have expired counts only if RELEASE confirms the lease (else
+    TIMEOUT)."""
+    sent = time.monotonic()
     reply = conn.call(P.Opcode.LEASE, P.encode_key_batch([keys[i] for i in idx]))
     if len(reply.entries) != len(idx):
         raise _Failure(E.PROTOCOL_ERROR, "LEASE reply with a wrong count")
-    ids = []
+    ids, owners = [], []
     try:
         for i, e in zip(idx, reply.entries):
             if e.status != P.WireStatus.OK:
-                results[i] = E.NOT_FOUND if e.status == P.WireStatus.NOT_FOUND else -int(e.status) if int(e.status) < 16 else E.PROTOCOL_ERROR
+                results[i] = _code(e.status)
                 continue
             ids.append(e.lease_id)
+            owners.append(i)
             pieces = dests[i]
             if pieces is None:
                 buf = bytearray(e.length)
@@ -150,9 +166,20 @@ def lease_chunk(conn, mapping, keys, dests, results, allocated, idx, verify: boo
                 allocated[i] = None
                 continue
             results[i] = e.length
-    finally:
-        if ids:   # its reply is read before the next request: no round trip spent waiting for it
+    except BaseException:
+        if ids:
             conn.send_deferred(P.Opcode.RELEASE, P.encode_meta(P.IdList(ids)))
+        raise
+    if not ids:
+        return
+    if held_safely(sent):   # its reply is read before the next request: no round trip spent on it
+        conn.send_deferred(P.Opcode.RELEASE, P.encode_meta(P.IdList(ids)))
+        return
+    statuses = conn.call(P.Opcode.RELEASE, P.encode_meta(P.IdList(ids))).statuses
+    for i, st in zip(owners, statuses):
+        if st != P.WireStatus.OK and results[i] >= 0:   # the lease ended before the copy did
+            results[i] = E.TIMEOUT
+            allocated[i] = None
 
 
 def _crc_of(pieces, length: int) -> int:
@@ -167,19 +194,25 @@ def _crc_of(pieces, length: int) -> int:
 
 
 def alloc_chunk(conn, mapping, keys, values, lengths, results, idx):
-    """ALLOC space for the keys ``idx``, copy each value in, COMMIT. Codes go to ``results``."""
+    """ALLOC space for the keys ``idx``, copy each value in, COMMIT. Codes go to ``results``. No
+    value is copied once its reservation may have expired (TIMEOUT: that space may be another
+    key's by then); COMMIT answering NOT_FOUND (the reservation expired) is TIMEOUT too."""
+    sent = time.monotonic()
     reply = conn.call(P.Opcode.ALLOC, P.encode_meta(P.AllocRequest([P.AllocEntry(keys[i], lengths[i]) for i in idx])))
     if len(reply.entries) != len(idx):
         raise _Failure(E.PROTOCOL_ERROR, "ALLOC reply with a wrong count")
     ids, owners = [], []
     for i, e in zip(idx, reply.entries):
         if e.status != P.WireStatus.OK:
-            results[i] = -int(e.status) if int(e.status) < 16 else E.PROTOCOL_ERROR
+            results[i] = _code(e.status)
+            continue
+        if not held_safely(sent):
+            results[i] = E.TIMEOUT   # not committed: the node drops the reservation
             continue
         mapping.copy_in(e.offset, values[i])
         ids.append(e.reservation_id)
         owners.append(i)
     if ids:
         committed = conn.call(P.Opcode.COMMIT, P.encode_meta(P.IdList(ids)))
-        for i, s in zip(owners, committed.statuses):
-            results[i] = E.OK if s == P.WireStatus.OK else -int(s) if int(s) < 16 else E.PROTOCOL_ERROR
+        for i, st in zip(owners, committed.statuses):
+            results[i] = E.OK if st == P.WireStatus.OK else E.TIMEOUT if st == P.WireStatus.NOT_FOUND else _code(st)

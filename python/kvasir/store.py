@@ -535,16 +535,22 @@ class KvStore:
         when the node is not reachable through shared memory (use :meth:`batch_put_from`). Needs numpy."""
         return local_load.put_local(self, keys, ptrs, sizes)
 
-    def _release_leases(self, conn, meta: bytes) -> None:
+    def _release_leases(self, conn, meta: bytes, confirm: bool = False) -> bool:
         """RELEASE on ``conn`` if it is still this store's connection: lease ids belong to one
-        connection, and a closed one has had its leases released by the node already."""
+        connection, and a closed one has had its leases released by the node already — perhaps
+        before the copies ended, so then this answers False. With ``confirm``, waits for the reply:
+        False unless every lease was still held; without, the reply is read before the next request."""
         with self._lock:
             if self._conn is not conn:
-                return
+                return False
             try:
-                conn.send_deferred(P.Opcode.RELEASE, meta)
+                if not confirm:
+                    conn.send_deferred(P.Opcode.RELEASE, meta)
+                    return True
+                return all(st == P.WireStatus.OK for st in conn.call(P.Opcode.RELEASE, meta).statuses)
             except (_Failure, ProtocolError):
                 self._drop()   # closing the connection releases its leases on the node
+                return not confirm   # unconfirmed: the leases were held until the copies ended
 
     # -- key operations --
 

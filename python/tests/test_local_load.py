@@ -9,6 +9,7 @@ import pytest
 
 import kvasir
 from kvasir import errors as E
+from kvasir.errors import KvasirError
 from kvasir.local_load import KeyNotLocalError
 
 from conftest import Node
@@ -112,7 +113,9 @@ def test_destinations_outside_registered_memory_fail_before_anything_is_leased(s
 
 def test_a_load_never_releases_leases_of_a_later_connection(small_batches):
     # Lease ids count per connection. A load whose connection was dropped (any failed call drops
-    # it) must not send its ids on the next connection, where the same numbers name other leases.
+    # it) must not send its ids on the next connection, where the same numbers name other leases;
+    # and since the node freed its leases when that connection closed, perhaps before its copies
+    # ended, the load cannot vouch for its bytes: wait() raises (the caller loads again).
     values = _values(8, 3)
     keys = [f"ids/{i}/{os.getpid()}" for i in range(len(values))]
     with kvasir.KvStore(small_batches.address, transport="shm") as s, kvasir.KvStore(small_batches.address, transport="tcp") as watcher:
@@ -123,7 +126,8 @@ def test_a_load_never_releases_leases_of_a_later_connection(small_batches):
         first = s.batch_get_into_multi_buffers_submit_local(keys, [[b.ctypes.data] for b in bufs], [[b.nbytes] for b in bufs])
         s._drop()   # what a failed call does; the node releases that connection's leases
         second = s.batch_get_into_multi_buffers_submit_local(keys, [[b.ctypes.data] for b in bufs], [[b.nbytes] for b in bufs])
-        assert first.wait(timeout=30) == [len(v) for v in values]
+        with pytest.raises(KvasirError, match="load them again"):
+            first.wait(timeout=30)
         s.ping()   # a RELEASE goes out deferred: the next request reads its reply, so it has been served
         assert watcher.stats()["leases"] == len(keys)   # the second load's leases are still held
         assert second.wait(timeout=30) == [len(v) for v in values]
@@ -183,3 +187,80 @@ def test_a_local_put_to_a_node_that_went_away_answers_per_key(cli):
     finally:
         s.close()
         node.stop()
+
+
+@pytest.fixture()
+def short_leases(cli):
+    """A node whose leases and reservations expire after 1 s (the least a shm node allows)."""
+    n = Node("--memory", "64MiB", "--lease-timeout", "1")
+    yield n
+    n.stop()
+
+
+def _wait_for(cond, what, timeout=10.0):
+    import time
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_late_copy_is_trusted_only_when_release_confirms_its_lease(short_leases, monkeypatch):
+    import time
+    from kvasir import shm
+    value = np.arange(100000, dtype=np.uint32).view(np.uint8)
+    with kvasir.KvStore(short_leases.address, transport="shm") as s:
+        assert s.put("late", value.tobytes()) == 0
+        # Every copy counts as late: RELEASE is awaited, the leases were held, the bytes stand.
+        monkeypatch.setattr(shm, "SAFE_HOLD_SECONDS", 0.0)
+        assert s.get("late") == value.tobytes()
+        monkeypatch.undo()
+        # A copy stalled past the lease timeout: the node's reaper ended the lease meanwhile, so
+        # the key fails (TIMEOUT) instead of handing back bytes that may have changed.
+        slow = shm.ShmMapping.copy_out
+
+        def stalled(self, *args):
+            time.sleep(2.5)
+            return slow(self, *args)
+        monkeypatch.setattr(shm.ShmMapping, "copy_out", stalled)
+        out = np.zeros(value.nbytes, dtype=np.uint8)
+        s.register_buffer(out.ctypes.data, out.nbytes)
+        assert s.batch_get_into(["late"], [out.ctypes.data], [out.nbytes]) == [E.TIMEOUT]
+        monkeypatch.undo()
+        assert s.get("late") == value.tobytes()
+        assert s.stats()["leases"] == 0
+
+
+def test_an_async_load_whose_lease_expired_mid_copy_raises(short_leases, monkeypatch):
+    import time
+    from kvasir import local_load
+    value = np.arange(50000, dtype=np.uint16).view(np.uint8)
+    with kvasir.KvStore(short_leases.address, transport="shm") as s:
+        assert s.put("async-late", value.tobytes()) == 0
+        out = np.zeros(value.nbytes, dtype=np.uint8)
+        s.register_buffer(out.ctypes.data, out.nbytes)
+        run_host = local_load._Copies.run_host
+
+        def stalled(self):
+            time.sleep(2.5)
+            run_host(self)
+        monkeypatch.setattr(local_load._Copies, "run_host", stalled)
+        load = s.batch_get_into_multi_buffers_submit_local(["async-late"], [[out.ctypes.data]], [[out.nbytes]])
+        with pytest.raises(KvasirError, match="load them again"):
+            load.wait(timeout=30)
+        assert s.stats()["leases"] == 0
+
+
+def test_a_local_put_copies_nothing_once_its_reservations_may_have_expired(short_leases, monkeypatch):
+    from kvasir import shm
+    src = np.full(4096, 7, dtype=np.uint8)
+    with kvasir.KvStore(short_leases.address, transport="shm") as s:
+        s.register_buffer(src.ctypes.data, src.nbytes)
+        monkeypatch.setattr(shm, "SAFE_HOLD_SECONDS", 0.0)
+        assert s.batch_put_from_local(["p1", "p2"], [src.ctypes.data] * 2, [4096] * 2) == [E.TIMEOUT] * 2
+        assert s.put("p3", b"x" * 5000) == E.TIMEOUT          # the plain put over shm as well
+        monkeypatch.undo()
+        _wait_for(lambda: s.stats()["reservations"] == 0, "the node to drop the unused reservations")
+        assert s.batch_is_exist(["p1", "p2", "p3"]) == [0, 0, 0]   # absent: nothing was published
+        assert s.batch_put_from_local(["p1"], [src.ctypes.data], [4096]) == [0]
+        assert s.get("p1") == src.tobytes()

@@ -93,7 +93,8 @@ public sealed class LeaseTests
         Assert.Equal(1, store.GetStats().ActiveLeases);
         Assert.True(Matches(lease!.Span, Key("k")), "memory was reused before the holder released");
 
-        store.Release(lease);
+        Assert.True(store.Release(lease), "the holder's release ends a lease the reaper only reported");
+        Assert.False(store.Release(lease));
         StoreStats stats = store.GetStats();
         Assert.Equal(0, stats.ActiveLeases);
         Assert.Equal(0, stats.AllocatedBytes);
@@ -118,7 +119,9 @@ public sealed class LeaseTests
         StoreStats stats = store.GetStats();
         Assert.Equal(0, stats.ActiveLeases);
         Assert.Equal(0, stats.AllocatedBytes);
-        store.Release(lease!); // a late release of a reaped lease is harmless
+        // A late release of a reaped lease is harmless, and says the lease had ended: a reader
+        // that copied from it must not trust the copy.
+        Assert.False(store.Release(lease!));
         Assert.Equal(0, store.GetStats().ActiveLeases);
     }
 

@@ -9,7 +9,8 @@ namespace Kvasir.Server.Internal;
 /// connection: its end (the client closed or died) releases and aborts them all; a lease the client
 /// holds past the lease timeout (30 s by default — a copy takes milliseconds) is released by the
 /// store's reaper, and a reservation older than that is aborted by a timer, so a stuck client leaks
-/// nothing either.
+/// nothing either; RELEASE and COMMIT then answer NOT_FOUND for them, so that client knows not to
+/// trust its copy.
 /// </summary>
 internal sealed partial class Connection
 {
@@ -163,13 +164,13 @@ internal sealed partial class Connection
         return r;
     }
 
+    /// <summary>False for an id this connection does not hold, or whose lease expired (the client must not trust its copy).</summary>
     internal bool ReleaseShmLease(ulong id)
     {
         ValueLease? lease;
         lock (_shmLock)
             if (!_shmLeases.Remove(id, out lease)) return false;
-        _store.Release(lease);
-        return true;
+        return _store.Release(lease);
     }
 
     private void AbortExpiredReservations()
