@@ -233,14 +233,17 @@ def _entries(meta, dtype, count: int, what: str):
 
 
 def _int_array(values, what: str):
+    """int64 array of ``values`` (Python or numpy integers); ValueError for anything else."""
     flat = values if isinstance(values, list) else list(values)
-    for t in set(map(type, flat)):
-        if t is bool or not issubclass(t, (int, np.integer)):
-            raise ValueError(f"every {what} must be an int, not {t.__name__}")
-    try:
-        return np.array(flat, dtype=np.int64)
-    except OverflowError:
-        raise ValueError(f"an {what} does not fit 64 bits") from None
+    if bool in set(map(type, flat)):
+        raise ValueError(f"every {what} must be an int, not bool")
+    arr = np.array(flat)
+    if arr.size == 0:
+        return arr.astype(np.int64)
+    if arr.ndim != 1 or arr.dtype.kind not in "iu" or (arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and (arr > np.iinfo(np.int64).max).any()):
+        bad = next((v for v in flat if not isinstance(v, (int, np.integer))), None)
+        raise ValueError(f"every {what} must be an int" + (f", not {type(bad).__name__}" if bad is not None else " that fits 64 bits"))
+    return arr.astype(np.int64, copy=False)
 
 
 def _coalesce(dst, src, size):
