@@ -69,12 +69,18 @@ class KvStore:
     * ``auth_key``: the node's 32-byte key as 64 hex characters (or 32 raw bytes). With a key the
       client refuses a node that does not authenticate (mutual HMAC-SHA256); without one, a node
       that requires a key is refused. Either raises :class:`KvasirAuthError`.
-    * ``transport``: ``"tcp"``; ``"auto"`` picks TCP (the only transport today); ``"shm"`` raises
-      ``KvasirError("shm transport is not available yet (issue 7)")``.
+    * ``transport`` (default ``"auto"``): ``"auto"`` moves payload bytes through the node's
+      shared-memory arena when the node is on this host and its arena can be mapped (LEASE/RELEASE
+      and ALLOC/COMMIT, docs/protocol.md § Shared memory), else uses TCP and logs why (logger
+      ``kvasir``, INFO); ``"shm"`` raises :class:`KvasirError` with that reason instead; ``"tcp"``
+      never tries. ``store.transport`` says which one is in use once the first call has decided.
+      Chained puts go over TCP either way. ``batch_get_into_multi_buffers_submit_local`` and
+      ``batch_put_from_local`` (numpy needed; GPU memory with torch and CUDA) need shared memory.
     * ``connect_timeout`` (default 5 s) bounds connecting plus HELLO/AUTH; ``request_timeout``
       (default 30 s) bounds each wait for progress on a request.
-    * ``verify_crc`` (default False): check the CRC-32C the node sends with every GET hit; a
-      mismatch answers ``PROTOCOL_ERROR`` for the key and drops the connection. Off by default
+    * ``verify_crc`` (default False): check the CRC-32C the node sends with every GET hit (over
+      shared memory: the node's CRC of the leased value against the copied bytes); a mismatch
+      answers ``PROTOCOL_ERROR`` for the key (and over TCP drops the connection). Off by default
       because the pure-Python CRC runs at only ~10 MB/s (the .NET client does not verify either).
 
     Configuration chain (later wins): the YAML file named by ``KVASIR_CONFIG`` (keys ``servers``,
