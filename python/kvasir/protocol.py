@@ -14,17 +14,21 @@ Layers:
 """
 
 import enum
-import hashlib
-import hmac
-import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Optional, Union
 
+from .auth import CLIENT_LABEL, NONCE_BYTES, SERVER_LABEL, client_proof, new_nonce, parse_auth_key, proofs_equal, server_proof  # noqa: F401
+from .crc32c import crc32c  # noqa: F401
 from .errors import ProtocolError
+from .messages import (  # noqa: F401 - re-exported: the message classes are part of this module's API
+    VERSION, HelloRequest, HelloReply, AuthRequest, AuthReply, Ping, PutEntry,
+    PutRequest, KeyBatch, StatusList, GetEntry, GetReply, StatsRequest,
+    Stat, StatsReply, ErrorReply, ShmInfoRequest, ShmInfoReply, LeaseEntry,
+    LeaseReply, IdList, AllocEntry, AllocRequest, AllocReplyEntry, AllocReply,
+)
 
 MAGIC = b"KVSR"
-VERSION = 1
 HEADER_SIZE = 32
 MAX_KEY_BYTES = 512
 HARD_MAX_VALUE_BYTES = 1 << 30
@@ -33,7 +37,6 @@ DEFAULT_MAX_BATCH_KEYS = 8192
 DEFAULT_MAX_META_BYTES = 8 << 20
 MAX_PING_BYTES = 1024
 MAX_NAME_BYTES = 256
-NONCE_BYTES = 32
 MAX_ERROR_MESSAGE_BYTES = 1024
 MAX_META_LENGTH = (1 << 31) - 1
 MAX_PAYLOAD_LENGTH = (1 << 63) - 1
@@ -152,158 +155,6 @@ def unpack_header(data) -> Header:
     if payload_len > MAX_PAYLOAD_LENGTH:
         raise _bad(f"payload length {payload_len} cannot be represented", WireStatus.FRAME_TOO_LARGE)
     return Header(opcode, flags, request_id, status, meta_len, payload_len)
-
-
-# --- messages --------------------------------------------------------------------------------------
-
-@dataclass
-class HelloRequest:
-    min_version: int = VERSION
-    max_version: int = VERSION
-    features: int = 0
-    client_name: str = "kvasir-py/0.1"
-
-
-@dataclass
-class HelloReply:
-    version: int
-    features: int
-    auth_required: bool
-    server_nonce: bytes
-    max_value_bytes: int
-    max_key_bytes: int
-    max_batch_keys: int
-    max_meta_bytes: int
-    capacity: int
-    node_id: str
-
-
-@dataclass
-class AuthRequest:
-    client_nonce: bytes
-    client_proof: bytes
-
-
-@dataclass
-class AuthReply:
-    server_proof: bytes
-
-
-@dataclass
-class Ping:
-    echo: bytes = b""
-
-
-@dataclass
-class PutEntry:
-    key: bytes
-    value_length: int
-
-
-@dataclass
-class PutRequest:
-    parent: Optional[bytes]
-    entries: List[PutEntry]
-
-
-@dataclass
-class KeyBatch:
-    keys: List[bytes]
-
-
-@dataclass
-class StatusList:
-    statuses: list
-
-
-@dataclass
-class GetEntry:
-    status: int
-    length: int
-    crc32c: int
-
-
-@dataclass
-class GetReply:
-    entries: List[GetEntry]
-
-
-@dataclass
-class StatsRequest:
-    pass
-
-
-@dataclass
-class Stat:
-    name: str
-    value: int
-
-
-@dataclass
-class StatsReply:
-    stats: List[Stat] = field(default_factory=list)
-
-
-@dataclass
-class ErrorReply:
-    message: str = ""
-
-
-# --- shared-memory transport (docs/protocol.md § Shared memory) ---
-
-@dataclass
-class ShmInfoRequest:
-    pass
-
-
-@dataclass
-class ShmInfoReply:
-    path: str
-    arena_length: int
-    token: bytes
-
-
-@dataclass
-class LeaseEntry:
-    status: int
-    offset: int
-    length: int
-    crc32c: int
-    lease_id: int
-
-
-@dataclass
-class LeaseReply:
-    entries: List[LeaseEntry]
-
-
-@dataclass
-class IdList:
-    """RELEASE (lease ids) and COMMIT (reservation ids) requests."""
-    ids: List[int]
-
-
-@dataclass
-class AllocEntry:
-    key: bytes
-    value_length: int
-
-
-@dataclass
-class AllocRequest:
-    entries: List[AllocEntry]
-
-
-@dataclass
-class AllocReplyEntry:
-    status: int
-    offset: int
-    reservation_id: int
-
-
-@dataclass
-class AllocReply:
-    entries: List[AllocReplyEntry]
 
 
 _LEASE_ENTRY = struct.Struct("<BQQIQ")
@@ -686,68 +537,3 @@ def decode_frame(data, *, request: bool = False, max_batch_keys: int = DEFAULT_M
     if len(data) != meta_end + h.payload_length:
         raise _bad(f"frame of {len(data)} bytes; the header declares {meta_end + h.payload_length}")
     return Frame(h, msg, bytes(data[meta_end:]))
-
-
-# --- authentication --------------------------------------------------------------------------------
-
-CLIENT_LABEL = b"KVASIR-AUTH-1/client"
-SERVER_LABEL = b"KVASIR-AUTH-1/server"
-
-
-def parse_auth_key(key: Union[str, bytes, bytearray]) -> bytes:
-    """An auth key: 64 hex characters (either case, surrounding whitespace ignored) or 32 raw bytes."""
-    if isinstance(key, (bytes, bytearray)):
-        if len(key) == 32:
-            return bytes(key)
-        try:
-            key = key.decode("ascii")
-        except UnicodeDecodeError:
-            raise ValueError("auth key must be 32 bytes or 64 hex characters") from None
-    text = str(key).strip()
-    if len(text) != 64:
-        raise ValueError(f"auth key must be exactly 64 hex characters (got {len(text)})")
-    try:
-        return bytes.fromhex(text)
-    except ValueError:
-        raise ValueError("auth key contains a character that is not hex") from None
-
-
-def new_nonce() -> bytes:
-    return os.urandom(NONCE_BYTES)
-
-
-def client_proof(key: bytes, server_nonce: bytes, client_nonce: bytes) -> bytes:
-    return hmac.new(key, CLIENT_LABEL + bytes(server_nonce) + bytes(client_nonce), hashlib.sha256).digest()
-
-
-def server_proof(key: bytes, server_nonce: bytes, client_nonce: bytes) -> bytes:
-    return hmac.new(key, SERVER_LABEL + bytes(server_nonce) + bytes(client_nonce), hashlib.sha256).digest()
-
-
-def proofs_equal(a: bytes, b: bytes) -> bool:
-    return hmac.compare_digest(bytes(a), bytes(b))
-
-
-# --- CRC-32C ---------------------------------------------------------------------------------------
-
-def _crc_table():
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_CRC_TABLE = _crc_table()
-
-
-def crc32c(data, crc: int = 0) -> int:
-    """CRC-32C (Castagnoli) of ``data``, continuing from ``crc`` (a previous result). Pure Python:
-    about 10 MB/s, so the store only verifies values when asked to (``verify_crc=True``)."""
-    c = crc ^ 0xFFFFFFFF
-    t = _CRC_TABLE
-    for b in memoryview(data).cast("B"):
-        c = t[(c ^ b) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF

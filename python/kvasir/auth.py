@@ -1,0 +1,46 @@
+"""Mutual HMAC-SHA256 authentication of wire protocol v1 (docs/protocol.md § Authentication).
+Re-exported by :mod:`kvasir.protocol`."""
+
+import hashlib
+import hmac
+import os
+from typing import Union
+
+NONCE_BYTES = 32
+
+CLIENT_LABEL = b"KVASIR-AUTH-1/client"
+SERVER_LABEL = b"KVASIR-AUTH-1/server"
+
+
+def parse_auth_key(key: Union[str, bytes, bytearray]) -> bytes:
+    """An auth key: 64 hex characters (either case, surrounding whitespace ignored) or 32 raw bytes."""
+    if isinstance(key, (bytes, bytearray)):
+        if len(key) == 32:
+            return bytes(key)
+        try:
+            key = key.decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError("auth key must be 32 bytes or 64 hex characters") from None
+    text = str(key).strip()
+    if len(text) != 64:
+        raise ValueError(f"auth key must be exactly 64 hex characters (got {len(text)})")
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise ValueError("auth key contains a character that is not hex") from None
+
+
+def new_nonce() -> bytes:
+    return os.urandom(NONCE_BYTES)
+
+
+def client_proof(key: bytes, server_nonce: bytes, client_nonce: bytes) -> bytes:
+    return hmac.new(key, CLIENT_LABEL + bytes(server_nonce) + bytes(client_nonce), hashlib.sha256).digest()
+
+
+def server_proof(key: bytes, server_nonce: bytes, client_nonce: bytes) -> bytes:
+    return hmac.new(key, SERVER_LABEL + bytes(server_nonce) + bytes(client_nonce), hashlib.sha256).digest()
+
+
+def proofs_equal(a: bytes, b: bytes) -> bool:
+    return hmac.compare_digest(bytes(a), bytes(b))

@@ -1,0 +1,157 @@
+"""The messages of wire protocol v1 as plain objects (docs/protocol.md § Messages): what
+:func:`kvasir.protocol.encode_meta` takes and :func:`kvasir.protocol.decode_meta` returns. Re-exported
+by :mod:`kvasir.protocol`."""
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+VERSION = 1   # the protocol version this package speaks (also kvasir.protocol.VERSION)
+
+@dataclass
+class HelloRequest:
+    min_version: int = VERSION
+    max_version: int = VERSION
+    features: int = 0
+    client_name: str = "kvasir-py/0.1"
+
+
+@dataclass
+class HelloReply:
+    version: int
+    features: int
+    auth_required: bool
+    server_nonce: bytes
+    max_value_bytes: int
+    max_key_bytes: int
+    max_batch_keys: int
+    max_meta_bytes: int
+    capacity: int
+    node_id: str
+
+
+@dataclass
+class AuthRequest:
+    client_nonce: bytes
+    client_proof: bytes
+
+
+@dataclass
+class AuthReply:
+    server_proof: bytes
+
+
+@dataclass
+class Ping:
+    echo: bytes = b""
+
+
+@dataclass
+class PutEntry:
+    key: bytes
+    value_length: int
+
+
+@dataclass
+class PutRequest:
+    parent: Optional[bytes]
+    entries: List[PutEntry]
+
+
+@dataclass
+class KeyBatch:
+    keys: List[bytes]
+
+
+@dataclass
+class StatusList:
+    statuses: list
+
+
+@dataclass
+class GetEntry:
+    status: int
+    length: int
+    crc32c: int
+
+
+@dataclass
+class GetReply:
+    entries: List[GetEntry]
+
+
+@dataclass
+class StatsRequest:
+    pass
+
+
+@dataclass
+class Stat:
+    name: str
+    value: int
+
+
+@dataclass
+class StatsReply:
+    stats: List[Stat] = field(default_factory=list)
+
+
+@dataclass
+class ErrorReply:
+    message: str = ""
+
+
+# --- shared-memory transport (docs/protocol.md § Shared memory) ---
+
+@dataclass
+class ShmInfoRequest:
+    pass
+
+
+@dataclass
+class ShmInfoReply:
+    path: str
+    arena_length: int
+    token: bytes
+
+
+@dataclass
+class LeaseEntry:
+    status: int
+    offset: int
+    length: int
+    crc32c: int
+    lease_id: int
+
+
+@dataclass
+class LeaseReply:
+    entries: List[LeaseEntry]
+
+
+@dataclass
+class IdList:
+    """RELEASE (lease ids) and COMMIT (reservation ids) requests."""
+    ids: List[int]
+
+
+@dataclass
+class AllocEntry:
+    key: bytes
+    value_length: int
+
+
+@dataclass
+class AllocRequest:
+    entries: List[AllocEntry]
+
+
+@dataclass
+class AllocReplyEntry:
+    status: int
+    offset: int
+    reservation_id: int
+
+
+@dataclass
+class AllocReply:
+    entries: List[AllocReplyEntry]
