@@ -41,7 +41,12 @@ public sealed partial class KvArenaStore
     }
 
     /// <summary>Ends a lease; its memory may be reused as soon as this returns. Idempotent.</summary>
-    public void Release(ValueLease lease)
+    /// <returns>
+    /// True when this call ended the lease; false when it had ended already (released before, or a holder-less
+    /// lease reaped after <see cref="StoreOptions.LeaseTimeout"/>), in which case its memory may have been reused
+    /// while the caller still read it.
+    /// </returns>
+    public bool Release(ValueLease lease)
     {
         ArgumentNullException.ThrowIfNull(lease);
         if (lease.Store != this)
@@ -52,7 +57,7 @@ public sealed partial class KvArenaStore
         lock (_gate)
         {
             ThrowIfDisposed();
-            ReleaseLocked(lease);
+            return ReleaseLocked(lease);
         }
     }
 
@@ -74,11 +79,11 @@ public sealed partial class KvArenaStore
         return expired;
     }
 
-    private void ReleaseLocked(ValueLease lease)
+    private bool ReleaseLocked(ValueLease lease)
     {
         if (lease.Released)
         {
-            return;
+            return false;
         }
 
         lease.Released = true;
@@ -89,6 +94,8 @@ public sealed partial class KvArenaStore
         {
             FreeSpace(version);
         }
+
+        return true;
     }
 
     private List<ValueLease>? CollectExpired(out int expired, bool throwIfDisposed)

@@ -49,13 +49,13 @@ public sealed class LeaseTests
     }
 
     [Fact]
-    public void Release_is_idempotent_and_a_released_lease_hands_out_no_span()
+    public void Release_is_idempotent_says_which_call_ended_the_lease_and_a_released_lease_hands_out_no_span()
     {
         using var store = new KvArenaStore(new StoreOptions { Capacity = Capacity, MaxValueBytes = 1 << 20 });
         Put(store, "k", 100);
         store.TryLease(Key("k"), null, out ValueLease? lease);
-        store.Release(lease!);
-        store.Release(lease!);
+        Assert.True(store.Release(lease!));
+        Assert.False(store.Release(lease!));
         Assert.Equal(0, store.GetStats().ActiveLeases);
         Assert.Throws<InvalidOperationException>(() => lease!.Span.Length);
     }
@@ -118,7 +118,7 @@ public sealed class LeaseTests
         StoreStats stats = store.GetStats();
         Assert.Equal(0, stats.ActiveLeases);
         Assert.Equal(0, stats.AllocatedBytes);
-        store.Release(lease!); // a late release of a reaped lease is harmless
+        Assert.False(store.Release(lease!), "a late release of a reaped lease must say the lease had ended"); // and is harmless
         Assert.Equal(0, store.GetStats().ActiveLeases);
     }
 

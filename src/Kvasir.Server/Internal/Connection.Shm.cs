@@ -163,13 +163,16 @@ internal sealed partial class Connection
         return r;
     }
 
+    /// <summary>
+    /// False when this connection does not hold <paramref name="id"/>, or when the store's reaper already
+    /// released it (expired): the client must then not trust what it copied (docs/protocol.md § Ownership and timeouts).
+    /// </summary>
     internal bool ReleaseShmLease(ulong id)
     {
         ValueLease? lease;
         lock (_shmLock)
             if (!_shmLeases.Remove(id, out lease)) return false;
-        _store.Release(lease);
-        return true;
+        return _store.Release(lease);
     }
 
     private void AbortExpiredReservations()
