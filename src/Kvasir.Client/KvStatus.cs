@@ -18,7 +18,11 @@ public enum KvStatus
     OutOfMemory = 4,
     /// <summary>GET: the destination is smaller than the value; nothing useful was written to it.</summary>
     BufferTooSmall = 16,
-    /// <summary>No reply within the request timeout.</summary>
+    /// <summary>
+    /// No reply within the request timeout. Over shared memory also: the copy took so long (over 0.9 s after
+    /// LEASE or ALLOC) that the node had expired the lease or reservation, so a GET's bytes are not trusted
+    /// (dropped) and a PUT's value was not stored.
+    /// </summary>
     Timeout = 17,
     /// <summary>The node could not be reached or the connection broke before the reply.</summary>
     Unavailable = 18,

@@ -30,7 +30,7 @@ public sealed class CacheNode : IAsyncDisposable
         Options = options;
         LoggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
         _log = LoggerFactory.CreateLogger("Kvasir.Node");
-        if (options.SharedMemory && OperatingSystem.IsLinux())
+        if (options.HasSharedMemoryArena)
         {
             ShmFiles.RemoveStale();
             var arenaPath = ShmFiles.NewPath();

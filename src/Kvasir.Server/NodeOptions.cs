@@ -65,9 +65,22 @@ public sealed class NodeOptions
     /// Put the arena in a /dev/shm file (mode 0600, removed on clean stop) so same-host clients can use
     /// the shared-memory transport. Default false in the library; <c>kvasir serve</c> turns it on on
     /// Linux when the arena fits in /dev/shm. A node killed with SIGKILL leaves its file behind
-    /// (removed by the next node that finds its owner gone).
+    /// (removed by the next node that finds its owner gone). Requires <see cref="StoreOptions.LeaseTimeout"/>
+    /// of at least <see cref="MinShmLeaseTimeout"/>.
     /// </summary>
     public bool SharedMemory { get; init; }
+
+    /// <summary>
+    /// The shortest lease timeout a node with a shared-memory arena accepts: 1 s. Clients copy through the
+    /// arena without asking when their copy ends within 1 s of their LEASE or ALLOC (docs/protocol.md §
+    /// Ownership and timeouts); a node that expired leases or reservations sooner could hand their space
+    /// to another key under such a copy.
+    /// </summary>
+    public static readonly TimeSpan MinShmLeaseTimeout = TimeSpan.FromSeconds(1);
+
+    /// <summary>The arena goes to /dev/shm: <see cref="SharedMemory"/> on Linux.</summary>
+    [System.Runtime.Versioning.SupportedOSPlatformGuard("linux")]
+    internal bool HasSharedMemoryArena => SharedMemory && OperatingSystem.IsLinux();
 
     /// <summary>Cluster membership through Redis. Default none: a standalone node.</summary>
     public ClusterJoinOptions? Cluster { get; init; }
@@ -92,6 +105,9 @@ public sealed class NodeOptions
         try { Cluster?.Validate(); }
         catch (FormatException ex) { throw new ArgumentException(ex.Message, ex); }
         Store.Validate();
+        if (HasSharedMemoryArena && Store.LeaseTimeout < MinShmLeaseTimeout)
+            throw new ArgumentException($"LeaseTimeout {Store.LeaseTimeout.TotalMilliseconds:0.###} ms is below {MinShmLeaseTimeout.TotalSeconds:0} s: "
+                + "clients of the shared-memory arena rely on holding a lease or reservation for at least 1 s");
         Tiers?.Validate();
     }
 }

@@ -6,20 +6,44 @@ namespace Kvasir.Client.Internal;
 /// A node on this host reached through its shared-memory arena (docs/protocol.md § Shared memory).
 /// Control messages go over the wrapped <see cref="TcpTransport"/>'s authenticated connections;
 /// value bytes are one copy between the caller's memory and the mapped arena. GET: LEASE, copy out,
-/// RELEASE (sent, its reply not awaited). PUT: ALLOC, copy in, COMMIT. Chained puts and everything
-/// else go over TCP unchanged. Leases and reservations belong to the connection that took them, so
-/// each call keeps to one connection; a connection that breaks hands all of its back on the node.
+/// RELEASE (its reply awaited only after a slow copy, below). PUT: ALLOC, copy in, COMMIT. Chained
+/// puts and everything else go over TCP unchanged. Leases and reservations belong to the connection
+/// that took them, so each call keeps to one connection; a connection that breaks hands all of its
+/// back on the node.
 /// </summary>
 /// <remarks>
+/// <para>
 /// Hazard: the node frees a lease or a reservation when its connection ends, and the space may then be
 /// reused. Copies are skipped once the connection is known broken, and a GET whose connection broke
 /// by the end of its copies reports Unavailable rather than bytes that may have changed under it; the
 /// residual window is a break the reader has not noticed yet. A LEASE, ALLOC or COMMIT whose reply
 /// this side gives up on (timeout, cancellation) cuts the connection, so that what it held on the
 /// node is freed at once rather than after the node's lease timeout.
+/// </para>
+/// <para>
+/// The node also expires leases and reservations after its lease timeout, never less than 1 s after
+/// granting them (docs/protocol.md § Ownership and timeouts). Copies that end within
+/// <see cref="TrustedCopyWindow"/> of sending LEASE or ALLOC are trusted without asking. A GET whose
+/// copies end later awaits RELEASE's reply and reports <see cref="KvStatus.Timeout"/> (its bytes
+/// dropped) for each key whose lease the node no longer held. A PUT copies no value once the window has
+/// passed: those keys report Timeout and are left out of COMMIT (the node aborts their reservations
+/// when they expire); a key whose reservation expired before COMMIT reports Timeout too. Residual
+/// window: one value's copy-in that starts inside the window and runs past 1 s (a value that takes over
+/// 100 ms to copy, or a thread paused mid-copy) may land in space the node already gave to another key.
+/// </para>
 /// </remarks>
 internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTransport
 {
+    /// <summary>
+    /// How long after sending LEASE or ALLOC a finished copy is trusted without the node's word: the
+    /// node's 1 s guarantee less a 100 ms margin for clock granularity (the node's reservation timer
+    /// counts milliseconds) and the time between reading the clock and the last byte copied.
+    /// </summary>
+    internal static readonly TimeSpan TrustedCopyWindow = TimeSpan.FromMilliseconds(900);
+
+    /// <summary>Timestamps for <see cref="TrustedCopyWindow"/>. Tests substitute a clock that makes a copy look slow.</summary>
+    internal TimeProvider Clock { get; init; } = TimeProvider.System;
+
     public NodeLimits Limits => tcp.Limits;
 
     public KvTransportKind Kind => KvTransportKind.Shm;
@@ -33,7 +57,9 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
             FailGet(batch, start, count, KvStatus.Unavailable);
             return;
         }
-        var (reply, failure) = await ControlAsync(connection, Opcode.Lease, TcpTransport.KeyBatchMeta(batch.Keys, start, end), ct).ConfigureAwait(false);
+        var leaseMeta = TcpTransport.KeyBatchMeta(batch.Keys, start, end);
+        long leaseSent = Clock.GetTimestamp();
+        var (reply, failure) = await ControlAsync(connection, Opcode.Lease, leaseMeta, ct).ConfigureAwait(false);
         LeaseEntry[]? entries = null;
         if (reply is not null && !TryRead(connection, () => ShmMessages.ReadLeaseReply(reply), count, out entries)) failure = KvStatus.ProtocolError;
         if (entries is null)
@@ -42,6 +68,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
             return;
         }
         var ids = new List<ulong>(count);
+        var owners = new List<int>(count);
         bool entered = mapping.TryEnter();
         try
         {
@@ -54,6 +81,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
                     continue;
                 }
                 ids.Add(e.LeaseId);
+                owners.Add(start + i);
                 batch.Results[start + i] = entered && !connection.IsBroken ? CopyOut(batch, start + i, e) : new KvGetResult(KvStatus.Unavailable, 0);
             }
         }
@@ -68,7 +96,25 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
                 if (batch.Results[k].Status == KvStatus.Ok) { batch.Results[k] = new KvGetResult(KvStatus.Unavailable, 0); batch.Allocated[k] = null; }
             return;
         }
-        if (ids.Count > 0) await SendIdsAsync(connection, Opcode.Release, ids, new MetaRequest(), CancellationToken.None).ConfigureAwait(false);
+        if (ids.Count == 0) return;
+        if (Clock.GetElapsedTime(leaseSent) < TrustedCopyWindow)
+        {
+            await SendIdsAsync(connection, Opcode.Release, ids, new MetaRequest(), CancellationToken.None).ConfigureAwait(false);
+            return;
+        }
+        // A slow copy: only a lease the node still held at RELEASE guarantees the bytes did not change under it.
+        var release = new MetaRequest();
+        await SendIdsAsync(connection, Opcode.Release, ids, release, ct).ConfigureAwait(false);
+        var (released, releaseFailure) = await WaitControlAsync(connection, release, ct).ConfigureAwait(false);
+        WireStatus[]? statuses = null;
+        if (released is not null && !TryRead(connection, () => StatusListReply.Read(released, ids.Count), ids.Count, out statuses)) releaseFailure = KvStatus.ProtocolError;
+        for (int j = 0; j < owners.Count; j++)
+        {
+            int k = owners[j];
+            if (batch.Results[k].Status != KvStatus.Ok || statuses?[j] == WireStatus.Ok) continue;
+            batch.Results[k] = new KvGetResult(statuses is null ? releaseFailure : KvStatus.Timeout, 0);
+            batch.Allocated[k] = null;
+        }
     }
 
     /// <summary>One leased value into its destination; the caller holds the mapping.</summary>
@@ -118,6 +164,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         var w = new MetaWriter(meta);
         w.U32((uint)count);
         for (int i = start; i < end; i++) ShmMessages.WriteAllocEntry(ref w, batch.Keys[i].Span, batch.Values[i].Length);
+        long allocSent = Clock.GetTimestamp();
         var (reply, failure) = await ControlAsync(connection, Opcode.Alloc, meta, ct).ConfigureAwait(false);
         AllocEntry[]? entries = null;
         if (reply is not null && !TryRead(connection, () => ShmMessages.ReadAllocReply(reply), count, out entries)) failure = KvStatus.ProtocolError;
@@ -128,6 +175,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         }
         var ids = new List<ulong>(count);
         var owners = new List<int>(count);
+        bool late = false;
         bool entered = mapping.TryEnter();
         try
         {
@@ -140,6 +188,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
                 if (e.Status != WireStatus.Ok) batch.Results[k] = StatusConvert.FromWire(e.Status);
                 else if (!entered || connection.IsBroken) batch.Results[k] = KvStatus.Unavailable;
                 else if (!mapping.Contains(e.Offset, (ulong)value.Length)) batch.Results[k] = KvStatus.ProtocolError;
+                else if (late || (late = Clock.GetElapsedTime(allocSent) >= TrustedCopyWindow)) batch.Results[k] = KvStatus.Timeout;   // the node may have given this space away
                 else
                 {
                     ulong at = e.Offset;
@@ -164,8 +213,9 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         var (committed, commitFailure) = await WaitControlAsync(connection, commit, ct).ConfigureAwait(false);
         WireStatus[]? statuses = null;
         if (committed is not null && !TryRead(connection, () => StatusListReply.Read(committed, ids.Count), ids.Count, out statuses)) commitFailure = KvStatus.ProtocolError;
+        // NOT_FOUND: the node no longer held the reservation (this side sends only ids it got), so it expired.
         for (int j = 0; j < owners.Count; j++)
-            batch.Results[owners[j]] = statuses is null ? commitFailure : StatusConvert.FromWire(statuses[j]);
+            batch.Results[owners[j]] = statuses is null ? commitFailure : statuses[j] == WireStatus.NotFound ? KvStatus.Timeout : StatusConvert.FromWire(statuses[j]);
     }
 
     public Task KeyOpAsync(Opcode op, IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int end, KvStatus[] results, CancellationToken ct)
