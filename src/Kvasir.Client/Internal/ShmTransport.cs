@@ -103,11 +103,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
             return;
         }
         // A slow copy: only a lease the node still held at RELEASE guarantees the bytes did not change under it.
-        var release = new MetaRequest();
-        await SendIdsAsync(connection, Opcode.Release, ids, release, ct).ConfigureAwait(false);
-        var (released, releaseFailure) = await WaitControlAsync(connection, release, ct).ConfigureAwait(false);
-        WireStatus[]? statuses = null;
-        if (released is not null && !TryRead(connection, () => StatusListReply.Read(released, ids.Count), ids.Count, out statuses)) releaseFailure = KvStatus.ProtocolError;
+        var (statuses, releaseFailure) = await IdsCallAsync(connection, Opcode.Release, ids, ct).ConfigureAwait(false);
         for (int j = 0; j < owners.Count; j++)
         {
             int k = owners[j];
@@ -208,11 +204,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
             if (entered) mapping.Exit();
         }
         if (ids.Count == 0) return;
-        var commit = new MetaRequest();
-        await SendIdsAsync(connection, Opcode.Commit, ids, commit, ct).ConfigureAwait(false);
-        var (committed, commitFailure) = await WaitControlAsync(connection, commit, ct).ConfigureAwait(false);
-        WireStatus[]? statuses = null;
-        if (committed is not null && !TryRead(connection, () => StatusListReply.Read(committed, ids.Count), ids.Count, out statuses)) commitFailure = KvStatus.ProtocolError;
+        var (statuses, commitFailure) = await IdsCallAsync(connection, Opcode.Commit, ids, ct).ConfigureAwait(false);
         // NOT_FOUND: the node no longer held the reservation (this side sends only ids it got), so it expired.
         for (int j = 0; j < owners.Count; j++)
             batch.Results[owners[j]] = statuses is null ? commitFailure : statuses[j] == WireStatus.NotFound ? KvStatus.Timeout : StatusConvert.FromWire(statuses[j]);
@@ -254,6 +246,17 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
     }
 
     /// <summary>RELEASE or COMMIT: u32 count and the ids. The caller decides whether to wait for <paramref name="request"/>.</summary>
+    /// <summary>RELEASE or COMMIT with its reply awaited: a status per id, or why there is none.</summary>
+    private async Task<(WireStatus[]? Statuses, KvStatus Failure)> IdsCallAsync(ClientConnection connection, Opcode op, List<ulong> ids, CancellationToken ct)
+    {
+        var request = new MetaRequest();
+        await SendIdsAsync(connection, op, ids, request, ct).ConfigureAwait(false);
+        var (reply, failure) = await WaitControlAsync(connection, request, ct).ConfigureAwait(false);
+        WireStatus[]? statuses = null;
+        if (reply is not null && !TryRead(connection, () => StatusListReply.Read(reply, ids.Count), ids.Count, out statuses)) failure = KvStatus.ProtocolError;
+        return (statuses, failure);
+    }
+
     private static Task SendIdsAsync(ClientConnection connection, Opcode op, List<ulong> ids, MetaRequest request, CancellationToken ct)
     {
         var meta = new byte[ShmMessages.IdListSize(ids.Count)];
