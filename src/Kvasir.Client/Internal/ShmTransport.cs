@@ -245,7 +245,6 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         return request.Status == KvStatus.Ok ? (request.Meta, KvStatus.Ok) : (null, request.Status);
     }
 
-    /// <summary>RELEASE or COMMIT: u32 count and the ids. The caller decides whether to wait for <paramref name="request"/>.</summary>
     /// <summary>RELEASE or COMMIT with its reply awaited: a status per id, or why there is none.</summary>
     private async Task<(WireStatus[]? Statuses, KvStatus Failure)> IdsCallAsync(ClientConnection connection, Opcode op, List<ulong> ids, CancellationToken ct)
     {
@@ -257,6 +256,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         return (statuses, failure);
     }
 
+    /// <summary>RELEASE or COMMIT: u32 count and the ids. The caller decides whether to wait for <paramref name="request"/>.</summary>
     private static Task SendIdsAsync(ClientConnection connection, Opcode op, List<ulong> ids, MetaRequest request, CancellationToken ct)
     {
         var meta = new byte[ShmMessages.IdListSize(ids.Count)];
