@@ -31,7 +31,6 @@ from . import protocol as P
 from .connection import _code, _Failure, _keys_bytes
 from .cuda import cuda
 from .errors import KvasirError, ProtocolError
-from .shm import held_safely
 
 try:
     import numpy as np
@@ -249,7 +248,7 @@ def submit_load(store, keys, addrs_per_key, sizes_per_key) -> "LocalLoad":
         bad = np.flatnonzero((key_lengths < 1) | (key_lengths > hello.max_key_bytes))
         if len(bad):
             raise KeyNotLocalError(f"key {keys[int(bad[0])]!r} is not a valid key")
-        load = LocalLoad(store, conn, len(keys_b))
+        load = LocalLoad(store, conn, mapping, len(keys_b))
         try:
             for start, end in _chunks(key_lengths, hello):
                 sent = time.monotonic()
@@ -316,8 +315,8 @@ class LocalLoad:
     """A load in flight. ``is_done()`` polls; ``wait()`` blocks and returns the lengths per key.
     The leases are released once the copies have finished (seen by ``is_done`` or ``wait``)."""
 
-    def __init__(self, store, conn, count: int):
-        self._store, self._conn = store, conn
+    def __init__(self, store, conn, mapping, count: int):
+        self._store, self._conn, self._mapping = store, conn, mapping
         self.lengths = np.zeros(count, dtype=np.int64)
         self.leased = []       # per leased chunk: (monotonic time LEASE was sent, lease ids)
         self._expired = False
@@ -366,7 +365,7 @@ class LocalLoad:
                 return
             self._released = True
         for sent, ids in self.leased:   # one RELEASE per leased chunk: each fits the batch limit
-            if len(ids) and not self._store._release_leases(self._conn, _id_list(ids), confirm=not held_safely(sent)):
+            if len(ids) and not self._store._release_leases(self._conn, _id_list(ids), confirm=not self._mapping.held(sent)):
                 self._expired = True
 
 
@@ -399,7 +398,7 @@ def put_local(store, keys, ptrs, sizes) -> List[int]:
                 ok = e["status"] == P.WireStatus.OK
                 for i, st in zip(idx[~ok].tolist(), e["status"][~ok].tolist()):
                     results[i] = _code(st)
-                if not held_safely(sent):   # that space may be another key's by now: copy nothing
+                if not mapping.held(sent):   # that space may be another key's by now: copy nothing
                     for i in idx[ok].tolist():
                         results[i] = E.TIMEOUT
                     continue

@@ -112,6 +112,7 @@ class ShmInfoReply:
     path: str
     arena_length: int
     token: bytes
+    lease_timeout_ms: int
 
 
 @dataclass

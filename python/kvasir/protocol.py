@@ -312,7 +312,7 @@ def encode_meta(msg) -> bytes:
     if isinstance(msg, ShmInfoRequest):
         return b""
     if isinstance(msg, ShmInfoReply):
-        return _lp16(msg.path.encode("utf-8")) + _U64.pack(msg.arena_length) + bytes(msg.token)
+        return _lp16(msg.path.encode("utf-8")) + _U64.pack(msg.arena_length) + bytes(msg.token) + _U32.pack(msg.lease_timeout_ms)
     if isinstance(msg, LeaseReply):
         return _U32.pack(len(msg.entries)) + b"".join(
             _LEASE_ENTRY.pack(int(e.status), e.offset, e.length, e.crc32c, e.lease_id) for e in msg.entries)
@@ -393,7 +393,8 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
             msg = GetReply(entries)
         elif op == Opcode.SHM_INFO:
             path = _utf8(r.bytes16(), "arena path")
-            msg = ShmInfoReply(path, r.unpack(_U64)[0], r.take(16))
+            length = r.unpack(_U64)[0]
+            msg = ShmInfoReply(path, length, r.take(16), r.unpack(_U32)[0])
         elif op == Opcode.LEASE:
             count = r.u32()
             if count * _LEASE_ENTRY.size != r.remaining():

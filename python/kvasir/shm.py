@@ -53,6 +53,8 @@ class ShmMapping:
         except OSError as ex:
             raise KvasirError(f"cannot open {info.path}: {ex.strerror or ex}") from None
         try:
+            if info.lease_timeout_ms <= 0:
+                raise KvasirError("the node reported a lease timeout of 0 ms")
             if os.fstat(fd).st_size < info.arena_length:
                 raise KvasirError(f"{info.path} is shorter than the arena")
             self.mm = mmap.mmap(fd, info.arena_length, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
@@ -60,8 +62,13 @@ class ShmMapping:
             os.close(fd)
         self.view = memoryview(self.mm)
         self.length = info.arena_length
+        self.lease_timeout = info.lease_timeout_ms / 1000.0
         self.cuda_registered = False
         self.close_hooks = []   # run before unmapping (CUDA unregisters the pinned range)
+
+    def held(self, sent: float) -> bool:
+        """True while a lease or reservation requested at monotonic time ``sent`` cannot have expired."""
+        return time.monotonic() - sent < self.lease_timeout * TRUST_FRACTION
 
     def address(self) -> int:
         """Address of the mapping's first byte (for DMA registration)."""
@@ -124,15 +131,11 @@ def negotiate(conn, host: str, mode: str):
         return refuse(str(ex))
 
 
-# The node holds a lease or reservation for at least 1 s (docs/protocol.md § Ownership and
-# timeouts). A copy that ends sooner after its LEASE/ALLOC was sent needs no confirmation; a later
-# one is trusted only when RELEASE/COMMIT answers OK. The margin covers clock reading jitter.
-SAFE_HOLD_SECONDS = 0.9
-
-
-def held_safely(sent: float) -> bool:
-    """True while a lease or reservation requested at monotonic time ``sent`` cannot have expired."""
-    return time.monotonic() - sent < SAFE_HOLD_SECONDS
+# The node holds a lease or reservation for its lease timeout at least (SHM_INFO reports it;
+# docs/protocol.md § Ownership and timeouts). A copy that ends within this share of it after its
+# LEASE/ALLOC was sent needs no confirmation; a later one is trusted only when RELEASE/COMMIT answers
+# OK. The rest is a margin for clock readings and the time after the last one.
+TRUST_FRACTION = 0.9
 
 
 def lease_chunk(conn, mapping, keys, dests, results, allocated, idx, verify: bool = False):
@@ -172,7 +175,7 @@ def lease_chunk(conn, mapping, keys, dests, results, allocated, idx, verify: boo
         raise
     if not ids:
         return
-    if held_safely(sent):   # its reply is read before the next request: no round trip spent on it
+    if mapping.held(sent):   # its reply is read before the next request: no round trip spent on it
         conn.send_deferred(P.Opcode.RELEASE, P.encode_meta(P.IdList(ids)))
         return
     statuses = conn.call(P.Opcode.RELEASE, P.encode_meta(P.IdList(ids))).statuses
@@ -206,7 +209,7 @@ def alloc_chunk(conn, mapping, keys, values, lengths, results, idx):
         if e.status != P.WireStatus.OK:
             results[i] = _code(e.status)
             continue
-        if not held_safely(sent):
+        if not mapping.held(sent):
             results[i] = E.TIMEOUT   # not committed: the node drops the reservation
             continue
         mapping.copy_in(e.offset, values[i])

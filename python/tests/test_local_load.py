@@ -191,7 +191,8 @@ def test_a_local_put_to_a_node_that_went_away_answers_per_key(cli):
 
 @pytest.fixture()
 def short_leases(cli):
-    """A node whose leases and reservations expire after 1 s (the least a shm node allows)."""
+    """A node whose leases and reservations expire after 1 s (the least a shm node allows): clients
+    trust a copy for 0.9 s after asking."""
     n = Node("--memory", "64MiB", "--lease-timeout", "1")
     yield n
     n.stop()
@@ -211,8 +212,9 @@ def test_a_late_copy_is_trusted_only_when_release_confirms_its_lease(short_lease
     value = np.arange(100000, dtype=np.uint32).view(np.uint8)
     with kvasir.KvStore(short_leases.address, transport="shm") as s:
         assert s.put("late", value.tobytes()) == 0
+        assert s._shm.lease_timeout == 1.0   # from SHM_INFO: the window it trusts is 0.9 s
         # Every copy counts as late: RELEASE is awaited, the leases were held, the bytes stand.
-        monkeypatch.setattr(shm, "SAFE_HOLD_SECONDS", 0.0)
+        monkeypatch.setattr(shm, "TRUST_FRACTION", 0.0)
         assert s.get("late") == value.tobytes()
         monkeypatch.undo()
         # A copy stalled past the lease timeout: the node's reaper ended the lease meanwhile, so
@@ -256,7 +258,7 @@ def test_a_local_put_copies_nothing_once_its_reservations_may_have_expired(short
     src = np.full(4096, 7, dtype=np.uint8)
     with kvasir.KvStore(short_leases.address, transport="shm") as s:
         s.register_buffer(src.ctypes.data, src.nbytes)
-        monkeypatch.setattr(shm, "SAFE_HOLD_SECONDS", 0.0)
+        monkeypatch.setattr(shm, "TRUST_FRACTION", 0.0)
         assert s.batch_put_from_local(["p1", "p2"], [src.ctypes.data] * 2, [4096] * 2) == [E.TIMEOUT] * 2
         assert s.put("p3", b"x" * 5000) == E.TIMEOUT          # the plain put over shm as well
         monkeypatch.undo()

@@ -48,7 +48,7 @@ def from_json(opcode: str, is_reply: bool, status: str, meta: dict):
         parent = None if meta["parent"] is None else h(meta["parent"])
         return p.PutRequest(parent, [p.PutEntry(h(e["key"]), e["value_length"]) for e in meta["entries"]])
     if opcode == "SHM_INFO":
-        return p.ShmInfoReply(meta["path"], meta["arena_length"], h(meta["token"])) if is_reply else p.ShmInfoRequest()
+        return p.ShmInfoReply(meta["path"], meta["arena_length"], h(meta["token"]), meta["lease_timeout_ms"]) if is_reply else p.ShmInfoRequest()
     if opcode == "LEASE" and is_reply:
         return p.LeaseReply([p.LeaseEntry(p.WireStatus[e["status"]], e["offset"], e["length"], e["crc32c"], e["lease_id"]) for e in meta["entries"]])
     if opcode in ("RELEASE", "COMMIT") and not is_reply:

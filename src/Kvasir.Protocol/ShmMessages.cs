@@ -3,28 +3,33 @@ using System.Text;
 namespace Kvasir.Protocol;
 
 /// <summary>
-/// SHM_INFO reply: the arena file, its length, and a 16-byte token the node also wrote to the file
-/// <c>PATH.token</c> (mode 0600). A client that reads the same token from there has opened this very
-/// node's arena on this very host, with permission; any other outcome means "use TCP".
+/// SHM_INFO reply: the arena file, its length, a 16-byte token the node also wrote to the file
+/// <c>PATH.token</c> (mode 0600), and the node's lease timeout. A client that reads the same token
+/// from there has opened this very node's arena on this very host, with permission; any other
+/// outcome means "use TCP". The node holds every lease and reservation for at least
+/// <see cref="LeaseTimeoutMs"/> after granting it.
 /// </summary>
-public sealed record ShmInfoReply(string Path, ulong ArenaLength, byte[] Token)
+public sealed record ShmInfoReply(string Path, ulong ArenaLength, byte[] Token, uint LeaseTimeoutMs)
 {
     public const int TokenBytes = 16;
 
-    public int Size => 2 + Encoding.UTF8.GetByteCount(Path) + 8 + TokenBytes;
+    public int Size => 2 + Encoding.UTF8.GetByteCount(Path) + 8 + TokenBytes + 4;
 
     public void Write(ref MetaWriter w)
     {
         w.Key(Encoding.UTF8.GetBytes(Path));
         w.U64(ArenaLength);
         w.Bytes(Token);
+        w.U32(LeaseTimeoutMs);
     }
 
     public static ShmInfoReply Read(ReadOnlySpan<byte> meta)
     {
         var r = new MetaReader(meta);
         var path = Encoding.UTF8.GetString(r.Key());
-        var reply = new ShmInfoReply(path, r.U64(), r.Bytes(TokenBytes).ToArray());
+        ulong length = r.U64();
+        byte[] token = r.Bytes(TokenBytes).ToArray();
+        var reply = new ShmInfoReply(path, length, token, r.U32());
         r.End();
         return reply;
     }

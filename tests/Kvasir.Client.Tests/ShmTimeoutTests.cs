@@ -8,8 +8,9 @@ using static Kvasir.Client.Tests.NodeHarness;
 namespace Kvasir.Client.Tests;
 
 /// <summary>
-/// The 1 s rule of docs/protocol.md § Ownership and timeouts: a shared-memory copy that ends within
-/// <see cref="ShmTransport.TrustedCopyWindow"/> of LEASE or ALLOC is trusted; a later one is trusted only
+/// The rule of docs/protocol.md § Ownership and timeouts: a shared-memory copy that ends within
+/// <see cref="ShmTransport.TrustedCopyWindow"/> (90% of the node's lease timeout, from SHM_INFO) of
+/// LEASE or ALLOC is trusted; a later one is trusted only
 /// when the node still held the lease or reservation. Copies are made to look slow with a clock that
 /// jumps; where the node must really have expired something, the test waits for it (≤ 3 s, polled).
 /// </summary>
@@ -84,8 +85,9 @@ public sealed class ShmTimeoutTests
     public async Task A_get_whose_copy_looks_slow_awaits_release_and_with_the_lease_still_held_returns_the_bytes()
     {
         await using var node = StartNode(TimeSpan.FromSeconds(30));
-        // Reading 1 is taken before LEASE, reading 2 after the copy: 2 s later as far as the client can tell.
-        var (tcp, shm) = await ConnectAsync(node, new JumpingClock(jumpAt: 2, TimeSpan.FromSeconds(2)));
+        // Reading 1 is taken before LEASE, reading 2 after the copy: 40 s later as far as the client
+        // can tell, past the 27 s it trusts on a node whose lease timeout is 30 s.
+        var (tcp, shm) = await ConnectAsync(node, new JumpingClock(jumpAt: 2, TimeSpan.FromSeconds(40)));
         await using (shm)
         {
             Assert.Equal([KvStatus.Ok, KvStatus.Ok], await PutAsync(tcp, [Key("a"), Key("b")], [Value(1, 70_000), Value(2, 5)]));

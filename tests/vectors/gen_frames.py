@@ -247,9 +247,9 @@ add("stats_reply", "STATS reply: count, then per stat a u8 name length, ASCII na
 # shared-memory transport (docs/protocol.md § Shared memory)
 add("shm_info_request", "SHM_INFO request: no metadata.", "SHM_INFO", [], 60, "OK", {}, b"")
 shm_path, shm_token = "/dev/shm/kvasir-4242-0a1b2c3d.arena", bytes(range(0x40, 0x50))
-add("shm_info_reply", "SHM_INFO reply: bytes16 arena path, u64 arena length, 16-byte token (also in PATH.token).",
-    "SHM_INFO", ["REPLY"], 60, "OK", {"path": shm_path, "arena_length": 1 << 30, "token": h(shm_token)},
-    lp16(shm_path.encode()) + struct.pack("<Q", 1 << 30) + shm_token)
+add("shm_info_reply", "SHM_INFO reply: bytes16 arena path, u64 arena length, 16-byte token (also in PATH.token), u32 lease timeout in ms.",
+    "SHM_INFO", ["REPLY"], 60, "OK", {"path": shm_path, "arena_length": 1 << 30, "token": h(shm_token), "lease_timeout_ms": 30000},
+    lp16(shm_path.encode()) + struct.pack("<Q", 1 << 30) + shm_token + struct.pack("<I", 30000))
 lease_keys = [b"tok/0", b"missing"]
 add("lease_request", "LEASE request: a key batch, like GET.", "LEASE", [], 61, "OK", {"keys": [h(k) for k in lease_keys]}, key_batch_meta(lease_keys))
 lease_entries = [("OK", 8192, 3, crc32c(b"abc"), 7), ("NOT_FOUND", 0, 0, 0, 0)]

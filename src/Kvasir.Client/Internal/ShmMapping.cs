@@ -20,9 +20,10 @@ internal sealed unsafe class ShmMapping : IDisposable
     private readonly byte* _base;
     private int _disposed;
 
-    private ShmMapping(string path, MemoryMappedFile file, MemoryMappedViewAccessor view, long length)
+    private ShmMapping(string path, MemoryMappedFile file, MemoryMappedViewAccessor view, long length, TimeSpan leaseTimeout)
     {
         Path = path;
+        LeaseTimeout = leaseTimeout;
         _file = file;
         _view = view;
         Length = length;
@@ -32,6 +33,9 @@ internal sealed unsafe class ShmMapping : IDisposable
     }
 
     public string Path { get; }
+
+    /// <summary>How long the node holds a lease or reservation at least (its lease timeout, from SHM_INFO).</summary>
+    public TimeSpan LeaseTimeout { get; }
 
     /// <summary>Bytes mapped: the arena's length as the node reported it.</summary>
     public long Length { get; }
@@ -49,6 +53,8 @@ internal sealed unsafe class ShmMapping : IDisposable
             throw new KvasirException($"{info.Path} on this host is not the node's arena (its token differs: the node is on another host or was restarted)");
         if (info.ArenaLength == 0 || info.ArenaLength > long.MaxValue)
             throw new KvasirException($"the node reported an arena of {info.ArenaLength} bytes");
+        if (info.LeaseTimeoutMs == 0)
+            throw new KvasirException("the node reported a lease timeout of 0 ms");
         long length = (long)info.ArenaLength;
         FileStream stream;
         try { stream = new FileStream(info.Path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite); }
@@ -63,7 +69,7 @@ internal sealed unsafe class ShmMapping : IDisposable
                 throw new KvasirException($"{info.Path} is shorter ({stream.Length} bytes) than the arena ({length} bytes)");
             file = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: false);
             var view = file.CreateViewAccessor(0, length, MemoryMappedFileAccess.ReadWrite);
-            return new ShmMapping(info.Path, file, view, length);
+            return new ShmMapping(info.Path, file, view, length, TimeSpan.FromMilliseconds(info.LeaseTimeoutMs));
         }
         catch (Exception ex)
         {

@@ -21,25 +21,26 @@ namespace Kvasir.Client.Internal;
 /// node is freed at once rather than after the node's lease timeout.
 /// </para>
 /// <para>
-/// The node also expires leases and reservations after its lease timeout, never less than 1 s after
-/// granting them (docs/protocol.md § Ownership and timeouts). Copies that end within
-/// <see cref="TrustedCopyWindow"/> of sending LEASE or ALLOC are trusted without asking. A GET whose
+/// The node also expires leases and reservations after its lease timeout (SHM_INFO reports it; 30 s
+/// by default, never under 1 s), counted from granting them (docs/protocol.md § Ownership and
+/// timeouts). Copies that end within <see cref="TrustedCopyWindow"/> of sending LEASE or ALLOC are
+/// trusted without asking. A GET whose
 /// copies end later awaits RELEASE's reply and reports <see cref="KvStatus.Timeout"/> (its bytes
 /// dropped) for each key whose lease the node no longer held. A PUT copies no value once the window has
 /// passed: those keys report Timeout and are left out of COMMIT (the node aborts their reservations
 /// when they expire); a key whose reservation expired before COMMIT reports Timeout too. Residual
-/// window: one value's copy-in that starts inside the window and runs past 1 s (a value that takes over
-/// 100 ms to copy, or a thread paused mid-copy) may land in space the node already gave to another key.
+/// window: one value's copy-in that starts inside the window and runs past the lease timeout (a thread
+/// paused mid-copy for a tenth of it) may land in space the node already gave to another key.
 /// </para>
 /// </remarks>
 internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTransport
 {
     /// <summary>
-    /// How long after sending LEASE or ALLOC a finished copy is trusted without the node's word: the
-    /// node's 1 s guarantee less a 100 ms margin for clock granularity (the node's reservation timer
-    /// counts milliseconds) and the time between reading the clock and the last byte copied.
+    /// How long after sending LEASE or ALLOC a finished copy is trusted without the node's word: 90% of
+    /// the node's lease timeout, the rest a margin for clock granularity and for the time between
+    /// reading the clock and the last byte copied.
     /// </summary>
-    internal static readonly TimeSpan TrustedCopyWindow = TimeSpan.FromMilliseconds(900);
+    internal TimeSpan TrustedCopyWindow => mapping.LeaseTimeout * 0.9;
 
     /// <summary>Timestamps for <see cref="TrustedCopyWindow"/>. Tests substitute a clock that makes a copy look slow.</summary>
     internal TimeProvider Clock { get; init; } = TimeProvider.System;

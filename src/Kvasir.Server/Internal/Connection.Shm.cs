@@ -32,8 +32,9 @@ internal sealed partial class Connection
     private Reply ShmInfo(in FrameHeader h)
     {
         var info = _node.ShmToken is null
-            ? new ShmInfoReply("", 0, new byte[ShmInfoReply.TokenBytes])
-            : new ShmInfoReply(_store.SharedMemoryPath!, (ulong)_store.Options.Capacity, _node.ShmToken);
+            ? new ShmInfoReply("", 0, new byte[ShmInfoReply.TokenBytes], 0)
+            : new ShmInfoReply(_store.SharedMemoryPath!, (ulong)_store.Options.Capacity, _node.ShmToken,
+                (uint)Math.Min(uint.MaxValue, _store.Options.LeaseTimeout.TotalMilliseconds));
         var r = NewReply(h, WireStatus.Ok, info.Size, 0, out var span);
         var w = new MetaWriter(span);
         info.Write(ref w);

@@ -131,7 +131,7 @@ public static class FrameCodec
                 return new JsonObject { ["stats"] = stats };
             case Opcode.ShmInfo:
                 var info = ShmInfoReply.Read(meta);
-                return new JsonObject { ["path"] = info.Path, ["arena_length"] = info.ArenaLength, ["token"] = Hex(info.Token) };
+                return new JsonObject { ["path"] = info.Path, ["arena_length"] = info.ArenaLength, ["token"] = Hex(info.Token), ["lease_timeout_ms"] = info.LeaseTimeoutMs };
             case Opcode.Lease:
                 var leases = new JsonArray();
                 foreach (var e in ShmMessages.ReadLeaseReply(meta))
@@ -214,7 +214,7 @@ public static class FrameCodec
                 var stats = m["stats"]!.AsArray().Select(s => new KeyValuePair<string, long>((string)s!["name"]!, (long)s["value"]!)).ToList();
                 return Write(StatsReply.Size(stats), (ref MetaWriter w) => StatsReply.Write(ref w, stats));
             case Opcode.ShmInfo:
-                var info = new ShmInfoReply((string)m["path"]!, (ulong)m["arena_length"]!, VectorFile.Hex(m["token"]));
+                var info = new ShmInfoReply((string)m["path"]!, (ulong)m["arena_length"]!, VectorFile.Hex(m["token"]), (uint)m["lease_timeout_ms"]!);
                 return Write(info.Size, (ref MetaWriter w) => info.Write(ref w));
             case Opcode.Lease:
                 var leases = m["entries"]!.AsArray().Select(e => new LeaseEntry(Parse<WireStatus>((string)e!["status"]!), (ulong)e["offset"]!,
