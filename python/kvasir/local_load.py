@@ -102,6 +102,7 @@ def _locate(store, addrs, sizes):
         raise ValueError("sizes must be non-negative")
     if (addrs <= 0).any():
         raise ValueError("addresses must be positive")
+    where[sizes == 0] = -1   # nothing is ever copied to or from an empty piece
     regions = sorted(store._regions.items())
     if regions:
         bases = np.array([b for b, _ in regions], dtype=np.int64)

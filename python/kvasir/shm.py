@@ -6,6 +6,7 @@ used only after the node's SHM_INFO token matches the token file next to the are
 that this process opened that very node's arena, on the same host, with permission.
 """
 
+import ctypes
 import logging
 import mmap
 import os
@@ -64,6 +65,7 @@ class ShmMapping:
         self.length = info.arena_length
         self.lease_timeout = info.lease_timeout_ms / 1000.0
         self.cuda_registered = False
+        self._anchor = None
         self.close_hooks = []   # run before unmapping (CUDA unregisters the pinned range)
 
     def held(self, sent: float) -> bool:
@@ -71,9 +73,10 @@ class ShmMapping:
         return time.monotonic() - sent < self.lease_timeout * TRUST_FRACTION
 
     def address(self) -> int:
-        """Address of the mapping's first byte (for DMA registration)."""
-        import ctypes  # noqa: PLC0415
-        return ctypes.addressof(ctypes.c_char.from_buffer(self.mm))
+        """Address of the mapping's first byte (for memmove and DMA)."""
+        if self._anchor is None:
+            self._anchor = ctypes.c_char.from_buffer(self.mm)   # keeps the mapping exported while used
+        return ctypes.addressof(self._anchor)
 
     def copy_out(self, offset: int, length: int, pieces) -> None:
         """The value at ``offset`` into the destination pieces, filled in order (one memcpy each)."""
@@ -101,6 +104,7 @@ class ShmMapping:
         hooks, self.close_hooks = self.close_hooks, []
         for hook in hooks:
             hook()
+        self._anchor = None
         try:
             self.view.release()
             self.mm.close()
