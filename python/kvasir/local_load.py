@@ -372,17 +372,17 @@ class LocalLoad:
 
 # --- stores ----------------------------------------------------------------------------------------------
 
-def put_local(store, keys, ptrs, sizes) -> List[int]:
-    """KvStore.batch_put_from_local (see there)."""
+def put_local(store, keys, addrs_per_key, sizes_per_key) -> List[int]:
+    """KvStore.batch_put_from_multi_buffers_local (see there): each value gathered from its pieces."""
     _need_numpy()
-    if not (len(keys) == len(ptrs) == len(sizes)):
-        raise ValueError(f"{len(keys)} keys but {len(ptrs)} addresses and {len(sizes)} sizes")
+    if not (len(keys) == len(addrs_per_key) == len(sizes_per_key)):
+        raise ValueError(f"{len(keys)} keys but {len(addrs_per_key)} address lists and {len(sizes_per_key)} size lists")
     keys_b = _keys_bytes(keys)
     results: List[Optional[int]] = [E.INVALID_KEY] * len(keys_b)
     _, alloc_dtype = _dtypes()
     with store._lock:
-        addrs, lengths = _int_array(ptrs, "address"), _int_array(sizes, "size")
-        where = _locate(store, addrs, lengths)
+        pieces = _Pieces(store, addrs_per_key, sizes_per_key)
+        lengths = pieces.capacity
         conn, mapping = _local_connection(store, KeyNotLocalError)
         hello = store.hello
         todo = [i for i, k in enumerate(keys_b) if 1 <= len(k) <= hello.max_key_bytes]
@@ -408,8 +408,11 @@ def put_local(store, keys, ptrs, sizes) -> List[int]:
                     raise _Failure(E.PROTOCOL_ERROR, "the node returned a range outside its arena")
                 copies = _Copies()
                 inflight.append((copies, e["id"][ok], idx[ok]))
-                m = ok & (lengths[idx] > 0)
-                copies.add(where[idx][m], base + offsets[m], addrs[idx][m], lengths[idx][m], mapping)
+                key_offset = np.full(len(keys_b), -1, dtype=np.int64)   # arena offset of each reserved key
+                key_offset[idx[ok]] = offsets[ok]
+                to = key_offset[pieces.key]
+                m = (to >= 0) & (pieces.sizes > 0)
+                copies.add(pieces.where[m], base + to[m] + pieces.prefix[m], pieces.addrs[m], pieces.sizes[m], mapping)
                 copies.run_host()
                 if len(inflight) > 1:   # the previous chunk's DMA ran while this one was reserved
                     _commit(conn, *inflight.pop(0), results)

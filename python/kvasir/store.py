@@ -539,7 +539,14 @@ class KvStore:
         value — a DMA from GPU memory (torch with CUDA) or a memcpy from a registered host buffer —
         then COMMIT. 0 or a negative code per key. Raises :class:`kvasir.local_load.KeyNotLocalError`
         when the node is not reachable through shared memory (use :meth:`batch_put_from`). Needs numpy."""
-        return local_load.put_local(self, keys, ptrs, sizes)
+        if not (len(keys) == len(ptrs) == len(sizes)):
+            raise ValueError(f"{len(keys)} keys but {len(ptrs)} addresses and {len(sizes)} sizes")
+        return local_load.put_local(self, keys, [[p] for p in ptrs], [[n] for n in sizes])
+
+    def batch_put_from_multi_buffers_local(self, keys, addrs_per_key, sizes_per_key) -> List[int]:
+        """:meth:`batch_put_from_local` with each value gathered from several pieces (host or GPU
+        memory), concatenated in order — e.g. one KV block's slices of every layer."""
+        return local_load.put_local(self, keys, addrs_per_key, sizes_per_key)
 
     def _release_leases(self, conn, meta: bytes, confirm: bool = False) -> bool:
         """RELEASE on ``conn`` if it is still this store's connection: lease ids belong to one

@@ -157,6 +157,31 @@ def test_a_local_put_over_several_chunks_stores_every_value_and_reports_per_key(
         assert s.stats()["reservations"] == 0
 
 
+def test_a_local_put_gathers_each_value_from_its_pieces(small_batches):
+    # Like one KV block made of every layer's slice: three pieces per value, from two buffers, in an
+    # order unrelated to their addresses; over several chunks.
+    values = _values(36, 6)
+    keys = [f"gather/{i}/{os.getpid()}" for i in range(len(values))]
+    a = np.concatenate(values)
+    b = np.zeros_like(a)
+    with kvasir.KvStore(small_batches.address, transport="shm") as s:
+        s.register_buffer(a.ctypes.data, a.nbytes)
+        s.register_buffer(b.ctypes.data, b.nbytes)
+        addrs, sizes, at = [], [], 0
+        for v in values:
+            n = len(v)
+            cut = [n // 3, n // 3, n - 2 * (n // 3)]
+            b[at + cut[0]:at + cut[0] + cut[1]] = v[cut[0]:cut[0] + cut[1]]   # the middle piece lives in b
+            addrs.append([a.ctypes.data + at, b.ctypes.data + at + cut[0], a.ctypes.data + at + cut[0] + cut[1]])
+            sizes.append(cut)
+            a[at + cut[0]:at + cut[0] + cut[1]] = 0xAB   # and is garbage in a
+            at += n
+        assert s.batch_put_from_multi_buffers_local(keys, addrs, sizes) == [0] * len(keys)
+        for k, v in zip(keys, values):
+            assert s.get(k) == v.tobytes()
+        assert s.stats()["reservations"] == 0
+
+
 def test_a_large_local_put_publishes_the_crc_of_every_value(node):
     # 40 MiB in one COMMIT: the node checksums such a batch on several threads. A reader that
     # verifies each CRC over TCP proves every value got its own.

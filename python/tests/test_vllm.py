@@ -154,11 +154,11 @@ def block_of(tensor, block_id):
 class Engine:
     """A scheduler-side and a worker-side connector, each with its own store, as one vLLM engine."""
 
-    def __init__(self, address, model, tp_rank=0, tp_size=1, role="kv_both", fill=False, seed=0, **extra):
+    def __init__(self, address, model, tp_rank=0, tp_size=1, role="kv_both", fill=False, seed=0, transport=None, **extra):
         cfg = VllmConfig(KVTransferConfig(kv_role=role, kv_connector_extra_config={"kvasir_tp_rank": tp_rank, **extra}),
                          CacheConfig(), ModelConfig(model), ParallelConfig(tensor_parallel_size=tp_size))
         self.sched_store = CountingStore(KvStore(address, request_timeout=10))
-        self.worker_store = KvStore(address, request_timeout=10)
+        self.worker_store = KvStore(address, transport=transport, request_timeout=10)
         self.sched = KvasirConnector(cfg, KVConnectorRole.SCHEDULER, KVCacheConfig(), store=self.sched_store)
         self.worker = KvasirConnector(cfg, KVConnectorRole.WORKER, KVCacheConfig(), store=self.worker_store)
         self.caches = make_caches(fill, seed)
@@ -235,6 +235,7 @@ def test_save_then_other_engine_hits_and_loads_byte_exact(engines):
     assert n == 0 and not errors
     assert [bid for bid, _ in meta.requests[0].save] == a_ids
     assert a.worker.stats["blocks_saved"] == 5 and a.worker.stats["blocks_save_failed"] == 0
+    assert a.worker.stats["blocks_saved_local"] == 5   # the node is on this host: straight into its arena
 
     b = engines(model=model, fill=False)  # new stores, zeroed caches: another engine
     b_ids = [5, 2, 8, 11, 0]
@@ -244,6 +245,7 @@ def test_save_then_other_engine_hits_and_loads_byte_exact(engines):
     assert [bid for bid, _ in meta.requests[0].load] == b_ids[:4]
     assert meta.requests[0].save == []  # all 5 blocks are already stored
     assert b.worker.last_loaded_block_ids == {"b1": b_ids[:4]}
+    assert b.worker.stats["blocks_loaded_local"] == 4
     for name in a.caches:
         for src, dst in zip(a_ids[:4], b_ids[:4]):
             assert torch.equal(block_of(a.caches[name], src), block_of(b.caches[name], dst)), (name, src, dst)
@@ -312,6 +314,7 @@ def test_missing_and_short_blocks_are_load_errors(engines, node):
     assert errors == {7, 8}
     assert b.worker.last_loaded_block_ids == {"b": [6]}  # block 9 arrived but follows a failure
     assert b.worker.stats["blocks_load_failed"] == 2
+    assert b.worker.stats["blocks_loaded_local"] == 0   # a block missing from the arena: the socket path reports each one
     # reported for that forward pass only
     b.worker.bind_connector_metadata(KvasirConnectorMetadata())
     assert b.worker.get_block_ids_with_load_errors() == set()
@@ -334,6 +337,32 @@ def test_exists_called_once_per_request(engines):
     assert b.sched_store.exists_calls == 2
 
 
+def test_blocks_saved_over_the_socket_load_through_the_arena_and_back(engines):
+    # One engine on TCP (as for a node on another host: CPU caches read in place), one on this
+    # host's shared-memory path: the two paths must agree byte for byte, both ways.
+    model, toks = model_name(), prompt(5 * BS)
+    tcp = engines(model=model, fill=True, seed=9, transport="tcp")
+    tcp.step(Request("t", toks), [0, 1, 2, 3, 4])
+    assert tcp.worker.stats["blocks_saved"] == 5 and tcp.worker.stats["blocks_saved_local"] == 0
+    local = engines(model=model)
+    n, meta, errors = local.step(Request("l", toks), [4, 3, 2, 1, 0])
+    assert n == 4 * BS and not errors and local.worker.stats["blocks_loaded_local"] == 4
+    for name in tcp.caches:
+        for src, dst in zip([0, 1, 2, 3], [4, 3, 2, 1]):
+            assert torch.equal(block_of(tcp.caches[name], src), block_of(local.caches[name], dst))
+
+    other, toks2 = model_name(), prompt(5 * BS, base=77)
+    saver = engines(model=other, fill=True, seed=10)
+    saver.step(Request("s", toks2), [5, 6, 7, 8, 9])
+    assert saver.worker.stats["blocks_saved_local"] == 5
+    reader = engines(model=other, transport="tcp")
+    n, meta, errors = reader.step(Request("r", toks2), [9, 8, 7, 6, 5])
+    assert n == 4 * BS and not errors and reader.worker.stats["blocks_loaded_local"] == 0
+    for name in saver.caches:
+        for src, dst in zip([5, 6, 7, 8], [9, 8, 7, 6]):
+            assert torch.equal(block_of(saver.caches[name], src), block_of(reader.caches[name], dst))
+
+
 def test_staging_path_and_chunked_prefill(engines):
     """The host-staging path (used for CUDA tensors) forced on CPU, and a prompt saved over two
     scheduler steps (chunked prefill: the second chunk comes as a cached request)."""
@@ -348,7 +377,7 @@ def test_staging_path_and_chunked_prefill(engines):
         num_scheduled_tokens={"a": 3 * BS}))
     assert [bid for bid, _ in meta.requests[0].save] == [6, 8, 10]
     a.execute(meta)
-    assert a.worker.stats["blocks_saved"] == 5
+    assert a.worker.stats["blocks_saved"] == 5 and a.worker.stats["blocks_saved_local"] == 0
 
     b = engines(model=model, kvasir_force_staging=True)
     n, meta, errors = b.step(Request("b", toks), [1, 3, 5, 7, 9])

@@ -43,14 +43,18 @@ of the wrong length is reported by ``get_block_ids_with_load_errors`` (vLLM then
 request from the first failed block); ``last_loaded_block_ids`` lists, per request, the block ids
 loaded before the first failure.
 
-CUDA tensors are not host-addressable, and the Kvasir client reads/writes host memory: for them
-the blocks go through a CPU staging tensor (one copy each way); CPU tensors are zero-copy.
+When the node runs on this host (the store's shared-memory transport), blocks move straight
+between its arena and the kv caches: ``batch_get_into_multi_buffers_submit_local`` and
+``batch_put_from_multi_buffers_local``, one DMA per block slice for CUDA tensors (torch with CUDA),
+one memcpy for CPU tensors (numpy needed). Otherwise — a remote node, or that path refused — CPU
+tensors are read and written in place over TCP, and CUDA tensors go through a CPU staging tensor
+(one copy each way).
 
 Configuration (``kv_connector_extra_config``; environment used as the fallback, see KvStore):
 ``kvasir_servers``, ``kvasir_auth_key``, ``kvasir_request_timeout``, ``kvasir_model_name`` (default
 ``model_config.model``), ``kvasir_tp_rank`` / ``kvasir_pp_rank`` (default: vLLM's parallel state),
 ``kvasir_num_blocks`` (to locate the block dimension; default ``kv_cache_config.num_blocks``),
-``kvasir_force_staging`` (use the CPU staging path even for CPU tensors; for tests).
+``kvasir_force_staging`` (use the CPU staging path, never the local or in-place ones; for tests).
 """
 
 import enum
@@ -60,6 +64,9 @@ import struct
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
+
+from ..errors import KvasirError
+from ..local_load import KeyNotLocalError
 
 logger = logging.getLogger("kvasir.vllm")
 
@@ -246,8 +253,9 @@ class KvasirConnector(KVConnectorBase_V1):
         self._load_errors: set = set()
         self._force_staging = str(_cfg_get(ktc, "kvasir_force_staging", "")).lower() in ("1", "true", "yes")
         self.last_loaded_block_ids: Dict[str, List[int]] = {}
+        self._local = not self._force_staging   # the arena path, until it is refused
         self.stats = {"exists_calls": 0, "blocks_hit": 0, "blocks_loaded": 0, "blocks_load_failed": 0,
-                      "blocks_saved": 0, "blocks_save_failed": 0}
+                      "blocks_saved": 0, "blocks_save_failed": 0, "blocks_loaded_local": 0, "blocks_saved_local": 0}
 
     @property
     def requires_kv_delivery(self) -> bool:
@@ -449,7 +457,10 @@ class KvasirConnector(KVConnectorBase_V1):
         if not plan:
             return
         keys = [self.block_key(h) for _, bid, h in plan]
-        if self._on_host():
+        results = self._local_load(keys, [bid for _, bid, _ in plan])
+        if results is not None:
+            self.stats["blocks_loaded_local"] += sum(r == self._block_bytes for r in results)
+        elif self._on_host():
             dests = [self._pieces(bid) for _, bid, _ in plan]
             try:
                 results = self._store.batch_get_into_multi_buffers(keys, [d[0] for d in dests], [d[1] for d in dests])
@@ -469,6 +480,37 @@ class KvasirConnector(KVConnectorBase_V1):
                 failed_req.add(req_id)
                 self._load_errors.add(bid)
                 self.stats["blocks_load_failed"] += 1
+
+    def _local_load(self, keys, block_ids) -> Optional[List[int]]:
+        """Lengths per key, read straight from a node on this host into the kv caches; None when that
+        path is unavailable or a block is not in the node's memory (the caller's path then reports
+        per-block misses)."""
+        if not self._local:
+            return None
+        dests = [self._pieces(bid) for bid in block_ids]
+        try:
+            return self._store.batch_get_into_multi_buffers_submit_local(keys, [d[0] for d in dests], [d[1] for d in dests]).wait()
+        except KeyNotLocalError:
+            self._local = getattr(self._store, "transport", None) == "shm"   # a missing block, or no arena at all
+        except (KvasirError, ValueError) as ex:
+            logger.info("kvasir: loading through the node's arena failed (%s); using the socket", ex)
+            self._local = False
+        return None
+
+    def _local_save(self, keys, block_ids) -> Optional[List[int]]:
+        """Codes per key, written straight from the kv caches into a node on this host; None when
+        that path is unavailable."""
+        if not self._local:
+            return None
+        srcs = [self._pieces(bid) for bid in block_ids]
+        try:
+            return self._store.batch_put_from_multi_buffers_local(keys, [s[0] for s in srcs], [s[1] for s in srcs])
+        except KeyNotLocalError:
+            self._local = False
+        except (KvasirError, ValueError) as ex:
+            logger.info("kvasir: saving through the node's arena failed (%s); using the socket", ex)
+            self._local = False
+        return None
 
     def _staged_load(self, keys, block_ids) -> List[int]:
         staging = _host_buffer(len(keys) * max(self._block_bytes, 1))
@@ -518,7 +560,10 @@ class KvasirConnector(KVConnectorBase_V1):
             return
         keys = [self.block_key(h) for _, h in plan]
         try:
-            if self._on_host():
+            results = self._local_save(keys, [bid for bid, _ in plan])
+            if results is not None:
+                self.stats["blocks_saved_local"] += sum(r == 0 for r in results)
+            elif self._on_host():
                 srcs = [self._pieces(bid) for bid, _ in plan]
                 results = self._store.batch_put_from_multi_buffers(keys, [s[0] for s in srcs], [s[1] for s in srcs])
             else:
