@@ -21,13 +21,18 @@ from kvasir.local_load import KeyNotLocalError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def store():
+def address():
     node, addr = gpu_bench.start_node("512MiB")
-    s = kvasir.KvStore(addr, transport="shm")
-    yield s
-    s.close()
+    yield addr
     node.terminate()
     node.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def store(address):
+    s = kvasir.KvStore(address, transport="shm")
+    yield s
+    s.close()
 
 
 def _stored(store, prefix, lengths, seed):
@@ -91,3 +96,25 @@ def test_a_put_from_gpu_memory_stores_each_value(store):
     for k, o, n in zip(keys, offsets, lengths):
         assert store.get(k) == expect[o:o + n].tobytes()
     assert store.stats()["reservations"] == 0
+
+
+def test_the_vllm_connector_moves_cuda_kv_blocks_through_the_arena(address):
+    # The connector test's engines (vLLM stand-ins, see test_vllm.py) with their kv caches on the GPU:
+    # saves and loads go between the arena and GPU memory directly, never through a staging tensor.
+    from test_vllm import BS, Engine, Request, block_of, model_name, prompt
+    model, toks = model_name(), prompt(5 * BS)
+    a = Engine(address, model, fill=True, seed=1, device="cuda")
+    b = Engine(address, model, device="cuda")
+    try:
+        a.step(Request("a", toks), [3, 7, 1, 9, 12])
+        assert a.worker.stats["blocks_saved_local"] == 5
+        n, _, errors = b.step(Request("b", toks), [5, 2, 8, 11, 0])
+        assert n == 4 * BS and not errors and b.worker.stats["blocks_loaded_local"] == 4
+        for name in a.caches:
+            assert a.caches[name].is_cuda and b.caches[name].is_cuda
+            for src, dst in zip([3, 7, 1, 9], [5, 2, 8, 11]):
+                assert torch.equal(block_of(a.caches[name], src), block_of(b.caches[name], dst)), (name, src, dst)
+            assert not block_of(b.caches[name], 0).any()
+    finally:
+        a.close()
+        b.close()

@@ -154,14 +154,15 @@ def block_of(tensor, block_id):
 class Engine:
     """A scheduler-side and a worker-side connector, each with its own store, as one vLLM engine."""
 
-    def __init__(self, address, model, tp_rank=0, tp_size=1, role="kv_both", fill=False, seed=0, transport=None, **extra):
+    def __init__(self, address, model, tp_rank=0, tp_size=1, role="kv_both", fill=False, seed=0, transport=None,
+                 device="cpu", **extra):
         cfg = VllmConfig(KVTransferConfig(kv_role=role, kv_connector_extra_config={"kvasir_tp_rank": tp_rank, **extra}),
                          CacheConfig(), ModelConfig(model), ParallelConfig(tensor_parallel_size=tp_size))
         self.sched_store = CountingStore(KvStore(address, request_timeout=10))
         self.worker_store = KvStore(address, transport=transport, request_timeout=10)
         self.sched = KvasirConnector(cfg, KVConnectorRole.SCHEDULER, KVCacheConfig(), store=self.sched_store)
         self.worker = KvasirConnector(cfg, KVConnectorRole.WORKER, KVCacheConfig(), store=self.worker_store)
-        self.caches = make_caches(fill, seed)
+        self.caches = {name: t.to(device) for name, t in make_caches(fill, seed).items()}
         self.worker.register_kv_caches(self.caches)
 
     def schedule(self, request, block_ids, num_scheduled=None):
