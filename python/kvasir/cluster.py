@@ -448,3 +448,37 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+def start_cluster(store, cfg, capacity, data_plane_addr, client_id, poll, explicit_servers) -> None:
+    """Makes ``store`` route over a cluster (KvStore's constructor, when a registry, several servers
+    or an embedded node are configured): starts the embedded node if asked, follows the membership,
+    and gives the store its Router. The embedded node is stopped again if joining fails."""
+    if capacity is not None:
+        key_hex = store._auth_key.hex() if store._auth_key else None
+        store._embedded = EmbeddedNode(capacity, data_plane_addr, client_id, cfg["redis_url"], cfg["cluster"], key_hex)
+    try:
+        if cfg["redis_url"]:
+            membership = RedisMembership(cfg["redis_url"], cfg["cluster"], poll, store.connect_timeout)
+            if store._embedded is not None:
+                deadline = time.monotonic() + store.connect_timeout
+                while all(n["id"] != store._embedded.node_id for n in membership.nodes) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    membership.refresh()
+        else:
+            # Without Redis an embedded node joins the servers given explicitly (or stands alone).
+            listed = store.servers if (capacity is None or explicit_servers) else []
+            membership = StaticMembership([f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in listed])
+            if store._embedded is not None:
+                membership.add({"id": store._embedded.node_id, "addr": store._embedded.addr})
+    except BaseException:
+        if store._embedded is not None:
+            store._embedded.close()
+        raise
+
+    def open_store(addr):
+        return type(store)(addr, store._auth_key.hex() if store._auth_key else None, "tcp",
+                           connect_timeout=store.connect_timeout, request_timeout=store.request_timeout, verify_crc=store.verify_crc)
+
+    store._router = Router(membership, store.replicas, open_store)
+    store.hello = None

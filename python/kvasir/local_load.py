@@ -28,6 +28,7 @@ from typing import List, Optional
 
 from . import errors as E
 from . import protocol as P
+from ._batch import split_keys
 from .connection import _code, _Failure, _keys_bytes
 from .cuda import cuda
 from .errors import KvasirError, ProtocolError
@@ -391,7 +392,7 @@ def put_local(store, keys, addrs_per_key, sizes_per_key) -> List[int]:
         base = mapping.address()
         inflight = []   # (copies, reservation ids, their keys): committed once the copies are done
         try:
-            for start, end in store._split_keys(todo, keys_b, hello):
+            for start, end in split_keys(todo, keys_b, hello, per_key=2 + 8):   # ALLOC: key, u64 length
                 idx = np.array(todo[start:end], dtype=np.int64)
                 sent = time.monotonic()
                 meta = conn.call_raw(P.Opcode.ALLOC, P.encode_alloc_request([keys_b[i] for i in idx], lengths[idx].tolist()))

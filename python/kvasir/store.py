@@ -32,10 +32,7 @@ call reconnects (a failed reconnect answers ``UNAVAILABLE`` for its keys).
 long fails the request), not the total duration of a large transfer.
 """
 
-import ctypes
-import socket
 import threading
-import time
 from typing import List, Optional, Sequence, Union
 
 from . import errors as E
@@ -44,8 +41,12 @@ from .errors import KvasirAuthError, KvasirError, ProtocolError
 
 __all__ = ["KvStore"]
 
+_PUT_FIXED = 4 + 2 + P.MAX_KEY_BYTES   # a PUT's count, plus room for a chain parent (as the .NET client)
+
 from .config import parse_servers, resolve_config
 from . import local_load, shm
+from ._batch import IndexProxy as _IndexProxy, pairs as _pairs, same_length as _same_length, split as _split
+from ._batch import split_keys as _split_keys, valid_positions as _valid_positions
 from .connection import _Connection, _Failure, _code, _key_bytes, _view
 
 # --- the store -------------------------------------------------------------------------------------
@@ -132,35 +133,8 @@ class KvStore:
         self.hello = self._conn.hello
 
     def _start_cluster(self, cfg, capacity, data_plane_addr, client_id, poll, explicit_servers) -> None:
-        from .cluster import EmbeddedNode, RedisMembership, Router, StaticMembership  # noqa: PLC0415
-        if capacity is not None:
-            key_hex = self._auth_key.hex() if self._auth_key else None
-            self._embedded = EmbeddedNode(capacity, data_plane_addr, client_id, cfg["redis_url"], cfg["cluster"], key_hex)
-        try:
-            if cfg["redis_url"]:
-                membership = RedisMembership(cfg["redis_url"], cfg["cluster"], poll, self.connect_timeout)
-                if self._embedded is not None:
-                    deadline = time.monotonic() + self.connect_timeout
-                    while all(n["id"] != self._embedded.node_id for n in membership.nodes) and time.monotonic() < deadline:
-                        time.sleep(0.02)
-                        membership.refresh()
-            else:
-                # Without Redis an embedded node joins the servers given explicitly (or stands alone).
-                listed = self.servers if (capacity is None or explicit_servers) else []
-                membership = StaticMembership([f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in listed])
-                if self._embedded is not None:
-                    membership.add({"id": self._embedded.node_id, "addr": self._embedded.addr})
-        except BaseException:
-            if self._embedded is not None:
-                self._embedded.close()
-            raise
-
-        def open_store(addr):
-            return KvStore(addr, self._auth_key.hex() if self._auth_key else None, "tcp",
-                           connect_timeout=self.connect_timeout, request_timeout=self.request_timeout, verify_crc=self.verify_crc)
-
-        self._router = Router(membership, self.replicas, open_store)
-        self.hello = None
+        from .cluster import start_cluster  # noqa: PLC0415
+        start_cluster(self, cfg, capacity, data_plane_addr, client_id, poll, explicit_servers)
 
     # -- cluster --
 
@@ -336,12 +310,12 @@ class KvStore:
                     todo.append(i)
             sizes = [P.put_entry_size(len(keys[i])) for i in todo]
             if not chain:
-                chunks = self._split(todo, sizes, hello)
+                chunks = _split(sizes, hello, _PUT_FIXED)
             else:
                 chunks, run_start = [], 0
                 for pos in range(1, len(todo) + 1):
                     if pos == len(todo) or todo[pos] != todo[pos - 1] + 1:
-                        chunks += [(run_start + a, run_start + b) for a, b in self._split(todo[run_start:pos], sizes[run_start:pos], hello)]
+                        chunks += [(run_start + a, run_start + b) for a, b in _split(sizes[run_start:pos], hello, _PUT_FIXED)]
                         run_start = pos
 
             def parent_of(first: int) -> Optional[bytes]:
@@ -369,18 +343,6 @@ class KvStore:
 
             self._run_indexed(chunks, todo, results, run)
         return results
-
-    def _split(self, todo: list, entry_sizes: list, hello) -> list:
-        """Chunks (start, end) of positions in ``todo`` within max_batch_keys and max_meta_bytes."""
-        chunks, start, meta = [], 0, 4 + 2 + P.MAX_KEY_BYTES  # room for a chain parent, like .NET
-        for pos, size in enumerate(entry_sizes):
-            if pos > start and (pos - start >= hello.max_batch_keys or meta + size > hello.max_meta_bytes):
-                chunks.append((start, pos))
-                start, meta = pos, 4 + 2 + P.MAX_KEY_BYTES
-            meta += size
-        if len(todo) > start:
-            chunks.append((start, len(todo)))
-        return chunks
 
     def _run_indexed(self, chunks, todo, results, fn) -> None:
         """Like _run_chunks, but chunks index into ``todo`` (positions of the keys sent)."""
@@ -427,7 +389,7 @@ class KvStore:
                 raise KvasirError("the store is closed")
             hello = self.hello
             todo = _valid_positions(keys, results, hello)
-            chunks = self._split_keys(todo, keys, hello)
+            chunks = _split_keys(todo, keys, hello)
             verify = self.verify_crc
             mismatch = [False]
 
@@ -477,21 +439,6 @@ class KvStore:
 
             self._run_indexed(chunks, todo, results, run)
         return results, allocated
-
-    def _split_keys(self, todo: list, keys: list, hello) -> list:
-        """(start, end) positions in ``todo`` of requests within the node's key and metadata limits."""
-        if len(todo) <= hello.max_batch_keys and 4 + 2 * len(todo) + sum(len(keys[i]) for i in todo) <= hello.max_meta_bytes:
-            return [(0, len(todo))] if todo else []
-        chunks, start, meta = [], 0, 4
-        for pos, i in enumerate(todo):
-            size = 2 + len(keys[i])
-            if pos > start and (pos - start >= hello.max_batch_keys or meta + size > hello.max_meta_bytes):
-                chunks.append((start, pos))
-                start, meta = pos, 4
-            meta += size
-        if len(todo) > start:
-            chunks.append((start, len(todo)))
-        return chunks
 
     def get(self, key) -> Optional[bytes]:
         """The value of ``key`` as bytes, or None when it is not stored. Raises :class:`KvasirError`
@@ -578,7 +525,7 @@ class KvStore:
                 raise KvasirError("the store is closed")
             hello = self.hello
             todo = _valid_positions(keys, results, hello)
-            chunks = self._split_keys(todo, keys, hello)
+            chunks = _split_keys(todo, keys, hello)
 
             def run(conn, start, end):
                 idx = todo[start:end]
@@ -650,38 +597,3 @@ class KvStore:
     def _check_open(self) -> None:
         if self._closed:
             raise KvasirError("the store is closed")
-
-
-class _IndexProxy:
-    """Maps positions in ``todo`` to result slots, so chunk failures mark the right keys."""
-
-    __slots__ = ("results", "todo")
-
-    def __init__(self, results, todo):
-        self.results, self.todo = results, todo
-
-    def __setitem__(self, pos, value):
-        self.results[self.todo[pos]] = value
-
-
-def _valid_positions(keys, results, hello) -> list:
-    """Positions of keys the node accepts; the others get INVALID_KEY in ``results``."""
-    todo = []
-    for i, k in enumerate(keys):
-        if 1 <= len(k) <= hello.max_key_bytes:
-            todo.append(i)
-        else:
-            results[i] = E.INVALID_KEY
-    return todo
-
-
-def _same_length(keys, *others) -> None:
-    for other in others:
-        if len(other) != len(keys):
-            raise ValueError(f"{len(keys)} keys but {len(other)} addresses/sizes")
-
-
-def _pairs(addrs, sizes):
-    if len(addrs) != len(sizes):
-        raise ValueError(f"{len(addrs)} addresses but {len(sizes)} sizes for one key")
-    return zip(addrs, sizes)

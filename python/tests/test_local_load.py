@@ -291,3 +291,19 @@ def test_a_local_put_copies_nothing_once_its_reservations_may_have_expired(short
         assert s.batch_is_exist(["p1", "p2", "p3"]) == [0, 0, 0]   # absent: nothing was published
         assert s.batch_put_from_local(["p1"], [src.ctypes.data], [4096]) == [0]
         assert s.get("p1") == src.tobytes()
+
+
+def test_alloc_requests_are_split_by_their_own_entry_size():
+    # An ALLOC entry is a key and a u64 length: 8 bytes more than a key batch entry. Chunks sized
+    # as for LEASE would overrun max_meta_bytes (the node then closes the connection).
+    from types import SimpleNamespace
+    from kvasir._batch import split_keys
+    hello = SimpleNamespace(max_batch_keys=1000, max_meta_bytes=1024)
+    keys = [b"k" * 90] * 40
+    todo = list(range(len(keys)))
+    for per_key, entry in ((2, 92), (10, 100)):
+        chunks = split_keys(todo, keys, hello, per_key=per_key)
+        assert chunks[0][0] == 0 and chunks[-1][1] == len(keys)
+        assert all(a == b for (_, a), (b, _) in zip(chunks, chunks[1:]))   # contiguous, nothing skipped
+        assert all(4 + (end - start) * entry <= 1024 for start, end in chunks)
+        assert max(end - start for start, end in chunks) == (1024 - 4) // entry
