@@ -19,6 +19,15 @@ SERVING = re.compile(r"kvasir: serving on (\S+):(\d+) ")
 ADMIN = re.compile(r"admin on http://(\S+?)/")
 
 
+def wait_until(cond, what, timeout=20.0):
+    """Polls ``cond`` every 50 ms; fails the test naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
 class Node:
     """A `kvasir serve` process on a free port; stdout/stderr go to a temp file (never a full pipe)."""
 

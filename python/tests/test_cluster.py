@@ -13,7 +13,7 @@ import kvasir
 from kvasir import errors as E
 from kvasir.placement import Ring, hash64, mix64
 
-from conftest import CLI_DLL, REPO, Node
+from conftest import CLI_DLL, REPO, Node, wait_until
 
 VECTORS = os.path.join(REPO, "tests", "vectors", "rendezvous.json")
 
@@ -74,7 +74,7 @@ def cluster(cli):
     name = f"py{os.getpid()}{int(time.monotonic() * 1000) % 100000}"
     nodes = [Node("--memory", "64MiB", "--redis", redis.url, "--cluster", name, "--heartbeat-ttl", "1") for _ in range(3)]
     try:
-        _wait(lambda: len(_live(redis.url, name)) == 3, "3 live nodes")
+        wait_until(lambda: len(_live(redis.url, name)) == 3, "3 live nodes")
         yield redis, name, nodes
     finally:
         for n in nodes:
@@ -89,14 +89,6 @@ def _live(url, name):
         return [m.decode() for m in r.zrangebyscore(f"kvasir:{{{name}}}:members", int(time.time() * 1000) - 100, "+inf")]
     finally:
         r.close()
-
-
-def _wait(cond, what, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _value(key: str, size: int) -> np.ndarray:
@@ -159,7 +151,7 @@ def test_two_replicas_survive_a_killed_node_without_a_miss(cluster):
         for k in keys:
             assert store.get(k) == _value(k, 1000).tobytes()
         assert store.batch_is_exist(keys) == [1] * len(keys)
-        _wait(lambda: len(store.nodes) == 2, "the store to drop the dead node")
+        wait_until(lambda: len(store.nodes) == 2, "the store to drop the dead node")
         assert all(store.get(k) == _value(k, 1000).tobytes() for k in keys)
 
 
@@ -222,10 +214,10 @@ def test_an_embedded_node_lends_memory_and_registers_as_embedded(cluster):
         for k in local:
             assert store.put(k, k.encode()) == 0
         with _store(redis, name) as other:
-            _wait(lambda: len(other.nodes) == 4, "the other store to see the embedded node")
+            wait_until(lambda: len(other.nodes) == 4, "the other store to see the embedded node")
             assert all(other.get(k) == k.encode() for k in local)
     # Closing the store stopped its node, which left the cluster.
-    _wait(lambda: "py-rank-0" not in _live(redis.url, name), "the embedded node to leave")
+    wait_until(lambda: "py-rank-0" not in _live(redis.url, name), "the embedded node to leave")
 
 
 def test_bad_cluster_settings_are_clear_errors(cli):

@@ -12,7 +12,7 @@ from kvasir import errors as E
 from kvasir.errors import KvasirError
 from kvasir.local_load import KeyNotLocalError
 
-from conftest import Node
+from conftest import Node, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -223,14 +223,6 @@ def short_leases(cli):
     n.stop()
 
 
-def _wait_for(cond, what, timeout=10.0):
-    import time
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_a_late_copy_is_trusted_only_when_release_confirms_its_lease(short_leases, monkeypatch):
     import time
     from kvasir import shm
@@ -287,7 +279,7 @@ def test_a_local_put_copies_nothing_once_its_reservations_may_have_expired(short
         assert s.batch_put_from_local(["p1", "p2"], [src.ctypes.data] * 2, [4096] * 2) == [E.TIMEOUT] * 2
         assert s.put("p3", b"x" * 5000) == E.TIMEOUT          # the plain put over shm as well
         monkeypatch.undo()
-        _wait_for(lambda: s.stats()["reservations"] == 0, "the node to drop the unused reservations")
+        wait_until(lambda: s.stats()["reservations"] == 0, "the node to drop the unused reservations")
         assert s.batch_is_exist(["p1", "p2", "p3"]) == [0, 0, 0]   # absent: nothing was published
         assert s.batch_put_from_local(["p1"], [src.ctypes.data], [4096]) == [0]
         assert s.get("p1") == src.tobytes()

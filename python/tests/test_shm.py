@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -16,15 +15,7 @@ import kvasir
 from kvasir import protocol as P
 from kvasir import shm
 
-from conftest import PYTHON_DIR, Node
-
-
-def _wait(cond, what, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+from conftest import PYTHON_DIR, Node, wait_until
 
 
 HOLDER = r"""
@@ -54,7 +45,7 @@ def test_a_client_holding_a_lease_and_a_reservation_leaks_nothing(cli, how):
             if how == "killed":
                 holder.send_signal(signal.SIGKILL)
                 holder.wait(timeout=10)
-            _wait(lambda: s.stats()["leases"] == 0 and s.stats()["reservations"] == 0, f"space back after the client was {how}")
+            wait_until(lambda: s.stats()["leases"] == 0 and s.stats()["reservations"] == 0, f"space back after the client was {how}")
             stats = s.stats()
             assert stats["keys"] == 1   # the committed value stays; the reserved one is gone
             assert s.get("held") == b"x" * 100000
