@@ -351,7 +351,9 @@ public class SignalEndToEndTests
     {
         const int values = 24, size = 8 << 20;
         await using var serve = await ServeProcess.StartAsync("--port", "0", "--memory", "256MiB", "--max-value", "8MiB");
-        var options = new KvStoreOptions { Server = serve.Server, ConnectionsPerNode = 1, RequestTimeout = TimeSpan.FromSeconds(20) };
+        // Over TCP: the drain under test is that of a PUT frame whose payload is still arriving (a local
+        // node would otherwise be reached through shared memory, where a batch lands in one COMMIT).
+        var options = new KvStoreOptions { Server = serve.Server, ConnectionsPerNode = 1, RequestTimeout = TimeSpan.FromSeconds(20), Transport = KvTransportKind.Tcp };
         await using var writer = await KvStore.ConnectAsync(options);
         await using var monitor = await KvStore.ConnectAsync(options);
 
