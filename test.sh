@@ -7,18 +7,24 @@ cd "$root"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
 need_apt=()
-# Python client tests use Debian's interpreter and packages (not the python3 first on PATH).
+# Python tests use Debian's interpreter and packages (not the python3 first on PATH). Each module
+# any test, bench or vector script imports from outside the standard library, with its package:
+py_modules=(
+  "pytest python3-pytest"                       # the test runner
+  "numpy python3-numpy"                         # the client's batch and copy planning
+  "yaml python3-yaml"                           # KVASIR_CONFIG files
+  "torch python3-torch"                         # connector tests use real CPU tensors
+  "redis python3-redis"                         # cluster tests: the registry and the Lua scripts
+  "prometheus_client python3-prometheus-client" # /metrics checked with a real Prometheus text parser
+)
 [ -x /usr/bin/python3 ] || need_apt+=(python3)
-/usr/bin/python3 -c 'import pytest' 2>/dev/null || need_apt+=(python3-pytest)
-/usr/bin/python3 -c 'import numpy' 2>/dev/null || need_apt+=(python3-numpy)
-/usr/bin/python3 -c 'import yaml' 2>/dev/null || need_apt+=(python3-yaml)
-# Connector tests use real torch CPU tensors.
-/usr/bin/python3 -c 'import torch' 2>/dev/null || need_apt+=(python3-torch)
-# The benchmark's peer clients are tested against real servers.
+for entry in "${py_modules[@]}"; do
+  read -r module package <<<"$entry"
+  /usr/bin/python3 -c "import $module" 2>/dev/null || need_apt+=("$package")
+done
+# Servers the benchmark's peer clients and the cluster tests talk to; the dashboard in headless Chromium.
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v memcached >/dev/null || need_apt+=(memcached)
-# Admin HTTP: /metrics is checked with a real Prometheus text parser; the dashboard in headless Chromium.
-/usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || need_apt+=(python3-prometheus-client)
 command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -28,6 +34,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   else
     echo "test.sh: missing ${need_apt[*]} (run as root to install)" >&2
   fi
+fi
+
+# Every module above must import now: a missing one fails the run here, by name, not as scattered test errors.
+missing_py=()
+for entry in "${py_modules[@]}"; do
+  read -r module package <<<"$entry"
+  /usr/bin/python3 -c "import $module" 2>/dev/null || missing_py+=("$module ($package)")
+done
+if [ ${#missing_py[@]} -gt 0 ]; then
+  echo "test.sh: /usr/bin/python3 cannot import: ${missing_py[*]}" >&2
+  echo "tests: 0 passed, 1 failed"; exit 1
 fi
 
 passed=0; failed=0; status=0
