@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 using Kvasir.Storage;
+using Kvasir.Protocol;
 
 namespace Kvasir.Bench.Alloc;
 
@@ -41,8 +42,8 @@ internal static class Simulation
             long length = workload.Next(random);
             BitConverter.TryWriteBytes(key, i);
             long begin = Stopwatch.GetTimestamp();
-            StoreStatus status = store.TryReserve(key, length, out Reservation? reservation);
-            if (status == StoreStatus.Ok)
+            WireStatus status = store.TryReserve(key, length, out Reservation? reservation);
+            if (status == WireStatus.Ok)
             {
                 store.Commit(reservation!, 0);
             }

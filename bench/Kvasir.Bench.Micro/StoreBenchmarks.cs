@@ -1,5 +1,6 @@
 using BenchmarkDotNet.Attributes;
 using Kvasir.Storage;
+using Kvasir.Protocol;
 
 namespace Kvasir.Bench.Micro;
 
@@ -43,12 +44,12 @@ public class StoreBenchmarks
     public void Cleanup() => _store.Dispose();
 
     [Benchmark(Description = "Store TryReserve+Commit (overwrite 64K)")]
-    public StoreStatus ReserveCommit() => Put(NextKey());
+    public WireStatus ReserveCommit() => Put(NextKey());
 
     [Benchmark(Description = "Store TryLease+Release (hit)")]
     public long LeaseRelease()
     {
-        if (_store.TryLease(NextKey(), null, out ValueLease? lease) != StoreStatus.Ok)
+        if (_store.TryLease(NextKey(), null, out ValueLease? lease) != WireStatus.Ok)
         {
             throw new InvalidOperationException("expected a hit");
         }
@@ -65,10 +66,10 @@ public class StoreBenchmarks
         return key;
     }
 
-    private StoreStatus Put(byte[] key)
+    private WireStatus Put(byte[] key)
     {
-        StoreStatus status = _store.TryReserve(key, ValueBytes, out Reservation? reservation);
-        if (status != StoreStatus.Ok)
+        WireStatus status = _store.TryReserve(key, ValueBytes, out Reservation? reservation);
+        if (status != WireStatus.Ok)
         {
             throw new InvalidOperationException($"TryReserve returned {status}");
         }

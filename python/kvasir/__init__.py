@@ -10,13 +10,13 @@ see :mod:`kvasir.errors` for the codes (``NOT_FOUND = -1`` ... ``PROTOCOL_ERROR 
 """
 
 from .errors import (BUFFER_TOO_SMALL, CODE_NAMES, INVALID_KEY, NOT_FOUND, OK, OUT_OF_MEMORY, PROTOCOL_ERROR,
-                     TIMEOUT, UNAVAILABLE, VALUE_TOO_LARGE, KvasirAuthError, KvasirError, ProtocolError, code_name)
+                     TIER_FAILED, TIMEOUT, UNAVAILABLE, VALUE_TOO_LARGE, KvasirAuthError, KvasirError, ProtocolError, code_name)
 from .store import KvStore
 
 __version__ = "0.1.0"
 
 __all__ = [
     "KvStore", "KvasirError", "KvasirAuthError", "ProtocolError", "code_name", "CODE_NAMES",
-    "OK", "NOT_FOUND", "VALUE_TOO_LARGE", "INVALID_KEY", "OUT_OF_MEMORY", "BUFFER_TOO_SMALL", "TIMEOUT",
+    "OK", "NOT_FOUND", "VALUE_TOO_LARGE", "INVALID_KEY", "OUT_OF_MEMORY", "TIER_FAILED", "BUFFER_TOO_SMALL", "TIMEOUT",
     "UNAVAILABLE", "PROTOCOL_ERROR", "__version__",
 ]

@@ -78,6 +78,7 @@ class WireStatus(enum.IntEnum):
     VALUE_TOO_LARGE = 2
     INVALID_KEY = 3
     OUT_OF_MEMORY = 4
+    TIER_FAILED = 5
     BAD_FRAME = 32
     UNSUPPORTED_VERSION = 33
     UNKNOWN_OPCODE = 34

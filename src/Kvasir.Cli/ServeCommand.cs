@@ -94,7 +94,7 @@ public static class ServeCommand
     {
         string? disk = cl.Get("disk"), shared = cl.Get("shared-fs");
         if (disk is null)
-            foreach (var flag in new[] { "disk-capacity" })
+            foreach (var flag in new[] { "disk-capacity", "disk-sync" })
                 if (cl.Get(flag) is not null) throw new UsageException($"--{flag} needs --disk");
         if (disk is null && shared is null)
         {
@@ -109,11 +109,19 @@ public static class ServeCommand
             if (File.Exists(path)) throw new UsageException($"--{flag}: '{path}' is a file, not a directory");
         }
         double hot = cl.Double("hot-fraction", 0.2);
+        var sync = cl.Get("disk-sync") switch
+        {
+            null or "none" => Kvasir.Storage.Tiers.DiskSyncMode.None,
+            "batch" => Kvasir.Storage.Tiers.DiskSyncMode.Batch,
+            "always" => Kvasir.Storage.Tiers.DiskSyncMode.Always,
+            var other => throw new UsageException($"--disk-sync: '{other}' is not none, batch or always"),
+        };
         if (hot is < 0 or > 1) throw new UsageException("--hot-fraction: must be between 0 and 1");
         return new Kvasir.Storage.Tiers.TierOptions
         {
             DiskPath = disk,
             DiskCapacity = cl.Size("disk-capacity", 10L << 30),
+            DiskSync = sync,
             PromoteAfter = cl.Int("promote-after", 2, 1),
             HotFraction = hot,
             SharedFsPath = shared,
@@ -197,8 +205,8 @@ public static class ServeCommand
         var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
         using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
-        if (node.Tiers?.Disk is { } d)
-            Console.Out.WriteLine($"kvasir: disk tier {options.Tiers!.DiskPath}: {d.Stats().First(p => p.Key == "disk_keys").Value} values recovered");
+        if (node.Store.HasDisk)
+            Console.Out.WriteLine($"kvasir: disk tier {options.Tiers!.DiskPath}: {node.Store.RecoveredKeys} values recovered");
         var cluster = options.Cluster is { } c ? $", cluster {c.Name} via {Kvasir.Cluster.RedisUrl.Parse(c.RedisUrl)} as {node.NodeId}" : "";
         var shm = node.Store.SharedMemoryPath is { } p ? $", shm {p}" : "";
         var admin = node.Admin is null ? "" : $", admin on http://{Kvasir.Cluster.Endpoint.Format(options.AdminHost, node.AdminPort)}/";

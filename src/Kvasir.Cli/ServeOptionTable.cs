@@ -41,6 +41,7 @@ public static class ServeOptionTable
         new("admin-host", "ADDR", "127.0.0.1", "address the admin port binds"),
         new("disk", "PATH", "none", "local-disk tier: every value also on disk, recovered on restart"),
         new("disk-capacity", "SIZE", "10GiB", "bytes the disk tier may hold; the oldest segment is dropped beyond"),
+        new("disk-sync", "none|batch|always", "none", "when an acknowledged PUT is on stable storage: none = survives kill -9, not power loss; batch = one fsync per write batch; always = fsync per value"),
         new("promote-after", "N", "2", "a value read N times from a lower tier moves back into DRAM"),
         new("hot-fraction", "F", "0.2", "share of DRAM that promoted values may take"),
         new("shared-fs", "PATH", "none", "shared cold tier: a directory many nodes mount"),

@@ -16,6 +16,8 @@ public enum KvStatus
     InvalidKey = 3,
     /// <summary>The node could not make room: everything left is pinned, leased or being written.</summary>
     OutOfMemory = 4,
+    /// <summary>The node's disk tier could not store the value (I/O error, disk full): it was not stored, the key keeps what it had.</summary>
+    TierFailed = 5,
     /// <summary>GET: the destination is smaller than the value; nothing useful was written to it.</summary>
     BufferTooSmall = 16,
     /// <summary>

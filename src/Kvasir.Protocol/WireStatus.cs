@@ -16,6 +16,11 @@ public enum WireStatus : ushort
     InvalidKey = 3,
     /// <summary>The node could not make room: what is left is pinned, leased or being written.</summary>
     OutOfMemory = 4,
+    /// <summary>
+    /// A tier the node writes through (its local disk) could not store the value or the removal: nothing changed,
+    /// the key keeps what it had. The node's health report says why (I/O error, disk full).
+    /// </summary>
+    TierFailed = 5,
 
     /// <summary>Malformed frame: bad magic, non-zero reserved field, unknown flag, lengths that point past the frame or disagree with each other.</summary>
     BadFrame = 32,

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Kvasir.Storage;
+using Kvasir.Protocol;
 
 namespace Kvasir.Server;
 
@@ -21,9 +22,9 @@ public sealed class ArenaHealth
     public long Refusals => Interlocked.Read(ref _refusals);
 
     /// <summary>Called with every write's reservation status; only OutOfMemory is recorded.</summary>
-    public void Note(StoreStatus status)
+    public void Note(WireStatus status)
     {
-        if (status != StoreStatus.OutOfMemory) return;
+        if (status != WireStatus.OutOfMemory) return;
         Interlocked.Increment(ref _refusals);
         Volatile.Write(ref _lastRefusal, Stopwatch.GetTimestamp());
     }

@@ -30,18 +30,18 @@ public sealed class CacheNode : IAsyncDisposable
         Options = options;
         LoggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
         _log = LoggerFactory.CreateLogger("Kvasir.Node");
+        var storeOptions = options.Store;
         if (options.HasSharedMemoryArena)
         {
             ShmFiles.RemoveStale();
-            var arenaPath = ShmFiles.NewPath();
-            Store = new KvArenaStore(options.Store.WithSharedMemoryPath(arenaPath));
-            ShmToken = ShmFiles.WriteToken(arenaPath);
+            storeOptions = storeOptions.WithSharedMemoryPath(ShmFiles.NewPath());
         }
-        else Store = new KvArenaStore(options.Store);
+        // The tiered store is the node's one entry point to its data: every handler, the shm ops and the
+        // in-process client go through it, and the tier rules live inside it (docs/tiers.md).
+        Store = new TieredStore(storeOptions, options.Tiers);
         try
         {
-            Tiers = options.Tiers is { Any: true } t ? new Kvasir.Storage.Tiers.TierSet(t) : null;
-            if (Tiers is not null) Store.Evicted = Tiers.OnEvicted;
+            if (Store.SharedMemoryPath is { } arenaPath && OperatingSystem.IsLinux()) ShmToken = ShmFiles.WriteToken(arenaPath);
         }
         catch
         {
@@ -81,16 +81,13 @@ public sealed class CacheNode : IAsyncDisposable
 
     public NodeOptions Options { get; }
 
-    /// <summary>The node's store; an in-process client uses it directly.</summary>
-    public KvArenaStore Store { get; }
-
-    /// <summary>The disk and shared-filesystem tiers, when configured.</summary>
-    public Kvasir.Storage.Tiers.TierSet? Tiers { get; }
+    /// <summary>The node's tiered store (DRAM and the tiers below): what every transport, in-process clients included, serves from.</summary>
+    public TieredStore Store { get; }
 
     /// <summary>Components that are not healthy right now (arena refusing writes, tier I/O errors, disk full, Redis unreachable), with the reason; empty when healthy.</summary>
     public IReadOnlyList<(string Component, string Reason)> Problems()
     {
-        var list = new List<(string, string)>(Tiers?.Problems() ?? []);
+        var list = new List<(string, string)>(Store.Problems());
         if (ArenaHealth.Problem() is { } arena) list.Insert(0, ("arena", arena));
         if (Registration is { State: RegistrationState.Degraded, Reason: var r }) list.Add(("redis", r ?? "unreachable"));
         return list;
@@ -222,7 +219,7 @@ public sealed class CacheNode : IAsyncDisposable
             new("cluster_state", Registration is null ? 0 : 1 + (long)Registration.State),
             new("cluster_heartbeats", Registration?.Heartbeats ?? 0),
         };
-        if (Tiers is not null) list.AddRange(Tiers.Stats());
+        list.AddRange(Store.TierStats());
         list.Add(new("degraded", Problems().Count > 0 ? 1 : 0));
         foreach (var op in Enum.GetValues<Opcode>())
             list.Add(new($"requests_{op.ToString().ToLowerInvariant()}", c.Requests(op)));
@@ -301,12 +298,11 @@ public sealed class CacheNode : IAsyncDisposable
         }
         // Admin handlers read the store and the tiers: stop them before either is freed.
         if (Admin is not null) await Admin.DisposeAsync().ConfigureAwait(false);
-        Tiers?.Dispose();
         if (Store.SharedMemoryPath is { } shm && OperatingSystem.IsLinux()) ShmFiles.RemoveToken(shm);
         if (AccessLog is not null) await AccessLog.DisposeAsync().ConfigureAwait(false);
         Exporter.Dispose();
         Metrics.Dispose();
-        Store.Dispose();
+        Store.Dispose();   // finishes queued tier writes and flushes the disk tier before the arena goes
         _log.LogInformation("kvasir node {NodeId} stopped", NodeId);
     }
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Kvasir.Storage.Internal;
+using Kvasir.Protocol;
 
 namespace Kvasir.Storage;
 
@@ -10,8 +11,12 @@ public sealed partial class KvArenaStore
     /// Leases the current value of <paramref name="key"/> for reading; counts a hit or a miss and marks the key as
     /// recently used. The lease expires after <see cref="StoreOptions.LeaseTimeout"/> (see <see cref="ReapExpiredLeases"/>).
     /// </summary>
-    /// <returns><see cref="StoreStatus.Ok"/>, <see cref="StoreStatus.NotFound"/> or <see cref="StoreStatus.InvalidKey"/>.</returns>
-    public StoreStatus TryLease(ReadOnlySpan<byte> key, ILeaseHolder? holder, out ValueLease? lease)
+    /// <returns><see cref="WireStatus.Ok"/>, <see cref="WireStatus.NotFound"/> or <see cref="WireStatus.InvalidKey"/>.</returns>
+    public WireStatus TryLease(ReadOnlySpan<byte> key, ILeaseHolder? holder, out ValueLease? lease)
+        => TryLease(key, holder, out lease, countAsAccess: true);
+
+    /// <summary>As the public overload; with <paramref name="countAsAccess"/> false the lease is the node's own (copying a value to a lower tier): no hit, miss or recency change.</summary>
+    internal WireStatus TryLease(ReadOnlySpan<byte> key, ILeaseHolder? holder, out ValueLease? lease, bool countAsAccess)
     {
         lease = null;
         lock (_gate)
@@ -19,24 +24,24 @@ public sealed partial class KvArenaStore
             ThrowIfDisposed();
             if (!IsValidKey(key))
             {
-                return StoreStatus.InvalidKey;
+                return WireStatus.InvalidKey;
             }
 
             if (!_lookup.TryGetValue(key, out Slot? slot))
             {
-                _misses++;
-                return StoreStatus.NotFound;
+                if (countAsAccess) _misses++;
+                return WireStatus.NotFound;
             }
 
-            _hits++;
+            if (countAsAccess) _hits++;
             ValueVersion version = slot.Current;
             version.LeaseCount++;
             lease = new ValueLease(
                 this, ++_lastLeaseId, version, _arena.BaseAddress + (nint)version.Offset, holder, Stopwatch.GetTimestamp() + _leaseTimeoutTicks);
             _leaseQueue.Append(lease);
             _activeLeases++;
-            _policy.OnAccess(slot);
-            return StoreStatus.Ok;
+            if (countAsAccess) _policy.OnAccess(slot);
+            return WireStatus.Ok;
         }
     }
 

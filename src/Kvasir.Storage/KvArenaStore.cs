@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Kvasir.Storage.Internal;
+using Kvasir.Protocol;
 
 namespace Kvasir.Storage;
 
@@ -36,6 +37,7 @@ public sealed partial class KvArenaStore : IDisposable
     private readonly long _highWaterBytes;
     private readonly long _lowWaterBytes;
     private readonly long _leaseTimeoutTicks;
+    private readonly Tiers.VersionClock _clock;
     private bool _disposed;
 
     private long _liveBytes;
@@ -56,8 +58,15 @@ public sealed partial class KvArenaStore : IDisposable
     /// <exception cref="ArgumentException">The options are invalid (see <see cref="StoreOptions.Validate"/>).</exception>
     /// <exception cref="OutOfMemoryException">The arena could not be allocated.</exception>
     public KvArenaStore(StoreOptions options)
+        : this(options, new Tiers.VersionClock())
+    {
+    }
+
+    /// <summary>A store whose writes take their versions from <paramref name="clock"/> (shared with the node's lower tiers).</summary>
+    internal KvArenaStore(StoreOptions options, Tiers.VersionClock clock)
     {
         ArgumentNullException.ThrowIfNull(options);
+        _clock = clock;
         options.Validate();
         Options = options;
 
@@ -94,34 +103,39 @@ public sealed partial class KvArenaStore : IDisposable
     /// one allocation unit).
     /// </summary>
     /// <returns>
-    /// <see cref="StoreStatus.Ok"/> with a reservation; <see cref="StoreStatus.InvalidKey"/> for an empty or too long
-    /// key; <see cref="StoreStatus.ValueTooLarge"/> above <see cref="StoreOptions.MaxValueBytes"/> (or the block size);
-    /// <see cref="StoreStatus.OutOfMemory"/> when nothing more can be evicted and the value still does not fit.
+    /// <see cref="WireStatus.Ok"/> with a reservation; <see cref="WireStatus.InvalidKey"/> for an empty or too long
+    /// key; <see cref="WireStatus.ValueTooLarge"/> above <see cref="StoreOptions.MaxValueBytes"/> (or the block size);
+    /// <see cref="WireStatus.OutOfMemory"/> when nothing more can be evicted and the value still does not fit.
     /// </returns>
-    public StoreStatus TryReserve(ReadOnlySpan<byte> key, long length, out Reservation? reservation)
+    public WireStatus TryReserve(ReadOnlySpan<byte> key, long length, out Reservation? reservation)
+        => TryReserve(key, length, evict: true, out reservation);
+
+    /// <summary>As <see cref="TryReserve(ReadOnlySpan{byte}, long, out Reservation?)"/>; with <paramref name="evict"/> false only free space is used (a cold read that will not be published must not push out values that are).</summary>
+    internal WireStatus TryReserve(ReadOnlySpan<byte> key, long length, bool evict, out Reservation? reservation)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
         reservation = null;
         if (!IsValidKey(key))
         {
             ThrowIfDisposed();
-            return StoreStatus.InvalidKey;
+            return WireStatus.InvalidKey;
         }
 
         long size = _allocator.SizeFor(length);
         if (length > Options.MaxValueBytes || size < 0)
         {
             ThrowIfDisposed();
-            return StoreStatus.ValueTooLarge;
+            return WireStatus.ValueTooLarge;
         }
 
         lock (_gate)
         {
             ThrowIfDisposed();
-            if (!TryAllocateWithEviction(length, size, out long offset))
+            long offset = 0;
+            if (evict ? !TryAllocateWithEviction(length, size, out offset) : !_allocator.TryAllocate(length, out offset))
             {
                 _outOfMemory++;
-                return StoreStatus.OutOfMemory;
+                return WireStatus.OutOfMemory;
             }
 
             // An overwrite reuses the stored key bytes (immutable, owned by the index); only a new key is copied.
@@ -130,7 +144,7 @@ public sealed partial class KvArenaStore : IDisposable
             var version = new ValueVersion(offset, length, size) { State = VersionState.Reserved };
             reservation = new Reservation(this, keyCopy, version, _arena.BaseAddress + (nint)offset);
             _reservations++;
-            return StoreStatus.Ok;
+            return WireStatus.Ok;
         }
     }
 
@@ -146,15 +160,37 @@ public sealed partial class KvArenaStore : IDisposable
     /// <see cref="EvictionPolicyKind.PrefixAware"/>). Ignored when that key is absent, is this key, or the link would
     /// close a cycle. Empty: this value starts a chain (an overwrite drops any previous link).
     /// </param>
-    /// <returns>Always <see cref="StoreStatus.Ok"/>.</returns>
+    /// <returns>Always <see cref="WireStatus.Ok"/>.</returns>
     /// <exception cref="InvalidOperationException">The reservation was already committed or aborted.</exception>
     /// <exception cref="ArgumentException">The reservation belongs to another store.</exception>
-    public StoreStatus Commit(Reservation reservation, uint crc32c, ReadOnlySpan<byte> parentKey = default)
+    public WireStatus Commit(Reservation reservation, uint crc32c, ReadOnlySpan<byte> parentKey = default)
+    {
+        CommitVersioned(reservation, crc32c, parentKey, 0, null);
+        return WireStatus.Ok;
+    }
+
+    /// <summary>
+    /// Publishes a reservation as version <paramref name="version"/> of its key (0: the next version of the clock),
+    /// unless the key already holds a newer version in DRAM or <paramref name="newerBelow"/> says a lower tier holds
+    /// a newer record (a newer write or a removal): then the reservation is aborted and false returned. Both checks
+    /// and the publication happen under one hold of the store's lock, so an older write never replaces a newer one.
+    /// </summary>
+    internal bool CommitVersioned(Reservation reservation, uint crc32c, ReadOnlySpan<byte> parentKey, long version, Func<byte[], long, bool>? newerBelow)
     {
         CheckOwner(reservation);
         lock (_gate)
         {
-            ValueVersion version = Finish(reservation, crc32c, VersionState.Published);
+            ThrowIfDisposed();
+            if (version == 0) version = _clock.Next();
+            if ((_lookup.TryGetValue(reservation.Key, out Slot? existing) && existing.Current.Sequence > version)
+                || (newerBelow is not null && newerBelow(reservation.Key, version)))
+            {
+                AbortLocked(reservation);
+                return false;
+            }
+
+            ValueVersion published = Finish(reservation, crc32c, VersionState.Published);
+            published.Sequence = version;
 
             Slot? parent = null;
             if (!parentKey.IsEmpty && parentKey.Length <= Options.MaxKeyBytes)
@@ -162,11 +198,11 @@ public sealed partial class KvArenaStore : IDisposable
                 _lookup.TryGetValue(parentKey, out parent);
             }
 
-            if (_lookup.TryGetValue(reservation.Key, out Slot? slot))
+            if (existing is { } slot)
             {
                 ClearPromoted(slot);
                 ValueVersion old = slot.Current;
-                slot.Current = version;
+                slot.Current = published;
                 _liveBytes -= old.Length;
                 Retire(old);
                 ChainLinks.SetParent(slot, parent, _policy);
@@ -174,17 +210,29 @@ public sealed partial class KvArenaStore : IDisposable
             }
             else
             {
-                slot = new Slot(reservation.Key, version);
+                slot = new Slot(reservation.Key, published);
                 _index.Add(slot.Key, slot);
                 ChainLinks.SetParent(slot, parent, _policy);
                 _policy.OnInsert(slot);
             }
 
-            _liveBytes += version.Length;
+            _liveBytes += published.Length;
             _puts++;
-            return StoreStatus.Ok;
+            return true;
         }
     }
+
+    /// <summary>
+    /// Removes the key's DRAM value if it is older than <paramref name="version"/> (a removal that a newer write
+    /// overtook leaves that write in place). Ok when a value was removed, NotFound otherwise.
+    /// </summary>
+    internal WireStatus RemoveOlderThan(ReadOnlySpan<byte> key, long version) => WithSlot(key, slot =>
+    {
+        if (slot.Current.Sequence >= version) return false;
+        Detach(slot);
+        _removes++;
+        return true;
+    });
 
     /// <summary>
     /// Called with each evicted key, under the store's lock: it must be quick and must not call back
@@ -199,33 +247,32 @@ public sealed partial class KvArenaStore : IDisposable
     }
 
     /// <summary>
-    /// Publishes a value loaded from a lower tier, only if the key has no value in DRAM (a newer put
-    /// must never be replaced by an older copy from disk); false, with the reservation aborted, otherwise.
+    /// Publishes a value loaded from a lower tier as version <paramref name="version"/>, only if the key has no value
+    /// in DRAM and <paramref name="stillNewest"/> confirms, under the same lock hold, that no newer write or removal
+    /// happened since the read (a newer put must never be replaced by an older copy); false, with the reservation
+    /// aborted, otherwise.
     /// </summary>
-    public bool CommitPromoted(Reservation reservation, uint crc32c)
+    internal bool CommitPromoted(Reservation reservation, uint crc32c, long version, Func<byte[], bool> stillNewest)
     {
         CheckOwner(reservation);
         lock (_gate)
         {
             ThrowIfDisposed();
-            if (_lookup.ContainsKey(reservation.Key))
+            if (_lookup.ContainsKey(reservation.Key) || !stillNewest(reservation.Key))
             {
-                reservation.State = ReservationState.Aborted;
-                _reservations--;
-                FreeSpace(reservation.Version);
+                AbortLocked(reservation);
                 return false;
             }
+
+            ValueVersion published = Finish(reservation, crc32c, VersionState.Published);
+            published.Sequence = version;
+            var slot = new Slot(reservation.Key, published) { Promoted = true };
+            _index.Add(slot.Key, slot);
+            _policy.OnInsert(slot);
+            _liveBytes += published.Length;
+            _promotedBytes += published.Length;
+            return true;
         }
-        Commit(reservation, crc32c);
-        lock (_gate)
-        {
-            if (_lookup.TryGetValue(reservation.Key, out Slot? slot) && slot.Current == reservation.Version && !slot.Promoted)
-            {
-                slot.Promoted = true;
-                _promotedBytes += slot.Current.Length;
-            }
-        }
-        return true;
     }
 
     /// <summary>
@@ -281,15 +328,20 @@ public sealed partial class KvArenaStore : IDisposable
         lock (_gate)
         {
             ThrowIfDisposed();
-            if (reservation.State != ReservationState.Pending)
-            {
-                return;
-            }
-
-            reservation.State = ReservationState.Aborted;
-            _reservations--;
-            FreeSpace(reservation.Version);
+            AbortLocked(reservation);
         }
+    }
+
+    private void AbortLocked(Reservation reservation)
+    {
+        if (reservation.State != ReservationState.Pending)
+        {
+            return;
+        }
+
+        reservation.State = ReservationState.Aborted;
+        _reservations--;
+        FreeSpace(reservation.Version);
     }
 
     /// <summary>Whether <paramref name="key"/> has a visible value. Does not count as a hit or touch recency.</summary>
@@ -306,16 +358,16 @@ public sealed partial class KvArenaStore : IDisposable
     /// Makes <paramref name="key"/> invisible at once; its space is freed when its last lease is released. Pinned
     /// keys can be removed (pins only stop eviction) and lose their pins. Keys continuing this one become chain roots.
     /// </summary>
-    /// <returns><see cref="StoreStatus.Ok"/>, <see cref="StoreStatus.NotFound"/> or <see cref="StoreStatus.InvalidKey"/>.</returns>
-    public StoreStatus Remove(ReadOnlySpan<byte> key) => WithSlot(key, slot =>
+    /// <returns><see cref="WireStatus.Ok"/>, <see cref="WireStatus.NotFound"/> or <see cref="WireStatus.InvalidKey"/>.</returns>
+    public WireStatus Remove(ReadOnlySpan<byte> key) => WithSlot(key, slot =>
     {
         Detach(slot);
         _removes++;
     });
 
     /// <summary>Adds a pin: a pinned value is never evicted (it can still be overwritten or removed).</summary>
-    /// <returns><see cref="StoreStatus.Ok"/>, <see cref="StoreStatus.NotFound"/> or <see cref="StoreStatus.InvalidKey"/>.</returns>
-    public StoreStatus Pin(ReadOnlySpan<byte> key) => WithSlot(key, slot =>
+    /// <returns><see cref="WireStatus.Ok"/>, <see cref="WireStatus.NotFound"/> or <see cref="WireStatus.InvalidKey"/>.</returns>
+    public WireStatus Pin(ReadOnlySpan<byte> key) => WithSlot(key, slot =>
     {
         if (++slot.PinCount == 1)
         {
@@ -325,8 +377,8 @@ public sealed partial class KvArenaStore : IDisposable
     });
 
     /// <summary>Removes one pin; unpinning a key with no pins is a no-op that returns Ok.</summary>
-    /// <returns><see cref="StoreStatus.Ok"/>, <see cref="StoreStatus.NotFound"/> or <see cref="StoreStatus.InvalidKey"/>.</returns>
-    public StoreStatus Unpin(ReadOnlySpan<byte> key) => WithSlot(key, slot =>
+    /// <returns><see cref="WireStatus.Ok"/>, <see cref="WireStatus.NotFound"/> or <see cref="WireStatus.InvalidKey"/>.</returns>
+    public WireStatus Unpin(ReadOnlySpan<byte> key) => WithSlot(key, slot =>
     {
         if (slot.PinCount > 0 && --slot.PinCount == 0)
         {
@@ -438,23 +490,28 @@ public sealed partial class KvArenaStore : IDisposable
         version.State = VersionState.Freed;
     }
 
-    private StoreStatus WithSlot(ReadOnlySpan<byte> key, Action<Slot> action)
+    private WireStatus WithSlot(ReadOnlySpan<byte> key, Action<Slot> action) => WithSlot(key, slot =>
+    {
+        action(slot);
+        return true;
+    });
+
+    private WireStatus WithSlot(ReadOnlySpan<byte> key, Func<Slot, bool> action)
     {
         lock (_gate)
         {
             ThrowIfDisposed();
             if (!IsValidKey(key))
             {
-                return StoreStatus.InvalidKey;
+                return WireStatus.InvalidKey;
             }
 
             if (!_lookup.TryGetValue(key, out Slot? slot))
             {
-                return StoreStatus.NotFound;
+                return WireStatus.NotFound;
             }
 
-            action(slot);
-            return StoreStatus.Ok;
+            return action(slot) ? WireStatus.Ok : WireStatus.NotFound;
         }
     }
 

@@ -3,7 +3,7 @@ using Kvasir.Storage.Internal;
 namespace Kvasir.Storage;
 
 /// <summary>
-/// Arena space reserved by <see cref="KvArenaStore.TryReserve"/> for a value that readers cannot see yet.
+/// Arena space reserved by <see cref="KvArenaStore.TryReserve(ReadOnlySpan{byte}, long, out Reservation?)"/> for a value that readers cannot see yet.
 /// The producer writes exactly <see cref="Length"/> bytes at <see cref="Address"/> (for example straight from a
 /// socket), then calls <see cref="KvArenaStore.Commit"/> or <see cref="KvArenaStore.Abort"/>. Reserved space is
 /// never evicted; a reservation that is neither committed nor aborted holds its space for the life of the store.

@@ -1,4 +1,5 @@
 using System.Numerics;
+using Kvasir.Protocol;
 
 namespace Kvasir.Storage;
 
@@ -33,7 +34,7 @@ public sealed class StoreOptions
     /// <summary>
     /// Null (default) selects variable-size allocation in <see cref="Granule"/> units. When set, the arena is cut into
     /// blocks of exactly this many bytes and every value takes one block: a value longer than the block is
-    /// <see cref="StoreStatus.ValueTooLarge"/>, a shorter one keeps its real length and wastes the rest of the block.
+    /// <see cref="WireStatus.ValueTooLarge"/>, a shorter one keeps its real length and wastes the rest of the block.
     /// A block size that is not a multiple of 64 leaves blocks unaligned to cache lines (slower copies).
     /// </summary>
     public int? BlockSize { get; init; }

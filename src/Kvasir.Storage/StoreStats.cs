@@ -1,3 +1,4 @@
+using Kvasir.Protocol;
 namespace Kvasir.Storage;
 
 /// <summary>A consistent snapshot of a store's counters, taken under its lock by <see cref="KvArenaStore.GetStats"/>.</summary>
@@ -14,7 +15,7 @@ namespace Kvasir.Storage;
 /// <param name="Removes">Remove calls that found the key.</param>
 /// <param name="Evictions">Values evicted to make room.</param>
 /// <param name="EvictedBytes">Sum of the lengths of evicted values.</param>
-/// <param name="OutOfMemory">TryReserve calls answered <see cref="StoreStatus.OutOfMemory"/>.</param>
+/// <param name="OutOfMemory">TryReserve calls answered <see cref="WireStatus.OutOfMemory"/>.</param>
 /// <param name="Utilisation">LiveBytes / Capacity.</param>
 /// <param name="LargestFreeExtentBytes">Largest contiguous free extent: the longest value that fits without evicting.</param>
 public sealed record StoreStats(

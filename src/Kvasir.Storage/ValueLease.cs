@@ -3,7 +3,7 @@ using Kvasir.Storage.Internal;
 namespace Kvasir.Storage;
 
 /// <summary>
-/// A published value held for reading, from <see cref="KvArenaStore.TryLease"/>. While the lease is held its bytes
+/// A published value held for reading, from <see cref="KvArenaStore.TryLease(ReadOnlySpan{byte}, ILeaseHolder?, out ValueLease?)"/>. While the lease is held its bytes
 /// are never freed or reused, even if the key is overwritten, removed or the store is under eviction pressure.
 /// Release it with <see cref="KvArenaStore.Release"/> as soon as the bytes have been copied out.
 /// </summary>

@@ -1,4 +1,5 @@
 using static Kvasir.Storage.Tests.TestPayload;
+using Kvasir.Protocol;
 
 namespace Kvasir.Storage.Tests;
 
@@ -18,7 +19,7 @@ public sealed class BoundarySizeTests
     public void Variable_mode_stores_boundary_sizes_exactly_and_charges_whole_granules(long length)
     {
         using var store = new KvArenaStore(new StoreOptions { Capacity = 1 << 20, MaxValueBytes = MaxValue, Granule = Granule });
-        Assert.Equal(StoreStatus.Ok, Put(store, "k", length));
+        Assert.Equal(WireStatus.Ok, Put(store, "k", length));
         Assert.True(ReadsBackExactly(store, "k", length));
 
         long granules = Math.Max(1, (length + Granule - 1) / Granule);
@@ -31,7 +32,7 @@ public sealed class BoundarySizeTests
     public void Variable_mode_refuses_one_byte_over_the_maximum()
     {
         using var store = new KvArenaStore(new StoreOptions { Capacity = 1 << 20, MaxValueBytes = MaxValue, Granule = Granule });
-        Assert.Equal(StoreStatus.ValueTooLarge, store.TryReserve(Key("k"), MaxValue + 1, out Reservation? reservation));
+        Assert.Equal(WireStatus.ValueTooLarge, store.TryReserve(Key("k"), MaxValue + 1, out Reservation? reservation));
         Assert.Null(reservation);
         Assert.Equal(0, store.GetStats().AllocatedBytes);
     }
@@ -40,7 +41,7 @@ public sealed class BoundarySizeTests
     public void A_value_as_large_as_the_whole_arena_fits_in_an_empty_store()
     {
         using var store = new KvArenaStore(new StoreOptions { Capacity = 1 << 20, MaxValueBytes = 1 << 20 });
-        Assert.Equal(StoreStatus.Ok, Put(store, "all", 1 << 20));
+        Assert.Equal(WireStatus.Ok, Put(store, "all", 1 << 20));
         Assert.True(ReadsBackExactly(store, "all", 1 << 20));
         Assert.Equal(0, store.GetStats().LargestFreeExtentBytes);
     }
@@ -53,7 +54,7 @@ public sealed class BoundarySizeTests
     public void Block_mode_stores_values_up_to_the_block_with_their_real_length(long length)
     {
         using var store = new KvArenaStore(new StoreOptions { Capacity = 1 << 20, MaxValueBytes = MaxValue, BlockSize = Block });
-        Assert.Equal(StoreStatus.Ok, Put(store, "k", length));
+        Assert.Equal(WireStatus.Ok, Put(store, "k", length));
         Assert.True(ReadsBackExactly(store, "k", length));
         Assert.Equal(Block, store.GetStats().AllocatedBytes);
     }
@@ -62,7 +63,7 @@ public sealed class BoundarySizeTests
     public void Block_mode_refuses_one_byte_over_the_block_even_below_the_maximum()
     {
         using var store = new KvArenaStore(new StoreOptions { Capacity = 1 << 20, MaxValueBytes = MaxValue, BlockSize = Block });
-        Assert.Equal(StoreStatus.ValueTooLarge, store.TryReserve(Key("k"), Block + 1, out _));
+        Assert.Equal(WireStatus.ValueTooLarge, store.TryReserve(Key("k"), Block + 1, out _));
     }
 
     [Theory]
@@ -72,14 +73,14 @@ public sealed class BoundarySizeTests
     {
         using var store = new KvArenaStore(new StoreOptions { Capacity = 1 << 20, MaxValueBytes = MaxValue });
         byte[] key = Enumerable.Range(0, keyLength).Select(i => (byte)i).ToArray();
-        Assert.Equal(StoreStatus.Ok, store.TryReserve(key, 10, out Reservation? reservation));
+        Assert.Equal(WireStatus.Ok, store.TryReserve(key, 10, out Reservation? reservation));
         store.Commit(reservation!, 0);
         Assert.True(store.Exists(key));
-        Assert.Equal(StoreStatus.Ok, store.TryLease(key, null, out ValueLease? lease));
+        Assert.Equal(WireStatus.Ok, store.TryLease(key, null, out ValueLease? lease));
         store.Release(lease!);
-        Assert.Equal(StoreStatus.Ok, store.Pin(key));
-        Assert.Equal(StoreStatus.Ok, store.Unpin(key));
-        Assert.Equal(StoreStatus.Ok, store.Remove(key));
+        Assert.Equal(WireStatus.Ok, store.Pin(key));
+        Assert.Equal(WireStatus.Ok, store.Unpin(key));
+        Assert.Equal(WireStatus.Ok, store.Remove(key));
     }
 
     [Theory]
@@ -89,11 +90,11 @@ public sealed class BoundarySizeTests
     {
         using var store = new KvArenaStore(new StoreOptions { Capacity = 1 << 20, MaxValueBytes = MaxValue });
         byte[] key = new byte[keyLength];
-        Assert.Equal(StoreStatus.InvalidKey, store.TryReserve(key, 10, out _));
-        Assert.Equal(StoreStatus.InvalidKey, store.TryLease(key, null, out _));
-        Assert.Equal(StoreStatus.InvalidKey, store.Remove(key));
-        Assert.Equal(StoreStatus.InvalidKey, store.Pin(key));
-        Assert.Equal(StoreStatus.InvalidKey, store.Unpin(key));
+        Assert.Equal(WireStatus.InvalidKey, store.TryReserve(key, 10, out _));
+        Assert.Equal(WireStatus.InvalidKey, store.TryLease(key, null, out _));
+        Assert.Equal(WireStatus.InvalidKey, store.Remove(key));
+        Assert.Equal(WireStatus.InvalidKey, store.Pin(key));
+        Assert.Equal(WireStatus.InvalidKey, store.Unpin(key));
         Assert.False(store.Exists(key));
         Assert.Equal(0, store.GetStats().Misses);
     }

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using static Kvasir.Storage.Tests.TestPayload;
+using Kvasir.Protocol;
 
 namespace Kvasir.Storage.Tests;
 
@@ -50,7 +51,7 @@ public sealed class ConcurrencyTests
         long expectedLive = 0;
         for (int k = 0; k < KeyCount; k++)
         {
-            if (store.TryLease(Key($"key-{k}"), null, out ValueLease? lease) == StoreStatus.Ok)
+            if (store.TryLease(Key($"key-{k}"), null, out ValueLease? lease) == WireStatus.Ok)
             {
                 expectedAllocated += Math.Max(1, (lease!.Length + Granule - 1) / Granule) * Granule;
                 expectedLive += lease.Length;
@@ -88,7 +89,7 @@ public sealed class ConcurrencyTests
             }
             else if (roll < 85)
             {
-                if (store.TryLease(key, null, out ValueLease? lease) == StoreStatus.Ok)
+                if (store.TryLease(key, null, out ValueLease? lease) == WireStatus.Ok)
                 {
                     Verify(lease!, key);
                     if (held.Count < 3 && random.Next(4) == 0)
@@ -126,7 +127,7 @@ public sealed class ConcurrencyTests
     private static void PutValue(KvArenaStore store, byte[] key, int k, Random random, bool commit)
     {
         int length = random.Next(0, 5) == 0 ? random.Next(0, 8) : random.Next(8, 96_000);
-        if (store.TryReserve(key, length, out Reservation? reservation) != StoreStatus.Ok)
+        if (store.TryReserve(key, length, out Reservation? reservation) != WireStatus.Ok)
         {
             return; // OutOfMemory is legal when other threads hold leases on most of the arena
         }

@@ -1,4 +1,5 @@
 using static Kvasir.Storage.Tests.TestPayload;
+using Kvasir.Protocol;
 
 namespace Kvasir.Storage.Tests;
 
@@ -20,7 +21,7 @@ public sealed class EvictionTests
         {
             long length = random.Next(0, 256 * 1024);
             string key = $"key-{i}";
-            Assert.Equal(StoreStatus.Ok, Put(store, key, length));
+            Assert.Equal(WireStatus.Ok, Put(store, key, length));
             lengths[key] = length;
             written += length;
 
@@ -42,13 +43,13 @@ public sealed class EvictionTests
         using var store = new KvArenaStore(new StoreOptions { Capacity = 1 << 20, MaxValueBytes = 1 << 20 });
         for (int i = 0; i < 10; i++)
         {
-            Assert.Equal(StoreStatus.Ok, Put(store, $"k{i}", 64 * 1024));
+            Assert.Equal(WireStatus.Ok, Put(store, $"k{i}", 64 * 1024));
         }
 
         Assert.True(ReadsBackExactly(store, "k0", 64 * 1024)); // k0 becomes the most recently used
         for (int i = 10; i < 16; i++)
         {
-            Assert.Equal(StoreStatus.Ok, Put(store, $"k{i}", 64 * 1024));
+            Assert.Equal(WireStatus.Ok, Put(store, $"k{i}", 64 * 1024));
         }
 
         Assert.True(store.GetStats().Evictions > 0);
@@ -66,7 +67,7 @@ public sealed class EvictionTests
             Put(store, $"filler-{i}", 1 << 20);
         }
 
-        Assert.Equal(StoreStatus.NotFound, store.TryLease(Key("first"), null, out ValueLease? lease));
+        Assert.Equal(WireStatus.NotFound, store.TryLease(Key("first"), null, out ValueLease? lease));
         Assert.Null(lease);
         Assert.Equal(1, store.GetStats().Misses);
     }
@@ -78,13 +79,13 @@ public sealed class EvictionTests
         for (int i = 0; i < 4; i++)
         {
             Put(store, $"pinned-{i}", 300_000);
-            Assert.Equal(StoreStatus.Ok, store.Pin(Key($"pinned-{i}")));
+            Assert.Equal(WireStatus.Ok, store.Pin(Key($"pinned-{i}")));
         }
 
-        Assert.Equal(StoreStatus.Ok, store.Pin(Key("pinned-0"))); // pinned twice: needs two unpins
+        Assert.Equal(WireStatus.Ok, store.Pin(Key("pinned-0"))); // pinned twice: needs two unpins
         for (int i = 0; i < 100; i++)
         {
-            Assert.Equal(StoreStatus.Ok, Put(store, $"filler-{i}", 250_000));
+            Assert.Equal(WireStatus.Ok, Put(store, $"filler-{i}", 250_000));
         }
 
         for (int i = 0; i < 4; i++)
@@ -95,7 +96,7 @@ public sealed class EvictionTests
         Assert.Equal(4, store.GetStats().PinnedKeys);
         for (int i = 0; i < 4; i++)
         {
-            Assert.Equal(StoreStatus.Ok, store.Unpin(Key($"pinned-{i}")));
+            Assert.Equal(WireStatus.Ok, store.Unpin(Key($"pinned-{i}")));
         }
 
         Assert.Equal(1, store.GetStats().PinnedKeys);
@@ -116,10 +117,10 @@ public sealed class EvictionTests
     {
         using var store = new KvArenaStore(Options());
         Put(store, "k", 10);
-        Assert.Equal(StoreStatus.Ok, store.Unpin(Key("k")));
+        Assert.Equal(WireStatus.Ok, store.Unpin(Key("k")));
         Assert.Equal(0, store.GetStats().PinnedKeys);
-        Assert.Equal(StoreStatus.NotFound, store.Unpin(Key("absent")));
-        Assert.Equal(StoreStatus.NotFound, store.Pin(Key("absent")));
+        Assert.Equal(WireStatus.NotFound, store.Unpin(Key("absent")));
+        Assert.Equal(WireStatus.NotFound, store.Pin(Key("absent")));
     }
 
     [Fact]
@@ -128,11 +129,11 @@ public sealed class EvictionTests
         using var store = new KvArenaStore(new StoreOptions { Capacity = 1 << 20, MaxValueBytes = 1 << 20 });
         for (int i = 0; i < 16; i++)
         {
-            Assert.Equal(StoreStatus.Ok, Put(store, $"k{i}", 64 * 1024));
+            Assert.Equal(WireStatus.Ok, Put(store, $"k{i}", 64 * 1024));
             store.Pin(Key($"k{i}"));
         }
 
-        Assert.Equal(StoreStatus.OutOfMemory, store.TryReserve(Key("more"), 1, out Reservation? reservation));
+        Assert.Equal(WireStatus.OutOfMemory, store.TryReserve(Key("more"), 1, out Reservation? reservation));
         Assert.Null(reservation);
         StoreStats stats = store.GetStats();
         Assert.Equal(1, stats.OutOfMemory);
@@ -145,11 +146,11 @@ public sealed class EvictionTests
     {
         using var store = new KvArenaStore(Options());
         byte[] key = Key("slow-upload");
-        Assert.Equal(StoreStatus.Ok, store.TryReserve(key, 500_000, out Reservation? reservation));
+        Assert.Equal(WireStatus.Ok, store.TryReserve(key, 500_000, out Reservation? reservation));
         Fill(reservation!.Span, key);
         for (int i = 0; i < 100; i++)
         {
-            Assert.Equal(StoreStatus.Ok, Put(store, $"filler-{i}", 250_000));
+            Assert.Equal(WireStatus.Ok, Put(store, $"filler-{i}", 250_000));
         }
 
         Assert.True(Matches(reservation.Span, key), "reserved bytes were overwritten");
@@ -166,7 +167,7 @@ public sealed class EvictionTests
             Put(store, $"small-{i}", 4096);
         }
 
-        Assert.Equal(StoreStatus.Ok, Put(store, "large", 1 << 20));
+        Assert.Equal(WireStatus.Ok, Put(store, "large", 1 << 20));
         Assert.True(ReadsBackExactly(store, "large", 1 << 20));
         Assert.True(store.GetStats().AllocatedBytes <= Capacity);
     }

@@ -1,4 +1,5 @@
 using static Kvasir.Storage.Tests.TestPayload;
+using Kvasir.Protocol;
 
 namespace Kvasir.Storage.Tests;
 
@@ -12,16 +13,16 @@ public sealed class LeaseTests
         using var store = new KvArenaStore(new StoreOptions { Capacity = Capacity, MaxValueBytes = 1 << 20 });
         const long length = 600_000;
         Put(store, "hot", length);
-        Assert.Equal(StoreStatus.Ok, store.TryLease(Key("hot"), null, out ValueLease? lease));
+        Assert.Equal(WireStatus.Ok, store.TryLease(Key("hot"), null, out ValueLease? lease));
         byte[] original = lease!.Span.ToArray();
 
-        Assert.Equal(StoreStatus.Ok, Put(store, "hot", length, nonce: 1));
+        Assert.Equal(WireStatus.Ok, Put(store, "hot", length, nonce: 1));
         Assert.True(ReadsBackExactly(store, "hot", length, nonce: 1), "new readers must see the overwrite");
-        Assert.Equal(StoreStatus.Ok, store.Remove(Key("hot")));
+        Assert.Equal(WireStatus.Ok, store.Remove(Key("hot")));
         Assert.False(store.Exists(Key("hot")));
         for (int i = 0; i < 120; i++)
         {
-            Assert.Equal(StoreStatus.Ok, Put(store, $"filler-{i}", 200_000 + i));
+            Assert.Equal(WireStatus.Ok, Put(store, $"filler-{i}", 200_000 + i));
         }
 
         Assert.True(original.AsSpan().SequenceEqual(lease.Span), "leased bytes changed under the reader");
@@ -41,7 +42,7 @@ public sealed class LeaseTests
         Put(store, "k", 5000);
         store.TryLease(Key("k"), null, out ValueLease? lease);
         store.Remove(Key("k"));
-        Assert.Equal(StoreStatus.NotFound, store.TryLease(Key("k"), null, out _));
+        Assert.Equal(WireStatus.NotFound, store.TryLease(Key("k"), null, out _));
         Assert.True(Matches(lease!.Span, Key("k")));
         Assert.Equal(8192, store.GetStats().AllocatedBytes);
         store.Release(lease);

@@ -1,4 +1,5 @@
 using static Kvasir.Storage.Tests.TestPayload;
+using Kvasir.Protocol;
 
 namespace Kvasir.Storage.Tests;
 
@@ -12,7 +13,7 @@ public sealed class LifecycleTests
         using var store = NewStore();
         store.TryReserve(Key("k"), 10, out Reservation? reservation);
         Assert.False(store.Exists(Key("k")));
-        Assert.Equal(StoreStatus.NotFound, store.TryLease(Key("k"), null, out _));
+        Assert.Equal(WireStatus.NotFound, store.TryLease(Key("k"), null, out _));
         Assert.Equal(1, store.GetStats().Reservations);
 
         store.Commit(reservation!, 0);
@@ -27,7 +28,7 @@ public sealed class LifecycleTests
     {
         using var store = NewStore();
         Put(store, "k", 100_000);
-        Assert.Equal(StoreStatus.Ok, Put(store, "k", 5000, nonce: 9));
+        Assert.Equal(WireStatus.Ok, Put(store, "k", 5000, nonce: 9));
         Assert.True(ReadsBackExactly(store, "k", 5000, nonce: 9));
         StoreStats stats = store.GetStats();
         Assert.Equal(8192, stats.AllocatedBytes);
@@ -57,8 +58,8 @@ public sealed class LifecycleTests
         using var store = NewStore();
         Put(store, "k", 10);
         store.Pin(Key("k"));
-        Assert.Equal(StoreStatus.Ok, store.Remove(Key("k")));
-        Assert.Equal(StoreStatus.NotFound, store.Remove(Key("k")));
+        Assert.Equal(WireStatus.Ok, store.Remove(Key("k")));
+        Assert.Equal(WireStatus.NotFound, store.Remove(Key("k")));
         StoreStats stats = store.GetStats();
         Assert.Equal(0, stats.PinnedKeys);
         Assert.Equal(1, stats.Removes);

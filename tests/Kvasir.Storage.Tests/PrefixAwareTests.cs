@@ -1,4 +1,5 @@
 using static Kvasir.Storage.Tests.TestPayload;
+using Kvasir.Protocol;
 
 namespace Kvasir.Storage.Tests;
 
@@ -16,7 +17,7 @@ public sealed class PrefixAwareTests
     {
         for (int i = 0; i < ChainLength; i++)
         {
-            Assert.Equal(StoreStatus.Ok, Put(store, Member(chain, i), random.Next(16_000, 64_000), i == 0 ? null : Member(chain, i - 1)));
+            Assert.Equal(WireStatus.Ok, Put(store, Member(chain, i), random.Next(16_000, 64_000), i == 0 ? null : Member(chain, i - 1)));
         }
     }
 
@@ -93,7 +94,7 @@ public sealed class PrefixAwareTests
         for (int c = 0; c < pinnedChains; c++)
         {
             PutChain(store, c, random);
-            Assert.Equal(StoreStatus.Ok, store.Pin(Key(Member(c, 3))));
+            Assert.Equal(WireStatus.Ok, store.Pin(Key(Member(c, 3))));
         }
 
         int chains = pinnedChains;
@@ -121,12 +122,12 @@ public sealed class PrefixAwareTests
         Put(store, "a", 1000);
         Put(store, "b", 1000, parent: "a");
         Put(store, "c", 1000, parent: "b");
-        Assert.Equal(StoreStatus.Ok, Put(store, "a", 1000, parent: "c")); // would close a -> c -> b -> a
-        Assert.Equal(StoreStatus.Ok, Put(store, "self", 1000, parent: "self"));
+        Assert.Equal(WireStatus.Ok, Put(store, "a", 1000, parent: "c")); // would close a -> c -> b -> a
+        Assert.Equal(WireStatus.Ok, Put(store, "self", 1000, parent: "self"));
 
         for (int i = 0; i < 40; i++)
         {
-            Assert.Equal(StoreStatus.Ok, Put(store, $"filler-{i}", 600_000));
+            Assert.Equal(WireStatus.Ok, Put(store, $"filler-{i}", 600_000));
         }
 
         foreach (string key in new[] { "a", "b", "c", "self" })
@@ -140,7 +141,7 @@ public sealed class PrefixAwareTests
     {
         using var store = NewStore();
         PutChain(store, 0, new Random(3));
-        Assert.Equal(StoreStatus.Ok, store.Remove(Key(Member(0, 3))));
+        Assert.Equal(WireStatus.Ok, store.Remove(Key(Member(0, 3))));
 
         for (int i = 0; i < 40; i++)
         {

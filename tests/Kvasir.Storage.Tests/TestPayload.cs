@@ -1,4 +1,5 @@
 using System.Text;
+using Kvasir.Protocol;
 
 namespace Kvasir.Storage.Tests;
 
@@ -31,11 +32,11 @@ internal static class TestPayload
     }
 
     /// <summary>Reserves, fills with the key's pattern, commits with the right CRC. Returns the reserve status.</summary>
-    public static StoreStatus Put(KvArenaStore store, string key, long length, string? parent = null, ulong nonce = 0)
+    public static WireStatus Put(KvArenaStore store, string key, long length, string? parent = null, ulong nonce = 0)
     {
         byte[] keyBytes = Key(key);
-        StoreStatus status = store.TryReserve(keyBytes, length, out Reservation? reservation);
-        if (status != StoreStatus.Ok)
+        WireStatus status = store.TryReserve(keyBytes, length, out Reservation? reservation);
+        if (status != WireStatus.Ok)
         {
             return status;
         }
@@ -49,7 +50,7 @@ internal static class TestPayload
     public static bool ReadsBackExactly(KvArenaStore store, string key, long expectedLength, ulong nonce = 0)
     {
         byte[] keyBytes = Key(key);
-        if (store.TryLease(keyBytes, null, out ValueLease? lease) != StoreStatus.Ok)
+        if (store.TryLease(keyBytes, null, out ValueLease? lease) != WireStatus.Ok)
         {
             return false;
         }

@@ -117,23 +117,24 @@ public sealed class NodeTierTests
                 Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, health.StatusCode);
                 var disk = System.Text.Json.JsonDocument.Parse(await health.Content.ReadAsStringAsync()).RootElement.GetProperty("components").GetProperty("disk");
                 Assert.Equal("degraded", disk.GetProperty("status").GetString());
-                Assert.Contains("CRC", disk.GetProperty("reason").GetString());
+                Assert.Matches("CRC|damaged record", disk.GetProperty("reason").GetString());
             }
 
             factory.Faults.CorruptReads = false;
-            factory.Faults.FailWrites = true;    // writes fail: puts still succeed in DRAM
-            await PutAllAsync(store, ["w/0"], 1000);
-            Assert.Equal(Values.For("w/0", 1000), await store.GetAsync(Values.K("w/0")));
+            factory.Faults.FailWrites = true;    // writes fail: the put is refused (not durable), nothing is stored
+            Assert.Equal(KvStatus.TierFailed, (await store.PutAsync([Values.K("w/0")], [Values.For("w/0", 1000)]))[0]);
+            Assert.Null(await store.GetAsync(Values.K("w/0")));
             factory.Faults.FailWrites = false;
-            factory.Faults.TearNextWrite = true; // a torn write: the value is not on disk, and no older copy stands in
-            await PutAllAsync(store, ["f/63"], Mi, version: 9);
-            Assert.Equal(Values.For("f/63", Mi, 9), await store.GetAsync(Values.K("f/63")));
+            await PutAllAsync(store, ["f/62"], Mi, version: 8);
+            factory.Faults.TearNextWrite = true; // a torn write: refused, and the key keeps its acknowledged value
+            Assert.Equal(KvStatus.TierFailed, (await store.PutAsync([Values.K("f/62")], [Values.For("f/62", Mi, 9)]))[0]);
+            Assert.Equal(Values.For("f/62", Mi, 8), await store.GetAsync(Values.K("f/62")));
             await store.PingAsync();             // still serving
         }
     }
 
     [Fact]
-    public async Task A_full_disk_stops_demotion_cleanly_and_the_node_keeps_running()
+    public async Task A_full_disk_refuses_puts_with_tier_failed_keeps_every_acknowledged_value_and_recovers_when_space_returns()
     {
         using var dir = new TempDir();
         var factory = new FaultInjectingDeviceFactory(new FileDeviceFactory(dir.Path));
@@ -143,21 +144,33 @@ public sealed class NodeTierTests
         await using (store)
         {
             var keys = Enumerable.Range(0, 80).Select(i => $"full/{i}").ToArray();
-            await PutAllAsync(store, keys, Mi);   // every put is acknowledged
+            var acked = new List<string>();
+            int refused = 0;
+            foreach (var k in keys)
+            {
+                var status = (await store.PutAsync([Values.K(k)], [Values.For(k, Mi)]))[0];
+                Assert.True(status is KvStatus.Ok or KvStatus.TierFailed, $"{k}: {status}");
+                if (status == KvStatus.Ok) acked.Add(k);
+                else refused++;
+            }
+            Assert.True(refused > 0, "no PUT was refused although the disk filled up");
             var stats = await store.StatsAsync();
             Assert.Equal(1, stats["disk_full"]);
-            Assert.True(stats["tier_evicted_unsaved"] > 0);   // evicted values that never reached the disk were dropped
+            Assert.True(stats["tier_write_failures"] >= refused);
             Assert.Equal(1, stats["degraded"]);
-            // Values that reached the disk or are still in DRAM read exact; the others are plain misses.
+            // Every acknowledged value reads back exact (DRAM or disk); a refused one was never stored: a plain miss.
             var buffer = new byte[Mi];
-            int found = 0;
             foreach (var k in keys)
             {
                 var r = (await store.GetAsync([Values.K(k)], [buffer]))[0];
-                Assert.True(r.Status is KvStatus.Ok or KvStatus.NotFound, $"{k}: {r.Status}");
-                if (r.Status == KvStatus.Ok) { found++; Assert.True(buffer.AsSpan().SequenceEqual(Values.For(k, Mi)), $"{k}: wrong bytes"); }
+                if (acked.Contains(k))
+                {
+                    Assert.Equal(KvStatus.Ok, r.Status);
+                    Assert.True(buffer.AsSpan().SequenceEqual(Values.For(k, Mi)), $"{k}: wrong bytes");
+                }
+                else Assert.Equal(KvStatus.NotFound, r.Status);
             }
-            Assert.InRange(found, 8, 79);
+            factory.Faults.DiskBytes = long.MaxValue;   // the operator frees space: the node takes writes again
             Assert.Equal(KvStatus.Ok, (await store.PutAsync([Values.K("later")], [Values.For("later", 100)]))[0]);
         }
     }
@@ -175,8 +188,8 @@ public sealed class NodeTierTests
         {
             var keys = Enumerable.Range(0, 48).Select(i => $"sh/{i}").ToArray();
             await PutAllAsync(storeA, keys, Mi);
-            Assert.True(a.Tiers!.Shared!.Drain(TimeSpan.FromSeconds(30)), "shared writes did not finish");
-            Assert.False(a.Store.Exists(Values.K("sh/0")));   // evicted from A's DRAM
+            Assert.True(a.Store.DrainShared(TimeSpan.FromSeconds(30)), "shared writes did not finish");
+            Assert.False(a.Store.InDram(Values.K("sh/0")));   // evicted from A's DRAM
             Assert.Equal(Values.For("sh/0", Mi), await storeA.GetAsync(Values.K("sh/0")));   // A reads it back from the share
             foreach (var k in keys) Assert.Equal(Values.For(k, Mi), await storeB.GetAsync(Values.K(k)));   // B never stored it
             Assert.True((await storeB.StatsAsync())["shared_hits"] >= keys.Length);

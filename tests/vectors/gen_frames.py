@@ -18,7 +18,7 @@ OPCODES = {"HELLO": 0x01, "AUTH": 0x02, "PING": 0x03, "PUT": 0x10, "GET": 0x11, 
            "REMOVE": 0x13, "PIN": 0x14, "UNPIN": 0x15, "STATS": 0x20,
            "SHM_INFO": 0x30, "LEASE": 0x31, "RELEASE": 0x32, "ALLOC": 0x33, "COMMIT": 0x34}
 FLAGS = {"CHAIN": 0x0001, "CHAIN_PARENT": 0x0002, "REPLY": 0x8000}
-STATUSES = {"OK": 0, "NOT_FOUND": 1, "VALUE_TOO_LARGE": 2, "INVALID_KEY": 3, "OUT_OF_MEMORY": 4,
+STATUSES = {"OK": 0, "NOT_FOUND": 1, "VALUE_TOO_LARGE": 2, "INVALID_KEY": 3, "OUT_OF_MEMORY": 4, "TIER_FAILED": 5,
             "BAD_FRAME": 32, "UNSUPPORTED_VERSION": 33, "UNKNOWN_OPCODE": 34, "HELLO_REQUIRED": 35,
             "AUTH_REQUIRED": 36, "AUTH_FAILED": 37, "FRAME_TOO_LARGE": 38, "BATCH_TOO_LARGE": 39,
             "BAD_STATE": 40, "SHUTTING_DOWN": 41, "INTERNAL_ERROR": 42}
@@ -196,7 +196,7 @@ add("put_request_empty", "PUT of zero entries: legal, answered with an empty sta
     "PUT", [], 13, "OK", {"parent": None, "entries": []}, put_meta(None, []))
 add("put_reply", "PUT reply to put_request_plain: one status byte per entry, all OK.",
     "PUT", ["REPLY"], 10, "OK", {"statuses": ["OK", "OK", "OK"]}, status_list_meta(["OK", "OK", "OK"]))
-mixed = ["OK", "VALUE_TOO_LARGE", "INVALID_KEY", "OUT_OF_MEMORY"]
+mixed = ["OK", "VALUE_TOO_LARGE", "INVALID_KEY", "OUT_OF_MEMORY", "TIER_FAILED"]
 add("put_reply_mixed", "PUT reply with per-key failures: the connection stays open, the rejected values were read and dropped.",
     "PUT", ["REPLY"], 14, "OK", {"statuses": mixed}, status_list_meta(mixed))
 add("put_reply_empty", "PUT reply to put_request_empty.",

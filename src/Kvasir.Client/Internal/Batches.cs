@@ -78,6 +78,7 @@ internal static class StatusConvert
         WireStatus.ValueTooLarge => KvStatus.ValueTooLarge,
         WireStatus.InvalidKey => KvStatus.InvalidKey,
         WireStatus.OutOfMemory => KvStatus.OutOfMemory,
+        WireStatus.TierFailed => KvStatus.TierFailed,
         _ => KvStatus.ProtocolError,
     };
 }

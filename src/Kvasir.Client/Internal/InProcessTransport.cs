@@ -10,22 +10,23 @@ namespace Kvasir.Client.Internal;
 /// </summary>
 internal sealed class InProcessTransport(CacheNode node, bool ownsNode) : IKvTransport
 {
-    private readonly KvArenaStore _store = node.Store;
+    private readonly TieredStore _store = node.Store;
 
     public NodeLimits Limits { get; } = new(node.Options.Store.MaxValueBytes, node.Options.Store.MaxKeyBytes,
         node.Options.MaxBatchKeys, node.Options.MaxMetaBytes, node.Options.Store.Capacity, node.NodeId);
 
     public KvTransportKind Kind => KvTransportKind.InProcess;
 
-    public Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct)
+    public async Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct)
     {
+        Task? previous = null;
         for (int i = start; i < end; i++)
         {
             ct.ThrowIfCancellationRequested();
             var key = batch.Keys[i].Span;
             var value = batch.Values[i];
             var status = _store.TryReserve(key, value.Length, out var reservation);
-            if (status == StoreStatus.Ok)
+            if (status == WireStatus.Ok)
             {
                 var target = reservation!.Span;
                 uint crc = Crc32C.InitialState;
@@ -37,21 +38,23 @@ internal sealed class InProcessTransport(CacheNode node, bool ownsNode) : IKvTra
                     crc = Crc32C.Append(crc, piece);
                     offset += piece.Length;
                 }
-                var link = !chain ? default : i > start ? batch.Keys[i - 1].Span : hasParent ? parent.Span : default;
-                status = _store.Commit(reservation, Crc32C.Complete(crc), link);
+                var link = !chain ? null : i > start ? batch.Keys[i - 1].ToArray() : hasParent ? parent.ToArray() : null;
+                var commit = _store.CommitAsync(reservation, Crc32C.Complete(crc), link, chain ? previous : null);
+                if (chain) previous = commit;
+                status = await commit.ConfigureAwait(false);
             }
-            batch.Results[i] = StatusConvert.FromWire(StatusMap.ToWire(status));
+            batch.Results[i] = StatusConvert.FromWire((status));
         }
         node.Counters.Request(Opcode.Put, end - start);
-        return Task.CompletedTask;
     }
 
-    public Task GetAsync(GetBatch batch, int start, int end, CancellationToken ct)
+    public async Task GetAsync(GetBatch batch, int start, int end, CancellationToken ct)
     {
         for (int i = start; i < end; i++)
         {
             ct.ThrowIfCancellationRequested();
-            if (_store.TryLease(batch.Keys[i].Span, null, out var lease) != StoreStatus.Ok)
+            var (status, lease) = await _store.LeaseAsync(batch.Keys[i], null).ConfigureAwait(false);
+            if (status != WireStatus.Ok)
             {
                 batch.Results[i] = new KvGetResult(KvStatus.NotFound, 0);
                 continue;
@@ -66,7 +69,6 @@ internal sealed class InProcessTransport(CacheNode node, bool ownsNode) : IKvTra
             }
         }
         node.Counters.Request(Opcode.Get, end - start);
-        return Task.CompletedTask;
     }
 
     private static KvGetResult CopyOut(ReadOnlySpan<byte> value, ValueDestination dest, out byte[]? allocated)
@@ -89,23 +91,22 @@ internal sealed class InProcessTransport(CacheNode node, bool ownsNode) : IKvTra
         return new KvGetResult(KvStatus.Ok, value.Length);
     }
 
-    public Task KeyOpAsync(Opcode op, IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int end, KvStatus[] results, CancellationToken ct)
+    public async Task KeyOpAsync(Opcode op, IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int end, KvStatus[] results, CancellationToken ct)
     {
         for (int i = start; i < end; i++)
         {
-            var key = keys[i].Span;
+            var key = keys[i];
             var status = op switch
             {
-                Opcode.Exists => _store.Exists(key) ? StoreStatus.Ok : StoreStatus.NotFound,
-                Opcode.Remove => _store.Remove(key),
-                Opcode.Pin => _store.Pin(key),
-                Opcode.Unpin => _store.Unpin(key),
+                Opcode.Exists => await _store.ExistsAsync(key).ConfigureAwait(false),
+                Opcode.Remove => await _store.RemoveAsync(key).ConfigureAwait(false),
+                Opcode.Pin => _store.Pin(key.Span),
+                Opcode.Unpin => _store.Unpin(key.Span),
                 _ => throw new ArgumentOutOfRangeException(nameof(op)),
             };
-            results[i] = StatusConvert.FromWire(StatusMap.ToWire(status));
+            results[i] = StatusConvert.FromWire((status));
         }
         node.Counters.Request(op, end - start);
-        return Task.CompletedTask;
     }
 
     public Task<List<KeyValuePair<string, long>>> StatsAsync(CancellationToken ct) => Task.FromResult(node.StatsSnapshot());

@@ -8,8 +8,8 @@ internal static class AdminReports
     public static object Health(CacheNode node, IReadOnlyList<(string Component, string Reason)> problems)
     {
         var components = new Dictionary<string, object> { ["arena"] = Component("arena", problems) };
-        if (node.Tiers?.Disk is not null) components["disk"] = Component("disk", problems);
-        if (node.Tiers?.Shared is not null) components["shared-fs"] = Component("shared-fs", problems);
+        if (node.Store.HasDisk) components["disk"] = Component("disk", problems);
+        if (node.Store.HasSharedFs) components["shared-fs"] = Component("shared-fs", problems);
         if (node.Options.Cluster is not null) components["redis"] = Component("redis", problems);
         return new { status = problems.Count == 0 ? "healthy" : "degraded", components };
     }
@@ -26,9 +26,9 @@ internal static class AdminReports
         {
             ["dram"] = new { capacity_bytes = Get("capacity_bytes"), used_bytes = Get("allocated_bytes"), live_bytes = Get("live_bytes"), keys = Get("keys") },
         };
-        if (node.Tiers?.Disk is not null)
+        if (node.Store.HasDisk)
             tiers["disk"] = new { capacity_bytes = Get("disk_capacity_bytes"), used_bytes = Get("disk_bytes"), keys = Get("disk_keys"), hits = Get("disk_hits") };
-        if (node.Tiers?.Shared is not null)
+        if (node.Store.HasSharedFs)
             tiers["shared_fs"] = new { hits = Get("shared_hits"), writes = Get("shared_writes"), pending = Get("shared_pending") };
         var ops = new Dictionary<string, object>();
         foreach (var op in Enum.GetValues<Opcode>())

@@ -120,7 +120,7 @@ public sealed class NodeMetrics : IDisposable
         var stats = Stats(node);
         long Get(string n) => stats.GetValueOrDefault(n);
         yield return new Measurement<long>(Get(dram), new KeyValuePair<string, object?>("tier", "dram"));
-        if (node.Tiers?.Disk is not null) yield return new Measurement<long>(Get(disk), new KeyValuePair<string, object?>("tier", "disk"));
+        if (node.Store.HasDisk) yield return new Measurement<long>(Get(disk), new KeyValuePair<string, object?>("tier", "disk"));
     }
 
     public void Dispose() => Meter.Dispose();

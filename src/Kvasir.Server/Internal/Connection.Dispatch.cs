@@ -27,14 +27,15 @@ internal sealed partial class Connection
             case Opcode.Auth: return QueueAsync(Auth(h, span));
             case Opcode.Ping: return QueueAsync(Ping(h, span));
             case Opcode.Stats: return QueueAsync(Stats(h));
-            case Opcode.Get: return QueueAsync(Get(h, span));
+            case Opcode.Get: return GetAsync(h, meta);
             case Opcode.Put: return PutAsync(h, meta, token);
             case Opcode.ShmInfo: return QueueAsync(ShmInfo(h));
-            case Opcode.Lease: return QueueAsync(Lease(h, span));
+            case Opcode.Lease: return LeaseAsync(h, meta);
             case Opcode.Release: return QueueAsync(Release(h, span));
             case Opcode.Alloc: return QueueAsync(Alloc(h, span));
-            case Opcode.Commit: return QueueAsync(Commit(h, span));
-            default: return QueueAsync(KeyOp(h, span));
+            case Opcode.Commit: return CommitAsync(h, meta);
+            case Opcode.Exists or Opcode.Remove or Opcode.Pin or Opcode.Unpin: return KeyOpAsync(h, meta);
+            default: throw new ProtocolException(WireStatus.UnknownOpcode, $"opcode {h.Opcode} has no handler");
         }
     }
 
@@ -125,111 +126,158 @@ internal sealed partial class Connection
         return r;
     }
 
-    /// <summary>EXISTS, REMOVE, PIN, UNPIN: a status per key, nothing else.</summary>
-    private Reply KeyOp(in FrameHeader h, ReadOnlySpan<byte> meta)
+    /// <summary>Each key's (offset, length) in the metadata, so handlers can await between keys (a span cannot be held across an await).</summary>
+    private (int Offset, int Length)[] KeyRanges(byte[] meta, int metaLength, out int count)
     {
-        var keys = new KeyBatchReader(meta, _node.Options.MaxBatchKeys);
-        var r = NewReply(h, WireStatus.Ok, StatusListReply.Size(keys.Count), 0, out var span);
-        var w = new MetaWriter(span);
-        w.U32((uint)keys.Count);
-        while (keys.Next(out var key))
+        var keys = new KeyBatchReader(meta.AsSpan(0, metaLength), _node.Options.MaxBatchKeys);
+        count = keys.Count;
+        var ranges = ArrayPool<(int, int)>.Shared.Rent(Math.Max(1, count));
+        for (int i = 0; keys.Next(out var key); i++) ranges[i] = (keys.KeyOffset, key.Length);
+        return ranges;
+    }
+
+    /// <summary>EXISTS, REMOVE, PIN, UNPIN: a status per key, nothing else. EXISTS and REMOVE may wait for the tiers below DRAM.</summary>
+    private async ValueTask KeyOpAsync(FrameHeader h, byte[] meta)
+    {
+        var ranges = KeyRanges(meta, h.MetaLength, out int count);
+        try
         {
-            var status = !ValidKey(key) ? StoreStatus.InvalidKey : h.Opcode switch
+            var reply = NewReply(h, WireStatus.Ok, StatusListReply.Size(count), 0, out _);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(reply.Buffer.AsSpan(ProtocolLimits.HeaderSize), (uint)count);
+            for (int i = 0; i < count; i++)
             {
-                Opcode.Exists => _store.Exists(key) || (_node.Tiers?.Contains(key) ?? false) ? StoreStatus.Ok : StoreStatus.NotFound,
-                Opcode.Remove => Remove(key),
-                Opcode.Pin => _store.Pin(key),
-                Opcode.Unpin => _store.Unpin(key),
-                _ => throw new ProtocolException(WireStatus.UnknownOpcode, $"opcode {h.Opcode} has no handler"),
-            };
-            w.U8((byte)StatusMap.ToWire(status));
+                var key = meta.AsMemory(ranges[i].Offset, ranges[i].Length);
+                var status = !ValidKey(key.Span) ? WireStatus.InvalidKey : h.Opcode switch
+                {
+                    Opcode.Exists => await _store.ExistsAsync(key).ConfigureAwait(false),
+                    Opcode.Remove => await _store.RemoveAsync(key).ConfigureAwait(false),
+                    Opcode.Pin => _store.Pin(key.Span),
+                    _ => _store.Unpin(key.Span),
+                };
+                reply.Buffer[ProtocolLimits.HeaderSize + 4 + i] = (byte)status;
+            }
+            CountRequest(h.Opcode, count);
+            await QueueAsync(reply).ConfigureAwait(false);
         }
-        CountRequest(h.Opcode, keys.Count);
-        return r;
+        finally
+        {
+            ArrayPool<(int, int)>.Shared.Return(ranges);
+        }
     }
 
     /// <summary>
-    /// GET: lease every hit, then queue the reply; the writer sends each value straight from its
-    /// lease and releases it. A value is whole or a miss: its length is fixed when it is leased.
+    /// GET: lease every hit (DRAM hits at once; misses may wait for a read from the tiers below), then queue the
+    /// reply; the writer sends each value straight from its lease and releases it. A value is whole or a miss: its
+    /// length is fixed when it is leased.
     /// </summary>
-    private Reply Get(in FrameHeader h, ReadOnlySpan<byte> meta)
+    private async ValueTask GetAsync(FrameHeader h, byte[] meta)
     {
-        var keys = new KeyBatchReader(meta, _node.Options.MaxBatchKeys);
-        var leases = ArrayPool<ValueLease?>.Shared.Rent(Math.Max(1, keys.Count));
-        int count = keys.Count, i = 0;
-        long payload = 0;
-        Span<byte> span = default;
-        Reply? reply = null;
+        var ranges = KeyRanges(meta, h.MetaLength, out int count);
+        var leases = ArrayPool<ValueLease?>.Shared.Rent(Math.Max(1, count));
+        int leased = 0;
+        Reply reply;
         try
         {
-            while (keys.Next(out var key))
+            long payload = 0;
+            for (; leased < count; leased++)
             {
+                var key = meta.AsMemory(ranges[leased].Offset, ranges[leased].Length);
+                _node.Heatmap.Record(key.Span);
                 ValueLease? lease = null;
-                _node.Heatmap.Record(key);
-                if (ValidKey(key) && _store.TryLease(key, this, out lease) == StoreStatus.NotFound && _node.Tiers is { } tiers)
-                    tiers.TryLoad(_store, key, this, out lease);
-                leases[i++] = lease;
+                if (ValidKey(key.Span)) lease = (await _store.LeaseAsync(key, this).ConfigureAwait(false)).Lease;
+                leases[leased] = lease;
                 payload += lease?.Length ?? 0;
             }
-            reply = NewReply(h, WireStatus.Ok, GetReply.Size(count), payload, out span, leases, count);
+            reply = NewReply(h, WireStatus.Ok, GetReply.Size(count), payload, out _, leases, count);
+            WriteGetEntries(reply, meta, ranges, leases, count);
         }
         catch
         {
-            for (int j = 0; j < i; j++) if (leases[j] is { } l) _store.Release(l);
+            for (int j = 0; j < leased; j++) if (leases[j] is { } l) _store.Release(l);
             ArrayPool<ValueLease?>.Shared.Return(leases, clearArray: true);
             throw;
         }
-        var w = new MetaWriter(span);
-        GetReply.WriteCount(ref w, count);
-        keys = new KeyBatchReader(meta, _node.Options.MaxBatchKeys);
-        for (int j = 0; j < count; j++)
+        finally
         {
-            keys.Next(out var key);
-            var lease = leases[j];
-            var status = lease is not null ? WireStatus.Ok : ValidKey(key) ? WireStatus.NotFound : WireStatus.InvalidKey;
-            GetReply.WriteEntry(ref w, new GetReplyEntry(status, lease?.Length ?? 0, lease?.Crc32C ?? 0));
+            ArrayPool<(int, int)>.Shared.Return(ranges);
         }
         CountRequest(Opcode.Get, count);
-        return reply;
+        await QueueAsync(reply).ConfigureAwait(false);
+    }
+
+    private void WriteGetEntries(Reply reply, byte[] meta, (int Offset, int Length)[] ranges, ValueLease?[] leases, int count)
+    {
+        var w = new MetaWriter(reply.Buffer.AsSpan(ProtocolLimits.HeaderSize, GetReply.Size(count)));
+        GetReply.WriteCount(ref w, count);
+        for (int j = 0; j < count; j++)
+        {
+            var lease = leases[j];
+            var status = lease is not null ? WireStatus.Ok : ValidKey(meta.AsSpan(ranges[j].Offset, ranges[j].Length)) ? WireStatus.NotFound : WireStatus.InvalidKey;
+            GetReply.WriteEntry(ref w, new GetReplyEntry(status, lease?.Length ?? 0, lease?.Crc32C ?? 0));
+        }
     }
 
     /// <summary>
-    /// PUT: the whole metadata is validated first; then each value is received straight into its
-    /// arena reservation and published. A value that cannot be stored (bad key, too large, no room)
-    /// gets its status and its bytes are read and dropped, so the connection stays in step.
+    /// PUT: the whole metadata is validated first; then each value is received straight into its arena reservation
+    /// and handed to the store, whose write to the disk tier (when there is one) overlaps the receipt of the next
+    /// value. The reply waits for every value's commit: an Ok is durable as docs/tiers.md promises. A value that
+    /// cannot be stored (bad key, too large, no room) gets its status and its bytes are read and dropped, so the
+    /// connection stays in step. Chained values are published in order, so each finds its parent.
     /// </summary>
     private async ValueTask PutAsync(FrameHeader h, byte[] meta, CancellationToken token)
     {
         int count = PutBatchReader.Validate(meta.AsSpan(0, h.MetaLength), h.Flags, _node.Options.MaxBatchKeys, h.PayloadLength);
         var entries = ArrayPool<PutEntry>.Shared.Rent(Math.Max(1, count));
+        var commits = ArrayPool<Task<WireStatus>?>.Shared.Rent(Math.Max(1, count));
+        var statuses = ArrayPool<WireStatus>.Shared.Rent(Math.Max(1, count));
         int parentOffset = -1, parentLength = 0;
         try
         {
             CollectPutEntries(meta.AsSpan(0, h.MetaLength), h.Flags, entries, ref parentOffset, ref parentLength);
-            var reply = NewReply(h, WireStatus.Ok, StatusListReply.Size(count), 0, out _);
             bool chain = (h.Flags & FrameFlags.Chain) != 0;
-            try
+            Task? previous = null;
+            for (int i = 0; i < count; i++)
             {
-                for (int i = 0; i < count; i++)
+                var e = entries[i];
+                commits[i] = null;
+                var status = TryReserve(meta.AsSpan(e.KeyOffset, e.KeyLength), e.ValueLength, out var reservation);
+                statuses[i] = status;
+                if (status != WireStatus.Ok)
                 {
-                    var e = entries[i];
-                    var status = await PutOneAsync(meta, e, token, chain, i == 0 ? parentOffset : entries[i - 1].KeyOffset,
-                        i == 0 ? parentLength : entries[i - 1].KeyLength).ConfigureAwait(false);
-                    reply.Buffer[ProtocolLimits.HeaderSize + 4 + i] = (byte)status;
+                    await _rx.SkipAsync(e.ValueLength, token).ConfigureAwait(false);
+                    _node.Counters.In(Opcode.Put, e.ValueLength);
+                    continue;
                 }
+                uint crc;
+                try
+                {
+                    crc = await ReceiveValueAsync(reservation!, token).ConfigureAwait(false);
+                }
+                catch
+                {
+                    _store.Abort(reservation!);
+                    throw;
+                }
+                byte[]? parent = !chain ? null
+                    : i > 0 ? meta.AsSpan(entries[i - 1].KeyOffset, entries[i - 1].KeyLength).ToArray()
+                    : parentOffset >= 0 ? meta.AsSpan(parentOffset, parentLength).ToArray() : null;
+                var commit = _store.CommitAsync(reservation!, crc, parent, chain ? previous : null);
+                commits[i] = commit;
+                if (chain) previous = commit;
             }
-            catch
-            {
-                ArrayPool<byte>.Shared.Return(reply.Buffer);
-                throw;
-            }
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(reply.Buffer.AsSpan(ProtocolLimits.HeaderSize), (uint)count);
+            for (int i = 0; i < count; i++)
+                if (commits[i] is { } commit) statuses[i] = await commit.ConfigureAwait(false);
+            var reply = NewReply(h, WireStatus.Ok, StatusListReply.Size(count), 0, out var span);
+            var w = new MetaWriter(span);
+            StatusListReply.Write(ref w, statuses.AsSpan(0, count));
             CountRequest(Opcode.Put, count);
             await QueueAsync(reply).ConfigureAwait(false);
         }
         finally
         {
             ArrayPool<PutEntry>.Shared.Return(entries);
+            ArrayPool<Task<WireStatus>?>.Shared.Return(commits, clearArray: true);
+            ArrayPool<WireStatus>.Shared.Return(statuses);
         }
     }
 
@@ -242,35 +290,10 @@ internal sealed partial class Connection
             entries[i++] = new PutEntry(reader.KeyOffset, key.Length, length);
     }
 
-    private async ValueTask<WireStatus> PutOneAsync(byte[] meta, PutEntry e, CancellationToken token, bool chain, int parentOffset, int parentLength)
-    {
-        var status = TryReserve(meta.AsSpan(e.KeyOffset, e.KeyLength), e.ValueLength, out var reservation);
-        if (status != StoreStatus.Ok)
-        {
-            await _rx.SkipAsync(e.ValueLength, token).ConfigureAwait(false);
-            _node.Counters.In(Opcode.Put, e.ValueLength);
-            return StatusMap.ToWire(status);
-        }
-        uint crc;
-        try
-        {
-            crc = await ReceiveValueAsync(reservation!, token).ConfigureAwait(false);
-        }
-        catch
-        {
-            _store.Abort(reservation!);
-            throw;
-        }
-        // With tiers, the value is on disk before it is published and acknowledged (docs/tiers.md).
-        _node.Tiers?.OnStored(meta.AsSpan(e.KeyOffset, e.KeyLength), reservation!.Span, crc);
-        var parent = chain && parentOffset >= 0 ? meta.AsSpan(parentOffset, parentLength) : default;
-        return StatusMap.ToWire(_store.Commit(reservation!, crc, parent));
-    }
-
-    private StoreStatus TryReserve(ReadOnlySpan<byte> key, long length, out Reservation? reservation)
+    private WireStatus TryReserve(ReadOnlySpan<byte> key, long length, out Reservation? reservation)
     {
         reservation = null;
-        if (!ValidKey(key)) return StoreStatus.InvalidKey;
+        if (!ValidKey(key)) return WireStatus.InvalidKey;
         var status = _store.TryReserve(key, length, out reservation);
         _node.ArenaHealth.Note(status);
         return status;
@@ -288,14 +311,6 @@ internal sealed partial class Connection
         }
         _node.Counters.In(Opcode.Put, reservation.Length);
         return Crc32C.Complete(crc);
-    }
-
-    /// <summary>Lower tiers first, so no reader can load the key back from them once DRAM has dropped it.</summary>
-    private StoreStatus Remove(ReadOnlySpan<byte> key)
-    {
-        bool below = _node.Tiers?.OnRemoved(key) ?? false;
-        var status = _store.Remove(key);
-        return status == StoreStatus.NotFound && below ? StoreStatus.Ok : status;
     }
 
     private void CountRequest(Opcode op, int keys)

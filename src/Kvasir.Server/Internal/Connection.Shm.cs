@@ -1,3 +1,4 @@
+using System.Buffers;
 using Kvasir.Protocol;
 using Kvasir.Storage;
 
@@ -42,34 +43,48 @@ internal sealed partial class Connection
         return r;
     }
 
-    private Reply Lease(in FrameHeader h, ReadOnlySpan<byte> meta)
+    private async ValueTask LeaseAsync(FrameHeader h, byte[] meta)
     {
         RequireShm();
-        var keys = new KeyBatchReader(meta, _node.Options.MaxBatchKeys);
-        var r = NewReply(h, WireStatus.Ok, ShmMessages.LeaseReplySize(keys.Count), 0, out var span);
-        var w = new MetaWriter(span);
-        w.U32((uint)keys.Count);
-        while (keys.Next(out var key))
+        var ranges = KeyRanges(meta, h.MetaLength, out int count);
+        var entries = ArrayPool<LeaseEntry>.Shared.Rent(Math.Max(1, count));
+        try
         {
-            _node.Heatmap.Record(key);
-            ValueLease? lease = null;
-            var status = ValidKey(key) ? _store.TryLease(key, null, out lease) : StoreStatus.InvalidKey;
-            if (status == StoreStatus.NotFound && _node.Tiers is { } tiers) status = tiers.TryLoad(_store, key, null, out lease);
-            if (lease is null)
+            for (int i = 0; i < count; i++)
             {
-                ShmMessages.WriteLeaseEntry(ref w, new LeaseEntry(StatusMap.ToWire(status == StoreStatus.Ok ? StoreStatus.NotFound : status), 0, 0, 0, 0));
-                continue;
+                var key = meta.AsMemory(ranges[i].Offset, ranges[i].Length);
+                _node.Heatmap.Record(key.Span);
+                var (status, lease) = ValidKey(key.Span) ? await _store.LeaseAsync(key, null).ConfigureAwait(false) : new LeaseResult(WireStatus.InvalidKey, null);
+                if (lease is null)
+                {
+                    entries[i] = new LeaseEntry(status == WireStatus.Ok ? WireStatus.NotFound : status, 0, 0, 0, 0);
+                    continue;
+                }
+                ulong id;
+                lock (_shmLock)
+                {
+                    id = ++_nextShmId;
+                    _shmLeases[id] = lease;
+                }
+                entries[i] = new LeaseEntry(WireStatus.Ok, (ulong)ArenaOffset(lease.Address), (ulong)lease.Length, lease.Crc32C, id);
             }
-            ulong id;
-            lock (_shmLock)
-            {
-                id = ++_nextShmId;
-                _shmLeases[id] = lease;
-            }
-            ShmMessages.WriteLeaseEntry(ref w, new LeaseEntry(WireStatus.Ok, (ulong)ArenaOffset(lease.Address), (ulong)lease.Length, lease.Crc32C, id));
+            var r = NewReply(h, WireStatus.Ok, ShmMessages.LeaseReplySize(count), 0, out var span);
+            WriteLeaseEntries(span, entries, count);
+            CountRequest(Opcode.Lease, count);
+            await QueueAsync(r).ConfigureAwait(false);
         }
-        CountRequest(Opcode.Lease, keys.Count);
-        return r;
+        finally
+        {
+            ArrayPool<(int, int)>.Shared.Return(ranges);
+            ArrayPool<LeaseEntry>.Shared.Return(entries);
+        }
+    }
+
+    private static void WriteLeaseEntries(Span<byte> span, LeaseEntry[] entries, int count)
+    {
+        var w = new MetaWriter(span);
+        w.U32((uint)count);
+        for (int i = 0; i < count; i++) ShmMessages.WriteLeaseEntry(ref w, entries[i]);
     }
 
     private Reply Release(in FrameHeader h, ReadOnlySpan<byte> meta)
@@ -99,9 +114,9 @@ internal sealed partial class Connection
             var key = reader.Key();
             long length = (long)Math.Min(reader.U64(), long.MaxValue);
             var status = TryReserve(key, length, out var reservation);
-            if (status != StoreStatus.Ok)
+            if (status != WireStatus.Ok)
             {
-                ShmMessages.WriteAllocEntry(ref w, new AllocEntry(StatusMap.ToWire(status), 0, 0));
+                ShmMessages.WriteAllocEntry(ref w, new AllocEntry((status), 0, 0));
                 continue;
             }
             ulong id;
@@ -126,9 +141,9 @@ internal sealed partial class Connection
     /// tier first, as for PUT). A large batch has its CRCs computed on several cores (a GPU writes
     /// the arena at tens of GB/s; one core checksums at about a third of that).
     /// </summary>
-    private Reply Commit(in FrameHeader h, ReadOnlySpan<byte> meta)
+    private async ValueTask CommitAsync(FrameHeader h, byte[] meta)
     {
-        var ids = ShmMessages.ReadIdList(meta, _node.Options.MaxBatchKeys);
+        var ids = ShmMessages.ReadIdList(meta.AsSpan(0, h.MetaLength), _node.Options.MaxBatchKeys);
         var reservations = new Reservation?[ids.Length];
         long bytes = 0;
         lock (_shmLock)
@@ -151,18 +166,22 @@ internal sealed partial class Connection
             for (int i = 0; i < ids.Length; i++)
                 if (reservations[i] is { } res) crcs[i] = Crc32C.Compute(res.Span);
         }
-        var r = NewReply(h, WireStatus.Ok, StatusListReply.Size(ids.Length), 0, out var span);
-        var w = new MetaWriter(span);
-        w.U32((uint)ids.Length);
+        // Every value goes to the store at once (their disk writes queue back to back), then the reply waits for all.
+        var commits = new Task<WireStatus>?[ids.Length];
         for (int i = 0; i < ids.Length; i++)
         {
-            if (reservations[i] is not { } reservation) { w.U8((byte)WireStatus.NotFound); continue; }
+            if (reservations[i] is not { } reservation) continue;
             _node.Counters.In(Opcode.Commit, reservation.Length);
-            _node.Tiers?.OnStored(reservation.KeySpan, reservation.Span, crcs[i]);
-            w.U8((byte)StatusMap.ToWire(_store.Commit(reservation, crcs[i])));
+            commits[i] = _store.CommitAsync(reservation, crcs[i]);
         }
+        var statuses = new WireStatus[ids.Length];
+        for (int i = 0; i < ids.Length; i++)
+            statuses[i] = commits[i] is { } commit ? await commit.ConfigureAwait(false) : WireStatus.NotFound;
+        var r = NewReply(h, WireStatus.Ok, StatusListReply.Size(ids.Length), 0, out var span);
+        var w = new MetaWriter(span);
+        StatusListReply.Write(ref w, statuses);
         CountRequest(Opcode.Commit, ids.Length);
-        return r;
+        await QueueAsync(r).ConfigureAwait(false);
     }
 
     /// <summary>False for an id this connection does not hold, or whose lease expired (the client must not trust its copy).</summary>

@@ -18,7 +18,7 @@ namespace Kvasir.Server.Internal;
 internal sealed partial class Connection : ILeaseHolder
 {
     private readonly CacheNode _node;
-    private readonly KvArenaStore _store;
+    private readonly TieredStore _store;
     private readonly Socket _socket;
     private readonly BufferedReceiver _rx;
     private readonly Channel<Reply> _replies;

@@ -31,7 +31,7 @@ internal sealed class Reply
         => new(pooledBuffer, length, pooledLeases, leaseCount, closeAfter);
 
     /// <summary>Releases every lease and returns the pooled arrays. Called exactly once, by the writer.</summary>
-    public void Complete(KvArenaStore store)
+    public void Complete(TieredStore store)
     {
         if (Leases is not null)
         {

@@ -22,7 +22,7 @@ internal sealed class ReplyWriter
     public const int CoalesceLimit = 8 * 1024;
 
     private readonly Socket _socket;
-    private readonly KvArenaStore _store;
+    private readonly TieredStore _store;
     private readonly NodeCounters _counters;
     private readonly GatherSender _sender;
     private readonly byte[] _staging = GC.AllocateUninitializedArray<byte>(128 * 1024, pinned: true);
@@ -30,7 +30,7 @@ internal sealed class ReplyWriter
     private readonly List<Reply> _unflushed = [];
     private int _sealed, _staged;
 
-    public unsafe ReplyWriter(Socket socket, KvArenaStore store, NodeCounters counters)
+    public unsafe ReplyWriter(Socket socket, TieredStore store, NodeCounters counters)
     {
         _socket = socket;
         _store = store;

@@ -28,6 +28,9 @@ internal sealed class ValueVersion(long offset, long length, long allocatedBytes
 
     public uint Crc32C { get; set; }
 
+    /// <summary>The write's place in the node's order of writes (<see cref="Tiers.VersionClock"/>); larger is newer. 0 before publication.</summary>
+    public long Sequence { get; set; }
+
     public int LeaseCount { get; set; }
 
     public VersionState State { get; set; }

@@ -1,64 +1,68 @@
 using System.Buffers;
-using System.Buffers.Binary;
-using System.Globalization;
 using Kvasir.Storage.Internal;
 
 namespace Kvasir.Storage.Tiers;
 
-/// <summary>Where a value lives on disk.</summary>
-public sealed record DiskEntry(int Segment, long Offset, long Length, uint Crc32C, long Sequence);
-
 /// <summary>
-/// The local-disk tier: an append-only log of records in segment files (docs/tiers.md).
-/// Every value is written when it is stored (so a node killed at any moment comes back with every
-/// acknowledged value), the index lives in memory and is rebuilt from the segments on start, and
-/// capacity is kept by deleting the oldest segment (its keys leave the tier). Every read checks the
-/// value's CRC-32C: a mismatch, a torn record or an I/O error is a miss, never data.
+/// The local-disk tier: an append-only log of records in segment files, each segment with an index file that
+/// names its records (docs/tiers.md). The in-memory index maps each key to its newest record — a value, or a
+/// tombstone that hides older ones — by version (<see cref="VersionClock"/>), so a newer record always wins,
+/// whatever order writes complete or segments are read in. Writes go through one writer thread
+/// (<see cref="DiskWriter"/>): versions are taken in the order records are laid down, so disk order and version
+/// order agree. Reads are blocking preads, made on tier threads by the caller. Capacity is kept by dropping the
+/// oldest segment; a drop visits only the keys of that segment, never the whole index.
 /// </summary>
 /// <remarks>
-/// Record: a 32-byte header — u32 magic "KVDR", u16 version 1, u16 kind (1 value, 2 tombstone),
-/// u32 key length, u32 value CRC-32C, u64 value length, u32 header CRC-32C (of header bytes 0..24
-/// and the key), u32 zero — then the key, then the value, padded to 8 bytes. Thread-safe: appends
-/// reserve their range under a lock and write outside it; the index is updated after the write.
+/// Every read verifies the record's header (magic, CRC over header and key, its own position) and the value's
+/// CRC-32C: a damaged record is a miss, never data. Recovery reads only the offsets that index entries name, so
+/// bytes inside a stored value are never taken for a record; a record whose header is damaged hides every older
+/// version of any key with its key CRC (a miss rather than an older value). Thread-safe: one lock guards the
+/// index, the segment table and the counters; no I/O happens under it.
 /// </remarks>
-public sealed class DiskTier : IDisposable
+internal sealed class DiskTier : IDisposable
 {
-    internal const uint Magic = 0x5244564B; // "KVDR"
-    internal const int HeaderSize = 32;
-    private const ushort KindValue = 1, KindTombstone = 2;
-    private const string Prefix = "segment-", Suffix = ".kvd";
+    /// <summary>Keys unindexed per lock hold while a segment is dropped.</summary>
+    private const int DropChunk = 4096;
 
     private readonly IDeviceFactory _factory;
+    private readonly VersionClock _clock;
     private readonly Lock _gate = new();
     private readonly Dictionary<byte[], DiskEntry> _index = new(ByteKeyComparer.Instance);
     private readonly Dictionary<byte[], DiskEntry>.AlternateLookup<ReadOnlySpan<byte>> _lookup;
-    private readonly SortedDictionary<int, IDevice> _segments = [];
-    private readonly Queue<IDevice> _retired = new();
-    private int _current;
-    private long _tail;
-    private long _sequence;
+    private readonly SortedDictionary<int, DiskSegment> _segments = [];
+    private readonly DiskWriter _writer;
+    private DiskSegment? _current;
+    private int _lastId;
     private long _bytes;
+    private long _liveKeys;
     private bool _disposed;
 
-    private long _hits, _misses, _writes, _writeErrors, _readErrors, _corrupt, _droppedKeys, _deletedSegments, _recovered, _tornRecords;
+    private long _hits, _misses, _writes, _writeErrors, _readErrors, _corrupt, _droppedKeys, _deletedSegments, _recovered,
+        _tornRecords, _damagedRecords, _dropVisits, _syncs, _legacyFiles;
     private string? _lastError;
     private long _lastErrorTicks = long.MinValue;
     private bool _full;
 
-    public DiskTier(IDeviceFactory factory, long capacity, long segmentBytes = 0)
+    public DiskTier(IDeviceFactory factory, long capacity, long segmentBytes, DiskSyncMode sync, VersionClock clock)
     {
         _factory = factory;
+        _clock = clock;
         Capacity = capacity;
         SegmentBytes = segmentBytes > 0 ? segmentBytes : Math.Clamp(capacity / 8, 1L << 20, 256L << 20);
         if (Capacity < 2 * SegmentBytes) throw new ArgumentException($"disk capacity {capacity} must hold at least two segments of {SegmentBytes} bytes");
+        Sync = sync;
         _lookup = _index.GetAlternateLookup<ReadOnlySpan<byte>>();
         Recover();
+        _writer = new DiskWriter(this);
     }
 
     public long Capacity { get; }
+
     public long SegmentBytes { get; }
 
-    /// <summary>Failing: the last write failed, the disk is full, or an error happened in the last 10 s. Null when healthy.</summary>
+    public DiskSyncMode Sync { get; }
+
+    /// <summary>Failing: the disk is full, or an error happened in the last 10 s. Null when healthy.</summary>
     public string? Degraded
     {
         get
@@ -66,187 +70,251 @@ public sealed class DiskTier : IDisposable
             lock (_gate)
             {
                 if (_full) return $"disk full: {_lastError}";
-                return Environment.TickCount64 - _lastErrorTicks < 10_000 ? _lastError : null;
+                if (Environment.TickCount64 - _lastErrorTicks < 10_000) return _lastError;
+                return _legacyFiles > 0 ? $"{_legacyFiles} segment files of the version-1 format are ignored (delete segment-*.kvd)" : null;
             }
         }
     }
 
-    public bool Contains(ReadOnlySpan<byte> key)
+    /// <summary>Index entries visited by segment drops (each drop visits the keys of its segment, no others).</summary>
+    internal long DropVisits
     {
-        lock (_gate) return _lookup.ContainsKey(key);
+        get { lock (_gate) return _dropVisits; }
     }
 
+    /// <summary>Keys with a value on disk (tombstones not counted).</summary>
+    public long LiveKeys
+    {
+        get { lock (_gate) return _liveKeys; }
+    }
+
+    /// <summary>Writes a value record; completes once it is written as <see cref="Sync"/> promises, with the version it took.</summary>
+    /// <remarks>The caller keeps the <paramref name="length"/> bytes at <paramref name="value"/> unchanged until the task completes.</remarks>
+    public Task<DiskWrite> WriteAsync(byte[] key, nint value, long length, uint crc32c) => _writer.Enqueue(key, value, length, crc32c, DiskRecord.KindValue);
+
+    /// <summary>Writes a tombstone: the key and every older version of it are gone, durably.</summary>
+    public Task<DiskWrite> RemoveAsync(byte[] key) => _writer.Enqueue(key, 0, 0, 0, DiskRecord.KindTombstone);
+
+    /// <summary>Finds the key's newest value (false for a tombstone or no record).</summary>
     public bool TryLocate(ReadOnlySpan<byte> key, out DiskEntry? entry)
     {
         lock (_gate)
         {
-            if (_lookup.TryGetValue(key, out entry)) return true;
+            if (_lookup.TryGetValue(key, out entry) && !entry.Tombstone) return true;
             _misses++;
+            entry = null;
             return false;
         }
     }
 
-    /// <summary>
-    /// Appends <paramref name="value"/> under <paramref name="key"/>. False when it could not be
-    /// written (I/O error, disk full): the tier then simply does not have it.
-    /// </summary>
-    public bool Append(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value, uint crc32c) => Write(key, value, crc32c, KindValue);
-
-    /// <summary>Forgets <paramref name="key"/>, durably (a tombstone, so recovery does not bring it back).</summary>
-    public void Remove(ReadOnlySpan<byte> key)
+    /// <summary>Whether a value of <paramref name="key"/> is on disk (no counters touched).</summary>
+    public bool Contains(ReadOnlySpan<byte> key)
     {
-        lock (_gate)
-        {
-            if (!_lookup.Remove(key, out _, out _)) return;
-        }
-        Write(key, default, 0, KindTombstone);
+        lock (_gate) return _lookup.TryGetValue(key, out var e) && !e.Tombstone;
     }
 
-    /// <summary>Reads a located value into <paramref name="destination"/> (exactly its length) and checks its CRC. False: a miss.</summary>
+    /// <summary>The version of the key's newest record (value or tombstone); 0 when the disk knows nothing of it.</summary>
+    public long NewestVersion(ReadOnlySpan<byte> key)
+    {
+        lock (_gate) return _lookup.TryGetValue(key, out var e) ? e.Version : 0;
+    }
+
+    /// <summary>
+    /// Reads a located value into <paramref name="destination"/> (exactly its length), checking the record's header
+    /// against the entry and the value's CRC. Blocking: call it on a tier thread. False is a miss, and the entry is
+    /// dropped so it is not tried again.
+    /// </summary>
     public bool TryRead(ReadOnlySpan<byte> key, DiskEntry entry, Span<byte> destination)
     {
-        IDevice? device;
-        lock (_gate) _segments.TryGetValue(entry.Segment, out device);
+        DiskSegment? segment;
+        lock (_gate)
+        {
+            if (!_segments.TryGetValue(entry.Segment, out segment) || !segment.TryAcquire()) segment = null;
+        }
         string? failure = null;
-        if (device is null) failure = "segment deleted";
+        bool corrupt = false;
+        if (segment is null) failure = "segment dropped";
         else
         {
+            byte[] header = ArrayPool<byte>.Shared.Rent(DiskRecord.HeaderSize + key.Length);
             try
             {
-                long valueAt = entry.Offset + HeaderSize + key.Length;
-                if (device.Read(valueAt, destination) != destination.Length) failure = "short read (torn record)";
-                else if (Crc32C.Compute(destination) != entry.Crc32C) failure = "CRC-32C mismatch";
+                var head = header.AsSpan(0, DiskRecord.HeaderSize + key.Length);
+                if (segment.Data.Read(entry.Offset, head) != head.Length) (failure, corrupt) = ("short read (torn record)", true);
+                else if (!DiskRecord.TryParseHeader(head, out var r, out int keyLength) || keyLength != key.Length
+                    || !DiskRecord.HeaderCrcMatches(head, head[DiskRecord.HeaderSize..]) || !head[DiskRecord.HeaderSize..].SequenceEqual(key)
+                    || r.Kind != DiskRecord.KindValue || r.Offset != entry.Offset || r.Segment != entry.Segment || r.Sequence != entry.Version
+                    || r.ValueLength != entry.Length || r.ValueCrc != entry.Crc32C)
+                {
+                    (failure, corrupt) = ("damaged record header", true);
+                }
+                else if (segment.Data.Read(entry.Offset + DiskRecord.HeaderSize + key.Length, destination) != destination.Length)
+                {
+                    (failure, corrupt) = ("short read (torn record)", true);
+                }
+                else if (Crc32C.Compute(destination) != entry.Crc32C)
+                {
+                    (failure, corrupt) = ("CRC-32C mismatch", true);
+                }
             }
             catch (Exception ex) when (ex is IOException or ObjectDisposedException or UnauthorizedAccessException)
             {
                 failure = $"read error: {ex.Message}";
             }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(header);
+                segment.Release();
+            }
         }
         lock (_gate)
         {
-            if (failure is null) { _hits++; return true; }
-            // Drop the entry so it is never tried again (unless a newer write replaced it meanwhile).
-            if (_lookup.TryGetValue(key, out var current) && current == entry) _lookup.Remove(key, out _, out _);
-            if (failure.StartsWith("CRC", StringComparison.Ordinal) || failure.StartsWith("short", StringComparison.Ordinal)) _corrupt++;
-            else _readErrors++;
-            Fail($"{device?.Name}: {failure}");
+            if (failure is null)
+            {
+                _hits++;
+                return true;
+            }
+            if (_lookup.TryGetValue(key, out var current) && current == entry)
+            {
+                _lookup.Remove(key, out _, out _);
+                _liveKeys--;
+            }
+            if (corrupt) _corrupt++;
+            else if (segment is not null) _readErrors++;
+            if (segment is not null) Fail($"{segment.Data.Name}: {failure}");
             return false;
         }
     }
 
-    private bool Write(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value, uint crc, ushort kind)
+    // ---- Used by the writer thread only. ----
+
+    /// <summary>
+    /// Places a record: rotates to a new segment when it does not fit, picks segments to drop while the tier is over
+    /// capacity, and takes the record's version, all under the lock so disk order is version order.
+    /// </summary>
+    internal (DiskSegment Segment, long Offset, long IndexOffset, long Version) Place(long recordBytes, List<DiskSegment> toDrop, DiskSegment? opened)
     {
-        long recordBytes = Align8(HeaderSize + key.Length + value.Length);
-        if (recordBytes > SegmentBytes) { lock (_gate) _writeErrors++; return false; }
-        IDevice device;
-        long offset, sequence;
-        int segment;
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            try
+            if (opened is not null)
             {
-                if (_tail + recordBytes > SegmentBytes || _segments.Count == 0) Rotate();
-                while (_bytes + recordBytes > Capacity && _segments.Count > 1) DeleteOldest();
+                _segments[opened.Id] = opened;
+                _current = opened;
             }
-            catch (IOException ex)
+            var current = _current!;
+            while (_bytes + recordBytes + DiskRecord.IndexEntrySize > Capacity && _segments.Count > 1)
             {
-                _writeErrors++;
-                Fail($"cannot open a segment: {ex.Message}");
-                if (kind == KindValue) _lookup.Remove(key, out _, out _);   // an older copy must not outlive this value
-                return false;
+                var oldest = _segments.First().Value;
+                _segments.Remove(oldest.Id);
+                oldest.Dropped = true;
+                _bytes -= oldest.Bytes;
+                _deletedSegments++;
+                toDrop.Add(oldest);
             }
-            segment = _current;
-            device = _segments[segment];
-            offset = _tail;
-            _tail += recordBytes;
-            _bytes += recordBytes;
-            sequence = ++_sequence;
+            long offset = current.DataTail, indexOffset = current.IndexTail;
+            current.DataTail += recordBytes;
+            current.IndexTail += DiskRecord.IndexEntrySize;
+            _bytes += recordBytes + DiskRecord.IndexEntrySize;
+            return (current, offset, indexOffset, _clock.Next());
         }
-        var header = ArrayPool<byte>.Shared.Rent(HeaderSize + key.Length);
+    }
+
+    /// <summary>Whether a record of <paramref name="recordBytes"/> needs a new segment first.</summary>
+    internal bool NeedsNewSegment(long recordBytes)
+    {
+        lock (_gate) return _current is null || _current.DataTail + recordBytes > SegmentBytes;
+    }
+
+    /// <summary>Opens the next segment's files (outside the lock; only the writer thread calls this).</summary>
+    internal DiskSegment OpenNext()
+    {
+        int id;
+        lock (_gate) id = ++_lastId;
+        var data = _factory.Open(DiskSegment.DataName(id));
         try
         {
-            int headerLength = WriteHeader(header, key, value.Length, crc, kind);
-            device.Write(offset, header.AsSpan(0, headerLength));
-            if (!value.IsEmpty) device.Write(offset + headerLength, value);
+            return new DiskSegment(id, data, _factory.Open(DiskSegment.IndexName(id)));
         }
-        catch (Exception ex) when (ex is IOException or ObjectDisposedException or UnauthorizedAccessException)
+        catch
+        {
+            data.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Forgets the keys of a dropped segment, a chunk per lock hold, then deletes its files.</summary>
+    internal void Drop(DiskSegment segment)
+    {
+        var keys = segment.Keys;
+        for (int start = 0; start < keys.Count; start += DropChunk)
         {
             lock (_gate)
             {
-                _writeErrors++;
-                _full = ex.Message.Contains("space", StringComparison.OrdinalIgnoreCase) || ex.HResult == 28 /* ENOSPC */;
-                Fail($"{device.Name}: write error: {ex.Message}");
-                // The range stays reserved (a hole the recovery scan steps over). An older copy of the key
-                // must not stand in for the value that failed: forget it now, and (best effort) durably.
-                if (kind == KindValue) _lookup.Remove(key, out _, out _);
+                int end = Math.Min(keys.Count, start + DropChunk);
+                for (int i = start; i < end; i++)
+                {
+                    _dropVisits++;
+                    if (_lookup.TryGetValue(keys[i], out var e) && e.Segment == segment.Id)
+                    {
+                        _lookup.Remove(keys[i], out _, out _);
+                        if (!e.Tombstone)
+                        {
+                            _liveKeys--;
+                            _droppedKeys++;
+                        }
+                    }
+                }
             }
-            if (kind == KindValue) Write(key, default, 0, KindTombstone);
-            return false;
         }
-        finally
+        keys.Clear();
+        keys.TrimExcess();
+        try
         {
-            ArrayPool<byte>.Shared.Return(header);
+            _factory.Delete(segment.Data.Name);
+            _factory.Delete(segment.Index.Name);
         }
+        catch (IOException ex)
+        {
+            lock (_gate) Fail($"cannot delete {segment.Data.Name}: {ex.Message}");
+        }
+        segment.Release();
+    }
+
+    /// <summary>Indexes a written record if it is newer than what the index has.</summary>
+    internal void Apply(byte[] key, DiskSegment segment, long offset, long length, uint crc, long version, bool tombstone)
+    {
         lock (_gate)
         {
-            _full = false;
             _writes++;
-            if (kind == KindValue && _segments.ContainsKey(segment))
+            _full = false;
+            if (segment.Dropped) return;
+            byte[] stored = key;
+            if (_lookup.TryGetValue(key, out byte[]? actual, out var existing))
             {
-                var entry = new DiskEntry(segment, offset, value.Length, crc, sequence);
-                if (!_lookup.TryGetValue(key, out var existing) || existing.Sequence < sequence)
-                    _lookup[key] = entry;
+                if (existing.Version >= version) return;
+                stored = actual;
+                if (!existing.Tombstone) _liveKeys--;
             }
+            _index[stored] = new DiskEntry(segment.Id, offset, length, crc, version, tombstone);
+            if (!tombstone) _liveKeys++;
+            segment.Keys.Add(stored);
         }
-        return true;
     }
 
-    internal static int WriteHeader(Span<byte> buffer, ReadOnlySpan<byte> key, long valueLength, uint crc, ushort kind)
+    internal void WriteFailed(Exception ex, string device)
     {
-        BinaryPrimitives.WriteUInt32LittleEndian(buffer, Magic);
-        BinaryPrimitives.WriteUInt16LittleEndian(buffer[4..], 1);
-        BinaryPrimitives.WriteUInt16LittleEndian(buffer[6..], kind);
-        BinaryPrimitives.WriteUInt32LittleEndian(buffer[8..], (uint)key.Length);
-        BinaryPrimitives.WriteUInt32LittleEndian(buffer[12..], crc);
-        BinaryPrimitives.WriteInt64LittleEndian(buffer[16..], valueLength);
-        key.CopyTo(buffer[HeaderSize..]);
-        BinaryPrimitives.WriteUInt32LittleEndian(buffer[24..], HeaderCrc(buffer, key));
-        BinaryPrimitives.WriteUInt32LittleEndian(buffer[28..], 0);
-        return HeaderSize + key.Length;
+        lock (_gate)
+        {
+            _writeErrors++;
+            if (ex.Message.Contains("space", StringComparison.OrdinalIgnoreCase) || ex.HResult == 28 /* ENOSPC */) _full = true;
+            Fail($"{device}: write error: {ex.Message}");
+        }
     }
 
-    private static uint HeaderCrc(ReadOnlySpan<byte> header, ReadOnlySpan<byte> key)
-        => Crc32C.Complete(Crc32C.Append(Crc32C.Append(Crc32C.InitialState, header[..24]), key));
-
-    private static long Align8(long n) => (n + 7) & ~7L;
-
-    private static string SegmentName(int id) => $"{Prefix}{id.ToString("D8", CultureInfo.InvariantCulture)}{Suffix}";
-
-    private void Rotate()
+    internal void Synced()
     {
-        int next = _segments.Count == 0 ? _current + 1 : _segments.Keys.Max() + 1;
-        _segments[next] = _factory.Open(SegmentName(next));
-        _current = next;
-        _tail = 0;
-    }
-
-    private void DeleteOldest()
-    {
-        int oldest = _segments.Keys.First();
-        var device = _segments[oldest];
-        _segments.Remove(oldest);
-        _bytes -= Math.Max(device.Length, oldest == _current ? _tail : 0);
-        var lost = _index.Where(p => p.Value.Segment == oldest).Select(p => p.Key).ToList();
-        foreach (var k in lost) _index.Remove(k);
-        _droppedKeys += lost.Count;
-        _deletedSegments++;
-        try { _factory.Delete(device.Name); }
-        catch (IOException ex) { Fail($"cannot delete {device.Name}: {ex.Message}"); }
-        // Readers may still hold the device: close it a few deletions later, not now.
-        _retired.Enqueue(device);
-        while (_retired.Count > 8) _retired.Dequeue().Dispose();
-        if (_bytes < 0) _bytes = 0;
+        lock (_gate) _syncs++;
     }
 
     private void Fail(string reason)
@@ -255,58 +323,77 @@ public sealed class DiskTier : IDisposable
         _lastErrorTicks = Environment.TickCount64;
     }
 
-    /// <summary>Rebuilds the index from every segment, in order; torn or damaged records are skipped.</summary>
+    /// <summary>
+    /// Rebuilds the index from every segment's index file, in id order. Each entry's record header is read at the
+    /// offset the entry names and must match it; zeroed or torn entries are skipped (a write that never finished),
+    /// and a damaged header hides older versions of its key (by key CRC) instead of letting them come back.
+    /// </summary>
     private void Recover()
     {
+        var ids = new List<int>();
         foreach (var name in _factory.List())
         {
-            if (!name.StartsWith(Prefix, StringComparison.Ordinal) || !name.EndsWith(Suffix, StringComparison.Ordinal)) continue;
-            if (!int.TryParse(name.AsSpan(Prefix.Length, name.Length - Prefix.Length - Suffix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out int id)) continue;
-            _segments[id] = _factory.Open(name);
+            int id = DiskSegment.ParseDataName(name);
+            if (id > 0) ids.Add(id);
+            else if (name.StartsWith("segment-", StringComparison.Ordinal) && name.EndsWith(".kvd", StringComparison.Ordinal)) _legacyFiles++;
         }
-        var header = new byte[HeaderSize + ProtocolKeyLimit];
-        foreach (var (id, device) in _segments)
+        ids.Sort();
+        var damaged = new Dictionary<uint, (long Version, int Segment)>();
+        long maxVersion = 0;
+        var entryBuffer = new byte[DiskRecord.IndexEntrySize * 1024];
+        var header = new byte[DiskRecord.HeaderSize + DiskRecord.MaxKeyBytes];
+        foreach (int id in ids)
         {
-            long length = device.Length, offset = 0;
-            while (offset + HeaderSize <= length)
+            var data = _factory.Open(DiskSegment.DataName(id));
+            var segment = new DiskSegment(id, data, _factory.Open(DiskSegment.IndexName(id)));
+            _segments[id] = segment;
+            _lastId = Math.Max(_lastId, id);
+            long indexLength = segment.Index.Length, dataLength = segment.Data.Length;
+            for (long at = 0; at < indexLength; at += entryBuffer.Length)
             {
-                int got = device.Read(offset, header.AsSpan(0, HeaderSize));
-                if (got < HeaderSize) break;
-                if (!TryParseHeader(header, out int keyLength, out long valueLength, out uint crc, out ushort kind)
-                    || offset + HeaderSize + keyLength > length
-                    || device.Read(offset + HeaderSize, header.AsSpan(HeaderSize, keyLength)) != keyLength
-                    || HeaderCrc(header, header.AsSpan(HeaderSize, keyLength)) != BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(24)))
+                int got = segment.Index.Read(at, entryBuffer);
+                for (int e = 0; e + DiskRecord.IndexEntrySize <= got; e += DiskRecord.IndexEntrySize)
                 {
-                    // Not a record here: a torn or never-finished write. Step forward and look for the next one.
-                    _tornRecords++;
-                    offset += 8;
-                    continue;
+                    var raw = entryBuffer.AsSpan(e, DiskRecord.IndexEntrySize);
+                    if (!DiskRecord.TryParseIndexEntry(raw, id, out var r, out int keyLength, out uint keyCrc))
+                    {
+                        _tornRecords++;   // never written (a hole left by a crash) or torn
+                        continue;
+                    }
+                    maxVersion = Math.Max(maxVersion, r.Sequence);
+                    var head = header.AsSpan(0, DiskRecord.HeaderSize + keyLength);
+                    if (r.Offset + head.Length + r.ValueLength > dataLength || segment.Data.Read(r.Offset, head) != head.Length
+                        || !DiskRecord.TryParseHeader(head, out var h, out int hKeyLength) || hKeyLength != keyLength
+                        || !DiskRecord.HeaderCrcMatches(head, head[DiskRecord.HeaderSize..]) || h != r
+                        || Crc32C.Compute(head[DiskRecord.HeaderSize..]) != keyCrc)
+                    {
+                        _damagedRecords++;
+                        if (!damaged.TryGetValue(keyCrc, out var d) || d.Version < r.Sequence) damaged[keyCrc] = (r.Sequence, id);
+                        continue;
+                    }
+                    var key = head[DiskRecord.HeaderSize..].ToArray();
+                    Apply(key, segment, r.Offset, r.ValueLength, r.ValueCrc, r.Sequence, r.Kind == DiskRecord.KindTombstone);
+                    _writes--;   // Apply counts writes; recovery is not one
                 }
-                long end = offset + Align8(HeaderSize + keyLength + valueLength);
-                if (offset + HeaderSize + keyLength + valueLength > length) { _tornRecords++; break; }   // torn tail
-                var key = header.AsSpan(HeaderSize, keyLength);
-                if (kind == KindTombstone) _lookup.Remove(key, out _, out _);
-                else _lookup[key] = new DiskEntry(id, offset, valueLength, crc, ++_sequence);
-                offset = end;
             }
-            _bytes += length;
-            _current = id;
-            _tail = Align8(length);
+            segment.DataTail = dataLength;
+            segment.IndexTail = indexLength;
+            _bytes += segment.Bytes;
         }
-        _recovered = _index.Count;
-    }
-
-    private const int ProtocolKeyLimit = 512;
-
-    private static bool TryParseHeader(ReadOnlySpan<byte> h, out int keyLength, out long valueLength, out uint crc, out ushort kind)
-    {
-        keyLength = (int)Math.Min(BinaryPrimitives.ReadUInt32LittleEndian(h[8..]), int.MaxValue);
-        valueLength = BinaryPrimitives.ReadInt64LittleEndian(h[16..]);
-        crc = BinaryPrimitives.ReadUInt32LittleEndian(h[12..]);
-        kind = BinaryPrimitives.ReadUInt16LittleEndian(h[6..]);
-        return BinaryPrimitives.ReadUInt32LittleEndian(h) == Magic && BinaryPrimitives.ReadUInt16LittleEndian(h[4..]) == 1
-            && kind is KindValue or KindTombstone && keyLength is >= 1 and <= ProtocolKeyLimit && valueLength >= 0
-            && (kind == KindValue || valueLength == 0);
+        if (damaged.Count > 0)
+        {
+            foreach (var (key, entry) in _index.ToList())
+            {
+                if (!damaged.TryGetValue(Crc32C.Compute(key), out var d) || entry.Version >= d.Version) continue;
+                if (!entry.Tombstone) _liveKeys--;
+                _index[key] = new DiskEntry(d.Segment, 0, 0, 0, d.Version, tombstone: true);
+                if (_segments.TryGetValue(d.Segment, out var s)) s.Keys.Add(key);
+            }
+        }
+        _clock.AtLeast(maxVersion);
+        _recovered = _liveKeys;
+        // New records go to a fresh segment: a recovered one may end in a torn record or a hole.
+        _current = null;
     }
 
     /// <summary>Counters, by STATS name (prefix "disk_").</summary>
@@ -316,30 +403,59 @@ public sealed class DiskTier : IDisposable
         {
             return
             [
-                new("disk_capacity_bytes", Capacity), new("disk_bytes", _bytes), new("disk_keys", _index.Count),
+                new("disk_capacity_bytes", Capacity), new("disk_bytes", _bytes), new("disk_keys", _liveKeys),
                 new("disk_hits", _hits), new("disk_misses", _misses), new("disk_writes", _writes),
                 new("disk_write_errors", _writeErrors), new("disk_read_errors", _readErrors), new("disk_corrupt", _corrupt),
                 new("disk_dropped_keys", _droppedKeys), new("disk_deleted_segments", _deletedSegments),
-                new("disk_recovered_keys", _recovered), new("disk_torn_records", _tornRecords), new("disk_full", _full ? 1 : 0),
+                new("disk_recovered_keys", _recovered), new("disk_torn_records", _tornRecords),
+                new("disk_damaged_records", _damagedRecords), new("disk_full", _full ? 1 : 0), new("disk_syncs", _syncs),
+                new("disk_queued", _writer.Queued),
             ];
         }
     }
 
-    public void Flush()
+    /// <summary>Segments written since the last sync, for the writer's group commit.</summary>
+    internal DiskSegment[] LiveSegments()
     {
-        IDevice[] devices;
-        lock (_gate) devices = [.. _segments.Values];
-        foreach (var d in devices) d.Flush();
+        lock (_gate) return [.. _segments.Values];
     }
 
+    /// <summary>Forces every segment to stable storage (fsync).</summary>
+    public void Flush()
+    {
+        foreach (var s in LiveSegments())
+        {
+            if (!s.TryAcquire()) continue;
+            try
+            {
+                s.Data.Flush();
+                s.Index.Flush();
+            }
+            catch (Exception ex) when (ex is IOException or ObjectDisposedException)
+            {
+                lock (_gate) Fail($"{s.Data.Name}: flush failed: {ex.Message}");
+            }
+            finally
+            {
+                s.Release();
+            }
+        }
+    }
+
+    /// <summary>Lets queued writes finish, flushes every segment to stable storage, then closes the files.</summary>
     public void Dispose()
     {
         lock (_gate)
         {
             if (_disposed) return;
+        }
+        _writer.Dispose();
+        Flush();
+        lock (_gate)
+        {
             _disposed = true;
-            foreach (var d in _segments.Values) d.Dispose();
-            while (_retired.Count > 0) _retired.Dequeue().Dispose();
+            foreach (var s in _segments.Values) s.Release();
+            _segments.Clear();
         }
     }
 }

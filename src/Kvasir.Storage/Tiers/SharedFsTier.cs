@@ -6,7 +6,7 @@ using System.Threading.Channels;
 namespace Kvasir.Storage.Tiers;
 
 /// <summary>A value found in the shared tier: its file and what its header says.</summary>
-public sealed record SharedEntry(string Path, long Length, uint Crc32C, int KeyLength);
+internal sealed record SharedEntry(string Path, long Length, uint Crc32C, int KeyLength);
 
 /// <summary>
 /// The shared-filesystem cold tier: one file per key in a key-hashed tree
@@ -16,10 +16,25 @@ public sealed record SharedEntry(string Path, long Length, uint Crc32C, int KeyL
 /// reader on any host sees a whole file or none. Files carry the key (hash collisions are told
 /// apart) and the value's CRC-32C (checked on every read: a mismatch is a miss).
 /// </summary>
-public sealed class SharedFsTier : IDisposable
+/// <remarks>
+/// Ordering with this node's own writes: writes are queued per key in order and done by one writer; a REMOVE
+/// cancels the key's queued writes and deletes the file under the key's stripe lock, which the writer holds while
+/// it writes, so a removed key never comes back from a write queued before the REMOVE. A key with a queued write
+/// is not read from here (a miss): the file may still hold an older version. The blocking calls (locate, read,
+/// exists, remove) are made on tier threads, never on a socket thread.
+/// </remarks>
+internal sealed class SharedFsTier : IDisposable
 {
+    /// <summary>"KVDR": the version-1 record header, which shared files keep (other nodes read them).</summary>
+    internal const uint Magic = 0x5244564B;
+    internal const int HeaderSize = 32;
+    private const int Stripes = 256;
+
     private readonly string _root;
-    private readonly Channel<(byte[] Key, byte[] Value, int Length, uint Crc)> _queue;
+    private readonly object[] _stripes = Enumerable.Range(0, Stripes).Select(_ => new object()).ToArray();
+    private readonly Lock _pendingGate = new();
+    private readonly Dictionary<byte[], List<WriteJob>> _pendingByKey = new(Internal.ByteKeyComparer.Instance);
+    private readonly Channel<WriteJob> _queue;
     private readonly Task _writer;
     private readonly long _maxPendingBytes;
     private long _pendingBytes, _pending;
@@ -32,7 +47,7 @@ public sealed class SharedFsTier : IDisposable
         _root = Path.Combine(Path.GetFullPath(root), "kvasir-v1");
         Directory.CreateDirectory(_root);
         _maxPendingBytes = maxPendingBytes;
-        _queue = Channel.CreateUnbounded<(byte[], byte[], int, uint)>(new UnboundedChannelOptions { SingleReader = true });
+        _queue = Channel.CreateUnbounded<WriteJob>(new UnboundedChannelOptions { SingleReader = true });
         _writer = Task.Run(WriteLoopAsync);
     }
 
@@ -50,7 +65,17 @@ public sealed class SharedFsTier : IDisposable
         return Path.Combine(_root, hex[..2], hex[2..4], hex + ".kv");
     }
 
+    private sealed class WriteJob(byte[] key, byte[] value, int length, uint crc)
+    {
+        public byte[] Key { get; } = key;
+        public byte[] Value { get; } = value;
+        public int Length { get; } = length;
+        public uint Crc { get; } = crc;
+        public bool Cancelled { get; set; }
+    }
+
     /// <summary>Queues a copy of the value for writing; false (and counted as dropped) when the queue is full.</summary>
+    /// <remarks>A dropped value must not leave an older file standing in for it: the caller then calls <see cref="Remove"/>.</remarks>
     public bool Enqueue(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value, uint crc)
     {
         if (Interlocked.Add(ref _pendingBytes, value.Length) > _maxPendingBytes)
@@ -61,16 +86,40 @@ public sealed class SharedFsTier : IDisposable
         }
         var copy = ArrayPool<byte>.Shared.Rent(Math.Max(1, value.Length));
         value.CopyTo(copy);
+        var job = new WriteJob(key.ToArray(), copy, value.Length, crc);
+        lock (_pendingGate)
+        {
+            if (!_pendingByKey.TryGetValue(job.Key, out var list)) _pendingByKey[job.Key] = list = [];
+            list.Add(job);
+        }
         Interlocked.Increment(ref _pending);
-        _queue.Writer.TryWrite((key.ToArray(), copy, value.Length, crc));
+        _queue.Writer.TryWrite(job);
         return true;
     }
 
+    /// <summary>Whether a write of <paramref name="key"/> is queued (its file may be older than this node's value).</summary>
+    public bool HasPending(ReadOnlySpan<byte> key)
+    {
+        lock (_pendingGate) return _pendingByKey.GetAlternateLookup<ReadOnlySpan<byte>>().ContainsKey(key);
+    }
+
+    private object StripeOf(ReadOnlySpan<byte> key) => _stripes[(uint)Internal.ByteKeyComparer.Instance.GetHashCode(key) % Stripes];
+
     private async Task WriteLoopAsync()
     {
-        await foreach (var (key, value, length, crc) in _queue.Reader.ReadAllAsync().ConfigureAwait(false))
+        await foreach (var job in _queue.Reader.ReadAllAsync().ConfigureAwait(false))
         {
-            try { Write(key, value.AsSpan(0, length), crc); Interlocked.Increment(ref _writes); }
+            try
+            {
+                lock (StripeOf(job.Key))
+                {
+                    if (!job.Cancelled)
+                    {
+                        Write(job.Key, job.Value.AsSpan(0, job.Length), job.Crc);
+                        Interlocked.Increment(ref _writes);
+                    }
+                }
+            }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
                 Interlocked.Increment(ref _writeErrors);
@@ -78,8 +127,16 @@ public sealed class SharedFsTier : IDisposable
             }
             finally
             {
-                ArrayPool<byte>.Shared.Return(value);
-                Interlocked.Add(ref _pendingBytes, -length);
+                lock (_pendingGate)
+                {
+                    if (_pendingByKey.TryGetValue(job.Key, out var list))
+                    {
+                        list.Remove(job);
+                        if (list.Count == 0) _pendingByKey.Remove(job.Key);
+                    }
+                }
+                ArrayPool<byte>.Shared.Return(job.Value);
+                Interlocked.Add(ref _pendingBytes, -job.Length);
                 Interlocked.Decrement(ref _pending);
             }
         }
@@ -90,8 +147,8 @@ public sealed class SharedFsTier : IDisposable
         var path = PathFor(key);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         var temp = $"{path}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
-        var header = new byte[DiskTier.HeaderSize + key.Length];
-        DiskTier.WriteHeader(header, key, value.Length, crc, 1);
+        var header = new byte[HeaderSize + key.Length];
+        WriteHeader(header, key, value.Length, crc);
         try
         {
             using (var handle = File.OpenHandle(temp, FileMode.CreateNew, FileAccess.Write))
@@ -113,22 +170,22 @@ public sealed class SharedFsTier : IDisposable
     {
         entry = null;
         var path = PathFor(key);
-        Span<byte> header = stackalloc byte[DiskTier.HeaderSize + 512];
+        Span<byte> header = stackalloc byte[HeaderSize + 512];
         try
         {
             using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-            int got = RandomAccess.Read(handle, header[..(DiskTier.HeaderSize + key.Length)], 0);
-            if (got != DiskTier.HeaderSize + key.Length
-                || BinaryPrimitives.ReadUInt32LittleEndian(header) != DiskTier.Magic
+            int got = RandomAccess.Read(handle, header[..(HeaderSize + key.Length)], 0);
+            if (got != HeaderSize + key.Length
+                || BinaryPrimitives.ReadUInt32LittleEndian(header) != Magic
                 || BinaryPrimitives.ReadUInt32LittleEndian(header[8..]) != (uint)key.Length
-                || !header.Slice(DiskTier.HeaderSize, key.Length).SequenceEqual(key))
+                || !header.Slice(HeaderSize, key.Length).SequenceEqual(key))
             {
                 Interlocked.Increment(ref _corrupt);
                 Fail($"{Path.GetFileName(path)}: bad header");
                 return false;
             }
             long length = BinaryPrimitives.ReadInt64LittleEndian(header[16..]);
-            if (length < 0 || RandomAccess.GetLength(handle) != DiskTier.HeaderSize + key.Length + length)
+            if (length < 0 || RandomAccess.GetLength(handle) != HeaderSize + key.Length + length)
             {
                 Interlocked.Increment(ref _corrupt);
                 Fail($"{Path.GetFileName(path)}: wrong length");
@@ -159,7 +216,7 @@ public sealed class SharedFsTier : IDisposable
             int total = 0;
             while (total < destination.Length)
             {
-                int n = RandomAccess.Read(handle, destination[total..], DiskTier.HeaderSize + entry.KeyLength + total);
+                int n = RandomAccess.Read(handle, destination[total..], HeaderSize + entry.KeyLength + total);
                 if (n == 0) break;
                 total += n;
             }
@@ -180,10 +237,39 @@ public sealed class SharedFsTier : IDisposable
         }
     }
 
+    /// <summary>
+    /// Deletes the key's file and cancels its queued writes, so no write queued before this call can bring it back.
+    /// Blocking (the stripe lock may wait for a write in progress): call it on a tier thread.
+    /// </summary>
     public void Remove(ReadOnlySpan<byte> key)
     {
-        try { File.Delete(PathFor(key)); }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { Fail($"remove: {ex.Message}"); }
+        lock (_pendingGate)
+        {
+            if (_pendingByKey.GetAlternateLookup<ReadOnlySpan<byte>>().TryGetValue(key, out var list))
+                foreach (var job in list) job.Cancelled = true;
+        }
+        lock (StripeOf(key))
+        {
+            try { File.Delete(PathFor(key)); }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { Fail($"remove: {ex.Message}"); }
+        }
+    }
+
+    /// <summary>Whether the key has a file here. Blocking: call it on a tier thread.</summary>
+    public bool Exists(ReadOnlySpan<byte> key) => File.Exists(PathFor(key));
+
+    private static void WriteHeader(Span<byte> buffer, ReadOnlySpan<byte> key, long valueLength, uint crc)
+    {
+        BinaryPrimitives.WriteUInt32LittleEndian(buffer, Magic);
+        BinaryPrimitives.WriteUInt16LittleEndian(buffer[4..], 1);
+        BinaryPrimitives.WriteUInt16LittleEndian(buffer[6..], 1);
+        BinaryPrimitives.WriteUInt32LittleEndian(buffer[8..], (uint)key.Length);
+        BinaryPrimitives.WriteUInt32LittleEndian(buffer[12..], crc);
+        BinaryPrimitives.WriteInt64LittleEndian(buffer[16..], valueLength);
+        key.CopyTo(buffer[HeaderSize..]);
+        uint headerCrc = Crc32C.Complete(Crc32C.Append(Crc32C.Append(Crc32C.InitialState, buffer[..24]), key));
+        BinaryPrimitives.WriteUInt32LittleEndian(buffer[24..], headerCrc);
+        BinaryPrimitives.WriteUInt32LittleEndian(buffer[28..], 0);
     }
 
     /// <summary>Waits until every queued value is written (tests, clean shutdown), at most <paramref name="timeout"/>.</summary>

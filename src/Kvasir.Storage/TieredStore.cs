@@ -1,0 +1,408 @@
+using Kvasir.Protocol;
+using Kvasir.Storage.Tiers;
+
+namespace Kvasir.Storage;
+
+/// <summary>A lease found by <see cref="TieredStore.LeaseAsync"/>: Ok with the lease, or why there is none.</summary>
+public readonly record struct LeaseResult(WireStatus Status, ValueLease? Lease);
+
+/// <summary>
+/// A node's store: the DRAM arena and the tiers below it (local disk, shared filesystem), behind the one entry
+/// point through which every caller — TCP, shared memory, an in-process client, recovery — puts, gets, removes and
+/// pins. The tier rules (docs/tiers.md) live here and nowhere else:
+/// <list type="bullet">
+/// <item>an acknowledged PUT is on disk (as <see cref="DiskSyncMode"/> promises) before it is published in DRAM;
+/// if the disk cannot take it the PUT fails with <see cref="WireStatus.TierFailed"/> and nothing changes;</item>
+/// <item>a later version is never replaced by an earlier one: every write takes a version from one clock, the disk
+/// records it, and DRAM publication, promotion and recovery compare versions under one lock hold;</item>
+/// <item>REMOVE removes from every tier (a disk tombstone, the shared file, then DRAM);</item>
+/// <item>a DRAM miss looks below; a value read from below is published in DRAM only when it is hot (read
+/// <see cref="TierOptions.PromoteAfter"/> times, within <see cref="TierOptions.HotFraction"/>), otherwise served
+/// from free arena space without evicting published values;</item>
+/// <item>tier I/O never runs on the caller's thread: disk writes go through the disk writer's queue, reads and
+/// shared-filesystem calls through tier threads, and what follows them continues on the thread pool.</item>
+/// </list>
+/// </summary>
+/// <remarks>
+/// Thread-safe. Without lower tiers every call completes synchronously (no task is allocated for PUT, GET or
+/// REMOVE). Dispose lets queued disk and shared writes finish, flushes the disk to stable storage and frees the
+/// arena; callers must have stopped first (see <see cref="KvArenaStore"/>).
+/// </remarks>
+public sealed class TieredStore : IDisposable
+{
+    private const int EpochStripes = 1024;
+    private static readonly Task<WireStatus> s_ok = Task.FromResult(WireStatus.Ok);
+
+    private readonly VersionClock _clock = new();
+    private readonly KvArenaStore _dram;
+    private readonly DiskTier? _disk;
+    private readonly SharedFsTier? _shared;
+    private readonly TierIo? _io;
+    private readonly TierOptions _tiers;
+    private readonly long[] _epochs = new long[EpochStripes];
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<byte[], int> _reads = new(Internal.ByteKeyComparer.Instance);
+    private readonly Func<byte[], long, bool>? _newerOnDisk;
+    private long _promotions, _servedBelow, _loadFailures, _loadsUnstaged, _demotions, _dropped, _superseded, _tierFailures;
+
+    /// <summary>Allocates the arena, opens (and recovers) the disk tier and the shared tier.</summary>
+    /// <exception cref="ArgumentException">Invalid options.</exception>
+    /// <exception cref="IOException">A tier's directory cannot be used.</exception>
+    public TieredStore(StoreOptions store, TierOptions? tiers = null)
+    {
+        _tiers = tiers ?? new TierOptions();
+        _tiers.Validate();
+        _dram = new KvArenaStore(store, _clock);
+        try
+        {
+            if (_tiers.DiskPath is { } path)
+            {
+                _disk = new DiskTier(_tiers.DeviceFactory ?? new FileDeviceFactory(path), _tiers.DiskCapacity, _tiers.SegmentBytes, _tiers.DiskSync, _clock);
+                _newerOnDisk = (key, version) => _disk.NewestVersion(key) > version;
+            }
+            if (_tiers.SharedFsPath is { } shared) _shared = new SharedFsTier(shared);
+            if (_tiers.Any) _io = new TierIo(_tiers.ReadThreads, "kvasir tier io");
+        }
+        catch
+        {
+            _disk?.Dispose();
+            _dram.Dispose();
+            throw;
+        }
+        _dram.Evicted = OnEvicted;
+    }
+
+    /// <summary>The DRAM tier's options.</summary>
+    public StoreOptions Options => _dram.Options;
+
+    /// <summary>Start of the arena in this process (shared-memory clients receive offsets relative to it).</summary>
+    public nint ArenaBase => _dram.ArenaBase;
+
+    /// <summary>Where the arena is mapped from, when it is a shared-memory file.</summary>
+    public string? SharedMemoryPath => _dram.SharedMemoryPath;
+
+    /// <summary>True with a local-disk tier.</summary>
+    public bool HasDisk => _disk is not null;
+
+    /// <summary>True with a shared-filesystem tier.</summary>
+    public bool HasSharedFs => _shared is not null;
+
+    /// <summary>Values recovered from the disk tier when the store opened.</summary>
+    public long RecoveredKeys => _disk?.Stats().First(p => p.Key == "disk_recovered_keys").Value ?? 0;
+
+    internal DiskTier? Disk => _disk;
+
+    internal SharedFsTier? Shared => _shared;
+
+    /// <summary>Reserves arena space for a value (see <see cref="KvArenaStore.TryReserve(ReadOnlySpan{byte}, long, out Reservation?)"/>); then write it and call <see cref="CommitAsync"/> or <see cref="Abort"/>.</summary>
+    public WireStatus TryReserve(ReadOnlySpan<byte> key, long length, out Reservation? reservation) => _dram.TryReserve(key, length, out reservation);
+
+    /// <summary>Gives back a reservation that will not be committed.</summary>
+    public void Abort(Reservation reservation) => _dram.Abort(reservation);
+
+    /// <summary>
+    /// Stores a filled reservation: written through to the disk tier (its task completes once the record is as durable
+    /// as <see cref="TierOptions.DiskSync"/> promises), then published in DRAM, then queued for the shared tier.
+    /// Ok also when a newer write of the key overtook this one (this one is then superseded, as if it came first);
+    /// <see cref="WireStatus.TierFailed"/> when the disk could not take it (the value is not stored anywhere).
+    /// </summary>
+    /// <param name="reservation">Filled; its bytes must not change until the task completes.</param>
+    /// <param name="crc32c">CRC-32C of the bytes written.</param>
+    /// <param name="chainParent">The key whose block this one continues (prefix-aware eviction), or null.</param>
+    /// <param name="publishAfter">
+    /// Publish only after this task (the previous value of a chained batch), so chain links find their parent. The
+    /// disk write does not wait for it.
+    /// </param>
+    public Task<WireStatus> CommitAsync(Reservation reservation, uint crc32c, byte[]? chainParent = null, Task? publishAfter = null)
+    {
+        ArgumentNullException.ThrowIfNull(reservation);
+        BumpEpoch(reservation.Key);
+        if (_disk is null && publishAfter is null)
+        {
+            var status = Publish(reservation, crc32c, chainParent, 0);
+            return status == WireStatus.Ok ? s_ok : Task.FromResult(status);
+        }
+        return CommitThroughAsync(reservation, crc32c, chainParent, publishAfter);
+    }
+
+    private async Task<WireStatus> CommitThroughAsync(Reservation reservation, uint crc32c, byte[]? chainParent, Task? publishAfter)
+    {
+        long version = 0;
+        if (_disk is not null)
+        {
+            var write = await _disk.WriteAsync(reservation.Key, reservation.Address, reservation.Length, crc32c).ConfigureAwait(false);
+            if (!write.Ok)
+            {
+                await AwaitQuietly(publishAfter).ConfigureAwait(false);
+                _dram.Abort(reservation);
+                Interlocked.Increment(ref _tierFailures);
+                return WireStatus.TierFailed;
+            }
+            version = write.Version;
+        }
+        await AwaitQuietly(publishAfter).ConfigureAwait(false);
+        return Publish(reservation, crc32c, chainParent, version);
+    }
+
+    private static async Task AwaitQuietly(Task? task)
+    {
+        if (task is null) return;
+        try
+        {
+            await task.ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // The previous value's failure is its own caller's to report; this one only waited for its turn.
+        }
+    }
+
+    private WireStatus Publish(Reservation reservation, uint crc32c, byte[]? chainParent, long version)
+    {
+        byte[] key = reservation.Key;
+        _reads.TryRemove(key, out _);
+        if (!_dram.CommitVersioned(reservation, crc32c, chainParent, version, _newerOnDisk))
+        {
+            Interlocked.Increment(ref _superseded);
+            return WireStatus.Ok;
+        }
+        if (_shared is not null) ShareAsync(key);
+        return WireStatus.Ok;
+    }
+
+    /// <summary>Queues the key's published value for the shared tier, copied from a lease; when it cannot be, the key's older file goes.</summary>
+    private void ShareAsync(byte[] key)
+    {
+        bool queued = false;
+        if (_dram.TryLease(key, null, out var lease, countAsAccess: false) == WireStatus.Ok)
+        {
+            try
+            {
+                queued = _shared!.Enqueue(key, lease!.Span, lease.Crc32C);
+            }
+            finally
+            {
+                _dram.Release(lease!);
+            }
+        }
+        if (!queued) _ = _io!.Run(() => { _shared!.Remove(key); return true; });
+    }
+
+    /// <summary>
+    /// Leases the key's value for reading: from DRAM when it is there (completes synchronously), else from the disk
+    /// or the shared tier, read on a tier thread into arena space and CRC-checked. NotFound for a miss in every tier
+    /// (and for a damaged copy below, or no free arena space to stage a cold read in).
+    /// </summary>
+    public ValueTask<LeaseResult> LeaseAsync(ReadOnlyMemory<byte> key, ILeaseHolder? holder)
+    {
+        var status = _dram.TryLease(key.Span, holder, out var lease);
+        if (status != WireStatus.NotFound || _io is null) return new(new LeaseResult(status, lease));
+        return new(LoadAsync(key, holder));
+    }
+
+    private async Task<LeaseResult> LoadAsync(ReadOnlyMemory<byte> key, ILeaseHolder? holder)
+    {
+        long epoch = Epoch(key.Span);
+        long length, version = 0;
+        uint crc;
+        if (_disk is not null && _disk.TryLocate(key.Span, out var entry))
+        {
+            (length, crc, version) = (entry!.Length, entry.Crc32C, entry.Version);
+        }
+        else if (_shared is not null && !_shared.HasPending(key.Span) && (_disk is null || _disk.NewestVersion(key.Span) == 0))
+        {
+            var located = await _io!.Run(() => _shared.TryLocate(key.Span, out var e) ? e : null).ConfigureAwait(false);
+            if (located is null) return new LeaseResult(WireStatus.NotFound, null);
+            (length, crc) = (located.Length, located.Crc32C);
+            return await StageAsync(key, holder, length, crc, 0, epoch, r => _shared.TryRead(located, r.Span)).ConfigureAwait(false);
+        }
+        else
+        {
+            return new LeaseResult(WireStatus.NotFound, null);
+        }
+        return await StageAsync(key, holder, length, crc, version, epoch, r => _disk.TryRead(key.Span, entry!, r.Span)).ConfigureAwait(false);
+    }
+
+    /// <summary>Reads a value from below into arena space and leases it: published (promoted) when hot, else unpublished.</summary>
+    private async Task<LeaseResult> StageAsync(ReadOnlyMemory<byte> key, ILeaseHolder? holder, long length, uint crc, long version, long epoch,
+        Func<Reservation, bool> read)
+    {
+        byte[] keyCopy = key.ToArray();
+        int reads = _reads.AddOrUpdate(keyCopy, 1, (_, n) => n + 1);
+        if (_reads.Count > 1_000_000) _reads.Clear();   // bounded: counts are a hint, not state
+        bool promote = reads >= _tiers.PromoteAfter && _dram.PromotedBytes + length <= (long)(_tiers.HotFraction * _dram.Options.Capacity);
+        if (_dram.TryReserve(keyCopy, length, evict: promote, out var reservation) != WireStatus.Ok)
+        {
+            if (promote) Interlocked.Increment(ref _loadFailures);
+            else Interlocked.Increment(ref _loadsUnstaged);
+            return new LeaseResult(WireStatus.NotFound, null);
+        }
+        bool ok;
+        try
+        {
+            ok = await _io!.Run(() => read(reservation!)).ConfigureAwait(false);
+        }
+        catch
+        {
+            _dram.Abort(reservation!);
+            throw;
+        }
+        if (!ok)
+        {
+            _dram.Abort(reservation!);
+            return new LeaseResult(WireStatus.NotFound, null);
+        }
+        Interlocked.Increment(ref _servedBelow);
+        if (!promote) return new LeaseResult(WireStatus.Ok, _dram.LeaseUnpublished(reservation!, crc, holder));
+        _reads.TryRemove(keyCopy, out _);
+        // The copy read may have been overtaken: by a newer disk record (or a tombstone), or, for a shared file, by any
+        // write or removal of the key since the read began. Checked under the DRAM lock, with the publication.
+        bool published = _dram.CommitPromoted(reservation!, crc, version, k => version > 0
+            ? _disk!.NewestVersion(k) == version
+            : Epoch(k) == epoch && (_disk is null || _disk.NewestVersion(k) == 0));
+        if (published) Interlocked.Increment(ref _promotions);
+        var status = _dram.TryLease(keyCopy, holder, out var lease);
+        return new LeaseResult(status, lease);
+    }
+
+    /// <summary>Ends a lease (idempotent): true when this call ended it, false when it had ended (released or expired).</summary>
+    public bool Release(ValueLease lease) => _dram.Release(lease);
+
+    /// <summary>Ok when the key has a value in any tier, NotFound otherwise, InvalidKey for a bad key.</summary>
+    public ValueTask<WireStatus> ExistsAsync(ReadOnlyMemory<byte> key)
+    {
+        if (!ValidKey(key.Span)) return new(WireStatus.InvalidKey);
+        if (_dram.Exists(key.Span) || _disk?.Contains(key.Span) == true) return new(WireStatus.Ok);
+        if (_shared is null || (_disk is not null && _disk.NewestVersion(key.Span) != 0)) return new(WireStatus.NotFound);
+        return new(ExistsSharedAsync(key));
+    }
+
+    private async Task<WireStatus> ExistsSharedAsync(ReadOnlyMemory<byte> key)
+        => await _io!.Run(() => _shared!.Exists(key.Span)).ConfigureAwait(false) ? WireStatus.Ok : WireStatus.NotFound;
+
+    /// <summary>
+    /// Removes the key from every tier: a disk tombstone (durable before this completes), the shared file, then DRAM.
+    /// Ok when any tier had it, NotFound when none did; TierFailed when the tombstone could not be written (nothing
+    /// was removed from DRAM then, so no tier disagrees).
+    /// </summary>
+    public ValueTask<WireStatus> RemoveAsync(ReadOnlyMemory<byte> key)
+    {
+        if (!ValidKey(key.Span)) return new(WireStatus.InvalidKey);
+        BumpEpoch(key.Span);
+        if (_io is null) return new(_dram.Remove(key.Span));
+        return new(RemoveBelowAsync(key.ToArray()));
+    }
+
+    private async Task<WireStatus> RemoveBelowAsync(byte[] key)
+    {
+        bool below = false;
+        long version;
+        if (_disk is not null)
+        {
+            below = _disk.Contains(key);
+            var write = await _disk.RemoveAsync(key).ConfigureAwait(false);
+            if (!write.Ok)
+            {
+                Interlocked.Increment(ref _tierFailures);
+                return WireStatus.TierFailed;
+            }
+            version = write.Version;
+        }
+        else
+        {
+            version = _clock.Next();
+        }
+        if (_shared is not null)
+        {
+            below |= await _io!.Run(() =>
+            {
+                bool had = _shared.Exists(key);
+                _shared.Remove(key);
+                return had;
+            }).ConfigureAwait(false);
+        }
+        var status = _dram.RemoveOlderThan(key, version);
+        return status == WireStatus.NotFound && below ? WireStatus.Ok : status;
+    }
+
+    /// <summary>Whether DRAM holds a value of the key (no lower tier is asked; no counter or recency changes).</summary>
+    public bool InDram(ReadOnlySpan<byte> key) => _dram.Exists(key);
+
+    /// <summary>Handles leases past their deadline now (the reaper does it on a timer); see <see cref="KvArenaStore.ReapExpiredLeases"/>.</summary>
+    public int ReapExpiredLeases() => _dram.ReapExpiredLeases();
+
+    /// <summary>Adds a pin to the key's DRAM value (a key only in a lower tier answers NotFound).</summary>
+    public WireStatus Pin(ReadOnlySpan<byte> key) => _dram.Pin(key);
+
+    /// <summary>Drops one pin.</summary>
+    public WireStatus Unpin(ReadOnlySpan<byte> key) => _dram.Unpin(key);
+
+    /// <summary>The DRAM tier's counters.</summary>
+    public StoreStats GetStats() => _dram.GetStats();
+
+    /// <summary>Counters of the tiers below DRAM, by STATS name; empty without lower tiers.</summary>
+    public IReadOnlyList<KeyValuePair<string, long>> TierStats()
+    {
+        if (!_tiers.Any) return [];
+        var list = new List<KeyValuePair<string, long>>
+        {
+            new("tier_promotions", Interlocked.Read(ref _promotions)),
+            new("tier_served_below", Interlocked.Read(ref _servedBelow)),
+            new("tier_load_failures", Interlocked.Read(ref _loadFailures)),
+            new("tier_loads_unstaged", Interlocked.Read(ref _loadsUnstaged)),
+            new("tier_demotions", Interlocked.Read(ref _demotions)),
+            new("tier_evicted_unsaved", Interlocked.Read(ref _dropped)),
+            new("tier_superseded", Interlocked.Read(ref _superseded)),
+            new("tier_write_failures", Interlocked.Read(ref _tierFailures)),
+        };
+        if (_disk is not null)
+        {
+            list.AddRange(_disk.Stats());
+            list.Add(new("disk_healthy", _disk.Degraded is null ? 1 : 0));
+        }
+        if (_shared is not null)
+        {
+            list.AddRange(_shared.Stats());
+            list.Add(new("shared_healthy", _shared.Degraded is null ? 1 : 0));
+        }
+        return list;
+    }
+
+    /// <summary>Each failing tier and why; empty when all are healthy.</summary>
+    public IReadOnlyList<(string Tier, string Reason)> Problems()
+    {
+        var list = new List<(string, string)>();
+        if (_disk?.Degraded is { } d) list.Add(("disk", d));
+        if (_shared?.Degraded is { } s) list.Add(("shared-fs", s));
+        return list;
+    }
+
+    /// <summary>Waits until the shared tier's queued writes are done (tests, clean shutdown), at most <paramref name="timeout"/>.</summary>
+    public bool DrainShared(TimeSpan timeout) => _shared?.Drain(timeout) ?? true;
+
+    /// <summary>Forces the disk tier's files to stable storage.</summary>
+    public void FlushDisk() => _disk?.Flush();
+
+    /// <summary>Finishes queued tier writes, flushes the disk to stable storage, closes the tiers and frees the arena.</summary>
+    public void Dispose()
+    {
+        _shared?.Dispose();
+        _disk?.Dispose();
+        _io?.Dispose();
+        _dram.Dispose();
+    }
+
+    /// <summary>Under the DRAM lock: an evicted value is demoted when a lower tier holds it, dropped otherwise.</summary>
+    private void OnEvicted(byte[] key)
+    {
+        if (_disk?.Contains(key) == true || (_disk is null && _shared is not null)) Interlocked.Increment(ref _demotions);
+        else Interlocked.Increment(ref _dropped);
+    }
+
+    private void BumpEpoch(ReadOnlySpan<byte> key) => Interlocked.Increment(ref _epochs[Stripe(key)]);
+
+    private long Epoch(ReadOnlySpan<byte> key) => Volatile.Read(ref _epochs[Stripe(key)]);
+
+    private static int Stripe(ReadOnlySpan<byte> key) => (int)((uint)Internal.ByteKeyComparer.Instance.GetHashCode(key) % EpochStripes);
+
+    private bool ValidKey(ReadOnlySpan<byte> key) => key.Length >= 1 && key.Length <= _dram.Options.MaxKeyBytes;
+}

@@ -1,0 +1,181 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+
+namespace Kvasir.Storage.Tiers;
+
+/// <summary>
+/// The disk tier's write queue: one thread lays records down in the order they were queued (taking their versions
+/// as it places them), so the socket that received a value is free to receive the next one while this one is
+/// written. Each record is the data (header, key, value from the caller's memory) then its index entry; a batch of
+/// queued records is written back to back, synced once when <see cref="DiskSyncMode.Batch"/> asks for it, and only
+/// then indexed and completed. Segment rotation and drops happen here too, off every socket thread.
+/// </summary>
+internal sealed class DiskWriter : IDisposable
+{
+    private const int MaxBatch = 256;
+
+    private readonly DiskTier _tier;
+    private readonly BlockingCollection<Job> _queue = new(new ConcurrentQueue<Job>());
+    private readonly Thread _thread;
+    private long _queued;
+
+    public DiskWriter(DiskTier tier)
+    {
+        _tier = tier;
+        _thread = new Thread(Run) { IsBackground = true, Name = "kvasir disk writer" };
+        _thread.Start();
+    }
+
+    /// <summary>Records queued and not yet completed.</summary>
+    public long Queued => Interlocked.Read(ref _queued);
+
+    private sealed class Job(byte[] key, nint value, long length, uint crc, ushort kind)
+    {
+        public byte[] Key { get; } = key;
+        public nint Value { get; } = value;
+        public long Length { get; } = length;
+        public uint Crc { get; } = crc;
+        public ushort Kind { get; } = kind;
+        public TaskCompletionSource<DiskWrite> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public DiskSegment? Segment { get; set; }
+        public long Offset { get; set; }
+        public long Version { get; set; }
+        public string? Error { get; set; }
+    }
+
+    public Task<DiskWrite> Enqueue(byte[] key, nint value, long length, uint crc, ushort kind)
+    {
+        var job = new Job(key, value, length, crc, kind);
+        Interlocked.Increment(ref _queued);
+        try
+        {
+            _queue.Add(job);
+        }
+        catch (InvalidOperationException)
+        {
+            Interlocked.Decrement(ref _queued);
+            job.Done.TrySetResult(new DiskWrite(false, 0, "the disk tier is closed"));
+        }
+        return job.Done.Task;
+    }
+
+    private void Run()
+    {
+        var batch = new List<Job>(MaxBatch);
+        var drops = new List<DiskSegment>();
+        var touched = new HashSet<DiskSegment>();
+        foreach (var first in _queue.GetConsumingEnumerable())
+        {
+            batch.Add(first);
+            while (batch.Count < MaxBatch && _queue.TryTake(out var more)) batch.Add(more);
+            foreach (var job in batch) Execute(job, drops, touched);
+            if (_tier.Sync == DiskSyncMode.Batch && touched.Count > 0) SyncTouched(batch, touched);
+            foreach (var job in batch) Finish(job);
+            batch.Clear();
+            touched.Clear();
+        }
+    }
+
+    private void Execute(Job job, List<DiskSegment> drops, HashSet<DiskSegment> touched)
+    {
+        long recordBytes = DiskRecord.RecordBytes(job.Key.Length, job.Length);
+        if (recordBytes > _tier.SegmentBytes)
+        {
+            job.Error = $"a value of {job.Length} bytes does not fit a disk segment of {_tier.SegmentBytes} bytes (raise --disk-capacity)";
+            return;
+        }
+        DiskSegment? opened = null;
+        try
+        {
+            if (_tier.NeedsNewSegment(recordBytes)) opened = _tier.OpenNext();
+        }
+        catch (IOException ex)
+        {
+            job.Error = $"cannot open a segment: {ex.Message}";
+            _tier.WriteFailed(ex, "segment");
+            return;
+        }
+        var (segment, offset, indexOffset, version) = _tier.Place(recordBytes, drops, opened);
+        segment.TryAcquire();   // the segment is live here (just placed), so this cannot fail
+        job.Segment = segment;
+        job.Offset = offset;
+        job.Version = version;
+        foreach (var dropped in drops) _tier.Drop(dropped);
+        drops.Clear();
+
+        var info = new RecordInfo(job.Kind, job.Crc, job.Length, version, offset, segment.Id);
+        byte[] header = ArrayPool<byte>.Shared.Rent(DiskRecord.HeaderSize + job.Key.Length);
+        try
+        {
+            int headerLength = DiskRecord.WriteHeader(header, info, job.Key);
+            segment.Data.Write(offset, header.AsSpan(0, headerLength));
+            WriteValue(segment.Data, offset + headerLength, job.Value, job.Length);
+            Span<byte> entry = stackalloc byte[DiskRecord.IndexEntrySize];
+            DiskRecord.WriteIndexEntry(entry, info, job.Key.Length, Crc32C.Compute(job.Key));
+            segment.Index.Write(indexOffset, entry);
+            if (_tier.Sync == DiskSyncMode.Always)
+            {
+                segment.Data.Flush();
+                segment.Index.Flush();
+                _tier.Synced();
+            }
+            touched.Add(segment);
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or UnauthorizedAccessException)
+        {
+            job.Error = $"{segment.Data.Name}: write error: {ex.Message}";
+            _tier.WriteFailed(ex, segment.Data.Name);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(header);
+        }
+    }
+
+    private static unsafe void WriteValue(IDevice device, long at, nint value, long length)
+    {
+        const int Chunk = 1 << 30;
+        for (long done = 0; done < length; done += Chunk)
+        {
+            int n = (int)Math.Min(Chunk, length - done);
+            device.Write(at + done, new ReadOnlySpan<byte>((byte*)value + done, n));
+        }
+    }
+
+    /// <summary>Group commit: one fsync per touched segment; a failed sync fails every record written to that segment.</summary>
+    private void SyncTouched(List<Job> batch, HashSet<DiskSegment> touched)
+    {
+        foreach (var segment in touched)
+        {
+            try
+            {
+                segment.Data.Flush();
+                segment.Index.Flush();
+            }
+            catch (Exception ex) when (ex is IOException or ObjectDisposedException)
+            {
+                _tier.WriteFailed(ex, segment.Data.Name);
+                foreach (var job in batch)
+                    if (job.Segment == segment && job.Error is null) job.Error = $"{segment.Data.Name}: sync failed: {ex.Message}";
+            }
+        }
+        _tier.Synced();
+    }
+
+    private void Finish(Job job)
+    {
+        if (job.Error is null)
+            _tier.Apply(job.Key, job.Segment!, job.Offset, job.Length, job.Crc, job.Version, job.Kind == DiskRecord.KindTombstone);
+        job.Segment?.Release();
+        Interlocked.Decrement(ref _queued);
+        job.Done.TrySetResult(job.Error is null ? new DiskWrite(true, job.Version, null) : new DiskWrite(false, job.Version, job.Error));
+    }
+
+    /// <summary>Writes everything queued so far, then stops the thread.</summary>
+    public void Dispose()
+    {
+        _queue.CompleteAdding();
+        _thread.Join();
+        _queue.Dispose();
+    }
+}
