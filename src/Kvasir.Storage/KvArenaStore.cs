@@ -249,8 +249,8 @@ public sealed partial class KvArenaStore : IDisposable
     /// <summary>
     /// Publishes a value loaded from a lower tier as version <paramref name="version"/>, only if the key has no value
     /// in DRAM and <paramref name="stillNewest"/> confirms, under the same lock hold, that no newer write or removal
-    /// happened since the read (a newer put must never be replaced by an older copy); false, with the reservation
-    /// aborted, otherwise.
+    /// happened since the read (a newer put must never be replaced by an older copy); false otherwise, with the
+    /// reservation still pending (the caller may serve it unpublished: the copy was current when it was looked up).
     /// </summary>
     internal bool CommitPromoted(Reservation reservation, uint crc32c, long version, Func<byte[], bool> stillNewest)
     {
@@ -260,7 +260,6 @@ public sealed partial class KvArenaStore : IDisposable
             ThrowIfDisposed();
             if (_lookup.ContainsKey(reservation.Key) || !stillNewest(reservation.Key))
             {
-                AbortLocked(reservation);
                 return false;
             }
 

@@ -256,10 +256,13 @@ public sealed class TieredStore : IDisposable
         _reads.TryRemove(keyCopy, out _);
         // The copy read may have been overtaken: by a newer disk record (or a tombstone), or, for a shared file, by any
         // write or removal of the key since the read began. Checked under the DRAM lock, with the publication.
+        // When it was, the copy is still served (unpublished): it was the newest when this read looked it up, so the
+        // read is ordered before the write that overtook it.
         bool published = _dram.CommitPromoted(reservation!, crc, version, k => version > 0
             ? _disk!.NewestVersion(k) == version
             : Epoch(k) == epoch && (_disk is null || _disk.NewestVersion(k) == 0));
-        if (published) Interlocked.Increment(ref _promotions);
+        if (!published) return new LeaseResult(WireStatus.Ok, _dram.LeaseUnpublished(reservation!, crc, holder));
+        Interlocked.Increment(ref _promotions);
         var status = _dram.TryLease(keyCopy, holder, out var lease);
         return new LeaseResult(status, lease);
     }
