@@ -3,6 +3,8 @@
 #   raw: dd of 1 GiB in 1 MiB blocks (buffered write, cold read after dropping the page cache, warm read);
 #   kvasir: a node with a 64 MiB arena and --disk, so PUTs are written through to disk and GETs of a
 #   1 GiB key space come from the disk tier (cold after dropping the page cache, then warm).
+#   latency: p99 of GETs of DRAM-resident 64 KiB values, alone and while another client writes 1 MiB values
+#   through the disk tier of the same node with segments rolling and being dropped (--disk-capacity 256MiB).
 # Usage: bench/disk.sh [--duration SEC]   (root needed to drop the page cache; without it, "cold" is warm)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,7 +13,7 @@ duration=5
 "$root/kvasir" --help >/dev/null
 dir="$(mktemp -d /tmp/kvasir-disk-bench.XXXXXX)"
 pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$dir"; }
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; [ -n "${pid2:-}" ] && kill "$pid2" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || echo "(cannot drop the page cache: not root)"; }
 rate() { sed -nE 's/.*copied, ([0-9.]+) s, ([0-9.]+ [GM]B\/s).*/\2/p'; }
@@ -34,3 +36,19 @@ drop
 echo "(page cache dropped: the first GET run starts cold)"
 b --op get --inflight 1,4 --warmup 0 --no-prefill
 "$root/kvasir" stats --server "127.0.0.1:$port" | grep -E '^(disk_hits|hits|tier_promotions|evictions|disk_bytes)\b' | tr '\n' ' '; echo
+kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+
+echo "== GET p99 of DRAM-resident keys (256 x 64 KiB), alone, then while a second client writes 1 MiB values through the disk tier"
+port=$((20000 + RANDOM % 20000))
+dotnet "$root/.build/cli/kvasir.dll" serve --port "$port" --memory 256MiB --disk "$dir/tier2" --disk-capacity 256MiB --log-level warning >"$dir/node2.log" 2>&1 &
+pid2=$!
+for _ in $(seq 100); do "$root/kvasir" ping --server "127.0.0.1:$port" >/dev/null 2>&1 && break; sleep 0.1; done
+g() { "$root/kvasir" bench --server "127.0.0.1:$port" --op get --value-size 64KiB --keys 256 --batch 1 --inflight 1 --duration "$duration" --warmup 1 --no-progress "$@" | grep -E '^kvasir'; }
+echo "alone:            $(g)"
+"$root/kvasir" bench --server "127.0.0.1:$port" --op put --value-size 1MiB --keys 1024 --inflight 4 --duration $((duration + 4)) --warmup 0 --no-progress >"$dir/writer.log" 2>&1 &
+writer=$!
+sleep 1
+echo "with disk writes: $(g --no-prefill)"
+wait "$writer" || true
+echo "writer:           $(grep -E '^kvasir' "$dir/writer.log")"
+"$root/kvasir" stats --server "127.0.0.1:$port" | grep -E '^(disk_deleted_segments|disk_writes|evictions)\b' | tr '\n' ' '; echo
