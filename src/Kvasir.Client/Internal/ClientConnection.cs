@@ -2,7 +2,7 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.Net.Sockets;
 using Kvasir.Protocol;
-using Kvasir.Server.Transport;
+using Kvasir.Net;
 
 namespace Kvasir.Client.Internal;
 

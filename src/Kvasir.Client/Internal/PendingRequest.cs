@@ -1,5 +1,5 @@
 using Kvasir.Protocol;
-using Kvasir.Server.Transport;
+using Kvasir.Net;
 
 namespace Kvasir.Client.Internal;
 

@@ -2,7 +2,7 @@ using System.Buffers;
 using System.Net.Sockets;
 using System.Threading.Channels;
 using Kvasir.Protocol;
-using Kvasir.Server.Transport;
+using Kvasir.Net;
 using Kvasir.Storage;
 using Microsoft.Extensions.Logging;
 
