@@ -40,7 +40,7 @@ internal sealed class InProcessTransport(CacheNode node, bool ownsNode) : IKvTra
                 var link = !chain ? default : i > start ? batch.Keys[i - 1].Span : hasParent ? parent.Span : default;
                 status = _store.Commit(reservation, Crc32C.Complete(crc), link);
             }
-            batch.Results[i] = StatusConvert.FromWire(StatusMap.ToWire(status));
+            batch.Results[i] = KvStatuses.FromWire(StatusMap.ToWire(status));
         }
         node.Counters.Request(Opcode.Put, end - start);
         return Task.CompletedTask;
@@ -102,7 +102,7 @@ internal sealed class InProcessTransport(CacheNode node, bool ownsNode) : IKvTra
                 Opcode.Unpin => _store.Unpin(key),
                 _ => throw new ArgumentOutOfRangeException(nameof(op)),
             };
-            results[i] = StatusConvert.FromWire(StatusMap.ToWire(status));
+            results[i] = KvStatuses.FromWire(StatusMap.ToWire(status));
         }
         node.Counters.Request(op, end - start);
         return Task.CompletedTask;
