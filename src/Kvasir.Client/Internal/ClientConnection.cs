@@ -29,7 +29,7 @@ internal sealed class ClientConnection : IAsyncDisposable
     {
         _socket = socket;
         _rx = new BufferedReceiver(socket);
-        _sender = new FrameSender(socket, Abort);
+        _sender = new FrameSender(socket);
     }
 
     public bool IsBroken => _broken;
