@@ -18,7 +18,7 @@ namespace Kvasir.Client;
 /// </remarks>
 public interface IInProcessNode : IAsyncDisposable
 {
-    /// <summary>Identity, address and limits; read once, when a store is opened over the node.</summary>
+    /// <summary>Identity, address and limits; read when a store is opened over the node, and must not change afterwards.</summary>
     InProcessNodeInfo Info { get; }
 
     /// <summary>

@@ -53,8 +53,12 @@ public sealed class ClusterHarness : IAsyncDisposable
     {
         var options = new KvStoreOptions
         {
-            RedisUrl = Redis.Url, Cluster = Name, Replicas = replicas, MembershipPoll = TimeSpan.FromMilliseconds(100),
-            ConnectTimeout = TimeSpan.FromSeconds(2), RequestTimeout = TimeSpan.FromSeconds(10),
+            RedisUrl = Redis.Url,
+            Cluster = Name,
+            Replicas = replicas,
+            MembershipPoll = TimeSpan.FromMilliseconds(100),
+            ConnectTimeout = TimeSpan.FromSeconds(2),
+            RequestTimeout = TimeSpan.FromSeconds(10),
         };
         return embedded is null ? KvStore.ConnectAsync(options) : EmbeddedKvStore.ConnectAsync(options, embedded);
     }

@@ -1,8 +1,8 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Net.Sockets;
-using Kvasir.Protocol;
 using Kvasir.Net;
+using Kvasir.Protocol;
 
 namespace Kvasir.Client.Internal;
 

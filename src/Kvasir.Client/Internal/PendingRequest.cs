@@ -1,5 +1,5 @@
-using Kvasir.Protocol;
 using Kvasir.Net;
+using Kvasir.Protocol;
 
 namespace Kvasir.Client.Internal;
 

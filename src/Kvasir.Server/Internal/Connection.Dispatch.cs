@@ -1,6 +1,6 @@
 using System.Buffers;
-using Kvasir.Protocol;
 using Kvasir.Net;
+using Kvasir.Protocol;
 using Kvasir.Storage;
 
 namespace Kvasir.Server.Internal;
