@@ -1,6 +1,7 @@
 using System.Globalization;
 using Kvasir.Cli.Bench;
 using Kvasir.Client;
+using Kvasir.Embedded;
 using Kvasir.Server;
 using Kvasir.Storage;
 using Spectre.Console;
@@ -77,7 +78,7 @@ public static class BenchCommand
         await using var kvasir = targetName switch
         {
             "kvasir" => await KvStore.ConnectAsync(ClientCommands.StoreOptions(cl, "kvasir-bench", connections)),
-            "inproc" => KvStore.StartEmbedded(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = cl.Size("memory", 1L << 30), MaxValueBytes = Math.Min(cl.Size("memory", 1L << 30), 1L << 30) } }),
+            "inproc" => EmbeddedKvStore.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = cl.Size("memory", 1L << 30), MaxValueBytes = Math.Min(cl.Size("memory", 1L << 30), 1L << 30) } }),
             _ => null,
         };
         var (host, port) = SplitServer(server);

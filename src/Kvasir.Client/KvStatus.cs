@@ -1,8 +1,13 @@
+using Kvasir.Protocol;
+
 namespace Kvasir.Client;
 
 /// <summary>
-/// Per-key result of a batch call. Values 0–4 are the node's answers; values from 16 arise in the
-/// client. The Python client reports the same codes negated (−1 NotFound … −18 Unavailable).
+/// Per-key result of a batch call. Values 0–4 are the node's answers and are the per-key
+/// <see cref="WireStatus"/> codes with the same numbers and names (Ok, NotFound, ValueTooLarge,
+/// InvalidKey, OutOfMemory): <see cref="KvStatuses.FromWire"/> is a cast, and a per-key code the
+/// protocol adds later is added here with the same number. Values from 16 arise in the client.
+/// The Python client reports the same codes negated (−1 NotFound … −18 Unavailable).
 /// </summary>
 public enum KvStatus
 {
@@ -30,6 +35,17 @@ public enum KvStatus
     Unavailable = 18,
     /// <summary>The node answered with a frame-level error (see the exception or log for the reason).</summary>
     ProtocolError = 19,
+}
+
+/// <summary>The node's statuses in the client's vocabulary.</summary>
+public static class KvStatuses
+{
+    /// <summary>
+    /// A per-key wire status as the <see cref="KvStatus"/> of the same number; a frame-level status
+    /// (32 and up), or a per-key number this protocol version does not define, is <see cref="KvStatus.ProtocolError"/>.
+    /// </summary>
+    public static KvStatus FromWire(WireStatus status)
+        => WireStatuses.IsPerKey(status) && Enum.IsDefined(status) ? (KvStatus)(int)status : KvStatus.ProtocolError;
 }
 
 /// <summary>Result of one key of a GET: its status and, when Ok, the value's length in bytes.</summary>

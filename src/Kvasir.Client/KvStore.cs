@@ -1,7 +1,6 @@
 using System.Text;
 using Kvasir.Client.Internal;
 using Kvasir.Protocol;
-using Kvasir.Server;
 
 namespace Kvasir.Client;
 
@@ -23,15 +22,50 @@ public sealed class KvStore : IAsyncDisposable
 
     /// <summary>
     /// Connects to a node over TCP, or through its shared-memory arena when it is on this host
-    /// (<see cref="KvStoreOptions.Transport"/>) — or, when the options name a registry, a server list or an
-    /// embedded node, to a cluster (keys placed by rendezvous hashing, docs/cluster.md). Throws
+    /// (<see cref="KvStoreOptions.Transport"/>) — or, when the options name a registry or a server list,
+    /// to a cluster (keys placed by rendezvous hashing, docs/cluster.md). Throws
     /// <see cref="KvasirException"/> (or <see cref="KvasirAuthException"/>) with the reason.
     /// </summary>
     public static async Task<KvStore> ConnectAsync(KvStoreOptions options, CancellationToken ct = default)
     {
-        options.Validate();
-        if (options.IsRouted) return new KvStore(await ClusterRouter.StartAsync(options, ct).ConfigureAwait(false));
+        options.Validate(hasMember: false);
+        if (options.IsRouted) return new KvStore(await ClusterRouter.StartAsync(options, null, ct).ConfigureAwait(false));
         return new KvStore(await ShmNegotiation.ConnectAsync(options, ct).ConfigureAwait(false));
+    }
+
+    /// <summary>
+    /// Connects to the cluster the options name (a registry, or a server list, which may be empty) with
+    /// <paramref name="member"/>, a node in this process, as one of its members: keys placed on it are
+    /// read and written without a socket, the others go to their nodes as in
+    /// <see cref="ConnectAsync(KvStoreOptions, CancellationToken)"/>. The member must already be reachable by
+    /// other processes at its <see cref="InProcessNodeInfo.Address"/> and, with a registry, register itself
+    /// there under its <see cref="InProcessNodeInfo.NodeId"/>; this call waits up to
+    /// <see cref="KvStoreOptions.ConnectTimeout"/> for it to appear. The store owns the member from this call
+    /// on: it is disposed with the store, or before this method throws. Kvasir.Embedded's
+    /// <c>EmbeddedKvStore.ConnectAsync</c> starts a cache node and calls this.
+    /// </summary>
+    public static async Task<KvStore> ConnectAsync(KvStoreOptions options, IInProcessNode member, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(member);
+        try { options.Validate(hasMember: true); }
+        catch
+        {
+            await member.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        return new KvStore(await ClusterRouter.StartAsync(options, member, ct).ConfigureAwait(false));
+    }
+
+    /// <summary>
+    /// A store over a node in this process (transport <see cref="KvTransportKind.InProcess"/>). The store owns
+    /// <paramref name="node"/>: disposing the store disposes it. Throws <see cref="ArgumentException"/> (the caller
+    /// keeps the node) when the node reports impossible limits. Kvasir.Embedded's <c>EmbeddedKvStore</c> opens
+    /// stores over cache nodes this way.
+    /// </summary>
+    public static KvStore Open(IInProcessNode node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        return new KvStore(new InProcessTransport(node));
     }
 
     /// <summary>
@@ -59,16 +93,10 @@ public sealed class KvStore : IAsyncDisposable
         return [(Nodes[0], await StatsAsync(ct).ConfigureAwait(false), null)];
     }
 
-    /// <summary>A store over a node running in this process (transport "inproc"). The caller keeps owning <paramref name="node"/>.</summary>
-    public static KvStore InProcess(CacheNode node) => new(new InProcessTransport(node, ownsNode: false));
-
-    /// <summary>Starts a node inside this process, without a listening socket, and returns a store over it; disposing the store stops the node.</summary>
-    public static KvStore StartEmbedded(NodeOptions options) => new(new InProcessTransport(new CacheNode(options), ownsNode: true));
-
     /// <summary>Largest value the node accepts, in bytes (in a cluster, the smallest limit among the nodes reached so far).</summary>
     public long MaxValueBytes => _router?.MaxValueBytes ?? _transport.Limits.MaxValueBytes;
 
-    /// <summary>The node's id as it reported it; in a cluster, the embedded node's id or "cluster".</summary>
+    /// <summary>The node's id as it reported it; in a cluster, the in-process member's id or "cluster".</summary>
     public string NodeId => _router is null ? _transport.Limits.NodeId : _router.EmbeddedNodeId ?? "cluster";
 
     /// <summary>UTF-8 bytes of each key: a convenience for string keys.</summary>

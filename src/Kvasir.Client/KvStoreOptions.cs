@@ -1,5 +1,3 @@
-using Kvasir.Server;
-using Kvasir.Storage;
 using Microsoft.Extensions.Logging;
 
 namespace Kvasir.Client;
@@ -35,17 +33,11 @@ public sealed class KvStoreOptions
     public TimeSpan MembershipPoll { get; init; } = TimeSpan.FromSeconds(1);
 
     /// <summary>
-    /// Run a node inside this process that contributes memory to the cluster, registered like any
-    /// other node. Default none. Keys it holds are read and written without the network.
-    /// </summary>
-    public EmbeddedNodeOptions? Embedded { get; init; }
-
-    /// <summary>
     /// How value bytes travel. Default <see cref="KvTransportKind.Auto"/>: shared memory when the node's
     /// address is this host's (loopback or one of its interfaces) and the node's arena can be mapped
     /// (SHM_INFO, then its token file read back and compared: same host, same user or permission),
     /// otherwise TCP, with the reason logged at Information through <see cref="LoggerFactory"/>.
-    /// <see cref="KvTransportKind.Shm"/> insists: <see cref="KvStore.ConnectAsync"/> throws
+    /// <see cref="KvTransportKind.Shm"/> insists: <see cref="KvStore.ConnectAsync(KvStoreOptions, CancellationToken)"/> throws
     /// <see cref="KvasirException"/> with the reason instead of falling back (in a cluster, a node
     /// that cannot use it is treated as unreachable). <see cref="KvTransportKind.Tcp"/> never tries.
     /// Over shared memory GET is LEASE + one copy out of the arena + RELEASE, PUT is ALLOC + one copy
@@ -78,10 +70,11 @@ public sealed class KvStoreOptions
     /// <summary>Name sent in HELLO, shown in the node's logs. Default "kvasir-dotnet".</summary>
     public string ClientName { get; init; } = "kvasir-dotnet";
 
-    /// <summary>True when the store routes over several nodes (a registry, a list, or an embedded node).</summary>
-    internal bool IsRouted => RedisUrl is not null || Embedded is not null || ServerList().Count > 1;
+    /// <summary>True when the store routes over several nodes (a registry or a list).</summary>
+    internal bool IsRouted => RedisUrl is not null || ServerList().Count > 1;
 
-    internal string? EffectiveRedisUrl => RedisUrl ?? (Server.Trim().StartsWith("redis://", StringComparison.Ordinal) ? Server.Trim() : null);
+    /// <summary>The registry in effect: <see cref="RedisUrl"/>, else <see cref="Server"/> when it is a redis:// URL; null without one.</summary>
+    public string? EffectiveRedisUrl => RedisUrl ?? (Server.Trim().StartsWith("redis://", StringComparison.Ordinal) ? Server.Trim() : null);
 
     internal IReadOnlyList<string> ServerList()
         => Server.Trim().StartsWith("redis://", StringComparison.Ordinal) ? [] : Server.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
@@ -103,14 +96,18 @@ public sealed class KvStoreOptions
         return (host, port);
     }
 
-    internal void Validate()
+    /// <summary>
+    /// Throws <see cref="KvasirException"/> naming the first bad option; the connect methods call it first.
+    /// With <paramref name="hasMember"/> (a cluster with a node in this process) the server list may be empty.
+    /// </summary>
+    public void Validate(bool hasMember = false)
     {
         if (ConnectionsPerNode < 1) throw new KvasirException("ConnectionsPerNode must be at least 1");
         if (ConnectTimeout <= TimeSpan.Zero || RequestTimeout <= TimeSpan.Zero) throw new KvasirException("timeouts must be positive");
         if (Replicas < 1) throw new KvasirException($"replicas must be at least 1 (got {Replicas})");
         if (MembershipPoll <= TimeSpan.Zero) throw new KvasirException("membership poll interval must be positive");
         if (Transport is not (KvTransportKind.Auto or KvTransportKind.Tcp or KvTransportKind.Shm))
-            throw new KvasirException($"transport {Transport} cannot be chosen for a connection (Auto, Tcp or Shm; a node in this process: KvStore.InProcess or StartEmbedded)");
+            throw new KvasirException($"transport {Transport} cannot be chosen for a connection (Auto, Tcp or Shm; a node in this process: KvStore.Open, or Kvasir.Embedded's EmbeddedKvStore)");
         if (EffectiveRedisUrl is { } url)
         {
             try { Kvasir.Cluster.RedisUrl.Parse(url); Kvasir.Cluster.RedisClusterRegistry.ValidateClusterName(Cluster); }
@@ -121,51 +118,6 @@ public sealed class KvStoreOptions
             foreach (var a in list)
                 if (!Kvasir.Cluster.Endpoint.TryParse(a, out _)) throw new KvasirException($"server address '{a}' is not HOST:PORT");
         }
-        else if (Embedded is null || ServerList().Count > 0) ParseServer();
-        Embedded?.Validate();
-    }
-}
-
-/// <summary>A node run inside the client process (<see cref="KvStoreOptions.Embedded"/>).</summary>
-public sealed class EmbeddedNodeOptions
-{
-    /// <summary>Arena capacity in bytes: the DRAM this process lends the cluster. Required.</summary>
-    public required long Capacity { get; init; }
-
-    /// <summary>Address other clients reach this node on, "host:port"; port 0 picks a free one. Default "127.0.0.1:0" (this host only).</summary>
-    public string DataPlaneAddress { get; init; } = "127.0.0.1:0";
-
-    /// <summary>The node's id in the cluster (its placement identity). Default: its data address.</summary>
-    public string? ClientId { get; init; }
-
-    /// <summary>Heartbeat TTL of its registration. Default 5 s.</summary>
-    public TimeSpan HeartbeatTtl { get; init; } = TimeSpan.FromSeconds(5);
-
-    internal void Validate()
-    {
-        if (Capacity < 1 << 20) throw new KvasirException($"embedded node capacity must be at least 1 MiB (got {Capacity} bytes)");
-        if (!Kvasir.Cluster.Endpoint.TryParse(DataPlaneAddress, out _, allowPortZero: true))
-            throw new KvasirException($"data plane address '{DataPlaneAddress}' is not HOST:PORT");
-    }
-
-    internal NodeOptions ToNodeOptions(KvStoreOptions store)
-    {
-        Kvasir.Cluster.Endpoint.TryParse(DataPlaneAddress, out var endpoint, allowPortZero: true);
-        var (host, port) = endpoint;
-        if (!System.Net.IPAddress.TryParse(host, out _)) throw new KvasirException($"data plane host '{host}' must be an IP address");
-        var options = new NodeOptions
-        {
-            Host = host,
-            Port = port,
-            NodeId = ClientId,
-            AuthKey = store.AuthKey is null ? null : Kvasir.Protocol.AuthHandshake.ParseKey(store.AuthKey),
-            Store = new StoreOptions { Capacity = Capacity, MaxValueBytes = Math.Min(Kvasir.Protocol.ProtocolLimits.DefaultMaxValueBytes, Capacity) },
-            Cluster = store.EffectiveRedisUrl is { } url
-                ? new ClusterJoinOptions { RedisUrl = url, Name = store.Cluster, Kind = "embedded", HeartbeatTtl = HeartbeatTtl }
-                : null,
-        };
-        try { options.Validate(); }
-        catch (ArgumentException ex) { throw new KvasirException($"embedded node: {ex.Message}", ex); }
-        return options;
+        else if (!hasMember || ServerList().Count > 0) ParseServer();
     }
 }

@@ -12,6 +12,6 @@ public enum KvTransportKind
     /// the node's arena, mapped from its /dev/shm file. Only for a node on this host.
     /// </summary>
     Shm = 2,
-    /// <summary>A node inside this process (<see cref="KvStore.InProcess"/>, <see cref="KvStore.StartEmbedded"/>); reported, never chosen in options.</summary>
+    /// <summary>A node inside this process (<see cref="KvStore.Open"/>; Kvasir.Embedded's EmbeddedKvStore); reported, never chosen in options.</summary>
     InProcess = 3,
 }

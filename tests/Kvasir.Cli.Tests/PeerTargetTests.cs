@@ -4,7 +4,7 @@ using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text;
 using Kvasir.Cli.Bench;
-using Kvasir.Server.Transport;
+using Kvasir.Net;
 
 namespace Kvasir.Cli.Tests;
 

@@ -1,5 +1,6 @@
 using System.Text;
 using Kvasir.Client;
+using Kvasir.Embedded;
 using Kvasir.Server;
 using Kvasir.Storage;
 
@@ -52,7 +53,7 @@ public sealed class NodeHarness : IAsyncDisposable
     {
         var kind = Transport switch { "inproc" => KvTransportKind.InProcess, "shm" => KvTransportKind.Shm, _ => KvTransportKind.Tcp };
         var client = kind == KvTransportKind.InProcess
-            ? KvStore.InProcess(Node)
+            ? EmbeddedKvStore.InProcess(Node)
             : await KvStore.ConnectAsync(new KvStoreOptions { Server = Address, AuthKey = authKeyHex ?? AuthKeyHex, ConnectionsPerNode = connections, Transport = kind });
         _clients.Add(client);
         Assert.Equal(kind, client.Transport);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Kvasir.Cli.Tests;
 using Kvasir.Client;
+using Kvasir.Embedded;
 
 namespace Kvasir.Cluster.Tests;
 
@@ -48,11 +49,19 @@ public sealed class ClusterHarness : IAsyncDisposable
         await Eventually.TrueAsync(async () => (await registry.ReadAsync()).Nodes.Count == count, $"{count} live nodes in cluster {Name}", TimeSpan.FromSeconds(20));
     }
 
-    public Task<KvStore> ClientAsync(int replicas = 1, EmbeddedNodeOptions? embedded = null) => KvStore.ConnectAsync(new KvStoreOptions
+    public Task<KvStore> ClientAsync(int replicas = 1, EmbeddedNodeOptions? embedded = null)
     {
-        RedisUrl = Redis.Url, Cluster = Name, Replicas = replicas, MembershipPoll = TimeSpan.FromMilliseconds(100),
-        ConnectTimeout = TimeSpan.FromSeconds(2), RequestTimeout = TimeSpan.FromSeconds(10), Embedded = embedded,
-    });
+        var options = new KvStoreOptions
+        {
+            RedisUrl = Redis.Url,
+            Cluster = Name,
+            Replicas = replicas,
+            MembershipPoll = TimeSpan.FromMilliseconds(100),
+            ConnectTimeout = TimeSpan.FromSeconds(2),
+            RequestTimeout = TimeSpan.FromSeconds(10),
+        };
+        return embedded is null ? KvStore.ConnectAsync(options) : EmbeddedKvStore.ConnectAsync(options, embedded);
+    }
 
     public async ValueTask DisposeAsync()
     {

@@ -1,5 +1,6 @@
 using Kvasir.Cli.Tests;
 using Kvasir.Client;
+using Kvasir.Embedded;
 
 namespace Kvasir.Cluster.Tests;
 

@@ -45,7 +45,7 @@ public sealed class TransportContractTests
             {
                 ["tcp"] = await KvStore.ConnectAsync(new KvStoreOptions { Server = $"127.0.0.1:{server.Port}", Transport = KvTransportKind.Tcp }),
                 ["shm"] = await KvStore.ConnectAsync(new KvStoreOptions { Server = $"127.0.0.1:{server.Port}", Transport = KvTransportKind.Shm }),
-                ["inproc"] = KvStore.InProcess(server),
+                ["inproc"] = Kvasir.Embedded.EmbeddedKvStore.InProcess(server),
             };
             return new Node { Server = server, Clients = clients, };
         }

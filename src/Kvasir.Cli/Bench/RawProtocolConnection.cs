@@ -1,14 +1,14 @@
 using System.Buffers.Text;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
+using Kvasir.Net;
 
 namespace Kvasir.Cli.Bench;
 
 /// <summary>
 /// One TCP connection to a text-framed peer (Redis RESP, memcached ASCII) for the benchmark: a request
-/// builder that sends value bytes straight from the caller's memory, and a buffered reader with the same
-/// rule as <c>Kvasir.Server.Transport.BufferedReceiver</c> (reads of at least the buffer's size that find
-/// it empty go straight from the socket into the caller's memory), plus a CRLF line reader.
+/// builder whose segments go out through the node's <see cref="GatherSender"/> (value bytes straight from
+/// the caller's memory), and replies read through the node's <see cref="BufferedReceiver"/> (values of at
+/// least the buffer's size go straight from the socket into the caller's memory), plus a CRLF line reader.
 /// </summary>
 /// <remarks>
 /// Failure model: any I/O failure, end of stream, protocol violation or timeout poisons the connection
@@ -22,16 +22,13 @@ internal sealed class RawProtocolConnection : IAsyncDisposable
     /// <summary>Values and keys up to this size are copied into the request buffer; larger ones are sent from the caller's memory.</summary>
     internal const int CoalesceLimit = 8 * 1024;
 
-    /// <summary>Most buffers given to one gather send (Linux rejects more than IOV_MAX = 1024 per sendmsg).</summary>
-    private const int MaxGather = 512;
-
     private static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(30);
 
     private readonly Socket _socket;
-    private readonly byte[] _buffer;
-    private int _start;
-    private int _end;
-    private int _lineStart;
+    private readonly BufferedReceiver _rx;
+    private readonly GatherSender _tx;
+    private readonly byte[] _line;
+    private readonly byte[] _crlf = new byte[2];
     private int _lineLength;
 
     // Request under construction: _scratch[_pending.._length) is not yet cut into a segment.
@@ -39,7 +36,6 @@ internal sealed class RawProtocolConnection : IAsyncDisposable
     private int _length;
     private int _pending;
     private readonly List<ReadOnlyMemory<byte>> _segments = [];
-    private readonly List<ArraySegment<byte>> _gather = [];
 
     private CancellationTokenSource _timeout = new();
     private bool _broken;
@@ -47,7 +43,9 @@ internal sealed class RawProtocolConnection : IAsyncDisposable
     private RawProtocolConnection(Socket socket, int bufferSize)
     {
         _socket = socket;
-        _buffer = new byte[bufferSize];
+        _rx = new BufferedReceiver(socket, bufferSize);
+        _tx = new GatherSender(socket);
+        _line = new byte[bufferSize];
     }
 
     /// <summary>Opens the connection (Nagle off). Connection failures throw: there is no target to return.</summary>
@@ -115,7 +113,6 @@ internal sealed class RawProtocolConnection : IAsyncDisposable
         _length = 0;
         _pending = 0;
         _segments.Clear();
-        _gather.Clear();
     }
 
     /// <summary>Appends protocol bytes (commands, lengths, CRLF) to the request buffer.</summary>
@@ -166,31 +163,21 @@ internal sealed class RawProtocolConnection : IAsyncDisposable
     }
 
     /// <summary>
-    /// Sends the built request: runs of array-backed segments go out as gather sends (one sendmsg for headers
-    /// and values), others one by one. Never throws: a failure poisons the connection and returns false, so
-    /// the task may run unobserved next to the reply reader.
+    /// Sends the built request as gathered sends (one sendmsg for up to <see cref="GatherSender.MaxSegments"/>
+    /// headers and values). Never throws: a failure poisons the connection and returns false, so the task may
+    /// run unobserved next to the reply reader.
     /// </summary>
     public async Task<bool> SendRequestAsync(CancellationToken ct)
     {
         CutPending();
         try
         {
-            _gather.Clear();
             foreach (var segment in _segments)
             {
-                if (segment.Length == 0) continue;
-                if (MemoryMarshal.TryGetArray(segment, out var array))
-                {
-                    _gather.Add(array);
-                    if (_gather.Count == MaxGather) await SendGatherAsync(ct).ConfigureAwait(false);
-                }
-                else
-                {
-                    if (_gather.Count > 0) await SendGatherAsync(ct).ConfigureAwait(false);
-                    await SendAllAsync(segment, ct).ConfigureAwait(false);
-                }
+                if (_tx.IsFull) await _tx.FlushAsync(ct).ConfigureAwait(false);
+                _tx.Add(segment);
             }
-            if (_gather.Count > 0) await SendGatherAsync(ct).ConfigureAwait(false);
+            await _tx.FlushAsync(ct).ConfigureAwait(false);
             return true;
         }
         catch (Exception e) when (IsConnectionFailure(e))
@@ -200,133 +187,34 @@ internal sealed class RawProtocolConnection : IAsyncDisposable
         }
     }
 
-    private async Task SendGatherAsync(CancellationToken ct)
-    {
-        long total = 0;
-        foreach (var a in _gather) total += a.Count;
-        // Socket.SendAsync(IList<ArraySegment>) has no CancellationToken; the timeout closes the socket instead.
-        using (ct.UnsafeRegister(static s => ((Socket)s!).Dispose(), _socket))
-        {
-            long sent = _gather.Count == 1
-                ? await SendOnceAsync(_gather[0], ct).ConfigureAwait(false)
-                : await _socket.SendAsync(_gather, SocketFlags.None).ConfigureAwait(false);
-            ct.ThrowIfCancellationRequested();
-            if (sent < total)
-            {
-                // A short gather send: finish the rest one segment at a time.
-                foreach (var a in _gather)
-                {
-                    if (sent >= a.Count) { sent -= a.Count; continue; }
-                    await SendAllAsync(a.AsMemory((int)sent), ct).ConfigureAwait(false);
-                    sent = 0;
-                }
-            }
-        }
-        _gather.Clear();
-    }
-
-    private async Task<long> SendOnceAsync(ArraySegment<byte> a, CancellationToken ct)
-    {
-        await SendAllAsync(a.AsMemory(), ct).ConfigureAwait(false);
-        return a.Count;
-    }
-
-    private async Task SendAllAsync(ReadOnlyMemory<byte> data, CancellationToken ct)
-    {
-        while (data.Length > 0)
-        {
-            int n = await _socket.SendAsync(data, SocketFlags.None, ct).ConfigureAwait(false);
-            if (n <= 0) throw new IOException("send made no progress");
-            data = data[n..];
-        }
-    }
-
     // ---- receiving -----------------------------------------------------------------------------
 
     /// <summary>The line returned by the last <see cref="ReadLineAsync"/>, without its CRLF; valid until the next read.</summary>
-    public ReadOnlySpan<byte> Line => _buffer.AsSpan(_lineStart, _lineLength);
+    public ReadOnlySpan<byte> Line => _line.AsSpan(0, _lineLength);
 
     /// <summary>
     /// Reads one CRLF-terminated line into <see cref="Line"/>. A line longer than the read buffer, or an end of
     /// stream, is an <see cref="IOException"/>.
     /// </summary>
-    public ValueTask ReadLineAsync(CancellationToken ct)
-    {
-        int at = _buffer.AsSpan(_start, _end - _start).IndexOf("\r\n"u8);
-        if (at < 0) return ReadLineSlowAsync(ct);
-        TakeLine(at);
-        return default;
-    }
-
-    private async ValueTask ReadLineSlowAsync(CancellationToken ct)
+    public async ValueTask ReadLineAsync(CancellationToken ct)
     {
         while (true)
         {
-            int at = _buffer.AsSpan(_start, _end - _start).IndexOf("\r\n"u8);
+            int at = _rx.BufferedSpan.IndexOf("\r\n"u8);
             if (at >= 0)
             {
-                TakeLine(at);
+                _rx.BufferedSpan[..at].CopyTo(_line);
+                _lineLength = at;
+                _rx.Consume(at + 2);
                 return;
             }
-            if (_start > 0)
-            {
-                _buffer.AsSpan(_start, _end - _start).CopyTo(_buffer);
-                _end -= _start;
-                _start = 0;
-            }
-            if (_end == _buffer.Length) throw new IOException($"protocol: reply line longer than {_buffer.Length} bytes");
-            int received = await _socket.ReceiveAsync(_buffer.AsMemory(_end), SocketFlags.None, ct).ConfigureAwait(false);
-            if (received == 0) throw new EndOfStreamException("connection closed while waiting for a reply line");
-            _end += received;
+            if (_rx.Buffered == _rx.Capacity) throw new IOException($"protocol: reply line longer than {_rx.Capacity} bytes");
+            if (!await _rx.FillAsync(ct).ConfigureAwait(false)) throw new EndOfStreamException("connection closed while waiting for a reply line");
         }
-    }
-
-    private void TakeLine(int length)
-    {
-        _lineStart = _start;
-        _lineLength = length;
-        _start += length + 2;
     }
 
     /// <summary>Fills <paramref name="destination"/>; reads of at least the buffer's size bypass it. End of stream throws.</summary>
-    public ValueTask ReadExactAsync(Memory<byte> destination, CancellationToken ct)
-    {
-        int buffered = _end - _start;
-        if (buffered >= destination.Length)
-        {
-            _buffer.AsSpan(_start, destination.Length).CopyTo(destination.Span);
-            _start += destination.Length;
-            return default;
-        }
-        return ReadExactSlowAsync(destination, ct);
-    }
-
-    private async ValueTask ReadExactSlowAsync(Memory<byte> destination, CancellationToken ct)
-    {
-        int done = 0;
-        while (done < destination.Length)
-        {
-            if (_start < _end)
-            {
-                int n = Math.Min(_end - _start, destination.Length - done);
-                _buffer.AsSpan(_start, n).CopyTo(destination.Span[done..]);
-                _start += n;
-                done += n;
-                continue;
-            }
-            int want = destination.Length - done;
-            if (want >= _buffer.Length)
-            {
-                int received = await _socket.ReceiveAsync(destination[done..], SocketFlags.None, ct).ConfigureAwait(false);
-                if (received == 0) throw new EndOfStreamException("connection closed inside a value");
-                done += received;
-            }
-            else
-            {
-                await FillAsync(ct).ConfigureAwait(false);
-            }
-        }
-    }
+    public ValueTask ReadExactAsync(Memory<byte> destination, CancellationToken ct) => _rx.ReadRequiredAsync(destination, ct);
 
     /// <summary>
     /// Checks a batch GET's arguments (throws on mismatched counts). False when there is nothing to send:
@@ -376,41 +264,13 @@ internal sealed class RawProtocolConnection : IAsyncDisposable
     }
 
     /// <summary>Reads and discards <paramref name="count"/> bytes (a value that does not fit its destination).</summary>
-    public async ValueTask SkipAsync(long count, CancellationToken ct)
-    {
-        while (count > 0)
-        {
-            if (_start == _end) await FillAsync(ct).ConfigureAwait(false);
-            int n = (int)Math.Min(count, _end - _start);
-            _start += n;
-            count -= n;
-        }
-    }
+    public ValueTask SkipAsync(long count, CancellationToken ct) => _rx.SkipAsync(count, ct);
 
     /// <summary>Consumes the CRLF that ends a value; anything else is a protocol violation.</summary>
-    public ValueTask ReadCrlfAsync(CancellationToken ct)
+    public async ValueTask ReadCrlfAsync(CancellationToken ct)
     {
-        if (_end - _start >= 2)
-        {
-            bool ok = _buffer[_start] == '\r' && _buffer[_start + 1] == '\n';
-            _start += 2;
-            return ok ? default : throw new IOException("protocol: value not followed by CRLF");
-        }
-        return ReadCrlfSlowAsync(ct);
-    }
-
-    private async ValueTask ReadCrlfSlowAsync(CancellationToken ct)
-    {
-        await ReadLineAsync(ct).ConfigureAwait(false);
-        if (_lineLength != 0) throw new IOException("protocol: value not followed by CRLF");
-    }
-
-    private async ValueTask FillAsync(CancellationToken ct)
-    {
-        int received = await _socket.ReceiveAsync(_buffer.AsMemory(), SocketFlags.None, ct).ConfigureAwait(false);
-        if (received == 0) throw new EndOfStreamException("connection closed inside a reply");
-        _start = 0;
-        _end = received;
+        await _rx.ReadRequiredAsync(_crlf, ct).ConfigureAwait(false);
+        if (_crlf[0] != '\r' || _crlf[1] != '\n') throw new IOException("protocol: value not followed by CRLF");
     }
 
     /// <summary>Parses a whole span as a decimal integer (optionally negative); anything else is a protocol violation.</summary>

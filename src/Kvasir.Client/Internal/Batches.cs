@@ -1,5 +1,3 @@
-using Kvasir.Protocol;
-
 namespace Kvasir.Client.Internal;
 
 /// <summary>A PUT value: one contiguous memory or several pieces concatenated in order.</summary>
@@ -68,17 +66,3 @@ internal sealed class GetBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueDe
 
 /// <summary>What the node accepts, from its HELLO reply (or its options when embedded).</summary>
 internal sealed record NodeLimits(long MaxValueBytes, int MaxKeyBytes, int MaxBatchKeys, int MaxMetaBytes, long Capacity, string NodeId);
-
-internal static class StatusConvert
-{
-    public static KvStatus FromWire(WireStatus status) => status switch
-    {
-        WireStatus.Ok => KvStatus.Ok,
-        WireStatus.NotFound => KvStatus.NotFound,
-        WireStatus.ValueTooLarge => KvStatus.ValueTooLarge,
-        WireStatus.InvalidKey => KvStatus.InvalidKey,
-        WireStatus.OutOfMemory => KvStatus.OutOfMemory,
-        WireStatus.TierFailed => KvStatus.TierFailed,
-        _ => KvStatus.ProtocolError,
-    };
-}

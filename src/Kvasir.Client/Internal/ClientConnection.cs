@@ -1,8 +1,8 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Net.Sockets;
+using Kvasir.Net;
 using Kvasir.Protocol;
-using Kvasir.Server.Transport;
 
 namespace Kvasir.Client.Internal;
 
@@ -29,7 +29,7 @@ internal sealed class ClientConnection : IAsyncDisposable
     {
         _socket = socket;
         _rx = new BufferedReceiver(socket);
-        _sender = new FrameSender(socket, Abort);
+        _sender = new FrameSender(socket);
     }
 
     public bool IsBroken => _broken;

@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using Kvasir.Cluster;
 using Kvasir.Protocol;
-using Kvasir.Server;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -37,7 +36,7 @@ internal sealed class ClusterRouter : IAsyncDisposable
     /// <summary>The live nodes the router places keys on now, sorted by id.</summary>
     public IReadOnlyList<NodeRecord> Nodes => _view.Nodes;
 
-    /// <summary>The embedded node's id, when this process runs one.</summary>
+    /// <summary>The in-process member's id, when this process runs one.</summary>
     public string? EmbeddedNodeId => _embedded?.Id;
 
     /// <summary>Smallest max value size among connected nodes (the protocol default until one is connected).</summary>
@@ -51,22 +50,19 @@ internal sealed class ClusterRouter : IAsyncDisposable
         }
     }
 
-    public static async Task<ClusterRouter> StartAsync(KvStoreOptions options, CancellationToken ct)
+    /// <summary>
+    /// Reads the membership and returns a router over it. <paramref name="member"/>, a node in this process,
+    /// is owned from here on: disposed with the router, or before this method throws.
+    /// </summary>
+    public static async Task<ClusterRouter> StartAsync(KvStoreOptions options, IInProcessNode? member, CancellationToken ct)
     {
         var log = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Kvasir.Client");
-        CacheNode? node = null;
-        if (options.Embedded is { } e)
-        {
-            node = new CacheNode(e.ToNodeOptions(options), options.LoggerFactory);
-            try { node.Start(); }
-            catch (Exception ex)
-            {
-                await node.DisposeAsync().ConfigureAwait(false);
-                throw new KvasirException($"embedded node cannot listen on {e.DataPlaneAddress}: {ex.Message}", ex);
-            }
-        }
+        KvStore? memberStore = null;
         try
         {
+            memberStore = member is null ? null : KvStore.Open(member);
+            var memberInfo = member?.Info;
+            string? memberId = memberInfo?.NodeId;
             ClusterRouter router;
             if (options.EffectiveRedisUrl is { } url)
             {
@@ -91,18 +87,18 @@ internal sealed class ClusterRouter : IAsyncDisposable
             else
             {
                 var nodes = options.ServerList().Select(a => new NodeRecord { Id = a, Address = a }).ToList();
-                if (node is not null && nodes.All(n => n.Id != node.NodeId)) nodes.Add(new NodeRecord { Id = node.NodeId, Address = node.DataAddress });
+                if (memberId is not null && nodes.All(n => n.Id != memberId)) nodes.Add(new NodeRecord { Id = memberId, Address = memberInfo!.Address });
                 router = new ClusterRouter(options, null, nodes, log);
             }
-            if (node is not null)
+            if (memberStore is not null)
             {
-                router._embedded = new NodeSlot(node.NodeId, node.DataAddress, KvStore.InProcess(node), node);
-                router._slots[node.NodeId] = router._embedded;
-                // A fresh embedded node may not have registered yet when the first view was read.
-                if (router._watcher is not null && router.Nodes.All(n => n.Id != node.NodeId))
+                router._embedded = new NodeSlot(memberId!, memberInfo!.Address, memberStore);
+                router._slots[memberId!] = router._embedded;
+                // A fresh member may not have registered yet when the first view was read.
+                if (router._watcher is not null && router.Nodes.All(n => n.Id != memberId))
                 {
                     var deadline = Environment.TickCount64 + (long)options.ConnectTimeout.TotalMilliseconds;
-                    while (router.Nodes.All(n => n.Id != node.NodeId) && Environment.TickCount64 < deadline)
+                    while (router.Nodes.All(n => n.Id != memberId) && Environment.TickCount64 < deadline)
                     {
                         await Task.Delay(20, ct).ConfigureAwait(false);
                         try { await router._watcher.RefreshAsync().ConfigureAwait(false); }
@@ -114,7 +110,8 @@ internal sealed class ClusterRouter : IAsyncDisposable
         }
         catch
         {
-            if (node is not null) await node.DisposeAsync().ConfigureAwait(false);
+            if (memberStore is not null) await memberStore.DisposeAsync().ConfigureAwait(false);
+            else if (member is not null) await member.DisposeAsync().ConfigureAwait(false);
             throw;
         }
     }

@@ -1,51 +1,32 @@
 using Kvasir.Protocol;
-using Kvasir.Server;
-using Kvasir.Storage;
 
 namespace Kvasir.Client.Internal;
 
 /// <summary>
-/// A node embedded in this process: calls go straight to its store, values are copied once between
-/// the caller's memory and the arena. Same statuses and limits as the wire.
+/// A store's way to a node in this process: each key of a batch range is one call on the node's
+/// <see cref="IInProcessNode"/>, in order, and the range counts as one request. Values are copied
+/// once, by the node, between the caller's memory and its own. Owns the node: disposing the
+/// transport disposes it.
 /// </summary>
-internal sealed class InProcessTransport(CacheNode node, bool ownsNode) : IKvTransport
+internal sealed class InProcessTransport(IInProcessNode node) : IKvTransport
 {
-    private readonly TieredStore _store = node.Store;
+    private int _disposed;
 
-    public NodeLimits Limits { get; } = new(node.Options.Store.MaxValueBytes, node.Options.Store.MaxKeyBytes,
-        node.Options.MaxBatchKeys, node.Options.MaxMetaBytes, node.Options.Store.Capacity, node.NodeId);
+    public NodeLimits Limits { get; } = LimitsOf(node.Info);
 
     public KvTransportKind Kind => KvTransportKind.InProcess;
 
     public async Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct)
     {
-        Task? previous = null;
         for (int i = start; i < end; i++)
         {
             ct.ThrowIfCancellationRequested();
-            var key = batch.Keys[i].Span;
+            var link = !chain ? default : i > start ? batch.Keys[i - 1] : hasParent ? parent : default;
             var value = batch.Values[i];
-            var status = _store.TryReserve(key, value.Length, out var reservation);
-            if (status == WireStatus.Ok)
-            {
-                var target = reservation!.Span;
-                uint crc = Crc32C.InitialState;
-                int offset = 0;
-                for (int p = 0; p < value.PieceCount; p++)
-                {
-                    var piece = value.Piece(p).Span;
-                    piece.CopyTo(target[offset..]);
-                    crc = Crc32C.Append(crc, piece);
-                    offset += piece.Length;
-                }
-                var link = !chain ? null : i > start ? batch.Keys[i - 1].ToArray() : hasParent ? parent.ToArray() : null;
-                var commit = _store.CommitAsync(reservation, Crc32C.Complete(crc), link, chain ? previous : null);
-                if (chain) previous = commit;
-                status = await commit.ConfigureAwait(false);
-            }
-            batch.Results[i] = StatusConvert.FromWire((status));
+            IReadOnlyList<ReadOnlyMemory<byte>> pieces = value.Many ?? [value.One];
+            batch.Results[i] = await node.PutAsync(batch.Keys[i], pieces, link, ct).ConfigureAwait(false);
         }
-        node.Counters.Request(Opcode.Put, end - start);
+        node.CountRequest(Opcode.Put, end - start);
     }
 
     public async Task GetAsync(GetBatch batch, int start, int end, CancellationToken ct)
@@ -53,68 +34,47 @@ internal sealed class InProcessTransport(CacheNode node, bool ownsNode) : IKvTra
         for (int i = start; i < end; i++)
         {
             ct.ThrowIfCancellationRequested();
-            var (status, lease) = await _store.LeaseAsync(batch.Keys[i], null).ConfigureAwait(false);
-            if (status != WireStatus.Ok)
+            var dest = batch.Destinations[i];
+            if (dest.Allocate)
             {
-                batch.Results[i] = new KvGetResult(KvStatus.NotFound, 0);
+                var copy = await node.GetAsync(batch.Keys[i], ct).ConfigureAwait(false);
+                batch.Allocated[i] = copy;
+                batch.Results[i] = copy is null ? new KvGetResult(KvStatus.NotFound, 0) : new KvGetResult(KvStatus.Ok, copy.Length);
                 continue;
             }
-            try
-            {
-                batch.Results[i] = CopyOut(lease!.Span, batch.Destinations[i], out batch.Allocated[i]);
-            }
-            finally
-            {
-                _store.Release(lease!);
-            }
+            IReadOnlyList<Memory<byte>> pieces = dest.Many ?? [dest.One];
+            batch.Results[i] = await node.GetAsync(batch.Keys[i], pieces, ct).ConfigureAwait(false);
         }
-        node.Counters.Request(Opcode.Get, end - start);
-    }
-
-    private static KvGetResult CopyOut(ReadOnlySpan<byte> value, ValueDestination dest, out byte[]? allocated)
-    {
-        allocated = null;
-        if (value.Length > dest.Capacity) return new KvGetResult(KvStatus.BufferTooSmall, value.Length);
-        if (dest.Allocate)
-        {
-            allocated = value.ToArray();
-            return new KvGetResult(KvStatus.Ok, value.Length);
-        }
-        int offset = 0;
-        for (int p = 0; p < dest.PieceCount && offset < value.Length; p++)
-        {
-            var piece = dest.Piece(p).Span;
-            int n = Math.Min(piece.Length, value.Length - offset);
-            value.Slice(offset, n).CopyTo(piece);
-            offset += n;
-        }
-        return new KvGetResult(KvStatus.Ok, value.Length);
+        node.CountRequest(Opcode.Get, end - start);
     }
 
     public async Task KeyOpAsync(Opcode op, IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int end, KvStatus[] results, CancellationToken ct)
     {
         for (int i = start; i < end; i++)
         {
-            var key = keys[i];
-            var status = op switch
+            ct.ThrowIfCancellationRequested();
+            results[i] = op switch
             {
-                Opcode.Exists => await _store.ExistsAsync(key).ConfigureAwait(false),
-                Opcode.Remove => await _store.RemoveAsync(key).ConfigureAwait(false),
-                Opcode.Pin => _store.Pin(key.Span),
-                Opcode.Unpin => _store.Unpin(key.Span),
+                Opcode.Exists => await node.ExistsAsync(keys[i], ct).ConfigureAwait(false),
+                Opcode.Remove => await node.RemoveAsync(keys[i], ct).ConfigureAwait(false),
+                Opcode.Pin => await node.PinAsync(keys[i], ct).ConfigureAwait(false),
+                Opcode.Unpin => await node.UnpinAsync(keys[i], ct).ConfigureAwait(false),
                 _ => throw new ArgumentOutOfRangeException(nameof(op)),
             };
-            results[i] = StatusConvert.FromWire((status));
         }
-        node.Counters.Request(op, end - start);
+        node.CountRequest(op, end - start);
     }
 
-    public Task<List<KeyValuePair<string, long>>> StatsAsync(CancellationToken ct) => Task.FromResult(node.StatsSnapshot());
+    public async Task<List<KeyValuePair<string, long>>> StatsAsync(CancellationToken ct) => [.. await node.StatsAsync(ct).ConfigureAwait(false)];
 
     public Task PingAsync(CancellationToken ct) => Task.CompletedTask;
 
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync() => Interlocked.Exchange(ref _disposed, 1) == 0 ? node.DisposeAsync() : default;
+
+    private static NodeLimits LimitsOf(InProcessNodeInfo info)
     {
-        if (ownsNode) await node.StopAsync().ConfigureAwait(false);
+        if (info.MaxKeyBytes < 1 || info.MaxBatchKeys < 1 || info.MaxMetaBytes < 1 || info.MaxValueBytes < 0)
+            throw new ArgumentException($"in-process node {info.NodeId} reports impossible limits", nameof(info));
+        return new NodeLimits(info.MaxValueBytes, info.MaxKeyBytes, info.MaxBatchKeys, info.MaxMetaBytes, info.Capacity, info.NodeId);
     }
 }

@@ -1,5 +1,3 @@
-using Kvasir.Server;
-
 namespace Kvasir.Client.Internal;
 
 /// <summary>
@@ -13,7 +11,7 @@ internal sealed class NodeSlot : IAsyncDisposable
     private static readonly TimeSpan MinBackoff = TimeSpan.FromMilliseconds(250), MaxBackoff = TimeSpan.FromSeconds(4);
 
     private readonly SemaphoreSlim _connect = new(1, 1);
-    private readonly CacheNode? _embeddedNode;
+    private readonly bool _inProcess;
     private KvStore? _store;
     private long _downUntil;
     private TimeSpan _backoff = MinBackoff;
@@ -21,11 +19,11 @@ internal sealed class NodeSlot : IAsyncDisposable
 
     public NodeSlot(string id, string address) { Id = id; Address = address; }
 
-    /// <summary>A slot for a node inside this process: always connected, owned (stopped on dispose).</summary>
-    public NodeSlot(string id, string address, KvStore store, CacheNode node) : this(id, address)
+    /// <summary>A slot for a node inside this process: always connected, never down; disposing the slot disposes the store and so the node.</summary>
+    public NodeSlot(string id, string address, KvStore inProcess) : this(id, address)
     {
-        _store = store;
-        _embeddedNode = node;
+        _store = inProcess;
+        _inProcess = true;
     }
 
     public string Id { get; }
@@ -35,7 +33,7 @@ internal sealed class NodeSlot : IAsyncDisposable
     /// <summary>The node's store, or null while it is down or cannot be reached.</summary>
     public async ValueTask<KvStore?> GetStoreAsync(KvStoreOptions options, CancellationToken ct)
     {
-        if (_embeddedNode is null && Environment.TickCount64 < Volatile.Read(ref _downUntil)) return null;
+        if (!_inProcess && Environment.TickCount64 < Volatile.Read(ref _downUntil)) return null;
         // Once open, the store's own pool replaces broken connections on use.
         if (Volatile.Read(ref _store) is { } ready) return ready;
         await _connect.WaitAsync(ct).ConfigureAwait(false);
@@ -68,7 +66,7 @@ internal sealed class NodeSlot : IAsyncDisposable
     /// <summary>Skips the node for the current backoff; true when it was not already down.</summary>
     public bool MarkDown()
     {
-        if (_embeddedNode is not null) return false;
+        if (_inProcess) return false;
         bool wasUp = Environment.TickCount64 >= Volatile.Read(ref _downUntil);
         Volatile.Write(ref _downUntil, Environment.TickCount64 + (long)_backoff.TotalMilliseconds);
         if (wasUp) _backoff = TimeSpan.FromTicks(Math.Min(_backoff.Ticks * 2, MaxBackoff.Ticks));
@@ -82,7 +80,6 @@ internal sealed class NodeSlot : IAsyncDisposable
         try
         {
             if (_store is not null) await _store.DisposeAsync().ConfigureAwait(false);
-            if (_embeddedNode is not null) await _embeddedNode.DisposeAsync().ConfigureAwait(false);
             _store = null;
         }
         finally

@@ -1,5 +1,5 @@
+using Kvasir.Net;
 using Kvasir.Protocol;
-using Kvasir.Server.Transport;
 
 namespace Kvasir.Client.Internal;
 
@@ -62,7 +62,7 @@ internal sealed class StatusListRequest(KvStatus[] results, int start, int count
     public override ValueTask ReceiveAsync(FrameHeader header, ReadOnlyMemory<byte> meta, BufferedReceiver rx, CancellationToken ct)
     {
         var statuses = StatusListReply.Read(meta.Span, count);
-        for (int i = 0; i < count; i++) results[start + i] = StatusConvert.FromWire(statuses[i]);
+        for (int i = 0; i < count; i++) results[start + i] = KvStatuses.FromWire(statuses[i]);
         return ValueTask.CompletedTask;
     }
 
@@ -81,7 +81,7 @@ internal sealed class GetRequest(GetBatch batch, int start, int count) : Pending
             int k = start + i;
             if (e.Status != WireStatus.Ok)
             {
-                batch.Results[k] = new KvGetResult(StatusConvert.FromWire(e.Status), 0);
+                batch.Results[k] = new KvGetResult(KvStatuses.FromWire(e.Status), 0);
                 continue;
             }
             var dest = batch.Destinations[k];

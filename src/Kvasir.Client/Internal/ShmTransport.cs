@@ -78,7 +78,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
                 var e = entries[i];
                 if (e.Status != WireStatus.Ok)
                 {
-                    batch.Results[start + i] = new KvGetResult(StatusConvert.FromWire(e.Status), 0);
+                    batch.Results[start + i] = new KvGetResult(KvStatuses.FromWire(e.Status), 0);
                     continue;
                 }
                 ids.Add(e.LeaseId);
@@ -182,7 +182,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
                 int k = start + i;
                 var value = batch.Values[k];
                 // A reservation left uncommitted here is aborted by the node when this connection ends or its lease timeout passes.
-                if (e.Status != WireStatus.Ok) batch.Results[k] = StatusConvert.FromWire(e.Status);
+                if (e.Status != WireStatus.Ok) batch.Results[k] = KvStatuses.FromWire(e.Status);
                 else if (!entered || connection.IsBroken) batch.Results[k] = KvStatus.Unavailable;
                 else if (!mapping.Contains(e.Offset, (ulong)value.Length)) batch.Results[k] = KvStatus.ProtocolError;
                 else if (late || (late = Clock.GetElapsedTime(allocSent) >= TrustedCopyWindow)) batch.Results[k] = KvStatus.Timeout;   // the node may have given this space away
@@ -208,7 +208,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         var (statuses, commitFailure) = await IdsCallAsync(connection, Opcode.Commit, ids, ct).ConfigureAwait(false);
         // NOT_FOUND: the node no longer held the reservation (this side sends only ids it got), so it expired.
         for (int j = 0; j < owners.Count; j++)
-            batch.Results[owners[j]] = statuses is null ? commitFailure : statuses[j] == WireStatus.NotFound ? KvStatus.Timeout : StatusConvert.FromWire(statuses[j]);
+            batch.Results[owners[j]] = statuses is null ? commitFailure : statuses[j] == WireStatus.NotFound ? KvStatus.Timeout : KvStatuses.FromWire(statuses[j]);
     }
 
     public Task KeyOpAsync(Opcode op, IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int end, KvStatus[] results, CancellationToken ct)

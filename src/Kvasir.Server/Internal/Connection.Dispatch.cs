@@ -1,6 +1,6 @@
 using System.Buffers;
+using Kvasir.Net;
 using Kvasir.Protocol;
-using Kvasir.Server.Transport;
 using Kvasir.Storage;
 
 namespace Kvasir.Server.Internal;

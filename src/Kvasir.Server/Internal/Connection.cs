@@ -1,8 +1,8 @@
 using System.Buffers;
 using System.Net.Sockets;
 using System.Threading.Channels;
+using Kvasir.Net;
 using Kvasir.Protocol;
-using Kvasir.Server.Transport;
 using Kvasir.Storage;
 using Microsoft.Extensions.Logging;
 

@@ -2,7 +2,7 @@ using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Threading.Channels;
-using Kvasir.Server.Transport;
+using Kvasir.Net;
 using Kvasir.Storage;
 
 namespace Kvasir.Server.Internal;

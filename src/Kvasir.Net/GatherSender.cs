@@ -1,7 +1,8 @@
+using System.Buffers;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 
-namespace Kvasir.Server.Transport;
+namespace Kvasir.Net;
 
 /// <summary>
 /// Sends a run of native memory segments (arena values, a pinned staging buffer) with as few
@@ -11,7 +12,8 @@ namespace Kvasir.Server.Transport;
 /// When the socket buffer is full (EAGAIN) the rest of the current segment goes through .NET's
 /// asynchronous send, which waits for room without blocking a thread. Elsewhere every segment is
 /// sent with its own asynchronous send. The caller keeps every segment's memory valid until
-/// <see cref="FlushAsync"/> returns. Not thread-safe: one sender per socket.
+/// <see cref="FlushAsync"/> returns; managed memory added as <see cref="ReadOnlyMemory{T}"/> is
+/// pinned here until then. Not thread-safe: one sender per socket.
 /// </summary>
 public sealed partial class GatherSender(Socket socket)
 {
@@ -22,7 +24,9 @@ public sealed partial class GatherSender(Socket socket)
     private const int MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000;
 
     private readonly Iovec[] _segments = new Iovec[MaxSegments];
+    private readonly MemoryHandle[] _pins = new MemoryHandle[MaxSegments];
     private int _count;
+    private bool _pinned;
 
     [StructLayout(LayoutKind.Sequential)]
     private struct Iovec
@@ -58,6 +62,20 @@ public sealed partial class GatherSender(Socket socket)
         _segments[_count++] = new Iovec { Base = address, Length = (nuint)length };
     }
 
+    /// <summary>
+    /// Queues <paramref name="data"/> (managed or native memory), pinned until the next
+    /// <see cref="FlushAsync"/> returns, whether or not that flush succeeds; flush first when <see cref="IsFull"/>.
+    /// </summary>
+    public unsafe void Add(ReadOnlyMemory<byte> data)
+    {
+        if (data.IsEmpty) return;
+        if (_count == MaxSegments) throw new InvalidOperationException("gather list is full; flush first");
+        var pin = data.Pin();
+        _pins[_count] = pin;
+        _pinned = true;
+        _segments[_count++] = new Iovec { Base = (nint)pin.Pointer, Length = (nuint)data.Length };
+    }
+
     /// <summary>Sends every queued segment, in order, completely.</summary>
     public async ValueTask FlushAsync(CancellationToken ct)
     {
@@ -89,8 +107,19 @@ public sealed partial class GatherSender(Socket socket)
         }
         finally
         {
+            if (_pinned) Unpin();
             _count = 0;
         }
+    }
+
+    private void Unpin()
+    {
+        for (int i = 0; i < _count; i++)
+        {
+            _pins[i].Dispose();
+            _pins[i] = default;
+        }
+        _pinned = false;
     }
 
     private unsafe long Send(int first, out int errno)

@@ -1,13 +1,14 @@
 using System.Net.Sockets;
 
-namespace Kvasir.Server.Transport;
+namespace Kvasir.Net;
 
 /// <summary>
 /// Reads exact byte counts from a socket through a small read-ahead buffer. Headers, metadata
 /// and small values come out of the buffer (one recv serves many frames); any read of at least
 /// the buffer's size that finds the buffer empty goes straight from the socket into the caller's
-/// memory (the arena), so large payloads are never copied through managed memory.
-/// Not thread-safe: one reader at a time.
+/// memory (the arena), so large payloads are never copied through managed memory. Text protocols
+/// parse delimited units (lines) in place through <see cref="BufferedSpan"/>, <see cref="Consume"/>
+/// and <see cref="FillAsync"/>. Not thread-safe: one reader at a time.
 /// </summary>
 public sealed class BufferedReceiver(Socket socket, int bufferSize = 64 * 1024)
 {
@@ -17,6 +18,41 @@ public sealed class BufferedReceiver(Socket socket, int bufferSize = 64 * 1024)
 
     /// <summary>Bytes already buffered and not yet consumed.</summary>
     public int Buffered => _end - _start;
+
+    /// <summary>Size of the read-ahead buffer: the longest unit <see cref="FillAsync"/> can gather in <see cref="BufferedSpan"/>.</summary>
+    public int Capacity => _buffer.Length;
+
+    /// <summary>The buffered bytes not yet consumed. Valid until the next read, fill or <see cref="Consume"/>.</summary>
+    public ReadOnlySpan<byte> BufferedSpan => _buffer.AsSpan(_start, _end - _start);
+
+    /// <summary>Marks the first <paramref name="count"/> bytes of <see cref="BufferedSpan"/> consumed.</summary>
+    public void Consume(int count)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(count, _end - _start);
+        _start += count;
+    }
+
+    /// <summary>
+    /// Receives at least one more byte behind the buffered ones (moving those to the buffer's start
+    /// first), for a parser that needs a whole delimited unit in <see cref="BufferedSpan"/>. Returns
+    /// false at end of stream. Throws <see cref="InvalidOperationException"/> when <see cref="Buffered"/>
+    /// already equals <see cref="Capacity"/>: the unit is longer than the buffer.
+    /// </summary>
+    public async ValueTask<bool> FillAsync(CancellationToken ct)
+    {
+        if (_start > 0)
+        {
+            _buffer.AsSpan(_start, _end - _start).CopyTo(_buffer);
+            _end -= _start;
+            _start = 0;
+        }
+        if (_end == _buffer.Length) throw new InvalidOperationException($"read-ahead buffer of {_buffer.Length} bytes is full");
+        int received = await socket.ReceiveAsync(_buffer.AsMemory(_end), SocketFlags.None, ct).ConfigureAwait(false);
+        if (received == 0) return false;
+        _end += received;
+        return true;
+    }
 
     /// <summary>
     /// Fills <paramref name="destination"/>. Returns false on a clean end of stream before the first

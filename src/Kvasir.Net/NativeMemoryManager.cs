@@ -1,6 +1,6 @@
 using System.Buffers;
 
-namespace Kvasir.Server.Transport;
+namespace Kvasir.Net;
 
 /// <summary>
 /// A <see cref="Memory{T}"/> view over native memory (arena space), so socket calls can read into

@@ -1,0 +1,90 @@
+using Kvasir.Protocol;
+
+namespace Kvasir.Client;
+
+/// <summary>
+/// A node in this process that a <see cref="KvStore"/> reaches without a socket
+/// (<see cref="KvStore.Open"/>, or as a cluster member through
+/// <see cref="KvStore.ConnectAsync(KvStoreOptions, IInProcessNode, CancellationToken)"/>).
+/// Kvasir.Embedded implements it over a cache node.
+/// </summary>
+/// <remarks>
+/// Contract for implementers: the store calls only with keys of 1 to <see cref="InProcessNodeInfo.MaxKeyBytes"/>
+/// bytes and PUT values of at most <see cref="InProcessNodeInfo.MaxValueBytes"/> (it answers the others itself),
+/// from many threads at once. Per-key outcomes are statuses with the node's wire meanings (Ok, NotFound,
+/// ValueTooLarge, InvalidKey, OutOfMemory), never exceptions; only cancellation throws. The caller's memory
+/// is used only until the returned task completes. A GET is strict: the whole value or a miss.
+/// The store that was handed a node disposes it once, when the store is disposed.
+/// </remarks>
+public interface IInProcessNode : IAsyncDisposable
+{
+    /// <summary>Identity, address and limits; read when a store is opened over the node, and must not change afterwards.</summary>
+    InProcessNodeInfo Info { get; }
+
+    /// <summary>
+    /// Stores <paramref name="key"/> with the concatenation of <paramref name="value"/>'s pieces.
+    /// <paramref name="chainParent"/> names the already stored key whose block this one continues
+    /// (prefix-aware eviction); empty for none.
+    /// </summary>
+    ValueTask<KvStatus> PutAsync(ReadOnlyMemory<byte> key, IReadOnlyList<ReadOnlyMemory<byte>> value, ReadOnlyMemory<byte> chainParent, CancellationToken ct);
+
+    /// <summary>
+    /// Copies the key's whole value over <paramref name="destination"/>'s pieces, filled in order: Ok with the
+    /// value's length (bytes past it untouched), NotFound, or <see cref="KvStatus.BufferTooSmall"/> with the
+    /// value's length when the pieces hold less (nothing written).
+    /// </summary>
+    ValueTask<KvGetResult> GetAsync(ReadOnlyMemory<byte> key, IReadOnlyList<Memory<byte>> destination, CancellationToken ct);
+
+    /// <summary>A copy of the key's value in a new array; null when the node does not have it.</summary>
+    ValueTask<byte[]?> GetAsync(ReadOnlyMemory<byte> key, CancellationToken ct);
+
+    /// <summary>Ok when the key is stored, NotFound when not.</summary>
+    ValueTask<KvStatus> ExistsAsync(ReadOnlyMemory<byte> key, CancellationToken ct);
+
+    /// <summary>Removes the key (Ok) or answers NotFound; readers in flight finish with the old bytes.</summary>
+    ValueTask<KvStatus> RemoveAsync(ReadOnlyMemory<byte> key, CancellationToken ct);
+
+    /// <summary>Pins the key against eviction (pins nest): Ok, or NotFound.</summary>
+    ValueTask<KvStatus> PinAsync(ReadOnlyMemory<byte> key, CancellationToken ct);
+
+    /// <summary>Drops one pin: Ok, or NotFound.</summary>
+    ValueTask<KvStatus> UnpinAsync(ReadOnlyMemory<byte> key, CancellationToken ct);
+
+    /// <summary>
+    /// Records one batch of <paramref name="keys"/> keys served through this interface under
+    /// <paramref name="op"/> (PUT, GET, EXISTS, REMOVE, PIN, UNPIN), so the node's request counters
+    /// count it as one request, as they count a wire request.
+    /// </summary>
+    void CountRequest(Opcode op, int keys);
+
+    /// <summary>The node's counters, named as in a STATS reply.</summary>
+    ValueTask<IReadOnlyList<KeyValuePair<string, long>>> StatsAsync(CancellationToken ct);
+}
+
+/// <summary>What a store needs to know about an <see cref="IInProcessNode"/>.</summary>
+public sealed class InProcessNodeInfo
+{
+    /// <summary>The node's id: its placement identity in a cluster.</summary>
+    public required string NodeId { get; init; }
+
+    /// <summary>
+    /// "host:port" where other processes reach the node; in a cluster without a registry it is the
+    /// node's entry in the membership. A node that listens nowhere may give any placeholder.
+    /// </summary>
+    public required string Address { get; init; }
+
+    /// <summary>The node's memory in bytes (reported as its capacity).</summary>
+    public required long Capacity { get; init; }
+
+    /// <summary>Largest value the node stores, in bytes; larger PUTs are answered ValueTooLarge without calling the node.</summary>
+    public required long MaxValueBytes { get; init; }
+
+    /// <summary>Longest key in bytes. Default 512 (the wire's limit); with no wire in between a node may accept longer ones.</summary>
+    public int MaxKeyBytes { get; init; } = ProtocolLimits.MaxKeyBytes;
+
+    /// <summary>Keys per batch the store hands over before splitting, as a wire node's batch limit. Default 8192.</summary>
+    public int MaxBatchKeys { get; init; } = ProtocolLimits.DefaultMaxBatchKeys;
+
+    /// <summary>Metadata bytes per batch before splitting, as a wire node's limit. Default 8 MiB.</summary>
+    public int MaxMetaBytes { get; init; } = ProtocolLimits.DefaultMaxMetaBytes;
+}

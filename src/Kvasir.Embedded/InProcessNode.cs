@@ -1,0 +1,141 @@
+using Kvasir.Client;
+using Kvasir.Protocol;
+using Kvasir.Server;
+using Kvasir.Storage;
+
+
+namespace Kvasir.Embedded;
+
+/// <summary>
+/// The <see cref="IInProcessNode"/> of a <see cref="CacheNode"/> in this process: calls go straight
+/// to the node's store, and each value is copied once between the caller's memory and the node's.
+/// Same statuses and limits as the wire.
+/// </summary>
+/// <remarks>
+/// Every call this box makes into the node's storage is in this class, so the store it talks to can
+/// be changed in one place. Each is awaited where it is made, so a store whose operations complete
+/// asynchronously (a tier below DRAM) slots in without changing the callers.
+/// </remarks>
+internal sealed class InProcessNode : IInProcessNode
+{
+    private readonly CacheNode _node;
+    private readonly bool _ownsNode;
+    private readonly TieredStore _store;
+    private int _disposed;
+
+    /// <param name="node">The node; with <paramref name="ownsNode"/> it is stopped when this is disposed, else the caller keeps it.</param>
+    /// <param name="ownsNode">Whether disposing this stops <paramref name="node"/>.</param>
+    public InProcessNode(CacheNode node, bool ownsNode)
+    {
+        _node = node;
+        _ownsNode = ownsNode;
+        _store = node.Store;
+        var options = node.Options;
+        Info = new InProcessNodeInfo
+        {
+            NodeId = node.NodeId,
+            Address = node.DataAddress,
+            Capacity = options.Store.Capacity,
+            MaxValueBytes = options.Store.MaxValueBytes,
+            MaxKeyBytes = options.Store.MaxKeyBytes,
+            MaxBatchKeys = options.MaxBatchKeys,
+            MaxMetaBytes = options.MaxMetaBytes,
+        };
+    }
+
+    public InProcessNodeInfo Info { get; }
+
+    public async ValueTask<KvStatus> PutAsync(ReadOnlyMemory<byte> key, IReadOnlyList<ReadOnlyMemory<byte>> value, ReadOnlyMemory<byte> chainParent, CancellationToken ct)
+    {
+        ct.ThrowIfCancellationRequested();
+        long length = 0;
+        for (int p = 0; p < value.Count; p++) length += value[p].Length;
+        var status = _store.TryReserve(key.Span, length, out var reservation);
+        if (status != WireStatus.Ok) return KvStatuses.FromWire(status);
+        uint crc = Fill(reservation!, value);
+        status = await _store.CommitAsync(reservation!, crc, chainParent.IsEmpty ? null : chainParent.ToArray()).ConfigureAwait(false);
+        return KvStatuses.FromWire(status);
+    }
+
+    /// <summary>Copies the pieces into the reservation, in order; returns their CRC-32C.</summary>
+    private static uint Fill(Reservation reservation, IReadOnlyList<ReadOnlyMemory<byte>> value)
+    {
+        var target = reservation.Span;
+        uint crc = Crc32C.InitialState;
+        int offset = 0;
+        for (int p = 0; p < value.Count; p++)
+        {
+            var piece = value[p].Span;
+            piece.CopyTo(target[offset..]);
+            crc = Crc32C.Append(crc, piece);
+            offset += piece.Length;
+        }
+        return Crc32C.Complete(crc);
+    }
+
+    public async ValueTask<KvGetResult> GetAsync(ReadOnlyMemory<byte> key, IReadOnlyList<Memory<byte>> destination, CancellationToken ct)
+    {
+        ct.ThrowIfCancellationRequested();
+        var (status, lease) = await _store.LeaseAsync(key, null).ConfigureAwait(false);
+        if (status != WireStatus.Ok) return new KvGetResult(status == WireStatus.NotFound ? KvStatus.NotFound : KvStatuses.FromWire(status), 0);
+        try
+        {
+            return CopyOut(lease!.Span, destination);
+        }
+        finally
+        {
+            _store.Release(lease!);
+        }
+    }
+
+    private static KvGetResult CopyOut(ReadOnlySpan<byte> value, IReadOnlyList<Memory<byte>> destination)
+    {
+        long capacity = 0;
+        for (int p = 0; p < destination.Count; p++) capacity += destination[p].Length;
+        if (value.Length > capacity) return new KvGetResult(KvStatus.BufferTooSmall, value.Length);
+        int offset = 0;
+        for (int p = 0; p < destination.Count && offset < value.Length; p++)
+        {
+            var piece = destination[p].Span;
+            int n = Math.Min(piece.Length, value.Length - offset);
+            value.Slice(offset, n).CopyTo(piece);
+            offset += n;
+        }
+        return new KvGetResult(KvStatus.Ok, value.Length);
+    }
+
+    public async ValueTask<byte[]?> GetAsync(ReadOnlyMemory<byte> key, CancellationToken ct)
+    {
+        ct.ThrowIfCancellationRequested();
+        var (status, lease) = await _store.LeaseAsync(key, null).ConfigureAwait(false);
+        if (status != WireStatus.Ok) return null;
+        try
+        {
+            return lease!.Span.ToArray();
+        }
+        finally
+        {
+            _store.Release(lease!);
+        }
+    }
+
+    public async ValueTask<KvStatus> ExistsAsync(ReadOnlyMemory<byte> key, CancellationToken ct)
+        => KvStatuses.FromWire(await _store.ExistsAsync(key).ConfigureAwait(false));
+
+    public async ValueTask<KvStatus> RemoveAsync(ReadOnlyMemory<byte> key, CancellationToken ct)
+        => KvStatuses.FromWire(await _store.RemoveAsync(key).ConfigureAwait(false));
+
+    public ValueTask<KvStatus> PinAsync(ReadOnlyMemory<byte> key, CancellationToken ct) => new(KvStatuses.FromWire(_store.Pin(key.Span)));
+
+    public ValueTask<KvStatus> UnpinAsync(ReadOnlyMemory<byte> key, CancellationToken ct) => new(KvStatuses.FromWire(_store.Unpin(key.Span)));
+
+    public void CountRequest(Opcode op, int keys) => _node.Counters.Request(op, keys);
+
+    public ValueTask<IReadOnlyList<KeyValuePair<string, long>>> StatsAsync(CancellationToken ct) => new(_node.StatsSnapshot());
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        if (_ownsNode) await _node.StopAsync().ConfigureAwait(false);
+    }
+}
