@@ -1,4 +1,5 @@
 using static Kvasir.Storage.Tests.TestPayload;
+using static Kvasir.TestSupport.TestValues;
 
 namespace Kvasir.Storage.Tests;
 
