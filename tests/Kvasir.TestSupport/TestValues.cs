@@ -12,6 +12,9 @@ public static class TestValues
 {
     public static byte[] Key(string text) => Encoding.UTF8.GetBytes(text);
 
+    /// <summary>The same key typed as the client API's key lists take it.</summary>
+    public static ReadOnlyMemory<byte> KeyMemory(string text) => Key(text);
+
     /// <summary>Pseudo-random bytes for (seed, length); different seeds differ at nearly every position.</summary>
     public static byte[] Value(int seed, int length)
     {

@@ -27,8 +27,8 @@ public sealed class NodeTierTests
     private static async Task PutAllAsync(KvStore store, IEnumerable<string> keys, int size, int version = 0)
     {
         foreach (var chunk in keys.Chunk(8))
-            Assert.All(await store.PutAsync(chunk.Select(k => (ReadOnlyMemory<byte>)Values.K(k)).ToArray(),
-                chunk.Select(k => (ReadOnlyMemory<byte>)Values.For(k, size, version)).ToArray()), s => Assert.Equal(KvStatus.Ok, s));
+            Assert.All(await store.PutAsync(chunk.Select(k => (ReadOnlyMemory<byte>)TestValues.Key(k)).ToArray(),
+                chunk.Select(k => (ReadOnlyMemory<byte>)TestValues.For(k, size, version)).ToArray()), s => Assert.Equal(KvStatus.Ok, s));
     }
 
     [Fact]
@@ -48,9 +48,9 @@ public sealed class NodeTierTests
             var buffer = new byte[Mi];
             foreach (var k in keys)
             {
-                var r = (await store.GetAsync([Values.K(k)], [buffer]))[0];
+                var r = (await store.GetAsync([TestValues.Key(k)], [buffer]))[0];
                 Assert.Equal(KvStatus.Ok, r.Status);
-                Assert.True(buffer.AsSpan().SequenceEqual(Values.For(k, Mi)), $"{k}: wrong bytes");
+                Assert.True(buffer.AsSpan().SequenceEqual(TestValues.For(k, Mi)), $"{k}: wrong bytes");
             }
             stats = await store.StatsAsync();
             Assert.True(stats["disk_hits"] >= 60, $"disk_hits {stats["disk_hits"]}");
@@ -71,7 +71,7 @@ public sealed class NodeTierTests
             Assert.Equal(0, (await store.StatsAsync())["tier_promotions"]);
             async Task<Dictionary<string, long>> ReadAsync()
             {
-                Assert.Equal(Values.For("p/0", Mi), await store.GetAsync(Values.K("p/0")));
+                Assert.Equal(TestValues.For("p/0", Mi), await store.GetAsync(TestValues.Key("p/0")));
                 return (await store.StatsAsync()).ToDictionary();
             }
             var first = await ReadAsync();
@@ -102,9 +102,9 @@ public sealed class NodeTierTests
             int misses = 0;
             foreach (var k in keys)
             {
-                var r = (await store.GetAsync([Values.K(k)], [buffer]))[0];
+                var r = (await store.GetAsync([TestValues.Key(k)], [buffer]))[0];
                 if (r.Status == KvStatus.NotFound) misses++;
-                else Assert.True(r.Status == KvStatus.Ok && buffer.AsSpan().SequenceEqual(Values.For(k, Mi)), $"{k}: {r.Status} or wrong bytes");
+                else Assert.True(r.Status == KvStatus.Ok && buffer.AsSpan().SequenceEqual(TestValues.For(k, Mi)), $"{k}: {r.Status} or wrong bytes");
             }
             Assert.True(misses > 20, $"only {misses} misses: corrupted reads were served?");
             var stats = await store.StatsAsync();
@@ -123,11 +123,11 @@ public sealed class NodeTierTests
             factory.Faults.CorruptReads = false;
             factory.Faults.FailWrites = true;    // writes fail: puts still succeed in DRAM
             await PutAllAsync(store, ["w/0"], 1000);
-            Assert.Equal(Values.For("w/0", 1000), await store.GetAsync(Values.K("w/0")));
+            Assert.Equal(TestValues.For("w/0", 1000), await store.GetAsync(TestValues.Key("w/0")));
             factory.Faults.FailWrites = false;
             factory.Faults.TearNextWrite = true; // a torn write: the value is not on disk, and no older copy stands in
             await PutAllAsync(store, ["f/63"], Mi, version: 9);
-            Assert.Equal(Values.For("f/63", Mi, 9), await store.GetAsync(Values.K("f/63")));
+            Assert.Equal(TestValues.For("f/63", Mi, 9), await store.GetAsync(TestValues.Key("f/63")));
             await store.PingAsync();             // still serving
         }
     }
@@ -153,12 +153,12 @@ public sealed class NodeTierTests
             int found = 0;
             foreach (var k in keys)
             {
-                var r = (await store.GetAsync([Values.K(k)], [buffer]))[0];
+                var r = (await store.GetAsync([TestValues.Key(k)], [buffer]))[0];
                 Assert.True(r.Status is KvStatus.Ok or KvStatus.NotFound, $"{k}: {r.Status}");
-                if (r.Status == KvStatus.Ok) { found++; Assert.True(buffer.AsSpan().SequenceEqual(Values.For(k, Mi)), $"{k}: wrong bytes"); }
+                if (r.Status == KvStatus.Ok) { found++; Assert.True(buffer.AsSpan().SequenceEqual(TestValues.For(k, Mi)), $"{k}: wrong bytes"); }
             }
             Assert.InRange(found, 8, 79);
-            Assert.Equal(KvStatus.Ok, (await store.PutAsync([Values.K("later")], [Values.For("later", 100)]))[0]);
+            Assert.Equal(KvStatus.Ok, (await store.PutAsync([TestValues.Key("later")], [TestValues.For("later", 100)]))[0]);
         }
     }
 
@@ -176,9 +176,9 @@ public sealed class NodeTierTests
             var keys = Enumerable.Range(0, 48).Select(i => $"sh/{i}").ToArray();
             await PutAllAsync(storeA, keys, Mi);
             Assert.True(a.Tiers!.Shared!.Drain(TimeSpan.FromSeconds(30)), "shared writes did not finish");
-            Assert.False(a.Store.Exists(Values.K("sh/0")));   // evicted from A's DRAM
-            Assert.Equal(Values.For("sh/0", Mi), await storeA.GetAsync(Values.K("sh/0")));   // A reads it back from the share
-            foreach (var k in keys) Assert.Equal(Values.For(k, Mi), await storeB.GetAsync(Values.K(k)));   // B never stored it
+            Assert.False(a.Store.Exists(TestValues.Key("sh/0")));   // evicted from A's DRAM
+            Assert.Equal(TestValues.For("sh/0", Mi), await storeA.GetAsync(TestValues.Key("sh/0")));   // A reads it back from the share
+            foreach (var k in keys) Assert.Equal(TestValues.For(k, Mi), await storeB.GetAsync(TestValues.Key(k)));   // B never stored it
             Assert.True((await storeB.StatsAsync())["shared_hits"] >= keys.Length);
             Assert.Empty(Directory.GetFiles(shared.Path, "*.tmp", SearchOption.AllDirectories));
         }
