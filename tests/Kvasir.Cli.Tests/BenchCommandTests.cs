@@ -1,5 +1,5 @@
-using Kvasir.Cli.Bench;
 using Kvasir.Cli;
+using Kvasir.Cli.Bench;
 using Kvasir.Client;
 using Kvasir.Server;
 using Kvasir.Storage;

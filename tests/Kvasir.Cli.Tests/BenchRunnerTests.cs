@@ -28,8 +28,14 @@ public sealed class BenchRunnerTests : IAsyncLifetime
 
     private static BenchSettings Shape(string op, int size = 8192, int keys = 32, long requests = 40) => new()
     {
-        Op = op, ValueSize = size, Batch = 4, Inflight = 2, Keys = keys, Requests = requests,
-        Warmup = TimeSpan.Zero, Duration = TimeSpan.FromSeconds(30),
+        Op = op,
+        ValueSize = size,
+        Batch = 4,
+        Inflight = 2,
+        Keys = keys,
+        Requests = requests,
+        Warmup = TimeSpan.Zero,
+        Duration = TimeSpan.FromSeconds(30),
     };
 
     [Theory]

@@ -49,8 +49,13 @@ public sealed class ClusterHarness : IAsyncDisposable
 
     public Task<KvStore> ClientAsync(int replicas = 1, EmbeddedNodeOptions? embedded = null) => KvStore.ConnectAsync(new KvStoreOptions
     {
-        RedisUrl = Redis.Url, Cluster = Name, Replicas = replicas, MembershipPoll = TimeSpan.FromMilliseconds(100),
-        ConnectTimeout = TimeSpan.FromSeconds(2), RequestTimeout = TimeSpan.FromSeconds(10), Embedded = embedded,
+        RedisUrl = Redis.Url,
+        Cluster = Name,
+        Replicas = replicas,
+        MembershipPoll = TimeSpan.FromMilliseconds(100),
+        ConnectTimeout = TimeSpan.FromSeconds(2),
+        RequestTimeout = TimeSpan.FromSeconds(10),
+        Embedded = embedded,
     });
 
     public async ValueTask DisposeAsync()

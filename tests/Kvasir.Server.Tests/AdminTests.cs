@@ -274,7 +274,8 @@ public sealed class PrometheusExporterTests
                 node.Metrics.Request(Opcode.Get, WireStatus.Ok, 1, (i++ % 64) * System.Diagnostics.Stopwatch.Frequency / 10_000);
                 Interlocked.Increment(ref recorded);
             }
-        }) { IsBackground = true };
+        })
+        { IsBackground = true };
         recorder.Start();
         await Poll.UntilAsync(() => Interlocked.Read(ref recorded) > 0, () => "the recorder thread to record a request");
         var bucket = new Regex("""^kvasir_request_duration_seconds_bucket\{op="get",status="ok",le="([^"]+)"\} (\d+)$""", RegexOptions.Multiline);
