@@ -16,19 +16,14 @@ namespace Kvasir.Client.Tests;
 /// </summary>
 public sealed class ShmTimeoutTests
 {
-    private static CacheNode StartNode(TimeSpan leaseTimeout)
+    private static TestNode StartNode(TimeSpan leaseTimeout) => TestNode.Start(new NodeOptions
     {
-        var node = new CacheNode(new NodeOptions
-        {
-            Port = 0,
-            Store = new StoreOptions { Capacity = 16L << 20, MaxValueBytes = 1L << 20, LeaseTimeout = leaseTimeout },
-            SharedMemory = true,
-        });
-        node.Start();
-        return node;
-    }
+        Port = 0,
+        Store = new StoreOptions { Capacity = 16L << 20, MaxValueBytes = 1L << 20, LeaseTimeout = leaseTimeout },
+        SharedMemory = true,
+    });
 
-    private static async Task<(TcpTransport Tcp, ShmTransport Shm)> ConnectAsync(CacheNode node, TimeProvider clock)
+    private static async Task<(TcpTransport Tcp, ShmTransport Shm)> ConnectAsync(TestNode node, TimeProvider clock)
     {
         var tcp = await TcpTransport.ConnectAsync(new KvStoreOptions { Server = $"127.0.0.1:{node.Port}", ConnectionsPerNode = 1 }, default);
         var (mapping, reason) = await ShmNegotiation.TryMapAsync(tcp, "127.0.0.1", default);
@@ -50,8 +45,7 @@ public sealed class ShmTimeoutTests
         return batch;
     }
 
-    private static async Task NoLeaksAsync(CacheNode node) =>
-        await Poll.UntilAsync(() => node.Store.GetStats() is { ActiveLeases: 0, Reservations: 0 }, "no lease or reservation left on the node", TimeSpan.FromSeconds(5));
+    private static Task NoLeaksAsync(TestNode node) => node.WaitForNoLeaksAsync(TimeSpan.FromSeconds(5));
 
     [Fact]
     public async Task A_fast_get_trusts_its_copy_and_leaves_release_unawaited_on_a_real_clock()

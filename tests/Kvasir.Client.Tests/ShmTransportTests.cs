@@ -19,20 +19,18 @@ public sealed class ShmTransportTests
 {
     private const string NodeKey = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
-    private static CacheNode StartNode(bool shm, long capacity = 64L << 20, string? authKeyHex = null)
+    private static TestNode StartNode(bool shm, long capacity = 64L << 20, string? authKeyHex = null)
     {
-        var node = new CacheNode(new NodeOptions
+        return TestNode.Start(new NodeOptions
         {
             Port = 0,
             Store = new StoreOptions { Capacity = capacity, MaxValueBytes = Math.Min(64L << 20, capacity) },
             SharedMemory = shm,
             AuthKey = authKeyHex is null ? null : Convert.FromHexString(authKeyHex),
         });
-        node.Start();
-        return node;
     }
 
-    private static string AddressOf(CacheNode node) => $"127.0.0.1:{node.Port}";
+    private static string AddressOf(TestNode node) => node.Address;
 
     [Fact]
     public async Task Auto_picks_shm_for_a_node_on_this_host_and_values_go_through_the_arena()

@@ -20,6 +20,8 @@ public sealed class TestNode : IAsyncDisposable
     /// <summary>host:port for a client.</summary>
     public string Address => $"127.0.0.1:{Node.Port}";
 
+    public KvArenaStore Store => Node.Store;
+
     public StoreStats Stats => Node.Store.GetStats();
 
     public NodeCounters Counters => Node.Counters;
