@@ -10,17 +10,16 @@ public sealed class NodeTierTests
 {
     private const int Mi = 1 << 20;
 
-    private static async Task<(CacheNode Node, KvStore Store)> StartAsync(TierOptions tiers, long memory = 32 * Mi)
+    private static async Task<(TestNode Node, KvStore Store)> StartAsync(TierOptions tiers, long memory = 32 * Mi)
     {
-        var node = new CacheNode(new NodeOptions
+        var node = TestNode.Start(new NodeOptions
         {
             Port = 0,
             AdminPort = 0,
             Store = new StoreOptions { Capacity = memory, MaxValueBytes = 4 * Mi },
             Tiers = tiers,
         });
-        node.Start();
-        var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = $"127.0.0.1:{node.Port}" });
+        var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = node.Address });
         return (node, store);
     }
 
@@ -110,10 +109,10 @@ public sealed class NodeTierTests
             var stats = await store.StatsAsync();
             Assert.Equal(1, stats["degraded"]);
             Assert.Equal(0, stats["disk_healthy"]);
-            Assert.Contains(node.Problems(), p => p.Component == "disk");
+            Assert.Contains(node.Node.Problems(), p => p.Component == "disk");
             using (var http = new HttpClient())
             {
-                var health = await http.GetAsync($"http://127.0.0.1:{node.AdminPort}/v1/health");
+                var health = await http.GetAsync($"http://127.0.0.1:{node.Node.AdminPort}/v1/health");
                 Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, health.StatusCode);
                 var disk = System.Text.Json.JsonDocument.Parse(await health.Content.ReadAsStringAsync()).RootElement.GetProperty("components").GetProperty("disk");
                 Assert.Equal("degraded", disk.GetProperty("status").GetString());
@@ -175,7 +174,7 @@ public sealed class NodeTierTests
         {
             var keys = Enumerable.Range(0, 48).Select(i => $"sh/{i}").ToArray();
             await PutAllAsync(storeA, keys, Mi);
-            Assert.True(a.Tiers!.Shared!.Drain(TimeSpan.FromSeconds(30)), "shared writes did not finish");
+            Assert.True(a.Node.Tiers!.Shared!.Drain(TimeSpan.FromSeconds(30)), "shared writes did not finish");
             Assert.False(a.Store.Exists(TestValues.Key("sh/0")));   // evicted from A's DRAM
             Assert.Equal(TestValues.For("sh/0", Mi), await storeA.GetAsync(TestValues.Key("sh/0")));   // A reads it back from the share
             foreach (var k in keys) Assert.Equal(TestValues.For(k, Mi), await storeB.GetAsync(TestValues.Key(k)));   // B never stored it
