@@ -16,6 +16,7 @@ py_modules=(
   "torch python3-torch"                         # connector tests use real CPU tensors
   "redis python3-redis"                         # cluster tests: the registry and the Lua scripts
   "prometheus_client python3-prometheus-client" # /metrics checked with a real Prometheus text parser
+  "ensurepip python3-venv"                      # the packaging test installs ./python into a fresh venv
 )
 [ -x /usr/bin/python3 ] || need_apt+=(python3)
 for entry in "${py_modules[@]}"; do
@@ -52,6 +53,21 @@ log="$root/.build/test-logs"; mkdir -p "$log"
 echo "test.sh: building"
 if ! dotnet build Kvasir.sln -c Debug --nologo -v quiet >"$log/build.log" 2>&1; then
   cat "$log/build.log"; echo "tests: 0 passed, 1 failed"; exit 1
+fi
+# Style is checked, never reviewed: dotnet format (whitespace, code style and analyzers as .editorconfig
+# sets them) must find nothing to change. The build has just restored, so it needs no network (--no-restore).
+echo "test.sh: format check"
+if dotnet format Kvasir.sln --verify-no-changes --no-restore -v quiet >"$log/format.log" 2>&1; then
+  echo "  format: clean"
+else
+  files="$(grep -oE '^[^(]+\.(cs|csproj|props)' "$log/format.log" | sort -u | sed "s|^$root/||")"
+  if [ -n "$files" ]; then
+    echo "  format: 1 failed; dotnet format would change these files (run: dotnet format Kvasir.sln):"
+    sed 's/^/    /' <<<"$files"
+  else
+    echo "  format: 1 failed; dotnet format did not run:"; tail -n 20 "$log/format.log"
+  fi
+  failed=$((failed + 1)); status=1
 fi
 for proj in tests/*.Tests/*.Tests.csproj; do
   name="$(basename "$proj" .csproj)"

@@ -120,6 +120,9 @@ def test_a_load_never_releases_leases_of_a_later_connection(small_batches):
     keys = [f"ids/{i}/{os.getpid()}" for i in range(len(values))]
     with kvasir.KvStore(small_batches.address, transport="shm") as s, kvasir.KvStore(small_batches.address, transport="tcp") as watcher:
         _put_all(s, keys, values)
+        # The node counts open connections; earlier tests' may still be closing. From here on only
+        # this test's two are open, so "2" below means the dropped one has closed.
+        wait_until(lambda: watcher.stats()["connections"] == 2, "only this test's two connections open on the node")
         bufs = [np.zeros(len(v) + 1, dtype=np.uint8) for v in values]
         for b in bufs:
             s.register_buffer(b.ctypes.data, b.nbytes)
@@ -129,6 +132,11 @@ def test_a_load_never_releases_leases_of_a_later_connection(small_batches):
         with pytest.raises(KvasirError, match="load them again"):
             first.wait(timeout=30)
         s.ping()   # a RELEASE goes out deferred: the next request reads its reply, so it has been served
+        # The node frees a closed connection's leases before it stops counting the connection
+        # (Connection.RunAsync's finally, then CacheNode.RunConnectionAsync's): once the count is back
+        # to 2 (the watcher and s's new connection), the first load's leases are gone, and exactly
+        # the second load's remain.
+        wait_until(lambda: watcher.stats()["connections"] == 2, "the node to close the dropped connection (and free its leases)")
         assert watcher.stats()["leases"] == len(keys)   # the second load's leases are still held
         assert second.wait(timeout=30) == [len(v) for v in values]
         s.ping()

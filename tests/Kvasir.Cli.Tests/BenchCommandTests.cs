@@ -1,5 +1,5 @@
-using Kvasir.Cli.Bench;
 using Kvasir.Cli;
+using Kvasir.Cli.Bench;
 using Kvasir.Client;
 using Kvasir.Server;
 using Kvasir.Storage;
@@ -112,8 +112,7 @@ public class BenchCommandTests
     [Fact]
     public async Task A_short_get_run_over_TCP_reports_no_errors_no_verify_failures_and_positive_throughput()
     {
-        await using var node = new CacheNode(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 64L << 20 } });
-        node.Start();
+        await using var node = TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 64L << 20 } });
         await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = $"127.0.0.1:{node.Port}", ConnectionsPerNode = 2 });
         var r = await BenchCommand.RunAsync(store, "get", valueSize: 64 << 10, batch: 4, inflight: 2, connections: 2, keyCount: 32,
             duration: TimeSpan.FromSeconds(1), warmup: TimeSpan.FromMilliseconds(100), verify: true);
@@ -135,8 +134,7 @@ public class BenchCommandTests
     [Fact]
     public async Task A_short_put_run_over_TCP_stores_verifiable_patterns()
     {
-        await using var node = new CacheNode(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 64L << 20 } });
-        node.Start();
+        await using var node = TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 64L << 20 } });
         await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = $"127.0.0.1:{node.Port}" });
         var r = await BenchCommand.RunAsync(store, "put", 4096, 8, 2, 2, 64, TimeSpan.FromSeconds(1), TimeSpan.Zero, verify: true);
         Assert.Equal(0, r.Errors);

@@ -8,28 +8,33 @@ namespace Kvasir.Cli.Tests;
 /// <summary>The load generator against a real node on 127.0.0.1:0, reached over TCP.</summary>
 public sealed class BenchRunnerTests : IAsyncLifetime
 {
-    private CacheNode _node = null!;
+    private TestNode _node = null!;
     private KvStore _store = null!;
 
     public async Task InitializeAsync()
     {
-        _node = new CacheNode(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 128L << 20 } });
-        _node.Start();
-        _store = await KvStore.ConnectAsync(new KvStoreOptions { Server = $"127.0.0.1:{_node.Port}" });
+        _node = TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 128L << 20 } });
+        _store = await KvStore.ConnectAsync(new KvStoreOptions { Server = _node.Address });
     }
 
     public async Task DisposeAsync()
     {
         await _store.DisposeAsync();
-        await _node.StopAsync();
+        await _node.DisposeAsync();   // fails the test on leaked leases or reservations
     }
 
     private BenchRunner Runner(BenchSettings s) => new("kvasir", () => Task.FromResult<IBenchTarget>(new KvasirTarget(_store)), s);
 
     private static BenchSettings Shape(string op, int size = 8192, int keys = 32, long requests = 40) => new()
     {
-        Op = op, ValueSize = size, Batch = 4, Inflight = 2, Keys = keys, Requests = requests,
-        Warmup = TimeSpan.Zero, Duration = TimeSpan.FromSeconds(30),
+        Op = op,
+        ValueSize = size,
+        Batch = 4,
+        Inflight = 2,
+        Keys = keys,
+        Requests = requests,
+        Warmup = TimeSpan.Zero,
+        Duration = TimeSpan.FromSeconds(30),
     };
 
     [Theory]

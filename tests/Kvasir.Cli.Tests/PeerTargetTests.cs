@@ -119,9 +119,7 @@ public sealed class PeerServer : IDisposable
         // a request sent right after could still be served.
         if (signal == "STOP")
         {
-            var deadline = Stopwatch.StartNew();
-            while (ProcState() != 'T' && deadline.Elapsed < TimeSpan.FromSeconds(5)) Thread.Sleep(1);
-            Assert.Equal('T', ProcState());
+            Poll.Until(() => ProcState() == 'T', $"/proc/{Pid}/stat to show the stopped state T after kill -STOP", TimeSpan.FromSeconds(5));
         }
     }
 
@@ -196,13 +194,6 @@ public class PeerTargetTests(PeerServersFixture servers) : IClassFixture<PeerSer
 
     private ReadOnlyMemory<byte> Key(string name) => Encoding.ASCII.GetBytes(_prefix + name);
 
-    private static byte[] Value(int size, int seed)
-    {
-        var v = new byte[size];
-        new Random(seed).NextBytes(v);
-        return v;
-    }
-
     private static async Task<long[]> Get(IBenchTarget target, ReadOnlyMemory<byte>[] keys, Memory<byte>[] destinations)
     {
         var lengths = new long[keys.Length];
@@ -234,7 +225,7 @@ public class PeerTargetTests(PeerServersFixture servers) : IClassFixture<PeerSer
         await using var target = await servers[kind].ConnectAsync();
         int[] sizes = [0, 1, 100, 64 << 10, (64 << 10) - 1, (64 << 10) + 1, 1 << 20, 4 << 20];
         var keys = sizes.Select((s, i) => Key($"size{i}")).ToArray();
-        var values = sizes.Select((s, i) => Value(s, i)).ToArray();
+        var values = sizes.Select((s, i) => TestValues.Value(i, s)).ToArray();
         Assert.Equal(0, await target.PutAsync(keys, values.Select(v => (ReadOnlyMemory<byte>)v).ToArray()).WaitAsync(Bound));
 
         var destinations = sizes.Select(s => new byte[s + 7]).ToArray();
@@ -253,7 +244,7 @@ public class PeerTargetTests(PeerServersFixture servers) : IClassFixture<PeerSer
         await using var target = await servers[kind].ConnectAsync();
         var keys = Enumerable.Range(0, 8).Select(i => Key($"mix{i}")).ToArray();
         var stored = new[] { 0, 3, 4, 7 };
-        Assert.Equal(0, await target.PutAsync(stored.Select(i => keys[i]).ToArray(), stored.Select(i => (ReadOnlyMemory<byte>)Value(1000 + i, i)).ToArray()).WaitAsync(Bound));
+        Assert.Equal(0, await target.PutAsync(stored.Select(i => keys[i]).ToArray(), stored.Select(i => (ReadOnlyMemory<byte>)TestValues.Value(i, 1000 + i)).ToArray()).WaitAsync(Bound));
 
         var destinations = keys.Select(_ => new byte[4096]).ToArray();
         var lengths = await Get(target, keys, destinations.Select(d => (Memory<byte>)d).ToArray());
@@ -262,7 +253,7 @@ public class PeerTargetTests(PeerServersFixture servers) : IClassFixture<PeerSer
             if (stored.Contains(i))
             {
                 Assert.Equal(1000 + i, lengths[i]);
-                Assert.True(Value(1000 + i, i).AsSpan().SequenceEqual(destinations[i].AsSpan(0, 1000 + i)));
+                Assert.True(TestValues.Value(i, 1000 + i).AsSpan().SequenceEqual(destinations[i].AsSpan(0, 1000 + i)));
             }
             else
             {
@@ -280,9 +271,9 @@ public class PeerTargetTests(PeerServersFixture servers) : IClassFixture<PeerSer
         await using var target = await servers[kind].ConnectAsync();
         var a = Key("a");
         var b = Key("b");
-        var first = Value(300, 1);
-        var last = Value(200_000, 2);
-        Assert.Equal(0, await target.PutAsync([a, b, a], [first, Value(5, 3), last]).WaitAsync(Bound));
+        var first = TestValues.Value(1, 300);
+        var last = TestValues.Value(2, 200_000);
+        Assert.Equal(0, await target.PutAsync([a, b, a], [first, TestValues.Value(3, 5), last]).WaitAsync(Bound));
 
         ReadOnlyMemory<byte>[] keys = [a, Key("missing"), a, b, Key("missing"), a];
         var destinations = keys.Select(_ => new byte[256 << 10]).ToArray();
@@ -290,7 +281,7 @@ public class PeerTargetTests(PeerServersFixture servers) : IClassFixture<PeerSer
         Assert.Equal(new long[] { last.Length, IBenchTarget.Miss, last.Length, 5, IBenchTarget.Miss, last.Length }, lengths);
         foreach (int i in new[] { 0, 2, 5 })
             Assert.True(last.AsSpan().SequenceEqual(destinations[i].AsSpan(0, last.Length)), $"occurrence at {i} differs");
-        Assert.True(Value(5, 3).AsSpan().SequenceEqual(destinations[3].AsSpan(0, 5)));
+        Assert.True(TestValues.Value(3, 5).AsSpan().SequenceEqual(destinations[3].AsSpan(0, 5)));
     }
 
     [Theory]
@@ -298,7 +289,7 @@ public class PeerTargetTests(PeerServersFixture servers) : IClassFixture<PeerSer
     public async Task Exists_reports_1_for_present_and_0_for_missing_keys(string kind)
     {
         await using var target = await servers[kind].ConnectAsync();
-        Assert.Equal(0, await target.PutAsync([Key("here"), Key("big")], [Value(10, 1), Value(2 << 20, 2)]).WaitAsync(Bound));
+        Assert.Equal(0, await target.PutAsync([Key("here"), Key("big")], [TestValues.Value(1, 10), TestValues.Value(2, 2 << 20)]).WaitAsync(Bound));
         Assert.Equal(new int[] { 1, 0, 1, 1, 0 }, await Exists(target, Key("here"), Key("gone"), Key("big"), Key("here"), Key("gone2")));
     }
 
@@ -307,17 +298,17 @@ public class PeerTargetTests(PeerServersFixture servers) : IClassFixture<PeerSer
     public async Task A_destination_too_small_is_an_error_for_that_key_and_the_following_keys_and_calls_are_still_correct(string kind)
     {
         await using var target = await servers[kind].ConnectAsync();
-        var big = Value(1 << 20, 1);      // skipped through several buffer fills
-        var medium = Value(100_000, 2);
-        var small = Value(50, 3);         // skipped from inside the buffer
+        var big = TestValues.Value(1, 1 << 20);      // skipped through several buffer fills
+        var medium = TestValues.Value(2, 100_000);
+        var small = TestValues.Value(3, 50);         // skipped from inside the buffer
         ReadOnlyMemory<byte>[] keys = [Key("big"), Key("medium"), Key("small"), Key("after")];
-        Assert.Equal(0, await target.PutAsync(keys, [big, medium, small, Value(70, 4)]).WaitAsync(Bound));
+        Assert.Equal(0, await target.PutAsync(keys, [big, medium, small, TestValues.Value(4, 70)]).WaitAsync(Bound));
 
         var destinations = new[] { new byte[1000], new byte[100_000], new byte[49], new byte[70] };
         var lengths = await Get(target, keys, destinations.Select(d => (Memory<byte>)d).ToArray());
         Assert.Equal(new long[] { IBenchTarget.Error, 100_000, IBenchTarget.Error, 70 }, lengths);
         Assert.True(medium.AsSpan().SequenceEqual(destinations[1]));
-        Assert.True(Value(70, 4).AsSpan().SequenceEqual(destinations[3]));
+        Assert.True(TestValues.Value(4, 70).AsSpan().SequenceEqual(destinations[3]));
 
         // The connection is still in step: the next call on it reads the right values.
         var again = new[] { new byte[1 << 20], new byte[50] };
@@ -334,7 +325,7 @@ public class PeerTargetTests(PeerServersFixture servers) : IClassFixture<PeerSer
         await using var target = await servers[kind].ConnectAsync();
         const int n = 1500; // > 512 gathered buffers per send, several MB in one request
         var keys = Enumerable.Range(0, n).Select(i => Key($"many{i}")).ToArray();
-        var values = Enumerable.Range(0, n).Select(i => Value(i % 3 == 0 ? RawProtocolConnectionLimits.Coalesce + 1 + i : 100 + i % 50, i)).ToArray();
+        var values = Enumerable.Range(0, n).Select(i => TestValues.Value(i, i % 3 == 0 ? RawProtocolConnectionLimits.Coalesce + 1 + i : 100 + i % 50)).ToArray();
         Assert.Equal(0, await target.PutAsync(keys, values.Select(v => (ReadOnlyMemory<byte>)v).ToArray()).WaitAsync(Bound));
 
         var destinations = values.Select(v => new byte[v.Length]).ToArray();
@@ -363,7 +354,7 @@ public class PeerTargetTests(PeerServersFixture servers) : IClassFixture<PeerSer
             {
                 values[i] = new NativeMemoryManager(sources[i], sizes[i]).Memory;
                 destinations[i] = new NativeMemoryManager(sinks[i], sizes[i]).Memory;
-                Value(sizes[i], i).CopyTo(MemoryMarshal.AsMemory(values[i]).Span);
+                TestValues.Value(i, sizes[i]).CopyTo(MemoryMarshal.AsMemory(values[i]).Span);
             }
             var keys = sizes.Select((_, i) => Key($"native{i}")).ToArray();
             Assert.Equal(0, await target.PutAsync(keys, values).WaitAsync(Bound));
@@ -393,7 +384,7 @@ public class PeerTargetTests(PeerServersFixture servers) : IClassFixture<PeerSer
 
     private static async Task<ReadOnlyMemory<byte>> PutOne(IBenchTarget target, ReadOnlyMemory<byte> key)
     {
-        Assert.Equal(0, await target.PutAsync([key], [Value(3, 0)]).WaitAsync(Bound));
+        Assert.Equal(0, await target.PutAsync([key], [TestValues.Value(0, 3)]).WaitAsync(Bound));
         return key;
     }
 
@@ -412,9 +403,9 @@ public class PeerTargetTests(PeerServersFixture servers) : IClassFixture<PeerSer
     public async Task Memcached_refuses_a_value_over_its_item_size_limit_as_one_failed_put_and_the_connection_keeps_working()
     {
         await using var target = await servers["memcached"].ConnectAsync();
-        var huge = Value(9 << 20, 1); // server runs with -I 8m
-        var small = Value(100, 2);
-        var after = Value(1 << 20, 3);
+        var huge = TestValues.Value(1, 9 << 20); // server runs with -I 8m
+        var small = TestValues.Value(2, 100);
+        var after = TestValues.Value(3, 1 << 20);
         ReadOnlyMemory<byte>[] keys = [Key("before"), Key("huge"), Key("after")];
         Assert.Equal(1, await target.PutAsync(keys, [small, huge, after]).WaitAsync(Bound));
         Assert.False(IsBroken(target));
@@ -435,7 +426,7 @@ public class PeerTargetTests(PeerServersFixture servers) : IClassFixture<PeerSer
             Key("ok1"), Key("has space"), Key("has\r\nnewline"), Encoding.ASCII.GetBytes(new string('k', 251)),
             ReadOnlyMemory<byte>.Empty, Encoding.ASCII.GetBytes(new string('k', 250)), Key("ok2"),
         ];
-        var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)Value(10 + i, i)).ToArray();
+        var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(i, 10 + i)).ToArray();
         Assert.Equal(4, await target.PutAsync(keys, values).WaitAsync(Bound));
 
         var destinations = keys.Select(_ => (Memory<byte>)new byte[64]).ToArray();
@@ -451,7 +442,7 @@ public class PeerTargetTests(PeerServersFixture servers) : IClassFixture<PeerSer
         using var server = PeerServer.Start("redis");
         await using var target = await server.ConnectAsync();
         var key = Key("kept");
-        Assert.Equal(0, await target.PutAsync([key], [Value(100, 1)]).WaitAsync(Bound));
+        Assert.Equal(0, await target.PutAsync([key], [TestValues.Value(1, 100)]).WaitAsync(Bound));
 
         // maxmemory 1 byte with noeviction: every write is answered with -OOM.
         using (var admin = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
@@ -464,11 +455,11 @@ public class PeerTargetTests(PeerServersFixture servers) : IClassFixture<PeerSer
             Assert.Equal("+OK\r\n+OK\r\n", Encoding.ASCII.GetString(reply, 0, got));
         }
 
-        Assert.Equal(2, await target.PutAsync([Key("x"), Key("y")], [Value(10, 2), Value(100_000, 3)]).WaitAsync(Bound));
+        Assert.Equal(2, await target.PutAsync([Key("x"), Key("y")], [TestValues.Value(2, 10), TestValues.Value(3, 100_000)]).WaitAsync(Bound));
         Assert.False(IsBroken(target));
         var destination = new byte[100];
         Assert.Equal(new long[] { 100, IBenchTarget.Miss }, await Get(target, [key, Key("y")], [destination, new byte[100_000]]));
-        Assert.True(Value(100, 1).AsSpan().SequenceEqual(destination));
+        Assert.True(TestValues.Value(1, 100).AsSpan().SequenceEqual(destination));
     }
 
     [Theory]
@@ -478,14 +469,14 @@ public class PeerTargetTests(PeerServersFixture servers) : IClassFixture<PeerSer
         using var server = PeerServer.Start(kind);
         await using var target = await server.ConnectAsync();
         ReadOnlyMemory<byte>[] keys = [Key("k1"), Key("k2")];
-        Assert.Equal(0, await target.PutAsync(keys, [Value(10, 1), Value(1 << 20, 2)]).WaitAsync(Bound));
+        Assert.Equal(0, await target.PutAsync(keys, [TestValues.Value(1, 10), TestValues.Value(2, 1 << 20)]).WaitAsync(Bound));
 
         server.Kill();
 
         var lengths = await Get(target, keys, [new byte[10], new byte[1 << 20]]);
         Assert.Equal(new long[] { IBenchTarget.Error, IBenchTarget.Error }, lengths);
         Assert.True(IsBroken(target));
-        Assert.Equal(2, await target.PutAsync(keys, [Value(10, 1), Value(1 << 20, 2)]).WaitAsync(Bound));
+        Assert.Equal(2, await target.PutAsync(keys, [TestValues.Value(1, 10), TestValues.Value(2, 1 << 20)]).WaitAsync(Bound));
         Assert.Equal(new int[] { -1, -1 }, await Exists(target, keys));
         Assert.Equal(new long[] { IBenchTarget.Error, IBenchTarget.Error }, await Get(target, keys, [new byte[10], new byte[1 << 20]]));
     }
@@ -498,7 +489,7 @@ public class PeerTargetTests(PeerServersFixture servers) : IClassFixture<PeerSer
         await using var target = await server.ConnectAsync();
         const int n = 16, size = 4 << 20;
         var keys = Enumerable.Range(0, n).Select(i => Key($"big{i}")).ToArray();
-        var value = Value(size, 7);
+        var value = TestValues.Value(7, size);
         Assert.Equal(0, await target.PutAsync(keys, keys.Select(_ => (ReadOnlyMemory<byte>)value).ToArray()).WaitAsync(Bound));
 
         var destinations = keys.Select(_ => new byte[size]).ToArray();
@@ -521,7 +512,7 @@ public class PeerTargetTests(PeerServersFixture servers) : IClassFixture<PeerSer
         using var server = PeerServer.Start(kind);
         await using var target = await server.ConnectAsync();
         var key = Key("stall");
-        Assert.Equal(0, await target.PutAsync([key], [Value(10, 1)]).WaitAsync(Bound));
+        Assert.Equal(0, await target.PutAsync([key], [TestValues.Value(1, 10)]).WaitAsync(Bound));
 
         // Short only once the server is stopped: on a busy machine a healthy call can take longer than this.
         SetTimeout(target, TimeSpan.FromMilliseconds(300));
@@ -537,7 +528,7 @@ public class PeerTargetTests(PeerServersFixture servers) : IClassFixture<PeerSer
             {
                 await using var other = await server.ConnectAsync();
                 SetTimeout(other, TimeSpan.FromMilliseconds(300));
-                return await other.PutAsync([key], [Value(32 << 20, 2)]);
+                return await other.PutAsync([key], [TestValues.Value(2, 32 << 20)]);
             })().WaitAsync(Bound));
         }
         finally

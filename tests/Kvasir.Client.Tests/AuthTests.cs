@@ -14,8 +14,8 @@ public sealed class AuthTests
     public async Task Client_with_the_right_key_can_do_everything()
     {
         await using var h = await StartAsync("tcp", authKeyHex: NodeKey);
-        Assert.Equal(new[] { KvStatus.Ok }, await h.Store.PutAsync([Key("a")], [Value(1, 1000)]));
-        Assert.Equal(Value(1, 1000), await h.Store.GetAsync(Key("a")));
+        Assert.Equal(new[] { KvStatus.Ok }, await h.Store.PutAsync([Key("a")], [TestValues.Value(1, 1000)]));
+        Assert.Equal(TestValues.Value(1, 1000), await h.Store.GetAsync(Key("a")));
         Assert.Equal(0, h.Node.Counters.AuthFailures);
     }
 
@@ -23,7 +23,7 @@ public sealed class AuthTests
     public async Task Client_without_a_key_gets_nothing_but_an_auth_failure()
     {
         await using var h = await StartAsync("tcp", authKeyHex: NodeKey);
-        await h.Store.PutAsync([Key("secret")], [Value(1, 10)]);
+        await h.Store.PutAsync([Key("secret")], [TestValues.Value(1, 10)]);
         var ex = await Assert.ThrowsAsync<KvasirAuthException>(() => KvStore.ConnectAsync(new KvStoreOptions { Server = h.Address }));
         Assert.Contains("requires an auth key", ex.Message);
     }
@@ -34,9 +34,9 @@ public sealed class AuthTests
         await using var h = await StartAsync("tcp", authKeyHex: NodeKey);
         var ex = await Assert.ThrowsAsync<KvasirAuthException>(() => KvStore.ConnectAsync(new KvStoreOptions { Server = h.Address, AuthKey = OtherKey }));
         Assert.Contains("refused authentication", ex.Message);
-        await Eventually(() => h.Node.Counters.AuthFailures == 1, "the node to count one auth failure");
+        await Poll.UntilAsync(() => h.Node.Counters.AuthFailures == 1, "the node to count one auth failure");
         // The node still serves the rightful client.
-        Assert.Equal(new[] { KvStatus.Ok }, await h.Store.PutAsync([Key("after")], [Value(2, 10)]));
+        Assert.Equal(new[] { KvStatus.Ok }, await h.Store.PutAsync([Key("after")], [TestValues.Value(2, 10)]));
     }
 
     [Fact]
@@ -71,7 +71,7 @@ public sealed class PrefixEvictionTests
         {
             // Half the chains are written in two batches, the second continuing the first through ChainParent.
             var keys = Enumerable.Range(0, length).Select(i => Key($"chain{c}/{i}")).ToArray();
-            var values = Enumerable.Range(0, length).Select(i => (ReadOnlyMemory<byte>)Value(c * 1000 + i, block)).ToArray();
+            var values = Enumerable.Range(0, length).Select(i => (ReadOnlyMemory<byte>)TestValues.Value(c * 1000 + i, block)).ToArray();
             if (c % 2 == 0)
             {
                 Assert.All(await h.Store.PutAsync(keys, values, new PutOptions { Chain = true }), s => Assert.Equal(KvStatus.Ok, s));
@@ -108,7 +108,7 @@ public sealed class PrefixEvictionTests
         for (int c = 0; c < chains; c++)
         {
             var keys = Enumerable.Range(0, length).Select(i => Key($"chain{c}/{i}")).ToArray();
-            await h.Store.PutAsync(keys, Enumerable.Range(0, length).Select(i => (ReadOnlyMemory<byte>)Value(i, block)).ToArray(), new PutOptions { Chain = true });
+            await h.Store.PutAsync(keys, Enumerable.Range(0, length).Select(i => (ReadOnlyMemory<byte>)TestValues.Value(i, block)).ToArray(), new PutOptions { Chain = true });
             if (c > 2) await h.Store.GetAsync([Key($"chain{rng.Next(c)}/0")], [new byte[block]]);
         }
         for (int c = 0; c < chains; c++)
@@ -127,7 +127,7 @@ public sealed class FailureTests
     public async Task Keys_on_a_node_that_went_away_report_unavailable_instead_of_throwing()
     {
         var h = await StartAsync("tcp");
-        await h.Store.PutAsync([Key("k")], [Value(1, 10)]);
+        await h.Store.PutAsync([Key("k")], [TestValues.Value(1, 10)]);
         await h.Node.StopAsync();
         var results = await h.Store.GetAsync([Key("k"), Key("j")], [new byte[10], new byte[10]]);
         Assert.All(results, r => Assert.Equal(KvStatus.Unavailable, r.Status));
@@ -160,7 +160,7 @@ public sealed class FailureTests
     public async Task Cancelling_a_get_throws_and_the_store_keeps_working(string transport)
     {
         await using var h = await StartAsync(transport);
-        var big = Value(1, 16 << 20);
+        var big = TestValues.Value(1, 16 << 20);
         await h.Store.PutAsync([Key("big")], [big]);
         var dest = new byte[16 << 20];
         for (int attempt = 0; attempt < 20; attempt++)
@@ -181,7 +181,7 @@ public sealed class FailureTests
         // A node whose only connection is stalled: the client's request timeout fires.
         await using var h = await StartAsync("tcp");
         await using var slow = await KvStore.ConnectAsync(new KvStoreOptions { Server = h.Address, ConnectionsPerNode = 1, RequestTimeout = TimeSpan.FromMilliseconds(1) });
-        await slow.PutAsync([Key("t")], [Value(1, 8 << 20)]);
+        await slow.PutAsync([Key("t")], [TestValues.Value(1, 8 << 20)]);
         var sawTimeout = false;
         for (int i = 0; i < 20 && !sawTimeout; i++)
         {

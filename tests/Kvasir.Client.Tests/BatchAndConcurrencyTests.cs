@@ -23,7 +23,7 @@ public sealed class BatchAndConcurrencyTests
         await using var h = await StartAsync(transport);
         // Every third key is stored; the batch asks for all of them, in an interleaved order.
         var stored = Enumerable.Range(0, n).Where(i => i % 3 == 0).ToArray();
-        await h.Store.PutAsync(stored.Select(i => Key($"b{i}")).ToArray(), stored.Select(i => (ReadOnlyMemory<byte>)Value(i, 100 + i % 700)).ToArray());
+        await h.Store.PutAsync(stored.Select(i => Key($"b{i}")).ToArray(), stored.Select(i => (ReadOnlyMemory<byte>)TestValues.Value(i, 100 + i % 700)).ToArray());
         var order = Enumerable.Range(0, n).Reverse().ToArray();
         var dests = order.Select(_ => (Memory<byte>)new byte[800]).ToArray();
         var results = await h.Store.GetAsync(order.Select(i => Key($"b{i}")).ToArray(), dests);
@@ -34,7 +34,7 @@ public sealed class BatchAndConcurrencyTests
             if (i % 3 == 0)
             {
                 Assert.Equal(new KvGetResult(KvStatus.Ok, 100 + i % 700), results[j]);
-                Assert.True(dests[j].Span[..(100 + i % 700)].SequenceEqual(Value(i, 100 + i % 700)), $"key b{i} has wrong bytes");
+                Assert.True(dests[j].Span[..(100 + i % 700)].SequenceEqual(TestValues.Value(i, 100 + i % 700)), $"key b{i} has wrong bytes");
                 Assert.Equal(1, exists[j]);
             }
             else
@@ -158,14 +158,14 @@ public sealed class BatchAndConcurrencyTests
                     if (got[j].Status != KvStatus.Ok) continue;
                     Interlocked.Increment(ref reads);
                     if (got[j].Length != Size(ids[j])) Interlocked.Increment(ref partial);
-                    else if (!dests[j].Span[..(int)got[j].Length].SequenceEqual(Value(ids[j], Size(ids[j])))) Interlocked.Increment(ref wrong);
+                    else if (!dests[j].Span[..(int)got[j].Length].SequenceEqual(TestValues.Value(ids[j], Size(ids[j])))) Interlocked.Increment(ref wrong);
                 }
             }
         });
         for (int i = 0; i < n; i += 4)
         {
             var ids = Enumerable.Range(i, 4).ToArray();
-            var statuses = await h.Store.PutAsync(ids.Select(k => Key($"e{k}")).ToArray(), ids.Select(k => (ReadOnlyMemory<byte>)Value(k, Size(k))).ToArray());
+            var statuses = await h.Store.PutAsync(ids.Select(k => Key($"e{k}")).ToArray(), ids.Select(k => (ReadOnlyMemory<byte>)TestValues.Value(k, Size(k))).ToArray());
             Assert.All(statuses, s => Assert.Equal(KvStatus.Ok, s));
             Interlocked.Exchange(ref written, i + 4);
             var stats = h.Node.Store.GetStats();
@@ -183,7 +183,7 @@ public sealed class BatchAndConcurrencyTests
         var results = await h.Store.GetAsync(all.Select(i => Key($"e{i}")).ToArray(), dests);
         for (int i = 0; i < n; i++)
             if (results[i].Status == KvStatus.Ok)
-                Assert.True(dests[i].Span[..(int)results[i].Length].SequenceEqual(Value(i, Size(i))), $"e{i} has wrong bytes after eviction");
+                Assert.True(dests[i].Span[..(int)results[i].Length].SequenceEqual(TestValues.Value(i, Size(i))), $"e{i} has wrong bytes after eviction");
         Assert.True(reads > 0, "the concurrent reader never hit");
         Assert.Equal(0, partial);
         Assert.Equal(0, wrong);
@@ -195,13 +195,13 @@ public sealed class BatchAndConcurrencyTests
     {
         const long capacity = 16L << 20;
         await using var h = await StartAsync(transport, new StoreOptions { Capacity = capacity, MaxValueBytes = 1 << 20 });
-        await h.Store.PutAsync([Key("pinned"), Key("loose")], [Value(1, 1 << 20), Value(2, 1 << 20)]);
+        await h.Store.PutAsync([Key("pinned"), Key("loose")], [TestValues.Value(1, 1 << 20), TestValues.Value(2, 1 << 20)]);
         Assert.Equal(new[] { KvStatus.Ok, KvStatus.NotFound }, await h.Store.PinAsync([Key("pinned"), Key("absent")]));
-        for (int i = 0; i < 48; i++) await h.Store.PutAsync([Key($"f{i}")], [Value(i + 10, 1 << 20)]);
+        for (int i = 0; i < 48; i++) await h.Store.PutAsync([Key($"f{i}")], [TestValues.Value(i + 10, 1 << 20)]);
         Assert.Equal(new[] { 1, 0 }, await h.Store.ExistsAsync([Key("pinned"), Key("loose")]));
-        Assert.Equal(Value(1, 1 << 20), await h.Store.GetAsync(Key("pinned")));
+        Assert.Equal(TestValues.Value(1, 1 << 20), await h.Store.GetAsync(Key("pinned")));
         Assert.Equal(new[] { KvStatus.Ok }, await h.Store.UnpinAsync([Key("pinned")]));
-        for (int i = 0; i < 48; i++) await h.Store.PutAsync([Key($"g{i}")], [Value(i + 100, 1 << 20)]);
+        for (int i = 0; i < 48; i++) await h.Store.PutAsync([Key($"g{i}")], [TestValues.Value(i + 100, 1 << 20)]);
         Assert.Equal(new[] { 0 }, await h.Store.ExistsAsync([Key("pinned")]));
     }
 }

@@ -1,4 +1,3 @@
-using System.Text;
 using Kvasir.Client;
 using Kvasir.Embedded;
 using Kvasir.Server;
@@ -9,16 +8,18 @@ namespace Kvasir.Client.Tests;
 /// <summary>
 /// A real node on 127.0.0.1 (port 0) with a client over the chosen transport: "tcp" talks to it
 /// over the wire, "shm" maps its /dev/shm arena (control over the wire), "inproc" calls the same
-/// node in-process. Each client is checked to have got the transport asked for. On dispose it fails
-/// the test if arena reservations or leases leaked.
+/// node in-process. Each client is checked to have got the transport asked for. On dispose it closes
+/// the clients, then the shared <see cref="TestNode"/> fails the test if arena reservations or leases leaked.
 /// </summary>
 public sealed class NodeHarness : IAsyncDisposable
 {
     private readonly List<KvStore> _clients = [];
 
-    private NodeHarness(CacheNode node, string transport, string? authKeyHex)
+    private readonly TestNode _node;
+
+    private NodeHarness(TestNode node, string transport, string? authKeyHex)
     {
-        Node = node;
+        _node = node;
         Transport = transport;
         AuthKeyHex = authKeyHex;
     }
@@ -27,22 +28,21 @@ public sealed class NodeHarness : IAsyncDisposable
 
     public static readonly TheoryData<string> Transports = new(TransportNames);
 
-    public CacheNode Node { get; }
+    public CacheNode Node => _node.Node;
     public string Transport { get; }
     public string? AuthKeyHex { get; }
     public KvStore Store => _clients[0];
-    public string Address => $"127.0.0.1:{Node.Port}";
+    public string Address => _node.Address;
 
     public static async Task<NodeHarness> StartAsync(string transport, StoreOptions? store = null, string? authKeyHex = null, int connections = 2)
     {
-        var node = new CacheNode(new NodeOptions
+        var node = TestNode.Start(new NodeOptions
         {
             Port = 0,
             Store = store ?? new StoreOptions { Capacity = 256L << 20 },
             AuthKey = authKeyHex is null ? null : Convert.FromHexString(authKeyHex),
             SharedMemory = transport == "shm",
         });
-        node.Start();
         var harness = new NodeHarness(node, transport, authKeyHex);
         await harness.NewClientAsync(connections);
         return harness;
@@ -60,30 +60,12 @@ public sealed class NodeHarness : IAsyncDisposable
         return client;
     }
 
-    public static ReadOnlyMemory<byte> Key(string text) => Encoding.UTF8.GetBytes(text);
-
-    /// <summary>Deterministic bytes for (seed, length); different seeds give different bytes at every position with high probability.</summary>
-    public static byte[] Value(int seed, int length)
-    {
-        var bytes = new byte[length];
-        new Random(seed).NextBytes(bytes);
-        return bytes;
-    }
-
-    public static async Task Eventually(Func<bool> condition, string awaited, double seconds = 10)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(seconds);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) Assert.Fail($"timed out after {seconds} s waiting for: {awaited}");
-            await Task.Delay(20);
-        }
-    }
+    /// <summary>A key as the client API takes it (<see cref="ReadOnlyMemory{T}"/>), from the shared <see cref="TestValues.Key"/>.</summary>
+    public static ReadOnlyMemory<byte> Key(string text) => TestValues.Key(text);
 
     public async ValueTask DisposeAsync()
     {
         foreach (var c in _clients) await c.DisposeAsync();
-        await Eventually(() => Node.Store.GetStats() is { Reservations: 0, ActiveLeases: 0 }, "no reservations or leases left on the node");
-        await Node.StopAsync();
+        await _node.DisposeAsync();   // fails the test if reservations or leases are left, then stops the node
     }
 }

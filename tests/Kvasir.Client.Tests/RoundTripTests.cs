@@ -20,7 +20,7 @@ public sealed class RoundTripTests
     public async Task Value_of_boundary_size_reads_back_byte_exact(string transport, int size)
     {
         await using var h = await StartAsync(transport);
-        var value = Value(size, size);
+        var value = TestValues.Value(size, size);
         Assert.Equal(new[] { KvStatus.Ok }, await h.Store.PutAsync([Key("k")], [value]));
         var dest = new byte[size + 16];
         Array.Fill(dest, (byte)0xEE);
@@ -36,9 +36,9 @@ public sealed class RoundTripTests
     {
         const int max = 64 << 20;
         await using var h = await StartAsync(transport, new StoreOptions { Capacity = 160L << 20, MaxValueBytes = max });
-        var atMax = Value(7, max);
+        var atMax = TestValues.Value(7, max);
         var over = new byte[max + 1];
-        var statuses = await h.Store.PutAsync([Key("max"), Key("over"), Key("after")], [atMax, over, Value(8, 100)]);
+        var statuses = await h.Store.PutAsync([Key("max"), Key("over"), Key("after")], [atMax, over, TestValues.Value(8, 100)]);
         Assert.Equal([KvStatus.Ok, KvStatus.ValueTooLarge, KvStatus.Ok], statuses);
         var dest = new byte[max];
         Assert.Equal(KvStatus.Ok, (await h.Store.GetAsync([Key("max")], [dest]))[0].Status);
@@ -51,9 +51,9 @@ public sealed class RoundTripTests
     public async Task Gathered_pieces_are_stored_as_one_value_and_scatter_back_in_order(string transport)
     {
         await using var h = await StartAsync(transport);
-        var a = Value(1, 10_000);
-        var b = Value(2, 1 << 20);
-        var c = Value(3, 1);
+        var a = TestValues.Value(1, 10_000);
+        var b = TestValues.Value(2, 1 << 20);
+        var c = TestValues.Value(3, 1);
         Assert.Equal(new[] { KvStatus.Ok }, await h.Store.PutGatherAsync([Key("g")], [[a, b, c]]));
         var whole = new byte[a.Length + b.Length + c.Length];
         Assert.Equal(whole.Length, (await h.Store.GetAsync([Key("g")], [whole]))[0].Length);
@@ -72,13 +72,13 @@ public sealed class RoundTripTests
     public async Task Get_into_a_buffer_smaller_than_the_value_reports_buffer_too_small_and_the_next_get_still_works(string transport)
     {
         await using var h = await StartAsync(transport);
-        await h.Store.PutAsync([Key("big"), Key("small")], [Value(1, 10_000), Value(2, 10)]);
+        await h.Store.PutAsync([Key("big"), Key("small")], [TestValues.Value(1, 10_000), TestValues.Value(2, 10)]);
         var tooSmall = new byte[9_999];
         var ok = new byte[10];
         var results = await h.Store.GetAsync([Key("big"), Key("small")], [tooSmall, ok]);
         Assert.Equal(new KvGetResult(KvStatus.BufferTooSmall, 10_000), results[0]);
         Assert.Equal(new KvGetResult(KvStatus.Ok, 10), results[1]);
-        Assert.True(ok.AsSpan().SequenceEqual(Value(2, 10)));
+        Assert.True(ok.AsSpan().SequenceEqual(TestValues.Value(2, 10)));
     }
 
     [Theory]
@@ -86,9 +86,9 @@ public sealed class RoundTripTests
     public async Task Overwrite_replaces_the_value_and_remove_makes_it_a_miss(string transport)
     {
         await using var h = await StartAsync(transport);
-        await h.Store.PutAsync([Key("k")], [Value(1, 5000)]);
-        await h.Store.PutAsync([Key("k")], [Value(2, 300)]);
-        Assert.Equal(Value(2, 300), await h.Store.GetAsync(Key("k")));
+        await h.Store.PutAsync([Key("k")], [TestValues.Value(1, 5000)]);
+        await h.Store.PutAsync([Key("k")], [TestValues.Value(2, 300)]);
+        Assert.Equal(TestValues.Value(2, 300), await h.Store.GetAsync(Key("k")));
         Assert.Equal(new[] { KvStatus.Ok, KvStatus.NotFound }, await h.Store.RemoveAsync([Key("k"), Key("never")]));
         Assert.Null(await h.Store.GetAsync(Key("k")));
         Assert.Equal(new[] { 0 }, await h.Store.ExistsAsync([Key("k")]));
@@ -102,7 +102,7 @@ public sealed class RoundTripTests
         var k512 = new byte[512];
         k512.AsSpan().Fill(0xAB);
         var k513 = new byte[513];
-        var statuses = await h.Store.PutAsync([ReadOnlyMemory<byte>.Empty, k512, k513], [Value(1, 10), Value(2, 10), Value(3, 10)]);
+        var statuses = await h.Store.PutAsync([ReadOnlyMemory<byte>.Empty, k512, k513], [TestValues.Value(1, 10), TestValues.Value(2, 10), TestValues.Value(3, 10)]);
         Assert.Equal([KvStatus.InvalidKey, KvStatus.Ok, KvStatus.InvalidKey], statuses);
         Assert.Equal(new[] { -1, 1, -1 }, await h.Store.ExistsAsync([ReadOnlyMemory<byte>.Empty, k512, k513]));
         var results = await h.Store.GetAsync([k513, k512], [new byte[10], new byte[10]]);
@@ -115,7 +115,7 @@ public sealed class RoundTripTests
     public async Task Stats_count_keys_and_requests(string transport)
     {
         await using var h = await StartAsync(transport);
-        await h.Store.PutAsync(Enumerable.Range(0, 10).Select(i => Key($"s{i}")).ToArray(), Enumerable.Range(0, 10).Select(i => (ReadOnlyMemory<byte>)Value(i, 100)).ToArray());
+        await h.Store.PutAsync(Enumerable.Range(0, 10).Select(i => Key($"s{i}")).ToArray(), Enumerable.Range(0, 10).Select(i => (ReadOnlyMemory<byte>)TestValues.Value(i, 100)).ToArray());
         await h.Store.GetAsync([Key("s1"), Key("nope")], [new byte[100], new byte[100]]);
         var stats = await h.Store.StatsAsync();
         Assert.Equal(10, stats["keys"]);

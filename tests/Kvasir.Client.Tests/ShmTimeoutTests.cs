@@ -16,19 +16,14 @@ namespace Kvasir.Client.Tests;
 /// </summary>
 public sealed class ShmTimeoutTests
 {
-    private static CacheNode StartNode(TimeSpan leaseTimeout)
+    private static TestNode StartNode(TimeSpan leaseTimeout) => TestNode.Start(new NodeOptions
     {
-        var node = new CacheNode(new NodeOptions
-        {
-            Port = 0,
-            Store = new StoreOptions { Capacity = 16L << 20, MaxValueBytes = 1L << 20, LeaseTimeout = leaseTimeout },
-            SharedMemory = true,
-        });
-        node.Start();
-        return node;
-    }
+        Port = 0,
+        Store = new StoreOptions { Capacity = 16L << 20, MaxValueBytes = 1L << 20, LeaseTimeout = leaseTimeout },
+        SharedMemory = true,
+    });
 
-    private static async Task<(TcpTransport Tcp, ShmTransport Shm)> ConnectAsync(CacheNode node, TimeProvider clock)
+    private static async Task<(TcpTransport Tcp, ShmTransport Shm)> ConnectAsync(TestNode node, TimeProvider clock)
     {
         var tcp = await TcpTransport.ConnectAsync(new KvStoreOptions { Server = $"127.0.0.1:{node.Port}", ConnectionsPerNode = 1 }, default);
         var (mapping, reason) = await ShmNegotiation.TryMapAsync(tcp, "127.0.0.1", default);
@@ -50,19 +45,7 @@ public sealed class ShmTimeoutTests
         return batch;
     }
 
-    private static async Task NoLeaksAsync(CacheNode node) =>
-        await Eventually(() => node.Store.GetStats() is { ActiveLeases: 0, Reservations: 0 }, "no lease or reservation left on the node", seconds: 5);
-
-    /// <summary>Blocks (a clock reading is synchronous) until <paramref name="condition"/> holds; throws after 3 s.</summary>
-    private static void WaitUntil(Func<bool> condition, string awaited)
-    {
-        var deadline = Stopwatch.GetTimestamp() + 3 * Stopwatch.Frequency;
-        while (!condition())
-        {
-            if (Stopwatch.GetTimestamp() > deadline) throw new TimeoutException($"timed out after 3 s waiting for: {awaited}");
-            Thread.Sleep(20);
-        }
-    }
+    private static Task NoLeaksAsync(TestNode node) => node.WaitForNoLeaksAsync(TimeSpan.FromSeconds(5));
 
     [Fact]
     public async Task A_fast_get_trusts_its_copy_and_leaves_release_unawaited_on_a_real_clock()
@@ -72,10 +55,10 @@ public sealed class ShmTimeoutTests
         var (tcp, shm) = await ConnectAsync(node, clock);
         await using (shm)
         {
-            Assert.Equal([KvStatus.Ok], await PutAsync(tcp, [Key("k")], [Value(1, 70_000)]));
+            Assert.Equal([KvStatus.Ok], await PutAsync(tcp, [Key("k")], [TestValues.Value(1, 70_000)]));
             var got = await GetAsync(shm, Key("k"));
             Assert.Equal(new KvGetResult(KvStatus.Ok, 70_000), got.Results[0]);
-            Assert.Equal(Value(1, 70_000), got.Allocated[0]);
+            Assert.Equal(TestValues.Value(1, 70_000), got.Allocated[0]);
             Assert.Equal(2, clock.Readings);   // before LEASE, after the copy
         }
         await NoLeaksAsync(node);
@@ -90,11 +73,11 @@ public sealed class ShmTimeoutTests
         var (tcp, shm) = await ConnectAsync(node, new JumpingClock(jumpAt: 2, TimeSpan.FromSeconds(40)));
         await using (shm)
         {
-            Assert.Equal([KvStatus.Ok, KvStatus.Ok], await PutAsync(tcp, [Key("a"), Key("b")], [Value(1, 70_000), Value(2, 5)]));
+            Assert.Equal([KvStatus.Ok, KvStatus.Ok], await PutAsync(tcp, [Key("a"), Key("b")], [TestValues.Value(1, 70_000), TestValues.Value(2, 5)]));
             var got = await GetAsync(shm, Key("a"), Key("missing"), Key("b"));
             Assert.Equal([new KvGetResult(KvStatus.Ok, 70_000), new KvGetResult(KvStatus.NotFound, 0), new KvGetResult(KvStatus.Ok, 5)], got.Results);
-            Assert.Equal(Value(1, 70_000), got.Allocated[0]);
-            Assert.Equal(Value(2, 5), got.Allocated[2]);
+            Assert.Equal(TestValues.Value(1, 70_000), got.Allocated[0]);
+            Assert.Equal(TestValues.Value(2, 5), got.Allocated[2]);
             // RELEASE's reply was awaited: the node had handled it before the call returned.
             Assert.Equal(1, node.Counters.Requests(Opcode.Release));
             Assert.Equal(0, node.Store.GetStats().ActiveLeases);
@@ -107,15 +90,15 @@ public sealed class ShmTimeoutTests
     {
         await using var node = StartNode(TimeSpan.FromSeconds(1));
         // After the copy, the client stalls until the node's reaper has really taken the leases back.
-        var clock = new JumpingClock(jumpAt: 2, TimeSpan.FromSeconds(2), atJump: () => WaitUntil(() =>
+        var clock = new JumpingClock(jumpAt: 2, TimeSpan.FromSeconds(2), atJump: () => Poll.Until(() =>
         {
             node.Store.ReapExpiredLeases();
             return node.Store.GetStats().ActiveLeases == 0;
-        }, "the node to expire the GET's leases"));
+        }, "the node to expire the GET's leases", TimeSpan.FromSeconds(3)));
         var (tcp, shm) = await ConnectAsync(node, clock);
         await using (shm)
         {
-            Assert.Equal([KvStatus.Ok, KvStatus.Ok], await PutAsync(tcp, [Key("a"), Key("b")], [Value(1, 70_000), Value(2, 5)]));
+            Assert.Equal([KvStatus.Ok, KvStatus.Ok], await PutAsync(tcp, [Key("a"), Key("b")], [TestValues.Value(1, 70_000), TestValues.Value(2, 5)]));
             var got = await GetAsync(shm, Key("a"), Key("missing"), Key("b"));
             Assert.Equal([new KvGetResult(KvStatus.Timeout, 0), new KvGetResult(KvStatus.NotFound, 0), new KvGetResult(KvStatus.Timeout, 0)], got.Results);
             Assert.Null(got.Allocated[0]);
@@ -130,12 +113,12 @@ public sealed class ShmTimeoutTests
     {
         await using var node = StartNode(TimeSpan.FromSeconds(1));
         await using var tcp = await TcpTransport.ConnectAsync(new KvStoreOptions { Server = $"127.0.0.1:{node.Port}" }, default);
-        Assert.Equal([KvStatus.Ok], await PutAsync(tcp, [Key("k")], [Value(1, 100)]));
+        Assert.Equal([KvStatus.Ok], await PutAsync(tcp, [Key("k")], [TestValues.Value(1, 100)]));
         await using var raw = await ClientConnection.OpenAsync("127.0.0.1", node.Port, null, "raw", TimeSpan.FromSeconds(5), default);
         var leased = ShmMessages.ReadLeaseReply(await raw.CallAsync(Opcode.Lease, TcpTransport.KeyBatchMeta([Key("k"), Key("k")], 0, 2), default));
         Assert.All(leased, e => Assert.Equal(WireStatus.Ok, e.Status));
         Assert.Equal([WireStatus.Ok], await ReleaseAsync(raw, leased[0].LeaseId));
-        await Eventually(() => { node.Store.ReapExpiredLeases(); return node.Store.GetStats().ActiveLeases == 0; }, "the node to expire the lease", seconds: 3);
+        await Poll.UntilAsync(() => { node.Store.ReapExpiredLeases(); return node.Store.GetStats().ActiveLeases == 0; }, "the node to expire the lease", TimeSpan.FromSeconds(3));
         Assert.Equal([WireStatus.NotFound, WireStatus.NotFound], await ReleaseAsync(raw, leased[1].LeaseId, leased[0].LeaseId));
     }
 
@@ -155,21 +138,16 @@ public sealed class ShmTimeoutTests
         var (tcp, shm) = await ConnectAsync(node, new JumpingClock(jumpAt: 2, TimeSpan.FromSeconds(2)));
         await using (shm)
         {
-            Assert.Equal([KvStatus.Ok], await PutAsync(tcp, [Key("old")], [Value(1, 3000)]));
-            var statuses = await PutAsync(shm, [Key("old"), Key("new")], [Value(2, 3000), Value(3, 70_000)]);
+            Assert.Equal([KvStatus.Ok], await PutAsync(tcp, [Key("old")], [TestValues.Value(1, 3000)]));
+            var statuses = await PutAsync(shm, [Key("old"), Key("new")], [TestValues.Value(2, 3000), TestValues.Value(3, 70_000)]);
             Assert.Equal([KvStatus.Timeout, KvStatus.Timeout], statuses);
             Assert.Equal(0, node.Counters.Requests(Opcode.Commit));
             Assert.Equal(2, node.Store.GetStats().Reservations);   // held until the node's timer aborts them
-            var deadline = DateTime.UtcNow.AddSeconds(3);
-            while (await ReservationsAsync(tcp) != 0)
-            {
-                if (DateTime.UtcNow > deadline) Assert.Fail("timed out after 3 s waiting for STATS reservations back to 0 after the lease timeout");
-                await Task.Delay(20);
-            }
+            await Poll.UntilAsync(async () => await ReservationsAsync(tcp) == 0, "STATS reservations back to 0 after the lease timeout", TimeSpan.FromSeconds(3));
             // Nothing published: the old value stays, the new key does not exist.
             var got = await GetAsync(tcp, Key("old"), Key("new"));
             Assert.Equal([new KvGetResult(KvStatus.Ok, 3000), new KvGetResult(KvStatus.NotFound, 0)], got.Results);
-            Assert.Equal(Value(1, 3000), got.Allocated[0]);
+            Assert.Equal(TestValues.Value(1, 3000), got.Allocated[0]);
         }
         await NoLeaksAsync(node);
     }
@@ -185,12 +163,12 @@ public sealed class ShmTimeoutTests
         var (tcp, shm) = await ConnectAsync(node, new JumpingClock(jumpAt: 3, TimeSpan.FromSeconds(2)));
         await using (shm)
         {
-            var statuses = await PutAsync(shm, [Key("a"), Key("b"), Key("c")], [Value(1, 4096), Value(2, 4096), Value(3, 1)]);
+            var statuses = await PutAsync(shm, [Key("a"), Key("b"), Key("c")], [TestValues.Value(1, 4096), TestValues.Value(2, 4096), TestValues.Value(3, 1)]);
             Assert.Equal([KvStatus.Ok, KvStatus.Timeout, KvStatus.Timeout], statuses);
             Assert.Equal(1, node.Counters.Keys(Opcode.Commit));
             var got = await GetAsync(tcp, Key("a"), Key("b"), Key("c"));
             Assert.Equal([new KvGetResult(KvStatus.Ok, 4096), new KvGetResult(KvStatus.NotFound, 0), new KvGetResult(KvStatus.NotFound, 0)], got.Results);
-            Assert.Equal(Value(1, 4096), got.Allocated[0]);
+            Assert.Equal(TestValues.Value(1, 4096), got.Allocated[0]);
         }
         await NoLeaksAsync(node);
     }
@@ -202,11 +180,11 @@ public sealed class ShmTimeoutTests
         // Before the copy, the client stalls until the node has aborted the reservation, and its clock hides
         // the stall (as a copy that began in time and ran late would): the COMMIT reply must catch it.
         var clock = new JumpingClock(jumpAt: 2, TimeSpan.FromSeconds(-3), atJump: () =>
-            WaitUntil(() => node.Store.GetStats().Reservations == 0, "the node to abort the PUT's reservation"));
+            Poll.Until(() => node.Store.GetStats().Reservations == 0, "the node to abort the PUT's reservation", TimeSpan.FromSeconds(3)));
         var (tcp, shm) = await ConnectAsync(node, clock);
         await using (shm)
         {
-            Assert.Equal([KvStatus.Timeout], await PutAsync(shm, [Key("k")], [Value(1, 4096)]));
+            Assert.Equal([KvStatus.Timeout], await PutAsync(shm, [Key("k")], [TestValues.Value(1, 4096)]));
             Assert.Equal(1, node.Counters.Requests(Opcode.Commit));
             Assert.Equal(KvStatus.NotFound, (await GetAsync(tcp, Key("k"))).Results[0].Status);
         }

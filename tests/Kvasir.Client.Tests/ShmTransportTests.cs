@@ -19,20 +19,18 @@ public sealed class ShmTransportTests
 {
     private const string NodeKey = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
-    private static CacheNode StartNode(bool shm, long capacity = 64L << 20, string? authKeyHex = null)
+    private static TestNode StartNode(bool shm, long capacity = 64L << 20, string? authKeyHex = null)
     {
-        var node = new CacheNode(new NodeOptions
+        return TestNode.Start(new NodeOptions
         {
             Port = 0,
             Store = new StoreOptions { Capacity = capacity, MaxValueBytes = Math.Min(64L << 20, capacity) },
             SharedMemory = shm,
             AuthKey = authKeyHex is null ? null : Convert.FromHexString(authKeyHex),
         });
-        node.Start();
-        return node;
     }
 
-    private static string AddressOf(CacheNode node) => $"127.0.0.1:{node.Port}";
+    private static string AddressOf(TestNode node) => node.Address;
 
     [Fact]
     public async Task Auto_picks_shm_for_a_node_on_this_host_and_values_go_through_the_arena()
@@ -42,8 +40,8 @@ public sealed class ShmTransportTests
         await using (var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), LoggerFactory = log }))
         {
             Assert.Equal(KvTransportKind.Shm, store.Transport);
-            Assert.Equal(new[] { KvStatus.Ok }, await store.PutAsync([Key("a")], [Value(1, 70_000)]));
-            Assert.Equal(Value(1, 70_000), await store.GetAsync(Key("a")));
+            Assert.Equal(new[] { KvStatus.Ok }, await store.PutAsync([Key("a")], [TestValues.Value(1, 70_000)]));
+            Assert.Equal(TestValues.Value(1, 70_000), await store.GetAsync(Key("a")));
         }
         Assert.Empty(log.Messages);
         var stats = node.Counters;
@@ -57,7 +55,7 @@ public sealed class ShmTransportTests
         await using var node = StartNode(shm: true);
         await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), Transport = KvTransportKind.Tcp });
         Assert.Equal(KvTransportKind.Tcp, store.Transport);
-        await store.PutAsync([Key("a")], [Value(1, 10)]);
+        await store.PutAsync([Key("a")], [TestValues.Value(1, 10)]);
         Assert.Equal(0, node.Counters.Requests(Opcode.ShmInfo));
         Assert.Equal(1, node.Counters.Requests(Opcode.Put));
     }
@@ -96,8 +94,8 @@ public sealed class ShmTransportTests
         await using (var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), LoggerFactory = log }))
         {
             Assert.Equal(KvTransportKind.Tcp, store.Transport);
-            Assert.Equal(new[] { KvStatus.Ok }, await store.PutAsync([Key("k")], [Value(1, 5000)]));
-            Assert.Equal(Value(1, 5000), await store.GetAsync(Key("k")));
+            Assert.Equal(new[] { KvStatus.Ok }, await store.PutAsync([Key("k")], [TestValues.Value(1, 5000)]));
+            Assert.Equal(TestValues.Value(1, 5000), await store.GetAsync(Key("k")));
         }
         var line = Assert.Single(log.Messages);
         Assert.Contains($"using TCP to {AddressOf(node)}", line);
@@ -119,7 +117,7 @@ public sealed class ShmTransportTests
         await using (var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), LoggerFactory = log }))
         {
             Assert.Equal(KvTransportKind.Tcp, store.Transport);
-            Assert.Equal(new[] { KvStatus.Ok }, await store.PutAsync([Key("k")], [Value(2, 100)]));
+            Assert.Equal(new[] { KvStatus.Ok }, await store.PutAsync([Key("k")], [TestValues.Value(2, 100)]));
         }
         Assert.Contains("token differs", Assert.Single(log.Messages));
         var ex = await Assert.ThrowsAsync<KvasirException>(() => KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), Transport = KvTransportKind.Shm }));
@@ -169,8 +167,8 @@ public sealed class ShmTransportTests
     public async Task Shm_works_over_an_authenticated_connection()
     {
         await using var h = await StartAsync("shm", authKeyHex: NodeKey);
-        Assert.Equal(new[] { KvStatus.Ok }, await h.Store.PutAsync([Key("a")], [Value(1, 1 << 20)]));
-        Assert.Equal(Value(1, 1 << 20), await h.Store.GetAsync(Key("a")));
+        Assert.Equal(new[] { KvStatus.Ok }, await h.Store.PutAsync([Key("a")], [TestValues.Value(1, 1 << 20)]));
+        Assert.Equal(TestValues.Value(1, 1 << 20), await h.Store.GetAsync(Key("a")));
         Assert.Equal(0, h.Node.Counters.AuthFailures);
         Assert.Equal(0, h.Node.Counters.Requests(Opcode.Put));
     }
@@ -179,7 +177,7 @@ public sealed class ShmTransportTests
     public async Task A_connection_that_leased_and_reserved_then_closed_leaks_nothing()
     {
         await using var h = await StartAsync("shm");
-        Assert.Equal(new[] { KvStatus.Ok }, await h.Store.PutAsync([Key("held")], [Value(1, 100_000)]));
+        Assert.Equal(new[] { KvStatus.Ok }, await h.Store.PutAsync([Key("held")], [TestValues.Value(1, 100_000)]));
         var raw = await ClientConnection.OpenAsync("127.0.0.1", h.Node.Port, null, "raw", TimeSpan.FromSeconds(5), default);
         var leased = ShmMessages.ReadLeaseReply(await raw.CallAsync(Opcode.Lease, TcpTransport.KeyBatchMeta([Key("held")], 0, 1), default));
         Assert.Equal(WireStatus.Ok, Assert.Single(leased).Status);
@@ -190,9 +188,9 @@ public sealed class ShmTransportTests
         Assert.Equal(WireStatus.Ok, Assert.Single(ShmMessages.ReadAllocReply(await raw.CallAsync(Opcode.Alloc, meta, default))).Status);
         Assert.True(h.Node.Store.GetStats() is { ActiveLeases: 1, Reservations: 1 }, "the raw connection holds a lease and a reservation");
         await raw.DisposeAsync();   // never released, never committed
-        await Eventually(() => h.Node.Store.GetStats() is { ActiveLeases: 0, Reservations: 0 }, "the closed connection's lease and reservation to be freed");
+        await Poll.UntilAsync(() => h.Node.Store.GetStats() is { ActiveLeases: 0, Reservations: 0 }, "the closed connection's lease and reservation to be freed");
         Assert.Equal(new[] { 1, 0 }, await h.Store.ExistsAsync([Key("held"), Key("half")]));
-        Assert.Equal(Value(1, 100_000), await h.Store.GetAsync(Key("held")));
+        Assert.Equal(TestValues.Value(1, 100_000), await h.Store.GetAsync(Key("held")));
     }
 
     [Fact]
@@ -202,13 +200,13 @@ public sealed class ShmTransportTests
         long connectionsBefore = h.Node.Counters.Connections;
         var store = await h.NewClientAsync(connections: 4);
         var keys = Enumerable.Range(0, 8).Select(i => Key($"big{i}")).ToArray();
-        Assert.All(await store.PutAsync(keys, keys.Select((_, i) => (ReadOnlyMemory<byte>)Value(i, 4 << 20)).ToArray()), s => Assert.Equal(KvStatus.Ok, s));
+        Assert.All(await store.PutAsync(keys, keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(i, 4 << 20)).ToArray()), s => Assert.Equal(KvStatus.Ok, s));
         var gets = new List<Task<KvGetResult[]>>();
         var puts = new List<Task<KvStatus[]>>();
         for (int i = 0; i < 16; i++)
         {
             gets.Add(store.GetAsync(keys, keys.Select(_ => (Memory<byte>)new byte[4 << 20]).ToArray()));
-            puts.Add(store.PutAsync([Key($"new{i}")], [Value(100 + i, 4 << 20)]));
+            puts.Add(store.PutAsync([Key($"new{i}")], [TestValues.Value(100 + i, 4 << 20)]));
         }
         await store.DisposeAsync();
         // Every call ends with per-key statuses, none throws.
@@ -218,9 +216,9 @@ public sealed class ShmTransportTests
             Assert.All(statuses, s => Assert.True(s is KvStatus.Ok or KvStatus.Unavailable, $"unexpected {s}"));
         // Also after the store is gone: calls report Unavailable and open nothing on the node.
         Assert.Equal(KvStatus.Unavailable, (await store.GetAsync(keys[..1], [new byte[4 << 20]]))[0].Status);
-        Assert.Equal(KvStatus.Unavailable, (await store.PutAsync([Key("late")], [Value(1, 10)]))[0]);
-        await Eventually(() => h.Node.Store.GetStats() is { ActiveLeases: 0, Reservations: 0 }, "leases and reservations of the disposed store to be freed");
-        await Eventually(() => h.Node.Counters.Connections == connectionsBefore, "no connection of the disposed store left open");
+        Assert.Equal(KvStatus.Unavailable, (await store.PutAsync([Key("late")], [TestValues.Value(1, 10)]))[0]);
+        await Poll.UntilAsync(() => h.Node.Store.GetStats() is { ActiveLeases: 0, Reservations: 0 }, "leases and reservations of the disposed store to be freed");
+        await Poll.UntilAsync(() => h.Node.Counters.Connections == connectionsBefore, "no connection of the disposed store left open");
     }
 
     [Fact]
@@ -237,7 +235,7 @@ public sealed class ShmTransportTests
                 // Each worker owns its keys, so every read must return exactly what it last wrote.
                 var ids = Enumerable.Range(0, 4).Select(j => j).ToArray();
                 var lengths = ids.Select(_ => sizes[rng.Next(sizes.Length)]).ToArray();
-                var values = ids.Select(j => Value(t * 100_000 + round * 10 + j, lengths[j])).ToArray();
+                var values = ids.Select(j => TestValues.Value(t * 100_000 + round * 10 + j, lengths[j])).ToArray();
                 var keys = ids.Select(j => Key($"w{t}/{j}")).ToArray();
                 if (round % 2 == 0)
                     Assert.All(await h.Store.PutAsync(keys, values.Select(v => (ReadOnlyMemory<byte>)v).ToArray()), s => Assert.Equal(KvStatus.Ok, s));
@@ -268,13 +266,13 @@ public sealed class ShmTransportTests
         await using (var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = $"{AddressOf(a)},{AddressOf(b)}" }))
         {
             var keys = Enumerable.Range(0, 64).Select(i => Key($"c{i}")).ToArray();
-            Assert.All(await store.PutAsync(keys, keys.Select((_, i) => (ReadOnlyMemory<byte>)Value(i, 3000 + i)).ToArray()), s => Assert.Equal(KvStatus.Ok, s));
+            Assert.All(await store.PutAsync(keys, keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(i, 3000 + i)).ToArray()), s => Assert.Equal(KvStatus.Ok, s));
             var dests = keys.Select(_ => (Memory<byte>)new byte[4000]).ToArray();
             var got = await store.GetAsync(keys, dests);
             for (int i = 0; i < keys.Length; i++)
             {
                 Assert.Equal(new KvGetResult(KvStatus.Ok, 3000 + i), got[i]);
-                Assert.True(dests[i].Span[..(3000 + i)].SequenceEqual(Value(i, 3000 + i)), $"c{i} has wrong bytes");
+                Assert.True(dests[i].Span[..(3000 + i)].SequenceEqual(TestValues.Value(i, 3000 + i)), $"c{i} has wrong bytes");
             }
         }
         foreach (var node in new[] { a, b })

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Kvasir.Cli.Tests;
 using Kvasir.Client;
 using Kvasir.Embedded;
@@ -46,7 +45,7 @@ public sealed class ClusterHarness : IAsyncDisposable
     public async Task WaitForLiveAsync(int count)
     {
         await using var registry = await RegistryAsync();
-        await Eventually.TrueAsync(async () => (await registry.ReadAsync()).Nodes.Count == count, $"{count} live nodes in cluster {Name}", TimeSpan.FromSeconds(20));
+        await Poll.UntilAsync(async () => (await registry.ReadAsync()).Nodes.Count == count, $"{count} live nodes in cluster {Name}", TimeSpan.FromSeconds(20));
     }
 
     public Task<KvStore> ClientAsync(int replicas = 1, EmbeddedNodeOptions? embedded = null)
@@ -68,33 +67,4 @@ public sealed class ClusterHarness : IAsyncDisposable
         foreach (var n in Nodes) await n.DisposeAsync();
         Redis.Dispose();
     }
-}
-
-public static class Eventually
-{
-    /// <summary>Polls <paramref name="condition"/> until true; fails naming what was awaited.</summary>
-    public static async Task TrueAsync(Func<Task<bool>> condition, string what, TimeSpan deadline)
-    {
-        var clock = Stopwatch.StartNew();
-        while (true)
-        {
-            if (await condition()) return;
-            if (clock.Elapsed > deadline) throw new Xunit.Sdk.XunitException($"timed out after {deadline.TotalSeconds} s waiting for {what}");
-            await Task.Delay(50);
-        }
-    }
-}
-
-/// <summary>Values that say which key and which write they belong to, so a wrong byte is always caught.</summary>
-public static class Pattern
-{
-    public static byte[] Value(string key, int size)
-    {
-        var value = new byte[size];
-        uint x = (uint)key.GetHashCode() | 1;
-        for (int i = 0; i < size; i++) { x ^= x << 13; x ^= x >> 17; x ^= x << 5; value[i] = (byte)x; }
-        return value;
-    }
-
-    public static ReadOnlyMemory<byte> Key(string key) => System.Text.Encoding.UTF8.GetBytes(key);
 }

@@ -34,7 +34,7 @@ public sealed class FailoverTests
                     // Write a batch of 8 new keys (first 150 rounds), then read back 8 keys acknowledged earlier (by any client).
                     await Task.Delay(15);
                     var keys = round < 150 ? Enumerable.Range(0, 8).Select(i => $"c{c}/r{round}/k{i}").ToArray() : [];
-                    var statuses = await store.PutAsync(keys.Select(Pattern.Key).ToArray(), keys.Select(k => (ReadOnlyMemory<byte>)Pattern.Value(k, ValueSize)).ToArray());
+                    var statuses = await store.PutAsync(keys.Select(TestValues.KeyMemory).ToArray(), keys.Select(k => (ReadOnlyMemory<byte>)TestValues.For(k, ValueSize)).ToArray());
                     for (int i = 0; i < keys.Length; i++)
                     {
                         if (statuses[i] == KvStatus.Ok) acknowledged[keys[i]] = Stopwatch.GetTimestamp();
@@ -45,11 +45,11 @@ public sealed class FailoverTests
                     var known = acknowledged.Keys.ToArray();
                     var sample = Enumerable.Range(0, 8).Select(_ => known[rng.Next(known.Length)]).ToArray();
                     var dest = sample.Select(_ => (Memory<byte>)new byte[ValueSize]).ToArray();
-                    var results = await store.GetAsync(sample.Select(Pattern.Key).ToArray(), dest);
+                    var results = await store.GetAsync(sample.Select(TestValues.KeyMemory).ToArray(), dest);
                     for (int i = 0; i < sample.Length; i++)
                     {
                         if (results[i].Status != KvStatus.Ok) errors.Enqueue($"get {sample[i]}: {results[i].Status}");
-                        else if (!dest[i].Span.SequenceEqual(Pattern.Value(sample[i], ValueSize))) errors.Enqueue($"get {sample[i]}: WRONG BYTES");
+                        else if (!dest[i].Span.SequenceEqual(TestValues.For(sample[i], ValueSize))) errors.Enqueue($"get {sample[i]}: WRONG BYTES");
                     }
                     if (Stopwatch.GetTimestamp() > Volatile.Read(ref killedAt)) Interlocked.Add(ref readsAfterKill, sample.Length);
                 }
@@ -72,11 +72,11 @@ public sealed class FailoverTests
             await using var fresh = await cluster.ClientAsync(replicas: 2);
             var all = acknowledged.Keys.ToArray();
             var buffers = all.Select(_ => (Memory<byte>)new byte[ValueSize]).ToArray();
-            var final = await fresh.GetAsync(all.Select(Pattern.Key).ToArray(), buffers);
+            var final = await fresh.GetAsync(all.Select(TestValues.KeyMemory).ToArray(), buffers);
             for (int i = 0; i < all.Length; i++)
             {
                 Assert.True(final[i].Status == KvStatus.Ok, $"{all[i]}: {final[i].Status}");
-                Assert.True(buffers[i].Span.SequenceEqual(Pattern.Value(all[i], ValueSize)), $"{all[i]}: wrong bytes");
+                Assert.True(buffers[i].Span.SequenceEqual(TestValues.For(all[i], ValueSize)), $"{all[i]}: wrong bytes");
             }
         }
         finally
@@ -91,17 +91,17 @@ public sealed class FailoverTests
         await using var cluster = await ClusterHarness.StartAsync(3);
         await using var client = await cluster.ClientAsync(replicas: 1);
         var keys = Enumerable.Range(0, 600).Select(i => $"r1/{i}").ToArray();
-        Assert.All(await client.PutAsync(keys.Select(Pattern.Key).ToArray(), keys.Select(k => (ReadOnlyMemory<byte>)Pattern.Value(k, 1024)).ToArray()),
+        Assert.All(await client.PutAsync(keys.Select(TestValues.KeyMemory).ToArray(), keys.Select(k => (ReadOnlyMemory<byte>)TestValues.For(k, 1024)).ToArray()),
             s => Assert.Equal(KvStatus.Ok, s));
-        var owner = keys.ToDictionary(k => k, k => client.Placement(Pattern.Key(k).Span).Single());
+        var owner = keys.ToDictionary(k => k, k => client.Placement(TestValues.KeyMemory(k).Span).Single());
         var victim = cluster.Nodes[0];
         victim.Process.Kill();
 
         async Task CheckAsync(Func<KvStatus, bool> deadKeyStatusOk, string phase)
         {
             var dest = keys.Select(_ => (Memory<byte>)new byte[1024]).ToArray();
-            var results = await client.GetAsync(keys.Select(Pattern.Key).ToArray(), dest);   // never throws
-            var exists = await client.ExistsAsync(keys.Select(Pattern.Key).ToArray());
+            var results = await client.GetAsync(keys.Select(TestValues.KeyMemory).ToArray(), dest);   // never throws
+            var exists = await client.ExistsAsync(keys.Select(TestValues.KeyMemory).ToArray());
             for (int i = 0; i < keys.Length; i++)
             {
                 if (owner[keys[i]] == victim.Server)
@@ -112,7 +112,7 @@ public sealed class FailoverTests
                 else
                 {
                     Assert.Equal(KvStatus.Ok, results[i].Status);
-                    Assert.True(dest[i].Span.SequenceEqual(Pattern.Value(keys[i], 1024)), $"{phase}: {keys[i]} wrong bytes");
+                    Assert.True(dest[i].Span.SequenceEqual(TestValues.For(keys[i], 1024)), $"{phase}: {keys[i]} wrong bytes");
                     Assert.Equal(1, exists[i]);
                 }
             }
@@ -121,7 +121,7 @@ public sealed class FailoverTests
         // Before the registry notices: the dead node's keys fail per key (unreachable), the batch completes.
         await CheckAsync(s => s is KvStatus.Unavailable or KvStatus.NotFound, "before expiry");
         // After its heartbeat expired: its keys are placed on the survivors, where they are plain misses.
-        await Eventually.TrueAsync(() => Task.FromResult(client.Nodes.Count == 2), "the client to drop the dead node", TimeSpan.FromSeconds(15));
+        await Poll.UntilAsync(() => Task.FromResult(client.Nodes.Count == 2), "the client to drop the dead node", TimeSpan.FromSeconds(15));
         await CheckAsync(s => s == KvStatus.NotFound, "after expiry");
     }
 }

@@ -42,21 +42,21 @@ public sealed class MembershipTests
         Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync(admin + "/v1/health")).StatusCode);
 
         cluster.Redis.Kill();
-        await Eventually.TrueAsync(async () => (await direct.StatsAsync())["cluster_state"] == 3, "the node to report itself degraded", TimeSpan.FromSeconds(15));
+        await Poll.UntilAsync(async () => (await direct.StatsAsync())["cluster_state"] == 3, "the node to report itself degraded", TimeSpan.FromSeconds(15));
         var health = await http.GetAsync(admin + "/v1/health");
         Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, health.StatusCode);
         var body = System.Text.Json.JsonDocument.Parse(await health.Content.ReadAsStringAsync()).RootElement;
         Assert.Equal("degraded", body.GetProperty("components").GetProperty("redis").GetProperty("status").GetString());
         // Still serving its clients.
-        var key = Pattern.Key("while-redis-is-down");
-        Assert.Equal(KvStatus.Ok, (await direct.PutAsync([key], [Pattern.Value("x", 4096)]))[0]);
-        Assert.Equal(Pattern.Value("x", 4096), await direct.GetAsync(key));
+        var key = TestValues.KeyMemory("while-redis-is-down");
+        Assert.Equal(KvStatus.Ok, (await direct.PutAsync([key], [TestValues.For("x", 4096)]))[0]);
+        Assert.Equal(TestValues.For("x", 4096), await direct.GetAsync(key));
 
         cluster.Redis.Restart();   // an empty Redis on the same port: the registration is gone
-        await Eventually.TrueAsync(async () => (await direct.StatsAsync())["cluster_state"] == 2, "the node to register again", TimeSpan.FromSeconds(30));
+        await Poll.UntilAsync(async () => (await direct.StatsAsync())["cluster_state"] == 2, "the node to register again", TimeSpan.FromSeconds(30));
         await cluster.WaitForLiveAsync(1);
         await using var client = await cluster.ClientAsync();
-        Assert.Equal(Pattern.Value("x", 4096), await client.GetAsync(key));
+        Assert.Equal(TestValues.For("x", 4096), await client.GetAsync(key));
         Assert.True((node.Stdout + node.Stderr).Contains("cluster registry unreachable", StringComparison.Ordinal), $"no degraded warning in the log: {node.Stdout} {node.Stderr}");
     }
 
@@ -66,7 +66,7 @@ public sealed class MembershipTests
         await using var cluster = await ClusterHarness.StartAsync(2);
         await using var client = await cluster.ClientAsync();
         cluster.Redis.Kill();
-        var keys = Enumerable.Range(0, 50).Select(i => Pattern.Key($"no-redis/{i}")).ToArray();
+        var keys = Enumerable.Range(0, 50).Select(i => TestValues.KeyMemory($"no-redis/{i}")).ToArray();
         Assert.All(await client.PutAsync(keys, keys), s => Assert.Equal(KvStatus.Ok, s));
         Assert.All(await client.ExistsAsync(keys), v => Assert.Equal(1, v));
         Assert.Equal(2, client.Nodes.Count);
@@ -85,13 +85,13 @@ public sealed class MembershipTests
 
         // Another process's view includes it; keys placed on it are served to that other client over TCP.
         await using var other = await cluster.ClientAsync();
-        await Eventually.TrueAsync(() => Task.FromResult(other.Nodes.Count == 3), "the other client to see 3 nodes", TimeSpan.FromSeconds(10));
+        await Poll.UntilAsync(() => Task.FromResult(other.Nodes.Count == 3), "the other client to see 3 nodes", TimeSpan.FromSeconds(10));
         var keys = Enumerable.Range(0, 300).Select(i => $"emb/{i}").ToArray();
-        var local = keys.Where(k => embedding.Placement(Pattern.Key(k).Span).Single() == "rank-0").ToArray();
+        var local = keys.Where(k => embedding.Placement(TestValues.KeyMemory(k).Span).Single() == "rank-0").ToArray();
         Assert.NotEmpty(local);
-        Assert.All(await embedding.PutAsync(keys.Select(Pattern.Key).ToArray(), keys.Select(k => (ReadOnlyMemory<byte>)Pattern.Value(k, 2048)).ToArray()),
+        Assert.All(await embedding.PutAsync(keys.Select(TestValues.KeyMemory).ToArray(), keys.Select(k => (ReadOnlyMemory<byte>)TestValues.For(k, 2048)).ToArray()),
             s => Assert.Equal(KvStatus.Ok, s));
-        foreach (var k in local.Take(20)) Assert.Equal(Pattern.Value(k, 2048), await other.GetAsync(Pattern.Key(k)));
+        foreach (var k in local.Take(20)) Assert.Equal(TestValues.For(k, 2048), await other.GetAsync(TestValues.KeyMemory(k)));
 
         // Its own writes of local keys did not cross a socket: the values are stored, yet the bytes
         // the node received are only the other client's small GET requests.
@@ -123,13 +123,13 @@ public sealed class MembershipTests
         var file = Path.GetTempFileName();
         try
         {
-            await File.WriteAllBytesAsync(file, Pattern.Value("cli", 5000));
+            await File.WriteAllBytesAsync(file, TestValues.For("cli", 5000));
             var put = await Kvasir.Cli.Tests.Cli.RunAsync("put", "--redis", cluster.Redis.Url, "--cluster", cluster.Name, "--replicas", "2", "cli-key", file);
             Assert.True(put.ExitCode == 0, put.ToString());
             Assert.Contains("stored on ", put.Stderr);
             var get = await Kvasir.Cli.Tests.Cli.RunAsync("get", "--redis", cluster.Redis.Url, "--cluster", cluster.Name, "cli-key");
             Assert.True(get.ExitCode == 0, get.ToString());
-            Assert.Equal(Pattern.Value("cli", 5000), get.Stdout);
+            Assert.Equal(TestValues.For("cli", 5000), get.Stdout);
             var bad = await Kvasir.Cli.Tests.Cli.RunAsync("get", "--redis", "http://nope", "cli-key");
             Assert.Equal(2, bad.ExitCode);
             Assert.Contains("--redis", bad.Stderr);

@@ -7,6 +7,7 @@ using Kvasir.Server.Tests.Support;
 using Kvasir.Storage;
 using Microsoft.Extensions.Logging;
 using static Kvasir.Server.Tests.Support.Frames;
+using static Kvasir.TestSupport.TestValues;
 
 namespace Kvasir.Server.Tests;
 
@@ -87,7 +88,7 @@ public sealed class AdminTests
         var frame = Put(7, (Key("in-flight"), value));
         int half = frame.Length - value.Length / 2;
         await busy.SendAsync(frame[..half]);
-        await Poll.Until(() => node.Store.GetStats().Reservations == 1, "the node to start receiving the PUT's value");
+        await Poll.UntilAsync(() => node.Store.GetStats().Reservations == 1, "the node to start receiving the PUT's value");
 
         var stopping = node.StopAsync();
         var (status, body) = await GetJsonAsync(http, "/v1/ready");
@@ -202,7 +203,7 @@ public sealed class AdminTests
             dying.Socket.LingerState = new LingerOption(true, 0);   // close with RST
             dying.Dispose();
 
-            await Poll.Until(() => sink.Lines.Count(l => l.Contains(local2)) >= 1, () => $"a log line about {local2}; have: {string.Join(" | ", sink.Lines)}");
+            await Poll.UntilAsync(() => sink.Lines.Count(l => l.Contains(local2)) >= 1, () => $"a log line about {local2}; have: {string.Join(" | ", sink.Lines)}");
             var first = Assert.Single(sink.Lines, l => l.Contains(local1));
             Assert.StartsWith("Warning ", first);
             Assert.Contains("BadFrame", first);
@@ -273,9 +274,10 @@ public sealed class PrometheusExporterTests
                 node.Metrics.Request(Opcode.Get, WireStatus.Ok, 1, (i++ % 64) * System.Diagnostics.Stopwatch.Frequency / 10_000);
                 Interlocked.Increment(ref recorded);
             }
-        }) { IsBackground = true };
+        })
+        { IsBackground = true };
         recorder.Start();
-        await Poll.Until(() => Interlocked.Read(ref recorded) > 0, () => "the recorder thread to record a request");
+        await Poll.UntilAsync(() => Interlocked.Read(ref recorded) > 0, () => "the recorder thread to record a request");
         var bucket = new Regex("""^kvasir_request_duration_seconds_bucket\{op="get",status="ok",le="([^"]+)"\} (\d+)$""", RegexOptions.Multiline);
         var count = new Regex("""^kvasir_request_duration_seconds_count\{op="get",status="ok"\} (\d+)$""", RegexOptions.Multiline);
         int checkedScrapes = 0;

@@ -1,6 +1,7 @@
 using Kvasir.Protocol;
 using Kvasir.Server.Tests.Support;
 using static Kvasir.Server.Tests.Support.Frames;
+using static Kvasir.TestSupport.TestValues;
 
 namespace Kvasir.Server.Tests;
 
@@ -21,7 +22,7 @@ public sealed class AuthTests
     [Fact]
     public async Task With_the_right_proof_the_node_proves_itself_and_serves_requests()
     {
-        await using var node = TestNode.Start(authKey: AuthKey);
+        await using var node = ServerNode.Start(authKey: AuthKey);
         var (c, serverNonce) = await HelloAsync(node);
         using var _c = c;
         var clientNonce = AuthHandshake.NewNonce();
@@ -43,7 +44,7 @@ public sealed class AuthTests
     [Fact]
     public async Task A_request_before_auth_on_a_node_with_a_key_is_auth_required_and_closes()
     {
-        await using var node = TestNode.Start(authKey: AuthKey);
+        await using var node = ServerNode.Start(authKey: AuthKey);
         var (c, _) = await HelloAsync(node);
         using var _c = c;
         await c.SendAsync(Get(5, Key("k")));
@@ -54,7 +55,7 @@ public sealed class AuthTests
     [Fact]
     public async Task A_second_hello_before_auth_is_bad_state()
     {
-        await using var node = TestNode.Start(authKey: AuthKey);
+        await using var node = ServerNode.Start(authKey: AuthKey);
         var (c, _) = await HelloAsync(node);
         using var _c = c;
         await c.SendAsync(Hello(5));
@@ -67,7 +68,7 @@ public sealed class AuthTests
     [InlineData("other key")]
     public async Task A_wrong_proof_is_auth_failed_closes_and_is_counted_while_authenticated_connections_keep_working(string how)
     {
-        await using var node = TestNode.Start(authKey: AuthKey);
+        await using var node = ServerNode.Start(authKey: AuthKey);
         var (good, goodNonce) = await HelloAsync(node);
         using var _g = good;
         var goodClientNonce = AuthHandshake.NewNonce();
@@ -94,7 +95,7 @@ public sealed class AuthTests
     [Fact]
     public async Task Auth_metadata_that_is_not_64_bytes_is_bad_frame()
     {
-        await using var node = TestNode.Start(authKey: AuthKey);
+        await using var node = ServerNode.Start(authKey: AuthKey);
         var (c, _) = await HelloAsync(node);
         using var _c = c;
         await c.SendAsync(Frame(Opcode.Auth, 3, new byte[63]));

@@ -1,6 +1,7 @@
 using Kvasir.Protocol;
 using Kvasir.Server.Tests.Support;
 using static Kvasir.Server.Tests.Support.Frames;
+using static Kvasir.TestSupport.TestValues;
 
 namespace Kvasir.Server.Tests;
 
@@ -78,7 +79,7 @@ public sealed class FrameLevelErrorTests
     public async Task A_malformed_or_forbidden_frame_gets_its_documented_error_then_the_connection_closes_and_other_connections_keep_working(string name)
     {
         var c = Cases[name];
-        await using var node = TestNode.Start();
+        await using var node = ServerNode.Start();
         using var witness = await node.WitnessAsync();
         long errorsBefore = node.Node.Counters.ProtocolErrors;
 
@@ -98,7 +99,7 @@ public sealed class FrameLevelErrorTests
     [Fact]
     public async Task A_put_whose_payload_length_disagrees_with_its_values_stores_nothing_even_if_the_bytes_follow()
     {
-        await using var node = TestNode.Start();
+        await using var node = ServerNode.Start();
         using var witness = await node.WitnessAsync();
         using var bad = await RawConnection.ConnectAsync(node.Port);
         await bad.HelloAsync();
@@ -112,7 +113,7 @@ public sealed class FrameLevelErrorTests
     [Fact]
     public async Task One_mebibyte_of_random_garbage_is_answered_bad_frame_and_the_node_keeps_serving()
     {
-        await using var node = TestNode.Start();
+        await using var node = ServerNode.Start();
         using var witness = await node.WitnessAsync();
         var garbage = Value(4242, 1 << 20);
         garbage[0] = 0x00; // never "K": the magic check fails on the first frame
@@ -131,6 +132,6 @@ public sealed class FrameLevelErrorTests
             await sending;
             await witness.RoundTripAsync();
         }
-        await Poll.Until(() => node.Node.Counters.Connections == 1, "the garbage connections to be gone");
+        await Poll.UntilAsync(() => node.Node.Counters.Connections == 1, "the garbage connections to be gone");
     }
 }

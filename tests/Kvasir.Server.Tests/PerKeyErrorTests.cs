@@ -2,6 +2,7 @@ using Kvasir.Protocol;
 using Kvasir.Server.Tests.Support;
 using Kvasir.Storage;
 using static Kvasir.Server.Tests.Support.Frames;
+using static Kvasir.TestSupport.TestValues;
 
 namespace Kvasir.Server.Tests;
 
@@ -28,7 +29,7 @@ public sealed class PerKeyErrorTests
     [Fact]
     public async Task Key_over_512_bytes_in_a_put_is_refused_per_key_and_the_connection_stays_usable()
     {
-        await using var node = TestNode.Start();
+        await using var node = ServerNode.Start();
         using var witness = await node.WitnessAsync();
         var (c, _) = await RawConnection.ConnectHelloAsync(node.Port);
         using var _c = c;
@@ -52,7 +53,7 @@ public sealed class PerKeyErrorTests
     [Fact]
     public async Task Key_over_512_bytes_in_a_get_is_invalid_key_per_key_and_the_connection_stays_usable()
     {
-        await using var node = TestNode.Start();
+        await using var node = ServerNode.Start();
         var (c, _) = await RawConnection.ConnectHelloAsync(node.Port);
         using var _c = c;
         var value = Value(5, 4096);
@@ -72,7 +73,7 @@ public sealed class PerKeyErrorTests
     public async Task Empty_and_over_long_keys_in_a_key_operation_are_invalid_key_per_key_and_the_connection_stays_usable(byte opcode)
     {
         var op = (Opcode)opcode;
-        await using var node = TestNode.Start();
+        await using var node = ServerNode.Start();
         var (c, _) = await RawConnection.ConnectHelloAsync(node.Port);
         using var _c = c;
         Assert.Equal([WireStatus.Ok], await PutAsync(c, 1, (Key("present"), Value(6, 100))));
@@ -89,7 +90,7 @@ public sealed class PerKeyErrorTests
     [Fact]
     public async Task An_empty_key_is_invalid_key_in_put_and_get_and_the_connection_stays_usable()
     {
-        await using var node = TestNode.Start();
+        await using var node = ServerNode.Start();
         using var witness = await node.WitnessAsync();
         var (c, _) = await RawConnection.ConnectHelloAsync(node.Port);
         using var _c = c;
@@ -104,15 +105,15 @@ public sealed class PerKeyErrorTests
     [Fact]
     public async Task A_value_one_byte_over_the_node_max_is_value_too_large_per_key_drained_and_the_connection_stays_usable()
     {
-        await using var node = TestNode.Start();
+        await using var node = ServerNode.Start();
         using var witness = await node.WitnessAsync();
         var (c, hello) = await RawConnection.ConnectHelloAsync(node.Port);
         using var _c = c;
-        Assert.Equal((ulong)TestNode.MaxValue, hello.MaxValueBytes);
+        Assert.Equal((ulong)ServerNode.MaxValue, hello.MaxValueBytes);
         var a = Value(9, 1000);
         var z = Value(10, 1000);
 
-        var statuses = await PutAsync(c, 1, (Key("a"), a), (Key("big"), Value(11, (int)TestNode.MaxValue + 1)), (Key("z"), z));
+        var statuses = await PutAsync(c, 1, (Key("a"), a), (Key("big"), Value(11, (int)ServerNode.MaxValue + 1)), (Key("z"), z));
         Assert.Equal([WireStatus.Ok, WireStatus.ValueTooLarge, WireStatus.Ok], statuses);
 
         var (entries, payload) = await GetAsync(c, 2, Key("a"), Key("big"), Key("z"));
@@ -125,14 +126,14 @@ public sealed class PerKeyErrorTests
     [Fact]
     public async Task A_value_of_exactly_the_node_max_is_stored_and_read_back_whole()
     {
-        await using var node = TestNode.Start();
+        await using var node = ServerNode.Start();
         var (c, _) = await RawConnection.ConnectHelloAsync(node.Port);
         using var _c = c;
-        var max = Value(12, (int)TestNode.MaxValue);
+        var max = Value(12, (int)ServerNode.MaxValue);
         Assert.Equal([WireStatus.Ok], await PutAsync(c, 1, (Key("max"), max)));
         var (entries, payload) = await GetAsync(c, 2, Key("max"));
         Assert.Equal(WireStatus.Ok, entries[0].Status);
-        Assert.Equal(TestNode.MaxValue, entries[0].Length);
+        Assert.Equal(ServerNode.MaxValue, entries[0].Length);
         Assert.Equal(Crc32C.Compute(max), entries[0].Crc32C);
         Assert.True(max.AsSpan().SequenceEqual(payload));
     }

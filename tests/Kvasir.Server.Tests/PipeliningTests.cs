@@ -2,6 +2,7 @@ using Kvasir.Protocol;
 using Kvasir.Server.Tests.Support;
 using Kvasir.Storage;
 using static Kvasir.Server.Tests.Support.Frames;
+using static Kvasir.TestSupport.TestValues;
 
 namespace Kvasir.Server.Tests;
 
@@ -11,7 +12,7 @@ public sealed class PipeliningTests
     [Fact]
     public async Task A_hundred_requests_sent_back_to_back_are_answered_in_order_each_with_its_request_id_and_opcode()
     {
-        await using var node = TestNode.Start();
+        await using var node = ServerNode.Start();
         var (c, _) = await RawConnection.ConnectHelloAsync(node.Port);
         using var _c = c;
 
@@ -68,7 +69,7 @@ public sealed class PipeliningTests
     [Fact]
     public async Task Replies_to_requests_before_a_bad_frame_arrive_before_its_error_and_later_requests_are_never_answered()
     {
-        await using var node = TestNode.Start();
+        await using var node = ServerNode.Start();
         var (c, _) = await RawConnection.ConnectHelloAsync(node.Port);
         using var _c = c;
         await c.SendAsync(Concat(
@@ -89,7 +90,7 @@ public sealed class TrafficCounterTests
     [Fact]
     public async Task Bytes_in_and_bytes_out_count_whole_frames_headers_and_metadata_included()
     {
-        await using var node = TestNode.Start();
+        await using var node = ServerNode.Start();
         using var c = await RawConnection.ConnectAsync(node.Port);
         var hello = Hello(1);
         var ping = Ping(2, [1, 2, 3, 4, 5]);
@@ -104,6 +105,6 @@ public sealed class TrafficCounterTests
         }
         long sent = hello.Length + ping.Length + put.Length + get.Length;
         Assert.Equal(sent, node.Node.Counters.BytesIn);
-        await Poll.Until(() => node.Node.Counters.BytesOut == received, () => $"bytes_out to be {received} (the frames the client received), is {node.Node.Counters.BytesOut}");
+        await Poll.UntilAsync(() => node.Node.Counters.BytesOut == received, () => $"bytes_out to be {received} (the frames the client received), is {node.Node.Counters.BytesOut}");
     }
 }

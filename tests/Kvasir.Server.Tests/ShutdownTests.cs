@@ -4,6 +4,7 @@ using Kvasir.Protocol;
 using Kvasir.Server.Tests.Support;
 using Kvasir.Storage;
 using static Kvasir.Server.Tests.Support.Frames;
+using static Kvasir.TestSupport.TestValues;
 
 namespace Kvasir.Server.Tests;
 
@@ -21,7 +22,7 @@ public sealed class ShutdownTests
     [Fact]
     public async Task Stopping_while_a_put_is_mid_payload_completes_it_replies_then_closes_and_refuses_new_connections()
     {
-        await using var node = TestNode.Start(frameTimeout: TimeSpan.FromSeconds(30));
+        await using var node = ServerNode.Start(frameTimeout: TimeSpan.FromSeconds(30));
         var (busy, _) = await RawConnection.ConnectHelloAsync(node.Port);
         using var _b = busy;
         var (idle, _) = await RawConnection.ConnectHelloAsync(node.Port);
@@ -30,7 +31,7 @@ public sealed class ShutdownTests
         var frame = Put(7, (Key("in-flight"), value));
         int half = frame.Length - value.Length / 2;
         await busy.SendAsync(frame[..half]);
-        await Poll.Until(() => node.Stats.Reservations == 1, "the node to start receiving the PUT's value");
+        await Poll.UntilAsync(() => node.Stats.Reservations == 1, "the node to start receiving the PUT's value");
 
         node.Stopped = true;
         var stopping = node.Node.StopAsync();
@@ -50,17 +51,17 @@ public sealed class ShutdownTests
     [Fact]
     public async Task Stopping_while_get_replies_are_still_being_sent_delivers_them_whole()
     {
-        await using var node = TestNode.Start();
+        await using var node = ServerNode.Start();
         var (writer, _) = await RawConnection.ConnectHelloAsync(node.Port);
         using var _w = writer;
-        var value = Value(2, (int)TestNode.MaxValue);
+        var value = Value(2, (int)ServerNode.MaxValue);
         RawConnection.AssertReply(await writer.RequestAsync(Put(1, (Key("v"), value))), Opcode.Put, 1);
 
         var (reader, _) = await RawConnection.ConnectHelloAsync(node.Port, receiveBuffer: 4096);
         using var _r = reader;
         const int gets = 8; // 8 MiB of replies: more than the socket buffers hold, so some are still leased at stop
         await reader.SendAsync(Concat(Enumerable.Range(0, gets).Select(i => Get((ulong)(10 + i), Key("v"))).ToArray()));
-        await Poll.Until(() => node.Node.Counters.Requests(Opcode.Get) == gets && node.Stats.ActiveLeases > 0,
+        await Poll.UntilAsync(() => node.Node.Counters.Requests(Opcode.Get) == gets && node.Stats.ActiveLeases > 0,
             () => $"all GETs to be served with replies still in flight (served {node.Node.Counters.Requests(Opcode.Get)}, leases {node.Stats.ActiveLeases})");
 
         node.Stopped = true;

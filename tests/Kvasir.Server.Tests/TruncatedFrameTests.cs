@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using Kvasir.Protocol;
 using Kvasir.Server.Tests.Support;
 using static Kvasir.Server.Tests.Support.Frames;
+using static Kvasir.TestSupport.TestValues;
 
 namespace Kvasir.Server.Tests;
 
@@ -14,7 +15,7 @@ public sealed class TruncatedFrameTests
     private static async Task AssertNothingHeldAndServingAsync(TestNode node, Witness witness, long protocolErrorsBefore)
     {
         await node.WaitForNoLeaksAsync();
-        await Poll.Until(() => node.Node.Counters.Connections == 1, () => $"only the witness connection to be left open (now {node.Node.Counters.Connections})");
+        await Poll.UntilAsync(() => node.Node.Counters.Connections == 1, () => $"only the witness connection to be left open (now {node.Node.Counters.Connections})");
         Assert.Equal(protocolErrorsBefore, node.Node.Counters.ProtocolErrors); // no error reply for a truncated frame
         await witness.RoundTripAsync();
     }
@@ -24,7 +25,7 @@ public sealed class TruncatedFrameTests
     [InlineData(true)]
     public async Task A_header_cut_off_after_10_bytes_gets_no_reply_and_the_node_keeps_serving(bool afterHello)
     {
-        await using var node = TestNode.Start();
+        await using var node = ServerNode.Start();
         using var witness = await node.WitnessAsync();
         long errors = node.Node.Counters.ProtocolErrors;
         using (var c = await RawConnection.ConnectAsync(node.Port))
@@ -40,7 +41,7 @@ public sealed class TruncatedFrameTests
     [Fact]
     public async Task Metadata_cut_off_after_20_of_100_bytes_gets_no_reply_and_the_node_keeps_serving()
     {
-        await using var node = TestNode.Start();
+        await using var node = ServerNode.Start();
         using var witness = await node.WitnessAsync();
         long errors = node.Node.Counters.ProtocolErrors;
         using (var c = await RawConnection.ConnectAsync(node.Port))
@@ -58,7 +59,7 @@ public sealed class TruncatedFrameTests
     [Fact]
     public async Task A_put_payload_cut_off_half_way_is_not_stored_and_its_reservation_is_released()
     {
-        await using var node = TestNode.Start();
+        await using var node = ServerNode.Start();
         using var witness = await node.WitnessAsync();
         long errors = node.Node.Counters.ProtocolErrors;
         var key = Key("half-sent");
@@ -67,7 +68,7 @@ public sealed class TruncatedFrameTests
             await c.HelloAsync();
             await c.SendAsync(PutHead(2, (key, BigValue)));
             await c.SendAsync(Value(1, BigValue / 2));
-            await Poll.Until(() => node.Stats.Reservations == 1, "the node to reserve arena space for the value being received");
+            await Poll.UntilAsync(() => node.Stats.Reservations == 1, "the node to reserve arena space for the value being received");
             c.Socket.Shutdown(SocketShutdown.Send);
             await c.AssertClosedWithoutReplyAsync(because: "the stream ended inside the payload");
         }
@@ -78,7 +79,7 @@ public sealed class TruncatedFrameTests
     [Fact]
     public async Task A_put_whose_client_stalls_mid_payload_is_cut_off_after_the_frame_timeout_without_leaking_its_reservation()
     {
-        await using var node = TestNode.Start(frameTimeout: TimeSpan.FromSeconds(2));
+        await using var node = ServerNode.Start(frameTimeout: TimeSpan.FromSeconds(2));
         using var witness = await node.WitnessAsync();
         long errors = node.Node.Counters.ProtocolErrors;
         var key = Key("stalled");
@@ -87,7 +88,7 @@ public sealed class TruncatedFrameTests
         var clock = Stopwatch.StartNew();
         await c.SendAsync(PutHead(2, (Key("first"), 100), (key, BigValue)));
         await c.SendAsync(Value(2, 100 + BigValue / 2));
-        await Poll.Until(() => node.Stats.Reservations == 1, "the node to reserve arena space for the value being received");
+        await Poll.UntilAsync(() => node.Stats.Reservations == 1, "the node to reserve arena space for the value being received");
 
         await witness.RoundTripAsync(); // the node serves others while this frame hangs
         await c.AssertClosedWithoutReplyAsync(TimeSpan.FromSeconds(20), "the frame timeout of 2 s passed");
@@ -100,7 +101,7 @@ public sealed class TruncatedFrameTests
     [Fact]
     public async Task A_client_that_stalls_inside_the_metadata_is_cut_off_after_the_frame_timeout()
     {
-        await using var node = TestNode.Start(frameTimeout: TimeSpan.FromSeconds(2));
+        await using var node = ServerNode.Start(frameTimeout: TimeSpan.FromSeconds(2));
         using var witness = await node.WitnessAsync();
         long errors = node.Node.Counters.ProtocolErrors;
         using var c = await RawConnection.ConnectAsync(node.Port);

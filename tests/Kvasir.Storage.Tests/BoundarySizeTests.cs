@@ -1,5 +1,6 @@
-using static Kvasir.Storage.Tests.TestPayload;
 using Kvasir.Protocol;
+using static Kvasir.Storage.Tests.TestPayload;
+using static Kvasir.TestSupport.TestValues;
 
 namespace Kvasir.Storage.Tests;
 

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
-using static Kvasir.Storage.Tests.TestPayload;
 using Kvasir.Protocol;
+using static Kvasir.Storage.Tests.TestPayload;
+using static Kvasir.TestSupport.TestValues;
 
 namespace Kvasir.Storage.Tests;
 
@@ -29,7 +30,7 @@ public sealed class ConcurrencyTests
         {
             try
             {
-                start.SignalAndWait();
+                Assert.True(start.SignalAndWait(TimeSpan.FromSeconds(30)), "not every worker thread reached the start line within 30 s");
                 Work(store, t);
             }
             catch (Exception ex)
@@ -41,7 +42,12 @@ public sealed class ConcurrencyTests
             }
         })).ToList();
         workers.ForEach(w => w.Start());
-        workers.ForEach(w => w.Join());
+        // Bounded, so a deadlock in the store fails the test instead of hanging the run.
+        foreach (Thread worker in workers)
+        {
+            Assert.True(worker.Join(TimeSpan.FromSeconds(60)), "a worker thread did not finish within 60 s (deadlock or livelock in the store?)");
+        }
+
         Assert.Empty(failures);
 
         StoreStats stats = store.GetStats();

@@ -1,5 +1,6 @@
-using static Kvasir.Storage.Tests.TestPayload;
 using Kvasir.Protocol;
+using static Kvasir.Storage.Tests.TestPayload;
+using static Kvasir.TestSupport.TestValues;
 
 namespace Kvasir.Storage.Tests;
 
@@ -88,7 +89,7 @@ public sealed class LeaseTests
         store.TryLease(Key("k"), holder, out ValueLease? lease);
         store.Remove(Key("k"));
 
-        WaitUntil(() => { store.ReapExpiredLeases(); return holder.Calls > 0; }, "the holder is told its lease expired");
+        Poll.Until(() => { store.ReapExpiredLeases(); return holder.Calls > 0; }, "the holder is told its lease expired");
         store.ReapExpiredLeases();
         Assert.Equal(1, holder.Calls);
         Assert.Equal(1, store.GetStats().ActiveLeases);
@@ -115,7 +116,7 @@ public sealed class LeaseTests
         store.Remove(Key("k"));
 
         int reaped = 0;
-        WaitUntil(() => (reaped += store.ReapExpiredLeases()) > 0, "the reaper expires the lease");
+        Poll.Until(() => (reaped += store.ReapExpiredLeases()) > 0, "the reaper expires the lease");
         Assert.Equal(1, reaped);
         StoreStats stats = store.GetStats();
         Assert.Equal(0, stats.ActiveLeases);
@@ -139,7 +140,7 @@ public sealed class LeaseTests
         var holder = new CountingHolder();
         store.TryLease(Key("k"), null, out _);
         store.TryLease(Key("k"), holder, out _);
-        WaitUntil(() => store.GetStats().ActiveLeases == 1 && holder.Calls == 1, "the timer reaps and notifies");
+        Poll.Until(() => store.GetStats().ActiveLeases == 1 && holder.Calls == 1, "the timer reaps and notifies");
     }
 
     [Fact]
@@ -156,7 +157,7 @@ public sealed class LeaseTests
         var quiet = new CountingHolder();
         store.TryLease(Key("k"), thrower, out _);
         store.TryLease(Key("k"), quiet, out _);
-        WaitUntil(
+        Poll.Until(
             () =>
             {
                 try

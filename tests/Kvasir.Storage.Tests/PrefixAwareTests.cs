@@ -1,5 +1,6 @@
-using static Kvasir.Storage.Tests.TestPayload;
 using Kvasir.Protocol;
+using static Kvasir.Storage.Tests.TestPayload;
+using static Kvasir.TestSupport.TestValues;
 
 namespace Kvasir.Storage.Tests;
 
@@ -76,9 +77,13 @@ public sealed class PrefixAwareTests
             Put(store, Member(0, i), 500_000, i == 0 ? null : Member(0, i - 1));
         }
 
-        for (int i = 0; store.Exists(Key(Member(0, ChainLength - 1))); i++)
+        // Bounded: 400 fillers of 100 kB are 5x the 8 MiB arena, so a tail still present after them was never evicted.
+        const int maxFillers = 400;
+        int fillers = 0;
+        while (store.Exists(Key(Member(0, ChainLength - 1))))
         {
-            Put(store, $"filler-{i}", 100_000);
+            Assert.True(fillers < maxFillers, $"the chain's tail was still present after {maxFillers} fillers of 100 kB through an 8 MiB arena");
+            Assert.Equal(WireStatus.Ok, Put(store, $"filler-{fillers++}", 100_000));
         }
 
         AssertEveryChainIsAPrefix(store, 1);

@@ -10,25 +10,24 @@ public sealed class NodeTierTests
 {
     private const int Mi = 1 << 20;
 
-    private static async Task<(CacheNode Node, KvStore Store)> StartAsync(TierOptions tiers, long memory = 32 * Mi)
+    private static async Task<(TestNode Node, KvStore Store)> StartAsync(TierOptions tiers, long memory = 32 * Mi)
     {
-        var node = new CacheNode(new NodeOptions
+        var node = TestNode.Start(new NodeOptions
         {
             Port = 0,
             AdminPort = 0,
             Store = new StoreOptions { Capacity = memory, MaxValueBytes = 4 * Mi },
             Tiers = tiers,
         });
-        node.Start();
-        var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = $"127.0.0.1:{node.Port}" });
+        var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = node.Address });
         return (node, store);
     }
 
     private static async Task PutAllAsync(KvStore store, IEnumerable<string> keys, int size, int version = 0)
     {
         foreach (var chunk in keys.Chunk(8))
-            Assert.All(await store.PutAsync(chunk.Select(k => (ReadOnlyMemory<byte>)Values.K(k)).ToArray(),
-                chunk.Select(k => (ReadOnlyMemory<byte>)Values.For(k, size, version)).ToArray()), s => Assert.Equal(KvStatus.Ok, s));
+            Assert.All(await store.PutAsync(chunk.Select(k => (ReadOnlyMemory<byte>)TestValues.Key(k)).ToArray(),
+                chunk.Select(k => (ReadOnlyMemory<byte>)TestValues.For(k, size, version)).ToArray()), s => Assert.Equal(KvStatus.Ok, s));
     }
 
     [Fact]
@@ -48,9 +47,9 @@ public sealed class NodeTierTests
             var buffer = new byte[Mi];
             foreach (var k in keys)
             {
-                var r = (await store.GetAsync([Values.K(k)], [buffer]))[0];
+                var r = (await store.GetAsync([TestValues.Key(k)], [buffer]))[0];
                 Assert.Equal(KvStatus.Ok, r.Status);
-                Assert.True(buffer.AsSpan().SequenceEqual(Values.For(k, Mi)), $"{k}: wrong bytes");
+                Assert.True(buffer.AsSpan().SequenceEqual(TestValues.For(k, Mi)), $"{k}: wrong bytes");
             }
             stats = await store.StatsAsync();
             Assert.True(stats["disk_hits"] >= 60, $"disk_hits {stats["disk_hits"]}");
@@ -71,7 +70,7 @@ public sealed class NodeTierTests
             Assert.Equal(0, (await store.StatsAsync())["tier_promotions"]);
             async Task<Dictionary<string, long>> ReadAsync()
             {
-                Assert.Equal(Values.For("p/0", Mi), await store.GetAsync(Values.K("p/0")));
+                Assert.Equal(TestValues.For("p/0", Mi), await store.GetAsync(TestValues.Key("p/0")));
                 return (await store.StatsAsync()).ToDictionary();
             }
             var first = await ReadAsync();
@@ -102,18 +101,18 @@ public sealed class NodeTierTests
             int misses = 0;
             foreach (var k in keys)
             {
-                var r = (await store.GetAsync([Values.K(k)], [buffer]))[0];
+                var r = (await store.GetAsync([TestValues.Key(k)], [buffer]))[0];
                 if (r.Status == KvStatus.NotFound) misses++;
-                else Assert.True(r.Status == KvStatus.Ok && buffer.AsSpan().SequenceEqual(Values.For(k, Mi)), $"{k}: {r.Status} or wrong bytes");
+                else Assert.True(r.Status == KvStatus.Ok && buffer.AsSpan().SequenceEqual(TestValues.For(k, Mi)), $"{k}: {r.Status} or wrong bytes");
             }
             Assert.True(misses > 20, $"only {misses} misses: corrupted reads were served?");
             var stats = await store.StatsAsync();
             Assert.Equal(1, stats["degraded"]);
             Assert.Equal(0, stats["disk_healthy"]);
-            Assert.Contains(node.Problems(), p => p.Component == "disk");
+            Assert.Contains(node.Node.Problems(), p => p.Component == "disk");
             using (var http = new HttpClient())
             {
-                var health = await http.GetAsync($"http://127.0.0.1:{node.AdminPort}/v1/health");
+                var health = await http.GetAsync($"http://127.0.0.1:{node.Node.AdminPort}/v1/health");
                 Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, health.StatusCode);
                 var disk = System.Text.Json.JsonDocument.Parse(await health.Content.ReadAsStringAsync()).RootElement.GetProperty("components").GetProperty("disk");
                 Assert.Equal("degraded", disk.GetProperty("status").GetString());
@@ -122,13 +121,13 @@ public sealed class NodeTierTests
 
             factory.Faults.CorruptReads = false;
             factory.Faults.FailWrites = true;    // writes fail: the put is refused (not durable), nothing is stored
-            Assert.Equal(KvStatus.TierFailed, (await store.PutAsync([Values.K("w/0")], [Values.For("w/0", 1000)]))[0]);
-            Assert.Null(await store.GetAsync(Values.K("w/0")));
+            Assert.Equal(KvStatus.TierFailed, (await store.PutAsync([TestValues.Key("w/0")], [TestValues.For("w/0", 1000)]))[0]);
+            Assert.Null(await store.GetAsync(TestValues.Key("w/0")));
             factory.Faults.FailWrites = false;
             await PutAllAsync(store, ["f/62"], Mi, version: 8);
             factory.Faults.TearNextWrite = true; // a torn write: refused, and the key keeps its acknowledged value
-            Assert.Equal(KvStatus.TierFailed, (await store.PutAsync([Values.K("f/62")], [Values.For("f/62", Mi, 9)]))[0]);
-            Assert.Equal(Values.For("f/62", Mi, 8), await store.GetAsync(Values.K("f/62")));
+            Assert.Equal(KvStatus.TierFailed, (await store.PutAsync([TestValues.Key("f/62")], [TestValues.For("f/62", Mi, 9)]))[0]);
+            Assert.Equal(TestValues.For("f/62", Mi, 8), await store.GetAsync(TestValues.Key("f/62")));
             await store.PingAsync();             // still serving
         }
     }
@@ -148,7 +147,7 @@ public sealed class NodeTierTests
             int refused = 0;
             foreach (var k in keys)
             {
-                var status = (await store.PutAsync([Values.K(k)], [Values.For(k, Mi)]))[0];
+                var status = (await store.PutAsync([TestValues.Key(k)], [TestValues.For(k, Mi)]))[0];
                 Assert.True(status is KvStatus.Ok or KvStatus.TierFailed, $"{k}: {status}");
                 if (status == KvStatus.Ok) acked.Add(k);
                 else refused++;
@@ -162,16 +161,16 @@ public sealed class NodeTierTests
             var buffer = new byte[Mi];
             foreach (var k in keys)
             {
-                var r = (await store.GetAsync([Values.K(k)], [buffer]))[0];
+                var r = (await store.GetAsync([TestValues.Key(k)], [buffer]))[0];
                 if (acked.Contains(k))
                 {
                     Assert.Equal(KvStatus.Ok, r.Status);
-                    Assert.True(buffer.AsSpan().SequenceEqual(Values.For(k, Mi)), $"{k}: wrong bytes");
+                    Assert.True(buffer.AsSpan().SequenceEqual(TestValues.For(k, Mi)), $"{k}: wrong bytes");
                 }
                 else Assert.Equal(KvStatus.NotFound, r.Status);
             }
             factory.Faults.DiskBytes = long.MaxValue;   // the operator frees space: the node takes writes again
-            Assert.Equal(KvStatus.Ok, (await store.PutAsync([Values.K("later")], [Values.For("later", 100)]))[0]);
+            Assert.Equal(KvStatus.Ok, (await store.PutAsync([TestValues.Key("later")], [TestValues.For("later", 100)]))[0]);
         }
     }
 
@@ -189,9 +188,9 @@ public sealed class NodeTierTests
             var keys = Enumerable.Range(0, 48).Select(i => $"sh/{i}").ToArray();
             await PutAllAsync(storeA, keys, Mi);
             Assert.True(a.Store.DrainShared(TimeSpan.FromSeconds(30)), "shared writes did not finish");
-            Assert.False(a.Store.InDram(Values.K("sh/0")));   // evicted from A's DRAM
-            Assert.Equal(Values.For("sh/0", Mi), await storeA.GetAsync(Values.K("sh/0")));   // A reads it back from the share
-            foreach (var k in keys) Assert.Equal(Values.For(k, Mi), await storeB.GetAsync(Values.K(k)));   // B never stored it
+            Assert.False(a.Store.InDram(TestValues.Key("sh/0")));   // evicted from A's DRAM
+            Assert.Equal(TestValues.For("sh/0", Mi), await storeA.GetAsync(TestValues.Key("sh/0")));   // A reads it back from the share
+            foreach (var k in keys) Assert.Equal(TestValues.For(k, Mi), await storeB.GetAsync(TestValues.Key(k)));   // B never stored it
             Assert.True((await storeB.StatsAsync())["shared_hits"] >= keys.Length);
             Assert.Empty(Directory.GetFiles(shared.Path, "*.tmp", SearchOption.AllDirectories));
         }

@@ -27,7 +27,7 @@ public sealed class RecoveryTrustTests
             for (int e = 0; e + DiskRecord.IndexEntrySize <= entries.Length; e += DiskRecord.IndexEntrySize)
             {
                 if (!DiskRecord.TryParseIndexEntry(entries.AsSpan(e, DiskRecord.IndexEntrySize), segment, out var r, out int keyLength, out _)) continue;
-                if (bytes.AsSpan((int)r.Offset + DiskRecord.HeaderSize, keyLength).SequenceEqual(Values.K(key))) found.Add((data, r.Offset, r.Sequence));
+                if (bytes.AsSpan((int)r.Offset + DiskRecord.HeaderSize, keyLength).SequenceEqual(TestValues.Key(key))) found.Add((data, r.Offset, r.Sequence));
             }
         }
         return found.OrderBy(f => f.Item3).Select(f => (f.Item1, f.Item2)).ToList();
@@ -48,9 +48,9 @@ public sealed class RecoveryTrustTests
         using var dir = new TempDir();
         using (var store = new TieredStore(Dram, Disk(dir)))
         {
-            Assert.Equal(WireStatus.Ok, await store.PutAsync("k", Values.For("k", 5000, 1)));
-            Assert.Equal(WireStatus.Ok, await store.PutAsync("k", Values.For("k", 5000, 2)));
-            Assert.Equal(WireStatus.Ok, await store.PutAsync("other", Values.For("other", 300)));
+            Assert.Equal(WireStatus.Ok, await store.PutAsync("k", TestValues.For("k", 5000, 1)));
+            Assert.Equal(WireStatus.Ok, await store.PutAsync("k", TestValues.For("k", 5000, 2)));
+            Assert.Equal(WireStatus.Ok, await store.PutAsync("other", TestValues.For("other", 300)));
         }
         var records = RecordsOf(dir, "k");
         Assert.Equal(2, records.Count);
@@ -58,23 +58,23 @@ public sealed class RecoveryTrustTests
 
         using var again = new TieredStore(Dram, Disk(dir));
         Assert.Null(await again.GetAsync("k"));   // the older acknowledged value does not stand in for the newer one
-        Assert.Equal(Values.For("other", 300), await again.GetAsync("other"));
+        Assert.Equal(TestValues.For("other", 300), await again.GetAsync("other"));
         Assert.Equal(1, again.Stat("disk_damaged_records"));
-        Assert.Equal(WireStatus.NotFound, await again.ExistsAsync(Values.K("k")));
+        Assert.Equal(WireStatus.NotFound, await again.ExistsAsync(TestValues.Key("k")));
     }
 
     [Fact]
     public async Task A_value_embedding_a_valid_record_cannot_make_that_record_readable_after_its_carriers_header_is_damaged()
     {
         using var dir = new TempDir();
-        byte[] forgedKey = Values.K("forged"), forgedValue = Values.For("forged", 1000);
-        byte[] carrierKey = Values.K("carrier");
+        byte[] forgedKey = TestValues.Key("forged"), forgedValue = TestValues.For("forged", 1000);
+        byte[] carrierKey = TestValues.Key("carrier");
         // The first record of segment 1 starts at offset 0; its value at 48 + key length. The forged record sits inside
         // the value at an 8-aligned file offset and names that very offset, segment 1 and a high version: everything a
         // scanning recovery would check.
         long valueAt = DiskRecord.HeaderSize + carrierKey.Length;
         long forgedAt = DiskRecord.Align8(valueAt + 4096);
-        var carrier = Values.For("carrier", 16_384);
+        var carrier = TestValues.For("carrier", 16_384);
         var forged = new RecordInfo(DiskRecord.KindValue, Crc32C.Compute(forgedValue), forgedValue.Length, 1_000_000, forgedAt, 1);
         int headerLength = DiskRecord.WriteHeader(carrier.AsSpan((int)(forgedAt - valueAt)), forged, forgedKey);
         forgedValue.CopyTo(carrier.AsSpan((int)(forgedAt - valueAt) + headerLength));
@@ -103,13 +103,13 @@ public sealed class RecoveryTrustTests
         using var dir = new TempDir();
         using (var store = new TieredStore(Dram, Disk(dir)))
         {
-            for (int v = 1; v <= 5; v++) Assert.Equal(WireStatus.Ok, await store.PutAsync("over", Values.For("over", 700, v)));
-            Assert.Equal(WireStatus.Ok, await store.PutAsync("gone", Values.For("gone", 70)));
+            for (int v = 1; v <= 5; v++) Assert.Equal(WireStatus.Ok, await store.PutAsync("over", TestValues.For("over", 700, v)));
+            Assert.Equal(WireStatus.Ok, await store.PutAsync("gone", TestValues.For("gone", 70)));
             Assert.Equal(WireStatus.Ok, await store.RemoveAsync("gone"));
             Assert.Null(await store.GetAsync("gone"));
         }
         using var again = new TieredStore(Dram, Disk(dir));
-        Assert.Equal(Values.For("over", 700, 5), await again.GetAsync("over"));
+        Assert.Equal(TestValues.For("over", 700, 5), await again.GetAsync("over"));
         Assert.Null(await again.GetAsync("gone"));
     }
 }

@@ -10,7 +10,7 @@ internal static class StoreHelpers
 
     public static async Task<WireStatus> PutAsync(this TieredStore store, string key, byte[] value)
     {
-        var status = store.TryReserve(Values.K(key), value.Length, out var reservation);
+        var status = store.TryReserve(TestValues.Key(key), value.Length, out var reservation);
         if (status != WireStatus.Ok) return status;
         value.CopyTo(reservation!.Span);
         return await store.CommitAsync(reservation, Crc32C.Compute(value)).WaitAsync(Deadline);
@@ -19,7 +19,7 @@ internal static class StoreHelpers
     /// <summary>The value, or null for a miss (a damaged or absent copy).</summary>
     public static async Task<byte[]?> GetAsync(this TieredStore store, string key)
     {
-        var (status, lease) = await store.LeaseAsync(Values.K(key), null).AsTask().WaitAsync(Deadline);
+        var (status, lease) = await store.LeaseAsync(TestValues.Key(key), null).AsTask().WaitAsync(Deadline);
         if (status != WireStatus.Ok) return null;
         try
         {
@@ -32,7 +32,7 @@ internal static class StoreHelpers
     }
 
     public static async Task<WireStatus> RemoveAsync(this TieredStore store, string key)
-        => await store.RemoveAsync(Values.K(key)).AsTask().WaitAsync(Deadline);
+        => await store.RemoveAsync(TestValues.Key(key)).AsTask().WaitAsync(Deadline);
 
     public static long Stat(this TieredStore store, string name) => store.TierStats().Single(p => p.Key == name).Value;
 }

@@ -60,12 +60,12 @@ public sealed class TransportContractTests
     }
 
     private static async Task PutAsync(KvStore store, string key, byte[] value)
-        => Assert.Equal(KvStatus.Ok, (await store.PutAsync([Values.K(key)], [value]))[0]);
+        => Assert.Equal(KvStatus.Ok, (await store.PutAsync([TestValues.Key(key)], [value]))[0]);
 
     /// <summary>Pushes everything else out of the 8 MiB arena (values written through stay in the lower tiers).</summary>
     private static async Task FillAsync(KvStore store, string tag)
     {
-        for (int i = 0; i < 24; i++) await PutAsync(store, $"fill/{tag}/{i}", Values.For($"fill/{tag}/{i}", 512 * Ki));
+        for (int i = 0; i < 24; i++) await PutAsync(store, $"fill/{tag}/{i}", TestValues.For($"fill/{tag}/{i}", 512 * Ki));
     }
 
     [Theory]
@@ -83,19 +83,19 @@ public sealed class TransportContractTests
                 {
                     if (evicted && tiers == "none") continue;
                     string key = $"rm/{n++}";
-                    await PutAsync(node.Clients[writer], key, Values.For(key, 40 * Ki));
+                    await PutAsync(node.Clients[writer], key, TestValues.For(key, 40 * Ki));
                     if (evicted)
                     {
                         await FillAsync(node.Clients[writer], key);
                         if (tiers.Contains("shared", StringComparison.Ordinal)) Assert.True(node.Server.Store.DrainShared(TimeSpan.FromSeconds(30)), "shared writes did not finish");
-                        Assert.False(node.Server.Store.InDram(Values.K(key)), $"{key} is still in DRAM");
+                        Assert.False(node.Server.Store.InDram(TestValues.Key(key)), $"{key} is still in DRAM");
                     }
-                    foreach (var reader in names) Assert.Equal(new[] { 1 }, await node.Clients[reader].ExistsAsync([Values.K(key)]));
-                    Assert.Equal(KvStatus.Ok, (await node.Clients[remover].RemoveAsync([Values.K(key)]))[0]);
+                    foreach (var reader in names) Assert.Equal(new[] { 1 }, await node.Clients[reader].ExistsAsync([TestValues.Key(key)]));
+                    Assert.Equal(KvStatus.Ok, (await node.Clients[remover].RemoveAsync([TestValues.Key(key)]))[0]);
                     foreach (var reader in names)
                     {
-                        Assert.True(await node.Clients[reader].GetAsync(Values.K(key)) is null, $"{key} written over {writer}, removed over {remover}, read over {reader} (evicted first: {evicted})");
-                        Assert.Equal(new[] { 0 }, await node.Clients[reader].ExistsAsync([Values.K(key)]));
+                        Assert.True(await node.Clients[reader].GetAsync(TestValues.Key(key)) is null, $"{key} written over {writer}, removed over {remover}, read over {reader} (evicted first: {evicted})");
+                        Assert.Equal(new[] { 0 }, await node.Clients[reader].ExistsAsync([TestValues.Key(key)]));
                     }
                 }
             }
@@ -111,15 +111,15 @@ public sealed class TransportContractTests
         foreach (var (name, client) in node.Clients)
         {
             string key = $"ow/{name}/{n++}";
-            await PutAsync(client, key, Values.For(key, 64 * Ki, 1));
+            await PutAsync(client, key, TestValues.For(key, 64 * Ki, 1));
             await FillAsync(client, key + "/a");
-            await PutAsync(client, key, Values.For(key, 64 * Ki, 2));
+            await PutAsync(client, key, TestValues.For(key, 64 * Ki, 2));
             await FillAsync(client, key + "/b");
             Assert.True(node.Server.Store.DrainShared(TimeSpan.FromSeconds(30)), "shared writes did not finish");
             foreach (var reader in node.Clients.Values)
             {
                 for (int read = 0; read < 3; read++)   // the second read from below promotes; the third is a DRAM hit
-                    Assert.Equal(Values.For(key, 64 * Ki, 2), await reader.GetAsync(Values.K(key)));
+                    Assert.Equal(TestValues.For(key, 64 * Ki, 2), await reader.GetAsync(TestValues.Key(key)));
             }
         }
     }
@@ -137,12 +137,12 @@ public sealed class TransportContractTests
         using var shared = new TempDir();
         var crashed = await Node.StartAsync(tiers, disk, shared);
         var keys = Enumerable.Range(0, 40).Select(i => $"dur/{transport}/{i}").ToArray();
-        foreach (var k in keys) await PutAsync(crashed.Clients[transport], k, Values.For(k, 100 * Ki));
+        foreach (var k in keys) await PutAsync(crashed.Clients[transport], k, TestValues.For(k, 100 * Ki));
         GC.KeepAlive(crashed);   // never stopped: its files are left as a crash leaves them
 
         await using var again = await Node.StartAsync(tiers, disk, shared);
         foreach (var k in keys)
             foreach (var (name, client) in again.Clients)
-                Assert.True(await client.GetAsync(Values.K(k)) is { } v && v.AsSpan().SequenceEqual(Values.For(k, 100 * Ki)), $"{k} lost (read over {name})");
+                Assert.True(await client.GetAsync(TestValues.Key(k)) is { } v && v.AsSpan().SequenceEqual(TestValues.For(k, 100 * Ki)), $"{k} lost (read over {name})");
     }
 }

@@ -19,7 +19,7 @@ public sealed class VersionOrderTests
     /// <summary>A value naming its key and version in its first 16 bytes; the rest is the key/version pattern.</summary>
     private static byte[] Versioned(string key, int size, long version)
     {
-        var v = Values.For(key, size, (int)version);
+        var v = TestValues.For(key, size, (int)version);
         BinaryPrimitives.WriteInt64LittleEndian(v, version);
         BinaryPrimitives.WriteInt64LittleEndian(v.AsSpan(8), key.GetHashCode());
         return v;
@@ -62,7 +62,7 @@ public sealed class VersionOrderTests
             {
                 int i = w + Writers * rng.Next(Keys / Writers);   // writer w owns keys i ≡ w (mod Writers)
                 long version = ++versions[i];
-                var status = (await store.PutAsync([Values.K(KeyOf(i))], [Versioned(KeyOf(i), Size, version)]))[0];
+                var status = (await store.PutAsync([TestValues.Key(KeyOf(i))], [Versioned(KeyOf(i), Size, version)]))[0];
                 if (status == KvStatus.OutOfMemory)   // the tiny arena is all reserved or leased for a moment: not stored
                 {
                     Interlocked.Increment(ref refused);
@@ -84,7 +84,7 @@ public sealed class VersionOrderTests
             {
                 int i = rng.Next(Keys);
                 long before = Volatile.Read(ref acked[i]);
-                var result = (await store.GetAsync([Values.K(KeyOf(i))], [buffer]))[0];
+                var result = (await store.GetAsync([TestValues.Key(KeyOf(i))], [buffer]))[0];
                 Interlocked.Increment(ref reads);
                 if (result.Status == KvStatus.NotFound)
                 {
@@ -111,7 +111,7 @@ public sealed class VersionOrderTests
         for (int i = 0; i < Keys; i++)
         {
             if (acked[i] == 0) continue;
-            var value = await check.GetAsync(Values.K(KeyOf(i)));
+            var value = await check.GetAsync(TestValues.Key(KeyOf(i)));
             Assert.NotNull(value);
             Assert.Equal(acked[i], VersionOf(KeyOf(i), value));
         }
@@ -136,28 +136,28 @@ public sealed class VersionOrderTests
             {
                 // The small PUT starts 0..21 ms after the big one: some land while the big one is still being received,
                 // some while it is being written to disk, some after.
-                var key = Values.K(KeyOf(r));
-                var bigPut = big.PutAsync([key], [Values.For(KeyOf(r), Big, 1)]);
+                var key = TestValues.Key(KeyOf(r));
+                var bigPut = big.PutAsync([key], [TestValues.For(KeyOf(r), Big, 1)]);
                 await Task.Delay(r % 8 * 3);
-                var smallPut = small.PutAsync([key], [Values.For(KeyOf(r), 512, 2)]);
+                var smallPut = small.PutAsync([key], [TestValues.For(KeyOf(r), 512, 2)]);
                 var puts = await Task.WhenAll(bigPut, smallPut);
                 Assert.All(puts, p => Assert.Equal(KvStatus.Ok, p[0]));
                 winners[r] = (await small.GetAsync(key))!;   // from DRAM
-                Assert.True(winners[r].AsSpan().SequenceEqual(Values.For(KeyOf(r), Big, 1)) || winners[r].AsSpan().SequenceEqual(Values.For(KeyOf(r), 512, 2)),
+                Assert.True(winners[r].AsSpan().SequenceEqual(TestValues.For(KeyOf(r), Big, 1)) || winners[r].AsSpan().SequenceEqual(TestValues.For(KeyOf(r), 512, 2)),
                     $"{KeyOf(r)}: neither value");
             }
             for (int i = 0; i < 700; i++)   // evict every race key from DRAM
-                Assert.Equal(KvStatus.Ok, (await big.PutAsync([Values.K($"fill/{i}")], [Values.For($"fill/{i}", Mi)]))[0]);
+                Assert.Equal(KvStatus.Ok, (await big.PutAsync([TestValues.Key($"fill/{i}")], [TestValues.For($"fill/{i}", Mi)]))[0]);
             var stats = await big.StatsAsync();
             Assert.True(stats["evictions"] >= Rounds, $"only {stats["evictions"]} evictions");
             for (int r = 0; r < Rounds; r++)
-                Assert.True(await small.GetAsync(Values.K(KeyOf(r))) is { } v && v.AsSpan().SequenceEqual(winners[r]), $"{KeyOf(r)}: the disk serves another winner than DRAM did");
+                Assert.True(await small.GetAsync(TestValues.Key(KeyOf(r))) is { } v && v.AsSpan().SequenceEqual(winners[r]), $"{KeyOf(r)}: the disk serves another winner than DRAM did");
             node.Process.Kill();
             await node.Process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
         }
         await using var again = await ServeProcess.StartAsync(flags);
         await using var reader = await KvStore.ConnectAsync(new KvStoreOptions { Server = again.Server, Transport = KvTransportKind.Tcp });
         for (int r = 0; r < Rounds; r++)
-            Assert.True(await reader.GetAsync(Values.K(KeyOf(r))) is { } v && v.AsSpan().SequenceEqual(winners[r]), $"{KeyOf(r)}: recovery chose another winner than DRAM did");
+            Assert.True(await reader.GetAsync(TestValues.Key(KeyOf(r))) is { } v && v.AsSpan().SequenceEqual(winners[r]), $"{KeyOf(r)}: recovery chose another winner than DRAM did");
     }
 }

@@ -23,14 +23,21 @@ public sealed class WarmRestartTests
                 {
                     var key = $"w{w}/{i}";
                     int size = rng.Next(1, 300_000);
-                    var status = (await store.PutAsync([Values.K(key)], [Values.For(key, size)]))[0];
+                    var status = (await store.PutAsync([TestValues.Key(key)], [TestValues.For(key, size)]))[0];
                     if (status == KvStatus.Ok) acknowledged[key] = size;
                     else if (status is not (KvStatus.Unavailable or KvStatus.Timeout)) throw new Xunit.Sdk.XunitException($"put {key}: {status}");
                     else break;   // the node is gone
                 }
             }
             var writers = Enumerable.Range(0, 3).Select(w => Task.Run(() => Writer(w))).ToArray();
-            while (acknowledged.Count < 150) await Task.Delay(10);
+            // Bounded: a writer that fails or a node that stops acknowledging fails the test instead of hanging it.
+            await Poll.UntilAsync(() => acknowledged.Count >= 150 || writers.All(w => w.IsCompleted),
+                () => $"150 acknowledged puts before the kill (have {acknowledged.Count})", TimeSpan.FromSeconds(60));
+            if (acknowledged.Count < 150)
+            {
+                await Task.WhenAll(writers);   // rethrows a writer's failure
+                Assert.Fail($"the writers finished with only {acknowledged.Count} acknowledged puts, before the kill");
+            }
             node.Process.Kill();   // SIGKILL in the middle of the stream
             stop.Cancel();
             await Task.WhenAll(writers).WaitAsync(TimeSpan.FromSeconds(30));
@@ -42,9 +49,9 @@ public sealed class WarmRestartTests
         await using var reader = await KvStore.ConnectAsync(new KvStoreOptions { Server = again.Server });
         foreach (var (key, size) in acknowledged)
         {
-            var value = await reader.GetAsync(Values.K(key));
+            var value = await reader.GetAsync(TestValues.Key(key));
             Assert.True(value is not null, $"{key} ({size} bytes) was acknowledged but is gone");
-            Assert.True(value.AsSpan().SequenceEqual(Values.For(key, size)), $"{key}: wrong bytes");
+            Assert.True(value.AsSpan().SequenceEqual(TestValues.For(key, size)), $"{key}: wrong bytes");
         }
         var stats = await reader.StatsAsync();
         Assert.True(stats["disk_recovered_keys"] >= acknowledged.Count);

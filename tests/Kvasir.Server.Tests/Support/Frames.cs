@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Text;
 using Kvasir.Protocol;
 
 namespace Kvasir.Server.Tests.Support;
@@ -90,15 +89,6 @@ public static class Frames
     /// <summary>Header and metadata of a PUT, without its payload.</summary>
     public static byte[] PutHead(ulong id, params (byte[] Key, long Length)[] entries)
         => Frame(Opcode.Put, id, PutMeta(entries), payloadLength: entries.Sum(e => e.Length));
-
-    public static byte[] Key(string text) => Encoding.UTF8.GetBytes(text);
-
-    public static byte[] Value(int seed, int length)
-    {
-        var bytes = new byte[length];
-        new Random(seed).NextBytes(bytes);
-        return bytes;
-    }
 
     public static byte[] Filled(int length, byte b) => Enumerable.Repeat(b, length).ToArray();
 }

@@ -4,26 +4,15 @@ using Kvasir.Storage;
 namespace Kvasir.Server.Tests.Support;
 
 /// <summary>
-/// A node on 127.0.0.1, port 0, for one test. On dispose it waits (with a deadline) until no arena
-/// reservation or lease is left, failing the test with what it waited for, then stops the node.
+/// The node these tests talk to over raw sockets: the shared <see cref="TestNode"/> (127.0.0.1, port 0,
+/// fails the test on leaked reservations or leases) with small limits, and a witness connection.
 /// </summary>
-public sealed class TestNode : IAsyncDisposable
+public static class ServerNode
 {
     public const long MaxValue = 1L << 20;
 
-    private TestNode(CacheNode node) => Node = node;
-
-    public CacheNode Node { get; }
-
-    public int Port => Node.Port;
-
-    /// <summary>Set when a test stopped the node itself (the store is gone; nothing left to check).</summary>
-    public bool Stopped { get; set; }
-
     public static TestNode Start(byte[]? authKey = null, TimeSpan? frameTimeout = null, TimeSpan? leaseTimeout = null,
-        int maxQueuedReplies = 64, TimeSpan? drainTimeout = null)
-    {
-        var node = new CacheNode(new NodeOptions
+        int maxQueuedReplies = 64, TimeSpan? drainTimeout = null) => TestNode.Start(new NodeOptions
         {
             Port = 0,
             Store = new StoreOptions { Capacity = 64L << 20, MaxValueBytes = MaxValue, LeaseTimeout = leaseTimeout ?? TimeSpan.FromSeconds(30) },
@@ -32,42 +21,14 @@ public sealed class TestNode : IAsyncDisposable
             MaxQueuedReplies = maxQueuedReplies,
             DrainTimeout = drainTimeout ?? TimeSpan.FromSeconds(10),
         });
-        node.Start();
-        return new TestNode(node);
-    }
-
-    public StoreStats Stats => Node.Store.GetStats();
-
-    public Task WaitForNoLeaksAsync(double seconds = 15) =>
-        Poll.Until(() => Stats is { Reservations: 0, ActiveLeases: 0 },
-            () => $"no arena reservations or leases left on the node (now: {Stats.Reservations} reservations, {Stats.ActiveLeases} leases)", seconds);
 
     /// <summary>A well-behaved connection, opened with HELLO, that round-trips values to prove the node still serves.</summary>
-    public async Task<Witness> WitnessAsync()
+    public static async Task<Witness> WitnessAsync(this TestNode node)
     {
-        var (c, _) = await RawConnection.ConnectHelloAsync(Port);
+        var (c, _) = await RawConnection.ConnectHelloAsync(node.Port);
         var witness = new Witness(c);
         await witness.RoundTripAsync();
         return witness;
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (!Stopped)
-        {
-            try
-            {
-                await WaitForNoLeaksAsync();
-            }
-            finally
-            {
-                await Node.StopAsync();
-            }
-        }
-        else
-        {
-            await Node.StopAsync();
-        }
     }
 }
 
@@ -82,8 +43,8 @@ public sealed class Witness(RawConnection connection) : IDisposable
     public async Task RoundTripAsync()
     {
         int round = Interlocked.Increment(ref _round);
-        var key = Frames.Key($"witness/{round}/{Guid.NewGuid():N}");
-        var value = Frames.Value(round, 4096);
+        var key = TestValues.Key($"witness/{round}/{Guid.NewGuid():N}");
+        var value = TestValues.Value(round, 4096);
         ulong putId = _nextId++, getId = _nextId++;
         var put = await Connection.RequestAsync(Frames.Put(putId, (key, value)));
         RawConnection.AssertReply(put, Opcode.Put, putId);
@@ -106,20 +67,4 @@ public sealed class Witness(RawConnection connection) : IDisposable
     }
 
     public void Dispose() => Connection.Dispose();
-}
-
-public static class Poll
-{
-    /// <summary>Polls <paramref name="condition"/> until it holds; fails with what was awaited when the deadline passes.</summary>
-    public static async Task Until(Func<bool> condition, Func<string> awaited, double seconds = 10)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(seconds);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) Assert.Fail($"timed out after {seconds} s waiting for: {awaited()}");
-            await Task.Delay(10);
-        }
-    }
-
-    public static Task Until(Func<bool> condition, string awaited, double seconds = 10) => Until(condition, () => awaited, seconds);
 }
