@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text;
-using Kvasir.Storage;
 using Kvasir.Protocol;
+using Kvasir.Storage;
 
 namespace Kvasir.Bench.Alloc;
 

@@ -1,6 +1,6 @@
 using BenchmarkDotNet.Attributes;
-using Kvasir.Storage;
 using Kvasir.Protocol;
+using Kvasir.Storage;
 
 namespace Kvasir.Bench.Micro;
 

@@ -92,11 +92,17 @@ public static class BenchCommand
                 {
                     var settings = new BenchSettings
                     {
-                        Op = op, ReadRatio = ratio, ValueSize = size, Inflight = inflight,
+                        Op = op,
+                        ReadRatio = ratio,
+                        ValueSize = size,
+                        Inflight = inflight,
                         Batch = cl.Int("batch", Math.Clamp((16 << 20) / size, 1, 64), 1, 1_000_000),
                         Keys = cl.Int("keys", (int)Math.Clamp(cl.Size("key-space", 256L << 20) / size, 16, 65536), 1),
-                        Duration = duration, Warmup = warmup, Requests = requests,
-                        Verify = verify, Prefill = !cl.Has("no-prefill"),
+                        Duration = duration,
+                        Warmup = warmup,
+                        Requests = requests,
+                        Verify = verify,
+                        Prefill = !cl.Has("no-prefill"),
                     };
                     table ??= targetName == "memcpy" ? new MemcpyTarget(settings.Keys, size) : null;
                     Func<Task<IBenchTarget>> open = targetName switch

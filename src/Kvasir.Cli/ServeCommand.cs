@@ -156,9 +156,15 @@ public static class ServeCommand
     /// <summary>Store settings are named by their flags in errors, not by their property names.</summary>
     private static readonly Dictionary<string, string> Flags = new()
     {
-        ["Capacity"] = "--memory", ["MaxValueBytes"] = "--max-value", ["BlockSize"] = "--block-size",
-        ["HighWatermark"] = "--high-watermark", ["LowWatermark"] = "--low-watermark", ["LeaseTimeout"] = "--lease-timeout",
-        ["node id"] = "--node-id", ["disk capacity"] = "--disk-capacity", ["promote-after"] = "--promote-after",
+        ["Capacity"] = "--memory",
+        ["MaxValueBytes"] = "--max-value",
+        ["BlockSize"] = "--block-size",
+        ["HighWatermark"] = "--high-watermark",
+        ["LowWatermark"] = "--low-watermark",
+        ["LeaseTimeout"] = "--lease-timeout",
+        ["node id"] = "--node-id",
+        ["disk capacity"] = "--disk-capacity",
+        ["promote-after"] = "--promote-after",
     };
 
     private static string FlagMessage(ArgumentException ex)

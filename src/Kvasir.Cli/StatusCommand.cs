@@ -51,8 +51,12 @@ public static class StatusCommand
         {
             await using var store = await KvStore.ConnectAsync(new KvStoreOptions
             {
-                Server = node.Address, AuthKey = options.AuthKey, ConnectTimeout = options.RequestTimeout,
-                RequestTimeout = options.RequestTimeout, ConnectionsPerNode = 1, ClientName = "kvasir-status",
+                Server = node.Address,
+                AuthKey = options.AuthKey,
+                ConnectTimeout = options.RequestTimeout,
+                RequestTimeout = options.RequestTimeout,
+                ConnectionsPerNode = 1,
+                ClientName = "kvasir-status",
                 Transport = KvTransportKind.Tcp,   // counters only: no arena to map
             });
             return new Row(node, "up", await store.StatsAsync(), null);
@@ -90,8 +94,13 @@ public static class StatusCommand
     {
         var nodes = rows.Select(r => new Dictionary<string, object?>
         {
-            ["id"] = r.Node.Id, ["addr"] = r.Node.Address, ["kind"] = r.Node.Kind, ["state"] = r.State, ["note"] = r.Note,
-            ["version"] = r.Node.Version, ["stats"] = r.Stats,
+            ["id"] = r.Node.Id,
+            ["addr"] = r.Node.Address,
+            ["kind"] = r.Node.Kind,
+            ["state"] = r.State,
+            ["note"] = r.Note,
+            ["version"] = r.Node.Version,
+            ["stats"] = r.Stats,
         });
         Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(nodes));
     }

@@ -82,8 +82,14 @@ public sealed class KvStoreOptions
     /// <summary>These options for one member of a cluster.</summary>
     internal KvStoreOptions ForNode(string address) => new()
     {
-        Server = address, AuthKey = AuthKey, ConnectTimeout = ConnectTimeout, RequestTimeout = RequestTimeout,
-        ConnectionsPerNode = ConnectionsPerNode, ClientName = ClientName, Transport = Transport, LoggerFactory = LoggerFactory,
+        Server = address,
+        AuthKey = AuthKey,
+        ConnectTimeout = ConnectTimeout,
+        RequestTimeout = RequestTimeout,
+        ConnectionsPerNode = ConnectionsPerNode,
+        ClientName = ClientName,
+        Transport = Transport,
+        LoggerFactory = LoggerFactory,
     };
 
     internal (string Host, int Port) ParseServer()

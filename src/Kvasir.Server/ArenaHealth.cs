@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using Kvasir.Storage;
 using Kvasir.Protocol;
+using Kvasir.Storage;
 
 namespace Kvasir.Server;
 

@@ -177,8 +177,12 @@ public sealed class CacheNode : IAsyncDisposable
         var version = typeof(CacheNode).Assembly.GetName().Version?.ToString(3) ?? "0";
         var record = new NodeRecord
         {
-            Id = NodeId, Address = DataAddress, Capacity = Options.Store.Capacity, Version = version,
-            StartedMs = StartedAt.ToUnixTimeMilliseconds(), Kind = cluster.Kind,
+            Id = NodeId,
+            Address = DataAddress,
+            Capacity = Options.Store.Capacity,
+            Version = version,
+            StartedMs = StartedAt.ToUnixTimeMilliseconds(),
+            Kind = cluster.Kind,
         };
         var registrar = new NodeRegistrar(registry, () => record, cluster.HeartbeatTtl, LoggerFactory);
         Registration = registrar;

@@ -25,7 +25,8 @@ public static class ShmFiles
         var token = RandomNumberGenerator.GetBytes(Kvasir.Protocol.ShmInfoReply.TokenBytes);
         using var f = new FileStream(arenaPath + ".token", new FileStreamOptions
         {
-            Mode = FileMode.CreateNew, Access = FileAccess.Write,
+            Mode = FileMode.CreateNew,
+            Access = FileAccess.Write,
             UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
         });
         f.Write(token);

@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using Kvasir.Storage.Internal;
 using Kvasir.Protocol;
+using Kvasir.Storage.Internal;
 
 namespace Kvasir.Storage;
 

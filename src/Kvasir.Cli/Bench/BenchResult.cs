@@ -11,10 +11,22 @@ public sealed record BenchResult(
 {
     public string ToJson() => JsonSerializer.Serialize(new Dictionary<string, object>
     {
-        ["target"] = Target, ["op"] = Op, ["value_size"] = ValueSize, ["batch"] = Batch, ["inflight"] = Inflight,
-        ["seconds"] = Math.Round(Seconds, 3), ["requests"] = Requests, ["values"] = Values, ["gbps"] = Math.Round(Gbps, 3),
-        ["ops_per_s"] = Math.Round(OpsPerSecond, 1), ["p50_us"] = Math.Round(P50Us, 1), ["p90_us"] = Math.Round(P90Us, 1),
-        ["p99_us"] = Math.Round(P99Us, 1), ["p999_us"] = Math.Round(P999Us, 1), ["errors"] = Errors, ["misses"] = Misses,
+        ["target"] = Target,
+        ["op"] = Op,
+        ["value_size"] = ValueSize,
+        ["batch"] = Batch,
+        ["inflight"] = Inflight,
+        ["seconds"] = Math.Round(Seconds, 3),
+        ["requests"] = Requests,
+        ["values"] = Values,
+        ["gbps"] = Math.Round(Gbps, 3),
+        ["ops_per_s"] = Math.Round(OpsPerSecond, 1),
+        ["p50_us"] = Math.Round(P50Us, 1),
+        ["p90_us"] = Math.Round(P90Us, 1),
+        ["p99_us"] = Math.Round(P99Us, 1),
+        ["p999_us"] = Math.Round(P999Us, 1),
+        ["errors"] = Errors,
+        ["misses"] = Misses,
         ["verify_failures"] = VerifyFailures,
     });
 
