@@ -4,7 +4,9 @@
 #   kvasir: a node with a 64 MiB arena and --disk, so PUTs are written through to disk and GETs of a
 #   1 GiB key space come from the disk tier (cold after dropping the page cache, then warm).
 #   latency: p99 of GETs of DRAM-resident 64 KiB values, alone and while another client writes 1 MiB values
-#   through the disk tier of the same node with segments rolling and being dropped (--disk-capacity 256MiB).
+#   through the disk tier of the same node with segments rolling and being dropped: a 1 GiB arena holds both key
+#   spaces (16 MiB read, 512 MiB written), so nothing read is evicted, while --disk-capacity 256MiB makes the disk
+#   tier roll a 32 MiB segment and drop the oldest every ~30 writes.
 # Usage: bench/disk.sh [--duration SEC]   (root needed to drop the page cache; without it, "cold" is warm)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,12 +42,12 @@ kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 
 echo "== GET p99 of DRAM-resident keys (256 x 64 KiB), alone, then while a second client writes 1 MiB values through the disk tier"
 port=$((20000 + RANDOM % 20000))
-dotnet "$root/.build/cli/kvasir.dll" serve --port "$port" --memory 256MiB --disk "$dir/tier2" --disk-capacity 256MiB --log-level warning >"$dir/node2.log" 2>&1 &
+dotnet "$root/.build/cli/kvasir.dll" serve --port "$port" --memory 1GiB --disk "$dir/tier2" --disk-capacity 256MiB --log-level warning >"$dir/node2.log" 2>&1 &
 pid2=$!
 for _ in $(seq 100); do "$root/kvasir" ping --server "127.0.0.1:$port" >/dev/null 2>&1 && break; sleep 0.1; done
 g() { "$root/kvasir" bench --server "127.0.0.1:$port" --op get --value-size 64KiB --keys 256 --batch 1 --inflight 1 --duration "$duration" --warmup 1 --no-progress "$@" | grep -E '^kvasir'; }
 echo "alone:            $(g)"
-"$root/kvasir" bench --server "127.0.0.1:$port" --op put --value-size 1MiB --keys 1024 --inflight 4 --duration $((duration + 4)) --warmup 0 --no-progress >"$dir/writer.log" 2>&1 &
+"$root/kvasir" bench --server "127.0.0.1:$port" --op put --value-size 1MiB --keys 512 --inflight 4 --duration $((duration + 4)) --warmup 0 --no-progress >"$dir/writer.log" 2>&1 &
 writer=$!
 sleep 1
 echo "with disk writes: $(g --no-prefill)"

@@ -294,6 +294,25 @@ public sealed partial class KvArenaStore : IDisposable
         }
     }
 
+    /// <summary>
+    /// Leases a value staged outside the arena (<see cref="StagingArea"/>): readable through the lease only, freed
+    /// back to its staging area when the lease ends (released or expired), like an unpublished lease.
+    /// </summary>
+    internal ValueLease LeaseStaged(ValueVersion staged, nint address, uint crc32c, ILeaseHolder? holder)
+    {
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            staged.Crc32C = crc32c;
+            staged.State = VersionState.Retired;
+            staged.LeaseCount++;
+            var lease = new ValueLease(this, ++_lastLeaseId, staged, address, holder, Stopwatch.GetTimestamp() + _leaseTimeoutTicks);
+            _leaseQueue.Append(lease);
+            _activeLeases++;
+            return lease;
+        }
+    }
+
     /// <summary>Ends a pending reservation (under the lock): its version gets its CRC and <paramref name="state"/>.</summary>
     private ValueVersion Finish(Reservation reservation, uint crc32c, VersionState state)
     {
@@ -485,7 +504,8 @@ public sealed partial class KvArenaStore : IDisposable
 
     private void FreeSpace(ValueVersion version)
     {
-        _allocator.Free(version.Offset);
+        if (version.Owner is { } staging) staging.Free(version);
+        else _allocator.Free(version.Offset);
         version.State = VersionState.Freed;
     }
 

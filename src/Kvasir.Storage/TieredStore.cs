@@ -38,11 +38,14 @@ public sealed class TieredStore : IDisposable
     private readonly DiskTier? _disk;
     private readonly SharedFsTier? _shared;
     private readonly TierIo? _io;
+    private readonly Internal.StagingArea? _staging;
     private readonly TierOptions _tiers;
     private readonly long[] _epochs = new long[EpochStripes];
     private readonly System.Collections.Concurrent.ConcurrentDictionary<byte[], int> _reads = new(Internal.ByteKeyComparer.Instance);
     private readonly Func<byte[], long, bool>? _newerOnDisk;
-    private long _promotions, _servedBelow, _loadFailures, _loadsUnstaged, _demotions, _dropped, _superseded, _tierFailures;
+    private long _promotions, _servedBelow, _loadFailures, _loadsUnstaged, _loadsStaged, _loadsEvicting, _demotions, _dropped, _superseded, _tierFailures;
+
+    private delegate bool ReadInto(Span<byte> destination);
 
     /// <summary>Allocates the arena, opens (and recovers) the disk tier and the shared tier.</summary>
     /// <exception cref="ArgumentException">Invalid options.</exception>
@@ -60,10 +63,16 @@ public sealed class TieredStore : IDisposable
                 _newerOnDisk = (key, version) => _disk.NewestVersion(key) > version;
             }
             if (_tiers.SharedFsPath is { } shared) _shared = new SharedFsTier(shared);
-            if (_tiers.Any) _io = new TierIo(_tiers.ReadThreads, "kvasir tier io");
+            if (_tiers.Any)
+            {
+                _io = new TierIo(_tiers.ReadThreads, "kvasir tier io");
+                long staging = _tiers.StagingBytes > 0 ? _tiers.StagingBytes : Math.Clamp(store.Capacity / 4, 64L << 20, 1L << 30);
+                _staging = new Internal.StagingArea(Math.Max(staging, store.MaxValueBytes));
+            }
         }
         catch
         {
+            _io?.Dispose();
             _disk?.Dispose();
             _dram.Dispose();
             throw;
@@ -190,16 +199,23 @@ public sealed class TieredStore : IDisposable
     /// <summary>
     /// Leases the key's value for reading: from DRAM when it is there (completes synchronously), else from the disk
     /// or the shared tier, read on a tier thread into arena space and CRC-checked. NotFound for a miss in every tier
-    /// (and for a damaged copy below, or no free arena space to stage a cold read in).
+    /// (and for a damaged copy below, or no room to stage a cold read in).
     /// </summary>
-    public ValueTask<LeaseResult> LeaseAsync(ReadOnlyMemory<byte> key, ILeaseHolder? holder)
+    /// <param name="key">The key; its memory must stay unchanged until the task completes.</param>
+    /// <param name="holder">Told when the lease outlives the lease timeout; null for a lease the reaper may end by itself.</param>
+    /// <param name="arenaOnly">
+    /// The reader maps the arena (shared memory): a cold read must be staged in the arena. It uses free space, and
+    /// when there is none it evicts as a PUT would. False (TCP, in-process): a cold read uses free arena space or the
+    /// staging area beside the arena, and never evicts.
+    /// </param>
+    public ValueTask<LeaseResult> LeaseAsync(ReadOnlyMemory<byte> key, ILeaseHolder? holder, bool arenaOnly = false)
     {
         var status = _dram.TryLease(key.Span, holder, out var lease);
         if (status != WireStatus.NotFound || _io is null) return new(new LeaseResult(status, lease));
-        return new(LoadAsync(key, holder));
+        return new(LoadAsync(key, holder, arenaOnly));
     }
 
-    private async Task<LeaseResult> LoadAsync(ReadOnlyMemory<byte> key, ILeaseHolder? holder)
+    private async Task<LeaseResult> LoadAsync(ReadOnlyMemory<byte> key, ILeaseHolder? holder, bool arenaOnly)
     {
         long epoch = Epoch(key.Span);
         long length, version = 0;
@@ -213,43 +229,70 @@ public sealed class TieredStore : IDisposable
             var located = await _io!.Run(() => _shared.TryLocate(key.Span, out var e) ? e : null).ConfigureAwait(false);
             if (located is null) return new LeaseResult(WireStatus.NotFound, null);
             (length, crc) = (located.Length, located.Crc32C);
-            return await StageAsync(key, holder, length, crc, 0, epoch, r => _shared.TryRead(located, r.Span)).ConfigureAwait(false);
+            return await StageAsync(key, holder, arenaOnly, length, crc, 0, epoch, d => _shared.TryRead(located, d)).ConfigureAwait(false);
         }
         else
         {
             return new LeaseResult(WireStatus.NotFound, null);
         }
-        return await StageAsync(key, holder, length, crc, version, epoch, r => _disk.TryRead(key.Span, entry!, r.Span)).ConfigureAwait(false);
+        return await StageAsync(key, holder, arenaOnly, length, crc, version, epoch, d => _disk.TryRead(key.Span, entry!, d)).ConfigureAwait(false);
     }
 
-    /// <summary>Reads a value from below into arena space and leases it: published (promoted) when hot, else unpublished.</summary>
-    private async Task<LeaseResult> StageAsync(ReadOnlyMemory<byte> key, ILeaseHolder? holder, long length, uint crc, long version, long epoch,
-        Func<Reservation, bool> read)
+    /// <summary>
+    /// Reads a value from below and leases it: into arena space, published (promoted) when hot; else unpublished, in
+    /// free arena space or the staging area (never evicting a published value), or for an arena-only reader in arena
+    /// space made as a PUT makes it.
+    /// </summary>
+    private async Task<LeaseResult> StageAsync(ReadOnlyMemory<byte> key, ILeaseHolder? holder, bool arenaOnly, long length, uint crc, long version,
+        long epoch, ReadInto read)
     {
         byte[] keyCopy = key.ToArray();
         int reads = _reads.AddOrUpdate(keyCopy, 1, (_, n) => n + 1);
         if (_reads.Count > 1_000_000) _reads.Clear();   // bounded: counts are a hint, not state
         bool promote = reads >= _tiers.PromoteAfter && _dram.PromotedBytes + length <= (long)(_tiers.HotFraction * _dram.Options.Capacity);
+        Internal.ValueVersion? staged = null;
+        nint stagedAt = 0;
         if (_dram.TryReserve(keyCopy, length, evict: promote, out var reservation) != WireStatus.Ok)
         {
-            if (promote) Interlocked.Increment(ref _loadFailures);
-            else Interlocked.Increment(ref _loadsUnstaged);
-            return new LeaseResult(WireStatus.NotFound, null);
+            reservation = null;
+            if (promote)
+            {
+                Interlocked.Increment(ref _loadFailures);
+                return new LeaseResult(WireStatus.NotFound, null);
+            }
+            if (!arenaOnly && _staging!.TryAllocate(length, out staged, out stagedAt))
+            {
+                Interlocked.Increment(ref _loadsStaged);
+            }
+            else if (arenaOnly && _dram.TryReserve(keyCopy, length, evict: true, out reservation) == WireStatus.Ok)
+            {
+                Interlocked.Increment(ref _loadsEvicting);
+            }
+            else
+            {
+                Interlocked.Increment(ref _loadsUnstaged);
+                return new LeaseResult(WireStatus.NotFound, null);
+            }
         }
         bool ok;
         try
         {
-            ok = await _io!.Run(() => read(reservation!)).ConfigureAwait(false);
+            ok = await _io!.Run(() => read(reservation is not null ? reservation.Span : StagedSpan(stagedAt, length))).ConfigureAwait(false);
         }
         catch
         {
-            _dram.Abort(reservation!);
+            Abandon(reservation, staged);
             throw;
         }
         if (!ok)
         {
-            _dram.Abort(reservation!);
+            Abandon(reservation, staged);
             return new LeaseResult(WireStatus.NotFound, null);
+        }
+        if (staged is not null)
+        {
+            Interlocked.Increment(ref _servedBelow);
+            return new LeaseResult(WireStatus.Ok, _dram.LeaseStaged(staged, stagedAt, crc, holder));
         }
         Interlocked.Increment(ref _servedBelow);
         if (!promote) return new LeaseResult(WireStatus.Ok, _dram.LeaseUnpublished(reservation!, crc, holder));
@@ -266,6 +309,14 @@ public sealed class TieredStore : IDisposable
         var status = _dram.TryLease(keyCopy, holder, out var lease);
         return new LeaseResult(status, lease);
     }
+
+    private void Abandon(Reservation? reservation, Internal.ValueVersion? staged)
+    {
+        if (reservation is not null) _dram.Abort(reservation);
+        if (staged is not null) _staging!.Free(staged);
+    }
+
+    private static unsafe Span<byte> StagedSpan(nint address, long length) => new((void*)address, checked((int)length));
 
     /// <summary>Ends a lease (idempotent): true when this call ended it, false when it had ended (released or expired).</summary>
     public bool Release(ValueLease lease) => _dram.Release(lease);
@@ -352,6 +403,8 @@ public sealed class TieredStore : IDisposable
             new("tier_served_below", Interlocked.Read(ref _servedBelow)),
             new("tier_load_failures", Interlocked.Read(ref _loadFailures)),
             new("tier_loads_unstaged", Interlocked.Read(ref _loadsUnstaged)),
+            new("tier_loads_staged", Interlocked.Read(ref _loadsStaged)),
+            new("tier_loads_evicting", Interlocked.Read(ref _loadsEvicting)),
             new("tier_demotions", Interlocked.Read(ref _demotions)),
             new("tier_evicted_unsaved", Interlocked.Read(ref _dropped)),
             new("tier_superseded", Interlocked.Read(ref _superseded)),
@@ -392,6 +445,7 @@ public sealed class TieredStore : IDisposable
         _disk?.Dispose();
         _io?.Dispose();
         _dram.Dispose();
+        _staging?.Dispose();
     }
 
     /// <summary>Under the DRAM lock: an evicted value is demoted when a lower tier holds it, dropped otherwise.</summary>

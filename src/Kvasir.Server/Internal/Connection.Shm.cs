@@ -54,7 +54,7 @@ internal sealed partial class Connection
             {
                 var key = meta.AsMemory(ranges[i].Offset, ranges[i].Length);
                 _node.Heatmap.Record(key.Span);
-                var (status, lease) = ValidKey(key.Span) ? await _store.LeaseAsync(key, null).ConfigureAwait(false) : new LeaseResult(WireStatus.InvalidKey, null);
+                var (status, lease) = ValidKey(key.Span) ? await _store.LeaseAsync(key, null, arenaOnly: true).ConfigureAwait(false) : new LeaseResult(WireStatus.InvalidKey, null);
                 if (lease is null)
                 {
                     entries[i] = new LeaseEntry(status == WireStatus.Ok ? WireStatus.NotFound : status, 0, 0, 0, 0);

@@ -34,4 +34,7 @@ internal sealed class ValueVersion(long offset, long length, long allocatedBytes
     public int LeaseCount { get; set; }
 
     public VersionState State { get; set; }
+
+    /// <summary>Null for arena space; the staging area whose space this is, for a cold read staged outside the arena.</summary>
+    public StagingArea? Owner { get; init; }
 }

@@ -52,6 +52,14 @@ public sealed class TierOptions
     /// </summary>
     public int ReadThreads { get; init; } = 4;
 
+    /// <summary>
+    /// Bytes apart from the arena, allocated once at start, where cold reads that will not be promoted are staged for
+    /// TCP and in-process readers when the arena has no free space (a cold read never evicts a published value).
+    /// Default 0: a quarter of the arena, at least 64 MiB, at most 1 GiB. Reads that find it full too are misses
+    /// (<c>tier_loads_unstaged</c>); more of it serves more concurrent cold reads at the cost of that much memory.
+    /// </summary>
+    public long StagingBytes { get; init; }
+
     /// <summary>Test hook: the devices of the disk tier (default: plain files in <see cref="DiskPath"/>).</summary>
     public IDeviceFactory? DeviceFactory { get; init; }
 
@@ -65,6 +73,7 @@ public sealed class TierOptions
         if (PromoteAfter < 1) throw new ArgumentException("promote-after must be at least 1");
         if (HotFraction is < 0 or > 1 || double.IsNaN(HotFraction)) throw new ArgumentException("hot fraction must be between 0 and 1");
         if (ReadThreads is < 1 or > 256) throw new ArgumentException("tier read threads must be between 1 and 256");
+        if (StagingBytes < 0) throw new ArgumentException("staging bytes must not be negative (0 picks the default)");
         if (!Enum.IsDefined(DiskSync)) throw new ArgumentException($"disk sync mode {DiskSync} is not none, batch or always");
     }
 }
