@@ -40,17 +40,24 @@ b --op get --inflight 1,4 --warmup 0 --no-prefill
 "$root/kvasir" stats --server "127.0.0.1:$port" | grep -E '^(disk_hits|hits|tier_promotions|evictions|disk_bytes)\b' | tr '\n' ' '; echo
 kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 
-echo "== GET p99 of DRAM-resident keys (256 x 64 KiB), alone, then while a second client writes 1 MiB values through the disk tier"
-port=$((20000 + RANDOM % 20000))
-dotnet "$root/.build/cli/kvasir.dll" serve --port "$port" --memory 1GiB --disk "$dir/tier2" --disk-capacity 256MiB --log-level warning >"$dir/node2.log" 2>&1 &
-pid2=$!
-for _ in $(seq 100); do "$root/kvasir" ping --server "127.0.0.1:$port" >/dev/null 2>&1 && break; sleep 0.1; done
-g() { "$root/kvasir" bench --server "127.0.0.1:$port" --op get --value-size 64KiB --keys 256 --batch 1 --inflight 1 --duration "$duration" --warmup 1 --no-progress "$@" | grep -E '^kvasir'; }
-echo "alone:            $(g)"
-"$root/kvasir" bench --server "127.0.0.1:$port" --op put --value-size 1MiB --keys 512 --inflight 4 --duration $((duration + 4)) --warmup 0 --no-progress >"$dir/writer.log" 2>&1 &
-writer=$!
-sleep 1
-echo "with disk writes: $(g --no-prefill)"
-wait "$writer" || true
-echo "writer:           $(grep -E '^kvasir' "$dir/writer.log")"
-"$root/kvasir" stats --server "127.0.0.1:$port" | grep -E '^(disk_deleted_segments|disk_writes|evictions)\b' | tr '\n' ' '; echo
+echo "== GET p99 of DRAM-resident keys (256 x 64 KiB, 1 GiB arena): alone, then while a second client writes 1 MiB values"
+echo "   (a) to a node without a disk tier, (b) to a node with one whose segments roll (--disk-capacity 256MiB)"
+for mode in "without disk" "with disk"; do
+  port=$((20000 + RANDOM % 20000))
+  flags=(--port "$port" --memory 1GiB --log-level warning)
+  [ "$mode" = "with disk" ] && flags+=(--disk "$dir/tier2" --disk-capacity 256MiB)
+  dotnet "$root/.build/cli/kvasir.dll" serve "${flags[@]}" >"$dir/node2.log" 2>&1 &
+  pid2=$!
+  for _ in $(seq 100); do "$root/kvasir" ping --server "127.0.0.1:$port" >/dev/null 2>&1 && break; sleep 0.1; done
+  g() { "$root/kvasir" bench --server "127.0.0.1:$port" --op get --value-size 64KiB --keys 256 --batch 1 --inflight 1 --duration "$duration" --warmup 1 --no-progress "$@" | grep -E '^kvasir'; }
+  [ "$mode" = "without disk" ] && echo "alone:                   $(g)"
+  [ "$mode" = "with disk" ] && g >/dev/null   # prefill this node's read keys
+  "$root/kvasir" bench --server "127.0.0.1:$port" --op put --value-size 1MiB --keys 512 --inflight 4 --duration $((duration + 4)) --warmup 0 --no-progress >"$dir/writer.log" 2>&1 &
+  writer=$!
+  sleep 1
+  echo "writes, $mode: $(g --no-prefill)"
+  wait "$writer" || true
+  echo "  the writer:            $(grep -E '^kvasir' "$dir/writer.log")"
+  [ "$mode" = "with disk" ] && { "$root/kvasir" stats --server "127.0.0.1:$port" | grep -E '^(disk_deleted_segments|disk_writes|evictions)\b' | tr '\n' ' '; echo; }
+  kill "$pid2"; wait "$pid2" 2>/dev/null || true; pid2=""
+done
