@@ -149,6 +149,12 @@ class AccessStatsCollector:
                 self.dropped += 1
             self._events.append(event)
 
+    @property
+    def total_recorded(self) -> int:
+        """Accesses recorded so far, kept or dropped."""
+        with self._lock:
+            return len(self._events) + self.dropped
+
     def accesses(self) -> List[Dict[str, Any]]:
         with self._lock:
             events = list(self._events)
