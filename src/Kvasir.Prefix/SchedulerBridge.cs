@@ -160,6 +160,13 @@ public sealed class SchedulerBridge
         var compute = new List<KvHandle>();
         var inserts = new List<BlockSave>();
         int totalBlocks = (tokens.Length + B - 1) / B;
+        long room = Pool.FreeTokens / B + Cache.Count - Cache.GetStats().PinnedBlocks;
+        if (totalBlocks - local.NumBlocks > room)
+        {
+            // Cannot fit even after evicting every unpinned cached block: defer without evicting anything.
+            ReleaseState(state);
+            return new RequestPlan(r.RequestId, r.Phase, 0, 0, 0, [], [], [], [], [], Deferred: true);
+        }
         try
         {
             for (int i = local.NumBlocks; i < totalBlocks; i++)
