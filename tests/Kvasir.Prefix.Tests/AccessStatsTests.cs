@@ -106,7 +106,7 @@ public sealed class AccessStatsTests : IDisposable
     [Fact]
     public void The_python_written_vector_file_recomputes_to_its_stored_summary()
     {
-        string path = VectorFiles.Require("access_stats.json", "the Python access-stats generator");
+        string path = VectorFiles.Require("access_stats.json", "the Python access-stats generator (tests/vectors/)");
         var file = AccessStatsFile.Read(path);   // throws ChecksumMismatch when .NET's summary differs from Python's
         Assert.NotEmpty(file.Accesses);
         Assert.Equal(file.Accesses.Count, file.Summary.TotalAccesses);

@@ -4,7 +4,7 @@ namespace Kvasir.Prefix.Tests;
 public sealed class BlockHashVectorFileTests
 {
     private const string File = "block_hashes.json";
-    private const string Generator = "gen_block_hashes.py";
+    private const string Generator = "tests/vectors/gen_block_hashes.py";
 
     [Fact]
     public void Every_case_of_the_golden_file_hashes_to_its_recorded_hashes_and_keys()

@@ -11,7 +11,7 @@ public sealed class StoreTierTests
 
     private static async Task<(TestNode Node, KvStore Store)> StartAsync()
     {
-        var node = TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 16L << 20 } });
+        var node = TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 16L << 20, MaxValueBytes = 1L << 20 } });
         var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = node.Address, Transport = KvTransportKind.Tcp });
         return (node, store);
     }

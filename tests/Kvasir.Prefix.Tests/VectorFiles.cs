@@ -24,7 +24,7 @@ public static class VectorFiles
     {
         string path = PathOf(name);
         if (!File.Exists(path))
-            Assert.Fail($"golden vector file tests/vectors/{name} is missing: it is written by tests/vectors/{generator} " +
+            Assert.Fail($"golden vector file tests/vectors/{name} is missing: it is written by {generator} " +
                 "(the Python side of issue 14) and must be committed; this test does not skip without it");
         return path;
     }
