@@ -108,8 +108,12 @@ public sealed class KvPool
         long bytes = checked(charged * _options.BytesPerToken);
         var context = new Dictionary<string, object?>
         {
-            ["requested_tokens"] = numTokens, ["charged_tokens"] = charged, ["requested_bytes"] = bytes,
-            ["max_tokens"] = _options.MaxTokens, ["max_bytes"] = _options.MaxBytes, ["request_id"] = requestId,
+            ["requested_tokens"] = numTokens,
+            ["charged_tokens"] = charged,
+            ["requested_bytes"] = bytes,
+            ["max_tokens"] = _options.MaxTokens,
+            ["max_bytes"] = _options.MaxBytes,
+            ["request_id"] = requestId,
         };
         if (charged > (_options.MaxTokens ?? long.MaxValue) || bytes > (_options.MaxBytes ?? long.MaxValue) || numTokens > (_options.MaxTokensPerRequest ?? long.MaxValue))
             throw new BudgetExceededException($"{numTokens} tokens ({bytes} bytes) can never fit this pool's budget", context);
@@ -233,9 +237,15 @@ public sealed class KvPool
         {
             return new Dictionary<string, long>
             {
-                ["used_tokens"] = _usedTokens, ["used_bytes"] = _usedBytes, ["peak_tokens"] = _peakTokens, ["peak_bytes"] = _peakBytes,
-                ["live_handles"] = _live.Count, ["allocations"] = _allocations, ["frees"] = _frees,
-                ["max_tokens"] = _options.MaxTokens ?? -1, ["max_bytes"] = _options.MaxBytes ?? -1,
+                ["used_tokens"] = _usedTokens,
+                ["used_bytes"] = _usedBytes,
+                ["peak_tokens"] = _peakTokens,
+                ["peak_bytes"] = _peakBytes,
+                ["live_handles"] = _live.Count,
+                ["allocations"] = _allocations,
+                ["frees"] = _frees,
+                ["max_tokens"] = _options.MaxTokens ?? -1,
+                ["max_bytes"] = _options.MaxBytes ?? -1,
             };
         }
     }
@@ -255,8 +265,11 @@ public sealed class KvPool
 
     private static Dictionary<string, object?> Describe(KvHandle handle) => new()
     {
-        ["handle_id"] = handle.HandleId.ToString(), ["request_id"] = handle.RequestId, ["num_tokens"] = handle.NumTokens,
-        ["ref_count"] = handle.RefCount, ["pin_count"] = handle.PinCount,
+        ["handle_id"] = handle.HandleId.ToString(),
+        ["request_id"] = handle.RequestId,
+        ["num_tokens"] = handle.NumTokens,
+        ["ref_count"] = handle.RefCount,
+        ["pin_count"] = handle.PinCount,
     };
 
     private static ConfigInvalidException Invalid(string option, object? value, string why)

@@ -44,10 +44,20 @@ public sealed record PrefixCacheStats(
     /// <summary>The counters by snake_case name, as Python's <c>get_stats()</c>.</summary>
     public IReadOnlyDictionary<string, object> ToDictionary() => new Dictionary<string, object>
     {
-        ["hit_rate"] = HitRate, ["lookups"] = Lookups, ["hit_tokens"] = HitTokens, ["miss_tokens"] = MissTokens,
-        ["inserts"] = Inserts, ["evictions"] = Evictions, ["invalidations"] = Invalidations,
-        ["cached_blocks"] = CachedBlocks, ["pinned_blocks"] = PinnedBlocks, ["capacity"] = Capacity,
-        ["re_prefill_rate"] = RePrefillRate, ["store_lookups"] = StoreLookups, ["store_hit_tokens"] = StoreHitTokens,
-        ["store_loaded_blocks"] = StoreLoadedBlocks, ["store_saved_blocks"] = StoreSavedBlocks,
+        ["hit_rate"] = HitRate,
+        ["lookups"] = Lookups,
+        ["hit_tokens"] = HitTokens,
+        ["miss_tokens"] = MissTokens,
+        ["inserts"] = Inserts,
+        ["evictions"] = Evictions,
+        ["invalidations"] = Invalidations,
+        ["cached_blocks"] = CachedBlocks,
+        ["pinned_blocks"] = PinnedBlocks,
+        ["capacity"] = Capacity,
+        ["re_prefill_rate"] = RePrefillRate,
+        ["store_lookups"] = StoreLookups,
+        ["store_hit_tokens"] = StoreHitTokens,
+        ["store_loaded_blocks"] = StoreLoadedBlocks,
+        ["store_saved_blocks"] = StoreSavedBlocks,
     };
 }
