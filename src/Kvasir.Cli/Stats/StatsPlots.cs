@@ -52,7 +52,8 @@ public static class StatsPlots
         return plot;
     }
 
-    private static string Short(string block) => block.Length <= 14 ? block : block[..12] + "…";
+    /// <summary>A block id short enough for an axis label: its head and tail, which tell keys like prefix:N apart.</summary>
+    private static string Short(string block) => block.Length <= 18 ? block : block[..8] + "…" + block[^8..];
 
     /// <summary>Blocks × time: the hottest blocks (hottest on top), accesses per time bucket as colour.</summary>
     private static Plot Heatmap(AccessStatsFile f)
