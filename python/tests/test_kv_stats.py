@@ -104,3 +104,15 @@ def test_the_wheel_declares_the_kvasir_stats_console_script(tmp_path):
         entry = whl.read("kvasir-0.1.0.dist-info/entry_points.txt").decode()
         assert "kvasir/kv/stats.py" in whl.namelist()
     assert "kvasir-stats = kvasir.kv.stats:main" in entry
+
+
+def test_a_file_the_dotnet_cli_writes_is_read_here_with_the_same_summary(tmp_path, cli):
+    # The other direction of the shared format: `kvasir stats demo` (.NET) writes schema v1; Python reads it and
+    # recomputes the summary from its accesses, which must equal the one .NET stored.
+    path = tmp_path / "dotnet.json"
+    r = subprocess.run(cli + ["stats", "demo", "--num-accesses", "3000", "--output", str(path)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    doc = read_stats(str(path))
+    assert doc["summary"]["total_accesses"] == 3000
+    assert summarize(doc["accesses"]) == doc["summary"]
