@@ -4,7 +4,7 @@ namespace Kvasir.Bench.Micro;
 
 /// <summary>
 /// BenchmarkDotNet micro-benchmarks of the hot paths: allocators and the store's reserve/lease path, frame
-/// encode/decode, CRC-32C and key hashing. Every class reports allocated bytes per operation.
+/// encode/decode, CRC-32C and key hashing, and the engine-side prefix cache and KV pool (Kvasir.Prefix). Every class reports allocated bytes per operation.
 /// Usage: dotnet run -c Release --project bench/Kvasir.Bench.Micro -- --filter '*' [--job short]
 /// </summary>
 public static class Program

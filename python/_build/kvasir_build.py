@@ -73,6 +73,10 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
             with open(full, "rb") as f:
                 add(zf, arcname, f.read())
         add(zf, f"{info}/METADATA", _metadata(project).encode())
+        scripts = project.get("scripts", {})
+        if scripts:   # console scripts: pip writes a launcher for each entry
+            add(zf, f"{info}/entry_points.txt",
+                ("[console_scripts]\n" + "".join(f"{k} = {v}\n" for k, v in scripts.items())).encode())
         add(zf, f"{info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: kvasir_build\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
         record.append(f"{info}/RECORD,,")
         zf.writestr(zipfile.ZipInfo(f"{info}/RECORD", date_time=(1980, 1, 1, 0, 0, 0)), "\n".join(record) + "\n")

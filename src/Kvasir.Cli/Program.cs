@@ -11,6 +11,7 @@ const string Usage = """
       admin-token  the bearer token of the admin HTTP endpoints for an auth key
       status    a cluster's nodes (or one node): state, capacity, use, keys, hit ratio
       bench     load generator against a running node
+      stats demo|summary|visualize|export   access statistics files: synthetic workload, summary, PNG plots, a node's export
     kvasir VERB --help for the verb's options.
     """;
 
@@ -37,7 +38,8 @@ if (rest.Contains("--help") || rest.Contains("-h"))
         "bench" => BenchCommand.Help,
         "status" => StatusCommand.Help,
         "config" => ConfigCommand.Help,
-        "put" or "get" or "exists" or "rm" or "stats" or "ping" => ClientCommands.Help,
+        "stats" => StatsCommand.Help,
+        "put" or "get" or "exists" or "rm" or "ping" => ClientCommands.Help,
         _ => Usage,
     });
     return 0;
@@ -51,6 +53,7 @@ try
         "status" => await StatusCommand.RunAsync(rest),
         "config" => ConfigCommand.Run(rest),
         "admin-token" => ConfigCommand.AdminToken(rest),
+        "stats" when StatsCommand.IsSubcommand(rest) => await StatsCommand.RunAsync(rest),
         "put" or "get" or "exists" or "rm" or "stats" or "ping" => await ClientCommands.RunAsync(verb, rest),
         _ => throw new UsageException($"unknown verb '{verb}' (try kvasir --help)"),
     };

@@ -58,6 +58,7 @@ public static class ServeCommand
             AdminPort = ParseAdminPort(cl),
             AdminHost = cl.Get("admin-host", "127.0.0.1"),
             AccessLog = cl.Get("access-log"),
+            AccessStatsCapacity = cl.Int("access-stats", 100_000, 0, 10_000_000),
             SharedMemory = cl.Get("shm", "on") switch
             {
                 "on" => OperatingSystem.IsLinux() && ShmFiles.Fits(capacity),

@@ -36,6 +36,7 @@ public static class ServeOptionTable
         new("max-connections", "N", "4096", "open connections"),
         new("log-level", "LEVEL", "information", "trace | debug | information | warning | error"),
         new("access-log", "PATH|-", "none", "one line per request (time, client, op, keys, status, microseconds); - for stdout"),
+        new("access-stats", "N", "100000", "GET/LEASE accesses kept for /v1/access-stats, kvasir stats export and the dashboard heatmap (152 bytes each, allocated at start); 0 = off"),
         new("shm", "on|off", "on", "arena in a /dev/shm file (0600) so same-host clients copy through shared memory; on = when it fits (Linux)"),
         new("admin-port", "N|off", "port+1", "admin HTTP (health, ready, status, metrics, dashboard); 0 with --port 0; off disables"),
         new("admin-host", "ADDR", "127.0.0.1", "address the admin port binds"),

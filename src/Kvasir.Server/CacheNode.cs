@@ -49,6 +49,7 @@ public sealed class CacheNode : IAsyncDisposable
             throw;
         }
         StartedAt = DateTimeOffset.UtcNow;
+        AccessStats = new Admin.AccessStats(options.AccessStatsCapacity);
         Metrics = new Admin.NodeMetrics(this);
         AccessLog = options.AccessLog is { } path ? new Admin.AccessLog(path) : null;
         Exporter = new Admin.PrometheusExporter(Metrics.Meter);
@@ -69,6 +70,9 @@ public sealed class CacheNode : IAsyncDisposable
 
     /// <summary>GET key popularity, per second (the dashboard's heatmap).</summary>
     public Admin.KeyHeatmap Heatmap { get; } = new();
+
+    /// <summary>The last <see cref="NodeOptions.AccessStatsCapacity"/> GET and LEASE accesses (admin GET /v1/access-stats).</summary>
+    public Admin.AccessStats AccessStats { get; }
 
     /// <summary>The admin HTTP server, when <see cref="NodeOptions.AdminPort"/> is set.</summary>
     public Admin.AdminServer? Admin { get; private set; }

@@ -62,6 +62,14 @@ public sealed class NodeOptions
     public string? AccessLog { get; init; }
 
     /// <summary>
+    /// Entries in the access-statistics ring: the last N GET/LEASE keys with time, hit or miss, tier and size, served
+    /// at admin <c>GET /v1/access-stats</c> and drawn by the dashboard's heatmap. Default 100,000 (about 15 MiB,
+    /// allocated at start: 152 bytes per entry); 0 turns recording off. Larger keeps a longer history at that cost
+    /// per entry, and an export of it is proportionally larger (about 100 bytes of JSON per entry).
+    /// </summary>
+    public int AccessStatsCapacity { get; init; } = 100_000;
+
+    /// <summary>
     /// Put the arena in a /dev/shm file (mode 0600, removed on clean stop) so same-host clients can use
     /// the shared-memory transport. Default false in the library; <c>kvasir serve</c> turns it on on
     /// Linux when the arena fits in /dev/shm. A node killed with SIGKILL leaves its file behind
@@ -92,6 +100,7 @@ public sealed class NodeOptions
         if (AuthKey is not null && AuthKey.Length != AuthHandshake.KeyBytes) throw new ArgumentException("auth key must be 32 bytes (64 hex characters)");
         if (AdminPort is < 0 or > 65535) throw new ArgumentException($"admin port {AdminPort} is out of range 0..65535");
         if (AdminPort is not null && !System.Net.IPAddress.TryParse(AdminHost, out _)) throw new ArgumentException($"admin host '{AdminHost}' is not an IP address");
+        if (AccessStatsCapacity is < 0 or > 10_000_000) throw new ArgumentException($"access stats capacity {AccessStatsCapacity} is out of range 0..10000000");
         if (MaxBatchKeys < 1) throw new ArgumentException("max batch keys must be at least 1");
         if (MaxMetaBytes < 1024) throw new ArgumentException("max metadata bytes must be at least 1024");
         if (FrameTimeout <= TimeSpan.Zero) throw new ArgumentException("frame timeout must be positive");

@@ -4,7 +4,20 @@ using Kvasir.Storage.Tiers;
 namespace Kvasir.Storage;
 
 /// <summary>A lease found by <see cref="TieredStore.LeaseAsync"/>: Ok with the lease, or why there is none.</summary>
-public readonly record struct LeaseResult(WireStatus Status, ValueLease? Lease);
+public readonly record struct LeaseResult(WireStatus Status, ValueLease? Lease)
+{
+    /// <summary>Where the value was found: <see cref="StoreTier.Dram"/>, or the tier it was staged from; None without a lease.</summary>
+    public StoreTier Tier { get; init; }
+}
+
+/// <summary>The tier a read was served from (for access statistics).</summary>
+public enum StoreTier : byte
+{
+    None,
+    Dram,
+    Disk,
+    Shared,
+}
 
 /// <summary>
 /// A node's store: the DRAM arena and the tiers below it (local disk, shared filesystem), behind the one entry
@@ -211,7 +224,7 @@ public sealed class TieredStore : IDisposable
     public ValueTask<LeaseResult> LeaseAsync(ReadOnlyMemory<byte> key, ILeaseHolder? holder, bool arenaOnly = false)
     {
         var status = _dram.TryLease(key.Span, holder, out var lease);
-        if (status != WireStatus.NotFound || _io is null) return new(new LeaseResult(status, lease));
+        if (status != WireStatus.NotFound || _io is null) return new(new LeaseResult(status, lease) { Tier = lease is null ? StoreTier.None : StoreTier.Dram });
         return new(LoadAsync(key, holder, arenaOnly));
     }
 
@@ -229,13 +242,15 @@ public sealed class TieredStore : IDisposable
             var located = await _io!.Run(() => _shared.TryLocate(key.Span, out var e) ? e : null).ConfigureAwait(false);
             if (located is null) return new LeaseResult(WireStatus.NotFound, null);
             (length, crc) = (located.Length, located.Crc32C);
-            return await StageAsync(key, holder, arenaOnly, length, crc, 0, epoch, d => _shared.TryRead(located, d)).ConfigureAwait(false);
+            var fromShared = await StageAsync(key, holder, arenaOnly, length, crc, 0, epoch, d => _shared.TryRead(located, d)).ConfigureAwait(false);
+            return fromShared.Lease is null ? fromShared : fromShared with { Tier = StoreTier.Shared };
         }
         else
         {
             return new LeaseResult(WireStatus.NotFound, null);
         }
-        return await StageAsync(key, holder, arenaOnly, length, crc, version, epoch, d => _disk.TryRead(key.Span, entry!, d)).ConfigureAwait(false);
+        var fromDisk = await StageAsync(key, holder, arenaOnly, length, crc, version, epoch, d => _disk.TryRead(key.Span, entry!, d)).ConfigureAwait(false);
+        return fromDisk.Lease is null ? fromDisk : fromDisk with { Tier = StoreTier.Disk };
     }
 
     /// <summary>

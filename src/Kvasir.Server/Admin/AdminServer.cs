@@ -13,7 +13,7 @@ namespace Kvasir.Server.Admin;
 
 /// <summary>
 /// The admin HTTP endpoint of a node, on Kestrel (docs/operations.md): <c>GET /v1/health</c>,
-/// <c>/v1/ready</c>, <c>/v1/status</c>, <c>/v1/heatmap</c>, <c>/metrics</c> (Prometheus) and the
+/// <c>/v1/ready</c>, <c>/v1/status</c>, <c>/v1/heatmap</c>, <c>/v1/access-stats</c>, <c>/metrics</c> (Prometheus) and the
 /// dashboard at <c>/</c>. With an auth key, everything but health and ready needs
 /// <c>Authorization: Bearer TOKEN</c> (or <c>?token=TOKEN</c>, for the dashboard in a browser), where
 /// TOKEN is <see cref="Token"/> of the key.
@@ -90,6 +90,21 @@ public sealed class AdminServer : IAsyncDisposable
             case "/v1/heatmap":
                 await WriteJsonAsync(ctx, new { buckets = KeyHeatmap.Buckets, seconds = _node.Heatmap.Snapshot() }).ConfigureAwait(false);
                 break;
+            case "/v1/access-stats":
+                {
+                    // ?last=N: only the newest N accesses (the dashboard asks for a few thousand each refresh).
+                    var lastText = ctx.Request.Query["last"].ToString();
+                    int last = int.MaxValue;
+                    if (lastText.Length > 0 && (!int.TryParse(lastText, out last) || last < 0))
+                    {
+                        ctx.Response.StatusCode = 400;
+                        await WriteJsonAsync(ctx, new { error = $"last must be a whole number >= 0, not '{lastText}'" }).ConfigureAwait(false);
+                        break;
+                    }
+                    ctx.Response.ContentType = "application/json; charset=utf-8";
+                    await ctx.Response.Body.WriteAsync(_node.AccessStats.ToJson(_node.NodeId, last)).ConfigureAwait(false);
+                    break;
+                }
             case "/metrics":
                 ctx.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
                 await ctx.Response.WriteAsync(_node.Exporter.Render()).ConfigureAwait(false);

@@ -184,7 +184,12 @@ internal sealed partial class Connection
                 var key = meta.AsMemory(ranges[leased].Offset, ranges[leased].Length);
                 _node.Heatmap.Record(key.Span);
                 ValueLease? lease = null;
-                if (ValidKey(key.Span)) lease = (await _store.LeaseAsync(key, this).ConfigureAwait(false)).Lease;
+                if (ValidKey(key.Span))
+                {
+                    var found = await _store.LeaseAsync(key, this).ConfigureAwait(false);
+                    lease = found.Lease;
+                    _node.AccessStats.Record(key.Span, lease is not null, found.Tier, lease?.Length ?? 0);
+                }
                 leases[leased] = lease;
                 payload += lease?.Length ?? 0;
             }

@@ -54,7 +54,9 @@ internal sealed partial class Connection
             {
                 var key = meta.AsMemory(ranges[i].Offset, ranges[i].Length);
                 _node.Heatmap.Record(key.Span);
-                var (status, lease) = ValidKey(key.Span) ? await _store.LeaseAsync(key, null, arenaOnly: true).ConfigureAwait(false) : new LeaseResult(WireStatus.InvalidKey, null);
+                var found = ValidKey(key.Span) ? await _store.LeaseAsync(key, null, arenaOnly: true).ConfigureAwait(false) : new LeaseResult(WireStatus.InvalidKey, null);
+                var (status, lease) = found;
+                if (status != WireStatus.InvalidKey) _node.AccessStats.Record(key.Span, lease is not null, found.Tier, lease?.Length ?? 0);
                 if (lease is null)
                 {
                     entries[i] = new LeaseEntry(status == WireStatus.Ok ? WireStatus.NotFound : status, 0, 0, 0, 0);

@@ -1,0 +1,50 @@
+using BenchmarkDotNet.Attributes;
+using Kvasir.Prefix;
+
+namespace Kvasir.Bench.Micro;
+
+/// <summary>
+/// PrefixCache (issue 14): lookup cost per block and insert throughput with 1k, 100k and 1M blocks cached. Both
+/// must stay flat in the number of blocks cached (a dictionary probe and an O(1) LRU move per block).
+/// Lookup walks a 16-block cached chain; insert adds a 16-block chain to a full cache, so each insert also evicts 16.
+/// </summary>
+[MemoryDiagnoser]
+public class PrefixCacheBenchmarks
+{
+    private const int ChainBlocks = 16;
+    private PrefixCache<int> _cache = null!;
+    private BlockHash[][] _cachedChains = null!;
+    private BlockHash[][] _newChains = null!;
+    private int[] _values = null!;
+    private int _next;
+
+    [Params(1_000, 100_000, 1_000_000)]
+    public int CachedBlocks { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _cache = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 16, MaxCachedBlocks = CachedBlocks });
+        _values = new int[ChainBlocks];
+        int chains = CachedBlocks / ChainBlocks;
+        _cachedChains = new BlockHash[chains][];
+        for (int c = 0; c < chains; c++)
+        {
+            _cachedChains[c] = _cache.ComputeBlockHashes(Enumerable.Range(c * 1000, ChainBlocks * 16).ToArray());
+            _cache.Insert(_cachedChains[c], _values);
+        }
+        // Twice the cache's worth of fresh chains, so every insert in a run is new (never an already cached chain).
+        _newChains = new BlockHash[Math.Max(4096, 2 * chains)][];
+        for (int c = 0; c < _newChains.Length; c++)
+            _newChains[c] = _cache.ComputeBlockHashes(Enumerable.Range(2_000_000_000 + c * 1000, ChainBlocks * 16).ToArray());
+    }
+
+    [Benchmark(Description = "Lookup of a cached 16-block chain", OperationsPerInvoke = ChainBlocks)]
+    public long LookupPerBlock() => _cache.Lookup(_cachedChains[_next++ % _cachedChains.Length]).NumTokens;
+
+    [Benchmark(Description = "Insert of a new 16-block chain into a full cache (evicts 16)", OperationsPerInvoke = ChainBlocks)]
+    public int InsertPerBlock() => _cache.Insert(_newChains[_next++ % _newChains.Length], _values).Inserted;
+
+    [Benchmark(Description = "BlockHasher: 16 blocks of 16 tokens", OperationsPerInvoke = ChainBlocks)]
+    public int HashPerBlock() => _cache.ComputeBlockHashes(Enumerable.Range(_next++, 256).ToArray()).Length;
+}

@@ -1,0 +1,96 @@
+#!/usr/bin/python3
+"""Engine-side KV management in Python (kvasir.kv): is the cost flat in the number of cached blocks?
+
+PrefixCache insert throughput and lookup latency per block with 1k / 100k / 1M blocks cached (chains of 64
+blocks of 16 tokens, hashed with block hash v1 beforehand so only the cache is timed), block hashing throughput,
+and KVPool alloc+free latency with 1 and 8 threads. Medians of --repeats timed passes.
+Usage: /usr/bin/python3 bench/prefix_bench.py [--sizes 1000,100000,1000000] [--repeats 5]
+"""
+import argparse
+import os
+import random
+import statistics
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from kvasir.kv import KVPool, PrefixCache, compute_block_hashes  # noqa: E402
+
+CHAIN, BLOCK = 64, 16
+
+
+def chains(n_blocks, seed=1):
+    """n_blocks hashes as chains of CHAIN blocks (each chain a distinct prompt)."""
+    rng = random.Random(seed)
+    out = []
+    for c in range(n_blocks // CHAIN):
+        tokens = [rng.randrange(32000) for _ in range(CHAIN * BLOCK)]
+        out.append(compute_block_hashes(tokens, BLOCK, ["bench"]))
+    return out
+
+
+def bench_cache(n, repeats):
+    prompts = chains(n)
+    cache = PrefixCache(block_size=BLOCK, max_cached_blocks=n)
+    t0 = time.perf_counter()
+    for hashes in prompts:
+        cache.insert(hashes, hashes)
+    insert_s = time.perf_counter() - t0
+    rng = random.Random(2)
+    per_block = []
+    for _ in range(repeats):
+        sample = [prompts[rng.randrange(len(prompts))] for _ in range(200)]
+        t0 = time.perf_counter()
+        for hashes in sample:
+            hit, tokens = cache.lookup(hashes, check_store=False)
+            assert len(hit) == CHAIN
+        per_block.append((time.perf_counter() - t0) / (len(sample) * CHAIN) * 1e6)
+    return n / insert_s, statistics.median(per_block), len(cache)
+
+
+def bench_hashing():
+    tokens = list(range(CHAIN * BLOCK * 16))
+    t0 = time.perf_counter()
+    compute_block_hashes(tokens, BLOCK, ["bench"])
+    return len(tokens) / (time.perf_counter() - t0)
+
+
+def bench_pool(threads, ops_per_thread):
+    pool = KVPool(max_tokens=threads * 1024)
+    barrier = threading.Barrier(threads + 1)
+
+    def work():
+        barrier.wait()
+        for _ in range(ops_per_thread):
+            pool.free(pool.alloc(num_tokens=128))
+
+    ts = [threading.Thread(target=work) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in ts:
+        t.join(timeout=300)
+    elapsed = time.perf_counter() - t0
+    return elapsed / (threads * ops_per_thread) * 1e6
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="1000,100000,1000000")
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
+    print("| cached blocks | insert (blocks/s) | lookup (µs per block, median) |")
+    print("| ---: | ---: | ---: |")
+    for n in (int(s) for s in args.sizes.split(",")):
+        rate, lookup, held = bench_cache(n, args.repeats)
+        print(f"| {held:,} | {rate:,.0f} | {lookup:.2f} |")
+    print(f"block hashing: {bench_hashing():,.0f} tokens/s")
+    for threads in (1, 8):
+        print(f"KVPool alloc+free, {threads} thread(s): {bench_pool(threads, 20000):.2f} µs per pair")
+
+
+if __name__ == "__main__":
+    main()

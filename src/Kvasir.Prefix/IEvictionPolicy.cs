@@ -1,0 +1,24 @@
+namespace Kvasir.Prefix;
+
+/// <summary>
+/// The order in which an <see cref="EvictionManager"/> offers blocks for eviction. A policy only orders:
+/// pins, counts and metrics are the manager's. Calls come from the manager under its lock, so a policy
+/// needs no synchronisation of its own; each call should be O(1) (a cache of 1M blocks calls it per access).
+/// </summary>
+public interface IEvictionPolicy
+{
+    /// <summary>Short name for logs and stats ("lru", "fifo").</summary>
+    string Name { get; }
+
+    /// <summary>A block entered the cache (never called twice without <see cref="OnRemove"/> between).</summary>
+    void OnInsert(BlockHash block);
+
+    /// <summary>A cached block was hit (or re-inserted while cached).</summary>
+    void OnAccess(BlockHash block);
+
+    /// <summary>A block left the cache (evicted or invalidated).</summary>
+    void OnRemove(BlockHash block);
+
+    /// <summary>Cached blocks, first victim first. Enumerated lazily: the manager stops once it has enough unpinned ones.</summary>
+    IEnumerable<BlockHash> Candidates();
+}

@@ -1,0 +1,296 @@
+namespace Kvasir.Prefix;
+
+/// <summary>
+/// A cache of KV blocks by chained block hash: insert the blocks of a computed prefix, look up the longest
+/// cached prefix of a new request, invalidate, pin blocks in use, and evict in the order of an
+/// <see cref="IEvictionPolicy"/> once <see cref="PrefixCacheOptions.MaxCachedBlocks"/> is reached.
+/// <typeparamref name="TBlock"/> is whatever the engine uses to find a block's KV (a block index, a
+/// <see cref="KvHandle"/>): the cache stores it and hands it back, and reports evicted ones so the engine can
+/// free them. With a <see cref="PrefixCacheOptions.Store"/> the node is the tier below: <see cref="LookupAsync"/>
+/// reports how far the prefix continues there, <see cref="LoadAsync"/> brings blocks into the caller's buffers,
+/// <see cref="SaveAsync"/> writes computed blocks. Thread-safe; every call is O(blocks named), independent of
+/// the number of blocks cached.
+/// </summary>
+public sealed class PrefixCache<TBlock>
+{
+    private readonly object _lock = new();
+    private readonly Dictionary<BlockHash, TBlock> _blocks;
+    private readonly EvictionManager _eviction;
+    private readonly StoreTier? _store;
+    private long _lookups, _hitTokens, _missTokens, _inserts, _invalidations, _storeLookups, _storeHitTokens, _storeLoaded, _storeSaved;
+
+    /// <summary>A cache with <paramref name="options"/> (default <see cref="PrefixCacheOptions"/>: 16-token blocks, 10,000 blocks, LRU, no store).</summary>
+    public PrefixCache(PrefixCacheOptions? options = null)
+    {
+        options ??= new PrefixCacheOptions();
+        if (options.MaxCachedBlocks < 1)
+            throw new ConfigInvalidException($"MaxCachedBlocks must be at least 1, not {options.MaxCachedBlocks}", new Dictionary<string, object?> { ["max_cached_blocks"] = options.MaxCachedBlocks });
+        Hasher = new BlockHasher(options.BlockSize, options.ExtraKeys);
+        Capacity = options.MaxCachedBlocks;
+        _blocks = new Dictionary<BlockHash, TBlock>(Math.Min(Capacity, 1 << 20));
+        _eviction = new EvictionManager(options.Policy ?? (options.EnableLru ? new LruPolicy() : new FifoPolicy()));
+        _store = options.Store is null ? null : new StoreTier(options.Store);
+    }
+
+    /// <summary>The hasher of this cache's block size and extra keys.</summary>
+    public BlockHasher Hasher { get; }
+
+    /// <summary>Tokens per block.</summary>
+    public int BlockSize => Hasher.BlockSize;
+
+    /// <summary>Most blocks held.</summary>
+    public int Capacity { get; }
+
+    /// <summary>Blocks held now.</summary>
+    public int Count { get { lock (_lock) return _blocks.Count; } }
+
+    /// <summary>True when a store is attached.</summary>
+    public bool HasStore => _store is not null;
+
+    /// <summary>The eviction policy's name ("lru", "fifo", ...).</summary>
+    public string PolicyName => _eviction.PolicyName;
+
+    /// <summary>The hashes of the full blocks of <paramref name="tokens"/> (see <see cref="BlockHasher.ComputeBlockHashes(ReadOnlySpan{long}, BlockHash)"/>).</summary>
+    public BlockHash[] ComputeBlockHashes(ReadOnlySpan<long> tokens, BlockHash parent = default) => Hasher.ComputeBlockHashes(tokens, parent);
+
+    /// <summary>As above for 32-bit token ids.</summary>
+    public BlockHash[] ComputeBlockHashes(ReadOnlySpan<int> tokens, BlockHash parent = default) => Hasher.ComputeBlockHashes(tokens, parent);
+
+    /// <summary>
+    /// Caches <paramref name="blocks"/> under <paramref name="hashes"/> (same count). A hash already cached keeps
+    /// its block (returned in <see cref="InsertResult{TBlock}.NotTaken"/>, for the caller to free) and counts as an
+    /// access. Room is made by evicting unpinned blocks that are not part of this insert; evicted blocks are
+    /// returned for the caller to free. More hashes than <see cref="Capacity"/>: <see cref="PrefixTooLongException"/>;
+    /// not enough unpinned blocks to evict: <see cref="AllPinnedException"/>. Nothing changes when it throws.
+    /// </summary>
+    public InsertResult<TBlock> Insert(IReadOnlyList<BlockHash> hashes, IReadOnlyList<TBlock> blocks)
+    {
+        ArgumentNullException.ThrowIfNull(hashes);
+        ArgumentNullException.ThrowIfNull(blocks);
+        if (hashes.Count != blocks.Count) throw new ArgumentException($"{hashes.Count} hashes but {blocks.Count} blocks", nameof(blocks));
+        if (hashes.Count > Capacity)
+            throw new PrefixTooLongException($"{hashes.Count} blocks cannot fit a cache of {Capacity}", new Dictionary<string, object?> { ["blocks"] = hashes.Count, ["capacity"] = Capacity });
+        lock (_lock)
+        {
+            var fresh = new HashSet<BlockHash>();
+            var kept = new List<BlockHash>();
+            foreach (var hash in hashes)
+            {
+                if (_blocks.ContainsKey(hash)) kept.Add(hash);
+                else fresh.Add(hash);
+            }
+            var evicted = new List<KeyValuePair<BlockHash, TBlock>>();
+            int need = _blocks.Count + fresh.Count - Capacity;
+            if (need > 0)
+            {
+                // Blocks of this very insert must survive the room-making: pin them for its duration.
+                foreach (var hash in kept) _eviction.Pin(hash);
+                try
+                {
+                    foreach (var victim in _eviction.Evict(need))
+                    {
+                        evicted.Add(new(victim, _blocks[victim]));
+                        _blocks.Remove(victim);
+                    }
+                }
+                finally
+                {
+                    foreach (var hash in kept) _eviction.Unpin(hash);
+                }
+            }
+            var notTaken = new List<KeyValuePair<BlockHash, TBlock>>();
+            int inserted = 0;
+            for (int i = 0; i < hashes.Count; i++)
+            {
+                if (_blocks.TryAdd(hashes[i], blocks[i]))
+                {
+                    inserted++;
+                    _eviction.Track(hashes[i]);
+                }
+                else
+                {
+                    notTaken.Add(new(hashes[i], blocks[i]));
+                    _eviction.RecordAccess(hashes[i]);
+                }
+            }
+            _inserts += inserted;
+            return new InsertResult<TBlock>(inserted, evicted, notTaken);
+        }
+    }
+
+    /// <summary>
+    /// The longest cached prefix of <paramref name="hashes"/> (a chain, first block first): it stops at the first
+    /// block not cached. Counts a lookup, hit tokens (matched blocks) and miss tokens (the rest), and records an
+    /// access on each matched block.
+    /// </summary>
+    public PrefixMatch<TBlock> Lookup(IReadOnlyList<BlockHash> hashes)
+    {
+        ArgumentNullException.ThrowIfNull(hashes);
+        lock (_lock)
+        {
+            var blocks = new List<TBlock>();
+            foreach (var hash in hashes)
+            {
+                if (!_blocks.TryGetValue(hash, out var block)) break;
+                blocks.Add(block);
+                _eviction.RecordAccess(hash);
+            }
+            _lookups++;
+            _hitTokens += (long)blocks.Count * BlockSize;
+            _missTokens += (long)(hashes.Count - blocks.Count) * BlockSize;
+            var matched = hashes.Take(blocks.Count).ToArray();
+            return new PrefixMatch<TBlock>(blocks, matched, (long)blocks.Count * BlockSize);
+        }
+    }
+
+    /// <summary>The block cached under <paramref name="hash"/> (no access recorded); none: <see cref="CacheMissException"/>.</summary>
+    public TBlock Get(BlockHash hash)
+    {
+        lock (_lock)
+        {
+            return _blocks.TryGetValue(hash, out var block) ? block
+                : throw new CacheMissException($"block {hash} is not cached", new Dictionary<string, object?> { ["block"] = hash.Hex });
+        }
+    }
+
+    /// <summary>The block cached under <paramref name="hash"/>, if any (no access recorded).</summary>
+    public bool TryGet(BlockHash hash, out TBlock block)
+    {
+        lock (_lock) return _blocks.TryGetValue(hash, out block!);
+    }
+
+    /// <summary>Whether <paramref name="hash"/> is cached.</summary>
+    public bool Contains(BlockHash hash) { lock (_lock) return _blocks.ContainsKey(hash); }
+
+    /// <summary>
+    /// Removes these blocks (those not cached are ignored) and returns them for the caller to free. Blocks that
+    /// continue them stay until evicted but can no longer be reached by a lookup. A pinned one:
+    /// <see cref="HandlePinnedException"/>, and nothing is removed.
+    /// </summary>
+    public IReadOnlyList<KeyValuePair<BlockHash, TBlock>> Invalidate(IReadOnlyList<BlockHash> hashes)
+    {
+        ArgumentNullException.ThrowIfNull(hashes);
+        lock (_lock)
+        {
+            foreach (var hash in hashes)
+            {
+                int pins = _eviction.PinCount(hash);
+                if (pins > 0) throw new HandlePinnedException($"block {hash} is pinned {pins} time(s); it cannot be invalidated", new Dictionary<string, object?> { ["block"] = hash.Hex, ["pins"] = pins });
+            }
+            var removed = new List<KeyValuePair<BlockHash, TBlock>>();
+            foreach (var hash in hashes)
+            {
+                if (!_blocks.Remove(hash, out var block)) continue;
+                _eviction.Untrack(hash);
+                removed.Add(new(hash, block));
+            }
+            _invalidations += removed.Count;
+            return removed;
+        }
+    }
+
+    /// <summary>Evicts <paramref name="count"/> unpinned blocks in policy order and returns them (to free engine memory early). Errors as <see cref="EvictionManager.Evict"/>.</summary>
+    public IReadOnlyList<KeyValuePair<BlockHash, TBlock>> Evict(int count)
+    {
+        lock (_lock)
+        {
+            var evicted = new List<KeyValuePair<BlockHash, TBlock>>(count);
+            foreach (var victim in _eviction.Evict(count))
+            {
+                evicted.Add(new(victim, _blocks[victim]));
+                _blocks.Remove(victim);
+            }
+            return evicted;
+        }
+    }
+
+    /// <summary>Pins each block (pins nest): pinned blocks are never evicted or invalidated. One not cached: <see cref="CacheMissException"/>, and none is pinned.</summary>
+    public void Pin(IReadOnlyList<BlockHash> hashes)
+    {
+        ArgumentNullException.ThrowIfNull(hashes);
+        lock (_lock)
+        {
+            foreach (var hash in hashes)
+                if (!_blocks.ContainsKey(hash)) throw new CacheMissException($"block {hash} is not cached, so it cannot be pinned", new Dictionary<string, object?> { ["block"] = hash.Hex });
+            foreach (var hash in hashes) _eviction.Pin(hash);
+        }
+    }
+
+    /// <summary>Drops one pin per block. A block without a pin: <see cref="RefCountUnderflowException"/>, and none is unpinned.</summary>
+    public void Unpin(IReadOnlyList<BlockHash> hashes)
+    {
+        ArgumentNullException.ThrowIfNull(hashes);
+        lock (_lock)
+        {
+            var needed = hashes.GroupBy(h => h).ToDictionary(g => g.Key, g => g.Count());
+            foreach (var (hash, times) in needed)
+            {
+                int pins = _eviction.PinCount(hash);
+                if (pins < times) throw new RefCountUnderflowException($"block {hash} has {pins} pin(s), asked to drop {times}", new Dictionary<string, object?> { ["block"] = hash.Hex, ["pins"] = pins });
+            }
+            foreach (var hash in hashes) _eviction.Unpin(hash);
+        }
+    }
+
+    /// <summary>Pins held on <paramref name="hash"/>.</summary>
+    public int PinCount(BlockHash hash) => _eviction.PinCount(hash);
+
+    /// <summary>The cache's counters.</summary>
+    public PrefixCacheStats GetStats()
+    {
+        lock (_lock)
+        {
+            return new PrefixCacheStats(_lookups, _hitTokens, _missTokens, _inserts, _eviction.Evictions, _invalidations,
+                _blocks.Count, _eviction.PinnedCount, Capacity, _eviction.RePrefillRate,
+                _storeLookups, _storeHitTokens, _storeLoaded, _storeSaved);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Lookup"/> locally, then one batched EXISTS on the store for the blocks after the local match:
+    /// the longest run present there continues the prefix. No store: <see cref="ConfigMissingException"/>; the node
+    /// unreachable: <see cref="TransferFailedException"/>. A key the node answers with an error ends the run.
+    /// </summary>
+    public async Task<StoreLookup<TBlock>> LookupAsync(IReadOnlyList<BlockHash> hashes, CancellationToken ct = default)
+    {
+        var tier = RequireStore();
+        var local = Lookup(hashes);
+        var rest = hashes.Skip(local.NumBlocks).ToArray();
+        int run = await tier.PresentRunAsync(rest, ct).ConfigureAwait(false);
+        lock (_lock)
+        {
+            _storeLookups++;
+            _storeHitTokens += (long)run * BlockSize;
+        }
+        return new StoreLookup<TBlock>(local, rest[..run], BlockSize);
+    }
+
+    /// <summary>
+    /// Loads blocks from the store, each straight into its buffer (which must be exactly the block's size), and
+    /// returns how many arrived, from the first: a block gone from the node since the lookup ends the run (the
+    /// engine computes the rest). Size disagreement: <see cref="MetadataMismatchException"/>; node down:
+    /// <see cref="TransferFailedException"/>; no answer in time: <see cref="TransferTimeoutException"/>. Loaded
+    /// blocks are not inserted: the engine inserts them with its own block values once they are in place.
+    /// </summary>
+    public async Task<int> LoadAsync(IReadOnlyList<BlockHash> hashes, IReadOnlyList<Memory<byte>> destinations, CancellationToken ct = default)
+    {
+        var tier = RequireStore();
+        int loaded = await tier.LoadAsync(hashes, destinations, ct).ConfigureAwait(false);
+        lock (_lock) _storeLoaded += loaded;
+        return loaded;
+    }
+
+    /// <summary>
+    /// Saves computed blocks to the store as one chained PUT; <paramref name="parent"/> is the block before the
+    /// first (null when the first starts the prefix). Any block not stored throws <see cref="TransferFailedException"/>
+    /// or <see cref="TransferTimeoutException"/> (blocks before it may be stored).
+    /// </summary>
+    public async Task SaveAsync(IReadOnlyList<BlockHash> hashes, IReadOnlyList<ReadOnlyMemory<byte>> values, BlockHash? parent = null, CancellationToken ct = default)
+    {
+        var tier = RequireStore();
+        await tier.SaveAsync(hashes, values, parent, ct).ConfigureAwait(false);
+        lock (_lock) _storeSaved += hashes.Count;
+    }
+
+    private StoreTier RequireStore() => _store ?? throw new ConfigMissingException("this prefix cache has no store attached (PrefixCacheOptions.Store)");
+}

@@ -1,0 +1,93 @@
+namespace Kvasir.Prefix.Tests;
+
+public sealed class SchedulerBridgeTests : PoolLeakCheck
+{
+    private const int B = 4;
+
+    private (SchedulerBridge Bridge, KvPool Pool) NewBridge(int poolBlocks, int cacheBlocks = 100)
+    {
+        var pool = NewPool(new KvPoolOptions { MaxTokens = poolBlocks * B, BlockSize = B, BytesPerToken = 2 });
+        return (new SchedulerBridge(pool, new PrefixCache<KvHandle>(new PrefixCacheOptions { BlockSize = B, MaxCachedBlocks = cacheBlocks })), pool);
+    }
+
+    private static long[] Seq(int count, int start = 0) => Enumerable.Range(start, count).Select(i => (long)i).ToArray();
+
+    [Fact]
+    public void A_small_engine_loop_reuses_a_shared_prefix_and_returns_the_pool_to_zero()
+    {
+        var (bridge, pool) = NewBridge(poolBlocks: 32);
+        var system = Seq(8);                                       // a shared 2-block system prompt
+        var a = system.Concat(Seq(6, 100)).ToList();               // 14 tokens: 3 full blocks + 2
+        var b = system.Concat(Seq(5, 200)).ToList();               // 13 tokens
+
+        // Step 1: prefill A. Nothing cached: all 14 tokens computed into 4 blocks.
+        var plan = bridge.Plan([new ScheduledRequest("a", a.ToArray(), RequestPhase.Prefill)]);
+        var pa = plan.For("a");
+        Assert.Equal((0L, 14L), (pa.CachedTokens, pa.ComputeTokens));
+        Assert.Equal(4, pa.BlocksToCompute.Count);
+        Assert.Equal(3, plan.Saves.Count());
+        Assert.Equal(1, plan.Lookups);
+        bridge.Complete(plan);
+        Assert.Equal(3, bridge.Cache.Count);
+
+        // Step 2: A decodes two tokens (fills block 3, 16 tokens), B arrives with higher priority.
+        a.AddRange([900, 901]);
+        plan = bridge.Plan([new ScheduledRequest("a", a.ToArray(), RequestPhase.Decode), new ScheduledRequest("b", b.ToArray(), RequestPhase.Prefill, Priority: 5)]);
+        Assert.Equal("b", plan.Requests[0].RequestId);
+        var pb = plan.For("b");
+        Assert.Equal(8, pb.LocalTokens);
+        Assert.Equal(5, pb.ComputeTokens);
+        Assert.Equal(2, pb.BlocksToCompute.Count);
+        var pa2 = plan.For("a");
+        Assert.Equal(2, pa2.ComputeTokens);
+        Assert.Empty(pa2.Allocated);                                 // 16 tokens still fit 4 blocks
+        Assert.Single(pa2.Inserts);                                  // block 3 is now full
+        bridge.Complete(plan);
+
+        // Step 3: A decodes into a fifth block; B finishes; A is preempted.
+        a.Add(902);
+        plan = bridge.Plan([new ScheduledRequest("a", a.ToArray(), RequestPhase.Decode), new ScheduledRequest("b", b.ToArray(), RequestPhase.Finished)]);
+        Assert.Single(plan.For("a").Allocated);
+        Assert.Equal(4, plan.For("b").Freed.Count);
+        bridge.Complete(plan);
+        plan = bridge.Plan([new ScheduledRequest("a", a.ToArray(), RequestPhase.Preempted)]);
+        Assert.Equal(5, plan.Frees.Count());
+        Assert.Equal(0, bridge.ActiveRequests);
+
+        // A comes back: its four full blocks are still cached; only the tail is computed.
+        plan = bridge.Plan([new ScheduledRequest("a", a.ToArray(), RequestPhase.Prefill)]);
+        Assert.Equal((16L, 1L), (plan.For("a").CachedTokens, plan.For("a").ComputeTokens));
+        bridge.Complete(plan);
+        bridge.Plan([new ScheduledRequest("a", a.ToArray(), RequestPhase.Finished)]);
+
+        Assert.True(bridge.ReleaseCache() > 0);
+        Assert.Equal(0, bridge.Cache.Count);
+        Assert.Equal(0, pool.UsedTokens);
+    }
+
+    [Fact]
+    public void A_full_pool_evicts_cached_blocks_then_defers_what_still_does_not_fit()
+    {
+        var (bridge, pool) = NewBridge(poolBlocks: 4);
+        var plan = bridge.Plan([new ScheduledRequest("a", Seq(16), RequestPhase.Prefill)]);
+        bridge.Complete(plan);
+        bridge.Plan([new ScheduledRequest("a", Seq(16), RequestPhase.Finished)]);
+        Assert.Equal(4, bridge.Cache.Count);                         // the pool is all cache now
+        plan = bridge.Plan([new ScheduledRequest("b", Seq(8, 500), RequestPhase.Prefill)]);
+        Assert.False(plan.For("b").Deferred);
+        Assert.Equal(2, bridge.Cache.Count);                         // two cached blocks made room
+        plan = bridge.Plan([new ScheduledRequest("c", Seq(40, 900), RequestPhase.Prefill)]);
+        Assert.True(plan.For("c").Deferred);
+        Assert.Equal(2, bridge.Cache.Count);                         // deferred before evicting anything
+        Assert.Equal(16, pool.UsedTokens);
+        bridge.Plan([new ScheduledRequest("b", Seq(8, 500), RequestPhase.Finished)]);
+        bridge.ReleaseCache();
+    }
+
+    [Fact]
+    public void A_pool_of_another_block_size_is_ConfigInvalid()
+    {
+        var pool = NewPool(new KvPoolOptions { MaxTokens = 64, BlockSize = 8 });
+        Assert.Throws<ConfigInvalidException>(() => new SchedulerBridge(pool, new PrefixCache<KvHandle>(new PrefixCacheOptions { BlockSize = 4 })));
+    }
+}
