@@ -94,6 +94,21 @@ def test_visualize_passes_its_arguments_to_kvasir_stats_visualize(tmp_path, monk
                                                        "--output", "x.png", "--type", "all", "--summary"]
 
 
+def test_a_python_demo_file_is_drawn_by_the_real_cli_into_four_distinct_pngs(tmp_path, cli):
+    # The whole path a Python user takes: kvasir-stats demo, then visualize through the .NET CLI (./kvasir, built).
+    out = tmp_path / "demo.json"
+    env = dict(os.environ, PYTHONPATH=os.path.join(HERE, ".."))
+    env.pop("KVASIR_BIN", None)
+    for argv in (["demo", "--num-accesses", "2000", "--output", str(out)],
+                 ["visualize", "--input", str(out), "--output", str(tmp_path / "py.png"), "--type", "all"]):
+        r = subprocess.run([sys.executable, "-m", "kvasir.kv.stats", *argv], capture_output=True, text=True, timeout=300, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+    images = [(tmp_path / f"py-{kind}.png").read_bytes() for kind in ("heatmap", "hitrate", "reuse", "timeline")]
+    for png in images:
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert len(set(images)) == 4
+
+
 def test_the_wheel_declares_the_kvasir_stats_console_script(tmp_path):
     sys.path.insert(0, os.path.join(HERE, "..", "_build"))
     try:
