@@ -1,5 +1,6 @@
 using System.Net.Http.Headers;
 using Kvasir.Cli.Stats;
+using Kvasir.Protocol.Stats;
 
 namespace Kvasir.Cli;
 

@@ -1,3 +1,5 @@
+using Kvasir.Protocol.Stats;
+
 namespace Kvasir.Prefix;
 
 /// <summary>

@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json.Nodes;
 using Kvasir.Cli.Stats;
+using Kvasir.Protocol.Stats;
 
 namespace Kvasir.Cli.Tests;
 
@@ -44,8 +45,8 @@ public sealed class StatsFileTests : IDisposable
     public void Reuse_distance_counts_distinct_blocks_not_accesses_and_first_accesses_have_none()
     {
         var accesses = "A B B B A C A".Split(' ').Select((b, i) => new AccessRecord(i, b, false)).ToList();
-        Assert.Equal([-1, -1, 0, 0, 1, -1, 1], AccessStatsFile.ReuseDistances(accesses));
-        var s = AccessStatsFile.Summarize([]);
+        Assert.Equal([-1, -1, 0, 0, 1, -1, 1], AccessStatsSummary.ReuseDistances(accesses));
+        var s = AccessStatsSummary.Compute([]);
         Assert.Equal((0, 0.0, new ReuseDistanceSummary(0, null, null, null)), (s.TotalAccesses, s.HitRate, s.ReuseDistance));
     }
 
@@ -53,7 +54,7 @@ public sealed class StatsFileTests : IDisposable
     public void Ties_among_the_hottest_blocks_go_by_block_id_and_only_ten_are_kept()
     {
         var accesses = Enumerable.Range(0, 12).Select(i => new AccessRecord(i, $"b{11 - i:D2}", true, "engine")).ToList();
-        var s = AccessStatsFile.Summarize(accesses);
+        var s = AccessStatsSummary.Compute(accesses);
         Assert.Equal(Enumerable.Range(0, 10).Select(i => $"b{i:D2}"), s.Hottest.Select(h => h.Block));
         Assert.Equal(12, s.HitsByTier["engine"]);
     }
@@ -77,7 +78,7 @@ public sealed class StatsFileTests : IDisposable
         file.Write(PathOf("demo.json"));
         var back = AccessStatsFile.Read(PathOf("demo.json"));
         Assert.Equal(file.Accesses, back.Accesses);
-        Assert.True(JsonNode.DeepEquals(JsonNode.Parse(back.StoredSummary!.Value.GetRawText()), JsonNode.Parse(AccessStatsFile.SummaryJson(back.Summary()))));
+        Assert.True(JsonNode.DeepEquals(JsonNode.Parse(AccessStatsJson.SummaryToUtf8Bytes(back.StoredSummary!)), JsonNode.Parse(AccessStatsJson.SummaryToUtf8Bytes(back.Summary()))));
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Security.Cryptography;
+using Kvasir.Protocol.Stats;
 
 namespace Kvasir.Cli.Stats;
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Kvasir.Protocol.Stats;
 using ScottPlot;
 
 namespace Kvasir.Cli.Stats;
@@ -127,7 +128,7 @@ public static class StatsPlots
     /// <summary>Histogram of reuse distances in power-of-two bins, with the percentiles in the title.</summary>
     private static Plot Reuse(AccessStatsFile f)
     {
-        var distances = AccessStatsFile.ReuseDistances(f.Accesses).Where(d => d >= 0).ToArray();
+        var distances = AccessStatsSummary.ReuseDistances(f.Accesses).Where(d => d >= 0).ToArray();
         int maxBin = distances.Length == 0 ? 0 : Bin(distances.Max());
         var counts = new double[maxBin + 1];
         foreach (var d in distances) counts[Bin(d)]++;

@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Text;
-using System.Text.Json;
+using Kvasir.Protocol.Stats;
 using Kvasir.Storage;
 
 namespace Kvasir.Server.Admin;
@@ -128,34 +128,8 @@ public sealed class AccessStats
     {
         var (accesses, startMs, endMs, dropped) = Snapshot(last);
         double shift = startMs - _originUnixMs;   // times in the file count from start_unix_ms
-        using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer))
-        {
-            w.WriteStartObject();
-            w.WriteString("schema", "kvasir-access-stats");
-            w.WriteNumber("version", 1);
-            w.WriteString("source", "node:" + nodeId);
-            w.WriteNumber("start_unix_ms", startMs);
-            w.WriteNumber("end_unix_ms", endMs);
-            w.WriteNumber("dropped", dropped);
-            w.WriteStartArray("accesses");
-            foreach (var a in accesses)
-            {
-                w.WriteStartObject();
-                w.WriteNumber("t", Math.Round(Math.Max(0, a.TimeMs - shift), 3));
-                w.WriteString("block", a.Block);
-                w.WriteBoolean("hit", a.Hit);
-                if (TierName(a.Tier) is { } tier) w.WriteString("tier", tier); else w.WriteNull("tier");
-                if (a.Bytes is { } bytes) w.WriteNumber("bytes", bytes); else w.WriteNull("bytes");
-                w.WriteNull("tokens");
-                w.WriteEndObject();
-            }
-            w.WriteEndArray();
-            w.WritePropertyName("summary");
-            WriteSummary(w, accesses);
-            w.WriteEndObject();
-        }
-        return buffer.ToArray();
+        var records = accesses.ConvertAll(a => new AccessRecord(Math.Round(Math.Max(0, a.TimeMs - shift), 3), a.Block, a.Hit, TierName(a.Tier), a.Bytes));
+        return AccessStatsJson.ToUtf8Bytes(new AccessStatsDocument("node:" + nodeId, startMs, endMs, dropped, records));
     }
 
     private static string? TierName(StoreTier tier) => tier switch
@@ -165,75 +139,4 @@ public sealed class AccessStats
         StoreTier.Shared => "shared",
         _ => null,
     };
-
-    /// <summary>
-    /// The schema's summary. The CLI's reader (Kvasir.Cli/Stats/AccessStatsFile.cs) recomputes it from the accesses
-    /// and a test checks that the two agree, so the node and the file format cannot drift.
-    /// </summary>
-    private static void WriteSummary(Utf8JsonWriter w, List<Access> accesses)
-    {
-        int hits = 0;
-        var counts = new Dictionary<string, int>(StringComparer.Ordinal);
-        var tiers = new SortedDictionary<string, int>(StringComparer.Ordinal);
-        var distances = new List<double>();
-        var last = new Dictionary<string, int>(StringComparer.Ordinal);
-        var fenwick = new int[accesses.Count + 1];   // 1 at each block's latest access: distinct blocks in a range by prefix sums
-        for (int i = 0; i < accesses.Count; i++)
-        {
-            var a = accesses[i];
-            if (a.Hit)
-            {
-                hits++;
-                if (TierName(a.Tier) is { } t) tiers[t] = tiers.GetValueOrDefault(t) + 1;
-            }
-            counts[a.Block] = counts.GetValueOrDefault(a.Block) + 1;
-            if (last.TryGetValue(a.Block, out int p))
-            {
-                distances.Add(Sum(fenwick, i) - Sum(fenwick, p + 1));
-                Add(fenwick, p + 1, -1);
-            }
-            Add(fenwick, i + 1, 1);
-            last[a.Block] = i;
-        }
-        distances.Sort();
-        w.WriteStartObject();
-        w.WriteNumber("total_accesses", accesses.Count);
-        w.WriteNumber("hits", hits);
-        w.WriteNumber("misses", accesses.Count - hits);
-        w.WriteNumber("hit_rate", accesses.Count == 0 ? 0.0 : (double)hits / accesses.Count);
-        w.WriteNumber("unique_blocks", counts.Count);
-        w.WriteStartObject("reuse_distance");
-        w.WriteNumber("count", distances.Count);
-        foreach (var (name, p) in new[] { ("p50", 50.0), ("p90", 90.0), ("p99", 99.0) })
-        {
-            if (distances.Count == 0) w.WriteNull(name);
-            else w.WriteNumber(name, distances[Math.Max(1, (int)Math.Ceiling(p / 100 * distances.Count)) - 1]);
-        }
-        w.WriteEndObject();
-        w.WriteStartArray("hottest");
-        foreach (var (block, n) in counts.OrderByDescending(c => c.Value).ThenBy(c => c.Key, StringComparer.Ordinal).Take(10))
-        {
-            w.WriteStartObject();
-            w.WriteString("block", block);
-            w.WriteNumber("accesses", n);
-            w.WriteEndObject();
-        }
-        w.WriteEndArray();
-        w.WriteStartObject("hits_by_tier");
-        foreach (var (t, n) in tiers) w.WriteNumber(t, n);
-        w.WriteEndObject();
-        w.WriteEndObject();
-    }
-
-    private static int Sum(int[] tree, int i)
-    {
-        int s = 0;
-        for (; i > 0; i -= i & -i) s += tree[i];
-        return s;
-    }
-
-    private static void Add(int[] tree, int i, int delta)
-    {
-        for (; i < tree.Length; i += i & -i) tree[i] += delta;
-    }
 }
