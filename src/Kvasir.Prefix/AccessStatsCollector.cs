@@ -51,6 +51,8 @@ public sealed class AccessStatsCollector
     public void RecordAccess(string blockId, bool isHit, DateTimeOffset? time = null, string? tier = null, long? bytes = null, long? tokens = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(blockId);
+        if (tier is not null and not ("engine" or "dram" or "disk" or "shared"))
+            throw new ArgumentOutOfRangeException(nameof(tier), tier, "tier must be engine, dram, disk, shared or null (schema v1), as Python's record_access says");
         double at = UnixMs(time ?? _clock.GetUtcNow());
         lock (_lock)
         {

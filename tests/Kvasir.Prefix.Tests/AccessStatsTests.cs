@@ -12,6 +12,16 @@ public sealed class AccessStatsTests : IDisposable
     private static readonly DateTimeOffset T0 = DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000);
 
     [Fact]
+    public void A_tier_outside_the_schema_is_refused_when_recorded_so_every_file_written_can_be_read_back()
+    {
+        var c = new AccessStatsCollector();
+        Assert.Throws<ArgumentOutOfRangeException>(() => c.RecordAccess("b", true, tier: "gpu"));
+        c.RecordAccess("b", true, tier: "engine");
+        c.RecordAccess("b", false);
+        Assert.Equal(2, c.GetStatsSummary().TotalAccesses);
+    }
+
+    [Fact]
     public void Summary_counts_hits_tiers_hottest_and_lru_stack_reuse_distances()
     {
         var c = new AccessStatsCollector();
