@@ -68,7 +68,20 @@ internal sealed class DiskWriter : IDisposable
         {
             batch.Add(first);
             while (batch.Count < MaxBatch && _queue.TryTake(out var more)) batch.Add(more);
-            foreach (var job in batch) Execute(job, drops, touched);
+            foreach (var job in batch)
+            {
+                try
+                {
+                    Execute(job, drops, touched);
+                }
+                catch (Exception ex)
+                {
+                    // Nothing a record meets may take the writer thread (and so the node) down: the record fails, the
+                    // reason goes to the node's health, and the next record is tried.
+                    job.Error ??= $"disk writer: {ex.GetType().Name}: {ex.Message}";
+                    _tier.WriteFailed(ex, "disk writer");
+                }
+            }
             if (_tier.Sync == DiskSyncMode.Batch && touched.Count > 0) SyncTouched(batch, touched);
             foreach (var job in batch) Finish(job);
             batch.Clear();
@@ -89,7 +102,7 @@ internal sealed class DiskWriter : IDisposable
         {
             if (_tier.NeedsNewSegment(recordBytes)) opened = _tier.OpenNext();
         }
-        catch (IOException ex)
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             job.Error = $"cannot open a segment: {ex.Message}";
             _tier.WriteFailed(ex, "segment");
