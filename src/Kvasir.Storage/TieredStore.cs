@@ -109,7 +109,7 @@ public sealed class TieredStore : IDisposable
     public bool HasSharedFs => _shared is not null;
 
     /// <summary>Values recovered from the disk tier when the store opened.</summary>
-    public long RecoveredKeys => _disk?.Stats().First(p => p.Key == "disk_recovered_keys").Value ?? 0;
+    public long RecoveredKeys => _disk?.RecoveredKeys ?? 0;
 
     internal DiskTier? Disk => _disk;
 
@@ -137,7 +137,7 @@ public sealed class TieredStore : IDisposable
     public Task<WireStatus> CommitAsync(Reservation reservation, uint crc32c, byte[]? chainParent = null, Task? publishAfter = null)
     {
         ArgumentNullException.ThrowIfNull(reservation);
-        BumpEpoch(reservation.Key);
+        if (_shared is not null) BumpEpoch(reservation.Key);
         if (_disk is null && publishAfter is null)
         {
             var status = Publish(reservation, crc32c, chainParent, 0);
@@ -181,7 +181,7 @@ public sealed class TieredStore : IDisposable
     private WireStatus Publish(Reservation reservation, uint crc32c, byte[]? chainParent, long version)
     {
         byte[] key = reservation.Key;
-        _reads.TryRemove(key, out _);
+        if (_io is not null) _reads.TryRemove(key, out _);   // read counts exist only with lower tiers
         if (!_dram.CommitVersioned(reservation, crc32c, chainParent, version, _newerOnDisk))
         {
             Interlocked.Increment(ref _superseded);
@@ -230,27 +230,16 @@ public sealed class TieredStore : IDisposable
 
     private async Task<LeaseResult> LoadAsync(ReadOnlyMemory<byte> key, ILeaseHolder? holder, bool arenaOnly)
     {
-        long epoch = Epoch(key.Span);
-        long length, version = 0;
-        uint crc;
+        long epoch = Epoch(key.Span);   // before anything is looked at: a write or removal from here on is noticed
         if (_disk is not null && _disk.TryLocate(key.Span, out var entry))
-        {
-            (length, crc, version) = (entry!.Length, entry.Crc32C, entry.Version);
-        }
-        else if (_shared is not null && !_shared.HasPending(key.Span) && (_disk is null || _disk.NewestVersion(key.Span) == 0))
-        {
-            var located = await _io!.Run(() => _shared.TryLocate(key.Span, out var e) ? e : null).ConfigureAwait(false);
-            if (located is null) return new LeaseResult(WireStatus.NotFound, null);
-            (length, crc) = (located.Length, located.Crc32C);
-            var fromShared = await StageAsync(key, holder, arenaOnly, length, crc, 0, epoch, d => _shared.TryRead(located, d)).ConfigureAwait(false);
-            return fromShared.Lease is null ? fromShared : fromShared with { Tier = StoreTier.Shared };
-        }
-        else
-        {
+            return await StageAsync(key, holder, arenaOnly, StoreTier.Disk, entry!.Length, entry.Crc32C, entry.Version, 0,
+                d => _disk.TryRead(key.Span, entry, d)).ConfigureAwait(false);
+        if (_shared is null || _shared.HasPending(key.Span) || (_disk is not null && _disk.NewestVersion(key.Span) != 0))
             return new LeaseResult(WireStatus.NotFound, null);
-        }
-        var fromDisk = await StageAsync(key, holder, arenaOnly, length, crc, version, epoch, d => _disk.TryRead(key.Span, entry!, d)).ConfigureAwait(false);
-        return fromDisk.Lease is null ? fromDisk : fromDisk with { Tier = StoreTier.Disk };
+        var located = await _io!.Run(() => _shared.TryLocate(key.Span, out var e) ? e : null).ConfigureAwait(false);
+        if (located is null) return new LeaseResult(WireStatus.NotFound, null);
+        return await StageAsync(key, holder, arenaOnly, StoreTier.Shared, located.Length, located.Crc32C, 0, epoch,
+            d => _shared.TryRead(located, d)).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -258,8 +247,8 @@ public sealed class TieredStore : IDisposable
     /// free arena space or the staging area (never evicting a published value), or for an arena-only reader in arena
     /// space made as a PUT makes it.
     /// </summary>
-    private async Task<LeaseResult> StageAsync(ReadOnlyMemory<byte> key, ILeaseHolder? holder, bool arenaOnly, long length, uint crc, long version,
-        long epoch, ReadInto read)
+    private async Task<LeaseResult> StageAsync(ReadOnlyMemory<byte> key, ILeaseHolder? holder, bool arenaOnly, StoreTier tier, long length, uint crc,
+        long version, long epoch, ReadInto read)
     {
         byte[] keyCopy = key.ToArray();
         int reads = _reads.AddOrUpdate(keyCopy, 1, (_, n) => n + 1);
@@ -304,13 +293,9 @@ public sealed class TieredStore : IDisposable
             Abandon(reservation, staged);
             return new LeaseResult(WireStatus.NotFound, null);
         }
-        if (staged is not null)
-        {
-            Interlocked.Increment(ref _servedBelow);
-            return new LeaseResult(WireStatus.Ok, _dram.LeaseStaged(staged, stagedAt, crc, holder));
-        }
         Interlocked.Increment(ref _servedBelow);
-        if (!promote) return new LeaseResult(WireStatus.Ok, _dram.LeaseUnpublished(reservation!, crc, holder));
+        if (staged is not null) return new LeaseResult(WireStatus.Ok, _dram.LeaseStaged(staged, stagedAt, crc, holder)) { Tier = tier };
+        if (!promote) return new LeaseResult(WireStatus.Ok, _dram.LeaseUnpublished(reservation!, crc, holder)) { Tier = tier };
         _reads.TryRemove(keyCopy, out _);
         // The copy read may have been overtaken: by a newer disk record (or a tombstone), or, for a shared file, by any
         // write or removal of the key since the read began. Checked under the DRAM lock, with the publication.
@@ -319,10 +304,10 @@ public sealed class TieredStore : IDisposable
         bool published = _dram.CommitPromoted(reservation!, crc, version, k => version > 0
             ? _disk!.NewestVersion(k) == version
             : Epoch(k) == epoch && (_disk is null || _disk.NewestVersion(k) == 0));
-        if (!published) return new LeaseResult(WireStatus.Ok, _dram.LeaseUnpublished(reservation!, crc, holder));
+        if (!published) return new LeaseResult(WireStatus.Ok, _dram.LeaseUnpublished(reservation!, crc, holder)) { Tier = tier };
         Interlocked.Increment(ref _promotions);
         var status = _dram.TryLease(keyCopy, holder, out var lease);
-        return new LeaseResult(status, lease);
+        return new LeaseResult(status, lease) { Tier = lease is null ? StoreTier.None : tier };
     }
 
     private void Abandon(Reservation? reservation, Internal.ValueVersion? staged)
@@ -356,7 +341,7 @@ public sealed class TieredStore : IDisposable
     public ValueTask<WireStatus> RemoveAsync(ReadOnlyMemory<byte> key)
     {
         if (!ValidKey(key.Span)) return new(WireStatus.InvalidKey);
-        BumpEpoch(key.Span);
+        if (_shared is not null) BumpEpoch(key.Span);
         if (_io is null) return new(_dram.Remove(key.Span));
         return new(RemoveBelowAsync(key.ToArray()));
     }

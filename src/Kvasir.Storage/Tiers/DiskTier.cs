@@ -82,6 +82,12 @@ internal sealed class DiskTier : IDisposable
         get { lock (_gate) return _dropVisits; }
     }
 
+    /// <summary>Values the index held when recovery ended.</summary>
+    public long RecoveredKeys
+    {
+        get { lock (_gate) return _recovered; }
+    }
+
     /// <summary>Keys with a value on disk (tombstones not counted).</summary>
     public long LiveKeys
     {
@@ -414,16 +420,12 @@ internal sealed class DiskTier : IDisposable
         }
     }
 
-    /// <summary>Segments written since the last sync, for the writer's group commit.</summary>
-    internal DiskSegment[] LiveSegments()
-    {
-        lock (_gate) return [.. _segments.Values];
-    }
-
     /// <summary>Forces every segment to stable storage (fsync).</summary>
     public void Flush()
     {
-        foreach (var s in LiveSegments())
+        DiskSegment[] segments;
+        lock (_gate) segments = [.. _segments.Values];
+        foreach (var s in segments)
         {
             if (!s.TryAcquire()) continue;
             try
