@@ -81,13 +81,14 @@ public sealed class StatsPlotTests : IDisposable
         foreach (var t in StatsPlots.Types) Assert.True(File.Exists(PathOf($"empty-{t}.png")), t);
     }
 
-    private static TestNode StartNode(string? diskPath = null) => TestNode.Start(new NodeOptions
+    private static TestNode StartNode(string? diskPath = null, bool sharedMemory = false) => TestNode.Start(new NodeOptions
     {
         Port = 0,
         AdminPort = 0,
         NodeId = "stats-test-node",
         Store = new StoreOptions { Capacity = 128 * 1024, MaxValueBytes = 4096 },
         Tiers = diskPath is null ? null : new TierOptions { DiskPath = diskPath, DiskCapacity = 64L << 20 },
+        SharedMemory = sharedMemory,
     });
 
     private static async Task<JsonNode> AccessStatsAsync(TestNode node, string query = "")
@@ -133,6 +134,33 @@ public sealed class StatsPlotTests : IDisposable
         var last = await AccessStatsAsync(node, "?last=1");
         Assert.Equal("000102", (string?)Assert.Single(last["accesses"]!.AsArray())!["block"]);
         Assert.Equal(3, (long)last["dropped"]!);
+
+        static (string?, bool, string?, long?) Row(JsonNode a) => ((string?)a["block"], (bool)a["hit"]!, (string?)a["tier"], (long?)a["bytes"]);
+    }
+
+    [Fact]
+    public async Task The_node_records_shared_memory_leases_like_gets()
+    {
+        // A same-host client reads through LEASE (shared memory), not GET: those reads are accesses too,
+        // with the tier the lease came from, so a node serving local engines has a heatmap.
+        var disk = PathOf("disk-shm");
+        Directory.CreateDirectory(disk);
+        await using var node = StartNode(disk, sharedMemory: true);
+        await using (var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = node.Address, Transport = KvTransportKind.Shm }))
+        {
+            Assert.Equal(KvTransportKind.Shm, store.Transport);
+            for (int i = 0; i < 64; i++)
+                Assert.Equal(KvStatus.Ok, (await store.PutAsync([TestValues.Key($"s{i}")], [TestValues.For($"s{i}", 4096)]))[0]);
+            var buffers = new[] { new byte[4096], new byte[4096], new byte[4096] };
+            var results = await store.GetAsync([TestValues.KeyMemory("s63"), TestValues.KeyMemory("s0"), TestValues.KeyMemory("gone")], buffers.Select(b => (Memory<byte>)b).ToArray());
+            Assert.Equal([KvStatus.Ok, KvStatus.Ok, KvStatus.NotFound], results.Select(r => r.Status).ToArray());
+            Assert.True(TestValues.Matches(buffers[0], TestValues.Key("s63")) && TestValues.Matches(buffers[1], TestValues.Key("s0")), "leased bytes match what was put");
+        }
+        var accesses = (await AccessStatsAsync(node))["accesses"]!.AsArray();
+        Assert.Equal(3, accesses.Count);
+        Assert.Equal(("s63", true, "dram", 4096L), Row(accesses[0]!));
+        Assert.Equal(("s0", true, "disk", 4096L), Row(accesses[1]!));
+        Assert.Equal(("gone", false, (string?)null, (long?)null), Row(accesses[2]!));
 
         static (string?, bool, string?, long?) Row(JsonNode a) => ((string?)a["block"], (bool)a["hit"]!, (string?)a["tier"], (long?)a["bytes"]);
     }
