@@ -90,6 +90,7 @@ class WireStatus(enum.IntEnum):
     BAD_STATE = 40
     SHUTTING_DOWN = 41
     INTERNAL_ERROR = 42
+    LIMIT_EXCEEDED = 43
 
 
 KEY_BATCH_OPCODES = (Opcode.GET, Opcode.EXISTS, Opcode.REMOVE, Opcode.PIN, Opcode.UNPIN, Opcode.LEASE)

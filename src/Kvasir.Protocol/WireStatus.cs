@@ -44,6 +44,8 @@ public enum WireStatus : ushort
     ShuttingDown = 41,
     /// <summary>The node failed while serving the request (a bug or a resource failure); the connection is closed, the node keeps running.</summary>
     InternalError = 42,
+    /// <summary>The connection went over one of its own limits (leases held, ...); the message names the limit. The connection is closed and everything it held released.</summary>
+    LimitExceeded = 43,
 }
 
 /// <summary>Helpers over <see cref="WireStatus"/>.</summary>

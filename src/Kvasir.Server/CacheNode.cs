@@ -20,6 +20,12 @@ public sealed class CacheNode : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Lock _connectionsLock = new();
     private readonly HashSet<Connection> _connections = [];
+    private readonly Dictionary<System.Net.IPAddress, int> _connectionsByAddress = [];
+    private long _shmLeasesHeld;
+    private readonly Internal.LogLimiter _refusalLog = new(TimeSpan.FromSeconds(10));
+
+    /// <summary>Per-connection warnings (cut, refused frames) go through this limiter: a client cannot fill the log.</summary>
+    internal Internal.LogLimiter ConnectionWarnings { get; } = new(TimeSpan.FromSeconds(10));
     private Socket? _listener;
     private Task _acceptLoop = Task.CompletedTask;
     private int _stopped;
@@ -98,6 +104,23 @@ public sealed class CacheNode : IAsyncDisposable
     }
 
     public NodeCounters Counters { get; } = new();
+
+    /// <summary>Connections open now.</summary>
+    public int OpenConnections { get { lock (_connectionsLock) return _connections.Count; } }
+
+    /// <summary>Shared-memory leases held by all connections now (bounded by <see cref="NodeOptions.MaxLeases"/>).</summary>
+    public long ShmLeasesHeld => Interlocked.Read(ref _shmLeasesHeld);
+
+    /// <summary>Takes one of the node-wide lease slots; false when all <see cref="NodeOptions.MaxLeases"/> are held.</summary>
+    internal bool TryTakeLeaseSlot()
+    {
+        if (Interlocked.Increment(ref _shmLeasesHeld) <= Options.MaxLeases) return true;
+        Interlocked.Decrement(ref _shmLeasesHeld);
+        return false;
+    }
+
+    /// <summary>Gives back <paramref name="count"/> lease slots.</summary>
+    internal void ReturnLeaseSlots(int count) => Interlocked.Add(ref _shmLeasesHeld, -count);
 
     /// <summary>The DRAM arena's health: degraded while writes are refused for lack of memory.</summary>
     public ArenaHealth ArenaHealth { get; } = new();
@@ -219,6 +242,8 @@ public sealed class CacheNode : IAsyncDisposable
             new("utilisation_ppm", (long)(s.Utilisation * 1_000_000)),
             new("connections", c.Connections),
             new("connections_total", c.ConnectionsTotal),
+            new("connections_refused", c.ConnectionsRefused),
+            new("shm_leases_held", ShmLeasesHeld),
             new("bytes_in", c.BytesIn),
             new("bytes_out", c.BytesOut),
             new("protocol_errors", c.ProtocolErrors),
@@ -252,22 +277,29 @@ public sealed class CacheNode : IAsyncDisposable
                 continue;
             }
             Connection connection;
+            var address = (socket.RemoteEndPoint as System.Net.IPEndPoint)?.Address ?? System.Net.IPAddress.None;
             lock (_connectionsLock)
             {
-                if (_connections.Count >= Options.MaxConnections)
+                int fromAddress = _connectionsByAddress.GetValueOrDefault(address);
+                string? refusal = _connections.Count >= Options.MaxConnections ? $"{Options.MaxConnections} connections open (--max-connections)"
+                    : fromAddress >= Options.MaxConnectionsPerAddress ? $"{fromAddress} connections open from {address} (--max-connections-per-address)"
+                    : null;
+                if (refusal is not null)
                 {
-                    _log.LogWarning("connection from {Remote} refused: {Max} connections open", socket.RemoteEndPoint, Options.MaxConnections);
+                    Counters.Refused();
+                    _refusalLog.Warn(_log, $"connection from {socket.RemoteEndPoint} refused: {refusal}");
                     socket.Dispose();
                     continue;
                 }
                 connection = new Connection(this, socket);
                 _connections.Add(connection);
+                _connectionsByAddress[address] = fromAddress + 1;
             }
-            _ = RunConnectionAsync(connection);
+            _ = RunConnectionAsync(connection, address);
         }
     }
 
-    private async Task RunConnectionAsync(Connection connection)
+    private async Task RunConnectionAsync(Connection connection, System.Net.IPAddress address)
     {
         Counters.Opened();
         try
@@ -277,7 +309,12 @@ public sealed class CacheNode : IAsyncDisposable
         finally
         {
             Counters.Closed();
-            lock (_connectionsLock) _connections.Remove(connection);
+            lock (_connectionsLock)
+            {
+                _connections.Remove(connection);
+                if (_connectionsByAddress[address] == 1) _connectionsByAddress.Remove(address);
+                else _connectionsByAddress[address]--;
+            }
         }
     }
 

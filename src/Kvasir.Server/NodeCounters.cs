@@ -9,12 +9,14 @@ public sealed class NodeCounters
     private readonly long[] _keys = new long[256];
     private readonly long[] _opBytesIn = new long[256];
     private readonly long[] _opBytesOut = new long[256];
-    private long _bytesIn, _bytesOut, _connections, _connectionsTotal, _protocolErrors, _authFailures;
+    private long _bytesIn, _bytesOut, _connections, _connectionsTotal, _connectionsRefused, _protocolErrors, _authFailures;
 
     public long BytesIn => Volatile.Read(ref _bytesIn);
     public long BytesOut => Volatile.Read(ref _bytesOut);
     public long Connections => Volatile.Read(ref _connections);
     public long ConnectionsTotal => Volatile.Read(ref _connectionsTotal);
+    /// <summary>Connections closed at accept: over the node's or one address's connection limit.</summary>
+    public long ConnectionsRefused => Volatile.Read(ref _connectionsRefused);
     public long ProtocolErrors => Volatile.Read(ref _protocolErrors);
     public long AuthFailures => Volatile.Read(ref _authFailures);
 
@@ -49,6 +51,7 @@ public sealed class NodeCounters
     }
     internal void Opened() { Interlocked.Increment(ref _connections); Interlocked.Increment(ref _connectionsTotal); }
     internal void Closed() => Interlocked.Decrement(ref _connections);
+    internal void Refused() => Interlocked.Increment(ref _connectionsRefused);
     internal void ProtocolError() => Interlocked.Increment(ref _protocolErrors);
     internal void AuthFailure() => Interlocked.Increment(ref _authFailures);
 }

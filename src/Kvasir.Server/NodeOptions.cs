@@ -40,6 +40,48 @@ public sealed class NodeOptions
     /// <summary>Open connections accepted at once. Default 4096; connections beyond it are closed at accept.</summary>
     public int MaxConnections { get; init; } = 4096;
 
+    /// <summary>
+    /// Open connections accepted at once from one client address. Default 1024 (a quarter of <see cref="MaxConnections"/>),
+    /// so one host cannot take every slot; connections beyond it are closed at accept. A host running many engine
+    /// processes behind one address needs processes × connections per node below it.
+    /// </summary>
+    public int MaxConnectionsPerAddress { get; init; } = 1024;
+
+    /// <summary>
+    /// A new connection must finish HELLO (and AUTH, with an auth key) within this time, or it is cut. Default 10 s:
+    /// a connection that never speaks holds no slot longer.
+    /// </summary>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Cut a connection that sent no request for this long. Default null: never (clients keep pooled connections open
+    /// between bursts). Set it where clients are many and untrusted; a client then reconnects after an idle spell.
+    /// </summary>
+    public TimeSpan? IdleTimeout { get; init; }
+
+    /// <summary>
+    /// Shared-memory leases one connection may hold at once. Default 65,536 (a few MB of node memory; a batch is at most
+    /// <see cref="MaxBatchKeys"/> keys). A LEASE that would go over it is answered LIMIT_EXCEEDED and the connection is
+    /// closed, which releases everything it held: a client that never RELEASEs cannot grow the node without bound.
+    /// </summary>
+    public int MaxLeasesPerConnection { get; init; } = 65_536;
+
+    /// <summary>
+    /// Shared-memory leases held by all connections together. Default 1,048,576 (about 200 MB of bookkeeping at most).
+    /// Past it a LEASE answers OUT_OF_MEMORY for the key (read it over TCP) until leases are released or expire.
+    /// </summary>
+    public int MaxLeases { get; init; } = 1 << 20;
+
+    /// <summary>
+    /// Bytes one connection may hold reserved through shared-memory ALLOC at once. Default null: a quarter of the arena
+    /// (at least the largest value). Past it ALLOC answers OUT_OF_MEMORY for the key, so one client's reservations can
+    /// evict at most this much, never the whole arena.
+    /// </summary>
+    public long? MaxReservedBytesPerConnection { get; init; }
+
+    /// <summary>The per-connection reservation share in effect (<see cref="MaxReservedBytesPerConnection"/> or its default).</summary>
+    internal long ReservedBytesPerConnection => MaxReservedBytesPerConnection ?? Math.Max(Store.Capacity / 4, Store.MaxValueBytes);
+
     /// <summary>On stop, how long in-flight requests may take to finish before their connections are cut. Default 10 s.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
@@ -105,6 +147,13 @@ public sealed class NodeOptions
         if (MaxMetaBytes < 1024) throw new ArgumentException("max metadata bytes must be at least 1024");
         if (FrameTimeout <= TimeSpan.Zero) throw new ArgumentException("frame timeout must be positive");
         if (MaxQueuedReplies < 1) throw new ArgumentException("max queued replies must be at least 1");
+        if (MaxConnections < 1) throw new ArgumentException("max connections must be at least 1");
+        if (MaxConnectionsPerAddress < 1) throw new ArgumentException("max connections per address must be at least 1");
+        if (HandshakeTimeout <= TimeSpan.Zero) throw new ArgumentException("handshake timeout must be positive");
+        if (IdleTimeout is { } idle && idle <= TimeSpan.Zero) throw new ArgumentException("idle timeout must be positive (leave it unset for none)");
+        if (MaxLeasesPerConnection < 1) throw new ArgumentException("max leases per connection must be at least 1");
+        if (MaxLeases < 1) throw new ArgumentException("max leases must be at least 1");
+        if (MaxReservedBytesPerConnection is < 1) throw new ArgumentException("max reserved bytes per connection must be at least 1");
         if (Store.MaxValueBytes > ProtocolLimits.HardMaxValueBytes) throw new ArgumentException($"max value size may not exceed {ProtocolLimits.HardMaxValueBytes} bytes");
         if (Store.MaxKeyBytes > ProtocolLimits.MaxKeyBytes) throw new ArgumentException($"max key bytes may not exceed {ProtocolLimits.MaxKeyBytes}");
         if (NodeId is not null && System.Text.Encoding.UTF8.GetByteCount(NodeId) > ProtocolLimits.MaxNameBytes)

@@ -43,6 +43,17 @@ public sealed unsafe class Reservation
         }
     }
 
+    /// <summary>
+    /// Zeroes the reserved bytes. A writer that may commit bytes it did not write (a shared-memory client
+    /// that cannot open the arena file) must not publish what the space held before: a removed value.
+    /// </summary>
+    public void Clear()
+    {
+        if (State != ReservationState.Pending)
+            throw new InvalidOperationException($"The reservation is already {State.ToString().ToLowerInvariant()}.");
+        System.Runtime.InteropServices.NativeMemory.Clear((void*)Address, (nuint)Length);
+    }
+
     internal KvArenaStore Store { get; }
 
     internal byte[] Key { get; }

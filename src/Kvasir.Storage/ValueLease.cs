@@ -61,6 +61,9 @@ public sealed unsafe class ValueLease : IListNode<ValueLease>
 
     internal bool Released { get; set; }
 
+    /// <summary>True once released, by its holder or by the store's reaper when it expired.</summary>
+    public bool IsReleased => Released;
+
     // Links of the store's deadline queue (see LeaseQueue), kept off the public surface.
     private ValueLease? _queuePrev;
     private ValueLease? _queueNext;

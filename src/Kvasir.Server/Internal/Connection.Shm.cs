@@ -11,7 +11,10 @@ namespace Kvasir.Server.Internal;
 /// holds past the lease timeout (30 s by default — a copy takes milliseconds) is released by the
 /// store's reaper, and a reservation older than that is aborted by a timer, so a stuck client leaks
 /// nothing either; RELEASE and COMMIT then answer NOT_FOUND for them, so that client knows not to
-/// trust its copy.
+/// trust its copy. Expired leases also leave the connection's table (a sweep each second), a connection may hold at
+/// most <see cref="NodeOptions.MaxLeasesPerConnection"/> leases and <see cref="NodeOptions.MaxReservedBytesPerConnection"/>
+/// reserved bytes, and every reservation is zeroed before the client gets it: a client that commits bytes it did
+/// not write (it may not be able to open the arena file) publishes zeros, never a removed value's bytes.
 /// </summary>
 internal sealed partial class Connection
 {
@@ -19,7 +22,8 @@ internal sealed partial class Connection
     private readonly Dictionary<ulong, ValueLease> _shmLeases = [];
     private readonly Dictionary<ulong, (Reservation Reservation, long Deadline)> _shmReservations = [];
     private ulong _nextShmId;
-    private Timer? _reservationReaper;
+    private long _reservedBytes;
+    private Timer? _shmReaper;
 
     private long ArenaOffset(nint address) => address - _store.ArenaBase;
 
@@ -47,6 +51,14 @@ internal sealed partial class Connection
     {
         RequireShm();
         var ranges = KeyRanges(meta, h.MetaLength, out int count);
+        int held;
+        lock (_shmLock) held = _shmLeases.Count;
+        if (held + count > _node.Options.MaxLeasesPerConnection)
+        {
+            ArrayPool<(int, int)>.Shared.Return(ranges);
+            throw new ProtocolException(WireStatus.LimitExceeded,
+                $"this connection holds {held} leases (limit {_node.Options.MaxLeasesPerConnection}) and asked for {count} more: RELEASE the leases it has copied");
+        }
         var entries = ArrayPool<LeaseEntry>.Shared.Rent(Math.Max(1, count));
         try
         {
@@ -62,11 +74,19 @@ internal sealed partial class Connection
                     entries[i] = new LeaseEntry(status == WireStatus.Ok ? WireStatus.NotFound : status, 0, 0, 0, 0);
                     continue;
                 }
+                if (!_node.TryTakeLeaseSlot())
+                {
+                    // Every node-wide lease slot is held (by many clients): this key is answered as TCP-only for now.
+                    _store.Release(lease);
+                    entries[i] = new LeaseEntry(WireStatus.OutOfMemory, 0, 0, 0, 0);
+                    continue;
+                }
                 ulong id;
                 lock (_shmLock)
                 {
                     id = ++_nextShmId;
                     _shmLeases[id] = lease;
+                    StartShmReaper();
                 }
                 entries[i] = new LeaseEntry(WireStatus.Ok, (ulong)ArenaOffset(lease.Address), (ulong)lease.Length, lease.Crc32C, id);
             }
@@ -115,18 +135,26 @@ internal sealed partial class Connection
         {
             var key = reader.Key();
             long length = (long)Math.Min(reader.U64(), long.MaxValue);
-            var status = TryReserve(key, length, out var reservation);
+            // A connection's reservations may evict at most its share of the arena, never all of it.
+            Reservation? reservation = null;
+            long reserved;
+            lock (_shmLock) reserved = _reservedBytes;
+            var status = reserved + length > _node.Options.ReservedBytesPerConnection && length <= _store.Options.MaxValueBytes
+                ? WireStatus.OutOfMemory
+                : TryReserve(key, length, out reservation);
             if (status != WireStatus.Ok)
             {
-                ShmMessages.WriteAllocEntry(ref w, new AllocEntry((status), 0, 0));
+                ShmMessages.WriteAllocEntry(ref w, new AllocEntry(status, 0, 0));
                 continue;
             }
+            reservation!.Clear();
             ulong id;
             lock (_shmLock)
             {
+                _reservedBytes += reservation.Length;
                 id = ++_nextShmId;
-                _shmReservations[id] = (reservation!, deadline);
-                _reservationReaper ??= new Timer(_ => AbortExpiredReservations(), null, 1000, 1000);
+                _shmReservations[id] = (reservation, deadline);
+                StartShmReaper();
             }
             ShmMessages.WriteAllocEntry(ref w, new AllocEntry(WireStatus.Ok, (ulong)ArenaOffset(reservation!.Address), id));
         }
@@ -155,6 +183,7 @@ internal sealed partial class Connection
                 if (!_shmReservations.Remove(ids[i], out var entry)) continue;
                 reservations[i] = entry.Reservation;
                 bytes += entry.Reservation.Length;
+                _reservedBytes -= entry.Reservation.Length;
             }
         }
         var crcs = new uint[ids.Length];
@@ -192,18 +221,39 @@ internal sealed partial class Connection
         ValueLease? lease;
         lock (_shmLock)
             if (!_shmLeases.Remove(id, out lease)) return false;
+        _node.ReturnLeaseSlots(1);
         return _store.Release(lease);
     }
 
-    private void AbortExpiredReservations()
+    /// <summary>Once a second while the connection holds anything in the arena. Called under <see cref="_shmLock"/>.</summary>
+    private void StartShmReaper() => _shmReaper ??= new Timer(_ => SweepShm(), null, 1000, 1000);
+
+    /// <summary>
+    /// Aborts reservations past their deadline and drops leases the store's reaper released when they expired, so
+    /// the connection's tables hold only what is live (an expired lease's RELEASE then answers NOT_FOUND).
+    /// </summary>
+    private void SweepShm()
     {
         List<Reservation> expired = [];
+        int droppedLeases = 0;
         lock (_shmLock)
         {
             long now = Environment.TickCount64;
-            foreach (var (id, (res, deadline)) in _shmReservations.ToList())
-                if (deadline <= now) { _shmReservations.Remove(id); expired.Add(res); }
+            foreach (var (id, (res, deadline)) in _shmReservations)
+            {
+                if (deadline > now) continue;
+                _shmReservations.Remove(id);
+                _reservedBytes -= res.Length;
+                expired.Add(res);
+            }
+            foreach (var (id, lease) in _shmLeases)
+            {
+                if (!lease.IsReleased) continue;
+                _shmLeases.Remove(id);
+                droppedLeases++;
+            }
         }
+        _node.ReturnLeaseSlots(droppedLeases);
         foreach (var res in expired)
         {
             try { _store.Abort(res); } catch (ObjectDisposedException) { }
@@ -221,9 +271,11 @@ internal sealed partial class Connection
             reservations = [.. _shmReservations.Values.Select(v => v.Reservation)];
             _shmLeases.Clear();
             _shmReservations.Clear();
-            _reservationReaper?.Dispose();
-            _reservationReaper = null;
+            _reservedBytes = 0;
+            _shmReaper?.Dispose();
+            _shmReaper = null;
         }
+        _node.ReturnLeaseSlots(leases.Count);
         try
         {
             foreach (var l in leases) _store.Release(l);

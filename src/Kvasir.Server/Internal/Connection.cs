@@ -25,6 +25,8 @@ internal sealed partial class Connection : ILeaseHolder
     private readonly CancellationTokenSource _abort = new();
     private readonly CancellationTokenSource _idle;
     private readonly CancellationTokenSource _frame = new();
+    private readonly CancellationTokenSource _handshake;
+    private CancellationTokenSource? _idleTimer;
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ILogger _log;
     private long _frameStart;
@@ -52,6 +54,8 @@ internal sealed partial class Connection : ILeaseHolder
             FullMode = BoundedChannelFullMode.Wait,
         });
         _idle = CancellationTokenSource.CreateLinkedTokenSource(node.Stopping, _abort.Token);
+        _handshake = CancellationTokenSource.CreateLinkedTokenSource(_idle.Token);
+        _handshake.CancelAfter(node.Options.HandshakeTimeout);
         _log = node.LoggerFactory.CreateLogger("Kvasir.Connection");
         _remote = socket.RemoteEndPoint?.ToString() ?? "?";
     }
@@ -60,6 +64,9 @@ internal sealed partial class Connection : ILeaseHolder
     public Task Completion => _completion.Task;
 
     private bool AuthRequired => _node.Options.AuthKey is not null;
+
+    /// <summary>HELLO (and AUTH, where the node has a key) done: from here the connection may idle between requests.</summary>
+    private bool HandshakeDone => _helloDone && (_authenticated || !AuthRequired);
 
     public async Task RunAsync()
     {
@@ -76,7 +83,7 @@ internal sealed partial class Connection : ILeaseHolder
             _node.Metrics.Request(_currentOpcode, ex.Status, 0, _frameStart == 0 ? 0 : System.Diagnostics.Stopwatch.GetTimestamp() - _frameStart);
             _node.AccessLog?.Write(_remote, _currentOpcode, 0, Admin.NodeMetrics.StatusName(ex.Status), 0);
             if (ex.Status == WireStatus.AuthFailed) _node.Counters.AuthFailure();
-            _log.LogWarning("connection {Remote}: {Status}: {Reason}", _remote, ex.Status, ex.Message);
+            _node.ConnectionWarnings.Warn(_log, $"connection {_remote}: {ex.Status}: {ex.Message}");
             await QueueErrorAsync(ex.Status, ex.Message).ConfigureAwait(false);
         }
         catch (Exception ex) when (IsDisconnect(ex))
@@ -86,7 +93,12 @@ internal sealed partial class Connection : ILeaseHolder
             // expiry) was logged when it happened, a stopping node cuts connections on purpose.
             // A frame timeout may mean the client stopped reading: the writer could be stuck in a send
             // that never completes, so cut the socket rather than wait for it.
+            bool stopping = _abort.IsCancellationRequested || _node.Stopping.IsCancellationRequested;
             if (_frame.IsCancellationRequested) Abort($"frame timeout: a frame did not arrive whole within {_node.Options.FrameTimeout.TotalSeconds:0.#} s");
+            else if (!stopping && !HandshakeDone && _handshake.IsCancellationRequested)
+                Abort($"handshake timeout: no HELLO{(AuthRequired ? " and AUTH" : "")} within {_node.Options.HandshakeTimeout.TotalSeconds:0.#} s");
+            else if (!stopping && _idleTimer is { IsCancellationRequested: true })
+                Abort($"idle timeout: no request for {_node.Options.IdleTimeout!.Value.TotalSeconds:0.#} s");
             else if (!_abort.IsCancellationRequested && !_node.Stopping.IsCancellationRequested)
                 _log.LogInformation("connection {Remote} closed by an error: {Reason}", _remote, ex.Message);
         }
@@ -101,6 +113,8 @@ internal sealed partial class Connection : ILeaseHolder
             await writing.ConfigureAwait(false);
             ReleaseAllShm();
             await CloseSocketAsync(closeGracefully).ConfigureAwait(false);
+            _handshake.Dispose();
+            _idleTimer?.Dispose();
             _idle.Dispose();
             _frame.Dispose();   // its timer; Abort tolerates the disposed _abort source as well
             _completion.TrySetResult();
@@ -112,7 +126,7 @@ internal sealed partial class Connection : ILeaseHolder
     {
         if (_abort.IsCancellationRequested) return;
         if (_node.Stopping.IsCancellationRequested) _log.LogDebug("connection {Remote} aborted: {Reason}", _remote, reason);
-        else _log.LogWarning("connection {Remote} cut: {Reason}", _remote, reason);
+        else _node.ConnectionWarnings.Warn(_log, $"connection {_remote} cut: {reason}");
         try { _abort.Cancel(); } catch (ObjectDisposedException) { }
         try { _socket.Dispose(); } catch (ObjectDisposedException) { }
     }
@@ -125,14 +139,17 @@ internal sealed partial class Connection : ILeaseHolder
         var headerBuffer = new byte[ProtocolLimits.HeaderSize];
         while (true)
         {
-            if (!await _rx.ReadExactAsync(headerBuffer, _idle.Token).ConfigureAwait(false))
+            // Between requests a connection waits as long as it likes (unless an idle timeout is set), but not before
+            // its handshake is done; once a header's first byte is here, the whole frame has the frame timeout.
+            if (!await _rx.ReadExactAsync(headerBuffer.AsMemory(0, 1), WaitToken()).ConfigureAwait(false))
                 return;
+            _frame.CancelAfter(_node.Options.FrameTimeout);
+            await _rx.ReadRequiredAsync(headerBuffer.AsMemory(1), _frame.Token).ConfigureAwait(false);
             // Taken from the raw bytes first, so an error about this header still names its request.
             _currentRequestId = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(headerBuffer.AsSpan(8));
             _currentOpcode = (Opcode)headerBuffer[5];
             var header = FrameHeader.Read(headerBuffer);
             CheckRequestHeader(header);
-            _frame.CancelAfter(_node.Options.FrameTimeout);
             var token = _frame.Token;
             byte[] meta = ArrayPool<byte>.Shared.Rent(header.MetaLength);
             try
@@ -152,6 +169,20 @@ internal sealed partial class Connection : ILeaseHolder
             if (!_frame.TryReset())
                 throw new OperationCanceledException("frame timeout");
         }
+    }
+
+    /// <summary>What the wait for the next request's first byte may be cancelled by: the handshake deadline, the idle timeout, or only the connection's end.</summary>
+    private CancellationToken WaitToken()
+    {
+        if (!HandshakeDone) return _handshake.Token;
+        if (_node.Options.IdleTimeout is not { } idle) return _idle.Token;
+        if (_idleTimer is null || !_idleTimer.TryReset())
+        {
+            _idleTimer?.Dispose();
+            _idleTimer = CancellationTokenSource.CreateLinkedTokenSource(_idle.Token);
+        }
+        _idleTimer.CancelAfter(idle);
+        return _idleTimer.Token;
     }
 
     private void CheckRequestHeader(in FrameHeader h)

@@ -26,6 +26,9 @@ public sealed class RawConnection : IDisposable
 
     public Socket Socket { get; }
 
+    /// <summary>Wraps a socket the test connected itself (from another local address, say).</summary>
+    public static RawConnection Adopt(Socket socket) => new(socket);
+
     /// <summary>Connects to 127.0.0.1:<paramref name="port"/>. A small <paramref name="receiveBuffer"/> is set before connecting so the TCP window stays small.</summary>
     public static async Task<RawConnection> ConnectAsync(int port, int? receiveBuffer = null)
     {
