@@ -52,6 +52,7 @@ public static class ServeCommand
             FrameTimeout = TimeSpan.FromSeconds(cl.Int("frame-timeout", 30, 1)),
             MaxBatchKeys = cl.Int("max-batch", ProtocolLimits.DefaultMaxBatchKeys, 1),
             MaxConnections = cl.Int("max-connections", 4096, 1),
+            MaxBufferedMetaBytes = cl.Size("max-buffered-meta", 256L << 20),
             MaxConnectionsPerAddress = cl.Int("max-connections-per-address", 1024, 1),
             HandshakeTimeout = TimeSpan.FromSeconds(cl.Int("handshake-timeout", 10, 1)),
             IdleTimeout = cl.Int("idle-timeout", 0, 0) is var idle and > 0 ? TimeSpan.FromSeconds(idle) : null,

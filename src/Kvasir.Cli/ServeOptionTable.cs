@@ -34,6 +34,7 @@ public static class ServeOptionTable
         new("frame-timeout", "SEC", "30", "a started frame must arrive whole within this"),
         new("max-batch", "N", "8192", "keys per request"),
         new("max-connections", "N", "4096", "open connections"),
+        new("max-buffered-meta", "SIZE", "256MiB", "request metadata above 64 KiB being received by all connections at once (one address: a quarter); more waits"),
         new("max-connections-per-address", "N", "1024", "open connections from one client address, so one host cannot take every slot"),
         new("handshake-timeout", "SEC", "10", "a new connection must finish HELLO (and AUTH) within this"),
         new("idle-timeout", "SEC", "0", "cut connections with no request for this long; 0 = never (pooled clients idle between bursts)"),

@@ -55,6 +55,8 @@ public sealed class CacheNode : IAsyncDisposable
             throw;
         }
         StartedAt = DateTimeOffset.UtcNow;
+        MetaBudget = new Internal.MetaBudget(options.MaxBufferedMetaBytes);
+        LargeMetaPool = System.Buffers.ArrayPool<byte>.Create(options.MaxMetaBytes, 4);
         AccessStats = new Admin.AccessStats(options.AccessStatsCapacity);
         Metrics = new Admin.NodeMetrics(this);
         AccessLog = options.AccessLog is { } path ? new Admin.AccessLog(path) : null;
@@ -104,6 +106,14 @@ public sealed class CacheNode : IAsyncDisposable
     }
 
     public NodeCounters Counters { get; } = new();
+
+    /// <summary>Request metadata being received now, above 64 KiB per request (bounded by <see cref="NodeOptions.MaxBufferedMetaBytes"/>).</summary>
+    public long MetaBytesBuffered => MetaBudget.Used;
+
+    internal Internal.MetaBudget MetaBudget { get; }
+
+    /// <summary>Large metadata buffers come from this pool, which keeps at most 4 arrays per size: a burst of large batches is not held after it.</summary>
+    internal System.Buffers.ArrayPool<byte> LargeMetaPool { get; }
 
     /// <summary>Connections open now.</summary>
     public int OpenConnections { get { lock (_connectionsLock) return _connections.Count; } }
@@ -244,6 +254,7 @@ public sealed class CacheNode : IAsyncDisposable
             new("connections_total", c.ConnectionsTotal),
             new("connections_refused", c.ConnectionsRefused),
             new("shm_leases_held", ShmLeasesHeld),
+            new("meta_bytes_buffered", MetaBytesBuffered),
             new("bytes_in", c.BytesIn),
             new("bytes_out", c.BytesOut),
             new("protocol_errors", c.ProtocolErrors),

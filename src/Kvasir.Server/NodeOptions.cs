@@ -28,6 +28,14 @@ public sealed class NodeOptions
     public int MaxMetaBytes { get; init; } = ProtocolLimits.DefaultMaxMetaBytes;
 
     /// <summary>
+    /// Request metadata all connections together may be receiving at once, counting requests whose metadata exceeds
+    /// 64 KiB. Default 256 MiB; one client address may hold a quarter of it. A request that finds no room waits (its
+    /// frame timeout running): slow senders of many large batches cannot make the node buffer without bound. Must be at
+    /// least 4 × <see cref="MaxMetaBytes"/>.
+    /// </summary>
+    public long MaxBufferedMetaBytes { get; init; } = 256L << 20;
+
+    /// <summary>
     /// A frame whose header has arrived must arrive whole within this time. Default 30 s. Too short
     /// cuts off slow clients sending large batches; too long lets a stalled client hold arena space
     /// reserved for its PUT that long.
@@ -147,6 +155,8 @@ public sealed class NodeOptions
         if (MaxMetaBytes < 1024) throw new ArgumentException("max metadata bytes must be at least 1024");
         if (FrameTimeout <= TimeSpan.Zero) throw new ArgumentException("frame timeout must be positive");
         if (MaxQueuedReplies < 1) throw new ArgumentException("max queued replies must be at least 1");
+        if (MaxBufferedMetaBytes < 4L * MaxMetaBytes)
+            throw new ArgumentException($"max buffered metadata ({MaxBufferedMetaBytes} bytes) must be at least 4 x the largest metadata section ({MaxMetaBytes}): one address may use a quarter");
         if (MaxConnections < 1) throw new ArgumentException("max connections must be at least 1");
         if (MaxConnectionsPerAddress < 1) throw new ArgumentException("max connections per address must be at least 1");
         if (HandshakeTimeout <= TimeSpan.Zero) throw new ArgumentException("handshake timeout must be positive");

@@ -224,6 +224,56 @@ public sealed class ClientBoundsTests
         }
     }
 
+    [Fact]
+    public async Task Half_sent_large_metadata_from_one_address_is_bounded_and_other_clients_are_served()
+    {
+        // 20 connections from 127.0.0.2 each announce 1 MiB of GET metadata and send all but its last byte. With an
+        // 8 MiB node-wide budget one address holds at most 2 MiB: two are buffered, the rest wait without being read.
+        await using var node = TestNode.Start(new NodeOptions
+        {
+            Port = 0,
+            Store = new StoreOptions { Capacity = 16L << 20, MaxValueBytes = 1L << 20 },
+            MaxMetaBytes = 1 << 20,
+            MaxBufferedMetaBytes = 8L << 20,
+            FrameTimeout = TimeSpan.FromSeconds(3),
+        });
+        var attackers = new List<RawConnection>();
+        var sends = new List<Task>();
+        try
+        {
+            for (int i = 0; i < 20; i++)
+            {
+                var a = RawConnection.Adopt(await ConnectFromAsync(IPAddress.Parse("127.0.0.2"), node.Port));
+                attackers.Add(a);
+                await a.HelloAsync();
+                var frame = Frames.Concat(Frames.RawHeader((byte)Opcode.Get, 1, 1 << 20, 0), new byte[(1 << 20) - 1]);
+                sends.Add(a.Socket.SendAsync(frame, SocketFlags.None));
+            }
+            await Poll.UntilAsync(() => node.Node.MetaBytesBuffered == 2L << 20, () => $"two attackers' metadata to be buffered (now {node.Node.MetaBytesBuffered} bytes)");
+
+            // A client from another address sends a 600 KiB batch and is served while the attack holds its share.
+            using var witness = await node.WitnessAsync();
+            var keys = Enumerable.Range(0, 1200).Select(i => TestValues.Key($"batch/{i}/" + new string('k', 480))).ToArray();
+            var get = await witness.Connection.RequestAsync(Frames.Get(77, keys));
+            RawConnection.AssertReply(get, Opcode.Get, 77);
+            Assert.All(GetReply.Read(get.Meta, keys.Length, get.Header.PayloadLength), e => Assert.Equal(WireStatus.NotFound, e.Status));
+            Assert.Equal(2L << 20, node.Node.MetaBytesBuffered);
+
+            // The frame timeout cuts the buffered ones and, once they give their share back, the waiting ones.
+            await Poll.UntilAsync(() => node.Node.MetaBytesBuffered == 0 && node.Node.OpenConnections == 1,
+                () => $"every attacker to be cut ({node.Node.MetaBytesBuffered} bytes buffered, {node.Node.OpenConnections} connections)", TimeSpan.FromSeconds(60));
+            await witness.RoundTripAsync();
+        }
+        finally
+        {
+            foreach (var a in attackers) a.Dispose();
+            foreach (var send in sends)
+            {
+                try { await send; } catch (SocketException) { } catch (ObjectDisposedException) { }
+            }
+        }
+    }
+
     private static async Task<Socket> ConnectFromAsync(IPAddress local, int port)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);

@@ -34,6 +34,7 @@ internal sealed partial class Connection : ILeaseHolder
     /// <summary>Keys in the request being served (set by its handler, for the metrics).</summary>
     private int _lastKeys;
     private readonly string _remote;
+    private readonly System.Net.IPAddress _address;
     private bool _helloDone;
     private bool _authenticated;
     private byte[]? _serverNonce;
@@ -58,6 +59,7 @@ internal sealed partial class Connection : ILeaseHolder
         _handshake.CancelAfter(node.Options.HandshakeTimeout);
         _log = node.LoggerFactory.CreateLogger("Kvasir.Connection");
         _remote = socket.RemoteEndPoint?.ToString() ?? "?";
+        _address = (socket.RemoteEndPoint as System.Net.IPEndPoint)?.Address ?? System.Net.IPAddress.None;
     }
 
     /// <summary>Completes when the connection has closed and released everything it held.</summary>
@@ -151,7 +153,12 @@ internal sealed partial class Connection : ILeaseHolder
             var header = FrameHeader.Read(headerBuffer);
             CheckRequestHeader(header);
             var token = _frame.Token;
-            byte[] meta = ArrayPool<byte>.Shared.Rent(header.MetaLength);
+            // Large metadata counts against the node-wide budget (waiting for room under the frame timeout) and comes
+            // from a pool that keeps few arrays; small metadata is pooled as usual.
+            bool large = header.MetaLength > MetaBudget.PooledBytes;
+            if (large) await _node.MetaBudget.AcquireAsync(_address, header.MetaLength, token).ConfigureAwait(false);
+            var pool = large ? _node.LargeMetaPool : ArrayPool<byte>.Shared;
+            byte[] meta = pool.Rent(header.MetaLength);
             try
             {
                 await _rx.ReadRequiredAsync(meta.AsMemory(0, header.MetaLength), token).ConfigureAwait(false);
@@ -164,7 +171,8 @@ internal sealed partial class Connection : ILeaseHolder
             }
             finally
             {
-                ArrayPool<byte>.Shared.Return(meta);
+                pool.Return(meta);
+                if (large) _node.MetaBudget.Release(_address, header.MetaLength);
             }
             if (!_frame.TryReset())
                 throw new OperationCanceledException("frame timeout");
