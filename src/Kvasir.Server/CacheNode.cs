@@ -112,6 +112,9 @@ public sealed class CacheNode : IAsyncDisposable
 
     internal Internal.MetaBudget MetaBudget { get; }
 
+    /// <summary>Backoff for addresses whose AUTH failed.</summary>
+    internal Internal.AuthThrottle AuthThrottle { get; } = new();
+
     /// <summary>Large metadata buffers come from this pool, which keeps at most 4 arrays per size: a burst of large batches is not held after it.</summary>
     internal System.Buffers.ArrayPool<byte> LargeMetaPool { get; }
 

@@ -93,6 +93,36 @@ public sealed class AuthTests
     }
 
     [Fact]
+    public async Task Failed_auth_slows_the_next_attempts_from_that_address_while_other_clients_authenticate()
+    {
+        // Backoff: after 1, 2, 3 failures from 127.0.0.2 its next AUTH waits 100, 200, 400 ms before it is checked.
+        await using var node = ServerNode.Start(authKey: AuthKey);
+        var waited = new List<TimeSpan>();
+        for (int attempt = 1; attempt <= 4; attempt++)
+        {
+            var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+            socket.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("127.0.0.2"), 0));
+            await socket.ConnectAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, node.Port));
+            using var c = RawConnection.Adopt(socket);
+            var serverNonce = (await c.HelloAsync()).ServerNonce;
+            var clientNonce = AuthHandshake.NewNonce();
+            var started = System.Diagnostics.Stopwatch.StartNew();
+            await c.SendAsync(Auth(2, clientNonce, AuthHandshake.ClientProof(AuthHandshake.NewNonce(), serverNonce, clientNonce)));
+            await c.AssertErrorThenClosedAsync(WireStatus.AuthFailed, 2, Opcode.Auth);
+            waited.Add(started.Elapsed);
+        }
+        Assert.True(waited[3] >= TimeSpan.FromMilliseconds(390), $"the 4th failed attempt was answered after {waited[3].TotalMilliseconds:0} ms; after 3 failures it must wait 400 ms");
+        Assert.Equal(4L, node.Node.Counters.AuthFailures);
+
+        // A client from another address still authenticates and is served.
+        var (good, goodNonce) = await HelloAsync(node);
+        using var _g = good;
+        var nonce = AuthHandshake.NewNonce();
+        RawConnection.AssertReply(await good.RequestAsync(Auth(3, nonce, AuthHandshake.ClientProof(AuthKey, goodNonce, nonce))), Opcode.Auth, 3);
+        await new Witness(good).RoundTripAsync();
+    }
+
+    [Fact]
     public async Task Auth_metadata_that_is_not_64_bytes_is_bad_frame()
     {
         await using var node = ServerNode.Start(authKey: AuthKey);

@@ -24,7 +24,7 @@ internal sealed partial class Connection
         switch (h.Opcode)
         {
             case Opcode.Hello: return QueueAsync(Hello(h, span));
-            case Opcode.Auth: return QueueAsync(Auth(h, span));
+            case Opcode.Auth: return AuthAsync(h, meta);
             case Opcode.Ping: return QueueAsync(Ping(h, span));
             case Opcode.Stats: return QueueAsync(Stats(h));
             case Opcode.Get: return GetAsync(h, meta);
@@ -89,13 +89,28 @@ internal sealed partial class Connection
         return r;
     }
 
+    private async ValueTask AuthAsync(FrameHeader h, byte[] meta)
+    {
+        // An address that failed recently waits first (AuthThrottle), at most half the frame timeout.
+        var delay = _node.AuthThrottle.DelayFor(_address);
+        if (delay > TimeSpan.Zero)
+        {
+            var cap = _node.Options.FrameTimeout / 2;
+            await Task.Delay(delay < cap ? delay : cap, _idle.Token).ConfigureAwait(false);
+        }
+        await QueueAsync(Auth(h, meta.AsSpan(0, h.MetaLength))).ConfigureAwait(false);
+    }
+
     private Reply Auth(in FrameHeader h, ReadOnlySpan<byte> meta)
     {
         var request = AuthRequest.Read(meta);
         var key = _node.Options.AuthKey!;
         var expected = AuthHandshake.ClientProof(key, _serverNonce!, request.ClientNonce);
         if (!AuthHandshake.ProofsEqual(expected, request.ClientProof))
+        {
+            _node.AuthThrottle.Failed(_address);
             throw new ProtocolException(WireStatus.AuthFailed, "authentication failed");
+        }
         _authenticated = true;
         var reply = new AuthReply(AuthHandshake.ServerProof(key, _serverNonce!, request.ClientNonce));
         var r = NewReply(h, WireStatus.Ok, AuthReply.Size, 0, out var span);
