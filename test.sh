@@ -87,6 +87,16 @@ for proj in tests/*.Tests/*.Tests.csproj; do
   echo "  $line"
   passed=$((passed + p)); failed=$((failed + f))
 done
+# The network fuzzer (bench/Kvasir.Fuzz): mutated golden frames against a live node beside checksummed clients,
+# bounded to 60 s here (bench/fuzz.sh runs it longer). One check: any wrong byte, node error or leak fails it.
+echo "test.sh: fuzz (60 s)"
+if dotnet bench/Kvasir.Fuzz/bin/Debug/net10.0/Kvasir.Fuzz.dll --duration 60 >"$log/fuzz.log" 2>&1; then
+  echo "  fuzz: 1 passed, 0 failed ($(grep -m1 -oE '[0-9,]+ frames' "$log/fuzz.log"))"
+  passed=$((passed + 1))
+else
+  tail -n 20 "$log/fuzz.log"; echo "  fuzz: 0 passed, 1 failed"
+  failed=$((failed + 1)); status=1
+fi
 # The Python client's tests run against a real node through the CLI, which ./kvasir builds.
 if [ -d python/tests ]; then
   echo "test.sh: python (pytest)"
