@@ -1,0 +1,271 @@
+#!/usr/bin/python3
+"""Chaos round for a Kvasir cluster (issue 16): 3 nodes with disk tiers registered in a real redis-server, a client
+writing and reading checksummed values with replicas=2, while nodes are killed with SIGKILL and restarted and Redis
+itself is restarted. It reports, and fails (exit 1) on:
+
+* wrong bytes: a read that returned bytes belonging to no version ever written of that key;
+* stale reads: a read that returned an older acknowledged version than the last acknowledged one;
+* lost values: an acknowledged value missing from the cluster once every node is back;
+* nodes that did not come back (serving and registered) within --recovery-limit seconds.
+
+It prints recovery times and the nodes' peak RSS. One node is down at a time, so with replicas=2 every
+acknowledged value has a live copy throughout. Everything it starts is stopped by pid when it ends.
+
+    /usr/bin/python3 bench/chaos.py [--duration 60] [--kill-every 8] [--seed N] [--keys 400]
+"""
+import argparse
+import hashlib
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+from kvasir import KvStore  # noqa: E402
+
+CLI = os.path.join(ROOT, ".build", "cli", "kvasir.dll")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def value(key: int, version: int) -> bytes:
+    """The bytes of (key, version): 1..32 KiB derived from a hash, so any read can be attributed or refuted."""
+    seed = hashlib.sha256(f"{key}/{version}".encode()).digest()
+    n = 1 + int.from_bytes(seed[:2], "little") % (32 * 1024)
+    out = bytearray()
+    block = seed
+    while len(out) < n:
+        block = hashlib.sha256(block).digest()
+        out += block
+    return bytes(out[:n])
+
+
+def wait_for(cond, what, timeout):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class Cluster:
+    def __init__(self, workdir: str, nodes: int):
+        self.workdir = workdir
+        self.redis_port = free_port()
+        self.redis = None
+        self.ports = [free_port() for _ in range(nodes)]
+        self.procs = [None] * nodes
+        self.logs = [os.path.join(workdir, f"node{i}.log") for i in range(nodes)]
+        self.peak_rss = [0.0] * nodes
+        self.start_redis()
+        for i in range(nodes):
+            self.start_node(i)
+
+    @property
+    def redis_url(self):
+        return f"redis://127.0.0.1:{self.redis_port}"
+
+    def start_redis(self):
+        self.redis = subprocess.Popen(["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
+                                       "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: self._redis_ping(), "redis-server to answer", 10)
+
+    def _redis_ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.redis_port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def start_node(self, i: int):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KVASIR_")}
+        disk = os.path.join(self.workdir, f"disk{i}")
+        os.makedirs(disk, exist_ok=True)
+        log = open(self.logs[i], "a")
+        self.procs[i] = subprocess.Popen(
+            ["dotnet", CLI, "serve", "--port", str(self.ports[i]), "--memory", "64MiB", "--max-value", "1MiB",
+             "--disk", disk, "--disk-capacity", "256MiB", "--redis", self.redis_url, "--cluster", "chaos",
+             "--node-id", f"chaos-{i}", "--admin-port", "off", "--shm", "off", "--log-level", "warning"],
+            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+
+    def serving(self, i: int) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.ports[i]), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def sample_rss(self):
+        for i, p in enumerate(self.procs):
+            if p and p.poll() is None:
+                self.peak_rss[i] = max(self.peak_rss[i], rss_mib(p.pid))
+
+    def kill_node(self, i: int):
+        self.procs[i].send_signal(signal.SIGKILL)
+        self.procs[i].wait(10)
+
+    def stop(self):
+        for p in self.procs:
+            if p and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            if p:
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
+        if self.redis and self.redis.poll() is None:
+            self.redis.kill()
+            self.redis.wait(5)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=float, default=60)
+    ap.add_argument("--kill-every", type=float, default=8)
+    ap.add_argument("--keys", type=int, default=400)
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--recovery-limit", type=float, default=30)
+    args = ap.parse_args()
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    rng = random.Random(seed)
+    if not os.path.exists(CLI):
+        subprocess.run([os.path.join(ROOT, "kvasir"), "--help"], check=True, stdout=subprocess.DEVNULL)
+    workdir = tempfile.mkdtemp(prefix="kvasir-chaos-")
+    print(f"chaos: seed {seed}, {args.duration:.0f} s, a kill every {args.kill_every:.0f} s, workdir {workdir}", flush=True)
+    cluster = Cluster(workdir, 3)
+    store = None
+    problems, recoveries, redis_recovery = [], [], None
+    acked, written = {}, {}   # key -> last acknowledged version; key -> highest version ever sent
+    counts = {"puts": 0, "acked": 0, "reads": 0, "hits": 0, "misses": 0, "errors": 0, "wrong": 0, "stale": 0}
+    try:
+        for i in range(3):
+            wait_for(lambda i=i: cluster.serving(i), f"node {i} to serve", 60)
+        store = KvStore(redis_url=cluster.redis_url, cluster="chaos", replicas=2, request_timeout=5.0)
+        wait_for(lambda: len(store.nodes) == 3, "the client to see 3 nodes", 30)
+
+        def check_read(k, got):
+            counts["reads"] += 1
+            if got is None:
+                counts["misses"] += 1
+                return
+            counts["hits"] += 1
+            if got == value(k, acked.get(k, 0)):
+                return
+            for v in range(written.get(k, 0), 0, -1):
+                if got == value(k, v):
+                    if v < acked.get(k, 0):
+                        counts["stale"] += 1
+                        if counts["stale"] <= 3:
+                            problems.append(f"stale read: key {k} returned version {v}, last acknowledged {acked[k]}")
+                    return   # a newer, unacknowledged write that landed: allowed
+            counts["wrong"] += 1
+            if counts["wrong"] <= 3:
+                problems.append(f"wrong bytes: key {k} returned {len(got)} bytes of no version written")
+
+        start = time.monotonic()
+        next_kill = start + args.kill_every
+        redis_restart_at = start + args.duration / 2
+        while time.monotonic() - start < args.duration:
+            k = rng.randrange(args.keys)
+            try:
+                if rng.random() < 0.4 or k not in acked:
+                    v = written.get(k, 0) + 1
+                    written[k] = v
+                    counts["puts"] += 1
+                    if store.put(f"chaos/{k}", value(k, v)) == 0:
+                        acked[k] = v
+                        counts["acked"] += 1
+                else:
+                    check_read(k, store.get(f"chaos/{k}"))
+            except Exception as ex:  # a node dying under a request: counted, never fatal
+                counts["errors"] += 1
+                if counts["errors"] <= 2:
+                    print(f"chaos: client error (expected while a node restarts): {type(ex).__name__}: {ex}", flush=True)
+            cluster.sample_rss()
+            now = time.monotonic()
+            if now >= next_kill:
+                victim = rng.randrange(3)
+                cluster.kill_node(victim)
+                time.sleep(rng.uniform(0.2, 1.5))
+                restarted = time.monotonic()
+                cluster.start_node(victim)
+                try:
+                    wait_for(lambda: cluster.serving(victim) and len(store.nodes) == 3,
+                             f"node {victim} to serve and be seen again", args.recovery_limit)
+                    recoveries.append(time.monotonic() - restarted)
+                except RuntimeError as ex:
+                    problems.append(str(ex))
+                next_kill = time.monotonic() + args.kill_every
+            if redis_restart_at and now >= redis_restart_at:
+                redis_restart_at = None
+                cluster.redis.kill()
+                cluster.redis.wait(5)
+                restarted = time.monotonic()
+                cluster.start_redis()
+                try:
+                    # Nodes re-register on their next heartbeat; the client keeps its last view meanwhile.
+                    wait_for(lambda: len(store.nodes) == 3, "3 nodes registered again after the Redis restart", args.recovery_limit)
+                    redis_recovery = time.monotonic() - restarted
+                except RuntimeError as ex:
+                    problems.append(str(ex))
+
+        # Every node back: each acknowledged value must be readable, as its last acknowledged version.
+        for i in range(3):
+            if cluster.procs[i].poll() is not None:
+                problems.append(f"node {i} exited on its own (log: {cluster.logs[i]})")
+        lost = 0
+        for k, v in sorted(acked.items()):
+            got = store.get(f"chaos/{k}")
+            if got is None:
+                lost += 1
+                if lost <= 3:
+                    problems.append(f"lost: key {k} version {v} was acknowledged and is missing")
+            else:
+                check_read(k, got)
+        print(f"chaos: {counts['puts']} puts ({counts['acked']} acknowledged), {counts['reads']} reads ({counts['hits']} hits, "
+              f"{counts['misses']} misses), {counts['errors']} client errors; {len(recoveries)} kill -9 + restarts, recovery "
+              f"median {sorted(recoveries)[len(recoveries) // 2] if recoveries else 0:.2f} s, max {max(recoveries, default=0):.2f} s; "
+              f"Redis restart: nodes seen again after {redis_recovery if redis_recovery is not None else float('nan'):.2f} s; "
+              f"peak node RSS {', '.join(f'{r:.0f}' for r in cluster.peak_rss)} MiB", flush=True)
+        print(f"chaos: {counts['wrong']} wrong reads, {counts['stale']} stale reads, {lost} lost of {len(acked)} acknowledged keys", flush=True)
+    finally:
+        if store is not None:
+            store.close()
+        cluster.stop()
+    if problems:
+        for p in problems:
+            print(f"chaos: FAILED: {p}", flush=True)
+        print(f"chaos: reproduce with --seed {seed}; node logs in {workdir}", flush=True)
+        return 1
+    shutil.rmtree(workdir, ignore_errors=True)
+    print(f"chaos: ok (seed {seed})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
