@@ -27,6 +27,7 @@ done
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v memcached >/dev/null || need_apt+=(memcached)
 command -v chromium >/dev/null || need_apt+=(chromium)
+command -v afl-fuzz >/dev/null || need_apt+=(afl++)   # coverage-guided fuzzing of the frame readers (bench/fuzz-protocol.sh)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "test.sh: installing ${need_apt[*]}"
@@ -95,6 +96,15 @@ if dotnet bench/Kvasir.Fuzz/bin/Debug/net10.0/Kvasir.Fuzz.dll --duration 60 >"$l
   passed=$((passed + 1))
 else
   tail -n 20 "$log/fuzz.log"; echo "  fuzz: 0 passed, 1 failed"
+  failed=$((failed + 1)); status=1
+fi
+# Coverage-guided fuzzing of the frame and metadata readers (AFL++ through SharpFuzz), 60 s.
+echo "test.sh: fuzz-protocol (60 s)"
+if bench/fuzz-protocol.sh --duration 60 >"$log/fuzz-protocol.log" 2>&1; then
+  echo "  fuzz-protocol: 1 passed, 0 failed ($(grep -oE '[0-9]+ executions' "$log/fuzz-protocol.log"))"
+  passed=$((passed + 1))
+else
+  tail -n 20 "$log/fuzz-protocol.log"; echo "  fuzz-protocol: 0 passed, 1 failed"
   failed=$((failed + 1)); status=1
 fi
 # The Python client's tests run against a real node through the CLI, which ./kvasir builds.
