@@ -69,13 +69,14 @@ _Item = Tuple[bytes, Optional[memoryview], Optional[Callable[[], None]]]
 class Lane:
     def __init__(self, sock: socket.socket, index: int, max_payload: int,
                  on_request: Callable[["Lane", _wire.Header, bytes], None],
-                 on_lost: Callable[["Lane", str], None], name: str):
+                 on_lost: Callable[["Lane", str], None], name: str, label: str):
         self.sock = sock
         self.index = index
         self.max_payload = max_payload
         self._on_request = on_request
         self._on_lost = on_lost
         self._name = name
+        self._label = label
         self._lock = threading.Condition()
         self._queue: Deque[_Item] = collections.deque()
         self._pending: Deque[Pending] = collections.deque()
@@ -180,6 +181,9 @@ class Lane:
         return self._closed
 
     def close(self, reason: str) -> None:
+        """Closes the lane; its pending requests fail with "<label> closed (lane i: reason)"."""
+        if not reason.startswith(self._label):
+            reason = f"{self._label} closed (lane {self.index}: {reason})"
         with self._lock:
             if self._closed is not None:
                 return

@@ -158,13 +158,14 @@ class Session:
         return self.lanes[next(self._rr) % len(self.lanes)]
 
     def lane_lost(self, lane: Lane, reason: str) -> None:
-        self.close(f"lane {lane.index} lost: {reason}")
+        self.close(reason)
 
     def close(self, reason: str) -> None:
+        """Closes every lane (a session never runs with fewer lanes than it was opened with)."""
         with self.lock:
             if self.closed is not None:
                 return
-            self.closed = f"{self.describe()} closed ({reason})"
+            self.closed = reason if reason.startswith(self.describe()) else f"{self.describe()} closed ({reason})"
             self._landing.clear()
             self.lock.notify_all()
         for lane in self.lanes:

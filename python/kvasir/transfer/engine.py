@@ -220,20 +220,21 @@ class Engine:
             if len(p.lanes) < p.lane_count:
                 return
             del self._pairs[hello.session_id]
+        # The acceptor slices what it sends at its own max_slice, the one it announced (docs/transfer.md § HELLO)
         session = self._open_session([p.lanes[i][0] for i in range(p.lane_count)], p.lanes[0][1],
-                                     p.engine_id, p.host_id, self.slice_bytes)
+                                     p.engine_id, p.host_id, self.slice_bytes, self.slice_bytes)
         self._accepted.put(session)
 
-    def _open_session(self, socks: List[socket.socket], addr, peer_engine: bytes, peer_host: bytes,
-                      peer_max_slice: int) -> Session:
+    def _open_session(self, socks: List[socket.socket], addr, peer_engine: bytes, peer_host: Optional[bytes],
+                      peer_max_slice: int, accept_payload: int) -> Session:
+        """``peer_max_slice``: the largest slice we send; ``accept_payload``: the largest payload we take."""
         with self._lock:
             conn_id = self._next_conn
             self._next_conn += 1
         session = Session(conn_id, [], addr, peer_engine, peer_host, peer_max_slice, self._session_closed)
         for i, sock in enumerate(socks):
-            session.lanes.append(Lane(sock, i, self.slice_bytes,
-                                      functools.partial(self._on_request, session), session.lane_lost,
-                                      f"xfer{self.port}-c{conn_id}"))
+            session.lanes.append(Lane(sock, i, accept_payload, functools.partial(self._on_request, session),
+                                      session.lane_lost, f"xfer{self.port}-c{conn_id}", session.describe()))
         with self._lock:
             self._sessions[conn_id] = session
         for lane in session.lanes:
@@ -276,7 +277,9 @@ class Engine:
             raise
         for s in socks:
             s.settimeout(None)
-        return self._open_session(socks, (ip, port), rep.engine_id, None, min(rep.max_slice, self.slice_bytes))
+        # The target sends us slices up to the max_slice it announced; our reads ask for at most our own.
+        return self._open_session(socks, (ip, port), rep.engine_id, None, min(rep.max_slice, self.slice_bytes),
+                                  max(rep.max_slice, self.slice_bytes))
 
     def _session(self, conn_id) -> Session:
         with self._lock:
@@ -393,8 +396,8 @@ class Engine:
 
     def _on_read(self, session: Session, lane: Lane, h: _wire.Header, meta: bytes) -> None:
         r = _wire.decode_read(meta)
-        if r.length > self.slice_bytes:
-            raise _wire.FrameError(_wire.FRAME_TOO_LARGE, f"READ of {r.length} bytes is above max_slice {self.slice_bytes}")
+        if r.length > lane.max_payload:
+            raise _wire.FrameError(_wire.FRAME_TOO_LARGE, f"READ of {r.length} bytes is above max_slice {lane.max_payload}")
         try:
             landing = self._regions.begin(session.conn_id, r.advert_id, r.token, r.offset, r.length)
         except _wire.FrameError as e:
