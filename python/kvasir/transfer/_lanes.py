@@ -136,14 +136,13 @@ class Lane:
             while True:
                 header, meta = read_frame(self.sock, self.max_payload)
                 if header.is_reply:
+                    if _wire.is_frame_level(header.status):   # the peer is closing the lane
+                        raise ConnectionError(f"peer answered {_wire.status_name(header.status)}")
                     with self._lock:
                         op = self._pending.popleft() if self._pending else None
                     if op is None or op.request_id != header.request_id or op.opcode != header.opcode:
                         raise _wire.FrameError(_wire.BAD_FRAME, f"unexpected {_wire.OPCODE_NAMES.get(header.opcode, header.opcode)} "
                                                                 f"reply to request {header.request_id}")
-                    if _wire.is_frame_level(header.status):
-                        op.on_fail(f"peer closed the lane: {_wire.status_name(header.status)}")
-                        raise ConnectionError(f"peer answered {_wire.status_name(header.status)}")
                     op.on_reply(self, header, meta)
                 else:
                     self._on_request(self, header, meta)

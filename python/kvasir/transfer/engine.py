@@ -2,13 +2,10 @@
 over sessions of TCP lanes. Every public call returns its documented tuple; on failure the first
 element is False and ``last_error`` holds the one-line reason."""
 
-import fcntl
 import functools
-import ipaddress
 import os
 import queue
 import socket
-import struct
 import threading
 import time
 from typing import Dict, List, Optional, Tuple
@@ -16,38 +13,11 @@ from typing import Dict, List, Optional, Tuple
 from .. import auth
 from . import _handshake, _wire
 from ._lanes import Lane
+from ._listener import Listener, read_host_id, resolve_interface
 from ._session import ReadSliceOp, Session, SimpleOp, Transfer, WriteSliceOp
-from .regions import RegionTable, TransferError, describe_buffer, raw_view
+from .regions import RegionTable, TransferError, describe_buffer, raw_view, typed_view
 
 HANDSHAKE_TIMEOUT = 10.0
-_SIOCGIFADDR = 0x8915
-
-
-def resolve_interface(if_name: str) -> str:
-    """An IP literal as is, or the IPv4 address of the named interface (e.g. "lo" -> 127.0.0.1)."""
-    try:
-        return str(ipaddress.ip_address(if_name))
-    except ValueError:
-        pass
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            packed = fcntl.ioctl(s.fileno(), _SIOCGIFADDR, struct.pack("256s", if_name.encode()[:15]))
-        except OSError as e:
-            raise ValueError(f"interface {if_name!r} has no IPv4 address ({e.strerror}); "
-                             "pass an interface name such as 'lo' or an IP address") from None
-    return socket.inet_ntoa(packed[20:24])
-
-
-def read_host_id() -> bytes:
-    """The boot id of this machine (docs/transfer.md § Same host), or 16 random bytes if unknown."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-            host = bytes.fromhex(f.read().strip().replace("-", ""))
-        if len(host) == 16:
-            return host
-    except (OSError, ValueError):
-        pass
-    return os.urandom(16)
 
 
 def _api(*fail):
@@ -79,17 +49,6 @@ class _Kv:
         self.received: Optional[int] = None
 
 
-class _Pair:
-    """Sessions being assembled on the target, by session id."""
-
-    def __init__(self, hello: _wire.HelloRequest):
-        self.lane_count = hello.lane_count
-        self.engine_id = hello.engine_id
-        self.host_id = hello.host_id
-        self.lanes: Dict[int, Tuple[socket.socket, tuple]] = {}
-        self.started = time.monotonic()
-
-
 class Engine:
     def __init__(self, if_name: str = "lo", ncpus: int = 1, nconn_per_cpu: int = 2, listen_port: int = 0, *,
                  auth_key=None, slice_bytes: int = 1 << 20, timeout: float = 30.0):
@@ -112,7 +71,6 @@ class Engine:
         self._regions = RegionTable(self.engine_id)
         self._lock = threading.Condition()
         self._sessions: Dict[int, Session] = {}
-        self._pairs: Dict[bytes, _Pair] = {}
         self._accepted: "queue.Queue[Optional[Session]]" = queue.Queue()
         self._async: Dict[int, Transfer] = {}
         self._kv: Dict[int, _Kv] = {}
@@ -120,19 +78,9 @@ class Engine:
         self._next_conn = 1
         self._next_id = 1
         self._closed = False
-        family = socket.AF_INET6 if ":" in self.ip else socket.AF_INET
-        self._listener = socket.socket(family, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self._listener.bind((self.ip, listen_port))
-        except OSError as e:
-            self._listener.close()
-            raise ValueError(f"cannot listen on {self.ip}:{listen_port}: {e.strerror}") from None
-        self._listener.listen(128)
-        self._listener.settimeout(0.25)
-        self.port = self._listener.getsockname()[1]
-        self._accept_thread = threading.Thread(target=self._accept_loop, name=f"xfer-accept-{self.port}", daemon=True)
-        self._accept_thread.start()
+        self._listener = Listener(self.ip, listen_port, self.engine_id, slice_bytes, self._key, HANDSHAKE_TIMEOUT,
+                                  self._accepted_session)
+        self.port = self._listener.port
 
     # ---- lifecycle --------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -141,14 +89,9 @@ class Engine:
                 return
             self._closed = True
             sessions = list(self._sessions.values())
-            pairs, self._pairs = list(self._pairs.values()), {}
             self._lock.notify_all()
         self._accepted.put(None)
-        self._accept_thread.join(5.0)
         self._listener.close()
-        for p in pairs:
-            for sock, _ in p.lanes.values():
-                sock.close()
         for s in sessions:
             s.close("engine closed")
 
@@ -164,66 +107,9 @@ class Engine:
             self._next_id += 1
             return n
 
-    # ---- sessions: target side ---------------------------------------------------------------------------
-    def _accept_loop(self) -> None:
-        while not self._closed:
-            try:
-                sock, addr = self._listener.accept()
-            except socket.timeout:
-                self._drop_stale_pairs()
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._join_lane, args=(sock, addr), name=f"xfer-hello-{self.port}",
-                             daemon=True).start()
-
-    def _drop_stale_pairs(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            stale = [sid for sid, p in self._pairs.items() if now - p.started > self.handshake_timeout]
-            dropped = [self._pairs.pop(sid) for sid in stale]
-        for p in dropped:
-            for sock, _ in p.lanes.values():
-                sock.close()
-
-    def _fits(self, hello: _wire.HelloRequest) -> Optional[str]:
-        if not 1 <= hello.lane_count <= _wire.MAX_LANES:
-            return f"lane_count {hello.lane_count} is outside 1..{_wire.MAX_LANES}"
-        if hello.lane_index >= hello.lane_count:
-            return f"lane_index {hello.lane_index} is not below lane_count {hello.lane_count}"
-        with self._lock:
-            p = self._pairs.get(hello.session_id)
-        if p is None:
-            return None
-        if p.lane_count != hello.lane_count:
-            return f"lane_count {hello.lane_count} differs from the session's {p.lane_count}"
-        if hello.lane_index in p.lanes:
-            return f"lane {hello.lane_index} of the session already joined"
-        return None
-
-    def _join_lane(self, sock: socket.socket, addr) -> None:
-        sock.settimeout(self.handshake_timeout)
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            hello = _handshake.server(sock, self.engine_id, self.slice_bytes, self._key, self._fits)
-        except (_handshake.HandshakeError, OSError, ConnectionError):
-            sock.close()
-            return
-        sock.settimeout(None)
-        with self._lock:
-            why = self._fits(hello)
-            if why is not None or self._closed:
-                sock.close()
-                return
-            p = self._pairs.setdefault(hello.session_id, _Pair(hello))
-            p.lanes[hello.lane_index] = (sock, addr)
-            if len(p.lanes) < p.lane_count:
-                return
-            del self._pairs[hello.session_id]
+    def _accepted_session(self, socks: List[socket.socket], addr, peer_engine: bytes, peer_host: bytes) -> None:
         # The acceptor slices what it sends at its own max_slice, the one it announced (docs/transfer.md § HELLO)
-        session = self._open_session([p.lanes[i][0] for i in range(p.lane_count)], p.lanes[0][1],
-                                     p.engine_id, p.host_id, self.slice_bytes, self.slice_bytes)
-        self._accepted.put(session)
+        self._accepted.put(self._open_session(socks, addr, peer_engine, peer_host, self.slice_bytes, self.slice_bytes))
 
     def _open_session(self, socks: List[socket.socket], addr, peer_engine: bytes, peer_host: Optional[bytes],
                       peer_max_slice: int, accept_payload: int) -> Session:
@@ -634,7 +520,7 @@ class Engine:
         self._send_ready(kv)
         if length > max_size:
             raise TransferError(f"message of {length} bytes is above max_size {max_size}")
-        return True, _typed_view(region.owner, region.view, length)
+        return True, typed_view(region.owner, region.view, length)
 
 
 def _address(ptr) -> int:
@@ -645,16 +531,3 @@ def _notif_bytes(msg) -> bytes:
     if msg is None:
         return b""
     return msg.encode("utf-8") if isinstance(msg, str) else bytes(msg)
-
-
-def _typed_view(owner, view: memoryview, length: int):
-    """The first ``length`` bytes of a registered buffer, as its dtype where the length allows, else uint8."""
-    import numpy as np
-    if hasattr(owner, "__array_interface__"):
-        flat = owner.reshape(-1)
-        if length % flat.itemsize == 0:
-            return flat[:length // flat.itemsize]
-        return flat.view(np.uint8)[:length]
-    if hasattr(owner, "element_size") and length % owner.element_size() == 0:
-        return owner.reshape(-1)[:length // owner.element_size()]
-    return np.frombuffer(view[:length], dtype=np.uint8)

@@ -187,3 +187,16 @@ class RegionTable:
 
 def _tokens_equal(a: bytes, b: bytes) -> bool:
     return hmac.compare_digest(a, bytes(b))
+
+
+def typed_view(owner, view: memoryview, length: int):
+    """The first ``length`` bytes of a registered buffer, as its dtype where the length allows, else uint8."""
+    import numpy as np
+    if hasattr(owner, "__array_interface__"):
+        flat = owner.reshape(-1)
+        if length % flat.itemsize == 0:
+            return flat[:length // flat.itemsize]
+        return flat.view(np.uint8)[:length]
+    if hasattr(owner, "element_size") and length % owner.element_size() == 0:
+        return owner.reshape(-1)[:length // owner.element_size()]
+    return np.frombuffer(view[:length], dtype=np.uint8)
