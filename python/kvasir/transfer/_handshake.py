@@ -63,20 +63,27 @@ def _refuse(sock: socket.socket, opcode: int, request_id: int, status: int, reas
     return HandshakeError(reason)
 
 
+def _read_request(sock: socket.socket, opcode: int, out_of_turn: int, decode):
+    """Reads the request the handshake expects next: (header, decoded metadata); any other frame is
+    answered ``out_of_turn`` (BAD_SESSION before HELLO, AUTH_REQUIRED before AUTH)."""
+    name = _wire.OPCODE_NAMES[opcode]
+    try:
+        h, meta = read_frame(sock, 0)
+    except _wire.FrameError as e:
+        raise _refuse(sock, opcode, 0, e.status, f"bad frame where {name} was expected: {e}") from None
+    if h.is_reply or h.opcode != opcode:
+        raise _refuse(sock, h.opcode, h.request_id, out_of_turn, f"a request before {name}")
+    try:
+        return h, decode(meta)
+    except _wire.FrameError as e:
+        raise _refuse(sock, opcode, h.request_id, e.status, str(e)) from None
+
+
 def server(sock: socket.socket, engine_id: bytes, max_slice: int, key: Optional[bytes],
            fits: Callable[[_wire.HelloRequest], Optional[str]]) -> _wire.HelloRequest:
     """Runs the target's side on one accepted lane; ``fits`` says why a lane does not fit its session
     (None when it does). Raises HandshakeError after answering the fault."""
-    try:
-        h, meta = read_frame(sock, 0)
-    except _wire.FrameError as e:
-        raise _refuse(sock, _wire.HELLO, 0, e.status, f"bad first frame: {e}") from None
-    if h.is_reply or h.opcode != _wire.HELLO:
-        raise _refuse(sock, h.opcode, h.request_id, _wire.BAD_SESSION, "a request before HELLO")
-    try:
-        hello = _wire.decode_hello_request(meta)
-    except _wire.FrameError as e:
-        raise _refuse(sock, _wire.HELLO, h.request_id, e.status, str(e)) from None
+    h, hello = _read_request(sock, _wire.HELLO, _wire.BAD_SESSION, _wire.decode_hello_request)
     if hello.protocol_version != _wire.VERSION:
         raise _refuse(sock, _wire.HELLO, h.request_id, _wire.UNSUPPORTED_VERSION,
                       f"HELLO asks for protocol version {hello.protocol_version}")
@@ -88,16 +95,7 @@ def server(sock: socket.socket, engine_id: bytes, max_slice: int, key: Optional[
     sock.sendall(_wire.encode_frame(_wire.HELLO, h.request_id, _wire.encode_hello_reply(rep), reply=True))
     if key is None:
         return hello
-    try:
-        h, meta = read_frame(sock, 0)
-    except _wire.FrameError as e:
-        raise _refuse(sock, _wire.AUTH, 0, e.status, f"bad AUTH frame: {e}") from None
-    if h.is_reply or h.opcode != _wire.AUTH:
-        raise _refuse(sock, h.opcode, h.request_id, _wire.AUTH_REQUIRED, "a request before AUTH")
-    try:
-        req = _wire.decode_auth_request(meta)
-    except _wire.FrameError as e:
-        raise _refuse(sock, _wire.AUTH, h.request_id, e.status, str(e)) from None
+    h, req = _read_request(sock, _wire.AUTH, _wire.AUTH_REQUIRED, _wire.decode_auth_request)
     if not auth.proofs_equal(req.client_proof, auth.labelled_proof(key, CLIENT_LABEL, nonce, req.client_nonce)):
         raise _refuse(sock, _wire.AUTH, h.request_id, _wire.AUTH_FAILED, "wrong client proof (another auth key)")
     sproof = auth.labelled_proof(key, SERVER_LABEL, nonce, req.client_nonce)

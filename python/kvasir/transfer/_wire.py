@@ -8,6 +8,9 @@ import ipaddress
 import struct
 from typing import NamedTuple, Optional
 
+# The same 32-byte header layout as the cache node's frames (docs/protocol.md), with magic "KVTX".
+from ..protocol import Header  # noqa: F401 - re-exported: decode_header returns it
+
 MAGIC = b"KVTX"
 VERSION = 1
 HEADER_BYTES = 32
@@ -67,19 +70,6 @@ def status_name(status: int) -> str:
 
 def is_frame_level(status: int) -> bool:
     return status >= FIRST_FRAME_LEVEL_STATUS
-
-
-class Header(NamedTuple):
-    opcode: int
-    flags: int
-    request_id: int
-    status: int
-    meta_length: int
-    payload_length: int
-
-    @property
-    def is_reply(self) -> bool:
-        return bool(self.flags & REPLY)
 
 
 def encode_header(opcode: int, request_id: int, meta_length: int, payload_length: int = 0,
