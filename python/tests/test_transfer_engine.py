@@ -425,3 +425,37 @@ def test_connecting_to_a_closed_port_fails_with_the_reason_and_a_closed_engine_r
         assert a.connect("127.0.0.1", port) == (False, None) and "cannot connect" in a.last_error
     assert a.connect("127.0.0.1", port) == (False, None) and "engine is closed" in a.last_error
     assert a.accept(timeout=1) == (False, None, None, None)
+
+
+# ---- same host: shared memory ------------------------------------------------------------------------------
+
+def test_same_host_shared_memory_carries_writes_and_reads_and_the_target_still_checks_the_completion():
+    with Engine("lo", 1, 2, 0) as a, Engine("lo", 1, 2, 0) as b:
+        ca, cb = connected(a, b)
+        ok, mr, buf = b.alloc_shared(4 * MiB)
+        assert ok, b.last_error
+        ok, blob = b.advertise(cb, mr, buf.ctypes.data + 4096, 2 * MiB)   # b accepted: it knows a's host
+        adv = _wire.decode_advertisement(blob)
+        assert adv.shm_path.startswith("/dev/shm/") and adv.file_offset == 4096
+        assert os.stat(adv.shm_path).st_mode & 0o777 == 0o600
+        src = random_bytes(2 * MiB, 4)
+        _, smr = a.reg(src)
+        assert a.write(ca, smr, src, 2 * MiB, blob, notif=b"shm"), a.last_error
+        assert a.shm_transfers == 1 and np.array_equal(buf[4096:4096 + 2 * MiB], src)
+        assert wait_notif(b, "the shared-memory write's notification") == (cb, b"shm")
+        back = np.zeros(2 * MiB, dtype=np.uint8)
+        _, bmr = a.reg(back)
+        assert a.read(ca, bmr, back, 2 * MiB, blob) and a.shm_transfers == 2
+        assert np.array_equal(back, src)
+        # a connected to b, so it does not know b's host: its shared region is advertised without the extension
+        ok, amr, abuf = a.alloc_shared(4096)
+        assert _wire.decode_advertisement(a.advertise(ca, amr, abuf, 4096)[1]).shm_path is None
+        bad = blob[:32] + bytes(16) + blob[48:]
+        assert not a.write(ca, smr, src, 100, bad) and "NOT_ADVERTISED" in a.last_error
+        assert b.get_notifs() == []
+        assert b.dereg(mr) and not os.path.exists(adv.shm_path)
+        assert not a.write(ca, smr, src, 100, blob) and "NOT_ADVERTISED" in a.last_error   # through the lanes
+        ok, mr2, buf2 = b.alloc_shared(10)
+        path2 = _wire.decode_advertisement(b.advertise(cb, mr2, buf2, 10)[1]).shm_path
+    assert not os.path.exists(path2)   # close removes the engine's shared files
+    assert a.alloc_shared(0) == (False, None, None) and "at least 1 byte" in a.last_error

@@ -14,6 +14,7 @@ from .. import auth
 from . import _handshake, _wire
 from ._lanes import Lane
 from ._listener import Listener, read_host_id, resolve_interface
+from ._shm import SHM_DIR, Mappings, SharedFile
 from ._session import ReadSliceOp, Session, SimpleOp, Transfer, WriteSliceOp
 from .regions import RegionTable, TransferError, describe_buffer, raw_view, typed_view
 
@@ -68,6 +69,8 @@ class Engine:
         self.host_id = read_host_id()
         self.ip = resolve_interface(if_name)
         self.last_error: Optional[str] = None
+        self.shm_transfers = 0   # transfers that went through a same-host shared file, not the lanes
+        self._mappings = Mappings()
         self._regions = RegionTable(self.engine_id)
         self._lock = threading.Condition()
         self._sessions: Dict[int, Session] = {}
@@ -92,6 +95,7 @@ class Engine:
             self._lock.notify_all()
         self._accepted.put(None)
         self._listener.close()
+        self._regions.unlink_shared()
         for s in sessions:
             s.close("engine closed")
 
@@ -304,7 +308,22 @@ class Engine:
     @_api(False, None)
     def advertise(self, conn_id: int, mr_id: int, ptr, size: int) -> Tuple[bool, Optional[bytes]]:
         session = self._session(conn_id)
-        return True, self._regions.advertise(session.conn_id, mr_id, _address(ptr), int(size))
+        return True, self._regions.advertise(session.conn_id, mr_id, _address(ptr), int(size),
+                                             session.peer_host == self.host_id)
+
+    @_api(False, None, None)
+    def alloc_shared(self, nbytes: int):
+        """(ok, mr_id, uint8 array): a zero-filled region in a /dev/shm file (mode 0600), registered.
+        Advertised to a peer on this host, it lets that peer copy with one memcpy instead of the lanes."""
+        if nbytes < 1:
+            raise TransferError(f"alloc_shared needs at least 1 byte (got {nbytes})")
+        if self._closed:
+            raise TransferError("engine is closed")
+        try:
+            f = SharedFile(int(nbytes), self.engine_id, self._new_id())
+        except OSError as e:
+            raise TransferError(f"cannot allocate {nbytes} bytes in {SHM_DIR}: {e.strerror}") from None
+        return True, self._regions.reg(f.array, shared=f), f.array
 
     # ---- one-sided transfers -------------------------------------------------------------------------------
     def _plan(self, kind: int, conn_id, mr_id, ptr, size, meta):
@@ -324,6 +343,10 @@ class Engine:
         if len(notif) > _wire.MAX_NOTIF:
             raise TransferError(f"notification of {len(notif)} bytes is above the limit of {_wire.MAX_NOTIF}")
         size = len(local)
+        if adv.shm_path is not None and session.peer_host in (None, self.host_id):
+            t = self._through_shm(kind, session, local, adv, notif, kv_tag, kv_generation)
+            if t is not None:
+                return t
         step = min(self.slice_bytes, session.peer_max_slice)
         count = -(-size // step)
         name = "write" if kind == _wire.WRITE else "read"
@@ -339,6 +362,25 @@ class Engine:
             else:
                 meta = _wire.encode_read(_wire.ReadSlice(adv.advert_id, adv.token, off, n))
                 lane.request(ReadSliceOp(t, local[off:off + n]), _wire.encode_header(_wire.READ, t.transfer_id, len(meta)) + meta)
+        return t
+
+    def _through_shm(self, kind, session, local, adv, notif, kv_tag, kv_generation) -> Optional[Transfer]:
+        """A write: one memcpy into the mapped file, then one zero-length WRITE that the target checks as
+        any slice; a read: one memcpy out of it. None when the file does not map (use the lanes)."""
+        window = self._mappings.window(adv.shm_path, adv.file_offset, len(local))
+        if window is None:
+            return None
+        name = "write" if kind == _wire.WRITE else "read"
+        what = f"shared-memory {name} of {len(local)} bytes on {session.describe()}"
+        if kind == _wire.READ:
+            local[:] = window
+            self.shm_transfers += 1
+            return Transfer(self._new_id(), session, 0, self.timeout, what)
+        window[:] = local
+        self.shm_transfers += 1
+        t = Transfer(self._new_id(), session, 1, self.timeout, what)
+        meta = _wire.encode_write(_wire.WriteSlice(adv.advert_id, adv.token, 0, len(local), 0, kv_tag, kv_generation, notif))
+        session.next_lane().request(WriteSliceOp(t, 0), _wire.encode_header(_wire.WRITE, t.transfer_id, len(meta), 0) + meta)
         return t
 
     def _run(self, kind: int, conn_id, mr_ids, ptrs, sizes, metas, notif=None) -> List[Transfer]:

@@ -58,11 +58,12 @@ def raw_view(ptr: int, size: int) -> memoryview:
 
 
 class Region:
-    def __init__(self, mr_id: int, ptr: int, size: int, owner):
+    def __init__(self, mr_id: int, ptr: int, size: int, owner, shared=None):
         self.mr_id = mr_id
         self.ptr = ptr
         self.size = size
         self.owner = owner  # keeps the array/tensor alive as long as the registration
+        self.shared = shared  # the _shm.SharedFile of an alloc_shared region
         self.view = raw_view(ptr, size)
 
     def local(self, ptr: int, size: int) -> memoryview:
@@ -108,14 +109,14 @@ class RegionTable:
         self._next_mr = 1
         self._next_advert = 1
 
-    def reg(self, obj, size: Optional[int] = None) -> int:
+    def reg(self, obj, size: Optional[int] = None, shared=None) -> int:
         ptr, nbytes = describe_buffer(obj, size)
         if nbytes < 1:
             raise TransferError("cannot register an empty buffer")
         with self._lock:
             mr_id = self._next_mr
             self._next_mr += 1
-            self._regions[mr_id] = Region(mr_id, ptr, nbytes, obj)
+            self._regions[mr_id] = Region(mr_id, ptr, nbytes, obj, shared)
             self._active[mr_id] = 0
             return mr_id
 
@@ -138,10 +139,21 @@ class RegionTable:
                 if left <= 0:
                     raise TransferError(f"mr_id {mr_id}: slices still landing after {timeout:g} s; not deregistered")
                 self._lock.wait(left)
-            del self._regions[mr_id]
+            region = self._regions.pop(mr_id)
             del self._active[mr_id]
+        if region.shared is not None:
+            region.shared.unlink()
 
-    def advertise(self, conn_id: int, mr_id: int, ptr: int, size: int) -> bytes:
+    def unlink_shared(self) -> None:
+        """Removes every shared-memory file (the engine is closing)."""
+        with self._lock:
+            shared = [r.shared for r in self._regions.values() if r.shared is not None]
+        for f in shared:
+            f.unlink()
+
+    def advertise(self, conn_id: int, mr_id: int, ptr: int, size: int, same_host: bool = False) -> bytes:
+        """The advertisement blob; with the shared-memory extension when the region is in a shared
+        file and the peer is known to be on this host."""
         region = self.region(mr_id)
         region.local(ptr, size)  # bounds check
         token = os.urandom(_wire.TOKEN_BYTES)
@@ -151,7 +163,9 @@ class RegionTable:
             aid = self._next_advert
             self._next_advert += 1
             self._adverts[aid] = Advert(aid, token, conn_id, region, ptr - region.ptr, size)
-        return _wire.encode_advertisement(_wire.Advertisement(self._engine_id, aid, token, size, ptr))
+        shm = region.shared.path if region.shared is not None and same_host else None
+        return _wire.encode_advertisement(_wire.Advertisement(self._engine_id, aid, token, size, ptr, shm,
+                                                              ptr - region.ptr if shm else 0))
 
     def advert(self, advert_id: int) -> Optional[Advert]:
         with self._lock:
