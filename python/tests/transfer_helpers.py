@@ -90,8 +90,9 @@ class Peer:
             except queue.Empty:
                 raise AssertionError(f"timed out waiting for the peer's {name!r} event") from None
             if line is None:
+                code = self.proc.wait(timeout=10)
                 err = b"".join(self._err[-20:]).decode(errors="replace")
-                raise AssertionError(f"peer exited ({self.proc.poll()}) before {name!r}: {err[-2000:]}")
+                raise AssertionError(f"peer exited ({code}) before {name!r}: {err[-2000:]}")
             ev = json.loads(line)
             if ev.get("event") == "error" and name != "error":
                 raise AssertionError(f"peer failed: {ev.get('message')}")
