@@ -1,5 +1,7 @@
 """A connection (docs/transfer.md § Model): a session of lanes to one peer engine, the transfers in
-flight on it, and its two-sided (KVTrans) bookkeeping. Owned by the engine; all state behind one lock."""
+flight on it, and its two-sided (KVTrans) bookkeeping. Owned by the engine: ``closed`` and the landing
+table are guarded by the session's lock; ``next_tag``, ``remote_ready``, ``used_generation`` and
+``kv_local`` by the engine's lock (their waiters wait on it)."""
 
 import itertools
 import threading
