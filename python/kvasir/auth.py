@@ -34,12 +34,18 @@ def new_nonce() -> bytes:
     return os.urandom(NONCE_BYTES)
 
 
+def labelled_proof(key: bytes, label: bytes, server_nonce: bytes, client_nonce: bytes) -> bytes:
+    """HMAC-SHA256(key, label || server nonce || client nonce): the proof of every handshake that
+    shares this scheme; each protocol has its own labels, so a proof made for one never passes at another."""
+    return hmac.new(key, bytes(label) + bytes(server_nonce) + bytes(client_nonce), hashlib.sha256).digest()
+
+
 def client_proof(key: bytes, server_nonce: bytes, client_nonce: bytes) -> bytes:
-    return hmac.new(key, CLIENT_LABEL + bytes(server_nonce) + bytes(client_nonce), hashlib.sha256).digest()
+    return labelled_proof(key, CLIENT_LABEL, server_nonce, client_nonce)
 
 
 def server_proof(key: bytes, server_nonce: bytes, client_nonce: bytes) -> bytes:
-    return hmac.new(key, SERVER_LABEL + bytes(server_nonce) + bytes(client_nonce), hashlib.sha256).digest()
+    return labelled_proof(key, SERVER_LABEL, server_nonce, client_nonce)
 
 
 def proofs_equal(a: bytes, b: bytes) -> bool:

@@ -1,0 +1,177 @@
+#!/usr/bin/python3
+"""Python transfer engine throughput: one-sided WRITE and READ by message size and lane count.
+
+    /usr/bin/python3 bench/transfer_bench.py [--seconds 1] [--sizes 64KiB,1MiB,16MiB,256MiB]
+        [--lanes 1,2,4,8] [--netns] [--delay-ms 1]
+
+The target is the interop peer (`python -m kvasir.transfer.peer`, docs/transfer.md § Interop peer) in
+its own process, so the two engines do not share a GIL; the driver (this process) connects with
+`lanes` lanes (ncpus=1, nconn_per_cpu=lanes) and writes (then reads) one message at a time into the
+peer's advertised 256 MiB region for --seconds per cell. Reports GB/s of payload (10^9 B/s), median
+of 3 rounds. Every cell's last write is checked byte for byte by the peer's SHA-256.
+
+--netns runs the peer in a fresh network namespace behind a veth pair (needs root) and, where the
+kernel has sch_netem, delays the link by --delay-ms each way; the namespace is removed at the end.
+"""
+import argparse
+import hashlib
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+from kvasir.transfer import Engine  # noqa: E402
+
+REGION = 256 << 20
+
+
+def size(text):
+    m = re.fullmatch(r"(\d+)(MiB|KiB)?", text)
+    if not m:
+        raise SystemExit(f"bad size {text!r}: use e.g. 64KiB or 16MiB")
+    return int(m.group(1)) << {"MiB": 20, "KiB": 10, None: 0}[m.group(2)]
+
+
+def human(n):
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
+
+
+def sh(*cmd, check=True):
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    if check and r.returncode:
+        raise SystemExit(f"{' '.join(cmd)}: {r.stderr.strip()}")
+    return r
+
+
+class Link:
+    """A namespace behind a veth pair, optionally delayed with netem; removed on close."""
+
+    def __init__(self, delay_ms):
+        self.ns, self.host_if, self.ns_if = "kvx-bench", "kvxhb", "kvxnb"
+        sh("ip", "netns", "add", self.ns)
+        sh("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
+        sh("ip", "link", "set", self.ns_if, "netns", self.ns)
+        sh("ip", "addr", "add", "10.231.78.1/24", "dev", self.host_if)
+        sh("ip", "link", "set", self.host_if, "up")
+        for cmd in (("ip", "addr", "add", "10.231.78.2/24", "dev", self.ns_if), ("ip", "link", "set", self.ns_if, "up"),
+                    ("ip", "link", "set", "lo", "up")):
+            sh("ip", "netns", "exec", self.ns, *cmd)
+        self.delay = None
+        if delay_ms:
+            r = sh("tc", "qdisc", "add", "dev", self.host_if, "root", "netem", "delay", f"{delay_ms}ms", check=False)
+            if r.returncode == 0:
+                sh("ip", "netns", "exec", self.ns, "tc", "qdisc", "add", "dev", self.ns_if, "root", "netem",
+                   "delay", f"{delay_ms}ms")
+                self.delay = delay_ms
+            else:
+                print(f"# netem unavailable ({r.stderr.strip()}): the link has no added delay", flush=True)
+
+    def close(self):
+        sh("ip", "link", "del", self.host_if, check=False)
+        sh("ip", "netns", "del", self.ns, check=False)
+
+
+def start_peer(host, netns):
+    cmd = ["/usr/bin/python3", "-m", "kvasir.transfer.peer", "--host", host, "--region-bytes", str(REGION)]
+    if netns:
+        cmd = ["ip", "netns", "exec", netns, *cmd]
+    p = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python")),
+                         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    ev = json.loads(p.stdout.readline())
+    if ev.get("event") != "listening":
+        raise SystemExit(f"peer did not start: {ev}")
+    return p, bytes.fromhex(ev["metadata"])
+
+
+def notif(eng, what):
+    got = eng.wait_notifs(60)
+    if not got:
+        raise SystemExit(f"timed out waiting for {what}")
+    return got[0][1]
+
+
+def cell(eng, conn, op, mr, src, n, blob, seconds):
+    fn = eng.write if op == "write" else eng.read
+    rates = []
+    for _ in range(3):
+        moved, t0 = 0, time.perf_counter()
+        while True:
+            if not fn(conn, mr, src.ctypes.data, n, blob):
+                raise SystemExit(f"{op} failed: {eng.last_error}")
+            moved += n
+            dt = time.perf_counter() - t0
+            if dt >= seconds:
+                break
+        rates.append(moved / dt / 1e9)
+    return statistics.median(rates)
+
+
+def run(host_if, peer_host, netns, sizes, lanes_list, seconds):
+    rows = []
+    src = np.frombuffer(np.random.default_rng(1).bytes(max(sizes)), dtype=np.uint8).copy()
+    for lanes in lanes_list:
+        peer, meta = start_peer(peer_host, netns)
+        try:
+            with Engine(host_if, 1, lanes, 0) as eng:
+                ok, conn = eng.add_remote_endpoint(meta)
+                if not ok:
+                    raise SystemExit(eng.last_error)
+                blob = notif(eng, "the advertisement")[len(b"advert:"):]
+                _, mr = eng.reg(src)
+                for n in sizes:
+                    w = cell(eng, conn, "write", mr, src, n, blob, seconds)
+                    eng.send_notif(conn, f"sha:0:{n}".encode())
+                    if notif(eng, "sha") != b"sha:" + hashlib.sha256(src[:n].tobytes()).hexdigest().encode():
+                        raise SystemExit(f"verify failed: {n} bytes, {lanes} lanes")
+                    back = np.empty(n, dtype=np.uint8)
+                    _, bmr = eng.reg(back)
+                    r = cell(eng, conn, "read", bmr, back, n, blob, seconds)
+                    if not np.array_equal(back, src[:n]):
+                        raise SystemExit(f"read verify failed: {n} bytes, {lanes} lanes")
+                    eng.dereg(bmr)
+                    rows.append((lanes, n, w, r))
+                    print(f"| {lanes} | {human(n)} | {w:.2f} | {r:.2f} |", flush=True)
+                eng.send_notif(conn, b"bye")
+        finally:
+            try:
+                peer.wait(timeout=30)   # it exits after `bye`, or once the closed engine dropped its connection
+            except subprocess.TimeoutExpired:
+                peer.terminate()
+                peer.wait(timeout=10)
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=1.0)
+    ap.add_argument("--sizes", default="64KiB,1MiB,16MiB,256MiB")
+    ap.add_argument("--lanes", default="1,2,4,8")
+    ap.add_argument("--netns", action="store_true")
+    ap.add_argument("--delay-ms", type=float, default=1.0)
+    a = ap.parse_args()
+    sizes = [size(s) for s in a.sizes.split(",")]
+    if max(sizes) > REGION:
+        raise SystemExit(f"sizes above the peer's region of {human(REGION)}")
+    lanes = [int(x) for x in a.lanes.split(",")]
+    print("## loopback (127.0.0.1): GB/s\n\n| lanes | message | write | read |\n| ---: | ---: | ---: | ---: |", flush=True)
+    run("lo", "127.0.0.1", None, sizes, lanes, a.seconds)
+    if a.netns:
+        link = Link(a.delay_ms)
+        try:
+            what = f"netem {link.delay:g} ms each way" if link.delay else "no added delay"
+            print(f"\n## veth between namespaces ({what}): GB/s\n\n| lanes | message | write | read |\n"
+                  "| ---: | ---: | ---: | ---: |", flush=True)
+            run(link.host_if, "10.231.78.2", link.ns, sizes, lanes, a.seconds)
+        finally:
+            link.close()
+
+
+if __name__ == "__main__":
+    main()

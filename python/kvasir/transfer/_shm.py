@@ -1,0 +1,69 @@
+"""Same-host shared memory (docs/transfer.md § Same host shared memory): regions allocated in files
+under /dev/shm (mode 0600: only the same Unix user opens them), and the initiator's mappings of the
+files named by advertisements, reused while the file is the same one (same inode)."""
+
+import mmap
+import os
+import threading
+from typing import Dict, Optional, Tuple
+
+SHM_DIR = "/dev/shm"
+
+
+class SharedFile:
+    """A zero-filled file of ``nbytes`` in /dev/shm, mapped; ``array`` is a uint8 numpy view of it."""
+
+    def __init__(self, nbytes: int, engine_id: bytes, serial: int):
+        import numpy as np
+        self.path = os.path.join(SHM_DIR, f"kvasir-xfer-{engine_id.hex()[:12]}-{os.getpid()}-{serial}")
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, nbytes)
+            self._map = mmap.mmap(fd, nbytes)
+        except OSError:
+            os.unlink(self.path)
+            raise
+        finally:
+            os.close(fd)
+        self.array = np.frombuffer(self._map, dtype=np.uint8)
+
+    def unlink(self) -> None:
+        """Removes the file; the mapping lives on while the array is referenced."""
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+class Mappings:
+    """The initiator's mappings of targets' shared files, by path."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._maps: Dict[str, Tuple[int, mmap.mmap]] = {}
+
+    def window(self, path: str, file_offset: int, size: int) -> Optional[memoryview]:
+        """[file_offset, +size) of the file, mapped; None when it cannot be mapped (the caller uses the lanes)."""
+        if not path.startswith(SHM_DIR + "/") or "/../" in path:
+            return None
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        if file_offset + size > st.st_size:
+            return None
+        with self._lock:
+            known = self._maps.get(path)
+            if known is None or known[0] != st.st_ino or len(known[1]) < file_offset + size:
+                try:
+                    fd = os.open(path, os.O_RDWR)
+                except OSError:
+                    return None
+                try:
+                    known = (st.st_ino, mmap.mmap(fd, 0))
+                except (OSError, ValueError):
+                    return None
+                finally:
+                    os.close(fd)
+                self._maps[path] = known
+        return memoryview(known[1])[file_offset:file_offset + size]

@@ -1,0 +1,575 @@
+"""The transfer engine (docs/transfer.md): KVTrans's two-sided calls and UCCL P2P's one-sided calls
+over sessions of TCP lanes. Every public call returns its documented tuple; on failure the first
+element is False and ``last_error`` holds the one-line reason."""
+
+import functools
+import os
+import queue
+import socket
+import threading
+import time
+from typing import Dict, List, Optional, Tuple
+
+from .. import auth
+from . import _handshake, _wire
+from ._lanes import Lane
+from ._listener import Listener, read_host_id, resolve_interface
+from ._shm import SHM_DIR, Mappings, SharedFile
+from ._session import ReadSliceOp, Session, SimpleOp, Transfer, WriteSliceOp
+from .regions import RegionTable, TransferError, describe_buffer, raw_view, typed_view
+
+HANDSHAKE_TIMEOUT = 10.0
+
+
+def _api(*fail):
+    """Turns a refused call (TransferError, ValueError) into the documented failure tuple + last_error."""
+    result = fail[0] if len(fail) == 1 else tuple(fail)
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(self, *args, **kwargs):
+            try:
+                return fn(self, *args, **kwargs)
+            except (TransferError, ValueError, TypeError) as e:
+                self.last_error = f"{fn.__name__}: {e}"
+                return result
+        return wrapper
+    return deco
+
+
+class _Kv:
+    """One reg_kv buffer: its tag on the connection and the generation of our latest KV_READY."""
+
+    def __init__(self, kv_id: int, session: Session, tag: int, mr_id: int, advert: _wire.Advertisement):
+        self.kv_id = kv_id
+        self.session = session
+        self.tag = tag
+        self.mr_id = mr_id
+        self.advert = advert
+        self.generation = 1
+        self.received: Optional[int] = None
+
+
+class Engine:
+    def __init__(self, if_name: str = "lo", ncpus: int = 1, nconn_per_cpu: int = 2, listen_port: int = 0, *,
+                 auth_key=None, slice_bytes: int = 1 << 20, timeout: float = 30.0):
+        lanes = int(ncpus) * int(nconn_per_cpu)
+        if ncpus < 1 or nconn_per_cpu < 1 or lanes > _wire.MAX_LANES:
+            raise ValueError(f"ncpus x nconn_per_cpu must be 1..{_wire.MAX_LANES} lanes (got {ncpus} x {nconn_per_cpu})")
+        if not 1 <= slice_bytes <= _wire.MAX_SLICE_LIMIT:
+            raise ValueError(f"slice_bytes must be 1..{_wire.MAX_SLICE_LIMIT} (64 MiB), got {slice_bytes}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds (got {timeout})")
+        self.ncpus, self.nconn_per_cpu, self.lane_count = ncpus, nconn_per_cpu, lanes
+        self.slice_bytes = slice_bytes
+        self.timeout = float(timeout)
+        self.handshake_timeout = HANDSHAKE_TIMEOUT
+        self._key = auth.parse_auth_key(auth_key) if auth_key is not None else None
+        self.engine_id = os.urandom(16)
+        self.host_id = read_host_id()
+        self.ip = resolve_interface(if_name)
+        self.last_error: Optional[str] = None
+        self.shm_transfers = 0   # transfers that went through a same-host shared file, not the lanes
+        self._mappings = Mappings()
+        self._regions = RegionTable(self.engine_id)
+        self._lock = threading.Condition()
+        self._sessions: Dict[int, Session] = {}
+        self._accepted: "queue.Queue[Optional[Session]]" = queue.Queue()
+        self._async: Dict[int, Transfer] = {}
+        self._kv: Dict[int, _Kv] = {}
+        self._notifs: List[Tuple[int, bytes]] = []
+        self._next_conn = 1
+        self._next_id = 1
+        self._closed = False
+        self._listener = Listener(self.ip, listen_port, self.engine_id, slice_bytes, self._key, HANDSHAKE_TIMEOUT,
+                                  self._accepted_session)
+        self.port = self._listener.port
+
+    # ---- lifecycle --------------------------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            sessions = list(self._sessions.values())
+            self._lock.notify_all()
+        self._accepted.put(None)
+        self._listener.close()
+        self._regions.unlink_shared()
+        for s in sessions:
+            s.close("engine closed")
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _new_id(self) -> int:
+        with self._lock:
+            n = self._next_id
+            self._next_id += 1
+            return n
+
+    def _accepted_session(self, socks: List[socket.socket], addr, peer_engine: bytes, peer_host: bytes) -> None:
+        # The acceptor slices what it sends at its own max_slice, the one it announced (docs/transfer.md § HELLO)
+        self._accepted.put(self._open_session(socks, addr, peer_engine, peer_host, self.slice_bytes, self.slice_bytes))
+
+    def _open_session(self, socks: List[socket.socket], addr, peer_engine: bytes, peer_host: Optional[bytes],
+                      peer_max_slice: int, accept_payload: int) -> Session:
+        """``peer_max_slice``: the largest slice we send; ``accept_payload``: the largest payload we take."""
+        with self._lock:
+            conn_id = self._next_conn
+            self._next_conn += 1
+        session = Session(conn_id, [], addr, peer_engine, peer_host, peer_max_slice, self._session_closed)
+        for i, sock in enumerate(socks):
+            session.lanes.append(Lane(sock, i, accept_payload, functools.partial(self._on_request, session),
+                                      session.lane_lost, f"xfer{self.port}-c{conn_id}", session.describe()))
+        with self._lock:
+            self._sessions[conn_id] = session
+        for lane in session.lanes:
+            lane.start()
+        return session
+
+    def _session_closed(self, session: Session, reason: str) -> None:
+        self._regions.drop_connection(session.conn_id)
+        with self._lock:
+            self._lock.notify_all()
+
+    # ---- sessions: initiator side -------------------------------------------------------------------------
+    def _connect(self, ip: str, port: int, expect_engine: Optional[bytes] = None) -> Session:
+        if self._closed:
+            raise TransferError("engine is closed")
+        session_id = os.urandom(16)
+        socks: List[socket.socket] = []
+        rep = None
+        try:
+            for i in range(self.lane_count):
+                try:
+                    sock = socket.create_connection((ip, port), timeout=self.handshake_timeout)
+                except OSError as e:
+                    raise TransferError(f"cannot connect to {ip}:{port}: {e.strerror or e}") from None
+                socks.append(sock)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                hello = _wire.HelloRequest(_wire.VERSION, i, self.lane_count, session_id, self.engine_id, self.host_id)
+                try:
+                    rep = _handshake.client(sock, hello, self._key)
+                except (OSError, ConnectionError) as e:
+                    raise TransferError(f"handshake with {ip}:{port} failed on lane {i}: {e}") from None
+                except _handshake.HandshakeError as e:
+                    raise TransferError(f"{ip}:{port}: {e}") from None
+                if expect_engine is not None and rep.engine_id != expect_engine:
+                    raise TransferError(f"{ip}:{port} is engine {rep.engine_id.hex()}, not {expect_engine.hex()} "
+                                        "named by the endpoint metadata")
+        except TransferError:
+            for s in socks:
+                s.close()
+            raise
+        for s in socks:
+            s.settimeout(None)
+        # The target sends us slices up to the max_slice it announced; our reads ask for at most our own.
+        return self._open_session(socks, (ip, port), rep.engine_id, None, min(rep.max_slice, self.slice_bytes),
+                                  max(rep.max_slice, self.slice_bytes))
+
+    def _session(self, conn_id) -> Session:
+        with self._lock:
+            s = self._sessions.get(conn_id)
+        if s is None:
+            raise TransferError(f"unknown conn_id {conn_id}")
+        if s.closed is not None:
+            raise TransferError(s.closed)
+        return s
+
+    @_api(False, None)
+    def connect(self, ip: str, port: int) -> Tuple[bool, Optional[int]]:
+        return True, self._connect(ip, int(port)).conn_id
+
+    @_api(False, None, None, None)
+    def accept(self, timeout: Optional[float] = None):
+        """Blocks until a peer's session has all its lanes (or ``timeout`` seconds, None = forever)."""
+        try:
+            s = self._accepted.get(timeout=timeout)
+        except queue.Empty:
+            raise TransferError(f"no connection within {timeout:g} s") from None
+        if s is None:
+            self._accepted.put(None)
+            raise TransferError("engine is closed")
+        return True, s.peer_addr[0], s.peer_addr[1], s.conn_id
+
+    def get_metadata(self) -> bytes:
+        return _wire.encode_endpoint(_wire.Endpoint(self.ip, self.port, self.engine_id))
+
+    @_api(False, None)
+    def add_remote_endpoint(self, metadata) -> Tuple[bool, Optional[int]]:
+        e = _wire.decode_endpoint(metadata)
+        return True, self._connect(e.address, e.port, e.engine_id).conn_id
+
+    def connection_error(self, conn_id: int) -> Optional[str]:
+        """None while the connection is up; else why it closed."""
+        with self._lock:
+            s = self._sessions.get(conn_id)
+        return f"unknown conn_id {conn_id}" if s is None else s.closed
+
+    # ---- requests arriving on a lane (target side) --------------------------------------------------------
+    def _on_request(self, session: Session, lane: Lane, h: _wire.Header, meta: bytes) -> None:
+        if h.status != _wire.OK:
+            raise _wire.FrameError(_wire.BAD_FRAME, "a request carries a status")
+        if h.opcode == _wire.WRITE:
+            self._on_write(session, lane, h, meta)
+            return
+        if h.payload_length:
+            raise _wire.FrameError(_wire.BAD_FRAME, "a payload on a request that has none")
+        if h.opcode == _wire.READ:
+            self._on_read(session, lane, h, meta)
+        elif h.opcode == _wire.NOTIFY:
+            status = _wire.OK
+            if len(meta) > _wire.MAX_NOTIF:
+                status = _wire.TOO_LARGE
+            else:
+                with self._lock:
+                    self._notifs.append((session.conn_id, meta))
+                    self._lock.notify_all()
+            lane.reply(_wire.encode_header(_wire.NOTIFY, h.request_id, 0, reply=True, status=status))
+        elif h.opcode == _wire.KV_READY:
+            k = _wire.decode_kv_ready(meta)
+            with self._lock:
+                old = session.remote_ready.get(k.kv_tag)
+                if old is None or k.kv_generation > old.kv_generation:
+                    session.remote_ready[k.kv_tag] = k
+                self._lock.notify_all()
+            lane.reply(_wire.encode_header(_wire.KV_READY, h.request_id, 0, reply=True))
+        elif h.opcode in (_wire.HELLO, _wire.AUTH):
+            raise _wire.FrameError(_wire.BAD_SESSION, "HELLO or AUTH after the handshake")
+        else:
+            raise _wire.FrameError(_wire.UNKNOWN_OPCODE, f"unknown opcode 0x{h.opcode:02x}")
+
+    def _on_write(self, session: Session, lane: Lane, h: _wire.Header, meta: bytes) -> None:
+        w = _wire.decode_write(meta)
+        n = h.payload_length
+        span = n
+        if n == 0:
+            if session.peer_host != self.host_id:
+                raise _wire.FrameError(_wire.BAD_FRAME, "a zero-length WRITE from another host")
+            if w.slice_offset:
+                raise _wire.FrameError(_wire.BAD_FRAME, "a zero-length WRITE must have slice_offset 0")
+            span = w.transfer_length
+        try:
+            landing = self._regions.begin(session.conn_id, w.advert_id, w.token, w.window_offset, span,
+                                          w.transfer_length, w.slice_offset)
+        except _wire.FrameError as e:
+            status = e.status
+        else:
+            status = _wire.OK
+            try:
+                if n:
+                    lane.recv_into(landing.view)
+            finally:
+                landing.end()
+        if status != _wire.OK:
+            lane.drain(n)
+        else:
+            done = session.land(h.request_id, w, span)
+            if done is not None:
+                self._delivered(session, done)
+        lane.reply(_wire.encode_frame(_wire.WRITE, h.request_id, _wire.encode_write_reply(w.slice_offset),
+                                      reply=True, status=status))
+
+    def _delivered(self, session: Session, done) -> None:
+        with self._lock:
+            if done.notif:
+                self._notifs.append((session.conn_id, done.notif))
+            if done.kv_tag:
+                kv = session.kv_local.get(done.kv_tag)
+                if kv is not None and kv.advert.advert_id == done.advert_id and kv.generation == done.kv_generation:
+                    kv.received = done.length
+            self._lock.notify_all()
+
+    def _on_read(self, session: Session, lane: Lane, h: _wire.Header, meta: bytes) -> None:
+        r = _wire.decode_read(meta)
+        if r.length > lane.max_payload:
+            raise _wire.FrameError(_wire.FRAME_TOO_LARGE, f"READ of {r.length} bytes is above max_slice {lane.max_payload}")
+        try:
+            landing = self._regions.begin(session.conn_id, r.advert_id, r.token, r.offset, r.length)
+        except _wire.FrameError as e:
+            lane.reply(_wire.encode_header(_wire.READ, h.request_id, 0, reply=True, status=e.status))
+            return
+        lane.reply(_wire.encode_header(_wire.READ, h.request_id, 0, r.length, reply=True), landing.view, landing.end)
+
+    # ---- regions -------------------------------------------------------------------------------------------
+    @_api(False, None)
+    def reg(self, ptr, size: Optional[int] = None) -> Tuple[bool, Optional[int]]:
+        return True, self._regions.reg(ptr, size)
+
+    @_api(False)
+    def dereg(self, mr_id: int) -> bool:
+        self._regions.dereg(mr_id, self.timeout)
+        return True
+
+    @_api(False, None)
+    def advertise(self, conn_id: int, mr_id: int, ptr, size: int) -> Tuple[bool, Optional[bytes]]:
+        session = self._session(conn_id)
+        return True, self._regions.advertise(session.conn_id, mr_id, _address(ptr), int(size),
+                                             session.peer_host == self.host_id)
+
+    @_api(False, None, None)
+    def alloc_shared(self, nbytes: int):
+        """(ok, mr_id, uint8 array): a zero-filled region in a /dev/shm file (mode 0600), registered.
+        Advertised to a peer on this host, it lets that peer copy with one memcpy instead of the lanes."""
+        if nbytes < 1:
+            raise TransferError(f"alloc_shared needs at least 1 byte (got {nbytes})")
+        if self._closed:
+            raise TransferError("engine is closed")
+        try:
+            f = SharedFile(int(nbytes), self.engine_id, self._new_id())
+        except OSError as e:
+            raise TransferError(f"cannot allocate {nbytes} bytes in {SHM_DIR}: {e.strerror}") from None
+        return True, self._regions.reg(f.array, shared=f), f.array
+
+    # ---- one-sided transfers -------------------------------------------------------------------------------
+    def _plan(self, kind: int, conn_id, mr_id, ptr, size, meta):
+        """Checks one transfer's arguments before anything is sent: (session, local view, advertisement)."""
+        session = self._session(conn_id)
+        local = self._regions.region(mr_id).local(_address(ptr), int(size))
+        adv = _wire.decode_advertisement(meta)
+        if adv.engine_id != session.peer_engine:
+            raise TransferError(f"the advertisement was made by engine {adv.engine_id.hex()}, "
+                                f"not by the peer of connection {conn_id}")
+        if size > adv.size:
+            raise TransferError(f"size {size} is above the advertised window of {adv.size} bytes")
+        return session, local, adv
+
+    def _launch(self, kind: int, session: Session, local: memoryview, adv: _wire.Advertisement,
+                notif: bytes = b"", kv_tag: int = 0, kv_generation: int = 0) -> Transfer:
+        if len(notif) > _wire.MAX_NOTIF:
+            raise TransferError(f"notification of {len(notif)} bytes is above the limit of {_wire.MAX_NOTIF}")
+        size = len(local)
+        if adv.shm_path is not None and session.peer_host in (None, self.host_id):
+            t = self._through_shm(kind, session, local, adv, notif, kv_tag, kv_generation)
+            if t is not None:
+                return t
+        step = min(self.slice_bytes, session.peer_max_slice)
+        count = -(-size // step)
+        name = "write" if kind == _wire.WRITE else "read"
+        t = Transfer(self._new_id(), session, count, self.timeout, f"{name} of {size} bytes on {session.describe()}")
+        for off in range(0, size, step):
+            n = min(step, size - off)
+            lane = session.next_lane()
+            if kind == _wire.WRITE:
+                meta = _wire.encode_write(_wire.WriteSlice(adv.advert_id, adv.token, 0, size, off, kv_tag,
+                                                           kv_generation, notif if off == 0 else b""))
+                lane.request(WriteSliceOp(t, off), _wire.encode_header(_wire.WRITE, t.transfer_id, len(meta), n) + meta,
+                             local[off:off + n])
+            else:
+                meta = _wire.encode_read(_wire.ReadSlice(adv.advert_id, adv.token, off, n))
+                lane.request(ReadSliceOp(t, local[off:off + n]), _wire.encode_header(_wire.READ, t.transfer_id, len(meta)) + meta)
+        return t
+
+    def _through_shm(self, kind, session, local, adv, notif, kv_tag, kv_generation) -> Optional[Transfer]:
+        """A write: one memcpy into the mapped file, then one zero-length WRITE that the target checks as
+        any slice; a read: one memcpy out of it. None when the file does not map (use the lanes)."""
+        window = self._mappings.window(adv.shm_path, adv.file_offset, len(local))
+        if window is None:
+            return None
+        name = "write" if kind == _wire.WRITE else "read"
+        what = f"shared-memory {name} of {len(local)} bytes on {session.describe()}"
+        if kind == _wire.READ:
+            local[:] = window
+            self.shm_transfers += 1
+            return Transfer(self._new_id(), session, 0, self.timeout, what)
+        window[:] = local
+        self.shm_transfers += 1
+        t = Transfer(self._new_id(), session, 1, self.timeout, what)
+        meta = _wire.encode_write(_wire.WriteSlice(adv.advert_id, adv.token, 0, len(local), 0, kv_tag, kv_generation, notif))
+        session.next_lane().request(WriteSliceOp(t, 0), _wire.encode_header(_wire.WRITE, t.transfer_id, len(meta), 0) + meta)
+        return t
+
+    def _run(self, kind: int, conn_id, mr_ids, ptrs, sizes, metas, notif=None) -> List[Transfer]:
+        plans = [self._plan(kind, c, m, p, s, b) for c, m, p, s, b in zip(conn_id, mr_ids, ptrs, sizes, metas)]
+        note = _notif_bytes(notif)
+        return [self._launch(kind, s, local, adv, note if i == len(plans) - 1 else b"")
+                for i, (s, local, adv) in enumerate(plans)]
+
+    @staticmethod
+    def _finish(transfers: List[Transfer]) -> bool:
+        errors = [t.error for t in transfers if not t.wait()]
+        if errors:
+            raise TransferError(errors[0])
+        return True
+
+    @_api(False)
+    def write(self, conn_id: int, mr_id: int, ptr, size: int, meta: bytes, notif=None) -> bool:
+        return self._finish(self._run(_wire.WRITE, [conn_id], [mr_id], [ptr], [size], [meta], notif))
+
+    @_api(False)
+    def read(self, conn_id: int, mr_id: int, ptr, size: int, meta: bytes) -> bool:
+        return self._finish(self._run(_wire.READ, [conn_id], [mr_id], [ptr], [size], [meta]))
+
+    def _vector(self, kind, conn_id, mr_ids, ptrs, sizes, metas, num_iovs, notif=None):
+        lists = (mr_ids, ptrs, sizes, metas)
+        if num_iovs < 1 or any(len(x) < num_iovs for x in lists):
+            raise TransferError(f"num_iovs {num_iovs} needs at least that many mr_ids, ptrs, sizes and metas")
+        return self._run(kind, [conn_id] * num_iovs, *(x[:num_iovs] for x in lists), notif=notif)
+
+    @_api(False)
+    def writev(self, conn_id, mr_id_list, ptr_list, size_list, meta_list, num_iovs, notif=None) -> bool:
+        """All iovs complete before it returns; the notification (if any) rides on the last one."""
+        return self._finish(self._vector(_wire.WRITE, conn_id, mr_id_list, ptr_list, size_list, meta_list, num_iovs, notif))
+
+    @_api(False)
+    def readv(self, conn_id, mr_id_list, ptr_list, size_list, meta_list, num_iovs) -> bool:
+        return self._finish(self._vector(_wire.READ, conn_id, mr_id_list, ptr_list, size_list, meta_list, num_iovs))
+
+    def _keep(self, t: Transfer) -> Tuple[bool, int]:
+        with self._lock:
+            self._async[t.transfer_id] = t
+        return True, t.transfer_id
+
+    @_api(False, None)
+    def write_async(self, conn_id, mr_id, ptr, size, meta, notif=None) -> Tuple[bool, Optional[int]]:
+        return self._keep(self._run(_wire.WRITE, [conn_id], [mr_id], [ptr], [size], [meta], notif)[0])
+
+    @_api(False, None)
+    def read_async(self, conn_id, mr_id, ptr, size, meta) -> Tuple[bool, Optional[int]]:
+        return self._keep(self._run(_wire.READ, [conn_id], [mr_id], [ptr], [size], [meta])[0])
+
+    @_api(False, False)
+    def poll_async(self, transfer_id: int) -> Tuple[bool, bool]:
+        """(True, False) while in flight, (True, True) once complete, (False, False) once failed; a
+        finished transfer is forgotten after the poll that reported it."""
+        with self._lock:
+            t = self._async.get(transfer_id)
+        if t is None:
+            raise TransferError(f"unknown transfer_id {transfer_id}")
+        t.expire_if_late()
+        if not t.done.is_set():
+            return True, False
+        with self._lock:
+            self._async.pop(transfer_id, None)
+        if t.failed:
+            raise TransferError(t.error)
+        return True, True
+
+    # ---- notifications -------------------------------------------------------------------------------------
+    def _request(self, session: Session, opcode: int, meta: bytes) -> None:
+        op = SimpleOp(opcode, self._new_id())
+        session.next_lane().request(op, _wire.encode_header(opcode, op.request_id, len(meta)) + meta)
+        if not op.done.wait(self.timeout):
+            raise TransferError(f"{_wire.OPCODE_NAMES[opcode]} got no reply within {self.timeout:g} s")
+        if op.error is not None:
+            raise TransferError(op.error)
+
+    @_api(False)
+    def send_notif(self, conn_id: int, msg) -> bool:
+        note = _notif_bytes(msg)
+        if len(note) > _wire.MAX_NOTIF:
+            raise TransferError(f"notification of {len(note)} bytes is above the limit of {_wire.MAX_NOTIF}")
+        self._request(self._session(conn_id), _wire.NOTIFY, note)
+        return True
+
+    def get_notifs(self) -> List[Tuple[int, bytes]]:
+        with self._lock:
+            out, self._notifs = self._notifs, []
+        return out
+
+    def wait_notifs(self, timeout: float) -> List[Tuple[int, bytes]]:
+        """As get_notifs, but waits up to ``timeout`` seconds for at least one."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not self._notifs and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._lock.wait(left)
+            out, self._notifs = self._notifs, []
+        return out
+
+    # ---- two-sided (KVTrans) --------------------------------------------------------------------------------
+    @_api(False, None)
+    def reg_kv(self, conn_id: int, data) -> Tuple[bool, Optional[int]]:
+        session = self._session(conn_id)
+        ptr, size = describe_buffer(data)
+        mr_id = self._regions.reg(data)
+        try:
+            adv = _wire.decode_advertisement(self._regions.advertise(conn_id, mr_id, ptr, size))
+            with self._lock:
+                kv = _Kv(self._next_id, session, session.next_tag, mr_id, adv)
+                self._next_id += 1
+                session.next_tag += 1
+                session.kv_local[kv.tag] = kv
+                self._kv[kv.kv_id] = kv
+            self._send_ready(kv)
+        except TransferError:
+            self._regions.dereg(mr_id, self.timeout)
+            raise
+        return True, kv.kv_id
+
+    def _send_ready(self, kv: _Kv) -> None:
+        a = kv.advert
+        self._request(kv.session, _wire.KV_READY,
+                      _wire.encode_kv_ready(_wire.KvReady(kv.tag, kv.generation, a.advert_id, a.token, a.size)))
+
+    def _kv_entry(self, kv_id: int) -> _Kv:
+        with self._lock:
+            kv = self._kv.get(kv_id)
+        if kv is None:
+            raise TransferError(f"unknown kv_id {kv_id}")
+        if kv.session.closed is not None:
+            raise TransferError(kv.session.closed)
+        return kv
+
+    def _wait(self, cond, what: str, session: Session):
+        """Waits (engine lock held by the caller) until ``cond()`` is truthy; the timeout or a closed session fail it."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            got = cond()
+            if got:
+                return got
+            if session.closed is not None:
+                raise TransferError(session.closed)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TransferError(f"timed out after {self.timeout:g} s waiting for {what}")
+            self._lock.wait(left)
+
+    @_api(False)
+    def send_kv(self, kv_id: int, data) -> bool:
+        kv = self._kv_entry(kv_id)
+        session = kv.session
+        ptr, size = describe_buffer(data)
+        if size < 1:
+            raise TransferError("send_kv needs at least 1 byte")
+        with self._lock:
+            def fresh():
+                r = session.remote_ready.get(kv.tag)
+                return r if r is not None and r.kv_generation > session.used_generation.get(kv.tag, 0) else None
+            ready = self._wait(fresh, f"the peer's KV_READY of tag {kv.tag}", session)
+            if ready.capacity < size:
+                raise TransferError(f"{_wire.status_name(_wire.TOO_LARGE)}: message of {size} bytes is above the "
+                                    f"peer's buffer of {ready.capacity} bytes (tag {kv.tag})")
+            session.used_generation[kv.tag] = ready.kv_generation
+        adv = _wire.Advertisement(session.peer_engine, ready.advert_id, ready.token, ready.capacity, 0)
+        t = self._launch(_wire.WRITE, session, raw_view(ptr, size), adv, b"", kv.tag, ready.kv_generation)
+        return self._finish([t])
+
+    @_api(False, None)
+    def recv_kv(self, kv_id: int, max_size: int):
+        kv = self._kv_entry(kv_id)
+        with self._lock:
+            length = self._wait(lambda: kv.received, f"a message of tag {kv.tag}", kv.session)
+            kv.received = None
+            kv.generation += 1
+        region = self._regions.region(kv.mr_id)
+        self._send_ready(kv)
+        if length > max_size:
+            raise TransferError(f"message of {length} bytes is above max_size {max_size}")
+        return True, typed_view(region.owner, region.view, length)
+
+
+def _address(ptr) -> int:
+    return ptr if isinstance(ptr, int) and not isinstance(ptr, bool) else describe_buffer(ptr)[0]
+
+
+def _notif_bytes(msg) -> bytes:
+    if msg is None:
+        return b""
+    return msg.encode("utf-8") if isinstance(msg, str) else bytes(msg)
