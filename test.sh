@@ -27,6 +27,7 @@ done
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v memcached >/dev/null || need_apt+=(memcached)
 command -v chromium >/dev/null || need_apt+=(chromium)
+command -v ip >/dev/null || need_apt+=(iproute2)     # the transfer engine's network-namespace test (veth pair)
 command -v afl-fuzz >/dev/null || need_apt+=(afl++)   # coverage-guided fuzzing of the frame readers (bench/fuzz-protocol.sh)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
