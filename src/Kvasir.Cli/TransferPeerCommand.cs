@@ -28,7 +28,7 @@ public static class TransferPeerCommand
         Prints {"event": "listening", "port": P, "metadata": HEX}, accepts one connection ({"event": "accepted",
         "conn_id": N}), advertises its zero-filled region with the NOTIFY "advert:" + blob, then acts on the
         driver's notifications: sha:OFF:LEN, fill:LEN:SEED| + blob, read:LEN| + blob, kv-echo:MAX, bye.
-        Other notifications are ignored. Any failure prints {"event": "error", "message": ...} and exits 1.
+        Any other notification, or any failure, prints {"event": "error", "message": ...} and exits 1.
         """;
 
     private static readonly string[] ValueOptions = ["host", "port", "auth-key", "ncpus", "nconn-per-cpu", "slice-bytes", "region-bytes", "timeout"];
@@ -96,13 +96,13 @@ public static class TransferPeerCommand
                         break;
                     case "fill" when parts.Length == 3:
                         long fill = Number(parts[1], text), seed = Number(parts[2], text);
-                        if (fill > region.Length) throw new TransferException(TransferError.InvalidArgument, $"{text}: more than the region of {region.Length} bytes");
+                        CheckLength(fill, region, text);
                         for (int i = 0; i < fill; i++) region[i] = (byte)((i * 131L + seed) % 251);
                         await engine.WriteAsync(conn, regionId, 0, fill, blob, Encoding.UTF8.GetBytes($"filled:{fill}"));
                         break;
                     case "read" when parts.Length == 2:
                         long read = Number(parts[1], text);
-                        if (read > region.Length) throw new TransferException(TransferError.InvalidArgument, $"{text}: more than the region of {region.Length} bytes");
+                        CheckLength(read, region, text);
                         await engine.ReadAsync(conn, regionId, 0, read, blob);
                         await SendShaAsync(engine, conn, region.AsMemory(0, (int)read));
                         break;
@@ -117,7 +117,7 @@ public static class TransferPeerCommand
                         await engine.SendKvAsync(t1, inbox.AsMemory(0, (int)got));
                         break;
                     default:
-                        break;   // a notification for the driver's own bookkeeping
+                        throw new TransferException(TransferError.InvalidArgument, $"unknown notification '{text[..Math.Min(text.Length, 40)]}'");
                 }
             }
             if (!engine.Connections.Contains(conn))
@@ -125,6 +125,12 @@ public static class TransferPeerCommand
             try { await engine.WaitForNotificationsAsync().WaitAsync(TimeSpan.FromMilliseconds(200)); }
             catch (TimeoutException) { }
         }
+    }
+
+    private static void CheckLength(long length, byte[] region, string command)
+    {
+        if (length < 1 || length > region.Length)
+            throw new TransferException(TransferError.InvalidArgument, $"'{command}': length {length} is outside 1..{region.Length} (the region)");
     }
 
     private static Task SendShaAsync(TransferEngine engine, int conn, ReadOnlyMemory<byte> bytes) =>

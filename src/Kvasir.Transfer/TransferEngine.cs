@@ -336,7 +336,8 @@ public sealed class TransferEngine : IDisposable
             throw new TransferException(TransferError.ConnectFailed, problem);
         }
         int connId = _core.NextConnId();
-        var session = new Session(_core, connId, peer.EngineId, UInt128.Zero, (int)peer.MaxSlice,
+        int peerSlice = (int)peer.MaxSlice;
+        var session = new Session(_core, connId, peer.EngineId, UInt128.Zero, Math.Min(_core.MaxSlice, peerSlice), Math.Max(_core.MaxSlice, peerSlice),
             [.. opened.Select(o => (o.Socket, o.Receiver))], _core.Options.Ncpus);
         _core.Sessions[connId] = session;
         session.Start();

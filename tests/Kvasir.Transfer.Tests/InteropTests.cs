@@ -120,6 +120,7 @@ public sealed partial class InteropTests
             var e = await Assert.ThrowsAsync<TransferException>(() => engine.WriteAsync(conn, engine.Register(new byte[32 << 20]), 0, 32 << 20, advert).WaitAsync(EnginePair.Deadline));
             Assert.Equal(TransferError.Timeout, e.Code);
             Assert.Contains("transfer timeout of 1 s", e.Message);
+            await Poll.UntilAsync(() => !engine.Connections.Contains(conn), "the timed-out transfer's connection to be closed");
         }
         finally
         {

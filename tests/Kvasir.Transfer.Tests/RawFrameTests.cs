@@ -194,6 +194,23 @@ public sealed class RawFrameTests
         Assert.Equal(Bytes.Pattern(32, 1)[8..], region[8..32]);
     }
 
+    [Fact]
+    public async Task A_zero_length_WRITE_from_the_same_host_is_a_completion_of_the_whole_transfer()
+    {
+        var bootId = Convert.FromHexString(File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim().Replace("-", ""));
+        using var engine = TransferEngine.Start();
+        using var lane = RawLane.Connect(engine.Port);
+        lane.Join(RawLane.NewId(), hostId: BinaryPrimitives.ReadUInt128LittleEndian(bootId));
+        int conn = (await engine.AcceptAsync().WaitAsync(EnginePair.Deadline)).ConnId;
+        var advert = AdvertisementBlob.Parse(engine.Advertise(conn, engine.Register(new byte[1 << 20]), 0, 1 << 20));
+        lane.SendWrite(78, new(advert.AdvertId, advert.Token, 0, 1 << 20, 0, 0, 0, "copied"u8.ToArray()), []);
+        Assert.Equal(TransferStatus.Ok, lane.Receive().Header.Status);
+        var notes = await TransferTests.NotificationsAsync(engine, 1);
+        Assert.Equal("copied", System.Text.Encoding.UTF8.GetString(notes[0].Bytes));
+        lane.SendWrite(79, new(advert.AdvertId, advert.Token, 1, 1 << 20, 0, 0, 0, default), []);   // past the window
+        Assert.Equal(TransferStatus.OutOfBounds, lane.Receive().Header.Status);
+    }
+
     /// <summary>A real engine connects and writes after whatever the test did.</summary>
     private static async Task AssertUsableAsync(TransferEngine engine)
     {

@@ -29,9 +29,9 @@ public sealed class RawLane : IDisposable
     public static UInt128 NewId() => BinaryPrimitives.ReadUInt128LittleEndian(RandomNumberGenerator.GetBytes(16));
 
     /// <summary>HELLO (and AUTH with <paramref name="key"/>) for lane <paramref name="index"/> of <paramref name="count"/>; returns the HELLO reply.</summary>
-    public TransferHelloReply Join(UInt128 session, int index = 0, int count = 1, byte[]? key = null, AuthLabels? labels = null)
+    public TransferHelloReply Join(UInt128 session, int index = 0, int count = 1, byte[]? key = null, AuthLabels? labels = null, UInt128? hostId = null)
     {
-        var hello = new TransferHelloRequest(1, (ushort)index, (ushort)count, session, NewId(), NewId());
+        var hello = new TransferHelloRequest(1, (ushort)index, (ushort)count, session, NewId(), hostId ?? NewId());
         var meta = new byte[TransferHelloRequest.Size];
         hello.Write(meta);
         Send(TransferFrameHeader.Request(TransferOpcode.Hello, 1, meta.Length), meta);

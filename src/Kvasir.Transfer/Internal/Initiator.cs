@@ -36,9 +36,9 @@ internal static class Initiator
         if (notification.Length > TransferLimits.MaxNotificationBytes)
             throw new TransferException(TransferError.TooLarge, $"a notification is at most {TransferLimits.MaxNotificationBytes} bytes, not {notification.Length}");
         byte[] notif = notification.ToArray();
-        int slice = Math.Min(core.MaxSlice, session.MaxSlice);
+        int slice = session.SendSlice;
         int count = checked((int)((length + slice - 1) / slice));
-        var op = core.Transfers.Start($"write of {length} bytes on connection {session.ConnId}", count, core.Options.TransferTimeout);
+        var op = core.Transfers.Start($"write of {length} bytes on connection {session.ConnId}", count, core.Options.TransferTimeout, session);
         for (int i = 0; i < count; i++)
         {
             long at = (long)i * slice;
@@ -55,9 +55,9 @@ internal static class Initiator
         CheckLocalRange(region, offset, length);
         if ((ulong)length > advert.Size)
             throw new TransferException(TransferError.OutOfBounds, $"a read of {length} bytes does not fit the advertised window of {advert.Size} bytes");
-        int slice = Math.Min(core.MaxSlice, session.MaxSlice);
+        int slice = session.SendSlice;
         int count = checked((int)((length + slice - 1) / slice));
-        var op = core.Transfers.Start($"read of {length} bytes on connection {session.ConnId}", count, core.Options.TransferTimeout);
+        var op = core.Transfers.Start($"read of {length} bytes on connection {session.ConnId}", count, core.Options.TransferTimeout, session);
         for (int i = 0; i < count; i++)
         {
             long at = (long)i * slice;
@@ -72,7 +72,7 @@ internal static class Initiator
     /// <summary>A request of one frame without payload (NOTIFY, KV_READY), acknowledged by its reply.</summary>
     public static TransferOp StartControl(EngineCore core, Session session, TransferOpcode opcode, string what, ReadOnlySpan<byte> meta)
     {
-        var op = core.Transfers.Start($"{what} on connection {session.ConnId}", 1, core.Options.TransferTimeout);
+        var op = core.Transfers.Start($"{what} on connection {session.ConnId}", 1, core.Options.TransferTimeout, session);
         var lane = session.NextLane();
         var head = Frames.Build(TransferFrameHeader.Request(opcode, op.Id, meta.Length), meta);
         var pending = new PendingSlice(op, opcode, 0, 0, 0, null, session, hasPayload: false);

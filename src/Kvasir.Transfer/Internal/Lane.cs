@@ -92,7 +92,7 @@ internal sealed class Lane(Session session, int index, Socket socket, BufferedRe
                 var (opcode, requestId) = TransferFrameHeader.Peek(_header);
                 try
                 {
-                    var h = TransferFrameHeader.Read(_header, Session.MaxSlice);
+                    var h = TransferFrameHeader.Read(_header, Session.AcceptSlice);
                     var meta = _meta.AsMemory(0, h.MetaLength);
                     await Receiver.ReadRequiredAsync(meta, CancellationToken.None).ConfigureAwait(false);
                     if (h.IsReply) await HandleReplyAsync(h, meta).ConfigureAwait(false);

@@ -172,7 +172,7 @@ internal sealed class Listener : IDisposable
             _pending.Remove(p.First.SessionId);
         }
         int connId = _core.NextConnId();
-        var session = new Session(_core, connId, p.First.EngineId, p.First.HostId, _core.MaxSlice, p.Joined, _core.Options.Ncpus);
+        var session = new Session(_core, connId, p.First.EngineId, p.First.HostId, _core.MaxSlice, _core.MaxSlice, p.Joined, _core.Options.Ncpus);
         _core.Sessions[connId] = session;
         session.Start();
         if (!_accepted.Writer.TryWrite(new AcceptedConnection(p.Remote.Address, p.Remote.Port, connId)))

@@ -41,15 +41,15 @@ internal static class RequestHandler
     {
         var session = lane.Session;
         long length = h.PayloadLength;
-        if (length == 0)
-        {
-            throw new TransferProtocolException(TransferStatus.BadFrame, session.PeerHostId == session.Core.HostId
-                ? "a zero-length WRITE names a shared-memory completion, and this engine advertises no shared-memory regions"
-                : "a zero-length WRITE (a shared-memory completion) from another host");
-        }
+        // A zero-length WRITE is a same-host shared-memory completion: the initiator copied the whole
+        // transfer itself. Only the side that accepted knows its peer's host id (the HELLO request carries it).
+        bool completion = length == 0;
+        if (completion && (session.PeerHostId != session.Core.HostId || w.SliceOffset != 0))
+            throw new TransferProtocolException(TransferStatus.BadFrame, "a zero-length WRITE (a shared-memory completion) from another host or not at slice offset 0");
+        ulong covers = completion ? w.TransferLength : (ulong)length;
         var advert = session.Core.Adverts.Find(session.ConnId, w.AdvertId, w.Token);
         var status = advert is null ? TransferStatus.NotAdvertised
-            : w.SliceOffset > w.TransferLength || (ulong)length > w.TransferLength - w.SliceOffset
+            : w.SliceOffset > w.TransferLength || covers > w.TransferLength - w.SliceOffset
               || w.WindowOffset > (ulong)advert.Size || w.TransferLength > (ulong)advert.Size - w.WindowOffset ? TransferStatus.OutOfBounds
             : !advert.Region.TryAcquire(session) ? TransferStatus.NotAdvertised
             : TransferStatus.Ok;
@@ -69,7 +69,7 @@ internal static class RequestHandler
         {
             region.Release(session);
         }
-        if (session.Inbound.Landed(h.RequestId, w, length) is { } done)
+        if (session.Inbound.Landed(h.RequestId, w, (long)covers) is { } done)
         {
             if (done.Notification is { Length: > 0 } notif) session.Core.AddNotification(session.ConnId, notif);
             if (done.KvTag != 0) session.Kv.Delivered(done.KvTag, done.KvGeneration, (long)done.Length);
@@ -86,8 +86,8 @@ internal static class RequestHandler
     private static void Read(Lane lane, TransferFrameHeader h, ReadSlice r)
     {
         var session = lane.Session;
-        if (r.Length == 0 || r.Length > (ulong)session.MaxSlice)
-            throw new TransferProtocolException(TransferStatus.BadFrame, $"READ length {r.Length} is outside 1..{session.MaxSlice} (max_slice)");
+        if (r.Length == 0 || r.Length > (ulong)session.AcceptSlice)
+            throw new TransferProtocolException(TransferStatus.BadFrame, $"READ length {r.Length} is outside 1..{session.AcceptSlice} (max_slice)");
         var advert = session.Core.Adverts.Find(session.ConnId, r.AdvertId, r.Token);
         var status = advert is null ? TransferStatus.NotAdvertised
             : r.Offset > (ulong)advert.Size || r.Length > (ulong)advert.Size - r.Offset ? TransferStatus.OutOfBounds

@@ -16,14 +16,15 @@ internal sealed class Session
     private string? _closedReason;
     private int _nextLane = -1;
 
-    public Session(EngineCore core, int connId, UInt128 peerEngineId, UInt128 peerHostId, int maxSlice,
+    public Session(EngineCore core, int connId, UInt128 peerEngineId, UInt128 peerHostId, int sendSlice, int acceptSlice,
         IReadOnlyList<(Socket Socket, BufferedReceiver Receiver)> lanes, int workerCount)
     {
         Core = core;
         ConnId = connId;
         PeerEngineId = peerEngineId;
         PeerHostId = peerHostId;
-        MaxSlice = maxSlice;
+        SendSlice = sendSlice;
+        AcceptSlice = acceptSlice;
         Kv = new KvState(this);
         _workers = new LaneWorker[Math.Min(workerCount, lanes.Count)];
         for (int w = 0; w < _workers.Length; w++) _workers[w] = new LaneWorker($"kvasir-xfer c{connId} w{w}");
@@ -39,8 +40,14 @@ internal sealed class Session
 
     public UInt128 PeerHostId { get; }
 
-    /// <summary>The session's slice limit: the <c>max_slice</c> the target announced, in both directions.</summary>
-    public int MaxSlice { get; }
+    /// <summary>
+    /// The largest slice this side sends: min(own slice size, the target's <c>max_slice</c>) on a session it
+    /// initiated, its own <c>max_slice</c> on a session it accepted (docs/transfer.md § HELLO, slice sizes).
+    /// </summary>
+    public int SendSlice { get; }
+
+    /// <summary>The largest payload or READ length this side accepts: max(own, the target's) when it initiated, its own when it accepted.</summary>
+    public int AcceptSlice { get; }
 
     public Lane[] Lanes { get; }
 

@@ -7,7 +7,7 @@ namespace Kvasir.Transfer.Internal;
 /// acknowledged pieces. It completes only when every slice was acknowledged and fails as a whole at the
 /// first refused slice, lost lane or passed deadline; whichever comes first wins, later news is ignored.
 /// </summary>
-internal sealed class TransferOp(ulong id, string what, int slices, TimeSpan timeout)
+internal sealed class TransferOp(ulong id, string what, int slices, TimeSpan timeout, Session session)
 {
     private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _acked;
@@ -22,6 +22,9 @@ internal sealed class TransferOp(ulong id, string what, int slices, TimeSpan tim
     public DateTime Deadline { get; } = DateTime.UtcNow + timeout;
 
     public TimeSpan Timeout { get; } = timeout;
+
+    /// <summary>The connection the operation runs on; closed when the operation passes its deadline.</summary>
+    public Session Session { get; } = session;
 
     public Task Task => _done.Task;
 
@@ -39,7 +42,9 @@ internal sealed class TransferOp(ulong id, string what, int slices, TimeSpan tim
 
 /// <summary>
 /// The engine's operations in flight (for deadlines) and the ones started with a transfer id (for
-/// <see cref="TransferEngine.Poll"/>): a checker fails every operation whose deadline passed.
+/// <see cref="TransferEngine.Poll"/>). A checker fails every operation whose deadline passed and closes
+/// its connection: its lanes are in an unknown state (a stopped peer, a stalled link), and closing them
+/// guarantees no late byte of a read lands in the caller's memory after the failure was reported.
 /// </summary>
 internal sealed class TransferTable : IDisposable
 {
@@ -52,9 +57,9 @@ internal sealed class TransferTable : IDisposable
 
     public ulong NextId() => (ulong)Interlocked.Increment(ref _nextId);
 
-    public TransferOp Start(string what, int slices, TimeSpan timeout)
+    public TransferOp Start(string what, int slices, TimeSpan timeout, Session session)
     {
-        var op = new TransferOp(NextId(), what, slices, timeout);
+        var op = new TransferOp(NextId(), what, slices, timeout, session);
         _inFlight[op.Id] = op;
         op.Task.ContinueWith(_ => _inFlight.TryRemove(op.Id, out TransferOp? _), CancellationToken.None,
             TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
@@ -97,8 +102,9 @@ internal sealed class TransferTable : IDisposable
         var now = DateTime.UtcNow;
         foreach (var op in _inFlight.Values)
         {
-            if (op.Deadline <= now)
-                op.Fail(TransferError.Timeout, $"not complete within the transfer timeout of {op.Timeout.TotalSeconds:0.###} s");
+            if (op.Deadline > now) continue;
+            op.Fail(TransferError.Timeout, $"not complete within the transfer timeout of {op.Timeout.TotalSeconds:0.###} s");
+            op.Session.Close($"{op.What} passed the transfer timeout");
         }
     }
 }
