@@ -138,6 +138,9 @@ public sealed class RawFrameTests
     [InlineData("zero-length WRITE", TransferStatus.BadFrame)]
     [InlineData("HELLO again", TransferStatus.BadSession)]
     [InlineData("unknown flag", TransferStatus.BadFrame)]
+    [InlineData("request with a status", TransferStatus.BadFrame)]
+    [InlineData("READ above max_slice", TransferStatus.FrameTooLarge)]
+    [InlineData("notification on a later slice", TransferStatus.BadFrame)]
     public async Task A_bad_frame_on_a_joined_lane_is_answered_the_session_closed_and_the_engine_keeps_working(string what, TransferStatus expected)
     {
         using var engine = TransferEngine.Start(new() { SliceBytes = 4096 });
@@ -160,6 +163,18 @@ public sealed class RawFrameTests
                     break;
                 case "zero-length WRITE": lane.Send(TransferFrameHeader.Request(TransferOpcode.Write, 3, meta.Length, 0), meta); break;
                 case "HELLO again": lane.Send(TransferFrameHeader.Request(TransferOpcode.Hello, 3, 56), new byte[56]); break;
+                case "request with a status": lane.Send(new TransferFrameHeader(TransferOpcode.Notify, TransferFlags.None, 3, TransferStatus.NotAdvertised, 0, 0), []); break;
+                case "READ above max_slice":
+                    var read = new byte[ReadSlice.Size];
+                    new ReadSlice(advert.AdvertId, advert.Token, 0, 4097).Write(read);
+                    lane.Send(TransferFrameHeader.Request(TransferOpcode.Read, 3, read.Length), read);
+                    break;
+                case "notification on a later slice":
+                    var later = new WriteSlice(advert.AdvertId, advert.Token, 0, 8192, 4096, 0, 0, "n"u8.ToArray());
+                    var laterMeta = new byte[later.Size];
+                    later.Write(laterMeta);
+                    lane.Send(TransferFrameHeader.Request(TransferOpcode.Write, 3, laterMeta.Length, 0), laterMeta);
+                    break;
                 default: lane.Send(new TransferFrameHeader(TransferOpcode.Notify, (TransferFlags)1, 3, TransferStatus.Ok, 0, 0), []); break;
             }
             var (h, _, _) = lane.Receive();

@@ -45,8 +45,9 @@ public readonly record struct TransferFrameHeader(
     }
 
     /// <summary>
-    /// Parses and validates a header: BAD_FRAME for a wrong magic, an unknown flag bit or a non-zero
-    /// reserved field; UNSUPPORTED_VERSION for a version other than 1; FRAME_TOO_LARGE for a
+    /// Parses and validates a header: BAD_FRAME for a wrong magic, a version other than 1, an unknown
+    /// flag bit or a non-zero reserved field (UNSUPPORTED_VERSION is HELLO's answer to a protocol
+    /// version it does not speak, not the frame's); FRAME_TOO_LARGE for a
     /// <c>meta_length</c> above 65,600 or a <c>payload_length</c> above <paramref name="maxPayload"/>.
     /// The opcode is not checked here: the receiver answers UNKNOWN_OPCODE with the request id.
     /// </summary>
@@ -57,7 +58,7 @@ public readonly record struct TransferFrameHeader(
         if (BinaryPrimitives.ReadUInt32LittleEndian(source) != Magic)
             throw new TransferProtocolException(TransferStatus.BadFrame, "bad magic (expected \"KVTX\")");
         if (source[4] != TransferLimits.Version)
-            throw new TransferProtocolException(TransferStatus.UnsupportedVersion, $"unsupported frame version {source[4]}; this engine speaks 1");
+            throw new TransferProtocolException(TransferStatus.BadFrame, $"unsupported frame version {source[4]}; this engine speaks 1");
         ushort flags = BinaryPrimitives.ReadUInt16LittleEndian(source[6..]);
         if ((flags & ~(ushort)TransferFlags.Reply) != 0)
             throw new TransferProtocolException(TransferStatus.BadFrame, $"unknown flag bits 0x{flags & ~(ushort)TransferFlags.Reply:x4}");

@@ -149,6 +149,10 @@ public readonly record struct WriteSlice(
             throw new TransferProtocolException(TransferStatus.BadFrame, $"WRITE notif_length {notif} does not match the {m.Length - FixedSize} bytes after the fields");
         if (BinaryPrimitives.ReadUInt64LittleEndian(m[32..]) == 0)
             throw new TransferProtocolException(TransferStatus.BadFrame, "WRITE transfer_length is 0");
+        if (notif != 0 && BinaryPrimitives.ReadUInt64LittleEndian(m[40..]) != 0)
+            throw new TransferProtocolException(TransferStatus.BadFrame, "a notification rides only on the slice at offset 0");
+        if (BinaryPrimitives.ReadUInt64LittleEndian(m[48..]) == 0 && BinaryPrimitives.ReadUInt32LittleEndian(m[56..]) != 0)
+            throw new TransferProtocolException(TransferStatus.BadFrame, "WRITE kv_generation set without a kv_tag");
         return new(BinaryPrimitives.ReadUInt64LittleEndian(m), Fields.Id(m, 8), BinaryPrimitives.ReadUInt64LittleEndian(m[24..]),
             BinaryPrimitives.ReadUInt64LittleEndian(m[32..]), BinaryPrimitives.ReadUInt64LittleEndian(m[40..]),
             BinaryPrimitives.ReadUInt64LittleEndian(m[48..]), BinaryPrimitives.ReadUInt32LittleEndian(m[56..]),
@@ -185,6 +189,7 @@ public readonly record struct ReadSlice(ulong AdvertId, UInt128 Token, ulong Off
     {
         Fields.ExpectLength(m, Size, "READ");
         Fields.ExpectZero(BinaryPrimitives.ReadUInt64LittleEndian(m[40..]), "READ reserved field");
+        if (BinaryPrimitives.ReadUInt64LittleEndian(m[32..]) == 0) throw new TransferProtocolException(TransferStatus.BadFrame, "READ length is 0");
         return new(BinaryPrimitives.ReadUInt64LittleEndian(m), Fields.Id(m, 8), BinaryPrimitives.ReadUInt64LittleEndian(m[24..]),
             BinaryPrimitives.ReadUInt64LittleEndian(m[32..]));
     }

@@ -60,12 +60,12 @@ internal sealed class KvState(Session session)
         Wake();
     }
 
-    /// <summary>A write with a tag completed: queue it for <c>RecvKv</c> when it answers the generation this side offered.</summary>
-    public void Delivered(ulong tag, uint generation, long length)
+    /// <summary>A write with a tag completed: queue it for <c>RecvKv</c> when it answers the advertisement and generation this side offered.</summary>
+    public void Delivered(ulong tag, uint generation, ulong advertId, long length)
     {
         lock (_lock)
         {
-            if (!_local.TryGetValue(tag, out var b) || b.Generation != generation) return;
+            if (!_local.TryGetValue(tag, out var b) || b.Generation != generation || b.Advert.Id != advertId) return;
             b.Received.Enqueue(length);
         }
         Wake();

@@ -135,6 +135,7 @@ internal sealed class Listener : IDisposable
         var meta = new byte[h.MetaLength];
         await receiver.ReadRequiredAsync(meta, ct).ConfigureAwait(false);
         if (h.IsReply) throw new RefusedException(h, TransferStatus.BadSession, "a reply during the handshake");
+        if (h.Status != TransferStatus.Ok) throw new RefusedException(h, TransferStatus.BadFrame, "a handshake request carries a status");
         return (meta, h);
     }
 

@@ -14,6 +14,8 @@ internal static class RequestHandler
 {
     public static Task HandleAsync(Lane lane, TransferFrameHeader h, ReadOnlyMemory<byte> meta)
     {
+        if (h.Status != TransferStatus.Ok)
+            throw new TransferProtocolException(TransferStatus.BadFrame, $"a {h.Opcode} request carries status {(ushort)h.Status}");
         if (h.Opcode != TransferOpcode.Write && h.PayloadLength != 0)
             throw new TransferProtocolException(TransferStatus.BadFrame, $"a {h.Opcode} request carries no payload, this one {h.PayloadLength} bytes");
         switch (h.Opcode)
@@ -72,7 +74,7 @@ internal static class RequestHandler
         if (session.Inbound.Landed(h.RequestId, w, (long)covers) is { } done)
         {
             if (done.Notification is { Length: > 0 } notif) session.Core.AddNotification(session.ConnId, notif);
-            if (done.KvTag != 0) session.Kv.Delivered(done.KvTag, done.KvGeneration, (long)done.Length);
+            if (done.KvTag != 0) session.Kv.Delivered(done.KvTag, done.KvGeneration, advert.Id, (long)done.Length);
         }
         ReplyWrite(lane, h.RequestId, TransferStatus.Ok, w.SliceOffset);
     }
@@ -86,8 +88,8 @@ internal static class RequestHandler
     private static void Read(Lane lane, TransferFrameHeader h, ReadSlice r)
     {
         var session = lane.Session;
-        if (r.Length == 0 || r.Length > (ulong)session.AcceptSlice)
-            throw new TransferProtocolException(TransferStatus.BadFrame, $"READ length {r.Length} is outside 1..{session.AcceptSlice} (max_slice)");
+        if (r.Length > (ulong)session.AcceptSlice)
+            throw new TransferProtocolException(TransferStatus.FrameTooLarge, $"READ of {r.Length} bytes is above max_slice {session.AcceptSlice}");
         var advert = session.Core.Adverts.Find(session.ConnId, r.AdvertId, r.Token);
         var status = advert is null ? TransferStatus.NotAdvertised
             : r.Offset > (ulong)advert.Size || r.Length > (ulong)advert.Size - r.Offset ? TransferStatus.OutOfBounds
