@@ -110,8 +110,15 @@ public static class TransferBenchCommand
         {
             Console.WriteLine(new JsonObject
             {
-                ["op"] = op, ["size"] = size, ["lanes"] = lanes, ["n"] = latencies.Count, ["p50_ms"] = p50, ["p99_ms"] = p99,
-                ["gib_s_p50"] = gibP50, ["gib_s_wall"] = gibWall, ["msgs_s"] = rate,
+                ["op"] = op,
+                ["size"] = size,
+                ["lanes"] = lanes,
+                ["n"] = latencies.Count,
+                ["p50_ms"] = p50,
+                ["p99_ms"] = p99,
+                ["gib_s_p50"] = gibP50,
+                ["gib_s_wall"] = gibWall,
+                ["msgs_s"] = rate,
             }.ToJsonString());
             return;
         }

@@ -29,20 +29,8 @@ public readonly record struct TransferFrameHeader(
         new(opcode, TransferFlags.Reply, requestId, status, metaLength, payloadLength);
 
     /// <summary>Writes the header into the first 32 bytes of <paramref name="destination"/>.</summary>
-    public void Write(Span<byte> destination)
-    {
-        if (destination.Length < TransferLimits.HeaderSize)
-            throw new ArgumentException("destination is shorter than a frame header", nameof(destination));
-        BinaryPrimitives.WriteUInt32LittleEndian(destination, Magic);
-        destination[4] = TransferLimits.Version;
-        destination[5] = (byte)Opcode;
-        BinaryPrimitives.WriteUInt16LittleEndian(destination[6..], (ushort)Flags);
-        BinaryPrimitives.WriteUInt64LittleEndian(destination[8..], RequestId);
-        BinaryPrimitives.WriteUInt16LittleEndian(destination[16..], (ushort)Status);
-        BinaryPrimitives.WriteUInt16LittleEndian(destination[18..], 0);
-        BinaryPrimitives.WriteUInt32LittleEndian(destination[20..], checked((uint)MetaLength));
-        BinaryPrimitives.WriteUInt64LittleEndian(destination[24..], checked((ulong)PayloadLength));
-    }
+    public void Write(Span<byte> destination) =>
+        HeaderLayout.Write(destination, Magic, TransferLimits.Version, (byte)Opcode, (ushort)Flags, RequestId, (ushort)Status, MetaLength, PayloadLength);
 
     /// <summary>
     /// Parses and validates a header: BAD_FRAME for a wrong magic, a version other than 1, an unknown

@@ -30,41 +30,40 @@ internal static class Initiator
     public static TransferOp StartWrite(EngineCore core, Session session, Region region, long offset, long length, AdvertisementBlob advert,
         ReadOnlySpan<byte> notification, ulong kvTag = 0, uint kvGeneration = 0)
     {
-        CheckLocalRange(region, offset, length);
-        if ((ulong)length > advert.Size)
-            throw new TransferException(TransferError.OutOfBounds, $"a write of {length} bytes does not fit the advertised window of {advert.Size} bytes");
         if (notification.Length > TransferLimits.MaxNotificationBytes)
             throw new TransferException(TransferError.TooLarge, $"a notification is at most {TransferLimits.MaxNotificationBytes} bytes, not {notification.Length}");
         byte[] notif = notification.ToArray();
-        int slice = session.SendSlice;
-        int count = checked((int)((length + slice - 1) / slice));
-        var op = core.Transfers.Start($"write of {length} bytes on connection {session.ConnId}", count, core.Options.TransferTimeout, session);
-        for (int i = 0; i < count; i++)
+        return StartSliced(core, session, region, offset, length, advert, TransferOpcode.Write, (id, at, n) =>
         {
-            long at = (long)i * slice;
-            int n = (int)Math.Min(slice, length - at);
-            var w = new WriteSlice(advert.AdvertId, advert.Token, 0, (ulong)length, (ulong)at, kvTag, kvGeneration, i == 0 ? notif : default);
-            var head = Frames.Build(TransferFrameHeader.Request(TransferOpcode.Write, op.Id, w.Size, n), w.Size, w.Write);
-            if (!Send(session, region, op, head, TransferOpcode.Write, (ulong)at, region.Address + (nint)(offset + at), n, hasPayload: true)) break;
-        }
-        return op;
+            var w = new WriteSlice(advert.AdvertId, advert.Token, 0, (ulong)length, (ulong)at, kvTag, kvGeneration, at == 0 ? notif : default);
+            return Frames.Build(TransferFrameHeader.Request(TransferOpcode.Write, id, w.Size, n), w.Size, w.Write);
+        });
     }
 
-    public static TransferOp StartRead(EngineCore core, Session session, Region region, long offset, long length, AdvertisementBlob advert)
+    public static TransferOp StartRead(EngineCore core, Session session, Region region, long offset, long length, AdvertisementBlob advert) =>
+        StartSliced(core, session, region, offset, length, advert, TransferOpcode.Read, (id, at, n) =>
+        {
+            var r = new ReadSlice(advert.AdvertId, advert.Token, (ulong)at, (ulong)n);
+            return Frames.Build(TransferFrameHeader.Request(TransferOpcode.Read, id, ReadSlice.Size), ReadSlice.Size, r.Write);
+        });
+
+    /// <summary>Cuts a write or read into slices of the session's send size and queues them round-robin; <paramref name="head"/> builds a slice's frame head.</summary>
+    private static TransferOp StartSliced(EngineCore core, Session session, Region region, long offset, long length, AdvertisementBlob advert,
+        TransferOpcode opcode, Func<ulong, long, int, byte[]> head)
     {
         CheckLocalRange(region, offset, length);
+        string what = opcode == TransferOpcode.Write ? "write" : "read";
         if ((ulong)length > advert.Size)
-            throw new TransferException(TransferError.OutOfBounds, $"a read of {length} bytes does not fit the advertised window of {advert.Size} bytes");
+            throw new TransferException(TransferError.OutOfBounds, $"a {what} of {length} bytes does not fit the advertised window of {advert.Size} bytes");
         int slice = session.SendSlice;
         int count = checked((int)((length + slice - 1) / slice));
-        var op = core.Transfers.Start($"read of {length} bytes on connection {session.ConnId}", count, core.Options.TransferTimeout, session);
+        var op = core.Transfers.Start($"{what} of {length} bytes on connection {session.ConnId}", count, core.Options.TransferTimeout, session);
+        bool hasPayload = opcode == TransferOpcode.Write;
         for (int i = 0; i < count; i++)
         {
             long at = (long)i * slice;
             int n = (int)Math.Min(slice, length - at);
-            var r = new ReadSlice(advert.AdvertId, advert.Token, (ulong)at, (ulong)n);
-            var head = Frames.Build(TransferFrameHeader.Request(TransferOpcode.Read, op.Id, ReadSlice.Size), ReadSlice.Size, r.Write);
-            if (!Send(session, region, op, head, TransferOpcode.Read, (ulong)at, region.Address + (nint)(offset + at), n, hasPayload: false)) break;
+            if (!Send(session, region, op, head(op.Id, at, n), opcode, (ulong)at, region.Address + (nint)(offset + at), n, hasPayload)) break;
         }
         return op;
     }

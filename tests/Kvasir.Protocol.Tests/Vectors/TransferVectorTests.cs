@@ -204,14 +204,20 @@ public sealed class TransferVectorTests
                 var hello = TransferHelloRequest.Parse(meta);
                 return new JsonObject
                 {
-                    ["protocol_version"] = hello.ProtocolVersion, ["lane_index"] = hello.LaneIndex, ["lane_count"] = hello.LaneCount,
-                    ["session_id"] = Hex(hello.SessionId), ["engine_id"] = Hex(hello.EngineId), ["host_id"] = Hex(hello.HostId),
+                    ["protocol_version"] = hello.ProtocolVersion,
+                    ["lane_index"] = hello.LaneIndex,
+                    ["lane_count"] = hello.LaneCount,
+                    ["session_id"] = Hex(hello.SessionId),
+                    ["engine_id"] = Hex(hello.EngineId),
+                    ["host_id"] = Hex(hello.HostId),
                 };
             case (TransferOpcode.Hello, true):
                 var reply = TransferHelloReply.Parse(meta);
                 return new JsonObject
                 {
-                    ["auth_required"] = reply.AuthRequired, ["max_slice"] = reply.MaxSlice, ["engine_id"] = Hex(reply.EngineId),
+                    ["auth_required"] = reply.AuthRequired,
+                    ["max_slice"] = reply.MaxSlice,
+                    ["engine_id"] = Hex(reply.EngineId),
                     ["server_nonce"] = Convert.ToHexStringLower(reply.ServerNonce),
                 };
             case (TransferOpcode.Auth, false):
@@ -223,8 +229,13 @@ public sealed class TransferVectorTests
                 var w = WriteSlice.Parse(meta);
                 return new JsonObject
                 {
-                    ["advert_id"] = w.AdvertId, ["token"] = Hex(w.Token), ["window_offset"] = w.WindowOffset, ["transfer_length"] = w.TransferLength,
-                    ["slice_offset"] = w.SliceOffset, ["kv_tag"] = w.KvTag, ["kv_generation"] = w.KvGeneration,
+                    ["advert_id"] = w.AdvertId,
+                    ["token"] = Hex(w.Token),
+                    ["window_offset"] = w.WindowOffset,
+                    ["transfer_length"] = w.TransferLength,
+                    ["slice_offset"] = w.SliceOffset,
+                    ["kv_tag"] = w.KvTag,
+                    ["kv_generation"] = w.KvGeneration,
                     ["notif"] = Convert.ToHexStringLower(w.Notification.Span),
                 };
             case (TransferOpcode.Write, true):
@@ -238,7 +249,11 @@ public sealed class TransferVectorTests
                 var k = KvReady.Parse(meta);
                 return new JsonObject
                 {
-                    ["kv_tag"] = k.KvTag, ["kv_generation"] = k.KvGeneration, ["advert_id"] = k.AdvertId, ["token"] = Hex(k.Token), ["capacity"] = k.Capacity,
+                    ["kv_tag"] = k.KvTag,
+                    ["kv_generation"] = k.KvGeneration,
+                    ["advert_id"] = k.AdvertId,
+                    ["token"] = Hex(k.Token),
+                    ["capacity"] = k.Capacity,
                 };
             default:
                 throw new InvalidOperationException($"no metadata layout for {h.Opcode} reply={h.IsReply}");
