@@ -139,7 +139,8 @@ public sealed class TransferEngine : IDisposable
     {
         if (!_core.Regions.TryRemove(regionId, out var region))
             throw new TransferException(TransferError.UnknownId, $"no registered region {regionId} in this engine");
-        Retire(region, _core.Options.TransferTimeout);
+        if (!Retire(region, _core.Options.TransferTimeout))
+            throw new TransferException(TransferError.Timeout, $"region {regionId}: slices still in flight after its connections were closed; its memory stays pinned");
     }
 
     /// <summary>
@@ -243,26 +244,24 @@ public sealed class TransferEngine : IDisposable
     /// <summary>
     /// Sends <paramref name="data"/> as the next message of the kv buffer's tag: waits (up to the transfer
     /// timeout) for the peer's KV_READY with an unused generation, then writes into the peer's buffer.
-    /// <paramref name="data"/> is first copied into this side's registered buffer unless it starts there.
+    /// <paramref name="data"/> is first copied to the start of this side's registered buffer unless it already
+    /// starts there (no copy); the buffer must not be in use for a receive on the same tag meanwhile.
     /// Throws <see cref="TransferError.TooLarge"/> when it does not fit either buffer, <see cref="TransferError.Timeout"/>
     /// when the peer is not ready in time, or the write's failure; returns only when the message landed.
     /// </summary>
-    public async Task SendKvAsync(int kvId, ReadOnlyMemory<byte> data)
+    public Task SendKvAsync(int kvId, ReadOnlyMemory<byte> data)
     {
         var kv = GetKv(kvId);
-        if (data.IsEmpty) throw new TransferException(TransferError.InvalidArgument, "a two-sided message has at least 1 byte");
-        if (data.Length > kv.Region.Length)
-            throw new TransferException(TransferError.TooLarge, $"a message of {data.Length} bytes is larger than kv buffer {kvId} ({kv.Region.Length} bytes)");
-        var session = kv.Session;
-        var ready = await session.Kv.TakePeerReadyAsync(kv.Tag, _core.Options.TransferTimeout).ConfigureAwait(false);
-        if ((ulong)data.Length > ready.Capacity)
-            throw new TransferException(TransferError.TooLarge, $"a message of {data.Length} bytes does not fit the peer's buffer for tag {kv.Tag} ({ready.Capacity} bytes)", TransferStatus.TooLarge);
-        CopyIntoUnlessSame(data.Span, kv.Region);
-        var advert = new AdvertisementBlob(session.PeerEngineId, ready.AdvertId, ready.Token, ready.Capacity, 0);
-        await Initiator.StartWrite(_core, session, kv.Region, 0, data.Length, advert, default, kv.Tag, ready.KvGeneration).Task.ConfigureAwait(false);
+        Stage(kv, data.Span);
+        return SendStagedAsync(kv, data.Length);
     }
 
-    public void SendKv(int kvId, ReadOnlySpan<byte> data) => SendKvAsync(kvId, data.ToArray()).GetAwaiter().GetResult();
+    public void SendKv(int kvId, ReadOnlySpan<byte> data)
+    {
+        var kv = GetKv(kvId);
+        Stage(kv, data);
+        SendStagedAsync(kv, data.Length).GetAwaiter().GetResult();
+    }
 
     /// <summary>
     /// Waits (up to the transfer timeout) for a message on the kv buffer's tag and returns its length; its
@@ -303,7 +302,7 @@ public sealed class TransferEngine : IDisposable
         _core.Transfers.Dispose();
         foreach (var region in _core.Regions.All.ToList())
         {
-            if (_core.Regions.TryRemove(region.Id, out _)) Retire(region, TimeSpan.FromSeconds(5));
+            if (_core.Regions.TryRemove(region.Id, out _)) Retire(region, TimeSpan.FromSeconds(5));   // false leaves it pinned: never freed under a slice
         }
     }
 
@@ -387,25 +386,41 @@ public sealed class TransferEngine : IDisposable
         ? kv
         : throw new TransferException(TransferError.UnknownId, $"no kv buffer {kvId} in this engine");
 
-    private static unsafe void CopyIntoUnlessSame(ReadOnlySpan<byte> data, Region region)
+    /// <summary>Puts a message at the start of the kv buffer (no copy when it is already there).</summary>
+    private static unsafe void Stage(KvBuffer kv, ReadOnlySpan<byte> data)
     {
+        if (data.IsEmpty) throw new TransferException(TransferError.InvalidArgument, "a two-sided message has at least 1 byte");
+        if (data.Length > kv.Region.Length)
+            throw new TransferException(TransferError.TooLarge, $"a message of {data.Length} bytes is larger than kv buffer {kv.Id} ({kv.Region.Length} bytes)");
         fixed (byte* p = data)
         {
-            if ((nint)p != region.Address) data.CopyTo(region.Span(0, data.Length));
+            if ((nint)p != kv.Region.Address) data.CopyTo(kv.Region.Span(0, data.Length));
         }
     }
 
-    private void Retire(Region region, TimeSpan wait)
+    /// <summary>Writes the first <paramref name="length"/> bytes of the kv buffer into the peer's buffer of the same tag, once the peer is ready.</summary>
+    private async Task SendStagedAsync(KvBuffer kv, int length)
+    {
+        var session = kv.Session;
+        var ready = await session.Kv.TakePeerReadyAsync(kv.Tag, _core.Options.TransferTimeout).ConfigureAwait(false);
+        if ((ulong)length > ready.Capacity)
+            throw new TransferException(TransferError.TooLarge, $"a message of {length} bytes does not fit the peer's buffer for tag {kv.Tag} ({ready.Capacity} bytes)", TransferStatus.TooLarge);
+        var advert = new AdvertisementBlob(session.PeerEngineId, ready.AdvertId, ready.Token, ready.Capacity, 0);
+        await Initiator.StartWrite(_core, session, kv.Region, 0, length, advert, default, kv.Tag, ready.KvGeneration).Task.ConfigureAwait(false);
+    }
+
+    /// <summary>Withdraws a region, waits until no slice moves its bytes (closing the connections that still do after <paramref name="wait"/>) and unpins it; false when it stayed busy.</summary>
+    private bool Retire(Region region, TimeSpan wait)
     {
         _core.Adverts.WithdrawRegion(region);
         region.Withdraw();
         if (!region.WaitIdle(wait))
         {
             foreach (var s in region.BusySessions()) s.Close($"region {region.Id} was deregistered with slices in flight");
-            if (!region.WaitIdle(TimeSpan.FromSeconds(5)))
-                throw new TransferException(TransferError.Timeout, $"region {region.Id}: slices still in flight after its connections were closed; its memory stays pinned");
+            if (!region.WaitIdle(TimeSpan.FromSeconds(5))) return false;
         }
         region.Unpin();
+        return true;
     }
 
     private void ThrowIfDisposed()

@@ -26,7 +26,7 @@ public sealed class AuthTests
     public async Task A_key_mismatch_is_refused_and_the_target_keeps_no_connection(string? initiatorKey, string? targetKey, string reason)
     {
         using var a = TransferEngine.Start(new() { AuthKey = Key(initiatorKey) });
-        using var b = TransferEngine.Start(new() { AuthKey = Key(targetKey), HandshakeTimeout = TimeSpan.FromSeconds(1) });
+        using var b = TransferEngine.Start(new() { AuthKey = Key(targetKey) });
         var e = await Assert.ThrowsAsync<TransferException>(() => a.ConnectAsync("127.0.0.1", b.Port));
         Assert.Equal(TransferError.AuthFailed, e.Code);
         Assert.Contains(reason, e.Message);

@@ -128,6 +128,28 @@ public sealed partial class InteropTests
         }
     }
 
+    [Fact]
+    public async Task Deregister_of_a_region_with_a_write_in_flight_returns_only_after_the_write_ended()
+    {
+        using var engine = TransferEngine.Start(new() { TransferTimeout = TimeSpan.FromSeconds(2) });
+        using var peer = PeerProcess.StartDotnet("--region-bytes", $"{32 << 20}").WaitListening();
+        int conn = await engine.AddRemoteEndpointAsync(peer.Metadata).WaitAsync(EnginePair.Deadline);
+        var advert = (await new Inbox(engine, peer).NextAsync("advert:"))[7..];
+        Signal(peer, 19);
+        try
+        {
+            int src = engine.Register(new byte[32 << 20]);
+            var write = engine.WriteAsync(conn, src, 0, 32 << 20, advert);
+            await Task.Run(() => engine.Deregister(src)).WaitAsync(EnginePair.Deadline);
+            Assert.True(write.IsFaulted, "Deregister returned while the write from its region was still in flight");
+            Assert.Equal(TransferError.UnknownId, Assert.Throws<TransferException>(() => engine.RegionAddress(src)).Code);
+        }
+        finally
+        {
+            peer.Kill();
+        }
+    }
+
     private static string Sha(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
 
     private static void Signal(PeerProcess peer, int signal) =>

@@ -82,7 +82,7 @@ public sealed class RawFrameTests
     [Fact]
     public async Task An_incomplete_session_is_dropped_after_the_handshake_timeout()
     {
-        using var engine = TransferEngine.Start(new() { HandshakeTimeout = TimeSpan.FromMilliseconds(300) });
+        using var engine = TransferEngine.Start(new() { HandshakeTimeout = TimeSpan.FromSeconds(2) });
         using var lane = RawLane.Connect(engine.Port);
         lane.Join(RawLane.NewId(), index: 0, count: 2);
         Assert.True(lane.IsClosedByPeer(), "the half-joined session's lane was not closed");

@@ -1,5 +1,3 @@
-using System.Net.Sockets;
-
 namespace Kvasir.Transfer.Internal;
 
 /// <summary>
@@ -94,7 +92,7 @@ internal sealed class LaneWorker
             }
             sender.Flush();
         }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException or InvalidOperationException)
+        catch (Exception e)   // anything a send throws ends the lane, never the worker thread (and so the process)
         {
             lane.Session.Close($"lane {lane.Index}: send failed ({e.Message})");
         }

@@ -122,7 +122,7 @@ internal sealed class Listener : IDisposable
             var (opcode, requestId) = TransferFrameHeader.Peek(header);
             await RefuseAsync(lane, opcode, requestId, e.Status).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is SocketException or EndOfStreamException or OperationCanceledException or ObjectDisposedException)
+        catch (Exception)   // a lane that broke during its handshake (reset, timeout, shutdown) is just dropped
         {
             lane.Dispose();
         }
