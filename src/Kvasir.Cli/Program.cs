@@ -12,6 +12,8 @@ const string Usage = """
       status    a cluster's nodes (or one node): state, capacity, use, keys, hit ratio
       bench     load generator against a running node
       stats demo|summary|visualize|export   access statistics files: synthetic workload, summary, PNG plots, a node's export
+      transfer-peer   the scripted transfer engine peer (docs/transfer.md § Interop peer)
+      transfer-bench  transfer engine throughput and latency over loopback, by message size and lane count
     kvasir VERB --help for the verb's options.
     """;
 
@@ -39,6 +41,8 @@ if (rest.Contains("--help") || rest.Contains("-h"))
         "status" => StatusCommand.Help,
         "config" => ConfigCommand.Help,
         "stats" => StatsCommand.Help,
+        "transfer-peer" => TransferPeerCommand.Help,
+        "transfer-bench" => TransferBenchCommand.Help,
         "put" or "get" or "exists" or "rm" or "ping" => ClientCommands.Help,
         _ => Usage,
     });
@@ -53,6 +57,8 @@ try
         "status" => await StatusCommand.RunAsync(rest),
         "config" => ConfigCommand.Run(rest),
         "admin-token" => ConfigCommand.AdminToken(rest),
+        "transfer-peer" => await TransferPeerCommand.RunAsync(rest),
+        "transfer-bench" => await TransferBenchCommand.RunAsync(rest),
         "stats" when StatsCommand.IsSubcommand(rest) => await StatsCommand.RunAsync(rest),
         "put" or "get" or "exists" or "rm" or "stats" or "ping" => await ClientCommands.RunAsync(verb, rest),
         _ => throw new UsageException($"unknown verb '{verb}' (try kvasir --help)"),

@@ -97,12 +97,7 @@ public sealed partial class GatherSender(Socket socket)
                     await SendOneAsync(first++, ct).ConfigureAwait(false);   // waits for room
                     continue;
                 }
-                while (sent > 0)
-                {
-                    ref var s = ref _segments[first];
-                    if ((ulong)sent >= s.Length) { sent -= (long)s.Length; first++; }
-                    else { s.Base += (nint)sent; s.Length -= (nuint)sent; sent = 0; }
-                }
+                first = Advance(first, sent);
             }
         }
         finally
@@ -110,6 +105,59 @@ public sealed partial class GatherSender(Socket socket)
             if (_pinned) Unpin();
             _count = 0;
         }
+    }
+
+    /// <summary>
+    /// Blocking form of <see cref="FlushAsync"/>, for a dedicated writer thread: sends every queued
+    /// segment, in order, completely, waiting for socket-buffer room on the calling thread.
+    /// </summary>
+    public void Flush()
+    {
+        int first = 0;
+        try
+        {
+            while (first < _count)
+            {
+                if (!OperatingSystem.IsLinux())
+                {
+                    SendOneBlocking(first++);
+                    continue;
+                }
+                long sent = Send(first, out int errno);
+                if (sent < 0)
+                {
+                    if (errno == EINTR) continue;
+                    if (errno != EAGAIN) throw new SocketException(errno);
+                    SendOneBlocking(first++);   // waits for room
+                    continue;
+                }
+                first = Advance(first, sent);
+            }
+        }
+        finally
+        {
+            if (_pinned) Unpin();
+            _count = 0;
+        }
+    }
+
+    /// <summary>Drops the first <paramref name="sent"/> bytes from the queued segments; returns the first segment with bytes left.</summary>
+    private int Advance(int first, long sent)
+    {
+        while (sent > 0)
+        {
+            ref var s = ref _segments[first];
+            if ((ulong)sent >= s.Length) { sent -= (long)s.Length; first++; }
+            else { s.Base += (nint)sent; s.Length -= (nuint)sent; sent = 0; }
+        }
+        return first;
+    }
+
+    private unsafe void SendOneBlocking(int index)
+    {
+        var s = _segments[index];
+        var rest = new ReadOnlySpan<byte>((void*)s.Base, checked((int)s.Length));
+        while (!rest.IsEmpty) rest = rest[socket.Send(rest, SocketFlags.None)..];
     }
 
     private void Unpin()

@@ -24,19 +24,7 @@ public readonly record struct FrameHeader(
 
     /// <summary>Writes the header into the first 32 bytes of <paramref name="destination"/>.</summary>
     public void Write(Span<byte> destination)
-    {
-        if (destination.Length < ProtocolLimits.HeaderSize)
-            throw new ArgumentException("destination is shorter than a frame header", nameof(destination));
-        BinaryPrimitives.WriteUInt32LittleEndian(destination, Magic);
-        destination[4] = Version;
-        destination[5] = (byte)Opcode;
-        BinaryPrimitives.WriteUInt16LittleEndian(destination[6..], (ushort)Flags);
-        BinaryPrimitives.WriteUInt64LittleEndian(destination[8..], RequestId);
-        BinaryPrimitives.WriteUInt16LittleEndian(destination[16..], (ushort)Status);
-        BinaryPrimitives.WriteUInt16LittleEndian(destination[18..], 0);
-        BinaryPrimitives.WriteUInt32LittleEndian(destination[20..], checked((uint)MetaLength));
-        BinaryPrimitives.WriteUInt64LittleEndian(destination[24..], checked((ulong)PayloadLength));
-    }
+        => HeaderLayout.Write(destination, Magic, Version, (byte)Opcode, (ushort)Flags, RequestId, (ushort)Status, MetaLength, PayloadLength);
 
     /// <summary>
     /// Parses and validates a header. Throws <see cref="ProtocolException"/> with BadFrame for a
@@ -67,5 +55,27 @@ public readonly record struct FrameHeader(
             (int)meta,
             (long)payload,
             version);
+    }
+}
+
+/// <summary>
+/// The 32-byte header layout the cache node's frames and the transfer engine's frames share; each
+/// protocol has its own magic, opcodes and statuses on top of it.
+/// </summary>
+internal static class HeaderLayout
+{
+    public static void Write(Span<byte> destination, uint magic, byte version, byte opcode, ushort flags, ulong requestId, ushort status, int metaLength, long payloadLength)
+    {
+        if (destination.Length < ProtocolLimits.HeaderSize)
+            throw new ArgumentException("destination is shorter than a frame header", nameof(destination));
+        BinaryPrimitives.WriteUInt32LittleEndian(destination, magic);
+        destination[4] = version;
+        destination[5] = opcode;
+        BinaryPrimitives.WriteUInt16LittleEndian(destination[6..], flags);
+        BinaryPrimitives.WriteUInt64LittleEndian(destination[8..], requestId);
+        BinaryPrimitives.WriteUInt16LittleEndian(destination[16..], status);
+        BinaryPrimitives.WriteUInt16LittleEndian(destination[18..], 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(destination[20..], checked((uint)metaLength));
+        BinaryPrimitives.WriteUInt64LittleEndian(destination[24..], checked((ulong)payloadLength));
     }
 }

@@ -98,4 +98,22 @@ public class AuthHandshakeTests
         Assert.Equal(ProtocolLimits.NonceBytes, a.Length);
         Assert.NotEqual(a, b);
     }
+
+    [Fact]
+    public void Transfer_labels_give_other_proofs_than_the_nodes_and_the_node_overloads_use_the_node_labels()
+    {
+        Assert.Equal(AuthHandshake.ClientProof(Key, ServerNonce, ClientNonce), AuthHandshake.ClientProof(AuthLabels.Node, Key, ServerNonce, ClientNonce));
+        Assert.Equal(AuthHandshake.ServerProof(Key, ServerNonce, ClientNonce), AuthHandshake.ServerProof(AuthLabels.Node, Key, ServerNonce, ClientNonce));
+        Assert.False(AuthHandshake.ProofsEqual(
+            AuthHandshake.ClientProof(AuthLabels.Node, Key, ServerNonce, ClientNonce),
+            AuthHandshake.ClientProof(AuthLabels.Transfer, Key, ServerNonce, ClientNonce)));
+        var message = "KVASIR-XFER-1/server"u8.ToArray().Concat(ServerNonce).Concat(ClientNonce).ToArray();
+        Assert.Equal(System.Security.Cryptography.HMACSHA256.HashData(Key, message), AuthHandshake.ServerProof(AuthLabels.Transfer, Key, ServerNonce, ClientNonce));
+    }
+
+    [Fact]
+    public void Labels_that_are_equal_are_refused()
+    {
+        Assert.Throws<ArgumentException>(() => new AuthLabels("X/1", "X/1"));
+    }
 }

@@ -1,0 +1,143 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Kvasir.Transfer;
+
+namespace Kvasir.Cli;
+
+/// <summary>
+/// <c>kvasir transfer-bench</c>: two transfer engines in this process, connected over loopback; for every
+/// message size and lane count, one-sided writes (or reads) of that size back to back with a number in
+/// flight, timed one by one. Prints a table of medians and p99 per cell (or JSON lines).
+/// </summary>
+public static class TransferBenchCommand
+{
+    public const string Help = """
+        kvasir transfer-bench [options]   transfer engine throughput and latency over loopback (two engines in this process)
+
+          --sizes SIZES         message sizes                                  default 4KiB,64KiB,1MiB,16MiB,64MiB,256MiB
+          --lanes NS            lanes per connection (one worker thread each)  default 1,2,4,8
+          --nconn-per-cpu N     lanes per worker thread (lanes / N workers)    default 1
+          --op OP               write | read                                   default write
+          --inflight N          transfers in flight at once                    default 1
+          --duration SEC        measured time per cell                         default 3
+          --min-iterations N    at least this many transfers per cell          default 5
+          --slice-bytes N       slice size                                     default 1MiB
+          --no-verify           do not check the last transfer's bytes
+          --json                one JSON object per cell
+
+        Latency is one transfer from start to its last acknowledgement; GiB/s (p50) is size / median latency
+        (one in flight); GiB/s (wall) and msgs/s count every transfer over the cell's wall time.
+        """;
+
+    private static readonly string[] ValueOptions = ["sizes", "lanes", "nconn-per-cpu", "op", "inflight", "duration", "min-iterations", "slice-bytes"];
+
+    public static async Task<int> RunAsync(IReadOnlyList<string> args)
+    {
+        var cl = CommandLine.Parse(args, ValueOptions, ["no-verify", "json"]);
+        if (cl.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cl.Positionals[0]}'");
+        var sizes = cl.Get("sizes", "4KiB,64KiB,1MiB,16MiB,64MiB,256MiB").Split(',').Select(s => ParseSize(s)).ToArray();
+        var lanes = cl.Get("lanes", "1,2,4,8").Split(',').Select(s => int.TryParse(s, out int n) && n is >= 1 and <= 256 ? n : throw new UsageException($"--lanes: '{s}' is not 1..256")).ToArray();
+        int perCpu = cl.Int("nconn-per-cpu", 1, 1, 64);
+        if (lanes.Any(l => l % perCpu != 0)) throw new UsageException($"--lanes: every lane count must be a multiple of --nconn-per-cpu {perCpu}");
+        string op = cl.Get("op", "write");
+        if (op is not ("write" or "read")) throw new UsageException($"--op: '{op}' is not write or read");
+        int inflight = cl.Int("inflight", 1, 1, 64);
+        double duration = cl.Double("duration", 3);
+        int minIterations = cl.Int("min-iterations", 5, 1, 1_000_000);
+        int slice = checked((int)cl.Size("slice-bytes", 1 << 20));
+        bool json = cl.Has("json");
+        long largest = sizes.Max();
+        var src = new byte[largest * inflight];
+        var dst = new byte[largest * inflight];
+        for (long i = 0; i < src.Length; i++) src[i] = (byte)(i * 131 % 251);
+        if (!json)
+            Console.WriteLine($"{"op",-6}{"size",10}{"lanes",6}{"n",7}{"p50 ms",10}{"p99 ms",10}{"GiB/s p50",11}{"GiB/s wall",11}{"msgs/s",10}");
+        foreach (int laneCount in lanes)
+        {
+            var options = new TransferEngineOptions { Ncpus = laneCount / perCpu, NconnPerCpu = perCpu, SliceBytes = slice };
+            using var a = TransferEngine.Start(options);
+            using var b = TransferEngine.Start(options);
+            var accepting = b.AcceptAsync();
+            int conn = await a.ConnectAsync("127.0.0.1", b.Port);
+            int peerConn = (await accepting).ConnId;
+            int srcRegion = a.Register(src), dstRegion = b.Register(dst);
+            foreach (long size in sizes)
+            {
+                var windows = Enumerable.Range(0, inflight).Select(i => (ReadOnlyMemory<byte>)b.Advertise(peerConn, dstRegion, i * size, size)).ToArray();
+                Func<int, Task> transfer = op == "write"
+                    ? i => a.WriteAsync(conn, srcRegion, i * size, size, windows[i])
+                    : i => a.ReadAsync(conn, srcRegion, i * size, size, windows[i]);
+                if (op == "read") Array.Copy(src, dst, dst.Length);
+                await transfer(0);   // warm-up
+                var (latencies, wall) = await MeasureAsync(transfer, inflight, TimeSpan.FromSeconds(duration), minIterations);
+                if (!cl.Has("no-verify") && !src.AsSpan(0, (int)Math.Min(size, int.MaxValue)).SequenceEqual(dst.AsSpan(0, (int)Math.Min(size, int.MaxValue))))
+                    throw new InvalidOperationException($"bytes differ after {op}s of {size} bytes on {laneCount} lanes");
+                Report(json, op, size, laneCount, latencies, wall);
+            }
+        }
+        return 0;
+    }
+
+    /// <summary>Runs <paramref name="inflight"/> loops of back-to-back transfers until the duration and iteration count are both met.</summary>
+    private static async Task<(List<double> LatenciesMs, TimeSpan Wall)> MeasureAsync(Func<int, Task> transfer, int inflight, TimeSpan duration, int minIterations)
+    {
+        var latencies = new List<double>();
+        var wall = Stopwatch.StartNew();
+        int started = 0;
+        await Task.WhenAll(Enumerable.Range(0, inflight).Select(async slot =>
+        {
+            while (wall.Elapsed < duration || Volatile.Read(ref started) < minIterations)
+            {
+                Interlocked.Increment(ref started);
+                long t0 = Stopwatch.GetTimestamp();
+                await transfer(slot);
+                double ms = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+                lock (latencies) latencies.Add(ms);
+            }
+        }));
+        return (latencies, wall.Elapsed);
+    }
+
+    private static void Report(bool json, string op, long size, int lanes, List<double> latencies, TimeSpan wall)
+    {
+        latencies.Sort();
+        double p50 = Percentile(latencies, 0.50), p99 = Percentile(latencies, 0.99);
+        double gibP50 = size / (p50 / 1000) / (1 << 30);
+        double gibWall = (double)size * latencies.Count / wall.TotalSeconds / (1 << 30);
+        double rate = latencies.Count / wall.TotalSeconds;
+        if (json)
+        {
+            Console.WriteLine(new JsonObject
+            {
+                ["op"] = op,
+                ["size"] = size,
+                ["lanes"] = lanes,
+                ["n"] = latencies.Count,
+                ["p50_ms"] = p50,
+                ["p99_ms"] = p99,
+                ["gib_s_p50"] = gibP50,
+                ["gib_s_wall"] = gibWall,
+                ["msgs_s"] = rate,
+            }.ToJsonString());
+            return;
+        }
+        var c = CultureInfo.InvariantCulture;
+        Console.WriteLine(string.Format(c, "{0,-6}{1,10}{2,6}{3,7}{4,10:0.000}{5,10:0.000}{6,11:0.00}{7,11:0.00}{8,10:0}", op, Human(size), lanes, latencies.Count, p50, p99, gibP50, gibWall, rate));
+    }
+
+    /// <summary>Nearest-rank percentile of sorted values.</summary>
+    private static double Percentile(List<double> sorted, double p) => sorted[Math.Clamp((int)Math.Ceiling(p * sorted.Count) - 1, 0, sorted.Count - 1)];
+
+    private static string Human(long size) => size >= 1 << 20 && size % (1 << 20) == 0 ? $"{size >> 20}MiB" : size >= 1 << 10 && size % (1 << 10) == 0 ? $"{size >> 10}KiB" : $"{size}B";
+
+    private static long ParseSize(string s)
+    {
+        try
+        {
+            long n = ByteSize.Parse(s);
+            return n is >= 1 and <= 1L << 30 ? n : throw new UsageException($"--sizes: {s} is outside 1 B..1 GiB");
+        }
+        catch (FormatException e) { throw new UsageException($"--sizes: {e.Message}"); }
+    }
+}

@@ -1,0 +1,109 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace Kvasir.Protocol.Transfer;
+
+/// <summary>The shared-memory extension of an advertisement: the file holding the region and where the window starts in it.</summary>
+public sealed record ShmExtension(string Path, ulong FileOffset);
+
+/// <summary>
+/// The advertisement blob (64 bytes, plus the shared-memory extension when flag bit 0 is set) that a
+/// target hands to the application for the initiator (docs/transfer.md § Regions and advertisements).
+/// <see cref="Parse"/> throws <see cref="FormatException"/> with the reason for a blob of the wrong
+/// length, magic, version, flags or reserved field.
+/// </summary>
+public sealed record AdvertisementBlob(UInt128 EngineId, ulong AdvertId, UInt128 Token, ulong Size, ulong Ptr, ShmExtension? Shm = null)
+{
+    public const int BaseSize = 64;
+
+    /// <summary>The magic "KVXA" read as a little-endian integer.</summary>
+    public const uint Magic = 0x4158564B;
+
+    public byte[] ToBytes()
+    {
+        byte[] path = Shm is null ? [] : Encoding.UTF8.GetBytes(Shm.Path);
+        if (path.Length > ushort.MaxValue) throw new ArgumentException("the shared-memory path is longer than 65,535 bytes");
+        var d = new byte[BaseSize + (Shm is null ? 0 : 2 + path.Length + 8)];
+        BinaryPrimitives.WriteUInt32LittleEndian(d, Magic);
+        d[4] = TransferLimits.Version;
+        d[5] = Shm is null ? (byte)0 : (byte)1;
+        Fields.Id(d, 8, EngineId);
+        BinaryPrimitives.WriteUInt64LittleEndian(d.AsSpan(24), AdvertId);
+        Fields.Id(d, 32, Token);
+        BinaryPrimitives.WriteUInt64LittleEndian(d.AsSpan(48), Size);
+        BinaryPrimitives.WriteUInt64LittleEndian(d.AsSpan(56), Ptr);
+        if (Shm is not null)
+        {
+            BinaryPrimitives.WriteUInt16LittleEndian(d.AsSpan(64), (ushort)path.Length);
+            path.CopyTo(d, 66);
+            BinaryPrimitives.WriteUInt64LittleEndian(d.AsSpan(66 + path.Length), Shm.FileOffset);
+        }
+        return d;
+    }
+
+    public static AdvertisementBlob Parse(ReadOnlySpan<byte> b)
+    {
+        if (b.Length < BaseSize) throw new FormatException($"advertisement blob is {b.Length} bytes, expected at least {BaseSize}");
+        if (BinaryPrimitives.ReadUInt32LittleEndian(b) != Magic) throw new FormatException("advertisement blob has a bad magic (expected \"KVXA\")");
+        if (b[4] != TransferLimits.Version) throw new FormatException($"advertisement blob version {b[4]} is not 1");
+        if ((b[5] & ~1) != 0) throw new FormatException($"advertisement blob has unknown flag bits 0x{b[5]:x2}");
+        if (BinaryPrimitives.ReadUInt16LittleEndian(b[6..]) != 0) throw new FormatException("advertisement blob reserved field is not zero");
+        ShmExtension? shm = null;
+        if ((b[5] & 1) != 0)
+        {
+            if (b.Length < BaseSize + 2) throw new FormatException("advertisement blob is missing its shared-memory extension");
+            int pathLength = BinaryPrimitives.ReadUInt16LittleEndian(b[64..]);
+            if (b.Length != BaseSize + 2 + pathLength + 8)
+                throw new FormatException($"advertisement blob is {b.Length} bytes, its shared-memory extension says {BaseSize + 2 + pathLength + 8}");
+            shm = new ShmExtension(Encoding.UTF8.GetString(b.Slice(66, pathLength)), BinaryPrimitives.ReadUInt64LittleEndian(b[(66 + pathLength)..]));
+        }
+        else if (b.Length != BaseSize)
+        {
+            throw new FormatException($"advertisement blob is {b.Length} bytes, expected {BaseSize}");
+        }
+        return new(Fields.Id(b, 8), BinaryPrimitives.ReadUInt64LittleEndian(b[24..]), Fields.Id(b, 32),
+            BinaryPrimitives.ReadUInt64LittleEndian(b[48..]), BinaryPrimitives.ReadUInt64LittleEndian(b[56..]), shm);
+    }
+}
+
+/// <summary>
+/// The endpoint blob (40 bytes) of <c>get_metadata()</c>: where an engine listens and its engine id.
+/// <see cref="Parse"/> throws <see cref="FormatException"/> with the reason.
+/// </summary>
+public sealed record EndpointBlob(IPAddress Address, ushort Port, UInt128 EngineId)
+{
+    public const int Size = 40;
+
+    /// <summary>The magic "KVXE" read as a little-endian integer.</summary>
+    public const uint Magic = 0x4558564B;
+
+    public byte[] ToBytes()
+    {
+        var d = new byte[Size];
+        BinaryPrimitives.WriteUInt32LittleEndian(d, Magic);
+        d[4] = TransferLimits.Version;
+        var address = Address.IsIPv4MappedToIPv6 ? Address.MapToIPv4() : Address;
+        d[5] = address.AddressFamily == AddressFamily.InterNetworkV6 ? (byte)6 : (byte)4;
+        BinaryPrimitives.WriteUInt16LittleEndian(d.AsSpan(6), Port);
+        address.GetAddressBytes().CopyTo(d, 8);
+        Fields.Id(d, 24, EngineId);
+        return d;
+    }
+
+    public static EndpointBlob Parse(ReadOnlySpan<byte> b)
+    {
+        if (b.Length != Size) throw new FormatException($"endpoint blob is {b.Length} bytes, expected {Size}");
+        if (BinaryPrimitives.ReadUInt32LittleEndian(b) != Magic) throw new FormatException("endpoint blob has a bad magic (expected \"KVXE\")");
+        if (b[4] != TransferLimits.Version) throw new FormatException($"endpoint blob version {b[4]} is not 1");
+        var address = b[5] switch
+        {
+            4 when !b.Slice(12, 12).ContainsAnyExcept((byte)0) => new IPAddress(b.Slice(8, 4)),
+            4 => throw new FormatException("endpoint blob: an IPv4 address must leave bytes 12..23 zero"),
+            6 => new IPAddress(b.Slice(8, 16)),
+            _ => throw new FormatException($"endpoint blob address family {b[5]} is neither 4 nor 6"),
+        };
+        return new(address, BinaryPrimitives.ReadUInt16LittleEndian(b[6..]), Fields.Id(b, 24));
+    }
+}

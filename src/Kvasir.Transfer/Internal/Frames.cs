@@ -1,0 +1,25 @@
+using Kvasir.Protocol.Transfer;
+
+namespace Kvasir.Transfer.Internal;
+
+/// <summary>Builds the head (header and metadata) of an outgoing frame as one small array.</summary>
+internal static class Frames
+{
+    public delegate int MetaWriter(Span<byte> destination);
+
+    public static byte[] Build(TransferFrameHeader header, ReadOnlySpan<byte> meta)
+    {
+        var head = new byte[TransferLimits.HeaderSize + meta.Length];
+        (header with { MetaLength = meta.Length }).Write(head);
+        meta.CopyTo(head.AsSpan(TransferLimits.HeaderSize));
+        return head;
+    }
+
+    public static byte[] Build(TransferFrameHeader header, int metaLength, MetaWriter writeMeta)
+    {
+        var head = new byte[TransferLimits.HeaderSize + metaLength];
+        (header with { MetaLength = metaLength }).Write(head);
+        writeMeta(head.AsSpan(TransferLimits.HeaderSize));
+        return head;
+    }
+}

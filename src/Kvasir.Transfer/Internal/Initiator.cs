@@ -1,0 +1,101 @@
+using Kvasir.Protocol.Transfer;
+
+namespace Kvasir.Transfer.Internal;
+
+/// <summary>
+/// The initiator's side of transfers: cuts a write or read into slices of at most the session's
+/// <c>max_slice</c>, deals them round-robin over the lanes and ties every slice to one
+/// <see cref="TransferOp"/>. Write payloads are sent straight from the local region and read replies
+/// land straight in it; the region is held (<see cref="Region.TryAcquire"/>) per slice until its reply.
+/// </summary>
+internal static class Initiator
+{
+    public static AdvertisementBlob ParseAdvertisement(Session session, ReadOnlySpan<byte> blob)
+    {
+        AdvertisementBlob advert;
+        try { advert = AdvertisementBlob.Parse(blob); }
+        catch (FormatException e) { throw new TransferException(TransferError.BadBlob, e.Message); }
+        if (advert.EngineId != session.PeerEngineId)
+            throw new TransferException(TransferError.BadBlob, $"the advertisement was made by another engine than the peer of connection {session.ConnId}");
+        return advert;
+    }
+
+    public static void CheckLocalRange(Region region, long offset, long length)
+    {
+        if (length < 1) throw new TransferException(TransferError.InvalidArgument, $"a transfer moves at least 1 byte, not {length}");
+        if (!region.Contains(offset, length))
+            throw new TransferException(TransferError.InvalidArgument, $"[{offset}, {offset}+{length}) is outside region {region.Id} of {region.Length} bytes");
+    }
+
+    public static TransferOp StartWrite(EngineCore core, Session session, Region region, long offset, long length, AdvertisementBlob advert,
+        ReadOnlySpan<byte> notification, ulong kvTag = 0, uint kvGeneration = 0)
+    {
+        if (notification.Length > TransferLimits.MaxNotificationBytes)
+            throw new TransferException(TransferError.TooLarge, $"a notification is at most {TransferLimits.MaxNotificationBytes} bytes, not {notification.Length}");
+        byte[] notif = notification.ToArray();
+        return StartSliced(core, session, region, offset, length, advert, TransferOpcode.Write, (id, at, n) =>
+        {
+            var w = new WriteSlice(advert.AdvertId, advert.Token, 0, (ulong)length, (ulong)at, kvTag, kvGeneration, at == 0 ? notif : default);
+            return Frames.Build(TransferFrameHeader.Request(TransferOpcode.Write, id, w.Size, n), w.Size, w.Write);
+        });
+    }
+
+    public static TransferOp StartRead(EngineCore core, Session session, Region region, long offset, long length, AdvertisementBlob advert) =>
+        StartSliced(core, session, region, offset, length, advert, TransferOpcode.Read, (id, at, n) =>
+        {
+            var r = new ReadSlice(advert.AdvertId, advert.Token, (ulong)at, (ulong)n);
+            return Frames.Build(TransferFrameHeader.Request(TransferOpcode.Read, id, ReadSlice.Size), ReadSlice.Size, r.Write);
+        });
+
+    /// <summary>Cuts a write or read into slices of the session's send size and queues them round-robin; <paramref name="head"/> builds a slice's frame head.</summary>
+    private static TransferOp StartSliced(EngineCore core, Session session, Region region, long offset, long length, AdvertisementBlob advert,
+        TransferOpcode opcode, Func<ulong, long, int, byte[]> head)
+    {
+        CheckLocalRange(region, offset, length);
+        string what = opcode == TransferOpcode.Write ? "write" : "read";
+        if ((ulong)length > advert.Size)
+            throw new TransferException(TransferError.OutOfBounds, $"a {what} of {length} bytes does not fit the advertised window of {advert.Size} bytes");
+        int slice = session.SendSlice;
+        int count = checked((int)((length + slice - 1) / slice));
+        var op = core.Transfers.Start($"{what} of {length} bytes on connection {session.ConnId}", count, core.Options.TransferTimeout, session);
+        bool hasPayload = opcode == TransferOpcode.Write;
+        for (int i = 0; i < count; i++)
+        {
+            long at = (long)i * slice;
+            int n = (int)Math.Min(slice, length - at);
+            if (!Send(session, region, op, head(op.Id, at, n), opcode, (ulong)at, region.Address + (nint)(offset + at), n, hasPayload)) break;
+        }
+        return op;
+    }
+
+    /// <summary>A request of one frame without payload (NOTIFY, KV_READY), acknowledged by its reply.</summary>
+    public static TransferOp StartControl(EngineCore core, Session session, TransferOpcode opcode, string what, ReadOnlySpan<byte> meta)
+    {
+        var op = core.Transfers.Start($"{what} on connection {session.ConnId}", 1, core.Options.TransferTimeout, session);
+        var lane = session.NextLane();
+        var head = Frames.Build(TransferFrameHeader.Request(opcode, op.Id, meta.Length), meta);
+        var pending = new PendingSlice(op, opcode, 0, 0, 0, null, session, hasPayload: false);
+        if (!lane.SendRequest(new OutFrame(lane, head), pending)) Lost(session, op);
+        return op;
+    }
+
+    private static bool Send(Session session, Region region, TransferOp op, byte[] head, TransferOpcode opcode, ulong sliceOffset, nint local, int length, bool hasPayload)
+    {
+        if (!region.TryAcquire(session))
+        {
+            op.Fail(TransferError.InvalidArgument, $"region {region.Id} was deregistered");
+            return false;
+        }
+        var lane = session.NextLane();
+        var pending = new PendingSlice(op, opcode, sliceOffset, hasPayload ? 0 : local, length, region, session, hasPayload);
+        var frame = hasPayload ? new OutFrame(lane, head, local, length, pending.Release) : new OutFrame(lane, head);
+        if (lane.SendRequest(frame, pending)) return true;
+        pending.Release();
+        if (hasPayload) pending.Release();
+        Lost(session, op);
+        return false;
+    }
+
+    private static void Lost(Session session, TransferOp op) =>
+        op.Fail(TransferError.ConnectionLost, $"connection {session.ConnId} is closed: {session.ClosedReason}");
+}

@@ -1,0 +1,226 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Threading.Channels;
+using Kvasir.Net;
+using Kvasir.Protocol;
+using Kvasir.Protocol.Transfer;
+
+namespace Kvasir.Transfer.Internal;
+
+/// <summary>
+/// The target side of connecting: accepts lanes, runs each one's HELLO (and AUTH when the engine has a
+/// key) within the handshake timeout, puts joined lanes together by session id and, when all
+/// <c>lane_count</c> lanes joined, starts the session and hands it to <c>Accept</c>. A lane that does not
+/// fit its session, a request before HELLO or before AUTH, a wrong proof or a bad frame is answered with
+/// its status and closed; a session not complete within the handshake timeout is dropped with its lanes.
+/// </summary>
+internal sealed class Listener : IDisposable
+{
+    private readonly EngineCore _core;
+    private readonly Socket _socket;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Dictionary<UInt128, PendingSession> _pending = [];
+    private readonly Channel<AcceptedConnection> _accepted = Channel.CreateUnbounded<AcceptedConnection>();
+
+    private sealed class PendingSession(TransferHelloRequest first, IPEndPoint remote)
+    {
+        public TransferHelloRequest First { get; } = first;
+        public IPEndPoint Remote { get; } = remote;
+        public bool[] Reserved { get; } = new bool[first.LaneCount];
+        public (Socket Socket, BufferedReceiver Receiver)[] Joined { get; } = new (Socket, BufferedReceiver)[first.LaneCount];
+        public int JoinedCount { get; set; }
+    }
+
+    public Listener(EngineCore core, IPAddress address, int port)
+    {
+        _core = core;
+        _socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            _socket.Bind(new IPEndPoint(address, port));
+            _socket.Listen(512);
+        }
+        catch (SocketException e)
+        {
+            _socket.Dispose();
+            throw new TransferException(TransferError.InvalidArgument, $"cannot listen on {address}:{port}: {e.Message}");
+        }
+        Port = ((IPEndPoint)_socket.LocalEndPoint!).Port;
+        _ = Task.Run(AcceptLoopAsync);
+    }
+
+    public int Port { get; }
+
+    public ChannelReader<AcceptedConnection> Accepted => _accepted.Reader;
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _socket.Dispose();
+        _accepted.Writer.TryComplete();
+        lock (_pending)
+        {
+            foreach (var p in _pending.Values) CloseJoined(p);
+            _pending.Clear();
+        }
+    }
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket lane;
+            try { lane = await _socket.AcceptAsync(_stop.Token).ConfigureAwait(false); }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException) { return; }
+            catch (SocketException) { continue; }   // a connection reset before it was accepted
+            lane.NoDelay = true;
+            _ = Task.Run(() => HandshakeAsync(lane));
+        }
+    }
+
+    private async Task HandshakeAsync(Socket lane)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+        timeout.CancelAfter(_core.Options.HandshakeTimeout);
+        var ct = timeout.Token;
+        var receiver = new BufferedReceiver(lane);
+        var header = new byte[TransferLimits.HeaderSize];
+        try
+        {
+            if (!await receiver.ReadExactAsync(header, ct).ConfigureAwait(false)) { lane.Dispose(); return; }
+            var (hello, helloHeader) = await ReadRequestAsync(receiver, header, ct).ConfigureAwait(false);
+            if (helloHeader.Opcode != TransferOpcode.Hello)
+                throw new RefusedException(helloHeader, TransferStatus.BadSession, "a request before HELLO");
+            var request = TransferHelloRequest.Parse(hello);
+            if (request.ProtocolVersion != TransferLimits.Version)
+                throw new RefusedException(helloHeader, TransferStatus.UnsupportedVersion, $"protocol version {request.ProtocolVersion}");
+            var pending = Reserve(request, (IPEndPoint)lane.RemoteEndPoint!, helloHeader);
+            var nonce = _core.Key is null ? new byte[TransferLimits.NonceBytes] : AuthHandshake.NewNonce();
+            var reply = new TransferHelloReply(_core.Key is not null, (uint)_core.MaxSlice, _core.EngineId, nonce);
+            await SendAsync(lane, TransferFrameHeader.Reply(TransferOpcode.Hello, helloHeader.RequestId, TransferStatus.Ok), TransferHelloReply.Size, reply.Write, ct).ConfigureAwait(false);
+            if (_core.Key is { } key)
+            {
+                if (!await receiver.ReadExactAsync(header, ct).ConfigureAwait(false)) { lane.Dispose(); return; }
+                var (auth, authHeader) = await ReadRequestAsync(receiver, header, ct).ConfigureAwait(false);
+                if (authHeader.Opcode != TransferOpcode.Auth)
+                    throw new RefusedException(authHeader, TransferStatus.AuthRequired, $"{authHeader.Opcode} before AUTH");
+                var proof = TransferAuthRequest.Parse(auth);
+                if (!AuthHandshake.ProofsEqual(AuthHandshake.ClientProof(AuthLabels.Transfer, key, nonce, proof.ClientNonce), proof.ClientProof))
+                    throw new RefusedException(authHeader, TransferStatus.AuthFailed, "wrong client proof");
+                var serverProof = AuthHandshake.ServerProof(AuthLabels.Transfer, key, nonce, proof.ClientNonce);
+                await SendAsync(lane, TransferFrameHeader.Reply(TransferOpcode.Auth, authHeader.RequestId, TransferStatus.Ok), serverProof.Length,
+                    d => { serverProof.CopyTo(d); return serverProof.Length; }, ct).ConfigureAwait(false);
+            }
+            Join(pending, request.LaneIndex, lane, receiver);
+        }
+        catch (RefusedException r)
+        {
+            await RefuseAsync(lane, r.Opcode, r.RequestId, r.Status).ConfigureAwait(false);
+        }
+        catch (TransferProtocolException e)
+        {
+            var (opcode, requestId) = TransferFrameHeader.Peek(header);
+            await RefuseAsync(lane, opcode, requestId, e.Status).ConfigureAwait(false);
+        }
+        catch (Exception)   // a lane that broke during its handshake (reset, timeout, shutdown) is just dropped
+        {
+            lane.Dispose();
+        }
+    }
+
+    /// <summary>Parses a handshake request header and reads its metadata; a handshake frame has no payload.</summary>
+    private static async Task<(byte[] Meta, TransferFrameHeader Header)> ReadRequestAsync(BufferedReceiver receiver, byte[] header, CancellationToken ct)
+    {
+        var h = TransferFrameHeader.Read(header, 0);
+        var meta = new byte[h.MetaLength];
+        await receiver.ReadRequiredAsync(meta, ct).ConfigureAwait(false);
+        if (h.IsReply) throw new RefusedException(h, TransferStatus.BadSession, "a reply during the handshake");
+        if (h.Status != TransferStatus.Ok) throw new RefusedException(h, TransferStatus.BadFrame, "a handshake request carries a status");
+        return (meta, h);
+    }
+
+    private PendingSession Reserve(TransferHelloRequest hello, IPEndPoint remote, TransferFrameHeader h)
+    {
+        if (hello.LaneCount is < 1 or > TransferLimits.MaxLanes || hello.LaneIndex >= hello.LaneCount)
+            throw new RefusedException(h, TransferStatus.BadSession, $"lane {hello.LaneIndex} of {hello.LaneCount}");
+        lock (_pending)
+        {
+            if (!_pending.TryGetValue(hello.SessionId, out var p))
+            {
+                _pending[hello.SessionId] = p = new PendingSession(hello, remote);
+                _ = Task.Delay(_core.Options.HandshakeTimeout).ContinueWith(_ => Expire(hello.SessionId, p), TaskScheduler.Default);
+            }
+            if (p.First.LaneCount != hello.LaneCount || p.First.EngineId != hello.EngineId)
+                throw new RefusedException(h, TransferStatus.BadSession, $"lane_count {hello.LaneCount} differs from the session's {p.First.LaneCount}");
+            if (p.Reserved[hello.LaneIndex])
+                throw new RefusedException(h, TransferStatus.BadSession, $"lane {hello.LaneIndex} already joined");
+            p.Reserved[hello.LaneIndex] = true;
+            return p;
+        }
+    }
+
+    private void Join(PendingSession p, int index, Socket lane, BufferedReceiver receiver)
+    {
+        lock (_pending)
+        {
+            if (!_pending.TryGetValue(p.First.SessionId, out var current) || current != p)
+            {
+                lane.Dispose();   // expired meanwhile
+                return;
+            }
+            p.Joined[index] = (lane, receiver);
+            if (++p.JoinedCount < p.Joined.Length) return;
+            _pending.Remove(p.First.SessionId);
+        }
+        int connId = _core.NextConnId();
+        var session = new Session(_core, connId, p.First.EngineId, p.First.HostId, _core.MaxSlice, _core.MaxSlice, p.Joined, _core.Options.Ncpus);
+        _core.Sessions[connId] = session;
+        session.Start();
+        if (!_accepted.Writer.TryWrite(new AcceptedConnection(p.Remote.Address, p.Remote.Port, connId)))
+            session.Close("the engine is shutting down");
+    }
+
+    private void Expire(UInt128 sessionId, PendingSession p)
+    {
+        lock (_pending)
+        {
+            if (!_pending.TryGetValue(sessionId, out var current) || current != p) return;
+            _pending.Remove(sessionId);
+            CloseJoined(p);
+        }
+    }
+
+    private static void CloseJoined(PendingSession p)
+    {
+        foreach (var (socket, _) in p.Joined) socket?.Dispose();
+    }
+
+    private static async Task SendAsync(Socket lane, TransferFrameHeader header, int metaLength, Frames.MetaWriter write, CancellationToken ct) =>
+        await lane.SendAsync(Frames.Build(header, metaLength, write), SocketFlags.None, ct).ConfigureAwait(false);
+
+    private static async Task RefuseAsync(Socket lane, TransferOpcode opcode, ulong requestId, TransferStatus status)
+    {
+        try
+        {
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+            await SendAsync(lane, TransferFrameHeader.Reply(opcode, requestId, status), 0, _ => 0, cts.Token).ConfigureAwait(false);
+            // Closing with unread bytes would reset the connection and could drop the reply before the
+            // peer reads it: half-close, then read what the peer still sends (for a second at most).
+            lane.Shutdown(SocketShutdown.Send);
+            var scratch = new byte[4096];
+            while (await lane.ReceiveAsync(scratch, SocketFlags.None, cts.Token).ConfigureAwait(false) > 0) { }
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException) { }
+        finally
+        {
+            lane.Dispose();
+        }
+    }
+
+    private sealed class RefusedException(TransferFrameHeader h, TransferStatus status, string reason) : Exception(reason)
+    {
+        public TransferOpcode Opcode { get; } = h.Opcode;
+        public ulong RequestId { get; } = h.RequestId;
+        public TransferStatus Status { get; } = status;
+    }
+}

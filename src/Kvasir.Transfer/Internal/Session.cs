@@ -1,0 +1,118 @@
+using System.Net.Sockets;
+using Kvasir.Net;
+using Kvasir.Protocol.Transfer;
+
+namespace Kvasir.Transfer.Internal;
+
+/// <summary>
+/// A connection: <c>L</c> lanes to one peer engine, written by <c>min(ncpus, L)</c> worker threads
+/// (lane i by worker i mod workers) and read by one async loop each. It is closed as a whole: a lane
+/// lost (peer died, reset, frame-level error) closes every lane, fails every request waiting on them,
+/// withdraws the advertisements made for it and wakes two-sided waits. The engine goes on.
+/// </summary>
+internal sealed class Session
+{
+    private readonly LaneWorker[] _workers;
+    private string? _closedReason;
+    private int _nextLane = -1;
+
+    public Session(EngineCore core, int connId, UInt128 peerEngineId, UInt128 peerHostId, int sendSlice, int acceptSlice,
+        IReadOnlyList<(Socket Socket, BufferedReceiver Receiver)> lanes, int workerCount)
+    {
+        Core = core;
+        ConnId = connId;
+        PeerEngineId = peerEngineId;
+        PeerHostId = peerHostId;
+        SendSlice = sendSlice;
+        AcceptSlice = acceptSlice;
+        Kv = new KvState(this);
+        _workers = new LaneWorker[Math.Min(workerCount, lanes.Count)];
+        for (int w = 0; w < _workers.Length; w++) _workers[w] = new LaneWorker($"kvasir-xfer c{connId} w{w}");
+        Lanes = new Lane[lanes.Count];
+        for (int i = 0; i < lanes.Count; i++) Lanes[i] = new Lane(this, i, lanes[i].Socket, lanes[i].Receiver, _workers[i % _workers.Length]);
+    }
+
+    public EngineCore Core { get; }
+
+    public int ConnId { get; }
+
+    public UInt128 PeerEngineId { get; }
+
+    public UInt128 PeerHostId { get; }
+
+    /// <summary>
+    /// The largest slice this side sends: min(own slice size, the target's <c>max_slice</c>) on a session it
+    /// initiated, its own <c>max_slice</c> on a session it accepted (docs/transfer.md § HELLO, slice sizes).
+    /// </summary>
+    public int SendSlice { get; }
+
+    /// <summary>The largest payload or READ length this side accepts: max(own, the target's) when it initiated, its own when it accepted.</summary>
+    public int AcceptSlice { get; }
+
+    public Lane[] Lanes { get; }
+
+    public InboundTransfers Inbound { get; } = new();
+
+    public KvState Kv { get; }
+
+    public string? ClosedReason => Volatile.Read(ref _closedReason);
+
+    public bool IsClosed => ClosedReason is not null;
+
+    /// <summary>Starts every lane's reader; called once the session is in the engine's table.</summary>
+    public void Start()
+    {
+        foreach (var lane in Lanes) _ = Task.Run(lane.RunAsync);
+    }
+
+    /// <summary>Slices are dealt round-robin over the lanes.</summary>
+    public Lane NextLane() => Lanes[(int)((uint)Interlocked.Increment(ref _nextLane) % (uint)Lanes.Length)];
+
+    public void Close(string reason)
+    {
+        if (Interlocked.CompareExchange(ref _closedReason, reason, null) is not null) return;
+        foreach (var lane in Lanes)
+        {
+            try { lane.Socket.Shutdown(SocketShutdown.Both); }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+            lane.Socket.Dispose();
+        }
+        foreach (var w in _workers) w.Stop();
+        Core.OnSessionClosed(this);
+        Kv.Wake();
+    }
+}
+
+/// <summary>
+/// The target side's record of writes in progress on a session, by transfer id: a write is complete
+/// (its notification delivered, its two-sided message handed to <c>RecvKv</c>) when all of its bytes
+/// landed. A write that never completes leaves no trace but its bytes in the region.
+/// </summary>
+internal sealed class InboundTransfers
+{
+    private readonly Dictionary<ulong, Inbound> _open = [];
+
+    internal sealed class Inbound(ulong length, ulong kvTag, uint kvGeneration)
+    {
+        public ulong Length { get; } = length;
+        public ulong Landed { get; set; }
+        public byte[]? Notification { get; set; }
+        public ulong KvTag { get; } = kvTag;
+        public uint KvGeneration { get; } = kvGeneration;
+    }
+
+    /// <summary>Counts a landed slice; returns the write when this slice completed it.</summary>
+    public Inbound? Landed(ulong transferId, in WriteSlice w, long bytes)
+    {
+        lock (_open)
+        {
+            if (!_open.TryGetValue(transferId, out var t))
+                _open[transferId] = t = new Inbound(w.TransferLength, w.KvTag, w.KvGeneration);
+            if (w.SliceOffset == 0 && !w.Notification.IsEmpty) t.Notification = w.Notification.ToArray();
+            t.Landed += (ulong)bytes;
+            if (t.Landed < t.Length) return null;
+            _open.Remove(transferId);
+            return t;
+        }
+    }
+}

@@ -1,0 +1,63 @@
+using Kvasir.Protocol.Transfer;
+
+namespace Kvasir.Transfer;
+
+/// <summary>Options of a <see cref="TransferEngine"/> (docs/transfer.md). Every one has a default that works on one host.</summary>
+public sealed record TransferEngineOptions
+{
+    /// <summary>
+    /// Where the engine listens and what <see cref="TransferEngine.GetMetadata"/> advertises: an IPv4 or
+    /// IPv6 address, or a network interface name (its first IPv4 address, else its first IPv6 address).
+    /// Default 127.0.0.1: only this host can connect. 0.0.0.0 listens everywhere but cannot be advertised
+    /// as such; <see cref="TransferEngine.GetMetadata"/> then carries the first non-loopback IPv4 address.
+    /// </summary>
+    public string Host { get; init; } = "127.0.0.1";
+
+    /// <summary>Listening port; 0 (default) picks a free one (read it from <see cref="TransferEngine.Port"/>).</summary>
+    public int Port { get; init; }
+
+    /// <summary>
+    /// Worker threads per connection that write the lanes' frames (default 1). A connection this engine
+    /// opens has <c>Ncpus × NconnPerCpu</c> lanes; each worker writes <see cref="NconnPerCpu"/> of them.
+    /// Range 1..64; many connections × many workers is many threads.
+    /// </summary>
+    public int Ncpus { get; init; } = 1;
+
+    /// <summary>TCP connections (lanes) per worker (default 2). Range 1..64; the lanes of one connection are at most 256.</summary>
+    public int NconnPerCpu { get; init; } = 2;
+
+    /// <summary>
+    /// Auth key, 64 hex characters (the node's format), or null (default) for none. With a key every lane
+    /// must pass the mutual HMAC handshake, and this engine refuses to connect to a peer that asks for none.
+    /// </summary>
+    public string? AuthKey { get; init; }
+
+    /// <summary>
+    /// Largest slice in bytes (default 1 MiB, range 4 KiB..64 MiB): what a transfer is cut into and the
+    /// <c>max_slice</c> this engine accepts. Small slices spread a transfer over more lanes but cost a frame each.
+    /// </summary>
+    public int SliceBytes { get; init; } = TransferLimits.DefaultSliceBytes;
+
+    /// <summary>Deadline of one transfer, and of a wait in <c>SendKv</c>/<c>RecvKv</c> (default 30 s).</summary>
+    public TimeSpan TransferTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Deadline of a connection's handshake, all lanes together (default 10 s); an incomplete session is dropped after it.</summary>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    internal int LaneCount => Ncpus * NconnPerCpu;
+
+    internal void Validate()
+    {
+        static void Range(string name, long value, long min, long max)
+        {
+            if (value < min || value > max) throw new TransferException(TransferError.InvalidArgument, $"{name} is {value}; it must be in {min}..{max}");
+        }
+        Range(nameof(Ncpus), Ncpus, 1, 64);
+        Range(nameof(NconnPerCpu), NconnPerCpu, 1, 64);
+        Range("Ncpus × NconnPerCpu (lanes)", LaneCount, 1, TransferLimits.MaxLanes);
+        Range(nameof(SliceBytes), SliceBytes, 4096, TransferLimits.MaxSliceBytes);
+        Range(nameof(Port), Port, 0, 65535);
+        if (TransferTimeout <= TimeSpan.Zero || HandshakeTimeout <= TimeSpan.Zero)
+            throw new TransferException(TransferError.InvalidArgument, "TransferTimeout and HandshakeTimeout must be positive");
+    }
+}
