@@ -94,10 +94,12 @@ def _routes_to(store, nodes, what):
     """Waits (bounded) until the store lists exactly these nodes, then stores and reads back one value through its routing."""
     want = sorted(n.address for n in nodes)
     wait_until(lambda: sorted(n["addr"] for n in store.nodes) == want, f"the client to discover {want} {what}", timeout=FAILOVER_BOUND)
-    value = np.frombuffer(os.urandom(4096), dtype=np.uint8)
+    value = np.frombuffer(os.urandom(4096), dtype=np.uint8).copy()
+    out = np.zeros_like(value)
+    store.register_buffer(value.ctypes.data, value.nbytes)
+    store.register_buffer(out.ctypes.data, out.nbytes)
     key = f"py/{what}/{time.monotonic_ns()}"
     assert store.batch_put_from([key], [value.ctypes.data], [value.nbytes]) == [0]
-    out = np.zeros_like(value)
     assert store.batch_get_into([key], [out.ctypes.data], [out.nbytes]) == [out.nbytes]
     assert np.array_equal(out, value)
 
