@@ -32,9 +32,10 @@ class Server:
     def __init__(self, *extra, config=None):
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.port = _free_port()
-        head = [binary, config, "--sentinel"] if config else [binary, "--save", "", "--appendonly", "no"]
+        self.dir = tempfile.mkdtemp(prefix="kvasir-py-redis-")   # a replica writes the RDB it is sent here
+        head = [binary, config, "--sentinel"] if config else [binary, "--save", "", "--appendonly", "no", "--dir", self.dir]
         self.proc = subprocess.Popen([*head, "--port", str(self.port), "--bind", "127.0.0.1", "--protected-mode", "no",
-                                      "--loglevel", "warning", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                      "--loglevel", "warning", *extra], cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
         while True:
             try:
@@ -57,6 +58,7 @@ class Server:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _openssl(*args, cwd):

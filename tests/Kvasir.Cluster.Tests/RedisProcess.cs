@@ -18,6 +18,8 @@ public sealed class RedisProcess : IDisposable
     private readonly StringBuilder _log = new();
     private readonly string[] _extra;
     private readonly string? _configFile;
+    // Its own working directory: a replica writes the RDB file it is sent there.
+    private readonly string _dir = Directory.CreateTempSubdirectory("kvasir-redis-").FullName;
     private Process? _process;
 
     public int Port { get; }
@@ -30,11 +32,11 @@ public sealed class RedisProcess : IDisposable
     private RedisProcess(int port, string[] extra, string? configFile) { Port = port; _extra = extra; _configFile = configFile; }
 
     /// <summary>A server; <paramref name="extra"/> are more redis-server arguments (TLS files, --replicaof, --requirepass …).</summary>
-    public static RedisProcess Start(params string[] extra) => StartWith(_ => extra, null);
+    public static RedisProcess Start(params string[] extra) => StartWith(() => extra, null);
 
     /// <summary>A server that also accepts TLS on <see cref="TlsPort"/> with the given PEM certificate and key (clients need no certificate).</summary>
     public static RedisProcess StartTls(TestCertificates.Files files)
-        => StartWith(_ => ["--tls-port", FreePort().ToString(), "--tls-cert-file", files.Cert, "--tls-key-file", files.Key,
+        => StartWith(() => ["--tls-port", FreePort().ToString(), "--tls-cert-file", files.Cert, "--tls-key-file", files.Key,
             "--tls-ca-cert-file", files.Ca, "--tls-auth-clients", "no"], null);
 
     /// <summary>
@@ -50,7 +52,7 @@ public sealed class RedisProcess : IDisposable
             sentinel failover-timeout {name} 5000
 
             """);
-        try { return StartWith(_ => ["--sentinel"], file); }
+        try { return StartWith(() => ["--sentinel"], file); }
         catch
         {
             File.Delete(file);
@@ -58,15 +60,14 @@ public sealed class RedisProcess : IDisposable
         }
     }
 
-    private static RedisProcess StartWith(Func<int, string[]> extra, string? configFile)
+    private static RedisProcess StartWith(Func<string[]> extra, string? configFile)
     {
         for (int attempt = 0; ; attempt++)
         {
             int port = FreePort();
-            var redis = new RedisProcess(port, extra(port), configFile);
+            var redis = new RedisProcess(port, extra(), configFile);
             if (redis.TryStart()) return redis;
-            redis.Kill();
-            redis._process?.Dispose();
+            redis.Release(deleteConfig: false);   // StartSentinel deletes its file when every attempt failed
             if (attempt == 4) throw new InvalidOperationException($"redis-server did not start:\n{redis.Log}");
         }
     }
@@ -79,9 +80,9 @@ public sealed class RedisProcess : IDisposable
 
     private bool TryStart()
     {
-        var psi = new ProcessStartInfo(Find()) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Path.GetTempPath() };
+        var psi = new ProcessStartInfo(Find()) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = _dir };
         if (_configFile is not null) psi.ArgumentList.Add(_configFile);
-        var save = _configFile is null ? new[] { "--save", "", "--appendonly", "no" } : [];
+        var save = _configFile is null ? new[] { "--save", "", "--appendonly", "no", "--dir", _dir } : [];
         foreach (var a in new[] { "--port", Port.ToString(), "--bind", "127.0.0.1" }.Concat(save).Concat(["--protected-mode", "no", "--loglevel", "warning"]).Concat(_extra))
             psi.ArgumentList.Add(a);
         var p = Process.Start(psi) ?? throw new InvalidOperationException("could not start redis-server");
@@ -198,10 +199,13 @@ public sealed class RedisProcess : IDisposable
         return ((IPEndPoint)l.LocalEndpoint).Port;
     }
 
-    public void Dispose()
+    public void Dispose() => Release(deleteConfig: true);
+
+    private void Release(bool deleteConfig)
     {
         Kill();
         _process?.Dispose();
-        if (_configFile is not null) File.Delete(_configFile);
+        if (deleteConfig && _configFile is not null) File.Delete(_configFile);
+        Directory.Delete(_dir, recursive: true);
     }
 }
