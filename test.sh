@@ -27,6 +27,7 @@ done
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v memcached >/dev/null || need_apt+=(memcached)
 command -v chromium >/dev/null || need_apt+=(chromium)
+command -v openssl >/dev/null || need_apt+=(openssl)   # the cluster tests make a throwaway CA for rediss://
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "test.sh: installing ${need_apt[*]}"

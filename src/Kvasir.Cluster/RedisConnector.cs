@@ -50,7 +50,7 @@ internal sealed class RedisConnector(RedisUrl url)
     private bool CheckCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
     {
         var refusal = Refusal(certificate, errors);
-        if (refusal is not null) _tlsRefusal = refusal;
+        _tlsRefusal = refusal;   // cleared by a handshake that passes, so a later failure is not blamed on it
         return refusal is null;
     }
 
