@@ -43,14 +43,6 @@ return { tonumber(redis.call('GET', KEYS[2]) or '0'), redis.call('ZCOUNT', KEYS[
 """
 
 
-REGISTRY_SCHEMES = ("redis://", "rediss://", "redis+sentinel://")
-
-
-def is_registry_url(text) -> bool:
-    """True for a registry URL: redis://, rediss:// (TLS) or redis+sentinel://."""
-    return isinstance(text, str) and text.strip().startswith(REGISTRY_SCHEMES)
-
-
 def redact(url: str) -> str:
     """The URL with its password replaced by ***, for messages."""
     start, at = url.find("://"), url.rfind("@")
