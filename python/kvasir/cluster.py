@@ -17,6 +17,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Optional, Tuple
+from urllib.parse import unquote
 
 from . import errors as E
 from .errors import KvasirError
@@ -40,6 +41,92 @@ return out
 _POLL = _NOW + """
 return { tonumber(redis.call('GET', KEYS[2]) or '0'), redis.call('ZCOUNT', KEYS[1], now, '+inf') }
 """
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced by ***, for messages."""
+    start, at = url.find("://"), url.rfind("@")
+    if start < 0 or at < start:
+        return url
+    info = url[start + 3:at]
+    user = info.split(":", 1)[0] + ":" if ":" in info else ""
+    return f"{url[:start + 3]}{user}***@{url[at + 1:]}"
+
+
+def _endpoint(text: str, default_port: int, url: str) -> Tuple[str, int]:
+    host, port = text.strip(), default_port
+    if host.startswith("["):
+        close = host.find("]")
+        if close < 0:
+            raise KvasirError(f"{redact(url)!r}: {text!r} is not HOST[:PORT]")
+        rest, host = host[close + 1:], host[1:close]
+        if rest:
+            if not rest.startswith(":"):
+                raise KvasirError(f"{redact(url)!r}: {text!r} is not HOST[:PORT]")
+            port = rest[1:]
+    elif ":" in host:
+        host, port = host.rsplit(":", 1)
+    try:
+        port = int(port)
+    except ValueError:
+        port = -1
+    if not host or not 0 < port <= 65535:
+        raise KvasirError(f"{redact(url)!r}: {text!r} is not HOST[:PORT]" if host else f"{redact(url)!r} has no host")
+    return host, port
+
+
+def connect_registry(url: str, timeout: float):
+    """A redis-py client for a registry URL, the forms the .NET registry accepts (docs/cluster.md):
+    ``redis://[[user]:password@]host[:port][/db]``, ``rediss://…[?ca=/path/ca.pem]`` (TLS: the server's
+    certificate must chain to that CA, or to the system's roots, and name the host) and
+    ``redis+sentinel://[[user]:password@]h1[:p1],h2[:p2]/master[/db]`` (the master the sentinels name,
+    asked again on every new connection, so a failover is followed)."""
+    import redis  # noqa: PLC0415 - only cluster mode needs it
+
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or scheme not in ("redis", "rediss", "redis+sentinel"):
+        raise KvasirError(f"{redact(url)!r} is not a redis://, rediss:// or redis+sentinel:// URL")
+    rest, _, query = rest.partition("?")
+    ca = None
+    for pair in filter(None, query.split("&")):
+        name, eq, value = pair.partition("=")
+        if name != "ca" or not eq or not value:
+            raise KvasirError(f"{redact(url)!r}: unknown parameter {pair!r} (the one accepted is ca=/path/to/ca.pem)")
+        ca = unquote(value)
+    if ca is not None and scheme != "rediss":
+        raise KvasirError(f"{redact(url)!r}: a CA file applies to TLS only; use rediss://")
+    if ca is not None and not os.access(ca, os.R_OK):
+        raise KvasirError(f"CA file {ca!r} cannot be read")
+    user = password = None
+    info, at, hosts_path = rest.rpartition("@")
+    if at:
+        if ":" in info:
+            user, password = (unquote(x) for x in info.split(":", 1))
+        else:
+            password = unquote(info)
+    user, password = user or None, password or None
+    hosts, _, path = hosts_path.partition("/")
+    path = path.rstrip("/")
+    sentinel = scheme == "redis+sentinel"
+    endpoints = [_endpoint(h, 26379 if sentinel else 6379, url) for h in hosts.split(",")]
+    if not sentinel and len(endpoints) > 1:
+        raise KvasirError(f"{redact(url)!r}: several hosts need redis+sentinel://SENTINEL1,SENTINEL2/MASTER")
+    master = None
+    if sentinel:
+        master, _, path = path.partition("/")
+        if not master:
+            raise KvasirError(f"{redact(url)!r}: name the master: redis+sentinel://HOST:PORT[,HOST:PORT]/MASTER[/DB]")
+    if path and not path.isdigit():
+        raise KvasirError(f"{redact(url)!r}: {path!r} is not a database number")
+    common = dict(username=user, password=password, db=int(path or 0), socket_timeout=timeout,
+                  socket_connect_timeout=timeout)
+    if sentinel:
+        from redis.sentinel import Sentinel  # noqa: PLC0415
+        sentinels = Sentinel(endpoints, socket_timeout=timeout, socket_connect_timeout=timeout)
+        return sentinels.master_for(master, **common)
+    if scheme == "rediss":
+        common.update(ssl=True, ssl_cert_reqs="required", ssl_ca_certs=ca, ssl_check_hostname=True)
+    return redis.Redis(host=endpoints[0][0], port=endpoints[0][1], **common)
 
 
 def _valid_id(text) -> bool:
@@ -79,10 +166,7 @@ class RedisMembership:
         if not name or len(name) > 64 or not all(c.isalnum() or c in "_.-" for c in name):
             raise KvasirError(f"cluster name {name!r} must be 1 to 64 of A-Z a-z 0-9 _ . -")
         self._redis_errors = (redis.RedisError, OSError)
-        try:
-            self._redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        except ValueError as ex:
-            raise KvasirError(f"{url!r} is not a redis:// URL: {ex}") from None
+        self._redis = connect_registry(url, timeout)
         self._keys = [f"kvasir:{{{name}}}:{k}" for k in ("members", "records", "epoch")]
         self._poll = poll
         self._on_change = on_change
@@ -92,7 +176,8 @@ class RedisMembership:
         try:
             self.epoch, self.nodes = self._read()
         except self._redis_errors as ex:
-            raise KvasirError(f"cannot read cluster {name!r} from {url}: {ex}") from None
+            self._redis.close()
+            raise KvasirError(f"cannot read cluster {name!r} from {redact(url)}: {ex}") from None
         self._last_full = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="kvasir-membership", daemon=True)
         self._thread.start()

@@ -72,7 +72,8 @@ def resolve_config(servers=None, auth_key=None, transport=None, connect_timeout=
         raise KvasirError(f"replicas must be an integer, not {cfg['replicas']!r}") from None
     if cfg["replicas"] < 1:
         raise KvasirError("replicas must be at least 1")
-    if isinstance(cfg["servers"], str) and cfg["servers"].strip().startswith("redis://") and cfg["redis_url"] is None:
+    if isinstance(cfg["servers"], str) and cfg["servers"].strip().startswith(("redis://", "rediss://", "redis+sentinel://")) \
+            and cfg["redis_url"] is None:
         cfg["redis_url"] = cfg["servers"].strip()
     return cfg
 

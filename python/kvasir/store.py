@@ -60,7 +60,9 @@ class KvStore:
       node. Several: a static cluster, each key placed on its nodes by rendezvous hashing. A
       ``"redis://host:port"`` URL: same as ``redis_url``.
     * ``redis_url`` / ``cluster`` (default ``"default"``): discover the cluster's live nodes in
-      Redis and follow joins and departures (needs the ``redis`` package). ``replicas`` (default 1):
+      Redis and follow joins and departures (needs the ``redis`` package). URL forms:
+      ``redis://[[user]:password@]host:port[/db]``, ``rediss://…[?ca=/path/ca.pem]`` (TLS) and
+      ``redis+sentinel://host:port,host:port/master[/db]`` (docs/cluster.md). ``replicas`` (default 1):
       copies of each value; puts go to the key's top R nodes, gets/exists try them in order
       (docs/cluster.md). ``membership_poll`` (default 1 s): how often Redis is checked for changes.
     * ``capacity`` (e.g. ``"8GiB"``), ``data_plane_addr`` (default ``"127.0.0.1:0"``), ``client_id``:
@@ -107,7 +109,7 @@ class KvStore:
         self.transport = "tcp"
         self._shm = None
         self._shm_decided = False
-        via_redis = isinstance(cfg["servers"], str) and cfg["servers"].strip().startswith("redis://")
+        via_redis = isinstance(cfg["servers"], str) and cfg["servers"].strip().startswith(("redis://", "rediss://", "redis+sentinel://"))
         self.servers = [] if via_redis else parse_servers(cfg["servers"])
         self.host, self.port = self.servers[0] if self.servers else ("", 0)
         key = cfg["auth_key"]

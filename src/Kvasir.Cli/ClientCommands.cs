@@ -16,14 +16,14 @@ public static class ClientCommands
           --server defaults to 127.0.0.1:7380; --timeout SEC (default 30) bounds each request.
           --transport auto|tcp|shm (default auto): values through the node's shared-memory arena
           when it is on this host, else TCP; shm fails with the reason instead of falling back.
-          In a cluster, give --redis URL [--cluster NAME] [--replicas R] instead of --server (or
+          In a cluster, give --redis URL [--redis-ca PEM] [--cluster NAME] [--replicas R] instead of --server (or
           --server a:p,b:p for a static list): keys go to their nodes by rendezvous hashing;
           stats sums the nodes' counters (kvasir status shows them per node).
           Keys are UTF-8 text; prefix with hex: for binary keys (hex:00ff10).
         """;
 
     /// <summary>Options every verb that talks to nodes accepts.</summary>
-    public static readonly string[] ConnectOptions = ["server", "auth-key", "redis", "cluster", "replicas", "transport"];
+    public static readonly string[] ConnectOptions = ["server", "auth-key", "redis", "redis-ca", "cluster", "replicas", "transport"];
 
     private static readonly string[] ValueOptions = [.. ConnectOptions, "timeout"];
 
@@ -33,10 +33,10 @@ public static class ClientCommands
         var redis = cl.Get("redis");
         var server = cl.Get("server", "127.0.0.1:7380");
         if (redis is not null && cl.Get("server") is not null) throw new UsageException("give --server or --redis, not both");
-        if (redis is null && cl.Get("cluster") is not null) throw new UsageException("--cluster needs --redis");
+        if (redis is null && (cl.Get("cluster") ?? cl.Get("redis-ca")) is not null) throw new UsageException($"--{(cl.Get("cluster") is null ? "redis-ca" : "cluster")} needs --redis");
         if (redis is not null)
         {
-            try { Kvasir.Cluster.RedisUrl.Parse(redis); Kvasir.Cluster.RedisClusterRegistry.ValidateClusterName(cl.Get("cluster", "default")); }
+            try { Kvasir.Cluster.RedisUrl.Parse(redis, cl.Get("redis-ca")); Kvasir.Cluster.RedisClusterRegistry.ValidateClusterName(cl.Get("cluster", "default")); }
             catch (FormatException ex) { throw new UsageException($"--redis: {ex.Message}"); }
             CheckKey(cl.Get("auth-key"));
         }
@@ -48,6 +48,7 @@ public static class ClientCommands
         {
             Server = server,
             RedisUrl = redis,
+            RedisCaFile = cl.Get("redis-ca"),
             Cluster = cl.Get("cluster", "default"),
             Replicas = cl.Int("replicas", 1, 1, 16),
             AuthKey = cl.Get("auth-key"),

@@ -141,11 +141,11 @@ public static class ServeCommand
         var redis = cl.Get("redis");
         if (redis is null)
         {
-            foreach (var flag in new[] { "cluster", "advertise", "heartbeat-ttl", "kind" })
+            foreach (var flag in new[] { "cluster", "advertise", "heartbeat-ttl", "kind", "redis-ca" })
                 if (cl.Get(flag) is not null) throw new UsageException($"--{flag} needs --redis");
             return null;
         }
-        try { Kvasir.Cluster.RedisUrl.Parse(redis); }
+        try { Kvasir.Cluster.RedisUrl.Parse(redis, cl.Get("redis-ca")); }
         catch (FormatException ex) { throw new UsageException($"--redis: {ex.Message}"); }
         var host = cl.Get("host", "127.0.0.1");
         if (cl.Get("advertise") is null && (host is "0.0.0.0" or "::"))
@@ -158,7 +158,7 @@ public static class ServeCommand
         catch (FormatException ex) { throw new UsageException($"--cluster: {ex.Message}"); }
         var kind = cl.Get("kind", "node");
         if (kind is not ("node" or "embedded")) throw new UsageException($"--kind: '{kind}' is not node or embedded");
-        return new ClusterJoinOptions { RedisUrl = redis, Name = name, Advertise = cl.Get("advertise"), HeartbeatTtl = TimeSpan.FromSeconds(ttl), Kind = kind };
+        return new ClusterJoinOptions { RedisUrl = redis, RedisCaFile = cl.Get("redis-ca"), Name = name, Advertise = cl.Get("advertise"), HeartbeatTtl = TimeSpan.FromSeconds(ttl), Kind = kind };
     }
 
     /// <summary>Store settings are named by their flags in errors, not by their property names.</summary>
@@ -221,7 +221,7 @@ public static class ServeCommand
         using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
         if (node.Store.HasDisk)
             Console.Out.WriteLine($"kvasir: disk tier {options.Tiers!.DiskPath}: {node.Store.RecoveredKeys} values recovered");
-        var cluster = options.Cluster is { } c ? $", cluster {c.Name} via {Kvasir.Cluster.RedisUrl.Parse(c.RedisUrl)} as {node.NodeId}" : "";
+        var cluster = options.Cluster is { } c ? $", cluster {c.Name} via {c.ParsedRedisUrl()} as {node.NodeId}" : "";
         var shm = node.Store.SharedMemoryPath is { } p ? $", shm {p}" : "";
         var admin = node.Admin is null ? "" : $", admin on http://{Kvasir.Cluster.Endpoint.Format(options.AdminHost, node.AdminPort)}/";
         Console.Out.WriteLine($"kvasir: serving on {options.Host}:{node.Port} ({ByteSize.Format(options.Store.Capacity)}, auth {(options.AuthKey is null ? "off" : "on")}{cluster}{shm}){admin}");

@@ -8,7 +8,7 @@ namespace Kvasir.Cli;
 public static class StatusCommand
 {
     public const string Help = """
-        kvasir status --redis URL [--cluster NAME] [--auth-key HEX] [--json]   the cluster's nodes, one row each
+        kvasir status --redis URL [--redis-ca PEM] [--cluster NAME] [--auth-key HEX] [--json]   the cluster's nodes, one row each
         kvasir status [--server HOST:PORT] [--auth-key HEX] [--json]            one node
           Columns: id, address, kind, state (up | unreachable: registered but not answering |
           down: heartbeat lost, listed for an hour), capacity, used, keys, hit ratio, version, uptime.
@@ -17,7 +17,7 @@ public static class StatusCommand
 
     public static async Task<int> RunAsync(IReadOnlyList<string> args)
     {
-        var cl = CommandLine.Parse(args, ["server", "auth-key", "redis", "cluster", "timeout"], ["json"]);
+        var cl = CommandLine.Parse(args, ["server", "auth-key", "redis", "redis-ca", "cluster", "timeout"], ["json"]);
         if (cl.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cl.Positionals[0]}'");
         var timeout = TimeSpan.FromSeconds(cl.Int("timeout", 5, 1));
         var options = ClientCommands.StoreOptions(cl, "kvasir-status", 1, timeout);
@@ -25,11 +25,12 @@ public static class StatusCommand
         if (options.RedisUrl is { } url)
         {
             IReadOnlyList<MemberStatus> members;
-            await using (var registry = await RedisClusterRegistry.ConnectAsync(RedisUrl.Parse(url), options.Cluster, timeout))
+            try
             {
-                try { members = await registry.ListAllAsync(); }
-                catch (ClusterRegistryException ex) { throw new KvasirException($"cannot read cluster '{options.Cluster}' from {url}: {ex.Message}"); }
+                await using var registry = await RedisClusterRegistry.ConnectAsync(RedisUrl.Parse(url, options.RedisCaFile), options.Cluster, timeout);
+                members = await registry.ListAllAsync();
             }
+            catch (ClusterRegistryException ex) { throw new KvasirException($"cannot read cluster '{options.Cluster}' from {RedisUrl.Redact(url)}: {ex.Message}"); }
             rows.AddRange(await Task.WhenAll(members.Select(m => m.Live
                 ? ProbeAsync(m.Record, options)
                 : Task.FromResult(new Row(m.Record, "down", null, $"since {DateTimeOffset.FromUnixTimeMilliseconds(m.SinceMs).ToLocalTime():HH:mm:ss}")))));

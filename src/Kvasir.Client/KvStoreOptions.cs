@@ -13,11 +13,15 @@ public sealed class KvStoreOptions
     public string Server { get; init; } = "127.0.0.1:7380";
 
     /// <summary>
-    /// A cluster registry, <c>redis://[:password@]host:port[/db]</c>. Default none. When set, the store
+    /// A cluster registry, <c>redis://[[user]:password@]host:port[/db]</c>, <c>rediss://…[?ca=PATH]</c> (TLS)
+    /// or <c>redis+sentinel://host:port,host:port/master[/db]</c> (docs/cluster.md). Default none. When set, the store
     /// discovers the cluster's live nodes there, follows joins and departures, and places each key
     /// on its nodes by rendezvous hashing (docs/cluster.md); <see cref="Server"/> is then ignored.
     /// </summary>
     public string? RedisUrl { get; init; }
+
+    /// <summary>PEM file of the CA that signs a rediss:// registry's certificate (instead of the system's roots). Default none.</summary>
+    public string? RedisCaFile { get; init; }
 
     /// <summary>Cluster name in the registry. Default "default".</summary>
     public string Cluster { get; init; } = "default";
@@ -74,10 +78,14 @@ public sealed class KvStoreOptions
     internal bool IsRouted => RedisUrl is not null || ServerList().Count > 1;
 
     /// <summary>The registry in effect: <see cref="RedisUrl"/>, else <see cref="Server"/> when it is a redis:// URL; null without one.</summary>
-    public string? EffectiveRedisUrl => RedisUrl ?? (Server.Trim().StartsWith("redis://", StringComparison.Ordinal) ? Server.Trim() : null);
+    public string? EffectiveRedisUrl => RedisUrl ?? (IsRegistryUrl(Server) ? Server.Trim() : null);
+
+    private static bool IsRegistryUrl(string server)
+        => server.Trim() is var s && (s.StartsWith("redis://", StringComparison.Ordinal) || s.StartsWith("rediss://", StringComparison.Ordinal)
+            || s.StartsWith("redis+sentinel://", StringComparison.Ordinal));
 
     internal IReadOnlyList<string> ServerList()
-        => Server.Trim().StartsWith("redis://", StringComparison.Ordinal) ? [] : Server.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        => IsRegistryUrl(Server) ? [] : Server.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     /// <summary>These options for one member of a cluster.</summary>
     internal KvStoreOptions ForNode(string address) => new()
@@ -116,7 +124,7 @@ public sealed class KvStoreOptions
             throw new KvasirException($"transport {Transport} cannot be chosen for a connection (Auto, Tcp or Shm; a node in this process: KvStore.Open, or Kvasir.Embedded's EmbeddedKvStore)");
         if (EffectiveRedisUrl is { } url)
         {
-            try { Kvasir.Cluster.RedisUrl.Parse(url); Kvasir.Cluster.RedisClusterRegistry.ValidateClusterName(Cluster); }
+            try { Kvasir.Cluster.RedisUrl.Parse(url, RedisCaFile); Kvasir.Cluster.RedisClusterRegistry.ValidateClusterName(Cluster); }
             catch (FormatException ex) { throw new KvasirException(ex.Message, ex); }
         }
         else if (ServerList() is { Count: > 1 } list)

@@ -4,7 +4,8 @@ using StackExchange.Redis;
 namespace Kvasir.Cluster;
 
 /// <summary>
-/// <see cref="IClusterRegistry"/> on a real redis-server through StackExchange.Redis 1.2.6. Layout
+/// <see cref="IClusterRegistry"/> on a real redis-server (directly, over TLS, or the master that
+/// sentinels name) through StackExchange.Redis 3. Layout
 /// (docs/cluster.md), all keys of one cluster share the hash tag {NAME} so they live on one shard:
 /// <c>kvasir:{NAME}:members</c> zset id → expiry (ms, Redis clock), <c>kvasir:{NAME}:records</c>
 /// hash id → record JSON, <c>kvasir:{NAME}:down</c> zset id → when seen expired,
@@ -87,18 +88,22 @@ public sealed partial class RedisClusterRegistry : IClusterRegistry
         """;
 
     private readonly ConnectionMultiplexer _redis;
+    private readonly RedisConnector _connector;
     private readonly RedisKey _members, _records, _down, _epoch;
     private readonly RedisChannel _channel;
+    private readonly string _channelName;
 
-    private RedisClusterRegistry(ConnectionMultiplexer redis, string cluster)
+    private RedisClusterRegistry(ConnectionMultiplexer redis, RedisConnector connector, string cluster)
     {
         _redis = redis;
+        _connector = connector;
         ClusterName = cluster;
         _members = $"kvasir:{{{cluster}}}:members";
         _records = $"kvasir:{{{cluster}}}:records";
         _down = $"kvasir:{{{cluster}}}:down";
         _epoch = $"kvasir:{{{cluster}}}:epoch";
-        _channel = new RedisChannel($"kvasir:{{{cluster}}}:events", RedisChannel.PatternMode.Literal);
+        _channelName = $"kvasir:{{{cluster}}}:events";
+        _channel = RedisChannel.Literal(_channelName);
     }
 
     public string ClusterName { get; }
@@ -106,14 +111,17 @@ public sealed partial class RedisClusterRegistry : IClusterRegistry
     public bool IsConnected => _redis.IsConnected;
 
     /// <summary>
-    /// Opens the connection. Never fails because Redis is down: the connection keeps retrying in
-    /// the background and calls throw <see cref="ClusterRegistryException"/> until it is up.
+    /// Opens the connection. Never fails because a Redis server is down: the connection keeps
+    /// retrying in the background and calls throw <see cref="ClusterRegistryException"/> until it
+    /// is up. With sentinels (redis+sentinel://) one of them must answer here, naming the master;
+    /// otherwise this throws <see cref="ClusterRegistryException"/>.
     /// </summary>
     public static async Task<RedisClusterRegistry> ConnectAsync(RedisUrl url, string cluster, TimeSpan timeout)
     {
         ValidateClusterName(cluster);
-        var redis = await ConnectionMultiplexer.ConnectAsync(url.ToOptions(timeout)).ConfigureAwait(false);
-        return new RedisClusterRegistry(redis, cluster);
+        var connector = new RedisConnector(url);
+        var redis = await connector.ConnectAsync(timeout).ConfigureAwait(false);
+        return new RedisClusterRegistry(redis, connector, cluster);
     }
 
     /// <summary>Cluster names are 1..64 of [A-Za-z0-9_.-]: they become part of Redis key names.</summary>
@@ -129,12 +137,12 @@ public sealed partial class RedisClusterRegistry : IClusterRegistry
     public async Task<bool> HeartbeatAsync(NodeRecord record, TimeSpan ttl)
     {
         var result = await RunAsync(HeartbeatScript, [_members, _records, _down, _epoch],
-            [record.Id, record.ToJson(), (long)ttl.TotalMilliseconds, (string)_channel]).ConfigureAwait(false);
+            [record.Id, record.ToJson(), (long)ttl.TotalMilliseconds, _channelName]).ConfigureAwait(false);
         return (long)result == 1;
     }
 
     public Task UnregisterAsync(string nodeId)
-        => RunAsync(UnregisterScript, [_members, _records, _down, _epoch], [nodeId, (string)_channel]);
+        => RunAsync(UnregisterScript, [_members, _records, _down, _epoch], [nodeId, _channelName]);
 
     public async Task<ClusterSnapshot> ReadAsync()
     {
@@ -181,7 +189,7 @@ public sealed partial class RedisClusterRegistry : IClusterRegistry
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
-            throw new ClusterRegistryException($"cannot subscribe to {_channel}: {ex.Message}", ex);
+            throw new ClusterRegistryException($"cannot subscribe to {_channelName}: {_connector.Describe(ex)}", ex);
         }
     }
 
@@ -193,7 +201,7 @@ public sealed partial class RedisClusterRegistry : IClusterRegistry
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
-            throw new ClusterRegistryException($"redis: {ex.Message}", ex);
+            throw new ClusterRegistryException(_connector.Describe(ex), ex);
         }
     }
 

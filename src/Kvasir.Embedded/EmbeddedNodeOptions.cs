@@ -41,7 +41,7 @@ public sealed class EmbeddedNodeOptions
             AuthKey = store.AuthKey is null ? null : Kvasir.Protocol.AuthHandshake.ParseKey(store.AuthKey),
             Store = new StoreOptions { Capacity = Capacity, MaxValueBytes = Math.Min(Kvasir.Protocol.ProtocolLimits.DefaultMaxValueBytes, Capacity) },
             Cluster = store.EffectiveRedisUrl is { } url
-                ? new ClusterJoinOptions { RedisUrl = url, Name = store.Cluster, Kind = "embedded", HeartbeatTtl = HeartbeatTtl }
+                ? new ClusterJoinOptions { RedisUrl = url, RedisCaFile = store.RedisCaFile, Name = store.Cluster, Kind = "embedded", HeartbeatTtl = HeartbeatTtl }
                 : null,
         };
         try { options.Validate(); }

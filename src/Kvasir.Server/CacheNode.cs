@@ -207,7 +207,7 @@ public sealed class CacheNode : IAsyncDisposable
         IClusterRegistry registry;
         try
         {
-            registry = await RedisClusterRegistry.ConnectAsync(RedisUrl.Parse(cluster.RedisUrl), cluster.Name, cluster.RedisTimeout).ConfigureAwait(false);
+            registry = await RedisClusterRegistry.ConnectAsync(cluster.ParsedRedisUrl(), cluster.Name, cluster.RedisTimeout).ConfigureAwait(false);
         }
         catch (Exception ex)
         {

@@ -3,8 +3,17 @@ namespace Kvasir.Server;
 /// <summary>How a node joins a cluster: it registers in Redis and renews that registration by heartbeat.</summary>
 public sealed class ClusterJoinOptions
 {
-    /// <summary>The registry, <c>redis://[:password@]host:port[/db]</c>. Required.</summary>
+    /// <summary>
+    /// The registry. Required. <c>redis://[[user]:password@]host:port[/db]</c>, <c>rediss://…[?ca=PATH]</c>
+    /// (TLS) or <c>redis+sentinel://host:port,host:port/master[/db]</c> (docs/cluster.md).
+    /// </summary>
     public required string RedisUrl { get; init; }
+
+    /// <summary>PEM file of the CA that signs the rediss:// server's certificate (instead of the system's roots). Default none.</summary>
+    public string? RedisCaFile { get; init; }
+
+    /// <summary>The parsed registry URL with its CA.</summary>
+    public Kvasir.Cluster.RedisUrl ParsedRedisUrl() => Kvasir.Cluster.RedisUrl.Parse(RedisUrl, RedisCaFile);
 
     /// <summary>Cluster name; nodes and clients of one name form one cluster. Default "default". 1–64 of [A-Za-z0-9_.-].</summary>
     public string Name { get; init; } = "default";
@@ -30,7 +39,8 @@ public sealed class ClusterJoinOptions
 
     internal void Validate()
     {
-        Kvasir.Cluster.RedisUrl.Parse(RedisUrl);
+        try { ParsedRedisUrl(); }
+        catch (FormatException ex) { throw new ArgumentException(ex.Message, ex); }
         Kvasir.Cluster.RedisClusterRegistry.ValidateClusterName(Name);
         if (Advertise is not null && !Kvasir.Cluster.Endpoint.TryParse(Advertise, out _))
             throw new ArgumentException($"advertise address '{Advertise}' is not HOST:PORT");

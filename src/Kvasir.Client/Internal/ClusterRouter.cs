@@ -70,9 +70,9 @@ internal sealed class ClusterRouter : IAsyncDisposable
                 MembershipWatcher watcher;
                 try
                 {
-                    registry = await RedisClusterRegistry.ConnectAsync(RedisUrl.Parse(url), options.Cluster, options.ConnectTimeout).ConfigureAwait(false);
+                    registry = await RedisClusterRegistry.ConnectAsync(RedisUrl.Parse(url, options.RedisCaFile), options.Cluster, options.ConnectTimeout).ConfigureAwait(false);
                 }
-                catch (FormatException ex) { throw new KvasirException(ex.Message, ex); }
+                catch (Exception ex) when (ex is FormatException or ClusterRegistryException) { throw new KvasirException(ex.Message, ex); }
                 try
                 {
                     watcher = await MembershipWatcher.StartAsync(registry, options.MembershipPoll, ownsRegistry: true, options.LoggerFactory).ConfigureAwait(false);
@@ -80,7 +80,7 @@ internal sealed class ClusterRouter : IAsyncDisposable
                 catch (ClusterRegistryException ex)
                 {
                     await registry.DisposeAsync().ConfigureAwait(false);
-                    throw new KvasirException($"cannot read cluster '{options.Cluster}' from {url}: {ex.Message}", ex);
+                    throw new KvasirException($"cannot read cluster '{options.Cluster}' from {RedisUrl.Redact(url)}: {ex.Message}", ex);
                 }
                 router = new ClusterRouter(options, watcher, watcher.Current.Nodes, log);
             }

@@ -1,0 +1,52 @@
+using System.Diagnostics;
+using Kvasir.Client;
+using Xunit.Abstractions;
+
+namespace Kvasir.Cluster.Tests;
+
+/// <summary>redis+sentinel://: a master, a replica and a sentinel; the master is killed and the cluster follows the promoted replica.</summary>
+public sealed class SentinelTests(ITestOutputHelper output)
+{
+    /// <summary>Sentinel calls the master down after 1 s and promotes within seconds; the registry and the nodes need a few more.</summary>
+    private static readonly TimeSpan FailoverBound = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task After_the_master_is_killed_the_node_registers_in_the_promoted_replica_and_clients_route_and_discover_through_it()
+    {
+        using var master = RedisProcess.Start();
+        using var replica = RedisProcess.Start("--replicaof", "127.0.0.1", master.Port.ToString());
+        using var sentinel = RedisProcess.StartSentinel(master, "kvmaster");
+        await Poll.UntilAsync(async () => (await sentinel.CommandAsync(["SENTINEL", "REPLICAS", "kvmaster"])).Contains($"127.0.0.1:{replica.Port}", StringComparison.Ordinal),
+            "the sentinel to learn of the replica", TimeSpan.FromSeconds(30));
+        await Poll.UntilAsync(async () => (await replica.CommandAsync(["INFO", "replication"])).Contains("master_link_status:up", StringComparison.Ordinal),
+            "the replica to be in sync with the master", TimeSpan.FromSeconds(15));
+
+        var cluster = SecureRegistryTests.NewCluster();
+        var url = $"redis+sentinel://127.0.0.1:{sentinel.Port}/kvmaster";
+        await using var node = await SecureRegistryTests.StartNodeAsync(url, cluster);
+        await using var client = await KvStore.ConnectAsync(SecureRegistryTests.ClientOptions(url, cluster));
+        await SecureRegistryTests.RoutesToAsync(client, "through the first master", node);
+
+        var clock = Stopwatch.StartNew();
+        master.Kill();
+        await Poll.UntilAsync(async () => (await sentinel.CommandAsync(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "kvmaster"])) == $"127.0.0.1 {replica.Port}",
+            "the sentinel to promote the replica", FailoverBound);
+        var promoted = clock.Elapsed;
+        // The node's heartbeats reach the new master: its record there is renewed (expiry in the future, by the new master's clock).
+        long renewedFrom = await ExpiryAsync(replica, cluster, node.Server);
+        await Poll.UntilAsync(async () => await ExpiryAsync(replica, cluster, node.Server) > renewedFrom,
+            "the node's heartbeat to renew its registration in the promoted replica", FailoverBound);
+        var reregistered = clock.Elapsed;
+        await using var direct = await KvStore.ConnectAsync(new KvStoreOptions { Server = node.Server });
+        await Poll.UntilAsync(async () => (await direct.StatsAsync())["cluster_state"] == 2, "the node to report itself registered", FailoverBound);
+
+        // The existing client still routes, and discovers a node that joins after the failover.
+        await using var late = await SecureRegistryTests.StartNodeAsync(url, cluster);
+        await SecureRegistryTests.RoutesToAsync(client, "after the failover", node, late);
+        output.WriteLine($"master killed -> replica promoted {promoted.TotalSeconds:F1} s, node heartbeat in the new master {reregistered.TotalSeconds:F1} s, new node discovered {clock.Elapsed.TotalSeconds:F1} s");
+    }
+
+    /// <summary>The node's expiry score in the members zset (0 when absent).</summary>
+    private static async Task<long> ExpiryAsync(RedisProcess redis, string cluster, string id)
+        => long.TryParse(await redis.CommandAsync(["ZSCORE", $"kvasir:{{{cluster}}}:members", id]), out var ms) ? ms : 0;
+}
