@@ -129,6 +129,10 @@ def connect_registry(url: str, timeout: float):
     return redis.Redis(host=endpoints[0][0], port=endpoints[0][1], **common)
 
 
+# How long nodes a reset registry forgot are kept while they register again: twice the default heartbeat TTL.
+REGISTRY_RESET_GRACE = 10.0
+
+
 def _valid_id(text) -> bool:
     return isinstance(text, str) and 0 < len(text) <= 255 and all("!" <= c <= "~" for c in text)
 
@@ -179,6 +183,7 @@ class RedisMembership:
             self._redis.close()
             raise KvasirError(f"cannot read cluster {name!r} from {redact(url)}: {ex}") from None
         self._last_full = time.monotonic()
+        self._forgotten, self._forgotten_since = None, 0.0
         self._thread = threading.Thread(target=self._loop, name="kvasir-membership", daemon=True)
         self._thread.start()
 
@@ -205,7 +210,9 @@ class RedisMembership:
             try:
                 epoch, live = self._redis.eval(_POLL, 2, self._keys[0], self._keys[2])
                 if int(epoch) != self.epoch or int(live) != len(self.nodes) or time.monotonic() - self._last_full > 30:
-                    self.epoch, nodes = self._read()
+                    new_epoch, nodes = self._read()
+                    nodes = self._keep_forgotten(new_epoch, nodes)
+                    self.epoch = new_epoch
                     self._last_full = time.monotonic()
                     if [(n["id"], n["addr"]) for n in nodes] != [(n["id"], n["addr"]) for n in self.nodes]:
                         self.nodes = nodes
@@ -214,6 +221,22 @@ class RedisMembership:
                 self.error = None
             except self._redis_errors as ex:
                 self.error = str(ex)
+
+    def _keep_forgotten(self, new_epoch: int, nodes: List[dict]) -> List[dict]:
+        """After a registry reset (a Redis restarted without persistence: the epoch went backwards), the nodes it
+        forgot stay in the view until they have registered again or REGISTRY_RESET_GRACE has passed, so keys are not
+        placed on a partial membership while the nodes' heartbeats refill it (the .NET watcher does the same)."""
+        now = time.monotonic()
+        if new_epoch < self.epoch and self._forgotten is None and self.nodes:
+            self._forgotten, self._forgotten_since = list(self.nodes), now
+        if self._forgotten is None:
+            return nodes
+        present = {n["id"] for n in nodes}
+        missing = [n for n in self._forgotten if n["id"] not in present]
+        if not missing or now - self._forgotten_since > REGISTRY_RESET_GRACE:
+            self._forgotten = None
+            return nodes
+        return sorted(nodes + missing, key=lambda n: n["id"])
 
     def refresh(self) -> None:
         """Reads the whole membership now (raises on a Redis error)."""

@@ -7,11 +7,17 @@ namespace Kvasir.Cluster;
 /// A client's view of the live nodes. It polls a two-number summary (epoch, live count) every
 /// <c>pollInterval</c> and reads the full membership only when that changes (or every 30 s), and
 /// a pub/sub message triggers a poll at once. If the registry becomes unreachable the last view is
-/// kept: clients go on routing to the nodes they know.
+/// kept: clients go on routing to the nodes they know. If it comes back empty (a restart without
+/// persistence: its epoch went backwards), the nodes it forgot stay in the view until they have
+/// registered again or <see cref="RegistryResetGrace"/> has passed, so keys are not placed on a
+/// partial membership while the nodes' heartbeats refill it.
 /// </summary>
 public sealed class MembershipWatcher : IAsyncDisposable
 {
     private static readonly TimeSpan FullRefresh = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long nodes a reset registry forgot are kept while they register again: twice the default heartbeat TTL.</summary>
+    public static readonly TimeSpan RegistryResetGrace = TimeSpan.FromSeconds(10);
 
     private readonly IClusterRegistry _registry;
     private readonly TimeSpan _poll;
@@ -21,6 +27,8 @@ public sealed class MembershipWatcher : IAsyncDisposable
     private readonly bool _ownsRegistry;
     private ClusterSnapshot _current;
     private long _lastFullMs;
+    private IReadOnlyList<NodeRecord>? _forgotten;
+    private long _forgottenSinceMs;
     private Task? _loop;
 
     private MembershipWatcher(IClusterRegistry registry, ClusterSnapshot first, TimeSpan poll, bool ownsRegistry, ILogger log)
@@ -67,6 +75,7 @@ public sealed class MembershipWatcher : IAsyncDisposable
         var next = await _registry.ReadAsync().ConfigureAwait(false);
         _lastFullMs = Environment.TickCount64;
         var previous = Current;
+        next = KeepForgotten(next, previous);
         if (next.Epoch == previous.Epoch && SameIds(next, previous)) return;
         Volatile.Write(ref _current, next);
         _log.LogInformation("cluster {Cluster}: {Count} live nodes (epoch {Epoch})", _registry.ClusterName, next.Nodes.Count, next.Epoch);
@@ -93,6 +102,29 @@ public sealed class MembershipWatcher : IAsyncDisposable
                 LastError = ex.Message;
             }
         }
+    }
+
+    /// <summary>
+    /// After a registry reset (the epoch went backwards), the previous view's nodes missing from <paramref name="next"/>
+    /// are kept in it until they are all back or <see cref="RegistryResetGrace"/> has passed.
+    /// </summary>
+    private ClusterSnapshot KeepForgotten(ClusterSnapshot next, ClusterSnapshot previous)
+    {
+        if (next.Epoch < previous.Epoch && _forgotten is null && previous.Nodes.Count > 0)
+        {
+            _forgotten = previous.Nodes;
+            _forgottenSinceMs = Environment.TickCount64;
+            _log.LogWarning("cluster {Cluster}: the registry lost its state (epoch {Old} -> {New}); keeping the {Count} known nodes for up to {Grace} s while they register again",
+                _registry.ClusterName, previous.Epoch, next.Epoch, previous.Nodes.Count, RegistryResetGrace.TotalSeconds);
+        }
+        if (_forgotten is null) return next;
+        var missing = _forgotten.Where(f => !next.Nodes.Any(n => n.Id == f.Id)).ToList();
+        if (missing.Count == 0 || Environment.TickCount64 - _forgottenSinceMs > RegistryResetGrace.TotalMilliseconds)
+        {
+            _forgotten = null;
+            return next;
+        }
+        return next with { Nodes = [.. next.Nodes.Concat(missing).OrderBy(n => n.Id, StringComparer.Ordinal)] };
     }
 
     private static bool SameIds(ClusterSnapshot a, ClusterSnapshot b)

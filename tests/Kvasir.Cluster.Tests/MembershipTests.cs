@@ -61,6 +61,31 @@ public sealed class MembershipTests
     }
 
     [Fact]
+    public async Task A_client_keeps_its_nodes_while_a_registry_that_lost_its_state_fills_up_again()
+    {
+        // A Redis restarted without persistence (here: FLUSHALL) forgets every node until its next heartbeat. The
+        // client must not shrink its view meanwhile: keys would be placed on a partial membership (found by bench/chaos.py).
+        await using var cluster = await ClusterHarness.StartAsync(3);
+        await cluster.WaitForLiveAsync(3);
+        await using var client = await cluster.ClientAsync(replicas: 2);
+        await Poll.UntilAsync(() => client.Nodes.Count == 3, "the client to see 3 nodes");
+        var keys = Enumerable.Range(0, 50).Select(i => TestValues.KeyMemory($"reset/{i}")).ToArray();
+        Assert.All(await client.PutAsync(keys, keys), s => Assert.Equal(KvStatus.Ok, s));
+
+        await cluster.Redis.CommandAsync(["FLUSHALL"]);
+        int fewest = 3;
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while (watch.Elapsed < TimeSpan.FromSeconds(3))   // several heartbeats: every node registers again meanwhile
+        {
+            fewest = Math.Min(fewest, client.Nodes.Count);
+            await Task.Delay(5);
+        }
+        Assert.Equal(3, fewest);
+        await cluster.WaitForLiveAsync(3);
+        Assert.All(await client.ExistsAsync(keys), v => Assert.Equal(1, v));
+    }
+
+    [Fact]
     public async Task A_client_keeps_routing_to_known_nodes_while_redis_is_down()
     {
         await using var cluster = await ClusterHarness.StartAsync(2);

@@ -188,6 +188,23 @@ public sealed class ClientBoundsTests
         using var _i = idle;
         await idle.AssertClosedWithoutReplyAsync(TimeSpan.FromSeconds(10), "a connection idle past the idle timeout");
 
+        // A connection that keeps sending requests is never idle: the timer restarts with each request.
+        await using (var busyNode = TestNode.Start(new NodeOptions
+        {
+            Port = 0,
+            Store = new StoreOptions { Capacity = 16L << 20, MaxValueBytes = 1L << 20 },
+            IdleTimeout = TimeSpan.FromSeconds(3),
+        }))
+        {
+            var (busy, _) = await RawConnection.ConnectHelloAsync(busyNode.Port);
+            using var _b = busy;
+            for (ulong i = 0; i < 10; i++)   // 5 s of requests, one every 0.5 s: longer than the idle timeout in all
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(500));
+                RawConnection.AssertReply(await busy.RequestAsync(Frames.Ping(20 + i)), Opcode.Ping, 20 + i);
+            }
+        }
+
         await using var patient = ServerNode.Start();
         var (kept, _) = await RawConnection.ConnectHelloAsync(patient.Port);
         using var _k = kept;
