@@ -11,7 +11,12 @@ itself is restarted. It reports, and fails (exit 1) on:
 It prints recovery times and the nodes' peak RSS. One node is down at a time, so with replicas=2 every
 acknowledged value has a live copy throughout. Everything it starts is stopped by pid when it ends.
 
-    /usr/bin/python3 bench/chaos.py [--duration 60] [--kill-every 8] [--seed N] [--keys 400]
+    /usr/bin/python3 bench/chaos.py [--duration 60] [--kill-every 8] [--seed N] [--keys 400] [--write-once]
+
+--write-once writes every key once, as an inference engine does (a KV block's key is a hash of its token prefix, so
+its value never changes): the model docs/cluster.md promises no stale reads for. Without it keys are overwritten,
+and a replica that missed an overwrite while it was down can serve the older version (stale reads: replicas carry
+no versions yet).
 """
 import argparse
 import hashlib
@@ -150,6 +155,7 @@ def main() -> int:
     ap.add_argument("--keys", type=int, default=400)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--recovery-limit", type=float, default=30)
+    ap.add_argument("--write-once", action="store_true", help="never overwrite a key (the KV-cache model)")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
@@ -160,7 +166,7 @@ def main() -> int:
     cluster = Cluster(workdir, 3)
     store = None
     problems, recoveries, redis_recovery = [], [], None
-    acked, written = {}, {}   # key -> last acknowledged version; key -> highest version ever sent
+    acked, written, acked_keys = {}, {}, []   # key -> last acknowledged version; key -> highest version ever sent
     counts = {"puts": 0, "acked": 0, "reads": 0, "hits": 0, "misses": 0, "errors": 0, "wrong": 0, "stale": 0}
     try:
         for i in range(3):
@@ -191,13 +197,20 @@ def main() -> int:
         next_kill = start + args.kill_every
         redis_restart_at = start + args.duration / 2
         while time.monotonic() - start < args.duration:
-            k = rng.randrange(args.keys)
+            if args.write_once:   # a new key, or a read of one already acknowledged
+                put = rng.random() < 0.4 or not acked_keys
+                k = len(written) if put else rng.choice(acked_keys)
+            else:
+                k = rng.randrange(args.keys)
+                put = rng.random() < 0.4 or k not in acked
             try:
-                if rng.random() < 0.4 or k not in acked:
+                if put:
                     v = written.get(k, 0) + 1
                     written[k] = v
                     counts["puts"] += 1
                     if store.put(f"chaos/{k}", value(k, v)) == 0:
+                        if k not in acked:
+                            acked_keys.append(k)
                         acked[k] = v
                         counts["acked"] += 1
                 else:
