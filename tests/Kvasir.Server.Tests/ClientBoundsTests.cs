@@ -16,6 +16,9 @@ public sealed class ClientBoundsTests
 {
     private const int ValueBytes = 64 * 1024;
 
+    /// <summary>The arena of the nodes that test connection limits rather than storage: 16 MiB, 1 MiB values.</summary>
+    private static StoreOptions SmallStore() => new() { Capacity = 16L << 20, MaxValueBytes = 1L << 20 };
+
     private static TestNode StartShmNode(int maxLeasesPerConnection = 65_536, long? maxReservedBytesPerConnection = null,
         TimeSpan? leaseTimeout = null, long capacity = 16L << 20) => TestNode.Start(new NodeOptions
         {
@@ -159,7 +162,7 @@ public sealed class ClientBoundsTests
         await using var node = TestNode.Start(new NodeOptions
         {
             Port = 0,
-            Store = new StoreOptions { Capacity = 16L << 20, MaxValueBytes = 1L << 20 },
+            Store = SmallStore(),
             FrameTimeout = TimeSpan.FromSeconds(1),
             HandshakeTimeout = TimeSpan.FromSeconds(1),
         });
@@ -181,7 +184,7 @@ public sealed class ClientBoundsTests
         await using var node = TestNode.Start(new NodeOptions
         {
             Port = 0,
-            Store = new StoreOptions { Capacity = 16L << 20, MaxValueBytes = 1L << 20 },
+            Store = SmallStore(),
             IdleTimeout = TimeSpan.FromSeconds(1),
         });
         var (idle, _) = await RawConnection.ConnectHelloAsync(node.Port);
@@ -192,7 +195,7 @@ public sealed class ClientBoundsTests
         await using (var busyNode = TestNode.Start(new NodeOptions
         {
             Port = 0,
-            Store = new StoreOptions { Capacity = 16L << 20, MaxValueBytes = 1L << 20 },
+            Store = SmallStore(),
             IdleTimeout = TimeSpan.FromSeconds(3),
         }))
         {
@@ -219,7 +222,7 @@ public sealed class ClientBoundsTests
         await using var node = TestNode.Start(new NodeOptions
         {
             Port = 0,
-            Store = new StoreOptions { Capacity = 16L << 20, MaxValueBytes = 1L << 20 },
+            Store = SmallStore(),
             MaxConnections = 16,
             MaxConnectionsPerAddress = 8,
         });
@@ -249,7 +252,7 @@ public sealed class ClientBoundsTests
         await using var node = TestNode.Start(new NodeOptions
         {
             Port = 0,
-            Store = new StoreOptions { Capacity = 16L << 20, MaxValueBytes = 1L << 20 },
+            Store = SmallStore(),
             MaxMetaBytes = 1 << 20,
             MaxBufferedMetaBytes = 8L << 20,
             FrameTimeout = TimeSpan.FromSeconds(3),
