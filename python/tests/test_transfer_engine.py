@@ -113,6 +113,32 @@ def test_writev_and_readv_move_every_iov_and_the_notification_arrives_once(pair)
     assert "num_iovs 4" in a.last_error
 
 
+def test_remote_offsets_place_each_iov_inside_one_advertised_window_and_stay_in_bounds(pair):
+    # One advertisement of a whole KV buffer, many blocks at their own offsets (as a decoder pulls a prefiller's
+    # blocks): each lands where its offset says, reads come back from there, and a range past the window is refused.
+    a, b, ca, cb = pair
+    block, count = 3 * 4096 + 5, 6
+    dst, dmr, window, blob = _window(b, cb, block * count)
+    srcs = [random_bytes(block, 100 + i) for i in range(count)]
+    mrs = [a.reg(s)[1] for s in srcs]
+    order = [4, 0, 5, 2]
+    assert a.writev(ca, [mrs[i] for i in order], [srcs[i] for i in order], [block] * 4, [blob] * 4, 4,
+                    remote_offset_list=[i * block for i in order]), a.last_error
+    for i in range(count):
+        expected = srcs[i] if i in order else np.full(block, 0xEE, dtype=np.uint8)
+        assert np.array_equal(window[i * block:(i + 1) * block], expected), i
+    assert _guards_intact(dst)
+    back = np.zeros(2 * block, dtype=np.uint8)
+    _, bmr = a.reg(back)
+    assert a.readv(ca, [bmr, bmr], [back.ctypes.data, back.ctypes.data + block], [block, block], [blob, blob], 2,
+                   remote_offset_list=[5 * block, 2 * block]), a.last_error
+    assert np.array_equal(back[:block], srcs[5]) and np.array_equal(back[block:], srcs[2])
+    assert not a.read(ca, bmr, back, block, blob, remote_offset=block * count - block + 1)
+    assert "outside the advertised window" in a.last_error
+    assert not a.write(ca, mrs[0], srcs[0], block, blob, remote_offset=-1) and "outside" in a.last_error
+    assert _guards_intact(dst)
+
+
 def test_torch_tensors_and_ptr_size_pairs_register_and_transfer():
     torch = pytest.importorskip("torch")
     with Engine("lo", 2, 1, 0) as a, Engine("127.0.0.1", 1, 1, 0) as b:
@@ -447,6 +473,10 @@ def test_same_host_shared_memory_carries_writes_and_reads_and_the_target_still_c
         _, bmr = a.reg(back)
         assert a.read(ca, bmr, back, 2 * MiB, blob) and a.shm_transfers == 2
         assert np.array_equal(back, src)
+        # at an offset inside the window: the memcpy starts there, the target checks the completion's bounds
+        assert a.write(ca, smr, src, 4096, blob, remote_offset=MiB), a.last_error
+        assert a.read(ca, bmr, back, 4096, blob, remote_offset=MiB) and a.shm_transfers == 4
+        assert np.array_equal(buf[4096 + MiB:4096 + MiB + 4096], src[:4096]) and np.array_equal(back[:4096], src[:4096])
         # a connected to b, so it does not know b's host: its shared region is advertised without the extension
         ok, amr, abuf = a.alloc_shared(4096)
         assert _wire.decode_advertisement(a.advertise(ca, amr, abuf, 4096)[1]).shm_path is None

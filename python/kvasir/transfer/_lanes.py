@@ -84,9 +84,10 @@ class Lane:
         self._threads: List[threading.Thread] = []
 
     def start(self) -> None:
-        for target, role in ((self._read_loop, "reader"), (self._write_loop, "writer")):
-            t = threading.Thread(target=target, name=f"{self._name}-lane{self.index}-{role}", daemon=True)
-            self._threads.append(t)
+        # Both threads exist before either starts: a reader that ends at once (the peer closed) joins the writer.
+        self._threads = [threading.Thread(target=target, name=f"{self._name}-lane{self.index}-{role}", daemon=True)
+                         for target, role in ((self._read_loop, "reader"), (self._write_loop, "writer"))]
+        for t in self._threads:
             t.start()
 
     # ---- sending --------------------------------------------------------------------------------
@@ -156,7 +157,7 @@ class Lane:
         finally:
             # The reader owns the socket's end: it closes it once the writer has stopped.
             for t in self._threads:
-                if t is not threading.current_thread():
+                if t is not threading.current_thread() and t.ident is not None:   # started
                     t.join(5.0)
             self.sock.close()
 

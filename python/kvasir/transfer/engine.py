@@ -326,25 +326,28 @@ class Engine:
         return True, self._regions.reg(f.array, shared=f), f.array
 
     # ---- one-sided transfers -------------------------------------------------------------------------------
-    def _plan(self, kind: int, conn_id, mr_id, ptr, size, meta):
-        """Checks one transfer's arguments before anything is sent: (session, local view, advertisement)."""
+    def _plan(self, kind: int, conn_id, mr_id, ptr, size, meta, remote_offset: int = 0):
+        """Checks one transfer's arguments before anything is sent: (session, local view, advertisement, offset)."""
         session = self._session(conn_id)
         local = self._regions.region(mr_id).local(_address(ptr), int(size))
         adv = _wire.decode_advertisement(meta)
         if adv.engine_id != session.peer_engine:
             raise TransferError(f"the advertisement was made by engine {adv.engine_id.hex()}, "
                                 f"not by the peer of connection {conn_id}")
-        if size > adv.size:
+        remote_offset = int(remote_offset)
+        if remote_offset == 0 and size > adv.size:
             raise TransferError(f"size {size} is above the advertised window of {adv.size} bytes")
-        return session, local, adv
+        if remote_offset < 0 or remote_offset + size > adv.size:
+            raise TransferError(f"[{remote_offset}, +{size}) is outside the advertised window of {adv.size} bytes")
+        return session, local, adv, remote_offset
 
     def _launch(self, kind: int, session: Session, local: memoryview, adv: _wire.Advertisement,
-                notif: bytes = b"", kv_tag: int = 0, kv_generation: int = 0) -> Transfer:
+                notif: bytes = b"", kv_tag: int = 0, kv_generation: int = 0, remote_offset: int = 0) -> Transfer:
         if len(notif) > _wire.MAX_NOTIF:
             raise TransferError(f"notification of {len(notif)} bytes is above the limit of {_wire.MAX_NOTIF}")
         size = len(local)
         if adv.shm_path is not None and session.peer_host in (None, self.host_id):
-            t = self._through_shm(kind, session, local, adv, notif, kv_tag, kv_generation)
+            t = self._through_shm(kind, session, local, adv, notif, kv_tag, kv_generation, remote_offset)
             if t is not None:
                 return t
         step = min(self.slice_bytes, session.peer_max_slice)
@@ -355,19 +358,19 @@ class Engine:
             n = min(step, size - off)
             lane = session.next_lane()
             if kind == _wire.WRITE:
-                meta = _wire.encode_write(_wire.WriteSlice(adv.advert_id, adv.token, 0, size, off, kv_tag,
+                meta = _wire.encode_write(_wire.WriteSlice(adv.advert_id, adv.token, remote_offset, size, off, kv_tag,
                                                            kv_generation, notif if off == 0 else b""))
                 lane.request(WriteSliceOp(t, off), _wire.encode_header(_wire.WRITE, t.transfer_id, len(meta), n) + meta,
                              local[off:off + n])
             else:
-                meta = _wire.encode_read(_wire.ReadSlice(adv.advert_id, adv.token, off, n))
+                meta = _wire.encode_read(_wire.ReadSlice(adv.advert_id, adv.token, remote_offset + off, n))
                 lane.request(ReadSliceOp(t, local[off:off + n]), _wire.encode_header(_wire.READ, t.transfer_id, len(meta)) + meta)
         return t
 
-    def _through_shm(self, kind, session, local, adv, notif, kv_tag, kv_generation) -> Optional[Transfer]:
+    def _through_shm(self, kind, session, local, adv, notif, kv_tag, kv_generation, remote_offset) -> Optional[Transfer]:
         """A write: one memcpy into the mapped file, then one zero-length WRITE that the target checks as
         any slice; a read: one memcpy out of it. None when the file does not map (use the lanes)."""
-        window = self._mappings.window(adv.shm_path, adv.file_offset, len(local))
+        window = self._mappings.window(adv.shm_path, adv.file_offset + remote_offset, len(local))
         if window is None:
             return None
         name = "write" if kind == _wire.WRITE else "read"
@@ -379,15 +382,20 @@ class Engine:
         window[:] = local
         self.shm_transfers += 1
         t = Transfer(self._new_id(), session, 1, self.timeout, what)
-        meta = _wire.encode_write(_wire.WriteSlice(adv.advert_id, adv.token, 0, len(local), 0, kv_tag, kv_generation, notif))
+        meta = _wire.encode_write(_wire.WriteSlice(adv.advert_id, adv.token, remote_offset, len(local), 0, kv_tag,
+                                                   kv_generation, notif))
         session.next_lane().request(WriteSliceOp(t, 0), _wire.encode_header(_wire.WRITE, t.transfer_id, len(meta), 0) + meta)
         return t
 
-    def _run(self, kind: int, conn_id, mr_ids, ptrs, sizes, metas, notif=None) -> List[Transfer]:
-        plans = [self._plan(kind, c, m, p, s, b) for c, m, p, s, b in zip(conn_id, mr_ids, ptrs, sizes, metas)]
+    def _run(self, kind: int, conn_id, mr_ids, ptrs, sizes, metas, notif=None, offsets=None) -> List[Transfer]:
+        offsets = [0] * len(metas) if offsets is None else offsets
+        if len(offsets) < len(metas):
+            raise TransferError(f"{len(offsets)} remote offsets for {len(metas)} transfers")
+        plans = [self._plan(kind, c, m, p, s, b, o)
+                 for c, m, p, s, b, o in zip(conn_id, mr_ids, ptrs, sizes, metas, offsets)]
         note = _notif_bytes(notif)
-        return [self._launch(kind, s, local, adv, note if i == len(plans) - 1 else b"")
-                for i, (s, local, adv) in enumerate(plans)]
+        return [self._launch(kind, s, local, adv, note if i == len(plans) - 1 else b"", remote_offset=off)
+                for i, (s, local, adv, off) in enumerate(plans)]
 
     @staticmethod
     def _finish(transfers: List[Transfer]) -> bool:
@@ -397,27 +405,33 @@ class Engine:
         return True
 
     @_api(False)
-    def write(self, conn_id: int, mr_id: int, ptr, size: int, meta: bytes, notif=None) -> bool:
-        return self._finish(self._run(_wire.WRITE, [conn_id], [mr_id], [ptr], [size], [meta], notif))
+    def write(self, conn_id: int, mr_id: int, ptr, size: int, meta: bytes, notif=None, *, remote_offset: int = 0) -> bool:
+        """``remote_offset`` (a Kvasir extension): where in the advertised window the bytes land (default: its start)."""
+        return self._finish(self._run(_wire.WRITE, [conn_id], [mr_id], [ptr], [size], [meta], notif, [remote_offset]))
 
     @_api(False)
-    def read(self, conn_id: int, mr_id: int, ptr, size: int, meta: bytes) -> bool:
-        return self._finish(self._run(_wire.READ, [conn_id], [mr_id], [ptr], [size], [meta]))
+    def read(self, conn_id: int, mr_id: int, ptr, size: int, meta: bytes, *, remote_offset: int = 0) -> bool:
+        """``remote_offset`` (a Kvasir extension): where in the advertised window the bytes are read from."""
+        return self._finish(self._run(_wire.READ, [conn_id], [mr_id], [ptr], [size], [meta], offsets=[remote_offset]))
 
-    def _vector(self, kind, conn_id, mr_ids, ptrs, sizes, metas, num_iovs, notif=None):
-        lists = (mr_ids, ptrs, sizes, metas)
+    def _vector(self, kind, conn_id, mr_ids, ptrs, sizes, metas, num_iovs, notif=None, offsets=None):
+        lists = (mr_ids, ptrs, sizes, metas) + (() if offsets is None else (offsets,))
         if num_iovs < 1 or any(len(x) < num_iovs for x in lists):
-            raise TransferError(f"num_iovs {num_iovs} needs at least that many mr_ids, ptrs, sizes and metas")
-        return self._run(kind, [conn_id] * num_iovs, *(x[:num_iovs] for x in lists), notif=notif)
+            raise TransferError(f"num_iovs {num_iovs} needs at least that many mr_ids, ptrs, sizes, metas (and offsets)")
+        return self._run(kind, [conn_id] * num_iovs, *(x[:num_iovs] for x in lists[:4]), notif=notif,
+                         offsets=None if offsets is None else list(offsets[:num_iovs]))
 
     @_api(False)
-    def writev(self, conn_id, mr_id_list, ptr_list, size_list, meta_list, num_iovs, notif=None) -> bool:
+    def writev(self, conn_id, mr_id_list, ptr_list, size_list, meta_list, num_iovs, notif=None, *,
+               remote_offset_list=None) -> bool:
         """All iovs complete before it returns; the notification (if any) rides on the last one."""
-        return self._finish(self._vector(_wire.WRITE, conn_id, mr_id_list, ptr_list, size_list, meta_list, num_iovs, notif))
+        return self._finish(self._vector(_wire.WRITE, conn_id, mr_id_list, ptr_list, size_list, meta_list, num_iovs, notif,
+                                         remote_offset_list))
 
     @_api(False)
-    def readv(self, conn_id, mr_id_list, ptr_list, size_list, meta_list, num_iovs) -> bool:
-        return self._finish(self._vector(_wire.READ, conn_id, mr_id_list, ptr_list, size_list, meta_list, num_iovs))
+    def readv(self, conn_id, mr_id_list, ptr_list, size_list, meta_list, num_iovs, *, remote_offset_list=None) -> bool:
+        return self._finish(self._vector(_wire.READ, conn_id, mr_id_list, ptr_list, size_list, meta_list, num_iovs,
+                                         offsets=remote_offset_list))
 
     def _keep(self, t: Transfer) -> Tuple[bool, int]:
         with self._lock:
