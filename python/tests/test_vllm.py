@@ -1,17 +1,10 @@
 """KvasirConnector (vLLM v1 KV connector) against a real node, with real torch CPU tensors.
 
-vLLM cannot be installed here, so the objects vLLM hands the connector are minimal stand-ins that
-carry only the fields the connector reads (mirroring vLLM at commit 003df296):
-``VllmConfig`` (kv_transfer_config, cache_config.block_size, model_config.model, parallel_config
-tensor/pipeline sizes), ``KVTransferConfig`` (kv_role, kv_connector_extra_config,
-get_from_extra_config), ``Request`` (request_id, prompt_token_ids), ``KVCacheBlocks``
-(get_block_ids() -> tuple of per-group lists), ``SchedulerOutput`` with ``NewRequestData`` and
-``CachedRequestData``, and ``ForwardContext``. The connector subclasses its own documented
-stand-in of KVConnectorBase_V1 because vLLM is not importable.
+vLLM cannot be installed here, so the objects vLLM hands the connector are the minimal stand-ins of
+vllm_standins.py (mirroring vLLM at commit 003df296; see there). The connector subclasses its own
+documented stand-in of KVConnectorBase_V1 because vLLM is not importable.
 """
 import uuid
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
 
 import pytest
 
@@ -20,115 +13,9 @@ torch = pytest.importorskip("torch")
 from kvasir import KvStore  # noqa: E402
 from kvasir.integrations.vllm import (KVConnectorRole, KvasirConnector,  # noqa: E402
                                       KvasirConnectorMetadata, chained_block_hashes)
-
-BS = 4          # tokens per block
-NUM_BLOCKS = 16  # blocks per layer's kv cache
-
-
-# ------------------------------------------------------------------ vLLM stand-ins
-
-@dataclass
-class KVTransferConfig:
-    kv_connector: str = "KvasirConnector"
-    kv_connector_module_path: str = "kvasir.integrations.vllm"
-    kv_role: str = "kv_both"
-    kv_connector_extra_config: Dict[str, Any] = field(default_factory=dict)
-
-    def get_from_extra_config(self, key, default):
-        return self.kv_connector_extra_config.get(key, default)
-
-
-@dataclass
-class CacheConfig:
-    block_size: int = BS
-
-
-@dataclass
-class ModelConfig:
-    model: str = "m"
-
-
-@dataclass
-class ParallelConfig:
-    tensor_parallel_size: int = 1
-    pipeline_parallel_size: int = 1
-
-
-@dataclass
-class VllmConfig:
-    kv_transfer_config: KVTransferConfig
-    cache_config: CacheConfig
-    model_config: ModelConfig
-    parallel_config: ParallelConfig
-
-
-@dataclass
-class KVCacheConfig:
-    num_blocks: int = NUM_BLOCKS
-
-
-@dataclass
-class Request:
-    request_id: str
-    prompt_token_ids: List[int]
-    cache_salt: Optional[str] = None
-
-
-class KVCacheBlocks:
-    def __init__(self, ids):
-        self.ids = list(ids)
-
-    def get_block_ids(self):
-        return (self.ids,)
-
-
-@dataclass
-class NewRequestData:
-    req_id: str
-    prompt_token_ids: List[int]
-    block_ids: tuple
-    num_computed_tokens: int
-
-
-@dataclass
-class CachedRequestData:
-    req_ids: List[str] = field(default_factory=list)
-    resumed_req_ids: set = field(default_factory=set)
-    new_block_ids: list = field(default_factory=list)
-    num_computed_tokens: List[int] = field(default_factory=list)
-
-
-@dataclass
-class SchedulerOutput:
-    scheduled_new_reqs: list = field(default_factory=list)
-    scheduled_cached_reqs: CachedRequestData = field(default_factory=CachedRequestData)
-    num_scheduled_tokens: Dict[str, int] = field(default_factory=dict)
-    finished_req_ids: set = field(default_factory=set)
-
-
-@dataclass
-class ForwardContext:
-    no_compile_layers: dict = field(default_factory=dict)
-    attn_metadata: Any = None
-
-
-class CountingStore:
-    """Delegates to a KvStore, counting exists calls."""
-
-    def __init__(self, store):
-        self._store = store
-        self.exists_calls = 0
-
-    def batch_is_exist(self, keys):
-        self.exists_calls += 1
-        return self._store.batch_is_exist(keys)
-
-    def is_exist(self, key):
-        self.exists_calls += 1
-        return self._store.is_exist(key)
-
-    def __getattr__(self, name):
-        return getattr(self._store, name)
+from vllm_standins import (BS, NUM_BLOCKS, CacheConfig, CachedRequestData, CountingStore,  # noqa: E402
+                           ForwardContext, KVCacheBlocks, KVCacheConfig, KVTransferConfig, ModelConfig,
+                           NewRequestData, ParallelConfig, Request, SchedulerOutput, VllmConfig)
 
 
 # ------------------------------------------------------------------ helpers

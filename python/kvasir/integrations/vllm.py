@@ -170,15 +170,20 @@ def chained_block_hashes(token_ids, block_size: int, salt: str = "") -> List[byt
 
 @dataclass
 class ReqMeta:
-    """Per request, this step: (block id, hex block hash) pairs to load and to save."""
+    """Per request, this step: (block id, hex block hash) pairs to load and to save; for a disaggregated
+    decode, the producer's engine id, its request id and its block id for each block to load."""
     req_id: str
     load: List[Tuple[int, str]] = field(default_factory=list)
     save: List[Tuple[int, str]] = field(default_factory=list)
+    remote_engine_id: Optional[str] = None
+    remote_request_id: Optional[str] = None
+    remote_block_ids: List[int] = field(default_factory=list)
 
 
 @dataclass
 class KvasirConnectorMetadata(KVConnectorMetadata):
     requests: List[ReqMeta] = field(default_factory=list)
+    reqs_to_send: List[str] = field(default_factory=list)   # producer: blocks held for a decoder to pull
 
 
 @dataclass
@@ -192,6 +197,7 @@ class _Tracked:
     block_ids: List[int] = field(default_factory=list)
     saved_upto: int = 0             # blocks [0, saved_upto) are stored or planned
     load_planned: bool = False
+    remote: Optional[dict] = None   # disaggregated decode: the producer's kv_transfer_params
 
 
 def _cfg_get(kv_transfer_config, key, default=None):
@@ -255,7 +261,18 @@ class KvasirConnector(KVConnectorBase_V1):
         self.last_loaded_block_ids: Dict[str, List[int]] = {}
         self._local = not self._force_staging   # the arena path, until it is refused
         self.stats = {"exists_calls": 0, "blocks_hit": 0, "blocks_loaded": 0, "blocks_load_failed": 0,
-                      "blocks_saved": 0, "blocks_save_failed": 0, "blocks_loaded_local": 0, "blocks_saved_local": 0}
+                      "blocks_saved": 0, "blocks_save_failed": 0, "blocks_loaded_local": 0, "blocks_saved_local": 0,
+                      "blocks_pulled": 0, "pulls_failed": 0}
+        # disaggregated prefill -> decode through the transfer engine (kvasir_pd)
+        self._pd = str(_cfg_get(ktc, "kvasir_pd", "")).lower() in ("1", "true", "yes", "transfer")
+        self._engine_id = str(getattr(ktc, "engine_id", None) or _cfg_get(ktc, "kvasir_engine_id") or "")
+        if self._pd and not self._engine_id:
+            raise ValueError("kvasir: kvasir_pd needs kv_transfer_config.engine_id (vLLM sets it) or kvasir_engine_id")
+        self._pd_lease = float(_cfg_get(ktc, "kvasir_pd_lease_seconds", 120.0))
+        self._pd_timeout = float(_cfg_get(ktc, "kvasir_pd_timeout", 30.0))
+        self._reqs_to_send: List[str] = []
+        self._pd_producer = None
+        self._pd_consumer = None
 
     @property
     def requires_kv_delivery(self) -> bool:
@@ -296,12 +313,31 @@ class KvasirConnector(KVConnectorBase_V1):
             tokens = list(getattr(request, "all_token_ids", []))[:n]
         return list(tokens)
 
+    def _remote_prefill(self, request) -> Optional[dict]:
+        """The producer's kv_transfer_params when this request's prefill ran on another engine (kvasir_pd)."""
+        params = getattr(request, "kv_transfer_params", None)
+        if not (self._pd and self._do_load and isinstance(params, dict) and params.get("do_remote_prefill")):
+            return None
+        if not params.get("remote_engine_id") or not params.get("remote_block_ids"):
+            return None
+        return params
+
     def get_num_new_matched_tokens(self, request, num_computed_tokens: int) -> Tuple[int, bool]:
         """Block-aligned prefix of the prompt whose blocks all (tp, pp) ranks stored, beyond
         ``num_computed_tokens``; at least one prompt token is always left to compute. One
-        ``batch_is_exist`` per request (the answer is kept until the request is scheduled)."""
+        ``batch_is_exist`` per request (the answer is kept until the request is scheduled).
+        A disaggregated decode (``do_remote_prefill`` from a kvasir_pd producer) matches the producer's
+        full prompt blocks instead: they are pulled from it, or read from the store if it is gone."""
         req_id = request.request_id
         tracked = self._tracked.get(req_id)
+        remote = self._remote_prefill(request) if tracked is None else None
+        if remote is not None:
+            tokens = self._prompt(request)
+            hashes = [h.hex() for h in chained_block_hashes(tokens, self._block_size,
+                                                            getattr(request, "cache_salt", None) or "")]
+            full = min(len(hashes), len(_first_group(remote["remote_block_ids"])))
+            tracked = _Tracked(hashes=hashes, num_prompt_tokens=len(tokens), stored_blocks=full, remote=dict(remote))
+            self._tracked[req_id] = tracked
         if tracked is None:
             tokens = self._prompt(request)
             hashes = [h.hex() for h in chained_block_hashes(tokens, self._block_size,
@@ -342,15 +378,25 @@ class KvasirConnector(KVConnectorBase_V1):
         if num_external_tokens > 0:
             tracked.load_blocks = num_external_tokens // self._block_size
             tracked.load_planned = True
+            params = getattr(request, "kv_transfer_params", None)
+            if tracked.remote is not None and isinstance(params, dict):
+                params["do_remote_prefill"] = False   # as vLLM's connectors do: a re-queued request reads the store
 
     def _plan(self, meta: KvasirConnectorMetadata, req_id: str, tracked: _Tracked, computed_after: int) -> None:
         req = ReqMeta(req_id)
         ids = tracked.block_ids
         if tracked.load_planned:
             start = tracked.num_computed_tokens // self._block_size
+            remote_ids = _first_group(tracked.remote["remote_block_ids"]) if tracked.remote else []
             for i in range(start, start + tracked.load_blocks):
                 if i < len(ids) and i < len(tracked.hashes):
                     req.load.append((ids[i], tracked.hashes[i]))
+                    if remote_ids:
+                        req.remote_block_ids.append(int(remote_ids[i]))
+            if tracked.remote is not None:
+                req.remote_engine_id = str(tracked.remote["remote_engine_id"])
+                req.remote_request_id = str(tracked.remote.get("remote_request_id") or req_id)
+                tracked.remote = None
             tracked.load_planned = False
         if self._do_save:
             first = max(tracked.saved_upto, tracked.stored_blocks)
@@ -388,11 +434,24 @@ class KvasirConnector(KVConnectorBase_V1):
                 self._plan(meta, req_id, tracked, cached.num_computed_tokens[i] + scheduled.get(req_id, 0))
         for req_id in getattr(scheduler_output, "finished_req_ids", ()) or ():
             self._tracked.pop(req_id, None)
+        meta.reqs_to_send, self._reqs_to_send = self._reqs_to_send, []
         return meta
 
     def request_finished(self, request, block_ids) -> Tuple[bool, Optional[dict]]:
+        """A kvasir_pd producer keeps the full prompt blocks of a request marked ``do_remote_decode`` for a
+        decoder to pull (vLLM delays their free until ``get_finished`` reports the request) and returns the
+        kv_transfer_params the decoder needs, with the field names of vLLM's NixlConnector."""
         self._tracked.pop(request.request_id, None)
-        return False, None
+        params = getattr(request, "kv_transfer_params", None)
+        if not (self._pd and self._do_save and isinstance(params, dict) and params.get("do_remote_decode")):
+            return False, None
+        num_prompt = getattr(request, "num_prompt_tokens", None) or len(self._prompt(request))
+        held = _first_group(block_ids)[:int(num_prompt) // self._block_size]
+        if held:
+            self._reqs_to_send.append(request.request_id)
+        return bool(held), dict(do_remote_prefill=True, do_remote_decode=False, remote_block_ids=held,
+                                remote_engine_id=self._engine_id, remote_request_id=request.request_id,
+                                tp_size=self._tp_size)
 
     # ---------------------------------------------------------------- worker side
 
@@ -402,6 +461,36 @@ class KvasirConnector(KVConnectorBase_V1):
                                                                                  "kvasir_num_blocks")
         for name, tensor in kv_caches.items():
             self._register_layer(name, tensor, num_blocks)
+        if self._pd and self._role == KVConnectorRole.WORKER:
+            self._start_pd()
+
+    def _start_pd(self) -> None:
+        """The transfer-engine endpoint of a kvasir_pd worker: a producer serves its blocks, a consumer pulls."""
+        from . import _vllm_pd  # noqa: PLC0415
+        if any(t.device.type != "cpu" for t in self._layers.values()):
+            logger.warning("kvasir: kvasir_pd moves host kv caches only; these are on %s, so decoders read the "
+                           "store instead", next(iter(self._layers.values())).device)
+            return
+        layers = []
+        for name, tensor in self._layers.items():
+            bdim, bstride, leads, slab = self._layer_geom[name]
+            es = tensor.element_size()
+            span = 1 + sum((n - 1) * st for n, st in zip(tensor.shape, tensor.stride()) if n > 0)
+            layers.append(_vllm_pd.Layer(name, tensor.data_ptr(), span * es, bstride * es, leads, slab))
+        ktc = self._kv_transfer_config
+        common = dict(interface=str(_cfg_get(ktc, "kvasir_pd_interface", "lo")),
+                      lanes=int(_cfg_get(ktc, "kvasir_pd_lanes", 4)), auth_key=_cfg_get(ktc, "kvasir_auth_key"))
+        ranks = ((self._tp_rank, self._tp_size), (self._pp_rank, self._pp_size))
+        if self._do_save:
+            base = int(_cfg_get(ktc, "kvasir_pd_port", 0))
+            port = base + self._pp_rank * self._tp_size + self._tp_rank if base else 0
+            self._pd_producer = _vllm_pd.Producer(
+                layers, self._store, _vllm_pd.endpoint_key(self._engine_id, *ranks), port=port,
+                lease_seconds=self._pd_lease, read_hold_seconds=2 * self._pd_timeout + 5, **common)
+        if self._do_load:
+            self._pd_consumer = _vllm_pd.Consumer(
+                layers, self._store, lambda engine_id: _vllm_pd.endpoint_key(engine_id, *ranks),
+                timeout=self._pd_timeout, **common)
 
     def _register_layer(self, name, tensor, num_blocks=None) -> None:
         shape, stride, es = list(tensor.shape), list(tensor.stride()), tensor.element_size()
@@ -446,6 +535,9 @@ class KvasirConnector(KVConnectorBase_V1):
         super().bind_connector_metadata(connector_metadata)
         self._load_errors = set()  # reported for the forward pass in which they are detected
         self.last_loaded_block_ids = {}
+        if self._pd_producer is not None and isinstance(connector_metadata, KvasirConnectorMetadata) \
+                and connector_metadata.reqs_to_send:
+            self._pd_producer.lease(connector_metadata.reqs_to_send)   # vLLM now delays these blocks' free
 
     def start_load_kv(self, forward_context, **kwargs) -> None:
         """Loads every planned block of this step synchronously, straight into the kv caches
@@ -453,7 +545,8 @@ class KvasirConnector(KVConnectorBase_V1):
         meta = self._connector_metadata
         if not isinstance(meta, KvasirConnectorMetadata) or not self._layers:
             return
-        plan = [(r.req_id, bid, h) for r in meta.requests for bid, h in r.load]
+        pulled = self._pull(meta)
+        plan = [(r.req_id, bid, h) for r in meta.requests if r.req_id not in pulled for bid, h in r.load]
         if not plan:
             return
         keys = [self.block_key(h) for _, bid, h in plan]
@@ -480,6 +573,23 @@ class KvasirConnector(KVConnectorBase_V1):
                 failed_req.add(req_id)
                 self._load_errors.add(bid)
                 self.stats["blocks_load_failed"] += 1
+
+    def _pull(self, meta: "KvasirConnectorMetadata") -> set:
+        """Requests whose blocks came straight from their producer (kvasir_pd); the others read the store."""
+        done = set()
+        for r in meta.requests:
+            if r.remote_engine_id is None or not r.load or len(r.remote_block_ids) != len(r.load):
+                continue
+            if self._pd_consumer is not None and self._pd_consumer.pull(
+                    r.remote_engine_id, r.remote_request_id or r.req_id,
+                    [(bid, rid) for (bid, _), rid in zip(r.load, r.remote_block_ids)]):
+                done.add(r.req_id)
+                self.last_loaded_block_ids[r.req_id] = [bid for bid, _ in r.load]
+                self.stats["blocks_pulled"] += len(r.load)
+                self.stats["blocks_loaded"] += len(r.load)
+            else:
+                self.stats["pulls_failed"] += 1
+        return done
 
     def _local_load(self, keys, block_ids) -> Optional[List[int]]:
         """Lengths per key, read straight from a node on this host into the kv caches; None when that
@@ -587,12 +697,20 @@ class KvasirConnector(KVConnectorBase_V1):
             self._store.unregister_buffer(base)
 
     def get_finished(self, finished_req_ids):
-        return None, None  # loads and saves are synchronous
+        """Loads and saves are synchronous; a kvasir_pd producer reports the requests whose blocks a decoder
+        has pulled (or whose lease ran out), so vLLM frees them."""
+        if self._pd_producer is None:
+            return None, None
+        return (self._pd_producer.finished() or None), None
 
     def get_block_ids_with_load_errors(self) -> set:
         return set(self._load_errors)
 
     def shutdown(self):
+        for endpoint in (self._pd_producer, self._pd_consumer):
+            if endpoint is not None:
+                endpoint.close()
+        self._pd_producer = self._pd_consumer = None
         try:
             self._store.close()
         except Exception:  # noqa: BLE001
