@@ -2,13 +2,17 @@
 """Python transfer engine throughput: one-sided WRITE and READ by message size and lane count.
 
     /usr/bin/python3 bench/transfer_bench.py [--seconds 1] [--sizes 64KiB,1MiB,16MiB,256MiB]
-        [--lanes 1,2,4,8] [--netns] [--delay-ms 1]
+        [--lanes 1,2,4,8] [--netns] [--delay-ms 1] [--shm]
 
 The target is the interop peer (`python -m kvasir.transfer.peer`, docs/transfer.md § Interop peer) in
 its own process, so the two engines do not share a GIL; the driver (this process) connects with
 `lanes` lanes (ncpus=1, nconn_per_cpu=lanes) and writes (then reads) one message at a time into the
 peer's advertised 256 MiB region for --seconds per cell. Reports GB/s of payload (10^9 B/s), median
 of 3 rounds. Every cell's last write is checked byte for byte by the peer's SHA-256.
+
+--shm gives the peer a region in /dev/shm (alloc_shared), so the engine's same-host path moves each message
+with one memcpy (and a zero-length completion WRITE for writes); it reports those rates beside a plain memcpy of
+the same bytes between two buffers of this process, in the same run, and their ratio.
 
 --netns runs the peer in a fresh network namespace behind a veth pair (needs root) and, where the
 kernel has sch_netem, delays the link by --delay-ms each way; the namespace is removed at the end.
@@ -78,8 +82,10 @@ class Link:
         sh("ip", "netns", "del", self.ns, check=False)
 
 
-def start_peer(host, netns):
+def start_peer(host, netns, shared=False):
     cmd = ["/usr/bin/python3", "-m", "kvasir.transfer.peer", "--host", host, "--region-bytes", str(REGION)]
+    if shared:
+        cmd.append("--shared-region")
     if netns:
         cmd = ["ip", "netns", "exec", netns, *cmd]
     p = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python")),
@@ -111,6 +117,59 @@ def cell(eng, conn, op, mr, src, n, blob, seconds):
                 break
         rates.append(moved / dt / 1e9)
     return statistics.median(rates)
+
+
+def memcpy_rate(src, n, seconds):
+    """GB/s of np.copyto of n bytes between two buffers of this process (median of 3 rounds)."""
+    dst = np.empty(n, dtype=np.uint8)
+    dst[:] = 1   # touched: no page faults inside the timed loop
+    rates = []
+    for _ in range(3):
+        moved, t0 = 0, time.perf_counter()
+        while True:
+            np.copyto(dst, src[:n])
+            moved += n
+            dt = time.perf_counter() - t0
+            if dt >= seconds:
+                break
+        rates.append(moved / dt / 1e9)
+    return statistics.median(rates)
+
+
+def run_shm(sizes, seconds):
+    src = np.frombuffer(np.random.default_rng(1).bytes(max(sizes)), dtype=np.uint8).copy()
+    peer, meta = start_peer("127.0.0.1", None, shared=True)
+    print("| message | memcpy GB/s | shm write GB/s | shm read GB/s | write / memcpy | read / memcpy |", flush=True)
+    try:
+        with Engine("lo", 1, 1, 0) as eng:
+            ok, conn = eng.add_remote_endpoint(meta)
+            if not ok:
+                raise SystemExit(eng.last_error)
+            blob = notif(eng, "the advertisement")[len(b"advert:"):]
+            _, mr = eng.reg(src)
+            for n in sizes:
+                before = eng.shm_transfers
+                w = cell(eng, conn, "write", mr, src, n, blob, seconds)
+                eng.send_notif(conn, f"sha:0:{n}".encode())
+                if notif(eng, "sha") != b"sha:" + hashlib.sha256(src[:n].tobytes()).hexdigest().encode():
+                    raise SystemExit(f"verify failed: {n} bytes")
+                back = np.empty(n, dtype=np.uint8)
+                _, bmr = eng.reg(back)
+                r = cell(eng, conn, "read", bmr, back, n, blob, seconds)
+                if not np.array_equal(back, src[:n]):
+                    raise SystemExit(f"read verify failed: {n} bytes")
+                if eng.shm_transfers == before:
+                    raise SystemExit("the same-host path was not taken (no shared-memory transfer counted)")
+                eng.dereg(bmr)
+                m = memcpy_rate(src, n, seconds)
+                print(f"| {human(n)} | {m:.2f} | {w:.2f} | {r:.2f} | {w / m:.2f} | {r / m:.2f} |", flush=True)
+            eng.send_notif(conn, b"bye")
+    finally:
+        try:
+            peer.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            peer.terminate()
+            peer.wait(timeout=10)
 
 
 def run(host_if, peer_host, netns, sizes, lanes_list, seconds):
@@ -155,10 +214,15 @@ def main():
     ap.add_argument("--lanes", default="1,2,4,8")
     ap.add_argument("--netns", action="store_true")
     ap.add_argument("--delay-ms", type=float, default=1.0)
+    ap.add_argument("--shm", action="store_true", help="same host through shared memory, against memcpy")
     a = ap.parse_args()
     sizes = [size(s) for s in a.sizes.split(",")]
     if max(sizes) > REGION:
         raise SystemExit(f"sizes above the peer's region of {human(REGION)}")
+    if a.shm:
+        print("## same host, shared memory (peer region in /dev/shm)\n", flush=True)
+        run_shm(sizes, a.seconds)
+        return
     lanes = [int(x) for x in a.lanes.split(",")]
     print("## loopback (127.0.0.1): GB/s\n\n| lanes | message | write | read |\n| ---: | ---: | ---: | ---: |", flush=True)
     run("lo", "127.0.0.1", None, sizes, lanes, a.seconds)

@@ -25,14 +25,18 @@ def _pattern(np, length: int, seed: int):
 
 
 class _Peer:
-    def __init__(self, engine: Engine, conn_id: int, region_bytes: int):
+    def __init__(self, engine: Engine, conn_id: int, region_bytes: int, shared: bool = False):
         import numpy as np
         self.np = np
         self.engine = engine
         self.conn = conn_id
-        self.region = np.zeros(region_bytes, dtype=np.uint8)
-        ok, self.mr = engine.reg(self.region)
-        self._check(ok, "reg")
+        if shared:   # in /dev/shm: a same-host initiator copies with one memcpy (docs/transfer.md § Same host)
+            ok, self.mr, self.region = engine.alloc_shared(region_bytes)
+            self._check(ok, "alloc_shared")
+        else:
+            self.region = np.zeros(region_bytes, dtype=np.uint8)
+            ok, self.mr = engine.reg(self.region)
+            self._check(ok, "reg")
         self.base = self.region.ctypes.data
 
     def _check(self, ok, what: str) -> None:
@@ -104,6 +108,7 @@ def main(argv=None) -> int:
     ap.add_argument("--slice-bytes", type=int, default=1 << 20)
     ap.add_argument("--region-bytes", type=int, default=16 << 20)
     ap.add_argument("--timeout", type=float, default=30.0)
+    ap.add_argument("--shared-region", action="store_true", help="allocate the region in /dev/shm (alloc_shared)")
     a = ap.parse_args(argv)
     try:
         if a.region_bytes < 1:
@@ -115,7 +120,7 @@ def main(argv=None) -> int:
             if not ok:
                 raise TransferError(engine.last_error)
             _emit(event="accepted", conn_id=conn_id)
-            peer = _Peer(engine, conn_id, a.region_bytes)
+            peer = _Peer(engine, conn_id, a.region_bytes, a.shared_region)
             peer.start()
             while True:
                 for _, note in engine.wait_notifs(1.0):
