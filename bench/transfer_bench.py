@@ -14,6 +14,9 @@ of 3 rounds. Every cell's last write is checked byte for byte by the peer's SHA-
 with one memcpy (and a zero-length completion WRITE for writes); it reports those rates beside a plain memcpy of
 the same bytes between two buffers of this process, in the same run, and their ratio.
 
+--shm --cuda makes the driver's buffers CUDA tensors: each message is one DMA between GPU memory and the peer's
+mapped window; the baseline is torch's pinned host -> GPU copy of the same bytes (PCIe).
+
 --netns runs the peer in a fresh network namespace behind a veth pair (needs root) and, where the
 kernel has sch_netem, delays the link by --delay-ms each way; the namespace is removed at the end.
 """
@@ -83,7 +86,7 @@ class Link:
 
 
 def start_peer(host, netns, shared=False):
-    cmd = ["/usr/bin/python3", "-m", "kvasir.transfer.peer", "--host", host, "--region-bytes", str(REGION)]
+    cmd = [sys.executable, "-m", "kvasir.transfer.peer", "--host", host, "--region-bytes", str(REGION)]
     if shared:
         cmd.append("--shared-region")
     if netns:
@@ -105,11 +108,12 @@ def notif(eng, what):
 
 def cell(eng, conn, op, mr, src, n, blob, seconds):
     fn = eng.write if op == "write" else eng.read
+    ptr = src.data_ptr() if hasattr(src, "data_ptr") else src.ctypes.data
     rates = []
     for _ in range(3):
         moved, t0 = 0, time.perf_counter()
         while True:
-            if not fn(conn, mr, src.ctypes.data, n, blob):
+            if not fn(conn, mr, ptr, n, blob):
                 raise SystemExit(f"{op} failed: {eng.last_error}")
             moved += n
             dt = time.perf_counter() - t0
@@ -136,10 +140,34 @@ def memcpy_rate(src, n, seconds):
     return statistics.median(rates)
 
 
-def run_shm(sizes, seconds):
+def pcie_rate(n, seconds):
+    """GB/s of torch's pinned host -> GPU copy of n bytes (median of 3 rounds): the PCIe baseline."""
+    import torch
+    host = torch.empty(n, dtype=torch.uint8).pin_memory()
+    dev = torch.empty(n, dtype=torch.uint8, device="cuda")
+    rates = []
+    for _ in range(3):
+        moved, t0 = 0, time.perf_counter()
+        while True:
+            dev.copy_(host)
+            torch.cuda.synchronize()
+            moved += n
+            dt = time.perf_counter() - t0
+            if dt >= seconds:
+                break
+        rates.append(moved / dt / 1e9)
+    return statistics.median(rates)
+
+
+def run_shm(sizes, seconds, gpu=False):
     src = np.frombuffer(np.random.default_rng(1).bytes(max(sizes)), dtype=np.uint8).copy()
+    host_src = src
+    if gpu:
+        import torch
+        src = torch.from_numpy(src).cuda()
     peer, meta = start_peer("127.0.0.1", None, shared=True)
-    print("| message | memcpy GB/s | shm write GB/s | shm read GB/s | write / memcpy | read / memcpy |", flush=True)
+    base = "pinned H2D" if gpu else "memcpy"
+    print(f"| message | {base} GB/s | shm write GB/s | shm read GB/s | write / {base} | read / {base} |", flush=True)
     try:
         with Engine("lo", 1, 1, 0) as eng:
             ok, conn = eng.add_remote_endpoint(meta)
@@ -151,17 +179,18 @@ def run_shm(sizes, seconds):
                 before = eng.shm_transfers
                 w = cell(eng, conn, "write", mr, src, n, blob, seconds)
                 eng.send_notif(conn, f"sha:0:{n}".encode())
-                if notif(eng, "sha") != b"sha:" + hashlib.sha256(src[:n].tobytes()).hexdigest().encode():
+                if notif(eng, "sha") != b"sha:" + hashlib.sha256(host_src[:n].tobytes()).hexdigest().encode():
                     raise SystemExit(f"verify failed: {n} bytes")
-                back = np.empty(n, dtype=np.uint8)
+                back = torch.empty(n, dtype=torch.uint8, device="cuda") if gpu else np.empty(n, dtype=np.uint8)
                 _, bmr = eng.reg(back)
                 r = cell(eng, conn, "read", bmr, back, n, blob, seconds)
-                if not np.array_equal(back, src[:n]):
+                got = back.cpu().numpy() if gpu else back
+                if not np.array_equal(got, host_src[:n]):
                     raise SystemExit(f"read verify failed: {n} bytes")
                 if eng.shm_transfers == before:
                     raise SystemExit("the same-host path was not taken (no shared-memory transfer counted)")
                 eng.dereg(bmr)
-                m = memcpy_rate(src, n, seconds)
+                m = pcie_rate(n, seconds) if gpu else memcpy_rate(src, n, seconds)
                 print(f"| {human(n)} | {m:.2f} | {w:.2f} | {r:.2f} | {w / m:.2f} | {r / m:.2f} |", flush=True)
             eng.send_notif(conn, b"bye")
     finally:
@@ -172,7 +201,51 @@ def run_shm(sizes, seconds):
             peer.wait(timeout=10)
 
 
-def run(host_if, peer_host, netns, sizes, lanes_list, seconds):
+_SINK = r"""
+import socket, sys, threading
+n = int(sys.argv[1])
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(n)
+print(srv.getsockname()[1], flush=True)
+def drain(c):
+    buf = memoryview(bytearray(1 << 22))
+    while c.recv_into(buf):
+        pass
+ts = [threading.Thread(target=drain, args=(srv.accept()[0],)) for _ in range(n)]
+[t.start() for t in ts]; [t.join() for t in ts]
+"""
+
+
+def socket_rate(streams, seconds):
+    """GB/s of plain TCP over loopback with ``streams`` connections (sendall of 4 MiB from one thread each, a
+    receiving process draining each with recv_into): iperf3 -P streams in spirit, for machines without it."""
+    import socket
+    import threading
+    sink = subprocess.Popen([sys.executable, "-c", _SINK, str(streams)], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(sink.stdout.readline())
+        conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(streams)]
+        chunk = memoryview(bytearray(1 << 22))
+        moved = [0] * streams
+        t0 = time.perf_counter()
+
+        def pump(i):
+            while time.perf_counter() - t0 < seconds:
+                conns[i].sendall(chunk)
+                moved[i] += len(chunk)
+        threads = [threading.Thread(target=pump, args=(i,)) for i in range(streams)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        dt = time.perf_counter() - t0
+        for c in conns:
+            c.close()
+        return sum(moved) / dt / 1e9
+    finally:
+        sink.wait(timeout=30)
+
+
+def run(host_if, peer_host, netns, sizes, lanes_list, seconds, baseline=False):
     rows = []
     src = np.frombuffer(np.random.default_rng(1).bytes(max(sizes)), dtype=np.uint8).copy()
     for lanes in lanes_list:
@@ -196,7 +269,11 @@ def run(host_if, peer_host, netns, sizes, lanes_list, seconds):
                         raise SystemExit(f"read verify failed: {n} bytes, {lanes} lanes")
                     eng.dereg(bmr)
                     rows.append((lanes, n, w, r))
-                    print(f"| {lanes} | {human(n)} | {w:.2f} | {r:.2f} |", flush=True)
+                    extra = ""
+                    if baseline:
+                        tcp = statistics.median(socket_rate(lanes, seconds) for _ in range(3))
+                        extra = f" {tcp:.2f} | {w / tcp:.2f} | {r / tcp:.2f} |"
+                    print(f"| {lanes} | {human(n)} | {w:.2f} | {r:.2f} |{extra}", flush=True)
                 eng.send_notif(conn, b"bye")
         finally:
             try:
@@ -215,17 +292,26 @@ def main():
     ap.add_argument("--netns", action="store_true")
     ap.add_argument("--delay-ms", type=float, default=1.0)
     ap.add_argument("--shm", action="store_true", help="same host through shared memory, against memcpy")
+    ap.add_argument("--tcp-baseline", action="store_true", help="beside each loopback cell, plain TCP with as many "
+                    "streams (sendall / recv_into of 4 MiB, iperf3 -P in spirit), median of 3, in the same run")
+    ap.add_argument("--cuda", action="store_true", help="with --shm: the driver's buffers are CUDA tensors "
+                    "(one DMA to or from the mapped window), against torch's pinned host -> GPU copy")
     a = ap.parse_args()
     sizes = [size(s) for s in a.sizes.split(",")]
     if max(sizes) > REGION:
         raise SystemExit(f"sizes above the peer's region of {human(REGION)}")
     if a.shm:
         print("## same host, shared memory (peer region in /dev/shm)\n", flush=True)
-        run_shm(sizes, a.seconds)
+        run_shm(sizes, a.seconds, a.cuda)
         return
     lanes = [int(x) for x in a.lanes.split(",")]
-    print("## loopback (127.0.0.1): GB/s\n\n| lanes | message | write | read |\n| ---: | ---: | ---: | ---: |", flush=True)
-    run("lo", "127.0.0.1", None, sizes, lanes, a.seconds)
+    if a.tcp_baseline:
+        print("## loopback (127.0.0.1): GB/s, beside plain TCP with as many streams\n\n"
+              "| lanes | message | write | read | plain TCP | write / TCP | read / TCP |\n"
+              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
+    else:
+        print("## loopback (127.0.0.1): GB/s\n\n| lanes | message | write | read |\n| ---: | ---: | ---: | ---: |", flush=True)
+    run("lo", "127.0.0.1", None, sizes, lanes, a.seconds, a.tcp_baseline)
     if a.netns:
         link = Link(a.delay_ms)
         try:

@@ -156,15 +156,6 @@ def test_torch_tensors_and_ptr_size_pairs_register_and_transfer():
         assert not ok and "not contiguous" in a.last_error
 
 
-def test_a_cuda_tensor_is_refused_with_the_reason():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device on this machine")
-    with Engine("lo", 1, 1, 0) as a:
-        assert a.reg(torch.zeros(16, device="cuda")) == (False, None)
-        assert "CUDA tensors need the GPU path" in a.last_error
-
-
 def test_notifications_arrive_in_order_with_their_connection(pair):
     a, b, ca, cb = pair
     for i in range(5):

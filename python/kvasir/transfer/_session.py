@@ -25,8 +25,17 @@ class Transfer:
         self._remaining = slices
         self.error: Optional[str] = None
         self.done = threading.Event()
+        self.finish = None   # run once by the caller that sees it end (e.g. a GPU read's copy out of staging)
         if slices == 0:
             self.done.set()
+
+    def run_finish(self) -> None:
+        finish, self.finish = self.finish, None
+        if finish is not None:
+            try:
+                finish(not self.failed)
+            except Exception as e:  # noqa: BLE001 - a failed copy fails the transfer with its reason
+                self.error = self.error or f"{self.what} failed: {e}"
 
     def slice_done(self) -> None:
         with self._lock:

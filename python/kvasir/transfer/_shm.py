@@ -38,9 +38,16 @@ class SharedFile:
 class Mappings:
     """The initiator's mappings of targets' shared files, by path."""
 
-    def __init__(self):
+    def __init__(self, on_drop=None):
         self._lock = threading.Lock()
         self._maps: Dict[str, Tuple[int, mmap.mmap]] = {}
+        self._on_drop = on_drop   # called with a mapping that is replaced (the file changed)
+
+    def mapped(self, path: str) -> Optional[mmap.mmap]:
+        """The current mapping of ``path`` (after a successful :meth:`window`)."""
+        with self._lock:
+            known = self._maps.get(path)
+        return None if known is None else known[1]
 
     def window(self, path: str, file_offset: int, size: int) -> Optional[memoryview]:
         """[file_offset, +size) of the file, mapped; None when it cannot be mapped (the caller uses the lanes)."""
@@ -65,5 +72,8 @@ class Mappings:
                     return None
                 finally:
                     os.close(fd)
+                old = self._maps.get(path)
                 self._maps[path] = known
+                if old is not None and self._on_drop is not None:
+                    self._on_drop(old[1])
         return memoryview(known[1])[file_offset:file_offset + size]

@@ -16,7 +16,7 @@ from ._lanes import Lane
 from ._listener import Listener, read_host_id, resolve_interface
 from ._shm import SHM_DIR, Mappings, SharedFile
 from ._session import ReadSliceOp, Session, SimpleOp, Transfer, WriteSliceOp
-from .regions import RegionTable, TransferError, describe_buffer, raw_view, typed_view
+from .regions import DeviceRange, RegionTable, TransferError, describe_buffer, raw_view, tensor_device, typed_view
 
 HANDSHAKE_TIMEOUT = 10.0
 
@@ -70,7 +70,8 @@ class Engine:
         self.ip = resolve_interface(if_name)
         self.last_error: Optional[str] = None
         self.shm_transfers = 0   # transfers that went through a same-host shared file, not the lanes
-        self._mappings = Mappings()
+        self._gpu = None   # the _gpu.Gpu helper, made when a CUDA buffer is first moved
+        self._mappings = Mappings(on_drop=lambda m: self._gpu.unpin(m) if self._gpu is not None else None)
         self._regions = RegionTable(self.engine_id)
         self._lock = threading.Condition()
         self._sessions: Dict[int, Session] = {}
@@ -98,6 +99,16 @@ class Engine:
         self._regions.unlink_shared()
         for s in sessions:
             s.close("engine closed")
+        if self._gpu is not None:
+            self._gpu.close()
+
+    def _cuda(self):
+        if self._gpu is None:
+            from . import _gpu  # noqa: PLC0415 - only with CUDA tensors
+            with self._lock:
+                if self._gpu is None:
+                    self._gpu = _gpu.Gpu()
+        return self._gpu
 
     def __enter__(self) -> "Engine":
         return self
@@ -350,6 +361,20 @@ class Engine:
             t = self._through_shm(kind, session, local, adv, notif, kv_tag, kv_generation, remote_offset)
             if t is not None:
                 return t
+        finish = None
+        if isinstance(local, DeviceRange):   # GPU memory over the lanes: through a pinned staging buffer
+            local, finish = self._cuda().stage(kind == _wire.WRITE, local)
+        try:
+            t = self._slices(kind, session, local, adv, notif, kv_tag, kv_generation, remote_offset)
+        except BaseException:
+            if finish is not None:
+                finish(False)
+            raise
+        t.finish = finish
+        return t
+
+    def _slices(self, kind, session, local, adv, notif, kv_tag, kv_generation, remote_offset) -> Transfer:
+        size = len(local)
         step = min(self.slice_bytes, session.peer_max_slice)
         count = -(-size // step)
         name = "write" if kind == _wire.WRITE else "read"
@@ -375,17 +400,34 @@ class Engine:
             return None
         name = "write" if kind == _wire.WRITE else "read"
         what = f"shared-memory {name} of {len(local)} bytes on {session.describe()}"
-        if kind == _wire.READ:
+        if isinstance(local, DeviceRange):
+            self._dma(kind, adv.shm_path, window, local)
+        elif kind == _wire.READ:
             local[:] = window
+        else:
+            window[:] = local
+        if kind == _wire.READ:
             self.shm_transfers += 1
             return Transfer(self._new_id(), session, 0, self.timeout, what)
-        window[:] = local
         self.shm_transfers += 1
         t = Transfer(self._new_id(), session, 1, self.timeout, what)
         meta = _wire.encode_write(_wire.WriteSlice(adv.advert_id, adv.token, remote_offset, len(local), 0, kv_tag,
                                                    kv_generation, notif))
         session.next_lane().request(WriteSliceOp(t, 0), _wire.encode_header(_wire.WRITE, t.transfer_id, len(meta), 0) + meta)
         return t
+
+    def _dma(self, kind: int, path: str, window: memoryview, dev: DeviceRange) -> None:
+        """One copy between GPU memory and a same-host peer's mapped window (pinned for DMA once per mapping)."""
+        from . import _gpu  # noqa: PLC0415
+        gpu = self._cuda()
+        mapping = self._mappings.mapped(path)
+        if mapping is not None:
+            gpu.pin(mapping, _gpu.address_of(memoryview(mapping)), len(mapping))
+        host = _gpu.address_of(window)
+        if kind == _wire.READ:
+            _gpu.copy(dev.device, dev.ptr, host, dev.size)
+        else:
+            _gpu.copy(dev.device, host, dev.ptr, dev.size)
 
     def _run(self, kind: int, conn_id, mr_ids, ptrs, sizes, metas, notif=None, offsets=None) -> List[Transfer]:
         offsets = [0] * len(metas) if offsets is None else offsets
@@ -399,7 +441,10 @@ class Engine:
 
     @staticmethod
     def _finish(transfers: List[Transfer]) -> bool:
-        errors = [t.error for t in transfers if not t.wait()]
+        for t in transfers:
+            t.wait()
+            t.run_finish()
+        errors = [t.error for t in transfers if t.failed]
         if errors:
             raise TransferError(errors[0])
         return True
@@ -459,6 +504,7 @@ class Engine:
             return True, False
         with self._lock:
             self._async.pop(transfer_id, None)
+        t.run_finish()
         if t.failed:
             raise TransferError(t.error)
         return True, True
@@ -562,7 +608,9 @@ class Engine:
                                     f"peer's buffer of {ready.capacity} bytes (tag {kv.tag})")
             session.used_generation[kv.tag] = ready.kv_generation
         adv = _wire.Advertisement(session.peer_engine, ready.advert_id, ready.token, ready.capacity, 0)
-        t = self._launch(_wire.WRITE, session, raw_view(ptr, size), adv, b"", kv.tag, ready.kv_generation)
+        device = tensor_device(data)
+        local = raw_view(ptr, size) if device is None else DeviceRange(ptr, size, device)
+        t = self._launch(_wire.WRITE, session, local, adv, b"", kv.tag, ready.kv_generation)
         return self._finish([t])
 
     @_api(False, None)

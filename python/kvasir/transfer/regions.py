@@ -8,6 +8,7 @@ into a region after ``dereg`` returned (the wait is bounded by the transfer time
 import ctypes
 import hmac
 import os
+import sys
 import threading
 import time
 from typing import Dict, Optional, Tuple
@@ -34,9 +35,6 @@ def describe_buffer(obj, size: Optional[int] = None) -> Tuple[int, int]:
             raise TransferError(f"bad address range ptr={obj} size={size}")
         return obj, int(size)
     if _torch_tensor(obj):
-        if obj.is_cuda:
-            raise TransferError("CUDA tensors need the GPU path, which this engine does not have: "
-                                "copy into a pinned host tensor and register that")
         if not obj.is_contiguous():
             raise TransferError("torch tensor is not contiguous: call .contiguous() first")
         nbytes = obj.numel() * obj.element_size()
@@ -48,6 +46,35 @@ def describe_buffer(obj, size: Optional[int] = None) -> Tuple[int, int]:
         return iface["data"][0], obj.nbytes if size is None else int(size)
     raise TransferError(f"unsupported buffer type {type(obj).__name__}: "
                         "use a numpy array, a CPU torch tensor or a (ptr, size) pair")
+
+
+class DeviceRange:
+    """[ptr, ptr+size) of a CUDA region on ``device``: what Region.local returns for GPU memory."""
+
+    def __init__(self, ptr: int, size: int, device: int):
+        self.ptr, self.size, self.device = ptr, size, device
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def tensor_device(obj) -> Optional[int]:
+    """The CUDA device index of a torch CUDA tensor, else None."""
+    if type(obj).__module__.startswith("torch") and getattr(obj, "is_cuda", False):
+        return obj.device.index if obj.device.index is not None else 0
+    return None
+
+
+def address_device(ptr: int) -> Optional[int]:
+    """The CUDA device holding a raw address, when this process has CUDA initialised (else it cannot be GPU
+    memory it allocated), so a (ptr, size) pair of GPU memory is never read by the CPU."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_initialized():
+        return None
+    from ..cuda import cuda  # noqa: PLC0415
+    rt = cuda()
+    found = rt.allocation(ptr) if rt is not None else None
+    return None if found is None else found[0]
 
 
 def raw_view(ptr: int, size: int) -> memoryview:
@@ -64,15 +91,20 @@ class Region:
         self.size = size
         self.owner = owner  # keeps the array/tensor alive as long as the registration
         self.shared = shared  # the _shm.SharedFile of an alloc_shared region
-        self.view = raw_view(ptr, size)
+        self.device = tensor_device(owner)   # a CUDA region: never read or written by the CPU
+        if self.device is None and not hasattr(owner, "__array_interface__") and not _torch_tensor(owner):
+            self.device = address_device(ptr)
+        self.view = raw_view(ptr, size) if self.device is None else None
 
-    def local(self, ptr: int, size: int) -> memoryview:
-        """The view of [ptr, ptr+size), which must lie inside the region."""
+    def local(self, ptr: int, size: int):
+        """The view of [ptr, ptr+size), which must lie inside the region (a DeviceRange for GPU memory)."""
         if size < 1:
             raise TransferError(f"size must be at least 1 byte (got {size})")
         if ptr < self.ptr or ptr + size > self.ptr + self.size:
             raise TransferError(f"range [0x{ptr:x}, +{size}) is outside region {self.mr_id} "
                                 f"[0x{self.ptr:x}, +{self.size})")
+        if self.device is not None:
+            return DeviceRange(ptr, size, self.device)
         off = ptr - self.ptr
         return self.view[off:off + size]
 
@@ -156,6 +188,9 @@ class RegionTable:
         file and the peer is known to be on this host."""
         region = self.region(mr_id)
         region.local(ptr, size)  # bounds check
+        if region.device is not None:
+            raise TransferError(f"region {mr_id} is GPU memory, which cannot be a target: advertise a host region "
+                                "(alloc_shared for a same-host peer) and copy to the GPU after the notification")
         token = os.urandom(_wire.TOKEN_BYTES)
         with self._lock:
             if mr_id not in self._regions:
