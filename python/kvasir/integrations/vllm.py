@@ -55,6 +55,14 @@ Configuration (``kv_connector_extra_config``; environment used as the fallback, 
 ``model_config.model``), ``kvasir_tp_rank`` / ``kvasir_pp_rank`` (default: vLLM's parallel state),
 ``kvasir_num_blocks`` (to locate the block dimension; default ``kv_cache_config.num_blocks``),
 ``kvasir_force_staging`` (use the CPU staging path, never the local or in-place ones; for tests).
+
+Disaggregated prefill (``kvasir_pd``: true; module ``_vllm_pd``): a ``kv_producer`` holds a request marked
+``do_remote_decode`` under a lease and returns NixlConnector-style kv_transfer_params from
+``request_finished``; a ``kv_consumer`` pulls those blocks from the producer's kv caches through the transfer
+engine in ``start_load_kv`` and sends DONE (the producer's ``get_finished`` then lets vLLM free them), falling
+back to the store when the producer is gone. Keys: ``kvasir_pd_interface``, ``kvasir_pd_port``,
+``kvasir_pd_lanes``, ``kvasir_pd_lease_seconds``, ``kvasir_pd_timeout``; ``kv_transfer_config.engine_id``
+names the producer (docs/connectors.md).
 """
 
 import enum
