@@ -108,6 +108,9 @@ public sealed class TransferEngine : IDisposable
     /// <summary>The ids of the open connections.</summary>
     public IReadOnlyCollection<int> Connections => [.. _core.Sessions.Keys];
 
+    /// <summary>Transfers that moved through a same-host target's shared file (one memcpy) instead of the lanes.</summary>
+    public long SharedMemoryTransfers => _core.SharedTransfers;
+
     // ---- regions and advertisements ----
 
     /// <summary>Registers native memory; the caller keeps it valid until <see cref="Deregister"/> returned.</summary>
@@ -300,6 +303,7 @@ public sealed class TransferEngine : IDisposable
         _listener.Dispose();
         foreach (var s in _core.Sessions.Values) s.Close("the engine was disposed");
         _core.Transfers.Dispose();
+        _core.SharedWindows.Dispose();
         foreach (var region in _core.Regions.All.ToList())
         {
             if (_core.Regions.TryRemove(region.Id, out _)) Retire(region, TimeSpan.FromSeconds(5));   // false leaves it pinned: never freed under a slice

@@ -67,6 +67,43 @@ public sealed partial class InteropTests
         Assert.Equal(0, peer.Process.ExitCode);
     }
 
+    [Fact]
+    public async Task A_same_host_peer_with_a_shared_region_is_written_and_read_by_one_memcpy_and_still_checks_the_completion()
+    {
+        // The Python peer allocates its region in /dev/shm (alloc_shared) and, having accepted this engine's
+        // connection from this host, advertises it with the shared-memory extension.
+        using var peer = PeerProcess.StartPython("--region-bytes", $"{4 << 20}", "--shared-region").WaitListening();
+        using var engine = TransferEngine.Start(new() { SliceBytes = 64 * 1024 });
+        var inbox = new Inbox(engine, peer);
+        int conn = await engine.AddRemoteEndpointAsync(peer.Metadata).WaitAsync(EnginePair.Deadline);
+        peer.WaitEvent("accepted");
+        var advert = (await inbox.NextAsync("advert:"))[7..];
+        Assert.True(advert.Length > 64, "the advertisement has no shared-memory extension");
+
+        var src = Bytes.Pattern((3 << 20) + 5, 13);
+        int s = engine.Register(src);
+        await engine.WriteAsync(conn, s, 0, src.Length, advert).WaitAsync(EnginePair.Deadline);
+        Assert.Equal(1, engine.SharedMemoryTransfers);
+        await engine.SendNotificationAsync(conn, Encoding.UTF8.GetBytes($"sha:0:{src.Length}"));
+        Assert.Equal("sha:" + Sha(src), Encoding.UTF8.GetString(await inbox.NextAsync("sha:")));
+
+        var back = new byte[src.Length];
+        int b = engine.Register(back);
+        await engine.ReadAsync(conn, b, 0, back.Length, advert).WaitAsync(EnginePair.Deadline);
+        Assert.Equal(2, engine.SharedMemoryTransfers);
+        Assert.Equal(src, back);
+
+        // a tampered token: the bytes are copied (same user, mode 0600), but the target refuses the completion
+        var bad = (byte[])advert.Clone();
+        bad[32] ^= 0xFF;
+        var e = await Assert.ThrowsAsync<TransferException>(() => engine.WriteAsync(conn, s, 0, 100, bad).WaitAsync(EnginePair.Deadline));
+        Assert.Contains("NOT_ADVERTISED", e.Message, StringComparison.Ordinal);
+
+        await engine.SendNotificationAsync(conn, "bye"u8.ToArray());
+        peer.WaitEvent("bye");
+        Assert.True(peer.Process.WaitForExit(10_000), "the peer did not exit after bye");
+    }
+
     [Theory]
     [InlineData("dotnet")]
     [InlineData("python")]

@@ -10,6 +10,7 @@ internal sealed class EngineCore
     private readonly ConcurrentQueue<TransferNotification> _notifications = new();
     private TaskCompletionSource _notified = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _nextConnId;
+    private long _sharedTransfers;
 
     public EngineCore(TransferEngineOptions options)
     {
@@ -35,6 +36,14 @@ internal sealed class EngineCore
     public Advertisements Adverts { get; } = new();
 
     public TransferTable Transfers { get; } = new();
+
+    /// <summary>This engine's mappings of same-host targets' shared files.</summary>
+    public SharedWindows SharedWindows { get; } = new();
+
+    /// <summary>Transfers that went through a same-host shared file instead of the lanes.</summary>
+    public long SharedTransfers => Interlocked.Read(ref _sharedTransfers);
+
+    public void CountSharedTransfer() => Interlocked.Increment(ref _sharedTransfers);
 
     public ConcurrentDictionary<int, Session> Sessions { get; } = new();
 

@@ -33,6 +33,14 @@ internal static class Initiator
         if (notification.Length > TransferLimits.MaxNotificationBytes)
             throw new TransferException(TransferError.TooLarge, $"a notification is at most {TransferLimits.MaxNotificationBytes} bytes, not {notification.Length}");
         byte[] notif = notification.ToArray();
+        if (TryShared(core, session, region, offset, length, advert, toFile: true))
+        {
+            var op = core.Transfers.Start($"shared-memory write of {length} bytes on connection {session.ConnId}", 1, core.Options.TransferTimeout, session);
+            var w = new WriteSlice(advert.AdvertId, advert.Token, 0, (ulong)length, 0, kvTag, kvGeneration, notif);
+            Send(session, region, op, Frames.Build(TransferFrameHeader.Request(TransferOpcode.Write, op.Id, w.Size, 0), w.Size, w.Write),
+                TransferOpcode.Write, 0, 0, 0, hasPayload: false);
+            return op;
+        }
         return StartSliced(core, session, region, offset, length, advert, TransferOpcode.Write, (id, at, n) =>
         {
             var w = new WriteSlice(advert.AdvertId, advert.Token, 0, (ulong)length, (ulong)at, kvTag, kvGeneration, at == 0 ? notif : default);
@@ -40,12 +48,43 @@ internal static class Initiator
         });
     }
 
-    public static TransferOp StartRead(EngineCore core, Session session, Region region, long offset, long length, AdvertisementBlob advert) =>
-        StartSliced(core, session, region, offset, length, advert, TransferOpcode.Read, (id, at, n) =>
+    public static TransferOp StartRead(EngineCore core, Session session, Region region, long offset, long length, AdvertisementBlob advert)
+    {
+        if (TryShared(core, session, region, offset, length, advert, toFile: false))
+        {
+            var op = core.Transfers.Start($"shared-memory read of {length} bytes on connection {session.ConnId}", 1, core.Options.TransferTimeout, session);
+            op.SliceAcked();   // nothing goes over the lanes: the bytes are in place
+            return op;
+        }
+        return StartSliced(core, session, region, offset, length, advert, TransferOpcode.Read, (id, at, n) =>
         {
             var r = new ReadSlice(advert.AdvertId, advert.Token, (ulong)at, (ulong)n);
             return Frames.Build(TransferFrameHeader.Request(TransferOpcode.Read, id, ReadSlice.Size), ReadSlice.Size, r.Write);
         });
+    }
+
+    /// <summary>
+    /// Same-host shared memory (docs/transfer.md § Same host shared memory): when the advertisement has the
+    /// extension and the peer's host is this one, or unknown (this side connected), one memcpy between the local
+    /// region and the target's mapped file. False when the path does not apply or the file does not map (the
+    /// caller uses the lanes).
+    /// </summary>
+    private static bool TryShared(EngineCore core, Session session, Region region, long offset, long length, AdvertisementBlob advert, bool toFile)
+    {
+        if (advert.Shm is null || (session.PeerHostId != UInt128.Zero && session.PeerHostId != core.HostId)) return false;
+        CheckLocalRange(region, offset, length);
+        if ((ulong)length > advert.Size)
+            throw new TransferException(TransferError.OutOfBounds, $"a {(toFile ? "write" : "read")} of {length} bytes does not fit the advertised window of {advert.Size} bytes");
+        if (!region.TryAcquire(session))
+            throw new TransferException(TransferError.InvalidArgument, $"region {region.Id} was deregistered");
+        try
+        {
+            if (!core.SharedWindows.TryCopy(advert.Shm.Path, advert.Shm.FileOffset, length, region.Address + (nint)offset, toFile)) return false;
+        }
+        finally { region.Release(session); }
+        core.CountSharedTransfer();
+        return true;
+    }
 
     /// <summary>Cuts a write or read into slices of the session's send size and queues them round-robin; <paramref name="head"/> builds a slice's frame head.</summary>
     private static TransferOp StartSliced(EngineCore core, Session session, Region region, long offset, long length, AdvertisementBlob advert,
