@@ -4,6 +4,9 @@ vLLM cannot be installed here, so the objects vLLM hands the connector are the m
 vllm_standins.py (mirroring vLLM at commit 003df296; see there). The connector subclasses its own
 documented stand-in of KVConnectorBase_V1 because vLLM is not importable.
 """
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -274,3 +277,32 @@ def test_staging_path_and_chunked_prefill(engines):
         for src, dst in zip(ids[:4], [1, 3, 5, 7]):
             assert torch.equal(block_of(a.caches[name], src), block_of(b.caches[name], dst))
         assert not block_of(b.caches[name], 9).any()
+
+
+def test_a_requeued_request_is_looked_up_again_and_sees_blocks_stored_since(engines):
+    # vLLM asks get_num_new_matched_tokens again for a preempted request; what other engines stored meanwhile
+    # must count (before: the first answer was kept for the request's lifetime).
+    model, toks = model_name(), prompt(5 * BS)
+    b = engines(model=model)
+    req = Request("late", toks)
+    assert b.sched.get_num_new_matched_tokens(req, 0) == (0, False)
+    assert b.sched.get_num_new_matched_tokens(req, 0) == (0, False)   # still waiting: the answer is kept
+    assert b.sched_store.exists_calls == 1
+    b.sched.update_state_after_alloc(req, KVCacheBlocks([0, 1, 2, 3, 4]), 0)   # scheduled, computing ...
+    a = engines(model=model, fill=True, seed=12)
+    a.step(Request("other", toks), [5, 6, 7, 8, 9])                          # ... another engine stores the prompt
+    assert b.sched.get_num_new_matched_tokens(req, 0) == (4 * BS, False)      # preempted, re-queued: asked again
+    assert b.sched_store.exists_calls == 2
+
+
+def test_a_present_but_broken_vllm_is_reported_not_replaced_by_the_stand_ins(tmp_path):
+    broken = tmp_path / "vllm"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise RuntimeError('CUDA driver mismatch')\n")
+    python_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{python_dir}")
+    r = subprocess.run([sys.executable, "-c", "import kvasir.integrations.vllm"], capture_output=True, text=True,
+                       env=env, timeout=60)
+    assert r.returncode != 0
+    assert "vLLM is installed but its v1 KV connector interface does not import" in r.stderr
+    assert "CUDA driver mismatch" in r.stderr

@@ -67,6 +67,7 @@ names the producer (docs/connectors.md).
 
 import enum
 import hashlib
+import importlib.util
 import logging
 import struct
 from abc import ABC, abstractmethod
@@ -78,11 +79,15 @@ from ..local_load import KeyNotLocalError
 
 logger = logging.getLogger("kvasir.vllm")
 
-try:  # the real interface, when vLLM is installed
-    from vllm.distributed.kv_transfer.kv_connector.v1.base import (  # type: ignore
-        KVConnectorBase_V1, KVConnectorMetadata, KVConnectorRole)
+if importlib.util.find_spec("vllm") is not None:   # the real interface, when vLLM is installed
+    try:
+        from vllm.distributed.kv_transfer.kv_connector.v1.base import (  # type: ignore
+            KVConnectorBase_V1, KVConnectorMetadata, KVConnectorRole)
+    except Exception as e:  # noqa: BLE001 - any failure of a present vLLM is the user's to see
+        raise ImportError(f"kvasir: vLLM is installed but its v1 KV connector interface does not import ({e!r}); "
+                          "repair or upgrade vLLM (or uninstall it to use kvasir without it)") from e
     HAVE_VLLM = True
-except Exception:  # noqa: BLE001 - vLLM absent (or broken): documented stand-ins
+else:  # vLLM absent: the documented stand-ins
     HAVE_VLLM = False
 
     class KVConnectorRole(enum.Enum):
@@ -206,6 +211,7 @@ class _Tracked:
     saved_upto: int = 0             # blocks [0, saved_upto) are stored or planned
     load_planned: bool = False
     remote: Optional[dict] = None   # disaggregated decode: the producer's kv_transfer_params
+    scheduled: bool = False         # allocated once: a later lookup is a re-queued (preempted) request
 
 
 def _cfg_get(kv_transfer_config, key, default=None):
@@ -333,7 +339,8 @@ class KvasirConnector(KVConnectorBase_V1):
     def get_num_new_matched_tokens(self, request, num_computed_tokens: int) -> Tuple[int, bool]:
         """Block-aligned prefix of the prompt whose blocks all (tp, pp) ranks stored, beyond
         ``num_computed_tokens``; at least one prompt token is always left to compute. One
-        ``batch_is_exist`` per request (the answer is kept until the request is scheduled).
+        ``batch_is_exist`` per request while it waits (vLLM may ask again each step); a request asked
+        for again after it was scheduled (preempted, re-queued) is looked up afresh.
         A disaggregated decode (``do_remote_prefill`` from a kvasir_pd producer) matches the producer's
         full prompt blocks instead: they are pulled from it, or read from the store if it is gone."""
         req_id = request.request_id
@@ -350,21 +357,12 @@ class KvasirConnector(KVConnectorBase_V1):
             tokens = self._prompt(request)
             hashes = [h.hex() for h in chained_block_hashes(tokens, self._block_size,
                                                             getattr(request, "cache_salt", None) or "")]
-            stored = 0
-            if hashes and (self._do_load or self._do_save):
-                ranks = [(t, p) for p in range(self._pp_size) for t in range(self._tp_size)]
-                keys = [self.block_key(h, t, p) for h in hashes for (t, p) in ranks]
-                self.stats["exists_calls"] += 1
-                try:
-                    found = self._store.batch_is_exist(keys)
-                except Exception as ex:  # noqa: BLE001 - a cache must never fail the request
-                    logger.warning("kvasir: exists failed for %s: %s", req_id, ex)
-                    found = [0] * len(keys)
-                per = len(ranks)
-                while stored < len(hashes) and all(f == 1 for f in found[stored * per:(stored + 1) * per]):
-                    stored += 1
-            tracked = _Tracked(hashes=hashes, num_prompt_tokens=len(tokens), stored_blocks=stored)
+            tracked = _Tracked(hashes=hashes, num_prompt_tokens=len(tokens), stored_blocks=self._stored_prefix(req_id, hashes))
             self._tracked[req_id] = tracked
+        elif tracked.scheduled and tracked.remote is None:
+            # asked again after it was scheduled: preempted and re-queued; blocks may have been stored since
+            tracked.stored_blocks = self._stored_prefix(req_id, tracked.hashes)
+            tracked.scheduled = False
         tracked.num_computed_tokens = num_computed_tokens
         if not self._do_load:
             return 0, False
@@ -374,10 +372,28 @@ class KvasirConnector(KVConnectorBase_V1):
         self.stats["blocks_hit"] = usable
         return max(0, hit_tokens - num_computed_tokens), False
 
+    def _stored_prefix(self, req_id: str, hashes: List[str]) -> int:
+        """Leading blocks of ``hashes`` that every (tp, pp) rank stored: one ``batch_is_exist``."""
+        if not hashes or not (self._do_load or self._do_save):
+            return 0
+        ranks = [(t, p) for p in range(self._pp_size) for t in range(self._tp_size)]
+        keys = [self.block_key(h, t, p) for h in hashes for (t, p) in ranks]
+        self.stats["exists_calls"] += 1
+        try:
+            found = self._store.batch_is_exist(keys)
+        except Exception as ex:  # noqa: BLE001 - a cache must never fail the request
+            logger.warning("kvasir: exists failed for %s: %s", req_id, ex)
+            return 0
+        per, stored = len(ranks), 0
+        while stored < len(hashes) and all(f == 1 for f in found[stored * per:(stored + 1) * per]):
+            stored += 1
+        return stored
+
     def update_state_after_alloc(self, request, blocks, num_external_tokens: int):
         tracked = self._tracked.get(request.request_id)
         if tracked is None:
             return
+        tracked.scheduled = True
         ids = []
         if blocks is not None and hasattr(blocks, "get_block_ids"):
             ids = _first_group(blocks.get_block_ids())
