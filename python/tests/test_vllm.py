@@ -306,3 +306,29 @@ def test_a_present_but_broken_vllm_is_reported_not_replaced_by_the_stand_ins(tmp
     assert r.returncode != 0
     assert "vLLM is installed but its v1 KV connector interface does not import" in r.stderr
     assert "CUDA driver mismatch" in r.stderr
+
+
+@pytest.mark.parametrize("policy", ["fail", "recompute"])
+def test_the_load_failure_policy_is_checked_and_load_errors_are_reported_either_way(engines, node, policy, caplog):
+    # vLLM's default ("fail") turns a block evicted between lookup and load into a failed request: the scheduler
+    # says so, with the fix; with "recompute" it is quiet. The connector reports the block either way.
+    model, toks = model_name(), prompt(5 * BS)
+    a = engines(model=model, fill=True, seed=13)
+    a.step(Request("a", toks), [0, 1, 2, 3, 4])
+    b = engines(model=model)
+    cfg = b.sched._vllm_config
+    cfg.kv_transfer_config.kv_load_failure_policy = policy   # as vLLM parsed it
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="kvasir.vllm"):
+        sched = KvasirConnector(cfg, KVConnectorRole.SCHEDULER, KVCacheConfig(), store=b.sched_store)
+    warned = [r.getMessage() for r in caplog.records if "kv_load_failure_policy" in r.getMessage()]
+    assert sched.failure_policy == policy
+    assert bool(warned) == (policy == "fail")
+    assert all('"kv_load_failure_policy": "recompute"' in w for w in warned)
+    b.sched = sched
+    n, meta = b.schedule(Request("b", toks), [6, 7, 8, 9, 10])
+    assert n == 4 * BS
+    with KvStore(node.address, request_timeout=10) as s:   # evicted between lookup and load
+        assert s.remove(b.worker.block_key(chained_block_hashes(toks, BS)[1].hex())) == 0
+    assert b.execute(meta) == {7}
+    assert b.worker.last_loaded_block_ids == {"b": [6]}

@@ -23,6 +23,7 @@ class KVTransferConfig:
     kv_role: str = "kv_both"
     kv_connector_extra_config: Dict[str, Any] = field(default_factory=dict)
     engine_id: Optional[str] = None
+    kv_load_failure_policy: str = "fail"    # upstream: Literal["recompute", "fail"] = "fail"
 
     def __post_init__(self):
         if self.engine_id is None:

@@ -256,6 +256,11 @@ class KvasirConnector(KVConnectorBase_V1):
         kv_role = str(getattr(ktc, "kv_role", "kv_both") or "kv_both")
         self._do_save = kv_role in ("kv_producer", "kv_both")
         self._do_load = kv_role in ("kv_consumer", "kv_both")
+        self.failure_policy = getattr(ktc, "kv_load_failure_policy", None)
+        if self._do_load and self.failure_policy == "fail" and role == KVConnectorRole.SCHEDULER:
+            logger.warning("kvasir: kv_load_failure_policy is 'fail', so a block evicted between lookup and load fails "
+                           "the request; add \"kv_load_failure_policy\": \"recompute\" to --kv-transfer-config to have "
+                           "vLLM recompute such blocks")
         if store is None:
             from kvasir import KvStore  # noqa: PLC0415
             timeout = _cfg_get(ktc, "kvasir_request_timeout")
