@@ -29,6 +29,7 @@ public sealed class CacheNode : IAsyncDisposable
     private Socket? _listener;
     private Task _acceptLoop = Task.CompletedTask;
     private int _stopped;
+    private FileStream? _liveness;   // the arena's flock: held while this node lives (ShmFiles.HoldLiveness)
 
     public CacheNode(NodeOptions options, ILoggerFactory? loggerFactory = null)
     {
@@ -37,14 +38,24 @@ public sealed class CacheNode : IAsyncDisposable
         LoggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
         _log = LoggerFactory.CreateLogger("Kvasir.Node");
         var storeOptions = options.Store;
-        if (options.HasSharedMemoryArena)
+        if (options.HasSharedMemoryArena && OperatingSystem.IsLinux())
         {
             ShmFiles.RemoveStale();
-            storeOptions = storeOptions.WithSharedMemoryPath(ShmFiles.NewPath());
+            string arenaPath = ShmFiles.NewPath();
+            _liveness = ShmFiles.HoldLiveness(arenaPath);   // before the arena exists: a sweep never sees it unlocked
+            storeOptions = storeOptions.WithSharedMemoryPath(arenaPath);
         }
         // The tiered store is the node's one entry point to its data: every handler, the shm ops and the
         // in-process client go through it, and the tier rules live inside it (docs/tiers.md).
-        Store = new TieredStore(storeOptions, options.Tiers);
+        try
+        {
+            Store = new TieredStore(storeOptions, options.Tiers);
+        }
+        catch
+        {
+            ReleaseLiveness(storeOptions.SharedMemoryPath);
+            throw;
+        }
         try
         {
             if (Store.SharedMemoryPath is { } arenaPath && OperatingSystem.IsLinux()) ShmToken = ShmFiles.WriteToken(arenaPath);
@@ -52,6 +63,7 @@ public sealed class CacheNode : IAsyncDisposable
         catch
         {
             Store.Dispose();
+            ReleaseLiveness(Store.SharedMemoryPath);
             throw;
         }
         StartedAt = DateTimeOffset.UtcNow;
@@ -362,7 +374,14 @@ public sealed class CacheNode : IAsyncDisposable
         Exporter.Dispose();
         Metrics.Dispose();
         Store.Dispose();   // finishes queued tier writes and flushes the disk tier before the arena goes
+        ReleaseLiveness(Store.SharedMemoryPath);
         _log.LogInformation("kvasir node {NodeId} stopped", NodeId);
+    }
+
+    private void ReleaseLiveness(string? arenaPath)
+    {
+        if (_liveness is { } held && arenaPath is not null && OperatingSystem.IsLinux()) ShmFiles.ReleaseLiveness(held, arenaPath);
+        _liveness = null;
     }
 
     public async ValueTask DisposeAsync() => await StopAsync().ConfigureAwait(false);
