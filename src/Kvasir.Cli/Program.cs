@@ -14,9 +14,15 @@ const string Usage = """
       stats demo|summary|visualize|export   access statistics files: synthetic workload, summary, PNG plots, a node's export
       transfer-peer   the scripted transfer engine peer (docs/transfer.md § Interop peer)
       transfer-bench  transfer engine throughput and latency over loopback, by message size and lane count
-    kvasir VERB --help for the verb's options.
+    kvasir VERB --help for the verb's options; kvasir --version (also after any verb) for the version.
     """;
 
+if (args is ["--version"] or ["version"] || (args.Length > 1 && args[1..].Contains("--version")))
+{
+    // on every verb path too (kvasir serve --version): what an operator checks before anything else
+    Console.WriteLine(VersionInfo.Line);
+    return 0;
+}
 if (args.Length == 0 || args[0] is "--help" or "-h" or "help")
 {
     Console.WriteLine(Usage);

@@ -292,6 +292,17 @@ public class EndToEndTests(ServeFixture fixture) : IClassFixture<ServeFixture>
         }
         Assert.Equal(2, (await Cli.RunAsync()).ExitCode);
     }
+
+    [Fact]
+    public async Task Version_is_printed_alone_and_after_any_verb()
+    {
+        foreach (var args in new[] { new[] { "--version" }, ["version"], ["serve", "--version"], ["get", "--server", Server, "--version"] })
+        {
+            var r = await Cli.RunAsync(args);
+            Assert.Equal(0, r.ExitCode);
+            Assert.Matches(@"^kvasir \d+\.\d+\.\d+\S* \(\.NET \d+", r.Out);
+        }
+    }
 }
 
 public class AuthEndToEndTests
