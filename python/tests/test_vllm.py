@@ -332,3 +332,30 @@ def test_the_load_failure_policy_is_checked_and_load_errors_are_reported_either_
         assert s.remove(b.worker.block_key(chained_block_hashes(toks, BS)[1].hex())) == 0
     assert b.execute(meta) == {7}
     assert b.worker.last_loaded_block_ids == {"b": [6]}
+
+
+# Every method of vLLM's KVConnectorBase_V1 at the mirrored commit (vllm/distributed/kv_transfer/kv_connector/v1/
+# base.py, 003df296): the stand-in must offer them all, so drift shows here even without vLLM installed.
+UPSTREAM_BASE_METHODS = {
+    "prefer_cross_layer_blocks", "supports_eagle_prefix_cache_hashing", "requires_kv_delivery",
+    "set_eagle_prefix_cache_hashing", "role", "bind_connector_metadata", "clear_connector_metadata",
+    "_get_connector_metadata", "has_connector_metadata", "register_kv_caches", "register_cross_layers_kv_cache",
+    "set_host_xfer_buffer_ops", "handle_preemptions", "start_load_kv", "wait_for_layer_load", "save_kv_layer",
+    "wait_for_save", "get_finished", "get_block_ids_with_load_errors", "shutdown", "get_kv_connector_stats",
+    "get_kv_connector_kv_cache_events", "get_handshake_metadata", "build_connector_worker_meta",
+    "bind_gpu_block_pool", "get_num_new_matched_tokens", "update_state_after_alloc", "build_connector_meta",
+    "on_new_request", "update_connector_output", "request_finished", "take_events", "has_pending_push_work",
+    "get_required_kvcache_layout", "requires_piecewise_for_cudagraph", "get_finished_count",
+    "build_kv_connector_stats", "set_xfer_handshake_metadata", "set_xfer_handshake_metadata_pp_aware",
+    "build_prom_metrics", "reset_cache",
+}
+
+
+def test_the_connector_offers_every_method_of_the_upstream_base(engines):
+    from kvasir.integrations import vllm as mod
+    missing = sorted(m for m in UPSTREAM_BASE_METHODS if not hasattr(mod.KVConnectorBase_V1, m))
+    assert missing == []
+    e = engines(model=model_name())
+    assert list(e.sched.take_events()) == [] and e.sched.has_pending_push_work() is False
+    assert KvasirConnector.get_required_kvcache_layout(e.sched._vllm_config) is None
+    assert e.sched.requires_kv_delivery is False     # a cache: a dropped save is only a future miss
