@@ -7,13 +7,15 @@ namespace Kvasir.Cli;
 public static class ClientCommands
 {
     public const string Help = """
-        kvasir put    --server HOST:PORT [--auth-key HEX] KEY FILE   store FILE's bytes (FILE - = stdin)
-        kvasir get    --server HOST:PORT [--auth-key HEX] KEY [FILE] write the value to FILE or stdout; exit 1 on a miss
-        kvasir exists --server HOST:PORT [--auth-key HEX] KEY...     print 1 (present) or 0 per key
-        kvasir rm     --server HOST:PORT [--auth-key HEX] KEY...     remove keys; print each key's result
-        kvasir stats  --server HOST:PORT [--auth-key HEX]            print the node's counters
-        kvasir ping   --server HOST:PORT [--auth-key HEX]            check the node answers
+        kvasir put    --server HOST:PORT [KEY SOURCE] KEY FILE   store FILE's bytes (FILE - = stdin)
+        kvasir get    --server HOST:PORT [KEY SOURCE] KEY [FILE] write the value to FILE or stdout; exit 1 on a miss
+        kvasir exists --server HOST:PORT [KEY SOURCE] KEY...     print 1 (present) or 0 per key
+        kvasir rm     --server HOST:PORT [KEY SOURCE] KEY...     remove keys; print each key's result
+        kvasir stats  --server HOST:PORT [KEY SOURCE]            print the node's counters
+        kvasir ping   --server HOST:PORT [KEY SOURCE]            check the node answers
           --server defaults to 127.0.0.1:7380; --timeout SEC (default 30) bounds each request.
+          KEY SOURCE, for a node with an auth key, first found wins: --auth-key-file PATH (mode 0600),
+          KVASIR_AUTH_KEY, KVASIR_AUTH_KEY_FILE, or --auth-key HEX (visible to every user in ps).
           --transport auto|tcp|shm (default auto): values through the node's shared-memory arena
           when it is on this host, else TCP; shm fails with the reason instead of falling back.
           In a cluster, give --redis URL [--redis-ca PEM] [--cluster NAME] [--replicas R] instead of --server (or
@@ -23,7 +25,7 @@ public static class ClientCommands
         """;
 
     /// <summary>Options every verb that talks to nodes accepts.</summary>
-    public static readonly string[] ConnectOptions = ["server", "auth-key", "redis", "redis-ca", "cluster", "replicas", "transport"];
+    public static readonly string[] ConnectOptions = ["server", "auth-key", "auth-key-file", "redis", "redis-ca", "cluster", "replicas", "transport"];
 
     private static readonly string[] ValueOptions = [.. ConnectOptions, "timeout"];
 
@@ -32,17 +34,17 @@ public static class ClientCommands
     {
         var redis = cl.Get("redis");
         var server = cl.Get("server", "127.0.0.1:7380");
+        var authKey = AuthKeySource.Resolve(cl);
         if (redis is not null && cl.Get("server") is not null) throw new UsageException("give --server or --redis, not both");
         if (redis is null && (cl.Get("cluster") ?? cl.Get("redis-ca")) is not null) throw new UsageException($"--{(cl.Get("cluster") is null ? "redis-ca" : "cluster")} needs --redis");
         if (redis is not null)
         {
             try { Kvasir.Cluster.RedisUrl.Parse(redis, cl.Get("redis-ca")); Kvasir.Cluster.RedisClusterRegistry.ValidateClusterName(cl.Get("cluster", "default")); }
             catch (FormatException ex) { throw new UsageException($"--redis: {ex.Message}"); }
-            CheckKey(cl.Get("auth-key"));
         }
         else
         {
-            foreach (var one in server.Split(',', StringSplitOptions.TrimEntries)) CheckServerAndKey(one, cl.Get("auth-key"));
+            foreach (var one in server.Split(',', StringSplitOptions.TrimEntries)) CheckServerAndKey(one, authKey);
         }
         return new KvStoreOptions
         {
@@ -51,7 +53,7 @@ public static class ClientCommands
             RedisCaFile = cl.Get("redis-ca"),
             Cluster = cl.Get("cluster", "default"),
             Replicas = cl.Int("replicas", 1, 1, 16),
-            AuthKey = cl.Get("auth-key"),
+            AuthKey = authKey,
             RequestTimeout = timeout ?? TimeSpan.FromSeconds(30),
             ConnectionsPerNode = connections,
             ClientName = clientName,

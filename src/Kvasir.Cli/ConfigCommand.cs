@@ -23,12 +23,27 @@ public static class ConfigCommand
         return 0;
     }
 
+    /// <summary><c>kvasir keygen FILE</c>: a new random auth key in a new file of mode 0600 (an existing key file is
+    /// kept); prints where it is and how to use it.</summary>
+    public static int Keygen(IReadOnlyList<string> args)
+    {
+        var cl = CommandLine.Parse(args, [], []);
+        if (cl.Positionals.Count != 1) throw new UsageException("keygen needs one argument: the file to write (e.g. kvasir keygen /etc/kvasir/auth.key)");
+        string path = Path.GetFullPath(cl.Positionals[0]);
+        Console.WriteLine(AuthKeySource.Generate(path)
+            ? $"kvasir keygen: wrote a new auth key to {path} (mode 0600)"
+            : $"kvasir keygen: {path} already holds an auth key; kept it (keygen never overwrites a key)");
+        Console.WriteLine($"  node:    kvasir serve --auth-key-file {path}");
+        Console.WriteLine($"  clients: KVASIR_AUTH_KEY_FILE={path}, or --auth-key-file {path}");
+        return 0;
+    }
+
     /// <summary><c>kvasir admin-token --auth-key HEX</c>: the bearer token of the admin endpoints (docs/operations.md).</summary>
     public static int AdminToken(IReadOnlyList<string> args)
     {
-        var cl = CommandLine.Parse(args, ["auth-key"], []);
-        var hex = cl.Get("auth-key") ?? Environment.GetEnvironmentVariable("KVASIR_AUTH_KEY")
-            ?? throw new UsageException("admin-token needs --auth-key HEX (or KVASIR_AUTH_KEY)");
+        var cl = CommandLine.Parse(args, ["auth-key", "auth-key-file"], []);
+        var hex = AuthKeySource.Resolve(cl)
+            ?? throw new UsageException("admin-token needs the node's key: --auth-key-file PATH, KVASIR_AUTH_KEY or KVASIR_AUTH_KEY_FILE");
         byte[] key;
         try { key = Kvasir.Protocol.AuthHandshake.ParseKey(hex); }
         catch (FormatException ex) { throw new UsageException($"--auth-key: {ex.Message}"); }

@@ -9,6 +9,7 @@ const string Usage = """
       put get exists rm stats ping    talk to a running node (or a cluster: --redis URL)
       config    the effective serve configuration and where each value came from
       admin-token  the bearer token of the admin HTTP endpoints for an auth key
+      keygen FILE  write a new random auth key to FILE (mode 0600) for --auth-key-file / KVASIR_AUTH_KEY_FILE
       status    a cluster's nodes (or one node): state, capacity, use, keys, hit ratio
       bench     load generator against a running node
       stats demo|summary|visualize|export   access statistics files: synthetic workload, summary, PNG plots, a node's export
@@ -63,6 +64,7 @@ try
         "status" => await StatusCommand.RunAsync(rest),
         "config" => ConfigCommand.Run(rest),
         "admin-token" => ConfigCommand.AdminToken(rest),
+        "keygen" => ConfigCommand.Keygen(rest),
         "transfer-peer" => await TransferPeerCommand.RunAsync(rest),
         "transfer-bench" => await TransferBenchCommand.RunAsync(rest),
         "stats" when StatsCommand.IsSubcommand(rest) => await StatsCommand.RunAsync(rest),

@@ -19,7 +19,9 @@ public static class ServeCommand
         var cl = CommandLine.Parse(args, ValueOptions, []);
         if (cl.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cl.Positionals[0]}'");
         byte[]? key = null;
-        if (cl.Get("auth-key") is { } hex)
+        if (cl.Get("auth-key") is not null && cl.Get("auth-key-file") is not null)
+            throw new UsageException("give --auth-key or --auth-key-file, not both");
+        if ((cl.Get("auth-key-file") is { } keyFile ? AuthKeySource.ReadFile(keyFile, "--auth-key-file") : cl.Get("auth-key")) is { } hex)
         {
             try { key = AuthHandshake.ParseKey(hex); }
             catch (FormatException ex) { throw new UsageException($"--auth-key: {ex.Message}"); }

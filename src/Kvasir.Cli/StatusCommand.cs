@@ -8,8 +8,8 @@ namespace Kvasir.Cli;
 public static class StatusCommand
 {
     public const string Help = """
-        kvasir status --redis URL [--redis-ca PEM] [--cluster NAME] [--auth-key HEX] [--json]   the cluster's nodes, one row each
-        kvasir status [--server HOST:PORT] [--auth-key HEX] [--json]            one node
+        kvasir status --redis URL [--redis-ca PEM] [--cluster NAME] [--auth-key-file PATH] [--json]   the cluster's nodes, one row each
+        kvasir status [--server HOST:PORT] [--auth-key-file PATH] [--json]            one node
           Columns: id, address, kind, state (up | unreachable: registered but not answering |
           down: heartbeat lost, listed for an hour), capacity, used, keys, hit ratio, version, uptime.
           Exit 0 when every listed node is up, 1 otherwise.
@@ -17,7 +17,7 @@ public static class StatusCommand
 
     public static async Task<int> RunAsync(IReadOnlyList<string> args)
     {
-        var cl = CommandLine.Parse(args, ["server", "auth-key", "redis", "redis-ca", "cluster", "timeout"], ["json"]);
+        var cl = CommandLine.Parse(args, ["server", "auth-key", "auth-key-file", "redis", "redis-ca", "cluster", "timeout"], ["json"]);
         if (cl.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cl.Positionals[0]}'");
         var timeout = TimeSpan.FromSeconds(cl.Int("timeout", 5, 1));
         var options = ClientCommands.StoreOptions(cl, "kvasir-status", 1, timeout);

@@ -334,6 +334,55 @@ public class AuthEndToEndTests
     }
 
     [Fact]
+    public async Task Every_client_verb_takes_the_key_from_KVASIR_AUTH_KEY_alone()
+    {
+        // before: the CLI ignored KVASIR_AUTH_KEY (docs/operations.md says clients read it)
+        await using var serve = await ServeProcess.StartAsync("--port", "0", "--memory", "16MiB", "--auth-key", Key);
+        (string, string)[] env = [("KVASIR_AUTH_KEY", Key)];
+        var put = await Cli.RunWithEnvironmentAsync(env, "put", "--server", serve.Server, "k", Path.Combine(AppContext.BaseDirectory, "kvasir.dll"));
+        Assert.True(put.ExitCode == 0, put.ToString());
+        foreach (var args in new[] { new[] { "exists", "k" }, ["stats"], ["ping"], ["get", "k", Path.Combine(Path.GetTempPath(), $"kv-{Guid.NewGuid():N}")], ["rm", "k"] })
+        {
+            var r = await Cli.RunWithEnvironmentAsync(env, [args[0], "--server", serve.Server, .. args[1..]]);
+            Assert.True(r.ExitCode == 0, $"{args[0]}: {r}");
+        }
+        var status = await Cli.RunWithEnvironmentAsync(env, "status", "--server", serve.Server);
+        Assert.True(status.ExitCode == 0, status.ToString());
+    }
+
+    [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task Keygen_writes_a_private_key_file_that_the_node_and_the_clients_read_and_a_shared_file_is_refused()
+    {
+        string dir = Directory.CreateTempSubdirectory("kvasir-keys-").FullName;
+        try
+        {
+            string file = Path.Combine(dir, "keys", "auth.key");   // the directory is made, private
+            var gen = await Cli.RunAsync("keygen", file);
+            Assert.True(gen.ExitCode == 0, gen.ToString());
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(Path.GetDirectoryName(file)!));
+            Assert.Contains($"--auth-key-file {file}", gen.Out);
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
+            string key = File.ReadAllText(file);
+            var again = await Cli.RunAsync("keygen", file);   // as a README run twice does: the key is kept
+            Assert.Equal(0, again.ExitCode);
+            Assert.Contains("kept it", again.Out);
+            Assert.Equal(key, File.ReadAllText(file));
+
+            await using var serve = await ServeProcess.StartAsync("--port", "0", "--memory", "16MiB", "--auth-key-file", file);
+            Assert.NotEqual(0, (await Cli.RunAsync("ping", "--server", serve.Server)).ExitCode);   // the key is on
+            Assert.Equal(0, (await Cli.RunAsync("ping", "--server", serve.Server, "--auth-key-file", file)).ExitCode);
+            Assert.Equal(0, (await Cli.RunWithEnvironmentAsync([("KVASIR_AUTH_KEY_FILE", file)], "ping", "--server", serve.Server)).ExitCode);
+
+            File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead);
+            var shared = await Cli.RunAsync("ping", "--server", serve.Server, "--auth-key-file", file);
+            Assert.Equal(2, shared.ExitCode);
+            Assert.Equal($"kvasir ping: --auth-key-file: {file} is readable by other users (mode 0604); run chmod 600 {file}", Assert.Single(shared.ErrLines));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Fact]
     public async Task A_client_with_a_key_refuses_a_node_without_auth()
     {
         await using var serve = await ServeProcess.StartAsync("--port", "0", "--memory", "16MiB");
