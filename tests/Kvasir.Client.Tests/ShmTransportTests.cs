@@ -178,7 +178,7 @@ public sealed class ShmTransportTests
     {
         await using var h = await StartAsync("shm");
         Assert.Equal(new[] { KvStatus.Ok }, await h.Store.PutAsync([Key("held")], [TestValues.Value(1, 100_000)]));
-        var raw = await ClientConnection.OpenAsync("127.0.0.1", h.Node.Port, null, "raw", TimeSpan.FromSeconds(5), default);
+        var raw = await ClientConnection.OpenAsync("127.0.0.1", h.Node.Port, null, null, "raw", TimeSpan.FromSeconds(5), default);
         var leased = ShmMessages.ReadLeaseReply(await raw.CallAsync(Opcode.Lease, TcpTransport.KeyBatchMeta([Key("held")], 0, 1), default));
         Assert.Equal(WireStatus.Ok, Assert.Single(leased).Status);
         var meta = new byte[ShmMessages.AllocRequestSize([Key("half")], 0, 1)];
