@@ -102,8 +102,7 @@ public sealed class TlsClientSettings
             parts.Add($"it is not issued for '{name}' (set the TLS server name to a name in the certificate)");
         if (errors.HasFlag(SslPolicyErrors.RemoteCertificateChainErrors))
         {
-            var status = chain?.ChainStatus.Select(s => s.StatusInformation.Trim()).Where(s => s.Length > 0).Distinct() ?? [];
-            parts.Add($"its chain is not trusted ({string.Join("; ", status)}){(_trust is null ? " by the system's roots (set a TLS CA file)" : " by the TLS CA file")}");
+            parts.Add($"its chain is not trusted ({TlsFiles.ChainProblems(chain)}){(_trust is null ? " by the system's roots (set a TLS CA file)" : " by the TLS CA file")}");
         }
         return string.Join(", ", parts);
     }

@@ -40,6 +40,13 @@ internal static class TlsFiles
         return policy;
     }
 
+    /// <summary>What a failed chain says, one line (e.g. "unable to get local issuer certificate").</summary>
+    public static string ChainProblems(X509Chain? chain)
+    {
+        var status = chain?.ChainStatus.Select(s => s.StatusInformation.Trim()).Where(s => s.Length > 0).Distinct().ToList() ?? [];
+        return status.Count == 0 ? "no detail" : string.Join("; ", status);
+    }
+
     private static void RequireFile(string file, string what)
     {
         if (!File.Exists(file)) throw new TlsConfigurationException($"{what} file {file} does not exist");

@@ -281,25 +281,4 @@ public sealed class ShmTransportTests
             Assert.Equal(0, node.Counters.Requests(Opcode.Put) + node.Counters.Requests(Opcode.Get));
         }
     }
-
-    /// <summary>Collects formatted log lines.</summary>
-    private sealed class ListLoggerFactory : ILoggerFactory, ILogger
-    {
-        private readonly ConcurrentQueue<string> _messages = new();
-
-        public IReadOnlyList<string> Messages => [.. _messages];
-
-        public ILogger CreateLogger(string categoryName) => this;
-
-        public void AddProvider(ILoggerProvider provider) { }
-
-        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => true;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-            => _messages.Enqueue($"{logLevel}: {formatter(state, exception)}");
-
-        public void Dispose() { }
-    }
 }

@@ -16,6 +16,7 @@ public sealed class TlsTests : IDisposable
     private const string NodeKey = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
     private readonly TestCertificates _certs = TestCertificates.Create();
+    private readonly ListLoggerFactory _log = new();
 
     public void Dispose() => _certs.Dispose();
 
@@ -28,7 +29,7 @@ public sealed class TlsTests : IDisposable
         TlsClientCaFile = requireClientCert ? _certs.CaFile : null,
         AuthKey = authKey is null ? null : Convert.FromHexString(authKey),
         SharedMemory = shm,
-    });
+    }, _log);
 
     private KvStoreOptions Client(TestNode node, KvTlsOptions? tls, KvTransportKind transport = KvTransportKind.Tcp, string? authKey = null) => new()
     {
@@ -82,9 +83,22 @@ public sealed class TlsTests : IDisposable
         Assert.Contains("requires TLS", ex.Message);
         Assert.DoesNotContain('\n', ex.Message);
         await Poll.UntilAsync(() => node.Counters.ProtocolErrors == 1, "the node to count the plaintext client as one protocol error");
+        Assert.Single(_log.Messages, m => m.StartsWith("Warning:", StringComparison.Ordinal) && m.Contains("requires TLS"));
         // The node goes on serving TLS clients.
         await using var store = await KvStore.ConnectAsync(Client(node, TrustingCa));
         Assert.Equal(KvStatus.Ok, (await store.PutAsync([Key("after")], [TestValues.Value(2, 10)]))[0]);
+    }
+
+    [Fact]
+    public async Task Many_plaintext_clients_at_a_tls_node_leave_few_log_lines_and_no_leak()
+    {
+        await using var node = StartNode();
+        for (int i = 0; i < 30; i++)
+            await Assert.ThrowsAsync<KvasirException>(() => KvStore.ConnectAsync(Client(node, tls: null)));
+        await Poll.UntilAsync(() => node.Counters.ProtocolErrors == 30, "the node to count 30 refused plaintext clients");
+        await Poll.UntilAsync(() => node.Counters.Connections == 0, "the refused connections to close");
+        // LogLimiter: at most 10 warnings per 10 s window for connection problems.
+        Assert.InRange(_log.Messages.Count(m => m.Contains("requires TLS")), 1, 10);
     }
 
     [Fact]
@@ -123,9 +137,13 @@ public sealed class TlsTests : IDisposable
         await using var node = StartNode(requireClientCert: true);
         var missing = await Assert.ThrowsAsync<KvasirException>(() => KvStore.ConnectAsync(Client(node, TrustingCa)));
         Assert.Contains("client certificate", missing.Message);
+        await Poll.UntilAsync(() => _log.Messages.Any(m => m.Contains("TLS handshake failed: the client presented no certificate")),
+            "the node to log why it refused the client without a certificate");
         var foreign = await Assert.ThrowsAsync<KvasirException>(() => KvStore.ConnectAsync(Client(node,
             TrustingCa with { CertFile = _certs.OtherClientCertFile, KeyFile = _certs.OtherClientKeyFile })));
         Assert.Contains(node.Address, foreign.Message);
+        await Poll.UntilAsync(() => _log.Messages.Any(m => m.Contains("TLS handshake failed: the client's certificate is not signed by the client CA")),
+            "the node to log why it refused the client certificate from another CA");
         await using var store = await KvStore.ConnectAsync(Client(node, TrustingCa with { CertFile = _certs.ClientCertFile, KeyFile = _certs.ClientKeyFile }));
         Assert.Equal(KvStatus.Ok, (await store.PutAsync([Key("c")], [TestValues.Value(4, 70_000)]))[0]);
         Assert.Equal(TestValues.Value(4, 70_000), await store.GetAsync(Key("c")));
