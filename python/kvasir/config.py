@@ -43,7 +43,8 @@ def resolve_config(servers=None, auth_key=None, transport=None, connect_timeout=
     """The effective configuration: ``KVASIR_CONFIG`` (YAML file), then the environment
     (``KVASIR_SERVERS``, ``KVASIR_AUTH_KEY``, ``KVASIR_TRANSPORT``, ``KVASIR_CONNECT_TIMEOUT``,
     ``KVASIR_REQUEST_TIMEOUT``, ``KVASIR_REDIS_URL``, ``KVASIR_CLUSTER``, ``KVASIR_REPLICAS``,
-    ``KVASIR_TLS_CA``, ``KVASIR_TLS_SERVER_NAME``, ``KVASIR_TLS_CERT``, ``KVASIR_TLS_KEY``), then the
+    ``KVASIR_TLS_CA``, ``KVASIR_TLS_SERVER_NAME``, ``KVASIR_TLS_CLIENT_CERT``, ``KVASIR_TLS_CLIENT_KEY``: not
+    ``KVASIR_TLS_CERT``/``KVASIR_TLS_KEY``, which are the node's own certificate), then the
     explicit arguments that are not ``None`` (``tls``: a dict of the ``tls_*`` ones); later wins."""
     cfg = {"servers": DEFAULT_SERVER, "auth_key": None, "transport": "auto",
            "connect_timeout": DEFAULT_CONNECT_TIMEOUT, "request_timeout": DEFAULT_REQUEST_TIMEOUT,
@@ -56,7 +57,7 @@ def resolve_config(servers=None, auth_key=None, transport=None, connect_timeout=
                       ("connect_timeout", "KVASIR_CONNECT_TIMEOUT"), ("request_timeout", "KVASIR_REQUEST_TIMEOUT"),
                       ("redis_url", "KVASIR_REDIS_URL"), ("cluster", "KVASIR_CLUSTER"), ("replicas", "KVASIR_REPLICAS"),
                       ("tls_ca", "KVASIR_TLS_CA"), ("tls_server_name", "KVASIR_TLS_SERVER_NAME"),
-                      ("tls_cert", "KVASIR_TLS_CERT"), ("tls_key", "KVASIR_TLS_KEY")):
+                      ("tls_cert", "KVASIR_TLS_CLIENT_CERT"), ("tls_key", "KVASIR_TLS_CLIENT_KEY")):
         value = os.environ.get(var)
         if value:
             cfg[name] = value

@@ -13,8 +13,7 @@ public sealed class SecureRegistryTests
     internal static Task<ServeProcess> StartNodeAsync(string url, string cluster, params string[] more)
         => ServeProcess.StartAsync(["--port", "0", "--memory", "64MiB", "--redis", url, "--cluster", cluster, "--heartbeat-ttl", "1", "--log-level", "warning", .. more]);
 
-    internal static KvStoreOptions ClientOptions(string url, string cluster, string? ca = null, KvTlsOptions? tls = null,
-        Microsoft.Extensions.Logging.ILoggerFactory? log = null) => new()
+    internal static KvStoreOptions ClientOptions(string url, string cluster, string? ca = null, KvTlsOptions? tls = null, Microsoft.Extensions.Logging.ILoggerFactory? log = null) => new()
     {
         RedisUrl = url,
         RedisCaFile = ca,
