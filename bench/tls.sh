@@ -23,19 +23,7 @@ py=/usr/bin/python3
 command -v openssl >/dev/null || { echo "tls.sh: needs the openssl command (apt-get install openssl)" >&2; exit 1; }
 "$root/kvasir" --help >/dev/null   # builds the CLI when needed
 dll="$root/.build/cli/kvasir.dll"
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { $py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-  echo "tls.sh: nothing listens on port $1" >&2; exit 1
-}
+. "$root/bench/lib.sh"   # $work, $pids and their cleanup, free_port, wait_port
 
 ( cd "$work"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=bench-ca

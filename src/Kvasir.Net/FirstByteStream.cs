@@ -15,7 +15,11 @@ internal sealed class FirstByteStream(Stream inner) : Stream
 
     public override int Read(Span<byte> buffer) => Note(buffer, inner.Read(buffer));
 
-    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    /// <summary>Once the first byte is known, reads go straight to the inner stream (no extra state machine per TLS record).</summary>
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        => First is null ? NoteAsync(buffer, cancellationToken) : inner.ReadAsync(buffer, cancellationToken);
+
+    private async ValueTask<int> NoteAsync(Memory<byte> buffer, CancellationToken cancellationToken)
     {
         int count = await inner.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
         return Note(buffer.Span, count);
