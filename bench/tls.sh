@@ -70,6 +70,7 @@ for op in ("put", "get"):
     for m in modes:
         v = by[(m, op)]
         cells.append(f"{statistics.median(v):.2f} ({min(v):.2f}–{max(v):.2f})")
-    ratio = statistics.median(by[("tls", op)]) / statistics.median(by[("plain", op)])
-    print(f"| {op.upper()} | " + " | ".join(cells) + f" | {ratio:.2f} |")
+    plain = statistics.median(by[("plain", op)])
+    ratio = f"{statistics.median(by[('tls', op)]) / plain:.2f}" if plain > 0 else "n/a (no plaintext request finished: raise --duration)"
+    print(f"| {op.upper()} | " + " | ".join(cells) + f" | {ratio} |")
 PY
