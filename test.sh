@@ -29,7 +29,7 @@ command -v memcached >/dev/null || need_apt+=(memcached)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v ip >/dev/null || need_apt+=(iproute2)     # the transfer engine's network-namespace test (veth pair)
 command -v afl-fuzz >/dev/null || need_apt+=(afl++)   # coverage-guided fuzzing of the frame readers (bench/fuzz-protocol.sh)
-command -v openssl >/dev/null || need_apt+=(openssl)   # the cluster tests make a throwaway CA for rediss://
+command -v openssl >/dev/null || need_apt+=(openssl)   # the cluster and TLS tests make a throwaway CA (rediss://, the data plane)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "test.sh: installing ${need_apt[*]}"

@@ -33,19 +33,7 @@ fi
 
 "$root/kvasir" --help >/dev/null   # builds the CLI when needed
 kvasir() { dotnet "$root/.build/cli/kvasir.dll" "$@"; }
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { $py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-  echo "compare.sh: nothing listens on port $1" >&2; exit 1
-}
+. "$root/bench/lib.sh"   # $work, $pids and their cleanup, free_port, wait_port
 
 rp=$(free_port); mp=$(free_port); kp=$(free_port); ip=$(free_port)
 redis-server --bind 127.0.0.1 --port "$rp" --save "" --appendonly no --protected-mode no >"$work/redis.log" 2>&1 & pids+=($!)

@@ -9,6 +9,7 @@ keys into retries on the next replica. The Redis layout and scripts are those of
 """
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -22,6 +23,8 @@ from urllib.parse import unquote
 from . import errors as E
 from .errors import KvasirError
 from .placement import Ring
+
+_log = logging.getLogger("kvasir")
 
 _NOW = """
 local t = redis.call('TIME')
@@ -259,8 +262,8 @@ class _Slot:
     """One member: a single-node KvStore opened on first use; after a failure it is skipped for a
     backoff (0.25 s doubling to 4 s) so its keys go to replicas at once."""
 
-    def __init__(self, node_id: str, addr: str):
-        self.id, self.addr = node_id, addr
+    def __init__(self, node_id: str, addr: str, tls: bool = False):
+        self.id, self.addr, self.tls = node_id, addr, tls
         self.store = None
         self.down_until = 0.0
         self.backoff = 0.25
@@ -272,9 +275,10 @@ class _Slot:
         with self.lock:
             if self.store is None:
                 try:
-                    self.store = open_store(self.addr)
-                except KvasirError:
-                    self.mark_down()
+                    self.store = open_store(self.addr, self.tls)
+                except KvasirError as ex:
+                    if self.mark_down():
+                        _log.warning("kvasir: node %s (%s) cannot be reached: %s", self.id, self.addr, ex)
                     return None
             return self.store
 
@@ -298,7 +302,7 @@ _RETRY = (E.NOT_FOUND, E.UNAVAILABLE, E.TIMEOUT, E.PROTOCOL_ERROR)
 class Router:
     """Routes a :class:`kvasir.KvStore`'s batches over a membership (see the module docstring)."""
 
-    def __init__(self, membership, replicas: int, open_store: Callable[[str], object]):
+    def __init__(self, membership, replicas: int, open_store: Callable[[str, bool], object]):
         if not isinstance(replicas, int) or replicas < 1:
             raise KvasirError(f"replicas must be an int >= 1, not {replicas!r}")
         self.membership = membership
@@ -319,11 +323,12 @@ class Router:
         with self._lock:
             for node_id in ring.ids:
                 addr = by_id[node_id]["addr"]
+                tls = by_id[node_id].get("tls") is True
                 slot = self._slots.get(node_id)
-                if slot is None or slot.addr != addr:
+                if slot is None or slot.addr != addr or slot.tls != tls:
                     if slot is not None:
                         slot.close()
-                    slot = self._slots[node_id] = _Slot(node_id, addr)
+                    slot = self._slots[node_id] = _Slot(node_id, addr, tls)
                 slots.append(slot)
             for gone in set(self._slots) - set(ring.ids):
                 self._slots.pop(gone).close()
@@ -584,9 +589,12 @@ def start_cluster(store, cfg, capacity, data_plane_addr, client_id, poll, explic
             store._embedded.close()
         raise
 
-    def open_store(addr):
+    def open_store(addr, node_tls=False):
+        if node_tls and store._tls is None:
+            raise KvasirError(f"node {addr} requires TLS (its registry record says tls): set tls_ca (KVASIR_TLS_CA)")
         return type(store)(addr, store._auth_key.hex() if store._auth_key else None, "tcp",
-                           connect_timeout=store.connect_timeout, request_timeout=store.request_timeout, verify_crc=store.verify_crc)
+                           connect_timeout=store.connect_timeout, request_timeout=store.request_timeout, verify_crc=store.verify_crc,
+                           **(store._tls.options() if store._tls is not None else {}))
 
     store._router = Router(membership, store.replicas, open_store)
     store.hello = None

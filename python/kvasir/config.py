@@ -29,7 +29,8 @@ def _load_yaml_config(path: str) -> dict:
         return {}
     if not isinstance(data, dict):
         raise KvasirError(f"KVASIR_CONFIG={path} must hold a mapping")
-    known = {"servers", "auth_key", "transport", "connect_timeout", "request_timeout", "redis_url", "cluster", "replicas"}
+    known = {"servers", "auth_key", "transport", "connect_timeout", "request_timeout", "redis_url", "cluster", "replicas",
+             "tls_ca", "tls_server_name", "tls_cert", "tls_key"}
     # "node:" holds the settings of `kvasir serve` (docs/operations.md): the node's, not the client's.
     unknown = set(data) - known - {"node"}
     if unknown:
@@ -38,26 +39,31 @@ def _load_yaml_config(path: str) -> dict:
 
 
 def resolve_config(servers=None, auth_key=None, transport=None, connect_timeout=None, request_timeout=None,
-                   redis_url=None, cluster=None, replicas=None) -> dict:
+                   redis_url=None, cluster=None, replicas=None, tls=None) -> dict:
     """The effective configuration: ``KVASIR_CONFIG`` (YAML file), then the environment
     (``KVASIR_SERVERS``, ``KVASIR_AUTH_KEY``, ``KVASIR_TRANSPORT``, ``KVASIR_CONNECT_TIMEOUT``,
-    ``KVASIR_REQUEST_TIMEOUT``, ``KVASIR_REDIS_URL``, ``KVASIR_CLUSTER``, ``KVASIR_REPLICAS``), then the
-    explicit arguments that are not ``None``; later wins."""
+    ``KVASIR_REQUEST_TIMEOUT``, ``KVASIR_REDIS_URL``, ``KVASIR_CLUSTER``, ``KVASIR_REPLICAS``,
+    ``KVASIR_TLS_CA``, ``KVASIR_TLS_SERVER_NAME``, ``KVASIR_TLS_CLIENT_CERT``, ``KVASIR_TLS_CLIENT_KEY``: not
+    ``KVASIR_TLS_CERT``/``KVASIR_TLS_KEY``, which are the node's own certificate), then the
+    explicit arguments that are not ``None`` (``tls``: a dict of the ``tls_*`` ones); later wins."""
     cfg = {"servers": DEFAULT_SERVER, "auth_key": None, "transport": "auto",
            "connect_timeout": DEFAULT_CONNECT_TIMEOUT, "request_timeout": DEFAULT_REQUEST_TIMEOUT,
-           "redis_url": None, "cluster": "default", "replicas": 1}
+           "redis_url": None, "cluster": "default", "replicas": 1,
+           "tls_ca": None, "tls_server_name": None, "tls_cert": None, "tls_key": None}
     path = os.environ.get("KVASIR_CONFIG")
     if path:
         cfg.update({k: v for k, v in _load_yaml_config(path).items() if v is not None})
     for name, var in (("servers", "KVASIR_SERVERS"), ("auth_key", "KVASIR_AUTH_KEY"), ("transport", "KVASIR_TRANSPORT"),
                       ("connect_timeout", "KVASIR_CONNECT_TIMEOUT"), ("request_timeout", "KVASIR_REQUEST_TIMEOUT"),
-                      ("redis_url", "KVASIR_REDIS_URL"), ("cluster", "KVASIR_CLUSTER"), ("replicas", "KVASIR_REPLICAS")):
+                      ("redis_url", "KVASIR_REDIS_URL"), ("cluster", "KVASIR_CLUSTER"), ("replicas", "KVASIR_REPLICAS"),
+                      ("tls_ca", "KVASIR_TLS_CA"), ("tls_server_name", "KVASIR_TLS_SERVER_NAME"),
+                      ("tls_cert", "KVASIR_TLS_CLIENT_CERT"), ("tls_key", "KVASIR_TLS_CLIENT_KEY")):
         value = os.environ.get(var)
         if value:
             cfg[name] = value
     explicit = {"servers": servers, "auth_key": auth_key, "transport": transport,
                 "connect_timeout": connect_timeout, "request_timeout": request_timeout,
-                "redis_url": redis_url, "cluster": cluster, "replicas": replicas}
+                "redis_url": redis_url, "cluster": cluster, "replicas": replicas, **(tls or {})}
     cfg.update({k: v for k, v in explicit.items() if v is not None})
     for name in ("connect_timeout", "request_timeout"):
         try:

@@ -11,6 +11,7 @@ from .errors import KvasirAuthError, KvasirError, ProtocolError
 
 CLIENT_NAME = "kvasir-py/0.1"
 _IOV_MAX = 512  # iovecs per sendmsg call (Linux allows 1024)
+_TLS_COALESCE = 16 * 1024  # over TLS, pieces up to this size are joined into one write (one record, one syscall)
 _DRAIN_CHUNK = 1 << 20
 
 _WIRE_TO_CODE = {
@@ -62,8 +63,10 @@ def _key_bytes(key) -> bytes:
 class _Connection:
     """One TCP connection after HELLO (and AUTH). Not thread-safe: the store's lock guards it."""
 
-    def __init__(self, host: str, port: int, auth_key: Optional[bytes], connect_timeout: float, request_timeout: float):
+    def __init__(self, host: str, port: int, auth_key: Optional[bytes], connect_timeout: float, request_timeout: float,
+                 tls=None):
         self.request_timeout = request_timeout
+        self._tls = tls
         self._deferred = None
         self._ids = itertools.count(1)
         self._header = bytearray(P.HEADER_SIZE)
@@ -77,6 +80,8 @@ class _Connection:
         try:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.sock.settimeout(connect_timeout)
+            if tls is not None:
+                self.sock = tls.wrap(self.sock, host, f"{host}:{port}")
             self.hello = self._handshake(host, port, auth_key)
             self.sock.settimeout(request_timeout)
         except BaseException:
@@ -112,7 +117,11 @@ class _Connection:
                 raise KvasirAuthError(f"{where} refused authentication: {ex}") from None
             raise KvasirError(f"{where}: HELLO/AUTH failed: {ex}") from None
         except _Failure as ex:
-            raise KvasirError(f"{where}: HELLO/AUTH failed: {ex}") from None
+            hint = ""
+            if self._tls is not None and not self._tls.has_client_certificate:
+                # Over TLS 1.3 a node refuses a missing client certificate after the client's side of the handshake.
+                hint = "; does the node require a client certificate (tls_cert/tls_key)?"
+            raise KvasirError(f"{where}: HELLO/AUTH failed: {ex}{hint}") from None
 
     # -- low-level I/O --
 
@@ -124,6 +133,9 @@ class _Connection:
     def send(self, buffers: list) -> None:
         """Writes every buffer in order (gathered with sendmsg, looping on partial sends)."""
         bufs = [b if isinstance(b, memoryview) else memoryview(b) for b in buffers if len(b)]
+        if self._tls is not None:
+            self._send_tls(bufs)
+            return
         i = 0
         try:
             while i < len(bufs):
@@ -136,6 +148,26 @@ class _Connection:
                     else:
                         bufs[i] = bufs[i][sent:]
                         sent = 0
+        except OSError as ex:
+            raise self._io_failure(ex, "send failed") from None
+
+    def _send_tls(self, bufs: list) -> None:
+        """An SSL socket has no sendmsg: small pieces are joined (one TLS record), large ones written as they are."""
+        pending = bytearray()
+        try:
+            for b in bufs:
+                if len(b) <= _TLS_COALESCE:
+                    pending += b
+                    if len(pending) < _TLS_COALESCE:
+                        continue
+                    b = b""
+                if pending:
+                    self.sock.sendall(pending)
+                    pending = bytearray()
+                if len(b):
+                    self.sock.sendall(b)
+            if pending:
+                self.sock.sendall(pending)
         except OSError as ex:
             raise self._io_failure(ex, "send failed") from None
 

@@ -48,6 +48,7 @@ from . import local_load, shm
 from ._batch import IndexProxy as _IndexProxy, pairs as _pairs, same_length as _same_length, split as _split
 from ._batch import split_keys as _split_keys, valid_positions as _valid_positions
 from .connection import _Connection, _Failure, _code, _key_bytes, _view
+from .tls import TlsSettings
 
 # --- the store -------------------------------------------------------------------------------------
 
@@ -79,6 +80,11 @@ class KvStore:
       never tries. ``store.transport`` says which one is in use once the first call has decided.
       Chained puts go over TCP either way. ``batch_get_into_multi_buffers_submit_local`` and
       ``batch_put_from_local`` (numpy needed; GPU memory with torch and CUDA) need shared memory.
+    * ``tls_ca`` (PEM file of the CA that signs the nodes' certificates, or ``"system"``), ``tls_server_name``
+      (the name the node's certificate must carry; default the host connected to), ``tls_cert``/``tls_key``
+      (this client's certificate, for nodes started with ``--tls-client-ca``): TLS to nodes started with
+      ``--tls-cert``. Without them a TLS node refuses the connection saying it requires TLS; with them a
+      node that does not speak TLS is refused. Shared memory still carries values on the node's host.
     * ``connect_timeout`` (default 5 s) bounds connecting plus HELLO/AUTH; ``request_timeout``
       (default 30 s) bounds each wait for progress on a request.
     * ``verify_crc`` (default False): check the CRC-32C the node sends with every GET hit (over
@@ -100,8 +106,10 @@ class KvStore:
                  request_timeout: Optional[float] = None, verify_crc: bool = False,
                  redis_url: Optional[str] = None, cluster: Optional[str] = None, replicas: Optional[int] = None,
                  capacity=None, data_plane_addr: Optional[str] = None, client_id: Optional[str] = None,
-                 membership_poll: float = 1.0):
-        cfg = resolve_config(servers, auth_key, transport, connect_timeout, request_timeout, redis_url, cluster, replicas)
+                 membership_poll: float = 1.0, tls_ca: Optional[str] = None, tls_server_name: Optional[str] = None,
+                 tls_cert: Optional[str] = None, tls_key: Optional[str] = None):
+        cfg = resolve_config(servers, auth_key, transport, connect_timeout, request_timeout, redis_url, cluster, replicas,
+                             {"tls_ca": tls_ca, "tls_server_name": tls_server_name, "tls_cert": tls_cert, "tls_key": tls_key})
         mode = str(cfg["transport"]).strip().lower()
         if mode not in ("tcp", "auto", "shm"):
             raise KvasirError(f"unknown transport {cfg['transport']!r} (tcp, auto or shm)")
@@ -117,6 +125,7 @@ class KvStore:
             self._auth_key = None if key is None or (isinstance(key, str) and not key.strip()) else P.parse_auth_key(key)
         except ValueError as ex:
             raise KvasirError(str(ex)) from None
+        self._tls = TlsSettings.from_config(cfg)
         self.connect_timeout = cfg["connect_timeout"]
         self.request_timeout = cfg["request_timeout"]
         self.verify_crc = verify_crc
@@ -166,7 +175,7 @@ class KvStore:
     # -- lifecycle --
 
     def _open(self) -> _Connection:
-        conn = _Connection(self.host, self.port, self._auth_key, self.connect_timeout, self.request_timeout)
+        conn = _Connection(self.host, self.port, self._auth_key, self.connect_timeout, self.request_timeout, self._tls)
         if self._mode == "shm":   # forced: fail here, with the reason, rather than fall back
             self._negotiate(conn)
         return conn

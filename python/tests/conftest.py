@@ -121,5 +121,33 @@ def store(node, monkeypatch, request):
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch):
     for var in ("KVASIR_CONFIG", "KVASIR_SERVERS", "KVASIR_AUTH_KEY", "KVASIR_TRANSPORT",
-                "KVASIR_CONNECT_TIMEOUT", "KVASIR_REQUEST_TIMEOUT"):
+                "KVASIR_CONNECT_TIMEOUT", "KVASIR_REQUEST_TIMEOUT",
+                "KVASIR_TLS_CA", "KVASIR_TLS_SERVER_NAME", "KVASIR_TLS_CLIENT_CERT", "KVASIR_TLS_CLIENT_KEY"):
         monkeypatch.delenv(var, raising=False)
+
+
+def _openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture()
+def certs():
+    """PEM files made with the openssl CLI: a throwaway CA; a server certificate it signs for 127.0.0.1, localhost and
+    kvasir-node.test ("server", "key"); a client certificate it signs ("client", "client-key"); another CA that signed
+    the server nothing ("other-ca") and its own client certificate ("other-client", "other-client-key")."""
+    with tempfile.TemporaryDirectory(prefix="kvasir-py-tls-") as d:
+        for name in ("ca", "other-ca"):
+            _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.pem",
+                     "-days", "2", "-subj", f"/CN=Kvasir py {name}", "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+        issued = (("server", "ca", "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kvasir-node.test\nextendedKeyUsage=serverAuth\n"),
+                  ("client", "ca", "extendedKeyUsage=clientAuth\n"), ("other-client", "other-ca", "extendedKeyUsage=clientAuth\n"))
+        for name, ca, ext in issued:
+            _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN=kvasir-py-{name}", cwd=d)
+            with open(os.path.join(d, f"{name}.cnf"), "w", encoding="ascii") as f:
+                f.write(ext)
+            _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
+                     "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.cnf", cwd=d)
+        files = {k: os.path.join(d, f"{k}.pem") for k in ("ca", "other-ca", "server", "client", "other-client")}
+        files |= {"key": os.path.join(d, "server.key"), "client-key": os.path.join(d, "client.key"),
+                  "other-client-key": os.path.join(d, "other-client.key")}
+        yield files

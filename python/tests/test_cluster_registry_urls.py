@@ -61,25 +61,6 @@ class Server:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-@pytest.fixture()
-def certs():
-    """A throwaway CA, a server certificate it signs for 127.0.0.1, and another CA that signed nothing."""
-    with tempfile.TemporaryDirectory(prefix="kvasir-py-tls-") as d:
-        for name in ("ca", "other-ca"):
-            _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.pem",
-                     "-days", "2", "-subj", f"/CN=Kvasir py {name}", "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=kvasir-py-redis", cwd=d)
-        with open(os.path.join(d, "ext.cnf"), "w", encoding="ascii") as f:
-            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-        _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem",
-                 "-days", "1", "-extfile", "ext.cnf", cwd=d)
-        yield {k: os.path.join(d, f"{k}.pem") for k in ("ca", "other-ca", "server")} | {"key": os.path.join(d, "server.key")}
-
-
 def _name():
     return f"py{os.getpid()}{int(time.monotonic() * 1000) % 100000}"
 

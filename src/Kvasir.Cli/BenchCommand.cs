@@ -21,6 +21,7 @@ public static class BenchCommand
           --server HOST:PORT    the node or peer                                      default 127.0.0.1:7380
           --redis URL           kvasir target: a cluster's registry instead of --server (--cluster NAME, --replicas R)
           --auth-key HEX        Kvasir node's auth key                                default none
+          --tls-ca PEM|system   kvasir target: TLS to the nodes (also --tls-server-name NAME, --tls-cert/--tls-key PEM)
           --transport T         kvasir target: auto | tcp | shm (shared memory, same host) default auto
           --op OPS              put | get | mixed | exists (get/mixed/exists pre-fill) default get
           --ratio F             mixed: fraction of requests that are GETs             default 0.9

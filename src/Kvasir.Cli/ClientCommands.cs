@@ -22,10 +22,29 @@ public static class ClientCommands
           --server a:p,b:p for a static list): keys go to their nodes by rendezvous hashing;
           stats sums the nodes' counters (kvasir status shows them per node).
           Keys are UTF-8 text; prefix with hex: for binary keys (hex:00ff10).
+          TLS (nodes started with --tls-cert): --tls-ca PEM|system (the CA that signs the nodes' certificates, or the
+          system's roots) [--tls-server-name NAME (checked against the certificate; default the host connected to)]
+          [--tls-cert PEM --tls-key PEM (this client's certificate, for nodes with --tls-client-ca)].
         """;
 
-    /// <summary>Options every verb that talks to nodes accepts.</summary>
-    public static readonly string[] ConnectOptions = ["server", "auth-key", "auth-key-file", "redis", "redis-ca", "cluster", "replicas", "transport"];
+    /// <summary>The client TLS options; any of them turns TLS on.</summary>
+    public static readonly string[] TlsOptionNames = ["tls-ca", "tls-server-name", "tls-cert", "tls-key"];
+
+    /// <summary>Options every verb that talks to nodes accepts (declared after <see cref="TlsOptionNames"/>, which it includes).</summary>
+    public static readonly string[] ConnectOptions = ["server", "auth-key", "auth-key-file", "redis", "redis-ca", "cluster", "replicas", "transport", .. TlsOptionNames];
+
+    /// <summary>Client TLS from --tls-ca (PEM file or "system") / --tls-server-name / --tls-cert / --tls-key; null when none is given.</summary>
+    public static KvTlsOptions? TlsOptions(CommandLine cl)
+    {
+        if (TlsOptionNames.All(n => cl.Get(n) is null)) return null;
+        if ((cl.Get("tls-cert") is null) != (cl.Get("tls-key") is null)) throw new UsageException("--tls-cert and --tls-key go together");
+        var ca = cl.Get("tls-ca");
+        if (ca is null) throw new UsageException("TLS needs --tls-ca PEM (the CA that signs the nodes' certificates) or --tls-ca system (the system's roots)");
+        var tls = new KvTlsOptions { CaFile = ca == "system" ? null : ca, ServerName = cl.Get("tls-server-name"), CertFile = cl.Get("tls-cert"), KeyFile = cl.Get("tls-key") };
+        foreach (var (flag, file) in new[] { ("tls-ca", tls.CaFile), ("tls-cert", tls.CertFile), ("tls-key", tls.KeyFile) })
+            if (file is not null && !File.Exists(file)) throw new UsageException($"--{flag}: file '{file}' does not exist");
+        return tls;
+    }
 
     private static readonly string[] ValueOptions = [.. ConnectOptions, "timeout"];
 
@@ -54,6 +73,7 @@ public static class ClientCommands
             Cluster = cl.Get("cluster", "default"),
             Replicas = cl.Int("replicas", 1, 1, 16),
             AuthKey = authKey,
+            Tls = TlsOptions(cl),
             RequestTimeout = timeout ?? TimeSpan.FromSeconds(30),
             ConnectionsPerNode = connections,
             ClientName = clientName,

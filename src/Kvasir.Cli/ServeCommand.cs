@@ -50,6 +50,9 @@ public static class ServeCommand
             Host = cl.Get("host", "127.0.0.1"),
             Port = cl.Int("port", 7380, 0, 65535),
             AuthKey = key,
+            TlsCertFile = cl.Get("tls-cert"),
+            TlsKeyFile = cl.Get("tls-key"),
+            TlsClientCaFile = cl.Get("tls-client-ca"),
             Store = store,
             FrameTimeout = TimeSpan.FromSeconds(cl.Int("frame-timeout", 30, 1)),
             MaxBatchKeys = cl.Int("max-batch", ProtocolLimits.DefaultMaxBatchKeys, 1),
@@ -196,6 +199,11 @@ public static class ServeCommand
         {
             node = new CacheNode(options, loggers);
         }
+        catch (Kvasir.Net.TlsConfigurationException ex)
+        {
+            Console.Error.WriteLine($"kvasir: --tls-cert/--tls-key/--tls-client-ca: {ex.Message}");
+            return 1;
+        }
         catch (OutOfMemoryException)
         {
             Console.Error.WriteLine($"kvasir: cannot allocate an arena of {ByteSize.Format(options.Store.Capacity)}");
@@ -226,7 +234,7 @@ public static class ServeCommand
         var cluster = options.Cluster is { } c ? $", cluster {c.Name} via {c.ParsedRedisUrl()} as {node.NodeId}" : "";
         var shm = node.Store.SharedMemoryPath is { } p ? $", shm {p}" : "";
         var admin = node.Admin is null ? "" : $", admin on http://{Kvasir.Cluster.Endpoint.Format(options.AdminHost, node.AdminPort)}/";
-        Console.Out.WriteLine($"kvasir: serving on {options.Host}:{node.Port} ({ByteSize.Format(options.Store.Capacity)}, auth {(options.AuthKey is null ? "off" : "on")}{cluster}{shm}){admin}");
+        Console.Out.WriteLine($"kvasir: serving on {options.Host}:{node.Port} ({ByteSize.Format(options.Store.Capacity)}, auth {(options.AuthKey is null ? "off" : "on")}, tls {(options.HasTls ? options.TlsClientCaFile is null ? "on" : "on, client certificates required" : "off")}{cluster}{shm}){admin}");
         Console.Out.Flush();
         await stop.Task;
         await node.StopAsync();

@@ -12,12 +12,13 @@ public static class StatusCommand
         kvasir status [--server HOST:PORT] [--auth-key-file PATH] [--json]            one node
           Columns: id, address, kind, state (up | unreachable: registered but not answering |
           down: heartbeat lost, listed for an hour), capacity, used, keys, hit ratio, version, uptime.
-          Exit 0 when every listed node is up, 1 otherwise.
+          Exit 0 when every listed node is up, 1 otherwise. TLS nodes: --tls-ca, --tls-server-name, --tls-cert/--tls-key
+          as for kvasir get (see kvasir get --help).
         """;
 
     public static async Task<int> RunAsync(IReadOnlyList<string> args)
     {
-        var cl = CommandLine.Parse(args, ["server", "auth-key", "auth-key-file", "redis", "redis-ca", "cluster", "timeout"], ["json"]);
+        var cl = CommandLine.Parse(args, ["server", "auth-key", "auth-key-file", "redis", "redis-ca", "cluster", "timeout", .. ClientCommands.TlsOptionNames], ["json"]);
         if (cl.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cl.Positionals[0]}'");
         var timeout = TimeSpan.FromSeconds(cl.Int("timeout", 5, 1));
         var options = ClientCommands.StoreOptions(cl, "kvasir-status", 1, timeout);
@@ -54,6 +55,7 @@ public static class StatusCommand
             {
                 Server = node.Address,
                 AuthKey = options.AuthKey,
+                Tls = options.Tls,
                 ConnectTimeout = options.RequestTimeout,
                 RequestTimeout = options.RequestTimeout,
                 ConnectionsPerNode = 1,

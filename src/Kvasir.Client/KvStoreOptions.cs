@@ -57,6 +57,14 @@ public sealed class KvStoreOptions
     /// <summary>The node's auth key as 64 hex characters. Default none. With a key set the client also refuses a node that does not authenticate itself.</summary>
     public string? AuthKey { get; init; }
 
+    /// <summary>
+    /// TLS for TCP connections to the nodes (their <c>--tls-cert</c>). Default none: plaintext, and a node that
+    /// requires TLS refuses the connection with a message saying so. With it set, a node that does not speak TLS
+    /// is refused instead of being talked to in plaintext. The shared-memory transport still copies values through
+    /// the local arena; its control messages ride the TLS connection.
+    /// </summary>
+    public KvTlsOptions? Tls { get; init; }
+
     /// <summary>Time to open a connection and finish HELLO/AUTH. Default 5 s.</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
@@ -92,6 +100,7 @@ public sealed class KvStoreOptions
     {
         Server = address,
         AuthKey = AuthKey,
+        Tls = Tls,
         ConnectTimeout = ConnectTimeout,
         RequestTimeout = RequestTimeout,
         ConnectionsPerNode = ConnectionsPerNode,

@@ -29,6 +29,12 @@ public sealed record NodeRecord
     /// <summary>"node" for a `kvasir serve` process, "embedded" for a node inside a client process.</summary>
     [JsonPropertyName("kind")] public string Kind { get; init; } = "node";
 
+    /// <summary>
+    /// The data port speaks TLS. Clients without TLS settings refuse such a node with an error naming the option,
+    /// instead of sending a plaintext HELLO; older records without the field read as false.
+    /// </summary>
+    [JsonPropertyName("tls")] public bool Tls { get; init; }
+
     public string ToJson() => JsonSerializer.Serialize(this, Options);
 
     /// <summary>Null when the text is not a record (a foreign or damaged entry is skipped, never fatal).</summary>

@@ -9,12 +9,30 @@ namespace Kvasir.Net;
 /// memory (the arena), so large payloads are never copied through managed memory. Text protocols
 /// parse delimited units (lines) in place through <see cref="BufferedSpan"/>, <see cref="Consume"/>
 /// and <see cref="FillAsync"/>. Not thread-safe: one reader at a time.
+/// The same code reads a plain <see cref="Socket"/> (the fast path: receives go straight to the
+/// socket) or a <see cref="Stream"/> such as an SslStream (TLS: the stream decrypts through its own
+/// record buffer, so a large read costs one copy out of it).
 /// </summary>
-public sealed class BufferedReceiver(Socket socket, int bufferSize = 64 * 1024)
+public sealed class BufferedReceiver
 {
-    private readonly byte[] _buffer = new byte[bufferSize];
+    private readonly Socket? _socket;
+    private readonly Stream? _stream;
+    private readonly byte[] _buffer;
     private int _start;
     private int _end;
+
+    public BufferedReceiver(Socket socket, int bufferSize = 64 * 1024)
+    {
+        _socket = socket;
+        _buffer = new byte[bufferSize];
+    }
+
+    /// <summary>Reads through <paramref name="stream"/> (e.g. an SslStream over the connection's socket).</summary>
+    public BufferedReceiver(Stream stream, int bufferSize = 64 * 1024)
+    {
+        _stream = stream;
+        _buffer = new byte[bufferSize];
+    }
 
     /// <summary>Bytes already buffered and not yet consumed.</summary>
     public int Buffered => _end - _start;
@@ -48,7 +66,7 @@ public sealed class BufferedReceiver(Socket socket, int bufferSize = 64 * 1024)
             _start = 0;
         }
         if (_end == _buffer.Length) throw new InvalidOperationException($"read-ahead buffer of {_buffer.Length} bytes is full");
-        int received = await socket.ReceiveAsync(_buffer.AsMemory(_end), SocketFlags.None, ct).ConfigureAwait(false);
+        int received = await ReceiveAsync(_buffer.AsMemory(_end), ct).ConfigureAwait(false);
         if (received == 0) return false;
         _end += received;
         return true;
@@ -75,13 +93,13 @@ public sealed class BufferedReceiver(Socket socket, int bufferSize = 64 * 1024)
             int received;
             if (want >= _buffer.Length)
             {
-                received = await socket.ReceiveAsync(destination[done..], SocketFlags.None, ct).ConfigureAwait(false);
+                received = await ReceiveAsync(destination[done..], ct).ConfigureAwait(false);
                 if (received == 0) return EndOfStream(done);
                 done += received;
             }
             else
             {
-                received = await socket.ReceiveAsync(_buffer.AsMemory(), SocketFlags.None, ct).ConfigureAwait(false);
+                received = await ReceiveAsync(_buffer.AsMemory(), ct).ConfigureAwait(false);
                 if (received == 0) return EndOfStream(done);
                 _start = 0;
                 _end = received;
@@ -104,7 +122,7 @@ public sealed class BufferedReceiver(Socket socket, int bufferSize = 64 * 1024)
         {
             if (_start == _end)
             {
-                int received = await socket.ReceiveAsync(_buffer.AsMemory(), SocketFlags.None, ct).ConfigureAwait(false);
+                int received = await ReceiveAsync(_buffer.AsMemory(), ct).ConfigureAwait(false);
                 if (received == 0) throw new EndOfStreamException("connection closed inside a payload");
                 _start = 0;
                 _end = received;
@@ -114,6 +132,9 @@ public sealed class BufferedReceiver(Socket socket, int bufferSize = 64 * 1024)
             count -= n;
         }
     }
+
+    private ValueTask<int> ReceiveAsync(Memory<byte> into, CancellationToken ct) =>
+        _socket is not null ? _socket.ReceiveAsync(into, SocketFlags.None, ct) : _stream!.ReadAsync(into, ct);
 
     private static bool EndOfStream(int done) =>
         done == 0 ? false : throw new EndOfStreamException("connection closed inside a frame");

@@ -14,8 +14,11 @@ namespace Kvasir.Net;
 /// sent with its own asynchronous send. The caller keeps every segment's memory valid until
 /// <see cref="FlushAsync"/> returns; managed memory added as <see cref="ReadOnlyMemory{T}"/> is
 /// pinned here until then. Not thread-safe: one sender per socket.
+/// Over a <see cref="Stream"/> (an SslStream for TLS) the same segments are written one by one
+/// with the stream's own writes (it encrypts each into its records); callers already coalesce
+/// small pieces, so a segment is a staging run or a large value.
 /// </summary>
-public sealed partial class GatherSender(Socket socket)
+public sealed partial class GatherSender
 {
     /// <summary>Segments per sendmsg (Linux allows 1024 iovecs).</summary>
     public const int MaxSegments = 512;
@@ -25,8 +28,15 @@ public sealed partial class GatherSender(Socket socket)
 
     private readonly Iovec[] _segments = new Iovec[MaxSegments];
     private readonly MemoryHandle[] _pins = new MemoryHandle[MaxSegments];
+    private readonly Socket? _socket;
+    private readonly Stream? _stream;
     private int _count;
     private bool _pinned;
+
+    public GatherSender(Socket socket) => _socket = socket;
+
+    /// <summary>Writes through <paramref name="stream"/> (e.g. an SslStream over the connection's socket).</summary>
+    public GatherSender(Stream stream) => _stream = stream;
 
     [StructLayout(LayoutKind.Sequential)]
     private struct Iovec
@@ -84,7 +94,7 @@ public sealed partial class GatherSender(Socket socket)
         {
             while (first < _count)
             {
-                if (!OperatingSystem.IsLinux())
+                if (_stream is not null || !OperatingSystem.IsLinux())
                 {
                     await SendOneAsync(first++, ct).ConfigureAwait(false);
                     continue;
@@ -118,7 +128,7 @@ public sealed partial class GatherSender(Socket socket)
         {
             while (first < _count)
             {
-                if (!OperatingSystem.IsLinux())
+                if (_stream is not null || !OperatingSystem.IsLinux())
                 {
                     SendOneBlocking(first++);
                     continue;
@@ -157,7 +167,12 @@ public sealed partial class GatherSender(Socket socket)
     {
         var s = _segments[index];
         var rest = new ReadOnlySpan<byte>((void*)s.Base, checked((int)s.Length));
-        while (!rest.IsEmpty) rest = rest[socket.Send(rest, SocketFlags.None)..];
+        if (_stream is not null)
+        {
+            _stream.Write(rest);
+            return;
+        }
+        while (!rest.IsEmpty) rest = rest[_socket!.Send(rest, SocketFlags.None)..];
     }
 
     private void Unpin()
@@ -173,7 +188,7 @@ public sealed partial class GatherSender(Socket socket)
     private unsafe long Send(int first, out int errno)
     {
         bool added = false;
-        var handle = socket.SafeHandle;
+        var handle = _socket!.SafeHandle;
         try
         {
             handle.DangerousAddRef(ref added);
@@ -195,9 +210,12 @@ public sealed partial class GatherSender(Socket socket)
         }
     }
 
-    private ValueTask<int> SendOneAsync(int index, CancellationToken ct)
+    /// <summary>Sends one whole segment (an asynchronous socket send completes only when all of it is sent).</summary>
+    private async ValueTask SendOneAsync(int index, CancellationToken ct)
     {
         var s = _segments[index];
-        return socket.SendAsync(new NativeMemoryManager(s.Base, checked((int)s.Length)).Memory, SocketFlags.None, ct);
+        var memory = new NativeMemoryManager(s.Base, checked((int)s.Length)).Memory;
+        if (_stream is not null) await _stream.WriteAsync(memory, ct).ConfigureAwait(false);
+        else await _socket!.SendAsync(memory, SocketFlags.None, ct).ConfigureAwait(false);
     }
 }

@@ -35,6 +35,8 @@ public sealed class CacheNode : IAsyncDisposable
     {
         options.Validate();
         Options = options;
+        // Loaded first: a bad certificate or key file fails here, before the arena is allocated.
+        Tls = options.HasTls ? Kvasir.Net.TlsServerSettings.Load(options.TlsCertFile!, options.TlsKeyFile!, options.TlsClientCaFile) : null;
         LoggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
         _log = LoggerFactory.CreateLogger("Kvasir.Node");
         var storeOptions = options.Store;
@@ -75,6 +77,9 @@ public sealed class CacheNode : IAsyncDisposable
         Exporter = new Admin.PrometheusExporter(Metrics.Meter);
         Counters.Metrics = Metrics;
     }
+
+    /// <summary>The data port's TLS settings, loaded from <see cref="NodeOptions.TlsCertFile"/>; null for plaintext.</summary>
+    internal Kvasir.Net.TlsServerSettings? Tls { get; }
 
     /// <summary>The token of the shared-memory arena (also in its .token file), or null without one.</summary>
     public byte[]? ShmToken { get; }
@@ -235,6 +240,7 @@ public sealed class CacheNode : IAsyncDisposable
             Version = version,
             StartedMs = StartedAt.ToUnixTimeMilliseconds(),
             Kind = cluster.Kind,
+            Tls = Options.HasTls,
         };
         var registrar = new NodeRegistrar(registry, () => record, cluster.HeartbeatTtl, LoggerFactory);
         Registration = registrar;

@@ -18,6 +18,25 @@ public sealed class NodeOptions
     /// </summary>
     public byte[]? AuthKey { get; init; }
 
+    /// <summary>
+    /// PEM certificate (optionally followed by its chain) the data port presents; with <see cref="TlsKeyFile"/> every
+    /// TCP connection speaks TLS. Default none: plaintext, fine on a trusted network, readable and forgeable on an
+    /// untrusted one. TLS composes with <see cref="AuthKey"/>; the shared-memory data path stays local and is unaffected.
+    /// </summary>
+    public string? TlsCertFile { get; init; }
+
+    /// <summary>PEM private key of <see cref="TlsCertFile"/>. Default none.</summary>
+    public string? TlsKeyFile { get; init; }
+
+    /// <summary>
+    /// PEM CA certificate(s): with it, every client must present a certificate that chains to them. Default none
+    /// (any client that completes the handshake may speak; use <see cref="AuthKey"/> or this to restrict who).
+    /// </summary>
+    public string? TlsClientCaFile { get; init; }
+
+    /// <summary>TLS is on for the data port.</summary>
+    public bool HasTls => TlsCertFile is not null;
+
     /// <summary>Arena, allocator and eviction settings. Default: 1 GiB, 64 MiB values, LRU.</summary>
     public StoreOptions Store { get; init; } = new();
 
@@ -148,6 +167,8 @@ public sealed class NodeOptions
     {
         if (Port is < 0 or > 65535) throw new ArgumentException($"port {Port} is out of range 0..65535");
         if (AuthKey is not null && AuthKey.Length != AuthHandshake.KeyBytes) throw new ArgumentException("auth key must be 32 bytes (64 hex characters)");
+        if ((TlsCertFile is null) != (TlsKeyFile is null)) throw new ArgumentException("TLS needs both a certificate and a key file (--tls-cert and --tls-key)");
+        if (TlsClientCaFile is not null && TlsCertFile is null) throw new ArgumentException("a TLS client CA (--tls-client-ca) needs --tls-cert and --tls-key");
         if (AdminPort is < 0 or > 65535) throw new ArgumentException($"admin port {AdminPort} is out of range 0..65535");
         if (AdminPort is not null && !System.Net.IPAddress.TryParse(AdminHost, out _)) throw new ArgumentException($"admin host '{AdminHost}' is not an IP address");
         if (AccessStatsCapacity is < 0 or > 10_000_000) throw new ArgumentException($"access stats capacity {AccessStatsCapacity} is out of range 0..10000000");

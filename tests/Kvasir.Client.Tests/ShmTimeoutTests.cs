@@ -114,7 +114,7 @@ public sealed class ShmTimeoutTests
         await using var node = StartNode(TimeSpan.FromSeconds(1));
         await using var tcp = await TcpTransport.ConnectAsync(new KvStoreOptions { Server = $"127.0.0.1:{node.Port}" }, default);
         Assert.Equal([KvStatus.Ok], await PutAsync(tcp, [Key("k")], [TestValues.Value(1, 100)]));
-        await using var raw = await ClientConnection.OpenAsync("127.0.0.1", node.Port, null, "raw", TimeSpan.FromSeconds(5), default);
+        await using var raw = await ClientConnection.OpenAsync("127.0.0.1", node.Port, null, null, "raw", TimeSpan.FromSeconds(5), default);
         var leased = ShmMessages.ReadLeaseReply(await raw.CallAsync(Opcode.Lease, TcpTransport.KeyBatchMeta([Key("k"), Key("k")], 0, 2), default));
         Assert.All(leased, e => Assert.Equal(WireStatus.Ok, e.Status));
         Assert.Equal([WireStatus.Ok], await ReleaseAsync(raw, leased[0].LeaseId));

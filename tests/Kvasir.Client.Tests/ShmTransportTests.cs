@@ -178,7 +178,7 @@ public sealed class ShmTransportTests
     {
         await using var h = await StartAsync("shm");
         Assert.Equal(new[] { KvStatus.Ok }, await h.Store.PutAsync([Key("held")], [TestValues.Value(1, 100_000)]));
-        var raw = await ClientConnection.OpenAsync("127.0.0.1", h.Node.Port, null, "raw", TimeSpan.FromSeconds(5), default);
+        var raw = await ClientConnection.OpenAsync("127.0.0.1", h.Node.Port, null, null, "raw", TimeSpan.FromSeconds(5), default);
         var leased = ShmMessages.ReadLeaseReply(await raw.CallAsync(Opcode.Lease, TcpTransport.KeyBatchMeta([Key("held")], 0, 1), default));
         Assert.Equal(WireStatus.Ok, Assert.Single(leased).Status);
         var meta = new byte[ShmMessages.AllocRequestSize([Key("half")], 0, 1)];
@@ -280,26 +280,5 @@ public sealed class ShmTransportTests
             Assert.True(node.Counters.Requests(Opcode.Commit) > 0 && node.Counters.Requests(Opcode.Lease) > 0, "a member was not used through shm");
             Assert.Equal(0, node.Counters.Requests(Opcode.Put) + node.Counters.Requests(Opcode.Get));
         }
-    }
-
-    /// <summary>Collects formatted log lines.</summary>
-    private sealed class ListLoggerFactory : ILoggerFactory, ILogger
-    {
-        private readonly ConcurrentQueue<string> _messages = new();
-
-        public IReadOnlyList<string> Messages => [.. _messages];
-
-        public ILogger CreateLogger(string categoryName) => this;
-
-        public void AddProvider(ILoggerProvider provider) { }
-
-        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => true;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-            => _messages.Enqueue($"{logLevel}: {formatter(state, exception)}");
-
-        public void Dispose() { }
     }
 }

@@ -35,9 +35,9 @@ public sealed class RedisProcess : IDisposable
     public static RedisProcess Start(params string[] extra) => StartWith(() => extra, null);
 
     /// <summary>A server that also accepts TLS on <see cref="TlsPort"/> with the given PEM certificate and key (clients need no certificate).</summary>
-    public static RedisProcess StartTls(TestCertificates.Files files)
-        => StartWith(() => ["--tls-port", FreePort().ToString(), "--tls-cert-file", files.Cert, "--tls-key-file", files.Key,
-            "--tls-ca-cert-file", files.Ca, "--tls-auth-clients", "no"], null);
+    public static RedisProcess StartTls(TestCertificates files)
+        => StartWith(() => ["--tls-port", FreePort().ToString(), "--tls-cert-file", files.NodeCertFile, "--tls-key-file", files.NodeKeyFile,
+            "--tls-ca-cert-file", files.CaFile, "--tls-auth-clients", "no"], null);
 
     /// <summary>
     /// A sentinel watching <paramref name="master"/> as MASTER (quorum 1), calling it down after 1 s of

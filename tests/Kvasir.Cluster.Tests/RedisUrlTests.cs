@@ -31,16 +31,16 @@ public sealed class RedisUrlTests
     [Fact]
     public void A_ca_file_is_read_at_parse_time_from_the_url_or_the_option()
     {
-        using var certs = new TestCertificates();
-        var inUrl = RedisUrl.Parse($"rediss://h:6390?ca={Uri.EscapeDataString(certs.Server.Ca)}");
+        using var certs = TestCertificates.Create();
+        var inUrl = RedisUrl.Parse($"rediss://h:6390?ca={Uri.EscapeDataString(certs.CaFile)}");
         Assert.True(inUrl.Tls);
-        Assert.Equal(certs.Server.Ca, inUrl.CaFile);
-        Assert.Equal("CN=Kvasir test CA", Assert.Single(inUrl.CaCertificates!).Subject);
-        var option = RedisUrl.Parse("rediss://h:6390", certs.Server.Ca);
-        Assert.Equal(certs.Server.Ca, option.CaFile);
-        var twice = Assert.Throws<FormatException>(() => RedisUrl.Parse($"rediss://h?ca={certs.Server.Ca}", certs.OtherCa));
+        Assert.Equal(certs.CaFile, inUrl.CaFile);
+        Assert.Equal("CN=Kvasir Test CA", Assert.Single(inUrl.CaCertificates!).Subject);
+        var option = RedisUrl.Parse("rediss://h:6390", certs.CaFile);
+        Assert.Equal(certs.CaFile, option.CaFile);
+        var twice = Assert.Throws<FormatException>(() => RedisUrl.Parse($"rediss://h?ca={certs.CaFile}", certs.OtherCaFile));
         Assert.Contains("given twice", twice.Message);
-        var notPem = Assert.Throws<FormatException>(() => RedisUrl.Parse("rediss://h", certs.Server.Key));
+        var notPem = Assert.Throws<FormatException>(() => RedisUrl.Parse("rediss://h", certs.NodeKeyFile));
         Assert.Contains("holds no PEM certificate", notPem.Message);
     }
 

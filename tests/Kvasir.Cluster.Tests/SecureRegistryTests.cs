@@ -13,10 +13,12 @@ public sealed class SecureRegistryTests
     internal static Task<ServeProcess> StartNodeAsync(string url, string cluster, params string[] more)
         => ServeProcess.StartAsync(["--port", "0", "--memory", "64MiB", "--redis", url, "--cluster", cluster, "--heartbeat-ttl", "1", "--log-level", "warning", .. more]);
 
-    internal static KvStoreOptions ClientOptions(string url, string cluster, string? ca = null) => new()
+    internal static KvStoreOptions ClientOptions(string url, string cluster, string? ca = null, KvTlsOptions? tls = null, Microsoft.Extensions.Logging.ILoggerFactory? log = null) => new()
     {
         RedisUrl = url,
         RedisCaFile = ca,
+        Tls = tls,
+        LoggerFactory = log,
         Cluster = cluster,
         MembershipPoll = TimeSpan.FromMilliseconds(100),
         ConnectTimeout = TimeSpan.FromSeconds(2),
@@ -37,14 +39,14 @@ public sealed class SecureRegistryTests
     [Fact]
     public async Task A_node_registers_over_rediss_with_redis_ca_and_a_client_with_ca_in_the_url_discovers_it()
     {
-        using var certs = new TestCertificates();
-        using var redis = RedisProcess.StartTls(certs.Server);
+        using var certs = TestCertificates.Create();
+        using var redis = RedisProcess.StartTls(certs);
         var cluster = NewCluster();
         var url = $"rediss://127.0.0.1:{redis.TlsPort}";
-        await using var node = await StartNodeAsync(url, cluster, "--redis-ca", certs.Server.Ca);
+        await using var node = await StartNodeAsync(url, cluster, "--redis-ca", certs.CaFile);
         Assert.Contains($"via {url} as", node.Stdout);
 
-        await using var client = await KvStore.ConnectAsync(ClientOptions($"{url}?ca={certs.Server.Ca}", cluster));
+        await using var client = await KvStore.ConnectAsync(ClientOptions($"{url}?ca={certs.CaFile}", cluster));
         await RoutesToAsync(client, "over TLS", node);
         // The record is in the server behind the TLS port (read back over its plain port).
         Assert.Contains(node.Server, await redis.CommandAsync(["HKEYS", $"kvasir:{{{cluster}}}:records"]));
@@ -53,13 +55,13 @@ public sealed class SecureRegistryTests
     [Fact]
     public async Task A_rediss_server_whose_certificate_the_given_ca_did_not_sign_is_refused_with_the_reason()
     {
-        using var certs = new TestCertificates();
-        using var redis = RedisProcess.StartTls(certs.Server);
+        using var certs = TestCertificates.Create();
+        using var redis = RedisProcess.StartTls(certs);
         var cluster = NewCluster();
         var url = $"rediss://127.0.0.1:{redis.TlsPort}";
 
-        var ex = await Assert.ThrowsAsync<KvasirException>(() => KvStore.ConnectAsync(ClientOptions(url, cluster, ca: certs.OtherCa)));
-        Assert.True(ex.Message.Contains($"TLS refused: the server's TLS certificate (CN=kvasir-test-redis, issued by CN=Kvasir test CA) is not signed by the CA in {certs.OtherCa}", StringComparison.Ordinal), ex.Message);
+        var ex = await Assert.ThrowsAsync<KvasirException>(() => KvStore.ConnectAsync(ClientOptions(url, cluster, ca: certs.OtherCaFile)));
+        Assert.True(ex.Message.Contains($"TLS refused: the server's TLS certificate (CN={TestCertificates.NodeName}, issued by CN=Kvasir Test CA) is not signed by the CA in {certs.OtherCaFile}", StringComparison.Ordinal), ex.Message);
         Assert.DoesNotContain('\n', ex.Message);
 
         // Without a CA the system's roots do not trust the throwaway CA either.
@@ -67,7 +69,7 @@ public sealed class SecureRegistryTests
         Assert.True(noCa.Message.Contains("is not trusted by this host", StringComparison.Ordinal), noCa.Message);
 
         // A node with the wrong CA serves on, unregistered, and says why.
-        await using var node = await StartNodeAsync(url, cluster, "--redis-ca", certs.OtherCa);
+        await using var node = await StartNodeAsync(url, cluster, "--redis-ca", certs.OtherCaFile);
         await using var direct = await KvStore.ConnectAsync(new KvStoreOptions { Server = node.Server });
         await Poll.UntilAsync(async () => (await direct.StatsAsync())["cluster_state"] == 3, "the node with the wrong CA to report itself degraded", Discovery);
         await Poll.UntilAsync(() => (node.Stdout + node.Stderr).Contains("is not signed by the CA in", StringComparison.Ordinal),

@@ -16,6 +16,7 @@ namespace Kvasir.Client.Internal;
 internal sealed class ClientConnection : IAsyncDisposable
 {
     private readonly Socket _socket;
+    private readonly System.Net.Security.SslStream? _tls;
     private readonly BufferedReceiver _rx;
     private readonly ConcurrentDictionary<ulong, PendingRequest> _pending = new();
     private readonly SemaphoreSlim _sendLock = new(1, 1);
@@ -24,35 +25,53 @@ internal sealed class ClientConnection : IAsyncDisposable
     private long _nextId;
     private Task _readLoop = Task.CompletedTask;
     private volatile bool _broken;
+    private string? _closeReason;
 
-    private ClientConnection(Socket socket)
+    private ClientConnection(Socket socket, System.Net.Security.SslStream? tls)
     {
         _socket = socket;
-        _rx = new BufferedReceiver(socket);
-        _sender = new FrameSender(socket);
+        _tls = tls;
+        _rx = tls is null ? new BufferedReceiver(socket) : new BufferedReceiver(tls);
+        _sender = tls is null ? new FrameSender(new GatherSender(socket)) : new FrameSender(new GatherSender(tls));
     }
 
     public bool IsBroken => _broken;
 
     public HelloReply Hello { get; private set; } = null!;
 
-    /// <summary>Opens a connection and completes HELLO and, when the node asks for it, mutual AUTH.</summary>
-    public static async Task<ClientConnection> OpenAsync(string host, int port, byte[]? authKey, string clientName, TimeSpan timeout, CancellationToken ct)
+    /// <summary>
+    /// Opens a connection (with <paramref name="tls"/>, a TLS session over it) and completes HELLO and, when
+    /// the node asks for it, mutual AUTH.
+    /// </summary>
+    public static async Task<ClientConnection> OpenAsync(string host, int port, byte[]? authKey, TlsClientSettings? tls, string clientName, TimeSpan timeout, CancellationToken ct)
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         cts.CancelAfter(timeout);
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        var connection = new ClientConnection(socket);
+        System.Net.Security.SslStream? stream = null;
         try
         {
-            try
+            await socket.ConnectAsync(host, port, cts.Token).ConfigureAwait(false);
+            if (tls is not null) stream = await tls.AuthenticateAsync(socket, host, cts.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is SocketException or OperationCanceledException or System.Security.Authentication.AuthenticationException && !ct.IsCancellationRequested)
+        {
+            socket.Dispose();
+            throw new KvasirException(ex switch
             {
-                await socket.ConnectAsync(host, port, cts.Token).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is SocketException or OperationCanceledException && !ct.IsCancellationRequested)
-            {
-                throw new KvasirException($"cannot connect to {host}:{port}: {(ex is SocketException se ? se.SocketErrorCode.ToString() : "timed out")}", ex);
-            }
+                SocketException se => $"cannot connect to {host}:{port}: {se.SocketErrorCode}",
+                System.Security.Authentication.AuthenticationException ae => $"TLS to {host}:{port}: {ae.Message}",
+                _ => $"cannot connect to {host}:{port}: {(socket.Connected ? "TLS handshake timed out" : "timed out")}",
+            }, ex);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+        var connection = new ClientConnection(socket, stream);
+        try
+        {
             connection._readLoop = Task.Run(connection.ReadLoopAsync);
             try
             {
@@ -61,6 +80,12 @@ internal sealed class ClientConnection : IAsyncDisposable
             catch (OperationCanceledException ex) when (!ct.IsCancellationRequested)
             {
                 throw new KvasirException($"{host}:{port} did not complete HELLO/AUTH within {timeout.TotalSeconds:0.###} s", ex);
+            }
+            catch (KvasirException ex) when (connection._closeReason is { } reason && tls is not null)
+            {
+                // Over TLS 1.3 a node refuses a missing or untrusted client certificate after the client's side of the
+                // handshake finished: the refusal shows up as the connection closing on the first read.
+                throw new KvasirException($"{host}:{port} closed the TLS connection before HELLO completed ({reason}){(tls.HasClientCertificate ? "" : "; does the node require a client certificate (--tls-cert/--tls-key)?")}", ex);
             }
             return connection;
         }
@@ -197,7 +222,11 @@ internal sealed class ClientConnection : IAsyncDisposable
         {
             while (true)
             {
-                if (!await _rx.ReadExactAsync(header, _closed.Token).ConfigureAwait(false)) break;
+                if (!await _rx.ReadExactAsync(header, _closed.Token).ConfigureAwait(false))
+                {
+                    _closeReason = "the node closed the connection";
+                    break;
+                }
                 var h = FrameHeader.Read(header);
                 if (!h.IsReply || !_pending.TryRemove(h.RequestId, out current))
                     throw new ProtocolException(WireStatus.BadFrame, $"reply for unknown request {h.RequestId}");
@@ -228,9 +257,10 @@ internal sealed class ClientConnection : IAsyncDisposable
                 current = null;
             }
         }
-        catch (Exception)
+        catch (Exception ex)
         {
             // Socket failure, abort, or a reply that breaks the protocol: the stream cannot be trusted.
+            _closeReason = ex.Message;
         }
         finally
         {
@@ -239,6 +269,7 @@ internal sealed class ClientConnection : IAsyncDisposable
             foreach (var id in _pending.Keys)
                 if (_pending.TryRemove(id, out var pending)) pending.Fail(KvStatus.Unavailable);
             try { _socket.Dispose(); } catch (ObjectDisposedException) { }
+            _tls?.Dispose();
         }
     }
 

@@ -267,8 +267,8 @@ internal sealed class ClusterRouter : IAsyncDisposable
 
     private NodeSlot SlotFor(NodeRecord node)
     {
-        if (_slots.TryGetValue(node.Id, out var slot) && slot.Address == node.Address) return slot;
-        var fresh = new NodeSlot(node.Id, node.Address);
+        if (_slots.TryGetValue(node.Id, out var slot) && slot.Address == node.Address && slot.Tls == node.Tls) return slot;
+        var fresh = new NodeSlot(node.Id, node.Address, node.Tls);
         if (slot is not null && _slots.TryUpdate(node.Id, fresh, slot)) { _ = slot.DisposeAsync().AsTask(); return fresh; }
         return _slots.GetOrAdd(node.Id, fresh);
     }
@@ -281,6 +281,7 @@ internal sealed class ClusterRouter : IAsyncDisposable
     {
         var store = await slot.GetStoreAsync(_options, CancellationToken.None).ConfigureAwait(false);
         KvStatus[] statuses;
+        if (store is null && slot.TakeError() is { } reason) _log.LogWarning("node {Id} ({Address}) cannot be reached: {Reason}", slot.Id, slot.Address, reason);
         if (store is null) statuses = Enumerable.Repeat(KvStatus.Unavailable, count).ToArray();
         else statuses = await call(store).ConfigureAwait(false);
         if (count > 0 && statuses.All(s => s == KvStatus.Unavailable))

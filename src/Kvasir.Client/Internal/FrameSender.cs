@@ -1,4 +1,3 @@
-using System.Net.Sockets;
 using Kvasir.Net;
 
 namespace Kvasir.Client.Internal;
@@ -10,13 +9,13 @@ namespace Kvasir.Client.Internal;
 /// values are never copied. Cancellation may leave a frame half-written: the caller must then cut
 /// the connection. Not thread-safe: the connection's send lock serialises frames.
 /// </summary>
-internal sealed class FrameSender(Socket socket)
+internal sealed class FrameSender(GatherSender sender)
 {
     /// <summary>Pieces up to this size are copied into the staging buffer.</summary>
     public const int CoalesceLimit = 8 * 1024;
 
     private readonly byte[] _staging = GC.AllocateUninitializedArray<byte>(64 * 1024, pinned: true);
-    private readonly GatherSender _sender = new(socket);
+    private readonly GatherSender _sender = sender;
     private int _sealed;   // staging bytes already queued in _sender
     private int _staged;   // staging bytes written
 

@@ -17,7 +17,10 @@ internal sealed class NodeSlot : IAsyncDisposable
     private TimeSpan _backoff = MinBackoff;
     private int _disposed;
 
-    public NodeSlot(string id, string address) { Id = id; Address = address; }
+    private string? _lastError;
+
+    /// <summary>A remote member; <paramref name="tls"/>: its registry record says its data port speaks TLS.</summary>
+    public NodeSlot(string id, string address, bool tls = false) { Id = id; Address = address; Tls = tls; }
 
     /// <summary>A slot for a node inside this process: always connected, never down; disposing the slot disposes the store and so the node.</summary>
     public NodeSlot(string id, string address, KvStore inProcess) : this(id, address)
@@ -28,6 +31,12 @@ internal sealed class NodeSlot : IAsyncDisposable
 
     public string Id { get; }
     public string Address { get; }
+
+    /// <summary>The node advertised TLS in its registry record.</summary>
+    public bool Tls { get; }
+
+    /// <summary>Why the last connect failed, once: the caller logs it; null when there is nothing new.</summary>
+    public string? TakeError() => Interlocked.Exchange(ref _lastError, null);
     public KvStore? Store => Volatile.Read(ref _store);
 
     /// <summary>The node's store, or null while it is down or cannot be reached.</summary>
@@ -43,13 +52,16 @@ internal sealed class NodeSlot : IAsyncDisposable
             if (Environment.TickCount64 < _downUntil || _disposed != 0) return null;
             try
             {
+                if (Tls && options.Tls is null)
+                    throw new KvasirException($"node {Id} ({Address}) requires TLS (its registry record says tls): set KvStoreOptions.Tls (CLI --tls-ca, Python tls_ca)");
                 var store = await KvStore.ConnectAsync(options.ForNode(Address), ct).ConfigureAwait(false);
                 if (_disposed != 0) { await store.DisposeAsync().ConfigureAwait(false); return null; }
                 Volatile.Write(ref _store, store);
                 return store;
             }
-            catch (KvasirException) when (!ct.IsCancellationRequested)
+            catch (KvasirException ex) when (!ct.IsCancellationRequested)
             {
+                Volatile.Write(ref _lastError, ex.Message);
                 MarkDown();
                 return null;
             }

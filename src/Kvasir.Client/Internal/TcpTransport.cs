@@ -1,3 +1,4 @@
+using Kvasir.Net;
 using Kvasir.Protocol;
 
 namespace Kvasir.Client.Internal;
@@ -12,14 +13,16 @@ internal sealed class TcpTransport : IKvTransport
     private readonly string _host;
     private readonly int _port;
     private readonly byte[]? _authKey;
+    private readonly TlsClientSettings? _tls;
     private readonly ClientConnection?[] _connections;
     private readonly SemaphoreSlim[] _connectLocks;
     private int _next;
     private volatile bool _disposed;
 
-    private TcpTransport(KvStoreOptions options, ClientConnection first)
+    private TcpTransport(KvStoreOptions options, TlsClientSettings? tls, ClientConnection first)
     {
         _options = options;
+        _tls = tls;
         (_host, _port) = options.ParseServer();
         _authKey = options.AuthKey is null ? null : AuthHandshake.ParseKey(options.AuthKey);
         _connections = new ClientConnection?[options.ConnectionsPerNode];
@@ -47,8 +50,9 @@ internal sealed class TcpTransport : IKvTransport
         byte[]? key;
         try { key = options.AuthKey is null ? null : AuthHandshake.ParseKey(options.AuthKey); }
         catch (FormatException ex) { throw new KvasirException(ex.Message, ex); }
-        var first = await ClientConnection.OpenAsync(host, port, key, options.ClientName, options.ConnectTimeout, ct).ConfigureAwait(false);
-        return new TcpTransport(options, first);
+        var tls = options.Tls?.Load();
+        var first = await ClientConnection.OpenAsync(host, port, key, tls, options.ClientName, options.ConnectTimeout, ct).ConfigureAwait(false);
+        return new TcpTransport(options, tls, first);
     }
 
     /// <summary>A pooled connection (replaced when broken), or null when the node cannot be reached.</summary>
@@ -69,7 +73,7 @@ internal sealed class TcpTransport : IKvTransport
             _connections[slot] = null;
             try
             {
-                c = await ClientConnection.OpenAsync(_host, _port, _authKey, _options.ClientName, _options.ConnectTimeout, ct).ConfigureAwait(false);
+                c = await ClientConnection.OpenAsync(_host, _port, _authKey, _tls, _options.ClientName, _options.ConnectTimeout, ct).ConfigureAwait(false);
             }
             catch (KvasirException) when (!ct.IsCancellationRequested)
             {

@@ -20,7 +20,8 @@ internal sealed partial class Connection : ILeaseHolder
     private readonly CacheNode _node;
     private readonly TieredStore _store;
     private readonly Socket _socket;
-    private readonly BufferedReceiver _rx;
+    private BufferedReceiver _rx = null!;   // set by RunAsync, over the socket or, with TLS, over _tls
+    private System.Net.Security.SslStream? _tls;
     private readonly Channel<Reply> _replies;
     private readonly CancellationTokenSource _abort = new();
     private readonly CancellationTokenSource _idle;
@@ -47,7 +48,6 @@ internal sealed partial class Connection : ILeaseHolder
         _store = node.Store;
         _socket = socket;
         _socket.NoDelay = true;
-        _rx = new BufferedReceiver(socket);
         _replies = Channel.CreateBounded<Reply>(new BoundedChannelOptions(node.Options.MaxQueuedReplies)
         {
             SingleReader = true,
@@ -72,11 +72,15 @@ internal sealed partial class Connection : ILeaseHolder
 
     public async Task RunAsync()
     {
-        var writer = new ReplyWriter(_socket, _store, _node.Counters);
-        var writing = Task.Run(() => writer.RunAsync(_replies.Reader, _abort.Token));
+        var writing = Task.CompletedTask;
         bool closeGracefully = true;
         try
         {
+            bool plaintextAtTlsNode = _node.Tls is not null && !await StartTlsAsync().ConfigureAwait(false);
+            _rx = _tls is null ? new BufferedReceiver(_socket) : new BufferedReceiver(_tls);
+            var writer = _tls is null ? new ReplyWriter(_socket, _store, _node.Counters) : new ReplyWriter(_tls, _store, _node.Counters);
+            writing = Task.Run(() => writer.RunAsync(_replies.Reader, _abort.Token));
+            if (plaintextAtTlsNode) await RefusePlaintextAsync().ConfigureAwait(false);
             await ReadLoopAsync().ConfigureAwait(false);
         }
         catch (ProtocolException ex)
@@ -87,6 +91,12 @@ internal sealed partial class Connection : ILeaseHolder
             if (ex.Status == WireStatus.AuthFailed) _node.Counters.AuthFailure();
             _node.ConnectionWarnings.Warn(_log, $"connection {_remote}: {ex.Status}: {ex.Message}");
             await QueueErrorAsync(ex.Status, ex.Message).ConfigureAwait(false);
+        }
+        catch (System.Security.Authentication.AuthenticationException ex)
+        {
+            closeGracefully = false;
+            _node.Counters.ProtocolError();
+            _node.ConnectionWarnings.Warn(_log, $"connection {_remote}: TLS handshake failed: {TlsReason(ex)}");
         }
         catch (Exception ex) when (IsDisconnect(ex))
         {
@@ -136,6 +146,44 @@ internal sealed partial class Connection : ILeaseHolder
     /// <summary>A lease of ours outlived the lease timeout: the client stopped reading. Cut it off; the writer then releases.</summary>
     public void OnLeaseExpired() => Abort("lease expired: client is not reading its replies");
 
+    /// <summary>
+    /// On a TLS node: waits (under the handshake timeout) for the client's first byte. A TLS handshake record
+    /// starts the server handshake and sets <see cref="_tls"/>; anything else is a plaintext client, for which
+    /// this returns false so it can be answered in plaintext with why it is refused.
+    /// </summary>
+    private async Task<bool> StartTlsAsync()
+    {
+        var first = new byte[1];
+        int n = await _socket.ReceiveAsync(first, SocketFlags.Peek, _handshake.Token).ConfigureAwait(false);
+        if (n == 0) throw new EndOfStreamException("closed before the TLS handshake");
+        if (first[0] != TlsServerSettings.HandshakeRecord) return false;
+        try
+        {
+            _tls = await _node.Tls!.AuthenticateAsync(_socket, _handshake.Token).ConfigureAwait(false);
+        }
+        catch (IOException ex)
+        {
+            // The client gave up on the handshake (it did not trust our certificate, or sent garbage): one
+            // rate-limited warning like any other refused handshake, not an error per connection.
+            throw new System.Security.Authentication.AuthenticationException(ex.Message, ex);
+        }
+        return true;
+    }
+
+    /// <summary>A plaintext client reached a TLS node: its first header is answered (so the client matches the reply to its request) with the reason, then the connection closes.</summary>
+    private async Task RefusePlaintextAsync()
+    {
+        var headerBuffer = new byte[ProtocolLimits.HeaderSize];
+        await _rx.ReadRequiredAsync(headerBuffer, _handshake.Token).ConfigureAwait(false);
+        _currentRequestId = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(headerBuffer.AsSpan(8));
+        _currentOpcode = (Opcode)headerBuffer[5];
+        throw new ProtocolException(WireStatus.BadState,
+            "this node requires TLS: connect with TLS (.NET KvStoreOptions.Tls, CLI --tls-ca, Python tls_ca) or use a node without --tls-cert");
+    }
+
+    private static string TlsReason(Exception ex) =>
+        ex.InnerException is { } inner && inner.Message != ex.Message ? $"{ex.Message} ({inner.Message})" : ex.Message;
+
     private async Task ReadLoopAsync()
     {
         var headerBuffer = new byte[ProtocolLimits.HeaderSize];
@@ -150,6 +198,8 @@ internal sealed partial class Connection : ILeaseHolder
             // Taken from the raw bytes first, so an error about this header still names its request.
             _currentRequestId = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(headerBuffer.AsSpan(8));
             _currentOpcode = (Opcode)headerBuffer[5];
+            if (!_helloDone && _tls is null && headerBuffer[0] == TlsServerSettings.HandshakeRecord && headerBuffer[1] == 3)
+                throw new ProtocolException(WireStatus.BadFrame, "a TLS handshake arrived but this node does not speak TLS: start it with --tls-cert/--tls-key, or connect without TLS");
             var header = FrameHeader.Read(headerBuffer);
             CheckRequestHeader(header);
             var token = _frame.Token;
@@ -246,6 +296,7 @@ internal sealed partial class Connection : ILeaseHolder
         {
             try
             {
+                if (_tls is not null) await _tls.ShutdownAsync().ConfigureAwait(false);   // close_notify, then the TCP half-close
                 _socket.Shutdown(SocketShutdown.Send);
                 using var linger = new CancellationTokenSource(TimeSpan.FromSeconds(1));
                 var sink = new byte[16 * 1024];
@@ -260,6 +311,7 @@ internal sealed partial class Connection : ILeaseHolder
             catch (Exception ex) when (IsDisconnect(ex)) { }
         }
         try { _socket.Dispose(); } catch (ObjectDisposedException) { }
+        if (_tls is not null) await _tls.DisposeAsync().ConfigureAwait(false);
     }
 
     private static bool IsDisconnect(Exception ex) =>

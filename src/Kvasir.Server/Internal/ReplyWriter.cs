@@ -21,7 +21,6 @@ internal sealed class ReplyWriter
     /// <summary>Values up to this size ride in the staging buffer with their header.</summary>
     public const int CoalesceLimit = 8 * 1024;
 
-    private readonly Socket _socket;
     private readonly TieredStore _store;
     private readonly NodeCounters _counters;
     private readonly GatherSender _sender;
@@ -30,12 +29,16 @@ internal sealed class ReplyWriter
     private readonly List<Reply> _unflushed = [];
     private int _sealed, _staged;
 
-    public unsafe ReplyWriter(Socket socket, TieredStore store, NodeCounters counters)
+    public ReplyWriter(Socket socket, TieredStore store, NodeCounters counters) : this(new GatherSender(socket), store, counters) { }
+
+    /// <summary>Writes through <paramref name="stream"/> (an SslStream on a TLS node).</summary>
+    public ReplyWriter(Stream stream, TieredStore store, NodeCounters counters) : this(new GatherSender(stream), store, counters) { }
+
+    private unsafe ReplyWriter(GatherSender sender, TieredStore store, NodeCounters counters)
     {
-        _socket = socket;
         _store = store;
         _counters = counters;
-        _sender = new GatherSender(socket);
+        _sender = sender;
         _stagingAddress = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_staging));
     }
 
@@ -76,7 +79,11 @@ internal sealed class ReplyWriter
         {
             await FlushAsync(abort).ConfigureAwait(false);
             if (reply.Length <= _staging.Length) Stage(reply.Buffer.AsSpan(0, reply.Length));
-            else await _socket.SendAsync(reply.Buffer.AsMemory(0, reply.Length), SocketFlags.None, abort).ConfigureAwait(false);
+            else
+            {
+                _sender.Add(reply.Buffer.AsMemory(0, reply.Length));
+                await _sender.FlushAsync(abort).ConfigureAwait(false);
+            }
         }
         var op = (Kvasir.Protocol.Opcode)reply.Buffer[5];   // a reply carries its request's opcode
         _counters.Out(op, reply.Length);
