@@ -75,8 +75,9 @@ def rss_mib(pid: int) -> float:
 
 
 class Cluster:
-    def __init__(self, workdir: str, nodes: int):
+    def __init__(self, workdir: str, nodes: int, log_level: str = "warning"):
         self.workdir = workdir
+        self.log_level = log_level
         self.redis_port = free_port()
         self.redis = None
         self.ports = [free_port() for _ in range(nodes)]
@@ -112,7 +113,7 @@ class Cluster:
         self.procs[i] = subprocess.Popen(
             ["dotnet", CLI, "serve", "--port", str(self.ports[i]), "--memory", "64MiB", "--max-value", "1MiB",
              "--disk", disk, "--disk-capacity", "256MiB", "--redis", self.redis_url, "--cluster", "chaos",
-             "--node-id", f"chaos-{i}", "--admin-port", "off", "--shm", "off", "--log-level", "warning"],
+             "--node-id", f"chaos-{i}", "--admin-port", "off", "--shm", "off", "--log-level", self.log_level],
             env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
 
@@ -156,6 +157,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--recovery-limit", type=float, default=30)
     ap.add_argument("--write-once", action="store_true", help="never overwrite a key (the KV-cache model)")
+    ap.add_argument("--node-log-level", default="warning", help="the nodes' --log-level (information shows registration)")
+    ap.add_argument("--view-log", action="store_true", help="print the client's membership view whenever it changes")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
@@ -163,10 +166,10 @@ def main() -> int:
         subprocess.run([os.path.join(ROOT, "kvasir"), "--help"], check=True, stdout=subprocess.DEVNULL)
     workdir = tempfile.mkdtemp(prefix="kvasir-chaos-")
     print(f"chaos: seed {seed}, {args.duration:.0f} s, a kill every {args.kill_every:.0f} s, workdir {workdir}", flush=True)
-    cluster = Cluster(workdir, 3)
+    cluster = Cluster(workdir, 3, args.node_log_level)
     store = None
     problems, recoveries, redis_recovery = [], [], None
-    acked, written, acked_keys = {}, {}, []   # key -> last acknowledged version; key -> highest version ever sent
+    acked, written, acked_keys, acked_at = {}, {}, [], {}   # key -> last acknowledged version; key -> highest version ever sent
     counts = {"puts": 0, "acked": 0, "reads": 0, "hits": 0, "misses": 0, "errors": 0, "wrong": 0, "stale": 0}
     try:
         for i in range(3):
@@ -194,6 +197,7 @@ def main() -> int:
                 problems.append(f"wrong bytes: key {k} returned {len(got)} bytes of no version written")
 
         start = time.monotonic()
+        last_view = None
         next_kill = start + args.kill_every
         redis_restart_at = start + args.duration / 2
         while time.monotonic() - start < args.duration:
@@ -212,6 +216,7 @@ def main() -> int:
                         if k not in acked:
                             acked_keys.append(k)
                         acked[k] = v
+                        acked_at[k] = time.monotonic() - start
                         counts["acked"] += 1
                 else:
                     check_read(k, store.get(f"chaos/{k}"))
@@ -221,8 +226,15 @@ def main() -> int:
                     print(f"chaos: client error (expected while a node restarts): {type(ex).__name__}: {ex}", flush=True)
             cluster.sample_rss()
             now = time.monotonic()
+            if args.view_log:
+                view = [n["id"] for n in store.nodes]
+                if view != last_view:
+                    print(f"chaos: t={now - start:6.2f} s client view {view}", flush=True)
+                    last_view = view
             if now >= next_kill:
                 victim = rng.randrange(3)
+                if args.view_log:
+                    print(f"chaos: t={now - start:6.2f} s kill -9 node {victim}", flush=True)
                 cluster.kill_node(victim)
                 time.sleep(rng.uniform(0.2, 1.5))
                 restarted = time.monotonic()
@@ -236,6 +248,8 @@ def main() -> int:
                 next_kill = time.monotonic() + args.kill_every
             if redis_restart_at and now >= redis_restart_at:
                 redis_restart_at = None
+                if args.view_log:
+                    print(f"chaos: t={now - start:6.2f} s restart Redis", flush=True)
                 cluster.redis.kill()
                 cluster.redis.wait(5)
                 restarted = time.monotonic()
@@ -252,12 +266,24 @@ def main() -> int:
             if cluster.procs[i].poll() is not None:
                 problems.append(f"node {i} exited on its own (log: {cluster.logs[i]})")
         lost = 0
+        probes = {}
+
+        def probe(i, k):
+            if i not in probes:
+                probes[i] = KvStore(f"127.0.0.1:{cluster.ports[i]}", request_timeout=5.0)
+            return probes[i].is_exist(f"chaos/{k}") == 1
+
         for k, v in sorted(acked.items()):
             got = store.get(f"chaos/{k}")
             if got is None:
                 lost += 1
                 if lost <= 3:
                     problems.append(f"lost: key {k} version {v} was acknowledged and is missing")
+                if args.view_log and lost <= 20:
+                    print(f"chaos: lost key {k} acknowledged at t={acked_at[k]:.2f} s, placed on {store.placement(f'chaos/{k}'.encode(), 2)}, "
+                          f"present on {[f'chaos-{i}' for i in range(3) if probe(i, k)]}, get per node "
+                          f"{[None if probes[i].get(f'chaos/{k}') is None else 'hit' for i in range(3)]}, slots "
+                          f"{[(sl.id, sl.addr) for sl in store._router._view()[1]]}, ports {cluster.ports}", flush=True)
             else:
                 check_read(k, got)
         print(f"chaos: {counts['puts']} puts ({counts['acked']} acknowledged), {counts['reads']} reads ({counts['hits']} hits, "
