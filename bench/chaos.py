@@ -12,11 +12,17 @@ It prints recovery times and the nodes' peak RSS. One node is down at a time, so
 acknowledged value has a live copy throughout. Everything it starts is stopped by pid when it ends.
 
     /usr/bin/python3 bench/chaos.py [--duration 60] [--kill-every 8] [--seed N] [--keys 400] [--write-once]
+                                    [--soak-minutes N] [--max-live 6000] [--report-every 60]
 
 --write-once writes every key once, as an inference engine does (a KV block's key is a hash of its token prefix, so
 its value never changes): the model docs/cluster.md promises no stale reads for. Without it keys are overwritten,
 and a replica that missed an overwrite while it was down can serve the older version (stale reads: replicas carry
 no versions yet).
+
+--soak-minutes N runs N minutes (in place of --duration) and prints, every --report-every seconds, the counts so far
+and each node's RSS. With --write-once, at most --max-live acknowledged keys are kept: past that the oldest is
+removed (and no longer checked), so a long run stays inside the nodes' memory and disk tiers and a miss still means a
+lost value rather than an evicted one.
 """
 import argparse
 import hashlib
@@ -152,6 +158,9 @@ class Cluster:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=float, default=60)
+    ap.add_argument("--soak-minutes", type=float, default=None, help="run this long instead of --duration, reporting as it goes")
+    ap.add_argument("--report-every", type=float, default=60, help="seconds between progress lines (RSS over time)")
+    ap.add_argument("--max-live", type=int, default=6000, help="write-once: acknowledged keys kept; older ones are removed")
     ap.add_argument("--kill-every", type=float, default=8)
     ap.add_argument("--keys", type=int, default=400)
     ap.add_argument("--seed", type=int, default=None)
@@ -160,6 +169,8 @@ def main() -> int:
     ap.add_argument("--node-log-level", default="warning", help="the nodes' --log-level (information shows registration)")
     ap.add_argument("--view-log", action="store_true", help="print the client's membership view whenever it changes")
     args = ap.parse_args()
+    if args.soak_minutes is not None:
+        args.duration = args.soak_minutes * 60
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     if not os.path.exists(CLI):
@@ -197,6 +208,8 @@ def main() -> int:
                 problems.append(f"wrong bytes: key {k} returned {len(got)} bytes of no version written")
 
         start = time.monotonic()
+        next_report = start + args.report_every
+        removed = 0
         last_view = None
         next_kill = start + args.kill_every
         redis_restart_at = start + args.duration / 2
@@ -215,6 +228,11 @@ def main() -> int:
                     if store.put(f"chaos/{k}", value(k, v)) == 0:
                         if k not in acked:
                             acked_keys.append(k)
+                            if args.write_once and len(acked_keys) > args.max_live:
+                                old = acked_keys.pop(0)
+                                del acked[old]
+                                store.remove(f"chaos/{old}")   # a replica that is down keeps its copy: never read again
+                                removed += 1
                         acked[k] = v
                         acked_at[k] = time.monotonic() - start
                         counts["acked"] += 1
@@ -226,6 +244,13 @@ def main() -> int:
                     print(f"chaos: client error (expected while a node restarts): {type(ex).__name__}: {ex}", flush=True)
             cluster.sample_rss()
             now = time.monotonic()
+            if now >= next_report:
+                next_report = now + args.report_every
+                rss = [rss_mib(p.pid) if p and p.poll() is None else 0.0 for p in cluster.procs]
+                print(f"chaos: t={now - start:7.0f} s {counts['puts']} puts ({counts['acked']} acknowledged, {removed} removed), "
+                      f"{counts['reads']} reads ({counts['misses']} misses), {counts['wrong']} wrong, {counts['stale']} stale, "
+                      f"{counts['errors']} client errors, {len(recoveries)} restarts; node RSS {', '.join(f'{r:.0f}' for r in rss)} MiB",
+                      flush=True)
             if args.view_log:
                 view = [n["id"] for n in store.nodes]
                 if view != last_view:
@@ -291,7 +316,8 @@ def main() -> int:
               f"median {sorted(recoveries)[len(recoveries) // 2] if recoveries else 0:.2f} s, max {max(recoveries, default=0):.2f} s; "
               f"Redis restart: nodes seen again after {redis_recovery if redis_recovery is not None else float('nan'):.2f} s; "
               f"peak node RSS {', '.join(f'{r:.0f}' for r in cluster.peak_rss)} MiB", flush=True)
-        print(f"chaos: {counts['wrong']} wrong reads, {counts['stale']} stale reads, {lost} lost of {len(acked)} acknowledged keys", flush=True)
+        print(f"chaos: {counts['wrong']} wrong reads, {counts['stale']} stale reads, {lost} lost of {len(acked)} acknowledged keys"
+              f"{f' ({removed} older ones removed)' if removed else ''}", flush=True)
     finally:
         if store is not None:
             store.close()
