@@ -398,10 +398,10 @@ class Router:
         """Asks each key's replicas in rank order, one request per node per round, until one has it.
         ``call(store, idx)`` returns (codes, values-or-None) for the keys ``idx``. A key that no replica had
         but that a replica could not answer (skipped for its backoff, or failed: a node that restarted
-        fails its first request on the dead connection) asks the first such replica once more, backoff or not, before
-        it is a miss: otherwise a value acknowledged by one replica alone reads as a miss while that replica is
-        up (the write-once loss of bench/chaos.py). A key no replica had is NOT_FOUND when any replica answered
-        so; UNAVAILABLE only when none could be asked."""
+        fails its first request on the dead connection) asks the first such replica once more, backoff or
+        not, before it is a miss: otherwise a value acknowledged by one replica alone reads as a miss while
+        that replica is up (the write-once loss of bench/chaos.py). A key no replica had is NOT_FOUND when
+        any replica answered so; UNAVAILABLE only when none could be asked."""
         results = [E.INVALID_KEY if r is None else E.UNAVAILABLE for r in ranks]
         values = [None] * len(ranks)
         saw_miss = [False] * len(ranks)
