@@ -1,22 +1,35 @@
 #!/usr/bin/python3
 """Chaos round for a Kvasir cluster (issue 16): 3 nodes with disk tiers registered in a real redis-server, a client
 writing and reading checksummed values with replicas=2, while nodes are killed with SIGKILL and restarted and Redis
-itself is restarted. It reports, and fails (exit 1) on:
+itself is restarted (or, with --sentinel, its master killed and a replica promoted). It reports, and fails (exit 1) on:
 
 * wrong bytes: a read that returned bytes belonging to no version ever written of that key;
 * stale reads: a read that returned an older acknowledged version than the last acknowledged one;
 * lost values: an acknowledged value missing from the cluster once every node is back;
-* nodes that did not come back (serving and registered) within --recovery-limit seconds.
+* nodes that did not come back (serving and registered) within --recovery-limit seconds;
+* nodes that did not register again within --recovery-limit seconds after the Redis restart (or, with --sentinel, the
+  failover to the replica).
 
-It prints recovery times and the nodes' peak RSS. One node is down at a time, so with replicas=2 every
-acknowledged value has a live copy throughout. Everything it starts is stopped by pid when it ends.
+It prints recovery times and the nodes' peak RSS. One node is down at a time. A PUT is acknowledged when one replica
+stored it (docs/cluster.md § What a replicated cluster promises), so a value written while its other replica was down
+has no live copy while its one holder is down: reads then miss (counted, not a failure); once every node is back each
+acknowledged value must read back. Everything it starts is stopped by pid when it ends.
 
     /usr/bin/python3 bench/chaos.py [--duration 60] [--kill-every 8] [--seed N] [--keys 400] [--write-once]
+                                    [--soak-minutes N] [--max-live 6000] [--report-every 60] [--sentinel]
+                                    [--node-log-level information] [--view-log]
 
 --write-once writes every key once, as an inference engine does (a KV block's key is a hash of its token prefix, so
 its value never changes): the model docs/cluster.md promises no stale reads for. Without it keys are overwritten,
 and a replica that missed an overwrite while it was down can serve the older version (stale reads: replicas carry
 no versions yet).
+
+--soak-minutes N runs N minutes (in place of --duration) and prints, every --report-every seconds, the counts so far
+and each node's RSS. With --write-once, at most --max-live acknowledged keys are kept: past that the oldest is
+removed (and no longer checked), so a long run stays inside the nodes' memory and disk tiers and a miss still means a
+lost value rather than an evicted one.
+
+Not covered: a network partition of one node (network namespaces) - not built.
 """
 import argparse
 import hashlib
@@ -74,35 +87,98 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def live_members(port: int) -> int:
+    """Nodes of cluster "chaos" registered and unexpired in the Redis on ``port`` (by Redis's clock); -1 if it cannot say."""
+    import redis  # noqa: PLC0415 - Debian's python3-redis, as the client's cluster mode
+    try:
+        r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            sec, usec = r.time()
+            return r.zcount("kvasir:{chaos}:members", sec * 1000 + usec // 1000, "+inf")
+        finally:
+            r.close()
+    except (redis.RedisError, OSError):
+        return -1
+
+
 class Cluster:
-    def __init__(self, workdir: str, nodes: int):
+    """3 nodes registered in a redis-server, or (``sentinel``) in a master with a replica behind one sentinel."""
+
+    def __init__(self, workdir: str, nodes: int, log_level: str = "warning", sentinel: bool = False):
         self.workdir = workdir
-        self.redis_port = free_port()
-        self.redis = None
+        self.log_level = log_level
+        self.redis_port = free_port()   # the master's port (it moves on a failover)
+        self.redis = None               # the master's process
+        self.standby = None             # sentinel mode: the replica's process and port
+        self.standby_port = free_port()
+        self.sentinel = None
+        self.sentinel_port = free_port() if sentinel else None
         self.ports = [free_port() for _ in range(nodes)]
         self.procs = [None] * nodes
         self.logs = [os.path.join(workdir, f"node{i}.log") for i in range(nodes)]
         self.peak_rss = [0.0] * nodes
         self.start_redis()
+        if sentinel:
+            self.standby = self._redis_server(self.standby_port, "--replicaof", "127.0.0.1", str(self.redis_port))
+            conf = os.path.join(workdir, "sentinel.conf")
+            with open(conf, "w") as f:   # quorum 1, the master down after 1 s of silence
+                f.write(f"sentinel monitor chaos 127.0.0.1 {self.redis_port} 1\n"
+                        "sentinel down-after-milliseconds chaos 1000\nsentinel failover-timeout chaos 5000\n")
+            self.sentinel = subprocess.Popen(["redis-server", conf, "--sentinel", "--port", str(self.sentinel_port), "--bind", "127.0.0.1"],
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_for(lambda: redis_ping(self.sentinel_port), "redis sentinel to answer", 10)
+            wait_for(lambda: self.master_port() == self.redis_port, "the sentinel to name the master", 10)
         for i in range(nodes):
             self.start_node(i)
 
     @property
     def redis_url(self):
+        if self.sentinel is not None:
+            return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/chaos"
         return f"redis://127.0.0.1:{self.redis_port}"
 
-    def start_redis(self):
-        self.redis = subprocess.Popen(["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-                                       "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: self._redis_ping(), "redis-server to answer", 10)
+    def _redis_server(self, port: int, *extra):
+        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *extra],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: redis_ping(port), f"redis-server on port {port} to answer", 10)
+        return proc
 
-    def _redis_ping(self) -> bool:
+    def start_redis(self):
+        self.redis = self._redis_server(self.redis_port)
+
+    def master_port(self) -> int:
+        """The port the sentinel names as master now (0 when it cannot say)."""
+        import redis  # noqa: PLC0415
         try:
-            with socket.create_connection(("127.0.0.1", self.redis_port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
+            r = redis.Redis(host="127.0.0.1", port=self.sentinel_port, socket_timeout=1, socket_connect_timeout=1)
+            try:
+                addr = r.sentinel_get_master_addr_by_name("chaos")
+                return int(addr[1]) if addr else 0
+            finally:
+                r.close()
+        except (redis.RedisError, OSError, ValueError):
+            return 0
+
+    def fail_over(self) -> int:
+        """Kills the master with SIGKILL; once the sentinel has promoted the replica, starts the old master again as a
+        replica of the new one (so a later failover has somewhere to go). Returns the new master's port."""
+        old_port, old = self.redis_port, self.redis
+        old.kill()
+        old.wait(5)
+        wait_for(lambda: self.master_port() not in (0, old_port), "the sentinel to promote the replica", 30)
+        self.redis_port, self.redis = self.standby_port, self.standby
+        self.standby_port = old_port
+        self.standby = self._redis_server(old_port, "--replicaof", "127.0.0.1", str(self.redis_port))
+        return self.redis_port
 
     def start_node(self, i: int):
         env = {k: v for k, v in os.environ.items() if not k.startswith("KVASIR_")}
@@ -112,7 +188,7 @@ class Cluster:
         self.procs[i] = subprocess.Popen(
             ["dotnet", CLI, "serve", "--port", str(self.ports[i]), "--memory", "64MiB", "--max-value", "1MiB",
              "--disk", disk, "--disk-capacity", "256MiB", "--redis", self.redis_url, "--cluster", "chaos",
-             "--node-id", f"chaos-{i}", "--admin-port", "off", "--shm", "off", "--log-level", "warning"],
+             "--node-id", f"chaos-{i}", "--admin-port", "off", "--shm", "off", "--log-level", self.log_level],
             env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
 
@@ -143,30 +219,43 @@ class Cluster:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait(5)
-        if self.redis and self.redis.poll() is None:
-            self.redis.kill()
-            self.redis.wait(5)
+        for r in (self.redis, self.standby, self.sentinel):
+            if r and r.poll() is None:
+                r.kill()
+                r.wait(5)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=float, default=60)
+    ap.add_argument("--soak-minutes", type=float, default=None, help="run this long instead of --duration, reporting as it goes")
+    ap.add_argument("--report-every", type=float, default=60, help="seconds between progress lines (RSS over time)")
+    ap.add_argument("--max-live", type=int, default=6000, help="write-once: acknowledged keys kept; older ones are removed")
     ap.add_argument("--kill-every", type=float, default=8)
     ap.add_argument("--keys", type=int, default=400)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--recovery-limit", type=float, default=30)
     ap.add_argument("--write-once", action="store_true", help="never overwrite a key (the KV-cache model)")
+    ap.add_argument("--sentinel", action="store_true",
+                    help="Redis as a master, a replica and a sentinel; half way the master is killed (a failover) instead of restarted")
+    ap.add_argument("--node-log-level", default="warning", help="the nodes' --log-level (information shows registration)")
+    ap.add_argument("--view-log", action="store_true", help="print the client's membership view whenever it changes")
     args = ap.parse_args()
+    if args.soak_minutes is not None:
+        args.duration = args.soak_minutes * 60
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     if not os.path.exists(CLI):
         subprocess.run([os.path.join(ROOT, "kvasir"), "--help"], check=True, stdout=subprocess.DEVNULL)
     workdir = tempfile.mkdtemp(prefix="kvasir-chaos-")
     print(f"chaos: seed {seed}, {args.duration:.0f} s, a kill every {args.kill_every:.0f} s, workdir {workdir}", flush=True)
-    cluster = Cluster(workdir, 3)
+    if args.sentinel and shutil.which("redis-server") is None:
+        print("chaos: --sentinel skipped: no redis-server on PATH", flush=True)
+        args.sentinel = False
+    cluster = Cluster(workdir, 3, args.node_log_level, args.sentinel)
     store = None
     problems, recoveries, redis_recovery = [], [], None
-    acked, written, acked_keys = {}, {}, []   # key -> last acknowledged version; key -> highest version ever sent
+    acked, written, acked_keys, acked_at = {}, {}, [], {}   # key -> last acknowledged version; key -> highest version ever sent
     counts = {"puts": 0, "acked": 0, "reads": 0, "hits": 0, "misses": 0, "errors": 0, "wrong": 0, "stale": 0}
     try:
         for i in range(3):
@@ -194,6 +283,9 @@ def main() -> int:
                 problems.append(f"wrong bytes: key {k} returned {len(got)} bytes of no version written")
 
         start = time.monotonic()
+        next_report = start + args.report_every
+        removed = 0
+        last_view = None
         next_kill = start + args.kill_every
         redis_restart_at = start + args.duration / 2
         while time.monotonic() - start < args.duration:
@@ -211,7 +303,13 @@ def main() -> int:
                     if store.put(f"chaos/{k}", value(k, v)) == 0:
                         if k not in acked:
                             acked_keys.append(k)
+                            if args.write_once and len(acked_keys) > args.max_live:
+                                old = acked_keys.pop(0)
+                                del acked[old]
+                                store.remove(f"chaos/{old}")   # a replica that is down keeps its copy: never read again
+                                removed += 1
                         acked[k] = v
+                        acked_at[k] = time.monotonic() - start
                         counts["acked"] += 1
                 else:
                     check_read(k, store.get(f"chaos/{k}"))
@@ -221,29 +319,54 @@ def main() -> int:
                     print(f"chaos: client error (expected while a node restarts): {type(ex).__name__}: {ex}", flush=True)
             cluster.sample_rss()
             now = time.monotonic()
+            if now >= next_report:
+                next_report = now + args.report_every
+                rss = [rss_mib(p.pid) if p and p.poll() is None else 0.0 for p in cluster.procs]
+                print(f"chaos: t={now - start:7.0f} s {counts['puts']} puts ({counts['acked']} acknowledged, {removed} removed), "
+                      f"{counts['reads']} reads ({counts['misses']} misses), {counts['wrong']} wrong, {counts['stale']} stale, "
+                      f"{counts['errors']} client errors, {len(recoveries)} restarts; node RSS {', '.join(f'{r:.0f}' for r in rss)} MiB",
+                      flush=True)
+            if args.view_log:
+                view = [n["id"] for n in store.nodes]
+                if view != last_view:
+                    print(f"chaos: t={now - start:6.2f} s client view {view}", flush=True)
+                    last_view = view
             if now >= next_kill:
                 victim = rng.randrange(3)
+                if args.view_log:
+                    print(f"chaos: t={now - start:6.2f} s kill -9 node {victim}", flush=True)
                 cluster.kill_node(victim)
                 time.sleep(rng.uniform(0.2, 1.5))
                 restarted = time.monotonic()
                 cluster.start_node(victim)
                 try:
-                    wait_for(lambda: cluster.serving(victim) and len(store.nodes) == 3,
-                             f"node {victim} to serve and be seen again", args.recovery_limit)
+                    wait_for(lambda: cluster.serving(victim) and live_members(cluster.redis_port) == 3 and len(store.nodes) == 3,
+                             f"node {victim} to serve, be registered and be seen again", args.recovery_limit)
                     recoveries.append(time.monotonic() - restarted)
                 except RuntimeError as ex:
                     problems.append(str(ex))
                 next_kill = time.monotonic() + args.kill_every
             if redis_restart_at and now >= redis_restart_at:
                 redis_restart_at = None
-                cluster.redis.kill()
-                cluster.redis.wait(5)
+                if args.view_log:
+                    print(f"chaos: t={now - start:6.2f} s {'fail over Redis' if args.sentinel else 'restart Redis'}", flush=True)
                 restarted = time.monotonic()
-                cluster.start_redis()
                 try:
-                    # Nodes re-register on their next heartbeat; the client keeps its last view meanwhile.
-                    wait_for(lambda: len(store.nodes) == 3, "3 nodes registered again after the Redis restart", args.recovery_limit)
+                    if args.sentinel:
+                        cluster.fail_over()
+                        promoted = time.monotonic() - restarted
+                    else:
+                        cluster.redis.kill()
+                        cluster.redis.wait(5)
+                        restarted = time.monotonic()
+                        cluster.start_redis()
+                    # Nodes register again on their next heartbeat (in the new master); the client keeps its view meanwhile.
+                    wait_for(lambda: live_members(cluster.redis_port) == 3, "3 nodes registered again in the (new) master",
+                             args.recovery_limit)
                     redis_recovery = time.monotonic() - restarted
+                    if args.sentinel:
+                        print(f"chaos: sentinel failover: replica promoted after {promoted:.2f} s, 3 nodes registered in it "
+                              f"after {redis_recovery:.2f} s", flush=True)
                 except RuntimeError as ex:
                     problems.append(str(ex))
 
@@ -252,20 +375,33 @@ def main() -> int:
             if cluster.procs[i].poll() is not None:
                 problems.append(f"node {i} exited on its own (log: {cluster.logs[i]})")
         lost = 0
+        probes = {}
+
+        def probe(i, k):
+            if i not in probes:
+                probes[i] = KvStore(f"127.0.0.1:{cluster.ports[i]}", request_timeout=5.0)
+            return probes[i].is_exist(f"chaos/{k}") == 1
+
         for k, v in sorted(acked.items()):
             got = store.get(f"chaos/{k}")
             if got is None:
                 lost += 1
                 if lost <= 3:
                     problems.append(f"lost: key {k} version {v} was acknowledged and is missing")
+                if args.view_log and lost <= 20:
+                    print(f"chaos: lost key {k} acknowledged at t={acked_at[k]:.2f} s, placed on {store.placement(f'chaos/{k}'.encode(), 2)}, "
+                          f"present on {[f'chaos-{i}' for i in range(3) if probe(i, k)]}, get per node "
+                          f"{[None if probes[i].get(f'chaos/{k}') is None else 'hit' for i in range(3)]}, slots "
+                          f"{[(sl.id, sl.addr) for sl in store._router._view()[1]]}, ports {cluster.ports}", flush=True)
             else:
                 check_read(k, got)
         print(f"chaos: {counts['puts']} puts ({counts['acked']} acknowledged), {counts['reads']} reads ({counts['hits']} hits, "
               f"{counts['misses']} misses), {counts['errors']} client errors; {len(recoveries)} kill -9 + restarts, recovery "
               f"median {sorted(recoveries)[len(recoveries) // 2] if recoveries else 0:.2f} s, max {max(recoveries, default=0):.2f} s; "
-              f"Redis restart: nodes seen again after {redis_recovery if redis_recovery is not None else float('nan'):.2f} s; "
+              f"{'Redis failover' if args.sentinel else 'Redis restart'}: nodes registered again after {redis_recovery if redis_recovery is not None else float('nan'):.2f} s; "
               f"peak node RSS {', '.join(f'{r:.0f}' for r in cluster.peak_rss)} MiB", flush=True)
-        print(f"chaos: {counts['wrong']} wrong reads, {counts['stale']} stale reads, {lost} lost of {len(acked)} acknowledged keys", flush=True)
+        print(f"chaos: {counts['wrong']} wrong reads, {counts['stale']} stale reads, {lost} lost of {len(acked)} acknowledged keys"
+              f"{f' ({removed} older ones removed)' if removed else ''}", flush=True)
     finally:
         if store is not None:
             store.close()

@@ -269,8 +269,9 @@ class _Slot:
         self.backoff = 0.25
         self.lock = threading.Lock()
 
-    def get(self, open_store):
-        if time.monotonic() < self.down_until:
+    def get(self, open_store, force: bool = False):
+        """The node's store; None while it is down (unless ``force``: a last try, backoff or not) or unreachable."""
+        if not force and time.monotonic() < self.down_until:
             return None
         with self.lock:
             if self.store is None:
@@ -353,8 +354,8 @@ class Router:
                 ranks.append(ring.rank(k, r) if r else [])
         return ring, slots, ranks
 
-    def _run(self, slot, count, call) -> list:
-        store = slot.get(self._open_store)
+    def _run(self, slot, count, call, force: bool = False) -> list:
+        store = slot.get(self._open_store, force)
         codes = [E.UNAVAILABLE] * count if store is None else call(store)
         if count and all(c in (E.UNAVAILABLE,) for c in codes):
             slot.mark_down()
@@ -400,18 +401,18 @@ class Router:
 
     def _rounds(self, ranks, slots, call) -> Tuple[list, list]:
         """Asks each key's replicas in rank order, one request per node per round, until one has it.
-        ``call(store, idx)`` returns (codes, values-or-None) for the keys ``idx``. A key no replica had
-        is NOT_FOUND when any replica answered so; UNAVAILABLE only when none could be asked."""
+        ``call(store, idx)`` returns (codes, values-or-None) for the keys ``idx``. A key that no replica had
+        but that a replica could not answer (skipped for its backoff, or failed: a node that restarted
+        fails its first request on the dead connection) asks the first such replica once more, backoff or
+        not, before it is a miss: otherwise a value acknowledged by one replica alone reads as a miss while
+        that replica is up (the write-once loss of bench/chaos.py). A key no replica had is NOT_FOUND when
+        any replica answered so; UNAVAILABLE only when none could be asked."""
         results = [E.INVALID_KEY if r is None else E.UNAVAILABLE for r in ranks]
         values = [None] * len(ranks)
         saw_miss = [False] * len(ranks)
-        pending = [i for i, r in enumerate(ranks) if r]
-        attempt = 0
-        while pending:
-            groups: Dict[int, List[int]] = {}
-            for i in pending:
-                groups.setdefault(ranks[i][attempt], []).append(i)
+        unanswered: List[Optional[int]] = [None] * len(ranks)   # the first replica of each key that could not answer
 
+        def ask(groups, force):
             def one(n, idx):
                 got = {}
 
@@ -419,14 +420,29 @@ class Router:
                     codes, vals = call(store, idx)
                     got["values"] = vals
                     return codes
-                codes = self._run(slots[n], len(idx), run)
+                codes = self._run(slots[n], len(idx), run, force)
                 for i, code, value in zip(idx, codes, got.get("values") or [None] * len(idx)):
                     results[i], values[i] = code, value
                     saw_miss[i] = saw_miss[i] or code == E.NOT_FOUND
-
+                    if code == E.UNAVAILABLE and not force and unanswered[i] is None:
+                        unanswered[i] = n
             self._all(one, groups)
+
+        pending = [i for i, r in enumerate(ranks) if r]
+        attempt = 0
+        while pending:
+            groups: Dict[int, List[int]] = {}
+            for i in pending:
+                groups.setdefault(ranks[i][attempt], []).append(i)
+            ask(groups, False)
             attempt += 1
             pending = [i for i in pending if attempt < len(ranks[i]) and results[i] in _RETRY]
+        last: Dict[int, List[int]] = {}   # one last try per key: one replica, so no two answers race for its destination
+        for i, n in enumerate(unanswered):
+            if n is not None and results[i] in _RETRY:
+                last.setdefault(n, []).append(i)
+        if last:
+            ask(last, True)
         results = [E.NOT_FOUND if saw_miss[i] and results[i] in _RETRY else results[i] for i in range(len(ranks))]
         return results, values
 

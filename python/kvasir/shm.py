@@ -62,11 +62,17 @@ class ShmMapping:
         finally:
             os.close(fd)
         self.view = memoryview(self.mm)
+        self.token = bytes(info.token)
         self.length = info.arena_length
         self.lease_timeout = info.lease_timeout_ms / 1000.0
         self.cuda_registered = False
         self._anchor = None
         self.close_hooks = []   # run before unmapping (CUDA unregisters the pinned range)
+
+    def serves(self, info) -> bool:
+        """Whether a node's SHM_INFO names this very arena: false for a node restarted at the same address."""
+        return isinstance(info, P.ShmInfoReply) and info.path == self.path and info.arena_length == self.length \
+            and bytes(info.token) == self.token
 
     def held(self, sent: float) -> bool:
         """True while a lease or reservation requested at monotonic time ``sent`` cannot have expired."""

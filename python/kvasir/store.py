@@ -116,7 +116,7 @@ class KvStore:
         self._mode = mode
         self.transport = "tcp"
         self._shm = None
-        self._shm_decided = False
+        self._shm_conn = None   # the connection the transport was decided on
         via_redis = isinstance(cfg["servers"], str) and cfg["servers"].strip().startswith(("redis://", "rediss://", "redis+sentinel://"))
         self.servers = [] if via_redis else parse_servers(cfg["servers"])
         self.host, self.port = self.servers[0] if self.servers else ("", 0)
@@ -181,12 +181,23 @@ class KvStore:
         return conn
 
     def _negotiate(self, conn) -> None:
-        """Decides the transport once, on first use: shared memory when the node is on this host and
-        its arena can be mapped ("auto" falls back to TCP, logging why)."""
-        if self._mode == "tcp" or self._shm_decided:
+        """Decides the transport on a connection's first use: shared memory when the node is on this host
+        and its arena can be mapped ("auto" falls back to TCP, logging why). A new connection to a node
+        restarted at the same address talks to a new arena, whose LEASE and ALLOC offsets the old mapping
+        would misread: the mapping is kept only while the node's SHM_INFO names the arena it maps."""
+        if self._mode == "tcp" or conn is self._shm_conn:
             return
-        self._shm = shm.negotiate(conn, self.host, self._mode)
-        self._shm_decided = True
+        if self._shm is not None:
+            try:
+                same = self._shm.serves(conn.call(P.Opcode.SHM_INFO, b""))
+            except KvasirError:
+                same = False
+            if not same:
+                self._shm.close()
+                self._shm = None
+        if self._shm is None:
+            self._shm = shm.negotiate(conn, self.host, self._mode)
+        self._shm_conn = conn
         self.transport = "shm" if self._shm is not None else "tcp"
 
     def close(self) -> None:

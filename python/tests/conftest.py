@@ -29,15 +29,15 @@ def wait_until(cond, what, timeout=20.0):
 
 
 class Node:
-    """A `kvasir serve` process on a free port; stdout/stderr go to a temp file (never a full pipe). ``wrap``: a
-    command that runs it (e.g. unshare into another PID namespace)."""
+    """A `kvasir serve` process on a free port (or ``port``, to start a node again where it was); stdout/stderr go
+    to a temp file (never a full pipe). ``wrap``: a command that runs it (e.g. unshare into another PID namespace)."""
 
-    def __init__(self, *extra, env=None, wrap=()):
+    def __init__(self, *extra, env=None, port=0, wrap=()):
         self.log = tempfile.NamedTemporaryFile(prefix="kvasir-node-", suffix=".log", delete=False)
         # The node reads KVASIR_* too (docs/operations.md): a test's client settings must not configure it.
         node_env = {k: v for k, v in os.environ.items() if not k.startswith("KVASIR_")}
         node_env.update(env or {})
-        self.proc = subprocess.Popen([*wrap, "dotnet", CLI_DLL, "serve", "--port", "0", *extra], env=node_env,
+        self.proc = subprocess.Popen([*wrap, "dotnet", CLI_DLL, "serve", "--port", str(port), *extra], env=node_env,
                                      cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while True:

@@ -205,6 +205,9 @@ internal sealed class ClusterRouter : IAsyncDisposable
 
     /// <summary>
     /// Asks each key's replicas in rank order — one request per node per round — until one has it.
+    /// A key that no replica had but that a replica could not answer (skipped for its backoff, or failed)
+    /// asks the first such replica once more, backoff or not, before it is a miss: otherwise a value acknowledged by
+    /// one replica alone reads as a miss while that replica is up again (the write-once loss of bench/chaos.py).
     /// A key no replica had is NotFound when any replica said so; Unavailable only when none could be asked.
     /// </summary>
     private async Task<KvStatus[]> RoundsAsync(Plan plan, Func<KvStore, int[], Task<KvStatus[]>> call)
@@ -212,22 +215,32 @@ internal sealed class ClusterRouter : IAsyncDisposable
         int count = plan.Ranks.Length;
         var results = new KvStatus[count];
         var sawMiss = new bool[count];
+        var unanswered = new int?[count];   // the first replica of each key that could not answer
         for (int i = 0; i < count; i++) results[i] = plan.Ranks[i] is null ? KvStatus.InvalidKey : KvStatus.Unavailable;
+
+        async Task Ask(IEnumerable<IGrouping<int, int>> groups, bool force) =>
+            await Task.WhenAll(groups.Select(async group =>
+            {
+                var idx = group.ToArray();
+                var statuses = await RunAsync(plan.Slots[group.Key], idx.Length, s => call(s, idx), force).ConfigureAwait(false);
+                for (int j = 0; j < idx.Length; j++)
+                {
+                    int i = idx[j];
+                    results[i] = statuses[j];
+                    sawMiss[i] |= statuses[j] == KvStatus.NotFound;
+                    if (!force && statuses[j] == KvStatus.Unavailable) unanswered[i] ??= group.Key;
+                }
+            })).ConfigureAwait(false);
+
         var pending = Enumerable.Range(0, count).Where(i => plan.Ranks[i] is { Length: > 0 }).ToList();
         for (int attempt = 0; pending.Count > 0; attempt++)
         {
-            await Task.WhenAll(pending.GroupBy(i => plan.Ranks[i]![attempt]).Select(async group =>
-            {
-                var idx = group.ToArray();
-                var statuses = await RunAsync(plan.Slots[group.Key], idx.Length, s => call(s, idx)).ConfigureAwait(false);
-                for (int j = 0; j < idx.Length; j++)
-                {
-                    results[idx[j]] = statuses[j];
-                    sawMiss[idx[j]] |= statuses[j] == KvStatus.NotFound;
-                }
-            })).ConfigureAwait(false);
+            await Ask(pending.GroupBy(i => plan.Ranks[i]![attempt]), force: false).ConfigureAwait(false);
             pending = pending.Where(i => attempt + 1 < plan.Ranks[i]!.Length && Retry(results[i])).ToList();
         }
+        // One last try per key (one replica, so no two answers race for its destination).
+        var last = Enumerable.Range(0, count).Where(i => unanswered[i] is not null && Retry(results[i])).ToList();
+        if (last.Count > 0) await Ask(last.GroupBy(i => unanswered[i]!.Value), force: true).ConfigureAwait(false);
         for (int i = 0; i < count; i++) if (sawMiss[i] && Retry(results[i])) results[i] = KvStatus.NotFound;
         return results;
     }
@@ -277,9 +290,9 @@ internal sealed class ClusterRouter : IAsyncDisposable
     /// Runs one node's share; a node that cannot be reached (or that answers every key Unavailable)
     /// is skipped for a moment and the membership is re-read, so the next attempts go to replicas.
     /// </summary>
-    private async Task<KvStatus[]> RunAsync(NodeSlot slot, int count, Func<KvStore, Task<KvStatus[]>> call)
+    private async Task<KvStatus[]> RunAsync(NodeSlot slot, int count, Func<KvStore, Task<KvStatus[]>> call, bool force = false)
     {
-        var store = await slot.GetStoreAsync(_options, CancellationToken.None).ConfigureAwait(false);
+        var store = await slot.GetStoreAsync(_options, CancellationToken.None, force).ConfigureAwait(false);
         KvStatus[] statuses;
         if (store is null && slot.TakeError() is { } reason) _log.LogWarning("node {Id} ({Address}) cannot be reached: {Reason}", slot.Id, slot.Address, reason);
         if (store is null) statuses = Enumerable.Repeat(KvStatus.Unavailable, count).ToArray();

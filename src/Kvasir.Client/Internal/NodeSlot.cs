@@ -39,17 +39,17 @@ internal sealed class NodeSlot : IAsyncDisposable
     public string? TakeError() => Interlocked.Exchange(ref _lastError, null);
     public KvStore? Store => Volatile.Read(ref _store);
 
-    /// <summary>The node's store, or null while it is down or cannot be reached.</summary>
-    public async ValueTask<KvStore?> GetStoreAsync(KvStoreOptions options, CancellationToken ct)
+    /// <summary>The node's store, or null while it is down (unless <paramref name="force"/>: a last try, backoff or not) or cannot be reached.</summary>
+    public async ValueTask<KvStore?> GetStoreAsync(KvStoreOptions options, CancellationToken ct, bool force = false)
     {
-        if (!_inProcess && Environment.TickCount64 < Volatile.Read(ref _downUntil)) return null;
+        if (!force && !_inProcess && Environment.TickCount64 < Volatile.Read(ref _downUntil)) return null;
         // Once open, the store's own pool replaces broken connections on use.
         if (Volatile.Read(ref _store) is { } ready) return ready;
         await _connect.WaitAsync(ct).ConfigureAwait(false);
         try
         {
             if (_store is not null) return _store;
-            if (Environment.TickCount64 < _downUntil || _disposed != 0) return null;
+            if ((!force && Environment.TickCount64 < _downUntil) || _disposed != 0) return null;
             try
             {
                 if (Tls && options.Tls is null)

@@ -18,11 +18,13 @@ internal sealed unsafe class ShmMapping : IDisposable
     private readonly MemoryMappedFile _file;
     private readonly MemoryMappedViewAccessor _view;
     private readonly byte* _base;
+    private readonly byte[] _token;
     private int _disposed;
 
-    private ShmMapping(string path, MemoryMappedFile file, MemoryMappedViewAccessor view, long length, TimeSpan leaseTimeout)
+    private ShmMapping(string path, byte[] token, MemoryMappedFile file, MemoryMappedViewAccessor view, long length, TimeSpan leaseTimeout)
     {
         Path = path;
+        _token = token;
         LeaseTimeout = leaseTimeout;
         _file = file;
         _view = view;
@@ -69,7 +71,7 @@ internal sealed unsafe class ShmMapping : IDisposable
                 throw new KvasirException($"{info.Path} is shorter ({stream.Length} bytes) than the arena ({length} bytes)");
             file = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: false);
             var view = file.CreateViewAccessor(0, length, MemoryMappedFileAccess.ReadWrite);
-            return new ShmMapping(info.Path, file, view, length, TimeSpan.FromMilliseconds(info.LeaseTimeoutMs));
+            return new ShmMapping(info.Path, token, file, view, length, TimeSpan.FromMilliseconds(info.LeaseTimeoutMs));
         }
         catch (Exception ex)
         {
@@ -80,6 +82,13 @@ internal sealed unsafe class ShmMapping : IDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// Whether a node's SHM_INFO names this very arena (path, length and token): false for a node restarted at the
+    /// same address, whose new arena has a new token.
+    /// </summary>
+    public bool Serves(ShmInfoReply info) =>
+        info.Path == Path && info.ArenaLength == (ulong)Length && CryptographicOperations.FixedTimeEquals(info.Token, _token);
 
     /// <summary>True when [offset, offset + length) lies inside the mapping.</summary>
     public bool Contains(ulong offset, ulong length) => offset <= (ulong)Length && length <= (ulong)Length - offset;

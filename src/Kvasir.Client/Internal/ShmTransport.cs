@@ -35,12 +35,16 @@ namespace Kvasir.Client.Internal;
 /// </remarks>
 internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTransport
 {
+    /// <summary>The arena each pooled connection's node was seen to serve (SHM_INFO on the connection's first use).</summary>
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<ClientConnection, ShmMapping> _arenaOf = new();
+    private ShmMapping _mapping = mapping;
+
     /// <summary>
     /// How long after sending LEASE or ALLOC a finished copy is trusted without the node's word: 90% of
     /// the node's lease timeout, the rest a margin for clock granularity and for the time between
     /// reading the clock and the last byte copied.
     /// </summary>
-    internal TimeSpan TrustedCopyWindow => mapping.LeaseTimeout * 0.9;
+    internal TimeSpan TrustedCopyWindow => Volatile.Read(ref _mapping).LeaseTimeout * 0.9;
 
     /// <summary>Timestamps for <see cref="TrustedCopyWindow"/>. Tests substitute a clock that makes a copy look slow.</summary>
     internal TimeProvider Clock { get; init; } = TimeProvider.System;
@@ -58,6 +62,12 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
             FailGet(batch, start, count, KvStatus.Unavailable);
             return;
         }
+        var arena = await ArenaForAsync(connection, ct).ConfigureAwait(false);
+        if (arena is null)
+        {
+            await tcp.GetAsync(batch, start, end, ct).ConfigureAwait(false);
+            return;
+        }
         var leaseMeta = TcpTransport.KeyBatchMeta(batch.Keys, start, end);
         long leaseSent = Clock.GetTimestamp();
         var (reply, failure) = await ControlAsync(connection, Opcode.Lease, leaseMeta, ct).ConfigureAwait(false);
@@ -70,7 +80,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         }
         var ids = new List<ulong>(count);
         var owners = new List<int>(count);
-        bool entered = mapping.TryEnter();
+        bool entered = arena.TryEnter();
         try
         {
             for (int i = 0; i < count; i++)
@@ -83,12 +93,12 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
                 }
                 ids.Add(e.LeaseId);
                 owners.Add(start + i);
-                batch.Results[start + i] = entered && !connection.IsBroken ? CopyOut(batch, start + i, e) : new KvGetResult(KvStatus.Unavailable, 0);
+                batch.Results[start + i] = entered && !connection.IsBroken ? CopyOut(arena, batch, start + i, e) : new KvGetResult(KvStatus.Unavailable, 0);
             }
         }
         finally
         {
-            if (entered) mapping.Exit();
+            if (entered) arena.Exit();
         }
         if (connection.IsBroken)
         {
@@ -114,10 +124,10 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         }
     }
 
-    /// <summary>One leased value into its destination; the caller holds the mapping.</summary>
-    private KvGetResult CopyOut(GetBatch batch, int k, LeaseEntry e)
+    /// <summary>One leased value into its destination; the caller holds <paramref name="arena"/>.</summary>
+    private static KvGetResult CopyOut(ShmMapping arena, GetBatch batch, int k, LeaseEntry e)
     {
-        if (!mapping.Contains(e.Offset, e.Length)) return new KvGetResult(KvStatus.ProtocolError, 0);
+        if (!arena.Contains(e.Offset, e.Length)) return new KvGetResult(KvStatus.ProtocolError, 0);
         long length = (long)e.Length;
         var dest = batch.Destinations[k];
         if (length > dest.Capacity) return new KvGetResult(KvStatus.BufferTooSmall, length);
@@ -125,7 +135,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         {
             if (length > Array.MaxLength) return new KvGetResult(KvStatus.BufferTooSmall, length);
             var value = GC.AllocateUninitializedArray<byte>((int)length);
-            mapping.CopyOut(e.Offset, value);
+            arena.CopyOut(e.Offset, value);
             batch.Allocated[k] = value;
             return new KvGetResult(KvStatus.Ok, length);
         }
@@ -135,7 +145,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         {
             var piece = dest.Piece(p).Span;
             int n = (int)Math.Min(piece.Length, left);
-            mapping.CopyOut(at, piece[..n]);
+            arena.CopyOut(at, piece[..n]);
             at += (ulong)n;
             left -= n;
         }
@@ -157,6 +167,12 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
             Array.Fill(batch.Results, KvStatus.Unavailable, start, count);
             return;
         }
+        var arena = await ArenaForAsync(connection, ct).ConfigureAwait(false);
+        if (arena is null)
+        {
+            await tcp.PutAsync(batch, start, end, chain, parent, hasParent, ct).ConfigureAwait(false);
+            return;
+        }
         var meta = new byte[ShmMessages.AllocRequestSize(batch.Keys, start, count)];
         var w = new MetaWriter(meta);
         w.U32((uint)count);
@@ -173,7 +189,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         var ids = new List<ulong>(count);
         var owners = new List<int>(count);
         bool late = false;
-        bool entered = mapping.TryEnter();
+        bool entered = arena.TryEnter();
         try
         {
             for (int i = 0; i < count; i++)
@@ -184,7 +200,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
                 // A reservation left uncommitted here is aborted by the node when this connection ends or its lease timeout passes.
                 if (e.Status != WireStatus.Ok) batch.Results[k] = KvStatuses.FromWire(e.Status);
                 else if (!entered || connection.IsBroken) batch.Results[k] = KvStatus.Unavailable;
-                else if (!mapping.Contains(e.Offset, (ulong)value.Length)) batch.Results[k] = KvStatus.ProtocolError;
+                else if (!arena.Contains(e.Offset, (ulong)value.Length)) batch.Results[k] = KvStatus.ProtocolError;
                 else if (late || (late = Clock.GetElapsedTime(allocSent) >= TrustedCopyWindow)) batch.Results[k] = KvStatus.Timeout;   // the node may have given this space away
                 else
                 {
@@ -192,7 +208,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
                     for (int p = 0; p < value.PieceCount; p++)
                     {
                         var piece = value.Piece(p).Span;
-                        mapping.CopyIn(at, piece);
+                        arena.CopyIn(at, piece);
                         at += (ulong)piece.Length;
                     }
                     ids.Add(e.ReservationId);
@@ -202,7 +218,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         }
         finally
         {
-            if (entered) mapping.Exit();
+            if (entered) arena.Exit();
         }
         if (ids.Count == 0) return;
         var (statuses, commitFailure) = await IdsCallAsync(connection, Opcode.Commit, ids, ct).ConfigureAwait(false);
@@ -217,6 +233,36 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
     public Task<List<KeyValuePair<string, long>>> StatsAsync(CancellationToken ct) => tcp.StatsAsync(ct);
 
     public Task PingAsync(CancellationToken ct) => tcp.PingAsync(ct);
+
+    /// <summary>
+    /// The mapping of the arena the node behind <paramref name="connection"/> serves, or null when it cannot be mapped
+    /// now (the caller then uses TCP). A pooled connection opened after the node restarted at the same address talks
+    /// to a new arena (a new file and token): LEASE and ALLOC offsets name that arena, so copies through the old
+    /// mapping would read another value's bytes and write where the node never looks. Each connection therefore asks
+    /// SHM_INFO on its first use here; a new token maps the new arena and retires the old mapping (unmapped once its
+    /// copies in flight are over). Found by FailoverTests.A_value_on_one_live_replica_is_read_although_that_node_just_restarted_and_the_other_replica_misses.
+    /// </summary>
+    private async Task<ShmMapping?> ArenaForAsync(ClientConnection connection, CancellationToken ct)
+    {
+        var current = Volatile.Read(ref _mapping);
+        if (_arenaOf.TryGetValue(connection, out var known) && ReferenceEquals(known, current)) return current;
+        var (reply, _) = await ControlAsync(connection, Opcode.ShmInfo, [], ct).ConfigureAwait(false);
+        if (reply is null || !TryRead<ShmInfoReply>(connection, () => [ShmInfoReply.Read(reply)], 1, out var infos)) return null;
+        var info = infos![0];
+        if (!current.Serves(info))
+        {
+            ShmMapping fresh;
+            try { fresh = ShmMapping.Open(info); }
+            catch (KvasirException) { return null; }
+            var seen = Interlocked.CompareExchange(ref _mapping, fresh, current);
+            if (ReferenceEquals(seen, current)) current.Dispose();
+            else fresh.Dispose();
+            current = Volatile.Read(ref _mapping);
+            if (!current.Serves(info)) return null;
+        }
+        _arenaOf.AddOrUpdate(connection, current);
+        return current;
+    }
 
     /// <summary>Sends a LEASE or ALLOC and waits for its reply metadata, or the status its keys report instead.</summary>
     private async Task<(byte[]? Meta, KvStatus Failure)> ControlAsync(ClientConnection connection, Opcode op, byte[] meta, CancellationToken ct)
@@ -293,6 +339,6 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
     public async ValueTask DisposeAsync()
     {
         await tcp.DisposeAsync().ConfigureAwait(false);
-        mapping.Dispose();
+        Volatile.Read(ref _mapping).Dispose();
     }
 }
