@@ -1,0 +1,329 @@
+namespace Kvasir.Prefix.Internal;
+
+/// <summary>
+/// Every cached block of one cache in one slot array, with no object per block: an entry holds the full hash, the
+/// caller's value, its pin count and its two links in the eviction order (slot indices). An open-addressed index
+/// (linear probing, at most half full) maps the first eight bytes of a hash to its slot; the full 32 bytes are
+/// compared on the entry, so two hashes that share their first eight bytes are both found. A hit therefore touches
+/// one bucket and one entry, plus the entries beside it when an LRU hit moves it to the back of the order.
+/// <para>
+/// Slots are stable while a block is cached: a removed block's slot goes on a free list and the next insert reuses
+/// it. Growth doubles the slot array (indices and links unchanged, so the eviction order survives) and rebuilds the
+/// index. The built-in policies (<see cref="LruPolicy"/>, <see cref="FifoPolicy"/>) keep their order in the
+/// entries' links; any other <see cref="IEvictionPolicy"/> is called by hash, as its interface says.
+/// </para>
+/// Not thread-safe: the owner (<see cref="PrefixCache{TBlock}"/>, <see cref="EvictionManager"/>) serialises calls.
+/// </summary>
+internal sealed class BlockTable<TValue>
+{
+    private const int None = -1;
+    private const ulong Fibonacci = 0x9E3779B97F4A7C15UL;
+
+    private struct Entry
+    {
+        public BlockHash Hash;
+        public TValue Value;
+        public int Prev, Next;   // eviction order while cached; Next links the free list once removed
+        public int Pins;
+    }
+
+    private struct Bucket
+    {
+        public ulong Key;    // the hash's first eight bytes
+        public int Slot1;    // slot + 1; 0 marks an empty bucket
+    }
+
+    private readonly IEvictionPolicy _policy;
+    private readonly IEvictionPolicy? _external;   // null: the order lives in the entries' links
+    private readonly bool _moveOnAccess;
+    private readonly int _maxSlots;
+    private readonly RecentEvictions _recent;
+    private Entry[] _entries;
+    private Bucket[] _buckets;
+    private int _shift, _used, _free = None, _head = None, _tail = None;
+
+    /// <param name="policy">the eviction order</param>
+    /// <param name="evictedMemory">evicted hashes remembered to count re-prefills (0: none)</param>
+    /// <param name="maxSlots">the most blocks ever held at once (growth stops there); int.MaxValue when unbounded</param>
+    public BlockTable(IEvictionPolicy policy, int evictedMemory, int maxSlots)
+    {
+        _policy = policy;
+        if (policy is IIntrusiveOrder intrusive) _moveOnAccess = intrusive.MovesOnAccess;
+        else _external = policy;
+        _maxSlots = maxSlots;
+        _recent = new RecentEvictions(evictedMemory);
+        _entries = new Entry[Math.Min(64, maxSlots)];
+        _buckets = [];
+        Rehash();
+    }
+
+    public string PolicyName => _policy.Name;
+
+    /// <summary>Blocks held.</summary>
+    public int Count { get; private set; }
+
+    /// <summary>Blocks with at least one pin.</summary>
+    public int PinnedCount { get; private set; }
+
+    public long Evictions { get; private set; }
+
+    public long Inserts { get; private set; }
+
+    public long Reinserts { get; private set; }
+
+    public long Accesses { get; private set; }
+
+    /// <summary>Inserts of a recently evicted block over all inserts; 0 before any insert.</summary>
+    public double RePrefillRate => Inserts == 0 ? 0 : (double)Reinserts / Inserts;
+
+    /// <summary>Slots allocated (held plus free); grows by doubling, never shrinks.</summary>
+    public int SlotCapacity => _entries.Length;
+
+    public BlockHash HashAt(int slot) => _entries[slot].Hash;
+
+    public TValue ValueAt(int slot) => _entries[slot].Value;
+
+    public int PinsAt(int slot) => _entries[slot].Pins;
+
+    /// <summary>The slot holding <paramref name="hash"/>, or -1.</summary>
+    public int Find(in BlockHash hash)
+    {
+        ulong key = hash.Prefix;
+        var buckets = _buckets;
+        int mask = buckets.Length - 1;
+        for (int b = Home(key); ; b = (b + 1) & mask)
+        {
+            ref var bucket = ref buckets[b];
+            if (bucket.Slot1 == 0) return None;
+            if (bucket.Key == key && _entries[bucket.Slot1 - 1].Hash == hash) return bucket.Slot1 - 1;
+        }
+    }
+
+    /// <summary>
+    /// How many of <paramref name="hashes"/>, from the first, are held; their slots go to <paramref name="slots"/>.
+    /// In stages over the whole chain (buckets, then entries) rather than block after block, so the loads of one
+    /// stage do not wait on each other and the memory system serves them in parallel.
+    /// </summary>
+    public int FindPrefix(ReadOnlySpan<BlockHash> hashes, Span<int> slots)
+    {
+        var buckets = _buckets;
+        int mask = buckets.Length - 1;
+        for (int i = 0; i < hashes.Length; i++)
+        {
+            // The first bucket with these eight bytes, or -1 when the probe meets an empty bucket first.
+            ulong key = hashes[i].Prefix;
+            int b = Home(key);
+            while (buckets[b].Slot1 != 0 && buckets[b].Key != key) b = (b + 1) & mask;
+            slots[i] = buckets[b].Slot1 - 1;
+        }
+        for (int i = 0; i < hashes.Length; i++)
+        {
+            int slot = slots[i];
+            if (slot == None) return i;
+            if (_entries[slot].Hash != hashes[i])
+            {
+                slot = Find(hashes[i]);   // same first eight bytes, another hash: probe on
+                if (slot == None) return i;
+                slots[i] = slot;
+            }
+        }
+        return hashes.Length;
+    }
+
+    /// <summary>Starts holding <paramref name="hash"/> with <paramref name="value"/>; when held already, counts an access and keeps the old value (false).</summary>
+    public bool Track(in BlockHash hash, TValue value, out int slot)
+    {
+        slot = Find(hash);
+        if (slot != None)
+        {
+            Access(slot);
+            return false;
+        }
+        slot = Add(hash, value);
+        return true;
+    }
+
+    /// <summary>A hit: counts it and moves the block in the order as the policy says.</summary>
+    public void Access(int slot)
+    {
+        Accesses++;
+        if (_external is not null) _external.OnAccess(_entries[slot].Hash);
+        else if (_moveOnAccess && slot != _tail)
+        {
+            Unlink(slot);
+            LinkLast(slot);
+        }
+    }
+
+    public void Pin(int slot)
+    {
+        if (_entries[slot].Pins++ == 0) PinnedCount++;
+    }
+
+    public void Unpin(int slot)
+    {
+        if (--_entries[slot].Pins == 0) PinnedCount--;
+    }
+
+    /// <summary>Stops holding the block in <paramref name="slot"/> (invalidated; pins are the caller's check).</summary>
+    public void Remove(int slot)
+    {
+        ref var entry = ref _entries[slot];
+        if (entry.Pins > 0) PinnedCount--;
+        RemoveFromIndex(entry.Hash.Prefix, slot);
+        if (_external is not null) _external.OnRemove(entry.Hash);
+        else Unlink(slot);
+        entry = default;
+        entry.Next = _free;
+        _free = slot;
+        Count--;
+    }
+
+    /// <summary>Removes a victim, counting the eviction and remembering its hash for the re-prefill rate.</summary>
+    public void Evict(int slot)
+    {
+        Evictions++;
+        _recent.Remember(_entries[slot].Hash);
+        Remove(slot);
+    }
+
+    /// <summary>
+    /// The next <paramref name="count"/> victims in the policy's order, skipping pinned blocks, without removing
+    /// them. Errors as <see cref="EvictionManager.SelectVictims"/>.
+    /// </summary>
+    public List<int> SelectVictims(int count)
+    {
+        var victims = new List<int>(count);
+        if (count == 0) return victims;
+        if (Count < count)
+            throw new NoVictimException($"asked to evict {count} blocks but only {Count} are cached",
+                new Dictionary<string, object?> { ["requested"] = count, ["tracked"] = Count });
+        if (_external is null)
+        {
+            for (int slot = _head; slot != None; slot = _entries[slot].Next)
+            {
+                if (_entries[slot].Pins > 0) continue;
+                victims.Add(slot);
+                if (victims.Count == count) return victims;
+            }
+        }
+        else
+        {
+            foreach (var candidate in _external.Candidates())
+            {
+                int slot = Find(candidate);
+                if (slot == None)
+                    throw new EvictionFailedException($"policy {_policy.Name} named block {candidate}, which is not cached",
+                        new Dictionary<string, object?> { ["policy"] = _policy.Name, ["block"] = candidate.Hex });
+                if (_entries[slot].Pins > 0) continue;
+                victims.Add(slot);
+                if (victims.Count == count) return victims;
+            }
+        }
+        throw new AllPinnedException($"asked to evict {count} blocks but only {victims.Count} of {Count} cached blocks are unpinned",
+            new Dictionary<string, object?> { ["requested"] = count, ["unpinned"] = victims.Count, ["pinned"] = PinnedCount });
+    }
+
+    /// <summary>Hashes held, in the policy's eviction order (first victim first).</summary>
+    public IEnumerable<BlockHash> InOrder()
+    {
+        if (_external is not null)
+        {
+            foreach (var hash in _external.Candidates()) yield return hash;
+            yield break;
+        }
+        for (int slot = _head; slot != None; slot = _entries[slot].Next) yield return _entries[slot].Hash;
+    }
+
+    private int Add(in BlockHash hash, TValue value)
+    {
+        Inserts++;
+        if (_recent.Forget(hash)) Reinserts++;
+        int slot;
+        if (_free != None)
+        {
+            slot = _free;
+            _free = _entries[slot].Next;
+        }
+        else
+        {
+            if (_used == _entries.Length) Grow();
+            slot = _used++;
+        }
+        ref var entry = ref _entries[slot];
+        entry.Hash = hash;
+        entry.Value = value;
+        entry.Pins = 0;
+        AddToIndex(hash.Prefix, slot);
+        if (_external is not null) _external.OnInsert(hash);
+        else LinkLast(slot);
+        Count++;
+        return slot;
+    }
+
+    private int Home(ulong key) => (int)((key * Fibonacci) >> _shift);
+
+    private void AddToIndex(ulong key, int slot)
+    {
+        int mask = _buckets.Length - 1;
+        int b = Home(key);
+        while (_buckets[b].Slot1 != 0) b = (b + 1) & mask;
+        _buckets[b] = new Bucket { Key = key, Slot1 = slot + 1 };
+    }
+
+    /// <summary>Deletes the bucket of <paramref name="slot"/> and shifts the probe run behind it back (no tombstones).</summary>
+    private void RemoveFromIndex(ulong key, int slot)
+    {
+        int mask = _buckets.Length - 1;
+        int hole = Home(key);
+        while (_buckets[hole].Slot1 != slot + 1) hole = (hole + 1) & mask;
+        for (int next = (hole + 1) & mask; _buckets[next].Slot1 != 0; next = (next + 1) & mask)
+        {
+            // An entry may fill the hole only if its home is not in (hole, next]: it would no longer be found otherwise.
+            int home = Home(_buckets[next].Key);
+            bool homeAfterHole = hole <= next ? home > hole && home <= next : home > hole || home <= next;
+            if (homeAfterHole) continue;
+            _buckets[hole] = _buckets[next];
+            hole = next;
+        }
+        _buckets[hole] = default;
+    }
+
+    private void Grow()
+    {
+        if (_entries.Length >= _maxSlots)
+            throw new InvalidOperationException($"block table full at {_maxSlots} slots");   // the owner's capacity check failed
+        int size = (int)Math.Min((long)_entries.Length * 2, _maxSlots);
+        Array.Resize(ref _entries, size);
+        Rehash();
+    }
+
+    /// <summary>A new index of at least twice the slots (so at most half full), refilled from the held entries.</summary>
+    private void Rehash()
+    {
+        int bits = Math.Max(4, 64 - System.Numerics.BitOperations.LeadingZeroCount((ulong)_entries.Length * 2 - 1));
+        _buckets = new Bucket[1 << bits];
+        _shift = 64 - bits;
+        // Growth happens only when the free list is empty, so every slot below _used is held.
+        for (int slot = 0; slot < _used; slot++) AddToIndex(_entries[slot].Hash.Prefix, slot);
+    }
+
+    private void LinkLast(int slot)
+    {
+        ref var entry = ref _entries[slot];
+        entry.Prev = _tail;
+        entry.Next = None;
+        if (_tail == None) _head = slot;
+        else _entries[_tail].Next = slot;
+        _tail = slot;
+    }
+
+    private void Unlink(int slot)
+    {
+        ref var entry = ref _entries[slot];
+        if (entry.Prev == None) _head = entry.Next;
+        else _entries[entry.Prev].Next = entry.Next;
+        if (entry.Next == None) _tail = entry.Prev;
+        else _entries[entry.Next].Prev = entry.Prev;
+    }
+}
