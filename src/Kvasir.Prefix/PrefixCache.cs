@@ -29,8 +29,8 @@ public sealed class PrefixCache<TBlock>
     public PrefixCache(PrefixCacheOptions? options = null)
     {
         options ??= new PrefixCacheOptions();
-        if (options.MaxCachedBlocks < 1)
-            throw new ConfigInvalidException($"MaxCachedBlocks must be at least 1, not {options.MaxCachedBlocks}", new Dictionary<string, object?> { ["max_cached_blocks"] = options.MaxCachedBlocks });
+        if (options.MaxCachedBlocks is < 1 or > BlockTable<TBlock>.MaxSlots)
+            throw new ConfigInvalidException($"MaxCachedBlocks must be 1 to {BlockTable<TBlock>.MaxSlots:N0}, not {options.MaxCachedBlocks}", new Dictionary<string, object?> { ["max_cached_blocks"] = options.MaxCachedBlocks });
         Hasher = new BlockHasher(options.BlockSize, options.ExtraKeys);
         Capacity = options.MaxCachedBlocks;
         var policy = options.Policy ?? (options.EnableLru ? new LruPolicy() : new FifoPolicy());

@@ -94,6 +94,8 @@ public sealed class BlockTableTests
         Assert.Equal(100, cache.Count);
         Assert.Equal(Enumerable.Range(200, 100), cache.Lookup(ids[200..]).Blocks);
         Assert.Equal(200, cache.GetStats().Evictions);
+        var error = Assert.Throws<ConfigInvalidException>(() => new PrefixCache<int>(new PrefixCacheOptions { MaxCachedBlocks = BlockTable<int>.MaxSlots + 1 }));
+        Assert.Contains("MaxCachedBlocks must be 1 to 536,870,912", error.Message);
     }
 
     [Fact]

@@ -3,9 +3,10 @@ namespace Kvasir.Prefix.Internal;
 /// <summary>
 /// Every cached block of one cache in one slot array, with no object per block: an entry holds the full hash, the
 /// caller's value, its pin count and its two links in the eviction order (slot indices). An open-addressed index
-/// (linear probing, at most half full) maps the first eight bytes of a hash to its slot; the full 32 bytes are
-/// compared on the entry, so two hashes that share their first eight bytes are both found. A hit therefore touches
-/// one bucket and one entry, plus the entries beside it when an LRU hit moves it to the back of the order.
+/// (linear probing, at most half full, 8 bytes a bucket: a 32-bit tag from the hash's first bytes and the slot) maps a
+/// hash to its slot; the full 32 bytes are compared on the entry, so two hashes that share their tag (or their first
+/// eight bytes) are both found. A hit therefore touches one bucket and one entry, plus the entries beside it when an
+/// LRU hit moves it to the back of the order.
 /// <para>
 /// Slots are stable while a block is cached: a removed block's slot goes on a free list and the next insert reuses
 /// it. Growth doubles the slot array (indices and links unchanged, so the eviction order survives) and rebuilds the
@@ -17,7 +18,10 @@ namespace Kvasir.Prefix.Internal;
 internal sealed class BlockTable<TValue>
 {
     private const int None = -1;
-    private const ulong Fibonacci = 0x9E3779B97F4A7C15UL;
+    private const uint Fibonacci = 0x9E3779B9U;
+
+    /// <summary>The most blocks one table holds: 2^29 (its index of twice as many 8-byte buckets is then 8 GiB).</summary>
+    public const int MaxSlots = 1 << 29;
 
     private struct Entry
     {
@@ -27,19 +31,13 @@ internal sealed class BlockTable<TValue>
         public int Pins;
     }
 
-    private struct Bucket
-    {
-        public ulong Key;    // the hash's first eight bytes
-        public int Slot1;    // slot + 1; 0 marks an empty bucket
-    }
-
     private readonly IEvictionPolicy _policy;
     private readonly IEvictionPolicy? _external;   // null: the order lives in the entries' links
     private readonly bool _moveOnAccess;
     private readonly int _maxSlots;
     private readonly RecentEvictions _recent;
     private Entry[] _entries;
-    private Bucket[] _buckets;
+    private ulong[] _buckets;   // tag << 32 | (slot + 1); 0 marks an empty bucket
     private int _shift, _used, _free = None, _head = None, _tail = None;
 
     /// <param name="policy">the eviction order</param>
@@ -50,7 +48,7 @@ internal sealed class BlockTable<TValue>
         _policy = policy;
         if (policy is IIntrusiveOrder intrusive) _moveOnAccess = intrusive.MovesOnAccess;
         else _external = policy;
-        _maxSlots = maxSlots;
+        _maxSlots = Math.Min(maxSlots, MaxSlots);
         _recent = new RecentEvictions(evictedMemory);
         _entries = new Entry[Math.Min(64, maxSlots)];
         _buckets = [];
@@ -88,14 +86,15 @@ internal sealed class BlockTable<TValue>
     /// <summary>The slot holding <paramref name="hash"/>, or -1.</summary>
     public int Find(in BlockHash hash)
     {
-        ulong key = hash.Prefix;
+        uint tag = Tag(hash);
         var buckets = _buckets;
         int mask = buckets.Length - 1;
-        for (int b = Home(key); ; b = (b + 1) & mask)
+        for (int b = Home(tag); ; b = (b + 1) & mask)
         {
-            ref var bucket = ref buckets[b];
-            if (bucket.Slot1 == 0) return None;
-            if (bucket.Key == key && _entries[bucket.Slot1 - 1].Hash == hash) return bucket.Slot1 - 1;
+            ulong bucket = buckets[b];
+            if (bucket == 0) return None;
+            int slot = SlotOf(bucket);
+            if ((uint)(bucket >> 32) == tag && _entries[slot].Hash == hash) return slot;
         }
     }
 
@@ -110,11 +109,11 @@ internal sealed class BlockTable<TValue>
         int mask = buckets.Length - 1;
         for (int i = 0; i < hashes.Length; i++)
         {
-            // The first bucket with these eight bytes, or -1 when the probe meets an empty bucket first.
-            ulong key = hashes[i].Prefix;
-            int b = Home(key);
-            while (buckets[b].Slot1 != 0 && buckets[b].Key != key) b = (b + 1) & mask;
-            slots[i] = buckets[b].Slot1 - 1;
+            // The first bucket with this tag, or -1 when the probe meets an empty bucket first.
+            uint tag = Tag(hashes[i]);
+            int b = Home(tag);
+            while (buckets[b] != 0 && (uint)(buckets[b] >> 32) != tag) b = (b + 1) & mask;
+            slots[i] = SlotOf(buckets[b]);
         }
         for (int i = 0; i < hashes.Length; i++)
         {
@@ -122,7 +121,7 @@ internal sealed class BlockTable<TValue>
             if (slot == None) return i;
             if (_entries[slot].Hash != hashes[i])
             {
-                slot = Find(hashes[i]);   // same first eight bytes, another hash: probe on
+                slot = Find(hashes[i]);   // same tag, another hash: probe on
                 if (slot == None) return i;
                 slots[i] = slot;
             }
@@ -170,7 +169,7 @@ internal sealed class BlockTable<TValue>
     {
         ref var entry = ref _entries[slot];
         if (entry.Pins > 0) PinnedCount--;
-        RemoveFromIndex(entry.Hash.Prefix, slot);
+        RemoveFromIndex(Tag(entry.Hash), slot);
         if (_external is not null) _external.OnRemove(entry.Hash);
         else Unlink(slot);
         entry = default;
@@ -224,17 +223,6 @@ internal sealed class BlockTable<TValue>
             new Dictionary<string, object?> { ["requested"] = count, ["unpinned"] = victims.Count, ["pinned"] = PinnedCount });
     }
 
-    /// <summary>Hashes held, in the policy's eviction order (first victim first).</summary>
-    public IEnumerable<BlockHash> InOrder()
-    {
-        if (_external is not null)
-        {
-            foreach (var hash in _external.Candidates()) yield return hash;
-            yield break;
-        }
-        for (int slot = _head; slot != None; slot = _entries[slot].Next) yield return _entries[slot].Hash;
-    }
-
     private int Add(in BlockHash hash, TValue value)
     {
         Inserts++;
@@ -254,33 +242,38 @@ internal sealed class BlockTable<TValue>
         entry.Hash = hash;
         entry.Value = value;
         entry.Pins = 0;
-        AddToIndex(hash.Prefix, slot);
+        AddToIndex(Tag(hash), slot);
         if (_external is not null) _external.OnInsert(hash);
         else LinkLast(slot);
         Count++;
         return slot;
     }
 
-    private int Home(ulong key) => (int)((key * Fibonacci) >> _shift);
+    /// <summary>The index's 32 bits of a hash: its first four bytes (SHA-256 output is uniform).</summary>
+    private static uint Tag(in BlockHash hash) => (uint)(hash.Prefix >> 32);
 
-    private void AddToIndex(ulong key, int slot)
+    private static int SlotOf(ulong bucket) => (int)(uint)bucket - 1;
+
+    private int Home(uint tag) => (int)((tag * Fibonacci) >> _shift);
+
+    private void AddToIndex(uint tag, int slot)
     {
         int mask = _buckets.Length - 1;
-        int b = Home(key);
-        while (_buckets[b].Slot1 != 0) b = (b + 1) & mask;
-        _buckets[b] = new Bucket { Key = key, Slot1 = slot + 1 };
+        int b = Home(tag);
+        while (_buckets[b] != 0) b = (b + 1) & mask;
+        _buckets[b] = ((ulong)tag << 32) | (uint)(slot + 1);
     }
 
     /// <summary>Deletes the bucket of <paramref name="slot"/> and shifts the probe run behind it back (no tombstones).</summary>
-    private void RemoveFromIndex(ulong key, int slot)
+    private void RemoveFromIndex(uint tag, int slot)
     {
         int mask = _buckets.Length - 1;
-        int hole = Home(key);
-        while (_buckets[hole].Slot1 != slot + 1) hole = (hole + 1) & mask;
-        for (int next = (hole + 1) & mask; _buckets[next].Slot1 != 0; next = (next + 1) & mask)
+        int hole = Home(tag);
+        while (SlotOf(_buckets[hole]) != slot) hole = (hole + 1) & mask;
+        for (int next = (hole + 1) & mask; _buckets[next] != 0; next = (next + 1) & mask)
         {
             // An entry may fill the hole only if its home is not in (hole, next]: it would no longer be found otherwise.
-            int home = Home(_buckets[next].Key);
+            int home = Home((uint)(_buckets[next] >> 32));
             bool homeAfterHole = hole <= next ? home > hole && home <= next : home > hole || home <= next;
             if (homeAfterHole) continue;
             _buckets[hole] = _buckets[next];
@@ -292,7 +285,7 @@ internal sealed class BlockTable<TValue>
     private void Grow()
     {
         if (_entries.Length >= _maxSlots)
-            throw new InvalidOperationException($"block table full at {_maxSlots} slots");   // the owner's capacity check failed
+            throw new InvalidOperationException($"a block table holds at most {_maxSlots} blocks");   // PrefixCache checks its capacity first
         int size = (int)Math.Min((long)_entries.Length * 2, _maxSlots);
         Array.Resize(ref _entries, size);
         Rehash();
@@ -302,10 +295,10 @@ internal sealed class BlockTable<TValue>
     private void Rehash()
     {
         int bits = Math.Max(4, 64 - System.Numerics.BitOperations.LeadingZeroCount((ulong)_entries.Length * 2 - 1));
-        _buckets = new Bucket[1 << bits];
-        _shift = 64 - bits;
+        _buckets = new ulong[1 << bits];
+        _shift = 32 - bits;
         // Growth happens only when the free list is empty, so every slot below _used is held.
-        for (int slot = 0; slot < _used; slot++) AddToIndex(_entries[slot].Hash.Prefix, slot);
+        for (int slot = 0; slot < _used; slot++) AddToIndex(Tag(_entries[slot].Hash), slot);
     }
 
     private void LinkLast(int slot)
