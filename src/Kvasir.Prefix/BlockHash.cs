@@ -83,7 +83,7 @@ public readonly struct BlockHash : IEquatable<BlockHash>
     /// <inheritdoc/>
     public override bool Equals(object? obj) => obj is BlockHash other && Equals(other);
 
-    /// <summary>The first eight bytes, big-endian: the key of a cache's index (the rest is compared on a match).</summary>
+    /// <summary>The first eight bytes, big-endian (a cache's index takes its tag from them and compares the rest on a match).</summary>
     internal ulong Prefix => _a;
 
     /// <summary>The hash is already uniform: its first eight bytes serve.</summary>

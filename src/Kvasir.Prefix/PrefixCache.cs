@@ -106,11 +106,13 @@ public sealed class PrefixCache<TBlock>
                 }
             }
             var notTaken = new List<KeyValuePair<BlockHash, TBlock>>();
-            int inserted = 0;
+            int inserted = 0, previous = -1;
             for (int i = 0; i < hashes.Count; i++)
             {
-                if (_blocks.Track(hashes[i], blocks[i], out _)) inserted++;
+                if (_blocks.Track(hashes[i], blocks[i], out int slot)) inserted++;
                 else notTaken.Add(new(hashes[i], blocks[i]));
+                if (previous >= 0) _blocks.Follow(previous, slot);   // the chain's next block, for the next lookup
+                previous = slot;
             }
             _inserts += inserted;
             return new InsertResult<TBlock>(inserted, evicted, notTaken);
@@ -120,8 +122,8 @@ public sealed class PrefixCache<TBlock>
     /// <summary>
     /// The longest cached prefix of <paramref name="hashes"/> (a chain, first block first): it stops at the first
     /// block not cached. Counts a lookup, hit tokens (matched blocks) and miss tokens (the rest), and records an
-    /// access on each matched block. The whole chain is probed before any block is moved in the eviction order
-    /// (see <see cref="BlockTable{TValue}.FindPrefix"/>).
+    /// access on each matched block. The whole chain is matched before any block is moved in the eviction order
+    /// (see <see cref="BlockTable{TValue}.MatchPrefix"/>).
     /// </summary>
     public PrefixMatch<TBlock> Lookup(IReadOnlyList<BlockHash> hashes)
     {
@@ -138,7 +140,7 @@ public sealed class PrefixCache<TBlock>
         {
             lock (_lock)
             {
-                int matched = _blocks.FindPrefix(chain, slots);
+                int matched = _blocks.MatchPrefix(chain, slots);
                 var blocks = new TBlock[matched];
                 for (int i = 0; i < matched; i++)
                 {

@@ -65,6 +65,24 @@ public sealed class BlockTableTests
     }
 
     [Fact]
+    public void A_successor_hint_to_a_freed_or_reused_slot_never_makes_a_false_hit()
+    {
+        var cache = new PrefixCache<string>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 3 });
+        var a = Ids(3);
+        var b = Ids(2, 100);
+        cache.Insert(a, ["a0", "a1", "a2"]);                    // a0's hint: a1's slot; a1's: a2's
+        cache.Invalidate([a[1]]);                               // a1's slot is free, its entry zeroed
+        Assert.Equal(["a0"], cache.Lookup([a[0], BlockHash.Zero]).Blocks);   // the freed entry's hash is all zeros
+        Assert.Equal(["a0"], cache.Lookup(a).Blocks);
+        cache.Insert([b[0]], ["b0"]);                           // b0 takes a1's old slot: a0's hint now points at b0
+        Assert.Equal(["a0"], cache.Lookup(a).Blocks);
+        Assert.Equal(["a0", "b0"], cache.Lookup([a[0], b[0]]).Blocks);      // a chain is just hashes: b0 follows a0 here
+        cache.Insert([a[1]], ["a1 again"]);                     // evicts the least recent (a2); a1 in a new slot
+        Assert.Equal(["a0", "a1 again"], cache.Lookup(a).Blocks);
+        Assert.Equal(2, cache.Lookup(a).NumBlocks);
+    }
+
+    [Fact]
     public void The_table_grows_from_64_slots_keeping_every_block_and_its_value()
     {
         var table = new BlockTable<int>(new LruPolicy(), evictedMemory: 0, maxSlots: int.MaxValue);
@@ -80,7 +98,7 @@ public sealed class BlockTableTests
         Assert.Equal(8192, table.SlotCapacity);
         Assert.Equal(5000, table.Count);
         var slots = new int[ids.Length];
-        Assert.Equal(ids.Length, table.FindPrefix(ids, slots));
+        Assert.Equal(ids.Length, table.MatchPrefix(ids, slots));
         Assert.Equal(ids.Length, slots.Distinct().Count());
         Assert.Equal(-1, table.Find(Ids(1, 10_000)[0]));
     }

@@ -6,7 +6,9 @@ namespace Kvasir.Prefix.Internal;
 /// (linear probing, at most half full, 8 bytes a bucket: a 32-bit tag from the hash's first bytes and the slot) maps a
 /// hash to its slot; the full 32 bytes are compared on the entry, so two hashes that share their tag (or their first
 /// eight bytes) are both found. A hit therefore touches one bucket and one entry, plus the entries beside it when an
-/// LRU hit moves it to the back of the order.
+/// LRU hit moves it to the back of the order. Each entry also remembers the slot of the block that last followed it in
+/// an inserted or looked-up chain (a hint, checked against the full hash): a chain inserted together sits in adjacent
+/// slots, so a lookup of it touches the index once, for its first block, and then walks neighbouring entries.
 /// <para>
 /// Slots are stable while a block is cached: a removed block's slot goes on a free list and the next insert reuses
 /// it. Growth doubles the slot array (indices and links unchanged, so the eviction order survives) and rebuilds the
@@ -28,7 +30,8 @@ internal sealed class BlockTable<TValue>
         public BlockHash Hash;
         public TValue Value;
         public int Prev, Next;   // eviction order while cached; Next links the free list once removed
-        public int Pins;
+        public int Pins;         // -1 while the slot is free
+        public int Child;        // the slot of the block that last followed this one in a chain, or -1: a hint only
     }
 
     private readonly IEvictionPolicy _policy;
@@ -99,11 +102,32 @@ internal sealed class BlockTable<TValue>
     }
 
     /// <summary>
-    /// How many of <paramref name="hashes"/>, from the first, are held; their slots go to <paramref name="slots"/>.
-    /// In stages over the whole chain (buckets, then entries) rather than block after block, so the loads of one
-    /// stage do not wait on each other and the memory system serves them in parallel.
+    /// How many of <paramref name="hashes"/>, from the first, are held; their slots go to <paramref name="slots"/>, and
+    /// each matched block's successor hint is set to the next matched one. The first block is found through the index;
+    /// each next one first through its predecessor's hint (one entry, usually the neighbouring slot). Where a hint
+    /// fails, the rest of the chain is probed in stages (all buckets, then all entries) rather than block after block,
+    /// so the loads of one stage do not wait on each other and the memory system serves them in parallel.
     /// </summary>
-    public int FindPrefix(ReadOnlySpan<BlockHash> hashes, Span<int> slots)
+    public int MatchPrefix(ReadOnlySpan<BlockHash> hashes, Span<int> slots)
+    {
+        if (hashes.IsEmpty) return 0;
+        if ((slots[0] = Find(hashes[0])) == None) return 0;
+        int i = 1;
+        for (; i < hashes.Length; i++)
+        {
+            int child = _entries[slots[i - 1]].Child;
+            if (child == None || _entries[child].Pins < 0 || _entries[child].Hash != hashes[i]) break;
+            slots[i] = child;
+        }
+        int matched = i == hashes.Length ? i : i + ProbeInStages(hashes[i..], slots[i..]);
+        for (int j = 1; j < matched; j++) _entries[slots[j - 1]].Child = slots[j];
+        return matched;
+    }
+
+    /// <summary>Sets the successor hint of <paramref name="parent"/> to <paramref name="child"/> (both held).</summary>
+    public void Follow(int parent, int child) => _entries[parent].Child = child;
+
+    private int ProbeInStages(ReadOnlySpan<BlockHash> hashes, Span<int> slots)
     {
         var buckets = _buckets;
         int mask = buckets.Length - 1;
@@ -173,6 +197,7 @@ internal sealed class BlockTable<TValue>
         if (_external is not null) _external.OnRemove(entry.Hash);
         else Unlink(slot);
         entry = default;
+        entry.Pins = -1;
         entry.Next = _free;
         _free = slot;
         Count--;
@@ -242,6 +267,7 @@ internal sealed class BlockTable<TValue>
         entry.Hash = hash;
         entry.Value = value;
         entry.Pins = 0;
+        entry.Child = None;
         AddToIndex(Tag(hash), slot);
         if (_external is not null) _external.OnInsert(hash);
         else LinkLast(slot);
