@@ -37,16 +37,25 @@ def bench_cache(n, repeats):
     for hashes in prompts:
         cache.insert(hashes, hashes)
     insert_s = time.perf_counter() - t0
+
+    def lookup(hashes):
+        hit, tokens = cache.lookup(hashes, check_store=False)
+        assert len(hit) == CHAIN
+
+    return n / insert_s, per_block_us(lookup, prompts, repeats), len(cache)
+
+
+def per_block_us(lookup, prompts, repeats, sample_size=200):
+    """Median over ``repeats`` passes of µs per block for ``lookup`` of random chains of ``prompts``."""
     rng = random.Random(2)
     per_block = []
     for _ in range(repeats):
-        sample = [prompts[rng.randrange(len(prompts))] for _ in range(200)]
+        sample = [prompts[rng.randrange(len(prompts))] for _ in range(sample_size)]
         t0 = time.perf_counter()
         for hashes in sample:
-            hit, tokens = cache.lookup(hashes, check_store=False)
-            assert len(hit) == CHAIN
+            lookup(hashes)
         per_block.append((time.perf_counter() - t0) / (len(sample) * CHAIN) * 1e6)
-    return n / insert_s, statistics.median(per_block), len(cache)
+    return statistics.median(per_block)
 
 
 def bench_hashing():

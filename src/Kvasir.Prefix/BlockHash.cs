@@ -83,6 +83,9 @@ public readonly struct BlockHash : IEquatable<BlockHash>
     /// <inheritdoc/>
     public override bool Equals(object? obj) => obj is BlockHash other && Equals(other);
 
+    /// <summary>The first eight bytes, big-endian (a cache's index takes its tag from them and compares the rest on a match).</summary>
+    internal ulong Prefix => _a;
+
     /// <summary>The hash is already uniform: its first eight bytes serve.</summary>
     public override int GetHashCode() => (int)_a ^ (int)(_a >> 32);
 

@@ -1,20 +1,19 @@
+using Kvasir.Prefix.Internal;
+
 namespace Kvasir.Prefix;
 
 /// <summary>
 /// Tracks cached blocks for one cache, holds their pins, and picks victims through an
 /// <see cref="IEvictionPolicy"/> (LRU by default, FIFO, or the caller's own). It also measures what
 /// eviction costs: <see cref="Evictions"/>, and the <see cref="RePrefillRate"/> — the share of inserts
-/// that bring back a block evicted earlier, i.e. prefill work done twice. Thread-safe (one lock).
+/// that bring back a block evicted earlier, i.e. prefill work done twice. Blocks live in one slot array
+/// (<see cref="BlockTable{TValue}"/>, the same structure a <see cref="PrefixCache{TBlock}"/> keeps), so every
+/// call is O(1) per block named and touches a few cache lines. Thread-safe (one lock).
 /// </summary>
 public sealed class EvictionManager
 {
     private readonly object _lock = new();
-    private readonly IEvictionPolicy _policy;
-    private readonly HashSet<BlockHash> _tracked = [];
-    private readonly Dictionary<BlockHash, int> _pins = [];
-    private readonly HashSet<BlockHash> _evicted = [];
-    private readonly Queue<BlockHash> _evictedOrder = new();
-    private long _evictions, _inserts, _reinserts, _accesses;
+    private readonly BlockTable<byte> _table;
 
     /// <summary>
     /// A manager with <paramref name="policy"/> (default <see cref="LruPolicy"/>). It remembers the ids of
@@ -25,7 +24,7 @@ public sealed class EvictionManager
     {
         if (evictedMemory < 0)
             throw new ConfigInvalidException($"evicted memory must be 0 or more, not {evictedMemory}", new Dictionary<string, object?> { ["evicted_memory"] = evictedMemory });
-        _policy = policy ?? new LruPolicy();
+        _table = new BlockTable<byte>(policy ?? new LruPolicy(), evictedMemory, int.MaxValue);
         EvictedMemory = evictedMemory;
     }
 
@@ -41,39 +40,27 @@ public sealed class EvictionManager
     public int EvictedMemory { get; }
 
     /// <summary>The policy's name.</summary>
-    public string PolicyName => _policy.Name;
+    public string PolicyName => _table.PolicyName;
 
     /// <summary>Blocks tracked now.</summary>
-    public int Count { get { lock (_lock) return _tracked.Count; } }
+    public int Count { get { lock (_lock) return _table.Count; } }
 
     /// <summary>Tracked blocks with at least one pin.</summary>
-    public int PinnedCount { get { lock (_lock) return _pins.Count; } }
+    public int PinnedCount { get { lock (_lock) return _table.PinnedCount; } }
 
     /// <summary>Blocks evicted so far (through <see cref="Evict"/>).</summary>
-    public long Evictions { get { lock (_lock) return _evictions; } }
+    public long Evictions { get { lock (_lock) return _table.Evictions; } }
 
     /// <summary>Accesses recorded so far.</summary>
-    public long Accesses { get { lock (_lock) return _accesses; } }
+    public long Accesses { get { lock (_lock) return _table.Accesses; } }
 
     /// <summary>Inserts of a block that had been evicted (among the last <see cref="EvictedMemory"/>) over all inserts; 0 before any insert.</summary>
-    public double RePrefillRate { get { lock (_lock) return _inserts == 0 ? 0 : (double)_reinserts / _inserts; } }
+    public double RePrefillRate { get { lock (_lock) return _table.RePrefillRate; } }
 
     /// <summary>Starts tracking <paramref name="block"/>; returns false (and counts an access) when it already is.</summary>
     public bool Track(BlockHash block)
     {
-        lock (_lock)
-        {
-            if (!_tracked.Add(block))
-            {
-                _accesses++;
-                _policy.OnAccess(block);
-                return false;
-            }
-            _inserts++;
-            if (_evicted.Remove(block)) _reinserts++;
-            _policy.OnInsert(block);
-            return true;
-        }
+        lock (_lock) return _table.Track(block, 0, out _);
     }
 
     /// <summary>Records a hit on a tracked block (ignored for an untracked one).</summary>
@@ -81,24 +68,24 @@ public sealed class EvictionManager
     {
         lock (_lock)
         {
-            if (!_tracked.Contains(block)) return;
-            _accesses++;
-            _policy.OnAccess(block);
+            int slot = _table.Find(block);
+            if (slot >= 0) _table.Access(slot);
         }
     }
 
     /// <summary>Whether <paramref name="block"/> is tracked.</summary>
-    public bool Contains(BlockHash block) { lock (_lock) return _tracked.Contains(block); }
+    public bool Contains(BlockHash block) { lock (_lock) return _table.Find(block) >= 0; }
 
     /// <summary>Stops tracking a block that left for another reason than eviction (invalidated). Pinned: <see cref="HandlePinnedException"/>.</summary>
     public bool Untrack(BlockHash block)
     {
         lock (_lock)
         {
-            if (_pins.ContainsKey(block))
-                throw new HandlePinnedException($"block {block} is pinned", new Dictionary<string, object?> { ["block"] = block.Hex, ["pins"] = _pins[block] });
-            if (!_tracked.Remove(block)) return false;
-            _policy.OnRemove(block);
+            int slot = _table.Find(block);
+            if (slot < 0) return false;
+            if (_table.PinsAt(slot) > 0)
+                throw new HandlePinnedException($"block {block} is pinned", new Dictionary<string, object?> { ["block"] = block.Hex, ["pins"] = _table.PinsAt(slot) });
+            _table.Remove(slot);
             return true;
         }
     }
@@ -108,9 +95,10 @@ public sealed class EvictionManager
     {
         lock (_lock)
         {
-            if (!_tracked.Contains(block))
+            int slot = _table.Find(block);
+            if (slot < 0)
                 throw new CacheMissException($"block {block} is not cached, so it cannot be pinned", new Dictionary<string, object?> { ["block"] = block.Hex });
-            _pins[block] = _pins.GetValueOrDefault(block) + 1;
+            _table.Pin(slot);
         }
     }
 
@@ -119,15 +107,22 @@ public sealed class EvictionManager
     {
         lock (_lock)
         {
-            if (!_pins.TryGetValue(block, out int pins))
+            int slot = _table.Find(block);
+            if (slot < 0 || _table.PinsAt(slot) == 0)
                 throw new RefCountUnderflowException($"block {block} has no pin to drop", new Dictionary<string, object?> { ["block"] = block.Hex, ["pins"] = 0 });
-            if (pins == 1) _pins.Remove(block);
-            else _pins[block] = pins - 1;
+            _table.Unpin(slot);
         }
     }
 
     /// <summary>Pins held on <paramref name="block"/> (0 when none).</summary>
-    public int PinCount(BlockHash block) { lock (_lock) return _pins.GetValueOrDefault(block); }
+    public int PinCount(BlockHash block)
+    {
+        lock (_lock)
+        {
+            int slot = _table.Find(block);
+            return slot < 0 ? 0 : _table.PinsAt(slot);
+        }
+    }
 
     /// <summary>
     /// The next <paramref name="count"/> victims in the policy's order, skipping pinned blocks, without
@@ -138,7 +133,7 @@ public sealed class EvictionManager
     public IReadOnlyList<BlockHash> SelectVictims(int count)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
-        lock (_lock) return SelectLocked(count);
+        lock (_lock) return _table.SelectVictims(count).ConvertAll(_table.HashAt);
     }
 
     /// <summary>Selects <paramref name="count"/> victims as <see cref="SelectVictims"/> does and stops tracking them, counting evictions.</summary>
@@ -147,43 +142,10 @@ public sealed class EvictionManager
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         lock (_lock)
         {
-            var victims = SelectLocked(count);
-            foreach (var victim in victims)
-            {
-                _tracked.Remove(victim);
-                _policy.OnRemove(victim);
-                _evictions++;
-                Remember(victim);
-            }
+            var slots = _table.SelectVictims(count);
+            var victims = slots.ConvertAll(_table.HashAt);
+            foreach (int slot in slots) _table.Evict(slot);
             return victims;
         }
-    }
-
-    private List<BlockHash> SelectLocked(int count)
-    {
-        var victims = new List<BlockHash>(count);
-        if (count == 0) return victims;
-        if (_tracked.Count < count)
-            throw new NoVictimException($"asked to evict {count} blocks but only {_tracked.Count} are cached",
-                new Dictionary<string, object?> { ["requested"] = count, ["tracked"] = _tracked.Count });
-        foreach (var candidate in _policy.Candidates())
-        {
-            if (!_tracked.Contains(candidate))
-                throw new EvictionFailedException($"policy {_policy.Name} named block {candidate}, which is not cached",
-                    new Dictionary<string, object?> { ["policy"] = _policy.Name, ["block"] = candidate.Hex });
-            if (_pins.ContainsKey(candidate)) continue;
-            victims.Add(candidate);
-            if (victims.Count == count) return victims;
-        }
-        throw new AllPinnedException($"asked to evict {count} blocks but only {victims.Count} of {_tracked.Count} cached blocks are unpinned",
-            new Dictionary<string, object?> { ["requested"] = count, ["unpinned"] = victims.Count, ["pinned"] = _pins.Count });
-    }
-
-    private void Remember(BlockHash victim)
-    {
-        if (EvictedMemory == 0) return;
-        if (!_evicted.Add(victim)) return;
-        _evictedOrder.Enqueue(victim);
-        while (_evictedOrder.Count > EvictedMemory) _evicted.Remove(_evictedOrder.Dequeue());
     }
 }

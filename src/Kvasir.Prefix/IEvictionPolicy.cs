@@ -4,6 +4,9 @@ namespace Kvasir.Prefix;
 /// The order in which an <see cref="EvictionManager"/> offers blocks for eviction. A policy only orders:
 /// pins, counts and metrics are the manager's. Calls come from the manager under its lock, so a policy
 /// needs no synchronisation of its own; each call should be O(1) (a cache of 1M blocks calls it per access).
+/// The built-in <see cref="LruPolicy"/> and <see cref="FifoPolicy"/> are not called per block: a cache keeps their
+/// order in its own slot array (links between slot indices), which is what keeps a hit to a few memory touches.
+/// A policy of your own is called by hash, as below, and costs its own lookups on top.
 /// </summary>
 public interface IEvictionPolicy
 {

@@ -1,3 +1,7 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
+using Kvasir.Prefix.Internal;
+
 namespace Kvasir.Prefix;
 
 /// <summary>
@@ -13,9 +17,11 @@ namespace Kvasir.Prefix;
 /// </summary>
 public sealed class PrefixCache<TBlock>
 {
+    private const int StackSlots = 256;
     private readonly object _lock = new();
-    private readonly Dictionary<BlockHash, TBlock> _blocks;
-    private readonly EvictionManager _eviction;
+    private readonly BlockTable<TBlock> _blocks;
+    private readonly HashSet<BlockHash> _fresh = [];
+    private readonly List<int> _kept = [];
     private readonly StoreTier? _store;
     private long _lookups, _hitTokens, _missTokens, _inserts, _invalidations, _storeLookups, _storeHitTokens, _storeLoaded, _storeSaved;
 
@@ -23,12 +29,12 @@ public sealed class PrefixCache<TBlock>
     public PrefixCache(PrefixCacheOptions? options = null)
     {
         options ??= new PrefixCacheOptions();
-        if (options.MaxCachedBlocks < 1)
-            throw new ConfigInvalidException($"MaxCachedBlocks must be at least 1, not {options.MaxCachedBlocks}", new Dictionary<string, object?> { ["max_cached_blocks"] = options.MaxCachedBlocks });
+        if (options.MaxCachedBlocks is < 1 or > BlockTable<TBlock>.MaxSlots)
+            throw new ConfigInvalidException($"MaxCachedBlocks must be 1 to {BlockTable<TBlock>.MaxSlots:N0}, not {options.MaxCachedBlocks}", new Dictionary<string, object?> { ["max_cached_blocks"] = options.MaxCachedBlocks });
         Hasher = new BlockHasher(options.BlockSize, options.ExtraKeys);
         Capacity = options.MaxCachedBlocks;
-        _blocks = new Dictionary<BlockHash, TBlock>(Math.Min(Capacity, 1 << 20));
-        _eviction = new EvictionManager(options.Policy ?? (options.EnableLru ? new LruPolicy() : new FifoPolicy()));
+        var policy = options.Policy ?? (options.EnableLru ? new LruPolicy() : new FifoPolicy());
+        _blocks = new BlockTable<TBlock>(policy, evictedMemory: 100_000, maxSlots: Capacity);
         _store = options.Store is null ? null : new StoreTier(options.Store);
     }
 
@@ -48,7 +54,7 @@ public sealed class PrefixCache<TBlock>
     public bool HasStore => _store is not null;
 
     /// <summary>The eviction policy's name ("lru", "fifo", ...).</summary>
-    public string PolicyName => _eviction.PolicyName;
+    public string PolicyName => _blocks.PolicyName;
 
     /// <summary>The hashes of the full blocks of <paramref name="tokens"/> (see <see cref="BlockHasher.ComputeBlockHashes(ReadOnlySpan{long}, BlockHash)"/>).</summary>
     public BlockHash[] ComputeBlockHashes(ReadOnlySpan<long> tokens, BlockHash parent = default) => Hasher.ComputeBlockHashes(tokens, parent);
@@ -72,46 +78,41 @@ public sealed class PrefixCache<TBlock>
             throw new PrefixTooLongException($"{hashes.Count} blocks cannot fit a cache of {Capacity}", new Dictionary<string, object?> { ["blocks"] = hashes.Count, ["capacity"] = Capacity });
         lock (_lock)
         {
-            var fresh = new HashSet<BlockHash>();
-            var kept = new List<BlockHash>();
+            _fresh.Clear();
+            _kept.Clear();
             foreach (var hash in hashes)
             {
-                if (_blocks.ContainsKey(hash)) kept.Add(hash);
-                else fresh.Add(hash);
+                int slot = _blocks.Find(hash);
+                if (slot >= 0) _kept.Add(slot);
+                else _fresh.Add(hash);
             }
             var evicted = new List<KeyValuePair<BlockHash, TBlock>>();
-            int need = _blocks.Count + fresh.Count - Capacity;
+            int need = _blocks.Count + _fresh.Count - Capacity;
             if (need > 0)
             {
                 // Blocks of this very insert must survive the room-making: pin them for its duration.
-                foreach (var hash in kept) _eviction.Pin(hash);
+                foreach (int slot in _kept) _blocks.Pin(slot);
                 try
                 {
-                    foreach (var victim in _eviction.Evict(need))
+                    foreach (int victim in _blocks.SelectVictims(need))
                     {
-                        evicted.Add(new(victim, _blocks[victim]));
-                        _blocks.Remove(victim);
+                        evicted.Add(new(_blocks.HashAt(victim), _blocks.ValueAt(victim)));
+                        _blocks.Evict(victim);
                     }
                 }
                 finally
                 {
-                    foreach (var hash in kept) _eviction.Unpin(hash);
+                    foreach (int slot in _kept) _blocks.Unpin(slot);
                 }
             }
             var notTaken = new List<KeyValuePair<BlockHash, TBlock>>();
-            int inserted = 0;
+            int inserted = 0, previous = -1;
             for (int i = 0; i < hashes.Count; i++)
             {
-                if (_blocks.TryAdd(hashes[i], blocks[i]))
-                {
-                    inserted++;
-                    _eviction.Track(hashes[i]);
-                }
-                else
-                {
-                    notTaken.Add(new(hashes[i], blocks[i]));
-                    _eviction.RecordAccess(hashes[i]);
-                }
+                if (_blocks.Track(hashes[i], blocks[i], out int slot)) inserted++;
+                else notTaken.Add(new(hashes[i], blocks[i]));
+                if (previous >= 0) _blocks.Follow(previous, slot);   // the chain's next block, for the next lookup
+                previous = slot;
             }
             _inserts += inserted;
             return new InsertResult<TBlock>(inserted, evicted, notTaken);
@@ -121,46 +122,63 @@ public sealed class PrefixCache<TBlock>
     /// <summary>
     /// The longest cached prefix of <paramref name="hashes"/> (a chain, first block first): it stops at the first
     /// block not cached. Counts a lookup, hit tokens (matched blocks) and miss tokens (the rest), and records an
-    /// access on each matched block.
+    /// access on each matched block. The whole chain is matched before any block is moved in the eviction order
+    /// (see <see cref="BlockTable{TValue}.MatchPrefix"/>).
     /// </summary>
     public PrefixMatch<TBlock> Lookup(IReadOnlyList<BlockHash> hashes)
     {
         ArgumentNullException.ThrowIfNull(hashes);
-        lock (_lock)
+        ReadOnlySpan<BlockHash> chain = hashes switch
         {
-            var blocks = new List<TBlock>();
-            foreach (var hash in hashes)
+            BlockHash[] array => array,
+            List<BlockHash> list => CollectionsMarshal.AsSpan(list),
+            _ => hashes.ToArray(),
+        };
+        int[]? rented = chain.Length > StackSlots ? ArrayPool<int>.Shared.Rent(chain.Length) : null;
+        Span<int> slots = rented is null ? stackalloc int[StackSlots] : rented;
+        try
+        {
+            lock (_lock)
             {
-                if (!_blocks.TryGetValue(hash, out var block)) break;
-                blocks.Add(block);
-                _eviction.RecordAccess(hash);
+                int matched = _blocks.MatchPrefix(chain, slots);
+                var blocks = new TBlock[matched];
+                for (int i = 0; i < matched; i++)
+                {
+                    blocks[i] = _blocks.ValueAt(slots[i]);
+                    _blocks.Access(slots[i]);
+                }
+                _lookups++;
+                _hitTokens += (long)matched * BlockSize;
+                _missTokens += (long)(chain.Length - matched) * BlockSize;
+                return new PrefixMatch<TBlock>(blocks, chain[..matched].ToArray(), (long)matched * BlockSize);
             }
-            _lookups++;
-            _hitTokens += (long)blocks.Count * BlockSize;
-            _missTokens += (long)(hashes.Count - blocks.Count) * BlockSize;
-            var matched = hashes.Take(blocks.Count).ToArray();
-            return new PrefixMatch<TBlock>(blocks, matched, (long)blocks.Count * BlockSize);
+        }
+        finally
+        {
+            if (rented is not null) ArrayPool<int>.Shared.Return(rented);
         }
     }
 
     /// <summary>The block cached under <paramref name="hash"/> (no access recorded); none: <see cref="CacheMissException"/>.</summary>
     public TBlock Get(BlockHash hash)
     {
-        lock (_lock)
-        {
-            return _blocks.TryGetValue(hash, out var block) ? block
-                : throw new CacheMissException($"block {hash} is not cached", new Dictionary<string, object?> { ["block"] = hash.Hex });
-        }
+        return TryGet(hash, out var block) ? block
+            : throw new CacheMissException($"block {hash} is not cached", new Dictionary<string, object?> { ["block"] = hash.Hex });
     }
 
     /// <summary>The block cached under <paramref name="hash"/>, if any (no access recorded).</summary>
     public bool TryGet(BlockHash hash, out TBlock block)
     {
-        lock (_lock) return _blocks.TryGetValue(hash, out block!);
+        lock (_lock)
+        {
+            int slot = _blocks.Find(hash);
+            block = slot >= 0 ? _blocks.ValueAt(slot) : default!;
+            return slot >= 0;
+        }
     }
 
     /// <summary>Whether <paramref name="hash"/> is cached.</summary>
-    public bool Contains(BlockHash hash) { lock (_lock) return _blocks.ContainsKey(hash); }
+    public bool Contains(BlockHash hash) { lock (_lock) return _blocks.Find(hash) >= 0; }
 
     /// <summary>
     /// Removes these blocks (those not cached are ignored) and returns them for the caller to free. Blocks that
@@ -174,15 +192,16 @@ public sealed class PrefixCache<TBlock>
         {
             foreach (var hash in hashes)
             {
-                int pins = _eviction.PinCount(hash);
+                int pins = PinsOf(hash);
                 if (pins > 0) throw new HandlePinnedException($"block {hash} is pinned {pins} time(s); it cannot be invalidated", new Dictionary<string, object?> { ["block"] = hash.Hex, ["pins"] = pins });
             }
             var removed = new List<KeyValuePair<BlockHash, TBlock>>();
             foreach (var hash in hashes)
             {
-                if (!_blocks.Remove(hash, out var block)) continue;
-                _eviction.Untrack(hash);
-                removed.Add(new(hash, block));
+                int slot = _blocks.Find(hash);
+                if (slot < 0) continue;
+                removed.Add(new(hash, _blocks.ValueAt(slot)));
+                _blocks.Remove(slot);
             }
             _invalidations += removed.Count;
             return removed;
@@ -192,13 +211,14 @@ public sealed class PrefixCache<TBlock>
     /// <summary>Evicts <paramref name="count"/> unpinned blocks in policy order and returns them (to free engine memory early). Errors as <see cref="EvictionManager.Evict"/>.</summary>
     public IReadOnlyList<KeyValuePair<BlockHash, TBlock>> Evict(int count)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
         lock (_lock)
         {
             var evicted = new List<KeyValuePair<BlockHash, TBlock>>(count);
-            foreach (var victim in _eviction.Evict(count))
+            foreach (int victim in _blocks.SelectVictims(count))
             {
-                evicted.Add(new(victim, _blocks[victim]));
-                _blocks.Remove(victim);
+                evicted.Add(new(_blocks.HashAt(victim), _blocks.ValueAt(victim)));
+                _blocks.Evict(victim);
             }
             return evicted;
         }
@@ -211,8 +231,8 @@ public sealed class PrefixCache<TBlock>
         lock (_lock)
         {
             foreach (var hash in hashes)
-                if (!_blocks.ContainsKey(hash)) throw new CacheMissException($"block {hash} is not cached, so it cannot be pinned", new Dictionary<string, object?> { ["block"] = hash.Hex });
-            foreach (var hash in hashes) _eviction.Pin(hash);
+                if (_blocks.Find(hash) < 0) throw new CacheMissException($"block {hash} is not cached, so it cannot be pinned", new Dictionary<string, object?> { ["block"] = hash.Hex });
+            foreach (var hash in hashes) _blocks.Pin(_blocks.Find(hash));
         }
     }
 
@@ -225,23 +245,23 @@ public sealed class PrefixCache<TBlock>
             var needed = hashes.GroupBy(h => h).ToDictionary(g => g.Key, g => g.Count());
             foreach (var (hash, times) in needed)
             {
-                int pins = _eviction.PinCount(hash);
+                int pins = PinsOf(hash);
                 if (pins < times) throw new RefCountUnderflowException($"block {hash} has {pins} pin(s), asked to drop {times}", new Dictionary<string, object?> { ["block"] = hash.Hex, ["pins"] = pins });
             }
-            foreach (var hash in hashes) _eviction.Unpin(hash);
+            foreach (var hash in hashes) _blocks.Unpin(_blocks.Find(hash));
         }
     }
 
     /// <summary>Pins held on <paramref name="hash"/>.</summary>
-    public int PinCount(BlockHash hash) => _eviction.PinCount(hash);
+    public int PinCount(BlockHash hash) { lock (_lock) return PinsOf(hash); }
 
     /// <summary>The cache's counters.</summary>
     public PrefixCacheStats GetStats()
     {
         lock (_lock)
         {
-            return new PrefixCacheStats(_lookups, _hitTokens, _missTokens, _inserts, _eviction.Evictions, _invalidations,
-                _blocks.Count, _eviction.PinnedCount, Capacity, _eviction.RePrefillRate,
+            return new PrefixCacheStats(_lookups, _hitTokens, _missTokens, _inserts, _blocks.Evictions, _invalidations,
+                _blocks.Count, _blocks.PinnedCount, Capacity, _blocks.RePrefillRate,
                 _storeLookups, _storeHitTokens, _storeLoaded, _storeSaved);
         }
     }
@@ -290,6 +310,12 @@ public sealed class PrefixCache<TBlock>
         var tier = RequireStore();
         await tier.SaveAsync(hashes, values, parent, ct).ConfigureAwait(false);
         lock (_lock) _storeSaved += hashes.Count;
+    }
+
+    private int PinsOf(in BlockHash hash)
+    {
+        int slot = _blocks.Find(hash);
+        return slot < 0 ? 0 : _blocks.PinsAt(slot);
     }
 
     private StoreTier RequireStore() => _store ?? throw new ConfigMissingException("this prefix cache has no store attached (PrefixCacheOptions.Store)");

@@ -9,9 +9,11 @@ public sealed class PrefixCacheOptions
     public int BlockSize { get; init; } = 16;
 
     /// <summary>
-    /// Blocks the cache holds at most. Default 10,000. Inserting past it evicts in the policy's order; an insert
-    /// of more blocks than this throws <see cref="PrefixTooLongException"/>. Each entry costs ~150 bytes of
-    /// managed memory plus the engine's block value.
+    /// Blocks the cache holds at most. Default 10,000; 1 to 2^29. Inserting past it evicts in the policy's order; an
+    /// insert of more blocks than this throws <see cref="PrefixTooLongException"/>. Memory grows with the blocks held
+    /// (doubling, up to this): per block one slot of 52 bytes plus the block value, rounded up to 8 (56 bytes for an int),
+    /// plus two to four 8-byte index buckets — about 72 MB at 1M int blocks — and the 100,000 evicted hashes kept for the
+    /// re-prefill rate (about 10 MB once that many were evicted).
     /// </summary>
     public int MaxCachedBlocks { get; init; } = 10_000;
 

@@ -9,10 +9,14 @@ recomputed: each eviction counts at most once) and ``re_prefill_rate`` = re_pref
 of evictions that were mistakes. The set of evicted ids kept for that is bounded (``remember_evicted``,
 default 100,000; the oldest are forgotten first).
 
+The manager holds the tracked blocks (and a PrefixCache's values with them): for the built-in policies in one
+OrderedDict that is also the eviction order, so the cost per block is a few C-level dict operations.
+
 Not thread-safe by itself: the owner (PrefixCache) serialises calls.
 """
-from collections import OrderedDict
-from typing import Dict, Hashable, List, Union
+from collections import OrderedDict, deque
+from itertools import takewhile
+from typing import Any, Dict, Hashable, List, Sequence, Union
 
 from .errors import AllPinnedError, ConfigInvalidError, EvictionFailedError, NoVictimError
 
@@ -85,6 +89,7 @@ class FIFOPolicy(_OrderedPolicy):
 
 
 _POLICIES = {"lru": LRUPolicy, "fifo": FIFOPolicy}
+_ABSENT = object()
 
 
 def make_policy(policy: Union[str, EvictionPolicy]) -> EvictionPolicy:
@@ -97,9 +102,11 @@ def make_policy(policy: Union[str, EvictionPolicy]) -> EvictionPolicy:
 
 
 class EvictionManager:
-    """``EvictionManager(policy="lru")``: tracks blocks, pins, and evictions.
+    """``EvictionManager(policy="lru")``: tracks blocks (and, for a PrefixCache, their values), pins, and evictions.
 
-    * ``record_insert(id)`` / ``record_access(id, hit=True)`` / ``remove(id)``
+    * ``record_insert(id, value=None)`` / ``record_access(id, hit=True)`` / ``remove(id)``
+    * ``lookup_prefix(ids)`` -> ``(hit_ids, values)``: the longest tracked prefix of a chain, each hit recorded
+      (tail first, so the head of a prefix ends most recent); ``value(id)``, ``id in manager``, ``len(manager)``
     * ``pin(id)`` / ``unpin(id)``: pinned blocks are never selected (counted pins)
     * ``select_victims(n, strict=False)``: up to n unpinned ids in policy order (not removed: call
       ``record_eviction`` for those actually evicted). Raises NoVictimError when nothing is tracked,
@@ -107,10 +114,18 @@ class EvictionManager:
       than n can be given.
     * ``record_eviction(ids)``: stops tracking them and counts them for the metrics
     * ``metrics()``: ``{"policy", "tracked", "pinned", "evictions", "re_prefills", "re_prefill_rate"}``
+
+    With the built-in policies (LRUPolicy, FIFOPolicy) the manager keeps blocks and values in one OrderedDict whose
+    order is the eviction order, so a hit costs a few dict operations run in C (``takewhile``/``map`` over the
+    chain, ``move_to_end``) and the policy object itself is not called. Any other EvictionPolicy is called per
+    block by id, as its interface says.
     """
 
     def __init__(self, policy: Union[str, EvictionPolicy] = "lru", remember_evicted: int = 100_000):
         self.policy = make_policy(policy)
+        self._intrusive = isinstance(self.policy, _OrderedPolicy)
+        self._move_on_access = self._intrusive and self.policy.touch_on_access
+        self._held: Dict[Hashable, Any] = OrderedDict() if self._intrusive else {}
         self._pins: Dict[Hashable, int] = {}
         self._evicted: "OrderedDict[Hashable, None]" = OrderedDict()
         self._remember = max(0, int(remember_evicted))
@@ -121,21 +136,69 @@ class EvictionManager:
     def policy_name(self) -> str:
         return self.policy.name
 
-    def record_insert(self, block_id) -> None:
-        if block_id in self._evicted:   # recomputed after an eviction, the miss not recorded: still a re-prefill
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def __contains__(self, block_id) -> bool:
+        return block_id in self._held
+
+    def tracked(self):
+        """The tracked ids, first victim first for the built-in policies (an iterator: do not change the manager
+        while iterating)."""
+        return iter(self._held)
+
+    def value(self, block_id):
+        """The value stored with a tracked block (KeyError when not tracked)."""
+        return self._held[block_id]
+
+    def _was_evicted(self, block_id) -> None:
+        if self._evicted and block_id in self._evicted:   # recomputed after an eviction: a re-prefill
             del self._evicted[block_id]
             self.re_prefills += 1
-        self.policy.insert(block_id)
+
+    def record_insert(self, block_id, value=None) -> None:
+        """Tracks a block (stores ``value`` with it); a tracked one gets the new value and counts as an access."""
+        held = self._held
+        if block_id in held:
+            held[block_id] = value
+            self._touch(block_id)
+            return
+        self._was_evicted(block_id)
+        held[block_id] = value
+        if not self._intrusive:
+            self.policy.insert(block_id)
+
+    def _touch(self, block_id) -> None:
+        if self._move_on_access:
+            self._held.move_to_end(block_id)
+        elif not self._intrusive:
+            self.policy.access(block_id)
 
     def record_access(self, block_id, hit: bool = True) -> None:
-        if hit:
-            self.policy.access(block_id)
-        elif block_id in self._evicted:
-            del self._evicted[block_id]
-            self.re_prefills += 1
+        if not hit:
+            self._was_evicted(block_id)
+        elif block_id in self._held:
+            self._touch(block_id)
+
+    def lookup_prefix(self, ids: Sequence[Hashable]):
+        """``(hit_ids, values)`` for the longest tracked prefix of ``ids``; hits recorded tail first, misses checked
+        for re-prefills."""
+        held = self._held
+        hit_ids = list(takewhile(held.__contains__, ids))
+        values = list(map(held.__getitem__, hit_ids))
+        if self._move_on_access:
+            deque(map(held.move_to_end, reversed(hit_ids)), 0)
+        elif not self._intrusive:
+            for block_id in reversed(hit_ids):
+                self.policy.access(block_id)
+        if self._evicted:
+            for block_id in ids[len(hit_ids):]:
+                self._was_evicted(block_id)
+        return hit_ids, values
 
     def remove(self, block_id) -> None:
-        self.policy.remove(block_id)
+        if self._held.pop(block_id, _ABSENT) is not _ABSENT and not self._intrusive:
+            self.policy.remove(block_id)
         self._pins.pop(block_id, None)
 
     def pin(self, block_id) -> None:
@@ -155,28 +218,31 @@ class EvictionManager:
     def pin_count(self, block_id) -> int:
         return self._pins.get(block_id, 0)
 
+    def _order(self):
+        return iter(self._held) if self._intrusive else self.policy.order()
+
     def select_victims(self, n: int, strict: bool = False) -> List[Hashable]:
         if n <= 0:
             return []
-        if len(self.policy) == 0:
+        if len(self._held) == 0:
             raise NoVictimError(f"no block is tracked: nothing to evict for {n}", {"wanted": n})
         out = []
-        for block_id in self.policy.order():
-            if block_id not in self._pins:
+        pins = self._pins
+        for block_id in self._order():
+            if block_id not in pins:
                 out.append(block_id)
                 if len(out) == n:
                     break
         if not out:
-            raise AllPinnedError(f"all {len(self.policy)} tracked blocks are pinned", {"wanted": n, "pinned": len(self._pins)})
+            raise AllPinnedError(f"all {len(self._held)} tracked blocks are pinned", {"wanted": n, "pinned": len(pins)})
         if strict and len(out) < n:
             raise EvictionFailedError(f"only {len(out)} of {n} blocks can be evicted (the rest are pinned)",
-                                      {"wanted": n, "evictable": len(out), "pinned": len(self._pins)})
+                                      {"wanted": n, "evictable": len(out), "pinned": len(pins)})
         return out
 
     def record_eviction(self, block_ids) -> None:
         for block_id in block_ids:
-            self.policy.remove(block_id)
-            self._pins.pop(block_id, None)
+            self.remove(block_id)
             self.evictions += 1
             if self._remember:
                 self._evicted[block_id] = None
@@ -185,6 +251,6 @@ class EvictionManager:
                     self._evicted.popitem(last=False)
 
     def metrics(self) -> dict:
-        return {"policy": self.policy.name, "tracked": len(self.policy), "pinned": len(self._pins),
+        return {"policy": self.policy.name, "tracked": len(self._held), "pinned": len(self._pins),
                 "evictions": self.evictions, "re_prefills": self.re_prefills,
                 "re_prefill_rate": self.re_prefills / self.evictions if self.evictions else 0.0}

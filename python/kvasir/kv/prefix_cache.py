@@ -84,8 +84,7 @@ class PrefixCache:
         self.stats = stats
         self.on_evict = on_evict
         self.eviction = policy if isinstance(policy, EvictionManager) else \
-            EvictionManager(policy or ("lru" if enable_lru else "fifo"))
-        self._blocks = {}
+            EvictionManager(policy if policy is not None else ("lru" if enable_lru else "fifo"))
         self._lock = threading.RLock()
         self._c = dict(lookups=0, queried_blocks=0, hit_blocks=0, hit_tokens=0, miss_tokens=0, inserts=0,
                        evictions=0, invalidations=0, store_lookups=0, store_hit_blocks=0, store_loads=0,
@@ -99,10 +98,10 @@ class PrefixCache:
     # -- local cache --
 
     def __len__(self) -> int:
-        return len(self._blocks)
+        return len(self.eviction)
 
     def __contains__(self, block_hash) -> bool:
-        return block_hash in self._blocks
+        return block_hash in self.eviction
 
     def insert(self, hashes: Sequence[str], blocks: Sequence[Any]) -> int:
         """Caches the blocks; returns how many were new."""
@@ -113,37 +112,36 @@ class PrefixCache:
             raise PrefixTooLongError(f"{len(hashes)} blocks can never fit a cache of {self.max_cached_blocks}",
                                      {"blocks": len(hashes), "max_cached_blocks": self.max_cached_blocks})
         with self._lock:
-            new = [h for h in dict.fromkeys(hashes) if h not in self._blocks]
-            room = self.max_cached_blocks - len(self._blocks)
+            held = self.eviction
+            new = [h for h in dict.fromkeys(hashes) if h not in held]
+            room = self.max_cached_blocks - len(held)
             if len(new) > room:
-                for h in hashes:   # blocks being updated are not victims of their own insert
-                    if h in self._blocks:
-                        self.eviction.pin(h)
+                kept = [h for h in hashes if h in held]   # blocks being updated are not victims of their own insert
+                for h in kept:
+                    held.pin(h)
                 try:
-                    victims = self.eviction.select_victims(len(new) - room, strict=True)
+                    victims = held.select_victims(len(new) - room, strict=True)
                 finally:
-                    for h in hashes:
-                        if h in self._blocks:
-                            self.eviction.unpin(h)
+                    for h in kept:
+                        held.unpin(h)
                 self._evict(victims)
-            for h, b in reversed(list(zip(hashes, blocks))):   # tail first: the head ends most recent
-                self._blocks[h] = b
-                self.eviction.record_insert(h)
+            record = held.record_insert
+            for i in range(len(hashes) - 1, -1, -1):   # tail first: the head ends most recent
+                record(hashes[i], blocks[i])
             self._c["inserts"] += len(new)
             return len(new)
 
     def _evict(self, victims) -> None:
-        for h in victims:
-            block = self._blocks.pop(h)
-            if self.on_evict is not None:
-                self.on_evict(h, block)
+        if self.on_evict is not None:
+            for h in victims:
+                self.on_evict(h, self.eviction.value(h))
         self.eviction.record_eviction(victims)
         self._c["evictions"] += len(victims)
 
     def evict(self, n: int) -> List[str]:
         """Evicts up to n blocks by the policy now (pinned ones never); returns their hashes."""
         with self._lock:
-            if not self._blocks:
+            if not len(self.eviction):
                 return []
             victims = self.eviction.select_victims(n)
             self._evict(victims)
@@ -152,14 +150,8 @@ class PrefixCache:
     def lookup(self, hashes: Sequence[str], check_store: bool = True) -> PrefixLookup:
         hashes = list(hashes)
         with self._lock:
-            n = 0
-            while n < len(hashes) and hashes[n] in self._blocks:
-                n += 1
-            hit = [self._blocks[h] for h in hashes[:n]]
-            for h in reversed(hashes[:n]):
-                self.eviction.record_access(h, True)
-            for h in hashes[n:]:
-                self.eviction.record_access(h, False)
+            hit_hashes, hit = self.eviction.lookup_prefix(hashes)
+            n = len(hit)
             c = self._c
             c["lookups"] += 1
             c["queried_blocks"] += len(hashes)
@@ -183,22 +175,21 @@ class PrefixCache:
                 self.stats.record_access(h, True, tokens=self.block_size)
             for h in hashes[n + len(below):]:
                 self.stats.record_access(h, False, tokens=self.block_size)
-        return PrefixLookup(hit, n * self.block_size, hashes[:n], below, self.block_size)
+        return PrefixLookup(hit, n * self.block_size, hit_hashes, below, self.block_size)
 
     def get(self, block_hash: str):
         with self._lock:
-            if block_hash not in self._blocks:
+            if block_hash not in self.eviction:
                 raise CacheMissError(f"block {block_hash} is not cached", {"hash": block_hash})
             self.eviction.record_access(block_hash, True)
-            return self._blocks[block_hash]
+            return self.eviction.value(block_hash)
 
     def invalidate(self, hashes: Sequence[str]) -> int:
         """Removes the blocks (pins too); returns how many were cached."""
         with self._lock:
             n = 0
             for h in hashes:
-                if h in self._blocks:
-                    del self._blocks[h]
+                if h in self.eviction:
                     self.eviction.remove(h)
                     n += 1
             self._c["invalidations"] += n
@@ -208,7 +199,7 @@ class PrefixCache:
         """Pins every block (all or nothing): CacheMissError when one is not cached."""
         with self._lock:
             for h in hashes:
-                if h not in self._blocks:
+                if h not in self.eviction:
                     raise CacheMissError(f"cannot pin block {h}: not cached", {"hash": h})
             for h in hashes:
                 self.eviction.pin(h)
@@ -227,16 +218,15 @@ class PrefixCache:
 
     def clear(self) -> None:
         with self._lock:
-            for h in list(self._blocks):
+            for h in list(self.eviction.tracked()):
                 self.eviction.remove(h)
-            self._blocks.clear()
 
     def get_stats(self) -> dict:
         with self._lock:
             s = dict(self._c)
             q = s["queried_blocks"]
             s["hit_rate"] = s["hit_blocks"] / q if q else 0.0
-            s["cached_blocks"] = len(self._blocks)
+            s["cached_blocks"] = len(self.eviction)
             s["max_cached_blocks"] = self.max_cached_blocks
             m = self.eviction.metrics()
             s["pinned_blocks"] = m["pinned"]

@@ -1,0 +1,147 @@
+#!/usr/bin/python3
+"""Which layout makes a Python prefix-cache lookup cheapest per block, and flattest from 1k to 1M cached blocks?
+
+The kernels below are the lookup of a 64-block cached chain (find the longest cached prefix, fetch its values,
+move its blocks to the back of the LRU order, tail first), each on its own data structure, without the rest of
+PrefixCache (lock, counters, result object), so only the layout differs:
+
+  per-block calls   the old kvasir.kv layout: a dict of values and a policy's OrderedDict of order, a Python loop
+                    and two method calls per block (manager.record_access -> policy.access -> move_to_end)
+  two tables, C     the same two tables, every per-block step in C (map/takewhile/move_to_end)
+  one table, C      one OrderedDict holding values in LRU order, every per-block step in C: what kvasir.kv does now
+  one table, loop   one OrderedDict, a Python loop of dict.get, move_to_end in C
+  hex -> int        not a lookup: only turning each 64-hex-char hash into an int, the first step any numpy
+                    (vectorised) probing would need per block before touching a table
+
+Usage: /usr/bin/python3 bench/prefix_alternatives.py [--sizes 1000,100000,1000000] [--repeats 5]
+"""
+import argparse
+import hashlib
+import os
+import random
+import statistics
+import sys
+from collections import OrderedDict, deque
+from itertools import takewhile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from prefix_bench import CHAIN, per_block_us  # noqa: E402
+
+
+def chains(n_blocks):
+    rng = random.Random(1)
+    return [[hashlib.sha256(rng.randbytes(16)).hexdigest() for _ in range(CHAIN)] for _ in range(n_blocks // CHAIN)]
+
+
+class _Policy:
+    def __init__(self):
+        self.order = OrderedDict()
+
+    def access(self, h):
+        if h in self.order:
+            self.order.move_to_end(h)
+
+
+class _Manager:
+    def __init__(self):
+        self.policy = _Policy()
+
+    def record_access(self, h, hit):
+        if hit:
+            self.policy.access(h)
+
+
+def per_block_calls(prompts):
+    blocks, manager = {}, _Manager()
+    for c in prompts:
+        for h in reversed(c):
+            blocks[h] = h
+            manager.policy.order[h] = None
+
+    def lookup(c):
+        n = 0
+        while n < len(c) and c[n] in blocks:
+            n += 1
+        hit = [blocks[h] for h in c[:n]]
+        for h in reversed(c[:n]):
+            manager.record_access(h, True)
+        return hit
+    return lookup
+
+
+def _c_lookup(values, order):
+    """The longest cached prefix with every per-block step in C: values from ``values``, LRU moves in ``order``."""
+    def lookup(c):
+        hit_ids = list(takewhile(values.__contains__, c))
+        hit = list(map(values.__getitem__, hit_ids))
+        deque(map(order.move_to_end, reversed(hit_ids)), 0)
+        return hit
+    return lookup
+
+
+def two_tables_c(prompts):
+    blocks, order = {}, OrderedDict()
+    for c in prompts:
+        for h in reversed(c):
+            blocks[h] = h
+            order[h] = None
+    return _c_lookup(blocks, order)
+
+
+def _one_table(prompts):
+    held = OrderedDict()
+    for c in prompts:
+        for h in reversed(c):
+            held[h] = h
+    return held
+
+
+def one_table_c(prompts):
+    held = _one_table(prompts)
+    return _c_lookup(held, held)
+
+
+def one_table_loop(prompts):
+    held = _one_table(prompts)
+    get, miss = held.get, object()
+
+    def lookup(c):
+        hit = []
+        for h in c:
+            v = get(h, miss)
+            if v is miss:
+                break
+            hit.append(v)
+        deque(map(held.move_to_end, reversed(c[:len(hit)])), 0)
+        return hit
+    return lookup
+
+
+def hex_to_int(prompts):
+    return lambda c: [int(h[:16], 16) for h in c]
+
+
+KERNELS = [("per-block calls (old)", per_block_calls), ("two tables, C", two_tables_c), ("one table, C (new)", one_table_c),
+           ("one table, loop", one_table_loop), ("hex -> int only", hex_to_int)]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="1000,100000,1000000")
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    print("| cached blocks | " + " | ".join(name for name, _ in KERNELS) + " |  (µs per block, median)")
+    print("| ---: |" + " ---: |" * len(KERNELS))
+    for n in (int(s) for s in args.sizes.split(",")):
+        prompts = chains(n)
+        lookups = [make(prompts) for _, make in KERNELS]   # all built first, then timed in turns: the
+        runs = [[] for _ in KERNELS]                       # machine's noise falls on every kernel alike
+        for _ in range(args.repeats):
+            for i, lookup in enumerate(lookups):
+                runs[i].append(per_block_us(lookup, prompts, 1, sample_size=500))
+        del lookups
+        print(f"| {n:,} | " + " | ".join(f"{statistics.median(r):.3f}" for r in runs) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,348 @@
+namespace Kvasir.Prefix.Internal;
+
+/// <summary>
+/// Every cached block of one cache in one slot array, with no object per block: an entry holds the full hash, the
+/// caller's value, its pin count and its two links in the eviction order (slot indices). An open-addressed index
+/// (linear probing, at most half full, 8 bytes a bucket: a 32-bit tag from the hash's first bytes and the slot) maps a
+/// hash to its slot; the full 32 bytes are compared on the entry, so two hashes that share their tag (or their first
+/// eight bytes) are both found. A hit therefore touches one bucket and one entry, plus the entries beside it when an
+/// LRU hit moves it to the back of the order. Each entry also remembers the slot of the block that last followed it in
+/// an inserted or looked-up chain (a hint, checked against the full hash): a chain inserted together sits in adjacent
+/// slots, so a lookup of it touches the index once, for its first block, and then walks neighbouring entries.
+/// <para>
+/// Slots are stable while a block is cached: a removed block's slot goes on a free list and the next insert reuses
+/// it. Growth doubles the slot array (indices and links unchanged, so the eviction order survives) and rebuilds the
+/// index. The built-in policies (<see cref="LruPolicy"/>, <see cref="FifoPolicy"/>) keep their order in the
+/// entries' links; any other <see cref="IEvictionPolicy"/> is called by hash, as its interface says.
+/// </para>
+/// Not thread-safe: the owner (<see cref="PrefixCache{TBlock}"/>, <see cref="EvictionManager"/>) serialises calls.
+/// </summary>
+internal sealed class BlockTable<TValue>
+{
+    private const int None = -1;
+    private const uint Fibonacci = 0x9E3779B9U;
+
+    /// <summary>The most blocks one table holds: 2^29 (its index of twice as many 8-byte buckets is then 8 GiB).</summary>
+    public const int MaxSlots = 1 << 29;
+
+    private struct Entry
+    {
+        public BlockHash Hash;
+        public TValue Value;
+        public int Prev, Next;   // eviction order while cached; Next links the free list once removed
+        public int Pins;         // -1 while the slot is free
+        public int Child;        // the slot of the block that last followed this one in a chain, or -1: a hint only
+    }
+
+    private readonly IEvictionPolicy _policy;
+    private readonly IEvictionPolicy? _external;   // null: the order lives in the entries' links
+    private readonly bool _moveOnAccess;
+    private readonly int _maxSlots;
+    private readonly RecentEvictions _recent;
+    private Entry[] _entries;
+    private ulong[] _buckets;   // tag << 32 | (slot + 1); 0 marks an empty bucket
+    private int _shift, _used, _free = None, _head = None, _tail = None;
+
+    /// <param name="policy">the eviction order</param>
+    /// <param name="evictedMemory">evicted hashes remembered to count re-prefills (0: none)</param>
+    /// <param name="maxSlots">the most blocks ever held at once (growth stops there); int.MaxValue when unbounded</param>
+    public BlockTable(IEvictionPolicy policy, int evictedMemory, int maxSlots)
+    {
+        _policy = policy;
+        if (policy is IIntrusiveOrder intrusive) _moveOnAccess = intrusive.MovesOnAccess;
+        else _external = policy;
+        _maxSlots = Math.Min(maxSlots, MaxSlots);
+        _recent = new RecentEvictions(evictedMemory);
+        _entries = new Entry[Math.Min(64, maxSlots)];
+        _buckets = [];
+        Rehash();
+    }
+
+    public string PolicyName => _policy.Name;
+
+    /// <summary>Blocks held.</summary>
+    public int Count { get; private set; }
+
+    /// <summary>Blocks with at least one pin.</summary>
+    public int PinnedCount { get; private set; }
+
+    public long Evictions { get; private set; }
+
+    public long Inserts { get; private set; }
+
+    public long Reinserts { get; private set; }
+
+    public long Accesses { get; private set; }
+
+    /// <summary>Inserts of a recently evicted block over all inserts; 0 before any insert.</summary>
+    public double RePrefillRate => Inserts == 0 ? 0 : (double)Reinserts / Inserts;
+
+    /// <summary>Slots allocated (held plus free); grows by doubling, never shrinks.</summary>
+    public int SlotCapacity => _entries.Length;
+
+    public BlockHash HashAt(int slot) => _entries[slot].Hash;
+
+    public TValue ValueAt(int slot) => _entries[slot].Value;
+
+    public int PinsAt(int slot) => _entries[slot].Pins;
+
+    /// <summary>The slot holding <paramref name="hash"/>, or -1.</summary>
+    public int Find(in BlockHash hash)
+    {
+        uint tag = Tag(hash);
+        var buckets = _buckets;
+        int mask = buckets.Length - 1;
+        for (int b = Home(tag); ; b = (b + 1) & mask)
+        {
+            ulong bucket = buckets[b];
+            if (bucket == 0) return None;
+            int slot = SlotOf(bucket);
+            if ((uint)(bucket >> 32) == tag && _entries[slot].Hash == hash) return slot;
+        }
+    }
+
+    /// <summary>
+    /// How many of <paramref name="hashes"/>, from the first, are held; their slots go to <paramref name="slots"/>, and
+    /// each matched block's successor hint is set to the next matched one. The first block is found through the index;
+    /// each next one first through its predecessor's hint (one entry, usually the neighbouring slot). Where a hint
+    /// fails, the rest of the chain is probed in stages (all buckets, then all entries) rather than block after block,
+    /// so the loads of one stage do not wait on each other and the memory system serves them in parallel.
+    /// </summary>
+    public int MatchPrefix(ReadOnlySpan<BlockHash> hashes, Span<int> slots)
+    {
+        if (hashes.IsEmpty) return 0;
+        if ((slots[0] = Find(hashes[0])) == None) return 0;
+        int i = 1;
+        for (; i < hashes.Length; i++)
+        {
+            int child = _entries[slots[i - 1]].Child;
+            if (child == None || _entries[child].Pins < 0 || _entries[child].Hash != hashes[i]) break;
+            slots[i] = child;
+        }
+        int matched = i == hashes.Length ? i : i + ProbeInStages(hashes[i..], slots[i..]);
+        for (int j = 1; j < matched; j++) _entries[slots[j - 1]].Child = slots[j];
+        return matched;
+    }
+
+    /// <summary>Sets the successor hint of <paramref name="parent"/> to <paramref name="child"/> (both held).</summary>
+    public void Follow(int parent, int child) => _entries[parent].Child = child;
+
+    private int ProbeInStages(ReadOnlySpan<BlockHash> hashes, Span<int> slots)
+    {
+        var buckets = _buckets;
+        int mask = buckets.Length - 1;
+        for (int i = 0; i < hashes.Length; i++)
+        {
+            // The first bucket with this tag, or -1 when the probe meets an empty bucket first.
+            uint tag = Tag(hashes[i]);
+            int b = Home(tag);
+            while (buckets[b] != 0 && (uint)(buckets[b] >> 32) != tag) b = (b + 1) & mask;
+            slots[i] = SlotOf(buckets[b]);
+        }
+        for (int i = 0; i < hashes.Length; i++)
+        {
+            int slot = slots[i];
+            if (slot == None) return i;
+            if (_entries[slot].Hash != hashes[i])
+            {
+                slot = Find(hashes[i]);   // same tag, another hash: probe on
+                if (slot == None) return i;
+                slots[i] = slot;
+            }
+        }
+        return hashes.Length;
+    }
+
+    /// <summary>Starts holding <paramref name="hash"/> with <paramref name="value"/>; when held already, counts an access and keeps the old value (false).</summary>
+    public bool Track(in BlockHash hash, TValue value, out int slot)
+    {
+        slot = Find(hash);
+        if (slot != None)
+        {
+            Access(slot);
+            return false;
+        }
+        slot = Add(hash, value);
+        return true;
+    }
+
+    /// <summary>A hit: counts it and moves the block in the order as the policy says.</summary>
+    public void Access(int slot)
+    {
+        Accesses++;
+        if (_external is not null) _external.OnAccess(_entries[slot].Hash);
+        else if (_moveOnAccess && slot != _tail)
+        {
+            Unlink(slot);
+            LinkLast(slot);
+        }
+    }
+
+    public void Pin(int slot)
+    {
+        if (_entries[slot].Pins++ == 0) PinnedCount++;
+    }
+
+    public void Unpin(int slot)
+    {
+        if (--_entries[slot].Pins == 0) PinnedCount--;
+    }
+
+    /// <summary>Stops holding the block in <paramref name="slot"/> (invalidated; pins are the caller's check).</summary>
+    public void Remove(int slot)
+    {
+        ref var entry = ref _entries[slot];
+        if (entry.Pins > 0) PinnedCount--;
+        RemoveFromIndex(Tag(entry.Hash), slot);
+        if (_external is not null) _external.OnRemove(entry.Hash);
+        else Unlink(slot);
+        entry = default;
+        entry.Pins = -1;
+        entry.Next = _free;
+        _free = slot;
+        Count--;
+    }
+
+    /// <summary>Removes a victim, counting the eviction and remembering its hash for the re-prefill rate.</summary>
+    public void Evict(int slot)
+    {
+        Evictions++;
+        _recent.Remember(_entries[slot].Hash);
+        Remove(slot);
+    }
+
+    /// <summary>
+    /// The next <paramref name="count"/> victims in the policy's order, skipping pinned blocks, without removing
+    /// them. Errors as <see cref="EvictionManager.SelectVictims"/>.
+    /// </summary>
+    public List<int> SelectVictims(int count)
+    {
+        var victims = new List<int>(count);
+        if (count == 0) return victims;
+        if (Count < count)
+            throw new NoVictimException($"asked to evict {count} blocks but only {Count} are cached",
+                new Dictionary<string, object?> { ["requested"] = count, ["tracked"] = Count });
+        if (_external is null)
+        {
+            for (int slot = _head; slot != None; slot = _entries[slot].Next)
+            {
+                if (_entries[slot].Pins > 0) continue;
+                victims.Add(slot);
+                if (victims.Count == count) return victims;
+            }
+        }
+        else
+        {
+            foreach (var candidate in _external.Candidates())
+            {
+                int slot = Find(candidate);
+                if (slot == None)
+                    throw new EvictionFailedException($"policy {_policy.Name} named block {candidate}, which is not cached",
+                        new Dictionary<string, object?> { ["policy"] = _policy.Name, ["block"] = candidate.Hex });
+                if (_entries[slot].Pins > 0) continue;
+                victims.Add(slot);
+                if (victims.Count == count) return victims;
+            }
+        }
+        throw new AllPinnedException($"asked to evict {count} blocks but only {victims.Count} of {Count} cached blocks are unpinned",
+            new Dictionary<string, object?> { ["requested"] = count, ["unpinned"] = victims.Count, ["pinned"] = PinnedCount });
+    }
+
+    private int Add(in BlockHash hash, TValue value)
+    {
+        Inserts++;
+        if (_recent.Forget(hash)) Reinserts++;
+        int slot;
+        if (_free != None)
+        {
+            slot = _free;
+            _free = _entries[slot].Next;
+        }
+        else
+        {
+            if (_used == _entries.Length) Grow();
+            slot = _used++;
+        }
+        ref var entry = ref _entries[slot];
+        entry.Hash = hash;
+        entry.Value = value;
+        entry.Pins = 0;
+        entry.Child = None;
+        AddToIndex(Tag(hash), slot);
+        if (_external is not null) _external.OnInsert(hash);
+        else LinkLast(slot);
+        Count++;
+        return slot;
+    }
+
+    /// <summary>The index's 32 bits of a hash: its first four bytes (SHA-256 output is uniform).</summary>
+    private static uint Tag(in BlockHash hash) => (uint)(hash.Prefix >> 32);
+
+    private static int SlotOf(ulong bucket) => (int)(uint)bucket - 1;
+
+    private int Home(uint tag) => (int)((tag * Fibonacci) >> _shift);
+
+    private void AddToIndex(uint tag, int slot)
+    {
+        int mask = _buckets.Length - 1;
+        int b = Home(tag);
+        while (_buckets[b] != 0) b = (b + 1) & mask;
+        _buckets[b] = ((ulong)tag << 32) | (uint)(slot + 1);
+    }
+
+    /// <summary>Deletes the bucket of <paramref name="slot"/> and shifts the probe run behind it back (no tombstones).</summary>
+    private void RemoveFromIndex(uint tag, int slot)
+    {
+        int mask = _buckets.Length - 1;
+        int hole = Home(tag);
+        while (SlotOf(_buckets[hole]) != slot) hole = (hole + 1) & mask;
+        for (int next = (hole + 1) & mask; _buckets[next] != 0; next = (next + 1) & mask)
+        {
+            // An entry may fill the hole only if its home is not in (hole, next]: it would no longer be found otherwise.
+            int home = Home((uint)(_buckets[next] >> 32));
+            bool homeAfterHole = hole <= next ? home > hole && home <= next : home > hole || home <= next;
+            if (homeAfterHole) continue;
+            _buckets[hole] = _buckets[next];
+            hole = next;
+        }
+        _buckets[hole] = default;
+    }
+
+    private void Grow()
+    {
+        if (_entries.Length >= _maxSlots)
+            throw new InvalidOperationException($"a block table holds at most {_maxSlots} blocks");   // PrefixCache checks its capacity first
+        int size = (int)Math.Min((long)_entries.Length * 2, _maxSlots);
+        Array.Resize(ref _entries, size);
+        Rehash();
+    }
+
+    /// <summary>A new index of at least twice the slots (so at most half full), refilled from the held entries.</summary>
+    private void Rehash()
+    {
+        int bits = Math.Max(4, 64 - System.Numerics.BitOperations.LeadingZeroCount((ulong)_entries.Length * 2 - 1));
+        _buckets = new ulong[1 << bits];
+        _shift = 32 - bits;
+        // Growth happens only when the free list is empty, so every slot below _used is held.
+        for (int slot = 0; slot < _used; slot++) AddToIndex(Tag(_entries[slot].Hash), slot);
+    }
+
+    private void LinkLast(int slot)
+    {
+        ref var entry = ref _entries[slot];
+        entry.Prev = _tail;
+        entry.Next = None;
+        if (_tail == None) _head = slot;
+        else _entries[_tail].Next = slot;
+        _tail = slot;
+    }
+
+    private void Unlink(int slot)
+    {
+        ref var entry = ref _entries[slot];
+        if (entry.Prev == None) _head = entry.Next;
+        else _entries[entry.Prev].Next = entry.Next;
+        if (entry.Next == None) _tail = entry.Prev;
+        else _entries[entry.Next].Prev = entry.Prev;
+    }
+}

@@ -1,0 +1,253 @@
+using Kvasir.Prefix.Internal;
+
+namespace Kvasir.Prefix.Tests;
+
+/// <summary>
+/// The slot array behind PrefixCache and EvictionManager: what an open-addressed table with intrusive links can get
+/// wrong (a reused slot, two hashes with the same first eight bytes, growth, the order across growth, the budget),
+/// checked through the public calls and, where the structure itself is the subject, on the table directly.
+/// </summary>
+public sealed class BlockTableTests
+{
+    private static BlockHash[] Ids(int n, int start = 0) =>
+        Enumerable.Range(start, n).Select(i => BlockHash.FromBytes(System.Security.Cryptography.SHA256.HashData(BitConverter.GetBytes(i)))).ToArray();
+
+    /// <summary>Hashes whose first eight bytes are all <paramref name="prefix"/> and whose other 24 differ.</summary>
+    private static BlockHash[] SamePrefix(int n, ulong prefix = 0x0123456789abcdef)
+    {
+        return Enumerable.Range(0, n).Select(i =>
+        {
+            var bytes = new byte[BlockHash.Size];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(bytes, prefix);
+            bytes[31] = (byte)(i + 1);
+            bytes[20] = (byte)(i * 7);
+            return BlockHash.FromBytes(bytes);
+        }).ToArray();
+    }
+
+    [Fact]
+    public void A_slot_freed_by_eviction_serves_the_next_block_and_never_its_old_value()
+    {
+        var cache = new PrefixCache<string>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 4 });
+        var ids = Ids(8);
+        cache.Insert(ids[..4], ["a0", "a1", "a2", "a3"]);
+        var result = cache.Insert(ids[4..6], ["b4", "b5"]);   // evicts a0 and a1, their slots are reused
+        Assert.Equal([ids[0], ids[1]], result.Evicted.Select(e => e.Key));
+        Assert.Equal(["a0", "a1"], result.Evicted.Select(e => e.Value));
+        Assert.False(cache.Contains(ids[0]) || cache.Contains(ids[1]));
+        Assert.Equal(["a2", "a3", "b4", "b5"], cache.Lookup(ids[2..6]).Blocks);
+        Assert.Equal(0, cache.Lookup(ids[..2]).NumBlocks);
+        cache.Invalidate([ids[3]]);
+        cache.Insert([ids[0]], ["c0"]);                         // back in a reused slot with its new value
+        Assert.Equal("c0", cache.Get(ids[0]));
+        Assert.False(cache.TryGet(ids[3], out _));
+        Assert.Equal(4, cache.Count);
+        Assert.Equal(1.0 / 7, cache.GetStats().RePrefillRate, 9);   // 7 inserts, one of an evicted block
+    }
+
+    [Fact]
+    public void Hashes_sharing_their_first_eight_bytes_are_distinct_blocks()
+    {
+        var same = SamePrefix(6);
+        var cache = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 8 });
+        cache.Insert(same[..4], [0, 1, 2, 3]);
+        for (int i = 0; i < 4; i++) Assert.Equal(i, cache.Get(same[i]));
+        Assert.False(cache.Contains(same[4]));                  // same eight bytes as four cached ones, not cached itself
+        Assert.Equal([0, 1, 2, 3], cache.Lookup(same[..4]).Blocks);
+        Assert.Equal([2, 3], cache.Lookup(same[2..4]).Blocks);  // the batched probe finds the first colliding bucket first
+        Assert.Equal(1, cache.Lookup([same[3], same[4]]).NumBlocks);
+        cache.Invalidate([same[1]]);                            // a hole in the middle of the probe run
+        Assert.Equal([3, 2, 0], cache.Lookup([same[3], same[2], same[0]]).Blocks);
+        Assert.Equal(0, cache.Lookup([same[1]]).NumBlocks);
+        cache.Insert([same[5], same[1]], [5, 10]);
+        Assert.Equal([10, 5], cache.Lookup([same[1], same[5]]).Blocks);
+        Assert.Equal(5, cache.Count);
+    }
+
+    [Fact]
+    public void A_successor_hint_to_a_freed_or_reused_slot_never_makes_a_false_hit()
+    {
+        var cache = new PrefixCache<string>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 3 });
+        var a = Ids(3);
+        var b = Ids(2, 100);
+        cache.Insert(a, ["a0", "a1", "a2"]);                    // a0's hint: a1's slot; a1's: a2's
+        cache.Invalidate([a[1]]);                               // a1's slot is free, its entry zeroed
+        Assert.Equal(["a0"], cache.Lookup([a[0], BlockHash.Zero]).Blocks);   // the freed entry's hash is all zeros
+        Assert.Equal(["a0"], cache.Lookup(a).Blocks);
+        cache.Insert([b[0]], ["b0"]);                           // b0 takes a1's old slot: a0's hint now points at b0
+        Assert.Equal(["a0"], cache.Lookup(a).Blocks);
+        Assert.Equal(["a0", "b0"], cache.Lookup([a[0], b[0]]).Blocks);      // a chain is just hashes: b0 follows a0 here
+        cache.Insert([a[1]], ["a1 again"]);                     // evicts the least recent (a2); a1 in a new slot
+        Assert.Equal(["a0", "a1 again"], cache.Lookup(a).Blocks);
+        Assert.Equal(2, cache.Lookup(a).NumBlocks);
+    }
+
+    [Fact]
+    public void The_table_grows_from_64_slots_keeping_every_block_and_its_value()
+    {
+        var table = new BlockTable<int>(new LruPolicy(), evictedMemory: 0, maxSlots: int.MaxValue);
+        var ids = Ids(5000);
+        Assert.Equal(64, table.SlotCapacity);
+        for (int i = 0; i < ids.Length; i++)
+        {
+            Assert.True(table.Track(ids[i], i, out int slot));
+            Assert.Equal(i, table.ValueAt(slot));
+            if (i % 97 == 0)   // every block so far still found, across each doubling
+                Assert.All(Enumerable.Range(0, i + 1), j => Assert.Equal(j, table.ValueAt(table.Find(ids[j]))));
+        }
+        Assert.Equal(8192, table.SlotCapacity);
+        Assert.Equal(5000, table.Count);
+        var slots = new int[ids.Length];
+        Assert.Equal(ids.Length, table.MatchPrefix(ids, slots));
+        Assert.Equal(ids.Length, slots.Distinct().Count());
+        Assert.Equal(-1, table.Find(Ids(1, 10_000)[0]));
+    }
+
+    [Fact]
+    public void A_capped_table_grows_to_its_cap_and_no_further()
+    {
+        var cache = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 100 });
+        var ids = Ids(300);
+        for (int i = 0; i < 300; i += 10) cache.Insert(ids[i..(i + 10)], Enumerable.Range(i, 10).ToArray());
+        Assert.Equal(100, cache.Count);
+        Assert.Equal(Enumerable.Range(200, 100), cache.Lookup(ids[200..]).Blocks);
+        Assert.Equal(200, cache.GetStats().Evictions);
+        var error = Assert.Throws<ConfigInvalidException>(() => new PrefixCache<int>(new PrefixCacheOptions { MaxCachedBlocks = BlockTable<int>.MaxSlots + 1 }));
+        Assert.Contains("MaxCachedBlocks must be 1 to 536,870,912", error.Message);
+    }
+
+    [Fact]
+    public void Lru_order_survives_growth_and_slot_reuse()
+    {
+        var m = new EvictionManager(evictedMemory: 0);
+        var ids = Ids(1600);
+        var random = new Random(7);
+        var expected = new List<BlockHash>();   // the order a plain list keeps: least recent first
+        foreach (var id in ids[..1000])
+        {
+            m.Track(id);
+            expected.Add(id);
+        }
+        Assert.Equal(expected.Take(100), m.Evict(100));   // frees 100 slots, reused below before the next growth
+        expected.RemoveRange(0, 100);
+        for (int i = 0; i < 3000; i++)
+        {
+            var id = expected[random.Next(expected.Count)];
+            m.RecordAccess(id);
+            expected.Remove(id);
+            expected.Add(id);
+            if (i % 5 == 0)
+            {
+                var fresh = ids[1000 + (i / 5)];
+                m.Track(fresh);
+                expected.Add(fresh);
+            }
+        }
+        Assert.Equal(expected.Count, m.Count);
+        Assert.Equal(expected, m.SelectVictims(expected.Count));
+    }
+
+    [Fact]
+    public void Random_operations_match_a_reference_model_and_never_exceed_the_budget()
+    {
+        const int capacity = 50;
+        var cache = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = capacity });
+        var ids = Ids(200).Concat(SamePrefix(40)).ToArray();   // some share their first eight bytes
+        var order = new List<BlockHash>();                     // the model: LRU order, least recent first
+        var values = new Dictionary<BlockHash, int>();
+        var pins = new Dictionary<BlockHash, int>();
+        var random = new Random(11);
+        for (int step = 0; step < 4000; step++)
+        {
+            var chain = Enumerable.Range(0, random.Next(1, 9)).Select(_ => ids[random.Next(ids.Length)]).Distinct().ToArray();
+            switch (random.Next(5))
+            {
+                case 0:
+                case 1:
+                    int expectMatched = chain.TakeWhile(values.ContainsKey).Count();
+                    var match = cache.Lookup(chain);
+                    Assert.Equal(chain.Take(expectMatched).Select(h => values[h]), match.Blocks);
+                    foreach (var h in chain.Take(expectMatched)) Touch(h);
+                    break;
+                case 2:
+                    int fresh = chain.Count(h => !values.ContainsKey(h));
+                    int need = values.Count + fresh - capacity;
+                    var victims = order.Where(h => !pins.ContainsKey(h) && !chain.Contains(h)).Take(Math.Max(0, need)).ToList();
+                    if (need > 0 && victims.Count < need)
+                    {
+                        Assert.Throws<AllPinnedException>(() => cache.Insert(chain, chain.Select(_ => step).ToArray()));
+                        break;
+                    }
+                    var result = cache.Insert(chain, chain.Select(_ => step).ToArray());
+                    Assert.Equal(victims, result.Evicted.Select(e => e.Key));
+                    foreach (var v in victims)
+                    {
+                        order.Remove(v);
+                        values.Remove(v);
+                    }
+                    foreach (var h in chain)
+                    {
+                        if (values.TryAdd(h, step)) order.Add(h);
+                        else Touch(h);
+                    }
+                    break;
+                case 3:
+                    var target = chain[0];
+                    if (values.ContainsKey(target) && !pins.ContainsKey(target) && random.Next(2) == 0)
+                    {
+                        cache.Pin([target]);
+                        pins[target] = 1;
+                    }
+                    else if (pins.Remove(target))
+                    {
+                        cache.Unpin([target]);
+                    }
+                    break;
+                default:
+                    var unpinned = chain.Where(h => !pins.ContainsKey(h)).ToArray();
+                    Assert.Equal(unpinned.Count(values.ContainsKey), cache.Invalidate(unpinned).Count);
+                    foreach (var h in unpinned)
+                    {
+                        order.Remove(h);
+                        values.Remove(h);
+                    }
+                    break;
+            }
+            Assert.True(cache.Count <= capacity, $"step {step}: {cache.Count} blocks cached, budget {capacity}");
+            Assert.Equal(values.Count, cache.Count);
+            Assert.Equal(pins.Count, cache.GetStats().PinnedBlocks);
+        }
+        Assert.True(cache.GetStats().Evictions > 100, "the run should have evicted often");
+
+        void Touch(BlockHash h)
+        {
+            order.Remove(h);
+            order.Add(h);
+        }
+    }
+
+    [Fact]
+    public void A_policy_of_its_own_is_called_by_hash_and_decides_the_victims()
+    {
+        var policy = new NewestFirst();
+        var cache = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 3, Policy = policy });
+        var ids = Ids(4);
+        cache.Insert(ids[..3], [0, 1, 2]);
+        cache.Lookup([ids[0]]);
+        Assert.Equal(ids[2], Assert.Single(cache.Insert([ids[3]], [3]).Evicted).Key);
+        Assert.Equal([ids[0], ids[1], ids[3]], policy.Held);
+        Assert.Equal(1, policy.Accesses);
+        Assert.Equal("newest-first", cache.PolicyName);
+    }
+
+    private sealed class NewestFirst : IEvictionPolicy
+    {
+        public List<BlockHash> Held { get; } = [];
+        public int Accesses { get; private set; }
+        public string Name => "newest-first";
+        public void OnInsert(BlockHash block) => Held.Add(block);
+        public void OnAccess(BlockHash block) => Accesses++;
+        public void OnRemove(BlockHash block) => Held.Remove(block);
+        public IEnumerable<BlockHash> Candidates() => Enumerable.Reverse(Held).ToList();
+    }
+}
