@@ -30,6 +30,25 @@ def parse_auth_key(key: Union[str, bytes, bytearray]) -> bytes:
         raise ValueError("auth key contains a character that is not hex") from None
 
 
+def read_key_file(path: str, source: str) -> str:
+    """The key held in ``path`` (64 hex chars, whitespace around ignored). The file must be private: one that its
+    group or others may read is refused with the chmod to run, as the CLI does."""
+    from .errors import KvasirError  # noqa: PLC0415
+    try:
+        mode = os.stat(path).st_mode & 0o777
+        if mode & 0o077:
+            raise KvasirError(f"{source}: {path} is readable by other users (mode 0{mode:o}); run chmod 600 {path}")
+        with open(path, encoding="ascii") as f:
+            text = f.read().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise KvasirError(f"{source}: cannot read {path}: {e}") from None
+    try:
+        parse_auth_key(text)
+    except ValueError as e:
+        raise KvasirError(f"{source} {path}: {e}") from None
+    return text
+
+
 def new_nonce() -> bytes:
     return os.urandom(NONCE_BYTES)
 

@@ -29,7 +29,7 @@ def _load_yaml_config(path: str) -> dict:
         return {}
     if not isinstance(data, dict):
         raise KvasirError(f"KVASIR_CONFIG={path} must hold a mapping")
-    known = {"servers", "auth_key", "transport", "connect_timeout", "request_timeout", "redis_url", "cluster", "replicas",
+    known = {"servers", "auth_key", "auth_key_file", "transport", "connect_timeout", "request_timeout", "redis_url", "cluster", "replicas",
              "tls_ca", "tls_server_name", "tls_cert", "tls_key"}
     # "node:" holds the settings of `kvasir serve` (docs/operations.md): the node's, not the client's.
     unknown = set(data) - known - {"node"}
@@ -41,7 +41,8 @@ def _load_yaml_config(path: str) -> dict:
 def resolve_config(servers=None, auth_key=None, transport=None, connect_timeout=None, request_timeout=None,
                    redis_url=None, cluster=None, replicas=None, tls=None) -> dict:
     """The effective configuration: ``KVASIR_CONFIG`` (YAML file), then the environment
-    (``KVASIR_SERVERS``, ``KVASIR_AUTH_KEY``, ``KVASIR_TRANSPORT``, ``KVASIR_CONNECT_TIMEOUT``,
+    (``KVASIR_SERVERS``, ``KVASIR_AUTH_KEY`` - else ``KVASIR_AUTH_KEY_FILE`` or the file's ``auth_key_file``, a
+    private file holding the key -, ``KVASIR_TRANSPORT``, ``KVASIR_CONNECT_TIMEOUT``,
     ``KVASIR_REQUEST_TIMEOUT``, ``KVASIR_REDIS_URL``, ``KVASIR_CLUSTER``, ``KVASIR_REPLICAS``,
     ``KVASIR_TLS_CA``, ``KVASIR_TLS_SERVER_NAME``, ``KVASIR_TLS_CLIENT_CERT``, ``KVASIR_TLS_CLIENT_KEY``: not
     ``KVASIR_TLS_CERT``/``KVASIR_TLS_KEY``, which are the node's own certificate), then the
@@ -61,6 +62,14 @@ def resolve_config(servers=None, auth_key=None, transport=None, connect_timeout=
         value = os.environ.get(var)
         if value:
             cfg[name] = value
+    if cfg["auth_key"] is None:   # no key given, in the file or the environment: a key file, if one is named
+        key_file, source = os.environ.get("KVASIR_AUTH_KEY_FILE"), "KVASIR_AUTH_KEY_FILE"
+        if not key_file and cfg.get("auth_key_file"):
+            key_file, source = cfg["auth_key_file"], "auth_key_file"
+        if key_file and auth_key is None:
+            from .auth import read_key_file  # noqa: PLC0415
+            cfg["auth_key"] = read_key_file(key_file, source)
+    cfg.pop("auth_key_file", None)
     explicit = {"servers": servers, "auth_key": auth_key, "transport": transport,
                 "connect_timeout": connect_timeout, "request_timeout": request_timeout,
                 "redis_url": redis_url, "cluster": cluster, "replicas": replicas, **(tls or {})}

@@ -121,7 +121,7 @@ def store(node, monkeypatch, request):
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch):
     for var in ("KVASIR_CONFIG", "KVASIR_SERVERS", "KVASIR_AUTH_KEY", "KVASIR_TRANSPORT",
-                "KVASIR_CONNECT_TIMEOUT", "KVASIR_REQUEST_TIMEOUT",
+                "KVASIR_CONNECT_TIMEOUT", "KVASIR_REQUEST_TIMEOUT", "KVASIR_AUTH_KEY_FILE",
                 "KVASIR_TLS_CA", "KVASIR_TLS_SERVER_NAME", "KVASIR_TLS_CLIENT_CERT", "KVASIR_TLS_CLIENT_KEY"):
         monkeypatch.delenv(var, raising=False)
 

@@ -356,3 +356,19 @@ def test_verify_crc(node):
         k = uniq("crc")
         assert s.put(k, b"hello") == 0 and s.get(k) == b"hello"
         assert s.put(k, b"") == 0 and s.get(k) == b""
+
+
+def test_the_key_comes_from_a_private_key_file_and_a_shared_one_is_refused(auth_node, monkeypatch, tmp_path):
+    # KVASIR_AUTH_KEY_FILE (what `kvasir keygen` writes and the CLI reads) works for Python clients too
+    key_file = tmp_path / "auth.key"
+    key_file.write_text(AUTH_KEY + "\n")
+    key_file.chmod(0o600)
+    monkeypatch.setenv("KVASIR_AUTH_KEY_FILE", str(key_file))
+    with KvStore(auth_node.address, request_timeout=10) as s:
+        assert s.put("from-key-file", b"v") == 0 and s.get("from-key-file") == b"v"
+    key_file.chmod(0o644)
+    with pytest.raises(KvasirError, match=r"is readable by other users \(mode 0644\); run chmod 600"):
+        KvStore(auth_node.address)
+    monkeypatch.setenv("KVASIR_AUTH_KEY", AUTH_KEY)   # a key given directly wins: the file is not read
+    with KvStore(auth_node.address, request_timeout=10) as s:
+        assert s.get("from-key-file") == b"v"
