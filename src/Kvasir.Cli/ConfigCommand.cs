@@ -34,7 +34,7 @@ public static class ConfigCommand
             ? $"kvasir keygen: wrote a new auth key to {path} (mode 0600)"
             : $"kvasir keygen: {path} already holds an auth key; kept it (keygen never overwrites a key)");
         Console.WriteLine($"  node:    kvasir serve --auth-key-file {path}");
-        Console.WriteLine($"  clients: KVASIR_AUTH_KEY_FILE={path}, or --auth-key-file {path}");
+        Console.WriteLine($"  clients: KVASIR_AUTH_KEY_FILE={path} (CLI and Python), or --auth-key-file {path}");
         return 0;
     }
 
