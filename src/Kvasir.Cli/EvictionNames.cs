@@ -12,7 +12,7 @@ public static class EvictionNames
         ("lfu", EvictionPolicyKind.Lfu),
         ("s3fifo", EvictionPolicyKind.S3Fifo),
         ("prefix", EvictionPolicyKind.PrefixAware),
-        ("chainturn", EvictionPolicyKind.ChainTurn),
+        ("chainlfu", EvictionPolicyKind.ChainLfu),
     ];
 
     /// <summary>"lru|fifo|…" for help texts.</summary>

@@ -23,7 +23,7 @@ public static class TraceBenchCommand
 
           --simulate            offline: every policy and the Belady bound at each --capacity, in this process
           --capacity LIST       cache size: N% of the trace's unique blocks, or N blocks    default 1%,5%,10%,25%,50%
-          --policy LIST         policies to simulate, or the inproc node's                   default all (inproc: chainturn)
+          --policy LIST         policies to simulate, or the inproc node's                   default all (inproc: chainlfu)
           --requests N          replay only the first N requests                             default all
           --block-bytes SIZE    bytes per 512-token block in a live replay (scaled down)      default 16KiB
           --speed X             live replay: X times the trace's pace; 0 = as fast as possible default 0
@@ -89,9 +89,17 @@ public static class TraceBenchCommand
                     var h = results[r, c];
                     Console.WriteLine(JsonSerializer.Serialize(new
                     {
-                        policy = rows[r], capacity = capacities[c].Label, capacity_blocks = capacities[c].Blocks, unique_blocks = unique,
-                        requests = h.Requests, blocks = h.Blocks, hit_blocks = h.HitBlocks, hit_rate = h.HitRate,
-                        input_tokens = h.InputTokens, tokens_saved = h.TokensSaved, evictions = h.Evictions,
+                        policy = rows[r],
+                        capacity = capacities[c].Label,
+                        capacity_blocks = capacities[c].Blocks,
+                        unique_blocks = unique,
+                        requests = h.Requests,
+                        blocks = h.Blocks,
+                        hit_blocks = h.HitBlocks,
+                        hit_rate = h.HitRate,
+                        input_tokens = h.InputTokens,
+                        tokens_saved = h.TokensSaved,
+                        evictions = h.Evictions,
                     }));
                 }
             return 0;
@@ -110,7 +118,7 @@ public static class TraceBenchCommand
             throw new UsageException($"--target: '{targetName}' is not kvasir, inproc, redis or memcached");
         double speed = cl.Double("speed", 0);
         if (speed is < 0 or > 1e6) throw new UsageException("--speed: must be 0 (as fast as possible) or a positive factor up to 1e6");
-        var policy = targetName == "inproc" ? EvictionNames.Parse(cl.Get("policy", "chainturn"), "policy") : (EvictionPolicyKind?)null;
+        var policy = targetName == "inproc" ? EvictionNames.Parse(cl.Get("policy", "chainlfu"), "policy") : (EvictionPolicyKind?)null;
         if (targetName != "inproc" && cl.Get("policy") is not null) throw new UsageException("--policy: the node's policy is its own (serve --eviction); only --target inproc or --simulate take one");
         string server = cl.Get("server", "127.0.0.1:7380");
         if (targetName is "redis" or "memcached") ClientCommands.CheckServerAndKey(server, cl.Get("auth-key"));
@@ -140,10 +148,24 @@ public static class TraceBenchCommand
         {
             Console.WriteLine(JsonSerializer.Serialize(new
             {
-                target = name, capacity = capacity.Label, capacity_blocks = capacity.Blocks, block_bytes = blockBytes, requests = h.Requests,
-                blocks = h.Blocks, hit_blocks = h.HitBlocks, hit_rate = h.HitRate, input_tokens = h.InputTokens, tokens_saved = h.TokensSaved,
-                bytes_read = result.BytesRead, bytes_written = result.BytesWritten, get_gbps = result.GetGBps, put_gbps = result.PutGBps,
-                lookup_p50_us = result.LookupMicros(0.5), lookup_p99_us = result.LookupMicros(0.99), evictions, errors = result.Errors,
+                target = name,
+                capacity = capacity.Label,
+                capacity_blocks = capacity.Blocks,
+                block_bytes = blockBytes,
+                requests = h.Requests,
+                blocks = h.Blocks,
+                hit_blocks = h.HitBlocks,
+                hit_rate = h.HitRate,
+                input_tokens = h.InputTokens,
+                tokens_saved = h.TokensSaved,
+                bytes_read = result.BytesRead,
+                bytes_written = result.BytesWritten,
+                get_gbps = result.GetGBps,
+                put_gbps = result.PutGBps,
+                lookup_p50_us = result.LookupMicros(0.5),
+                lookup_p99_us = result.LookupMicros(0.99),
+                evictions,
+                errors = result.Errors,
                 seconds = result.WallSeconds,
             }));
         }

@@ -22,8 +22,8 @@ public enum EvictionPolicyKind
     S3Fifo,
 
     /// <summary>
-    /// Chain-turn aware LRU (this project's design): values are ranked by how often their chain has been continued
-    /// and by recency, a chain is eaten from its tail, and a branch superseded by its continuation goes first.
+    /// Chain-aware LFU with dynamic aging (this project's design, the default): reads plus one while another block
+    /// continues this one, so a chain goes from its tail and orphans are worth nothing. See docs/eviction.md.
     /// </summary>
-    ChainTurn,
+    ChainLfu,
 }

@@ -10,7 +10,7 @@ internal static class EvictionPolicies
         EvictionPolicyKind.Fifo => new FifoPolicy(),
         EvictionPolicyKind.Lfu => new LfuPolicy(),
         EvictionPolicyKind.S3Fifo => new S3FifoPolicy(),
-        EvictionPolicyKind.ChainTurn => new ChainTurnPolicy(),
+        EvictionPolicyKind.ChainLfu => new ChainLfuPolicy(),
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "not an eviction policy"),
     };
 }
