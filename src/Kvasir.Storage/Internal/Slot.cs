@@ -31,9 +31,6 @@ internal sealed class Slot(byte[] key, ValueVersion current) : IListNode<Slot>
     /// <summary>Policy state: accesses counted by the policy (capped, aged or decremented as the policy defines).</summary>
     public int Frequency { get; set; }
 
-    /// <summary>Policy state: how many times the slot's chain had been continued when the slot was stored (chain-turn policy).</summary>
-    public int Turn { get; set; }
-
     /// <summary>Policy state: the slot's position in the policy's heap (-1: not in it).</summary>
     public int HeapIndex { get; set; } = -1;
 
