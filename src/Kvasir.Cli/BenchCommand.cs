@@ -40,13 +40,14 @@ public static class BenchCommand
           --no-prefill          do not write the key space before get/mixed/exists
           --no-progress         no live progress bar
           --json                one JSON object per run (one line each)
-        """;
+        """ + TraceBenchCommand.Help;
 
     private static readonly string[] ValueOptions =
         [.. ClientCommands.ConnectOptions, "target", "op", "ratio", "value-size", "batch", "inflight", "connections", "keys", "duration", "requests", "warmup", "memory", "verify", "key-space"];
 
     public static async Task<int> RunAsync(IReadOnlyList<string> args)
     {
+        if (args.Any(a => a == "--trace" || a.StartsWith("--trace=", StringComparison.Ordinal))) return await TraceBenchCommand.RunAsync(args);
         var cl = CommandLine.Parse(args, ValueOptions, ["no-verify", "no-prefill", "no-progress", "json"]);
         if (cl.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cl.Positionals[0]}'");
         string targetName = cl.Get("target", "kvasir");

@@ -26,12 +26,7 @@ public static class ServeCommand
             try { key = AuthHandshake.ParseKey(hex); }
             catch (FormatException ex) { throw new UsageException($"--auth-key: {ex.Message}"); }
         }
-        var eviction = cl.Get("eviction", "lru") switch
-        {
-            "lru" => EvictionPolicyKind.Lru,
-            "prefix" => EvictionPolicyKind.PrefixAware,
-            var other => throw new UsageException($"--eviction: '{other}' is not lru or prefix"),
-        };
+        var eviction = EvictionNames.Parse(cl.Get("eviction", "chainlfu"), "eviction");
         long blockSize = cl.Get("block-size") is "off" or null ? 0 : cl.Size("block-size", 0);
         if (blockSize > int.MaxValue) throw new UsageException($"--block-size: {ByteSize.Format(blockSize)} is larger than the largest block ({int.MaxValue} bytes)");
         long capacity = cl.Size("memory", 1L << 30);

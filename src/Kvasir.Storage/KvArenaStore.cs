@@ -74,7 +74,7 @@ public sealed partial class KvArenaStore : IDisposable
         _allocator = options.BlockSize is int block
             ? new BlockAllocator(options.Capacity, block)
             : new TlsfAllocator(options.Capacity, options.Granule);
-        _policy = options.Eviction == EvictionPolicyKind.PrefixAware ? new PrefixAwarePolicy() : new LruPolicy();
+        _policy = EvictionPolicies.Create(options.Eviction);
         _index = new Dictionary<byte[], Slot>(ByteKeyComparer.Instance);
         _lookup = _index.GetAlternateLookup<ReadOnlySpan<byte>>();
         _canEvict = static slot => slot.PinCount == 0 && slot.Current.LeaseCount == 0;

@@ -60,8 +60,8 @@ public sealed class StoreOptions
     /// </summary>
     public double LowWatermark { get; init; } = 0.90;
 
-    /// <summary>Which values are evicted first. Default <see cref="EvictionPolicyKind.Lru"/>.</summary>
-    public EvictionPolicyKind Eviction { get; init; } = EvictionPolicyKind.Lru;
+    /// <summary>Which values are evicted first. Default <see cref="EvictionPolicyKind.ChainLfu"/> (chosen by replaying a production trace: docs/eviction.md).</summary>
+    public EvictionPolicyKind Eviction { get; init; } = EvictionPolicyKind.ChainLfu;
 
     /// <summary>
     /// How long a lease may be held before it is reaped. Default 30 s. The background reaper runs every

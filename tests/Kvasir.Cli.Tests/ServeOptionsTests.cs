@@ -18,7 +18,7 @@ public class ServeOptionsTests
         Assert.Equal(1L << 30, o.Store.Capacity);
         Assert.Equal(64L << 20, o.Store.MaxValueBytes);
         Assert.Null(o.Store.BlockSize);
-        Assert.Equal(EvictionPolicyKind.Lru, o.Store.Eviction);
+        Assert.Equal(EvictionPolicyKind.ChainLfu, o.Store.Eviction);
         Assert.Equal(0.95, o.Store.HighWatermark);
         Assert.Equal(0.90, o.Store.LowWatermark);
         Assert.Equal(TimeSpan.FromSeconds(30), o.Store.LeaseTimeout);
@@ -73,6 +73,16 @@ public class ServeOptionsTests
     [Fact]
     public void The_equals_form_works_for_serve_flags()
         => Assert.Equal(1234, ServeCommand.ParseOptions(["--port=1234"]).Port);
+
+    [Theory]
+    [InlineData("lru", EvictionPolicyKind.Lru)]
+    [InlineData("fifo", EvictionPolicyKind.Fifo)]
+    [InlineData("lfu", EvictionPolicyKind.Lfu)]
+    [InlineData("s3fifo", EvictionPolicyKind.S3Fifo)]
+    [InlineData("prefix", EvictionPolicyKind.PrefixAware)]
+    [InlineData("chainlfu", EvictionPolicyKind.ChainLfu)]
+    public void Every_eviction_policy_is_selectable_by_name(string name, EvictionPolicyKind kind)
+        => Assert.Equal(kind, ServeCommand.ParseOptions(["--eviction", name]).Store.Eviction);
 
     [Theory]
     [InlineData("--auth-key", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeef")]   // 63 chars

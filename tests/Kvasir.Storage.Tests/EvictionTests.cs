@@ -41,7 +41,7 @@ public sealed class EvictionTests
     [Fact]
     public void Lru_evicts_the_least_recently_read_value_first()
     {
-        using var store = new KvArenaStore(new StoreOptions { Capacity = 1 << 20, MaxValueBytes = 1 << 20 });
+        using var store = new KvArenaStore(new StoreOptions { Capacity = 1 << 20, MaxValueBytes = 1 << 20, Eviction = EvictionPolicyKind.Lru });
         for (int i = 0; i < 10; i++)
         {
             Assert.Equal(WireStatus.Ok, Put(store, $"k{i}", 64 * 1024));
@@ -127,7 +127,7 @@ public sealed class EvictionTests
     [Fact]
     public void Store_answers_out_of_memory_when_everything_is_pinned()
     {
-        using var store = new KvArenaStore(new StoreOptions { Capacity = 1 << 20, MaxValueBytes = 1 << 20 });
+        using var store = new KvArenaStore(new StoreOptions { Capacity = 1 << 20, MaxValueBytes = 1 << 20, Eviction = EvictionPolicyKind.Lru });
         for (int i = 0; i < 16; i++)
         {
             Assert.Equal(WireStatus.Ok, Put(store, $"k{i}", 64 * 1024));

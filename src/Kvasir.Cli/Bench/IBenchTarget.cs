@@ -12,6 +12,13 @@ public interface IBenchTarget : IAsyncDisposable
     Task<int> PutAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, IReadOnlyList<ReadOnlyMemory<byte>> values);
 
     /// <summary>
+    /// Stores the values as a chain: each key's block continues the previous key's, the first continues
+    /// <paramref name="parent"/> (empty: none). Targets without chains store them as a plain batch.
+    /// </summary>
+    Task<int> PutChainAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, IReadOnlyList<ReadOnlyMemory<byte>> values, ReadOnlyMemory<byte> parent)
+        => PutAsync(keys, values);
+
+    /// <summary>
     /// Reads each key's value straight into its destination. <paramref name="lengths"/>[i] becomes the
     /// value's length, <see cref="Miss"/> for a miss, or <see cref="Error"/> for any failure (including a
     /// value longer than its destination).

@@ -12,6 +12,13 @@ public sealed class KvasirTarget(KvStore store) : IBenchTarget
         return failed;
     }
 
+    public async Task<int> PutChainAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, IReadOnlyList<ReadOnlyMemory<byte>> values, ReadOnlyMemory<byte> parent)
+    {
+        int failed = 0;
+        foreach (var s in await store.PutAsync(keys, values, new PutOptions { Chain = true, ChainParent = parent })) if (s != KvStatus.Ok) failed++;
+        return failed;
+    }
+
     public async Task GetAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, IReadOnlyList<Memory<byte>> destinations, long[] lengths)
     {
         var results = await store.GetAsync(keys, destinations);

@@ -24,7 +24,7 @@ internal abstract class ListEvictionPolicy : IEvictionPolicy
 
     public void OnAccess(Slot slot)
     {
-        if (slot.InList)
+        if (MoveOnAccess && slot.InList)
         {
             _recency.Remove(slot);
             _recency.AddFirst(slot);
@@ -57,6 +57,9 @@ internal abstract class ListEvictionPolicy : IEvictionPolicy
 
         return null;
     }
+
+    /// <summary>Whether a read or overwrite makes the slot most recent (false: insertion order only).</summary>
+    protected virtual bool MoveOnAccess => true;
 
     /// <summary>Whether the slot may be chosen as a victim at all (ignoring transient leases).</summary>
     protected abstract bool IsCandidate(Slot slot);

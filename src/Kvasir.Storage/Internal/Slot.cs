@@ -25,6 +25,21 @@ internal sealed class Slot(byte[] key, ValueVersion current) : IListNode<Slot>
     /// <summary>Live slots whose <see cref="Parent"/> is this slot.</summary>
     public int ChildCount { get; set; }
 
+    /// <summary>Policy state: which of the policy's queues holds the slot (S3-FIFO: small or main).</summary>
+    public byte Queue { get; set; }
+
+    /// <summary>Policy state: accesses counted by the policy (capped, aged or decremented as the policy defines).</summary>
+    public int Frequency { get; set; }
+
+    /// <summary>Policy state: the slot's position in the policy's heap (-1: not in it).</summary>
+    public int HeapIndex { get; set; } = -1;
+
+    /// <summary>Policy state: the slot's priority in the policy's heap (lower is evicted first).</summary>
+    public long Priority { get; set; }
+
+    /// <summary>Policy state: when the policy last reordered the slot (its own clock); breaks priority ties, oldest first.</summary>
+    public long Stamp { get; set; }
+
     // Eviction policy list links.
     public Slot? ListPrev { get; set; }
 

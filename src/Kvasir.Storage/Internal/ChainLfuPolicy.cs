@@ -1,0 +1,76 @@
+namespace Kvasir.Storage.Internal;
+
+/// <summary>
+/// Chain-aware LFU with dynamic aging, the store's default. A slot's priority is the cache age L at its last access
+/// plus its value; the lowest priority is evicted and L becomes that victim's priority (as in <see cref="LfuPolicy"/>).
+/// The value is 1 + its reads (capped at <see cref="MaxFrequency"/>, so a hot key ages out within a few rounds of L
+/// once it goes cold) + 1 while another stored block continues it. So, among blocks of equal use, a chain is eaten
+/// from its tail: the last block of a prompt, usually partial and on a production chat trace reused by 1% of later
+/// requests against 25-34% for the blocks before it, goes first, and a prefix stays usable as long as possible. A block
+/// whose parent is gone is worth nothing: when a stored block is found orphaned (its parent evicted or removed) at its
+/// next placement its value is 0. Heads shared by many chains are read by each of them and so count more. Ties go to
+/// the slot reordered longest ago. O(log n) per insert, read, child change and eviction; no memory beyond the slot.
+/// </summary>
+internal sealed class ChainLfuPolicy : IEvictionPolicy
+{
+    private const int MaxFrequency = 8;
+
+    private readonly SlotHeap _heap = new();
+    private readonly List<Slot> _passedOver = [];
+    private long _age;
+    private long _clock;
+
+    public void OnInsert(Slot slot)
+    {
+        slot.Frequency = 0;
+        Place(slot);
+    }
+
+    public void OnAccess(Slot slot)
+    {
+        slot.Frequency = Math.Min(slot.Frequency + 1, MaxFrequency);
+        Place(slot);
+    }
+
+    public void OnRemove(Slot slot) => _heap.Remove(slot);
+
+    public void OnPinChanged(Slot slot)
+    {
+        if (slot.IsLive && slot.PinCount == 0)
+        {
+            Place(slot);
+        }
+        else
+        {
+            _heap.Remove(slot);
+        }
+    }
+
+    // Called when the child count goes 0 → 1 or 1 → 0: the slot keeps its age and gains or loses the continuation's 1.
+    public void OnChildrenChanged(Slot slot)
+    {
+        if (_heap.Contains(slot))
+        {
+            slot.Priority += slot.ChildCount > 0 ? 1 : -1;
+            _heap.AddOrUpdate(slot);
+        }
+    }
+
+    public Slot? TryPickVictim(Func<Slot, bool> canEvict)
+        => PassOver.Pick(_heap, _passedOver, canEvict, victim => _age = Math.Max(_age, victim.Priority));
+
+    private static long Value(Slot slot)
+        => slot.Parent is { IsLive: false } ? 0 : 1 + slot.Frequency + (slot.ChildCount > 0 ? 1 : 0);
+
+    private void Place(Slot slot)
+    {
+        if (slot.PinCount > 0 || !slot.IsLive)
+        {
+            return;
+        }
+
+        slot.Priority = _age + Value(slot);
+        slot.Stamp = ++_clock;
+        _heap.AddOrUpdate(slot);
+    }
+}

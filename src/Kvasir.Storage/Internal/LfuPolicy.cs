@@ -1,0 +1,66 @@
+namespace Kvasir.Storage.Internal;
+
+/// <summary>
+/// Least frequently used with dynamic aging (LFU-DA): a slot's priority is the cache age L plus its access count, and
+/// the lowest priority is evicted, L becoming that victim's priority. A newcomer therefore starts just above what was
+/// last evicted, and a once-popular slot that stops being read sinks as L rises past its old count, instead of staying
+/// forever as in plain LFU. Ties go to the slot reordered longest ago. O(log n) per insert, access and eviction.
+/// </summary>
+internal sealed class LfuPolicy : IEvictionPolicy
+{
+    /// <summary>Counts stop here, so one hot key cannot outlive a shift of the workload by more than this many evictions' aging.</summary>
+    private const int MaxFrequency = 1 << 20;
+
+    private readonly SlotHeap _heap = new();
+    private readonly List<Slot> _passedOver = [];
+    private long _age;
+    private long _clock;
+
+    public void OnInsert(Slot slot)
+    {
+        slot.Frequency = 1;
+        Place(slot);
+    }
+
+    public void OnAccess(Slot slot)
+    {
+        slot.Frequency = Math.Min(slot.Frequency + 1, MaxFrequency);
+        if (_heap.Contains(slot))
+        {
+            Place(slot);
+        }
+    }
+
+    public void OnRemove(Slot slot) => _heap.Remove(slot);
+
+    public void OnPinChanged(Slot slot)
+    {
+        if (slot.IsLive && slot.PinCount == 0)
+        {
+            Place(slot);
+        }
+        else
+        {
+            _heap.Remove(slot);
+        }
+    }
+
+    public void OnChildrenChanged(Slot slot)
+    {
+    }
+
+    public Slot? TryPickVictim(Func<Slot, bool> canEvict)
+        => PassOver.Pick(_heap, _passedOver, canEvict, victim => _age = Math.Max(_age, victim.Priority));
+
+    private void Place(Slot slot)
+    {
+        if (slot.PinCount > 0)
+        {
+            return;
+        }
+
+        slot.Priority = _age + slot.Frequency;
+        slot.Stamp = ++_clock;
+        _heap.AddOrUpdate(slot);
+    }
+}

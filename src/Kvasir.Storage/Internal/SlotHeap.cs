@@ -1,0 +1,117 @@
+namespace Kvasir.Storage.Internal;
+
+/// <summary>
+/// A binary min-heap of slots by (<see cref="Slot.Priority"/>, <see cref="Slot.Stamp"/>), each slot knowing its own
+/// position (<see cref="Slot.HeapIndex"/>) so that an update or removal is O(log n). Not thread-safe: used under the
+/// store's lock.
+/// </summary>
+internal sealed class SlotHeap
+{
+    private Slot[] _items = new Slot[64];
+
+    public int Count { get; private set; }
+
+    public Slot? Min => Count > 0 ? _items[0] : null;
+
+    public bool Contains(Slot slot) => slot.HeapIndex >= 0;
+
+    /// <summary>Adds the slot, or moves it to its place when its priority changed while in the heap.</summary>
+    public void AddOrUpdate(Slot slot)
+    {
+        if (slot.HeapIndex >= 0)
+        {
+            int i = slot.HeapIndex;
+            SiftUp(i);
+            SiftDown(slot.HeapIndex);
+            return;
+        }
+
+        if (Count == _items.Length)
+        {
+            Array.Resize(ref _items, _items.Length * 2);
+        }
+
+        _items[Count] = slot;
+        slot.HeapIndex = Count++;
+        SiftUp(slot.HeapIndex);
+    }
+
+    /// <summary>Takes the slot out; a slot not in the heap is left alone.</summary>
+    public void Remove(Slot slot)
+    {
+        int i = slot.HeapIndex;
+        if (i < 0)
+        {
+            return;
+        }
+
+        slot.HeapIndex = -1;
+        Count--;
+        if (i == Count)
+        {
+            _items[Count] = null!;
+            return;
+        }
+
+        Slot last = _items[Count];
+        _items[Count] = null!;
+        _items[i] = last;
+        last.HeapIndex = i;
+        SiftUp(i);
+        SiftDown(last.HeapIndex);
+    }
+
+    private static bool Less(Slot a, Slot b) => a.Priority < b.Priority || (a.Priority == b.Priority && a.Stamp < b.Stamp);
+
+    private void SiftUp(int i)
+    {
+        Slot item = _items[i];
+        while (i > 0)
+        {
+            int parent = (i - 1) >> 1;
+            if (!Less(item, _items[parent]))
+            {
+                break;
+            }
+
+            Place(_items[parent], i);
+            i = parent;
+        }
+
+        Place(item, i);
+    }
+
+    private void SiftDown(int i)
+    {
+        Slot item = _items[i];
+        while (true)
+        {
+            int child = (2 * i) + 1;
+            if (child >= Count)
+            {
+                break;
+            }
+
+            if (child + 1 < Count && Less(_items[child + 1], _items[child]))
+            {
+                child++;
+            }
+
+            if (!Less(_items[child], item))
+            {
+                break;
+            }
+
+            Place(_items[child], i);
+            i = child;
+        }
+
+        Place(item, i);
+    }
+
+    private void Place(Slot slot, int i)
+    {
+        _items[i] = slot;
+        slot.HeapIndex = i;
+    }
+}
