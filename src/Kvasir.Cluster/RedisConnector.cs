@@ -110,10 +110,12 @@ internal sealed class RedisConnector(RedisUrl url)
         int noise = message.IndexOf(", mc: ", StringComparison.Ordinal);   // the library's thread-pool and version figures
         if (noise > 0) message = message[..noise];
         var failure = _failure;
-        bool unconnected = failure is not null && message.StartsWith("No connection is active", StringComparison.Ordinal);
+        // Not connected: a refused handshake is the cause whether or not the library's log or events said why
+        // (the refusal is cleared by any handshake that passes, so it is never stale).
+        bool unconnected = message.StartsWith("No connection is active", StringComparison.Ordinal);
         if (TlsRefusal is { } tls && (unconnected || message.Contains("certificate", StringComparison.Ordinal)))
             return $"redis {url}: TLS refused: {tls}";
-        var why = unconnected ? $"{message} ({failure})" : message;
+        var why = unconnected && failure is not null ? $"{message} ({failure})" : message;
         if (why.Contains("WRONGPASS", StringComparison.Ordinal) || why.Contains("NOAUTH", StringComparison.Ordinal))
             return $"redis {url}: authentication failed (check the URL's user and password): {why}";
         return $"redis {url}: {why}";

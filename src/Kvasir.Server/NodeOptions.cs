@@ -37,7 +37,7 @@ public sealed class NodeOptions
     /// <summary>TLS is on for the data port.</summary>
     public bool HasTls => TlsCertFile is not null;
 
-        /// <summary>Arena, allocator and eviction settings. Default: 1 GiB, 64 MiB values, chain-aware LFU eviction.</summary>
+    /// <summary>Arena, allocator and eviction settings. Default: 1 GiB, 64 MiB values, chain-aware LFU eviction.</summary>
     public StoreOptions Store { get; init; } = new();
 
     /// <summary>Most keys in one request. Default 8192. Larger batches are refused with BatchTooLarge and the connection closed.</summary>

@@ -15,16 +15,16 @@ public sealed class SecureRegistryTests
 
     internal static KvStoreOptions ClientOptions(string url, string cluster, string? ca = null, KvTlsOptions? tls = null, Microsoft.Extensions.Logging.ILoggerFactory? log = null,
         TimeSpan? connectTimeout = null) => new()
-    {
-        RedisUrl = url,
-        RedisCaFile = ca,
-        Tls = tls,
-        LoggerFactory = log,
-        Cluster = cluster,
-        MembershipPoll = TimeSpan.FromMilliseconds(100),
-        ConnectTimeout = connectTimeout ?? TimeSpan.FromSeconds(2),
-        RequestTimeout = TimeSpan.FromSeconds(10),
-    };
+        {
+            RedisUrl = url,
+            RedisCaFile = ca,
+            Tls = tls,
+            LoggerFactory = log,
+            Cluster = cluster,
+            MembershipPoll = TimeSpan.FromMilliseconds(100),
+            ConnectTimeout = connectTimeout ?? TimeSpan.FromSeconds(2),
+            RequestTimeout = TimeSpan.FromSeconds(10),
+        };
 
     /// <summary>Waits until the client lists exactly <paramref name="nodes"/>, then stores and reads back one value through its routing.</summary>
     internal static async Task RoutesToAsync(KvStore client, string what, params ServeProcess[] nodes)
