@@ -88,8 +88,14 @@ class Producer:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self.key = key
-        store.put(key, self.engine.get_metadata())
         self._store = store
+        try:
+            code = store.put(key, self.engine.get_metadata())
+        except Exception as e:  # noqa: BLE001 - the store may be down now; decoders then read it (or recompute)
+            code = repr(e)
+        if code != 0:
+            logger.warning("kvasir: could not publish the hand-off endpoint %s in the store (%s); decoders will read "
+                           "this engine's blocks from the store instead of pulling them", key, code)
         self._thread = threading.Thread(target=self._serve, name="kvasir-pd-producer", daemon=True)
         self._thread.start()
 
