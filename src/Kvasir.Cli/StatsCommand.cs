@@ -11,7 +11,7 @@ namespace Kvasir.Cli;
 public static class StatsCommand
 {
     public const string Help = """
-        kvasir stats  --server HOST:PORT [--auth-key HEX]            print the node's counters (see kvasir get --help)
+        kvasir stats  --server HOST:PORT [--auth-key-file PATH]      print the node's counters (see kvasir get --help)
         kvasir stats demo --num-accesses N --output FILE [--seed S]
             write a synthetic access statistics file: Zipf-shared prefixes, multi-turn conversations whose later
             turns reuse the earlier turns' blocks, a DRAM LRU (256 blocks) over a disk LRU (1024) deciding hits,
@@ -23,7 +23,7 @@ public static class StatsCommand
             interval and cumulative; reuse: reuse-distance histogram; timeline: accesses per second, hits on misses.
             With --type all, --output X.png writes X-heatmap.png, X-hitrate.png, X-reuse.png and X-timeline.png.
             --summary also prints the summary.
-        kvasir stats export --server HOST:PORT --output FILE [--admin HOST:PORT] [--auth-key HEX] [--last N]
+        kvasir stats export --server HOST:PORT --output FILE [--admin HOST:PORT] [--auth-key-file PATH] [--last N]
             fetch a node's recorded accesses (admin GET /v1/access-stats; the last 100,000 GET/LEASE keys by
             default, serve --access-stats) and write them as the file, source "node:ID". The admin address is
             --admin, else the --server host at port + 1 (as kvasir serve binds it). --last N keeps the newest N.
@@ -97,10 +97,11 @@ public static class StatsCommand
 
     private static async Task<int> ExportAsync(List<string> args)
     {
-        var cl = Parse(args, ["server", "admin", "auth-key", "output", "last", "timeout"], []);
+        var cl = Parse(args, ["server", "admin", "auth-key", "auth-key-file", "output", "last", "timeout"], []);
         var output = Required(cl, "output");
         var server = cl.Get("server", "127.0.0.1:7380");
-        ClientCommands.CheckServerAndKey(server, cl.Get("auth-key"));
+        var authKey = AuthKeySource.Resolve(cl);
+        ClientCommands.CheckServerAndKey(server, authKey);
         string admin;
         if (cl.Get("admin") is { } given)
         {
@@ -117,7 +118,7 @@ public static class StatsCommand
         var url = $"http://{admin}/v1/access-stats" + (cl.Get("last") is not null ? $"?last={cl.Int("last", 0, 0)}" : "");
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(cl.Int("timeout", 30, 1)) };
         using var request = new HttpRequestMessage(HttpMethod.Get, url);
-        if (cl.Get("auth-key") is { } key)
+        if (authKey is { } key)
             request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", Kvasir.Server.Admin.AdminServer.Token(Kvasir.Protocol.AuthHandshake.ParseKey(key)));
         byte[] body;
         try

@@ -373,6 +373,12 @@ public class AuthEndToEndTests
             Assert.NotEqual(0, (await Cli.RunAsync("ping", "--server", serve.Server)).ExitCode);   // the key is on
             Assert.Equal(0, (await Cli.RunAsync("ping", "--server", serve.Server, "--auth-key-file", file)).ExitCode);
             Assert.Equal(0, (await Cli.RunWithEnvironmentAsync([("KVASIR_AUTH_KEY_FILE", file)], "ping", "--server", serve.Server)).ExitCode);
+            // the admin endpoint (bearer token from the same key) too, as the README's `stats export` uses it
+            string export = Path.Combine(dir, "node.json");
+            string admin = System.Text.RegularExpressions.Regex.Match(serve.Stdout, @"admin on http://([^/]+)/").Groups[1].Value;
+            var exported = await Cli.RunWithEnvironmentAsync([("KVASIR_AUTH_KEY_FILE", file)], "stats", "export", "--server", serve.Server, "--admin", admin, "--output", export);
+            Assert.True(exported.ExitCode == 0, exported.ToString());
+            Assert.True(File.Exists(export));
 
             File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead);
             var shared = await Cli.RunAsync("ping", "--server", serve.Server, "--auth-key-file", file);
