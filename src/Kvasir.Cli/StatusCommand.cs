@@ -30,6 +30,15 @@ public static class StatusCommand
             {
                 await using var registry = await RedisClusterRegistry.ConnectAsync(RedisUrl.Parse(url, options.RedisCaFile), options.Cluster, timeout);
                 members = await registry.ListAllAsync();
+                if (members.Count == 0)
+                {
+                    // the usual cause is a wrong or forgotten --cluster: say what this Redis does hold
+                    var names = await registry.ListClusterNamesAsync();
+                    Console.Error.WriteLine($"kvasir status: no node in cluster '{options.Cluster}' at {RedisUrl.Redact(url)}; " + (names.Count == 0
+                        ? "no cluster has nodes registered there (is this the Redis the nodes use?)"
+                        : $"clusters with nodes there: {string.Join(", ", names)} (give --cluster NAME)"));
+                    return 1;
+                }
             }
             catch (ClusterRegistryException ex) { throw new KvasirException($"cannot read cluster '{options.Cluster}' from {RedisUrl.Redact(url)}: {ex.Message}"); }
             rows.AddRange(await Task.WhenAll(members.Select(m => m.Live

@@ -164,6 +164,33 @@ public sealed partial class RedisClusterRegistry : IClusterRegistry
         return ((long)items[0], (int)(long)items[1]);
     }
 
+    /// <summary>
+    /// The names of the clusters that have node records in this Redis (a SCAN of <c>kvasir:{*}:records</c> on the
+    /// primary), at most <paramref name="limit"/>, sorted: what to suggest when a cluster name finds no node.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> ListClusterNamesAsync(int limit = 50)
+    {
+        var names = new SortedSet<string>(StringComparer.Ordinal);
+        try
+        {
+            foreach (var server in _redis.GetServers().Where(s => s.IsConnected && !s.IsReplica))
+            {
+                await foreach (var key in server.KeysAsync(_redis.GetDatabase().Database, "kvasir:{*}:records", pageSize: 500).ConfigureAwait(false))
+                {
+                    string k = key.ToString();
+                    int open = k.IndexOf('{', StringComparison.Ordinal), close = k.LastIndexOf('}');
+                    if (open >= 0 && close > open) names.Add(k[(open + 1)..close]);
+                    if (names.Count >= limit) return [.. names];
+                }
+            }
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            throw new ClusterRegistryException(_connector.Describe(ex), ex);
+        }
+        return [.. names];
+    }
+
     public async Task<IReadOnlyList<MemberStatus>> ListAllAsync()
     {
         var items = (RedisResult[])(await RunAsync(ListScript, [_members, _records, _down], []).ConfigureAwait(false))!;

@@ -139,6 +139,15 @@ public sealed class MembershipTests
         var bad = await Kvasir.Cli.Tests.Cli.RunAsync("status", "--redis", cluster.Redis.Url, "--cluster", cluster.Name);
         Assert.Equal(1, bad.ExitCode);
         Assert.Contains(bad.OutLines, l => l.StartsWith(cluster.Nodes[2].Server, StringComparison.Ordinal) && (l.Contains("unreachable") || l.Contains("down")));
+
+        // a forgotten --cluster (or a wrong one) found zero nodes and said "0 up" with exit 0; now it says where it
+        // looked, which clusters that Redis holds, and fails
+        var forgot = await Kvasir.Cli.Tests.Cli.RunAsync("status", "--redis", cluster.Redis.Url);
+        Assert.Equal(1, forgot.ExitCode);
+        var line = Assert.Single(forgot.ErrLines);
+        Assert.StartsWith($"kvasir status: no node in cluster 'default' at {cluster.Redis.Url}; clusters with nodes there: ", line);
+        Assert.Contains(cluster.Name, line);
+        Assert.EndsWith("(give --cluster NAME)", line);
     }
 
     [Fact]
