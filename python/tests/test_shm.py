@@ -185,7 +185,7 @@ def test_a_node_restarted_at_the_same_address_is_read_and_written_through_its_ne
     # A restarted node has a new arena (a new file and token); LEASE and ALLOC offsets name it. A store that kept the
     # old mapping for its new connection read other values' bytes and wrote where the node never looks (found with
     # the .NET client by FailoverTests.A_value_on_one_live_replica_is_read_although_that_node_just_restarted_...).
-    n = Node("--memory", "64MiB")
+    n = Node("--memory", "64MiB", "--admin-port", "off")   # admin off: the restart at the old port needs no port + 1
     value, again = bytes(range(256)) * 20, bytes(range(255, -1, -1)) * 20
     try:
         with kvasir.KvStore(n.address, transport="shm", request_timeout=10) as store:
@@ -194,7 +194,7 @@ def test_a_node_restarted_at_the_same_address_is_read_and_written_through_its_ne
             n.proc.kill()
             n.proc.wait(timeout=10)
             n.stop()
-            n = Node("--memory", "64MiB", port=port)
+            n = Node("--memory", "64MiB", "--admin-port", "off", port=port)
             with kvasir.KvStore(n.address, transport="tcp", request_timeout=10) as other:
                 assert other.put("restart/filler", b"f" * 7000) == 0   # so the new arena's offsets differ from the old ones
                 assert other.put("restart/after", value) == 0
