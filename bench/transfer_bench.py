@@ -109,12 +109,20 @@ def notif(eng, what):
 def cell(eng, conn, op, mr, src, n, blob, seconds):
     fn = eng.write if op == "write" else eng.read
     ptr = src.data_ptr() if hasattr(src, "data_ptr") else src.ctypes.data
+
+    def once():
+        if not fn(conn, mr, ptr, n, blob):
+            raise SystemExit(f"{op} failed: {eng.last_error}")
+    return timed_rate(once, n, seconds)
+
+
+def timed_rate(once, n, seconds):
+    """GB/s of calling ``once`` (which moves n bytes) back to back for ``seconds``: the median of 3 rounds."""
     rates = []
     for _ in range(3):
         moved, t0 = 0, time.perf_counter()
         while True:
-            if not fn(conn, mr, ptr, n, blob):
-                raise SystemExit(f"{op} failed: {eng.last_error}")
+            once()
             moved += n
             dt = time.perf_counter() - t0
             if dt >= seconds:
@@ -127,17 +135,7 @@ def memcpy_rate(src, n, seconds):
     """GB/s of np.copyto of n bytes between two buffers of this process (median of 3 rounds)."""
     dst = np.empty(n, dtype=np.uint8)
     dst[:] = 1   # touched: no page faults inside the timed loop
-    rates = []
-    for _ in range(3):
-        moved, t0 = 0, time.perf_counter()
-        while True:
-            np.copyto(dst, src[:n])
-            moved += n
-            dt = time.perf_counter() - t0
-            if dt >= seconds:
-                break
-        rates.append(moved / dt / 1e9)
-    return statistics.median(rates)
+    return timed_rate(lambda: np.copyto(dst, src[:n]), n, seconds)
 
 
 def pcie_rate(n, seconds):
@@ -145,18 +143,11 @@ def pcie_rate(n, seconds):
     import torch
     host = torch.empty(n, dtype=torch.uint8).pin_memory()
     dev = torch.empty(n, dtype=torch.uint8, device="cuda")
-    rates = []
-    for _ in range(3):
-        moved, t0 = 0, time.perf_counter()
-        while True:
-            dev.copy_(host)
-            torch.cuda.synchronize()
-            moved += n
-            dt = time.perf_counter() - t0
-            if dt >= seconds:
-                break
-        rates.append(moved / dt / 1e9)
-    return statistics.median(rates)
+
+    def once():
+        dev.copy_(host)
+        torch.cuda.synchronize()
+    return timed_rate(once, n, seconds)
 
 
 def run_shm(sizes, seconds, gpu=False):
