@@ -27,19 +27,8 @@ py=/usr/bin/python3
 
 "$root/kvasir" --help >/dev/null   # builds the CLI when needed
 kvasir() { dotnet "$root/.build/cli/kvasir.dll" "$@"; }
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { $py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-  echo "trace_compare.sh: nothing listens on port $1" >&2; exit 1
-}
+# shell helpers shared with compare.sh and tls.sh: $work, $pids (stopped on exit), free_port, wait_port
+. "$root/bench/lib.sh"
 stop() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 # "capacity 5%: 9139 blocks = 149733376 bytes: --memory ... --low-watermark 1"
