@@ -147,7 +147,8 @@ class Cluster:
         return f"redis://127.0.0.1:{self.redis_port}"
 
     def _redis_server(self, port: int, *extra):
-        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *extra],
+        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                 "--dir", self.workdir, *extra],   # a replica's full sync writes its snapshot there
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: redis_ping(port), f"redis-server on port {port} to answer", 10)
         return proc
