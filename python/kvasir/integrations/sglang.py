@@ -8,8 +8,11 @@ Interfaces mirrored (read from sgl-project/sglang on GitHub; sglang cannot be in
   register_mem_pool_host(mem_pool_host), register_mem_host_pool_v2(host_pool, host_pool_name),
   batch_exists_v2(keys, pool_transfers=None, extra_info=None) -> PoolTransferResult,
   batch_get_v2/batch_set_v2(transfers, extra_info=None) -> dict[str, List[bool]], clear(),
-  get_stats()), ``HiCacheStorageConfig``, ``HiCacheStorageExtraInfo``, ``PoolName``,
-  ``PoolHitPolicy``, ``PoolTransfer``, ``PoolTransferResult``.
+  get_stats()), ``HiCacheStorageConfig``, ``HiCacheStorageExtraInfo``, ``PoolName`` (with the
+  DeepSeek V4 compressed pools and DRAFT_INDEXER / DRAFT_SWA), ``PoolHitPolicy``, ``PoolTransfer``
+  (a sidecar transfer names its source in ``indices_from_pool``), ``SidecarPoolSpec``,
+  ``PoolTransferResult`` (update_kv_hit_pages / update_extra_pool_hit_pages), ``count_pool_hits``,
+  ``STORAGE_BATCH_SIZE``.
 * ``python/sglang/srt/mem_cache/storage/backend_factory.py`` (commit 001067ff...): with
   ``--hicache-storage-backend dynamic`` the factory reads ``backend_name``, ``module_path`` and
   ``class_name`` from the extra config, checks ``issubclass(cls, HiCacheStorage)`` and constructs
@@ -66,6 +69,9 @@ from ._sglang_compat import (  # noqa: F401 - sglang's classes or their stand-in
     PoolName,
     PoolTransfer,
     PoolTransferResult,
+    STORAGE_BATCH_SIZE,
+    SidecarPoolSpec,
+    count_pool_hits,
 )
 
 
