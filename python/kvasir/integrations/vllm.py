@@ -77,8 +77,6 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..errors import KvasirError
-from ..local_load import KeyNotLocalError
 
 logger = logging.getLogger("kvasir.vllm")
 
@@ -99,6 +97,7 @@ else:  # vLLM absent: the documented stand-ins
 
     from ._vllm_standin import (KVConnectorBase_V1, KVConnectorMetadata, KVConnectorRole,  # noqa: F401
                                 SupportsHMA, supports_hma)
+from ._vllm_blockio import BlockIO
 from ._vllm_groups import groups_of, leading_in_all, per_group, restorable_blocks
 
 __all__ = ["KvasirConnector", "KvasirConnectorMetadata", "ReqMeta", "chained_block_hashes", "HAVE_VLLM", "SupportsHMA",
@@ -168,13 +167,6 @@ def _cfg_get(kv_transfer_config, key, default=None):
     return extra.get(key, default)
 
 
-def _host_buffer(nbytes: int):
-    """A CPU uint8 staging tensor, pinned when CUDA is there (faster device copies)."""
-    import torch  # noqa: PLC0415
-    t = torch.empty(nbytes, dtype=torch.uint8)
-    return t.pin_memory() if torch.cuda.is_available() else t
-
-
 def _first_group(block_ids) -> List[int]:
     """vLLM passes block ids per kv-cache group (tuple of lists); the connector uses group 0."""
     if block_ids is None:
@@ -184,7 +176,7 @@ def _first_group(block_ids) -> List[int]:
     return list(block_ids)
 
 
-class KvasirConnector(KVConnectorBase_V1, SupportsHMA):
+class KvasirConnector(BlockIO, KVConnectorBase_V1, SupportsHMA):
     """vLLM v1 KV connector storing prompt KV blocks in Kvasir (see the module docstring). It saves and loads
     every kv-cache group (full-attention and sliding-window; _vllm_groups.py), so it declares ``SupportsHMA``.
 
@@ -492,52 +484,6 @@ class KvasirConnector(KVConnectorBase_V1, SupportsHMA):
                 layers, self._store, lambda engine_id: _vllm_pd.endpoint_key(engine_id, *ranks),
                 timeout=self._pd_timeout, **common)
 
-    def _register_layer(self, name, tensor, num_blocks=None) -> None:
-        shape, stride, es = list(tensor.shape), list(tensor.stride()), tensor.element_size()
-        if num_blocks is not None and int(num_blocks) in shape:
-            bdim = shape.index(int(num_blocks))
-        elif len(shape) >= 2 and shape[0] == 2 and len(shape) == 5:
-            bdim = 1  # FlashAttention layout [2, num_blocks, block_size, heads, head_dim]
-        else:
-            bdim = 0  # [num_blocks, ...] (FlashInfer [num_blocks, 2, ...], MLA [num_blocks, bs, dim])
-        slab = 1
-        for d in range(len(shape) - 1, bdim, -1):
-            if shape[d] != 1 and stride[d] != slab:
-                raise ValueError(f"kvasir: layer {name}: a block's slice is not contiguous "
-                                 f"(shape {shape}, stride {stride})")
-            slab *= shape[d]
-        leads = [0]
-        for d in range(bdim):
-            leads = [o + j * stride[d] for o in leads for j in range(shape[d])]
-        self._layers[name] = tensor
-        self._layer_geom[name] = (bdim, stride[bdim], [o * es for o in leads], slab * es)
-        self._group_bytes = [sum(len(self._layer_geom[n][2]) * self._layer_geom[n][3] for n, _ in self._layers_of(g))
-                             for g in range(len(self._groups))]
-        self._block_bytes = self._group_bytes[0]
-        if tensor.device.type == "cpu":
-            span = 1 + sum((s - 1) * st for s, st in zip(shape, stride) if s > 0)
-            self._store.register_buffer(tensor.data_ptr(), span * es)
-
-    def _layers_of(self, group: int):
-        """(name, tensor) of the registered layers of kv-cache group ``group``, in registration order."""
-        names = self._groups[group].layer_names
-        return [(n, t) for n, t in self._layers.items() if names is None or n in names]
-
-    def _pieces(self, block_id: int, group: int = 0) -> Tuple[List[int], List[int]]:
-        addrs, sizes = [], []
-        for name, tensor in self._layers_of(group):
-            _, bstride, leads, slab = self._layer_geom[name]
-            base = tensor.data_ptr() + block_id * bstride * tensor.element_size()
-            for off in leads:
-                addrs.append(base + off)
-                sizes.append(slab)
-        return addrs, sizes
-
-    def _on_host(self) -> bool:
-        if self._force_staging:
-            return False
-        return all(t.device.type == "cpu" for t in self._layers.values())
-
     def bind_connector_metadata(self, connector_metadata) -> None:
         super().bind_connector_metadata(connector_metadata)
         self._load_errors = set()  # reported for the forward pass in which they are detected
@@ -601,70 +547,6 @@ class KvasirConnector(KVConnectorBase_V1, SupportsHMA):
                 self.stats["pulls_failed"] += 1
         return done
 
-    def _local_load(self, keys, blocks) -> Optional[List[int]]:
-        """Lengths per key, read straight from a node on this host into the kv caches (``blocks``: (group, block
-        id) pairs); None when that path is unavailable or a block is not in the node's memory (the caller's path
-        then reports per-block misses)."""
-        if not self._local:
-            return None
-        dests = [self._pieces(bid, g) for g, bid in blocks]
-        try:
-            return self._store.batch_get_into_multi_buffers_submit_local(keys, [d[0] for d in dests], [d[1] for d in dests]).wait()
-        except KeyNotLocalError:
-            self._local = getattr(self._store, "transport", None) == "shm"   # a missing block, or no arena at all
-        except (KvasirError, ValueError) as ex:
-            logger.info("kvasir: loading through the node's arena failed (%s); using the socket", ex)
-            self._local = False
-        return None
-
-    def _local_save(self, keys, blocks) -> Optional[List[int]]:
-        """Codes per key, written straight from the kv caches (``blocks``: (group, block id) pairs) into a node on
-        this host; None when that path is unavailable."""
-        if not self._local:
-            return None
-        srcs = [self._pieces(bid, g) for g, bid in blocks]
-        try:
-            return self._store.batch_put_from_multi_buffers_local(keys, [s[0] for s in srcs], [s[1] for s in srcs])
-        except KeyNotLocalError:
-            self._local = False
-        except (KvasirError, ValueError) as ex:
-            logger.info("kvasir: saving through the node's arena failed (%s); using the socket", ex)
-            self._local = False
-        return None
-
-    def _staging(self, blocks):
-        """A host staging tensor for ``blocks`` ((group, block id) pairs), each block's offset and size in it."""
-        sizes = [self._group_bytes[g] for g, _ in blocks]
-        offsets = [sum(sizes[:i]) for i in range(len(sizes))]
-        return _host_buffer(max(sum(sizes), 1)), offsets, sizes
-
-    def _staged_load(self, keys, blocks) -> List[int]:
-        staging, offsets, sizes = self._staging(blocks)
-        base = staging.data_ptr()
-        self._store.register_buffer(base, staging.numel())
-        try:
-            results = self._store.batch_get_into(keys, [base + o for o in offsets], sizes)
-        finally:
-            self._store.unregister_buffer(base)
-        for (g, bid), r, o, n in zip(blocks, results, offsets, sizes):
-            if r == n:
-                self._copy_block(staging[o:o + n], bid, to_cache=True, group=g)
-        return results
-
-    def _copy_block(self, flat, block_id: int, to_cache: bool, group: int = 0) -> None:
-        """Copies one block of kv-cache group ``group`` between a flat uint8 host tensor and the (device) kv caches."""
-        off = 0
-        for name, tensor in self._layers_of(group):
-            bdim = self._layer_geom[name][0]
-            part = tensor.select(bdim, block_id)
-            n = part.numel() * tensor.element_size()
-            host = flat[off:off + n].view(tensor.dtype).view(part.shape)
-            if to_cache:
-                part.copy_(host)
-            else:
-                host.copy_(part)
-            off += n
-
     def wait_for_layer_load(self, layer_name: str) -> None:
         return  # loads are synchronous (start_load_kv)
 
@@ -700,17 +582,6 @@ class KvasirConnector(KVConnectorBase_V1, SupportsHMA):
             results = [-18] * len(keys)
         for r in results:
             self.stats["blocks_saved" if r == 0 else "blocks_save_failed"] += 1
-
-    def _staged_save(self, keys, blocks) -> List[int]:
-        staging, offsets, sizes = self._staging(blocks)
-        for (g, bid), o, n in zip(blocks, offsets, sizes):
-            self._copy_block(staging[o:o + n], bid, to_cache=False, group=g)
-        base = staging.data_ptr()
-        self._store.register_buffer(base, staging.numel())
-        try:
-            return self._store.batch_put_from(keys, [base + o for o in offsets], sizes)
-        finally:
-            self._store.unregister_buffer(base)
 
     def get_finished(self, finished_req_ids):
         """Loads and saves are synchronous; a kvasir_pd producer reports the requests whose blocks a decoder
