@@ -10,6 +10,7 @@ and an allocator backend with ``allocate(shape, dtype, fmt, eviction=True, busy_
 """
 import asyncio
 import enum
+import time
 import types
 from dataclasses import dataclass
 
@@ -405,3 +406,21 @@ def test_docs_lmcache_examples_build_one_remote_backend_each():
         remote_backends = n_plugins + (1 if url and url.group(1) not in ("null", "~") else 0)
         storage_plugins = re.search(r"^storage_plugins:", b, re.M)
         assert remote_backends == 1 or (storage_plugins and remote_backends == 0), b
+
+
+def test_pins_of_a_lookup_never_loaded_are_released_after_max_age(backend):
+    ks = [key(i, "stale") for i in range(2)]
+    put_all(backend, ks, [make_obj((2, 2), torch.float16, seed=60 + i) for i in range(2)])
+    before = pinned(backend.store)
+
+    async def main():
+        assert await backend.batched_async_contains("never-loaded", ks, pin=True) == 2
+        assert pinned(backend.store) == before + 2
+        backend._lookup_pins.max_age = 0.0   # the next pinning lookup sweeps every older one
+        time.sleep(0.01)
+        assert await backend.batched_async_contains("next", ks[:1], pin=True) == 1
+        assert pinned(backend.store) == before + 1     # the stale lookup's two pins are gone, "next" holds one
+        assert len(await backend.batched_get_non_blocking("next", ks[:1])) == 1
+        assert pinned(backend.store) == before
+
+    asyncio.run(main())

@@ -422,3 +422,28 @@ def test_a_group_kind_it_cannot_restore_is_refused_with_the_reason(engines):
     with pytest.raises(ValueError, match="MambaSpec"):
         engines(model=model_name(), kv_cache_config=kcc)
 
+
+
+def test_hybrid_groups_over_a_chunked_prefill(engines):
+    """Two kv-cache groups saved over two scheduler steps: the second chunk's new blocks come per group in
+    the cached request's new_block_ids, and are appended group by group."""
+    model, toks = model_name(), prompt(5 * BS)
+    a = engines(model=model, fill=True, seed=9, kv_cache_config=hma_config(), caches=hma_caches)
+    n, meta = a.schedule(Request("a", toks), ([1, 2], [6, 7]), num_scheduled=2 * BS)
+    assert [bid for bid, _ in meta.requests[0].save] == [1, 2]
+    assert [(g, bid) for g, bid, _ in meta.requests[0].save_groups] == [(1, 6), (1, 7)]
+    a.execute(meta)
+    meta = a.sched.build_connector_meta(SchedulerOutput(
+        scheduled_cached_reqs=CachedRequestData(["a"], set(), [([3, 4, 5], [8, 9, 10])], [2 * BS]),
+        num_scheduled_tokens={"a": 3 * BS}))
+    assert [bid for bid, _ in meta.requests[0].save] == [3, 4, 5]
+    assert [bid for _, bid, _ in meta.requests[0].save_groups] == [8, 9, 10]
+    a.execute(meta)
+    assert a.worker.stats["blocks_saved"] == 10
+
+    b = engines(model=model, kv_cache_config=hma_config(), caches=hma_caches)
+    n, meta, errors = b.step(Request("b", toks), ([11, 12, 13, 14, 15], [0, 0, 1, 2, 3]))
+    assert n == 4 * BS and not errors
+    assert [bid for _, bid, _ in meta.requests[0].load_groups] == [1, 2]   # the window's blocks 2 and 3
+    for s, d in zip([8, 9], [1, 2]):
+        assert torch.equal(block_of(a.caches["swa.0"], s), block_of(b.caches["swa.0"], d))
