@@ -115,6 +115,7 @@ class KvStore:
             raise KvasirError(f"unknown transport {cfg['transport']!r} (tcp, auto or shm)")
         self._mode = mode
         self.transport = "tcp"
+        self.transport_reason = None   # why "auto" uses TCP for this node (None: shared memory, or TCP was asked for)
         self._shm = None
         self._shm_conn = None   # the connection the transport was decided on
         via_redis = isinstance(cfg["servers"], str) and cfg["servers"].strip().startswith(("redis://", "rediss://", "redis+sentinel://"))
@@ -196,7 +197,7 @@ class KvStore:
                 self._shm.close()
                 self._shm = None
         if self._shm is None:
-            self._shm = shm.negotiate(conn, self.host, self._mode)
+            self._shm, self.transport_reason = shm.negotiate(conn, self.host, self._mode, self.transport_reason)
         self._shm_conn = conn
         self.transport = "shm" if self._shm is not None else "tcp"
 

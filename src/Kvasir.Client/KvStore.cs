@@ -75,6 +75,13 @@ public sealed class KvStore : IAsyncDisposable
     /// </summary>
     public KvTransportKind Transport => _router is null ? _transport.Kind : KvTransportKind.Auto;
 
+    /// <summary>
+    /// Why this store's node is reached over TCP although <see cref="KvStoreOptions.Transport"/> is
+    /// <see cref="KvTransportKind.Auto"/> (the node is not on this host, has no arena, its arena cannot be opened,
+    /// ...); null when it uses shared memory, when TCP was asked for, and for a cluster store.
+    /// </summary>
+    public string? TransportReason => (_transport as TcpTransport)?.FallbackReason;
+
     /// <summary>True when this store routes over a cluster's nodes.</summary>
     public bool IsCluster => _router is not null;
 

@@ -41,6 +41,9 @@ internal sealed class TcpTransport : IKvTransport
 
     public string Host => _host;
 
+    /// <summary>Why <see cref="KvTransportKind.Auto"/> kept this node on TCP (null when TCP was asked for).</summary>
+    public string? FallbackReason { get; set; }
+
     public TimeSpan RequestTimeout => _options.RequestTimeout;
 
     /// <summary>Connects once up front so a wrong address or key fails here, with the reason.</summary>
