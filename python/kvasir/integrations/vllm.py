@@ -90,7 +90,7 @@ else:  # vLLM absent: the documented stand-ins
 
     from ._vllm_standin import KVConnectorBase_V1, KVConnectorMetadata, KVConnectorRole  # noqa: F401
 
-__all__ = ["KvasirConnector", "KvasirConnectorMetadata", "ReqMeta", "chained_block_hashes", "HAVE_VLLM"]
+__all__ = ["KvasirConnector", "KvasirConnectorMetadata", "ReqMeta", "block_key", "chained_block_hashes", "HAVE_VLLM"]
 
 _HASH_SEED = b"kvasir-vllm-v1"
 
@@ -105,6 +105,17 @@ def chained_block_hashes(token_ids, block_size: int, salt: str = "") -> List[byt
         prev = hashlib.sha256(prev + struct.pack(f"<{block_size}q", *chunk)).digest()
         out.append(prev)
     return out
+
+
+def block_key(model: str, block_hash: str, tp=(0, 1), pp=(0, 1), max_key: int = 512) -> str:
+    """The connector's key of a block: ``kvasir/vllm/v1/{model}/tp{rank}of{size}/pp{rank}of{size}/{hex hash}``
+    (``tp``, ``pp``: (rank, size)), with ``sha256(model)[:32]`` for the model when the key would pass ``max_key``
+    bytes. Module-level so that tools outside vLLM (bench/ttft.py) make the same keys."""
+    tail = f"/tp{tp[0]}of{tp[1]}/pp{pp[0]}of{pp[1]}/{block_hash}"
+    key = f"kvasir/vllm/v1/{model}{tail}"
+    if len(key.encode("utf-8")) > max_key:
+        key = f"kvasir/vllm/v1/{hashlib.sha256(model.encode('utf-8')).hexdigest()[:32]}{tail}"
+    return key
 
 
 @dataclass
@@ -242,11 +253,7 @@ class KvasirConnector(KVConnectorBase_V1):
         """The Kvasir key of a block (this worker's ranks unless given)."""
         tp = self._tp_rank if tp_rank is None else tp_rank
         pp = self._pp_rank if pp_rank is None else pp_rank
-        tail = f"/tp{tp}of{self._tp_size}/pp{pp}of{self._pp_size}/{block_hash}"
-        key = f"kvasir/vllm/v1/{self._model}{tail}"
-        if len(key.encode("utf-8")) > self._max_key:
-            key = f"kvasir/vllm/v1/{hashlib.sha256(self._model.encode('utf-8')).hexdigest()[:32]}{tail}"
-        return key
+        return block_key(self._model, block_hash, (tp, self._tp_size), (pp, self._pp_size), self._max_key)
 
     # ---------------------------------------------------------------- scheduler side
 

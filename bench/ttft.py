@@ -1,0 +1,627 @@
+#!/usr/bin/env python3
+"""Time to first token with the prefix KV coming back through Kvasir, and the logits it gives.
+
+    /usr/bin/python3 bench/ttft.py --shape tiny --tokens 256,1024 --repeats 3             # CPU, fp32
+    KVASIR_BIN=/path/to/kvasir python bench/ttft.py --shape llama-3-8b --tokens 1024,4096,16384,32768
+
+A Llama-architecture decoder (RMSNorm, rotary positions, grouped-query attention, SwiGLU) written here in
+torch, with random weights from a fixed seed: bf16 on a GPU, fp32 on the CPU. Its KV cache is paged as
+vLLM's FlashAttention backend pages it: per layer a ``[2, num_blocks, 16, kv_heads, head_dim]`` tensor
+(16 tokens a block: vLLM's default), the sequence in blocks 0, 1, 2, ...
+
+Request A: full prefill of an N-token prompt (its TTFT), then its full blocks saved to the node as
+chains: ``batch_put_from_multi_buffers(..., chain=True)`` (TCP: chained puts carry PUT's chain flags),
+straight from the cache tensors on the CPU, through a host copy from a GPU.
+Request B: the same N tokens plus a new suffix. The hit is the number of leading blocks whose keys all
+exist (one ``batch_is_exist``); their KV is loaded from the node straight into B's cache, then only the
+rest of the prompt is computed. Modes, each one timed from the request's arrival to its logits:
+  recompute  B's whole prompt prefilled (no Kvasir);
+  first      load every hit block, then compute (what vLLM's synchronous connector does);
+  overlap    layer by layer: a loader thread fetches layer i+1's blocks while layer i computes, the
+             forward pass waiting for each layer's blocks just before that layer (vLLM's wait_for_layer_load);
+  block      as ``first``, with the vLLM connector's own value layout (below; --layouts block,layer).
+Loads over shared memory (``--transport shm``, a node on this host) use
+``batch_get_into_multi_buffers_submit_local``: a memcpy from the node's arena into CPU tensors, a DMA
+from the arena into GPU tensors. Over TCP (``--transport tcp``, e.g. a remote node) they use
+``batch_get_into_multi_buffers``: into CPU tensors in place, into a host copy for a GPU.
+
+Values and keys
+---------------
+Keys are the vLLM connector's (``kvasir.integrations.vllm.block_key`` over ``chained_block_hashes``:
+each names its whole prefix). Layout ``layer`` (the default): one value per block *and layer*, that
+layer's K then V slice of the block (2 x 16 x kv_heads x head_dim elements), under the connector's key
+plus ``/L{layer}``; each layer's blocks are one chain. Layout ``block``: the connector's layout, one
+value per block holding every layer's K and V slices, under the connector's key itself.
+Why per-layer values: layer-wise overlap needs layer i's blocks on their own — loaded, and known to be
+loaded, before layer i+1's. With whole-block values a load gives no layer until the block's last byte,
+and the protocol has no ranged read (LEASE/GET return whole values), so it would take partial reads that
+do not exist; per-layer values need nothing new and cost L times more keys (about 110 bytes of key per
+64 KiB value at llama-3-8b, < 0.2 %).
+
+Checks, each repeat: B's last-token logits against (a) the same computation with A's locally computed
+KV in place of the loaded one (must be bit-identical: the KV bytes are the same; the loaded cache is also
+compared byte for byte) and (b) the full recompute of B's prompt (different kernels and chunking: the
+max abs difference and whether the argmax agrees are reported, bit-identity is not claimed).
+"""
+import argparse
+import hashlib
+import json
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+
+BLOCK_TOKENS = 16   # vLLM's default page (block) size
+
+SHAPES = {
+    # layers, hidden, heads, kv heads, head dim, MLP width, vocabulary, rope theta
+    "tiny": dict(layers=4, hidden=64, heads=4, kv_heads=2, head_dim=16, intermediate=128, vocab=512, theta=10000.0),
+    "llama-3-8b": dict(layers=32, hidden=4096, heads=32, kv_heads=8, head_dim=128, intermediate=14336, vocab=128256,
+                       theta=500000.0),
+}
+
+
+def stage(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+# --- the model ------------------------------------------------------------------------------------------
+
+class Llama:
+    """A Llama decoder with random weights (``seed``); ``forward`` computes tokens [start, start + T) of a
+    sequence whose KV for [0, start) is already in ``cache``, writes theirs there, and returns the last
+    token's logits (fp32)."""
+
+    def __init__(self, shape: dict, device: str = "cpu", dtype=None, seed: int = 0):
+        import torch
+        self.torch = torch
+        self.s = shape
+        self.device = device
+        self.dtype = dtype or (torch.bfloat16 if device != "cpu" else torch.float32)
+        g = torch.Generator(device=device)
+        g.manual_seed(seed)
+
+        def w(*dims, scale=None):
+            t = torch.randn(*dims, generator=g, device=device, dtype=torch.float32 if device == "cpu" else self.dtype)
+            return t.mul_(scale if scale is not None else 1.0 / math.sqrt(dims[-1])).to(self.dtype)
+
+        h, d, hq, hk, f = shape["hidden"], shape["head_dim"], shape["heads"], shape["kv_heads"], shape["intermediate"]
+        self.embed = w(shape["vocab"], h, scale=1.0)
+        self.layers = [dict(ln1=torch.ones(h, device=device, dtype=self.dtype),
+                            wqkv=w((hq + 2 * hk) * d, h), wo=w(h, hq * d),
+                            ln2=torch.ones(h, device=device, dtype=self.dtype),
+                            wgu=w(2 * f, h), wd=w(h, f)) for _ in range(shape["layers"])]
+        self.norm = torch.ones(h, device=device, dtype=self.dtype)
+        self.head = w(shape["vocab"], h)
+        self.sdpa = getattr(torch.nn.functional, "scaled_dot_product_attention", None)
+
+    def _rms(self, x, weight):
+        t = self.torch
+        xf = x.float()
+        return (xf * t.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-5)).to(x.dtype) * weight
+
+    def _rope(self, start: int, count: int):
+        t = self.torch
+        d = self.s["head_dim"]
+        inv = 1.0 / (self.s["theta"] ** (t.arange(0, d, 2, device=self.device, dtype=t.float32) / d))
+        ang = t.outer(t.arange(start, start + count, device=self.device, dtype=t.float32), inv)
+        return ang.cos()[:, None, :], ang.sin()[:, None, :]
+
+    def _attend(self, q, k, v, start: int):
+        """q [T, Hq, D] at positions [start, start + T); k, v [start + T, Hkv, D]: causal attention."""
+        t = self.torch
+        rep = self.s["heads"] // self.s["kv_heads"]
+        q = q.transpose(0, 1)                                          # [Hq, T, D]
+        k = k.transpose(0, 1).repeat_interleave(rep, dim=0)            # [Hq, S, D]
+        v = v.transpose(0, 1).repeat_interleave(rep, dim=0)
+        count, total = q.shape[1], k.shape[1]
+        if self.sdpa is not None:
+            if start == 0:
+                out = self.sdpa(q[None], k[None], v[None], is_causal=True)[0]
+            else:
+                mask = t.arange(total, device=self.device)[None, :] <= t.arange(start, start + count, device=self.device)[:, None]
+                out = self.sdpa(q[None], k[None], v[None], attn_mask=mask)[0]
+        else:   # torch before 2.0 (the CPU test machine): the same maths, written out
+            scores = (q.float() @ k.float().transpose(1, 2)) / math.sqrt(q.shape[-1])
+            mask = t.arange(total, device=self.device)[None, :] > t.arange(start, start + count, device=self.device)[:, None]
+            out = (scores.masked_fill(mask, float("-inf")).softmax(-1) @ v.float()).to(q.dtype)
+        return out.transpose(0, 1).reshape(count, -1)
+
+    def forward(self, ids, start: int, cache, before_layer=None):
+        t = self.torch
+        s = self.s
+        hq, hk, d = s["heads"], s["kv_heads"], s["head_dim"]
+        with t.no_grad():
+            ids = t.as_tensor(ids, device=self.device, dtype=t.long)
+            count = ids.shape[0]
+            x = self.embed[ids]
+            cos, sin = self._rope(start, count)
+            for i, lw in enumerate(self.layers):
+                if before_layer is not None:
+                    before_layer(i)
+                h = self._rms(x, lw["ln1"])
+                q, k, v = (h @ lw["wqkv"].T).split((hq * d, hk * d, hk * d), dim=-1)
+                q = self._rot(q.view(count, hq, d), cos, sin)
+                k = self._rot(k.view(count, hk, d), cos, sin)
+                keys, values = cache.write(i, start, k, v.view(count, hk, d))
+                x = x + self._attend(q, keys, values, start) @ lw["wo"].T
+                h = self._rms(x, lw["ln2"])
+                gate, up = (h @ lw["wgu"].T).chunk(2, dim=-1)
+                x = x + (t.nn.functional.silu(gate) * up) @ lw["wd"].T
+            return (self._rms(x[-1:], self.norm) @ self.head.T)[0].float()
+
+    def _rot(self, x, cos, sin):
+        t = self.torch
+        half = x.shape[-1] // 2
+        xf = x.float()
+        a, b = xf[..., :half], xf[..., half:]
+        return t.cat((a * cos - b * sin, b * cos + a * sin), dim=-1).to(x.dtype)
+
+
+class PagedCache:
+    """Per layer a ``[2, blocks, 16, kv_heads, head_dim]`` tensor (vLLM's FlashAttention layout); a
+    sequence's block j is block j of every layer."""
+
+    def __init__(self, model: Llama, tokens: int):
+        t = model.torch
+        s = model.s
+        self.blocks = -(-tokens // BLOCK_TOKENS)
+        self.layers = [t.zeros(2, self.blocks, BLOCK_TOKENS, s["kv_heads"], s["head_dim"], device=model.device,
+                               dtype=model.dtype) for _ in range(s["layers"])]
+        self.half = BLOCK_TOKENS * s["kv_heads"] * s["head_dim"] * self.layers[0].element_size()   # K (or V) of a block
+
+    def write(self, layer: int, start: int, k, v):
+        """Stores the KV of tokens [start, start + T) and returns the K and V of [0, start + T)."""
+        kv = self.layers[layer]
+        flat = kv.view(2, -1, kv.shape[3], kv.shape[4])
+        end = start + k.shape[0]
+        flat[0, start:end] = k
+        flat[1, start:end] = v
+        return flat[0, :end], flat[1, :end]
+
+    def pieces(self, layer: int, block: int):
+        """Addresses and sizes of one block's K and V slices in one layer."""
+        base = self.layers[layer].data_ptr()
+        return [base + block * self.half, base + (self.blocks + block) * self.half], [self.half, self.half]
+
+    def copy_blocks_from(self, other: "PagedCache", blocks: int) -> None:
+        for mine, theirs in zip(self.layers, other.layers):
+            mine[:, :blocks].copy_(theirs[:, :blocks])
+
+    def equal_blocks(self, other: "PagedCache", blocks: int) -> bool:
+        return all(bool((a[:, :blocks] == b[:, :blocks]).all()) for a, b in zip(self.layers, other.layers))
+
+
+# --- keys and values ------------------------------------------------------------------------------------
+
+class Layout:
+    """Which values hold a request's blocks: ``layer`` (one per block and layer, each layer's blocks a chain)
+    or ``block`` (the vLLM connector's: one per block, every layer's slices, one chain)."""
+
+    def __init__(self, name: str, model_name: str, layers: int):
+        if name not in ("layer", "block"):
+            raise ValueError(f"layout {name!r}: layer or block")
+        self.name, self.model_name, self.layers = name, model_name, layers
+
+    def block_keys(self, tokens, salt: str = ""):
+        from kvasir.integrations.vllm import block_key, chained_block_hashes
+        return [block_key(self.model_name, h.hex()) for h in chained_block_hashes(tokens, BLOCK_TOKENS, salt)]
+
+    def chains(self, tokens, cache: PagedCache, blocks=None):
+        """Per chain, (keys, addresses per key, sizes per key) of the first ``blocks`` full blocks of ``tokens``."""
+        keys = self.block_keys(tokens)[:blocks]
+        if self.name == "layer":
+            return [([f"{k}/L{i}" for k in keys], *zip(*(cache.pieces(i, b) for b in range(len(keys)))))
+                    for i in range(self.layers)] if keys else []
+        addrs, sizes = [], []
+        for b in range(len(keys)):
+            parts = [cache.pieces(i, b) for i in range(self.layers)]
+            addrs.append([a for p in parts for a in p[0]])
+            sizes.append([n for p in parts for n in p[1]])
+        return [(keys, addrs, sizes)] if keys else []
+
+
+def _flatten(chains):
+    return [k for c in chains for k in c[0]], [a for c in chains for a in c[1]], [s for c in chains for s in c[2]]
+
+
+def _leading_ones(row) -> int:
+    return next((j for j, p in enumerate(row) if p != 1), len(row))
+
+
+class Kv:
+    """Saves and loads a request's blocks through ``store`` in ``layout``. ``transport``: ``shm`` loads with
+    the local (arena) calls, ``tcp`` with the socket ones; puts are chained, so they go over TCP either way.
+    CPU caches are read and written in place; a GPU cache goes through a pinned CPU mirror over TCP."""
+
+    def __init__(self, store, layout: Layout, transport: str):
+        if transport not in ("shm", "tcp"):
+            raise ValueError(f"transport {transport!r}: shm or tcp")
+        self.store, self.layout, self.transport = store, layout, transport
+        self._mirrors = {}   # id(cache) -> its registered CPU mirror (the cache itself on the CPU)
+
+    def host(self, cache: PagedCache) -> PagedCache:
+        """The cache's registered CPU side: the cache itself on the CPU, else a pinned copy of its shape."""
+        mirror = self._mirrors.get(id(cache))
+        if mirror is None:
+            if cache.layers[0].device.type == "cpu":
+                mirror = cache
+            else:
+                mirror = PagedCache.__new__(PagedCache)
+                mirror.blocks, mirror.half = cache.blocks, cache.half
+                mirror.layers = [t.new_empty(t.shape, device="cpu").pin_memory() for t in cache.layers]
+            for t in mirror.layers:
+                self.store.register_buffer(t.data_ptr(), t.numel() * t.element_size())
+            self._mirrors[id(cache)] = mirror
+        return mirror
+
+    def forget(self, cache: PagedCache) -> None:
+        mirror = self._mirrors.pop(id(cache), None)
+        for t in mirror.layers if mirror is not None else ():
+            self.store.unregister_buffer(t.data_ptr())
+
+    def keys(self, tokens):
+        """Per chain (layer, or the one chain of the block layout) the keys of ``tokens``' full blocks."""
+        keys = self.layout.block_keys(tokens)
+        if self.layout.name == "layer":
+            return [[f"{k}/L{i}" for k in keys] for i in range(self.layout.layers)]
+        return [keys]
+
+    def save(self, tokens, cache: PagedCache) -> int:
+        """Puts the full blocks of ``tokens`` from ``cache``, each chain with one chained put; returns the
+        number of values stored. Raises naming the first failure code."""
+        mirror = self.host(cache)
+        if mirror is not cache:
+            for m, t in zip(mirror.layers, cache.layers):
+                m.copy_(t)
+        stored = 0
+        for keys, addrs, sizes in self.layout.chains(tokens, mirror):
+            codes = self.store.batch_put_from_multi_buffers(keys, list(addrs), list(sizes), chain=True)
+            bad = [c for c in codes if c != 0]
+            if bad:
+                raise RuntimeError(f"saving {len(bad)} of {len(keys)} values failed (first code {bad[0]}); "
+                                   "is the node's --memory (and --max-value) large enough?")
+            stored += len(keys)
+        return stored
+
+    def hit_blocks(self, tokens) -> int:
+        """Leading full blocks of ``tokens`` whose values (every layer's) exist on the node: one batch_is_exist."""
+        chains = self.keys(tokens)
+        if not chains[0]:
+            return 0
+        present = self.store.batch_is_exist([k for c in chains for k in c])
+        n = len(chains[0])
+        return min(_leading_ones(present[r:r + n]) for r in range(0, len(present), n))
+
+    def load(self, tokens, blocks: int, cache: PagedCache, layers=None):
+        """Starts loading the first ``blocks`` blocks of ``tokens`` into ``cache`` (with the layer layout, only
+        ``layers``' values); returns a callable that waits for them and checks every value arrived whole."""
+        if blocks == 0:
+            return lambda: None
+        on_gpu = cache.layers[0].device.type != "cpu"
+        target = cache if self.transport == "shm" and on_gpu else self.host(cache)   # the CPU's is registered
+        chains = self.layout.chains(tokens, target, blocks)
+        if layers is not None:
+            chains = [chains[i] for i in layers]
+        keys, addrs, sizes = _flatten(chains)
+        expect = [sum(s) for s in sizes]
+
+        def check(got):
+            if list(got) != expect:
+                bad = next(i for i, (g, e) in enumerate(zip(got, expect)) if g != e)
+                raise RuntimeError(f"value {keys[bad]!r}: got {got[bad]} (expected {expect[bad]} bytes)")
+
+        if self.transport == "shm":
+            pending = self.store.batch_get_into_multi_buffers_submit_local(keys, addrs, sizes)
+            return lambda: check(pending.wait())
+        check(self.store.batch_get_into_multi_buffers(keys, addrs, sizes))
+        if target is not cache:
+            for i in (layers if layers is not None else range(len(cache.layers))):
+                cache.layers[i][:, :blocks].copy_(target.layers[i][:, :blocks], non_blocking=True)
+        return lambda: None
+
+    def remove(self, tokens) -> None:
+        keys = [k for c in self.keys(tokens) for k in c]
+        if keys:
+            self.store.batch_remove(keys)
+
+
+# --- requests ---------------------------------------------------------------------------------------------
+
+def _sync(model: Llama) -> None:
+    if model.device != "cpu":
+        model.torch.cuda.synchronize()
+
+
+def _clock(model: Llama) -> float:
+    _sync(model)
+    return time.perf_counter()
+
+
+def prompts(model: Llama, tokens: int, suffix: int, seed: int):
+    """Request A's prompt (``tokens`` ids) and request B's (the same plus ``suffix`` new ones)."""
+    g = model.torch.Generator().manual_seed(seed)
+    ids = model.torch.randint(0, model.s["vocab"], (tokens + suffix,), generator=g).tolist()
+    return ids[:tokens], ids
+
+
+def request_a(model: Llama, kv: Kv, prompt):
+    """Full prefill, then the save: (cache, logits, {"prefill": s, "save": s, "values": n})."""
+    cache = PagedCache(model, len(prompt))
+    t0 = _clock(model)
+    logits = model.forward(prompt, 0, cache)
+    t1 = _clock(model)
+    values = kv.save(prompt, cache)
+    t2 = _clock(model)
+    return cache, logits, {"prefill": t1 - t0, "save": t2 - t1, "values": values}
+
+
+def usable_hit(prompt, hit_blocks: int) -> int:
+    """Tokens of the prompt taken from the cache: the hit's, less one block when it would cover the whole
+    prompt (the last token is always computed: its logits are the answer)."""
+    if hit_blocks * BLOCK_TOKENS >= len(prompt):
+        hit_blocks = (len(prompt) - 1) // BLOCK_TOKENS
+    return hit_blocks * BLOCK_TOKENS
+
+
+def request_b(model: Llama, kv: Kv, prompt, mode: str, cache: PagedCache = None, timeout: float = 600.0):
+    """Request B in ``mode`` (first, overlap): (cache, logits, timings). Timings: ``total`` from the
+    request's arrival to its logits; ``lookup`` (hashing, keys, one batch_is_exist); ``load`` (first: until
+    every block is in; overlap: the time the forward pass waited for blocks); ``compute``; ``hit_tokens``."""
+    if mode not in ("first", "overlap"):
+        raise ValueError(f"mode {mode!r}: first or overlap")
+    cache = cache or PagedCache(model, len(prompt))
+    t0 = _clock(model)
+    hit = usable_hit(prompt, kv.hit_blocks(prompt)) // BLOCK_TOKENS
+    t1 = _clock(model)
+    waited = [0.0]
+    before_layer = None
+    if mode == "first" or hit == 0:
+        kv.load(prompt, hit, cache)()
+    else:
+        if kv.layout.name != "layer":
+            raise ValueError("layer-wise overlap needs the layer layout (one value per block and layer)")
+        ready = [threading.Event() for _ in model.layers]
+        waiters = [None] * len(model.layers)
+        failed = []
+
+        def loader():
+            try:
+                for i in range(len(model.layers)):
+                    waiters[i] = kv.load(prompt, hit, cache, layers=[i])
+                    ready[i].set()
+            except BaseException as ex:   # noqa: BLE001 - reported by the layer that waits
+                failed.append(ex)
+                for e in ready:
+                    e.set()
+
+        thread = threading.Thread(target=loader, name="ttft-loader", daemon=True)
+        thread.start()
+
+        def before_layer(i):
+            w0 = time.perf_counter()
+            if not ready[i].wait(timeout):
+                raise TimeoutError(f"layer {i}'s blocks were not requested within {timeout} s")
+            if failed:
+                raise RuntimeError(f"loading layer {i}'s blocks failed: {failed[0]}")
+            waiters[i]()
+            waited[0] += time.perf_counter() - w0
+    t2 = _clock(model)
+    start = hit * BLOCK_TOKENS
+    logits = model.forward(prompt[start:], start, cache, before_layer)
+    t3 = _clock(model)
+    if before_layer is not None:
+        thread.join(timeout)
+    load = t2 - t1 if mode == "first" else waited[0]
+    return cache, logits, {"total": t3 - t0, "lookup": t1 - t0, "load": load,
+                           "compute": (t3 - t2) - (0.0 if mode == "first" else waited[0]), "hit_tokens": start}
+
+
+def reference(model: Llama, local: PagedCache, prompt, hit_tokens: int):
+    """B's logits computed as B does from ``hit_tokens`` on, with A's locally computed KV for the hit:
+    (cache, logits, seconds of the compute)."""
+    cache = PagedCache(model, len(prompt))
+    cache.copy_blocks_from(local, hit_tokens // BLOCK_TOKENS)
+    t0 = _clock(model)
+    logits = model.forward(prompt[hit_tokens:], hit_tokens, cache)
+    return cache, logits, _clock(model) - t0
+
+
+def recompute(model: Llama, prompt):
+    """B's prompt prefilled whole: (logits, seconds)."""
+    cache = PagedCache(model, len(prompt))
+    t0 = _clock(model)
+    logits = model.forward(prompt, 0, cache)
+    return logits, _clock(model) - t0
+
+
+def compare(logits, expected) -> dict:
+    """Bit-identity, max abs difference and argmax agreement of two logit vectors."""
+    t = logits
+    return {"identical": bool(t.shape == expected.shape and (t.view(-1).view(dtype_int(t)) == expected.view(-1).view(dtype_int(t))).all()),
+            "max_abs_diff": float((t - expected).abs().max()), "argmax_agree": int(t.argmax()) == int(expected.argmax())}
+
+
+def dtype_int(t):
+    """The integer dtype of ``t``'s element size: comparing through it compares bits (a NaN equals itself)."""
+    import torch
+    return {2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()]
+
+
+# --- the bench ------------------------------------------------------------------------------------------
+
+def start_node(memory_bytes: int):
+    cmd = os.environ.get("KVASIR_BIN", "").split() or ["dotnet", os.path.join(ROOT, ".build", "cli", "kvasir.dll")]
+    node = subprocess.Popen([*cmd, "serve", "--host", "127.0.0.1", "--port", "0", "--memory", f"{memory_bytes >> 20}MiB",
+                             "--max-value", "64MiB", "--admin-port", "off", "--log-level", "warning"],
+                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    line = node.stdout.readline()
+    m = re.search(r"serving on (\S+:\d+) ", line)
+    if not m:
+        node.kill()
+        node.wait(10)
+        raise RuntimeError(f"node did not start: {line!r}")
+    return node, m.group(1)
+
+
+def stop_node(node) -> None:
+    node.terminate()
+    try:
+        node.wait(15)
+    except subprocess.TimeoutExpired:
+        node.kill()
+        node.wait(10)
+
+
+def kv_bytes_per_token(shape: dict, element: int) -> int:
+    return shape["layers"] * 2 * shape["kv_heads"] * shape["head_dim"] * element
+
+
+def bench_one(model, kvs, tokens: int, suffix: int, seed: int, modes) -> dict:
+    """One repeat at one prompt length: A, the reference, the recompute and every B mode, checked."""
+    prompt_a, prompt_b = prompts(model, tokens, suffix, seed)
+    out = {}
+    first_kv = kvs[0]
+    local, logits_a, out["A"] = request_a(model, first_kv, prompt_a)
+    for kv in kvs[1:]:   # the other layout's values (saving them is not timed as A)
+        kv.save(prompt_a, local)
+    logits_full, out["recompute"] = recompute(model, prompt_b)
+    hit_tokens = usable_hit(prompt_b, len(prompt_a) // BLOCK_TOKENS)
+    ref_cache, logits_ref, out["local_compute"] = reference(model, local, prompt_b, hit_tokens)
+    del ref_cache
+    cache_b = PagedCache(model, len(prompt_b))
+    for mode, kv in modes:
+        for t in cache_b.layers:
+            t.zero_()
+        _, logits_b, timings = request_b(model, kv, prompt_b, mode, cache_b)
+        timings["vs_local_prefix"] = compare(logits_b, logits_ref)
+        timings["vs_recompute"] = compare(logits_b, logits_full)
+        timings["cache_equal"] = cache_b.equal_blocks(local, timings["hit_tokens"] // BLOCK_TOKENS)
+        if timings["hit_tokens"] != hit_tokens:
+            raise RuntimeError(f"{mode}: hit {timings['hit_tokens']} tokens, expected {hit_tokens}")
+        out[f"{mode}/{kv.layout.name}"] = timings
+    out["ref_vs_recompute"] = compare(logits_ref, logits_full)
+    for kv in kvs:
+        kv.remove(prompt_a)
+        kv.forget(cache_b)
+        kv.forget(local)
+    return out
+
+
+def median_of(runs, *path):
+    vals = []
+    for r in runs:
+        v = r
+        for p in path:
+            v = v[p]
+        vals.append(v)
+    return statistics.median(vals)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
+    ap.add_argument("--tokens", default="128,512", help="prefix lengths, comma-separated (default 128,512)")
+    ap.add_argument("--suffix", type=int, default=None, help="new tokens of request B (default 16 tiny, 128 else)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default=None, help="cpu or cuda (default cuda when available)")
+    ap.add_argument("--transport", choices=("shm", "tcp"), default="shm", help="loads: shm (same host) or tcp")
+    ap.add_argument("--layouts", default="layer", help="layer, block or layer,block (default layer)")
+    ap.add_argument("--node", default=None, help="host:port of a running node (default: start one)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: steadier on a shared machine; 0: torch's choice)")
+    ap.add_argument("--json", default=None, help="write every repeat's figures here")
+    args = ap.parse_args(argv)
+    import torch
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    shape = SHAPES[args.shape]
+    lengths = [int(x) for x in args.tokens.split(",") if x.strip()]
+    if not lengths or min(lengths) < BLOCK_TOKENS:
+        ap.error(f"--tokens: lengths of at least {BLOCK_TOKENS} (one block)")
+    if args.repeats < 1:
+        ap.error("--repeats: at least 1")
+    suffix = args.suffix if args.suffix is not None else (16 if args.shape == "tiny" else 128)
+    if suffix < 1:
+        ap.error("--suffix: at least 1 token")
+    layouts = [x.strip() for x in args.layouts.split(",") if x.strip()]
+    if not layouts or set(layouts) - {"layer", "block"}:
+        ap.error("--layouts: layer, block or both")
+    if device == "cpu" and args.threads:
+        torch.set_num_threads(args.threads)
+    stage(f"model {args.shape} on {device}, {torch.get_num_threads()} CPU threads")
+    model = Llama(shape, device, seed=args.seed)
+    per_token = kv_bytes_per_token(shape, model.embed.element_size())
+    node = None
+    address = args.node
+    if address is None:
+        need = per_token * max(lengths) * len(layouts)
+        node, address = start_node(need + need // 4 + (256 << 20))
+        stage(f"node on {address} ({(need + need // 4 + (256 << 20)) >> 20} MiB)")
+    try:
+        import kvasir
+        store = kvasir.KvStore(address, transport=args.transport, request_timeout=120)
+        kvs = [Kv(store, Layout(name, f"ttft-{args.shape}", shape["layers"]), args.transport) for name in layouts]
+        modes = [("first", kv) for kv in kvs] + [("overlap", kv) for kv in kvs if kv.layout.name == "layer"]
+        warm_a, warm_b = prompts(model, 4 * BLOCK_TOKENS, suffix, 1 << 30)   # kernels, allocator, connections
+        bench_one(model, kvs, len(warm_a), suffix, 1 << 30, modes)
+        results = {}
+        for n in lengths:
+            runs = []
+            for r in range(args.repeats):
+                runs.append(bench_one(model, kvs, n, suffix, args.seed * 1000003 + n * 31 + r, modes))
+                stage(f"{n} tokens, repeat {r + 1}: recompute {runs[-1]['recompute'] * 1e3:.1f} ms, "
+                      + ", ".join(f"{k} {v['total'] * 1e3:.1f} ms" for k, v in runs[-1].items() if isinstance(v, dict) and "total" in v))
+            results[n] = runs
+        report(results, shape, per_token, device, args, suffix, modes)
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump({"shape": args.shape, "device": device, "transport": args.transport, "suffix": suffix,
+                           "runs": {str(k): v for k, v in results.items()}}, f, indent=1)
+        store.close()
+    finally:
+        if node is not None:
+            stop_node(node)
+    return 0
+
+
+def report(results, shape, per_token, device, args, suffix, modes) -> None:
+    import torch
+    name = torch.cuda.get_device_name() if device != "cpu" else "CPU"
+    print(f"\nTTFT, {args.shape} ({shape['layers']} layers, KV {per_token // 1024} KiB/token, "
+          f"{'bf16' if device != 'cpu' else 'fp32'}) on {name}, loads over {args.transport}, suffix {suffix} tokens, "
+          f"medians of {args.repeats} (ms):\n")
+    cols = ["prefix", "A prefill", "A save", "recompute B"]
+    for mode, kv in modes:
+        tag = f"{mode}/{kv.layout.name}"
+        cols += [f"B {tag}", "lookup", "load" if mode == "first" else "load wait", "compute"]
+    cols += ["speedup (best B)", "B = local-prefix bits", "B vs recompute: max|diff|, argmax"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for n, runs in results.items():
+        ms = lambda *p: f"{median_of(runs, *p) * 1e3:.1f}"   # noqa: E731
+        row = [str(n), ms("A", "prefill"), ms("A", "save"), ms("recompute")]
+        best = None
+        identical, diffs, agree = True, [], True
+        for mode, kv in modes:
+            tag = f"{mode}/{kv.layout.name}"
+            row += [ms(tag, "total"), ms(tag, "lookup"), ms(tag, "load"), ms(tag, "compute")]
+            total = median_of(runs, tag, "total")
+            best = total if best is None else min(best, total)
+            for r in runs:
+                identical &= r[tag]["vs_local_prefix"]["identical"] and r[tag]["cache_equal"]
+                diffs.append(r[tag]["vs_recompute"]["max_abs_diff"])
+                agree &= r[tag]["vs_recompute"]["argmax_agree"]
+        row += [f"{median_of(runs, 'recompute') / best:.1f}x", "yes" if identical else "NO",
+                f"{max(diffs):.3g}, {'same' if agree else 'DIFFERS'}"]
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""bench/ttft.py's requests on the CPU (tiny shape) against a real node, over TCP and over shared memory: a
+prefix hit gives the logits of the same computation with locally computed prefix KV, bit for bit, and
+agrees with a full recompute; a partial hit (blocks removed, or evicted) recomputes the rest, same bits."""
+import os
+import sys
+import uuid
+
+import numpy as np
+import pytest
+
+from conftest import REPO, Node
+
+torch = pytest.importorskip("torch")
+sys.path.insert(0, os.path.join(REPO, "bench"))
+import ttft  # noqa: E402
+
+from kvasir import KvStore  # noqa: E402
+
+SHAPE = ttft.SHAPES["tiny"]
+LAYERS = SHAPE["layers"]
+PREFIX, SUFFIX = 96, 8               # 6 full blocks of 16, then 8 new tokens
+# Full recompute against the chunked run: fp32 on the CPU, different matmul shapes and attention rows,
+# so bit-identity is not claimed; the tolerance is on logits of magnitude ~1 (seen: 0 on this machine).
+RECOMPUTE_ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.set_num_threads(1)
+    return ttft.Llama(SHAPE, "cpu", seed=7)
+
+
+def kv_for(store, layout: str, transport: str):
+    return ttft.Kv(store, ttft.Layout(layout, f"ttft-test-{uuid.uuid4().hex[:8]}", LAYERS), transport)
+
+
+def saved_request(model, kv, seed=1):
+    """Request A saved; B's prompt, A's local cache, B's full-recompute logits."""
+    prompt_a, prompt_b = ttft.prompts(model, PREFIX, SUFFIX, seed)
+    local, _, a = ttft.request_a(model, kv, prompt_a)
+    assert a["values"] == (PREFIX // 16) * (LAYERS if kv.layout.name == "layer" else 1)
+    full, _ = ttft.recompute(model, prompt_b)
+    return prompt_b, local, full
+
+
+def check_b(model, kv, prompt_b, local, full, mode, hit_tokens):
+    cache, logits, t = ttft.request_b(model, kv, prompt_b, mode)
+    assert t["hit_tokens"] == hit_tokens
+    assert cache.equal_blocks(local, hit_tokens // 16), "the loaded KV differs from the saved KV"
+    _, ref, _ = ttft.reference(model, local, prompt_b, hit_tokens)
+    assert ttft.compare(logits, ref)["identical"], ttft.compare(logits, ref)
+    against_full = ttft.compare(logits, full)
+    assert against_full["argmax_agree"] and against_full["max_abs_diff"] <= RECOMPUTE_ATOL, against_full
+    return logits
+
+
+@pytest.mark.parametrize("transport", ["tcp", "shm"])
+@pytest.mark.parametrize("layout", ["layer", "block"])
+def test_prefix_hit_gives_the_local_prefix_logits_bit_for_bit_and_agrees_with_recompute(node, model, transport, layout):
+    with KvStore(node.address, transport=transport, request_timeout=20) as store:
+        assert store.transport == transport or transport == "tcp"
+        kv = kv_for(store, layout, transport)
+        prompt_b, local, full = saved_request(model, kv)
+        for mode in ["first"] + (["overlap"] if layout == "layer" else []):
+            check_b(model, kv, prompt_b, local, full, mode, PREFIX)
+        if transport == "shm":
+            assert store.transport == "shm"
+        kv.remove(prompt_b[:PREFIX])
+        assert kv.hit_blocks(prompt_b) == 0
+
+
+@pytest.mark.parametrize("transport", ["tcp", "shm"])
+def test_partial_hit_after_removing_a_block_recomputes_the_rest_with_the_same_bits(node, model, transport):
+    with KvStore(node.address, transport=transport, request_timeout=20) as store:
+        kv = kv_for(store, "layer", transport)
+        prompt_b, local, full = saved_request(model, kv, seed=2)
+        # block 3 of one layer is gone: blocks 0-2 still hit, 3-5 and the suffix are computed
+        gone = kv.keys(prompt_b[:PREFIX])[1][3]
+        assert store.batch_remove([gone]) == [0]
+        assert kv.hit_blocks(prompt_b) == 3
+        for mode in ("first", "overlap"):
+            check_b(model, kv, prompt_b, local, full, mode, 3 * 16)
+        # the head block gone: nothing hits, all computed
+        assert store.batch_remove([kv.keys(prompt_b[:PREFIX])[0][0]]) == [0]
+        check_b(model, kv, prompt_b, local, full, "first", 0)
+
+
+def test_a_corrupted_block_changes_the_logits_so_the_equality_checks_can_fail(node, model):
+    with KvStore(node.address, transport="tcp", request_timeout=20) as store:
+        kv = kv_for(store, "layer", "tcp")
+        prompt_b, local, _ = saved_request(model, kv, seed=3)
+        key = kv.keys(prompt_b[:PREFIX])[0][2]
+        value = bytearray(store.get(key))
+        value[100] ^= 0x40
+        assert store.put(key, bytes(value)) == 0
+        cache, logits, t = ttft.request_b(model, kv, prompt_b, "first")
+        assert t["hit_tokens"] == PREFIX
+        assert not cache.equal_blocks(local, PREFIX // 16)
+        _, ref, _ = ttft.reference(model, local, prompt_b, PREFIX)
+        assert not ttft.compare(logits, ref)["identical"]
+
+
+def test_partial_hit_after_the_node_evicted_chain_tails_gives_the_same_bits(cli, model):
+    # A node with prefix-aware eviction, filled past its memory after A's save: A's chains lose blocks
+    # from their tails, so what hits is a prefix of each layer's blocks (a shorter one in some layers).
+    node = Node("--memory", "4MiB", "--max-value", "64KiB", "--eviction", "prefix")
+    try:
+        with KvStore(node.address, transport="tcp", request_timeout=20) as store:
+            kv = kv_for(store, "layer", "tcp")
+            prompt_b, local, full = saved_request(model, kv, seed=4)
+            filler = np.zeros(4 * 4096, dtype=np.uint8)
+            store.register_buffer(filler.ctypes.data, filler.nbytes)
+            hit = kv.hit_blocks(prompt_b)
+            for round_ in range(800):   # bounded: 800 x 4 values of 4 KiB = 12.5 MiB, three times the node
+                if hit < PREFIX // 16:
+                    break
+                keys = [f"filler/{round_}/{i}" for i in range(4)]
+                codes = store.batch_put_from(keys, [filler.ctypes.data + i * 4096 for i in range(4)], [4096] * 4, chain=True)
+                assert codes == [0] * 4, codes
+                hit = kv.hit_blocks(prompt_b)
+            assert store.stats()["evictions"] > 0
+            assert hit < PREFIX // 16, "filling the node three times over evicted none of A's blocks"
+            check_b(model, kv, prompt_b, local, full, "first", hit * 16)
+            check_b(model, kv, prompt_b, local, full, "overlap", hit * 16)
+    finally:
+        node.stop()
