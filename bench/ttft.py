@@ -186,10 +186,14 @@ class PagedCache:
         flat[1, start:end] = v
         return flat[0, :end], flat[1, :end]
 
-    def pieces(self, layer: int, block: int):
-        """Addresses and sizes of one block's K and V slices in one layer."""
-        base = self.layers[layer].data_ptr()
-        return [base + block * self.half, base + (self.blocks + block) * self.half], [self.half, self.half]
+    def pieces(self, layers, blocks: int):
+        """Per block in [0, blocks), the addresses of its K and V slices in each of ``layers``, in order, and
+        their sizes (built arithmetically: an engine has its block table at hand)."""
+        half, span = self.half, self.blocks * self.half
+        bases = [self.layers[i].data_ptr() for i in layers]
+        sizes = [half] * (2 * len(bases))
+        return ([[a for base in bases for a in (base + b * half, base + span + b * half)] for b in range(blocks)],
+                [sizes] * blocks)
 
     def copy_blocks_from(self, other: "PagedCache", blocks: int) -> None:
         for mine, theirs in zip(self.layers, other.layers):
@@ -217,15 +221,11 @@ class Layout:
     def chains(self, tokens, cache: PagedCache, blocks=None):
         """Per chain, (keys, addresses per key, sizes per key) of the first ``blocks`` full blocks of ``tokens``."""
         keys = self.block_keys(tokens)[:blocks]
+        if not keys:
+            return []
         if self.name == "layer":
-            return [([f"{k}/L{i}" for k in keys], *zip(*(cache.pieces(i, b) for b in range(len(keys)))))
-                    for i in range(self.layers)] if keys else []
-        addrs, sizes = [], []
-        for b in range(len(keys)):
-            parts = [cache.pieces(i, b) for i in range(self.layers)]
-            addrs.append([a for p in parts for a in p[0]])
-            sizes.append([n for p in parts for n in p[1]])
-        return [(keys, addrs, sizes)] if keys else []
+            return [([f"{k}/L{i}" for k in keys], *cache.pieces([i], len(keys))) for i in range(self.layers)]
+        return [(keys, *cache.pieces(range(self.layers), len(keys)))]
 
 
 def _flatten(chains):
@@ -249,21 +249,22 @@ class Kv:
 
     def host(self, cache: PagedCache) -> PagedCache:
         """The cache's registered CPU side: the cache itself on the CPU, else a pinned copy of its shape."""
-        mirror = self._mirrors.get(id(cache))
-        if mirror is None:
+        held = self._mirrors.get(id(cache))
+        if held is None:
             if cache.layers[0].device.type == "cpu":
                 mirror = cache
             else:
                 mirror = PagedCache.__new__(PagedCache)
                 mirror.blocks, mirror.half = cache.blocks, cache.half
-                mirror.layers = [t.new_empty(t.shape, device="cpu").pin_memory() for t in cache.layers]
+                mirror.layers = [t.new_empty(t.shape, device="cpu") for t in cache.layers]
             for t in mirror.layers:
                 self.store.register_buffer(t.data_ptr(), t.numel() * t.element_size())
-            self._mirrors[id(cache)] = mirror
-        return mirror
+            held = self._mirrors[id(cache)] = (cache, mirror)   # the cache is kept: its id is not reused meanwhile
+        return held[1]
 
     def forget(self, cache: PagedCache) -> None:
-        mirror = self._mirrors.pop(id(cache), None)
+        """Unregisters (and drops) the cache's CPU side."""
+        _, mirror = self._mirrors.pop(id(cache), (None, None))
         for t in mirror.layers if mirror is not None else ():
             self.store.unregister_buffer(t.data_ptr())
 
