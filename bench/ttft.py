@@ -206,26 +206,39 @@ class PagedCache:
 # --- keys and values ------------------------------------------------------------------------------------
 
 class Layout:
-    """Which values hold a request's blocks: ``layer`` (one per block and layer, each layer's blocks a chain)
-    or ``block`` (the vLLM connector's: one per block, every layer's slices, one chain)."""
+    """Which values hold a request's blocks: ``block`` (the vLLM connector's: one value per block with every
+    layer's slices, under the connector's key), ``layer`` (one value per block and layer, key + ``/L{i}``) or
+    ``layerN`` (one per block and group of N layers, key + ``/L{first}-{last}``). Each group's blocks are one
+    chain; a group's values can be loaded, and waited for, on their own."""
 
     def __init__(self, name: str, model_name: str, layers: int):
-        if name not in ("layer", "block"):
-            raise ValueError(f"layout {name!r}: layer or block")
+        m = re.fullmatch(r"layer(\d*)", name)
+        if name == "block":
+            size = layers
+        elif m and (not m.group(1) or 1 <= int(m.group(1)) <= layers):
+            size = int(m.group(1) or 1)
+        else:
+            raise ValueError(f"layout {name!r}: block, layer or layerN (N layers per value, 1 to {layers})")
         self.name, self.model_name, self.layers = name, model_name, layers
+        self.groups = [range(a, min(a + size, layers)) for a in range(0, layers, size)]
+        self.suffixes = [""] if name == "block" else [f"/L{g[0]}" if len(g) == 1 else f"/L{g[0]}-{g[-1]}" for g in self.groups]
 
     def block_keys(self, tokens, salt: str = ""):
         from kvasir.integrations.vllm import block_key, chained_block_hashes
         return [block_key(self.model_name, h.hex()) for h in chained_block_hashes(tokens, BLOCK_TOKENS, salt)]
 
-    def chains(self, tokens, cache: PagedCache, blocks=None):
-        """Per chain, (keys, addresses per key, sizes per key) of the first ``blocks`` full blocks of ``tokens``."""
-        keys = self.block_keys(tokens)[:blocks]
-        if not keys:
+    def value_keys(self, block_keys, groups=None):
+        """Per chain (each of ``groups``, default all) the keys of the values of the blocks ``block_keys`` name."""
+        return [[k + self.suffixes[g] for k in block_keys] for g in (range(len(self.groups)) if groups is None else groups)]
+
+    def chains(self, block_keys, cache: PagedCache, groups=None):
+        """Per chain (each of ``groups``, default all), (keys, addresses per key, sizes per key) of blocks 0, 1,
+        ... of ``cache``, named by ``block_keys``."""
+        if not block_keys:
             return []
-        if self.name == "layer":
-            return [([f"{k}/L{i}" for k in keys], *cache.pieces([i], len(keys))) for i in range(self.layers)]
-        return [(keys, *cache.pieces(range(self.layers), len(keys)))]
+        groups = range(len(self.groups)) if groups is None else groups
+        return [(keys, *cache.pieces(self.groups[g], len(block_keys)))
+                for g, keys in zip(groups, self.value_keys(block_keys, groups))]
 
 
 def _flatten(chains):
@@ -269,11 +282,8 @@ class Kv:
             self.store.unregister_buffer(t.data_ptr())
 
     def keys(self, tokens):
-        """Per chain (layer, or the one chain of the block layout) the keys of ``tokens``' full blocks."""
-        keys = self.layout.block_keys(tokens)
-        if self.layout.name == "layer":
-            return [[f"{k}/L{i}" for k in keys] for i in range(self.layout.layers)]
-        return [keys]
+        """Per chain (group of layers) the keys of ``tokens``' full blocks."""
+        return self.layout.value_keys(self.layout.block_keys(tokens))
 
     def save(self, tokens, cache: PagedCache) -> int:
         """Puts the full blocks of ``tokens`` from ``cache``, each chain with one chained put; returns the
@@ -283,7 +293,7 @@ class Kv:
             for m, t in zip(mirror.layers, cache.layers):
                 m.copy_(t)
         stored = 0
-        for keys, addrs, sizes in self.layout.chains(tokens, mirror):
+        for keys, addrs, sizes in self.layout.chains(self.layout.block_keys(tokens), mirror):
             codes = self.store.batch_put_from_multi_buffers(keys, list(addrs), list(sizes), chain=True)
             bad = [c for c in codes if c != 0]
             if bad:
@@ -292,26 +302,25 @@ class Kv:
             stored += len(keys)
         return stored
 
-    def hit_blocks(self, tokens) -> int:
-        """Leading full blocks of ``tokens`` whose values (every layer's) exist on the node: one batch_is_exist."""
-        chains = self.keys(tokens)
+    def hit_blocks(self, block_keys) -> int:
+        """Leading blocks of ``block_keys`` (``layout.block_keys`` of a prompt) whose values (every layer's)
+        exist on the node: one batch_is_exist."""
+        chains = self.layout.value_keys(block_keys)
         if not chains[0]:
             return 0
         present = self.store.batch_is_exist([k for c in chains for k in c])
         n = len(chains[0])
         return min(_leading_ones(present[r:r + n]) for r in range(0, len(present), n))
 
-    def load(self, tokens, blocks: int, cache: PagedCache, layers=None):
-        """Starts loading the first ``blocks`` blocks of ``tokens`` into ``cache`` (with the layer layout, only
-        ``layers``' values); returns a callable that waits for them and checks every value arrived whole."""
+    def load(self, block_keys, cache: PagedCache, groups=None):
+        """Starts loading the blocks named by ``block_keys`` into blocks 0, 1, ... of ``cache`` (only the values
+        of ``groups`` of layers, default all); returns a callable that waits for them and checks each arrived whole."""
+        blocks = len(block_keys)
         if blocks == 0:
             return lambda: None
         on_gpu = cache.layers[0].device.type != "cpu"
         target = cache if self.transport == "shm" and on_gpu else self.host(cache)   # the CPU's is registered
-        chains = self.layout.chains(tokens, target, blocks)
-        if layers is not None:
-            chains = [chains[i] for i in layers]
-        keys, addrs, sizes = _flatten(chains)
+        keys, addrs, sizes = _flatten(self.layout.chains(block_keys, target, groups))
         expect = [sum(s) for s in sizes]
 
         def check(got):
@@ -324,13 +333,14 @@ class Kv:
             return lambda: check(pending.wait())
         check(self.store.batch_get_into_multi_buffers(keys, addrs, sizes))
         if target is not cache:
-            for i in (layers if layers is not None else range(len(cache.layers))):
+            for i in (i for g in (groups if groups is not None else range(len(self.layout.groups)))
+                      for i in self.layout.groups[g]):
                 cache.layers[i][:, :blocks].copy_(target.layers[i][:, :blocks], non_blocking=True)
         return lambda: None
 
     def remove(self, tokens) -> None:
         keys = [k for c in self.keys(tokens) for k in c]
-        if keys:
+        if keys:   # codes unchecked: a test may have removed some already
             self.store.batch_remove(keys)
 
 
@@ -380,24 +390,28 @@ def request_b(model: Llama, kv: Kv, prompt, mode: str, cache: PagedCache = None,
         raise ValueError(f"mode {mode!r}: first or overlap")
     cache = cache or PagedCache(model, len(prompt))
     t0 = _clock(model)
-    hit = usable_hit(prompt, kv.hit_blocks(prompt)) // BLOCK_TOKENS
+    block_keys = kv.layout.block_keys(prompt)
+    hit = usable_hit(prompt, kv.hit_blocks(block_keys)) // BLOCK_TOKENS
+    block_keys = block_keys[:hit]
     t1 = _clock(model)
     waited = [0.0]
     before_layer = None
     if mode == "first" or hit == 0:
-        kv.load(prompt, hit, cache)()
+        kv.load(block_keys, cache)()
     else:
-        if kv.layout.name != "layer":
-            raise ValueError("layer-wise overlap needs the layer layout (one value per block and layer)")
-        ready = [threading.Event() for _ in model.layers]
-        waiters = [None] * len(model.layers)
+        groups = kv.layout.groups
+        if len(groups) < 2:
+            raise ValueError("layer-wise overlap needs values per layer or group of layers (layout layer or layerN)")
+        ready = [threading.Event() for _ in groups]
+        waiters = [None] * len(groups)
         failed = []
+        group_at = {g[0]: n for n, g in enumerate(groups)}   # first layer of each group -> the group
 
         def loader():
             try:
-                for i in range(len(model.layers)):
-                    waiters[i] = kv.load(prompt, hit, cache, layers=[i])
-                    ready[i].set()
+                for n in range(len(groups)):
+                    waiters[n] = kv.load(block_keys, cache, groups=[n])
+                    ready[n].set()
             except BaseException as ex:   # noqa: BLE001 - reported by the layer that waits
                 failed.append(ex)
                 for e in ready:
@@ -407,12 +421,15 @@ def request_b(model: Llama, kv: Kv, prompt, mode: str, cache: PagedCache = None,
         thread.start()
 
         def before_layer(i):
+            n = group_at.get(i)
+            if n is None:
+                return   # loaded with its group's first layer
             w0 = time.perf_counter()
-            if not ready[i].wait(timeout):
+            if not ready[n].wait(timeout):
                 raise TimeoutError(f"layer {i}'s blocks were not requested within {timeout} s")
             if failed:
                 raise RuntimeError(f"loading layer {i}'s blocks failed: {failed[0]}")
-            waiters[i]()
+            waiters[n]()
             waited[0] += time.perf_counter() - w0
     t2 = _clock(model)
     start = hit * BLOCK_TOKENS
@@ -534,7 +551,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default=None, help="cpu or cuda (default cuda when available)")
     ap.add_argument("--transport", choices=("shm", "tcp"), default="shm", help="loads: shm (same host) or tcp")
-    ap.add_argument("--layouts", default="layer", help="layer, block or layer,block (default layer)")
+    ap.add_argument("--layouts", default="layer", help="comma-separated: block, layer, layerN (default layer)")
     ap.add_argument("--node", default=None, help="host:port of a running node (default: start one)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: steadier on a shared machine; 0: torch's choice)")
@@ -552,8 +569,12 @@ def main(argv=None) -> int:
     if suffix < 1:
         ap.error("--suffix: at least 1 token")
     layouts = [x.strip() for x in args.layouts.split(",") if x.strip()]
-    if not layouts or set(layouts) - {"layer", "block"}:
-        ap.error("--layouts: layer, block or both")
+    if not layouts or len(set(layouts)) != len(layouts):
+        ap.error("--layouts: block, layer or layerN, each once")
+    try:
+        [Layout(name, "", shape["layers"]) for name in layouts]
+    except ValueError as ex:
+        ap.error(f"--layouts: {ex}")
     if device == "cpu" and args.threads:
         torch.set_num_threads(args.threads)
     stage(f"model {args.shape} on {device}, {torch.get_num_threads()} CPU threads")
@@ -569,7 +590,7 @@ def main(argv=None) -> int:
         import kvasir
         store = kvasir.KvStore(address, transport=args.transport, request_timeout=120)
         kvs = [Kv(store, Layout(name, f"ttft-{args.shape}", shape["layers"]), args.transport) for name in layouts]
-        modes = [("first", kv) for kv in kvs] + [("overlap", kv) for kv in kvs if kv.layout.name == "layer"]
+        modes = [("first", kv) for kv in kvs] + [("overlap", kv) for kv in kvs if len(kv.layout.groups) > 1]
         warm_a, warm_b = prompts(model, 4 * BLOCK_TOKENS, suffix, 1 << 30)   # kernels, allocator, connections
         bench_one(model, kvs, len(warm_a), suffix, 1 << 30, modes)
         results = {}
@@ -595,33 +616,30 @@ def main(argv=None) -> int:
 def report(results, shape, per_token, device, args, suffix, modes) -> None:
     import torch
     name = torch.cuda.get_device_name() if device != "cpu" else "CPU"
-    print(f"\nTTFT, {args.shape} ({shape['layers']} layers, KV {per_token // 1024} KiB/token, "
-          f"{'bf16' if device != 'cpu' else 'fp32'}) on {name}, loads over {args.transport}, suffix {suffix} tokens, "
-          f"medians of {args.repeats} (ms):\n")
-    cols = ["prefix", "A prefill", "A save", "recompute B"]
-    for mode, kv in modes:
-        tag = f"{mode}/{kv.layout.name}"
-        cols += [f"B {tag}", "lookup", "load" if mode == "first" else "load wait", "compute"]
-    cols += ["speedup (best B)", "B = local-prefix bits", "B vs recompute: max|diff|, argmax"]
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
+    print(f"\nTTFT, {args.shape} ({shape['layers']} layers, KV {per_token / 1024:g} KiB/token, "
+          f"{'bf16' if device != 'cpu' else 'fp32'}) on {name}, loads over {args.transport}, B = prefix + {suffix} "
+          f"new tokens, medians of {args.repeats} (ms). load: until every hit block is in (first) or the time the "
+          f"forward pass waited for blocks (overlap).\n")
+    print("| prefix | request | TTFT | lookup | load | compute | recompute / TTFT | logits |")
+    print("|---|---|---|---|---|---|---|---|")
     for n, runs in results.items():
-        ms = lambda *p: f"{median_of(runs, *p) * 1e3:.1f}"   # noqa: E731
-        row = [str(n), ms("A", "prefill"), ms("A", "save"), ms("recompute")]
-        best = None
-        identical, diffs, agree = True, [], True
+        def ms(*path):
+            return f"{median_of(runs, *path) * 1e3:.1f}"
+        recomputed = median_of(runs, "recompute")
+        print(f"| {n} | A: full prefill (then saved as chains in {ms('A', 'save')}) | {ms('A', 'prefill')} | | | "
+              f"{ms('A', 'prefill')} | | |")
+        diff = max(r["ref_vs_recompute"]["max_abs_diff"] for r in runs)
+        same = all(r["ref_vs_recompute"]["argmax_agree"] for r in runs)
+        print(f"| {n} | B: recompute (no Kvasir) | {ms('recompute')} | | | {ms('recompute')} | 1.0x | the local-prefix run "
+              f"against this: max abs {diff:.3g}, argmax {'same' if same else 'DIFFERS'} |")
         for mode, kv in modes:
             tag = f"{mode}/{kv.layout.name}"
-            row += [ms(tag, "total"), ms(tag, "lookup"), ms(tag, "load"), ms(tag, "compute")]
-            total = median_of(runs, tag, "total")
-            best = total if best is None else min(best, total)
-            for r in runs:
-                identical &= r[tag]["vs_local_prefix"]["identical"] and r[tag]["cache_equal"]
-                diffs.append(r[tag]["vs_recompute"]["max_abs_diff"])
-                agree &= r[tag]["vs_recompute"]["argmax_agree"]
-        row += [f"{median_of(runs, 'recompute') / best:.1f}x", "yes" if identical else "NO",
-                f"{max(diffs):.3g}, {'same' if agree else 'DIFFERS'}"]
-        print("| " + " | ".join(row) + " |")
+            bits = all(r[tag]["vs_local_prefix"]["identical"] and r[tag]["cache_equal"] for r in runs)
+            diff = max(r[tag]["vs_recompute"]["max_abs_diff"] for r in runs)
+            same = all(r[tag]["vs_recompute"]["argmax_agree"] for r in runs)
+            print(f"| {n} | B: {tag} | {ms(tag, 'total')} | {ms(tag, 'lookup')} | {ms(tag, 'load')} | {ms(tag, 'compute')} | "
+                  f"{recomputed / median_of(runs, tag, 'total'):.1f}x | {'= local-prefix bits' if bits else 'DIFFER from local-prefix'}"
+                  f"; vs recompute max abs {diff:.3g}, argmax {'same' if same else 'DIFFERS'} |")
 
 
 if __name__ == "__main__":
