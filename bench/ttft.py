@@ -1,25 +1,28 @@
 #!/usr/bin/env python3
 """Time to first token with the prefix KV coming back through Kvasir, and the logits it gives.
 
-    /usr/bin/python3 bench/ttft.py --shape tiny --tokens 256,1024 --repeats 3             # CPU, fp32
-    KVASIR_BIN=/path/to/kvasir python bench/ttft.py --shape llama-3-8b --tokens 1024,4096,16384,32768
+    /usr/bin/python3 bench/ttft.py --shape tiny --layouts layer,block                      # CPU, fp32, ~15 s
+    KVASIR_BIN=/path/to/kvasir python bench/ttft.py --shape llama-3-8b --tokens 1024,4096,16384,32768 \
+        --layouts layer,layer8,block --json ttft.json                                        # GPU, bf16
 
 A Llama-architecture decoder (RMSNorm, rotary positions, grouped-query attention, SwiGLU) written here in
 torch, with random weights from a fixed seed: bf16 on a GPU, fp32 on the CPU. Its KV cache is paged as
 vLLM's FlashAttention backend pages it: per layer a ``[2, num_blocks, 16, kv_heads, head_dim]`` tensor
-(16 tokens a block: vLLM's default), the sequence in blocks 0, 1, 2, ...
+(16 tokens a block: vLLM's default), the sequence in blocks 0, 1, 2, ... A node is started (``KVASIR_BIN``,
+else the CLI built in .build/cli) with ``--memory`` for the longest prompt, unless ``--node`` names one.
 
 Request A: full prefill of an N-token prompt (its TTFT), then its full blocks saved to the node as
 chains: ``batch_put_from_multi_buffers(..., chain=True)`` (TCP: chained puts carry PUT's chain flags),
 straight from the cache tensors on the CPU, through a host copy from a GPU.
-Request B: the same N tokens plus a new suffix. The hit is the number of leading blocks whose keys all
-exist (one ``batch_is_exist``); their KV is loaded from the node straight into B's cache, then only the
-rest of the prompt is computed. Modes, each one timed from the request's arrival to its logits:
+Request B: the same N tokens plus a new suffix. The hit is the number of leading blocks whose values all
+exist (one ``batch_is_exist``; at least one token is always computed); their KV is loaded from the node
+straight into B's cache, then only the rest of the prompt is computed. Each mode is timed from the
+request's arrival (hashing its blocks) to its logits:
   recompute  B's whole prompt prefilled (no Kvasir);
   first      load every hit block, then compute (what vLLM's synchronous connector does);
-  overlap    layer by layer: a loader thread fetches layer i+1's blocks while layer i computes, the
-             forward pass waiting for each layer's blocks just before that layer (vLLM's wait_for_layer_load);
-  block      as ``first``, with the vLLM connector's own value layout (below; --layouts block,layer).
+  overlap    group by group of layers: a loader thread fetches group g+1's blocks while group g computes,
+             the forward pass waiting for a group's blocks just before its first layer (what vLLM's
+             wait_for_layer_load allows); layouts with more than one group only.
 Loads over shared memory (``--transport shm``, a node on this host) use
 ``batch_get_into_multi_buffers_submit_local``: a memcpy from the node's arena into CPU tensors, a DMA
 from the arena into GPU tensors. Over TCP (``--transport tcp``, e.g. a remote node) they use
@@ -28,23 +31,25 @@ from the arena into GPU tensors. Over TCP (``--transport tcp``, e.g. a remote no
 Values and keys
 ---------------
 Keys are the vLLM connector's (``kvasir.integrations.vllm.block_key`` over ``chained_block_hashes``:
-each names its whole prefix). Layout ``layer`` (the default): one value per block *and layer*, that
-layer's K then V slice of the block (2 x 16 x kv_heads x head_dim elements), under the connector's key
-plus ``/L{layer}``; each layer's blocks are one chain. Layout ``block``: the connector's layout, one
-value per block holding every layer's K and V slices, under the connector's key itself.
-Why per-layer values: layer-wise overlap needs layer i's blocks on their own — loaded, and known to be
-loaded, before layer i+1's. With whole-block values a load gives no layer until the block's last byte,
-and the protocol has no ranged read (LEASE/GET return whole values), so it would take partial reads that
-do not exist; per-layer values need nothing new and cost L times more keys (about 110 bytes of key per
-64 KiB value at llama-3-8b, < 0.2 %).
+each names its whole prefix). ``--layouts`` (several may be measured in one run):
+  block    the connector's own layout: one value per block holding every layer's K and V slices, under
+           the connector's key;
+  layer    one value per block *and layer* (that layer's K then V slice, 2 x 16 x kv_heads x head_dim
+           elements, 64 KiB at llama-3-8b bf16) under the connector's key plus ``/L{layer}``;
+  layerN   one value per block and group of N layers, key plus ``/L{first}-{last}``.
+Each group's blocks are one chain. Why values per layer (or group): layer-wise overlap needs layer i's
+blocks on their own — loaded, and known to be loaded, before layer i+1 runs. A whole-block value gives no
+layer until its last byte is in, and the protocol has no ranged read (GET and LEASE return whole values),
+so overlap with the connector's layout would take partial reads that do not exist. Per-layer values need
+nothing new; they cost L times more keys to look up and lease (the bytes are the same: ~110 bytes of key
+per 64 KiB value), which groups of N layers cut to L/N at the price of a coarser overlap.
 
 Checks, each repeat: B's last-token logits against (a) the same computation with A's locally computed
 KV in place of the loaded one (must be bit-identical: the KV bytes are the same; the loaded cache is also
-compared byte for byte) and (b) the full recompute of B's prompt (different kernels and chunking: the
-max abs difference and whether the argmax agrees are reported, bit-identity is not claimed).
+compared with A's byte for byte) and (b) the full recompute of B's prompt (other kernels and chunking:
+the max abs difference and whether the argmax agrees are reported; bit-identity is not claimed).
 """
 import argparse
-import hashlib
 import json
 import math
 import os
