@@ -174,12 +174,23 @@ class PagedCache:
     """Per layer a ``[2, blocks, 16, kv_heads, head_dim]`` tensor (vLLM's FlashAttention layout); a
     sequence's block j is block j of every layer."""
 
+    @classmethod
+    def like(cls, other: "PagedCache", device: str) -> "PagedCache":
+        """An uninitialised cache of ``other``'s shape on ``device``."""
+        c = cls.__new__(cls)
+        c.blocks, c.half = other.blocks, other.half
+        c.all = other.all.new_empty(other.all.shape, device=device)
+        c.layers = list(c.all.unbind(0))
+        return c
+
     def __init__(self, model: Llama, tokens: int):
         t = model.torch
         s = model.s
         self.blocks = -(-tokens // BLOCK_TOKENS)
-        self.layers = [t.zeros(2, self.blocks, BLOCK_TOKENS, s["kv_heads"], s["head_dim"], device=model.device,
-                               dtype=model.dtype) for _ in range(s["layers"])]
+        # one allocation, every layer a view of it: one region to register, one GPU allocation to locate
+        self.all = t.zeros(s["layers"], 2, self.blocks, BLOCK_TOKENS, s["kv_heads"], s["head_dim"], device=model.device,
+                           dtype=model.dtype)
+        self.layers = list(self.all.unbind(0))
         self.half = BLOCK_TOKENS * s["kv_heads"] * s["head_dim"] * self.layers[0].element_size()   # K (or V) of a block
 
     def write(self, layer: int, start: int, k, v):
@@ -257,7 +268,7 @@ def _leading_ones(row) -> int:
 class Kv:
     """Saves and loads a request's blocks through ``store`` in ``layout``. ``transport``: ``shm`` loads with
     the local (arena) calls, ``tcp`` with the socket ones; puts are chained, so they go over TCP either way.
-    CPU caches are read and written in place; a GPU cache goes through a pinned CPU mirror over TCP."""
+    CPU caches are read and written in place; a GPU cache goes through a CPU copy of it over TCP."""
 
     def __init__(self, store, layout: Layout, transport: str):
         if transport not in ("shm", "tcp"):
@@ -266,25 +277,25 @@ class Kv:
         self._mirrors = {}   # id(cache) -> its registered CPU mirror (the cache itself on the CPU)
 
     def host(self, cache: PagedCache) -> PagedCache:
-        """The cache's registered CPU side: the cache itself on the CPU, else a pinned copy of its shape."""
+        """The cache's registered CPU side: the cache itself on the CPU, else a CPU tensor of its shape (kept
+        until :meth:`forget`)."""
         held = self._mirrors.get(id(cache))
         if held is None:
-            if cache.layers[0].device.type == "cpu":
-                mirror = cache
-            else:
-                mirror = PagedCache.__new__(PagedCache)
-                mirror.blocks, mirror.half = cache.blocks, cache.half
-                mirror.layers = [t.new_empty(t.shape, device="cpu") for t in cache.layers]
-            for t in mirror.layers:
-                self.store.register_buffer(t.data_ptr(), t.numel() * t.element_size())
+            mirror = cache if cache.all.device.type == "cpu" else PagedCache.like(cache, "cpu")
+            self.store.register_buffer(mirror.all.data_ptr(), mirror.all.numel() * mirror.all.element_size())
             held = self._mirrors[id(cache)] = (cache, mirror)   # the cache is kept: its id is not reused meanwhile
         return held[1]
 
     def forget(self, cache: PagedCache) -> None:
         """Unregisters (and drops) the cache's CPU side."""
         _, mirror = self._mirrors.pop(id(cache), (None, None))
-        for t in mirror.layers if mirror is not None else ():
-            self.store.unregister_buffer(t.data_ptr())
+        if mirror is not None:
+            self.store.unregister_buffer(mirror.all.data_ptr())
+
+    def uses_host(self, cache: PagedCache) -> bool:
+        """Whether loads into ``cache`` go through its registered CPU side (all but shm into GPU memory):
+        call :meth:`host` before timing a load, so that the registration (and a GPU cache's CPU copy) is not timed."""
+        return self.transport == "tcp" or cache.all.device.type == "cpu"
 
     def keys(self, tokens):
         """Per chain (group of layers) the keys of ``tokens``' full blocks."""
@@ -295,8 +306,7 @@ class Kv:
         number of values stored. Raises naming the first failure code."""
         mirror = self.host(cache)
         if mirror is not cache:
-            for m, t in zip(mirror.layers, cache.layers):
-                m.copy_(t)
+            mirror.all.copy_(cache.all)
         stored = 0
         for keys, addrs, sizes in self.layout.chains(self.layout.block_keys(tokens), mirror):
             codes = self.store.batch_put_from_multi_buffers(keys, list(addrs), list(sizes), chain=True)
@@ -323,8 +333,7 @@ class Kv:
         blocks = len(block_keys)
         if blocks == 0:
             return lambda: None
-        on_gpu = cache.layers[0].device.type != "cpu"
-        target = cache if self.transport == "shm" and on_gpu else self.host(cache)   # the CPU's is registered
+        target = self.host(cache) if self.uses_host(cache) else cache
         keys, addrs, sizes = _flatten(self.layout.chains(block_keys, target, groups))
         expect = [sum(s) for s in sizes]
 
@@ -512,7 +521,7 @@ def bench_one(model, kvs, tokens: int, suffix: int, seed: int, modes) -> dict:
     prompt_a, prompt_b = prompts(model, tokens, suffix, seed)
     out = {}
     first_kv = kvs[0]
-    local, logits_a, out["A"] = request_a(model, first_kv, prompt_a)
+    local, _, out["A"] = request_a(model, first_kv, prompt_a)
     for kv in kvs[1:]:   # the other layout's values (saving them is not timed as A)
         kv.save(prompt_a, local)
     logits_full, out["recompute"] = recompute(model, prompt_b)
@@ -520,9 +529,11 @@ def bench_one(model, kvs, tokens: int, suffix: int, seed: int, modes) -> dict:
     ref_cache, logits_ref, out["local_compute"] = reference(model, local, prompt_b, hit_tokens)
     del ref_cache
     cache_b = PagedCache(model, len(prompt_b))
+    for kv in kvs:
+        if kv.uses_host(cache_b):
+            kv.host(cache_b)   # registered (a GPU cache's CPU copy made) before the clock starts
     for mode, kv in modes:
-        for t in cache_b.layers:
-            t.zero_()
+        cache_b.all.zero_()
         _, logits_b, timings = request_b(model, kv, prompt_b, mode, cache_b)
         timings["vs_local_prefix"] = compare(logits_b, logits_ref)
         timings["vs_recompute"] = compare(logits_b, logits_full)

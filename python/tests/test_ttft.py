@@ -125,3 +125,21 @@ def test_partial_hit_after_the_node_evicted_chain_tails_gives_the_same_bits(cli,
             check_b(model, kv, prompt_b, local, full, "overlap", hit * 16)
     finally:
         node.stop()
+
+
+def test_bad_bench_arguments_get_a_one_line_error_naming_the_limit(capsys):
+    for argv, says in ((["--layouts", "layer9"], "1 to 4"), (["--layouts", "rows"], "block, layer or layerN"),
+                       (["--tokens", "8"], "at least 16"), (["--suffix", "0"], "at least 1 token"),
+                       (["--repeats", "0"], "at least 1")):
+        with pytest.raises(SystemExit) as stop:
+            ttft.main(["--shape", "tiny", *argv])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert says in err, (argv, err)
+
+
+def test_overlap_needs_more_than_one_group_of_layers(model):
+    kv = ttft.Kv(None, ttft.Layout("block", "m", LAYERS), "tcp")
+    kv.hit_blocks = lambda keys: len(keys)   # no node needed: the refusal comes before any load
+    with pytest.raises(ValueError, match="layer or layerN"):
+        ttft.request_b(model, kv, list(range(40)), "overlap")
