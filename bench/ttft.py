@@ -3,10 +3,11 @@
 
     /usr/bin/python3 bench/ttft.py --shape tiny --layouts layer,block                      # CPU, fp32, ~15 s
     KVASIR_BIN=/path/to/kvasir python bench/ttft.py --shape llama-3-8b --tokens 1024,4096,16384,32768 \
-        --layouts layer,layer8,block --json ttft.json                                        # GPU, bf16
+        --layouts layer,layer8,block --hf-check --json ttft.json                             # GPU, bf16
 
 A Llama-architecture decoder (RMSNorm, rotary positions, grouped-query attention, SwiGLU) written here in
-torch, with random weights from a fixed seed: bf16 on a GPU, fp32 on the CPU. Its KV cache is paged as
+torch, with random weights from a fixed seed: bf16 on a GPU, fp32 on the CPU (``--hf-check``: compared with
+transformers' ``LlamaForCausalLM`` carrying the same weights, where transformers is importable). Its KV cache is paged as
 vLLM's FlashAttention backend pages it: per layer a ``[2, num_blocks, 16, kv_heads, head_dim]`` tensor
 (16 tokens a block: vLLM's default), the sequence in blocks 0, 1, 2, ... A node is started (``KVASIR_BIN``,
 else the CLI built in .build/cli) with ``--memory`` for the longest prompt, unless ``--node`` names one.
@@ -549,6 +550,49 @@ def bench_one(model, kvs, tokens: int, suffix: int, seed: int, modes) -> dict:
     return out
 
 
+def hf_check(device: str, tokens: int = 64, seed: int = 0) -> str:
+    """The compact model against Hugging Face's ``LlamaForCausalLM`` with the same (tiny-shape, fp32) weights:
+    one prefill's last-token logits compared. A line saying what was found, or why nothing could be."""
+    try:
+        import torch
+        from transformers import LlamaConfig, LlamaForCausalLM
+    except Exception as ex:  # noqa: BLE001 - reported, not raised: the check is optional
+        return f"HF check: transformers not importable ({type(ex).__name__}: {ex})"
+    try:
+        shape = SHAPES["tiny"]
+        ours = Llama(shape, device, dtype=torch.float32, seed=seed)
+        hq, hk, d, f = shape["heads"], shape["kv_heads"], shape["head_dim"], shape["intermediate"]
+        config = LlamaConfig(vocab_size=shape["vocab"], hidden_size=shape["hidden"], intermediate_size=f,
+                             num_hidden_layers=shape["layers"], num_attention_heads=hq, num_key_value_heads=hk,
+                             head_dim=d, rms_norm_eps=1e-5, max_position_embeddings=4 * tokens, tie_word_embeddings=False,
+                             attention_bias=False, mlp_bias=False, rope_theta=shape["theta"],
+                             rope_parameters={"rope_type": "default", "rope_theta": shape["theta"]})
+        hf = LlamaForCausalLM(config).to(device=device, dtype=torch.float32).eval()
+        state = {"model.embed_tokens.weight": ours.embed, "model.norm.weight": ours.norm, "lm_head.weight": ours.head}
+        for i, lw in enumerate(ours.layers):
+            q, k, v = lw["wqkv"].split((hq * d, hk * d, hk * d), dim=0)
+            gate, up = lw["wgu"].split((f, f), dim=0)
+            pre = f"model.layers.{i}."
+            state.update({pre + "input_layernorm.weight": lw["ln1"], pre + "post_attention_layernorm.weight": lw["ln2"],
+                          pre + "self_attn.q_proj.weight": q, pre + "self_attn.k_proj.weight": k,
+                          pre + "self_attn.v_proj.weight": v, pre + "self_attn.o_proj.weight": lw["wo"],
+                          pre + "mlp.gate_proj.weight": gate, pre + "mlp.up_proj.weight": up,
+                          pre + "mlp.down_proj.weight": lw["wd"]})
+        missing, unexpected = hf.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            return f"HF check: weights did not map (missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})"
+        ids = torch.randint(0, shape["vocab"], (tokens,), generator=torch.Generator().manual_seed(seed + 1))
+        with torch.no_grad():
+            theirs = hf(ids[None].to(device)).logits[0, -1].float()
+        mine = ours.forward(ids.tolist(), 0, PagedCache(ours, tokens))
+        c = compare(mine, theirs)
+        return (f"HF check (transformers LlamaForCausalLM, tiny shape, fp32, {tokens} tokens, {device}): last-token logits "
+                f"{'bit-identical' if c['identical'] else 'max abs diff %.3g' % c['max_abs_diff']}, argmax "
+                f"{'same' if c['argmax_agree'] else 'DIFFERS'}")
+    except Exception as ex:  # noqa: BLE001 - an API change of transformers: say so, the bench goes on
+        return f"HF check failed: {type(ex).__name__}: {ex}"
+
+
 def median_of(runs, *path):
     vals = []
     for r in runs:
@@ -571,6 +615,8 @@ def main(argv=None) -> int:
     ap.add_argument("--node", default=None, help="host:port of a running node (default: start one)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: steadier on a shared machine; 0: torch's choice)")
+    ap.add_argument("--hf-check", action="store_true",
+                    help="also compare the model with transformers' LlamaForCausalLM (tiny shape, fp32), where importable")
     ap.add_argument("--json", default=None, help="write every repeat's figures here")
     args = ap.parse_args(argv)
     import torch
@@ -618,9 +664,12 @@ def main(argv=None) -> int:
                       + ", ".join(f"{k} {v['total'] * 1e3:.1f} ms" for k, v in runs[-1].items() if isinstance(v, dict) and "total" in v))
             results[n] = runs
         report(results, shape, per_token, device, args, suffix, modes)
+        hf = hf_check(device) if args.hf_check else None
+        if hf:
+            print("\n" + hf)
         if args.json:
             with open(args.json, "w", encoding="utf-8") as f:
-                json.dump({"shape": args.shape, "device": device, "transport": args.transport, "suffix": suffix,
+                json.dump({"shape": args.shape, "device": device, "transport": args.transport, "suffix": suffix, "hf_check": hf,
                            "runs": {str(k): v for k, v in results.items()}}, f, indent=1)
         store.close()
     finally:
