@@ -26,8 +26,10 @@ RECOMPUTE_ATOL = 1e-4
 
 @pytest.fixture(scope="module")
 def model():
-    torch.set_num_threads(1)
-    return ttft.Llama(SHAPE, "cpu", seed=7)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # steadier on a shared machine; restored for the other test modules
+    yield ttft.Llama(SHAPE, "cpu", seed=7)
+    torch.set_num_threads(threads)
 
 
 def kv_for(store, layout: str, transport: str):
