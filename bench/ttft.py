@@ -417,7 +417,12 @@ def main(argv=None) -> int:
     import torch
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     shape = SHAPES[args.shape]
-    lengths = [int(x) for x in args.tokens.split(",") if x.strip()]
+    try:
+        lengths = [int(x) for x in args.tokens.split(",") if x.strip()]
+    except ValueError:
+        ap.error(f"--tokens: comma-separated whole numbers, not {args.tokens!r}")
+    if device != "cpu" and not torch.cuda.is_available():
+        ap.error(f"--device {device}: torch sees no CUDA device here (use --device cpu)")
     if not lengths or min(lengths) < BLOCK_TOKENS:
         ap.error(f"--tokens: lengths of at least {BLOCK_TOKENS} (one block)")
     if args.repeats < 1:
@@ -448,8 +453,7 @@ def main(argv=None) -> int:
         store = kvasir.KvStore(address, transport=args.transport, request_timeout=120)
         kvs = [Kv(store, Layout(name, f"ttft-{args.shape}", shape["layers"]), args.transport) for name in layouts]
         modes = [("first", kv) for kv in kvs] + [("overlap", kv) for kv in kvs if len(kv.layout.groups) > 1]
-        warm_a, warm_b = prompts(model, 4 * BLOCK_TOKENS, suffix, 1 << 30)   # kernels, allocator, connections
-        bench_one(model, kvs, len(warm_a), suffix, 1 << 30, modes)
+        bench_one(model, kvs, 4 * BLOCK_TOKENS, suffix, 1 << 30, modes)   # warm: kernels, allocator, arena, connection
         results = {}
         for n in lengths:
             runs = []

@@ -132,7 +132,7 @@ def test_partial_hit_after_the_node_evicted_chain_tails_gives_the_same_bits(cli,
 def test_bad_bench_arguments_get_a_one_line_error_naming_the_limit(capsys):
     for argv, says in ((["--layouts", "layer9"], "1 to 4"), (["--layouts", "rows"], "block, layer or layerN"),
                        (["--tokens", "8"], "at least 16"), (["--suffix", "0"], "at least 1 token"),
-                       (["--repeats", "0"], "at least 1")):
+                       (["--repeats", "0"], "at least 1"), (["--tokens", "1k"], "whole numbers")):
         with pytest.raises(SystemExit) as stop:
             ttft.main(["--shape", "tiny", *argv])
         assert stop.value.code == 2
