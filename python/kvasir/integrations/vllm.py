@@ -100,8 +100,8 @@ else:  # vLLM absent: the documented stand-ins
 from ._vllm_blockio import BlockIO
 from ._vllm_groups import groups_of, leading_in_all, per_group, restorable_blocks
 
-__all__ = ["KvasirConnector", "KvasirConnectorMetadata", "ReqMeta", "chained_block_hashes", "HAVE_VLLM", "SupportsHMA",
-           "supports_hma"]
+__all__ = ["KvasirConnector", "KvasirConnectorMetadata", "ReqMeta", "block_key", "chained_block_hashes", "HAVE_VLLM",
+           "SupportsHMA", "supports_hma"]
 
 _HASH_SEED = b"kvasir-vllm-v1"
 
@@ -116,6 +116,18 @@ def chained_block_hashes(token_ids, block_size: int, salt: str = "") -> List[byt
         prev = hashlib.sha256(prev + struct.pack(f"<{block_size}q", *chunk)).digest()
         out.append(prev)
     return out
+
+
+def block_key(model: str, block_hash: str, tp=(0, 1), pp=(0, 1), max_key: int = 512, group: int = 0) -> str:
+    """The connector's key of a block: ``kvasir/vllm/v1/{model}/tp{rank}of{size}/pp{rank}of{size}/{hex hash}``
+    (``tp``, ``pp``: (rank, size); kv-cache group ``group`` > 0 adds ``g{group}/`` before the hash), with
+    ``sha256(model)[:32]`` for the model when the key would pass ``max_key`` bytes. Module-level so that tools
+    outside vLLM (bench/ttft.py) make the same keys."""
+    tail = f"/tp{tp[0]}of{tp[1]}/pp{pp[0]}of{pp[1]}/{f'g{group}/' if group else ''}{block_hash}"
+    key = f"kvasir/vllm/v1/{model}{tail}"
+    if len(key.encode("utf-8")) > max_key:
+        key = f"kvasir/vllm/v1/{hashlib.sha256(model.encode('utf-8')).hexdigest()[:32]}{tail}"
+    return key
 
 
 @dataclass
@@ -261,11 +273,7 @@ class KvasirConnector(BlockIO, KVConnectorBase_V1, SupportsHMA):
         """The Kvasir key of a block (this worker's ranks unless given; kv-cache group ``group`` > 0 adds ``/g{group}``)."""
         tp = self._tp_rank if tp_rank is None else tp_rank
         pp = self._pp_rank if pp_rank is None else pp_rank
-        tail = f"/tp{tp}of{self._tp_size}/pp{pp}of{self._pp_size}/{f'g{group}/' if group else ''}{block_hash}"
-        key = f"kvasir/vllm/v1/{self._model}{tail}"
-        if len(key.encode("utf-8")) > self._max_key:
-            key = f"kvasir/vllm/v1/{hashlib.sha256(self._model.encode('utf-8')).hexdigest()[:32]}{tail}"
-        return key
+        return block_key(self._model, block_hash, (tp, self._tp_size), (pp, self._pp_size), self._max_key, group)
 
     # ---------------------------------------------------------------- scheduler side
 
