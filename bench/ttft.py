@@ -21,12 +21,14 @@ straight into B's cache, then only the rest of the prompt is computed. Each mode
 request's arrival (hashing its blocks) to its logits:
   recompute  B's whole prompt prefilled (no Kvasir);
   first      load every hit block, then compute (what vLLM's synchronous connector does);
-  overlap    group by group of layers: a loader thread fetches group g+1's blocks while group g computes,
-             the forward pass waiting for a group's blocks just before its first layer (what vLLM's
+  overlap    group by group of layers: over shared memory every group's loads are queued at once (layer order,
+             the loader's CUDA stream); over TCP a loader thread fetches group g+1's blocks while group g
+             computes; the forward pass waits for a group's blocks just before its first layer (what vLLM's
              wait_for_layer_load allows); layouts with more than one group only.
 Loads over shared memory (``--transport shm``, a node on this host) use
-``batch_get_into_multi_buffers_submit_local``: a memcpy from the node's arena into CPU tensors, a DMA
-from the arena into GPU tensors. Over TCP (``--transport tcp``, e.g. a remote node) they use
+``batch_get_into_multi_buffers_submit_local``: a memcpy from the node's arena into CPU tensors; into a GPU, one DMA
+a value from the arena into a staging tensor on the GPU, then a copy kernel per layer into the paged cache.
+Over TCP (``--transport tcp``, e.g. a remote node) they use
 ``batch_get_into_multi_buffers``: into CPU tensors in place, into a host copy for a GPU.
 
 Values and keys
@@ -194,6 +196,8 @@ class Kv:
                 bad = next(i for i, (g, e) in enumerate(zip(got, expect)) if g != e)
                 raise RuntimeError(f"value {keys[bad]!r}: got {got[bad]} (expected {expect[bad]} bytes)")
 
+        if self.transport == "shm" and cache.all.device.type != "cpu":
+            return self._load_staged(block_keys, cache, groups)
         if self.transport == "shm":
             pending = self.store.batch_get_into_multi_buffers_submit_local(keys, addrs, sizes)
             return lambda: check(pending.wait())
@@ -203,6 +207,36 @@ class Kv:
                       for i in self.layout.groups[g]):
                 cache.layers[i][:, :blocks].copy_(target.layers[i][:, :blocks], non_blocking=True)
         return lambda: None
+
+    def _load_staged(self, block_keys, cache: PagedCache, groups=None):
+        """Shared memory into a GPU cache: each value is one DMA from the arena into a staging tensor on the GPU,
+        then one copy kernel per layer moves its K and V slices into the paged cache (on the GPU: ~1 ms for
+        2 GiB). The cache's own pieces are 32 KiB (one layer's K or V of one block): as DMA targets, one
+        copy-engine set-up each, they moved 2 GiB at ~20 GB/s on an H100, whole values at the PCIe rate
+        (docs/benchmarks.md). This is how engines' offloading connectors load, through a staging buffer."""
+        import torch
+        blocks = len(block_keys)
+        groups = range(len(self.layout.groups)) if groups is None else groups
+        pending = []
+        for g, keys in zip(groups, self.layout.value_keys(block_keys, groups)):
+            layers = self.layout.groups[g]
+            staging = torch.empty((blocks, len(layers), *cache.layers[0].shape[:1], *cache.layers[0].shape[2:]),
+                                  dtype=cache.all.dtype, device=cache.all.device)
+            per = staging[0].numel() * staging.element_size()
+            base = staging.data_ptr()
+            handle = self.store.batch_get_into_multi_buffers_submit_local(
+                keys, [[base + j * per] for j in range(blocks)], [[per]] * blocks)
+            pending.append((keys, layers, staging, handle, per))
+
+        def finish():
+            for keys, layers, staging, handle, per in pending:
+                got = handle.wait()
+                bad = next((i for i, n in enumerate(got) if n != per), None)
+                if bad is not None:
+                    raise RuntimeError(f"value {keys[bad]!r}: got {got[bad]} (expected {per} bytes)")
+                for li, layer in enumerate(layers):   # [blocks, 2, 16, kv heads, head dim] -> [2, blocks, ...]
+                    cache.layers[layer][:, :blocks].copy_(staging[:, li].transpose(0, 1))
+        return finish
 
     def remove(self, tokens) -> None:
         keys = [k for c in self.keys(tokens) for k in c]
@@ -248,7 +282,7 @@ def usable_hit(prompt, hit_blocks: int) -> int:
     return hit_blocks * BLOCK_TOKENS
 
 
-def request_b(model: Llama, kv: Kv, prompt, mode: str, cache: PagedCache = None, timeout: float = 600.0):
+def request_b(model: Llama, kv: Kv, prompt, mode: str, cache: PagedCache = None, timeout: float = 600.0, graphed=None):
     """Request B in ``mode`` (first, overlap): (cache, logits, timings). Timings: ``total`` from the
     request's arrival to its logits; ``lookup`` (hashing, keys, one batch_is_exist); ``load`` (first: until
     every block is in; overlap: the time the forward pass waited for blocks); ``compute``; ``hit_tokens``."""
@@ -261,9 +295,28 @@ def request_b(model: Llama, kv: Kv, prompt, mode: str, cache: PagedCache = None,
     block_keys = block_keys[:hit]
     t1 = _clock(model)
     waited = [0.0]
-    before_layer = None
+    queued = 0.0
+    before_layer = thread = None
     if mode == "first" or hit == 0:
         kv.load(block_keys, cache)()
+    elif kv.transport == "shm":
+        # Asynchronous loads: every group's DMAs are queued now, in layer order, on the loader's CUDA stream (or
+        # copied on the CPU); the forward pass waits for a group just before its first layer. No thread: the
+        # submissions take milliseconds, and a Python loader thread would fight the forward pass for the GIL.
+        groups = kv.layout.groups
+        if len(groups) < 2:
+            raise ValueError("layer-wise overlap needs values per layer or group of layers (layout layer or layerN)")
+        w0 = time.perf_counter()
+        finishes = [kv.load(block_keys, cache, groups=[n]) for n in range(len(groups))]
+        queued = time.perf_counter() - w0   # before t2: part of the load, not of the compute
+        group_at = {g[0]: n for n, g in enumerate(groups)}
+
+        def before_layer(i):
+            n = group_at.get(i)
+            if n is not None:
+                w1 = time.perf_counter()
+                finishes[n]()
+                waited[0] += time.perf_counter() - w1
     else:
         groups = kv.layout.groups
         if len(groups) < 2:
@@ -297,13 +350,17 @@ def request_b(model: Llama, kv: Kv, prompt, mode: str, cache: PagedCache = None,
                 raise RuntimeError(f"loading layer {i}'s blocks failed: {failed[0]}")
             waiters[n]()
             waited[0] += time.perf_counter() - w0
-    t2 = _clock(model)
+    # The compute starts now. Overlap: no device-wide synchronize here, it would wait for the queued loads too.
+    t2 = time.perf_counter() if before_layer is not None else _clock(model)
     start = hit * BLOCK_TOKENS
-    logits = model.forward(prompt[start:], start, cache, before_layer)
+    if graphed is not None and before_layer is None:
+        logits = graphed(prompt[start:])
+    else:
+        logits = model.forward(prompt[start:], start, cache, before_layer)
     t3 = _clock(model)
-    if before_layer is not None:
+    if thread is not None:
         thread.join(timeout)
-    load = t2 - t1 if mode == "first" else waited[0]
+    load = t2 - t1 if mode == "first" else queued + waited[0]
     return cache, logits, {"total": t3 - t0, "lookup": t1 - t0, "load": load,
                            "compute": (t3 - t2) - (0.0 if mode == "first" else waited[0]), "hit_tokens": start}
 
@@ -318,11 +375,12 @@ def reference(model: Llama, local: PagedCache, prompt, hit_tokens: int):
     return cache, logits, _clock(model) - t0
 
 
-def recompute(model: Llama, prompt):
-    """B's prompt prefilled whole: (logits, seconds)."""
+def recompute(model: Llama, prompt, graphs: bool = False):
+    """B's prompt prefilled whole: (logits, seconds); ``graphs``: replaying a CUDA graph captured beforehand."""
     cache = PagedCache(model, len(prompt))
+    run = model.capture(len(prompt), 0, cache) if graphs else (lambda ids: model.forward(ids, 0, cache))
     t0 = _clock(model)
-    logits = model.forward(prompt, 0, cache)
+    logits = run(prompt)
     return logits, _clock(model) - t0
 
 
@@ -355,7 +413,7 @@ def kv_bytes_per_token(shape: dict, element: int) -> int:
     return shape["layers"] * 2 * shape["kv_heads"] * shape["head_dim"] * element
 
 
-def bench_one(model, kvs, tokens: int, suffix: int, seed: int, modes) -> dict:
+def bench_one(model, kvs, tokens: int, suffix: int, seed: int, modes, graphs: bool = False) -> dict:
     """One repeat at one prompt length: A, the reference, the recompute and every B mode, checked."""
     prompt_a, prompt_b = prompts(model, tokens, suffix, seed)
     out = {}
@@ -363,7 +421,7 @@ def bench_one(model, kvs, tokens: int, suffix: int, seed: int, modes) -> dict:
     local, _, out["A"] = request_a(model, first_kv, prompt_a)
     for kv in kvs[1:]:   # the other layout's values (saving them is not timed as A)
         kv.save(prompt_a, local)
-    logits_full, out["recompute"] = recompute(model, prompt_b)
+    logits_full, out["recompute"] = recompute(model, prompt_b, graphs)
     hit_tokens = usable_hit(prompt_b, len(prompt_a) // BLOCK_TOKENS)
     ref_cache, logits_ref, out["local_compute"] = reference(model, local, prompt_b, hit_tokens)
     del ref_cache
@@ -371,9 +429,11 @@ def bench_one(model, kvs, tokens: int, suffix: int, seed: int, modes) -> dict:
     for kv in kvs:
         if kv.uses_host(cache_b):
             kv.host(cache_b)   # registered (a GPU cache's CPU copy made) before the clock starts
+    # CUDA graph of B's suffix pass ("first" modes), captured before any clock runs, as an engine does at start
+    graphed = model.capture(len(prompt_b) - hit_tokens, hit_tokens, cache_b) if graphs else None
     for mode, kv in modes:
         cache_b.all.zero_()
-        _, logits_b, timings = request_b(model, kv, prompt_b, mode, cache_b)
+        _, logits_b, timings = request_b(model, kv, prompt_b, mode, cache_b, graphed=graphed)
         timings["vs_local_prefix"] = compare(logits_b, logits_ref)
         timings["vs_recompute"] = compare(logits_b, logits_full)
         timings["cache_equal"] = cache_b.equal_blocks(local, timings["hit_tokens"] // BLOCK_TOKENS)
@@ -413,6 +473,9 @@ def main(argv=None) -> int:
     ap.add_argument("--hf-check", action="store_true",
                     help="also compare the model with transformers' LlamaForCausalLM (tiny shape, fp32), where importable")
     ap.add_argument("--json", default=None, help="write every repeat's figures here")
+    ap.add_argument("--cuda-graphs", action="store_true",
+                    help="recompute and B's suffix pass replay CUDA graphs captured before the clock (as vLLM runs its "
+                         "forward passes); overlap modes stay eager (they wait between layers)")
     args = ap.parse_args(argv)
     import torch
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -425,6 +488,8 @@ def main(argv=None) -> int:
         ap.error(f"--device {device}: torch sees no CUDA device here (use --device cpu)")
     if not lengths or min(lengths) < BLOCK_TOKENS:
         ap.error(f"--tokens: lengths of at least {BLOCK_TOKENS} (one block)")
+    if args.cuda_graphs and device == "cpu":
+        ap.error("--cuda-graphs: needs a CUDA device")
     if args.repeats < 1:
         ap.error("--repeats: at least 1")
     suffix = args.suffix if args.suffix is not None else (16 if args.shape == "tiny" else 128)
@@ -441,6 +506,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     stage(f"model {args.shape} on {device}, {torch.get_num_threads()} CPU threads")
     model = Llama(shape, device, seed=args.seed)
+    if model._suffix_attention is not None:
+        stage(f"attention after a cached prefix: {model._suffix_attention[0]}")
     per_token = kv_bytes_per_token(shape, model.embed.element_size())
     node = None
     address = args.node
@@ -453,12 +520,12 @@ def main(argv=None) -> int:
         store = kvasir.KvStore(address, transport=args.transport, request_timeout=120)
         kvs = [Kv(store, Layout(name, f"ttft-{args.shape}", shape["layers"]), args.transport) for name in layouts]
         modes = [("first", kv) for kv in kvs] + [("overlap", kv) for kv in kvs if len(kv.layout.groups) > 1]
-        bench_one(model, kvs, 4 * BLOCK_TOKENS, suffix, 1 << 30, modes)   # warm: kernels, allocator, arena, connection
+        bench_one(model, kvs, 4 * BLOCK_TOKENS, suffix, 1 << 30, modes, args.cuda_graphs)   # warm: kernels, allocator, arena, connection
         results = {}
         for n in lengths:
             runs = []
             for r in range(args.repeats):
-                runs.append(bench_one(model, kvs, n, suffix, args.seed * 1000003 + n * 31 + r, modes))
+                runs.append(bench_one(model, kvs, n, suffix, args.seed * 1000003 + n * 31 + r, modes, args.cuda_graphs))
                 stage(f"{n} tokens, repeat {r + 1}: recompute {runs[-1]['recompute'] * 1e3:.1f} ms, "
                       + ", ".join(f"{k} {v['total'] * 1e3:.1f} ms" for k, v in runs[-1].items() if isinstance(v, dict) and "total" in v))
             results[n] = runs
@@ -481,7 +548,8 @@ def report(results, shape, per_token, device, args, suffix, modes) -> None:
     import torch
     name = torch.cuda.get_device_name() if device != "cpu" else "CPU"
     print(f"\nTTFT, {args.shape} ({shape['layers']} layers, KV {per_token / 1024:g} KiB/token, "
-          f"{'bf16' if device != 'cpu' else 'fp32'}) on {name}, loads over {args.transport}, B = prefix + {suffix} "
+          f"{'bf16' if device != 'cpu' else 'fp32'}) on {name}, loads over {args.transport}, "
+          f"{'CUDA graphs for recompute and first/*' if args.cuda_graphs else 'eager'}, B = prefix + {suffix} "
           f"new tokens, medians of {args.repeats} (ms). load: until every hit block is in (first) or the time the "
           f"forward pass waited for blocks (overlap).\n")
     print("| prefix | request | TTFT | lookup | load | compute | recompute / TTFT | logits |")
