@@ -26,8 +26,8 @@ request's arrival (hashing its blocks) to its logits:
              computes; the forward pass waits for a group's blocks just before its first layer (what vLLM's
              wait_for_layer_load allows); layouts with more than one group only.
 Loads over shared memory (``--transport shm``, a node on this host) use
-``batch_get_into_multi_buffers_submit_local``: a memcpy from the node's arena into CPU tensors; into a GPU, one DMA
-a value from the arena into a staging tensor on the GPU, then a copy kernel per layer into the paged cache.
+``batch_get_into_multi_buffers_submit_local``: a memcpy from the node's arena into CPU tensors; into a GPU, one DMA per
+value from the arena into a staging tensor on the GPU, then a copy kernel per layer into the paged cache.
 Over TCP (``--transport tcp``, e.g. a remote node) they use
 ``batch_get_into_multi_buffers``: into CPU tensors in place, into a host copy for a GPU.
 
