@@ -71,6 +71,8 @@ class KvStore:
       ``redis+sentinel://host:port,host:port/master[/db]`` (docs/cluster.md). ``replicas`` (default 1):
       copies of each value; puts go to the key's top R nodes, gets/exists try them in order
       (docs/cluster.md). ``membership_poll`` (default 1 s): how often Redis is checked for changes.
+      ``chain_placement`` (default False): chained puts go whole to their chain root's nodes, one
+      request per replica (docs/cluster.md; read them back with the ``*_chain`` lookups).
     * ``capacity`` (e.g. ``"8GiB"``), ``data_plane_addr`` (default ``"127.0.0.1:0"``), ``client_id``:
       lend this process's host memory to the cluster as an embedded node, registered in Redis like
       any other (a ``kvasir serve`` child process bound to this one's lifetime: see
