@@ -57,6 +57,7 @@ from .tls import TlsSettings
 def _optional_key(key) -> Optional[bytes]:
     return None if key is None else _key_bytes(key)
 
+
 class KvStore:
     """Client of one Kvasir node.
 
