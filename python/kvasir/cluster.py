@@ -343,15 +343,18 @@ class Router:
         ring, _ = self._view()
         return ring.place(key, min(replicas or self.replicas, len(ring)))
 
-    def _plan(self, keys, replicas, max_key=512):
+    def _plan(self, keys, replicas, max_key=512, placed_by: Optional[bytes] = None):
+        """Each valid key's replicas over the view (None for an invalid key); with ``placed_by`` (chain
+        placement) every valid key takes that key's ranking."""
         ring, slots = self._view()
         r = min(replicas, len(ring))
+        root = ring.rank(placed_by, r) if placed_by is not None and r else None
         ranks = []
         for k in keys:
             if not 1 <= len(k) <= max_key:
                 ranks.append(None)
             else:
-                ranks.append(ring.rank(k, r) if r else [])
+                ranks.append(root if root is not None else ring.rank(k, r) if r else [])
         return ring, slots, ranks
 
     def _run(self, slot, count, call, force: bool = False) -> list:
@@ -379,10 +382,13 @@ class Router:
 
     # -- operations --
 
-    def put(self, keys: list, views: list, chain: bool, chain_parent: Optional[bytes], replicas: Optional[int] = None) -> List[int]:
+    def put(self, keys: list, views: list, chain: bool, chain_parent: Optional[bytes], replicas: Optional[int] = None,
+            placed_by: Optional[bytes] = None) -> List[int]:
+        """``placed_by``: chain placement's root key (:func:`kvasir.placement.chain_placement_key`), whose
+        nodes take the whole batch (and hold its parent, placed by the same root)."""
         replicas = replicas or self.replicas
-        ring, slots, ranks = self._plan(keys, replicas)
-        parent_nodes = set(ring.place(chain_parent, min(replicas, len(ring)))) if chain and chain_parent and len(ring) else set()
+        ring, slots, ranks = self._plan(keys, replicas, placed_by=placed_by)
+        parent_nodes = set(ring.place(placed_by or chain_parent, min(replicas, len(ring)))) if chain and chain_parent and len(ring) else set()
         answers = [[None] * len(r) if r else [] for r in ranks]
         groups: Dict[int, List[Tuple[int, int]]] = {}
         for i, r in enumerate(ranks):
@@ -467,6 +473,30 @@ class Router:
 
         self._all(each, groups)
         return [E.INVALID_KEY if ranks[i] is None else self._combine(answers[i]) for i in range(len(keys))]
+
+    def chain_lookup(self, count: int, root: bytes, call) -> list:
+        """A chain lookup (docs/protocol.md, Placement): the chain lives on ``root``'s replicas, asked in
+        rank order, one request per node; each is asked for the keys from the first one not yet found
+        (``call(store, start)`` -> codes of keys[start:]) and its answer counts up to its first miss. Keys
+        past the found prefix are NOT_FOUND (UNAVAILABLE when no replica answered)."""
+        ring, slots = self._view()
+        results = [E.UNAVAILABLE] * count
+        found = 0
+        for n in ring.rank(root, min(self.replicas, len(ring))):
+            if found == count:
+                break
+            start = found
+            codes = self._run(slots[n], count - start, lambda s: call(s, start))
+            if all(c == E.UNAVAILABLE for c in codes):
+                continue
+            results[start:] = [E.NOT_FOUND] * (count - start)
+            while found < count and codes[found - start] >= 0:
+                results[found] = codes[found - start]
+                found += 1
+            if found < count and codes[found - start] not in _RETRY:
+                results[found] = codes[found - start]
+                break
+        return results
 
     def node_stats(self) -> List[Tuple[dict, Optional[dict], Optional[str]]]:
         _, slots = self._view()

@@ -48,9 +48,15 @@ from . import local_load, shm
 from ._batch import IndexProxy as _IndexProxy, pairs as _pairs, same_length as _same_length, split as _split
 from ._batch import split_keys as _split_keys, valid_positions as _valid_positions
 from .connection import _Connection, _Failure, _code, _key_bytes, _view
+from .placement import chain_placement_key
 from .tls import TlsSettings
 
 # --- the store -------------------------------------------------------------------------------------
+
+
+def _optional_key(key) -> Optional[bytes]:
+    return None if key is None else _key_bytes(key)
+
 
 class KvStore:
     """Client of one Kvasir node.
@@ -66,6 +72,8 @@ class KvStore:
       ``redis+sentinel://host:port,host:port/master[/db]`` (docs/cluster.md). ``replicas`` (default 1):
       copies of each value; puts go to the key's top R nodes, gets/exists try them in order
       (docs/cluster.md). ``membership_poll`` (default 1 s): how often Redis is checked for changes.
+      ``chain_placement`` (default False): chained puts go whole to their chain root's nodes, one
+      request per replica (docs/cluster.md; read them back with the ``*_chain`` lookups).
     * ``capacity`` (e.g. ``"8GiB"``), ``data_plane_addr`` (default ``"127.0.0.1:0"``), ``client_id``:
       lend this process's host memory to the cluster as an embedded node, registered in Redis like
       any other (a ``kvasir serve`` child process bound to this one's lifetime: see
@@ -107,7 +115,7 @@ class KvStore:
                  redis_url: Optional[str] = None, cluster: Optional[str] = None, replicas: Optional[int] = None,
                  capacity=None, data_plane_addr: Optional[str] = None, client_id: Optional[str] = None,
                  membership_poll: float = 1.0, tls_ca: Optional[str] = None, tls_server_name: Optional[str] = None,
-                 tls_cert: Optional[str] = None, tls_key: Optional[str] = None):
+                 tls_cert: Optional[str] = None, tls_key: Optional[str] = None, chain_placement: bool = False):
         cfg = resolve_config(servers, auth_key, transport, connect_timeout, request_timeout, redis_url, cluster, replicas,
                              {"tls_ca": tls_ca, "tls_server_name": tls_server_name, "tls_cert": tls_cert, "tls_key": tls_key})
         mode = str(cfg["transport"]).strip().lower()
@@ -138,6 +146,7 @@ class KvStore:
         self._router = None
         self._embedded = None
         self.replicas = cfg["replicas"]
+        self.chain_placement = chain_placement
         if cfg["redis_url"] or len(self.servers) > 1 or capacity is not None:
             self._start_cluster(cfg, capacity, data_plane_addr or "127.0.0.1:0", client_id, membership_poll, servers is not None)
             return
@@ -306,10 +315,12 @@ class KvStore:
     # -- PUT --
 
     def _put(self, keys: list, values: list, chain: bool = False, chain_parent: Optional[bytes] = None,
-             replicas: Optional[int] = None) -> List[int]:
+             replicas: Optional[int] = None, chain_root: Optional[bytes] = None, chain_placement: Optional[bool] = None) -> List[int]:
         if self._router is not None:
             self._check_open()
-            return self._router.put(keys, values, chain, chain_parent, replicas)
+            by_chain = chain and keys and (self.chain_placement if chain_placement is None else chain_placement)
+            placed_by = chain_placement_key(keys[0], chain_root, bool(chain_parent)) if by_chain else None
+            return self._router.put(keys, values, chain, chain_parent, replicas, placed_by)
         """keys: bytes; values: list of memoryview lists (pieces). Returns per-key codes.
 
         ``chain``: key i's block continues key i-1's (PUT's CHAIN flag), and ``chain_parent`` is the
@@ -376,26 +387,32 @@ class KvStore:
         """Stores ``value`` (any bytes-like) under ``key``: 0, or a negative code."""
         return self._put([_key_bytes(key)], [[memoryview(value).cast("B")]])[0]
 
-    def batch_put_from(self, keys, ptrs, sizes, chain: bool = False, chain_parent=None, replicas: Optional[int] = None) -> List[int]:
+    def batch_put_from(self, keys, ptrs, sizes, chain: bool = False, chain_parent=None, replicas: Optional[int] = None,
+                       chain_root=None, chain_placement: Optional[bool] = None) -> List[int]:
         """Stores ``sizes[i]`` bytes at address ``ptrs[i]`` under ``keys[i]``: 0 or negative per key.
         ``chain=True`` declares that each key's block continues the previous key's (``chain_parent``:
         the stored key the first one continues), so a prefix-aware node evicts chains from the tail.
-        ``replicas``: in a cluster, copies of these values (default: the store's ``replicas``)."""
+        ``replicas``: in a cluster, copies of these values (default: the store's ``replicas``).
+        ``chain_placement`` (default: the store's): in a cluster, a chained put goes whole to the nodes
+        of its chain's first key, ``chain_root`` (default the first key; a put with ``chain_parent``
+        must name it) — one request per replica."""
         _same_length(keys, ptrs, sizes)
         with self._lock:
             views = [[self._checked_view(p, s)] for p, s in zip(ptrs, sizes)]
-        return self._put([_key_bytes(k) for k in keys], views, chain, _key_bytes(chain_parent) if chain_parent is not None else None, replicas)
+        return self._put([_key_bytes(k) for k in keys], views, chain, _optional_key(chain_parent), replicas,
+                         _optional_key(chain_root), chain_placement)
 
     def batch_put_from_multi_buffers(self, keys, addrs_per_key, sizes_per_key, chain: bool = False, chain_parent=None,
-                                     replicas: Optional[int] = None) -> List[int]:
+                                     replicas: Optional[int] = None, chain_root=None, chain_placement: Optional[bool] = None) -> List[int]:
         """Stores, per key, the concatenation of several pieces (``addrs_per_key[i][j]``,
         ``sizes_per_key[i][j]``), gathered without a joining copy: 0 or negative per key.
-        ``chain`` / ``chain_parent`` / ``replicas`` as in :meth:`batch_put_from`."""
+        ``chain`` / ``chain_parent`` / ``replicas`` / ``chain_root`` / ``chain_placement`` as in :meth:`batch_put_from`."""
         _same_length(keys, addrs_per_key, sizes_per_key)
         with self._lock:
             views = [[self._checked_view(a, s) for a, s in _pairs(addrs, sizes)]
                      for addrs, sizes in zip(addrs_per_key, sizes_per_key)]
-        return self._put([_key_bytes(k) for k in keys], views, chain, _key_bytes(chain_parent) if chain_parent is not None else None, replicas)
+        return self._put([_key_bytes(k) for k in keys], views, chain, _optional_key(chain_parent), replicas,
+                         _optional_key(chain_root), chain_placement)
 
     # -- GET --
 
@@ -564,6 +581,33 @@ class KvStore:
     def batch_is_exist(self, keys) -> List[int]:
         """Per key: 1 present, 0 absent, -1 error (invalid key, node unavailable, timeout)."""
         return [1 if c == E.OK else 0 if c == E.NOT_FOUND else -1 for c in self._key_op(P.Opcode.EXISTS, keys)]
+
+    def batch_is_exist_chain(self, keys, chain_root=None) -> List[int]:
+        """EXISTS of a chain (keys in chain order): as :meth:`batch_is_exist`, but every key past the first
+        miss is 0 (what counts is the stored prefix); in a cluster the chain is looked up on the nodes of
+        ``chain_root`` (default the first key), one request per node tried, as chain placement stored it."""
+        keys = [_key_bytes(k) for k in keys]
+        codes = self._chain_lookup(keys, chain_root, lambda s, start: s._key_op(P.Opcode.EXISTS, keys[start:]))
+        return [1 if c == E.OK else 0 if c == E.NOT_FOUND else -1 for c in codes]
+
+    def batch_get_chain_into(self, keys, ptrs, sizes, chain_root=None) -> List[int]:
+        """GET of a chain: as :meth:`batch_get_into`, but every key past the first miss is NOT_FOUND, and
+        in a cluster the chain is read from the nodes of ``chain_root`` as :meth:`batch_is_exist_chain` does."""
+        _same_length(keys, ptrs, sizes)
+        keys = [_key_bytes(k) for k in keys]
+        with self._lock:
+            views = [[self._checked_view(p, s)] for p, s in zip(ptrs, sizes)]
+        return self._chain_lookup(keys, chain_root, lambda s, start: s._get(keys[start:], views[start:])[0])
+
+    def _chain_lookup(self, keys: list, chain_root, call) -> List[int]:
+        if not keys:
+            return []
+        if self._router is not None:
+            self._check_open()
+            return self._router.chain_lookup(len(keys), chain_placement_key(keys[0], _optional_key(chain_root), False), call)
+        codes = call(self, 0)
+        first = next((i for i, c in enumerate(codes) if c < 0), len(codes))
+        return codes[:first + 1] + [E.NOT_FOUND] * (len(codes) - first - 1)
 
     def is_exist(self, key) -> int:
         """1 present, 0 absent, -1 error."""

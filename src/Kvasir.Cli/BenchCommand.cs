@@ -40,7 +40,7 @@ public static class BenchCommand
           --no-prefill          do not write the key space before get/mixed/exists
           --no-progress         no live progress bar
           --json                one JSON object per run (one line each)
-        """ + TraceBenchCommand.Help;
+        """ + TraceBenchCommand.Help + ScaleBenchCommand.Help;
 
     private static readonly string[] ValueOptions =
         [.. ClientCommands.ConnectOptions, "target", "op", "ratio", "value-size", "batch", "inflight", "connections", "keys", "duration", "requests", "warmup", "memory", "verify", "key-space"];
@@ -48,6 +48,7 @@ public static class BenchCommand
     public static async Task<int> RunAsync(IReadOnlyList<string> args)
     {
         if (args.Any(a => a == "--trace" || a.StartsWith("--trace=", StringComparison.Ordinal))) return await TraceBenchCommand.RunAsync(args);
+        if (args.Contains("--scale")) return await ScaleBenchCommand.RunAsync(args);
         var cl = CommandLine.Parse(args, ValueOptions, ["no-verify", "no-prefill", "no-progress", "json"]);
         if (cl.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cl.Positionals[0]}'");
         string targetName = cl.Get("target", "kvasir");

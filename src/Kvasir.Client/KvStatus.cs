@@ -65,6 +65,19 @@ public sealed class PutOptions
 
     /// <summary>In a cluster: copies of these values, overriding <see cref="KvStoreOptions.Replicas"/>. Null for the store's setting.</summary>
     public int? Replicas { get; init; }
+
+    /// <summary>
+    /// With <see cref="Chain"/> in a cluster: place every key of the batch on the nodes of the chain's root key (one
+    /// request per replica) instead of each key on its own nodes. Null for <see cref="KvStoreOptions.ChainPlacement"/>.
+    /// </summary>
+    public bool? ChainPlacement { get; init; }
+
+    /// <summary>
+    /// With chain placement: the chain's first key, whose nodes hold the whole chain. Empty: the batch's first key,
+    /// which is the root only when <see cref="ChainParent"/> is empty (a continuation must name its root, or its
+    /// blocks would land on other nodes than the blocks they continue).
+    /// </summary>
+    public ReadOnlyMemory<byte> ChainRoot { get; init; }
 }
 
 /// <summary>A call failed as a whole: bad options, authentication refused, or the node unreachable at connect.</summary>

@@ -170,6 +170,60 @@ public sealed class KvStore : IAsyncDisposable
         return statuses.Select(s => s switch { KvStatus.Ok => 1, KvStatus.NotFound => 0, _ => -1 }).ToArray();
     }
 
+    /// <summary>
+    /// EXISTS of a chain (keys in chain order): per key 1 present, 0 missing, −1 error, and every key past the first
+    /// miss is 0: what counts is the stored prefix. In a cluster the chain is looked up on the nodes of
+    /// <paramref name="root"/> (empty: the first key), one request per node tried — as a put with chain placement
+    /// stored it (<see cref="KvStoreOptions.ChainPlacement"/>).
+    /// </summary>
+    public async Task<int[]> ExistsChainAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, ReadOnlyMemory<byte> root = default, CancellationToken ct = default)
+    {
+        var statuses = keys.Count == 0 ? []
+            : _router is not null ? await _router.ChainLookupAsync(keys.Count, root.IsEmpty ? keys[0] : root,
+                (s, start) => s.KeyOpAsync(Opcode.Exists, keys.Skip(start).ToArray(), ct)).ConfigureAwait(false)
+            : ChainPrefix(await KeyOpAsync(Opcode.Exists, keys, ct).ConfigureAwait(false));
+        return statuses.Select(s => s switch { KvStatus.Ok => 1, KvStatus.NotFound => 0, _ => -1 }).ToArray();
+    }
+
+    /// <summary>
+    /// GET of a chain: as <see cref="GetAsync(IReadOnlyList{ReadOnlyMemory{byte}}, IReadOnlyList{Memory{byte}}, CancellationToken)"/>,
+    /// but every key past the first miss is NotFound, and in a cluster the chain is read from the nodes of
+    /// <paramref name="root"/> (empty: the first key) as <see cref="ExistsChainAsync"/> does.
+    /// </summary>
+    public async Task<KvGetResult[]> GetChainAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, IReadOnlyList<Memory<byte>> destinations,
+        ReadOnlyMemory<byte> root = default, CancellationToken ct = default)
+    {
+        CheckCounts(keys.Count, destinations.Count, nameof(destinations));
+        var results = new KvGetResult[keys.Count];
+        KvStatus[] statuses;
+        if (keys.Count == 0) return results;
+        if (_router is not null)
+        {
+            statuses = await _router.ChainLookupAsync(keys.Count, root.IsEmpty ? keys[0] : root, async (s, start) =>
+            {
+                var sub = await s.GetAsync(keys.Skip(start).ToArray(), destinations.Skip(start).ToArray(), ct).ConfigureAwait(false);
+                sub.CopyTo(results, start);
+                return sub.Select(r => r.Status).ToArray();
+            }).ConfigureAwait(false);
+        }
+        else
+        {
+            (await GetAsync(keys, destinations, ct).ConfigureAwait(false)).CopyTo(results, 0);
+            statuses = ChainPrefix(results.Select(r => r.Status).ToArray());
+        }
+        for (int i = 0; i < results.Length; i++)
+            if (statuses[i] != results[i].Status) results[i] = new KvGetResult(statuses[i], 0);
+        return results;
+    }
+
+    /// <summary>Statuses of a chain lookup: every key after the first one not found is NotFound.</summary>
+    private static KvStatus[] ChainPrefix(KvStatus[] statuses)
+    {
+        int first = Array.FindIndex(statuses, s => s != KvStatus.Ok);
+        if (first >= 0) Array.Fill(statuses, KvStatus.NotFound, first + 1, statuses.Length - first - 1);
+        return statuses;
+    }
+
     /// <summary>Removes keys: Ok, or NotFound when absent. Readers in flight finish with the old bytes.</summary>
     public Task<KvStatus[]> RemoveAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, CancellationToken ct = default) => KeyOpAsync(Opcode.Remove, keys, ct);
 

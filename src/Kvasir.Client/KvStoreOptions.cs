@@ -33,6 +33,15 @@ public sealed class KvStoreOptions
     /// </summary>
     public int Replicas { get; init; } = 1;
 
+    /// <summary>
+    /// In a cluster, place chained puts by their chain's root key (docs/protocol.md § Placement): all blocks of a
+    /// chain live on the root's R nodes, so a batch of one request's blocks is one RPC per replica and chain lookups
+    /// (<see cref="KvStore.ExistsChainAsync"/>) ask one node. Default false (each key on its own nodes: spreads load,
+    /// but a 64-block batch over many nodes is dozens of RPCs). Every client of a cluster must agree, or readers look
+    /// for blocks on other nodes than the writer used. Overridable per put (<see cref="PutOptions.ChainPlacement"/>).
+    /// </summary>
+    public bool ChainPlacement { get; init; }
+
     /// <summary>How often a cluster client checks the registry for membership changes. Default 1 s (changes are also pushed by pub/sub).</summary>
     public TimeSpan MembershipPoll { get; init; } = TimeSpan.FromSeconds(1);
 
