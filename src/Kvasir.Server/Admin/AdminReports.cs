@@ -26,16 +26,25 @@ internal static class AdminReports
         {
             ["dram"] = new
             {
-                capacity_bytes = Get("capacity_bytes"), used_bytes = Get("allocated_bytes"), live_bytes = Get("live_bytes"), keys = Get("keys"),
-                hits = Get("hits"), misses = Get("misses"), dropped = Get(node.Store.HasDisk || node.Store.HasSharedFs ? "tier_evicted_unsaved" : "evictions"),
+                capacity_bytes = Get("capacity_bytes"),
+                used_bytes = Get("allocated_bytes"),
+                live_bytes = Get("live_bytes"),
+                keys = Get("keys"),
+                hits = Get("hits"),
+                misses = Get("misses"),
+                dropped = Get(node.Store.HasDisk || node.Store.HasSharedFs ? "tier_evicted_unsaved" : "evictions"),
             },
         };
         if (node.Store.HasDisk)
         {
             tiers["disk"] = new
             {
-                capacity_bytes = Get("disk_capacity_bytes"), used_bytes = Get("disk_bytes"), keys = Get("disk_keys"),
-                hits = Get("tier_served_disk"), misses = Get("disk_misses"), dropped = Get("disk_dropped_keys"),
+                capacity_bytes = Get("disk_capacity_bytes"),
+                used_bytes = Get("disk_bytes"),
+                keys = Get("disk_keys"),
+                hits = Get("tier_served_disk"),
+                misses = Get("disk_misses"),
+                dropped = Get("disk_dropped_keys"),
                 errors = Get("disk_read_errors") + Get("disk_write_errors") + Get("disk_corrupt"),
             };
         }
@@ -43,8 +52,12 @@ internal static class AdminReports
         {
             tiers["shared_fs"] = new
             {
-                hits = Get("tier_served_shared"), misses = Get("shared_misses"), writes = Get("shared_writes"), pending = Get("shared_pending"),
-                dropped = Get("shared_dropped"), errors = Get("shared_read_errors") + Get("shared_write_errors") + Get("shared_corrupt"),
+                hits = Get("tier_served_shared"),
+                misses = Get("shared_misses"),
+                writes = Get("shared_writes"),
+                pending = Get("shared_pending"),
+                dropped = Get("shared_dropped"),
+                errors = Get("shared_read_errors") + Get("shared_write_errors") + Get("shared_corrupt"),
             };
         }
         var ops = new Dictionary<string, object>();
