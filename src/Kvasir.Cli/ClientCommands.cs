@@ -1,5 +1,6 @@
 using System.Text;
 using Kvasir.Client;
+using Kvasir.Protocol;
 
 namespace Kvasir.Cli;
 
@@ -104,10 +105,15 @@ public static class ClientCommands
         {
             case "put":
                 {
+                    var key = Key(p[0]);
+                    // A file over the node's limit is refused before it is read (it may be far larger than memory).
+                    if (p[1] != "-" && FileLength(p[1]) is long length && length > store.MaxValueBytes)
+                        return Fail(TooLarge(p[0], p[1], length, store.MaxValueBytes));
                     byte[] value = p[1] == "-" ? await ReadStdinAsync() : await ReadFileAsync(p[1]);
-                    var status = (await store.PutAsync([Key(p[0])], [value]))[0];
-                    if (status == KvStatus.Ok && store.IsCluster) Console.Error.WriteLine($"stored on {string.Join(", ", store.Placement(Key(p[0]).Span))}");
-                    if (status != KvStatus.Ok) return Fail($"put {p[0]}: {status}");
+                    var status = (await store.PutAsync([key], [value]))[0];
+                    if (status == KvStatus.Ok && store.IsCluster) Console.Error.WriteLine($"stored on {string.Join(", ", store.Placement(key.Span))}");
+                    if (status == KvStatus.ValueTooLarge) return Fail(TooLarge(p[0], p[1] == "-" ? "stdin" : p[1], value.Length, store.MaxValueBytes));
+                    if (status != KvStatus.Ok) return Fail($"put {Short(p[0])}: {status}");
                     return 0;
                 }
             case "get":
@@ -170,15 +176,31 @@ public static class ClientCommands
         catch (FormatException ex) { throw new UsageException($"--auth-key: {ex.Message}"); }
     }
 
-    /// <summary>A key from the command line: UTF-8 text, or hex:… for binary keys.</summary>
+    /// <summary>A key from the command line: UTF-8 text, or hex:… for binary keys; 1 to 512 bytes (a usage error otherwise).</summary>
     public static ReadOnlyMemory<byte> Key(string text)
     {
+        byte[] key;
         if (text.StartsWith("hex:", StringComparison.Ordinal))
         {
-            try { return Convert.FromHexString(text[4..]); }
-            catch (FormatException) { throw new UsageException($"key '{text}' is not valid hex"); }
+            try { key = Convert.FromHexString(text[4..]); }
+            catch (FormatException) { throw new UsageException($"key '{Short(text)}' is not valid hex"); }
         }
-        return Encoding.UTF8.GetBytes(text);
+        else key = Encoding.UTF8.GetBytes(text);
+        if (key.Length is 0 or > ProtocolLimits.MaxKeyBytes)
+            throw new UsageException($"key '{Short(text)}' is {key.Length} bytes: keys are 1 to {ProtocolLimits.MaxKeyBytes} bytes");
+        return key;
+    }
+
+    /// <summary>A key as messages show it: at most 40 characters (a long key is cut, with its length named elsewhere).</summary>
+    public static string Short(string text) => text.Length <= 40 ? text : text[..32] + "…";
+
+    private static string TooLarge(string key, string source, long length, long limit)
+        => $"put {Short(key)}: {source} is {ByteSize.Approx(length)}, over the node's value limit of {ByteSize.Format(limit)} (raise it with kvasir serve --max-value)";
+
+    private static long? FileLength(string path)
+    {
+        try { return new FileInfo(path).Length; }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
     }
 
     private static async Task<byte[]> ReadFileAsync(string path)

@@ -115,7 +115,9 @@ internal sealed class RedisConnector(RedisUrl url)
         bool unconnected = message.StartsWith("No connection is active", StringComparison.Ordinal);
         if (TlsRefusal is { } tls && (unconnected || message.Contains("certificate", StringComparison.Ordinal)))
             return $"redis {url}: TLS refused: {tls}";
-        var why = unconnected && failure is not null ? $"{message} ({failure})" : message;
+        // Not connected with a known cause: the cause and the fix, not the library's operation dump.
+        if (unconnected && failure is not null) return $"redis {url}: cannot connect ({failure}): is redis-server running there?";
+        var why = message;
         if (why.Contains("WRONGPASS", StringComparison.Ordinal) || why.Contains("NOAUTH", StringComparison.Ordinal))
             return $"redis {url}: authentication failed (check the URL's user and password): {why}";
         return $"redis {url}: {why}";

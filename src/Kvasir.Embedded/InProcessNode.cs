@@ -54,6 +54,7 @@ internal sealed class InProcessNode : IInProcessNode
         if (status != WireStatus.Ok) return KvStatuses.FromWire(status);
         uint crc = Fill(reservation!, value);
         status = await _store.CommitAsync(reservation!, crc, chainParent.IsEmpty ? null : chainParent.ToArray()).ConfigureAwait(false);
+        if (status == WireStatus.Ok) _node.Counters.ValueIn(NodeTransport.InProcess, Opcode.Put, length);
         return KvStatuses.FromWire(status);
     }
 
@@ -80,7 +81,9 @@ internal sealed class InProcessNode : IInProcessNode
         if (status != WireStatus.Ok) return new KvGetResult(status == WireStatus.NotFound ? KvStatus.NotFound : KvStatuses.FromWire(status), 0);
         try
         {
-            return CopyOut(lease!.Span, destination);
+            var result = CopyOut(lease!.Span, destination);
+            if (result.Status == KvStatus.Ok) _node.Counters.ValueOut(NodeTransport.InProcess, Opcode.Get, lease.Length);
+            return result;
         }
         finally
         {
@@ -111,7 +114,8 @@ internal sealed class InProcessNode : IInProcessNode
         if (status != WireStatus.Ok) return null;
         try
         {
-            return lease!.Span.ToArray();
+            _node.Counters.ValueOut(NodeTransport.InProcess, Opcode.Get, lease!.Length);
+            return lease.Span.ToArray();
         }
         finally
         {

@@ -15,8 +15,10 @@ public sealed partial class KvArenaStore
     public WireStatus TryLease(ReadOnlySpan<byte> key, ILeaseHolder? holder, out ValueLease? lease)
         => TryLease(key, holder, out lease, countAsAccess: true);
 
-    /// <summary>As the public overload; with <paramref name="countAsAccess"/> false the lease is the node's own (copying a value to a lower tier): no hit, miss or recency change.</summary>
-    internal WireStatus TryLease(ReadOnlySpan<byte> key, ILeaseHolder? holder, out ValueLease? lease, bool countAsAccess)
+    /// <summary>As the public overload; with <paramref name="countAsAccess"/> false the lease is the node's own (copying a value to a lower tier): no hit, miss or recency change.
+    /// With <paramref name="countHit"/> false an access changes recency but is not a DRAM hit (a value just promoted from a lower tier
+    /// for this very read, already counted as a DRAM miss).</summary>
+    internal WireStatus TryLease(ReadOnlySpan<byte> key, ILeaseHolder? holder, out ValueLease? lease, bool countAsAccess, bool countHit = true)
     {
         lease = null;
         lock (_gate)
@@ -33,7 +35,7 @@ public sealed partial class KvArenaStore
                 return WireStatus.NotFound;
             }
 
-            if (countAsAccess) _hits++;
+            if (countAsAccess && countHit) _hits++;
             ValueVersion version = slot.Current;
             version.LeaseCount++;
             lease = new ValueLease(

@@ -56,7 +56,7 @@ public sealed class TieredStore : IDisposable
     private readonly long[] _epochs = new long[EpochStripes];
     private readonly System.Collections.Concurrent.ConcurrentDictionary<byte[], int> _reads = new(Internal.ByteKeyComparer.Instance);
     private readonly Func<byte[], long, bool>? _newerOnDisk;
-    private long _promotions, _servedBelow, _loadFailures, _loadsUnstaged, _loadsStaged, _loadsEvicting, _demotions, _dropped, _superseded, _tierFailures;
+    private long _promotions, _servedBelow, _loadFailures, _loadsUnstaged, _loadsStaged, _loadsEvicting, _demotions, _dropped, _superseded, _tierFailures, _servedDisk, _servedShared;
 
     private delegate bool ReadInto(Span<byte> destination);
 
@@ -294,6 +294,7 @@ public sealed class TieredStore : IDisposable
             return new LeaseResult(WireStatus.NotFound, null);
         }
         Interlocked.Increment(ref _servedBelow);
+        Interlocked.Increment(ref tier == StoreTier.Disk ? ref _servedDisk : ref _servedShared);
         if (staged is not null) return new LeaseResult(WireStatus.Ok, _dram.LeaseStaged(staged, stagedAt, crc, holder)) { Tier = tier };
         if (!promote) return new LeaseResult(WireStatus.Ok, _dram.LeaseUnpublished(reservation!, crc, holder)) { Tier = tier };
         _reads.TryRemove(keyCopy, out _);
@@ -306,7 +307,8 @@ public sealed class TieredStore : IDisposable
             : Epoch(k) == epoch && (_disk is null || _disk.NewestVersion(k) == 0));
         if (!published) return new LeaseResult(WireStatus.Ok, _dram.LeaseUnpublished(reservation!, crc, holder)) { Tier = tier };
         Interlocked.Increment(ref _promotions);
-        var status = _dram.TryLease(keyCopy, holder, out var lease);
+        // Not a DRAM hit: this read was counted as a DRAM miss and is served from below (tier_served_*).
+        var status = _dram.TryLease(keyCopy, holder, out var lease, countAsAccess: true, countHit: false);
         return new LeaseResult(status, lease) { Tier = lease is null ? StoreTier.None : tier };
     }
 
@@ -401,6 +403,8 @@ public sealed class TieredStore : IDisposable
         {
             new("tier_promotions", Interlocked.Read(ref _promotions)),
             new("tier_served_below", Interlocked.Read(ref _servedBelow)),
+            new("tier_served_disk", Interlocked.Read(ref _servedDisk)),
+            new("tier_served_shared", Interlocked.Read(ref _servedShared)),
             new("tier_load_failures", Interlocked.Read(ref _loadFailures)),
             new("tier_loads_unstaged", Interlocked.Read(ref _loadsUnstaged)),
             new("tier_loads_staged", Interlocked.Read(ref _loadsStaged)),

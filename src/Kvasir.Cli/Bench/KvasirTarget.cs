@@ -5,6 +5,15 @@ namespace Kvasir.Cli.Bench;
 /// <summary>A lane's view of a shared <see cref="KvStore"/> (TCP pool or in-process node).</summary>
 public sealed class KvasirTarget(KvStore store) : IBenchTarget
 {
+    /// <summary>The store's transport; a cluster store's connections choose per node ("auto").</summary>
+    public string Transport => store.Transport switch
+    {
+        KvTransportKind.Tcp => "tcp",
+        KvTransportKind.Shm => "shm",
+        KvTransportKind.InProcess => "inproc",
+        _ => "auto",
+    };
+
     public async Task<int> PutAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, IReadOnlyList<ReadOnlyMemory<byte>> values)
     {
         int failed = 0;

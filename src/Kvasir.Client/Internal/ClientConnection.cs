@@ -27,6 +27,9 @@ internal sealed class ClientConnection : IAsyncDisposable
     private volatile bool _broken;
     private string? _closeReason;
 
+    /// <summary>The close reason when the peer answered the HELLO in HTTP (an admin port given as the data port).</summary>
+    private const string HttpPeer = "the peer answered in HTTP";
+
     private ClientConnection(Socket socket, System.Net.Security.SslStream? tls)
     {
         _socket = socket;
@@ -59,6 +62,8 @@ internal sealed class ClientConnection : IAsyncDisposable
             socket.Dispose();
             throw new KvasirException(ex switch
             {
+                SocketException { SocketErrorCode: SocketError.ConnectionRefused } =>
+                    $"cannot connect to {host}:{port}: connection refused: is a node running at {host}:{port}? (kvasir serve prints its data port after 'serving on')",
                 SocketException se => $"cannot connect to {host}:{port}: {se.SocketErrorCode}",
                 System.Security.Authentication.AuthenticationException ae => $"TLS to {host}:{port}: {ae.Message}",
                 _ => $"cannot connect to {host}:{port}: {(socket.Connected ? "TLS handshake timed out" : "timed out")}",
@@ -80,6 +85,10 @@ internal sealed class ClientConnection : IAsyncDisposable
             catch (OperationCanceledException ex) when (!ct.IsCancellationRequested)
             {
                 throw new KvasirException($"{host}:{port} did not complete HELLO/AUTH within {timeout.TotalSeconds:0.###} s", ex);
+            }
+            catch (KvasirException ex) when (connection._closeReason == HttpPeer)
+            {
+                throw new KvasirException($"{host}:{port} answered in HTTP: it is a node's admin port, not its data port; use the port kvasir serve printed after 'serving on' (the admin port is the one after 'admin on')", ex);
             }
             catch (KvasirException ex) when (connection._closeReason is { } reason && tls is not null)
             {
@@ -225,6 +234,11 @@ internal sealed class ClientConnection : IAsyncDisposable
                 if (!await _rx.ReadExactAsync(header, _closed.Token).ConfigureAwait(false))
                 {
                     _closeReason = "the node closed the connection";
+                    break;
+                }
+                if (header.AsSpan().StartsWith("HTTP/"u8))
+                {
+                    _closeReason = HttpPeer;
                     break;
                 }
                 var h = FrameHeader.Read(header);

@@ -330,6 +330,7 @@ internal sealed partial class Connection
             crc = Crc32C.Append(crc, chunk.Span);
         }
         _node.Counters.In(Opcode.Put, reservation.Length);
+        _node.Counters.ValueIn(NodeTransport.Tcp, Opcode.Put, reservation.Length);
         return Crc32C.Complete(crc);
     }
 

@@ -89,6 +89,7 @@ internal sealed partial class Connection
                     StartShmReaper();
                 }
                 entries[i] = new LeaseEntry(WireStatus.Ok, (ulong)ArenaOffset(lease.Address), (ulong)lease.Length, lease.Crc32C, id);
+                _node.Counters.ValueOut(NodeTransport.Shm, Opcode.Lease, lease.Length);
             }
             var r = NewReply(h, WireStatus.Ok, ShmMessages.LeaseReplySize(count), 0, out var span);
             WriteLeaseEntries(span, entries, count);
@@ -203,6 +204,7 @@ internal sealed partial class Connection
         {
             if (reservations[i] is not { } reservation) continue;
             _node.Counters.In(Opcode.Commit, reservation.Length);
+            _node.Counters.ValueIn(NodeTransport.Shm, Opcode.Commit, reservation.Length);
             commits[i] = _store.CommitAsync(reservation, crcs[i]);
         }
         var statuses = new WireStatus[ids.Length];
