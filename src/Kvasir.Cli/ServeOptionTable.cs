@@ -26,7 +26,7 @@ public static class ServeOptionTable
         new("memory", "SIZE", "1GiB", "arena (DRAM) capacity; sizes: 64MB (10^6), 4GiB (2^30) or bytes"),
         new("max-value", "SIZE", "64MiB", "largest value accepted (at most --memory, at most 1GiB)"),
         new("block-size", "SIZE|off", "off", "fixed block per value instead of sized allocation"),
-        new("eviction", "NAME", "chainlfu", "eviction policy: lru | fifo | lfu | s3fifo | prefix | chainlfu (docs/eviction.md)"),
+        new("eviction", "NAME", "chainlfu", "eviction policy: lru | fifo | lfu | s3fifo | prefix | chainlfu | chainsketch (docs/eviction.md)"),
         new("high-watermark", "F", "0.95", "start evicting above this fill of the arena"),
         new("low-watermark", "F", "0.90", "evict down to this fill"),
         new("auth-key", "HEX", "none", "64 hex chars; clients must prove they hold it (none: anyone on the port may read/write); visible in ps: prefer --auth-key-file"),
