@@ -1,3 +1,4 @@
+using Kvasir.Protocol;
 using BenchmarkDotNet.Attributes;
 using Kvasir.Storage;
 

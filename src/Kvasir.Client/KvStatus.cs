@@ -65,6 +65,12 @@ public sealed class PutOptions
 
     /// <summary>In a cluster: copies of these values, overriding <see cref="KvStoreOptions.Replicas"/>. Null for the store's setting.</summary>
     public int? Replicas { get; init; }
+
+    /// <summary>
+    /// The CRC-32C of each value (one per key, in order), when the writer already has them: sent as they are to a node
+    /// that grants VALUE_CRC instead of being computed by the client. A wrong one makes the value a miss. Null: computed.
+    /// </summary>
+    public IReadOnlyList<uint>? ValueCrc32C { get; init; }
 }
 
 /// <summary>A call failed as a whole: bad options, authentication refused, or the node unreachable at connect.</summary>

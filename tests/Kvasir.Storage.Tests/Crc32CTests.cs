@@ -1,3 +1,4 @@
+using Kvasir.Protocol;
 using System.Text;
 
 namespace Kvasir.Storage.Tests;

@@ -1,3 +1,4 @@
+using Kvasir.Protocol;
 using System.Text;
 using Kvasir.Storage;
 

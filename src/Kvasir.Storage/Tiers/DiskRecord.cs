@@ -1,3 +1,4 @@
+using Kvasir.Protocol;
 using System.Buffers.Binary;
 
 namespace Kvasir.Storage.Tiers;

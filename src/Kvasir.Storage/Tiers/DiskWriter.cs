@@ -1,3 +1,4 @@
+using Kvasir.Protocol;
 using System.Buffers;
 using System.Collections.Concurrent;
 
