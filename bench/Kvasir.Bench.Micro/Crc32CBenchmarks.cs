@@ -1,5 +1,5 @@
-using Kvasir.Protocol;
 using BenchmarkDotNet.Attributes;
+using Kvasir.Protocol;
 using Kvasir.Storage;
 
 namespace Kvasir.Bench.Micro;

@@ -1,5 +1,5 @@
-using Kvasir.Protocol;
 using System.Text;
+using Kvasir.Protocol;
 using Kvasir.Storage;
 
 namespace Kvasir.TestSupport;

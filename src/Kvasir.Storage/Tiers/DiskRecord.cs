@@ -1,5 +1,5 @@
-using Kvasir.Protocol;
 using System.Buffers.Binary;
+using Kvasir.Protocol;
 
 namespace Kvasir.Storage.Tiers;
 

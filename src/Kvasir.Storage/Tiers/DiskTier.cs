@@ -1,5 +1,5 @@
-using Kvasir.Protocol;
 using System.Buffers;
+using Kvasir.Protocol;
 using Kvasir.Storage.Internal;
 
 namespace Kvasir.Storage.Tiers;

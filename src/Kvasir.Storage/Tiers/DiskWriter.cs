@@ -1,6 +1,6 @@
-using Kvasir.Protocol;
 using System.Buffers;
 using System.Collections.Concurrent;
+using Kvasir.Protocol;
 
 namespace Kvasir.Storage.Tiers;
 

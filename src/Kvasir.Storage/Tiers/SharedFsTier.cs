@@ -1,8 +1,8 @@
-using Kvasir.Protocol;
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Threading.Channels;
+using Kvasir.Protocol;
 
 namespace Kvasir.Storage.Tiers;
 

@@ -1,5 +1,5 @@
-using Kvasir.Protocol;
 using System.Text.Json.Nodes;
+using Kvasir.Protocol;
 using Kvasir.Storage;
 
 namespace Kvasir.Protocol.Tests.Vectors;
