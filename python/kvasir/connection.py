@@ -97,9 +97,11 @@ class _Connection:
     def _handshake(self, host, port, auth_key) -> P.HelloReply:
         where = f"{host}:{port}"
         try:
-            hello = self.call(P.Opcode.HELLO, P.encode_meta(P.HelloRequest(client_name=CLIENT_NAME)))
+            # VALUE_CRC is asked for always: granted, it lets a PUT carry the writer's CRCs (KvStore(value_crc=True))
+            hello = self.call(P.Opcode.HELLO, P.encode_meta(P.HelloRequest(features=P.FEATURE_VALUE_CRC, client_name=CLIENT_NAME)))
             if not isinstance(hello, P.HelloReply) or hello.version != P.VERSION:
                 raise KvasirError(f"{where} negotiated an unsupported protocol version")
+            self.features = hello.features & P.FEATURE_VALUE_CRC   # a bit not asked for is never used
             if hello.auth_required and auth_key is None:
                 raise KvasirAuthError(f"{where} requires an auth key and none is configured")
             if not hello.auth_required and auth_key is not None:

@@ -49,6 +49,7 @@ class Ping:
 class PutEntry:
     key: bytes
     value_length: int
+    crc32c: Optional[int] = None   # the writer's CRC-32C of the value: only in a PUT with VALUE_CRC
 
 
 @dataclass

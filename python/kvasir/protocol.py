@@ -64,11 +64,17 @@ class Flag(enum.IntFlag):
     NONE = 0
     CHAIN = 0x0001
     CHAIN_PARENT = 0x0002
+    VALUE_CRC = 0x0004   # PUT: every entry ends with the writer's CRC-32C of its value (feature FEATURE_VALUE_CRC)
     REPLY = 0x8000
 
 
-FLAG_NAMES = [("CHAIN", Flag.CHAIN), ("CHAIN_PARENT", Flag.CHAIN_PARENT), ("REPLY", Flag.REPLY)]
-DEFINED_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.REPLY)
+FLAG_NAMES = [("CHAIN", Flag.CHAIN), ("CHAIN_PARENT", Flag.CHAIN_PARENT), ("VALUE_CRC", Flag.VALUE_CRC), ("REPLY", Flag.REPLY)]
+DEFINED_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.VALUE_CRC | Flag.REPLY)
+PUT_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.VALUE_CRC)
+
+# HELLO feature bits (docs/protocol.md "Versioning and features")
+FEATURE_VALUE_CRC = 0x1
+FEATURES = {"VALUE_CRC": FEATURE_VALUE_CRC}
 
 
 class WireStatus(enum.IntEnum):
@@ -257,20 +263,23 @@ def encode_alloc_request(keys, lengths) -> bytes:
 
 
 def encode_put_meta(entries, parent: Optional[bytes] = None) -> bytes:
-    """``entries``: (key, value_length) pairs or :class:`PutEntry`; ``parent`` only with CHAIN_PARENT."""
+    """``entries``: (key, value_length) pairs, (key, value_length, crc32c) triples (VALUE_CRC: every entry has
+    one) or :class:`PutEntry`; ``parent`` only with CHAIN_PARENT."""
     out = bytearray()
     if parent is not None:
         out += _lp16(parent)
     out += _U32.pack(len(entries))
     for e in entries:
-        key, length = (e.key, e.value_length) if isinstance(e, PutEntry) else e
+        key, length, *crc = (e.key, e.value_length, *(() if e.crc32c is None else (e.crc32c,))) if isinstance(e, PutEntry) else e
         out += _PUT_ENTRY.pack(len(key), length)
         out += key
+        if crc:
+            out += _U32.pack(crc[0])
     return bytes(out)
 
 
-def put_entry_size(key_length: int) -> int:
-    return _PUT_ENTRY.size + key_length
+def put_entry_size(key_length: int, value_crc: bool = False) -> int:
+    return _PUT_ENTRY.size + key_length + (4 if value_crc else 0)
 
 
 def encode_meta(msg) -> bytes:
@@ -440,10 +449,11 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
         msg = Ping(r.take(r.remaining()))
     elif op == Opcode.PUT:
         parent = r.bytes16() if header.flags & Flag.CHAIN_PARENT else None
+        with_crc = bool(header.flags & Flag.VALUE_CRC)
         count = r.u32()
         if count > max_batch_keys:
             raise _bad(f"batch of {count} keys exceeds the limit of {max_batch_keys}", WireStatus.BATCH_TOO_LARGE)
-        if count * _PUT_ENTRY.size > r.remaining():
+        if count * put_entry_size(0, with_crc) > r.remaining():
             raise _bad(f"PUT of {count} entries cannot fit {r.remaining()} bytes of metadata")
         entries = []
         total = 0
@@ -452,7 +462,8 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
             if vlen > HARD_MAX_VALUE_BYTES:
                 raise _bad(f"value of {vlen} bytes exceeds the hard limit of {HARD_MAX_VALUE_BYTES}",
                            WireStatus.FRAME_TOO_LARGE)
-            entries.append(PutEntry(r.take(klen), vlen))
+            key = r.take(klen)
+            entries.append(PutEntry(key, vlen, r.unpack(_U32)[0] if with_crc else None))
             total += vlen
         r.end()
         if total != header.payload_length:
@@ -504,8 +515,8 @@ def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BY
         raise _bad(f"opcode 0x{h.opcode:02x} is not defined in v1", WireStatus.UNKNOWN_OPCODE) from None
     if h.flags & ~DEFINED_FLAGS:
         raise _bad(f"undefined flag bits 0x{h.flags & ~DEFINED_FLAGS:04x}")
-    if h.flags & (Flag.CHAIN | Flag.CHAIN_PARENT) and op != Opcode.PUT:
-        raise _bad("only PUT may carry CHAIN or CHAIN_PARENT")
+    if h.flags & PUT_FLAGS and op != Opcode.PUT:
+        raise _bad("only PUT may carry CHAIN, CHAIN_PARENT or VALUE_CRC")
     if h.flags & Flag.CHAIN_PARENT and not h.flags & Flag.CHAIN:
         raise _bad("CHAIN_PARENT without CHAIN")
     if h.status != 0:

@@ -99,6 +99,10 @@ class KvStore:
       shared memory: the node's CRC of the leased value against the copied bytes); a mismatch
       answers ``PROTOCOL_ERROR`` for the key (and over TCP drops the connection). Off by default
       because the pure-Python CRC runs at only ~10 MB/s (the .NET client does not verify either).
+    * ``value_crc`` (default False): send each PUT value's CRC-32C with it (VALUE_CRC, when the node
+      grants it), so the node stores it instead of checksumming on its receive path and checks it
+      before the value is first read or written to a lower tier; a value whose bytes do not match
+      is then a miss. Off by default for the same reason: computed here in pure Python (~10 MB/s).
 
     Configuration chain (later wins): the YAML file named by ``KVASIR_CONFIG`` (keys ``servers``,
     ``auth_key``, ``transport``, ``connect_timeout``, ``request_timeout``; needs PyYAML), then the
@@ -111,7 +115,7 @@ class KvStore:
 
     def __init__(self, servers: Union[str, Sequence[str], None] = None, auth_key: Union[str, bytes, None] = None,
                  transport: Optional[str] = None, *, connect_timeout: Optional[float] = None,
-                 request_timeout: Optional[float] = None, verify_crc: bool = False,
+                 request_timeout: Optional[float] = None, verify_crc: bool = False, value_crc: bool = False,
                  redis_url: Optional[str] = None, cluster: Optional[str] = None, replicas: Optional[int] = None,
                  capacity=None, data_plane_addr: Optional[str] = None, client_id: Optional[str] = None,
                  membership_poll: float = 1.0, tls_ca: Optional[str] = None, tls_server_name: Optional[str] = None,
@@ -138,6 +142,7 @@ class KvStore:
         self.connect_timeout = cfg["connect_timeout"]
         self.request_timeout = cfg["request_timeout"]
         self.verify_crc = verify_crc
+        self.value_crc = value_crc
         self._lock = threading.RLock()
         self._regions = {}
         self.last_error = ""
@@ -342,7 +347,7 @@ class KvStore:
                     results[i] = E.VALUE_TOO_LARGE
                 else:
                     todo.append(i)
-            sizes = [P.put_entry_size(len(keys[i])) for i in todo]
+            sizes = [P.put_entry_size(len(keys[i]), self.value_crc) for i in todo]
             if not chain:
                 chunks = _split(sizes, hello, _PUT_FIXED)
             else:
@@ -365,8 +370,10 @@ class KvStore:
                     shm.alloc_chunk(conn, self._shm, keys, values, lengths, results, idx)
                     return
                 parent = parent_of(idx[0]) if chain else None
-                flags = (P.Flag.CHAIN if chain else 0) | (P.Flag.CHAIN_PARENT if parent else 0)
-                meta = P.encode_put_meta([(keys[i], lengths[i]) for i in idx], parent=parent)
+                with_crc = self.value_crc and bool(getattr(conn, "features", 0) & P.FEATURE_VALUE_CRC)
+                flags = (P.Flag.CHAIN if chain else 0) | (P.Flag.CHAIN_PARENT if parent else 0) | (P.Flag.VALUE_CRC if with_crc else 0)
+                meta = P.encode_put_meta([(keys[i], lengths[i], *((_crc_of_pieces(values[i]),) if with_crc else ())) for i in idx],
+                                         parent=parent)
                 pieces = [p for i in idx for p in values[i]]
                 rid = conn.send_request(P.Opcode.PUT, meta, pieces, sum(lengths[i] for i in idx), flags=int(flags))
                 _, reply = conn.read_reply(rid, P.Opcode.PUT)
@@ -664,3 +671,11 @@ class KvStore:
     def _check_open(self) -> None:
         if self._closed:
             raise KvasirError("the store is closed")
+
+
+def _crc_of_pieces(pieces) -> int:
+    """CRC-32C of a value given as pieces, concatenated in order (VALUE_CRC)."""
+    crc = 0
+    for piece in pieces:
+        crc = P.crc32c(piece, crc)
+    return crc

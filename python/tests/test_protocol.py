@@ -20,6 +20,8 @@ def to_json(obj):
         return obj.name
     if isinstance(obj, (bytes, bytearray)):
         return obj.hex()
+    if isinstance(obj, p.PutEntry) and obj.crc32c is None:   # a PUT entry without VALUE_CRC has no crc32c field
+        return {"key": obj.key.hex(), "value_length": obj.value_length}
     if dataclasses.is_dataclass(obj):
         return {f.name: to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, list):
@@ -46,7 +48,7 @@ def from_json(opcode: str, is_reply: bool, status: str, meta: dict):
         return p.StatsReply([p.Stat(**s) for s in meta["stats"]]) if is_reply else p.StatsRequest()
     if opcode == "PUT" and not is_reply:
         parent = None if meta["parent"] is None else h(meta["parent"])
-        return p.PutRequest(parent, [p.PutEntry(h(e["key"]), e["value_length"]) for e in meta["entries"]])
+        return p.PutRequest(parent, [p.PutEntry(h(e["key"]), e["value_length"], e.get("crc32c")) for e in meta["entries"]])
     if opcode == "SHM_INFO":
         return p.ShmInfoReply(meta["path"], meta["arena_length"], h(meta["token"]), meta["lease_timeout_ms"]) if is_reply else p.ShmInfoRequest()
     if opcode == "LEASE" and is_reply:
@@ -67,6 +69,7 @@ def from_json(opcode: str, is_reply: bool, status: str, meta: dict):
 def test_tables_match_the_vectors():
     assert {o.name: int(o) for o in p.Opcode} == DOC["opcodes"]
     assert {n: int(f) for n, f in p.FLAG_NAMES} == DOC["flags"]
+    assert p.FEATURES == DOC["features"]
     assert {s.name: int(s) for s in p.WireStatus} == DOC["statuses"]
     limits = DOC["limits"]
     assert limits["header_bytes"] == p.HEADER_SIZE

@@ -50,7 +50,7 @@ public static class ClientCommands
     private static readonly string[] ValueOptions = [.. ConnectOptions, "timeout"];
 
     /// <summary>Store options from --server / --redis / --cluster / --replicas / --auth-key; bad values are usage errors.</summary>
-    public static KvStoreOptions StoreOptions(CommandLine cl, string clientName, int connections, TimeSpan? timeout = null)
+    public static KvStoreOptions StoreOptions(CommandLine cl, string clientName, int connections, TimeSpan? timeout = null, bool sendValueCrc = true)
     {
         var redis = cl.Get("redis");
         var server = cl.Get("server", "127.0.0.1:7380");
@@ -78,6 +78,7 @@ public static class ClientCommands
             RequestTimeout = timeout ?? TimeSpan.FromSeconds(30),
             ConnectionsPerNode = connections,
             ClientName = clientName,
+            SendValueCrc = sendValueCrc,
             Transport = cl.Get("transport", "auto") switch
             {
                 "auto" => KvTransportKind.Auto,

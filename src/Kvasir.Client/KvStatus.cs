@@ -78,6 +78,12 @@ public sealed class PutOptions
     /// blocks would land on other nodes than the blocks they continue).
     /// </summary>
     public ReadOnlyMemory<byte> ChainRoot { get; init; }
+
+    /// <summary>
+    /// The CRC-32C of each value (one per key, in order), when the writer already has them: sent as they are to a node
+    /// that grants VALUE_CRC instead of being computed by the client. A wrong one makes the value a miss. Null: computed.
+    /// </summary>
+    public IReadOnlyList<uint>? ValueCrc32C { get; init; }
 }
 
 /// <summary>A call failed as a whole: bad options, authentication refused, or the node unreachable at connect.</summary>

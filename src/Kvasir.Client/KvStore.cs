@@ -116,7 +116,7 @@ public sealed class KvStore : IAsyncDisposable
         CheckCounts(keys.Count, values.Count, nameof(values));
         var sources = new ValueSource[keys.Count];
         for (int i = 0; i < sources.Length; i++) sources[i] = new ValueSource(values[i]);
-        return PutCoreAsync(new PutBatch(keys, sources), options, ct);
+        return PutCoreAsync(new PutBatch(keys, sources, GivenCrcs(options, keys.Count)), options, ct);
     }
 
     /// <summary>Stores each key's value gathered from several pieces, concatenated in order (no copy is made to join them).</summary>
@@ -126,7 +126,7 @@ public sealed class KvStore : IAsyncDisposable
         CheckCounts(keys.Count, pieces.Count, nameof(pieces));
         var sources = new ValueSource[keys.Count];
         for (int i = 0; i < sources.Length; i++) sources[i] = new ValueSource(pieces[i]);
-        return PutCoreAsync(new PutBatch(keys, sources), options, ct);
+        return PutCoreAsync(new PutBatch(keys, sources, GivenCrcs(options, keys.Count)), options, ct);
     }
 
     /// <summary>
@@ -249,6 +249,13 @@ public sealed class KvStore : IAsyncDisposable
         if (_router is null) { await _transport.PingAsync(ct).ConfigureAwait(false); return; }
         foreach (var (node, _, error) in await _router.NodeStatsAsync(ct).ConfigureAwait(false))
             if (error is not null) throw new KvasirException($"node {node.Id} ({node.Address}): {error}");
+    }
+
+    private static IReadOnlyList<uint>? GivenCrcs(PutOptions? options, int count)
+    {
+        if (options?.ValueCrc32C is not { } crcs) return null;
+        if (crcs.Count != count) throw new ArgumentException($"{count} keys but {crcs.Count} CRCs in PutOptions.ValueCrc32C", nameof(options));
+        return crcs;
     }
 
     internal async Task<KvStatus[]> PutCoreAsync(PutBatch batch, PutOptions? options, CancellationToken ct)

@@ -91,6 +91,14 @@ public sealed class KvStoreOptions
     /// <summary>Name sent in HELLO, shown in the node's logs. Default "kvasir-dotnet".</summary>
     public string ClientName { get; init; } = "kvasir-dotnet";
 
+    /// <summary>
+    /// Ask the node for VALUE_CRC (docs/protocol.md) and send each PUT value's CRC-32C, computed here (on the writer's
+    /// cores) or given in <see cref="PutOptions.ValueCrc32C"/>: the node then stores it without checksumming on its
+    /// receive path, and checks it before the value is first read or written to a lower tier. Default true; a node
+    /// that does not grant it gets plain PUTs.
+    /// </summary>
+    public bool SendValueCrc { get; init; } = true;
+
     /// <summary>True when the store routes over several nodes (a registry or a list).</summary>
     internal bool IsRouted => RedisUrl is not null || ServerList().Count > 1;
 
@@ -114,6 +122,7 @@ public sealed class KvStoreOptions
         RequestTimeout = RequestTimeout,
         ConnectionsPerNode = ConnectionsPerNode,
         ClientName = ClientName,
+        SendValueCrc = SendValueCrc,
         Transport = Transport,
         LoggerFactory = LoggerFactory,
     };

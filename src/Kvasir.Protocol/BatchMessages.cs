@@ -59,12 +59,13 @@ public ref struct KeyBatchReader
 /// <summary>
 /// PUT request metadata: [parent key (u16 length · key) when the ChainParent flag is set] ·
 /// count (u32) · count × (key length u16 · value length u64 · key). The payload is the values,
-/// concatenated in entry order; its length must equal the sum of the value lengths.
+/// concatenated in entry order; its length must equal the sum of the value lengths. With the ValueCrc flag every
+/// entry ends with the value's CRC-32C (u32), after the key.
 /// </summary>
 public static class PutRequest
 {
     /// <summary>Bytes of one entry with a key of <paramref name="keyLength"/> bytes.</summary>
-    public static int EntrySize(int keyLength) => 2 + 8 + keyLength;
+    public static int EntrySize(int keyLength, bool valueCrc = false) => 2 + 8 + keyLength + (valueCrc ? 4 : 0);
 
     /// <summary>Bytes before the first entry.</summary>
     public static int PrefixSize(ReadOnlySpan<byte> parent, bool hasParent) => 4 + (hasParent ? 2 + parent.Length : 0);
@@ -81,6 +82,13 @@ public static class PutRequest
         writer.U64((ulong)valueLength);
         writer.Bytes(key);
     }
+
+    /// <summary>An entry of a PUT with the ValueCrc flag: the entry, then the writer's CRC-32C of the value.</summary>
+    public static void WriteEntry(ref MetaWriter writer, ReadOnlySpan<byte> key, long valueLength, uint crc32c)
+    {
+        WriteEntry(ref writer, key, valueLength);
+        writer.U32(crc32c);
+    }
 }
 
 /// <summary>Walks the entries of a PUT request without allocating.</summary>
@@ -88,10 +96,12 @@ public ref struct PutBatchReader
 {
     private MetaReader _reader;
     private int _left;
+    private readonly bool _valueCrc;
 
     public PutBatchReader(ReadOnlySpan<byte> meta, FrameFlags flags, int maxBatch)
     {
         _reader = new MetaReader(meta);
+        _valueCrc = (flags & FrameFlags.ValueCrc) != 0;
         if ((flags & FrameFlags.ChainParent) != 0)
         {
             int parentLength = _reader.U16();
@@ -101,7 +111,7 @@ public ref struct PutBatchReader
         uint count = _reader.U32();
         if (count > (uint)maxBatch)
             throw new ProtocolException(WireStatus.BatchTooLarge, $"batch of {count} keys exceeds the limit of {maxBatch}");
-        if ((long)count * 10 > _reader.Remaining)
+        if ((long)count * (_valueCrc ? 14 : 10) > _reader.Remaining)
             throw new ProtocolException(WireStatus.BadFrame, $"batch count {count} does not fit the metadata");
         Count = (int)count;
         _left = Count;
@@ -118,6 +128,9 @@ public ref struct PutBatchReader
     /// <summary>Offset in the metadata of the key returned by the last <see cref="Next"/>.</summary>
     public int KeyOffset { get; private set; }
 
+    /// <summary>The writer's CRC-32C of the value returned by the last <see cref="Next"/> (ValueCrc flag); 0 without it.</summary>
+    public uint ValueCrc { get; private set; }
+
     public bool Next(out ReadOnlySpan<byte> key, out long valueLength)
     {
         if (_left == 0) { _reader.End(); key = default; valueLength = 0; return false; }
@@ -129,6 +142,7 @@ public ref struct PutBatchReader
         valueLength = (long)length;
         KeyOffset = _reader.Position;
         key = _reader.Bytes(keyLength);
+        if (_valueCrc) ValueCrc = _reader.U32();
         return true;
     }
 

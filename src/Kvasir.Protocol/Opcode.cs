@@ -34,6 +34,11 @@ public enum FrameFlags : ushort
     Chain = 0x0001,
     /// <summary>PUT with <see cref="Chain"/>: the metadata starts with the key that the first block continues.</summary>
     ChainParent = 0x0002,
+    /// <summary>
+    /// PUT, with feature <see cref="ProtocolFeatures.ValueCrc"/> granted: every entry ends with the CRC-32C the writer
+    /// computed over its value (u32), which the node stores instead of computing it.
+    /// </summary>
+    ValueCrc = 0x0004,
     /// <summary>Set on every frame sent by the node.</summary>
     Reply = 0x8000,
 }
@@ -46,4 +51,14 @@ public static class Opcodes
 
     /// <summary>True for every opcode defined by protocol v1.</summary>
     public static bool IsDefined(byte op) => Enum.IsDefined(typeof(Opcode), op);
+}
+
+/// <summary>Feature bits of HELLO: a client asks for them, the node grants the subset it supports.</summary>
+public static class ProtocolFeatures
+{
+    /// <summary>PUT may carry the writer's CRC-32C of each value (flag <see cref="FrameFlags.ValueCrc"/>).</summary>
+    public const ulong ValueCrc = 0x1;
+
+    /// <summary>Every feature this implementation knows.</summary>
+    public const ulong Known = ValueCrc;
 }

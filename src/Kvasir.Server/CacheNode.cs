@@ -296,6 +296,7 @@ public sealed class CacheNode : IAsyncDisposable
             new("bytes_out", c.BytesOut),
             new("protocol_errors", c.ProtocolErrors),
             new("auth_failures", c.AuthFailures),
+            new("crc_mismatches", Store.CrcMismatches),
             new("uptime_ms", (long)(DateTimeOffset.UtcNow - StartedAt).TotalMilliseconds),
             new("cluster_state", Registration is null ? 0 : 1 + (long)Registration.State),
             new("cluster_heartbeats", Registration?.Heartbeats ?? 0),

@@ -235,6 +235,18 @@ public sealed partial class KvArenaStore : IDisposable
     });
 
     /// <summary>
+    /// Removes the key's value if it is still <paramref name="version"/> (a value found damaged: a newer write of the
+    /// key stays). True when it was removed.
+    /// </summary>
+    internal bool RemoveVersion(ReadOnlySpan<byte> key, ValueVersion version) => WithSlot(key, slot =>
+    {
+        if (slot.Current != version) return false;
+        Detach(slot);
+        _removes++;
+        return true;
+    }) == WireStatus.Ok;
+
+    /// <summary>
     /// Called with each evicted key, under the store's lock: it must be quick and must not call back
     /// into the store. The tiers use it to count demotions.
     /// </summary>

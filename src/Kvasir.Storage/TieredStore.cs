@@ -41,10 +41,11 @@ public enum StoreTier : byte
 /// REMOVE). Dispose lets queued disk and shared writes finish, flushes the disk to stable storage and frees the
 /// arena; callers must have stopped first (see <see cref="KvArenaStore"/>).
 /// </remarks>
-public sealed class TieredStore : IDisposable
+public sealed partial class TieredStore : IDisposable
 {
     private const int EpochStripes = 1024;
     private static readonly Task<WireStatus> s_ok = Task.FromResult(WireStatus.Ok);
+    private static readonly Task<WireStatus> s_tierFailed = Task.FromResult(WireStatus.TierFailed);
 
     private readonly VersionClock _clock = new();
     private readonly KvArenaStore _dram;
@@ -134,9 +135,16 @@ public sealed class TieredStore : IDisposable
     /// Publish only after this task (the previous value of a chained batch), so chain links find their parent. The
     /// disk write does not wait for it.
     /// </param>
-    public Task<WireStatus> CommitAsync(Reservation reservation, uint crc32c, byte[]? chainParent = null, Task? publishAfter = null)
+    /// <param name="writerCrc">
+    /// <paramref name="crc32c"/> is the writer's claim, not computed here: it is checked against the bytes before
+    /// the value first crosses a tier boundary (at once when there is a disk tier) or is first read; a mismatch is
+    /// dropped and counted (<see cref="CrcMismatches"/>), never written down or served.
+    /// </param>
+    public Task<WireStatus> CommitAsync(Reservation reservation, uint crc32c, byte[]? chainParent = null, Task? publishAfter = null,
+        bool writerCrc = false)
     {
         ArgumentNullException.ThrowIfNull(reservation);
+        if (writerCrc && !AcceptWriterCrc(reservation, crc32c)) return s_tierFailed;
         if (_shared is not null) BumpEpoch(reservation.Key);
         if (_disk is null && publishAfter is null)
         {
@@ -195,7 +203,7 @@ public sealed class TieredStore : IDisposable
     private void ShareAsync(byte[] key)
     {
         bool queued = false;
-        if (_dram.TryLease(key, null, out var lease, countAsAccess: false) == WireStatus.Ok)
+        if (_dram.TryLease(key, null, out var lease, countAsAccess: false) == WireStatus.Ok && CheckWriterCrc(key, lease!))
         {
             try
             {
@@ -224,6 +232,7 @@ public sealed class TieredStore : IDisposable
     public ValueTask<LeaseResult> LeaseAsync(ReadOnlyMemory<byte> key, ILeaseHolder? holder, bool arenaOnly = false)
     {
         var status = _dram.TryLease(key.Span, holder, out var lease);
+        if (lease is not null && !CheckWriterCrc(key.Span, lease)) return new(new LeaseResult(WireStatus.NotFound, null));
         if (status != WireStatus.NotFound || _io is null) return new(new LeaseResult(status, lease) { Tier = lease is null ? StoreTier.None : StoreTier.Dram });
         return new(LoadAsync(key, holder, arenaOnly));
     }

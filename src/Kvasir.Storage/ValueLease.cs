@@ -30,7 +30,7 @@ public sealed unsafe class ValueLease : IListNode<ValueLease>
     /// <summary>Value length in bytes.</summary>
     public long Length => Version.Length;
 
-    /// <summary>CRC-32C the producer supplied at commit (see <see cref="Storage.Crc32C"/>).</summary>
+    /// <summary>CRC-32C the producer supplied at commit (see <see cref="Protocol.Crc32C"/>).</summary>
     public uint Crc32C => Version.Crc32C;
 
     /// <summary>The value's bytes. Throws <see cref="InvalidOperationException"/> once released.</summary>

@@ -46,7 +46,8 @@ internal sealed class ClientConnection : IAsyncDisposable
     /// Opens a connection (with <paramref name="tls"/>, a TLS session over it) and completes HELLO and, when
     /// the node asks for it, mutual AUTH.
     /// </summary>
-    public static async Task<ClientConnection> OpenAsync(string host, int port, byte[]? authKey, TlsClientSettings? tls, string clientName, TimeSpan timeout, CancellationToken ct)
+    public static async Task<ClientConnection> OpenAsync(string host, int port, byte[]? authKey, TlsClientSettings? tls, string clientName, TimeSpan timeout,
+        CancellationToken ct, ulong features = 0)
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         cts.CancelAfter(timeout);
@@ -80,7 +81,7 @@ internal sealed class ClientConnection : IAsyncDisposable
             connection._readLoop = Task.Run(connection.ReadLoopAsync);
             try
             {
-                await connection.HandshakeAsync(authKey, clientName, cts.Token, ct).ConfigureAwait(false);
+                await connection.HandshakeAsync(authKey, clientName, features, cts.Token, ct).ConfigureAwait(false);
             }
             catch (OperationCanceledException ex) when (!ct.IsCancellationRequested)
             {
@@ -105,14 +106,18 @@ internal sealed class ClientConnection : IAsyncDisposable
         }
     }
 
-    private async Task HandshakeAsync(byte[]? authKey, string clientName, CancellationToken token, CancellationToken callerToken)
+    /// <summary>The features the node granted in HELLO (<see cref="ProtocolFeatures"/>).</summary>
+    public ulong Features { get; private set; }
+
+    private async Task HandshakeAsync(byte[]? authKey, string clientName, ulong features, CancellationToken token, CancellationToken callerToken)
     {
-        var hello = new HelloRequest(ProtocolLimits.Version, ProtocolLimits.Version, 0, clientName);
+        var hello = new HelloRequest(ProtocolLimits.Version, ProtocolLimits.Version, features, clientName);
         var meta = new byte[hello.Size];
         var w = new MetaWriter(meta);
         hello.Write(ref w);
         var reply = await CallAsync(Opcode.Hello, meta, token, callerToken).ConfigureAwait(false);
         Hello = HelloReply.Read(reply);
+        Features = Hello.Features & features;   // a bit the client did not ask for is never used
         if (Hello.AuthRequired && authKey is null)
             throw new KvasirAuthException("the node requires an auth key and none is configured");
         if (!Hello.AuthRequired && authKey is not null)

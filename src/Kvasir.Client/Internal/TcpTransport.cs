@@ -54,7 +54,7 @@ internal sealed class TcpTransport : IKvTransport
         try { key = options.AuthKey is null ? null : AuthHandshake.ParseKey(options.AuthKey); }
         catch (FormatException ex) { throw new KvasirException(ex.Message, ex); }
         var tls = options.Tls?.Load();
-        var first = await ClientConnection.OpenAsync(host, port, key, tls, options.ClientName, options.ConnectTimeout, ct).ConfigureAwait(false);
+        var first = await ClientConnection.OpenAsync(host, port, key, tls, options.ClientName, options.ConnectTimeout, ct, Features(options)).ConfigureAwait(false);
         return new TcpTransport(options, tls, first);
     }
 
@@ -76,7 +76,7 @@ internal sealed class TcpTransport : IKvTransport
             _connections[slot] = null;
             try
             {
-                c = await ClientConnection.OpenAsync(_host, _port, _authKey, _tls, _options.ClientName, _options.ConnectTimeout, ct).ConfigureAwait(false);
+                c = await ClientConnection.OpenAsync(_host, _port, _authKey, _tls, _options.ClientName, _options.ConnectTimeout, ct, Features(_options)).ConfigureAwait(false);
             }
             catch (KvasirException) when (!ct.IsCancellationRequested)
             {
@@ -91,6 +91,8 @@ internal sealed class TcpTransport : IKvTransport
         }
     }
 
+    private static ulong Features(KvStoreOptions options) => options.SendValueCrc ? ProtocolFeatures.ValueCrc : 0;
+
     private async Task RunAsync(PendingRequest request, Opcode op, FrameFlags flags, byte[] meta, int metaLength,
         ValueSource[]? values, int start, int end, CancellationToken ct)
     {
@@ -100,22 +102,49 @@ internal sealed class TcpTransport : IKvTransport
             request.Fail(KvStatus.Unavailable);
             return;
         }
+        await SendAndWaitAsync(connection, request, op, flags, meta, metaLength, values, start, end, ct).ConfigureAwait(false);
+    }
+
+    private async Task SendAndWaitAsync(ClientConnection connection, PendingRequest request, Opcode op, FrameFlags flags, byte[] meta, int metaLength,
+        ValueSource[]? values, int start, int end, CancellationToken ct)
+    {
         await connection.SendAsync(request, op, flags, meta, metaLength, values, start, end, ct).ConfigureAwait(false);
         await connection.WaitAsync(request, _options.RequestTimeout, ct).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// One PUT request. On a connection granted VALUE_CRC every entry carries its value's CRC-32C (the caller's, or
+    /// computed here) and the node does not checksum the bytes as they arrive.
+    /// </summary>
     public async Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct)
     {
-        int count = end - start;
-        int size = PutRequest.PrefixSize(parent.Span, hasParent);
-        for (int i = start; i < end; i++) size += PutRequest.EntrySize(batch.Keys[i].Length);
+        var request = new StatusListRequest(batch.Results, start, end - start);
+        var connection = await GetConnectionAsync(ct).ConfigureAwait(false);
+        if (connection is null)
+        {
+            request.Fail(KvStatus.Unavailable);
+            return;
+        }
+        bool valueCrc = (connection.Features & ProtocolFeatures.ValueCrc) != 0;
+        if (valueCrc) batch.ComputeCrcs(start, end);
+        var meta = PutMeta(batch, start, end, parent.Span, hasParent, valueCrc);
+        var flags = (chain ? FrameFlags.Chain : 0) | (hasParent ? FrameFlags.ChainParent : 0) | (valueCrc ? FrameFlags.ValueCrc : 0);
+        await SendAndWaitAsync(connection, request, Opcode.Put, flags, meta, meta.Length, batch.Values, start, end, ct).ConfigureAwait(false);
+    }
+
+    private static byte[] PutMeta(PutBatch batch, int start, int end, ReadOnlySpan<byte> parent, bool hasParent, bool valueCrc)
+    {
+        int size = PutRequest.PrefixSize(parent, hasParent);
+        for (int i = start; i < end; i++) size += PutRequest.EntrySize(batch.Keys[i].Length, valueCrc);
         var meta = new byte[size];
         var w = new MetaWriter(meta);
-        PutRequest.WritePrefix(ref w, parent.Span, hasParent, count);
-        for (int i = start; i < end; i++) PutRequest.WriteEntry(ref w, batch.Keys[i].Span, batch.Values[i].Length);
-        var flags = (chain ? FrameFlags.Chain : 0) | (hasParent ? FrameFlags.ChainParent : 0);
-        var request = new StatusListRequest(batch.Results, start, count);
-        await RunAsync(request, Opcode.Put, flags, meta, size, batch.Values, start, end, ct).ConfigureAwait(false);
+        PutRequest.WritePrefix(ref w, parent, hasParent, end - start);
+        for (int i = start; i < end; i++)
+        {
+            if (valueCrc) PutRequest.WriteEntry(ref w, batch.Keys[i].Span, batch.Values[i].Length, batch.Crcs![i]);
+            else PutRequest.WriteEntry(ref w, batch.Keys[i].Span, batch.Values[i].Length);
+        }
+        return meta;
     }
 
     public async Task GetAsync(GetBatch batch, int start, int end, CancellationToken ct)

@@ -11,11 +11,14 @@ internal sealed partial class Connection
     /// <summary>A PUT value is received and checksummed in chunks of this size, while the chunk is still in cache.</summary>
     private const int ReceiveChunk = 1 << 20;
 
-    private readonly struct PutEntry(int keyOffset, int keyLength, long valueLength)
+    private readonly struct PutEntry(int keyOffset, int keyLength, long valueLength, uint crc32c)
     {
         public int KeyOffset { get; } = keyOffset;
         public int KeyLength { get; } = keyLength;
         public long ValueLength { get; } = valueLength;
+
+        /// <summary>The writer's CRC-32C (ValueCrc flag); 0 without it.</summary>
+        public uint Crc32C { get; } = crc32c;
     }
 
     private ValueTask DispatchAsync(FrameHeader h, byte[] meta, CancellationToken token)
@@ -78,7 +81,8 @@ internal sealed partial class Connection
                 $"client speaks versions {request.MinVersion}..{request.MaxVersion}; this node speaks {ProtocolLimits.Version}");
         _serverNonce = AuthRequired ? AuthHandshake.NewNonce() : new byte[ProtocolLimits.NonceBytes];
         var options = _node.Options;
-        var reply = new HelloReply(ProtocolLimits.Version, 0, AuthRequired, _serverNonce,
+        _features = request.Features & ProtocolFeatures.Known;
+        var reply = new HelloReply(ProtocolLimits.Version, _features, AuthRequired, _serverNonce,
             (ulong)options.Store.MaxValueBytes, (ushort)options.Store.MaxKeyBytes, (uint)options.MaxBatchKeys,
             (uint)options.MaxMetaBytes, (ulong)options.Store.Capacity, _node.NodeId);
         var r = NewReply(h, WireStatus.Ok, reply.Size, 0, out var span);
@@ -255,6 +259,7 @@ internal sealed partial class Connection
         {
             CollectPutEntries(meta.AsSpan(0, h.MetaLength), h.Flags, entries, ref parentOffset, ref parentLength);
             bool chain = (h.Flags & FrameFlags.Chain) != 0;
+            bool writerCrc = (h.Flags & FrameFlags.ValueCrc) != 0;
             Task? previous = null;
             for (int i = 0; i < count; i++)
             {
@@ -271,7 +276,8 @@ internal sealed partial class Connection
                 uint crc;
                 try
                 {
-                    crc = await ReceiveValueAsync(reservation!, token).ConfigureAwait(false);
+                    crc = await ReceiveValueAsync(reservation!, !writerCrc, token).ConfigureAwait(false);
+                    if (writerCrc) crc = e.Crc32C;
                 }
                 catch
                 {
@@ -281,7 +287,7 @@ internal sealed partial class Connection
                 byte[]? parent = !chain ? null
                     : i > 0 ? meta.AsSpan(entries[i - 1].KeyOffset, entries[i - 1].KeyLength).ToArray()
                     : parentOffset >= 0 ? meta.AsSpan(parentOffset, parentLength).ToArray() : null;
-                var commit = _store.CommitAsync(reservation!, crc, parent, chain ? previous : null);
+                var commit = _store.CommitAsync(reservation!, crc, parent, chain ? previous : null, writerCrc);
                 commits[i] = commit;
                 if (chain) previous = commit;
             }
@@ -307,7 +313,7 @@ internal sealed partial class Connection
         if ((flags & FrameFlags.ChainParent) != 0) { parentOffset = reader.ParentOffset; parentLength = reader.Parent.Length; }
         int i = 0;
         while (reader.Next(out var key, out long length))
-            entries[i++] = new PutEntry(reader.KeyOffset, key.Length, length);
+            entries[i++] = new PutEntry(reader.KeyOffset, key.Length, length, reader.ValueCrc);
     }
 
     private WireStatus TryReserve(ReadOnlySpan<byte> key, long length, out Reservation? reservation)
@@ -319,9 +325,16 @@ internal sealed partial class Connection
         return status;
     }
 
-    private async ValueTask<uint> ReceiveValueAsync(Reservation reservation, CancellationToken token)
+    /// <summary>Receives a value into its reservation; its CRC-32C when <paramref name="checksum"/>, else 0 (the writer sent it).</summary>
+    private async ValueTask<uint> ReceiveValueAsync(Reservation reservation, bool checksum, CancellationToken token)
     {
         var memory = new NativeMemoryManager(reservation.Address, checked((int)reservation.Length)).Memory;
+        if (!checksum)
+        {
+            await _rx.ReadRequiredAsync(memory, token).ConfigureAwait(false);
+            _node.Counters.In(Opcode.Put, reservation.Length);
+            return 0;
+        }
         uint crc = Crc32C.InitialState;
         for (int offset = 0; offset < memory.Length; offset += ReceiveChunk)
         {

@@ -1,4 +1,5 @@
 using System.Buffers;
+using Kvasir.Protocol;
 using Kvasir.Storage.Internal;
 
 namespace Kvasir.Storage.Tiers;

@@ -87,7 +87,11 @@ public static class FrameCodec
                 JsonNode? parent = (h.Flags & FrameFlags.ChainParent) != 0 ? Hex(put.Parent) : null;
                 var entries = new JsonArray();
                 while (put.Next(out var key, out long length))
-                    entries.Add(new JsonObject { ["key"] = Hex(key), ["value_length"] = length });
+                {
+                    var entry = new JsonObject { ["key"] = Hex(key), ["value_length"] = length };
+                    if ((h.Flags & FrameFlags.ValueCrc) != 0) entry["crc32c"] = put.ValueCrc;
+                    entries.Add(entry);
+                }
                 return new JsonObject { ["parent"] = parent, ["entries"] = entries };
             default:
                 if (!Opcodes.IsKeyBatch(h.Opcode))
@@ -181,12 +185,18 @@ public static class FrameCodec
             case Opcode.Put:
                 bool hasParent = (flags & FrameFlags.ChainParent) != 0;
                 var parent = m["parent"] is null ? Array.Empty<byte>() : VectorFile.Hex(m["parent"]);
-                var entries = m["entries"]!.AsArray().Select(e => (Key: VectorFile.Hex(e!["key"]), Length: (long)e["value_length"]!)).ToList();
-                int size = PutRequest.PrefixSize(parent, hasParent) + entries.Sum(e => PutRequest.EntrySize(e.Key.Length));
+                bool valueCrc = (flags & FrameFlags.ValueCrc) != 0;
+                var entries = m["entries"]!.AsArray()
+                    .Select(e => (Key: VectorFile.Hex(e!["key"]), Length: (long)e["value_length"]!, Crc: valueCrc ? (uint)e["crc32c"]! : 0u)).ToList();
+                int size = PutRequest.PrefixSize(parent, hasParent) + entries.Sum(e => PutRequest.EntrySize(e.Key.Length, valueCrc));
                 return Write(size, (ref MetaWriter w) =>
                 {
                     PutRequest.WritePrefix(ref w, parent, hasParent, entries.Count);
-                    foreach (var (key, length) in entries) PutRequest.WriteEntry(ref w, key, length);
+                    foreach (var (key, length, crc) in entries)
+                    {
+                        if (valueCrc) PutRequest.WriteEntry(ref w, key, length, crc);
+                        else PutRequest.WriteEntry(ref w, key, length);
+                    }
                 });
             default:
                 var keys = m["keys"]!.AsArray().Select(k => (ReadOnlyMemory<byte>)VectorFile.Hex(k)).ToList();
