@@ -41,7 +41,7 @@ public enum StoreTier : byte
 /// REMOVE). Dispose lets queued disk and shared writes finish, flushes the disk to stable storage and frees the
 /// arena; callers must have stopped first (see <see cref="KvArenaStore"/>).
 /// </remarks>
-public sealed class TieredStore : IDisposable
+public sealed partial class TieredStore : IDisposable
 {
     private const int EpochStripes = 1024;
     private static readonly Task<WireStatus> s_ok = Task.FromResult(WireStatus.Ok);
@@ -91,6 +91,7 @@ public sealed class TieredStore : IDisposable
             throw;
         }
         _dram.Evicted = OnEvicted;
+        if (_io is not null) _dram.Expired = OnExpired;
     }
 
     /// <summary>The DRAM tier's options.</summary>
@@ -182,6 +183,7 @@ public sealed class TieredStore : IDisposable
     {
         byte[] key = reservation.Key;
         if (_io is not null) _reads.TryRemove(key, out _);   // read counts exist only with lower tiers
+        if (_io is not null) NoteDeadline(key, reservation.Ttl);
         if (!_dram.CommitVersioned(reservation, crc32c, chainParent, version, _newerOnDisk))
         {
             Interlocked.Increment(ref _superseded);
@@ -230,6 +232,7 @@ public sealed class TieredStore : IDisposable
 
     private async Task<LeaseResult> LoadAsync(ReadOnlyMemory<byte> key, ILeaseHolder? holder, bool arenaOnly)
     {
+        if (ExpiredBelow(key.Span)) return new LeaseResult(WireStatus.NotFound, null);
         long epoch = Epoch(key.Span);   // before anything is looked at: a write or removal from here on is noticed
         if (_disk is not null && _disk.TryLocate(key.Span, out var entry))
             return await StageAsync(key, holder, arenaOnly, StoreTier.Disk, entry!.Length, entry.Crc32C, entry.Version, 0,
@@ -325,7 +328,9 @@ public sealed class TieredStore : IDisposable
     public ValueTask<WireStatus> ExistsAsync(ReadOnlyMemory<byte> key)
     {
         if (!ValidKey(key.Span)) return new(WireStatus.InvalidKey);
-        if (_dram.Exists(key.Span) || _disk?.Contains(key.Span) == true) return new(WireStatus.Ok);
+        if (_dram.Exists(key.Span)) return new(WireStatus.Ok);
+        if (ExpiredBelow(key.Span)) return new(WireStatus.NotFound);
+        if (_disk?.Contains(key.Span) == true) return new(WireStatus.Ok);
         if (_shared is null || (_disk is not null && _disk.NewestVersion(key.Span) != 0)) return new(WireStatus.NotFound);
         return new(ExistsSharedAsync(key));
     }
@@ -343,7 +348,9 @@ public sealed class TieredStore : IDisposable
         if (!ValidKey(key.Span)) return new(WireStatus.InvalidKey);
         if (_shared is not null) BumpEpoch(key.Span);
         if (_io is null) return new(_dram.Remove(key.Span));
-        return new(RemoveBelowAsync(key.ToArray()));
+        byte[] copy = key.ToArray();
+        _deadlines.TryRemove(copy, out _);
+        return new(RemoveBelowAsync(copy));
     }
 
     private async Task<WireStatus> RemoveBelowAsync(byte[] key)
@@ -420,6 +427,7 @@ public sealed class TieredStore : IDisposable
             list.AddRange(_shared.Stats());
             list.Add(new("shared_healthy", _shared.Degraded is null ? 1 : 0));
         }
+        list.Add(new("tier_expiry_tracked", _deadlines.Count));
         return list;
     }
 
