@@ -81,6 +81,12 @@ public static class PutRequest
         writer.U64((ulong)valueLength);
         writer.Bytes(key);
     }
+
+    /// <summary>Bytes after the last entry: 4 with the <see cref="FrameFlags.Ttl"/> flag, else 0.</summary>
+    public static int SuffixSize(bool ttl) => ttl ? 4 : 0;
+
+    /// <summary>With the <see cref="FrameFlags.Ttl"/> flag, after the last entry: every entry's time to live in seconds (0: never expires).</summary>
+    public static void WriteTtl(ref MetaWriter writer, uint seconds) => writer.U32(seconds);
 }
 
 /// <summary>Walks the entries of a PUT request without allocating.</summary>
@@ -88,10 +94,12 @@ public ref struct PutBatchReader
 {
     private MetaReader _reader;
     private int _left;
+    private readonly bool _ttl;
 
     public PutBatchReader(ReadOnlySpan<byte> meta, FrameFlags flags, int maxBatch)
     {
         _reader = new MetaReader(meta);
+        _ttl = (flags & FrameFlags.Ttl) != 0;
         if ((flags & FrameFlags.ChainParent) != 0)
         {
             int parentLength = _reader.U16();
@@ -118,9 +126,19 @@ public ref struct PutBatchReader
     /// <summary>Offset in the metadata of the key returned by the last <see cref="Next"/>.</summary>
     public int KeyOffset { get; private set; }
 
+    /// <summary>With the <see cref="FrameFlags.Ttl"/> flag: the entries' time to live in seconds (0: never), read after the last entry; else null.</summary>
+    public uint? TtlSeconds { get; private set; }
+
     public bool Next(out ReadOnlySpan<byte> key, out long valueLength)
     {
-        if (_left == 0) { _reader.End(); key = default; valueLength = 0; return false; }
+        if (_left == 0)
+        {
+            if (_ttl) TtlSeconds = _reader.U32();
+            _reader.End();
+            key = default;
+            valueLength = 0;
+            return false;
+        }
         _left--;
         ushort keyLength = _reader.U16();
         ulong length = _reader.U64();

@@ -37,6 +37,7 @@ internal sealed partial class Connection : ILeaseHolder
     private readonly string _remote;
     private readonly System.Net.IPAddress _address;
     private bool _helloDone;
+    private ulong _features;
     private bool _authenticated;
     private byte[]? _serverNonce;
     private ulong _currentRequestId;
@@ -249,7 +250,8 @@ internal sealed partial class Connection : ILeaseHolder
             throw new ProtocolException(WireStatus.BadFrame, "a reply frame was sent to the node");
         if (!Opcodes.IsDefined((byte)h.Opcode))
             throw new ProtocolException(WireStatus.UnknownOpcode, $"unknown opcode 0x{(byte)h.Opcode:x2}");
-        var allowed = h.Opcode == Opcode.Put ? FrameFlags.Chain | FrameFlags.ChainParent : FrameFlags.None;
+        var allowed = h.Opcode != Opcode.Put ? FrameFlags.None
+            : FrameFlags.Chain | FrameFlags.ChainParent | ((_features & ProtocolFeatures.Ttl) != 0 ? FrameFlags.Ttl : FrameFlags.None);
         if ((h.Flags & ~allowed) != 0)
             throw new ProtocolException(WireStatus.BadFrame, $"flags 0x{(ushort)h.Flags:x4} are not valid for {h.Opcode}");
         if ((h.Flags & FrameFlags.ChainParent) != 0 && (h.Flags & FrameFlags.Chain) == 0)
