@@ -52,6 +52,9 @@ internal sealed class PutBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueSo
     public IReadOnlyList<ReadOnlyMemory<byte>> Keys { get; } = keys;
     public ValueSource[] Values { get; } = values;
     public KvStatus[] Results { get; } = new KvStatus[keys.Count];
+
+    /// <summary>Every value's time to live in seconds (0: never expires); null for the node's default.</summary>
+    public uint? TtlSeconds { get; set; }
 }
 
 internal sealed class GetBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueDestination[] destinations)

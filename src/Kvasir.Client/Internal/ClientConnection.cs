@@ -98,7 +98,7 @@ internal sealed class ClientConnection : IAsyncDisposable
 
     private async Task HandshakeAsync(byte[]? authKey, string clientName, CancellationToken token, CancellationToken callerToken)
     {
-        var hello = new HelloRequest(ProtocolLimits.Version, ProtocolLimits.Version, 0, clientName);
+        var hello = new HelloRequest(ProtocolLimits.Version, ProtocolLimits.Version, ProtocolFeatures.Ttl, clientName);
         var meta = new byte[hello.Size];
         var w = new MetaWriter(meta);
         hello.Write(ref w);

@@ -29,6 +29,7 @@ internal sealed class TcpTransport : IKvTransport
         _connectLocks = Enumerable.Range(0, options.ConnectionsPerNode).Select(_ => new SemaphoreSlim(1, 1)).ToArray();
         _connections[0] = first;
         var h = first.Hello;
+        SupportsTtl = (h.Features & ProtocolFeatures.Ttl) != 0;
         Limits = new NodeLimits((long)h.MaxValueBytes, h.MaxKeyBytes, (int)h.MaxBatchKeys, (int)h.MaxMetaBytes, (long)h.Capacity, h.NodeId);
     }
 
@@ -104,13 +105,14 @@ internal sealed class TcpTransport : IKvTransport
     public async Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct)
     {
         int count = end - start;
-        int size = PutRequest.PrefixSize(parent.Span, hasParent);
+        int size = PutRequest.PrefixSize(parent.Span, hasParent) + PutRequest.SuffixSize(batch.TtlSeconds is not null);
         for (int i = start; i < end; i++) size += PutRequest.EntrySize(batch.Keys[i].Length);
         var meta = new byte[size];
         var w = new MetaWriter(meta);
         PutRequest.WritePrefix(ref w, parent.Span, hasParent, count);
         for (int i = start; i < end; i++) PutRequest.WriteEntry(ref w, batch.Keys[i].Span, batch.Values[i].Length);
-        var flags = (chain ? FrameFlags.Chain : 0) | (hasParent ? FrameFlags.ChainParent : 0);
+        if (batch.TtlSeconds is { } ttl) PutRequest.WriteTtl(ref w, ttl);
+        var flags = (chain ? FrameFlags.Chain : 0) | (hasParent ? FrameFlags.ChainParent : 0) | (batch.TtlSeconds is not null ? FrameFlags.Ttl : 0);
         var request = new StatusListRequest(batch.Results, start, count);
         await RunAsync(request, Opcode.Put, flags, meta, size, batch.Values, start, end, ct).ConfigureAwait(false);
     }
@@ -131,6 +133,10 @@ internal sealed class TcpTransport : IKvTransport
         => StatsReply.Read(await CallAsync(Opcode.Stats, [], ct).ConfigureAwait(false));
 
     public async Task PingAsync(CancellationToken ct) => await CallAsync(Opcode.Ping, [], ct).ConfigureAwait(false);
+
+    public bool SupportsTtl { get; }
+
+    public Task<byte[]> KeyRequestAsync(Opcode op, byte[] meta, CancellationToken ct) => CallAsync(op, meta, ct);
 
     /// <summary>A request whose reply metadata the caller parses; throws <see cref="KvasirException"/> with the reason when it fails.</summary>
     internal async Task<byte[]> CallAsync(Opcode op, byte[] meta, CancellationToken ct)
