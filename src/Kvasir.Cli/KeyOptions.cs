@@ -16,6 +16,9 @@ public static class KeyOptions
         return TimeSpan.FromSeconds(seconds);
     }
 
+    /// <summary>put --ttl: null when absent; 0 (never expires) or 1..u32 max seconds, else a one-line usage error.</summary>
+    public static TimeSpan? ParseTtlOrZero(string? value) => value == "0" ? TimeSpan.Zero : ParseTtl(value, "--ttl");
+
     /// <summary>"a/=1GiB,b/=512MiB" → quotas; each prefix 1..512 bytes of UTF-8, each size positive, no prefix twice.</summary>
     public static IReadOnlyList<NamespaceQuota> ParseQuotas(string? value)
     {
