@@ -379,7 +379,8 @@ class Router:
 
     # -- operations --
 
-    def put(self, keys: list, views: list, chain: bool, chain_parent: Optional[bytes], replicas: Optional[int] = None) -> List[int]:
+    def put(self, keys: list, views: list, chain: bool, chain_parent: Optional[bytes], replicas: Optional[int] = None,
+            ttl=None) -> List[int]:
         replicas = replicas or self.replicas
         ring, slots, ranks = self._plan(keys, replicas)
         parent_nodes = set(ring.place(chain_parent, min(replicas, len(ring)))) if chain and chain_parent and len(ring) else set()
@@ -392,7 +393,7 @@ class Router:
         def one(n, entries):
             slot = slots[n]
             parent = chain_parent if slot.id in parent_nodes else None
-            codes = self._run(slot, len(entries), lambda s: s._put([keys[i] for i, _ in entries], [views[i] for i, _ in entries], chain, parent))
+            codes = self._run(slot, len(entries), lambda s: s._put([keys[i] for i, _ in entries], [views[i] for i, _ in entries], chain, parent, ttl=ttl))
             for (i, rank), code in zip(entries, codes):
                 answers[i][rank] = code
 
@@ -481,6 +482,11 @@ class Router:
             except KvasirError as ex:
                 out.append((node, None, str(ex)))
         return out
+
+    def node_stores(self) -> List[Tuple[dict, object]]:
+        """Every node (sorted by id) with its store, or None when it cannot be reached: key management asks each in turn."""
+        _, slots = self._view()
+        return [(node, slot.get(self._open_store)) for node, slot in zip(sorted(self.nodes, key=lambda n: n["id"]), slots)]
 
     def _all(self, fn, groups: dict) -> None:
         """Runs ``fn(node_index, entries)`` for every node's group, in parallel when there are several."""

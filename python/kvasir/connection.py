@@ -21,6 +21,7 @@ _WIRE_TO_CODE = {
     P.WireStatus.INVALID_KEY: E.INVALID_KEY,
     P.WireStatus.OUT_OF_MEMORY: E.OUT_OF_MEMORY,
     P.WireStatus.TIER_FAILED: E.TIER_FAILED,
+    P.WireStatus.QUOTA_EXCEEDED: E.QUOTA_EXCEEDED,
 }
 
 
@@ -97,7 +98,7 @@ class _Connection:
     def _handshake(self, host, port, auth_key) -> P.HelloReply:
         where = f"{host}:{port}"
         try:
-            hello = self.call(P.Opcode.HELLO, P.encode_meta(P.HelloRequest(client_name=CLIENT_NAME)))
+            hello = self.call(P.Opcode.HELLO, P.encode_meta(P.HelloRequest(features=P.FEATURE_TTL, client_name=CLIENT_NAME)))
             if not isinstance(hello, P.HelloReply) or hello.version != P.VERSION:
                 raise KvasirError(f"{where} negotiated an unsupported protocol version")
             if hello.auth_required and auth_key is None:

@@ -55,6 +55,7 @@ class PutEntry:
 class PutRequest:
     parent: Optional[bytes]
     entries: List[PutEntry]
+    ttl_seconds: Optional[int] = None  # with the TTL flag: every entry's time to live (0: never expires)
 
 
 @dataclass

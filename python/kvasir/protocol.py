@@ -52,6 +52,9 @@ class Opcode(enum.IntEnum):
     REMOVE = 0x13
     PIN = 0x14
     UNPIN = 0x15
+    SCAN = 0x16
+    INFO = 0x17
+    REMOVE_PREFIX = 0x18
     STATS = 0x20
     SHM_INFO = 0x30
     LEASE = 0x31
@@ -64,11 +67,13 @@ class Flag(enum.IntFlag):
     NONE = 0
     CHAIN = 0x0001
     CHAIN_PARENT = 0x0002
+    TTL = 0x0008
     REPLY = 0x8000
 
 
-FLAG_NAMES = [("CHAIN", Flag.CHAIN), ("CHAIN_PARENT", Flag.CHAIN_PARENT), ("REPLY", Flag.REPLY)]
-DEFINED_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.REPLY)
+FLAG_NAMES = [("CHAIN", Flag.CHAIN), ("CHAIN_PARENT", Flag.CHAIN_PARENT), ("TTL", Flag.TTL), ("REPLY", Flag.REPLY)]
+DEFINED_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.TTL | Flag.REPLY)
+FEATURE_TTL = 0x2  # HELLO feature: PUT may carry the TTL flag and its u32 seconds
 
 
 class WireStatus(enum.IntEnum):
@@ -79,6 +84,7 @@ class WireStatus(enum.IntEnum):
     INVALID_KEY = 3
     OUT_OF_MEMORY = 4
     TIER_FAILED = 5
+    QUOTA_EXCEEDED = 6
     BAD_FRAME = 32
     UNSUPPORTED_VERSION = 33
     UNKNOWN_OPCODE = 34
@@ -256,8 +262,9 @@ def encode_alloc_request(keys, lengths) -> bytes:
     return bytes(out)
 
 
-def encode_put_meta(entries, parent: Optional[bytes] = None) -> bytes:
-    """``entries``: (key, value_length) pairs or :class:`PutEntry`; ``parent`` only with CHAIN_PARENT."""
+def encode_put_meta(entries, parent: Optional[bytes] = None, ttl_seconds: Optional[int] = None) -> bytes:
+    """``entries``: (key, value_length) pairs or :class:`PutEntry`; ``parent`` only with CHAIN_PARENT;
+    ``ttl_seconds`` (u32) only with TTL, after the last entry."""
     out = bytearray()
     if parent is not None:
         out += _lp16(parent)
@@ -266,6 +273,8 @@ def encode_put_meta(entries, parent: Optional[bytes] = None) -> bytes:
         key, length = (e.key, e.value_length) if isinstance(e, PutEntry) else e
         out += _PUT_ENTRY.pack(len(key), length)
         out += key
+    if ttl_seconds is not None:
+        out += _U32.pack(ttl_seconds)
     return bytes(out)
 
 
@@ -294,7 +303,7 @@ def encode_meta(msg) -> bytes:
     if isinstance(msg, Ping):
         return bytes(msg.echo)
     if isinstance(msg, PutRequest):
-        return encode_put_meta(msg.entries, msg.parent)
+        return encode_put_meta(msg.entries, msg.parent, msg.ttl_seconds)
     if isinstance(msg, KeyBatch):
         return encode_key_batch(msg.keys)
     if isinstance(msg, StatusList):
@@ -454,10 +463,11 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
                            WireStatus.FRAME_TOO_LARGE)
             entries.append(PutEntry(r.take(klen), vlen))
             total += vlen
+        ttl = r.u32() if header.flags & Flag.TTL else None
         r.end()
         if total != header.payload_length:
             raise _bad(f"payload length {header.payload_length} differs from the sum of the value lengths {total}")
-        msg = PutRequest(parent, entries)
+        msg = PutRequest(parent, entries, ttl)
     elif op in KEY_BATCH_OPCODES:
         msg = _decode_key_batch(r, max_batch_keys)
     elif op in (Opcode.RELEASE, Opcode.COMMIT):
@@ -506,6 +516,8 @@ def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BY
         raise _bad(f"undefined flag bits 0x{h.flags & ~DEFINED_FLAGS:04x}")
     if h.flags & (Flag.CHAIN | Flag.CHAIN_PARENT) and op != Opcode.PUT:
         raise _bad("only PUT may carry CHAIN or CHAIN_PARENT")
+    if h.flags & Flag.TTL and op != Opcode.PUT:
+        raise _bad("only PUT may carry TTL")
     if h.flags & Flag.CHAIN_PARENT and not h.flags & Flag.CHAIN:
         raise _bad("CHAIN_PARENT without CHAIN")
     if h.status != 0:
