@@ -11,7 +11,6 @@ keys into retries on the next replica. The Redis layout and scripts are those of
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -21,6 +20,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote
 
 from . import errors as E
+from . import node_binary
 from .errors import KvasirError
 from .placement import Ring
 
@@ -549,16 +549,10 @@ class EmbeddedNode:
 
     @staticmethod
     def _command() -> List[str]:
-        env = os.environ.get("KVASIR_BIN")
-        if env:
-            return env.split()
-        found = shutil.which("kvasir")
-        if found:
-            return [found]
-        dll = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), ".build", "cli", "kvasir.dll")
-        if os.path.exists(dll):
-            return ["dotnet", dll]
-        raise KvasirError("cannot find the kvasir node binary for an embedded node: set KVASIR_BIN")
+        command, why = node_binary.locate()
+        if command is None:
+            raise KvasirError(f"cannot start an embedded node: {why}")
+        return command
 
     def _drain(self) -> None:
         try:
