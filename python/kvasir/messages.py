@@ -55,7 +55,12 @@ class PutEntry:
 class PutRequest:
     parent: Optional[bytes]
     entries: List[PutEntry]
-    ttl_seconds: Optional[int] = None  # with the TTL flag: every entry's time to live (0: never expires)
+
+
+@dataclass
+class PutRequestTtl(PutRequest):
+    """A PUT with the TTL flag: ``ttl_seconds`` (u32, after the last entry) is every entry's time to live (0: never)."""
+    ttl_seconds: int = 0
 
 
 @dataclass

@@ -23,7 +23,7 @@ from .crc32c import crc32c  # noqa: F401
 from .errors import ProtocolError
 from .messages import (  # noqa: F401 - re-exported: the message classes are part of this module's API
     VERSION, HelloRequest, HelloReply, AuthRequest, AuthReply, Ping, PutEntry,
-    PutRequest, KeyBatch, StatusList, GetEntry, GetReply, StatsRequest,
+    PutRequest, PutRequestTtl, KeyBatch, StatusList, GetEntry, GetReply, StatsRequest,
     Stat, StatsReply, ErrorReply, ShmInfoRequest, ShmInfoReply, LeaseEntry,
     LeaseReply, IdList, AllocEntry, AllocRequest, AllocReplyEntry, AllocReply,
 )
@@ -303,7 +303,7 @@ def encode_meta(msg) -> bytes:
     if isinstance(msg, Ping):
         return bytes(msg.echo)
     if isinstance(msg, PutRequest):
-        return encode_put_meta(msg.entries, msg.parent, msg.ttl_seconds)
+        return encode_put_meta(msg.entries, msg.parent, getattr(msg, "ttl_seconds", None))
     if isinstance(msg, KeyBatch):
         return encode_key_batch(msg.keys)
     if isinstance(msg, StatusList):
@@ -467,7 +467,7 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
         r.end()
         if total != header.payload_length:
             raise _bad(f"payload length {header.payload_length} differs from the sum of the value lengths {total}")
-        msg = PutRequest(parent, entries, ttl)
+        msg = PutRequest(parent, entries) if ttl is None else PutRequestTtl(parent, entries, ttl)
     elif op in KEY_BATCH_OPCODES:
         msg = _decode_key_batch(r, max_batch_keys)
     elif op in (Opcode.RELEASE, Opcode.COMMIT):
