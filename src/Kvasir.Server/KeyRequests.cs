@@ -61,7 +61,9 @@ public static class KeyRequests
                 var missing = store.NamespaceOf(key);
                 entries.Add(InfoEntry.Missing(WireStatus.NotFound) with
                 {
-                    NamespaceBudget = missing?.BudgetBytes ?? 0, NamespaceUsed = missing?.UsedBytes ?? 0, NamespacePrefix = missing?.Prefix ?? [],
+                    NamespaceBudget = missing?.BudgetBytes ?? 0,
+                    NamespaceUsed = missing?.UsedBytes ?? 0,
+                    NamespacePrefix = missing?.Prefix ?? [],
                 });
                 continue;
             }

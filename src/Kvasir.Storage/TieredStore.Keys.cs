@@ -14,6 +14,7 @@ public sealed partial class TieredStore
 {
     // Keys written with an expiry while lower tiers exist: key → Environment.TickCount64 deadline.
     private readonly ConcurrentDictionary<byte[], long> _deadlines = new(Internal.ByteKeyComparer.Instance);
+    private readonly ConcurrentDictionary<byte[], byte> _expiring = new(Internal.ByteKeyComparer.Instance);
 
     /// <summary>Which tiers <see cref="Scan"/> lists: DRAM only (keys held only by a lower tier are not listed).</summary>
     public const StoreTier ScanTiers = StoreTier.Dram;
@@ -98,16 +99,24 @@ public sealed partial class TieredStore
     private void OnExpired(byte[] key)
     {
         if (!_deadlines.TryGetValue(key, out long deadline) || Environment.TickCount64 < deadline) return;
-        if (!_deadlines.TryRemove(new KeyValuePair<byte[], long>(key, deadline))) return;   // rewritten meanwhile: its own deadline stands
+        if (!_expiring.TryAdd(key, 0)) return;   // a removal is under way
+        // The deadline stays until the tombstone is down, so a read meanwhile is still a miss; a rewrite replaces
+        // the deadline, and then only the expired one is dropped.
         _ = Task.Run(async () =>
         {
             try
             {
-                await RemoveAsync(key).ConfigureAwait(false);
+                if (_shared is not null) BumpEpoch(key);
+                await RemoveBelowAsync(key).ConfigureAwait(false);
             }
             catch (ObjectDisposedException)
             {
                 // The store closed first: the copy below stays, and has no deadline after a restart (documented).
+            }
+            finally
+            {
+                _deadlines.TryRemove(new KeyValuePair<byte[], long>(key, deadline));
+                _expiring.TryRemove(key, out _);
             }
         });
     }

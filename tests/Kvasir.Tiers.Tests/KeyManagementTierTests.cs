@@ -1,12 +1,13 @@
 using Kvasir.Protocol;
 using Kvasir.Storage;
+using Kvasir.Storage.Tiers;
 
 namespace Kvasir.Tiers.Tests;
 
 /// <summary>Expiry and removal by prefix reach the disk tier; scans stay bounded.</summary>
 public sealed class KeyManagementTierTests
 {
-    private static readonly StoreOptions Dram = new() { Capacity = 16L << 20 };
+    private static readonly StoreOptions Dram = new() { Capacity = 16L << 20, MaxValueBytes = 4L << 20 };
 
     private static TierOptions Disk(TempDir dir) => new() { DiskPath = dir.Path, DiskCapacity = 64L << 20, SegmentBytes = 8L << 20 };
 
@@ -45,8 +46,8 @@ public sealed class KeyManagementTierTests
             await store.PutAsync("e/0", new byte[100]);
         }
         using var again = new TieredStore(Dram, Disk(dir));   // recovered: on disk, not in DRAM
-        Assert.Empty(again.Scan(TestValues.Key("d/").Span, default, 10).Keys);
-        Assert.Equal(StoreTier.Disk, again.Info(TestValues.Key("d/1").Span)!.Tier);
+        Assert.Empty(again.Scan(TestValues.Key("d/"), default, 10).Keys);
+        Assert.Equal(StoreTier.Disk, again.Info(TestValues.Key("d/1"))!.Tier);
         Assert.Equal((5L, 0L), await again.RemovePrefixAsync(TestValues.Key("d/")));
         Assert.Null(await again.GetAsync("d/1"));
         Assert.NotNull(await again.GetAsync("e/0"));
@@ -55,12 +56,12 @@ public sealed class KeyManagementTierTests
     [Fact]
     public void A_scan_page_never_holds_more_than_its_limit_and_its_cursor_resumes_after_the_last_key()
     {
-        var store = new KvArenaStore(new StoreOptions { Capacity = 16L << 20 });
+        var store = new KvArenaStore(new StoreOptions { Capacity = 16L << 20, MaxValueBytes = 4L << 20 });
         try
         {
             for (int i = 0; i < 100; i++)
             {
-                Assert.Equal(WireStatus.Ok, store.TryReserve(TestValues.Key($"k{i:D3}").Span, 1, out var r));
+                Assert.Equal(WireStatus.Ok, store.TryReserve(TestValues.Key($"k{i:D3}"), 1, out var r));
                 store.Commit(r!, 0);
             }
             var seen = new List<string>();
