@@ -11,7 +11,6 @@ keys into retries on the next replica. The Redis layout and scripts are those of
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -21,6 +20,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote
 
 from . import errors as E
+from . import node_binary
 from .errors import KvasirError
 from .placement import Ring
 
@@ -383,9 +383,9 @@ class Router:
     # -- operations --
 
     def put(self, keys: list, views: list, chain: bool, chain_parent: Optional[bytes], replicas: Optional[int] = None,
-            placed_by: Optional[bytes] = None) -> List[int]:
+            placed_by: Optional[bytes] = None, ttl=None) -> List[int]:
         """``placed_by``: chain placement's root key (:func:`kvasir.placement.chain_placement_key`), whose
-        nodes take the whole batch (and hold its parent, placed by the same root)."""
+        nodes take the whole batch (and hold its parent, placed by the same root); ``ttl``: as :meth:`KvStore.put`."""
         replicas = replicas or self.replicas
         ring, slots, ranks = self._plan(keys, replicas, placed_by=placed_by)
         parent_nodes = set(ring.place(placed_by or chain_parent, min(replicas, len(ring)))) if chain and chain_parent and len(ring) else set()
@@ -398,7 +398,7 @@ class Router:
         def one(n, entries):
             slot = slots[n]
             parent = chain_parent if slot.id in parent_nodes else None
-            codes = self._run(slot, len(entries), lambda s: s._put([keys[i] for i, _ in entries], [views[i] for i, _ in entries], chain, parent))
+            codes = self._run(slot, len(entries), lambda s: s._put([keys[i] for i, _ in entries], [views[i] for i, _ in entries], chain, parent, ttl=ttl))
             for (i, rank), code in zip(entries, codes):
                 answers[i][rank] = code
 
@@ -512,6 +512,11 @@ class Router:
                 out.append((node, None, str(ex)))
         return out
 
+    def node_stores(self) -> List[Tuple[dict, object]]:
+        """Every node (sorted by id) with its store, or None when it cannot be reached: key management asks each in turn."""
+        _, slots = self._view()
+        return [(node, slot.get(self._open_store)) for node, slot in zip(sorted(self.nodes, key=lambda n: n["id"]), slots)]
+
     def _all(self, fn, groups: dict) -> None:
         """Runs ``fn(node_index, entries)`` for every node's group, in parallel when there are several."""
         items = list(groups.items())
@@ -573,16 +578,10 @@ class EmbeddedNode:
 
     @staticmethod
     def _command() -> List[str]:
-        env = os.environ.get("KVASIR_BIN")
-        if env:
-            return env.split()
-        found = shutil.which("kvasir")
-        if found:
-            return [found]
-        dll = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), ".build", "cli", "kvasir.dll")
-        if os.path.exists(dll):
-            return ["dotnet", dll]
-        raise KvasirError("cannot find the kvasir node binary for an embedded node: set KVASIR_BIN")
+        command, why = node_binary.locate()
+        if command is None:
+            raise KvasirError(f"cannot start an embedded node: {why}")
+        return command
 
     def _drain(self) -> None:
         try:

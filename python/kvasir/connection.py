@@ -21,6 +21,7 @@ _WIRE_TO_CODE = {
     P.WireStatus.INVALID_KEY: E.INVALID_KEY,
     P.WireStatus.OUT_OF_MEMORY: E.OUT_OF_MEMORY,
     P.WireStatus.TIER_FAILED: E.TIER_FAILED,
+    P.WireStatus.QUOTA_EXCEEDED: E.QUOTA_EXCEEDED,
 }
 
 
@@ -97,8 +98,10 @@ class _Connection:
     def _handshake(self, host, port, auth_key) -> P.HelloReply:
         where = f"{host}:{port}"
         try:
-            # VALUE_CRC is asked for always: granted, it lets a PUT carry the writer's CRCs (KvStore(value_crc=True))
-            hello = self.call(P.Opcode.HELLO, P.encode_meta(P.HelloRequest(features=P.FEATURE_VALUE_CRC, client_name=CLIENT_NAME)))
+            # VALUE_CRC and TTL are asked for always: granted, a PUT may carry the writer's CRCs (KvStore(value_crc=True))
+            # and a time to live (put(..., ttl=)); a PUT without them is unchanged
+            hello = self.call(P.Opcode.HELLO, P.encode_meta(P.HelloRequest(features=P.FEATURE_VALUE_CRC | P.FEATURE_TTL,
+                                                                           client_name=CLIENT_NAME)))
             if not isinstance(hello, P.HelloReply) or hello.version != P.VERSION:
                 raise KvasirError(f"{where} negotiated an unsupported protocol version")
             self.features = hello.features & P.FEATURE_VALUE_CRC   # a bit not asked for is never used

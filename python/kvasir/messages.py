@@ -59,6 +59,12 @@ class PutRequest:
 
 
 @dataclass
+class PutRequestTtl(PutRequest):
+    """A PUT with the TTL flag: ``ttl_seconds`` (u32, after the last entry) is every entry's time to live (0: never)."""
+    ttl_seconds: int = 0
+
+
+@dataclass
 class KeyBatch:
     keys: List[bytes]
 

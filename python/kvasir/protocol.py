@@ -23,7 +23,7 @@ from .crc32c import crc32c  # noqa: F401
 from .errors import ProtocolError
 from .messages import (  # noqa: F401 - re-exported: the message classes are part of this module's API
     VERSION, HelloRequest, HelloReply, AuthRequest, AuthReply, Ping, PutEntry,
-    PutRequest, KeyBatch, StatusList, GetEntry, GetReply, StatsRequest,
+    PutRequest, PutRequestTtl, KeyBatch, StatusList, GetEntry, GetReply, StatsRequest,
     Stat, StatsReply, ErrorReply, ShmInfoRequest, ShmInfoReply, LeaseEntry,
     LeaseReply, IdList, AllocEntry, AllocRequest, AllocReplyEntry, AllocReply,
 )
@@ -52,6 +52,9 @@ class Opcode(enum.IntEnum):
     REMOVE = 0x13
     PIN = 0x14
     UNPIN = 0x15
+    SCAN = 0x16
+    INFO = 0x17
+    REMOVE_PREFIX = 0x18
     STATS = 0x20
     SHM_INFO = 0x30
     LEASE = 0x31
@@ -65,16 +68,19 @@ class Flag(enum.IntFlag):
     CHAIN = 0x0001
     CHAIN_PARENT = 0x0002
     VALUE_CRC = 0x0004   # PUT: every entry ends with the writer's CRC-32C of its value (feature FEATURE_VALUE_CRC)
+    TTL = 0x0008         # PUT: the metadata ends with a u32 time to live in seconds (feature FEATURE_TTL)
     REPLY = 0x8000
 
 
-FLAG_NAMES = [("CHAIN", Flag.CHAIN), ("CHAIN_PARENT", Flag.CHAIN_PARENT), ("VALUE_CRC", Flag.VALUE_CRC), ("REPLY", Flag.REPLY)]
-DEFINED_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.VALUE_CRC | Flag.REPLY)
-PUT_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.VALUE_CRC)
+FLAG_NAMES = [("CHAIN", Flag.CHAIN), ("CHAIN_PARENT", Flag.CHAIN_PARENT), ("VALUE_CRC", Flag.VALUE_CRC), ("TTL", Flag.TTL),
+              ("REPLY", Flag.REPLY)]
+DEFINED_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.VALUE_CRC | Flag.TTL | Flag.REPLY)
+PUT_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.VALUE_CRC | Flag.TTL)
 
 # HELLO feature bits (docs/protocol.md "Versioning and features")
 FEATURE_VALUE_CRC = 0x1
-FEATURES = {"VALUE_CRC": FEATURE_VALUE_CRC}
+FEATURE_TTL = 0x2  # PUT may carry the TTL flag and its u32 seconds
+FEATURES = {"VALUE_CRC": FEATURE_VALUE_CRC, "TTL": FEATURE_TTL}
 
 
 class WireStatus(enum.IntEnum):
@@ -85,6 +91,7 @@ class WireStatus(enum.IntEnum):
     INVALID_KEY = 3
     OUT_OF_MEMORY = 4
     TIER_FAILED = 5
+    QUOTA_EXCEEDED = 6
     BAD_FRAME = 32
     UNSUPPORTED_VERSION = 33
     UNKNOWN_OPCODE = 34
@@ -262,9 +269,10 @@ def encode_alloc_request(keys, lengths) -> bytes:
     return bytes(out)
 
 
-def encode_put_meta(entries, parent: Optional[bytes] = None) -> bytes:
+def encode_put_meta(entries, parent: Optional[bytes] = None, ttl_seconds: Optional[int] = None) -> bytes:
     """``entries``: (key, value_length) pairs, (key, value_length, crc32c) triples (VALUE_CRC: every entry has
-    one) or :class:`PutEntry`; ``parent`` only with CHAIN_PARENT."""
+    one) or :class:`PutEntry`; ``parent`` only with CHAIN_PARENT; ``ttl_seconds`` (u32) only with TTL, after the
+    last entry."""
     out = bytearray()
     if parent is not None:
         out += _lp16(parent)
@@ -275,6 +283,8 @@ def encode_put_meta(entries, parent: Optional[bytes] = None) -> bytes:
         out += key
         if crc:
             out += _U32.pack(crc[0])
+    if ttl_seconds is not None:
+        out += _U32.pack(ttl_seconds)
     return bytes(out)
 
 
@@ -303,7 +313,7 @@ def encode_meta(msg) -> bytes:
     if isinstance(msg, Ping):
         return bytes(msg.echo)
     if isinstance(msg, PutRequest):
-        return encode_put_meta(msg.entries, msg.parent)
+        return encode_put_meta(msg.entries, msg.parent, getattr(msg, "ttl_seconds", None))
     if isinstance(msg, KeyBatch):
         return encode_key_batch(msg.keys)
     if isinstance(msg, StatusList):
@@ -465,10 +475,11 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
             key = r.take(klen)
             entries.append(PutEntry(key, vlen, r.unpack(_U32)[0] if with_crc else None))
             total += vlen
+        ttl = r.u32() if header.flags & Flag.TTL else None
         r.end()
         if total != header.payload_length:
             raise _bad(f"payload length {header.payload_length} differs from the sum of the value lengths {total}")
-        msg = PutRequest(parent, entries)
+        msg = PutRequest(parent, entries) if ttl is None else PutRequestTtl(parent, entries, ttl)
     elif op in KEY_BATCH_OPCODES:
         msg = _decode_key_batch(r, max_batch_keys)
     elif op in (Opcode.RELEASE, Opcode.COMMIT):
@@ -516,7 +527,7 @@ def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BY
     if h.flags & ~DEFINED_FLAGS:
         raise _bad(f"undefined flag bits 0x{h.flags & ~DEFINED_FLAGS:04x}")
     if h.flags & PUT_FLAGS and op != Opcode.PUT:
-        raise _bad("only PUT may carry CHAIN, CHAIN_PARENT or VALUE_CRC")
+        raise _bad("only PUT may carry CHAIN, CHAIN_PARENT, VALUE_CRC or TTL")
     if h.flags & Flag.CHAIN_PARENT and not h.flags & Flag.CHAIN:
         raise _bad("CHAIN_PARENT without CHAIN")
     if h.status != 0:

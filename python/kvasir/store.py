@@ -44,6 +44,7 @@ __all__ = ["KvStore"]
 _PUT_FIXED = 4 + 2 + P.MAX_KEY_BYTES   # a PUT's count, plus room for a chain parent (as the .NET client)
 
 from .config import parse_servers, resolve_config
+from . import keys as K
 from . import local_load, shm
 from ._batch import IndexProxy as _IndexProxy, pairs as _pairs, same_length as _same_length, split as _split
 from ._batch import split_keys as _split_keys, valid_positions as _valid_positions
@@ -320,12 +321,14 @@ class KvStore:
     # -- PUT --
 
     def _put(self, keys: list, values: list, chain: bool = False, chain_parent: Optional[bytes] = None,
-             replicas: Optional[int] = None, chain_root: Optional[bytes] = None, chain_placement: Optional[bool] = None) -> List[int]:
+             replicas: Optional[int] = None, chain_root: Optional[bytes] = None, chain_placement: Optional[bool] = None,
+             ttl=None) -> List[int]:
+        ttl_secs = None if ttl is None else K.ttl_seconds(ttl)
         if self._router is not None:
             self._check_open()
             by_chain = chain and keys and (self.chain_placement if chain_placement is None else chain_placement)
             placed_by = chain_placement_key(keys[0], chain_root, bool(chain_parent)) if by_chain else None
-            return self._router.put(keys, values, chain, chain_parent, replicas, placed_by)
+            return self._router.put(keys, values, chain, chain_parent, replicas, placed_by, ttl=ttl)
         """keys: bytes; values: list of memoryview lists (pieces). Returns per-key codes.
 
         ``chain``: key i's block continues key i-1's (PUT's CHAIN flag), and ``chain_parent`` is the
@@ -338,6 +341,8 @@ class KvStore:
             if self._closed:
                 raise KvasirError("the store is closed")
             hello = self.hello
+            if ttl_secs is not None and not hello.features & P.FEATURE_TTL:
+                raise KvasirError(f"node {hello.node_id} does not store a TTL (HELLO feature 0x2): upgrade the node or put without ttl")
             lengths = [sum(len(p) for p in pieces) for pieces in values]
             todo = []
             for i, (k, length) in enumerate(zip(keys, lengths)):
@@ -366,14 +371,15 @@ class KvStore:
             def run(conn, start, end):
                 idx = todo[start:end]
                 self._negotiate(conn)
-                if self._shm is not None and not chain:   # chains need PUT's chain flags: they go over TCP
+                if self._shm is not None and not chain and ttl_secs is None:   # chains and TTLs need PUT's flags: they go over TCP
                     shm.alloc_chunk(conn, self._shm, keys, values, lengths, results, idx)
                     return
                 parent = parent_of(idx[0]) if chain else None
                 with_crc = self.value_crc and bool(getattr(conn, "features", 0) & P.FEATURE_VALUE_CRC)
-                flags = (P.Flag.CHAIN if chain else 0) | (P.Flag.CHAIN_PARENT if parent else 0) | (P.Flag.VALUE_CRC if with_crc else 0)
+                flags = ((P.Flag.CHAIN if chain else 0) | (P.Flag.CHAIN_PARENT if parent else 0)
+                         | (P.Flag.VALUE_CRC if with_crc else 0) | (P.Flag.TTL if ttl_secs is not None else 0))
                 meta = P.encode_put_meta([(keys[i], lengths[i], *((_crc_of_pieces(values[i]),) if with_crc else ())) for i in idx],
-                                         parent=parent)
+                                         parent=parent, ttl_seconds=ttl_secs)
                 pieces = [p for i in idx for p in values[i]]
                 rid = conn.send_request(P.Opcode.PUT, meta, pieces, sum(lengths[i] for i in idx), flags=int(flags))
                 _, reply = conn.read_reply(rid, P.Opcode.PUT)
@@ -390,9 +396,10 @@ class KvStore:
         proxy = _IndexProxy(results, todo)
         self._run_chunks(chunks, proxy, fn)
 
-    def put(self, key, value) -> int:
-        """Stores ``value`` (any bytes-like) under ``key``: 0, or a negative code."""
-        return self._put([_key_bytes(key)], [[memoryview(value).cast("B")]])[0]
+    def put(self, key, value, ttl=None) -> int:
+        """Stores ``value`` (any bytes-like) under ``key``: 0, or a negative code. ``ttl``: seconds until it expires
+        (0 = never, even on a node with ``--default-ttl``; None = the node's default); ValueError outside 0..2^32-1."""
+        return self._put([_key_bytes(key)], [[memoryview(value).cast("B")]], ttl=ttl)[0]
 
     def batch_put_from(self, keys, ptrs, sizes, chain: bool = False, chain_parent=None, replicas: Optional[int] = None,
                        chain_root=None, chain_placement: Optional[bool] = None) -> List[int]:
@@ -667,6 +674,106 @@ class KvStore:
                     raise KvasirError(f"node {node['id']} ({node['addr']}): {error}")
             return bytes(echo)
         return self._simple(P.Opcode.PING, bytes(echo)).echo
+
+    # -- key management --
+
+    def _key_request(self, opcode: int, meta: bytes) -> bytes:
+        with self._lock:
+            try:
+                return bytes(self._connection().call_raw(opcode, meta))
+            except (_Failure, ProtocolError) as ex:
+                self._drop()
+                raise KvasirError(f"{P.Opcode(opcode).name} failed: {ex}") from None
+
+    def _check_prefix(self, prefix) -> bytes:
+        prefix = _key_bytes(prefix)
+        limit = self.hello.max_key_bytes if self.hello is not None else P.MAX_KEY_BYTES
+        if len(prefix) > limit:
+            raise ValueError(f"prefix of {len(prefix)} bytes is longer than the {limit}-byte key limit")
+        return prefix
+
+    def scan(self, prefix=b"", cursor: bytes = b"", page_size: int = 1000):
+        """One page of the keys starting with ``prefix`` (b"": every key), in byte order: ``(entries, cursor, tiers)``,
+        ``entries`` a list of ``(key, length)``, ``cursor`` to pass to the next call (b"" when the listing is done),
+        ``tiers`` the tiers listed (``["dram"]``: keys only on disk or the shared tier are not listed). At most
+        ``page_size`` keys (1..the node's batch limit), so the node never holds its lock for more than a page.
+        In a cluster the pages walk every node in turn (the cursor names the node). ValueError for bad input."""
+        self._check_open()
+        prefix = self._check_prefix(prefix)
+        if self._router is not None:
+            return K.cluster_scan(self._router.node_stores(), prefix, bytes(cursor), page_size)
+        limit = self.hello.max_batch_keys
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= limit:
+            raise ValueError(f"page size {page_size!r} is outside 1..{limit} (the node's batch limit)")
+        if len(cursor) > self.hello.max_key_bytes:
+            raise ValueError(f"cursor of {len(cursor)} bytes is not one a scan returned")
+        return K.decode_scan_reply(self._key_request(P.Opcode.SCAN, K.encode_scan(prefix, bytes(cursor), page_size)))
+
+    def list_keys(self, prefix=b"", page_size: int = 1000):
+        """Every ``(key, length)`` starting with ``prefix``, fetched a page at a time (see :meth:`scan`)."""
+        cursor = b""
+        while True:
+            entries, cursor, _ = self.scan(prefix, cursor, page_size)
+            yield from entries
+            if not cursor:
+                return
+
+    def info(self, keys) -> List["K.KeyInfo"]:
+        """Per key: tier, length, age, time to live, pins, leases and namespace (:class:`kvasir.keys.KeyInfo`);
+        ``status`` 0 when found, 1 when not. In a cluster each key is asked of the nodes holding its copies."""
+        self._check_open()
+        keys = [_key_bytes(k) for k in keys]
+        if self._router is not None:
+            out = []
+            stores = dict((n["id"], s) for n, s in self._router.node_stores())
+            for key in keys:
+                found = None
+                for node_id in self.placement(key):
+                    store = stores.get(node_id)
+                    if store is None:
+                        continue
+                    found = store.info([key])[0]
+                    if found.status == 0:
+                        break
+                out.append(found or K.KeyInfo(int(P.WireStatus.NOT_FOUND), "none", 0, 0, 0, 0, 0, None, 0, 0, "cluster"))
+            return out
+        hello = self.hello
+        out = []
+        for start in range(0, len(keys), hello.max_batch_keys):
+            chunk = keys[start:start + hello.max_batch_keys]
+            valid = [k for k in chunk if 1 <= len(k) <= hello.max_key_bytes]
+            answers = iter(K.decode_info_reply(self._key_request(P.Opcode.INFO, P.encode_key_batch(valid)), len(valid)) if valid else [])
+            for k in chunk:
+                info = next(answers) if 1 <= len(k) <= hello.max_key_bytes else K.KeyInfo(int(P.WireStatus.INVALID_KEY), "none", 0, 0, 0, 0, 0, None, 0, 0)
+                info.node = hello.node_id
+                out.append(info)
+        return out
+
+    def remove_prefix(self, prefix) -> int:
+        """Removes every key starting with ``prefix`` from every tier of the node (in a cluster: of every node);
+        returns how many. The node works a page at a time, so writers are never blocked long. Raises
+        :class:`KvasirError` naming a node that could not do it."""
+        self._check_open()
+        prefix = self._check_prefix(prefix)
+        if self._router is not None:
+            total = 0
+            for node, store in self._router.node_stores():
+                if store is None:
+                    raise KvasirError(f"node {node['id']} ({node['addr']}) is unreachable: its keys were not removed")
+                total += store.remove_prefix(prefix)
+            return total
+        removed, failed = K.decode_remove_prefix_reply(self._key_request(P.Opcode.REMOVE_PREFIX, K.encode_remove_prefix(prefix)))
+        if failed:
+            raise KvasirError(f"node {self.node_id}: {failed} keys could not be removed (a tier failed; see its health report), {removed} were")
+        return removed
+
+    def remove_all(self) -> int:
+        """Removes every key of the node (in a cluster: of every node); returns how many."""
+        return self.remove_prefix(b"")
+
+    def quota_message(self, key) -> str:
+        """Why a PUT of ``key`` answered QUOTA_EXCEEDED: one line naming the namespace and its budget."""
+        return K.quota_message(_key_bytes(key), self.info([key])[0])
 
     def _check_open(self) -> None:
         if self._closed:

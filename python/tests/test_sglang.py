@@ -370,3 +370,18 @@ def test_auth_key_from_extra_config(auth_node):
         assert b.batch_exists(keys) == 2
     finally:
         b.close()
+
+
+def test_clear_removes_every_key_of_its_prefix_even_those_another_instance_wrote(node, make):
+    # clear() uses the node's REMOVE_PREFIX: nothing tracked, so a restarted backend (or another rank) clears all.
+    writer = make(_HostPool(seed=9))
+    other_model = make(_HostPool(seed=10), model="org/other-model")
+    keys = _keys(3)
+    assert writer.batch_set_v1(keys, _indices([0, 1, 2])) == [True] * 3
+    assert other_model.batch_set_v1(keys, _indices([0, 1, 2])) == [True] * 3
+    fresh = make(_HostPool(seed=9))  # same model, wrote nothing itself
+    fresh.clear()
+    assert writer.batch_exists(keys) == 0
+    assert other_model.batch_exists(keys) == 3
+    other_model.clear()
+    assert other_model.batch_exists(keys) == 0

@@ -17,7 +17,7 @@ public static class ConfigChain
     public static (List<string> Args, List<Setting> Effective) Resolve(IReadOnlyList<string> args, Func<string, string?>? env = null)
     {
         env ??= Environment.GetEnvironmentVariable;
-        var flags = CommandLine.Parse(args, [.. ServeOptionTable.Names, "config"], []);
+        var flags = CommandLine.Parse(args, [.. ServeOptionTable.Names, "config"], [], ServeOptionTable.Repeatable);
         if (flags.Positionals.Count > 0) throw new UsageException($"unexpected argument '{flags.Positionals[0]}'");
         var chosen = new Dictionary<string, (string Value, string Source)>();
         var path = flags.Get("config") ?? env("KVASIR_CONFIG");
@@ -88,6 +88,11 @@ public static class ConfigChain
             var name = key.Replace('_', '-');
             if (!ServeOptionTable.Names.Contains(name))
                 throw new UsageException($"config {path}: unknown option '{key}' under node: (see kvasir serve --help)");
+            if (ServeOptionTable.Repeatable.Contains(name) && v is YamlSequenceNode list && list.Children.All(c => c is YamlScalarNode { Value: not null }))
+            {
+                yield return (name, string.Join(',', list.Children.Select(c => ((YamlScalarNode)c).Value)));
+                continue;
+            }
             if (v is not YamlScalarNode scalar || scalar.Value is null)
                 throw new UsageException($"config {path}: node.{key} must be a single value");
             yield return (name, scalar.Value);

@@ -40,6 +40,8 @@ public static class ServeCommand
             HighWatermark = cl.Double("high-watermark", 0.95),
             LowWatermark = cl.Double("low-watermark", 0.90),
             LeaseTimeout = TimeSpan.FromSeconds(cl.Int("lease-timeout", 30, 1)),
+            DefaultTtl = KeyOptions.ParseTtl(cl.Get("default-ttl"), "--default-ttl"),
+            Namespaces = KeyOptions.ParseQuotas(cl.Get("namespace-quota")),
         };
         var options = new NodeOptions
         {

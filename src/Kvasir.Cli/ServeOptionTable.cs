@@ -35,6 +35,8 @@ public static class ServeOptionTable
         new("tls-key", "PATH", "none", "PEM private key of --tls-cert"),
         new("tls-client-ca", "PATH", "none", "PEM CA: clients must present a certificate it signed (needs --tls-cert)"),
         new("lease-timeout", "SEC", "30", "a reader that stalls longer than this is cut off"),
+        new("default-ttl", "SEC|off", "off", "values whose PUT names no TTL expire after this many seconds (a miss at once, reclaimed lazily and by a bounded sweep); off = never"),
+        new("namespace-quota", "PREFIX=SIZE", "none", "keys starting with PREFIX may hold at most SIZE bytes of DRAM; over it PUT answers QUOTA_EXCEEDED; repeat the flag or join with commas (YAML: a list)"),
         new("frame-timeout", "SEC", "30", "a started frame must arrive whole within this"),
         new("max-batch", "N", "8192", "keys per request"),
         new("max-connections", "N", "4096", "open connections"),
@@ -67,6 +69,9 @@ public static class ServeOptionTable
     ];
 
     public static readonly IReadOnlyCollection<string> Names = All.Select(o => o.Name).ToHashSet();
+
+    /// <summary>Options that may be given more than once (values joined with commas).</summary>
+    public static readonly IReadOnlyCollection<string> Repeatable = ["namespace-quota"];
 
     public static ServeOption? Find(string name) => All.FirstOrDefault(o => o.Name == name);
 

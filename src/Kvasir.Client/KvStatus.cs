@@ -23,6 +23,8 @@ public enum KvStatus
     OutOfMemory = 4,
     /// <summary>The node's disk tier could not store the value (I/O error, disk full): it was not stored, the key keeps what it had.</summary>
     TierFailed = 5,
+    /// <summary>PUT: the key's namespace (a prefix with a byte budget, <c>--namespace-quota</c>) would go over its budget; nothing stored. <see cref="KvStore.QuotaMessageAsync"/> names the namespace and budget.</summary>
+    QuotaExceeded = 6,
     /// <summary>GET: the destination is smaller than the value; nothing useful was written to it.</summary>
     BufferTooSmall = 16,
     /// <summary>
@@ -84,6 +86,22 @@ public sealed class PutOptions
     /// that grants VALUE_CRC instead of being computed by the client. A wrong one makes the value a miss. Null: computed.
     /// </summary>
     public IReadOnlyList<uint>? ValueCrc32C { get; init; }
+
+    /// <summary>
+    /// How long the values live: null (the default) for the node's <c>--default-ttl</c>; <see cref="TimeSpan.Zero"/> for never,
+    /// even on a node with a default; else whole seconds, 1 s to <see cref="uint.MaxValue"/> s (an expired value is a miss).
+    /// </summary>
+    public TimeSpan? Ttl { get; init; }
+
+    /// <summary>The TTL as the wire's u32 seconds; a one-line <see cref="ArgumentOutOfRangeException"/> outside 0 or 1 s..u32 max seconds.</summary>
+    internal static uint TtlSeconds(TimeSpan ttl)
+    {
+        if (ttl == TimeSpan.Zero) return 0;
+        double seconds = Math.Ceiling(ttl.TotalSeconds);
+        if (ttl < TimeSpan.Zero || seconds > uint.MaxValue)
+            throw new ArgumentOutOfRangeException(nameof(ttl), $"TTL {ttl} is outside 1 s..{uint.MaxValue} s (0 = never expires)");
+        return (uint)seconds;
+    }
 }
 
 /// <summary>A call failed as a whole: bad options, authentication refused, or the node unreachable at connect.</summary>

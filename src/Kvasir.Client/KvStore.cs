@@ -11,7 +11,7 @@ namespace Kvasir.Client;
 /// buffer (or scatters it over pieces). Thread-safe; many calls may be in flight at once.
 /// Batches larger than the node's limits are split transparently (chained batches in order).
 /// </summary>
-public sealed class KvStore : IAsyncDisposable
+public sealed partial class KvStore : IAsyncDisposable
 {
     private readonly IKvTransport _transport = null!;
     private readonly ClusterRouter? _router;
@@ -268,6 +268,11 @@ public sealed class KvStore : IAsyncDisposable
         }
         bool chain = options?.Chain ?? false;
         var limits = _transport.Limits;
+        if (options?.Ttl is { } ttl)
+        {
+            if (!_transport.SupportsTtl) throw new KvasirException($"node {limits.NodeId} does not store a TTL (HELLO feature 0x2): upgrade the node or put without --ttl");
+            batch.TtlSeconds = PutOptions.TtlSeconds(ttl);
+        }
         // Keys the node would refuse are answered here, without sending their bytes. Chunks break
         // at them; the next chunk's chain parent is the refused key, exactly as the node would link it.
         var chunks = new List<(int Start, int End, ReadOnlyMemory<byte> Parent, bool HasParent)>();

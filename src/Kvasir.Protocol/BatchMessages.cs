@@ -89,6 +89,11 @@ public static class PutRequest
         WriteEntry(ref writer, key, valueLength);
         writer.U32(crc32c);
     }
+    /// <summary>Bytes after the last entry: 4 with the <see cref="FrameFlags.Ttl"/> flag, else 0.</summary>
+    public static int SuffixSize(bool ttl) => ttl ? 4 : 0;
+
+    /// <summary>With the <see cref="FrameFlags.Ttl"/> flag, after the last entry: every entry's time to live in seconds (0: never expires).</summary>
+    public static void WriteTtl(ref MetaWriter writer, uint seconds) => writer.U32(seconds);
 }
 
 /// <summary>Walks the entries of a PUT request without allocating.</summary>
@@ -97,11 +102,13 @@ public ref struct PutBatchReader
     private MetaReader _reader;
     private int _left;
     private readonly bool _valueCrc;
+    private readonly bool _ttl;
 
     public PutBatchReader(ReadOnlySpan<byte> meta, FrameFlags flags, int maxBatch)
     {
         _reader = new MetaReader(meta);
         _valueCrc = (flags & FrameFlags.ValueCrc) != 0;
+        _ttl = (flags & FrameFlags.Ttl) != 0;
         if ((flags & FrameFlags.ChainParent) != 0)
         {
             int parentLength = _reader.U16();
@@ -131,9 +138,19 @@ public ref struct PutBatchReader
     /// <summary>The writer's CRC-32C of the value returned by the last <see cref="Next"/> (ValueCrc flag); 0 without it.</summary>
     public uint ValueCrc { get; private set; }
 
+    /// <summary>With the <see cref="FrameFlags.Ttl"/> flag: the entries' time to live in seconds (0: never), read after the last entry; else null.</summary>
+    public uint? TtlSeconds { get; private set; }
+
     public bool Next(out ReadOnlySpan<byte> key, out long valueLength)
     {
-        if (_left == 0) { _reader.End(); key = default; valueLength = 0; return false; }
+        if (_left == 0)
+        {
+            if (_ttl) TtlSeconds = _reader.U32();
+            _reader.End();
+            key = default;
+            valueLength = 0;
+            return false;
+        }
         _left--;
         ushort keyLength = _reader.U16();
         ulong length = _reader.U64();

@@ -286,6 +286,8 @@ public sealed class CacheNode : IAsyncDisposable
             new("evictions", s.Evictions),
             new("evicted_bytes", s.EvictedBytes),
             new("out_of_memory", s.OutOfMemory),
+            new("expired", Store.ExpiredCount),
+            new("quota_refusals", Store.QuotaRefusals),
             new("utilisation_ppm", (long)(s.Utilisation * 1_000_000)),
             new("connections", c.Connections),
             new("connections_total", c.ConnectionsTotal),

@@ -29,7 +29,7 @@ public sealed partial class KvArenaStore
                 return WireStatus.InvalidKey;
             }
 
-            if (!_lookup.TryGetValue(key, out Slot? slot))
+            if (!TryGetLive(key, out Slot? slot))
             {
                 if (countAsAccess) _misses++;
                 return WireStatus.NotFound;
@@ -160,6 +160,7 @@ public sealed partial class KvArenaStore
     {
         try
         {
+            SweepExpired(SweepBatch);
             List<ValueLease>? notify = CollectExpired(out _, throwIfDisposed: false);
             if (notify is not null)
             {

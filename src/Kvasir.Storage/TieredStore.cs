@@ -92,6 +92,7 @@ public sealed partial class TieredStore : IDisposable
             throw;
         }
         _dram.Evicted = OnEvicted;
+        if (_io is not null) _dram.Expired = OnExpired;
     }
 
     /// <summary>The DRAM tier's options.</summary>
@@ -190,6 +191,7 @@ public sealed partial class TieredStore : IDisposable
     {
         byte[] key = reservation.Key;
         if (_io is not null) _reads.TryRemove(key, out _);   // read counts exist only with lower tiers
+        if (_io is not null) NoteDeadline(key, reservation.Ttl);
         if (!_dram.CommitVersioned(reservation, crc32c, chainParent, version, _newerOnDisk))
         {
             Interlocked.Increment(ref _superseded);
@@ -239,6 +241,7 @@ public sealed partial class TieredStore : IDisposable
 
     private async Task<LeaseResult> LoadAsync(ReadOnlyMemory<byte> key, ILeaseHolder? holder, bool arenaOnly)
     {
+        if (ExpiredBelow(key.Span)) return new LeaseResult(WireStatus.NotFound, null);
         long epoch = Epoch(key.Span);   // before anything is looked at: a write or removal from here on is noticed
         if (_disk is not null && _disk.TryLocate(key.Span, out var entry))
             return await StageAsync(key, holder, arenaOnly, StoreTier.Disk, entry!.Length, entry.Crc32C, entry.Version, 0,
@@ -336,7 +339,9 @@ public sealed partial class TieredStore : IDisposable
     public ValueTask<WireStatus> ExistsAsync(ReadOnlyMemory<byte> key)
     {
         if (!ValidKey(key.Span)) return new(WireStatus.InvalidKey);
-        if (_dram.Exists(key.Span) || _disk?.Contains(key.Span) == true) return new(WireStatus.Ok);
+        if (_dram.Exists(key.Span)) return new(WireStatus.Ok);
+        if (ExpiredBelow(key.Span)) return new(WireStatus.NotFound);
+        if (_disk?.Contains(key.Span) == true) return new(WireStatus.Ok);
         if (_shared is null || (_disk is not null && _disk.NewestVersion(key.Span) != 0)) return new(WireStatus.NotFound);
         return new(ExistsSharedAsync(key));
     }
@@ -354,7 +359,9 @@ public sealed partial class TieredStore : IDisposable
         if (!ValidKey(key.Span)) return new(WireStatus.InvalidKey);
         if (_shared is not null) BumpEpoch(key.Span);
         if (_io is null) return new(_dram.Remove(key.Span));
-        return new(RemoveBelowAsync(key.ToArray()));
+        byte[] copy = key.ToArray();
+        _deadlines.TryRemove(copy, out _);
+        return new(RemoveBelowAsync(copy));
     }
 
     private async Task<WireStatus> RemoveBelowAsync(byte[] key)
@@ -433,6 +440,7 @@ public sealed partial class TieredStore : IDisposable
             list.AddRange(_shared.Stats());
             list.Add(new("shared_healthy", _shared.Degraded is null ? 1 : 0));
         }
+        list.Add(new("tier_expiry_tracked", _deadlines.Count));
         return list;
     }
 

@@ -83,6 +83,8 @@ internal sealed class PutBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueSo
         for (int p = 0; p < value.PieceCount; p++) state = Crc32C.Append(state, value.Piece(p).Span);
         return Crc32C.Complete(state);
     }
+    /// <summary>Every value's time to live in seconds (0: never expires); null for the node's default.</summary>
+    public uint? TtlSeconds { get; set; }
 }
 
 internal sealed class GetBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueDestination[] destinations)

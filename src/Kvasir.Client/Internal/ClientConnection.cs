@@ -111,7 +111,8 @@ internal sealed class ClientConnection : IAsyncDisposable
 
     private async Task HandshakeAsync(byte[]? authKey, string clientName, ulong features, CancellationToken token, CancellationToken callerToken)
     {
-        var hello = new HelloRequest(ProtocolLimits.Version, ProtocolLimits.Version, features, clientName);
+        // TTL is always asked for: a PUT without one is unchanged, and a node without the feature refuses PutOptions.Ttl
+        var hello = new HelloRequest(ProtocolLimits.Version, ProtocolLimits.Version, features | ProtocolFeatures.Ttl, clientName);
         var meta = new byte[hello.Size];
         var w = new MetaWriter(meta);
         hello.Write(ref w);

@@ -247,6 +247,9 @@ internal sealed class ClusterRouter : IAsyncDisposable
         return results;
     }
 
+    /// <summary>The store of one node (null when it cannot be reached): key management asks every node in turn.</summary>
+    public Task<KvStore?> NodeStoreAsync(NodeRecord node, CancellationToken ct) => SlotFor(node).GetStoreAsync(_options, ct).AsTask();
+
     /// <summary>Each live node's STATS, or the reason it could not answer.</summary>
     public async Task<IReadOnlyList<(NodeRecord Node, IReadOnlyDictionary<string, long>? Stats, string? Error)>> NodeStatsAsync(CancellationToken ct)
     {

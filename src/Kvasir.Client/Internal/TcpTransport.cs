@@ -29,6 +29,7 @@ internal sealed class TcpTransport : IKvTransport
         _connectLocks = Enumerable.Range(0, options.ConnectionsPerNode).Select(_ => new SemaphoreSlim(1, 1)).ToArray();
         _connections[0] = first;
         var h = first.Hello;
+        SupportsTtl = (h.Features & ProtocolFeatures.Ttl) != 0;
         Limits = new NodeLimits((long)h.MaxValueBytes, h.MaxKeyBytes, (int)h.MaxBatchKeys, (int)h.MaxMetaBytes, (long)h.Capacity, h.NodeId);
     }
 
@@ -128,13 +129,14 @@ internal sealed class TcpTransport : IKvTransport
         bool valueCrc = (connection.Features & ProtocolFeatures.ValueCrc) != 0;
         if (valueCrc) batch.ComputeCrcs(start, end);
         var meta = PutMeta(batch, start, end, parent.Span, hasParent, valueCrc);
-        var flags = (chain ? FrameFlags.Chain : 0) | (hasParent ? FrameFlags.ChainParent : 0) | (valueCrc ? FrameFlags.ValueCrc : 0);
+        var flags = (chain ? FrameFlags.Chain : 0) | (hasParent ? FrameFlags.ChainParent : 0) | (valueCrc ? FrameFlags.ValueCrc : 0)
+            | (batch.TtlSeconds is not null ? FrameFlags.Ttl : 0);
         await SendAndWaitAsync(connection, request, Opcode.Put, flags, meta, meta.Length, batch.Values, start, end, ct).ConfigureAwait(false);
     }
 
     private static byte[] PutMeta(PutBatch batch, int start, int end, ReadOnlySpan<byte> parent, bool hasParent, bool valueCrc)
     {
-        int size = PutRequest.PrefixSize(parent, hasParent);
+        int size = PutRequest.PrefixSize(parent, hasParent) + PutRequest.SuffixSize(batch.TtlSeconds is not null);
         for (int i = start; i < end; i++) size += PutRequest.EntrySize(batch.Keys[i].Length, valueCrc);
         var meta = new byte[size];
         var w = new MetaWriter(meta);
@@ -144,6 +146,7 @@ internal sealed class TcpTransport : IKvTransport
             if (valueCrc) PutRequest.WriteEntry(ref w, batch.Keys[i].Span, batch.Values[i].Length, batch.Crcs![i]);
             else PutRequest.WriteEntry(ref w, batch.Keys[i].Span, batch.Values[i].Length);
         }
+        if (batch.TtlSeconds is { } ttl) PutRequest.WriteTtl(ref w, ttl);
         return meta;
     }
 
@@ -163,6 +166,10 @@ internal sealed class TcpTransport : IKvTransport
         => StatsReply.Read(await CallAsync(Opcode.Stats, [], ct).ConfigureAwait(false));
 
     public async Task PingAsync(CancellationToken ct) => await CallAsync(Opcode.Ping, [], ct).ConfigureAwait(false);
+
+    public bool SupportsTtl { get; }
+
+    public Task<byte[]> KeyRequestAsync(Opcode op, byte[] meta, CancellationToken ct) => CallAsync(op, meta, ct);
 
     /// <summary>A request whose reply metadata the caller parses; throws <see cref="KvasirException"/> with the reason when it fails.</summary>
     internal async Task<byte[]> CallAsync(Opcode op, byte[] meta, CancellationToken ct)

@@ -38,6 +38,7 @@ internal sealed partial class Connection
             case Opcode.Alloc: return QueueAsync(Alloc(h, span));
             case Opcode.Commit: return CommitAsync(h, meta);
             case Opcode.Exists or Opcode.Remove or Opcode.Pin or Opcode.Unpin: return KeyOpAsync(h, meta);
+            case Opcode.Scan or Opcode.Info or Opcode.RemovePrefix: return KeyAdminAsync(h, meta);
             default: throw new ProtocolException(WireStatus.UnknownOpcode, $"opcode {h.Opcode} has no handler");
         }
     }
@@ -257,7 +258,8 @@ internal sealed partial class Connection
         int parentOffset = -1, parentLength = 0;
         try
         {
-            CollectPutEntries(meta.AsSpan(0, h.MetaLength), h.Flags, entries, ref parentOffset, ref parentLength);
+            uint? ttlSeconds = CollectPutEntries(meta.AsSpan(0, h.MetaLength), h.Flags, entries, ref parentOffset, ref parentLength);
+            TimeSpan? ttl = ttlSeconds is { } seconds ? TimeSpan.FromSeconds(seconds) : null;
             bool chain = (h.Flags & FrameFlags.Chain) != 0;
             bool writerCrc = (h.Flags & FrameFlags.ValueCrc) != 0;
             Task? previous = null;
@@ -273,6 +275,7 @@ internal sealed partial class Connection
                     _node.Counters.In(Opcode.Put, e.ValueLength);
                     continue;
                 }
+                reservation!.Ttl = ttl;
                 uint crc;
                 try
                 {
@@ -307,13 +310,25 @@ internal sealed partial class Connection
         }
     }
 
-    private void CollectPutEntries(ReadOnlySpan<byte> meta, FrameFlags flags, PutEntry[] entries, ref int parentOffset, ref int parentLength)
+    /// <summary>Fills <paramref name="entries"/>; returns the entries' time to live in seconds with the Ttl flag, else null.</summary>
+    private uint? CollectPutEntries(ReadOnlySpan<byte> meta, FrameFlags flags, PutEntry[] entries, ref int parentOffset, ref int parentLength)
     {
         var reader = new PutBatchReader(meta, flags, _node.Options.MaxBatchKeys);
         if ((flags & FrameFlags.ChainParent) != 0) { parentOffset = reader.ParentOffset; parentLength = reader.Parent.Length; }
         int i = 0;
         while (reader.Next(out var key, out long length))
             entries[i++] = new PutEntry(reader.KeyOffset, key.Length, length, reader.ValueCrc);
+        return reader.TtlSeconds;
+    }
+
+    /// <summary>SCAN, INFO, REMOVE_PREFIX: answered by <see cref="KeyRequests"/> (shared with in-process clients).</summary>
+    private async ValueTask KeyAdminAsync(FrameHeader h, byte[] meta)
+    {
+        var replyMeta = await KeyRequests.HandleAsync(_store, h.Opcode, meta.AsMemory(0, h.MetaLength), _node.Options).ConfigureAwait(false);
+        var reply = NewReply(h, WireStatus.Ok, replyMeta.Length, 0, out var span);
+        replyMeta.CopyTo(span);
+        CountRequest(h.Opcode, 0);
+        await QueueAsync(reply).ConfigureAwait(false);
     }
 
     private WireStatus TryReserve(ReadOnlySpan<byte> key, long length, out Reservation? reservation)

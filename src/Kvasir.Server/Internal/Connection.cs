@@ -252,7 +252,9 @@ internal sealed partial class Connection : ILeaseHolder
         if (!Opcodes.IsDefined((byte)h.Opcode))
             throw new ProtocolException(WireStatus.UnknownOpcode, $"unknown opcode 0x{(byte)h.Opcode:x2}");
         var allowed = h.Opcode != Opcode.Put ? FrameFlags.None
-            : FrameFlags.Chain | FrameFlags.ChainParent | ((_features & ProtocolFeatures.ValueCrc) != 0 ? FrameFlags.ValueCrc : 0);
+            : FrameFlags.Chain | FrameFlags.ChainParent
+              | ((_features & ProtocolFeatures.ValueCrc) != 0 ? FrameFlags.ValueCrc : FrameFlags.None)
+              | ((_features & ProtocolFeatures.Ttl) != 0 ? FrameFlags.Ttl : FrameFlags.None);
         if ((h.Flags & ~allowed) != 0)
             throw new ProtocolException(WireStatus.BadFrame, $"flags 0x{(ushort)h.Flags:x4} are not valid for {h.Opcode}");
         if ((h.Flags & FrameFlags.ChainParent) != 0 && (h.Flags & FrameFlags.Chain) == 0)

@@ -45,6 +45,9 @@ internal sealed class ValueVersion(long offset, long length, long allocatedBytes
 
     public int LeaseCount { get; set; }
 
+    /// <summary>The namespace whose budget counts this version's length (index into the store's quotas); -1: none or no longer counted.</summary>
+    public int Namespace { get; set; } = -1;
+
     public VersionState State { get; set; }
 
     /// <summary>Null for arena space; the staging area whose space this is, for a cold read staged outside the arena.</summary>
