@@ -401,6 +401,16 @@ huge = (1 << 30) + 1
 short_crc = put_meta(None, [(b"k", 3)])   # the entry without its CRC
 bad("put_value_crc_entry_without_crc", "PUT with VALUE_CRC whose one entry ends after its key: the u32 CRC is missing.",
     frame("PUT", ["VALUE_CRC"], 3, "OK", short_crc, b"abc"), "BAD_FRAME", "message")
+bad("put_ttl_without_seconds", "PUT with TTL whose metadata ends after its last entry: the u32 time to live is missing.",
+    frame("PUT", ["TTL"], 3, "OK", put_meta(None, [(b"k", 3)]), b"abc"), "BAD_FRAME", "message")
+bad("scan_limit_zero", "SCAN with a limit of 0.",
+    frame("SCAN", [], 3, "OK", lp16(b"tok/") + lp16(b"") + struct.pack("<I", 0)), "BAD_FRAME", "message")
+bad("scan_limit_over_batch", "SCAN with a limit of 8193, over the default max_batch_keys of 8192.",
+    frame("SCAN", [], 3, "OK", lp16(b"tok/") + lp16(b"") + struct.pack("<I", 8193)), "BATCH_TOO_LARGE", "message")
+bad("scan_prefix_too_long", "SCAN whose prefix is 513 bytes, longer than a key may be.",
+    frame("SCAN", [], 3, "OK", lp16(b"p" * 513) + lp16(b"") + struct.pack("<I", 1)), "BAD_FRAME", "message")
+bad("remove_prefix_trailing_bytes", "REMOVE_PREFIX with one stray byte after the prefix.",
+    frame("REMOVE_PREFIX", [], 3, "OK", lp16(b"tenant-a/") + b"\x00"), "BAD_FRAME", "message")
 bad("put_value_over_hard_limit", "PUT entry declaring a value of 2^30+1 bytes, over the hard limit of 1 GiB: FRAME_TOO_LARGE as soon as the metadata is read (only header and metadata are shown; the node never reads the payload).",
     header(OPCODES["PUT"], 0, 13, 0, len(put_meta(None, [(b"k", huge)])), huge) + put_meta(None, [(b"k", huge)]), "FRAME_TOO_LARGE", "message")
 bad("hello_name_not_utf8", "HELLO whose client name is not valid UTF-8.",
