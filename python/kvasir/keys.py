@@ -1,7 +1,7 @@
 """Key management messages of wire protocol v1 (docs/protocol.md, "Key management"): SCAN (0x16), INFO (0x17),
-REMOVE_PREFIX (0x18) and the PUT time to live. Pure encoders and decoders; :class:`kvasir.KvStore` sends them. The ``read_*`` / ``encode_*_reply`` functions work on
-the wire-level message classes of :mod:`kvasir.messages` (what :func:`kvasir.protocol.decode_frame` returns); the
-``decode_*`` ones turn a reply into what the store's API returns."""
+REMOVE_PREFIX (0x18) and the PUT time to live. Pure encoders and decoders; :class:`kvasir.KvStore` sends them.
+``read_*`` and ``encode_*_reply`` work on the wire-level classes of :mod:`kvasir.messages` (what
+:func:`kvasir.protocol.decode_frame` returns); ``decode_*`` turn a reply into what the store's API returns."""
 
 import struct
 from dataclasses import dataclass
