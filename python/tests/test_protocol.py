@@ -48,7 +48,18 @@ def from_json(opcode: str, is_reply: bool, status: str, meta: dict):
         return p.StatsReply([p.Stat(**s) for s in meta["stats"]]) if is_reply else p.StatsRequest()
     if opcode == "PUT" and not is_reply:
         parent = None if meta["parent"] is None else h(meta["parent"])
-        return p.PutRequest(parent, [p.PutEntry(h(e["key"]), e["value_length"], e.get("crc32c")) for e in meta["entries"]])
+        entries = [p.PutEntry(h(e["key"]), e["value_length"], e.get("crc32c")) for e in meta["entries"]]
+        if "ttl_seconds" in meta:
+            return p.PutRequestTtl(parent, entries, meta["ttl_seconds"])
+        return p.PutRequest(parent, entries)
+    if opcode == "SCAN":
+        if is_reply:
+            return p.ScanReply(meta["tiers"], [p.ScanEntry(h(e["key"]), e["length"]) for e in meta["entries"]], h(meta["cursor"]))
+        return p.ScanRequest(h(meta["prefix"]), h(meta["cursor"]), meta["limit"])
+    if opcode == "INFO" and is_reply:
+        return p.InfoReply([p.InfoEntry(**dict(e, status=p.WireStatus[e["status"]], ns_prefix=h(e["ns_prefix"]))) for e in meta["entries"]])
+    if opcode == "REMOVE_PREFIX":
+        return p.RemovePrefixReply(meta["removed"], meta["failed"]) if is_reply else p.RemovePrefixRequest(h(meta["prefix"]))
     if opcode == "SHM_INFO":
         return p.ShmInfoReply(meta["path"], meta["arena_length"], h(meta["token"]), meta["lease_timeout_ms"]) if is_reply else p.ShmInfoRequest()
     if opcode == "LEASE" and is_reply:

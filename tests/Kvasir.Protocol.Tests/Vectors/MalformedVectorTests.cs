@@ -74,13 +74,13 @@ public class MalformedVectorTests
 /// </summary>
 public static class RequestRules
 {
-    /// <summary>As on a connection that was granted every feature (VALUE_CRC): a flag is refused only where no grant allows it.</summary>
+    /// <summary>As on a connection that was granted every feature (VALUE_CRC, TTL): a flag is refused only where no grant allows it.</summary>
     public static void Check(byte[] frame)
     {
         var h = FrameHeader.Read(frame);
         if (h.IsReply) throw new ProtocolException(WireStatus.BadFrame, "a reply frame was sent to the node");
         if (!Opcodes.IsDefined((byte)h.Opcode)) throw new ProtocolException(WireStatus.UnknownOpcode, "unknown opcode");
-        var allowed = h.Opcode == Opcode.Put ? FrameFlags.Chain | FrameFlags.ChainParent | FrameFlags.ValueCrc : FrameFlags.None;
+        var allowed = h.Opcode == Opcode.Put ? FrameFlags.Chain | FrameFlags.ChainParent | FrameFlags.ValueCrc | FrameFlags.Ttl : FrameFlags.None;
         if ((h.Flags & ~allowed) != 0) throw new ProtocolException(WireStatus.BadFrame, "invalid flags");
         if ((h.Flags & FrameFlags.ChainParent) != 0 && (h.Flags & FrameFlags.Chain) == 0)
             throw new ProtocolException(WireStatus.BadFrame, "ChainParent without Chain");
