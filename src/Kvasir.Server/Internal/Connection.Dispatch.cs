@@ -348,6 +348,7 @@ internal sealed partial class Connection
         {
             await _rx.ReadRequiredAsync(memory, token).ConfigureAwait(false);
             _node.Counters.In(Opcode.Put, reservation.Length);
+            _node.Counters.ValueIn(NodeTransport.Tcp, Opcode.Put, reservation.Length);
             return 0;
         }
         uint crc = Crc32C.InitialState;
