@@ -408,15 +408,16 @@ class Router:
     def _rounds(self, ranks, slots, call) -> Tuple[list, list]:
         """Asks each key's replicas in rank order, one request per node per round, until one has it.
         ``call(store, idx)`` returns (codes, values-or-None) for the keys ``idx``. A key that no replica had
-        but that a replica could not answer (skipped for its backoff, or failed: a node that restarted
-        fails its first request on the dead connection) asks the first such replica once more, backoff or
-        not, before it is a miss: otherwise a value acknowledged by one replica alone reads as a miss while
-        that replica is up (the write-once loss of bench/chaos.py). A key no replica had is NOT_FOUND when
-        any replica answered so; UNAVAILABLE only when none could be asked."""
+        but that replicas could not answer (skipped for their backoff, or failed: a node that restarted
+        fails its first request on the dead connection) asks each of those once more, backoff or not, in
+        rank order until one has it, before it is a miss: otherwise a value acknowledged by one replica alone
+        reads as a miss while that replica is up (the write-once loss of bench/chaos.py; and with both
+        replicas in backoff after restarts, asking only the first of them asked the empty one). A key no
+        replica had is NOT_FOUND when any replica answered so; UNAVAILABLE only when none could be asked."""
         results = [E.INVALID_KEY if r is None else E.UNAVAILABLE for r in ranks]
         values = [None] * len(ranks)
         saw_miss = [False] * len(ranks)
-        unanswered: List[Optional[int]] = [None] * len(ranks)   # the first replica of each key that could not answer
+        unanswered: List[List[int]] = [[] for _ in ranks]   # the replicas of each key that could not answer, in rank order
 
         def ask(groups, force):
             def one(n, idx):
@@ -430,8 +431,8 @@ class Router:
                 for i, code, value in zip(idx, codes, got.get("values") or [None] * len(idx)):
                     results[i], values[i] = code, value
                     saw_miss[i] = saw_miss[i] or code == E.NOT_FOUND
-                    if code == E.UNAVAILABLE and not force and unanswered[i] is None:
-                        unanswered[i] = n
+                    if code == E.UNAVAILABLE and not force:
+                        unanswered[i].append(n)
             self._all(one, groups)
 
         pending = [i for i, r in enumerate(ranks) if r]
@@ -443,12 +444,14 @@ class Router:
             ask(groups, False)
             attempt += 1
             pending = [i for i in pending if attempt < len(ranks[i]) and results[i] in _RETRY]
-        last: Dict[int, List[int]] = {}   # one last try per key: one replica, so no two answers race for its destination
-        for i, n in enumerate(unanswered):
-            if n is not None and results[i] in _RETRY:
-                last.setdefault(n, []).append(i)
-        if last:
-            ask(last, True)
+        for turn in range(max((len(u) for u in unanswered), default=0)):
+            # last tries, one replica per key per turn, so no two answers race for its destination
+            last: Dict[int, List[int]] = {}
+            for i, nodes in enumerate(unanswered):
+                if turn < len(nodes) and results[i] in _RETRY:
+                    last.setdefault(nodes[turn], []).append(i)
+            if last:
+                ask(last, True)
         results = [E.NOT_FOUND if saw_miss[i] and results[i] in _RETRY else results[i] for i in range(len(ranks))]
         return results, values
 

@@ -207,9 +207,10 @@ internal sealed class ClusterRouter : IAsyncDisposable
 
     /// <summary>
     /// Asks each key's replicas in rank order — one request per node per round — until one has it.
-    /// A key that no replica had but that a replica could not answer (skipped for its backoff, or failed)
-    /// asks the first such replica once more, backoff or not, before it is a miss: otherwise a value acknowledged by
-    /// one replica alone reads as a miss while that replica is up again (the write-once loss of bench/chaos.py).
+    /// A key that no replica had but that replicas could not answer (skipped for their backoff, or failed) asks each
+    /// of those once more, backoff or not, in rank order until one has it, before it is a miss: otherwise a value
+    /// acknowledged by one replica alone reads as a miss while that replica is up again (the write-once loss of
+    /// bench/chaos.py; with both replicas in backoff after restarts, asking only the first asked the empty one).
     /// A key no replica had is NotFound when any replica said so; Unavailable only when none could be asked.
     /// </summary>
     private async Task<KvStatus[]> RoundsAsync(Plan plan, Func<KvStore, int[], Task<KvStatus[]>> call)
@@ -217,7 +218,7 @@ internal sealed class ClusterRouter : IAsyncDisposable
         int count = plan.Ranks.Length;
         var results = new KvStatus[count];
         var sawMiss = new bool[count];
-        var unanswered = new int?[count];   // the first replica of each key that could not answer
+        var unanswered = new List<int>?[count];   // the replicas of each key that could not answer, in rank order
         for (int i = 0; i < count; i++) results[i] = plan.Ranks[i] is null ? KvStatus.InvalidKey : KvStatus.Unavailable;
 
         async Task Ask(IEnumerable<IGrouping<int, int>> groups, bool force) =>
@@ -230,7 +231,7 @@ internal sealed class ClusterRouter : IAsyncDisposable
                     int i = idx[j];
                     results[i] = statuses[j];
                     sawMiss[i] |= statuses[j] == KvStatus.NotFound;
-                    if (!force && statuses[j] == KvStatus.Unavailable) unanswered[i] ??= group.Key;
+                    if (!force && statuses[j] == KvStatus.Unavailable) (unanswered[i] ??= []).Add(group.Key);   // one group per key per round
                 }
             })).ConfigureAwait(false);
 
@@ -240,9 +241,13 @@ internal sealed class ClusterRouter : IAsyncDisposable
             await Ask(pending.GroupBy(i => plan.Ranks[i]![attempt]), force: false).ConfigureAwait(false);
             pending = pending.Where(i => attempt + 1 < plan.Ranks[i]!.Length && Retry(results[i])).ToList();
         }
-        // One last try per key (one replica, so no two answers race for its destination).
-        var last = Enumerable.Range(0, count).Where(i => unanswered[i] is not null && Retry(results[i])).ToList();
-        if (last.Count > 0) await Ask(last.GroupBy(i => unanswered[i]!.Value), force: true).ConfigureAwait(false);
+        // Last tries: one replica per key per turn (so no two answers race for its destination).
+        for (int turn = 0; ; turn++)
+        {
+            var last = Enumerable.Range(0, count).Where(i => unanswered[i] is { } u && turn < u.Count && Retry(results[i])).ToList();
+            if (last.Count == 0) break;
+            await Ask(last.GroupBy(i => unanswered[i]![turn]), force: true).ConfigureAwait(false);
+        }
         for (int i = 0; i < count; i++) if (sawMiss[i] && Retry(results[i])) results[i] = KvStatus.NotFound;
         return results;
     }
