@@ -4,6 +4,7 @@ that send hand-made frames)."""
 
 import os
 import socket
+import threading
 
 import numpy as np
 import pytest
@@ -367,6 +368,36 @@ def test_a_duplicate_lane_or_a_changed_lane_count_is_refused_and_a_session_compl
             second, _ = _raw_lane(b, lane_index=1, lane_count=2, session_id=sid)
             with second:
                 assert b.accept(timeout=10)[0], b.last_error
+
+
+def test_of_lanes_racing_for_the_same_place_in_a_session_one_joins_and_the_others_are_told_bad_session():
+    # The target used to check a lane's place, answer HELLO, and only then take the place: two lanes with the same
+    # index arriving together could both be answered OK, and the loser was closed without a word (seen as a flaky
+    # failure of the duplicate-lane test under load).
+    with Engine("lo", 1, 1, 0) as b:
+        for _ in range(5):
+            sid = os.urandom(16)
+            start = threading.Barrier(6)
+            outcomes = []
+
+            def race():
+                start.wait(10)
+                try:
+                    outcomes.append(("ok", _raw_lane(b, lane_index=0, lane_count=2, session_id=sid)[0]))
+                except _handshake.HandshakeError as e:
+                    outcomes.append(("refused", str(e)))
+            threads = [threading.Thread(target=race) for _ in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            joined = [o for o in outcomes if o[0] == "ok"]
+            try:
+                assert len(outcomes) == 6 and len(joined) == 1, outcomes
+                assert all("BAD_SESSION" in o[1] for o in outcomes if o[0] == "refused"), outcomes
+            finally:
+                for o in joined:
+                    o[1].close()
 
 
 def test_a_cache_node_frame_or_a_request_before_hello_is_refused():

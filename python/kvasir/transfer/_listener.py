@@ -51,7 +51,7 @@ class _Pair:
         self.lane_count = hello.lane_count
         self.engine_id = hello.engine_id
         self.host_id = hello.host_id
-        self.lanes: Dict[int, Tuple[socket.socket, tuple]] = {}
+        self.lanes: Dict[int, Optional[Tuple[socket.socket, tuple]]] = {}   # None: its handshake is still running
         self.started = time.monotonic()
 
 
@@ -90,8 +90,9 @@ class Listener:
         self._thread.join(5.0)
         self._listener.close()
         for p in pairs:
-            for sock, _ in p.lanes.values():
-                sock.close()
+            for lane in p.lanes.values():
+                if lane is not None:
+                    lane[0].close()
 
     def _accept_loop(self) -> None:
         while not self._closed:
@@ -111,8 +112,9 @@ class Listener:
             stale = [sid for sid, p in self._pairs.items() if now - p.started > self.handshake_timeout]
             dropped = [self._pairs.pop(sid) for sid in stale]
         for p in dropped:
-            for sock, _ in p.lanes.values():
-                sock.close()
+            for lane in p.lanes.values():
+                if lane is not None:
+                    lane[0].close()
 
     def _fits(self, hello: _wire.HelloRequest) -> Optional[str]:
         if not 1 <= hello.lane_count <= _wire.MAX_LANES:
@@ -129,23 +131,50 @@ class Listener:
             return f"lane {hello.lane_index} of the session already joined"
         return None
 
+    def _claim(self, hello: _wire.HelloRequest) -> Optional[str]:
+        """``_fits`` and, when the lane fits, its place in the session taken at once (a placeholder until the
+        handshake ends): the check and the claim are one step under the lock, before the HELLO reply is sent, so
+        a second lane with the same index racing the first is answered BAD_SESSION rather than accepted and then
+        dropped without a word."""
+        with self._lock:
+            why = self._fits(hello) or ("the engine is closing" if self._closed else None)
+            if why is None:
+                self._pairs.setdefault(hello.session_id, _Pair(hello)).lanes[hello.lane_index] = None
+            return why
+
+    def _unclaim(self, hello: _wire.HelloRequest) -> None:
+        with self._lock:
+            p = self._pairs.get(hello.session_id)
+            if p is not None and p.lanes.get(hello.lane_index, False) is None:
+                del p.lanes[hello.lane_index]
+                if not p.lanes:
+                    del self._pairs[hello.session_id]
+
     def _join_lane(self, sock: socket.socket, addr) -> None:
         sock.settimeout(self.handshake_timeout)
+        claimed = []
+
+        def claim(hello):
+            why = self._claim(hello)
+            if why is None:
+                claimed.append(hello)
+            return why
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            hello = _handshake.server(sock, self.engine_id, self.slice_bytes, self._key, self._fits)
+            hello = _handshake.server(sock, self.engine_id, self.slice_bytes, self._key, claim)
         except (_handshake.HandshakeError, OSError, ConnectionError):
+            for h in claimed:   # the lane fitted but its handshake failed after (AUTH): its place is free again
+                self._unclaim(h)
             sock.close()
             return
         sock.settimeout(None)
         with self._lock:
-            why = self._fits(hello)
-            if why is not None or self._closed:
+            p = self._pairs.get(hello.session_id)
+            if p is None or self._closed or p.lanes.get(hello.lane_index, False) is not None:   # dropped as stale, or closing
                 sock.close()
                 return
-            p = self._pairs.setdefault(hello.session_id, _Pair(hello))
             p.lanes[hello.lane_index] = (sock, addr)
-            if len(p.lanes) < p.lane_count:
+            if len(p.lanes) < p.lane_count or any(v is None for v in p.lanes.values()):
                 return
             del self._pairs[hello.session_id]
         self._on_session([p.lanes[i][0] for i in range(p.lane_count)], p.lanes[0][1], p.engine_id, p.host_id)
