@@ -190,6 +190,12 @@ public sealed class KvStore : IAsyncDisposable
             if (error is not null) throw new KvasirException($"node {node.Id} ({node.Address}): {error}");
     }
 
+    /// <summary>
+    /// Values a cluster store wrote back to replicas that had none or an older version when it read them
+    /// (<see cref="KvStoreOptions.ReplicaVersions"/>); 0 for a single node.
+    /// </summary>
+    public long ReadRepairs => _router?.ReadRepairs ?? 0;
+
     internal async Task<KvStatus[]> PutCoreAsync(PutBatch batch, PutOptions? options, CancellationToken ct)
     {
         if (_router is not null)
@@ -237,7 +243,7 @@ public sealed class KvStore : IAsyncDisposable
         int meta = 4 + 2 + ProtocolLimits.MaxKeyBytes;
         for (int i = start; i < end; i++)
         {
-            int entry = PutRequest.EntrySize(batch.Keys[i].Length);
+            int entry = PutRequest.EntrySize(batch.Keys[i].Length) + (batch.Versions is null ? 0 : ValueVersions.Size);
             if (i > chunkStart && (i - chunkStart >= limits.MaxBatchKeys || meta + entry > limits.MaxMetaBytes))
             {
                 chunks.Add(Chunk(chunkStart, i));

@@ -33,6 +33,16 @@ public sealed class KvStoreOptions
     /// </summary>
     public int Replicas { get; init; } = 1;
 
+    /// <summary>
+    /// With <see cref="Replicas"/> ≥ 2 (default true): every put carries a version from this client's hybrid logical
+    /// clock, and every get asks all of a key's replicas, keeps the newest copy and writes it back to replicas that had
+    /// none or an older one (read repair), so an overwritten key never reads stale after a replica missed the
+    /// overwrite (docs/cluster.md § Versions). Costs R reads per get (and TCP instead of shared memory for the versioned
+    /// calls). False: gets ask replicas in rank order and take the first hit — enough for write-once keys (content
+    /// addressed KV blocks, whose value never changes).
+    /// </summary>
+    public bool ReplicaVersions { get; init; } = true;
+
     /// <summary>How often a cluster client checks the registry for membership changes. Default 1 s (changes are also pushed by pub/sub).</summary>
     public TimeSpan MembershipPoll { get; init; } = TimeSpan.FromSeconds(1);
 

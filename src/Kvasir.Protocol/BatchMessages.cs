@@ -81,6 +81,13 @@ public static class PutRequest
         writer.U64((ulong)valueLength);
         writer.Bytes(key);
     }
+
+    /// <summary>An entry of a PUT with <see cref="FrameFlags.Version"/>: the entry, then the value's version (u64).</summary>
+    public static void WriteEntry(ref MetaWriter writer, ReadOnlySpan<byte> key, long valueLength, long version)
+    {
+        WriteEntry(ref writer, key, valueLength);
+        writer.U64((ulong)version);
+    }
 }
 
 /// <summary>Walks the entries of a PUT request without allocating.</summary>
@@ -88,10 +95,12 @@ public ref struct PutBatchReader
 {
     private MetaReader _reader;
     private int _left;
+    private readonly bool _versioned;
 
     public PutBatchReader(ReadOnlySpan<byte> meta, FrameFlags flags, int maxBatch)
     {
         _reader = new MetaReader(meta);
+        _versioned = (flags & FrameFlags.Version) != 0;
         if ((flags & FrameFlags.ChainParent) != 0)
         {
             int parentLength = _reader.U16();
@@ -101,7 +110,7 @@ public ref struct PutBatchReader
         uint count = _reader.U32();
         if (count > (uint)maxBatch)
             throw new ProtocolException(WireStatus.BatchTooLarge, $"batch of {count} keys exceeds the limit of {maxBatch}");
-        if ((long)count * 10 > _reader.Remaining)
+        if ((long)count * (_versioned ? 10 + ValueVersions.Size : 10) > _reader.Remaining)
             throw new ProtocolException(WireStatus.BadFrame, $"batch count {count} does not fit the metadata");
         Count = (int)count;
         _left = Count;
@@ -118,6 +127,9 @@ public ref struct PutBatchReader
     /// <summary>Offset in the metadata of the key returned by the last <see cref="Next"/>.</summary>
     public int KeyOffset { get; private set; }
 
+    /// <summary>The version of the entry returned by the last <see cref="Next"/>: 0 without <see cref="FrameFlags.Version"/>.</summary>
+    public long Version { get; private set; }
+
     public bool Next(out ReadOnlySpan<byte> key, out long valueLength)
     {
         if (_left == 0) { _reader.End(); key = default; valueLength = 0; return false; }
@@ -129,6 +141,13 @@ public ref struct PutBatchReader
         valueLength = (long)length;
         KeyOffset = _reader.Position;
         key = _reader.Bytes(keyLength);
+        if (_versioned)
+        {
+            ulong version = _reader.U64();
+            if (version > ValueVersions.Max)
+                throw new ProtocolException(WireStatus.BadFrame, $"version {version} exceeds the largest version {ValueVersions.Max}");
+            Version = (long)version;
+        }
         return true;
     }
 
@@ -175,7 +194,11 @@ public static class StatusListReply
 }
 
 /// <summary>One entry of a GET reply.</summary>
-public readonly record struct GetReplyEntry(WireStatus Status, long Length, uint Crc32C);
+public readonly record struct GetReplyEntry(WireStatus Status, long Length, uint Crc32C)
+{
+    /// <summary>The value's version, sent only on a connection granted <see cref="ValueVersions.Feature"/>; 0 for a miss.</summary>
+    public long Version { get; init; }
+}
 
 /// <summary>
 /// GET reply metadata: count (u32) · count × (status u8 · value length u64 · CRC32C u32).
@@ -186,19 +209,23 @@ public static class GetReply
 {
     public const int EntrySize = 1 + 8 + 4;
 
-    public static int Size(int count) => 4 + count * EntrySize;
+    public static int Size(int count, bool versioned = false) => 4 + count * (versioned ? EntrySize + ValueVersions.Size : EntrySize);
 
     public static void WriteCount(ref MetaWriter writer, int count) => writer.U32((uint)count);
 
-    public static void WriteEntry(ref MetaWriter writer, GetReplyEntry entry)
+    /// <param name="writer">Where the entry goes.</param>
+    /// <param name="entry">The entry.</param>
+    /// <param name="versioned">The connection was granted <see cref="ValueVersions.Feature"/>: the entry ends with its version.</param>
+    public static void WriteEntry(ref MetaWriter writer, GetReplyEntry entry, bool versioned = false)
     {
         writer.U8(checked((byte)entry.Status));
         writer.U64((ulong)entry.Length);
         writer.U32(entry.Crc32C);
+        if (versioned) writer.U64((ulong)entry.Version);
     }
 
-    /// <summary>Parses and checks that the Ok lengths add up to <paramref name="payloadLength"/>.</summary>
-    public static GetReplyEntry[] Read(ReadOnlySpan<byte> meta, int expectedCount, long payloadLength)
+    /// <summary>Parses and checks that the Ok lengths add up to <paramref name="payloadLength"/>; <paramref name="versioned"/>: entries carry versions.</summary>
+    public static GetReplyEntry[] Read(ReadOnlySpan<byte> meta, int expectedCount, long payloadLength, bool versioned = false)
     {
         var r = new MetaReader(meta);
         uint count = r.U32();
@@ -215,7 +242,10 @@ public static class GetReply
                 throw new ProtocolException(WireStatus.BadFrame, "value length out of range in GET reply");
             if (status != WireStatus.Ok && length != 0)
                 throw new ProtocolException(WireStatus.BadFrame, "a miss carries a non-zero length");
-            entries[i] = new GetReplyEntry(status, (long)length, crc);
+            ulong version = versioned ? r.U64() : 0;
+            if (version > ValueVersions.Max)
+                throw new ProtocolException(WireStatus.BadFrame, "version out of range in GET reply");
+            entries[i] = new GetReplyEntry(status, (long)length, crc) { Version = (long)version };
             sum += (long)length;
         }
         r.End();

@@ -34,6 +34,8 @@ public enum FrameFlags : ushort
     Chain = 0x0001,
     /// <summary>PUT with <see cref="Chain"/>: the metadata starts with the key that the first block continues.</summary>
     ChainParent = 0x0002,
+    /// <summary>PUT, on a connection granted <see cref="ValueVersions.Feature"/>: every entry ends with the value's version (u64).</summary>
+    Version = 0x0010,
     /// <summary>Set on every frame sent by the node.</summary>
     Reply = 0x8000,
 }

@@ -134,24 +134,28 @@ public sealed class TieredStore : IDisposable
     /// Publish only after this task (the previous value of a chained batch), so chain links find their parent. The
     /// disk write does not wait for it.
     /// </param>
-    public Task<WireStatus> CommitAsync(Reservation reservation, uint crc32c, byte[]? chainParent = null, Task? publishAfter = null)
+    /// <param name="version">
+    /// The value's version chosen by the writer (a PUT's <c>VERSION</c>; docs/cluster.md § Versions), or 0 for the
+    /// node's clock. A write whose version is older than the key's newest in any tier is superseded (Ok, not stored).
+    /// </param>
+    public Task<WireStatus> CommitAsync(Reservation reservation, uint crc32c, byte[]? chainParent = null, Task? publishAfter = null, long version = 0)
     {
         ArgumentNullException.ThrowIfNull(reservation);
+        ArgumentOutOfRangeException.ThrowIfNegative(version);
         if (_shared is not null) BumpEpoch(reservation.Key);
         if (_disk is null && publishAfter is null)
         {
-            var status = Publish(reservation, crc32c, chainParent, 0);
+            var status = Publish(reservation, crc32c, chainParent, version);
             return status == WireStatus.Ok ? s_ok : Task.FromResult(status);
         }
-        return CommitThroughAsync(reservation, crc32c, chainParent, publishAfter);
+        return CommitThroughAsync(reservation, crc32c, chainParent, publishAfter, version);
     }
 
-    private async Task<WireStatus> CommitThroughAsync(Reservation reservation, uint crc32c, byte[]? chainParent, Task? publishAfter)
+    private async Task<WireStatus> CommitThroughAsync(Reservation reservation, uint crc32c, byte[]? chainParent, Task? publishAfter, long version)
     {
-        long version = 0;
         if (_disk is not null)
         {
-            var write = await _disk.WriteAsync(reservation.Key, reservation.Address, reservation.Length, crc32c).ConfigureAwait(false);
+            var write = await _disk.WriteAsync(reservation.Key, reservation.Address, reservation.Length, crc32c, version).ConfigureAwait(false);
             if (!write.Ok)
             {
                 await AwaitQuietly(publishAfter).ConfigureAwait(false);
@@ -294,8 +298,8 @@ public sealed class TieredStore : IDisposable
             return new LeaseResult(WireStatus.NotFound, null);
         }
         Interlocked.Increment(ref _servedBelow);
-        if (staged is not null) return new LeaseResult(WireStatus.Ok, _dram.LeaseStaged(staged, stagedAt, crc, holder)) { Tier = tier };
-        if (!promote) return new LeaseResult(WireStatus.Ok, _dram.LeaseUnpublished(reservation!, crc, holder)) { Tier = tier };
+        if (staged is not null) return new LeaseResult(WireStatus.Ok, _dram.LeaseStaged(staged, stagedAt, crc, holder, version)) { Tier = tier };
+        if (!promote) return new LeaseResult(WireStatus.Ok, _dram.LeaseUnpublished(reservation!, crc, holder, version)) { Tier = tier };
         _reads.TryRemove(keyCopy, out _);
         // The copy read may have been overtaken: by a newer disk record (or a tombstone), or, for a shared file, by any
         // write or removal of the key since the read began. Checked under the DRAM lock, with the publication.
@@ -304,7 +308,7 @@ public sealed class TieredStore : IDisposable
         bool published = _dram.CommitPromoted(reservation!, crc, version, k => version > 0
             ? _disk!.NewestVersion(k) == version
             : Epoch(k) == epoch && (_disk is null || _disk.NewestVersion(k) == 0));
-        if (!published) return new LeaseResult(WireStatus.Ok, _dram.LeaseUnpublished(reservation!, crc, holder)) { Tier = tier };
+        if (!published) return new LeaseResult(WireStatus.Ok, _dram.LeaseUnpublished(reservation!, crc, holder, version)) { Tier = tier };
         Interlocked.Increment(ref _promotions);
         var status = _dram.TryLease(keyCopy, holder, out var lease);
         return new LeaseResult(status, lease) { Tier = lease is null ? StoreTier.None : tier };

@@ -52,6 +52,9 @@ internal sealed class PutBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueSo
     public IReadOnlyList<ReadOnlyMemory<byte>> Keys { get; } = keys;
     public ValueSource[] Values { get; } = values;
     public KvStatus[] Results { get; } = new KvStatus[keys.Count];
+
+    /// <summary>Each value's version (PUT flag VERSION, docs/cluster.md § Versions), or null: the node's clock assigns them.</summary>
+    public long[]? Versions { get; init; }
 }
 
 internal sealed class GetBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueDestination[] destinations)
@@ -62,6 +65,12 @@ internal sealed class GetBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueDe
 
     /// <summary>Values received for <see cref="ValueDestination.Allocating"/> destinations.</summary>
     public byte[]?[] Allocated { get; } = new byte[]?[keys.Count];
+
+    /// <summary>Each hit's version as its node reported it; 0 when unknown (a node without the versions feature, shared memory, in-process).</summary>
+    public long[] Versions { get; } = new long[keys.Count];
+
+    /// <summary>The caller compares versions: transports that cannot report them (shared memory) read over TCP instead.</summary>
+    public bool WantVersions { get; init; }
 }
 
 /// <summary>What the node accepts, from its HELLO reply (or its options when embedded).</summary>

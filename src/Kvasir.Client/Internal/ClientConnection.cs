@@ -39,6 +39,9 @@ internal sealed class ClientConnection : IAsyncDisposable
 
     public HelloReply Hello { get; private set; } = null!;
 
+    /// <summary>The node granted value versions (HELLO bit 0x4): PUT may carry VERSION, GET replies carry versions.</summary>
+    public bool Versions => (Hello.Features & ValueVersions.Feature) != 0;
+
     /// <summary>
     /// Opens a connection (with <paramref name="tls"/>, a TLS session over it) and completes HELLO and, when
     /// the node asks for it, mutual AUTH.
@@ -98,7 +101,7 @@ internal sealed class ClientConnection : IAsyncDisposable
 
     private async Task HandshakeAsync(byte[]? authKey, string clientName, CancellationToken token, CancellationToken callerToken)
     {
-        var hello = new HelloRequest(ProtocolLimits.Version, ProtocolLimits.Version, 0, clientName);
+        var hello = new HelloRequest(ProtocolLimits.Version, ProtocolLimits.Version, ValueVersions.Feature, clientName);
         var meta = new byte[hello.Size];
         var w = new MetaWriter(meta);
         hello.Write(ref w);

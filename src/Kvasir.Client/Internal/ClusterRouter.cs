@@ -13,7 +13,7 @@ namespace Kvasir.Client.Internal;
 /// any of them stored the value), reads try them in rank order until one has the key, and a node
 /// that fails mid-batch only turns its keys into retries on the next replica.
 /// </summary>
-internal sealed class ClusterRouter : IAsyncDisposable
+internal sealed partial class ClusterRouter : IAsyncDisposable
 {
     private readonly KvStoreOptions _options;
     private readonly MembershipWatcher? _watcher;
@@ -147,6 +147,7 @@ internal sealed class ClusterRouter : IAsyncDisposable
         for (int i = 0; i < keys.Count; i++) answers[i] = plan.Ranks[i] is { Length: > 0 } r ? new KvStatus[r.Length] : [];
         var parent = options?.ChainParent ?? default;
         var parentNodes = options is { Chain: true } && !parent.IsEmpty ? Place(parent.Span, replicas) : [];
+        var versions = Versioned(replicas) ? Stamp(keys.Count) : null;
         await Task.WhenAll(plan.ByNode().Select(async group =>
         {
             var (slot, entries) = group;
@@ -157,7 +158,7 @@ internal sealed class ClusterRouter : IAsyncDisposable
             var subOptions = options is { Chain: true }
                 ? new PutOptions { Chain = true, ChainParent = parentNodes.Contains(slot.Id) ? parent : default }
                 : null;
-            var statuses = await RunAsync(slot, entries.Count, s => s.PutCoreAsync(new PutBatch(subKeys, subValues), subOptions, ct)).ConfigureAwait(false);
+            var statuses = await RunAsync(slot, entries.Count, s => s.PutCoreAsync(new PutBatch(subKeys, subValues) { Versions = Pick(versions, entries) }, subOptions, ct)).ConfigureAwait(false);
             for (int j = 0; j < entries.Count; j++) answers[entries[j].Index][entries[j].Rank] = statuses[j];
         })).ConfigureAwait(false);
         for (int i = 0; i < keys.Count; i++)
@@ -165,7 +166,10 @@ internal sealed class ClusterRouter : IAsyncDisposable
         return results;
     }
 
-    public async Task GetAsync(GetBatch batch, CancellationToken ct)
+    public Task GetAsync(GetBatch batch, CancellationToken ct) => Versioned(_options.Replicas) ? GetNewestAsync(batch, ct) : GetInRankOrderAsync(batch, ct);
+
+    /// <summary>Each key from the first replica in rank order that has it.</summary>
+    private async Task GetInRankOrderAsync(GetBatch batch, CancellationToken ct)
     {
         var plan = Plan(batch.Keys, _options.Replicas);
         var statuses = await RoundsAsync(plan, async (store, idx) =>

@@ -29,10 +29,14 @@ internal sealed class TcpTransport : IKvTransport
         _connectLocks = Enumerable.Range(0, options.ConnectionsPerNode).Select(_ => new SemaphoreSlim(1, 1)).ToArray();
         _connections[0] = first;
         var h = first.Hello;
+        SupportsVersions = first.Versions;
         Limits = new NodeLimits((long)h.MaxValueBytes, h.MaxKeyBytes, (int)h.MaxBatchKeys, (int)h.MaxMetaBytes, (long)h.Capacity, h.NodeId);
     }
 
     public NodeLimits Limits { get; }
+
+    /// <summary>The node granted value versions on the first connection (every connection asks for them).</summary>
+    public bool SupportsVersions { get; }
 
     public KvTransportKind Kind => KvTransportKind.Tcp;
 
@@ -97,6 +101,7 @@ internal sealed class TcpTransport : IKvTransport
             request.Fail(KvStatus.Unavailable);
             return;
         }
+        if (request is GetRequest get) get.Versioned = connection.Versions;
         await connection.SendAsync(request, op, flags, meta, metaLength, values, start, end, ct).ConfigureAwait(false);
         await connection.WaitAsync(request, _options.RequestTimeout, ct).ConfigureAwait(false);
     }
@@ -104,13 +109,18 @@ internal sealed class TcpTransport : IKvTransport
     public async Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct)
     {
         int count = end - start;
+        var versions = SupportsVersions ? batch.Versions : null;
         int size = PutRequest.PrefixSize(parent.Span, hasParent);
-        for (int i = start; i < end; i++) size += PutRequest.EntrySize(batch.Keys[i].Length);
+        for (int i = start; i < end; i++) size += PutRequest.EntrySize(batch.Keys[i].Length) + (versions is null ? 0 : ValueVersions.Size);
         var meta = new byte[size];
         var w = new MetaWriter(meta);
         PutRequest.WritePrefix(ref w, parent.Span, hasParent, count);
-        for (int i = start; i < end; i++) PutRequest.WriteEntry(ref w, batch.Keys[i].Span, batch.Values[i].Length);
-        var flags = (chain ? FrameFlags.Chain : 0) | (hasParent ? FrameFlags.ChainParent : 0);
+        for (int i = start; i < end; i++)
+        {
+            if (versions is null) PutRequest.WriteEntry(ref w, batch.Keys[i].Span, batch.Values[i].Length);
+            else PutRequest.WriteEntry(ref w, batch.Keys[i].Span, batch.Values[i].Length, versions[i]);
+        }
+        var flags = (chain ? FrameFlags.Chain : 0) | (hasParent ? FrameFlags.ChainParent : 0) | (versions is null ? 0 : FrameFlags.Version);
         var request = new StatusListRequest(batch.Results, start, count);
         await RunAsync(request, Opcode.Put, flags, meta, size, batch.Values, start, end, ct).ConfigureAwait(false);
     }

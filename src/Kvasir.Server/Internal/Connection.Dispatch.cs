@@ -11,11 +11,14 @@ internal sealed partial class Connection
     /// <summary>A PUT value is received and checksummed in chunks of this size, while the chunk is still in cache.</summary>
     private const int ReceiveChunk = 1 << 20;
 
-    private readonly struct PutEntry(int keyOffset, int keyLength, long valueLength)
+    private readonly struct PutEntry(int keyOffset, int keyLength, long valueLength, long version)
     {
         public int KeyOffset { get; } = keyOffset;
         public int KeyLength { get; } = keyLength;
         public long ValueLength { get; } = valueLength;
+
+        /// <summary>The writer's version (PUT flag VERSION), or 0 for the node's clock.</summary>
+        public long Version { get; } = version;
     }
 
     private ValueTask DispatchAsync(FrameHeader h, byte[] meta, CancellationToken token)
@@ -78,7 +81,8 @@ internal sealed partial class Connection
                 $"client speaks versions {request.MinVersion}..{request.MaxVersion}; this node speaks {ProtocolLimits.Version}");
         _serverNonce = AuthRequired ? AuthHandshake.NewNonce() : new byte[ProtocolLimits.NonceBytes];
         var options = _node.Options;
-        var reply = new HelloReply(ProtocolLimits.Version, 0, AuthRequired, _serverNonce,
+        _versions = (request.Features & ValueVersions.Feature) != 0;
+        var reply = new HelloReply(ProtocolLimits.Version, request.Features & ValueVersions.Feature, AuthRequired, _serverNonce,
             (ulong)options.Store.MaxValueBytes, (ushort)options.Store.MaxKeyBytes, (uint)options.MaxBatchKeys,
             (uint)options.MaxMetaBytes, (ulong)options.Store.Capacity, _node.NodeId);
         var r = NewReply(h, WireStatus.Ok, reply.Size, 0, out var span);
@@ -208,7 +212,7 @@ internal sealed partial class Connection
                 leases[leased] = lease;
                 payload += lease?.Length ?? 0;
             }
-            reply = NewReply(h, WireStatus.Ok, GetReply.Size(count), payload, out _, leases, count);
+            reply = NewReply(h, WireStatus.Ok, GetReply.Size(count, _versions), payload, out _, leases, count);
             WriteGetEntries(reply, meta, ranges, leases, count);
         }
         catch
@@ -227,13 +231,13 @@ internal sealed partial class Connection
 
     private void WriteGetEntries(Reply reply, byte[] meta, (int Offset, int Length)[] ranges, ValueLease?[] leases, int count)
     {
-        var w = new MetaWriter(reply.Buffer.AsSpan(ProtocolLimits.HeaderSize, GetReply.Size(count)));
+        var w = new MetaWriter(reply.Buffer.AsSpan(ProtocolLimits.HeaderSize, GetReply.Size(count, _versions)));
         GetReply.WriteCount(ref w, count);
         for (int j = 0; j < count; j++)
         {
             var lease = leases[j];
             var status = lease is not null ? WireStatus.Ok : ValidKey(meta.AsSpan(ranges[j].Offset, ranges[j].Length)) ? WireStatus.NotFound : WireStatus.InvalidKey;
-            GetReply.WriteEntry(ref w, new GetReplyEntry(status, lease?.Length ?? 0, lease?.Crc32C ?? 0));
+            GetReply.WriteEntry(ref w, new GetReplyEntry(status, lease?.Length ?? 0, lease?.Crc32C ?? 0) { Version = lease?.Sequence ?? 0 }, _versions);
         }
     }
 
@@ -281,7 +285,7 @@ internal sealed partial class Connection
                 byte[]? parent = !chain ? null
                     : i > 0 ? meta.AsSpan(entries[i - 1].KeyOffset, entries[i - 1].KeyLength).ToArray()
                     : parentOffset >= 0 ? meta.AsSpan(parentOffset, parentLength).ToArray() : null;
-                var commit = _store.CommitAsync(reservation!, crc, parent, chain ? previous : null);
+                var commit = _store.CommitAsync(reservation!, crc, parent, chain ? previous : null, e.Version);
                 commits[i] = commit;
                 if (chain) previous = commit;
             }
@@ -307,7 +311,7 @@ internal sealed partial class Connection
         if ((flags & FrameFlags.ChainParent) != 0) { parentOffset = reader.ParentOffset; parentLength = reader.Parent.Length; }
         int i = 0;
         while (reader.Next(out var key, out long length))
-            entries[i++] = new PutEntry(reader.KeyOffset, key.Length, length);
+            entries[i++] = new PutEntry(reader.KeyOffset, key.Length, length, reader.Version);
     }
 
     private WireStatus TryReserve(ReadOnlySpan<byte> key, long length, out Reservation? reservation)

@@ -37,6 +37,9 @@ internal sealed partial class Connection : ILeaseHolder
     private readonly string _remote;
     private readonly System.Net.IPAddress _address;
     private bool _helloDone;
+
+    /// <summary>HELLO granted <see cref="ValueVersions.Feature"/>: PUT may carry VERSION, GET replies carry versions.</summary>
+    private bool _versions;
     private bool _authenticated;
     private byte[]? _serverNonce;
     private ulong _currentRequestId;
@@ -250,8 +253,11 @@ internal sealed partial class Connection : ILeaseHolder
         if (!Opcodes.IsDefined((byte)h.Opcode))
             throw new ProtocolException(WireStatus.UnknownOpcode, $"unknown opcode 0x{(byte)h.Opcode:x2}");
         var allowed = h.Opcode == Opcode.Put ? FrameFlags.Chain | FrameFlags.ChainParent : FrameFlags.None;
+        if (_versions && h.Opcode == Opcode.Put) allowed |= FrameFlags.Version;
         if ((h.Flags & ~allowed) != 0)
-            throw new ProtocolException(WireStatus.BadFrame, $"flags 0x{(ushort)h.Flags:x4} are not valid for {h.Opcode}");
+            throw new ProtocolException(WireStatus.BadFrame, (h.Flags & FrameFlags.Version) != 0 && h.Opcode == Opcode.Put
+                ? "PUT flag VERSION (0x0010) needs the versions feature (HELLO bit 0x4) granted first"
+                : $"flags 0x{(ushort)h.Flags:x4} are not valid for {h.Opcode}");
         if ((h.Flags & FrameFlags.ChainParent) != 0 && (h.Flags & FrameFlags.Chain) == 0)
             throw new ProtocolException(WireStatus.BadFrame, "ChainParent without Chain");
         if (h.Status != WireStatus.Ok)
