@@ -23,6 +23,7 @@ from urllib.parse import unquote
 from . import errors as E
 from .errors import KvasirError
 from .placement import Ring
+from .replicas import HybridClock, get_newest
 
 _log = logging.getLogger("kvasir")
 
@@ -303,11 +304,14 @@ _RETRY = (E.NOT_FOUND, E.UNAVAILABLE, E.TIMEOUT, E.PROTOCOL_ERROR)
 class Router:
     """Routes a :class:`kvasir.KvStore`'s batches over a membership (see the module docstring)."""
 
-    def __init__(self, membership, replicas: int, open_store: Callable[[str, bool], object]):
+    def __init__(self, membership, replicas: int, open_store: Callable[[str, bool], object], versions: bool = True):
         if not isinstance(replicas, int) or replicas < 1:
             raise KvasirError(f"replicas must be an int >= 1, not {replicas!r}")
         self.membership = membership
         self.replicas = replicas
+        self.versions = versions   # with R >= 2: versioned puts, newest-of-all-replicas gets and read repair (replicas.py)
+        self.clock = HybridClock()
+        self.read_repairs = 0
         self._open_store = open_store
         self._slots: Dict[str, _Slot] = {}
         self._lock = threading.Lock()
@@ -382,6 +386,7 @@ class Router:
     def put(self, keys: list, views: list, chain: bool, chain_parent: Optional[bytes], replicas: Optional[int] = None) -> List[int]:
         replicas = replicas or self.replicas
         ring, slots, ranks = self._plan(keys, replicas)
+        versions = [self.clock.next() for _ in keys] if self.versions and replicas >= 2 else None
         parent_nodes = set(ring.place(chain_parent, min(replicas, len(ring)))) if chain and chain_parent and len(ring) else set()
         answers = [[None] * len(r) if r else [] for r in ranks]
         groups: Dict[int, List[Tuple[int, int]]] = {}
@@ -392,7 +397,8 @@ class Router:
         def one(n, entries):
             slot = slots[n]
             parent = chain_parent if slot.id in parent_nodes else None
-            codes = self._run(slot, len(entries), lambda s: s._put([keys[i] for i, _ in entries], [views[i] for i, _ in entries], chain, parent))
+            codes = self._run(slot, len(entries), lambda s: s._put([keys[i] for i, _ in entries], [views[i] for i, _ in entries], chain, parent,
+                                                                   versions=None if versions is None else [versions[i] for i, _ in entries]))
             for (i, rank), code in zip(entries, codes):
                 answers[i][rank] = code
 
@@ -447,6 +453,8 @@ class Router:
         return results, values
 
     def get(self, keys: list, dests: list) -> Tuple[list, list]:
+        if self.versions and self.replicas >= 2:
+            return get_newest(self, keys, dests)
         _, slots, ranks = self._plan(keys, self.replicas)
         return self._rounds(ranks, slots, lambda store, idx: store._get([keys[i] for i in idx], [dests[i] for i in idx]))
 
@@ -612,5 +620,5 @@ def start_cluster(store, cfg, capacity, data_plane_addr, client_id, poll, explic
                            connect_timeout=store.connect_timeout, request_timeout=store.request_timeout, verify_crc=store.verify_crc,
                            **(store._tls.options() if store._tls is not None else {}))
 
-    store._router = Router(membership, store.replicas, open_store)
+    store._router = Router(membership, store.replicas, open_store, store.replica_versions)
     store.hello = None

@@ -49,12 +49,14 @@ class Ping:
 class PutEntry:
     key: bytes
     value_length: int
+    version: int = 0   # only with the VERSION flag (HELLO feature FEATURE_VERSIONS)
 
 
 @dataclass
 class PutRequest:
     parent: Optional[bytes]
     entries: List[PutEntry]
+    versioned: bool = False   # the VERSION flag: every entry ends with its version (u64)
 
 
 @dataclass
@@ -72,11 +74,13 @@ class GetEntry:
     status: int
     length: int
     crc32c: int
+    version: int = 0   # sent only on a connection granted FEATURE_VERSIONS; 0 for a miss
 
 
 @dataclass
 class GetReply:
     entries: List[GetEntry]
+    versioned: bool = False   # entries carry versions (the connection was granted FEATURE_VERSIONS)
 
 
 @dataclass

@@ -64,11 +64,16 @@ class Flag(enum.IntFlag):
     NONE = 0
     CHAIN = 0x0001
     CHAIN_PARENT = 0x0002
+    VERSION = 0x0010   # PUT, on a connection granted FEATURE_VERSIONS: each entry ends with a u64 version
     REPLY = 0x8000
 
 
-FLAG_NAMES = [("CHAIN", Flag.CHAIN), ("CHAIN_PARENT", Flag.CHAIN_PARENT), ("REPLY", Flag.REPLY)]
-DEFINED_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.REPLY)
+FLAG_NAMES = [("CHAIN", Flag.CHAIN), ("CHAIN_PARENT", Flag.CHAIN_PARENT), ("VERSION", Flag.VERSION), ("REPLY", Flag.REPLY)]
+
+# HELLO feature bits (docs/protocol.md § Value versions).
+FEATURE_VERSIONS = 0x4
+MAX_VALUE_VERSION = (1 << 63) - 1
+DEFINED_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.VERSION | Flag.REPLY)
 
 
 class WireStatus(enum.IntEnum):
@@ -256,21 +261,24 @@ def encode_alloc_request(keys, lengths) -> bytes:
     return bytes(out)
 
 
-def encode_put_meta(entries, parent: Optional[bytes] = None) -> bytes:
-    """``entries``: (key, value_length) pairs or :class:`PutEntry`; ``parent`` only with CHAIN_PARENT."""
+def encode_put_meta(entries, parent: Optional[bytes] = None, versions: Optional[list] = None) -> bytes:
+    """``entries``: (key, value_length) pairs or :class:`PutEntry`; ``parent`` only with CHAIN_PARENT;
+    ``versions`` (one per entry) only with the VERSION flag."""
     out = bytearray()
     if parent is not None:
         out += _lp16(parent)
     out += _U32.pack(len(entries))
-    for e in entries:
+    for n, e in enumerate(entries):
         key, length = (e.key, e.value_length) if isinstance(e, PutEntry) else e
         out += _PUT_ENTRY.pack(len(key), length)
         out += key
+        if versions is not None:
+            out += _U64.pack(versions[n])
     return bytes(out)
 
 
-def put_entry_size(key_length: int) -> int:
-    return _PUT_ENTRY.size + key_length
+def put_entry_size(key_length: int, versioned: bool = False) -> int:
+    return _PUT_ENTRY.size + key_length + (8 if versioned else 0)
 
 
 def encode_meta(msg) -> bytes:
@@ -294,13 +302,14 @@ def encode_meta(msg) -> bytes:
     if isinstance(msg, Ping):
         return bytes(msg.echo)
     if isinstance(msg, PutRequest):
-        return encode_put_meta(msg.entries, msg.parent)
+        return encode_put_meta(msg.entries, msg.parent, [e.version for e in msg.entries] if msg.versioned else None)
     if isinstance(msg, KeyBatch):
         return encode_key_batch(msg.keys)
     if isinstance(msg, StatusList):
         return _U32.pack(len(msg.statuses)) + bytes(int(s) for s in msg.statuses)
     if isinstance(msg, GetReply):
-        return _U32.pack(len(msg.entries)) + b"".join(_GET_ENTRY.pack(int(e.status), e.length, e.crc32c) for e in msg.entries)
+        return _U32.pack(len(msg.entries)) + b"".join(_GET_ENTRY.pack(int(e.status), e.length, e.crc32c)
+                                                      + (_U64.pack(e.version) if msg.versioned else b"") for e in msg.entries)
     if isinstance(msg, StatsRequest):
         return b""
     if isinstance(msg, StatsReply):
@@ -343,8 +352,9 @@ def _decode_status_list(r: _Reader) -> StatusList:
     return StatusList([_STATUS_OF_BYTE[b] for b in r.take(count)])
 
 
-def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH_KEYS):
+def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH_KEYS, versions: bool = False):
     """Decodes the metadata of a frame whose header is ``header``; consumes it exactly.
+    ``versions``: the connection was granted FEATURE_VERSIONS (GET reply entries end with a version).
 
     Requests (no REPLY flag) and replies are told apart by the flag. A reply with a non-zero
     header status is an :class:`ErrorReply` (empty metadata = no message). A PUT request's payload
@@ -380,7 +390,7 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
             msg = Ping(r.take(r.remaining()))
         elif op == Opcode.GET:
             count = r.u32()
-            if count * _GET_ENTRY.size > r.remaining():
+            if count * (_GET_ENTRY.size + (8 if versions else 0)) > r.remaining():
                 raise _bad(f"GET reply of {count} entries cannot fit the metadata")
             entries = []
             total = 0
@@ -388,11 +398,14 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
                 s, length, crc = r.unpack(_GET_ENTRY)
                 if s != WireStatus.OK and (length or crc):
                     raise _bad("GET miss with a non-zero length or CRC")
+                version = r.unpack(_U64)[0] if versions else 0
+                if version > MAX_VALUE_VERSION:
+                    raise _bad("version out of range in GET reply")
                 total += length
-                entries.append(GetEntry(wire_status(s), length, crc))
+                entries.append(GetEntry(wire_status(s), length, crc, version))
             if total != header.payload_length:
                 raise _bad(f"payload length {header.payload_length} differs from the sum of the value lengths {total}")
-            msg = GetReply(entries)
+            msg = GetReply(entries, versions)
         elif op == Opcode.SHM_INFO:
             path = _utf8(r.bytes16(), "arena path")
             length = r.unpack(_U64)[0]
@@ -443,7 +456,8 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
         count = r.u32()
         if count > max_batch_keys:
             raise _bad(f"batch of {count} keys exceeds the limit of {max_batch_keys}", WireStatus.BATCH_TOO_LARGE)
-        if count * _PUT_ENTRY.size > r.remaining():
+        versioned = bool(header.flags & Flag.VERSION)
+        if count * (_PUT_ENTRY.size + (8 if versioned else 0)) > r.remaining():
             raise _bad(f"PUT of {count} entries cannot fit {r.remaining()} bytes of metadata")
         entries = []
         total = 0
@@ -452,12 +466,16 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
             if vlen > HARD_MAX_VALUE_BYTES:
                 raise _bad(f"value of {vlen} bytes exceeds the hard limit of {HARD_MAX_VALUE_BYTES}",
                            WireStatus.FRAME_TOO_LARGE)
-            entries.append(PutEntry(r.take(klen), vlen))
+            key = r.take(klen)
+            version = r.unpack(_U64)[0] if versioned else 0
+            if version > MAX_VALUE_VERSION:
+                raise _bad(f"version {version} exceeds the largest version {MAX_VALUE_VERSION}")
+            entries.append(PutEntry(key, vlen, version))
             total += vlen
         r.end()
         if total != header.payload_length:
             raise _bad(f"payload length {header.payload_length} differs from the sum of the value lengths {total}")
-        msg = PutRequest(parent, entries)
+        msg = PutRequest(parent, entries, versioned)
     elif op in KEY_BATCH_OPCODES:
         msg = _decode_key_batch(r, max_batch_keys)
     elif op in (Opcode.RELEASE, Opcode.COMMIT):
@@ -494,8 +512,9 @@ def encode_frame(opcode: int, flags: int, request_id: int, status: int, msg, pay
     return pack_header(opcode, flags, request_id, status, len(meta), len(payload)) + meta + bytes(payload)
 
 
-def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BYTES) -> None:
-    """The header checks a node applies to a request (steps 6-12 of the protocol's order of checks)."""
+def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BYTES, versions: bool = False) -> None:
+    """The header checks a node applies to a request (steps 6-12 of the protocol's order of checks);
+    ``versions``: the connection was granted FEATURE_VERSIONS, so PUT may carry VERSION."""
     if h.is_reply:
         raise _bad("REPLY flag in a request")
     try:
@@ -508,6 +527,8 @@ def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BY
         raise _bad("only PUT may carry CHAIN or CHAIN_PARENT")
     if h.flags & Flag.CHAIN_PARENT and not h.flags & Flag.CHAIN:
         raise _bad("CHAIN_PARENT without CHAIN")
+    if h.flags & Flag.VERSION and (op != Opcode.PUT or not versions):
+        raise _bad("VERSION is only for PUT, on a connection granted the versions feature (HELLO bit 0x4)")
     if h.status != 0:
         raise _bad("non-zero status in a request")
     if h.meta_length > max_meta_bytes:
@@ -521,7 +542,7 @@ def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BY
 
 
 def decode_frame(data, *, request: bool = False, max_batch_keys: int = DEFAULT_MAX_BATCH_KEYS,
-                 max_meta_bytes: int = DEFAULT_MAX_META_BYTES) -> Frame:
+                 max_meta_bytes: int = DEFAULT_MAX_META_BYTES, versions: bool = False) -> Frame:
     """Decodes one complete frame, which must be exactly ``data``.
 
     With ``request=True`` the frame must be a valid request under the node's rules as well
@@ -529,11 +550,11 @@ def decode_frame(data, *, request: bool = False, max_batch_keys: int = DEFAULT_M
     """
     h = unpack_header(data)
     if request:
-        check_request_header(h, max_meta_bytes=max_meta_bytes)
+        check_request_header(h, max_meta_bytes=max_meta_bytes, versions=versions)
     meta_end = HEADER_SIZE + h.meta_length
     if len(data) < meta_end:
         raise _bad(f"frame ends inside its metadata ({len(data) - HEADER_SIZE} of {h.meta_length} bytes)")
-    msg = decode_meta(h, memoryview(data)[HEADER_SIZE:meta_end], max_batch_keys=max_batch_keys)
+    msg = decode_meta(h, memoryview(data)[HEADER_SIZE:meta_end], max_batch_keys=max_batch_keys, versions=versions)
     if request and isinstance(msg, HelloRequest) and not (msg.min_version <= VERSION <= msg.max_version):
         raise _bad(f"client speaks versions {msg.min_version}..{msg.max_version}; this node speaks 1",
                    WireStatus.UNSUPPORTED_VERSION)

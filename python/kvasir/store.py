@@ -66,6 +66,10 @@ class KvStore:
       ``redis+sentinel://host:port,host:port/master[/db]`` (docs/cluster.md). ``replicas`` (default 1):
       copies of each value; puts go to the key's top R nodes, gets/exists try them in order
       (docs/cluster.md). ``membership_poll`` (default 1 s): how often Redis is checked for changes.
+      ``replica_versions`` (default True): with ``replicas`` >= 2, puts carry a version from this client's
+      hybrid logical clock and gets ask every replica, keep the newest copy and write it back to replicas
+      that had none or an older one (read repair; docs/cluster.md § Versions). False: gets take the first
+      hit in rank order, enough for write-once keys.
     * ``capacity`` (e.g. ``"8GiB"``), ``data_plane_addr`` (default ``"127.0.0.1:0"``), ``client_id``:
       lend this process's host memory to the cluster as an embedded node, registered in Redis like
       any other (a ``kvasir serve`` child process bound to this one's lifetime: see
@@ -107,7 +111,7 @@ class KvStore:
                  redis_url: Optional[str] = None, cluster: Optional[str] = None, replicas: Optional[int] = None,
                  capacity=None, data_plane_addr: Optional[str] = None, client_id: Optional[str] = None,
                  membership_poll: float = 1.0, tls_ca: Optional[str] = None, tls_server_name: Optional[str] = None,
-                 tls_cert: Optional[str] = None, tls_key: Optional[str] = None):
+                 tls_cert: Optional[str] = None, tls_key: Optional[str] = None, replica_versions: bool = True):
         cfg = resolve_config(servers, auth_key, transport, connect_timeout, request_timeout, redis_url, cluster, replicas,
                              {"tls_ca": tls_ca, "tls_server_name": tls_server_name, "tls_cert": tls_cert, "tls_key": tls_key})
         mode = str(cfg["transport"]).strip().lower()
@@ -137,6 +141,7 @@ class KvStore:
         self._router = None
         self._embedded = None
         self.replicas = cfg["replicas"]
+        self.replica_versions = bool(replica_versions)
         if cfg["redis_url"] or len(self.servers) > 1 or capacity is not None:
             self._start_cluster(cfg, capacity, data_plane_addr or "127.0.0.1:0", client_id, membership_poll, servers is not None)
             return
@@ -305,7 +310,7 @@ class KvStore:
     # -- PUT --
 
     def _put(self, keys: list, values: list, chain: bool = False, chain_parent: Optional[bytes] = None,
-             replicas: Optional[int] = None) -> List[int]:
+             replicas: Optional[int] = None, versions: Optional[list] = None) -> List[int]:
         if self._router is not None:
             self._check_open()
             return self._router.put(keys, values, chain, chain_parent, replicas)
@@ -314,7 +319,9 @@ class KvStore:
         ``chain``: key i's block continues key i-1's (PUT's CHAIN flag), and ``chain_parent`` is the
         stored key the first block continues. Requests are sent in order on one connection, so a
         parent is always stored before its child. Chunks break at keys refused here; the next chunk's
-        parent is the refused key (absent on the node, so no link: what the node itself would do)."""
+        parent is the refused key (absent on the node, so no link: what the node itself would do).
+        ``versions``: each value's version (PUT flag VERSION, docs/cluster.md § Versions), sent when the
+        node granted the versions feature (over TCP: ALLOC carries no version)."""
         n = len(keys)
         results = [E.OK] * n
         with self._lock:
@@ -330,7 +337,7 @@ class KvStore:
                     results[i] = E.VALUE_TOO_LARGE
                 else:
                     todo.append(i)
-            sizes = [P.put_entry_size(len(keys[i])) for i in todo]
+            sizes = [P.put_entry_size(len(keys[i]), versions is not None) for i in todo]
             if not chain:
                 chunks = _split(sizes, hello, _PUT_FIXED)
             else:
@@ -349,12 +356,14 @@ class KvStore:
             def run(conn, start, end):
                 idx = todo[start:end]
                 self._negotiate(conn)
-                if self._shm is not None and not chain:   # chains need PUT's chain flags: they go over TCP
+                versioned = versions is not None and conn.versions
+                if self._shm is not None and not chain and not versioned:   # chains and versions need PUT's flags: over TCP
                     shm.alloc_chunk(conn, self._shm, keys, values, lengths, results, idx)
                     return
                 parent = parent_of(idx[0]) if chain else None
-                flags = (P.Flag.CHAIN if chain else 0) | (P.Flag.CHAIN_PARENT if parent else 0)
-                meta = P.encode_put_meta([(keys[i], lengths[i]) for i in idx], parent=parent)
+                flags = (P.Flag.CHAIN if chain else 0) | (P.Flag.CHAIN_PARENT if parent else 0) | (P.Flag.VERSION if versioned else 0)
+                meta = P.encode_put_meta([(keys[i], lengths[i]) for i in idx], parent=parent,
+                                         versions=[versions[i] for i in idx] if versioned else None)
                 pieces = [p for i in idx for p in values[i]]
                 rid = conn.send_request(P.Opcode.PUT, meta, pieces, sum(lengths[i] for i in idx), flags=int(flags))
                 _, reply = conn.read_reply(rid, P.Opcode.PUT)
@@ -398,8 +407,10 @@ class KvStore:
 
     # -- GET --
 
-    def _get(self, keys: list, dests: list) -> list:
-        """dests: per key a list of memoryview pieces, or None to allocate. Returns (codes, values)."""
+    def _get(self, keys: list, dests: list, versions: Optional[list] = None) -> list:
+        """dests: per key a list of memoryview pieces, or None to allocate. Returns (codes, values).
+        ``versions``: a list filled with each hit's version as the node reported it (0 when it reports none);
+        the keys are then read over TCP (LEASE carries no version)."""
         if self._router is not None:
             self._check_open()
             return self._router.get(keys, dests)
@@ -418,7 +429,7 @@ class KvStore:
             def run(conn, start, end):
                 idx = todo[start:end]
                 self._negotiate(conn)
-                if self._shm is not None:
+                if self._shm is not None and not (versions is not None and conn.versions):
                     shm.lease_chunk(conn, self._shm, keys, dests, results, allocated, idx, verify)
                     return
                 rid = conn.send_request(P.Opcode.GET, P.encode_key_batch([keys[i] for i in idx]))
@@ -430,6 +441,8 @@ class KvStore:
                         results[i] = _code(entry.status)
                         continue
                     length = entry.length
+                    if versions is not None:
+                        versions[i] = entry.version
                     pieces = dests[i]
                     if pieces is None:
                         buf = bytearray(length)

@@ -17,7 +17,8 @@ VERSION = 1
 OPCODES = {"HELLO": 0x01, "AUTH": 0x02, "PING": 0x03, "PUT": 0x10, "GET": 0x11, "EXISTS": 0x12,
            "REMOVE": 0x13, "PIN": 0x14, "UNPIN": 0x15, "STATS": 0x20,
            "SHM_INFO": 0x30, "LEASE": 0x31, "RELEASE": 0x32, "ALLOC": 0x33, "COMMIT": 0x34}
-FLAGS = {"CHAIN": 0x0001, "CHAIN_PARENT": 0x0002, "REPLY": 0x8000}
+FLAGS = {"CHAIN": 0x0001, "CHAIN_PARENT": 0x0002, "VERSION": 0x0010, "REPLY": 0x8000}
+FEATURE_VERSIONS = 0x4
 STATUSES = {"OK": 0, "NOT_FOUND": 1, "VALUE_TOO_LARGE": 2, "INVALID_KEY": 3, "OUT_OF_MEMORY": 4, "TIER_FAILED": 5,
             "BAD_FRAME": 32, "UNSUPPORTED_VERSION": 33, "UNKNOWN_OPCODE": 34, "HELLO_REQUIRED": 35,
             "AUTH_REQUIRED": 36, "AUTH_FAILED": 37, "FRAME_TOO_LARGE": 38, "BATCH_TOO_LARGE": 39,
@@ -91,11 +92,13 @@ def key_batch_meta(keys) -> bytes:
     return struct.pack("<I", len(keys)) + b"".join(lp16(k) for k in keys)
 
 
-def put_meta(parent, entries) -> bytes:
+def put_meta(parent, entries, versions=None) -> bytes:
     out = b"" if parent is None else lp16(parent)
     out += struct.pack("<I", len(entries))
-    for key, length in entries:
+    for n, (key, length) in enumerate(entries):
         out += struct.pack("<HQ", len(key), length) + key
+        if versions is not None:
+            out += struct.pack("<Q", versions[n])
     return out
 
 
@@ -103,9 +106,10 @@ def status_list_meta(statuses) -> bytes:
     return struct.pack("<I", len(statuses)) + bytes(STATUSES[s] for s in statuses)
 
 
-def get_reply_meta(entries) -> bytes:
+def get_reply_meta(entries, versions=None) -> bytes:
     return struct.pack("<I", len(entries)) + b"".join(
-        struct.pack("<BQI", STATUSES[s], length, crc) for s, length, crc in entries)
+        struct.pack("<BQI", STATUSES[s], length, crc) + (b"" if versions is None else struct.pack("<Q", versions[n]))
+        for n, (s, length, crc) in enumerate(entries))
 
 
 def stats_meta(stats) -> bytes:
@@ -219,6 +223,24 @@ add("get_reply_two_hits", "GET reply with two hits: the payload is value 0 then 
     get_reply_meta(get_entries2), v3 + v1)
 add("get_request_two", "GET request answered by get_reply_two_hits.",
     "GET", [], 21, "OK", {"keys": [h(k) for k in get_keys2]}, key_batch_meta(get_keys2))
+
+# Value versions (HELLO feature bit 0x4): on a connection granted the feature, PUT may carry VERSION and every GET
+# reply entry ends with the value's version. "connection_features" is what HELLO granted on the connection the frame
+# travels (a decoder needs it for the GET reply, whose header does not say).
+hlc = [(1_764_000_000_000 << 16) | 1, (1_764_000_000_000 << 16) | 2]
+add("put_request_version", "PUT with VERSION (connection granted feature 0x4): each entry ends with the value's u64 version, here hybrid-logical-clock versions (Unix ms << 16 | counter). The node keeps them; an older version than the key's newest is acknowledged but not stored.",
+    "PUT", ["VERSION"], 15, "OK",
+    {"parent": None, "entries": [{"key": h(k), "value_length": n, "version": v} for (k, n), v in zip(entries[:2], hlc)], "versioned": True},
+    put_meta(None, entries[:2], hlc), v1, connection_features=FEATURE_VERSIONS)
+add("put_request_version_chain", "PUT with CHAIN and VERSION: the flags combine; the version follows each entry's key.",
+    "PUT", ["CHAIN", "VERSION"], 16, "OK",
+    {"parent": None, "entries": [{"key": h(k), "value_length": n, "version": v} for (k, n), v in zip(chain_entries[:2], hlc)], "versioned": True},
+    put_meta(None, chain_entries[:2], hlc), b"".join(vals[:2]), connection_features=FEATURE_VERSIONS)
+get_versions = [hlc[0], 0, hlc[1], 0]
+add("get_reply_versions", "GET reply on a connection granted feature 0x4 (answer to get_request): every entry ends with the value's u64 version, 0 for a miss. 21 bytes per entry.",
+    "GET", ["REPLY"], 20, "OK",
+    {"entries": [{"status": s, "length": n, "crc32c": c, "version": v} for (s, n, c), v in zip(get_entries, get_versions)], "versioned": True},
+    get_reply_meta(get_entries, get_versions), v1, connection_features=FEATURE_VERSIONS)
 
 # EXISTS / REMOVE / PIN / UNPIN
 for op, rid, keys, statuses, text in [
@@ -339,6 +361,10 @@ bad("unknown_opcode", "Opcode 0x04 is not defined in v1.", header(0x04, 0, 3, 0,
 bad("unknown_flag", "PUT with flag bit 0x0004, which is not defined.", header(OPCODES["PUT"], 0x0004, 3, 0, 4, 0) + struct.pack("<I", 0), "BAD_FRAME", "node")
 bad("chain_flag_on_get", "GET with the CHAIN flag: only PUT takes flags.", frame("GET", ["CHAIN"], 3, "OK", key_batch_meta([b"k"])), "BAD_FRAME", "node")
 bad("chain_parent_without_chain", "PUT with CHAIN_PARENT but not CHAIN.", frame("PUT", ["CHAIN_PARENT"], 3, "OK", lp16(b"p") + struct.pack("<I", 0)), "BAD_FRAME", "node")
+bad("version_flag_without_feature", "PUT with VERSION on a connection whose HELLO did not grant feature 0x4 (versions).",
+    frame("PUT", ["VERSION"], 3, "OK", put_meta(None, [(b"ab", 3)], [1]), b"xyz"), "BAD_FRAME", "node")
+bad("version_flag_on_get", "GET with VERSION: only PUT takes it, even on a connection granted versions.",
+    frame("GET", ["VERSION"], 3, "OK", key_batch_meta([b"k"])), "BAD_FRAME", "node")
 bad("status_in_request", "A request carrying status 1 (NOT_FOUND).", frame("PING", [], 3, "NOT_FOUND", b""), "BAD_FRAME", "node")
 bad("payload_on_get", "GET with a 1-byte payload: only PUT carries a payload.", frame("GET", [], 3, "OK", key_batch_meta([b"k"]), b"x"), "BAD_FRAME", "node")
 bad("meta_over_node_limit", "Header declaring 8 MiB + 1 bytes of metadata, over the default max_meta_bytes (only the header is shown: the node answers before reading the metadata).",

@@ -1,3 +1,4 @@
+using Kvasir.Cluster;
 using Kvasir.Protocol;
 
 namespace Kvasir.Client.Internal;
@@ -15,6 +16,20 @@ internal sealed partial class ClusterRouter
     public long ReadRepairs => Interlocked.Read(ref _repairs);
 
     private bool Versioned(int replicas) => _options.ReplicaVersions && replicas >= 2;
+
+    /// <summary>The cluster's replication factor from its settings in the registry; 1 when it has none. Disposes the watcher (and its registry) when it fails.</summary>
+    private static async Task<int> ClusterReplicasAsync(IClusterRegistry registry, MembershipWatcher watcher, KvStoreOptions options, string url)
+    {
+        try
+        {
+            return (await registry.ReadSettingsAsync().ConfigureAwait(false)).Replicas ?? 1;
+        }
+        catch (Exception ex) when (ex is ClusterRegistryException or FormatException)
+        {
+            await watcher.DisposeAsync().ConfigureAwait(false);
+            throw new KvasirException($"cannot read the settings of cluster '{options.Cluster}' from {RedisUrl.Redact(url)}: {ex.Message}", ex);
+        }
+    }
 
     private long[] Stamp(int count)
     {
@@ -38,7 +53,7 @@ internal sealed partial class ClusterRouter
     private async Task GetNewestAsync(GetBatch batch, CancellationToken ct)
     {
         int count = batch.Keys.Count;
-        var plan = Plan(batch.Keys, _options.Replicas);
+        var plan = Plan(batch.Keys, _replicas);
         var answers = new Answer[count][];
         for (int i = 0; i < count; i++) answers[i] = plan.Ranks[i] is { } r ? new Answer[r.Length] : [];
         await Task.WhenAll(plan.ByNode().Select(async group =>

@@ -22,16 +22,20 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
     private NodeSlot? _embedded;
     private View _view;
 
-    private ClusterRouter(KvStoreOptions options, MembershipWatcher? watcher, IReadOnlyList<NodeRecord> nodes, ILogger log)
+    private readonly int _replicas;
+
+    private ClusterRouter(KvStoreOptions options, MembershipWatcher? watcher, IReadOnlyList<NodeRecord> nodes, ILogger log, int replicas)
     {
         _options = options;
+        _replicas = replicas;
         _watcher = watcher;
         _log = log;
         _view = new View(nodes);
         if (watcher is not null) watcher.Changed += snapshot => Update(snapshot.Nodes);
     }
 
-    public int Replicas => _options.Replicas;
+    /// <summary>Copies of each value: <see cref="KvStoreOptions.Replicas"/> when set, else the cluster's setting (docs/cluster.md § Cluster settings), else 1.</summary>
+    public int Replicas => _replicas;
 
     /// <summary>The live nodes the router places keys on now, sorted by id.</summary>
     public IReadOnlyList<NodeRecord> Nodes => _view.Nodes;
@@ -82,13 +86,14 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
                     await registry.DisposeAsync().ConfigureAwait(false);
                     throw new KvasirException($"cannot read cluster '{options.Cluster}' from {RedisUrl.Redact(url)}: {ex.Message}", ex);
                 }
-                router = new ClusterRouter(options, watcher, watcher.Current.Nodes, log);
+                int replicas = options.Replicas > 0 ? options.Replicas : await ClusterReplicasAsync(registry, watcher, options, url).ConfigureAwait(false);
+                router = new ClusterRouter(options, watcher, watcher.Current.Nodes, log, replicas);
             }
             else
             {
                 var nodes = options.ServerList().Select(a => new NodeRecord { Id = a, Address = a }).ToList();
                 if (memberId is not null && nodes.All(n => n.Id != memberId)) nodes.Add(new NodeRecord { Id = memberId, Address = memberInfo!.Address });
-                router = new ClusterRouter(options, null, nodes, log);
+                router = new ClusterRouter(options, null, nodes, log, Math.Max(options.Replicas, 1));
             }
             if (memberStore is not null)
             {
@@ -140,7 +145,7 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
 
     public async Task<KvStatus[]> PutAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueSource[] values, PutOptions? options, CancellationToken ct)
     {
-        int replicas = options?.Replicas ?? _options.Replicas;
+        int replicas = options?.Replicas ?? _replicas;
         var plan = Plan(keys, replicas);
         var results = new KvStatus[keys.Count];
         var answers = new KvStatus[keys.Count][];
@@ -166,12 +171,12 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
         return results;
     }
 
-    public Task GetAsync(GetBatch batch, CancellationToken ct) => Versioned(_options.Replicas) ? GetNewestAsync(batch, ct) : GetInRankOrderAsync(batch, ct);
+    public Task GetAsync(GetBatch batch, CancellationToken ct) => Versioned(_replicas) ? GetNewestAsync(batch, ct) : GetInRankOrderAsync(batch, ct);
 
     /// <summary>Each key from the first replica in rank order that has it.</summary>
     private async Task GetInRankOrderAsync(GetBatch batch, CancellationToken ct)
     {
-        var plan = Plan(batch.Keys, _options.Replicas);
+        var plan = Plan(batch.Keys, _replicas);
         var statuses = await RoundsAsync(plan, async (store, idx) =>
         {
             var sub = new GetBatch(idx.Select(i => batch.Keys[i]).ToArray(), idx.Select(i => batch.Destinations[i]).ToArray());
@@ -190,7 +195,7 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
     /// <summary>EXISTS asks replicas in turn like GET; REMOVE, PIN and UNPIN go to every replica.</summary>
     public async Task<KvStatus[]> KeyOpAsync(Opcode op, IReadOnlyList<ReadOnlyMemory<byte>> keys, CancellationToken ct)
     {
-        var plan = Plan(keys, _options.Replicas);
+        var plan = Plan(keys, _replicas);
         if (op == Opcode.Exists)
             return await RoundsAsync(plan, (store, idx) => store.KeyOpAsync(op, idx.Select(i => keys[i]).ToArray(), ct)).ConfigureAwait(false);
         var results = new KvStatus[keys.Count];
