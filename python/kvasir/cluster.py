@@ -159,6 +159,16 @@ class StaticMembership:
         pass
 
 
+def cluster_replicas(settings: dict) -> int:
+    """The replication factor a cluster's settings name; 1 when they name none. A bad value is an error naming it."""
+    text = settings.get("replicas")
+    if text is None:
+        return 1
+    if not text.isdigit() or not 1 <= int(text) <= 16:
+        raise KvasirError(f"cluster setting replicas={text!r} must be a whole number from 1 to 16 (fix it with kvasir cluster set)")
+    return int(text)
+
+
 class RedisMembership:
     """Live nodes of cluster ``name`` in Redis, followed by a polling thread (epoch + live count, every
     ``poll`` seconds; the full list is read only when they change, or every 30 s). If Redis goes away
@@ -190,6 +200,14 @@ class RedisMembership:
         self._forgotten, self._forgotten_since = None, 0.0
         self._thread = threading.Thread(target=self._loop, name="kvasir-membership", daemon=True)
         self._thread.start()
+
+    def settings(self) -> dict:
+        """The cluster-wide settings (``kvasir cluster set``; docs/cluster.md § Cluster settings): name -> value."""
+        try:
+            raw = self._redis.hgetall(self._keys[0].replace(":members", ":settings"))
+        except self._redis_errors as ex:
+            raise KvasirError(f"cannot read the settings of cluster {self._keys[0][8:-9]!r}: {ex}") from None
+        return {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in raw.items()}
 
     def _read(self) -> Tuple[int, List[dict]]:
         items = self._redis.eval(_READ, 3, *self._keys)
@@ -620,5 +638,13 @@ def start_cluster(store, cfg, capacity, data_plane_addr, client_id, poll, explic
                            connect_timeout=store.connect_timeout, request_timeout=store.request_timeout, verify_crc=store.verify_crc,
                            **(store._tls.options() if store._tls is not None else {}))
 
+    if store.replicas is None:   # the cluster's setting (kvasir cluster set replicas=N), else 1
+        try:
+            store.replicas = cluster_replicas(membership.settings()) if isinstance(membership, RedisMembership) else 1
+        except BaseException:
+            membership.close()
+            if store._embedded is not None:
+                store._embedded.close()
+            raise
     store._router = Router(membership, store.replicas, open_store, store.replica_versions)
     store.hello = None

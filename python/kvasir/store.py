@@ -63,7 +63,8 @@ class KvStore:
     * ``redis_url`` / ``cluster`` (default ``"default"``): discover the cluster's live nodes in
       Redis and follow joins and departures (needs the ``redis`` package). URL forms:
       ``redis://[[user]:password@]host:port[/db]``, ``rediss://…[?ca=/path/ca.pem]`` (TLS) and
-      ``redis+sentinel://host:port,host:port/master[/db]`` (docs/cluster.md). ``replicas`` (default 1):
+      ``redis+sentinel://host:port,host:port/master[/db]`` (docs/cluster.md). ``replicas`` (default: the
+      cluster's setting, ``kvasir cluster set replicas=N``, read when the store connects; else 1):
       copies of each value; puts go to the key's top R nodes, gets/exists try them in order
       (docs/cluster.md). ``membership_poll`` (default 1 s): how often Redis is checked for changes.
       ``replica_versions`` (default True): with ``replicas`` >= 2, puts carry a version from this client's
@@ -145,6 +146,7 @@ class KvStore:
         if cfg["redis_url"] or len(self.servers) > 1 or capacity is not None:
             self._start_cluster(cfg, capacity, data_plane_addr or "127.0.0.1:0", client_id, membership_poll, servers is not None)
             return
+        self.replicas = self.replicas or 1
         self._conn = self._open()
         self.hello = self._conn.hello
 

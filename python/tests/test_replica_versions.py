@@ -1,6 +1,7 @@
 """Versioned replicas and read repair (docs/cluster.md § Versions) against real `kvasir serve` nodes: a replica that
 missed an overwrite and came back with its old copy from its disk tier ranks first, yet readers get the newest copy
 and the stale replica is repaired."""
+import os
 import shutil
 import tempfile
 
@@ -84,3 +85,35 @@ def test_the_node_grants_versions_and_returns_the_version_a_put_carried(cli):
             assert P.FEATURE_VERSIONS == 0x4 and P.Flag.VERSION == 0x10
     finally:
         n.stop()
+
+
+def test_a_key_written_with_the_clusters_replicas_is_read_after_a_node_dies_by_a_client_that_did_not_say_r(cli):
+    """Cluster settings (docs/cluster.md § Cluster settings): `kvasir cluster set replicas=2`; neither the writer
+    nor the reader says replicas, and a node's death loses nothing."""
+    import subprocess
+    import time
+    from test_cluster import Redis, _live
+    from conftest import REPO, wait_until
+    redis = Redis()
+    name = f"pyset{os.getpid()}{int(time.monotonic() * 1000) % 100000}"
+    nodes = [Node("--memory", "64MiB", "--redis", redis.url, "--cluster", name, "--heartbeat-ttl", "1", *QUIET) for _ in range(3)]
+    try:
+        wait_until(lambda: len(_live(redis.url, name)) == 3, "3 live nodes")
+        r = subprocess.run([*cli, "cluster", "set", "replicas=2", "--redis", redis.url, "--cluster", name],
+                           cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and r.stdout == "replicas=2\n", r.stderr
+        keys = [f"py-settings/{i}" for i in range(60)]
+        with kvasir.KvStore(redis_url=redis.url, cluster=name, membership_poll=0.1, connect_timeout=2.0, request_timeout=10.0) as writer:
+            assert writer.replicas == 2 and len(writer.placement(keys[0])) == 2
+            assert writer._put([k.encode() for k in keys], [[memoryview(_value(k, 1))] for k in keys]) == [0] * len(keys)
+        nodes[0].proc.kill()   # SIGKILL: each key it held is on one other node too
+        with kvasir.KvStore(redis_url=redis.url, cluster=name, membership_poll=0.1, connect_timeout=2.0, request_timeout=10.0) as reader:
+            assert reader.replicas == 2
+            for k in keys:
+                assert reader.get(k) == _value(k, 1), f"{k} after {nodes[0].address} died"
+        with kvasir.KvStore(redis_url=redis.url, cluster=name, replicas=1, membership_poll=0.1) as overridden:
+            assert overridden.replicas == 1   # a client's own setting wins
+    finally:
+        for n in nodes:
+            n.stop()
+        redis.stop()
