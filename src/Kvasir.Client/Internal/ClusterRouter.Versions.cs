@@ -60,7 +60,8 @@ internal sealed partial class ClusterRouter
         {
             var (slot, entries) = group;
             var sub = new GetBatch(entries.Select(e => batch.Keys[e.Index]).ToArray(),
-                entries.Select(e => e.Rank == 0 ? batch.Destinations[e.Index] : ValueDestination.Allocating).ToArray()) { WantVersions = true };
+                entries.Select(e => e.Rank == 0 ? batch.Destinations[e.Index] : ValueDestination.Allocating).ToArray())
+            { WantVersions = true };
             var statuses = await RunAsync(slot, entries.Count, async s =>
             {
                 await s.GetCoreAsync(sub, ct).ConfigureAwait(false);
