@@ -127,6 +127,18 @@ if [ -d python/tests ]; then
   echo "  python: $p passed, $f failed"
   passed=$((passed + p)); failed=$((failed + f))
 fi
+# README.md's commands, verbatim and in order, against real processes in private network and PID namespaces
+# (tests/readme/run_readme.py): a newcomer's first steps must keep working.
+echo "test.sh: readme"
+if [ "$(id -u)" != 0 ]; then
+  echo "  readme: not run (needs root: the README's fixed ports run in a private network namespace)"
+elif /usr/bin/python3 tests/readme/run_readme.py >"$log/readme.log" 2>&1; then
+  echo "  readme: 1 passed, 0 failed ($(grep -c '^README.md:[0-9]' "$log/readme.log") commands)"
+  passed=$((passed + 1))
+else
+  tail -n 30 "$log/readme.log"; echo "  readme: 0 passed, 1 failed"
+  failed=$((failed + 1)); status=1
+fi
 # One short chaos round (bench/chaos.py): 3 nodes with disk tiers in a real Redis, replicas=2, kill -9 and restart
 # a node every 6 s and Redis once, write-once keys as engines write them, a random seed (printed, to reproduce);
 # any wrong byte, stale read or lost acknowledged value fails it. Overwrites are not part of it: replicas carry no

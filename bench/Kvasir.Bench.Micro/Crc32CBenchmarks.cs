@@ -1,4 +1,5 @@
 using BenchmarkDotNet.Attributes;
+using Kvasir.Protocol;
 using Kvasir.Storage;
 
 namespace Kvasir.Bench.Micro;

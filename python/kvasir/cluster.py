@@ -11,7 +11,6 @@ keys into retries on the next replica. The Redis layout and scripts are those of
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -21,6 +20,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote
 
 from . import errors as E
+from . import node_binary
 from .errors import KvasirError
 from .placement import Ring
 from .replicas import HybridClock, get_newest
@@ -365,15 +365,18 @@ class Router:
         ring, _ = self._view()
         return ring.place(key, min(replicas or self.replicas, len(ring)))
 
-    def _plan(self, keys, replicas, max_key=512):
+    def _plan(self, keys, replicas, max_key=512, placed_by: Optional[bytes] = None):
+        """Each valid key's replicas over the view (None for an invalid key); with ``placed_by`` (chain
+        placement) every valid key takes that key's ranking."""
         ring, slots = self._view()
         r = min(replicas, len(ring))
+        root = ring.rank(placed_by, r) if placed_by is not None and r else None
         ranks = []
         for k in keys:
             if not 1 <= len(k) <= max_key:
                 ranks.append(None)
             else:
-                ranks.append(ring.rank(k, r) if r else [])
+                ranks.append(root if root is not None else ring.rank(k, r) if r else [])
         return ring, slots, ranks
 
     def _run(self, slot, count, call, force: bool = False) -> list:
@@ -401,11 +404,14 @@ class Router:
 
     # -- operations --
 
-    def put(self, keys: list, views: list, chain: bool, chain_parent: Optional[bytes], replicas: Optional[int] = None) -> List[int]:
+    def put(self, keys: list, views: list, chain: bool, chain_parent: Optional[bytes], replicas: Optional[int] = None,
+            placed_by: Optional[bytes] = None, ttl=None) -> List[int]:
+        """``placed_by``: chain placement's root key (:func:`kvasir.placement.chain_placement_key`), whose
+        nodes take the whole batch (and hold its parent, placed by the same root); ``ttl``: as :meth:`KvStore.put`."""
         replicas = replicas or self.replicas
-        ring, slots, ranks = self._plan(keys, replicas)
+        ring, slots, ranks = self._plan(keys, replicas, placed_by=placed_by)
         versions = [self.clock.next() for _ in keys] if self.versions and replicas >= 2 else None
-        parent_nodes = set(ring.place(chain_parent, min(replicas, len(ring)))) if chain and chain_parent and len(ring) else set()
+        parent_nodes = set(ring.place(placed_by or chain_parent, min(replicas, len(ring)))) if chain and chain_parent and len(ring) else set()
         answers = [[None] * len(r) if r else [] for r in ranks]
         groups: Dict[int, List[Tuple[int, int]]] = {}
         for i, r in enumerate(ranks):
@@ -416,7 +422,8 @@ class Router:
             slot = slots[n]
             parent = chain_parent if slot.id in parent_nodes else None
             codes = self._run(slot, len(entries), lambda s: s._put([keys[i] for i, _ in entries], [views[i] for i, _ in entries], chain, parent,
-                                                                   versions=None if versions is None else [versions[i] for i, _ in entries]))
+                                                                   versions=None if versions is None else [versions[i] for i, _ in entries],
+                                                                   ttl=ttl))
             for (i, rank), code in zip(entries, codes):
                 answers[i][rank] = code
 
@@ -494,6 +501,30 @@ class Router:
         self._all(each, groups)
         return [E.INVALID_KEY if ranks[i] is None else self._combine(answers[i]) for i in range(len(keys))]
 
+    def chain_lookup(self, count: int, root: bytes, call) -> list:
+        """A chain lookup (docs/protocol.md, Placement): the chain lives on ``root``'s replicas, asked in
+        rank order, one request per node; each is asked for the keys from the first one not yet found
+        (``call(store, start)`` -> codes of keys[start:]) and its answer counts up to its first miss. Keys
+        past the found prefix are NOT_FOUND (UNAVAILABLE when no replica answered)."""
+        ring, slots = self._view()
+        results = [E.UNAVAILABLE] * count
+        found = 0
+        for n in ring.rank(root, min(self.replicas, len(ring))):
+            if found == count:
+                break
+            start = found
+            codes = self._run(slots[n], count - start, lambda s: call(s, start))
+            if all(c == E.UNAVAILABLE for c in codes):
+                continue
+            results[start:] = [E.NOT_FOUND] * (count - start)
+            while found < count and codes[found - start] >= 0:
+                results[found] = codes[found - start]
+                found += 1
+            if found < count and codes[found - start] not in _RETRY:
+                results[found] = codes[found - start]
+                break
+        return results
+
     def node_stats(self) -> List[Tuple[dict, Optional[dict], Optional[str]]]:
         _, slots = self._view()
         out = []
@@ -507,6 +538,11 @@ class Router:
             except KvasirError as ex:
                 out.append((node, None, str(ex)))
         return out
+
+    def node_stores(self) -> List[Tuple[dict, object]]:
+        """Every node (sorted by id) with its store, or None when it cannot be reached: key management asks each in turn."""
+        _, slots = self._view()
+        return [(node, slot.get(self._open_store)) for node, slot in zip(sorted(self.nodes, key=lambda n: n["id"]), slots)]
 
     def _all(self, fn, groups: dict) -> None:
         """Runs ``fn(node_index, entries)`` for every node's group, in parallel when there are several."""
@@ -569,16 +605,10 @@ class EmbeddedNode:
 
     @staticmethod
     def _command() -> List[str]:
-        env = os.environ.get("KVASIR_BIN")
-        if env:
-            return env.split()
-        found = shutil.which("kvasir")
-        if found:
-            return [found]
-        dll = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), ".build", "cli", "kvasir.dll")
-        if os.path.exists(dll):
-            return ["dotnet", dll]
-        raise KvasirError("cannot find the kvasir node binary for an embedded node: set KVASIR_BIN")
+        command, why = node_binary.locate()
+        if command is None:
+            raise KvasirError(f"cannot start an embedded node: {why}")
+        return command
 
     def _drain(self) -> None:
         try:

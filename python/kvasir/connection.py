@@ -21,6 +21,7 @@ _WIRE_TO_CODE = {
     P.WireStatus.INVALID_KEY: E.INVALID_KEY,
     P.WireStatus.OUT_OF_MEMORY: E.OUT_OF_MEMORY,
     P.WireStatus.TIER_FAILED: E.TIER_FAILED,
+    P.WireStatus.QUOTA_EXCEEDED: E.QUOTA_EXCEEDED,
 }
 
 
@@ -99,9 +100,13 @@ class _Connection:
     def _handshake(self, host, port, auth_key) -> P.HelloReply:
         where = f"{host}:{port}"
         try:
-            hello = self.call(P.Opcode.HELLO, P.encode_meta(P.HelloRequest(features=P.FEATURE_VERSIONS, client_name=CLIENT_NAME)))
+            # VALUE_CRC, TTL and versions are asked for always: granted, a PUT may carry the writer's CRCs
+            # (KvStore(value_crc=True)), a time to live (put(..., ttl=)) and versions; a PUT without them is unchanged
+            hello = self.call(P.Opcode.HELLO, P.encode_meta(P.HelloRequest(
+                features=P.FEATURE_VALUE_CRC | P.FEATURE_TTL | P.FEATURE_VERSIONS, client_name=CLIENT_NAME)))
             if not isinstance(hello, P.HelloReply) or hello.version != P.VERSION:
                 raise KvasirError(f"{where} negotiated an unsupported protocol version")
+            self.features = hello.features & P.FEATURE_VALUE_CRC   # a bit not asked for is never used
             if hello.auth_required and auth_key is None:
                 raise KvasirAuthError(f"{where} requires an auth key and none is configured")
             if not hello.auth_required and auth_key is not None:

@@ -12,13 +12,15 @@ constant               value  meaning
 ``INVALID_KEY``         -3    the key is empty or longer than the node's ``max_key_bytes``
 ``OUT_OF_MEMORY``       -4    the node could not make room
 ``TIER_FAILED``         -5    the node's disk tier could not store it (I/O error, disk full): not stored
+``QUOTA_EXCEEDED``      -6    the key's namespace is at its byte budget (``--namespace-quota``): not stored;
+                              ``KvStore.quota_message(key)`` names the namespace and budget
 ``BUFFER_TOO_SMALL``   -16    GET: the destination is smaller than the value
 ``TIMEOUT``            -17    no reply within the request timeout
 ``UNAVAILABLE``        -18    the node could not be reached or the connection broke
 ``PROTOCOL_ERROR``     -19    the node answered with a frame-level error or a malformed reply
 =====================  =====  ==========================================================
 
-A node answer this client does not know (per-key wire codes 6..31) is reported as
+A node answer this client does not know (per-key wire codes 7..31) is reported as
 ``PROTOCOL_ERROR``.
 """
 
@@ -28,6 +30,7 @@ VALUE_TOO_LARGE = -2
 INVALID_KEY = -3
 OUT_OF_MEMORY = -4
 TIER_FAILED = -5
+QUOTA_EXCEEDED = -6
 BUFFER_TOO_SMALL = -16
 TIMEOUT = -17
 UNAVAILABLE = -18
@@ -40,6 +43,7 @@ CODE_NAMES = {
     INVALID_KEY: "INVALID_KEY",
     OUT_OF_MEMORY: "OUT_OF_MEMORY",
     TIER_FAILED: "TIER_FAILED",
+    QUOTA_EXCEEDED: "QUOTA_EXCEEDED",
     BUFFER_TOO_SMALL: "BUFFER_TOO_SMALL",
     TIMEOUT: "TIMEOUT",
     UNAVAILABLE: "UNAVAILABLE",

@@ -392,7 +392,7 @@ def put_local(store, keys, addrs_per_key, sizes_per_key) -> List[int]:
         base = mapping.address()
         inflight = []   # (copies, reservation ids, their keys): committed once the copies are done
         try:
-            for start, end in split_keys(todo, keys_b, hello, per_key=2 + 8):   # ALLOC: key, u64 length
+            for start, end in _by_bytes(split_keys(todo, keys_b, hello, per_key=2 + 8), todo, lengths):   # ALLOC: key, u64 length
                 idx = np.array(todo[start:end], dtype=np.int64)
                 sent = time.monotonic()
                 meta = conn.call_raw(P.Opcode.ALLOC, P.encode_alloc_request([keys_b[i] for i in idx], lengths[idx].tolist()))
@@ -432,6 +432,26 @@ def put_local(store, keys, addrs_per_key, sizes_per_key) -> List[int]:
             store._drop()
             raise
     return results
+
+
+# Values reserved per ALLOC of a store from local memory: small enough that the node's zeroing and CRC of one chunk
+# overlap the DMA of the next (a GPU writes 2 GiB in ~40 ms; one 1 GiB chunk would leave nothing to overlap).
+_STORE_CHUNK_BYTES = 128 << 20
+
+
+def _by_bytes(chunks, todo, lengths, cap: int = _STORE_CHUNK_BYTES):
+    """``chunks`` (positions in ``todo``) split further so that each holds at most ``cap`` bytes of values (one key at least)."""
+    out = []
+    for start, end in chunks:
+        first, total = start, 0
+        for pos in range(start, end):
+            n = int(lengths[todo[pos]])
+            if total and total + n > cap:
+                out.append((first, pos))
+                first, total = pos, 0
+            total += n
+        out.append((first, end))
+    return out
 
 
 def _commit(conn, copies, ids, owners, results) -> None:

@@ -49,7 +49,8 @@ class Ping:
 class PutEntry:
     key: bytes
     value_length: int
-    version: int = 0   # only with the VERSION flag (HELLO feature FEATURE_VERSIONS)
+    crc32c: Optional[int] = None   # the writer's CRC-32C of the value: only in a PUT with VALUE_CRC
+    version: int = 0   # only with the VERSION flag (HELLO feature FEATURE_VERSIONS), after the CRC
 
 
 @dataclass
@@ -57,6 +58,12 @@ class PutRequest:
     parent: Optional[bytes]
     entries: List[PutEntry]
     versioned: bool = False   # the VERSION flag: every entry ends with its version (u64)
+
+
+@dataclass
+class PutRequestTtl(PutRequest):
+    """A PUT with the TTL flag: ``ttl_seconds`` (u32, after the last entry) is every entry's time to live (0: never)."""
+    ttl_seconds: int = 0
 
 
 @dataclass

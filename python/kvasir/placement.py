@@ -2,11 +2,14 @@
 
 hash(bytes) = first 8 bytes of SHA-256, little-endian; weight(key, node) = mix64(hash(key) ^
 hash(node id)) with the SplitMix64 finalizer; nodes rank by weight descending, then by id. The .NET
-client computes the same (tests/vectors/rendezvous.json pins both).
+client computes the same (tests/vectors/rendezvous.json pins both). Chain placement puts every key of
+a chained put on the nodes of :func:`chain_placement_key`.
 """
 
 import hashlib
-from typing import List, Sequence
+from typing import List, Optional, Sequence
+
+from .errors import KvasirError
 
 _M64 = (1 << 64) - 1
 
@@ -38,3 +41,15 @@ class Ring:
 
     def place(self, key: bytes, replicas: int = 1) -> List[str]:
         return [self.ids[i] for i in self.rank(key, replicas)]
+
+
+def chain_placement_key(first_key: bytes, root: Optional[bytes], continues_parent: bool) -> bytes:
+    """The key whose nodes hold every block of a chained put under chain placement: ``root`` when given,
+    else the put's first key. A put that continues a parent chain must name its root (its own first key
+    is not the chain's, and placing by it would scatter the chain)."""
+    if not root and continues_parent:
+        raise KvasirError("chain placement: a put that continues a parent chain must name the chain's first key (chain_root)")
+    key = root or first_key
+    if not 1 <= len(key) <= 512:
+        raise KvasirError(f"chain placement: the chain root must be 1..512 bytes (got {len(key)})")
+    return key

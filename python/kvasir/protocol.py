@@ -23,7 +23,7 @@ from .crc32c import crc32c  # noqa: F401
 from .errors import ProtocolError
 from .messages import (  # noqa: F401 - re-exported: the message classes are part of this module's API
     VERSION, HelloRequest, HelloReply, AuthRequest, AuthReply, Ping, PutEntry,
-    PutRequest, KeyBatch, StatusList, GetEntry, GetReply, StatsRequest,
+    PutRequest, PutRequestTtl, KeyBatch, StatusList, GetEntry, GetReply, StatsRequest,
     Stat, StatsReply, ErrorReply, ShmInfoRequest, ShmInfoReply, LeaseEntry,
     LeaseReply, IdList, AllocEntry, AllocRequest, AllocReplyEntry, AllocReply,
 )
@@ -52,6 +52,9 @@ class Opcode(enum.IntEnum):
     REMOVE = 0x13
     PIN = 0x14
     UNPIN = 0x15
+    SCAN = 0x16
+    INFO = 0x17
+    REMOVE_PREFIX = 0x18
     STATS = 0x20
     SHM_INFO = 0x30
     LEASE = 0x31
@@ -64,16 +67,23 @@ class Flag(enum.IntFlag):
     NONE = 0
     CHAIN = 0x0001
     CHAIN_PARENT = 0x0002
-    VERSION = 0x0010   # PUT, on a connection granted FEATURE_VERSIONS: each entry ends with a u64 version
+    VALUE_CRC = 0x0004   # PUT: every entry ends with the writer's CRC-32C of its value (feature FEATURE_VALUE_CRC)
+    TTL = 0x0008         # PUT: the metadata ends with a u32 time to live in seconds (feature FEATURE_TTL)
+    VERSION = 0x0010     # PUT: every entry ends with a u64 version, after its CRC (feature FEATURE_VERSIONS)
     REPLY = 0x8000
 
 
-FLAG_NAMES = [("CHAIN", Flag.CHAIN), ("CHAIN_PARENT", Flag.CHAIN_PARENT), ("VERSION", Flag.VERSION), ("REPLY", Flag.REPLY)]
+FLAG_NAMES = [("CHAIN", Flag.CHAIN), ("CHAIN_PARENT", Flag.CHAIN_PARENT), ("VALUE_CRC", Flag.VALUE_CRC), ("TTL", Flag.TTL),
+              ("VERSION", Flag.VERSION), ("REPLY", Flag.REPLY)]
+DEFINED_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.VALUE_CRC | Flag.TTL | Flag.VERSION | Flag.REPLY)
+PUT_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.VALUE_CRC | Flag.TTL)
 
-# HELLO feature bits (docs/protocol.md § Value versions).
-FEATURE_VERSIONS = 0x4
+# HELLO feature bits (docs/protocol.md "Versioning and features", § Value versions)
+FEATURE_VALUE_CRC = 0x1
+FEATURE_TTL = 0x2  # PUT may carry the TTL flag and its u32 seconds
+FEATURE_VERSIONS = 0x4  # PUT may carry VERSION; GET reply entries end with the value's version
+FEATURES = {"VALUE_CRC": FEATURE_VALUE_CRC, "TTL": FEATURE_TTL, "VERSIONS": FEATURE_VERSIONS}
 MAX_VALUE_VERSION = (1 << 63) - 1
-DEFINED_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.VERSION | Flag.REPLY)
 
 
 class WireStatus(enum.IntEnum):
@@ -84,6 +94,7 @@ class WireStatus(enum.IntEnum):
     INVALID_KEY = 3
     OUT_OF_MEMORY = 4
     TIER_FAILED = 5
+    QUOTA_EXCEEDED = 6
     BAD_FRAME = 32
     UNSUPPORTED_VERSION = 33
     UNKNOWN_OPCODE = 34
@@ -261,24 +272,31 @@ def encode_alloc_request(keys, lengths) -> bytes:
     return bytes(out)
 
 
-def encode_put_meta(entries, parent: Optional[bytes] = None, versions: Optional[list] = None) -> bytes:
-    """``entries``: (key, value_length) pairs or :class:`PutEntry`; ``parent`` only with CHAIN_PARENT;
-    ``versions`` (one per entry) only with the VERSION flag."""
+def encode_put_meta(entries, parent: Optional[bytes] = None, versions: Optional[list] = None,
+                    ttl_seconds: Optional[int] = None) -> bytes:
+    """``entries``: (key, value_length) pairs, (key, value_length, crc32c) triples (VALUE_CRC: every entry has
+    one) or :class:`PutEntry`; ``parent`` only with CHAIN_PARENT; ``versions`` (one per entry) only with the
+    VERSION flag; ``ttl_seconds`` (u32) only with TTL, after the last entry. Per entry the order is: key, CRC,
+    version."""
     out = bytearray()
     if parent is not None:
         out += _lp16(parent)
     out += _U32.pack(len(entries))
     for n, e in enumerate(entries):
-        key, length = (e.key, e.value_length) if isinstance(e, PutEntry) else e
+        key, length, *crc = (e.key, e.value_length, *(() if e.crc32c is None else (e.crc32c,))) if isinstance(e, PutEntry) else e
         out += _PUT_ENTRY.pack(len(key), length)
         out += key
+        if crc:
+            out += _U32.pack(crc[0])
         if versions is not None:
             out += _U64.pack(versions[n])
+    if ttl_seconds is not None:
+        out += _U32.pack(ttl_seconds)
     return bytes(out)
 
 
-def put_entry_size(key_length: int, versioned: bool = False) -> int:
-    return _PUT_ENTRY.size + key_length + (8 if versioned else 0)
+def put_entry_size(key_length: int, value_crc: bool = False, versioned: bool = False) -> int:
+    return _PUT_ENTRY.size + key_length + (4 if value_crc else 0) + (8 if versioned else 0)
 
 
 def encode_meta(msg) -> bytes:
@@ -302,7 +320,8 @@ def encode_meta(msg) -> bytes:
     if isinstance(msg, Ping):
         return bytes(msg.echo)
     if isinstance(msg, PutRequest):
-        return encode_put_meta(msg.entries, msg.parent, [e.version for e in msg.entries] if msg.versioned else None)
+        return encode_put_meta(msg.entries, msg.parent, [e.version for e in msg.entries] if msg.versioned else None,
+                               getattr(msg, "ttl_seconds", None))
     if isinstance(msg, KeyBatch):
         return encode_key_batch(msg.keys)
     if isinstance(msg, StatusList):
@@ -453,11 +472,12 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
         msg = Ping(r.take(r.remaining()))
     elif op == Opcode.PUT:
         parent = r.bytes16() if header.flags & Flag.CHAIN_PARENT else None
+        with_crc = bool(header.flags & Flag.VALUE_CRC)
         count = r.u32()
         if count > max_batch_keys:
             raise _bad(f"batch of {count} keys exceeds the limit of {max_batch_keys}", WireStatus.BATCH_TOO_LARGE)
         versioned = bool(header.flags & Flag.VERSION)
-        if count * (_PUT_ENTRY.size + (8 if versioned else 0)) > r.remaining():
+        if count * put_entry_size(0, with_crc, versioned) > r.remaining():
             raise _bad(f"PUT of {count} entries cannot fit {r.remaining()} bytes of metadata")
         entries = []
         total = 0
@@ -467,15 +487,17 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
                 raise _bad(f"value of {vlen} bytes exceeds the hard limit of {HARD_MAX_VALUE_BYTES}",
                            WireStatus.FRAME_TOO_LARGE)
             key = r.take(klen)
+            crc = r.unpack(_U32)[0] if with_crc else None
             version = r.unpack(_U64)[0] if versioned else 0
             if version > MAX_VALUE_VERSION:
                 raise _bad(f"version {version} exceeds the largest version {MAX_VALUE_VERSION}")
-            entries.append(PutEntry(key, vlen, version))
+            entries.append(PutEntry(key, vlen, crc, version))
             total += vlen
+        ttl = r.u32() if header.flags & Flag.TTL else None
         r.end()
         if total != header.payload_length:
             raise _bad(f"payload length {header.payload_length} differs from the sum of the value lengths {total}")
-        msg = PutRequest(parent, entries, versioned)
+        msg = PutRequest(parent, entries, versioned) if ttl is None else PutRequestTtl(parent, entries, versioned, ttl_seconds=ttl)
     elif op in KEY_BATCH_OPCODES:
         msg = _decode_key_batch(r, max_batch_keys)
     elif op in (Opcode.RELEASE, Opcode.COMMIT):
@@ -523,8 +545,8 @@ def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BY
         raise _bad(f"opcode 0x{h.opcode:02x} is not defined in v1", WireStatus.UNKNOWN_OPCODE) from None
     if h.flags & ~DEFINED_FLAGS:
         raise _bad(f"undefined flag bits 0x{h.flags & ~DEFINED_FLAGS:04x}")
-    if h.flags & (Flag.CHAIN | Flag.CHAIN_PARENT) and op != Opcode.PUT:
-        raise _bad("only PUT may carry CHAIN or CHAIN_PARENT")
+    if h.flags & PUT_FLAGS and op != Opcode.PUT:
+        raise _bad("only PUT may carry CHAIN, CHAIN_PARENT, VALUE_CRC or TTL")
     if h.flags & Flag.CHAIN_PARENT and not h.flags & Flag.CHAIN:
         raise _bad("CHAIN_PARENT without CHAIN")
     if h.flags & Flag.VERSION and (op != Opcode.PUT or not versions):

@@ -12,6 +12,7 @@ import mmap
 import os
 import socket
 import time
+from typing import Optional
 
 from . import errors as E
 from . import protocol as P
@@ -118,17 +119,26 @@ class ShmMapping:
             pass  # a buffer still exported (an async load in flight): the mapping goes with the object
 
 
-def negotiate(conn, host: str, mode: str):
-    """Returns a mapping for ``mode`` "auto"/"shm", or None (auto: TCP, with the reason logged).
-    ``shm`` raises :class:`KvasirError` where auto falls back."""
+NOT_LOCAL = " is not an address of this host"
+
+
+def negotiate(conn, host: str, mode: str, logged: Optional[str] = None):
+    """Returns ``(mapping, reason)`` for ``mode`` "auto"/"shm": the arena mapped, or None and why (auto: TCP).
+    ``shm`` raises :class:`KvasirError` where auto falls back. The reason is logged unless it equals
+    ``logged`` (the store's last one: once per store, not once per reconnect); a node on this host whose
+    arena cannot be used is a warning (it costs several times the throughput), a remote node is not."""
     def refuse(reason: str):
         if mode == "shm":
             raise KvasirError(f"shm transport unavailable: {reason}")
-        log.info("kvasir: using TCP to %s: %s", host, reason)
-        return None
+        if reason != logged:
+            if reason.endswith(NOT_LOCAL):
+                log.info("kvasir: using TCP to %s: %s", host, reason)
+            else:
+                log.warning("kvasir: using TCP to %s, a node on this host: %s", host, reason)
+        return None, reason
 
     if not is_local_address(host):
-        return refuse(f"{host} is not an address of this host")
+        return refuse(host + NOT_LOCAL)
     try:
         info = conn.call(P.Opcode.SHM_INFO, b"")
     except KvasirError as ex:
@@ -136,7 +146,7 @@ def negotiate(conn, host: str, mode: str):
     if not isinstance(info, P.ShmInfoReply) or not info.path:
         return refuse("the node has no shared-memory arena (started with --shm off)")
     try:
-        return ShmMapping(info)
+        return ShmMapping(info), None
     except KvasirError as ex:
         return refuse(str(ex))
 

@@ -41,16 +41,23 @@ from .errors import KvasirAuthError, KvasirError, ProtocolError
 
 __all__ = ["KvStore"]
 
-_PUT_FIXED = 4 + 2 + P.MAX_KEY_BYTES   # a PUT's count, plus room for a chain parent (as the .NET client)
+_PUT_FIXED = 4 + 2 + P.MAX_KEY_BYTES + 4   # a PUT's count, room for a chain parent and a TTL (as the .NET client)
 
 from .config import parse_servers, resolve_config
+from . import keys as K
 from . import local_load, shm
 from ._batch import IndexProxy as _IndexProxy, pairs as _pairs, same_length as _same_length, split as _split
 from ._batch import split_keys as _split_keys, valid_positions as _valid_positions
 from .connection import _Connection, _Failure, _code, _key_bytes, _view
+from .placement import chain_placement_key
 from .tls import TlsSettings
 
 # --- the store -------------------------------------------------------------------------------------
+
+
+def _optional_key(key) -> Optional[bytes]:
+    return None if key is None else _key_bytes(key)
+
 
 class KvStore:
     """Client of one Kvasir node.
@@ -71,6 +78,8 @@ class KvStore:
       hybrid logical clock and gets ask every replica, keep the newest copy and write it back to replicas
       that had none or an older one (read repair; docs/cluster.md § Versions). False: gets take the first
       hit in rank order, enough for write-once keys.
+      ``chain_placement`` (default False): chained puts go whole to their chain root's nodes, one
+      request per replica (docs/cluster.md; read them back with the ``*_chain`` lookups).
     * ``capacity`` (e.g. ``"8GiB"``), ``data_plane_addr`` (default ``"127.0.0.1:0"``), ``client_id``:
       lend this process's host memory to the cluster as an embedded node, registered in Redis like
       any other (a ``kvasir serve`` child process bound to this one's lifetime: see
@@ -96,6 +105,10 @@ class KvStore:
       shared memory: the node's CRC of the leased value against the copied bytes); a mismatch
       answers ``PROTOCOL_ERROR`` for the key (and over TCP drops the connection). Off by default
       because the pure-Python CRC runs at only ~10 MB/s (the .NET client does not verify either).
+    * ``value_crc`` (default False): send each PUT value's CRC-32C with it (VALUE_CRC, when the node
+      grants it), so the node stores it instead of checksumming on its receive path and checks it
+      before the value is first read or written to a lower tier; a value whose bytes do not match
+      is then a miss. Off by default for the same reason: computed here in pure Python (~10 MB/s).
 
     Configuration chain (later wins): the YAML file named by ``KVASIR_CONFIG`` (keys ``servers``,
     ``auth_key``, ``transport``, ``connect_timeout``, ``request_timeout``; needs PyYAML), then the
@@ -108,11 +121,12 @@ class KvStore:
 
     def __init__(self, servers: Union[str, Sequence[str], None] = None, auth_key: Union[str, bytes, None] = None,
                  transport: Optional[str] = None, *, connect_timeout: Optional[float] = None,
-                 request_timeout: Optional[float] = None, verify_crc: bool = False,
+                 request_timeout: Optional[float] = None, verify_crc: bool = False, value_crc: bool = False,
                  redis_url: Optional[str] = None, cluster: Optional[str] = None, replicas: Optional[int] = None,
                  capacity=None, data_plane_addr: Optional[str] = None, client_id: Optional[str] = None,
                  membership_poll: float = 1.0, tls_ca: Optional[str] = None, tls_server_name: Optional[str] = None,
-                 tls_cert: Optional[str] = None, tls_key: Optional[str] = None, replica_versions: bool = True):
+                 tls_cert: Optional[str] = None, tls_key: Optional[str] = None, replica_versions: bool = True,
+                 chain_placement: bool = False):
         cfg = resolve_config(servers, auth_key, transport, connect_timeout, request_timeout, redis_url, cluster, replicas,
                              {"tls_ca": tls_ca, "tls_server_name": tls_server_name, "tls_cert": tls_cert, "tls_key": tls_key})
         mode = str(cfg["transport"]).strip().lower()
@@ -120,6 +134,7 @@ class KvStore:
             raise KvasirError(f"unknown transport {cfg['transport']!r} (tcp, auto or shm)")
         self._mode = mode
         self.transport = "tcp"
+        self.transport_reason = None   # why "auto" uses TCP for this node (None: shared memory, or TCP was asked for)
         self._shm = None
         self._shm_conn = None   # the connection the transport was decided on
         via_redis = isinstance(cfg["servers"], str) and cfg["servers"].strip().startswith(("redis://", "rediss://", "redis+sentinel://"))
@@ -134,6 +149,7 @@ class KvStore:
         self.connect_timeout = cfg["connect_timeout"]
         self.request_timeout = cfg["request_timeout"]
         self.verify_crc = verify_crc
+        self.value_crc = value_crc
         self._lock = threading.RLock()
         self._regions = {}
         self.last_error = ""
@@ -143,6 +159,7 @@ class KvStore:
         self._embedded = None
         self.replicas = cfg["replicas"]
         self.replica_versions = bool(replica_versions)
+        self.chain_placement = chain_placement
         if cfg["redis_url"] or len(self.servers) > 1 or capacity is not None:
             self._start_cluster(cfg, capacity, data_plane_addr or "127.0.0.1:0", client_id, membership_poll, servers is not None)
             return
@@ -203,7 +220,7 @@ class KvStore:
                 self._shm.close()
                 self._shm = None
         if self._shm is None:
-            self._shm = shm.negotiate(conn, self.host, self._mode)
+            self._shm, self.transport_reason = shm.negotiate(conn, self.host, self._mode, self.transport_reason)
         self._shm_conn = conn
         self.transport = "shm" if self._shm is not None else "tcp"
 
@@ -312,10 +329,14 @@ class KvStore:
     # -- PUT --
 
     def _put(self, keys: list, values: list, chain: bool = False, chain_parent: Optional[bytes] = None,
-             replicas: Optional[int] = None, versions: Optional[list] = None) -> List[int]:
+             replicas: Optional[int] = None, chain_root: Optional[bytes] = None, chain_placement: Optional[bool] = None,
+             ttl=None, versions: Optional[list] = None) -> List[int]:
+        ttl_secs = None if ttl is None else K.ttl_seconds(ttl)
         if self._router is not None:
             self._check_open()
-            return self._router.put(keys, values, chain, chain_parent, replicas)
+            by_chain = chain and keys and (self.chain_placement if chain_placement is None else chain_placement)
+            placed_by = chain_placement_key(keys[0], chain_root, bool(chain_parent)) if by_chain else None
+            return self._router.put(keys, values, chain, chain_parent, replicas, placed_by, ttl=ttl)
         """keys: bytes; values: list of memoryview lists (pieces). Returns per-key codes.
 
         ``chain``: key i's block continues key i-1's (PUT's CHAIN flag), and ``chain_parent`` is the
@@ -330,6 +351,8 @@ class KvStore:
             if self._closed:
                 raise KvasirError("the store is closed")
             hello = self.hello
+            if ttl_secs is not None and not hello.features & P.FEATURE_TTL:
+                raise KvasirError(f"node {hello.node_id} does not store a TTL (HELLO feature 0x2): upgrade the node or put without ttl")
             lengths = [sum(len(p) for p in pieces) for pieces in values]
             todo = []
             for i, (k, length) in enumerate(zip(keys, lengths)):
@@ -339,7 +362,8 @@ class KvStore:
                     results[i] = E.VALUE_TOO_LARGE
                 else:
                     todo.append(i)
-            sizes = [P.put_entry_size(len(keys[i]), versions is not None) for i in todo]
+            # a CRC is counted whether or not the connection sends one
+            sizes = [P.put_entry_size(len(keys[i]), self.value_crc, versions is not None) for i in todo]
             if not chain:
                 chunks = _split(sizes, hello, _PUT_FIXED)
             else:
@@ -359,13 +383,18 @@ class KvStore:
                 idx = todo[start:end]
                 self._negotiate(conn)
                 versioned = versions is not None and conn.versions
-                if self._shm is not None and not chain and not versioned:   # chains and versions need PUT's flags: over TCP
+                # chains, TTLs and versions need PUT's flags: they go over TCP
+                if self._shm is not None and not chain and ttl_secs is None and not versioned:
                     shm.alloc_chunk(conn, self._shm, keys, values, lengths, results, idx)
                     return
                 parent = parent_of(idx[0]) if chain else None
-                flags = (P.Flag.CHAIN if chain else 0) | (P.Flag.CHAIN_PARENT if parent else 0) | (P.Flag.VERSION if versioned else 0)
-                meta = P.encode_put_meta([(keys[i], lengths[i]) for i in idx], parent=parent,
-                                         versions=[versions[i] for i in idx] if versioned else None)
+                with_crc = self.value_crc and bool(getattr(conn, "features", 0) & P.FEATURE_VALUE_CRC)
+                flags = ((P.Flag.CHAIN if chain else 0) | (P.Flag.CHAIN_PARENT if parent else 0)
+                         | (P.Flag.VALUE_CRC if with_crc else 0) | (P.Flag.TTL if ttl_secs is not None else 0)
+                         | (P.Flag.VERSION if versioned else 0))
+                meta = P.encode_put_meta([(keys[i], lengths[i], *((_crc_of_pieces(values[i]),) if with_crc else ())) for i in idx],
+                                         parent=parent, versions=[versions[i] for i in idx] if versioned else None,
+                                         ttl_seconds=ttl_secs)
                 pieces = [p for i in idx for p in values[i]]
                 rid = conn.send_request(P.Opcode.PUT, meta, pieces, sum(lengths[i] for i in idx), flags=int(flags))
                 _, reply = conn.read_reply(rid, P.Opcode.PUT)
@@ -382,30 +411,37 @@ class KvStore:
         proxy = _IndexProxy(results, todo)
         self._run_chunks(chunks, proxy, fn)
 
-    def put(self, key, value) -> int:
-        """Stores ``value`` (any bytes-like) under ``key``: 0, or a negative code."""
-        return self._put([_key_bytes(key)], [[memoryview(value).cast("B")]])[0]
+    def put(self, key, value, ttl=None) -> int:
+        """Stores ``value`` (any bytes-like) under ``key``: 0, or a negative code. ``ttl``: seconds until it expires
+        (0 = never, even on a node with ``--default-ttl``; None = the node's default); ValueError outside 0..2^32-1."""
+        return self._put([_key_bytes(key)], [[memoryview(value).cast("B")]], ttl=ttl)[0]
 
-    def batch_put_from(self, keys, ptrs, sizes, chain: bool = False, chain_parent=None, replicas: Optional[int] = None) -> List[int]:
+    def batch_put_from(self, keys, ptrs, sizes, chain: bool = False, chain_parent=None, replicas: Optional[int] = None,
+                       chain_root=None, chain_placement: Optional[bool] = None) -> List[int]:
         """Stores ``sizes[i]`` bytes at address ``ptrs[i]`` under ``keys[i]``: 0 or negative per key.
         ``chain=True`` declares that each key's block continues the previous key's (``chain_parent``:
         the stored key the first one continues), so a prefix-aware node evicts chains from the tail.
-        ``replicas``: in a cluster, copies of these values (default: the store's ``replicas``)."""
+        ``replicas``: in a cluster, copies of these values (default: the store's ``replicas``).
+        ``chain_placement`` (default: the store's): in a cluster, a chained put goes whole to the nodes
+        of its chain's first key, ``chain_root`` (default the first key; a put with ``chain_parent``
+        must name it) — one request per replica."""
         _same_length(keys, ptrs, sizes)
         with self._lock:
             views = [[self._checked_view(p, s)] for p, s in zip(ptrs, sizes)]
-        return self._put([_key_bytes(k) for k in keys], views, chain, _key_bytes(chain_parent) if chain_parent is not None else None, replicas)
+        return self._put([_key_bytes(k) for k in keys], views, chain, _optional_key(chain_parent), replicas,
+                         _optional_key(chain_root), chain_placement)
 
     def batch_put_from_multi_buffers(self, keys, addrs_per_key, sizes_per_key, chain: bool = False, chain_parent=None,
-                                     replicas: Optional[int] = None) -> List[int]:
+                                     replicas: Optional[int] = None, chain_root=None, chain_placement: Optional[bool] = None) -> List[int]:
         """Stores, per key, the concatenation of several pieces (``addrs_per_key[i][j]``,
         ``sizes_per_key[i][j]``), gathered without a joining copy: 0 or negative per key.
-        ``chain`` / ``chain_parent`` / ``replicas`` as in :meth:`batch_put_from`."""
+        ``chain`` / ``chain_parent`` / ``replicas`` / ``chain_root`` / ``chain_placement`` as in :meth:`batch_put_from`."""
         _same_length(keys, addrs_per_key, sizes_per_key)
         with self._lock:
             views = [[self._checked_view(a, s) for a, s in _pairs(addrs, sizes)]
                      for addrs, sizes in zip(addrs_per_key, sizes_per_key)]
-        return self._put([_key_bytes(k) for k in keys], views, chain, _key_bytes(chain_parent) if chain_parent is not None else None, replicas)
+        return self._put([_key_bytes(k) for k in keys], views, chain, _optional_key(chain_parent), replicas,
+                         _optional_key(chain_root), chain_placement)
 
     # -- GET --
 
@@ -579,6 +615,33 @@ class KvStore:
         """Per key: 1 present, 0 absent, -1 error (invalid key, node unavailable, timeout)."""
         return [1 if c == E.OK else 0 if c == E.NOT_FOUND else -1 for c in self._key_op(P.Opcode.EXISTS, keys)]
 
+    def batch_is_exist_chain(self, keys, chain_root=None) -> List[int]:
+        """EXISTS of a chain (keys in chain order): as :meth:`batch_is_exist`, but every key past the first
+        miss is 0 (what counts is the stored prefix); in a cluster the chain is looked up on the nodes of
+        ``chain_root`` (default the first key), one request per node tried, as chain placement stored it."""
+        keys = [_key_bytes(k) for k in keys]
+        codes = self._chain_lookup(keys, chain_root, lambda s, start: s._key_op(P.Opcode.EXISTS, keys[start:]))
+        return [1 if c == E.OK else 0 if c == E.NOT_FOUND else -1 for c in codes]
+
+    def batch_get_chain_into(self, keys, ptrs, sizes, chain_root=None) -> List[int]:
+        """GET of a chain: as :meth:`batch_get_into`, but every key past the first miss is NOT_FOUND, and
+        in a cluster the chain is read from the nodes of ``chain_root`` as :meth:`batch_is_exist_chain` does."""
+        _same_length(keys, ptrs, sizes)
+        keys = [_key_bytes(k) for k in keys]
+        with self._lock:
+            views = [[self._checked_view(p, s)] for p, s in zip(ptrs, sizes)]
+        return self._chain_lookup(keys, chain_root, lambda s, start: s._get(keys[start:], views[start:])[0])
+
+    def _chain_lookup(self, keys: list, chain_root, call) -> List[int]:
+        if not keys:
+            return []
+        if self._router is not None:
+            self._check_open()
+            return self._router.chain_lookup(len(keys), chain_placement_key(keys[0], _optional_key(chain_root), False), call)
+        codes = call(self, 0)
+        first = next((i for i, c in enumerate(codes) if c < 0), len(codes))
+        return codes[:first + 1] + [E.NOT_FOUND] * (len(codes) - first - 1)
+
     def is_exist(self, key) -> int:
         """1 present, 0 absent, -1 error."""
         return self.batch_is_exist([key])[0]
@@ -631,6 +694,114 @@ class KvStore:
             return bytes(echo)
         return self._simple(P.Opcode.PING, bytes(echo)).echo
 
+    # -- key management --
+
+    def _key_request(self, opcode: int, meta: bytes) -> bytes:
+        with self._lock:
+            try:
+                return bytes(self._connection().call_raw(opcode, meta))
+            except (_Failure, ProtocolError) as ex:
+                self._drop()
+                raise KvasirError(f"{P.Opcode(opcode).name} failed: {ex}") from None
+
+    def _check_prefix(self, prefix) -> bytes:
+        prefix = _key_bytes(prefix)
+        limit = self.hello.max_key_bytes if self.hello is not None else P.MAX_KEY_BYTES
+        if len(prefix) > limit:
+            raise ValueError(f"prefix of {len(prefix)} bytes is longer than the {limit}-byte key limit")
+        return prefix
+
+    def scan(self, prefix=b"", cursor: bytes = b"", page_size: int = 1000):
+        """One page of the keys starting with ``prefix`` (b"": every key), in byte order: ``(entries, cursor, tiers)``,
+        ``entries`` a list of ``(key, length)``, ``cursor`` to pass to the next call (b"" when the listing is done),
+        ``tiers`` the tiers listed (``["dram"]``: keys only on disk or the shared tier are not listed). At most
+        ``page_size`` keys (1..the node's batch limit), so the node never holds its lock for more than a page.
+        In a cluster the pages walk every node in turn (the cursor names the node). ValueError for bad input."""
+        self._check_open()
+        prefix = self._check_prefix(prefix)
+        if self._router is not None:
+            return K.cluster_scan(self._router.node_stores(), prefix, bytes(cursor), page_size)
+        limit = self.hello.max_batch_keys
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= limit:
+            raise ValueError(f"page size {page_size!r} is outside 1..{limit} (the node's batch limit)")
+        if len(cursor) > self.hello.max_key_bytes:
+            raise ValueError(f"cursor of {len(cursor)} bytes is not one a scan returned")
+        return K.decode_scan_reply(self._key_request(P.Opcode.SCAN, K.encode_scan(prefix, bytes(cursor), page_size)))
+
+    def list_keys(self, prefix=b"", page_size: int = 1000):
+        """Every ``(key, length)`` starting with ``prefix``, fetched a page at a time (see :meth:`scan`)."""
+        cursor = b""
+        while True:
+            entries, cursor, _ = self.scan(prefix, cursor, page_size)
+            yield from entries
+            if not cursor:
+                return
+
+    def info(self, keys) -> List["K.KeyInfo"]:
+        """Per key: tier, length, age, time to live, pins, leases and namespace (:class:`kvasir.keys.KeyInfo`);
+        ``status`` 0 when found, 1 when not. In a cluster each key is asked of the nodes holding its copies."""
+        self._check_open()
+        keys = [_key_bytes(k) for k in keys]
+        if self._router is not None:
+            out = []
+            stores = dict((n["id"], s) for n, s in self._router.node_stores())
+            for key in keys:
+                found = None
+                for node_id in self.placement(key):
+                    store = stores.get(node_id)
+                    if store is None:
+                        continue
+                    found = store.info([key])[0]
+                    if found.status == 0:
+                        break
+                out.append(found or K.KeyInfo(int(P.WireStatus.NOT_FOUND), "none", 0, 0, 0, 0, 0, None, 0, 0, "cluster"))
+            return out
+        hello = self.hello
+        out = []
+        for start in range(0, len(keys), hello.max_batch_keys):
+            chunk = keys[start:start + hello.max_batch_keys]
+            valid = [k for k in chunk if 1 <= len(k) <= hello.max_key_bytes]
+            answers = iter(K.decode_info_reply(self._key_request(P.Opcode.INFO, P.encode_key_batch(valid)), len(valid)) if valid else [])
+            for k in chunk:
+                info = next(answers) if 1 <= len(k) <= hello.max_key_bytes else K.KeyInfo(int(P.WireStatus.INVALID_KEY), "none", 0, 0, 0, 0, 0, None, 0, 0)
+                info.node = hello.node_id
+                out.append(info)
+        return out
+
+    def remove_prefix(self, prefix) -> int:
+        """Removes every key starting with ``prefix`` from every tier of the node (in a cluster: of every node);
+        returns how many. The node works a page at a time, so writers are never blocked long. Raises
+        :class:`KvasirError` naming a node that could not do it."""
+        self._check_open()
+        prefix = self._check_prefix(prefix)
+        if self._router is not None:
+            total = 0
+            for node, store in self._router.node_stores():
+                if store is None:
+                    raise KvasirError(f"node {node['id']} ({node['addr']}) is unreachable: its keys were not removed")
+                total += store.remove_prefix(prefix)
+            return total
+        removed, failed = K.decode_remove_prefix_reply(self._key_request(P.Opcode.REMOVE_PREFIX, K.encode_remove_prefix(prefix)))
+        if failed:
+            raise KvasirError(f"node {self.node_id}: {failed} keys could not be removed (a tier failed; see its health report), {removed} were")
+        return removed
+
+    def remove_all(self) -> int:
+        """Removes every key of the node (in a cluster: of every node); returns how many."""
+        return self.remove_prefix(b"")
+
+    def quota_message(self, key) -> str:
+        """Why a PUT of ``key`` answered QUOTA_EXCEEDED: one line naming the namespace and its budget."""
+        return K.quota_message(_key_bytes(key), self.info([key])[0])
+
     def _check_open(self) -> None:
         if self._closed:
             raise KvasirError("the store is closed")
+
+
+def _crc_of_pieces(pieces) -> int:
+    """CRC-32C of a value given as pieces, concatenated in order (VALUE_CRC)."""
+    crc = 0
+    for piece in pieces:
+        crc = P.crc32c(piece, crc)
+    return crc

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import kvasir
-from conftest import AUTH_KEY, REPO, Node
+from conftest import AUTH_KEY, REPO, Node, wait_until
 
 OUT = os.path.join(REPO, ".build", "test-output")
 
@@ -184,3 +184,85 @@ def test_the_dashboard_draws_live_charts_in_headless_chromium(admin_node):
     finally:
         stop.set()
         load.join(timeout=60)
+
+
+def _cluster_view(node):
+    status, _, body = _get(node.admin + "/v1/cluster")
+    return json.loads(body) if status == 200 else {"members": []}
+
+
+def test_the_dashboard_shows_latency_bandwidth_errors_config_and_both_members_of_a_two_node_cluster(cli):
+    from test_cluster import Redis   # a real redis-server on a free port
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "chromium is not installed (./test.sh installs it)"
+    redis = Redis()
+    name = f"dash{os.getpid()}"
+    nodes = []
+    stop = threading.Event()
+    load = None
+    try:
+        nodes = [Node("--memory", "64MiB", "--redis", redis.url, "--cluster", name, "--heartbeat-ttl", "1") for _ in range(2)]
+        first, second = nodes
+        wait_until(lambda: sum(m["live"] for m in _cluster_view(first)["members"]) == 2, "the first node to see 2 live members")
+        view = _cluster_view(first)
+        assert view["cluster"] == name
+        assert {m["id"] for m in view["members"]} == {first.address, second.address}
+        assert {m["admin"] for m in view["members"]} == {first.admin[len("http://"):], second.admin[len("http://"):]}
+        load = threading.Thread(target=_load, args=(first, 30, stop, "tcp"))
+        load.start()
+        time.sleep(0.5)
+        common = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+                  "--window-size=1400,1400", "--virtual-time-budget=6000"]
+        dom = subprocess.run([*common, "--dump-dom", first.admin + "/"], capture_output=True, text=True, timeout=120).stdout
+        body = re.search(r"<body[^>]*>", dom).group(0)
+        assert int(re.search(r'data-refreshes="(\d+)"', body).group(1)) >= 3, body
+        assert 'data-members="2"' in body, f"the members panel did not list 2 nodes: {body}"
+        # Latency per op with p50 and p99 in ms, bandwidth in GB/s, both with axes and a time scale.
+        assert re.search(r"GET p50 \d+\.\d{3} ms · p99 \d+\.\d{3} ms", dom), "no GET latency line"
+        assert re.search(r"in \d+\.\d{3} GB/s · out \d+\.\d{3} GB/s", dom), "no bandwidth line"
+        for svg in ("lat", "bw"):
+            chart = re.search(rf'<svg id="{svg}".*?</svg>', dom, re.S).group(0)
+            assert "<polyline" in chart and 'class="xtick"' in chart and "-60 s" in chart and "now" in chart, f"{svg}: no line or time axis"
+            assert re.search(r'class="ytick"[^>]*>[\d.]+<', chart) and re.search(r'class="yunit"[^>]*>(ms|GB/s)<', chart), f"{svg}: no y axis with its unit"
+        assert "Errors and refusals" in dom and "protocol errors" in dom and "tier errors" in dom
+        assert "Configuration" in dom and "chainlfu eviction" in dom and f"<td>{name}</td>" in dom
+        for n in nodes:   # each member by id, with a link to its own dashboard
+            assert n.address in dom and f'href="{n.admin}/"' in dom, f"member {n.address} missing"
+        assert "(this node)" in dom and "build " in dom
+        shot = os.path.join(OUT, "dashboard-cluster.png")
+        os.makedirs(OUT, exist_ok=True)
+        if os.path.exists(shot):
+            os.unlink(shot)
+        subprocess.run([*common, f"--screenshot={shot}", first.admin + "/"], capture_output=True, timeout=120)
+        assert os.path.getsize(shot) > 10_000
+    finally:
+        stop.set()
+        if load is not None:
+            load.join(timeout=60)
+        for n in nodes:
+            n.stop()
+        redis.stop()
+
+
+def test_every_metric_the_grafana_dashboard_and_the_alert_rules_name_exists_in_a_real_nodes_metrics(cli, tmp_path):
+    import yaml
+    docs = os.path.join(REPO, "docs", "monitoring")
+    with open(os.path.join(docs, "grafana-dashboard.json"), encoding="utf-8") as f:
+        dashboard = json.load(f)
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs.append(dashboard["templating"]["list"][1]["query"])
+    with open(os.path.join(docs, "prometheus-alerts.yml"), encoding="utf-8") as f:
+        rules = yaml.safe_load(f)
+    exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    named = {m for e in exprs for m in re.findall(r"\bkvasir_[a-z0-9_]+", e)}
+    assert len(named) >= 12, named
+    n = Node("--memory", "64MiB", "--disk", str(tmp_path / "disk"), "--disk-capacity", "256MiB")
+    try:
+        _load(n, 0.5)   # the request families appear with the first request
+        status, _, text = _get(n.admin + "/metrics")
+        assert status == 200
+        exposed = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+        missing = sorted(named - exposed)
+        assert not missing, f"named in docs/monitoring but not in /metrics: {missing}"
+    finally:
+        n.stop()

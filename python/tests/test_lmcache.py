@@ -10,6 +10,7 @@ and an allocator backend with ``allocate(shape, dtype, fmt, eviction=True, busy_
 """
 import asyncio
 import enum
+import time
 import types
 from dataclasses import dataclass
 
@@ -252,5 +253,174 @@ def test_connector_round_trips(node, monkeypatch):
         assert conn.remove_sync(k) and not conn.exists_sync(k)
         await conn.close()
         await direct.close()
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------- newer upstream interface (issue 18)
+# Mirrored from LMCache/LMCache lmcache/v1/storage_backend/abstract_backend.py (the version with
+# StoragePluginInterface, touch_cache and cancel_request): get_non_blocking(key, location=None),
+# async batched_async_contains(lookup_id, keys, pin=False) -> int and async
+# batched_get_non_blocking(lookup_id, keys, transfer_spec=None) -> list[MemoryObj] (the loaded prefix);
+# connector/__init__.py: ConnectorContext(url, loop, local_cpu_backend, config, metadata, plugin_name=None),
+# extract_plugin_type("kvasir.primary") == "kvasir", DynamicConnectorAdapter builds a RemoteConnector class
+# with (loop=, local_cpu_backend=, config=) only; remote_backend.py: RemoteBackend(plugin_name=p) connects to
+# f"plugin://{p}" and calls connector.batched_get_non_blocking(lookup_id, keys) when
+# connector.support_batched_get_non_blocking().
+
+def pinned(store_like):
+    return store_like.stats()["pinned_keys"]
+
+
+def test_backend_async_lookup_then_load_prefix(backend):
+    ks = [key(i, "async") for i in range(4)]
+    objs = [make_obj((2, 3, 8), torch.bfloat16, seed=40 + i) for i in range(4)]
+    put_all(backend, ks[:2] + ks[3:], objs[:2] + objs[3:])  # ks[2] missing: the prefix is 2 long
+    before = pinned(backend.store)
+
+    async def main():
+        n = await backend.batched_async_contains("req-a", ks, pin=True)
+        assert n == 2
+        assert pinned(backend.store) == before + 2  # the hits stay pinned until loaded
+        got = await backend.batched_get_non_blocking("req-a", ks[:n], transfer_spec=None)
+        assert len(got) == 2 and all(same_bytes(g.tensor, o.tensor) for g, o in zip(got, objs))
+        assert pinned(backend.store) == before  # loading the lookup released its pins
+        # a load of a list with a miss in it returns the prefix before the miss only
+        got2 = await backend.batched_get_non_blocking("req-b", ks)
+        assert len(got2) == 2 and same_bytes(got2[1].tensor, objs[1].tensor)
+        assert await backend.batched_async_contains("req-c", [key(99, "async")] + ks) == 0
+        # a lookup that is never loaded: cancel_request releases its pins
+        assert await backend.batched_async_contains("req-d", ks[:2], pin=True) == 2
+        assert pinned(backend.store) == before + 2
+        backend.cancel_request("req-d")
+        assert pinned(backend.store) == before
+
+    asyncio.run(main())
+    fut = backend.get_non_blocking(ks[0], location=None)  # newer signature: location=None
+    assert same_bytes(fut.result(timeout=30).tensor, objs[0].tensor)
+    assert backend.get_non_blocking(ks[2], None) is None
+
+
+def test_connector_batched_get_non_blocking(node):
+    conn = L.KvasirConnector(f"kvasir://{node.address}", local_cpu_backend=Allocator(),
+                             memory_format_cls=MemoryFormat)
+    ks = [key(i, "connnb") for i in range(3)]
+    objs = [make_obj((4, 4), torch.float16, seed=50 + i) for i in range(3)]
+
+    async def main():
+        await conn.batched_put([ks[0], ks[2]], [objs[0], objs[2]])
+        before = pinned(conn.store)
+        assert conn.support_batched_get_non_blocking()
+        assert await conn.batched_async_contains("lk", ks, pin=True) == 1
+        assert pinned(conn.store) == before + 1
+        got = await conn.batched_get_non_blocking("lk", ks)  # RemoteBackend passes (lookup_id, keys)
+        assert len(got) == 1 and same_bytes(got[0].tensor, objs[0].tensor)
+        assert pinned(conn.store) == before
+        await conn.close()
+
+    asyncio.run(main())
+
+
+def test_plugin_instance_names_and_their_settings(node, monkeypatch):
+    monkeypatch.delenv("KVASIR_SERVERS", raising=False)
+    # plugin://kvasir.<instance>: the URL RemoteBackend builds for remote_storage_plugins: ["kvasir.<instance>"]
+    assert L.parse_kvasir_url("plugin://kvasir.primary") == {}
+    ad = L.KvasirConnectorAdapter()
+    assert ad.can_parse("plugin://kvasir.primary") and not ad.can_parse("plugin://kvasirx")
+    with pytest.raises(ValueError):
+        L.parse_kvasir_url("plugin://other.kvasir")
+    cfg = types.SimpleNamespace(
+        remote_storage_plugins=["kvasir.primary"],
+        extra_config={"remote_storage_plugin.kvasir.primary.module_path": "kvasir.integrations.lmcache",
+                      "remote_storage_plugin.kvasir.primary.class_name": "KvasirConnectorAdapter",
+                      "remote_storage_plugin.kvasir.primary.servers": node.address,
+                      "remote_storage_plugin.kvasir.primary.request_timeout": "7"})
+    ctx = types.SimpleNamespace(url="plugin://kvasir.primary", loop=None, local_cpu_backend=Allocator(),
+                                config=cfg, metadata=None, plugin_name="kvasir.primary")
+    conn = ad.create_connector(ctx)
+    assert f"{conn.store.host}:{conn.store.port}" == node.address and conn.store_kwargs["request_timeout"] == 7.0
+    assert conn.exists_sync(key(1, "inst")) is False  # it talks to the node
+    asyncio.run(conn.close())
+    # the plugin's own url setting, and no plugin_name in the context (older LMCache): taken from the URL
+    cfg2 = types.SimpleNamespace(remote_storage_plugins=["kvasir.b"],
+                                 extra_config={"remote_storage_plugin.kvasir.b.url": f"kvasir://{node.address}"})
+    conn2 = ad.create_connector(types.SimpleNamespace(url="plugin://kvasir.b", loop=None,
+                                                      local_cpu_backend=Allocator(), config=cfg2, metadata=None))
+    assert f"{conn2.store.host}:{conn2.store.port}" == node.address
+    asyncio.run(conn2.close())
+    # DynamicConnectorAdapter: class_name names the connector class itself, constructed without a url
+    cfg3 = types.SimpleNamespace(remote_storage_plugins=["kvasir"],
+                                 extra_config={"remote_storage_plugin.kvasir.module_path": "kvasir.integrations.lmcache",
+                                               "remote_storage_plugin.kvasir.class_name": "KvasirConnector",
+                                               "remote_storage_plugin.kvasir.servers": node.address})
+    conn3 = L.KvasirConnector(loop=None, local_cpu_backend=Allocator(), config=cfg3)
+    assert f"{conn3.store.host}:{conn3.store.port}" == node.address
+    asyncio.run(conn3.close())
+
+
+def test_storage_plugin_reads_its_own_settings(node):
+    # storage_plugin_launcher constructs the class with (config=, dst_device=, metadata=, local_cpu_backend=, loop=)
+    cfg = types.SimpleNamespace(storage_plugins=["kvasir"],
+                                extra_config={"storage_plugin.kvasir.module_path": "kvasir.integrations.lmcache",
+                                              "storage_plugin.kvasir.class_name": "KvasirBackend",
+                                              "storage_plugin.kvasir.servers": node.address,
+                                              "storage_plugin.kvasir.request_timeout": "9"})
+    b = L.KvasirBackend(config=cfg, dst_device="cpu", metadata=None, local_cpu_backend=Allocator(), loop=None)
+    assert f"{b.store.host}:{b.store.port}" == node.address and b.plugin_name == "kvasir"
+    assert not b.contains(key(1, "splug"))
+    b.close()
+    # two instances of the class: LMCache does not tell a plugin its name, so refuse to guess
+    two = types.SimpleNamespace(storage_plugins=["kvasir.a", "kvasir.b"], extra_config={
+        **{f"storage_plugin.kvasir.{n}.module_path": "kvasir.integrations.lmcache" for n in "ab"},
+        **{f"storage_plugin.kvasir.{n}.class_name": "KvasirBackend" for n in "ab"}})
+    with pytest.raises(ValueError, match="storage_plugins"):
+        L.KvasirBackend(config=two, dst_device="cpu", local_cpu_backend=Allocator())
+
+
+def _yaml_blocks(text):
+    out, block, inside = [], [], False
+    for line in text.splitlines():
+        if line.strip() == "```yaml":
+            inside, block = True, []
+        elif inside and line.strip() == "```":
+            inside = False
+            out.append("\n".join(block))
+        elif inside:
+            block.append(line)
+    return out
+
+
+def test_docs_lmcache_examples_build_one_remote_backend_each():
+    """CreateStorageBackends builds one RemoteBackend per remote_storage_plugins entry AND one for
+    remote_url: an example with both would write every chunk twice."""
+    import os
+    import re
+    docs = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "connectors.md")
+    with open(docs, encoding="utf-8") as f:
+        blocks = [b for b in _yaml_blocks(f.read()) if "kvasir.integrations.lmcache" in b]
+    assert len(blocks) >= 2
+    for b in blocks:
+        url = re.search(r"^remote_url:\s*(\S+)", b, re.M)
+        plugins = re.search(r"^remote_storage_plugins:\s*\[(.*)\]", b, re.M)
+        n_plugins = len([p for p in plugins.group(1).split(",") if p.strip()]) if plugins else 0
+        remote_backends = n_plugins + (1 if url and url.group(1) not in ("null", "~") else 0)
+        storage_plugins = re.search(r"^storage_plugins:", b, re.M)
+        assert remote_backends == 1 or (storage_plugins and remote_backends == 0), b
+
+
+def test_pins_of_a_lookup_never_loaded_are_released_after_max_age(backend):
+    ks = [key(i, "stale") for i in range(2)]
+    put_all(backend, ks, [make_obj((2, 2), torch.float16, seed=60 + i) for i in range(2)])
+    before = pinned(backend.store)
+
+    async def main():
+        assert await backend.batched_async_contains("never-loaded", ks, pin=True) == 2
+        assert pinned(backend.store) == before + 2
+        backend._lookup_pins.max_age = 0.0   # the next pinning lookup sweeps every older one
+        time.sleep(0.01)
+        assert await backend.batched_async_contains("next", ks[:1], pin=True) == 1
+        assert pinned(backend.store) == before + 1     # the stale lookup's two pins are gone, "next" holds one
+        assert len(await backend.batched_get_non_blocking("next", ks[:1])) == 1
+        assert pinned(backend.store) == before
 
     asyncio.run(main())

@@ -24,8 +24,10 @@ def to_json(obj, versioned=False):
     if dataclasses.is_dataclass(obj):
         versioned = getattr(obj, "versioned", versioned)
         versions_fields = isinstance(obj, (p.PutRequest, p.PutEntry, p.GetReply, p.GetEntry))
+        no_crc = isinstance(obj, p.PutEntry) and obj.crc32c is None   # a PUT entry without VALUE_CRC has no crc32c field
         return {f.name: to_json(getattr(obj, f.name), versioned) for f in dataclasses.fields(obj)
-                if versioned or not versions_fields or f.name not in ("version", "versioned")}
+                if (versioned or not versions_fields or f.name not in ("version", "versioned"))
+                and not (no_crc and f.name == "crc32c")}
     if isinstance(obj, list):
         return [to_json(x, versioned) for x in obj]
     return obj
@@ -50,8 +52,10 @@ def from_json(opcode: str, is_reply: bool, status: str, meta: dict):
         return p.StatsReply([p.Stat(**s) for s in meta["stats"]]) if is_reply else p.StatsRequest()
     if opcode == "PUT" and not is_reply:
         parent = None if meta["parent"] is None else h(meta["parent"])
-        return p.PutRequest(parent, [p.PutEntry(h(e["key"]), e["value_length"], e.get("version", 0)) for e in meta["entries"]],
-                            meta.get("versioned", False))
+        entries = [p.PutEntry(h(e["key"]), e["value_length"], e.get("crc32c"), e.get("version", 0)) for e in meta["entries"]]
+        if "ttl_seconds" in meta:
+            return p.PutRequestTtl(parent, entries, meta.get("versioned", False), ttl_seconds=meta["ttl_seconds"])
+        return p.PutRequest(parent, entries, meta.get("versioned", False))
     if opcode == "SHM_INFO":
         return p.ShmInfoReply(meta["path"], meta["arena_length"], h(meta["token"]), meta["lease_timeout_ms"]) if is_reply else p.ShmInfoRequest()
     if opcode == "LEASE" and is_reply:
@@ -73,6 +77,7 @@ def from_json(opcode: str, is_reply: bool, status: str, meta: dict):
 def test_tables_match_the_vectors():
     assert {o.name: int(o) for o in p.Opcode} == DOC["opcodes"]
     assert {n: int(f) for n, f in p.FLAG_NAMES} == DOC["flags"]
+    assert p.FEATURES == DOC["features"]
     assert {s.name: int(s) for s in p.WireStatus} == DOC["statuses"]
     limits = DOC["limits"]
     assert limits["header_bytes"] == p.HEADER_SIZE

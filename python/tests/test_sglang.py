@@ -275,6 +275,59 @@ def test_v2_pool_transfers(make):
         assert torch.equal(side.page(s * PAGE).view(torch.int16), dst_side.page(d * PAGE).view(torch.int16))
 
 
+def test_v2_newer_pool_names_and_sidecar_transfers(make):
+    """sglang's newer PoolName members (DeepSeek V4 compressed pools, draft indexer / SWA), its
+    SidecarPoolSpec / count_pool_hits / PoolTransferResult.update_* helpers, and a sidecar transfer
+    (``indices_from_pool``) that carries no host indices of its own: it rides its source pool's."""
+    assert {p.value for p in sg.PoolName} >= {
+        "kv", "mamba", "swa", "indexer", "draft", "draft_indexer", "draft_swa", "deepseek_v4_c4",
+        "deepseek_v4_c4_indexer", "deepseek_v4_c128", "deepseek_v4_c4_state",
+        "deepseek_v4_c4_indexer_state", "deepseek_v4_c128_state"}
+    spec = sg.SidecarPoolSpec(sg.PoolName.DEEPSEEK_V4_C4, sg.PoolName.KV)
+    assert spec.hit_policy == sg.PoolHitPolicy.ALL_PAGES and sg.STORAGE_BATCH_SIZE == 128
+    assert sg.count_pool_hits({"a": [True, False, True], "b": [True]}) == {"a": 1, "b": 1}
+    res = sg.PoolTransferResult.empty()
+    res.update_kv_hit_pages(3)
+    res.update_kv_hit_pages(2)
+    res.update_extra_pool_hit_pages({"swa": 1})
+    assert res.kv_hit_pages == 3 and res.extra_pool_hit_pages == {"swa": 1}
+
+    kv, c4, dswa = _HostPool(seed=11), _HostPool(mla=True, seed=12), _HostPool(mla=True, seed=13)
+    b = make(kv)
+    b.register_mem_host_pool_v2(kv, sg.PoolName.KV)
+    b.register_mem_host_pool_v2(c4, sg.PoolName.DEEPSEEK_V4_C4)
+    b.register_mem_host_pool_v2(dswa, sg.PoolName.DRAFT_SWA)
+    keys = _keys(3)
+
+    def transfers(kv_pages, swa_pages):
+        return [sg.PoolTransfer(name=sg.PoolName.KV, host_indices=_indices(kv_pages), keys=keys),
+                sg.PoolTransfer(name=sg.PoolName.DEEPSEEK_V4_C4, keys=keys, indices_from_pool=sg.PoolName.KV),
+                sg.PoolTransfer(name=sg.PoolName.DRAFT_SWA, host_indices=_indices(swa_pages), keys=keys[-1:],
+                                hit_policy=sg.PoolHitPolicy.TRAILING_PAGES)]
+
+    out = b.batch_set_v2(transfers([0, 1, 2], [5]))
+    assert out[sg.PoolName.KV] == [True] * 3 and out[sg.PoolName.DEEPSEEK_V4_C4] == [True] * 3
+    assert out[sg.PoolName.DRAFT_SWA] == [True]
+    ex = b.batch_exists_v2(keys, transfers([0, 1, 2], [5])[1:])
+    assert ex.kv_hit_pages == 3 and ex.extra_pool_hit_pages[sg.PoolName.DEEPSEEK_V4_C4] == 3
+    dst_kv, dst_c4, dst_swa = _HostPool(fill=False), _HostPool(mla=True, fill=False), _HostPool(mla=True, fill=False)
+    rd = make(dst_kv)
+    rd.register_mem_host_pool_v2(dst_kv, sg.PoolName.KV)
+    rd.register_mem_host_pool_v2(dst_c4, sg.PoolName.DEEPSEEK_V4_C4)
+    rd.register_mem_host_pool_v2(dst_swa, sg.PoolName.DRAFT_SWA)
+    got = rd.batch_get_v2(transfers([7, 8, 9], [12]))
+    assert all(got[n] == [True] * len(v) for n, v in
+               [(sg.PoolName.KV, keys), (sg.PoolName.DEEPSEEK_V4_C4, keys), (sg.PoolName.DRAFT_SWA, [1])])
+    for s_, d in zip([0, 1, 2], [7, 8, 9]):  # the sidecar's pages went to the KV transfer's slots, in its own pool
+        assert torch.equal(c4.page(s_ * PAGE).view(torch.int16), dst_c4.page(d * PAGE).view(torch.int16))
+        assert torch.equal(kv.page(s_ * PAGE).view(torch.int16), dst_kv.page(d * PAGE).view(torch.int16))
+    assert torch.equal(dswa.page(5 * PAGE).view(torch.int16), dst_swa.page(12 * PAGE).view(torch.int16))
+    # a sidecar whose source pool is not in the call cannot be placed: each of its pages fails, nothing raises
+    lone = rd.batch_get_v2([sg.PoolTransfer(name=sg.PoolName.DEEPSEEK_V4_C4, keys=keys,
+                                            indices_from_pool=sg.PoolName.KV)])
+    assert lone[sg.PoolName.DEEPSEEK_V4_C4] == [False] * 3
+
+
 def test_clear_stats_close(node, make):
     b = make(_HostPool(seed=8))
     keys = _keys(4)
@@ -317,3 +370,18 @@ def test_auth_key_from_extra_config(auth_node):
         assert b.batch_exists(keys) == 2
     finally:
         b.close()
+
+
+def test_clear_removes_every_key_of_its_prefix_even_those_another_instance_wrote(node, make):
+    # clear() uses the node's REMOVE_PREFIX: nothing tracked, so a restarted backend (or another rank) clears all.
+    writer = make(_HostPool(seed=9))
+    other_model = make(_HostPool(seed=10), model="org/other-model")
+    keys = _keys(3)
+    assert writer.batch_set_v1(keys, _indices([0, 1, 2])) == [True] * 3
+    assert other_model.batch_set_v1(keys, _indices([0, 1, 2])) == [True] * 3
+    fresh = make(_HostPool(seed=9))  # same model, wrote nothing itself
+    fresh.clear()
+    assert writer.batch_exists(keys) == 0
+    assert other_model.batch_exists(keys) == 3
+    other_model.clear()
+    assert other_model.batch_exists(keys) == 0

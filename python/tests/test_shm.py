@@ -62,7 +62,7 @@ def test_a_node_on_another_host_is_reached_over_tcp_with_the_reason_logged(node,
     with kvasir.KvStore(node.address, transport="tcp") as s:
         conn = s._connection()
         with caplog.at_level(logging.INFO, logger="kvasir"):
-            assert shm.negotiate(conn, "192.0.2.1", "auto") is None
+            assert shm.negotiate(conn, "192.0.2.1", "auto") == (None, "192.0.2.1 is not an address of this host")
         assert "192.0.2.1 is not an address of this host" in caplog.text
         with pytest.raises(kvasir.KvasirError, match="shm transport unavailable"):
             shm.negotiate(conn, "192.0.2.1", "shm")
@@ -75,7 +75,13 @@ def test_a_node_without_a_shm_arena_is_reached_over_tcp(cli, caplog):
             with kvasir.KvStore(node.address) as s:
                 assert s.put("k", b"v") == 0 and s.get("k") == b"v"
                 assert s.transport == "tcp"
-        assert "no shared-memory arena" in caplog.text
+                assert "no shared-memory arena" in s.transport_reason
+                s._drop()   # a reconnect decides again, and does not log the same reason again
+                assert s.get("k") == b"v" and s.transport == "tcp"
+        fallbacks = [r for r in caplog.records if "using TCP" in r.getMessage()]
+        assert len(fallbacks) == 1, [r.getMessage() for r in fallbacks]
+        assert fallbacks[0].levelno == logging.WARNING   # a node on this host: several times slower, so a warning
+        assert "no shared-memory arena" in fallbacks[0].getMessage()
         with pytest.raises(kvasir.KvasirError, match="no shared-memory arena"):
             kvasir.KvStore(node.address, transport="shm")
     finally:

@@ -15,10 +15,11 @@ torch = pytest.importorskip("torch")
 
 from kvasir import KvStore  # noqa: E402
 from kvasir.integrations.vllm import (KVConnectorRole, KvasirConnector,  # noqa: E402
-                                      KvasirConnectorMetadata, chained_block_hashes)
+                                      KvasirConnectorMetadata, SupportsHMA, chained_block_hashes, supports_hma)
 from vllm_standins import (BS, NUM_BLOCKS, CacheConfig, CachedRequestData, CountingStore,  # noqa: E402
-                           ForwardContext, KVCacheBlocks, KVCacheConfig, KVTransferConfig, ModelConfig,
-                           NewRequestData, ParallelConfig, Request, SchedulerOutput, VllmConfig)
+                           ForwardContext, FullAttentionSpec, KVCacheBlocks, KVCacheConfig, KVCacheGroupSpec,
+                           KVTransferConfig, MambaSpec, ModelConfig, NewRequestData, ParallelConfig, Request,
+                           SchedulerOutput, SlidingWindowSpec, VllmConfig, remembering)
 
 
 # ------------------------------------------------------------------ helpers
@@ -45,22 +46,25 @@ class Engine:
     """A scheduler-side and a worker-side connector, each with its own store, as one vLLM engine."""
 
     def __init__(self, address, model, tp_rank=0, tp_size=1, role="kv_both", fill=False, seed=0, transport=None,
-                 device="cpu", **extra):
+                 device="cpu", kv_cache_config=None, caches=make_caches, **extra):
         cfg = VllmConfig(KVTransferConfig(kv_role=role, kv_connector_extra_config={"kvasir_tp_rank": tp_rank, **extra}),
                          CacheConfig(), ModelConfig(model), ParallelConfig(tensor_parallel_size=tp_size))
+        kcc = kv_cache_config or KVCacheConfig()
         self.sched_store = CountingStore(KvStore(address, request_timeout=10))
         self.worker_store = KvStore(address, transport=transport, request_timeout=10)
-        self.sched = KvasirConnector(cfg, KVConnectorRole.SCHEDULER, KVCacheConfig(), store=self.sched_store)
-        self.worker = KvasirConnector(cfg, KVConnectorRole.WORKER, KVCacheConfig(), store=self.worker_store)
-        self.caches = {name: t.to(device) for name, t in make_caches(fill, seed).items()}
+        self.sched = KvasirConnector(cfg, KVConnectorRole.SCHEDULER, kcc, store=self.sched_store)
+        self.worker = KvasirConnector(cfg, KVConnectorRole.WORKER, kcc, store=self.worker_store)
+        self.caches = {name: t.to(device) for name, t in caches(fill, seed).items()}
         self.worker.register_kv_caches(self.caches)
 
     def schedule(self, request, block_ids, num_scheduled=None):
+        """``block_ids``: a list (one kv-cache group) or a tuple of per-group lists."""
         n = self.sched.get_num_new_matched_tokens(request, 0)[0]
-        self.sched.update_state_after_alloc(request, KVCacheBlocks(block_ids), n)
+        blocks = KVCacheBlocks(block_ids)
+        self.sched.update_state_after_alloc(request, blocks, n)
         total = len(request.prompt_token_ids)
         out = SchedulerOutput(
-            scheduled_new_reqs=[NewRequestData(request.request_id, request.prompt_token_ids, (list(block_ids),), n)],
+            scheduled_new_reqs=[NewRequestData(request.request_id, request.prompt_token_ids, blocks.get_block_ids(), n)],
             num_scheduled_tokens={request.request_id: (total - n) if num_scheduled is None else num_scheduled})
         return n, self.sched.build_connector_meta(out)
 
@@ -87,15 +91,9 @@ class Engine:
 
 @pytest.fixture
 def engines(node):
-    made = []
-
-    def make(**kw):
-        e = Engine(node.address, **kw)
-        made.append(e)
-        return e
+    make, close_all = remembering(lambda **kw: Engine(node.address, **kw), Engine.close)
     yield make
-    for e in made:
-        e.close()
+    close_all()
 
 
 def prompt(n_tokens, base=1000):
@@ -359,3 +357,93 @@ def test_the_connector_offers_every_method_of_the_upstream_base(engines):
     assert list(e.sched.take_events()) == [] and e.sched.has_pending_push_work() is False
     assert KvasirConnector.get_required_kvcache_layout(e.sched._vllm_config) is None
     assert e.sched.requires_kv_delivery is False     # a cache: a dropped save is only a future miss
+
+
+# ------------------------------------------------------------------ hybrid KV cache manager (SupportsHMA)
+# vllm-project/vllm @ 003df296, vllm/distributed/kv_transfer/kv_connector/v1/base.py: SupportsHMA
+# (request_finished_all_groups(request, block_ids: tuple[list[int], ...])) and supports_hma; the scheduler calls
+# request_finished_all_groups instead of request_finished for a SupportsHMA connector, and the factory refuses one
+# that is not while the hybrid manager is on. vllm/v1/core/single_type_kv_cache_manager.py (sliding window): blocks
+# before (num_computed_tokens - sliding_window + 1) // block_size are freed and show as the null block, id 0.
+
+WINDOW = 6  # tokens
+
+
+def hma_config():
+    return KVCacheConfig(kv_cache_groups=[KVCacheGroupSpec(["full.0", "full.1"], FullAttentionSpec(BS)),
+                                          KVCacheGroupSpec(["swa.0"], SlidingWindowSpec(BS, WINDOW))])
+
+
+def hma_caches(fill, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    shapes = {"full.0": (2, NUM_BLOCKS, BS, 2, 8), "full.1": (2, NUM_BLOCKS, BS, 2, 8), "swa.0": (2, NUM_BLOCKS, BS, 1, 8)}
+    return {n: (torch.randn(s, generator=g) + 1 if fill else torch.zeros(s)).to(torch.float16) for n, s in shapes.items()}
+
+
+def test_the_connector_declares_the_hybrid_manager_interface():
+    assert issubclass(KvasirConnector, SupportsHMA) and supports_hma(KvasirConnector)
+
+
+@pytest.mark.parametrize("staging", [False, True], ids=["in-place", "staging"])
+def test_every_group_is_saved_and_a_sliding_window_group_loads_only_its_window(engines, node, staging):
+    model, toks = model_name(), prompt(4 * BS + 1)        # four full blocks and one token
+    extra = {"kvasir_force_staging": "true"} if staging else {}
+    a = engines(model=model, fill=True, seed=3, kv_cache_config=hma_config(), caches=hma_caches, **extra)
+    a_full, a_swa = [1, 2, 3, 4, 5], [6, 7, 8, 9, 10]
+    n, meta, errors = a.step(Request("a", toks), (a_full, a_swa))
+    assert n == 0 and not errors
+    assert a.worker.stats["blocks_saved"] == 8 and a.worker.stats["blocks_save_failed"] == 0  # 4 blocks x 2 groups
+    assert a.sched.request_finished_all_groups(Request("a", toks), (a_full, a_swa)) == (False, None)
+
+    # Another engine: 16 tokens hit; the window (6 tokens) needs blocks 2 and 3 of the SWA group only, so the
+    # hybrid manager gives the SWA group null blocks (0) for blocks 0 and 1.
+    b = engines(model=model, kv_cache_config=hma_config(), caches=hma_caches, **extra)
+    b_full, b_swa = [11, 12, 13, 14, 15], [0, 0, 6, 7, 8]
+    n, meta, errors = b.step(Request("b", toks), (b_full, b_swa))
+    assert n == 4 * BS and not errors
+    for name in ("full.0", "full.1"):
+        for s, d in zip(a_full[:4], b_full[:4]):
+            assert torch.equal(block_of(a.caches[name], s), block_of(b.caches[name], d)), (name, s, d)
+    for s, d in zip(a_swa[2:4], b_swa[2:4]):
+        assert torch.equal(block_of(a.caches["swa.0"], s), block_of(b.caches["swa.0"], d)), (s, d)
+    assert not block_of(b.caches["swa.0"], 0).any()   # the null block is never written
+    assert b.worker.stats["blocks_loaded"] == 4 + 2
+
+    # Without the SWA group's last block the 16-token hit is not restorable; 12 tokens are (window: blocks 1, 2).
+    last = a.worker.block_key(chained_block_hashes(toks, BS)[3].hex(), group=1)
+    assert KvStore(node.address).remove(last) == 0
+    c = engines(model=model, kv_cache_config=hma_config(), caches=hma_caches)
+    assert c.sched.get_num_new_matched_tokens(Request("c", toks), 0) == (3 * BS, False)
+
+
+def test_a_group_kind_it_cannot_restore_is_refused_with_the_reason(engines):
+    kcc = KVCacheConfig(kv_cache_groups=[KVCacheGroupSpec(["full.0"], FullAttentionSpec(BS)),
+                                         KVCacheGroupSpec(["mamba.0"], MambaSpec(BS))])
+    with pytest.raises(ValueError, match="MambaSpec"):
+        engines(model=model_name(), kv_cache_config=kcc)
+
+
+
+def test_hybrid_groups_over_a_chunked_prefill(engines):
+    """Two kv-cache groups saved over two scheduler steps: the second chunk's new blocks come per group in
+    the cached request's new_block_ids, and are appended group by group."""
+    model, toks = model_name(), prompt(5 * BS)
+    a = engines(model=model, fill=True, seed=9, kv_cache_config=hma_config(), caches=hma_caches)
+    n, meta = a.schedule(Request("a", toks), ([1, 2], [6, 7]), num_scheduled=2 * BS)
+    assert [bid for bid, _ in meta.requests[0].save] == [1, 2]
+    assert [(g, bid) for g, bid, _ in meta.requests[0].save_groups] == [(1, 6), (1, 7)]
+    a.execute(meta)
+    meta = a.sched.build_connector_meta(SchedulerOutput(
+        scheduled_cached_reqs=CachedRequestData(["a"], set(), [([3, 4, 5], [8, 9, 10])], [2 * BS]),
+        num_scheduled_tokens={"a": 3 * BS}))
+    assert [bid for bid, _ in meta.requests[0].save] == [3, 4, 5]
+    assert [bid for _, bid, _ in meta.requests[0].save_groups] == [8, 9, 10]
+    a.execute(meta)
+    assert a.worker.stats["blocks_saved"] == 10
+
+    b = engines(model=model, kv_cache_config=hma_config(), caches=hma_caches)
+    n, meta, errors = b.step(Request("b", toks), ([11, 12, 13, 14, 15], [0, 0, 1, 2, 3]))
+    assert n == 4 * BS and not errors
+    assert [bid for _, bid, _ in meta.requests[0].load_groups] == [1, 2]   # the window's blocks 2 and 3
+    for s, d in zip([8, 9], [1, 2]):
+        assert torch.equal(block_of(a.caches["swa.0"], s), block_of(b.caches["swa.0"], d))

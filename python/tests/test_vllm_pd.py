@@ -23,7 +23,7 @@ from kvasir.integrations.vllm import KVConnectorRole, KvasirConnector  # noqa: E
 from paged_decoder import PagedDecoder  # noqa: E402
 from vllm_standins import (BS, CacheConfig, ForwardContext, KVCacheBlocks, KVCacheConfig,  # noqa: E402
                            KVTransferConfig, ModelConfig, NewRequestData, ParallelConfig, Request,
-                           SchedulerOutput, VllmConfig)
+                           SchedulerOutput, VllmConfig, remembering)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PRODUCER = os.path.join(HERE, "vllm_pd_producer.py")
@@ -58,15 +58,9 @@ class Producer:
 
 @pytest.fixture
 def producers(node):
-    made = []
-
-    def start(model, *extra):
-        p = Producer(node, model, *extra)
-        made.append(p)
-        return p
+    start, stop_all = remembering(lambda model, *extra: Producer(node, model, *extra), Producer.stop)
     yield start
-    for p in made:
-        p.stop()
+    stop_all()
 
 
 def reference_logits():

@@ -5,6 +5,9 @@ vLLM cannot be installed here (no PyPI). These mirror vllm-project/vllm at commi
 given - and get_from_extra_config), ``vllm/config`` (VllmConfig and its cache/model/parallel configs),
 ``vllm/v1/request.py`` (Request: request_id, prompt_token_ids, num_prompt_tokens, cache_salt, kv_transfer_params),
 ``vllm/v1/core/kv_cache_manager.py`` (KVCacheBlocks.get_block_ids -> tuple of per-group lists),
+``vllm/v1/kv_cache_interface.py`` (KVCacheConfig(num_blocks, kv_cache_tensors, kv_cache_groups),
+KVCacheGroupSpec(layer_names, kv_cache_spec, is_eagle_group), FullAttentionSpec, SlidingWindowSpec(sliding_window),
+MambaSpec: the fields the connector reads),
 ``vllm/v1/core/sched/output.py`` (SchedulerOutput, NewRequestData, CachedRequestData) and
 ``vllm/forward_context.py`` (ForwardContext).
 """
@@ -58,8 +61,33 @@ class VllmConfig:
 
 
 @dataclass
+class FullAttentionSpec:
+    block_size: int
+
+
+@dataclass
+class SlidingWindowSpec:
+    block_size: int
+    sliding_window: int
+
+
+@dataclass
+class MambaSpec:
+    block_size: int
+
+
+@dataclass
+class KVCacheGroupSpec:
+    layer_names: List[str]
+    kv_cache_spec: Any
+    is_eagle_group: bool = False
+
+
+@dataclass
 class KVCacheConfig:
     num_blocks: int = NUM_BLOCKS
+    kv_cache_tensors: list = field(default_factory=list)
+    kv_cache_groups: list = field(default_factory=list)
 
 
 @dataclass
@@ -75,11 +103,13 @@ class Request:
 
 
 class KVCacheBlocks:
+    """``ids``: a list (one kv-cache group) or a tuple of per-group lists (hybrid manager)."""
+
     def __init__(self, ids):
-        self.ids = list(ids)
+        self.groups = tuple(list(g) for g in ids) if isinstance(ids, tuple) else (list(ids),)
 
     def get_block_ids(self):
-        return (self.ids,)
+        return self.groups
 
 
 @dataclass
@@ -129,3 +159,19 @@ class CountingStore:
 
     def __getattr__(self, name):
         return getattr(self._store, name)
+
+
+def remembering(factory, close):
+    """For a fixture that makes engines on demand: ``(make, close_all)``; ``make`` builds with ``factory`` and
+    remembers, ``close_all`` closes everything made, with ``close``."""
+    made = []
+
+    def make(*args, **kw):
+        thing = factory(*args, **kw)
+        made.append(thing)
+        return thing
+
+    def close_all():
+        for thing in made:
+            close(thing)
+    return make, close_all

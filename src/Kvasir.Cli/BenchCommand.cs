@@ -37,17 +37,22 @@ public static class BenchCommand
           --memory SIZE         arena of the inproc node                              default 1GiB
           --verify MODE         sample (head, a word per 4 KiB, tail) | full (every byte) | off   default sample
           --no-verify           same as --verify off
+          --value-crc MODE      kvasir PUT checksums: client (the client computes each value's CRC-32C and
+                                sends it, VALUE_CRC) | given (each value's CRC computed once, when the bench
+                                makes it, and sent as the writer's own) | node (not sent: the node
+                                checksums as it receives)                             default client
           --no-prefill          do not write the key space before get/mixed/exists
           --no-progress         no live progress bar
           --json                one JSON object per run (one line each)
-        """ + TraceBenchCommand.Help;
+        """ + TraceBenchCommand.Help + ScaleBenchCommand.Help;
 
     private static readonly string[] ValueOptions =
-        [.. ClientCommands.ConnectOptions, "target", "op", "ratio", "value-size", "batch", "inflight", "connections", "keys", "duration", "requests", "warmup", "memory", "verify", "key-space"];
+        [.. ClientCommands.ConnectOptions, "target", "op", "ratio", "value-size", "batch", "inflight", "connections", "keys", "duration", "requests", "warmup", "memory", "verify", "key-space", "value-crc"];
 
     public static async Task<int> RunAsync(IReadOnlyList<string> args)
     {
         if (args.Any(a => a == "--trace" || a.StartsWith("--trace=", StringComparison.Ordinal))) return await TraceBenchCommand.RunAsync(args);
+        if (args.Contains("--scale")) return await ScaleBenchCommand.RunAsync(args);
         var cl = CommandLine.Parse(args, ValueOptions, ["no-verify", "no-prefill", "no-progress", "json"]);
         if (cl.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cl.Positionals[0]}'");
         string targetName = cl.Get("target", "kvasir");
@@ -77,9 +82,11 @@ public static class BenchCommand
             var other => throw new UsageException($"--verify: '{other}' is not sample, full or off"),
         };
 
+        string valueCrc = cl.Get("value-crc", "client");
+        if (valueCrc is not ("client" or "given" or "node")) throw new UsageException($"--value-crc: '{valueCrc}' is not client, given or node");
         await using var kvasir = targetName switch
         {
-            "kvasir" => await KvStore.ConnectAsync(ClientCommands.StoreOptions(cl, "kvasir-bench", connections)),
+            "kvasir" => await KvStore.ConnectAsync(ClientCommands.StoreOptions(cl, "kvasir-bench", connections, sendValueCrc: valueCrc != "node")),
             "inproc" => EmbeddedKvStore.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = cl.Size("memory", 1L << 30), MaxValueBytes = Math.Min(cl.Size("memory", 1L << 30), 1L << 30) } }),
             _ => null,
         };
@@ -109,7 +116,7 @@ public static class BenchCommand
                     table ??= targetName == "memcpy" ? new MemcpyTarget(settings.Keys, size) : null;
                     Func<Task<IBenchTarget>> open = targetName switch
                     {
-                        "kvasir" or "inproc" => () => Task.FromResult<IBenchTarget>(new KvasirTarget(kvasir!)),
+                        "kvasir" or "inproc" => () => Task.FromResult<IBenchTarget>(new KvasirTarget(kvasir!, givenCrcs: valueCrc == "given")),
                         "memcpy" => () => Task.FromResult<IBenchTarget>(table!),
                         "redis" => async () => await RespTarget.ConnectAsync(host, port),
                         _ => async () => await MemcachedTarget.ConnectAsync(host, port),

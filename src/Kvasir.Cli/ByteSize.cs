@@ -48,4 +48,14 @@ public static class ByteSize
         while (i < names.Length - 1 && v >= 1024 && v % 1024 == 0) { v /= 1024; i++; }
         return $"{v.ToString(CultureInfo.InvariantCulture)} {names[i]}";
     }
+
+    /// <summary>Rounded form for measured amounts (free space, file sizes): "20.4 GiB", "512 B".</summary>
+    public static string Approx(long bytes)
+    {
+        string[] names = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+        int i = 0;
+        double v = bytes;
+        while (i < names.Length - 1 && v >= 1024) { v /= 1024; i++; }
+        return i == 0 ? $"{bytes} B" : $"{v.ToString(v >= 100 ? "F0" : "F1", CultureInfo.InvariantCulture)} {names[i]}";
+    }
 }

@@ -1,5 +1,6 @@
 using System.Text;
 using Kvasir.Client;
+using Kvasir.Protocol;
 
 namespace Kvasir.Cli;
 
@@ -7,10 +8,10 @@ namespace Kvasir.Cli;
 public static class ClientCommands
 {
     public const string Help = """
-        kvasir put    --server HOST:PORT [KEY SOURCE] KEY FILE   store FILE's bytes (FILE - = stdin)
+        kvasir put    --server HOST:PORT [KEY SOURCE] KEY FILE   store FILE's bytes (FILE - = stdin); --ttl SEC: expire after SEC seconds (0 = never)
         kvasir get    --server HOST:PORT [KEY SOURCE] KEY [FILE] write the value to FILE or stdout; exit 1 on a miss
         kvasir exists --server HOST:PORT [KEY SOURCE] KEY...     print 1 (present) or 0 per key
-        kvasir rm     --server HOST:PORT [KEY SOURCE] KEY...     remove keys; print each key's result
+        kvasir rm     --server HOST:PORT [KEY SOURCE] KEY...     remove keys; print each key's result (--prefix P / --all: kvasir ls --help)
         kvasir stats  --server HOST:PORT [KEY SOURCE]            print the node's counters
         kvasir ping   --server HOST:PORT [KEY SOURCE]            check the node answers
           --server defaults to 127.0.0.1:7380; --timeout SEC (default 30) bounds each request.
@@ -46,10 +47,10 @@ public static class ClientCommands
         return tls;
     }
 
-    private static readonly string[] ValueOptions = [.. ConnectOptions, "timeout"];
+    private static readonly string[] ValueOptions = [.. ConnectOptions, "timeout", "ttl", "prefix"];
 
     /// <summary>Store options from --server / --redis / --cluster / --replicas / --auth-key; bad values are usage errors.</summary>
-    public static KvStoreOptions StoreOptions(CommandLine cl, string clientName, int connections, TimeSpan? timeout = null)
+    public static KvStoreOptions StoreOptions(CommandLine cl, string clientName, int connections, TimeSpan? timeout = null, bool sendValueCrc = true)
     {
         var redis = cl.Get("redis");
         var server = cl.Get("server", "127.0.0.1:7380");
@@ -77,6 +78,7 @@ public static class ClientCommands
             RequestTimeout = timeout ?? TimeSpan.FromSeconds(30),
             ConnectionsPerNode = connections,
             ClientName = clientName,
+            SendValueCrc = sendValueCrc,
             Transport = cl.Get("transport", "auto") switch
             {
                 "auto" => KvTransportKind.Auto,
@@ -89,13 +91,20 @@ public static class ClientCommands
 
     public static async Task<int> RunAsync(string verb, IReadOnlyList<string> args)
     {
-        var cl = CommandLine.Parse(args, ValueOptions, []);
+        var cl = CommandLine.Parse(args, ValueOptions, ["all"]);
         var p = cl.Positionals;
+        bool byPrefix = cl.Get("prefix") is not null || cl.Has("all");
+        if (verb != "put" && cl.Get("ttl") is not null) throw new UsageException("--ttl goes with put");
+        if (verb != "rm" && byPrefix) throw new UsageException("--prefix and --all go with rm");
+        if (byPrefix && (p.Count > 0 || (cl.Get("prefix") is not null && cl.Has("all"))))
+            throw new UsageException("rm takes KEY..., or --prefix P, or --all: one of them");
+        if (cl.Get("prefix") is "") throw new UsageException("rm --prefix needs a non-empty prefix (--all removes every key)");
+        var ttl = KeyOptions.ParseTtlOrZero(cl.Get("ttl"));
         switch (verb)
         {
             case "put" when p.Count != 2: throw new UsageException("put needs KEY and FILE (- for stdin)");
             case "get" when p.Count is < 1 or > 2: throw new UsageException("get needs KEY and optionally FILE");
-            case "exists" or "rm" when p.Count == 0: throw new UsageException($"{verb} needs at least one KEY");
+            case "exists" or "rm" when p.Count == 0 && !byPrefix: throw new UsageException($"{verb} needs at least one KEY");
             case "stats" or "ping" when p.Count != 0: throw new UsageException($"{verb} takes no arguments");
         }
         var options = StoreOptions(cl, "kvasir-cli", 1, TimeSpan.FromSeconds(cl.Int("timeout", 30, 1)));
@@ -104,10 +113,16 @@ public static class ClientCommands
         {
             case "put":
                 {
+                    var key = Key(p[0]);
+                    // A file over the node's limit is refused before it is read (it may be far larger than memory).
+                    if (p[1] != "-" && FileLength(p[1]) is long length && length > store.MaxValueBytes)
+                        return Fail(TooLarge(p[0], p[1], length, store.MaxValueBytes));
                     byte[] value = p[1] == "-" ? await ReadStdinAsync() : await ReadFileAsync(p[1]);
-                    var status = (await store.PutAsync([Key(p[0])], [value]))[0];
-                    if (status == KvStatus.Ok && store.IsCluster) Console.Error.WriteLine($"stored on {string.Join(", ", store.Placement(Key(p[0]).Span))}");
-                    if (status != KvStatus.Ok) return Fail($"put {p[0]}: {status}");
+                    var status = (await store.PutAsync([key], [value], ttl is null ? null : new PutOptions { Ttl = ttl }))[0];
+                    if (status == KvStatus.Ok && store.IsCluster) Console.Error.WriteLine($"stored on {string.Join(", ", store.Placement(key.Span))}");
+                    if (status == KvStatus.ValueTooLarge) return Fail(TooLarge(p[0], p[1] == "-" ? "stdin" : p[1], value.Length, store.MaxValueBytes));
+                    if (status == KvStatus.QuotaExceeded) return Fail($"put {Short(p[0])}: {await store.QuotaMessageAsync(key)}");
+                    if (status != KvStatus.Ok) return Fail($"put {Short(p[0])}: {status}");
                     return 0;
                 }
             case "get":
@@ -131,6 +146,14 @@ public static class ClientCommands
                     var present = await store.ExistsAsync(p.Select(Key).ToArray());
                     foreach (var v in present) Console.WriteLine(v);
                     return present.Contains(-1) ? 3 : 0;
+                }
+            case "rm" when byPrefix:
+                {
+                    long removed;
+                    try { removed = cl.Has("all") ? await store.RemoveAllAsync() : await store.RemovePrefixAsync(Key(cl.Get("prefix")!)); }
+                    catch (ArgumentException ex) { throw new UsageException(KeyCommands.OneLine(ex)); }
+                    Console.WriteLine($"removed {removed} keys");
+                    return 0;
                 }
             case "rm":
                 {
@@ -170,15 +193,31 @@ public static class ClientCommands
         catch (FormatException ex) { throw new UsageException($"--auth-key: {ex.Message}"); }
     }
 
-    /// <summary>A key from the command line: UTF-8 text, or hex:… for binary keys.</summary>
+    /// <summary>A key from the command line: UTF-8 text, or hex:… for binary keys; 1 to 512 bytes (a usage error otherwise).</summary>
     public static ReadOnlyMemory<byte> Key(string text)
     {
+        byte[] key;
         if (text.StartsWith("hex:", StringComparison.Ordinal))
         {
-            try { return Convert.FromHexString(text[4..]); }
-            catch (FormatException) { throw new UsageException($"key '{text}' is not valid hex"); }
+            try { key = Convert.FromHexString(text[4..]); }
+            catch (FormatException) { throw new UsageException($"key '{Short(text)}' is not valid hex"); }
         }
-        return Encoding.UTF8.GetBytes(text);
+        else key = Encoding.UTF8.GetBytes(text);
+        if (key.Length is 0 or > ProtocolLimits.MaxKeyBytes)
+            throw new UsageException($"key '{Short(text)}' is {key.Length} bytes: keys are 1 to {ProtocolLimits.MaxKeyBytes} bytes");
+        return key;
+    }
+
+    /// <summary>A key as messages show it: at most 40 characters (a long key is cut, with its length named elsewhere).</summary>
+    public static string Short(string text) => text.Length <= 40 ? text : text[..32] + "…";
+
+    private static string TooLarge(string key, string source, long length, long limit)
+        => $"put {Short(key)}: {source} is {ByteSize.Approx(length)}, over the node's value limit of {ByteSize.Format(limit)} (raise it with kvasir serve --max-value)";
+
+    private static long? FileLength(string path)
+    {
+        try { return new FileInfo(path).Length; }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
     }
 
     private static async Task<byte[]> ReadFileAsync(string path)

@@ -16,7 +16,9 @@ public sealed class CommandLine
     public IReadOnlyList<string> Positionals { get; }
 
     /// <summary>Parses <paramref name="args"/> against the verb's option names (value options and flags).</summary>
-    public static CommandLine Parse(IReadOnlyList<string> args, IReadOnlyCollection<string> valueOptions, IReadOnlyCollection<string> flags)
+    /// <remarks>An option in <paramref name="repeatable"/> may be given more than once: its values are joined with commas.</remarks>
+    public static CommandLine Parse(IReadOnlyList<string> args, IReadOnlyCollection<string> valueOptions, IReadOnlyCollection<string> flags,
+        IReadOnlyCollection<string>? repeatable = null)
     {
         var positionals = new List<string>();
         var line = new CommandLine(positionals);
@@ -42,6 +44,7 @@ public sealed class CommandLine
             else throw new UsageException($"unknown option --{name}");
             if (!valueOptions.Contains(name))
                 throw new UsageException(flags.Contains(name) ? $"option --{name} takes no value" : $"unknown option --{name}");
+            if (repeatable?.Contains(name) == true && line._values.TryGetValue(name, out var earlier)) value = earlier + "," + value;
             line._values[name] = value;
         }
         return line;

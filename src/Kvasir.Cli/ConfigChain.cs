@@ -17,7 +17,7 @@ public static class ConfigChain
     public static (List<string> Args, List<Setting> Effective) Resolve(IReadOnlyList<string> args, Func<string, string?>? env = null)
     {
         env ??= Environment.GetEnvironmentVariable;
-        var flags = CommandLine.Parse(args, [.. ServeOptionTable.Names, "config"], []);
+        var flags = CommandLine.Parse(args, [.. ServeOptionTable.Names, "config"], [], ServeOptionTable.Repeatable);
         if (flags.Positionals.Count > 0) throw new UsageException($"unexpected argument '{flags.Positionals[0]}'");
         var chosen = new Dictionary<string, (string Value, string Source)>();
         var path = flags.Get("config") ?? env("KVASIR_CONFIG");
@@ -54,6 +54,13 @@ public static class ConfigChain
         }
     }
 
+    /// <summary>The top-level keys of a config file that the clients read (python/kvasir/config.py): the node skips them.</summary>
+    private static readonly HashSet<string> ClientKeys =
+    [
+        "servers", "auth_key", "auth_key_file", "transport", "connect_timeout", "request_timeout", "redis_url", "cluster", "replicas",
+        "tls_ca", "tls_server_name", "tls_cert", "tls_key",
+    ];
+
     private static IEnumerable<(string Name, string Value)> ReadFile(string path)
     {
         string text;
@@ -64,6 +71,14 @@ public static class ConfigChain
         catch (YamlException ex) { throw new UsageException($"config {path}: not valid YAML at line {ex.Start.Line}: {ex.Message}"); }
         if (stream.Documents.Count == 0) yield break;
         if (stream.Documents[0].RootNode is not YamlMappingNode root) throw new UsageException($"config {path}: the file must hold a mapping");
+        foreach (var (k, _) in root.Children)
+        {
+            var key = (k as YamlScalarNode)?.Value ?? "";
+            if (key == "node" || ClientKeys.Contains(key)) continue;
+            if (ServeOptionTable.Names.Contains(key.Replace('_', '-')))
+                throw new UsageException($"config {path}: '{key}' is a node option at the top level, where only the clients' settings go: put it under node:");
+            Console.Error.WriteLine($"kvasir serve: config {path}: top-level key '{key}' is neither a client setting nor node:, and is ignored (node options go under node:)");
+        }
         if (!root.Children.TryGetValue(new YamlScalarNode("node"), out var nodeSection)) yield break;
         if (nodeSection is YamlScalarNode { Value: null or "" or "~" }) yield break;
         if (nodeSection is not YamlMappingNode node) throw new UsageException($"config {path}: 'node' must be a mapping of option: value");
@@ -73,6 +88,11 @@ public static class ConfigChain
             var name = key.Replace('_', '-');
             if (!ServeOptionTable.Names.Contains(name))
                 throw new UsageException($"config {path}: unknown option '{key}' under node: (see kvasir serve --help)");
+            if (ServeOptionTable.Repeatable.Contains(name) && v is YamlSequenceNode list && list.Children.All(c => c is YamlScalarNode { Value: not null }))
+            {
+                yield return (name, string.Join(',', list.Children.Select(c => ((YamlScalarNode)c).Value)));
+                continue;
+            }
             if (v is not YamlScalarNode scalar || scalar.Value is null)
                 throw new UsageException($"config {path}: node.{key} must be a single value");
             yield return (name, scalar.Value);

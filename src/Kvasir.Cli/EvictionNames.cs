@@ -13,6 +13,7 @@ public static class EvictionNames
         ("s3fifo", EvictionPolicyKind.S3Fifo),
         ("prefix", EvictionPolicyKind.PrefixAware),
         ("chainlfu", EvictionPolicyKind.ChainLfu),
+        ("chainsketch", EvictionPolicyKind.ChainSketch),
     ];
 
     /// <summary>"lru|fifo|…" for help texts.</summary>

@@ -7,6 +7,7 @@ const string Usage = """
     usage: kvasir VERB [options]
       serve     run a cache node
       put get exists rm stats ping    talk to a running node (or a cluster: --redis URL)
+      ls info  list keys by prefix (paged), per-key size/tier/age/ttl/pins; rm --prefix P | --all removes by prefix
       config    the effective serve configuration and where each value came from
       admin-token  the bearer token of the admin HTTP endpoints for an auth key
       keygen FILE  write a new random auth key to FILE (mode 0600) for --auth-key-file / KVASIR_AUTH_KEY_FILE
@@ -52,7 +53,8 @@ if (rest.Contains("--help") || rest.Contains("-h"))
         "stats" => StatsCommand.Help,
         "transfer-peer" => TransferPeerCommand.Help,
         "transfer-bench" => TransferBenchCommand.Help,
-        "put" or "get" or "exists" or "rm" or "ping" => ClientCommands.Help,
+        "put" or "get" or "exists" or "ping" => ClientCommands.Help,
+        "ls" or "info" or "rm" => ClientCommands.Help + "\n" + KeyCommands.Help,
         _ => Usage,
     });
     return 0;
@@ -72,6 +74,7 @@ try
         "transfer-bench" => await TransferBenchCommand.RunAsync(rest),
         "stats" when StatsCommand.IsSubcommand(rest) => await StatsCommand.RunAsync(rest),
         "put" or "get" or "exists" or "rm" or "stats" or "ping" => await ClientCommands.RunAsync(verb, rest),
+        "ls" or "info" => await KeyCommands.RunAsync(verb, rest),
         _ => throw new UsageException($"unknown verb '{verb}' (try kvasir --help)"),
     };
 }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Kvasir.Protocol;
@@ -39,6 +40,8 @@ public static class ServeCommand
             HighWatermark = cl.Double("high-watermark", 0.95),
             LowWatermark = cl.Double("low-watermark", 0.90),
             LeaseTimeout = TimeSpan.FromSeconds(cl.Int("lease-timeout", 30, 1)),
+            DefaultTtl = KeyOptions.ParseTtl(cl.Get("default-ttl"), "--default-ttl"),
+            Namespaces = KeyOptions.ParseQuotas(cl.Get("namespace-quota")),
         };
         var options = new NodeOptions
         {
@@ -125,15 +128,42 @@ public static class ServeCommand
             var other => throw new UsageException($"--disk-sync: '{other}' is not none, batch or always"),
         };
         if (hot is < 0 or > 1) throw new UsageException("--hot-fraction: must be between 0 and 1");
+        long diskCapacity = cl.Size("disk-capacity", 10L << 30);
+        if (disk is not null) CheckDiskRoom(disk, diskCapacity, cl.Get("disk-capacity") is not null);
         return new Kvasir.Storage.Tiers.TierOptions
         {
             DiskPath = disk,
-            DiskCapacity = cl.Size("disk-capacity", 10L << 30),
+            DiskCapacity = diskCapacity,
             DiskSync = sync,
             PromoteAfter = cl.Int("promote-after", 2, 1),
             HotFraction = hot,
             SharedFsPath = shared,
         };
+    }
+
+    /// <summary>
+    /// The disk tier may not promise more than its filesystem can hold: free space plus what the tier's directory holds
+    /// already (its own segments, recovered at start).
+    /// </summary>
+    private static void CheckDiskRoom(string path, long capacity, bool given)
+    {
+        var full = Path.GetFullPath(path);
+        var existing = full;
+        while (!Directory.Exists(existing) && Path.GetDirectoryName(existing) is { } parent) existing = parent;
+        long free, held = 0;
+        try
+        {
+            free = new DriveInfo(existing).AvailableFreeSpace;
+            if (Directory.Exists(full))
+                held = new DirectoryInfo(full).EnumerateFiles("*", SearchOption.AllDirectories).Sum(f => f.Length);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            return;   // the tier reports an unusable directory itself when it opens
+        }
+        if (capacity <= free + held) return;
+        throw new UsageException($"--disk-capacity {ByteSize.Format(capacity)}{(given ? "" : " (the default)")} is more than {path} can hold: " +
+            $"{ByteSize.Approx(free)} free on its filesystem{(held > 0 ? $" plus {ByteSize.Approx(held)} the tier holds" : "")}; lower --disk-capacity or free space");
     }
 
     private static ClusterJoinOptions? ParseCluster(CommandLine cl)
@@ -197,12 +227,12 @@ public static class ServeCommand
         catch (Kvasir.Net.TlsConfigurationException ex)
         {
             Console.Error.WriteLine($"kvasir: --tls-cert/--tls-key/--tls-client-ca: {ex.Message}");
-            return 1;
+            return 2;
         }
         catch (OutOfMemoryException)
         {
-            Console.Error.WriteLine($"kvasir: cannot allocate an arena of {ByteSize.Format(options.Store.Capacity)}");
-            return 1;
+            Console.Error.WriteLine($"kvasir: cannot allocate an arena of {ByteSize.Format(options.Store.Capacity)}: {MemoryFree(options.SharedMemory)}; lower --memory");
+            return 2;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
@@ -216,9 +246,13 @@ public static class ServeCommand
         catch (SocketException ex)
         {
             await node.DisposeAsync();
-            Console.Error.WriteLine(ex.Message.StartsWith("admin port", StringComparison.Ordinal)
-                ? $"kvasir: cannot listen on {ex.Message}"
-                : $"kvasir: cannot listen on {options.Host}:{options.Port}: {ex.SocketErrorCode}");
+            bool adminPort = ex.Message.StartsWith("admin port", StringComparison.Ordinal);
+            bool inUse = ex.SocketErrorCode == SocketError.AddressAlreadyInUse;
+            Console.Error.WriteLine(adminPort
+                ? $"kvasir: cannot listen on admin port {Kvasir.Cluster.Endpoint.Format(options.AdminHost, options.AdminPort ?? 0)}: " +
+                  (inUse ? "address already in use (another node's admin port?): pick another with --admin-port, or --admin-port 0 for a free one" : ex.Message)
+                : $"kvasir: cannot listen on {Kvasir.Cluster.Endpoint.Format(options.Host, options.Port)}: " +
+                  (inUse ? "address already in use (another node on this port?): pick another with --port, or --port 0 for a free one" : ex.SocketErrorCode.ToString()));
             return 1;
         }
         var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -234,5 +268,24 @@ public static class ServeCommand
         await stop.Task;
         await node.StopAsync();
         return 0;
+    }
+
+    /// <summary>What memory is free for an arena: MemAvailable from /proc/meminfo, and /dev/shm's free space for a shared-memory arena.</summary>
+    private static string MemoryFree(bool sharedMemory)
+    {
+        var parts = new List<string>();
+        try
+        {
+            var line = File.ReadLines("/proc/meminfo").FirstOrDefault(l => l.StartsWith("MemAvailable:", StringComparison.Ordinal));
+            if (line is not null && long.TryParse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture, out long kib))
+                parts.Add($"{ByteSize.Approx(kib * 1024)} of memory available");
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
+        if (sharedMemory)
+        {
+            try { parts.Add($"{ByteSize.Approx(new DriveInfo("/dev/shm").AvailableFreeSpace)} free in /dev/shm"); }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException) { }
+        }
+        return parts.Count == 0 ? "free memory unknown" : string.Join(", ", parts);
     }
 }

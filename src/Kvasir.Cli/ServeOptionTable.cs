@@ -26,7 +26,7 @@ public static class ServeOptionTable
         new("memory", "SIZE", "1GiB", "arena (DRAM) capacity; sizes: 64MB (10^6), 4GiB (2^30) or bytes"),
         new("max-value", "SIZE", "64MiB", "largest value accepted (at most --memory, at most 1GiB)"),
         new("block-size", "SIZE|off", "off", "fixed block per value instead of sized allocation"),
-        new("eviction", "NAME", "chainlfu", "eviction policy: lru | fifo | lfu | s3fifo | prefix | chainlfu (docs/eviction.md)"),
+        new("eviction", "NAME", "chainlfu", "eviction policy: lru | fifo | lfu | s3fifo | prefix | chainlfu | chainsketch (docs/eviction.md)"),
         new("high-watermark", "F", "0.95", "start evicting above this fill of the arena"),
         new("low-watermark", "F", "0.90", "evict down to this fill"),
         new("auth-key", "HEX", "none", "64 hex chars; clients must prove they hold it (none: anyone on the port may read/write); visible in ps: prefer --auth-key-file"),
@@ -35,6 +35,8 @@ public static class ServeOptionTable
         new("tls-key", "PATH", "none", "PEM private key of --tls-cert"),
         new("tls-client-ca", "PATH", "none", "PEM CA: clients must present a certificate it signed (needs --tls-cert)"),
         new("lease-timeout", "SEC", "30", "a reader that stalls longer than this is cut off"),
+        new("default-ttl", "SEC|off", "off", "values whose PUT names no TTL expire after this many seconds (a miss at once, reclaimed lazily and by a bounded sweep); off = never"),
+        new("namespace-quota", "PREFIX=SIZE", "none", "keys starting with PREFIX may hold at most SIZE bytes of DRAM; over it PUT answers QUOTA_EXCEEDED; repeat the flag or join with commas (YAML: a list)"),
         new("frame-timeout", "SEC", "30", "a started frame must arrive whole within this"),
         new("max-batch", "N", "8192", "keys per request"),
         new("max-connections", "N", "4096", "open connections"),
@@ -67,6 +69,9 @@ public static class ServeOptionTable
     ];
 
     public static readonly IReadOnlyCollection<string> Names = All.Select(o => o.Name).ToHashSet();
+
+    /// <summary>Options that may be given more than once (values joined with commas).</summary>
+    public static readonly IReadOnlyCollection<string> Repeatable = ["namespace-quota"];
 
     public static ServeOption? Find(string name) => All.FirstOrDefault(o => o.Name == name);
 

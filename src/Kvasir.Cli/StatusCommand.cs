@@ -1,6 +1,7 @@
 using System.Globalization;
 using Kvasir.Client;
 using Kvasir.Cluster;
+using Kvasir.Protocol;
 
 namespace Kvasir.Cli;
 
@@ -82,18 +83,19 @@ public static class StatusCommand
     private static void PrintTable(List<Row> rows, string? cluster)
     {
         if (cluster is not null) Console.WriteLine($"cluster {cluster}: {rows.Count(r => r.State == "up")} up, {rows.Count(r => r.State != "up")} not up");
-        var table = new List<string[]> { new[] { "ID", "ADDRESS", "KIND", "STATE", "CAPACITY", "USED", "KEYS", "HIT%", "VERSION", "UPTIME" } };
+        var table = new List<string[]> { new[] { "ID", "ADDRESS", "KIND", "STATE", "CAPACITY", "USED", "KEYS", "SERVED%", "DRAM%", "VERSION", "UPTIME" } };
         foreach (var r in rows)
         {
             var s = r.Stats;
             long Get(string name) => s is not null && s.TryGetValue(name, out var v) ? v : 0;
-            long lookups = Get("hits") + Get("misses");
+            var hits = s is null ? default : HitCounts.From(s);
             table.Add([
                 r.Node.Id, r.Node.Address, r.Node.Kind, r.State + (r.Note is null ? "" : $" ({r.Note})"),
                 ByteSize.Format(s is null ? r.Node.Capacity : Get("capacity_bytes")),
                 s is null ? "-" : ByteSize.Format(Get("allocated_bytes")),
                 s is null ? "-" : Get("keys").ToString(CultureInfo.InvariantCulture),
-                s is null || lookups == 0 ? "-" : (100.0 * Get("hits") / lookups).ToString("F1", CultureInfo.InvariantCulture),
+                hits.Lookups == 0 ? "-" : (100.0 * hits.ServedRatio).ToString("F1", CultureInfo.InvariantCulture),
+                hits.Lookups == 0 ? "-" : (100.0 * hits.DramRatio).ToString("F1", CultureInfo.InvariantCulture),
                 r.Node.Version.Length == 0 ? "-" : r.Node.Version,
                 s is null ? "-" : TimeSpan.FromMilliseconds(Get("uptime_ms")).ToString(@"d\.hh\:mm\:ss", CultureInfo.InvariantCulture),
             ]);
@@ -112,6 +114,8 @@ public static class StatusCommand
             ["state"] = r.State,
             ["note"] = r.Note,
             ["version"] = r.Node.Version,
+            ["served_hit_ratio"] = r.Stats is null ? null : HitCounts.From(r.Stats).ServedRatio,
+            ["dram_hit_ratio"] = r.Stats is null ? null : HitCounts.From(r.Stats).DramRatio,
             ["stats"] = r.Stats,
         });
         Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(nodes));

@@ -149,6 +149,7 @@ public static class TraceBenchCommand
             Console.WriteLine(JsonSerializer.Serialize(new
             {
                 target = name,
+                transport = target.Transport,
                 capacity = capacity.Label,
                 capacity_blocks = capacity.Blocks,
                 block_bytes = blockBytes,
@@ -171,7 +172,7 @@ public static class TraceBenchCommand
         }
         else
         {
-            Console.WriteLine($"{name}: {h.Requests} requests, capacity {capacity.Label} ({capacity.Blocks} blocks of {ByteSize.Format(blockBytes)}, {unique} unique)");
+            Console.WriteLine($"{name} over {target.Transport}: {h.Requests} requests, capacity {capacity.Label} ({capacity.Blocks} blocks of {ByteSize.Format(blockBytes)}, {unique} unique)");
             Console.WriteLine($"  prefix-block hit rate {h.HitRate * 100:F1}% ({h.HitBlocks} of {h.Blocks}); prefill tokens saved {h.TokensSaved} of {h.InputTokens} ({100.0 * h.TokensSaved / Math.Max(1, h.InputTokens):F1}%)");
             Console.WriteLine($"  moved {ByteSize.Format(result.BytesRead)} read at {result.GetGBps:F2} GB/s, {ByteSize.Format(result.BytesWritten)} written at {result.PutGBps:F2} GB/s; lookup p50 {result.LookupMicros(0.5):F0} us p99 {result.LookupMicros(0.99):F0} us");
             Console.WriteLine($"  evictions {(evictions is long e ? e.ToString(CultureInfo.InvariantCulture) : "n/a")}, errors {result.Errors}, {result.WallSeconds:F1} s ({h.Requests / Math.Max(1e-9, result.WallSeconds):F0} requests/s)");

@@ -59,6 +59,21 @@ public interface IInProcessNode : IAsyncDisposable
 
     /// <summary>The node's counters, named as in a STATS reply.</summary>
     ValueTask<IReadOnlyList<KeyValuePair<string, long>>> StatsAsync(CancellationToken ct);
+
+    /// <summary>
+    /// As <see cref="PutAsync(ReadOnlyMemory{byte}, IReadOnlyList{ReadOnlyMemory{byte}}, ReadOnlyMemory{byte}, CancellationToken)"/>,
+    /// expiring after <paramref name="ttl"/> (<see cref="TimeSpan.Zero"/>: never). A node without expiry keeps the default, which
+    /// refuses with <see cref="NotSupportedException"/> naming what is missing.
+    /// </summary>
+    ValueTask<KvStatus> PutAsync(ReadOnlyMemory<byte> key, IReadOnlyList<ReadOnlyMemory<byte>> value, ReadOnlyMemory<byte> chainParent, TimeSpan ttl, CancellationToken ct)
+        => throw new NotSupportedException($"{GetType().Name} does not store a time to live; put without one");
+
+    /// <summary>
+    /// SCAN, INFO or REMOVE_PREFIX with wire request metadata; returns the wire reply metadata (docs/protocol.md). A node that does
+    /// not manage keys keeps the default, which refuses with <see cref="NotSupportedException"/>.
+    /// </summary>
+    ValueTask<byte[]> KeyRequestAsync(Opcode op, ReadOnlyMemory<byte> meta, CancellationToken ct)
+        => throw new NotSupportedException($"{GetType().Name} does not answer {op}");
 }
 
 /// <summary>What a store needs to know about an <see cref="IInProcessNode"/>.</summary>

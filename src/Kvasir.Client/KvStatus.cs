@@ -23,6 +23,8 @@ public enum KvStatus
     OutOfMemory = 4,
     /// <summary>The node's disk tier could not store the value (I/O error, disk full): it was not stored, the key keeps what it had.</summary>
     TierFailed = 5,
+    /// <summary>PUT: the key's namespace (a prefix with a byte budget, <c>--namespace-quota</c>) would go over its budget; nothing stored. <see cref="KvStore.QuotaMessageAsync"/> names the namespace and budget.</summary>
+    QuotaExceeded = 6,
     /// <summary>GET: the destination is smaller than the value; nothing useful was written to it.</summary>
     BufferTooSmall = 16,
     /// <summary>
@@ -65,6 +67,41 @@ public sealed class PutOptions
 
     /// <summary>In a cluster: copies of these values, overriding <see cref="KvStoreOptions.Replicas"/>. Null for the store's setting.</summary>
     public int? Replicas { get; init; }
+
+    /// <summary>
+    /// With <see cref="Chain"/> in a cluster: place every key of the batch on the nodes of the chain's root key (one
+    /// request per replica) instead of each key on its own nodes. Null for <see cref="KvStoreOptions.ChainPlacement"/>.
+    /// </summary>
+    public bool? ChainPlacement { get; init; }
+
+    /// <summary>
+    /// With chain placement: the chain's first key, whose nodes hold the whole chain. Empty: the batch's first key,
+    /// which is the root only when <see cref="ChainParent"/> is empty (a continuation must name its root, or its
+    /// blocks would land on other nodes than the blocks they continue).
+    /// </summary>
+    public ReadOnlyMemory<byte> ChainRoot { get; init; }
+
+    /// <summary>
+    /// The CRC-32C of each value (one per key, in order), when the writer already has them: sent as they are to a node
+    /// that grants VALUE_CRC instead of being computed by the client. A wrong one makes the value a miss. Null: computed.
+    /// </summary>
+    public IReadOnlyList<uint>? ValueCrc32C { get; init; }
+
+    /// <summary>
+    /// How long the values live: null (the default) for the node's <c>--default-ttl</c>; <see cref="TimeSpan.Zero"/> for never,
+    /// even on a node with a default; else whole seconds, 1 s to <see cref="uint.MaxValue"/> s (an expired value is a miss).
+    /// </summary>
+    public TimeSpan? Ttl { get; init; }
+
+    /// <summary>The TTL as the wire's u32 seconds; a one-line <see cref="ArgumentOutOfRangeException"/> outside 0 or 1 s..u32 max seconds.</summary>
+    internal static uint TtlSeconds(TimeSpan ttl)
+    {
+        if (ttl == TimeSpan.Zero) return 0;
+        double seconds = Math.Ceiling(ttl.TotalSeconds);
+        if (ttl < TimeSpan.Zero || seconds > uint.MaxValue)
+            throw new ArgumentOutOfRangeException(nameof(ttl), $"TTL {ttl} is outside 1 s..{uint.MaxValue} s (0 = never expires)");
+        return (uint)seconds;
+    }
 }
 
 /// <summary>A call failed as a whole: bad options, authentication refused, or the node unreachable at connect.</summary>

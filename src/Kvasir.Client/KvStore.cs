@@ -11,7 +11,7 @@ namespace Kvasir.Client;
 /// buffer (or scatters it over pieces). Thread-safe; many calls may be in flight at once.
 /// Batches larger than the node's limits are split transparently (chained batches in order).
 /// </summary>
-public sealed class KvStore : IAsyncDisposable
+public sealed partial class KvStore : IAsyncDisposable
 {
     private readonly IKvTransport _transport = null!;
     private readonly ClusterRouter? _router;
@@ -75,6 +75,13 @@ public sealed class KvStore : IAsyncDisposable
     /// </summary>
     public KvTransportKind Transport => _router is null ? _transport.Kind : KvTransportKind.Auto;
 
+    /// <summary>
+    /// Why this store's node is reached over TCP although <see cref="KvStoreOptions.Transport"/> is
+    /// <see cref="KvTransportKind.Auto"/> (the node is not on this host, has no arena, its arena cannot be opened,
+    /// ...); null when it uses shared memory, when TCP was asked for, and for a cluster store.
+    /// </summary>
+    public string? TransportReason => (_transport as TcpTransport)?.FallbackReason;
+
     /// <summary>True when this store routes over a cluster's nodes.</summary>
     public bool IsCluster => _router is not null;
 
@@ -109,7 +116,7 @@ public sealed class KvStore : IAsyncDisposable
         CheckCounts(keys.Count, values.Count, nameof(values));
         var sources = new ValueSource[keys.Count];
         for (int i = 0; i < sources.Length; i++) sources[i] = new ValueSource(values[i]);
-        return PutCoreAsync(new PutBatch(keys, sources), options, ct);
+        return PutCoreAsync(new PutBatch(keys, sources, GivenCrcs(options, keys.Count)), options, ct);
     }
 
     /// <summary>Stores each key's value gathered from several pieces, concatenated in order (no copy is made to join them).</summary>
@@ -119,7 +126,7 @@ public sealed class KvStore : IAsyncDisposable
         CheckCounts(keys.Count, pieces.Count, nameof(pieces));
         var sources = new ValueSource[keys.Count];
         for (int i = 0; i < sources.Length; i++) sources[i] = new ValueSource(pieces[i]);
-        return PutCoreAsync(new PutBatch(keys, sources), options, ct);
+        return PutCoreAsync(new PutBatch(keys, sources, GivenCrcs(options, keys.Count)), options, ct);
     }
 
     /// <summary>
@@ -163,6 +170,60 @@ public sealed class KvStore : IAsyncDisposable
         return statuses.Select(s => s switch { KvStatus.Ok => 1, KvStatus.NotFound => 0, _ => -1 }).ToArray();
     }
 
+    /// <summary>
+    /// EXISTS of a chain (keys in chain order): per key 1 present, 0 missing, −1 error, and every key past the first
+    /// miss is 0: what counts is the stored prefix. In a cluster the chain is looked up on the nodes of
+    /// <paramref name="root"/> (empty: the first key), one request per node tried — as a put with chain placement
+    /// stored it (<see cref="KvStoreOptions.ChainPlacement"/>).
+    /// </summary>
+    public async Task<int[]> ExistsChainAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, ReadOnlyMemory<byte> root = default, CancellationToken ct = default)
+    {
+        var statuses = keys.Count == 0 ? []
+            : _router is not null ? await _router.ChainLookupAsync(keys.Count, root.IsEmpty ? keys[0] : root,
+                (s, start) => s.KeyOpAsync(Opcode.Exists, keys.Skip(start).ToArray(), ct)).ConfigureAwait(false)
+            : ChainPrefix(await KeyOpAsync(Opcode.Exists, keys, ct).ConfigureAwait(false));
+        return statuses.Select(s => s switch { KvStatus.Ok => 1, KvStatus.NotFound => 0, _ => -1 }).ToArray();
+    }
+
+    /// <summary>
+    /// GET of a chain: as <see cref="GetAsync(IReadOnlyList{ReadOnlyMemory{byte}}, IReadOnlyList{Memory{byte}}, CancellationToken)"/>,
+    /// but every key past the first miss is NotFound, and in a cluster the chain is read from the nodes of
+    /// <paramref name="root"/> (empty: the first key) as <see cref="ExistsChainAsync"/> does.
+    /// </summary>
+    public async Task<KvGetResult[]> GetChainAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, IReadOnlyList<Memory<byte>> destinations,
+        ReadOnlyMemory<byte> root = default, CancellationToken ct = default)
+    {
+        CheckCounts(keys.Count, destinations.Count, nameof(destinations));
+        var results = new KvGetResult[keys.Count];
+        KvStatus[] statuses;
+        if (keys.Count == 0) return results;
+        if (_router is not null)
+        {
+            statuses = await _router.ChainLookupAsync(keys.Count, root.IsEmpty ? keys[0] : root, async (s, start) =>
+            {
+                var sub = await s.GetAsync(keys.Skip(start).ToArray(), destinations.Skip(start).ToArray(), ct).ConfigureAwait(false);
+                sub.CopyTo(results, start);
+                return sub.Select(r => r.Status).ToArray();
+            }).ConfigureAwait(false);
+        }
+        else
+        {
+            (await GetAsync(keys, destinations, ct).ConfigureAwait(false)).CopyTo(results, 0);
+            statuses = ChainPrefix(results.Select(r => r.Status).ToArray());
+        }
+        for (int i = 0; i < results.Length; i++)
+            if (statuses[i] != results[i].Status) results[i] = new KvGetResult(statuses[i], 0);
+        return results;
+    }
+
+    /// <summary>Statuses of a chain lookup: every key after the first one not found is NotFound.</summary>
+    private static KvStatus[] ChainPrefix(KvStatus[] statuses)
+    {
+        int first = Array.FindIndex(statuses, s => s != KvStatus.Ok);
+        if (first >= 0) Array.Fill(statuses, KvStatus.NotFound, first + 1, statuses.Length - first - 1);
+        return statuses;
+    }
+
     /// <summary>Removes keys: Ok, or NotFound when absent. Readers in flight finish with the old bytes.</summary>
     public Task<KvStatus[]> RemoveAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, CancellationToken ct = default) => KeyOpAsync(Opcode.Remove, keys, ct);
 
@@ -195,6 +256,12 @@ public sealed class KvStore : IAsyncDisposable
     /// (<see cref="KvStoreOptions.ReplicaVersions"/>); 0 for a single node.
     /// </summary>
     public long ReadRepairs => _router?.ReadRepairs ?? 0;
+    private static IReadOnlyList<uint>? GivenCrcs(PutOptions? options, int count)
+    {
+        if (options?.ValueCrc32C is not { } crcs) return null;
+        if (crcs.Count != count) throw new ArgumentException($"{count} keys but {crcs.Count} CRCs in PutOptions.ValueCrc32C", nameof(options));
+        return crcs;
+    }
 
     internal async Task<KvStatus[]> PutCoreAsync(PutBatch batch, PutOptions? options, CancellationToken ct)
     {
@@ -206,6 +273,11 @@ public sealed class KvStore : IAsyncDisposable
         }
         bool chain = options?.Chain ?? false;
         var limits = _transport.Limits;
+        if (options?.Ttl is { } ttl)
+        {
+            if (!_transport.SupportsTtl) throw new KvasirException($"node {limits.NodeId} does not store a TTL (HELLO feature 0x2): upgrade the node or put without --ttl");
+            batch.TtlSeconds = PutOptions.TtlSeconds(ttl);
+        }
         // Keys the node would refuse are answered here, without sending their bytes. Chunks break
         // at them; the next chunk's chain parent is the refused key, exactly as the node would link it.
         var chunks = new List<(int Start, int End, ReadOnlyMemory<byte> Parent, bool HasParent)>();
@@ -240,15 +312,17 @@ public sealed class KvStore : IAsyncDisposable
         List<(int, int, ReadOnlyMemory<byte>, bool)> chunks)
     {
         int chunkStart = start;
-        int meta = 4 + 2 + ProtocolLimits.MaxKeyBytes;
+        // Fixed part: count, a chain parent, the TTL suffix. Each entry counts a CRC whether or not its connection sends one.
+        int fixedMeta = 4 + 2 + ProtocolLimits.MaxKeyBytes + PutRequest.SuffixSize(batch.TtlSeconds is not null);
+        int meta = fixedMeta;
         for (int i = start; i < end; i++)
         {
-            int entry = PutRequest.EntrySize(batch.Keys[i].Length) + (batch.Versions is null ? 0 : ValueVersions.Size);
+            int entry = PutRequest.EntrySize(batch.Keys[i].Length, valueCrc: true, version: batch.Versions is not null);
             if (i > chunkStart && (i - chunkStart >= limits.MaxBatchKeys || meta + entry > limits.MaxMetaBytes))
             {
                 chunks.Add(Chunk(chunkStart, i));
                 chunkStart = i;
-                meta = 4 + 2 + ProtocolLimits.MaxKeyBytes;
+                meta = fixedMeta;
             }
             meta += entry;
         }

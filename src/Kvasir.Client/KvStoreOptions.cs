@@ -47,6 +47,15 @@ public sealed class KvStoreOptions
     /// </summary>
     public bool ReplicaVersions { get; init; } = true;
 
+    /// <summary>
+    /// In a cluster, place chained puts by their chain's root key (docs/protocol.md § Placement): all blocks of a
+    /// chain live on the root's R nodes, so a batch of one request's blocks is one RPC per replica and chain lookups
+    /// (<see cref="KvStore.ExistsChainAsync"/>) ask one node. Default false (each key on its own nodes: spreads load,
+    /// but a 64-block batch over many nodes is dozens of RPCs). Every client of a cluster must agree, or readers look
+    /// for blocks on other nodes than the writer used. Overridable per put (<see cref="PutOptions.ChainPlacement"/>).
+    /// </summary>
+    public bool ChainPlacement { get; init; }
+
     /// <summary>How often a cluster client checks the registry for membership changes. Default 1 s (changes are also pushed by pub/sub).</summary>
     public TimeSpan MembershipPoll { get; init; } = TimeSpan.FromSeconds(1);
 
@@ -96,6 +105,14 @@ public sealed class KvStoreOptions
     /// <summary>Name sent in HELLO, shown in the node's logs. Default "kvasir-dotnet".</summary>
     public string ClientName { get; init; } = "kvasir-dotnet";
 
+    /// <summary>
+    /// Ask the node for VALUE_CRC (docs/protocol.md) and send each PUT value's CRC-32C, computed here (on the writer's
+    /// cores) or given in <see cref="PutOptions.ValueCrc32C"/>: the node then stores it without checksumming on its
+    /// receive path, and checks it before the value is first read or written to a lower tier. Default true; a node
+    /// that does not grant it gets plain PUTs.
+    /// </summary>
+    public bool SendValueCrc { get; init; } = true;
+
     /// <summary>True when the store routes over several nodes (a registry or a list).</summary>
     internal bool IsRouted => RedisUrl is not null || ServerList().Count > 1;
 
@@ -119,6 +136,7 @@ public sealed class KvStoreOptions
         RequestTimeout = RequestTimeout,
         ConnectionsPerNode = ConnectionsPerNode,
         ClientName = ClientName,
+        SendValueCrc = SendValueCrc,
         Transport = Transport,
         LoggerFactory = LoggerFactory,
     };

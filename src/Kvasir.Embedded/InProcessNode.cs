@@ -45,15 +45,30 @@ internal sealed class InProcessNode : IInProcessNode
 
     public InProcessNodeInfo Info { get; }
 
-    public async ValueTask<KvStatus> PutAsync(ReadOnlyMemory<byte> key, IReadOnlyList<ReadOnlyMemory<byte>> value, ReadOnlyMemory<byte> chainParent, CancellationToken ct)
+    public ValueTask<KvStatus> PutAsync(ReadOnlyMemory<byte> key, IReadOnlyList<ReadOnlyMemory<byte>> value, ReadOnlyMemory<byte> chainParent, CancellationToken ct)
+        => PutAsync(key, value, chainParent, null, ct);
+
+    public ValueTask<KvStatus> PutAsync(ReadOnlyMemory<byte> key, IReadOnlyList<ReadOnlyMemory<byte>> value, ReadOnlyMemory<byte> chainParent, TimeSpan ttl, CancellationToken ct)
+        => PutAsync(key, value, chainParent, (TimeSpan?)ttl, ct);
+
+    public async ValueTask<byte[]> KeyRequestAsync(Opcode op, ReadOnlyMemory<byte> meta, CancellationToken ct)
+    {
+        ct.ThrowIfCancellationRequested();
+        try { return await KeyRequests.HandleAsync(_store, op, meta, _node.Options).ConfigureAwait(false); }
+        catch (ProtocolException ex) { throw new KvasirException($"{op} refused: {ex.Message}", ex); }
+    }
+
+    private async ValueTask<KvStatus> PutAsync(ReadOnlyMemory<byte> key, IReadOnlyList<ReadOnlyMemory<byte>> value, ReadOnlyMemory<byte> chainParent, TimeSpan? ttl, CancellationToken ct)
     {
         ct.ThrowIfCancellationRequested();
         long length = 0;
         for (int p = 0; p < value.Count; p++) length += value[p].Length;
         var status = _store.TryReserve(key.Span, length, out var reservation);
         if (status != WireStatus.Ok) return KvStatuses.FromWire(status);
+        reservation!.Ttl = ttl;
         uint crc = Fill(reservation!, value);
         status = await _store.CommitAsync(reservation!, crc, chainParent.IsEmpty ? null : chainParent.ToArray()).ConfigureAwait(false);
+        if (status == WireStatus.Ok) _node.Counters.ValueIn(NodeTransport.InProcess, Opcode.Put, length);
         return KvStatuses.FromWire(status);
     }
 
@@ -80,7 +95,9 @@ internal sealed class InProcessNode : IInProcessNode
         if (status != WireStatus.Ok) return new KvGetResult(status == WireStatus.NotFound ? KvStatus.NotFound : KvStatuses.FromWire(status), 0);
         try
         {
-            return CopyOut(lease!.Span, destination);
+            var result = CopyOut(lease!.Span, destination);
+            if (result.Status == KvStatus.Ok) _node.Counters.ValueOut(NodeTransport.InProcess, Opcode.Get, lease.Length);
+            return result;
         }
         finally
         {
@@ -111,7 +128,8 @@ internal sealed class InProcessNode : IInProcessNode
         if (status != WireStatus.Ok) return null;
         try
         {
-            return lease!.Span.ToArray();
+            _node.Counters.ValueOut(NodeTransport.InProcess, Opcode.Get, lease!.Length);
+            return lease.Span.ToArray();
         }
         finally
         {

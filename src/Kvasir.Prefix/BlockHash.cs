@@ -86,6 +86,9 @@ public readonly struct BlockHash : IEquatable<BlockHash>
     /// <summary>The first eight bytes, big-endian (a cache's index takes its tag from them and compares the rest on a match).</summary>
     internal ulong Prefix => _a;
 
+    /// <summary>All 32 bytes folded into 64 bits (hashes that share their first eight bytes still differ here).</summary>
+    internal ulong Fingerprint => _a ^ System.Numerics.BitOperations.RotateLeft(_b, 16) ^ System.Numerics.BitOperations.RotateLeft(_c, 32) ^ System.Numerics.BitOperations.RotateLeft(_d, 48);
+
     /// <summary>The hash is already uniform: its first eight bytes serve.</summary>
     public override int GetHashCode() => (int)_a ^ (int)(_a >> 32);
 

@@ -13,7 +13,7 @@ public sealed class PrefixCacheOptions
     /// insert of more blocks than this throws <see cref="PrefixTooLongException"/>. Memory grows with the blocks held
     /// (doubling, up to this): per block one slot of 52 bytes plus the block value, rounded up to 8 (56 bytes for an int),
     /// plus two to four 8-byte index buckets — about 72 MB at 1M int blocks — and the 100,000 evicted hashes kept for the
-    /// re-prefill rate (about 10 MB once that many were evicted).
+    /// re-prefill rate (3 MB: an 8-byte ring slot and two to four 8-byte set buckets each).
     /// </summary>
     public int MaxCachedBlocks { get; init; } = 10_000;
 

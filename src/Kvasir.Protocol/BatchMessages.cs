@@ -59,12 +59,15 @@ public ref struct KeyBatchReader
 /// <summary>
 /// PUT request metadata: [parent key (u16 length · key) when the ChainParent flag is set] ·
 /// count (u32) · count × (key length u16 · value length u64 · key). The payload is the values,
-/// concatenated in entry order; its length must equal the sum of the value lengths.
+/// concatenated in entry order; its length must equal the sum of the value lengths. After the key, an entry carries
+/// the value's CRC-32C (u32) with the ValueCrc flag, then the value's version (u64) with the Version flag, in that
+/// order; with the Ttl flag a u32 time to live follows the last entry.
 /// </summary>
 public static class PutRequest
 {
     /// <summary>Bytes of one entry with a key of <paramref name="keyLength"/> bytes.</summary>
-    public static int EntrySize(int keyLength) => 2 + 8 + keyLength;
+    public static int EntrySize(int keyLength, bool valueCrc = false, bool version = false) =>
+        2 + 8 + keyLength + (valueCrc ? 4 : 0) + (version ? ValueVersions.Size : 0);
 
     /// <summary>Bytes before the first entry.</summary>
     public static int PrefixSize(ReadOnlySpan<byte> parent, bool hasParent) => 4 + (hasParent ? 2 + parent.Length : 0);
@@ -82,12 +85,36 @@ public static class PutRequest
         writer.Bytes(key);
     }
 
+    /// <summary>An entry of a PUT with the ValueCrc flag: the entry, then the writer's CRC-32C of the value.</summary>
+    public static void WriteEntry(ref MetaWriter writer, ReadOnlySpan<byte> key, long valueLength, uint crc32c)
+    {
+        WriteEntry(ref writer, key, valueLength);
+        writer.U32(crc32c);
+    }
+
     /// <summary>An entry of a PUT with <see cref="FrameFlags.Version"/>: the entry, then the value's version (u64).</summary>
     public static void WriteEntry(ref MetaWriter writer, ReadOnlySpan<byte> key, long valueLength, long version)
     {
         WriteEntry(ref writer, key, valueLength);
         writer.U64((ulong)version);
     }
+
+    /// <summary>
+    /// An entry with any of the per-entry extensions, in their wire order: the entry, then the writer's CRC-32C when
+    /// <paramref name="crc32c"/> is set (ValueCrc flag), then the version when <paramref name="version"/> is set (Version flag).
+    /// </summary>
+    public static void WriteEntry(ref MetaWriter writer, ReadOnlySpan<byte> key, long valueLength, uint? crc32c, long? version)
+    {
+        WriteEntry(ref writer, key, valueLength);
+        if (crc32c is uint crc) writer.U32(crc);
+        if (version is long v) writer.U64((ulong)v);
+    }
+
+    /// <summary>Bytes after the last entry: 4 with the <see cref="FrameFlags.Ttl"/> flag, else 0.</summary>
+    public static int SuffixSize(bool ttl) => ttl ? 4 : 0;
+
+    /// <summary>With the <see cref="FrameFlags.Ttl"/> flag, after the last entry: every entry's time to live in seconds (0: never expires).</summary>
+    public static void WriteTtl(ref MetaWriter writer, uint seconds) => writer.U32(seconds);
 }
 
 /// <summary>Walks the entries of a PUT request without allocating.</summary>
@@ -95,11 +122,15 @@ public ref struct PutBatchReader
 {
     private MetaReader _reader;
     private int _left;
+    private readonly bool _valueCrc;
+    private readonly bool _ttl;
     private readonly bool _versioned;
 
     public PutBatchReader(ReadOnlySpan<byte> meta, FrameFlags flags, int maxBatch)
     {
         _reader = new MetaReader(meta);
+        _valueCrc = (flags & FrameFlags.ValueCrc) != 0;
+        _ttl = (flags & FrameFlags.Ttl) != 0;
         _versioned = (flags & FrameFlags.Version) != 0;
         if ((flags & FrameFlags.ChainParent) != 0)
         {
@@ -110,7 +141,7 @@ public ref struct PutBatchReader
         uint count = _reader.U32();
         if (count > (uint)maxBatch)
             throw new ProtocolException(WireStatus.BatchTooLarge, $"batch of {count} keys exceeds the limit of {maxBatch}");
-        if ((long)count * (_versioned ? 10 + ValueVersions.Size : 10) > _reader.Remaining)
+        if ((long)count * (10 + (_valueCrc ? 4 : 0) + (_versioned ? ValueVersions.Size : 0)) > _reader.Remaining)
             throw new ProtocolException(WireStatus.BadFrame, $"batch count {count} does not fit the metadata");
         Count = (int)count;
         _left = Count;
@@ -127,12 +158,24 @@ public ref struct PutBatchReader
     /// <summary>Offset in the metadata of the key returned by the last <see cref="Next"/>.</summary>
     public int KeyOffset { get; private set; }
 
+    /// <summary>The writer's CRC-32C of the value returned by the last <see cref="Next"/> (ValueCrc flag); 0 without it.</summary>
+    public uint ValueCrc { get; private set; }
+
+    /// <summary>With the <see cref="FrameFlags.Ttl"/> flag: the entries' time to live in seconds (0: never), read after the last entry; else null.</summary>
+    public uint? TtlSeconds { get; private set; }
     /// <summary>The version of the entry returned by the last <see cref="Next"/>: 0 without <see cref="FrameFlags.Version"/>.</summary>
     public long Version { get; private set; }
 
     public bool Next(out ReadOnlySpan<byte> key, out long valueLength)
     {
-        if (_left == 0) { _reader.End(); key = default; valueLength = 0; return false; }
+        if (_left == 0)
+        {
+            if (_ttl) TtlSeconds = _reader.U32();
+            _reader.End();
+            key = default;
+            valueLength = 0;
+            return false;
+        }
         _left--;
         ushort keyLength = _reader.U16();
         ulong length = _reader.U64();
@@ -141,6 +184,7 @@ public ref struct PutBatchReader
         valueLength = (long)length;
         KeyOffset = _reader.Position;
         key = _reader.Bytes(keyLength);
+        if (_valueCrc) ValueCrc = _reader.U32();
         if (_versioned)
         {
             ulong version = _reader.U64();

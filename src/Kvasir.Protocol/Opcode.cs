@@ -12,6 +12,12 @@ public enum Opcode : byte
     Remove = 0x13,
     Pin = 0x14,
     Unpin = 0x15,
+    /// <summary>Lists keys by prefix, a bounded page at a time, resumed from a cursor.</summary>
+    Scan = 0x16,
+    /// <summary>Per-key size, tier, age, time to live, pins, leases and namespace.</summary>
+    Info = 0x17,
+    /// <summary>Removes every key that starts with a prefix (an empty prefix: every key).</summary>
+    RemovePrefix = 0x18,
     Stats = 0x20,
     /// <summary>Shared-memory transport: where the arena file is (same-host clients only).</summary>
     ShmInfo = 0x30,
@@ -34,6 +40,13 @@ public enum FrameFlags : ushort
     Chain = 0x0001,
     /// <summary>PUT with <see cref="Chain"/>: the metadata starts with the key that the first block continues.</summary>
     ChainParent = 0x0002,
+    /// <summary>
+    /// PUT, with feature <see cref="ProtocolFeatures.ValueCrc"/> granted: every entry ends with the CRC-32C the writer
+    /// computed over its value (u32), which the node stores instead of computing it.
+    /// </summary>
+    ValueCrc = 0x0004,
+    /// <summary>PUT (feature <see cref="ProtocolFeatures.Ttl"/>): the metadata ends with a u32 time to live in seconds for every entry.</summary>
+    Ttl = 0x0008,
     /// <summary>PUT, on a connection granted <see cref="ValueVersions.Feature"/>: every entry ends with the value's version (u64).</summary>
     Version = 0x0010,
     /// <summary>Set on every frame sent by the node.</summary>
@@ -44,8 +57,24 @@ public enum FrameFlags : ushort
 public static class Opcodes
 {
     /// <summary>True for the opcodes whose request metadata is a key batch.</summary>
-    public static bool IsKeyBatch(Opcode op) => op is Opcode.Get or Opcode.Exists or Opcode.Remove or Opcode.Pin or Opcode.Unpin or Opcode.Lease;
+    public static bool IsKeyBatch(Opcode op) => op is Opcode.Get or Opcode.Exists or Opcode.Remove or Opcode.Pin or Opcode.Unpin or Opcode.Lease or Opcode.Info;
 
     /// <summary>True for every opcode defined by protocol v1.</summary>
     public static bool IsDefined(byte op) => Enum.IsDefined(typeof(Opcode), op);
+}
+
+/// <summary>HELLO feature bits: a client asks for them, the node grants those it has (unknown bits are never granted).</summary>
+public static class ProtocolFeatures
+{
+    /// <summary>PUT may carry the writer's CRC-32C of each value (flag <see cref="FrameFlags.ValueCrc"/>).</summary>
+    public const ulong ValueCrc = 0x1;
+
+    /// <summary>PUT may carry the <see cref="FrameFlags.Ttl"/> flag and its u32 seconds.</summary>
+    public const ulong Ttl = 0x2;
+
+    /// <summary>PUT may carry the <see cref="FrameFlags.Version"/> flag and GET reply entries end with versions (<see cref="ValueVersions"/>).</summary>
+    public const ulong Versions = ValueVersions.Feature;
+
+    /// <summary>Every feature this implementation knows.</summary>
+    public const ulong Known = ValueCrc | Ttl | Versions;
 }

@@ -39,6 +39,22 @@ public static class Rendezvous
     public static ulong Weight(ulong keyHash, ulong nodeHash) => Mix64(keyHash ^ nodeHash);
 
     /// <summary>
+    /// Chain placement (docs/protocol.md § Placement): the key whose nodes hold every block of a chained put —
+    /// <paramref name="root"/> when given, else the put's first key. A put that continues a parent chain must name
+    /// its root: its first key is not the chain's, and placing by it would scatter the chain.
+    /// </summary>
+    /// <exception cref="ArgumentException">The put continues a parent without naming a root, or the key is not 1..512 bytes.</exception>
+    public static ReadOnlyMemory<byte> ChainPlacementKey(ReadOnlyMemory<byte> firstKey, ReadOnlyMemory<byte> root, bool continuesParent)
+    {
+        if (root.IsEmpty && continuesParent)
+            throw new ArgumentException("chain placement: a put that continues a parent chain must name the chain's first key (its root)");
+        var key = root.IsEmpty ? firstKey : root;
+        return key.Length is >= 1 and <= ProtocolLimits.MaxKeyBytes
+            ? key
+            : throw new ArgumentException($"chain placement: the chain root must be 1..{ProtocolLimits.MaxKeyBytes} bytes (got {key.Length})");
+    }
+
+    /// <summary>
     /// Writes into <paramref name="ranks"/> the indexes of the <paramref name="ranks"/>.Length
     /// highest-ranked nodes for a key, best first. <paramref name="nodeIds"/> breaks ties and must
     /// be parallel to <paramref name="nodeHashes"/>.

@@ -21,6 +21,8 @@ public enum WireStatus : ushort
     /// the key keeps what it had. The node's health report says why (I/O error, disk full).
     /// </summary>
     TierFailed = 5,
+    /// <summary>PUT: storing the value would take its namespace (a key prefix with a byte budget) over its budget. Value bytes dropped.</summary>
+    QuotaExceeded = 6,
 
     /// <summary>Malformed frame: bad magic, non-zero reserved field, unknown flag, lengths that point past the frame or disagree with each other.</summary>
     BadFrame = 32,

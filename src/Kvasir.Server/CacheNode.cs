@@ -105,6 +105,21 @@ public sealed class CacheNode : IAsyncDisposable
     /// <summary>The bound admin port (the real one when <see cref="NodeOptions.AdminPort"/> is 0), or 0 without admin.</summary>
     public int AdminPort => Admin?.Port ?? 0;
 
+    /// <summary>
+    /// The admin address others can open ("host:port"; null without admin): the admin host, or the advertised data host when
+    /// the admin port listens on every address.
+    /// </summary>
+    public string? AdminAddress
+    {
+        get
+        {
+            if (Admin is null) return null;
+            string host = Options.AdminHost;
+            if (host is "0.0.0.0" or "::" && Kvasir.Cluster.Endpoint.TryParse(DataAddress, out var data)) host = data.Host;
+            return Kvasir.Cluster.Endpoint.Format(host, AdminPort);
+        }
+    }
+
     /// <summary>Accepting connections: started and not stopping.</summary>
     public bool IsServing => _listener is not null && !_stop.IsCancellationRequested;
 
@@ -236,6 +251,7 @@ public sealed class CacheNode : IAsyncDisposable
         {
             Id = NodeId,
             Address = DataAddress,
+            AdminAddress = AdminAddress,
             Capacity = Options.Store.Capacity,
             Version = version,
             StartedMs = StartedAt.ToUnixTimeMilliseconds(),
@@ -270,6 +286,8 @@ public sealed class CacheNode : IAsyncDisposable
             new("evictions", s.Evictions),
             new("evicted_bytes", s.EvictedBytes),
             new("out_of_memory", s.OutOfMemory),
+            new("expired", Store.ExpiredCount),
+            new("quota_refusals", Store.QuotaRefusals),
             new("utilisation_ppm", (long)(s.Utilisation * 1_000_000)),
             new("connections", c.Connections),
             new("connections_total", c.ConnectionsTotal),
@@ -280,6 +298,7 @@ public sealed class CacheNode : IAsyncDisposable
             new("bytes_out", c.BytesOut),
             new("protocol_errors", c.ProtocolErrors),
             new("auth_failures", c.AuthFailures),
+            new("crc_mismatches", Store.CrcMismatches),
             new("uptime_ms", (long)(DateTimeOffset.UtcNow - StartedAt).TotalMilliseconds),
             new("cluster_state", Registration is null ? 0 : 1 + (long)Registration.State),
             new("cluster_heartbeats", Registration?.Heartbeats ?? 0),

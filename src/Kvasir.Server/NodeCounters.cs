@@ -2,6 +2,17 @@ using Kvasir.Protocol;
 
 namespace Kvasir.Server;
 
+/// <summary>How a value's bytes crossed between a client and the node.</summary>
+public enum NodeTransport
+{
+    /// <summary>In the frames of a socket (TCP, with or without TLS).</summary>
+    Tcp,
+    /// <summary>Through the shared-memory arena (ALLOC/COMMIT, LEASE): the client copies, the node counts.</summary>
+    Shm,
+    /// <summary>A node embedded in the client's process.</summary>
+    InProcess,
+}
+
 /// <summary>Node-wide counters, updated with interlocked adds from every connection.</summary>
 public sealed class NodeCounters
 {
@@ -9,6 +20,9 @@ public sealed class NodeCounters
     private readonly long[] _keys = new long[256];
     private readonly long[] _opBytesIn = new long[256];
     private readonly long[] _opBytesOut = new long[256];
+    private const int Transports = 3;
+    private readonly long[] _valueIn = new long[Transports * 256];
+    private readonly long[] _valueOut = new long[Transports * 256];
     private long _bytesIn, _bytesOut, _connections, _connectionsTotal, _connectionsRefused, _protocolErrors, _authFailures;
 
     public long BytesIn => Volatile.Read(ref _bytesIn);
@@ -28,6 +42,18 @@ public sealed class NodeCounters
 
     /// <summary>Bytes sent in replies to this opcode: header, metadata and (GET) values.</summary>
     public long BytesOutOf(Opcode op) => Volatile.Read(ref _opBytesOut[(byte)op]);
+
+    /// <summary>Value bytes stored through this transport by requests of this opcode (PUT, COMMIT).</summary>
+    public long ValueBytesIn(NodeTransport transport, Opcode op) => Volatile.Read(ref _valueIn[(int)transport * 256 + (byte)op]);
+
+    /// <summary>Value bytes read through this transport by requests of this opcode (GET, LEASE).</summary>
+    public long ValueBytesOut(NodeTransport transport, Opcode op) => Volatile.Read(ref _valueOut[(int)transport * 256 + (byte)op]);
+
+    /// <summary>A value's bytes went into the store through <paramref name="transport"/> (also the in-process node's way to count).</summary>
+    public void ValueIn(NodeTransport transport, Opcode op, long bytes) => Interlocked.Add(ref _valueIn[(int)transport * 256 + (byte)op], bytes);
+
+    /// <summary>A value's bytes went out of the store through <paramref name="transport"/>.</summary>
+    public void ValueOut(NodeTransport transport, Opcode op, long bytes) => Interlocked.Add(ref _valueOut[(int)transport * 256 + (byte)op], bytes);
 
     /// <summary>Where request durations and per-key counts also go (set by the node).</summary>
     internal Admin.NodeMetrics? Metrics { get; set; }

@@ -26,4 +26,10 @@ public enum EvictionPolicyKind
     /// continues this one, so a chain goes from its tail and orphans are worth nothing. See docs/eviction.md.
     /// </summary>
     ChainLfu,
+
+    /// <summary>
+    /// <see cref="ChainLfu"/> that remembers reads across evictions in a frequency sketch (TinyLFU-style, 8 bytes per
+    /// key): a block stored again after it was evicted starts from its past reads. See docs/eviction.md.
+    /// </summary>
+    ChainSketch,
 }

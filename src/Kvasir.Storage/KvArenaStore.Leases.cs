@@ -15,8 +15,10 @@ public sealed partial class KvArenaStore
     public WireStatus TryLease(ReadOnlySpan<byte> key, ILeaseHolder? holder, out ValueLease? lease)
         => TryLease(key, holder, out lease, countAsAccess: true);
 
-    /// <summary>As the public overload; with <paramref name="countAsAccess"/> false the lease is the node's own (copying a value to a lower tier): no hit, miss or recency change.</summary>
-    internal WireStatus TryLease(ReadOnlySpan<byte> key, ILeaseHolder? holder, out ValueLease? lease, bool countAsAccess)
+    /// <summary>As the public overload; with <paramref name="countAsAccess"/> false the lease is the node's own (copying a value to a lower tier): no hit, miss or recency change.
+    /// With <paramref name="countHit"/> false an access changes recency but is not a DRAM hit (a value just promoted from a lower tier
+    /// for this very read, already counted as a DRAM miss).</summary>
+    internal WireStatus TryLease(ReadOnlySpan<byte> key, ILeaseHolder? holder, out ValueLease? lease, bool countAsAccess, bool countHit = true)
     {
         lease = null;
         lock (_gate)
@@ -27,13 +29,13 @@ public sealed partial class KvArenaStore
                 return WireStatus.InvalidKey;
             }
 
-            if (!_lookup.TryGetValue(key, out Slot? slot))
+            if (!TryGetLive(key, out Slot? slot))
             {
                 if (countAsAccess) _misses++;
                 return WireStatus.NotFound;
             }
 
-            if (countAsAccess) _hits++;
+            if (countAsAccess && countHit) _hits++;
             ValueVersion version = slot.Current;
             version.LeaseCount++;
             lease = new ValueLease(
@@ -158,6 +160,7 @@ public sealed partial class KvArenaStore
     {
         try
         {
+            SweepExpired(SweepBatch);
             List<ValueLease>? notify = CollectExpired(out _, throwIfDisposed: false);
             if (notify is not null)
             {

@@ -77,6 +77,8 @@ public sealed partial class KvArenaStore : IDisposable
         _policy = EvictionPolicies.Create(options.Eviction);
         _index = new Dictionary<byte[], Slot>(ByteKeyComparer.Instance);
         _lookup = _index.GetAlternateLookup<ReadOnlySpan<byte>>();
+        _quotas = [.. options.Namespaces];
+        _namespaceUsed = new long[_quotas.Length];
         _canEvict = static slot => slot.PinCount == 0 && slot.Current.LeaseCount == 0;
         _highWaterBytes = (long)(options.HighWatermark * options.Capacity);
         _lowWaterBytes = (long)(options.LowWatermark * options.Capacity);
@@ -108,10 +110,10 @@ public sealed partial class KvArenaStore : IDisposable
     /// <see cref="WireStatus.OutOfMemory"/> when nothing more can be evicted and the value still does not fit.
     /// </returns>
     public WireStatus TryReserve(ReadOnlySpan<byte> key, long length, out Reservation? reservation)
-        => TryReserve(key, length, evict: true, out reservation);
+        => TryReserve(key, length, evict: true, out reservation, countQuota: true);
 
     /// <summary>As <see cref="TryReserve(ReadOnlySpan{byte}, long, out Reservation?)"/>; with <paramref name="evict"/> false only free space is used (a cold read that will not be published must not push out values that are).</summary>
-    internal WireStatus TryReserve(ReadOnlySpan<byte> key, long length, bool evict, out Reservation? reservation)
+    internal WireStatus TryReserve(ReadOnlySpan<byte> key, long length, bool evict, out Reservation? reservation, bool countQuota = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
         reservation = null;
@@ -131,6 +133,13 @@ public sealed partial class KvArenaStore : IDisposable
         lock (_gate)
         {
             ThrowIfDisposed();
+            int ns = -1;
+            if (countQuota && _quotas.Length > 0 && CheckQuota(key, length, out ns) != WireStatus.Ok)
+            {
+                _quotaRefusals++;
+                return WireStatus.QuotaExceeded;
+            }
+
             long offset = 0;
             if (evict ? !TryAllocateWithEviction(length, size, out offset) : !_allocator.TryAllocate(length, out offset))
             {
@@ -141,7 +150,8 @@ public sealed partial class KvArenaStore : IDisposable
             // An overwrite reuses the stored key bytes (immutable, owned by the index); only a new key is copied.
             byte[] keyCopy = _lookup.TryGetValue(key, out Slot? existing) ? existing.Key : key.ToArray();
 
-            var version = new ValueVersion(offset, length, size) { State = VersionState.Reserved };
+            var version = new ValueVersion(offset, length, size) { State = VersionState.Reserved, Namespace = ns };
+            if (ns >= 0) _namespaceUsed[ns] += length;
             reservation = new Reservation(this, keyCopy, version, _arena.BaseAddress + (nint)offset);
             _reservations++;
             return WireStatus.Ok;
@@ -213,10 +223,13 @@ public sealed partial class KvArenaStore : IDisposable
             {
                 slot = new Slot(reservation.Key, published);
                 _index.Add(slot.Key, slot);
+                _ordered.Add(slot.Key);
                 ChainLinks.SetParent(slot, parent, _policy);
                 _policy.OnInsert(slot);
             }
 
+            slot.WrittenAt = Environment.TickCount64;
+            slot.ExpiresAt = Deadline(reservation.Ttl ?? Options.DefaultTtl, slot.WrittenAt);
             _liveBytes += published.Length;
             _puts++;
             return true;
@@ -234,6 +247,18 @@ public sealed partial class KvArenaStore : IDisposable
         _removes++;
         return true;
     });
+
+    /// <summary>
+    /// Removes the key's value if it is still <paramref name="version"/> (a value found damaged: a newer write of the
+    /// key stays). True when it was removed.
+    /// </summary>
+    internal bool RemoveVersion(ReadOnlySpan<byte> key, ValueVersion version) => WithSlot(key, slot =>
+    {
+        if (slot.Current != version) return false;
+        Detach(slot);
+        _removes++;
+        return true;
+    }) == WireStatus.Ok;
 
     /// <summary>
     /// Called with each evicted key, under the store's lock: it must be quick and must not call back
@@ -266,8 +291,9 @@ public sealed partial class KvArenaStore : IDisposable
 
             ValueVersion published = Finish(reservation, crc32c, VersionState.Published);
             published.Sequence = version;
-            var slot = new Slot(reservation.Key, published) { Promoted = true };
+            var slot = new Slot(reservation.Key, published) { Promoted = true, WrittenAt = Environment.TickCount64 };
             _index.Add(slot.Key, slot);
+            _ordered.Add(slot.Key);
             _policy.OnInsert(slot);
             _liveBytes += published.Length;
             _promotedBytes += published.Length;
@@ -365,6 +391,7 @@ public sealed partial class KvArenaStore : IDisposable
 
         reservation.State = ReservationState.Aborted;
         _reservations--;
+        Uncount(reservation.Version);
         FreeSpace(reservation.Version);
     }
 
@@ -374,7 +401,7 @@ public sealed partial class KvArenaStore : IDisposable
         lock (_gate)
         {
             ThrowIfDisposed();
-            return IsValidKey(key) && _lookup.ContainsKey(key);
+            return IsValidKey(key) && TryGetLive(key, out _);
         }
     }
 
@@ -483,6 +510,7 @@ public sealed partial class KvArenaStore : IDisposable
     {
         ClearPromoted(slot);
         _index.Remove(slot.Key);
+        _ordered.Remove(slot.Key);
         slot.IsLive = false;
         _policy.OnRemove(slot);
         ChainLinks.Detach(slot, _policy);
@@ -502,6 +530,7 @@ public sealed partial class KvArenaStore : IDisposable
     private void Retire(ValueVersion version)
     {
         version.State = VersionState.Retired;
+        Uncount(version);
         if (version.LeaseCount == 0)
         {
             FreeSpace(version);
@@ -531,7 +560,7 @@ public sealed partial class KvArenaStore : IDisposable
                 return WireStatus.InvalidKey;
             }
 
-            if (!_lookup.TryGetValue(key, out Slot? slot))
+            if (!TryGetLive(key, out Slot? slot))
             {
                 return WireStatus.NotFound;
             }

@@ -54,6 +54,12 @@ public sealed unsafe class Reservation
         System.Runtime.InteropServices.NativeMemory.Clear((void*)Address, (nuint)Length);
     }
 
+    /// <summary>
+    /// How long the value lives once published: null (the default) for the store's <see cref="StoreOptions.DefaultTtl"/>,
+    /// <see cref="TimeSpan.Zero"/> for never. Set before Commit.
+    /// </summary>
+    public TimeSpan? Ttl { get; set; }
+
     internal KvArenaStore Store { get; }
 
     internal byte[] Key { get; }

@@ -71,6 +71,20 @@ public sealed class StoreOptions
     /// </summary>
     public TimeSpan LeaseTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// Expiry given to a value whose PUT names none. Null (the default): values never expire. An expired value is a
+    /// miss at once and its space is reclaimed when it is next looked up or by the sweep (a bounded walk every
+    /// reaper tick). At most <see cref="uint.MaxValue"/> seconds (the wire's field).
+    /// </summary>
+    public TimeSpan? DefaultTtl { get; init; }
+
+    /// <summary>
+    /// Namespaces with byte budgets (key prefixes); empty (the default): no quotas. A PUT that would take a
+    /// namespace's DRAM bytes above its budget is answered QuotaExceeded. Too small a budget refuses a tenant's
+    /// writes; budgets may add up to more than the arena (they are caps, not reservations).
+    /// </summary>
+    public IReadOnlyList<NamespaceQuota> Namespaces { get; init; } = [];
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the offending option when a value or combination is unusable.</summary>
     /// <summary>
     /// Put the arena in this shared-memory file (created mode 0600, removed on dispose) so same-host
@@ -151,6 +165,25 @@ public sealed class StoreOptions
         if (!Enum.IsDefined(Eviction))
         {
             throw new ArgumentException($"Eviction must be a defined EvictionPolicyKind (was {(int)Eviction}).", nameof(Eviction));
+        }
+
+        if (DefaultTtl is { } ttl && (ttl < TimeSpan.FromSeconds(1) || ttl.TotalSeconds > uint.MaxValue))
+        {
+            throw new ArgumentException($"DefaultTtl must be 1 s to {uint.MaxValue} s (was {ttl}).", nameof(DefaultTtl));
+        }
+
+        var prefixes = new HashSet<string>();
+        foreach (var ns in Namespaces)
+        {
+            if (ns.Prefix.Length == 0 || ns.Prefix.Length > MaxKeyBytes || ns.BudgetBytes <= 0)
+            {
+                throw new ArgumentException($"namespace quota needs a prefix of 1..{MaxKeyBytes} bytes and a positive budget (was {ns.Prefix.Length} bytes, {ns.BudgetBytes}).", nameof(Namespaces));
+            }
+
+            if (!prefixes.Add(Convert.ToHexString(ns.Prefix)))
+            {
+                throw new ArgumentException($"namespace prefix '{System.Text.Encoding.UTF8.GetString(ns.Prefix)}' is given twice.", nameof(Namespaces));
+            }
         }
 
         if (LeaseTimeout <= TimeSpan.Zero || LeaseTimeout > TimeSpan.FromDays(1))

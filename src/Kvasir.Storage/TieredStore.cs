@@ -41,10 +41,11 @@ public enum StoreTier : byte
 /// REMOVE). Dispose lets queued disk and shared writes finish, flushes the disk to stable storage and frees the
 /// arena; callers must have stopped first (see <see cref="KvArenaStore"/>).
 /// </remarks>
-public sealed class TieredStore : IDisposable
+public sealed partial class TieredStore : IDisposable
 {
     private const int EpochStripes = 1024;
     private static readonly Task<WireStatus> s_ok = Task.FromResult(WireStatus.Ok);
+    private static readonly Task<WireStatus> s_tierFailed = Task.FromResult(WireStatus.TierFailed);
 
     private readonly VersionClock _clock = new();
     private readonly KvArenaStore _dram;
@@ -56,7 +57,7 @@ public sealed class TieredStore : IDisposable
     private readonly long[] _epochs = new long[EpochStripes];
     private readonly System.Collections.Concurrent.ConcurrentDictionary<byte[], int> _reads = new(Internal.ByteKeyComparer.Instance);
     private readonly Func<byte[], long, bool>? _newerOnDisk;
-    private long _promotions, _servedBelow, _loadFailures, _loadsUnstaged, _loadsStaged, _loadsEvicting, _demotions, _dropped, _superseded, _tierFailures;
+    private long _promotions, _servedBelow, _loadFailures, _loadsUnstaged, _loadsStaged, _loadsEvicting, _demotions, _dropped, _superseded, _tierFailures, _servedDisk, _servedShared;
 
     private delegate bool ReadInto(Span<byte> destination);
 
@@ -91,6 +92,7 @@ public sealed class TieredStore : IDisposable
             throw;
         }
         _dram.Evicted = OnEvicted;
+        if (_io is not null) _dram.Expired = OnExpired;
     }
 
     /// <summary>The DRAM tier's options.</summary>
@@ -134,14 +136,21 @@ public sealed class TieredStore : IDisposable
     /// Publish only after this task (the previous value of a chained batch), so chain links find their parent. The
     /// disk write does not wait for it.
     /// </param>
+    /// <param name="writerCrc">
+    /// <paramref name="crc32c"/> is the writer's claim, not computed here: it is checked against the bytes before
+    /// the value first crosses a tier boundary (at once when there is a disk tier) or is first read; a mismatch is
+    /// dropped and counted (<see cref="CrcMismatches"/>), never written down or served.
+    /// </param>
     /// <param name="version">
     /// The value's version chosen by the writer (a PUT's <c>VERSION</c>; docs/cluster.md § Versions), or 0 for the
     /// node's clock. A write whose version is older than the key's newest in any tier is superseded (Ok, not stored).
     /// </param>
-    public Task<WireStatus> CommitAsync(Reservation reservation, uint crc32c, byte[]? chainParent = null, Task? publishAfter = null, long version = 0)
+    public Task<WireStatus> CommitAsync(Reservation reservation, uint crc32c, byte[]? chainParent = null, Task? publishAfter = null,
+        bool writerCrc = false, long version = 0)
     {
         ArgumentNullException.ThrowIfNull(reservation);
         ArgumentOutOfRangeException.ThrowIfNegative(version);
+        if (writerCrc && !AcceptWriterCrc(reservation, crc32c)) return s_tierFailed;
         if (_shared is not null) BumpEpoch(reservation.Key);
         if (_disk is null && publishAfter is null)
         {
@@ -186,6 +195,7 @@ public sealed class TieredStore : IDisposable
     {
         byte[] key = reservation.Key;
         if (_io is not null) _reads.TryRemove(key, out _);   // read counts exist only with lower tiers
+        if (_io is not null) NoteDeadline(key, reservation.Ttl);
         if (!_dram.CommitVersioned(reservation, crc32c, chainParent, version, _newerOnDisk))
         {
             Interlocked.Increment(ref _superseded);
@@ -199,7 +209,7 @@ public sealed class TieredStore : IDisposable
     private void ShareAsync(byte[] key)
     {
         bool queued = false;
-        if (_dram.TryLease(key, null, out var lease, countAsAccess: false) == WireStatus.Ok)
+        if (_dram.TryLease(key, null, out var lease, countAsAccess: false) == WireStatus.Ok && CheckWriterCrc(key, lease!))
         {
             try
             {
@@ -228,12 +238,14 @@ public sealed class TieredStore : IDisposable
     public ValueTask<LeaseResult> LeaseAsync(ReadOnlyMemory<byte> key, ILeaseHolder? holder, bool arenaOnly = false)
     {
         var status = _dram.TryLease(key.Span, holder, out var lease);
+        if (lease is not null && !CheckWriterCrc(key.Span, lease)) return new(new LeaseResult(WireStatus.NotFound, null));
         if (status != WireStatus.NotFound || _io is null) return new(new LeaseResult(status, lease) { Tier = lease is null ? StoreTier.None : StoreTier.Dram });
         return new(LoadAsync(key, holder, arenaOnly));
     }
 
     private async Task<LeaseResult> LoadAsync(ReadOnlyMemory<byte> key, ILeaseHolder? holder, bool arenaOnly)
     {
+        if (ExpiredBelow(key.Span)) return new LeaseResult(WireStatus.NotFound, null);
         long epoch = Epoch(key.Span);   // before anything is looked at: a write or removal from here on is noticed
         if (_disk is not null && _disk.TryLocate(key.Span, out var entry))
             return await StageAsync(key, holder, arenaOnly, StoreTier.Disk, entry!.Length, entry.Crc32C, entry.Version, 0,
@@ -298,6 +310,7 @@ public sealed class TieredStore : IDisposable
             return new LeaseResult(WireStatus.NotFound, null);
         }
         Interlocked.Increment(ref _servedBelow);
+        Interlocked.Increment(ref tier == StoreTier.Disk ? ref _servedDisk : ref _servedShared);
         if (staged is not null) return new LeaseResult(WireStatus.Ok, _dram.LeaseStaged(staged, stagedAt, crc, holder, version)) { Tier = tier };
         if (!promote) return new LeaseResult(WireStatus.Ok, _dram.LeaseUnpublished(reservation!, crc, holder, version)) { Tier = tier };
         _reads.TryRemove(keyCopy, out _);
@@ -310,7 +323,8 @@ public sealed class TieredStore : IDisposable
             : Epoch(k) == epoch && (_disk is null || _disk.NewestVersion(k) == 0));
         if (!published) return new LeaseResult(WireStatus.Ok, _dram.LeaseUnpublished(reservation!, crc, holder, version)) { Tier = tier };
         Interlocked.Increment(ref _promotions);
-        var status = _dram.TryLease(keyCopy, holder, out var lease);
+        // Not a DRAM hit: this read was counted as a DRAM miss and is served from below (tier_served_*).
+        var status = _dram.TryLease(keyCopy, holder, out var lease, countAsAccess: true, countHit: false);
         return new LeaseResult(status, lease) { Tier = lease is null ? StoreTier.None : tier };
     }
 
@@ -329,7 +343,9 @@ public sealed class TieredStore : IDisposable
     public ValueTask<WireStatus> ExistsAsync(ReadOnlyMemory<byte> key)
     {
         if (!ValidKey(key.Span)) return new(WireStatus.InvalidKey);
-        if (_dram.Exists(key.Span) || _disk?.Contains(key.Span) == true) return new(WireStatus.Ok);
+        if (_dram.Exists(key.Span)) return new(WireStatus.Ok);
+        if (ExpiredBelow(key.Span)) return new(WireStatus.NotFound);
+        if (_disk?.Contains(key.Span) == true) return new(WireStatus.Ok);
         if (_shared is null || (_disk is not null && _disk.NewestVersion(key.Span) != 0)) return new(WireStatus.NotFound);
         return new(ExistsSharedAsync(key));
     }
@@ -347,7 +363,9 @@ public sealed class TieredStore : IDisposable
         if (!ValidKey(key.Span)) return new(WireStatus.InvalidKey);
         if (_shared is not null) BumpEpoch(key.Span);
         if (_io is null) return new(_dram.Remove(key.Span));
-        return new(RemoveBelowAsync(key.ToArray()));
+        byte[] copy = key.ToArray();
+        _deadlines.TryRemove(copy, out _);
+        return new(RemoveBelowAsync(copy));
     }
 
     private async Task<WireStatus> RemoveBelowAsync(byte[] key)
@@ -405,6 +423,8 @@ public sealed class TieredStore : IDisposable
         {
             new("tier_promotions", Interlocked.Read(ref _promotions)),
             new("tier_served_below", Interlocked.Read(ref _servedBelow)),
+            new("tier_served_disk", Interlocked.Read(ref _servedDisk)),
+            new("tier_served_shared", Interlocked.Read(ref _servedShared)),
             new("tier_load_failures", Interlocked.Read(ref _loadFailures)),
             new("tier_loads_unstaged", Interlocked.Read(ref _loadsUnstaged)),
             new("tier_loads_staged", Interlocked.Read(ref _loadsStaged)),
@@ -424,6 +444,7 @@ public sealed class TieredStore : IDisposable
             list.AddRange(_shared.Stats());
             list.Add(new("shared_healthy", _shared.Degraded is null ? 1 : 0));
         }
+        list.Add(new("tier_expiry_tracked", _deadlines.Count));
         return list;
     }
 

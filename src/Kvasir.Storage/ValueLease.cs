@@ -36,7 +36,7 @@ public sealed unsafe class ValueLease : IListNode<ValueLease>
     /// </summary>
     public long Sequence => Version.Sequence;
 
-    /// <summary>CRC-32C the producer supplied at commit (see <see cref="Storage.Crc32C"/>).</summary>
+    /// <summary>CRC-32C the producer supplied at commit (see <see cref="Protocol.Crc32C"/>).</summary>
     public uint Crc32C => Version.Crc32C;
 
     /// <summary>The value's bytes. Throws <see cref="InvalidOperationException"/> once released.</summary>

@@ -144,3 +144,30 @@ public class BenchCommandTests
         Assert.True(ValuePattern.CheckSampled(stored, stored.Length, 17, 4096));
     }
 }
+
+/// <summary><c>kvasir bench --scale</c>: a small ladder step, measured for real (no figures asserted beyond sanity).</summary>
+public class ScaleBenchTests
+{
+    [Fact]
+    public async Task A_scale_step_fills_every_key_finds_every_key_and_counts_index_bytes_from_the_gc()
+    {
+        var row = await ScaleBenchCommand.MeasureAsync(count: 3000, valueSize: 256, keyBytes: 32, batch: 16, requests: 20);
+        Assert.Equal(3000, row.Keys);
+        Assert.Equal(256, row.Granule);
+        // Every key costs managed memory (slot, version, key copy, table entry): at least its 32 key bytes.
+        Assert.InRange(row.ManagedBytesPerKey, 32, 4096);
+        Assert.True(row.ExistsP50Us > 0 && row.ExistsP99Us >= row.ExistsP50Us);
+        Assert.True(row.GetP50Us > 0 && row.GetP99Us >= row.GetP50Us);
+    }
+
+    [Theory]
+    [InlineData("--keys", "0")]
+    [InlineData("--keys", "1G")]
+    [InlineData("--value-size", "32MiB")]
+    [InlineData("--key-bytes", "8")]
+    public async Task Bad_scale_options_are_one_line_errors(string option, string value)
+    {
+        var ex = await Assert.ThrowsAsync<UsageException>(() => ScaleBenchCommand.RunAsync(["--scale", option, value]));
+        Assert.Contains(option, ex.Message);
+    }
+}

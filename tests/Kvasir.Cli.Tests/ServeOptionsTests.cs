@@ -81,6 +81,7 @@ public class ServeOptionsTests
     [InlineData("s3fifo", EvictionPolicyKind.S3Fifo)]
     [InlineData("prefix", EvictionPolicyKind.PrefixAware)]
     [InlineData("chainlfu", EvictionPolicyKind.ChainLfu)]
+    [InlineData("chainsketch", EvictionPolicyKind.ChainSketch)]
     public void Every_eviction_policy_is_selectable_by_name(string name, EvictionPolicyKind kind)
         => Assert.Equal(kind, ServeCommand.ParseOptions(["--eviction", name]).Store.Eviction);
 

@@ -41,7 +41,7 @@ public sealed class TlsOptionsTests : IDisposable
     {
         var missing = Path.Combine(_certs.Directory, "absent.pem");
         var r = await Cli.RunAsync("serve", "--port", "0", "--memory", "16MiB", "--max-value", "1MiB", "--tls-cert", missing, "--tls-key", _certs.NodeKeyFile);
-        Assert.Equal(1, r.ExitCode);
+        Assert.Equal(2, r.ExitCode);   // configuration: exit 2 as docs/operations.md says
         Assert.Contains(missing, r.Stderr);
         Assert.Single(r.ErrLines);
         var lone = await Cli.RunAsync("serve", "--port", "0", "--memory", "16MiB", "--max-value", "1MiB", "--tls-cert", _certs.NodeCertFile);

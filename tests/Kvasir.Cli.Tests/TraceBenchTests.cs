@@ -88,6 +88,7 @@ public sealed class TraceBenchTests
     [Theory]
     [InlineData(EvictionPolicyKind.Lru)]
     [InlineData(EvictionPolicyKind.ChainLfu)]
+    [InlineData(EvictionPolicyKind.ChainSketch)]
     [InlineData(EvictionPolicyKind.S3Fifo)]
     public async Task Replay_of_the_slice_against_a_node_agrees_with_the_simulator_within_one_point(EvictionPolicyKind policy)
     {

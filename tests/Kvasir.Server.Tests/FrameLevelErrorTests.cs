@@ -33,7 +33,7 @@ public sealed class FrameLevelErrorTests
         ["reply flag in a request"] = new(RawHeader((byte)Opcode.Ping, Id, 0, 0, flags: 0x8000), WireStatus.BadFrame),
         ["unknown opcode 0x04"] = new(RawHeader(0x04, Id, 0, 0), WireStatus.UnknownOpcode),
         ["unknown opcode 0xff"] = new(RawHeader(0xFF, Id, 0, 0), WireStatus.UnknownOpcode),
-        ["undefined flag bit on a put"] = new(Frame(Opcode.Put, Id, PutMeta([]), flags: (FrameFlags)0x0004), WireStatus.BadFrame),
+        ["undefined flag bit on a put"] = new(Frame(Opcode.Put, Id, PutMeta([]), flags: (FrameFlags)0x0040), WireStatus.BadFrame),
         ["chain flag on a get"] = new(Frame(Opcode.Get, Id, KeyBatchMeta(K), flags: FrameFlags.Chain), WireStatus.BadFrame),
         ["chain parent flag on a ping"] = new(Frame(Opcode.Ping, Id, [], flags: FrameFlags.Chain | FrameFlags.ChainParent), WireStatus.BadFrame),
         ["chain parent without chain"] = new(Frame(Opcode.Put, Id, PutMeta([], parent: K), flags: FrameFlags.ChainParent), WireStatus.BadFrame),

@@ -1,4 +1,5 @@
 using System.Text;
+using Kvasir.Protocol;
 
 namespace Kvasir.Storage.Tests;
 

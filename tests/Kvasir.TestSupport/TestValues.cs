@@ -1,4 +1,5 @@
 using System.Text;
+using Kvasir.Protocol;
 using Kvasir.Storage;
 
 namespace Kvasir.TestSupport;

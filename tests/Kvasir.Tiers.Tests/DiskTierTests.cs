@@ -1,3 +1,4 @@
+using Kvasir.Protocol;
 using Kvasir.Storage;
 using Kvasir.Storage.Tiers;
 

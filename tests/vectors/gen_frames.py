@@ -15,11 +15,12 @@ import struct
 MAGIC = b"KVSR"
 VERSION = 1
 OPCODES = {"HELLO": 0x01, "AUTH": 0x02, "PING": 0x03, "PUT": 0x10, "GET": 0x11, "EXISTS": 0x12,
-           "REMOVE": 0x13, "PIN": 0x14, "UNPIN": 0x15, "STATS": 0x20,
+           "REMOVE": 0x13, "PIN": 0x14, "UNPIN": 0x15, "SCAN": 0x16, "INFO": 0x17, "REMOVE_PREFIX": 0x18, "STATS": 0x20,
            "SHM_INFO": 0x30, "LEASE": 0x31, "RELEASE": 0x32, "ALLOC": 0x33, "COMMIT": 0x34}
-FLAGS = {"CHAIN": 0x0001, "CHAIN_PARENT": 0x0002, "VERSION": 0x0010, "REPLY": 0x8000}
-FEATURE_VERSIONS = 0x4
-STATUSES = {"OK": 0, "NOT_FOUND": 1, "VALUE_TOO_LARGE": 2, "INVALID_KEY": 3, "OUT_OF_MEMORY": 4, "TIER_FAILED": 5,
+FLAGS = {"CHAIN": 0x0001, "CHAIN_PARENT": 0x0002, "VALUE_CRC": 0x0004, "TTL": 0x0008, "VERSION": 0x0010, "REPLY": 0x8000}
+FEATURES = {"VALUE_CRC": 0x1, "TTL": 0x2, "VERSIONS": 0x4}
+FEATURE_VERSIONS = FEATURES["VERSIONS"]
+STATUSES = {"OK": 0, "NOT_FOUND": 1, "VALUE_TOO_LARGE": 2, "INVALID_KEY": 3, "OUT_OF_MEMORY": 4, "TIER_FAILED": 5, "QUOTA_EXCEEDED": 6,
             "BAD_FRAME": 32, "UNSUPPORTED_VERSION": 33, "UNKNOWN_OPCODE": 34, "HELLO_REQUIRED": 35,
             "AUTH_REQUIRED": 36, "AUTH_FAILED": 37, "FRAME_TOO_LARGE": 38, "BATCH_TOO_LARGE": 39,
             "BAD_STATE": 40, "SHUTTING_DOWN": 41, "INTERNAL_ERROR": 42, "LIMIT_EXCEEDED": 43}
@@ -92,13 +93,16 @@ def key_batch_meta(keys) -> bytes:
     return struct.pack("<I", len(keys)) + b"".join(lp16(k) for k in keys)
 
 
-def put_meta(parent, entries, versions=None) -> bytes:
+def put_meta(parent, entries, versions=None, ttl_seconds=None) -> bytes:
     out = b"" if parent is None else lp16(parent)
     out += struct.pack("<I", len(entries))
-    for n, (key, length) in enumerate(entries):
-        out += struct.pack("<HQ", len(key), length) + key
+    # (key, length) or, with VALUE_CRC, (key, length, crc32c); per entry: key, then CRC, then version (VERSION)
+    for n, (key, length, *crc) in enumerate(entries):
+        out += struct.pack("<HQ", len(key), length) + key + b"".join(struct.pack("<I", c) for c in crc)
         if versions is not None:
             out += struct.pack("<Q", versions[n])
+    if ttl_seconds is not None:   # TTL: one u32 after the last entry
+        out += struct.pack("<I", ttl_seconds)
     return out
 
 
@@ -145,13 +149,19 @@ hello_req = {"min_version": 1, "max_version": 1, "features": 0, "client_name": "
 add("hello_request", "HELLO request: the first frame on every connection. Client speaks versions 1..1, asks for no features.",
     "HELLO", [], 1, "OK", hello_req, hello_request_meta(hello_req))
 hello_req2 = {"min_version": 1, "max_version": 3, "features": 0xFFFFFFFFFFFFFFFF, "client_name": "cli\u00e9nt"}
-add("hello_request_range_and_features", "HELLO request offering versions 1..3 and every feature bit, with a non-ASCII UTF-8 name. The node picks version 1 and grants no features.",
+add("hello_request_range_and_features", "HELLO request offering versions 1..3 and every feature bit, with a non-ASCII UTF-8 name. The node picks version 1 and grants only the features it knows (0x1 VALUE_CRC, 0x2 TTL, 0x4 versions).",
     "HELLO", [], 7, "OK", hello_req2, hello_request_meta(hello_req2))
 hello_rep = {"version": 1, "features": 0, "auth_required": False, "server_nonce": h(bytes(32)),
              "max_value_bytes": 64 << 20, "max_key_bytes": 512, "max_batch_keys": 8192,
              "max_meta_bytes": 8 << 20, "capacity": 1 << 30, "node_id": "127.0.0.1:7380"}
 add("hello_reply_no_auth", "HELLO reply of a node with default limits and no auth key: auth_required 0, server nonce all zeros.",
     "HELLO", ["REPLY"], 1, "OK", hello_rep, hello_reply_meta(hello_rep))
+hello_req_crc = {"min_version": 1, "max_version": 1, "features": FEATURES["VALUE_CRC"], "client_name": "kvasir-py/0.1"}
+add("hello_request_value_crc", "HELLO request asking for feature 0x1 (VALUE_CRC): PUTs may then carry the writer's CRC-32C of each value.",
+    "HELLO", [], 1, "OK", hello_req_crc, hello_request_meta(hello_req_crc))
+hello_rep_crc = dict(hello_rep, features=FEATURES["VALUE_CRC"])
+add("hello_reply_value_crc", "HELLO reply granting feature 0x1 (VALUE_CRC).",
+    "HELLO", ["REPLY"], 1, "OK", hello_rep_crc, hello_reply_meta(hello_rep_crc))
 hello_rep_auth = dict(hello_rep, auth_required=True, server_nonce=h(SERVER_NONCE), node_id="node-a")
 add("hello_reply_auth", "HELLO reply of a node with an auth key: auth_required 1 and the server nonce (here 40..5f) for the AUTH exchange.",
     "HELLO", ["REPLY"], 1, "OK", hello_rep_auth, hello_reply_meta(hello_rep_auth))
@@ -196,6 +206,15 @@ add("put_request_chain_parent", "PUT with CHAIN and CHAIN_PARENT: the metadata s
     "PUT", ["CHAIN", "CHAIN_PARENT"], 12, "OK",
     {"parent": h(parent), "entries": [{"key": h(k), "value_length": n} for k, n in more]},
     put_meta(parent, more), b"KV3")
+crc_entries = [(b"tok/0", len(v1), crc32c(v1)), (bin_key, 0, crc32c(b"")), (b"tok/2", len(v3), crc32c(v3))]
+add("put_request_value_crc", "PUT with VALUE_CRC (feature 0x1 granted): the values of put_request_plain, each entry followed by the writer's CRC-32C of its value (u32; 0 for the 0-byte value).",
+    "PUT", ["VALUE_CRC"], 14, "OK", {"parent": None, "entries": [{"key": h(k), "value_length": n, "crc32c": c} for k, n, c in crc_entries]},
+    put_meta(None, crc_entries), v1 + v3)
+crc_chain = [(k, n, crc32c(v)) for (k, n), v in zip(more, [b"KV3", b""])]
+add("put_request_chain_parent_value_crc", "PUT with CHAIN, CHAIN_PARENT and VALUE_CRC: the parent key first, then entries whose CRC-32C follows the key.",
+    "PUT", ["CHAIN", "CHAIN_PARENT", "VALUE_CRC"], 15, "OK",
+    {"parent": h(parent), "entries": [{"key": h(k), "value_length": n, "crc32c": c} for k, n, c in crc_chain]},
+    put_meta(parent, crc_chain), b"KV3")
 add("put_request_empty", "PUT of zero entries: legal, answered with an empty status list.",
     "PUT", [], 13, "OK", {"parent": None, "entries": []}, put_meta(None, []))
 add("put_reply", "PUT reply to put_request_plain: one status byte per entry, all OK.",
@@ -236,6 +255,12 @@ add("put_request_version_chain", "PUT with CHAIN and VERSION: the flags combine;
     "PUT", ["CHAIN", "VERSION"], 16, "OK",
     {"parent": None, "entries": [{"key": h(k), "value_length": n, "version": v} for (k, n), v in zip(chain_entries[:2], hlc)], "versioned": True},
     put_meta(None, chain_entries[:2], hlc), b"".join(vals[:2]), connection_features=FEATURE_VERSIONS)
+all_features = FEATURES["VALUE_CRC"] | FEATURES["TTL"] | FEATURE_VERSIONS
+add("put_request_value_crc_version_ttl", "PUT with VALUE_CRC, TTL and VERSION together (connection granted features 0x1, 0x2 and 0x4): each entry is the key, then the writer's CRC-32C (u32), then the version (u64); the u32 time to live (3600 s) follows the last entry.",
+    "PUT", ["VALUE_CRC", "TTL", "VERSION"], 17, "OK",
+    {"parent": None, "entries": [{"key": h(k), "value_length": n, "crc32c": c, "version": v} for (k, n, c), v in zip(crc_entries[:2], hlc)],
+     "versioned": True, "ttl_seconds": 3600},
+    put_meta(None, crc_entries[:2], hlc, 3600), v1, connection_features=all_features)
 get_versions = [hlc[0], 0, hlc[1], 0]
 add("get_reply_versions", "GET reply on a connection granted feature 0x4 (answer to get_request): every entry ends with the value's u64 version, 0 for a miss. 21 bytes per entry.",
     "GET", ["REPLY"], 20, "OK",
@@ -345,6 +370,9 @@ bad("put_key_past_metadata", "PUT entry whose key length (9) points past the end
 bad("put_parent_past_metadata", "PUT with CHAIN|CHAIN_PARENT whose parent key length (300) points past the end of the metadata.",
     frame("PUT", ["CHAIN", "CHAIN_PARENT"], 12, "OK", struct.pack("<H", 300) + good_put, b"xyz"), "BAD_FRAME", "message")
 huge = (1 << 30) + 1
+short_crc = put_meta(None, [(b"k", 3)])   # the entry without its CRC
+bad("put_value_crc_entry_without_crc", "PUT with VALUE_CRC whose one entry ends after its key: the u32 CRC is missing.",
+    frame("PUT", ["VALUE_CRC"], 3, "OK", short_crc, b"abc"), "BAD_FRAME", "message")
 bad("put_value_over_hard_limit", "PUT entry declaring a value of 2^30+1 bytes, over the hard limit of 1 GiB: FRAME_TOO_LARGE as soon as the metadata is read (only header and metadata are shown; the node never reads the payload).",
     header(OPCODES["PUT"], 0, 13, 0, len(put_meta(None, [(b"k", huge)])), huge) + put_meta(None, [(b"k", huge)]), "FRAME_TOO_LARGE", "message")
 bad("hello_name_not_utf8", "HELLO whose client name is not valid UTF-8.",
@@ -358,7 +386,8 @@ bad("auth_short", "AUTH with 63 bytes of metadata instead of 64.",
 # node layer: structurally valid frames that the node refuses as requests
 bad("reply_flag_in_request", "A frame with the REPLY flag sent to the node.", frame("PING", ["REPLY"], 3, "OK", b""), "BAD_FRAME", "node")
 bad("unknown_opcode", "Opcode 0x04 is not defined in v1.", header(0x04, 0, 3, 0, 0, 0), "UNKNOWN_OPCODE", "node")
-bad("unknown_flag", "PUT with flag bit 0x0004, which is not defined.", header(OPCODES["PUT"], 0x0004, 3, 0, 4, 0) + struct.pack("<I", 0), "BAD_FRAME", "node")
+bad("unknown_flag", "PUT with flag bit 0x0040, which is not defined.", header(OPCODES["PUT"], 0x0040, 3, 0, 4, 0) + struct.pack("<I", 0), "BAD_FRAME", "node")
+bad("value_crc_flag_on_get", "GET with the VALUE_CRC flag: only PUT takes it.", frame("GET", ["VALUE_CRC"], 3, "OK", key_batch_meta([b"k"])), "BAD_FRAME", "node")
 bad("chain_flag_on_get", "GET with the CHAIN flag: only PUT takes flags.", frame("GET", ["CHAIN"], 3, "OK", key_batch_meta([b"k"])), "BAD_FRAME", "node")
 bad("chain_parent_without_chain", "PUT with CHAIN_PARENT but not CHAIN.", frame("PUT", ["CHAIN_PARENT"], 3, "OK", lp16(b"p") + struct.pack("<I", 0)), "BAD_FRAME", "node")
 bad("version_flag_without_feature", "PUT with VERSION on a connection whose HELLO did not grant feature 0x4 (versions).",
@@ -380,6 +409,7 @@ doc = {
                "'' for empty. Keys, nonces, proofs and payloads are hex. request_id is a u64 (may exceed 2^53).",
     "opcodes": OPCODES,
     "flags": FLAGS,
+    "features": FEATURES,
     "statuses": STATUSES,
     "limits": {"header_bytes": 32, "max_key_bytes": 512, "default_max_value_bytes": 64 << 20,
                "hard_max_value_bytes": 1 << 30, "default_max_batch_keys": 8192, "default_max_meta_bytes": 8 << 20,

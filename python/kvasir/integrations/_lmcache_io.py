@@ -1,11 +1,13 @@
 """LMCache integration, part 1: LMCache's classes (or stand-ins mirroring them) and the chunk format
 (fixed header + raw tensor bytes) with the KvStore I/O that writes and reads it. See lmcache.py."""
 
+import asyncio
 import ctypes
 import enum
 import logging
 import struct
 import threading
+import time
 import zlib
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -40,8 +42,12 @@ except Exception:  # noqa: BLE001
         _HAVE_LMCACHE_BACKEND = False
 
         class _BackendBase:
-            """Stand-in for ``StoragePluginInterface`` (abstract_backend.py): stores the injected
-            ``config``, ``metadata``, ``local_cpu_backend``, ``loop`` and ``dst_device``."""
+            """Stand-in for ``StoragePluginInterface`` (LMCache/LMCache
+            lmcache/v1/storage_backend/abstract_backend.py, the stored version that has
+            ``touch_cache`` and ``cancel_request``; the code index that served it gives no commit,
+            the nearest named one is 2bbf1594): stores the injected ``config``, ``metadata``,
+            ``local_cpu_backend``, ``loop`` and ``dst_device``; the optional methods below raise or
+            no-op as upstream's do, so a backend that lacks one fails here as it would there."""
 
             def __init__(self, dst_device: str = "cuda", config=None, metadata=None,
                          local_cpu_backend=None, loop=None):
@@ -52,11 +58,27 @@ except Exception:  # noqa: BLE001
                 self.local_cpu_backend = local_cpu_backend
                 self.loop = loop
 
+            def get_non_blocking(self, key, location: Optional[str] = None):
+                raise NotImplementedError
+
+            async def batched_async_contains(self, lookup_id: str, keys, pin: bool = False) -> int:
+                raise NotImplementedError
+
+            async def batched_get_non_blocking(self, lookup_id: str, keys, transfer_spec: Any = None) -> list:
+                raise NotImplementedError
+
+            def touch_cache(self) -> None:
+                raise NotImplementedError
+
+            def cancel_request(self, req_id: str) -> None:
+                return
+
 try:  # pragma: no cover
     from lmcache.v1.storage_backend.connector.base_connector import RemoteConnector as _ConnectorBase  # type: ignore
 except Exception:  # noqa: BLE001
     class _ConnectorBase:
-        """Stand-in for ``lmcache.v1.storage_backend.connector.base_connector.RemoteConnector``."""
+        """Stand-in for ``lmcache.v1.storage_backend.connector.base_connector.RemoteConnector`` (the
+        ``support_*`` switches; remote_backend.py of the same tree asks them before each batched call)."""
 
         def post_init(self):
             pass
@@ -74,6 +96,9 @@ except Exception:  # noqa: BLE001
             return False
 
         def support_batched_async_contains(self) -> bool:
+            return False
+
+        def support_batched_get_non_blocking(self) -> bool:
             return False
 
 try:  # pragma: no cover
@@ -408,3 +433,81 @@ class _KvasirCodecIO:
                 break
             n += 1
         return n
+
+
+# ---------------------------------------------------------------- asynchronous lookups (enable_async_loading)
+
+class LookupPins:
+    """Pins taken by ``batched_async_contains(lookup_id, keys, pin=True)``, released when that lookup is
+    loaded (``batched_get_non_blocking``) or cancelled, or after ``max_age`` seconds if neither comes
+    (LMCache's asynchronous path keeps no record of them, so nothing else would unpin them)."""
+
+    def __init__(self, store: KvStore, max_age: float = 600.0):
+        self.store = store
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        self._pins: Dict[str, Tuple[float, List[str]]] = {}
+
+    def pin_prefix(self, lookup_id: str, keys: List[str]) -> int:
+        """Pins ``keys`` (a prefix of hits); returns how many leading keys hold a pin now."""
+        self.sweep()
+        codes = self.store.batch_pin(keys) if keys else []
+        held = next((i for i, c in enumerate(codes) if c != E.OK), len(codes))
+        extra = [k for k, c in zip(keys[held:], codes[held:]) if c == E.OK]
+        if extra:  # pinned after a key that could not be: not part of the prefix, so not kept
+            self.store.batch_unpin(extra)
+        if held:
+            with self._lock:
+                _, before = self._pins.get(lookup_id, (0.0, []))
+                self._pins[lookup_id] = (time.monotonic(), before + keys[:held])
+        return held
+
+    def release(self, lookup_id: str) -> None:
+        with self._lock:
+            entry = self._pins.pop(lookup_id, None)
+        if entry:
+            self._unpin(entry[1])
+
+    def sweep(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            old = [lid for lid, (t, _) in self._pins.items() if now - t > self.max_age]
+            stale = [self._pins.pop(lid)[1] for lid in old]
+        for keys in stale:
+            self._unpin(keys)
+
+    def release_all(self) -> None:
+        with self._lock:
+            lids = list(self._pins)
+        for lid in lids:
+            self.release(lid)
+
+    def _unpin(self, keys: List[str]) -> None:
+        try:
+            self.store.batch_unpin(keys)
+        except Exception as ex:  # noqa: BLE001 - the node is gone: its pins went with it
+            logger.warning("kvasir: unpin of %d key(s) failed: %s", len(keys), ex)
+
+
+async def async_prefix_hits(io: "_KvasirCodecIO", pins: LookupPins, lookup_id: str, keys, pin: bool) -> int:
+    """``batched_async_contains``: the number of leading keys present (pinned for ``lookup_id`` if asked)."""
+    ks = [_key_str(k) for k in keys]
+    loop = asyncio.get_running_loop()
+    n = await loop.run_in_executor(None, io.prefix_hits, ks)
+    if pin and n:
+        n = await loop.run_in_executor(None, pins.pin_prefix, lookup_id, ks[:n])
+    return n
+
+
+async def async_load_prefix(io: "_KvasirCodecIO", pins: LookupPins, lookup_id: str, keys) -> list:
+    """``batched_get_non_blocking``: the MemoryObjs of the leading keys that load (the rest released),
+    then the lookup's pins dropped."""
+    try:
+        objs = await asyncio.get_running_loop().run_in_executor(None, io.get, [_key_str(k) for k in keys])
+        n = next((i for i, o in enumerate(objs) if o is None), len(objs))
+        for o in objs[n:]:
+            if o is not None:
+                _ref_down(o)
+        return objs[:n]
+    finally:
+        pins.release(lookup_id)

@@ -15,6 +15,11 @@ try:  # pragma: no cover - sglang is not installed in the test environment
         from sglang.srt.mem_cache.hicache_storage import PoolHitPolicy, PoolName, PoolTransfer  # type: ignore
     except Exception:  # noqa: BLE001 - older trees without the v2 interface
         PoolHitPolicy = PoolName = PoolTransfer = None
+    try:
+        from sglang.srt.mem_cache.hicache_storage import (  # type: ignore
+            STORAGE_BATCH_SIZE, SidecarPoolSpec, count_pool_hits)
+    except Exception:  # noqa: BLE001 - trees before sidecar pools
+        STORAGE_BATCH_SIZE, SidecarPoolSpec, count_pool_hits = 128, None, None
     HAVE_SGLANG = True
 except Exception:  # noqa: BLE001
     HAVE_SGLANG = False
@@ -45,13 +50,25 @@ except Exception:  # noqa: BLE001
         prefix_keys: Optional[List[str]] = None
         extra_info: Optional[dict] = None
 
+    STORAGE_BATCH_SIZE = 128  # sglang: max pages per batched storage IO call
+
     class PoolName(str, Enum):
-        """Stand-in mirroring sglang's ``PoolName`` (the names this backend treats specially)."""
+        """Stand-in mirroring sglang's ``PoolName`` (hicache_storage.py @ 001067ff, the stored version
+        with the DeepSeek V4 compressed pools and the draft indexer / SWA pools): every member, same
+        values. The backend keys any pool by its value, so a new name needs no code here."""
         KV = "kv"
         MAMBA = "mamba"
         SWA = "swa"
         INDEXER = "indexer"
+        DEEPSEEK_V4_C4 = "deepseek_v4_c4"
+        DEEPSEEK_V4_C4_INDEXER = "deepseek_v4_c4_indexer"
+        DEEPSEEK_V4_C128 = "deepseek_v4_c128"
+        DEEPSEEK_V4_C4_STATE = "deepseek_v4_c4_state"
+        DEEPSEEK_V4_C4_INDEXER_STATE = "deepseek_v4_c4_indexer_state"
+        DEEPSEEK_V4_C128_STATE = "deepseek_v4_c128_state"
         DRAFT = "draft"
+        DRAFT_INDEXER = "draft_indexer"
+        DRAFT_SWA = "draft_swa"
 
         def __str__(self) -> str:
             return self.value
@@ -72,6 +89,14 @@ except Exception:  # noqa: BLE001
         nodes_to_load: Optional[List[Any]] = None
         indices_from_pool: Optional[Any] = None
 
+    @dataclass(frozen=True)
+    class SidecarPoolSpec:
+        """Stand-in mirroring sglang's ``SidecarPoolSpec``: a pool whose transfer indices are reused
+        from one real source pool (a ``PoolTransfer`` with ``indices_from_pool`` set)."""
+        pool_name: Any
+        indices_from_pool: Any
+        hit_policy: Any = PoolHitPolicy.ALL_PAGES
+
     @dataclass
     class PoolTransferResult:
         """Stand-in mirroring sglang's ``PoolTransferResult``."""
@@ -81,6 +106,16 @@ except Exception:  # noqa: BLE001
         @classmethod
         def empty(cls):
             return cls(0, {})
+
+        def update_kv_hit_pages(self, kv_hit_pages: int) -> None:
+            self.kv_hit_pages = max(self.kv_hit_pages, kv_hit_pages)
+
+        def update_extra_pool_hit_pages(self, results: dict) -> None:
+            self.extra_pool_hit_pages.update(results)
+
+    def count_pool_hits(results: dict) -> dict:
+        """Stand-in mirroring sglang's ``count_pool_hits``: the leading successes per pool."""
+        return {name: (rs.index(False) if False in rs else len(rs)) for name, rs in results.items()}
 
     class HiCacheStorage(ABC):
         """Stand-in mirroring sglang's ``HiCacheStorage`` ABC (hicache_storage.py @ 001067ff):

@@ -5,15 +5,41 @@
 interfaces mirrored."""
 
 import dataclasses
+import logging
 from enum import Enum
 from typing import Any, List, Optional
+
+import torch
 
 from .. import errors as E
 from ._sglang_compat import HiCacheStorageExtraInfo, PoolName, PoolTransferResult
 
 
+logger = logging.getLogger(__name__)
+
+
 def pool_name_str(name) -> str:
     return name.value if isinstance(name, Enum) else str(name)
+
+
+def resolve_sidecars(transfers: List[Any]) -> List[Any]:
+    """Each transfer, with a sidecar's (``indices_from_pool`` set, no host indices of its own) host
+    indices -- and keys, if it has none -- taken from its source pool's transfer in the same call;
+    None in place of a sidecar whose source is not there."""
+    sources = {pool_name_str(t.name): t for t in transfers if t.host_indices is not None}
+    out = []
+    for t in transfers:
+        src_name = getattr(t, "indices_from_pool", None)
+        if t.host_indices is None and src_name is not None:
+            src = sources.get(pool_name_str(src_name))
+            if src is None:
+                logger.warning("kvasir: sidecar pool %s needs the %s transfer in the same call for its host "
+                               "indices; its pages fail", pool_name_str(t.name), pool_name_str(src_name))
+                out.append(None)
+                continue
+            t = dataclasses.replace(t, host_indices=src.host_indices, keys=t.keys if t.keys is not None else src.keys)
+        out.append(t)
+    return out
 
 
 class PoolTransfers:
@@ -59,10 +85,25 @@ class PoolTransfers:
         ptrs, sizes = self._pack(key_strs, ptrs, sizes)
         return keys, key_strs, ptrs, sizes
 
+    def _ptrs_per_page(self, pool, transfer) -> int:
+        """Buffers per page of ``pool`` (K and V for MHA page-first, one for MLA ...)."""
+        n = len(transfer.keys or [])
+        try:
+            if transfer.host_indices is not None and n:
+                ptrs, _ = pool.get_page_buffer_meta(transfer.host_indices)
+                return max(1, len(ptrs) // n)
+            ptrs, _ = pool.get_page_buffer_meta(torch.arange(int(getattr(pool, "page_size", 1) or 1)))
+            return max(1, len(ptrs))
+        except Exception:  # noqa: BLE001
+            return 1
+
     def batch_get_v2(self, transfers: List[Any], extra_info: Optional[HiCacheStorageExtraInfo] = None) -> dict:
         """Reads every transfer's pages into its host pool: pool name -> per-page success list."""
         results = {}
-        for tr in transfers:
+        for orig, tr in zip(transfers, resolve_sidecars(transfers)):
+            if tr is None:
+                results[orig.name] = [False] * len(orig.keys or [])
+                continue
             keys, key_strs, ptrs, sizes = self._transfer_meta(tr)
             res = self._get_into(key_strs, ptrs, sizes)
             ok = [r == self._total(s) for r, s in zip(res, sizes)]
@@ -72,7 +113,10 @@ class PoolTransfers:
     def batch_set_v2(self, transfers: List[Any], extra_info: Optional[HiCacheStorageExtraInfo] = None) -> dict:
         """Writes every transfer's pages from its host pool: pool name -> per-page success list."""
         results = {}
-        for tr in transfers:
+        for orig, tr in zip(transfers, resolve_sidecars(transfers)):
+            if tr is None:
+                results[orig.name] = [False] * len(orig.keys or [])
+                continue
             n = len(tr.keys or [])
             if self.skip_writes:
                 results[tr.name] = [True] * n
@@ -99,13 +143,7 @@ class PoolTransfers:
                 break
             pool = self._pool_for(tr.name)
             n_pool_pages = len(tr.keys) if tr.keys else 0
-            per_page = 1
-            if tr.host_indices is not None and n_pool_pages:
-                try:
-                    ptrs, _ = pool.get_page_buffer_meta(tr.host_indices)
-                    per_page = max(1, len(ptrs) // n_pool_pages)
-                except Exception:  # noqa: BLE001
-                    per_page = 1
+            per_page = self._ptrs_per_page(pool, tr)
             comp = self._component_keys(keys[:kv_pages], tr.name, per_page)
             ex = self._exist(comp)
             page_ok = [all(e == 1 for e in ex[i * per_page:(i + 1) * per_page]) for i in range(kv_pages)]

@@ -169,3 +169,19 @@ class KVConnectorBase_V1(ABC):
 
     def reset_cache(self):
         return None
+
+
+class SupportsHMA(ABC):
+    """Stand-in for vllm...v1.base.SupportsHMA (same file): a connector that handles every kv-cache group of vLLM's
+    hybrid KV cache manager; the scheduler then calls request_finished_all_groups instead of request_finished."""
+
+    @abstractmethod
+    def request_finished_all_groups(self, request, block_ids):
+        raise NotImplementedError
+
+
+def supports_hma(connector) -> bool:
+    """Stand-in for vllm...v1.base.supports_hma: a class or an instance."""
+    if isinstance(connector, type):
+        return issubclass(connector, SupportsHMA)
+    return isinstance(connector, SupportsHMA)

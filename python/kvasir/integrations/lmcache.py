@@ -13,7 +13,13 @@ Interfaces mirrored (read from LMCache/LMCache on GitHub, v1 API as of the 0.3.x
   ``get_allocator_backend()`` (see ``plugins/rust_remote_backend.py``, commit 805e36f0..., whose
   batched_submit_put_task also takes ``on_complete_callback``).
   Loaded by ``storage_plugins: [name]`` + ``extra_config: storage_plugin.<name>.module_path /
-  .class_name``.
+  .class_name``. The newest stored abstract_backend.py (with ``touch_cache`` / ``cancel_request``)
+  adds ``get_non_blocking(key, location=None)`` and, for ``enable_async_loading``, async
+  ``batched_async_contains(lookup_id, keys, pin=False) -> int`` and async
+  ``batched_get_non_blocking(lookup_id, keys, transfer_spec=None) -> list[MemoryObj]`` (the loaded
+  prefix). ``storage_backend/__init__.py`` (``storage_plugin_launcher``) constructs the class with
+  ``(config=, dst_device=, metadata=, local_cpu_backend=, loop=)`` and does not pass the plugin's
+  name: the backend finds it by looking for its own module/class among ``storage_plugins``.
 * ``lmcache/v1/storage_backend/connector/base_connector.py`` (commit 78f6e7ee...): ``RemoteConnector``
   (async exists/get/put/list/close, exists_sync, support_ping/ping, support_batched_get/
   batched_get, support_batched_put/batched_put); newer trees add support_batched_contains/
@@ -23,7 +29,13 @@ Interfaces mirrored (read from LMCache/LMCache on GitHub, v1 API as of the 0.3.x
   config, metadata)`` asks every ``ConnectorAdapter(schema)`` ``can_parse(url)`` then
   ``create_connector(ConnectorContext)``; third-party connectors are registered with
   ``remote_storage_plugins: [name]`` + ``extra_config: remote_storage_plugin.<name>.module_path /
-  .class_name`` (a ConnectorAdapter, or a RemoteConnector that LMCache wraps itself).
+  .class_name`` (a ConnectorAdapter, or a RemoteConnector that LMCache's DynamicConnectorAdapter
+  builds with ``(loop=, local_cpu_backend=, config=)`` only). The newest stored tree names plugins
+  ``{type}`` or ``{type}.{instance}`` (``extract_plugin_type``), builds one ``RemoteBackend`` per
+  ``remote_storage_plugins`` entry with URL ``plugin://<name>`` and ``ConnectorContext.plugin_name``,
+  plus one more for a legacy ``remote_url``; ``remote_backend.py`` calls
+  ``connector.batched_get_non_blocking(lookup_id, keys)`` when
+  ``support_batched_get_non_blocking()``.
 
 When ``lmcache`` is importable the real base classes are subclassed; otherwise the stand-ins below
 (same method names and parameters) are used, so the module also works (and is tested) without it.
@@ -49,7 +61,7 @@ import asyncio
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 from urllib.parse import parse_qs
 
 
@@ -65,6 +77,7 @@ __all__ = ["KvasirBackend", "KvasirConnector", "KvasirConnectorAdapter", "parse_
 
 from ._lmcache_io import (  # noqa: F401 - the format helpers are part of this module's surface
     HEADER_SIZE,
+    LookupPins,
     MemoryFormat,
     _AdapterBase,
     _BackendBase,
@@ -73,24 +86,51 @@ from ._lmcache_io import (  # noqa: F401 - the format helpers are part of this m
     _key_str,
     _ref_down,
     _ref_up,
+    async_load_prefix,
+    async_prefix_hits,
     decode_header,
     encode_header,
 )
 
 
+_SETTINGS = ("servers", "auth_key", "transport", "connect_timeout", "request_timeout")
+
+
 def _store_kwargs_from_extra(extra: Optional[dict], prefixes=("kvasir.",)) -> dict:
-    """KvStore arguments from LMCache ``extra_config`` keys ``kvasir.servers``, ``kvasir.auth_key``,
-    ``kvasir.transport``, ``kvasir.connect_timeout``, ``kvasir.request_timeout``; anything unset
-    falls back to KvStore's own chain (KVASIR_CONFIG file, then KVASIR_* environment)."""
-    kw = {}
+    """KvStore arguments from LMCache ``extra_config``: for each prefix (the first wins), ``<prefix>url``
+    (a ``kvasir://`` URL) and ``<prefix>servers``, ``auth_key``, ``transport``, ``connect_timeout``,
+    ``request_timeout``. Prefixes are the plugin's own (``storage_plugin.<name>.`` /
+    ``remote_storage_plugin.<name>.``), then ``kvasir.``; anything unset falls back to KvStore's own
+    chain (KVASIR_CONFIG file, then KVASIR_* environment)."""
+    kw: dict = {}
     extra = extra or {}
-    for name in ("servers", "auth_key", "transport", "connect_timeout", "request_timeout"):
-        for p in prefixes:
+    for p in reversed(prefixes):
+        url = extra.get(p + "url")
+        if url:
+            kw.update(parse_kvasir_url(str(url)))
+        for name in _SETTINGS:
             v = extra.get(p + name)
             if v is not None and v != "":
                 kw[name] = float(v) if name.endswith("timeout") else v
-                break
     return kw
+
+
+def _plugin_names_of(cls, config, list_attr: str, prefix: str) -> List[str]:
+    """The entries of ``config.<list_attr>`` whose ``<prefix><name>.module_path`` / ``.class_name`` load
+    ``cls`` (LMCache's loaders do not tell a plugin the name it was loaded under)."""
+    extra = getattr(config, "extra_config", None) or {}
+    return [n for n in (getattr(config, list_attr, None) or [])
+            if extra.get(f"{prefix}{n}.class_name") == cls.__name__
+            and extra.get(f"{prefix}{n}.module_path") == cls.__module__]
+
+
+def _own_plugin_name(cls, config, list_attr: str, prefix: str) -> Optional[str]:
+    names = _plugin_names_of(cls, config, list_attr, prefix)
+    if len(names) > 1:
+        raise ValueError(f"{list_attr} loads {cls.__name__} more than once ({', '.join(sorted(names))}): LMCache does "
+                         f"not tell a plugin its name, so their {prefix}<name>.* settings cannot be told apart; keep "
+                         f"one entry, or give each its own subclass of {cls.__name__}")
+    return names[0] if names else None
 
 
 def _make_store(kw: dict) -> KvStore:
@@ -133,9 +173,12 @@ class KvasirBackend(_BackendBase):
             self.config, self.metadata = config, metadata
             self.local_cpu_backend, self.loop = local_cpu_backend, loop
         extra = getattr(config, "extra_config", None) if config is not None else None
+        self.plugin_name = _own_plugin_name(type(self), config, "storage_plugins", "storage_plugin.")
+        prefixes = (f"storage_plugin.{self.plugin_name}.", "kvasir.") if self.plugin_name else ("kvasir.",)
         self._owns_store = store is None
-        self.store = store if store is not None else _make_store(_store_kwargs_from_extra(extra))
+        self.store = store if store is not None else _make_store(_store_kwargs_from_extra(extra, prefixes))
         self._io = _KvasirCodecIO(self.store, _allocator_fn(local_cpu_backend), memory_format_cls)
+        self._lookup_pins = LookupPins(self.store)
         self._put_lock = threading.Lock()
         self._put_tasks: Dict[str, int] = {}
         self._executor = ThreadPoolExecutor(max_workers=max(1, put_workers), thread_name_prefix="kvasir-put")
@@ -164,6 +207,21 @@ class KvasirBackend(_BackendBase):
         if pin and n:
             self.store.batch_pin(ks[:n])
         return n
+
+    async def batched_async_contains(self, lookup_id: str, keys, pin: bool = False) -> int:
+        """Leading keys present; with ``pin`` they stay pinned until ``lookup_id`` is loaded or cancelled
+        (LMCache calls this on every backend when ``enable_async_loading`` is on)."""
+        return await async_prefix_hits(self._io, self._lookup_pins, lookup_id, keys, pin)
+
+    async def batched_get_non_blocking(self, lookup_id: str, keys, transfer_spec: Any = None) -> list:
+        """The MemoryObjs of the leading keys that load (stops at the first miss); drops the lookup's pins."""
+        return await async_load_prefix(self._io, self._lookup_pins, lookup_id, keys)
+
+    def cancel_request(self, req_id: str) -> None:
+        self._lookup_pins.release(req_id)
+
+    def touch_cache(self) -> None:
+        """The node keeps its own recency (every read touches): nothing to do."""
 
     def exists_in_put_tasks(self, key) -> bool:
         with self._put_lock:
@@ -220,7 +278,8 @@ class KvasirBackend(_BackendBase):
     def batched_get_blocking(self, keys):
         return self._io.get([_key_str(k) for k in keys])
 
-    def get_non_blocking(self, key) -> Optional[Future]:
+    def get_non_blocking(self, key, location: Optional[str] = None) -> Optional[Future]:
+        """``location`` (newer LMCache) names a storage tier; this backend has one, so it is ignored."""
         if not self.contains(key):
             return None
         return self._executor.submit(self.get_blocking, key)
@@ -252,16 +311,23 @@ class KvasirBackend(_BackendBase):
             return
         self._closed = True
         self._executor.shutdown(wait=True)
+        self._lookup_pins.release_all()
         if self._owns_store:
             self.store.close()
 
 
 # ---------------------------------------------------------------- remote connector
 
+def _is_kvasir_plugin(netloc: str) -> bool:
+    """``kvasir`` or ``kvasir.<instance>`` (LMCache's plugin name form ``{type}.{instance}``)."""
+    kind, dot, instance = netloc.lower().partition(".")
+    return kind == "kvasir" and (not dot or bool(instance))
+
+
 def parse_kvasir_url(url: str) -> dict:
     """KvStore keyword arguments for ``kvasir://host:port[,host:port][?auth_key=..&request_timeout=..
-    &connect_timeout=..&transport=..]`` or ``plugin://kvasir`` / ``kvasir://`` (servers and the rest
-    from ``KVASIR_CONFIG`` / ``KVASIR_SERVERS`` / ``KVASIR_AUTH_KEY`` ..., resolved by KvStore)."""
+    &connect_timeout=..&transport=..]`` or ``plugin://kvasir[.<instance>]`` / ``kvasir://`` (servers and
+    the rest from the plugin's extra_config, then ``KVASIR_CONFIG`` / ``KVASIR_SERVERS`` ..., by KvStore)."""
     if "://" not in url:
         raise ValueError(f"invalid Kvasir URL {url!r}: missing scheme")
     scheme, rest = url.split("://", 1)
@@ -273,8 +339,8 @@ def parse_kvasir_url(url: str) -> dict:
     params = {k: v[-1] for k, v in parse_qs(query).items()}
     kw: dict = {}
     if scheme == "plugin":
-        if netloc.lower() != "kvasir":
-            raise ValueError(f"not a Kvasir plugin URL: {url!r} (expected plugin://kvasir)")
+        if not _is_kvasir_plugin(netloc):
+            raise ValueError(f"not a Kvasir plugin URL: {url!r} (expected plugin://kvasir or plugin://kvasir.<instance>)")
     elif scheme == "kvasir":
         if netloc:
             servers = []
@@ -304,22 +370,33 @@ class KvasirConnector(_ConnectorBase):
     MemoryObj's reference count to the caller (LMCache's RemoteBackend releases it).
     """
 
-    def __init__(self, url: str = "plugin://kvasir", loop=None, local_cpu_backend=None, config=None,
-                 metadata=None, *, store: Optional[KvStore] = None, memory_format_cls=None):
+    def __init__(self, url: Optional[str] = None, loop=None, local_cpu_backend=None, config=None,
+                 metadata=None, *, store: Optional[KvStore] = None, memory_format_cls=None,
+                 plugin_name: Optional[str] = None):
         try:
             super().__init__(config, metadata)  # newer RemoteConnector.__init__(config, metadata)
         except TypeError:
             super().__init__()
+        if plugin_name is None and url is None:  # built by LMCache's DynamicConnectorAdapter: no url, no name
+            plugin_name = _own_plugin_name(type(self), config, "remote_storage_plugins", "remote_storage_plugin.")
+        if url is None:
+            url = f"plugin://{plugin_name or 'kvasir'}"
+        if plugin_name is None and url.lower().startswith("plugin://"):
+            plugin_name = url[len("plugin://"):].split("/", 1)[0].split("?", 1)[0]
         self.url = url
+        self.plugin_name = plugin_name
         self.loop = loop
         self.local_cpu_backend = local_cpu_backend
         self.config = config
-        kw = _store_kwargs_from_extra(getattr(config, "extra_config", None) if config is not None else None)
+        prefixes = (f"remote_storage_plugin.{plugin_name}.", "kvasir.") if plugin_name else ("kvasir.",)
+        kw = _store_kwargs_from_extra(getattr(config, "extra_config", None) if config is not None else None,
+                                      prefixes)
         kw.update(parse_kvasir_url(url))
         self.store_kwargs = dict(kw)
         self._owns_store = store is None
         self.store = store if store is not None else _make_store(kw)
         self._io = _KvasirCodecIO(self.store, _allocator_fn(local_cpu_backend), memory_format_cls)
+        self._lookup_pins = LookupPins(self.store)
 
     def __repr__(self) -> str:
         return f"<KvasirConnector {self.store.host}:{self.store.port}>"
@@ -345,10 +422,15 @@ class KvasirConnector(_ConnectorBase):
         return True
 
     async def batched_async_contains(self, lookup_id: str, keys, pin: bool = False) -> int:
-        n = await self._run(self.batched_contains, keys)
-        if pin and n:
-            await self._run(self.store.batch_pin, [_key_str(k) for k in keys[:n]])
-        return n
+        """Leading keys present; with ``pin`` they stay pinned until ``lookup_id`` is loaded."""
+        return await async_prefix_hits(self._io, self._lookup_pins, lookup_id, keys, pin)
+
+    def support_batched_get_non_blocking(self) -> bool:
+        return True
+
+    async def batched_get_non_blocking(self, lookup_id: str, keys, transfer_spec: Any = None) -> list:
+        """The MemoryObjs of the leading keys that load (RemoteBackend passes ``(lookup_id, keys)``)."""
+        return await async_load_prefix(self._io, self._lookup_pins, lookup_id, keys)
 
     # get / put
     async def get(self, key):
@@ -395,6 +477,7 @@ class KvasirConnector(_ConnectorBase):
             return 1
 
     async def close(self) -> None:
+        await self._run(self._lookup_pins.release_all)
         if self._owns_store:
             self.store.close()
 
@@ -408,11 +491,15 @@ class KvasirConnectorAdapter(_AdapterBase):
 
     def can_parse(self, url: str) -> bool:
         u = url.strip().lower()
-        return u.startswith("kvasir://") or u == "plugin://kvasir" or u.startswith("plugin://kvasir/") \
-            or u.startswith("plugin://kvasir?")
+        if u.startswith("kvasir://"):
+            return True
+        if not u.startswith("plugin://"):
+            return False
+        return _is_kvasir_plugin(u[len("plugin://"):].split("/", 1)[0].split("?", 1)[0])
 
     def create_connector(self, context) -> KvasirConnector:
         return KvasirConnector(url=context.url, loop=getattr(context, "loop", None),
                                local_cpu_backend=getattr(context, "local_cpu_backend", None),
                                config=getattr(context, "config", None),
-                               metadata=getattr(context, "metadata", None))
+                               metadata=getattr(context, "metadata", None),
+                               plugin_name=getattr(context, "plugin_name", None))

@@ -8,8 +8,11 @@ Interfaces mirrored (read from sgl-project/sglang on GitHub; sglang cannot be in
   register_mem_pool_host(mem_pool_host), register_mem_host_pool_v2(host_pool, host_pool_name),
   batch_exists_v2(keys, pool_transfers=None, extra_info=None) -> PoolTransferResult,
   batch_get_v2/batch_set_v2(transfers, extra_info=None) -> dict[str, List[bool]], clear(),
-  get_stats()), ``HiCacheStorageConfig``, ``HiCacheStorageExtraInfo``, ``PoolName``,
-  ``PoolHitPolicy``, ``PoolTransfer``, ``PoolTransferResult``.
+  get_stats()), ``HiCacheStorageConfig``, ``HiCacheStorageExtraInfo``, ``PoolName`` (with the
+  DeepSeek V4 compressed pools and DRAFT_INDEXER / DRAFT_SWA), ``PoolHitPolicy``, ``PoolTransfer``
+  (a sidecar transfer names its source in ``indices_from_pool``), ``SidecarPoolSpec``,
+  ``PoolTransferResult`` (update_kv_hit_pages / update_extra_pool_hit_pages), ``count_pool_hits``,
+  ``STORAGE_BATCH_SIZE``.
 * ``python/sglang/srt/mem_cache/storage/backend_factory.py`` (commit 001067ff...): with
   ``--hicache-storage-backend dynamic`` the factory reads ``backend_name``, ``module_path`` and
   ``class_name`` from the extra config, checks ``issubclass(cls, HiCacheStorage)`` and constructs
@@ -66,6 +69,9 @@ from ._sglang_compat import (  # noqa: F401 - sglang's classes or their stand-in
     PoolName,
     PoolTransfer,
     PoolTransferResult,
+    STORAGE_BATCH_SIZE,
+    SidecarPoolSpec,
+    count_pool_hits,
 )
 
 
@@ -104,8 +110,9 @@ class KvasirHiCacheStorage(PoolTransfers, HiCacheStorage):
     ``transport``, ``connect_timeout``, ``request_timeout`` -- anything unset falls back to
     ``KVASIR_CONFIG`` / ``KVASIR_*`` environment variables exactly as :class:`KvStore` does;
     ``interface_v1`` (1: zero-copy page I/O, also what tells sglang to call batch_*_v1);
-    ``extra_backend_tag`` (key prefix isolating tenants); ``track_keys_for_clear`` (default true:
-    remember written keys so ``clear()`` can remove them -- Kvasir has no remove-all).
+    ``extra_backend_tag`` (key prefix isolating tenants). ``clear()`` removes every key under this backend's
+    prefix (tag and model) on every node, or every key when there is no prefix (the node's REMOVE_PREFIX);
+    ``track_keys_for_clear`` is accepted for old configurations and no longer needed.
     ``kwargs`` may carry ``mem_pool_host`` (registered at once) or ``store`` (a ready KvStore).
     """
 
@@ -164,8 +171,6 @@ class KvasirHiCacheStorage(PoolTransfers, HiCacheStorage):
         self.skip_writes = self.is_mla_backend and self.tp_rank != 0
 
         self.interface_v1 = bool(int(extra.get("interface_v1", 0) or 0))
-        self.track_keys = bool(extra.get("track_keys_for_clear", True))
-        self._written: set = set()
         self._lock = threading.Lock()
         self._temp_regions: Dict[int, Tuple[int, int]] = {}  # ptr -> (size, refcount)
         self.registered_pools: Dict[Any, Any] = {}
@@ -276,9 +281,6 @@ class KvasirHiCacheStorage(PoolTransfers, HiCacheStorage):
             res = self.store.batch_put_from_multi_buffers(keys, ptrs, sizes)
         else:
             res = self.store.batch_put_from(keys, ptrs, sizes)
-        if self.track_keys:
-            with self._lock:
-                self._written.update(k for k, r in zip(keys, res) if r == E.OK)
         return res
 
     def _get_into(self, keys: List[str], ptrs: List[Any], sizes: List[Any]) -> List[int]:
@@ -539,13 +541,10 @@ class KvasirHiCacheStorage(PoolTransfers, HiCacheStorage):
     # -- lifecycle --
 
     def clear(self) -> None:
-        """Removes the keys this backend wrote (Kvasir has no remove-all; with
-        ``track_keys_for_clear: false`` nothing is tracked and clear() removes nothing)."""
-        with self._lock:
-            keys = list(self._written)
-            self._written.clear()
-        for i in range(0, len(keys), 1000):
-            self.store.batch_remove(keys[i:i + 1000])
+        """Removes every key under this backend's prefix (``extra_backend_tag`` and model name) from every tier
+        of every node, a page at a time on each node; with no prefix configured, every key (sglang's clear
+        empties the storage). Raises :class:`KvasirError` naming a node that could not do it."""
+        self.store.remove_prefix(f"{self.config_prefix}_" if self.config_prefix is not None else b"")
 
     def get_stats(self):
         """sglang's ``StorageMetrics`` (or :class:`KvasirStorageMetrics` without sglang) with the

@@ -38,6 +38,11 @@ Block hash (chained, hex SHA-256)::
 so a block's key names its whole prefix, and the scheduler's hit count is the number of leading
 blocks whose keys exist for **every** (tp, pp) rank (one ``batch_is_exist`` call per request).
 
+Hybrid KV cache manager (``SupportsHMA``, base.py of the same tree: ``request_finished_all_groups(request,
+block_ids: tuple[list[int], ...])``): every kv-cache group of ``kv_cache_config.kv_cache_groups`` is saved and
+loaded, a group after the first under ``.../pp{r}of{n}/g{group}/{block_hash}``; which blocks a sliding-window group
+needs, and which group kinds are refused, is in _vllm_groups.py.
+
 Loading is synchronous (``load_async=False``) inside ``start_load_kv``. A missing block or a value
 of the wrong length is reported by ``get_block_ids_with_load_errors`` (vLLM then recomputes the
 request from the first failed block); ``last_loaded_block_ids`` lists, per request, the block ids
@@ -72,8 +77,6 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..errors import KvasirError
-from ..local_load import KeyNotLocalError
 
 logger = logging.getLogger("kvasir.vllm")
 
@@ -81,6 +84,10 @@ if importlib.util.find_spec("vllm") is not None:   # the real interface, when vL
     try:
         from vllm.distributed.kv_transfer.kv_connector.v1.base import (  # type: ignore
             KVConnectorBase_V1, KVConnectorMetadata, KVConnectorRole)
+        try:
+            from vllm.distributed.kv_transfer.kv_connector.v1.base import SupportsHMA, supports_hma  # type: ignore
+        except ImportError:  # a vLLM from before the hybrid manager's connector interface
+            from ._vllm_standin import SupportsHMA, supports_hma  # noqa: F401
     except Exception as e:  # noqa: BLE001 - any failure of a present vLLM is the user's to see
         raise ImportError(f"kvasir: vLLM is installed but its v1 KV connector interface does not import ({e!r}); "
                           "repair or upgrade vLLM (or uninstall it to use kvasir without it)") from e
@@ -88,9 +95,13 @@ if importlib.util.find_spec("vllm") is not None:   # the real interface, when vL
 else:  # vLLM absent: the documented stand-ins
     HAVE_VLLM = False
 
-    from ._vllm_standin import KVConnectorBase_V1, KVConnectorMetadata, KVConnectorRole  # noqa: F401
+    from ._vllm_standin import (KVConnectorBase_V1, KVConnectorMetadata, KVConnectorRole,  # noqa: F401
+                                SupportsHMA, supports_hma)
+from ._vllm_blockio import BlockIO
+from ._vllm_groups import groups_of, leading_in_all, per_group, restorable_blocks
 
-__all__ = ["KvasirConnector", "KvasirConnectorMetadata", "ReqMeta", "chained_block_hashes", "HAVE_VLLM"]
+__all__ = ["KvasirConnector", "KvasirConnectorMetadata", "ReqMeta", "block_key", "chained_block_hashes", "HAVE_VLLM",
+           "SupportsHMA", "supports_hma"]
 
 _HASH_SEED = b"kvasir-vllm-v1"
 
@@ -107,13 +118,28 @@ def chained_block_hashes(token_ids, block_size: int, salt: str = "") -> List[byt
     return out
 
 
+def block_key(model: str, block_hash: str, tp=(0, 1), pp=(0, 1), max_key: int = 512, group: int = 0) -> str:
+    """The connector's key of a block: ``kvasir/vllm/v1/{model}/tp{rank}of{size}/pp{rank}of{size}/{hex hash}``
+    (``tp``, ``pp``: (rank, size); kv-cache group ``group`` > 0 adds ``g{group}/`` before the hash), with
+    ``sha256(model)[:32]`` for the model when the key would pass ``max_key`` bytes. Module-level so that tools
+    outside vLLM (bench/ttft.py) make the same keys."""
+    tail = f"/tp{tp[0]}of{tp[1]}/pp{pp[0]}of{pp[1]}/{f'g{group}/' if group else ''}{block_hash}"
+    key = f"kvasir/vllm/v1/{model}{tail}"
+    if len(key.encode("utf-8")) > max_key:
+        key = f"kvasir/vllm/v1/{hashlib.sha256(model.encode('utf-8')).hexdigest()[:32]}{tail}"
+    return key
+
+
 @dataclass
 class ReqMeta:
-    """Per request, this step: (block id, hex block hash) pairs to load and to save; for a disaggregated
-    decode, the producer's engine id, its request id and its block id for each block to load."""
+    """Per request, this step: (block id, hex block hash) pairs of kv-cache group 0 to load and to save, and
+    (group, block id, hex hash) triples of the other groups (hybrid manager); for a disaggregated decode, the
+    producer's engine id, its request id and its block id for each block to load."""
     req_id: str
     load: List[Tuple[int, str]] = field(default_factory=list)
     save: List[Tuple[int, str]] = field(default_factory=list)
+    load_groups: List[Tuple[int, int, str]] = field(default_factory=list)
+    save_groups: List[Tuple[int, int, str]] = field(default_factory=list)
     remote_engine_id: Optional[str] = None
     remote_request_id: Optional[str] = None
     remote_block_ids: List[int] = field(default_factory=list)
@@ -130,14 +156,19 @@ class _Tracked:
     """Scheduler-side state of one request."""
     hashes: List[str]               # hex hashes of the prompt's full blocks
     num_prompt_tokens: int
-    stored_blocks: int              # leading blocks already in Kvasir (raw exists answer)
+    present: List[List[bool]]       # per kv-cache group, per block: stored for every (tp, pp) rank
     num_computed_tokens: int = 0    # what vLLM had locally when it asked
     load_blocks: int = 0            # blocks [local, local + load_blocks) to load
-    block_ids: List[int] = field(default_factory=list)
+    block_ids: List[List[int]] = field(default_factory=list)   # per kv-cache group
     saved_upto: int = 0             # blocks [0, saved_upto) are stored or planned
     load_planned: bool = False
     remote: Optional[dict] = None   # disaggregated decode: the producer's kv_transfer_params
     scheduled: bool = False         # allocated once: a later lookup is a re-queued (preempted) request
+
+    @property
+    def stored_blocks(self) -> int:
+        """Leading blocks every group already holds in Kvasir (not written again)."""
+        return leading_in_all(self.present)
 
 
 def _cfg_get(kv_transfer_config, key, default=None):
@@ -146,13 +177,6 @@ def _cfg_get(kv_transfer_config, key, default=None):
         return getter(key, default)
     extra = getattr(kv_transfer_config, "kv_connector_extra_config", None) or {}
     return extra.get(key, default)
-
-
-def _host_buffer(nbytes: int):
-    """A CPU uint8 staging tensor, pinned when CUDA is there (faster device copies)."""
-    import torch  # noqa: PLC0415
-    t = torch.empty(nbytes, dtype=torch.uint8)
-    return t.pin_memory() if torch.cuda.is_available() else t
 
 
 def _first_group(block_ids) -> List[int]:
@@ -164,8 +188,9 @@ def _first_group(block_ids) -> List[int]:
     return list(block_ids)
 
 
-class KvasirConnector(KVConnectorBase_V1):
-    """vLLM v1 KV connector storing prompt KV blocks in Kvasir (see the module docstring).
+class KvasirConnector(BlockIO, KVConnectorBase_V1, SupportsHMA):
+    """vLLM v1 KV connector storing prompt KV blocks in Kvasir (see the module docstring). It saves and loads
+    every kv-cache group (full-attention and sliding-window; _vllm_groups.py), so it declares ``SupportsHMA``.
 
     ``store``: a ready :class:`kvasir.KvStore` (tests, embedding); by default one is opened from
     ``kv_connector_extra_config`` / the ``KVASIR_*`` environment."""
@@ -174,6 +199,7 @@ class KvasirConnector(KVConnectorBase_V1):
         super().__init__(vllm_config, role, kv_cache_config)
         ktc = self._kv_transfer_config
         self._block_size = int(vllm_config.cache_config.block_size)
+        self._groups = groups_of(kv_cache_config, self._block_size)
         pc = getattr(vllm_config, "parallel_config", None)
         self._tp_size = int(getattr(pc, "tensor_parallel_size", 1) or 1)
         self._pp_size = int(getattr(pc, "pipeline_parallel_size", 1) or 1)
@@ -200,7 +226,8 @@ class KvasirConnector(KVConnectorBase_V1):
         self._tp_rank, self._pp_rank = self._ranks()
         self._layers: Dict[str, Any] = {}        # layer name -> kv-cache tensor
         self._layer_geom: Dict[str, tuple] = {}  # layer name -> (block_dim, lead offsets, slab bytes)
-        self._block_bytes = 0
+        self._block_bytes = 0                    # bytes of one block of group 0 (all layers without the hybrid manager)
+        self._group_bytes: List[int] = [0] * len(self._groups)
         self._load_errors: set = set()
         self._force_staging = str(_cfg_get(ktc, "kvasir_force_staging", "")).lower() in ("1", "true", "yes")
         self.last_loaded_block_ids: Dict[str, List[int]] = {}
@@ -213,6 +240,9 @@ class KvasirConnector(KVConnectorBase_V1):
         self._engine_id = str(getattr(ktc, "engine_id", None) or _cfg_get(ktc, "kvasir_engine_id") or "")
         if self._pd and not self._engine_id:
             raise ValueError("kvasir: kvasir_pd needs kv_transfer_config.engine_id (vLLM sets it) or kvasir_engine_id")
+        if self._pd and len(self._groups) > 1:
+            raise ValueError("kvasir: kvasir_pd hands over one kv-cache group; start vLLM with "
+                             "--disable-hybrid-kv-cache-manager or leave kvasir_pd off (the store path serves every group)")
         self._pd_lease = float(_cfg_get(ktc, "kvasir_pd_lease_seconds", 120.0))
         self._pd_timeout = float(_cfg_get(ktc, "kvasir_pd_timeout", 30.0))
         self._reqs_to_send: List[str] = []
@@ -238,15 +268,12 @@ class KvasirConnector(KVConnectorBase_V1):
                 pass
         return int(tp or 0), int(pp or 0)
 
-    def block_key(self, block_hash: str, tp_rank: Optional[int] = None, pp_rank: Optional[int] = None) -> str:
-        """The Kvasir key of a block (this worker's ranks unless given)."""
+    def block_key(self, block_hash: str, tp_rank: Optional[int] = None, pp_rank: Optional[int] = None,
+                  group: int = 0) -> str:
+        """The Kvasir key of a block (this worker's ranks unless given; kv-cache group ``group`` > 0 adds ``/g{group}``)."""
         tp = self._tp_rank if tp_rank is None else tp_rank
         pp = self._pp_rank if pp_rank is None else pp_rank
-        tail = f"/tp{tp}of{self._tp_size}/pp{pp}of{self._pp_size}/{block_hash}"
-        key = f"kvasir/vllm/v1/{self._model}{tail}"
-        if len(key.encode("utf-8")) > self._max_key:
-            key = f"kvasir/vllm/v1/{hashlib.sha256(self._model.encode('utf-8')).hexdigest()[:32]}{tail}"
-        return key
+        return block_key(self._model, block_hash, (tp, self._tp_size), (pp, self._pp_size), self._max_key, group)
 
     # ---------------------------------------------------------------- scheduler side
 
@@ -282,43 +309,43 @@ class KvasirConnector(KVConnectorBase_V1):
             hashes = [h.hex() for h in chained_block_hashes(tokens, self._block_size,
                                                             getattr(request, "cache_salt", None) or "")]
             full = min(len(hashes), len(_first_group(remote["remote_block_ids"])))
-            tracked = _Tracked(hashes=hashes, num_prompt_tokens=len(tokens), stored_blocks=full, remote=dict(remote))
+            tracked = _Tracked(hashes=hashes, num_prompt_tokens=len(tokens), present=[[True] * full], remote=dict(remote))
             self._tracked[req_id] = tracked
         if tracked is None:
             tokens = self._prompt(request)
             hashes = [h.hex() for h in chained_block_hashes(tokens, self._block_size,
                                                             getattr(request, "cache_salt", None) or "")]
-            tracked = _Tracked(hashes=hashes, num_prompt_tokens=len(tokens), stored_blocks=self._stored_prefix(req_id, hashes))
+            tracked = _Tracked(hashes=hashes, num_prompt_tokens=len(tokens), present=self._stored_prefix(req_id, hashes))
             self._tracked[req_id] = tracked
         elif tracked.scheduled and tracked.remote is None:
             # asked again after it was scheduled: preempted and re-queued; blocks may have been stored since
-            tracked.stored_blocks = self._stored_prefix(req_id, tracked.hashes)
+            tracked.present = self._stored_prefix(req_id, tracked.hashes)
             tracked.scheduled = False
         tracked.num_computed_tokens = num_computed_tokens
         if not self._do_load:
             return 0, False
         # never the whole prompt: at least one token remains to compute
-        usable = min(tracked.stored_blocks, max(tracked.num_prompt_tokens - 1, 0) // self._block_size)
+        usable = restorable_blocks(self._groups if tracked.remote is None else self._groups[:1], tracked.present,
+                                   max(tracked.num_prompt_tokens - 1, 0) // self._block_size, self._block_size)
         hit_tokens = usable * self._block_size
         self.stats["blocks_hit"] = usable
         return max(0, hit_tokens - num_computed_tokens), False
 
-    def _stored_prefix(self, req_id: str, hashes: List[str]) -> int:
-        """Leading blocks of ``hashes`` that every (tp, pp) rank stored: one ``batch_is_exist``."""
+    def _stored_prefix(self, req_id: str, hashes: List[str]) -> List[List[bool]]:
+        """Per kv-cache group, per block of ``hashes``: stored by every (tp, pp) rank. One ``batch_is_exist``."""
         if not hashes or not (self._do_load or self._do_save):
-            return 0
+            return [[] for _ in self._groups]
         ranks = [(t, p) for p in range(self._pp_size) for t in range(self._tp_size)]
-        keys = [self.block_key(h, t, p) for h in hashes for (t, p) in ranks]
+        keys = [self.block_key(h, t, p, g.index) for g in self._groups for h in hashes for (t, p) in ranks]
         self.stats["exists_calls"] += 1
         try:
             found = self._store.batch_is_exist(keys)
         except Exception as ex:  # noqa: BLE001 - a cache must never fail the request
             logger.warning("kvasir: exists failed for %s: %s", req_id, ex)
-            return 0
-        per, stored = len(ranks), 0
-        while stored < len(hashes) and all(f == 1 for f in found[stored * per:(stored + 1) * per]):
-            stored += 1
-        return stored
+            return [[False] * len(hashes) for _ in self._groups]
+        per, nb = len(ranks), len(hashes)
+        return [[all(f == 1 for f in found[(gi * nb + i) * per:(gi * nb + i + 1) * per]) for i in range(nb)]
+                for gi in range(len(self._groups))]
 
     def update_state_after_alloc(self, request, blocks, num_external_tokens: int):
         tracked = self._tracked.get(request.request_id)
@@ -327,8 +354,8 @@ class KvasirConnector(KVConnectorBase_V1):
         tracked.scheduled = True
         ids = []
         if blocks is not None and hasattr(blocks, "get_block_ids"):
-            ids = _first_group(blocks.get_block_ids())
-        if ids:
+            ids = per_group(blocks.get_block_ids(), len(self._groups))
+        if any(ids):
             tracked.block_ids = ids
         if num_external_tokens > 0:
             tracked.load_blocks = num_external_tokens // self._block_size
@@ -339,12 +366,18 @@ class KvasirConnector(KVConnectorBase_V1):
 
     def _plan(self, meta: KvasirConnectorMetadata, req_id: str, tracked: _Tracked, computed_after: int) -> None:
         req = ReqMeta(req_id)
-        ids = tracked.block_ids
+        group_ids = per_group(tracked.block_ids, len(self._groups))
         if tracked.load_planned:
             start = tracked.num_computed_tokens // self._block_size
+            end = start + tracked.load_blocks
             remote_ids = _first_group(tracked.remote["remote_block_ids"]) if tracked.remote else []
-            for i in range(start, start + tracked.load_blocks):
-                if i < len(ids) and i < len(tracked.hashes):
+            for g, ids in zip(self._groups, group_ids):
+                for i in range(max(start, g.first_needed(end, self._block_size)), end):
+                    if i >= len(ids) or i >= len(tracked.hashes) or g.skips(ids[i]):
+                        continue
+                    if g.index:
+                        req.load_groups.append((g.index, ids[i], tracked.hashes[i]))
+                        continue
                     req.load.append((ids[i], tracked.hashes[i]))
                     if remote_ids:
                         req.remote_block_ids.append(int(remote_ids[i]))
@@ -355,11 +388,17 @@ class KvasirConnector(KVConnectorBase_V1):
             tracked.load_planned = False
         if self._do_save:
             first = max(tracked.saved_upto, tracked.stored_blocks)
-            end = min(len(tracked.hashes), computed_after // self._block_size, len(ids))
-            for i in range(first, end):
-                req.save.append((ids[i], tracked.hashes[i]))
+            end = min(len(tracked.hashes), computed_after // self._block_size, *(len(ids) for ids in group_ids))
+            for g, ids in zip(self._groups, group_ids):
+                for i in range(first, end):
+                    if g.skips(ids[i]):
+                        continue
+                    if g.index:
+                        req.save_groups.append((g.index, ids[i], tracked.hashes[i]))
+                    else:
+                        req.save.append((ids[i], tracked.hashes[i]))
             tracked.saved_upto = max(tracked.saved_upto, end)
-        if req.load or req.save:
+        if req.load or req.save or req.load_groups or req.save_groups:
             meta.requests.append(req)
 
     def build_connector_meta(self, scheduler_output) -> KvasirConnectorMetadata:
@@ -369,8 +408,8 @@ class KvasirConnector(KVConnectorBase_V1):
             tracked = self._tracked.get(new_req.req_id)
             if tracked is None:
                 continue
-            ids = _first_group(new_req.block_ids)
-            if ids:
+            ids = per_group(new_req.block_ids, len(self._groups))
+            if any(ids):
                 tracked.block_ids = ids
             computed = getattr(new_req, "num_computed_tokens", tracked.num_computed_tokens)
             self._plan(meta, new_req.req_id, tracked, computed + scheduled.get(new_req.req_id, 0))
@@ -384,8 +423,9 @@ class KvasirConnector(KVConnectorBase_V1):
                     continue
                 resumed = (req_id in resumed_ids) if resumed_ids is not None else \
                     bool(resumed_flags[i]) if resumed_flags is not None else False
-                new_ids = _first_group(cached.new_block_ids[i]) if cached.new_block_ids else []
-                tracked.block_ids = new_ids if resumed else tracked.block_ids + new_ids
+                new_ids = per_group(cached.new_block_ids[i] if cached.new_block_ids else None, len(self._groups))
+                old_ids = per_group(tracked.block_ids, len(self._groups))
+                tracked.block_ids = new_ids if resumed else [o + n for o, n in zip(old_ids, new_ids)]
                 self._plan(meta, req_id, tracked, cached.num_computed_tokens[i] + scheduled.get(req_id, 0))
         for req_id in getattr(scheduler_output, "finished_req_ids", ()) or ():
             self._tracked.pop(req_id, None)
@@ -407,6 +447,11 @@ class KvasirConnector(KVConnectorBase_V1):
         return bool(held), dict(do_remote_prefill=True, do_remote_decode=False, remote_block_ids=held,
                                 remote_engine_id=self._engine_id, remote_request_id=request.request_id,
                                 tp_size=self._tp_size)
+
+    def request_finished_all_groups(self, request, block_ids) -> Tuple[bool, Optional[dict]]:
+        """``SupportsHMA``: the scheduler calls this, with one block-id list per kv-cache group, instead of
+        ``request_finished`` when the hybrid manager is on (saves happen per step, so nothing is held here)."""
+        return self.request_finished(request, block_ids)
 
     # ---------------------------------------------------------------- worker side
 
@@ -447,45 +492,6 @@ class KvasirConnector(KVConnectorBase_V1):
                 layers, self._store, lambda engine_id: _vllm_pd.endpoint_key(engine_id, *ranks),
                 timeout=self._pd_timeout, **common)
 
-    def _register_layer(self, name, tensor, num_blocks=None) -> None:
-        shape, stride, es = list(tensor.shape), list(tensor.stride()), tensor.element_size()
-        if num_blocks is not None and int(num_blocks) in shape:
-            bdim = shape.index(int(num_blocks))
-        elif len(shape) >= 2 and shape[0] == 2 and len(shape) == 5:
-            bdim = 1  # FlashAttention layout [2, num_blocks, block_size, heads, head_dim]
-        else:
-            bdim = 0  # [num_blocks, ...] (FlashInfer [num_blocks, 2, ...], MLA [num_blocks, bs, dim])
-        slab = 1
-        for d in range(len(shape) - 1, bdim, -1):
-            if shape[d] != 1 and stride[d] != slab:
-                raise ValueError(f"kvasir: layer {name}: a block's slice is not contiguous "
-                                 f"(shape {shape}, stride {stride})")
-            slab *= shape[d]
-        leads = [0]
-        for d in range(bdim):
-            leads = [o + j * stride[d] for o in leads for j in range(shape[d])]
-        self._layers[name] = tensor
-        self._layer_geom[name] = (bdim, stride[bdim], [o * es for o in leads], slab * es)
-        self._block_bytes = sum(len(g[2]) * g[3] for g in self._layer_geom.values())
-        if tensor.device.type == "cpu":
-            span = 1 + sum((s - 1) * st for s, st in zip(shape, stride) if s > 0)
-            self._store.register_buffer(tensor.data_ptr(), span * es)
-
-    def _pieces(self, block_id: int) -> Tuple[List[int], List[int]]:
-        addrs, sizes = [], []
-        for name, tensor in self._layers.items():
-            _, bstride, leads, slab = self._layer_geom[name]
-            base = tensor.data_ptr() + block_id * bstride * tensor.element_size()
-            for off in leads:
-                addrs.append(base + off)
-                sizes.append(slab)
-        return addrs, sizes
-
-    def _on_host(self) -> bool:
-        if self._force_staging:
-            return False
-        return all(t.device.type == "cpu" for t in self._layers.values())
-
     def bind_connector_metadata(self, connector_metadata) -> None:
         super().bind_connector_metadata(connector_metadata)
         self._load_errors = set()  # reported for the forward pass in which they are detected
@@ -501,25 +507,28 @@ class KvasirConnector(KVConnectorBase_V1):
         if not isinstance(meta, KvasirConnectorMetadata) or not self._layers:
             return
         pulled = self._pull(meta)
-        plan = [(r.req_id, bid, h) for r in meta.requests if r.req_id not in pulled for bid, h in r.load]
+        plan = [(r.req_id, 0, bid, h) for r in meta.requests if r.req_id not in pulled for bid, h in r.load]
+        plan += [(r.req_id, g, bid, h) for r in meta.requests for g, bid, h in r.load_groups]
         if not plan:
             return
-        keys = [self.block_key(h) for _, bid, h in plan]
-        results = self._local_load(keys, [bid for _, bid, _ in plan])
+        keys = [self.block_key(h, group=g) for _, g, _, h in plan]
+        blocks = [(g, bid) for _, g, bid, _ in plan]
+        want = [self._group_bytes[g] for g, _ in blocks]
+        results = self._local_load(keys, blocks)
         if results is not None:
-            self.stats["blocks_loaded_local"] += sum(r == self._block_bytes for r in results)
+            self.stats["blocks_loaded_local"] += sum(r == w for r, w in zip(results, want))
         elif self._on_host():
-            dests = [self._pieces(bid) for _, bid, _ in plan]
+            dests = [self._pieces(bid, g) for g, bid in blocks]
             try:
                 results = self._store.batch_get_into_multi_buffers(keys, [d[0] for d in dests], [d[1] for d in dests])
             except Exception as ex:  # noqa: BLE001
                 logger.warning("kvasir: load failed: %s", ex)
                 results = [-18] * len(keys)
         else:
-            results = self._staged_load(keys, [bid for _, bid, _ in plan])
+            results = self._staged_load(keys, blocks)
         failed_req = set()
-        for (req_id, bid, _), r in zip(plan, results):
-            ok = r == self._block_bytes
+        for (req_id, _, bid, _), r, w in zip(plan, results, want):
+            ok = r == w
             loaded = self.last_loaded_block_ids.setdefault(req_id, [])
             if ok and req_id not in failed_req:
                 loaded.append(bid)
@@ -546,65 +555,6 @@ class KvasirConnector(KVConnectorBase_V1):
                 self.stats["pulls_failed"] += 1
         return done
 
-    def _local_load(self, keys, block_ids) -> Optional[List[int]]:
-        """Lengths per key, read straight from a node on this host into the kv caches; None when that
-        path is unavailable or a block is not in the node's memory (the caller's path then reports
-        per-block misses)."""
-        if not self._local:
-            return None
-        dests = [self._pieces(bid) for bid in block_ids]
-        try:
-            return self._store.batch_get_into_multi_buffers_submit_local(keys, [d[0] for d in dests], [d[1] for d in dests]).wait()
-        except KeyNotLocalError:
-            self._local = getattr(self._store, "transport", None) == "shm"   # a missing block, or no arena at all
-        except (KvasirError, ValueError) as ex:
-            logger.info("kvasir: loading through the node's arena failed (%s); using the socket", ex)
-            self._local = False
-        return None
-
-    def _local_save(self, keys, block_ids) -> Optional[List[int]]:
-        """Codes per key, written straight from the kv caches into a node on this host; None when
-        that path is unavailable."""
-        if not self._local:
-            return None
-        srcs = [self._pieces(bid) for bid in block_ids]
-        try:
-            return self._store.batch_put_from_multi_buffers_local(keys, [s[0] for s in srcs], [s[1] for s in srcs])
-        except KeyNotLocalError:
-            self._local = False
-        except (KvasirError, ValueError) as ex:
-            logger.info("kvasir: saving through the node's arena failed (%s); using the socket", ex)
-            self._local = False
-        return None
-
-    def _staged_load(self, keys, block_ids) -> List[int]:
-        staging = _host_buffer(len(keys) * max(self._block_bytes, 1))
-        base = staging.data_ptr()
-        self._store.register_buffer(base, staging.numel())
-        try:
-            results = self._store.batch_get_into(keys, [base + i * self._block_bytes for i in range(len(keys))],
-                                                 [self._block_bytes] * len(keys))
-        finally:
-            self._store.unregister_buffer(base)
-        for i, (bid, r) in enumerate(zip(block_ids, results)):
-            if r == self._block_bytes:
-                self._copy_block(staging[i * self._block_bytes:(i + 1) * self._block_bytes], bid, to_cache=True)
-        return results
-
-    def _copy_block(self, flat, block_id: int, to_cache: bool) -> None:
-        """Copies one block between a flat uint8 host tensor and the (device) kv caches."""
-        off = 0
-        for name, tensor in self._layers.items():
-            bdim = self._layer_geom[name][0]
-            part = tensor.select(bdim, block_id)
-            n = part.numel() * tensor.element_size()
-            host = flat[off:off + n].view(tensor.dtype).view(part.shape)
-            if to_cache:
-                part.copy_(host)
-            else:
-                host.copy_(part)
-            off += n
-
     def wait_for_layer_load(self, layer_name: str) -> None:
         return  # loads are synchronous (start_load_kv)
 
@@ -620,36 +570,26 @@ class KvasirConnector(KVConnectorBase_V1):
         meta = self._connector_metadata
         if not isinstance(meta, KvasirConnectorMetadata) or not self._layers:
             return
-        plan = [(bid, h) for r in meta.requests for bid, h in r.save]
+        plan = [(0, bid, h) for r in meta.requests for bid, h in r.save]
+        plan += [(g, bid, h) for r in meta.requests for g, bid, h in r.save_groups]
         if not plan:
             return
-        keys = [self.block_key(h) for _, h in plan]
+        keys = [self.block_key(h, group=g) for g, _, h in plan]
+        blocks = [(g, bid) for g, bid, _ in plan]
         try:
-            results = self._local_save(keys, [bid for bid, _ in plan])
+            results = self._local_save(keys, blocks)
             if results is not None:
                 self.stats["blocks_saved_local"] += sum(r == 0 for r in results)
             elif self._on_host():
-                srcs = [self._pieces(bid) for bid, _ in plan]
+                srcs = [self._pieces(bid, g) for g, bid in blocks]
                 results = self._store.batch_put_from_multi_buffers(keys, [s[0] for s in srcs], [s[1] for s in srcs])
             else:
-                results = self._staged_save(keys, [bid for bid, _ in plan])
+                results = self._staged_save(keys, blocks)
         except Exception as ex:  # noqa: BLE001 - a failed save is a future miss, never an engine error
             logger.warning("kvasir: save failed: %s", ex)
             results = [-18] * len(keys)
         for r in results:
             self.stats["blocks_saved" if r == 0 else "blocks_save_failed"] += 1
-
-    def _staged_save(self, keys, block_ids) -> List[int]:
-        staging = _host_buffer(len(keys) * max(self._block_bytes, 1))
-        for i, bid in enumerate(block_ids):
-            self._copy_block(staging[i * self._block_bytes:(i + 1) * self._block_bytes], bid, to_cache=False)
-        base = staging.data_ptr()
-        self._store.register_buffer(base, staging.numel())
-        try:
-            return self._store.batch_put_from(keys, [base + i * self._block_bytes for i in range(len(keys))],
-                                              [self._block_bytes] * len(keys))
-        finally:
-            self._store.unregister_buffer(base)
 
     def get_finished(self, finished_req_ids):
         """Loads and saves are synchronous; a kvasir_pd producer reports the requests whose blocks a decoder

@@ -14,11 +14,11 @@ import argparse
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 from typing import List, Optional
 
+from .. import node_binary
 from .errors import ConfigMissingError, KVCacheError
 from .prefix_cache import PrefixCache
 from .profiling import AccessStatsCollector, read_stats, summarize
@@ -28,20 +28,11 @@ _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.
 
 def find_cli() -> List[str]:
     """The command prefix of the kvasir CLI; ConfigMissingError naming the three places looked at."""
-    env = os.environ.get("KVASIR_BIN")
-    if env:
-        if os.path.isfile(env) and os.access(env, os.X_OK):
-            return [env]
-        raise ConfigMissingError(f"KVASIR_BIN={env} is not an executable file", {"KVASIR_BIN": env})
-    local = os.path.join(_REPO, "kvasir")
-    if os.path.isfile(local) and os.access(local, os.X_OK):
-        return [local]
-    on_path = shutil.which("kvasir")
-    if on_path:
-        return [on_path]
-    raise ConfigMissingError("the kvasir CLI was not found: set KVASIR_BIN to its path, run from a source checkout "
-                             f"(looked for {local}), or put `kvasir` on PATH",
-                             {"KVASIR_BIN": None, "repo_cli": local, "path": os.environ.get("PATH", "")})
+    command, why = node_binary.locate(checkout_first=True, repo=_REPO)
+    if command is None:
+        raise ConfigMissingError(why, {"KVASIR_BIN": os.environ.get("KVASIR_BIN"), "repo_cli": os.path.join(_REPO, "kvasir"),
+                                       "path": os.environ.get("PATH", "")})
+    return command
 
 
 def demo(num_accesses: int, seed: int = 1, block_size: int = 16, engine_blocks: int = 256) -> AccessStatsCollector:

@@ -5,13 +5,14 @@ namespace Kvasir.Cli.Bench;
 
 /// <summary>What a run measured. Throughput counts only values that succeeded (hits that verified, stored puts).</summary>
 public sealed record BenchResult(
-    string Target, string Op, long ValueSize, int Batch, int Inflight, double Seconds, long Requests, long Values,
+    string Target, string Transport, string Op, long ValueSize, int Batch, int Inflight, double Seconds, long Requests, long Values,
     double Gbps, double OpsPerSecond, double P50Us, double P90Us, double P99Us, double P999Us,
     long Errors, long Misses, long VerifyFailures)
 {
     public string ToJson() => JsonSerializer.Serialize(new Dictionary<string, object>
     {
         ["target"] = Target,
+        ["transport"] = Transport,
         ["op"] = Op,
         ["value_size"] = ValueSize,
         ["batch"] = Batch,
@@ -31,7 +32,7 @@ public sealed record BenchResult(
     });
 
     public string Describe() => string.Create(CultureInfo.InvariantCulture,
-        $"{Target} {Op} {ByteSize.Format(ValueSize)} x{Batch} inflight {Inflight}: {Gbps:F2} GB/s, {OpsPerSecond:F0} values/s, " +
+        $"{Target} over {Transport} {Op} {ByteSize.Format(ValueSize)} x{Batch} inflight {Inflight}: {Gbps:F2} GB/s, {OpsPerSecond:F0} values/s, " +
         $"latency p50 {P50Us:F0} us p90 {P90Us:F0} us p99 {P99Us:F0} us p99.9 {P999Us:F0} us, " +
         $"errors {Errors}, misses {Misses}, verify failures {VerifyFailures}");
 }

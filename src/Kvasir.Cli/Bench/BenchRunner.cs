@@ -30,6 +30,7 @@ public sealed class BenchRunner(string targetName, Func<Task<IBenchTarget>> open
 
         var lanes = new IBenchTarget[s.Inflight];
         for (int i = 0; i < lanes.Length; i++) lanes[i] = await openTarget();
+        string transport = lanes[0].Transport;
         var latencies = new List<long>[s.Inflight];
         long start = Stopwatch.GetTimestamp();
         long measureFrom = start + (long)(s.Warmup.TotalSeconds * Stopwatch.Frequency);
@@ -105,7 +106,7 @@ public sealed class BenchRunner(string targetName, Func<Task<IBenchTarget>> open
         var all = latencies.Where(l => l is not null).SelectMany(l => l).ToArray();
         Array.Sort(all);
         double Us(double q) => LatencyStats.Percentile(all, q) * 1e6 / Stopwatch.Frequency;
-        return new BenchResult(targetName, s.Op, s.ValueSize, s.Batch, s.Inflight, seconds, _requests, _values,
+        return new BenchResult(targetName, transport, s.Op, s.ValueSize, s.Batch, s.Inflight, seconds, _requests, _values,
             _goodBytes / seconds / 1e9, _values / seconds, Us(0.50), Us(0.90), Us(0.99), Us(0.999), _errors, _misses, _verifyFailures);
     }
 

@@ -8,6 +8,9 @@ namespace Kvasir.Cli.Bench;
 /// </summary>
 public interface IBenchTarget : IAsyncDisposable
 {
+    /// <summary>How values move, as every result line names it: tcp, shm, inproc, redis, memcached or memcpy.</summary>
+    string Transport { get; }
+
     /// <summary>Stores each key's value. Returns how many keys failed.</summary>
     Task<int> PutAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, IReadOnlyList<ReadOnlyMemory<byte>> values);
 

@@ -15,6 +15,8 @@ namespace Kvasir.Cli.Bench;
 /// </remarks>
 public sealed class MemcachedTarget : IBenchTarget
 {
+    public string Transport => "memcached";
+
     /// <summary>memcached's longest key.</summary>
     public const int MaxKeyLength = 250;
 

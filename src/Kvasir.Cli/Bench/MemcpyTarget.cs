@@ -7,6 +7,8 @@ namespace Kvasir.Cli.Bench;
 /// </summary>
 public sealed class MemcpyTarget(int keyCount, int valueSize) : IBenchTarget
 {
+    public string Transport => "memcpy";
+
     private readonly byte[]?[] _values = new byte[]?[keyCount];
     private readonly Dictionary<string, int> _index = new(keyCount);
 

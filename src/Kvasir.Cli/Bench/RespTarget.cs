@@ -12,6 +12,8 @@ namespace Kvasir.Cli.Bench;
 /// </remarks>
 public sealed class RespTarget : IBenchTarget
 {
+    public string Transport => "redis";
+
     private readonly RawProtocolConnection _connection;
 
     private RespTarget(RawProtocolConnection connection) => _connection = connection;

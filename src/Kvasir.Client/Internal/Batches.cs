@@ -1,3 +1,5 @@
+using Kvasir.Protocol;
+
 namespace Kvasir.Client.Internal;
 
 /// <summary>A PUT value: one contiguous memory or several pieces concatenated in order.</summary>
@@ -47,14 +49,44 @@ internal readonly struct ValueDestination
     public Memory<byte> Piece(int i) => Many is null ? One : Many[i];
 }
 
-internal sealed class PutBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueSource[] values)
+internal sealed class PutBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueSource[] values, IReadOnlyList<uint>? givenCrcs = null)
 {
+    /// <summary>Above this many bytes in one request the values' CRCs are computed on several cores.</summary>
+    private const long ParallelCrcBytes = 4L << 20;
+
     public IReadOnlyList<ReadOnlyMemory<byte>> Keys { get; } = keys;
     public ValueSource[] Values { get; } = values;
     public KvStatus[] Results { get; } = new KvStatus[keys.Count];
 
     /// <summary>Each value's version (PUT flag VERSION, docs/cluster.md § Versions), or null: the node's clock assigns them.</summary>
     public long[]? Versions { get; init; }
+    /// <summary>Each value's CRC-32C, once <see cref="ComputeCrcs"/> ran for its range; null before.</summary>
+    public uint[]? Crcs { get; private set; }
+
+    /// <summary>Fills <see cref="Crcs"/> for <c>[start, end)</c>: the caller's CRCs when it gave them, else computed (large batches in parallel).</summary>
+    public void ComputeCrcs(int start, int end)
+    {
+        lock (this) Crcs ??= new uint[Keys.Count];
+        var crcs = Crcs;
+        if (givenCrcs is not null)
+        {
+            for (int i = start; i < end; i++) crcs[i] = givenCrcs[i];
+            return;
+        }
+        long bytes = 0;
+        for (int i = start; i < end; i++) bytes += Values[i].Length;
+        if (bytes >= ParallelCrcBytes && end - start > 1) Parallel.For(start, end, i => crcs[i] = Crc(Values[i]));
+        else for (int i = start; i < end; i++) crcs[i] = Crc(Values[i]);
+    }
+
+    private static uint Crc(in ValueSource value)
+    {
+        uint state = Crc32C.InitialState;
+        for (int p = 0; p < value.PieceCount; p++) state = Crc32C.Append(state, value.Piece(p).Span);
+        return Crc32C.Complete(state);
+    }
+    /// <summary>Every value's time to live in seconds (0: never expires); null for the node's default.</summary>
+    public uint? TtlSeconds { get; set; }
 }
 
 internal sealed class GetBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueDestination[] destinations)

@@ -27,6 +27,9 @@ internal sealed class ClientConnection : IAsyncDisposable
     private volatile bool _broken;
     private string? _closeReason;
 
+    /// <summary>The close reason when the peer answered the HELLO in HTTP (an admin port given as the data port).</summary>
+    private const string HttpPeer = "the peer answered in HTTP";
+
     private ClientConnection(Socket socket, System.Net.Security.SslStream? tls)
     {
         _socket = socket;
@@ -46,7 +49,8 @@ internal sealed class ClientConnection : IAsyncDisposable
     /// Opens a connection (with <paramref name="tls"/>, a TLS session over it) and completes HELLO and, when
     /// the node asks for it, mutual AUTH.
     /// </summary>
-    public static async Task<ClientConnection> OpenAsync(string host, int port, byte[]? authKey, TlsClientSettings? tls, string clientName, TimeSpan timeout, CancellationToken ct)
+    public static async Task<ClientConnection> OpenAsync(string host, int port, byte[]? authKey, TlsClientSettings? tls, string clientName, TimeSpan timeout,
+        CancellationToken ct, ulong features = 0)
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         cts.CancelAfter(timeout);
@@ -62,6 +66,8 @@ internal sealed class ClientConnection : IAsyncDisposable
             socket.Dispose();
             throw new KvasirException(ex switch
             {
+                SocketException { SocketErrorCode: SocketError.ConnectionRefused } =>
+                    $"cannot connect to {host}:{port}: connection refused: is a node running at {host}:{port}? (kvasir serve prints its data port after 'serving on')",
                 SocketException se => $"cannot connect to {host}:{port}: {se.SocketErrorCode}",
                 System.Security.Authentication.AuthenticationException ae => $"TLS to {host}:{port}: {ae.Message}",
                 _ => $"cannot connect to {host}:{port}: {(socket.Connected ? "TLS handshake timed out" : "timed out")}",
@@ -78,11 +84,15 @@ internal sealed class ClientConnection : IAsyncDisposable
             connection._readLoop = Task.Run(connection.ReadLoopAsync);
             try
             {
-                await connection.HandshakeAsync(authKey, clientName, cts.Token, ct).ConfigureAwait(false);
+                await connection.HandshakeAsync(authKey, clientName, features, cts.Token, ct).ConfigureAwait(false);
             }
             catch (OperationCanceledException ex) when (!ct.IsCancellationRequested)
             {
                 throw new KvasirException($"{host}:{port} did not complete HELLO/AUTH within {timeout.TotalSeconds:0.###} s", ex);
+            }
+            catch (KvasirException ex) when (connection._closeReason == HttpPeer)
+            {
+                throw new KvasirException($"{host}:{port} answered in HTTP: it is a node's admin port, not its data port; use the port kvasir serve printed after 'serving on' (the admin port is the one after 'admin on')", ex);
             }
             catch (KvasirException ex) when (connection._closeReason is { } reason && tls is not null)
             {
@@ -99,14 +109,21 @@ internal sealed class ClientConnection : IAsyncDisposable
         }
     }
 
-    private async Task HandshakeAsync(byte[]? authKey, string clientName, CancellationToken token, CancellationToken callerToken)
+    /// <summary>The features the node granted in HELLO (<see cref="ProtocolFeatures"/>).</summary>
+    public ulong Features { get; private set; }
+
+    private async Task HandshakeAsync(byte[]? authKey, string clientName, ulong features, CancellationToken token, CancellationToken callerToken)
     {
-        var hello = new HelloRequest(ProtocolLimits.Version, ProtocolLimits.Version, ValueVersions.Feature, clientName);
+        // TTL and versions are always asked for: a PUT without them is unchanged, a GET reply's versions are read only when
+        // granted, and a node without TTL refuses PutOptions.Ttl
+        var hello = new HelloRequest(ProtocolLimits.Version, ProtocolLimits.Version,
+            features | ProtocolFeatures.Ttl | ProtocolFeatures.Versions, clientName);
         var meta = new byte[hello.Size];
         var w = new MetaWriter(meta);
         hello.Write(ref w);
         var reply = await CallAsync(Opcode.Hello, meta, token, callerToken).ConfigureAwait(false);
         Hello = HelloReply.Read(reply);
+        Features = Hello.Features & features;   // a bit the client did not ask for is never used
         if (Hello.AuthRequired && authKey is null)
             throw new KvasirAuthException("the node requires an auth key and none is configured");
         if (!Hello.AuthRequired && authKey is not null)
@@ -228,6 +245,11 @@ internal sealed class ClientConnection : IAsyncDisposable
                 if (!await _rx.ReadExactAsync(header, _closed.Token).ConfigureAwait(false))
                 {
                     _closeReason = "the node closed the connection";
+                    break;
+                }
+                if (header.AsSpan().StartsWith("HTTP/"u8))
+                {
+                    _closeReason = HttpPeer;
                     break;
                 }
                 var h = FrameHeader.Read(header);

@@ -146,12 +146,14 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
     public async Task<KvStatus[]> PutAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueSource[] values, PutOptions? options, CancellationToken ct)
     {
         int replicas = options?.Replicas ?? _replicas;
-        var plan = Plan(keys, replicas);
+        var root = ChainRootOf(keys, options);
+        var plan = Plan(keys, replicas, root);
         var results = new KvStatus[keys.Count];
         var answers = new KvStatus[keys.Count][];
         for (int i = 0; i < keys.Count; i++) answers[i] = plan.Ranks[i] is { Length: > 0 } r ? new KvStatus[r.Length] : [];
         var parent = options?.ChainParent ?? default;
-        var parentNodes = options is { Chain: true } && !parent.IsEmpty ? Place(parent.Span, replicas) : [];
+        // Placed by its root, a continuation's parent lives on the same nodes as the whole batch.
+        var parentNodes = options is { Chain: true } && !parent.IsEmpty ? Place((root ?? parent).Span, replicas) : [];
         var versions = Versioned(replicas) ? Stamp(keys.Count) : null;
         await Task.WhenAll(plan.ByNode().Select(async group =>
         {
@@ -254,6 +256,9 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
         return results;
     }
 
+    /// <summary>The store of one node (null when it cannot be reached): key management asks every node in turn.</summary>
+    public Task<KvStore?> NodeStoreAsync(NodeRecord node, CancellationToken ct) => SlotFor(node).GetStoreAsync(_options, ct).AsTask();
+
     /// <summary>Each live node's STATS, or the reason it could not answer.</summary>
     public async Task<IReadOnlyList<(NodeRecord Node, IReadOnlyDictionary<string, long>? Stats, string? Error)>> NodeStatsAsync(CancellationToken ct)
     {
@@ -267,8 +272,52 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
         })).ConfigureAwait(false);
     }
 
-    /// <summary>Keys of each valid key ranked over the view; invalid keys get a null rank list.</summary>
-    private Plan Plan(IReadOnlyList<ReadOnlyMemory<byte>> keys, int replicas)
+    /// <summary>
+    /// The key a chained put is placed by when chain placement applies to it (per put, else store-wide), or null.
+    /// A continuation must name its root: placed by its own first key it would land away from what it continues.
+    /// </summary>
+    private ReadOnlyMemory<byte>? ChainRootOf(IReadOnlyList<ReadOnlyMemory<byte>> keys, PutOptions? options)
+    {
+        if (options is not { Chain: true } || !(options.ChainPlacement ?? _options.ChainPlacement) || keys.Count == 0) return null;
+        return CheckedRoot(keys[0], options.ChainRoot, !options.ChainParent.IsEmpty);
+    }
+
+    private static ReadOnlyMemory<byte> CheckedRoot(ReadOnlyMemory<byte> firstKey, ReadOnlyMemory<byte> root, bool continuesParent)
+    {
+        try { return Rendezvous.ChainPlacementKey(firstKey, root, continuesParent); }
+        catch (ArgumentException ex) { throw new KvasirException(ex.Message, ex); }
+    }
+
+    /// <summary>
+    /// A chain lookup (docs/protocol.md § Placement): the chain lives on its root's replicas, asked in rank order,
+    /// one request per node; each is asked for the keys from the first one not yet found, and its answer counts up
+    /// to its first miss. Keys past the found prefix are NotFound (Unavailable when no replica answered).
+    /// <paramref name="call"/> asks a node for keys[start..] and returns their statuses.
+    /// </summary>
+    public async Task<KvStatus[]> ChainLookupAsync(int count, ReadOnlyMemory<byte> root, Func<KvStore, int, Task<KvStatus[]>> call)
+    {
+        var plan = Plan([CheckedRoot(root, default, false)], _replicas);
+        var results = new KvStatus[count];
+        Array.Fill(results, KvStatus.Unavailable);
+        int found = 0;
+        foreach (int node in plan.Ranks[0] ?? [])
+        {
+            if (found == count) break;
+            int start = found;
+            var statuses = await RunAsync(plan.Slots[node], count - start, s => call(s, start)).ConfigureAwait(false);
+            if (statuses.All(s => s == KvStatus.Unavailable)) continue;
+            Array.Fill(results, KvStatus.NotFound, start, count - start);
+            while (found < count && statuses[found - start] == KvStatus.Ok) results[found++] = KvStatus.Ok;
+            if (found < count && !Retry(statuses[found - start])) { results[found] = statuses[found - start]; break; }
+        }
+        return results;
+    }
+
+    /// <summary>
+    /// Keys of each valid key ranked over the view; invalid keys get a null rank list. With <paramref name="root"/>
+    /// every valid key takes the root's ranking (chain placement).
+    /// </summary>
+    private Plan Plan(IReadOnlyList<ReadOnlyMemory<byte>> keys, int replicas, ReadOnlyMemory<byte>? root = null)
     {
         var view = Volatile.Read(ref _view);
         int r = Math.Min(Math.Max(replicas, 1), view.Nodes.Count);
@@ -276,11 +325,18 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
         for (int n = 0; n < slots.Length; n++) slots[n] = SlotFor(view.Nodes[n]);
         var ranks = new int[]?[keys.Count];
         Span<int> buffer = stackalloc int[Math.Max(r, 1)];
+        int[]? rootRanks = null;
+        if (root is { } rootKey && r > 0)
+        {
+            Rendezvous.Rank(Rendezvous.Hash(rootKey.Span), view.Hashes, view.Ids, buffer[..r]);
+            rootRanks = buffer[..r].ToArray();
+        }
         for (int i = 0; i < keys.Count; i++)
         {
             var key = keys[i];
             if (key.Length is < 1 or > ProtocolLimits.MaxKeyBytes) continue;
             if (r == 0) { ranks[i] = []; continue; }
+            if (rootRanks is not null) { ranks[i] = rootRanks; continue; }
             Rendezvous.Rank(Rendezvous.Hash(key.Span), view.Hashes, view.Ids, buffer[..r]);
             ranks[i] = buffer[..r].ToArray();
         }

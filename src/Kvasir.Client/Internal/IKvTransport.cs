@@ -24,4 +24,10 @@ internal interface IKvTransport : IAsyncDisposable
     Task<List<KeyValuePair<string, long>>> StatsAsync(CancellationToken ct);
 
     Task PingAsync(CancellationToken ct);
+
+    /// <summary>True when the node stores a PUT's time to live (HELLO feature <see cref="ProtocolFeatures.Ttl"/>).</summary>
+    bool SupportsTtl { get; }
+
+    /// <summary>SCAN, INFO or REMOVE_PREFIX: sends the request metadata, returns the reply metadata; throws <see cref="KvasirException"/> with the reason when it fails.</summary>
+    Task<byte[]> KeyRequestAsync(Opcode op, byte[] meta, CancellationToken ct);
 }

@@ -24,7 +24,9 @@ internal sealed class InProcessTransport(IInProcessNode node) : IKvTransport
             var link = !chain ? default : i > start ? batch.Keys[i - 1] : hasParent ? parent : default;
             var value = batch.Values[i];
             IReadOnlyList<ReadOnlyMemory<byte>> pieces = value.Many ?? [value.One];
-            batch.Results[i] = await node.PutAsync(batch.Keys[i], pieces, link, ct).ConfigureAwait(false);
+            batch.Results[i] = batch.TtlSeconds is { } ttl
+                ? await node.PutAsync(batch.Keys[i], pieces, link, TimeSpan.FromSeconds(ttl), ct).ConfigureAwait(false)
+                : await node.PutAsync(batch.Keys[i], pieces, link, ct).ConfigureAwait(false);
         }
         node.CountRequest(Opcode.Put, end - start);
     }
@@ -68,6 +70,14 @@ internal sealed class InProcessTransport(IInProcessNode node) : IKvTransport
     public async Task<List<KeyValuePair<string, long>>> StatsAsync(CancellationToken ct) => [.. await node.StatsAsync(ct).ConfigureAwait(false)];
 
     public Task PingAsync(CancellationToken ct) => Task.CompletedTask;
+
+    public bool SupportsTtl => true;
+
+    public async Task<byte[]> KeyRequestAsync(Opcode op, byte[] meta, CancellationToken ct)
+    {
+        try { return await node.KeyRequestAsync(op, meta, ct).ConfigureAwait(false); }
+        catch (NotSupportedException ex) { throw new KvasirException(ex.Message, ex); }
+    }
 
     public ValueTask DisposeAsync() => Interlocked.Exchange(ref _disposed, 1) == 0 ? node.DisposeAsync() : default;
 

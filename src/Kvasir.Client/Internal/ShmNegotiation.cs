@@ -13,6 +13,8 @@ namespace Kvasir.Client.Internal;
 /// </summary>
 internal static class ShmNegotiation
 {
+    private const string NotLocal = " is not an address of this host";
+
     public static async Task<IKvTransport> ConnectAsync(KvStoreOptions options, CancellationToken ct)
     {
         var tcp = await TcpTransport.ConnectAsync(options, ct).ConfigureAwait(false);
@@ -20,9 +22,15 @@ internal static class ShmNegotiation
         try
         {
             var (mapping, reason) = await TryMapAsync(tcp, tcp.Host, ct).ConfigureAwait(false);
+            bool remote = reason is not null && reason.EndsWith(NotLocal, StringComparison.Ordinal);
             if (mapping is not null) return new ShmTransport(tcp, mapping);
             if (options.Transport == KvTransportKind.Shm) throw new KvasirException($"shm transport unavailable for {tcp.Address}: {reason}");
-            options.LoggerFactory?.CreateLogger("Kvasir.Client").LogInformation("kvasir: using TCP to {Address}: {Reason}", tcp.Address, reason);
+            tcp.FallbackReason = reason;
+            // A remote node on TCP is the normal case; a node on this host whose arena cannot be used costs several
+            // times the throughput (docs/benchmarks.md), so it is a warning. Once per store: this runs at connect.
+            var logger = options.LoggerFactory?.CreateLogger("Kvasir.Client");
+            if (remote) logger?.LogInformation("kvasir: using TCP to {Address}: {Reason}", tcp.Address, reason);
+            else logger?.LogWarning("kvasir: using TCP to {Address}, a node on this host: {Reason}", tcp.Address, reason);
             return tcp;
         }
         catch
@@ -35,7 +43,7 @@ internal static class ShmNegotiation
     /// <summary>The node's arena mapped, or null and the reason it cannot be (the node is not local, has no arena, or its files cannot be opened).</summary>
     internal static async Task<(ShmMapping? Mapping, string? Reason)> TryMapAsync(TcpTransport tcp, string host, CancellationToken ct)
     {
-        if (!await IsLocalAddressAsync(host, ct).ConfigureAwait(false)) return (null, $"{host} is not an address of this host");
+        if (!await IsLocalAddressAsync(host, ct).ConfigureAwait(false)) return (null, host + NotLocal);
         ShmInfoReply info;
         try { info = ShmInfoReply.Read(await tcp.CallAsync(Opcode.ShmInfo, [], ct).ConfigureAwait(false)); }
         catch (KvasirException ex) { return (null, ex.Message); }

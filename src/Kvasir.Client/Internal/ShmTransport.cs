@@ -160,8 +160,8 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
 
     public async Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct)
     {
-        // A chain needs PUT's chain flags, and a versioned value PUT's VERSION flag, which ALLOC does not carry.
-        if (chain || (batch.Versions is not null && tcp.SupportsVersions))
+        // A chain needs PUT's chain flags, a TTL PUT its seconds, and a versioned value PUT's VERSION flag, which ALLOC does not carry.
+        if (chain || batch.TtlSeconds is not null || (batch.Versions is not null && tcp.SupportsVersions))
         {
             await tcp.PutAsync(batch, start, end, chain, parent, hasParent, ct).ConfigureAwait(false);
             return;
@@ -237,6 +237,10 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         => tcp.KeyOpAsync(op, keys, start, end, results, ct);
 
     public Task<List<KeyValuePair<string, long>>> StatsAsync(CancellationToken ct) => tcp.StatsAsync(ct);
+
+    public bool SupportsTtl => tcp.SupportsTtl;
+
+    public Task<byte[]> KeyRequestAsync(Opcode op, byte[] meta, CancellationToken ct) => tcp.KeyRequestAsync(op, meta, ct);
 
     public Task PingAsync(CancellationToken ct) => tcp.PingAsync(ct);
 

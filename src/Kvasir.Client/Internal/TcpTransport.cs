@@ -30,6 +30,7 @@ internal sealed class TcpTransport : IKvTransport
         _connections[0] = first;
         var h = first.Hello;
         SupportsVersions = first.Versions;
+        SupportsTtl = (h.Features & ProtocolFeatures.Ttl) != 0;
         Limits = new NodeLimits((long)h.MaxValueBytes, h.MaxKeyBytes, (int)h.MaxBatchKeys, (int)h.MaxMetaBytes, (long)h.Capacity, h.NodeId);
     }
 
@@ -45,6 +46,9 @@ internal sealed class TcpTransport : IKvTransport
 
     public string Host => _host;
 
+    /// <summary>Why <see cref="KvTransportKind.Auto"/> kept this node on TCP (null when TCP was asked for).</summary>
+    public string? FallbackReason { get; set; }
+
     public TimeSpan RequestTimeout => _options.RequestTimeout;
 
     /// <summary>Connects once up front so a wrong address or key fails here, with the reason.</summary>
@@ -55,7 +59,7 @@ internal sealed class TcpTransport : IKvTransport
         try { key = options.AuthKey is null ? null : AuthHandshake.ParseKey(options.AuthKey); }
         catch (FormatException ex) { throw new KvasirException(ex.Message, ex); }
         var tls = options.Tls?.Load();
-        var first = await ClientConnection.OpenAsync(host, port, key, tls, options.ClientName, options.ConnectTimeout, ct).ConfigureAwait(false);
+        var first = await ClientConnection.OpenAsync(host, port, key, tls, options.ClientName, options.ConnectTimeout, ct, Features(options)).ConfigureAwait(false);
         return new TcpTransport(options, tls, first);
     }
 
@@ -77,7 +81,7 @@ internal sealed class TcpTransport : IKvTransport
             _connections[slot] = null;
             try
             {
-                c = await ClientConnection.OpenAsync(_host, _port, _authKey, _tls, _options.ClientName, _options.ConnectTimeout, ct).ConfigureAwait(false);
+                c = await ClientConnection.OpenAsync(_host, _port, _authKey, _tls, _options.ClientName, _options.ConnectTimeout, ct, Features(_options)).ConfigureAwait(false);
             }
             catch (KvasirException) when (!ct.IsCancellationRequested)
             {
@@ -92,6 +96,8 @@ internal sealed class TcpTransport : IKvTransport
         }
     }
 
+    private static ulong Features(KvStoreOptions options) => options.SendValueCrc ? ProtocolFeatures.ValueCrc : 0;
+
     private async Task RunAsync(PendingRequest request, Opcode op, FrameFlags flags, byte[] meta, int metaLength,
         ValueSource[]? values, int start, int end, CancellationToken ct)
     {
@@ -101,28 +107,51 @@ internal sealed class TcpTransport : IKvTransport
             request.Fail(KvStatus.Unavailable);
             return;
         }
+        await SendAndWaitAsync(connection, request, op, flags, meta, metaLength, values, start, end, ct).ConfigureAwait(false);
+    }
+
+    private async Task SendAndWaitAsync(ClientConnection connection, PendingRequest request, Opcode op, FrameFlags flags, byte[] meta, int metaLength,
+        ValueSource[]? values, int start, int end, CancellationToken ct)
+    {
         if (request is GetRequest get) get.Versioned = connection.Versions;
         await connection.SendAsync(request, op, flags, meta, metaLength, values, start, end, ct).ConfigureAwait(false);
         await connection.WaitAsync(request, _options.RequestTimeout, ct).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// One PUT request. On a connection granted VALUE_CRC every entry carries its value's CRC-32C (the caller's, or
+    /// computed here) and the node does not checksum the bytes as they arrive.
+    /// </summary>
     public async Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct)
     {
-        int count = end - start;
-        var versions = SupportsVersions ? batch.Versions : null;
-        int size = PutRequest.PrefixSize(parent.Span, hasParent);
-        for (int i = start; i < end; i++) size += PutRequest.EntrySize(batch.Keys[i].Length) + (versions is null ? 0 : ValueVersions.Size);
+        var request = new StatusListRequest(batch.Results, start, end - start);
+        var connection = await GetConnectionAsync(ct).ConfigureAwait(false);
+        if (connection is null)
+        {
+            request.Fail(KvStatus.Unavailable);
+            return;
+        }
+        bool valueCrc = (connection.Features & ProtocolFeatures.ValueCrc) != 0;
+        if (valueCrc) batch.ComputeCrcs(start, end);
+        var versions = connection.Versions ? batch.Versions : null;
+        var meta = PutMeta(batch, start, end, parent.Span, hasParent, valueCrc, versions);
+        var flags = (chain ? FrameFlags.Chain : 0) | (hasParent ? FrameFlags.ChainParent : 0) | (valueCrc ? FrameFlags.ValueCrc : 0)
+            | (versions is null ? 0 : FrameFlags.Version) | (batch.TtlSeconds is not null ? FrameFlags.Ttl : 0);
+        await SendAndWaitAsync(connection, request, Opcode.Put, flags, meta, meta.Length, batch.Values, start, end, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>PUT metadata; per entry the key, then its CRC (<paramref name="valueCrc"/>), then its version (<paramref name="versions"/>); the TTL last.</summary>
+    private static byte[] PutMeta(PutBatch batch, int start, int end, ReadOnlySpan<byte> parent, bool hasParent, bool valueCrc, long[]? versions)
+    {
+        int size = PutRequest.PrefixSize(parent, hasParent) + PutRequest.SuffixSize(batch.TtlSeconds is not null);
+        for (int i = start; i < end; i++) size += PutRequest.EntrySize(batch.Keys[i].Length, valueCrc, versions is not null);
         var meta = new byte[size];
         var w = new MetaWriter(meta);
-        PutRequest.WritePrefix(ref w, parent.Span, hasParent, count);
+        PutRequest.WritePrefix(ref w, parent, hasParent, end - start);
         for (int i = start; i < end; i++)
-        {
-            if (versions is null) PutRequest.WriteEntry(ref w, batch.Keys[i].Span, batch.Values[i].Length);
-            else PutRequest.WriteEntry(ref w, batch.Keys[i].Span, batch.Values[i].Length, versions[i]);
-        }
-        var flags = (chain ? FrameFlags.Chain : 0) | (hasParent ? FrameFlags.ChainParent : 0) | (versions is null ? 0 : FrameFlags.Version);
-        var request = new StatusListRequest(batch.Results, start, count);
-        await RunAsync(request, Opcode.Put, flags, meta, size, batch.Values, start, end, ct).ConfigureAwait(false);
+            PutRequest.WriteEntry(ref w, batch.Keys[i].Span, batch.Values[i].Length, valueCrc ? batch.Crcs![i] : null, versions?[i]);
+        if (batch.TtlSeconds is { } ttl) PutRequest.WriteTtl(ref w, ttl);
+        return meta;
     }
 
     public async Task GetAsync(GetBatch batch, int start, int end, CancellationToken ct)
@@ -141,6 +170,10 @@ internal sealed class TcpTransport : IKvTransport
         => StatsReply.Read(await CallAsync(Opcode.Stats, [], ct).ConfigureAwait(false));
 
     public async Task PingAsync(CancellationToken ct) => await CallAsync(Opcode.Ping, [], ct).ConfigureAwait(false);
+
+    public bool SupportsTtl { get; }
+
+    public Task<byte[]> KeyRequestAsync(Opcode op, byte[] meta, CancellationToken ct) => CallAsync(op, meta, ct);
 
     /// <summary>A request whose reply metadata the caller parses; throws <see cref="KvasirException"/> with the reason when it fails.</summary>
     internal async Task<byte[]> CallAsync(Opcode op, byte[] meta, CancellationToken ct)

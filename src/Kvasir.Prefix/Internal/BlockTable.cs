@@ -298,10 +298,7 @@ internal sealed class BlockTable<TValue>
         while (SlotOf(_buckets[hole]) != slot) hole = (hole + 1) & mask;
         for (int next = (hole + 1) & mask; _buckets[next] != 0; next = (next + 1) & mask)
         {
-            // An entry may fill the hole only if its home is not in (hole, next]: it would no longer be found otherwise.
-            int home = Home((uint)(_buckets[next] >> 32));
-            bool homeAfterHole = hole <= next ? home > hole && home <= next : home > hole || home <= next;
-            if (homeAfterHole) continue;
+            if (LinearProbing.MustStay(hole, next, Home((uint)(_buckets[next] >> 32)))) continue;
             _buckets[hole] = _buckets[next];
             hole = next;
         }

@@ -21,15 +21,45 @@ internal static class AdminReports
     {
         var s = node.StatsSnapshot().ToDictionary(p => p.Key, p => p.Value);
         long Get(string name) => s.GetValueOrDefault(name);
-        long lookups = Get("hits") + Get("misses");
+        var hits = HitCounts.From(s);
         var tiers = new Dictionary<string, object>
         {
-            ["dram"] = new { capacity_bytes = Get("capacity_bytes"), used_bytes = Get("allocated_bytes"), live_bytes = Get("live_bytes"), keys = Get("keys") },
+            ["dram"] = new
+            {
+                capacity_bytes = Get("capacity_bytes"),
+                used_bytes = Get("allocated_bytes"),
+                live_bytes = Get("live_bytes"),
+                keys = Get("keys"),
+                hits = Get("hits"),
+                misses = Get("misses"),
+                dropped = Get(node.Store.HasDisk || node.Store.HasSharedFs ? "tier_evicted_unsaved" : "evictions"),
+            },
         };
         if (node.Store.HasDisk)
-            tiers["disk"] = new { capacity_bytes = Get("disk_capacity_bytes"), used_bytes = Get("disk_bytes"), keys = Get("disk_keys"), hits = Get("disk_hits") };
+        {
+            tiers["disk"] = new
+            {
+                capacity_bytes = Get("disk_capacity_bytes"),
+                used_bytes = Get("disk_bytes"),
+                keys = Get("disk_keys"),
+                hits = Get("tier_served_disk"),
+                misses = Get("disk_misses"),
+                dropped = Get("disk_dropped_keys"),
+                errors = Get("disk_read_errors") + Get("disk_write_errors") + Get("disk_corrupt"),
+            };
+        }
         if (node.Store.HasSharedFs)
-            tiers["shared_fs"] = new { hits = Get("shared_hits"), writes = Get("shared_writes"), pending = Get("shared_pending") };
+        {
+            tiers["shared_fs"] = new
+            {
+                hits = Get("tier_served_shared"),
+                misses = Get("shared_misses"),
+                writes = Get("shared_writes"),
+                pending = Get("shared_pending"),
+                dropped = Get("shared_dropped"),
+                errors = Get("shared_read_errors") + Get("shared_write_errors") + Get("shared_corrupt"),
+            };
+        }
         var ops = new Dictionary<string, object>();
         foreach (var op in Enum.GetValues<Opcode>())
             ops[op.ToString().ToLowerInvariant()] = new
@@ -43,13 +73,16 @@ internal static class AdminReports
         {
             node_id = node.NodeId,
             version = typeof(CacheNode).Assembly.GetName().Version?.ToString(3),
+            build = BuildInfo.Version,
             uptime_seconds = (DateTimeOffset.UtcNow - node.StartedAt).TotalSeconds,
             healthy = node.Problems().Count == 0,
             tiers,
             keys = Get("keys"),
-            hits = Get("hits"),
-            misses = Get("misses"),
-            hit_ratio = lookups == 0 ? 0.0 : (double)Get("hits") / lookups,
+            hits = hits.Served,
+            misses = hits.Missed,
+            hit_ratio = hits.ServedRatio,
+            served_hit_ratio = hits.ServedRatio,
+            dram_hit_ratio = hits.DramRatio,
             evictions = Get("evictions"),
             evicted_bytes = Get("evicted_bytes"),
             leases = Get("leases"),
@@ -59,7 +92,31 @@ internal static class AdminReports
             bytes_in = Get("bytes_in"),
             bytes_out = Get("bytes_out"),
             ops,
+            config = Config(node),
             stats = s,
+        };
+    }
+
+    /// <summary>What the node was started with, for the dashboard's configuration summary (no secrets: auth and TLS are on or off).</summary>
+    public static object Config(CacheNode node)
+    {
+        var o = node.Options;
+        var tiers = o.Tiers;
+        return new
+        {
+            data_address = node.DataAddress,
+            capacity_bytes = o.Store.Capacity,
+            max_value_bytes = o.Store.MaxValueBytes,
+            max_key_bytes = o.Store.MaxKeyBytes,
+            eviction = o.Store.Eviction.ToString().ToLowerInvariant(),
+            shared_memory = o.SharedMemory,
+            disk_path = tiers?.DiskPath,
+            disk_capacity_bytes = tiers?.DiskPath is null ? 0 : tiers.DiskCapacity,
+            shared_fs_path = tiers?.SharedFsPath,
+            cluster = o.Cluster?.Name,
+            auth = o.AuthKey is not null,
+            tls = o.HasTls,
+            max_connections = o.MaxConnections,
         };
     }
 }

@@ -13,7 +13,7 @@ namespace Kvasir.Server.Admin;
 
 /// <summary>
 /// The admin HTTP endpoint of a node, on Kestrel (docs/operations.md): <c>GET /v1/health</c>,
-/// <c>/v1/ready</c>, <c>/v1/status</c>, <c>/v1/heatmap</c>, <c>/v1/access-stats</c>, <c>/metrics</c> (Prometheus) and the
+/// <c>/v1/ready</c>, <c>/v1/status</c>, <c>/v1/cluster</c>, <c>/v1/heatmap</c>, <c>/v1/access-stats</c>, <c>/metrics</c> (Prometheus) and the
 /// dashboard at <c>/</c>. With an auth key, everything but health and ready needs
 /// <c>Authorization: Bearer TOKEN</c> (or <c>?token=TOKEN</c>, for the dashboard in a browser), where
 /// TOKEN is <see cref="Token"/> of the key.
@@ -86,6 +86,9 @@ public sealed class AdminServer : IAsyncDisposable
                 break;
             case "/v1/status":
                 await WriteJsonAsync(ctx, AdminReports.Status(_node)).ConfigureAwait(false);
+                break;
+            case "/v1/cluster":
+                await WriteJsonAsync(ctx, await ClusterView.ReadAsync(_node).ConfigureAwait(false)).ConfigureAwait(false);
                 break;
             case "/v1/heatmap":
                 await WriteJsonAsync(ctx, new { buckets = KeyHeatmap.Buckets, seconds = _node.Heatmap.Snapshot() }).ConfigureAwait(false);

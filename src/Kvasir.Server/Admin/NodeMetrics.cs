@@ -50,8 +50,23 @@ public sealed class NodeMetrics : IDisposable
         Meter.CreateObservableCounter("kvasir_evicted", () => Stat(node, "evicted_bytes"), "By", "Bytes evicted from DRAM");
         Meter.CreateObservableGauge("kvasir_leases", () => Stat(node, "leases"), "{lease}", "Values being read now");
         Meter.CreateObservableGauge("kvasir_pinned_keys", () => Stat(node, "pinned_keys"), "{key}", "Pinned keys");
-        Meter.CreateObservableCounter("kvasir_hits", () => Stat(node, "hits"), "{key}", "GET keys found in DRAM");
-        Meter.CreateObservableCounter("kvasir_misses", () => Stat(node, "misses"), "{key}", "GET keys not in DRAM");
+        Meter.CreateObservableCounter("kvasir_hits", () => Served(node).Hits, "{key}", "GET keys served, from any tier (DRAM, disk or shared FS)");
+        Meter.CreateObservableCounter("kvasir_misses", () => Served(node).Misses, "{key}", "GET keys no tier had");
+        Meter.CreateObservableCounter("kvasir_tier_hits", () => PerTier(node, "hits", "tier_served_disk", "tier_served_shared"), "{key}",
+            "GET keys served from this tier (a disk or shared-FS hit was a DRAM miss first)");
+        Meter.CreateObservableCounter("kvasir_tier_misses", () => PerTier(node, "misses", "disk_misses", "shared_misses"), "{key}",
+            "Lookups this tier did not have (the next tier below is asked)");
+        Meter.CreateObservableCounter("kvasir_tier_errors", () => TierErrors(node), "{error}",
+            "Tier I/O failures by tier and kind: read, write, corrupt (a CRC or length mismatch: the copy is dropped), put_refused (a PUT answered TIER_FAILED)");
+        Meter.CreateObservableCounter("kvasir_tier_dropped", () => TierDrops(node), "{value}",
+            "Values a tier let go of without a copy below: DRAM evictions of values no lower tier holds, disk values dropped to make room, shared-FS writes dropped from a full queue");
+        Meter.CreateObservableCounter("kvasir_value_received", () => ByTransport(node.Counters.ValueBytesIn), "By", "Value bytes stored, by opcode and transport (tcp, shm, inprocess)");
+        Meter.CreateObservableCounter("kvasir_value_sent", () => ByTransport(node.Counters.ValueBytesOut), "By", "Value bytes served, by opcode and transport (tcp, shm, inprocess)");
+        var build = new KeyValuePair<string, object?>[]
+        {
+            new("version", BuildInfo.Version), new("runtime", System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription),
+        };
+        Meter.CreateObservableGauge("kvasir_build_info", () => new Measurement<long>(1, build), "", "Always 1; the labels name the build (version with source revision) and the .NET runtime");
         Meter.CreateObservableCounter("kvasir_tier_promotions", () => Stat(node, "tier_promotions"), "{value}", "Values promoted from a lower tier into DRAM");
         Meter.CreateObservableGauge("kvasir_degraded", () => node.Problems().Count > 0 ? 1L : 0L, "", "1 when a tier or the cluster registration is failing");
         Meter.CreateObservableGauge("kvasir_uptime_seconds", () => (DateTimeOffset.UtcNow - node.StartedAt).TotalSeconds, "s", "Seconds since the node started");
@@ -122,6 +137,64 @@ public sealed class NodeMetrics : IDisposable
         yield return new Measurement<long>(Get(dram), new KeyValuePair<string, object?>("tier", "dram"));
         if (node.Store.HasDisk) yield return new Measurement<long>(Get(disk), new KeyValuePair<string, object?>("tier", "disk"));
     }
+
+    /// <summary>GET keys served from any tier and missed by every tier, from one snapshot.</summary>
+    private (long Hits, long Misses) Served(CacheNode node)
+    {
+        var counts = HitCounts.From(Stats(node));
+        return (counts.Served, counts.Missed);
+    }
+
+    private IEnumerable<Measurement<long>> PerTier(CacheNode node, string dram, string disk, string shared)
+    {
+        var stats = Stats(node);
+        yield return Tier(stats.GetValueOrDefault(dram), "dram");
+        if (node.Store.HasDisk) yield return Tier(stats.GetValueOrDefault(disk), "disk");
+        if (node.Store.HasSharedFs) yield return Tier(stats.GetValueOrDefault(shared), "shared");
+    }
+
+    private static Measurement<long> Tier(long value, string tier, string? kind = null)
+        => kind is null ? new(value, new KeyValuePair<string, object?>("tier", tier))
+            : new(value, new KeyValuePair<string, object?>("tier", tier), new KeyValuePair<string, object?>("kind", kind));
+
+    private IEnumerable<Measurement<long>> TierErrors(CacheNode node)
+    {
+        var stats = Stats(node);
+        foreach (var (tier, prefix, present) in new[] { ("disk", "disk", node.Store.HasDisk), ("shared", "shared", node.Store.HasSharedFs) })
+        {
+            if (!present) continue;
+            foreach (var kind in new[] { "read", "write" })
+                yield return Tier(stats.GetValueOrDefault($"{prefix}_{kind}_errors"), tier, kind);
+            yield return Tier(stats.GetValueOrDefault($"{prefix}_corrupt"), tier, "corrupt");
+        }
+        if (node.Store.HasDisk) yield return Tier(stats.GetValueOrDefault("tier_write_failures"), "disk", "put_refused");
+    }
+
+    private IEnumerable<Measurement<long>> TierDrops(CacheNode node)
+    {
+        var stats = Stats(node);
+        bool below = node.Store.HasDisk || node.Store.HasSharedFs;
+        yield return Tier(stats.GetValueOrDefault(below ? "tier_evicted_unsaved" : "evictions"), "dram");
+        if (node.Store.HasDisk) yield return Tier(stats.GetValueOrDefault("disk_dropped_keys"), "disk");
+        if (node.Store.HasSharedFs) yield return Tier(stats.GetValueOrDefault("shared_dropped"), "shared");
+    }
+
+    private static IEnumerable<Measurement<long>> ByTransport(Func<NodeTransport, Opcode, long> bytes)
+    {
+        foreach (var transport in Enum.GetValues<NodeTransport>())
+            foreach (var op in ValueOps[transport])
+                yield return new Measurement<long>(bytes(transport, op),
+                    new KeyValuePair<string, object?>("op", op.ToString().ToLowerInvariant()),
+                    new KeyValuePair<string, object?>("transport", transport.ToString().ToLowerInvariant()));
+    }
+
+    /// <summary>The opcodes that carry values on each transport.</summary>
+    private static readonly Dictionary<NodeTransport, Opcode[]> ValueOps = new()
+    {
+        [NodeTransport.Tcp] = [Opcode.Put, Opcode.Get],
+        [NodeTransport.Shm] = [Opcode.Commit, Opcode.Lease],
+        [NodeTransport.InProcess] = [Opcode.Put, Opcode.Get],
+    };
 
     public void Dispose() => Meter.Dispose();
 }

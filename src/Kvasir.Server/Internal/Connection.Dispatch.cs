@@ -11,12 +11,14 @@ internal sealed partial class Connection
     /// <summary>A PUT value is received and checksummed in chunks of this size, while the chunk is still in cache.</summary>
     private const int ReceiveChunk = 1 << 20;
 
-    private readonly struct PutEntry(int keyOffset, int keyLength, long valueLength, long version)
+    private readonly struct PutEntry(int keyOffset, int keyLength, long valueLength, uint crc32c, long version)
     {
         public int KeyOffset { get; } = keyOffset;
         public int KeyLength { get; } = keyLength;
         public long ValueLength { get; } = valueLength;
 
+        /// <summary>The writer's CRC-32C (ValueCrc flag); 0 without it.</summary>
+        public uint Crc32C { get; } = crc32c;
         /// <summary>The writer's version (PUT flag VERSION), or 0 for the node's clock.</summary>
         public long Version { get; } = version;
     }
@@ -38,6 +40,7 @@ internal sealed partial class Connection
             case Opcode.Alloc: return QueueAsync(Alloc(h, span));
             case Opcode.Commit: return CommitAsync(h, meta);
             case Opcode.Exists or Opcode.Remove or Opcode.Pin or Opcode.Unpin: return KeyOpAsync(h, meta);
+            case Opcode.Scan or Opcode.Info or Opcode.RemovePrefix: return KeyAdminAsync(h, meta);
             default: throw new ProtocolException(WireStatus.UnknownOpcode, $"opcode {h.Opcode} has no handler");
         }
     }
@@ -81,8 +84,8 @@ internal sealed partial class Connection
                 $"client speaks versions {request.MinVersion}..{request.MaxVersion}; this node speaks {ProtocolLimits.Version}");
         _serverNonce = AuthRequired ? AuthHandshake.NewNonce() : new byte[ProtocolLimits.NonceBytes];
         var options = _node.Options;
-        _versions = (request.Features & ValueVersions.Feature) != 0;
-        var reply = new HelloReply(ProtocolLimits.Version, request.Features & ValueVersions.Feature, AuthRequired, _serverNonce,
+        _features = request.Features & ProtocolFeatures.Known;
+        var reply = new HelloReply(ProtocolLimits.Version, _features, AuthRequired, _serverNonce,
             (ulong)options.Store.MaxValueBytes, (ushort)options.Store.MaxKeyBytes, (uint)options.MaxBatchKeys,
             (uint)options.MaxMetaBytes, (ulong)options.Store.Capacity, _node.NodeId);
         var r = NewReply(h, WireStatus.Ok, reply.Size, 0, out var span);
@@ -212,7 +215,7 @@ internal sealed partial class Connection
                 leases[leased] = lease;
                 payload += lease?.Length ?? 0;
             }
-            reply = NewReply(h, WireStatus.Ok, GetReply.Size(count, _versions), payload, out _, leases, count);
+            reply = NewReply(h, WireStatus.Ok, GetReply.Size(count, VersionsGranted), payload, out _, leases, count);
             WriteGetEntries(reply, meta, ranges, leases, count);
         }
         catch
@@ -231,13 +234,13 @@ internal sealed partial class Connection
 
     private void WriteGetEntries(Reply reply, byte[] meta, (int Offset, int Length)[] ranges, ValueLease?[] leases, int count)
     {
-        var w = new MetaWriter(reply.Buffer.AsSpan(ProtocolLimits.HeaderSize, GetReply.Size(count, _versions)));
+        var w = new MetaWriter(reply.Buffer.AsSpan(ProtocolLimits.HeaderSize, GetReply.Size(count, VersionsGranted)));
         GetReply.WriteCount(ref w, count);
         for (int j = 0; j < count; j++)
         {
             var lease = leases[j];
             var status = lease is not null ? WireStatus.Ok : ValidKey(meta.AsSpan(ranges[j].Offset, ranges[j].Length)) ? WireStatus.NotFound : WireStatus.InvalidKey;
-            GetReply.WriteEntry(ref w, new GetReplyEntry(status, lease?.Length ?? 0, lease?.Crc32C ?? 0) { Version = lease?.Sequence ?? 0 }, _versions);
+            GetReply.WriteEntry(ref w, new GetReplyEntry(status, lease?.Length ?? 0, lease?.Crc32C ?? 0) { Version = lease?.Sequence ?? 0 }, VersionsGranted);
         }
     }
 
@@ -257,8 +260,10 @@ internal sealed partial class Connection
         int parentOffset = -1, parentLength = 0;
         try
         {
-            CollectPutEntries(meta.AsSpan(0, h.MetaLength), h.Flags, entries, ref parentOffset, ref parentLength);
+            uint? ttlSeconds = CollectPutEntries(meta.AsSpan(0, h.MetaLength), h.Flags, entries, ref parentOffset, ref parentLength);
+            TimeSpan? ttl = ttlSeconds is { } seconds ? TimeSpan.FromSeconds(seconds) : null;
             bool chain = (h.Flags & FrameFlags.Chain) != 0;
+            bool writerCrc = (h.Flags & FrameFlags.ValueCrc) != 0;
             Task? previous = null;
             for (int i = 0; i < count; i++)
             {
@@ -272,10 +277,12 @@ internal sealed partial class Connection
                     _node.Counters.In(Opcode.Put, e.ValueLength);
                     continue;
                 }
+                reservation!.Ttl = ttl;
                 uint crc;
                 try
                 {
-                    crc = await ReceiveValueAsync(reservation!, token).ConfigureAwait(false);
+                    crc = await ReceiveValueAsync(reservation!, !writerCrc, token).ConfigureAwait(false);
+                    if (writerCrc) crc = e.Crc32C;
                 }
                 catch
                 {
@@ -285,7 +292,7 @@ internal sealed partial class Connection
                 byte[]? parent = !chain ? null
                     : i > 0 ? meta.AsSpan(entries[i - 1].KeyOffset, entries[i - 1].KeyLength).ToArray()
                     : parentOffset >= 0 ? meta.AsSpan(parentOffset, parentLength).ToArray() : null;
-                var commit = _store.CommitAsync(reservation!, crc, parent, chain ? previous : null, e.Version);
+                var commit = _store.CommitAsync(reservation!, crc, parent, chain ? previous : null, writerCrc, e.Version);
                 commits[i] = commit;
                 if (chain) previous = commit;
             }
@@ -305,13 +312,25 @@ internal sealed partial class Connection
         }
     }
 
-    private void CollectPutEntries(ReadOnlySpan<byte> meta, FrameFlags flags, PutEntry[] entries, ref int parentOffset, ref int parentLength)
+    /// <summary>Fills <paramref name="entries"/>; returns the entries' time to live in seconds with the Ttl flag, else null.</summary>
+    private uint? CollectPutEntries(ReadOnlySpan<byte> meta, FrameFlags flags, PutEntry[] entries, ref int parentOffset, ref int parentLength)
     {
         var reader = new PutBatchReader(meta, flags, _node.Options.MaxBatchKeys);
         if ((flags & FrameFlags.ChainParent) != 0) { parentOffset = reader.ParentOffset; parentLength = reader.Parent.Length; }
         int i = 0;
         while (reader.Next(out var key, out long length))
-            entries[i++] = new PutEntry(reader.KeyOffset, key.Length, length, reader.Version);
+            entries[i++] = new PutEntry(reader.KeyOffset, key.Length, length, reader.ValueCrc, reader.Version);
+        return reader.TtlSeconds;
+    }
+
+    /// <summary>SCAN, INFO, REMOVE_PREFIX: answered by <see cref="KeyRequests"/> (shared with in-process clients).</summary>
+    private async ValueTask KeyAdminAsync(FrameHeader h, byte[] meta)
+    {
+        var replyMeta = await KeyRequests.HandleAsync(_store, h.Opcode, meta.AsMemory(0, h.MetaLength), _node.Options).ConfigureAwait(false);
+        var reply = NewReply(h, WireStatus.Ok, replyMeta.Length, 0, out var span);
+        replyMeta.CopyTo(span);
+        CountRequest(h.Opcode, 0);
+        await QueueAsync(reply).ConfigureAwait(false);
     }
 
     private WireStatus TryReserve(ReadOnlySpan<byte> key, long length, out Reservation? reservation)
@@ -323,9 +342,17 @@ internal sealed partial class Connection
         return status;
     }
 
-    private async ValueTask<uint> ReceiveValueAsync(Reservation reservation, CancellationToken token)
+    /// <summary>Receives a value into its reservation; its CRC-32C when <paramref name="checksum"/>, else 0 (the writer sent it).</summary>
+    private async ValueTask<uint> ReceiveValueAsync(Reservation reservation, bool checksum, CancellationToken token)
     {
         var memory = new NativeMemoryManager(reservation.Address, checked((int)reservation.Length)).Memory;
+        if (!checksum)
+        {
+            await _rx.ReadRequiredAsync(memory, token).ConfigureAwait(false);
+            _node.Counters.In(Opcode.Put, reservation.Length);
+            _node.Counters.ValueIn(NodeTransport.Tcp, Opcode.Put, reservation.Length);
+            return 0;
+        }
         uint crc = Crc32C.InitialState;
         for (int offset = 0; offset < memory.Length; offset += ReceiveChunk)
         {
@@ -334,6 +361,7 @@ internal sealed partial class Connection
             crc = Crc32C.Append(crc, chunk.Span);
         }
         _node.Counters.In(Opcode.Put, reservation.Length);
+        _node.Counters.ValueIn(NodeTransport.Tcp, Opcode.Put, reservation.Length);
         return Crc32C.Complete(crc);
     }
 

@@ -89,6 +89,7 @@ internal sealed partial class Connection
                     StartShmReaper();
                 }
                 entries[i] = new LeaseEntry(WireStatus.Ok, (ulong)ArenaOffset(lease.Address), (ulong)lease.Length, lease.Crc32C, id);
+                _node.Counters.ValueOut(NodeTransport.Shm, Opcode.Lease, lease.Length);
             }
             var r = NewReply(h, WireStatus.Ok, ShmMessages.LeaseReplySize(count), 0, out var span);
             WriteLeaseEntries(span, entries, count);
@@ -130,41 +131,78 @@ internal sealed partial class Connection
         var r = NewReply(h, WireStatus.Ok, ShmMessages.AllocReplySize((int)count), 0, out var span);
         var w = new MetaWriter(span);
         w.U32(count);
+        var statuses = new WireStatus[count];
+        var reservations = new Reservation?[count];
+        long zeroBytes = 0;
+        try
+        {
+            for (int i = 0; i < count; i++)
+            {
+                var key = reader.Key();
+                long length = (long)Math.Min(reader.U64(), long.MaxValue);
+                // A connection's reservations may evict at most its share of the arena, never all of it.
+                Reservation? reservation = null;
+                long reserved;
+                lock (_shmLock) reserved = _reservedBytes;
+                var status = reserved + length > _node.Options.ReservedBytesPerConnection && length <= _store.Options.MaxValueBytes
+                    ? WireStatus.OutOfMemory
+                    : TryReserve(key, length, out reservation);
+                statuses[i] = status;
+                if (status != WireStatus.Ok) continue;
+                reservations[i] = reservation;
+                zeroBytes += reservation!.Length;
+                lock (_shmLock) _reservedBytes += reservation.Length;   // counted at once: the per-connection bound sees it
+            }
+            reader.End();
+            // Zeroed before the reservations are registered (the reaper cannot abort one mid-zero); a large batch on
+            // several cores, as COMMIT's CRCs (a GPU store reserves gigabytes in a few ALLOCs).
+            if (zeroBytes >= ParallelCrcBytes && count > 1)
+                Parallel.For(0, (int)count, ShmParallelism, i => reservations[i]?.Clear());
+            else
+                foreach (var res in reservations) res?.Clear();
+        }
+        catch
+        {
+            AbortUnregistered(reservations);
+            throw;
+        }
         long deadline = Environment.TickCount64 + (long)_store.Options.LeaseTimeout.TotalMilliseconds;
         for (int i = 0; i < count; i++)
         {
-            var key = reader.Key();
-            long length = (long)Math.Min(reader.U64(), long.MaxValue);
-            // A connection's reservations may evict at most its share of the arena, never all of it.
-            Reservation? reservation = null;
-            long reserved;
-            lock (_shmLock) reserved = _reservedBytes;
-            var status = reserved + length > _node.Options.ReservedBytesPerConnection && length <= _store.Options.MaxValueBytes
-                ? WireStatus.OutOfMemory
-                : TryReserve(key, length, out reservation);
-            if (status != WireStatus.Ok)
+            if (reservations[i] is not { } reservation)
             {
-                ShmMessages.WriteAllocEntry(ref w, new AllocEntry(status, 0, 0));
+                ShmMessages.WriteAllocEntry(ref w, new AllocEntry(statuses[i], 0, 0));
                 continue;
             }
-            reservation!.Clear();
             ulong id;
             lock (_shmLock)
             {
-                _reservedBytes += reservation.Length;
                 id = ++_nextShmId;
                 _shmReservations[id] = (reservation, deadline);
                 StartShmReaper();
             }
-            ShmMessages.WriteAllocEntry(ref w, new AllocEntry(WireStatus.Ok, (ulong)ArenaOffset(reservation!.Address), id));
+            ShmMessages.WriteAllocEntry(ref w, new AllocEntry(WireStatus.Ok, (ulong)ArenaOffset(reservation.Address), id));
         }
-        reader.End();
         CountRequest(Opcode.Alloc, (int)count);
         return r;
     }
 
-    /// <summary>Below this many bytes in one COMMIT the CRCs are computed on the connection's own thread.</summary>
+    /// <summary>Gives back an ALLOC's reservations that were never registered (its metadata turned out bad).</summary>
+    private void AbortUnregistered(Reservation?[] reservations)
+    {
+        foreach (var res in reservations)
+        {
+            if (res is null) continue;
+            lock (_shmLock) _reservedBytes -= res.Length;
+            _store.Abort(res);
+        }
+    }
+
+    /// <summary>Below this many bytes in one COMMIT (or ALLOC) the CRCs (or zeroing) run on the connection's own thread.</summary>
     private const long ParallelCrcBytes = 16L << 20;
+
+    /// <summary>Cores for a large COMMIT's CRCs or ALLOC's zeroing: all but one, at least two.</summary>
+    private static readonly ParallelOptions ShmParallelism = new() { MaxDegreeOfParallelism = Math.Max(2, Environment.ProcessorCount - 1) };
 
     /// <summary>
     /// COMMIT: the node computes the CRC-32C over the bytes the client wrote, then publishes (disk
@@ -189,8 +227,7 @@ internal sealed partial class Connection
         var crcs = new uint[ids.Length];
         if (bytes >= ParallelCrcBytes && ids.Length > 1)
         {
-            var options = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(2, Environment.ProcessorCount / 2) };
-            Parallel.For(0, ids.Length, options, i => { if (reservations[i] is { } res) crcs[i] = Crc32C.Compute(res.Span); });
+            Parallel.For(0, ids.Length, ShmParallelism, i => { if (reservations[i] is { } res) crcs[i] = Crc32C.Compute(res.Span); });
         }
         else
         {
@@ -203,6 +240,7 @@ internal sealed partial class Connection
         {
             if (reservations[i] is not { } reservation) continue;
             _node.Counters.In(Opcode.Commit, reservation.Length);
+            _node.Counters.ValueIn(NodeTransport.Shm, Opcode.Commit, reservation.Length);
             commits[i] = _store.CommitAsync(reservation, crcs[i]);
         }
         var statuses = new WireStatus[ids.Length];

@@ -38,8 +38,11 @@ internal sealed partial class Connection : ILeaseHolder
     private readonly System.Net.IPAddress _address;
     private bool _helloDone;
 
-    /// <summary>HELLO granted <see cref="ValueVersions.Feature"/>: PUT may carry VERSION, GET replies carry versions.</summary>
-    private bool _versions;
+    /// <summary>Features granted in HELLO (<see cref="ProtocolFeatures"/>).</summary>
+    private ulong _features;
+
+    /// <summary>HELLO granted <see cref="ProtocolFeatures.Versions"/>: PUT may carry VERSION, GET replies carry versions.</summary>
+    private bool VersionsGranted => (_features & ProtocolFeatures.Versions) != 0;
     private bool _authenticated;
     private byte[]? _serverNonce;
     private ulong _currentRequestId;
@@ -252,8 +255,11 @@ internal sealed partial class Connection : ILeaseHolder
             throw new ProtocolException(WireStatus.BadFrame, "a reply frame was sent to the node");
         if (!Opcodes.IsDefined((byte)h.Opcode))
             throw new ProtocolException(WireStatus.UnknownOpcode, $"unknown opcode 0x{(byte)h.Opcode:x2}");
-        var allowed = h.Opcode == Opcode.Put ? FrameFlags.Chain | FrameFlags.ChainParent : FrameFlags.None;
-        if (_versions && h.Opcode == Opcode.Put) allowed |= FrameFlags.Version;
+        var allowed = h.Opcode != Opcode.Put ? FrameFlags.None
+            : FrameFlags.Chain | FrameFlags.ChainParent
+              | ((_features & ProtocolFeatures.ValueCrc) != 0 ? FrameFlags.ValueCrc : FrameFlags.None)
+              | ((_features & ProtocolFeatures.Ttl) != 0 ? FrameFlags.Ttl : FrameFlags.None)
+              | (VersionsGranted ? FrameFlags.Version : FrameFlags.None);
         if ((h.Flags & ~allowed) != 0)
             throw new ProtocolException(WireStatus.BadFrame, (h.Flags & FrameFlags.Version) != 0 && h.Opcode == Opcode.Put
                 ? "PUT flag VERSION (0x0010) needs the versions feature (HELLO bit 0x4) granted first"

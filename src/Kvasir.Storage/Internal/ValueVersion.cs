@@ -28,10 +28,25 @@ internal sealed class ValueVersion(long offset, long length, long allocatedBytes
 
     public uint Crc32C { get; set; }
 
+    /// <summary>
+    /// True while <see cref="Crc32C"/> is the writer's claim (a PUT with VALUE_CRC), not yet checked against the bytes:
+    /// the first reader or tier write checks it (see <see cref="TieredStore"/>). Read and cleared outside the lock.
+    /// </summary>
+    public bool CrcUnchecked
+    {
+        get => Volatile.Read(ref _crcUnchecked);
+        set => Volatile.Write(ref _crcUnchecked, value);
+    }
+
+    private bool _crcUnchecked;
+
     /// <summary>The write's place in the node's order of writes (<see cref="Tiers.VersionClock"/>); larger is newer. 0 before publication.</summary>
     public long Sequence { get; set; }
 
     public int LeaseCount { get; set; }
+
+    /// <summary>The namespace whose budget counts this version's length (index into the store's quotas); -1: none or no longer counted.</summary>
+    public int Namespace { get; set; } = -1;
 
     public VersionState State { get; set; }
 

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Kvasir.Protocol;
 
 namespace Kvasir.Storage.Tiers;
 

@@ -1,4 +1,5 @@
 using System.Buffers;
+using Kvasir.Protocol;
 using Kvasir.Storage.Internal;
 
 namespace Kvasir.Storage.Tiers;
@@ -111,6 +112,18 @@ internal sealed class DiskTier : IDisposable
             entry = null;
             return false;
         }
+    }
+
+    /// <summary>Keys with a value (not a tombstone) that start with <paramref name="prefix"/>: one pass over the index (for removal by prefix).</summary>
+    public List<byte[]> KeysWithPrefix(ReadOnlySpan<byte> prefix)
+    {
+        var keys = new List<byte[]>();
+        lock (_gate)
+        {
+            foreach (var (key, entry) in _index)
+                if (!entry.Tombstone && key.AsSpan().StartsWith(prefix)) keys.Add(key);
+        }
+        return keys;
     }
 
     /// <summary>Whether a value of <paramref name="key"/> is on disk (no counters touched).</summary>

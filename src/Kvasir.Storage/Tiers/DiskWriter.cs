@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using Kvasir.Protocol;
 
 namespace Kvasir.Storage.Tiers;
 

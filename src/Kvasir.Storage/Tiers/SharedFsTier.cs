@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Threading.Channels;
+using Kvasir.Protocol;
 
 namespace Kvasir.Storage.Tiers;
 

@@ -93,11 +93,13 @@ public static class FrameCodec
                 while (put.Next(out var key, out long length))
                 {
                     var entry = new JsonObject { ["key"] = Hex(key), ["value_length"] = length };
+                    if ((h.Flags & FrameFlags.ValueCrc) != 0) entry["crc32c"] = put.ValueCrc;
                     if (versioned) entry["version"] = put.Version;
                     entries.Add(entry);
                 }
                 var decodedPut = new JsonObject { ["parent"] = parent, ["entries"] = entries };
                 if (versioned) decodedPut["versioned"] = true;
+                if (put.TtlSeconds is { } ttlSeconds) decodedPut["ttl_seconds"] = ttlSeconds;
                 return decodedPut;
             default:
                 if (!Opcodes.IsKeyBatch(h.Opcode))
@@ -197,18 +199,20 @@ public static class FrameCodec
             case Opcode.Put:
                 bool hasParent = (flags & FrameFlags.ChainParent) != 0;
                 var parent = m["parent"] is null ? Array.Empty<byte>() : VectorFile.Hex(m["parent"]);
+                bool valueCrc = (flags & FrameFlags.ValueCrc) != 0;
                 bool versioned = (flags & FrameFlags.Version) != 0;
+                uint? ttl = (flags & FrameFlags.Ttl) != 0 ? (uint)m["ttl_seconds"]! : null;
                 var entries = m["entries"]!.AsArray()
-                    .Select(e => (Key: VectorFile.Hex(e!["key"]), Length: (long)e["value_length"]!, Version: versioned ? (long)e["version"]! : 0)).ToList();
-                int size = PutRequest.PrefixSize(parent, hasParent) + entries.Sum(e => PutRequest.EntrySize(e.Key.Length) + (versioned ? ValueVersions.Size : 0));
+                    .Select(e => (Key: VectorFile.Hex(e!["key"]), Length: (long)e["value_length"]!, Crc: valueCrc ? (uint)e["crc32c"]! : 0u,
+                        Version: versioned ? (long)e["version"]! : 0)).ToList();
+                int size = PutRequest.PrefixSize(parent, hasParent) + PutRequest.SuffixSize(ttl is not null)
+                    + entries.Sum(e => PutRequest.EntrySize(e.Key.Length, valueCrc, versioned));
                 return Write(size, (ref MetaWriter w) =>
                 {
                     PutRequest.WritePrefix(ref w, parent, hasParent, entries.Count);
-                    foreach (var (key, length, version) in entries)
-                    {
-                        if (versioned) PutRequest.WriteEntry(ref w, key, length, version);
-                        else PutRequest.WriteEntry(ref w, key, length);
-                    }
+                    foreach (var (key, length, crc, version) in entries)
+                        PutRequest.WriteEntry(ref w, key, length, valueCrc ? crc : null, versioned ? version : null);
+                    if (ttl is { } seconds) PutRequest.WriteTtl(ref w, seconds);
                 });
             default:
                 var keys = m["keys"]!.AsArray().Select(k => (ReadOnlyMemory<byte>)VectorFile.Hex(k)).ToList();

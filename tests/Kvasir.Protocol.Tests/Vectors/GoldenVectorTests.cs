@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Kvasir.Protocol;
 using Kvasir.Storage;
 
 namespace Kvasir.Protocol.Tests.Vectors;
@@ -53,6 +54,30 @@ public class GoldenVectorTests
         AssertTable<Opcode>("opcodes");
         AssertTable<FrameFlags>("flags", skip: FrameFlags.None);
         AssertTable<WireStatus>("statuses");
+        var features = VectorFile.Document["features"]!.AsObject();
+        Assert.Equal(ProtocolFeatures.ValueCrc, (ulong)features["VALUE_CRC"]!);
+        Assert.Equal(ProtocolFeatures.Ttl, (ulong)features["TTL"]!);
+        Assert.Equal(ProtocolFeatures.Versions, (ulong)features["VERSIONS"]!);
+        Assert.Equal(ProtocolFeatures.Known, features.Aggregate(0UL, (all, f) => all | (ulong)f.Value!));
+    }
+
+    [Fact]
+    public void Every_CRC32C_in_a_PUT_request_vector_with_VALUE_CRC_is_the_CRC_of_that_entrys_value()
+    {
+        int checkedEntries = 0;
+        foreach (var v in VectorFile.Vectors.Where(v => v!["frame"]!["flags"]!.AsArray().Any(f => (string)f! == "VALUE_CRC")))
+        {
+            var payload = VectorFile.Hex(v!["frame"]!["payload"]);
+            int offset = 0;
+            foreach (var e in v["frame"]!["meta"]!["entries"]!.AsArray())
+            {
+                int length = (int)e!["value_length"]!;
+                Assert.Equal(Crc32C.Compute(payload.AsSpan(offset, length)), (uint)e["crc32c"]!);
+                offset += length;
+                checkedEntries++;
+            }
+        }
+        Assert.True(checkedEntries >= 4, $"only {checkedEntries} VALUE_CRC entries in the vector file");
     }
 
     [Fact]

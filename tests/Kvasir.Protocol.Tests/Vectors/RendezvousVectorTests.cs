@@ -47,6 +47,35 @@ public sealed class RendezvousVectorTests
     }
 
     [Fact]
+    public void A_chained_put_under_chain_placement_goes_to_its_roots_nodes_exactly_as_the_vectors()
+    {
+        var cases = File["chains"]!.AsArray();
+        Assert.True(cases.Count >= 12);
+        foreach (var c in cases)
+        {
+            var nodes = c!["nodes"]!.AsArray().Select(n => (string)n!).ToArray();
+            var keys = c["keys"]!.AsArray().Select(k => Convert.FromHexString((string)k!)).ToArray();
+            var root = c["root"] is { } r ? Convert.FromHexString((string)r!) : [];
+            var expected = c["placement"]!.AsArray().Select(n => (string)n!).ToArray();
+            var placedBy = Rendezvous.ChainPlacementKey(keys[0], root, continuesParent: c["parent"] is not null);
+            var ranks = new int[(int)c["replicas"]!];
+            Rendezvous.Rank(Rendezvous.Hash(placedBy.Span), nodes.Select(Rendezvous.NodeHash).ToArray(), nodes, ranks);
+            Assert.Equal(expected, ranks.Select(i => nodes[i]).ToArray());
+        }
+    }
+
+    [Fact]
+    public void Chain_placement_of_a_continuation_without_its_root_is_refused_with_the_fix()
+    {
+        var ex = Assert.Throws<ArgumentException>(() => Rendezvous.ChainPlacementKey(new byte[] { 1 }, default, continuesParent: true));
+        Assert.Contains("must name the chain's first key", ex.Message);
+        var tooLong = Assert.Throws<ArgumentException>(() => Rendezvous.ChainPlacementKey(new byte[] { 1 }, new byte[513], continuesParent: true));
+        Assert.Contains("1..512 bytes (got 513)", tooLong.Message);
+        Assert.Equal(new byte[] { 7 }, Rendezvous.ChainPlacementKey(new byte[] { 1 }, new byte[] { 7 }, continuesParent: true).ToArray());
+        Assert.Equal(new byte[] { 1 }, Rendezvous.ChainPlacementKey(new byte[] { 1 }, default, continuesParent: false).ToArray());
+    }
+
+    [Fact]
     public void Asking_for_more_replicas_than_nodes_is_refused()
     {
         var ex = Assert.Throws<ArgumentException>(() => Rendezvous.Rank(1, [1, 2], ["a", "b"], new int[3]));

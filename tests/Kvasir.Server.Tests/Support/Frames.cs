@@ -35,9 +35,9 @@ public static class Frames
 
     public static byte[] Concat(params byte[][] parts) => parts.SelectMany(p => p).ToArray();
 
-    public static byte[] Hello(ulong id, ushort min = 1, ushort max = 1, string name = "raw-test")
+    public static byte[] Hello(ulong id, ushort min = 1, ushort max = 1, string name = "raw-test", ulong features = 0)
     {
-        var request = new HelloRequest(min, max, 0, name);
+        var request = new HelloRequest(min, max, features, name);
         var meta = new byte[request.Size];
         var w = new MetaWriter(meta);
         request.Write(ref w);
@@ -84,6 +84,16 @@ public static class Frames
     {
         var meta = PutMeta(entries.Select(e => (e.Key, (long)e.Value.Length)).ToArray());
         return Frame(Opcode.Put, id, meta, entries.SelectMany(e => e.Value).ToArray());
+    }
+
+    /// <summary>A PUT with the ValueCrc flag: each entry carries the given CRC (right or wrong) after its key.</summary>
+    public static byte[] PutWithCrc(ulong id, params (byte[] Key, byte[] Value, uint Crc)[] entries)
+    {
+        var meta = new byte[4 + entries.Sum(e => PutRequest.EntrySize(e.Key.Length, valueCrc: true))];
+        var w = new MetaWriter(meta);
+        PutRequest.WritePrefix(ref w, default, false, entries.Length);
+        foreach (var (key, value, crc) in entries) PutRequest.WriteEntry(ref w, key, value.Length, crc);
+        return Frame(Opcode.Put, id, meta, entries.SelectMany(e => e.Value).ToArray(), FrameFlags.ValueCrc);
     }
 
     /// <summary>Header and metadata of a PUT, without its payload.</summary>

@@ -62,9 +62,9 @@ public sealed class RawConnection : IDisposable
         }
     }
 
-    public async Task<HelloReply> HelloAsync(ulong id = 1)
+    public async Task<HelloReply> HelloAsync(ulong id = 1, ulong features = 0)
     {
-        var reply = await RequestAsync(Frames.Hello(id));
+        var reply = await RequestAsync(Frames.Hello(id, features: features));
         AssertReply(reply, Opcode.Hello, id);
         return HelloReply.Read(reply.Meta);
     }

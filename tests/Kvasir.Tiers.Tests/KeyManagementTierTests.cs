@@ -1,0 +1,86 @@
+using Kvasir.Protocol;
+using Kvasir.Storage;
+using Kvasir.Storage.Tiers;
+
+namespace Kvasir.Tiers.Tests;
+
+/// <summary>Expiry and removal by prefix reach the disk tier; scans stay bounded.</summary>
+public sealed class KeyManagementTierTests
+{
+    private static readonly StoreOptions Dram = new() { Capacity = 16L << 20, MaxValueBytes = 4L << 20 };
+
+    private static TierOptions Disk(TempDir dir) => new() { DiskPath = dir.Path, DiskCapacity = 64L << 20, SegmentBytes = 8L << 20 };
+
+    private static async Task PutTtlAsync(TieredStore store, string key, int bytes, TimeSpan? ttl)
+    {
+        Assert.Equal(WireStatus.Ok, store.TryReserve(TestValues.Key(key), bytes, out var reservation));
+        reservation!.Ttl = ttl;
+        Assert.Equal(WireStatus.Ok, await store.CommitAsync(reservation, Crc32C.Compute(reservation.Span)).WaitAsync(StoreHelpers.Deadline));
+    }
+
+    [Fact]
+    public async Task An_expired_value_is_removed_from_the_disk_too_and_does_not_come_back_on_restart()
+    {
+        using var dir = new TempDir();
+        using (var store = new TieredStore(Dram, Disk(dir)))
+        {
+            await PutTtlAsync(store, "short", 1000, TimeSpan.FromSeconds(1));
+            await PutTtlAsync(store, "kept", 1000, null);
+            Assert.Equal(2, store.Stat("disk_keys"));
+            await Poll.UntilAsync(() => store.SweepExpired() > 0 || !store.InDram(TestValues.Key("short")), "the 1 s value to expire in DRAM");
+            Assert.Null(await store.GetAsync("short"));
+            await Poll.UntilAsync(() => store.Stat("disk_keys") == 1, () => $"the expired value's disk copy to be removed (disk_keys {store.Stat("disk_keys")})");
+        }
+        using var again = new TieredStore(Dram, Disk(dir));
+        Assert.Null(await again.GetAsync("short"));
+        Assert.NotNull(await again.GetAsync("kept"));
+    }
+
+    [Fact]
+    public async Task Remove_prefix_removes_keys_only_the_disk_holds()
+    {
+        using var dir = new TempDir();
+        using (var store = new TieredStore(Dram, Disk(dir)))
+        {
+            for (int i = 0; i < 5; i++) await store.PutAsync($"d/{i}", new byte[100]);
+            await store.PutAsync("e/0", new byte[100]);
+        }
+        using var again = new TieredStore(Dram, Disk(dir));   // recovered: on disk, not in DRAM
+        Assert.Empty(again.Scan(TestValues.Key("d/"), default, 10).Keys);
+        Assert.Equal(StoreTier.Disk, again.Info(TestValues.Key("d/1"))!.Tier);
+        Assert.Equal((5L, 0L), await again.RemovePrefixAsync(TestValues.Key("d/")));
+        Assert.Null(await again.GetAsync("d/1"));
+        Assert.NotNull(await again.GetAsync("e/0"));
+    }
+
+    [Fact]
+    public void A_scan_page_never_holds_more_than_its_limit_and_its_cursor_resumes_after_the_last_key()
+    {
+        var store = new KvArenaStore(new StoreOptions { Capacity = 16L << 20, MaxValueBytes = 4L << 20 });
+        try
+        {
+            for (int i = 0; i < 100; i++)
+            {
+                Assert.Equal(WireStatus.Ok, store.TryReserve(TestValues.Key($"k{i:D3}"), 1, out var r));
+                store.Commit(r!, 0);
+            }
+            var seen = new List<string>();
+            byte[] cursor = [];
+            KeyPage page;
+            do
+            {
+                page = store.Scan(default, cursor, 7);
+                Assert.InRange(page.Keys.Count, 0, 7);
+                seen.AddRange(page.Keys.Select(k => System.Text.Encoding.UTF8.GetString(k.Key)));
+                if (page.Keys.Count > 0) cursor = page.Keys[^1].Key;
+            }
+            while (page.More);
+            Assert.Equal(Enumerable.Range(0, 100).Select(i => $"k{i:D3}"), seen);
+            Assert.Throws<ArgumentOutOfRangeException>(() => store.Scan(default, default, 0));
+        }
+        finally
+        {
+            store.Dispose();
+        }
+    }
+}
