@@ -1,11 +1,14 @@
 """Key management messages of wire protocol v1 (docs/protocol.md, "Key management"): SCAN (0x16), INFO (0x17),
-REMOVE_PREFIX (0x18) and the PUT time to live. Pure encoders and decoders; :class:`kvasir.KvStore` sends them."""
+REMOVE_PREFIX (0x18) and the PUT time to live. Pure encoders and decoders; :class:`kvasir.KvStore` sends them.
+``read_*`` and ``encode_*_reply`` work on the wire-level classes of :mod:`kvasir.messages` (what
+:func:`kvasir.protocol.decode_frame` returns); ``decode_*`` turn a reply into what the store's API returns."""
 
 import struct
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from .errors import ProtocolError
+from .messages import InfoEntry, InfoReply, RemovePrefixReply, RemovePrefixRequest, ScanEntry, ScanReply, ScanRequest
 
 U32_MAX = 0xFFFFFFFF
 TIER_NAMES = {0: "none", 1: "dram", 2: "disk", 3: "shared"}
@@ -72,8 +75,16 @@ def encode_scan(prefix: bytes, cursor: bytes, limit: int) -> bytes:
     return _lp16(prefix) + _lp16(cursor) + _U32.pack(limit)
 
 
-def decode_scan_reply(meta) -> Tuple[List[Tuple[bytes, int]], bytes, List[str]]:
-    """(keys with lengths, next cursor (b"" when done), tiers listed)."""
+def read_scan_request(meta) -> ScanRequest:
+    """The fields of a SCAN request; the caller checks them against its limits."""
+    r = _Reader(meta)
+    prefix, cursor = r.bytes16(), r.bytes16()
+    msg = ScanRequest(prefix, cursor, r.unpack(_U32)[0])
+    r.end()
+    return msg
+
+
+def read_scan_reply(meta) -> ScanReply:
     r = _Reader(meta)
     tiers = r.take(1)[0]
     count = r.unpack(_U32)[0]
@@ -82,36 +93,76 @@ def decode_scan_reply(meta) -> Tuple[List[Tuple[bytes, int]], bytes, List[str]]:
     entries = []
     for _ in range(count):
         key = r.bytes16()
-        entries.append((key, r.unpack(_U64)[0]))
+        entries.append(ScanEntry(key, r.unpack(_U64)[0]))
     cursor = r.bytes16()
     r.end()
-    return entries, cursor, [TIER_NAMES[t] for t in (1, 2, 3) if tiers & (1 << (t - 1))]
+    return ScanReply(tiers, entries, cursor)
+
+
+def encode_scan_reply(reply: ScanReply) -> bytes:
+    return (bytes([reply.tiers]) + _U32.pack(len(reply.entries))
+            + b"".join(_lp16(e.key) + _U64.pack(e.length) for e in reply.entries) + _lp16(reply.cursor))
+
+
+def decode_scan_reply(meta) -> Tuple[List[Tuple[bytes, int]], bytes, List[str]]:
+    """(keys with lengths, next cursor (b"" when done), tiers listed)."""
+    reply = read_scan_reply(meta)
+    return ([(e.key, e.length) for e in reply.entries], reply.cursor,
+            [TIER_NAMES[t] for t in (1, 2, 3) if reply.tiers & (1 << (t - 1))])
+
+
+def read_info_reply(meta, count: Optional[int] = None) -> InfoReply:
+    """The entries as on the wire (status and tier as ints); ``count``, when given, is the number of keys asked."""
+    r = _Reader(meta)
+    n = r.unpack(_U32)[0]
+    if count is not None and n != count:
+        raise ProtocolError(32, f"INFO reply has {n} entries for {count} keys")
+    entries = []
+    for _ in range(n):
+        fixed = r.unpack(_INFO_FIXED)
+        entries.append(InfoEntry(*fixed, r.bytes16()))
+    r.end()
+    return InfoReply(entries)
+
+
+def encode_info_reply(reply: InfoReply) -> bytes:
+    return _U32.pack(len(reply.entries)) + b"".join(
+        _INFO_FIXED.pack(int(e.status), e.tier, e.length, e.age_ms, e.ttl_ms, e.pins, e.leases, e.ns_budget, e.ns_used)
+        + _lp16(e.ns_prefix) for e in reply.entries)
 
 
 def decode_info_reply(meta, count: int) -> List[KeyInfo]:
-    r = _Reader(meta)
-    n = r.unpack(_U32)[0]
-    if n != count:
-        raise ProtocolError(32, f"INFO reply has {n} entries for {count} keys")
-    out = []
-    for _ in range(n):
-        status, tier, length, age, ttl, pins, leases, budget, used = r.unpack(_INFO_FIXED)
-        prefix = r.bytes16()
-        out.append(KeyInfo(status, TIER_NAMES.get(tier, "none"), length, age, ttl, pins, leases, prefix or None, budget, used))
-    r.end()
-    return out
+    return [KeyInfo(e.status, TIER_NAMES.get(e.tier, "none"), e.length, e.age_ms, e.ttl_ms, e.pins, e.leases,
+                    e.ns_prefix or None, e.ns_budget, e.ns_used)
+            for e in read_info_reply(meta, count).entries]
 
 
 def encode_remove_prefix(prefix: bytes) -> bytes:
     return _lp16(prefix)
 
 
+def read_remove_prefix_request(meta) -> RemovePrefixRequest:
+    r = _Reader(meta)
+    msg = RemovePrefixRequest(r.bytes16())
+    r.end()
+    return msg
+
+
+def read_remove_prefix_reply(meta) -> RemovePrefixReply:
+    r = _Reader(meta)
+    msg = RemovePrefixReply(r.unpack(_U64)[0], r.unpack(_U64)[0])
+    r.end()
+    return msg
+
+
+def encode_remove_prefix_reply(reply: RemovePrefixReply) -> bytes:
+    return _U64.pack(reply.removed) + _U64.pack(reply.failed)
+
+
 def decode_remove_prefix_reply(meta) -> Tuple[int, int]:
     """(removed, failed)."""
-    r = _Reader(meta)
-    removed, failed = r.unpack(_U64)[0], r.unpack(_U64)[0]
-    r.end()
-    return removed, failed
+    reply = read_remove_prefix_reply(meta)
+    return reply.removed, reply.failed
 
 
 def quota_message(key: bytes, info: KeyInfo) -> str:

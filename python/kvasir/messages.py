@@ -167,3 +167,57 @@ class AllocReplyEntry:
 @dataclass
 class AllocReply:
     entries: List[AllocReplyEntry]
+
+
+@dataclass
+class ScanRequest:
+    """SCAN (0x16) request: keys starting with ``prefix`` that sort after ``cursor`` (b"": from the start), at most ``limit``."""
+    prefix: bytes
+    cursor: bytes
+    limit: int
+
+
+@dataclass
+class ScanEntry:
+    key: bytes
+    length: int
+
+
+@dataclass
+class ScanReply:
+    """SCAN reply: ``tiers`` is the bit set of tiers listed (0x1 DRAM, 0x2 disk, 0x4 shared); ``cursor`` is b"" when the listing is complete."""
+    tiers: int
+    entries: List[ScanEntry]
+    cursor: bytes
+
+
+@dataclass
+class InfoEntry:
+    """One key of an INFO (0x17) reply, as on the wire (tier 0 none, 1 DRAM, 2 disk, 3 shared; ns_prefix b"" when none)."""
+    status: int
+    tier: int
+    length: int
+    age_ms: int
+    ttl_ms: int
+    pins: int
+    leases: int
+    ns_budget: int
+    ns_used: int
+    ns_prefix: bytes
+
+
+@dataclass
+class InfoReply:
+    entries: List[InfoEntry]
+
+
+@dataclass
+class RemovePrefixRequest:
+    """REMOVE_PREFIX (0x18) request: b"" removes every key."""
+    prefix: bytes
+
+
+@dataclass
+class RemovePrefixReply:
+    removed: int
+    failed: int   # keys whose disk tombstone failed (still stored)

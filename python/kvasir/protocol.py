@@ -18,6 +18,7 @@ import struct
 from dataclasses import dataclass
 from typing import List, Optional, Union
 
+from . import keys as _keys
 from .auth import CLIENT_LABEL, NONCE_BYTES, SERVER_LABEL, client_proof, new_nonce, parse_auth_key, proofs_equal, server_proof  # noqa: F401
 from .crc32c import crc32c  # noqa: F401
 from .errors import ProtocolError
@@ -26,6 +27,7 @@ from .messages import (  # noqa: F401 - re-exported: the message classes are par
     PutRequest, PutRequestTtl, KeyBatch, StatusList, GetEntry, GetReply, StatsRequest,
     Stat, StatsReply, ErrorReply, ShmInfoRequest, ShmInfoReply, LeaseEntry,
     LeaseReply, IdList, AllocEntry, AllocRequest, AllocReplyEntry, AllocReply,
+    ScanRequest, ScanEntry, ScanReply, InfoEntry, InfoReply, RemovePrefixRequest, RemovePrefixReply,
 )
 
 MAGIC = b"KVSR"
@@ -109,7 +111,7 @@ class WireStatus(enum.IntEnum):
     LIMIT_EXCEEDED = 43
 
 
-KEY_BATCH_OPCODES = (Opcode.GET, Opcode.EXISTS, Opcode.REMOVE, Opcode.PIN, Opcode.UNPIN, Opcode.LEASE)
+KEY_BATCH_OPCODES = (Opcode.GET, Opcode.EXISTS, Opcode.REMOVE, Opcode.PIN, Opcode.UNPIN, Opcode.LEASE, Opcode.INFO)
 STATUS_LIST_OPCODES = (Opcode.PUT, Opcode.EXISTS, Opcode.REMOVE, Opcode.PIN, Opcode.UNPIN, Opcode.RELEASE, Opcode.COMMIT)
 
 
@@ -352,6 +354,21 @@ def encode_meta(msg) -> bytes:
         return encode_alloc_request([bytes(e.key) for e in msg.entries], [e.value_length for e in msg.entries])
     if isinstance(msg, AllocReply):
         return _U32.pack(len(msg.entries)) + b"".join(_ALLOC_ENTRY.pack(int(e.status), e.offset, e.reservation_id) for e in msg.entries)
+    return _encode_key_message(msg)
+
+
+def _encode_key_message(msg) -> bytes:
+    """Metadata of the key management messages (SCAN, INFO, REMOVE_PREFIX), through :mod:`kvasir.keys`."""
+    if isinstance(msg, ScanRequest):
+        return _keys.encode_scan(bytes(msg.prefix), bytes(msg.cursor), msg.limit)
+    if isinstance(msg, ScanReply):
+        return _keys.encode_scan_reply(msg)
+    if isinstance(msg, InfoReply):
+        return _keys.encode_info_reply(msg)
+    if isinstance(msg, RemovePrefixRequest):
+        return _keys.encode_remove_prefix(bytes(msg.prefix))
+    if isinstance(msg, RemovePrefixReply):
+        return _keys.encode_remove_prefix_reply(msg)
     raise TypeError(f"not a protocol message: {type(msg).__name__}")
 
 
@@ -439,6 +456,8 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
             if count * _ALLOC_ENTRY.size != r.remaining():
                 raise _bad("ALLOC reply length does not match its count")
             msg = AllocReply([AllocReplyEntry(wire_status(st), o, i) for st, o, i in (r.unpack(_ALLOC_ENTRY) for _ in range(count))])
+        elif op in (Opcode.SCAN, Opcode.INFO, Opcode.REMOVE_PREFIX):
+            msg = _decode_key_reply(op, r.take(r.remaining()))
         elif op in STATUS_LIST_OPCODES:
             msg = _decode_status_list(r)
         else:  # STATS
@@ -500,6 +519,8 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
         msg = PutRequest(parent, entries, versioned) if ttl is None else PutRequestTtl(parent, entries, versioned, ttl_seconds=ttl)
     elif op in KEY_BATCH_OPCODES:
         msg = _decode_key_batch(r, max_batch_keys)
+    elif op in (Opcode.SCAN, Opcode.REMOVE_PREFIX):
+        msg = _decode_key_request(op, r.take(r.remaining()), max_batch_keys)
     elif op in (Opcode.RELEASE, Opcode.COMMIT):
         count = r.u32()
         if count > max_batch_keys:
@@ -517,6 +538,34 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
     else:  # STATS
         msg = StatsRequest()
     r.end()
+    return msg
+
+
+def _decode_key_reply(op: Opcode, meta: bytes):
+    if op == Opcode.SCAN:
+        return _keys.read_scan_reply(meta)
+    if op == Opcode.INFO:
+        reply = _keys.read_info_reply(meta)
+        for e in reply.entries:
+            e.status = wire_status(e.status)
+        return reply
+    return _keys.read_remove_prefix_reply(meta)
+
+
+def _decode_key_request(op: Opcode, meta: bytes, max_batch_keys: int):
+    """SCAN or REMOVE_PREFIX request, with the limits a node applies (docs/protocol.md § Key management)."""
+    if op == Opcode.REMOVE_PREFIX:
+        msg = _keys.read_remove_prefix_request(meta)
+        if len(msg.prefix) > MAX_KEY_BYTES:
+            raise _bad(f"REMOVE_PREFIX prefix of {len(msg.prefix)} bytes; at most {MAX_KEY_BYTES}")
+        return msg
+    msg = _keys.read_scan_request(meta)
+    if max(len(msg.prefix), len(msg.cursor)) > MAX_KEY_BYTES:
+        raise _bad(f"SCAN prefix or cursor longer than the {MAX_KEY_BYTES}-byte key limit")
+    if msg.limit == 0:
+        raise _bad("SCAN limit must be at least 1")
+    if msg.limit > max_batch_keys:
+        raise _bad(f"SCAN limit {msg.limit} exceeds the batch limit of {max_batch_keys}", WireStatus.BATCH_TOO_LARGE)
     return msg
 
 

@@ -56,6 +56,14 @@ def from_json(opcode: str, is_reply: bool, status: str, meta: dict):
         if "ttl_seconds" in meta:
             return p.PutRequestTtl(parent, entries, meta.get("versioned", False), ttl_seconds=meta["ttl_seconds"])
         return p.PutRequest(parent, entries, meta.get("versioned", False))
+    if opcode == "SCAN":
+        if is_reply:
+            return p.ScanReply(meta["tiers"], [p.ScanEntry(h(e["key"]), e["length"]) for e in meta["entries"]], h(meta["cursor"]))
+        return p.ScanRequest(h(meta["prefix"]), h(meta["cursor"]), meta["limit"])
+    if opcode == "INFO" and is_reply:
+        return p.InfoReply([p.InfoEntry(**dict(e, status=p.WireStatus[e["status"]], ns_prefix=h(e["ns_prefix"]))) for e in meta["entries"]])
+    if opcode == "REMOVE_PREFIX":
+        return p.RemovePrefixReply(meta["removed"], meta["failed"]) if is_reply else p.RemovePrefixRequest(h(meta["prefix"]))
     if opcode == "SHM_INFO":
         return p.ShmInfoReply(meta["path"], meta["arena_length"], h(meta["token"]), meta["lease_timeout_ms"]) if is_reply else p.ShmInfoRequest()
     if opcode == "LEASE" and is_reply:

@@ -204,7 +204,8 @@ public static class ClientCommands
         }
         else key = Encoding.UTF8.GetBytes(text);
         if (key.Length is 0 or > ProtocolLimits.MaxKeyBytes)
-            throw new UsageException($"key '{Short(text)}' is {key.Length} bytes: keys are 1 to {ProtocolLimits.MaxKeyBytes} bytes");
+            throw new UsageException(key.Length == 0 ? $"key '' is 0 bytes: keys are 1 to {ProtocolLimits.MaxKeyBytes} bytes"
+                : $"key '{Short(text)}' is {key.Length} bytes: keys are 1 to {ProtocolLimits.MaxKeyBytes} bytes (the {ProtocolLimits.MaxKeyBytes}-byte key limit)");
         return key;
     }
 

@@ -127,6 +127,27 @@ def error_meta(message: str) -> bytes:
     return lp16(message.encode())
 
 
+def put_ttl_meta(parent, entries, ttl_seconds) -> bytes:
+    return put_meta(parent, entries, ttl_seconds=ttl_seconds)
+
+
+def scan_request_meta(m) -> bytes:
+    return lp16(bytes.fromhex(m["prefix"])) + lp16(bytes.fromhex(m["cursor"])) + struct.pack("<I", m["limit"])
+
+
+def scan_reply_meta(m) -> bytes:
+    return (struct.pack("<BI", m["tiers"], len(m["entries"]))
+            + b"".join(lp16(bytes.fromhex(e["key"])) + struct.pack("<Q", e["length"]) for e in m["entries"])
+            + lp16(bytes.fromhex(m["cursor"])))
+
+
+def info_reply_meta(m) -> bytes:
+    return struct.pack("<I", len(m["entries"])) + b"".join(
+        struct.pack("<BBQQQIIQQ", STATUSES[e["status"]], e["tier"], e["length"], e["age_ms"], e["ttl_ms"], e["pins"],
+                    e["leases"], e["ns_budget"], e["ns_used"]) + lp16(bytes.fromhex(e["ns_prefix"]))
+        for e in m["entries"])
+
+
 # --- vectors ---------------------------------------------------------------------------------------
 vectors = []
 
@@ -215,6 +236,14 @@ add("put_request_chain_parent_value_crc", "PUT with CHAIN, CHAIN_PARENT and VALU
     "PUT", ["CHAIN", "CHAIN_PARENT", "VALUE_CRC"], 15, "OK",
     {"parent": h(parent), "entries": [{"key": h(k), "value_length": n, "crc32c": c} for k, n, c in crc_chain]},
     put_meta(parent, crc_chain), b"KV3")
+add("put_request_ttl", "PUT with TTL (feature 0x2 granted): the entries of put_request_plain, then after the last entry a u32 time to live in seconds (3600) for every entry.",
+    "PUT", ["TTL"], 16, "OK",
+    {"parent": None, "entries": [{"key": h(k), "value_length": n} for k, n in entries], "ttl_seconds": 3600},
+    put_ttl_meta(None, entries, 3600), v1 + v3)
+add("put_request_value_crc_ttl", "PUT with VALUE_CRC and TTL: each entry's CRC-32C follows its key, the u32 time to live (90 s) follows the last entry.",
+    "PUT", ["VALUE_CRC", "TTL"], 17, "OK",
+    {"parent": None, "entries": [{"key": h(k), "value_length": n, "crc32c": c} for k, n, c in crc_entries], "ttl_seconds": 90},
+    put_ttl_meta(None, crc_entries, 90), v1 + v3)
 add("put_request_empty", "PUT of zero entries: legal, answered with an empty status list.",
     "PUT", [], 13, "OK", {"parent": None, "entries": []}, put_meta(None, []))
 add("put_reply", "PUT reply to put_request_plain: one status byte per entry, all OK.",
@@ -257,7 +286,7 @@ add("put_request_version_chain", "PUT with CHAIN and VERSION: the flags combine;
     put_meta(None, chain_entries[:2], hlc), b"".join(vals[:2]), connection_features=FEATURE_VERSIONS)
 all_features = FEATURES["VALUE_CRC"] | FEATURES["TTL"] | FEATURE_VERSIONS
 add("put_request_value_crc_version_ttl", "PUT with VALUE_CRC, TTL and VERSION together (connection granted features 0x1, 0x2 and 0x4): each entry is the key, then the writer's CRC-32C (u32), then the version (u64); the u32 time to live (3600 s) follows the last entry.",
-    "PUT", ["VALUE_CRC", "TTL", "VERSION"], 17, "OK",
+    "PUT", ["VALUE_CRC", "TTL", "VERSION"], 18, "OK",
     {"parent": None, "entries": [{"key": h(k), "value_length": n, "crc32c": c, "version": v} for (k, n, c), v in zip(crc_entries[:2], hlc)],
      "versioned": True, "ttl_seconds": 3600},
     put_meta(None, crc_entries[:2], hlc, 3600), v1, connection_features=all_features)
@@ -277,6 +306,36 @@ for op, rid, keys, statuses, text in [
     add(op.lower() + "_request", f"{op} request. {text}", op, [], rid, "OK", {"keys": [h(k) for k in keys]}, key_batch_meta(keys))
     add(op.lower() + "_reply", f"{op} reply: count then one status byte per key.", op, ["REPLY"], rid, "OK",
         {"statuses": statuses}, status_list_meta(statuses))
+
+# key management: SCAN / INFO / REMOVE_PREFIX (docs/protocol.md § Key management)
+scan_req = {"prefix": h(b"tok/"), "cursor": "", "limit": 2}
+add("scan_request", "SCAN request: keys under the prefix \"tok/\" from the start (empty cursor), at most 2 per page.",
+    "SCAN", [], 70, "OK", scan_req, scan_request_meta(scan_req))
+scan_rep = {"tiers": 0x01, "entries": [{"key": h(b"tok/0"), "length": 5}, {"key": h(b"tok/2"), "length": 5}], "cursor": h(b"tok/2")}
+add("scan_reply", "SCAN reply: tiers listed (0x01 DRAM), 2 keys in unsigned byte order with their value lengths, and the cursor (the last key) because more may follow.",
+    "SCAN", ["REPLY"], 70, "OK", scan_rep, scan_reply_meta(scan_rep))
+scan_req_next = {"prefix": h(b"tok/"), "cursor": h(b"tok/2"), "limit": 2}
+add("scan_request_cursor", "SCAN request for the next page: the cursor of scan_reply; lists keys sorting after it.",
+    "SCAN", [], 71, "OK", scan_req_next, scan_request_meta(scan_req_next))
+scan_rep_last = {"tiers": 0x01, "entries": [{"key": h(b"tok/3"), "length": 0}], "cursor": ""}
+add("scan_reply_last", "SCAN reply of the last page: one key holding a 0-byte value and an empty cursor (the listing is complete).",
+    "SCAN", ["REPLY"], 71, "OK", scan_rep_last, scan_reply_meta(scan_rep_last))
+info_keys = [b"tenant-a/tok/0", b"tenant-a/missing", b""]
+add("info_request", "INFO request: a key batch (a stored key, an absent key in the same namespace, an empty key).",
+    "INFO", [], 72, "OK", {"keys": [h(k) for k in info_keys]}, key_batch_meta(info_keys))
+ns = {"ns_budget": 1 << 20, "ns_used": 4096, "ns_prefix": h(b"tenant-a/")}
+no_ns = {"ns_budget": 0, "ns_used": 0, "ns_prefix": ""}
+zero = {"tier": 0, "length": 0, "age_ms": 0, "ttl_ms": 0, "pins": 0, "leases": 0}
+info_rep = {"entries": [
+    dict({"status": "OK", "tier": 1, "length": 5, "age_ms": 1500, "ttl_ms": 3598500, "pins": 1, "leases": 2}, **ns),
+    dict({"status": "NOT_FOUND"}, **zero, **ns),
+    dict({"status": "INVALID_KEY"}, **zero, **no_ns)]}
+add("info_reply", "INFO reply: per key u8 status, u8 tier (1 DRAM), u64 length, u64 age_ms, u64 ttl_ms, u32 pins, u32 leases, u64 namespace budget, u64 namespace used, bytes16 namespace prefix. The NOT_FOUND entry still names its namespace; the INVALID_KEY entry is all zeros.",
+    "INFO", ["REPLY"], 72, "OK", info_rep, info_reply_meta(info_rep))
+add("remove_prefix_request", "REMOVE_PREFIX request: bytes16 prefix (\"tenant-a/\").",
+    "REMOVE_PREFIX", [], 73, "OK", {"prefix": h(b"tenant-a/")}, lp16(b"tenant-a/"))
+add("remove_prefix_reply", "REMOVE_PREFIX reply: u64 keys removed, u64 keys whose disk tombstone failed (still stored).",
+    "REMOVE_PREFIX", ["REPLY"], 73, "OK", {"removed": 41, "failed": 1}, struct.pack("<QQ", 41, 1))
 
 # STATS
 add("stats_request", "STATS request: no metadata, no payload.", "STATS", [], 40, "OK", {}, b"")
@@ -373,6 +432,16 @@ huge = (1 << 30) + 1
 short_crc = put_meta(None, [(b"k", 3)])   # the entry without its CRC
 bad("put_value_crc_entry_without_crc", "PUT with VALUE_CRC whose one entry ends after its key: the u32 CRC is missing.",
     frame("PUT", ["VALUE_CRC"], 3, "OK", short_crc, b"abc"), "BAD_FRAME", "message")
+bad("put_ttl_without_seconds", "PUT with TTL whose metadata ends after its last entry: the u32 time to live is missing.",
+    frame("PUT", ["TTL"], 3, "OK", put_meta(None, [(b"k", 3)]), b"abc"), "BAD_FRAME", "message")
+bad("scan_limit_zero", "SCAN with a limit of 0.",
+    frame("SCAN", [], 3, "OK", lp16(b"tok/") + lp16(b"") + struct.pack("<I", 0)), "BAD_FRAME", "message")
+bad("scan_limit_over_batch", "SCAN with a limit of 8193, over the default max_batch_keys of 8192.",
+    frame("SCAN", [], 3, "OK", lp16(b"tok/") + lp16(b"") + struct.pack("<I", 8193)), "BATCH_TOO_LARGE", "message")
+bad("scan_prefix_too_long", "SCAN whose prefix is 513 bytes, longer than a key may be.",
+    frame("SCAN", [], 3, "OK", lp16(b"p" * 513) + lp16(b"") + struct.pack("<I", 1)), "BAD_FRAME", "message")
+bad("remove_prefix_trailing_bytes", "REMOVE_PREFIX with one stray byte after the prefix.",
+    frame("REMOVE_PREFIX", [], 3, "OK", lp16(b"tenant-a/") + b"\x00"), "BAD_FRAME", "message")
 bad("put_value_over_hard_limit", "PUT entry declaring a value of 2^30+1 bytes, over the hard limit of 1 GiB: FRAME_TOO_LARGE as soon as the metadata is read (only header and metadata are shown; the node never reads the payload).",
     header(OPCODES["PUT"], 0, 13, 0, len(put_meta(None, [(b"k", huge)])), huge) + put_meta(None, [(b"k", huge)]), "FRAME_TOO_LARGE", "message")
 bad("hello_name_not_utf8", "HELLO whose client name is not valid UTF-8.",

@@ -101,6 +101,11 @@ public static class FrameCodec
                 if (versioned) decodedPut["versioned"] = true;
                 if (put.TtlSeconds is { } ttlSeconds) decodedPut["ttl_seconds"] = ttlSeconds;
                 return decodedPut;
+            case Opcode.Scan:
+                var scan = ScanRequest.Read(meta, ProtocolLimits.MaxKeyBytes, maxBatch);
+                return new JsonObject { ["prefix"] = Hex(scan.Prefix), ["cursor"] = Hex(scan.Cursor), ["limit"] = scan.Limit };
+            case Opcode.RemovePrefix:
+                return new JsonObject { ["prefix"] = Hex(RemovePrefixMessages.ReadRequest(meta, ProtocolLimits.MaxKeyBytes)) };
             default:
                 if (!Opcodes.IsKeyBatch(h.Opcode))
                     throw new ProtocolException(WireStatus.UnknownOpcode, $"unknown opcode 0x{(byte)h.Opcode:x2}");
@@ -165,6 +170,33 @@ public static class FrameCodec
                 var decodedGet = new JsonObject { ["entries"] = entries };
                 if (versions) decodedGet["versioned"] = true;
                 return decodedGet;
+            case Opcode.Scan:
+                var scan = ScanReply.Read(meta);
+                var listed = new JsonArray();
+                foreach (var e in scan.Entries) listed.Add(new JsonObject { ["key"] = Hex(e.Key), ["length"] = e.Length });
+                return new JsonObject { ["tiers"] = scan.Tiers, ["entries"] = listed, ["cursor"] = Hex(scan.Cursor) };
+            case Opcode.Info:
+                var infos = new JsonArray();
+                foreach (var e in InfoReply.Read(meta, CountOf(meta)))
+                {
+                    infos.Add(new JsonObject
+                    {
+                        ["status"] = Name(e.Status),
+                        ["tier"] = e.Tier,
+                        ["length"] = e.Length,
+                        ["age_ms"] = e.AgeMs,
+                        ["ttl_ms"] = e.TtlMs,
+                        ["pins"] = e.Pins,
+                        ["leases"] = e.Leases,
+                        ["ns_budget"] = e.NamespaceBudget,
+                        ["ns_used"] = e.NamespaceUsed,
+                        ["ns_prefix"] = Hex(e.NamespacePrefix),
+                    });
+                }
+                return new JsonObject { ["entries"] = infos };
+            case Opcode.RemovePrefix:
+                var (removed, failed) = RemovePrefixMessages.ReadReply(meta);
+                return new JsonObject { ["removed"] = removed, ["failed"] = failed };
             default:
                 var statuses = new JsonArray();
                 foreach (var s in StatusListReply.Read(meta, CountOf(meta))) statuses.Add(Name(s));
@@ -214,6 +246,11 @@ public static class FrameCodec
                         PutRequest.WriteEntry(ref w, key, length, valueCrc ? crc : null, versioned ? version : null);
                     if (ttl is { } seconds) PutRequest.WriteTtl(ref w, seconds);
                 });
+            case Opcode.Scan:
+                var scan = new ScanRequest(VectorFile.Hex(m["prefix"]), VectorFile.Hex(m["cursor"]), (uint)m["limit"]!);
+                return Write(scan.Size, (ref MetaWriter w) => scan.Write(ref w));
+            case Opcode.RemovePrefix:
+                return RemovePrefixMessages.Request(VectorFile.Hex(m["prefix"]));
             default:
                 var keys = m["keys"]!.AsArray().Select(k => (ReadOnlyMemory<byte>)VectorFile.Hex(k)).ToList();
                 return Write(KeyBatchRequest.Size(keys, 0, keys.Count), (ref MetaWriter w) => KeyBatchRequest.Write(ref w, keys, 0, keys.Count));
@@ -267,6 +304,17 @@ public static class FrameCodec
                     GetReply.WriteCount(ref w, entries.Count);
                     foreach (var e in entries) GetReply.WriteEntry(ref w, e, versions);
                 });
+            case Opcode.Scan:
+                var listed = m["entries"]!.AsArray().Select(e => new ScanEntry(VectorFile.Hex(e!["key"]), (long)e["length"]!)).ToList();
+                var scan = new ScanReply((byte)m["tiers"]!, listed, VectorFile.Hex(m["cursor"]));
+                return Write(scan.Size, (ref MetaWriter w) => scan.Write(ref w));
+            case Opcode.Info:
+                var infos = m["entries"]!.AsArray().Select(e => new InfoEntry(Parse<WireStatus>((string)e!["status"]!), (byte)e["tier"]!,
+                    (long)e["length"]!, (long)e["age_ms"]!, (long)e["ttl_ms"]!, (uint)e["pins"]!, (uint)e["leases"]!,
+                    (long)e["ns_budget"]!, (long)e["ns_used"]!, VectorFile.Hex(e["ns_prefix"]))).ToList();
+                return Write(InfoReply.Size(infos), (ref MetaWriter w) => InfoReply.Write(ref w, infos));
+            case Opcode.RemovePrefix:
+                return RemovePrefixMessages.Reply((long)m["removed"]!, (long)m["failed"]!);
             default:
                 var statuses = m["statuses"]!.AsArray().Select(s => Parse<WireStatus>((string)s!)).ToArray();
                 return Write(StatusListReply.Size(statuses.Length), (ref MetaWriter w) => StatusListReply.Write(ref w, statuses));
