@@ -115,11 +115,11 @@ internal sealed class RedisConnector(RedisUrl url)
         bool unconnected = message.StartsWith("No connection is active", StringComparison.Ordinal);
         if (TlsRefusal is { } tls && (unconnected || message.Contains("certificate", StringComparison.Ordinal)))
             return $"redis {url}: TLS refused: {tls}";
-        // Not connected with a known cause: the cause and the fix, not the library's operation dump. A refused login
-        // (the cause, or the message, says WRONGPASS or NOAUTH) is named as such.
+        // A refused login, whether the library's message or its connect log says so, is named as such.
         var why = unconnected && failure is not null ? failure : message;
         if (why.Contains("WRONGPASS", StringComparison.Ordinal) || why.Contains("NOAUTH", StringComparison.Ordinal))
             return $"redis {url}: authentication failed (check the URL's user and password): {why}";
+        // Not connected with a known cause: the cause and the fix, not the library's operation dump.
         if (unconnected && failure is not null) return $"redis {url}: cannot connect ({failure}): is redis-server running there?";
         return $"redis {url}: {why}";
     }
