@@ -277,7 +277,8 @@ def main() -> int:
                     if v < acked.get(k, 0):
                         counts["stale"] += 1
                         if counts["stale"] <= 3:
-                            problems.append(f"stale read: key {k} returned version {v}, last acknowledged {acked[k]}")
+                            problems.append(f"stale read at t={time.monotonic() - start:.2f} s: key {k} returned version {v}, "
+                                            f"last acknowledged {acked[k]} (at t={acked_at.get(k, 0):.2f} s)")
                     return   # a newer, unacknowledged write that landed: allowed
             counts["wrong"] += 1
             if counts["wrong"] <= 3:

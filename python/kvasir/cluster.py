@@ -23,6 +23,7 @@ from . import errors as E
 from . import node_binary
 from .errors import KvasirError
 from .placement import Ring
+from .replicas import HybridClock, get_newest
 
 _log = logging.getLogger("kvasir")
 
@@ -158,6 +159,16 @@ class StaticMembership:
         pass
 
 
+def cluster_replicas(settings: dict) -> int:
+    """The replication factor a cluster's settings name; 1 when they name none. A bad value is an error naming it."""
+    text = settings.get("replicas")
+    if text is None:
+        return 1
+    if not text.isdigit() or not 1 <= int(text) <= 16:
+        raise KvasirError(f"cluster setting replicas={text!r} must be a whole number from 1 to 16 (fix it with kvasir cluster set)")
+    return int(text)
+
+
 class RedisMembership:
     """Live nodes of cluster ``name`` in Redis, followed by a polling thread (epoch + live count, every
     ``poll`` seconds; the full list is read only when they change, or every 30 s). If Redis goes away
@@ -189,6 +200,14 @@ class RedisMembership:
         self._forgotten, self._forgotten_since = None, 0.0
         self._thread = threading.Thread(target=self._loop, name="kvasir-membership", daemon=True)
         self._thread.start()
+
+    def settings(self) -> dict:
+        """The cluster-wide settings (``kvasir cluster set``; docs/cluster.md § Cluster settings): name -> value."""
+        try:
+            raw = self._redis.hgetall(self._keys[0].replace(":members", ":settings"))
+        except self._redis_errors as ex:
+            raise KvasirError(f"cannot read the settings of cluster {self._keys[0][8:-9]!r}: {ex}") from None
+        return {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in raw.items()}
 
     def _read(self) -> Tuple[int, List[dict]]:
         items = self._redis.eval(_READ, 3, *self._keys)
@@ -303,11 +322,14 @@ _RETRY = (E.NOT_FOUND, E.UNAVAILABLE, E.TIMEOUT, E.PROTOCOL_ERROR)
 class Router:
     """Routes a :class:`kvasir.KvStore`'s batches over a membership (see the module docstring)."""
 
-    def __init__(self, membership, replicas: int, open_store: Callable[[str, bool], object]):
+    def __init__(self, membership, replicas: int, open_store: Callable[[str, bool], object], versions: bool = True):
         if not isinstance(replicas, int) or replicas < 1:
             raise KvasirError(f"replicas must be an int >= 1, not {replicas!r}")
         self.membership = membership
         self.replicas = replicas
+        self.versions = versions   # with R >= 2: versioned puts, newest-of-all-replicas gets and read repair (replicas.py)
+        self.clock = HybridClock()
+        self.read_repairs = 0
         self._open_store = open_store
         self._slots: Dict[str, _Slot] = {}
         self._lock = threading.Lock()
@@ -388,6 +410,7 @@ class Router:
         nodes take the whole batch (and hold its parent, placed by the same root); ``ttl``: as :meth:`KvStore.put`."""
         replicas = replicas or self.replicas
         ring, slots, ranks = self._plan(keys, replicas, placed_by=placed_by)
+        versions = [self.clock.next() for _ in keys] if self.versions and replicas >= 2 else None
         parent_nodes = set(ring.place(placed_by or chain_parent, min(replicas, len(ring)))) if chain and chain_parent and len(ring) else set()
         answers = [[None] * len(r) if r else [] for r in ranks]
         groups: Dict[int, List[Tuple[int, int]]] = {}
@@ -398,7 +421,9 @@ class Router:
         def one(n, entries):
             slot = slots[n]
             parent = chain_parent if slot.id in parent_nodes else None
-            codes = self._run(slot, len(entries), lambda s: s._put([keys[i] for i, _ in entries], [views[i] for i, _ in entries], chain, parent, ttl=ttl))
+            codes = self._run(slot, len(entries), lambda s: s._put([keys[i] for i, _ in entries], [views[i] for i, _ in entries], chain, parent,
+                                                                   versions=None if versions is None else [versions[i] for i, _ in entries],
+                                                                   ttl=ttl))
             for (i, rank), code in zip(entries, codes):
                 answers[i][rank] = code
 
@@ -456,6 +481,8 @@ class Router:
         return results, values
 
     def get(self, keys: list, dests: list) -> Tuple[list, list]:
+        if self.versions and self.replicas >= 2:
+            return get_newest(self, keys, dests)
         _, slots, ranks = self._plan(keys, self.replicas)
         return self._rounds(ranks, slots, lambda store, idx: store._get([keys[i] for i in idx], [dests[i] for i in idx]))
 
@@ -644,5 +671,13 @@ def start_cluster(store, cfg, capacity, data_plane_addr, client_id, poll, explic
                            connect_timeout=store.connect_timeout, request_timeout=store.request_timeout, verify_crc=store.verify_crc,
                            **(store._tls.options() if store._tls is not None else {}))
 
-    store._router = Router(membership, store.replicas, open_store)
+    if store.replicas is None:   # the cluster's setting (kvasir cluster set replicas=N), else 1
+        try:
+            store.replicas = cluster_replicas(membership.settings()) if isinstance(membership, RedisMembership) else 1
+        except BaseException:
+            membership.close()
+            if store._embedded is not None:
+                store._embedded.close()
+            raise
+    store._router = Router(membership, store.replicas, open_store, store.replica_versions)
     store.hello = None

@@ -49,7 +49,7 @@ def resolve_config(servers=None, auth_key=None, transport=None, connect_timeout=
     explicit arguments that are not ``None`` (``tls``: a dict of the ``tls_*`` ones); later wins."""
     cfg = {"servers": DEFAULT_SERVER, "auth_key": None, "transport": "auto",
            "connect_timeout": DEFAULT_CONNECT_TIMEOUT, "request_timeout": DEFAULT_REQUEST_TIMEOUT,
-           "redis_url": None, "cluster": "default", "replicas": 1,
+           "redis_url": None, "cluster": "default", "replicas": None,   # None: the cluster's setting, else 1
            "tls_ca": None, "tls_server_name": None, "tls_cert": None, "tls_key": None}
     path = os.environ.get("KVASIR_CONFIG")
     if path:
@@ -81,12 +81,13 @@ def resolve_config(servers=None, auth_key=None, transport=None, connect_timeout=
             raise KvasirError(f"{name} must be a number of seconds, not {cfg[name]!r}") from None
         if cfg[name] <= 0:
             raise KvasirError(f"{name} must be positive")
-    try:
-        cfg["replicas"] = int(cfg["replicas"])
-    except (TypeError, ValueError):
-        raise KvasirError(f"replicas must be an integer, not {cfg['replicas']!r}") from None
-    if cfg["replicas"] < 1:
-        raise KvasirError("replicas must be at least 1")
+    if cfg["replicas"] is not None:
+        try:
+            cfg["replicas"] = int(cfg["replicas"])
+        except (TypeError, ValueError):
+            raise KvasirError(f"replicas must be an integer, not {cfg['replicas']!r}") from None
+        if not 1 <= cfg["replicas"] <= 16:
+            raise KvasirError(f"replicas must be 1 to 16 (got {cfg['replicas']})")
     if isinstance(cfg["servers"], str) and cfg["servers"].strip().startswith(("redis://", "rediss://", "redis+sentinel://")) \
             and cfg["redis_url"] is None:
         cfg["redis_url"] = cfg["servers"].strip()

@@ -72,6 +72,7 @@ class _Connection:
         self._ids = itertools.count(1)
         self._header = bytearray(P.HEADER_SIZE)
         self._scratch = None
+        self.versions = False   # the node granted value versions (HELLO bit 0x4): PUT may carry VERSION, GET replies carry versions
         try:
             self.sock = socket.create_connection((host, port), timeout=connect_timeout)
         except socket.timeout:
@@ -84,6 +85,7 @@ class _Connection:
             if tls is not None:
                 self.sock = tls.wrap(self.sock, host, f"{host}:{port}")
             self.hello = self._handshake(host, port, auth_key)
+            self.versions = bool(self.hello.features & P.FEATURE_VERSIONS)
             self.sock.settimeout(request_timeout)
         except BaseException:
             self.close()
@@ -98,10 +100,10 @@ class _Connection:
     def _handshake(self, host, port, auth_key) -> P.HelloReply:
         where = f"{host}:{port}"
         try:
-            # VALUE_CRC and TTL are asked for always: granted, a PUT may carry the writer's CRCs (KvStore(value_crc=True))
-            # and a time to live (put(..., ttl=)); a PUT without them is unchanged
-            hello = self.call(P.Opcode.HELLO, P.encode_meta(P.HelloRequest(features=P.FEATURE_VALUE_CRC | P.FEATURE_TTL,
-                                                                           client_name=CLIENT_NAME)))
+            # VALUE_CRC, TTL and versions are asked for always: granted, a PUT may carry the writer's CRCs
+            # (KvStore(value_crc=True)), a time to live (put(..., ttl=)) and versions; a PUT without them is unchanged
+            hello = self.call(P.Opcode.HELLO, P.encode_meta(P.HelloRequest(
+                features=P.FEATURE_VALUE_CRC | P.FEATURE_TTL | P.FEATURE_VERSIONS, client_name=CLIENT_NAME)))
             if not isinstance(hello, P.HelloReply) or hello.version != P.VERSION:
                 raise KvasirError(f"{where} negotiated an unsupported protocol version")
             self.features = hello.features & P.FEATURE_VALUE_CRC   # a bit not asked for is never used
@@ -225,7 +227,7 @@ class _Connection:
         if not decode and h.status == P.WireStatus.OK:
             return h, meta
         try:
-            msg = P.decode_meta(h, meta)
+            msg = P.decode_meta(h, meta, versions=self.versions)
         except ProtocolError as ex:
             raise _Failure(E.PROTOCOL_ERROR, f"malformed {P.Opcode(opcode).name} reply: {ex}") from None
         if isinstance(msg, P.ErrorReply):

@@ -50,12 +50,14 @@ class PutEntry:
     key: bytes
     value_length: int
     crc32c: Optional[int] = None   # the writer's CRC-32C of the value: only in a PUT with VALUE_CRC
+    version: int = 0   # only with the VERSION flag (HELLO feature FEATURE_VERSIONS), after the CRC
 
 
 @dataclass
 class PutRequest:
     parent: Optional[bytes]
     entries: List[PutEntry]
+    versioned: bool = False   # the VERSION flag: every entry ends with its version (u64)
 
 
 @dataclass
@@ -79,11 +81,13 @@ class GetEntry:
     status: int
     length: int
     crc32c: int
+    version: int = 0   # sent only on a connection granted FEATURE_VERSIONS; 0 for a miss
 
 
 @dataclass
 class GetReply:
     entries: List[GetEntry]
+    versioned: bool = False   # entries carry versions (the connection was granted FEATURE_VERSIONS)
 
 
 @dataclass

@@ -71,18 +71,21 @@ class Flag(enum.IntFlag):
     CHAIN_PARENT = 0x0002
     VALUE_CRC = 0x0004   # PUT: every entry ends with the writer's CRC-32C of its value (feature FEATURE_VALUE_CRC)
     TTL = 0x0008         # PUT: the metadata ends with a u32 time to live in seconds (feature FEATURE_TTL)
+    VERSION = 0x0010     # PUT: every entry ends with a u64 version, after its CRC (feature FEATURE_VERSIONS)
     REPLY = 0x8000
 
 
 FLAG_NAMES = [("CHAIN", Flag.CHAIN), ("CHAIN_PARENT", Flag.CHAIN_PARENT), ("VALUE_CRC", Flag.VALUE_CRC), ("TTL", Flag.TTL),
-              ("REPLY", Flag.REPLY)]
-DEFINED_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.VALUE_CRC | Flag.TTL | Flag.REPLY)
+              ("VERSION", Flag.VERSION), ("REPLY", Flag.REPLY)]
+DEFINED_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.VALUE_CRC | Flag.TTL | Flag.VERSION | Flag.REPLY)
 PUT_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.VALUE_CRC | Flag.TTL)
 
-# HELLO feature bits (docs/protocol.md "Versioning and features")
+# HELLO feature bits (docs/protocol.md "Versioning and features", § Value versions)
 FEATURE_VALUE_CRC = 0x1
 FEATURE_TTL = 0x2  # PUT may carry the TTL flag and its u32 seconds
-FEATURES = {"VALUE_CRC": FEATURE_VALUE_CRC, "TTL": FEATURE_TTL}
+FEATURE_VERSIONS = 0x4  # PUT may carry VERSION; GET reply entries end with the value's version
+FEATURES = {"VALUE_CRC": FEATURE_VALUE_CRC, "TTL": FEATURE_TTL, "VERSIONS": FEATURE_VERSIONS}
+MAX_VALUE_VERSION = (1 << 63) - 1
 
 
 class WireStatus(enum.IntEnum):
@@ -271,27 +274,31 @@ def encode_alloc_request(keys, lengths) -> bytes:
     return bytes(out)
 
 
-def encode_put_meta(entries, parent: Optional[bytes] = None, ttl_seconds: Optional[int] = None) -> bytes:
+def encode_put_meta(entries, parent: Optional[bytes] = None, versions: Optional[list] = None,
+                    ttl_seconds: Optional[int] = None) -> bytes:
     """``entries``: (key, value_length) pairs, (key, value_length, crc32c) triples (VALUE_CRC: every entry has
-    one) or :class:`PutEntry`; ``parent`` only with CHAIN_PARENT; ``ttl_seconds`` (u32) only with TTL, after the
-    last entry."""
+    one) or :class:`PutEntry`; ``parent`` only with CHAIN_PARENT; ``versions`` (one per entry) only with the
+    VERSION flag; ``ttl_seconds`` (u32) only with TTL, after the last entry. Per entry the order is: key, CRC,
+    version."""
     out = bytearray()
     if parent is not None:
         out += _lp16(parent)
     out += _U32.pack(len(entries))
-    for e in entries:
+    for n, e in enumerate(entries):
         key, length, *crc = (e.key, e.value_length, *(() if e.crc32c is None else (e.crc32c,))) if isinstance(e, PutEntry) else e
         out += _PUT_ENTRY.pack(len(key), length)
         out += key
         if crc:
             out += _U32.pack(crc[0])
+        if versions is not None:
+            out += _U64.pack(versions[n])
     if ttl_seconds is not None:
         out += _U32.pack(ttl_seconds)
     return bytes(out)
 
 
-def put_entry_size(key_length: int, value_crc: bool = False) -> int:
-    return _PUT_ENTRY.size + key_length + (4 if value_crc else 0)
+def put_entry_size(key_length: int, value_crc: bool = False, versioned: bool = False) -> int:
+    return _PUT_ENTRY.size + key_length + (4 if value_crc else 0) + (8 if versioned else 0)
 
 
 def encode_meta(msg) -> bytes:
@@ -315,13 +322,15 @@ def encode_meta(msg) -> bytes:
     if isinstance(msg, Ping):
         return bytes(msg.echo)
     if isinstance(msg, PutRequest):
-        return encode_put_meta(msg.entries, msg.parent, getattr(msg, "ttl_seconds", None))
+        return encode_put_meta(msg.entries, msg.parent, [e.version for e in msg.entries] if msg.versioned else None,
+                               getattr(msg, "ttl_seconds", None))
     if isinstance(msg, KeyBatch):
         return encode_key_batch(msg.keys)
     if isinstance(msg, StatusList):
         return _U32.pack(len(msg.statuses)) + bytes(int(s) for s in msg.statuses)
     if isinstance(msg, GetReply):
-        return _U32.pack(len(msg.entries)) + b"".join(_GET_ENTRY.pack(int(e.status), e.length, e.crc32c) for e in msg.entries)
+        return _U32.pack(len(msg.entries)) + b"".join(_GET_ENTRY.pack(int(e.status), e.length, e.crc32c)
+                                                      + (_U64.pack(e.version) if msg.versioned else b"") for e in msg.entries)
     if isinstance(msg, StatsRequest):
         return b""
     if isinstance(msg, StatsReply):
@@ -379,8 +388,9 @@ def _decode_status_list(r: _Reader) -> StatusList:
     return StatusList([_STATUS_OF_BYTE[b] for b in r.take(count)])
 
 
-def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH_KEYS):
+def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH_KEYS, versions: bool = False):
     """Decodes the metadata of a frame whose header is ``header``; consumes it exactly.
+    ``versions``: the connection was granted FEATURE_VERSIONS (GET reply entries end with a version).
 
     Requests (no REPLY flag) and replies are told apart by the flag. A reply with a non-zero
     header status is an :class:`ErrorReply` (empty metadata = no message). A PUT request's payload
@@ -416,7 +426,7 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
             msg = Ping(r.take(r.remaining()))
         elif op == Opcode.GET:
             count = r.u32()
-            if count * _GET_ENTRY.size > r.remaining():
+            if count * (_GET_ENTRY.size + (8 if versions else 0)) > r.remaining():
                 raise _bad(f"GET reply of {count} entries cannot fit the metadata")
             entries = []
             total = 0
@@ -424,11 +434,14 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
                 s, length, crc = r.unpack(_GET_ENTRY)
                 if s != WireStatus.OK and (length or crc):
                     raise _bad("GET miss with a non-zero length or CRC")
+                version = r.unpack(_U64)[0] if versions else 0
+                if version > MAX_VALUE_VERSION:
+                    raise _bad("version out of range in GET reply")
                 total += length
-                entries.append(GetEntry(wire_status(s), length, crc))
+                entries.append(GetEntry(wire_status(s), length, crc, version))
             if total != header.payload_length:
                 raise _bad(f"payload length {header.payload_length} differs from the sum of the value lengths {total}")
-            msg = GetReply(entries)
+            msg = GetReply(entries, versions)
         elif op == Opcode.SHM_INFO:
             path = _utf8(r.bytes16(), "arena path")
             length = r.unpack(_U64)[0]
@@ -482,7 +495,8 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
         count = r.u32()
         if count > max_batch_keys:
             raise _bad(f"batch of {count} keys exceeds the limit of {max_batch_keys}", WireStatus.BATCH_TOO_LARGE)
-        if count * put_entry_size(0, with_crc) > r.remaining():
+        versioned = bool(header.flags & Flag.VERSION)
+        if count * put_entry_size(0, with_crc, versioned) > r.remaining():
             raise _bad(f"PUT of {count} entries cannot fit {r.remaining()} bytes of metadata")
         entries = []
         total = 0
@@ -492,13 +506,17 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
                 raise _bad(f"value of {vlen} bytes exceeds the hard limit of {HARD_MAX_VALUE_BYTES}",
                            WireStatus.FRAME_TOO_LARGE)
             key = r.take(klen)
-            entries.append(PutEntry(key, vlen, r.unpack(_U32)[0] if with_crc else None))
+            crc = r.unpack(_U32)[0] if with_crc else None
+            version = r.unpack(_U64)[0] if versioned else 0
+            if version > MAX_VALUE_VERSION:
+                raise _bad(f"version {version} exceeds the largest version {MAX_VALUE_VERSION}")
+            entries.append(PutEntry(key, vlen, crc, version))
             total += vlen
         ttl = r.u32() if header.flags & Flag.TTL else None
         r.end()
         if total != header.payload_length:
             raise _bad(f"payload length {header.payload_length} differs from the sum of the value lengths {total}")
-        msg = PutRequest(parent, entries) if ttl is None else PutRequestTtl(parent, entries, ttl)
+        msg = PutRequest(parent, entries, versioned) if ttl is None else PutRequestTtl(parent, entries, versioned, ttl_seconds=ttl)
     elif op in KEY_BATCH_OPCODES:
         msg = _decode_key_batch(r, max_batch_keys)
     elif op in (Opcode.SCAN, Opcode.REMOVE_PREFIX):
@@ -565,8 +583,9 @@ def encode_frame(opcode: int, flags: int, request_id: int, status: int, msg, pay
     return pack_header(opcode, flags, request_id, status, len(meta), len(payload)) + meta + bytes(payload)
 
 
-def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BYTES) -> None:
-    """The header checks a node applies to a request (steps 6-12 of the protocol's order of checks)."""
+def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BYTES, versions: bool = False) -> None:
+    """The header checks a node applies to a request (steps 6-12 of the protocol's order of checks);
+    ``versions``: the connection was granted FEATURE_VERSIONS, so PUT may carry VERSION."""
     if h.is_reply:
         raise _bad("REPLY flag in a request")
     try:
@@ -579,6 +598,8 @@ def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BY
         raise _bad("only PUT may carry CHAIN, CHAIN_PARENT, VALUE_CRC or TTL")
     if h.flags & Flag.CHAIN_PARENT and not h.flags & Flag.CHAIN:
         raise _bad("CHAIN_PARENT without CHAIN")
+    if h.flags & Flag.VERSION and (op != Opcode.PUT or not versions):
+        raise _bad("VERSION is only for PUT, on a connection granted the versions feature (HELLO bit 0x4)")
     if h.status != 0:
         raise _bad("non-zero status in a request")
     if h.meta_length > max_meta_bytes:
@@ -592,7 +613,7 @@ def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BY
 
 
 def decode_frame(data, *, request: bool = False, max_batch_keys: int = DEFAULT_MAX_BATCH_KEYS,
-                 max_meta_bytes: int = DEFAULT_MAX_META_BYTES) -> Frame:
+                 max_meta_bytes: int = DEFAULT_MAX_META_BYTES, versions: bool = False) -> Frame:
     """Decodes one complete frame, which must be exactly ``data``.
 
     With ``request=True`` the frame must be a valid request under the node's rules as well
@@ -600,11 +621,11 @@ def decode_frame(data, *, request: bool = False, max_batch_keys: int = DEFAULT_M
     """
     h = unpack_header(data)
     if request:
-        check_request_header(h, max_meta_bytes=max_meta_bytes)
+        check_request_header(h, max_meta_bytes=max_meta_bytes, versions=versions)
     meta_end = HEADER_SIZE + h.meta_length
     if len(data) < meta_end:
         raise _bad(f"frame ends inside its metadata ({len(data) - HEADER_SIZE} of {h.meta_length} bytes)")
-    msg = decode_meta(h, memoryview(data)[HEADER_SIZE:meta_end], max_batch_keys=max_batch_keys)
+    msg = decode_meta(h, memoryview(data)[HEADER_SIZE:meta_end], max_batch_keys=max_batch_keys, versions=versions)
     if request and isinstance(msg, HelloRequest) and not (msg.min_version <= VERSION <= msg.max_version):
         raise _bad(f"client speaks versions {msg.min_version}..{msg.max_version}; this node speaks 1",
                    WireStatus.UNSUPPORTED_VERSION)

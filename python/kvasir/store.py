@@ -41,7 +41,7 @@ from .errors import KvasirAuthError, KvasirError, ProtocolError
 
 __all__ = ["KvStore"]
 
-_PUT_FIXED = 4 + 2 + P.MAX_KEY_BYTES   # a PUT's count, plus room for a chain parent (as the .NET client)
+_PUT_FIXED = 4 + 2 + P.MAX_KEY_BYTES + 4   # a PUT's count, room for a chain parent and a TTL (as the .NET client)
 
 from .config import parse_servers, resolve_config
 from . import keys as K
@@ -70,9 +70,14 @@ class KvStore:
     * ``redis_url`` / ``cluster`` (default ``"default"``): discover the cluster's live nodes in
       Redis and follow joins and departures (needs the ``redis`` package). URL forms:
       ``redis://[[user]:password@]host:port[/db]``, ``rediss://…[?ca=/path/ca.pem]`` (TLS) and
-      ``redis+sentinel://host:port,host:port/master[/db]`` (docs/cluster.md). ``replicas`` (default 1):
+      ``redis+sentinel://host:port,host:port/master[/db]`` (docs/cluster.md). ``replicas`` (default: the
+      cluster's setting, ``kvasir cluster set replicas=N``, read when the store connects; else 1):
       copies of each value; puts go to the key's top R nodes, gets/exists try them in order
       (docs/cluster.md). ``membership_poll`` (default 1 s): how often Redis is checked for changes.
+      ``replica_versions`` (default True): with ``replicas`` >= 2, puts carry a version from this client's
+      hybrid logical clock and gets ask every replica, keep the newest copy and write it back to replicas
+      that had none or an older one (read repair; docs/cluster.md § Versions). False: gets take the first
+      hit in rank order, enough for write-once keys.
       ``chain_placement`` (default False): chained puts go whole to their chain root's nodes, one
       request per replica (docs/cluster.md; read them back with the ``*_chain`` lookups).
     * ``capacity`` (e.g. ``"8GiB"``), ``data_plane_addr`` (default ``"127.0.0.1:0"``), ``client_id``:
@@ -120,7 +125,8 @@ class KvStore:
                  redis_url: Optional[str] = None, cluster: Optional[str] = None, replicas: Optional[int] = None,
                  capacity=None, data_plane_addr: Optional[str] = None, client_id: Optional[str] = None,
                  membership_poll: float = 1.0, tls_ca: Optional[str] = None, tls_server_name: Optional[str] = None,
-                 tls_cert: Optional[str] = None, tls_key: Optional[str] = None, chain_placement: bool = False):
+                 tls_cert: Optional[str] = None, tls_key: Optional[str] = None, replica_versions: bool = True,
+                 chain_placement: bool = False):
         cfg = resolve_config(servers, auth_key, transport, connect_timeout, request_timeout, redis_url, cluster, replicas,
                              {"tls_ca": tls_ca, "tls_server_name": tls_server_name, "tls_cert": tls_cert, "tls_key": tls_key})
         mode = str(cfg["transport"]).strip().lower()
@@ -152,10 +158,12 @@ class KvStore:
         self._router = None
         self._embedded = None
         self.replicas = cfg["replicas"]
+        self.replica_versions = bool(replica_versions)
         self.chain_placement = chain_placement
         if cfg["redis_url"] or len(self.servers) > 1 or capacity is not None:
             self._start_cluster(cfg, capacity, data_plane_addr or "127.0.0.1:0", client_id, membership_poll, servers is not None)
             return
+        self.replicas = self.replicas or 1
         self._conn = self._open()
         self.hello = self._conn.hello
 
@@ -322,7 +330,7 @@ class KvStore:
 
     def _put(self, keys: list, values: list, chain: bool = False, chain_parent: Optional[bytes] = None,
              replicas: Optional[int] = None, chain_root: Optional[bytes] = None, chain_placement: Optional[bool] = None,
-             ttl=None) -> List[int]:
+             ttl=None, versions: Optional[list] = None) -> List[int]:
         ttl_secs = None if ttl is None else K.ttl_seconds(ttl)
         if self._router is not None:
             self._check_open()
@@ -334,7 +342,9 @@ class KvStore:
         ``chain``: key i's block continues key i-1's (PUT's CHAIN flag), and ``chain_parent`` is the
         stored key the first block continues. Requests are sent in order on one connection, so a
         parent is always stored before its child. Chunks break at keys refused here; the next chunk's
-        parent is the refused key (absent on the node, so no link: what the node itself would do)."""
+        parent is the refused key (absent on the node, so no link: what the node itself would do).
+        ``versions``: each value's version (PUT flag VERSION, docs/cluster.md § Versions), sent when the
+        node granted the versions feature (over TCP: ALLOC carries no version)."""
         n = len(keys)
         results = [E.OK] * n
         with self._lock:
@@ -352,7 +362,8 @@ class KvStore:
                     results[i] = E.VALUE_TOO_LARGE
                 else:
                     todo.append(i)
-            sizes = [P.put_entry_size(len(keys[i]), self.value_crc) for i in todo]
+            # a CRC is counted whether or not the connection sends one
+            sizes = [P.put_entry_size(len(keys[i]), self.value_crc, versions is not None) for i in todo]
             if not chain:
                 chunks = _split(sizes, hello, _PUT_FIXED)
             else:
@@ -371,15 +382,19 @@ class KvStore:
             def run(conn, start, end):
                 idx = todo[start:end]
                 self._negotiate(conn)
-                if self._shm is not None and not chain and ttl_secs is None:   # chains and TTLs need PUT's flags: they go over TCP
+                versioned = versions is not None and conn.versions
+                # chains, TTLs and versions need PUT's flags: they go over TCP
+                if self._shm is not None and not chain and ttl_secs is None and not versioned:
                     shm.alloc_chunk(conn, self._shm, keys, values, lengths, results, idx)
                     return
                 parent = parent_of(idx[0]) if chain else None
                 with_crc = self.value_crc and bool(getattr(conn, "features", 0) & P.FEATURE_VALUE_CRC)
                 flags = ((P.Flag.CHAIN if chain else 0) | (P.Flag.CHAIN_PARENT if parent else 0)
-                         | (P.Flag.VALUE_CRC if with_crc else 0) | (P.Flag.TTL if ttl_secs is not None else 0))
+                         | (P.Flag.VALUE_CRC if with_crc else 0) | (P.Flag.TTL if ttl_secs is not None else 0)
+                         | (P.Flag.VERSION if versioned else 0))
                 meta = P.encode_put_meta([(keys[i], lengths[i], *((_crc_of_pieces(values[i]),) if with_crc else ())) for i in idx],
-                                         parent=parent, ttl_seconds=ttl_secs)
+                                         parent=parent, versions=[versions[i] for i in idx] if versioned else None,
+                                         ttl_seconds=ttl_secs)
                 pieces = [p for i in idx for p in values[i]]
                 rid = conn.send_request(P.Opcode.PUT, meta, pieces, sum(lengths[i] for i in idx), flags=int(flags))
                 _, reply = conn.read_reply(rid, P.Opcode.PUT)
@@ -430,8 +445,10 @@ class KvStore:
 
     # -- GET --
 
-    def _get(self, keys: list, dests: list) -> list:
-        """dests: per key a list of memoryview pieces, or None to allocate. Returns (codes, values)."""
+    def _get(self, keys: list, dests: list, versions: Optional[list] = None) -> list:
+        """dests: per key a list of memoryview pieces, or None to allocate. Returns (codes, values).
+        ``versions``: a list filled with each hit's version as the node reported it (0 when it reports none);
+        the keys are then read over TCP (LEASE carries no version)."""
         if self._router is not None:
             self._check_open()
             return self._router.get(keys, dests)
@@ -450,7 +467,7 @@ class KvStore:
             def run(conn, start, end):
                 idx = todo[start:end]
                 self._negotiate(conn)
-                if self._shm is not None:
+                if self._shm is not None and not (versions is not None and conn.versions):
                     shm.lease_chunk(conn, self._shm, keys, dests, results, allocated, idx, verify)
                     return
                 rid = conn.send_request(P.Opcode.GET, P.encode_key_batch([keys[i] for i in idx]))
@@ -462,6 +479,8 @@ class KvStore:
                         results[i] = _code(entry.status)
                         continue
                     length = entry.length
+                    if versions is not None:
+                        versions[i] = entry.version
                     pieces = dests[i]
                     if pieces is None:
                         buf = bytearray(length)

@@ -14,18 +14,22 @@ with open(os.path.join(ROOT, "tests", "vectors", "frames.json"), encoding="utf-8
     DOC = json.load(_f)
 
 
-def to_json(obj):
-    """Decoded protocol objects -> the JSON shape of frames.json (bytes as hex, enums by name)."""
+def to_json(obj, versioned=False):
+    """Decoded protocol objects -> the JSON shape of frames.json (bytes as hex, enums by name). The value-version
+    fields (feature 0x4: ``version`` per entry, ``versioned``) appear only on frames that carry versions."""
     if isinstance(obj, enum.Enum):
         return obj.name
     if isinstance(obj, (bytes, bytearray)):
         return obj.hex()
-    if isinstance(obj, p.PutEntry) and obj.crc32c is None:   # a PUT entry without VALUE_CRC has no crc32c field
-        return {"key": obj.key.hex(), "value_length": obj.value_length}
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        versioned = getattr(obj, "versioned", versioned)
+        versions_fields = isinstance(obj, (p.PutRequest, p.PutEntry, p.GetReply, p.GetEntry))
+        no_crc = isinstance(obj, p.PutEntry) and obj.crc32c is None   # a PUT entry without VALUE_CRC has no crc32c field
+        return {f.name: to_json(getattr(obj, f.name), versioned) for f in dataclasses.fields(obj)
+                if (versioned or not versions_fields or f.name not in ("version", "versioned"))
+                and not (no_crc and f.name == "crc32c")}
     if isinstance(obj, list):
-        return [to_json(x) for x in obj]
+        return [to_json(x, versioned) for x in obj]
     return obj
 
 
@@ -48,10 +52,10 @@ def from_json(opcode: str, is_reply: bool, status: str, meta: dict):
         return p.StatsReply([p.Stat(**s) for s in meta["stats"]]) if is_reply else p.StatsRequest()
     if opcode == "PUT" and not is_reply:
         parent = None if meta["parent"] is None else h(meta["parent"])
-        entries = [p.PutEntry(h(e["key"]), e["value_length"], e.get("crc32c")) for e in meta["entries"]]
+        entries = [p.PutEntry(h(e["key"]), e["value_length"], e.get("crc32c"), e.get("version", 0)) for e in meta["entries"]]
         if "ttl_seconds" in meta:
-            return p.PutRequestTtl(parent, entries, meta["ttl_seconds"])
-        return p.PutRequest(parent, entries)
+            return p.PutRequestTtl(parent, entries, meta.get("versioned", False), ttl_seconds=meta["ttl_seconds"])
+        return p.PutRequest(parent, entries, meta.get("versioned", False))
     if opcode == "SCAN":
         if is_reply:
             return p.ScanReply(meta["tiers"], [p.ScanEntry(h(e["key"]), e["length"]) for e in meta["entries"]], h(meta["cursor"]))
@@ -71,7 +75,8 @@ def from_json(opcode: str, is_reply: bool, status: str, meta: dict):
             return p.AllocReply([p.AllocReplyEntry(p.WireStatus[e["status"]], e["offset"], e["reservation_id"]) for e in meta["entries"]])
         return p.AllocRequest([p.AllocEntry(h(e["key"]), e["value_length"]) for e in meta["entries"]])
     if opcode == "GET" and is_reply:
-        return p.GetReply([p.GetEntry(p.WireStatus[e["status"]], e["length"], e["crc32c"]) for e in meta["entries"]])
+        return p.GetReply([p.GetEntry(p.WireStatus[e["status"]], e["length"], e["crc32c"], e.get("version", 0)) for e in meta["entries"]],
+                          meta.get("versioned", False))
     if is_reply:
         return p.StatusList([p.WireStatus[s] for s in meta["statuses"]])
     return p.KeyBatch([h(k) for k in meta["keys"]])
@@ -94,7 +99,8 @@ def test_tables_match_the_vectors():
 def test_vector_decodes_and_reencodes(vector):
     raw = bytes.fromhex(vector["hex"])
     expected = vector["frame"]
-    frame = p.decode_frame(raw)
+    versions = bool(vector.get("connection_features", 0) & p.FEATURE_VERSIONS)
+    frame = p.decode_frame(raw, versions=versions)
     h = frame.header
     assert p.Opcode(h.opcode).name == expected["opcode"]
     assert [n for n, f in p.FLAG_NAMES if h.flags & f] == expected["flags"]
@@ -103,7 +109,7 @@ def test_vector_decodes_and_reencodes(vector):
     assert to_json(frame.meta) == expected["meta"]
     assert frame.payload.hex() == expected["payload"]
     if not h.is_reply:  # requests also pass the node's own checks
-        p.decode_frame(raw, request=True)
+        p.decode_frame(raw, request=True, versions=versions)
 
     flags = 0
     for name in expected["flags"]:

@@ -55,3 +55,25 @@ def test_a_put_whose_crc_does_not_match_its_bytes_is_a_miss_and_counted(own_node
         assert s.stats()["crc_mismatches"] == 1
     finally:
         s.close()
+
+
+def test_a_put_with_value_crc_version_and_ttl_together_reads_back_with_its_versions(own_node):
+    """VALUE_CRC, VERSION and TTL in one PUT (per entry: key, CRC, version; the TTL after the last entry)."""
+    s = KvStore(own_node.address, transport="tcp", value_crc=True, request_timeout=10)
+    try:
+        values = [bytes([7 + i]) * (2000 + i) for i in range(3)]
+        keys = [f"vcv/{i}".encode() for i in range(len(values))]
+        stamps = [((1_764_000_000_000 << 16) | (i + 1)) for i in range(len(values))]
+        assert s._put(keys, [[memoryview(v)] for v in values], ttl=3600, versions=stamps) == [0] * len(values)
+        got = [0] * len(keys)
+        codes, read = s._get(keys, [None] * len(keys), got)
+        assert codes == [len(v) for v in values]   # a hit's code is its length
+        assert [bytes(v) for v in read] == values
+        assert got == stamps
+        assert all(0 < i.ttl_ms <= 3600_000 for i in s.info(keys)), "the TTL after the last entry was not kept"
+        # an older version does not replace the newer value
+        assert s._put([keys[0]], [[memoryview(b"old")]], ttl=3600, versions=[stamps[0] - 1]) == [0]
+        assert s.get(keys[0]) == values[0]
+        assert s.stats()["crc_mismatches"] == 0
+    finally:
+        s.close()

@@ -72,7 +72,7 @@ public static class ClientCommands
             RedisUrl = redis,
             RedisCaFile = cl.Get("redis-ca"),
             Cluster = cl.Get("cluster", "default"),
-            Replicas = cl.Int("replicas", 1, 1, 16),
+            Replicas = cl.Int("replicas", 0, 1, 16),   // 0: the cluster's setting (kvasir cluster set replicas=N), else 1
             AuthKey = authKey,
             Tls = TlsOptions(cl),
             RequestTimeout = timeout ?? TimeSpan.FromSeconds(30),

@@ -12,6 +12,7 @@ const string Usage = """
       admin-token  the bearer token of the admin HTTP endpoints for an auth key
       keygen FILE  write a new random auth key to FILE (mode 0600) for --auth-key-file / KVASIR_AUTH_KEY_FILE
       status    a cluster's nodes (or one node): state, capacity, use, keys, hit ratio
+      cluster   cluster-wide settings in the registry: kvasir cluster set replicas=2 --redis URL
       bench     load generator against a running node
       stats demo|summary|visualize|export   access statistics files: synthetic workload, summary, PNG plots, a node's export
       transfer-peer   the scripted transfer engine peer (docs/transfer.md § Interop peer)
@@ -47,6 +48,7 @@ if (rest.Contains("--help") || rest.Contains("-h"))
         "serve" => ServeCommand.Help,
         "bench" => BenchCommand.Help,
         "status" => StatusCommand.Help,
+        "cluster" => ClusterCommand.Help,
         "config" => ConfigCommand.Help,
         "stats" => StatsCommand.Help,
         "transfer-peer" => TransferPeerCommand.Help,
@@ -64,6 +66,7 @@ try
         "serve" => await ServeCommand.RunAsync(rest),
         "bench" => await BenchCommand.RunAsync(rest),
         "status" => await StatusCommand.RunAsync(rest),
+        "cluster" => await ClusterCommand.RunAsync(rest),
         "config" => ConfigCommand.Run(rest),
         "admin-token" => ConfigCommand.AdminToken(rest),
         "keygen" => ConfigCommand.Keygen(rest),

@@ -251,6 +251,11 @@ public sealed partial class KvStore : IAsyncDisposable
             if (error is not null) throw new KvasirException($"node {node.Id} ({node.Address}): {error}");
     }
 
+    /// <summary>
+    /// Values a cluster store wrote back to replicas that had none or an older version when it read them
+    /// (<see cref="KvStoreOptions.ReplicaVersions"/>); 0 for a single node.
+    /// </summary>
+    public long ReadRepairs => _router?.ReadRepairs ?? 0;
     private static IReadOnlyList<uint>? GivenCrcs(PutOptions? options, int count)
     {
         if (options?.ValueCrc32C is not { } crcs) return null;
@@ -307,15 +312,17 @@ public sealed partial class KvStore : IAsyncDisposable
         List<(int, int, ReadOnlyMemory<byte>, bool)> chunks)
     {
         int chunkStart = start;
-        int meta = 4 + 2 + ProtocolLimits.MaxKeyBytes;
+        // Fixed part: count, a chain parent, the TTL suffix. Each entry counts a CRC whether or not its connection sends one.
+        int fixedMeta = 4 + 2 + ProtocolLimits.MaxKeyBytes + PutRequest.SuffixSize(batch.TtlSeconds is not null);
+        int meta = fixedMeta;
         for (int i = start; i < end; i++)
         {
-            int entry = PutRequest.EntrySize(batch.Keys[i].Length);
+            int entry = PutRequest.EntrySize(batch.Keys[i].Length, valueCrc: true, version: batch.Versions is not null);
             if (i > chunkStart && (i - chunkStart >= limits.MaxBatchKeys || meta + entry > limits.MaxMetaBytes))
             {
                 chunks.Add(Chunk(chunkStart, i));
                 chunkStart = i;
-                meta = 4 + 2 + ProtocolLimits.MaxKeyBytes;
+                meta = fixedMeta;
             }
             meta += entry;
         }

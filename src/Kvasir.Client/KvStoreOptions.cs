@@ -27,11 +27,25 @@ public sealed class KvStoreOptions
     public string Cluster { get; init; } = "default";
 
     /// <summary>
-    /// Copies of each value in a cluster. Default 1. Puts go to the top R nodes of the key's ranking;
-    /// gets and exists try them in order. R=2 survives one node's death without misses; each
+    /// Copies of each value in a cluster (1 to 16). Puts go to the top R nodes of the key's ranking;
+    /// gets and exists ask them (see <see cref="ReplicaVersions"/>). R=2 survives one node's death without misses; each
     /// replica costs a put's bandwidth and memory again. Overridable per put (<see cref="PutOptions.Replicas"/>).
     /// </summary>
-    public int Replicas { get; init; } = 1;
+    /// <remarks>
+    /// Default 0: the cluster's setting (<c>kvasir cluster set replicas=N</c>, read from the registry when the store
+    /// connects; docs/cluster.md § Cluster settings), or 1 when it has none or the cluster is a static server list.
+    /// </remarks>
+    public int Replicas { get; init; }
+
+    /// <summary>
+    /// With <see cref="Replicas"/> ≥ 2 (default true): every put carries a version from this client's hybrid logical
+    /// clock, and every get asks all of a key's replicas, keeps the newest copy and writes it back to replicas that had
+    /// none or an older one (read repair), so an overwritten key never reads stale after a replica missed the
+    /// overwrite (docs/cluster.md § Versions). Costs R reads per get (and TCP instead of shared memory for the versioned
+    /// calls). False: gets ask replicas in rank order and take the first hit — enough for write-once keys (content
+    /// addressed KV blocks, whose value never changes).
+    /// </summary>
+    public bool ReplicaVersions { get; init; } = true;
 
     /// <summary>
     /// In a cluster, place chained puts by their chain's root key (docs/protocol.md § Placement): all blocks of a
@@ -145,7 +159,7 @@ public sealed class KvStoreOptions
     {
         if (ConnectionsPerNode < 1) throw new KvasirException("ConnectionsPerNode must be at least 1");
         if (ConnectTimeout <= TimeSpan.Zero || RequestTimeout <= TimeSpan.Zero) throw new KvasirException("timeouts must be positive");
-        if (Replicas < 1) throw new KvasirException($"replicas must be at least 1 (got {Replicas})");
+        if (Replicas is < 0 or > 16) throw new KvasirException($"replicas must be 1 to 16, or 0 for the cluster's setting (got {Replicas})");
         if (MembershipPoll <= TimeSpan.Zero) throw new KvasirException("membership poll interval must be positive");
         if (Transport is not (KvTransportKind.Auto or KvTransportKind.Tcp or KvTransportKind.Shm))
             throw new KvasirException($"transport {Transport} cannot be chosen for a connection (Auto, Tcp or Shm; a node in this process: KvStore.Open, or Kvasir.Embedded's EmbeddedKvStore)");

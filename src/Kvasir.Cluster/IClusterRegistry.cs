@@ -34,6 +34,15 @@ public interface IClusterRegistry : IAsyncDisposable
 
     /// <summary>Calls <paramref name="onChange"/> (on a thread-pool thread) whenever a node joins or leaves.</summary>
     Task SubscribeAsync(Action onChange);
+
+    /// <summary>The cluster-wide settings (docs/cluster.md § Cluster settings); none for a registry that keeps no settings.</summary>
+    /// <exception cref="ClusterRegistryException">The registry cannot be read.</exception>
+    /// <exception cref="FormatException">A stored setting has a value this build cannot use.</exception>
+    Task<ClusterSettings> ReadSettingsAsync() => Task.FromResult(ClusterSettings.None);
+
+    /// <summary>Stores one cluster-wide setting (checked with <see cref="ClusterSettings.Validate"/>); an empty value removes it.</summary>
+    /// <exception cref="ClusterRegistryException">The registry cannot be written, or keeps no settings.</exception>
+    Task WriteSettingAsync(string name, string value) => throw new ClusterRegistryException($"registry {GetType().Name} keeps no cluster settings");
 }
 
 /// <summary>Live members at one membership epoch, sorted by id.</summary>

@@ -89,7 +89,7 @@ public sealed partial class RedisClusterRegistry : IClusterRegistry
 
     private readonly ConnectionMultiplexer _redis;
     private readonly RedisConnector _connector;
-    private readonly RedisKey _members, _records, _down, _epoch;
+    private readonly RedisKey _members, _records, _down, _epoch, _settings;
     private readonly RedisChannel _channel;
     private readonly string _channelName;
 
@@ -102,6 +102,7 @@ public sealed partial class RedisClusterRegistry : IClusterRegistry
         _records = $"kvasir:{{{cluster}}}:records";
         _down = $"kvasir:{{{cluster}}}:down";
         _epoch = $"kvasir:{{{cluster}}}:epoch";
+        _settings = $"kvasir:{{{cluster}}}:settings";
         _channelName = $"kvasir:{{{cluster}}}:events";
         _channel = RedisChannel.Literal(_channelName);
     }

@@ -59,13 +59,15 @@ public ref struct KeyBatchReader
 /// <summary>
 /// PUT request metadata: [parent key (u16 length · key) when the ChainParent flag is set] ·
 /// count (u32) · count × (key length u16 · value length u64 · key). The payload is the values,
-/// concatenated in entry order; its length must equal the sum of the value lengths. With the ValueCrc flag every
-/// entry ends with the value's CRC-32C (u32), after the key.
+/// concatenated in entry order; its length must equal the sum of the value lengths. After the key, an entry carries
+/// the value's CRC-32C (u32) with the ValueCrc flag, then the value's version (u64) with the Version flag, in that
+/// order; with the Ttl flag a u32 time to live follows the last entry.
 /// </summary>
 public static class PutRequest
 {
     /// <summary>Bytes of one entry with a key of <paramref name="keyLength"/> bytes.</summary>
-    public static int EntrySize(int keyLength, bool valueCrc = false) => 2 + 8 + keyLength + (valueCrc ? 4 : 0);
+    public static int EntrySize(int keyLength, bool valueCrc = false, bool version = false) =>
+        2 + 8 + keyLength + (valueCrc ? 4 : 0) + (version ? ValueVersions.Size : 0);
 
     /// <summary>Bytes before the first entry.</summary>
     public static int PrefixSize(ReadOnlySpan<byte> parent, bool hasParent) => 4 + (hasParent ? 2 + parent.Length : 0);
@@ -89,6 +91,25 @@ public static class PutRequest
         WriteEntry(ref writer, key, valueLength);
         writer.U32(crc32c);
     }
+
+    /// <summary>An entry of a PUT with <see cref="FrameFlags.Version"/>: the entry, then the value's version (u64).</summary>
+    public static void WriteEntry(ref MetaWriter writer, ReadOnlySpan<byte> key, long valueLength, long version)
+    {
+        WriteEntry(ref writer, key, valueLength);
+        writer.U64((ulong)version);
+    }
+
+    /// <summary>
+    /// An entry with any of the per-entry extensions, in their wire order: the entry, then the writer's CRC-32C when
+    /// <paramref name="crc32c"/> is set (ValueCrc flag), then the version when <paramref name="version"/> is set (Version flag).
+    /// </summary>
+    public static void WriteEntry(ref MetaWriter writer, ReadOnlySpan<byte> key, long valueLength, uint? crc32c, long? version)
+    {
+        WriteEntry(ref writer, key, valueLength);
+        if (crc32c is uint crc) writer.U32(crc);
+        if (version is long v) writer.U64((ulong)v);
+    }
+
     /// <summary>Bytes after the last entry: 4 with the <see cref="FrameFlags.Ttl"/> flag, else 0.</summary>
     public static int SuffixSize(bool ttl) => ttl ? 4 : 0;
 
@@ -103,12 +124,14 @@ public ref struct PutBatchReader
     private int _left;
     private readonly bool _valueCrc;
     private readonly bool _ttl;
+    private readonly bool _versioned;
 
     public PutBatchReader(ReadOnlySpan<byte> meta, FrameFlags flags, int maxBatch)
     {
         _reader = new MetaReader(meta);
         _valueCrc = (flags & FrameFlags.ValueCrc) != 0;
         _ttl = (flags & FrameFlags.Ttl) != 0;
+        _versioned = (flags & FrameFlags.Version) != 0;
         if ((flags & FrameFlags.ChainParent) != 0)
         {
             int parentLength = _reader.U16();
@@ -118,7 +141,7 @@ public ref struct PutBatchReader
         uint count = _reader.U32();
         if (count > (uint)maxBatch)
             throw new ProtocolException(WireStatus.BatchTooLarge, $"batch of {count} keys exceeds the limit of {maxBatch}");
-        if ((long)count * (_valueCrc ? 14 : 10) > _reader.Remaining)
+        if ((long)count * (10 + (_valueCrc ? 4 : 0) + (_versioned ? ValueVersions.Size : 0)) > _reader.Remaining)
             throw new ProtocolException(WireStatus.BadFrame, $"batch count {count} does not fit the metadata");
         Count = (int)count;
         _left = Count;
@@ -140,6 +163,8 @@ public ref struct PutBatchReader
 
     /// <summary>With the <see cref="FrameFlags.Ttl"/> flag: the entries' time to live in seconds (0: never), read after the last entry; else null.</summary>
     public uint? TtlSeconds { get; private set; }
+    /// <summary>The version of the entry returned by the last <see cref="Next"/>: 0 without <see cref="FrameFlags.Version"/>.</summary>
+    public long Version { get; private set; }
 
     public bool Next(out ReadOnlySpan<byte> key, out long valueLength)
     {
@@ -160,6 +185,13 @@ public ref struct PutBatchReader
         KeyOffset = _reader.Position;
         key = _reader.Bytes(keyLength);
         if (_valueCrc) ValueCrc = _reader.U32();
+        if (_versioned)
+        {
+            ulong version = _reader.U64();
+            if (version > ValueVersions.Max)
+                throw new ProtocolException(WireStatus.BadFrame, $"version {version} exceeds the largest version {ValueVersions.Max}");
+            Version = (long)version;
+        }
         return true;
     }
 
@@ -206,7 +238,11 @@ public static class StatusListReply
 }
 
 /// <summary>One entry of a GET reply.</summary>
-public readonly record struct GetReplyEntry(WireStatus Status, long Length, uint Crc32C);
+public readonly record struct GetReplyEntry(WireStatus Status, long Length, uint Crc32C)
+{
+    /// <summary>The value's version, sent only on a connection granted <see cref="ValueVersions.Feature"/>; 0 for a miss.</summary>
+    public long Version { get; init; }
+}
 
 /// <summary>
 /// GET reply metadata: count (u32) · count × (status u8 · value length u64 · CRC32C u32).
@@ -217,19 +253,23 @@ public static class GetReply
 {
     public const int EntrySize = 1 + 8 + 4;
 
-    public static int Size(int count) => 4 + count * EntrySize;
+    public static int Size(int count, bool versioned = false) => 4 + count * (versioned ? EntrySize + ValueVersions.Size : EntrySize);
 
     public static void WriteCount(ref MetaWriter writer, int count) => writer.U32((uint)count);
 
-    public static void WriteEntry(ref MetaWriter writer, GetReplyEntry entry)
+    /// <param name="writer">Where the entry goes.</param>
+    /// <param name="entry">The entry.</param>
+    /// <param name="versioned">The connection was granted <see cref="ValueVersions.Feature"/>: the entry ends with its version.</param>
+    public static void WriteEntry(ref MetaWriter writer, GetReplyEntry entry, bool versioned = false)
     {
         writer.U8(checked((byte)entry.Status));
         writer.U64((ulong)entry.Length);
         writer.U32(entry.Crc32C);
+        if (versioned) writer.U64((ulong)entry.Version);
     }
 
-    /// <summary>Parses and checks that the Ok lengths add up to <paramref name="payloadLength"/>.</summary>
-    public static GetReplyEntry[] Read(ReadOnlySpan<byte> meta, int expectedCount, long payloadLength)
+    /// <summary>Parses and checks that the Ok lengths add up to <paramref name="payloadLength"/>; <paramref name="versioned"/>: entries carry versions.</summary>
+    public static GetReplyEntry[] Read(ReadOnlySpan<byte> meta, int expectedCount, long payloadLength, bool versioned = false)
     {
         var r = new MetaReader(meta);
         uint count = r.U32();
@@ -246,7 +286,10 @@ public static class GetReply
                 throw new ProtocolException(WireStatus.BadFrame, "value length out of range in GET reply");
             if (status != WireStatus.Ok && length != 0)
                 throw new ProtocolException(WireStatus.BadFrame, "a miss carries a non-zero length");
-            entries[i] = new GetReplyEntry(status, (long)length, crc);
+            ulong version = versioned ? r.U64() : 0;
+            if (version > ValueVersions.Max)
+                throw new ProtocolException(WireStatus.BadFrame, "version out of range in GET reply");
+            entries[i] = new GetReplyEntry(status, (long)length, crc) { Version = (long)version };
             sum += (long)length;
         }
         r.End();

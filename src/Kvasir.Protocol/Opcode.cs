@@ -47,6 +47,8 @@ public enum FrameFlags : ushort
     ValueCrc = 0x0004,
     /// <summary>PUT (feature <see cref="ProtocolFeatures.Ttl"/>): the metadata ends with a u32 time to live in seconds for every entry.</summary>
     Ttl = 0x0008,
+    /// <summary>PUT, on a connection granted <see cref="ValueVersions.Feature"/>: every entry ends with the value's version (u64).</summary>
+    Version = 0x0010,
     /// <summary>Set on every frame sent by the node.</summary>
     Reply = 0x8000,
 }
@@ -70,6 +72,9 @@ public static class ProtocolFeatures
     /// <summary>PUT may carry the <see cref="FrameFlags.Ttl"/> flag and its u32 seconds.</summary>
     public const ulong Ttl = 0x2;
 
+    /// <summary>PUT may carry the <see cref="FrameFlags.Version"/> flag and GET reply entries end with versions (<see cref="ValueVersions"/>).</summary>
+    public const ulong Versions = ValueVersions.Feature;
+
     /// <summary>Every feature this implementation knows.</summary>
-    public const ulong Known = ValueCrc | Ttl;
+    public const ulong Known = ValueCrc | Ttl | Versions;
 }

@@ -180,7 +180,8 @@ public sealed partial class KvArenaStore : IDisposable
     }
 
     /// <summary>
-    /// Publishes a reservation as version <paramref name="version"/> of its key (0: the next version of the clock),
+    /// Publishes a reservation as version <paramref name="version"/> of its key (0: the next version of the clock;
+    /// a version chosen by a client moves the clock past it),
     /// unless the key already holds a newer version in DRAM or <paramref name="newerBelow"/> says a lower tier holds
     /// a newer record (a newer write or a removal): then the reservation is aborted and false returned. Both checks
     /// and the publication happen under one hold of the store's lock, so an older write never replaces a newer one.
@@ -191,7 +192,7 @@ public sealed partial class KvArenaStore : IDisposable
         lock (_gate)
         {
             ThrowIfDisposed();
-            if (version == 0) version = _clock.Next();
+            version = _clock.Take(version);
             if ((_lookup.TryGetValue(reservation.Key, out Slot? existing) && existing.Current.Sequence > version)
                 || (newerBelow is not null && newerBelow(reservation.Key, version)))
             {
@@ -305,12 +306,16 @@ public sealed partial class KvArenaStore : IDisposable
     /// the lease only, invisible to every other reader, and its space is freed when the lease is
     /// released. Used to serve a value from a lower tier without taking DRAM for it.
     /// </summary>
-    public ValueLease LeaseUnpublished(Reservation reservation, uint crc32c, ILeaseHolder? holder)
+    public ValueLease LeaseUnpublished(Reservation reservation, uint crc32c, ILeaseHolder? holder) => LeaseUnpublished(reservation, crc32c, holder, 0);
+
+    /// <summary>As <see cref="LeaseUnpublished(Reservation, uint, ILeaseHolder?)"/>, for a value whose version (<see cref="ValueLease.Sequence"/>) a lower tier recorded.</summary>
+    internal ValueLease LeaseUnpublished(Reservation reservation, uint crc32c, ILeaseHolder? holder, long sequence)
     {
         CheckOwner(reservation);
         lock (_gate)
         {
             ValueVersion version = Finish(reservation, crc32c, VersionState.Retired);
+            version.Sequence = sequence;
             version.LeaseCount++;
             var lease = new ValueLease(this, ++_lastLeaseId, version, _arena.BaseAddress + (nint)version.Offset, holder,
                 Stopwatch.GetTimestamp() + _leaseTimeoutTicks);
@@ -324,12 +329,13 @@ public sealed partial class KvArenaStore : IDisposable
     /// Leases a value staged outside the arena (<see cref="StagingArea"/>): readable through the lease only, freed
     /// back to its staging area when the lease ends (released or expired), like an unpublished lease.
     /// </summary>
-    internal ValueLease LeaseStaged(ValueVersion staged, nint address, uint crc32c, ILeaseHolder? holder)
+    internal ValueLease LeaseStaged(ValueVersion staged, nint address, uint crc32c, ILeaseHolder? holder, long sequence = 0)
     {
         lock (_gate)
         {
             ThrowIfDisposed();
             staged.Crc32C = crc32c;
+            staged.Sequence = sequence;
             staged.State = VersionState.Retired;
             staged.LeaseCount++;
             var lease = new ValueLease(this, ++_lastLeaseId, staged, address, holder, Stopwatch.GetTimestamp() + _leaseTimeoutTicks);

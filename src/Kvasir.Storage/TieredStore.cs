@@ -141,26 +141,30 @@ public sealed partial class TieredStore : IDisposable
     /// the value first crosses a tier boundary (at once when there is a disk tier) or is first read; a mismatch is
     /// dropped and counted (<see cref="CrcMismatches"/>), never written down or served.
     /// </param>
+    /// <param name="version">
+    /// The value's version chosen by the writer (a PUT's <c>VERSION</c>; docs/cluster.md § Versions), or 0 for the
+    /// node's clock. A write whose version is older than the key's newest in any tier is superseded (Ok, not stored).
+    /// </param>
     public Task<WireStatus> CommitAsync(Reservation reservation, uint crc32c, byte[]? chainParent = null, Task? publishAfter = null,
-        bool writerCrc = false)
+        bool writerCrc = false, long version = 0)
     {
         ArgumentNullException.ThrowIfNull(reservation);
+        ArgumentOutOfRangeException.ThrowIfNegative(version);
         if (writerCrc && !AcceptWriterCrc(reservation, crc32c)) return s_tierFailed;
         if (_shared is not null) BumpEpoch(reservation.Key);
         if (_disk is null && publishAfter is null)
         {
-            var status = Publish(reservation, crc32c, chainParent, 0);
+            var status = Publish(reservation, crc32c, chainParent, version);
             return status == WireStatus.Ok ? s_ok : Task.FromResult(status);
         }
-        return CommitThroughAsync(reservation, crc32c, chainParent, publishAfter);
+        return CommitThroughAsync(reservation, crc32c, chainParent, publishAfter, version);
     }
 
-    private async Task<WireStatus> CommitThroughAsync(Reservation reservation, uint crc32c, byte[]? chainParent, Task? publishAfter)
+    private async Task<WireStatus> CommitThroughAsync(Reservation reservation, uint crc32c, byte[]? chainParent, Task? publishAfter, long version)
     {
-        long version = 0;
         if (_disk is not null)
         {
-            var write = await _disk.WriteAsync(reservation.Key, reservation.Address, reservation.Length, crc32c).ConfigureAwait(false);
+            var write = await _disk.WriteAsync(reservation.Key, reservation.Address, reservation.Length, crc32c, version).ConfigureAwait(false);
             if (!write.Ok)
             {
                 await AwaitQuietly(publishAfter).ConfigureAwait(false);
@@ -307,8 +311,8 @@ public sealed partial class TieredStore : IDisposable
         }
         Interlocked.Increment(ref _servedBelow);
         Interlocked.Increment(ref tier == StoreTier.Disk ? ref _servedDisk : ref _servedShared);
-        if (staged is not null) return new LeaseResult(WireStatus.Ok, _dram.LeaseStaged(staged, stagedAt, crc, holder)) { Tier = tier };
-        if (!promote) return new LeaseResult(WireStatus.Ok, _dram.LeaseUnpublished(reservation!, crc, holder)) { Tier = tier };
+        if (staged is not null) return new LeaseResult(WireStatus.Ok, _dram.LeaseStaged(staged, stagedAt, crc, holder, version)) { Tier = tier };
+        if (!promote) return new LeaseResult(WireStatus.Ok, _dram.LeaseUnpublished(reservation!, crc, holder, version)) { Tier = tier };
         _reads.TryRemove(keyCopy, out _);
         // The copy read may have been overtaken: by a newer disk record (or a tombstone), or, for a shared file, by any
         // write or removal of the key since the read began. Checked under the DRAM lock, with the publication.
@@ -317,7 +321,7 @@ public sealed partial class TieredStore : IDisposable
         bool published = _dram.CommitPromoted(reservation!, crc, version, k => version > 0
             ? _disk!.NewestVersion(k) == version
             : Epoch(k) == epoch && (_disk is null || _disk.NewestVersion(k) == 0));
-        if (!published) return new LeaseResult(WireStatus.Ok, _dram.LeaseUnpublished(reservation!, crc, holder)) { Tier = tier };
+        if (!published) return new LeaseResult(WireStatus.Ok, _dram.LeaseUnpublished(reservation!, crc, holder, version)) { Tier = tier };
         Interlocked.Increment(ref _promotions);
         // Not a DRAM hit: this read was counted as a DRAM miss and is served from below (tier_served_*).
         var status = _dram.TryLease(keyCopy, holder, out var lease, countAsAccess: true, countHit: false);

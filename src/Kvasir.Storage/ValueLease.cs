@@ -30,6 +30,12 @@ public sealed unsafe class ValueLease : IListNode<ValueLease>
     /// <summary>Value length in bytes.</summary>
     public long Length => Version.Length;
 
+    /// <summary>
+    /// The value's version: the PUT's <c>VERSION</c> when the writer chose one, else the node's clock at the write
+    /// (a hybrid logical clock, see docs/cluster.md § Versions); 0 for a value read from the shared tier, which keeps none.
+    /// </summary>
+    public long Sequence => Version.Sequence;
+
     /// <summary>CRC-32C the producer supplied at commit (see <see cref="Protocol.Crc32C"/>).</summary>
     public uint Crc32C => Version.Crc32C;
 

@@ -48,6 +48,7 @@ public sealed class ClusterHarness : IAsyncDisposable
         await Poll.UntilAsync(async () => (await registry.ReadAsync()).Nodes.Count == count, $"{count} live nodes in cluster {Name}", TimeSpan.FromSeconds(20));
     }
 
+    /// <summary>A cluster client; <paramref name="replicas"/> 0: the cluster's setting.</summary>
     public Task<KvStore> ClientAsync(int replicas = 1, EmbeddedNodeOptions? embedded = null)
     {
         var options = new KvStoreOptions

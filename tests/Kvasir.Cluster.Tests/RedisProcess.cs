@@ -72,18 +72,18 @@ public sealed class RedisProcess : IDisposable
         }
     }
 
-    /// <summary>Starts the server again on the same port, after <see cref="Kill"/>.</summary>
-    public void Restart()
+    /// <summary>Starts the server again on the same port, after <see cref="Kill"/>; <paramref name="more"/>: arguments added this time (--replicaof …).</summary>
+    public void Restart(params string[] more)
     {
-        if (!TryStart()) throw new InvalidOperationException($"redis-server did not restart on port {Port}:\n{Log}");
+        if (!TryStart(more)) throw new InvalidOperationException($"redis-server did not restart on port {Port}:\n{Log}");
     }
 
-    private bool TryStart()
+    private bool TryStart(string[]? more = null)
     {
         var psi = new ProcessStartInfo(Find()) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = _dir };
         if (_configFile is not null) psi.ArgumentList.Add(_configFile);
         var save = _configFile is null ? new[] { "--save", "", "--appendonly", "no", "--dir", _dir } : [];
-        foreach (var a in new[] { "--port", Port.ToString(), "--bind", "127.0.0.1" }.Concat(save).Concat(["--protected-mode", "no", "--loglevel", "warning"]).Concat(_extra))
+        foreach (var a in new[] { "--port", Port.ToString(), "--bind", "127.0.0.1" }.Concat(save).Concat(["--protected-mode", "no", "--loglevel", "warning"]).Concat(_extra).Concat(more ?? []))
             psi.ArgumentList.Add(a);
         var p = Process.Start(psi) ?? throw new InvalidOperationException("could not start redis-server");
         p.OutputDataReceived += (_, e) => { lock (_log) _log.AppendLine(e.Data); };

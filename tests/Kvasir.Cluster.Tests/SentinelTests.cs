@@ -46,6 +46,45 @@ public sealed class SentinelTests(ITestOutputHelper output)
         output.WriteLine($"master killed -> replica promoted {promoted.TotalSeconds:F1} s, node heartbeat in the new master {reregistered.TotalSeconds:F1} s, new node discovered {clock.Elapsed.TotalSeconds:F1} s");
     }
 
+    [Fact]
+    public async Task When_the_old_master_comes_back_as_a_replica_heartbeats_keep_going_to_the_new_master()
+    {
+        // bench/chaos.py --sentinel: after the old master returned as a replica of the promoted one, nodes logged
+        // READONLY for their heartbeats, their registrations expired and clients dropped live nodes.
+        using var master = RedisProcess.Start();
+        using var replica = RedisProcess.Start("--replicaof", "127.0.0.1", master.Port.ToString());
+        using var sentinel = RedisProcess.StartSentinel(master, "kvmaster");
+        await Poll.UntilAsync(async () => (await sentinel.CommandAsync(["SENTINEL", "REPLICAS", "kvmaster"])).Contains($"127.0.0.1:{replica.Port}", StringComparison.Ordinal),
+            "the sentinel to learn of the replica", TimeSpan.FromSeconds(30));
+        await Poll.UntilAsync(async () => (await replica.CommandAsync(["INFO", "replication"])).Contains("master_link_status:up", StringComparison.Ordinal),
+            "the replica to be in sync with the master", TimeSpan.FromSeconds(15));
+        var cluster = SecureRegistryTests.NewCluster();
+        var url = $"redis+sentinel://127.0.0.1:{sentinel.Port}/kvmaster";
+        await using var node = await SecureRegistryTests.StartNodeAsync(url, cluster, "--log-level", "information");
+
+        master.Kill();
+        await Poll.UntilAsync(async () => (await sentinel.CommandAsync(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "kvmaster"])) == $"127.0.0.1 {replica.Port}",
+            "the sentinel to promote the replica", FailoverBound);
+        // At once, as chaos.py does: the node's registry may not have followed the failover yet.
+        master.Restart("--replicaof", "127.0.0.1", replica.Port.ToString());
+        long renewedFrom = await ExpiryAsync(replica, cluster, node.Server);
+        await Poll.UntilAsync(async () => await ExpiryAsync(replica, cluster, node.Server) > renewedFrom,
+            "the node's heartbeat to renew its registration in the promoted replica", FailoverBound);
+        await Poll.UntilAsync(async () => (await master.CommandAsync(["INFO", "replication"])).Contains("master_link_status:up", StringComparison.Ordinal),
+            "the old master to sync as a replica of the new one", TimeSpan.FromSeconds(15));
+        // Heartbeats go every TTL/4 (250 ms): over 8 s each 1-second window must renew the registration in the new master.
+        var stale = new List<string>();
+        for (int second = 0; second < 8; second++)
+        {
+            long before = await ExpiryAsync(replica, cluster, node.Server);
+            await Task.Delay(1000);
+            long after = await ExpiryAsync(replica, cluster, node.Server);
+            if (after <= before) stale.Add($"second {second}: expiry {before} -> {after}");
+        }
+        Assert.True(stale.Count == 0, $"the node's heartbeats stopped reaching the new master: {string.Join("; ", stale)}; node log: {node.Stdout} {node.Stderr}");
+        Assert.DoesNotContain("READONLY", node.Stdout + node.Stderr, StringComparison.Ordinal);
+    }
+
     /// <summary>The node's expiry score in the members zset (0 when absent).</summary>
     private static async Task<long> ExpiryAsync(RedisProcess redis, string cluster, string id)
         => long.TryParse(await redis.CommandAsync(["ZSCORE", $"kvasir:{{{cluster}}}:members", id]), out var ms) ? ms : 0;

@@ -41,6 +41,7 @@ public sealed class ValueCrcTests
     [InlineData(0x1UL, 0x1UL)]
     [InlineData(0xFFFF_FFFF_FFFF_FFFFUL, ProtocolFeatures.Known)]
     [InlineData(0x2UL, 0x2UL)]   // TTL alone: granted, and not VALUE_CRC
+    [InlineData(0x4UL, 0x4UL)]   // versions alone
     [InlineData(0x8000UL, 0UL)]  // a bit no node knows
     public async Task Hello_grants_value_crc_when_asked_and_never_a_bit_it_does_not_know(ulong asked, ulong granted)
     {

@@ -17,8 +17,9 @@ VERSION = 1
 OPCODES = {"HELLO": 0x01, "AUTH": 0x02, "PING": 0x03, "PUT": 0x10, "GET": 0x11, "EXISTS": 0x12,
            "REMOVE": 0x13, "PIN": 0x14, "UNPIN": 0x15, "SCAN": 0x16, "INFO": 0x17, "REMOVE_PREFIX": 0x18, "STATS": 0x20,
            "SHM_INFO": 0x30, "LEASE": 0x31, "RELEASE": 0x32, "ALLOC": 0x33, "COMMIT": 0x34}
-FLAGS = {"CHAIN": 0x0001, "CHAIN_PARENT": 0x0002, "VALUE_CRC": 0x0004, "TTL": 0x0008, "REPLY": 0x8000}
-FEATURES = {"VALUE_CRC": 0x1, "TTL": 0x2}
+FLAGS = {"CHAIN": 0x0001, "CHAIN_PARENT": 0x0002, "VALUE_CRC": 0x0004, "TTL": 0x0008, "VERSION": 0x0010, "REPLY": 0x8000}
+FEATURES = {"VALUE_CRC": 0x1, "TTL": 0x2, "VERSIONS": 0x4}
+FEATURE_VERSIONS = FEATURES["VERSIONS"]
 STATUSES = {"OK": 0, "NOT_FOUND": 1, "VALUE_TOO_LARGE": 2, "INVALID_KEY": 3, "OUT_OF_MEMORY": 4, "TIER_FAILED": 5, "QUOTA_EXCEEDED": 6,
             "BAD_FRAME": 32, "UNSUPPORTED_VERSION": 33, "UNKNOWN_OPCODE": 34, "HELLO_REQUIRED": 35,
             "AUTH_REQUIRED": 36, "AUTH_FAILED": 37, "FRAME_TOO_LARGE": 38, "BATCH_TOO_LARGE": 39,
@@ -92,11 +93,16 @@ def key_batch_meta(keys) -> bytes:
     return struct.pack("<I", len(keys)) + b"".join(lp16(k) for k in keys)
 
 
-def put_meta(parent, entries) -> bytes:
+def put_meta(parent, entries, versions=None, ttl_seconds=None) -> bytes:
     out = b"" if parent is None else lp16(parent)
     out += struct.pack("<I", len(entries))
-    for key, length, *crc in entries:   # (key, length) or, with VALUE_CRC, (key, length, crc32c)
+    # (key, length) or, with VALUE_CRC, (key, length, crc32c); per entry: key, then CRC, then version (VERSION)
+    for n, (key, length, *crc) in enumerate(entries):
         out += struct.pack("<HQ", len(key), length) + key + b"".join(struct.pack("<I", c) for c in crc)
+        if versions is not None:
+            out += struct.pack("<Q", versions[n])
+    if ttl_seconds is not None:   # TTL: one u32 after the last entry
+        out += struct.pack("<I", ttl_seconds)
     return out
 
 
@@ -104,9 +110,10 @@ def status_list_meta(statuses) -> bytes:
     return struct.pack("<I", len(statuses)) + bytes(STATUSES[s] for s in statuses)
 
 
-def get_reply_meta(entries) -> bytes:
+def get_reply_meta(entries, versions=None) -> bytes:
     return struct.pack("<I", len(entries)) + b"".join(
-        struct.pack("<BQI", STATUSES[s], length, crc) for s, length, crc in entries)
+        struct.pack("<BQI", STATUSES[s], length, crc) + (b"" if versions is None else struct.pack("<Q", versions[n]))
+        for n, (s, length, crc) in enumerate(entries))
 
 
 def stats_meta(stats) -> bytes:
@@ -121,7 +128,7 @@ def error_meta(message: str) -> bytes:
 
 
 def put_ttl_meta(parent, entries, ttl_seconds) -> bytes:
-    return put_meta(parent, entries) + struct.pack("<I", ttl_seconds)
+    return put_meta(parent, entries, ttl_seconds=ttl_seconds)
 
 
 def scan_request_meta(m) -> bytes:
@@ -163,7 +170,7 @@ hello_req = {"min_version": 1, "max_version": 1, "features": 0, "client_name": "
 add("hello_request", "HELLO request: the first frame on every connection. Client speaks versions 1..1, asks for no features.",
     "HELLO", [], 1, "OK", hello_req, hello_request_meta(hello_req))
 hello_req2 = {"min_version": 1, "max_version": 3, "features": 0xFFFFFFFFFFFFFFFF, "client_name": "cli\u00e9nt"}
-add("hello_request_range_and_features", "HELLO request offering versions 1..3 and every feature bit, with a non-ASCII UTF-8 name. The node picks version 1 and grants only the features it knows (0x1 VALUE_CRC).",
+add("hello_request_range_and_features", "HELLO request offering versions 1..3 and every feature bit, with a non-ASCII UTF-8 name. The node picks version 1 and grants only the features it knows (0x1 VALUE_CRC, 0x2 TTL, 0x4 versions).",
     "HELLO", [], 7, "OK", hello_req2, hello_request_meta(hello_req2))
 hello_rep = {"version": 1, "features": 0, "auth_required": False, "server_nonce": h(bytes(32)),
              "max_value_bytes": 64 << 20, "max_key_bytes": 512, "max_batch_keys": 8192,
@@ -264,6 +271,30 @@ add("get_reply_two_hits", "GET reply with two hits: the payload is value 0 then 
     get_reply_meta(get_entries2), v3 + v1)
 add("get_request_two", "GET request answered by get_reply_two_hits.",
     "GET", [], 21, "OK", {"keys": [h(k) for k in get_keys2]}, key_batch_meta(get_keys2))
+
+# Value versions (HELLO feature bit 0x4): on a connection granted the feature, PUT may carry VERSION and every GET
+# reply entry ends with the value's version. "connection_features" is what HELLO granted on the connection the frame
+# travels (a decoder needs it for the GET reply, whose header does not say).
+hlc = [(1_764_000_000_000 << 16) | 1, (1_764_000_000_000 << 16) | 2]
+add("put_request_version", "PUT with VERSION (connection granted feature 0x4): each entry ends with the value's u64 version, here hybrid-logical-clock versions (Unix ms << 16 | counter). The node keeps them; an older version than the key's newest is acknowledged but not stored.",
+    "PUT", ["VERSION"], 15, "OK",
+    {"parent": None, "entries": [{"key": h(k), "value_length": n, "version": v} for (k, n), v in zip(entries[:2], hlc)], "versioned": True},
+    put_meta(None, entries[:2], hlc), v1, connection_features=FEATURE_VERSIONS)
+add("put_request_version_chain", "PUT with CHAIN and VERSION: the flags combine; the version follows each entry's key.",
+    "PUT", ["CHAIN", "VERSION"], 16, "OK",
+    {"parent": None, "entries": [{"key": h(k), "value_length": n, "version": v} for (k, n), v in zip(chain_entries[:2], hlc)], "versioned": True},
+    put_meta(None, chain_entries[:2], hlc), b"".join(vals[:2]), connection_features=FEATURE_VERSIONS)
+all_features = FEATURES["VALUE_CRC"] | FEATURES["TTL"] | FEATURE_VERSIONS
+add("put_request_value_crc_version_ttl", "PUT with VALUE_CRC, TTL and VERSION together (connection granted features 0x1, 0x2 and 0x4): each entry is the key, then the writer's CRC-32C (u32), then the version (u64); the u32 time to live (3600 s) follows the last entry.",
+    "PUT", ["VALUE_CRC", "TTL", "VERSION"], 18, "OK",
+    {"parent": None, "entries": [{"key": h(k), "value_length": n, "crc32c": c, "version": v} for (k, n, c), v in zip(crc_entries[:2], hlc)],
+     "versioned": True, "ttl_seconds": 3600},
+    put_meta(None, crc_entries[:2], hlc, 3600), v1, connection_features=all_features)
+get_versions = [hlc[0], 0, hlc[1], 0]
+add("get_reply_versions", "GET reply on a connection granted feature 0x4 (answer to get_request): every entry ends with the value's u64 version, 0 for a miss. 21 bytes per entry.",
+    "GET", ["REPLY"], 20, "OK",
+    {"entries": [{"status": s, "length": n, "crc32c": c, "version": v} for (s, n, c), v in zip(get_entries, get_versions)], "versioned": True},
+    get_reply_meta(get_entries, get_versions), v1, connection_features=FEATURE_VERSIONS)
 
 # EXISTS / REMOVE / PIN / UNPIN
 for op, rid, keys, statuses, text in [
@@ -428,6 +459,10 @@ bad("unknown_flag", "PUT with flag bit 0x0040, which is not defined.", header(OP
 bad("value_crc_flag_on_get", "GET with the VALUE_CRC flag: only PUT takes it.", frame("GET", ["VALUE_CRC"], 3, "OK", key_batch_meta([b"k"])), "BAD_FRAME", "node")
 bad("chain_flag_on_get", "GET with the CHAIN flag: only PUT takes flags.", frame("GET", ["CHAIN"], 3, "OK", key_batch_meta([b"k"])), "BAD_FRAME", "node")
 bad("chain_parent_without_chain", "PUT with CHAIN_PARENT but not CHAIN.", frame("PUT", ["CHAIN_PARENT"], 3, "OK", lp16(b"p") + struct.pack("<I", 0)), "BAD_FRAME", "node")
+bad("version_flag_without_feature", "PUT with VERSION on a connection whose HELLO did not grant feature 0x4 (versions).",
+    frame("PUT", ["VERSION"], 3, "OK", put_meta(None, [(b"ab", 3)], [1]), b"xyz"), "BAD_FRAME", "node")
+bad("version_flag_on_get", "GET with VERSION: only PUT takes it, even on a connection granted versions.",
+    frame("GET", ["VERSION"], 3, "OK", key_batch_meta([b"k"])), "BAD_FRAME", "node")
 bad("status_in_request", "A request carrying status 1 (NOT_FOUND).", frame("PING", [], 3, "NOT_FOUND", b""), "BAD_FRAME", "node")
 bad("payload_on_get", "GET with a 1-byte payload: only PUT carries a payload.", frame("GET", [], 3, "OK", key_batch_meta([b"k"]), b"x"), "BAD_FRAME", "node")
 bad("meta_over_node_limit", "Header declaring 8 MiB + 1 bytes of metadata, over the default max_meta_bytes (only the header is shown: the node answers before reading the metadata).",

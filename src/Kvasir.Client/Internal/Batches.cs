@@ -58,6 +58,8 @@ internal sealed class PutBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueSo
     public ValueSource[] Values { get; } = values;
     public KvStatus[] Results { get; } = new KvStatus[keys.Count];
 
+    /// <summary>Each value's version (PUT flag VERSION, docs/cluster.md § Versions), or null: the node's clock assigns them.</summary>
+    public long[]? Versions { get; init; }
     /// <summary>Each value's CRC-32C, once <see cref="ComputeCrcs"/> ran for its range; null before.</summary>
     public uint[]? Crcs { get; private set; }
 
@@ -95,6 +97,12 @@ internal sealed class GetBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueDe
 
     /// <summary>Values received for <see cref="ValueDestination.Allocating"/> destinations.</summary>
     public byte[]?[] Allocated { get; } = new byte[]?[keys.Count];
+
+    /// <summary>Each hit's version as its node reported it; 0 when unknown (a node without the versions feature, shared memory, in-process).</summary>
+    public long[] Versions { get; } = new long[keys.Count];
+
+    /// <summary>The caller compares versions: transports that cannot report them (shared memory) read over TCP instead.</summary>
+    public bool WantVersions { get; init; }
 }
 
 /// <summary>What the node accepts, from its HELLO reply (or its options when embedded).</summary>

@@ -42,6 +42,9 @@ internal sealed class ClientConnection : IAsyncDisposable
 
     public HelloReply Hello { get; private set; } = null!;
 
+    /// <summary>The node granted value versions (HELLO bit 0x4): PUT may carry VERSION, GET replies carry versions.</summary>
+    public bool Versions => (Hello.Features & ValueVersions.Feature) != 0;
+
     /// <summary>
     /// Opens a connection (with <paramref name="tls"/>, a TLS session over it) and completes HELLO and, when
     /// the node asks for it, mutual AUTH.
@@ -111,8 +114,10 @@ internal sealed class ClientConnection : IAsyncDisposable
 
     private async Task HandshakeAsync(byte[]? authKey, string clientName, ulong features, CancellationToken token, CancellationToken callerToken)
     {
-        // TTL is always asked for: a PUT without one is unchanged, and a node without the feature refuses PutOptions.Ttl
-        var hello = new HelloRequest(ProtocolLimits.Version, ProtocolLimits.Version, features | ProtocolFeatures.Ttl, clientName);
+        // TTL and versions are always asked for: a PUT without them is unchanged, a GET reply's versions are read only when
+        // granted, and a node without TTL refuses PutOptions.Ttl
+        var hello = new HelloRequest(ProtocolLimits.Version, ProtocolLimits.Version,
+            features | ProtocolFeatures.Ttl | ProtocolFeatures.Versions, clientName);
         var meta = new byte[hello.Size];
         var w = new MetaWriter(meta);
         hello.Write(ref w);

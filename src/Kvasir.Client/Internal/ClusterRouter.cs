@@ -13,7 +13,7 @@ namespace Kvasir.Client.Internal;
 /// any of them stored the value), reads try them in rank order until one has the key, and a node
 /// that fails mid-batch only turns its keys into retries on the next replica.
 /// </summary>
-internal sealed class ClusterRouter : IAsyncDisposable
+internal sealed partial class ClusterRouter : IAsyncDisposable
 {
     private readonly KvStoreOptions _options;
     private readonly MembershipWatcher? _watcher;
@@ -22,16 +22,20 @@ internal sealed class ClusterRouter : IAsyncDisposable
     private NodeSlot? _embedded;
     private View _view;
 
-    private ClusterRouter(KvStoreOptions options, MembershipWatcher? watcher, IReadOnlyList<NodeRecord> nodes, ILogger log)
+    private readonly int _replicas;
+
+    private ClusterRouter(KvStoreOptions options, MembershipWatcher? watcher, IReadOnlyList<NodeRecord> nodes, ILogger log, int replicas)
     {
         _options = options;
+        _replicas = replicas;
         _watcher = watcher;
         _log = log;
         _view = new View(nodes);
         if (watcher is not null) watcher.Changed += snapshot => Update(snapshot.Nodes);
     }
 
-    public int Replicas => _options.Replicas;
+    /// <summary>Copies of each value: <see cref="KvStoreOptions.Replicas"/> when set, else the cluster's setting (docs/cluster.md § Cluster settings), else 1.</summary>
+    public int Replicas => _replicas;
 
     /// <summary>The live nodes the router places keys on now, sorted by id.</summary>
     public IReadOnlyList<NodeRecord> Nodes => _view.Nodes;
@@ -82,13 +86,14 @@ internal sealed class ClusterRouter : IAsyncDisposable
                     await registry.DisposeAsync().ConfigureAwait(false);
                     throw new KvasirException($"cannot read cluster '{options.Cluster}' from {RedisUrl.Redact(url)}: {ex.Message}", ex);
                 }
-                router = new ClusterRouter(options, watcher, watcher.Current.Nodes, log);
+                int replicas = options.Replicas > 0 ? options.Replicas : await ClusterReplicasAsync(registry, watcher, options, url).ConfigureAwait(false);
+                router = new ClusterRouter(options, watcher, watcher.Current.Nodes, log, replicas);
             }
             else
             {
                 var nodes = options.ServerList().Select(a => new NodeRecord { Id = a, Address = a }).ToList();
                 if (memberId is not null && nodes.All(n => n.Id != memberId)) nodes.Add(new NodeRecord { Id = memberId, Address = memberInfo!.Address });
-                router = new ClusterRouter(options, null, nodes, log);
+                router = new ClusterRouter(options, null, nodes, log, Math.Max(options.Replicas, 1));
             }
             if (memberStore is not null)
             {
@@ -140,7 +145,7 @@ internal sealed class ClusterRouter : IAsyncDisposable
 
     public async Task<KvStatus[]> PutAsync(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueSource[] values, PutOptions? options, CancellationToken ct)
     {
-        int replicas = options?.Replicas ?? _options.Replicas;
+        int replicas = options?.Replicas ?? _replicas;
         var root = ChainRootOf(keys, options);
         var plan = Plan(keys, replicas, root);
         var results = new KvStatus[keys.Count];
@@ -149,6 +154,7 @@ internal sealed class ClusterRouter : IAsyncDisposable
         var parent = options?.ChainParent ?? default;
         // Placed by its root, a continuation's parent lives on the same nodes as the whole batch.
         var parentNodes = options is { Chain: true } && !parent.IsEmpty ? Place((root ?? parent).Span, replicas) : [];
+        var versions = Versioned(replicas) ? Stamp(keys.Count) : null;
         await Task.WhenAll(plan.ByNode().Select(async group =>
         {
             var (slot, entries) = group;
@@ -159,7 +165,7 @@ internal sealed class ClusterRouter : IAsyncDisposable
             var subOptions = options is { Chain: true }
                 ? new PutOptions { Chain = true, ChainParent = parentNodes.Contains(slot.Id) ? parent : default }
                 : null;
-            var statuses = await RunAsync(slot, entries.Count, s => s.PutCoreAsync(new PutBatch(subKeys, subValues), subOptions, ct)).ConfigureAwait(false);
+            var statuses = await RunAsync(slot, entries.Count, s => s.PutCoreAsync(new PutBatch(subKeys, subValues) { Versions = Pick(versions, entries) }, subOptions, ct)).ConfigureAwait(false);
             for (int j = 0; j < entries.Count; j++) answers[entries[j].Index][entries[j].Rank] = statuses[j];
         })).ConfigureAwait(false);
         for (int i = 0; i < keys.Count; i++)
@@ -167,9 +173,12 @@ internal sealed class ClusterRouter : IAsyncDisposable
         return results;
     }
 
-    public async Task GetAsync(GetBatch batch, CancellationToken ct)
+    public Task GetAsync(GetBatch batch, CancellationToken ct) => Versioned(_replicas) ? GetNewestAsync(batch, ct) : GetInRankOrderAsync(batch, ct);
+
+    /// <summary>Each key from the first replica in rank order that has it.</summary>
+    private async Task GetInRankOrderAsync(GetBatch batch, CancellationToken ct)
     {
-        var plan = Plan(batch.Keys, _options.Replicas);
+        var plan = Plan(batch.Keys, _replicas);
         var statuses = await RoundsAsync(plan, async (store, idx) =>
         {
             var sub = new GetBatch(idx.Select(i => batch.Keys[i]).ToArray(), idx.Select(i => batch.Destinations[i]).ToArray());
@@ -188,7 +197,7 @@ internal sealed class ClusterRouter : IAsyncDisposable
     /// <summary>EXISTS asks replicas in turn like GET; REMOVE, PIN and UNPIN go to every replica.</summary>
     public async Task<KvStatus[]> KeyOpAsync(Opcode op, IReadOnlyList<ReadOnlyMemory<byte>> keys, CancellationToken ct)
     {
-        var plan = Plan(keys, _options.Replicas);
+        var plan = Plan(keys, _replicas);
         if (op == Opcode.Exists)
             return await RoundsAsync(plan, (store, idx) => store.KeyOpAsync(op, idx.Select(i => keys[i]).ToArray(), ct)).ConfigureAwait(false);
         var results = new KvStatus[keys.Count];
@@ -292,7 +301,7 @@ internal sealed class ClusterRouter : IAsyncDisposable
     /// </summary>
     public async Task<KvStatus[]> ChainLookupAsync(int count, ReadOnlyMemory<byte> root, Func<KvStore, int, Task<KvStatus[]>> call)
     {
-        var plan = Plan([CheckedRoot(root, default, false)], _options.Replicas);
+        var plan = Plan([CheckedRoot(root, default, false)], _replicas);
         var results = new KvStatus[count];
         Array.Fill(results, KvStatus.Unavailable);
         int found = 0;

@@ -72,9 +72,12 @@ internal sealed class StatusListRequest(KvStatus[] results, int start, int count
 /// <summary>A GET: each hit's bytes go straight from the socket into the caller's destination pieces.</summary>
 internal sealed class GetRequest(GetBatch batch, int start, int count) : PendingRequest
 {
+    /// <summary>The connection it is sent on was granted value versions: reply entries end with a version.</summary>
+    public bool Versioned { get; set; }
+
     public override async ValueTask ReceiveAsync(FrameHeader header, ReadOnlyMemory<byte> meta, BufferedReceiver rx, CancellationToken ct)
     {
-        var entries = GetReply.Read(meta.Span, count, header.PayloadLength);
+        var entries = GetReply.Read(meta.Span, count, header.PayloadLength, Versioned);
         for (int i = 0; i < count; i++)
         {
             var e = entries[i];
@@ -84,6 +87,7 @@ internal sealed class GetRequest(GetBatch batch, int start, int count) : Pending
                 batch.Results[k] = new KvGetResult(KvStatuses.FromWire(e.Status), 0);
                 continue;
             }
+            batch.Versions[k] = e.Version;
             var dest = batch.Destinations[k];
             if (e.Length > dest.Capacity)
             {

@@ -55,6 +55,12 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
 
     public async Task GetAsync(GetBatch batch, int start, int end, CancellationToken ct)
     {
+        // LEASE carries no version: a reader comparing replicas' versions reads over TCP.
+        if (batch.WantVersions && tcp.SupportsVersions)
+        {
+            await tcp.GetAsync(batch, start, end, ct).ConfigureAwait(false);
+            return;
+        }
         int count = end - start;
         var connection = await tcp.GetConnectionAsync(ct).ConfigureAwait(false);
         if (connection is null)
@@ -154,8 +160,8 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
 
     public async Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct)
     {
-        // A chain needs PUT's chain flags, and a TTL PUT's seconds, which ALLOC does not carry.
-        if (chain || batch.TtlSeconds is not null)
+        // A chain needs PUT's chain flags, a TTL PUT its seconds, and a versioned value PUT's VERSION flag, which ALLOC does not carry.
+        if (chain || batch.TtlSeconds is not null || (batch.Versions is not null && tcp.SupportsVersions))
         {
             await tcp.PutAsync(batch, start, end, chain, parent, hasParent, ct).ConfigureAwait(false);
             return;

@@ -29,11 +29,15 @@ internal sealed class TcpTransport : IKvTransport
         _connectLocks = Enumerable.Range(0, options.ConnectionsPerNode).Select(_ => new SemaphoreSlim(1, 1)).ToArray();
         _connections[0] = first;
         var h = first.Hello;
+        SupportsVersions = first.Versions;
         SupportsTtl = (h.Features & ProtocolFeatures.Ttl) != 0;
         Limits = new NodeLimits((long)h.MaxValueBytes, h.MaxKeyBytes, (int)h.MaxBatchKeys, (int)h.MaxMetaBytes, (long)h.Capacity, h.NodeId);
     }
 
     public NodeLimits Limits { get; }
+
+    /// <summary>The node granted value versions on the first connection (every connection asks for them).</summary>
+    public bool SupportsVersions { get; }
 
     public KvTransportKind Kind => KvTransportKind.Tcp;
 
@@ -109,6 +113,7 @@ internal sealed class TcpTransport : IKvTransport
     private async Task SendAndWaitAsync(ClientConnection connection, PendingRequest request, Opcode op, FrameFlags flags, byte[] meta, int metaLength,
         ValueSource[]? values, int start, int end, CancellationToken ct)
     {
+        if (request is GetRequest get) get.Versioned = connection.Versions;
         await connection.SendAsync(request, op, flags, meta, metaLength, values, start, end, ct).ConfigureAwait(false);
         await connection.WaitAsync(request, _options.RequestTimeout, ct).ConfigureAwait(false);
     }
@@ -128,24 +133,23 @@ internal sealed class TcpTransport : IKvTransport
         }
         bool valueCrc = (connection.Features & ProtocolFeatures.ValueCrc) != 0;
         if (valueCrc) batch.ComputeCrcs(start, end);
-        var meta = PutMeta(batch, start, end, parent.Span, hasParent, valueCrc);
+        var versions = connection.Versions ? batch.Versions : null;
+        var meta = PutMeta(batch, start, end, parent.Span, hasParent, valueCrc, versions);
         var flags = (chain ? FrameFlags.Chain : 0) | (hasParent ? FrameFlags.ChainParent : 0) | (valueCrc ? FrameFlags.ValueCrc : 0)
-            | (batch.TtlSeconds is not null ? FrameFlags.Ttl : 0);
+            | (versions is null ? 0 : FrameFlags.Version) | (batch.TtlSeconds is not null ? FrameFlags.Ttl : 0);
         await SendAndWaitAsync(connection, request, Opcode.Put, flags, meta, meta.Length, batch.Values, start, end, ct).ConfigureAwait(false);
     }
 
-    private static byte[] PutMeta(PutBatch batch, int start, int end, ReadOnlySpan<byte> parent, bool hasParent, bool valueCrc)
+    /// <summary>PUT metadata; per entry the key, then its CRC (<paramref name="valueCrc"/>), then its version (<paramref name="versions"/>); the TTL last.</summary>
+    private static byte[] PutMeta(PutBatch batch, int start, int end, ReadOnlySpan<byte> parent, bool hasParent, bool valueCrc, long[]? versions)
     {
         int size = PutRequest.PrefixSize(parent, hasParent) + PutRequest.SuffixSize(batch.TtlSeconds is not null);
-        for (int i = start; i < end; i++) size += PutRequest.EntrySize(batch.Keys[i].Length, valueCrc);
+        for (int i = start; i < end; i++) size += PutRequest.EntrySize(batch.Keys[i].Length, valueCrc, versions is not null);
         var meta = new byte[size];
         var w = new MetaWriter(meta);
         PutRequest.WritePrefix(ref w, parent, hasParent, end - start);
         for (int i = start; i < end; i++)
-        {
-            if (valueCrc) PutRequest.WriteEntry(ref w, batch.Keys[i].Span, batch.Values[i].Length, batch.Crcs![i]);
-            else PutRequest.WriteEntry(ref w, batch.Keys[i].Span, batch.Values[i].Length);
-        }
+            PutRequest.WriteEntry(ref w, batch.Keys[i].Span, batch.Values[i].Length, valueCrc ? batch.Crcs![i] : null, versions?[i]);
         if (batch.TtlSeconds is { } ttl) PutRequest.WriteTtl(ref w, ttl);
         return meta;
     }

@@ -11,7 +11,7 @@ internal sealed partial class Connection
     /// <summary>A PUT value is received and checksummed in chunks of this size, while the chunk is still in cache.</summary>
     private const int ReceiveChunk = 1 << 20;
 
-    private readonly struct PutEntry(int keyOffset, int keyLength, long valueLength, uint crc32c)
+    private readonly struct PutEntry(int keyOffset, int keyLength, long valueLength, uint crc32c, long version)
     {
         public int KeyOffset { get; } = keyOffset;
         public int KeyLength { get; } = keyLength;
@@ -19,6 +19,8 @@ internal sealed partial class Connection
 
         /// <summary>The writer's CRC-32C (ValueCrc flag); 0 without it.</summary>
         public uint Crc32C { get; } = crc32c;
+        /// <summary>The writer's version (PUT flag VERSION), or 0 for the node's clock.</summary>
+        public long Version { get; } = version;
     }
 
     private ValueTask DispatchAsync(FrameHeader h, byte[] meta, CancellationToken token)
@@ -213,7 +215,7 @@ internal sealed partial class Connection
                 leases[leased] = lease;
                 payload += lease?.Length ?? 0;
             }
-            reply = NewReply(h, WireStatus.Ok, GetReply.Size(count), payload, out _, leases, count);
+            reply = NewReply(h, WireStatus.Ok, GetReply.Size(count, VersionsGranted), payload, out _, leases, count);
             WriteGetEntries(reply, meta, ranges, leases, count);
         }
         catch
@@ -232,13 +234,13 @@ internal sealed partial class Connection
 
     private void WriteGetEntries(Reply reply, byte[] meta, (int Offset, int Length)[] ranges, ValueLease?[] leases, int count)
     {
-        var w = new MetaWriter(reply.Buffer.AsSpan(ProtocolLimits.HeaderSize, GetReply.Size(count)));
+        var w = new MetaWriter(reply.Buffer.AsSpan(ProtocolLimits.HeaderSize, GetReply.Size(count, VersionsGranted)));
         GetReply.WriteCount(ref w, count);
         for (int j = 0; j < count; j++)
         {
             var lease = leases[j];
             var status = lease is not null ? WireStatus.Ok : ValidKey(meta.AsSpan(ranges[j].Offset, ranges[j].Length)) ? WireStatus.NotFound : WireStatus.InvalidKey;
-            GetReply.WriteEntry(ref w, new GetReplyEntry(status, lease?.Length ?? 0, lease?.Crc32C ?? 0));
+            GetReply.WriteEntry(ref w, new GetReplyEntry(status, lease?.Length ?? 0, lease?.Crc32C ?? 0) { Version = lease?.Sequence ?? 0 }, VersionsGranted);
         }
     }
 
@@ -290,7 +292,7 @@ internal sealed partial class Connection
                 byte[]? parent = !chain ? null
                     : i > 0 ? meta.AsSpan(entries[i - 1].KeyOffset, entries[i - 1].KeyLength).ToArray()
                     : parentOffset >= 0 ? meta.AsSpan(parentOffset, parentLength).ToArray() : null;
-                var commit = _store.CommitAsync(reservation!, crc, parent, chain ? previous : null, writerCrc);
+                var commit = _store.CommitAsync(reservation!, crc, parent, chain ? previous : null, writerCrc, e.Version);
                 commits[i] = commit;
                 if (chain) previous = commit;
             }
@@ -317,7 +319,7 @@ internal sealed partial class Connection
         if ((flags & FrameFlags.ChainParent) != 0) { parentOffset = reader.ParentOffset; parentLength = reader.Parent.Length; }
         int i = 0;
         while (reader.Next(out var key, out long length))
-            entries[i++] = new PutEntry(reader.KeyOffset, key.Length, length, reader.ValueCrc);
+            entries[i++] = new PutEntry(reader.KeyOffset, key.Length, length, reader.ValueCrc, reader.Version);
         return reader.TtlSeconds;
     }
 

@@ -37,8 +37,12 @@ internal sealed partial class Connection : ILeaseHolder
     private readonly string _remote;
     private readonly System.Net.IPAddress _address;
     private bool _helloDone;
+
     /// <summary>Features granted in HELLO (<see cref="ProtocolFeatures"/>).</summary>
     private ulong _features;
+
+    /// <summary>HELLO granted <see cref="ProtocolFeatures.Versions"/>: PUT may carry VERSION, GET replies carry versions.</summary>
+    private bool VersionsGranted => (_features & ProtocolFeatures.Versions) != 0;
     private bool _authenticated;
     private byte[]? _serverNonce;
     private ulong _currentRequestId;
@@ -254,9 +258,12 @@ internal sealed partial class Connection : ILeaseHolder
         var allowed = h.Opcode != Opcode.Put ? FrameFlags.None
             : FrameFlags.Chain | FrameFlags.ChainParent
               | ((_features & ProtocolFeatures.ValueCrc) != 0 ? FrameFlags.ValueCrc : FrameFlags.None)
-              | ((_features & ProtocolFeatures.Ttl) != 0 ? FrameFlags.Ttl : FrameFlags.None);
+              | ((_features & ProtocolFeatures.Ttl) != 0 ? FrameFlags.Ttl : FrameFlags.None)
+              | (VersionsGranted ? FrameFlags.Version : FrameFlags.None);
         if ((h.Flags & ~allowed) != 0)
-            throw new ProtocolException(WireStatus.BadFrame, $"flags 0x{(ushort)h.Flags:x4} are not valid for {h.Opcode}");
+            throw new ProtocolException(WireStatus.BadFrame, (h.Flags & FrameFlags.Version) != 0 && h.Opcode == Opcode.Put
+                ? "PUT flag VERSION (0x0010) needs the versions feature (HELLO bit 0x4) granted first"
+                : $"flags 0x{(ushort)h.Flags:x4} are not valid for {h.Opcode}");
         if ((h.Flags & FrameFlags.ChainParent) != 0 && (h.Flags & FrameFlags.Chain) == 0)
             throw new ProtocolException(WireStatus.BadFrame, "ChainParent without Chain");
         if (h.Status != WireStatus.Ok)

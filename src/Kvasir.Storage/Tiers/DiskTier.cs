@@ -97,7 +97,7 @@ internal sealed class DiskTier : IDisposable
 
     /// <summary>Writes a value record; completes once it is written as <see cref="Sync"/> promises, with the version it took.</summary>
     /// <remarks>The caller keeps the <paramref name="length"/> bytes at <paramref name="value"/> unchanged until the task completes.</remarks>
-    public Task<DiskWrite> WriteAsync(byte[] key, nint value, long length, uint crc32c) => _writer.Enqueue(key, value, length, crc32c, DiskRecord.KindValue);
+    public Task<DiskWrite> WriteAsync(byte[] key, nint value, long length, uint crc32c, long version = 0) => _writer.Enqueue(key, value, length, crc32c, DiskRecord.KindValue, version);
 
     /// <summary>Writes a tombstone: the key and every older version of it are gone, durably.</summary>
     public Task<DiskWrite> RemoveAsync(byte[] key) => _writer.Enqueue(key, 0, 0, 0, DiskRecord.KindTombstone);
@@ -209,9 +209,10 @@ internal sealed class DiskTier : IDisposable
 
     /// <summary>
     /// Places a record: rotates to a new segment when it does not fit, picks segments to drop while the tier is over
-    /// capacity, and takes the record's version, all under the lock so disk order is version order.
+    /// capacity, and takes the record's version, all under the lock so disk order is version order (except for a version a
+    /// writer chose, <paramref name="requested"/>: recovery and <see cref="Apply"/> compare versions, never positions).
     /// </summary>
-    internal (DiskSegment Segment, long Offset, long IndexOffset, long Version) Place(long recordBytes, List<DiskSegment> toDrop, DiskSegment? opened)
+    internal (DiskSegment Segment, long Offset, long IndexOffset, long Version) Place(long recordBytes, List<DiskSegment> toDrop, DiskSegment? opened, long requested)
     {
         lock (_gate)
         {
@@ -235,7 +236,7 @@ internal sealed class DiskTier : IDisposable
             current.DataTail += recordBytes;
             current.IndexTail += DiskRecord.IndexEntrySize;
             _bytes += recordBytes + DiskRecord.IndexEntrySize;
-            return (current, offset, indexOffset, _clock.Next());
+            return (current, offset, indexOffset, _clock.Take(requested));
         }
     }
 

@@ -30,8 +30,9 @@ internal sealed class DiskWriter : IDisposable
     /// <summary>Records queued and not yet completed.</summary>
     public long Queued => Interlocked.Read(ref _queued);
 
-    private sealed class Job(byte[] key, nint value, long length, uint crc, ushort kind)
+    private sealed class Job(byte[] key, nint value, long length, uint crc, ushort kind, long requested)
     {
+        public long Requested { get; } = requested;
         public byte[] Key { get; } = key;
         public nint Value { get; } = value;
         public long Length { get; } = length;
@@ -44,9 +45,9 @@ internal sealed class DiskWriter : IDisposable
         public string? Error { get; set; }
     }
 
-    public Task<DiskWrite> Enqueue(byte[] key, nint value, long length, uint crc, ushort kind)
+    public Task<DiskWrite> Enqueue(byte[] key, nint value, long length, uint crc, ushort kind, long version = 0)
     {
-        var job = new Job(key, value, length, crc, kind);
+        var job = new Job(key, value, length, crc, kind, version);
         Interlocked.Increment(ref _queued);
         try
         {
@@ -109,7 +110,7 @@ internal sealed class DiskWriter : IDisposable
             _tier.WriteFailed(ex, "segment");
             return;
         }
-        var (segment, offset, indexOffset, version) = _tier.Place(recordBytes, drops, opened);
+        var (segment, offset, indexOffset, version) = _tier.Place(recordBytes, drops, opened, job.Requested);
         segment.TryAcquire();   // the segment is live here (just placed), so this cannot fail
         job.Segment = segment;
         job.Offset = offset;

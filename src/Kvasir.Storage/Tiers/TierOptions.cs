@@ -79,22 +79,9 @@ public sealed class TierOptions
 }
 
 /// <summary>
-/// The node's one sequence of versions: every PUT and REMOVE that reaches a tier takes the next number, and every
-/// tier keeps the highest. Persisted with each disk record, so recovery, promotion and eviction-then-reload all
-/// agree on which acknowledged write won. Thread-safe.
+/// The node's one sequence of versions: every PUT and REMOVE that reaches a tier takes the next number (or the version
+/// its writer chose), and every tier keeps the highest. Persisted with each disk record, so recovery, promotion and
+/// eviction-then-reload all agree on which acknowledged write won. A <see cref="Protocol.HybridClock"/>, so versions of
+/// different nodes and clients compare (docs/cluster.md § Versions). Thread-safe.
 /// </summary>
-internal sealed class VersionClock
-{
-    private long _last;
-
-    public long Next() => Interlocked.Increment(ref _last);
-
-    /// <summary>Makes the next number larger than <paramref name="version"/> (after recovery).</summary>
-    public void AtLeast(long version)
-    {
-        long seen;
-        while ((seen = Volatile.Read(ref _last)) < version && Interlocked.CompareExchange(ref _last, version, seen) != seen)
-        {
-        }
-    }
-}
+internal sealed class VersionClock : Protocol.HybridClock;

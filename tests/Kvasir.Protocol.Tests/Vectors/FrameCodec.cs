@@ -10,15 +10,18 @@ namespace Kvasir.Protocol.Tests.Vectors;
 /// </summary>
 public static class FrameCodec
 {
-    /// <summary>Decodes a whole frame (header, metadata, payload). Throws <see cref="ProtocolException"/> as the node would.</summary>
-    public static JsonObject Decode(byte[] frame, int maxBatch = ProtocolLimits.DefaultMaxBatchKeys)
+    /// <summary>
+    /// Decodes a whole frame (header, metadata, payload). Throws <see cref="ProtocolException"/> as the node would.
+    /// <paramref name="versions"/>: the connection was granted <see cref="ValueVersions.Feature"/> (GET reply entries end with a version).
+    /// </summary>
+    public static JsonObject Decode(byte[] frame, int maxBatch = ProtocolLimits.DefaultMaxBatchKeys, bool versions = false)
     {
         // In stream order, as the node reads: header, metadata (checked, PUT entries included), then the payload.
         var h = FrameHeader.Read(frame);
         if (frame.Length < ProtocolLimits.HeaderSize + (long)h.MetaLength)
             throw new ProtocolException(WireStatus.BadFrame, "the metadata length points past the end of the frame");
         var meta = frame.AsSpan(ProtocolLimits.HeaderSize, h.MetaLength);
-        var decodedMeta = h.IsReply ? DecodeReply(h, meta) : DecodeRequest(h, meta, maxBatch);
+        var decodedMeta = h.IsReply ? DecodeReply(h, meta, versions) : DecodeRequest(h, meta, maxBatch);
         if (frame.Length != ProtocolLimits.HeaderSize + (long)h.MetaLength + h.PayloadLength)
             throw new ProtocolException(WireStatus.BadFrame, "the payload length does not match the end of the frame");
         return new JsonObject
@@ -86,14 +89,17 @@ public static class FrameCodec
                 var put = new PutBatchReader(meta, h.Flags, maxBatch);
                 JsonNode? parent = (h.Flags & FrameFlags.ChainParent) != 0 ? Hex(put.Parent) : null;
                 var entries = new JsonArray();
+                bool versioned = (h.Flags & FrameFlags.Version) != 0;
                 while (put.Next(out var key, out long length))
                 {
                     var entry = new JsonObject { ["key"] = Hex(key), ["value_length"] = length };
                     if ((h.Flags & FrameFlags.ValueCrc) != 0) entry["crc32c"] = put.ValueCrc;
+                    if (versioned) entry["version"] = put.Version;
                     entries.Add(entry);
                 }
                 var decodedPut = new JsonObject { ["parent"] = parent, ["entries"] = entries };
-                if (put.TtlSeconds is uint ttl) decodedPut["ttl_seconds"] = ttl;
+                if (versioned) decodedPut["versioned"] = true;
+                if (put.TtlSeconds is { } ttlSeconds) decodedPut["ttl_seconds"] = ttlSeconds;
                 return decodedPut;
             case Opcode.Scan:
                 var scan = ScanRequest.Read(meta, ProtocolLimits.MaxKeyBytes, maxBatch);
@@ -110,7 +116,7 @@ public static class FrameCodec
         }
     }
 
-    private static JsonObject DecodeReply(in FrameHeader h, ReadOnlySpan<byte> meta)
+    private static JsonObject DecodeReply(in FrameHeader h, ReadOnlySpan<byte> meta, bool versions)
     {
         if (h.Status != WireStatus.Ok)
             return new JsonObject { ["message"] = ErrorReply.Read(meta) };
@@ -155,9 +161,15 @@ public static class FrameCodec
                 return new JsonObject { ["entries"] = allocs };
             case Opcode.Get:
                 var entries = new JsonArray();
-                foreach (var e in GetReply.Read(meta, CountOf(meta), h.PayloadLength))
-                    entries.Add(new JsonObject { ["status"] = Name(e.Status), ["length"] = e.Length, ["crc32c"] = e.Crc32C });
-                return new JsonObject { ["entries"] = entries };
+                foreach (var e in GetReply.Read(meta, CountOf(meta), h.PayloadLength, versions))
+                {
+                    var entry = new JsonObject { ["status"] = Name(e.Status), ["length"] = e.Length, ["crc32c"] = e.Crc32C };
+                    if (versions) entry["version"] = e.Version;
+                    entries.Add(entry);
+                }
+                var decodedGet = new JsonObject { ["entries"] = entries };
+                if (versions) decodedGet["versioned"] = true;
+                return decodedGet;
             case Opcode.Scan:
                 var scan = ScanReply.Read(meta);
                 var listed = new JsonArray();
@@ -220,19 +232,19 @@ public static class FrameCodec
                 bool hasParent = (flags & FrameFlags.ChainParent) != 0;
                 var parent = m["parent"] is null ? Array.Empty<byte>() : VectorFile.Hex(m["parent"]);
                 bool valueCrc = (flags & FrameFlags.ValueCrc) != 0;
-                bool ttl = (flags & FrameFlags.Ttl) != 0;
+                bool versioned = (flags & FrameFlags.Version) != 0;
+                uint? ttl = (flags & FrameFlags.Ttl) != 0 ? (uint)m["ttl_seconds"]! : null;
                 var entries = m["entries"]!.AsArray()
-                    .Select(e => (Key: VectorFile.Hex(e!["key"]), Length: (long)e["value_length"]!, Crc: valueCrc ? (uint)e["crc32c"]! : 0u)).ToList();
-                int size = PutRequest.PrefixSize(parent, hasParent) + entries.Sum(e => PutRequest.EntrySize(e.Key.Length, valueCrc)) + PutRequest.SuffixSize(ttl);
+                    .Select(e => (Key: VectorFile.Hex(e!["key"]), Length: (long)e["value_length"]!, Crc: valueCrc ? (uint)e["crc32c"]! : 0u,
+                        Version: versioned ? (long)e["version"]! : 0)).ToList();
+                int size = PutRequest.PrefixSize(parent, hasParent) + PutRequest.SuffixSize(ttl is not null)
+                    + entries.Sum(e => PutRequest.EntrySize(e.Key.Length, valueCrc, versioned));
                 return Write(size, (ref MetaWriter w) =>
                 {
                     PutRequest.WritePrefix(ref w, parent, hasParent, entries.Count);
-                    foreach (var (key, length, crc) in entries)
-                    {
-                        if (valueCrc) PutRequest.WriteEntry(ref w, key, length, crc);
-                        else PutRequest.WriteEntry(ref w, key, length);
-                    }
-                    if (ttl) PutRequest.WriteTtl(ref w, (uint)m["ttl_seconds"]!);
+                    foreach (var (key, length, crc, version) in entries)
+                        PutRequest.WriteEntry(ref w, key, length, valueCrc ? crc : null, versioned ? version : null);
+                    if (ttl is { } seconds) PutRequest.WriteTtl(ref w, seconds);
                 });
             case Opcode.Scan:
                 var scan = new ScanRequest(VectorFile.Hex(m["prefix"]), VectorFile.Hex(m["cursor"]), (uint)m["limit"]!);
@@ -283,12 +295,14 @@ public static class FrameCodec
                     foreach (var e in allocs) ShmMessages.WriteAllocEntry(ref w, e);
                 });
             case Opcode.Get:
+                bool versions = m["versioned"] is { } v && (bool)v;
                 var entries = m["entries"]!.AsArray()
-                    .Select(e => new GetReplyEntry(Parse<WireStatus>((string)e!["status"]!), (long)e["length"]!, (uint)e["crc32c"]!)).ToList();
-                return Write(GetReply.Size(entries.Count), (ref MetaWriter w) =>
+                    .Select(e => new GetReplyEntry(Parse<WireStatus>((string)e!["status"]!), (long)e["length"]!, (uint)e["crc32c"]!)
+                    { Version = versions ? (long)e["version"]! : 0 }).ToList();
+                return Write(GetReply.Size(entries.Count, versions), (ref MetaWriter w) =>
                 {
                     GetReply.WriteCount(ref w, entries.Count);
-                    foreach (var e in entries) GetReply.WriteEntry(ref w, e);
+                    foreach (var e in entries) GetReply.WriteEntry(ref w, e, versions);
                 });
             case Opcode.Scan:
                 var listed = m["entries"]!.AsArray().Select(e => new ScanEntry(VectorFile.Hex(e!["key"]), (long)e["length"]!)).ToList();

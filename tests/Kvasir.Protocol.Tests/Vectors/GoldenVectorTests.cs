@@ -13,7 +13,8 @@ public class GoldenVectorTests
     public void Every_vector_decodes_to_exactly_its_frame_fields(string name)
     {
         var vector = VectorFile.Vector(name);
-        var decoded = FrameCodec.Decode(VectorFile.Hex(vector["hex"]));
+        bool versions = vector["connection_features"] is { } f && ((ulong)f & ValueVersions.Feature) != 0;
+        var decoded = FrameCodec.Decode(VectorFile.Hex(vector["hex"]), versions: versions);
         Assert.Equal(vector["frame"]!.ToJsonString(), decoded.ToJsonString());
     }
 
@@ -55,6 +56,8 @@ public class GoldenVectorTests
         AssertTable<WireStatus>("statuses");
         var features = VectorFile.Document["features"]!.AsObject();
         Assert.Equal(ProtocolFeatures.ValueCrc, (ulong)features["VALUE_CRC"]!);
+        Assert.Equal(ProtocolFeatures.Ttl, (ulong)features["TTL"]!);
+        Assert.Equal(ProtocolFeatures.Versions, (ulong)features["VERSIONS"]!);
         Assert.Equal(ProtocolFeatures.Known, features.Aggregate(0UL, (all, f) => all | (ulong)f.Value!));
     }
 

@@ -48,7 +48,7 @@ public class MalformedVectorTests
         {
             if (v["frame"]!["flags"]!.AsArray().Any(f => (string)f! == "REPLY")) continue;
             if ((string)v["name"]! == "auth_request_wrong_key") continue;
-            RequestRules.Check(VectorFile.Hex(v["hex"]));
+            RequestRules.Check(VectorFile.Hex(v["hex"]), v["connection_features"] is { } f && ((ulong)f & ValueVersions.Feature) != 0);
         }
     }
 
@@ -74,13 +74,20 @@ public class MalformedVectorTests
 /// </summary>
 public static class RequestRules
 {
-    /// <summary>As on a connection that was granted every feature (VALUE_CRC, TTL): a flag is refused only where no grant allows it.</summary>
-    public static void Check(byte[] frame)
+    /// <summary>
+    /// As on a connection that was granted VALUE_CRC and TTL: a flag is refused only where no grant allows it. VERSION
+    /// is allowed only with <paramref name="versions"/>, so that a vector can show it refused without the grant.
+    /// </summary>
+    /// <param name="frame">The request.</param>
+    /// <param name="versions">The connection was granted <see cref="ValueVersions.Feature"/>: PUT may carry VERSION.</param>
+    public static void Check(byte[] frame, bool versions = false)
     {
         var h = FrameHeader.Read(frame);
         if (h.IsReply) throw new ProtocolException(WireStatus.BadFrame, "a reply frame was sent to the node");
         if (!Opcodes.IsDefined((byte)h.Opcode)) throw new ProtocolException(WireStatus.UnknownOpcode, "unknown opcode");
-        var allowed = h.Opcode == Opcode.Put ? FrameFlags.Chain | FrameFlags.ChainParent | FrameFlags.ValueCrc | FrameFlags.Ttl : FrameFlags.None;
+        var allowed = h.Opcode == Opcode.Put
+            ? FrameFlags.Chain | FrameFlags.ChainParent | FrameFlags.ValueCrc | FrameFlags.Ttl | (versions ? FrameFlags.Version : 0)
+            : FrameFlags.None;
         if ((h.Flags & ~allowed) != 0) throw new ProtocolException(WireStatus.BadFrame, "invalid flags");
         if ((h.Flags & FrameFlags.ChainParent) != 0 && (h.Flags & FrameFlags.Chain) == 0)
             throw new ProtocolException(WireStatus.BadFrame, "ChainParent without Chain");
