@@ -239,6 +239,11 @@ public static class ServeCommand
             Console.Error.WriteLine($"kvasir: cannot open {(options.AccessLog is not null && ex.Message.Contains(options.AccessLog, StringComparison.Ordinal) ? "the access log" : "the tiers")}: {ex.Message}");
             return 1;
         }
+        // The handlers are in place before the port opens: a SIGTERM sent as soon as the port answers (a supervisor,
+        // a script) was otherwise lost in the window before them, and the node ran on.
+        var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
+        using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
         try
         {
             node.Start();
@@ -255,9 +260,6 @@ public static class ServeCommand
                   (inUse ? "address already in use (another node on this port?): pick another with --port, or --port 0 for a free one" : ex.SocketErrorCode.ToString()));
             return 1;
         }
-        var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
-        using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
         if (node.Store.HasDisk)
             Console.Out.WriteLine($"kvasir: disk tier {options.Tiers!.DiskPath}: {node.Store.RecoveredKeys} values recovered");
         var cluster = options.Cluster is { } c ? $", cluster {c.Name} via {c.ParsedRedisUrl()} as {node.NodeId}" : "";

@@ -87,8 +87,12 @@ def script(steps: list[tuple[str, int, str]], scratch: str) -> str:
         "ip link set lo up",
         "declare -A node_pid",
         "fail() { echo \"README.md:$1: FAILED (exit $2): $3\"; [ -f \"$4\" ] && tail -n 40 \"$4\"; stop_all; exit 1; }",
-        "stop_all() { for p in \"${node_pid[@]}\"; do kill -TERM \"$p\" 2>/dev/null; done;"
-        " for p in \"${node_pid[@]}\"; do for _ in $(seq 100); do kill -0 \"$p\" 2>/dev/null || break; sleep 0.1; done; done; }",
+        # stop_node PID: SIGTERM (a reader's Ctrl-C), then up to 20 s for the drain. A node once ignored its first
+        # SIGTERM here (not diagnosed, see the issue note): it is said on the output and the signal sent again.
+        "stop_node() { kill -TERM \"$1\" 2>/dev/null; for _ in $(seq 200); do kill -0 \"$1\" 2>/dev/null || return 0; sleep 0.1; done;"
+        " echo \"README runner: node $1 still running 20 s after SIGTERM; sending it again\"; kill -TERM \"$1\" 2>/dev/null;"
+        " for _ in $(seq 200); do kill -0 \"$1\" 2>/dev/null || return 0; sleep 0.1; done; kill -KILL \"$1\" 2>/dev/null; }",
+        "stop_all() { for p in \"${node_pid[@]}\"; do stop_node \"$p\"; done; }",
         # wait_port PORT PID LOG LINE: the node's data port answers, or its process ended (its log shown)
         "wait_port() { for _ in $(seq 1200); do"
         " (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0;"
@@ -112,8 +116,7 @@ def script(steps: list[tuple[str, int, str]], scratch: str) -> str:
         lines.append(f"echo \"README.md:{line}: \"{shown}")
         if SERVE.match(command):
             port = port_of(command)
-            lines.append(f"if [ -n \"${{node_pid[{port}]:-}}\" ]; then kill -TERM ${{node_pid[{port}]}};"
-                         f" wait ${{node_pid[{port}]}} 2>/dev/null; fi")
+            lines.append(f"if [ -n \"${{node_pid[{port}]:-}}\" ]; then stop_node ${{node_pid[{port}]}}; fi")
             lines.append(f"bash -c {q('exec ' + command)} >{q(log)} 2>&1 &")   # exec: $! is the node itself
             lines.append(f"node_pid[{port}]=$!")
             lines.append(f"wait_port {port} ${{node_pid[{port}]}} {q(log)} {line}")
