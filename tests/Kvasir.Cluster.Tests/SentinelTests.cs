@@ -13,13 +13,10 @@ public sealed class SentinelTests(ITestOutputHelper output)
     [Fact]
     public async Task After_the_master_is_killed_the_node_registers_in_the_promoted_replica_and_clients_route_and_discover_through_it()
     {
-        using var master = RedisProcess.Start();
-        using var replica = RedisProcess.Start("--replicaof", "127.0.0.1", master.Port.ToString());
-        using var sentinel = RedisProcess.StartSentinel(master, "kvmaster");
-        await Poll.UntilAsync(async () => (await sentinel.CommandAsync(["SENTINEL", "REPLICAS", "kvmaster"])).Contains($"127.0.0.1:{replica.Port}", StringComparison.Ordinal),
-            "the sentinel to learn of the replica", TimeSpan.FromSeconds(30));
-        await Poll.UntilAsync(async () => (await replica.CommandAsync(["INFO", "replication"])).Contains("master_link_status:up", StringComparison.Ordinal),
-            "the replica to be in sync with the master", TimeSpan.FromSeconds(15));
+        var (master, replica, sentinel) = await StartSentinelSetAsync();
+        using var m = master;
+        using var r = replica;
+        using var sn = sentinel;
 
         var cluster = SecureRegistryTests.NewCluster();
         var url = $"redis+sentinel://127.0.0.1:{sentinel.Port}/kvmaster";
@@ -51,13 +48,10 @@ public sealed class SentinelTests(ITestOutputHelper output)
     {
         // bench/chaos.py --sentinel: after the old master returned as a replica of the promoted one, nodes logged
         // READONLY for their heartbeats, their registrations expired and clients dropped live nodes.
-        using var master = RedisProcess.Start();
-        using var replica = RedisProcess.Start("--replicaof", "127.0.0.1", master.Port.ToString());
-        using var sentinel = RedisProcess.StartSentinel(master, "kvmaster");
-        await Poll.UntilAsync(async () => (await sentinel.CommandAsync(["SENTINEL", "REPLICAS", "kvmaster"])).Contains($"127.0.0.1:{replica.Port}", StringComparison.Ordinal),
-            "the sentinel to learn of the replica", TimeSpan.FromSeconds(30));
-        await Poll.UntilAsync(async () => (await replica.CommandAsync(["INFO", "replication"])).Contains("master_link_status:up", StringComparison.Ordinal),
-            "the replica to be in sync with the master", TimeSpan.FromSeconds(15));
+        var (master, replica, sentinel) = await StartSentinelSetAsync();
+        using var m = master;
+        using var r = replica;
+        using var sn = sentinel;
         var cluster = SecureRegistryTests.NewCluster();
         var url = $"redis+sentinel://127.0.0.1:{sentinel.Port}/kvmaster";
         await using var node = await SecureRegistryTests.StartNodeAsync(url, cluster, "--log-level", "information");
@@ -85,6 +79,29 @@ public sealed class SentinelTests(ITestOutputHelper output)
         }
         Assert.True(stale.Count == 0, $"the node's heartbeats stopped reaching the new master: {string.Join("; ", stale)}; node log: {node.Stdout} {node.Stderr}");
         Assert.DoesNotContain("READONLY", node.Stdout + node.Stderr, StringComparison.Ordinal);
+    }
+
+    /// <summary>A master, its replica in sync, and a sentinel ("kvmaster") that knows both.</summary>
+    private static async Task<(RedisProcess Master, RedisProcess Replica, RedisProcess Sentinel)> StartSentinelSetAsync()
+    {
+        var master = RedisProcess.Start();
+        var replica = RedisProcess.Start("--replicaof", "127.0.0.1", master.Port.ToString());
+        var sentinel = RedisProcess.StartSentinel(master, "kvmaster");
+        try
+        {
+            await Poll.UntilAsync(async () => (await sentinel.CommandAsync(["SENTINEL", "REPLICAS", "kvmaster"])).Contains($"127.0.0.1:{replica.Port}", StringComparison.Ordinal),
+                "the sentinel to learn of the replica", TimeSpan.FromSeconds(30));
+            await Poll.UntilAsync(async () => (await replica.CommandAsync(["INFO", "replication"])).Contains("master_link_status:up", StringComparison.Ordinal),
+                "the replica to be in sync with the master", TimeSpan.FromSeconds(15));
+            return (master, replica, sentinel);
+        }
+        catch
+        {
+            sentinel.Dispose();
+            replica.Dispose();
+            master.Dispose();
+            throw;
+        }
     }
 
     /// <summary>The node's expiry score in the members zset (0 when absent).</summary>

@@ -346,23 +346,22 @@ internal sealed partial class Connection
     private async ValueTask<uint> ReceiveValueAsync(Reservation reservation, bool checksum, CancellationToken token)
     {
         var memory = new NativeMemoryManager(reservation.Address, checked((int)reservation.Length)).Memory;
-        if (!checksum)
+        uint crc = 0;
+        if (!checksum) await _rx.ReadRequiredAsync(memory, token).ConfigureAwait(false);
+        else
         {
-            await _rx.ReadRequiredAsync(memory, token).ConfigureAwait(false);
-            _node.Counters.In(Opcode.Put, reservation.Length);
-            _node.Counters.ValueIn(NodeTransport.Tcp, Opcode.Put, reservation.Length);
-            return 0;
-        }
-        uint crc = Crc32C.InitialState;
-        for (int offset = 0; offset < memory.Length; offset += ReceiveChunk)
-        {
-            var chunk = memory.Slice(offset, Math.Min(ReceiveChunk, memory.Length - offset));
-            await _rx.ReadRequiredAsync(chunk, token).ConfigureAwait(false);
-            crc = Crc32C.Append(crc, chunk.Span);
+            crc = Crc32C.InitialState;
+            for (int offset = 0; offset < memory.Length; offset += ReceiveChunk)
+            {
+                var chunk = memory.Slice(offset, Math.Min(ReceiveChunk, memory.Length - offset));
+                await _rx.ReadRequiredAsync(chunk, token).ConfigureAwait(false);
+                crc = Crc32C.Append(crc, chunk.Span);
+            }
+            crc = Crc32C.Complete(crc);
         }
         _node.Counters.In(Opcode.Put, reservation.Length);
         _node.Counters.ValueIn(NodeTransport.Tcp, Opcode.Put, reservation.Length);
-        return Crc32C.Complete(crc);
+        return crc;
     }
 
     private void CountRequest(Opcode op, int keys)
