@@ -87,16 +87,20 @@ public sealed partial class RedisClusterRegistry : IClusterRegistry
         return out
         """;
 
-    private readonly ConnectionMultiplexer _redis;
+    private volatile ConnectionMultiplexer _redis;
     private readonly RedisConnector _connector;
+    private readonly TimeSpan _timeout;
+    private readonly SemaphoreSlim _reconnecting = new(1, 1);
+    private readonly List<Action> _subscribers = [];
     private readonly RedisKey _members, _records, _down, _epoch, _settings;
     private readonly RedisChannel _channel;
     private readonly string _channelName;
 
-    private RedisClusterRegistry(ConnectionMultiplexer redis, RedisConnector connector, string cluster)
+    private RedisClusterRegistry(ConnectionMultiplexer redis, RedisConnector connector, string cluster, TimeSpan timeout)
     {
         _redis = redis;
         _connector = connector;
+        _timeout = timeout;
         ClusterName = cluster;
         _members = $"kvasir:{{{cluster}}}:members";
         _records = $"kvasir:{{{cluster}}}:records";
@@ -122,7 +126,7 @@ public sealed partial class RedisClusterRegistry : IClusterRegistry
         ValidateClusterName(cluster);
         var connector = new RedisConnector(url);
         var redis = await connector.ConnectAsync(timeout).ConfigureAwait(false);
-        return new RedisClusterRegistry(redis, connector, cluster);
+        return new RedisClusterRegistry(redis, connector, cluster, timeout);
     }
 
     /// <summary>Cluster names are 1..64 of [A-Za-z0-9_.-]: they become part of Redis key names.</summary>
@@ -211,6 +215,7 @@ public sealed partial class RedisClusterRegistry : IClusterRegistry
 
     public async Task SubscribeAsync(Action onChange)
     {
+        lock (_subscribers) _subscribers.Add(onChange);
         try
         {
             await _redis.GetSubscriber().SubscribeAsync(_channel, (_, _) => onChange()).ConfigureAwait(false);
@@ -223,15 +228,74 @@ public sealed partial class RedisClusterRegistry : IClusterRegistry
 
     private async Task<RedisResult> RunAsync(string script, RedisKey[] keys, RedisValue[] args)
     {
-        try
+        for (int attempt = 0; ; attempt++)
         {
-            return await _redis.GetDatabase().ScriptEvaluateAsync(script, keys, args).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
-        {
-            throw new ClusterRegistryException(_connector.Describe(ex), ex);
+            var redis = _redis;
+            try
+            {
+                return await redis.GetDatabase().ScriptEvaluateAsync(script, keys, args).ConfigureAwait(false);
+            }
+            catch (RedisServerException ex) when (attempt == 0 && IsDemoted(ex))
+            {
+                if (!await FollowMasterAsync(redis).ConfigureAwait(false)) throw new ClusterRegistryException(_connector.Describe(ex), ex);
+            }
+            catch (Exception ex) when (ex is RedisException or TimeoutException)
+            {
+                throw new ClusterRegistryException(_connector.Describe(ex), ex);
+            }
         }
     }
 
-    public async ValueTask DisposeAsync() => await _redis.CloseAsync(allowCommandsToComplete: false).ConfigureAwait(false);
+    /// <summary>The server refused a write because it is a replica now: a failed-over master that came back before the connection followed the failover.</summary>
+    private bool IsDemoted(RedisServerException ex)
+        => _connector.FollowsSentinels && ex.Message.StartsWith("READONLY", StringComparison.Ordinal);
+
+    /// <summary>
+    /// Opens a fresh connection to the master the sentinels name now, moves the pub/sub handlers to it and closes the
+    /// stale one. StackExchange.Redis follows a failover by the sentinels' +switch-master message; a master that comes
+    /// back as a replica at its old address before that message arrives (or after it was missed while the connection
+    /// was down) keeps the connection pointed at a replica, and every heartbeat fails READONLY until the registration
+    /// expires. True when there is a new connection to retry on (once per stale connection; concurrent callers share it).
+    /// </summary>
+    private async Task<bool> FollowMasterAsync(ConnectionMultiplexer stale)
+    {
+        await _reconnecting.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (!ReferenceEquals(_redis, stale)) return true;   // another caller already followed it
+            ConnectionMultiplexer fresh;
+            try { fresh = await _connector.ConnectAsync(_timeout).ConfigureAwait(false); }
+            catch (ClusterRegistryException) { return false; }
+            if (!fresh.IsConnected)
+            {
+                await fresh.CloseAsync(allowCommandsToComplete: false).ConfigureAwait(false);
+                return false;
+            }
+            Action[] handlers;
+            lock (_subscribers) handlers = [.. _subscribers];
+            try
+            {
+                foreach (var onChange in handlers)
+                    await fresh.GetSubscriber().SubscribeAsync(_channel, (_, _) => onChange()).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is RedisException or TimeoutException)
+            {
+                await fresh.CloseAsync(allowCommandsToComplete: false).ConfigureAwait(false);
+                return false;
+            }
+            _redis = fresh;
+            _ = stale.CloseAsync(allowCommandsToComplete: false);
+            return true;
+        }
+        finally
+        {
+            _reconnecting.Release();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _reconnecting.WaitAsync().ConfigureAwait(false);
+        await _redis.CloseAsync(allowCommandsToComplete: false).ConfigureAwait(false);
+    }
 }

@@ -18,6 +18,9 @@ internal sealed class RedisConnector(RedisUrl url)
     /// <summary>Why the server's certificate was last refused; null when none was.</summary>
     public string? TlsRefusal => _tlsRefusal;
 
+    /// <summary>The connection goes to the master that sentinels name (redis+sentinel://).</summary>
+    public bool FollowsSentinels => url.SentinelMaster is not null;
+
     public ConfigurationOptions Options(TimeSpan timeout)
     {
         var options = new ConfigurationOptions
