@@ -4,10 +4,11 @@ in place over the socket for host tensors, a pinned staging copy for device tens
 uses the connector's store, layers and kv-cache groups); see vllm.py for the value layout."""
 
 import logging
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
-from ..errors import KvasirError
+from ..errors import UNAVAILABLE, KvasirError
 from ..local_load import KeyNotLocalError
+from ._vllm_layers import Unit
 
 logger = logging.getLogger("kvasir.vllm")
 
@@ -41,21 +42,25 @@ class BlockIO:
             leads = [o + j * stride[d] for o in leads for j in range(shape[d])]
         self._layers[name] = tensor
         self._layer_geom[name] = (bdim, stride[bdim], [o * es for o in leads], slab * es)
-        self._group_bytes = [sum(len(self._layer_geom[n][2]) * self._layer_geom[n][3] for n, _ in self._layers_of(g))
-                             for g in range(len(self._groups))]
-        self._block_bytes = self._group_bytes[0]
         if tensor.device.type == "cpu":
             span = 1 + sum((s - 1) * st for s, st in zip(shape, stride) if s > 0)
             self._store.register_buffer(tensor.data_ptr(), span * es)
 
-    def _layers_of(self, group: int):
-        """(name, tensor) of the registered layers of kv-cache group ``group``, in registration order."""
-        names = self._groups[group].layer_names
-        return [(n, t) for n, t in self._layers.items() if names is None or n in names]
 
-    def _pieces(self, block_id: int, group: int = 0) -> Tuple[List[int], List[int]]:
+    def _layers_of(self, group: int) -> List[str]:
+        """Names of the registered layers of kv-cache group ``group``, in registration order."""
+        names = self._groups[group].layer_names
+        return [n for n in self._layers if names is None or n in names]
+
+    def _unit_bytes(self, unit: Unit) -> int:
+        """Bytes of one block's value of ``unit`` (its layers' slices)."""
+        return sum(len(self._layer_geom[n][2]) * self._layer_geom[n][3] for n in unit.names)
+
+    def _pieces(self, unit: Unit, block_id: int) -> Tuple[List[int], List[int]]:
+        """Addresses and sizes of block ``block_id``'s slices of ``unit``'s layers, in order."""
         addrs, sizes = [], []
-        for name, tensor in self._layers_of(group):
+        for name in unit.names:
+            tensor = self._layers[name]
             _, bstride, leads, slab = self._layer_geom[name]
             base = tensor.data_ptr() + block_id * bstride * tensor.element_size()
             for off in leads:
@@ -63,20 +68,24 @@ class BlockIO:
                 sizes.append(slab)
         return addrs, sizes
 
+    def _all_pieces(self, unit: Unit, block_ids) -> Tuple[List[List[int]], List[List[int]]]:
+        pieces = [self._pieces(unit, b) for b in block_ids]
+        return [p[0] for p in pieces], [p[1] for p in pieces]
+
     def _on_host(self) -> bool:
         if self._force_staging:
             return False
         return all(t.device.type == "cpu" for t in self._layers.values())
 
-    def _local_load(self, keys, blocks) -> Optional[List[int]]:
-        """Lengths per key, read straight from a node on this host into the kv caches (``blocks``: (group, block
-        id) pairs); None when that path is unavailable or a block is not in the node's memory (the caller's path
-        then reports per-block misses)."""
+    # ---------------------------------------------------------------- loads (one layer group's blocks)
+
+    def _submit_local_load(self, unit: Unit, keys, block_ids):
+        """A LocalLoad of ``keys`` straight from a node on this host into the kv caches; None when that path is
+        unavailable or a block is not in the node's memory (the socket path then reports per-block misses)."""
         if not self._local:
             return None
-        dests = [self._pieces(bid, g) for g, bid in blocks]
         try:
-            return self._store.batch_get_into_multi_buffers_submit_local(keys, [d[0] for d in dests], [d[1] for d in dests]).wait()
+            return self._store.batch_get_into_multi_buffers_submit_local(keys, *self._all_pieces(unit, block_ids))
         except KeyNotLocalError:
             self._local = getattr(self._store, "transport", None) == "shm"   # a missing block, or no arena at all
         except (KvasirError, ValueError) as ex:
@@ -84,46 +93,37 @@ class BlockIO:
             self._local = False
         return None
 
-    def _local_save(self, keys, blocks) -> Optional[List[int]]:
-        """Codes per key, written straight from the kv caches (``blocks``: (group, block id) pairs) into a node on
-        this host; None when that path is unavailable."""
-        if not self._local:
-            return None
-        srcs = [self._pieces(bid, g) for g, bid in blocks]
-        try:
-            return self._store.batch_put_from_multi_buffers_local(keys, [s[0] for s in srcs], [s[1] for s in srcs])
-        except KeyNotLocalError:
-            self._local = False
-        except (KvasirError, ValueError) as ex:
-            logger.info("kvasir: saving through the node's arena failed (%s); using the socket", ex)
-            self._local = False
-        return None
+    def _socket_load(self, unit: Unit, keys, block_ids) -> List[int]:
+        """Lengths per key, read over the socket in place into host kv caches (the I/O thread runs it)."""
+        return self._store.batch_get_into_multi_buffers(keys, *self._all_pieces(unit, block_ids))
 
-    def _staging(self, blocks):
-        """A host staging tensor for ``blocks`` ((group, block id) pairs), each block's offset and size in it."""
-        sizes = [self._group_bytes[g] for g, _ in blocks]
-        offsets = [sum(sizes[:i]) for i in range(len(sizes))]
-        return host_buffer(max(sum(sizes), 1)), offsets, sizes
-
-    def _staged_load(self, keys, blocks) -> List[int]:
-        staging, offsets, sizes = self._staging(blocks)
+    def _staged_fetch(self, unit: Unit, keys):
+        """Reads ``keys`` into a host staging tensor (the I/O thread runs it): (results, staging, offsets, size)."""
+        size = self._unit_bytes(unit)
+        staging = host_buffer(max(size * len(keys), 1))
         base = staging.data_ptr()
+        offsets = [i * size for i in range(len(keys))]
         self._store.register_buffer(base, staging.numel())
         try:
-            results = self._store.batch_get_into(keys, [base + o for o in offsets], sizes)
+            results = self._store.batch_get_into(keys, [base + o for o in offsets], [size] * len(keys))
         finally:
             self._store.unregister_buffer(base)
-        for (g, bid), r, o, n in zip(blocks, results, offsets, sizes):
-            if r == n:
-                self._copy_block(staging[o:o + n], bid, to_cache=True, group=g)
+        return results, staging, offsets, size
+
+    def _staged_place(self, unit: Unit, block_ids, fetched) -> List[int]:
+        """Copies the blocks that arrived whole from the staging tensor into the kv caches (the forward thread)."""
+        results, staging, offsets, size = fetched
+        for bid, r, o in zip(block_ids, results, offsets):
+            if r == size:
+                self._copy_block(unit, staging[o:o + size], bid, to_cache=True)
         return results
 
-    def _copy_block(self, flat, block_id: int, to_cache: bool, group: int = 0) -> None:
-        """Copies one block of kv-cache group ``group`` between a flat uint8 host tensor and the (device) kv caches."""
+    def _copy_block(self, unit: Unit, flat, block_id: int, to_cache: bool) -> None:
+        """Copies one block of ``unit``'s layers between a flat uint8 host tensor and the (device) kv caches."""
         off = 0
-        for name, tensor in self._layers_of(group):
-            bdim = self._layer_geom[name][0]
-            part = tensor.select(bdim, block_id)
+        for name in unit.names:
+            tensor = self._layers[name]
+            part = tensor.select(self._layer_geom[name][0], block_id)
             n = part.numel() * tensor.element_size()
             host = flat[off:off + n].view(tensor.dtype).view(part.shape)
             if to_cache:
@@ -132,13 +132,35 @@ class BlockIO:
                 host.copy_(part)
             off += n
 
-    def _staged_save(self, keys, blocks) -> List[int]:
-        staging, offsets, sizes = self._staging(blocks)
-        for (g, bid), o, n in zip(blocks, offsets, sizes):
-            self._copy_block(staging[o:o + n], bid, to_cache=False, group=g)
+    # ---------------------------------------------------------------- saves (one layer group's blocks)
+
+    def _save_unit(self, unit: Unit, keys, block_ids) -> Tuple[List[int], bool]:
+        """Writes ``unit``'s value of each block: (codes per key, whether through the node's arena). Never raises:
+        a failed save is a future miss, not an engine error."""
+        try:
+            if self._local:
+                try:
+                    return self._store.batch_put_from_multi_buffers_local(keys, *self._all_pieces(unit, block_ids)), True
+                except KeyNotLocalError:
+                    self._local = False
+                except (KvasirError, ValueError) as ex:
+                    logger.info("kvasir: saving through the node's arena failed (%s); using the socket", ex)
+                    self._local = False
+            if self._on_host():
+                return self._store.batch_put_from_multi_buffers(keys, *self._all_pieces(unit, block_ids)), False
+            return self._staged_save(unit, keys, block_ids), False
+        except Exception as ex:  # noqa: BLE001
+            logger.warning("kvasir: save failed: %s", ex)
+            return [UNAVAILABLE] * len(keys), False
+
+    def _staged_save(self, unit: Unit, keys, block_ids) -> List[int]:
+        size = self._unit_bytes(unit)
+        staging = host_buffer(max(size * len(keys), 1))
+        for i, bid in enumerate(block_ids):
+            self._copy_block(unit, staging[i * size:(i + 1) * size], bid, to_cache=False)
         base = staging.data_ptr()
         self._store.register_buffer(base, staging.numel())
         try:
-            return self._store.batch_put_from(keys, [base + o for o in offsets], sizes)
+            return self._store.batch_put_from(keys, [base + i * size for i in range(len(keys))], [size] * len(keys))
         finally:
             self._store.unregister_buffer(base)

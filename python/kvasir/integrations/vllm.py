@@ -75,7 +75,7 @@ import importlib.util
 import logging
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 
 logger = logging.getLogger("kvasir.vllm")
@@ -97,8 +97,9 @@ else:  # vLLM absent: the documented stand-ins
 
     from ._vllm_standin import (KVConnectorBase_V1, KVConnectorMetadata, KVConnectorRole,  # noqa: F401
                                 SupportsHMA, supports_hma)
-from ._vllm_blockio import BlockIO
 from ._vllm_groups import groups_of, leading_in_all, per_group, restorable_blocks
+from ._vllm_layers import suffixes
+from ._vllm_worker import Worker, cfg_get
 
 __all__ = ["KvasirConnector", "KvasirConnectorMetadata", "ReqMeta", "block_key", "chained_block_hashes", "HAVE_VLLM",
            "SupportsHMA", "supports_hma"]
@@ -118,12 +119,13 @@ def chained_block_hashes(token_ids, block_size: int, salt: str = "") -> List[byt
     return out
 
 
-def block_key(model: str, block_hash: str, tp=(0, 1), pp=(0, 1), max_key: int = 512, group: int = 0) -> str:
+def block_key(model: str, block_hash: str, tp=(0, 1), pp=(0, 1), max_key: int = 512, group: int = 0,
+              suffix: str = "") -> str:
     """The connector's key of a block: ``kvasir/vllm/v1/{model}/tp{rank}of{size}/pp{rank}of{size}/{hex hash}``
-    (``tp``, ``pp``: (rank, size); kv-cache group ``group`` > 0 adds ``g{group}/`` before the hash), with
-    ``sha256(model)[:32]`` for the model when the key would pass ``max_key`` bytes. Module-level so that tools
-    outside vLLM (bench/ttft.py) make the same keys."""
-    tail = f"/tp{tp[0]}of{tp[1]}/pp{pp[0]}of{pp[1]}/{f'g{group}/' if group else ''}{block_hash}"
+    (``tp``, ``pp``: (rank, size); kv-cache group ``group`` > 0 adds ``g{group}/`` before the hash; ``suffix``, a layer
+    group's ``/L{first}-{last}`` in the layered layouts, follows it), with ``sha256(model)[:32]`` for the model when
+    the key would pass ``max_key`` bytes. Module-level so that tools outside vLLM (bench/ttft.py) make the same keys."""
+    tail = f"/tp{tp[0]}of{tp[1]}/pp{pp[0]}of{pp[1]}/{f'g{group}/' if group else ''}{block_hash}{suffix}"
     key = f"kvasir/vllm/v1/{model}{tail}"
     if len(key.encode("utf-8")) > max_key:
         key = f"kvasir/vllm/v1/{hashlib.sha256(model.encode('utf-8')).hexdigest()[:32]}{tail}"
@@ -171,14 +173,6 @@ class _Tracked:
         return leading_in_all(self.present)
 
 
-def _cfg_get(kv_transfer_config, key, default=None):
-    getter = getattr(kv_transfer_config, "get_from_extra_config", None)
-    if getter is not None:
-        return getter(key, default)
-    extra = getattr(kv_transfer_config, "kv_connector_extra_config", None) or {}
-    return extra.get(key, default)
-
-
 def _first_group(block_ids) -> List[int]:
     """vLLM passes block ids per kv-cache group (tuple of lists); the connector uses group 0."""
     if block_ids is None:
@@ -188,7 +182,7 @@ def _first_group(block_ids) -> List[int]:
     return list(block_ids)
 
 
-class KvasirConnector(BlockIO, KVConnectorBase_V1, SupportsHMA):
+class KvasirConnector(Worker, KVConnectorBase_V1, SupportsHMA):
     """vLLM v1 KV connector storing prompt KV blocks in Kvasir (see the module docstring). It saves and loads
     every kv-cache group (full-attention and sliding-window; _vllm_groups.py), so it declares ``SupportsHMA``.
 
@@ -203,7 +197,7 @@ class KvasirConnector(BlockIO, KVConnectorBase_V1, SupportsHMA):
         pc = getattr(vllm_config, "parallel_config", None)
         self._tp_size = int(getattr(pc, "tensor_parallel_size", 1) or 1)
         self._pp_size = int(getattr(pc, "pipeline_parallel_size", 1) or 1)
-        model = _cfg_get(ktc, "kvasir_model_name") or getattr(getattr(vllm_config, "model_config", None), "model", None)
+        model = cfg_get(ktc, "kvasir_model_name") or getattr(getattr(vllm_config, "model_config", None), "model", None)
         self._model = str(model or "default")
         kv_role = str(getattr(ktc, "kv_role", "kv_both") or "kv_both")
         self._do_save = kv_role in ("kv_producer", "kv_both")
@@ -215,8 +209,8 @@ class KvasirConnector(BlockIO, KVConnectorBase_V1, SupportsHMA):
                            "vLLM recompute such blocks")
         if store is None:
             from kvasir import KvStore  # noqa: PLC0415
-            timeout = _cfg_get(ktc, "kvasir_request_timeout")
-            store = KvStore(_cfg_get(ktc, "kvasir_servers"), _cfg_get(ktc, "kvasir_auth_key"),
+            timeout = cfg_get(ktc, "kvasir_request_timeout")
+            store = KvStore(cfg_get(ktc, "kvasir_servers"), cfg_get(ktc, "kvasir_auth_key"),
                             request_timeout=float(timeout) if timeout else None)
         self._store = store
         self._max_key = min(int(getattr(getattr(store, "hello", None), "max_key_bytes", 512) or 512), 512)
@@ -224,27 +218,23 @@ class KvasirConnector(BlockIO, KVConnectorBase_V1, SupportsHMA):
         self._tracked: Dict[str, _Tracked] = {}
         # worker side
         self._tp_rank, self._pp_rank = self._ranks()
-        self._layers: Dict[str, Any] = {}        # layer name -> kv-cache tensor
-        self._layer_geom: Dict[str, tuple] = {}  # layer name -> (block_dim, lead offsets, slab bytes)
-        self._block_bytes = 0                    # bytes of one block of group 0 (all layers without the hybrid manager)
-        self._group_bytes: List[int] = [0] * len(self._groups)
-        self._load_errors: set = set()
-        self._force_staging = str(_cfg_get(ktc, "kvasir_force_staging", "")).lower() in ("1", "true", "yes")
-        self.last_loaded_block_ids: Dict[str, List[int]] = {}
-        self._local = not self._force_staging   # the arena path, until it is refused
+        self._init_worker(ktc)
+        # per kv-cache group, the key suffixes of a block's values (one, empty, in the block layout)
+        self._suffixes = [suffixes(self._layer_count(kv_cache_config, g), self._per_value) if self._per_value else [""]
+                          for g in self._groups]
         self.stats = {"exists_calls": 0, "blocks_hit": 0, "blocks_loaded": 0, "blocks_load_failed": 0,
                       "blocks_saved": 0, "blocks_save_failed": 0, "blocks_loaded_local": 0, "blocks_saved_local": 0,
                       "blocks_pulled": 0, "pulls_failed": 0}
         # disaggregated prefill -> decode through the transfer engine (kvasir_pd)
-        self._pd = str(_cfg_get(ktc, "kvasir_pd", "")).lower() in ("1", "true", "yes", "transfer")
-        self._engine_id = str(getattr(ktc, "engine_id", None) or _cfg_get(ktc, "kvasir_engine_id") or "")
+        self._pd = str(cfg_get(ktc, "kvasir_pd", "")).lower() in ("1", "true", "yes", "transfer")
+        self._engine_id = str(getattr(ktc, "engine_id", None) or cfg_get(ktc, "kvasir_engine_id") or "")
         if self._pd and not self._engine_id:
             raise ValueError("kvasir: kvasir_pd needs kv_transfer_config.engine_id (vLLM sets it) or kvasir_engine_id")
         if self._pd and len(self._groups) > 1:
             raise ValueError("kvasir: kvasir_pd hands over one kv-cache group; start vLLM with "
                              "--disable-hybrid-kv-cache-manager or leave kvasir_pd off (the store path serves every group)")
-        self._pd_lease = float(_cfg_get(ktc, "kvasir_pd_lease_seconds", 120.0))
-        self._pd_timeout = float(_cfg_get(ktc, "kvasir_pd_timeout", 30.0))
+        self._pd_lease = float(cfg_get(ktc, "kvasir_pd_lease_seconds", 120.0))
+        self._pd_timeout = float(cfg_get(ktc, "kvasir_pd_timeout", 30.0))
         self._reqs_to_send: List[str] = []
         self._pd_producer = None
         self._pd_consumer = None
@@ -258,7 +248,7 @@ class KvasirConnector(BlockIO, KVConnectorBase_V1, SupportsHMA):
 
     def _ranks(self) -> Tuple[int, int]:
         ktc = self._kv_transfer_config
-        tp, pp = _cfg_get(ktc, "kvasir_tp_rank"), _cfg_get(ktc, "kvasir_pp_rank")
+        tp, pp = cfg_get(ktc, "kvasir_tp_rank"), cfg_get(ktc, "kvasir_pp_rank")
         if self._role == KVConnectorRole.WORKER and (tp is None or pp is None) and HAVE_VLLM:
             try:
                 from vllm.distributed.parallel_state import get_pp_group, get_tensor_model_parallel_rank  # noqa: PLC0415
@@ -269,11 +259,26 @@ class KvasirConnector(BlockIO, KVConnectorBase_V1, SupportsHMA):
         return int(tp or 0), int(pp or 0)
 
     def block_key(self, block_hash: str, tp_rank: Optional[int] = None, pp_rank: Optional[int] = None,
-                  group: int = 0) -> str:
-        """The Kvasir key of a block (this worker's ranks unless given; kv-cache group ``group`` > 0 adds ``/g{group}``)."""
+                  group: int = 0, suffix: str = "") -> str:
+        """The Kvasir key of a block (this worker's ranks unless given; kv-cache group ``group`` > 0 adds ``/g{group}``;
+        ``suffix``: a layer group's, in the layered layouts)."""
         tp = self._tp_rank if tp_rank is None else tp_rank
         pp = self._pp_rank if pp_rank is None else pp_rank
-        return block_key(self._model, block_hash, (tp, self._tp_size), (pp, self._pp_size), self._max_key, group)
+        return block_key(self._model, block_hash, (tp, self._tp_size), (pp, self._pp_size), self._max_key, group, suffix)
+
+    def _layer_count(self, kv_cache_config, group) -> int:
+        """Layers of kv-cache ``group`` (a ``_vllm_groups.Group``), for the scheduler's keys in a layered layout:
+        ``kv_cache_config``'s layer names, else ``kvasir_num_layers``."""
+        if group.layer_names is not None:
+            return len(group.layer_names)
+        specs = list(getattr(kv_cache_config, "kv_cache_groups", None) or [])
+        if specs and getattr(specs[0], "layer_names", None):
+            return len(specs[0].layer_names)
+        n = cfg_get(self._kv_transfer_config, "kvasir_num_layers")
+        if n is None or int(n) < 1:
+            raise ValueError("kvasir: kvasir_layout layerN needs the model's layer count: vLLM passes it in "
+                             "kv_cache_config; without one set kvasir_num_layers (or use kvasir_layout block)")
+        return int(n)
 
     # ---------------------------------------------------------------- scheduler side
 
@@ -332,20 +337,25 @@ class KvasirConnector(BlockIO, KVConnectorBase_V1, SupportsHMA):
         return max(0, hit_tokens - num_computed_tokens), False
 
     def _stored_prefix(self, req_id: str, hashes: List[str]) -> List[List[bool]]:
-        """Per kv-cache group, per block of ``hashes``: stored by every (tp, pp) rank. One ``batch_is_exist``."""
+        """Per kv-cache group, per block of ``hashes``: every value of it (each layer group's, in a layered layout)
+        stored by every (tp, pp) rank. One ``batch_is_exist``."""
         if not hashes or not (self._do_load or self._do_save):
             return [[] for _ in self._groups]
         ranks = [(t, p) for p in range(self._pp_size) for t in range(self._tp_size)]
-        keys = [self.block_key(h, t, p, g.index) for g in self._groups for h in hashes for (t, p) in ranks]
+        spans, keys = [], []   # per (group, block): its keys' [start, end) in ``keys``
+        for g in self._groups:
+            for h in hashes:
+                start = len(keys)
+                keys += [self.block_key(h, t, p, g.index, sfx) for sfx in self._suffixes[g.index] for (t, p) in ranks]
+                spans.append((start, len(keys)))
         self.stats["exists_calls"] += 1
         try:
             found = self._store.batch_is_exist(keys)
         except Exception as ex:  # noqa: BLE001 - a cache must never fail the request
             logger.warning("kvasir: exists failed for %s: %s", req_id, ex)
             return [[False] * len(hashes) for _ in self._groups]
-        per, nb = len(ranks), len(hashes)
-        return [[all(f == 1 for f in found[(gi * nb + i) * per:(gi * nb + i + 1) * per]) for i in range(nb)]
-                for gi in range(len(self._groups))]
+        nb = len(hashes)
+        return [[all(f == 1 for f in found[a:b]) for a, b in spans[gi * nb:(gi + 1) * nb]] for gi in range(len(self._groups))]
 
     def update_state_after_alloc(self, request, blocks, num_external_tokens: int):
         tracked = self._tracked.get(request.request_id)
@@ -452,161 +462,3 @@ class KvasirConnector(BlockIO, KVConnectorBase_V1, SupportsHMA):
         """``SupportsHMA``: the scheduler calls this, with one block-id list per kv-cache group, instead of
         ``request_finished`` when the hybrid manager is on (saves happen per step, so nothing is held here)."""
         return self.request_finished(request, block_ids)
-
-    # ---------------------------------------------------------------- worker side
-
-    def register_kv_caches(self, kv_caches):
-        """Records each layer's kv-cache tensor (in the dict's order) and how a block lies in it."""
-        num_blocks = getattr(self._kv_cache_config, "num_blocks", None) or _cfg_get(self._kv_transfer_config,
-                                                                                 "kvasir_num_blocks")
-        for name, tensor in kv_caches.items():
-            self._register_layer(name, tensor, num_blocks)
-        if self._pd and self._role == KVConnectorRole.WORKER:
-            self._start_pd()
-
-    def _start_pd(self) -> None:
-        """The transfer-engine endpoint of a kvasir_pd worker: a producer serves its blocks, a consumer pulls."""
-        from . import _vllm_pd  # noqa: PLC0415
-        if any(t.device.type != "cpu" for t in self._layers.values()):
-            logger.warning("kvasir: kvasir_pd moves host kv caches only; these are on %s, so decoders read the "
-                           "store instead", next(iter(self._layers.values())).device)
-            return
-        layers = []
-        for name, tensor in self._layers.items():
-            bdim, bstride, leads, slab = self._layer_geom[name]
-            es = tensor.element_size()
-            span = 1 + sum((n - 1) * st for n, st in zip(tensor.shape, tensor.stride()) if n > 0)
-            layers.append(_vllm_pd.Layer(name, tensor.data_ptr(), span * es, bstride * es, leads, slab))
-        ktc = self._kv_transfer_config
-        common = dict(interface=str(_cfg_get(ktc, "kvasir_pd_interface", "lo")),
-                      lanes=int(_cfg_get(ktc, "kvasir_pd_lanes", 4)), auth_key=_cfg_get(ktc, "kvasir_auth_key"))
-        ranks = ((self._tp_rank, self._tp_size), (self._pp_rank, self._pp_size))
-        if self._do_save:
-            base = int(_cfg_get(ktc, "kvasir_pd_port", 0))
-            port = base + self._pp_rank * self._tp_size + self._tp_rank if base else 0
-            self._pd_producer = _vllm_pd.Producer(
-                layers, self._store, _vllm_pd.endpoint_key(self._engine_id, *ranks), port=port,
-                lease_seconds=self._pd_lease, read_hold_seconds=2 * self._pd_timeout + 5, **common)
-        if self._do_load:
-            self._pd_consumer = _vllm_pd.Consumer(
-                layers, self._store, lambda engine_id: _vllm_pd.endpoint_key(engine_id, *ranks),
-                timeout=self._pd_timeout, **common)
-
-    def bind_connector_metadata(self, connector_metadata) -> None:
-        super().bind_connector_metadata(connector_metadata)
-        self._load_errors = set()  # reported for the forward pass in which they are detected
-        self.last_loaded_block_ids = {}
-        if self._pd_producer is not None and isinstance(connector_metadata, KvasirConnectorMetadata) \
-                and connector_metadata.reqs_to_send:
-            self._pd_producer.lease(connector_metadata.reqs_to_send)   # vLLM now delays these blocks' free
-
-    def start_load_kv(self, forward_context, **kwargs) -> None:
-        """Loads every planned block of this step synchronously, straight into the kv caches
-        (one ``batch_get_into_multi_buffers``); misses and short values become load errors."""
-        meta = self._connector_metadata
-        if not isinstance(meta, KvasirConnectorMetadata) or not self._layers:
-            return
-        pulled = self._pull(meta)
-        plan = [(r.req_id, 0, bid, h) for r in meta.requests if r.req_id not in pulled for bid, h in r.load]
-        plan += [(r.req_id, g, bid, h) for r in meta.requests for g, bid, h in r.load_groups]
-        if not plan:
-            return
-        keys = [self.block_key(h, group=g) for _, g, _, h in plan]
-        blocks = [(g, bid) for _, g, bid, _ in plan]
-        want = [self._group_bytes[g] for g, _ in blocks]
-        results = self._local_load(keys, blocks)
-        if results is not None:
-            self.stats["blocks_loaded_local"] += sum(r == w for r, w in zip(results, want))
-        elif self._on_host():
-            dests = [self._pieces(bid, g) for g, bid in blocks]
-            try:
-                results = self._store.batch_get_into_multi_buffers(keys, [d[0] for d in dests], [d[1] for d in dests])
-            except Exception as ex:  # noqa: BLE001
-                logger.warning("kvasir: load failed: %s", ex)
-                results = [-18] * len(keys)
-        else:
-            results = self._staged_load(keys, blocks)
-        failed_req = set()
-        for (req_id, _, bid, _), r, w in zip(plan, results, want):
-            ok = r == w
-            loaded = self.last_loaded_block_ids.setdefault(req_id, [])
-            if ok and req_id not in failed_req:
-                loaded.append(bid)
-                self.stats["blocks_loaded"] += 1
-            elif not ok:
-                failed_req.add(req_id)
-                self._load_errors.add(bid)
-                self.stats["blocks_load_failed"] += 1
-
-    def _pull(self, meta: "KvasirConnectorMetadata") -> set:
-        """Requests whose blocks came straight from their producer (kvasir_pd); the others read the store."""
-        done = set()
-        for r in meta.requests:
-            if r.remote_engine_id is None or not r.load or len(r.remote_block_ids) != len(r.load):
-                continue
-            if self._pd_consumer is not None and self._pd_consumer.pull(
-                    r.remote_engine_id, r.remote_request_id or r.req_id,
-                    [(bid, rid) for (bid, _), rid in zip(r.load, r.remote_block_ids)]):
-                done.add(r.req_id)
-                self.last_loaded_block_ids[r.req_id] = [bid for bid, _ in r.load]
-                self.stats["blocks_pulled"] += len(r.load)
-                self.stats["blocks_loaded"] += len(r.load)
-            else:
-                self.stats["pulls_failed"] += 1
-        return done
-
-    def wait_for_layer_load(self, layer_name: str) -> None:
-        return  # loads are synchronous (start_load_kv)
-
-    def save_kv_layer(self, layer_name: str, kv_layer, attn_metadata, **kwargs) -> None:
-        """A block's value spans every layer, so the write happens in wait_for_save; this records
-        the layer's tensor if it was not registered."""
-        if layer_name not in self._layers:
-            self._register_layer(layer_name, kv_layer)
-
-    def wait_for_save(self):
-        """Writes this step's planned blocks: one ``batch_put_from_multi_buffers`` of every
-        layer's slice per block (gathered from the tensors, no joining copy)."""
-        meta = self._connector_metadata
-        if not isinstance(meta, KvasirConnectorMetadata) or not self._layers:
-            return
-        plan = [(0, bid, h) for r in meta.requests for bid, h in r.save]
-        plan += [(g, bid, h) for r in meta.requests for g, bid, h in r.save_groups]
-        if not plan:
-            return
-        keys = [self.block_key(h, group=g) for g, _, h in plan]
-        blocks = [(g, bid) for g, bid, _ in plan]
-        try:
-            results = self._local_save(keys, blocks)
-            if results is not None:
-                self.stats["blocks_saved_local"] += sum(r == 0 for r in results)
-            elif self._on_host():
-                srcs = [self._pieces(bid, g) for g, bid in blocks]
-                results = self._store.batch_put_from_multi_buffers(keys, [s[0] for s in srcs], [s[1] for s in srcs])
-            else:
-                results = self._staged_save(keys, blocks)
-        except Exception as ex:  # noqa: BLE001 - a failed save is a future miss, never an engine error
-            logger.warning("kvasir: save failed: %s", ex)
-            results = [-18] * len(keys)
-        for r in results:
-            self.stats["blocks_saved" if r == 0 else "blocks_save_failed"] += 1
-
-    def get_finished(self, finished_req_ids):
-        """Loads and saves are synchronous; a kvasir_pd producer reports the requests whose blocks a decoder
-        has pulled (or whose lease ran out), so vLLM frees them."""
-        if self._pd_producer is None:
-            return None, None
-        return (self._pd_producer.finished() or None), None
-
-    def get_block_ids_with_load_errors(self) -> set:
-        return set(self._load_errors)
-
-    def shutdown(self):
-        for endpoint in (self._pd_producer, self._pd_consumer):
-            if endpoint is not None:
-                endpoint.close()
-        self._pd_producer = self._pd_consumer = None
-        try:
-            self._store.close()
-        except Exception:  # noqa: BLE001
-            pass
