@@ -384,10 +384,12 @@ def test_the_connector_declares_the_hybrid_manager_interface():
     assert issubclass(KvasirConnector, SupportsHMA) and supports_hma(KvasirConnector)
 
 
+@pytest.mark.parametrize("layout", ["block", "layer"])
 @pytest.mark.parametrize("staging", [False, True], ids=["in-place", "staging"])
-def test_every_group_is_saved_and_a_sliding_window_group_loads_only_its_window(engines, node, staging):
+def test_every_group_is_saved_and_a_sliding_window_group_loads_only_its_window(engines, node, staging, layout):
     model, toks = model_name(), prompt(4 * BS + 1)        # four full blocks and one token
     extra = {"kvasir_force_staging": "true"} if staging else {}
+    extra["kvasir_layout"] = layout   # layer: each kv-cache group's layers are numbered from 0 (full: L0, L1; swa: L0)
     a = engines(model=model, fill=True, seed=3, kv_cache_config=hma_config(), caches=hma_caches, **extra)
     a_full, a_swa = [1, 2, 3, 4, 5], [6, 7, 8, 9, 10]
     n, meta, errors = a.step(Request("a", toks), (a_full, a_swa))
@@ -410,9 +412,9 @@ def test_every_group_is_saved_and_a_sliding_window_group_loads_only_its_window(e
     assert b.worker.stats["blocks_loaded"] == 4 + 2
 
     # Without the SWA group's last block the 16-token hit is not restorable; 12 tokens are (window: blocks 1, 2).
-    last = a.worker.block_key(chained_block_hashes(toks, BS)[3].hex(), group=1)
+    last = a.worker.block_key(chained_block_hashes(toks, BS)[3].hex(), group=1, suffix="/L0" if layout == "layer" else "")
     assert KvStore(node.address).remove(last) == 0
-    c = engines(model=model, kv_cache_config=hma_config(), caches=hma_caches)
+    c = engines(model=model, kv_cache_config=hma_config(), caches=hma_caches, kvasir_layout=layout)
     assert c.sched.get_num_new_matched_tokens(Request("c", toks), 0) == (3 * BS, False)
 
 

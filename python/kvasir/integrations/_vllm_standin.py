@@ -12,8 +12,18 @@ class KVConnectorRole(enum.Enum):
     SCHEDULER = 0
     WORKER = 1
 
+class KVConnectorHandshakeMetadata(ABC):  # noqa: B024
+    """Stand-in for vllm...v1.base.KVConnectorHandshakeMetadata: out-of-band handshake data between P/D workers."""
+
 class KVConnectorMetadata(ABC):  # noqa: B024
     """Stand-in for vllm...v1.base.KVConnectorMetadata: scheduler -> worker metadata."""
+
+class KVConnectorWorkerMetadata(ABC):
+    """Stand-in for vllm...v1.base.KVConnectorWorkerMetadata: worker -> scheduler metadata, one per worker and step,
+    combined with ``aggregate``."""
+
+    @abstractmethod
+    def aggregate(self, other): ...
 
 class KVConnectorBase_V1(ABC):
     """Stand-in for vllm...v1.base.KVConnectorBase_V1 (file vllm/distributed/kv_transfer/kv_connector/v1/base.py,
@@ -76,6 +86,10 @@ class KVConnectorBase_V1(ABC):
     def handle_preemptions(self, kv_connector_metadata):
         return
 
+    # The per-layer hooks, as upstream documents them: start_load_kv "starts loading ... before the forward pass to
+    # enable async loading during model execution"; wait_for_layer_load "blocks until the KV for a specific layer is
+    # loaded", called from within the attention layer; save_kv_layer "starts saving a layer ... from within the
+    # attention layer"; wait_for_save "blocks until all the save operations is done", as the forward context exits.
     @abstractmethod
     def start_load_kv(self, forward_context, **kwargs) -> None: ...
 
