@@ -4,6 +4,8 @@ nodes with real torch tensors (CPU; the CUDA case skips without a device).
 Hooks as vLLM's v1 model runner calls them (vllm-project/vllm @ 003df296, base.py): start_load_kv before the forward
 pass, wait_for_layer_load(layer) inside each attention layer before it reads the cache, save_kv_layer(layer, ...)
 after it wrote its KV, wait_for_save as the forward context exits, then get_block_ids_with_load_errors."""
+import os
+import sys
 import threading
 
 import pytest
@@ -17,6 +19,8 @@ from test_vllm import Engine, block_of, engines, model_name, prompt  # noqa: E40
 from vllm_standins import (BS, CacheConfig, ForwardContext, FullAttentionSpec, KVCacheConfig,  # noqa: E402
                            KVCacheGroupSpec, KVTransferConfig, ModelConfig, ParallelConfig, Request, VllmConfig,
                            remembering)
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bench"))
 
 LAYERS = ["model.layers.0.attn", "model.layers.1.attn", "model.layers.2.attn"]   # test_vllm.make_caches' layers
 
@@ -223,7 +227,8 @@ def test_bad_layout_settings_are_refused_with_the_fix(node):
     def make(kcc, **extra):
         cfg = VllmConfig(KVTransferConfig(kv_role="kv_both", kv_connector_extra_config=extra), CacheConfig(),
                          ModelConfig("m"), ParallelConfig())
-        KvasirConnector(cfg, KVConnectorRole.SCHEDULER, kcc, store=KvStore(node.address)).shutdown()
+        with KvStore(node.address, request_timeout=10) as store:
+            KvasirConnector(cfg, KVConnectorRole.SCHEDULER, kcc, store=store).shutdown()
 
     with pytest.raises(ValueError, match="kvasir_layout 'layers'.*block.*layer.*layerN"):
         make(one_group(), kvasir_layout="layers")
@@ -234,16 +239,29 @@ def test_bad_layout_settings_are_refused_with_the_fix(node):
     make(KVCacheConfig(), kvasir_layout="layer4", kvasir_num_layers=8)
 
 
+@pytest.fixture(scope="module")
+def gpu_node_address():
+    """A node for the CUDA case, started as bench/gpu_bench.py starts it (KVASIR_BIN, a self-contained publish, on
+    the device machine, which has no .NET; else the CLI build), with a shared-memory arena."""
+    import gpu_bench  # noqa: PLC0415
+    node, address = gpu_bench.start_node("256MiB")
+    yield address
+    node.terminate()
+    node.wait(timeout=30)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine (run on the GPU machine)")
 @pytest.mark.parametrize("transport", ["tcp", "shm"])
-def test_cuda_caches_load_layer_group_by_layer_group(node, transport):
+def test_cuda_caches_load_layer_group_by_layer_group(gpu_node_address, transport):
     """CUDA kv caches: shared memory DMAs each group into the caches, TCP stages it through host memory (the I/O
-    thread reads, the waiting thread copies): each layer's blocks are in when its wait returns."""
-    make, close_all = remembering(lambda **kw: Engine(node.address, **kw), Engine.close)
+    thread reads, the waiting thread copies): each layer's blocks are in when its wait returns; the saves of CUDA
+    caches (wait_for_save) load back byte-exact."""
+    make, close_all = remembering(lambda **kw: Engine(gpu_node_address, **kw), Engine.close)
     try:
         model, toks = model_name(), prompt(5 * BS)
-        a = make(model=model, fill=True, seed=24, kv_cache_config=one_group(), kvasir_layout="layer")
+        a = make(model=model, fill=True, seed=24, kv_cache_config=one_group(), device="cuda", kvasir_layout="layer")
         assert a.step(Request("a", toks), [0, 1, 2, 3, 4])[2] == set()
+        assert a.worker.stats["blocks_saved"] == 5
         b = make(model=model, kv_cache_config=one_group(), transport=transport, device="cuda", kvasir_layout="layer")
         n, meta = b.schedule(Request("b", toks), [5, 6, 7, 8, 9])
         assert n == 4 * BS
@@ -251,8 +269,7 @@ def test_cuda_caches_load_layer_group_by_layer_group(node, transport):
         b.worker.start_load_kv(ForwardContext())
         for name in LAYERS:
             b.worker.wait_for_layer_load(name)
-            for s, d in zip([0, 1, 2, 3], [5, 6, 7, 8]):
-                assert torch.equal(block_of(a.caches[name], s), block_of(b.caches[name], d).cpu()), (name, s, d)
+            assert same_layer(a, b, name, [0, 1, 2, 3], [5, 6, 7, 8]), name
         b.worker.wait_for_save()
         assert b.worker.get_block_ids_with_load_errors() == set()
         assert b.worker.stats["blocks_loaded_local"] == (4 if transport == "shm" else 0)
