@@ -100,6 +100,8 @@ def test_layer_group_values_round_trip_and_each_layer_is_in_when_its_wait_return
     assert b.worker.stats["blocks_loaded_local"] == (4 if transport == "shm" else 0)
     for name in LAYERS:
         assert not block_of(b.caches[name], b_ids[4]).any()   # the block left to compute was not written
+    with KvStore(node.address, request_timeout=10) as s:
+        assert s.stats()["leases"] == 0   # every arena read released its leases
 
 
 def test_a_layer_wait_returns_only_once_its_group_is_in_and_start_load_does_not_wait(engines):
@@ -154,6 +156,8 @@ def test_a_missing_layer_group_fails_its_block_and_the_lookup_stops_before_it(en
     assert b.worker.last_loaded_block_ids == {"b": [10, 11]}
     assert b.worker.stats["blocks_load_failed"] == 1
     assert same_layer(a, b, LAYERS[1], a_ids[:2], b_ids[:2])
+    with KvStore(node.address, request_timeout=10) as s:
+        assert s.stats()["leases"] == 0   # the groups read through the arena released theirs, the failed one too
     # a new lookup sees block 2 as missing: the prefix stops before it
     c = engines(model=model, kv_cache_config=one_group(), kvasir_layout="layer")
     assert c.sched.get_num_new_matched_tokens(Request("c", toks), 0) == (2 * BS, False)
