@@ -1,7 +1,8 @@
 """How :class:`kvasir.integrations.vllm.KvasirConnector`'s worker finds a block in the kv caches and moves it: the
-layers' geometry, the (group, block id) -> memory pieces map, and the three data paths (the node's arena on this host,
-in place over the socket for host tensors, a pinned staging copy for device tensors). A mixin of the connector (it
-uses the connector's store, layers and kv-cache groups); see vllm.py for the value layout."""
+layers' geometry, the (layer group, block id) -> memory pieces map, and the three data paths (the node's arena on
+this host, in place over the socket for host tensors, a pinned staging copy for device tensors), each moving one layer
+group's value (_vllm_layers.Unit) of many blocks. A mixin of the connector (it uses the connector's store, layers and
+kv-cache groups); see vllm.py and _vllm_layers.py for the value layout."""
 
 import logging
 from typing import List, Tuple
@@ -45,7 +46,6 @@ class BlockIO:
         if tensor.device.type == "cpu":
             span = 1 + sum((s - 1) * st for s, st in zip(shape, stride) if s > 0)
             self._store.register_buffer(tensor.data_ptr(), span * es)
-
 
     def _layers_of(self, group: int) -> List[str]:
         """Names of the registered layers of kv-cache group ``group``, in registration order."""
