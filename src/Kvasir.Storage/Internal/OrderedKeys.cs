@@ -1,9 +1,9 @@
 namespace Kvasir.Storage.Internal;
 
 /// <summary>
-/// The index's keys in byte order (<see cref="ByteOrderComparer"/>), for scans and the expiry sweep: sorted chunks of
-/// at most <see cref="ChunkCapacity"/> key references, found by binary search over each chunk's last key. About
-/// 8-16 bytes a key (one reference in a chunk that is half to fully used) where a red-black tree node costs 48.
+/// The index's slots in byte order of their keys, for scans and the expiry sweep: sorted chunks of at most
+/// <see cref="ChunkCapacity"/> slot references, found by binary search over each chunk's last key. About 8-16 bytes a
+/// key (one reference in a chunk that is half to fully used) where a red-black tree node costs 48.
 /// Add and remove are O(log n + <see cref="ChunkCapacity"/>) plus a move of the chunk list when a chunk splits or
 /// empties. Not thread-safe: used under the store's lock, and not changed while enumerated.
 /// </summary>
@@ -12,22 +12,21 @@ internal sealed class OrderedKeys
     /// <summary>Most keys in one chunk; a full chunk splits in two halves.</summary>
     internal const int ChunkCapacity = 512;
 
-    private static readonly ByteOrderComparer Order = ByteOrderComparer.Instance;
-
     private readonly List<Chunk> _chunks = [];
 
     public int Count { get; private set; }
 
-    /// <summary>The largest key; null when empty.</summary>
-    public byte[]? Max => _chunks.Count == 0 ? null : _chunks[^1].Last;
+    /// <summary>The slot with the largest key; null when empty.</summary>
+    public Slot? Max => _chunks.Count == 0 ? null : _chunks[^1].Last;
 
-    /// <summary>Adds a key that is not held yet (the index guarantees it); a key already held is refused with an exception.</summary>
-    public void Add(byte[] key)
+    /// <summary>Adds a slot whose key is not held yet (the index guarantees it); a key already held is refused with an exception.</summary>
+    public void Add(Slot slot)
     {
+        byte[] key = slot.Key;
         if (_chunks.Count == 0)
         {
             var first = new Chunk();
-            first.Insert(0, key);
+            first.Insert(0, slot);
             _chunks.Add(first);
             Count++;
             return;
@@ -54,13 +53,14 @@ internal sealed class OrderedKeys
             }
         }
 
-        chunk.Insert(at, key);
+        chunk.Insert(at, slot);
         Count++;
     }
 
-    /// <summary>Removes the key; false when it is not held.</summary>
-    public bool Remove(byte[] key)
+    /// <summary>Removes the slot's key; false when it is not held.</summary>
+    public bool Remove(Slot slot)
     {
+        byte[] key = slot.Key;
         int c = ChunkFor(key);
         if (c == _chunks.Count)
         {
@@ -84,8 +84,8 @@ internal sealed class OrderedKeys
         return true;
     }
 
-    /// <summary>The keys from <paramref name="lower"/> (inclusive) to <paramref name="upper"/> (inclusive; null: to the end), in order.</summary>
-    public IEnumerable<byte[]> Between(byte[] lower, byte[]? upper)
+    /// <summary>The slots whose keys are from <paramref name="lower"/> (inclusive) to <paramref name="upper"/> (inclusive; null: to the end), in order.</summary>
+    public IEnumerable<Slot> Between(byte[] lower, byte[]? upper)
     {
         for (int c = ChunkFor(lower); c < _chunks.Count; c++)
         {
@@ -93,13 +93,13 @@ internal sealed class OrderedKeys
             int at = chunk.Search(lower);
             for (int i = at < 0 ? ~at : at; i < chunk.Count; i++)
             {
-                byte[] key = chunk[i];
-                if (upper is not null && Order.Compare(key, upper) > 0)
+                Slot slot = chunk[i];
+                if (upper is not null && slot.Key.AsSpan().SequenceCompareTo(upper) > 0)
                 {
                     yield break;
                 }
 
-                yield return key;
+                yield return slot;
             }
 
             lower = [];
@@ -114,7 +114,7 @@ internal sealed class OrderedKeys
         while (lo <= hi)
         {
             int mid = lo + ((hi - lo) >> 1);
-            if (Order.Compare(_chunks[mid].Last, key) < 0)
+            if (_chunks[mid].Last.Key.AsSpan().SequenceCompareTo(key) < 0)
             {
                 lo = mid + 1;
             }
@@ -127,32 +127,56 @@ internal sealed class OrderedKeys
         return lo;
     }
 
-    /// <summary>A sorted run of keys in a fixed array of <see cref="ChunkCapacity"/> references.</summary>
+    /// <summary>A run of slots sorted by key in a fixed array of <see cref="ChunkCapacity"/> references.</summary>
     private sealed class Chunk
     {
-        private readonly byte[][] _keys = new byte[ChunkCapacity][];
+        private readonly Slot[] _slots = new Slot[ChunkCapacity];
 
         public int Count { get; private set; }
 
-        public byte[] Last => _keys[Count - 1];
+        public Slot Last => _slots[Count - 1];
 
-        public byte[] this[int i] => _keys[i];
+        public Slot this[int i] => _slots[i];
 
         /// <summary>The key's index, or the bitwise complement of where it would go.</summary>
-        public int Search(byte[] key) => Array.BinarySearch(_keys, 0, Count, key, Order);
-
-        public void Insert(int at, byte[] key)
+        public int Search(ReadOnlySpan<byte> key)
         {
-            Array.Copy(_keys, at, _keys, at + 1, Count - at);
-            _keys[at] = key;
+            int lo = 0;
+            int hi = Count - 1;
+            while (lo <= hi)
+            {
+                int mid = lo + ((hi - lo) >> 1);
+                int order = _slots[mid].Key.AsSpan().SequenceCompareTo(key);
+                if (order == 0)
+                {
+                    return mid;
+                }
+
+                if (order < 0)
+                {
+                    lo = mid + 1;
+                }
+                else
+                {
+                    hi = mid - 1;
+                }
+            }
+
+            return ~lo;
+        }
+
+        public void Insert(int at, Slot slot)
+        {
+            Array.Copy(_slots, at, _slots, at + 1, Count - at);
+            _slots[at] = slot;
             Count++;
         }
 
         public void RemoveAt(int at)
         {
             Count--;
-            Array.Copy(_keys, at + 1, _keys, at, Count - at);
-            _keys[Count] = null!;
+            Array.Copy(_slots, at + 1, _slots, at, Count - at);
+            _slots[Count] = null!;
         }
 
         /// <summary>Moves the upper half of the keys into a new chunk and returns it.</summary>
@@ -161,8 +185,8 @@ internal sealed class OrderedKeys
             var upper = new Chunk();
             int keep = Count / 2;
             int move = Count - keep;
-            Array.Copy(_keys, keep, upper._keys, 0, move);
-            Array.Clear(_keys, keep, move);
+            Array.Copy(_slots, keep, upper._slots, 0, move);
+            Array.Clear(_slots, keep, move);
             upper.Count = move;
             Count = keep;
             return upper;
