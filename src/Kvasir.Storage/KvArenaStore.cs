@@ -150,7 +150,7 @@ public sealed partial class KvArenaStore : IDisposable
             // An overwrite reuses the stored key bytes (immutable, owned by the index); only a new key is copied.
             byte[] keyCopy = _lookup.TryGetValue(key, out Slot? existing) ? existing.Key : key.ToArray();
 
-            var version = new ValueVersion(offset, length, size) { State = VersionState.Reserved, Namespace = ns };
+            var version = new ValueVersion(offset, length) { State = VersionState.Reserved, Namespace = ns };
             if (ns >= 0) _namespaceUsed[ns] += length;
             reservation = new Reservation(this, keyCopy, version, _arena.BaseAddress + (nint)offset);
             _reservations++;
@@ -539,7 +539,7 @@ public sealed partial class KvArenaStore : IDisposable
 
     private void FreeSpace(ValueVersion version)
     {
-        if (version.Owner is { } staging) staging.Free(version);
+        if (version is StagedVersion staged) staged.Owner.Free(version);
         else _allocator.Free(version.Offset);
         version.State = VersionState.Freed;
     }
