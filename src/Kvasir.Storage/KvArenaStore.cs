@@ -221,7 +221,7 @@ public sealed partial class KvArenaStore : IDisposable
             }
             else
             {
-                slot = new Slot(reservation.Key, published);
+                slot = _policy.NewSlot(reservation.Key, published);
                 _index.Add(slot);
                 _ordered.Add(slot);
                 ChainLinks.SetParent(slot, parent, _policy);
@@ -291,7 +291,9 @@ public sealed partial class KvArenaStore : IDisposable
 
             ValueVersion published = Finish(reservation, crc32c, VersionState.Published);
             published.Sequence = version;
-            var slot = new Slot(reservation.Key, published) { Promoted = true, WrittenAt = Environment.TickCount64 };
+            Slot slot = _policy.NewSlot(reservation.Key, published);
+            slot.Promoted = true;
+            slot.WrittenAt = Environment.TickCount64;
             _index.Add(slot);
             _ordered.Add(slot);
             _policy.OnInsert(slot);
