@@ -14,7 +14,7 @@ public sealed partial class KvArenaStore
     internal const int SweepBatch = 4096;
 
     // The index's keys in byte order: what scans page through (a page costs O(log n + page) under the lock).
-    private readonly SortedSet<byte[]> _ordered = new(ByteOrderComparer.Instance);
+    private readonly OrderedKeys _ordered = new();
     private readonly NamespaceQuota[] _quotas;
     private readonly long[] _namespaceUsed;
     private long _quotaRefusals;
@@ -58,11 +58,10 @@ public sealed partial class KvArenaStore
             ThrowIfDisposed();
             if (ByteOrderComparer.Instance.Compare(lower, upper) > 0) return new KeyPage([], false);
             long now = Environment.TickCount64;
-            foreach (byte[] key in _ordered.GetViewBetween(lower, upper))
+            foreach (Slot slot in _ordered.Between(lower, upper))
             {
                 if (list.Count == limit) return new KeyPage(list, true);
-                var slot = _index[key];
-                if (!IsExpired(slot, now)) list.Add(new KeyEntry(key, slot.Current.Length));
+                if (!IsExpired(slot, now)) list.Add(new KeyEntry(slot.Key, slot.Current.Length));
             }
         }
 
@@ -105,17 +104,14 @@ public sealed partial class KvArenaStore
         {
             if (_disposed || _ordered.Count == 0) return 0;
             long now = Environment.TickCount64;
-            IEnumerable<byte[]> keys = _sweepCursor is null || ByteOrderComparer.Instance.Compare(_sweepCursor, _ordered.Max) >= 0
-                ? _ordered
-                : _ordered.GetViewBetween(_sweepCursor, _ordered.Max!);
+            byte[] from = _sweepCursor is null || ByteOrderComparer.Instance.Compare(_sweepCursor, _ordered.Max!.Key) >= 0 ? [] : _sweepCursor;
             var expired = new List<Slot>();
             int seen = 0;
             byte[]? last = null;
-            foreach (byte[] key in keys)
+            foreach (Slot slot in _ordered.Between(from, null))
             {
                 if (seen++ == max) break;
-                last = key;
-                var slot = _index[key];
+                last = slot.Key;
                 if (IsExpired(slot, now)) expired.Add(slot);
             }
 

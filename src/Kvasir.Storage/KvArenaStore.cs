@@ -29,8 +29,8 @@ public sealed partial class KvArenaStore : IDisposable
     private readonly IArenaMemory _arena;
     private readonly IAllocator _allocator;
     private readonly IEvictionPolicy _policy;
-    private readonly Dictionary<byte[], Slot> _index;
-    private readonly Dictionary<byte[], Slot>.AlternateLookup<ReadOnlySpan<byte>> _lookup;
+    private readonly HashSet<Slot> _index;
+    private readonly HashSet<Slot>.AlternateLookup<ReadOnlySpan<byte>> _lookup;
     private readonly LeaseQueue _leaseQueue = new();
     private readonly Func<Slot, bool> _canEvict;
     private readonly Timer _reaper;
@@ -75,7 +75,7 @@ public sealed partial class KvArenaStore : IDisposable
             ? new BlockAllocator(options.Capacity, block)
             : new TlsfAllocator(options.Capacity, options.Granule);
         _policy = EvictionPolicies.Create(options.Eviction);
-        _index = new Dictionary<byte[], Slot>(ByteKeyComparer.Instance);
+        _index = new HashSet<Slot>(SlotKeyComparer.Instance);
         _lookup = _index.GetAlternateLookup<ReadOnlySpan<byte>>();
         _quotas = [.. options.Namespaces];
         _namespaceUsed = new long[_quotas.Length];
@@ -150,7 +150,7 @@ public sealed partial class KvArenaStore : IDisposable
             // An overwrite reuses the stored key bytes (immutable, owned by the index); only a new key is copied.
             byte[] keyCopy = _lookup.TryGetValue(key, out Slot? existing) ? existing.Key : key.ToArray();
 
-            var version = new ValueVersion(offset, length, size) { State = VersionState.Reserved, Namespace = ns };
+            var version = new ValueVersion(offset, length) { State = VersionState.Reserved, Namespace = ns };
             if (ns >= 0) _namespaceUsed[ns] += length;
             reservation = new Reservation(this, keyCopy, version, _arena.BaseAddress + (nint)offset);
             _reservations++;
@@ -221,9 +221,9 @@ public sealed partial class KvArenaStore : IDisposable
             }
             else
             {
-                slot = new Slot(reservation.Key, published);
-                _index.Add(slot.Key, slot);
-                _ordered.Add(slot.Key);
+                slot = _policy.NewSlot(reservation.Key, published);
+                _index.Add(slot);
+                _ordered.Add(slot);
                 ChainLinks.SetParent(slot, parent, _policy);
                 _policy.OnInsert(slot);
             }
@@ -284,16 +284,18 @@ public sealed partial class KvArenaStore : IDisposable
         lock (_gate)
         {
             ThrowIfDisposed();
-            if (_lookup.ContainsKey(reservation.Key) || !stillNewest(reservation.Key))
+            if (_lookup.Contains(reservation.Key) || !stillNewest(reservation.Key))
             {
                 return false;
             }
 
             ValueVersion published = Finish(reservation, crc32c, VersionState.Published);
             published.Sequence = version;
-            var slot = new Slot(reservation.Key, published) { Promoted = true, WrittenAt = Environment.TickCount64 };
-            _index.Add(slot.Key, slot);
-            _ordered.Add(slot.Key);
+            Slot slot = _policy.NewSlot(reservation.Key, published);
+            slot.Promoted = true;
+            slot.WrittenAt = Environment.TickCount64;
+            _index.Add(slot);
+            _ordered.Add(slot);
             _policy.OnInsert(slot);
             _liveBytes += published.Length;
             _promotedBytes += published.Length;
@@ -509,8 +511,8 @@ public sealed partial class KvArenaStore : IDisposable
     private void Detach(Slot slot)
     {
         ClearPromoted(slot);
-        _index.Remove(slot.Key);
-        _ordered.Remove(slot.Key);
+        _index.Remove(slot);
+        _ordered.Remove(slot);
         slot.IsLive = false;
         _policy.OnRemove(slot);
         ChainLinks.Detach(slot, _policy);
@@ -539,7 +541,7 @@ public sealed partial class KvArenaStore : IDisposable
 
     private void FreeSpace(ValueVersion version)
     {
-        if (version.Owner is { } staging) staging.Free(version);
+        if (version is StagedVersion staged) staged.Owner.Free(version);
         else _allocator.Free(version.Offset);
         version.State = VersionState.Freed;
     }

@@ -23,13 +23,16 @@ internal sealed class ChainLfuPolicy(bool remember) : IEvictionPolicy
     private const int MaxFrequency = 8;
 
     private readonly SlotHeap _heap = new();
-    private readonly List<Slot> _passedOver = [];
+    private readonly List<HeapSlot> _passedOver = [];
     private readonly FrequencySketch? _history = remember ? new FrequencySketch() : null;
     private long _age;
     private long _clock;
 
-    public void OnInsert(Slot slot)
+    public Slot NewSlot(byte[] key, ValueVersion current) => new HeapSlot(key, current);
+
+    public void OnInsert(Slot entry)
     {
+        var slot = (HeapSlot)entry;
         if (_history is null)
         {
             slot.Frequency = 0;
@@ -43,17 +46,19 @@ internal sealed class ChainLfuPolicy(bool remember) : IEvictionPolicy
         Place(slot);
     }
 
-    public void OnAccess(Slot slot)
+    public void OnAccess(Slot entry)
     {
+        var slot = (HeapSlot)entry;
         slot.Frequency = Math.Min(slot.Frequency + 1, MaxFrequency);
         _history?.Increment(GhostKeys.Hash(slot.Key));
         Place(slot);
     }
 
-    public void OnRemove(Slot slot) => _heap.Remove(slot);
+    public void OnRemove(Slot slot) => _heap.Remove((HeapSlot)slot);
 
-    public void OnPinChanged(Slot slot)
+    public void OnPinChanged(Slot entry)
     {
+        var slot = (HeapSlot)entry;
         if (slot.IsLive && slot.PinCount == 0)
         {
             Place(slot);
@@ -65,8 +70,9 @@ internal sealed class ChainLfuPolicy(bool remember) : IEvictionPolicy
     }
 
     // Called when the child count goes 0 → 1 or 1 → 0: the slot keeps its age and gains or loses the continuation's 1.
-    public void OnChildrenChanged(Slot slot)
+    public void OnChildrenChanged(Slot entry)
     {
+        var slot = (HeapSlot)entry;
         if (_heap.Contains(slot))
         {
             slot.Priority += slot.ChildCount > 0 ? 1 : -1;
@@ -80,7 +86,7 @@ internal sealed class ChainLfuPolicy(bool remember) : IEvictionPolicy
     private static long Value(Slot slot)
         => slot.Parent is { IsLive: false } ? 0 : 1 + slot.Frequency + (slot.ChildCount > 0 ? 1 : 0);
 
-    private void Place(Slot slot)
+    private void Place(HeapSlot slot)
     {
         if (slot.PinCount > 0 || !slot.IsLive)
         {

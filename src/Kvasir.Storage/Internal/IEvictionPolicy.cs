@@ -6,6 +6,9 @@ namespace Kvasir.Storage.Internal;
 /// </summary>
 internal interface IEvictionPolicy
 {
+    /// <summary>A new slot of the kind this policy keeps its state in, not yet published.</summary>
+    Slot NewSlot(byte[] key, ValueVersion current);
+
     /// <summary>A new slot has been published.</summary>
     void OnInsert(Slot slot);
 

@@ -12,18 +12,22 @@ internal sealed class LfuPolicy : IEvictionPolicy
     private const int MaxFrequency = 1 << 20;
 
     private readonly SlotHeap _heap = new();
-    private readonly List<Slot> _passedOver = [];
+    private readonly List<HeapSlot> _passedOver = [];
     private long _age;
     private long _clock;
 
-    public void OnInsert(Slot slot)
+    public Slot NewSlot(byte[] key, ValueVersion current) => new HeapSlot(key, current);
+
+    public void OnInsert(Slot entry)
     {
+        var slot = (HeapSlot)entry;
         slot.Frequency = 1;
         Place(slot);
     }
 
-    public void OnAccess(Slot slot)
+    public void OnAccess(Slot entry)
     {
+        var slot = (HeapSlot)entry;
         slot.Frequency = Math.Min(slot.Frequency + 1, MaxFrequency);
         if (_heap.Contains(slot))
         {
@@ -31,10 +35,11 @@ internal sealed class LfuPolicy : IEvictionPolicy
         }
     }
 
-    public void OnRemove(Slot slot) => _heap.Remove(slot);
+    public void OnRemove(Slot slot) => _heap.Remove((HeapSlot)slot);
 
-    public void OnPinChanged(Slot slot)
+    public void OnPinChanged(Slot entry)
     {
+        var slot = (HeapSlot)entry;
         if (slot.IsLive && slot.PinCount == 0)
         {
             Place(slot);
@@ -52,7 +57,7 @@ internal sealed class LfuPolicy : IEvictionPolicy
     public Slot? TryPickVictim(Func<Slot, bool> canEvict)
         => PassOver.Pick(_heap, _passedOver, canEvict, victim => _age = Math.Max(_age, victim.Priority));
 
-    private void Place(Slot slot)
+    private void Place(HeapSlot slot)
     {
         if (slot.PinCount > 0)
         {

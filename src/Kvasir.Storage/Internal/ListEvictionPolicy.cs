@@ -10,20 +10,24 @@ internal abstract class ListEvictionPolicy : IEvictionPolicy
     private const int ScanLimit = 1024;
 
     // First is hot, Last is cold.
-    private readonly IntrusiveList<Slot> _recency = new();
+    private readonly IntrusiveList<ListSlot> _recency = new();
 
     public int Count => _recency.Count;
 
-    public void OnInsert(Slot slot)
+    public Slot NewSlot(byte[] key, ValueVersion current) => new ListSlot(key, current);
+
+    public void OnInsert(Slot entry)
     {
+        var slot = (ListSlot)entry;
         if (IsCandidate(slot))
         {
             _recency.AddFirst(slot);
         }
     }
 
-    public void OnAccess(Slot slot)
+    public void OnAccess(Slot entry)
     {
+        var slot = (ListSlot)entry;
         if (MoveOnAccess && slot.InList)
         {
             _recency.Remove(slot);
@@ -31,20 +35,21 @@ internal abstract class ListEvictionPolicy : IEvictionPolicy
         }
     }
 
-    public void OnRemove(Slot slot)
+    public void OnRemove(Slot entry)
     {
+        var slot = (ListSlot)entry;
         _recency.Remove(slot);
     }
 
-    public void OnPinChanged(Slot slot) => Reevaluate(slot, joinCold: false);
+    public void OnPinChanged(Slot slot) => Reevaluate((ListSlot)slot, joinCold: false);
 
     // A slot that becomes a candidate because its chain lost its tail is worth little: its continuation is gone.
-    public void OnChildrenChanged(Slot slot) => Reevaluate(slot, joinCold: true);
+    public void OnChildrenChanged(Slot slot) => Reevaluate((ListSlot)slot, joinCold: true);
 
     public Slot? TryPickVictim(Func<Slot, bool> canEvict)
     {
         int budget = Math.Min(Count, ScanLimit);
-        for (int i = 0; i < budget && _recency.Last is Slot slot; i++)
+        for (int i = 0; i < budget && _recency.Last is ListSlot slot; i++)
         {
             if (canEvict(slot))
             {
@@ -64,7 +69,7 @@ internal abstract class ListEvictionPolicy : IEvictionPolicy
     /// <summary>Whether the slot may be chosen as a victim at all (ignoring transient leases).</summary>
     protected abstract bool IsCandidate(Slot slot);
 
-    private void Reevaluate(Slot slot, bool joinCold)
+    private void Reevaluate(ListSlot slot, bool joinCold)
     {
         bool candidate = slot.IsLive && IsCandidate(slot);
         if (candidate && !slot.InList)

@@ -11,10 +11,10 @@ internal static class PassOver
     /// Refused slots keep their priority and go back into the heap. The victim is taken out of the heap and handed to
     /// <paramref name="chosen"/> first.
     /// </summary>
-    public static Slot? Pick(SlotHeap heap, List<Slot> scratch, Func<Slot, bool> canEvict, Action<Slot> chosen)
+    public static HeapSlot? Pick(SlotHeap heap, List<HeapSlot> scratch, Func<HeapSlot, bool> canEvict, Action<HeapSlot> chosen)
     {
-        Slot? victim = null;
-        for (int i = 0; i < ScanLimit && heap.Min is Slot candidate; i++)
+        HeapSlot? victim = null;
+        for (int i = 0; i < ScanLimit && heap.Min is HeapSlot candidate; i++)
         {
             heap.Remove(candidate);
             if (canEvict(candidate))
@@ -27,7 +27,7 @@ internal static class PassOver
             scratch.Add(candidate);
         }
 
-        foreach (Slot refused in scratch)
+        foreach (HeapSlot refused in scratch)
         {
             heap.AddOrUpdate(refused);
         }

@@ -15,14 +15,17 @@ internal sealed class S3FifoPolicy : IEvictionPolicy
     private const int MaxFrequency = 3;
 
     // First is newest, Last is oldest.
-    private readonly IntrusiveList<Slot> _small = new();
-    private readonly IntrusiveList<Slot> _main = new();
+    private readonly IntrusiveList<ListSlot> _small = new();
+    private readonly IntrusiveList<ListSlot> _main = new();
     private readonly GhostKeys _ghost = new();
 
     private int Candidates => _small.Count + _main.Count;
 
-    public void OnInsert(Slot slot)
+    public Slot NewSlot(byte[] key, ValueVersion current) => new ListSlot(key, current);
+
+    public void OnInsert(Slot entry)
     {
+        var slot = (ListSlot)entry;
         slot.Frequency = 0;
         if (slot.PinCount > 0)
         {
@@ -41,10 +44,11 @@ internal sealed class S3FifoPolicy : IEvictionPolicy
 
     public void OnAccess(Slot slot) => slot.Frequency = Math.Min(slot.Frequency + 1, MaxFrequency);
 
-    public void OnRemove(Slot slot) => Unlink(slot);
+    public void OnRemove(Slot slot) => Unlink((ListSlot)slot);
 
-    public void OnPinChanged(Slot slot)
+    public void OnPinChanged(Slot entry)
     {
+        var slot = (ListSlot)entry;
         if (slot.IsLive && slot.PinCount == 0)
         {
             if (!slot.InList)
@@ -70,7 +74,7 @@ internal sealed class S3FifoPolicy : IEvictionPolicy
         for (int i = 0; i < budget && Candidates > 0; i++)
         {
             bool fromSmall = _small.Count > 0 && (_main.Count == 0 || _small.Count * 10 >= Candidates);
-            Slot slot = (fromSmall ? _small.Last : _main.Last)!;
+            ListSlot slot = (fromSmall ? _small.Last : _main.Last)!;
             bool lastChance = i >= budget - 1;
             if (fromSmall && slot.Frequency > 0 && !lastChance)
             {
@@ -95,7 +99,7 @@ internal sealed class S3FifoPolicy : IEvictionPolicy
             }
             else
             {
-                IntrusiveList<Slot> queue = fromSmall ? _small : _main;
+                IntrusiveList<ListSlot> queue = fromSmall ? _small : _main;
                 queue.Remove(slot);
                 queue.AddFirst(slot);
             }
@@ -104,13 +108,13 @@ internal sealed class S3FifoPolicy : IEvictionPolicy
         return null;
     }
 
-    private static void Add(IntrusiveList<Slot> queue, Slot slot, byte which)
+    private static void Add(IntrusiveList<ListSlot> queue, ListSlot slot, byte which)
     {
         queue.AddFirst(slot);
         slot.Queue = which;
     }
 
-    private void Unlink(Slot slot)
+    private void Unlink(ListSlot slot)
     {
         if (!slot.InList)
         {

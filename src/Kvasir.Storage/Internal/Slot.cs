@@ -2,10 +2,12 @@ namespace Kvasir.Storage.Internal;
 
 /// <summary>
 /// The stable per-key entry of the index. Survives overwrites (pins and chain position stay with the key);
-/// a removed or evicted key's slot is dead for good and a later put creates a new one.
+/// a removed or evicted key's slot is dead for good and a later put creates a new one. The eviction policy makes
+/// slots (<see cref="IEvictionPolicy.NewSlot"/>) of the kind that carries its own state: <see cref="ListSlot"/> for
+/// the list policies, <see cref="HeapSlot"/> for the heap ones, so no slot carries the other kind's fields.
 /// Mutated only under the store's lock.
 /// </summary>
-internal sealed class Slot(byte[] key, ValueVersion current) : IListNode<Slot>
+internal abstract class Slot(byte[] key, ValueVersion current)
 {
     public byte[] Key { get; } = key;
 
@@ -31,12 +33,26 @@ internal sealed class Slot(byte[] key, ValueVersion current) : IListNode<Slot>
     /// <summary>Live slots whose <see cref="Parent"/> is this slot.</summary>
     public int ChildCount { get; set; }
 
+    /// <summary>Policy state: accesses counted by the policy (capped, aged or decremented as the policy defines).</summary>
+    public int Frequency { get; set; }
+}
+
+/// <summary>A slot of a list policy (LRU, FIFO, prefix-aware, S3-FIFO): its links in the policy's list.</summary>
+internal sealed class ListSlot(byte[] key, ValueVersion current) : Slot(key, current), IListNode<ListSlot>
+{
     /// <summary>Policy state: which of the policy's queues holds the slot (S3-FIFO: small or main).</summary>
     public byte Queue { get; set; }
 
-    /// <summary>Policy state: accesses counted by the policy (capped, aged or decremented as the policy defines).</summary>
-    public int Frequency { get; set; }
+    public ListSlot? ListPrev { get; set; }
 
+    public ListSlot? ListNext { get; set; }
+
+    public bool InList { get; set; }
+}
+
+/// <summary>A slot of a heap policy (LFU, chain LFU): its place and order in the policy's <see cref="SlotHeap"/>.</summary>
+internal sealed class HeapSlot(byte[] key, ValueVersion current) : Slot(key, current)
+{
     /// <summary>Policy state: the slot's position in the policy's heap (-1: not in it).</summary>
     public int HeapIndex { get; set; } = -1;
 
@@ -45,11 +61,4 @@ internal sealed class Slot(byte[] key, ValueVersion current) : IListNode<Slot>
 
     /// <summary>Policy state: when the policy last reordered the slot (its own clock); breaks priority ties, oldest first.</summary>
     public long Stamp { get; set; }
-
-    // Eviction policy list links.
-    public Slot? ListPrev { get; set; }
-
-    public Slot? ListNext { get; set; }
-
-    public bool InList { get; set; }
 }

@@ -1,22 +1,22 @@
 namespace Kvasir.Storage.Internal;
 
 /// <summary>
-/// A binary min-heap of slots by (<see cref="Slot.Priority"/>, <see cref="Slot.Stamp"/>), each slot knowing its own
-/// position (<see cref="Slot.HeapIndex"/>) so that an update or removal is O(log n). Not thread-safe: used under the
+/// A binary min-heap of slots by (<see cref="HeapSlot.Priority"/>, <see cref="HeapSlot.Stamp"/>), each slot knowing its own
+/// position (<see cref="HeapSlot.HeapIndex"/>) so that an update or removal is O(log n). Not thread-safe: used under the
 /// store's lock.
 /// </summary>
 internal sealed class SlotHeap
 {
-    private Slot[] _items = new Slot[64];
+    private HeapSlot[] _items = new HeapSlot[64];
 
     public int Count { get; private set; }
 
-    public Slot? Min => Count > 0 ? _items[0] : null;
+    public HeapSlot? Min => Count > 0 ? _items[0] : null;
 
-    public bool Contains(Slot slot) => slot.HeapIndex >= 0;
+    public bool Contains(HeapSlot slot) => slot.HeapIndex >= 0;
 
     /// <summary>Adds the slot, or moves it to its place when its priority changed while in the heap.</summary>
-    public void AddOrUpdate(Slot slot)
+    public void AddOrUpdate(HeapSlot slot)
     {
         if (slot.HeapIndex >= 0)
         {
@@ -37,7 +37,7 @@ internal sealed class SlotHeap
     }
 
     /// <summary>Takes the slot out; a slot not in the heap is left alone.</summary>
-    public void Remove(Slot slot)
+    public void Remove(HeapSlot slot)
     {
         int i = slot.HeapIndex;
         if (i < 0)
@@ -53,7 +53,7 @@ internal sealed class SlotHeap
             return;
         }
 
-        Slot last = _items[Count];
+        HeapSlot last = _items[Count];
         _items[Count] = null!;
         _items[i] = last;
         last.HeapIndex = i;
@@ -61,11 +61,11 @@ internal sealed class SlotHeap
         SiftDown(last.HeapIndex);
     }
 
-    private static bool Less(Slot a, Slot b) => a.Priority < b.Priority || (a.Priority == b.Priority && a.Stamp < b.Stamp);
+    private static bool Less(HeapSlot a, HeapSlot b) => a.Priority < b.Priority || (a.Priority == b.Priority && a.Stamp < b.Stamp);
 
     private void SiftUp(int i)
     {
-        Slot item = _items[i];
+        HeapSlot item = _items[i];
         while (i > 0)
         {
             int parent = (i - 1) >> 1;
@@ -83,7 +83,7 @@ internal sealed class SlotHeap
 
     private void SiftDown(int i)
     {
-        Slot item = _items[i];
+        HeapSlot item = _items[i];
         while (true)
         {
             int child = (2 * i) + 1;
@@ -109,7 +109,7 @@ internal sealed class SlotHeap
         Place(item, i);
     }
 
-    private void Place(Slot slot, int i)
+    private void Place(HeapSlot slot, int i)
     {
         _items[i] = slot;
         slot.HeapIndex = i;

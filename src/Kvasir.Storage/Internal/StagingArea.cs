@@ -35,7 +35,7 @@ internal sealed class StagingArea : IDisposable
                 return false;
             }
 
-            version = new ValueVersion(offset, length, _allocator.SizeFor(length)) { Owner = this };
+            version = new StagedVersion(offset, length, this);
             address = _memory.BaseAddress + (nint)offset;
             return true;
         }

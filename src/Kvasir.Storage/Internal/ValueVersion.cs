@@ -16,15 +16,15 @@ internal enum VersionState : byte
     Freed,
 }
 
-/// <summary>One stored value: an allocation in the arena plus its metadata. Mutated only under the store's lock.</summary>
-internal sealed class ValueVersion(long offset, long length, long allocatedBytes)
+/// <summary>
+/// One stored value: an allocation in the arena plus its metadata (56 bytes an object). Mutated only under the store's
+/// lock. A value staged outside the arena is a <see cref="StagedVersion"/>.
+/// </summary>
+internal class ValueVersion(long offset, long length)
 {
     public long Offset { get; } = offset;
 
     public long Length { get; } = length;
-
-    /// <summary>Arena bytes this version holds (whole allocation units).</summary>
-    public long AllocatedBytes { get; } = allocatedBytes;
 
     public uint Crc32C { get; set; }
 
@@ -49,7 +49,10 @@ internal sealed class ValueVersion(long offset, long length, long allocatedBytes
     public int Namespace { get; set; } = -1;
 
     public VersionState State { get; set; }
+}
 
-    /// <summary>Null for arena space; the staging area whose space this is, for a cold read staged outside the arena.</summary>
-    public StagingArea? Owner { get; init; }
+/// <summary>A value staged outside the arena, for a cold read (<see cref="StagingArea"/>): its space goes back to <see cref="Owner"/>.</summary>
+internal sealed class StagedVersion(long offset, long length, StagingArea owner) : ValueVersion(offset, length)
+{
+    public StagingArea Owner { get; } = owner;
 }
