@@ -33,19 +33,19 @@ internal static class TcpBaseline
             var threads = new List<Thread>();
             foreach (var (send, receive) in pairs)
             {
-                threads.Add(new Thread(() =>
+                threads.Add(Background(() =>
                 {
                     var data = new byte[Chunk];
                     while (clock.Elapsed < duration) send.Send(data);
                     send.Shutdown(SocketShutdown.Send);
-                }) { IsBackground = true });
-                threads.Add(new Thread(() =>
+                }));
+                threads.Add(Background(() =>
                 {
                     var into = new byte[Chunk];
                     long mine = 0;
                     for (int n; (n = receive.Receive(into)) > 0;) mine += n;
                     Interlocked.Add(ref received, mine);
-                }) { IsBackground = true });
+                }));
             }
             threads.ForEach(t => t.Start());
             threads.ForEach(t => t.Join());
@@ -60,4 +60,6 @@ internal static class TcpBaseline
             }
         }
     }
+
+    private static Thread Background(ThreadStart body) => new(body) { IsBackground = true };
 }
