@@ -116,6 +116,38 @@ def test_kv_echo_through_the_peer(peers):
         d.bye()
 
 
+def _pull_announced_layers(peer, shared: bool) -> None:
+    # The peer is the prefill: it fills its region one layer group at a time (last first) and announces each; this
+    # engine is the decoder and reads each group when its note arrives (from the peer's shared file when shared).
+    groups, size = 5, 100_003
+    with Engine("lo", 2, 1, 0, slice_bytes=65536) as eng:
+        d = Driver(eng, peer)
+        local = np.zeros(groups * size, dtype=np.uint8)
+        ok, mr = eng.reg(local)
+        ok, pull = eng.pull_layers(d.conn, 77, [(mr, local.ctypes.data + g * size, size, d.blob, g * size)
+                                                for g in range(groups)])
+        assert ok, eng.last_error
+        d.notify(f"layers:77:21:{groups}:{size}".encode())
+        assert pull.wait_all(timeout=60), pull.error or "the layer groups did not land within 60 s"
+        assert np.array_equal(local, pattern(local.size, 21))
+        assert eng.shm_transfers == (groups if shared else 0)
+        pull.close()
+        d.bye()
+
+
+def test_the_driver_pulls_the_layer_groups_the_peer_announces(peers):
+    _pull_announced_layers(peers("--region-bytes", str(MiB), "--slice-bytes", "65536"), shared=False)
+
+
+def test_the_driver_pulls_announced_layer_groups_from_a_same_host_peers_shared_file():
+    # Only the Python engine allocates shared regions (docs/transfer.md § Same host), so the peer is Python's.
+    peer = Peer("python", "--region-bytes", str(MiB), "--slice-bytes", "65536", "--shared-region")
+    try:
+        _pull_announced_layers(peer, shared=True)
+    finally:
+        peer.stop()
+
+
 def test_writes_outside_the_window_or_with_a_wrong_token_leave_the_peer_region_untouched(peers):
     region = MiB
     peer = peers("--region-bytes", str(region))

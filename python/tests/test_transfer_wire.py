@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from kvasir import auth
-from kvasir.transfer import _handshake, _wire
+from kvasir.transfer import _handshake, _wire, layers
 
 VECTORS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                        "tests", "vectors", "transfer.json")
@@ -140,6 +140,8 @@ def test_blobs_encode_and_decode_both_ways(name):
                                 shm["path"] if shm else None, shm["file_offset"] if shm else 0)
         assert _wire.encode_advertisement(a).hex() == v["hex"]
         assert _wire.decode_advertisement(H(v["hex"])) == a
+    elif v["kind"] == "layer_ready":   # a NOTIFY payload of the per-layer pull (test_transfer_layers.py checks it)
+        assert layers.decode_note(H(v["hex"])) == (m["tag"], m["group"])
     else:
         e = _wire.Endpoint(m["address"], m["port"], H(m["engine_id"]))
         assert _wire.encode_endpoint(e).hex() == v["hex"]

@@ -24,17 +24,21 @@ public static class TransferBenchCommand
           --min-iterations N    at least this many transfers per cell          default 5
           --slice-bytes N       slice size                                     default 1MiB
           --no-verify           do not check the last transfer's bytes
+          --tcp-baseline        per lane count, plain TCP over loopback with as many streams in this process (one
+                                blocking sender and one blocking receiver thread per stream, 4 MiB sends), and each
+                                cell's wall rate as a fraction of it ("x TCP")
           --json                one JSON object per cell
 
         Latency is one transfer from start to its last acknowledgement; GiB/s (p50) is size / median latency
         (one in flight); GiB/s (wall) and msgs/s count every transfer over the cell's wall time.
+        Run it on a quiet machine: on a loaded one both the engine and the baseline move by 2x from run to run.
         """;
 
     private static readonly string[] ValueOptions = ["sizes", "lanes", "nconn-per-cpu", "op", "inflight", "duration", "min-iterations", "slice-bytes"];
 
     public static async Task<int> RunAsync(IReadOnlyList<string> args)
     {
-        var cl = CommandLine.Parse(args, ValueOptions, ["no-verify", "json"]);
+        var cl = CommandLine.Parse(args, ValueOptions, ["no-verify", "json", "tcp-baseline"]);
         if (cl.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cl.Positionals[0]}'");
         var sizes = cl.Get("sizes", "4KiB,64KiB,1MiB,16MiB,64MiB,256MiB").Split(',').Select(s => ParseSize(s)).ToArray();
         var lanes = cl.Get("lanes", "1,2,4,8").Split(',').Select(s => int.TryParse(s, out int n) && n is >= 1 and <= 256 ? n : throw new UsageException($"--lanes: '{s}' is not 1..256")).ToArray();
@@ -52,9 +56,10 @@ public static class TransferBenchCommand
         var dst = new byte[largest * inflight];
         for (long i = 0; i < src.Length; i++) src[i] = (byte)(i * 131 % 251);
         if (!json)
-            Console.WriteLine($"{"op",-6}{"size",10}{"lanes",6}{"n",7}{"p50 ms",10}{"p99 ms",10}{"GiB/s p50",11}{"GiB/s wall",11}{"msgs/s",10}");
+            Console.WriteLine($"{"op",-6}{"size",10}{"lanes",6}{"n",7}{"p50 ms",10}{"p99 ms",10}{"GiB/s p50",11}{"GiB/s wall",11}{"msgs/s",10}{(cl.Has("tcp-baseline") ? "   TCP GiB/s  x TCP" : "")}");
         foreach (int laneCount in lanes)
         {
+            double? tcp = cl.Has("tcp-baseline") ? TcpBaseline.GiBPerSecond(laneCount, TimeSpan.FromSeconds(duration)) : null;
             var options = new TransferEngineOptions { Ncpus = laneCount / perCpu, NconnPerCpu = perCpu, SliceBytes = slice };
             using var a = TransferEngine.Start(options);
             using var b = TransferEngine.Start(options);
@@ -73,7 +78,7 @@ public static class TransferBenchCommand
                 var (latencies, wall) = await MeasureAsync(transfer, inflight, TimeSpan.FromSeconds(duration), minIterations);
                 if (!cl.Has("no-verify") && !src.AsSpan(0, (int)Math.Min(size, int.MaxValue)).SequenceEqual(dst.AsSpan(0, (int)Math.Min(size, int.MaxValue))))
                     throw new InvalidOperationException($"bytes differ after {op}s of {size} bytes on {laneCount} lanes");
-                Report(json, op, size, laneCount, latencies, wall);
+                Report(json, op, size, laneCount, latencies, wall, tcp);
             }
         }
         return 0;
@@ -99,7 +104,7 @@ public static class TransferBenchCommand
         return (latencies, wall.Elapsed);
     }
 
-    private static void Report(bool json, string op, long size, int lanes, List<double> latencies, TimeSpan wall)
+    private static void Report(bool json, string op, long size, int lanes, List<double> latencies, TimeSpan wall, double? tcp)
     {
         latencies.Sort();
         double p50 = Percentile(latencies, 0.50), p99 = Percentile(latencies, 0.99);
@@ -119,11 +124,14 @@ public static class TransferBenchCommand
                 ["gib_s_p50"] = gibP50,
                 ["gib_s_wall"] = gibWall,
                 ["msgs_s"] = rate,
+                ["tcp_gib_s"] = tcp,
+                ["x_tcp"] = gibWall / tcp,
             }.ToJsonString());
             return;
         }
         var c = CultureInfo.InvariantCulture;
-        Console.WriteLine(string.Format(c, "{0,-6}{1,10}{2,6}{3,7}{4,10:0.000}{5,10:0.000}{6,11:0.00}{7,11:0.00}{8,10:0}", op, Human(size), lanes, latencies.Count, p50, p99, gibP50, gibWall, rate));
+        Console.WriteLine(string.Format(c, "{0,-6}{1,10}{2,6}{3,7}{4,10:0.000}{5,10:0.000}{6,11:0.00}{7,11:0.00}{8,10:0}", op, Human(size), lanes, latencies.Count, p50, p99, gibP50, gibWall, rate)
+            + (tcp is { } t ? string.Format(c, "{0,13:0.00}{1,7:0.00}", t, gibWall / t) : ""));
     }
 
     /// <summary>Nearest-rank percentile of sorted values.</summary>

@@ -27,7 +27,8 @@ public static class TransferPeerCommand
 
         Prints {"event": "listening", "port": P, "metadata": HEX}, accepts one connection ({"event": "accepted",
         "conn_id": N}), advertises its zero-filled region with the NOTIFY "advert:" + blob, then acts on the
-        driver's notifications: sha:OFF:LEN, fill:LEN:SEED| + blob, read:LEN| + blob, kv-echo:MAX, bye.
+        driver's notifications: sha:OFF:LEN, fill:LEN:SEED| + blob, read:LEN| + blob, kv-echo:MAX,
+        layers:TAG:SEED:GROUPS:LEN, bye.
         Any other notification, or any failure, prints {"event": "error", "message": ...} and exits 1.
         """;
 
@@ -115,6 +116,16 @@ public static class TransferPeerCommand
                         int t1 = await engine.RegisterKvAsync(conn, outbox);
                         long got = await engine.RecvKvAsync(t, max);
                         await engine.SendKvAsync(t1, inbox.AsMemory(0, (int)got));
+                        break;
+                    case "layers" when parts.Length == 5:   // per-layer pull: fill each group, then announce it (last group first)
+                        long tag = Number(parts[1], text), layerSeed = Number(parts[2], text), groups = Number(parts[3], text), size = Number(parts[4], text);
+                        if (tag < 1 || groups < 1 || size < 1 || groups > region.Length / size)
+                            throw new TransferException(TransferError.InvalidArgument, $"'{text}': {groups} groups of {size} bytes do not fit the region of {region.Length} bytes (or tag 0)");
+                        for (long g = groups - 1; g >= 0; g--)
+                        {
+                            for (long i = g * size; i < (g + 1) * size; i++) region[i] = (byte)((i * 131L + layerSeed) % 251);
+                            await engine.NotifyLayerReadyAsync(conn, (ulong)tag, (int)g);
+                        }
                         break;
                     default:
                         throw new TransferException(TransferError.InvalidArgument, $"unknown notification '{text[..Math.Min(text.Length, 40)]}'");

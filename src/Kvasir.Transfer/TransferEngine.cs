@@ -222,6 +222,38 @@ public sealed class TransferEngine : IDisposable
     /// <summary>Completes when a notification is waiting in <see cref="GetNotifications"/>.</summary>
     public Task WaitForNotificationsAsync(CancellationToken ct = default) => _core.NotificationArrived().WaitAsync(ct);
 
+    // ---- per-layer pull (docs/transfer.md § Per-layer pull) ----
+
+    /// <summary>Prefill side: tells the peer that layer group <paramref name="group"/> of request <paramref name="tag"/> is in the advertised buffer.</summary>
+    public Task NotifyLayerReadyAsync(int connId, ulong tag, int group)
+    {
+        if (tag == 0 || group < 0)
+            throw new TransferException(TransferError.InvalidArgument, $"a layer-ready note needs a tag >= 1 and a group >= 0 (got tag {tag}, group {group})");
+        return SendNotificationAsync(connId, new LayerReadyNote(tag, (uint)group).ToBytes());
+    }
+
+    /// <summary>
+    /// Decoder side: one read per layer group, each started when the prefill's layer-ready note for
+    /// (<paramref name="tag"/>, group index) arrives on the connection, or at once for a note that came before. Every
+    /// group's arguments are checked before anything is read. Dispose the pull when done with it.
+    /// </summary>
+    public LayerPull PullLayers(int connId, ulong tag, IReadOnlyList<LayerGroup> groups)
+    {
+        if (tag == 0) throw new TransferException(TransferError.InvalidArgument, "a layer pull's tag is at least 1");
+        if (groups.Count == 0) throw new TransferException(TransferError.InvalidArgument, "a layer pull needs at least one group");
+        var session = _core.GetSession(connId);
+        foreach (var g in groups)
+        {
+            Initiator.CheckLocalRange(_core.Regions.Get(g.RegionId), g.Offset, g.Length);
+            Initiator.CheckWindow(Initiator.ParseAdvertisement(session, g.Advertisement.Span), g.RemoteOffset, g.Length, "layer read");
+        }
+        var pull = new LayerPull(connId, tag, groups,
+            g => StartReadOp(connId, g.RegionId, g.Offset, g.Length, g.Advertisement.Span, g.RemoteOffset).Task, _core.RemovePull);
+        _core.AddPull(pull);
+        if (session.IsClosed) pull.ConnectionClosed(session.ClosedReason!);
+        return pull;
+    }
+
     // ---- two-sided send/recv (KVTrans) ----
 
     /// <summary>
@@ -355,12 +387,12 @@ public sealed class TransferEngine : IDisposable
         return Initiator.StartWrite(_core, session, region, offset, length, advert, notification);
     }
 
-    private TransferOp StartReadOp(int connId, int regionId, long offset, long length, ReadOnlySpan<byte> advertisement)
+    private TransferOp StartReadOp(int connId, int regionId, long offset, long length, ReadOnlySpan<byte> advertisement, long remoteOffset = 0)
     {
         var session = _core.GetSession(connId);
         var region = _core.Regions.Get(regionId);
         var advert = Initiator.ParseAdvertisement(session, advertisement);
-        return Initiator.StartRead(_core, session, region, offset, length, advert);
+        return Initiator.StartRead(_core, session, region, offset, length, advert, remoteOffset);
     }
 
     private ulong Track(TransferOp op)

@@ -50,6 +50,24 @@ public sealed class AuthTests
     }
 
     [Fact]
+    public async Task A_lane_whose_AUTH_failed_gives_its_place_in_the_session_back()
+    {
+        using var engine = TransferEngine.Start(new() { AuthKey = KeyA });
+        var (session, engineId, key) = (RawLane.NewId(), RawLane.NewId(), AuthHandshake.ParseKey(KeyA));
+        using (var wrong = RawLane.Connect(engine.Port))
+        {
+            wrong.Join(session, key: AuthHandshake.ParseKey(KeyB), engineId: engineId);
+            Assert.Equal(TransferStatus.AuthFailed, wrong.Receive().Header.Status);
+            Assert.True(wrong.IsClosedByPeer(), "the lane stays open after AUTH_FAILED");
+        }
+        using var right = RawLane.Connect(engine.Port);
+        right.Join(session, key: key, engineId: engineId);   // asserts HELLO OK: the place is free again
+        var (h, _, _) = right.Receive();
+        Assert.Equal((TransferOpcode.Auth, TransferStatus.Ok), (h.Opcode, h.Status));
+        await engine.AcceptAsync().WaitAsync(EnginePair.Deadline);   // the session was accepted
+    }
+
+    [Fact]
     public void A_request_before_AUTH_is_AUTH_REQUIRED()
     {
         using var engine = TransferEngine.Start(new() { AuthKey = KeyA });

@@ -105,6 +105,32 @@ public sealed partial class InteropTests
     }
 
     [Theory]
+    [InlineData("dotnet", false)]
+    [InlineData("python", false)]
+    [InlineData("python", true)]
+    public async Task The_driver_pulls_the_layer_groups_the_peer_announces(string kind, bool shared)
+    {
+        // The peer is the prefill: it fills its region one layer group at a time (last first) and announces each; this
+        // engine is the decoder and reads each group when its note arrives (from the peer's shared file when shared).
+        const int groups = 5, size = 100_003;
+        using var peer = PeerProcess.Start(kind, ["--region-bytes", $"{1 << 20}", "--slice-bytes", "65536", .. shared ? (string[])["--shared-region"] : []]).WaitListening();
+        using var engine = TransferEngine.Start(new() { SliceBytes = 65536, Ncpus = 2 });
+        var inbox = new Inbox(engine, peer);
+        int conn = await engine.AddRemoteEndpointAsync(peer.Metadata).WaitAsync(EnginePair.Deadline);
+        peer.WaitEvent("accepted");
+        var advert = (await inbox.NextAsync("advert:"))[7..];
+        var local = new byte[groups * size];
+        int r = engine.Register(local);
+        using var pull = engine.PullLayers(conn, 77, [.. Enumerable.Range(0, groups).Select(g => new LayerGroup(r, g * size, size, advert, g * size))]);
+        await engine.SendNotificationAsync(conn, Encoding.UTF8.GetBytes($"layers:77:21:{groups}:{size}"));
+        await pull.Completion.WaitAsync(EnginePair.Deadline);
+        Assert.Equal(Bytes.Pattern(local.Length, 21), local);
+        Assert.Equal(shared ? groups : 0, engine.SharedMemoryTransfers);
+        await engine.SendNotificationAsync(conn, "bye"u8.ToArray());
+        peer.WaitEvent("bye");
+    }
+
+    [Theory]
     [InlineData("dotnet")]
     [InlineData("python")]
     public async Task A_peer_with_another_key_is_refused(string kind)

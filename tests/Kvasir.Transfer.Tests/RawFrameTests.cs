@@ -80,6 +80,39 @@ public sealed class RawFrameTests
     }
 
     [Fact]
+    public async Task Of_lanes_racing_for_the_same_place_in_a_session_one_joins_and_the_others_are_told_BAD_SESSION()
+    {
+        // The Python engine once checked a lane's place, answered HELLO and only then took the place, so racing lanes
+        // could all be answered OK and the losers dropped without a word: the check and the claim must be one step.
+        using var engine = TransferEngine.Start();
+        const int racers = 6;
+        for (int round = 0; round < 5; round++)
+        {
+            var (session, engineId) = (RawLane.NewId(), RawLane.NewId());
+            using var start = new Barrier(racers);
+            var lanes = new RawLane[racers];
+            try
+            {
+                var statuses = await Task.WhenAll(Enumerable.Range(0, racers).Select(i => Task.Run(() =>
+                {
+                    lanes[i] = RawLane.Connect(engine.Port);
+                    Assert.True(start.SignalAndWait(EnginePair.Deadline), "the racers did not all start");
+                    return lanes[i].Hello(session, index: 0, count: 2, engineId: engineId).Header.Status;
+                }))).WaitAsync(EnginePair.Deadline);
+                Assert.Equal(1, statuses.Count(s => s == TransferStatus.Ok));
+                Assert.All(statuses.Where(s => s != TransferStatus.Ok), s => Assert.Equal(TransferStatus.BadSession, s));
+                for (int i = 0; i < racers; i++)
+                    if (statuses[i] != TransferStatus.Ok) Assert.True(lanes[i].IsClosedByPeer(), "a refused racer's lane stays open");
+            }
+            finally
+            {
+                foreach (var lane in lanes) lane?.Dispose();
+            }
+        }
+        await AssertUsableAsync(engine);
+    }
+
+    [Fact]
     public async Task An_incomplete_session_is_dropped_after_the_handshake_timeout()
     {
         using var engine = TransferEngine.Start(new() { HandshakeTimeout = TimeSpan.FromSeconds(2) });

@@ -29,13 +29,10 @@ public sealed class RawLane : IDisposable
     public static UInt128 NewId() => BinaryPrimitives.ReadUInt128LittleEndian(RandomNumberGenerator.GetBytes(16));
 
     /// <summary>HELLO (and AUTH with <paramref name="key"/>) for lane <paramref name="index"/> of <paramref name="count"/>; returns the HELLO reply.</summary>
-    public TransferHelloReply Join(UInt128 session, int index = 0, int count = 1, byte[]? key = null, AuthLabels? labels = null, UInt128? hostId = null)
+    public TransferHelloReply Join(UInt128 session, int index = 0, int count = 1, byte[]? key = null, AuthLabels? labels = null, UInt128? hostId = null,
+        UInt128? engineId = null)
     {
-        var hello = new TransferHelloRequest(1, (ushort)index, (ushort)count, session, NewId(), hostId ?? NewId());
-        var meta = new byte[TransferHelloRequest.Size];
-        hello.Write(meta);
-        Send(TransferFrameHeader.Request(TransferOpcode.Hello, 1, meta.Length), meta);
-        var (h, replyMeta, _) = Receive();
+        var (h, replyMeta) = Hello(session, index, count, engineId, hostId);
         Assert.Equal(TransferStatus.Ok, h.Status);
         var reply = TransferHelloReply.Parse(replyMeta);
         if (key is not null)
@@ -47,6 +44,17 @@ public sealed class RawLane : IDisposable
             Send(TransferFrameHeader.Request(TransferOpcode.Auth, 2, authMeta.Length), authMeta);
         }
         return reply;
+    }
+
+    /// <summary>Sends HELLO for lane <paramref name="index"/> of <paramref name="count"/> and returns the reply, whatever its status.</summary>
+    public (TransferFrameHeader Header, byte[] Meta) Hello(UInt128 session, int index, int count, UInt128? engineId = null, UInt128? hostId = null)
+    {
+        var hello = new TransferHelloRequest(1, (ushort)index, (ushort)count, session, engineId ?? NewId(), hostId ?? NewId());
+        var meta = new byte[TransferHelloRequest.Size];
+        hello.Write(meta);
+        Send(TransferFrameHeader.Request(TransferOpcode.Hello, 1, meta.Length), meta);
+        var (h, replyMeta, _) = Receive();
+        return (h, replyMeta);
     }
 
     public void Send(TransferFrameHeader header, ReadOnlySpan<byte> meta, ReadOnlySpan<byte> payload = default)

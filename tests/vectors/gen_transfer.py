@@ -198,6 +198,10 @@ blobs.append({"name": "endpoint_ipv4", "kind": "endpoint", "description": "get_m
 e6 = {"address": "::1", "port": 40000, "engine_id": h(ENGINE_B)}
 blobs.append({"name": "endpoint_ipv6", "kind": "endpoint", "description": "get_metadata() of an engine on [::1]:40000.",
               "fields": e6, "hex": h(endpoint_blob(e6))})
+note = {"tag": 0x0102030405060708, "group": 7}
+blobs.append({"name": "layer_ready_note", "kind": "layer_ready",
+              "description": "Per-layer pull: the NOTIFY bytes telling a decoder that layer group 7 of request tag 0x0102030405060708 is ready.",
+              "fields": note, "hex": h(b"KVXL" + struct.pack("<B3xQI4x", 1, note["tag"], note["group"]))})
 
 out = {"version": 1,
        "comment": "Golden frames and blobs of the Kvasir transfer engine protocol v1 (docs/transfer.md). Generated once by tests/vectors/gen_transfer.py; the committed file is the source of truth. Integers little-endian; hex lowercase, '' for empty.",

@@ -11,7 +11,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from .. import auth
-from . import _handshake, _wire
+from . import _handshake, _wire, layers
 from ._lanes import Lane
 from ._listener import Listener, read_host_id, resolve_interface
 from ._shm import SHM_DIR, Mappings, SharedFile
@@ -79,6 +79,7 @@ class Engine:
         self._async: Dict[int, Transfer] = {}
         self._kv: Dict[int, _Kv] = {}
         self._notifs: List[Tuple[int, bytes]] = []
+        self._pulls: Dict[Tuple[int, int], layers.LayerPull] = {}   # per-layer pulls by (conn_id, tag)
         self._next_conn = 1
         self._next_id = 1
         self._closed = False
@@ -145,7 +146,10 @@ class Engine:
     def _session_closed(self, session: Session, reason: str) -> None:
         self._regions.drop_connection(session.conn_id)
         with self._lock:
+            pulls = [p for (conn, _), p in self._pulls.items() if conn == session.conn_id]
             self._lock.notify_all()
+        for p in pulls:
+            p.connection_closed(reason)
 
     # ---- sessions: initiator side -------------------------------------------------------------------------
     def _connect(self, ip: str, port: int, expect_engine: Optional[bytes] = None) -> Session:
@@ -233,14 +237,18 @@ class Engine:
         if h.opcode == _wire.READ:
             self._on_read(session, lane, h, meta)
         elif h.opcode == _wire.NOTIFY:
-            status = _wire.OK
+            status, pull, note = _wire.OK, None, layers.decode_note(meta)
             if len(meta) > _wire.MAX_NOTIF:
                 status = _wire.TOO_LARGE
             else:
                 with self._lock:
-                    self._notifs.append((session.conn_id, meta))
+                    pull = self._pulls.get((session.conn_id, note[0])) if note else None
+                    if pull is None:
+                        self._notifs.append((session.conn_id, meta))
                     self._lock.notify_all()
             lane.reply(_wire.encode_header(_wire.NOTIFY, h.request_id, 0, reply=True, status=status))
+            if pull is not None:
+                pull.announce(note[1])
         elif h.opcode == _wire.KV_READY:
             k = _wire.decode_kv_ready(meta)
             with self._lock:
@@ -542,6 +550,45 @@ class Engine:
                 self._lock.wait(left)
             out, self._notifs = self._notifs, []
         return out
+
+    # ---- per-layer pull (docs/transfer.md § Per-layer pull) ---------------------------------------------------
+    @_api(False)
+    def notify_layer_ready(self, conn_id: int, tag: int, group: int) -> bool:
+        """Producer side: tells the peer that layer group ``group`` of request ``tag`` is in the advertised buffer."""
+        return self.send_notif(conn_id, layers.encode_note(int(tag), int(group)))
+
+    @_api(False, None)
+    def pull_layers(self, conn_id: int, tag: int, groups) -> Tuple[bool, Optional[layers.LayerPull]]:
+        """Decoder side: ``groups`` is a list of ``(mr_id, ptr, size, meta[, remote_offset])``, one per layer group,
+        each read like ``read``; a group's read starts when the producer's ``notify_layer_ready(tag, group)``
+        arrives (or at once if it already did). Returns ``(True, LayerPull)``; wait on it per group."""
+        tag = int(tag)
+        layers.encode_note(tag, 0)   # checks the tag
+        groups = [tuple(g) for g in groups]
+        if not groups:
+            raise TransferError("a layer pull needs at least one group")
+        for i, g in enumerate(groups):   # every group's arguments are checked before anything is read
+            if len(g) not in (4, 5):
+                raise TransferError(f"layer group {i}: (mr_id, ptr, size, meta[, remote_offset]), not {len(g)} items")
+            self._plan(_wire.READ, conn_id, *g)
+
+        def start(g):
+            return self._run(_wire.READ, [conn_id], [g[0]], [g[1]], [g[2]], [g[3]], offsets=[g[4] if len(g) > 4 else 0])[0]
+
+        def forget(p):
+            with self._lock:
+                if self._pulls.get((p.conn_id, p.tag)) is p:
+                    del self._pulls[(p.conn_id, p.tag)]
+        pull = layers.LayerPull(conn_id, tag, groups, start, self._lock, forget)
+        with self._lock:
+            if (conn_id, tag) in self._pulls:
+                raise TransferError(f"connection {conn_id} already has a layer pull with tag {tag}")
+            self._pulls[(conn_id, tag)] = pull
+            early = [n for n in self._notifs if n[0] == conn_id and (layers.decode_note(n[1]) or (0,))[0] == tag]
+            self._notifs = [n for n in self._notifs if n not in early]
+        for _, note in early:
+            pull.announce(layers.decode_note(note)[1])
+        return True, pull
 
     # ---- two-sided (KVTrans) --------------------------------------------------------------------------------
     @_api(False, None)

@@ -91,6 +91,14 @@ class _Peer:
             ok, got = self.engine.recv_kv(kv_ids[0], cap)
             self._check(ok, "recv_kv")
             self._check(self.engine.send_kv(kv_ids[1], self.np.array(got, dtype=self.np.uint8)), "send_kv")
+        elif verb == "layers":   # per-layer pull: fill each group, then announce it (last group first)
+            tag, seed, groups, length = (int(x) for x in args.split(":"))
+            if groups < 1 or length < 1 or groups * length > len(self.region):
+                raise TransferError(f"{text}: {groups} groups of {length} bytes do not fit the region of {len(self.region)} bytes")
+            data = _pattern(self.np, groups * length, seed)
+            for g in reversed(range(groups)):
+                self.region[g * length:(g + 1) * length] = data[g * length:(g + 1) * length]
+                self._check(self.engine.notify_layer_ready(self.conn, tag, g), "notify_layer_ready")
         elif verb == "bye":
             return False
         else:

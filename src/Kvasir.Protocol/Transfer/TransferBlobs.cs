@@ -107,3 +107,38 @@ public sealed record EndpointBlob(IPAddress Address, ushort Port, UInt128 Engine
         return new(address, BinaryPrimitives.ReadUInt16LittleEndian(b[6..]), Fields.Id(b, 24));
     }
 }
+
+/// <summary>
+/// A layer-ready note (docs/transfer.md § Per-layer pull): the bytes of a NOTIFY telling a decoder that layer group
+/// <see cref="Group"/> of request <see cref="Tag"/> is in the prefill's advertised buffer. 24 bytes: magic "KVXL",
+/// version 1, 3 reserved, tag u64 (≥ 1), group u32, 4 reserved. Any other notification is not a note.
+/// </summary>
+public readonly record struct LayerReadyNote(ulong Tag, uint Group)
+{
+    public const int Size = 24;
+
+    /// <summary>The magic "KVXL" read as a little-endian integer.</summary>
+    public const uint Magic = 0x4C58564B;
+
+    public byte[] ToBytes()
+    {
+        if (Tag == 0) throw new ArgumentException("a layer-ready note's tag is at least 1");
+        var d = new byte[Size];
+        BinaryPrimitives.WriteUInt32LittleEndian(d, Magic);
+        d[4] = TransferLimits.Version;
+        BinaryPrimitives.WriteUInt64LittleEndian(d.AsSpan(8), Tag);
+        BinaryPrimitives.WriteUInt32LittleEndian(d.AsSpan(16), Group);
+        return d;
+    }
+
+    /// <summary>True when <paramref name="b"/> is a note (length, magic, version, reserved bytes zero, tag ≥ 1).</summary>
+    public static bool TryParse(ReadOnlySpan<byte> b, out LayerReadyNote note)
+    {
+        note = default;
+        if (b.Length != Size || BinaryPrimitives.ReadUInt32LittleEndian(b) != Magic || b[4] != TransferLimits.Version
+            || b[5..8].ContainsAnyExcept((byte)0) || b[20..24].ContainsAnyExcept((byte)0))
+            return false;
+        note = new LayerReadyNote(BinaryPrimitives.ReadUInt64LittleEndian(b[8..]), BinaryPrimitives.ReadUInt32LittleEndian(b[16..]));
+        return note.Tag != 0;
+    }
+}

@@ -41,24 +41,25 @@ internal static class Initiator
                 TransferOpcode.Write, 0, 0, 0, hasPayload: false);
             return op;
         }
-        return StartSliced(core, session, region, offset, length, advert, TransferOpcode.Write, (id, at, n) =>
+        return StartSliced(core, session, region, offset, length, advert, TransferOpcode.Write, 0, (id, at, n) =>
         {
             var w = new WriteSlice(advert.AdvertId, advert.Token, 0, (ulong)length, (ulong)at, kvTag, kvGeneration, at == 0 ? notif : default);
             return Frames.Build(TransferFrameHeader.Request(TransferOpcode.Write, id, w.Size, n), w.Size, w.Write);
         });
     }
 
-    public static TransferOp StartRead(EngineCore core, Session session, Region region, long offset, long length, AdvertisementBlob advert)
+    /// <summary>A read of <paramref name="length"/> bytes from <paramref name="remoteOffset"/> of the advertised window.</summary>
+    public static TransferOp StartRead(EngineCore core, Session session, Region region, long offset, long length, AdvertisementBlob advert, long remoteOffset = 0)
     {
-        if (TryShared(core, session, region, offset, length, advert, toFile: false))
+        if (TryShared(core, session, region, offset, length, advert, toFile: false, remoteOffset))
         {
             var op = core.Transfers.Start($"shared-memory read of {length} bytes on connection {session.ConnId}", 1, core.Options.TransferTimeout, session);
             op.SliceAcked();   // nothing goes over the lanes: the bytes are in place
             return op;
         }
-        return StartSliced(core, session, region, offset, length, advert, TransferOpcode.Read, (id, at, n) =>
+        return StartSliced(core, session, region, offset, length, advert, TransferOpcode.Read, remoteOffset, (id, at, n) =>
         {
-            var r = new ReadSlice(advert.AdvertId, advert.Token, (ulong)at, (ulong)n);
+            var r = new ReadSlice(advert.AdvertId, advert.Token, (ulong)(remoteOffset + at), (ulong)n);
             return Frames.Build(TransferFrameHeader.Request(TransferOpcode.Read, id, ReadSlice.Size), ReadSlice.Size, r.Write);
         });
     }
@@ -69,31 +70,39 @@ internal static class Initiator
     /// region and the target's mapped file. False when the path does not apply or the file does not map (the
     /// caller uses the lanes).
     /// </summary>
-    private static bool TryShared(EngineCore core, Session session, Region region, long offset, long length, AdvertisementBlob advert, bool toFile)
+    private static bool TryShared(EngineCore core, Session session, Region region, long offset, long length, AdvertisementBlob advert, bool toFile,
+        long remoteOffset = 0)
     {
         if (advert.Shm is null || (session.PeerHostId != UInt128.Zero && session.PeerHostId != core.HostId)) return false;
         CheckLocalRange(region, offset, length);
-        if ((ulong)length > advert.Size)
-            throw new TransferException(TransferError.OutOfBounds, $"a {(toFile ? "write" : "read")} of {length} bytes does not fit the advertised window of {advert.Size} bytes");
+        CheckWindow(advert, remoteOffset, length, toFile ? "write" : "read");
         if (!region.TryAcquire(session))
             throw new TransferException(TransferError.InvalidArgument, $"region {region.Id} was deregistered");
         try
         {
-            if (!core.SharedWindows.TryCopy(advert.Shm.Path, advert.Shm.FileOffset, length, region.Address + (nint)offset, toFile)) return false;
+            if (!core.SharedWindows.TryCopy(advert.Shm.Path, advert.Shm.FileOffset + (ulong)remoteOffset, length, region.Address + (nint)offset, toFile)) return false;
         }
         finally { region.Release(session); }
         core.CountSharedTransfer();
         return true;
     }
 
+    /// <summary>[remoteOffset, remoteOffset + length) must lie inside the advertised window.</summary>
+    public static void CheckWindow(AdvertisementBlob advert, long remoteOffset, long length, string what)
+    {
+        if (remoteOffset == 0 && (ulong)length > advert.Size)
+            throw new TransferException(TransferError.OutOfBounds, $"a {what} of {length} bytes does not fit the advertised window of {advert.Size} bytes");
+        if (remoteOffset < 0 || (ulong)remoteOffset > advert.Size || (ulong)length > advert.Size - (ulong)remoteOffset)
+            throw new TransferException(TransferError.OutOfBounds, $"a {what} of [{remoteOffset}, +{length}) is outside the advertised window of {advert.Size} bytes");
+    }
+
     /// <summary>Cuts a write or read into slices of the session's send size and queues them round-robin; <paramref name="head"/> builds a slice's frame head.</summary>
     private static TransferOp StartSliced(EngineCore core, Session session, Region region, long offset, long length, AdvertisementBlob advert,
-        TransferOpcode opcode, Func<ulong, long, int, byte[]> head)
+        TransferOpcode opcode, long remoteOffset, Func<ulong, long, int, byte[]> head)
     {
         CheckLocalRange(region, offset, length);
         string what = opcode == TransferOpcode.Write ? "write" : "read";
-        if ((ulong)length > advert.Size)
-            throw new TransferException(TransferError.OutOfBounds, $"a {what} of {length} bytes does not fit the advertised window of {advert.Size} bytes");
+        CheckWindow(advert, remoteOffset, length, what);
         int slice = session.SendSlice;
         int count = checked((int)((length + slice - 1) / slice));
         var op = core.Transfers.Start($"{what} of {length} bytes on connection {session.ConnId}", count, core.Options.TransferTimeout, session);

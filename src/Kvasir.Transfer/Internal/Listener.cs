@@ -29,6 +29,7 @@ internal sealed class Listener : IDisposable
         public bool[] Reserved { get; } = new bool[first.LaneCount];
         public (Socket Socket, BufferedReceiver Receiver)[] Joined { get; } = new (Socket, BufferedReceiver)[first.LaneCount];
         public int JoinedCount { get; set; }
+        public int ReservedCount { get; set; }
     }
 
     public Listener(EngineCore core, IPAddress address, int port)
@@ -85,6 +86,7 @@ internal sealed class Listener : IDisposable
         var ct = timeout.Token;
         var receiver = new BufferedReceiver(lane);
         var header = new byte[TransferLimits.HeaderSize];
+        (PendingSession Session, int Index)? claim = null;
         try
         {
             if (!await receiver.ReadExactAsync(header, ct).ConfigureAwait(false)) { lane.Dispose(); return; }
@@ -95,6 +97,7 @@ internal sealed class Listener : IDisposable
             if (request.ProtocolVersion != TransferLimits.Version)
                 throw new RefusedException(helloHeader, TransferStatus.UnsupportedVersion, $"protocol version {request.ProtocolVersion}");
             var pending = Reserve(request, (IPEndPoint)lane.RemoteEndPoint!, helloHeader);
+            claim = (pending, request.LaneIndex);
             var nonce = _core.Key is null ? new byte[TransferLimits.NonceBytes] : AuthHandshake.NewNonce();
             var reply = new TransferHelloReply(_core.Key is not null, (uint)_core.MaxSlice, _core.EngineId, nonce);
             await SendAsync(lane, TransferFrameHeader.Reply(TransferOpcode.Hello, helloHeader.RequestId, TransferStatus.Ok), TransferHelloReply.Size, reply.Write, ct).ConfigureAwait(false);
@@ -111,19 +114,23 @@ internal sealed class Listener : IDisposable
                 await SendAsync(lane, TransferFrameHeader.Reply(TransferOpcode.Auth, authHeader.RequestId, TransferStatus.Ok), serverProof.Length,
                     d => { serverProof.CopyTo(d); return serverProof.Length; }, ct).ConfigureAwait(false);
             }
+            claim = null;
             Join(pending, request.LaneIndex, lane, receiver);
         }
         catch (RefusedException r)
         {
+            Release(claim);
             await RefuseAsync(lane, r.Opcode, r.RequestId, r.Status).ConfigureAwait(false);
         }
         catch (TransferProtocolException e)
         {
+            Release(claim);
             var (opcode, requestId) = TransferFrameHeader.Peek(header);
             await RefuseAsync(lane, opcode, requestId, e.Status).ConfigureAwait(false);
         }
         catch (Exception)   // a lane that broke during its handshake (reset, timeout, shutdown) is just dropped
         {
+            Release(claim);
             lane.Dispose();
         }
     }
@@ -155,7 +162,23 @@ internal sealed class Listener : IDisposable
             if (p.Reserved[hello.LaneIndex])
                 throw new RefusedException(h, TransferStatus.BadSession, $"lane {hello.LaneIndex} already joined");
             p.Reserved[hello.LaneIndex] = true;
+            p.ReservedCount++;
             return p;
+        }
+    }
+
+    /// <summary>
+    /// Gives back the place a lane claimed at HELLO when its handshake failed after (a wrong proof, a reset): another
+    /// lane may take it while the session waits; a session whose only claim this was is forgotten.
+    /// </summary>
+    private void Release((PendingSession Session, int Index)? claim)
+    {
+        if (claim is not var (p, index)) return;
+        lock (_pending)
+        {
+            if (!_pending.TryGetValue(p.First.SessionId, out var current) || current != p || !p.Reserved[index]) return;
+            p.Reserved[index] = false;
+            if (--p.ReservedCount == 0) _pending.Remove(p.First.SessionId);
         }
     }
 

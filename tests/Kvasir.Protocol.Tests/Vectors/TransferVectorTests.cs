@@ -95,6 +95,13 @@ public sealed class TransferVectorTests
             Assert.Equal((string)v["hex"]!, Convert.ToHexStringLower(blob.ToBytes()));
             Assert.Equal(blob, AdvertisementBlob.Parse(bytes));
         }
+        else if ((string)v["kind"]! == "layer_ready")
+        {
+            var note = new LayerReadyNote((ulong)fields["tag"]!, (uint)fields["group"]!);
+            Assert.Equal((string)v["hex"]!, Convert.ToHexStringLower(note.ToBytes()));
+            Assert.True(LayerReadyNote.TryParse(bytes, out var parsed));
+            Assert.Equal(note, parsed);
+        }
         else
         {
             var blob = new EndpointBlob(IPAddress.Parse((string)fields["address"]!), (ushort)fields["port"]!, Id(fields["engine_id"]));
