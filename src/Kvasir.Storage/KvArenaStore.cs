@@ -292,6 +292,7 @@ public sealed partial class KvArenaStore : IDisposable
             ValueVersion published = Finish(reservation, crc32c, VersionState.Published);
             published.Sequence = version;
             var slot = new Slot(reservation.Key, published) { Promoted = true, WrittenAt = Environment.TickCount64 };
+            slot.ExpiresAt = Deadline(reservation.Ttl, slot.WrittenAt);   // the rest of the copy's recorded life; null: none
             _index.Add(slot.Key, slot);
             _ordered.Add(slot.Key);
             _policy.OnInsert(slot);
