@@ -34,12 +34,12 @@ public sealed class TtlPersistenceTests
     private static async Task<bool> ExistsAsync(TieredStore store, string key)
         => await store.ExistsAsync(TestValues.Key(key)).AsTask().WaitAsync(StoreHelpers.Deadline) == WireStatus.Ok;
 
-    /// <summary>Asserts the key's remaining life is more than a minute and at most an hour.</summary>
+    /// <summary>Asserts the key's remaining life is more than a minute and at most an hour (and the second the shared tier rounds up to).</summary>
     private static void AssertHourTtl(KeyInfo? info, StoreTier tier, string what)
     {
         Assert.True(info is not null, $"{what}: no info (the key is gone)");
         Assert.Equal(tier, info.Tier);
-        Assert.True(info.TtlMs is > 60_000 and <= 3_600_000, $"{what}: TTL {info.TtlMs} ms, expected the rest of the hour it was written with");
+        Assert.True(info.TtlMs is > 60_000 and <= 3_601_000, $"{what}: TTL {info.TtlMs} ms, expected the rest of the hour it was written with");
     }
 
     [Fact]
