@@ -76,7 +76,7 @@ public sealed partial class TieredStore : IDisposable
                 _disk = new DiskTier(_tiers.DeviceFactory ?? new FileDeviceFactory(path), _tiers.DiskCapacity, _tiers.SegmentBytes, _tiers.DiskSync, _clock);
                 _newerOnDisk = (key, version) => _disk.NewestVersion(key) > version;
             }
-            if (_tiers.SharedFsPath is { } shared) _shared = new SharedFsTier(shared);
+            if (_tiers.SharedFsPath is { } shared) _shared = new SharedFsTier(shared, usageInterval: _tiers.SharedUsageInterval);
             if (_tiers.Any)
             {
                 _io = new TierIo(_tiers.ReadThreads, "kvasir tier io");

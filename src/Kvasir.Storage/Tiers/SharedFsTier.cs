@@ -39,16 +39,18 @@ internal sealed class SharedFsTier : IDisposable
     private readonly Channel<WriteJob> _queue;
     private readonly Task _writer;
     private readonly long _maxPendingBytes;
+    private readonly SharedFsUsage _usage;
     private long _pendingBytes, _pending;
     private long _hits, _misses, _writes, _writeErrors, _readErrors, _corrupt, _dropped;
     private string? _lastError;
     private long _lastErrorTicks = long.MinValue;
 
-    public SharedFsTier(string root, long maxPendingBytes = 256L << 20)
+    public SharedFsTier(string root, long maxPendingBytes = 256L << 20, TimeSpan? usageInterval = null)
     {
         _root = Path.Combine(Path.GetFullPath(root), "kvasir-v1");
         Directory.CreateDirectory(_root);
         _maxPendingBytes = maxPendingBytes;
+        _usage = new SharedFsUsage(_root, usageInterval ?? TimeSpan.FromSeconds(30));
         _queue = Channel.CreateUnbounded<WriteJob>(new UnboundedChannelOptions { SingleReader = true });
         _writer = Task.Run(WriteLoopAsync);
     }
@@ -311,8 +313,10 @@ internal sealed class SharedFsTier : IDisposable
         Interlocked.Exchange(ref _lastErrorTicks, Environment.TickCount64);
     }
 
+    /// <summary>Counters, by STATS name (prefix "shared_"): this node's reads and writes, and the tree's size as of the last walk.</summary>
     public IEnumerable<KeyValuePair<string, long>> Stats() =>
     [
+        .. _usage.Stats(),
         new("shared_hits", Interlocked.Read(ref _hits)), new("shared_misses", Interlocked.Read(ref _misses)),
         new("shared_writes", Interlocked.Read(ref _writes)), new("shared_write_errors", Interlocked.Read(ref _writeErrors)),
         new("shared_read_errors", Interlocked.Read(ref _readErrors)), new("shared_corrupt", Interlocked.Read(ref _corrupt)),
@@ -324,5 +328,6 @@ internal sealed class SharedFsTier : IDisposable
         Drain(TimeSpan.FromSeconds(10));
         _queue.Writer.TryComplete();
         _writer.Wait(TimeSpan.FromSeconds(10));
+        _usage.Dispose();
     }
 }
