@@ -361,7 +361,7 @@ public sealed partial class TieredStore : IDisposable
     }
 
     private async Task<WireStatus> ExistsSharedAsync(ReadOnlyMemory<byte> key)
-        => await _io!.Run(() => _shared!.TryLocate(key.Span, out _)).ConfigureAwait(false) ? WireStatus.Ok : WireStatus.NotFound;
+        => await _io!.Run(() => _shared!.TryLocate(key.Span, out _, countMiss: false)).ConfigureAwait(false) ? WireStatus.Ok : WireStatus.NotFound;
 
     /// <summary>
     /// Removes the key from every tier: a disk tombstone (durable before this completes), the shared file, then DRAM.

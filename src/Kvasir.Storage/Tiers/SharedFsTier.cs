@@ -173,8 +173,11 @@ internal sealed class SharedFsTier : IDisposable
         }
     }
 
-    /// <summary>Finds the key's file and reads its header; false when absent, unreadable, or past its expiry (a miss).</summary>
-    public bool TryLocate(ReadOnlySpan<byte> key, out SharedEntry? entry)
+    /// <summary>
+    /// Finds the key's file and reads its header; false when absent, unreadable, or past its expiry (a miss, counted
+    /// in <c>shared_misses</c> unless <paramref name="countMiss"/> is false: an EXISTS is not a read).
+    /// </summary>
+    public bool TryLocate(ReadOnlySpan<byte> key, out SharedEntry? entry, bool countMiss = true)
     {
         entry = null;
         var path = PathFor(key);
@@ -203,7 +206,7 @@ internal sealed class SharedFsTier : IDisposable
             long expiresAt = BinaryPrimitives.ReadUInt32LittleEndian(header[28..]) * 1000L;
             if (Expiry.Passed(expiresAt))
             {
-                Interlocked.Increment(ref _misses);
+                if (countMiss) Interlocked.Increment(ref _misses);
                 return false;
             }
             entry = new SharedEntry(path, length, BinaryPrimitives.ReadUInt32LittleEndian(header[12..]), key.Length, expiresAt);
@@ -211,7 +214,7 @@ internal sealed class SharedFsTier : IDisposable
         }
         catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
         {
-            Interlocked.Increment(ref _misses);
+            if (countMiss) Interlocked.Increment(ref _misses);
             return false;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
