@@ -13,18 +13,24 @@ public sealed class TierMetricsTests
 {
     private const int Mi = 1 << 20;
 
+    /// <summary>A node with a 16 MiB arena and admin HTTP on a free port, over <paramref name="tiers"/>.</summary>
+    private static TestNode StartNode(TierOptions tiers) => TestNode.Start(new NodeOptions
+    {
+        Port = 0,
+        AdminPort = 0,
+        Store = new StoreOptions { Capacity = 16 * Mi, MaxValueBytes = 2 * Mi },
+        Tiers = tiers,
+    });
+
+    private static Task<KvStore> ConnectAsync(TestNode node)
+        => KvStore.ConnectAsync(new KvStoreOptions { Server = node.Address, Transport = KvTransportKind.Tcp });
+
     [Fact]
     public async Task A_disk_served_get_counts_as_a_disk_hit_in_metrics_and_status_not_as_a_miss()
     {
         using var dir = new TempDir();
-        await using var node = TestNode.Start(new NodeOptions
-        {
-            Port = 0,
-            AdminPort = 0,
-            Store = new StoreOptions { Capacity = 16 * Mi, MaxValueBytes = 2 * Mi },
-            Tiers = new TierOptions { DiskPath = dir.Path, DiskCapacity = 256L * Mi },
-        });
-        await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = node.Address, Transport = KvTransportKind.Tcp });
+        await using var node = StartNode(new TierOptions { DiskPath = dir.Path, DiskCapacity = 256L * Mi });
+        await using var store = await ConnectAsync(node);
         var keys = Enumerable.Range(0, 48).Select(i => $"m/{i}").ToArray();   // 48 MiB through a 16 MiB arena: the first ones leave DRAM
         foreach (var k in keys)
             Assert.Equal(KvStatus.Ok, (await store.PutAsync([TestValues.Key(k)], [TestValues.For(k, Mi)]))[0]);
@@ -63,14 +69,8 @@ public sealed class TierMetricsTests
     public async Task The_shared_tier_appears_in_memory_by_tier_with_its_files_bytes_and_filesystem_capacity()
     {
         using var dir = new TempDir();
-        await using var node = TestNode.Start(new NodeOptions
-        {
-            Port = 0,
-            AdminPort = 0,
-            Store = new StoreOptions { Capacity = 16 * Mi, MaxValueBytes = 2 * Mi },
-            Tiers = new TierOptions { SharedFsPath = dir.Path, SharedUsageInterval = TimeSpan.FromMilliseconds(100) },
-        });
-        await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = node.Address, Transport = KvTransportKind.Tcp });
+        await using var node = StartNode(new TierOptions { SharedFsPath = dir.Path, SharedUsageInterval = TimeSpan.FromMilliseconds(100) });
+        await using var store = await ConnectAsync(node);
         var keys = new[] { "sh/0", "sh/1", "sh/2" };
         foreach (var k in keys)
             Assert.Equal(KvStatus.Ok, (await store.PutAsync([TestValues.Key(k)], [TestValues.For(k, Mi)]))[0]);
