@@ -29,8 +29,8 @@ class KeyInfo:
     pins: int
     leases: int
     namespace: Optional[bytes]   # the namespace prefix the key falls in; None when none
-    namespace_budget: int
-    namespace_used: int
+    namespace_budget: int        # bytes of this node's DRAM the namespace may hold
+    namespace_used: int          # bytes it holds in DRAM now (disk and shared copies do not count)
     node: str = ""
 
 
@@ -169,8 +169,9 @@ def quota_message(key: bytes, info: KeyInfo) -> str:
     """One line for a QUOTA_EXCEEDED PUT, naming the namespace and its budget."""
     if info.namespace is None:
         return f"key {key!r} is over a namespace quota (node {info.node})"
-    return (f"namespace {info.namespace.decode('utf-8', 'replace')!r} is over its budget of {info.namespace_budget} bytes "
-            f"({info.namespace_used} used on node {info.node}): remove keys under it (remove_prefix) or raise --namespace-quota")
+    return (f"namespace {info.namespace.decode('utf-8', 'replace')!r} is over its DRAM budget of {info.namespace_budget} bytes "
+            f"({info.namespace_used} in DRAM on node {info.node}; disk and shared copies do not count): "
+            f"remove keys under it (remove_prefix) or raise --namespace-quota")
 
 
 def cluster_scan(node_stores, prefix: bytes, cursor: bytes, page_size: int):

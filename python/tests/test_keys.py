@@ -80,7 +80,7 @@ def test_a_put_over_its_namespace_budget_is_quota_exceeded_with_a_message_naming
     assert E.code_name(E.QUOTA_EXCEEDED) == "QUOTA_EXCEEDED"
     assert ks.put("tenant-b/1", bytes(600)) == 0
     message = ks.quota_message("tenant-a/2")
-    assert "namespace 'tenant-a/'" in message and "budget of 1000 bytes" in message
+    assert "namespace 'tenant-a/'" in message and "DRAM budget of 1000 bytes" in message and "disk and shared copies do not count" in message
     assert ks.put("tenant-a/1", bytes(900)) == 0  # an overwrite counts net of what it replaces
     ks.remove("tenant-a/1")
     assert ks.put("tenant-a/2", bytes(1000)) == 0

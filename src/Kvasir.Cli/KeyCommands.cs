@@ -12,7 +12,7 @@ public static class KeyCommands
                     (default 1000, at most the node's batch limit) at a time; a last line on stderr says how many and which
                     tiers were listed (dram: keys only on disk or the shared tier are not listed). --limit stops after N keys.
         kvasir info --server HOST:PORT [KEY SOURCE] KEY...
-                    per key: tier, bytes, age, ttl, pins, leases, namespace (budget/used); exit 1 when a key is missing
+                    per key: tier, bytes, age, ttl, pins, leases, namespace (DRAM bytes used/budget); exit 1 when a key is missing
         kvasir rm   --server HOST:PORT [KEY SOURCE] --prefix P | --all
                     remove every key starting with P (every key with --all) from every tier, on every node of a cluster
           Connection options as for put/get (kvasir put --help).
@@ -76,7 +76,7 @@ public static class KeyCommands
                 rc = Math.Max(rc, info.Status == KvStatus.NotFound ? 1 : 3);
                 continue;
             }
-            var ns = info.Namespace is null ? "none" : $"{Show(info.Namespace)} ({info.NamespaceUsed}/{info.NamespaceBudget} bytes)";
+            var ns = info.Namespace is null ? "none" : $"{Show(info.Namespace)} ({info.NamespaceUsed}/{info.NamespaceBudget} DRAM bytes)";
             var ttl = info.Ttl is { } t ? $"{Math.Ceiling(t.TotalSeconds):F0}s" : "none";
             Console.WriteLine($"{keys[i]}\ttier={info.Tier} bytes={info.Length} age={info.Age.TotalSeconds:F1}s ttl={ttl} pins={info.Pins} leases={info.Leases} namespace={ns} node={info.Node}");
         }

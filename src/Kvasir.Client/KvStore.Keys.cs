@@ -30,8 +30,8 @@ public sealed record KvKeyPage(IReadOnlyList<KvKeyEntry> Keys, byte[] Cursor, st
 /// <param name="Pins">Pins on the value.</param>
 /// <param name="Leases">Readers holding it now.</param>
 /// <param name="Namespace">Prefix of the namespace the key falls in; null when none.</param>
-/// <param name="NamespaceBudget">That namespace's budget in bytes.</param>
-/// <param name="NamespaceUsed">Bytes its keys use now (on this node).</param>
+/// <param name="NamespaceBudget">That namespace's budget in bytes of DRAM on this node.</param>
+/// <param name="NamespaceUsed">Bytes its keys hold in this node's DRAM now (disk and shared copies are not counted).</param>
 /// <param name="Node">The node that answered.</param>
 public sealed record KvKeyInfo(KvStatus Status, string Tier, long Length, TimeSpan Age, TimeSpan? Ttl, int Pins, int Leases,
     byte[]? Namespace, long NamespaceBudget, long NamespaceUsed, string Node);
@@ -176,8 +176,8 @@ public sealed partial class KvStore
     {
         var info = (await InfoAsync([key], ct).ConfigureAwait(false))[0];
         if (info.Namespace is null) return $"key '{Encoding.UTF8.GetString(key.Span)}' is over a namespace quota (node {info.Node})";
-        return $"namespace '{Encoding.UTF8.GetString(info.Namespace)}' is over its budget of {info.NamespaceBudget} bytes ({info.NamespaceUsed} used on node {info.Node}): "
-            + "remove keys under it (kvasir rm --prefix) or raise --namespace-quota";
+        return $"namespace '{Encoding.UTF8.GetString(info.Namespace)}' is over its DRAM budget of {info.NamespaceBudget} bytes ({info.NamespaceUsed} in DRAM on node {info.Node}; "
+            + "disk and shared copies do not count): remove keys under it (kvasir rm --prefix) or raise --namespace-quota";
     }
 
     private void CheckPrefix(ReadOnlyMemory<byte> prefix)

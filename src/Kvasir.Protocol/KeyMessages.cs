@@ -90,7 +90,7 @@ public sealed record ScanReply(byte Tiers, IReadOnlyList<ScanEntry> Entries, byt
 /// <param name="Pins">Pins on the value.</param>
 /// <param name="Leases">Readers holding the value now.</param>
 /// <param name="NamespaceBudget">The budget of the key's namespace in bytes; 0 when the key is in none.</param>
-/// <param name="NamespaceUsed">Bytes the namespace's keys use now.</param>
+/// <param name="NamespaceUsed">Bytes the namespace's keys hold in the node's DRAM now (what the budget limits).</param>
 /// <param name="NamespacePrefix">The namespace's prefix; empty when none.</param>
 public sealed record InfoEntry(WireStatus Status, byte Tier, long Length, long AgeMs, long TtlMs, uint Pins, uint Leases,
     long NamespaceBudget, long NamespaceUsed, byte[] NamespacePrefix)

@@ -80,8 +80,10 @@ public sealed class StoreOptions
 
     /// <summary>
     /// Namespaces with byte budgets (key prefixes); empty (the default): no quotas. A PUT that would take a
-    /// namespace's DRAM bytes above its budget is answered QuotaExceeded. Too small a budget refuses a tenant's
-    /// writes; budgets may add up to more than the arena (they are caps, not reservations).
+    /// namespace's DRAM bytes above its budget is answered QuotaExceeded. Only the bytes PUT into this node's DRAM
+    /// count: copies on the disk or shared tier and values promoted back from them do not (the disk is a write-through
+    /// copy of everything with its own capacity; a read never fails on a quota). Too small a budget refuses a
+    /// tenant's writes; budgets may add up to more than the arena (they are caps, not reservations).
     /// </summary>
     public IReadOnlyList<NamespaceQuota> Namespaces { get; init; } = [];
 

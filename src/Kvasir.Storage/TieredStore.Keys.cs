@@ -7,8 +7,9 @@ namespace Kvasir.Storage;
 /// Key management over every tier: listing (scan pages of DRAM), per-key info, removal by prefix, and expiry below
 /// DRAM. A value's deadline lives with its DRAM slot; with lower tiers it is also kept here (key → deadline), so a
 /// copy read back from the disk or the shared tier after its DRAM copy was evicted is still a miss once expired, and
-/// the expiry of a DRAM value removes its copies below. Deadlines are not persisted: after a restart, values
-/// recovered from disk have none.
+/// the expiry of a DRAM value removes its copies below. The tiers below also write the deadline down (the disk
+/// tier in each record's index entry, the shared tier in each file's header, as Unix time): after a restart, or on
+/// another node reading the shared tier, a copy past its deadline is a miss, and a promoted copy keeps it.
 /// </content>
 public sealed partial class TieredStore
 {
@@ -28,8 +29,9 @@ public sealed partial class TieredStore
         if (!ValidKey(key)) return null;
         if (_dram.Info(key) is { } info) return info;
         if (_disk is null || ExpiredBelow(key) || !_disk.TryLocate(key, out var entry)) return null;
-        long ttl = _deadlines.TryGetValue(key.ToArray(), out long deadline) ? Math.Max(1, deadline - Environment.TickCount64) : 0;
-        return new KeyInfo(StoreTier.Disk, entry!.Length, 0, ttl, 0, 0, _dram.NamespaceOf(key));
+        long ttl = entry!.ExpiresAt != 0 ? Math.Max(1, Tiers.Expiry.Remaining(entry.ExpiresAt))
+            : _deadlines.TryGetValue(key.ToArray(), out long deadline) ? Math.Max(1, deadline - Environment.TickCount64) : 0;
+        return new KeyInfo(StoreTier.Disk, entry.Length, 0, ttl, 0, 0, _dram.NamespaceOf(key));
     }
 
     /// <summary>The namespace the key falls in, with its budget and use; null when none.</summary>
@@ -111,7 +113,7 @@ public sealed partial class TieredStore
             }
             catch (ObjectDisposedException)
             {
-                // The store closed first: the copy below stays, and has no deadline after a restart (documented).
+                // The store closed first: the copy below stays; its recorded deadline makes it a miss after a restart.
             }
             finally
             {

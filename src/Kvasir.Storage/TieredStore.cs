@@ -76,7 +76,7 @@ public sealed partial class TieredStore : IDisposable
                 _disk = new DiskTier(_tiers.DeviceFactory ?? new FileDeviceFactory(path), _tiers.DiskCapacity, _tiers.SegmentBytes, _tiers.DiskSync, _clock);
                 _newerOnDisk = (key, version) => _disk.NewestVersion(key) > version;
             }
-            if (_tiers.SharedFsPath is { } shared) _shared = new SharedFsTier(shared);
+            if (_tiers.SharedFsPath is { } shared) _shared = new SharedFsTier(shared, usageInterval: _tiers.SharedUsageInterval);
             if (_tiers.Any)
             {
                 _io = new TierIo(_tiers.ReadThreads, "kvasir tier io");
@@ -164,7 +164,8 @@ public sealed partial class TieredStore : IDisposable
     {
         if (_disk is not null)
         {
-            var write = await _disk.WriteAsync(reservation.Key, reservation.Address, reservation.Length, crc32c, version).ConfigureAwait(false);
+            long expiresAt = Expiry.FromTtl(reservation.Ttl ?? _dram.Options.DefaultTtl);
+            var write = await _disk.WriteAsync(reservation.Key, reservation.Address, reservation.Length, crc32c, version, expiresAt).ConfigureAwait(false);
             if (!write.Ok)
             {
                 await AwaitQuietly(publishAfter).ConfigureAwait(false);
@@ -213,7 +214,8 @@ public sealed partial class TieredStore : IDisposable
         {
             try
             {
-                queued = _shared!.Enqueue(key, lease!.Span, lease.Crc32C);
+                long expiresAt = _deadlines.TryGetValue(key, out long deadline) ? Expiry.ToUnixMs(deadline) : 0;
+                queued = _shared!.Enqueue(key, lease!.Span, lease.Crc32C, expiresAt);
             }
             finally
             {
@@ -248,23 +250,24 @@ public sealed partial class TieredStore : IDisposable
         if (ExpiredBelow(key.Span)) return new LeaseResult(WireStatus.NotFound, null);
         long epoch = Epoch(key.Span);   // before anything is looked at: a write or removal from here on is noticed
         if (_disk is not null && _disk.TryLocate(key.Span, out var entry))
-            return await StageAsync(key, holder, arenaOnly, StoreTier.Disk, entry!.Length, entry.Crc32C, entry.Version, 0,
+            return await StageAsync(key, holder, arenaOnly, StoreTier.Disk, entry!.Length, entry.Crc32C, entry.Version, 0, entry.ExpiresAt,
                 d => _disk.TryRead(key.Span, entry, d)).ConfigureAwait(false);
         if (_shared is null || _shared.HasPending(key.Span) || (_disk is not null && _disk.NewestVersion(key.Span) != 0))
             return new LeaseResult(WireStatus.NotFound, null);
         var located = await _io!.Run(() => _shared.TryLocate(key.Span, out var e) ? e : null).ConfigureAwait(false);
         if (located is null) return new LeaseResult(WireStatus.NotFound, null);
-        return await StageAsync(key, holder, arenaOnly, StoreTier.Shared, located.Length, located.Crc32C, 0, epoch,
+        return await StageAsync(key, holder, arenaOnly, StoreTier.Shared, located.Length, located.Crc32C, 0, epoch, located.ExpiresAt,
             d => _shared.TryRead(located, d)).ConfigureAwait(false);
     }
 
     /// <summary>
     /// Reads a value from below and leases it: into arena space, published (promoted) when hot; else unpublished, in
     /// free arena space or the staging area (never evicting a published value), or for an arena-only reader in arena
-    /// space made as a PUT makes it.
+    /// space made as a PUT makes it. A promoted copy keeps the expiry its tier recorded (<paramref name="expiresAt"/>,
+    /// Unix ms; 0: none), so a value does not outlive its TTL by being read back into DRAM.
     /// </summary>
     private async Task<LeaseResult> StageAsync(ReadOnlyMemory<byte> key, ILeaseHolder? holder, bool arenaOnly, StoreTier tier, long length, uint crc,
-        long version, long epoch, ReadInto read)
+        long version, long epoch, long expiresAt, ReadInto read)
     {
         byte[] keyCopy = key.ToArray();
         int reads = _reads.AddOrUpdate(keyCopy, 1, (_, n) => n + 1);
@@ -314,6 +317,13 @@ public sealed partial class TieredStore : IDisposable
         if (staged is not null) return new LeaseResult(WireStatus.Ok, _dram.LeaseStaged(staged, stagedAt, crc, holder, version)) { Tier = tier };
         if (!promote) return new LeaseResult(WireStatus.Ok, _dram.LeaseUnpublished(reservation!, crc, holder, version)) { Tier = tier };
         _reads.TryRemove(keyCopy, out _);
+        long left = Expiry.Remaining(expiresAt);
+        if (left < 0)
+        {
+            Abandon(reservation, null);   // it expired while it was read
+            return new LeaseResult(WireStatus.NotFound, null);
+        }
+        reservation!.Ttl = left > 0 ? TimeSpan.FromMilliseconds(left) : null;
         // The copy read may have been overtaken: by a newer disk record (or a tombstone), or, for a shared file, by any
         // write or removal of the key since the read began. Checked under the DRAM lock, with the publication.
         // When it was, the copy is still served (unpublished): it was the newest when this read looked it up, so the
@@ -351,7 +361,7 @@ public sealed partial class TieredStore : IDisposable
     }
 
     private async Task<WireStatus> ExistsSharedAsync(ReadOnlyMemory<byte> key)
-        => await _io!.Run(() => _shared!.Exists(key.Span)).ConfigureAwait(false) ? WireStatus.Ok : WireStatus.NotFound;
+        => await _io!.Run(() => _shared!.TryLocate(key.Span, out _, countMiss: false)).ConfigureAwait(false) ? WireStatus.Ok : WireStatus.NotFound;
 
     /// <summary>
     /// Removes the key from every tier: a disk tombstone (durable before this completes), the shared file, then DRAM.

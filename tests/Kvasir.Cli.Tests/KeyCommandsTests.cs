@@ -68,7 +68,7 @@ public class KeyCommandsTests(QuotaServeFixture fixture) : IClassFixture<QuotaSe
         var r = await Cli.RunWithInputAsync(new byte[80], "put", "--server", Server, key + "b", "-");
         Assert.Equal(3, r.ExitCode);
         var line = Assert.Single(r.ErrLines);
-        Assert.Contains("namespace 't/' is over its budget of 100 bytes", line, StringComparison.Ordinal);
+        Assert.Contains("namespace 't/' is over its DRAM budget of 100 bytes", line, StringComparison.Ordinal);
         Assert.Equal(0, (await Cli.RunAsync("rm", "--server", Server, "--prefix", "t/")).ExitCode);
     }
 

@@ -54,6 +54,29 @@ public sealed class KeyManagementTierTests
     }
 
     [Fact]
+    public async Task A_namespace_budget_counts_the_dram_bytes_put_on_this_node_not_disk_copies_nor_values_read_back()
+    {
+        using var dir = new TempDir();
+        var dram = new StoreOptions { Capacity = 16L << 20, MaxValueBytes = 4L << 20, Namespaces = [new NamespaceQuota(TestValues.Key("t/"), 1000)] };
+        var tiers = new TierOptions { DiskPath = dir.Path, DiskCapacity = 64L << 20, SegmentBytes = 8L << 20, PromoteAfter = 1 };
+        using (var store = new TieredStore(dram, tiers))
+        {
+            Assert.Equal(WireStatus.Ok, await store.PutAsync("t/a", new byte[1000]));
+            Assert.Equal(WireStatus.QuotaExceeded, await store.PutAsync("t/b", new byte[1]));
+            Assert.Equal(1000, store.NamespaceOf(TestValues.Key("t/b"))!.Value.UsedBytes);
+        }
+        using var again = new TieredStore(dram, tiers);
+        Assert.Equal(StoreTier.Disk, again.Info(TestValues.Key("t/a"))!.Tier);
+        Assert.Equal(0, again.NamespaceOf(TestValues.Key("t/a"))!.Value.UsedBytes);   // on disk only: not counted
+        Assert.NotNull(await again.GetAsync("t/a"));
+        Assert.True(again.InDram(TestValues.Key("t/a")), "the read should have promoted t/a");
+        Assert.Equal(0, again.NamespaceOf(TestValues.Key("t/a"))!.Value.UsedBytes);   // read back into DRAM: not counted
+        Assert.Equal(WireStatus.Ok, await again.PutAsync("t/b", new byte[1000]));
+        Assert.Equal(1000, again.NamespaceOf(TestValues.Key("t/b"))!.Value.UsedBytes);
+        Assert.Equal(WireStatus.QuotaExceeded, await again.PutAsync("t/c", new byte[1]));
+    }
+
+    [Fact]
     public void A_scan_page_never_holds_more_than_its_limit_and_its_cursor_resumes_after_the_last_key()
     {
         var store = new KvArenaStore(new StoreOptions { Capacity = 16L << 20, MaxValueBytes = 4L << 20 });

@@ -13,18 +13,24 @@ public sealed class TierMetricsTests
 {
     private const int Mi = 1 << 20;
 
+    /// <summary>A node with a 16 MiB arena and admin HTTP on a free port, over <paramref name="tiers"/>.</summary>
+    private static TestNode StartNode(TierOptions tiers) => TestNode.Start(new NodeOptions
+    {
+        Port = 0,
+        AdminPort = 0,
+        Store = new StoreOptions { Capacity = 16 * Mi, MaxValueBytes = 2 * Mi },
+        Tiers = tiers,
+    });
+
+    private static Task<KvStore> ConnectAsync(TestNode node)
+        => KvStore.ConnectAsync(new KvStoreOptions { Server = node.Address, Transport = KvTransportKind.Tcp });
+
     [Fact]
     public async Task A_disk_served_get_counts_as_a_disk_hit_in_metrics_and_status_not_as_a_miss()
     {
         using var dir = new TempDir();
-        await using var node = TestNode.Start(new NodeOptions
-        {
-            Port = 0,
-            AdminPort = 0,
-            Store = new StoreOptions { Capacity = 16 * Mi, MaxValueBytes = 2 * Mi },
-            Tiers = new TierOptions { DiskPath = dir.Path, DiskCapacity = 256L * Mi },
-        });
-        await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = node.Address, Transport = KvTransportKind.Tcp });
+        await using var node = StartNode(new TierOptions { DiskPath = dir.Path, DiskCapacity = 256L * Mi });
+        await using var store = await ConnectAsync(node);
         var keys = Enumerable.Range(0, 48).Select(i => $"m/{i}").ToArray();   // 48 MiB through a 16 MiB arena: the first ones leave DRAM
         foreach (var k in keys)
             Assert.Equal(KvStatus.Ok, (await store.PutAsync([TestValues.Key(k)], [TestValues.For(k, Mi)]))[0]);
@@ -57,6 +63,37 @@ public sealed class TierMetricsTests
         Assert.Equal(1, s.GetProperty("misses").GetInt64());
         Assert.Equal(2.0 / 3, s.GetProperty("served_hit_ratio").GetDouble(), 6);
         Assert.Equal(1.0 / 3, s.GetProperty("dram_hit_ratio").GetDouble(), 6);
+    }
+
+    [Fact]
+    public async Task The_shared_tier_appears_in_memory_by_tier_with_its_files_bytes_and_filesystem_capacity()
+    {
+        using var dir = new TempDir();
+        await using var node = StartNode(new TierOptions { SharedFsPath = dir.Path, SharedUsageInterval = TimeSpan.FromMilliseconds(100) });
+        await using var store = await ConnectAsync(node);
+        var keys = new[] { "sh/0", "sh/1", "sh/2" };
+        foreach (var k in keys)
+            Assert.Equal(KvStatus.Ok, (await store.PutAsync([TestValues.Key(k)], [TestValues.For(k, Mi)]))[0]);
+        Assert.True(node.Store.DrainShared(TimeSpan.FromSeconds(30)), "the shared writes to finish");
+        long expected = Directory.EnumerateFiles(dir.Path, "*.kv", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
+        Assert.True(expected > 3L * Mi, $"three files of 1 MiB values under the shared path (found {expected} bytes)");
+
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{node.Node.AdminPort}"), Timeout = TimeSpan.FromSeconds(10) };
+        string metrics = "";
+        await Poll.UntilAsync(async () =>
+        {
+            metrics = await http.GetStringAsync("/metrics");
+            return metrics.Contains("kvasir_tier_used_bytes{tier=\"shared\"} " + expected.ToString(CultureInfo.InvariantCulture) + "\n", StringComparison.Ordinal);
+        }, () => $"a walk of the shared tree to report {expected} bytes; /metrics has: "
+            + string.Join(" | ", metrics.Split('\n').Where(l => l.StartsWith("kvasir_tier_used_bytes", StringComparison.Ordinal))), TimeSpan.FromSeconds(30));
+        Assert.Equal(3, Sample(metrics, "kvasir_tier_keys", """tier="shared" """));
+        Assert.True(Sample(metrics, "kvasir_tier_capacity_bytes", """tier="shared" """) >= expected, "the shared filesystem's size");
+
+        using var status = JsonDocument.Parse(await http.GetStringAsync("/v1/status"));
+        var shared = status.RootElement.GetProperty("tiers").GetProperty("shared_fs");
+        Assert.Equal(expected, shared.GetProperty("used_bytes").GetInt64());
+        Assert.Equal(3, shared.GetProperty("keys").GetInt64());
+        Assert.True(shared.GetProperty("capacity_bytes").GetInt64() >= expected);
     }
 
     /// <summary>The value of one sample: <paramref name="labels"/> is the exact label text (sorted, as the exporter writes it), "" for none.</summary>

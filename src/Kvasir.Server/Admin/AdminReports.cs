@@ -52,6 +52,9 @@ internal static class AdminReports
         {
             tiers["shared_fs"] = new
             {
+                capacity_bytes = Get("shared_capacity_bytes"),
+                used_bytes = Get("shared_bytes"),
+                keys = Get("shared_keys"),
                 hits = Get("tier_served_shared"),
                 misses = Get("shared_misses"),
                 writes = Get("shared_writes"),

@@ -43,9 +43,12 @@ public sealed class NodeMetrics : IDisposable
         Meter.CreateObservableGauge("kvasir_connections", () => node.Counters.Connections, "{connection}", "Open connections");
         Meter.CreateObservableCounter("kvasir_connections_accepted", () => node.Counters.ConnectionsTotal, "{connection}", "Connections accepted");
         Meter.CreateObservableCounter("kvasir_protocol_errors", () => node.Counters.ProtocolErrors, "{connection}", "Connections closed with a frame-level error");
-        Meter.CreateObservableGauge("kvasir_tier_capacity", () => Tiered(node, "capacity_bytes", "disk_capacity_bytes"), "By", "Capacity per tier");
-        Meter.CreateObservableGauge("kvasir_tier_used", () => Tiered(node, "allocated_bytes", "disk_bytes"), "By", "Bytes in use per tier");
-        Meter.CreateObservableGauge("kvasir_tier_keys", () => Tiered(node, "keys", "disk_keys"), "{key}", "Keys per tier");
+        Meter.CreateObservableGauge("kvasir_tier_capacity", () => PerTier(node, "capacity_bytes", "disk_capacity_bytes", "shared_capacity_bytes"), "By",
+            "Capacity per tier (shared: the size of the filesystem the shared tier is on)");
+        Meter.CreateObservableGauge("kvasir_tier_used", () => PerTier(node, "allocated_bytes", "disk_bytes", "shared_bytes"), "By",
+            "Bytes in use per tier (shared: the files of every node under the shared path, as of the last walk)");
+        Meter.CreateObservableGauge("kvasir_tier_keys", () => PerTier(node, "keys", "disk_keys", "shared_keys"), "{key}",
+            "Keys per tier (shared: files under the shared path, as of the last walk)");
         Meter.CreateObservableCounter("kvasir_evictions", () => Stat(node, "evictions"), "{value}", "Values evicted from DRAM");
         Meter.CreateObservableCounter("kvasir_evicted", () => Stat(node, "evicted_bytes"), "By", "Bytes evicted from DRAM");
         Meter.CreateObservableGauge("kvasir_leases", () => Stat(node, "leases"), "{lease}", "Values being read now");
@@ -129,14 +132,6 @@ public sealed class NodeMetrics : IDisposable
     }
 
     private long Stat(CacheNode node, string name) => Stats(node).GetValueOrDefault(name);
-
-    private IEnumerable<Measurement<long>> Tiered(CacheNode node, string dram, string disk)
-    {
-        var stats = Stats(node);
-        long Get(string n) => stats.GetValueOrDefault(n);
-        yield return new Measurement<long>(Get(dram), new KeyValuePair<string, object?>("tier", "dram"));
-        if (node.Store.HasDisk) yield return new Measurement<long>(Get(disk), new KeyValuePair<string, object?>("tier", "disk"));
-    }
 
     /// <summary>GET keys served from any tier and missed by every tier, from one snapshot.</summary>
     private (long Hits, long Misses) Served(CacheNode node)

@@ -87,9 +87,13 @@ internal static class DiskRecord
 
     /// <summary>
     /// Writes an index entry: magic, kind, key length, sequence, offset, value length, value CRC-32C, CRC-32C of the
-    /// key, zero padding, then a CRC-32C of bytes 0..59.
+    /// key, the value's expiry (bytes 40..47: Unix milliseconds, 0 for none), zero padding, then a CRC-32C of bytes 0..59.
     /// </summary>
-    public static void WriteIndexEntry(Span<byte> entry, in RecordInfo r, int keyLength, uint keyCrc)
+    /// <remarks>
+    /// The expiry lives in the index entry only (the record header has no room for it): recovery reads entries, and
+    /// entries written before it existed have zero there, which reads as no expiry.
+    /// </remarks>
+    public static void WriteIndexEntry(Span<byte> entry, in RecordInfo r, int keyLength, uint keyCrc, long expiresAtUnixMs = 0)
     {
         entry[..IndexEntrySize].Clear();
         BinaryPrimitives.WriteUInt32LittleEndian(entry, IndexMagic);
@@ -100,13 +104,19 @@ internal static class DiskRecord
         BinaryPrimitives.WriteInt64LittleEndian(entry[24..], r.ValueLength);
         BinaryPrimitives.WriteUInt32LittleEndian(entry[32..], r.ValueCrc);
         BinaryPrimitives.WriteUInt32LittleEndian(entry[36..], keyCrc);
+        BinaryPrimitives.WriteInt64LittleEndian(entry[40..], expiresAtUnixMs);
         BinaryPrimitives.WriteUInt32LittleEndian(entry[60..], Crc32C.Compute(entry[..60]));
     }
 
     /// <summary>Parses an index entry of segment <paramref name="segment"/>; false when its CRC or fields are wrong.</summary>
     public static bool TryParseIndexEntry(ReadOnlySpan<byte> entry, int segment, out RecordInfo r, out int keyLength, out uint keyCrc)
+        => TryParseIndexEntry(entry, segment, out r, out keyLength, out keyCrc, out _);
+
+    /// <summary>As the overload without it, also giving the value's expiry (Unix ms; 0 for none, and for entries written before expiries were kept).</summary>
+    public static bool TryParseIndexEntry(ReadOnlySpan<byte> entry, int segment, out RecordInfo r, out int keyLength, out uint keyCrc, out long expiresAtUnixMs)
     {
         r = default;
+        expiresAtUnixMs = 0;
         keyLength = BinaryPrimitives.ReadUInt16LittleEndian(entry[6..]);
         keyCrc = BinaryPrimitives.ReadUInt32LittleEndian(entry[36..]);
         ushort kind = BinaryPrimitives.ReadUInt16LittleEndian(entry[4..]);
@@ -119,6 +129,7 @@ internal static class DiskRecord
 
         r = new RecordInfo(kind, BinaryPrimitives.ReadUInt32LittleEndian(entry[32..]), BinaryPrimitives.ReadInt64LittleEndian(entry[24..]),
             BinaryPrimitives.ReadInt64LittleEndian(entry[8..]), BinaryPrimitives.ReadInt64LittleEndian(entry[16..]), segment);
+        expiresAtUnixMs = Math.Max(0, BinaryPrimitives.ReadInt64LittleEndian(entry[40..]));
         return r.Offset >= 0 && r.ValueLength >= 0;
     }
 }

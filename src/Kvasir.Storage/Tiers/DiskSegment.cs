@@ -70,7 +70,7 @@ internal sealed class DiskSegment(int id, IDevice data, IDevice index)
 }
 
 /// <summary>Where the newest record of a key is (a value, or a tombstone that hides older values).</summary>
-internal sealed class DiskEntry(int segment, long offset, long length, uint crc32c, long version, bool tombstone)
+internal sealed class DiskEntry(int segment, long offset, long length, uint crc32c, long version, bool tombstone, long expiresAt = 0)
 {
     public int Segment { get; } = segment;
     public long Offset { get; } = offset;
@@ -78,6 +78,12 @@ internal sealed class DiskEntry(int segment, long offset, long length, uint crc3
     public uint Crc32C { get; } = crc32c;
     public long Version { get; } = version;
     public bool Tombstone { get; } = tombstone;
+
+    /// <summary>When the value expires (Unix ms, from the index entry); 0: never. A value past it is a miss.</summary>
+    public long ExpiresAt { get; } = expiresAt;
+
+    /// <summary>Whether the value's expiry has passed.</summary>
+    public bool Expired => Expiry.Passed(ExpiresAt);
 }
 
 /// <summary>The outcome of a disk write: the version it took, or why it failed.</summary>

@@ -95,41 +95,45 @@ internal sealed class DiskTier : IDisposable
         get { lock (_gate) return _liveKeys; }
     }
 
-    /// <summary>Writes a value record; completes once it is written as <see cref="Sync"/> promises, with the version it took.</summary>
+    /// <summary>
+    /// Writes a value record; completes once it is written as <see cref="Sync"/> promises, with the version it took.
+    /// <paramref name="expiresAtUnixMs"/> is when the value expires (Unix ms, kept in the record's index entry; 0: never).
+    /// </summary>
     /// <remarks>The caller keeps the <paramref name="length"/> bytes at <paramref name="value"/> unchanged until the task completes.</remarks>
-    public Task<DiskWrite> WriteAsync(byte[] key, nint value, long length, uint crc32c, long version = 0) => _writer.Enqueue(key, value, length, crc32c, DiskRecord.KindValue, version);
+    public Task<DiskWrite> WriteAsync(byte[] key, nint value, long length, uint crc32c, long version = 0, long expiresAtUnixMs = 0)
+        => _writer.Enqueue(key, value, length, crc32c, DiskRecord.KindValue, version, expiresAtUnixMs);
 
     /// <summary>Writes a tombstone: the key and every older version of it are gone, durably.</summary>
     public Task<DiskWrite> RemoveAsync(byte[] key) => _writer.Enqueue(key, 0, 0, 0, DiskRecord.KindTombstone);
 
-    /// <summary>Finds the key's newest value (false for a tombstone or no record).</summary>
+    /// <summary>Finds the key's newest value (false for a tombstone, a value past its expiry, or no record).</summary>
     public bool TryLocate(ReadOnlySpan<byte> key, out DiskEntry? entry)
     {
         lock (_gate)
         {
-            if (_lookup.TryGetValue(key, out entry) && !entry.Tombstone) return true;
+            if (_lookup.TryGetValue(key, out entry) && !entry.Tombstone && !entry.Expired) return true;
             _misses++;
             entry = null;
             return false;
         }
     }
 
-    /// <summary>Keys with a value (not a tombstone) that start with <paramref name="prefix"/>: one pass over the index (for removal by prefix).</summary>
+    /// <summary>Keys with a live value (not a tombstone, not expired) that start with <paramref name="prefix"/>: one pass over the index (for removal by prefix).</summary>
     public List<byte[]> KeysWithPrefix(ReadOnlySpan<byte> prefix)
     {
         var keys = new List<byte[]>();
         lock (_gate)
         {
             foreach (var (key, entry) in _index)
-                if (!entry.Tombstone && key.AsSpan().StartsWith(prefix)) keys.Add(key);
+                if (!entry.Tombstone && !entry.Expired && key.AsSpan().StartsWith(prefix)) keys.Add(key);
         }
         return keys;
     }
 
-    /// <summary>Whether a value of <paramref name="key"/> is on disk (no counters touched).</summary>
+    /// <summary>Whether a live value of <paramref name="key"/> (not past its expiry) is on disk (no counters touched).</summary>
     public bool Contains(ReadOnlySpan<byte> key)
     {
-        lock (_gate) return _lookup.TryGetValue(key, out var e) && !e.Tombstone;
+        lock (_gate) return _lookup.TryGetValue(key, out var e) && !e.Tombstone && !e.Expired;
     }
 
     /// <summary>The version of the key's newest record (value or tombstone); 0 when the disk knows nothing of it.</summary>
@@ -302,7 +306,7 @@ internal sealed class DiskTier : IDisposable
     }
 
     /// <summary>Indexes a written record if it is newer than what the index has.</summary>
-    internal void Apply(byte[] key, DiskSegment segment, long offset, long length, uint crc, long version, bool tombstone)
+    internal void Apply(byte[] key, DiskSegment segment, long offset, long length, uint crc, long version, bool tombstone, long expiresAt = 0)
     {
         lock (_gate)
         {
@@ -316,7 +320,7 @@ internal sealed class DiskTier : IDisposable
                 stored = actual;
                 if (!existing.Tombstone) _liveKeys--;
             }
-            _index[stored] = new DiskEntry(segment.Id, offset, length, crc, version, tombstone);
+            _index[stored] = new DiskEntry(segment.Id, offset, length, crc, version, tombstone, expiresAt);
             if (!tombstone) _liveKeys++;
             segment.Keys.Add(stored);
         }
@@ -375,7 +379,7 @@ internal sealed class DiskTier : IDisposable
                 for (int e = 0; e + DiskRecord.IndexEntrySize <= got; e += DiskRecord.IndexEntrySize)
                 {
                     var raw = entryBuffer.AsSpan(e, DiskRecord.IndexEntrySize);
-                    if (!DiskRecord.TryParseIndexEntry(raw, id, out var r, out int keyLength, out uint keyCrc))
+                    if (!DiskRecord.TryParseIndexEntry(raw, id, out var r, out int keyLength, out uint keyCrc, out long expiresAt))
                     {
                         _tornRecords++;   // never written (a hole left by a crash) or torn
                         continue;
@@ -392,7 +396,8 @@ internal sealed class DiskTier : IDisposable
                         continue;
                     }
                     var key = head[DiskRecord.HeaderSize..].ToArray();
-                    Apply(key, segment, r.Offset, r.ValueLength, r.ValueCrc, r.Sequence, r.Kind == DiskRecord.KindTombstone);
+                    // An expired value is indexed like any other (it still hides older versions of its key); reads treat it as a miss.
+                    Apply(key, segment, r.Offset, r.ValueLength, r.ValueCrc, r.Sequence, r.Kind == DiskRecord.KindTombstone, expiresAt);
                     _writes--;   // Apply counts writes; recovery is not one
                 }
             }

@@ -30,8 +30,9 @@ internal sealed class DiskWriter : IDisposable
     /// <summary>Records queued and not yet completed.</summary>
     public long Queued => Interlocked.Read(ref _queued);
 
-    private sealed class Job(byte[] key, nint value, long length, uint crc, ushort kind, long requested)
+    private sealed class Job(byte[] key, nint value, long length, uint crc, ushort kind, long requested, long expiresAt)
     {
+        public long ExpiresAt { get; } = expiresAt;
         public long Requested { get; } = requested;
         public byte[] Key { get; } = key;
         public nint Value { get; } = value;
@@ -45,9 +46,9 @@ internal sealed class DiskWriter : IDisposable
         public string? Error { get; set; }
     }
 
-    public Task<DiskWrite> Enqueue(byte[] key, nint value, long length, uint crc, ushort kind, long version = 0)
+    public Task<DiskWrite> Enqueue(byte[] key, nint value, long length, uint crc, ushort kind, long version = 0, long expiresAt = 0)
     {
-        var job = new Job(key, value, length, crc, kind, version);
+        var job = new Job(key, value, length, crc, kind, version, expiresAt);
         Interlocked.Increment(ref _queued);
         try
         {
@@ -126,7 +127,7 @@ internal sealed class DiskWriter : IDisposable
             segment.Data.Write(offset, header.AsSpan(0, headerLength));
             WriteValue(segment.Data, offset + headerLength, job.Value, job.Length);
             Span<byte> entry = stackalloc byte[DiskRecord.IndexEntrySize];
-            DiskRecord.WriteIndexEntry(entry, info, job.Key.Length, Crc32C.Compute(job.Key));
+            DiskRecord.WriteIndexEntry(entry, info, job.Key.Length, Crc32C.Compute(job.Key), job.ExpiresAt);
             segment.Index.Write(indexOffset, entry);
             if (_tier.Sync == DiskSyncMode.Always)
             {
@@ -180,7 +181,7 @@ internal sealed class DiskWriter : IDisposable
     private void Finish(Job job)
     {
         if (job.Error is null)
-            _tier.Apply(job.Key, job.Segment!, job.Offset, job.Length, job.Crc, job.Version, job.Kind == DiskRecord.KindTombstone);
+            _tier.Apply(job.Key, job.Segment!, job.Offset, job.Length, job.Crc, job.Version, job.Kind == DiskRecord.KindTombstone, job.ExpiresAt);
         job.Segment?.Release();
         Interlocked.Decrement(ref _queued);
         job.Done.TrySetResult(job.Error is null ? new DiskWrite(true, job.Version, null) : new DiskWrite(false, job.Version, job.Error));

@@ -7,7 +7,8 @@ using Kvasir.Protocol;
 namespace Kvasir.Storage.Tiers;
 
 /// <summary>A value found in the shared tier: its file and what its header says.</summary>
-internal sealed record SharedEntry(string Path, long Length, uint Crc32C, int KeyLength);
+/// <remarks><paramref name="ExpiresAt"/>: when the value expires (Unix ms, kept to the second); 0: never.</remarks>
+internal sealed record SharedEntry(string Path, long Length, uint Crc32C, int KeyLength, long ExpiresAt = 0);
 
 /// <summary>
 /// The shared-filesystem cold tier: one file per key in a key-hashed tree
@@ -38,16 +39,18 @@ internal sealed class SharedFsTier : IDisposable
     private readonly Channel<WriteJob> _queue;
     private readonly Task _writer;
     private readonly long _maxPendingBytes;
+    private readonly SharedFsUsage _usage;
     private long _pendingBytes, _pending;
     private long _hits, _misses, _writes, _writeErrors, _readErrors, _corrupt, _dropped;
     private string? _lastError;
     private long _lastErrorTicks = long.MinValue;
 
-    public SharedFsTier(string root, long maxPendingBytes = 256L << 20)
+    public SharedFsTier(string root, long maxPendingBytes = 256L << 20, TimeSpan? usageInterval = null)
     {
         _root = Path.Combine(Path.GetFullPath(root), "kvasir-v1");
         Directory.CreateDirectory(_root);
         _maxPendingBytes = maxPendingBytes;
+        _usage = new SharedFsUsage(_root, usageInterval ?? TimeSpan.FromSeconds(30));
         _queue = Channel.CreateUnbounded<WriteJob>(new UnboundedChannelOptions { SingleReader = true });
         _writer = Task.Run(WriteLoopAsync);
     }
@@ -66,8 +69,9 @@ internal sealed class SharedFsTier : IDisposable
         return Path.Combine(_root, hex[..2], hex[2..4], hex + ".kv");
     }
 
-    private sealed class WriteJob(byte[] key, byte[] value, int length, uint crc)
+    private sealed class WriteJob(byte[] key, byte[] value, int length, uint crc, long expiresAt)
     {
+        public long ExpiresAt { get; } = expiresAt;
         public byte[] Key { get; } = key;
         public byte[] Value { get; } = value;
         public int Length { get; } = length;
@@ -75,9 +79,12 @@ internal sealed class SharedFsTier : IDisposable
         public bool Cancelled { get; set; }
     }
 
-    /// <summary>Queues a copy of the value for writing; false (and counted as dropped) when the queue is full.</summary>
+    /// <summary>
+    /// Queues a copy of the value for writing; false (and counted as dropped) when the queue is full.
+    /// <paramref name="expiresAtUnixMs"/> is when the value expires (Unix ms; the file keeps it rounded up to the second; 0: never).
+    /// </summary>
     /// <remarks>A dropped value must not leave an older file standing in for it: the caller then calls <see cref="Remove"/>.</remarks>
-    public bool Enqueue(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value, uint crc)
+    public bool Enqueue(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value, uint crc, long expiresAtUnixMs = 0)
     {
         if (Interlocked.Add(ref _pendingBytes, value.Length) > _maxPendingBytes)
         {
@@ -87,7 +94,7 @@ internal sealed class SharedFsTier : IDisposable
         }
         var copy = ArrayPool<byte>.Shared.Rent(Math.Max(1, value.Length));
         value.CopyTo(copy);
-        var job = new WriteJob(key.ToArray(), copy, value.Length, crc);
+        var job = new WriteJob(key.ToArray(), copy, value.Length, crc, expiresAtUnixMs);
         lock (_pendingGate)
         {
             if (!_pendingByKey.TryGetValue(job.Key, out var list)) _pendingByKey[job.Key] = list = [];
@@ -116,7 +123,7 @@ internal sealed class SharedFsTier : IDisposable
                 {
                     if (!job.Cancelled)
                     {
-                        Write(job.Key, job.Value.AsSpan(0, job.Length), job.Crc);
+                        Write(job.Key, job.Value.AsSpan(0, job.Length), job.Crc, job.ExpiresAt);
                         Interlocked.Increment(ref _writes);
                     }
                 }
@@ -143,13 +150,13 @@ internal sealed class SharedFsTier : IDisposable
         }
     }
 
-    private void Write(byte[] key, ReadOnlySpan<byte> value, uint crc)
+    private void Write(byte[] key, ReadOnlySpan<byte> value, uint crc, long expiresAt)
     {
         var path = PathFor(key);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         var temp = $"{path}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
         var header = new byte[HeaderSize + key.Length];
-        WriteHeader(header, key, value.Length, crc);
+        WriteHeader(header, key, value.Length, crc, expiresAt);
         try
         {
             using (var handle = File.OpenHandle(temp, FileMode.CreateNew, FileAccess.Write))
@@ -166,8 +173,11 @@ internal sealed class SharedFsTier : IDisposable
         }
     }
 
-    /// <summary>Finds the key's file and reads its header; false when absent or unreadable.</summary>
-    public bool TryLocate(ReadOnlySpan<byte> key, out SharedEntry? entry)
+    /// <summary>
+    /// Finds the key's file and reads its header; false when absent, unreadable, or past its expiry (a miss, counted
+    /// in <c>shared_misses</c> unless <paramref name="countMiss"/> is false: an EXISTS is not a read).
+    /// </summary>
+    public bool TryLocate(ReadOnlySpan<byte> key, out SharedEntry? entry, bool countMiss = true)
     {
         entry = null;
         var path = PathFor(key);
@@ -179,7 +189,8 @@ internal sealed class SharedFsTier : IDisposable
             if (got != HeaderSize + key.Length
                 || BinaryPrimitives.ReadUInt32LittleEndian(header) != Magic
                 || BinaryPrimitives.ReadUInt32LittleEndian(header[8..]) != (uint)key.Length
-                || !header.Slice(HeaderSize, key.Length).SequenceEqual(key))
+                || !header.Slice(HeaderSize, key.Length).SequenceEqual(key)
+                || BinaryPrimitives.ReadUInt32LittleEndian(header[24..]) != HeaderCrc(header[..HeaderSize], key))
             {
                 Interlocked.Increment(ref _corrupt);
                 Fail($"{Path.GetFileName(path)}: bad header");
@@ -192,12 +203,18 @@ internal sealed class SharedFsTier : IDisposable
                 Fail($"{Path.GetFileName(path)}: wrong length");
                 return false;
             }
-            entry = new SharedEntry(path, length, BinaryPrimitives.ReadUInt32LittleEndian(header[12..]), key.Length);
+            long expiresAt = BinaryPrimitives.ReadUInt32LittleEndian(header[28..]) * 1000L;
+            if (Expiry.Passed(expiresAt))
+            {
+                if (countMiss) Interlocked.Increment(ref _misses);
+                return false;
+            }
+            entry = new SharedEntry(path, length, BinaryPrimitives.ReadUInt32LittleEndian(header[12..]), key.Length, expiresAt);
             return true;
         }
         catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
         {
-            Interlocked.Increment(ref _misses);
+            if (countMiss) Interlocked.Increment(ref _misses);
             return false;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
@@ -259,7 +276,12 @@ internal sealed class SharedFsTier : IDisposable
     /// <summary>Whether the key has a file here. Blocking: call it on a tier thread.</summary>
     public bool Exists(ReadOnlySpan<byte> key) => File.Exists(PathFor(key));
 
-    private static void WriteHeader(Span<byte> buffer, ReadOnlySpan<byte> key, long valueLength, uint crc)
+    /// <summary>
+    /// Header: magic, version 1, kind 1, key length, value CRC-32C, value length, header CRC, expiry (u32 Unix seconds,
+    /// rounded up; 0: never). The header CRC covers bytes 0..23 and the key, and bytes 28..31 when the expiry is not
+    /// 0, so files written before the expiry existed (zero there) keep their CRC.
+    /// </summary>
+    private static void WriteHeader(Span<byte> buffer, ReadOnlySpan<byte> key, long valueLength, uint crc, long expiresAtUnixMs)
     {
         BinaryPrimitives.WriteUInt32LittleEndian(buffer, Magic);
         BinaryPrimitives.WriteUInt16LittleEndian(buffer[4..], 1);
@@ -268,9 +290,16 @@ internal sealed class SharedFsTier : IDisposable
         BinaryPrimitives.WriteUInt32LittleEndian(buffer[12..], crc);
         BinaryPrimitives.WriteInt64LittleEndian(buffer[16..], valueLength);
         key.CopyTo(buffer[HeaderSize..]);
-        uint headerCrc = Crc32C.Complete(Crc32C.Append(Crc32C.Append(Crc32C.InitialState, buffer[..24]), key));
-        BinaryPrimitives.WriteUInt32LittleEndian(buffer[24..], headerCrc);
-        BinaryPrimitives.WriteUInt32LittleEndian(buffer[28..], 0);
+        long seconds = expiresAtUnixMs <= 0 ? 0 : Math.Min(uint.MaxValue, (expiresAtUnixMs + 999) / 1000);
+        BinaryPrimitives.WriteUInt32LittleEndian(buffer[28..], (uint)seconds);
+        BinaryPrimitives.WriteUInt32LittleEndian(buffer[24..], HeaderCrc(buffer[..HeaderSize], key));
+    }
+
+    private static uint HeaderCrc(ReadOnlySpan<byte> header, ReadOnlySpan<byte> key)
+    {
+        uint state = Crc32C.Append(Crc32C.Append(Crc32C.InitialState, header[..24]), key);
+        if (BinaryPrimitives.ReadUInt32LittleEndian(header[28..]) != 0) state = Crc32C.Append(state, header[28..32]);
+        return Crc32C.Complete(state);
     }
 
     /// <summary>Waits until every queued value is written (tests, clean shutdown), at most <paramref name="timeout"/>.</summary>
@@ -287,8 +316,10 @@ internal sealed class SharedFsTier : IDisposable
         Interlocked.Exchange(ref _lastErrorTicks, Environment.TickCount64);
     }
 
+    /// <summary>Counters, by STATS name (prefix "shared_"): this node's reads and writes, and the tree's size as of the last walk.</summary>
     public IEnumerable<KeyValuePair<string, long>> Stats() =>
     [
+        .. _usage.Stats(),
         new("shared_hits", Interlocked.Read(ref _hits)), new("shared_misses", Interlocked.Read(ref _misses)),
         new("shared_writes", Interlocked.Read(ref _writes)), new("shared_write_errors", Interlocked.Read(ref _writeErrors)),
         new("shared_read_errors", Interlocked.Read(ref _readErrors)), new("shared_corrupt", Interlocked.Read(ref _corrupt)),
@@ -300,5 +331,6 @@ internal sealed class SharedFsTier : IDisposable
         Drain(TimeSpan.FromSeconds(10));
         _queue.Writer.TryComplete();
         _writer.Wait(TimeSpan.FromSeconds(10));
+        _usage.Dispose();
     }
 }

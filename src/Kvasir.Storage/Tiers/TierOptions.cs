@@ -47,6 +47,13 @@ public sealed class TierOptions
     public string? SharedFsPath { get; init; }
 
     /// <summary>
+    /// How often the shared tier's tree is walked to count its files and bytes (metrics: <c>kvasir_tier_used_bytes{tier="shared"}</c>).
+    /// Default 30 s, at least 100 ms. A walk visits every file of every node: on a large tree over a network filesystem a
+    /// short interval keeps the filesystem busy; a long one leaves the numbers older.
+    /// </summary>
+    public TimeSpan SharedUsageInterval { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
     /// Threads that serve lower-tier reads (disk pread, shared-filesystem files). Default 4. More threads let more
     /// cold reads overlap on fast devices; each blocked read holds one of them, never a socket thread.
     /// </summary>
@@ -73,6 +80,7 @@ public sealed class TierOptions
         if (PromoteAfter < 1) throw new ArgumentException("promote-after must be at least 1");
         if (HotFraction is < 0 or > 1 || double.IsNaN(HotFraction)) throw new ArgumentException("hot fraction must be between 0 and 1");
         if (ReadThreads is < 1 or > 256) throw new ArgumentException("tier read threads must be between 1 and 256");
+        if (SharedUsageInterval < TimeSpan.FromMilliseconds(100)) throw new ArgumentException("shared usage interval must be at least 100 ms");
         if (StagingBytes < 0) throw new ArgumentException("staging bytes must not be negative (0 picks the default)");
         if (!Enum.IsDefined(DiskSync)) throw new ArgumentException($"disk sync mode {DiskSync} is not none, batch or always");
     }
