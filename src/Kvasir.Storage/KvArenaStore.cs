@@ -294,7 +294,7 @@ public sealed partial class KvArenaStore : IDisposable
             Slot slot = _policy.NewSlot(reservation.Key, published);
             slot.Promoted = true;
             slot.WrittenAt = Environment.TickCount64;
-            slot.ExpiresAt = Deadline(reservation.Ttl, slot.WrittenAt);   // the rest of the copy's recorded life; null: none
+            slot.ExpiresAt = Deadline(reservation.Ttl, slot.WrittenAt);   // the rest of the copy's recorded life; 0: none
             _index.Add(slot);
             _ordered.Add(slot);
             _policy.OnInsert(slot);
