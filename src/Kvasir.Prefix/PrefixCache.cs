@@ -142,11 +142,8 @@ public sealed class PrefixCache<TBlock>
             {
                 int matched = _blocks.MatchPrefix(chain, slots);
                 var blocks = new TBlock[matched];
-                for (int i = 0; i < matched; i++)
-                {
-                    blocks[i] = _blocks.ValueAt(slots[i]);
-                    _blocks.Access(slots[i]);
-                }
+                for (int i = 0; i < matched; i++) blocks[i] = _blocks.ValueAt(slots[i]);
+                _blocks.AccessRun(slots[..matched]);
                 _lookups++;
                 _hitTokens += (long)matched * BlockSize;
                 _missTokens += (long)(chain.Length - matched) * BlockSize;

@@ -83,6 +83,96 @@ public sealed class BlockTableTests
     }
 
     [Fact]
+    public void A_chain_walk_next_to_another_chain_over_a_freed_slot_or_in_descending_slots_never_makes_a_false_hit()
+    {
+        // The walk reads each next slot from a hint: it can name another chain's block, a freed slot (its hash
+        // zeroed), or a chain laid out backwards; each must be checked against the hash, never trusted.
+        var cache = new PrefixCache<string>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 8 });
+        var a = Ids(4);
+        var b = Ids(4, 100);
+        cache.Insert(a, ["a0", "a1", "a2", "a3"]);              // slots 0..3, stride +1
+        cache.Insert(b, ["b0", "b1", "b2", "b3"]);              // slots 4..7
+        Assert.Equal(["a0", "a1", "a2", "a3"], cache.Lookup(a).Blocks);
+        Assert.Equal(["a0", "a1", "a2", "a3", "b0"], cache.Lookup([.. a, b[0]]).Blocks);   // the next slot holds b0: a real hit
+        Assert.Equal(["a0", "a1", "a2", "b2"], cache.Lookup([a[0], a[1], a[2], b[2]]).Blocks);   // the hint (a3) is wrong, found by probing
+        Assert.Equal(["a0", "a1", "a2"], cache.Lookup([a[0], a[1], a[2], Ids(1, 500)[0]]).Blocks);
+        cache.Invalidate([a[2]]);                               // slot 2 free, its hash all zeros
+        Assert.Equal(["a0", "a1"], cache.Lookup([a[0], a[1], BlockHash.Zero]).Blocks);
+        Assert.Equal(["a0", "a1"], cache.Lookup(a).Blocks);
+
+        // Slots freed by evicting a chain are reused last freed first, so the next chain sits in descending slots.
+        var small = new PrefixCache<string>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 4 });
+        small.Insert(a, ["a0", "a1", "a2", "a3"]);              // slots 0..3
+        var c = Ids(4, 200);
+        Assert.Equal(a, small.Insert(c, ["c0", "c1", "c2", "c3"]).Evicted.Select(e => e.Key));   // c0..c3 in slots 3..0
+        Assert.Equal(["c0", "c1", "c2", "c3"], small.Lookup(c).Blocks);
+        Assert.Equal(["c0", "c1", "c2", "c3", "c0"], small.Lookup([.. c, c[0]]).Blocks);       // a repeated block is no run
+        Assert.Equal(["c0", "c1", "c2"], small.Lookup([c[0], c[1], c[2], a[3]]).Blocks);      // a3 was evicted
+    }
+
+    [Fact]
+    public void Lookups_of_prompts_sharing_prefixes_match_a_model_of_values_and_lru_order_through_eviction_and_invalidation()
+    {
+        // Long chains that are inserted, cut, joined and partly evicted, so that hints are right, wrong and stale in
+        // every mix, and a looked-up chain is sometimes one run in the LRU order (moved as one piece) and sometimes not.
+        const int capacity = 120;
+        var cache = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = capacity });
+        var prompts = Enumerable.Range(0, 24).Select(p => Ids(16, 1000 * (p + 1))).ToArray();
+        var values = new Dictionary<BlockHash, int>();
+        var order = new List<BlockHash>();   // least recent first
+        var random = new Random(5);
+        int hits = 0;
+        for (int step = 0; step < 3000; step++)
+        {
+            var chain = prompts[random.Next(prompts.Length)][..random.Next(1, 17)];
+            if (random.Next(4) == 0) chain = [.. chain, .. prompts[random.Next(prompts.Length)][..random.Next(1, 6)]];
+            if (random.Next(8) == 0) chain = [.. chain, chain[0]];   // a repeated block
+            switch (random.Next(6))
+            {
+                case 0:
+                case 1:
+                    chain = chain.Distinct().ToArray();
+                    int need = values.Count + chain.Count(h => !values.ContainsKey(h)) - capacity;
+                    var victims = order.Where(h => !chain.Contains(h)).Take(Math.Max(0, need)).ToList();
+                    var result = cache.Insert(chain, chain.Select(_ => step).ToArray());
+                    Assert.Equal(victims, result.Evicted.Select(e => e.Key));
+                    foreach (var v in victims)
+                    {
+                        values.Remove(v);
+                        order.Remove(v);
+                    }
+                    foreach (var h in chain)
+                    {
+                        if (values.TryAdd(h, step)) order.Add(h);
+                        else Touch(h);
+                    }
+                    break;
+                case 2:
+                    foreach (var e in cache.Invalidate([chain[random.Next(chain.Length)]]))
+                    {
+                        values.Remove(e.Key);
+                        order.Remove(e.Key);
+                    }
+                    break;
+                default:
+                    var matched = chain.TakeWhile(values.ContainsKey).ToArray();
+                    Assert.Equal(matched.Select(h => values[h]), cache.Lookup(chain).Blocks);
+                    foreach (var h in matched) Touch(h);
+                    hits += matched.Length;
+                    break;
+            }
+            Assert.Equal(values.Count, cache.Count);
+        }
+        Assert.True(cache.GetStats().Evictions > 1000 && hits > 3000, $"the run should evict and hit often ({cache.GetStats().Evictions} evictions, {hits} hits)");
+
+        void Touch(BlockHash h)
+        {
+            order.Remove(h);
+            order.Add(h);
+        }
+    }
+
+    [Fact]
     public void The_table_grows_from_64_slots_keeping_every_block_and_its_value()
     {
         var table = new BlockTable<int>(new LruPolicy(), evictedMemory: 0, maxSlots: int.MaxValue);

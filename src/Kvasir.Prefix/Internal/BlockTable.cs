@@ -6,7 +6,8 @@ namespace Kvasir.Prefix.Internal;
 /// (linear probing, at most half full, 8 bytes a bucket: a 32-bit tag from the hash's first bytes and the slot) maps a
 /// hash to its slot; the full 32 bytes are compared on the entry, so two hashes that share their tag (or their first
 /// eight bytes) are both found. A hit therefore touches one bucket and one entry, plus the entries beside it when an
-/// LRU hit moves it to the back of the order. Each entry also remembers the slot of the block that last followed it in
+/// LRU hit moves it to the back of the order (a looked-up chain that is one run in the order moves as one piece:
+/// <see cref="AccessRun"/>). Each entry also remembers the slot of the block that last followed it in
 /// an inserted or looked-up chain (a hint, checked against the full hash): a chain inserted together sits in adjacent
 /// slots, so a lookup of it touches the index once, for its first block, and then walks neighbouring entries.
 /// <para>
@@ -176,6 +177,42 @@ internal sealed class BlockTable<TValue>
             Unlink(slot);
             LinkLast(slot);
         }
+    }
+
+    /// <summary>
+    /// Hits on a matched chain, in its order (<paramref name="slots"/> as <see cref="MatchPrefix"/> gave them): the same
+    /// as <see cref="Access"/> on each, first to last. Under LRU a chain that already sits as one run in the order (it
+    /// was inserted or last looked up together: each entry's next is the chain's next block) is moved to the back as
+    /// one piece, three link updates instead of six per block; otherwise block by block.
+    /// </summary>
+    public void AccessRun(ReadOnlySpan<int> slots)
+    {
+        if (slots.IsEmpty) return;
+        if (_external is not null || !_moveOnAccess || !IsRun(slots))
+        {
+            foreach (int slot in slots) Access(slot);
+            return;
+        }
+        Accesses += slots.Length;
+        int first = slots[0], last = slots[^1];
+        if (last == _tail) return;                          // already the most recent, in this order
+        ref var head = ref _entries[first];
+        ref var end = ref _entries[last];
+        if (head.Prev == None) _head = end.Next;
+        else _entries[head.Prev].Next = end.Next;
+        _entries[end.Next].Prev = head.Prev;
+        head.Prev = _tail;
+        _entries[_tail].Next = first;
+        end.Next = None;
+        _tail = last;
+    }
+
+    /// <summary>Whether the slots follow each other in the eviction order (a repeated slot never does: the order has no cycle).</summary>
+    private bool IsRun(ReadOnlySpan<int> slots)
+    {
+        for (int i = 1; i < slots.Length; i++)
+            if (_entries[slots[i - 1]].Next != slots[i]) return false;
+        return true;
     }
 
     public void Pin(int slot)
