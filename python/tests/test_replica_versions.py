@@ -166,13 +166,19 @@ def test_a_replica_that_came_back_is_used_again_while_requests_keep_coming(cli):
             # Restarted at its address while puts keep coming, one every few milliseconds (steadier than any backoff).
             restart = threading.Thread(target=lambda: back.setdefault("a", Node("--memory", "64MiB", *QUIET, port=a.port)))
             restart.start()
-            deadline = time.monotonic() + 40   # the node's start (a few seconds) and its backoff (at most 4 s)
-            version = 2
-            while "a" not in back or _direct(back["a"], key) is None:
-                assert time.monotonic() < deadline, "a node back at its address got no put in 40 s of steady puts"
+            version = [2]
+
+            def puts():
                 for _ in range(20):
-                    _put_all(store, [key], version)
-                version += 1
+                    _put_all(store, [key], version[0])
+                version[0] += 1
+            while restart.is_alive():
+                puts()
+            assert "a" in back, "the node did not start again"
+            deadline = time.monotonic() + 15   # once it serves, its backoff (at most 4 s) is all that may keep it out
+            while _direct(back["a"], key) is None:
+                assert time.monotonic() < deadline, "a node back at its address got no put in 15 s of steady puts after it served again"
+                puts()
     finally:
         if restart is not None:
             restart.join(timeout=60)   # the node's start is bounded (30 s) in Node
