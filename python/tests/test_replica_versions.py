@@ -186,3 +186,26 @@ def test_a_replica_that_came_back_is_used_again_while_requests_keep_coming(cli):
         b.stop()
         if "a" in back:
             back["a"].stop()
+
+
+def test_a_read_repair_copy_keeps_the_winners_time_to_live(cli):
+    """GET carries no TTL: read repair wrote its copies without one, so the copy outlived the value; the repair now
+    asks the winner's node (INFO) and writes the copy with what is left of its TTL."""
+    a = Node("--memory", "64MiB", *QUIET)
+    b = Node("--memory", "64MiB", *QUIET)
+    try:
+        with _store(a, b, versions=True) as store:
+            assert store.put("ttl/short", _value("ttl/short", 1), ttl=60) == 0
+            assert store.put("ttl/never", _value("ttl/never", 1)) == 0
+            with kvasir.KvStore(a.address, transport="tcp") as direct:   # each key now lives on b alone
+                assert direct.batch_remove(["ttl/short", "ttl/never"]) == [0, 0]
+            assert store.get("ttl/short") == _value("ttl/short", 1)
+            assert store.get("ttl/never") == _value("ttl/never", 1)
+            assert store._router.read_repairs == 2
+            with kvasir.KvStore(a.address, transport="tcp") as direct:
+                short, never = direct.info(["ttl/short", "ttl/never"])
+            assert short.status == 0 and 0 < short.ttl_ms <= 60_000, f"the repaired copy's TTL is {short.ttl_ms} ms, the value's at most 60 s"
+            assert never.status == 0 and never.ttl_ms == 0, f"a value without a TTL was repaired with one ({never.ttl_ms} ms)"
+    finally:
+        a.stop()
+        b.stop()

@@ -88,6 +88,36 @@ public sealed class ReplicaRecoveryTests
         }
     }
 
+    [Fact]
+    public async Task A_read_repair_copy_keeps_the_winners_time_to_live()
+    {
+        var a = await ServeProcess.StartAsync(["--port", "0", .. Memory]);
+        var b = await ServeProcess.StartAsync(["--port", "0", .. Memory]);
+        try
+        {
+            await using var store = await ReplicaVersionTests.ConnectAsync(a, b, versions: true);
+            var shortLived = TestValues.KeyMemory("ttl/short");
+            var forever = TestValues.KeyMemory("ttl/never");
+            Assert.Equal(KvStatus.Ok, (await store.PutAsync([shortLived], [TestValues.For("ttl/short", Size, 1)], new PutOptions { Ttl = TimeSpan.FromSeconds(60) }))[0]);
+            Assert.Equal(KvStatus.Ok, (await store.PutAsync([forever], [TestValues.For("ttl/never", Size, 1)]))[0]);
+            await using (var onA = await KvStore.ConnectAsync(new KvStoreOptions { Server = a.Server }))   // each key now lives on b alone
+                Assert.All(await onA.RemoveAsync([shortLived, forever]), s => Assert.Equal(KvStatus.Ok, s));
+            Assert.NotNull(await ReplicaVersionTests.ReadAsync(store, "ttl/short"));
+            Assert.NotNull(await ReplicaVersionTests.ReadAsync(store, "ttl/never"));
+            Assert.Equal(2, store.ReadRepairs);
+            await using var check = await KvStore.ConnectAsync(new KvStoreOptions { Server = a.Server });
+            var infos = await check.InfoAsync([shortLived, forever]);
+            Assert.True(infos[0].Status == KvStatus.Ok && infos[0].Ttl is { } ttl && ttl > TimeSpan.Zero && ttl <= TimeSpan.FromSeconds(60),
+                $"the repaired copy's TTL is {infos[0].Ttl?.ToString() ?? "none"}, the value's at most 60 s");
+            Assert.True(infos[1].Status == KvStatus.Ok && infos[1].Ttl is null, $"a value without a TTL was repaired with one ({infos[1].Ttl})");
+        }
+        finally
+        {
+            await a.DisposeAsync();
+            await b.DisposeAsync();
+        }
+    }
+
     private static async Task<byte[]?> DirectAsync(ServeProcess node, string key)
     {
         await using var direct = await KvStore.ConnectAsync(new KvStoreOptions { Server = node.Server, ConnectTimeout = TimeSpan.FromSeconds(2) });

@@ -162,9 +162,10 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
             var subValues = entries.Select(e => values[e.Index]).ToArray();
             // Within one node a chain links each key to the nearest earlier key stored there: still an
             // ancestor, so prefix-aware eviction keeps its order (see docs/cluster.md).
+            // The TTL goes to every replica (it was dropped here: cluster puts never expired).
             var subOptions = options is { Chain: true }
-                ? new PutOptions { Chain = true, ChainParent = parentNodes.Contains(slot.Id) ? parent : default }
-                : null;
+                ? new PutOptions { Chain = true, ChainParent = parentNodes.Contains(slot.Id) ? parent : default, Ttl = options.Ttl }
+                : options?.Ttl is { } ttl ? new PutOptions { Ttl = ttl } : null;
             var statuses = await RunAsync(slot, entries.Count, s => s.PutCoreAsync(new PutBatch(subKeys, subValues) { Versions = Pick(versions, entries) }, subOptions, ct)).ConfigureAwait(false);
             for (int j = 0; j < entries.Count; j++) answers[entries[j].Index][entries[j].Rank] = statuses[j];
         })).ConfigureAwait(false);
