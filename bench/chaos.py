@@ -20,9 +20,11 @@ acknowledged value must read back. Everything it starts is stopped by pid when i
                                     [--node-log-level information] [--view-log]
 
 --write-once writes every key once, as an inference engine does (a KV block's key is a hash of its token prefix, so
-its value never changes): the model docs/cluster.md promises no stale reads for. Without it keys are overwritten,
-and a replica that missed an overwrite while it was down can serve the older version (stale reads: replicas carry
-no versions yet).
+its value never changes). Without it keys are overwritten; replicas carry versions and reads take the newest
+(docs/cluster.md § Versions). The loop sends no request while a node is down (it waits for the node to serve and be
+registered again), so every node is up at every request: no value is acknowledged by one replica because its
+partner was down, and any stale read is a client defect (docs/cluster.md § What a replicated cluster promises).
+--view-log explains each stale read: every node's copy of the key, the client's backoffs and the key's per-node puts.
 
 --soak-minutes N runs N minutes (in place of --duration) and prints, every --report-every seconds, the counts so far
 and each node's RSS. With --write-once, at most --max-live acknowledged keys are kept: past that the oldest is
