@@ -20,9 +20,11 @@ acknowledged value must read back. Everything it starts is stopped by pid when i
                                     [--node-log-level information] [--view-log]
 
 --write-once writes every key once, as an inference engine does (a KV block's key is a hash of its token prefix, so
-its value never changes): the model docs/cluster.md promises no stale reads for. Without it keys are overwritten,
-and a replica that missed an overwrite while it was down can serve the older version (stale reads: replicas carry
-no versions yet).
+its value never changes). Without it keys are overwritten; replicas carry versions and reads take the newest
+(docs/cluster.md § Versions). The loop sends no request while a node is down (it waits for the node to serve and be
+registered again), so every node is up at every request: no value is acknowledged by one replica because its
+partner was down, and any stale read is a client defect (docs/cluster.md § What a replicated cluster promises).
+--view-log explains each stale read: every node's copy of the key, the client's backoffs and the key's per-node puts.
 
 --soak-minutes N runs N minutes (in place of --duration) and prints, every --report-every seconds, the counts so far
 and each node's RSS. With --write-once, at most --max-live acknowledged keys are kept: past that the oldest is
@@ -263,6 +265,61 @@ def main() -> int:
             wait_for(lambda i=i: cluster.serving(i), f"node {i} to serve", 60)
         store = KvStore(redis_url=cluster.redis_url, cluster="chaos", replicas=2, request_timeout=5.0)
         wait_for(lambda: len(store.nodes) == 3, "the client to see 3 nodes", 30)
+        history = {}   # --view-log: key -> [(t, node, what)] of every per-node put and skipped/failed call
+        if args.view_log:
+            router = store._router
+            port_node = {f"127.0.0.1:{p}": f"chaos-{i}" for i, p in enumerate(cluster.ports)}
+            opener = router._open_store
+
+            def open_logged(addr, tls=False):
+                s = opener(addr, tls)
+                put = s._put
+
+                def logged_put(keys, values, *a, **kw):
+                    codes = put(keys, values, *a, **kw)
+                    t = time.monotonic() - start
+                    for key, c in zip(keys, codes):
+                        history.setdefault(key, []).append((round(t, 2), port_node.get(addr, addr), f"put {c} v{(kw.get('versions') or [0])[0]}"))
+                    return codes
+                s._put = logged_put
+                return s
+            router._open_store = open_logged
+            run = router._run
+
+            def logged_run(slot, count, call, force=False):
+                skipped = not force and time.monotonic() < slot.down_until
+                codes = run(slot, count, call, force)
+                if skipped or (count and all(c == -18 for c in codes)):
+                    history.setdefault(b"*", []).append((round(time.monotonic() - start, 2), slot.id, "skipped" if skipped else "failed"))
+                return codes
+            router._run = logged_run
+
+        probes = {}
+
+        def probe(i, k):
+            if i not in probes:
+                probes[i] = KvStore(f"127.0.0.1:{cluster.ports[i]}", request_timeout=5.0)
+            return probes[i].is_exist(f"chaos/{k}") == 1
+
+        def explain(k):
+            """Where each node stands on key k now: the version it holds (by its bytes) and its stamp, and the client's backoff."""
+            now = time.monotonic()
+            out = [f"placed on {store.placement(f'chaos/{k}'.encode(), 2)}"]
+            for i in range(3):
+                try:
+                    if i not in probes:
+                        probes[i] = KvStore(f"127.0.0.1:{cluster.ports[i]}", request_timeout=2.0)
+                    stamps = [0]
+                    codes, vals = probes[i]._get([f"chaos/{k}".encode()], [None], stamps)
+                    got = vals[0]
+                    which = next((v for v in range(written.get(k, 0), 0, -1) if got is not None and bytes(got) == value(k, v)), None)
+                    out.append(f"chaos-{i}: {'miss' if got is None else f'v{which} stamp {stamps[0]}'}")
+                except Exception as ex:  # noqa: BLE001 - a node down
+                    probes.pop(i, None)
+                    out.append(f"chaos-{i}: {type(ex).__name__}")
+            for sl in store._router._view()[1]:
+                out.append(f"slot {sl.id} down for {max(0.0, sl.down_until - now):.2f} s (backoff {sl.backoff})")
+            return "; ".join(out)
 
         def check_read(k, got):
             counts["reads"] += 1
@@ -279,6 +336,10 @@ def main() -> int:
                         if counts["stale"] <= 3:
                             problems.append(f"stale read at t={time.monotonic() - start:.2f} s: key {k} returned version {v}, "
                                             f"last acknowledged {acked[k]} (at t={acked_at.get(k, 0):.2f} s)")
+                        if args.view_log and counts["stale"] <= 10:
+                            print(f"chaos: stale key {k} v{v} (acked v{acked[k]} at t={acked_at.get(k, 0):.2f} s): {explain(k)}", flush=True)
+                            print(f"chaos:   puts of key {k}: {history.get(f'chaos/{k}'.encode(), [])[-30:]}", flush=True)
+                            print(f"chaos:   skipped/failed calls: {history.get(b'*', [])[-40:]}", flush=True)
                     return   # a newer, unacknowledged write that landed: allowed
             counts["wrong"] += 1
             if counts["wrong"] <= 3:
@@ -377,13 +438,6 @@ def main() -> int:
             if cluster.procs[i].poll() is not None:
                 problems.append(f"node {i} exited on its own (log: {cluster.logs[i]})")
         lost = 0
-        probes = {}
-
-        def probe(i, k):
-            if i not in probes:
-                probes[i] = KvStore(f"127.0.0.1:{cluster.ports[i]}", request_timeout=5.0)
-            return probes[i].is_exist(f"chaos/{k}") == 1
-
         for k, v in sorted(acked.items()):
             got = store.get(f"chaos/{k}")
             if got is None:

@@ -380,14 +380,28 @@ class Router:
         return ring, slots, ranks
 
     def _run(self, slot, count, call, force: bool = False) -> list:
+        """``call(store)`` on the slot's node. Only a node that failed is marked down: a call skipped for the backoff
+        leaves it as it is (re-marking on every skip kept a node that was back out of use for as long as requests kept
+        coming, bench/chaos.py's stale reads). A node that was up and fails a whole batch is asked once more, on a new
+        connection, before it is marked down: a node restarted at the same address fails the first request on the
+        connection its predecessor left, and marking it down then kept it out of puts (copies acknowledged by one
+        replica) and reads (the other replica's older copy) for the backoff."""
+        up = time.monotonic() >= slot.down_until
         store = slot.get(self._open_store, force)
-        codes = [E.UNAVAILABLE] * count if store is None else call(store)
-        if count and all(c in (E.UNAVAILABLE,) for c in codes):
+        if store is None:
+            if up or force:   # not skipped: it could not be reached (slot.get marked it down)
+                self.membership.wake()
+            return [E.UNAVAILABLE] * count
+        codes = call(store)
+        failed = count and all(c == E.UNAVAILABLE for c in codes)
+        if failed and up:
+            codes = call(store)
+            failed = all(c == E.UNAVAILABLE for c in codes)
+        if failed:
             slot.mark_down()
             self.membership.wake()
-            if store is not None:
-                self.last_error = store.last_error
-        elif store is not None:
+            self.last_error = store.last_error
+        else:
             slot.backoff = 0.25
         return codes
 

@@ -11,6 +11,7 @@ import time
 from typing import Dict, List, Tuple
 
 from . import errors as E
+from .errors import KvasirError
 
 _UNANSWERED = (E.UNAVAILABLE, E.TIMEOUT, E.PROTOCOL_ERROR)
 
@@ -58,6 +59,30 @@ def _source(dest, value, length) -> list:
             break
         out.append(p[:min(len(p), left)])
         left -= len(out[-1])
+    return out
+
+
+def _winner_ttls(router, slots, keys: list, winners) -> Dict[int, int]:
+    """Each key to repair's remaining time to live on its winner's node, in whole seconds (0: never expires), by INFO:
+    GET carries no TTL, and a copy written back without one outlived the value. Keys whose TTL cannot be learnt (the
+    winner's node gone, the value expired since) are left out: not repaired now."""
+    by_node: Dict[int, List[int]] = {}
+    for i, n in winners:
+        by_node.setdefault(n, []).append(i)
+    out: Dict[int, int] = {}
+
+    def one(n, idx):
+        store = slots[n].get(router._open_store)
+        if store is None:
+            return
+        try:
+            infos = store.info([keys[i] for i in idx])
+        except KvasirError:
+            return
+        for i, info in zip(idx, infos):
+            if info.status == 0:
+                out[i] = -(-info.ttl_ms // 1000)
+    router._all(one, by_node)
     return out
 
 
@@ -117,14 +142,21 @@ def get_newest(router, keys: list, dests: list) -> Tuple[list, list]:
             if c == E.NOT_FOUND or (c >= 0 and 0 < v < version):
                 repairs.setdefault(r[rank], []).append((i, winner))
 
-    def repair(n, items):
+    def repair(target, items):
+        n, ttl = target
         pieces = [_source(dests[i], answers[i][w][1], answers[i][w][0]) for i, w in items]
-        codes = router._run(slots[n], len(items), lambda s: s._put([keys[i] for i, _ in items], pieces, False, None,
+        codes = router._run(slots[n], len(items), lambda s: s._put([keys[i] for i, _ in items], pieces, False, None, ttl=ttl,
                                                                      versions=[answers[i][w][2] for i, w in items]))
         with router._lock:
             router.read_repairs += sum(1 for c in codes if c == E.OK)
     if repairs:
-        router._all(repair, repairs)
+        ttls = _winner_ttls(router, slots, keys, {(i, ranks[i][w]) for items in repairs.values() for i, w in items})
+        by_target: Dict[Tuple[int, int], list] = {}
+        for n, items in repairs.items():
+            for i, w in items:
+                if i in ttls:
+                    by_target.setdefault((n, ttls[i]), []).append((i, w))
+        router._all(repair, by_target)
     if retry:
         _, slots2, ranks2 = router._plan([keys[i] for i in retry], router.replicas)
         codes, vals = router._rounds(ranks2, slots2, lambda store, idx: store._get([keys[retry[j]] for j in idx], [dests[retry[j]] for j in idx]))

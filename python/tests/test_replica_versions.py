@@ -3,7 +3,9 @@ missed an overwrite and came back with its old copy from its disk tier ranks fir
 and the stale replica is repaired."""
 import os
 import shutil
+import time
 import tempfile
+import threading
 
 import kvasir
 from kvasir import protocol as P
@@ -117,3 +119,93 @@ def test_a_key_written_with_the_clusters_replicas_is_read_after_a_node_dies_by_a
         for n in nodes:
             n.stop()
         redis.stop()
+
+
+def _direct(node, key: str):
+    with kvasir.KvStore(node.address, transport="tcp", connect_timeout=2.0, request_timeout=10.0) as direct:
+        return direct.get(key)
+
+
+def test_a_replica_restarted_at_its_address_gets_the_next_put_and_a_read_without_the_other_replica_is_not_stale(cli):
+    """bench/chaos.py --seed 8's stale reads: the client's connection to a node that restarted is dead; the first put
+    after the restart failed on it, the node was marked down, the put was acknowledged by the other replica alone, and
+    a read while that one was down (or in backoff) returned the restarted node's older copy."""
+    disk = tempfile.mkdtemp(prefix="kvasir-py-restart-")
+    disk_args = ("--memory", "64MiB", "--disk", disk, "--disk-capacity", "64MiB", *QUIET)
+    a = Node(*disk_args)
+    b = Node("--memory", "64MiB", *QUIET)
+    key = "py-restart/1"
+    try:
+        with _store(a, b, versions=True) as store:
+            _put_all(store, [key], 1)   # both replicas connected and holding version 1
+            a.proc.kill()   # SIGKILL, then back at the same address with version 1 from its disk; no request between
+            a.stop()
+            a = Node(*disk_args, port=a.port)
+            _put_all(store, [key], 2)
+            assert _direct(a, key) == _value(key, 2), "the restarted replica missed the first put after its restart"
+            b.stop()
+            got = store.get(key)
+            assert got == _value(key, 2), "STALE (version 1)" if got == _value(key, 1) else "wrong bytes or missing"
+    finally:
+        a.stop()
+        b.stop()
+        shutil.rmtree(disk, ignore_errors=True)
+
+
+def test_a_replica_that_came_back_is_used_again_while_requests_keep_coming(cli):
+    """A request that skipped a node in its backoff marked it down again, so under steady traffic a node that had
+    failed once was never asked again, even long after it was back (its puts acknowledged by the other replica alone)."""
+    a = Node("--memory", "64MiB", *QUIET)
+    b = Node("--memory", "64MiB", *QUIET)
+    key = "py-backoff/1"
+    back, restart = {}, None
+    try:
+        with _store(a, b, versions=True) as store:
+            _put_all(store, [key], 1)
+            a.stop()
+            # Restarted at its address while puts keep coming, one every few milliseconds (steadier than any backoff).
+            restart = threading.Thread(target=lambda: back.setdefault("a", Node("--memory", "64MiB", *QUIET, port=a.port)))
+            restart.start()
+            version = [2]
+
+            def puts():
+                for _ in range(20):
+                    _put_all(store, [key], version[0])
+                version[0] += 1
+            while restart.is_alive():
+                puts()
+            assert "a" in back, "the node did not start again"
+            deadline = time.monotonic() + 15   # once it serves, its backoff (at most 4 s) is all that may keep it out
+            while _direct(back["a"], key) is None:
+                assert time.monotonic() < deadline, "a node back at its address got no put in 15 s of steady puts after it served again"
+                puts()
+    finally:
+        if restart is not None:
+            restart.join(timeout=60)   # the node's start is bounded (30 s) in Node
+        a.stop()
+        b.stop()
+        if "a" in back:
+            back["a"].stop()
+
+
+def test_a_read_repair_copy_keeps_the_winners_time_to_live(cli):
+    """GET carries no TTL: read repair wrote its copies without one, so the copy outlived the value; the repair now
+    asks the winner's node (INFO) and writes the copy with what is left of its TTL."""
+    a = Node("--memory", "64MiB", *QUIET)
+    b = Node("--memory", "64MiB", *QUIET)
+    try:
+        with _store(a, b, versions=True) as store:
+            assert store.put("ttl/short", _value("ttl/short", 1), ttl=60) == 0
+            assert store.put("ttl/never", _value("ttl/never", 1)) == 0
+            with kvasir.KvStore(a.address, transport="tcp") as direct:   # each key now lives on b alone
+                assert direct.batch_remove(["ttl/short", "ttl/never"]) == [0, 0]
+            assert store.get("ttl/short") == _value("ttl/short", 1)
+            assert store.get("ttl/never") == _value("ttl/never", 1)
+            assert store._router.read_repairs == 2
+            with kvasir.KvStore(a.address, transport="tcp") as direct:
+                short, never = direct.info(["ttl/short", "ttl/never"])
+            assert short.status == 0 and 0 < short.ttl_ms <= 60_000, f"the repaired copy's TTL is {short.ttl_ms} ms, the value's at most 60 s"
+            assert never.status == 0 and never.ttl_ms == 0, f"a value without a TTL was repaired with one ({never.ttl_ms} ms)"
+    finally:
+        a.stop()
+        b.stop()

@@ -11,8 +11,8 @@ namespace Kvasir.Cluster.Tests;
 /// </summary>
 public sealed class ReplicaVersionTests
 {
-    private const int Size = 3000;
-    private static readonly string[] Quiet = ["--log-level", "warning", "--admin-port", "off"];
+    internal const int Size = 3000;
+    internal static readonly string[] Quiet = ["--log-level", "warning", "--admin-port", "off"];
 
     [Fact]
     public async Task A_replica_that_missed_an_overwrite_and_came_back_from_disk_never_serves_the_old_value_and_is_repaired()
@@ -105,7 +105,7 @@ public sealed class ReplicaVersionTests
         return ranks[0] == 0;
     }
 
-    private static Task<KvStore> ConnectAsync(ServeProcess a, ServeProcess b, bool versions) => KvStore.ConnectAsync(new KvStoreOptions
+    internal static Task<KvStore> ConnectAsync(ServeProcess a, ServeProcess b, bool versions) => KvStore.ConnectAsync(new KvStoreOptions
     {
         Server = $"{a.Server},{b.Server}",
         Replicas = 2,
@@ -114,14 +114,14 @@ public sealed class ReplicaVersionTests
         RequestTimeout = TimeSpan.FromSeconds(10),
     });
 
-    private static async Task PutAllAsync(KvStore store, string[] keys, int version)
+    internal static async Task PutAllAsync(KvStore store, string[] keys, int version)
     {
         var statuses = await store.PutAsync(keys.Select(TestValues.KeyMemory).ToArray(), keys.Select(k => (ReadOnlyMemory<byte>)TestValues.For(k, Size, version)).ToArray());
         Assert.True(statuses.All(s => s == KvStatus.Ok), $"put of version {version}: {string.Join(",", statuses.Distinct())}");
     }
 
     /// <summary>The key's value; up to 3 tries 200 ms apart while no replica could answer (a restarted node's first request may die with its old connection).</summary>
-    private static async Task<byte[]?> ReadAsync(KvStore store, string key)
+    internal static async Task<byte[]?> ReadAsync(KvStore store, string key)
     {
         for (int attempt = 0; ; attempt++)
         {

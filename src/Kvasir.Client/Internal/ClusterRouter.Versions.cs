@@ -138,16 +138,35 @@ internal sealed partial class ClusterRouter
         return new ValueSource(pieces);
     }
 
-    /// <summary>Writes each winner back, with its version, to the replicas that missed it (one put per node, in parallel).</summary>
+    /// <summary>
+    /// Writes each winner back, with its version and its remaining time to live, to the replicas that missed it (one
+    /// put per node and TTL, in parallel). GET carries no TTL: the winner's node is asked by INFO (a copy written back
+    /// without one outlived the value); keys whose winner's TTL cannot be learnt (its node gone, the value expired since)
+    /// are not repaired now.
+    /// </summary>
     private async Task RepairAsync(GetBatch batch, Plan plan, Answer[][] answers, List<(int Index, int Rank, int Winner)> repairs, CancellationToken ct)
     {
-        await Task.WhenAll(repairs.GroupBy(x => plan.Ranks[x.Index]![x.Rank]).Select(async group =>
+        var ttls = new Dictionary<int, uint>();   // key index -> the winner's remaining TTL in whole seconds, 0: never expires
+        await Task.WhenAll(repairs.Select(x => (x.Index, Node: plan.Ranks[x.Index]![x.Winner])).Distinct().GroupBy(x => x.Node).Select(async group =>
+        {
+            var keys = group.Select(x => x.Index).ToArray();
+            var store = await plan.Slots[group.Key].GetStoreAsync(_options, ct).ConfigureAwait(false);
+            if (store is null) return;
+            KvKeyInfo[] infos;
+            try { infos = await store.InfoAsync(keys.Select(i => batch.Keys[i]).ToArray(), ct).ConfigureAwait(false); }
+            catch (KvasirException) { return; }
+            lock (ttls)
+                for (int j = 0; j < keys.Length; j++)
+                    if (infos[j].Status == KvStatus.Ok) ttls[keys[j]] = infos[j].Ttl is { } ttl ? PutOptions.TtlSeconds(ttl) : 0;
+        })).ConfigureAwait(false);
+        await Task.WhenAll(repairs.Where(x => ttls.ContainsKey(x.Index)).GroupBy(x => (Node: plan.Ranks[x.Index]![x.Rank], Ttl: ttls[x.Index])).Select(async group =>
         {
             var items = group.ToArray();
             var put = new PutBatch(items.Select(x => batch.Keys[x.Index]).ToArray(),
                 items.Select(x => Source(batch, x.Index, answers[x.Index][x.Winner])).ToArray())
             { Versions = items.Select(x => answers[x.Index][x.Winner].Version).ToArray() };
-            var statuses = await RunAsync(plan.Slots[group.Key], items.Length, s => s.PutCoreAsync(put, null, ct)).ConfigureAwait(false);
+            var options = new PutOptions { Ttl = TimeSpan.FromSeconds(group.Key.Ttl) };
+            var statuses = await RunAsync(plan.Slots[group.Key.Node], items.Length, s => s.PutCoreAsync(put, options, ct)).ConfigureAwait(false);
             Interlocked.Add(ref _repairs, statuses.Count(s => s == KvStatus.Ok));
         })).ConfigureAwait(false);
     }

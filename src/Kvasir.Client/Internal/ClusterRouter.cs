@@ -162,9 +162,10 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
             var subValues = entries.Select(e => values[e.Index]).ToArray();
             // Within one node a chain links each key to the nearest earlier key stored there: still an
             // ancestor, so prefix-aware eviction keeps its order (see docs/cluster.md).
+            // The TTL goes to every replica (it was dropped here: cluster puts never expired).
             var subOptions = options is { Chain: true }
-                ? new PutOptions { Chain = true, ChainParent = parentNodes.Contains(slot.Id) ? parent : default }
-                : null;
+                ? new PutOptions { Chain = true, ChainParent = parentNodes.Contains(slot.Id) ? parent : default, Ttl = options.Ttl }
+                : options?.Ttl is { } ttl ? new PutOptions { Ttl = ttl } : null;
             var statuses = await RunAsync(slot, entries.Count, s => s.PutCoreAsync(new PutBatch(subKeys, subValues) { Versions = Pick(versions, entries) }, subOptions, ct)).ConfigureAwait(false);
             for (int j = 0; j < entries.Count; j++) answers[entries[j].Index][entries[j].Rank] = statuses[j];
         })).ConfigureAwait(false);
@@ -360,19 +361,37 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
     /// Runs one node's share; a node that cannot be reached (or that answers every key Unavailable)
     /// is skipped for a moment and the membership is re-read, so the next attempts go to replicas.
     /// </summary>
+    /// <summary>
+    /// <paramref name="call"/> on the slot's node. Only a node that failed is marked down: a call skipped for the backoff
+    /// leaves it as it is (re-marking on every skip kept a node that was back out of use for as long as requests kept
+    /// coming: bench/chaos.py's stale reads). A node that was up and fails a whole batch is asked once more, on a new
+    /// connection, before it is marked down: a node restarted at the same address fails the first request on the
+    /// connection its predecessor left, and marking it down then kept it out of puts (copies acknowledged by one
+    /// replica) and reads (the other replica's older copy) for the backoff.
+    /// </summary>
     private async Task<KvStatus[]> RunAsync(NodeSlot slot, int count, Func<KvStore, Task<KvStatus[]>> call, bool force = false)
     {
+        bool up = !slot.IsDown;
         var store = await slot.GetStoreAsync(_options, CancellationToken.None, force).ConfigureAwait(false);
-        KvStatus[] statuses;
-        if (store is null && slot.TakeError() is { } reason) _log.LogWarning("node {Id} ({Address}) cannot be reached: {Reason}", slot.Id, slot.Address, reason);
-        if (store is null) statuses = Enumerable.Repeat(KvStatus.Unavailable, count).ToArray();
-        else statuses = await call(store).ConfigureAwait(false);
-        if (count > 0 && statuses.All(s => s == KvStatus.Unavailable))
+        if (store is null)
+        {
+            if (slot.TakeError() is { } reason) _log.LogWarning("node {Id} ({Address}) cannot be reached: {Reason}", slot.Id, slot.Address, reason);
+            if (up || force) _watcher?.Wake();   // not skipped: it could not be reached (the slot marked itself down)
+            return Enumerable.Repeat(KvStatus.Unavailable, count).ToArray();
+        }
+        var statuses = await call(store).ConfigureAwait(false);
+        bool failed = count > 0 && statuses.All(s => s == KvStatus.Unavailable);
+        if (failed && up)
+        {
+            statuses = await call(store).ConfigureAwait(false);
+            failed = statuses.All(s => s == KvStatus.Unavailable);
+        }
+        if (failed)
         {
             if (slot.MarkDown()) _log.LogWarning("node {Id} ({Address}) is unreachable; using replicas", slot.Id, slot.Address);
             _watcher?.Wake();
         }
-        else if (store is not null) slot.MarkUp();
+        else slot.MarkUp();
         return statuses;
     }
 

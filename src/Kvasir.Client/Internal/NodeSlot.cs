@@ -72,6 +72,9 @@ internal sealed class NodeSlot : IAsyncDisposable
         }
     }
 
+    /// <summary>The node failed within its backoff: requests skip it (an in-process node never is).</summary>
+    public bool IsDown => !_inProcess && Environment.TickCount64 < Volatile.Read(ref _downUntil);
+
     /// <summary>The node answered: the next failure starts from the shortest backoff again.</summary>
     public void MarkUp() => _backoff = MinBackoff;
 
