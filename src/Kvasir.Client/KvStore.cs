@@ -303,7 +303,8 @@ public sealed partial class KvStore : IAsyncDisposable
         }
         else
         {
-            await Task.WhenAll(chunks.Select(c => _transport.PutAsync(batch, c.Start, c.End, false, default, false, ct))).ConfigureAwait(false);
+            if (chunks.Count == 1) await _transport.PutAsync(batch, chunks[0].Start, chunks[0].End, false, default, false, ct).ConfigureAwait(false);
+            else await Task.WhenAll(chunks.Select(c => _transport.PutAsync(batch, c.Start, c.End, false, default, false, ct))).ConfigureAwait(false);
         }
         return batch.Results;
     }
@@ -344,7 +345,9 @@ public sealed partial class KvStore : IAsyncDisposable
             return batch;
         }
         var chunks = KeyChunks(batch.Keys, _transport.Limits, i => batch.Results[i] = new KvGetResult(KvStatus.InvalidKey, 0));
-        await Task.WhenAll(chunks.Select(c => _transport.GetAsync(batch, c.Start, c.End, ct))).ConfigureAwait(false);
+        // One request (the usual case) is awaited as it is: no WhenAll, no iterator.
+        if (chunks.Count == 1) await _transport.GetAsync(batch, chunks[0].Start, chunks[0].End, ct).ConfigureAwait(false);
+        else await Task.WhenAll(chunks.Select(c => _transport.GetAsync(batch, c.Start, c.End, ct))).ConfigureAwait(false);
         return batch;
     }
 

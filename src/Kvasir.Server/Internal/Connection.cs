@@ -59,6 +59,9 @@ internal sealed partial class Connection : ILeaseHolder
             SingleReader = true,
             SingleWriter = true,
             FullMode = BoundedChannelFullMode.Wait,
+            // An idle writer wakes on the read loop's thread: a reply starts on the wire at once, up to the writer's first
+            // wait (socket buffer full, or the queue empty again), instead of after a hop through the thread pool.
+            AllowSynchronousContinuations = true,
         });
         _idle = CancellationTokenSource.CreateLinkedTokenSource(node.Stopping, _abort.Token);
         _handshake = CancellationTokenSource.CreateLinkedTokenSource(_idle.Token);
