@@ -73,6 +73,8 @@ class _Connection:
         self._header = bytearray(P.HEADER_SIZE)
         self._scratch = None
         self.versions = False   # the node granted value versions (HELLO bit 0x4): PUT may carry VERSION, GET replies carry versions
+        self.arena_features = False   # the node granted ARENA_PROOF (0x8): ALLOC may carry MAPPED (and TTL with 0x2), COMMIT COMMIT_CRC
+        self.arena_proof = None   # this connection's proof that it reads the arena (set when shared memory is negotiated on it)
         try:
             self.sock = socket.create_connection((host, port), timeout=connect_timeout)
         except socket.timeout:
@@ -86,6 +88,7 @@ class _Connection:
                 self.sock = tls.wrap(self.sock, host, f"{host}:{port}")
             self.hello = self._handshake(host, port, auth_key)
             self.versions = bool(self.hello.features & P.FEATURE_VERSIONS)
+            self.arena_features = bool(self.hello.features & P.FEATURE_ARENA_PROOF)
             self.sock.settimeout(request_timeout)
         except BaseException:
             self.close()
@@ -100,10 +103,11 @@ class _Connection:
     def _handshake(self, host, port, auth_key) -> P.HelloReply:
         where = f"{host}:{port}"
         try:
-            # VALUE_CRC, TTL and versions are asked for always: granted, a PUT may carry the writer's CRCs
-            # (KvStore(value_crc=True)), a time to live (put(..., ttl=)) and versions; a PUT without them is unchanged
+            # VALUE_CRC, TTL, versions and the arena proof are asked for always: granted, a PUT may carry the writer's CRCs
+            # (KvStore(value_crc=True)), a time to live (put(..., ttl=)) and versions, and a shared-memory ALLOC skips the
+            # node's zeroing; requests without them are unchanged
             hello = self.call(P.Opcode.HELLO, P.encode_meta(P.HelloRequest(
-                features=P.FEATURE_VALUE_CRC | P.FEATURE_TTL | P.FEATURE_VERSIONS, client_name=CLIENT_NAME)))
+                features=P.FEATURE_VALUE_CRC | P.FEATURE_TTL | P.FEATURE_VERSIONS | P.FEATURE_ARENA_PROOF, client_name=CLIENT_NAME)))
             if not isinstance(hello, P.HelloReply) or hello.version != P.VERSION:
                 raise KvasirError(f"{where} negotiated an unsupported protocol version")
             self.features = hello.features & P.FEATURE_VALUE_CRC   # a bit not asked for is never used
@@ -234,15 +238,15 @@ class _Connection:
             raise ProtocolError(h.status, f"{P.wire_status(h.status)!s}: {msg.message}")
         return h, msg
 
-    def call(self, opcode: int, meta: bytes):
+    def call(self, opcode: int, meta: bytes, flags: int = 0):
         """A request without payload whose reply carries no payload."""
-        rid = self.send_request(opcode, meta)
+        rid = self.send_request(opcode, meta, flags=flags)
         return self.read_reply(rid, opcode)[1]
 
-    def call_raw(self, opcode: int, meta: bytes) -> bytearray:
+    def call_raw(self, opcode: int, meta: bytes, flags: int = 0) -> bytearray:
         """:meth:`call`, returning the reply's metadata undecoded (for callers that decode whole
         arrays at once); an error reply still raises."""
-        rid = self.send_request(opcode, meta)
+        rid = self.send_request(opcode, meta, flags=flags)
         return self.read_reply(rid, opcode, decode=False)[1]
 
     def send_deferred(self, opcode: int, meta: bytes) -> None:

@@ -28,6 +28,7 @@ from typing import List, Optional
 
 from . import errors as E
 from . import protocol as P
+from . import shm
 from ._batch import split_keys
 from .connection import _code, _Failure, _keys_bytes
 from .cuda import cuda
@@ -392,10 +393,13 @@ def put_local(store, keys, addrs_per_key, sizes_per_key) -> List[int]:
         base = mapping.address()
         inflight = []   # (copies, reservation ids, their keys): committed once the copies are done
         try:
-            for start, end in _by_bytes(split_keys(todo, keys_b, hello, per_key=2 + 8), todo, lengths):   # ALLOC: key, u64 length
+            # ALLOC: key, u64 length each; then the TTL and proof suffix
+            limits = _Limits(hello.max_batch_keys, hello.max_meta_bytes - 4 - P.ARENA_PROOF_BYTES)
+            for start, end in _by_bytes(split_keys(todo, keys_b, limits, per_key=2 + 8), todo, lengths):
                 idx = np.array(todo[start:end], dtype=np.int64)
                 sent = time.monotonic()
-                meta = conn.call_raw(P.Opcode.ALLOC, P.encode_alloc_request([keys_b[i] for i in idx], lengths[idx].tolist()))
+                flags, meta = shm.alloc_request(conn, [keys_b[i] for i in idx], lengths[idx].tolist())
+                meta = conn.call_raw(P.Opcode.ALLOC, meta, flags=flags)
                 e = _entries(meta, alloc_dtype, len(idx), "ALLOC")
                 ok = e["status"] == P.WireStatus.OK
                 for i, st in zip(idx[~ok].tolist(), e["status"][~ok].tolist()):
@@ -437,6 +441,13 @@ def put_local(store, keys, addrs_per_key, sizes_per_key) -> List[int]:
 # Values reserved per ALLOC of a store from local memory: small enough that the node's zeroing and CRC of one chunk
 # overlap the DMA of the next (a GPU writes 2 GiB in ~40 ms; one 1 GiB chunk would leave nothing to overlap).
 _STORE_CHUNK_BYTES = 128 << 20
+
+
+class _Limits:
+    """The node's request limits as :func:`split_keys` reads them, less room kept for a suffix."""
+
+    def __init__(self, max_batch_keys: int, max_meta_bytes: int):
+        self.max_batch_keys, self.max_meta_bytes = max_batch_keys, max_meta_bytes
 
 
 def _by_bytes(chunks, todo, lengths, cap: int = _STORE_CHUNK_BYTES):

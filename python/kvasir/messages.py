@@ -124,6 +124,7 @@ class ShmInfoReply:
     arena_length: int
     token: bytes
     lease_timeout_ms: int
+    challenge: Optional[bytes] = None   # 16 bytes, on a connection granted FEATURE_ARENA_PROOF
 
 
 @dataclass
@@ -142,8 +143,9 @@ class LeaseReply:
 
 @dataclass
 class IdList:
-    """RELEASE (lease ids) and COMMIT (reservation ids) requests."""
+    """RELEASE (lease ids) and COMMIT (reservation ids) requests; ``crcs``: COMMIT with COMMIT_CRC, one per id."""
     ids: List[int]
+    crcs: Optional[List[int]] = None
 
 
 @dataclass
@@ -155,6 +157,8 @@ class AllocEntry:
 @dataclass
 class AllocRequest:
     entries: List[AllocEntry]
+    ttl_seconds: Optional[int] = None   # flag TTL
+    proof: Optional[bytes] = None       # flag MAPPED: the 32-byte arena proof
 
 
 @dataclass

@@ -14,6 +14,8 @@ Layers:
 """
 
 import enum
+import hashlib
+import hmac
 import struct
 from dataclasses import dataclass
 from typing import List, Optional, Union
@@ -72,19 +74,34 @@ class Flag(enum.IntFlag):
     VALUE_CRC = 0x0004   # PUT: every entry ends with the writer's CRC-32C of its value (feature FEATURE_VALUE_CRC)
     TTL = 0x0008         # PUT: the metadata ends with a u32 time to live in seconds (feature FEATURE_TTL)
     VERSION = 0x0010     # PUT: every entry ends with a u64 version, after its CRC (feature FEATURE_VERSIONS)
+    MAPPED = 0x0020      # ALLOC: the metadata ends with the arena proof; no zeroing (feature FEATURE_ARENA_PROOF)
+    COMMIT_CRC = 0x0040  # COMMIT: after the ids, the writer's CRC-32C (u32) of each (feature FEATURE_ARENA_PROOF)
     REPLY = 0x8000
 
 
 FLAG_NAMES = [("CHAIN", Flag.CHAIN), ("CHAIN_PARENT", Flag.CHAIN_PARENT), ("VALUE_CRC", Flag.VALUE_CRC), ("TTL", Flag.TTL),
-              ("VERSION", Flag.VERSION), ("REPLY", Flag.REPLY)]
-DEFINED_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.VALUE_CRC | Flag.TTL | Flag.VERSION | Flag.REPLY)
-PUT_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.VALUE_CRC | Flag.TTL)
+              ("VERSION", Flag.VERSION), ("MAPPED", Flag.MAPPED), ("COMMIT_CRC", Flag.COMMIT_CRC), ("REPLY", Flag.REPLY)]
+DEFINED_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.VALUE_CRC | Flag.TTL | Flag.VERSION | Flag.MAPPED | Flag.COMMIT_CRC
+                    | Flag.REPLY)
+PUT_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.VALUE_CRC)   # PUT only; TTL also on ALLOC
 
 # HELLO feature bits (docs/protocol.md "Versioning and features", § Value versions)
 FEATURE_VALUE_CRC = 0x1
 FEATURE_TTL = 0x2  # PUT may carry the TTL flag and its u32 seconds
 FEATURE_VERSIONS = 0x4  # PUT may carry VERSION; GET reply entries end with the value's version
-FEATURES = {"VALUE_CRC": FEATURE_VALUE_CRC, "TTL": FEATURE_TTL, "VERSIONS": FEATURE_VERSIONS}
+FEATURE_ARENA_PROOF = 0x8  # SHM_INFO replies end with a challenge; ALLOC may carry MAPPED (and TTL), COMMIT COMMIT_CRC
+FEATURES = {"VALUE_CRC": FEATURE_VALUE_CRC, "TTL": FEATURE_TTL, "VERSIONS": FEATURE_VERSIONS, "ARENA_PROOF": FEATURE_ARENA_PROOF}
+ARENA_SECRET_BYTES = 32
+ARENA_CHALLENGE_BYTES = 16
+ARENA_PROOF_BYTES = 32
+
+
+def arena_proof(secret: bytes, challenge: bytes) -> bytes:
+    """HMAC-SHA256(secret, "KVASIR-SHM-1/alloc" || challenge): the proof, on ALLOC with MAPPED, that this client read
+    the arena file's secret (the 32 bytes at offset arena_length) — docs/protocol.md § Writes without the node's passes."""
+    if len(secret) != ARENA_SECRET_BYTES or len(challenge) != ARENA_CHALLENGE_BYTES:
+        raise ValueError("the arena secret is 32 bytes and the challenge 16")
+    return hmac.new(bytes(secret), b"KVASIR-SHM-1/alloc" + bytes(challenge), hashlib.sha256).digest()
 MAX_VALUE_VERSION = (1 << 63) - 1
 
 
@@ -261,9 +278,9 @@ def encode_key_batch(keys) -> bytes:
     return b"".join(parts)
 
 
-def encode_alloc_request(keys, lengths) -> bytes:
+def encode_alloc_request(keys, lengths, ttl_seconds: Optional[int] = None, proof: Optional[bytes] = None) -> bytes:
     """ALLOC metadata for parallel lists of keys (bytes) and value lengths (the fast form of
-    ``encode_meta(AllocRequest(...))``)."""
+    ``encode_meta(AllocRequest(...))``); then ``ttl_seconds`` (u32, flag TTL) and ``proof`` (flag MAPPED)."""
     out = bytearray(_U32.pack(len(keys)))
     for k, n in zip(keys, lengths):
         if len(k) > 0xFFFF:
@@ -271,7 +288,21 @@ def encode_alloc_request(keys, lengths) -> bytes:
         out += _U16.pack(len(k))
         out += k
         out += _U64.pack(n)
+    if ttl_seconds is not None:
+        out += _U32.pack(ttl_seconds)
+    if proof is not None:
+        out += bytes(proof)
     return bytes(out)
+
+
+def encode_commit(ids, crcs=None) -> bytes:
+    """COMMIT metadata: the ids, then with ``crcs`` (flag COMMIT_CRC) a u32 CRC-32C per id."""
+    out = _U32.pack(len(ids)) + b"".join(_U64.pack(i) for i in ids)
+    if crcs is not None:
+        if len(crcs) != len(ids):
+            raise ValueError("one CRC per id")
+        out += b"".join(_U32.pack(c) for c in crcs)
+    return out
 
 
 def encode_put_meta(entries, parent: Optional[bytes] = None, versions: Optional[list] = None,
@@ -344,14 +375,16 @@ def encode_meta(msg) -> bytes:
     if isinstance(msg, ShmInfoRequest):
         return b""
     if isinstance(msg, ShmInfoReply):
-        return _lp16(msg.path.encode("utf-8")) + _U64.pack(msg.arena_length) + bytes(msg.token) + _U32.pack(msg.lease_timeout_ms)
+        return (_lp16(msg.path.encode("utf-8")) + _U64.pack(msg.arena_length) + bytes(msg.token) + _U32.pack(msg.lease_timeout_ms)
+                + (b"" if msg.challenge is None else bytes(msg.challenge)))
     if isinstance(msg, LeaseReply):
         return _U32.pack(len(msg.entries)) + b"".join(
             _LEASE_ENTRY.pack(int(e.status), e.offset, e.length, e.crc32c, e.lease_id) for e in msg.entries)
     if isinstance(msg, IdList):
-        return _U32.pack(len(msg.ids)) + b"".join(_U64.pack(i) for i in msg.ids)
+        return encode_commit(msg.ids, msg.crcs)
     if isinstance(msg, AllocRequest):
-        return encode_alloc_request([bytes(e.key) for e in msg.entries], [e.value_length for e in msg.entries])
+        return encode_alloc_request([bytes(e.key) for e in msg.entries], [e.value_length for e in msg.entries],
+                                    msg.ttl_seconds, msg.proof)
     if isinstance(msg, AllocReply):
         return _U32.pack(len(msg.entries)) + b"".join(_ALLOC_ENTRY.pack(int(e.status), e.offset, e.reservation_id) for e in msg.entries)
     return _encode_key_message(msg)
@@ -445,7 +478,9 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
         elif op == Opcode.SHM_INFO:
             path = _utf8(r.bytes16(), "arena path")
             length = r.unpack(_U64)[0]
-            msg = ShmInfoReply(path, length, r.take(16), r.unpack(_U32)[0])
+            token, timeout = r.take(16), r.unpack(_U32)[0]
+            # the challenge (feature 0x8) is there exactly when 16 bytes follow the lease timeout
+            msg = ShmInfoReply(path, length, token, timeout, r.take(ARENA_CHALLENGE_BYTES) if r.remaining() == ARENA_CHALLENGE_BYTES else None)
         elif op == Opcode.LEASE:
             count = r.u32()
             if count * _LEASE_ENTRY.size != r.remaining():
@@ -525,14 +560,19 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
         count = r.u32()
         if count > max_batch_keys:
             raise _bad(f"{count} ids exceed the limit of {max_batch_keys}", WireStatus.BATCH_TOO_LARGE)
-        if count * 8 != r.remaining():
+        with_crcs = bool(header.flags & Flag.COMMIT_CRC)
+        if count * (12 if with_crcs else 8) != r.remaining():
             raise _bad("id list length does not match its count")
-        msg = IdList([r.unpack(_U64)[0] for _ in range(count)])
+        ids = [r.unpack(_U64)[0] for _ in range(count)]
+        msg = IdList(ids, [r.u32() for _ in range(count)] if with_crcs else None)
     elif op == Opcode.ALLOC:
         count = r.u32()
         if count > max_batch_keys:
             raise _bad(f"{count} keys exceed the limit of {max_batch_keys}", WireStatus.BATCH_TOO_LARGE)
-        msg = AllocRequest([AllocEntry(r.bytes16(), r.unpack(_U64)[0]) for _ in range(count)])
+        entries = [AllocEntry(r.bytes16(), r.unpack(_U64)[0]) for _ in range(count)]
+        ttl = r.u32() if header.flags & Flag.TTL else None
+        proof = r.take(ARENA_PROOF_BYTES) if header.flags & Flag.MAPPED else None
+        msg = AllocRequest(entries, ttl, proof)
     elif op == Opcode.SHM_INFO:
         msg = ShmInfoRequest()
     else:  # STATS
@@ -595,7 +635,13 @@ def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BY
     if h.flags & ~DEFINED_FLAGS:
         raise _bad(f"undefined flag bits 0x{h.flags & ~DEFINED_FLAGS:04x}")
     if h.flags & PUT_FLAGS and op != Opcode.PUT:
-        raise _bad("only PUT may carry CHAIN, CHAIN_PARENT, VALUE_CRC or TTL")
+        raise _bad("only PUT may carry CHAIN, CHAIN_PARENT or VALUE_CRC")
+    if h.flags & Flag.TTL and op not in (Opcode.PUT, Opcode.ALLOC):
+        raise _bad("only PUT and ALLOC may carry TTL")
+    if h.flags & Flag.MAPPED and op != Opcode.ALLOC:
+        raise _bad("only ALLOC may carry MAPPED")
+    if h.flags & Flag.COMMIT_CRC and op != Opcode.COMMIT:
+        raise _bad("only COMMIT may carry COMMIT_CRC")
     if h.flags & Flag.CHAIN_PARENT and not h.flags & Flag.CHAIN:
         raise _bad("CHAIN_PARENT without CHAIN")
     if h.flags & Flag.VERSION and (op != Opcode.PUT or not versions):

@@ -57,8 +57,12 @@ class ShmMapping:
         try:
             if info.lease_timeout_ms <= 0:
                 raise KvasirError("the node reported a lease timeout of 0 ms")
-            if os.fstat(fd).st_size < info.arena_length:
+            size = os.fstat(fd).st_size
+            if size < info.arena_length:
                 raise KvasirError(f"{info.path} is shorter than the arena")
+            # the node's secret past the mapped bytes (docs/protocol.md § Writes without the node's passes); older nodes have none
+            secret = os.pread(fd, P.ARENA_SECRET_BYTES, info.arena_length) if size >= info.arena_length + P.ARENA_SECRET_BYTES else b""
+            self.secret = secret if len(secret) == P.ARENA_SECRET_BYTES else None
             self.mm = mmap.mmap(fd, info.arena_length, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         finally:
             os.close(fd)
@@ -74,6 +78,11 @@ class ShmMapping:
         """Whether a node's SHM_INFO names this very arena: false for a node restarted at the same address."""
         return isinstance(info, P.ShmInfoReply) and info.path == self.path and info.arena_length == self.length \
             and bytes(info.token) == self.token
+
+    def grant(self, conn, info) -> None:
+        """Gives ``conn`` its arena proof from this connection's SHM_INFO ``info`` (None when the node sent no challenge)."""
+        conn.arena_proof = P.arena_proof(self.secret, info.challenge) \
+            if self.secret is not None and getattr(info, "challenge", None) is not None and conn.arena_features else None
 
     def held(self, sent: float) -> bool:
         """True while a lease or reservation requested at monotonic time ``sent`` cannot have expired."""
@@ -146,9 +155,11 @@ def negotiate(conn, host: str, mode: str, logged: Optional[str] = None):
     if not isinstance(info, P.ShmInfoReply) or not info.path:
         return refuse("the node has no shared-memory arena (started with --shm off)")
     try:
-        return ShmMapping(info), None
+        mapping = ShmMapping(info)
     except KvasirError as ex:
         return refuse(str(ex))
+    mapping.grant(conn, info)
+    return mapping, None
 
 
 # The node holds a lease or reservation for its lease timeout at least (SHM_INFO reports it;
@@ -216,12 +227,22 @@ def _crc_of(pieces, length: int) -> int:
     return crc
 
 
-def alloc_chunk(conn, mapping, keys, values, lengths, results, idx):
+def alloc_request(conn, keys, lengths, ttl_seconds=None):
+    """ALLOC's flags and metadata: MAPPED with this connection's arena proof (the node skips zeroing), TTL with seconds
+    (only on a node that granted ARENA_PROOF too: an older node refuses TTL on ALLOC)."""
+    flags = (P.Flag.MAPPED if conn.arena_proof is not None else 0) | (P.Flag.TTL if ttl_seconds is not None else 0)
+    return int(flags), P.encode_alloc_request(keys, lengths, ttl_seconds, conn.arena_proof)
+
+
+def alloc_chunk(conn, mapping, keys, values, lengths, results, idx, ttl_seconds=None, value_crc: bool = False):
     """ALLOC space for the keys ``idx``, copy each value in, COMMIT. Codes go to ``results``. No
     value is copied once its reservation may have expired (TIMEOUT: that space may be another
-    key's by then); COMMIT answering NOT_FOUND (the reservation expired) is TIMEOUT too."""
+    key's by then); COMMIT answering NOT_FOUND (the reservation expired) is TIMEOUT too. ``value_crc``:
+    COMMIT carries each value's CRC-32C (on a node that granted ARENA_PROOF), checked by the node before
+    its first read; otherwise a node that saw this connection's arena proof computes it then itself."""
     sent = time.monotonic()
-    reply = conn.call(P.Opcode.ALLOC, P.encode_meta(P.AllocRequest([P.AllocEntry(keys[i], lengths[i]) for i in idx])))
+    flags, meta = alloc_request(conn, [keys[i] for i in idx], [lengths[i] for i in idx], ttl_seconds)
+    reply = conn.call(P.Opcode.ALLOC, meta, flags=flags)
     if len(reply.entries) != len(idx):
         raise _Failure(E.PROTOCOL_ERROR, "ALLOC reply with a wrong count")
     ids, owners = [], []
@@ -236,6 +257,7 @@ def alloc_chunk(conn, mapping, keys, values, lengths, results, idx):
         ids.append(e.reservation_id)
         owners.append(i)
     if ids:
-        committed = conn.call(P.Opcode.COMMIT, P.encode_meta(P.IdList(ids)))
+        crcs = [_crc_of(values[i], lengths[i]) for i in owners] if value_crc and conn.arena_features else None
+        committed = conn.call(P.Opcode.COMMIT, P.encode_commit(ids, crcs), flags=int(P.Flag.COMMIT_CRC) if crcs is not None else 0)
         for i, st in zip(owners, committed.statuses):
             results[i] = E.OK if st == P.WireStatus.OK else E.TIMEOUT if st == P.WireStatus.NOT_FOUND else _code(st)

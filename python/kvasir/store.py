@@ -213,9 +213,12 @@ class KvStore:
             return
         if self._shm is not None:
             try:
-                same = self._shm.serves(conn.call(P.Opcode.SHM_INFO, b""))
+                info = conn.call(P.Opcode.SHM_INFO, b"")
+                same = self._shm.serves(info)
             except KvasirError:
                 same = False
+            if same:
+                self._shm.grant(conn, info)
             if not same:
                 self._shm.close()
                 self._shm = None
@@ -383,9 +386,9 @@ class KvStore:
                 idx = todo[start:end]
                 self._negotiate(conn)
                 versioned = versions is not None and conn.versions
-                # chains, TTLs and versions need PUT's flags: they go over TCP
-                if self._shm is not None and not chain and ttl_secs is None and not versioned:
-                    shm.alloc_chunk(conn, self._shm, keys, values, lengths, results, idx)
+                # chains and versions need PUT's flags: they go over TCP; so do TTLs to a node without ARENA_PROOF
+                if self._shm is not None and not chain and not versioned and (ttl_secs is None or conn.arena_features):
+                    shm.alloc_chunk(conn, self._shm, keys, values, lengths, results, idx, ttl_secs, self.value_crc)
                     return
                 parent = parent_of(idx[0]) if chain else None
                 with_crc = self.value_crc and bool(getattr(conn, "features", 0) & P.FEATURE_VALUE_CRC)

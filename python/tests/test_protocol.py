@@ -25,9 +25,11 @@ def to_json(obj, versioned=False):
         versioned = getattr(obj, "versioned", versioned)
         versions_fields = isinstance(obj, (p.PutRequest, p.PutEntry, p.GetReply, p.GetEntry))
         no_crc = isinstance(obj, p.PutEntry) and obj.crc32c is None   # a PUT entry without VALUE_CRC has no crc32c field
+        # the shared-memory extensions of feature 0x8 (and ALLOC's TTL) appear only on frames that carry them
+        optional = ("challenge", "crcs", "ttl_seconds", "proof") if isinstance(obj, (p.ShmInfoReply, p.IdList, p.AllocRequest)) else ()
         return {f.name: to_json(getattr(obj, f.name), versioned) for f in dataclasses.fields(obj)
                 if (versioned or not versions_fields or f.name not in ("version", "versioned"))
-                and not (no_crc and f.name == "crc32c")}
+                and not (no_crc and f.name == "crc32c") and not (f.name in optional and getattr(obj, f.name) is None)}
     if isinstance(obj, list):
         return [to_json(x, versioned) for x in obj]
     return obj
@@ -65,15 +67,19 @@ def from_json(opcode: str, is_reply: bool, status: str, meta: dict):
     if opcode == "REMOVE_PREFIX":
         return p.RemovePrefixReply(meta["removed"], meta["failed"]) if is_reply else p.RemovePrefixRequest(h(meta["prefix"]))
     if opcode == "SHM_INFO":
-        return p.ShmInfoReply(meta["path"], meta["arena_length"], h(meta["token"]), meta["lease_timeout_ms"]) if is_reply else p.ShmInfoRequest()
+        if not is_reply:
+            return p.ShmInfoRequest()
+        return p.ShmInfoReply(meta["path"], meta["arena_length"], h(meta["token"]), meta["lease_timeout_ms"],
+                              h(meta["challenge"]) if "challenge" in meta else None)
     if opcode == "LEASE" and is_reply:
         return p.LeaseReply([p.LeaseEntry(p.WireStatus[e["status"]], e["offset"], e["length"], e["crc32c"], e["lease_id"]) for e in meta["entries"]])
     if opcode in ("RELEASE", "COMMIT") and not is_reply:
-        return p.IdList(meta["ids"])
+        return p.IdList(meta["ids"], meta.get("crcs"))
     if opcode == "ALLOC":
         if is_reply:
             return p.AllocReply([p.AllocReplyEntry(p.WireStatus[e["status"]], e["offset"], e["reservation_id"]) for e in meta["entries"]])
-        return p.AllocRequest([p.AllocEntry(h(e["key"]), e["value_length"]) for e in meta["entries"]])
+        return p.AllocRequest([p.AllocEntry(h(e["key"]), e["value_length"]) for e in meta["entries"]], meta.get("ttl_seconds"),
+                              h(meta["proof"]) if "proof" in meta else None)
     if opcode == "GET" and is_reply:
         return p.GetReply([p.GetEntry(p.WireStatus[e["status"]], e["length"], e["crc32c"], e.get("version", 0)) for e in meta["entries"]],
                           meta.get("versioned", False))
@@ -164,3 +170,15 @@ def test_crc32c():
     assert p.crc32c(b"") == 0
     assert p.crc32c(b"hello") == 0x9A71BB4C
     assert p.crc32c(b"lo", p.crc32c(b"hel")) == 0x9A71BB4C
+
+
+def test_arena_proof_vectors_hold_the_hmac_of_the_challenge_under_the_secret():
+    with_arena = [v for v in DOC["vectors"] if "arena" in v]
+    assert {v["name"] for v in with_arena} == {"shm_info_reply_challenge", "alloc_request_ttl_mapped"}
+    for v in with_arena:
+        a = v["arena"]
+        secret, challenge = bytes.fromhex(a["secret"]), bytes.fromhex(a["challenge"])
+        assert p.arena_proof(secret, challenge).hex() == a["proof"]
+        assert p.arena_proof(secret, bytes(16)).hex() != a["proof"]   # the challenge counts
+    alloc = p.decode_frame(bytes.fromhex(next(v for v in with_arena if v["name"] == "alloc_request_ttl_mapped")["hex"]), request=True)
+    assert alloc.meta.proof.hex() == with_arena[0]["arena"]["proof"] and alloc.meta.ttl_seconds == 600

@@ -214,3 +214,45 @@ def test_a_node_restarted_at_the_same_address_is_read_and_written_through_its_ne
                 assert other.get("restart/again") == again
     finally:
         n.stop()
+
+
+def test_a_put_with_a_ttl_goes_through_the_arena_and_carries_its_ttl(node):
+    # issue 19: shared-memory PUTs took the node's default TTL; with ARENA_PROOF granted ALLOC carries the caller's
+    with kvasir.KvStore(node.address, transport="shm") as s:
+        before = s.stats()["requests_alloc"]
+        k = f"shm-ttl/{os.getpid()}"
+        assert s.put(k, b"v" * 5000, ttl=600) == 0
+        assert s.put(k + "/none", b"w" * 5000) == 0
+        assert s.stats()["requests_alloc"] == before + 2   # both went through ALLOC, not PUT
+        with_ttl, without = s.info([k, k + "/none"])
+        assert 590_000 <= with_ttl.ttl_ms <= 600_000
+        assert without.ttl_ms == 0
+        assert s.get(k) == b"v" * 5000
+
+
+def test_a_connection_that_reads_the_arena_secret_proves_it_and_skips_the_zeroing(node):
+    with kvasir.KvStore(node.address, transport="shm") as s:
+        conn = s._connection()
+        s._negotiate(conn)
+        assert conn.arena_features and s._shm.secret is not None
+        with open(s._shm.path, "rb") as f:
+            f.seek(s._shm.length)
+            assert f.read(P.ARENA_SECRET_BYTES) == s._shm.secret   # the secret sits just past the mapped arena
+        assert conn.arena_proof is not None and len(conn.arena_proof) == P.ARENA_PROOF_BYTES
+        flags, _ = shm.alloc_request(conn, [b"k"], [1])
+        assert flags == int(P.Flag.MAPPED)
+
+
+def test_a_byte_changed_in_the_arena_after_a_commit_with_the_writers_crc_is_a_miss(node):
+    # value_crc=True: COMMIT carries the CRCs, checked before the first read. A byte flipped in between is never served.
+    value = np.random.default_rng(11).integers(0, 256, 64 << 10, dtype=np.uint8).tobytes()
+    k = f"shm-crc/{os.getpid()}"
+    with kvasir.KvStore(node.address, transport="shm", value_crc=True) as s:
+        before = s.stats()["crc_mismatches"]
+        assert s.put(k, value) == 0
+        at = s._shm.mm.find(value)
+        assert at >= 0
+        s._shm.view[at + 100] ^= 0x01
+        with kvasir.KvStore(node.address, transport="tcp") as reader:
+            assert reader.get(k) is None
+        assert s.stats()["crc_mismatches"] == before + 1

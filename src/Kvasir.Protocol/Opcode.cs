@@ -49,6 +49,13 @@ public enum FrameFlags : ushort
     Ttl = 0x0008,
     /// <summary>PUT, on a connection granted <see cref="ValueVersions.Feature"/>: every entry ends with the value's version (u64).</summary>
     Version = 0x0010,
+    /// <summary>
+    /// ALLOC, with feature <see cref="ProtocolFeatures.ArenaProof"/> granted: the metadata ends with a proof that the client
+    /// read the arena file (<see cref="ArenaProof"/>); the node then hands out the space without zeroing it.
+    /// </summary>
+    Mapped = 0x0020,
+    /// <summary>COMMIT, with feature <see cref="ProtocolFeatures.ArenaProof"/> granted: after the ids, one writer's CRC-32C (u32) per id.</summary>
+    CommitCrc = 0x0040,
     /// <summary>Set on every frame sent by the node.</summary>
     Reply = 0x8000,
 }
@@ -75,6 +82,13 @@ public static class ProtocolFeatures
     /// <summary>PUT may carry the <see cref="FrameFlags.Version"/> flag and GET reply entries end with versions (<see cref="ValueVersions"/>).</summary>
     public const ulong Versions = ValueVersions.Feature;
 
+    /// <summary>
+    /// Shared-memory writes without the node's passes (docs/protocol.md § Writes without the node's passes): SHM_INFO
+    /// replies end with a per-connection challenge, ALLOC may carry <see cref="FrameFlags.Mapped"/> (and
+    /// <see cref="FrameFlags.Ttl"/> with <see cref="Ttl"/> granted), COMMIT may carry <see cref="FrameFlags.CommitCrc"/>.
+    /// </summary>
+    public const ulong ArenaProof = 0x8;
+
     /// <summary>Every feature this implementation knows.</summary>
-    public const ulong Known = ValueCrc | Ttl | Versions;
+    public const ulong Known = ValueCrc | Ttl | Versions | ArenaProof;
 }

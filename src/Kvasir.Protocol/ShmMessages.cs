@@ -7,13 +7,14 @@ namespace Kvasir.Protocol;
 /// <c>PATH.token</c> (mode 0600), and the node's lease timeout. A client that reads the same token
 /// from there has opened this very node's arena on this very host, with permission; any other
 /// outcome means "use TCP". The node holds every lease and reservation for at least
-/// <see cref="LeaseTimeoutMs"/> after granting it.
+/// <see cref="LeaseTimeoutMs"/> after granting it. On a connection granted <see cref="ProtocolFeatures.ArenaProof"/>
+/// the reply ends with <see cref="Challenge"/>, this connection's 16 random bytes for <see cref="ArenaProof"/>.
 /// </summary>
-public sealed record ShmInfoReply(string Path, ulong ArenaLength, byte[] Token, uint LeaseTimeoutMs)
+public sealed record ShmInfoReply(string Path, ulong ArenaLength, byte[] Token, uint LeaseTimeoutMs, byte[]? Challenge = null)
 {
     public const int TokenBytes = 16;
 
-    public int Size => 2 + Encoding.UTF8.GetByteCount(Path) + 8 + TokenBytes + 4;
+    public int Size => 2 + Encoding.UTF8.GetByteCount(Path) + 8 + TokenBytes + 4 + (Challenge is null ? 0 : ArenaProof.ChallengeBytes);
 
     public void Write(ref MetaWriter w)
     {
@@ -21,17 +22,20 @@ public sealed record ShmInfoReply(string Path, ulong ArenaLength, byte[] Token, 
         w.U64(ArenaLength);
         w.Bytes(Token);
         w.U32(LeaseTimeoutMs);
+        if (Challenge is not null) w.Bytes(Challenge);
     }
 
+    /// <summary>Reads either form: the challenge is there exactly when 16 bytes follow the lease timeout.</summary>
     public static ShmInfoReply Read(ReadOnlySpan<byte> meta)
     {
         var r = new MetaReader(meta);
         var path = Encoding.UTF8.GetString(r.Key());
         ulong length = r.U64();
         byte[] token = r.Bytes(TokenBytes).ToArray();
-        var reply = new ShmInfoReply(path, length, token, r.U32());
+        uint timeout = r.U32();
+        byte[]? challenge = r.Remaining == ArenaProof.ChallengeBytes ? r.Bytes(ArenaProof.ChallengeBytes).ToArray() : null;
         r.End();
-        return reply;
+        return new ShmInfoReply(path, length, token, timeout, challenge);
     }
 }
 
@@ -99,6 +103,43 @@ public static class ShmMessages
     {
         w.Key(key);
         w.U64((ulong)length);
+    }
+
+    /// <summary>
+    /// Bytes after an ALLOC's entries: the u32 time to live with <see cref="FrameFlags.Ttl"/>, then the
+    /// <see cref="ArenaProof.ProofBytes"/>-byte proof with <see cref="FrameFlags.Mapped"/>.
+    /// </summary>
+    public static int AllocSuffixSize(bool ttl, bool mapped) => (ttl ? 4 : 0) + (mapped ? ArenaProof.ProofBytes : 0);
+
+    public static void WriteAllocSuffix(ref MetaWriter w, uint? ttlSeconds, ReadOnlySpan<byte> proof)
+    {
+        if (ttlSeconds is { } seconds) w.U32(seconds);
+        w.Bytes(proof);
+    }
+
+    /// <summary>COMMIT with <see cref="FrameFlags.CommitCrc"/>: the id list, then one u32 CRC-32C per id.</summary>
+    public static int CommitCrcRequestSize(int count) => IdListSize(count) + count * 4;
+
+    public static void WriteCommitCrcs(ref MetaWriter w, ReadOnlySpan<ulong> ids, ReadOnlySpan<uint> crcs)
+    {
+        if (ids.Length != crcs.Length) throw new ArgumentException("one CRC per id");
+        WriteIdList(ref w, ids);
+        foreach (var crc in crcs) w.U32(crc);
+    }
+
+    /// <summary>Reads a COMMIT request: the ids, and with <paramref name="crcs"/> (flag <see cref="FrameFlags.CommitCrc"/>) their CRCs.</summary>
+    public static (ulong[] Ids, uint[]? Crcs) ReadCommitRequest(ReadOnlySpan<byte> meta, int maxCount, bool crcs)
+    {
+        if (!crcs) return (ReadIdList(meta, maxCount), null);
+        var r = new MetaReader(meta);
+        uint count = r.U32();
+        if (count > (uint)maxCount) throw new ProtocolException(WireStatus.BatchTooLarge, $"{count} ids exceed the batch limit of {maxCount}");
+        if (count * 12L != r.Remaining) throw new ProtocolException(WireStatus.BadFrame, "COMMIT with CRCs: length does not match its count (u64 ids, then a u32 CRC each)");
+        var ids = new ulong[count];
+        var list = new uint[count];
+        for (int i = 0; i < count; i++) ids[i] = r.U64();
+        for (int i = 0; i < count; i++) list[i] = r.U32();
+        return (ids, list);
     }
 
     public static int AllocReplySize(int count) => 4 + count * AllocEntry.Size;

@@ -60,7 +60,11 @@ public sealed class CacheNode : IAsyncDisposable
         }
         try
         {
-            if (Store.SharedMemoryPath is { } arenaPath && OperatingSystem.IsLinux()) ShmToken = ShmFiles.WriteToken(arenaPath);
+            if (Store.SharedMemoryPath is { } arenaPath && OperatingSystem.IsLinux())
+            {
+                ShmToken = ShmFiles.WriteToken(arenaPath);
+                ArenaSecret = ShmFiles.WriteSecret(arenaPath, Store.Options.Capacity);
+            }
         }
         catch
         {
@@ -83,6 +87,12 @@ public sealed class CacheNode : IAsyncDisposable
 
     /// <summary>The token of the shared-memory arena (also in its .token file), or null without one.</summary>
     public byte[]? ShmToken { get; }
+
+    /// <summary>
+    /// The arena file's secret (at offset capacity in the file, past what clients map; <see cref="Kvasir.Protocol.ArenaProof"/>),
+    /// or null without a shared-memory arena. A connection that proves it read it needs no zeroed reservations.
+    /// </summary>
+    internal byte[]? ArenaSecret { get; }
 
     /// <summary>The access log, when <see cref="NodeOptions.AccessLog"/> is set.</summary>
     public Admin.AccessLog? AccessLog { get; }

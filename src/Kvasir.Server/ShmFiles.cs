@@ -34,6 +34,19 @@ public static class ShmFiles
         return token;
     }
 
+    /// <summary>
+    /// Writes a random <see cref="Kvasir.Protocol.ArenaProof.SecretBytes"/>-byte secret into the arena file at
+    /// <paramref name="capacity"/>, just past the bytes the node and its clients map: readable exactly by those who may
+    /// open the arena file (mode 0600), which is what mapping it takes.
+    /// </summary>
+    public static byte[] WriteSecret(string arenaPath, long capacity)
+    {
+        var secret = RandomNumberGenerator.GetBytes(Kvasir.Protocol.ArenaProof.SecretBytes);
+        using var f = new FileStream(arenaPath, new FileStreamOptions { Mode = FileMode.Open, Access = FileAccess.Write, Share = FileShare.ReadWrite });
+        RandomAccess.Write(f.SafeFileHandle, secret, capacity);
+        return secret;
+    }
+
     public static void RemoveToken(string arenaPath)
     {
         try { File.Delete(arenaPath + ".token"); } catch (IOException) { }

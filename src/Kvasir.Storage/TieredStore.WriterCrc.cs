@@ -5,7 +5,9 @@ namespace Kvasir.Storage;
 /// Values whose CRC-32C the writer computed (a PUT with VALUE_CRC): the node stores the writer's CRC without
 /// recomputing it on the receive path, and checks it once, lazily — before the value's first tier write (disk at
 /// commit, the shared tier when it is queued) and before its first read. A value that fails the check is dropped and
-/// counted: never written below DRAM, never served.
+/// counted: never written below DRAM, never served. A shared-memory COMMIT without a CRC from a client that proved it
+/// maps the arena (<see cref="CommitCrcOwedAsync"/>) is the other lazy case: the node computes the CRC at that same first
+/// read or tier write, instead of on the COMMIT's path.
 /// </summary>
 public sealed partial class TieredStore
 {
@@ -32,6 +34,22 @@ public sealed partial class TieredStore
     }
 
     /// <summary>
+    /// Stores a filled reservation whose CRC-32C nobody has computed yet: with a disk tier it is computed now (the value
+    /// crosses a tier boundary at once); otherwise the value is published with its CRC owed, computed from the bytes
+    /// before the first read and before a shared-tier write. So the CRC covers the bytes as they are then: bytes changed
+    /// in the arena after COMMIT and before that first read are served as changed. Only for writers that can write the
+    /// arena at any time anyway (docs/protocol.md § Writes without the node's passes).
+    /// </summary>
+    public Task<WireStatus> CommitCrcOwedAsync(Reservation reservation)
+    {
+        ArgumentNullException.ThrowIfNull(reservation);
+        if (_disk is not null) return CommitAsync(reservation, Crc32C.Compute(reservation.Span));
+        reservation.Version.CrcOwed = true;
+        reservation.Version.CrcUnchecked = true;
+        return CommitAsync(reservation, 0);
+    }
+
+    /// <summary>
     /// Checks a leased value whose CRC is still the writer's claim. True when it matches (or was checked before); on a
     /// mismatch the lease is released, the value removed (unless a newer write replaced it) and counted, and false
     /// returned. Two readers may both check the same value; the result is the same.
@@ -40,7 +58,16 @@ public sealed partial class TieredStore
     {
         var version = lease.Version;
         if (!version.CrcUnchecked) return true;
-        if (Crc32C.Compute(lease.Span) == version.Crc32C)
+        uint actual = Crc32C.Compute(lease.Span);
+        if (version.CrcOwed)
+        {
+            // Written outside the store's lock: a racing first reader computes and writes the same value; readers that
+            // see CrcUnchecked false (a volatile read) see this CRC.
+            version.Crc32C = actual;
+            version.CrcUnchecked = false;
+            return true;
+        }
+        if (actual == version.Crc32C)
         {
             version.CrcUnchecked = false;
             return true;

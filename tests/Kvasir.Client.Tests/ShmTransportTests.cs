@@ -50,6 +50,28 @@ public sealed class ShmTransportTests
     }
 
     [Fact]
+    public async Task A_put_with_a_ttl_goes_through_the_arena_with_its_ttl_and_the_writers_crcs_on_commit()
+    {
+        // Issue 19: shared-memory PUTs took the node's default TTL. With ARENA_PROOF granted, ALLOC carries the caller's
+        // TTL (and MAPPED, so the node skips zeroing) and COMMIT this store's CRCs, which the node checks at the first read.
+        await using var node = StartNode(shm: true);
+        await using (var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node) }))
+        {
+            Assert.Equal(KvTransportKind.Shm, store.Transport);
+            Assert.Equal([KvStatus.Ok], await store.PutAsync([Key("ttl")], [TestValues.Value(2, 70_000)], new PutOptions { Ttl = TimeSpan.FromMinutes(10) }));
+            Assert.Equal([KvStatus.Ok], await store.PutAsync([Key("no-ttl")], [TestValues.Value(3, 70_000)]));
+            var info = await store.InfoAsync([Key("ttl"), Key("no-ttl")]);
+            Assert.InRange(info[0].Ttl!.Value, TimeSpan.FromMinutes(9.9), TimeSpan.FromMinutes(10));
+            Assert.Null(info[1].Ttl);
+            Assert.Equal(TestValues.Value(2, 70_000), await store.GetAsync(Key("ttl")));
+            Assert.Equal(TestValues.Value(3, 70_000), await store.GetAsync(Key("no-ttl")));
+        }
+        Assert.Equal(2, node.Counters.Requests(Opcode.Alloc));
+        Assert.Equal(0, node.Counters.Requests(Opcode.Put));
+        Assert.Equal(0, node.Node.StatsSnapshot().Single(s => s.Key == "crc_mismatches").Value);
+    }
+
+    [Fact]
     public async Task Tcp_asked_for_is_tcp_even_when_shm_would_work()
     {
         await using var node = StartNode(shm: true);

@@ -17,8 +17,9 @@ VERSION = 1
 OPCODES = {"HELLO": 0x01, "AUTH": 0x02, "PING": 0x03, "PUT": 0x10, "GET": 0x11, "EXISTS": 0x12,
            "REMOVE": 0x13, "PIN": 0x14, "UNPIN": 0x15, "SCAN": 0x16, "INFO": 0x17, "REMOVE_PREFIX": 0x18, "STATS": 0x20,
            "SHM_INFO": 0x30, "LEASE": 0x31, "RELEASE": 0x32, "ALLOC": 0x33, "COMMIT": 0x34}
-FLAGS = {"CHAIN": 0x0001, "CHAIN_PARENT": 0x0002, "VALUE_CRC": 0x0004, "TTL": 0x0008, "VERSION": 0x0010, "REPLY": 0x8000}
-FEATURES = {"VALUE_CRC": 0x1, "TTL": 0x2, "VERSIONS": 0x4}
+FLAGS = {"CHAIN": 0x0001, "CHAIN_PARENT": 0x0002, "VALUE_CRC": 0x0004, "TTL": 0x0008, "VERSION": 0x0010,
+         "MAPPED": 0x0020, "COMMIT_CRC": 0x0040, "REPLY": 0x8000}
+FEATURES = {"VALUE_CRC": 0x1, "TTL": 0x2, "VERSIONS": 0x4, "ARENA_PROOF": 0x8}
 FEATURE_VERSIONS = FEATURES["VERSIONS"]
 STATUSES = {"OK": 0, "NOT_FOUND": 1, "VALUE_TOO_LARGE": 2, "INVALID_KEY": 3, "OUT_OF_MEMORY": 4, "TIER_FAILED": 5, "QUOTA_EXCEEDED": 6,
             "BAD_FRAME": 32, "UNSUPPORTED_VERSION": 33, "UNKNOWN_OPCODE": 34, "HELLO_REQUIRED": 35,
@@ -376,6 +377,30 @@ add("alloc_reply", "ALLOC reply: count, then per key u8 status, u64 arena offset
     struct.pack("<I", 2) + b"".join(struct.pack("<BQQ", STATUSES[st], o, i) for st, o, i in alloc_reply))
 add("commit_request", "COMMIT request: u32 count, then u64 reservation ids; the node computes each value's CRC-32C and publishes it.",
     "COMMIT", [], 64, "OK", {"ids": [8]}, struct.pack("<IQ", 1, 8))
+# writes without the node's passes (feature 0x8, docs/protocol.md § Writes without the node's passes)
+ARENA_SECRET = bytes(range(0xA0, 0xC0))     # the 32 bytes at offset arena_length of the arena file
+ARENA_CHALLENGE = bytes(range(0xC0, 0xD0))  # this connection's, from SHM_INFO
+ARENA_PROOF = hmac.new(ARENA_SECRET, b"KVASIR-SHM-1/alloc" + ARENA_CHALLENGE, hashlib.sha256).digest()
+arena = {"secret": h(ARENA_SECRET), "challenge": h(ARENA_CHALLENGE), "proof": h(ARENA_PROOF)}
+add("shm_info_reply_challenge", "SHM_INFO reply on a connection granted ARENA_PROOF (0x8): as shm_info_reply, then this connection's 16-byte challenge.",
+    "SHM_INFO", ["REPLY"], 65, "OK",
+    {"path": shm_path, "arena_length": 1 << 30, "token": h(shm_token), "lease_timeout_ms": 30000, "challenge": h(ARENA_CHALLENGE)},
+    lp16(shm_path.encode()) + struct.pack("<Q", 1 << 30) + shm_token + struct.pack("<I", 30000) + ARENA_CHALLENGE,
+    connection_features=FEATURES["ARENA_PROOF"], arena=arena)
+add("alloc_request_ttl_mapped", "ALLOC with TTL and MAPPED: the entries, then u32 time to live in seconds, then the 32-byte arena proof "
+    "HMAC-SHA256(secret, \"KVASIR-SHM-1/alloc\" || challenge); the node hands the space out without zeroing it.",
+    "ALLOC", ["TTL", "MAPPED"], 66, "OK",
+    {"entries": [{"key": h(b"blk/0"), "value_length": 131072}], "ttl_seconds": 600, "proof": h(ARENA_PROOF)},
+    struct.pack("<I", 1) + lp16(b"blk/0") + struct.pack("<Q", 131072) + struct.pack("<I", 600) + ARENA_PROOF,
+    connection_features=FEATURES["TTL"] | FEATURES["ARENA_PROOF"], arena=arena)
+add("alloc_request_ttl", "ALLOC with TTL (feature 0x2; a client sends it only when 0x8 is granted too): the entries, then u32 seconds.",
+    "ALLOC", ["TTL"], 67, "OK", {"entries": [{"key": h(b"blk/1"), "value_length": 4096}], "ttl_seconds": 0},
+    struct.pack("<I", 1) + lp16(b"blk/1") + struct.pack("<Q", 4096) + struct.pack("<I", 0),
+    connection_features=FEATURES["TTL"] | FEATURES["ARENA_PROOF"])
+add("commit_request_crcs", "COMMIT with COMMIT_CRC: u32 count, the u64 reservation ids, then the writer's CRC-32C (u32) of each value, "
+    "stored unchecked and checked before the value's first read or tier write.",
+    "COMMIT", ["COMMIT_CRC"], 68, "OK", {"ids": [8, 9], "crcs": [crc32c(b"abc"), 0]},
+    struct.pack("<IQQII", 2, 8, 9, crc32c(b"abc"), 0), connection_features=FEATURES["ARENA_PROOF"])
 add("commit_reply", "COMMIT reply: a status per id.", "COMMIT", ["REPLY"], 64, "OK", {"statuses": ["OK"]}, status_list_meta(["OK"]))
 
 # error replies
@@ -455,7 +480,13 @@ bad("auth_short", "AUTH with 63 bytes of metadata instead of 64.",
 # node layer: structurally valid frames that the node refuses as requests
 bad("reply_flag_in_request", "A frame with the REPLY flag sent to the node.", frame("PING", ["REPLY"], 3, "OK", b""), "BAD_FRAME", "node")
 bad("unknown_opcode", "Opcode 0x04 is not defined in v1.", header(0x04, 0, 3, 0, 0, 0), "UNKNOWN_OPCODE", "node")
-bad("unknown_flag", "PUT with flag bit 0x0040, which is not defined.", header(OPCODES["PUT"], 0x0040, 3, 0, 4, 0) + struct.pack("<I", 0), "BAD_FRAME", "node")
+bad("unknown_flag", "PUT with flag bit 0x0080, which is not defined.", header(OPCODES["PUT"], 0x0080, 3, 0, 4, 0) + struct.pack("<I", 0), "BAD_FRAME", "node")
+bad("commit_crc_flag_on_put", "PUT with COMMIT_CRC (0x0040): only COMMIT takes it.", header(OPCODES["PUT"], 0x0040, 3, 0, 4, 0) + struct.pack("<I", 0), "BAD_FRAME", "node")
+bad("mapped_flag_on_commit", "COMMIT with MAPPED (0x0020): only ALLOC takes it.", frame("COMMIT", ["MAPPED"], 3, "OK", struct.pack("<IQ", 1, 8)), "BAD_FRAME", "node")
+bad("alloc_mapped_without_proof", "ALLOC with MAPPED whose metadata ends after its entries: the 32-byte proof is missing.",
+    frame("ALLOC", ["MAPPED"], 3, "OK", struct.pack("<I", 1) + lp16(b"k") + struct.pack("<Q", 3)), "BAD_FRAME", "message")
+bad("commit_crcs_short", "COMMIT with COMMIT_CRC carrying 2 ids but only one CRC.",
+    frame("COMMIT", ["COMMIT_CRC"], 3, "OK", struct.pack("<IQQI", 2, 8, 9, 0)), "BAD_FRAME", "message")
 bad("value_crc_flag_on_get", "GET with the VALUE_CRC flag: only PUT takes it.", frame("GET", ["VALUE_CRC"], 3, "OK", key_batch_meta([b"k"])), "BAD_FRAME", "node")
 bad("chain_flag_on_get", "GET with the CHAIN flag: only PUT takes flags.", frame("GET", ["CHAIN"], 3, "OK", key_batch_meta([b"k"])), "BAD_FRAME", "node")
 bad("chain_parent_without_chain", "PUT with CHAIN_PARENT but not CHAIN.", frame("PUT", ["CHAIN_PARENT"], 3, "OK", lp16(b"p") + struct.pack("<I", 0)), "BAD_FRAME", "node")

@@ -21,10 +21,11 @@ internal sealed unsafe class ShmMapping : IDisposable
     private readonly byte[] _token;
     private int _disposed;
 
-    private ShmMapping(string path, byte[] token, MemoryMappedFile file, MemoryMappedViewAccessor view, long length, TimeSpan leaseTimeout)
+    private ShmMapping(string path, byte[] token, MemoryMappedFile file, MemoryMappedViewAccessor view, long length, TimeSpan leaseTimeout, byte[]? secret)
     {
         Path = path;
         _token = token;
+        Secret = secret;
         LeaseTimeout = leaseTimeout;
         _file = file;
         _view = view;
@@ -38,6 +39,12 @@ internal sealed unsafe class ShmMapping : IDisposable
 
     /// <summary>How long the node holds a lease or reservation at least (its lease timeout, from SHM_INFO).</summary>
     public TimeSpan LeaseTimeout { get; }
+
+    /// <summary>
+    /// The arena file's secret (the 32 bytes at offset <see cref="Length"/>, past the mapping), from which this client
+    /// proves to the node that it reads the arena (<see cref="ArenaProof"/>); null when the file has none (an older node).
+    /// </summary>
+    public byte[]? Secret { get; }
 
     /// <summary>Bytes mapped: the arena's length as the node reported it.</summary>
     public long Length { get; }
@@ -69,9 +76,15 @@ internal sealed unsafe class ShmMapping : IDisposable
         {
             if (stream.Length < length)
                 throw new KvasirException($"{info.Path} is shorter ({stream.Length} bytes) than the arena ({length} bytes)");
+            byte[]? secret = null;
+            if (stream.Length >= length + ArenaProof.SecretBytes)
+            {
+                secret = new byte[ArenaProof.SecretBytes];
+                if (RandomAccess.Read(stream.SafeFileHandle, secret, length) != secret.Length) secret = null;
+            }
             file = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: false);
             var view = file.CreateViewAccessor(0, length, MemoryMappedFileAccess.ReadWrite);
-            return new ShmMapping(info.Path, token, file, view, length, TimeSpan.FromMilliseconds(info.LeaseTimeoutMs));
+            return new ShmMapping(info.Path, token, file, view, length, TimeSpan.FromMilliseconds(info.LeaseTimeoutMs), secret);
         }
         catch (Exception ex)
         {

@@ -35,8 +35,13 @@ namespace Kvasir.Client.Internal;
 /// </remarks>
 internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTransport
 {
-    /// <summary>The arena each pooled connection's node was seen to serve (SHM_INFO on the connection's first use).</summary>
-    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<ClientConnection, ShmMapping> _arenaOf = new();
+    /// <summary>
+    /// The arena each pooled connection's node was seen to serve (SHM_INFO on the connection's first use), and the
+    /// connection's arena proof when the node granted <see cref="ProtocolFeatures.ArenaProof"/> and the file has a secret.
+    /// </summary>
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<ClientConnection, ArenaGrant> _arenaOf = new();
+
+    private sealed record ArenaGrant(ShmMapping Mapping, byte[]? Proof);
     private ShmMapping _mapping = mapping;
 
     /// <summary>
@@ -68,7 +73,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
             FailGet(batch, start, count, KvStatus.Unavailable);
             return;
         }
-        var arena = await ArenaForAsync(connection, ct).ConfigureAwait(false);
+        var arena = (await ArenaForAsync(connection, ct).ConfigureAwait(false))?.Mapping;
         if (arena is null)
         {
             await tcp.GetAsync(batch, start, end, ct).ConfigureAwait(false);
@@ -160,8 +165,9 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
 
     public async Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct)
     {
-        // A chain needs PUT's chain flags, a TTL PUT its seconds, and a versioned value PUT's VERSION flag, which ALLOC does not carry.
-        if (chain || batch.TtlSeconds is not null || (batch.Versions is not null && tcp.SupportsVersions))
+        // A chain needs PUT's chain flags and a versioned value PUT's VERSION flag, which ALLOC does not carry; ALLOC carries a
+        // TTL only on a node that grants the arena proof feature too (an older node refuses TTL on ALLOC).
+        if (chain || (batch.Versions is not null && tcp.SupportsVersions))
         {
             await tcp.PutAsync(batch, start, end, chain, parent, hasParent, ct).ConfigureAwait(false);
             return;
@@ -173,18 +179,26 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
             Array.Fill(batch.Results, KvStatus.Unavailable, start, count);
             return;
         }
-        var arena = await ArenaForAsync(connection, ct).ConfigureAwait(false);
-        if (arena is null)
+        var grant = await ArenaForAsync(connection, ct).ConfigureAwait(false);
+        bool arenaProof = (connection.Features & ProtocolFeatures.ArenaProof) != 0;
+        if (grant is null || (batch.TtlSeconds is not null && !(arenaProof && tcp.SupportsTtl)))
         {
             await tcp.PutAsync(batch, start, end, chain, parent, hasParent, ct).ConfigureAwait(false);
             return;
         }
-        var meta = new byte[ShmMessages.AllocRequestSize(batch.Keys, start, count)];
+        var arena = grant.Mapping;
+        // With the arena proof: the node skips zeroing (MAPPED) and takes the writer's CRCs on COMMIT when this store sends them.
+        bool mapped = grant.Proof is not null;
+        bool commitCrcs = arenaProof && (connection.Features & ProtocolFeatures.ValueCrc) != 0;
+        if (commitCrcs) batch.ComputeCrcs(start, end);
+        var meta = new byte[ShmMessages.AllocRequestSize(batch.Keys, start, count) + ShmMessages.AllocSuffixSize(batch.TtlSeconds is not null, mapped)];
         var w = new MetaWriter(meta);
         w.U32((uint)count);
         for (int i = start; i < end; i++) ShmMessages.WriteAllocEntry(ref w, batch.Keys[i].Span, batch.Values[i].Length);
+        ShmMessages.WriteAllocSuffix(ref w, batch.TtlSeconds, grant.Proof);
+        var allocFlags = (batch.TtlSeconds is not null ? FrameFlags.Ttl : 0) | (mapped ? FrameFlags.Mapped : 0);
         long allocSent = Clock.GetTimestamp();
-        var (reply, failure) = await ControlAsync(connection, Opcode.Alloc, meta, ct).ConfigureAwait(false);
+        var (reply, failure) = await ControlAsync(connection, Opcode.Alloc, meta, ct, allocFlags).ConfigureAwait(false);
         AllocEntry[]? entries = null;
         if (reply is not null && !TryRead(connection, () => ShmMessages.ReadAllocReply(reply), count, out entries)) failure = KvStatus.ProtocolError;
         if (entries is null)
@@ -227,7 +241,8 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
             if (entered) arena.Exit();
         }
         if (ids.Count == 0) return;
-        var (statuses, commitFailure) = await IdsCallAsync(connection, Opcode.Commit, ids, ct).ConfigureAwait(false);
+        var crcs = commitCrcs ? owners.Select(k => batch.Crcs![k]).ToList() : null;
+        var (statuses, commitFailure) = await IdsCallAsync(connection, Opcode.Commit, ids, ct, crcs).ConfigureAwait(false);
         // NOT_FOUND: the node no longer held the reservation (this side sends only ids it got), so it expired.
         for (int j = 0; j < owners.Count; j++)
             batch.Results[owners[j]] = statuses is null ? commitFailure : statuses[j] == WireStatus.NotFound ? KvStatus.Timeout : KvStatuses.FromWire(statuses[j]);
@@ -252,10 +267,10 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
     /// SHM_INFO on its first use here; a new token maps the new arena and retires the old mapping (unmapped once its
     /// copies in flight are over). Found by FailoverTests.A_value_on_one_live_replica_is_read_although_that_node_just_restarted_and_the_other_replica_misses.
     /// </summary>
-    private async Task<ShmMapping?> ArenaForAsync(ClientConnection connection, CancellationToken ct)
+    private async Task<ArenaGrant?> ArenaForAsync(ClientConnection connection, CancellationToken ct)
     {
         var current = Volatile.Read(ref _mapping);
-        if (_arenaOf.TryGetValue(connection, out var known) && ReferenceEquals(known, current)) return current;
+        if (_arenaOf.TryGetValue(connection, out var known) && ReferenceEquals(known.Mapping, current)) return known;
         var (reply, _) = await ControlAsync(connection, Opcode.ShmInfo, [], ct).ConfigureAwait(false);
         if (reply is null || !TryRead<ShmInfoReply>(connection, () => [ShmInfoReply.Read(reply)], 1, out var infos)) return null;
         var info = infos![0];
@@ -270,15 +285,18 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
             current = Volatile.Read(ref _mapping);
             if (!current.Serves(info)) return null;
         }
-        _arenaOf.AddOrUpdate(connection, current);
-        return current;
+        byte[]? proof = info.Challenge is { } challenge && current.Secret is { } secret ? ArenaProof.Compute(secret, challenge) : null;
+        var grant = new ArenaGrant(current, proof);
+        _arenaOf.AddOrUpdate(connection, grant);
+        return grant;
     }
 
     /// <summary>Sends a LEASE or ALLOC and waits for its reply metadata, or the status its keys report instead.</summary>
-    private async Task<(byte[]? Meta, KvStatus Failure)> ControlAsync(ClientConnection connection, Opcode op, byte[] meta, CancellationToken ct)
+    private async Task<(byte[]? Meta, KvStatus Failure)> ControlAsync(ClientConnection connection, Opcode op, byte[] meta, CancellationToken ct,
+        FrameFlags flags = FrameFlags.None)
     {
         var request = new MetaRequest();
-        await connection.SendAsync(request, op, FrameFlags.None, meta, meta.Length, null, 0, 0, ct).ConfigureAwait(false);
+        await connection.SendAsync(request, op, flags, meta, meta.Length, null, 0, 0, ct).ConfigureAwait(false);
         return await WaitControlAsync(connection, request, ct).ConfigureAwait(false);
     }
 
@@ -302,11 +320,22 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         return request.Status == KvStatus.Ok ? (request.Meta, KvStatus.Ok) : (null, request.Status);
     }
 
-    /// <summary>RELEASE or COMMIT with its reply awaited: a status per id, or why there is none.</summary>
-    private async Task<(WireStatus[]? Statuses, KvStatus Failure)> IdsCallAsync(ClientConnection connection, Opcode op, List<ulong> ids, CancellationToken ct)
+    /// <summary>RELEASE or COMMIT with its reply awaited: a status per id, or why there is none. COMMIT may carry the writer's <paramref name="crcs"/>.</summary>
+    private async Task<(WireStatus[]? Statuses, KvStatus Failure)> IdsCallAsync(ClientConnection connection, Opcode op, List<ulong> ids, CancellationToken ct,
+        List<uint>? crcs = null)
     {
         var request = new MetaRequest();
-        await SendIdsAsync(connection, op, ids, request, ct).ConfigureAwait(false);
+        if (crcs is null)
+        {
+            await SendIdsAsync(connection, op, ids, request, ct).ConfigureAwait(false);
+        }
+        else
+        {
+            var meta = new byte[ShmMessages.CommitCrcRequestSize(ids.Count)];
+            var w = new MetaWriter(meta);
+            ShmMessages.WriteCommitCrcs(ref w, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(ids), System.Runtime.InteropServices.CollectionsMarshal.AsSpan(crcs));
+            await connection.SendAsync(request, op, FrameFlags.CommitCrc, meta, meta.Length, null, 0, 0, ct).ConfigureAwait(false);
+        }
         var (reply, failure) = await WaitControlAsync(connection, request, ct).ConfigureAwait(false);
         WireStatus[]? statuses = null;
         if (reply is not null && !TryRead(connection, () => StatusListReply.Read(reply, ids.Count), ids.Count, out statuses)) failure = KvStatus.ProtocolError;

@@ -96,7 +96,8 @@ internal sealed class TcpTransport : IKvTransport
         }
     }
 
-    private static ulong Features(KvStoreOptions options) => options.SendValueCrc ? ProtocolFeatures.ValueCrc : 0;
+    /// <summary>Features asked for: the writer's CRC when sent, and always the arena proof (used only by the shared-memory transport).</summary>
+    private static ulong Features(KvStoreOptions options) => (options.SendValueCrc ? ProtocolFeatures.ValueCrc : 0) | ProtocolFeatures.ArenaProof;
 
     private async Task RunAsync(PendingRequest request, Opcode op, FrameFlags flags, byte[] meta, int metaLength,
         ValueSource[]? values, int start, int end, CancellationToken ct)

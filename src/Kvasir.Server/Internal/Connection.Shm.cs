@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Security.Cryptography;
 using Kvasir.Protocol;
 using Kvasir.Storage;
 
@@ -14,13 +15,16 @@ namespace Kvasir.Server.Internal;
 /// trust its copy. Expired leases also leave the connection's table (a sweep each second), a connection may hold at
 /// most <see cref="NodeOptions.MaxLeasesPerConnection"/> leases and <see cref="NodeOptions.MaxReservedBytesPerConnection"/>
 /// reserved bytes, and every reservation is zeroed before the client gets it: a client that commits bytes it did
-/// not write (it may not be able to open the arena file) publishes zeros, never a removed value's bytes.
+/// not write (it may not be able to open the arena file) publishes zeros, never a removed value's bytes. A client that
+/// proves it read the arena file (ALLOC flag MAPPED, <see cref="ArenaProof"/>) could read those bytes anyway: its
+/// reservations are not zeroed, and a COMMIT of them without the writer's CRCs leaves the CRC to the first read.
 /// </summary>
 internal sealed partial class Connection
 {
     private readonly Lock _shmLock = new();
     private readonly Dictionary<ulong, ValueLease> _shmLeases = [];
-    private readonly Dictionary<ulong, (Reservation Reservation, long Deadline)> _shmReservations = [];
+    private readonly Dictionary<ulong, (Reservation Reservation, long Deadline, bool Mapped)> _shmReservations = [];
+    private byte[]? _arenaChallenge;
     private ulong _nextShmId;
     private long _reservedBytes;
     private Timer? _shmReaper;
@@ -33,13 +37,20 @@ internal sealed partial class Connection
             throw new ProtocolException(WireStatus.BadState, "this node has no shared-memory arena (started with --shm off)");
     }
 
-    /// <summary>SHM_INFO never fails: a node without a shared-memory arena answers an empty path (use TCP).</summary>
+    /// <summary>
+    /// SHM_INFO never fails: a node without a shared-memory arena answers an empty path (use TCP). With
+    /// <see cref="ProtocolFeatures.ArenaProof"/> granted the reply ends with this connection's challenge (the same every
+    /// time it asks; zeros without an arena).
+    /// </summary>
     private Reply ShmInfo(in FrameHeader h)
     {
+        byte[]? challenge = null;
+        if ((_features & ProtocolFeatures.ArenaProof) != 0)
+            challenge = _node.ArenaSecret is null ? new byte[ArenaProof.ChallengeBytes] : _arenaChallenge ??= RandomNumberGenerator.GetBytes(ArenaProof.ChallengeBytes);
         var info = _node.ShmToken is null
-            ? new ShmInfoReply("", 0, new byte[ShmInfoReply.TokenBytes], 0)
+            ? new ShmInfoReply("", 0, new byte[ShmInfoReply.TokenBytes], 0, challenge)
             : new ShmInfoReply(_store.SharedMemoryPath!, (ulong)_store.Options.Capacity, _node.ShmToken,
-                (uint)Math.Min(uint.MaxValue, _store.Options.LeaseTimeout.TotalMilliseconds));
+                (uint)Math.Min(uint.MaxValue, _store.Options.LeaseTimeout.TotalMilliseconds), challenge);
         var r = NewReply(h, WireStatus.Ok, info.Size, 0, out var span);
         var w = new MetaWriter(span);
         info.Write(ref w);
@@ -124,6 +135,7 @@ internal sealed partial class Connection
     private Reply Alloc(in FrameHeader h, ReadOnlySpan<byte> meta)
     {
         RequireShm();
+        var (ttl, mapped) = AllocSuffix(h.Flags, ref meta);
         var reader = new MetaReader(meta);
         uint count = reader.U32();
         if (count > (uint)_node.Options.MaxBatchKeys)
@@ -150,15 +162,17 @@ internal sealed partial class Connection
                 statuses[i] = status;
                 if (status != WireStatus.Ok) continue;
                 reservations[i] = reservation;
-                zeroBytes += reservation!.Length;
+                reservation!.Ttl = ttl;
+                zeroBytes += reservation.Length;
                 lock (_shmLock) _reservedBytes += reservation.Length;   // counted at once: the per-connection bound sees it
             }
             reader.End();
+            if (mapped) zeroBytes = 0;   // the client can read these bytes already: zeroing them protects nothing
             // Zeroed before the reservations are registered (the reaper cannot abort one mid-zero); a large batch on
             // several cores, as COMMIT's CRCs (a GPU store reserves gigabytes in a few ALLOCs).
             if (zeroBytes >= ParallelCrcBytes && count > 1)
                 Parallel.For(0, (int)count, ShmParallelism, i => reservations[i]?.Clear());
-            else
+            else if (!mapped)
                 foreach (var res in reservations) res?.Clear();
         }
         catch
@@ -178,13 +192,33 @@ internal sealed partial class Connection
             lock (_shmLock)
             {
                 id = ++_nextShmId;
-                _shmReservations[id] = (reservation, deadline);
+                _shmReservations[id] = (reservation, deadline, mapped);
                 StartShmReaper();
             }
             ShmMessages.WriteAllocEntry(ref w, new AllocEntry(WireStatus.Ok, (ulong)ArenaOffset(reservation.Address), id));
         }
         CountRequest(Opcode.Alloc, (int)count);
         return r;
+    }
+
+    /// <summary>
+    /// Takes an ALLOC's suffix off <paramref name="meta"/> (it follows the variable-length entries, so it is read from the
+    /// end, before anything is reserved): the time to live with TTL, the arena proof with MAPPED, checked here.
+    /// </summary>
+    private (TimeSpan? Ttl, bool Mapped) AllocSuffix(FrameFlags flags, ref ReadOnlySpan<byte> meta)
+    {
+        bool hasTtl = (flags & FrameFlags.Ttl) != 0, mapped = (flags & FrameFlags.Mapped) != 0;
+        int size = ShmMessages.AllocSuffixSize(hasTtl, mapped);
+        if (meta.Length < 4 + size)
+            throw new ProtocolException(WireStatus.BadFrame, $"ALLOC metadata of {meta.Length} bytes is too short for its count and {size} bytes of TTL/proof");
+        var suffix = new MetaReader(meta[^size..]);
+        meta = meta[..^size];
+        TimeSpan? ttl = hasTtl ? TimeSpan.FromSeconds(suffix.U32()) : null;
+        if (mapped && (_arenaChallenge is null || !ArenaProof.Verify(_node.ArenaSecret!, _arenaChallenge, suffix.Bytes(ArenaProof.ProofBytes))))
+            throw new ProtocolException(WireStatus.BadFrame, _arenaChallenge is null
+                ? "ALLOC with MAPPED before SHM_INFO gave this connection its challenge: send SHM_INFO first"
+                : "ALLOC's arena proof is wrong: HMAC-SHA256 of this connection's challenge keyed by the 32 bytes at offset arena_length of the arena file");
+        return (ttl, mapped);
     }
 
     /// <summary>Gives back an ALLOC's reservations that were never registered (its metadata turned out bad).</summary>
@@ -205,14 +239,17 @@ internal sealed partial class Connection
     private static readonly ParallelOptions ShmParallelism = new() { MaxDegreeOfParallelism = Math.Max(2, Environment.ProcessorCount - 1) };
 
     /// <summary>
-    /// COMMIT: the node computes the CRC-32C over the bytes the client wrote, then publishes (disk
-    /// tier first, as for PUT). A large batch has its CRCs computed on several cores (a GPU writes
-    /// the arena at tens of GB/s; one core checksums at about a third of that).
+    /// COMMIT publishes each reservation (disk tier first, as for PUT) with its CRC-32C from one of three places: the
+    /// writer's, sent with the ids (flag COMMIT_CRC), stored unchecked and checked lazily as a PUT's VALUE_CRC; owed, for
+    /// a reservation of a client that proved it maps the arena (computed at the first read or tier write); else
+    /// computed here over the bytes the client wrote — a large batch on several cores (a GPU writes the arena at tens
+    /// of GB/s; one core checksums at about a third of that).
     /// </summary>
     private async ValueTask CommitAsync(FrameHeader h, byte[] meta)
     {
-        var ids = ShmMessages.ReadIdList(meta.AsSpan(0, h.MetaLength), _node.Options.MaxBatchKeys);
+        var (ids, writerCrcs) = ShmMessages.ReadCommitRequest(meta.AsSpan(0, h.MetaLength), _node.Options.MaxBatchKeys, (h.Flags & FrameFlags.CommitCrc) != 0);
         var reservations = new Reservation?[ids.Length];
+        var owed = new bool[ids.Length];
         long bytes = 0;
         lock (_shmLock)
         {
@@ -220,19 +257,21 @@ internal sealed partial class Connection
             {
                 if (!_shmReservations.Remove(ids[i], out var entry)) continue;
                 reservations[i] = entry.Reservation;
-                bytes += entry.Reservation.Length;
+                owed[i] = entry.Mapped && writerCrcs is null;
+                if (writerCrcs is null && !entry.Mapped) bytes += entry.Reservation.Length;
                 _reservedBytes -= entry.Reservation.Length;
             }
         }
-        var crcs = new uint[ids.Length];
+        var crcs = writerCrcs ?? new uint[ids.Length];
+        bool compute(int i) => writerCrcs is null && !owed[i] && reservations[i] is not null;
         if (bytes >= ParallelCrcBytes && ids.Length > 1)
         {
-            Parallel.For(0, ids.Length, ShmParallelism, i => { if (reservations[i] is { } res) crcs[i] = Crc32C.Compute(res.Span); });
+            Parallel.For(0, ids.Length, ShmParallelism, i => { if (compute(i)) crcs[i] = Crc32C.Compute(reservations[i]!.Span); });
         }
         else
         {
             for (int i = 0; i < ids.Length; i++)
-                if (reservations[i] is { } res) crcs[i] = Crc32C.Compute(res.Span);
+                if (compute(i)) crcs[i] = Crc32C.Compute(reservations[i]!.Span);
         }
         // Every value goes to the store at once (their disk writes queue back to back), then the reply waits for all.
         var commits = new Task<WireStatus>?[ids.Length];
@@ -241,7 +280,7 @@ internal sealed partial class Connection
             if (reservations[i] is not { } reservation) continue;
             _node.Counters.In(Opcode.Commit, reservation.Length);
             _node.Counters.ValueIn(NodeTransport.Shm, Opcode.Commit, reservation.Length);
-            commits[i] = _store.CommitAsync(reservation, crcs[i]);
+            commits[i] = owed[i] ? _store.CommitCrcOwedAsync(reservation) : _store.CommitAsync(reservation, crcs[i], writerCrc: writerCrcs is not null);
         }
         var statuses = new WireStatus[ids.Length];
         for (int i = 0; i < ids.Length; i++)
@@ -277,7 +316,7 @@ internal sealed partial class Connection
         lock (_shmLock)
         {
             long now = Environment.TickCount64;
-            foreach (var (id, (res, deadline)) in _shmReservations)
+            foreach (var (id, (res, deadline, _)) in _shmReservations)
             {
                 if (deadline > now) continue;
                 _shmReservations.Remove(id);

@@ -258,11 +258,17 @@ internal sealed partial class Connection : ILeaseHolder
             throw new ProtocolException(WireStatus.BadFrame, "a reply frame was sent to the node");
         if (!Opcodes.IsDefined((byte)h.Opcode))
             throw new ProtocolException(WireStatus.UnknownOpcode, $"unknown opcode 0x{(byte)h.Opcode:x2}");
-        var allowed = h.Opcode != Opcode.Put ? FrameFlags.None
-            : FrameFlags.Chain | FrameFlags.ChainParent
-              | ((_features & ProtocolFeatures.ValueCrc) != 0 ? FrameFlags.ValueCrc : FrameFlags.None)
-              | ((_features & ProtocolFeatures.Ttl) != 0 ? FrameFlags.Ttl : FrameFlags.None)
-              | (VersionsGranted ? FrameFlags.Version : FrameFlags.None);
+        var ttl = (_features & ProtocolFeatures.Ttl) != 0 ? FrameFlags.Ttl : FrameFlags.None;
+        bool arenaProof = (_features & ProtocolFeatures.ArenaProof) != 0;
+        var allowed = h.Opcode switch
+        {
+            Opcode.Put => FrameFlags.Chain | FrameFlags.ChainParent | ttl
+                | ((_features & ProtocolFeatures.ValueCrc) != 0 ? FrameFlags.ValueCrc : FrameFlags.None)
+                | (VersionsGranted ? FrameFlags.Version : FrameFlags.None),
+            Opcode.Alloc => ttl | (arenaProof ? FrameFlags.Mapped : FrameFlags.None),
+            Opcode.Commit => arenaProof ? FrameFlags.CommitCrc : FrameFlags.None,
+            _ => FrameFlags.None,
+        };
         if ((h.Flags & ~allowed) != 0)
             throw new ProtocolException(WireStatus.BadFrame, (h.Flags & FrameFlags.Version) != 0 && h.Opcode == Opcode.Put
                 ? "PUT flag VERSION (0x0010) needs the versions feature (HELLO bit 0x4) granted first"

@@ -40,6 +40,13 @@ internal class ValueVersion(long offset, long length)
 
     private bool _crcUnchecked;
 
+    /// <summary>
+    /// With <see cref="CrcUnchecked"/>: there is no claim to check — the writer sent none (a shared-memory COMMIT from a
+    /// client that proved it maps the arena) and the node owes the CRC, computed from the bytes at the first read or tier
+    /// write. Set before publication, never changed after.
+    /// </summary>
+    public bool CrcOwed { get; set; }
+
     /// <summary>The write's place in the node's order of writes (<see cref="Tiers.VersionClock"/>); larger is newer. 0 before publication.</summary>
     public long Sequence { get; set; }
 

@@ -76,14 +76,20 @@ public static class FrameCodec
                 if (!meta.IsEmpty) throw new ProtocolException(WireStatus.BadFrame, $"{h.Opcode} takes no metadata");
                 return new JsonObject();
             case Opcode.Release or Opcode.Commit:
-                return new JsonObject { ["ids"] = new JsonArray(ShmMessages.ReadIdList(meta, maxBatch).Select(i => (JsonNode)i).ToArray()) };
+                var (ids, crcs) = ShmMessages.ReadCommitRequest(meta, maxBatch, (h.Flags & FrameFlags.CommitCrc) != 0);
+                var idList = new JsonObject { ["ids"] = new JsonArray(ids.Select(i => (JsonNode)i).ToArray()) };
+                if (crcs is not null) idList["crcs"] = new JsonArray(crcs.Select(c => (JsonNode)c).ToArray());
+                return idList;
             case Opcode.Alloc:
                 var ar = new MetaReader(meta);
                 uint n = ar.U32();
                 var allocs = new JsonArray();
                 for (int i = 0; i < n; i++) { var key = Hex(ar.Key()); allocs.Add(new JsonObject { ["key"] = key, ["value_length"] = (long)ar.U64() }); }
+                var alloc = new JsonObject { ["entries"] = allocs };
+                if ((h.Flags & FrameFlags.Ttl) != 0) alloc["ttl_seconds"] = ar.U32();
+                if ((h.Flags & FrameFlags.Mapped) != 0) alloc["proof"] = Hex(ar.Bytes(ArenaProof.ProofBytes));
                 ar.End();
-                return new JsonObject { ["entries"] = allocs };
+                return alloc;
             case Opcode.Put:
                 PutBatchReader.Validate(meta, h.Flags, maxBatch, h.PayloadLength);
                 var put = new PutBatchReader(meta, h.Flags, maxBatch);
@@ -148,7 +154,9 @@ public static class FrameCodec
                 return new JsonObject { ["stats"] = stats };
             case Opcode.ShmInfo:
                 var info = ShmInfoReply.Read(meta);
-                return new JsonObject { ["path"] = info.Path, ["arena_length"] = info.ArenaLength, ["token"] = Hex(info.Token), ["lease_timeout_ms"] = info.LeaseTimeoutMs };
+                var decodedInfo = new JsonObject { ["path"] = info.Path, ["arena_length"] = info.ArenaLength, ["token"] = Hex(info.Token), ["lease_timeout_ms"] = info.LeaseTimeoutMs };
+                if (info.Challenge is not null) decodedInfo["challenge"] = Hex(info.Challenge);
+                return decodedInfo;
             case Opcode.Lease:
                 var leases = new JsonArray();
                 foreach (var e in ShmMessages.ReadLeaseReply(meta))
@@ -220,13 +228,23 @@ public static class FrameCodec
                 return [];
             case Opcode.Release or Opcode.Commit:
                 var ids = m["ids"]!.AsArray().Select(i => (ulong)i!).ToArray();
+                if ((flags & FrameFlags.CommitCrc) != 0)
+                {
+                    var crcs = m["crcs"]!.AsArray().Select(c => (uint)c!).ToArray();
+                    return Write(ShmMessages.CommitCrcRequestSize(ids.Length), (ref MetaWriter w) => ShmMessages.WriteCommitCrcs(ref w, ids, crcs));
+                }
                 return Write(ShmMessages.IdListSize(ids.Length), (ref MetaWriter w) => ShmMessages.WriteIdList(ref w, ids));
             case Opcode.Alloc:
                 var allocs = m["entries"]!.AsArray().Select(e => (Key: (ReadOnlyMemory<byte>)VectorFile.Hex(e!["key"]), Length: (long)e["value_length"]!)).ToList();
-                return Write(ShmMessages.AllocRequestSize(allocs.Select(a => a.Key).ToList(), 0, allocs.Count), (ref MetaWriter w) =>
+                uint? allocTtl = (flags & FrameFlags.Ttl) != 0 ? (uint)m["ttl_seconds"]! : null;
+                byte[] proof = (flags & FrameFlags.Mapped) != 0 ? VectorFile.Hex(m["proof"]) : [];
+                int allocSize = ShmMessages.AllocRequestSize(allocs.Select(a => a.Key).ToList(), 0, allocs.Count)
+                    + ShmMessages.AllocSuffixSize(allocTtl is not null, proof.Length > 0);
+                return Write(allocSize, (ref MetaWriter w) =>
                 {
                     w.U32((uint)allocs.Count);
                     foreach (var (key, length) in allocs) ShmMessages.WriteAllocEntry(ref w, key.Span, length);
+                    ShmMessages.WriteAllocSuffix(ref w, allocTtl, proof);
                 });
             case Opcode.Put:
                 bool hasParent = (flags & FrameFlags.ChainParent) != 0;
@@ -277,7 +295,8 @@ public static class FrameCodec
                 var stats = m["stats"]!.AsArray().Select(s => new KeyValuePair<string, long>((string)s!["name"]!, (long)s["value"]!)).ToList();
                 return Write(StatsReply.Size(stats), (ref MetaWriter w) => StatsReply.Write(ref w, stats));
             case Opcode.ShmInfo:
-                var info = new ShmInfoReply((string)m["path"]!, (ulong)m["arena_length"]!, VectorFile.Hex(m["token"]), (uint)m["lease_timeout_ms"]!);
+                var info = new ShmInfoReply((string)m["path"]!, (ulong)m["arena_length"]!, VectorFile.Hex(m["token"]), (uint)m["lease_timeout_ms"]!,
+                    m["challenge"] is { } challenge ? VectorFile.Hex(challenge) : null);
                 return Write(info.Size, (ref MetaWriter w) => info.Write(ref w));
             case Opcode.Lease:
                 var leases = m["entries"]!.AsArray().Select(e => new LeaseEntry(Parse<WireStatus>((string)e!["status"]!), (ulong)e["offset"]!,

@@ -75,7 +75,7 @@ public class MalformedVectorTests
 public static class RequestRules
 {
     /// <summary>
-    /// As on a connection that was granted VALUE_CRC and TTL: a flag is refused only where no grant allows it. VERSION
+    /// As on a connection that was granted VALUE_CRC, TTL and ARENA_PROOF: a flag is refused only where no grant allows it. VERSION
     /// is allowed only with <paramref name="versions"/>, so that a vector can show it refused without the grant.
     /// </summary>
     /// <param name="frame">The request.</param>
@@ -85,9 +85,13 @@ public static class RequestRules
         var h = FrameHeader.Read(frame);
         if (h.IsReply) throw new ProtocolException(WireStatus.BadFrame, "a reply frame was sent to the node");
         if (!Opcodes.IsDefined((byte)h.Opcode)) throw new ProtocolException(WireStatus.UnknownOpcode, "unknown opcode");
-        var allowed = h.Opcode == Opcode.Put
-            ? FrameFlags.Chain | FrameFlags.ChainParent | FrameFlags.ValueCrc | FrameFlags.Ttl | (versions ? FrameFlags.Version : 0)
-            : FrameFlags.None;
+        var allowed = h.Opcode switch
+        {
+            Opcode.Put => FrameFlags.Chain | FrameFlags.ChainParent | FrameFlags.ValueCrc | FrameFlags.Ttl | (versions ? FrameFlags.Version : 0),
+            Opcode.Alloc => FrameFlags.Ttl | FrameFlags.Mapped,
+            Opcode.Commit => FrameFlags.CommitCrc,
+            _ => FrameFlags.None,
+        };
         if ((h.Flags & ~allowed) != 0) throw new ProtocolException(WireStatus.BadFrame, "invalid flags");
         if ((h.Flags & FrameFlags.ChainParent) != 0 && (h.Flags & FrameFlags.Chain) == 0)
             throw new ProtocolException(WireStatus.BadFrame, "ChainParent without Chain");
