@@ -128,9 +128,9 @@ class Worker(BlockIO):
             self._finish_loads()
 
     def _queue_load(self, unit, rows, keys, block_ids) -> UnitLoad:
-        pending = self._submit_local_load(unit, keys, block_ids)
-        if pending is not None:
-            return UnitLoad(unit, rows, pending, local=True)
+        local = self._submit_local_load(unit, keys, block_ids)
+        if local is not None:
+            return UnitLoad(unit, rows, local[0], local=True, after=local[1])
         if self._on_host():
             return UnitLoad(unit, rows, self._io.submit(lambda: self._socket_load(unit, keys, block_ids)), local=False)
         return UnitLoad(unit, rows, self._io.submit(lambda: self._staged_fetch(unit, keys)), local=False,
