@@ -156,7 +156,7 @@ def main() -> None:
                     results.setdefault((layout, transport, asyn), []).append(took)
     finally:
         for _, worker in locals().get("workers", {}).values():
-            worker.shutdown()   # closes its store too (each store is closed again below: close is idempotent)
+            worker.shutdown()   # stops its I/O thread; the stores it was given are closed below
         for s in locals().get("opened", []):
             s.close()
         node.terminate()

@@ -87,6 +87,8 @@ class Engine:
     def close(self):
         self.worker.shutdown()
         self.sched.shutdown()
+        self.worker_store.close()   # the connectors leave the stores they were given open
+        self.sched_store.close()
 
 
 @pytest.fixture
@@ -347,6 +349,20 @@ UPSTREAM_BASE_METHODS = {
     "build_kv_connector_stats", "set_xfer_handshake_metadata", "set_xfer_handshake_metadata_pp_aware",
     "build_prom_metrics", "reset_cache",
 }
+
+
+def test_shutdown_leaves_a_store_it_was_given_open_and_forgets_the_caches_it_registered(node):
+    """A caller that hands the connector its own store keeps using it after ``shutdown``: the connector closed it
+    before, so the caller's next call failed; the kv caches registered in it are forgotten (they may be freed)."""
+    cfg = VllmConfig(KVTransferConfig(kv_role="kv_both"), CacheConfig(), ModelConfig(model_name()), ParallelConfig())
+    caches = make_caches(fill=True)
+    with KvStore(node.address, request_timeout=10) as store:
+        worker = KvasirConnector(cfg, KVConnectorRole.WORKER, KVCacheConfig(), store=store)
+        worker.register_kv_caches(caches)
+        worker.shutdown()
+        assert store.put(b"after-shutdown", b"still open") == 0
+        assert store.get(b"after-shutdown") == b"still open"
+        assert [store.unregister_buffer(t.data_ptr()) for t in caches.values()] == [-1] * len(caches)   # NOT_FOUND
 
 
 def test_the_connector_offers_every_method_of_the_upstream_base(engines):

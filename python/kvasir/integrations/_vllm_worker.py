@@ -272,6 +272,11 @@ class Worker(BlockIO):
                 endpoint.close()
         self._pd_producer = self._pd_consumer = None
         try:
-            self._store.close()
+            if self._owns_store:
+                self._store.close()
+            else:   # the caller's store outlives the connector: forget the kv caches it was told of
+                for tensor in self._layers.values():
+                    if tensor.device.type == "cpu":
+                        self._store.unregister_buffer(tensor.data_ptr())
         except Exception:  # noqa: BLE001
             pass

@@ -199,7 +199,8 @@ class KvasirConnector(Worker, KVConnectorBase_V1, SupportsHMA):
     every kv-cache group (full-attention and sliding-window; _vllm_groups.py), so it declares ``SupportsHMA``.
 
     ``store``: a ready :class:`kvasir.KvStore` (tests, embedding); by default one is opened from
-    ``kv_connector_extra_config`` / the ``KVASIR_*`` environment."""
+    ``kv_connector_extra_config`` / the ``KVASIR_*`` environment. ``shutdown`` closes only a store the connector
+    opened; a given one stays open (the kv caches' buffers registered in it are unregistered)."""
 
     def __init__(self, vllm_config, role, kv_cache_config=None, *, store=None):
         super().__init__(vllm_config, role, kv_cache_config)
@@ -219,6 +220,7 @@ class KvasirConnector(Worker, KVConnectorBase_V1, SupportsHMA):
             logger.warning("kvasir: kv_load_failure_policy is 'fail', so a block evicted between lookup and load fails "
                            "the request; add \"kv_load_failure_policy\": \"recompute\" to --kv-transfer-config to have "
                            "vLLM recompute such blocks")
+        self._owns_store = store is None   # shutdown closes only a store the connector opened
         if store is None:
             from kvasir import KvStore  # noqa: PLC0415
             timeout = cfg_get(ktc, "kvasir_request_timeout")
