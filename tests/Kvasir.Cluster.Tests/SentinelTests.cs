@@ -25,9 +25,7 @@ public sealed class SentinelTests(ITestOutputHelper output)
         await SecureRegistryTests.RoutesToAsync(client, "through the first master", node);
 
         var clock = Stopwatch.StartNew();
-        master.Kill();
-        await Poll.UntilAsync(async () => (await sentinel.CommandAsync(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "kvmaster"])) == $"127.0.0.1 {replica.Port}",
-            "the sentinel to promote the replica", FailoverBound);
+        await KillMasterUntilPromotedAsync(master, replica, sentinel);
         var promoted = clock.Elapsed;
         // The node's heartbeats reach the new master: its record there is renewed (expiry in the future, by the new master's clock).
         long renewedFrom = await ExpiryAsync(replica, cluster, node.Server);
@@ -56,9 +54,7 @@ public sealed class SentinelTests(ITestOutputHelper output)
         var url = $"redis+sentinel://127.0.0.1:{sentinel.Port}/kvmaster";
         await using var node = await SecureRegistryTests.StartNodeAsync(url, cluster, "--log-level", "information");
 
-        master.Kill();
-        await Poll.UntilAsync(async () => (await sentinel.CommandAsync(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "kvmaster"])) == $"127.0.0.1 {replica.Port}",
-            "the sentinel to promote the replica", FailoverBound);
+        await KillMasterUntilPromotedAsync(master, replica, sentinel);
         // At once, as chaos.py does: the node's registry may not have followed the failover yet.
         master.Restart("--replicaof", "127.0.0.1", replica.Port.ToString());
         long renewedFrom = await ExpiryAsync(replica, cluster, node.Server);
@@ -102,6 +98,14 @@ public sealed class SentinelTests(ITestOutputHelper output)
             master.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Kills the master and waits for the sentinel to name the replica as master.</summary>
+    private static async Task KillMasterUntilPromotedAsync(RedisProcess master, RedisProcess replica, RedisProcess sentinel)
+    {
+        master.Kill();
+        await Poll.UntilAsync(async () => (await sentinel.CommandAsync(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "kvmaster"])) == $"127.0.0.1 {replica.Port}",
+            "the sentinel to promote the replica", FailoverBound);
     }
 
     /// <summary>The node's expiry score in the members zset (0 when absent).</summary>

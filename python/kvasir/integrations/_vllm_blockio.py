@@ -142,28 +142,21 @@ class BlockIO:
         off = 0
         for name in unit.names:
             tensor = self._layers[name]
-            bdim = self._layer_geom[name][0]
-            part = tensor.select(bdim, 0).shape
-            n = tensor.element_size()
-            for d in part:
-                n *= d
-            src = rows[:, off:off + n].view(tensor.dtype).view(len(whole), *part)
+            bdim, _, leads, slab = self._layer_geom[name]
+            n = len(leads) * slab   # the layer's bytes of one block, as _unit_bytes counts them
+            src = rows[:, off:off + n].view(tensor.dtype).view(len(whole), *tensor.select(bdim, 0).shape)
             tensor.index_copy_(bdim, ids, src.movedim(0, bdim))
             off += n
         return lengths
 
-    def _copy_block(self, unit: Unit, flat, block_id: int, to_cache: bool) -> None:
-        """Copies one block of ``unit``'s layers between a flat uint8 host tensor and the (device) kv caches."""
+    def _gather_block(self, unit: Unit, flat, block_id: int) -> None:
+        """Copies one block of ``unit``'s layers from the (device) kv caches into a flat uint8 host tensor."""
         off = 0
         for name in unit.names:
             tensor = self._layers[name]
             part = tensor.select(self._layer_geom[name][0], block_id)
             n = part.numel() * tensor.element_size()
-            host = flat[off:off + n].view(tensor.dtype).view(part.shape)
-            if to_cache:
-                part.copy_(host)
-            else:
-                host.copy_(part)
+            flat[off:off + n].view(tensor.dtype).view(part.shape).copy_(part)
             off += n
 
     # ---------------------------------------------------------------- saves (one layer group's blocks)
@@ -191,7 +184,7 @@ class BlockIO:
         size = self._unit_bytes(unit)
         staging = host_buffer(max(size * len(keys), 1))
         for i, bid in enumerate(block_ids):
-            self._copy_block(unit, staging[i * size:(i + 1) * size], bid, to_cache=False)
+            self._gather_block(unit, staging[i * size:(i + 1) * size], bid)
         base = staging.data_ptr()
         self._store.register_buffer(base, staging.numel())
         try:
