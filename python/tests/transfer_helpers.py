@@ -49,6 +49,16 @@ def poll_until_done(engine: Engine, transfer_id: int, what: str, timeout: float 
         time.sleep(0.005)
 
 
+def wait_connection_closed(engine: Engine, conn_id: int, timeout: float = 10.0) -> str:
+    """Waits until ``conn_id`` is closed (the lane's reader closes the session just after the socket); its reason."""
+    deadline = time.monotonic() + timeout
+    while engine.connection_error(conn_id) is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"connection {conn_id} still open after {timeout:g} s")
+        time.sleep(0.01)
+    return engine.connection_error(conn_id)
+
+
 def wait_notif(engine: Engine, what: str, timeout: float = 20.0):
     got = engine.wait_notifs(timeout)
     assert got, f"timed out waiting for {what}"

@@ -1,24 +1,15 @@
-"""CUDA buffers in the transfer engine (docs/transfer.md § GPU memory), on the initiator's side.
-
-A registered CUDA tensor is a region whose bytes the engine never touches from the CPU:
-* to or from a same-host peer's shared-memory window, one DMA between GPU memory and the mapped file (pinned
-  with cudaHostRegister once per mapping), as the store's local loads do;
-* over the lanes, through a pinned host staging buffer (one extra copy each way): a write copies the GPU bytes
-  into it before the slices go out, a read copies them to the GPU once every slice has landed. Staging buffers
-  are reused from a pool, so steady traffic allocates nothing.
-A CUDA region cannot be advertised (a target's slices land from the lanes' threads straight into host memory).
-"""
+"""CUDA buffers in the transfer engine (docs/transfer.md § GPU memory): to or from a same-host peer's shared-memory
+window, one DMA between GPU memory and the mapped file (pinned with cudaHostRegister once per mapping), as the store's
+local loads do. Over the lanes, GPU memory moves slice by slice through each lane's pinned buffers (_staging.py)."""
 
 import ctypes
 import threading
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict
 
 import numpy as np
 
 from ..cuda import cuda
-from .regions import DeviceRange, TransferError
-
-POOL_BYTES = 1 << 30    # staging kept for reuse (per engine); beyond it buffers are freed after use
+from .regions import TransferError
 
 
 def _runtime():
@@ -45,12 +36,10 @@ def address_of(view: memoryview) -> int:
 
 
 class Gpu:
-    """Per engine: the staging pool and the pinned mappings."""
+    """Per engine: the shared-file mappings pinned for DMA."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._free: Dict[int, List[object]] = {}
-        self._pooled = 0
         self._pinned: Dict[int, int] = {}    # id(mmap) -> base address registered with cudaHostRegister
 
     # ---- shared memory: DMA straight between the mapped window and the GPU ---------------------------------
@@ -72,40 +61,3 @@ class Gpu:
             base = self._pinned.pop(id(mapping), None)
         if base is not None:
             _runtime().lib.cudaHostUnregister(base)
-
-    # ---- the lanes: a pinned staging buffer ---------------------------------------------------------------
-    def _take(self, n: int):
-        with self._lock:
-            free = self._free.get(n)
-            if free:
-                self._pooled -= n
-                return free.pop()
-        import torch  # noqa: PLC0415 - only reached with a CUDA tensor, so torch is there
-        return torch.empty(n, dtype=torch.uint8).pin_memory()
-
-    def _give(self, buf, n: int) -> None:
-        with self._lock:
-            if self._pooled + n <= POOL_BYTES:
-                self._free.setdefault(n, []).append(buf)
-                self._pooled += n
-
-    def stage(self, writing: bool, dev: DeviceRange) -> Tuple[memoryview, Callable[[bool], None]]:
-        """A host view to send from (its bytes already copied from the GPU) or to receive into, and the call
-        that finishes the transfer once it completed or failed (for a read: the copy to the GPU)."""
-        buf = self._take(dev.size)
-        host = buf.data_ptr()
-        if writing:
-            copy(dev.device, host, dev.ptr, dev.size)
-
-        def finish(ok: bool) -> None:
-            try:
-                if ok and not writing:
-                    copy(dev.device, dev.ptr, host, dev.size)
-            finally:
-                self._give(buf, dev.size)
-        return memoryview(buf.numpy()).cast("B"), finish
-
-    def close(self) -> None:
-        with self._lock:
-            self._free.clear()
-            self._pooled = 0

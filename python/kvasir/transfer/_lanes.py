@@ -12,6 +12,8 @@ import threading
 from typing import Callable, Deque, List, Optional, Tuple
 
 from . import _wire
+from ._staging import Staging
+from .regions import DeviceRange, TransferError
 
 _SCRATCH = 64 * 1024
 
@@ -79,8 +81,8 @@ class Pending:
         raise NotImplementedError
 
 
-# (bytes before the payload, payload view or None, called once the frame left or was dropped)
-_Item = Tuple[bytes, Optional[memoryview], Optional[Callable[[], None]]]
+# (bytes before the payload, payload view, DeviceRange or None, called once the frame left or was dropped)
+_Item = Tuple[bytes, object, Optional[Callable[[], None]]]
 
 
 class Lane:
@@ -99,6 +101,7 @@ class Lane:
         self._pending: Deque[Pending] = collections.deque()
         self._closed: Optional[str] = None
         self._threads: List[threading.Thread] = []
+        self._staging: Optional[Staging] = None   # made when a slice first moves to or from GPU memory
 
     def start(self) -> None:
         # Both threads exist before either starts: a reader that ends at once (the peer closed) joins the writer.
@@ -108,7 +111,7 @@ class Lane:
             t.start()
 
     # ---- sending --------------------------------------------------------------------------------
-    def request(self, op: Pending, head: bytes, payload: Optional[memoryview] = None) -> None:
+    def request(self, op: Pending, head: bytes, payload=None) -> None:
         """Queues a request frame; its reply goes to ``op``. Fails ``op`` at once if the lane is closed."""
         with self._lock:
             if self._closed is None:
@@ -119,8 +122,16 @@ class Lane:
             reason = self._closed
         op.on_fail(reason)
 
-    def reply(self, head: bytes, payload: Optional[memoryview] = None,
-              release: Optional[Callable[[], None]] = None) -> None:
+    def reply(self, head: bytes, payload=None, release: Optional[Callable[[], None]] = None) -> None:
+        """Queues a reply behind the replies still waiting for their slice's copy to GPU memory (request order)."""
+        staging = self._staging
+        if staging is not None and staging.after(lambda _error: self.send_reply(head, payload, release)):
+            return
+        self.send_reply(head, payload, release)
+
+    def send_reply(self, head: bytes, payload=None, release: Optional[Callable[[], None]] = None) -> None:
+        """Queues a reply at once (the GPU completer's call: every earlier reply of the lane is already queued).
+        ``payload`` may be a DeviceRange: the writer copies it from GPU memory just before sending."""
         with self._lock:
             if self._closed is None:
                 self._queue.append((head, payload, release))
@@ -138,9 +149,14 @@ class Lane:
                     return
                 head, payload, release = self._queue.popleft()
             try:
+                if isinstance(payload, DeviceRange):
+                    payload = self.gpu.stage_send(payload)
                 send_frame(self.sock, head, payload)
             except OSError as e:
                 self.close(f"send failed: {e}")
+                return
+            except TransferError as e:
+                self.close(str(e))
                 return
             finally:
                 if release:
@@ -187,6 +203,18 @@ class Lane:
     def recv_into(self, view: memoryview) -> None:
         recv_exact(self.sock, view)
 
+    @property
+    def gpu(self) -> Staging:
+        with self._lock:
+            if self._staging is None:
+                self._staging = Staging(f"{self._name}-lane{self.index}")
+            return self._staging
+
+    def recv_to_device(self, dest: DeviceRange, then: Callable[[Optional[str]], None]) -> None:
+        """Receives a payload of ``len(dest)`` bytes into GPU memory through the lane's pinned ring; ``then(None)``
+        runs once the bytes are there (``then(reason)`` when the copy failed), on the lane's GPU completer."""
+        self.gpu.receive(self.recv_into, dest, then)
+
     def drain(self, n: int) -> None:
         drain(self.sock, n)
 
@@ -206,6 +234,9 @@ class Lane:
             pending, self._pending = list(self._pending), collections.deque()
             queued, self._queue = list(self._queue), collections.deque()
             self._lock.notify_all()
+            staging = self._staging
+        if staging is not None:
+            staging.close()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:

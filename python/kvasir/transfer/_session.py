@@ -10,6 +10,7 @@ from typing import Callable, Dict, List, Optional
 
 from . import _wire
 from ._lanes import Lane, Pending
+from .regions import DeviceRange
 
 
 class Transfer:
@@ -25,17 +26,8 @@ class Transfer:
         self._remaining = slices
         self.error: Optional[str] = None
         self.done = threading.Event()
-        self.finish = None   # run once by the caller that sees it end (e.g. a GPU read's copy out of staging)
         if slices == 0:
             self.done.set()
-
-    def run_finish(self) -> None:
-        finish, self.finish = self.finish, None
-        if finish is not None:
-            try:
-                finish(not self.failed)
-            except Exception as e:  # noqa: BLE001 - a failed copy fails the transfer with its reason
-                self.error = self.error or f"{self.what} failed: {e}"
 
     def slice_done(self) -> None:
         with self._lock:
@@ -103,9 +95,17 @@ class ReadSliceOp(Pending):
             raise _wire.FrameError(_wire.BAD_FRAME, f"READ reply of {header.payload_length} bytes to a request of {len(self.dest)}")
         if self.transfer.failed:
             lane.drain(header.payload_length)
+        elif isinstance(self.dest, DeviceRange):   # counted once its copy to GPU memory finished
+            lane.recv_to_device(self.dest, self._copied)
         else:
             lane.recv_into(self.dest)
             self.transfer.slice_done()
+
+    def _copied(self, error: Optional[str]) -> None:
+        if error is None:
+            self.transfer.slice_done()
+        else:
+            self.transfer.fail(error)
 
     def on_fail(self, reason: str) -> None:
         self.transfer.fail(reason)

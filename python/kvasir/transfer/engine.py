@@ -100,8 +100,6 @@ class Engine:
         self._regions.unlink_shared()
         for s in sessions:
             s.close("engine closed")
-        if self._gpu is not None:
-            self._gpu.close()
 
     def _cuda(self):
         if self._gpu is None:
@@ -279,6 +277,9 @@ class Engine:
             status = e.status
         else:
             status = _wire.OK
+            if n and isinstance(landing.view, DeviceRange):
+                self._write_to_device(session, lane, h, w, landing)
+                return
             try:
                 if n:
                     lane.recv_into(landing.view)
@@ -292,6 +293,25 @@ class Engine:
                 self._delivered(session, done)
         lane.reply(_wire.encode_frame(_wire.WRITE, h.request_id, _wire.encode_write_reply(w.slice_offset),
                                       reply=True, status=status))
+
+    def _write_to_device(self, session: Session, lane: Lane, h: _wire.Header, w: _wire.WriteSlice, landing) -> None:
+        """A slice for GPU memory: received into the lane's pinned ring, copied to the GPU; acknowledged (and the
+        transfer counted as landed) only once that copy finished."""
+        def copied(error: Optional[str]) -> None:
+            landing.end()
+            if error is not None:
+                lane.close(error)   # the initiator's transfer fails; nothing is acknowledged
+                return
+            done = session.land(h.request_id, w, h.payload_length)
+            if done is not None:
+                self._delivered(session, done)
+            lane.send_reply(_wire.encode_frame(_wire.WRITE, h.request_id, _wire.encode_write_reply(w.slice_offset),
+                                               reply=True))
+        try:
+            lane.recv_to_device(landing.view, copied)
+        except BaseException:
+            landing.end()
+            raise
 
     def _delivered(self, session: Session, done) -> None:
         with self._lock:
@@ -369,17 +389,8 @@ class Engine:
             t = self._through_shm(kind, session, local, adv, notif, kv_tag, kv_generation, remote_offset)
             if t is not None:
                 return t
-        finish = None
-        if isinstance(local, DeviceRange):   # GPU memory over the lanes: through a pinned staging buffer
-            local, finish = self._cuda().stage(kind == _wire.WRITE, local)
-        try:
-            t = self._slices(kind, session, local, adv, notif, kv_tag, kv_generation, remote_offset)
-        except BaseException:
-            if finish is not None:
-                finish(False)
-            raise
-        t.finish = finish
-        return t
+        # GPU memory goes over the lanes too: each lane stages its slices through pinned buffers (_staging.py)
+        return self._slices(kind, session, local, adv, notif, kv_tag, kv_generation, remote_offset)
 
     def _slices(self, kind, session, local, adv, notif, kv_tag, kv_generation, remote_offset) -> Transfer:
         size = len(local)
@@ -451,7 +462,6 @@ class Engine:
     def _finish(transfers: List[Transfer]) -> bool:
         for t in transfers:
             t.wait()
-            t.run_finish()
         errors = [t.error for t in transfers if t.failed]
         if errors:
             raise TransferError(errors[0])
@@ -512,7 +522,6 @@ class Engine:
             return True, False
         with self._lock:
             self._async.pop(transfer_id, None)
-        t.run_finish()
         if t.failed:
             raise TransferError(t.error)
         return True, True

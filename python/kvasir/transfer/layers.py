@@ -117,7 +117,6 @@ class LayerPull:
             t.expire_if_late()
             if not t.done.is_set():
                 return False
-        t.run_finish()
         if t.failed:
             with self._cond:
                 self._fail(t.error)

@@ -57,6 +57,10 @@ class DeviceRange:
     def __len__(self) -> int:
         return self.size
 
+    def __getitem__(self, part: slice) -> "DeviceRange":
+        start, stop, _ = part.indices(self.size)
+        return DeviceRange(self.ptr + start, max(0, stop - start), self.device)
+
 
 def tensor_device(obj) -> Optional[int]:
     """The CUDA device index of a torch CUDA tensor, else None."""
@@ -103,10 +107,13 @@ class Region:
         if ptr < self.ptr or ptr + size > self.ptr + self.size:
             raise TransferError(f"range [0x{ptr:x}, +{size}) is outside region {self.mr_id} "
                                 f"[0x{self.ptr:x}, +{self.size})")
+        return self.window(ptr - self.ptr, size)
+
+    def window(self, offset: int, size: int):
+        """[offset, offset+size) of the region: a byte view, or a DeviceRange for GPU memory."""
         if self.device is not None:
-            return DeviceRange(ptr, size, self.device)
-        off = ptr - self.ptr
-        return self.view[off:off + size]
+            return DeviceRange(self.ptr + offset, size, self.device)
+        return self.view[offset:offset + size]
 
 
 class Advert:
@@ -120,9 +127,10 @@ class Advert:
 
 
 class Landing:
-    """A slice landing in (or sent from) a region: call :meth:`end` when the bytes are in place."""
+    """A slice landing in (or sent from) a region: call :meth:`end` when the bytes are in place (for GPU memory,
+    ``view`` is a DeviceRange and the bytes are in place once their copy from the lane's staging finished)."""
 
-    def __init__(self, table: "RegionTable", region: Region, view: memoryview):
+    def __init__(self, table: "RegionTable", region: Region, view):
         self._table = table
         self.region = region
         self.view = view
@@ -188,9 +196,6 @@ class RegionTable:
         file and the peer is known to be on this host."""
         region = self.region(mr_id)
         region.local(ptr, size)  # bounds check
-        if region.device is not None:
-            raise TransferError(f"region {mr_id} is GPU memory, which cannot be a target: advertise a host region "
-                                "(alloc_shared for a same-host peer) and copy to the GPU after the notification")
         token = os.urandom(_wire.TOKEN_BYTES)
         with self._lock:
             if mr_id not in self._regions:
@@ -225,7 +230,7 @@ class RegionTable:
                                                             f"is outside the window of {a.size} bytes")
             start = a.offset + window_offset + slice_offset
             self._active[a.region.mr_id] += 1
-            return Landing(self, a.region, a.region.view[start:start + length])
+            return Landing(self, a.region, a.region.window(start, length))
 
     def _end(self, region: Region) -> None:
         with self._lock:
@@ -239,13 +244,21 @@ def _tokens_equal(a: bytes, b: bytes) -> bool:
 
 
 def typed_view(owner, view: memoryview, length: int):
-    """The first ``length`` bytes of a registered buffer, as its dtype where the length allows, else uint8."""
+    """The first ``length`` bytes of a registered buffer, as its dtype where the length allows, else uint8 (GPU
+    memory registered as a (ptr, size) pair: the pair of those bytes)."""
     import numpy as np
+    if view is None and not _torch_tensor(owner):
+        return describe_buffer(owner)[0], length
     if hasattr(owner, "__array_interface__"):
         flat = owner.reshape(-1)
         if length % flat.itemsize == 0:
             return flat[:length // flat.itemsize]
         return flat.view(np.uint8)[:length]
-    if hasattr(owner, "element_size") and length % owner.element_size() == 0:
-        return owner.reshape(-1)[:length // owner.element_size()]
+    if hasattr(owner, "element_size"):
+        flat = owner.reshape(-1)
+        if length % owner.element_size() == 0:
+            return flat[:length // owner.element_size()]
+        if view is None:   # GPU memory: the tensor's first bytes, as uint8
+            import torch  # noqa: PLC0415 - the owner is a torch tensor
+            return flat.view(torch.uint8)[:length]
     return np.frombuffer(view[:length], dtype=np.uint8)
