@@ -1,12 +1,13 @@
-"""The transfer engine with CUDA tensors as the initiator's buffers (docs/transfer.md § GPU memory): over the lanes
-through pinned staging, and to or from a same-host peer's shared-memory window by one DMA. Needs a CUDA device:
-skipped with the reason elsewhere (CI has none; the GPU run's results are in docs/benchmarks.md)."""
+"""The transfer engine with CUDA tensors on either side (docs/transfer.md § GPU memory): over the lanes slice by slice
+through each lane's pinned buffers, and between an initiator's GPU memory and a same-host peer's shared-memory window
+by one DMA. Needs a CUDA device: skipped with the reason elsewhere (CI has none); the CPU twins of the staging logic
+are in test_transfer_staging.py."""
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():
-    pytest.skip("no CUDA device on this machine", allow_module_level=True)
+    pytest.skip("CUDA not available: no CUDA device on this machine", allow_module_level=True)
 
 from kvasir.transfer import Engine  # noqa: E402
 from transfer_helpers import connected, poll_until_done, random_bytes  # noqa: E402
@@ -25,25 +26,78 @@ def gpu_bytes(data: np.ndarray):
     return torch.from_numpy(data.copy()).cuda()
 
 
-@pytest.mark.parametrize("size", [1, MiB - 1, MiB + 1, 64 * MiB], ids=["1B", "slice-1", "slice+1", "64MiB"])
-def test_gpu_memory_goes_over_the_lanes_both_ways_byte_exact(pair, size):
+SIZES = [1, MiB - 1, MiB, MiB + 1, 64 * MiB]
+IDS = ["1B", "slice-1", "slice", "slice+1", "64MiB"]
+KINDS = [("cpu", "cuda"), ("cuda", "cuda"), ("cuda", "cpu")]
+KIND_IDS = ["cpu-cuda", "cuda-cuda", "cuda-cpu"]
+
+
+def buffer(kind: str, data: np.ndarray):
+    """``data`` in host memory (a numpy array) or in GPU memory (a CUDA tensor)."""
+    return data.copy() if kind == "cpu" else gpu_bytes(data)
+
+
+def host(buf) -> np.ndarray:
+    return buf.cpu().numpy() if isinstance(buf, torch.Tensor) else buf
+
+
+def address(buf) -> int:
+    return buf.data_ptr() if isinstance(buf, torch.Tensor) else buf.ctypes.data
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+@pytest.mark.parametrize("src,dst", KINDS, ids=KIND_IDS)
+def test_a_one_sided_write_over_the_lanes_between_host_and_gpu_memory_is_byte_exact(pair, size, src, dst):
     a, b, ca, cb = pair
     data = random_bytes(size, size)
-    src = gpu_bytes(data)
-    ok, smr = a.reg(src)
-    assert ok, a.last_error
-    window = np.full(size + 128, 0xEE, dtype=np.uint8)
-    _, wmr = b.reg(window)
-    ok, blob = b.advertise(cb, wmr, window.ctypes.data + 64, size)
+    source = buffer(src, data)
+    target = buffer(dst, np.full(size + 128, 0xEE, dtype=np.uint8))
+    _, tmr = b.reg(target)
+    ok, blob = b.advertise(cb, tmr, address(target) + 64, size)
     assert ok, b.last_error
-    assert a.write(ca, smr, src.data_ptr(), size, blob), a.last_error
-    assert np.array_equal(window[64:64 + size], data)
+    ok, smr = a.reg(source)
+    assert ok, a.last_error
+    assert a.write(ca, smr, address(source), size, blob, notif=b"in"), a.last_error
+    got = host(target)   # write() returned: every slice's copy into GPU memory has finished
+    assert np.array_equal(got[64:64 + size], data)
+    assert (got[:64] == 0xEE).all() and (got[-64:] == 0xEE).all()
+    assert b.wait_notifs(10) == [(cb, b"in")]
+    assert a.shm_transfers == 0
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+@pytest.mark.parametrize("src,dst", KINDS, ids=KIND_IDS)
+def test_a_one_sided_read_over_the_lanes_between_host_and_gpu_memory_is_byte_exact(pair, size, src, dst):
+    a, b, ca, cb = pair
+    data = random_bytes(size + 128, size)
+    source = buffer(src, data)
+    _, smr = b.reg(source)
+    ok, blob = b.advertise(cb, smr, address(source) + 64, size)
+    assert ok, b.last_error
+    target = buffer(dst, np.full(size, 0xEE, dtype=np.uint8))
+    ok, tmr = a.reg(target)
+    assert ok, a.last_error
+    assert a.read(ca, tmr, address(target), size, blob), a.last_error
+    assert np.array_equal(host(target), data[64:64 + size])
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+def test_gpu_memory_and_a_same_host_shared_window_move_by_one_dma_both_ways(pair, size):
+    a, b, ca, cb = pair
+    ok, mr, window = b.alloc_shared(size + 128)
+    assert ok, b.last_error
+    window[:] = 0xEE
+    ok, blob = b.advertise(cb, mr, window.ctypes.data + 64, size)
+    data = random_bytes(size, size + 3)
+    src = gpu_bytes(data)
+    _, smr = a.reg(src)
+    assert a.write(ca, smr, src, size, blob), a.last_error             # cuda -> cpu
+    assert a.shm_transfers == 1 and np.array_equal(window[64:64 + size], data)
     assert (window[:64] == 0xEE).all() and (window[-64:] == 0xEE).all()
     dst = torch.zeros(size, dtype=torch.uint8, device="cuda")
     _, dmr = a.reg(dst)
-    assert a.read(ca, dmr, dst.data_ptr(), size, blob), a.last_error
-    assert torch.equal(dst.cpu(), torch.from_numpy(data))
-    assert a.shm_transfers == 0
+    assert a.read(ca, dmr, dst, size, blob), a.last_error              # cpu -> cuda
+    assert a.shm_transfers == 2 and torch.equal(dst.cpu(), torch.from_numpy(data))
 
 
 def test_gpu_memory_and_a_same_host_shared_window_move_by_one_dma(pair):
@@ -75,24 +129,19 @@ def test_an_async_read_into_gpu_memory_is_there_when_the_poll_says_done(pair):
     assert torch.equal(dst.cpu(), torch.from_numpy(data))
 
 
-def test_gpu_memory_cannot_be_a_target_and_send_kv_from_it_works(pair):
+def test_kv_messages_go_from_and_into_gpu_memory_and_recv_kv_gives_a_cuda_tensor(pair):
     a, b, ca, cb = pair
-    g = torch.zeros(1024, dtype=torch.uint8, device="cuda")
-    ok, mr = a.reg(g)
-    assert ok
-    assert a.advertise(ca, mr, g.data_ptr(), 1024) == (False, None)
-    assert "GPU memory, which cannot be a target" in a.last_error
-    assert a.reg_kv(ca, g) == (False, None) and "cannot be a target" in a.last_error
-    # a raw (ptr, size) pair of GPU memory is recognised as GPU memory, never read by the CPU
-    ok, raw = a.reg((g.data_ptr(), 1024))
-    assert ok and not a.advertise(ca, raw, g.data_ptr(), 1024)[0]
-
-    inbox = np.zeros(4096, dtype=np.uint8)
+    inbox = torch.zeros(4096, dtype=torch.float16, device="cuda")
     ok, kb = b.reg_kv(cb, inbox)
     assert ok, b.last_error
     ok, ka = a.reg_kv(ca, np.zeros(16, dtype=np.uint8))
     assert ok, a.last_error
     data = random_bytes(3000, 3)
-    assert a.send_kv(ka, gpu_bytes(data)), a.last_error
-    ok, got = b.recv_kv(kb, 4096)
-    assert ok and np.array_equal(np.asarray(got), data)
+    assert a.send_kv(ka, gpu_bytes(data)), a.last_error                 # cuda -> cuda
+    ok, got = b.recv_kv(kb, 8192)
+    assert ok, b.last_error
+    assert got.is_cuda and got.dtype == torch.float16 and got.numel() == 1500
+    assert np.array_equal(got.cpu().view(torch.uint8).numpy(), data)
+    assert a.send_kv(ka, data[:1001]), a.last_error                     # cpu -> cuda, odd length: uint8
+    ok, got = b.recv_kv(kb, 8192)
+    assert ok and got.dtype == torch.uint8 and np.array_equal(got.cpu().numpy(), data[:1001])
