@@ -17,6 +17,9 @@ the same bytes between two buffers of this process, in the same run, and their r
 --shm --cuda makes the driver's buffers CUDA tensors: each message is one DMA between GPU memory and the peer's
 mapped window; the baseline is torch's pinned host -> GPU copy of the same bytes (PCIe).
 
+--cuda without --shm does the same over the lanes: each slice goes through its lane's pinned buffers
+(docs/transfer.md § GPU memory); run it with and without --cuda to see the staging's cost.
+
 --netns runs the peer in a fresh network namespace behind a veth pair (needs root) and, where the
 kernel has sch_netem, delays the link by --delay-ms each way; the namespace is removed at the end.
 """
@@ -236,9 +239,13 @@ def socket_rate(streams, seconds):
         sink.wait(timeout=30)
 
 
-def run(host_if, peer_host, netns, sizes, lanes_list, seconds, baseline=False):
+def run(host_if, peer_host, netns, sizes, lanes_list, seconds, baseline=False, gpu=False):
     rows = []
     src = np.frombuffer(np.random.default_rng(1).bytes(max(sizes)), dtype=np.uint8).copy()
+    src_host = src
+    if gpu:   # the driver's buffers in GPU memory: every slice staged through its lane's pinned buffers
+        import torch
+        src = torch.from_numpy(src).cuda()
     for lanes in lanes_list:
         peer, meta = start_peer(peer_host, netns)
         try:
@@ -251,12 +258,12 @@ def run(host_if, peer_host, netns, sizes, lanes_list, seconds, baseline=False):
                 for n in sizes:
                     w = cell(eng, conn, "write", mr, src, n, blob, seconds)
                     eng.send_notif(conn, f"sha:0:{n}".encode())
-                    if notif(eng, "sha") != b"sha:" + hashlib.sha256(src[:n].tobytes()).hexdigest().encode():
+                    if notif(eng, "sha") != b"sha:" + hashlib.sha256(src_host[:n].tobytes()).hexdigest().encode():
                         raise SystemExit(f"verify failed: {n} bytes, {lanes} lanes")
-                    back = np.empty(n, dtype=np.uint8)
+                    back = torch.empty(n, dtype=torch.uint8, device="cuda") if gpu else np.empty(n, dtype=np.uint8)
                     _, bmr = eng.reg(back)
                     r = cell(eng, conn, "read", bmr, back, n, blob, seconds)
-                    if not np.array_equal(back, src[:n]):
+                    if not np.array_equal(back.cpu().numpy() if gpu else back, src_host[:n]):
                         raise SystemExit(f"read verify failed: {n} bytes, {lanes} lanes")
                     eng.dereg(bmr)
                     rows.append((lanes, n, w, r))
@@ -285,8 +292,9 @@ def main():
     ap.add_argument("--shm", action="store_true", help="same host through shared memory, against memcpy")
     ap.add_argument("--tcp-baseline", action="store_true", help="beside each loopback cell, plain TCP with as many "
                     "streams (sendall / recv_into of 4 MiB, iperf3 -P in spirit), median of 3, in the same run")
-    ap.add_argument("--cuda", action="store_true", help="with --shm: the driver's buffers are CUDA tensors "
-                    "(one DMA to or from the mapped window), against torch's pinned host -> GPU copy")
+    ap.add_argument("--cuda", action="store_true", help="the driver's buffers are CUDA tensors: with --shm one DMA "
+                    "to or from the mapped window, against torch's pinned host -> GPU copy; over the lanes each slice "
+                    "staged through pinned buffers")
     a = ap.parse_args()
     sizes = [size(s) for s in a.sizes.split(",")]
     if max(sizes) > REGION:
@@ -302,7 +310,7 @@ def main():
               "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
     else:
         print("## loopback (127.0.0.1): GB/s\n\n| lanes | message | write | read |\n| ---: | ---: | ---: | ---: |", flush=True)
-    run("lo", "127.0.0.1", None, sizes, lanes, a.seconds, a.tcp_baseline)
+    run("lo", "127.0.0.1", None, sizes, lanes, a.seconds, a.tcp_baseline, a.cuda)
     if a.netns:
         link = Link(a.delay_ms)
         try:
