@@ -49,7 +49,7 @@ class FakeCopier(_staging.Copier):
     def _run(self):
         while True:
             dst, src, n, done = self._jobs.get()
-            time.sleep(DELAY)
+            time.sleep(self._log["delay"])
             if self._log["fail"]:
                 done.failed = True
             else:
@@ -70,7 +70,7 @@ class FakeCopier(_staging.Copier):
 def fake_gpu(monkeypatch):
     """Returns gpu(nbytes) -> (host array standing for GPU memory, its (ptr, size) pair), and the copiers' log."""
     ranges = []
-    log = {"buffers": 0, "copies": 0, "most_in_flight": 0, "fail": False}
+    log = {"buffers": 0, "copies": 0, "most_in_flight": 0, "fail": False, "delay": DELAY}
     monkeypatch.setattr(regions, "address_device",
                         lambda ptr: next((0 for base, n in ranges if base <= ptr < base + n), None))
     monkeypatch.setattr(_staging, "make_copier", lambda device: FakeCopier(device, log))
@@ -207,3 +207,28 @@ def test_a_failed_copy_to_gpu_memory_fails_the_transfer_and_is_never_acknowledge
     assert "fake device copy failed" in wait_connection_closed(b, cb)
     assert b.wait_notifs(0.5) == []
     assert (dst_mem == 0xEE).all()
+
+
+def test_dereg_of_a_gpu_region_returns_only_after_the_copies_into_it_finished(fake_gpu, pair):
+    a, b, ca, cb = pair
+    dst_mem, dst = fake_gpu(4 << 20)
+    ok, mr = b.reg(dst)
+    assert ok, b.last_error
+    ok, blob = b.advertise(cb, mr, dst[0], dst[1])
+    assert ok, b.last_error
+    fake_gpu.log["delay"] = 0.05   # 64 slices of 64 KiB, 50 ms per copy: the write is in flight for seconds
+    data = random_bytes(4 << 20, 2)
+    _, smr = a.reg(data)
+    ok, tid = a.write_async(ca, smr, data, data.nbytes, blob)
+    assert ok, a.last_error
+    deadline = time.monotonic() + 10
+    while fake_gpu.log["copies"] == 0:
+        assert time.monotonic() < deadline, "timed out waiting for the first copy into GPU memory"
+        time.sleep(0.005)
+    assert b.dereg(mr), b.last_error
+    copied = fake_gpu.log["copies"]
+    snapshot = dst_mem.copy()
+    time.sleep(0.3)   # a copy still running after dereg returned would land in this time
+    assert fake_gpu.log["copies"] == copied and np.array_equal(dst_mem, snapshot)
+    assert not poll_until_done(a, tid, "the write cut short by dereg")
+    assert "NOT_ADVERTISED" in a.last_error
