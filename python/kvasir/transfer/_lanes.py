@@ -207,7 +207,7 @@ class Lane:
     def gpu(self) -> Staging:
         with self._lock:
             if self._staging is None:
-                self._staging = Staging(f"{self._name}-lane{self.index}")
+                self._staging = Staging(f"{self._name}-lane{self.index}", self.close)
             return self._staging
 
     def recv_to_device(self, dest: DeviceRange, then: Callable[[Optional[str]], None]) -> None:

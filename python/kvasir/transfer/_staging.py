@@ -90,8 +90,9 @@ class _Buffer:
 class Staging:
     """One lane's GPU staging: the receive ring, the send buffer and the completer thread (started on first use)."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, on_error: Callable[[str], None]):
         self._name = name
+        self._on_error = on_error   # closes the lane: a completion step raised (a bug), so its slice is lost
         self._lock = threading.Condition()
         self._copiers: Dict[int, Copier] = {}
         self._free: List[_Buffer] = [_Buffer() for _ in range(RING)]
@@ -117,8 +118,10 @@ class Staging:
         A socket error propagates (the reader closes the lane); ``then`` is not called then."""
         copier = self._copier(dest.device)
         with self._lock:
-            while not self._free:   # every buffer's copy is in flight: the oldest frees one
+            while not self._free and not self._closing:   # every buffer's copy is in flight: the oldest frees one
                 self._lock.wait()
+            if self._closing:
+                raise ConnectionError("the lane closed while a slice waited for a staging buffer")
             buf = self._free.pop()
         try:
             host = buf.fit(copier, dest.size)
@@ -169,6 +172,8 @@ class Staging:
                 self._give(buf)
             try:
                 then(error)
+            except Exception as e:  # noqa: BLE001 - never leave the lane's later slices waiting on a dead thread
+                self._on_error(f"internal error after a GPU copy: {e!r}")
             finally:
                 with self._lock:
                     # popped only now: a reply queued meanwhile by `after` waits behind this one's callback
