@@ -4,6 +4,7 @@ local loads do. Over the lanes, GPU memory moves slice by slice through each lan
 
 import ctypes
 import threading
+import weakref
 from typing import Dict
 
 import numpy as np
@@ -40,24 +41,26 @@ class Gpu:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._pinned: Dict[int, int] = {}    # id(mmap) -> base address registered with cudaHostRegister
+        self._pinned: Dict[int, weakref.finalize] = {}   # id(mmap) -> its cudaHostUnregister, run once
 
     # ---- shared memory: DMA straight between the mapped window and the GPU ---------------------------------
     def pin(self, mapping, base: int, length: int) -> None:
-        """Registers a shared-file mapping for DMA once (unregistered by unpin when the mapping is replaced)."""
+        """Registers a shared-file mapping for DMA once. Unregistered by :meth:`unpin` (when the mapping is
+        replaced or the engine closes), or else when the mapping is collected: a registration must never outlive
+        its pages, or a later mapping at the same address would be DMA'd into the old ones."""
         key = id(mapping)
         with self._lock:
             if key in self._pinned:
                 return
             rt = _runtime()
             err = rt.lib.cudaHostRegister(base, length, 1)   # cudaHostRegisterPortable
-            if err not in (0, 712):                          # 712: already registered
+            if err != 0:
                 rt.lib.cudaGetLastError()
                 return   # still correct: the copy then goes through the driver's own staging
-            self._pinned[key] = base
+            self._pinned[key] = weakref.finalize(mapping, rt.lib.cudaHostUnregister, base)
 
     def unpin(self, mapping) -> None:
         with self._lock:
-            base = self._pinned.pop(id(mapping), None)
-        if base is not None:
-            _runtime().lib.cudaHostUnregister(base)
+            done = self._pinned.pop(id(mapping), None)
+        if done is not None:
+            done()

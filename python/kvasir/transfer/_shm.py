@@ -77,3 +77,17 @@ class Mappings:
                 if old is not None and self._on_drop is not None:
                     self._on_drop(old[1])
         return memoryview(known[1])[file_offset:file_offset + size]
+
+    def close(self) -> None:
+        """Drops every mapping: ``on_drop`` first (a GPU registration of its pages must end before they are
+        unmapped, or a later mapping at the same address would be DMA'd into the old pages), then unmaps it
+        unless a view of it is still held (the garbage collector unmaps it once that view goes)."""
+        with self._lock:
+            maps, self._maps = list(self._maps.values()), {}
+        for _, m in maps:
+            if self._on_drop is not None:
+                self._on_drop(m)
+            try:
+                m.close()
+            except BufferError:
+                pass

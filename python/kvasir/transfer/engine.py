@@ -100,6 +100,7 @@ class Engine:
         self._regions.unlink_shared()
         for s in sessions:
             s.close("engine closed")
+        self._mappings.close()
 
     def _cuda(self):
         if self._gpu is None:
