@@ -563,4 +563,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as ex:   # Ctrl-C or SIGTERM: main's finally has stopped and removed everything
+        print(f"chaos: interrupted ({ex or 'Ctrl-C'}); every process it started is stopped, every namespace removed", flush=True)
+        sys.exit(130)

@@ -27,12 +27,13 @@ class Partitions:
     the load's single client waits on a stalled request; the load reports each operation with :meth:`op`."""
 
     def __init__(self, links, store, node_ids, every: float, length: float, recovery_limit: float, rng, start: float,
-                 log=print):
+                 log=None):
         self.links, self.store = links, store
         self.ids = list(node_ids)
         self.ring = Ring(self.ids)   # the placement with every node in the view
         self.every, self.length, self.limit = every, length, recovery_limit
-        self.rng, self.t0, self.log = rng, start, log
+        self.rng, self.t0 = rng, start
+        self.log = log or (lambda line: print(line, flush=True))
         self.next_at = start + every
         self.active = None           # the partition under way, until its node serves again after the heal
         self.done = []
