@@ -443,7 +443,7 @@ def main() -> int:
             cluster.sample_rss()
             now = time.monotonic()
             if partitions:
-                partitions.op(f"chaos/{k}".encode(), ok, began, now)
+                partitions.op(f"chaos/{k}".encode(), ok, began, now, "put" if put else "get")
             if now >= next_report:
                 next_report = now + args.report_every
                 rss = [rss_mib(p.pid) if p and p.poll() is None else 0.0 for p in cluster.procs]

@@ -99,7 +99,7 @@ class Partitions:
                 victim = self.rng.randrange(len(self.ids))
                 self.links.partition(victim)
                 self.active = p = {"node": victim, "cut": time.monotonic(), "stalled": 0.0, "around": None, "left": None,
-                                   "healed": None, "rejoined": None, "served": None, "ops": 0, "ok": 0}
+                                   "healed": None, "rejoined": None, "served": None, "ops": 0, "ok": 0, "slow": []}
                 self.log(f"chaos: t={self._t(p['cut']):7.2f} s partition node {victim} ({self.links.addrs[victim]}) for {self.length:.0f} s")
             return
         node_id = self.ids[p["node"]]
@@ -132,10 +132,12 @@ class Partitions:
         self.next_at = now + self.every
         self.log(f"chaos: partition of node {p['node']}: {p['ops']} operations while cut ({p['ok']} succeeded), longest "
                  f"{p['stalled']:.2f} s; its keys served by the other replica {fmt(p['around'])} after the cut; left the view "
-                 f"{fmt(p['left'])} after the cut; after the heal registered and seen {fmt(p['rejoined'])}, served {fmt(p['served'])}")
+                 f"{fmt(p['left'])} after the cut; after the heal registered and seen {fmt(p['rejoined'])}, served {fmt(p['served'])}"
+                 f"{'; slow: ' + '; '.join(p['slow']) if p['slow'] else ''}")
 
-    def op(self, key: bytes, ok: bool, began: float, ended: float) -> None:
-        """One client operation (PUT or GET) of ``key`` that began and ended at these times; ``ok``: acknowledged or hit."""
+    def op(self, key: bytes, ok: bool, began: float, ended: float, what: str = "") -> None:
+        """One client operation (``what``: put or get) of ``key`` that began and ended at these times; ``ok``:
+        acknowledged or hit. Operations over 1 s while cut are listed (the first 5) with the key's replicas."""
         with self._lock:
             p = self.active
             if p is None or ended < p["cut"] or (p["healed"] is not None and began > p["healed"]):
@@ -143,6 +145,9 @@ class Partitions:
             p["ops"] += 1
             p["ok"] += ok
             p["stalled"] = max(p["stalled"], ended - max(began, p["cut"]))
+            if ended - began > 1.0 and len(p["slow"]) < 5:
+                p["slow"].append(f"{what} {key.decode(errors='replace')} on {'+'.join(self.ring.place(key, 2))} at "
+                                 f"t={self._t(began)} s took {ended - began:.2f} s")
             if ok and p["around"] is None and self.ids[p["node"]] in self.ring.place(key, 2):
                 p["around"] = ended - p["cut"]
 
