@@ -12,6 +12,11 @@ from conftest import Node, wait_until
 from test_cluster import Redis, _live
 
 
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
 def test_a_node_that_lets_a_request_time_out_is_skipped_for_its_backoff_like_one_that_refuses(cli):
     redis = Redis()
     name = f"silent{os.getpid()}{int(time.monotonic() * 1000) % 100000}"
@@ -30,6 +35,7 @@ def test_a_node_that_lets_a_request_time_out_is_skipped_for_its_backoff_like_one
             key = next(f"silent/{i}" for i in range(100) if silent in store.placement(f"silent/{i}"))
             assert store.put(key, b"before") == 0
             stopped.proc.send_signal(signal.SIGSTOP)   # its sockets stay open; nothing it receives is answered
+            wait_until(lambda: _state(stopped.proc.pid) == "T", "the node's threads to stop")
             assert store.put(key, b"after") == 0       # acknowledged by the other replica, after the timeout on this one
             slot = store._router._slots[silent]
             assert slot.down_until > 0.0, "a node whose request timed out was not marked down: the next request waits again"
