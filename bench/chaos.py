@@ -18,6 +18,7 @@ acknowledged value must read back. Everything it starts is stopped by pid when i
     /usr/bin/python3 bench/chaos.py [--duration 60] [--kill-every 8] [--seed N] [--keys 400] [--write-once]
                                     [--soak-minutes N] [--max-live 6000] [--report-every 60] [--sentinel]
                                     [--node-log-level information] [--view-log]
+                                    [--partition-every S --partition-for S] [--client-timeout 5]
 
 --write-once writes every key once, as an inference engine does (a KV block's key is a hash of its token prefix, so
 its value never changes). Without it keys are overwritten; replicas carry versions and reads take the newest
@@ -31,7 +32,17 @@ and each node's RSS. With --write-once, at most --max-live acknowledged keys are
 removed (and no longer checked), so a long run stays inside the nodes' memory and disk tiers and a miss still means a
 lost value rather than an evicted one.
 
-Not covered: a network partition of one node (network namespaces) - not built.
+--partition-every S (needs root, `ip` and `tc`; bench/netns.py, bench/chaos_partition.py) runs each node in its own
+network namespace joined to the root namespace by a veth pair (10.233.S.0/30 addresses that exist only on this host;
+Redis listens on the root side of each link, the client stays in the root namespace) and every S seconds cuts one
+node's link for --partition-for seconds (a silent drop both ways, as a real partition), while the load goes on. The cut
+node can neither serve nor heartbeat: it leaves the client's view when its registration expires, and comes back after
+the heal. For each partition it prints the longest operation while cut, when the node's keys were served by the other
+replica, when the node left the view, and after the heal when it was registered and seen again and first answered a
+request; it fails if a healed node is not asked again within --recovery-limit. One fault at a time: no kill or Redis
+restart while a partition is under way. --kill-every 0 runs partitions alone. Where namespaces cannot be made it exits
+2 with the one-line reason. Its namespaces (kvchaos-PID-I), links and processes are removed when it ends, on Ctrl-C
+and on SIGTERM; ones left by a run that was killed (SIGKILL) are removed by the next partition run.
 """
 import argparse
 import hashlib
@@ -285,7 +296,6 @@ def main() -> int:
     rng = random.Random(seed)
     if not os.path.exists(CLI):
         subprocess.run([os.path.join(ROOT, "kvasir"), "--help"], check=True, stdout=subprocess.DEVNULL)
-    workdir = tempfile.mkdtemp(prefix="kvasir-chaos-")
     links = None
     if args.partition_every:
         if args.sentinel:
@@ -296,6 +306,7 @@ def main() -> int:
         if why:
             print(f"chaos: partition mode unavailable: {why}", flush=True)
             return 2
+    workdir = tempfile.mkdtemp(prefix="kvasir-chaos-")
     print(f"chaos: seed {seed}, {args.duration:.0f} s, {f'a kill every {args.kill_every:.0f} s' if args.kill_every else 'no kills'}"
           f"{f', a {args.partition_for:.0f} s partition every {args.partition_every:.0f} s' if args.partition_every else ''}, "
           f"workdir {workdir}", flush=True)
