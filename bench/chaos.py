@@ -42,7 +42,8 @@ replica, when the node left the view, and after the heal when it was registered 
 request; it fails if a healed node is not asked again within --recovery-limit. One fault at a time: no kill or Redis
 restart while a partition is under way. --kill-every 0 runs partitions alone. Where namespaces cannot be made it exits
 2 with the one-line reason. Its namespaces (kvchaos-PID-I), links and processes are removed when it ends, on Ctrl-C
-and on SIGTERM; ones left by a run that was killed (SIGKILL) are removed by the next partition run.
+and on SIGTERM; namespaces left by a run that was killed (SIGKILL), and the nodes in them, are removed by the next partition run
+(its redis-server is not).
 """
 import argparse
 import hashlib

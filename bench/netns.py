@@ -9,7 +9,7 @@ end did not stop traffic). Connections stay open and requests time out; nothing 
 
 Everything made is named after the creating process (``kvchaos-PID-I``, ``kvcPIDIh``) and removed by
 :meth:`Links.close` (also on Ctrl-C, through the caller's ``finally``); namespaces left by a process that was
-killed are removed by the next :class:`Links`. Needs root and ``ip``/``tc``; :func:`unavailable` says in one line
+killed, and the nodes in them, are removed by the next :class:`Links`. Needs root and ``ip``/``tc``; :func:`unavailable` says in one line
 why not where they are missing."""
 import os
 import random
@@ -53,7 +53,9 @@ def _alive(pid: int) -> bool:
 
 
 def remove_orphans() -> list:
-    """Removes namespaces (and, with them, their veth pairs) left by a partition run whose process is gone."""
+    """Removes namespaces (and, with them, their veth pairs) left by a partition run whose process is gone (killed
+    with SIGKILL), after killing the nodes still running in them (``ip netns pids``: only processes inside that run's
+    own namespace). That run's redis-server, in the root namespace, is not found this way."""
     gone = []
     for line in _run("ip", "netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
@@ -61,6 +63,11 @@ def remove_orphans() -> list:
             continue
         pid = name[len(PREFIX):].split("-")[0]
         if pid.isdigit() and not _alive(int(pid)):
+            for left in _run("ip", "netns", "pids", name, check=False).stdout.split():
+                try:
+                    os.kill(int(left), 9)
+                except (ValueError, ProcessLookupError):
+                    pass
             _run("ip", "netns", "del", name, check=False)
             gone.append(name)
     return gone
