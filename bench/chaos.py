@@ -556,6 +556,9 @@ def main() -> int:
               f"peak node RSS {', '.join(f'{r:.0f}' for r in cluster.peak_rss)} MiB", flush=True)
         print(f"chaos: {counts['wrong']} wrong reads, {counts['stale']} stale reads, {lost} lost of {len(acked)} acknowledged keys"
               f"{f' ({removed} older ones removed)' if removed else ''}", flush=True)
+    except KeyboardInterrupt:
+        problems = None   # interrupted: nothing to keep the scratch dir for
+        raise
     finally:
         if partitions is not None:
             partitions.stop()
@@ -567,6 +570,8 @@ def main() -> int:
             left = links.close()
             if left:
                 print(f"chaos: could not remove network namespaces {left} (remove with: ip netns del NAME)", flush=True)
+        if problems is None:
+            shutil.rmtree(workdir, ignore_errors=True)
     if problems:
         for p in problems:
             print(f"chaos: FAILED: {p}", flush=True)
@@ -581,5 +586,5 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except KeyboardInterrupt as ex:   # Ctrl-C or SIGTERM: main's finally has stopped and removed everything
-        print(f"chaos: interrupted ({ex or 'Ctrl-C'}); every process it started is stopped, every namespace removed", flush=True)
+        print(f"chaos: interrupted ({ex or 'Ctrl-C'}); every process it started is stopped, every namespace and its scratch dir removed", flush=True)
         sys.exit(130)

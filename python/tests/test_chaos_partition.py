@@ -86,8 +86,9 @@ def test_an_interrupted_partition_round_removes_its_namespaces_links_and_process
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=60)[0]
         assert proc.returncode == 130, (out + rest)[-3000:]
-        assert "every namespace removed" in rest, rest[-3000:]
+        assert "every namespace and its scratch dir removed" in rest, rest[-3000:]
         wait_until(lambda: _left_behind(pid, workdir) == [], "the interrupted round's namespaces and processes to be gone", 10)
+        assert not os.path.exists(workdir)
     finally:
         if proc.poll() is None:
             proc.kill()
