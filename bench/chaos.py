@@ -39,7 +39,8 @@ node's link for --partition-for seconds (a silent drop both ways, as a real part
 node can neither serve nor heartbeat: it leaves the client's view when its registration expires, and comes back after
 the heal. For each partition it prints the longest operation while cut, when the node's keys were served by the other
 replica, when the node left the view, and after the heal when it was registered and seen again and first answered a
-request; it fails if a healed node is not asked again within --recovery-limit. One fault at a time: no kill or Redis
+request; it fails if a healed node is not asked again within --recovery-limit. A partition starts only if it heals
+before the load ends. One fault at a time: no kill or Redis
 restart while a partition is under way. --kill-every 0 runs partitions alone. Requests do go on while a node is
 cut, so puts are acknowledged by one replica; with overwrites and kills, a kill of that replica before a read repaired
 the other could then read an older version, which the promise allows for overwritten keys (counted as stale all the
@@ -419,7 +420,7 @@ def main() -> int:
         next_kill = start + args.kill_every if args.kill_every else float("inf")
         if links:
             partitions = Partitions(links, store, [f"chaos-{i}" for i in range(3)], args.partition_every, args.partition_for,
-                                    args.recovery_limit, rng, start)
+                                    args.recovery_limit, rng, start, start + args.duration)
             partitions.start()
         redis_restart_at = start + args.duration / 2
         while time.monotonic() - start < args.duration:
@@ -513,8 +514,9 @@ def main() -> int:
             if partitions:
                 partitions.resume()
 
-        if partitions and partitions.busy():   # the run ended inside a partition: heal it and wait for the node
-            partitions.end()
+        if partitions:
+            partitions.end()   # no new partition; one under way is healed now
+        if partitions and partitions.busy():   # the run ended inside a partition: wait for its node
             try:
                 wait_for(lambda: live_members(cluster.redis_port) == 3 and len(store.nodes) == 3,
                          "the last partitioned node to be registered and seen again", args.recovery_limit)
@@ -539,14 +541,15 @@ def main() -> int:
             else:
                 check_read(k, got)
         if partitions:
-            partitions.end()
-            try:   # the final reads were the healed node's first requests: the thread notes them within 50 ms
-                wait_for(lambda: not partitions.busy(), "the last partitioned node's return to be timed", args.recovery_limit)
+            try:   # the final reads may have been the healed node's first requests: the thread notes them within 50 ms
+                wait_for(lambda: not partitions.busy(), "the last partitioned node's return to be timed", 5)
             except RuntimeError:
                 pass
             partitions.stop()
-            if partitions.busy():
-                partitions.problems.append(f"node {partitions.active['node']} was not asked again after the last partition's heal")
+            if partitions.busy():   # not a failure: the load that would have asked it was over (the final reads skip
+                # a node in its backoff when the other replica has the key)
+                print(f"chaos: the last partition (node {partitions.active['node']}) was cut short by the end of the load: "
+                      "healed, its return not timed", flush=True)
             problems.extend(partitions.problems)
             print(partitions.summary(), flush=True)
         print(f"chaos: {counts['puts']} puts ({counts['acked']} acknowledged), {counts['reads']} reads ({counts['hits']} hits, "

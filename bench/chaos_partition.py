@@ -27,7 +27,7 @@ class Partitions:
     the load's single client waits on a stalled request; the load reports each operation with :meth:`op`."""
 
     def __init__(self, links, store, node_ids, every: float, length: float, recovery_limit: float, rng, start: float,
-                 log=None):
+                 deadline: float, log=None):
         self.links, self.store = links, store
         self.ids = list(node_ids)
         self.ring = Ring(self.ids)   # the placement with every node in the view
@@ -35,10 +35,11 @@ class Partitions:
         self.rng, self.t0 = rng, start
         self.log = log or (lambda line: print(line, flush=True))
         self.next_at = start + every
+        self.deadline = deadline     # the load's end: a partition starts only if it heals before
         self.active = None           # the partition under way, until its node serves again after the heal
         self.done = []
         self.problems = []
-        self.answered = {}           # node id -> last time it answered a request (not UNAVAILABLE)
+        self.answered = {}           # node id -> last time it answered a request (neither UNAVAILABLE nor TIMEOUT)
         self.ending = False          # the load is over: no new partition
         self.paused = False          # a kill or a Redis restart under way: no new partition
         self._lock = threading.Lock()
@@ -49,7 +50,7 @@ class Partitions:
 
         def timed_run(slot, count, call, force=False):
             codes = run(slot, count, call, force)
-            if count and not all(c == E.UNAVAILABLE for c in codes):
+            if count and not all(c in (E.UNAVAILABLE, E.TIMEOUT) for c in codes):
                 self.answered[slot.id] = time.monotonic()
             return codes
         router._run = timed_run
@@ -95,7 +96,7 @@ class Partitions:
     def tick(self, now: float) -> None:
         p = self.active
         if p is None:
-            if now >= self.next_at and not self.ending and not self.paused:
+            if now >= self.next_at and now + self.length < self.deadline and not self.ending and not self.paused:
                 victim = self.rng.randrange(len(self.ids))
                 self.links.partition(victim)
                 self.active = p = {"node": victim, "cut": time.monotonic(), "stalled": 0.0, "around": None, "left": None,
@@ -112,7 +113,7 @@ class Partitions:
                 p["healed"] = time.monotonic()
                 self.log(f"chaos: t={self._t(p['healed']):7.2f} s heal node {p['node']}")
             return
-        if p["rejoined"] is None and in_view and self._registered(node_id):
+        if p["rejoined"] is None and in_view:   # the client's view is the registry's membership
             p["rejoined"] = now - p["healed"]
         if p["served"] is None and self.answered.get(node_id, 0) > p["healed"]:
             p["served"] = self.answered[node_id] - p["healed"]
@@ -122,9 +123,6 @@ class Partitions:
             self.problems.append(f"node {p['node']} was not {'registered and seen' if p['rejoined'] is None else 'asked'} "
                                  f"again within {self.limit:.0f} s of the partition's heal")
             self._finish(p, now)
-
-    def _registered(self, node_id: str) -> bool:
-        return any(n["id"] == node_id for n in self.store._router.membership.nodes)
 
     def _finish(self, p, now):
         self.done.append(p)
