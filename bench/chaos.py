@@ -18,6 +18,7 @@ acknowledged value must read back. Everything it starts is stopped by pid when i
     /usr/bin/python3 bench/chaos.py [--duration 60] [--kill-every 8] [--seed N] [--keys 400] [--write-once]
                                     [--soak-minutes N] [--max-live 6000] [--report-every 60] [--sentinel]
                                     [--node-log-level information] [--view-log]
+                                    [--partition-every S --partition-for S] [--client-timeout 5]
 
 --write-once writes every key once, as an inference engine does (a KV block's key is a hash of its token prefix, so
 its value never changes). Without it keys are overwritten; replicas carry versions and reads take the newest
@@ -31,7 +32,22 @@ and each node's RSS. With --write-once, at most --max-live acknowledged keys are
 removed (and no longer checked), so a long run stays inside the nodes' memory and disk tiers and a miss still means a
 lost value rather than an evicted one.
 
-Not covered: a network partition of one node (network namespaces) - not built.
+--partition-every S (needs root, `ip` and `tc`; bench/netns.py, bench/chaos_partition.py) runs each node in its own
+network namespace joined to the root namespace by a veth pair (10.233.S.0/30 addresses that exist only on this host;
+Redis listens on the root side of each link, the client stays in the root namespace) and every S seconds cuts one
+node's link for --partition-for seconds (a silent drop both ways, as a real partition), while the load goes on. The cut
+node can neither serve nor heartbeat: it leaves the client's view when its registration expires, and comes back after
+the heal. For each partition it prints the longest operation while cut, when the node's keys were served by the other
+replica, when the node left the view, and after the heal when it was registered and seen again and first answered a
+request; it fails if a healed node is not asked again within --recovery-limit. A partition starts only if it heals
+before the load ends. One fault at a time: no kill or Redis
+restart while a partition is under way. --kill-every 0 runs partitions alone. Requests do go on while a node is
+cut, so puts are acknowledged by one replica; with overwrites and kills, a kill of that replica before a read repaired
+the other could then read an older version, which the promise allows for overwritten keys (counted as stale all the
+same; none seen so far: docs/reliability.md § Network partitions). Where namespaces cannot be made it exits
+2 with the one-line reason. Its namespaces (kvchaos-PID-I), links and processes are removed when it ends, on Ctrl-C
+and on SIGTERM; namespaces left by a run that was killed (SIGKILL), and the nodes in them, are removed by the next partition run
+(its redis-server is not).
 """
 import argparse
 import hashlib
@@ -48,6 +64,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 from kvasir import KvStore  # noqa: E402
+
+import netns  # noqa: E402 - bench/netns.py, beside this script
+from chaos_partition import Partitions  # noqa: E402
 
 CLI = os.path.join(ROOT, ".build", "cli", "kvasir.dll")
 
@@ -115,8 +134,10 @@ def live_members(port: int) -> int:
 class Cluster:
     """3 nodes registered in a redis-server, or (``sentinel``) in a master with a replica behind one sentinel."""
 
-    def __init__(self, workdir: str, nodes: int, log_level: str = "warning", sentinel: bool = False):
+    def __init__(self, workdir: str, nodes: int, log_level: str = "warning", sentinel: bool = False, links=None):
         self.workdir = workdir
+        self.links = links              # partition mode: bench/netns.py's Links, a namespace per node
+        self.hosts = list(links.addrs) if links else ["127.0.0.1"] * nodes
         self.log_level = log_level
         self.redis_port = free_port()   # the master's port (it moves on a failover)
         self.redis = None               # the master's process
@@ -128,10 +149,17 @@ class Cluster:
         self.procs = [None] * nodes
         self.logs = [os.path.join(workdir, f"node{i}.log") for i in range(nodes)]
         self.peak_rss = [0.0] * nodes
+        try:   # a start that fails half way stops what it started
+            self._start(nodes, sentinel)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, nodes: int, sentinel: bool):
         self.start_redis()
         if sentinel:
             self.standby = self._redis_server(self.standby_port, "--replicaof", "127.0.0.1", str(self.redis_port))
-            conf = os.path.join(workdir, "sentinel.conf")
+            conf = os.path.join(self.workdir, "sentinel.conf")
             with open(conf, "w") as f:   # quorum 1, the master down after 1 s of silence
                 f.write(f"sentinel monitor chaos 127.0.0.1 {self.redis_port} 1\n"
                         "sentinel down-after-milliseconds chaos 1000\nsentinel failover-timeout chaos 5000\n")
@@ -149,10 +177,20 @@ class Cluster:
         return f"redis://127.0.0.1:{self.redis_port}"
 
     def _redis_server(self, port: int, *extra):
-        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        # Partition mode: Redis also listens on the root side of each node's link (private addresses that exist only
+        # on this host), and protected mode (loopback clients only, without a password) is off to admit the nodes.
+        binds = ["127.0.0.1", *(self.links.gateways if self.links else [])]
+        if self.links:
+            binds += ["--protected-mode", "no"]
+        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", *binds, "--save", "", "--appendonly", "no",
                                  "--dir", self.workdir, *extra],   # a replica's full sync writes its snapshot there
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: redis_ping(port), f"redis-server on port {port} to answer", 10)
+        try:
+            wait_for(lambda: redis_ping(port), f"redis-server on port {port} to answer", 10)
+        except BaseException:
+            proc.kill()
+            proc.wait(5)
+            raise
         return proc
 
     def start_redis(self):
@@ -188,16 +226,19 @@ class Cluster:
         disk = os.path.join(self.workdir, f"disk{i}")
         os.makedirs(disk, exist_ok=True)
         log = open(self.logs[i], "a")
+        # Partition mode: the node runs in its namespace, listens on its link's address and reaches Redis over the link.
+        where = self.links.exec_prefix(i) if self.links else []
+        redis_url = f"redis://{self.links.gateways[i]}:{self.redis_port}" if self.links else self.redis_url
         self.procs[i] = subprocess.Popen(
-            ["dotnet", CLI, "serve", "--port", str(self.ports[i]), "--memory", "64MiB", "--max-value", "1MiB",
-             "--disk", disk, "--disk-capacity", "256MiB", "--redis", self.redis_url, "--cluster", "chaos",
+            [*where, "dotnet", CLI, "serve", "--host", self.hosts[i], "--port", str(self.ports[i]), "--memory", "64MiB", "--max-value", "1MiB",
+             "--disk", disk, "--disk-capacity", "256MiB", "--redis", redis_url, "--cluster", "chaos",
              "--node-id", f"chaos-{i}", "--admin-port", "off", "--shm", "off", "--log-level", self.log_level],
             env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
 
     def serving(self, i: int) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.ports[i]), timeout=0.5):
+            with socket.create_connection((self.hosts[i], self.ports[i]), timeout=0.5):
                 return True
         except OSError:
             return False
@@ -228,6 +269,10 @@ class Cluster:
                 r.wait(5)
 
 
+def interrupted(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=float, default=60)
@@ -243,32 +288,55 @@ def main() -> int:
                     help="Redis as a master, a replica and a sentinel; half way the master is killed (a failover) instead of restarted")
     ap.add_argument("--node-log-level", default="warning", help="the nodes' --log-level (information shows registration)")
     ap.add_argument("--view-log", action="store_true", help="print the client's membership view whenever it changes")
+    ap.add_argument("--partition-every", type=float, default=0,
+                    help="seconds between network partitions of one node (each node in its own network namespace; needs root); 0: none")
+    ap.add_argument("--partition-for", type=float, default=10, help="seconds each partition lasts")
+    ap.add_argument("--client-timeout", type=float, default=5.0, help="the client's connect and request timeouts (seconds)")
     args = ap.parse_args()
+    if args.kill_every < 0 or args.partition_every < 0 or args.partition_for <= 0 or args.client_timeout <= 0:
+        ap.error("--kill-every and --partition-every must be >= 0 (0: none); --partition-for and --client-timeout > 0")
     if args.soak_minutes is not None:
         args.duration = args.soak_minutes * 60
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     if not os.path.exists(CLI):
         subprocess.run([os.path.join(ROOT, "kvasir"), "--help"], check=True, stdout=subprocess.DEVNULL)
+    links = None
+    if args.partition_every:
+        if args.sentinel:
+            print("chaos: --partition-every cannot go with --sentinel: the sentinel names masters at 127.0.0.1, which a node "
+                  "in its own network namespace cannot reach", flush=True)
+            return 2
+        why = netns.unavailable()
+        if why:
+            print(f"chaos: partition mode unavailable: {why}", flush=True)
+            return 2
     workdir = tempfile.mkdtemp(prefix="kvasir-chaos-")
-    print(f"chaos: seed {seed}, {args.duration:.0f} s, a kill every {args.kill_every:.0f} s, workdir {workdir}", flush=True)
+    print(f"chaos: seed {seed}, {args.duration:.0f} s, {f'a kill every {args.kill_every:.0f} s' if args.kill_every else 'no kills'}"
+          f"{f', a {args.partition_for:.0f} s partition every {args.partition_every:.0f} s' if args.partition_every else ''}, "
+          f"workdir {workdir}", flush=True)
     if args.sentinel and shutil.which("redis-server") is None:
         print("chaos: --sentinel skipped: no redis-server on PATH", flush=True)
         args.sentinel = False
-    cluster = Cluster(workdir, 3, args.node_log_level, args.sentinel)
-    store = None
+    # Ctrl-C and SIGTERM both unwind through the finally below, which stops every process and removes every namespace.
+    signal.signal(signal.SIGTERM, interrupted)
+    cluster = store = partitions = None
     problems, recoveries, redis_recovery = [], [], None
     acked, written, acked_keys, acked_at = {}, {}, [], {}   # key -> last acknowledged version; key -> highest version ever sent
     counts = {"puts": 0, "acked": 0, "reads": 0, "hits": 0, "misses": 0, "errors": 0, "wrong": 0, "stale": 0}
     try:
+        if args.partition_every:
+            links = netns.Links(3)
+        cluster = Cluster(workdir, 3, args.node_log_level, args.sentinel, links)
         for i in range(3):
             wait_for(lambda i=i: cluster.serving(i), f"node {i} to serve", 60)
-        store = KvStore(redis_url=cluster.redis_url, cluster="chaos", replicas=2, request_timeout=5.0)
+        store = KvStore(redis_url=cluster.redis_url, cluster="chaos", replicas=2, connect_timeout=args.client_timeout,
+                        request_timeout=args.client_timeout)
         wait_for(lambda: len(store.nodes) == 3, "the client to see 3 nodes", 30)
         history = {}   # --view-log: key -> [(t, node, what)] of every per-node put and skipped/failed call
         if args.view_log:
             router = store._router
-            port_node = {f"127.0.0.1:{p}": f"chaos-{i}" for i, p in enumerate(cluster.ports)}
+            port_node = {f"{h}:{p}": f"chaos-{i}" for i, (h, p) in enumerate(zip(cluster.hosts, cluster.ports))}
             opener = router._open_store
 
             def open_logged(addr, tls=False):
@@ -298,7 +366,7 @@ def main() -> int:
 
         def probe(i, k):
             if i not in probes:
-                probes[i] = KvStore(f"127.0.0.1:{cluster.ports[i]}", request_timeout=5.0)
+                probes[i] = KvStore(f"{cluster.hosts[i]}:{cluster.ports[i]}", request_timeout=5.0)
             return probes[i].is_exist(f"chaos/{k}") == 1
 
         def explain(k):
@@ -308,7 +376,7 @@ def main() -> int:
             for i in range(3):
                 try:
                     if i not in probes:
-                        probes[i] = KvStore(f"127.0.0.1:{cluster.ports[i]}", request_timeout=2.0)
+                        probes[i] = KvStore(f"{cluster.hosts[i]}:{cluster.ports[i]}", request_timeout=2.0)
                     stamps = [0]
                     codes, vals = probes[i]._get([f"chaos/{k}".encode()], [None], stamps)
                     got = vals[0]
@@ -349,7 +417,11 @@ def main() -> int:
         next_report = start + args.report_every
         removed = 0
         last_view = None
-        next_kill = start + args.kill_every
+        next_kill = start + args.kill_every if args.kill_every else float("inf")
+        if links:
+            partitions = Partitions(links, store, [f"chaos-{i}" for i in range(3)], args.partition_every, args.partition_for,
+                                    args.recovery_limit, rng, start, start + args.duration)
+            partitions.start()
         redis_restart_at = start + args.duration / 2
         while time.monotonic() - start < args.duration:
             if args.write_once:   # a new key, or a read of one already acknowledged
@@ -358,6 +430,7 @@ def main() -> int:
             else:
                 k = rng.randrange(args.keys)
                 put = rng.random() < 0.4 or k not in acked
+            began, ok = time.monotonic(), False
             try:
                 if put:
                     v = written.get(k, 0) + 1
@@ -374,14 +447,19 @@ def main() -> int:
                         acked[k] = v
                         acked_at[k] = time.monotonic() - start
                         counts["acked"] += 1
+                        ok = True
                 else:
-                    check_read(k, store.get(f"chaos/{k}"))
+                    got = store.get(f"chaos/{k}")
+                    ok = got is not None
+                    check_read(k, got)
             except Exception as ex:  # a node dying under a request: counted, never fatal
                 counts["errors"] += 1
                 if counts["errors"] <= 2:
                     print(f"chaos: client error (expected while a node restarts): {type(ex).__name__}: {ex}", flush=True)
             cluster.sample_rss()
             now = time.monotonic()
+            if partitions:
+                partitions.op(f"chaos/{k}".encode(), ok, began, now, "put" if put else "get")
             if now >= next_report:
                 next_report = now + args.report_every
                 rss = [rss_mib(p.pid) if p and p.poll() is None else 0.0 for p in cluster.procs]
@@ -394,7 +472,8 @@ def main() -> int:
                 if view != last_view:
                     print(f"chaos: t={now - start:6.2f} s client view {view}", flush=True)
                     last_view = view
-            if now >= next_kill:
+            # One fault at a time: no kill or Redis restart while a partition is under way, and no partition meanwhile.
+            if now >= next_kill and (partitions is None or partitions.pause()):
                 victim = rng.randrange(3)
                 if args.view_log:
                     print(f"chaos: t={now - start:6.2f} s kill -9 node {victim}", flush=True)
@@ -409,7 +488,7 @@ def main() -> int:
                 except RuntimeError as ex:
                     problems.append(str(ex))
                 next_kill = time.monotonic() + args.kill_every
-            if redis_restart_at and now >= redis_restart_at:
+            if redis_restart_at and now >= redis_restart_at and (partitions is None or partitions.pause()):
                 redis_restart_at = None
                 if args.view_log:
                     print(f"chaos: t={now - start:6.2f} s {'fail over Redis' if args.sentinel else 'restart Redis'}", flush=True)
@@ -432,7 +511,17 @@ def main() -> int:
                               f"after {redis_recovery:.2f} s", flush=True)
                 except RuntimeError as ex:
                     problems.append(str(ex))
+            if partitions:
+                partitions.resume()
 
+        if partitions:
+            partitions.end()   # no new partition; one under way is healed now
+        if partitions and partitions.busy():   # the run ended inside a partition: wait for its node
+            try:
+                wait_for(lambda: live_members(cluster.redis_port) == 3 and len(store.nodes) == 3,
+                         "the last partitioned node to be registered and seen again", args.recovery_limit)
+            except RuntimeError as ex:
+                problems.append(str(ex))
         # Every node back: each acknowledged value must be readable, as its last acknowledged version.
         for i in range(3):
             if cluster.procs[i].poll() is not None:
@@ -451,6 +540,18 @@ def main() -> int:
                           f"{[(sl.id, sl.addr) for sl in store._router._view()[1]]}, ports {cluster.ports}", flush=True)
             else:
                 check_read(k, got)
+        if partitions:
+            try:   # the final reads may have been the healed node's first requests: the thread notes them within 50 ms
+                wait_for(lambda: not partitions.busy(), "the last partitioned node's return to be timed", 5)
+            except RuntimeError:
+                pass
+            partitions.stop()
+            if partitions.busy():   # not a failure: the load that would have asked it was over (the final reads skip
+                # a node in its backoff when the other replica has the key)
+                print(f"chaos: the last partition (node {partitions.active['node']}) was cut short by the end of the load: "
+                      "healed, its return not timed", flush=True)
+            problems.extend(partitions.problems)
+            print(partitions.summary(), flush=True)
         print(f"chaos: {counts['puts']} puts ({counts['acked']} acknowledged), {counts['reads']} reads ({counts['hits']} hits, "
               f"{counts['misses']} misses), {counts['errors']} client errors; {len(recoveries)} kill -9 + restarts, recovery "
               f"median {sorted(recoveries)[len(recoveries) // 2] if recoveries else 0:.2f} s, max {max(recoveries, default=0):.2f} s; "
@@ -458,10 +559,22 @@ def main() -> int:
               f"peak node RSS {', '.join(f'{r:.0f}' for r in cluster.peak_rss)} MiB", flush=True)
         print(f"chaos: {counts['wrong']} wrong reads, {counts['stale']} stale reads, {lost} lost of {len(acked)} acknowledged keys"
               f"{f' ({removed} older ones removed)' if removed else ''}", flush=True)
+    except KeyboardInterrupt:
+        problems = None   # interrupted: nothing to keep the scratch dir for
+        raise
     finally:
+        if partitions is not None:
+            partitions.stop()
         if store is not None:
             store.close()
-        cluster.stop()
+        if cluster is not None:
+            cluster.stop()
+        if links is not None:
+            left = links.close()
+            if left:
+                print(f"chaos: could not remove network namespaces {left} (remove with: ip netns del NAME)", flush=True)
+        if problems is None:
+            shutil.rmtree(workdir, ignore_errors=True)
     if problems:
         for p in problems:
             print(f"chaos: FAILED: {p}", flush=True)
@@ -473,4 +586,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as ex:   # Ctrl-C or SIGTERM: main's finally has stopped and removed everything
+        print(f"chaos: interrupted ({ex or 'Ctrl-C'}); every process it started is stopped, every namespace and its scratch dir removed", flush=True)
+        sys.exit(130)

@@ -396,7 +396,9 @@ class Router:
         failed = count and all(c == E.UNAVAILABLE for c in codes)
         if failed and up:
             codes = call(store)
-            failed = all(c == E.UNAVAILABLE for c in codes)
+        # A node that let the whole batch time out (silent: partitioned, stopped) is down too, without a second try:
+        # otherwise each request to its keys waited the timeout again until its registration expired (chaos.py).
+        failed = count and all(c in (E.UNAVAILABLE, E.TIMEOUT) for c in codes)
         if failed:
             slot.mark_down()
             self.membership.wake()
