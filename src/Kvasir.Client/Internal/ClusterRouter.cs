@@ -358,16 +358,13 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
     }
 
     /// <summary>
-    /// Runs one node's share; a node that cannot be reached (or that answers every key Unavailable)
-    /// is skipped for a moment and the membership is re-read, so the next attempts go to replicas.
-    /// </summary>
-    /// <summary>
     /// <paramref name="call"/> on the slot's node. Only a node that failed is marked down: a call skipped for the backoff
     /// leaves it as it is (re-marking on every skip kept a node that was back out of use for as long as requests kept
     /// coming: bench/chaos.py's stale reads). A node that was up and fails a whole batch is asked once more, on a new
     /// connection, before it is marked down: a node restarted at the same address fails the first request on the
     /// connection its predecessor left, and marking it down then kept it out of puts (copies acknowledged by one
-    /// replica) and reads (the other replica's older copy) for the backoff.
+    /// replica) and reads (the other replica's older copy) for the backoff. A node that lets a whole batch time out is
+    /// marked down at once.
     /// </summary>
     private async Task<KvStatus[]> RunAsync(NodeSlot slot, int count, Func<KvStore, Task<KvStatus[]>> call, bool force = false)
     {
@@ -381,11 +378,10 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
         }
         var statuses = await call(store).ConfigureAwait(false);
         bool failed = count > 0 && statuses.All(s => s == KvStatus.Unavailable);
-        if (failed && up)
-        {
-            statuses = await call(store).ConfigureAwait(false);
-            failed = statuses.All(s => s == KvStatus.Unavailable);
-        }
+        if (failed && up) statuses = await call(store).ConfigureAwait(false);
+        // A node that let the whole batch time out (silent: partitioned, stopped) is down too, without a second try:
+        // otherwise each request to its keys waited the timeout again until its registration expired (chaos.py).
+        failed = count > 0 && statuses.All(s => s is KvStatus.Unavailable or KvStatus.Timeout);
         if (failed)
         {
             if (slot.MarkDown()) _log.LogWarning("node {Id} ({Address}) is unreachable; using replicas", slot.Id, slot.Address);
