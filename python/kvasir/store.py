@@ -22,12 +22,16 @@ BUFFER_TOO_SMALL=-16, TIMEOUT=-17, UNAVAILABLE=-18, PROTOCOL_ERROR=-19``). Keys 
 
 Connection
 ----------
-One TCP connection per store, guarded by a lock: calls from several threads are safe and are
-served one request at a time. Batches larger than the node's ``max_batch_keys`` or
+One connection per node, shared by every thread that calls the store: each call's requests are
+pipelined on it with the other threads' (kvasir.connection: request ids, one reader thread that
+receives each GET value straight into its caller's buffers); over TLS one request at a time. A call's
+own requests go one after another, each sent once the previous one was answered, so its order holds
+(a chained put's parent chunk is stored before its child; ALLOC before COMMIT; LEASE before RELEASE).
+Batches larger than the node's ``max_batch_keys`` or
 ``max_meta_bytes`` (from its HELLO reply) are split into several requests. Replies are matched
-by request id and opcode. A socket error or a timeout fails the keys of the request in progress
-and of the rest of the call (``UNAVAILABLE`` / ``TIMEOUT``), drops the connection, and the next
-call reconnects (a failed reconnect answers ``UNAVAILABLE`` for its keys).
+by request id and opcode. A socket error or a timeout fails the keys of the requests in flight
+(every thread's) and of the rest of each call (``UNAVAILABLE`` / ``TIMEOUT``), drops the connection, and
+the next call reconnects (a failed reconnect answers ``UNAVAILABLE`` for its keys).
 ``request_timeout`` bounds each wait for the node to accept or deliver bytes (no progress for that
 long fails the request), not the total duration of a large transfer.
 """
@@ -204,7 +208,13 @@ class KvStore:
             self._negotiate(conn)
         return conn
 
-    def _negotiate(self, conn) -> None:
+    def _negotiate(self, conn):
+        """The arena mapping to use with ``conn`` (None: TCP), decided on its first use."""
+        with self._lock:   # once per connection; threads that share it wait for the decision
+            self._negotiate_locked(conn)
+            return self._shm if self._shm_conn is conn else None
+
+    def _negotiate_locked(self, conn) -> None:
         """Decides the transport on a connection's first use: shared memory when the node is on this host
         and its arena can be mapped ("auto" falls back to TCP, logging why). A new connection to a node
         restarted at the same address talks to a new arena, whose LEASE and ALLOC offsets the old mapping
@@ -250,7 +260,7 @@ class KvStore:
         self.close()
 
     def __del__(self):
-        conn = getattr(self, "_conn", None)
+        conn = self.__dict__.get("_conn")
         if conn is not None:
             conn.close()
         if getattr(self, "_router", None) is not None or getattr(self, "_embedded", None) is not None:
@@ -270,8 +280,10 @@ class KvStore:
         return self.hello.node_id
 
     def _connection(self) -> _Connection:
-        if self._closed:
-            raise KvasirError("the store is closed")
+        """The node's connection, opened (or reopened after a failure) here; shared by every thread."""
+        self._check_open()
+        if self._conn is not None and self._conn.broken:
+            self._drop_locked(self._conn)
         if self._conn is None:
             try:
                 self._conn = self._open()
@@ -280,26 +292,36 @@ class KvStore:
             self.hello = self._conn.hello
         return self._conn
 
-    def _drop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
+    def _drop(self, conn: Optional[_Connection] = None) -> None:
+        """Closes ``conn`` (default: the current connection) and, if it is still the store's, forgets it; a
+        connection another thread has already replaced is left to that one."""
+        with self._lock:
+            self._drop_locked(conn if conn is not None else self._conn)
+
+    def _drop_locked(self, conn) -> None:
+        if conn is None:
+            return
+        conn.close()
+        if self._conn is conn:
             self._conn = None
 
     def _run_chunks(self, chunks, results: list, fn) -> None:
-        """Runs ``fn(conn, start, end)`` per chunk; a failure marks that chunk and every later one."""
+        """Runs ``fn(conn, start, end)`` per chunk, one after another; a failure marks that chunk and every later one."""
         for n, (start, end) in enumerate(chunks):
+            conn = None
             try:
-                fn(self._connection(), start, end)
+                conn = self._connection()
+                fn(conn, start, end)
             except (_Failure, ProtocolError) as ex:
                 code = ex.code if isinstance(ex, _Failure) else E.PROTOCOL_ERROR
-                self._drop()
+                self._drop(conn)
                 for s, e in chunks[n:]:
                     for i in range(s, e):
                         results[i] = code
                 self.last_error = str(ex)
                 return
             except BaseException:
-                self._drop()  # interrupted mid-frame: the stream is out of step
+                self._drop(conn)  # interrupted mid-frame: the stream is out of step
                 raise
 
     # -- buffers --
@@ -350,63 +372,60 @@ class KvStore:
         node granted the versions feature (over TCP: ALLOC carries no version)."""
         n = len(keys)
         results = [E.OK] * n
-        with self._lock:
-            if self._closed:
-                raise KvasirError("the store is closed")
-            hello = self.hello
-            if ttl_secs is not None and not hello.features & P.FEATURE_TTL:
-                raise KvasirError(f"node {hello.node_id} does not store a TTL (HELLO feature 0x2): upgrade the node or put without ttl")
-            lengths = [sum(len(p) for p in pieces) for pieces in values]
-            todo = []
-            for i, (k, length) in enumerate(zip(keys, lengths)):
-                if not 1 <= len(k) <= hello.max_key_bytes:
-                    results[i] = E.INVALID_KEY
-                elif length > hello.max_value_bytes:
-                    results[i] = E.VALUE_TOO_LARGE
-                else:
-                    todo.append(i)
-            # a CRC is counted whether or not the connection sends one
-            sizes = [P.put_entry_size(len(keys[i]), self.value_crc, versions is not None) for i in todo]
-            if not chain:
-                chunks = _split(sizes, hello, _PUT_FIXED)
+        self._check_open()
+        hello = self.hello
+        if ttl_secs is not None and not hello.features & P.FEATURE_TTL:
+            raise KvasirError(f"node {hello.node_id} does not store a TTL (HELLO feature 0x2): upgrade the node or put without ttl")
+        lengths = [sum(len(p) for p in pieces) for pieces in values]
+        todo = []
+        for i, (k, length) in enumerate(zip(keys, lengths)):
+            if not 1 <= len(k) <= hello.max_key_bytes:
+                results[i] = E.INVALID_KEY
+            elif length > hello.max_value_bytes:
+                results[i] = E.VALUE_TOO_LARGE
             else:
-                chunks, run_start = [], 0
-                for pos in range(1, len(todo) + 1):
-                    if pos == len(todo) or todo[pos] != todo[pos - 1] + 1:
-                        chunks += [(run_start + a, run_start + b) for a, b in _split(sizes[run_start:pos], hello, _PUT_FIXED)]
-                        run_start = pos
+                todo.append(i)
+        # a CRC is counted whether or not the connection sends one
+        sizes = [P.put_entry_size(len(keys[i]), self.value_crc, versions is not None) for i in todo]
+        if not chain:
+            chunks = _split(sizes, hello, _PUT_FIXED)
+        else:
+            chunks, run_start = [], 0
+            for pos in range(1, len(todo) + 1):
+                if pos == len(todo) or todo[pos] != todo[pos - 1] + 1:
+                    chunks += [(run_start + a, run_start + b) for a, b in _split(sizes[run_start:pos], hello, _PUT_FIXED)]
+                    run_start = pos
 
-            def parent_of(first: int) -> Optional[bytes]:
-                if first == 0:
-                    return chain_parent or None
-                previous = keys[first - 1]
-                return previous if 1 <= len(previous) <= hello.max_key_bytes else None
+        def parent_of(first: int) -> Optional[bytes]:
+            if first == 0:
+                return chain_parent or None
+            previous = keys[first - 1]
+            return previous if 1 <= len(previous) <= hello.max_key_bytes else None
 
-            def run(conn, start, end):
-                idx = todo[start:end]
-                self._negotiate(conn)
-                versioned = versions is not None and conn.versions
-                # chains and versions need PUT's flags: they go over TCP; so do TTLs to a node without ARENA_PROOF
-                if self._shm is not None and not chain and not versioned and (ttl_secs is None or conn.arena_features):
-                    shm.alloc_chunk(conn, self._shm, keys, values, lengths, results, idx, ttl_secs, self.value_crc)
-                    return
-                parent = parent_of(idx[0]) if chain else None
-                with_crc = self.value_crc and bool(getattr(conn, "features", 0) & P.FEATURE_VALUE_CRC)
-                flags = ((P.Flag.CHAIN if chain else 0) | (P.Flag.CHAIN_PARENT if parent else 0)
-                         | (P.Flag.VALUE_CRC if with_crc else 0) | (P.Flag.TTL if ttl_secs is not None else 0)
-                         | (P.Flag.VERSION if versioned else 0))
-                meta = P.encode_put_meta([(keys[i], lengths[i], *((_crc_of_pieces(values[i]),) if with_crc else ())) for i in idx],
-                                         parent=parent, versions=[versions[i] for i in idx] if versioned else None,
-                                         ttl_seconds=ttl_secs)
-                pieces = [p for i in idx for p in values[i]]
-                rid = conn.send_request(P.Opcode.PUT, meta, pieces, sum(lengths[i] for i in idx), flags=int(flags))
-                _, reply = conn.read_reply(rid, P.Opcode.PUT)
-                if len(reply.statuses) != len(idx):
-                    raise _Failure(E.PROTOCOL_ERROR, "PUT reply with a wrong count")
-                for i, s in zip(idx, reply.statuses):
-                    results[i] = _code(s)
+        def run(conn, start, end):
+            idx = todo[start:end]
+            mapping = self._negotiate(conn)
+            versioned = versions is not None and conn.versions
+            # chains and versions need PUT's flags: they go over TCP; so do TTLs to a node without ARENA_PROOF
+            if mapping is not None and not chain and not versioned and (ttl_secs is None or conn.arena_features):
+                shm.alloc_chunk(conn, mapping, keys, values, lengths, results, idx, ttl_secs, self.value_crc)
+                return
+            parent = parent_of(idx[0]) if chain else None
+            with_crc = self.value_crc and bool(getattr(conn, "features", 0) & P.FEATURE_VALUE_CRC)
+            flags = ((P.Flag.CHAIN if chain else 0) | (P.Flag.CHAIN_PARENT if parent else 0)
+                     | (P.Flag.VALUE_CRC if with_crc else 0) | (P.Flag.TTL if ttl_secs is not None else 0)
+                     | (P.Flag.VERSION if versioned else 0))
+            meta = P.encode_put_meta([(keys[i], lengths[i], *((_crc_of_pieces(values[i]),) if with_crc else ())) for i in idx],
+                                     parent=parent, versions=[versions[i] for i in idx] if versioned else None,
+                                     ttl_seconds=ttl_secs)
+            pieces = [p for i in idx for p in values[i]]
+            _, reply = conn.request(P.Opcode.PUT, meta, pieces, sum(lengths[i] for i in idx), flags=int(flags))
+            if len(reply.statuses) != len(idx):
+                raise _Failure(E.PROTOCOL_ERROR, "PUT reply with a wrong count")
+            for i, s in zip(idx, reply.statuses):
+                results[i] = _code(s)
 
-            self._run_indexed(chunks, todo, results, run)
+        self._run_indexed(chunks, todo, results, run)
         return results
 
     def _run_indexed(self, chunks, todo, results, fn) -> None:
@@ -458,23 +477,21 @@ class KvStore:
         n = len(keys)
         results = [E.OK] * n
         allocated = [None] * n
-        with self._lock:
-            if self._closed:
-                raise KvasirError("the store is closed")
-            hello = self.hello
-            todo = _valid_positions(keys, results, hello)
-            chunks = _split_keys(todo, keys, hello)
-            verify = self.verify_crc
-            mismatch = [False]
+        self._check_open()
+        hello = self.hello
+        todo = _valid_positions(keys, results, hello)
+        chunks = _split_keys(todo, keys, hello)
+        verify = self.verify_crc
+        mismatch = [False]
 
-            def run(conn, start, end):
-                idx = todo[start:end]
-                self._negotiate(conn)
-                if self._shm is not None and not (versions is not None and conn.versions):
-                    shm.lease_chunk(conn, self._shm, keys, dests, results, allocated, idx, verify)
-                    return
-                rid = conn.send_request(P.Opcode.GET, P.encode_key_batch([keys[i] for i in idx]))
-                _, reply = conn.read_reply(rid, P.Opcode.GET)
+        def run(conn, start, end):
+            idx = todo[start:end]
+            mapping = self._negotiate(conn)
+            if mapping is not None and not (versions is not None and conn.versions):
+                shm.lease_chunk(conn, mapping, keys, dests, results, allocated, idx, verify)
+                return
+
+            def receive(_header, reply):   # run by the connection's reader: the values go straight into dests
                 if len(reply.entries) != len(idx):
                     raise _Failure(E.PROTOCOL_ERROR, "GET reply with a wrong count")
                 for i, entry in zip(idx, reply.entries):
@@ -509,11 +526,13 @@ class KvStore:
                         mismatch[0] = True
                         continue
                     results[i] = length
-                if mismatch[0]:
-                    self.last_error = "CRC-32C mismatch: connection dropped"
-                    self._drop()
 
-            self._run_indexed(chunks, todo, results, run)
+            conn.request(P.Opcode.GET, P.encode_key_batch([keys[i] for i in idx]), on_reply=receive)
+            if mismatch[0]:
+                self.last_error = "CRC-32C mismatch: connection dropped"
+                self._drop(conn)
+
+        self._run_indexed(chunks, todo, results, run)
         return results, allocated
 
     def get(self, key) -> Optional[bytes]:
@@ -575,18 +594,18 @@ class KvStore:
         """RELEASE on ``conn`` if it is still this store's connection: lease ids belong to one
         connection, and a closed one has had its leases released by the node already — perhaps
         before the copies ended, so then this answers False. With ``confirm``, waits for the reply:
-        False unless every lease was still held; without, the reply is read before the next request."""
+        False unless every lease was still held; without, nobody waits for the reply."""
         with self._lock:
-            if self._conn is not conn:
+            if self._conn is not conn or conn.broken:
                 return False
-            try:
-                if not confirm:
-                    conn.send_deferred(P.Opcode.RELEASE, meta)
-                    return True
-                return all(st == P.WireStatus.OK for st in conn.call(P.Opcode.RELEASE, meta).statuses)
-            except (_Failure, ProtocolError):
-                self._drop()   # closing the connection releases its leases on the node
-                return not confirm   # unconfirmed: the leases were held until the copies ended
+        try:
+            if not confirm:
+                conn.send_deferred(P.Opcode.RELEASE, meta)
+                return True
+            return all(st == P.WireStatus.OK for st in conn.call(P.Opcode.RELEASE, meta).statuses)
+        except (_Failure, ProtocolError):
+            self._drop(conn)   # closing the connection releases its leases on the node
+            return not confirm   # unconfirmed: the leases were held until the copies ended
 
     # -- key operations --
 
@@ -596,22 +615,20 @@ class KvStore:
             self._check_open()
             return self._router.key_op(opcode, keys, exists=opcode == P.Opcode.EXISTS)
         results = [E.OK] * len(keys)
-        with self._lock:
-            if self._closed:
-                raise KvasirError("the store is closed")
-            hello = self.hello
-            todo = _valid_positions(keys, results, hello)
-            chunks = _split_keys(todo, keys, hello)
+        self._check_open()
+        hello = self.hello
+        todo = _valid_positions(keys, results, hello)
+        chunks = _split_keys(todo, keys, hello)
 
-            def run(conn, start, end):
-                idx = todo[start:end]
-                reply = conn.call(opcode, P.encode_key_batch([keys[i] for i in idx]))
-                if len(reply.statuses) != len(idx):
-                    raise _Failure(E.PROTOCOL_ERROR, "reply with a wrong count")
-                for i, s in zip(idx, reply.statuses):
-                    results[i] = _code(s)
+        def run(conn, start, end):
+            idx = todo[start:end]
+            reply = conn.call(opcode, P.encode_key_batch([keys[i] for i in idx]))
+            if len(reply.statuses) != len(idx):
+                raise _Failure(E.PROTOCOL_ERROR, "reply with a wrong count")
+            for i, s in zip(idx, reply.statuses):
+                results[i] = _code(s)
 
-            self._run_indexed(chunks, todo, results, run)
+        self._run_indexed(chunks, todo, results, run)
         return results
 
     def batch_is_exist(self, keys) -> List[int]:
@@ -668,14 +685,7 @@ class KvStore:
     # -- node --
 
     def _simple(self, opcode: int, meta: bytes):
-        with self._lock:
-            conn = None
-            try:
-                conn = self._connection()
-                return conn.call(opcode, meta)
-            except (_Failure, ProtocolError) as ex:
-                self._drop()
-                raise KvasirError(f"{P.Opcode(opcode).name} failed: {ex}") from None
+        return self._key_request(opcode, meta, raw=False)
 
     def stats(self) -> dict:
         """The node's counters (STATS), by name; in a cluster, each counter summed over the nodes
@@ -699,13 +709,15 @@ class KvStore:
 
     # -- key management --
 
-    def _key_request(self, opcode: int, meta: bytes) -> bytes:
-        with self._lock:
-            try:
-                return bytes(self._connection().call_raw(opcode, meta))
-            except (_Failure, ProtocolError) as ex:
-                self._drop()
-                raise KvasirError(f"{P.Opcode(opcode).name} failed: {ex}") from None
+    def _key_request(self, opcode: int, meta: bytes, raw: bool = True):
+        """One request without payload; its reply's metadata (undecoded bytes with ``raw``). Raises KvasirError."""
+        conn = None
+        try:
+            conn = self._connection()
+            return bytes(conn.call_raw(opcode, meta)) if raw else conn.call(opcode, meta)
+        except (_Failure, ProtocolError) as ex:
+            self._drop(conn)
+            raise KvasirError(f"{P.Opcode(opcode).name} failed: {ex}") from None
 
     def _check_prefix(self, prefix) -> bytes:
         prefix = _key_bytes(prefix)
