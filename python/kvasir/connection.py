@@ -90,6 +90,7 @@ class _Connection:
         self._state = threading.Condition(threading.Lock())   # guards _waiters and _broken; notified when a waiter is added
         self._waiters = {}        # request id -> _Waiter, in the order sent
         self._broken: Optional[_Failure] = None
+        self._reading = None      # (thread, waiter) while that thread receives the waiter's payload into its memory
         self._sent_at = time.monotonic()   # the last time a send made progress (the reader's timeout counts from it too)
         self._reader = None       # the reader thread (plain TCP after the handshake); None: each caller reads its own reply
         # TLS: one request at a time, held from its first byte sent to its reply's last byte read (see the module)
@@ -292,25 +293,40 @@ class _Connection:
             if isinstance(msg, P.ErrorReply):
                 error = ProtocolError(h.status, f"{P.wire_status(h.status)!s}: {msg.message}")
         if error is None and w.on_reply is not None:
+            with self._state:
+                self._reading = (threading.current_thread(), w)
             w.on_reply(h, msg)   # reads the payload into the caller's memory
         elif h.payload_length:
             self.transport.drain(h.payload_length)
         with self._state:
             self._waiters.pop(h.request_id, None)
+            self._reading = None
         w.header, w.msg, w.error = h, msg, error
         w.done.set()
 
     def _fail(self, failure: _Failure) -> None:
-        """The connection is gone: every waiter fails with ``failure``; later requests fail at once."""
+        """The connection is gone: every waiter fails with ``failure``; later requests fail at once. A waiter whose
+        payload another thread is receiving now is left to that thread, which ends it once its receive has stopped
+        (completed, or failed on the closed socket): until then its caller's memory may still be written."""
         with self._state:
             first = self._broken is None
             if first:
                 self._broken = failure
             waiters = list(self._waiters.values())
             self._waiters.clear()
+            if self._reading is not None:
+                thread, w = self._reading
+                if thread is threading.current_thread():
+                    self._reading = None
+                    if w not in waiters:
+                        waiters.append(w)
+                elif w in waiters:
+                    waiters.remove(w)
+                    self._waiters[id(w)] = w   # still ended by the reading thread (its _read_one, or its own _fail)
             self._state.notify_all()
         if first:
             self.transport.close()
         for w in waiters:
-            w.error = _Failure(failure.code, str(failure))
-            w.done.set()
+            if not w.done.is_set():
+                w.error = _Failure(failure.code, str(failure))
+                w.done.set()
