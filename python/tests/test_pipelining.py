@@ -108,3 +108,16 @@ def test_a_lost_node_fails_every_waiting_thread_and_the_store_reconnects_to_its_
             assert store.get("after") == b"back"
     finally:
         node.stop()
+
+
+def test_threads_sharing_a_tls_store_take_turns_on_its_connection_and_round_trip_byte_exact(cli, certs):
+    """Over TLS the connection carries one request at a time (an SSL object is never read and written at once):
+    threads still share the store, and the node never sees two of its requests in flight."""
+    node = Node("--memory", "256MiB", "--max-value", "1MiB", "--tls-cert", certs["server"], "--tls-key", certs["key"])
+    try:
+        with KvStore(node.address, transport="tcp", tls_ca=certs["ca"], connect_timeout=10, request_timeout=30) as store:
+            assert not store._conn.pipelined
+            _run_threads(store, 4, 2)
+            assert store.stats()[PEAK] == 1
+    finally:
+        node.stop()
