@@ -278,16 +278,17 @@ class KvStore(KeyOps):
 
     def _connection(self) -> _Connection:
         """The node's connection, opened (or reopened after a failure) here; shared by every thread."""
-        self._check_open()
-        if self._conn is not None and self._conn.broken:
-            self._drop_locked(self._conn)
-        if self._conn is None:
-            try:
-                self._conn = self._open()
-            except KvasirError as ex:
-                raise _Failure(E.UNAVAILABLE, str(ex)) from None
-            self.hello = self._conn.hello
-        return self._conn
+        with self._lock:   # one thread opens it; the others wait for it and share it
+            self._check_open()
+            if self._conn is not None and self._conn.broken:
+                self._drop_locked(self._conn)
+            if self._conn is None:
+                try:
+                    self._conn = self._open()
+                except KvasirError as ex:
+                    raise _Failure(E.UNAVAILABLE, str(ex)) from None
+                self.hello = self._conn.hello
+            return self._conn
 
     def _drop(self, conn: Optional[_Connection] = None) -> None:
         """Closes ``conn`` (default: the current connection) and, if it is still the store's, forgets it; a
@@ -474,7 +475,6 @@ class KvStore(KeyOps):
             if mapping is not None and not (versions is not None and conn.versions):
                 shm.lease_chunk(conn, mapping, keys, dests, results, allocated, idx, verify)
                 return
-
             if tcp.get_chunk(conn, keys, dests, results, allocated, idx, verify, versions):
                 self.last_error = "CRC-32C mismatch: connection dropped"
                 self._drop(conn)
