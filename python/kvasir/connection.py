@@ -204,7 +204,9 @@ class _Connection:
 
     def read_reply(self, w: _Waiter, opcode: int = 0, decode: bool = True):
         """Waits for ``w``'s reply: (header, decoded meta), or with the waiter's ``decode`` False (header, raw meta
-        bytes) for a successful reply. An error reply raises ProtocolError; a failed connection _Failure."""
+        bytes) for a successful reply. An error reply raises ProtocolError; a failed connection _Failure.
+        ``opcode`` and ``decode`` are ignored (the waiter holds both; kept for callers written against
+        ``read_reply(rid, opcode)``)."""
         if self._reader is None:   # TLS, or the handshake: this caller reads its own reply
             try:
                 while not w.done.is_set():
