@@ -1,18 +1,33 @@
-"""One TCP connection to a node: HELLO/AUTH, framed requests, zero-copy sends and receives."""
+"""A connection to one node: HELLO/AUTH, then many requests in flight at once (pipelined).
 
-import ctypes
+Any number of threads may share one :class:`_Connection`. A request is written whole under a short send lock,
+carrying its request id, and its waiter is registered before its first byte goes out. One reader thread
+receives every reply, matches it to its waiter by request id and opcode, and reads the reply's payload
+straight into the memory the waiter named (``on_reply``), so GET values land in the caller's buffers with no
+staging copy. A socket error, a timeout or a reply out of step fails every waiter of the connection with
+one clear error, and the connection is then unusable (the store opens a new one on its next call).
+
+Over TLS an SSL object must not be read and written by two threads at once, so a TLS connection runs one
+request at a time instead: the caller writes its request and reads its own reply, holding the connection's
+lane from the first byte sent to the last byte received.
+
+Ordering: requests are written in the order their senders took the send lock, and a node serves a
+connection's requests in that order. A caller that needs one request served before another (a chained put's
+chunks, ALLOC then COMMIT, LEASE then RELEASE) waits for the first one's reply before sending the next.
+"""
+
 import itertools
-import socket
+import select
+import threading
+import time
 from typing import Optional, Sequence
 
 from . import errors as E
 from . import protocol as P
 from .errors import KvasirAuthError, KvasirError, ProtocolError
+from .transport import SocketTransport, _Failure, _view  # noqa: F401 - _Failure and _view are re-exported
 
 CLIENT_NAME = "kvasir-py/0.1"
-_IOV_MAX = 512  # iovecs per sendmsg call (Linux allows 1024)
-_TLS_COALESCE = 16 * 1024  # over TLS, pieces up to this size are joined into one write (one record, one syscall)
-_DRAIN_CHUNK = 1 << 20
 
 _WIRE_TO_CODE = {
     P.WireStatus.OK: E.OK,
@@ -29,22 +44,7 @@ def _code(wire: int) -> int:
     return _WIRE_TO_CODE.get(wire, E.PROTOCOL_ERROR)
 
 
-class _Failure(Exception):
-    """Internal: the request in progress failed with per-key ``code``; the connection is gone."""
-
-    def __init__(self, code: int, reason: str):
-        super().__init__(reason)
-        self.code = code
-
-
-# --- memory ----------------------------------------------------------------------------------------
-
-def _view(ptr: int, size: int) -> memoryview:
-    """A writable byte memoryview over ``size`` bytes at address ``ptr`` (no copy)."""
-    if size == 0:
-        return memoryview(bytearray())
-    return memoryview((ctypes.c_char * size).from_address(ptr)).cast("B")
-
+# --- keys ------------------------------------------------------------------------------------------
 
 def _keys_bytes(keys) -> list:
     """:func:`_key_bytes` of each key (str keys encoded at C speed)."""
@@ -59,46 +59,72 @@ def _key_bytes(key) -> bytes:
     raise TypeError(f"a key must be str or bytes, not {type(key).__name__}")
 
 
+
 # --- connection ------------------------------------------------------------------------------------
 
+class _Waiter:
+    """One request awaiting its reply. ``on_reply(header, meta)`` (run by whichever thread reads the reply)
+    consumes the reply's payload; without it a payload is drained. ``discard``: nobody waits (RELEASE)."""
+
+    __slots__ = ("opcode", "decode", "on_reply", "discard", "done", "header", "msg", "error")
+
+    def __init__(self, opcode: int, decode: bool, on_reply, discard: bool):
+        self.opcode, self.decode, self.on_reply, self.discard = opcode, decode, on_reply, discard
+        self.done = threading.Event()
+        self.header = self.msg = self.error = None
+
+
 class _Connection:
-    """One TCP connection after HELLO (and AUTH). Not thread-safe: the store's lock guards it."""
+    """One connection to a node after HELLO (and AUTH); safe to share between threads (see the module)."""
 
     def __init__(self, host: str, port: int, auth_key: Optional[bytes], connect_timeout: float, request_timeout: float,
                  tls=None):
         self.request_timeout = request_timeout
-        self._tls = tls
-        self._deferred = None
-        self._ids = itertools.count(1)
-        self._header = bytearray(P.HEADER_SIZE)
-        self._scratch = None
+        self.where = f"{host}:{port}"
         self.versions = False   # the node granted value versions (HELLO bit 0x4): PUT may carry VERSION, GET replies carry versions
         self.arena_features = False   # the node granted ARENA_PROOF (0x8): ALLOC may carry MAPPED (and TTL with 0x2), COMMIT COMMIT_CRC
         self.arena_proof = None   # this connection's proof that it reads the arena (set when shared memory is negotiated on it)
+        self._ids = itertools.count(1)
+        self._header = bytearray(P.HEADER_SIZE)
+        self._send_lock = threading.Lock()
+        self._state = threading.Condition(threading.Lock())   # guards _waiters and _broken; notified when a waiter is added
+        self._waiters = {}        # request id -> _Waiter, in the order sent
+        self._broken: Optional[_Failure] = None
+        self._reading = None      # (thread, waiter) while that thread receives the waiter's payload into its memory
+        self._sent_at = time.monotonic()   # the last time a send made progress (the reader's timeout counts from it too)
+        self._reader = None       # the reader thread (plain TCP after the handshake); None: each caller reads its own reply
+        # TLS: one request at a time, held from its first byte sent to its reply's last byte read (see the module)
+        self._lane = threading.Lock() if tls is not None else None
+        self._tls = tls
+        self.transport = SocketTransport(host, port, connect_timeout, tls)
         try:
-            self.sock = socket.create_connection((host, port), timeout=connect_timeout)
-        except socket.timeout:
-            raise KvasirError(f"cannot connect to {host}:{port}: timed out after {connect_timeout:g} s") from None
-        except OSError as ex:
-            raise KvasirError(f"cannot connect to {host}:{port}: {ex.strerror or ex}") from None
-        try:
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.sock.settimeout(connect_timeout)
-            if tls is not None:
-                self.sock = tls.wrap(self.sock, host, f"{host}:{port}")
             self.hello = self._handshake(host, port, auth_key)
             self.versions = bool(self.hello.features & P.FEATURE_VERSIONS)
             self.arena_features = bool(self.hello.features & P.FEATURE_ARENA_PROOF)
-            self.sock.settimeout(request_timeout)
+            self.transport.settimeout(request_timeout)
         except BaseException:
-            self.close()
+            self.transport.close()
             raise
+        if tls is None:
+            self._reader = threading.Thread(target=self._read_loop, name=f"kvasir-reader {self.where}", daemon=True)
+            self._reader.start()
+
+    @property
+    def sock(self):
+        return self.transport.sock
+
+    @property
+    def broken(self) -> bool:
+        """The connection has failed (or been closed): every later request fails at once."""
+        return self._broken is not None
+
+    @property
+    def pipelined(self) -> bool:
+        """Requests of several threads may be in flight at once (False over TLS: one at a time)."""
+        return self._reader is not None
 
     def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        self._fail(_Failure(E.UNAVAILABLE, "the connection was closed"))
 
     def _handshake(self, host, port, auth_key) -> P.HelloReply:
         where = f"{host}:{port}"
@@ -134,129 +160,175 @@ class _Connection:
                 hint = "; does the node require a client certificate (tls_cert/tls_key)?"
             raise KvasirError(f"{where}: HELLO/AUTH failed: {ex}{hint}") from None
 
-    # -- low-level I/O --
-
-    def _io_failure(self, ex: BaseException, what: str) -> _Failure:
-        if isinstance(ex, socket.timeout):
-            return _Failure(E.TIMEOUT, f"{what}: no progress within {self.sock.gettimeout():g} s")
-        return _Failure(E.UNAVAILABLE, f"{what}: {ex}")
-
-    def send(self, buffers: list) -> None:
-        """Writes every buffer in order (gathered with sendmsg, looping on partial sends)."""
-        bufs = [b if isinstance(b, memoryview) else memoryview(b) for b in buffers if len(b)]
-        if self._tls is not None:
-            self._send_tls(bufs)
-            return
-        i = 0
-        try:
-            while i < len(bufs):
-                sent = self.sock.sendmsg(bufs[i:i + _IOV_MAX])
-                while sent:
-                    n = len(bufs[i])
-                    if sent >= n:
-                        sent -= n
-                        i += 1
-                    else:
-                        bufs[i] = bufs[i][sent:]
-                        sent = 0
-        except OSError as ex:
-            raise self._io_failure(ex, "send failed") from None
-
-    def _send_tls(self, bufs: list) -> None:
-        """An SSL socket has no sendmsg: small pieces are joined (one TLS record), large ones written as they are."""
-        pending = bytearray()
-        try:
-            for b in bufs:
-                if len(b) <= _TLS_COALESCE:
-                    pending += b
-                    if len(pending) < _TLS_COALESCE:
-                        continue
-                    b = b""
-                if pending:
-                    self.sock.sendall(pending)
-                    pending = bytearray()
-                if len(b):
-                    self.sock.sendall(b)
-            if pending:
-                self.sock.sendall(pending)
-        except OSError as ex:
-            raise self._io_failure(ex, "send failed") from None
+    # -- payload I/O (for on_reply handlers, run by the thread reading the reply) --
 
     def recv_into(self, mv: memoryview) -> None:
-        off, n = 0, len(mv)
-        try:
-            while off < n:
-                got = self.sock.recv_into(mv[off:], n - off)
-                if got == 0:
-                    raise _Failure(E.UNAVAILABLE, "the node closed the connection")
-                off += got
-        except OSError as ex:
-            raise self._io_failure(ex, "receive failed") from None
+        self.transport.recv_into(mv)
 
     def drain(self, n: int) -> None:
-        if self._scratch is None:
-            self._scratch = memoryview(bytearray(_DRAIN_CHUNK))
-        while n > 0:
-            k = min(n, _DRAIN_CHUNK)
-            self.recv_into(self._scratch[:k])
-            n -= k
+        self.transport.drain(n)
 
-    # -- frames --
+    # -- requests --
 
-    def send_request(self, opcode: int, meta: bytes, payload: Sequence = (), payload_length: int = 0, flags: int = 0) -> int:
-        if self._deferred is not None:
-            self.flush_deferred()
-        rid = next(self._ids)
-        head = bytearray(P.HEADER_SIZE)
-        P.pack_header_into(head, 0, opcode, flags, rid, 0, len(meta), payload_length)
-        head += meta
-        self.send([head, *payload])
-        return rid
-
-    def read_reply(self, rid: int, opcode: int, decode: bool = True):
-        """Reads a reply header and metadata; returns (header, decoded meta) — or, with ``decode``
-        False, (header, raw meta bytes) for a successful reply. Frame-level errors raise."""
-        self.recv_into(memoryview(self._header))
+    def send_request(self, opcode: int, meta: bytes, payload: Sequence = (), payload_length: int = 0, flags: int = 0,
+                     on_reply=None, decode: bool = True, discard: bool = False) -> _Waiter:
+        """Sends one request (payload pieces gathered after the metadata); returns its waiter for :meth:`read_reply`.
+        Over TLS the connection's lane is held from here until :meth:`read_reply` has read the reply."""
+        w = _Waiter(opcode, decode, on_reply, discard)
+        if self._lane is not None:
+            self._lane.acquire()
         try:
-            h = P.unpack_header(self._header)
-        except ProtocolError as ex:
-            raise _Failure(E.PROTOCOL_ERROR, f"malformed reply header: {ex}") from None
-        if not h.is_reply or h.request_id != rid or h.opcode != opcode:
-            raise _Failure(E.PROTOCOL_ERROR, f"unexpected reply (id {h.request_id}, opcode 0x{h.opcode:02x}) "
-                                             f"to request {rid} (opcode 0x{opcode:02x})")
-        if h.meta_length > (64 << 20):
-            raise _Failure(E.PROTOCOL_ERROR, f"reply metadata of {h.meta_length} bytes")
-        meta = bytearray(h.meta_length)
-        self.recv_into(memoryview(meta))
-        if not decode and h.status == P.WireStatus.OK:
-            return h, meta
-        try:
-            msg = P.decode_meta(h, meta, versions=self.versions)
-        except ProtocolError as ex:
-            raise _Failure(E.PROTOCOL_ERROR, f"malformed {P.Opcode(opcode).name} reply: {ex}") from None
-        if isinstance(msg, P.ErrorReply):
-            raise ProtocolError(h.status, f"{P.wire_status(h.status)!s}: {msg.message}")
-        return h, msg
+            with self._send_lock:
+                with self._state:
+                    if self._broken is not None:
+                        raise _Failure(self._broken.code, str(self._broken))
+                    rid = next(self._ids)
+                    self._waiters[rid] = w
+                    self._state.notify()
+                head = bytearray(P.HEADER_SIZE)
+                P.pack_header_into(head, 0, opcode, flags, rid, 0, len(meta), payload_length)
+                head += meta
+                try:
+                    self.transport.send([head, *payload], self._progress)
+                except _Failure as ex:
+                    self._fail(ex)
+                    raise
+        except BaseException:
+            if self._lane is not None:
+                self._lane.release()
+            raise
+        return w
+
+    def _progress(self) -> None:
+        self._sent_at = time.monotonic()
+
+    def read_reply(self, w: _Waiter, opcode: int = 0, decode: bool = True):
+        """Waits for ``w``'s reply: (header, decoded meta), or with the waiter's ``decode`` False (header, raw meta
+        bytes) for a successful reply. An error reply raises ProtocolError; a failed connection _Failure.
+        ``opcode`` and ``decode`` are ignored (the waiter holds both; kept for callers written against
+        ``read_reply(rid, opcode)``)."""
+        if self._reader is None:   # TLS, or the handshake: this caller reads its own reply
+            try:
+                while not w.done.is_set():
+                    self._read_one()
+            except _Failure as ex:
+                self._fail(ex)
+            finally:
+                if self._lane is not None:
+                    self._lane.release()
+        else:
+            while not w.done.wait(self.request_timeout):
+                if not self._reader.is_alive():   # never expected: the reader fails every waiter before it ends
+                    self._fail(_Failure(E.UNAVAILABLE, "the connection's reader ended"))
+        if w.error is not None:
+            raise w.error
+        return w.header, w.msg
+
+    def request(self, opcode: int, meta: bytes, payload: Sequence = (), payload_length: int = 0, flags: int = 0,
+                on_reply=None, decode: bool = True):
+        """:meth:`send_request` then :meth:`read_reply`."""
+        return self.read_reply(self.send_request(opcode, meta, payload, payload_length, flags, on_reply, decode))
 
     def call(self, opcode: int, meta: bytes, flags: int = 0):
         """A request without payload whose reply carries no payload."""
-        rid = self.send_request(opcode, meta, flags=flags)
-        return self.read_reply(rid, opcode)[1]
+        return self.request(opcode, meta, flags=flags)[1]
 
     def call_raw(self, opcode: int, meta: bytes, flags: int = 0) -> bytearray:
         """:meth:`call`, returning the reply's metadata undecoded (for callers that decode whole
         arrays at once); an error reply still raises."""
-        rid = self.send_request(opcode, meta, flags=flags)
-        return self.read_reply(rid, opcode, decode=False)[1]
+        return self.request(opcode, meta, flags=flags, decode=False)[1]
 
     def send_deferred(self, opcode: int, meta: bytes) -> None:
-        """Sends a request whose reply is read (and checked) just before the next request is sent:
-        saves a round trip when nothing depends on the answer (RELEASE)."""
-        self.flush_deferred()
-        self._deferred = (self.send_request(opcode, meta), opcode)
+        """Sends a request whose answer nobody waits for (RELEASE: saves a round trip when nothing depends on it).
+        Over TLS (one request at a time) its reply is read here."""
+        w = self.send_request(opcode, meta, discard=True)
+        if self._reader is None:
+            try:
+                self.read_reply(w)
+            except ProtocolError:
+                pass
 
-    def flush_deferred(self) -> None:
-        pending = self._deferred
-        if pending is not None:
-            self._deferred = None
-            self.read_reply(*pending)
+    # -- replies --
+
+    def _read_loop(self) -> None:
+        poller = select.poll()
+        poller.register(self.transport.sock, select.POLLIN)
+        try:
+            while True:
+                with self._state:
+                    while not self._waiters and self._broken is None:
+                        self._state.wait()
+                    if self._broken is not None:
+                        return
+                # Nothing to read for request_timeout: a timeout, unless a send made progress meanwhile (a large PUT).
+                if not poller.poll(self.request_timeout * 1000):
+                    if self._send_lock.locked() or time.monotonic() - self._sent_at < self.request_timeout:
+                        continue
+                    raise _Failure(E.TIMEOUT, f"receive failed: no progress within {self.request_timeout:g} s")
+                self._read_one()
+        except _Failure as ex:
+            self._fail(ex)
+        except BaseException as ex:   # noqa: BLE001 - a bug in a handler: fail the waiters rather than leave them hanging
+            self._fail(_Failure(E.PROTOCOL_ERROR, f"reading a reply failed: {type(ex).__name__}: {ex}"))
+
+    def _read_one(self) -> None:
+        """Reads one reply frame whole and completes its waiter."""
+        self.transport.recv_into(memoryview(self._header))
+        try:
+            h = P.unpack_header(self._header)
+        except ProtocolError as ex:
+            raise _Failure(E.PROTOCOL_ERROR, f"malformed reply header: {ex}") from None
+        with self._state:
+            w = self._waiters.get(h.request_id)
+        if not h.is_reply or w is None or h.opcode != w.opcode:
+            raise _Failure(E.PROTOCOL_ERROR, f"unexpected reply (id {h.request_id}, opcode 0x{h.opcode:02x}) from {self.where}")
+        if h.meta_length > (64 << 20):
+            raise _Failure(E.PROTOCOL_ERROR, f"reply metadata of {h.meta_length} bytes")
+        meta = bytearray(h.meta_length)
+        self.transport.recv_into(memoryview(meta))
+        msg, error = meta, None
+        if w.decode or h.status != P.WireStatus.OK:
+            try:
+                msg = P.decode_meta(h, meta, versions=self.versions)
+            except ProtocolError as ex:
+                raise _Failure(E.PROTOCOL_ERROR, f"malformed {P.Opcode(w.opcode).name} reply: {ex}") from None
+            if isinstance(msg, P.ErrorReply):
+                error = ProtocolError(h.status, f"{P.wire_status(h.status)!s}: {msg.message}")
+        if error is None and w.on_reply is not None:
+            with self._state:
+                self._reading = (threading.current_thread(), w)
+            w.on_reply(h, msg)   # reads the payload into the caller's memory
+        elif h.payload_length:
+            self.transport.drain(h.payload_length)
+        with self._state:
+            self._waiters.pop(h.request_id, None)
+            self._reading = None
+        w.header, w.msg, w.error = h, msg, error
+        w.done.set()
+
+    def _fail(self, failure: _Failure) -> None:
+        """The connection is gone: every waiter fails with ``failure``; later requests fail at once. A waiter whose
+        payload another thread is receiving now is left to that thread, which ends it once its receive has stopped
+        (completed, or failed on the closed socket): until then its caller's memory may still be written."""
+        with self._state:
+            first = self._broken is None
+            if first:
+                self._broken = failure
+            waiters = list(self._waiters.values())
+            self._waiters.clear()
+            if self._reading is not None:
+                thread, w = self._reading
+                if thread is threading.current_thread():
+                    self._reading = None
+                    if w not in waiters:
+                        waiters.append(w)
+                elif w in waiters:
+                    waiters.remove(w)
+                    self._waiters[id(w)] = w   # still ended by the reading thread (its _read_one, or its own _fail)
+            self._state.notify_all()
+        if first:
+            self.transport.close()
+        for w in waiters:
+            if not w.done.is_set():
+                w.error = _Failure(failure.code, str(failure))
+                w.done.set()

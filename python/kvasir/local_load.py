@@ -244,40 +244,42 @@ def submit_load(store, keys, addrs_per_key, sizes_per_key) -> "LocalLoad":
     keys_b, key_lengths, joined = _encode_keys(keys)
     at = np.concatenate(([0], np.cumsum(key_lengths)))
     lease_dtype, _ = _dtypes()
+    # The store's lock only while buffers and the connection are looked up: the LEASEs go out on the shared
+    # connection (pipelined with other threads' requests), and the leases stay tied to it until released.
     with store._lock:
         pieces = _Pieces(store, addrs_per_key, sizes_per_key)
-        conn, mapping = _local_connection(store, KeyNotLocalError)
-        hello = store.hello
-        bad = np.flatnonzero((key_lengths < 1) | (key_lengths > hello.max_key_bytes))
-        if len(bad):
-            raise KeyNotLocalError(f"key {keys[int(bad[0])]!r} is not a valid key")
-        load = LocalLoad(store, conn, mapping, len(keys_b))
-        try:
-            for start, end in _chunks(key_lengths, hello):
-                sent = time.monotonic()
-                meta = conn.call_raw(P.Opcode.LEASE, _key_batch(key_lengths, at, joined, start, end))
-                e = _entries(meta, lease_dtype, end - start, "LEASE")
-                ok = e["status"] == P.WireStatus.OK
-                load.leased.append((sent, e["id"][ok].copy()))
-                if not ok.all():
-                    j = int(np.flatnonzero(~ok)[0])
-                    raise KeyNotLocalError(f"key {keys[start + j]!r} is not in the local node "
-                                           f"({P.wire_status(int(e['status'][j]))!s})")
-                offsets, lengths = e["offset"].astype(np.int64), e["length"].astype(np.int64)
-                if (offsets + lengths > mapping.length).any() or (offsets < 0).any():
-                    raise _Failure(E.PROTOCOL_ERROR, "the node returned a range outside its arena")
-                too_big = np.flatnonzero(lengths > pieces.capacity[start:end])
-                if len(too_big):
-                    j = int(too_big[0])
-                    raise KeyNotLocalError(f"key {keys[start + j]!r}: value of {int(lengths[j])} bytes does not fit its buffers")
-                load.lengths[start:end] = lengths
-                load.start(pieces, start, end, offsets, lengths, mapping)
-        except BaseException as ex:
-            load.abort()
-            if isinstance(ex, (_Failure, ProtocolError)):
-                store._drop()
-                raise KvasirError(str(ex)) from None
-            raise
+    conn, mapping = _local_connection(store, KeyNotLocalError)
+    hello = store.hello
+    bad = np.flatnonzero((key_lengths < 1) | (key_lengths > hello.max_key_bytes))
+    if len(bad):
+        raise KeyNotLocalError(f"key {keys[int(bad[0])]!r} is not a valid key")
+    load = LocalLoad(store, conn, mapping, len(keys_b))
+    try:
+        for start, end in _chunks(key_lengths, hello):
+            sent = time.monotonic()
+            meta = conn.call_raw(P.Opcode.LEASE, _key_batch(key_lengths, at, joined, start, end))
+            e = _entries(meta, lease_dtype, end - start, "LEASE")
+            ok = e["status"] == P.WireStatus.OK
+            load.leased.append((sent, e["id"][ok].copy()))
+            if not ok.all():
+                j = int(np.flatnonzero(~ok)[0])
+                raise KeyNotLocalError(f"key {keys[start + j]!r} is not in the local node "
+                                       f"({P.wire_status(int(e['status'][j]))!s})")
+            offsets, lengths = e["offset"].astype(np.int64), e["length"].astype(np.int64)
+            if (offsets + lengths > mapping.length).any() or (offsets < 0).any():
+                raise _Failure(E.PROTOCOL_ERROR, "the node returned a range outside its arena")
+            too_big = np.flatnonzero(lengths > pieces.capacity[start:end])
+            if len(too_big):
+                j = int(too_big[0])
+                raise KeyNotLocalError(f"key {keys[start + j]!r}: value of {int(lengths[j])} bytes does not fit its buffers")
+            load.lengths[start:end] = lengths
+            load.start(pieces, start, end, offsets, lengths, mapping)
+    except BaseException as ex:
+        load.abort()
+        if isinstance(ex, (_Failure, ProtocolError)):
+            store._drop(conn)
+            raise KvasirError(str(ex)) from None
+        raise
     return load
 
 
@@ -306,12 +308,12 @@ def _local_connection(store, error):
         raise error("local loads and stores use one local node; this store routes over a cluster")
     try:
         conn = store._connection()
-        store._negotiate(conn)
+        mapping = store._negotiate(conn)
     except _Failure as ex:
         raise KvasirError(str(ex)) from None
-    if store._shm is None:
+    if mapping is None:
         raise error("the node is not reachable through shared memory (see the transport log)")
-    return conn, store._shm
+    return conn, mapping
 
 
 class LocalLoad:
@@ -382,59 +384,61 @@ def put_local(store, keys, addrs_per_key, sizes_per_key) -> List[int]:
     keys_b = _keys_bytes(keys)
     results: List[Optional[int]] = [E.INVALID_KEY] * len(keys_b)
     _, alloc_dtype = _dtypes()
+    # ALLOC and COMMIT of one reservation go on one connection, in that order (each COMMIT waits for its ALLOC's
+    # reply); the store's lock is held only while buffers and the connection are looked up.
     with store._lock:
         pieces = _Pieces(store, addrs_per_key, sizes_per_key)
-        lengths = pieces.capacity
-        conn, mapping = _local_connection(store, KeyNotLocalError)
-        hello = store.hello
-        todo = [i for i, k in enumerate(keys_b) if 1 <= len(k) <= hello.max_key_bytes]
-        for i in todo:
-            results[i] = None   # not settled yet
-        base = mapping.address()
-        inflight = []   # (copies, reservation ids, their keys): committed once the copies are done
-        try:
-            # ALLOC: key, u64 length each; then the TTL and proof suffix
-            limits = _Limits(hello.max_batch_keys, hello.max_meta_bytes - 4 - P.ARENA_PROOF_BYTES)
-            for start, end in _by_bytes(split_keys(todo, keys_b, limits, per_key=2 + 8), todo, lengths):
-                idx = np.array(todo[start:end], dtype=np.int64)
-                sent = time.monotonic()
-                flags, meta = shm.alloc_request(conn, [keys_b[i] for i in idx], lengths[idx].tolist())
-                meta = conn.call_raw(P.Opcode.ALLOC, meta, flags=flags)
-                e = _entries(meta, alloc_dtype, len(idx), "ALLOC")
-                ok = e["status"] == P.WireStatus.OK
-                for i, st in zip(idx[~ok].tolist(), e["status"][~ok].tolist()):
-                    results[i] = _code(st)
-                if not mapping.held(sent):   # that space may be another key's by now: copy nothing
-                    for i in idx[ok].tolist():
-                        results[i] = E.TIMEOUT
-                    continue
-                offsets = e["offset"].astype(np.int64)
-                if ((offsets + lengths[idx] > mapping.length) & ok).any():
-                    raise _Failure(E.PROTOCOL_ERROR, "the node returned a range outside its arena")
-                copies = _Copies()
-                inflight.append((copies, e["id"][ok], idx[ok]))
-                key_offset = np.full(len(keys_b), -1, dtype=np.int64)   # arena offset of each reserved key
-                key_offset[idx[ok]] = offsets[ok]
-                to = key_offset[pieces.key]
-                m = (to >= 0) & (pieces.sizes > 0)
-                copies.add(pieces.where[m], base + to[m] + pieces.prefix[m], pieces.addrs[m], pieces.sizes[m], mapping)
-                copies.run_host()
-                if len(inflight) > 1:   # the previous chunk's DMA ran while this one was reserved
-                    _commit(conn, *inflight.pop(0), results)
-            while inflight:
+    lengths = pieces.capacity
+    conn, mapping = _local_connection(store, KeyNotLocalError)
+    hello = store.hello
+    todo = [i for i, k in enumerate(keys_b) if 1 <= len(k) <= hello.max_key_bytes]
+    for i in todo:
+        results[i] = None   # not settled yet
+    base = mapping.address()
+    inflight = []   # (copies, reservation ids, their keys): committed once the copies are done
+    try:
+        # ALLOC: key, u64 length each; then the TTL and proof suffix
+        limits = _Limits(hello.max_batch_keys, hello.max_meta_bytes - 4 - P.ARENA_PROOF_BYTES)
+        for start, end in _by_bytes(split_keys(todo, keys_b, limits, per_key=2 + 8), todo, lengths):
+            idx = np.array(todo[start:end], dtype=np.int64)
+            sent = time.monotonic()
+            flags, meta = shm.alloc_request(conn, [keys_b[i] for i in idx], lengths[idx].tolist())
+            meta = conn.call_raw(P.Opcode.ALLOC, meta, flags=flags)
+            e = _entries(meta, alloc_dtype, len(idx), "ALLOC")
+            ok = e["status"] == P.WireStatus.OK
+            for i, st in zip(idx[~ok].tolist(), e["status"][~ok].tolist()):
+                results[i] = _code(st)
+            if not mapping.held(sent):   # that space may be another key's by now: copy nothing
+                for i in idx[ok].tolist():
+                    results[i] = E.TIMEOUT
+                continue
+            offsets = e["offset"].astype(np.int64)
+            if ((offsets + lengths[idx] > mapping.length) & ok).any():
+                raise _Failure(E.PROTOCOL_ERROR, "the node returned a range outside its arena")
+            copies = _Copies()
+            inflight.append((copies, e["id"][ok], idx[ok]))
+            key_offset = np.full(len(keys_b), -1, dtype=np.int64)   # arena offset of each reserved key
+            key_offset[idx[ok]] = offsets[ok]
+            to = key_offset[pieces.key]
+            m = (to >= 0) & (pieces.sizes > 0)
+            copies.add(pieces.where[m], base + to[m] + pieces.prefix[m], pieces.addrs[m], pieces.sizes[m], mapping)
+            copies.run_host()
+            if len(inflight) > 1:   # the previous chunk's DMA ran while this one was reserved
                 _commit(conn, *inflight.pop(0), results)
-        except (_Failure, ProtocolError) as ex:
-            for copies, _, _ in inflight:
-                copies.synchronize()   # DMA into reserved space ends before the node frees it
-            store._drop()              # the node aborts the connection's reservations
-            store.last_error = str(ex)
-            code = ex.code if isinstance(ex, _Failure) else E.PROTOCOL_ERROR
-            results = [code if r is None else r for r in results]
-        except BaseException:
-            for copies, _, _ in inflight:
-                copies.synchronize()
-            store._drop()
-            raise
+        while inflight:
+            _commit(conn, *inflight.pop(0), results)
+    except (_Failure, ProtocolError) as ex:
+        for copies, _, _ in inflight:
+            copies.synchronize()   # DMA into reserved space ends before the node frees it
+        store._drop(conn)              # the node aborts the connection's reservations
+        store.last_error = str(ex)
+        code = ex.code if isinstance(ex, _Failure) else E.PROTOCOL_ERROR
+        results = [code if r is None else r for r in results]
+    except BaseException:
+        for copies, _, _ in inflight:
+            copies.synchronize()
+        store._drop(conn)
+        raise
     return results
 
 

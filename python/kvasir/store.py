@@ -22,12 +22,16 @@ BUFFER_TOO_SMALL=-16, TIMEOUT=-17, UNAVAILABLE=-18, PROTOCOL_ERROR=-19``). Keys 
 
 Connection
 ----------
-One TCP connection per store, guarded by a lock: calls from several threads are safe and are
-served one request at a time. Batches larger than the node's ``max_batch_keys`` or
+One connection per node, shared by every thread that calls the store: each call's requests are
+pipelined on it with the other threads' (kvasir.connection: request ids, one reader thread that
+receives each GET value straight into its caller's buffers); over TLS one request at a time. A call's
+own requests go one after another, each sent once the previous one was answered, so its order holds
+(a chained put's parent chunk is stored before its child; ALLOC before COMMIT; LEASE before RELEASE).
+Batches larger than the node's ``max_batch_keys`` or
 ``max_meta_bytes`` (from its HELLO reply) are split into several requests. Replies are matched
-by request id and opcode. A socket error or a timeout fails the keys of the request in progress
-and of the rest of the call (``UNAVAILABLE`` / ``TIMEOUT``), drops the connection, and the next
-call reconnects (a failed reconnect answers ``UNAVAILABLE`` for its keys).
+by request id and opcode. A socket error or a timeout fails the keys of the requests in flight
+(every thread's) and of the rest of each call (``UNAVAILABLE`` / ``TIMEOUT``), drops the connection, and
+the next call reconnects (a failed reconnect answers ``UNAVAILABLE`` for its keys).
 ``request_timeout`` bounds each wait for the node to accept or deliver bytes (no progress for that
 long fails the request), not the total duration of a large transfer.
 """
@@ -45,21 +49,18 @@ _PUT_FIXED = 4 + 2 + P.MAX_KEY_BYTES + 4   # a PUT's count, room for a chain par
 
 from .config import parse_servers, resolve_config
 from . import keys as K
-from . import local_load, shm
+from . import local_load, shm, tcp
 from ._batch import IndexProxy as _IndexProxy, pairs as _pairs, same_length as _same_length, split as _split
 from ._batch import split_keys as _split_keys, valid_positions as _valid_positions
-from .connection import _Connection, _Failure, _code, _key_bytes, _view
+from .connection import _Connection, _Failure, _key_bytes, _view
 from .placement import chain_placement_key
+from .store_keys import KeyOps, _optional_key
 from .tls import TlsSettings
 
 # --- the store -------------------------------------------------------------------------------------
 
 
-def _optional_key(key) -> Optional[bytes]:
-    return None if key is None else _key_bytes(key)
-
-
-class KvStore:
+class KvStore(KeyOps):
     """Client of one Kvasir node.
 
     ``KvStore(servers=None, auth_key=None, transport="tcp", *, connect_timeout=5.0, request_timeout=30.0)``
@@ -204,7 +205,13 @@ class KvStore:
             self._negotiate(conn)
         return conn
 
-    def _negotiate(self, conn) -> None:
+    def _negotiate(self, conn):
+        """The arena mapping to use with ``conn`` (None: TCP), decided on its first use."""
+        with self._lock:   # once per connection; threads that share it wait for the decision
+            self._negotiate_locked(conn)
+            return self._shm if self._shm_conn is conn else None
+
+    def _negotiate_locked(self, conn) -> None:
         """Decides the transport on a connection's first use: shared memory when the node is on this host
         and its arena can be mapped ("auto" falls back to TCP, logging why). A new connection to a node
         restarted at the same address talks to a new arena, whose LEASE and ALLOC offsets the old mapping
@@ -250,7 +257,7 @@ class KvStore:
         self.close()
 
     def __del__(self):
-        conn = getattr(self, "_conn", None)
+        conn = self.__dict__.get("_conn")
         if conn is not None:
             conn.close()
         if getattr(self, "_router", None) is not None or getattr(self, "_embedded", None) is not None:
@@ -270,36 +277,49 @@ class KvStore:
         return self.hello.node_id
 
     def _connection(self) -> _Connection:
-        if self._closed:
-            raise KvasirError("the store is closed")
-        if self._conn is None:
-            try:
-                self._conn = self._open()
-            except KvasirError as ex:
-                raise _Failure(E.UNAVAILABLE, str(ex)) from None
-            self.hello = self._conn.hello
-        return self._conn
+        """The node's connection, opened (or reopened after a failure) here; shared by every thread."""
+        with self._lock:   # one thread opens it; the others wait for it and share it
+            self._check_open()
+            if self._conn is not None and self._conn.broken:
+                self._drop_locked(self._conn)
+            if self._conn is None:
+                try:
+                    self._conn = self._open()
+                except KvasirError as ex:
+                    raise _Failure(E.UNAVAILABLE, str(ex)) from None
+                self.hello = self._conn.hello
+            return self._conn
 
-    def _drop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
+    def _drop(self, conn: Optional[_Connection] = None) -> None:
+        """Closes ``conn`` (default: the current connection) and, if it is still the store's, forgets it; a
+        connection another thread has already replaced is left to that one."""
+        with self._lock:
+            self._drop_locked(conn if conn is not None else self._conn)
+
+    def _drop_locked(self, conn) -> None:
+        if conn is None:
+            return
+        conn.close()
+        if self._conn is conn:
             self._conn = None
 
     def _run_chunks(self, chunks, results: list, fn) -> None:
-        """Runs ``fn(conn, start, end)`` per chunk; a failure marks that chunk and every later one."""
+        """Runs ``fn(conn, start, end)`` per chunk, one after another; a failure marks that chunk and every later one."""
         for n, (start, end) in enumerate(chunks):
+            conn = None
             try:
-                fn(self._connection(), start, end)
+                conn = self._connection()
+                fn(conn, start, end)
             except (_Failure, ProtocolError) as ex:
                 code = ex.code if isinstance(ex, _Failure) else E.PROTOCOL_ERROR
-                self._drop()
+                self._drop(conn)
                 for s, e in chunks[n:]:
                     for i in range(s, e):
                         results[i] = code
                 self.last_error = str(ex)
                 return
             except BaseException:
-                self._drop()  # interrupted mid-frame: the stream is out of step
+                self._drop(conn)  # interrupted mid-frame: the stream is out of step
                 raise
 
     # -- buffers --
@@ -350,63 +370,48 @@ class KvStore:
         node granted the versions feature (over TCP: ALLOC carries no version)."""
         n = len(keys)
         results = [E.OK] * n
-        with self._lock:
-            if self._closed:
-                raise KvasirError("the store is closed")
-            hello = self.hello
-            if ttl_secs is not None and not hello.features & P.FEATURE_TTL:
-                raise KvasirError(f"node {hello.node_id} does not store a TTL (HELLO feature 0x2): upgrade the node or put without ttl")
-            lengths = [sum(len(p) for p in pieces) for pieces in values]
-            todo = []
-            for i, (k, length) in enumerate(zip(keys, lengths)):
-                if not 1 <= len(k) <= hello.max_key_bytes:
-                    results[i] = E.INVALID_KEY
-                elif length > hello.max_value_bytes:
-                    results[i] = E.VALUE_TOO_LARGE
-                else:
-                    todo.append(i)
-            # a CRC is counted whether or not the connection sends one
-            sizes = [P.put_entry_size(len(keys[i]), self.value_crc, versions is not None) for i in todo]
-            if not chain:
-                chunks = _split(sizes, hello, _PUT_FIXED)
+        self._check_open()
+        hello = self.hello
+        if ttl_secs is not None and not hello.features & P.FEATURE_TTL:
+            raise KvasirError(f"node {hello.node_id} does not store a TTL (HELLO feature 0x2): upgrade the node or put without ttl")
+        lengths = [sum(len(p) for p in pieces) for pieces in values]
+        todo = []
+        for i, (k, length) in enumerate(zip(keys, lengths)):
+            if not 1 <= len(k) <= hello.max_key_bytes:
+                results[i] = E.INVALID_KEY
+            elif length > hello.max_value_bytes:
+                results[i] = E.VALUE_TOO_LARGE
             else:
-                chunks, run_start = [], 0
-                for pos in range(1, len(todo) + 1):
-                    if pos == len(todo) or todo[pos] != todo[pos - 1] + 1:
-                        chunks += [(run_start + a, run_start + b) for a, b in _split(sizes[run_start:pos], hello, _PUT_FIXED)]
-                        run_start = pos
+                todo.append(i)
+        # a CRC is counted whether or not the connection sends one
+        sizes = [P.put_entry_size(len(keys[i]), self.value_crc, versions is not None) for i in todo]
+        if not chain:
+            chunks = _split(sizes, hello, _PUT_FIXED)
+        else:
+            chunks, run_start = [], 0
+            for pos in range(1, len(todo) + 1):
+                if pos == len(todo) or todo[pos] != todo[pos - 1] + 1:
+                    chunks += [(run_start + a, run_start + b) for a, b in _split(sizes[run_start:pos], hello, _PUT_FIXED)]
+                    run_start = pos
 
-            def parent_of(first: int) -> Optional[bytes]:
-                if first == 0:
-                    return chain_parent or None
-                previous = keys[first - 1]
-                return previous if 1 <= len(previous) <= hello.max_key_bytes else None
+        def parent_of(first: int) -> Optional[bytes]:
+            if first == 0:
+                return chain_parent or None
+            previous = keys[first - 1]
+            return previous if 1 <= len(previous) <= hello.max_key_bytes else None
 
-            def run(conn, start, end):
-                idx = todo[start:end]
-                self._negotiate(conn)
-                versioned = versions is not None and conn.versions
-                # chains and versions need PUT's flags: they go over TCP; so do TTLs to a node without ARENA_PROOF
-                if self._shm is not None and not chain and not versioned and (ttl_secs is None or conn.arena_features):
-                    shm.alloc_chunk(conn, self._shm, keys, values, lengths, results, idx, ttl_secs, self.value_crc)
-                    return
-                parent = parent_of(idx[0]) if chain else None
-                with_crc = self.value_crc and bool(getattr(conn, "features", 0) & P.FEATURE_VALUE_CRC)
-                flags = ((P.Flag.CHAIN if chain else 0) | (P.Flag.CHAIN_PARENT if parent else 0)
-                         | (P.Flag.VALUE_CRC if with_crc else 0) | (P.Flag.TTL if ttl_secs is not None else 0)
-                         | (P.Flag.VERSION if versioned else 0))
-                meta = P.encode_put_meta([(keys[i], lengths[i], *((_crc_of_pieces(values[i]),) if with_crc else ())) for i in idx],
-                                         parent=parent, versions=[versions[i] for i in idx] if versioned else None,
-                                         ttl_seconds=ttl_secs)
-                pieces = [p for i in idx for p in values[i]]
-                rid = conn.send_request(P.Opcode.PUT, meta, pieces, sum(lengths[i] for i in idx), flags=int(flags))
-                _, reply = conn.read_reply(rid, P.Opcode.PUT)
-                if len(reply.statuses) != len(idx):
-                    raise _Failure(E.PROTOCOL_ERROR, "PUT reply with a wrong count")
-                for i, s in zip(idx, reply.statuses):
-                    results[i] = _code(s)
+        def run(conn, start, end):
+            idx = todo[start:end]
+            mapping = self._negotiate(conn)
+            versioned = versions is not None and conn.versions
+            # chains and versions need PUT's flags: they go over TCP; so do TTLs to a node without ARENA_PROOF
+            if mapping is not None and not chain and not versioned and (ttl_secs is None or conn.arena_features):
+                shm.alloc_chunk(conn, mapping, keys, values, lengths, results, idx, ttl_secs, self.value_crc)
+                return
+            tcp.put_chunk(conn, keys, values, lengths, results, idx, chain=chain, parent=parent_of(idx[0]) if chain else None,
+                          value_crc=self.value_crc, ttl_seconds=ttl_secs, versions=versions if versioned else None)
 
-            self._run_indexed(chunks, todo, results, run)
+        self._run_indexed(chunks, todo, results, run)
         return results
 
     def _run_indexed(self, chunks, todo, results, fn) -> None:
@@ -458,62 +463,23 @@ class KvStore:
         n = len(keys)
         results = [E.OK] * n
         allocated = [None] * n
-        with self._lock:
-            if self._closed:
-                raise KvasirError("the store is closed")
-            hello = self.hello
-            todo = _valid_positions(keys, results, hello)
-            chunks = _split_keys(todo, keys, hello)
-            verify = self.verify_crc
-            mismatch = [False]
+        self._check_open()
+        hello = self.hello
+        todo = _valid_positions(keys, results, hello)
+        chunks = _split_keys(todo, keys, hello)
+        verify = self.verify_crc
 
-            def run(conn, start, end):
-                idx = todo[start:end]
-                self._negotiate(conn)
-                if self._shm is not None and not (versions is not None and conn.versions):
-                    shm.lease_chunk(conn, self._shm, keys, dests, results, allocated, idx, verify)
-                    return
-                rid = conn.send_request(P.Opcode.GET, P.encode_key_batch([keys[i] for i in idx]))
-                _, reply = conn.read_reply(rid, P.Opcode.GET)
-                if len(reply.entries) != len(idx):
-                    raise _Failure(E.PROTOCOL_ERROR, "GET reply with a wrong count")
-                for i, entry in zip(idx, reply.entries):
-                    if entry.status != P.WireStatus.OK:
-                        results[i] = _code(entry.status)
-                        continue
-                    length = entry.length
-                    if versions is not None:
-                        versions[i] = entry.version
-                    pieces = dests[i]
-                    if pieces is None:
-                        buf = bytearray(length)
-                        pieces = [memoryview(buf)]
-                        allocated[i] = buf
-                    if sum(len(p) for p in pieces) < length:
-                        conn.drain(length)
-                        results[i] = E.BUFFER_TOO_SMALL
-                        continue
-                    left = length
-                    crc = 0
-                    for p in pieces:
-                        if left == 0:
-                            break
-                        part = p[:min(left, len(p))]
-                        conn.recv_into(part)
-                        if verify:
-                            crc = P.crc32c(part, crc)
-                        left -= len(part)
-                    if verify and crc != entry.crc32c:
-                        results[i] = E.PROTOCOL_ERROR
-                        allocated[i] = None
-                        mismatch[0] = True
-                        continue
-                    results[i] = length
-                if mismatch[0]:
-                    self.last_error = "CRC-32C mismatch: connection dropped"
-                    self._drop()
+        def run(conn, start, end):
+            idx = todo[start:end]
+            mapping = self._negotiate(conn)
+            if mapping is not None and not (versions is not None and conn.versions):
+                shm.lease_chunk(conn, mapping, keys, dests, results, allocated, idx, verify)
+                return
+            if tcp.get_chunk(conn, keys, dests, results, allocated, idx, verify, versions):
+                self.last_error = "CRC-32C mismatch: connection dropped"
+                self._drop(conn)
 
-            self._run_indexed(chunks, todo, results, run)
+        self._run_indexed(chunks, todo, results, run)
         return results, allocated
 
     def get(self, key) -> Optional[bytes]:
@@ -575,236 +541,20 @@ class KvStore:
         """RELEASE on ``conn`` if it is still this store's connection: lease ids belong to one
         connection, and a closed one has had its leases released by the node already — perhaps
         before the copies ended, so then this answers False. With ``confirm``, waits for the reply:
-        False unless every lease was still held; without, the reply is read before the next request."""
+        False unless every lease was still held; without, nobody waits for the reply."""
         with self._lock:
-            if self._conn is not conn:
+            if self._conn is not conn or conn.broken:
                 return False
-            try:
-                if not confirm:
-                    conn.send_deferred(P.Opcode.RELEASE, meta)
-                    return True
-                return all(st == P.WireStatus.OK for st in conn.call(P.Opcode.RELEASE, meta).statuses)
-            except (_Failure, ProtocolError):
-                self._drop()   # closing the connection releases its leases on the node
-                return not confirm   # unconfirmed: the leases were held until the copies ended
-
-    # -- key operations --
-
-    def _key_op(self, opcode: int, keys) -> List[int]:
-        keys = [_key_bytes(k) for k in keys]
-        if self._router is not None:
-            self._check_open()
-            return self._router.key_op(opcode, keys, exists=opcode == P.Opcode.EXISTS)
-        results = [E.OK] * len(keys)
-        with self._lock:
-            if self._closed:
-                raise KvasirError("the store is closed")
-            hello = self.hello
-            todo = _valid_positions(keys, results, hello)
-            chunks = _split_keys(todo, keys, hello)
-
-            def run(conn, start, end):
-                idx = todo[start:end]
-                reply = conn.call(opcode, P.encode_key_batch([keys[i] for i in idx]))
-                if len(reply.statuses) != len(idx):
-                    raise _Failure(E.PROTOCOL_ERROR, "reply with a wrong count")
-                for i, s in zip(idx, reply.statuses):
-                    results[i] = _code(s)
-
-            self._run_indexed(chunks, todo, results, run)
-        return results
-
-    def batch_is_exist(self, keys) -> List[int]:
-        """Per key: 1 present, 0 absent, -1 error (invalid key, node unavailable, timeout)."""
-        return [1 if c == E.OK else 0 if c == E.NOT_FOUND else -1 for c in self._key_op(P.Opcode.EXISTS, keys)]
-
-    def batch_is_exist_chain(self, keys, chain_root=None) -> List[int]:
-        """EXISTS of a chain (keys in chain order): as :meth:`batch_is_exist`, but every key past the first
-        miss is 0 (what counts is the stored prefix); in a cluster the chain is looked up on the nodes of
-        ``chain_root`` (default the first key), one request per node tried, as chain placement stored it."""
-        keys = [_key_bytes(k) for k in keys]
-        codes = self._chain_lookup(keys, chain_root, lambda s, start: s._key_op(P.Opcode.EXISTS, keys[start:]))
-        return [1 if c == E.OK else 0 if c == E.NOT_FOUND else -1 for c in codes]
-
-    def batch_get_chain_into(self, keys, ptrs, sizes, chain_root=None) -> List[int]:
-        """GET of a chain: as :meth:`batch_get_into`, but every key past the first miss is NOT_FOUND, and
-        in a cluster the chain is read from the nodes of ``chain_root`` as :meth:`batch_is_exist_chain` does."""
-        _same_length(keys, ptrs, sizes)
-        keys = [_key_bytes(k) for k in keys]
-        with self._lock:
-            views = [[self._checked_view(p, s)] for p, s in zip(ptrs, sizes)]
-        return self._chain_lookup(keys, chain_root, lambda s, start: s._get(keys[start:], views[start:])[0])
-
-    def _chain_lookup(self, keys: list, chain_root, call) -> List[int]:
-        if not keys:
-            return []
-        if self._router is not None:
-            self._check_open()
-            return self._router.chain_lookup(len(keys), chain_placement_key(keys[0], _optional_key(chain_root), False), call)
-        codes = call(self, 0)
-        first = next((i for i, c in enumerate(codes) if c < 0), len(codes))
-        return codes[:first + 1] + [E.NOT_FOUND] * (len(codes) - first - 1)
-
-    def is_exist(self, key) -> int:
-        """1 present, 0 absent, -1 error."""
-        return self.batch_is_exist([key])[0]
-
-    def remove(self, key) -> int:
-        """Removes ``key``: 0, ``NOT_FOUND`` (-1) when absent, or another negative code."""
-        return self._key_op(P.Opcode.REMOVE, [key])[0]
-
-    def batch_remove(self, keys) -> List[int]:
-        """Removes keys: 0, ``NOT_FOUND`` (-1) or another negative code per key."""
-        return self._key_op(P.Opcode.REMOVE, keys)
-
-    def batch_pin(self, keys) -> List[int]:
-        """Adds one pin per key (a pinned value is never evicted): 0 or negative per key."""
-        return self._key_op(P.Opcode.PIN, keys)
-
-    def batch_unpin(self, keys) -> List[int]:
-        """Drops one pin per key: 0 or negative per key."""
-        return self._key_op(P.Opcode.UNPIN, keys)
-
-    # -- node --
-
-    def _simple(self, opcode: int, meta: bytes):
-        with self._lock:
-            conn = None
-            try:
-                conn = self._connection()
-                return conn.call(opcode, meta)
-            except (_Failure, ProtocolError) as ex:
-                self._drop()
-                raise KvasirError(f"{P.Opcode(opcode).name} failed: {ex}") from None
-
-    def stats(self) -> dict:
-        """The node's counters (STATS), by name; in a cluster, each counter summed over the nodes
-        that answered. Raises :class:`KvasirError` on failure."""
-        if self._router is not None:
-            total = {}
-            for _, stats, _ in self.node_stats():
-                for name, value in (stats or {}).items():
-                    total[name] = total.get(name, 0) + value
-            return total
-        return {s.name: s.value for s in self._simple(P.Opcode.STATS, b"").stats}
-
-    def ping(self, echo: bytes = b"") -> bytes:
-        """Round trip to the node (in a cluster: to each node); returns the echo. Raises :class:`KvasirError` on failure."""
-        if self._router is not None:
-            for node, _, error in self.node_stats():
-                if error is not None:
-                    raise KvasirError(f"node {node['id']} ({node['addr']}): {error}")
-            return bytes(echo)
-        return self._simple(P.Opcode.PING, bytes(echo)).echo
-
-    # -- key management --
-
-    def _key_request(self, opcode: int, meta: bytes) -> bytes:
-        with self._lock:
-            try:
-                return bytes(self._connection().call_raw(opcode, meta))
-            except (_Failure, ProtocolError) as ex:
-                self._drop()
-                raise KvasirError(f"{P.Opcode(opcode).name} failed: {ex}") from None
-
-    def _check_prefix(self, prefix) -> bytes:
-        prefix = _key_bytes(prefix)
-        limit = self.hello.max_key_bytes if self.hello is not None else P.MAX_KEY_BYTES
-        if len(prefix) > limit:
-            raise ValueError(f"prefix of {len(prefix)} bytes is longer than the {limit}-byte key limit")
-        return prefix
-
-    def scan(self, prefix=b"", cursor: bytes = b"", page_size: int = 1000):
-        """One page of the keys starting with ``prefix`` (b"": every key), in byte order: ``(entries, cursor, tiers)``,
-        ``entries`` a list of ``(key, length)``, ``cursor`` to pass to the next call (b"" when the listing is done),
-        ``tiers`` the tiers listed (``["dram"]``: keys only on disk or the shared tier are not listed). At most
-        ``page_size`` keys (1..the node's batch limit), so the node never holds its lock for more than a page.
-        In a cluster the pages walk every node in turn (the cursor names the node). ValueError for bad input."""
-        self._check_open()
-        prefix = self._check_prefix(prefix)
-        if self._router is not None:
-            return K.cluster_scan(self._router.node_stores(), prefix, bytes(cursor), page_size)
-        limit = self.hello.max_batch_keys
-        if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= limit:
-            raise ValueError(f"page size {page_size!r} is outside 1..{limit} (the node's batch limit)")
-        if len(cursor) > self.hello.max_key_bytes:
-            raise ValueError(f"cursor of {len(cursor)} bytes is not one a scan returned")
-        return K.decode_scan_reply(self._key_request(P.Opcode.SCAN, K.encode_scan(prefix, bytes(cursor), page_size)))
-
-    def list_keys(self, prefix=b"", page_size: int = 1000):
-        """Every ``(key, length)`` starting with ``prefix``, fetched a page at a time (see :meth:`scan`)."""
-        cursor = b""
-        while True:
-            entries, cursor, _ = self.scan(prefix, cursor, page_size)
-            yield from entries
-            if not cursor:
-                return
-
-    def info(self, keys) -> List["K.KeyInfo"]:
-        """Per key: tier, length, age, time to live, pins, leases and namespace (:class:`kvasir.keys.KeyInfo`);
-        ``status`` 0 when found, 1 when not. In a cluster each key is asked of the nodes holding its copies."""
-        self._check_open()
-        keys = [_key_bytes(k) for k in keys]
-        if self._router is not None:
-            out = []
-            stores = dict((n["id"], s) for n, s in self._router.node_stores())
-            for key in keys:
-                found = None
-                for node_id in self.placement(key):
-                    store = stores.get(node_id)
-                    if store is None:
-                        continue
-                    found = store.info([key])[0]
-                    if found.status == 0:
-                        break
-                out.append(found or K.KeyInfo(int(P.WireStatus.NOT_FOUND), "none", 0, 0, 0, 0, 0, None, 0, 0, "cluster"))
-            return out
-        hello = self.hello
-        out = []
-        for start in range(0, len(keys), hello.max_batch_keys):
-            chunk = keys[start:start + hello.max_batch_keys]
-            valid = [k for k in chunk if 1 <= len(k) <= hello.max_key_bytes]
-            answers = iter(K.decode_info_reply(self._key_request(P.Opcode.INFO, P.encode_key_batch(valid)), len(valid)) if valid else [])
-            for k in chunk:
-                info = next(answers) if 1 <= len(k) <= hello.max_key_bytes else K.KeyInfo(int(P.WireStatus.INVALID_KEY), "none", 0, 0, 0, 0, 0, None, 0, 0)
-                info.node = hello.node_id
-                out.append(info)
-        return out
-
-    def remove_prefix(self, prefix) -> int:
-        """Removes every key starting with ``prefix`` from every tier of the node (in a cluster: of every node);
-        returns how many. The node works a page at a time, so writers are never blocked long. Raises
-        :class:`KvasirError` naming a node that could not do it."""
-        self._check_open()
-        prefix = self._check_prefix(prefix)
-        if self._router is not None:
-            total = 0
-            for node, store in self._router.node_stores():
-                if store is None:
-                    raise KvasirError(f"node {node['id']} ({node['addr']}) is unreachable: its keys were not removed")
-                total += store.remove_prefix(prefix)
-            return total
-        removed, failed = K.decode_remove_prefix_reply(self._key_request(P.Opcode.REMOVE_PREFIX, K.encode_remove_prefix(prefix)))
-        if failed:
-            raise KvasirError(f"node {self.node_id}: {failed} keys could not be removed (a tier failed; see its health report), {removed} were")
-        return removed
-
-    def remove_all(self) -> int:
-        """Removes every key of the node (in a cluster: of every node); returns how many."""
-        return self.remove_prefix(b"")
-
-    def quota_message(self, key) -> str:
-        """Why a PUT of ``key`` answered QUOTA_EXCEEDED: one line naming the namespace and its budget."""
-        return K.quota_message(_key_bytes(key), self.info([key])[0])
+        try:
+            if not confirm:
+                conn.send_deferred(P.Opcode.RELEASE, meta)
+                return True
+            return all(st == P.WireStatus.OK for st in conn.call(P.Opcode.RELEASE, meta).statuses)
+        except (_Failure, ProtocolError):
+            self._drop(conn)   # closing the connection releases its leases on the node
+            return not confirm   # unconfirmed: the leases were held until the copies ended
 
     def _check_open(self) -> None:
         if self._closed:
             raise KvasirError("the store is closed")
 
-
-def _crc_of_pieces(pieces) -> int:
-    """CRC-32C of a value given as pieces, concatenated in order (VALUE_CRC)."""
-    crc = 0
-    for piece in pieces:
-        crc = P.crc32c(piece, crc)
-    return crc

@@ -312,6 +312,7 @@ public sealed class CacheNode : IAsyncDisposable
             new("uptime_ms", (long)(DateTimeOffset.UtcNow - StartedAt).TotalMilliseconds),
             new("cluster_state", Registration is null ? 0 : 1 + (long)Registration.State),
             new("cluster_heartbeats", Registration?.Heartbeats ?? 0),
+            new("connection_requests_in_flight_peak", c.RequestsInFlightPeak),
         };
         list.AddRange(Store.TierStats());
         list.Add(new("degraded", Problems().Count > 0 ? 1 : 0));

@@ -24,6 +24,7 @@ public sealed class NodeCounters
     private readonly long[] _valueIn = new long[Transports * 256];
     private readonly long[] _valueOut = new long[Transports * 256];
     private long _bytesIn, _bytesOut, _connections, _connectionsTotal, _connectionsRefused, _protocolErrors, _authFailures;
+    private long _requestsInFlightPeak;
 
     public long BytesIn => Volatile.Read(ref _bytesIn);
     public long BytesOut => Volatile.Read(ref _bytesOut);
@@ -32,6 +33,22 @@ public sealed class NodeCounters
     /// <summary>Connections closed at accept: over the node's or one address's connection limit.</summary>
     public long ConnectionsRefused => Volatile.Read(ref _connectionsRefused);
     public long ProtocolErrors => Volatile.Read(ref _protocolErrors);
+
+    /// <summary>Since the node started, the most requests one connection has had received (header read) whose replies the
+    /// writer had not yet started to send: 1 for a client that waits for each reply, more for one that pipelines.</summary>
+    public long RequestsInFlightPeak => Volatile.Read(ref _requestsInFlightPeak);
+
+    /// <summary>A connection has <paramref name="inFlight"/> requests received and not yet being answered.</summary>
+    internal void InFlight(long inFlight)
+    {
+        long peak = Volatile.Read(ref _requestsInFlightPeak);
+        while (inFlight > peak)
+        {
+            long seen = Interlocked.CompareExchange(ref _requestsInFlightPeak, inFlight, peak);
+            if (seen == peak) return;
+            peak = seen;
+        }
+    }
     public long AuthFailures => Volatile.Read(ref _authFailures);
 
     public long Requests(Opcode op) => Volatile.Read(ref _requests[(byte)op]);

@@ -108,3 +108,32 @@ public sealed class TrafficCounterTests
         await Poll.UntilAsync(() => node.Node.Counters.BytesOut == received, () => $"bytes_out to be {received} (the frames the client received), is {node.Node.Counters.BytesOut}");
     }
 }
+
+/// <summary>STATS connection_requests_in_flight_peak: how deep one connection's pipeline has been.</summary>
+public sealed class InFlightPeakTests
+{
+    private static long Peak(TestNode node) => node.Node.StatsSnapshot().Single(s => s.Key == "connection_requests_in_flight_peak").Value;
+
+    [Fact]
+    public async Task A_client_that_waits_for_each_reply_keeps_the_peak_at_one_and_one_that_pipelines_raises_it()
+    {
+        await using var node = ServerNode.Start();
+        var (c, _) = await RawConnection.ConnectHelloAsync(node.Port);
+        using var _c = c;
+        var value = Value(7, (int)ServerNode.MaxValue);
+        Assert.Equal([WireStatus.Ok], StatusListReply.Read((await c.RequestAsync(Put(2, (Key("big"), value)))).Meta, 1));
+        for (ulong id = 3; id < 23; id++)
+            Assert.Equal(WireStatus.Ok, (await c.RequestAsync(Get(id, Key("big")))).Header.Status);
+        Assert.Equal(1, Peak(node));
+
+        // 32 GETs of a 1 MiB value sent before any reply is read: the first replies fill the socket, the rest wait.
+        await c.SendAsync(Concat(Enumerable.Range(100, 32).Select(i => Get((ulong)i, Key("big"))).ToArray()));
+        for (ulong id = 100; id < 132; id++)
+        {
+            var reply = await c.ReadFrameAsync() ?? throw new Xunit.Sdk.XunitException($"connection closed before the reply to GET {id}");
+            RawConnection.AssertReply(reply, Opcode.Get, id);
+            Assert.Equal(value, reply.Payload);
+        }
+        Assert.True(Peak(node) > 1, $"peak {Peak(node)} after 32 pipelined GETs");
+    }
+}

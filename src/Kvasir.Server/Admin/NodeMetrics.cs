@@ -42,6 +42,8 @@ public sealed class NodeMetrics : IDisposable
         Meter.CreateObservableCounter("kvasir_op_sent", () => ByOp(node.Counters.BytesOutOf), "By", "Frame bytes sent, by the opcode of the request answered");
         Meter.CreateObservableGauge("kvasir_connections", () => node.Counters.Connections, "{connection}", "Open connections");
         Meter.CreateObservableCounter("kvasir_connections_accepted", () => node.Counters.ConnectionsTotal, "{connection}", "Connections accepted");
+        Meter.CreateObservableGauge("kvasir_connection_requests_in_flight_peak", () => node.Counters.RequestsInFlightPeak, "{request}",
+            "Since start, the most requests one connection had received whose replies had not started to be sent (above 1: the client pipelines)");
         Meter.CreateObservableCounter("kvasir_protocol_errors", () => node.Counters.ProtocolErrors, "{connection}", "Connections closed with a frame-level error");
         Meter.CreateObservableGauge("kvasir_tier_capacity", () => PerTier(node, "capacity_bytes", "disk_capacity_bytes", "shared_capacity_bytes"), "By",
             "Capacity per tier (shared: the size of the filesystem the shared tier is on)");

@@ -32,6 +32,9 @@ internal sealed partial class Connection : ILeaseHolder
     private readonly ILogger _log;
     private long _frameStart;
 
+    /// <summary>Requests whose header was read and whose reply the writer has not taken yet (see NodeCounters.RequestsInFlightPeak).</summary>
+    private long _inFlight;
+
     /// <summary>Keys in the request being served (set by its handler, for the metrics).</summary>
     private int _lastKeys;
     private readonly string _remote;
@@ -87,7 +90,10 @@ internal sealed partial class Connection : ILeaseHolder
         {
             bool plaintextAtTlsNode = _node.Tls is not null && !await StartTlsAsync().ConfigureAwait(false);
             _rx = _tls is null ? new BufferedReceiver(_socket) : new BufferedReceiver(_tls);
-            var writer = _tls is null ? new ReplyWriter(_socket, _store, _node.Counters) : new ReplyWriter(_tls, _store, _node.Counters);
+            // A request counts as in flight from its header until the writer takes its reply (before sending a byte of it),
+            // so a client that waits for each whole reply never sees 2 here.
+            Action taken = () => Interlocked.Decrement(ref _inFlight);
+            var writer = _tls is null ? new ReplyWriter(_socket, _store, _node.Counters) { Taken = taken } : new ReplyWriter(_tls, _store, _node.Counters) { Taken = taken };
             writing = Task.Run(() => writer.RunAsync(_replies.Reader, _abort.Token));
             if (plaintextAtTlsNode) await RefusePlaintextAsync().ConfigureAwait(false);
             await ReadLoopAsync().ConfigureAwait(false);
@@ -211,6 +217,7 @@ internal sealed partial class Connection : ILeaseHolder
                 throw new ProtocolException(WireStatus.BadFrame, "a TLS handshake arrived but this node does not speak TLS: start it with --tls-cert/--tls-key, or connect without TLS");
             var header = FrameHeader.Read(headerBuffer);
             CheckRequestHeader(header);
+            _node.Counters.InFlight(Interlocked.Increment(ref _inFlight));
             var token = _frame.Token;
             // Large metadata counts against the node-wide budget (waiting for room under the frame timeout) and comes
             // from a pool that keeps few arrays; small metadata is pooled as usual.

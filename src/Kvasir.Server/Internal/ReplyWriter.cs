@@ -29,6 +29,9 @@ internal sealed class ReplyWriter
     private readonly List<Reply> _unflushed = [];
     private int _sealed, _staged;
 
+    /// <summary>Called for each reply as the writer takes it from the queue, before any of its bytes are sent.</summary>
+    public Action? Taken { get; init; }
+
     public ReplyWriter(Socket socket, TieredStore store, NodeCounters counters) : this(new GatherSender(socket), store, counters) { }
 
     /// <summary>Writes through <paramref name="stream"/> (an SslStream on a TLS node).</summary>
@@ -52,6 +55,7 @@ internal sealed class ReplyWriter
             {
                 while (queue.TryRead(out var reply))
                 {
+                    Taken?.Invoke();
                     _unflushed.Add(reply);
                     if (broken) continue;
                     try { await AppendAsync(reply, abort).ConfigureAwait(false); }
