@@ -150,6 +150,21 @@ class _Pieces:
         self.capacity = at[self.first[1:]] - at[self.first[:-1]]
 
 
+def _single_pieces(store, ptrs, sizes) -> "_Pieces":
+    """:class:`_Pieces` of one piece per key (``batch_put_from_local``), built from the flat lists in numpy: no
+    per-key lists to flatten before the first reservation goes out."""
+    pieces = _Pieces.__new__(_Pieces)
+    pieces.addrs = _int_array(ptrs, "address")
+    pieces.sizes = _int_array(sizes, "size")
+    pieces.where = _locate(store, pieces.addrs, pieces.sizes)
+    k = len(pieces.addrs)
+    pieces.key = np.arange(k, dtype=np.int64)
+    pieces.first = np.arange(k + 1, dtype=np.int64)
+    pieces.prefix = np.zeros(k, dtype=np.int64)
+    pieces.capacity = pieces.sizes
+    return pieces
+
+
 class _Copies:
     """Copies grouped by where the non-arena side lives: host (-1) or a CUDA device."""
 
@@ -381,13 +396,25 @@ def put_local(store, keys, addrs_per_key, sizes_per_key) -> List[int]:
     _need_numpy()
     if not (len(keys) == len(addrs_per_key) == len(sizes_per_key)):
         raise ValueError(f"{len(keys)} keys but {len(addrs_per_key)} address lists and {len(sizes_per_key)} size lists")
+    return _put(store, keys, lambda: _Pieces(store, addrs_per_key, sizes_per_key))
+
+
+def put_local_single(store, keys, ptrs, sizes) -> List[int]:
+    """KvStore.batch_put_from_local (see there): one piece per value."""
+    _need_numpy()
+    if not (len(keys) == len(ptrs) == len(sizes)):
+        raise ValueError(f"{len(keys)} keys but {len(ptrs)} addresses and {len(sizes)} sizes")
+    return _put(store, keys, lambda: _single_pieces(store, ptrs, sizes))
+
+
+def _put(store, keys, make_pieces) -> List[int]:
     keys_b = _keys_bytes(keys)
     results: List[Optional[int]] = [E.INVALID_KEY] * len(keys_b)
     _, alloc_dtype = _dtypes()
     # ALLOC and COMMIT of one reservation go on one connection, in that order (each COMMIT waits for its ALLOC's
     # reply); the store's lock is held only while buffers and the connection are looked up.
     with store._lock:
-        pieces = _Pieces(store, addrs_per_key, sizes_per_key)
+        pieces = make_pieces()
     lengths = pieces.capacity
     conn, mapping = _local_connection(store, KeyNotLocalError)
     hello = store.hello
@@ -442,9 +469,11 @@ def put_local(store, keys, addrs_per_key, sizes_per_key) -> List[int]:
     return results
 
 
-# Values reserved per ALLOC of a store from local memory: small enough that the node's zeroing and CRC of one chunk
-# overlap the DMA of the next (a GPU writes 2 GiB in ~40 ms; one 1 GiB chunk would leave nothing to overlap).
-_STORE_CHUNK_BYTES = 128 << 20
+# Values reserved per ALLOC of a store from local memory: the first reservation small, so the first DMA starts soon
+# after the call (nothing is copied before its ALLOC's reply), then doubling up to the cap, so a large store takes few
+# round trips while each chunk's DMA overlaps the next chunk's ALLOC (a GPU writes 2 GiB in ~40 ms).
+_FIRST_CHUNK_BYTES = 8 << 20
+_STORE_CHUNK_BYTES = 256 << 20
 
 
 class _Limits:
@@ -454,18 +483,23 @@ class _Limits:
         self.max_batch_keys, self.max_meta_bytes = max_batch_keys, max_meta_bytes
 
 
-def _by_bytes(chunks, todo, lengths, cap: int = _STORE_CHUNK_BYTES):
-    """``chunks`` (positions in ``todo``) split further so that each holds at most ``cap`` bytes of values (one key at least)."""
+def _by_bytes(chunks, todo, lengths, cap: Optional[int] = None, first: Optional[int] = None):
+    """``chunks`` (positions in ``todo``) split further by bytes of values: the first piece holds at most ``first``
+    bytes, each next one twice its predecessor's limit, up to ``cap`` (one key at least in each)."""
+    cap = _STORE_CHUNK_BYTES if cap is None else cap
+    limit = min(_FIRST_CHUNK_BYTES if first is None else first, cap)
+    if not todo:
+        return []
+    at_bytes = np.concatenate(([0], np.cumsum(lengths[np.asarray(todo, dtype=np.int64)])))
     out = []
     for start, end in chunks:
-        first, total = start, 0
-        for pos in range(start, end):
-            n = int(lengths[todo[pos]])
-            if total and total + n > cap:
-                out.append((first, pos))
-                first, total = pos, 0
-            total += n
-        out.append((first, end))
+        at = start
+        while at < end:
+            stop = int(np.searchsorted(at_bytes, at_bytes[at] + limit, side="right")) - 1
+            stop = min(max(stop, at + 1), end)
+            out.append((at, stop))
+            at = stop
+            limit = min(limit * 2, cap)
     return out
 
 

@@ -530,7 +530,7 @@ class KvStore(KeyOps):
         when the node is not reachable through shared memory (use :meth:`batch_put_from`). Needs numpy."""
         if not (len(keys) == len(ptrs) == len(sizes)):
             raise ValueError(f"{len(keys)} keys but {len(ptrs)} addresses and {len(sizes)} sizes")
-        return local_load.put_local(self, keys, [[p] for p in ptrs], [[n] for n in sizes])
+        return local_load.put_local_single(self, keys, ptrs, sizes)
 
     def batch_put_from_multi_buffers_local(self, keys, addrs_per_key, sizes_per_key) -> List[int]:
         """:meth:`batch_put_from_local` with each value gathered from several pieces (host or GPU
