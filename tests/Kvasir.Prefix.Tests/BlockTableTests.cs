@@ -65,11 +65,11 @@ public sealed class BlockTableTests
     }
 
     [Fact]
-    public void Hashes_sharing_their_home_bytes_but_not_their_check_bits_are_found_through_removals_in_any_order_and_growth()
+    public void Hashes_sharing_their_home_bytes_are_found_through_removals_in_any_order_and_growth()
     {
-        // First four bytes equal (one home bucket, one long probe run), bytes 4-7 differ only in their low bits, which
-        // a 4-byte bucket drops once the slot array is large; the other bytes differ. Removing from the run reads the
-        // entries for their home.
+        // First four bytes equal (one home bucket and one index tag, so one long probe run whose entries must be
+        // compared), bytes 4-7 differ only in their low bits, the other bytes differ: removals in any order shift the
+        // run back, growth rebuilds it.
         var ids = Enumerable.Range(0, 300).Select(i =>
         {
             var bytes = new byte[BlockHash.Size];

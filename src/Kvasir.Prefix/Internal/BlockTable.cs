@@ -6,10 +6,9 @@ namespace Kvasir.Prefix.Internal;
 /// Every cached block of one cache in one slot array, with no object per block: an entry holds the full hash, the
 /// caller's value and its two links in the eviction order (slot indices): 48 bytes with a 4-byte value. Pins are rare
 /// (blocks in use) and live beside the array, in a map from slot to count that is not consulted while nothing is pinned. An open-addressed index
-/// (linear probing, at most half full, 4 bytes a bucket: slot + 1 in the low bits, as many as the slot array needs, and
-/// a check of the hash's bytes 4-7 in the bits above) maps a hash to its slot; the home bucket comes from bytes 0-3. The
-/// full 32 bytes are compared on the entry, so two hashes that share their check bits (or their first eight bytes) are
-/// both found. Deleting from the index reads the entries of the buckets it may shift, for their home. A hit therefore touches one bucket and one entry, plus the entries beside it when an
+/// (linear probing, at most half full, 8 bytes a bucket: a 32-bit tag from the hash's first bytes and the slot) maps a
+/// hash to its slot; the full 32 bytes are compared on the entry, so two hashes that share their tag (or their first
+/// eight bytes) are both found. A hit therefore touches one bucket and one entry, plus the entries beside it when an
 /// LRU hit moves it to the back of the order (a looked-up chain that is one run in the order moves as one piece:
 /// <see cref="AccessRun"/>). Each entry also remembers the slot of the block that last followed it in
 /// an inserted or looked-up chain (a hint, checked against the full hash): a chain inserted together sits in adjacent
@@ -28,7 +27,7 @@ internal sealed class BlockTable<TValue>
     private const int Free = -2;   // Prev of a slot on the free list
     private const uint Fibonacci = 0x9E3779B9U;
 
-    /// <summary>The most blocks one table holds: 2^29 (its index of twice as many 4-byte buckets is then 4 GiB).</summary>
+    /// <summary>The most blocks one table holds: 2^29 (its index of twice as many 8-byte buckets is then 8 GiB).</summary>
     public const int MaxSlots = 1 << 29;
 
     private struct Entry
@@ -46,8 +45,7 @@ internal sealed class BlockTable<TValue>
     private readonly RecentEvictions _recent;
     private readonly Dictionary<int, int> _pins = [];   // slot -> pins, only for pinned blocks
     private Entry[] _entries;
-    private uint[] _buckets;   // check bits (above _slotMask) | slot + 1; 0 marks an empty bucket
-    private uint _slotMask;
+    private ulong[] _buckets;   // tag << 32 | (slot + 1); 0 marks an empty bucket
     private int _shift, _used, _free = None, _head = None, _tail = None;
 
     /// <param name="policy">the eviction order</param>
@@ -98,15 +96,15 @@ internal sealed class BlockTable<TValue>
     /// <summary>The slot holding <paramref name="hash"/>, or -1.</summary>
     public int Find(in BlockHash hash)
     {
+        uint tag = Tag(hash);
         var buckets = _buckets;
         int mask = buckets.Length - 1;
-        uint slotMask = _slotMask, check = Check(hash) & ~slotMask;
-        for (int b = Home(Tag(hash)); ; b = (b + 1) & mask)
+        for (int b = Home(tag); ; b = (b + 1) & mask)
         {
-            uint bucket = buckets[b];
+            ulong bucket = buckets[b];
             if (bucket == 0) return None;
-            int slot = (int)(bucket & slotMask) - 1;
-            if ((bucket & ~slotMask) == check && _entries[slot].Hash == hash) return slot;
+            int slot = SlotOf(bucket);
+            if ((uint)(bucket >> 32) == tag && _entries[slot].Hash == hash) return slot;
         }
     }
 
@@ -140,13 +138,12 @@ internal sealed class BlockTable<TValue>
     {
         var buckets = _buckets;
         int mask = buckets.Length - 1;
-        uint slotMask = _slotMask;
         for (int i = 0; i < hashes.Length; i++)
         {
-            // The first bucket with this check, or -1 when the probe meets an empty bucket first.
-            uint check = Check(hashes[i]) & ~slotMask;
-            int b = Home(Tag(hashes[i]));
-            while (buckets[b] != 0 && (buckets[b] & ~slotMask) != check) b = (b + 1) & mask;
+            // The first bucket with this tag, or -1 when the probe meets an empty bucket first.
+            uint tag = Tag(hashes[i]);
+            int b = Home(tag);
+            while (buckets[b] != 0 && (uint)(buckets[b] >> 32) != tag) b = (b + 1) & mask;
             slots[i] = SlotOf(buckets[b]);
         }
         for (int i = 0; i < hashes.Length; i++)
@@ -248,7 +245,7 @@ internal sealed class BlockTable<TValue>
     {
         ref var entry = ref _entries[slot];
         if (PinnedCount > 0 && _pins.Remove(slot)) PinnedCount--;
-        RemoveFromIndex(Home(Tag(entry.Hash)), slot);
+        RemoveFromIndex(Tag(entry.Hash), slot);
         if (_external is not null) _external.OnRemove(entry.Hash);
         else Unlink(slot);
         entry = default;
@@ -323,40 +320,37 @@ internal sealed class BlockTable<TValue>
         entry.Value = value;
         entry.Prev = None;
         entry.Child = None;
-        AddToIndex(hash, slot);
+        AddToIndex(Tag(hash), slot);
         if (_external is not null) _external.OnInsert(hash);
         else LinkLast(slot);
         Count++;
         return slot;
     }
 
-    /// <summary>The 32 bits of a hash that choose its home bucket: its first four bytes (SHA-256 output is uniform).</summary>
+    /// <summary>The index's 32 bits of a hash: its first four bytes (SHA-256 output is uniform).</summary>
     private static uint Tag(in BlockHash hash) => (uint)(hash.Prefix >> 32);
 
-    /// <summary>The 32 bits whose top ones a bucket keeps to skip most other hashes' entries: bytes 4-7, apart from the home's.</summary>
-    private static uint Check(in BlockHash hash) => (uint)hash.Prefix;
-
-    private int SlotOf(uint bucket) => (int)(bucket & _slotMask) - 1;
+    private static int SlotOf(ulong bucket) => (int)(uint)bucket - 1;
 
     private int Home(uint tag) => (int)((tag * Fibonacci) >> _shift);
 
-    private void AddToIndex(in BlockHash hash, int slot)
+    private void AddToIndex(uint tag, int slot)
     {
         int mask = _buckets.Length - 1;
-        int b = Home(Tag(hash));
+        int b = Home(tag);
         while (_buckets[b] != 0) b = (b + 1) & mask;
-        _buckets[b] = (Check(hash) & ~_slotMask) | (uint)(slot + 1);
+        _buckets[b] = ((ulong)tag << 32) | (uint)(slot + 1);
     }
 
     /// <summary>Deletes the bucket of <paramref name="slot"/> and shifts the probe run behind it back (no tombstones).</summary>
-    private void RemoveFromIndex(int home, int slot)
+    private void RemoveFromIndex(uint tag, int slot)
     {
         int mask = _buckets.Length - 1;
-        int hole = home;
+        int hole = Home(tag);
         while (SlotOf(_buckets[hole]) != slot) hole = (hole + 1) & mask;
         for (int next = (hole + 1) & mask; _buckets[next] != 0; next = (next + 1) & mask)
         {
-            if (LinearProbing.MustStay(hole, next, Home(Tag(_entries[SlotOf(_buckets[next])].Hash)))) continue;
+            if (LinearProbing.MustStay(hole, next, Home((uint)(_buckets[next] >> 32)))) continue;
             _buckets[hole] = _buckets[next];
             hole = next;
         }
@@ -376,12 +370,10 @@ internal sealed class BlockTable<TValue>
     private void Rehash()
     {
         int bits = Math.Max(4, 64 - System.Numerics.BitOperations.LeadingZeroCount((ulong)_entries.Length * 2 - 1));
-        _buckets = new uint[1 << bits];
+        _buckets = new ulong[1 << bits];
         _shift = 32 - bits;
-        // Enough low bits for every slot + 1 (at most 2^29, so at least two check bits are left).
-        _slotMask = uint.MaxValue >> System.Numerics.BitOperations.LeadingZeroCount((uint)_entries.Length);
         // Growth happens only when the free list is empty, so every slot below _used is held.
-        for (int slot = 0; slot < _used; slot++) AddToIndex(_entries[slot].Hash, slot);
+        for (int slot = 0; slot < _used; slot++) AddToIndex(Tag(_entries[slot].Hash), slot);
     }
 
     private void LinkLast(int slot)
