@@ -5,9 +5,9 @@ namespace Kvasir.Prefix.Internal;
 /// <summary>
 /// Every cached block of one cache in one slot array, with no object per block: an entry holds the full hash, the
 /// caller's value and its two links in the eviction order (slot indices): 48 bytes with a 4-byte value. Pins are rare
-/// (blocks in use) and live beside the array, in a map from slot to count that is not consulted while nothing is pinned. An open-addressed index
-/// (linear probing, at most half full, 8 bytes a bucket: a 32-bit tag from the hash's first bytes and the slot) maps a
-/// hash to its slot; the full 32 bytes are compared on the entry, so two hashes that share their tag (or their first
+/// (blocks in use) and live beside the array, in a map from slot to count that is not consulted while nothing is
+/// pinned. An open-addressed index (linear probing, at most half full, 8 bytes a bucket: a 32-bit tag from the hash's
+/// first bytes and the slot) maps a hash to its slot; the full 32 bytes are compared on the entry, so two hashes that share their tag (or their first
 /// eight bytes) are both found. A hit therefore touches one bucket and one entry, plus the entries beside it when an
 /// LRU hit moves it to the back of the order (a looked-up chain that is one run in the order moves as one piece:
 /// <see cref="AccessRun"/>). Each entry also remembers the slot of the block that last followed it in
