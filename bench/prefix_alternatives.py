@@ -12,8 +12,18 @@ PrefixCache (lock, counters, result object), so only the layout differs:
   one table, loop   one OrderedDict, a Python loop of dict.get, move_to_end in C
   hex -> int        not a lookup: only turning each 64-hex-char hash into an int, the first step any numpy
                     (vectorised) probing would need per block before touching a table
+  no LRU move       one table, C, without the move: the floor of the dict probes alone (a FIFO hit)
+  stamp queue, counts   a plain dict of values; a hit appends its ids to a deque (the access log, oldest first) and
+                    counts each id's entries in it (Counter.update, in C): an id whose count drops to 0 as the front
+                    is popped is the least recent, so eviction pops lazily. Only the hit path is timed here (no
+                    eviction, no compaction): a lower bound of that design's lookup.
+  stamp queue, stamps   the same with (id, stamp) pairs in the deque and each id's last stamp in a second dict
+  pop + reinsert    a plain dict whose insertion order is the LRU order: a hit pops each id and sets it again (C),
+                    which moves it to the dict's end; eviction would have to skip the holes at the front
 
-Usage: /usr/bin/python3 bench/prefix_alternatives.py [--sizes 1000,100000,1000000] [--repeats 5]
+--copies looks the chains up by equal strings that are other objects (as an engine that hashes each request again
+passes them; bench/prefix_bench.py's "equal copies"), so every probe also reads the stored key's characters.
+Usage: /usr/bin/python3 bench/prefix_alternatives.py [--sizes 1000,100000,1000000] [--repeats 5] [--copies]
 """
 import argparse
 import hashlib
@@ -21,8 +31,8 @@ import os
 import random
 import statistics
 import sys
-from collections import OrderedDict, deque
-from itertools import takewhile
+from collections import Counter, OrderedDict, deque
+from itertools import count, takewhile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from prefix_bench import CHAIN, per_block_us  # noqa: E402
@@ -121,24 +131,85 @@ def hex_to_int(prompts):
     return lambda c: [int(h[:16], 16) for h in c]
 
 
-KERNELS = [("per-block calls (old)", per_block_calls), ("two tables, C", two_tables_c), ("one table, C (new)", one_table_c),
-           ("one table, loop", one_table_loop), ("hex -> int only", hex_to_int)]
+def no_lru_move(prompts):
+    held = _one_table(prompts)
+
+    def lookup(c):
+        return list(map(held.__getitem__, takewhile(held.__contains__, c)))
+    return lookup
+
+
+def _plain_table(prompts):
+    held = {}
+    for c in prompts:
+        for h in reversed(c):
+            held[h] = h
+    return held
+
+
+def stamp_queue_counts(prompts):
+    held = _plain_table(prompts)
+    log, counts = deque(held), Counter(held.keys())
+
+    def lookup(c):
+        hit_ids = list(takewhile(held.__contains__, c))
+        hit = list(map(held.__getitem__, hit_ids))
+        hit_ids.reverse()
+        log.extend(hit_ids)
+        counts.update(hit_ids)
+        return hit
+    return lookup
+
+
+def stamp_queue_stamps(prompts):
+    held = _plain_table(prompts)
+    stamps = dict.fromkeys(held, 0)
+    log, clock = deque(stamps.items()), count(1)
+
+    def lookup(c):
+        hit_ids = list(takewhile(held.__contains__, c))
+        hit = list(map(held.__getitem__, hit_ids))
+        entries = list(zip(reversed(hit_ids), clock))
+        log.extend(entries)
+        stamps.update(entries)
+        return hit
+    return lookup
+
+
+def pop_reinsert(prompts):
+    held = _plain_table(prompts)
+
+    def lookup(c):
+        hit_ids = list(takewhile(held.__contains__, c))
+        hit = list(map(held.__getitem__, hit_ids))
+        hit_ids.reverse()
+        held.update(zip(hit_ids, map(held.pop, hit_ids)))
+        return hit
+    return lookup
+
+
+KERNELS = [("per-block calls (old)", per_block_calls), ("two tables, C", two_tables_c), ("one table, C (kept)", one_table_c),
+           ("one table, loop", one_table_loop), ("hex -> int only", hex_to_int), ("no LRU move", no_lru_move),
+           ("stamp queue, counts", stamp_queue_counts), ("stamp queue, stamps", stamp_queue_stamps),
+           ("pop + reinsert", pop_reinsert)]
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000,100000,1000000")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--copies", action="store_true", help="look up by equal strings that are other objects")
     args = ap.parse_args()
     print("| cached blocks | " + " | ".join(name for name, _ in KERNELS) + " |  (µs per block, median)")
     print("| ---: |" + " ---: |" * len(KERNELS))
     for n in (int(s) for s in args.sizes.split(",")):
         prompts = chains(n)
+        queries = [[(h + ".")[:-1] for h in c] for c in prompts] if args.copies else prompts
         lookups = [make(prompts) for _, make in KERNELS]   # all built first, then timed in turns: the
         runs = [[] for _ in KERNELS]                       # machine's noise falls on every kernel alike
         for _ in range(args.repeats):
             for i, lookup in enumerate(lookups):
-                runs[i].append(per_block_us(lookup, prompts, 1, sample_size=500))
+                runs[i].append(per_block_us(lookup, queries, 1, sample_size=500))
         del lookups
         print(f"| {n:,} | " + " | ".join(f"{statistics.median(r):.3f}" for r in runs) + " |", flush=True)
 

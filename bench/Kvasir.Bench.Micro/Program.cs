@@ -6,7 +6,7 @@ namespace Kvasir.Bench.Micro;
 /// BenchmarkDotNet micro-benchmarks of the hot paths: allocators and the store's reserve/lease path, frame
 /// encode/decode, CRC-32C and key hashing, and the engine-side prefix cache and KV pool (Kvasir.Prefix). Every class reports allocated bytes per operation.
 /// Usage: dotnet run -c Release --project bench/Kvasir.Bench.Micro -- --filter '*' [--job short]
-/// Or: ... -- prefix-cpu [rounds] [lookups]: PrefixCache lookups timed in CPU time (<see cref="PrefixLookupCpuTime"/>).
+/// Or: ... -- prefix-cpu [rounds] [lookups]: PrefixCache lookups and inserts timed in CPU time (<see cref="PrefixLookupCpuTime"/>).
 /// </summary>
 public static class Program
 {

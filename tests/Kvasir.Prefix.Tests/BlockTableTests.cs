@@ -65,6 +65,60 @@ public sealed class BlockTableTests
     }
 
     [Fact]
+    public void Hashes_sharing_their_home_bytes_are_found_through_removals_in_any_order_and_growth()
+    {
+        // First four bytes equal (one home bucket and one index tag, so one long probe run whose entries must be
+        // compared), bytes 4-7 differ only in their low bits, the other bytes differ: removals in any order shift the
+        // run back, growth rebuilds it.
+        var ids = Enumerable.Range(0, 300).Select(i =>
+        {
+            var bytes = new byte[BlockHash.Size];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(bytes, 0xfeedf00d);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(4), (uint)(i % 3));
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(bytes.AsSpan(28), i);
+            return BlockHash.FromBytes(bytes);
+        }).ToArray();
+        var table = new BlockTable<int>(new LruPolicy(), evictedMemory: 0, maxSlots: int.MaxValue);
+        foreach (int i in Enumerable.Range(0, ids.Length)) Assert.True(table.Track(ids[i], i, out _));   // grows 64 -> 512 slots
+        var rng = new Random(7);
+        var removed = new HashSet<int>();
+        foreach (int i in Enumerable.Range(0, ids.Length).OrderBy(_ => rng.Next()).Take(200))
+        {
+            table.Remove(table.Find(ids[i]));
+            removed.Add(i);
+            if (removed.Count % 25 == 0)
+                Assert.All(Enumerable.Range(0, ids.Length), j => Assert.Equal(removed.Contains(j) ? -1 : j, table.Find(ids[j]) is int s and >= 0 ? table.ValueAt(s) : -1));
+        }
+        foreach (int i in removed) Assert.True(table.Track(ids[i], 1000 + i, out _));
+        Assert.All(Enumerable.Range(0, ids.Length), j => Assert.Equal(removed.Contains(j) ? 1000 + j : j, table.ValueAt(table.Find(ids[j]))));
+        Assert.Equal(ids.Length, table.Count);
+    }
+
+    [Fact]
+    public void Pins_leave_with_their_block_so_a_reused_slot_starts_unpinned()
+    {
+        var table = new BlockTable<int>(new LruPolicy(), evictedMemory: 0, maxSlots: 4);
+        var ids = Ids(5);
+        var slots = ids[..4].Select((id, i) => table.Track(id, i, out int slot) ? slot : -1).ToArray();
+        table.Pin(slots[0]);
+        table.Pin(slots[0]);
+        table.Pin(slots[1]);
+        Assert.Equal((2, 1, 2), (table.PinsAt(slots[0]), table.PinsAt(slots[1]), table.PinnedCount));
+        Assert.Equal([slots[2], slots[3]], table.SelectVictims(2));   // pinned blocks are skipped
+        table.Unpin(slots[0]);
+        Assert.Equal((1, 2), (table.PinsAt(slots[0]), table.PinnedCount));
+        table.Remove(slots[0]);                                        // invalidated while pinned: its pins go with it
+        Assert.Equal(1, table.PinnedCount);
+        Assert.True(table.Track(ids[4], 4, out int reused));
+        Assert.Equal(slots[0], reused);
+        Assert.Equal(0, table.PinsAt(reused));
+        Assert.Equal([slots[2], slots[3], reused], table.SelectVictims(3));
+        table.Unpin(slots[1]);
+        Assert.Equal(0, table.PinnedCount);
+        Assert.Equal([slots[1], slots[2], slots[3]], table.SelectVictims(3));
+    }
+
+    [Fact]
     public void A_successor_hint_to_a_freed_or_reused_slot_never_makes_a_false_hit()
     {
         var cache = new PrefixCache<string>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 3 });

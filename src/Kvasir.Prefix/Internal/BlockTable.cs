@@ -1,10 +1,13 @@
+using System.Runtime.InteropServices;
+
 namespace Kvasir.Prefix.Internal;
 
 /// <summary>
 /// Every cached block of one cache in one slot array, with no object per block: an entry holds the full hash, the
-/// caller's value, its pin count and its two links in the eviction order (slot indices). An open-addressed index
-/// (linear probing, at most half full, 8 bytes a bucket: a 32-bit tag from the hash's first bytes and the slot) maps a
-/// hash to its slot; the full 32 bytes are compared on the entry, so two hashes that share their tag (or their first
+/// caller's value and its two links in the eviction order (slot indices): 48 bytes with a 4-byte value. Pins are rare
+/// (blocks in use) and live beside the array, in a map from slot to count that is not consulted while nothing is
+/// pinned. An open-addressed index (linear probing, at most half full, 8 bytes a bucket: a 32-bit tag from the hash's
+/// first bytes and the slot) maps a hash to its slot; the full 32 bytes are compared on the entry, so two hashes that share their tag (or their first
 /// eight bytes) are both found. A hit therefore touches one bucket and one entry, plus the entries beside it when an
 /// LRU hit moves it to the back of the order (a looked-up chain that is one run in the order moves as one piece:
 /// <see cref="AccessRun"/>). Each entry also remembers the slot of the block that last followed it in
@@ -21,6 +24,7 @@ namespace Kvasir.Prefix.Internal;
 internal sealed class BlockTable<TValue>
 {
     private const int None = -1;
+    private const int Free = -2;   // Prev of a slot on the free list
     private const uint Fibonacci = 0x9E3779B9U;
 
     /// <summary>The most blocks one table holds: 2^29 (its index of twice as many 8-byte buckets is then 8 GiB).</summary>
@@ -30,8 +34,7 @@ internal sealed class BlockTable<TValue>
     {
         public BlockHash Hash;
         public TValue Value;
-        public int Prev, Next;   // eviction order while cached; Next links the free list once removed
-        public int Pins;         // -1 while the slot is free
+        public int Prev, Next;   // eviction order while cached; once removed Prev is Free and Next links the free list
         public int Child;        // the slot of the block that last followed this one in a chain, or -1: a hint only
     }
 
@@ -40,6 +43,7 @@ internal sealed class BlockTable<TValue>
     private readonly bool _moveOnAccess;
     private readonly int _maxSlots;
     private readonly RecentEvictions _recent;
+    private readonly Dictionary<int, int> _pins = [];   // slot -> pins, only for pinned blocks
     private Entry[] _entries;
     private ulong[] _buckets;   // tag << 32 | (slot + 1); 0 marks an empty bucket
     private int _shift, _used, _free = None, _head = None, _tail = None;
@@ -85,7 +89,9 @@ internal sealed class BlockTable<TValue>
 
     public TValue ValueAt(int slot) => _entries[slot].Value;
 
-    public int PinsAt(int slot) => _entries[slot].Pins;
+    public int PinsAt(int slot) => PinnedCount > 0 && _pins.TryGetValue(slot, out int pins) ? pins : 0;
+
+    private bool IsPinned(int slot) => PinnedCount > 0 && _pins.ContainsKey(slot);
 
     /// <summary>The slot holding <paramref name="hash"/>, or -1.</summary>
     public int Find(in BlockHash hash)
@@ -117,7 +123,7 @@ internal sealed class BlockTable<TValue>
         for (; i < hashes.Length; i++)
         {
             int child = _entries[slots[i - 1]].Child;
-            if (child == None || _entries[child].Pins < 0 || _entries[child].Hash != hashes[i]) break;
+            if (child == None || _entries[child].Prev == Free || _entries[child].Hash != hashes[i]) break;
             slots[i] = child;
         }
         int matched = i == hashes.Length ? i : i + ProbeInStages(hashes[i..], slots[i..]);
@@ -217,24 +223,33 @@ internal sealed class BlockTable<TValue>
 
     public void Pin(int slot)
     {
-        if (_entries[slot].Pins++ == 0) PinnedCount++;
+        ref int pins = ref CollectionsMarshal.GetValueRefOrAddDefault(_pins, slot, out bool existed);
+        pins++;
+        if (!existed) PinnedCount++;
     }
 
+    /// <summary>Drops one pin of a pinned block (the caller checks that it has one).</summary>
     public void Unpin(int slot)
     {
-        if (--_entries[slot].Pins == 0) PinnedCount--;
+        if (!_pins.TryGetValue(slot, out int pins)) return;
+        if (pins > 1) _pins[slot] = pins - 1;
+        else
+        {
+            _pins.Remove(slot);
+            PinnedCount--;
+        }
     }
 
     /// <summary>Stops holding the block in <paramref name="slot"/> (invalidated; pins are the caller's check).</summary>
     public void Remove(int slot)
     {
         ref var entry = ref _entries[slot];
-        if (entry.Pins > 0) PinnedCount--;
+        if (PinnedCount > 0 && _pins.Remove(slot)) PinnedCount--;
         RemoveFromIndex(Tag(entry.Hash), slot);
         if (_external is not null) _external.OnRemove(entry.Hash);
         else Unlink(slot);
         entry = default;
-        entry.Pins = -1;
+        entry.Prev = Free;
         entry.Next = _free;
         _free = slot;
         Count--;
@@ -263,7 +278,7 @@ internal sealed class BlockTable<TValue>
         {
             for (int slot = _head; slot != None; slot = _entries[slot].Next)
             {
-                if (_entries[slot].Pins > 0) continue;
+                if (IsPinned(slot)) continue;
                 victims.Add(slot);
                 if (victims.Count == count) return victims;
             }
@@ -276,7 +291,7 @@ internal sealed class BlockTable<TValue>
                 if (slot == None)
                     throw new EvictionFailedException($"policy {_policy.Name} named block {candidate}, which is not cached",
                         new Dictionary<string, object?> { ["policy"] = _policy.Name, ["block"] = candidate.Hex });
-                if (_entries[slot].Pins > 0) continue;
+                if (IsPinned(slot)) continue;
                 victims.Add(slot);
                 if (victims.Count == count) return victims;
             }
@@ -303,7 +318,7 @@ internal sealed class BlockTable<TValue>
         ref var entry = ref _entries[slot];
         entry.Hash = hash;
         entry.Value = value;
-        entry.Pins = 0;
+        entry.Prev = None;
         entry.Child = None;
         AddToIndex(Tag(hash), slot);
         if (_external is not null) _external.OnInsert(hash);
