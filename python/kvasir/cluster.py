@@ -4,8 +4,8 @@ A routed store places every key on its nodes by rendezvous hashing (:mod:`kvasir
 one request per node in parallel and puts the per-key results back in the caller's order. With
 ``replicas=R`` a put goes to the key's top R nodes (0 when any of them stored it), and gets and
 exists try them in rank order until one has the key; a node that fails mid-batch only turns its
-keys into retries on the next replica. The Redis layout and scripts are those of the .NET
-``RedisClusterRegistry`` (docs/cluster.md).
+keys into retries on the next replica. The Redis layout is that of the .NET ``RedisClusterRegistry``
+(docs/cluster.md), and the scripts are the same files (``registry_lua/*.lua``).
 """
 
 import json
@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
 from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote
 
@@ -27,24 +28,17 @@ from .replicas import HybridClock, get_newest
 
 _log = logging.getLogger("kvasir")
 
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
+
+def registry_script(name: str) -> str:
+    """The text of the registry's Lua script ``name`` (``registry_lua/NAME.lua``, package data): the one copy, which
+    the .NET registry embeds too (src/Kvasir.Cluster/RegistryScripts.cs), sent to Redis unchanged."""
+    return (resources.files(__package__) / "registry_lua" / f"{name}.lua").read_bytes().decode("utf-8")
+
+
 # KEYS: members records epoch -> {epoch, id1, json1, ...}
-_READ = _NOW + """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
-local out = { redis.call('GET', KEYS[3]) or '0' }
-for _, id in ipairs(ids) do
-  out[#out + 1] = id
-  out[#out + 1] = redis.call('HGET', KEYS[2], id) or ''
-end
-return out
-"""
+_READ = registry_script("read")
 # KEYS: members epoch -> {epoch, live}
-_POLL = _NOW + """
-return { tonumber(redis.call('GET', KEYS[2]) or '0'), redis.call('ZCOUNT', KEYS[1], now, '+inf') }
-"""
+_POLL = registry_script("poll")
 
 
 def redact(url: str) -> str:

@@ -1,4 +1,5 @@
 """Cluster mode of the Python client against a real redis-server and real `kvasir serve` nodes."""
+import hashlib
 import json
 import os
 import shutil
@@ -273,6 +274,95 @@ def test_an_embedded_node_lends_memory_and_registers_as_embedded(cluster):
             assert all(other.get(k) == k.encode() for k in local)
     # Closing the store stopped its node, which left the cluster.
     wait_until(lambda: "py-rank-0" not in _live(redis.url, name), "the embedded node to leave")
+
+
+def _traffic(store):
+    """Per node id: the STATS counters that tell shared memory (ALLOC/COMMIT, LEASE/RELEASE) from TCP (PUT, GET)."""
+    names = ("requests_put", "requests_get", "requests_alloc", "requests_commit", "requests_lease", "requests_release",
+             "bytes_in", "bytes_out")
+    out = {}
+    for node, stats, error in store.node_stats():
+        assert error is None, error
+        out[node["id"]] = {k: stats[k] for k in names}
+    return out
+
+
+def _round_trip(store, keys, size):
+    buf = np.concatenate([_value(k, size) for k in keys])
+    out = np.zeros_like(buf)
+    store.register_buffer(buf.ctypes.data, buf.nbytes)
+    store.register_buffer(out.ctypes.data, out.nbytes)
+    assert store.batch_put_from(keys, [buf.ctypes.data + i * size for i in range(len(keys))], [size] * len(keys)) == [0] * len(keys)
+    assert store.batch_get_into(keys, [out.ctypes.data + i * size for i in range(len(keys))], [size] * len(keys)) == [size] * len(keys)
+    assert np.array_equal(out, buf)
+
+
+def test_members_on_this_host_are_reached_over_shared_memory_and_tcp_still_when_asked(cluster):
+    """The nodes listen on 127.0.0.1 with their arenas on this host: a cluster store's puts and gets to them go through
+    the arenas (ALLOC/COMMIT, LEASE/RELEASE) and their values never cross the sockets; transport="tcp" keeps TCP."""
+    redis, name, _ = cluster
+    size, count = 64 << 10, 96   # 6 MiB over 3 nodes
+    keys = [f"py/shm-members/{i}" for i in range(count)]
+    with _store(redis, name) as store:
+        before = _traffic(store)
+        _round_trip(store, keys, size)
+        after = _traffic(store)
+        owners = [store.placement(k)[0] for k in keys]
+    assert len(after) == 3
+    for node_id, a in after.items():
+        d = {k: a[k] - before[node_id][k] for k in a}
+        held = owners.count(node_id)
+        assert held > 0, f"no key placed on {node_id}: the test would not look at it"
+        assert d["requests_put"] == 0 and d["requests_get"] == 0, (node_id, d)
+        assert d["requests_alloc"] >= 1 and d["requests_commit"] >= 1, (node_id, d)
+        assert d["requests_lease"] >= 1 and d["requests_release"] >= 1, (node_id, d)
+        # keys and replies only: far less than one value each way
+        assert d["bytes_in"] < size and d["bytes_out"] < size, (node_id, d, held * size)
+
+    with _store(redis, name, transport="tcp") as store:
+        before = _traffic(store)
+        _round_trip(store, [k + "/tcp" for k in keys], size)
+        after = _traffic(store)
+    for node_id, a in after.items():
+        d = {k: a[k] - before[node_id][k] for k in a}
+        assert d["requests_alloc"] == 0 and d["requests_lease"] == 0, (node_id, d)
+        assert d["requests_put"] >= 1 and d["requests_get"] >= 1 and d["bytes_in"] > size and d["bytes_out"] > size, (node_id, d)
+
+
+def test_the_nodes_the_dotnet_client_and_this_client_send_the_registry_script_files_unchanged(cluster, cli):
+    """Redis caches a script by the SHA-1 of the bytes it was sent: after a SCRIPT FLUSH, a file's SHA-1 is cached again
+    only when someone sent that file's exact text (tests/Kvasir.Cluster.Tests/RegistryScriptTests checks every script
+    the .NET registry sends)."""
+    import redis as redis_py
+    redis, name, _ = cluster
+    folder = os.path.join(REPO, "python", "kvasir", "registry_lua")
+    sha = {}
+    for n in ("heartbeat", "read", "poll"):
+        with open(os.path.join(folder, n + ".lua"), "rb") as f:
+            sha[n] = hashlib.sha1(f.read()).hexdigest()
+    r = redis_py.Redis.from_url(redis.url)
+    try:
+        r.script_flush()
+        # the nodes beat every quarter of their 1 s TTL (.NET, heartbeat.lua); none of them reads the membership
+        wait_until(lambda: r.script_exists(sha["heartbeat"])[0], "a node's heartbeat to run heartbeat.lua")
+        assert r.script_exists(sha["read"], sha["poll"]) == [False, False]
+        with _store(redis, name) as store:   # reads at once (read.lua), then polls every 0.1 s (poll.lua)
+            assert len(store.nodes) == 3
+            assert r.script_exists(sha["read"])[0]
+            wait_until(lambda: r.script_exists(sha["poll"])[0], "this client's poll to run poll.lua")
+        r.script_flush()
+        path = os.path.join(REPO, ".build", f"scripts-{os.getpid()}")
+        with open(path, "wb") as f:
+            f.write(b"x" * 10)
+        try:   # the .NET cluster client reads the membership (read.lua) before it places the key
+            done = subprocess.run([*cli, "put", "--redis", redis.url, "--cluster", name, "scripts/key", path],
+                                  capture_output=True, text=True, timeout=60)
+        finally:
+            os.unlink(path)
+        assert done.returncode == 0, done.stderr
+        assert r.script_exists(sha["read"])[0]
+    finally:
+        r.close()
 
 
 def test_bad_cluster_settings_are_clear_errors(cli):
