@@ -675,7 +675,10 @@ def start_cluster(store, cfg, capacity, data_plane_addr, client_id, poll, explic
     def open_store(addr, node_tls=False):
         if node_tls and store._tls is None:
             raise KvasirError(f"node {addr} requires TLS (its registry record says tls): set tls_ca (KVASIR_TLS_CA)")
-        return type(store)(addr, store._auth_key.hex() if store._auth_key else None, "tcp",
+        # The store's transport for every member: with "auto" (the default) a member on this host whose arena maps is
+        # reached through shared memory, the others over TCP; with "shm" a member that cannot be mapped is unreachable
+        # (its keys go to replicas), as in the .NET cluster client (docs/cluster.md).
+        return type(store)(addr, store._auth_key.hex() if store._auth_key else None, store._mode,
                            connect_timeout=store.connect_timeout, request_timeout=store.request_timeout, verify_crc=store.verify_crc,
                            **(store._tls.options() if store._tls is not None else {}))
 
