@@ -165,6 +165,17 @@ class Router:
         ring, slots, ranks = self._plan(keys, replicas, placed_by=placed_by)
         versions = [self.clock.next() for _ in keys] if self.versions and replicas >= 2 else None
         parent_nodes = set(ring.place(placed_by or chain_parent, min(replicas, len(ring)))) if chain and chain_parent and len(ring) else set()
+
+        def request(slot, store, entries):
+            parent = chain_parent if slot.id in parent_nodes else None
+            return store._put([keys[i] for i, _ in entries], [views[i] for i, _ in entries], chain, parent,
+                              versions=None if versions is None else [versions[i] for i, _ in entries], ttl=ttl)
+
+        return self._to_every_replica(ranks, slots, request)
+
+    def _to_every_replica(self, ranks, slots, request) -> List[int]:
+        """Sends each key to all its replicas (``ranks``), one ``request(slot, store, entries)`` per node in parallel,
+        ``entries`` the (key index, rank) pairs that node takes; a key's code is OK when any replica answered OK."""
         answers = [[None] * len(r) if r else [] for r in ranks]
         groups: Dict[int, List[Tuple[int, int]]] = {}
         for i, r in enumerate(ranks):
@@ -172,16 +183,12 @@ class Router:
                 groups.setdefault(n, []).append((i, rank))
 
         def one(n, entries):
-            slot = slots[n]
-            parent = chain_parent if slot.id in parent_nodes else None
-            codes = self._run(slot, len(entries), lambda s: s._put([keys[i] for i, _ in entries], [views[i] for i, _ in entries], chain, parent,
-                                                                   versions=None if versions is None else [versions[i] for i, _ in entries],
-                                                                   ttl=ttl))
+            codes = self._run(slots[n], len(entries), lambda s: request(slots[n], s, entries))
             for (i, rank), code in zip(entries, codes):
                 answers[i][rank] = code
 
         self._all(one, groups)
-        return [E.INVALID_KEY if ranks[i] is None else self._combine(answers[i]) for i in range(len(keys))]
+        return [E.INVALID_KEY if r is None else self._combine(answers[i]) for i, r in enumerate(ranks)]
 
     def _rounds(self, ranks, slots, call) -> Tuple[list, list]:
         """Asks each key's replicas in rank order, one request per node per round, until one has it.
@@ -243,19 +250,7 @@ class Router:
         _, slots, ranks = self._plan(keys, self.replicas)
         if exists:
             return self._rounds(ranks, slots, lambda store, idx: (store._key_op(opcode, [keys[i] for i in idx]), None))[0]
-        answers = [[None] * len(r) if r else [] for r in ranks]
-        groups: Dict[int, List[Tuple[int, int]]] = {}
-        for i, r in enumerate(ranks):
-            for rank, n in enumerate(r or []):
-                groups.setdefault(n, []).append((i, rank))
-
-        def each(n, entries):
-            codes = self._run(slots[n], len(entries), lambda s: s._key_op(opcode, [keys[i] for i, _ in entries]))
-            for (i, rank), code in zip(entries, codes):
-                answers[i][rank] = code
-
-        self._all(each, groups)
-        return [E.INVALID_KEY if ranks[i] is None else self._combine(answers[i]) for i in range(len(keys))]
+        return self._to_every_replica(ranks, slots, lambda slot, store, entries: store._key_op(opcode, [keys[i] for i, _ in entries]))
 
     def chain_lookup(self, count: int, root: bytes, call) -> list:
         """A chain lookup (docs/protocol.md, Placement): the chain lives on ``root``'s replicas, asked in

@@ -247,6 +247,23 @@ def test_replicas_per_call_override_the_stores_setting(cluster):
     assert sorted(held.values()) == [1, 1, 2]   # per-call/3 on every node, per-call/1 on one
 
 
+def test_a_remove_reaches_every_replica_and_an_absent_key_is_not_found(cluster):
+    redis, name, _ = cluster
+    with _store(redis, name, replicas=2) as store:
+        assert store.put("py/rm/1", b"v") == 0
+        holders = store.placement("py/rm/1")
+        assert len(holders) == 2
+        for addr in holders:
+            with kvasir.KvStore(addr) as direct:
+                assert direct.is_exist("py/rm/1") == 1
+        assert store.remove("py/rm/1") == 0
+        assert store.is_exist("py/rm/1") == 0
+        for addr in holders:
+            with kvasir.KvStore(addr) as direct:
+                assert direct.is_exist("py/rm/1") == 0, addr
+        assert store.remove("py/rm/absent") == E.NOT_FOUND
+
+
 def test_a_static_server_list_routes_without_redis(cluster):
     _, _, nodes = cluster
     with kvasir.KvStore([n.address for n in nodes]) as store:
