@@ -14,7 +14,6 @@ import csv
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,10 +34,7 @@ def main():
     try:
         time.sleep(0.5)
         r = redis.Redis(port=port)
-        src = open(os.path.join(ROOT, "src", "Kvasir.Cluster", "RedisClusterRegistry.cs"), encoding="utf-8").read()
-        now = src.split('private const string Now = """')[1].split('"""')[0]
-        hb = src.split('private const string HeartbeatScript = Now + """')[1].split('"""')[0]
-        sha = {"heartbeat": r.script_load(textwrap.dedent(now) + textwrap.dedent(hb)),
+        sha = {"heartbeat": r.script_load(C.registry_script("heartbeat")),
                "poll": r.script_load(C._POLL), "read": r.script_load(C._READ)}
         keys = ["kvasir:{b}:members", "kvasir:{b}:records", "kvasir:{b}:down", "kvasir:{b}:epoch"]
         record = None

@@ -1,10 +1,13 @@
 """Cluster mode of the Python client against a real redis-server and real `kvasir serve` nodes."""
+import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -244,6 +247,23 @@ def test_replicas_per_call_override_the_stores_setting(cluster):
     assert sorted(held.values()) == [1, 1, 2]   # per-call/3 on every node, per-call/1 on one
 
 
+def test_a_remove_reaches_every_replica_and_an_absent_key_is_not_found(cluster):
+    redis, name, _ = cluster
+    with _store(redis, name, replicas=2) as store:
+        assert store.put("py/rm/1", b"v") == 0
+        holders = store.placement("py/rm/1")
+        assert len(holders) == 2
+        for addr in holders:
+            with kvasir.KvStore(addr) as direct:
+                assert direct.is_exist("py/rm/1") == 1
+        assert store.remove("py/rm/1") == 0
+        assert store.is_exist("py/rm/1") == 0
+        for addr in holders:
+            with kvasir.KvStore(addr) as direct:
+                assert direct.is_exist("py/rm/1") == 0, addr
+        assert store.remove("py/rm/absent") == E.NOT_FOUND
+
+
 def test_a_static_server_list_routes_without_redis(cluster):
     _, _, nodes = cluster
     with kvasir.KvStore([n.address for n in nodes]) as store:
@@ -273,6 +293,97 @@ def test_an_embedded_node_lends_memory_and_registers_as_embedded(cluster):
             assert all(other.get(k) == k.encode() for k in local)
     # Closing the store stopped its node, which left the cluster.
     wait_until(lambda: "py-rank-0" not in _live(redis.url, name), "the embedded node to leave")
+
+
+def _value_bytes(nodes):
+    """Per node address: value bytes the node stored ("in") and served ("out") by transport, from its /metrics
+    (tcp: PUT/GET frames; shm: COMMIT/LEASE, the bytes the client copied through the arena; docs/operations.md)."""
+    out = {}
+    for n in nodes:
+        with urllib.request.urlopen(n.admin + "/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+        got = {(d, t): 0.0 for d in ("in", "out") for t in ("tcp", "shm")}
+        for m in re.finditer(r'^kvasir_value_(received|sent)_bytes_total\{([^}]*)\} (\S+)$', text, re.M):
+            transport = re.search(r'transport="(\w+)"', m.group(2)).group(1)
+            key = ("in" if m.group(1) == "received" else "out", transport)
+            if key in got:
+                got[key] += float(m.group(3))
+        out[n.address] = got
+    return out
+
+
+def _round_trip(store, keys, size):
+    buf = np.concatenate([_value(k, size) for k in keys])
+    out = np.zeros_like(buf)
+    store.register_buffer(buf.ctypes.data, buf.nbytes)
+    store.register_buffer(out.ctypes.data, out.nbytes)
+    assert store.batch_put_from(keys, [buf.ctypes.data + i * size for i in range(len(keys))], [size] * len(keys)) == [0] * len(keys)
+    assert store.batch_get_into(keys, [out.ctypes.data + i * size for i in range(len(keys))], [size] * len(keys)) == [size] * len(keys)
+    assert np.array_equal(out, buf)
+    return [store.placement(k)[0] for k in keys]
+
+
+def _moved(nodes, store, keys, size):
+    """Puts and reads back ``keys`` through ``store``; per node: (values it holds, value bytes moved by direction and transport)."""
+    before = _value_bytes(nodes)
+    owners = _round_trip(store, keys, size)
+    after = _value_bytes(nodes)
+    return {a: (owners.count(a), {k: after[a][k] - before[a][k] for k in after[a]}) for a in after}
+
+
+def test_members_on_this_host_are_reached_over_shared_memory_and_over_tcp_when_asked(cluster):
+    """The nodes listen on 127.0.0.1 with their arenas on this host: a cluster store's puts and gets to them go through
+    the arenas (ALLOC/COMMIT, LEASE/RELEASE) and no value crosses a socket; transport="tcp" keeps them on TCP."""
+    redis, name, nodes = cluster
+    size, count = 64 << 10, 96   # 6 MiB over 3 nodes
+    keys = [f"py/shm-members/{i}" for i in range(count)]
+    with _store(redis, name) as store:
+        moved = _moved(nodes, store, keys, size)
+    assert len(moved) == 3
+    for addr, (held, d) in moved.items():
+        assert held > 0, f"no key placed on {addr}: the test would not look at it"
+        assert d == {("in", "shm"): held * size, ("out", "shm"): held * size, ("in", "tcp"): 0, ("out", "tcp"): 0}, addr
+
+    with _store(redis, name, transport="tcp") as store:
+        moved = _moved(nodes, store, [k + "/tcp" for k in keys], size)
+    for addr, (held, d) in moved.items():
+        assert d == {("in", "shm"): 0, ("out", "shm"): 0, ("in", "tcp"): held * size, ("out", "tcp"): held * size}, addr
+
+
+def test_the_nodes_the_dotnet_client_and_this_client_send_the_registry_script_files_unchanged(cluster, cli):
+    """Redis caches a script by the SHA-1 of the bytes it was sent: after a SCRIPT FLUSH, a file's SHA-1 is cached again
+    only when someone sent that file's exact text (tests/Kvasir.Cluster.Tests/RegistryScriptTests checks every script
+    the .NET registry sends)."""
+    import redis as redis_py
+    redis, name, _ = cluster
+    folder = os.path.join(REPO, "python", "kvasir", "registry_lua")
+    sha = {}
+    for n in ("heartbeat", "read", "poll"):
+        with open(os.path.join(folder, n + ".lua"), "rb") as f:
+            sha[n] = hashlib.sha1(f.read()).hexdigest()
+    r = redis_py.Redis.from_url(redis.url)
+    try:
+        r.script_flush()
+        # the nodes beat every quarter of their 1 s TTL (.NET, heartbeat.lua); none of them reads the membership
+        wait_until(lambda: r.script_exists(sha["heartbeat"])[0], "a node's heartbeat to run heartbeat.lua")
+        assert r.script_exists(sha["read"], sha["poll"]) == [False, False]
+        with _store(redis, name) as store:   # reads at once (read.lua), then polls every 0.1 s (poll.lua)
+            assert len(store.nodes) == 3
+            assert r.script_exists(sha["read"])[0]
+            wait_until(lambda: r.script_exists(sha["poll"])[0], "this client's poll to run poll.lua")
+        r.script_flush()
+        path = os.path.join(REPO, ".build", f"scripts-{os.getpid()}")
+        with open(path, "wb") as f:
+            f.write(b"x" * 10)
+        try:   # the .NET cluster client reads the membership (read.lua) before it places the key
+            done = subprocess.run([*cli, "put", "--redis", redis.url, "--cluster", name, "scripts/key", path],
+                                  capture_output=True, text=True, timeout=60)
+        finally:
+            os.unlink(path)
+        assert done.returncode == 0, done.stderr
+        assert r.script_exists(sha["read"])[0]
+    finally:
+        r.close()
 
 
 def test_bad_cluster_settings_are_clear_errors(cli):

@@ -10,83 +10,11 @@ namespace Kvasir.Cluster;
 /// <c>kvasir:{NAME}:members</c> zset id → expiry (ms, Redis clock), <c>kvasir:{NAME}:records</c>
 /// hash id → record JSON, <c>kvasir:{NAME}:down</c> zset id → when seen expired,
 /// <c>kvasir:{NAME}:epoch</c> counter bumped on every change, channel <c>kvasir:{NAME}:events</c>.
-/// Every multi-step change runs as one Lua script, so it is atomic and uses the server's clock.
+/// Every multi-step change runs as one Lua script, so it is atomic and uses the server's clock; the scripts are
+/// <see cref="RegistryScripts"/>, the files the Python client runs too.
 /// </summary>
 public sealed partial class RedisClusterRegistry : IClusterRegistry
 {
-    private const string Now = """
-        local t = redis.call('TIME')
-        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        """;
-
-    // KEYS: members records down epoch; ARGV: id json ttl_ms channel
-    private const string HeartbeatScript = Now + """
-        local changed = 0
-        local prev = redis.call('ZSCORE', KEYS[1], ARGV[1])
-        if (not prev) or tonumber(prev) < now then changed = 1 end
-        redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-        redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-        redis.call('ZREM', KEYS[3], ARGV[1])
-        local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
-        for _, id in ipairs(expired) do
-          redis.call('ZREM', KEYS[1], id)
-          redis.call('ZADD', KEYS[3], now, id)
-          changed = 1
-        end
-        local old = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - 3600000)
-        for _, id in ipairs(old) do
-          redis.call('ZREM', KEYS[3], id)
-          redis.call('HDEL', KEYS[2], id)
-        end
-        if changed == 1 then
-          redis.call('INCR', KEYS[4])
-          redis.call('PUBLISH', ARGV[4], 'change')
-        end
-        return changed
-        """;
-
-    // KEYS: members records down epoch; ARGV: id channel
-    private const string UnregisterScript = """
-        redis.call('ZREM', KEYS[1], ARGV[1])
-        redis.call('HDEL', KEYS[2], ARGV[1])
-        redis.call('ZREM', KEYS[3], ARGV[1])
-        redis.call('INCR', KEYS[4])
-        redis.call('PUBLISH', ARGV[2], 'change')
-        return 1
-        """;
-
-    // KEYS: members records epoch → {epoch, id1, json1, id2, json2, ...}
-    private const string ReadScript = Now + """
-        local ids = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
-        local out = { redis.call('GET', KEYS[3]) or '0' }
-        for _, id in ipairs(ids) do
-          out[#out + 1] = id
-          out[#out + 1] = redis.call('HGET', KEYS[2], id) or ''
-        end
-        return out
-        """;
-
-    // KEYS: members epoch → {epoch, live}
-    private const string PollScript = Now + """
-        return { tonumber(redis.call('GET', KEYS[2]) or '0'), redis.call('ZCOUNT', KEYS[1], now, '+inf') }
-        """;
-
-    // KEYS: members records down → {now, id, json, score, live(1/0), ...}
-    private const string ListScript = Now + """
-        local out = { now }
-        for _, z in ipairs({ KEYS[1], KEYS[3] }) do
-          local live = (z == KEYS[1]) and 1 or 0
-          local entries = redis.call('ZRANGE', z, 0, -1, 'WITHSCORES')
-          for i = 1, #entries, 2 do
-            out[#out + 1] = entries[i]
-            out[#out + 1] = redis.call('HGET', KEYS[2], entries[i]) or ''
-            out[#out + 1] = entries[i + 1]
-            out[#out + 1] = live
-          end
-        end
-        return out
-        """;
-
     private volatile ConnectionMultiplexer _redis;
     private readonly RedisConnector _connector;
     private readonly TimeSpan _timeout;
@@ -141,17 +69,17 @@ public sealed partial class RedisClusterRegistry : IClusterRegistry
 
     public async Task<bool> HeartbeatAsync(NodeRecord record, TimeSpan ttl)
     {
-        var result = await RunAsync(HeartbeatScript, [_members, _records, _down, _epoch],
+        var result = await RunAsync(RegistryScripts.Heartbeat, [_members, _records, _down, _epoch],
             [record.Id, record.ToJson(), (long)ttl.TotalMilliseconds, _channelName]).ConfigureAwait(false);
         return (long)result == 1;
     }
 
     public Task UnregisterAsync(string nodeId)
-        => RunAsync(UnregisterScript, [_members, _records, _down, _epoch], [nodeId, _channelName]);
+        => RunAsync(RegistryScripts.Unregister, [_members, _records, _down, _epoch], [nodeId, _channelName]);
 
     public async Task<ClusterSnapshot> ReadAsync()
     {
-        var items = (RedisResult[])(await RunAsync(ReadScript, [_members, _records, _epoch], []).ConfigureAwait(false))!;
+        var items = (RedisResult[])(await RunAsync(RegistryScripts.Read, [_members, _records, _epoch], []).ConfigureAwait(false))!;
         long epoch = long.TryParse((string?)items[0], out var e) ? e : 0;
         var nodes = new List<NodeRecord>();
         for (int i = 1; i + 1 < items.Length; i += 2)
@@ -165,7 +93,7 @@ public sealed partial class RedisClusterRegistry : IClusterRegistry
 
     public async Task<(long Epoch, int Live)> PollAsync()
     {
-        var items = (RedisResult[])(await RunAsync(PollScript, [_members, _epoch], []).ConfigureAwait(false))!;
+        var items = (RedisResult[])(await RunAsync(RegistryScripts.Poll, [_members, _epoch], []).ConfigureAwait(false))!;
         return ((long)items[0], (int)(long)items[1]);
     }
 
@@ -198,7 +126,7 @@ public sealed partial class RedisClusterRegistry : IClusterRegistry
 
     public async Task<IReadOnlyList<MemberStatus>> ListAllAsync()
     {
-        var items = (RedisResult[])(await RunAsync(ListScript, [_members, _records, _down], []).ConfigureAwait(false))!;
+        var items = (RedisResult[])(await RunAsync(RegistryScripts.List, [_members, _records, _down], []).ConfigureAwait(false))!;
         long now = (long)items[0];
         var list = new List<MemberStatus>();
         for (int i = 1; i + 3 < items.Length; i += 4)
