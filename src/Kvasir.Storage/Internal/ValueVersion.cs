@@ -33,7 +33,8 @@ internal enum CrcCheck : byte
 /// One stored value: an allocation in the arena plus its metadata (48 bytes an object: a length fits an
 /// <see cref="int"/> because <see cref="StoreOptions.MaxValueBytes"/> does, a namespace index a <see cref="short"/>,
 /// and the two CRC flags share one byte). Mutated only under the store's lock, except the CRC check state.
-/// A value staged outside the arena is a <see cref="StagedVersion"/>.
+/// A value staged outside the arena is a <see cref="StagedVersion"/>; a key's first published value is its
+/// <see cref="Slot"/> itself (one object a key, not two).
 /// </summary>
 internal class ValueVersion
 {
@@ -45,6 +46,19 @@ internal class ValueVersion
     {
         Offset = offset;
         _length = checked((int)length);
+    }
+
+    /// <summary>A copy of <paramref name="from"/>'s fields (a slot taking over its first version).</summary>
+    protected ValueVersion(ValueVersion from)
+    {
+        Offset = from.Offset;
+        _length = from._length;
+        _crcCheck = Volatile.Read(ref from._crcCheck);
+        _namespace = from._namespace;
+        Crc32C = from.Crc32C;
+        Sequence = from.Sequence;
+        LeaseCount = from.LeaseCount;
+        State = from.State;
     }
 
     public long Offset { get; }
