@@ -221,7 +221,7 @@ public sealed partial class KvArenaStore : IDisposable
             }
             else
             {
-                slot = _policy.NewSlot(reservation.Key, published);
+                slot = _policy.NewSlot(reservation.Key, published);   // the slot is the published version from here on
                 _index.Add(slot);
                 _ordered.Add(slot);
                 ChainLinks.SetParent(slot, parent, _policy);
@@ -291,7 +291,7 @@ public sealed partial class KvArenaStore : IDisposable
 
             ValueVersion published = Finish(reservation, crc32c, VersionState.Published);
             published.Sequence = version;
-            Slot slot = _policy.NewSlot(reservation.Key, published);
+            Slot slot = _policy.NewSlot(reservation.Key, published);   // the slot is the published version from here on
             slot.Promoted = true;
             slot.WrittenAt = Environment.TickCount64;
             slot.ExpiresAt = Deadline(reservation.Ttl, slot.WrittenAt);   // the rest of the copy's recorded life; 0: none

@@ -12,6 +12,9 @@ public sealed class StoreOptions
     /// <summary>Hard ceiling on <see cref="MaxKeyBytes"/>; keys are copied into managed memory per entry.</summary>
     public const int MaxKeyBytesLimit = 64 * 1024;
 
+    /// <summary>Most <see cref="Namespaces"/>: a value records its namespace in 16 bits.</summary>
+    public const int MaxNamespaces = short.MaxValue;
+
     /// <summary>
     /// Arena size in bytes. Default 1 GiB. The whole arena is reserved up front (pages are committed by the
     /// operating system as they are first written). Too small and eviction churns constantly; larger than the
@@ -172,6 +175,11 @@ public sealed class StoreOptions
         if (DefaultTtl is { } ttl && (ttl < TimeSpan.FromSeconds(1) || ttl.TotalSeconds > uint.MaxValue))
         {
             throw new ArgumentException($"DefaultTtl must be 1 s to {uint.MaxValue} s (was {ttl}).", nameof(DefaultTtl));
+        }
+
+        if (Namespaces.Count > MaxNamespaces)
+        {
+            throw new ArgumentException($"at most {MaxNamespaces} namespace quotas (was {Namespaces.Count}).", nameof(Namespaces));
         }
 
         var prefixes = new HashSet<string>();

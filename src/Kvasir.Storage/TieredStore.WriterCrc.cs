@@ -62,7 +62,8 @@ public sealed partial class TieredStore
         if (version.CrcOwed)
         {
             // Written outside the store's lock: a racing first reader computes and writes the same value; readers that
-            // see CrcUnchecked false (a volatile read) see this CRC.
+            // see CrcUnchecked false (a volatile read) see this CRC, and one that saw it unchecked but CrcOwed already
+            // false compares against this CRC below and matches.
             version.Crc32C = actual;
             version.CrcUnchecked = false;
             return true;

@@ -21,6 +21,10 @@ public sealed class StoreOptionsTests
         { "LowWatermark", new StoreOptions { LowWatermark = 0 } },
         { "Eviction", new StoreOptions { Eviction = (EvictionPolicyKind)42 } },
         { "LeaseTimeout", new StoreOptions { LeaseTimeout = TimeSpan.Zero } },
+        {
+            "Namespaces",
+            new StoreOptions { Namespaces = [.. Enumerable.Range(0, StoreOptions.MaxNamespaces + 1).Select(i => new NamespaceQuota(BitConverter.GetBytes(i), 1))] }
+        },
     };
 
     [Fact]

@@ -28,7 +28,7 @@ internal sealed class ChainLfuPolicy(bool remember) : IEvictionPolicy
     private long _age;
     private long _clock;
 
-    public Slot NewSlot(byte[] key, ValueVersion current) => new HeapSlot(key, current);
+    public Slot NewSlot(byte[] key, ValueVersion first) => new HeapSlot(key, first);
 
     public void OnInsert(Slot entry)
     {

@@ -6,8 +6,8 @@ namespace Kvasir.Storage.Internal;
 /// </summary>
 internal interface IEvictionPolicy
 {
-    /// <summary>A new slot of the kind this policy keeps its state in, not yet published.</summary>
-    Slot NewSlot(byte[] key, ValueVersion current);
+    /// <summary>A new slot of the kind this policy keeps its state in, not yet published, holding a copy of <paramref name="first"/> as its version.</summary>
+    Slot NewSlot(byte[] key, ValueVersion first);
 
     /// <summary>A new slot has been published.</summary>
     void OnInsert(Slot slot);

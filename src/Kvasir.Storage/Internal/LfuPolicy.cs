@@ -8,15 +8,18 @@ namespace Kvasir.Storage.Internal;
 /// </summary>
 internal sealed class LfuPolicy : IEvictionPolicy
 {
-    /// <summary>Counts stop here, so one hot key cannot outlive a shift of the workload by more than this many evictions' aging.</summary>
-    private const int MaxFrequency = 1 << 20;
+    /// <summary>
+    /// Counts stop here (65,535: the most a slot holds), so one hot key cannot outlive a shift of the workload by more
+    /// than this many evictions' aging.
+    /// </summary>
+    private const int MaxFrequency = Slot.MaxFrequency;
 
     private readonly SlotHeap _heap = new();
     private readonly List<HeapSlot> _passedOver = [];
     private long _age;
     private long _clock;
 
-    public Slot NewSlot(byte[] key, ValueVersion current) => new HeapSlot(key, current);
+    public Slot NewSlot(byte[] key, ValueVersion first) => new HeapSlot(key, first);
 
     public void OnInsert(Slot entry)
     {

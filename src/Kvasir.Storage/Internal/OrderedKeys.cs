@@ -3,7 +3,7 @@ namespace Kvasir.Storage.Internal;
 /// <summary>
 /// The index's slots in byte order of their keys, for scans and the expiry sweep: sorted chunks of at most
 /// <see cref="ChunkCapacity"/> slot references, found by binary search over each chunk's last key. About 8-16 bytes a
-/// key (one reference in a chunk that is half to fully used) where a red-black tree node costs 48.
+/// key (one reference in a chunk that is half to fully used; keys added in order fill their chunks) where a red-black tree node costs 48.
 /// Add and remove are O(log n + <see cref="ChunkCapacity"/>) plus a move of the chunk list when a chunk splits or
 /// empties. Not thread-safe: used under the store's lock, and not changed while enumerated.
 /// </summary>
@@ -15,6 +15,9 @@ internal sealed class OrderedKeys
     private readonly List<Chunk> _chunks = [];
 
     public int Count { get; private set; }
+
+    /// <summary>Chunks in use (for tests of how full they are kept).</summary>
+    internal int ChunkCount => _chunks.Count;
 
     /// <summary>The slot with the largest key; null when empty.</summary>
     public Slot? Max => _chunks.Count == 0 ? null : _chunks[^1].Last;
@@ -42,6 +45,17 @@ internal sealed class OrderedKeys
         }
 
         at = ~at;
+        if (chunk.Count == ChunkCapacity && (at == ChunkCapacity || (at == 0 && c == 0)))
+        {
+            // Past the largest or below the smallest key of all (keys added in ascending or descending order): a new
+            // chunk at that end leaves the full one full, where a split would leave two half-empty chunks behind for good.
+            var fresh = new Chunk();
+            fresh.Insert(0, slot);
+            _chunks.Insert(at == 0 ? c : c + 1, fresh);
+            Count++;
+            return;
+        }
+
         if (chunk.Count == ChunkCapacity)
         {
             Chunk upper = chunk.SplitUpperHalf();

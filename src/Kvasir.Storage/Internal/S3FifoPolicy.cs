@@ -21,7 +21,7 @@ internal sealed class S3FifoPolicy : IEvictionPolicy
 
     private int Candidates => _small.Count + _main.Count;
 
-    public Slot NewSlot(byte[] key, ValueVersion current) => new ListSlot(key, current);
+    public Slot NewSlot(byte[] key, ValueVersion first) => new ListSlot(key, first);
 
     public void OnInsert(Slot entry)
     {

@@ -24,12 +24,12 @@ internal sealed class StagingArea : IDisposable
         get { lock (_gate) return _allocator.FreeBytes; }
     }
 
-    /// <summary>Space for <paramref name="length"/> bytes (0 is legal); false when the staging area is full.</summary>
+    /// <summary>Space for <paramref name="length"/> bytes (0 is legal); false when the staging area is full or the value is over 2 GiB.</summary>
     public bool TryAllocate(long length, out ValueVersion version, out nint address)
     {
         lock (_gate)
         {
-            if (_allocator.SizeFor(length) < 0 || !_allocator.TryAllocate(length, out long offset))
+            if (length > int.MaxValue || _allocator.SizeFor(length) < 0 || !_allocator.TryAllocate(length, out long offset))
             {
                 (version, address) = (null!, 0);
                 return false;
