@@ -393,3 +393,17 @@ def test_bad_cluster_settings_are_clear_errors(cli):
         kvasir.KvStore(redis_url="redis://127.0.0.1:1", replicas=0)
     with pytest.raises(kvasir.KvasirError, match="cluster name"):
         kvasir.KvStore(redis_url="redis://127.0.0.1:1", cluster="bad name")
+
+
+def test_a_cluster_store_with_value_crc_sends_each_values_crc_to_its_members(cluster, monkeypatch):
+    """value_crc=True on a cluster store reaches the per-node stores: each member's PUT carries the writer's CRC, which
+    the node keeps instead of computing its own. Shown by sending wrong CRCs: the node drops every such value (a miss,
+    counted in crc_mismatches), where a member that ignored value_crc would have stored and served it."""
+    import kvasir.tcp
+    redis, name, nodes = cluster
+    monkeypatch.setattr(kvasir.tcp, "_crc_of_pieces", lambda pieces: 0x12345678)
+    keys = [f"py/value-crc/{i}" for i in range(30)]
+    with _store(redis, name, transport="tcp", value_crc=True) as store:
+        assert all(store.put(k, _value(k, 4096).tobytes()) == 0 for k in keys)
+        assert all(store.get(k) is None for k in keys)
+        assert sum(s["crc_mismatches"] for _, s, _ in store.node_stats() if s) == len(keys)
