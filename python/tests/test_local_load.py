@@ -309,18 +309,17 @@ def test_alloc_requests_are_split_by_their_own_entry_size():
         assert max(end - start for start, end in chunks) == (1024 - 4) // entry
 
 
-def test_a_local_put_reserves_a_small_first_chunk_then_doubling_ones_up_to_the_cap():
-    # The first DMA can start only once its ALLOC is answered: the first reservation is small, the next ones double
-    # (fewer round trips), never above the cap, each holding one key at least; the node's own splits are kept.
+def test_a_local_put_reserves_chunks_of_at_most_the_cap_within_the_nodes_own_splits():
+    # Each reservation holds at most the cap in bytes and one key at least; the node's splits (batch and metadata
+    # limits) are never crossed, and the pieces cover the keys in order.
     from kvasir.local_load import _by_bytes
     mib = 1 << 20
     lengths = np.full(100, mib, dtype=np.int64)
     todo = list(range(100))
-    pieces = _by_bytes([(0, 100)], todo, lengths, cap=32 * mib, first=4 * mib)
-    assert [b - a for a, b in pieces] == [4, 8, 16, 32, 32, 8]
+    pieces = _by_bytes([(0, 100)], todo, lengths, cap=32 * mib)
+    assert [b - a for a, b in pieces] == [32, 32, 32, 4]
     assert pieces[0][0] == 0 and all(a == b for (_, a), (b, _) in zip(pieces, pieces[1:])) and pieces[-1][1] == 100
-    # a key larger than the limit goes alone; the node's chunk boundary (at 10) is never crossed
+    # a key larger than the cap goes alone; the node's chunk boundary (at 10) is never crossed
     lengths[1] = 64 * mib
-    pieces = _by_bytes([(0, 10), (10, 100)], todo, lengths, cap=32 * mib, first=4 * mib)
-    assert pieces[:3] == [(0, 1), (1, 2), (2, 10)] and pieces[3][0] == 10 and pieces[-1][1] == 100
-    assert all(b - a >= 1 for a, b in pieces)
+    pieces = _by_bytes([(0, 10), (10, 100)], todo, lengths, cap=32 * mib)
+    assert pieces[:3] == [(0, 1), (1, 2), (2, 10)] and pieces[3] == (10, 42) and pieces[-1][1] == 100
