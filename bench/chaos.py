@@ -319,7 +319,10 @@ def main() -> int:
         print("chaos: --sentinel skipped: no redis-server on PATH", flush=True)
         args.sentinel = False
     # Ctrl-C and SIGTERM both unwind through the finally below, which stops every process and removes every namespace.
+    # SIGINT is set here too: a process started in the background of a script inherits it ignored (Python then keeps
+    # it so), and Ctrl-C or a test's SIGINT would otherwise leave the round running to its end.
     signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     cluster = store = partitions = None
     problems, recoveries, redis_recovery = [], [], None
     acked, written, acked_keys, acked_at = {}, {}, [], {}   # key -> last acknowledged version; key -> highest version ever sent
