@@ -98,8 +98,8 @@ def two_tables_c(prompts):
     return _c_lookup(blocks, order)
 
 
-def _one_table(prompts):
-    held = OrderedDict()
+def _one_table(prompts, kind=OrderedDict):
+    held = kind()
     for c in prompts:
         for h in reversed(c):
             held[h] = h
@@ -140,11 +140,7 @@ def no_lru_move(prompts):
 
 
 def _plain_table(prompts):
-    held = {}
-    for c in prompts:
-        for h in reversed(c):
-            held[h] = h
-    return held
+    return _one_table(prompts, dict)
 
 
 def stamp_queue_counts(prompts):
