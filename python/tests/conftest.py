@@ -50,9 +50,10 @@ class Node:
                 self.admin = f"http://{admin.group(1)}" if admin else None
                 break
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
                 with open(self.log.name, encoding="utf-8", errors="replace") as f:
-                    raise RuntimeError(f"kvasir node did not start: {f.read()[-2000:]}")
+                    text = f.read()
+                self.stop()   # removes the log: its text was read first
+                raise RuntimeError(f"kvasir node did not start: {text[-2000:]}")
             time.sleep(0.05)
         self.address = f"{self.host}:{self.port}"
 
