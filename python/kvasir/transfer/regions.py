@@ -6,6 +6,7 @@ withdraws every advertisement first and then waits for the landings in flight, s
 into a region after ``dereg`` returned (the wait is bounded by the transfer timeout)."""
 
 import ctypes
+import functools
 import hmac
 import os
 import sys
@@ -18,6 +19,22 @@ from . import _wire
 
 class TransferError(Exception):
     """A call the engine refuses; the message is the one-line reason put in ``last_error``."""
+
+
+def api(*fail):
+    """Turns a refused call (TransferError, ValueError) into the documented failure tuple + last_error."""
+    result = fail[0] if len(fail) == 1 else tuple(fail)
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(self, *args, **kwargs):
+            try:
+                return fn(self, *args, **kwargs)
+            except (TransferError, ValueError, TypeError) as e:
+                self.last_error = f"{fn.__name__}: {e}"
+                return result
+        return wrapper
+    return deco
 
 
 def _torch_tensor(obj) -> bool:
