@@ -528,8 +528,6 @@ class KvStore(KeyOps):
         value — a DMA from GPU memory (torch with CUDA) or a memcpy from a registered host buffer —
         then COMMIT. 0 or a negative code per key. Raises :class:`kvasir.local_load.KeyNotLocalError`
         when the node is not reachable through shared memory (use :meth:`batch_put_from`). Needs numpy."""
-        if not (len(keys) == len(ptrs) == len(sizes)):
-            raise ValueError(f"{len(keys)} keys but {len(ptrs)} addresses and {len(sizes)} sizes")
         return local_load.put_local_single(self, keys, ptrs, sizes)
 
     def batch_put_from_multi_buffers_local(self, keys, addrs_per_key, sizes_per_key) -> List[int]:
