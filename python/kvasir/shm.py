@@ -16,6 +16,7 @@ from typing import Optional
 
 from . import errors as E
 from . import protocol as P
+from . import reserve
 from .connection import _code, _Failure
 from .errors import KvasirError
 
@@ -239,14 +240,38 @@ def alloc_chunk(conn, mapping, keys, values, lengths, results, idx, ttl_seconds=
     value is copied once its reservation may have expired (TIMEOUT: that space may be another
     key's by then); COMMIT answering NOT_FOUND (the reservation expired) is TIMEOUT too. ``value_crc``:
     COMMIT carries each value's CRC-32C (on a node that granted ARENA_PROOF), checked by the node before
-    its first read; otherwise a node that saw this connection's arena proof computes it then itself."""
+    its first read; otherwise a node that saw this connection's arena proof computes it then itself.
+    The keys are reserved in pieces that fit the connection's reservation budget (see :mod:`.reserve`)."""
+    budget = reserve.budget_of(conn, mapping)
+    todo = list(idx)
+    while todo:
+        at, size = 1, lengths[todo[0]]
+        while at < len(todo) and size + lengths[todo[at]] <= budget.limit:
+            size += lengths[todo[at]]
+            at += 1
+        piece, todo = todo[:at], todo[at:]
+        others = budget.acquire(size, broken=lambda: conn.broken)
+        try:
+            todo = _alloc_piece(conn, mapping, keys, values, lengths, results, piece, others, budget, ttl_seconds, value_crc) + todo
+        finally:
+            budget.release(size)
+
+
+def _alloc_piece(conn, mapping, keys, values, lengths, results, idx, others, budget, ttl_seconds, value_crc):
+    """One ALLOC → copies → COMMIT of :func:`alloc_chunk`; returns the keys to ask for again (refused for the share)."""
     sent = time.monotonic()
     flags, meta = alloc_request(conn, [keys[i] for i in idx], [lengths[i] for i in idx], ttl_seconds)
     reply = conn.call(P.Opcode.ALLOC, meta, flags=flags)
     if len(reply.entries) != len(idx):
         raise _Failure(E.PROTOCOL_ERROR, "ALLOC reply with a wrong count")
+    retry, accepted = reserve.refused_for_share([e.status for e in reply.entries], [lengths[i] for i in idx], others)
+    if retry:
+        budget.learn(accepted)
+    again = {idx[pos] for pos in retry}
     ids, owners = [], []
     for i, e in zip(idx, reply.entries):
+        if i in again:
+            continue
         if e.status != P.WireStatus.OK:
             results[i] = _code(e.status)
             continue
@@ -261,3 +286,4 @@ def alloc_chunk(conn, mapping, keys, values, lengths, results, idx, ttl_seconds=
         committed = conn.call(P.Opcode.COMMIT, P.encode_commit(ids, crcs), flags=int(P.Flag.COMMIT_CRC) if crcs is not None else 0)
         for i, st in zip(owners, committed.statuses):
             results[i] = E.OK if st == P.WireStatus.OK else E.TIMEOUT if st == P.WireStatus.NOT_FOUND else _code(st)
+    return [idx[pos] for pos in retry]

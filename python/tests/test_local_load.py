@@ -3,6 +3,7 @@ buffers: the copy plan they share with the GPU path — values laid over scatter
 merged where they continue one another, batches split into chunks that overlap — must give
 byte-exact results and leave no lease or reservation behind. (GPU destinations: test_gpu.py.)"""
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -323,3 +324,45 @@ def test_a_local_put_reserves_chunks_of_at_most_the_cap_within_the_nodes_own_spl
     lengths[1] = 64 * mib
     pieces = _by_bytes([(0, 10), (10, 100)], todo, lengths, cap=32 * mib)
     assert pieces[:3] == [(0, 1), (1, 2), (2, 10)] and pieces[3] == (10, 42) and pieces[-1][1] == 100
+
+
+@pytest.mark.parametrize("limit", [None, "16MiB"])
+def test_a_local_put_larger_than_the_connections_reservation_share_stores_every_value(cli, limit):
+    # A node lets one connection hold at most a quarter of its arena reserved (--max-reserved-per-connection), and an
+    # ALLOC past that share answers OUT_OF_MEMORY for the key. One call storing 100 MiB into a 256 MiB arena (or into
+    # a node whose operator set a smaller share) must still store every value: the client keeps its reservations within
+    # the share and commits what it holds before it asks again.
+    args = ["--memory", "256MiB"] + ([] if limit is None else ["--max-reserved-per-connection", limit])
+    node = Node(*args)
+    try:
+        block, n = 128 << 10, 800
+        src = np.random.default_rng(21).integers(0, 256, block * n, dtype=np.uint8)
+        keys = [f"share/{i}" for i in range(n)]
+        with kvasir.KvStore(node.address, transport="shm") as s:
+            s.register_buffer(src.ctypes.data, src.nbytes)
+            codes = s.batch_put_from_local(keys, [src.ctypes.data + i * block for i in range(n)], [block] * n)
+            assert codes == [0] * n, {c: codes.count(c) for c in set(codes)}
+            assert s.stats()["reservations"] == 0
+            out = np.zeros(block, dtype=np.uint8)
+            s.register_buffer(out.ctypes.data, out.nbytes)
+            for i in (0, 399, 799):
+                assert s.batch_get_into([keys[i]], [out.ctypes.data], [block]) == [block]
+                assert np.array_equal(out, src[i * block:(i + 1) * block])
+            # Four threads sharing the store's connection, each storing 25 MiB with the ordinary batch call and from
+            # local memory: their reservations together stay within the connection's share too.
+            codes = [None] * 8
+
+            def writer(t):
+                part = range(t * 100, (t + 1) * 100)
+                put = s.batch_put_from if t % 2 else s.batch_put_from_local
+                codes[t] = put([f"t{t}/{i}" for i in part], [src.ctypes.data + i * block for i in part], [block] * 100)
+
+            threads = [threading.Thread(target=writer, args=(t,)) for t in range(8)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(120)
+            assert codes == [[0] * 100] * 8
+            assert s.stats()["reservations"] == 0
+    finally:
+        node.stop()

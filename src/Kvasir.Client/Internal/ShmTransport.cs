@@ -41,7 +41,11 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
     /// </summary>
     private readonly System.Runtime.CompilerServices.ConditionalWeakTable<ClientConnection, ArenaGrant> _arenaOf = new();
 
-    private sealed record ArenaGrant(ShmMapping Mapping, byte[]? Proof);
+    /// <summary>A connection's arena, its proof, and the bytes it may hold reserved (see <see cref="ReservationBudget"/>).</summary>
+    private sealed record ArenaGrant(ShmMapping Mapping, byte[]? Proof)
+    {
+        public ReservationBudget Reservations { get; } = new(Mapping.Length / 4);
+    }
     private ShmMapping _mapping = mapping;
 
     /// <summary>
@@ -186,11 +190,52 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
             await tcp.PutAsync(batch, start, end, chain, parent, hasParent, ct).ConfigureAwait(false);
             return;
         }
-        var arena = grant.Mapping;
         // With the arena proof: the node skips zeroing (MAPPED) and takes the writer's CRCs on COMMIT when this store sends them.
-        bool mapped = grant.Proof is not null;
         bool commitCrcs = arenaProof && (connection.Features & ProtocolFeatures.ValueCrc) != 0;
         if (commitCrcs) batch.ComputeCrcs(start, end);
+        // Pieces of keys within the connection's reservation budget, one ALLOC → copies → COMMIT each; keys the node refused
+        // for the connection's share are asked for again once the piece that held the space is committed.
+        var budget = grant.Reservations;
+        var todo = new Queue<(int Start, int End)>();
+        todo.Enqueue((start, end));
+        while (todo.Count > 0)
+        {
+            var (from, to) = todo.Dequeue();
+            int stop = from + 1;
+            long bytes = batch.Values[from].Length;
+            while (stop < to && bytes + batch.Values[stop].Length <= budget.Limit) bytes += batch.Values[stop++].Length;
+            if (stop < to) todo.Enqueue((stop, to));
+            long others = await budget.AcquireAsync(bytes, () => connection.IsBroken, ct).ConfigureAwait(false);
+            List<int> again;
+            try
+            {
+                again = await PutPieceAsync(connection, grant, batch, from, stop, others, commitCrcs, ct).ConfigureAwait(false);
+            }
+            finally
+            {
+                budget.Release(bytes);
+            }
+            for (int i = 0; i < again.Count;)
+            {
+                int run = i + 1;
+                while (run < again.Count && again[run] == again[run - 1] + 1) run++;
+                todo.Enqueue((again[i], again[run - 1] + 1));
+                i = run;
+            }
+        }
+    }
+
+    /// <summary>
+    /// ALLOC for keys [start, end), the copies into the arena, COMMIT; results into the batch. Returns the keys refused for
+    /// the connection's reservation share (OUT_OF_MEMORY while <paramref name="others"/> or earlier keys of this piece held
+    /// space), whose results are left for the caller's next try.
+    /// </summary>
+    private async Task<List<int>> PutPieceAsync(ClientConnection connection, ArenaGrant grant, PutBatch batch, int start, int end, long others,
+        bool commitCrcs, CancellationToken ct)
+    {
+        int count = end - start;
+        var arena = grant.Mapping;
+        bool mapped = grant.Proof is not null;
         var meta = new byte[ShmMessages.AllocRequestSize(batch.Keys, start, count) + ShmMessages.AllocSuffixSize(batch.TtlSeconds is not null, mapped)];
         var w = new MetaWriter(meta);
         w.U32((uint)count);
@@ -201,11 +246,14 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         var (reply, failure) = await ControlAsync(connection, Opcode.Alloc, meta, ct, allocFlags).ConfigureAwait(false);
         AllocEntry[]? entries = null;
         if (reply is not null && !TryRead(connection, () => ShmMessages.ReadAllocReply(reply), count, out entries)) failure = KvStatus.ProtocolError;
+        var again = new List<int>();
         if (entries is null)
         {
             Array.Fill(batch.Results, failure, start, count);
-            return;
+            return again;
         }
+        long held = others;
+        long accepted = -1;
         var ids = new List<ulong>(count);
         var owners = new List<int>(count);
         bool late = false;
@@ -217,8 +265,14 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
                 var e = entries[i];
                 int k = start + i;
                 var value = batch.Values[k];
+                if (e.Status == WireStatus.Ok) held += value.Length;
                 // A reservation left uncommitted here is aborted by the node when this connection ends or its lease timeout passes.
-                if (e.Status != WireStatus.Ok) batch.Results[k] = KvStatuses.FromWire(e.Status);
+                if (e.Status == WireStatus.OutOfMemory && held > 0)
+                {
+                    if (accepted < 0) accepted = held;
+                    again.Add(k);
+                }
+                else if (e.Status != WireStatus.Ok) batch.Results[k] = KvStatuses.FromWire(e.Status);
                 else if (!entered || connection.IsBroken) batch.Results[k] = KvStatus.Unavailable;
                 else if (!arena.Contains(e.Offset, (ulong)value.Length)) batch.Results[k] = KvStatus.ProtocolError;
                 else if (late || (late = Clock.GetElapsedTime(allocSent) >= TrustedCopyWindow)) batch.Results[k] = KvStatus.Timeout;   // the node may have given this space away
@@ -240,12 +294,14 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         {
             if (entered) arena.Exit();
         }
-        if (ids.Count == 0) return;
+        if (accepted >= 0) grant.Reservations.Learn(accepted);
+        if (ids.Count == 0) return again;
         var crcs = commitCrcs ? owners.Select(k => batch.Crcs![k]).ToList() : null;
         var (statuses, commitFailure) = await IdsCallAsync(connection, Opcode.Commit, ids, ct, crcs).ConfigureAwait(false);
         // NOT_FOUND: the node no longer held the reservation (this side sends only ids it got), so it expired.
         for (int j = 0; j < owners.Count; j++)
             batch.Results[owners[j]] = statuses is null ? commitFailure : statuses[j] == WireStatus.NotFound ? KvStatus.Timeout : KvStatuses.FromWire(statuses[j]);
+        return again;
     }
 
     public Task KeyOpAsync(Opcode op, IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int end, KvStatus[] results, CancellationToken ct)

@@ -1,0 +1,74 @@
+"""How much arena space one connection may hold reserved (ALLOC'd, not yet committed) at once.
+
+A node lets one connection hold at most ``--max-reserved-per-connection`` bytes of uncommitted reservations (a
+quarter of the arena unless its operator set otherwise; docs/protocol.md § Ownership and timeouts); an ALLOC past
+that share answers OUT_OF_MEMORY for the key. The node does not say its share, so a connection's
+:class:`ReservationBudget` starts at the default (a quarter of the arena) and learns a smaller one from such an
+answer: every ALLOC of this client takes its bytes from the budget first (threads that share the connection wait
+their turn instead of being refused), and a key refused while other reservations of this connection were held is
+asked for again once they are committed (:func:`refused_for_share`). A key refused while nothing else was held is
+a real OUT_OF_MEMORY (the arena is full of pinned or leased values) and is reported as one.
+"""
+
+import threading
+from typing import Optional
+
+from . import protocol as P
+
+
+class ReservationBudget:
+    """The bytes this client lets one connection hold reserved; safe to share between threads."""
+
+    def __init__(self, limit: int):
+        self.limit = max(1, int(limit))
+        self.used = 0
+        self._cv = threading.Condition()
+
+    def acquire(self, n: int, wait: bool = True, broken=lambda: False) -> Optional[int]:
+        """Takes ``n`` bytes; returns the bytes other requests of this connection held then (None: no room and
+        ``wait`` False). A request larger than the whole budget goes alone. ``broken()`` ends a wait (0 returned:
+        the request then fails on the connection itself)."""
+        with self._cv:
+            while self.used and self.used + n > self.limit:
+                if not wait:
+                    return None
+                if broken():
+                    break
+                self._cv.wait(0.5)
+            others = self.used
+            self.used += n
+            return others
+
+    def release(self, n: int) -> None:
+        if n:
+            with self._cv:
+                self.used -= n
+                self._cv.notify_all()
+
+    def learn(self, accepted: int) -> None:
+        """The node refused a key after ``accepted`` bytes of this connection were reserved: its share is smaller."""
+        with self._cv:
+            self.limit = max(1, min(self.limit, int(accepted)))
+
+
+def budget_of(conn, mapping) -> ReservationBudget:
+    """The connection's budget, made on first use with the node's default share (a quarter of the arena)."""
+    b = getattr(conn, "reservations", None)
+    if b is None:
+        b = conn.reservations = ReservationBudget(mapping.length // 4)
+    return b
+
+
+def refused_for_share(statuses, lengths, others: int):
+    """Positions of an ALLOC reply's OUT_OF_MEMORY keys that may have been refused for the connection's share (this
+    connection held ``others`` bytes when it was sent, plus what the reply granted before each key), and the bytes
+    the node had accepted before the first of them (what the budget learns); ([], None) when none."""
+    held, retry, accepted = others, [], None
+    for pos, (st, n) in enumerate(zip(statuses, lengths)):
+        if st == P.WireStatus.OK:
+            held += int(n)
+        elif st == P.WireStatus.OUT_OF_MEMORY and held > 0:
+            if accepted is None:
+                accepted = held
+            retry.append(pos)
+    return retry, accepted
