@@ -123,7 +123,29 @@ class Lru(Policy):
         self.order.pop(b, None)
 
 
-class ChainLfu(Policy):
+class HeapPolicy(Policy):
+    """A min-heap of (priority, stamp, block) with lazy deletion: the newest entry of a block is its place."""
+
+    def __init__(self):
+        self.heap, self.cur, self.clock = [], {}, 0
+
+    def push(self, b, prio):
+        self.clock += 1
+        self.cur[b] = (prio, self.clock)
+        heapq.heappush(self.heap, (prio, self.clock, b))
+
+    def pop(self):
+        while True:
+            prio, stamp, b = heapq.heappop(self.heap)
+            if self.cur.get(b) == (prio, stamp):
+                del self.cur[b]
+                return b, prio
+
+    def remove(self, b):
+        self.cur.pop(b, None)
+
+
+class ChainLfu(HeapPolicy):
     """chainlfu as in ChainLfuPolicy.cs (LFU-DA, value 1 + reads (cap 8) + 1 with a child, 0 orphaned), with knobs:
     w: weight of a read; depth/depth_pen: unread blocks at chain position >= depth lose depth_pen;
     cont_k/cont_pen: unread blocks stored by a request that hit >= cont_k blocks lose cont_pen;
@@ -133,7 +155,8 @@ class ChainLfu(Policy):
 
     def __init__(self, maxf=8, w=1.0, depth=None, depth_pen=1, cont_k=None, cont_pen=1, superseded=False,
                  sticky=None, promote=False):
-        self.heap, self.cur, self.clock, self.age = [], {}, 0, 0
+        super().__init__()
+        self.age = 0
         self.f, self.depth, self.cont, self.fav, self.dead = {}, {}, {}, {}, set()
         self.children = defaultdict(list)
         self.maxf, self.w, self.dmin, self.dpen, self.cont_k, self.cont_pen = maxf, w, depth, depth_pen, cont_k, cont_pen
@@ -152,11 +175,6 @@ class ChainLfu(Policy):
             if self.sticky is not None and not self.fav[b]:
                 v -= 1
         return v
-
-    def push(self, b, prio):
-        self.clock += 1
-        self.cur[b] = (prio, self.clock)
-        heapq.heappush(self.heap, (prio, self.clock, b))
 
     def place(self, b):
         self.push(b, self.age + self.value(b))
@@ -191,15 +209,12 @@ class ChainLfu(Policy):
             heapq.heappush(self.heap, (prio, stamp, b))
 
     def victim(self):
-        while True:
-            prio, stamp, b = heapq.heappop(self.heap)
-            if self.cur.get(b) == (prio, stamp):
-                del self.cur[b]
-                self.age = max(self.age, prio)
-                return b
+        b, prio = self.pop()
+        self.age = max(self.age, prio)
+        return b
 
     def remove(self, b):
-        self.cur.pop(b, None)
+        super().remove(b)
         self.dead.discard(b)
         for d in (self.f, self.depth, self.cont, self.fav):
             d.pop(b, None)
@@ -307,7 +322,7 @@ class SampledLeaves(Policy):
             d.pop(b, None)
 
 
-class Oracle(Policy):
+class Oracle(HeapPolicy):
     """Not online: LRU by request (a request's blocks tail first) where the blocks a request stores are labelled
     "likely" with probability acc when any of them is read again later and 1 - acc otherwise (per block instead with
     per_block); unlikely blocks are `penalty` requests older than their stamp (evicted first). Measures how accurate a
@@ -319,7 +334,7 @@ class Oracle(Policy):
         for ri, (_, chain) in enumerate(requests):
             for b in chain:
                 self.last_use[b] = ri
-        self.heap, self.cur, self.clock = [], {}, 0
+        super().__init__()
 
     def _label(self, reused):
         return self.rng.random() < self.acc if reused else self.rng.random() >= self.acc
@@ -327,29 +342,17 @@ class Oracle(Policy):
     def begin(self, ri, chain):
         self.ri, self.chain, self.request_label = ri, chain, None
 
-    def _push(self, b, prio):
-        self.clock += 1
-        self.cur[b] = (prio, self.clock)
-        heapq.heappush(self.heap, (prio, self.clock, b))
-
     def access(self, b):
-        self._push(b, (self.ri, -self.chain.index(b)))
+        self.push(b, (self.ri, -self.chain.index(b)))
 
     def insert(self, b):
         if self.request_label is None:   # the request's first stored block: are any of the blocks it stores read again?
             self.request_label = self._label(any(self.last_use[c] > self.ri for c in self.chain[self.k:]))
         likely = self._label(self.last_use[b] > self.ri) if self.per_block else self.request_label
-        self._push(b, (self.ri - (0 if likely else self.penalty), -self.pos))
+        self.push(b, (self.ri - (0 if likely else self.penalty), -self.pos))
 
     def victim(self):
-        while True:
-            prio, stamp, b = heapq.heappop(self.heap)
-            if self.cur.get(b) == (prio, stamp):
-                del self.cur[b]
-                return b
-
-    def remove(self, b):
-        self.cur.pop(b, None)
+        return self.pop()[0]
 
 
 def hits_class(s, b):
