@@ -462,11 +462,11 @@ def main():
         return 2
     requests = [(o["timestamp"], o["hash_ids"]) for o in load(args.trace)]
     unique = len({b for _, chain in requests for b in chain})
-    print(f"{'policy':24s}" + "".join(f"{c:>8g}%" for c in caps), flush=True)
+    print(f"{'policy':28s}" + "".join(f"{c:>8g}%" for c in caps), flush=True)
     for name in names:
         rates = [Cache().run(requests, POLICIES[name](max(1, int(unique * c / 100)), requests), max(1, int(unique * c / 100)))
                  for c in caps]
-        print(f"{name:24s}" + "".join(f"{100 * r:8.2f} " for r in rates), flush=True)
+        print(f"{name:28s}" + "".join(f"{100 * r:8.2f} " for r in rates), flush=True)
     return 0
 
 
