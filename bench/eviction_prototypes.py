@@ -151,11 +151,16 @@ class ChainLfu(HeapPolicy):
     cont_k/cont_pen: unread blocks stored by a request that hit >= cont_k blocks lose cont_pen;
     superseded: a block's older unread leaf children are worth 0 once it gains a new child;
     sticky: share of conversations (a coin on a first turn's first new block, inherited down the chain; with
-    promote, a continuation's blocks are favoured) whose unread blocks keep their value, the others lose 1."""
+    promote, a continuation's blocks are favoured) whose unread blocks keep their value, the others lose 1;
+    adaptive (with cont_k): the continuation penalty moves by `adaptive` (between 0 and 2) against the misses it
+    caused: a block stored again that was evicted while penalised lowers it, one evicted without the penalty raises
+    it, each by its share of the last `cap` evictions (ARC-like; a ghost FIFO of those keys and whether they were
+    penalised)."""
 
     def __init__(self, maxf=8, w=1.0, depth=None, depth_pen=1, cont_k=None, cont_pen=1, superseded=False,
-                 sticky=None, promote=False):
+                 sticky=None, promote=False, adaptive=None, cap=0):
         super().__init__()
+        self.adaptive, self.cap, self.ghost, self.ghost_penalised = adaptive, cap, OrderedDict(), 0
         self.age = 0
         self.f, self.depth, self.cont, self.fav, self.dead = {}, {}, {}, {}, set()
         self.children = defaultdict(list)
@@ -181,6 +186,14 @@ class ChainLfu(HeapPolicy):
 
     def insert(self, b):
         self.f[b], self.depth[b], self.cont[b] = 0, self.pos, self.cont_k is not None and self.k >= self.cont_k
+        penalised = self.ghost.pop(b, None) if self.adaptive is not None else None
+        if penalised is not None:
+            self.ghost_penalised -= penalised
+            share = max(self.ghost_penalised + penalised, 1) / (len(self.ghost) + 1)
+            if penalised:
+                self.cont_pen = max(0.0, self.cont_pen - self.adaptive / share)
+            else:
+                self.cont_pen = min(2.0, self.cont_pen + self.adaptive / max(1 - share, 1e-3))
         p = self.sim.parent.get(b)
         if self.sticky is not None:
             coin = zlib.crc32(b.to_bytes(8, "little")) % 1000 < self.sticky * 1000
@@ -211,6 +224,12 @@ class ChainLfu(HeapPolicy):
     def victim(self):
         b, prio = self.pop()
         self.age = max(self.age, prio)
+        if self.adaptive is not None:
+            penalised = 1 if self.cont[b] and self.f[b] == 0 else 0
+            self.ghost[b] = penalised
+            self.ghost_penalised += penalised
+            if len(self.ghost) > self.cap:
+                self.ghost_penalised -= self.ghost.popitem(last=False)[1]
         return b
 
     def remove(self, b):
@@ -373,6 +392,8 @@ POLICIES = {
     "chainlfu-cont4": lambda cap, req: ChainLfu(cont_k=4),
     "chainlfu-cont16": lambda cap, req: ChainLfu(cont_k=16),
     "chainlfu-cont8-pen2": lambda cap, req: ChainLfu(cont_k=8, cont_pen=2),
+    "chainlfu-cont8-adaptive": lambda cap, req: ChainLfu(cont_k=8, adaptive=0.01, cap=cap),
+    "chainlfu-cont8-adaptive.001": lambda cap, req: ChainLfu(cont_k=8, adaptive=0.001, cap=cap),
     "chainlfu-superseded": lambda cap, req: ChainLfu(superseded=True),
     "chainlfu-sticky70": lambda cap, req: ChainLfu(sticky=0.7, promote=True),
     "chainlfu-sticky50": lambda cap, req: ChainLfu(sticky=0.5),
