@@ -17,6 +17,15 @@ MiB = 1 << 20
 
 @pytest.fixture
 def pair():
+    """Same-host peers whose GPU windows go over the lanes (no staging file offered)."""
+    with Engine("lo", 1, 2, 0, gpu_staging=False) as a, Engine("lo", 1, 2, 0, gpu_staging=False) as b:
+        ca, cb = connected(a, b)
+        yield a, b, ca, cb
+
+
+@pytest.fixture
+def staged_pair():
+    """Same-host peers with the default: a GPU window moves through the connection's staging file."""
     with Engine("lo", 1, 2, 0) as a, Engine("lo", 1, 2, 0) as b:
         ca, cb = connected(a, b)
         yield a, b, ca, cb

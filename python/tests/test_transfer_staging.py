@@ -1,5 +1,6 @@
 """GPU memory over the lanes (docs/transfer.md § GPU memory), without a GPU: the slices' pinned ring, the copies'
-completion before a slice is acknowledged, the replies' order and a failed copy.
+completion before a slice is acknowledged, the replies' order and a failed copy. The engines here are same-host peers
+with ``gpu_staging=False``, so GPU windows go over the lanes (the staging file's path is test_transfer_staged.py's).
 
 These tests stand in for CUDA twice, and only here: ``regions.address_device`` says that (ptr, size) pairs of some
 numpy arrays are "GPU memory" (so the engine treats them as a CUDA region and never reads or writes them from the CPU
@@ -85,7 +86,7 @@ def fake_gpu(monkeypatch):
 
 @pytest.fixture
 def pair():
-    with Engine("lo", 1, 2, 0, slice_bytes=SLICE, timeout=20) as a, Engine("lo", 1, 2, 0, slice_bytes=SLICE, timeout=20) as b:
+    with Engine("lo", 1, 2, 0, slice_bytes=SLICE, timeout=20, gpu_staging=False) as a, Engine("lo", 1, 2, 0, slice_bytes=SLICE, timeout=20, gpu_staging=False) as b:
         ca, cb = connected(a, b)
         yield a, b, ca, cb
 
@@ -140,7 +141,7 @@ def test_a_read_into_or_from_gpu_memory_is_byte_exact_and_done_only_once_copied(
 
 
 def test_the_ring_bounds_the_copies_in_flight_and_allocates_nothing_per_transfer(fake_gpu):
-    with Engine("lo", 1, 1, 0, slice_bytes=SLICE) as a, Engine("lo", 1, 1, 0, slice_bytes=SLICE) as b:
+    with Engine("lo", 1, 1, 0, slice_bytes=SLICE, gpu_staging=False) as a, Engine("lo", 1, 1, 0, slice_bytes=SLICE, gpu_staging=False) as b:
         ca, cb = connected(a, b)
         dst_mem, dst = fake_gpu(8 << 20)
         blob = _advertised(b, cb, dst, pad=0)
@@ -158,7 +159,7 @@ def test_replies_behind_a_pending_gpu_copy_leave_in_request_order(fake_gpu):
     """One lane carries slices for GPU memory (acknowledged late, after their copy) and reads of host memory (answered
     at once unless ordered): the initiator closes a lane whose replies come out of order, so every transfer succeeding
     shows that the order held."""
-    with Engine("lo", 1, 1, 0, slice_bytes=SLICE) as a, Engine("lo", 1, 1, 0, slice_bytes=SLICE) as b:
+    with Engine("lo", 1, 1, 0, slice_bytes=SLICE, gpu_staging=False) as a, Engine("lo", 1, 1, 0, slice_bytes=SLICE, gpu_staging=False) as b:
         ca, cb = connected(a, b)
         dst_mem, dst = fake_gpu(2 << 20)
         gpu_blob = _advertised(b, cb, dst, pad=0)
