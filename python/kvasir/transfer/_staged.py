@@ -129,6 +129,7 @@ class Stager(_Mapped):
         self._cond = threading.Condition()
         self._free: List[int] = list(range(ext.slot_count))
         self._jobs: Deque[_Job] = collections.deque()
+        self._stopping = False
         self._copiers: Dict[int, _staging.Copier] = {}
         self._thread = threading.Thread(target=self._run, name=f"xfer-c{session.conn_id}-stager", daemon=True)
         self._thread.start()
@@ -160,11 +161,15 @@ class Stager(_Mapped):
 
     def submit(self, job: _Job) -> None:
         with self._cond:
-            self._jobs.append(job)
-            self._cond.notify_all()
+            if not self._stopping:
+                self._jobs.append(job)
+                self._cond.notify_all()
+                return
+        job.transfer.fail(self.session.closed or "the connection closed")
 
     def close(self) -> None:
         with self._cond:
+            self._stopping = True
             jobs, self._jobs = list(self._jobs), collections.deque()
             self._cond.notify_all()
         super().close()
@@ -199,7 +204,7 @@ class Stager(_Mapped):
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._jobs and self.session.closed is None:
+                while not self._jobs and not self._stopping:
                     self._cond.wait(1.0)
                 if not self._jobs:
                     return
