@@ -56,9 +56,9 @@ def address(buf) -> int:
     return buf.data_ptr() if isinstance(buf, torch.Tensor) else buf.ctypes.data
 
 
-@pytest.mark.parametrize("size", SIZES, ids=IDS)
-@pytest.mark.parametrize("src,dst", KINDS, ids=KIND_IDS)
-def test_a_one_sided_write_over_the_lanes_between_host_and_gpu_memory_is_byte_exact(pair, size, src, dst):
+def one_write(pair, size: int, src: str, dst: str) -> int:
+    """Writes ``size`` bytes from ``src`` memory into the middle of a ``dst`` window; checks them, the bytes around them
+    and the notification; returns the initiator's count of transfers that went through shared memory."""
     a, b, ca, cb = pair
     data = random_bytes(size, size)
     source = buffer(src, data)
@@ -69,16 +69,16 @@ def test_a_one_sided_write_over_the_lanes_between_host_and_gpu_memory_is_byte_ex
     ok, smr = a.reg(source)
     assert ok, a.last_error
     assert a.write(ca, smr, address(source), size, blob, notif=b"in"), a.last_error
-    got = host(target)   # write() returned: every slice's copy into GPU memory has finished
+    got = host(target)   # write() returned: every slice's (or piece's) copy into GPU memory has finished
     assert np.array_equal(got[64:64 + size], data)
     assert (got[:64] == 0xEE).all() and (got[-64:] == 0xEE).all()
     assert b.wait_notifs(10) == [(cb, b"in")]
-    assert a.shm_transfers == 0
+    return a.shm_transfers
 
 
-@pytest.mark.parametrize("size", SIZES, ids=IDS)
-@pytest.mark.parametrize("src,dst", KINDS, ids=KIND_IDS)
-def test_a_one_sided_read_over_the_lanes_between_host_and_gpu_memory_is_byte_exact(pair, size, src, dst):
+def one_read(pair, size: int, src: str, dst: str) -> int:
+    """Reads ``size`` bytes from the middle of a ``src`` window into ``dst`` memory and checks them; returns the
+    initiator's count of transfers that went through shared memory."""
     a, b, ca, cb = pair
     data = random_bytes(size + 128, size)
     source = buffer(src, data)
@@ -90,6 +90,19 @@ def test_a_one_sided_read_over_the_lanes_between_host_and_gpu_memory_is_byte_exa
     assert ok, a.last_error
     assert a.read(ca, tmr, address(target), size, blob), a.last_error
     assert np.array_equal(host(target), data[64:64 + size])
+    return a.shm_transfers
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+@pytest.mark.parametrize("src,dst", KINDS, ids=KIND_IDS)
+def test_a_one_sided_write_over_the_lanes_between_host_and_gpu_memory_is_byte_exact(pair, size, src, dst):
+    assert one_write(pair, size, src, dst) == 0
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+@pytest.mark.parametrize("src,dst", KINDS, ids=KIND_IDS)
+def test_a_one_sided_read_over_the_lanes_between_host_and_gpu_memory_is_byte_exact(pair, size, src, dst):
+    assert one_read(pair, size, src, dst) == 0
 
 
 @pytest.mark.parametrize("size", SIZES, ids=IDS)
@@ -161,39 +174,15 @@ def test_kv_messages_go_from_and_into_gpu_memory_and_recv_kv_gives_a_cuda_tensor
 @pytest.mark.parametrize("size", SIZES, ids=IDS)
 @pytest.mark.parametrize("src", ["cpu", "cuda"])
 def test_a_same_host_write_into_a_gpu_window_goes_through_the_staging_file_byte_exact(staged_pair, size, src):
-    a, b, ca, cb = staged_pair
-    data = random_bytes(size, size + 11)
-    source = buffer(src, data)
-    target = gpu_bytes(np.full(size + 128, 0xEE, dtype=np.uint8))
-    _, tmr = b.reg(target)
-    ok, blob = b.advertise(cb, tmr, address(target) + 64, size)
-    assert ok, b.last_error
-    assert b.staging_refused is None, b.staging_refused          # the staging file registered with CUDA
-    ok, smr = a.reg(source)
-    assert ok, a.last_error
-    assert a.write(ca, smr, address(source), size, blob, notif=b"staged"), a.last_error
-    got = host(target)   # write() returned: every piece's DMA into the window has finished
-    assert np.array_equal(got[64:64 + size], data)
-    assert (got[:64] == 0xEE).all() and (got[-64:] == 0xEE).all()
-    assert b.wait_notifs(10) == [(cb, b"staged")]
-    assert a.shm_transfers == 1   # through the staging file, not the lanes
+    assert one_write(staged_pair, size, src, "cuda") == 1   # through the staging file, not the lanes
+    assert staged_pair[1].staging_refused is None            # the target registered it with CUDA
 
 
 @pytest.mark.parametrize("size", SIZES, ids=IDS)
 @pytest.mark.parametrize("dst", ["cpu", "cuda"])
 def test_a_same_host_read_of_a_gpu_window_goes_through_the_staging_file_byte_exact(staged_pair, size, dst):
-    a, b, ca, cb = staged_pair
-    data = random_bytes(size + 128, size + 12)
-    source = gpu_bytes(data)
-    _, smr = b.reg(source)
-    ok, blob = b.advertise(cb, smr, address(source) + 64, size)
-    assert ok, b.last_error
-    target = buffer(dst, np.full(size, 0xEE, dtype=np.uint8))
-    ok, tmr = a.reg(target)
-    assert ok, a.last_error
-    assert a.read(ca, tmr, address(target), size, blob), a.last_error
-    assert np.array_equal(host(target), data[64:64 + size])
-    assert a.shm_transfers == 1
+    assert one_read(staged_pair, size, "cuda", dst) == 1
+    assert staged_pair[1].staging_refused is None
 
 
 def test_eight_concurrent_staged_writes_into_one_gpu_buffer_each_land_in_their_own_window(staged_pair):

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from kvasir.transfer import Engine, _session, _staged, _staging, _wire, regions
-from test_transfer_staging import fake_gpu  # noqa: F401 - the fixture
-from transfer_helpers import connected, poll_until_done, random_bytes, wait_connection_closed
+from test_transfer_staging import _advertised as advertised, a_failed_copy_is_never_acknowledged, \
+    fake_gpu, read_from_the_middle, replies_keep_request_order, write_into_the_middle  # noqa: F401 - fake_gpu: the fixture
+from transfer_helpers import connected, poll_until_done, random_bytes
 
 SLOT = 48 * 1024    # not the lanes' slice (64 KiB), so a piece count tells which path moved the bytes
 SLOTS = 3
@@ -50,15 +51,6 @@ def pair(pins):
         yield a, b, ca, cb
 
 
-def advertised(engine, conn, buf, pad=64):
-    ok, mr = engine.reg(buf)
-    assert ok, engine.last_error
-    ptr, size = regions.describe_buffer(buf)
-    ok, blob = engine.advertise(conn, mr, ptr + pad, size - 2 * pad)
-    assert ok, engine.last_error
-    return blob
-
-
 SIZES = [1, SLOT - 1, SLOT, SLOT + 1, 4 << 20]
 IDS = ["1B", "slot-1", "slot", "slot+1", "4MiB"]
 
@@ -67,45 +59,29 @@ IDS = ["1B", "slot-1", "slot", "slot+1", "4MiB"]
 @pytest.mark.parametrize("src_gpu", [False, True], ids=["cpu-gpu", "gpu-gpu"])
 def test_a_same_host_write_into_gpu_memory_goes_through_the_staging_file_and_is_acknowledged_once_copied(
         fake_gpu, pair, size, src_gpu):
+    write_into_the_middle(fake_gpu, pair, size, src_gpu, True)
     a, b, ca, cb = pair
-    data = random_bytes(size, size)
-    src_mem, src = fake_gpu(data) if src_gpu else (data, data)
-    dst_mem, dst = fake_gpu(size + 128)
-    blob = advertised(b, cb, dst)
-    stg = _wire.decode_advertisement(blob).staging
-    assert stg is not None and (stg.slot_bytes, stg.slot_count) == (SLOT, SLOTS) and os.path.exists(stg.path)
-    ok, smr = a.reg(src)
-    assert ok, a.last_error
-    assert a.write(ca, smr, regions.describe_buffer(src)[0], size, blob, notif=b"landed"), a.last_error
-    # write() returned: every piece was acknowledged, so the target's (late) copy of each has finished
-    assert np.array_equal(dst_mem[64:64 + size], data)
-    assert (dst_mem[:64] == 0xEE).all() and (dst_mem[64 + size:] == 0xEE).all()
-    assert b.wait_notifs(10) == [(cb, b"landed")]
     assert a.shm_transfers == 1
-    pieces = -(-size // SLOT)
     # one copy per piece into "GPU memory" (+ one out of it per piece for a GPU source); no lane ring buffer used
-    assert fake_gpu.log["copies"] == pieces * (2 if src_gpu else 1)
+    assert fake_gpu.log["copies"] == -(-size // SLOT) * (2 if src_gpu else 1)
     assert fake_gpu.log["buffers"] == 0
-    assert np.array_equal(src_mem, data)
+
+
+def test_the_advertisement_names_the_connections_staging_file_with_its_slots(fake_gpu, pair):
+    a, b, ca, cb = pair
+    _, dst = fake_gpu(4096)
+    stg = _wire.decode_advertisement(advertised(b, cb, dst)).staging
+    assert stg is not None and (stg.slot_bytes, stg.slot_count) == (SLOT, SLOTS)
+    assert os.stat(stg.path).st_size == SLOT * SLOTS and os.stat(stg.path).st_mode & 0o777 == 0o600
 
 
 @pytest.mark.parametrize("size", SIZES, ids=IDS)
 @pytest.mark.parametrize("dst_gpu", [False, True], ids=["gpu-cpu", "gpu-gpu"])
 def test_a_same_host_read_of_gpu_memory_goes_through_the_staging_file_and_is_done_once_copied(
         fake_gpu, pair, size, dst_gpu):
-    a, b, ca, cb = pair
-    data = np.concatenate([np.full(64, 1, np.uint8), random_bytes(size, size + 1), np.full(64, 2, np.uint8)])
-    _, src = fake_gpu(data)
-    blob = advertised(b, cb, src)
-    dst_mem, dst = fake_gpu(size) if dst_gpu else (np.full(size, 0xEE, dtype=np.uint8),) * 2
-    ok, dmr = a.reg(dst)
-    assert ok, a.last_error
-    ok, tid = a.read_async(ca, dmr, regions.describe_buffer(dst)[0], size, blob)
-    assert ok, a.last_error
-    assert poll_until_done(a, tid, "the staged read")
-    assert np.array_equal(dst_mem, data[64:64 + size])
-    pieces = -(-size // SLOT)
-    assert a.shm_transfers == 1 and fake_gpu.log["copies"] == pieces * (2 if dst_gpu else 1)
+    read_from_the_middle(fake_gpu, pair, size, True, dst_gpu)
+    assert pair[0].shm_transfers == 1
+    assert fake_gpu.log["copies"] == -(-size // SLOT) * (2 if dst_gpu else 1)
     assert fake_gpu.log["buffers"] == 0
 
 
@@ -151,37 +127,13 @@ def test_replies_of_staged_pieces_keep_request_order_with_the_lanes_other_replie
     (answered at once unless ordered): the initiator closes a lane whose replies come out of order."""
     with Engine("lo", 1, 1, 0, staging_slot_bytes=SLOT, staging_slots=SLOTS) as a, \
             Engine("lo", 1, 1, 0, staging_slot_bytes=SLOT, staging_slots=SLOTS) as b:
-        ca, cb = connected(a, b)
-        dst_mem, dst = fake_gpu(1 << 20)
-        gpu_blob = advertised(b, cb, dst, pad=0)
-        host = random_bytes(4096, 5)
-        host_blob = advertised(b, cb, host, pad=0)
-        data = random_bytes(1 << 20, 6)
-        _, smr = a.reg(data)
-        out = np.zeros(4096, np.uint8)
-        _, omr = a.reg(out)
-        for _ in range(3):
-            ok, w = a.write_async(ca, smr, data, data.nbytes, gpu_blob)
-            assert ok, a.last_error
-            ok, r = a.read_async(ca, omr, out, out.nbytes, host_blob)
-            assert ok, a.last_error
-            assert poll_until_done(a, w, "the staged write") and poll_until_done(a, r, "the read of host memory")
-            assert a.connection_error(ca) is None
-        assert np.array_equal(dst_mem, data) and np.array_equal(out, host)
+        replies_keep_request_order(fake_gpu, a, b, 1 << 20)
+        assert a.shm_transfers == 3
 
 
 def test_a_failed_copy_into_gpu_memory_is_never_acknowledged(fake_gpu, pair):
-    a, b, ca, cb = pair
-    dst_mem, dst = fake_gpu(1 << 20)
-    blob = advertised(b, cb, dst, pad=0)
-    fake_gpu.log["fail"] = True
-    data = random_bytes(1 << 20, 1)
-    _, smr = a.reg(data)
-    assert not a.write(ca, smr, data, data.nbytes, blob, notif=b"never")
-    assert "closed" in a.last_error
-    assert "fake device copy failed" in wait_connection_closed(b, cb)
-    assert b.wait_notifs(0.5) == []
-    assert (dst_mem == 0xEE).all()
+    a_failed_copy_is_never_acknowledged(fake_gpu, *pair)
+    assert pair[0].shm_transfers == 1
 
 
 def test_a_staged_piece_outside_the_staging_file_or_the_window_is_refused_and_nothing_is_written(fake_gpu, pair):
