@@ -179,12 +179,12 @@ class Stager(_Mapped):
     # ---- slots ---------------------------------------------------------------------------------------------
     def _slot(self, deadline: float) -> Optional[int]:
         with self._cond:
-            while not self._free and self.session.closed is None:
+            while not self._free and not self._stopping and self.session.closed is None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
                 self._cond.wait(min(left, 0.5))
-            if self.session.closed is not None or not self.hold():
+            if self._stopping or self.session.closed is not None or not self.hold():
                 return None
             return self._free.pop()
 
@@ -225,7 +225,8 @@ class Stager(_Mapped):
                 return   # failed: the pieces not sent yet are never sent
             slot = self._slot(t.deadline)
             if slot is None:
-                t.fail(self.session.closed or f"no staging slot came free within {t.timeout:g} s")
+                t.fail(self.session.closed or ("the staging file was replaced" if self._stopping
+                                               else f"no staging slot came free within {t.timeout:g} s"))
                 return
             host = self.base + slot * step
             piece = job.local[off:off + n]

@@ -11,8 +11,9 @@ small pinned host buffers, one slice at a time, so no transfer allocates host me
 
 The device copies go through a :class:`Copier`; :func:`make_copier` gives the CUDA one (the runtime binding of
 :mod:`kvasir.cuda`). The same completer runs the copies between a same-host peer's staging file and GPU memory
-(_staged.py, :meth:`Staging.copy`); :func:`pin` registers such a file's mapping for DMA. The CPU tests replace ``make_copier`` with a memcpy done later on another thread (and the
-region's device lookup with a fake), so the ring, the ordering and the waits are tested without a GPU."""
+(_staged.py, :meth:`Staging.copy`); :func:`pin` registers such a file's mapping for DMA. The CPU tests replace
+``make_copier`` with a memcpy done later on another thread (and the region's device lookup with a fake), so the ring,
+the ordering and the waits are tested without a GPU."""
 
 import collections
 import threading
