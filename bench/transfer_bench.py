@@ -20,6 +20,11 @@ mapped window; the baseline is torch's pinned host -> GPU copy of the same bytes
 --cuda without --shm does the same over the lanes: each slice goes through its lane's pinned buffers
 (docs/transfer.md § GPU memory); run it with and without --cuda to see the staging's cost.
 
+--gpu-target makes the peer's region GPU memory (same host): each cell runs twice in the same run, over the lanes
+(the peer started with --no-gpu-staging: each slice through its lane's pinned ring) and through the connection's
+staging file (docs/transfer.md § GPU memory on the same host: one DMA per piece at the peer), then prints both with
+their ratio and torch's pinned host -> GPU copy of the same bytes. With --cuda the driver's buffers are GPU memory too.
+
 --netns runs the peer in a fresh network namespace behind a veth pair (needs root) and, where the
 kernel has sch_netem, delays the link by --delay-ms each way; the namespace is removed at the end.
 """
@@ -88,8 +93,8 @@ class Link:
         sh("ip", "netns", "del", self.ns, check=False)
 
 
-def start_peer(host, netns, shared=False):
-    cmd = [sys.executable, "-m", "kvasir.transfer.peer", "--host", host, "--region-bytes", str(REGION)]
+def start_peer(host, netns, shared=False, extra=()):
+    cmd = [sys.executable, "-m", "kvasir.transfer.peer", "--host", host, "--region-bytes", str(REGION), *extra]
     if shared:
         cmd.append("--shared-region")
     if netns:
@@ -239,7 +244,8 @@ def socket_rate(streams, seconds):
         sink.wait(timeout=30)
 
 
-def run(host_if, peer_host, netns, sizes, lanes_list, seconds, baseline=False, gpu=False):
+def run(host_if, peer_host, netns, sizes, lanes_list, seconds, baseline=False, gpu=False, peer_args=(), staged=None):
+    """``staged``: True/False checks that every cell went through a staging file / over the lanes (--gpu-target)."""
     rows = []
     src = np.frombuffer(np.random.default_rng(1).bytes(max(sizes)), dtype=np.uint8).copy()
     src_host = src
@@ -247,7 +253,7 @@ def run(host_if, peer_host, netns, sizes, lanes_list, seconds, baseline=False, g
         import torch
         src = torch.from_numpy(src).cuda()
     for lanes in lanes_list:
-        peer, meta = start_peer(peer_host, netns)
+        peer, meta = start_peer(peer_host, netns, extra=peer_args)
         try:
             with Engine(host_if, 1, lanes, 0) as eng:
                 ok, conn = eng.add_remote_endpoint(meta)
@@ -266,6 +272,9 @@ def run(host_if, peer_host, netns, sizes, lanes_list, seconds, baseline=False, g
                     if not np.array_equal(back.cpu().numpy() if gpu else back, src_host[:n]):
                         raise SystemExit(f"read verify failed: {n} bytes, {lanes} lanes")
                     eng.dereg(bmr)
+                    if staged is not None and (eng.shm_transfers > 0) != staged:
+                        raise SystemExit(f"{eng.shm_transfers} transfers went through a staging file; expected "
+                                         f"{'all' if staged else 'none'}")
                     rows.append((lanes, n, w, r))
                     extra = ""
                     if baseline:
@@ -282,6 +291,27 @@ def run(host_if, peer_host, netns, sizes, lanes_list, seconds, baseline=False, g
     return rows
 
 
+def run_gpu_target(sizes, lanes, seconds, gpu):
+    """Same host, the peer's region in GPU memory: the lanes against the staging file, cell by cell, in one run."""
+    import torch
+    if not torch.cuda.is_available():
+        raise SystemExit("--gpu-target needs a CUDA device (the peer's region is GPU memory); this machine has none")
+    src = "GPU" if gpu else "host"
+    tables = {}
+    for staged in (False, True):
+        how = "through the staging file" if staged else "over the lanes (peer --no-gpu-staging)"
+        print(f"## same host, {src} memory -> the peer's GPU memory, {how}: GB/s\n\n"
+              "| lanes | message | write | read |\n| ---: | ---: | ---: | ---: |", flush=True)
+        args = ("--cuda-region",) if staged else ("--cuda-region", "--no-gpu-staging")
+        tables[staged] = run("lo", "127.0.0.1", None, sizes, lanes, seconds, gpu=gpu, peer_args=args, staged=staged)
+        print(flush=True)
+    print("## staging file / lanes, same run\n\n| lanes | message | write ratio | read ratio | pinned H2D GB/s |\n"
+          "| ---: | ---: | ---: | ---: | ---: |", flush=True)
+    pcie = {n: pcie_rate(n, seconds) for n in sizes}
+    for (l, n, lw, lr), (_, _, sw, sr) in zip(tables[False], tables[True]):
+        print(f"| {l} | {human(n)} | {sw / lw:.2f} | {sr / lr:.2f} | {pcie[n]:.2f} |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=1.0)
@@ -292,6 +322,8 @@ def main():
     ap.add_argument("--shm", action="store_true", help="same host through shared memory, against memcpy")
     ap.add_argument("--tcp-baseline", action="store_true", help="beside each loopback cell, plain TCP with as many "
                     "streams (sendall / recv_into of 4 MiB, iperf3 -P in spirit), median of 3, in the same run")
+    ap.add_argument("--gpu-target", action="store_true", help="the peer's region is GPU memory: over the lanes and "
+                    "through the staging file in the same run, beside torch's pinned host -> GPU copy")
     ap.add_argument("--cuda", action="store_true", help="the driver's buffers are CUDA tensors: with --shm one DMA "
                     "to or from the mapped window, against torch's pinned host -> GPU copy; over the lanes each slice "
                     "staged through pinned buffers")
@@ -304,6 +336,9 @@ def main():
         run_shm(sizes, a.seconds, a.cuda)
         return
     lanes = [int(x) for x in a.lanes.split(",")]
+    if a.gpu_target:
+        run_gpu_target(sizes, lanes, a.seconds, a.cuda)
+        return
     if a.tcp_baseline:
         print("## loopback (127.0.0.1): GB/s, beside plain TCP with as many streams\n\n"
               "| lanes | message | write | read | plain TCP | write / TCP | read / TCP |\n"

@@ -102,15 +102,22 @@ class Cuda:
                 s = self._streams[device] = self.torch.cuda.Stream(device=device)
             return s
 
+    def host_register(self, base: int, length: int) -> int:
+        """Pins [base, base+length) of host memory for DMA in every CUDA context of the process: 0, or the CUDA error
+        (already cleared, so it does not stick to the next call)."""
+        err = self.lib.cudaHostRegister(base, length, _HOST_REGISTER_PORTABLE)
+        if err != 0:
+            self.lib.cudaGetLastError()
+        return err
+
     def register(self, mapping) -> None:
         """Pins the arena mapping for DMA, once; undone when the mapping closes."""
         with self._lock:
             if getattr(mapping, "cuda_registered", False):
                 return
             base = mapping.address()
-            err = self.lib.cudaHostRegister(base, mapping.length, _HOST_REGISTER_PORTABLE)
+            err = self.host_register(base, mapping.length)
             if err not in (0, _ERROR_HOST_MEMORY_ALREADY_REGISTERED):
-                self.lib.cudaGetLastError()
                 raise KvasirError(f"cudaHostRegister of the arena failed: CUDA error {err}")
             mapping.cuda_registered = True
             mapping.close_hooks.append(lambda: self.lib.cudaHostUnregister(base))

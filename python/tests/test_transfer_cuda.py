@@ -1,6 +1,7 @@
 """The transfer engine with CUDA tensors on either side (docs/transfer.md § GPU memory): over the lanes slice by slice
-through each lane's pinned buffers, and between an initiator's GPU memory and a same-host peer's shared-memory window
-by one DMA. Needs a CUDA device: skipped with the reason elsewhere (CI has none); the CPU twins of the staging logic
+through each lane's pinned buffers, between an initiator's GPU memory and a same-host peer's shared-memory window
+by one DMA, and into or out of a same-host peer's GPU window through the connection's staging file (one DMA at the
+target, § GPU memory on the same host). Needs a CUDA device: skipped with the reason elsewhere (CI has none); the CPU twins of the staging logic
 are in test_transfer_staging.py."""
 import numpy as np
 import pytest
@@ -17,7 +18,17 @@ MiB = 1 << 20
 
 @pytest.fixture
 def pair():
-    with Engine("lo", 1, 2, 0) as a, Engine("lo", 1, 2, 0) as b:
+    """Same-host peers whose GPU windows go over the lanes (no staging file offered)."""
+    with Engine("lo", 1, 2, 0, gpu_staging=False) as a, Engine("lo", 1, 2, 0, gpu_staging=False) as b:
+        ca, cb = connected(a, b)
+        yield a, b, ca, cb
+
+
+@pytest.fixture
+def staged_pair():
+    """Same-host peers with the default (gpu_staging on): a GPU window moves through the connection's staging file,
+    in pieces of one slot (1 MiB here, so the sizes below sit around it)."""
+    with Engine("lo", 1, 2, 0, staging_slot_bytes=MiB) as a, Engine("lo", 1, 2, 0, staging_slot_bytes=MiB) as b:
         ca, cb = connected(a, b)
         yield a, b, ca, cb
 
@@ -45,9 +56,9 @@ def address(buf) -> int:
     return buf.data_ptr() if isinstance(buf, torch.Tensor) else buf.ctypes.data
 
 
-@pytest.mark.parametrize("size", SIZES, ids=IDS)
-@pytest.mark.parametrize("src,dst", KINDS, ids=KIND_IDS)
-def test_a_one_sided_write_over_the_lanes_between_host_and_gpu_memory_is_byte_exact(pair, size, src, dst):
+def one_write(pair, size: int, src: str, dst: str) -> int:
+    """Writes ``size`` bytes from ``src`` memory into the middle of a ``dst`` window; checks them, the bytes around them
+    and the notification; returns the initiator's count of transfers that went through shared memory."""
     a, b, ca, cb = pair
     data = random_bytes(size, size)
     source = buffer(src, data)
@@ -58,16 +69,16 @@ def test_a_one_sided_write_over_the_lanes_between_host_and_gpu_memory_is_byte_ex
     ok, smr = a.reg(source)
     assert ok, a.last_error
     assert a.write(ca, smr, address(source), size, blob, notif=b"in"), a.last_error
-    got = host(target)   # write() returned: every slice's copy into GPU memory has finished
+    got = host(target)   # write() returned: every slice's (or piece's) copy into GPU memory has finished
     assert np.array_equal(got[64:64 + size], data)
     assert (got[:64] == 0xEE).all() and (got[-64:] == 0xEE).all()
     assert b.wait_notifs(10) == [(cb, b"in")]
-    assert a.shm_transfers == 0
+    return a.shm_transfers
 
 
-@pytest.mark.parametrize("size", SIZES, ids=IDS)
-@pytest.mark.parametrize("src,dst", KINDS, ids=KIND_IDS)
-def test_a_one_sided_read_over_the_lanes_between_host_and_gpu_memory_is_byte_exact(pair, size, src, dst):
+def one_read(pair, size: int, src: str, dst: str) -> int:
+    """Reads ``size`` bytes from the middle of a ``src`` window into ``dst`` memory and checks them; returns the
+    initiator's count of transfers that went through shared memory."""
     a, b, ca, cb = pair
     data = random_bytes(size + 128, size)
     source = buffer(src, data)
@@ -79,6 +90,19 @@ def test_a_one_sided_read_over_the_lanes_between_host_and_gpu_memory_is_byte_exa
     assert ok, a.last_error
     assert a.read(ca, tmr, address(target), size, blob), a.last_error
     assert np.array_equal(host(target), data[64:64 + size])
+    return a.shm_transfers
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+@pytest.mark.parametrize("src,dst", KINDS, ids=KIND_IDS)
+def test_a_one_sided_write_over_the_lanes_between_host_and_gpu_memory_is_byte_exact(pair, size, src, dst):
+    assert one_write(pair, size, src, dst) == 0
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+@pytest.mark.parametrize("src,dst", KINDS, ids=KIND_IDS)
+def test_a_one_sided_read_over_the_lanes_between_host_and_gpu_memory_is_byte_exact(pair, size, src, dst):
+    assert one_read(pair, size, src, dst) == 0
 
 
 @pytest.mark.parametrize("size", SIZES, ids=IDS)
@@ -145,3 +169,39 @@ def test_kv_messages_go_from_and_into_gpu_memory_and_recv_kv_gives_a_cuda_tensor
     assert a.send_kv(ka, data[:1001]), a.last_error                     # cpu -> cuda, odd length: uint8
     ok, got = b.recv_kv(kb, 8192)
     assert ok and got.dtype == torch.uint8 and np.array_equal(got.cpu().numpy(), data[:1001])
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+@pytest.mark.parametrize("src", ["cpu", "cuda"])
+def test_a_same_host_write_into_a_gpu_window_goes_through_the_staging_file_byte_exact(staged_pair, size, src):
+    assert one_write(staged_pair, size, src, "cuda") == 1   # through the staging file, not the lanes
+    assert staged_pair[1].staging_refused is None            # the target registered it with CUDA
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+@pytest.mark.parametrize("dst", ["cpu", "cuda"])
+def test_a_same_host_read_of_a_gpu_window_goes_through_the_staging_file_byte_exact(staged_pair, size, dst):
+    assert one_read(staged_pair, size, "cuda", dst) == 1
+    assert staged_pair[1].staging_refused is None
+
+
+def test_eight_concurrent_staged_writes_into_one_gpu_buffer_each_land_in_their_own_window(staged_pair):
+    a, b, ca, cb = staged_pair
+    target = torch.zeros(8 * 3 * MiB, dtype=torch.uint8, device="cuda")
+    _, tmr = b.reg(target)
+    ids, data = [], []
+    for i in range(8):
+        ok, blob = b.advertise(cb, tmr, target.data_ptr() + i * 3 * MiB, 3 * MiB)
+        assert ok, b.last_error
+        d = random_bytes(3 * MiB, 40 + i)
+        data.append(d)
+        _, mr = a.reg(d)
+        ok, tid = a.write_async(ca, mr, d, d.nbytes, blob)
+        assert ok, a.last_error
+        ids.append(tid)
+    for tid in ids:
+        assert poll_until_done(a, tid, "a staged write")
+    got = target.cpu().numpy()
+    for i, d in enumerate(data):
+        assert np.array_equal(got[i * 3 * MiB:(i + 1) * 3 * MiB], d)
+    assert a.shm_transfers == 8

@@ -1,5 +1,6 @@
 """GPU memory over the lanes (docs/transfer.md § GPU memory), without a GPU: the slices' pinned ring, the copies'
-completion before a slice is acknowledged, the replies' order and a failed copy.
+completion before a slice is acknowledged, the replies' order and a failed copy. The engines here are same-host peers
+with ``gpu_staging=False``, so GPU windows go over the lanes (the staging file's path is test_transfer_staged.py's).
 
 These tests stand in for CUDA twice, and only here: ``regions.address_device`` says that (ptr, size) pairs of some
 numpy arrays are "GPU memory" (so the engine treats them as a CUDA region and never reads or writes them from the CPU
@@ -85,7 +86,7 @@ def fake_gpu(monkeypatch):
 
 @pytest.fixture
 def pair():
-    with Engine("lo", 1, 2, 0, slice_bytes=SLICE, timeout=20) as a, Engine("lo", 1, 2, 0, slice_bytes=SLICE, timeout=20) as b:
+    with Engine("lo", 1, 2, 0, slice_bytes=SLICE, timeout=20, gpu_staging=False) as a, Engine("lo", 1, 2, 0, slice_bytes=SLICE, timeout=20, gpu_staging=False) as b:
         ca, cb = connected(a, b)
         yield a, b, ca, cb
 
@@ -107,6 +108,13 @@ def _advertised(engine, conn, buf, pad=64):
 @pytest.mark.parametrize("size", SIZES, ids=IDS)
 @pytest.mark.parametrize("src_gpu,dst_gpu", [(False, True), (True, True), (True, False)], ids=["cpu-gpu", "gpu-gpu", "gpu-cpu"])
 def test_a_write_into_or_from_gpu_memory_is_byte_exact_and_acknowledged_only_once_copied(fake_gpu, pair, size, src_gpu, dst_gpu):
+    write_into_the_middle(fake_gpu, pair, size, src_gpu, dst_gpu)
+    assert fake_gpu.log["copies"] >= -(-size // SLICE)
+
+
+def write_into_the_middle(fake_gpu, pair, size, src_gpu, dst_gpu):
+    """Writes ``size`` bytes (from "GPU memory" or not) into the middle of a window (in "GPU memory" or not); checks
+    them, the bytes around them, the notification and the untouched source (shared with test_transfer_staged.py)."""
     a, b, ca, cb = pair
     data = random_bytes(size, size)
     src_mem, src = fake_gpu(data) if src_gpu else (data, data)
@@ -119,13 +127,18 @@ def test_a_write_into_or_from_gpu_memory_is_byte_exact_and_acknowledged_only_onc
     assert np.array_equal(dst_mem[64:64 + size], data)
     assert (dst_mem[:64] == 0xEE).all() and (dst_mem[64 + size:] == 0xEE).all()
     assert b.wait_notifs(10) == [(cb, b"landed")]
-    assert fake_gpu.log["copies"] >= -(-size // SLICE)
     assert np.array_equal(src_mem, data)   # the source was only read
 
 
 @pytest.mark.parametrize("size", SIZES, ids=IDS)
 @pytest.mark.parametrize("src_gpu,dst_gpu", [(False, True), (True, True), (True, False)], ids=["cpu-gpu", "gpu-gpu", "gpu-cpu"])
 def test_a_read_into_or_from_gpu_memory_is_byte_exact_and_done_only_once_copied(fake_gpu, pair, size, src_gpu, dst_gpu):
+    read_from_the_middle(fake_gpu, pair, size, src_gpu, dst_gpu)
+
+
+def read_from_the_middle(fake_gpu, pair, size, src_gpu, dst_gpu):
+    """Reads ``size`` bytes from the middle of a window into a buffer (either in "GPU memory" or not) with read_async
+    and checks them (shared with test_transfer_staged.py)."""
     a, b, ca, cb = pair
     data = np.concatenate([np.full(64, 1, np.uint8), random_bytes(size, size + 1), np.full(64, 2, np.uint8)])
     _, src = fake_gpu(data) if src_gpu else (data, data)
@@ -140,7 +153,7 @@ def test_a_read_into_or_from_gpu_memory_is_byte_exact_and_done_only_once_copied(
 
 
 def test_the_ring_bounds_the_copies_in_flight_and_allocates_nothing_per_transfer(fake_gpu):
-    with Engine("lo", 1, 1, 0, slice_bytes=SLICE) as a, Engine("lo", 1, 1, 0, slice_bytes=SLICE) as b:
+    with Engine("lo", 1, 1, 0, slice_bytes=SLICE, gpu_staging=False) as a, Engine("lo", 1, 1, 0, slice_bytes=SLICE, gpu_staging=False) as b:
         ca, cb = connected(a, b)
         dst_mem, dst = fake_gpu(8 << 20)
         blob = _advertised(b, cb, dst, pad=0)
@@ -158,24 +171,30 @@ def test_replies_behind_a_pending_gpu_copy_leave_in_request_order(fake_gpu):
     """One lane carries slices for GPU memory (acknowledged late, after their copy) and reads of host memory (answered
     at once unless ordered): the initiator closes a lane whose replies come out of order, so every transfer succeeding
     shows that the order held."""
-    with Engine("lo", 1, 1, 0, slice_bytes=SLICE) as a, Engine("lo", 1, 1, 0, slice_bytes=SLICE) as b:
-        ca, cb = connected(a, b)
-        dst_mem, dst = fake_gpu(2 << 20)
-        gpu_blob = _advertised(b, cb, dst, pad=0)
-        host = random_bytes(SLICE, 5)
-        host_blob = _advertised(b, cb, host, pad=0)
-        data = random_bytes(2 << 20, 6)
-        _, smr = a.reg(data)
-        out = np.zeros(SLICE, np.uint8)
-        _, omr = a.reg(out)
-        for _ in range(3):
-            ok, w = a.write_async(ca, smr, data, data.nbytes, gpu_blob)
-            assert ok, a.last_error
-            ok, r = a.read_async(ca, omr, out, SLICE, host_blob)
-            assert ok, a.last_error
-            assert poll_until_done(a, w, "the write into GPU memory") and poll_until_done(a, r, "the read of host memory")
-            assert a.connection_error(ca) is None
-        assert np.array_equal(dst_mem, data) and np.array_equal(out, host)
+    with Engine("lo", 1, 1, 0, slice_bytes=SLICE, gpu_staging=False) as a, Engine("lo", 1, 1, 0, slice_bytes=SLICE, gpu_staging=False) as b:
+        replies_keep_request_order(fake_gpu, a, b, 2 << 20)
+
+
+def replies_keep_request_order(fake_gpu, a, b, nbytes):
+    """Three rounds of a write of ``nbytes`` into "GPU memory" beside a read of host memory, on a's single lane to b;
+    every transfer must succeed with the connection up (shared with test_transfer_staged.py)."""
+    ca, cb = connected(a, b)
+    dst_mem, dst = fake_gpu(nbytes)
+    gpu_blob = _advertised(b, cb, dst, pad=0)
+    host = random_bytes(SLICE, 5)
+    host_blob = _advertised(b, cb, host, pad=0)
+    data = random_bytes(nbytes, 6)
+    _, smr = a.reg(data)
+    out = np.zeros(SLICE, np.uint8)
+    _, omr = a.reg(out)
+    for _ in range(3):
+        ok, w = a.write_async(ca, smr, data, data.nbytes, gpu_blob)
+        assert ok, a.last_error
+        ok, r = a.read_async(ca, omr, out, SLICE, host_blob)
+        assert ok, a.last_error
+        assert poll_until_done(a, w, "the write into GPU memory") and poll_until_done(a, r, "the read of host memory")
+        assert a.connection_error(ca) is None
+    assert np.array_equal(dst_mem, data) and np.array_equal(out, host)
 
 
 def test_kv_messages_land_in_gpu_memory_and_recv_kv_names_them(fake_gpu, pair):
@@ -196,7 +215,12 @@ def test_kv_messages_land_in_gpu_memory_and_recv_kv_names_them(fake_gpu, pair):
 
 
 def test_a_failed_copy_to_gpu_memory_fails_the_transfer_and_is_never_acknowledged(fake_gpu, pair):
-    a, b, ca, cb = pair
+    a_failed_copy_is_never_acknowledged(fake_gpu, *pair)
+
+
+def a_failed_copy_is_never_acknowledged(fake_gpu, a, b, ca, cb):
+    """Every copy into "GPU memory" fails: the write fails, b's connection closes with the copy's reason, no
+    notification, nothing written (shared with test_transfer_staged.py)."""
     dst_mem, dst = fake_gpu(1 << 20)
     blob = _advertised(b, cb, dst, pad=0)
     fake_gpu.log["fail"] = True

@@ -25,11 +25,30 @@ def test_the_codec_constants_match_the_vectors_tables():
     assert DATA["flags"] == {"REPLY": _wire.REPLY}
 
 
+def _write_slice(m: dict) -> _wire.WriteSlice:
+    return _wire.WriteSlice(m["advert_id"], H(m["token"]), m["window_offset"], m["transfer_length"], m["slice_offset"],
+                            m["kv_tag"], m["kv_generation"], H(m["notif"]))
+
+
+def _read_slice(m: dict) -> _wire.ReadSlice:
+    return _wire.ReadSlice(m["advert_id"], H(m["token"]), m["offset"], m["length"])
+
+
+def _write_fields(w: _wire.WriteSlice) -> dict:
+    return {"advert_id": w.advert_id, "token": w.token.hex(), "window_offset": w.window_offset,
+            "transfer_length": w.transfer_length, "slice_offset": w.slice_offset, "kv_tag": w.kv_tag,
+            "kv_generation": w.kv_generation, "notif": w.notif.hex()}
+
+
+def _read_fields(r: _wire.ReadSlice) -> dict:
+    return {"advert_id": r.advert_id, "token": r.token.hex(), "offset": r.offset, "length": r.length}
+
+
 def _encode_meta(opcode: str, reply: bool, status: str, m: dict) -> bytes:
     if opcode == "HELLO" and not reply:
         return _wire.encode_hello_request(_wire.HelloRequest(m["protocol_version"], m["lane_index"], m["lane_count"],
                                                              H(m["session_id"]), H(m["engine_id"]), H(m["host_id"])))
-    if status != "OK" and opcode != "WRITE":
+    if status != "OK" and opcode not in ("WRITE", "STAGED_WRITE"):
         return b""
     if opcode == "HELLO":
         return _wire.encode_hello_reply(_wire.HelloReply(m["auth_required"], m["max_slice"], H(m["engine_id"]),
@@ -38,13 +57,18 @@ def _encode_meta(opcode: str, reply: bool, status: str, m: dict) -> bytes:
         if reply:
             return H(m["server_proof"])
         return _wire.encode_auth_request(_wire.AuthRequest(H(m["client_nonce"]), H(m["client_proof"])))
+    if opcode in ("WRITE", "STAGED_WRITE") and reply:
+        return _wire.encode_write_reply(m["slice_offset"]) if m else b""
     if opcode == "WRITE":
-        if reply:
-            return _wire.encode_write_reply(m["slice_offset"]) if m else b""
-        return _wire.encode_write(_wire.WriteSlice(m["advert_id"], H(m["token"]), m["window_offset"], m["transfer_length"],
-                                                   m["slice_offset"], m["kv_tag"], m["kv_generation"], H(m["notif"])))
+        return _wire.encode_write(_write_slice(m))
+    if opcode == "STAGED_WRITE":
+        return _wire.encode_staged_write(_wire.StagedWrite(m["staging_offset"], m["length"], _write_slice(m["write"])))
+    if opcode in ("READ", "STAGED_READ") and reply:
+        return b""
     if opcode == "READ":
-        return b"" if reply else _wire.encode_read(_wire.ReadSlice(m["advert_id"], H(m["token"]), m["offset"], m["length"]))
+        return _wire.encode_read(_read_slice(m))
+    if opcode == "STAGED_READ":
+        return _wire.encode_staged_read(_wire.StagedRead(m["staging_offset"], _read_slice(m["read"])))
     if opcode == "NOTIFY":
         return b"" if reply else H(m["notif"])
     assert opcode == "KV_READY"
@@ -53,7 +77,7 @@ def _encode_meta(opcode: str, reply: bool, status: str, m: dict) -> bytes:
 
 
 def _decode_meta(opcode: int, reply: bool, status: int, meta: bytes) -> dict:
-    if status != _wire.OK and opcode != _wire.WRITE:
+    if status != _wire.OK and opcode not in (_wire.WRITE, _wire.STAGED_WRITE):
         assert meta == b""
         return {}
     if opcode == _wire.HELLO:
@@ -69,19 +93,21 @@ def _decode_meta(opcode: int, reply: bool, status: int, meta: bytes) -> dict:
             return {"server_proof": _wire.decode_auth_reply(meta).hex()}
         r = _wire.decode_auth_request(meta)
         return {"client_nonce": r.client_nonce.hex(), "client_proof": r.client_proof.hex()}
+    if opcode in (_wire.WRITE, _wire.STAGED_WRITE) and reply:
+        return {"slice_offset": _wire.decode_write_reply(meta)} if meta else {}
     if opcode == _wire.WRITE:
-        if reply:
-            return {"slice_offset": _wire.decode_write_reply(meta)} if meta else {}
-        w = _wire.decode_write(meta)
-        return {"advert_id": w.advert_id, "token": w.token.hex(), "window_offset": w.window_offset,
-                "transfer_length": w.transfer_length, "slice_offset": w.slice_offset, "kv_tag": w.kv_tag,
-                "kv_generation": w.kv_generation, "notif": w.notif.hex()}
+        return _write_fields(_wire.decode_write(meta))
+    if opcode == _wire.STAGED_WRITE:
+        sw = _wire.decode_staged_write(meta)
+        return {"staging_offset": sw.staging_offset, "length": sw.length, "write": _write_fields(sw.write)}
+    if opcode in (_wire.READ, _wire.STAGED_READ) and reply:
+        assert meta == b""
+        return {}
     if opcode == _wire.READ:
-        if reply:
-            assert meta == b""
-            return {}
-        r = _wire.decode_read(meta)
-        return {"advert_id": r.advert_id, "token": r.token.hex(), "offset": r.offset, "length": r.length}
+        return _read_fields(_wire.decode_read(meta))
+    if opcode == _wire.STAGED_READ:
+        sr = _wire.decode_staged_read(meta)
+        return {"staging_offset": sr.staging_offset, "read": _read_fields(sr.read)}
     if opcode == _wire.NOTIFY:
         return {} if reply else {"notif": meta.hex()}
     if reply:
@@ -135,9 +161,10 @@ def test_blobs_encode_and_decode_both_ways(name):
     v = BLOBS[name]
     m = v["fields"]
     if v["kind"] == "advertisement":
-        shm = m.get("shm")
+        shm, stg = m.get("shm"), m.get("staging")
         a = _wire.Advertisement(H(m["engine_id"]), m["advert_id"], H(m["token"]), m["size"], m["ptr"],
-                                shm["path"] if shm else None, shm["file_offset"] if shm else 0)
+                                shm["path"] if shm else None, shm["file_offset"] if shm else 0,
+                                _wire.Staging(stg["path"], stg["slot_bytes"], stg["slot_count"]) if stg else None)
         assert _wire.encode_advertisement(a).hex() == v["hex"]
         assert _wire.decode_advertisement(H(v["hex"])) == a
     elif v["kind"] == "layer_ready":   # a NOTIFY payload of the per-layer pull (test_transfer_layers.py checks it)
@@ -174,7 +201,9 @@ def test_metadata_of_the_wrong_length_or_with_reserved_bits_is_a_bad_frame():
     write = H(FRAMES["write_first_slice_with_notif"]["hex"])[_wire.HEADER_BYTES:_wire.HEADER_BYTES + 64 + 11]
     cases = [(_wire.decode_hello_request, hello[:-1]), (_wire.decode_hello_request, hello[:6] + b"\x01" + hello[7:]),
              (_wire.decode_write, write[:63]), (_wire.decode_write, write + b"x"),
-             (_wire.decode_read, bytes(47)), (_wire.decode_kv_ready, bytes(56)), (_wire.decode_auth_request, bytes(63))]
+             (_wire.decode_read, bytes(47)), (_wire.decode_kv_ready, bytes(56)), (_wire.decode_auth_request, bytes(63)),
+             (_wire.decode_staged_write, bytes(79)), (_wire.decode_staged_write, bytes(8) + bytes(8) + write),
+             (_wire.decode_staged_read, bytes(55)), (_wire.decode_staged_read, bytes(8) + bytes(48))]
     for decode, meta in cases:
         with pytest.raises(_wire.FrameError) as e:
             decode(meta)
@@ -183,11 +212,19 @@ def test_metadata_of_the_wrong_length_or_with_reserved_bits_is_a_bad_frame():
 
 @pytest.mark.parametrize("blob,words", [
     (b"", "0 bytes"), (b"KVXB" + bytes(60), "magic"), (b"KVXA\x02" + bytes(59), "version"),
-    (b"KVXA\x01\x00\x00\x00" + bytes(56) + b"x", "65 bytes"), (b"KVXA\x01\x02" + bytes(58), "flags"),
+    (b"KVXA\x01\x00\x00\x00" + bytes(56) + b"x", "65 bytes"), (b"KVXA\x01\x04" + bytes(58), "flags"),
 ])
 def test_a_bad_advertisement_blob_is_refused_by_name(blob, words):
     with pytest.raises(ValueError, match=words):
         _wire.decode_advertisement(blob)
+
+
+def test_a_bad_staging_extension_is_refused_by_name():
+    good = H(BLOBS["advertisement_staging"]["hex"])
+    for blob, words in ((good[:-1], "slot layout"), (good + b"x", "expected"), (good[:66], "inside its path"),
+                        (good[:-8] + bytes(8), "0 slots of 0 bytes")):
+        with pytest.raises(ValueError, match=words):
+            _wire.decode_advertisement(blob)
 
 
 def test_a_bad_endpoint_blob_is_refused_by_name():

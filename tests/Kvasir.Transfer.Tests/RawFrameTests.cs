@@ -167,6 +167,7 @@ public sealed class RawFrameTests
 
     [Theory]
     [InlineData("unknown opcode", TransferStatus.UnknownOpcode)]
+    [InlineData("STAGED_WRITE (no staging file offered)", TransferStatus.UnknownOpcode)]
     [InlineData("payload above max_slice", TransferStatus.FrameTooLarge)]
     [InlineData("zero-length WRITE", TransferStatus.BadFrame)]
     [InlineData("HELLO again", TransferStatus.BadSession)]
@@ -189,6 +190,11 @@ public sealed class RawFrameTests
             switch (what)
             {
                 case "unknown opcode": lane.Send(new TransferFrameHeader((TransferOpcode)0x7f, TransferFlags.None, 3, TransferStatus.Ok, 0, 0), []); break;
+                case "STAGED_WRITE (no staging file offered)":
+                    var staged = new byte[new StagedWrite(0, 16, w).Size];
+                    new StagedWrite(0, 16, w).Write(staged);
+                    lane.Send(TransferFrameHeader.Request(TransferOpcode.StagedWrite, 3, staged.Length), staged);
+                    break;
                 case "payload above max_slice":   // the header alone: the engine refuses it before reading on
                     var head = new byte[32];
                     TransferFrameHeader.Request(TransferOpcode.Write, 3, meta.Length, 4097).Write(head);

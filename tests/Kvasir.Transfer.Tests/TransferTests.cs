@@ -1,4 +1,5 @@
 using System.Text;
+using Kvasir.Protocol.Transfer;
 
 namespace Kvasir.Transfer.Tests;
 
@@ -44,6 +45,24 @@ public sealed class TransferTests
         Assert.Equal(remote.AsSpan(7, size), local.AsSpan(10, size));
         Assert.All(local[..10], b => Assert.Equal(0, b));
         Assert.All(local[(10 + size)..], b => Assert.Equal(0, b));
+    }
+
+    [Fact]
+    public async Task An_advertisement_with_the_staging_extension_of_a_python_gpu_window_is_written_and_read_over_the_lanes()
+    {
+        using var pair = await EnginePair.StartAsync(Small, Small);
+        var src = Bytes.Pattern(Slice + 1, 5);
+        var dst = new byte[Slice + 1];
+        int s = pair.Initiator.Register(src), d = pair.Target.Register(dst);
+        // what a Python engine adds for a GPU window offered to a same-host peer (docs/transfer.md § GPU memory on the same host)
+        var plain = AdvertisementBlob.Parse(pair.Target.Advertise(pair.TargetConnId, d, 0, dst.Length));
+        var window = (plain with { Staging = new StagingExtension("/dev/shm/kvasir-xfer-stage-test", 4096, 4) }).ToBytes();
+        await pair.Initiator.WriteAsync(pair.ConnId, s, 0, src.Length, window).WaitAsync(EnginePair.Deadline);
+        Assert.Equal(src, dst);
+        var back = new byte[Slice + 1];
+        pair.Initiator.Read(pair.ConnId, pair.Initiator.Register(back), 0, back.Length, window);
+        Assert.Equal(src, back);
+        Assert.Equal(0, pair.Initiator.SharedMemoryTransfers);
     }
 
     [Fact]

@@ -15,7 +15,8 @@ import struct
 
 MAGIC = b"KVTX"
 VERSION = 1
-OPCODES = {"HELLO": 0x01, "AUTH": 0x02, "WRITE": 0x10, "READ": 0x11, "NOTIFY": 0x12, "KV_READY": 0x13}
+OPCODES = {"HELLO": 0x01, "AUTH": 0x02, "WRITE": 0x10, "READ": 0x11, "NOTIFY": 0x12, "KV_READY": 0x13,
+           "STAGED_WRITE": 0x14, "STAGED_READ": 0x15}
 FLAGS = {"REPLY": 0x8000}
 STATUSES = {"OK": 0, "NOT_ADVERTISED": 1, "OUT_OF_BOUNDS": 2, "TOO_LARGE": 3,
             "BAD_FRAME": 32, "UNSUPPORTED_VERSION": 33, "AUTH_REQUIRED": 34, "AUTH_FAILED": 35,
@@ -82,13 +83,24 @@ def kv_ready_meta(m):
 
 
 def advert_blob(m):
-    flags = 1 if m.get("shm") else 0
+    flags = (1 if m.get("shm") else 0) | (2 if m.get("staging") else 0)
     out = (b"KVXA" + struct.pack("<BBH", 1, flags, 0) + bytes.fromhex(m["engine_id"])
            + struct.pack("<Q", m["advert_id"]) + bytes.fromhex(m["token"]) + struct.pack("<QQ", m["size"], m["ptr"]))
-    if flags:
+    if m.get("shm"):
         path = m["shm"]["path"].encode()
         out += struct.pack("<H", len(path)) + path + struct.pack("<Q", m["shm"]["file_offset"])
+    if m.get("staging"):
+        path = m["staging"]["path"].encode()
+        out += struct.pack("<H", len(path)) + path + struct.pack("<II", m["staging"]["slot_bytes"], m["staging"]["slot_count"])
     return out
+
+
+def staged_write_meta(m):
+    return struct.pack("<QQ", m["staging_offset"], m["length"]) + write_meta(m["write"])
+
+
+def staged_read_meta(m):
+    return struct.pack("<Q", m["staging_offset"]) + read_meta(m["read"])
 
 
 def endpoint_blob(m):
@@ -176,6 +188,26 @@ add("read_reply", "READ reply with the 16 bytes as payload.",
 add("read_reply_not_advertised", "READ reply refusing a wrong token: NOT_ADVERTISED, no payload.",
     "READ", ["REPLY"], 900, "NOT_ADVERTISED", {}, b"")
 
+sw = {"staging_offset": 3 << 20, "length": 1 << 20,
+      "write": {"advert_id": 12, "token": h(TOKEN), "window_offset": 4096, "transfer_length": 5 << 20, "slice_offset": 2 << 20,
+                "kv_tag": 0, "kv_generation": 0, "notif": ""}}
+add("staged_write", "STAGED_WRITE: the 1 MiB at transfer offset 2 MiB of a 5 MiB write into GPU window 12 (at window offset 4096) is in slot 3 (byte 3 MiB) of the connection's staging file; no payload.",
+    "STAGED_WRITE", [], 79, "OK", sw, staged_write_meta(sw))
+sw0 = {"staging_offset": 0, "length": 7,
+       "write": {"advert_id": 12, "token": h(TOKEN), "window_offset": 0, "transfer_length": 7, "slice_offset": 0,
+                 "kv_tag": 0, "kv_generation": 0, "notif": h(b"req-42 done")}}
+add("staged_write_with_notif", "STAGED_WRITE of a whole 7-byte write in slot 0, carrying the notification 'req-42 done'.",
+    "STAGED_WRITE", [], 80, "OK", sw0, staged_write_meta(sw0))
+add("staged_write_reply", "STAGED_WRITE reply: the slice at transfer offset 2 MiB is in the GPU window (its copy finished).",
+    "STAGED_WRITE", ["REPLY"], 79, "OK", {"slice_offset": 2 << 20}, struct.pack("<Q", 2 << 20))
+sr = {"staging_offset": 1 << 20, "read": {"advert_id": 12, "token": h(TOKEN), "offset": 8, "length": 1000}}
+add("staged_read", "STAGED_READ: copy 1000 bytes at window offset 8 of GPU window 12 into slot 1 (byte 1 MiB) of the staging file.",
+    "STAGED_READ", [], 901, "OK", sr, staged_read_meta(sr))
+add("staged_read_reply", "STAGED_READ reply: the bytes are in the staging file (no metadata, no payload).",
+    "STAGED_READ", ["REPLY"], 901, "OK", {}, b"")
+add("staged_read_reply_out_of_bounds", "STAGED_READ reply refusing a staging range outside the staging file: OUT_OF_BOUNDS.",
+    "STAGED_READ", ["REPLY"], 901, "OUT_OF_BOUNDS", {}, b"")
+
 add("notify_request", "NOTIFY carrying 'free:req-42'.", "NOTIFY", [], 31, "OK", {"notif": h(b"free:req-42")}, b"free:req-42")
 add("notify_reply", "NOTIFY reply.", "NOTIFY", ["REPLY"], 31, "OK", {}, b"")
 kr = {"kv_tag": 3, "kv_generation": 2, "advert_id": 9, "token": h(TOKEN), "capacity": 1 << 20}
@@ -192,6 +224,11 @@ blobs.append({"name": "advertisement", "kind": "advertisement", "description": "
 ashm = dict(a, advert_id=11, shm={"path": "/dev/shm/kvasir-xfer-202122-1", "file_offset": 8192})
 blobs.append({"name": "advertisement_shm", "kind": "advertisement", "description": "Advertisement of a window in a shared-memory file, starting 8192 bytes into it.",
               "fields": ashm, "hex": h(advert_blob(ashm))})
+astg = dict(a, advert_id=12, size=1 << 30, ptr=0x7F0000000000,
+            staging={"path": "/dev/shm/kvasir-xfer-stage-202122-7", "slot_bytes": 4 << 20, "slot_count": 4})
+blobs.append({"name": "advertisement_staging", "kind": "advertisement",
+              "description": "Advertisement of a 1 GiB GPU window to a same-host peer, with the connection's staging file of 4 slots of 4 MiB.",
+              "fields": astg, "hex": h(advert_blob(astg))})
 e4 = {"address": "127.0.0.1", "port": 12345, "engine_id": h(ENGINE_A)}
 blobs.append({"name": "endpoint_ipv4", "kind": "endpoint", "description": "get_metadata() of an engine on 127.0.0.1:12345.",
               "fields": e4, "hex": h(endpoint_blob(e4))})

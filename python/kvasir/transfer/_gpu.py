@@ -53,9 +53,7 @@ class Gpu:
             if key in self._pinned:
                 return
             rt = _runtime()
-            err = rt.lib.cudaHostRegister(base, length, 1)   # cudaHostRegisterPortable
-            if err != 0:
-                rt.lib.cudaGetLastError()
+            if rt.host_register(base, length) != 0:
                 return   # still correct: the copy then goes through the driver's own staging
             self._pinned[key] = weakref.finalize(mapping, rt.lib.cudaHostUnregister, base)
 

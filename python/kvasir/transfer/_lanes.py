@@ -235,6 +235,9 @@ class Lane:
             queued, self._queue = list(self._queue), collections.deque()
             self._lock.notify_all()
             staging = self._staging
+        # The session learns this reason before the socket goes down: otherwise the peer, seeing the shutdown, may close
+        # its other lanes first, and the session would report that consequence instead of the cause.
+        self._on_lost(self, reason)
         if staging is not None:
             staging.close()
         try:
@@ -246,4 +249,3 @@ class Lane:
                 release()
         for op in pending:
             op.on_fail(reason)
-        self._on_lost(self, reason)

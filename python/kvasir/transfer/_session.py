@@ -161,6 +161,9 @@ class Session:
         self.remote_ready: Dict[int, _wire.KvReady] = {}
         self.used_generation: Dict[int, int] = {}
         self.kv_local: Dict[int, object] = {}  # our reg_kv buffers on this connection, by tag
+        # same-host GPU windows (_staged.py), guarded by ``lock``: None until first needed, False once refused
+        self.target_staging = None   # the staging file we offer the peer
+        self.stager = None           # the peer's staging file, mapped, and the thread that uses it
 
     def describe(self) -> str:
         return f"connection {self.conn_id} to {self.peer_addr[0]}:{self.peer_addr[1]}"

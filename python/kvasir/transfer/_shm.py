@@ -27,6 +27,19 @@ class SharedFile:
             os.close(fd)
         self.array = np.frombuffer(self._map, dtype=np.uint8)
 
+    @property
+    def address(self) -> int:
+        return self.array.ctypes.data
+
+    def close(self) -> None:
+        """Removes the file and unmaps it (the caller holds no view of it any more)."""
+        self.unlink()
+        self.array = None
+        try:
+            self._map.close()
+        except BufferError:
+            pass   # a view is still held: the garbage collector unmaps it once that view goes
+
     def unlink(self) -> None:
         """Removes the file; the mapping lives on while the array is referenced."""
         try:

@@ -10,8 +10,10 @@ small pinned host buffers, one slice at a time, so no transfer allocates host me
   the lane's send buffer, waits for that copy, then sends it.
 
 The device copies go through a :class:`Copier`; :func:`make_copier` gives the CUDA one (the runtime binding of
-:mod:`kvasir.cuda`). The CPU tests replace ``make_copier`` with a memcpy done later on another thread (and the
-region's device lookup with a fake), so the ring, the ordering and the waits are tested without a GPU."""
+:mod:`kvasir.cuda`). The same completer runs the copies between a same-host peer's staging file and GPU memory
+(_staged.py, :meth:`Staging.copy`); :func:`pin` registers such a file's mapping for DMA. The CPU tests replace
+``make_copier`` with a memcpy done later on another thread (and the region's device lookup with a fake), so the ring,
+the ordering and the waits are tested without a GPU."""
 
 import collections
 import threading
@@ -74,6 +76,22 @@ def make_copier(device: int) -> Copier:
     return CudaCopier(device)
 
 
+def pin(base: int, length: int) -> Optional[str]:
+    """Registers host memory for DMA (cudaHostRegister): None when done, else the reason it cannot be."""
+    from ..cuda import cuda  # noqa: PLC0415 - only with GPU memory
+    rt = cuda()
+    if rt is None:
+        return "the CUDA runtime is not usable in this process"
+    err = rt.host_register(base, length)
+    return None if err == 0 else f"cudaHostRegister of {length} bytes failed: CUDA error {err}"
+
+
+def unpin(base: int) -> None:
+    """Ends a registration made by :func:`pin`."""
+    from ..cuda import cuda  # noqa: PLC0415
+    cuda().lib.cudaHostUnregister(base)
+
+
 class _Buffer:
     """A pinned host buffer, grown (replaced) when a larger slice needs it."""
 
@@ -131,6 +149,12 @@ class Staging:
             self._give(buf)
             raise
         self._enqueue((copier, started, buf, then))
+
+    def copy(self, device: int, dst: int, src: int, n: int, then: Callable[[Optional[str]], None]) -> None:
+        """Starts one copy between a registered host range and GPU memory (direction from the addresses); ``then``
+        runs on the completer once it finished, in order with the lane's other copies and replies."""
+        copier = self._copier(device)
+        self._enqueue((copier, copier.start(dst, src, n), None, then))
 
     def after(self, then: Callable[[Optional[str]], None]) -> bool:
         """Queues ``then`` behind the copies in flight and returns True; returns False (and queues nothing) when none

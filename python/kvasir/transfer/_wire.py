@@ -16,7 +16,9 @@ VERSION = 1
 HEADER_BYTES = 32
 
 HELLO, AUTH, WRITE, READ, NOTIFY, KV_READY = 0x01, 0x02, 0x10, 0x11, 0x12, 0x13
-OPCODE_NAMES = {HELLO: "HELLO", AUTH: "AUTH", WRITE: "WRITE", READ: "READ", NOTIFY: "NOTIFY", KV_READY: "KV_READY"}
+STAGED_WRITE, STAGED_READ = 0x14, 0x15   # only to a target whose advertisement has the staging extension
+OPCODE_NAMES = {HELLO: "HELLO", AUTH: "AUTH", WRITE: "WRITE", READ: "READ", NOTIFY: "NOTIFY", KV_READY: "KV_READY",
+                STAGED_WRITE: "STAGED_WRITE", STAGED_READ: "STAGED_READ"}
 REPLY = 0x8000
 
 OK, NOT_ADVERTISED, OUT_OF_BOUNDS, TOO_LARGE = 0, 1, 2, 3
@@ -39,6 +41,8 @@ AUTH_REPLY_BYTES = 32
 READ_BYTES = 48
 KV_READY_BYTES = 56
 ADVERT_BYTES = 64
+ADVERT_SHM, ADVERT_STAGING = 0x01, 0x02   # advertisement flag bits: its extensions, in this order
+STAGED_PREFIX = 16                          # STAGED_WRITE: staging_offset, length; STAGED_READ: staging_offset (8)
 ENDPOINT_BYTES = 40
 ID_BYTES = 16
 TOKEN_BYTES = 16
@@ -54,6 +58,8 @@ _U64 = struct.Struct("<Q")
 _U16 = struct.Struct("<H")
 _ADVERT = struct.Struct("<4sBBH16sQ16sQQ")
 _ENDPOINT = struct.Struct("<4sBBH16s16s")
+_STAGING = struct.Struct("<II")
+_U64X2 = struct.Struct("<QQ")
 
 
 class FrameError(Exception):
@@ -246,6 +252,42 @@ def decode_read(meta) -> ReadSlice:
     return ReadSlice(advert_id, token, offset, length)
 
 
+class StagedWrite(NamedTuple):
+    """STAGED_WRITE: the slice [slice_offset, +length) of a write is at [staging_offset, +length) of the
+    connection's staging file (docs/transfer.md § GPU memory on the same host)."""
+    staging_offset: int
+    length: int
+    write: WriteSlice
+
+
+def encode_staged_write(m: StagedWrite) -> bytes:
+    return _U64X2.pack(m.staging_offset, m.length) + encode_write(m.write)
+
+
+def decode_staged_write(meta) -> StagedWrite:
+    if len(meta) < STAGED_PREFIX + WRITE_FIXED:
+        raise FrameError(BAD_FRAME, f"STAGED_WRITE metadata is {len(meta)} bytes, at least {STAGED_PREFIX + WRITE_FIXED} expected")
+    staging_offset, length = _U64X2.unpack_from(meta)
+    if length < 1:
+        raise FrameError(BAD_FRAME, "STAGED_WRITE length is 0")
+    return StagedWrite(staging_offset, length, decode_write(memoryview(meta)[STAGED_PREFIX:]))
+
+
+class StagedRead(NamedTuple):
+    """STAGED_READ: the target copies the READ's window bytes to [staging_offset, +length) of the staging file."""
+    staging_offset: int
+    read: ReadSlice
+
+
+def encode_staged_read(m: StagedRead) -> bytes:
+    return _U64.pack(m.staging_offset) + encode_read(m.read)
+
+
+def decode_staged_read(meta) -> StagedRead:
+    _exact(meta, 8 + READ_BYTES, "STAGED_READ")
+    return StagedRead(_U64.unpack_from(meta)[0], decode_read(memoryview(meta)[8:]))
+
+
 class KvReady(NamedTuple):
     kv_tag: int
     kv_generation: int
@@ -276,16 +318,46 @@ class Advertisement(NamedTuple):
     ptr: int
     shm_path: Optional[str] = None
     file_offset: int = 0
+    staging: Optional["Staging"] = None
+
+
+class Staging(NamedTuple):
+    """The staging extension (flag bit 1): the connection's staging file, cut in ``slot_count`` slots of
+    ``slot_bytes``, through which a same-host initiator moves bytes into and out of a GPU window."""
+    path: str
+    slot_bytes: int
+    slot_count: int
+
+
+def _path16(path: str) -> bytes:
+    raw = path.encode("utf-8")
+    if len(raw) > 0xFFFF:
+        raise ValueError("a shared-memory path is longer than 65,535 bytes")
+    return _U16.pack(len(raw)) + raw
 
 
 def encode_advertisement(a: Advertisement) -> bytes:
-    flags = 1 if a.shm_path is not None else 0
+    flags = (ADVERT_SHM if a.shm_path is not None else 0) | (ADVERT_STAGING if a.staging is not None else 0)
     out = _ADVERT.pack(b"KVXA", 1, flags, 0, _id16(a.engine_id, "engine_id"), a.advert_id, _id16(a.token, "token"),
                        a.size, a.ptr)
-    if flags:
-        path = a.shm_path.encode("utf-8")
-        out += _U16.pack(len(path)) + path + _U64.pack(a.file_offset)
+    if a.shm_path is not None:
+        out += _path16(a.shm_path) + _U64.pack(a.file_offset)
+    if a.staging is not None:
+        out += _path16(a.staging.path) + _STAGING.pack(a.staging.slot_bytes, a.staging.slot_count)
     return out
+
+
+def _read_path(blob: bytes, at: int, what: str):
+    """(path, offset after it) of a bytes16 path at ``at``."""
+    if len(blob) < at + 2:
+        raise ValueError(f"{what} advertisement blob ends before its path")
+    (n,) = _U16.unpack_from(blob, at)
+    if len(blob) < at + 2 + n:
+        raise ValueError(f"{what} advertisement blob ends inside its path")
+    try:
+        return blob[at + 2:at + 2 + n].decode("utf-8"), at + 2 + n
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} advertisement path is not UTF-8") from None
 
 
 def decode_advertisement(blob) -> Advertisement:
@@ -298,23 +370,27 @@ def decode_advertisement(blob) -> Advertisement:
         raise ValueError(f"advertisement blob has magic {magic!r}, expected b'KVXA'")
     if version != 1:
         raise ValueError(f"advertisement blob version {version}, this engine speaks 1")
-    if flags & ~1 or reserved:
+    if flags & ~(ADVERT_SHM | ADVERT_STAGING) or reserved:
         raise ValueError("advertisement blob has unknown flags or a reserved field set")
-    if not flags:
-        if len(blob) != ADVERT_BYTES:
-            raise ValueError(f"advertisement blob is {len(blob)} bytes, expected {ADVERT_BYTES}")
-        return Advertisement(engine_id, advert_id, token, size, ptr)
-    if len(blob) < ADVERT_BYTES + 2:
-        raise ValueError("shared-memory advertisement blob ends before its path")
-    (n,) = _U16.unpack_from(blob, ADVERT_BYTES)
-    if len(blob) != ADVERT_BYTES + 2 + n + 8:
-        raise ValueError(f"shared-memory advertisement blob is {len(blob)} bytes, expected {ADVERT_BYTES + 2 + n + 8}")
-    try:
-        path = blob[ADVERT_BYTES + 2:ADVERT_BYTES + 2 + n].decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError("shared-memory advertisement path is not UTF-8") from None
-    (file_offset,) = _U64.unpack_from(blob, ADVERT_BYTES + 2 + n)
-    return Advertisement(engine_id, advert_id, token, size, ptr, path, file_offset)
+    at, path, file_offset, staging = ADVERT_BYTES, None, 0, None
+    if flags & ADVERT_SHM:
+        path, at = _read_path(blob, at, "shared-memory")
+        if len(blob) < at + 8:
+            raise ValueError("shared-memory advertisement blob ends before its file offset")
+        (file_offset,) = _U64.unpack_from(blob, at)
+        at += 8
+    if flags & ADVERT_STAGING:
+        staging_path, at = _read_path(blob, at, "staging")
+        if len(blob) < at + _STAGING.size:
+            raise ValueError("staging advertisement blob ends before its slot layout")
+        slot_bytes, slot_count = _STAGING.unpack_from(blob, at)
+        at += _STAGING.size
+        if slot_bytes < 1 or slot_count < 1:
+            raise ValueError(f"staging advertisement has {slot_count} slots of {slot_bytes} bytes (both must be >= 1)")
+        staging = Staging(staging_path, slot_bytes, slot_count)
+    if len(blob) != at:
+        raise ValueError(f"advertisement blob is {len(blob)} bytes, expected {at}")
+    return Advertisement(engine_id, advert_id, token, size, ptr, path, file_offset, staging)
 
 
 class Endpoint(NamedTuple):

@@ -17,14 +17,18 @@ from ._lanes import Lane
 from ._listener import Listener, read_host_id, resolve_interface
 from ._shm import SHM_DIR, Mappings, SharedFile
 from ._session import ReadSliceOp, Session, SimpleOp, Transfer, WriteSliceOp
+from ._staged import SameHostGpu
 from .regions import DeviceRange, RegionTable, TransferError, api as _api, describe_buffer
 
 HANDSHAKE_TIMEOUT = 10.0
 
 
-class Engine(KvTransCalls):
+class Engine(KvTransCalls, SameHostGpu):
     def __init__(self, if_name: str = "lo", ncpus: int = 1, nconn_per_cpu: int = 2, listen_port: int = 0, *,
-                 auth_key=None, slice_bytes: int = 1 << 20, timeout: float = 30.0):
+                 auth_key=None, slice_bytes: int = 1 << 20, timeout: float = 30.0, gpu_staging: bool = True,
+                 staging_slot_bytes: int = 4 << 20, staging_slots: int = 4):
+        """``gpu_staging``: offer same-host peers a staging file for this engine's GPU windows (docs/transfer.md
+        § GPU memory on the same host), ``staging_slots`` x ``staging_slot_bytes`` per connection; False: the lanes."""
         lanes = int(ncpus) * int(nconn_per_cpu)
         if ncpus < 1 or nconn_per_cpu < 1 or lanes > _wire.MAX_LANES:
             raise ValueError(f"ncpus x nconn_per_cpu must be 1..{_wire.MAX_LANES} lanes (got {ncpus} x {nconn_per_cpu})")
@@ -32,6 +36,7 @@ class Engine(KvTransCalls):
             raise ValueError(f"slice_bytes must be 1..{_wire.MAX_SLICE_LIMIT} (64 MiB), got {slice_bytes}")
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds (got {timeout})")
+        self._init_staging(gpu_staging, staging_slot_bytes, staging_slots)
         self.ncpus, self.nconn_per_cpu, self.lane_count = ncpus, nconn_per_cpu, lanes
         self.slice_bytes = slice_bytes
         self.timeout = float(timeout)
@@ -116,6 +121,7 @@ class Engine(KvTransCalls):
 
     def _session_closed(self, session: Session, reason: str) -> None:
         self._regions.drop_connection(session.conn_id)
+        self._close_staging(session)
         with self._lock:
             pulls = [p for (conn, _), p in self._pulls.items() if conn == session.conn_id]
             self._lock.notify_all()
@@ -228,6 +234,8 @@ class Engine(KvTransCalls):
                     session.remote_ready[k.kv_tag] = k
                 self._lock.notify_all()
             lane.reply(_wire.encode_header(_wire.KV_READY, h.request_id, 0, reply=True))
+        elif h.opcode in (_wire.STAGED_WRITE, _wire.STAGED_READ):
+            self._on_staged(session, lane, h, meta)
         elif h.opcode in (_wire.HELLO, _wire.AUTH):
             raise _wire.FrameError(_wire.BAD_SESSION, "HELLO or AUTH after the handshake")
         else:
@@ -320,8 +328,9 @@ class Engine(KvTransCalls):
     @_api(False, None)
     def advertise(self, conn_id: int, mr_id: int, ptr, size: int) -> Tuple[bool, Optional[bytes]]:
         session = self._session(conn_id)
+        staging = self._staging_offer(session, self._regions.region(mr_id))
         return True, self._regions.advertise(session.conn_id, mr_id, _address(ptr), int(size),
-                                             session.peer_host == self.host_id)
+                                             session.peer_host == self.host_id, staging)
 
     @_api(False, None, None)
     def alloc_shared(self, nbytes: int):
@@ -360,6 +369,10 @@ class Engine(KvTransCalls):
         size = len(local)
         if adv.shm_path is not None and session.peer_host in (None, self.host_id):
             t = self._through_shm(kind, session, local, adv, notif, kv_tag, kv_generation, remote_offset)
+            if t is not None:
+                return t
+        if adv.staging is not None and session.peer_host in (None, self.host_id):
+            t = self._through_staging(kind, session, local, adv, notif, kv_tag, kv_generation, remote_offset)
             if t is not None:
                 return t
         # GPU memory goes over the lanes too: each lane stages its slices through pinned buffers (_staging.py)

@@ -25,19 +25,28 @@ def _pattern(np, length: int, seed: int):
 
 
 class _Peer:
-    def __init__(self, engine: Engine, conn_id: int, region_bytes: int, shared: bool = False):
+    def __init__(self, engine: Engine, conn_id: int, region_bytes: int, shared: bool = False, cuda: bool = False):
         import numpy as np
         self.np = np
         self.engine = engine
         self.conn = conn_id
-        if shared:   # in /dev/shm: a same-host initiator copies with one memcpy (docs/transfer.md § Same host)
+        self.torch = None
+        if cuda:     # a GPU window (docs/transfer.md § GPU memory on the same host); Python only, for the benchmark
+            import torch  # noqa: PLC0415
+            if not torch.cuda.is_available():
+                raise TransferError("--cuda-region needs a CUDA device; this process has none")
+            self.torch = torch
+            self.region = torch.zeros(region_bytes, dtype=torch.uint8, device="cuda")
+            ok, self.mr = engine.reg(self.region)
+            self._check(ok, "reg")
+        elif shared:   # in /dev/shm: a same-host initiator copies with one memcpy (docs/transfer.md § Same host)
             ok, self.mr, self.region = engine.alloc_shared(region_bytes)
             self._check(ok, "alloc_shared")
         else:
             self.region = np.zeros(region_bytes, dtype=np.uint8)
             ok, self.mr = engine.reg(self.region)
             self._check(ok, "reg")
-        self.base = self.region.ctypes.data
+        self.base = self.region.data_ptr() if cuda else self.region.ctypes.data
 
     def _check(self, ok, what: str) -> None:
         if not ok:
@@ -49,7 +58,11 @@ class _Peer:
     def _sha_of(self, off: int, length: int) -> bytes:
         if off < 0 or length < 0 or off + length > len(self.region):
             raise TransferError(f"sha range [{off}, +{length}) is outside the region of {len(self.region)} bytes")
-        return b"sha:" + hashlib.sha256(self.region[off:off + length].tobytes()).hexdigest().encode()
+        part = self.region[off:off + length]
+        return b"sha:" + hashlib.sha256((part.cpu().numpy() if self.torch else part).tobytes()).hexdigest().encode()
+
+    def _put(self, off: int, data) -> None:
+        self.region[off:off + len(data)] = self.torch.from_numpy(data).cuda() if self.torch else data
 
     def _length(self, text: str) -> int:
         n = int(text)
@@ -74,7 +87,7 @@ class _Peer:
         elif verb == "fill":
             length_text, seed_text = args.split(":")
             n = self._length(length_text)
-            self.region[:n] = _pattern(self.np, n, int(seed_text))
+            self._put(0, _pattern(self.np, n, int(seed_text)))
             self._check(self.engine.write(self.conn, self.mr, self.base, n, blob, notif=f"filled:{n}".encode()), "write")
         elif verb == "read":
             n = self._length(args)
@@ -97,7 +110,7 @@ class _Peer:
                 raise TransferError(f"{text}: {groups} groups of {length} bytes do not fit the region of {len(self.region)} bytes")
             data = _pattern(self.np, groups * length, seed)
             for g in reversed(range(groups)):
-                self.region[g * length:(g + 1) * length] = data[g * length:(g + 1) * length]
+                self._put(g * length, data[g * length:(g + 1) * length])
                 self._check(self.engine.notify_layer_ready(self.conn, tag, g), "notify_layer_ready")
         elif verb == "bye":
             return False
@@ -117,18 +130,20 @@ def main(argv=None) -> int:
     ap.add_argument("--region-bytes", type=int, default=16 << 20)
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--shared-region", action="store_true", help="allocate the region in /dev/shm (alloc_shared)")
+    ap.add_argument("--cuda-region", action="store_true", help="allocate the region in GPU memory (Python only)")
+    ap.add_argument("--no-gpu-staging", action="store_true", help="offer no staging file for a GPU region: the lanes")
     a = ap.parse_args(argv)
     try:
         if a.region_bytes < 1:
             raise ValueError(f"--region-bytes must be at least 1 (got {a.region_bytes})")
         with Engine(a.host, a.ncpus, a.nconn_per_cpu, a.port, auth_key=a.auth_key, slice_bytes=a.slice_bytes,
-                    timeout=a.timeout) as engine:
+                    timeout=a.timeout, gpu_staging=not a.no_gpu_staging) as engine:
             _emit(event="listening", port=engine.port, metadata=engine.get_metadata().hex())
             ok, _, _, conn_id = engine.accept()
             if not ok:
                 raise TransferError(engine.last_error)
             _emit(event="accepted", conn_id=conn_id)
-            peer = _Peer(engine, conn_id, a.region_bytes, a.shared_region)
+            peer = _Peer(engine, conn_id, a.region_bytes, a.shared_region, a.cuda_region)
             peer.start()
             while True:
                 for _, note in engine.wait_notifs(1.0):

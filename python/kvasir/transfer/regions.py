@@ -208,9 +208,11 @@ class RegionTable:
         for f in shared:
             f.unlink()
 
-    def advertise(self, conn_id: int, mr_id: int, ptr: int, size: int, same_host: bool = False) -> bytes:
+    def advertise(self, conn_id: int, mr_id: int, ptr: int, size: int, same_host: bool = False,
+                  staging: Optional[_wire.Staging] = None) -> bytes:
         """The advertisement blob; with the shared-memory extension when the region is in a shared
-        file and the peer is known to be on this host."""
+        file and the peer is known to be on this host, and with ``staging`` (the connection's staging file, for a
+        GPU region) when given."""
         region = self.region(mr_id)
         region.local(ptr, size)  # bounds check
         token = os.urandom(_wire.TOKEN_BYTES)
@@ -222,7 +224,7 @@ class RegionTable:
             self._adverts[aid] = Advert(aid, token, conn_id, region, ptr - region.ptr, size)
         shm = region.shared.path if region.shared is not None and same_host else None
         return _wire.encode_advertisement(_wire.Advertisement(self._engine_id, aid, token, size, ptr, shm,
-                                                              ptr - region.ptr if shm else 0))
+                                                              ptr - region.ptr if shm else 0, staging))
 
     def advert(self, advert_id: int) -> Optional[Advert]:
         with self._lock:

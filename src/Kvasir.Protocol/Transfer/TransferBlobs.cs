@@ -9,12 +9,21 @@ namespace Kvasir.Protocol.Transfer;
 public sealed record ShmExtension(string Path, ulong FileOffset);
 
 /// <summary>
-/// The advertisement blob (64 bytes, plus the shared-memory extension when flag bit 0 is set) that a
+/// The staging extension of an advertisement (flag bit 1): the connection's staging file through which a same-host
+/// initiator moves a GPU window's bytes (<see cref="SlotCount"/> slots of <see cref="SlotBytes"/>). This engine
+/// parses it and uses the lanes.
+/// </summary>
+public sealed record StagingExtension(string Path, uint SlotBytes, uint SlotCount);
+
+/// <summary>
+/// The advertisement blob (64 bytes, plus the shared-memory extension when flag bit 0 is set and the staging
+/// extension when bit 1 is, in that order) that a
 /// target hands to the application for the initiator (docs/transfer.md § Regions and advertisements).
 /// <see cref="Parse"/> throws <see cref="FormatException"/> with the reason for a blob of the wrong
 /// length, magic, version, flags or reserved field.
 /// </summary>
-public sealed record AdvertisementBlob(UInt128 EngineId, ulong AdvertId, UInt128 Token, ulong Size, ulong Ptr, ShmExtension? Shm = null)
+public sealed record AdvertisementBlob(UInt128 EngineId, ulong AdvertId, UInt128 Token, ulong Size, ulong Ptr, ShmExtension? Shm = null,
+    StagingExtension? Staging = null)
 {
     public const int BaseSize = 64;
 
@@ -24,11 +33,13 @@ public sealed record AdvertisementBlob(UInt128 EngineId, ulong AdvertId, UInt128
     public byte[] ToBytes()
     {
         byte[] path = Shm is null ? [] : Encoding.UTF8.GetBytes(Shm.Path);
-        if (path.Length > ushort.MaxValue) throw new ArgumentException("the shared-memory path is longer than 65,535 bytes");
-        var d = new byte[BaseSize + (Shm is null ? 0 : 2 + path.Length + 8)];
+        byte[] staging = Staging is null ? [] : Encoding.UTF8.GetBytes(Staging.Path);
+        if (path.Length > ushort.MaxValue || staging.Length > ushort.MaxValue) throw new ArgumentException("a shared-memory path is longer than 65,535 bytes");
+        int shmEnd = BaseSize + (Shm is null ? 0 : 2 + path.Length + 8);
+        var d = new byte[shmEnd + (Staging is null ? 0 : 2 + staging.Length + 8)];
         BinaryPrimitives.WriteUInt32LittleEndian(d, Magic);
         d[4] = TransferLimits.Version;
-        d[5] = Shm is null ? (byte)0 : (byte)1;
+        d[5] = (byte)((Shm is null ? 0 : 1) | (Staging is null ? 0 : 2));
         Fields.Id(d, 8, EngineId);
         BinaryPrimitives.WriteUInt64LittleEndian(d.AsSpan(24), AdvertId);
         Fields.Id(d, 32, Token);
@@ -40,6 +51,13 @@ public sealed record AdvertisementBlob(UInt128 EngineId, ulong AdvertId, UInt128
             path.CopyTo(d, 66);
             BinaryPrimitives.WriteUInt64LittleEndian(d.AsSpan(66 + path.Length), Shm.FileOffset);
         }
+        if (Staging is not null)
+        {
+            BinaryPrimitives.WriteUInt16LittleEndian(d.AsSpan(shmEnd), (ushort)staging.Length);
+            staging.CopyTo(d, shmEnd + 2);
+            BinaryPrimitives.WriteUInt32LittleEndian(d.AsSpan(shmEnd + 2 + staging.Length), Staging.SlotBytes);
+            BinaryPrimitives.WriteUInt32LittleEndian(d.AsSpan(shmEnd + 6 + staging.Length), Staging.SlotCount);
+        }
         return d;
     }
 
@@ -48,23 +66,40 @@ public sealed record AdvertisementBlob(UInt128 EngineId, ulong AdvertId, UInt128
         if (b.Length < BaseSize) throw new FormatException($"advertisement blob is {b.Length} bytes, expected at least {BaseSize}");
         if (BinaryPrimitives.ReadUInt32LittleEndian(b) != Magic) throw new FormatException("advertisement blob has a bad magic (expected \"KVXA\")");
         if (b[4] != TransferLimits.Version) throw new FormatException($"advertisement blob version {b[4]} is not 1");
-        if ((b[5] & ~1) != 0) throw new FormatException($"advertisement blob has unknown flag bits 0x{b[5]:x2}");
+        if ((b[5] & ~3) != 0) throw new FormatException($"advertisement blob has unknown flag bits 0x{b[5]:x2}");
         if (BinaryPrimitives.ReadUInt16LittleEndian(b[6..]) != 0) throw new FormatException("advertisement blob reserved field is not zero");
+        int at = BaseSize;
         ShmExtension? shm = null;
+        StagingExtension? staging = null;
         if ((b[5] & 1) != 0)
         {
-            if (b.Length < BaseSize + 2) throw new FormatException("advertisement blob is missing its shared-memory extension");
-            int pathLength = BinaryPrimitives.ReadUInt16LittleEndian(b[64..]);
-            if (b.Length != BaseSize + 2 + pathLength + 8)
-                throw new FormatException($"advertisement blob is {b.Length} bytes, its shared-memory extension says {BaseSize + 2 + pathLength + 8}");
-            shm = new ShmExtension(Encoding.UTF8.GetString(b.Slice(66, pathLength)), BinaryPrimitives.ReadUInt64LittleEndian(b[(66 + pathLength)..]));
+            string path = ReadPath(b, ref at, "shared-memory", 8);
+            shm = new ShmExtension(path, BinaryPrimitives.ReadUInt64LittleEndian(b[at..]));
+            at += 8;
         }
-        else if (b.Length != BaseSize)
+        if ((b[5] & 2) != 0)
         {
-            throw new FormatException($"advertisement blob is {b.Length} bytes, expected {BaseSize}");
+            string path = ReadPath(b, ref at, "staging", 8);
+            staging = new StagingExtension(path, BinaryPrimitives.ReadUInt32LittleEndian(b[at..]), BinaryPrimitives.ReadUInt32LittleEndian(b[(at + 4)..]));
+            if (staging.SlotBytes == 0 || staging.SlotCount == 0)
+                throw new FormatException($"advertisement blob's staging extension has {staging.SlotCount} slots of {staging.SlotBytes} bytes (both must be at least 1)");
+            at += 8;
         }
+        if (b.Length != at) throw new FormatException($"advertisement blob is {b.Length} bytes, expected {at}");
         return new(Fields.Id(b, 8), BinaryPrimitives.ReadUInt64LittleEndian(b[24..]), Fields.Id(b, 32),
-            BinaryPrimitives.ReadUInt64LittleEndian(b[48..]), BinaryPrimitives.ReadUInt64LittleEndian(b[56..]), shm);
+            BinaryPrimitives.ReadUInt64LittleEndian(b[48..]), BinaryPrimitives.ReadUInt64LittleEndian(b[56..]), shm, staging);
+    }
+
+    /// <summary>A bytes16 path at <paramref name="at"/> followed by <paramref name="after"/> bytes of fields; moves past the path.</summary>
+    private static string ReadPath(ReadOnlySpan<byte> b, ref int at, string what, int after)
+    {
+        if (b.Length < at + 2) throw new FormatException($"advertisement blob is missing its {what} extension");
+        int length = BinaryPrimitives.ReadUInt16LittleEndian(b[at..]);
+        if (b.Length < at + 2 + length + after)
+            throw new FormatException($"advertisement blob is {b.Length} bytes, its {what} extension needs at least {at + 2 + length + after}");
+        string path = Encoding.UTF8.GetString(b.Slice(at + 2, length));
+        at += 2 + length;
+        return path;
     }
 }
 

@@ -195,6 +195,58 @@ public readonly record struct ReadSlice(ulong AdvertId, UInt128 Token, ulong Off
     }
 }
 
+/// <summary>
+/// STAGED_WRITE request metadata: <c>staging_offset</c> and <c>length</c> (8 bytes each), then a WRITE slice's metadata.
+/// The slice <c>[slice_offset, +length)</c> of the write is at <c>[staging_offset, +length)</c> of the connection's
+/// staging file; the frame has no payload. The reply is a WRITE reply's (the slice offset).
+/// </summary>
+public readonly record struct StagedWrite(ulong StagingOffset, ulong Length, WriteSlice Slice)
+{
+    public const int PrefixSize = 16;
+
+    public int Size => PrefixSize + Slice.Size;
+
+    public int Write(Span<byte> d)
+    {
+        Fields.ExpectSpace(d, Size);
+        BinaryPrimitives.WriteUInt64LittleEndian(d, StagingOffset);
+        BinaryPrimitives.WriteUInt64LittleEndian(d[8..], Length);
+        return PrefixSize + Slice.Write(d[PrefixSize..]);
+    }
+
+    public static StagedWrite Parse(ReadOnlySpan<byte> m)
+    {
+        if (m.Length < PrefixSize + WriteSlice.FixedSize)
+            throw new TransferProtocolException(TransferStatus.BadFrame, $"STAGED_WRITE metadata is {m.Length} bytes, expected at least {PrefixSize + WriteSlice.FixedSize}");
+        ulong length = BinaryPrimitives.ReadUInt64LittleEndian(m[8..]);
+        if (length == 0) throw new TransferProtocolException(TransferStatus.BadFrame, "STAGED_WRITE length is 0");
+        return new(BinaryPrimitives.ReadUInt64LittleEndian(m), length, WriteSlice.Parse(m[PrefixSize..]));
+    }
+}
+
+/// <summary>
+/// STAGED_READ request metadata (56 bytes): <c>staging_offset</c> (8 bytes), then a READ slice's metadata. The target
+/// copies the window's bytes to <c>[staging_offset, +length)</c> of the staging file and replies with neither metadata
+/// nor payload.
+/// </summary>
+public readonly record struct StagedRead(ulong StagingOffset, ReadSlice Slice)
+{
+    public const int Size = 8 + ReadSlice.Size;
+
+    public int Write(Span<byte> d)
+    {
+        Fields.ExpectSpace(d, Size);
+        BinaryPrimitives.WriteUInt64LittleEndian(d, StagingOffset);
+        return 8 + Slice.Write(d[8..]);
+    }
+
+    public static StagedRead Parse(ReadOnlySpan<byte> m)
+    {
+        Fields.ExpectLength(m, Size, "STAGED_READ");
+        return new(BinaryPrimitives.ReadUInt64LittleEndian(m), ReadSlice.Parse(m[8..]));
+    }
+}
+
 /// <summary>KV_READY request metadata (56 bytes): a two-sided tag is ready for a generation in an advertisement.</summary>
 public readonly record struct KvReady(ulong KvTag, uint KvGeneration, ulong AdvertId, UInt128 Token, ulong Capacity)
 {

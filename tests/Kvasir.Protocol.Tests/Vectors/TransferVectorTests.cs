@@ -91,7 +91,8 @@ public sealed class TransferVectorTests
         if ((string)v["kind"]! == "advertisement")
         {
             var shm = fields["shm"] is { } s ? new ShmExtension((string)s["path"]!, (ulong)s["file_offset"]!) : null;
-            var blob = new AdvertisementBlob(Id(fields["engine_id"]), (ulong)fields["advert_id"]!, Id(fields["token"]), (ulong)fields["size"]!, (ulong)fields["ptr"]!, shm);
+            var staging = fields["staging"] is { } g ? new StagingExtension((string)g["path"]!, (uint)g["slot_bytes"]!, (uint)g["slot_count"]!) : null;
+            var blob = new AdvertisementBlob(Id(fields["engine_id"]), (ulong)fields["advert_id"]!, Id(fields["token"]), (ulong)fields["size"]!, (ulong)fields["ptr"]!, shm, staging);
             Assert.Equal((string)v["hex"]!, Convert.ToHexStringLower(blob.ToBytes()));
             Assert.Equal(blob, AdvertisementBlob.Parse(bytes));
         }
@@ -163,7 +164,7 @@ public sealed class TransferVectorTests
     {
         var good = VectorFile.Hex(Find(Blobs, "advertisement")["hex"]);
         var bytes = good.AsSpan(0, Math.Min(length, good.Length)).ToArray();
-        if (length == 64) bytes[corrupt] ^= 0x02;
+        if (length == 64) bytes[corrupt] ^= corrupt == 5 ? (byte)0x04 : (byte)0x02;   // flag bits 0 and 1 are defined
         var e = Assert.Throws<FormatException>(() => AdvertisementBlob.Parse(bytes));
         Assert.Contains(what switch { "short" => "63 bytes", "magic" => "bad magic", "version" => "version", _ => "flag" }, e.Message);
     }
@@ -191,16 +192,38 @@ public sealed class TransferVectorTests
             (TransferOpcode.Hello, true) => new TransferHelloReply((bool)m["auth_required"]!, (uint)m["max_slice"]!, Id(m["engine_id"]), VectorFile.Hex(m["server_nonce"])).Write(buffer),
             (TransferOpcode.Auth, false) => new TransferAuthRequest(VectorFile.Hex(m["client_nonce"]), VectorFile.Hex(m["client_proof"])).Write(buffer),
             (TransferOpcode.Auth, true) => Copy(VectorFile.Hex(m["server_proof"]), buffer),
-            (TransferOpcode.Write, false) => new WriteSlice((ulong)m["advert_id"]!, Id(m["token"]), (ulong)m["window_offset"]!, (ulong)m["transfer_length"]!,
-                (ulong)m["slice_offset"]!, (ulong)m["kv_tag"]!, (uint)m["kv_generation"]!, VectorFile.Hex(m["notif"])).Write(buffer),
-            (TransferOpcode.Write, true) => WriteReply((ulong)m["slice_offset"]!, buffer),
-            (TransferOpcode.Read, false) => new ReadSlice((ulong)m["advert_id"]!, Id(m["token"]), (ulong)m["offset"]!, (ulong)m["length"]!).Write(buffer),
+            (TransferOpcode.Write, false) => Write(m).Write(buffer),
+            (TransferOpcode.Write or TransferOpcode.StagedWrite, true) => WriteReply((ulong)m["slice_offset"]!, buffer),
+            (TransferOpcode.Read, false) => Read(m).Write(buffer),
+            (TransferOpcode.StagedWrite, false) => new StagedWrite((ulong)m["staging_offset"]!, (ulong)m["length"]!, Write(m["write"]!.AsObject())).Write(buffer),
+            (TransferOpcode.StagedRead, false) => new StagedRead((ulong)m["staging_offset"]!, Read(m["read"]!.AsObject())).Write(buffer),
             (TransferOpcode.Notify, false) => Copy(VectorFile.Hex(m["notif"]), buffer),
             (TransferOpcode.KvReady, false) => new KvReady((ulong)m["kv_tag"]!, (uint)m["kv_generation"]!, (ulong)m["advert_id"]!, Id(m["token"]), (ulong)m["capacity"]!).Write(buffer),
             var other => throw new InvalidOperationException($"no metadata layout for {other}"),
         };
         return buffer[..n];
     }
+
+    private static WriteSlice Write(JsonObject m) =>
+        new((ulong)m["advert_id"]!, Id(m["token"]), (ulong)m["window_offset"]!, (ulong)m["transfer_length"]!,
+            (ulong)m["slice_offset"]!, (ulong)m["kv_tag"]!, (uint)m["kv_generation"]!, VectorFile.Hex(m["notif"]));
+
+    private static ReadSlice Read(JsonObject m) => new((ulong)m["advert_id"]!, Id(m["token"]), (ulong)m["offset"]!, (ulong)m["length"]!);
+
+    private static JsonObject WriteFields(WriteSlice w) => new()
+    {
+        ["advert_id"] = w.AdvertId,
+        ["token"] = Hex(w.Token),
+        ["window_offset"] = w.WindowOffset,
+        ["transfer_length"] = w.TransferLength,
+        ["slice_offset"] = w.SliceOffset,
+        ["kv_tag"] = w.KvTag,
+        ["kv_generation"] = w.KvGeneration,
+        ["notif"] = Convert.ToHexStringLower(w.Notification.Span),
+    };
+
+    private static JsonObject ReadFields(ReadSlice r) =>
+        new() { ["advert_id"] = r.AdvertId, ["token"] = Hex(r.Token), ["offset"] = r.Offset, ["length"] = r.Length };
 
     private static JsonObject DecodeMeta(TransferFrameHeader h, ReadOnlySpan<byte> meta)
     {
@@ -233,23 +256,17 @@ public sealed class TransferVectorTests
             case (TransferOpcode.Auth, true):
                 return new JsonObject { ["server_proof"] = Convert.ToHexStringLower(meta) };
             case (TransferOpcode.Write, false):
-                var w = WriteSlice.Parse(meta);
-                return new JsonObject
-                {
-                    ["advert_id"] = w.AdvertId,
-                    ["token"] = Hex(w.Token),
-                    ["window_offset"] = w.WindowOffset,
-                    ["transfer_length"] = w.TransferLength,
-                    ["slice_offset"] = w.SliceOffset,
-                    ["kv_tag"] = w.KvTag,
-                    ["kv_generation"] = w.KvGeneration,
-                    ["notif"] = Convert.ToHexStringLower(w.Notification.Span),
-                };
-            case (TransferOpcode.Write, true):
+                return WriteFields(WriteSlice.Parse(meta));
+            case (TransferOpcode.Write or TransferOpcode.StagedWrite, true):
                 return new JsonObject { ["slice_offset"] = WriteSlice.ParseReplyMeta(meta) };
             case (TransferOpcode.Read, false):
-                var r = ReadSlice.Parse(meta);
-                return new JsonObject { ["advert_id"] = r.AdvertId, ["token"] = Hex(r.Token), ["offset"] = r.Offset, ["length"] = r.Length };
+                return ReadFields(ReadSlice.Parse(meta));
+            case (TransferOpcode.StagedWrite, false):
+                var sw = StagedWrite.Parse(meta);
+                return new JsonObject { ["staging_offset"] = sw.StagingOffset, ["length"] = sw.Length, ["write"] = WriteFields(sw.Slice) };
+            case (TransferOpcode.StagedRead, false):
+                var sr = StagedRead.Parse(meta);
+                return new JsonObject { ["staging_offset"] = sr.StagingOffset, ["read"] = ReadFields(sr.Slice) };
             case (TransferOpcode.Notify, false):
                 return new JsonObject { ["notif"] = Convert.ToHexStringLower(meta) };
             case (TransferOpcode.KvReady, false):
@@ -288,6 +305,8 @@ public sealed class TransferVectorTests
         "READ" => TransferOpcode.Read,
         "NOTIFY" => TransferOpcode.Notify,
         "KV_READY" => TransferOpcode.KvReady,
+        "STAGED_WRITE" => TransferOpcode.StagedWrite,
+        "STAGED_READ" => TransferOpcode.StagedRead,
         _ => throw new InvalidOperationException($"unknown opcode name {name}"),
     };
 
