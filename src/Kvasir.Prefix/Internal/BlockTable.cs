@@ -13,8 +13,7 @@ namespace Kvasir.Prefix.Internal;
 /// <see cref="AccessRun"/>). Each entry also remembers the slot of the block that last followed it in
 /// an inserted or looked-up chain (a hint, checked against the full hash): a chain inserted together sits in adjacent
 /// slots, so a lookup of it touches the index once, for its first block, and then walks neighbouring entries (guessed
-/// a fixed step apart, so their loads overlap: <see cref="MatchPrefix"/>). The slot array and the index, once a few MiB,
-/// are backed by 2 MiB pages where Linux allows (<see cref="HugePages"/>), so a random read across them needs fewer page walks.
+/// a fixed step apart, so their loads overlap: <see cref="MatchPrefix"/>).
 /// <para>
 /// Slots are stable while a block is cached: a removed block's slot goes on a free list and the next insert reuses
 /// it. Growth doubles the slot array (indices and links unchanged, so the eviction order survives) and rebuilds the
@@ -377,10 +376,7 @@ internal sealed class BlockTable<TValue>
         if (_entries.Length >= _maxSlots)
             throw new InvalidOperationException($"a block table holds at most {_maxSlots} blocks");   // PrefixCache checks its capacity first
         int size = (int)Math.Min((long)_entries.Length * 2, _maxSlots);
-        var entries = new Entry[size];
-        HugePages.Advise(entries);
-        Array.Copy(_entries, entries, _used);
-        _entries = entries;
+        Array.Resize(ref _entries, size);
         Rehash();
     }
 
@@ -389,7 +385,6 @@ internal sealed class BlockTable<TValue>
     {
         int bits = Math.Max(4, 64 - System.Numerics.BitOperations.LeadingZeroCount((ulong)_entries.Length * 2 - 1));
         _buckets = new ulong[1 << bits];
-        HugePages.Advise(_buckets);
         _shift = 32 - bits;
         // Growth happens only when the free list is empty, so every slot below _used is held.
         for (int slot = 0; slot < _used; slot++) AddToIndex(Tag(_entries[slot].Hash), slot);
