@@ -10,7 +10,7 @@ namespace Kvasir.Bench.Micro;
 /// two of ours still evict our lines, so small working sets look worse than on a quiet machine. Wall time is therefore
 /// taken per batch of 200 calls (well under a scheduler time slice) and reported as the batches' tenth percentile
 /// (median): the cost on a core that was not taken away mid-batch. Each measurement first warms up for at least a
-/// second, so the JIT's optimised code is in place (a shorter warm-up left the first case, 1k LRU, half in unoptimised
+/// second, so the JIT's optimised code is in place (a shorter warm-up left the first case, 1k LRU, partly in unoptimised
 /// code). The last column is <see cref="PrefixCacheBenchmarks.InsertPerBlock"/> (a new 16-block chain into a full LRU
 /// cache, evicting 16), as blocks per CPU second (per wall second of the tenth-percentile batch).
 /// Usage: dotnet run -c Release -- prefix-cpu [rounds] [lookups per round]
