@@ -165,6 +165,25 @@ public sealed class BlockTableTests
     }
 
     [Fact]
+    public void A_chain_walk_guessing_slots_a_step_apart_stops_at_the_last_slot_in_use_and_at_both_ends_of_the_array()
+    {
+        // A lookup guesses the chain's slots a fixed step apart (the step from the first block's slot to its hint's).
+        // Past the last slot in use lie zeroed entries that never held a block; past either end of the array, nothing.
+        var roomy = new PrefixCache<string>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 100 });   // 64 slots at first
+        var a = Ids(4);
+        roomy.Insert(a[..2], ["a0", "a1"]);                     // slots 0, 1 of 64
+        Assert.Equal(["a0", "a1"], roomy.Lookup([a[0], a[1], BlockHash.Zero, BlockHash.Zero]).Blocks);
+
+        var full = new PrefixCache<string>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 4 });     // 4 slots
+        full.Insert(a, ["a0", "a1", "a2", "a3"]);               // slots 0..3, step +1: the last guess is slot 4
+        Assert.Equal(["a0", "a1", "a2", "a3"], full.Lookup([.. a, BlockHash.Zero]).Blocks);
+        var c = Ids(4, 200);
+        full.Insert(c, ["c0", "c1", "c2", "c3"]);               // slots 3..0, step -1: the last guess is slot -1
+        Assert.Equal(["c0", "c1", "c2", "c3"], full.Lookup([.. c, BlockHash.Zero]).Blocks);
+        Assert.Equal(["c0", "c1", "c2", "c3", "c0"], full.Lookup([.. c, c[0]]).Blocks);
+    }
+
+    [Fact]
     public void Lookups_of_prompts_sharing_prefixes_match_a_model_of_values_and_lru_order_through_eviction_and_invalidation()
     {
         // Long chains that are inserted, cut, joined and partly evicted, so that hints are right, wrong and stale in

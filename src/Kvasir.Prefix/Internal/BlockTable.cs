@@ -12,7 +12,8 @@ namespace Kvasir.Prefix.Internal;
 /// LRU hit moves it to the back of the order (a looked-up chain that is one run in the order moves as one piece:
 /// <see cref="AccessRun"/>). Each entry also remembers the slot of the block that last followed it in
 /// an inserted or looked-up chain (a hint, checked against the full hash): a chain inserted together sits in adjacent
-/// slots, so a lookup of it touches the index once, for its first block, and then walks neighbouring entries.
+/// slots, so a lookup of it touches the index once, for its first block, and then walks neighbouring entries (guessed
+/// a fixed step apart, so their loads overlap: <see cref="MatchPrefix"/>).
 /// <para>
 /// Slots are stable while a block is cached: a removed block's slot goes on a free list and the next insert reuses
 /// it. Growth doubles the slot array (indices and links unchanged, so the eviction order survives) and rebuilds the
@@ -111,15 +112,28 @@ internal sealed class BlockTable<TValue>
     /// <summary>
     /// How many of <paramref name="hashes"/>, from the first, are held; their slots go to <paramref name="slots"/>, and
     /// each matched block's successor hint is set to the next matched one. The first block is found through the index;
-    /// each next one first through its predecessor's hint (one entry, usually the neighbouring slot). Where a hint
+    /// the next ones first at slots a fixed step apart (the step from the first block's slot to its hint's), then each
+    /// through its predecessor's hint (one entry, usually the neighbouring slot). Where a hint
     /// fails, the rest of the chain is probed in stages (all buckets, then all entries) rather than block after block,
     /// so the loads of one stage do not wait on each other and the memory system serves them in parallel.
     /// </summary>
     public int MatchPrefix(ReadOnlySpan<BlockHash> hashes, Span<int> slots)
     {
         if (hashes.IsEmpty) return 0;
-        if ((slots[0] = Find(hashes[0])) == None) return 0;
-        int i = 1;
+        int first = Find(hashes[0]);
+        if ((slots[0] = first) == None) return 0;
+        // A chain inserted together sits in slots a fixed step apart (the next free slots: ascending, or descending
+        // when they come back from the free list), the step its first block's hint shows. Guessing each slot from that
+        // step puts every address up front, so the loads of the chain's entries overlap instead of each waiting for
+        // the last entry's hint; a guess counts only where the full hash matches.
+        var entries = _entries;
+        int step = entries[first].Child - first, i = 1;
+        for (int slot = first + step; i < hashes.Length && (uint)slot < (uint)_used; i++, slot += step)
+        {
+            ref var entry = ref entries[slot];
+            if (entry.Prev == Free || entry.Hash != hashes[i]) break;
+            slots[i] = slot;
+        }
         for (; i < hashes.Length; i++)
         {
             int child = _entries[slots[i - 1]].Child;
