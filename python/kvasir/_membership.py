@@ -3,6 +3,7 @@ cluster-wide settings) or a static list of nodes. The Redis layout is that of th
 (docs/cluster.md), and the scripts are the same files (``registry_lua/*.lua``)."""
 
 import json
+import logging
 import os
 import threading
 import time
@@ -11,6 +12,8 @@ from typing import Callable, List, Optional, Tuple
 from urllib.parse import unquote
 
 from .errors import KvasirError
+
+_log = logging.getLogger("kvasir")
 
 
 def registry_script(name: str) -> str:
@@ -199,6 +202,9 @@ class RedisMembership:
         self._keys = [f"kvasir:{{{name}}}:{k}" for k in ("members", "records", "epoch")]
         self._poll = poll
         self._on_change = on_change
+        self._on_settings = None   # follow_settings: called with the new settings when a poll finds them changed
+        self._settings = None
+        self._bad_settings = None
         self.error = None
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -219,6 +225,25 @@ class RedisMembership:
         except self._redis_errors as ex:
             raise KvasirError(f"cannot read the settings of cluster {self._keys[0][8:-9]!r}: {ex}") from None
         return {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in raw.items()}
+
+    def follow_settings(self, current: dict, on_change: Callable[[dict], None]) -> None:
+        """From now on every poll reads the cluster's settings too (one HGETALL), starting from ``current`` (what the
+        caller read when it connected), and calls ``on_change(settings)`` when they change, so a running client sees
+        ``kvasir cluster set`` (the .NET ``MembershipWatcher.FollowSettings``)."""
+        self._settings, self._on_settings = dict(current), on_change
+
+    def _refresh_settings(self) -> None:
+        settings = self.settings()
+        if settings == self._settings:
+            return
+        try:
+            self._on_settings(settings)
+        except KvasirError as ex:   # a value this build cannot use: keep the last good settings, say so once
+            if str(ex) != self._bad_settings:
+                _log.warning("kvasir: cluster %s: keeping the settings last read: %s", self.name, ex)
+            self._bad_settings = str(ex)
+            return
+        self._settings, self._bad_settings = settings, None
 
     def _read(self) -> Tuple[int, List[dict]]:
         items = self._redis.eval(_READ, 3, *self._keys)
@@ -251,8 +276,12 @@ class RedisMembership:
                         self.nodes = nodes
                         if self._on_change:
                             self._on_change()
+                if self._on_settings is not None:
+                    self._refresh_settings()
                 self.error = None
             except self._redis_errors as ex:
+                self.error = str(ex)
+            except KvasirError as ex:   # settings unreadable (settings() wraps the Redis error)
                 self.error = str(ex)
 
     def _keep_forgotten(self, new_epoch: int, nodes: List[dict]) -> List[dict]:

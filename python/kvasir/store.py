@@ -72,7 +72,8 @@ class KvStore(KeyOps):
       Redis and follow joins and departures (needs the ``redis`` package). URL forms:
       ``redis://[[user]:password@]host:port[/db]``, ``rediss://…[?ca=/path/ca.pem]`` (TLS) and
       ``redis+sentinel://host:port,host:port/master[/db]`` (docs/cluster.md). ``replicas`` (default: the
-      cluster's setting, ``kvasir cluster set replicas=N``, read when the store connects; else 1):
+      cluster's setting, ``kvasir cluster set replicas=N``, read when the store connects and again on every
+      membership poll, so a running store follows a change; else 1):
       copies of each value; puts go to the key's top R nodes, gets/exists try them in order
       (docs/cluster.md). ``membership_poll`` (default 1 s): how often Redis is checked for changes.
       ``replica_versions`` (default True): with ``replicas`` >= 2, puts carry a version from this client's

@@ -96,3 +96,34 @@ def test_a_cluster_stores_transport_is_that_of_its_members(cli):
         for n in nodes:
             n.stop()
         redis.stop()
+
+
+def test_a_running_store_that_did_not_say_r_follows_cluster_set_and_one_that_did_keeps_its_own(cli):
+    """Cluster settings (docs/cluster.md § Cluster settings) are re-read on every membership poll: `kvasir cluster set
+    replicas=2` reaches a store that is already running (before, only a store opened afterwards saw it)."""
+    import subprocess
+    redis = Redis()
+    name = f"py-follow-{os.getpid()}"
+    nodes = []
+    try:
+        nodes = [Node("--memory", "32MiB", "--redis", redis.url, "--cluster", name, "--heartbeat-ttl", "1") for _ in range(3)]
+        wait_until(lambda: len(_live(redis.url, name)) == 3, "3 live nodes")
+        with _store(redis.url, name) as following, _store(redis.url, name, replicas=1) as own:
+            assert len(following.placement("follow")) == 1
+
+            def cluster_set(value):
+                done = subprocess.run([*cli, "cluster", "set", f"replicas={value}", "--redis", redis.url, "--cluster", name],
+                                      capture_output=True, text=True, timeout=60)
+                assert done.returncode == 0, done.stderr
+
+            cluster_set(2)
+            wait_until(lambda: len(following.placement("follow")) == 2, "the running store to take the cluster's replicas=2")
+            assert following.replicas == 2 and len(own.placement("follow")) == 1
+            assert following.put("follow", b"x" * 100) == 0
+            assert following.stats()["keys"] == 2   # two copies
+            cluster_set("")
+            wait_until(lambda: len(following.placement("follow")) == 1, "the running store to go back to 1 replica")
+    finally:
+        for n in nodes:
+            n.stop()
+        redis.stop()

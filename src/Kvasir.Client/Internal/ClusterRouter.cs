@@ -22,7 +22,7 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
     private NodeSlot? _embedded;
     private View _view;
 
-    private readonly int _replicas;
+    private volatile int _replicas;
     private readonly RedisClusterRegistry? _registry;   // owned by the watcher
     private volatile ReportAt? _noNode;
     private long _noNodeLoggedMs;
@@ -45,7 +45,10 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
         if (watcher is not null) watcher.Changed += snapshot => Update(snapshot.Nodes);
     }
 
-    /// <summary>Copies of each value: <see cref="KvStoreOptions.Replicas"/> when set, else the cluster's setting (docs/cluster.md § Cluster settings), else 1.</summary>
+    /// <summary>
+    /// Copies of each value: <see cref="KvStoreOptions.Replicas"/> when set, else the cluster's setting (docs/cluster.md
+    /// § Cluster settings; re-read on every membership poll), else 1.
+    /// </summary>
     public int Replicas => _replicas;
 
     /// <summary>The live nodes the router places keys on now, sorted by id.</summary>
@@ -97,8 +100,14 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
                     await registry.DisposeAsync().ConfigureAwait(false);
                     throw new KvasirException($"cannot read cluster '{options.Cluster}' from {RedisUrl.Redact(url)}: {ex.Message}", ex);
                 }
-                int replicas = options.Replicas > 0 ? options.Replicas : await ClusterReplicasAsync(registry, watcher, options, url).ConfigureAwait(false);
-                router = new ClusterRouter(options, watcher, watcher.Current.Nodes, log, replicas, registry);
+                var settings = options.Replicas > 0 ? null : await ClusterSettingsAsync(registry, watcher, options, url).ConfigureAwait(false);
+                router = new ClusterRouter(options, watcher, watcher.Current.Nodes, log, settings is null ? options.Replicas : settings.Replicas ?? 1, registry);
+                if (settings is not null)
+                {
+                    // the client did not say R: it follows the cluster's (kvasir cluster set replicas=N) while it runs
+                    watcher.SettingsChanged += router.OnSettings;
+                    watcher.FollowSettings(settings);
+                }
                 if (router.Nodes.Count == 0 && member is null) router.NoteNoNode();   // said at once: a wrong name is the usual cause
             }
             else
@@ -131,6 +140,14 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
             else if (member is not null) await member.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    private void OnSettings(ClusterSettings settings)
+    {
+        int replicas = settings.Replicas ?? 1, previous = _replicas;
+        if (replicas == previous) return;
+        _replicas = replicas;
+        _log.LogInformation("cluster {Cluster}: {Replicas} replicas from now on (was {Previous}; kvasir cluster set)", _options.Cluster, replicas, previous);
     }
 
     private void Update(IReadOnlyList<NodeRecord> nodes)
