@@ -1,9 +1,10 @@
 """What a cluster store says about itself, against a real redis-server and real `kvasir serve` nodes: the one line a
 store of a cluster with no node up gives (which cluster and Redis it looked at, which clusters have nodes there; issue 19
 item 3), and ``store.transport`` / ``transport_reason`` over its members (issue 18)."""
+import contextlib
 import logging
 import os
-import time
+import subprocess
 
 import pytest
 
@@ -16,6 +17,25 @@ from test_cluster import Redis, _live, _round_trip
 
 def _store(url, name, **kw):
     return kvasir.KvStore(redis_url=url, cluster=name, membership_poll=0.1, connect_timeout=2.0, request_timeout=10.0, **kw)
+
+
+def _member(redis, name, *extra):
+    return Node("--memory", "32MiB", *extra, "--redis", redis.url, "--cluster", name, "--heartbeat-ttl", "1")
+
+
+@contextlib.contextmanager
+def _cluster(tag, count):
+    """A redis-server and ``count`` live nodes in cluster ``py-TAG-PID``: yields (redis, name, nodes); the test may
+    append nodes; every one is stopped after."""
+    redis, name, nodes = Redis(), f"py-{tag}-{os.getpid()}", []
+    try:
+        nodes += [_member(redis, name) for _ in range(count)]
+        wait_until(lambda: len(_live(redis.url, name)) == count, f"{count} live nodes")
+        yield redis, name, nodes
+    finally:
+        for n in nodes:
+            n.stop()
+        redis.stop()
 
 
 class _SecretRedis(Redis):
@@ -39,7 +59,7 @@ def test_a_store_of_a_cluster_with_no_node_up_names_the_cluster_the_redis_and_th
     redis = _SecretRedis()
     node = None
     try:
-        node = Node("--memory", "32MiB", "--redis", redis.url, "--cluster", "prod", "--heartbeat-ttl", "1")
+        node = _member(redis, "prod")
         wait_until(lambda: len(_live(redis.url, "prod")) == 1, "the node to register in cluster prod")
         line = f"no node is up in cluster 'nope' at {redis.shown}; clusters with nodes there: prod (pass cluster=NAME)"
         with caplog.at_level(logging.WARNING, logger="kvasir"):
@@ -68,12 +88,7 @@ def test_a_store_of_a_cluster_with_no_node_up_names_the_cluster_the_redis_and_th
 def test_a_cluster_stores_transport_is_that_of_its_members(cli):
     """Members on this host are reached over shared memory (issue 18): the store says "shm", not "tcp"; with a member
     whose node has no arena it says "mixed" and its reason names that member; transport="tcp" says "tcp"."""
-    redis = Redis()
-    name = f"py-transport-{os.getpid()}"
-    nodes = []
-    try:
-        nodes = [Node("--memory", "32MiB", "--redis", redis.url, "--cluster", name, "--heartbeat-ttl", "1") for _ in range(2)]
-        wait_until(lambda: len(_live(redis.url, name)) == 2, "2 live nodes")
+    with _cluster("transport", 2) as (redis, name, nodes):
         keys = [f"py/transport/{i}" for i in range(40)]
         with _store(redis.url, name) as store:
             owners = _round_trip(store, keys, 4096)
@@ -83,7 +98,7 @@ def test_a_cluster_stores_transport_is_that_of_its_members(cli):
             _round_trip(store, [k + "/tcp" for k in keys], 4096)
             assert (store.transport, store.transport_reason) == ("tcp", None)
 
-        nodes.append(Node("--memory", "32MiB", "--shm", "off", "--redis", redis.url, "--cluster", name, "--heartbeat-ttl", "1"))
+        nodes.append(_member(redis, name, "--shm", "off"))
         wait_until(lambda: len(_live(redis.url, name)) == 3, "3 live nodes")
         with _store(redis.url, name) as store:
             owners = _round_trip(store, [k + "/mixed" for k in keys], 4096)
@@ -92,22 +107,12 @@ def test_a_cluster_stores_transport_is_that_of_its_members(cli):
             assert store.transport_reason.startswith(f"{nodes[2].address}: "), store.transport_reason
             assert "no shared-memory arena" in store.transport_reason
             assert nodes[0].address not in store.transport_reason
-    finally:
-        for n in nodes:
-            n.stop()
-        redis.stop()
 
 
 def test_a_running_store_that_did_not_say_r_follows_cluster_set_and_one_that_did_keeps_its_own(cli):
     """Cluster settings (docs/cluster.md § Cluster settings) are re-read on every membership poll: `kvasir cluster set
     replicas=2` reaches a store that is already running (before, only a store opened afterwards saw it)."""
-    import subprocess
-    redis = Redis()
-    name = f"py-follow-{os.getpid()}"
-    nodes = []
-    try:
-        nodes = [Node("--memory", "32MiB", "--redis", redis.url, "--cluster", name, "--heartbeat-ttl", "1") for _ in range(3)]
-        wait_until(lambda: len(_live(redis.url, name)) == 3, "3 live nodes")
+    with _cluster("follow", 3) as (redis, name, _):
         with _store(redis.url, name) as following, _store(redis.url, name, replicas=1) as own:
             assert len(following.placement("follow")) == 1
 
@@ -123,7 +128,3 @@ def test_a_running_store_that_did_not_say_r_follows_cluster_set_and_one_that_did
             assert following.stats()["keys"] == 2   # two copies
             cluster_set("")
             wait_until(lambda: len(following.placement("follow")) == 1, "the running store to go back to 1 replica")
-    finally:
-        for n in nodes:
-            n.stop()
-        redis.stop()

@@ -32,6 +32,7 @@ public sealed class MembershipWatcher : IAsyncDisposable
     private long _forgottenSinceMs;
     private Task? _loop;
     private ClusterSettings? _settings;
+    private string? _badSettings;   // the last unusable stored value, logged once
 
     private MembershipWatcher(IClusterRegistry registry, ClusterSnapshot first, TimeSpan poll, bool ownsRegistry, ILogger log)
     {
@@ -119,8 +120,6 @@ public sealed class MembershipWatcher : IAsyncDisposable
             }
         }
     }
-
-    private string? _badSettings;
 
     private async Task RefreshSettingsAsync()
     {
