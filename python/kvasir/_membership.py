@@ -3,6 +3,7 @@ cluster-wide settings) or a static list of nodes. The Redis layout is that of th
 (docs/cluster.md), and the scripts are the same files (``registry_lua/*.lua``)."""
 
 import json
+import logging
 import os
 import threading
 import time
@@ -11,6 +12,8 @@ from typing import Callable, List, Optional, Tuple
 from urllib.parse import unquote
 
 from .errors import KvasirError
+
+_log = logging.getLogger("kvasir")
 
 
 def registry_script(name: str) -> str:
@@ -111,6 +114,34 @@ def connect_registry(url: str, timeout: float):
     return redis.Redis(host=endpoints[0][0], port=endpoints[0][1], **common)
 
 
+def cluster_names(client, limit: int = 50) -> List[str]:
+    """The names of the clusters that have node records in this Redis (a SCAN of ``kvasir:{*}:records``), at most
+    ``limit``, sorted: what to suggest when a cluster name finds no node (.NET ``ListClusterNamesAsync``)."""
+    names = set()
+    for key in client.scan_iter(match="kvasir:{*}:records", count=500):
+        k = key.decode("utf-8", "replace")
+        open_, close = k.find("{"), k.rfind("}")
+        if 0 <= open_ < close:
+            names.add(k[open_ + 1:close])
+        if len(names) >= limit:
+            break
+    return sorted(names)
+
+
+def no_node_line(cluster: str, shown_url: str, names: Optional[List[str]], fix: str, error: str = "") -> str:
+    """The one line a client says when cluster ``cluster`` has no node up: where it looked (``shown_url``, redacted)
+    and the clusters with nodes there (``names``; None when they could not be listed, ``error`` says why). The same
+    words as the .NET ``NoNodeReport.Message``."""
+    head = f"no node is up in cluster '{cluster}' at {shown_url}"
+    if names is None:
+        return f"{head} (the clusters there could not be listed: {error})"
+    others = [n for n in names if n != cluster]
+    own = " (its nodes registered there are all down: kvasir status lists them)" if cluster in names else ""
+    if not others:
+        return f"{head}{own}; no other cluster has nodes registered there" + ("" if own else " (is this the Redis the nodes use?)")
+    return f"{head}{own}; clusters with nodes there: {', '.join(others)} ({fix})"
+
+
 # How long nodes a reset registry forgot are kept while they register again: twice the default heartbeat TTL.
 REGISTRY_RESET_GRACE = 10.0
 
@@ -132,6 +163,10 @@ class StaticMembership:
 
     def wake(self) -> None:
         pass
+
+    def no_node_line(self, fix: str) -> Optional[str]:
+        """None: a static list has no registry to look in (see :meth:`RedisMembership.no_node_line`)."""
+        return None
 
     def close(self) -> None:
         pass
@@ -163,9 +198,13 @@ class RedisMembership:
             raise KvasirError(f"cluster name {name!r} must be 1 to 64 of A-Z a-z 0-9 _ . -")
         self._redis_errors = (redis.RedisError, OSError)
         self._redis = connect_registry(url, timeout)
+        self.name, self.shown_url = name, redact(url)
         self._keys = [f"kvasir:{{{name}}}:{k}" for k in ("members", "records", "epoch")]
         self._poll = poll
         self._on_change = on_change
+        self._on_settings = None   # follow_settings: called with the new settings when a poll finds them changed
+        self._settings = None
+        self._bad_settings = None
         self.error = None
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -186,6 +225,25 @@ class RedisMembership:
         except self._redis_errors as ex:
             raise KvasirError(f"cannot read the settings of cluster {self._keys[0][8:-9]!r}: {ex}") from None
         return {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in raw.items()}
+
+    def follow_settings(self, current: dict, on_change: Callable[[dict], None]) -> None:
+        """From now on every poll reads the cluster's settings too (one HGETALL), starting from ``current`` (what the
+        caller read when it connected), and calls ``on_change(settings)`` when they change, so a running client sees
+        ``kvasir cluster set`` (the .NET ``MembershipWatcher.FollowSettings``)."""
+        self._settings, self._on_settings = dict(current), on_change
+
+    def _refresh_settings(self) -> None:
+        settings = self.settings()
+        if settings == self._settings:
+            return
+        try:
+            self._on_settings(settings)
+        except KvasirError as ex:   # a value this build cannot use: keep the last good settings, say so once
+            if str(ex) != self._bad_settings:
+                _log.warning("kvasir: cluster %s: keeping the settings last read: %s", self.name, ex)
+            self._bad_settings = str(ex)
+            return
+        self._settings, self._bad_settings = settings, None
 
     def _read(self) -> Tuple[int, List[dict]]:
         items = self._redis.eval(_READ, 3, *self._keys)
@@ -218,8 +276,12 @@ class RedisMembership:
                         self.nodes = nodes
                         if self._on_change:
                             self._on_change()
+                if self._on_settings is not None:
+                    self._refresh_settings()
                 self.error = None
             except self._redis_errors as ex:
+                self.error = str(ex)
+            except KvasirError as ex:   # settings unreadable (settings() wraps the Redis error)
                 self.error = str(ex)
 
     def _keep_forgotten(self, new_epoch: int, nodes: List[dict]) -> List[dict]:
@@ -237,6 +299,17 @@ class RedisMembership:
             self._forgotten = None
             return nodes
         return sorted(nodes + missing, key=lambda n: n["id"])
+
+    def no_node_line(self, fix: str) -> Optional[str]:
+        """When no node of this cluster is up: the one line naming the cluster, the Redis and the clusters that have
+        nodes there (the usual cause is a wrong or forgotten cluster name), ending with ``fix``; else None."""
+        if self.nodes:
+            return None
+        try:
+            names, error = cluster_names(self._redis), ""
+        except self._redis_errors as ex:
+            names, error = None, str(ex)
+        return no_node_line(self.name, self.shown_url, names, fix, error)
 
     def refresh(self) -> None:
         """Reads the whole membership now (raises on a Redis error)."""

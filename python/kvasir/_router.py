@@ -57,6 +57,11 @@ class _Slot:
 
 _RETRY = (E.NOT_FOUND, E.UNAVAILABLE, E.TIMEOUT, E.PROTOCOL_ERROR)
 
+# The fix a zero-node line names for Python users (the CLI names --cluster, the .NET SDK KvStoreOptions.Cluster).
+NO_NODE_FIX = "pass cluster=NAME"
+# How long a zero-node line is reused (each is a SCAN of the Redis), and how often a store logs it at most.
+_NO_NODE_REUSE, _NO_NODE_LOG_EVERY = 5.0, 60.0
+
 
 class Router:
     """Routes a :class:`kvasir.KvStore`'s batches over a membership (see the module docstring)."""
@@ -74,6 +79,8 @@ class Router:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="kvasir-route")
         self.last_error = ""
+        self._no_node = (None, 0.0)      # (line, when made)
+        self._no_node_logged = None      # when the line was last logged
 
     # -- view --
 
@@ -94,7 +101,53 @@ class Router:
                 slots.append(slot)
             for gone in set(self._slots) - set(ring.ids):
                 self._slots.pop(gone).close()
+        if not slots:
+            self._note_no_node()
         return ring, slots
+
+    # -- no node up --
+
+    def no_node(self) -> Optional[str]:
+        """When the registry's cluster has no node up: one line naming the cluster, the Redis (redacted) and the
+        clusters that have nodes there, with the fix; None while a node is up, and for a static list."""
+        if self.membership.nodes:
+            return None
+        line, made = self._no_node
+        if line is None or time.monotonic() - made > _NO_NODE_REUSE:
+            line = self.membership.no_node_line(NO_NODE_FIX)
+            self._no_node = (line, time.monotonic())
+        return line
+
+    def raise_if_no_node(self, what: str) -> None:
+        """Raises :class:`KvasirError` ``WHAT: LINE`` when the cluster has no node up."""
+        line = self.no_node()
+        if line is not None:
+            raise KvasirError(f"{what}: {line}")
+
+    def _note_no_node(self) -> None:
+        """A call found no node to go to: its keys are UNAVAILABLE; the line is logged (a warning, at most once a
+        minute per store)."""
+        now = time.monotonic()
+        with self._lock:
+            if self._no_node_logged is not None and now - self._no_node_logged < _NO_NODE_LOG_EVERY:
+                return
+            self._no_node_logged = now
+        line = self.no_node()
+        if line is not None:
+            _log.warning("kvasir: %s", line)
+
+    def transports(self) -> Tuple[str, Optional[str]]:
+        """The store's ``transport`` and ``transport_reason`` over the members reached so far (docs/cluster.md):
+        "shm" when every one of them is reached through shared memory, "tcp" when every one over TCP (also before
+        any was reached), "mixed" otherwise; the reason lists each member on TCP whose transport fell back, as
+        ``ID: REASON`` joined by "; " (None when none did)."""
+        with self._lock:
+            reached = [(slot.id, slot.store) for slot in self._slots.values() if slot.store is not None]
+        kinds = {store.transport for _, store in reached}
+        kind = kinds.pop() if len(kinds) == 1 else "mixed" if kinds else "tcp"
+        reasons = [f"{node_id}: {store.transport_reason}" for node_id, store in sorted(reached, key=lambda p: p[0])
+                   if store.transport == "tcp" and store.transport_reason]
+        return kind, "; ".join(reasons) or None
 
     @property
     def nodes(self) -> List[dict]:

@@ -12,6 +12,7 @@ By responsibility: :mod:`kvasir._membership` (the registry and the view of live 
 when a :class:`kvasir.KvStore` starts in cluster mode.
 """
 
+import logging
 import time
 
 from ._embedded import EmbeddedNode
@@ -19,6 +20,8 @@ from ._membership import (_POLL, _READ, REGISTRY_RESET_GRACE, RedisMembership, S
                           connect_registry, redact, registry_script)
 from ._router import Router
 from .errors import KvasirError
+
+_log = logging.getLogger("kvasir")
 
 # The names this module held before it was split by responsibility (membership, router, embedded node): still
 # importable from here.
@@ -63,13 +66,23 @@ def start_cluster(store, cfg, capacity, data_plane_addr, client_id, poll, explic
                            value_crc=store.value_crc,
                            **(store._tls.options() if store._tls is not None else {}))
 
+    settings = None
     if store.replicas is None:   # the cluster's setting (kvasir cluster set replicas=N), else 1
         try:
-            store.replicas = cluster_replicas(membership.settings()) if isinstance(membership, RedisMembership) else 1
+            settings = membership.settings() if isinstance(membership, RedisMembership) else None
+            store.replicas = cluster_replicas(settings) if settings is not None else 1
         except BaseException:
             membership.close()
             if store._embedded is not None:
                 store._embedded.close()
             raise
-    store._router = Router(membership, store.replicas, open_store, store.replica_versions)
+    store._router = router = Router(membership, store.replicas, open_store, store.replica_versions)
     store.hello = None
+    if settings is not None:
+        # the store did not say R: it follows the cluster's while it runs, re-read on every membership poll
+        def follow(new_settings):
+            replicas = cluster_replicas(new_settings)   # KvasirError for a bad value: the last good one is kept
+            if replicas != router.replicas:
+                _log.info("kvasir: cluster %s: %d replicas from now on (was %d; kvasir cluster set)", cfg["cluster"], replicas, router.replicas)
+                router.replicas = store.replicas = replicas
+        membership.follow_settings(settings, follow)

@@ -72,7 +72,8 @@ class KvStore(KeyOps):
       Redis and follow joins and departures (needs the ``redis`` package). URL forms:
       ``redis://[[user]:password@]host:port[/db]``, ``rediss://…[?ca=/path/ca.pem]`` (TLS) and
       ``redis+sentinel://host:port,host:port/master[/db]`` (docs/cluster.md). ``replicas`` (default: the
-      cluster's setting, ``kvasir cluster set replicas=N``, read when the store connects; else 1):
+      cluster's setting, ``kvasir cluster set replicas=N``, read when the store connects and again on every
+      membership poll, so a running store follows a change; else 1):
       copies of each value; puts go to the key's top R nodes, gets/exists try them in order
       (docs/cluster.md). ``membership_poll`` (default 1 s): how often Redis is checked for changes.
       ``replica_versions`` (default True): with ``replicas`` >= 2, puts carry a version from this client's
@@ -134,8 +135,8 @@ class KvStore(KeyOps):
         if mode not in ("tcp", "auto", "shm"):
             raise KvasirError(f"unknown transport {cfg['transport']!r} (tcp, auto or shm)")
         self._mode = mode
-        self.transport = "tcp"
-        self.transport_reason = None   # why "auto" uses TCP for this node (None: shared memory, or TCP was asked for)
+        self._transport = "tcp"
+        self._transport_reason = None   # why "auto" uses TCP for this node (None: shared memory, or TCP was asked for)
         self._shm = None
         self._shm_conn = None   # the connection the transport was decided on
         via_redis = isinstance(cfg["servers"], str) and cfg["servers"].strip().startswith(("redis://", "rediss://", "redis+sentinel://"))
@@ -171,6 +172,22 @@ class KvStore(KeyOps):
     def _start_cluster(self, cfg, capacity, data_plane_addr, client_id, poll, explicit_servers) -> None:
         from .cluster import start_cluster  # noqa: PLC0415
         start_cluster(self, cfg, capacity, data_plane_addr, client_id, poll, explicit_servers)
+
+    # -- transport --
+
+    @property
+    def transport(self) -> str:
+        """How values travel: "shm" (the node's shared-memory arena) or "tcp", decided on the first call ("tcp"
+        until then). A cluster store answers for the members it has reached: "shm" when every one of them is reached
+        through shared memory, "tcp" when every one over TCP (also before any was reached), "mixed" otherwise
+        (docs/cluster.md § Transports)."""
+        return self._router.transports()[0] if self._router is not None else self._transport
+
+    @property
+    def transport_reason(self) -> Optional[str]:
+        """Why "auto" uses TCP for this node (None: shared memory, or TCP was asked for). A cluster store: each
+        member reached over TCP with a reason, as ``ID: REASON`` joined by "; " (None when none fell back)."""
+        return self._router.transports()[1] if self._router is not None else self._transport_reason
 
     # -- cluster --
 
@@ -230,9 +247,9 @@ class KvStore(KeyOps):
                 self._shm.close()
                 self._shm = None
         if self._shm is None:
-            self._shm, self.transport_reason = shm.negotiate(conn, self.host, self._mode, self.transport_reason)
+            self._shm, self._transport_reason = shm.negotiate(conn, self.host, self._mode, self._transport_reason)
         self._shm_conn = conn
-        self.transport = "shm" if self._shm is not None else "tcp"
+        self._transport = "shm" if self._shm is not None else "tcp"
 
     def close(self) -> None:
         """Closes the connection (in a cluster: every node's, and stops an embedded node). Further calls raise :class:`KvasirError`."""
@@ -491,6 +508,8 @@ class KvStore(KeyOps):
             return bytes(values[0])
         if code == E.NOT_FOUND:
             return None
+        if code == E.UNAVAILABLE and self._router is not None:
+            self._router.raise_if_no_node("get failed: UNAVAILABLE")
         raise KvasirError(f"get failed: {E.code_name(code)}" + (f" ({self.last_error})" if code <= E.TIMEOUT else ""))
 
     def batch_get_into(self, keys, ptrs, sizes) -> List[int]:

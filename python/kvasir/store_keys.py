@@ -114,6 +114,7 @@ class KeyOps:
     def ping(self, echo: bytes = b"") -> bytes:
         """Round trip to the node (in a cluster: to each node); returns the echo. Raises :class:`KvasirError` on failure."""
         if self._router is not None:
+            self._router.raise_if_no_node("ping")
             for node, _, error in self.node_stats():
                 if error is not None:
                     raise KvasirError(f"node {node['id']} ({node['addr']}): {error}")
@@ -148,6 +149,7 @@ class KeyOps:
         self._check_open()
         prefix = self._check_prefix(prefix)
         if self._router is not None:
+            self._router.raise_if_no_node("scan")
             return K.cluster_scan(self._router.node_stores(), prefix, bytes(cursor), page_size)
         limit = self.hello.max_batch_keys
         if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= limit:
@@ -203,6 +205,7 @@ class KeyOps:
         self._check_open()
         prefix = self._check_prefix(prefix)
         if self._router is not None:
+            self._router.raise_if_no_node("remove by prefix")
             total = 0
             for node, store in self._router.node_stores():
                 if store is None:

@@ -90,6 +90,7 @@ public static class BenchCommand
             "inproc" => EmbeddedKvStore.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = cl.Size("memory", 1L << 30), MaxValueBytes = Math.Min(cl.Size("memory", 1L << 30), 1L << 30) } }),
             _ => null,
         };
+        if (kvasir is not null) await NoNodeCheck.RequireNodeAsync(kvasir);
         var (host, port) = SplitServer(server);
         bool failed = false;
         foreach (int size in sizes)

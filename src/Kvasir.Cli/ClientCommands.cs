@@ -109,6 +109,7 @@ public static class ClientCommands
         }
         var options = StoreOptions(cl, "kvasir-cli", 1, TimeSpan.FromSeconds(cl.Int("timeout", 30, 1)));
         await using var store = await KvStore.ConnectAsync(options);
+        await NoNodeCheck.RequireNodeAsync(store);
         switch (verb)
         {
             case "put":

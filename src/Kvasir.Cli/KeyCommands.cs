@@ -28,6 +28,7 @@ public static class KeyCommands
         long limit = cl.Int("limit", int.MaxValue, 1);
         var options = ClientCommands.StoreOptions(cl, "kvasir-cli", 1, TimeSpan.FromSeconds(cl.Int("timeout", 30, 1)));
         await using var store = await KvStore.ConnectAsync(options);
+        await NoNodeCheck.RequireNodeAsync(store);
         try
         {
             return verb == "ls" ? await ListAsync(store, p.Count == 1 ? ClientCommands.Key(p[0]) : default, pageSize, limit) : await InfoAsync(store, p);

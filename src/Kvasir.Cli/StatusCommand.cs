@@ -34,10 +34,8 @@ public static class StatusCommand
                 if (members.Count == 0)
                 {
                     // the usual cause is a wrong or forgotten --cluster: say what this Redis does hold
-                    var names = await registry.ListClusterNamesAsync();
-                    Console.Error.WriteLine($"kvasir status: no node in cluster '{options.Cluster}' at {RedisUrl.Redact(url)}; " + (names.Count == 0
-                        ? "no cluster has nodes registered there (is this the Redis the nodes use?)"
-                        : $"clusters with nodes there: {string.Join(", ", names)} (give --cluster NAME)"));
+                    var report = await NoNodeReport.ReadAsync(registry, RedisUrl.Redact(url));
+                    Console.Error.WriteLine($"kvasir status: {report.Message(NoNodeCheck.Fix)}");
                     return 1;
                 }
             }

@@ -61,6 +61,7 @@ public sealed partial class KvStore
             var reply = ScanReply.Read(await _transport.KeyRequestAsync(Opcode.Scan, meta, ct).ConfigureAwait(false));
             return new KvKeyPage([.. reply.Entries.Select(e => new KvKeyEntry(e.Key, e.Length))], reply.Cursor, TierNames(reply.Tiers));
         }
+        await _router.ThrowIfNoNodeAsync("scan").ConfigureAwait(false);
         // Cluster cursor: node index (u16, over the nodes sorted by id) then that node's cursor.
         var nodes = _router.Nodes.OrderBy(n => n.Id, StringComparer.Ordinal).ToList();
         int index = 0;
@@ -150,6 +151,7 @@ public sealed partial class KvStore
         CheckPrefix(prefix);
         if (_router is not null)
         {
+            await _router.ThrowIfNoNodeAsync("remove by prefix").ConfigureAwait(false);
             long total = 0;
             foreach (var node in _router.Nodes)
             {

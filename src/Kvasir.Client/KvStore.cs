@@ -89,6 +89,16 @@ public sealed partial class KvStore : IAsyncDisposable
     public IReadOnlyList<Kvasir.Cluster.NodeRecord> Nodes => _router?.Nodes
         ?? [new Kvasir.Cluster.NodeRecord { Id = NodeId, Address = NodeId, Capacity = _transport.Limits.Capacity }];
 
+    /// <summary>
+    /// Why this cluster store has no node to send keys to: its registry's cluster has no node up. The report names the
+    /// cluster, the Redis (password redacted) and the clusters that have nodes there — usually the name was wrong or
+    /// forgotten. Null while a node is up, and for a single node or a static list. Keys sent meanwhile are
+    /// <see cref="KvStatus.Unavailable"/>; the store logs the line (a warning, at most once a minute), and
+    /// <see cref="GetAsync(ReadOnlyMemory{byte}, CancellationToken)"/>, <see cref="PingAsync"/>, scans and removals by
+    /// prefix throw it.
+    /// </summary>
+    public Task<Kvasir.Cluster.NoNodeReport?> NoNodeReportAsync() => _router?.NoNodeReportAsync() ?? Task.FromResult<Kvasir.Cluster.NoNodeReport?>(null);
+
     /// <summary>The ids of the nodes that hold <paramref name="key"/>'s copies, best first.</summary>
     public IReadOnlyList<string> Placement(ReadOnlySpan<byte> key, int? replicas = null)
         => _router?.Place(key, replicas ?? _router.Replicas) ?? [NodeId];
@@ -155,6 +165,7 @@ public sealed partial class KvStore : IAsyncDisposable
     {
         var batch = await GetCoreAsync(new GetBatch([key], [ValueDestination.Allocating]), ct).ConfigureAwait(false);
         var result = batch.Results[0];
+        if (result.Status == KvStatus.Unavailable && _router is not null) await _router.ThrowIfNoNodeAsync("get failed: Unavailable").ConfigureAwait(false);
         return result.Status switch
         {
             KvStatus.Ok => batch.Allocated[0],
@@ -247,6 +258,7 @@ public sealed partial class KvStore : IAsyncDisposable
     public async Task PingAsync(CancellationToken ct = default)
     {
         if (_router is null) { await _transport.PingAsync(ct).ConfigureAwait(false); return; }
+        await _router.ThrowIfNoNodeAsync("ping").ConfigureAwait(false);
         foreach (var (node, _, error) in await _router.NodeStatsAsync(ct).ConfigureAwait(false))
             if (error is not null) throw new KvasirException($"node {node.Id} ({node.Address}): {error}");
     }

@@ -33,7 +33,8 @@ public sealed class KvStoreOptions
     /// </summary>
     /// <remarks>
     /// Default 0: the cluster's setting (<c>kvasir cluster set replicas=N</c>, read from the registry when the store
-    /// connects; docs/cluster.md § Cluster settings), or 1 when it has none or the cluster is a static server list.
+    /// connects and again on every membership poll, so a running store follows a change; docs/cluster.md § Cluster
+    /// settings), or 1 when it has none or the cluster is a static server list.
     /// </remarks>
     public int Replicas { get; init; }
 

@@ -10,7 +10,8 @@ namespace Kvasir.Cluster;
 /// kept: clients go on routing to the nodes they know. If it comes back empty (a restart without
 /// persistence: its epoch went backwards), the nodes it forgot stay in the view until they have
 /// registered again or <see cref="RegistryResetGrace"/> has passed, so keys are not placed on a
-/// partial membership while the nodes' heartbeats refill it.
+/// partial membership while the nodes' heartbeats refill it. After <see cref="FollowSettings"/> every poll also reads
+/// the cluster's settings (one HGETALL), so a running client sees <c>kvasir cluster set</c>.
 /// </summary>
 public sealed class MembershipWatcher : IAsyncDisposable
 {
@@ -30,6 +31,8 @@ public sealed class MembershipWatcher : IAsyncDisposable
     private IReadOnlyList<NodeRecord>? _forgotten;
     private long _forgottenSinceMs;
     private Task? _loop;
+    private ClusterSettings? _settings;
+    private string? _badSettings;   // the last unusable stored value, logged once
 
     private MembershipWatcher(IClusterRegistry registry, ClusterSnapshot first, TimeSpan poll, bool ownsRegistry, ILogger log)
     {
@@ -57,6 +60,19 @@ public sealed class MembershipWatcher : IAsyncDisposable
 
     /// <summary>Raised (on a background thread) with the new view after membership changed.</summary>
     public event Action<ClusterSnapshot>? Changed;
+
+    /// <summary>The cluster's settings as last read; null until <see cref="FollowSettings"/>.</summary>
+    public ClusterSettings? Settings => Volatile.Read(ref _settings);
+
+    /// <summary>Raised (on a background thread) with the new settings after a poll found them changed.</summary>
+    public event Action<ClusterSettings>? SettingsChanged;
+
+    /// <summary>
+    /// From now on every poll reads the cluster's settings too, starting from <paramref name="current"/> (what the
+    /// caller read when it connected). A stored value this build cannot use is logged once and the last good
+    /// settings are kept.
+    /// </summary>
+    public void FollowSettings(ClusterSettings current) => Volatile.Write(ref _settings, current);
 
     /// <summary>The last registry error, or null while it answers.</summary>
     public string? LastError { get; private set; }
@@ -93,6 +109,7 @@ public sealed class MembershipWatcher : IAsyncDisposable
                 var current = Current;
                 if (epoch != current.Epoch || live != current.Nodes.Count || Environment.TickCount64 - _lastFullMs > FullRefresh.TotalMilliseconds)
                     await RefreshAsync().ConfigureAwait(false);
+                if (Settings is not null) await RefreshSettingsAsync().ConfigureAwait(false);
                 LastError = null;
             }
             catch (OperationCanceledException) { break; }
@@ -102,6 +119,27 @@ public sealed class MembershipWatcher : IAsyncDisposable
                 LastError = ex.Message;
             }
         }
+    }
+
+    private async Task RefreshSettingsAsync()
+    {
+        ClusterSettings next;
+        try
+        {
+            next = await _registry.ReadSettingsAsync().ConfigureAwait(false);
+            _badSettings = null;
+        }
+        catch (FormatException ex)
+        {
+            if (_badSettings != ex.Message) _log.LogWarning("cluster {Cluster}: keeping the settings last read: {Reason}", _registry.ClusterName, ex.Message);
+            _badSettings = ex.Message;
+            return;
+        }
+        var previous = Settings!;
+        if (previous.Values.Count == next.Values.Count && previous.Values.All(p => next.Values.TryGetValue(p.Key, out var v) && v == p.Value)) return;
+        Volatile.Write(ref _settings, next);
+        _log.LogInformation("cluster {Cluster}: settings now {Settings}", _registry.ClusterName, string.Join(", ", next.Values.Select(p => $"{p.Key}={p.Value}")));
+        SettingsChanged?.Invoke(next);
     }
 
     /// <summary>

@@ -48,6 +48,28 @@ public sealed class ClusterSettingsTests
     }
 
     [Fact]
+    public async Task A_running_client_that_did_not_say_R_follows_cluster_set_and_one_that_did_keeps_its_own()
+    {
+        await using var cluster = await ClusterHarness.StartAsync(3);
+        await using var following = await cluster.ClientAsync(replicas: 0);
+        await using var own = await cluster.ClientAsync(replicas: 1);
+        var key = TestValues.Key("follow");
+        Assert.Single(following.Placement(key));
+
+        var set = await Kvasir.Cli.Tests.Cli.RunAsync("cluster", "set", "replicas=2", "--redis", cluster.Redis.Url, "--cluster", cluster.Name);
+        Assert.True(set.ExitCode == 0, set.Stderr);
+        await Poll.UntilAsync(() => following.Placement(key).Count == 2, "the running client to take the cluster's replicas=2 on a membership poll");
+        Assert.Single(own.Placement(key));
+        // its puts now make two copies
+        Assert.Equal(KvStatus.Ok, (await following.PutAsync([TestValues.KeyMemory("follow")], [TestValues.For("follow", 100)]))[0]);
+        Assert.Equal(2, (await following.StatsAsync())["keys"]);
+
+        var unset = await Kvasir.Cli.Tests.Cli.RunAsync("cluster", "set", "replicas=", "--redis", cluster.Redis.Url, "--cluster", cluster.Name);
+        Assert.True(unset.ExitCode == 0, unset.Stderr);
+        await Poll.UntilAsync(() => following.Placement(key).Count == 1, "the running client to go back to 1 replica when the setting is removed");
+    }
+
+    [Fact]
     public async Task A_bad_setting_is_refused_with_the_limit_and_a_client_override_wins()
     {
         await using var cluster = await ClusterHarness.StartAsync(2);

@@ -145,7 +145,7 @@ public sealed class MembershipTests
         var forgot = await Kvasir.Cli.Tests.Cli.RunAsync("status", "--redis", cluster.Redis.Url);
         Assert.Equal(1, forgot.ExitCode);
         var line = Assert.Single(forgot.ErrLines);
-        Assert.StartsWith($"kvasir status: no node in cluster 'default' at {cluster.Redis.Url}; clusters with nodes there: ", line);
+        Assert.StartsWith($"kvasir status: no node is up in cluster 'default' at {cluster.Redis.Url}; clusters with nodes there: ", line);
         Assert.Contains(cluster.Name, line);
         Assert.EndsWith("(give --cluster NAME)", line);
     }

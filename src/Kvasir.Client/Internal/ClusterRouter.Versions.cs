@@ -17,12 +17,12 @@ internal sealed partial class ClusterRouter
 
     private bool Versioned(int replicas) => _options.ReplicaVersions && replicas >= 2;
 
-    /// <summary>The cluster's replication factor from its settings in the registry; 1 when it has none. Disposes the watcher (and its registry) when it fails.</summary>
-    private static async Task<int> ClusterReplicasAsync(IClusterRegistry registry, MembershipWatcher watcher, KvStoreOptions options, string url)
+    /// <summary>The cluster's settings in the registry (its replication factor). Disposes the watcher (and its registry) when it fails.</summary>
+    private static async Task<ClusterSettings> ClusterSettingsAsync(IClusterRegistry registry, MembershipWatcher watcher, KvStoreOptions options, string url)
     {
         try
         {
-            return (await registry.ReadSettingsAsync().ConfigureAwait(false)).Replicas ?? 1;
+            return await registry.ReadSettingsAsync().ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is ClusterRegistryException or FormatException)
         {

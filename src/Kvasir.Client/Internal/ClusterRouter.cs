@@ -22,19 +22,33 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
     private NodeSlot? _embedded;
     private View _view;
 
-    private readonly int _replicas;
+    private volatile int _replicas;
+    private readonly RedisClusterRegistry? _registry;   // owned by the watcher
+    private volatile ReportAt? _noNode;
+    private long _noNodeLoggedMs;
 
-    private ClusterRouter(KvStoreOptions options, MembershipWatcher? watcher, IReadOnlyList<NodeRecord> nodes, ILogger log, int replicas)
+    /// <summary>The fix a zero-node message names for SDK users (the CLI names --cluster).</summary>
+    public const string NoNodeFix = "set KvStoreOptions.Cluster = NAME";
+
+    /// <summary>How long a zero-node report is reused (each is a SCAN of the Redis), and how often it is logged at most.</summary>
+    private const long NoNodeReportMs = 5_000, NoNodeLogMs = 60_000;
+
+    private ClusterRouter(KvStoreOptions options, MembershipWatcher? watcher, IReadOnlyList<NodeRecord> nodes, ILogger log, int replicas,
+        RedisClusterRegistry? registry = null)
     {
         _options = options;
         _replicas = replicas;
         _watcher = watcher;
+        _registry = registry;
         _log = log;
         _view = new View(nodes);
         if (watcher is not null) watcher.Changed += snapshot => Update(snapshot.Nodes);
     }
 
-    /// <summary>Copies of each value: <see cref="KvStoreOptions.Replicas"/> when set, else the cluster's setting (docs/cluster.md § Cluster settings), else 1.</summary>
+    /// <summary>
+    /// Copies of each value: <see cref="KvStoreOptions.Replicas"/> when set, else the cluster's setting (docs/cluster.md
+    /// § Cluster settings; re-read on every membership poll), else 1.
+    /// </summary>
     public int Replicas => _replicas;
 
     /// <summary>The live nodes the router places keys on now, sorted by id.</summary>
@@ -70,7 +84,7 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
             ClusterRouter router;
             if (options.EffectiveRedisUrl is { } url)
             {
-                IClusterRegistry registry;
+                RedisClusterRegistry registry;
                 MembershipWatcher watcher;
                 try
                 {
@@ -86,8 +100,15 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
                     await registry.DisposeAsync().ConfigureAwait(false);
                     throw new KvasirException($"cannot read cluster '{options.Cluster}' from {RedisUrl.Redact(url)}: {ex.Message}", ex);
                 }
-                int replicas = options.Replicas > 0 ? options.Replicas : await ClusterReplicasAsync(registry, watcher, options, url).ConfigureAwait(false);
-                router = new ClusterRouter(options, watcher, watcher.Current.Nodes, log, replicas);
+                var settings = options.Replicas > 0 ? null : await ClusterSettingsAsync(registry, watcher, options, url).ConfigureAwait(false);
+                router = new ClusterRouter(options, watcher, watcher.Current.Nodes, log, settings is null ? options.Replicas : settings.Replicas ?? 1, registry);
+                if (settings is not null)
+                {
+                    // the client did not say R: it follows the cluster's (kvasir cluster set replicas=N) while it runs
+                    watcher.SettingsChanged += router.OnSettings;
+                    watcher.FollowSettings(settings);
+                }
+                if (router.Nodes.Count == 0 && member is null) router.NoteNoNode();   // said at once: a wrong name is the usual cause
             }
             else
             {
@@ -121,6 +142,14 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
         }
     }
 
+    private void OnSettings(ClusterSettings settings)
+    {
+        int replicas = settings.Replicas ?? 1, previous = _replicas;
+        if (replicas == previous) return;
+        _replicas = replicas;
+        _log.LogInformation("cluster {Cluster}: {Replicas} replicas from now on (was {Previous}; kvasir cluster set)", _options.Cluster, replicas, previous);
+    }
+
     private void Update(IReadOnlyList<NodeRecord> nodes)
     {
         Volatile.Write(ref _view, new View(nodes));
@@ -130,11 +159,55 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
                 _ = slot.DisposeAsync().AsTask();
     }
 
+    /// <summary>
+    /// Why no key can be placed now: the registry's cluster has no node up (null while it has one, and for a static
+    /// list). Names the cluster, the Redis and the clusters that do have nodes there; reused for a few seconds.
+    /// </summary>
+    public async Task<NoNodeReport?> NoNodeReportAsync()
+    {
+        if (_registry is null || Volatile.Read(ref _view).Nodes.Count > 0) return null;
+        if (_noNode is { } cached && Environment.TickCount64 - cached.AtMs < NoNodeReportMs) return cached.Report;
+        var report = await NoNodeReport.ReadAsync(_registry, RedisUrl.Redact(_options.EffectiveRedisUrl!)).ConfigureAwait(false);
+        _noNode = new ReportAt(report, Environment.TickCount64);
+        return report;
+    }
+
+    private sealed record ReportAt(NoNodeReport Report, long AtMs);
+
+    /// <summary>Throws <see cref="KvasirException"/> with the zero-node line when the cluster has no node up.</summary>
+    public async Task ThrowIfNoNodeAsync(string what)
+    {
+        if (await NoNodeReportAsync().ConfigureAwait(false) is { } report) throw new KvasirException($"{what}: {report.Message(NoNodeFix)}");
+    }
+
+    /// <summary>
+    /// A batch found no node to go to: logs the zero-node line (a warning, at most once a minute per store), in the
+    /// background — the batch's keys are Unavailable either way.
+    /// </summary>
+    private void NoteNoNode()
+    {
+        if (_registry is null) return;
+        long now = Environment.TickCount64, last = Interlocked.Read(ref _noNodeLoggedMs);
+        if ((last != 0 && now - last < NoNodeLogMs) || Interlocked.CompareExchange(ref _noNodeLoggedMs, now, last) != last) return;
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                if (await NoNodeReportAsync().ConfigureAwait(false) is { } report) _log.LogWarning("{Message}", report.Message(NoNodeFix));
+            }
+            catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
+            {
+                // the store was disposed meanwhile
+            }
+        });
+    }
+
     /// <summary>The replicas of one key over the current view, best first (node ids).</summary>
     public string[] Place(ReadOnlySpan<byte> key, int replicas)
     {
         var view = Volatile.Read(ref _view);
         int r = Math.Min(replicas, view.Nodes.Count);
+        if (view.Nodes.Count == 0) NoteNoNode();
         if (r == 0) return [];
         Span<int> ranks = stackalloc int[r];
         Rendezvous.Rank(Rendezvous.Hash(key), view.Hashes, view.Ids, ranks);
@@ -327,6 +400,7 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
     {
         var view = Volatile.Read(ref _view);
         int r = Math.Min(Math.Max(replicas, 1), view.Nodes.Count);
+        if (r == 0) NoteNoNode();
         var slots = new NodeSlot[view.Nodes.Count];
         for (int n = 0; n < slots.Length; n++) slots[n] = SlotFor(view.Nodes[n]);
         var ranks = new int[]?[keys.Count];
