@@ -33,6 +33,11 @@ internal static class ClusterView
 
     private static JsonObject Member(string id, string addr, string? admin, bool live, long sinceMs, bool self) => new()
     {
-        ["id"] = id, ["addr"] = addr, ["admin"] = admin, ["live"] = live, ["since_ms"] = sinceMs, ["self"] = self,
+        ["id"] = id,
+        ["addr"] = addr,
+        ["admin"] = admin,
+        ["live"] = live,
+        ["since_ms"] = sinceMs,
+        ["self"] = self,
     };
 }
