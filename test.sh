@@ -30,6 +30,8 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v ip >/dev/null || need_apt+=(iproute2)     # the transfer engine's network-namespace test (veth pair)
 command -v afl-fuzz >/dev/null || need_apt+=(afl++)   # coverage-guided fuzzing of the frame readers (bench/fuzz-protocol.sh)
 command -v openssl >/dev/null || need_apt+=(openssl)   # the cluster and TLS tests make a throwaway CA (rediss://, the data plane)
+command -v clang >/dev/null || need_apt+=(clang)       # ./kvasir publish: native AOT compiles and links with clang
+[ -f /usr/include/zlib.h ] || need_apt+=(zlib1g-dev)   # ... against zlib
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "test.sh: installing ${need_apt[*]}"
@@ -137,6 +139,23 @@ elif /usr/bin/python3 tests/readme/run_readme.py >"$log/readme.log" 2>&1; then
   passed=$((passed + 1))
 else
   tail -n 30 "$log/readme.log"; echo "  readme: 0 passed, 1 failed"
+  failed=$((failed + 1)); status=1
+fi
+# The published binary (./kvasir publish: native AOT, docs/deploy.md) run as an operator runs it: YAML config, put/get over
+# TCP and shm, admin /metrics, /v1/status and dashboard, status/stats/bench verbs, Redis registration, TLS, PNG plots
+# (bench/publish_check.py). The AOT compile takes minutes: it is redone only when a source is newer than the last one.
+echo "test.sh: publish (native AOT)"
+pub="$root/.build/publish-test"
+if [ ! -x "$pub/kvasir" ] || [ -n "$(find "$root/src" "$root/Directory.Build.props" "$root/Directory.Packages.props" "$root/kvasir" \
+      \( -name '*.cs' -o -name '*.csproj' -o -name '*.props' -o -name '*.html' -o -name kvasir \) -newer "$pub/kvasir" -print -quit)" ]; then
+  rm -rf "$pub"
+  ./kvasir publish "$pub" >"$log/publish.log" 2>&1 || { tail -n 30 "$log/publish.log"; rm -rf "$pub"; }
+fi
+if [ -x "$pub/kvasir" ] && /usr/bin/python3 bench/publish_check.py "$pub/kvasir" >"$log/publish-check.log" 2>&1; then
+  echo "  publish: 1 passed, 0 failed ($(du -h "$pub/kvasir" | cut -f1) native AOT binary)"
+  passed=$((passed + 1))
+else
+  tail -n 20 "$log/publish-check.log" 2>/dev/null; echo "  publish: 0 passed, 1 failed"
   failed=$((failed + 1)); status=1
 fi
 # One short chaos round (bench/chaos.py): 3 nodes with disk tiers in a real Redis, replicas=2, kill -9 and restart

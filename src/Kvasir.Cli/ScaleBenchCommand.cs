@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using Kvasir.Cli.Bench;
 using Kvasir.Client;
 using Kvasir.Embedded;
@@ -51,7 +52,7 @@ public static class ScaleBenchCommand
         foreach (long count in counts)
         {
             var row = await MeasureAsync(count, valueSize, keyBytes, batch, requests);
-            Console.WriteLine(json ? JsonSerializer.Serialize(row) : row.Describe());
+            Console.WriteLine(json ? JsonSerializer.Serialize(row, ScaleRowJson.Default.ScaleRow) : row.Describe());
         }
         return 0;
     }
@@ -184,3 +185,7 @@ public static class ScaleBenchCommand
             $"{Keys,10} {ArenaBytes / (double)(1 << 20),8:F0}MiB {Granule,7} {FixedBytesPerKey,8:F1} {ManagedBytesPerKey,14:F1} {HeapBytesPerKey,11:F1} {FillSeconds,7:F1} {ExistsP50Us,9:F1}us {ExistsP99Us,7:F1}us {GetP50Us,7:F1}us {GetP99Us,7:F1}us");
     }
 }
+
+/// <summary>ScaleRow's JSON, generated at compile time: no reflection, so the native AOT build writes it too (docs/deploy.md).</summary>
+[JsonSerializable(typeof(ScaleBenchCommand.ScaleRow))]
+internal sealed partial class ScaleRowJson : JsonSerializerContext;

@@ -80,6 +80,11 @@ public static class StatsCommand
                         {
                             try { StatsPlots.Draw(file, t, path); }
                             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { throw new UsageException($"cannot write {path}: {ex.Message}"); }
+                            catch (TypeInitializationException ex) when (ex.GetBaseException() is DllNotFoundException)
+                            {
+                                // The native AOT binary cannot carry SkiaSharp's native libraries inside: ./kvasir publish puts them beside it.
+                                throw new UsageException($"cannot draw: libSkiaSharp.so and libHarfBuzzSharp.so must be beside {Environment.ProcessPath} (./kvasir publish DIR writes them there; docs/deploy.md)");
+                            }
                             Console.WriteLine($"wrote {path} ({t})");
                         }
                         if (cl.Has("summary")) Console.WriteLine(file.SummaryText());

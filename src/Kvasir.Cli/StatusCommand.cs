@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Json.Nodes;
 using Kvasir.Client;
 using Kvasir.Cluster;
 using Kvasir.Protocol;
@@ -104,7 +105,7 @@ public static class StatusCommand
 
     private static void PrintJson(List<Row> rows)
     {
-        var nodes = rows.Select(r => new Dictionary<string, object?>
+        var nodes = new JsonArray([.. rows.Select(r => new JsonObject
         {
             ["id"] = r.Node.Id,
             ["addr"] = r.Node.Address,
@@ -114,8 +115,8 @@ public static class StatusCommand
             ["version"] = r.Node.Version,
             ["served_hit_ratio"] = r.Stats is null ? null : HitCounts.From(r.Stats).ServedRatio,
             ["dram_hit_ratio"] = r.Stats is null ? null : HitCounts.From(r.Stats).DramRatio,
-            ["stats"] = r.Stats,
-        });
-        Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(nodes));
+            ["stats"] = r.Stats is null ? null : new JsonObject(r.Stats.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)p.Value))),
+        })]);
+        Console.WriteLine(nodes.ToJsonString());
     }
 }

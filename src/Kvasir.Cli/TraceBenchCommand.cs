@@ -1,5 +1,5 @@
 using System.Globalization;
-using System.Text.Json;
+using System.Text.Json.Nodes;
 using Kvasir.Cli.Bench;
 using Kvasir.Cli.Bench.Trace;
 using Kvasir.Client;
@@ -87,20 +87,20 @@ public static class TraceBenchCommand
                 for (int c = 0; c < capacities.Count; c++)
                 {
                     var h = results[r, c];
-                    Console.WriteLine(JsonSerializer.Serialize(new
+                    Console.WriteLine(new JsonObject
                     {
-                        policy = rows[r],
-                        capacity = capacities[c].Label,
-                        capacity_blocks = capacities[c].Blocks,
-                        unique_blocks = unique,
-                        requests = h.Requests,
-                        blocks = h.Blocks,
-                        hit_blocks = h.HitBlocks,
-                        hit_rate = h.HitRate,
-                        input_tokens = h.InputTokens,
-                        tokens_saved = h.TokensSaved,
-                        evictions = h.Evictions,
-                    }));
+                        ["policy"] = rows[r],
+                        ["capacity"] = capacities[c].Label,
+                        ["capacity_blocks"] = capacities[c].Blocks,
+                        ["unique_blocks"] = unique,
+                        ["requests"] = h.Requests,
+                        ["blocks"] = h.Blocks,
+                        ["hit_blocks"] = h.HitBlocks,
+                        ["hit_rate"] = h.HitRate,
+                        ["input_tokens"] = h.InputTokens,
+                        ["tokens_saved"] = h.TokensSaved,
+                        ["evictions"] = h.Evictions,
+                    }.ToJsonString());
                 }
             return 0;
         }
@@ -146,29 +146,29 @@ public static class TraceBenchCommand
         string name = targetName == "inproc" ? $"inproc/{EvictionNames.NameOf(policy!.Value)}" : targetName;
         if (json)
         {
-            Console.WriteLine(JsonSerializer.Serialize(new
+            Console.WriteLine(new JsonObject
             {
-                target = name,
-                transport = target.Transport,
-                capacity = capacity.Label,
-                capacity_blocks = capacity.Blocks,
-                block_bytes = blockBytes,
-                requests = h.Requests,
-                blocks = h.Blocks,
-                hit_blocks = h.HitBlocks,
-                hit_rate = h.HitRate,
-                input_tokens = h.InputTokens,
-                tokens_saved = h.TokensSaved,
-                bytes_read = result.BytesRead,
-                bytes_written = result.BytesWritten,
-                get_gbps = result.GetGBps,
-                put_gbps = result.PutGBps,
-                lookup_p50_us = result.LookupMicros(0.5),
-                lookup_p99_us = result.LookupMicros(0.99),
-                evictions,
-                errors = result.Errors,
-                seconds = result.WallSeconds,
-            }));
+                ["target"] = name,
+                ["transport"] = target.Transport,
+                ["capacity"] = capacity.Label,
+                ["capacity_blocks"] = capacity.Blocks,
+                ["block_bytes"] = blockBytes,
+                ["requests"] = h.Requests,
+                ["blocks"] = h.Blocks,
+                ["hit_blocks"] = h.HitBlocks,
+                ["hit_rate"] = h.HitRate,
+                ["input_tokens"] = h.InputTokens,
+                ["tokens_saved"] = h.TokensSaved,
+                ["bytes_read"] = result.BytesRead,
+                ["bytes_written"] = result.BytesWritten,
+                ["get_gbps"] = result.GetGBps,
+                ["put_gbps"] = result.PutGBps,
+                ["lookup_p50_us"] = result.LookupMicros(0.5),
+                ["lookup_p99_us"] = result.LookupMicros(0.99),
+                ["evictions"] = evictions,
+                ["errors"] = result.Errors,
+                ["seconds"] = result.WallSeconds,
+            }.ToJsonString());
         }
         else
         {

@@ -35,7 +35,7 @@ public sealed record NodeRecord
     /// </summary>
     [JsonPropertyName("tls")] public bool Tls { get; init; }
 
-    public string ToJson() => JsonSerializer.Serialize(this, Options);
+    public string ToJson() => JsonSerializer.Serialize(this, NodeRecordJson.Default.NodeRecord);
 
     /// <summary>Null when the text is not a record (a foreign or damaged entry is skipped, never fatal).</summary>
     public static NodeRecord? TryParse(string? json)
@@ -43,7 +43,7 @@ public sealed record NodeRecord
         if (string.IsNullOrEmpty(json)) return null;
         try
         {
-            var r = JsonSerializer.Deserialize<NodeRecord>(json, Options);
+            var r = JsonSerializer.Deserialize(json, NodeRecordJson.Default.NodeRecord);
             return r is not null && IsValidId(r.Id) && Endpoint.TryParse(r.Address, out _) ? r : null;
         }
         catch (JsonException)
@@ -54,8 +54,6 @@ public sealed record NodeRecord
 
     /// <summary>Node ids are 1..255 printable ASCII characters, so that every language compares them byte-wise alike.</summary>
     public static bool IsValidId(string? id) => id is { Length: > 0 and <= 255 } && id.All(c => c is >= '!' and <= '~');
-
-    private static readonly JsonSerializerOptions Options = new() { DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
 }
 
 /// <summary>"host:port" parsing shared by records, flags and clients (IPv6 hosts in brackets).</summary>
@@ -79,3 +77,11 @@ public static class Endpoint
 
     public static string Format(string host, int port) => host.Contains(':') ? $"[{host}]:{port}" : $"{host}:{port}";
 }
+
+/// <summary>
+/// NodeRecord's JSON, generated at compile time (absent fields are not written): no reflection, so the native AOT
+/// build registers and reads nodes too (docs/deploy.md).
+/// </summary>
+[JsonSourceGenerationOptions(DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+[JsonSerializable(typeof(NodeRecord))]
+internal sealed partial class NodeRecordJson : JsonSerializerContext;

@@ -1,5 +1,5 @@
 using System.Globalization;
-using System.Text.Json;
+using System.Text.Json.Nodes;
 
 namespace Kvasir.Cli.Bench;
 
@@ -9,7 +9,7 @@ public sealed record BenchResult(
     double Gbps, double OpsPerSecond, double P50Us, double P90Us, double P99Us, double P999Us,
     long Errors, long Misses, long VerifyFailures)
 {
-    public string ToJson() => JsonSerializer.Serialize(new Dictionary<string, object>
+    public string ToJson() => new JsonObject
     {
         ["target"] = Target,
         ["transport"] = Transport,
@@ -29,7 +29,7 @@ public sealed record BenchResult(
         ["errors"] = Errors,
         ["misses"] = Misses,
         ["verify_failures"] = VerifyFailures,
-    });
+    }.ToJsonString();
 
     public string Describe() => string.Create(CultureInfo.InvariantCulture,
         $"{Target} over {Transport} {Op} {ByteSize.Format(ValueSize)} x{Batch} inflight {Inflight}: {Gbps:F2} GB/s, {OpsPerSecond:F0} values/s, " +

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Security.Cryptography;
 using System.Text;
-using System.Text.Json;
+using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -20,7 +20,6 @@ namespace Kvasir.Server.Admin;
 /// </summary>
 public sealed class AdminServer : IAsyncDisposable
 {
-    private static readonly JsonSerializerOptions Json = new() { WriteIndented = false };
     private readonly WebApplication _app;
     private readonly CacheNode _node;
     private readonly string? _token;
@@ -69,7 +68,7 @@ public sealed class AdminServer : IAsyncDisposable
         {
             ctx.Response.StatusCode = 401;
             ctx.Response.Headers.WWWAuthenticate = "Bearer realm=\"kvasir\"";
-            await WriteJsonAsync(ctx, new { error = "this node has an auth key: send Authorization: Bearer TOKEN (kvasir admin-token)" }).ConfigureAwait(false);
+            await WriteJsonAsync(ctx, Error("this node has an auth key: send Authorization: Bearer TOKEN (kvasir admin-token)")).ConfigureAwait(false);
             return;
         }
         switch (path)
@@ -82,7 +81,7 @@ public sealed class AdminServer : IAsyncDisposable
             case "/v1/ready":
                 bool ready = _node.IsServing;
                 ctx.Response.StatusCode = ready ? 200 : 503;
-                await WriteJsonAsync(ctx, new { ready, reason = ready ? null : _node.Stopping.IsCancellationRequested ? "draining: the node is stopping" : "starting" }).ConfigureAwait(false);
+                await WriteJsonAsync(ctx, new JsonObject { ["ready"] = ready, ["reason"] = ready ? null : _node.Stopping.IsCancellationRequested ? "draining: the node is stopping" : "starting" }).ConfigureAwait(false);
                 break;
             case "/v1/status":
                 await WriteJsonAsync(ctx, AdminReports.Status(_node)).ConfigureAwait(false);
@@ -91,7 +90,7 @@ public sealed class AdminServer : IAsyncDisposable
                 await WriteJsonAsync(ctx, await ClusterView.ReadAsync(_node).ConfigureAwait(false)).ConfigureAwait(false);
                 break;
             case "/v1/heatmap":
-                await WriteJsonAsync(ctx, new { buckets = KeyHeatmap.Buckets, seconds = _node.Heatmap.Snapshot() }).ConfigureAwait(false);
+                await WriteJsonAsync(ctx, new JsonObject { ["buckets"] = KeyHeatmap.Buckets, ["seconds"] = new JsonArray([.. _node.Heatmap.Snapshot().Select(row => new JsonArray([.. row.Select(n => (JsonNode)n)]))]) }).ConfigureAwait(false);
                 break;
             case "/v1/access-stats":
                 {
@@ -101,7 +100,7 @@ public sealed class AdminServer : IAsyncDisposable
                     if (lastText.Length > 0 && (!int.TryParse(lastText, out last) || last < 0))
                     {
                         ctx.Response.StatusCode = 400;
-                        await WriteJsonAsync(ctx, new { error = $"last must be a whole number >= 0, not '{lastText}'" }).ConfigureAwait(false);
+                        await WriteJsonAsync(ctx, Error($"last must be a whole number >= 0, not '{lastText}'")).ConfigureAwait(false);
                         break;
                     }
                     ctx.Response.ContentType = "application/json; charset=utf-8";
@@ -119,7 +118,7 @@ public sealed class AdminServer : IAsyncDisposable
                 break;
             default:
                 ctx.Response.StatusCode = 404;
-                await WriteJsonAsync(ctx, new { error = $"no such endpoint: {path}" }).ConfigureAwait(false);
+                await WriteJsonAsync(ctx, Error($"no such endpoint: {path}")).ConfigureAwait(false);
                 break;
         }
     }
@@ -132,10 +131,13 @@ public sealed class AdminServer : IAsyncDisposable
             && CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(given), Encoding.ASCII.GetBytes(_token));
     }
 
-    private static Task WriteJsonAsync(HttpContext ctx, object value)
+    private static JsonObject Error(string message) => new() { ["error"] = message };
+
+    // JSON trees, not reflection over anonymous types: the native AOT build writes them alike (docs/deploy.md).
+    private static Task WriteJsonAsync(HttpContext ctx, JsonNode value)
     {
         ctx.Response.ContentType = "application/json; charset=utf-8";
-        return ctx.Response.WriteAsync(JsonSerializer.Serialize(value, Json));
+        return ctx.Response.WriteAsync(value.ToJsonString());
     }
 
     private static readonly Lazy<byte[]> Dashboard = new(() =>

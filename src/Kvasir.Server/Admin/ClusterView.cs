@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using Kvasir.Cluster;
 
 namespace Kvasir.Server.Admin;
@@ -8,23 +9,35 @@ namespace Kvasir.Server.Admin;
 /// </summary>
 internal static class ClusterView
 {
-    public static async Task<object> ReadAsync(CacheNode node)
+    public static async Task<JsonObject> ReadAsync(CacheNode node)
     {
-        var self = new { id = node.NodeId, addr = node.DataAddress, admin = node.AdminAddress, live = true, since_ms = 0L, self = true };
-        if (node.Options.Cluster is not { } cluster) return new { cluster = (string?)null, error = (string?)null, members = new[] { self } };
-        if (node.Registration is not { } registration)
-            return new { cluster = (string?)cluster.Name, error = (string?)"not registered yet (Redis not reached)", members = new[] { self } };
+        var self = Member(node.NodeId, node.DataAddress, node.AdminAddress, live: true, sinceMs: 0, self: true);
+        if (node.Options.Cluster is not { } cluster) return View(null, null, [self]);
+        if (node.Registration is not { } registration) return View(cluster.Name, "not registered yet (Redis not reached)", [self]);
         try
         {
             var all = await registration.Registry.ListAllAsync().ConfigureAwait(false);
             var members = all.OrderBy(m => m.Record.Id, StringComparer.Ordinal)
-                .Select(m => new { id = m.Record.Id, addr = m.Record.Address, admin = m.Record.AdminAddress, live = m.Live, since_ms = m.SinceMs, self = m.Record.Id == node.NodeId })
+                .Select(m => Member(m.Record.Id, m.Record.Address, m.Record.AdminAddress, m.Live, m.SinceMs, m.Record.Id == node.NodeId))
                 .ToArray();
-            return new { cluster = (string?)cluster.Name, error = (string?)null, members };
+            return View(cluster.Name, null, members);
         }
         catch (ClusterRegistryException ex)
         {
-            return new { cluster = (string?)cluster.Name, error = (string?)ex.Message, members = new[] { self } };
+            return View(cluster.Name, ex.Message, [self]);
         }
     }
+
+    private static JsonObject View(string? cluster, string? error, JsonNode[] members)
+        => new() { ["cluster"] = cluster, ["error"] = error, ["members"] = new JsonArray(members) };
+
+    private static JsonObject Member(string id, string addr, string? admin, bool live, long sinceMs, bool self) => new()
+    {
+        ["id"] = id,
+        ["addr"] = addr,
+        ["admin"] = admin,
+        ["live"] = live,
+        ["since_ms"] = sinceMs,
+        ["self"] = self,
+    };
 }
