@@ -87,20 +87,16 @@ public static class TraceBenchCommand
                 for (int c = 0; c < capacities.Count; c++)
                 {
                     var h = results[r, c];
-                    Console.WriteLine(new JsonObject
+                    var row = new JsonObject
                     {
                         ["policy"] = rows[r],
                         ["capacity"] = capacities[c].Label,
                         ["capacity_blocks"] = capacities[c].Blocks,
                         ["unique_blocks"] = unique,
-                        ["requests"] = h.Requests,
-                        ["blocks"] = h.Blocks,
-                        ["hit_blocks"] = h.HitBlocks,
-                        ["hit_rate"] = h.HitRate,
-                        ["input_tokens"] = h.InputTokens,
-                        ["tokens_saved"] = h.TokensSaved,
-                        ["evictions"] = h.Evictions,
-                    }.ToJsonString());
+                    };
+                    AddHits(row, h);
+                    row["evictions"] = h.Evictions;
+                    Console.WriteLine(row.ToJsonString());
                 }
             return 0;
         }
@@ -109,6 +105,17 @@ public static class TraceBenchCommand
         for (int r = 0; r < rows.Count; r++)
             Console.WriteLine($"{rows[r],-10}" + string.Concat(Enumerable.Range(0, capacities.Count).Select(c => $"{results[r, c].HitRate * 100,15:F1}%")));
         return 0;
+    }
+
+    /// <summary>The hit counts both JSON rows (simulator and replay) carry, in their order.</summary>
+    private static void AddHits(JsonObject row, TraceHits h)
+    {
+        row["requests"] = h.Requests;
+        row["blocks"] = h.Blocks;
+        row["hit_blocks"] = h.HitBlocks;
+        row["hit_rate"] = h.HitRate;
+        row["input_tokens"] = h.InputTokens;
+        row["tokens_saved"] = h.TokensSaved;
     }
 
     private static async Task<int> ReplayAsync(CommandLine cl, List<TraceRequest> requests, int unique, (string Label, long Blocks) capacity, int blockBytes, bool json)
@@ -146,29 +153,25 @@ public static class TraceBenchCommand
         string name = targetName == "inproc" ? $"inproc/{EvictionNames.NameOf(policy!.Value)}" : targetName;
         if (json)
         {
-            Console.WriteLine(new JsonObject
+            var row = new JsonObject
             {
                 ["target"] = name,
                 ["transport"] = target.Transport,
                 ["capacity"] = capacity.Label,
                 ["capacity_blocks"] = capacity.Blocks,
                 ["block_bytes"] = blockBytes,
-                ["requests"] = h.Requests,
-                ["blocks"] = h.Blocks,
-                ["hit_blocks"] = h.HitBlocks,
-                ["hit_rate"] = h.HitRate,
-                ["input_tokens"] = h.InputTokens,
-                ["tokens_saved"] = h.TokensSaved,
-                ["bytes_read"] = result.BytesRead,
-                ["bytes_written"] = result.BytesWritten,
-                ["get_gbps"] = result.GetGBps,
-                ["put_gbps"] = result.PutGBps,
-                ["lookup_p50_us"] = result.LookupMicros(0.5),
-                ["lookup_p99_us"] = result.LookupMicros(0.99),
-                ["evictions"] = evictions,
-                ["errors"] = result.Errors,
-                ["seconds"] = result.WallSeconds,
-            }.ToJsonString());
+            };
+            AddHits(row, h);
+            row["bytes_read"] = result.BytesRead;
+            row["bytes_written"] = result.BytesWritten;
+            row["get_gbps"] = result.GetGBps;
+            row["put_gbps"] = result.PutGBps;
+            row["lookup_p50_us"] = result.LookupMicros(0.5);
+            row["lookup_p99_us"] = result.LookupMicros(0.99);
+            row["evictions"] = evictions;
+            row["errors"] = result.Errors;
+            row["seconds"] = result.WallSeconds;
+            Console.WriteLine(row.ToJsonString());
         }
         else
         {
