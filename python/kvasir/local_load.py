@@ -545,7 +545,11 @@ class _LocalPut:
         if len(ids) == 0:
             self.budget.release(size)
             return
-        w = self.conn.send_request(P.Opcode.COMMIT, _id_list(ids))
+        try:
+            w = self.conn.send_request(P.Opcode.COMMIT, _id_list(ids))
+        except BaseException:
+            self.budget.release(size)
+            raise
         self.committing.append((w, owners, size))
         if not self.conn.pipelined:
             self._collect_commits(block=True)
