@@ -51,11 +51,18 @@ class ReservationBudget:
             self.limit = max(1, min(self.limit, int(accepted)))
 
 
+_made = threading.Lock()
+
+
 def budget_of(conn, mapping) -> ReservationBudget:
-    """The connection's budget, made on first use with the node's default share (a quarter of the arena)."""
+    """The connection's budget, made on first use with the node's default share (a quarter of the arena); one per
+    connection even when two threads start putting on a fresh connection at once."""
     b = getattr(conn, "reservations", None)
     if b is None:
-        b = conn.reservations = ReservationBudget(mapping.length // 4)
+        with _made:
+            b = getattr(conn, "reservations", None)
+            if b is None:
+                b = conn.reservations = ReservationBudget(mapping.length // 4)
     return b
 
 

@@ -312,19 +312,21 @@ public sealed class ShmTransportTests
     public async Task A_batch_larger_than_the_connections_reservation_share_stores_every_value(long? share)
     {
         // A connection may hold at most a quarter of the arena reserved (or what the operator set): an ALLOC past that
-        // share answers OUT_OF_MEMORY for the key. One PutAsync of 40 MiB into a 64 MiB arena, and four of them at once on
-        // the same store, must still store every value: the client keeps a connection's reservations within the share.
+        // share answers OUT_OF_MEMORY for the key. One PutAsync of 80 MiB (past the default 64 MiB share of a 256 MiB
+        // arena), and four of them at once on the same store, must still store every value: the client keeps a
+        // connection's reservations within the share. (The arena has room for every value and every reservation, so
+        // only the share can refuse a key.)
         await using var node = TestNode.Start(new NodeOptions
         {
             Port = 0,
-            Store = new StoreOptions { Capacity = 64L << 20, MaxValueBytes = 4L << 20 },
+            Store = new StoreOptions { Capacity = 256L << 20, MaxValueBytes = 4L << 20 },
             SharedMemory = true,
             MaxReservedBytesPerConnection = share,
         });
         await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = node.Address });
         Assert.Equal(KvTransportKind.Shm, store.Transport);
         var keys = Enumerable.Range(0, 40).Select(i => Key($"share/{i}")).ToArray();
-        var values = Enumerable.Range(0, 40).Select(i => (ReadOnlyMemory<byte>)TestValues.Value(i, 1 << 20)).ToArray();
+        var values = Enumerable.Range(0, 40).Select(i => (ReadOnlyMemory<byte>)TestValues.Value(i, 2 << 20)).ToArray();
         Assert.All(await store.PutAsync(keys, values), s => Assert.Equal(KvStatus.Ok, s));
         var writers = Enumerable.Range(0, 4).Select(t => store.PutAsync(keys.Skip(t * 10).Take(10).ToArray(), values.Skip(t * 10).Take(10).ToArray())).ToArray();
         foreach (var statuses in await Task.WhenAll(writers)) Assert.All(statuses, s => Assert.Equal(KvStatus.Ok, s));

@@ -41,11 +41,13 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
     /// </summary>
     private readonly System.Runtime.CompilerServices.ConditionalWeakTable<ClientConnection, ArenaGrant> _arenaOf = new();
 
-    /// <summary>A connection's arena, its proof, and the bytes it may hold reserved (see <see cref="ReservationBudget"/>).</summary>
-    private sealed record ArenaGrant(ShmMapping Mapping, byte[]? Proof)
-    {
-        public ReservationBudget Reservations { get; } = new(Mapping.Length / 4);
-    }
+    private sealed record ArenaGrant(ShmMapping Mapping, byte[]? Proof);
+
+    /// <summary>
+    /// The bytes each connection may hold reserved (see <see cref="ReservationBudget"/>): one budget per connection, made
+    /// atomically on its first put (two puts starting on a fresh connection at once must not each get their own).
+    /// </summary>
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<ClientConnection, ReservationBudget> _budgets = new();
     private ShmMapping _mapping = mapping;
 
     /// <summary>
@@ -195,7 +197,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         if (commitCrcs) batch.ComputeCrcs(start, end);
         // Pieces of keys within the connection's reservation budget, one ALLOC → copies → COMMIT each; keys the node refused
         // for the connection's share are asked for again once the piece that held the space is committed.
-        var budget = grant.Reservations;
+        var budget = _budgets.GetValue(connection, _ => new ReservationBudget(grant.Mapping.Length / 4));
         var todo = new Queue<(int Start, int End)>();
         todo.Enqueue((start, end));
         while (todo.Count > 0)
@@ -209,7 +211,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
             List<int> again;
             try
             {
-                again = await PutPieceAsync(connection, grant, batch, from, stop, others, commitCrcs, ct).ConfigureAwait(false);
+                again = await PutPieceAsync(connection, grant, budget, batch, from, stop, others, commitCrcs, ct).ConfigureAwait(false);
             }
             finally
             {
@@ -230,7 +232,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
     /// the connection's reservation share (OUT_OF_MEMORY while <paramref name="others"/> or earlier keys of this piece held
     /// space), whose results are left for the caller's next try.
     /// </summary>
-    private async Task<List<int>> PutPieceAsync(ClientConnection connection, ArenaGrant grant, PutBatch batch, int start, int end, long others,
+    private async Task<List<int>> PutPieceAsync(ClientConnection connection, ArenaGrant grant, ReservationBudget budget, PutBatch batch, int start, int end, long others,
         bool commitCrcs, CancellationToken ct)
     {
         int count = end - start;
@@ -294,7 +296,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         {
             if (entered) arena.Exit();
         }
-        if (accepted >= 0) grant.Reservations.Learn(accepted);
+        if (accepted >= 0) budget.Learn(accepted);
         if (ids.Count == 0) return again;
         var crcs = commitCrcs ? owners.Select(k => batch.Crcs![k]).ToList() : null;
         var (statuses, commitFailure) = await IdsCallAsync(connection, Opcode.Commit, ids, ct, crcs).ConfigureAwait(false);
