@@ -49,7 +49,7 @@ _PUT_FIXED = 4 + 2 + P.MAX_KEY_BYTES + 4   # a PUT's count, room for a chain par
 
 from .config import parse_servers, resolve_config
 from . import keys as K
-from . import local_load, shm, tcp
+from . import local_load, local_put, shm, tcp
 from ._batch import IndexProxy as _IndexProxy, pairs as _pairs, same_length as _same_length, split as _split
 from ._batch import split_keys as _split_keys, valid_positions as _valid_positions
 from .connection import _Connection, _Failure, _key_bytes, _view
@@ -547,12 +547,12 @@ class KvStore(KeyOps):
         value — a DMA from GPU memory (torch with CUDA) or a memcpy from a registered host buffer —
         then COMMIT. 0 or a negative code per key. Raises :class:`kvasir.local_load.KeyNotLocalError`
         when the node is not reachable through shared memory (use :meth:`batch_put_from`). Needs numpy."""
-        return local_load.put_local_single(self, keys, ptrs, sizes)
+        return local_put.put_local_single(self, keys, ptrs, sizes)
 
     def batch_put_from_multi_buffers_local(self, keys, addrs_per_key, sizes_per_key) -> List[int]:
         """:meth:`batch_put_from_local` with each value gathered from several pieces (host or GPU
         memory), concatenated in order — e.g. one KV block's slices of every layer."""
-        return local_load.put_local(self, keys, addrs_per_key, sizes_per_key)
+        return local_put.put_local(self, keys, addrs_per_key, sizes_per_key)
 
     def _release_leases(self, conn, meta: bytes, confirm: bool = False) -> bool:
         """RELEASE on ``conn`` if it is still this store's connection: lease ids belong to one

@@ -313,7 +313,7 @@ def test_alloc_requests_are_split_by_their_own_entry_size():
 def test_a_local_put_reserves_chunks_of_at_most_the_cap_within_the_nodes_own_splits():
     # Each reservation holds at most the cap in bytes and one key at least; the node's splits (batch and metadata
     # limits) are never crossed, and the pieces cover the keys in order.
-    from kvasir.local_load import _by_bytes
+    from kvasir.local_put import _by_bytes
     mib = 1 << 20
     lengths = np.full(100, mib, dtype=np.int64)
     todo = list(range(100))
