@@ -145,6 +145,7 @@ class _Pieces:
         at = np.concatenate(([0], np.cumsum(self.sizes)))
         self.prefix = at[:-1] - at[self.first[self.key]]                # bytes of the key before each piece
         self.capacity = at[self.first[1:]] - at[self.first[:-1]]
+        self.single = False   # True: piece i is key i's only piece
 
 
 def _single_pieces(store, ptrs, sizes) -> "_Pieces":
@@ -159,6 +160,7 @@ def _single_pieces(store, ptrs, sizes) -> "_Pieces":
     pieces.first = np.arange(k + 1, dtype=np.int64)
     pieces.prefix = np.zeros(k, dtype=np.int64)
     pieces.capacity = pieces.sizes
+    pieces.single = True
     return pieces
 
 
@@ -171,8 +173,9 @@ class _Copies:
 
     def add(self, where, dst, src, size, mapping) -> None:
         c = None
-        for w in np.unique(where):
-            m = where == w
+        one = len(where) and (where == where[0]).all()   # the usual case: one source (host, or one GPU)
+        for w in where[:1] if one else np.unique(where):
+            m = slice(None) if one else where == w
             d, s, n = _coalesce(dst[m], src[m], size[m])
             if w == -1:
                 self.host.append((d, s, n))
@@ -206,16 +209,81 @@ def _id_list(ids) -> bytes:
 _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kvasir-local-load")
 
 
-def _encode_keys(keys):
-    """(key bytes, their lengths, all of them joined): str keys are encoded in one call."""
-    if keys and set(map(type, keys)) == {str}:
-        joined = "\0".join(keys)
-        if joined.count("\0") == len(keys) - 1:   # no key holds a NUL itself
-            raw = joined.encode("utf-8")
-            keys_b = raw.split(b"\0")
-            return keys_b, np.fromiter(map(len, keys_b), dtype=np.int64, count=len(keys_b)), raw.replace(b"\0", b"")
-    keys_b = _keys_bytes(keys)
-    return keys_b, np.fromiter(map(len, keys_b), dtype=np.int64, count=len(keys_b)), b"".join(keys_b)
+def _starts(lengths):
+    """Where each of consecutive runs of ``lengths`` starts (an exclusive cumulative sum)."""
+    out = np.zeros(len(lengths), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=out[1:])
+    return out
+
+
+class _KeyBytes:
+    """Every key of one call encoded once, into one buffer: key ``i`` is ``raw[start[i]:start[i] + length[i]]`` (str
+    keys are encoded in one call). The keys' part of a request's metadata, for any subset of them, is then built with
+    numpy (:meth:`frame`): no Python object per key."""
+
+    def __init__(self, keys):
+        n = len(keys)
+        raw = None
+        if n and set(map(type, keys)) == {str}:
+            raw = "\0".join(keys).encode("utf-8")
+            seps = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 0)
+            if len(seps) == n - 1:   # no key holds a NUL itself
+                self.start = np.concatenate(([0], seps + 1)).astype(np.int64)
+                self.length = np.concatenate((seps, [len(raw)])).astype(np.int64) - self.start
+            else:
+                raw = None
+        if raw is None:
+            keys_b = _keys_bytes(keys)
+            self.length = np.fromiter(map(len, keys_b), dtype=np.int64, count=n)
+            self.start = _starts(self.length)
+            raw = b"".join(keys_b)
+        self.raw = np.frombuffer(raw, dtype=np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.length)
+
+    def frame(self, idx, tail=None, suffix: bytes = b"") -> bytes:
+        """Metadata for the keys ``idx`` (positions, in the order sent): u32 count, then per key a u16 length, its bytes
+        and ``tail[j]`` (a uint8 array of one row per key: e.g. ALLOC's u64 value length); then ``suffix``."""
+        n = len(idx)
+        lengths = self.length[idx]
+        cuts = (np.flatnonzero(lengths[1:] != lengths[:-1]) + 1).tolist()
+        if len(cuts) > 8 + n // 64:
+            return self._frame_bytes(idx, lengths, tail, suffix)
+        # keys of one length in a row (the usual case: "blk/1000" to "blk/9999") are one array of packed records
+        parts = [struct.pack("<I", n)]
+        starts = self.start[idx]
+        width = 0 if tail is None else tail.shape[1]
+        for a, b in zip([0, *cuts], [*cuts, n]) if n else ():
+            size = int(lengths[a])
+            records = np.empty(b - a, dtype=[("length", "<u2"), ("key", np.uint8, (size,))] +
+                               ([("tail", np.uint8, (width,))] if width else []))
+            records["length"] = size
+            records["key"] = self.raw[starts[a:b, None] + np.arange(size)]
+            if width:
+                records["tail"] = tail[a:b]
+            parts.append(records.tobytes())
+        parts.append(suffix)
+        return b"".join(parts)
+
+    def _frame_bytes(self, idx, lengths, tail, suffix: bytes) -> bytes:
+        """:meth:`frame` byte by byte, for keys of many different lengths."""
+        n = len(idx)
+        width = 0 if tail is None else tail.shape[1]
+        at = 4 + _starts(2 + lengths + width)             # each entry's first byte
+        end = 4 + int(lengths.sum()) + (2 + width) * n
+        out = np.empty(end + len(suffix), dtype=np.uint8)
+        out[:4] = np.frombuffer(struct.pack("<I", n), dtype=np.uint8)
+        out[at] = lengths & 0xFF
+        out[at + 1] = lengths >> 8
+        total = end - 4 - (2 + width) * n
+        if total:
+            step = np.arange(total, dtype=np.int64) - np.repeat(_starts(lengths), lengths)   # byte's place in its key
+            out[np.repeat(at + 2, lengths) + step] = self.raw[np.repeat(self.start[idx], lengths) + step]
+        if width:
+            out[(at + 2 + lengths)[:, None] + np.arange(width)] = tail
+        out[end:] = np.frombuffer(suffix, dtype=np.uint8)
+        return out.tobytes()
 
 
 def _chunks(lengths, hello):
@@ -231,30 +299,13 @@ def _chunks(lengths, hello):
     return chunks
 
 
-def _key_batch(lengths, at, joined, start: int, end: int) -> bytes:
-    """LEASE metadata for keys [start, end): u32 count, then each key as u16 length + bytes."""
-    n = end - start
-    body = joined[at[start]:at[end]]
-    out = np.empty(4 + 2 * n + len(body), dtype=np.uint8)
-    out[:4] = np.frombuffer(struct.pack("<I", n), dtype=np.uint8)
-    head = 4 + 2 * np.arange(n, dtype=np.int64) + (at[start:end] - at[start])
-    out[head] = lengths[start:end] & 0xFF
-    out[head + 1] = lengths[start:end] >> 8
-    is_key = np.ones(len(out), dtype=bool)
-    is_key[:4] = False
-    is_key[head] = False
-    is_key[head + 1] = False
-    out[is_key] = np.frombuffer(body, dtype=np.uint8)
-    return out.tobytes()
-
-
 def submit_load(store, keys, addrs_per_key, sizes_per_key) -> "LocalLoad":
     """KvStore.batch_get_into_multi_buffers_submit_local (see there)."""
     _need_numpy()
     if not (len(keys) == len(addrs_per_key) == len(sizes_per_key)):
         raise ValueError(f"{len(keys)} keys but {len(addrs_per_key)} address lists and {len(sizes_per_key)} size lists")
-    keys_b, key_lengths, joined = _encode_keys(keys)
-    at = np.concatenate(([0], np.cumsum(key_lengths)))
+    key_bytes = _KeyBytes(keys)
+    key_lengths = key_bytes.length
     lease_dtype, _ = _dtypes()
     # The store's lock only while buffers and the connection are looked up: the LEASEs go out on the shared
     # connection (pipelined with other threads' requests), and the leases stay tied to it until released.
@@ -265,11 +316,11 @@ def submit_load(store, keys, addrs_per_key, sizes_per_key) -> "LocalLoad":
     bad = np.flatnonzero((key_lengths < 1) | (key_lengths > hello.max_key_bytes))
     if len(bad):
         raise KeyNotLocalError(f"key {keys[int(bad[0])]!r} is not a valid key")
-    load = LocalLoad(store, conn, mapping, len(keys_b))
+    load = LocalLoad(store, conn, mapping, len(key_bytes))
     try:
         for start, end in _chunks(key_lengths, hello):
             sent = time.monotonic()
-            meta = conn.call_raw(P.Opcode.LEASE, _key_batch(key_lengths, at, joined, start, end))
+            meta = conn.call_raw(P.Opcode.LEASE, key_bytes.frame(np.arange(start, end)))
             e = _entries(meta, lease_dtype, end - start, "LEASE")
             ok = e["status"] == P.WireStatus.OK
             load.leased.append((sent, e["id"][ok].copy()))

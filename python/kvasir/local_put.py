@@ -11,11 +11,10 @@ from . import errors as E
 from . import protocol as P
 from . import reserve
 from . import shm
-from ._batch import split_keys
-from .connection import _code, _Failure, _keys_bytes
+from .connection import _code, _Failure
 from .errors import ProtocolError
-from .local_load import (KeyNotLocalError, _Copies, _dtypes, _entries, _id_list, _local_connection, _need_numpy, _Pieces,
-                         _single_pieces)
+from .local_load import (KeyNotLocalError, _Copies, _dtypes, _entries, _id_list, _KeyBytes, _local_connection, _need_numpy,
+                         _Pieces, _single_pieces, _starts)
 
 try:
     import numpy as np
@@ -41,34 +40,52 @@ def put_local_single(store, keys, ptrs, sizes) -> List[int]:
     return _put(store, keys, lambda: _single_pieces(store, ptrs, sizes))
 
 
+_PENDING = 1   # a result not settled yet (every code is 0 or negative)
+
+
 def _put(store, keys, make_pieces) -> List[int]:
-    keys_b = _keys_bytes(keys)
-    results: List[Optional[int]] = [E.INVALID_KEY] * len(keys_b)
+    key_bytes = _KeyBytes(keys)
+    results = np.full(len(key_bytes), E.INVALID_KEY, dtype=np.int64)
     # ALLOC and COMMIT of one reservation go on one connection, in that order; the store's lock is held only while
     # buffers and the connection are looked up.
     with store._lock:
         pieces = make_pieces()
     conn, mapping = _local_connection(store, KeyNotLocalError)
     hello = store.hello
-    todo = [i for i, k in enumerate(keys_b) if 1 <= len(k) <= hello.max_key_bytes]
-    for i in todo:
-        results[i] = None   # not settled yet
-    put = _LocalPut(conn, mapping, keys_b, pieces, results)
+    todo = np.flatnonzero((key_bytes.length >= 1) & (key_bytes.length <= hello.max_key_bytes))
+    results[todo] = _PENDING
+    put = _LocalPut(conn, mapping, key_bytes, pieces, results)
     try:
-        # ALLOC: key, u64 length each; then the TTL and proof suffix
-        limits = _Limits(hello.max_batch_keys, hello.max_meta_bytes - 4 - P.ARENA_PROOF_BYTES)
-        put.run(split_keys(todo, keys_b, limits, per_key=2 + 8), todo)
+        # ALLOC: u32 count, then key and u64 length each; then the TTL and proof suffix
+        put.run(todo, hello.max_batch_keys, hello.max_meta_bytes - 4 - P.ARENA_PROOF_BYTES)
     except (_Failure, ProtocolError) as ex:
         put.abandon()
         store._drop(conn)              # the node aborts the connection's reservations
         store.last_error = str(ex)
-        code = ex.code if isinstance(ex, _Failure) else E.PROTOCOL_ERROR
-        results = [code if r is None else r for r in results]
+        results[results == _PENDING] = ex.code if isinstance(ex, _Failure) else E.PROTOCOL_ERROR
     except BaseException:
         put.abandon()
         store._drop(conn)
         raise
-    return results
+    return results.tolist()
+
+
+def _code_table(not_found: int):
+    """Per wire status (a reply's u8): the client's code; OK is 0 and NOT_FOUND ``not_found``."""
+    table = np.array([_code(st) for st in range(256)], dtype=np.int64)
+    table[P.WireStatus.OK], table[P.WireStatus.NOT_FOUND] = E.OK, not_found
+    return table
+
+
+_ALLOC_CODES = _COMMIT_CODES = None
+
+
+def _tables():
+    global _ALLOC_CODES, _COMMIT_CODES
+    if _ALLOC_CODES is None:
+        # a COMMIT answering NOT_FOUND: the reservation expired before it came (nothing was published)
+        _ALLOC_CODES, _COMMIT_CODES = _code_table(E.NOT_FOUND), _code_table(E.TIMEOUT)
+    return _ALLOC_CODES, _COMMIT_CODES
 
 
 class _LocalPut:
@@ -77,10 +94,13 @@ class _LocalPut:
     copies run, so the GPU never waits for a round trip; a chunk's COMMIT is sent once its copies ended, and its
     reply read when it comes (the budget's bytes are returned then). Everything reserved stays within the
     connection's reservation budget (:mod:`.reserve`); keys refused for the share are asked for again once this
-    put holds nothing else."""
+    put holds nothing else.
 
-    def __init__(self, conn, mapping, keys_b, pieces, results):
-        self.conn, self.mapping, self.keys_b, self.pieces, self.results = conn, mapping, keys_b, pieces, results
+    Per chunk, not per key: the ALLOC's metadata is built from the call's encoded keys with numpy, both replies are
+    read as arrays, and codes are written into one array of results; no Python object is made per key."""
+
+    def __init__(self, conn, mapping, key_bytes, pieces, results):
+        self.conn, self.mapping, self.key_bytes, self.pieces, self.results = conn, mapping, key_bytes, pieces, results
         self.lengths = pieces.capacity
         self.budget = reserve.budget_of(conn, mapping)
         self.base = mapping.address()
@@ -88,16 +108,16 @@ class _LocalPut:
         self.pending = deque()    # ALLOCs sent: (waiter, keys, monotonic time sent, bytes, bytes others held)
         self.copying = deque()    # chunks whose copies run: (copies, reservation ids, their keys, bytes)
         self.committing = deque()   # COMMITs sent: (waiter, keys, bytes)
-        self.retry = []           # keys refused for the connection's share
+        self.retry = []           # arrays of keys refused for the connection's share
 
-    def run(self, node_chunks, todo) -> None:
-        cap = max(1, min(_STORE_CHUNK_BYTES, self.budget.limit // (self.ahead + 1)))
-        chunks = _by_bytes(node_chunks, todo, self.lengths, cap)
-        if _FIRST_CHUNK_BYTES and chunks:
-            a, b = chunks[0]
-            first = _by_bytes([(a, b)], todo, self.lengths, _FIRST_CHUNK_BYTES)
-            chunks = first[:1] + _by_bytes([(first[0][1], b)], todo, self.lengths, cap) + chunks[1:] if first[0][1] < b else chunks
-        queue = deque(np.array(todo[a:b], dtype=np.int64) for a, b in chunks)
+    def run(self, todo, max_keys: int, max_meta: int) -> None:
+        """Stores the keys ``todo`` (an array of positions), in ALLOCs of at most ``max_keys`` keys and ``max_meta``
+        bytes of entries (the u32 count included)."""
+        def plan(keys, cap, first=None):
+            return deque(keys[a:b] for a, b in _plan(self.key_bytes.length[keys], self.lengths[keys], max_keys, max_meta,
+                                                     cap, first))
+
+        queue = plan(todo, max(1, min(_STORE_CHUNK_BYTES, self.budget.limit // (self.ahead + 1))), _FIRST_CHUNK_BYTES)
         while True:
             self._collect_commits(block=False)
             while queue and len(self.pending) < self.ahead and self._send_alloc(queue[0]):
@@ -113,21 +133,22 @@ class _LocalPut:
             elif queue:
                 continue   # nothing of this put is held now: the next ALLOC waits for other threads' bytes
             elif self.retry:
-                idx, self.retry = np.array(self.retry, dtype=np.int64), []
-                cap = max(1, self.budget.limit)
-                queue.extend(idx[a:b] for a, b in _by_bytes([(0, len(idx))], list(range(len(idx))), self.lengths[idx], cap))
+                keys, self.retry = np.concatenate(self.retry), []
+                queue = plan(keys, max(1, self.budget.limit))
             else:
                 return
 
     def _send_alloc(self, idx) -> bool:
-        size = int(self.lengths[idx].sum())
+        lengths = self.lengths[idx]
+        size = int(lengths.sum())
         mine = bool(self.pending or self.copying or self.committing)
         others = self.budget.acquire(size, wait=not mine, broken=lambda: self.conn.broken)
         if others is None:
             return False
         try:
             sent = time.monotonic()
-            flags, meta = shm.alloc_request(self.conn, [self.keys_b[i] for i in idx], self.lengths[idx].tolist())
+            flags, suffix = shm.alloc_suffix(self.conn)
+            meta = self.key_bytes.frame(idx, lengths.astype("<u8").view(np.uint8).reshape(-1, 8), suffix)
             w = self.conn.send_request(P.Opcode.ALLOC, meta, flags=flags, decode=False)
         except BaseException:
             self.budget.release(size)
@@ -138,65 +159,69 @@ class _LocalPut:
 
     def _take_alloc(self) -> None:
         w, idx, sent, size, others = self.pending.popleft()
-        self.copying.append((_Copies(), np.empty(0, dtype=np.uint64), idx[:0], size))   # holds the bytes until settled
+        self.copying.append((_Copies(), None, None, size))   # holds the bytes until settled
         _, meta = self.conn.read_reply(w)
         _, alloc_dtype = _dtypes()
         e = _entries(meta, alloc_dtype, len(idx), "ALLOC")
-        lengths = self.lengths[idx]
-        again = np.zeros(len(idx), dtype=bool)
-        retry, accepted = [], None
-        if (e["status"] == P.WireStatus.OUT_OF_MEMORY).any():
-            retry, accepted = reserve.refused_for_share(e["status"].tolist(), lengths.tolist(), others)
-        if retry:
-            self.budget.learn(accepted)
-            again[retry] = True
-            self.retry.extend(idx[again].tolist())
-        ok = e["status"] == P.WireStatus.OK
-        for i, st in zip(idx[~ok & ~again].tolist(), e["status"][~ok & ~again].tolist()):
-            self.results[i] = _code(st)
+        status = e["status"]
+        ok = status == P.WireStatus.OK
+        if not ok.all():
+            failed = ~ok
+            if (status == P.WireStatus.OUT_OF_MEMORY).any():
+                again, accepted = reserve.refused_for_share_array(status, self.lengths[idx], others)
+                if accepted is not None:
+                    self.budget.learn(accepted)
+                    self.retry.append(idx[again])
+                    failed &= ~again
+            self.results[idx[failed]] = _tables()[0][status[failed]]
         if not self.mapping.held(sent):   # that space may be another key's by now: copy nothing
-            for i in idx[ok].tolist():
-                self.results[i] = E.TIMEOUT
+            self.results[idx[ok]] = E.TIMEOUT
             return
-        offsets = e["offset"].astype(np.int64)
-        if ((offsets + lengths > self.mapping.length) & ok).any():
+        keys, offsets = idx[ok], e["offset"][ok].astype(np.int64)
+        if (offsets < 0).any() or (offsets + self.lengths[keys] > self.mapping.length).any():
             raise _Failure(E.PROTOCOL_ERROR, "the node returned a range outside its arena")
         copies = _Copies()
-        self.copying[-1] = (copies, e["id"][ok], idx[ok], size)
-        key_offset = np.full(len(self.keys_b), -1, dtype=np.int64)   # arena offset of each reserved key
-        key_offset[idx[ok]] = offsets[ok]
+        self.copying[-1] = (copies, e["id"][ok], keys, size)
         p = self.pieces
-        to = key_offset[p.key]
-        m = (to >= 0) & (p.sizes > 0)
-        copies.add(p.where[m], self.base + to[m] + p.prefix[m], p.addrs[m], p.sizes[m], self.mapping)
+        if p.single:
+            at = keys
+            dst = offsets
+        else:   # each key's pieces, in order: the value laid over them
+            counts = p.first[keys + 1] - p.first[keys]
+            step = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(_starts(counts), counts)
+            at = np.repeat(p.first[keys], counts) + step
+            dst = np.repeat(offsets, counts) + p.prefix[at]
+        sizes = p.sizes[at]
+        m = sizes > 0
+        copies.add(p.where[at][m], self.base + dst[m], p.addrs[at][m], sizes[m], self.mapping)
         copies.run_host()
 
     def _commit(self) -> None:
-        copies, ids, owners, size = self.copying.popleft()
+        copies, ids, keys, size = self.copying.popleft()
         copies.synchronize()
-        if len(ids) == 0:
+        if ids is None or len(ids) == 0:
             self.budget.release(size)
             return
         try:
-            w = self.conn.send_request(P.Opcode.COMMIT, _id_list(ids))
+            w = self.conn.send_request(P.Opcode.COMMIT, _id_list(ids), decode=False)
         except BaseException:
             self.budget.release(size)
             raise
-        self.committing.append((w, owners, size))
+        self.committing.append((w, keys, size))
         if not self.conn.pipelined:
             self._collect_commits(block=True)
 
     def _collect_commits(self, block: bool) -> None:
         while self.committing and (block or self.committing[0][0].done.is_set()):
-            w, owners, size = self.committing.popleft()
+            w, keys, size = self.committing.popleft()
             try:
-                statuses = self.conn.read_reply(w)[1].statuses
+                meta = self.conn.read_reply(w)[1]
             finally:
                 self.budget.release(size)
-            if len(statuses) != len(owners):
-                raise _Failure(E.PROTOCOL_ERROR, "COMMIT reply with a wrong count")
-            for i, st in zip(owners.tolist(), statuses):
-                self.results[i] = E.OK if st == P.WireStatus.OK else E.TIMEOUT if st == P.WireStatus.NOT_FOUND else _code(st)
+            n = len(keys)
+            if len(meta) != 4 + n or int.from_bytes(meta[:4], "little") != n:
+                raise _Failure(E.PROTOCOL_ERROR, "COMMIT reply with a wrong count or length")
+            self.results[keys] = _tables()[1][np.frombuffer(meta, dtype=np.uint8, count=n, offset=4)]
             block = False
 
     def abandon(self) -> None:
@@ -223,25 +248,19 @@ _STORE_CHUNK_BYTES = 256 << 20
 _FIRST_CHUNK_BYTES = 32 << 20
 
 
-class _Limits:
-    """The node's request limits as :func:`split_keys` reads them, less room kept for a suffix."""
-
-    def __init__(self, max_batch_keys: int, max_meta_bytes: int):
-        self.max_batch_keys, self.max_meta_bytes = max_batch_keys, max_meta_bytes
-
-
-def _by_bytes(chunks, todo, lengths, cap: Optional[int] = None):
-    """``chunks`` (positions in ``todo``) split further so that each holds at most ``cap`` bytes of values (one key at least)."""
-    cap = _STORE_CHUNK_BYTES if cap is None else cap
-    if not todo:
-        return []
-    at_bytes = np.concatenate(([0], np.cumsum(lengths[np.asarray(todo, dtype=np.int64)])))
-    out = []
-    for start, end in chunks:
-        at = start
-        while at < end:
-            stop = int(np.searchsorted(at_bytes, at_bytes[at] + cap, side="right")) - 1
-            stop = min(max(stop, at + 1), end)
-            out.append((at, stop))
-            at = stop
+def _plan(key_lengths, value_lengths, max_keys: int, max_meta: int, cap: int, first: Optional[int] = None):
+    """(start, end) ranges of positions, in order and covering them all, one per ALLOC: each within ``max_keys`` keys
+    and ``max_meta`` bytes of metadata (a u32 count, then per key a u16 length, the key and a u64 value length) and
+    holding at most ``cap`` bytes of values (``first`` for the first range), one key at least."""
+    n = len(key_lengths)
+    meta_at = np.concatenate(([0], np.cumsum(key_lengths + 10)))
+    bytes_at = np.concatenate(([0], np.cumsum(value_lengths)))
+    out, at, limit = [], 0, first or cap
+    while at < n:
+        end = min(n, at + max_keys,
+                  int(np.searchsorted(meta_at, meta_at[at] + max_meta - 4, side="right")) - 1,
+                  int(np.searchsorted(bytes_at, bytes_at[at] + limit, side="right")) - 1)
+        end = max(end, at + 1)
+        out.append((at, end))
+        at, limit = end, cap
     return out

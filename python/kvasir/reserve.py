@@ -66,6 +66,17 @@ def budget_of(conn, mapping) -> ReservationBudget:
     return b
 
 
+def refused_for_share_array(statuses, lengths, others: int):
+    """:func:`refused_for_share` over numpy arrays of an ALLOC reply's statuses and the keys' lengths: a boolean mask of
+    the keys to ask for again, and the bytes the budget learns (None when no key is to be asked for again)."""
+    import numpy as np
+    ok = statuses == P.WireStatus.OK
+    held = others + np.concatenate(([0], np.cumsum(np.where(ok, lengths, 0))[:-1]))   # before each key
+    again = (statuses == P.WireStatus.OUT_OF_MEMORY) & (held > 0)
+    first = np.flatnonzero(again)
+    return again, (int(held[first[0]]) if len(first) else None)
+
+
 def refused_for_share(statuses, lengths, others: int):
     """Positions of an ALLOC reply's OUT_OF_MEMORY keys that may have been refused for the connection's share (this
     connection held ``others`` bytes when it was sent, plus what the reply granted before each key), and the bytes

@@ -11,6 +11,7 @@ import logging
 import mmap
 import os
 import socket
+import struct
 import time
 from typing import Optional
 
@@ -228,11 +229,17 @@ def _crc_of(pieces, length: int) -> int:
     return crc
 
 
-def alloc_request(conn, keys, lengths, ttl_seconds=None):
-    """ALLOC's flags and metadata: MAPPED with this connection's arena proof (the node skips zeroing), TTL with seconds
-    (only on a node that granted ARENA_PROOF too: an older node refuses TTL on ALLOC)."""
+def alloc_suffix(conn, ttl_seconds=None):
+    """ALLOC's flags and the metadata after its entries: MAPPED with this connection's arena proof (the node skips
+    zeroing), TTL with seconds (only on a node that granted ARENA_PROOF too: an older node refuses TTL on ALLOC)."""
     flags = (P.Flag.MAPPED if conn.arena_proof is not None else 0) | (P.Flag.TTL if ttl_seconds is not None else 0)
-    return int(flags), P.encode_alloc_request(keys, lengths, ttl_seconds, conn.arena_proof)
+    return int(flags), (b"" if ttl_seconds is None else struct.pack("<I", ttl_seconds)) + bytes(conn.arena_proof or b"")
+
+
+def alloc_request(conn, keys, lengths, ttl_seconds=None):
+    """ALLOC's flags and metadata (:func:`alloc_suffix`) for the keys (bytes) and value lengths."""
+    flags, suffix = alloc_suffix(conn, ttl_seconds)
+    return flags, P.encode_alloc_request(keys, lengths) + suffix
 
 
 def alloc_chunk(conn, mapping, keys, values, lengths, results, idx, ttl_seconds=None, value_crc: bool = False):

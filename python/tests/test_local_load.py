@@ -297,33 +297,39 @@ def test_a_local_put_copies_nothing_once_its_reservations_may_have_expired(short
 def test_alloc_requests_are_split_by_their_own_entry_size():
     # An ALLOC entry is a key and a u64 length: 8 bytes more than a key batch entry. Chunks sized
     # as for LEASE would overrun max_meta_bytes (the node then closes the connection).
-    from types import SimpleNamespace
-    from kvasir._batch import split_keys
-    hello = SimpleNamespace(max_batch_keys=1000, max_meta_bytes=1024)
+    from kvasir.local_load import _KeyBytes
+    from kvasir.local_put import _plan
     keys = [b"k" * 90] * 40
-    todo = list(range(len(keys)))
-    for per_key, entry in ((2, 92), (10, 100)):
-        chunks = split_keys(todo, keys, hello, per_key=per_key)
-        assert chunks[0][0] == 0 and chunks[-1][1] == len(keys)
-        assert all(a == b for (_, a), (b, _) in zip(chunks, chunks[1:]))   # contiguous, nothing skipped
-        assert all(4 + (end - start) * entry <= 1024 for start, end in chunks)
-        assert max(end - start for start, end in chunks) == (1024 - 4) // entry
+    key_bytes = _KeyBytes(keys)
+    lengths = np.full(len(keys), 4096, dtype=np.int64)
+    chunks = _plan(key_bytes.length, lengths, max_keys=1000, max_meta=1024, cap=1 << 40)
+    assert chunks[0][0] == 0 and chunks[-1][1] == len(keys)
+    assert all(a == b for (_, a), (b, _) in zip(chunks, chunks[1:]))   # contiguous, nothing skipped
+    assert max(end - start for start, end in chunks) == (1024 - 4) // 100
+    for start, end in chunks:   # the frames themselves: within the limit
+        tail = lengths[start:end].astype("<u8").view(np.uint8).reshape(-1, 8)
+        assert len(key_bytes.frame(np.arange(start, end), tail)) <= 1024
+    # the batch-key limit holds as well
+    assert max(b - a for a, b in _plan(key_bytes.length, lengths, max_keys=3, max_meta=1 << 20, cap=1 << 40)) == 3
 
 
-def test_a_local_put_reserves_chunks_of_at_most_the_cap_within_the_nodes_own_splits():
-    # Each reservation holds at most the cap in bytes and one key at least; the node's splits (batch and metadata
-    # limits) are never crossed, and the pieces cover the keys in order.
-    from kvasir.local_put import _by_bytes
+def test_a_local_put_reserves_chunks_of_at_most_the_cap_within_the_nodes_own_limits():
+    # Each reservation holds at most the cap in bytes (the first one at most its own) and one key at least; the node's
+    # limits are never crossed, and the chunks cover the keys in order.
+    from kvasir.local_put import _plan
     mib = 1 << 20
     lengths = np.full(100, mib, dtype=np.int64)
-    todo = list(range(100))
-    pieces = _by_bytes([(0, 100)], todo, lengths, cap=32 * mib)
-    assert [b - a for a, b in pieces] == [32, 32, 32, 4]
-    assert pieces[0][0] == 0 and all(a == b for (_, a), (b, _) in zip(pieces, pieces[1:])) and pieces[-1][1] == 100
-    # a key larger than the cap goes alone; the node's chunk boundary (at 10) is never crossed
+    keys = np.full(100, 8, dtype=np.int64)
+    chunks = _plan(keys, lengths, 8192, 1 << 20, cap=32 * mib)
+    assert [b - a for a, b in chunks] == [32, 32, 32, 4]
+    assert chunks[0][0] == 0 and all(a == b for (_, a), (b, _) in zip(chunks, chunks[1:])) and chunks[-1][1] == 100
+    assert [b - a for a, b in _plan(keys, lengths, 8192, 1 << 20, cap=32 * mib, first=5 * mib)][:3] == [5, 32, 32]
+    # a key larger than the cap goes alone; the batch-key limit (10) is never crossed
     lengths[1] = 64 * mib
-    pieces = _by_bytes([(0, 10), (10, 100)], todo, lengths, cap=32 * mib)
-    assert pieces[:3] == [(0, 1), (1, 2), (2, 10)] and pieces[3] == (10, 42) and pieces[-1][1] == 100
+    chunks = _plan(keys, lengths, 10, 1 << 20, cap=32 * mib)
+    assert chunks[:3] == [(0, 1), (1, 2), (2, 12)] and chunks[-1][1] == 100
+    assert max(b - a for a, b in chunks) == 10 and all(a == b for (_, a), (b, _) in zip(chunks, chunks[1:]))
+    assert _plan(keys[:0], lengths[:0], 10, 1 << 20, cap=mib) == []
 
 
 @pytest.mark.parametrize("limit", [None, "16MiB"])
