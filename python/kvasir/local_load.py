@@ -68,9 +68,18 @@ def _entries(meta, dtype, count: int, what: str):
 
 def _int_array(values, what: str):
     """int64 array of ``values`` (Python or numpy integers); ValueError for anything else."""
+    if isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind in "iu" and (
+            values.dtype.itemsize < 8 or values.dtype.kind == "i" or not (values > np.iinfo(np.int64).max).any()):
+        return values.astype(np.int64, copy=False)   # an engine's own array of addresses: no conversion per item
     flat = values if isinstance(values, list) else list(values)
-    if bool in set(map(type, flat)):
+    types = set(map(type, flat))
+    if bool in types:
         raise ValueError(f"every {what} must be an int, not bool")
+    if types == {int}:   # the usual list of Python ints: converted at C speed, each checked to fit
+        try:
+            return np.fromiter(flat, dtype=np.int64, count=len(flat))
+        except OverflowError:
+            raise ValueError(f"every {what} must be an int that fits 64 bits") from None
     arr = np.array(flat)
     if arr.size == 0:
         return arr.astype(np.int64)
