@@ -115,7 +115,7 @@ class _LocalPut:
         bytes of entries (the u32 count included)."""
         def plan(keys, cap, first=None):
             return deque(keys[a:b] for a, b in _plan(self.key_bytes.length[keys], self.lengths[keys], max_keys, max_meta,
-                                                     cap, first))
+                                                     cap, first, bool(_RAMP_UP), bool(_RAMP_DOWN)))
 
         queue = plan(todo, max(1, min(_STORE_CHUNK_BYTES, self.budget.limit // (self.ahead + 1))), _FIRST_CHUNK_BYTES)
         while True:
@@ -246,21 +246,29 @@ _STORE_CHUNK_BYTES = 256 << 20
 # wire (with one ALLOC at a time, a ramp lost: 31 vs 37 GB/s). H100, 2 GiB of 128 KiB blocks in one call, 10 alternating
 # rounds, medians GB/s: one ALLOC at a time 30.4, two ahead 32.0, two ahead with a 32 MiB first chunk 34.0 (64 MiB: 34.0).
 _FIRST_CHUNK_BYTES = 32 << 20
+_RAMP_UP = 0     # 1: chunks after the first double up to _STORE_CHUNK_BYTES
+_RAMP_DOWN = 0   # 1: the last chunks halve down to _FIRST_CHUNK_BYTES
 
 
-def _plan(key_lengths, value_lengths, max_keys: int, max_meta: int, cap: int, first: Optional[int] = None):
+def _plan(key_lengths, value_lengths, max_keys: int, max_meta: int, cap: int, first: Optional[int] = None,
+          ramp_up: bool = False, ramp_down: bool = False):
     """(start, end) ranges of positions, in order and covering them all, one per ALLOC: each within ``max_keys`` keys
     and ``max_meta`` bytes of metadata (a u32 count, then per key a u16 length, the key and a u64 value length) and
-    holding at most ``cap`` bytes of values (``first`` for the first range), one key at least."""
+    holding at most ``cap`` bytes of values (``first`` for the first range), one key at least. ``ramp_up``: after the
+    first, each range may hold twice the one before (up to ``cap``); ``ramp_down``: a range holds at most half of what
+    is left from it on while that is over twice ``first``, so the last ranges shrink."""
     n = len(key_lengths)
     meta_at = np.concatenate(([0], np.cumsum(key_lengths + 10)))
     bytes_at = np.concatenate(([0], np.cumsum(value_lengths)))
     out, at, limit = [], 0, first or cap
     while at < n:
+        if ramp_down and first:
+            left = int(bytes_at[n] - bytes_at[at])
+            limit = min(limit, left // 2 if left > 2 * first else left)
         end = min(n, at + max_keys,
                   int(np.searchsorted(meta_at, meta_at[at] + max_meta - 4, side="right")) - 1,
                   int(np.searchsorted(bytes_at, bytes_at[at] + limit, side="right")) - 1)
         end = max(end, at + 1)
         out.append((at, end))
-        at, limit = end, cap
+        at, limit = end, min(cap, 2 * limit) if ramp_up else cap
     return out

@@ -266,3 +266,23 @@ def test_keys_whose_reservations_expired_before_commit_answer_timeout_in_their_o
             _read_back(s, keys[late:], [src[i * block:(i + 1) * block] for i in range(late, n)])
     finally:
         node.stop()
+
+
+def test_ramped_chunks_double_up_to_the_cap_and_halve_towards_the_end_covering_every_key():
+    mib = 1 << 20
+    keys = np.full(16384, 9, dtype=np.int64)
+    values = np.full(16384, 128 << 10, dtype=np.int64)
+    values[::7] = 4097   # not every value one size
+    for up in (False, True):
+        for down in (False, True):
+            chunks = local_put._plan(keys, values, 8192, 1 << 20, 256 * mib, 32 * mib, up, down)
+            assert chunks[0][0] == 0 and chunks[-1][1] == len(keys)
+            assert all(a == b for (_, a), (b, _) in zip(chunks, chunks[1:]))
+            held = [int(values[a:b].sum()) for a, b in chunks]
+            assert held[0] <= 32 * mib and max(held) <= 256 * mib
+            if up:   # 32, 64, 128, 256 MiB (less the odd values)
+                assert [h // mib for h in held[:4]] == [31, 63, 127, 255]
+            if down:   # each of the last ones at most half of what was left from it on, the last two at most 64 MiB
+                left = [int(values[a:].sum()) for a, _ in chunks]
+                assert all(h <= x // 2 for h, x in zip(held, left) if x > 64 * mib)
+                assert held[-2] <= 64 * mib and held[-1] <= 64 * mib
