@@ -72,10 +72,11 @@ def node_cpu_ns(pid: int) -> int:
     return total
 
 
-def load_base(spec: str, scratch: str):
-    """The other client as package ``kvasir_base``: from a git ref, or a directory holding ``kvasir/``."""
-    target = os.path.join(scratch, "kvasir_base")
-    if spec == "worktree":   # this tree's client again (e.g. with --set-base for a variant)
+def load_client(spec: str, name: str, scratch: str):
+    """A client as package ``kvasir_NAME``: this tree's (``worktree``), from a git ref, or from a directory holding
+    ``kvasir/`` (or ``python/kvasir/``)."""
+    target = os.path.join(scratch, f"kvasir_{name}")
+    if spec == "worktree":
         shutil.copytree(os.path.join(ROOT, "python", "kvasir"), target)
     elif os.path.isdir(os.path.join(spec, "kvasir")):
         shutil.copytree(os.path.join(spec, "kvasir"), target)
@@ -83,10 +84,22 @@ def load_base(spec: str, scratch: str):
         shutil.copytree(os.path.join(spec, "python", "kvasir"), target)
     else:
         tar = subprocess.run(["git", "-C", ROOT, "archive", spec, "python/kvasir"], capture_output=True, check=True).stdout
-        subprocess.run(["tar", "x", "-C", scratch], input=tar, check=True)
-        os.rename(os.path.join(scratch, "python", "kvasir"), target)
-    sys.path.insert(0, scratch)
-    return importlib.import_module("kvasir_base")
+        os.makedirs(os.path.join(scratch, name))
+        subprocess.run(["tar", "x", "-C", os.path.join(scratch, name)], input=tar, check=True)
+        os.rename(os.path.join(scratch, name, "python", "kvasir"), target)
+    if scratch not in sys.path:
+        sys.path.insert(0, scratch)
+    return importlib.import_module(f"kvasir_{name}")
+
+
+def set_constants(pkg, settings) -> None:
+    """``NAME=SIZE`` items: constants of the package's local_put (e.g. _FIRST_CHUNK_BYTES=64MiB, _RAMP_UP=1)."""
+    mod = importlib.import_module(f"{pkg.__name__}.local_put")
+    for item in settings:
+        name, value = item.split("=", 1)
+        if not hasattr(mod, name):
+            raise SystemExit(f"{pkg.__name__}.local_put has no {name}")
+        setattr(mod, name, size_of(value))
 
 
 class FakeDma:
@@ -95,9 +108,13 @@ class FakeDma:
 
     def __init__(self, gbps: float):
         self.rate, self.end = gbps * 1e9, 0.0
+        self.first = None   # when the first batch of a call was submitted (measure() resets it)
 
     def submit(self, nbytes: int):
-        self.end = max(time.perf_counter(), self.end) + nbytes / self.rate
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = now
+        self.end = max(now, self.end) + nbytes / self.rate
         end = self.end
 
         class Event:
@@ -131,20 +148,24 @@ class Case:
         self.rows = {}   # shape -> list of per-call dicts
 
 
-def measure(case: Case, keys, ptrs, sizes, node_pid: int, sync) -> dict:
+def measure(case: Case, keys, ptrs, sizes, node_pid: int, sync, dma=None) -> dict:
     case.store.batch_remove(keys)   # free space (the keys may not exist yet)
     sync()
-    r0, t0, n0 = os.times(), time.thread_time(), node_cpu_ns(node_pid)
+    if dma is not None:
+        dma.first = None
+    r0, t0, n0 = time.process_time(), time.thread_time(), node_cpu_ns(node_pid)
     w0 = time.perf_counter()
     codes = case.store.batch_put_from_local(keys, ptrs, sizes)
     sync()
     wall = time.perf_counter() - w0
-    r1, t1, n1 = os.times(), time.thread_time(), node_cpu_ns(node_pid)
+    r1, t1, n1 = time.process_time(), time.thread_time(), node_cpu_ns(node_pid)
     bad = [i for i, c in enumerate(codes) if c != 0]
     if bad:
         raise SystemExit(f"{case.name}: {len(bad)} keys failed, first {keys[bad[0]]!r}: {codes[bad[0]]}")
-    return {"wall": wall, "client_cpu": (r1.user + r1.system) - (r0.user + r0.system), "caller_cpu": t1 - t0,
-            "node_cpu": (n1 - n0) / 1e9}
+    row = {"wall": wall, "client_cpu": r1 - r0, "caller_cpu": t1 - t0, "node_cpu": (n1 - n0) / 1e9}
+    if dma is not None:   # before the first copy started, and after the last one ended
+        row["head"], row["tail"] = dma.first - w0, w0 + wall - dma.end
+    return row
 
 
 def check_bytes(case: Case, keys, block: int, expect: np.ndarray) -> None:
@@ -215,8 +236,11 @@ def node_split(store, node_pid: int, blocks: int, block: int, per_request: int, 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--base", default="main", help="git ref, a directory holding kvasir/ (or python/kvasir/), or worktree")
-    ap.add_argument("--set-new", action="append", default=[], metavar="NAME=SIZE", help="a local_put constant for new (e.g. _FIRST_CHUNK_BYTES=64MiB)")
+    ap.add_argument("--set-new", action="append", default=[], metavar="NAME=SIZE",
+                    help="a local_put constant for new (e.g. _FIRST_CHUNK_BYTES=64MiB, _RAMP_UP=1)")
     ap.add_argument("--set-base", action="append", default=[], metavar="NAME=SIZE", help="the same for base")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=SPEC[,CONST=SIZE...]",
+                    help="one more client in the rotation, e.g. ramp=worktree,_RAMP_UP=1,_RAMP_DOWN=1")
     ap.add_argument("--shapes", default="16384x4KiB,16384x128KiB", help="BLOCKSxSIZE,...")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--copies", default="off", help="on | off | dma:GBPS (off, with a fake copy engine of that rate)")
@@ -236,17 +260,17 @@ def main():
     node = None
     try:
         import kvasir
-        base = load_base(args.base, scratch)
-        for pkg, settings in ((kvasir, args.set_new), (base, args.set_base)):
-            mod = importlib.import_module(f"{pkg.__name__}.local_put")
-            for item in settings:
-                name, value = item.split("=", 1)
-                if not hasattr(mod, name):
-                    raise SystemExit(f"{pkg.__name__}.local_put has no {name}")
-                setattr(mod, name, size_of(value))   # e.g. _FIRST_CHUNK_BYTES=32MiB
+        clients = [("new", kvasir, args.set_new), ("base", load_client(args.base, "base", scratch), args.set_base)]
+        for v in args.variant:
+            name, spec = v.split("=", 1)
+            spec, *settings = spec.split(",")
+            clients.append((name, load_client(spec, name, scratch), settings))
+        for _, pkg, settings in clients:
+            set_constants(pkg, settings)
         dma = FakeDma(float(args.copies[4:])) if args.copies.startswith("dma:") else None
         if args.copies != "on":
-            stub_copies(kvasir, dma), stub_copies(base, dma)
+            for _, pkg, _ in clients:
+                stub_copies(pkg, dma)
         biggest = max(b * s for b, s in shapes)
         torch = None
         if cuda:
@@ -267,21 +291,23 @@ def main():
             sync = lambda: None   # noqa: E731
             base_ptr = src_ptr
         node, addr = start_node(args.memory)
-        cases = [Case("new", kvasir, addr, src_ptr, src_len), Case("base", base, addr, src_ptr, src_len)]
+        cases = [Case(name, pkg, addr, src_ptr, src_len) for name, pkg, _ in clients]
         ceiling = {}
         plans = {}
         for blocks, block in shapes:
             keys = [f"blk/{block}/{i}" for i in range(blocks)]
             plans[(blocks, block)] = (keys, [base_ptr + j * block for j in range(blocks)], [block] * blocks)
-        print(f"node {addr}, shapes {shapes}, copies {args.copies}, device {args.device}, base {args.base}", file=sys.stderr)
+        print(f"node {addr}, shapes {shapes}, copies {args.copies}, device {args.device}, clients "
+              + ", ".join(f"{n}={'worktree' if n == 'new' else v}" for n, v in [("new", ""), ("base", args.base)] + [
+                  tuple(x.split("=", 1)) for x in args.variant]), file=sys.stderr)
         for c in cases:   # warm-up: one call of each shape (JIT of the node, imports, CUDA registration)
             for shape, (keys, ptrs, sizes) in plans.items():
-                measure(c, keys, ptrs, sizes, node.pid, sync)
+                measure(c, keys, ptrs, sizes, node.pid, sync, dma)
         for rnd in range(args.rounds):
-            order = cases if rnd % 2 == 0 else cases[::-1]
+            order = cases[rnd % len(cases):] + cases[:rnd % len(cases)]   # each client first in turn
             for shape, (keys, ptrs, sizes) in plans.items():
                 for c in order:
-                    c.rows.setdefault(shape, []).append(measure(c, keys, ptrs, sizes, node.pid, sync))
+                    c.rows.setdefault(shape, []).append(measure(c, keys, ptrs, sizes, node.pid, sync, dma))
                     if args.copies == "on" and rnd in (0, args.rounds - 1):
                         check_bytes(c, keys, shape[1], expect[:shape[0] * shape[1]])
                 if cuda:
@@ -292,43 +318,52 @@ def main():
                     sync()
                     ceiling.setdefault(shape, []).append(n / (time.perf_counter() - t) / 1e9)
         med = statistics.median
-        result = {"device": args.device, "copies": args.copies, "base": args.base, "rounds": args.rounds, "shapes": []}
+        result = {"device": args.device, "copies": args.copies, "base": args.base, "variants": args.variant,
+                  "rounds": args.rounds, "shapes": []}
         if cuda:
             result["device_name"] = torch.cuda.get_device_name(0)
-        print(f"\n{'shape':>16} {'client':>6} {'keys/s':>10} {'GB/s':>7} {'wall µs/key':>12} {'client CPU µs/key':>18} "
-              f"{'caller µs/key':>14} {'node CPU µs/key':>16}")
+        print(f"\n{'shape':>16} {'client':>6} {'keys/s':>9} {'GB/s':>7} {'vs ceiling':>10} {'best ms':>8} {'wall µs/key':>11} "
+              f"{'client CPU µs/key':>17} {'caller µs/key':>13} {'node CPU µs/key':>15}")
         for shape in plans:
             blocks, block = shape
             row = {"blocks": blocks, "block_bytes": block}
+            ceiling_gbps = med(ceiling[shape]) if cuda else dma.rate / 1e9 if dma is not None else None
+            if ceiling_gbps is not None:
+                row["ceiling_gbps"] = ceiling_gbps   # pinned D2H of the same bytes, or the fake copy engine's rate
             for c in cases:
                 rs = c.rows[shape]
                 wall = med(r["wall"] for r in rs)
                 stats = {
                     "keys_per_s": blocks / wall, "gbps": blocks * block / wall / 1e9,
+                    "best_ms": min(r["wall"] for r in rs) * 1e3,
                     "wall_us_per_key": wall / blocks * 1e6,
                     "client_cpu_us_per_key": med(r["client_cpu"] for r in rs) / blocks * 1e6,
                     "caller_cpu_us_per_key": med(r["caller_cpu"] for r in rs) / blocks * 1e6,
                     "node_cpu_us_per_key": med(r["node_cpu"] for r in rs) / blocks * 1e6,
                     "rounds_wall_ms": [round(r["wall"] * 1e3, 2) for r in rs],
                 }
+                if ceiling_gbps is not None:
+                    stats["vs_ceiling"] = stats["gbps"] / ceiling_gbps
+                if dma is not None:
+                    stats["head_ms"] = med(r["head"] for r in rs) * 1e3
+                    stats["tail_ms"] = med(r["tail"] for r in rs) * 1e3
+                stats["base_over_this_wall"] = None
                 row[c.name] = stats
-                print(f"{blocks:>7}x{block >> 10:>5}KiB {c.name:>6} {stats['keys_per_s']:>10.0f} {stats['gbps']:>7.2f} "
-                      f"{stats['wall_us_per_key']:>12.2f} {stats['client_cpu_us_per_key']:>18.2f} "
-                      f"{stats['caller_cpu_us_per_key']:>14.2f} {stats['node_cpu_us_per_key']:>16.2f}")
-            row["new_vs_base_wall"] = row["base"]["wall_us_per_key"] / row["new"]["wall_us_per_key"]
+            for c in cases:
+                stats = row[c.name]
+                stats["base_over_this_wall"] = row["base"]["wall_us_per_key"] / stats["wall_us_per_key"]
+                vs = f"{stats['vs_ceiling']:.2f}" if ceiling_gbps is not None else "-"
+                print(f"{blocks:>7}x{block >> 10:>5}KiB {c.name:>6} {stats['keys_per_s']:>9.0f} {stats['gbps']:>7.2f} {vs:>10} "
+                      f"{stats['best_ms']:>8.1f} {stats['wall_us_per_key']:>11.2f} {stats['client_cpu_us_per_key']:>17.2f} "
+                      f"{stats['caller_cpu_us_per_key']:>13.2f} {stats['node_cpu_us_per_key']:>15.2f}")
+            if ceiling_gbps is not None:
+                print(f"{'':>16} ceiling: {'pinned D2H' if cuda else 'fake copy engine'} {ceiling_gbps:.2f} GB/s")
             if dma is not None:
-                for c in cases:
-                    row[c.name]["vs_copy_engine"] = row[c.name]["gbps"] * 1e9 / dma.rate
-                print(f"{'':>16} of the fake copy engine's {dma.rate / 1e9:g} GB/s: new {row['new']['vs_copy_engine']:.2f}, "
-                      f"base {row['base']['vs_copy_engine']:.2f}")
-            if cuda:
-                row["pinned_d2h_gbps"] = med(ceiling[shape])
-                for c in cases:
-                    row[c.name]["vs_pinned"] = row[c.name]["gbps"] / row["pinned_d2h_gbps"]
-                print(f"{'':>16} pinned D2H {row['pinned_d2h_gbps']:.2f} GB/s; new {row['new']['vs_pinned']:.2f}, "
-                      f"base {row['base']['vs_pinned']:.2f} of it")
-            print(f"{'':>16} base/new wall: {row['new_vs_base_wall']:.2f}x; rounds (ms) new {row['new']['rounds_wall_ms']}, "
-                  f"base {row['base']['rounds_wall_ms']}")
+                print(f"{'':>16} ms before the first copy / after the last (medians): " + ", ".join(
+                    f"{c.name} {row[c.name]['head_ms']:.2f} / {row[c.name]['tail_ms']:.2f}" for c in cases))
+            for c in cases:
+                print(f"{'':>16} {c.name}: base/{c.name} wall {row[c.name]['base_over_this_wall']:.2f}x, rounds (ms) "
+                      f"{row[c.name]['rounds_wall_ms']}")
             result["shapes"].append(row)
         if args.node_split:
             blocks, block = shapes[-1]
