@@ -143,11 +143,18 @@ class _Pieces:
 
     def __init__(self, store, addrs_per_key, sizes_per_key):
         k = len(addrs_per_key)
-        counts = np.fromiter(map(len, addrs_per_key), dtype=np.int64, count=k)
-        if not np.array_equal(counts, np.fromiter(map(len, sizes_per_key), dtype=np.int64, count=k)):
-            raise ValueError("each key needs as many sizes as addresses")
-        self.addrs = _int_array(itertools.chain.from_iterable(addrs_per_key), "address")
-        self.sizes = _int_array(itertools.chain.from_iterable(sizes_per_key), "size")
+        if isinstance(addrs_per_key, np.ndarray) and addrs_per_key.ndim == 2:   # as many pieces for every key
+            if not (isinstance(sizes_per_key, np.ndarray) and sizes_per_key.shape == addrs_per_key.shape):
+                raise ValueError("a 2-D array of addresses needs a 2-D array of sizes of the same shape")
+            counts = np.full(k, addrs_per_key.shape[1], dtype=np.int64)
+            self.addrs = _int_array(addrs_per_key.ravel(), "address")
+            self.sizes = _int_array(sizes_per_key.ravel(), "size")
+        else:
+            counts = np.fromiter(map(len, addrs_per_key), dtype=np.int64, count=k)
+            if not np.array_equal(counts, np.fromiter(map(len, sizes_per_key), dtype=np.int64, count=k)):
+                raise ValueError("each key needs as many sizes as addresses")
+            self.addrs = _int_array(itertools.chain.from_iterable(addrs_per_key), "address")
+            self.sizes = _int_array(itertools.chain.from_iterable(sizes_per_key), "size")
         self.where = _locate(store, self.addrs, self.sizes)
         self.key = np.repeat(np.arange(k, dtype=np.int64), counts)
         self.first = np.concatenate(([0], np.cumsum(counts)))          # key i's pieces: [first[i], first[i+1])

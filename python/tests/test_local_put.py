@@ -286,3 +286,22 @@ def test_ramped_chunks_double_up_to_the_cap_and_halve_towards_the_end_covering_e
                 left = [int(values[a:].sum()) for a, _ in chunks]
                 assert all(h <= x // 2 for h, x in zip(held, left) if x > 64 * mib)
                 assert held[-2] <= 64 * mib and held[-1] <= 64 * mib
+
+
+def test_two_dimensional_arrays_of_pieces_store_as_lists_of_lists_do(put_node):
+    # An engine's block table as arrays: one row of piece addresses (and sizes) per key, layer-major in the source.
+    rng = np.random.default_rng(13)
+    layers, piece, n = 5, 1001, 64
+    src = rng.integers(0, 256, layers * piece * n, dtype=np.uint8)
+    keys = [f"rows/{i}" for i in range(n)]
+    addrs = src.ctypes.data + piece * (np.arange(layers)[None, :] * n + np.arange(n)[:, None])
+    sizes = np.full((n, layers), piece, dtype=np.int64)
+    values = [np.concatenate([src[(j * n + i) * piece:(j * n + i + 1) * piece] for j in range(layers)]) for i in range(n)]
+    with kvasir.KvStore(put_node.address, transport="shm") as s:
+        s.register_buffer(src.ctypes.data, src.nbytes)
+        assert s.batch_put_from_multi_buffers_local(keys, addrs, sizes) == [0] * n
+        _read_back(s, keys, values)
+        assert s.batch_put_from_multi_buffers_local(keys, addrs.tolist(), sizes.tolist()) == [0] * n
+        _read_back(s, keys, values)
+        with pytest.raises(ValueError, match="same shape"):
+            s.batch_put_from_multi_buffers_local(keys, addrs, sizes[:, :2])
