@@ -1,22 +1,29 @@
 #!/usr/bin/env python3
-"""Local puts (``batch_put_from_local``), this tree's Python client against another one, back to back in one process.
+"""Local puts (``batch_put_from_local``), this tree's Python client against others, back to back in one process.
 
-    /usr/bin/python3 bench/local_put_ab.py [--base main | --base DIR] [--shapes 16384x4KiB,16384x128KiB] [--rounds 7]
-                                           [--copies off|on] [--device cpu|cuda] [--profile] [--json FILE]
+    /usr/bin/python3 bench/local_put_ab.py [--base main | --base DIR] [--variant NAME=SPEC[,CONST=SIZE...]]
+        [--shapes 16384x4KiB,16384x128KiB] [--pieces N] [--rounds 7] [--copies off|on|dma:GBPS] [--device cpu|cuda]
+        [--memory 2GiB] [--node-split KEYS] [--profile] [--json FILE]
 
-One node (``KVASIR_BIN`` or .build/cli/kvasir.dll; ``--memory``, 2 GiB by default), two clients loaded side by side:
-"new" is python/kvasir of this tree, "base" the same package from a git ref (``git archive``) or a directory holding
-a ``kvasir`` package (for machines without the repository's history). Each round stores every shape once per client,
-the order of the clients alternating by round, into keys removed before the call (free space). One call per store:
-all the shape's keys, as an engine saving a request's blocks does; the address lists are built before the clock starts.
+One node (``KVASIR_BIN`` or .build/cli/kvasir.dll; ``--memory``), several clients loaded side by side: "new" is
+python/kvasir of this tree, "base" the same package from a git ref (``git archive``) or a directory holding ``kvasir/``
+or ``python/kvasir/`` (for machines without the repository's history), and each ``--variant`` one more (``worktree``: this
+tree again), with local_put constants set (e.g. ``flat=worktree,_RAMP_UP=0,_RAMP_DOWN=0``). Each round stores every shape
+once per client, each client first in turn, into keys removed before the call (free space). One call per store: all the
+shape's keys, as an engine saving a request's blocks does; the address lists are built before the clock starts.
+``--pieces N`` gathers each value from N layer-major pieces (``batch_put_from_multi_buffers_local``).
 
 What is measured per call: wall time; the client process's CPU time (every thread: the caller's and the connection's
-reader) and the caller thread's own; the node process's CPU time (every thread, from /proc/PID/task/*/schedstat, ns).
-Keys per second, and µs per key of each. ``--copies off`` (CPU only) stubs the host memcpys out of both clients, so what
-is left is everything but the copy: ALLOC/COMMIT frames, replies, copy plans, budget, the node's per-key work.
-``--device cuda``: the source is one CUDA tensor (DMA into the arena), and a pinned device-to-host copy of the same bytes
-is timed in the same rounds (the ceiling). Medians over the rounds; every key's status is checked, and with copies on the
-stored bytes are read back and compared (outside the clock) after the first and the last round.
+reader) and the caller thread's own; the node process's CPU time (every thread, from /proc/PID/task/*/schedstat, ns;
+it includes the runtime's spinning while it waits for the next request, so it is an upper bound of the work).
+Keys per second, and µs per key of each; the best round. ``--copies off`` (CPU only) stubs the host memcpys out, so
+what is left is everything but the copy: ALLOC/COMMIT frames, replies, copy plans, budget, the node's per-key work.
+``--copies dma:53`` replaces them by a fake copy engine of 53 GB/s (one stream: a chunk's copies take bytes / rate after
+the previous chunk's, waited for where a GPU's event would be): the pipeline as on a GPU, with the time before the first
+copy and after the last. ``--device cuda``: the source is one CUDA tensor (DMA into the arena), and a pinned
+device-to-host copy of the same bytes is timed in the same rounds (the ceiling). Medians over the rounds; every key's
+status is checked, and with copies on the stored bytes are read back and compared (outside the clock) after the first
+and the last round. ``--node-split KEYS``: the node's ALLOC and COMMIT alone, in requests of KEYS keys.
 ``--profile``: one more call of each client under cProfile (caller thread only), the top entries by own time.
 """
 import argparse
@@ -40,25 +47,14 @@ sys.path.insert(0, os.path.join(ROOT, "python"))
 
 import numpy as np  # noqa: E402
 
+from gpu_bench import start_node  # noqa: E402  (bench/ is the script's folder)
+
 
 def size_of(text: str) -> int:
     m = re.fullmatch(r"(\d+)\s*(KiB|MiB|GiB|B)?", text.strip())
     if not m:
         raise SystemExit(f"bad size {text!r}: e.g. 4KiB, 128KiB, 1MiB")
     return int(m.group(1)) << {None: 0, "B": 0, "KiB": 10, "MiB": 20, "GiB": 30}[m.group(2)]
-
-
-def start_node(memory: str):
-    cmd = os.environ.get("KVASIR_BIN", "").split() or ["dotnet", os.path.join(ROOT, ".build", "cli", "kvasir.dll")]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KVASIR_")}
-    node = subprocess.Popen([*cmd, "serve", "--port", "0", "--memory", memory, "--max-value", "64MiB", "--admin-port", "off",
-                             "--log-level", "warning"], stdout=subprocess.PIPE, text=True, env=env)
-    line = node.stdout.readline()
-    m = re.search(r"serving on (\S+:\d+) .*shm (\S+)\)", line)
-    if not m:
-        node.kill()
-        raise SystemExit(f"node did not start with a shm arena: {line!r}")
-    return node, m.group(1)
 
 
 def node_cpu_ns(pid: int) -> int:
