@@ -305,3 +305,24 @@ def test_two_dimensional_arrays_of_pieces_store_as_lists_of_lists_do(put_node):
         _read_back(s, keys, values)
         with pytest.raises(ValueError, match="same shape"):
             s.batch_put_from_multi_buffers_local(keys, addrs, sizes[:, :2])
+
+
+def test_a_local_put_over_tls_one_request_at_a_time_stores_byte_exact(cli, certs, monkeypatch):
+    # Over TLS a connection runs one request at a time: no ALLOC ahead, each COMMIT's reply read at once.
+    monkeypatch.setattr(local_put, "_FIRST_CHUNK_BYTES", 30_011)
+    monkeypatch.setattr(local_put, "_STORE_CHUNK_BYTES", 70_001)
+    node = Node("--memory", "64MiB", "--tls-cert", certs["server"], "--tls-key", certs["key"])
+    try:
+        rng = np.random.default_rng(14)
+        sizes = [int(x) for x in rng.integers(1, 20_000, 77)]
+        src = rng.integers(0, 256, sum(sizes), dtype=np.uint8)
+        at = np.concatenate(([0], np.cumsum(sizes)))
+        keys = [f"tls/{i}/" + "t" * (i % 5) for i in range(len(sizes))]
+        with kvasir.KvStore(node.address, tls_ca=certs["ca"], transport="shm", connect_timeout=10, request_timeout=10) as s:
+            assert s.transport == "shm" and not s._connection().pipelined
+            s.register_buffer(src.ctypes.data, src.nbytes)
+            assert s.batch_put_from_local(keys, [src.ctypes.data + int(a) for a in at[:-1]], sizes) == [0] * len(keys)
+            assert s.stats()["reservations"] == 0
+            _read_back(s, keys, [src[at[i]:at[i + 1]] for i in range(len(keys))])
+    finally:
+        node.stop()
