@@ -252,8 +252,9 @@ def test_keys_whose_reservations_expired_before_commit_answer_timeout_in_their_o
         commit, waited = local_put._LocalPut._commit, []
         with kvasir.KvStore(node.address, transport="shm") as s, kvasir.KvStore(node.address) as watcher:
             def late_commit(self):
-                if not waited:
-                    waited.append(watcher.stats()["reservations"])
+                if not waited:   # every ALLOC sent so far answered: its keys are reserved, and expire below
+                    wait_until(lambda: all(p[0].done.is_set() for p in self.pending), "the ALLOCs sent to be answered")
+                    waited.append(sum(len(p[1]) for p in self.pending) + sum(len(c[2]) for c in self.copying))
                     wait_until(lambda: watcher.stats()["reservations"] == 0, "the node to drop the reservations held")
                 commit(self)
             monkeypatch.setattr(local_put._LocalPut, "_commit", late_commit)
