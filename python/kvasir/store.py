@@ -546,12 +546,14 @@ class KvStore(KeyOps):
         """Stores each value straight into the local node's shared-memory arena: ALLOC, one copy per
         value — a DMA from GPU memory (torch with CUDA) or a memcpy from a registered host buffer —
         then COMMIT. 0 or a negative code per key. Raises :class:`kvasir.local_load.KeyNotLocalError`
-        when the node is not reachable through shared memory (use :meth:`batch_put_from`). Needs numpy."""
+        when the node is not reachable through shared memory (use :meth:`batch_put_from`). Needs numpy. ``ptrs`` and
+        ``sizes`` may be numpy integer arrays (taken as they are, no conversion per key)."""
         return local_put.put_local_single(self, keys, ptrs, sizes)
 
     def batch_put_from_multi_buffers_local(self, keys, addrs_per_key, sizes_per_key) -> List[int]:
         """:meth:`batch_put_from_local` with each value gathered from several pieces (host or GPU
-        memory), concatenated in order — e.g. one KV block's slices of every layer."""
+        memory), concatenated in order — e.g. one KV block's slices of every layer. With as many pieces for every key,
+        ``addrs_per_key`` and ``sizes_per_key`` may be 2-D numpy integer arrays (a row per key)."""
         return local_put.put_local(self, keys, addrs_per_key, sizes_per_key)
 
     def _release_leases(self, conn, meta: bytes, confirm: bool = False) -> bool:
