@@ -327,3 +327,16 @@ def test_a_local_put_over_tls_one_request_at_a_time_stores_byte_exact(cli, certs
             _read_back(s, keys, [src[at[i]:at[i + 1]] for i in range(len(keys))])
     finally:
         node.stop()
+
+
+def test_empty_calls_all_invalid_keys_and_empty_values(put_node):
+    src = np.arange(100, dtype=np.uint8)
+    with kvasir.KvStore(put_node.address, transport="shm") as s:
+        s.register_buffer(src.ctypes.data, src.nbytes)
+        assert s.batch_put_from_local([], [], []) == []
+        assert s.batch_put_from_multi_buffers_local([], [], []) == []
+        assert s.batch_put_from_local(["", ""], [src.ctypes.data] * 2, [1, 1]) == [E.INVALID_KEY] * 2
+        assert s.batch_put_from_multi_buffers_local(["empty/0"], [[]], [[]]) == [0]
+        assert s.batch_put_from_local(["empty/1", "one"], [src.ctypes.data] * 2, [0, 1]) == [0, 0]
+        assert [s.get(k) for k in ("empty/0", "empty/1", "one")] == [b"", b"", b"\x00"]
+        assert s.stats()["reservations"] == 0
