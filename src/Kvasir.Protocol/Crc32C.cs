@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Numerics;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace Kvasir.Protocol;
 
@@ -43,6 +44,15 @@ public static class Crc32C
     /// <summary>Feeds <paramref name="data"/> into a running <paramref name="state"/> and returns the new state. Split points do not matter.</summary>
     public static uint Append(uint state, ReadOnlySpan<byte> data)
     {
+        if (data.Length >= Crc32CFold.MinLength512 && Pclmulqdq.V512.IsSupported) return Crc32CFold.Append512(state, data);
+        if (data.Length >= Crc32CFold.MinLength256 && Pclmulqdq.V256.IsSupported) return Crc32CFold.Append256(state, data);
+        if (data.Length >= Crc32CFold.MinLength128 && Pclmulqdq.IsSupported) return Crc32CFold.Append128(state, data);
+        return AppendStriped(state, data);
+    }
+
+    /// <summary>The path without carry-less multiplies: three crc32 stripes for long inputs, one chain for the rest.</summary>
+    internal static uint AppendStriped(uint state, ReadOnlySpan<byte> data)
+    {
         if (data.Length >= InterleaveThreshold && BitConverter.IsLittleEndian)
         {
             int stripe = data.Length / 3 & ~7;
@@ -63,6 +73,12 @@ public static class Crc32C
             data = data[(3 * stripe)..];
         }
 
+        return AppendChain(state, data);
+    }
+
+    /// <summary>One dependent chain of crc32 instructions, eight bytes at a time.</summary>
+    internal static uint AppendChain(uint state, ReadOnlySpan<byte> data)
+    {
         while (data.Length >= sizeof(ulong))
         {
             state = BitOperations.Crc32C(state, BinaryPrimitives.ReadUInt64LittleEndian(data));
@@ -108,10 +124,14 @@ public static class Crc32C
     }
 
     /// <summary>x^(8·bytes) mod P: multiplying a register by it appends that many zero bytes.</summary>
-    internal static uint ShiftFactor(long bytes)
+    internal static uint ShiftFactor(long bytes) => PowerOfX(8 * bytes);
+
+    /// <summary>x^<paramref name="exponent"/> mod P in the register's bit order (bit 31 = x^0); <paramref name="exponent"/> ≥ 0.</summary>
+    internal static uint PowerOfX(long exponent)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(exponent);
         uint factor = 1u << 31; // x^0
-        ulong bits = (ulong)bytes * 8;
+        ulong bits = (ulong)exponent;
         for (int k = 0; bits != 0; k++, bits >>= 1)
             if ((bits & 1) != 0) factor = MultiplyModP(PowersOfTwo[k], factor);
         return factor;
