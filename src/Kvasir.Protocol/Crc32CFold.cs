@@ -29,20 +29,13 @@ namespace Kvasir.Protocol;
 internal static class Crc32CFold
 {
     /// <summary>Shortest input for the 128-bit path: one block of its four accumulators.</summary>
-    public const int MinLength128 = 4 * 16;
+    public const int MinLength128 = 4 * Lanes128.Width;
 
     /// <summary>Shortest input for the 256-bit path.</summary>
-    public const int MinLength256 = 4 * 32;
+    public const int MinLength256 = 4 * Lanes256.Width;
 
     /// <summary>Shortest input for the 512-bit path.</summary>
-    public const int MinLength512 = 4 * 64;
-
-    private static readonly Vector128<ulong> s_fold16 = FoldConstants(16);
-    private static readonly Vector128<ulong> s_fold64 = FoldConstants(64);
-    private static readonly Vector256<ulong> s_fold32x2 = Twice(FoldConstants(32));
-    private static readonly Vector256<ulong> s_fold128x2 = Twice(FoldConstants(128));
-    private static readonly Vector512<ulong> s_fold64x4 = Vector512.Create(Twice(FoldConstants(64)), Twice(FoldConstants(64)));
-    private static readonly Vector512<ulong> s_fold256x4 = Vector512.Create(Twice(FoldConstants(256)), Twice(FoldConstants(256)));
+    public const int MinLength512 = 4 * Lanes512.Width;
 
     /// <summary>
     /// The pair of constants that moves a 128-bit lane <paramref name="bytes"/> bytes further on: qword 0 multiplies
@@ -54,120 +47,167 @@ internal static class Crc32CFold
         return Vector128.Create((ulong)Crc32C.PowerOfX(bits + 31), (ulong)Crc32C.PowerOfX(bits - 33));
     }
 
-    private static Vector256<ulong> Twice(Vector128<ulong> lane) => Vector256.Create(lane, lane);
-
     /// <summary>Appends <paramref name="data"/> (at least <see cref="MinLength128"/> bytes) with 128-bit PCLMULQDQ folding, 64 bytes per step.</summary>
     internal static uint Append128(uint state, ReadOnlySpan<byte> data)
     {
         if (!Pclmulqdq.IsSupported) throw new PlatformNotSupportedException("PCLMULQDQ is not available on this CPU.");
-        if (data.Length < MinLength128) throw new ArgumentException($"the 128-bit fold needs at least {MinLength128} bytes", nameof(data));
-        ref byte start = ref MemoryMarshal.GetReference(data);
-        nuint length = (nuint)data.Length;
-        var x0 = Load128(ref start, 0) ^ Vector128.CreateScalar((ulong)state);
-        var x1 = Load128(ref start, 16);
-        var x2 = Load128(ref start, 32);
-        var x3 = Load128(ref start, 48);
-        nuint offset = 64;
-        var k = s_fold64;
-        for (; length - offset >= 64; offset += 64)
-        {
-            x0 = Fold(x0, k) ^ Load128(ref start, offset);
-            x1 = Fold(x1, k) ^ Load128(ref start, offset + 16);
-            x2 = Fold(x2, k) ^ Load128(ref start, offset + 32);
-            x3 = Fold(x3, k) ^ Load128(ref start, offset + 48);
-        }
-
-        var x = Fold(Fold(Fold(x0, s_fold16) ^ x1, s_fold16) ^ x2, s_fold16) ^ x3;
-        return Finish(x, data, offset);
+        return Append<Lanes128, Vector128<ulong>>(state, data);
     }
 
     /// <summary>Appends <paramref name="data"/> (at least <see cref="MinLength256"/> bytes) with 256-bit VPCLMULQDQ folding, 128 bytes per step.</summary>
     internal static uint Append256(uint state, ReadOnlySpan<byte> data)
     {
         if (!Pclmulqdq.V256.IsSupported) throw new PlatformNotSupportedException("VPCLMULQDQ on 256-bit vectors is not available on this CPU.");
-        if (data.Length < MinLength256) throw new ArgumentException($"the 256-bit fold needs at least {MinLength256} bytes", nameof(data));
-        ref byte start = ref MemoryMarshal.GetReference(data);
-        nuint length = (nuint)data.Length;
-        var y0 = Load256(ref start, 0) ^ Vector256.CreateScalar((ulong)state);
-        var y1 = Load256(ref start, 32);
-        var y2 = Load256(ref start, 64);
-        var y3 = Load256(ref start, 96);
-        nuint offset = 128;
-        var k = s_fold128x2;
-        for (; length - offset >= 128; offset += 128)
-        {
-            y0 = Fold(y0, k) ^ Load256(ref start, offset);
-            y1 = Fold(y1, k) ^ Load256(ref start, offset + 32);
-            y2 = Fold(y2, k) ^ Load256(ref start, offset + 64);
-            y3 = Fold(y3, k) ^ Load256(ref start, offset + 96);
-        }
-
-        var k32 = s_fold32x2;
-        var y = Fold(Fold(Fold(y0, k32) ^ y1, k32) ^ y2, k32) ^ y3;
-        for (; length - offset >= 32; offset += 32) y = Fold(y, k32) ^ Load256(ref start, offset);
-        return Finish(Fold(y.GetLower(), s_fold16) ^ y.GetUpper(), data, offset);
+        return Append<Lanes256, Vector256<ulong>>(state, data);
     }
 
     /// <summary>Appends <paramref name="data"/> (at least <see cref="MinLength512"/> bytes) with 512-bit VPCLMULQDQ folding, 256 bytes per step.</summary>
     internal static uint Append512(uint state, ReadOnlySpan<byte> data)
     {
         if (!Pclmulqdq.V512.IsSupported) throw new PlatformNotSupportedException("VPCLMULQDQ on 512-bit vectors is not available on this CPU.");
-        if (data.Length < MinLength512) throw new ArgumentException($"the 512-bit fold needs at least {MinLength512} bytes", nameof(data));
-        ref byte start = ref MemoryMarshal.GetReference(data);
-        nuint length = (nuint)data.Length;
-        var z0 = Load512(ref start, 0) ^ Vector512.CreateScalar((ulong)state);
-        var z1 = Load512(ref start, 64);
-        var z2 = Load512(ref start, 128);
-        var z3 = Load512(ref start, 192);
-        nuint offset = 256;
-        var k = s_fold256x4;
-        for (; length - offset >= 256; offset += 256)
-        {
-            z0 = Fold(z0, k) ^ Load512(ref start, offset);
-            z1 = Fold(z1, k) ^ Load512(ref start, offset + 64);
-            z2 = Fold(z2, k) ^ Load512(ref start, offset + 128);
-            z3 = Fold(z3, k) ^ Load512(ref start, offset + 192);
-        }
-
-        var k64 = s_fold64x4;
-        var z = Fold(Fold(Fold(z0, k64) ^ z1, k64) ^ z2, k64) ^ z3;
-        for (; length - offset >= 64; offset += 64) z = Fold(z, k64) ^ Load512(ref start, offset);
-        var k16 = s_fold16;
-        var low = z.GetLower();
-        var high = z.GetUpper();
-        var x = Fold(Fold(Fold(low.GetLower(), k16) ^ low.GetUpper(), k16) ^ high.GetLower(), k16) ^ high.GetUpper();
-        return Finish(x, data, offset);
+        return Append<Lanes512, Vector512<ulong>>(state, data);
     }
 
-    /// <summary>Folds the remaining whole 16-byte lanes into <paramref name="x"/>, then hands it and the tail to the crc32 instruction.</summary>
-    private static uint Finish(Vector128<ulong> x, ReadOnlySpan<byte> data, nuint offset)
+    /// <summary>
+    /// The fold for one vector width (the JIT compiles one copy per <typeparamref name="TLanes"/>): four accumulators
+    /// over whole blocks of four vectors, folded into one, then whole vectors, then 128-bit lanes, then the tail.
+    /// </summary>
+    private static uint Append<TLanes, TVector>(uint state, ReadOnlySpan<byte> data)
+        where TLanes : struct, ILanes<TVector>
+        where TVector : struct
     {
+        const int Accumulators = 4;
+        if (data.Length < Accumulators * TLanes.Width)
+        {
+            throw new ArgumentException($"the {8 * TLanes.Width}-bit fold needs at least {Accumulators * TLanes.Width} bytes", nameof(data));
+        }
+
         ref byte start = ref MemoryMarshal.GetReference(data);
         nuint length = (nuint)data.Length;
-        for (; length - offset >= 16; offset += 16) x = Fold(x, s_fold16) ^ Load128(ref start, offset);
-        uint state = BitOperations.Crc32C(0u, x.GetElement(0));
+        nuint width = (nuint)TLanes.Width;
+        var v0 = TLanes.Seeded(TLanes.Load(ref start, 0), state);
+        var v1 = TLanes.Load(ref start, width);
+        var v2 = TLanes.Load(ref start, 2 * width);
+        var v3 = TLanes.Load(ref start, 3 * width);
+        nuint offset = Accumulators * width;
+        var k = TLanes.BlockConstants;
+        for (; length - offset >= Accumulators * width; offset += Accumulators * width)
+        {
+            v0 = TLanes.FoldInto(v0, k, TLanes.Load(ref start, offset));
+            v1 = TLanes.FoldInto(v1, k, TLanes.Load(ref start, offset + width));
+            v2 = TLanes.FoldInto(v2, k, TLanes.Load(ref start, offset + 2 * width));
+            v3 = TLanes.FoldInto(v3, k, TLanes.Load(ref start, offset + 3 * width));
+        }
+
+        k = TLanes.VectorConstants;
+        var v = TLanes.FoldInto(TLanes.FoldInto(TLanes.FoldInto(v0, k, v1), k, v2), k, v3);
+        for (; length - offset >= width; offset += width) v = TLanes.FoldInto(v, k, TLanes.Load(ref start, offset));
+        var x = TLanes.Narrow(v);
+        for (; length - offset >= 16; offset += 16) x = Lanes128.FoldInto(x, Lanes128.VectorConstants, Lanes128.Load(ref start, offset));
+        state = BitOperations.Crc32C(0u, x.GetElement(0));
         state = BitOperations.Crc32C(state, x.GetElement(1));
         return Crc32C.AppendChain(state, data[(int)offset..]);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<ulong> Fold(Vector128<ulong> x, Vector128<ulong> k)
-        => Pclmulqdq.CarrylessMultiply(x, k, 0x00) ^ Pclmulqdq.CarrylessMultiply(x, k, 0x11);
+    /// <summary>One vector width's operations; every 128-bit lane folds independently with the same constants.</summary>
+    private interface ILanes<TVector>
+        where TVector : struct
+    {
+        /// <summary>Bytes per vector.</summary>
+        static abstract int Width { get; }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<ulong> Fold(Vector256<ulong> x, Vector256<ulong> k)
-        => Pclmulqdq.V256.CarrylessMultiply(x, k, 0x00) ^ Pclmulqdq.V256.CarrylessMultiply(x, k, 0x11);
+        /// <summary>Constants that move each lane by four vectors (one block of the accumulators).</summary>
+        static abstract TVector BlockConstants { get; }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<ulong> Fold(Vector512<ulong> x, Vector512<ulong> k)
-        => Pclmulqdq.V512.CarrylessMultiply(x, k, 0x00) ^ Pclmulqdq.V512.CarrylessMultiply(x, k, 0x11);
+        /// <summary>Constants that move each lane by one vector.</summary>
+        static abstract TVector VectorConstants { get; }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<ulong> Load128(ref byte start, nuint offset) => Vector128.LoadUnsafe(ref start, offset).AsUInt64();
+        static abstract TVector Load(ref byte start, nuint offset);
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<ulong> Load256(ref byte start, nuint offset) => Vector256.LoadUnsafe(ref start, offset).AsUInt64();
+        /// <summary>The first vector of the input with the running state xor-ed into its first 32 bits.</summary>
+        static abstract TVector Seeded(TVector first, uint state);
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<ulong> Load512(ref byte start, nuint offset) => Vector512.LoadUnsafe(ref start, offset).AsUInt64();
+        /// <summary>Each lane of <paramref name="x"/> moved on by the constants' distance, xor <paramref name="next"/>.</summary>
+        static abstract TVector FoldInto(TVector x, TVector k, TVector next);
+
+        /// <summary>The vector's lanes folded into one 128-bit lane, in message order.</summary>
+        static abstract Vector128<ulong> Narrow(TVector v);
+    }
+
+    private readonly struct Lanes128 : ILanes<Vector128<ulong>>
+    {
+        public const int Width = 16;
+        private static readonly Vector128<ulong> s_block = FoldConstants(4 * Width);
+        private static readonly Vector128<ulong> s_vector = FoldConstants(Width);
+
+        static int ILanes<Vector128<ulong>>.Width => Width;
+        public static Vector128<ulong> BlockConstants => s_block;
+        public static Vector128<ulong> VectorConstants => s_vector;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<ulong> Load(ref byte start, nuint offset) => Vector128.LoadUnsafe(ref start, offset).AsUInt64();
+
+        public static Vector128<ulong> Seeded(Vector128<ulong> first, uint state) => first ^ Vector128.CreateScalar((ulong)state);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<ulong> FoldInto(Vector128<ulong> x, Vector128<ulong> k, Vector128<ulong> next)
+            => Pclmulqdq.CarrylessMultiply(x, k, 0x00) ^ Pclmulqdq.CarrylessMultiply(x, k, 0x11) ^ next;
+
+        public static Vector128<ulong> Narrow(Vector128<ulong> v) => v;
+    }
+
+    private readonly struct Lanes256 : ILanes<Vector256<ulong>>
+    {
+        public const int Width = 32;
+        private static readonly Vector256<ulong> s_block = Vector256.Create(FoldConstants(4 * Width), FoldConstants(4 * Width));
+        private static readonly Vector256<ulong> s_vector = Vector256.Create(FoldConstants(Width), FoldConstants(Width));
+
+        static int ILanes<Vector256<ulong>>.Width => Width;
+        public static Vector256<ulong> BlockConstants => s_block;
+        public static Vector256<ulong> VectorConstants => s_vector;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<ulong> Load(ref byte start, nuint offset) => Vector256.LoadUnsafe(ref start, offset).AsUInt64();
+
+        public static Vector256<ulong> Seeded(Vector256<ulong> first, uint state) => first ^ Vector256.CreateScalar((ulong)state);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<ulong> FoldInto(Vector256<ulong> x, Vector256<ulong> k, Vector256<ulong> next)
+            => Pclmulqdq.V256.CarrylessMultiply(x, k, 0x00) ^ Pclmulqdq.V256.CarrylessMultiply(x, k, 0x11) ^ next;
+
+        public static Vector128<ulong> Narrow(Vector256<ulong> v) => Lanes128.FoldInto(v.GetLower(), Lanes128.VectorConstants, v.GetUpper());
+    }
+
+    private readonly struct Lanes512 : ILanes<Vector512<ulong>>
+    {
+        public const int Width = 64;
+        private static readonly Vector512<ulong> s_block = Quad(FoldConstants(4 * Width));
+        private static readonly Vector512<ulong> s_vector = Quad(FoldConstants(Width));
+
+        static int ILanes<Vector512<ulong>>.Width => Width;
+        public static Vector512<ulong> BlockConstants => s_block;
+        public static Vector512<ulong> VectorConstants => s_vector;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<ulong> Load(ref byte start, nuint offset) => Vector512.LoadUnsafe(ref start, offset).AsUInt64();
+
+        public static Vector512<ulong> Seeded(Vector512<ulong> first, uint state) => first ^ Vector512.CreateScalar((ulong)state);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<ulong> FoldInto(Vector512<ulong> x, Vector512<ulong> k, Vector512<ulong> next)
+            => Pclmulqdq.V512.CarrylessMultiply(x, k, 0x00) ^ Pclmulqdq.V512.CarrylessMultiply(x, k, 0x11) ^ next;
+
+        public static Vector128<ulong> Narrow(Vector512<ulong> v)
+        {
+            var k = Lanes128.VectorConstants;
+            var (low, high) = (v.GetLower(), v.GetUpper());
+            return Lanes128.FoldInto(Lanes128.FoldInto(Lanes128.FoldInto(low.GetLower(), k, low.GetUpper()), k, high.GetLower()), k, high.GetUpper());
+        }
+
+        private static Vector512<ulong> Quad(Vector128<ulong> lane)
+        {
+            var two = Vector256.Create(lane, lane);
+            return Vector512.Create(two, two);
+        }
+    }
 }
