@@ -331,6 +331,9 @@ public sealed class TransferEngine : IDisposable
     /// <summary>Threads of this engine still running (lanes, handshakes): 0 after <see cref="Dispose"/>.</summary>
     internal int LiveThreadCount => _core.Threads.LiveCount;
 
+    /// <summary>For every lane of a connection, whether its descriptor is in blocking mode in the kernel (docs/transfer.md § Threads).</summary>
+    internal bool[] LaneDescriptorsBlocking(int connId) => [.. _core.GetSession(connId).Lanes.Select(l => l.Socket.KernelBlocking)];
+
     /// <summary>Stops listening, closes every connection (their transfers fail) and unpins every region.</summary>
     public void Dispose()
     {
