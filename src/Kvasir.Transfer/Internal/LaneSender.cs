@@ -15,8 +15,11 @@ internal readonly record struct OutFrame(byte[] Head, nint Payload = 0, int Payl
 /// up to <see cref="MaxBatch"/> queued frames in one blocking sendmsg, and sleeps in the kernel while the
 /// socket buffer is full. A blocking send waits on one socket only, so every lane has its own sender (a thread
 /// serving several lanes would hold all of them behind the one whose peer reads slowest). The lane's receiver
-/// only enqueues here and never waits for it, so two engines sending large slices at each other on one lane
-/// cannot deadlock. A failed send closes the session; the sender keeps draining (dropping) frames until stopped.
+/// never waits for it, so two engines sending large slices at each other on one lane cannot deadlock. A failed
+/// send closes the session; the sender keeps draining (dropping) frames until stopped.
+/// A small frame (no payload: a WRITE acknowledgement, a READ request, a control request) queued while the sender
+/// is idle is sent by the queuing thread itself with one non-blocking sendmsg, which saves waking the sender; what
+/// the socket does not take at once is left to the sender, ahead of anything queued meanwhile.
 /// </summary>
 internal sealed class LaneSender
 {
@@ -27,22 +30,33 @@ internal sealed class LaneSender
     private readonly OutFrame[] _batch = new OutFrame[MaxBatch];
     private readonly LaneSocket.Iovec[] _segments = new LaneSocket.Iovec[2 * MaxBatch];
     private readonly GCHandle[] _pins = new GCHandle[MaxBatch];
+    private OutFrame? _rest;   // the unsent tail of an inline frame: goes out before the queue
+    private bool _busy;        // a thread is writing to the socket (the sender or an inline sender); guarded by _queue
     private bool _stopping;
 
     public LaneSender(Lane lane) => _lane = lane;
 
     public void Enqueue(in OutFrame frame)
     {
+        bool inline = false;
         lock (_queue)
         {
-            if (!_stopping)
+            if (_stopping)
             {
-                _queue.Enqueue(frame);
-                if (_queue.Count == 1) Monitor.Pulse(_queue);
+                frame.OnSent?.Invoke();
                 return;
             }
+            if (!_busy && _queue.Count == 0 && _rest is null && frame.PayloadLength == 0 && frame.OnSent is null && frame.CloseAfter is null)
+            {
+                _busy = inline = true;
+            }
+            else
+            {
+                _queue.Enqueue(frame);
+                if (_queue.Count == 1 && !_busy) Monitor.Pulse(_queue);
+            }
         }
-        frame.OnSent?.Invoke();
+        if (inline) SendInline(frame.Head);
     }
 
     /// <summary>Stops after the queued frames (whose lane is closed by now, so they are dropped).</summary>
@@ -63,11 +77,40 @@ internal sealed class LaneSender
             int count = 0;
             lock (_queue)
             {
-                while (_queue.Count == 0 && !_stopping) Monitor.Wait(_queue);
-                if (_queue.Count == 0) return;
+                while ((_busy || (_queue.Count == 0 && _rest is null)) && !(_stopping && !_busy)) Monitor.Wait(_queue);
+                if (_rest is { } rest)
+                {
+                    _batch[count++] = rest;
+                    _rest = null;
+                }
+                if (_queue.Count == 0 && count == 0) return;   // stopping, nothing left
                 while (_queue.Count > 0 && count < MaxBatch) _batch[count++] = _queue.Dequeue();
+                _busy = true;
             }
             Send(count);
+            lock (_queue) _busy = false;
+        }
+    }
+
+    /// <summary>Sends a small frame from the queuing thread without blocking; the sender gets what the socket did not take.</summary>
+    private void SendInline(byte[] head)
+    {
+        int sent = 0;
+        try
+        {
+            if (!_lane.IsClosed) sent = _lane.Socket.TrySend(head);
+            else sent = head.Length;   // dropped, as the sender drops frames of a closed lane
+        }
+        catch (Exception e)
+        {
+            sent = head.Length;
+            _lane.Session.Close($"lane {_lane.Index}: send failed ({e.Message})");
+        }
+        lock (_queue)
+        {
+            if (sent < head.Length) _rest = new OutFrame(head[sent..]);
+            _busy = false;
+            if (_rest is not null || _queue.Count > 0 || _stopping) Monitor.Pulse(_queue);
         }
     }
 

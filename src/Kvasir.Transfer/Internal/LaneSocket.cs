@@ -15,8 +15,8 @@ namespace Kvasir.Transfer.Internal;
 /// </summary>
 internal sealed unsafe partial class LaneSocket(Socket socket)
 {
-    private const int MSG_WAITALL = 0x100, MSG_NOSIGNAL = 0x4000;
-    private const int EINTR = 4;
+    private const int MSG_DONTWAIT = 0x40, MSG_WAITALL = 0x100, MSG_NOSIGNAL = 0x4000;
+    private const int EINTR = 4, EAGAIN = 11;
     private const int F_GETFL = 3, O_NONBLOCK = 0x800;
 
     public Socket Socket { get; } = socket;
@@ -42,6 +42,9 @@ internal sealed unsafe partial class LaneSocket(Socket socket)
 
     [LibraryImport("libc", EntryPoint = "recv", SetLastError = true)]
     private static partial nint Recv(nint fd, byte* buffer, nuint length, int flags);
+
+    [LibraryImport("libc", EntryPoint = "send", SetLastError = true)]
+    private static partial nint SendBytes(nint fd, byte* buffer, nuint length, int flags);
 
     [LibraryImport("libc", EntryPoint = "sendmsg", SetLastError = true)]
     private static partial nint SendMessage(nint fd, MessageHeader* message, int flags);
@@ -140,6 +143,42 @@ internal sealed unsafe partial class LaneSocket(Socket socket)
             }
         }
         finally { handle.DangerousRelease(); }
+    }
+
+    /// <summary>Sends what the socket buffer takes of <paramref name="data"/> now, without blocking; returns the bytes sent (0 when full).</summary>
+    public int TrySend(ReadOnlySpan<byte> data)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            SendAll(data);
+            return data.Length;
+        }
+        var handle = Socket.SafeHandle;
+        nint fd = Enter(handle);
+        try
+        {
+            fixed (byte* p = data)
+            {
+                while (true)
+                {
+                    long n = SendBytes(fd, p, (nuint)data.Length, MSG_DONTWAIT | MSG_NOSIGNAL);
+                    if (n >= 0) return (int)n;
+                    int errno = Marshal.GetLastPInvokeError();
+                    if (errno == EAGAIN) return 0;
+                    if (errno != EINTR) throw new SocketException(errno);
+                }
+            }
+        }
+        finally { handle.DangerousRelease(); }
+    }
+
+    private void SendAll(ReadOnlySpan<byte> data)
+    {
+        fixed (byte* p = data)
+        {
+            Span<Iovec> one = [new Iovec { Base = (nint)p, Length = (nuint)data.Length }];
+            SendAll(one);
+        }
     }
 
     /// <summary>Takes a reference on the handle for one call (release it after); a closed socket is OperationAborted.</summary>
