@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Kvasir.Net;
 
 namespace Kvasir.Transfer.Internal;
 
@@ -28,7 +29,7 @@ internal sealed class LaneSender
     private readonly Lane _lane;
     private readonly Queue<OutFrame> _queue = new();
     private readonly OutFrame[] _batch = new OutFrame[MaxBatch];
-    private readonly LaneSocket.Iovec[] _segments = new LaneSocket.Iovec[2 * MaxBatch];
+    private readonly NativeSend.Iovec[] _segments = new NativeSend.Iovec[2 * MaxBatch];
     private readonly GCHandle[] _pins = new GCHandle[MaxBatch];
     private OutFrame? _rest;   // the unsent tail of an inline frame: goes out before the queue
     private bool _busy;        // a thread is writing to the socket (the sender or an inline sender); guarded by _queue
@@ -125,8 +126,8 @@ internal sealed class LaneSender
             {
                 ref readonly var f = ref _batch[i];
                 _pins[i] = GCHandle.Alloc(f.Head, GCHandleType.Pinned);
-                _segments[segments++] = new LaneSocket.Iovec { Base = _pins[i].AddrOfPinnedObject(), Length = (nuint)f.Head.Length };
-                if (f.PayloadLength > 0) _segments[segments++] = new LaneSocket.Iovec { Base = f.Payload, Length = (nuint)f.PayloadLength };
+                _segments[segments++] = new NativeSend.Iovec { Base = _pins[i].AddrOfPinnedObject(), Length = (nuint)f.Head.Length };
+                if (f.PayloadLength > 0) _segments[segments++] = new NativeSend.Iovec { Base = f.Payload, Length = (nuint)f.PayloadLength };
             }
             _lane.Socket.SendAll(_segments.AsSpan(0, segments));
         }

@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using Kvasir.Net;
 
 namespace Kvasir.Transfer.Internal;
 
@@ -15,39 +16,17 @@ namespace Kvasir.Transfer.Internal;
 /// </summary>
 internal sealed unsafe partial class LaneSocket(Socket socket)
 {
-    private const int MSG_DONTWAIT = 0x40, MSG_WAITALL = 0x100, MSG_NOSIGNAL = 0x4000;
+    private const int MSG_WAITALL = 0x100;
     private const int EINTR = 4, EAGAIN = 11;
     private const int F_GETFL = 3, O_NONBLOCK = 0x800;
 
     public Socket Socket { get; } = socket;
-
-    [StructLayout(LayoutKind.Sequential)]
-    public struct Iovec
-    {
-        public nint Base;
-        public nuint Length;
-    }
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct MessageHeader
-    {
-        public nint Name;
-        public uint NameLength;
-        public Iovec* Iov;
-        public nuint IovLength;
-        public nint Control;
-        public nuint ControlLength;
-        public int Flags;
-    }
 
     [LibraryImport("libc", EntryPoint = "recv", SetLastError = true)]
     private static partial nint Recv(nint fd, byte* buffer, nuint length, int flags);
 
     [LibraryImport("libc", EntryPoint = "send", SetLastError = true)]
     private static partial nint SendBytes(nint fd, byte* buffer, nuint length, int flags);
-
-    [LibraryImport("libc", EntryPoint = "sendmsg", SetLastError = true)]
-    private static partial nint SendMessage(nint fd, MessageHeader* message, int flags);
 
     [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
     private static partial int Fcntl(nint fd, int command, int argument);
@@ -103,7 +82,7 @@ internal sealed unsafe partial class LaneSocket(Socket socket)
     }
 
     /// <summary>Sends every byte the gather list names, in order, blocking while the socket buffer is full; consumes the entries.</summary>
-    public void SendAll(Span<Iovec> segments)
+    public void SendAll(Span<NativeSend.Iovec> segments)
     {
         if (!OperatingSystem.IsLinux())
         {
@@ -118,14 +97,14 @@ internal sealed unsafe partial class LaneSocket(Socket socket)
         nint fd = Enter(handle);
         try
         {
-            fixed (Iovec* iov = segments)
+            fixed (NativeSend.Iovec* iov = segments)
             {
                 int at = 0, count = segments.Length;
                 while (at < count && iov[at].Length == 0) at++;
                 while (at < count)
                 {
-                    var message = new MessageHeader { Iov = iov + at, IovLength = (nuint)(count - at) };
-                    long sent = SendMessage(fd, &message, MSG_NOSIGNAL);
+                    var message = new NativeSend.MessageHeader { Iov = iov + at, IovLength = (nuint)(count - at) };
+                    long sent = NativeSend.SendMessage(fd, &message, NativeSend.MSG_NOSIGNAL);
                     if (sent < 0)
                     {
                         int errno = Marshal.GetLastPInvokeError();
@@ -161,7 +140,7 @@ internal sealed unsafe partial class LaneSocket(Socket socket)
             {
                 while (true)
                 {
-                    long n = SendBytes(fd, p, (nuint)data.Length, MSG_DONTWAIT | MSG_NOSIGNAL);
+                    long n = SendBytes(fd, p, (nuint)data.Length, NativeSend.MSG_DONTWAIT | NativeSend.MSG_NOSIGNAL);
                     if (n >= 0) return (int)n;
                     int errno = Marshal.GetLastPInvokeError();
                     if (errno == EAGAIN) return 0;
@@ -176,7 +155,7 @@ internal sealed unsafe partial class LaneSocket(Socket socket)
     {
         fixed (byte* p = data)
         {
-            Span<Iovec> one = [new Iovec { Base = (nint)p, Length = (nuint)data.Length }];
+            Span<NativeSend.Iovec> one = [new NativeSend.Iovec { Base = (nint)p, Length = (nuint)data.Length }];
             SendAll(one);
         }
     }
