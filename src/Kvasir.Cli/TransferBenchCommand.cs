@@ -16,8 +16,8 @@ public static class TransferBenchCommand
         kvasir transfer-bench [options]   transfer engine throughput and latency over loopback (two engines in this process)
 
           --sizes SIZES         message sizes                                  default 4KiB,64KiB,1MiB,16MiB,64MiB,256MiB
-          --lanes NS            lanes per connection (one worker thread each)  default 1,2,4,8
-          --nconn-per-cpu N     lanes per worker thread (lanes / N workers)    default 1
+          --lanes NS            lanes per connection (2 threads each)          default 1,2,4,8
+          --nconn-per-cpu N     both engines' NconnPerCpu (Ncpus = lanes/N)    default 1
           --op OP               write | read                                   default write
           --inflight N          transfers in flight at once                    default 1
           --duration SEC        measured time per cell                         default 3

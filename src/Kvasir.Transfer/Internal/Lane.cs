@@ -5,7 +5,7 @@ namespace Kvasir.Transfer.Internal;
 
 /// <summary>
 /// One of this engine's requests on a lane, waiting for its reply. It holds the region it reads or
-/// writes until it is released by both the worker (done with the payload, when it has one) and the
+/// writes until it is released by both the lane's sender (done with the payload, when it has one) and the
 /// reader (the reply landed, or the lane died).
 /// </summary>
 internal sealed class PendingSlice(TransferOp op, TransferOpcode opcode, ulong sliceOffset, nint destination, int length, Region? region, Session session, bool hasPayload)
