@@ -124,14 +124,10 @@ internal sealed unsafe partial class LaneSocket(Socket socket)
         finally { handle.DangerousRelease(); }
     }
 
-    /// <summary>Sends what the socket buffer takes of <paramref name="data"/> now, without blocking; returns the bytes sent (0 when full).</summary>
+    /// <summary>Sends what the socket buffer takes of <paramref name="data"/> now, without blocking; returns the bytes sent (0 when full, and always 0 off Linux).</summary>
     public int TrySend(ReadOnlySpan<byte> data)
     {
-        if (!OperatingSystem.IsLinux())
-        {
-            SendAll(data);
-            return data.Length;
-        }
+        if (!OperatingSystem.IsLinux()) return 0;   // the lane's sender sends it: a queuing thread must never block on the socket
         var handle = Socket.SafeHandle;
         nint fd = Enter(handle);
         try
@@ -149,15 +145,6 @@ internal sealed unsafe partial class LaneSocket(Socket socket)
             }
         }
         finally { handle.DangerousRelease(); }
-    }
-
-    private void SendAll(ReadOnlySpan<byte> data)
-    {
-        fixed (byte* p = data)
-        {
-            Span<NativeSend.Iovec> one = [new NativeSend.Iovec { Base = (nint)p, Length = (nuint)data.Length }];
-            SendAll(one);
-        }
     }
 
     /// <summary>Takes a reference on the handle for one call (release it after); a closed socket is OperationAborted.</summary>
