@@ -16,8 +16,8 @@ public static class TransferBenchCommand
         kvasir transfer-bench [options]   transfer engine throughput and latency over loopback (two engines in this process)
 
           --sizes SIZES         message sizes                                  default 4KiB,64KiB,1MiB,16MiB,64MiB,256MiB
-          --lanes NS            lanes per connection (one worker thread each)  default 1,2,4,8
-          --nconn-per-cpu N     lanes per worker thread (lanes / N workers)    default 1
+          --lanes NS            lanes per connection (2 threads each)          default 1,2,4,8
+          --nconn-per-cpu N     both engines' NconnPerCpu (Ncpus = lanes/N)    default 1
           --op OP               write | read                                   default write
           --inflight N          transfers in flight at once                    default 1
           --duration SEC        measured time per cell                         default 3
@@ -25,16 +25,19 @@ public static class TransferBenchCommand
           --slice-bytes N       slice size                                     default 1MiB
           --no-verify           do not check the last transfer's bytes
           --tcp-baseline        per lane count, plain TCP over loopback with as many streams in this process (one
-                                blocking sender and one blocking receiver thread per stream, 4 MiB sends), and each
-                                cell's wall rate as a fraction of it ("x TCP")
+                                blocking sender and one blocking receiver thread per stream, 4 MiB sends), each
+                                cell's wall rate as a fraction of it ("x TCP") and its CPU seconds per GiB
+          --tcp-buffer SIZE     the baseline's buffer per stream and direction, walked 4 MiB per call    default 4MiB
+                                (iperf3's way: hot in cache); the message size makes it touch as much memory as the engine
           --json                one JSON object per cell
 
         Latency is one transfer from start to its last acknowledgement; GiB/s (p50) is size / median latency
-        (one in flight); GiB/s (wall) and msgs/s count every transfer over the cell's wall time.
+        (one in flight); GiB/s (wall) and msgs/s count every transfer over the cell's wall time. CPU s/GiB is this
+        process's CPU time (both engines) per GiB moved, cs/slice its context switches per slice (getrusage).
         Run it on a quiet machine: on a loaded one both the engine and the baseline move by 2x from run to run.
         """;
 
-    private static readonly string[] ValueOptions = ["sizes", "lanes", "nconn-per-cpu", "op", "inflight", "duration", "min-iterations", "slice-bytes"];
+    private static readonly string[] ValueOptions = ["sizes", "lanes", "nconn-per-cpu", "op", "inflight", "duration", "min-iterations", "slice-bytes", "tcp-buffer"];
 
     public static async Task<int> RunAsync(IReadOnlyList<string> args)
     {
@@ -51,15 +54,17 @@ public static class TransferBenchCommand
         int minIterations = cl.Int("min-iterations", 5, 1, 1_000_000);
         int slice = checked((int)cl.Size("slice-bytes", 1 << 20));
         bool json = cl.Has("json");
+        long tcpBuffer = cl.Size("tcp-buffer", 4 << 20);
         long largest = sizes.Max();
         var src = new byte[largest * inflight];
         var dst = new byte[largest * inflight];
         for (long i = 0; i < src.Length; i++) src[i] = (byte)(i * 131 % 251);
         if (!json)
-            Console.WriteLine($"{"op",-6}{"size",10}{"lanes",6}{"n",7}{"p50 ms",10}{"p99 ms",10}{"GiB/s p50",11}{"GiB/s wall",11}{"msgs/s",10}{(cl.Has("tcp-baseline") ? "   TCP GiB/s  x TCP" : "")}");
+            Console.WriteLine($"{"op",-6}{"size",10}{"lanes",6}{"n",7}{"p50 ms",10}{"p99 ms",10}{"GiB/s p50",11}{"GiB/s wall",11}{"msgs/s",10}{"CPU s/GiB",10}{"cs/slice",9}"
+                + (cl.Has("tcp-baseline") ? "   TCP GiB/s  x TCP  TCP CPU s/GiB" : ""));
         foreach (int laneCount in lanes)
         {
-            double? tcp = cl.Has("tcp-baseline") ? TcpBaseline.GiBPerSecond(laneCount, TimeSpan.FromSeconds(duration)) : null;
+            (double GiBPerSecond, double CpuSecondsPerGiB)? tcp = cl.Has("tcp-baseline") ? TcpBaseline.Measure(laneCount, TimeSpan.FromSeconds(duration), tcpBuffer) : null;
             var options = new TransferEngineOptions { Ncpus = laneCount / perCpu, NconnPerCpu = perCpu, SliceBytes = slice };
             using var a = TransferEngine.Start(options);
             using var b = TransferEngine.Start(options);
@@ -75,10 +80,12 @@ public static class TransferBenchCommand
                     : i => a.ReadAsync(conn, srcRegion, i * size, size, windows[i]);
                 if (op == "read") Array.Copy(src, dst, dst.Length);
                 await transfer(0);   // warm-up
+                var before = ProcessCost.Now();
                 var (latencies, wall) = await MeasureAsync(transfer, inflight, TimeSpan.FromSeconds(duration), minIterations);
+                var cost = ProcessCost.Now() - before;
                 if (!cl.Has("no-verify") && !src.AsSpan(0, (int)Math.Min(size, int.MaxValue)).SequenceEqual(dst.AsSpan(0, (int)Math.Min(size, int.MaxValue))))
                     throw new InvalidOperationException($"bytes differ after {op}s of {size} bytes on {laneCount} lanes");
-                Report(json, op, size, laneCount, latencies, wall, tcp);
+                Report(json, op, size, laneCount, latencies, wall, cost, latencies.Count * ((size + slice - 1) / slice), tcp);
             }
         }
         return 0;
@@ -104,13 +111,16 @@ public static class TransferBenchCommand
         return (latencies, wall.Elapsed);
     }
 
-    private static void Report(bool json, string op, long size, int lanes, List<double> latencies, TimeSpan wall, double? tcp)
+    private static void Report(bool json, string op, long size, int lanes, List<double> latencies, TimeSpan wall, ProcessCost cost, long slices,
+        (double GiBPerSecond, double CpuSecondsPerGiB)? tcp)
     {
         latencies.Sort();
         double p50 = Percentile(latencies, 0.50), p99 = Percentile(latencies, 0.99);
         double gibP50 = size / (p50 / 1000) / (1 << 30);
         double gibWall = (double)size * latencies.Count / wall.TotalSeconds / (1 << 30);
         double rate = latencies.Count / wall.TotalSeconds;
+        double cpuPerGiB = cost.CpuSeconds / ((double)size * latencies.Count / (1 << 30));
+        double switchesPerSlice = (double)cost.Switches / slices;
         if (json)
         {
             Console.WriteLine(new JsonObject
@@ -124,14 +134,18 @@ public static class TransferBenchCommand
                 ["gib_s_p50"] = gibP50,
                 ["gib_s_wall"] = gibWall,
                 ["msgs_s"] = rate,
-                ["tcp_gib_s"] = tcp,
-                ["x_tcp"] = gibWall / tcp,
+                ["cpu_s_per_gib"] = cpuPerGiB,
+                ["ctx_switches_per_slice"] = switchesPerSlice,
+                ["tcp_gib_s"] = tcp?.GiBPerSecond,
+                ["x_tcp"] = gibWall / tcp?.GiBPerSecond,
+                ["tcp_cpu_s_per_gib"] = tcp?.CpuSecondsPerGiB,
             }.ToJsonString());
             return;
         }
         var c = CultureInfo.InvariantCulture;
-        Console.WriteLine(string.Format(c, "{0,-6}{1,10}{2,6}{3,7}{4,10:0.000}{5,10:0.000}{6,11:0.00}{7,11:0.00}{8,10:0}", op, Human(size), lanes, latencies.Count, p50, p99, gibP50, gibWall, rate)
-            + (tcp is { } t ? string.Format(c, "{0,13:0.00}{1,7:0.00}", t, gibWall / t) : ""));
+        Console.WriteLine(string.Format(c, "{0,-6}{1,10}{2,6}{3,7}{4,10:0.000}{5,10:0.000}{6,11:0.00}{7,11:0.00}{8,10:0}{9,10:0.000}{10,9:0.00}",
+                op, Human(size), lanes, latencies.Count, p50, p99, gibP50, gibWall, rate, cpuPerGiB, switchesPerSlice)
+            + (tcp is { } t ? string.Format(c, "{0,13:0.00}{1,7:0.00}{2,15:0.000}", t.GiBPerSecond, gibWall / t.GiBPerSecond, t.CpuSecondsPerGiB) : ""));
     }
 
     /// <summary>Nearest-rank percentile of sorted values.</summary>

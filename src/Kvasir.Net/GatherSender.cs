@@ -24,9 +24,8 @@ public sealed partial class GatherSender
     public const int MaxSegments = 512;
 
     private const int EAGAIN = 11, EINTR = 4;
-    private const int MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000;
 
-    private readonly Iovec[] _segments = new Iovec[MaxSegments];
+    private readonly NativeSend.Iovec[] _segments = new NativeSend.Iovec[MaxSegments];
     private readonly MemoryHandle[] _pins = new MemoryHandle[MaxSegments];
     private readonly Socket? _socket;
     private readonly Stream? _stream;
@@ -38,28 +37,6 @@ public sealed partial class GatherSender
     /// <summary>Writes through <paramref name="stream"/> (e.g. an SslStream over the connection's socket).</summary>
     public GatherSender(Stream stream) => _stream = stream;
 
-    [StructLayout(LayoutKind.Sequential)]
-    private struct Iovec
-    {
-        public nint Base;
-        public nuint Length;
-    }
-
-    [StructLayout(LayoutKind.Sequential)]
-    private unsafe struct MessageHeader
-    {
-        public nint Name;
-        public uint NameLength;
-        public Iovec* Iov;
-        public nuint IovLength;
-        public nint Control;
-        public nuint ControlLength;
-        public int Flags;
-    }
-
-    [LibraryImport("libc", EntryPoint = "sendmsg", SetLastError = true)]
-    private static unsafe partial nint SendMessage(nint fd, MessageHeader* message, int flags);
-
     public int Count => _count;
 
     public bool IsFull => _count == MaxSegments;
@@ -69,7 +46,7 @@ public sealed partial class GatherSender
     {
         if (length == 0) return;
         if (_count == MaxSegments) throw new InvalidOperationException("gather list is full; flush first");
-        _segments[_count++] = new Iovec { Base = address, Length = (nuint)length };
+        _segments[_count++] = new NativeSend.Iovec { Base = address, Length = (nuint)length };
     }
 
     /// <summary>
@@ -83,7 +60,7 @@ public sealed partial class GatherSender
         var pin = data.Pin();
         _pins[_count] = pin;
         _pinned = true;
-        _segments[_count++] = new Iovec { Base = (nint)pin.Pointer, Length = (nuint)data.Length };
+        _segments[_count++] = new NativeSend.Iovec { Base = (nint)pin.Pointer, Length = (nuint)data.Length };
     }
 
     /// <summary>Sends every queued segment, in order, completely.</summary>
@@ -192,10 +169,10 @@ public sealed partial class GatherSender
         try
         {
             handle.DangerousAddRef(ref added);
-            fixed (Iovec* iov = &_segments[first])
+            fixed (NativeSend.Iovec* iov = &_segments[first])
             {
-                var message = new MessageHeader { Iov = iov, IovLength = (nuint)(_count - first) };
-                long sent = SendMessage(handle.DangerousGetHandle(), &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+                var message = new NativeSend.MessageHeader { Iov = iov, IovLength = (nuint)(_count - first) };
+                long sent = NativeSend.SendMessage(handle.DangerousGetHandle(), &message, NativeSend.MSG_NOSIGNAL | NativeSend.MSG_DONTWAIT);
                 errno = sent < 0 ? Marshal.GetLastPInvokeError() : 0;
                 return sent;
             }

@@ -328,12 +328,21 @@ public sealed class TransferEngine : IDisposable
 
     // ---- lifetime ----
 
+    /// <summary>Threads of this engine still running (lanes, handshakes): 0 after <see cref="Dispose"/>.</summary>
+    internal int LiveThreadCount => _core.Threads.LiveCount;
+
+    /// <summary>For every lane of a connection, whether its descriptor is in blocking mode in the kernel (docs/transfer.md § Threads).</summary>
+    internal bool[] LaneDescriptorsBlocking(int connId) => [.. _core.GetSession(connId).Lanes.Select(l => l.Socket.KernelBlocking)];
+
     /// <summary>Stops listening, closes every connection (their transfers fail) and unpins every region.</summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _core.Stopping.Cancel();
         _listener.Dispose();
         foreach (var s in _core.Sessions.Values) s.Close("the engine was disposed");
+        // Closed sockets wake every lane thread; handshakes end with the stop token. Called from a lane thread, that one is skipped.
+        _core.Threads.JoinAll(TimeSpan.FromSeconds(5));
         _core.Transfers.Dispose();
         _core.SharedWindows.Dispose();
         foreach (var region in _core.Regions.All.ToList())
@@ -346,16 +355,18 @@ public sealed class TransferEngine : IDisposable
     {
         int lanes = _core.Options.LaneCount;
         var sessionId = BinaryPrimitives.ReadUInt128LittleEndian(RandomNumberGenerator.GetBytes(16));
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct, _core.Stopping.Token);
         timeout.CancelAfter(_core.Options.HandshakeTimeout);
-        var opening = Enumerable.Range(0, lanes).Select(i => Handshake.OpenLaneAsync(_core, endpoint, sessionId, i, lanes, timeout.Token)).ToArray();
+        // One short-lived thread per lane: connect and handshake are blocking calls (docs/transfer.md § Threads).
+        var opening = Enumerable.Range(0, lanes)
+            .Select(i => _core.Threads.Run($"kvx connect L{i}", () => Handshake.OpenLane(_core, endpoint, sessionId, i, lanes, timeout.Token))).ToArray();
         try
         {
             await Task.WhenAll(opening).ConfigureAwait(false);
         }
         catch (Exception)
         {
-            foreach (var t in opening.Where(t => t.IsCompletedSuccessfully)) t.Result.Socket.Dispose();
+            foreach (var t in opening.Where(t => t.IsCompletedSuccessfully)) t.Result.Reader.Socket.Socket.Dispose();
             var errors = opening.Where(t => t.IsFaulted).Select(t => t.Exception!.InnerException).OfType<TransferException>().ToList();
             throw errors.FirstOrDefault(e => e.Code == TransferError.AuthFailed) ?? errors.FirstOrDefault()
                 ?? new TransferException(TransferError.ConnectFailed, $"connecting to {endpoint} was cancelled");
@@ -367,15 +378,20 @@ public sealed class TransferEngine : IDisposable
             : expectedEngine is { } e && e != peer.EngineId ? $"the engine at {endpoint} is not the one the endpoint blob names" : null;
         if (problem is not null)
         {
-            foreach (var o in opened) o.Socket.Dispose();
+            foreach (var o in opened) o.Reader.Socket.Socket.Dispose();
             throw new TransferException(TransferError.ConnectFailed, problem);
         }
         int connId = _core.NextConnId();
         int peerSlice = (int)peer.MaxSlice;
         var session = new Session(_core, connId, peer.EngineId, UInt128.Zero, Math.Min(_core.MaxSlice, peerSlice), Math.Max(_core.MaxSlice, peerSlice),
-            [.. opened.Select(o => (o.Socket, o.Receiver))], _core.Options.Ncpus);
+            [.. opened.Select(o => o.Reader)]);
         _core.Sessions[connId] = session;
         session.Start();
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            session.Close("the engine was disposed");
+            throw new TransferException(TransferError.Disposed, "the engine was disposed");
+        }
         return connId;
     }
 

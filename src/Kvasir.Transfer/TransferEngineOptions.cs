@@ -17,13 +17,13 @@ public sealed record TransferEngineOptions
     public int Port { get; init; }
 
     /// <summary>
-    /// Worker threads per connection that write the lanes' frames (default 1). A connection this engine
-    /// opens has <c>Ncpus × NconnPerCpu</c> lanes; each worker writes <see cref="NconnPerCpu"/> of them.
-    /// Range 1..64; many connections × many workers is many threads.
+    /// KVTrans's <c>ncpus</c> (default 1): a connection this engine opens has <c>Ncpus × NconnPerCpu</c> lanes.
+    /// Every lane has a receiver and a sender thread of its own (docs/transfer.md § Threads), so a connection costs
+    /// 2 × lanes threads on each side. Range 1..64.
     /// </summary>
     public int Ncpus { get; init; } = 1;
 
-    /// <summary>TCP connections (lanes) per worker (default 2). Range 1..64; the lanes of one connection are at most 256.</summary>
+    /// <summary>KVTrans's <c>nconn_per_cpu</c>: lanes per <see cref="Ncpus"/> (default 2). Range 1..64; the lanes of one connection are at most 256.</summary>
     public int NconnPerCpu { get; init; } = 2;
 
     /// <summary>

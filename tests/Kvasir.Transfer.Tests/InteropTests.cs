@@ -161,6 +161,7 @@ public sealed partial class InteropTests
             Assert.Contains($"connection {conn} lost", e.Message);
             // The transfer fails as soon as its lane closes; the session leaves the list when its last lane is torn down.
             await Poll.UntilAsync(() => !engine.Connections.Contains(conn), "the lost connection to leave the engine's list");
+            await Poll.UntilAsync(() => engine.LiveThreadCount == 0, "the lost connection's lane threads (receiver and sender of each lane) to end");
         }
         using var again = PeerProcess.StartDotnet("--region-bytes", $"{size}").WaitListening();
         int conn2 = await engine.AddRemoteEndpointAsync(again.Metadata).WaitAsync(EnginePair.Deadline);

@@ -39,6 +39,12 @@ internal sealed class EngineCore
 
     public TransferTable Transfers { get; } = new();
 
+    /// <summary>Every thread the engine started (lanes, handshakes); disposing joins them.</summary>
+    public ThreadRegistry Threads { get; } = new();
+
+    /// <summary>Cancelled when the engine is disposed: handshakes in progress end.</summary>
+    public CancellationTokenSource Stopping { get; } = new();
+
     /// <summary>This engine's mappings of same-host targets' shared files.</summary>
     public SharedWindows SharedWindows { get; } = new();
 

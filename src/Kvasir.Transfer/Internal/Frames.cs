@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using Kvasir.Protocol.Transfer;
 
 namespace Kvasir.Transfer.Internal;
@@ -21,5 +22,11 @@ internal static class Frames
         (header with { MetaLength = metaLength }).Write(head);
         writeMeta(head.AsSpan(TransferLimits.HeaderSize));
         return head;
+    }
+
+    /// <summary>Sends a whole frame with blocking calls (handshakes, on a lane's blocking socket before its threads start).</summary>
+    public static void Send(Socket socket, byte[] frame)
+    {
+        for (int sent = 0; sent < frame.Length;) sent += socket.Send(frame, sent, frame.Length - sent, SocketFlags.None);
     }
 }

@@ -123,7 +123,7 @@ internal static class Initiator
         var lane = session.NextLane();
         var head = Frames.Build(TransferFrameHeader.Request(opcode, op.Id, meta.Length), meta);
         var pending = new PendingSlice(op, opcode, 0, 0, 0, null, session, hasPayload: false);
-        if (!lane.SendRequest(new OutFrame(lane, head), pending)) Lost(session, op);
+        if (!lane.SendRequest(new OutFrame(head), pending)) Lost(session, op);
         return op;
     }
 
@@ -136,7 +136,7 @@ internal static class Initiator
         }
         var lane = session.NextLane();
         var pending = new PendingSlice(op, opcode, sliceOffset, hasPayload ? 0 : local, length, region, session, hasPayload);
-        var frame = hasPayload ? new OutFrame(lane, head, local, length, pending.Release) : new OutFrame(lane, head);
+        var frame = hasPayload ? new OutFrame(head, local, length, pending.Release) : new OutFrame(head);
         if (lane.SendRequest(frame, pending)) return true;
         pending.Release();
         if (hasPayload) pending.Release();

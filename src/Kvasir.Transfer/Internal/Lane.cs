@@ -1,12 +1,11 @@
 using System.Net.Sockets;
-using Kvasir.Net;
 using Kvasir.Protocol.Transfer;
 
 namespace Kvasir.Transfer.Internal;
 
 /// <summary>
 /// One of this engine's requests on a lane, waiting for its reply. It holds the region it reads or
-/// writes until it is released by both the worker (done with the payload, when it has one) and the
+/// writes until it is released by both the lane's sender (done with the payload, when it has one) and the
 /// reader (the reply landed, or the lane died).
 /// </summary>
 internal sealed class PendingSlice(TransferOp op, TransferOpcode opcode, ulong sliceOffset, nint destination, int length, Region? region, Session session, bool hasPayload)
@@ -31,29 +30,47 @@ internal sealed class PendingSlice(TransferOp op, TransferOpcode opcode, ulong s
 }
 
 /// <summary>
-/// One TCP connection of a session. Its reader (an async loop) takes frames off the socket: replies
-/// are matched to the oldest outstanding request (replies come back in request order), requests go to
-/// <see cref="RequestHandler"/>; payloads are received straight into registered memory. Everything it
-/// sends, it queues to the lane's <see cref="LaneWorker"/>, never waiting for it.
+/// One TCP connection of a session, with two threads of its own (docs/transfer.md § Threads): its receiver
+/// (<see cref="Run"/>) takes frames off the socket with blocking calls: replies are matched to the oldest
+/// outstanding request (replies come back in request order), requests go to <see cref="RequestHandler"/>;
+/// payloads are received straight into registered memory. Everything it sends, it queues to the lane's
+/// <see cref="LaneSender"/>, never waiting for it.
 /// </summary>
-internal sealed class Lane(Session session, int index, Socket socket, BufferedReceiver receiver, LaneWorker worker)
+internal sealed class Lane
 {
     private readonly Queue<PendingSlice> _outstanding = new();
     private readonly byte[] _header = new byte[TransferLimits.HeaderSize];
     private readonly byte[] _meta = new byte[TransferLimits.MaxMetaBytes];
+    private readonly LaneSender _sender;
     private bool _drained;
 
-    public Session Session { get; } = session;
+    public Lane(Session session, int index, LaneReader reader)
+    {
+        Session = session;
+        Index = index;
+        Reader = reader;
+        _sender = new LaneSender(this);
+    }
 
-    public int Index { get; } = index;
+    public Session Session { get; }
 
-    public Socket Socket { get; } = socket;
+    public int Index { get; }
 
-    public BufferedReceiver Receiver { get; } = receiver;
+    public LaneReader Reader { get; }
 
-    public GatherSender Sender { get; } = new(socket);
+    public LaneSocket Socket => Reader.Socket;
 
     public bool IsClosed => Session.IsClosed;
+
+    /// <summary>Starts the lane's receiver and sender threads.</summary>
+    public void Start(ThreadRegistry threads)
+    {
+        threads.Start($"kvx c{Session.ConnId} L{Index} tx", _sender.Run);
+        threads.Start($"kvx c{Session.ConnId} L{Index} rx", Run);
+    }
+
+    /// <summary>Ends the sender once its queue is drained (called when the session closes).</summary>
+    public void StopSender() => _sender.Stop();
 
     /// <summary>Queues a request and its pending reply, in one step so replies match in order. False when the lane is gone.</summary>
     public bool SendRequest(in OutFrame frame, PendingSlice pending)
@@ -62,21 +79,22 @@ internal sealed class Lane(Session session, int index, Socket socket, BufferedRe
         {
             if (_drained) return false;
             _outstanding.Enqueue(pending);
-            worker.Enqueue(frame);
+            _sender.Enqueue(frame);
             return true;
         }
     }
 
-    public void SendReply(in OutFrame frame) => worker.Enqueue(frame);
+    public void SendReply(in OutFrame frame) => _sender.Enqueue(frame);
 
     /// <summary>A reply with no metadata and no payload (OK or a refusal); a frame-level status closes the session once it is sent.</summary>
     public void Answer(TransferOpcode opcode, ulong requestId, TransferStatus status, string reason)
     {
         var head = Frames.Build(TransferFrameHeader.Reply(opcode, requestId, status), []);
-        SendReply(new OutFrame(this, head, CloseAfter: status.IsFrameLevel() ? $"lane {Index}: refused a frame with {status.WireName()} ({reason})" : null));
+        SendReply(new OutFrame(head, CloseAfter: status.IsFrameLevel() ? $"lane {Index}: refused a frame with {status.WireName()} ({reason})" : null));
     }
 
-    public async Task RunAsync()
+    /// <summary>The receiver thread's body: frames until the lane ends, then the session closes.</summary>
+    public void Run()
     {
         string reason = $"lane {Index} closed";
         bool closeNow = true;
@@ -84,7 +102,7 @@ internal sealed class Lane(Session session, int index, Socket socket, BufferedRe
         {
             while (true)
             {
-                if (!await Receiver.ReadExactAsync(_header, CancellationToken.None).ConfigureAwait(false))
+                if (!Reader.ReadExact(_header))
                 {
                     reason = $"the peer closed lane {Index}";
                     break;
@@ -93,16 +111,16 @@ internal sealed class Lane(Session session, int index, Socket socket, BufferedRe
                 try
                 {
                     var h = TransferFrameHeader.Read(_header, Session.AcceptSlice);
-                    var meta = _meta.AsMemory(0, h.MetaLength);
-                    await Receiver.ReadRequiredAsync(meta, CancellationToken.None).ConfigureAwait(false);
-                    if (h.IsReply) await HandleReplyAsync(h, meta).ConfigureAwait(false);
-                    else await RequestHandler.HandleAsync(this, h, meta).ConfigureAwait(false);
+                    var meta = _meta.AsSpan(0, h.MetaLength);
+                    Reader.ReadRequired(meta);
+                    if (h.IsReply) HandleReply(h, meta);
+                    else RequestHandler.Handle(this, h, meta);
                 }
                 catch (TransferProtocolException e)
                 {
                     reason = $"lane {Index}: bad frame from the peer ({e.Message})";
                     Answer(opcode, requestId, e.Status, e.Message);
-                    closeNow = false;   // the worker closes the session once the error reply is out
+                    closeNow = false;   // the sender closes the session once the error reply is out
                     break;
                 }
             }
@@ -111,9 +129,13 @@ internal sealed class Lane(Session session, int index, Socket socket, BufferedRe
         {
             reason = e.Message;
         }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException or EndOfStreamException or OperationCanceledException)
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or EndOfStreamException)
         {
             reason = Session.ClosedReason ?? $"lane {Index}: {e.Message}";
+        }
+        catch (Exception e)   // a defect must end this lane's session, never the process
+        {
+            reason = Session.ClosedReason ?? $"lane {Index}: {e.GetType().Name}: {e.Message}";
         }
         finally
         {
@@ -122,7 +144,7 @@ internal sealed class Lane(Session session, int index, Socket socket, BufferedRe
         }
     }
 
-    private async Task HandleReplyAsync(TransferFrameHeader h, ReadOnlyMemory<byte> meta)
+    private void HandleReply(TransferFrameHeader h, ReadOnlySpan<byte> meta)
     {
         PendingSlice? p;
         lock (_outstanding) _outstanding.TryDequeue(out p);
@@ -142,15 +164,14 @@ internal sealed class Lane(Session session, int index, Socket socket, BufferedRe
                 throw new TransferProtocolException(TransferStatus.BadFrame, $"{h.Opcode} reply carries {h.PayloadLength} payload bytes");
             if (h.Opcode == TransferOpcode.Write)
             {
-                if (WriteSlice.ParseReplyMeta(meta.Span) != p.SliceOffset)
-                    throw new TransferProtocolException(TransferStatus.BadFrame, $"WRITE reply names slice offset {WriteSlice.ParseReplyMeta(meta.Span)}, expected {p.SliceOffset}");
+                if (WriteSlice.ParseReplyMeta(meta) != p.SliceOffset)
+                    throw new TransferProtocolException(TransferStatus.BadFrame, $"WRITE reply names slice offset {WriteSlice.ParseReplyMeta(meta)}, expected {p.SliceOffset}");
             }
             else if (h.MetaLength != 0)
             {
                 throw new TransferProtocolException(TransferStatus.BadFrame, $"{h.Opcode} reply carries {h.MetaLength} metadata bytes");
             }
-            if (payloadExpected)
-                await Receiver.ReadRequiredAsync(new NativeMemoryManager(p.Destination, p.Length).Memory, CancellationToken.None).ConfigureAwait(false);
+            if (payloadExpected) Reader.ReadRequired(p.Destination, p.Length);
             if (h.Status == TransferStatus.Ok) p.Op.SliceAcked();
             else p.Op.Fail(TransferException.FromStatus(h.Status, p.Op.What));
         }

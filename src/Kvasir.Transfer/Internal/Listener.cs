@@ -1,7 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Threading.Channels;
-using Kvasir.Net;
 using Kvasir.Protocol;
 using Kvasir.Protocol.Transfer;
 
@@ -13,6 +12,9 @@ namespace Kvasir.Transfer.Internal;
 /// <c>lane_count</c> lanes joined, starts the session and hands it to <c>Accept</c>. A lane that does not
 /// fit its session, a request before HELLO or before AUTH, a wrong proof or a bad frame is answered with
 /// its status and closed; a session not complete within the handshake timeout is dropped with its lanes.
+/// Only the listening socket is asynchronous: an accepted lane's handshake runs with blocking calls on a
+/// short-lived thread of its own (at most <see cref="MaxHandshakes"/> at once), so the lane's descriptor stays
+/// blocking for its receiver and sender threads (docs/transfer.md § Threads).
 /// </summary>
 internal sealed class Listener : IDisposable
 {
@@ -21,13 +23,17 @@ internal sealed class Listener : IDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Dictionary<UInt128, PendingSession> _pending = [];
     private readonly Channel<AcceptedConnection> _accepted = Channel.CreateUnbounded<AcceptedConnection>();
+    private readonly SemaphoreSlim _handshakes = new(MaxHandshakes);
+
+    /// <summary>Handshakes in progress at once; further connections wait in the listen backlog.</summary>
+    public const int MaxHandshakes = 2 * TransferLimits.MaxLanes;
 
     private sealed class PendingSession(TransferHelloRequest first, IPEndPoint remote)
     {
         public TransferHelloRequest First { get; } = first;
         public IPEndPoint Remote { get; } = remote;
         public bool[] Reserved { get; } = new bool[first.LaneCount];
-        public (Socket Socket, BufferedReceiver Receiver)[] Joined { get; } = new (Socket, BufferedReceiver)[first.LaneCount];
+        public LaneReader[] Joined { get; } = new LaneReader[first.LaneCount];
         public int JoinedCount { get; set; }
         public int ReservedCount { get; set; }
     }
@@ -71,26 +77,38 @@ internal sealed class Listener : IDisposable
         while (!_stop.IsCancellationRequested)
         {
             Socket lane;
-            try { lane = await _socket.AcceptAsync(_stop.Token).ConfigureAwait(false); }
+            try
+            {
+                await _handshakes.WaitAsync(_stop.Token).ConfigureAwait(false);
+                lane = await _socket.AcceptAsync(_stop.Token).ConfigureAwait(false);
+            }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException) { return; }
-            catch (SocketException) { continue; }   // a connection reset before it was accepted
+            catch (SocketException)   // a connection reset before it was accepted
+            {
+                _handshakes.Release();
+                continue;
+            }
             lane.NoDelay = true;
-            _ = Task.Run(() => HandshakeAsync(lane));
+            _core.Threads.Start("kvx handshake", () =>
+            {
+                try { Handshake(lane); }
+                finally { _handshakes.Release(); }
+            });
         }
     }
 
-    private async Task HandshakeAsync(Socket lane)
+    private void Handshake(Socket lane)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
         timeout.CancelAfter(_core.Options.HandshakeTimeout);
-        var ct = timeout.Token;
-        var receiver = new BufferedReceiver(lane);
+        var watchdog = timeout.Token.Register(lane.Dispose);   // what bounds the blocking calls below
+        var reader = new LaneReader(new LaneSocket(lane));
         var header = new byte[TransferLimits.HeaderSize];
         (PendingSession Session, int Index)? claim = null;
         try
         {
-            if (!await receiver.ReadExactAsync(header, ct).ConfigureAwait(false)) { lane.Dispose(); return; }
-            var (hello, helloHeader) = await ReadRequestAsync(receiver, header, ct).ConfigureAwait(false);
+            if (!reader.ReadExact(header)) { lane.Dispose(); return; }
+            var (hello, helloHeader) = ReadRequest(reader, header);
             if (helloHeader.Opcode != TransferOpcode.Hello)
                 throw new RefusedException(helloHeader, TransferStatus.BadSession, "a request before HELLO");
             var request = TransferHelloRequest.Parse(hello);
@@ -100,47 +118,51 @@ internal sealed class Listener : IDisposable
             claim = (pending, request.LaneIndex);
             var nonce = _core.Key is null ? new byte[TransferLimits.NonceBytes] : AuthHandshake.NewNonce();
             var reply = new TransferHelloReply(_core.Key is not null, (uint)_core.MaxSlice, _core.EngineId, nonce);
-            await SendAsync(lane, TransferFrameHeader.Reply(TransferOpcode.Hello, helloHeader.RequestId, TransferStatus.Ok), TransferHelloReply.Size, reply.Write, ct).ConfigureAwait(false);
+            Frames.Send(lane, Frames.Build(TransferFrameHeader.Reply(TransferOpcode.Hello, helloHeader.RequestId, TransferStatus.Ok), TransferHelloReply.Size, reply.Write));
             if (_core.Key is { } key)
             {
-                if (!await receiver.ReadExactAsync(header, ct).ConfigureAwait(false)) { lane.Dispose(); return; }
-                var (auth, authHeader) = await ReadRequestAsync(receiver, header, ct).ConfigureAwait(false);
+                if (!reader.ReadExact(header)) { lane.Dispose(); return; }
+                var (auth, authHeader) = ReadRequest(reader, header);
                 if (authHeader.Opcode != TransferOpcode.Auth)
                     throw new RefusedException(authHeader, TransferStatus.AuthRequired, $"{authHeader.Opcode} before AUTH");
                 var proof = TransferAuthRequest.Parse(auth);
                 if (!AuthHandshake.ProofsEqual(AuthHandshake.ClientProof(AuthLabels.Transfer, key, nonce, proof.ClientNonce), proof.ClientProof))
                     throw new RefusedException(authHeader, TransferStatus.AuthFailed, "wrong client proof");
                 var serverProof = AuthHandshake.ServerProof(AuthLabels.Transfer, key, nonce, proof.ClientNonce);
-                await SendAsync(lane, TransferFrameHeader.Reply(TransferOpcode.Auth, authHeader.RequestId, TransferStatus.Ok), serverProof.Length,
-                    d => { serverProof.CopyTo(d); return serverProof.Length; }, ct).ConfigureAwait(false);
+                Frames.Send(lane, Frames.Build(TransferFrameHeader.Reply(TransferOpcode.Auth, authHeader.RequestId, TransferStatus.Ok), serverProof));
             }
+            watchdog.Dispose();   // waits for a closing watchdog: past this line the lane is closed only if the deadline passed
+            if (timeout.IsCancellationRequested) throw new OperationCanceledException(timeout.Token);
             claim = null;
-            Join(pending, request.LaneIndex, lane, receiver);
+            Join(pending, request.LaneIndex, reader);
         }
         catch (RefusedException r)
         {
+            watchdog.Dispose();
             Release(claim);
-            await RefuseAsync(lane, r.Opcode, r.RequestId, r.Status).ConfigureAwait(false);
+            Refuse(lane, r.Opcode, r.RequestId, r.Status);
         }
         catch (TransferProtocolException e)
         {
+            watchdog.Dispose();
             Release(claim);
             var (opcode, requestId) = TransferFrameHeader.Peek(header);
-            await RefuseAsync(lane, opcode, requestId, e.Status).ConfigureAwait(false);
+            Refuse(lane, opcode, requestId, e.Status);
         }
         catch (Exception)   // a lane that broke during its handshake (reset, timeout, shutdown) is just dropped
         {
+            watchdog.Dispose();
             Release(claim);
             lane.Dispose();
         }
     }
 
     /// <summary>Parses a handshake request header and reads its metadata; a handshake frame has no payload.</summary>
-    private static async Task<(byte[] Meta, TransferFrameHeader Header)> ReadRequestAsync(BufferedReceiver receiver, byte[] header, CancellationToken ct)
+    private static (byte[] Meta, TransferFrameHeader Header) ReadRequest(LaneReader reader, byte[] header)
     {
         var h = TransferFrameHeader.Read(header, 0);
         var meta = new byte[h.MetaLength];
-        await receiver.ReadRequiredAsync(meta, ct).ConfigureAwait(false);
+        reader.ReadRequired(meta);
         if (h.IsReply) throw new RefusedException(h, TransferStatus.BadSession, "a reply during the handshake");
         if (h.Status != TransferStatus.Ok) throw new RefusedException(h, TransferStatus.BadFrame, "a handshake request carries a status");
         return (meta, h);
@@ -182,21 +204,21 @@ internal sealed class Listener : IDisposable
         }
     }
 
-    private void Join(PendingSession p, int index, Socket lane, BufferedReceiver receiver)
+    private void Join(PendingSession p, int index, LaneReader lane)
     {
         lock (_pending)
         {
-            if (!_pending.TryGetValue(p.First.SessionId, out var current) || current != p)
+            if (!_pending.TryGetValue(p.First.SessionId, out var current) || current != p || _stop.IsCancellationRequested)
             {
-                lane.Dispose();   // expired meanwhile
+                lane.Socket.Socket.Dispose();   // expired meanwhile, or the engine is stopping
                 return;
             }
-            p.Joined[index] = (lane, receiver);
+            p.Joined[index] = lane;
             if (++p.JoinedCount < p.Joined.Length) return;
             _pending.Remove(p.First.SessionId);
         }
         int connId = _core.NextConnId();
-        var session = new Session(_core, connId, p.First.EngineId, p.First.HostId, _core.MaxSlice, _core.MaxSlice, p.Joined, _core.Options.Ncpus);
+        var session = new Session(_core, connId, p.First.EngineId, p.First.HostId, _core.MaxSlice, _core.MaxSlice, p.Joined);
         _core.Sessions[connId] = session;
         session.Start();
         if (!_accepted.Writer.TryWrite(new AcceptedConnection(p.Remote.Address, p.Remote.Port, connId)))
@@ -215,27 +237,26 @@ internal sealed class Listener : IDisposable
 
     private static void CloseJoined(PendingSession p)
     {
-        foreach (var (socket, _) in p.Joined) socket?.Dispose();
+        foreach (var lane in p.Joined) lane?.Socket.Socket.Dispose();
     }
 
-    private static async Task SendAsync(Socket lane, TransferFrameHeader header, int metaLength, Frames.MetaWriter write, CancellationToken ct) =>
-        await lane.SendAsync(Frames.Build(header, metaLength, write), SocketFlags.None, ct).ConfigureAwait(false);
-
-    private static async Task RefuseAsync(Socket lane, TransferOpcode opcode, ulong requestId, TransferStatus status)
+    private static void Refuse(Socket lane, TransferOpcode opcode, ulong requestId, TransferStatus status)
     {
+        using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+        using var watchdog = bound.Token.Register(lane.Dispose);
         try
         {
-            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
-            await SendAsync(lane, TransferFrameHeader.Reply(opcode, requestId, status), 0, _ => 0, cts.Token).ConfigureAwait(false);
+            Frames.Send(lane, Frames.Build(TransferFrameHeader.Reply(opcode, requestId, status), []));
             // Closing with unread bytes would reset the connection and could drop the reply before the
             // peer reads it: half-close, then read what the peer still sends (for a second at most).
             lane.Shutdown(SocketShutdown.Send);
             var scratch = new byte[4096];
-            while (await lane.ReceiveAsync(scratch, SocketFlags.None, cts.Token).ConfigureAwait(false) > 0) { }
+            while (lane.Receive(scratch) > 0) { }
         }
-        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException) { }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
         finally
         {
+            watchdog.Dispose();
             lane.Dispose();
         }
     }

@@ -1,4 +1,3 @@
-using Kvasir.Net;
 using Kvasir.Protocol.Transfer;
 
 namespace Kvasir.Transfer.Internal;
@@ -12,7 +11,7 @@ namespace Kvasir.Transfer.Internal;
 /// </summary>
 internal static class RequestHandler
 {
-    public static Task HandleAsync(Lane lane, TransferFrameHeader h, ReadOnlyMemory<byte> meta)
+    public static void Handle(Lane lane, TransferFrameHeader h, ReadOnlySpan<byte> meta)
     {
         if (h.Status != TransferStatus.Ok)
             throw new TransferProtocolException(TransferStatus.BadFrame, $"a {h.Opcode} request carries status {(ushort)h.Status}");
@@ -21,17 +20,18 @@ internal static class RequestHandler
         switch (h.Opcode)
         {
             case TransferOpcode.Write:
-                return WriteAsync(lane, h, WriteSlice.Parse(meta.Span));
+                Write(lane, h, WriteSlice.Parse(meta));
+                return;
             case TransferOpcode.Read:
-                Read(lane, h, ReadSlice.Parse(meta.Span));
-                return Task.CompletedTask;
+                Read(lane, h, ReadSlice.Parse(meta));
+                return;
             case TransferOpcode.Notify:
-                Notify(lane, h, meta.Span);
-                return Task.CompletedTask;
+                Notify(lane, h, meta);
+                return;
             case TransferOpcode.KvReady:
-                lane.Session.Kv.OnPeerReady(KvReady.Parse(meta.Span));
+                lane.Session.Kv.OnPeerReady(KvReady.Parse(meta));
                 lane.Answer(h.Opcode, h.RequestId, TransferStatus.Ok, "");
-                return Task.CompletedTask;
+                return;
             case TransferOpcode.Hello or TransferOpcode.Auth:
                 throw new TransferProtocolException(TransferStatus.BadSession, $"{h.Opcode} on a lane that already joined its session");
             default:
@@ -39,7 +39,7 @@ internal static class RequestHandler
         }
     }
 
-    private static async Task WriteAsync(Lane lane, TransferFrameHeader h, WriteSlice w)
+    private static void Write(Lane lane, TransferFrameHeader h, WriteSlice w)
     {
         var session = lane.Session;
         long length = h.PayloadLength;
@@ -57,7 +57,7 @@ internal static class RequestHandler
             : TransferStatus.Ok;
         if (status != TransferStatus.Ok)
         {
-            await lane.Receiver.SkipAsync(length, CancellationToken.None).ConfigureAwait(false);
+            lane.Reader.Skip(length);
             ReplyWrite(lane, h.RequestId, status, w.SliceOffset);
             return;
         }
@@ -65,7 +65,7 @@ internal static class RequestHandler
         try
         {
             nint at = region.Address + (nint)(advert.Offset + (long)w.WindowOffset + (long)w.SliceOffset);
-            await lane.Receiver.ReadRequiredAsync(new NativeMemoryManager(at, (int)length).Memory, CancellationToken.None).ConfigureAwait(false);
+            lane.Reader.ReadRequired(at, (int)length);
         }
         finally
         {
@@ -82,7 +82,7 @@ internal static class RequestHandler
     private static void ReplyWrite(Lane lane, ulong requestId, TransferStatus status, ulong sliceOffset)
     {
         var head = Frames.Build(TransferFrameHeader.Reply(TransferOpcode.Write, requestId, status), 8, d => { WriteSlice.WriteReplyMeta(d, sliceOffset); return 8; });
-        lane.SendReply(new OutFrame(lane, head));
+        lane.SendReply(new OutFrame(head));
     }
 
     private static void Read(Lane lane, TransferFrameHeader h, ReadSlice r)
@@ -103,7 +103,7 @@ internal static class RequestHandler
         var region = advert!.Region;
         var head = Frames.Build(TransferFrameHeader.Reply(TransferOpcode.Read, h.RequestId, TransferStatus.Ok, 0, (long)r.Length), []);
         nint from = region.Address + (nint)(advert.Offset + (long)r.Offset);
-        lane.SendReply(new OutFrame(lane, head, from, (int)r.Length, () => region.Release(session)));
+        lane.SendReply(new OutFrame(head, from, (int)r.Length, () => region.Release(session)));
     }
 
     private static void Notify(Lane lane, TransferFrameHeader h, ReadOnlySpan<byte> notification)

@@ -1,23 +1,20 @@
 using System.Net.Sockets;
-using Kvasir.Net;
 using Kvasir.Protocol.Transfer;
 
 namespace Kvasir.Transfer.Internal;
 
 /// <summary>
-/// A connection: <c>L</c> lanes to one peer engine, written by <c>min(ncpus, L)</c> worker threads
-/// (lane i by worker i mod workers) and read by one async loop each. It is closed as a whole: a lane
-/// lost (peer died, reset, frame-level error) closes every lane, fails every request waiting on them,
-/// withdraws the advertisements made for it and wakes two-sided waits. The engine goes on.
+/// A connection: <c>L</c> lanes to one peer engine, each with a receiver thread and a sender thread of its own
+/// (docs/transfer.md § Threads). It is closed as a whole: a lane lost (peer died, reset, frame-level error)
+/// closes every lane, fails every request waiting on them, withdraws the advertisements made for it and wakes
+/// two-sided waits. The engine goes on.
 /// </summary>
 internal sealed class Session
 {
-    private readonly LaneWorker[] _workers;
     private string? _closedReason;
     private int _nextLane = -1;
 
-    public Session(EngineCore core, int connId, UInt128 peerEngineId, UInt128 peerHostId, int sendSlice, int acceptSlice,
-        IReadOnlyList<(Socket Socket, BufferedReceiver Receiver)> lanes, int workerCount)
+    public Session(EngineCore core, int connId, UInt128 peerEngineId, UInt128 peerHostId, int sendSlice, int acceptSlice, IReadOnlyList<LaneReader> lanes)
     {
         Core = core;
         ConnId = connId;
@@ -26,10 +23,8 @@ internal sealed class Session
         SendSlice = sendSlice;
         AcceptSlice = acceptSlice;
         Kv = new KvState(this);
-        _workers = new LaneWorker[Math.Min(workerCount, lanes.Count)];
-        for (int w = 0; w < _workers.Length; w++) _workers[w] = new LaneWorker($"kvasir-xfer c{connId} w{w}");
         Lanes = new Lane[lanes.Count];
-        for (int i = 0; i < lanes.Count; i++) Lanes[i] = new Lane(this, i, lanes[i].Socket, lanes[i].Receiver, _workers[i % _workers.Length]);
+        for (int i = 0; i < lanes.Count; i++) Lanes[i] = new Lane(this, i, lanes[i]);
     }
 
     public EngineCore Core { get; }
@@ -59,10 +54,10 @@ internal sealed class Session
 
     public bool IsClosed => ClosedReason is not null;
 
-    /// <summary>Starts every lane's reader; called once the session is in the engine's table.</summary>
+    /// <summary>Starts every lane's threads; called once the session is in the engine's table.</summary>
     public void Start()
     {
-        foreach (var lane in Lanes) _ = Task.Run(lane.RunAsync);
+        foreach (var lane in Lanes) lane.Start(Core.Threads);
     }
 
     /// <summary>Slices are dealt round-robin over the lanes.</summary>
@@ -73,11 +68,12 @@ internal sealed class Session
         if (Interlocked.CompareExchange(ref _closedReason, reason, null) is not null) return;
         foreach (var lane in Lanes)
         {
-            try { lane.Socket.Shutdown(SocketShutdown.Both); }
+            // Shutdown wakes the lane's threads blocked in recv or sendmsg; Dispose then waits for their calls to return.
+            try { lane.Socket.Socket.Shutdown(SocketShutdown.Both); }
             catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
-            lane.Socket.Dispose();
+            lane.Socket.Socket.Dispose();
+            lane.StopSender();
         }
-        foreach (var w in _workers) w.Stop();
         Core.OnSessionClosed(this);
         Kv.Wake();
     }
