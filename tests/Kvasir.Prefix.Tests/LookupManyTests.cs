@@ -119,6 +119,34 @@ public sealed class LookupManyTests
     }
 
     [Fact]
+    public void A_chain_whose_blocks_share_a_tag_homed_in_the_last_bucket_is_found_across_the_wrap_through_removals()
+    {
+        // 64 slots have an index of 128 buckets (a bucket's home: the tag times 0x9E3779B9, top 7 bits). Blocks sharing
+        // one tag homed in bucket 127 form a probe run that wraps to bucket 0 and on; every bucket probe of the chain
+        // (the first block's, the second's by tag, the staged ones) crosses the wrap, and removals shift the run back
+        // across it.
+        uint tag = Enumerable.Range(0, 1 << 16).Select(t => (uint)t * 65_537).First(t => (t * 0x9E3779B9U) >> 25 == 127);
+        var ids = Enumerable.Range(0, 6).Select(i =>
+        {
+            var bytes = new byte[BlockHash.Size];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(bytes, tag);
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(bytes.AsSpan(28), i + 1);
+            return BlockHash.FromBytes(bytes);
+        }).ToArray();
+        var cache = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 64 });
+        cache.Insert(ids[..5], [0, 1, 2, 3, 4]);
+        Assert.Equal([0, 1, 2, 3, 4], cache.Lookup(ids[..5]).Blocks);
+        Assert.Equal([2, 3, 4], cache.LookupMany([ids[2..5]])[0].Blocks);
+        Assert.Equal([4], cache.Lookup([ids[4], ids[5]]).Blocks);       // ids[5]'s tag is held (by five others), it is not
+        cache.Invalidate([ids[0], ids[3]]);                              // the run shifts back over bucket 127 and bucket 2
+        Assert.Equal([1, 2], cache.Lookup(ids[1..5]).Blocks);
+        Assert.Equal([4], cache.Lookup([ids[4]]).Blocks);
+        cache.Insert([ids[5], ids[0], ids[3]], [5, 10, 13]);             // back into the freed slots, descending
+        Assert.Equal([5, 10, 13], cache.LookupMany([ids[5..], new[] { ids[0], ids[3] }]).SelectMany(m => m.Blocks));
+        Assert.Equal([10, 1, 2, 13, 4, 5], cache.Lookup([ids[0], ids[1], ids[2], ids[3], ids[4], ids[5]]).Blocks);
+    }
+
+    [Fact]
     public void LookupMany_of_no_chains_or_empty_chains_counts_each_and_a_null_chain_is_refused()
     {
         var cache = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 4, MaxCachedBlocks = 8 });
