@@ -153,10 +153,12 @@ internal sealed class BlockTable<TValue>
 
     /// <summary>
     /// Reads, without changing anything, what <see cref="MatchPrefix"/> of chains starting with these blocks will
-    /// read first: the index buckets of each chain's first two blocks, then the entries a fixed step apart that the
-    /// walk will guess. Called for a group of chains before matching them one by one, so the far loads of the group
-    /// are in flight together instead of one chain's after another's. The return value only keeps the loads from
-    /// being optimised away.
+    /// read: the index buckets of each chain's first two blocks, then the entries a fixed step apart that the walk will
+    /// guess, then under LRU the entries of each chain's two outer neighbours in the order (the links its move
+    /// rewrites). Called for a group of chains before matching them one by one, so the far loads of the group are in
+    /// flight together instead of one chain's after another's. Plain loads, not prefetch instructions (those take a
+    /// pointer, and this assembly has no unsafe code): nothing waits for their values, which are summed only so the
+    /// loads are not optimised away.
     /// </summary>
     /// <param name="firsts">each chain's first block</param>
     /// <param name="seconds">each chain's second block (for a one-block chain, its first again)</param>
