@@ -9,7 +9,11 @@ Lookups are timed in the timing thread's CPU time (time.thread_time), not wall t
 clock mostly measures how long the process waited for a core, while CPU time still includes every cache miss.
 Three lookup columns: the chains' own hash strings (as inserted), equal strings that are other objects (what an
 engine that hashes each request again passes: each probe then compares the stored key's characters), and the
-same under FIFO, where a hit moves nothing (LRU minus FIFO is the cost of keeping the LRU order).
+same under FIFO, where a hit moves nothing (LRU minus FIFO is the cost of keeping the LRU order). The equal copies
+are made for each pass right before it, in the order they are looked up, from the hashes' bytes kept apart (so making
+them does not bring the cached strings into the CPU's caches) and hashed (Python keeps a string's hash in it), and
+they lie in memory in that order, in cache, as an engine's freshly computed hashes would; up to session 6 they were made once for every chain, and each lookup read its
+copies from wherever in ~100 MB they had been allocated (the bench's own far reads at 1M).
 Usage: /usr/bin/python3 bench/prefix_bench.py [--sizes 1000,100000,1000000] [--repeats 5]
 """
 import argparse
@@ -19,6 +23,7 @@ import statistics
 import sys
 import threading
 import time
+from collections import deque
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 from kvasir.kv import KVPool, PrefixCache, compute_block_hashes  # noqa: E402
@@ -39,7 +44,7 @@ def chains(n_blocks, seed=1):
 def bench_cache(n, repeats):
     """(insert blocks/s, lookup µs per block: same strings, equal copies, equal copies under FIFO; blocks held)."""
     prompts = chains(n)
-    copies = [[(h + ".")[:-1] for h in hashes] for hashes in prompts]   # equal values, other objects
+    blobs = [b"".join(bytes.fromhex(h) for h in hashes) for hashes in prompts]   # for equal copies, made per pass
     out = []
     for lru in (True, False):
         cache = PrefixCache(block_size=BLOCK, max_cached_blocks=n, enable_lru=lru)
@@ -54,18 +59,25 @@ def bench_cache(n, repeats):
 
         if lru:
             out += [n / insert_s, per_block_us(lookup, prompts, repeats)]
-        out.append(per_block_us(lookup, copies, repeats))
+        out.append(per_block_us(lookup, prompts, repeats, blobs))
         held = len(cache)
         del cache
     return (*out, held)
 
 
-def per_block_us(lookup, prompts, repeats, sample_size=200):
-    """Median over ``repeats`` passes of µs per block for ``lookup`` of random chains of ``prompts``."""
+def per_block_us(lookup, prompts, repeats, blobs=None, sample_size=200):
+    """Median over ``repeats`` passes of µs per block for ``lookup`` of random chains of ``prompts`` (with ``blobs``,
+    each chain's hashes as bytes, of equal strings that are other objects, made for the pass in lookup order)."""
     rng = random.Random(2)
     per_block = []
     for _ in range(repeats):
-        sample = [prompts[rng.randrange(len(prompts))] for _ in range(sample_size)]
+        picks = [rng.randrange(len(prompts)) for _ in range(sample_size)]
+        if blobs is None:
+            sample = [prompts[c] for c in picks]
+        else:   # equal values, other objects
+            sample = [[blobs[c][i:i + 32].hex() for i in range(0, len(blobs[c]), 32)] for c in picks]
+            for hashes in sample:
+                deque(map(hash, hashes), 0)   # each string's hash computed and kept, as in every pass after an earlier one
         t0 = time.thread_time()
         for hashes in sample:
             lookup(hashes)

@@ -7,17 +7,17 @@ namespace Kvasir.Bench.Micro;
 /// PrefixCache (issue 14): lookup cost per block and insert throughput with 1k, 100k and 1M blocks cached. Both
 /// must stay flat in the number of blocks cached (a dictionary probe and an O(1) LRU move per block).
 /// Lookup walks a 16-block cached chain, chains taken in a shuffled order (a fixed seed) so that consecutive lookups
-/// do not walk memory in insertion order; insert adds a 16-block chain to a full cache, so each insert also evicts 16.
+/// do not walk memory in insertion order (their hash arrays laid out in that order:
+/// <see cref="PrefixLookupBreakdownBenchmarks.Queries"/>); insert adds a 16-block chain to a full cache, so each insert also evicts 16.
 /// </summary>
 [MemoryDiagnoser]
 public class PrefixCacheBenchmarks
 {
     private const int ChainBlocks = 16;
     private PrefixCache<int> _cache = null!;
-    private BlockHash[][] _cachedChains = null!;
+    private BlockHash[][] _queries = null!;
     private BlockHash[][] _newChains = null!;
     private int[] _values = null!;
-    private int[] _lookupOrder = null!;
     private int _next;
 
     [Params(1_000, 100_000, 1_000_000)]
@@ -29,14 +29,13 @@ public class PrefixCacheBenchmarks
         _cache = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 16, MaxCachedBlocks = CachedBlocks });
         _values = new int[ChainBlocks];
         int chains = CachedBlocks / ChainBlocks;
-        _cachedChains = new BlockHash[chains][];
+        var cachedChains = new BlockHash[chains][];
         for (int c = 0; c < chains; c++)
         {
-            _cachedChains[c] = _cache.ComputeBlockHashes(Enumerable.Range(c * 1000, ChainBlocks * 16).ToArray());
-            _cache.Insert(_cachedChains[c], _values);
+            cachedChains[c] = _cache.ComputeBlockHashes(Enumerable.Range(c * 1000, ChainBlocks * 16).ToArray());
+            _cache.Insert(cachedChains[c], _values);
         }
-        _lookupOrder = Enumerable.Range(0, chains).ToArray();
-        new Random(42).Shuffle(_lookupOrder);
+        _queries = PrefixLookupBreakdownBenchmarks.Queries(cachedChains, new Random(42));
         // Twice the cache's worth of fresh chains, so every insert in a run is new (never an already cached chain).
         _newChains = new BlockHash[Math.Max(4096, 2 * chains)][];
         for (int c = 0; c < _newChains.Length; c++)
@@ -44,7 +43,7 @@ public class PrefixCacheBenchmarks
     }
 
     [Benchmark(Description = "Lookup of a cached 16-block chain", OperationsPerInvoke = ChainBlocks)]
-    public long LookupPerBlock() => _cache.Lookup(_cachedChains[_lookupOrder[_next++ % _lookupOrder.Length]]).NumTokens;
+    public long LookupPerBlock() => _cache.Lookup(_queries[_next++ % _queries.Length]).NumTokens;
 
     [Benchmark(Description = "Insert of a new 16-block chain into a full cache (evicts 16)", OperationsPerInvoke = ChainBlocks)]
     public int InsertPerBlock() => _cache.Insert(_newChains[_next++ % _newChains.Length], _values).Inserted;

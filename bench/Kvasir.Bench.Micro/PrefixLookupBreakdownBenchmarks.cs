@@ -9,14 +9,18 @@ namespace Kvasir.Bench.Micro;
 /// nothing), and a probe of the chain's first block alone (<see cref="PrefixCache{TBlock}.TryGet"/>: one index bucket and
 /// one entry, the hash table's floor). LRU minus FIFO is the order upkeep; FIFO minus the probe is the walk along the
 /// chain, the result arrays and the counters. Per block (OperationsPerInvoke = 16) so the columns add up.
+/// The chains are looked up in a shuffled order, but their hash arrays are copies laid out in that order, one after
+/// the other (<see cref="Queries"/>), so the bench reads its own queries sequentially: an engine's freshly computed
+/// hashes are in cache, and a bench that fetched each chain's array from a random place in 32 MB (as it did up to
+/// session 6) added a far read of its own to every lookup at 1M.
 /// </summary>
 [MemoryDiagnoser]
 public class PrefixLookupBreakdownBenchmarks
 {
     private const int ChainBlocks = 16;
     private PrefixCache<int> _cache = null!;
-    private BlockHash[][] _chains = null!;
-    private int[] _order = null!;
+    private BlockHash[][] _queries = null!;
+    private BlockHash[][][] _groups = null!;
     private int _next;
 
     [Params(1_000, 100_000, 1_000_000)]
@@ -30,19 +34,41 @@ public class PrefixLookupBreakdownBenchmarks
     {
         _cache = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 16, MaxCachedBlocks = CachedBlocks, Policy = EvictionManager.CreatePolicy(Policy) });
         var values = new int[ChainBlocks];
-        _chains = new BlockHash[CachedBlocks / ChainBlocks][];
-        for (int c = 0; c < _chains.Length; c++)
+        var chains = new BlockHash[CachedBlocks / ChainBlocks][];
+        for (int c = 0; c < chains.Length; c++)
         {
-            _chains[c] = _cache.ComputeBlockHashes(Enumerable.Range(c * 1000, ChainBlocks * 16).ToArray());
-            _cache.Insert(_chains[c], values);
+            chains[c] = _cache.ComputeBlockHashes(Enumerable.Range(c * 1000, ChainBlocks * 16).ToArray());
+            _cache.Insert(chains[c], values);
         }
-        _order = Enumerable.Range(0, _chains.Length).ToArray();
-        new Random(42).Shuffle(_order);
+        _queries = Queries(chains, new Random(42));
+        _groups = _queries.Chunk(PrefixCache<int>.LookupGroup).ToArray();
+    }
+
+    /// <summary>
+    /// <paramref name="chains"/> in a shuffled order, each a new copy allocated right after the one before (so they lie
+    /// in memory in the order they are looked up, and reading query k+1 after query k is a sequential read).
+    /// </summary>
+    public static BlockHash[][] Queries(BlockHash[][] chains, Random random)
+    {
+        var order = Enumerable.Range(0, chains.Length).ToArray();
+        random.Shuffle(order);
+        var queries = new BlockHash[chains.Length][];
+        for (int k = 0; k < order.Length; k++) queries[k] = (BlockHash[])chains[order[k]].Clone();
+        GC.Collect();   // compacts them together, in allocation order, out of the allocation area
+        return queries;
     }
 
     [Benchmark(Description = "Lookup of a cached 16-block chain", OperationsPerInvoke = ChainBlocks)]
-    public long Lookup() => _cache.Lookup(_chains[_order[_next++ % _order.Length]]).NumTokens;
+    public long Lookup() => _cache.Lookup(_queries[_next++ % _queries.Length]).NumTokens;
+
+    [Benchmark(Description = "LookupMany of 16 cached 16-block chains", OperationsPerInvoke = ChainBlocks * PrefixCache<int>.LookupGroup)]
+    public long LookupMany()
+    {
+        long tokens = 0;
+        foreach (var match in _cache.LookupMany(_groups[_next++ % _groups.Length])) tokens += match.NumTokens;
+        return tokens;
+    }
 
     [Benchmark(Description = "Probe of the chain's first block only", OperationsPerInvoke = ChainBlocks)]
-    public bool FirstBlockProbe() => _cache.TryGet(_chains[_order[_next++ % _order.Length]][0], out _);
+    public bool FirstBlockProbe() => _cache.TryGet(_queries[_next++ % _queries.Length][0], out _);
 }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Kvasir.Prefix;
 
 namespace Kvasir.Bench.Micro;
 
@@ -11,7 +12,8 @@ namespace Kvasir.Bench.Micro;
 /// taken per batch of 200 calls (well under a scheduler time slice) and reported as the batches' tenth percentile
 /// (median): the cost on a core that was not taken away mid-batch. Each measurement first warms up for at least a
 /// second, so the JIT's optimised code is in place (a shorter warm-up left the first case, 1k LRU, partly in unoptimised
-/// code). The last column is <see cref="PrefixCacheBenchmarks.InsertPerBlock"/> (a new 16-block chain into a full LRU
+/// code). The LookupMany column looks up 16 chains per call (<see cref="PrefixCache{TBlock}.LookupMany"/>), still per
+/// block. The last column is <see cref="PrefixCacheBenchmarks.InsertPerBlock"/> (a new 16-block chain into a full LRU
 /// cache, evicting 16), as blocks per CPU second (per wall second of the tenth-percentile batch).
 /// Usage: dotnet run -c Release -- prefix-cpu [rounds] [lookups per round]
 /// </summary>
@@ -22,8 +24,8 @@ public static class PrefixLookupCpuTime
         int rounds = args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 9;
         int lookups = args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 20_000;
         Console.WriteLine($"ns per block, medians (min) of {rounds} rounds of {lookups:N0} lookups of a 16-block chain");
-        Console.WriteLine("| cached blocks | policy | lookup CPU | lookup wall p10 (p50) | first-block probe wall p10 (p50) | insert CPU (wall p10), blocks/s |");
-        Console.WriteLine("| ---: | --- | ---: | ---: | ---: | ---: |");
+        Console.WriteLine("| cached blocks | policy | lookup CPU | lookup wall p10 (p50) | LookupMany of 16 chains, wall p10 (p50) | first-block probe wall p10 (p50) | insert CPU (wall p10), blocks/s |");
+        Console.WriteLine("| ---: | --- | ---: | ---: | ---: | ---: | ---: |");
         foreach (int blocks in new[] { 1_000, 100_000, 1_000_000 })
         {
             foreach (string policy in new[] { "lru", "fifo" })
@@ -31,9 +33,10 @@ public static class PrefixLookupCpuTime
                 var bench = new PrefixLookupBreakdownBenchmarks { CachedBlocks = blocks, Policy = policy };
                 bench.Setup();
                 var (lookupCpuTimes, lookupWallTimes) = Time(() => bench.Lookup(), rounds, lookups);
+                var (_, manyWallTimes) = Time(bench.LookupMany, rounds, lookups / PrefixCache<int>.LookupGroup, PrefixCache<int>.LookupGroup);
                 var (_, probeWallTimes) = Time(() => bench.FirstBlockProbe() ? 1 : 0, rounds, lookups);
-                var (lookupCpu, lookupWall, probeWall) = (Format(lookupCpuTimes), FormatBatches(lookupWallTimes), FormatBatches(probeWallTimes));
-                Console.WriteLine($"| {blocks:N0} | {policy} | {lookupCpu} | {lookupWall} | {probeWall} | {(policy == "lru" ? InsertRate(blocks, rounds, lookups) : "")} |");
+                var (lookupCpu, lookupWall, manyWall, probeWall) = (Format(lookupCpuTimes), FormatBatches(lookupWallTimes), FormatBatches(manyWallTimes), FormatBatches(probeWallTimes));
+                Console.WriteLine($"| {blocks:N0} | {policy} | {lookupCpu} | {lookupWall} | {manyWall} | {probeWall} | {(policy == "lru" ? InsertRate(blocks, rounds, lookups) : "")} |");
             }
         }
     }
@@ -50,9 +53,11 @@ public static class PrefixLookupCpuTime
     /// <summary>
     /// ns per block in CPU time (each round's) and in wall time (each batch of <see cref="Batch"/> calls: short enough
     /// that most batches run without being descheduled, so their low percentile is the cost on a quiet core), sorted.
+    /// A call covers <paramref name="chains"/> 16-block chains.
     /// </summary>
-    private static (List<double> Cpu, List<double> Wall) Time(Func<long> call, int rounds, int calls)
+    private static (List<double> Cpu, List<double> Wall) Time(Func<long> call, int rounds, int calls, int chains = 1)
     {
+        int blocksPerCall = 16 * chains;
         long sink = 0;
         // Warm-up, at least WarmUp long: the JIT's tiers (a method is recompiled optimised some 100 ms after its 30th
         // call, later while other methods are still being compiled) and the caches.
@@ -68,9 +73,9 @@ public static class PrefixLookupCpuTime
                 int batch = Math.Min(Batch, calls - done);
                 long ticks = Stopwatch.GetTimestamp();
                 for (int i = 0; i < batch; i++) sink += call();
-                wall.Add(Stopwatch.GetElapsedTime(ticks).TotalNanoseconds / batch / 16);
+                wall.Add(Stopwatch.GetElapsedTime(ticks).TotalNanoseconds / batch / blocksPerCall);
             }
-            cpu.Add((Environment.CpuUsage.TotalTime - start).TotalNanoseconds / calls / 16);
+            cpu.Add((Environment.CpuUsage.TotalTime - start).TotalNanoseconds / calls / blocksPerCall);
         }
         GC.KeepAlive(sink);
         cpu.Sort();

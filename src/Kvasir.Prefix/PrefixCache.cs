@@ -23,6 +23,7 @@ public sealed class PrefixCache<TBlock>
     private readonly HashSet<BlockHash> _fresh = [];
     private readonly List<int> _kept = [];
     private readonly StoreTier? _store;
+    private long _prefetched;   // what LookupMany's early reads summed to: kept so they are not optimised away
     private long _lookups, _hitTokens, _missTokens, _inserts, _invalidations, _storeLookups, _storeHitTokens, _storeLoaded, _storeSaved;
 
     /// <summary>A cache with <paramref name="options"/> (default <see cref="PrefixCacheOptions"/>: 16-token blocks, 10,000 blocks, LRU, no store).</summary>
@@ -128,32 +129,89 @@ public sealed class PrefixCache<TBlock>
     public PrefixMatch<TBlock> Lookup(IReadOnlyList<BlockHash> hashes)
     {
         ArgumentNullException.ThrowIfNull(hashes);
-        ReadOnlySpan<BlockHash> chain = hashes switch
-        {
-            BlockHash[] array => array,
-            List<BlockHash> list => CollectionsMarshal.AsSpan(list),
-            _ => hashes.ToArray(),
-        };
+        var chain = AsSpan(hashes);
         int[]? rented = chain.Length > StackSlots ? ArrayPool<int>.Shared.Rent(chain.Length) : null;
         Span<int> slots = rented is null ? stackalloc int[StackSlots] : rented;
         try
         {
-            lock (_lock)
-            {
-                int matched = _blocks.MatchPrefix(chain, slots);
-                var blocks = new TBlock[matched];
-                for (int i = 0; i < matched; i++) blocks[i] = _blocks.ValueAt(slots[i]);
-                _blocks.AccessRun(slots[..matched]);
-                _lookups++;
-                _hitTokens += (long)matched * BlockSize;
-                _missTokens += (long)(chain.Length - matched) * BlockSize;
-                return new PrefixMatch<TBlock>(blocks, chain[..matched].ToArray(), (long)matched * BlockSize);
-            }
+            lock (_lock) return LookupLocked(chain, slots);
         }
         finally
         {
             if (rented is not null) ArrayPool<int>.Shared.Return(rented);
         }
+    }
+
+    /// <summary>
+    /// <see cref="Lookup"/> of each chain in <paramref name="chains"/>, in their order, under one lock: the same matches,
+    /// counters and moves in the eviction order as that many <see cref="Lookup"/> calls. For a scheduler that looks up
+    /// the prefixes of many waiting requests at once: on a cache larger than the CPU's caches, each chain's first reads
+    /// (its first blocks' index buckets and its entries) are far, and here those of up to
+    /// <see cref="LookupGroup"/> chains are issued together so they overlap, before the chains are matched one by one.
+    /// </summary>
+    public IReadOnlyList<PrefixMatch<TBlock>> LookupMany(IReadOnlyList<IReadOnlyList<BlockHash>> chains)
+    {
+        ArgumentNullException.ThrowIfNull(chains);
+        var spans = new BlockHash[chains.Count][];
+        int longest = 0;
+        for (int c = 0; c < spans.Length; c++)
+        {
+            var chain = chains[c] ?? throw new ArgumentException($"chain {c} is null", nameof(chains));
+            spans[c] = chain as BlockHash[] ?? [.. chain];
+            longest = Math.Max(longest, spans[c].Length);
+        }
+        var results = new PrefixMatch<TBlock>[spans.Length];
+        int[]? rented = longest > StackSlots ? ArrayPool<int>.Shared.Rent(longest) : null;
+        Span<int> slots = rented is null ? stackalloc int[StackSlots] : rented;
+        Span<BlockHash> firsts = stackalloc BlockHash[LookupGroup], seconds = stackalloc BlockHash[LookupGroup];
+        Span<int> lengths = stackalloc int[LookupGroup];
+        try
+        {
+            lock (_lock)
+            {
+                for (int start = 0; start < spans.Length; start += LookupGroup)
+                {
+                    int end = Math.Min(start + LookupGroup, spans.Length), group = 0;
+                    for (int c = start; c < end; c++)
+                    {
+                        var chain = spans[c];
+                        if (chain.Length == 0) continue;
+                        firsts[group] = chain[0];
+                        seconds[group] = chain[Math.Min(1, chain.Length - 1)];
+                        lengths[group++] = chain.Length;
+                    }
+                    _prefetched += _blocks.Prefetch(firsts[..group], seconds[..group], lengths[..group]);
+                    for (int c = start; c < end; c++) results[c] = LookupLocked(spans[c], slots);
+                }
+            }
+            return results;
+        }
+        finally
+        {
+            if (rented is not null) ArrayPool<int>.Shared.Return(rented);
+        }
+    }
+
+    /// <summary>Chains whose first reads <see cref="LookupMany"/> issues together.</summary>
+    public const int LookupGroup = 16;
+
+    private static ReadOnlySpan<BlockHash> AsSpan(IReadOnlyList<BlockHash> hashes) => hashes switch
+    {
+        BlockHash[] array => array,
+        List<BlockHash> list => CollectionsMarshal.AsSpan(list),
+        _ => hashes.ToArray(),
+    };
+
+    private PrefixMatch<TBlock> LookupLocked(ReadOnlySpan<BlockHash> chain, Span<int> slots)
+    {
+        int matched = _blocks.MatchPrefix(chain, slots);
+        var blocks = new TBlock[matched];
+        for (int i = 0; i < matched; i++) blocks[i] = _blocks.ValueAt(slots[i]);
+        _blocks.AccessRun(slots[..matched]);
+        _lookups++;
+        _hitTokens += (long)matched * BlockSize;
+        _missTokens += (long)(chain.Length - matched) * BlockSize;
+        return new PrefixMatch<TBlock>(blocks, chain[..matched].ToArray(), (long)matched * BlockSize);
     }
 
     /// <summary>The block cached under <paramref name="hash"/> (no access recorded); none: <see cref="CacheMissException"/>.</summary>

@@ -167,7 +167,7 @@ public sealed class BlockTableTests
     [Fact]
     public void A_chain_walk_guessing_slots_a_step_apart_stops_at_the_last_slot_in_use_and_at_both_ends_of_the_array()
     {
-        // A lookup guesses the chain's slots a fixed step apart (the step from the first block's slot to its hint's).
+        // A lookup guesses the chain's slots a fixed step apart (the step from the first block's slot to the second's).
         // Past the last slot in use lie zeroed entries that never held a block; past either end of the array, nothing.
         var roomy = new PrefixCache<string>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 100 });   // 64 slots at first
         var a = Ids(4);

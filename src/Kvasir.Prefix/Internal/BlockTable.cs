@@ -111,24 +111,30 @@ internal sealed class BlockTable<TValue>
 
     /// <summary>
     /// How many of <paramref name="hashes"/>, from the first, are held; their slots go to <paramref name="slots"/>, and
-    /// each matched block's successor hint is set to the next matched one. The first block is found through the index;
-    /// the next ones first at slots a fixed step apart (the step from the first block's slot to its hint's), then each
-    /// through its predecessor's hint (one entry, usually the neighbouring slot). Where a hint
-    /// fails, the rest of the chain is probed in stages (all buckets, then all entries) rather than block after block,
-    /// so the loads of one stage do not wait on each other and the memory system serves them in parallel.
+    /// each matched block's successor hint is set to the next matched one. The first two blocks are found through the
+    /// index, the second's bucket read before the first is used, so the two far loads overlap. The next ones are
+    /// first looked for at slots a fixed step apart (the step from the first block's slot to the second's), then each
+    /// through its predecessor's hint (one entry, usually the neighbouring slot). Where a hint fails, the rest of the
+    /// chain is probed in stages (all buckets, then all entries) rather than block after block, so the loads of one
+    /// stage do not wait on each other and the memory system serves them in parallel.
     /// </summary>
     public int MatchPrefix(ReadOnlySpan<BlockHash> hashes, Span<int> slots)
     {
         if (hashes.IsEmpty) return 0;
+        // The second block's bucket first: its address comes from its hash, not from anything the first block's probe
+        // reads, so the core issues both loads before either returns. A tag only names a candidate slot (the walk
+        // checks the full hash there); no bucket with the tag means the block is not held.
+        int second = hashes.Length > 1 ? SlotByTag(Tag(hashes[1])) : None;
         int first = Find(hashes[0]);
         if ((slots[0] = first) == None) return 0;
+        if (hashes.Length == 1 || second == None) return 1;
         // A chain inserted together sits in slots a fixed step apart (the next free slots: ascending, or descending
-        // when they come back from the free list), the step its first block's hint shows. Guessing each slot from that
-        // step puts every address up front, so the loads of the chain's entries overlap instead of each waiting for
-        // the last entry's hint; a guess counts only where the full hash matches.
+        // when they come back from the free list). Guessing each slot from that step puts every address up front, so
+        // the loads of the chain's entries overlap instead of each waiting for the last entry's hint; a guess counts
+        // only where the full hash matches.
         var entries = _entries;
-        int step = entries[first].Child - first, i = 1;
-        for (int slot = first + step; i < hashes.Length && (uint)slot < (uint)_used; i++, slot += step)
+        int step = second - first, i = 1;
+        for (int slot = second; i < hashes.Length && (uint)slot < (uint)_used; i++, slot += step)
         {
             ref var entry = ref entries[slot];
             if (entry.Prev == Free || entry.Hash != hashes[i]) break;
@@ -145,21 +151,60 @@ internal sealed class BlockTable<TValue>
         return matched;
     }
 
+    /// <summary>
+    /// Reads, without changing anything, what <see cref="MatchPrefix"/> of chains starting with these blocks will
+    /// read: the index buckets of each chain's first two blocks, then the entries a fixed step apart that the walk will
+    /// guess, then under LRU the entries of each chain's two outer neighbours in the order (the links its move
+    /// rewrites). Called for a group of chains before matching them one by one, so the far loads of the group are in
+    /// flight together instead of one chain's after another's. Plain loads, not prefetch instructions (those take a
+    /// pointer, and this assembly has no unsafe code): nothing waits for their values, which are summed only so the
+    /// loads are not optimised away.
+    /// </summary>
+    /// <param name="firsts">each chain's first block</param>
+    /// <param name="seconds">each chain's second block (for a one-block chain, its first again)</param>
+    /// <param name="lengths">each chain's length in blocks</param>
+    public long Prefetch(ReadOnlySpan<BlockHash> firsts, ReadOnlySpan<BlockHash> seconds, ReadOnlySpan<int> lengths)
+    {
+        var buckets = _buckets;
+        var entries = _entries;
+        long touched = 0;
+        for (int c = 0; c < firsts.Length; c++)
+            touched += (long)buckets[Home(Tag(firsts[c]))] ^ (long)buckets[Home(Tag(seconds[c]))];
+        Span<int> ends = firsts.Length <= 64 ? stackalloc int[2 * firsts.Length] : new int[2 * firsts.Length];
+        for (int c = 0; c < firsts.Length; c++)
+        {
+            ends[2 * c] = ends[2 * c + 1] = None;
+            int first = SlotByTag(Tag(firsts[c])), second = SlotByTag(Tag(seconds[c]));
+            if (first == None || second == None) continue;
+            int step = second - first, last = first;
+            for (int k = 0, slot = first; k < lengths[c] && (uint)slot < (uint)_used; k++, slot += step)
+            {
+                touched += entries[slot].Prev ^ (long)entries[slot].Hash.Prefix;
+                last = slot;
+            }
+            (ends[2 * c], ends[2 * c + 1]) = (first, last);
+        }
+        // Under LRU a matched chain leaves the order between its first block's predecessor and its last block's
+        // successor, whose links the move rewrites: their entries are the last far reads of a lookup.
+        if (_moveOnAccess)
+        {
+            for (int c = 0; c < firsts.Length; c++)
+            {
+                if (ends[2 * c] == None) continue;
+                int before = entries[ends[2 * c]].Prev, after = entries[ends[2 * c + 1]].Next;
+                if (before >= 0) touched += entries[before].Next;
+                if (after >= 0) touched += entries[after].Prev;
+            }
+        }
+        return touched;
+    }
+
     /// <summary>Sets the successor hint of <paramref name="parent"/> to <paramref name="child"/> (both held).</summary>
     public void Follow(int parent, int child) => _entries[parent].Child = child;
 
     private int ProbeInStages(ReadOnlySpan<BlockHash> hashes, Span<int> slots)
     {
-        var buckets = _buckets;
-        int mask = buckets.Length - 1;
-        for (int i = 0; i < hashes.Length; i++)
-        {
-            // The first bucket with this tag, or -1 when the probe meets an empty bucket first.
-            uint tag = Tag(hashes[i]);
-            int b = Home(tag);
-            while (buckets[b] != 0 && (uint)(buckets[b] >> 32) != tag) b = (b + 1) & mask;
-            slots[i] = SlotOf(buckets[b]);
-        }
+        for (int i = 0; i < hashes.Length; i++) slots[i] = SlotByTag(Tag(hashes[i]));
         for (int i = 0; i < hashes.Length; i++)
         {
             int slot = slots[i];
@@ -172,6 +217,16 @@ internal sealed class BlockTable<TValue>
             }
         }
         return hashes.Length;
+    }
+
+    /// <summary>The slot in the first bucket with <paramref name="tag"/>, or -1 when the probe meets an empty bucket first (no hash with this tag is held).</summary>
+    private int SlotByTag(uint tag)
+    {
+        var buckets = _buckets;
+        int mask = buckets.Length - 1;
+        int b = Home(tag);
+        while (buckets[b] != 0 && (uint)(buckets[b] >> 32) != tag) b = (b + 1) & mask;
+        return SlotOf(buckets[b]);
     }
 
     /// <summary>Starts holding <paramref name="hash"/> with <paramref name="value"/>; when held already, counts an access and keeps the old value (false).</summary>

@@ -1,0 +1,165 @@
+namespace Kvasir.Prefix.Tests;
+
+/// <summary>
+/// <see cref="PrefixCache{TBlock}.LookupMany"/> (the lookups of many chains in one call, their first reads issued
+/// together) and the chain walk's step taken from the second block's index bucket: both must give exactly what one
+/// <see cref="PrefixCache{TBlock}.Lookup"/> per chain gave, whatever the index and the hints hold.
+/// </summary>
+public sealed class LookupManyTests
+{
+    private static BlockHash[] Ids(int n, int start = 0) =>
+        Enumerable.Range(start, n).Select(i => BlockHash.FromBytes(System.Security.Cryptography.SHA256.HashData(BitConverter.GetBytes(i)))).ToArray();
+
+    /// <summary>Hashes whose first eight bytes (so their index tag and home bucket) are equal and whose other 24 differ.</summary>
+    private static BlockHash[] SameTag(int n, int start = 0) => Enumerable.Range(start, n).Select(i =>
+    {
+        var bytes = new byte[BlockHash.Size];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(bytes, 0x0badcafe12345678);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(bytes.AsSpan(28), i + 1);
+        return BlockHash.FromBytes(bytes);
+    }).ToArray();
+
+    [Theory]
+    [InlineData("lru", false)]
+    [InlineData("fifo", false)]
+    [InlineData("lru", true)]
+    public void LookupMany_gives_what_one_lookup_per_chain_gives_in_matches_counters_and_eviction_order(string policy, bool sharedTags)
+    {
+        // Two caches fed the same random inserts, invalidations and lookups; one looks chains up one call each, the
+        // other in batches of 0 to 40 chains (so across the 16-chain groups), including empty, one-block, repeated-block
+        // and 300-block chains (beyond the stack's slots). With sharedTags a third of the blocks share one index tag,
+        // so the second block's bucket often names another block.
+        const int capacity = 200;
+        var options = () => new PrefixCacheOptions { BlockSize = 2, MaxCachedBlocks = capacity, Policy = EvictionManager.CreatePolicy(policy) };
+        var single = new PrefixCache<int>(options());
+        var batched = new PrefixCache<int>(options());
+        var tagged = SameTag(200);
+        var prompts = Enumerable.Range(0, 60).Select(p =>
+        {
+            var ids = Ids(24, 1000 * (p + 1));
+            if (sharedTags)
+                for (int i = 0; i < ids.Length; i += 3) ids[i] = tagged[(p * 24 + i) % tagged.Length];
+            return ids;
+        }).ToArray();
+        var random = new Random(policy.Length * 2 + (sharedTags ? 1 : 0));
+        int hits = 0;
+        for (int step = 0; step < 600; step++)
+        {
+            switch (random.Next(5))
+            {
+                case 0:
+                    var inserted = Chain().Distinct().ToArray();
+                    if (inserted.Length == 0) break;
+                    var values = inserted.Select(_ => step).ToArray();
+                    Assert.Equal(single.Insert(inserted, values).Evicted, batched.Insert(inserted, values).Evicted);
+                    break;
+                case 1:
+                    BlockHash[] gone = [Chain().DefaultIfEmpty(tagged[0]).First()];
+                    Assert.Equal(single.Invalidate(gone), batched.Invalidate(gone));
+                    break;
+                default:
+                    var chains = Enumerable.Range(0, random.Next(41)).Select(_ => Chain()).ToArray();
+                    var many = batched.LookupMany(chains);
+                    Assert.Equal(chains.Length, many.Count);
+                    for (int c = 0; c < chains.Length; c++)
+                    {
+                        var one = single.Lookup(chains[c]);
+                        Assert.Equal(one.Blocks, many[c].Blocks);
+                        Assert.Equal(one.Hashes, many[c].Hashes);
+                        Assert.Equal(one.NumTokens, many[c].NumTokens);
+                        hits += one.NumBlocks;
+                    }
+                    break;
+            }
+            Assert.Equal(single.GetStats(), batched.GetStats());
+        }
+        Assert.True(single.GetStats().Evictions > 500 && hits > 5000, $"the run should evict and hit often ({single.GetStats().Evictions} evictions, {hits} hits)");
+        // The eviction order is the same: evicting everything gives the same victims in the same order.
+        var flush = Ids(capacity, 900_000);
+        Assert.Equal(single.Insert(flush, new int[capacity]).Evicted, batched.Insert(flush, new int[capacity]).Evicted);
+
+        BlockHash[] Chain()
+        {
+            var prompt = prompts[random.Next(prompts.Length)];
+            BlockHash[] chain = random.Next(10) switch
+            {
+                0 => [],
+                1 => [prompt[random.Next(prompt.Length)]],
+                2 => [.. Enumerable.Range(0, 300).Select(i => prompt[i % prompt.Length])],   // repeats: no run in the order
+                _ => prompt[..random.Next(1, prompt.Length + 1)],
+            };
+            if (random.Next(5) == 0) chain = [.. chain, .. prompts[random.Next(prompts.Length)][..random.Next(1, 6)]];
+            if (random.Next(8) == 0 && chain.Length > 0) chain = [.. chain, chain[0]];
+            return chain;
+        }
+    }
+
+    [Fact]
+    public void The_second_block_found_by_a_tag_it_shares_with_other_blocks_is_checked_and_the_chain_still_found()
+    {
+        // The walk takes its step from the second block's bucket, found by tag alone. Here that bucket names another
+        // block (same tag) or the first block itself; the full hash is checked there, and the hint, then the staged
+        // probe, find the real second block.
+        var same = SameTag(4);
+        var a = Ids(4);
+        var cache = new PrefixCache<string>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 16 });
+        cache.Insert([same[0]], ["s0"]);                         // slot 0: the first bucket with the shared tag
+        cache.Insert([a[0], same[1], a[2]], ["a0", "s1", "a2"]); // slots 1..3; the second block's tag names slot 0 first
+        Assert.Equal(["a0", "s1", "a2"], cache.Lookup([a[0], same[1], a[2]]).Blocks);
+        Assert.Equal(["a0", "s1", "a2"], cache.LookupMany([new[] { a[0], same[1], a[2] }])[0].Blocks);
+        Assert.Equal(["a0"], cache.Lookup([a[0], same[2]]).Blocks);     // the tag is held, this hash is not
+        Assert.Equal(["a0"], cache.Lookup([a[0], a[1]]).Blocks);        // no bucket with this tag: not held
+        Assert.Equal(["s0", "s0"], cache.Lookup([same[0], same[0]]).Blocks);   // the second block's bucket is the first's
+        cache.Insert([same[2], same[3]], ["s2", "s3"]);                  // both after two others with their tag
+        Assert.Equal(["s2", "s3"], cache.Lookup([same[2], same[3]]).Blocks);
+        Assert.Equal(["s1", "a2"], cache.Lookup([same[1], a[2]]).Blocks);
+        cache.Invalidate([same[0]]);                                     // the shared run shifts back over slot 0's bucket
+        Assert.Equal(["a0", "s1", "a2"], cache.Lookup([a[0], same[1], a[2]]).Blocks);
+        Assert.Empty(cache.Lookup([same[0], same[1]]).Blocks);
+    }
+
+    [Fact]
+    public void A_chain_whose_blocks_share_a_tag_homed_in_the_last_bucket_is_found_across_the_wrap_through_removals()
+    {
+        // 64 slots have an index of 128 buckets (a bucket's home: the tag times 0x9E3779B9, top 7 bits). Blocks sharing
+        // one tag homed in bucket 127 form a probe run that wraps to bucket 0 and on; every bucket probe of the chain
+        // (the first block's, the second's by tag, the staged ones) crosses the wrap, and removals shift the run back
+        // across it.
+        uint tag = Enumerable.Range(0, 1 << 16).Select(t => (uint)t * 65_537).First(t => (t * 0x9E3779B9U) >> 25 == 127);
+        var ids = Enumerable.Range(0, 6).Select(i =>
+        {
+            var bytes = new byte[BlockHash.Size];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(bytes, tag);
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(bytes.AsSpan(28), i + 1);
+            return BlockHash.FromBytes(bytes);
+        }).ToArray();
+        var cache = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 64 });
+        cache.Insert(ids[..5], [0, 1, 2, 3, 4]);
+        Assert.Equal([0, 1, 2, 3, 4], cache.Lookup(ids[..5]).Blocks);
+        Assert.Equal([2, 3, 4], cache.LookupMany([ids[2..5]])[0].Blocks);
+        Assert.Equal([4], cache.Lookup([ids[4], ids[5]]).Blocks);       // ids[5]'s tag is held (by five others), it is not
+        cache.Invalidate([ids[0], ids[3]]);                              // the run shifts back over bucket 127 and bucket 2
+        Assert.Equal([1, 2], cache.Lookup(ids[1..5]).Blocks);
+        Assert.Equal([4], cache.Lookup([ids[4]]).Blocks);
+        cache.Insert([ids[5], ids[0], ids[3]], [5, 10, 13]);             // back into the freed slots, descending
+        Assert.Equal([5, 10, 13], cache.LookupMany([ids[5..], new[] { ids[0], ids[3] }]).SelectMany(m => m.Blocks));
+        Assert.Equal([10, 1, 2, 13, 4, 5], cache.Lookup([ids[0], ids[1], ids[2], ids[3], ids[4], ids[5]]).Blocks);
+    }
+
+    [Fact]
+    public void LookupMany_of_no_chains_or_empty_chains_counts_each_and_a_null_chain_is_refused()
+    {
+        var cache = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 4, MaxCachedBlocks = 8 });
+        var a = Ids(3);
+        cache.Insert(a, [1, 2, 3]);
+        Assert.Empty(cache.LookupMany([]));
+        var results = cache.LookupMany([Array.Empty<BlockHash>(), new List<BlockHash>(a), a[..1]]);
+        Assert.Equal([0L, 12L, 4L], results.Select(r => r.NumTokens));
+        Assert.Equal([1, 2, 3], results[1].Blocks);
+        Assert.Equal(3, cache.GetStats().Lookups);
+        var error = Assert.Throws<ArgumentException>(() => cache.LookupMany([a, null!]));
+        Assert.Contains("chain 1 is null", error.Message, StringComparison.Ordinal);
+        Assert.Equal(3, cache.GetStats().Lookups);               // refused before any lookup
+        Assert.Throws<ArgumentNullException>(() => cache.LookupMany(null!));
+    }
+}
