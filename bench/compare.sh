@@ -101,6 +101,7 @@ def load(name):
         r = json.loads(line)
         runs.setdefault((r["op"], r["value_size"], r["inflight"]), []).append(r)
     return {key: {"gbps": statistics.median(x["gbps"] for x in rs), "all": [x["gbps"] for x in rs],
+                  "cpu": statistics.median(x["client_cpu_s_per_gb"] for x in rs) if all("client_cpu_s_per_gb" in x for x in rs) else None,
                   "errors": sum(x["errors"] for x in rs), "verify_failures": sum(x["verify_failures"] for x in rs)}
             for key, rs in runs.items()}
 k, m, r, c, b = load("kvasir"), load("memcached"), load("redis"), load("memcpy"), load("base")
@@ -137,5 +138,14 @@ if repeat > 1:
     print("Every run (GB/s), in order: " + "; ".join(
         f"{'SET' if key[0] == 'put' else 'GET'} {name(key[1])} x{key[2]}: "
         + ", ".join(f"{label} {' '.join(f'{v:.2f}' for v in rows[key]['all'])}" for label, rows in (("base", b), ("K", k), ("m", m)) if key in rows)
+        for key in sorted(k, key=lambda t: (t[1], t[0] != "put", t[2]))))
+# The load generator's own CPU per GB over each measured run (kvasir bench's client_cpu_s_per_gb; a base CLI older
+# than this field has none): on a machine where client and server share the cores, the sum decides.
+cpu_rows = [(label, rows) for label, rows in (("K", k), ("base", b), ("m", m), ("R", r)) if rows and any(v["cpu"] is not None for v in rows.values())]
+if cpu_rows:
+    print()
+    print("Client CPU s/GB (median): " + "; ".join(
+        f"{'SET' if key[0] == 'put' else 'GET'} {name(key[1])} x{key[2]}: "
+        + ", ".join(f"{label} {rows[key]['cpu']:.3f}" for label, rows in cpu_rows if key in rows and rows[key]["cpu"] is not None)
         for key in sorted(k, key=lambda t: (t[1], t[0] != "put", t[2]))))
 PY

@@ -50,7 +50,8 @@ public static class ClientCommands
     private static readonly string[] ValueOptions = [.. ConnectOptions, "timeout", "ttl", "prefix"];
 
     /// <summary>Store options from --server / --redis / --cluster / --replicas / --auth-key; bad values are usage errors.</summary>
-    public static KvStoreOptions StoreOptions(CommandLine cl, string clientName, int connections, TimeSpan? timeout = null, bool sendValueCrc = true)
+    public static KvStoreOptions StoreOptions(CommandLine cl, string clientName, int connections, TimeSpan? timeout = null, bool sendValueCrc = true,
+        bool inlineCompletions = false)
     {
         var redis = cl.Get("redis");
         var server = cl.Get("server", "127.0.0.1:7380");
@@ -79,6 +80,7 @@ public static class ClientCommands
             ConnectionsPerNode = connections,
             ClientName = clientName,
             SendValueCrc = sendValueCrc,
+            InlineCompletions = inlineCompletions,
             Transport = cl.Get("transport", "auto") switch
             {
                 "auto" => KvTransportKind.Auto,

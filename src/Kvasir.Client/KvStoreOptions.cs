@@ -114,6 +114,18 @@ public sealed class KvStoreOptions
     /// </summary>
     public bool SendValueCrc { get; init; } = true;
 
+    /// <summary>
+    /// Over TCP, resume the caller of a PUT, GET, EXISTS, REMOVE, PIN or UNPIN on the connection's reader as soon as
+    /// its reply is in, instead of through the thread pool. Default false. True saves a thread-pool hop (a thread's
+    /// wake-up and its spinning) per request: for a loop that issues the next request as soon as one returns, as
+    /// <c>kvasir bench</c> does, that was 23 of 30 context switches per 16 MiB SET and ~25 % of the client's CPU per
+    /// byte on 2 cores (docs/benchmarks.md). The risk: until the caller's code after the await returns or awaits
+    /// something, that connection reads no further replies. Code that blocks there (a synchronous wait on another
+    /// request, <c>.Result</c>, a long computation) stalls every request on the connection, up to
+    /// <see cref="RequestTimeout"/>. Use it only where every continuation is non-blocking.
+    /// </summary>
+    public bool InlineCompletions { get; init; }
+
     /// <summary>True when the store routes over several nodes (a registry or a list).</summary>
     internal bool IsRouted => RedisUrl is not null || ServerList().Count > 1;
 
@@ -138,6 +150,7 @@ public sealed class KvStoreOptions
         ConnectionsPerNode = ConnectionsPerNode,
         ClientName = ClientName,
         SendValueCrc = SendValueCrc,
+        InlineCompletions = InlineCompletions,
         Transport = Transport,
         LoggerFactory = LoggerFactory,
     };

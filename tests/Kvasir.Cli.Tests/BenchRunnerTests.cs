@@ -152,7 +152,9 @@ public sealed class BenchRunnerTests : IAsyncLifetime
         var r = await Runner(Shape("put", requests: 100)).RunAsync();
         Assert.True(r.P50Us > 0 && r.P50Us <= r.P90Us && r.P90Us <= r.P99Us && r.P99Us <= r.P999Us);
         using var json = System.Text.Json.JsonDocument.Parse(r.ToJson());
-        foreach (var field in new[] { "gbps", "ops_per_s", "p50_us", "p99_us", "errors", "misses", "verify_failures" })
+        foreach (var field in new[] { "gbps", "ops_per_s", "p50_us", "p99_us", "errors", "misses", "verify_failures", "client_cpu_s_per_gb", "client_switches_per_request" })
             Assert.True(json.RootElement.TryGetProperty(field, out _), $"missing {field}");
+        // The load generator's own CPU over the measured time: it moved bytes, so it spent some.
+        Assert.True(json.RootElement.GetProperty("client_cpu_s_per_gb").GetDouble() > 0);
     }
 }

@@ -36,6 +36,10 @@ public sealed class BenchRunner(string targetName, Func<Task<IBenchTarget>> open
         long measureFrom = start + (long)(s.Warmup.TotalSeconds * Stopwatch.Frequency);
         long end = s.Requests is null ? measureFrom + (long)(s.Duration.TotalSeconds * Stopwatch.Frequency) : long.MaxValue;
         long next = 0, issued = 0, finished;
+        ProcessCost cost;
+        // The client's own cost over the measured time: taken by the first lane past the warm-up, and after the last reply.
+        int costTaken = 0;
+        var costFrom = ProcessCost.Now();
         try
         {
             await Task.WhenAll(Enumerable.Range(0, s.Inflight).Select(lane => Task.Run(async () =>
@@ -52,6 +56,7 @@ public sealed class BenchRunner(string targetName, Func<Task<IBenchTarget>> open
                 while (!ct.IsCancellationRequested && Stopwatch.GetTimestamp() < end)
                 {
                     bool measured = Stopwatch.GetTimestamp() >= measureFrom;
+                    if (measured && Volatile.Read(ref costTaken) == 0 && Interlocked.Exchange(ref costTaken, 1) == 0) costFrom = ProcessCost.Now();
                     if (s.Requests is { } limit && measured && Interlocked.Increment(ref issued) > limit) break;
                     for (int j = 0; j < s.Batch; j++)
                     {
@@ -96,6 +101,7 @@ public sealed class BenchRunner(string targetName, Func<Task<IBenchTarget>> open
                 }
             })));
             finished = Stopwatch.GetTimestamp();
+            cost = ProcessCost.Now() - costFrom;
         }
         finally
         {
@@ -107,7 +113,8 @@ public sealed class BenchRunner(string targetName, Func<Task<IBenchTarget>> open
         Array.Sort(all);
         double Us(double q) => LatencyStats.Percentile(all, q) * 1e6 / Stopwatch.Frequency;
         return new BenchResult(targetName, transport, s.Op, s.ValueSize, s.Batch, s.Inflight, seconds, _requests, _values,
-            _goodBytes / seconds / 1e9, _values / seconds, Us(0.50), Us(0.90), Us(0.99), Us(0.999), _errors, _misses, _verifyFailures);
+            _goodBytes / seconds / 1e9, _values / seconds, Us(0.50), Us(0.90), Us(0.99), Us(0.999), _errors, _misses, _verifyFailures)
+        { ClientCost = cost };
     }
 
     private async Task PrefillAsync(ReadOnlyMemory<byte>[] keys, ReadOnlyMemory<byte>[] values)

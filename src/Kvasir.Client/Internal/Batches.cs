@@ -51,8 +51,14 @@ internal readonly struct ValueDestination
 
 internal sealed class PutBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueSource[] values, IReadOnlyList<uint>? givenCrcs = null)
 {
-    /// <summary>Above this many bytes in one request the values' CRCs are computed on several cores.</summary>
+    /// <summary>Above this many bytes in one request the values' CRCs are computed on several cores (where there are 4 or more).</summary>
     private const long ParallelCrcBytes = 4L << 20;
+
+    /// <summary>
+    /// With 2 cores the other one is busy with the socket copies (and, on one host, the node): a parallel CRC there only
+    /// adds thread-pool wake-ups (15 → 34 context switches per 16 MiB SET, no CPU saved; docs/benchmarks.md).
+    /// </summary>
+    private static readonly bool s_parallelCrc = Environment.ProcessorCount >= 4;
 
     public IReadOnlyList<ReadOnlyMemory<byte>> Keys { get; } = keys;
     public ValueSource[] Values { get; } = values;
@@ -75,7 +81,7 @@ internal sealed class PutBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueSo
         }
         long bytes = 0;
         for (int i = start; i < end; i++) bytes += Values[i].Length;
-        if (bytes >= ParallelCrcBytes && end - start > 1) Parallel.For(start, end, i => crcs[i] = Crc(Values[i]));
+        if (s_parallelCrc && bytes >= ParallelCrcBytes && end - start > 1) Parallel.For(start, end, i => crcs[i] = Crc(Values[i]));
         else for (int i = start; i < end; i++) crcs[i] = Crc(Values[i]);
     }
 

@@ -23,6 +23,7 @@ internal sealed class ClientConnection : IAsyncDisposable
     private readonly CancellationTokenSource _closed = new();
     private readonly FrameSender _sender;
     private long _nextId;
+    private int _outstanding;
     private Task _readLoop = Task.CompletedTask;
     private volatile bool _broken;
     private string? _closeReason;
@@ -39,6 +40,9 @@ internal sealed class ClientConnection : IAsyncDisposable
     }
 
     public bool IsBroken => _broken;
+
+    /// <summary>Requests sent (or being sent) whose reply has not been fully read yet; a hint for choosing a connection.</summary>
+    public int Outstanding => Volatile.Read(ref _outstanding);
 
     public HelloReply Hello { get; private set; } = null!;
 
@@ -170,6 +174,7 @@ internal sealed class ClientConnection : IAsyncDisposable
         if (values is not null) for (int i = start; i < end; i++) payload += values[i].Length;
         ulong id = (ulong)Interlocked.Increment(ref _nextId);
         _pending[id] = request;
+        Interlocked.Increment(ref _outstanding);
         if (_broken)
         {
             Forget(id, request, KvStatus.Unavailable);
@@ -230,7 +235,7 @@ internal sealed class ClientConnection : IAsyncDisposable
 
     private void Forget(ulong id, PendingRequest request, KvStatus status)
     {
-        _pending.TryRemove(id, out _);
+        if (_pending.TryRemove(id, out _)) Interlocked.Decrement(ref _outstanding);
         request.Fail(status);
     }
 
@@ -262,16 +267,20 @@ internal sealed class ClientConnection : IAsyncDisposable
                     if (h.Status != WireStatus.Ok)
                     {
                         await _rx.SkipAsync(h.PayloadLength, _closed.Token).ConfigureAwait(false);
+                        Interlocked.Decrement(ref _outstanding);
                         current.Fail(KvStatus.ProtocolError, (h.Status, ErrorReply.Read(meta.AsSpan(0, h.MetaLength))));
                     }
                     else if (current.TryBeginReceive())
                     {
                         await current.ReceiveAsync(h, meta.AsMemory(0, h.MetaLength), _rx, _closed.Token).ConfigureAwait(false);
+                        // Before completing: with inline completions the caller's next request may choose a connection at once.
+                        Interlocked.Decrement(ref _outstanding);
                         current.Complete();
                     }
                     else
                     {
                         await _rx.SkipAsync(h.PayloadLength, _closed.Token).ConfigureAwait(false);
+                        Interlocked.Decrement(ref _outstanding);
                         current.Fail(KvStatus.Timeout);
                     }
                 }

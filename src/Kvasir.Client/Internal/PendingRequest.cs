@@ -12,8 +12,15 @@ namespace Kvasir.Client.Internal;
 internal abstract class PendingRequest
 {
     private const int Waiting = 0, Receiving = 1, Done = 2, Abandoned = 3;
-    private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _done;
     private int _state;
+
+    /// <param name="inline">
+    /// The caller's continuation runs on the thread that completes the request (the connection's reader), not through
+    /// the thread pool: <see cref="KvStoreOptions.InlineCompletions"/>.
+    /// </param>
+    protected PendingRequest(bool inline = false) =>
+        _done = new(inline ? TaskCreationOptions.None : TaskCreationOptions.RunContinuationsAsynchronously);
 
     public Task Completion => _done.Task;
 
@@ -57,7 +64,7 @@ internal abstract class PendingRequest
 }
 
 /// <summary>Replies whose metadata is a status per key (PUT, EXISTS, REMOVE, PIN, UNPIN).</summary>
-internal sealed class StatusListRequest(KvStatus[] results, int start, int count) : PendingRequest
+internal sealed class StatusListRequest(KvStatus[] results, int start, int count, bool inline = false) : PendingRequest(inline)
 {
     public override ValueTask ReceiveAsync(FrameHeader header, ReadOnlyMemory<byte> meta, BufferedReceiver rx, CancellationToken ct)
     {
@@ -70,7 +77,7 @@ internal sealed class StatusListRequest(KvStatus[] results, int start, int count
 }
 
 /// <summary>A GET: each hit's bytes go straight from the socket into the caller's destination pieces.</summary>
-internal sealed class GetRequest(GetBatch batch, int start, int count) : PendingRequest
+internal sealed class GetRequest(GetBatch batch, int start, int count, bool inline = false) : PendingRequest(inline)
 {
     /// <summary>The connection it is sent on was granted value versions: reply entries end with a version.</summary>
     public bool Versioned { get; set; }

@@ -66,7 +66,16 @@ internal sealed class TcpTransport : IKvTransport
     /// <summary>A pooled connection (replaced when broken), or null when the node cannot be reached.</summary>
     internal async ValueTask<ClientConnection?> GetConnectionAsync(CancellationToken ct)
     {
-        int slot = (int)((uint)Interlocked.Increment(ref _next) % (uint)_connections.Length);
+        int n = _connections.Length;
+        int slot = (int)((uint)Interlocked.Increment(ref _next) % (uint)n);
+        // An open connection with nothing outstanding first: a request queued behind another one's transfer waits for
+        // its send lock and its reply, while a connection beside it may sit idle. Slots never opened are not searched,
+        // so a caller with one request at a time keeps to one connection.
+        for (int i = 0; i < n; i++)
+        {
+            var idle = Volatile.Read(ref _connections[(slot + i) % n]);
+            if (idle is { IsBroken: false, Outstanding: 0 }) return idle;
+        }
         var c = Volatile.Read(ref _connections[slot]);
         if (c is { IsBroken: false }) return c;
         if (_disposed) return null;
@@ -125,7 +134,7 @@ internal sealed class TcpTransport : IKvTransport
     /// </summary>
     public async Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct)
     {
-        var request = new StatusListRequest(batch.Results, start, end - start);
+        var request = new StatusListRequest(batch.Results, start, end - start, _options.InlineCompletions);
         var connection = await GetConnectionAsync(ct).ConfigureAwait(false);
         if (connection is null)
         {
@@ -158,13 +167,13 @@ internal sealed class TcpTransport : IKvTransport
     public async Task GetAsync(GetBatch batch, int start, int end, CancellationToken ct)
     {
         var meta = KeyBatchMeta(batch.Keys, start, end);
-        await RunAsync(new GetRequest(batch, start, end - start), Opcode.Get, FrameFlags.None, meta, meta.Length, null, 0, 0, ct).ConfigureAwait(false);
+        await RunAsync(new GetRequest(batch, start, end - start, _options.InlineCompletions), Opcode.Get, FrameFlags.None, meta, meta.Length, null, 0, 0, ct).ConfigureAwait(false);
     }
 
     public async Task KeyOpAsync(Opcode op, IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int end, KvStatus[] results, CancellationToken ct)
     {
         var meta = KeyBatchMeta(keys, start, end);
-        await RunAsync(new StatusListRequest(results, start, end - start), op, FrameFlags.None, meta, meta.Length, null, 0, 0, ct).ConfigureAwait(false);
+        await RunAsync(new StatusListRequest(results, start, end - start, _options.InlineCompletions), op, FrameFlags.None, meta, meta.Length, null, 0, 0, ct).ConfigureAwait(false);
     }
 
     public async Task<List<KeyValuePair<string, long>>> StatsAsync(CancellationToken ct)
