@@ -118,11 +118,11 @@ public sealed class KvStoreOptions
     /// Over TCP, resume the caller of a PUT, GET, EXISTS, REMOVE, PIN or UNPIN on the connection's reader as soon as
     /// its reply is in, instead of through the thread pool. Default false. True saves a thread-pool hop (a thread's
     /// wake-up and its spinning) per request: for a loop that issues the next request as soon as one returns, as
-    /// <c>kvasir bench</c> does, that was 23 of 30 context switches per 16 MiB SET and ~25 % of the client's CPU per
-    /// byte on 2 cores (docs/benchmarks.md). The risk: until the caller's code after the await returns or awaits
-    /// something, that connection reads no further replies. Code that blocks there (a synchronous wait on another
-    /// request, <c>.Result</c>, a long computation) stalls every request on the connection, up to
-    /// <see cref="RequestTimeout"/>. Use it only where every continuation is non-blocking.
+    /// <c>kvasir bench</c> does, the client's CPU per byte of a 16 MiB SET fell by a quarter on 2 cores
+    /// (docs/benchmarks.md). The risk: until the caller's code after the await returns or awaits something, that
+    /// connection reads no further replies. Code that blocks there (a synchronous wait on another request,
+    /// <c>.Result</c>, a long computation) stalls every request on the connection, up to <see cref="RequestTimeout"/>.
+    /// Use it only where every continuation is non-blocking.
     /// </summary>
     public bool InlineCompletions { get; init; }
 

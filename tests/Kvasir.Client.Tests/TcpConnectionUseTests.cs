@@ -51,7 +51,10 @@ public sealed class TcpConnectionUseTests
         await using var node = StartNode();
         await using var store = await KvStore.ConnectAsync(new KvStoreOptions
         {
-            Server = node.Address, ConnectionsPerNode = 2, Transport = KvTransportKind.Tcp, InlineCompletions = true,
+            Server = node.Address,
+            ConnectionsPerNode = 2,
+            Transport = KvTransportKind.Tcp,
+            InlineCompletions = true,
         });
         // Four lanes on two connections: each lane's next request is sent from the continuation of its last reply,
         // which runs on a connection's reader, so requests are sent while that reader is inside a completion.

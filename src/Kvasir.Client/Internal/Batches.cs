@@ -56,7 +56,7 @@ internal sealed class PutBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueSo
 
     /// <summary>
     /// With 2 cores the other one is busy with the socket copies (and, on one host, the node): a parallel CRC there only
-    /// adds thread-pool wake-ups (15 → 34 context switches per 16 MiB SET, no CPU saved; docs/benchmarks.md).
+    /// adds thread-pool wake-ups (6.5 → 30 context switches per 16 MiB SET, no CPU saved; docs/benchmarks.md).
     /// </summary>
     private static readonly bool s_parallelCrc = Environment.ProcessorCount >= 4;
 
