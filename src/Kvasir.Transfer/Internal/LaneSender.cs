@@ -140,7 +140,7 @@ internal sealed class LaneSender
         {
             if (sent < head.Length) _rest = new OutFrame(head[sent..]);
             _busy = false;
-            if (_rest is not null || _queue.Count > 0 || _stopping) Monitor.Pulse(_queue);
+            if (_rest is not null || _queue.Count > 0 || _woken || _stopping) Monitor.Pulse(_queue);
         }
     }
 
