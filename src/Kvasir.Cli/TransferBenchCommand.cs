@@ -25,10 +25,11 @@ public static class TransferBenchCommand
           --slice-bytes N       slice size                                     default 1MiB
           --no-verify           do not check the last transfer's bytes
           --tcp-baseline        per lane count, plain TCP over loopback with as many streams in this process (one
-                                blocking sender and one blocking receiver thread per stream, 4 MiB sends), each
-                                cell's wall rate as a fraction of it ("x TCP") and its CPU seconds per GiB
+                                blocking sender and one blocking receiver thread per stream, 4 MiB sends; buffers
+                                written before timing, 250 ms warm-up, then --duration measured), each cell's wall
+                                rate as a fraction of it ("x TCP") and its CPU seconds per GiB
           --tcp-buffer SIZE     the baseline's buffer per stream and direction, walked 4 MiB per call    default 4MiB
-                                (iperf3's way: hot in cache); the message size makes it touch as much memory as the engine
+                                (iperf3's way: hot in cache); larger ones make it touch cold memory (each stream its own)
           --socket-buffer SIZE  both engines' SocketBufferBytes (SO_SNDBUF/SO_RCVBUF per lane); 0 = the kernel's autotuning   default 0
           --region-memory KIND  huge: NativeRegion.Allocate (2 MiB aligned, MADV_HUGEPAGE) | pages: the same with
                                 4 KiB pages | managed: byte arrays. Both engines' regions and the baseline's buffers   default huge
