@@ -93,7 +93,14 @@ internal sealed class LaneSender
         var session = _lane.Session;
         while (true)
         {
-            if (session.HasQueuedWrites && Volatile.Read(ref _queuedPayloads) == 0 && !_lane.IsClosed) session.TryPullWrite(_lane);
+            if (session.HasQueuedWrites && Volatile.Read(ref _queuedPayloads) == 0 && !_lane.IsClosed)
+            {
+                try { session.TryPullWrite(_lane); }
+                catch (Exception e)   // a defect must end this lane's session, never the thread (and so the process)
+                {
+                    session.Close($"lane {_lane.Index}: taking a queued slice failed ({e.GetType().Name}: {e.Message})");
+                }
+            }
             int count = 0;
             lock (_queue)
             {
