@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Two builds of `kvasir transfer-bench` (e.g. main's engine and a branch's) back to back, alternating, ROUNDS rounds;
 # prints per cell (size, lanes, build) the medians over the rounds: GiB/s, plain TCP of the same run, x TCP, CPU s/GiB
-# of the engine and of plain TCP, context switches per slice, messages/s and p99. On a shared machine compare the CPU
-# and context-switch columns (load moves them far less than GiB/s) and only ratios taken in the same round.
+# of the engine and of plain TCP, context switches per slice, messages/s and p99; and, where iperf3 exists (on PATH, or
+# IPERF3=/path/to/iperf3), iperf3 -c 127.0.0.1 -P N for every lane count N in each round and each cell's x iperf3.
+# On a shared machine compare the CPU and context-switch columns (load moves them far less than GiB/s) and only ratios
+# taken in the same round.
 #   bench/transfer_ab.sh A_BIN B_BIN [ROUNDS] [-- transfer-bench options]
-# A_BIN/B_BIN: a kvasir executable (./kvasir publish) or a kvasir.dll (run with dotnet). Both must have the
-# CPU s/GiB columns (this branch's TransferBenchCommand.cs, TcpBaseline.cs, ProcessCost.cs). Default options:
+# A_BIN/B_BIN: a kvasir executable (./kvasir publish), a kvasir.dll (run with dotnet), or a script that runs one. Both
+# must have the CPU s/GiB columns (TransferBenchCommand.cs, TcpBaseline.cs, ProcessCost.cs of session 7 or later).
+# Default options:
 #   --sizes 64KiB,64MiB --lanes 1,2,4,8 --duration 2 --tcp-baseline
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: bench/transfer_ab.sh A_BIN B_BIN [ROUNDS] [-- transfer-bench options]" >&2; exit 2; }
@@ -14,28 +17,57 @@ rounds=3
 if [ $# -gt 0 ] && [ "$1" != "--" ]; then rounds="$1"; shift; fi
 [ "${1:-}" = "--" ] && shift
 opts=("$@"); [ ${#opts[@]} -eq 0 ] && opts=(--sizes 64KiB,64MiB --lanes 1,2,4,8 --duration 2 --tcp-baseline)
+py=/usr/bin/python3; [ -x "$py" ] || py=python3
+iperf="${IPERF3:-$(command -v iperf3 || true)}"
+lanes=1,2,4,8
+for ((i = 0; i < ${#opts[@]}; i++)); do [ "${opts[$i]}" = --lanes ] && lanes="${opts[$((i + 1))]}"; done
 out="$(mktemp -d)"
-trap 'rm -rf "$out"' EXIT
+server=
+trap 'rm -rf "$out"; [ -n "$server" ] && kill "$server" 2>/dev/null || true' EXIT
 run() { case "$1" in *.dll) dotnet "$1" "${@:2}" ;; *) "$1" "${@:2}" ;; esac; }
+if [ -n "$iperf" ]; then
+  port=$((20000 + RANDOM % 20000))
+  "$iperf" -s -p "$port" >/dev/null 2>&1 &
+  server=$!
+  sleep 0.5
+  echo "iperf3: $("$iperf" --version | head -1)" >&2
+fi
 for r in $(seq "$rounds"); do
   for v in A B; do
     bin="$a"; [ "$v" = B ] && bin="$b"
     echo "round $r $v $(date -u +%T) load $(cut -d' ' -f1 /proc/loadavg)" >&2
     run "$bin" transfer-bench "${opts[@]}" --json > "$out/$v.$r.json"
   done
+  if [ -n "$iperf" ]; then
+    for n in ${lanes//,/ }; do
+      "$iperf" -c 127.0.0.1 -p "$port" -P "$n" -t 2 -J > "$out/iperf.$r.$n.out" 2>&1 || true
+    done
+  fi
 done
-/usr/bin/python3 - "$out" "$a" "$b" <<'PY'
+"$py" - "$out" "$a" "$b" <<'PY'
 import collections, glob, json, statistics, sys
 out, names = sys.argv[1], {"A": sys.argv[2], "B": sys.argv[3]}
 rows = collections.defaultdict(list)
+iperf = collections.defaultdict(list)
 for path in glob.glob(out + "/*.json"):
     v = path.rsplit("/", 1)[1].split(".")[0]
     for line in open(path):
         if line.startswith("{"):
             j = json.loads(line)
             rows[(j["size"], j["lanes"], v)].append(j)
-cols = ["gib_s_wall", "tcp_gib_s", "x_tcp", "cpu_s_per_gib", "tcp_cpu_s_per_gib", "ctx_switches_per_slice", "msgs_s", "p99_ms"]
+for path in glob.glob(out + "/iperf.*.out"):
+    n = int(path.rsplit(".", 2)[1])
+    try:
+        iperf[n].append(json.load(open(path))["end"]["sum_received"]["bits_per_second"] / 8 / 2**30)
+    except (ValueError, KeyError) as e:
+        print(f"iperf3 -P {n}: no result ({e})")
+for key, r in rows.items():
+    for x in r:
+        x["iperf3_gib_s"] = statistics.median(iperf[key[1]]) if iperf.get(key[1]) else None
+        x["x_iperf3"] = x["gib_s_wall"] / x["iperf3_gib_s"] if x["iperf3_gib_s"] else None
+cols = ["gib_s_wall", "tcp_gib_s", "x_tcp", "iperf3_gib_s", "x_iperf3", "cpu_s_per_gib", "tcp_cpu_s_per_gib", "ctx_switches_per_slice", "msgs_s", "p99_ms"]
 print("A =", names["A"]); print("B =", names["B"])
+for n in sorted(iperf): print(f"iperf3 -P {n}: " + " ".join(f"{g:.2f}" for g in iperf[n]) + " GiB/s")
 print(f"{'size':>10} {'lanes':>5} {'build':>5} {'n':>2} " + " ".join(f"{c:>22}" for c in cols))
 for key in sorted(rows):
     r = rows[key]

@@ -25,10 +25,14 @@ public static class TransferBenchCommand
           --slice-bytes N       slice size                                     default 1MiB
           --no-verify           do not check the last transfer's bytes
           --tcp-baseline        per lane count, plain TCP over loopback with as many streams in this process (one
-                                blocking sender and one blocking receiver thread per stream, 4 MiB sends), each
-                                cell's wall rate as a fraction of it ("x TCP") and its CPU seconds per GiB
+                                blocking sender and one blocking receiver thread per stream, 4 MiB sends; buffers
+                                written before timing, 250 ms warm-up, then --duration measured), each cell's wall
+                                rate as a fraction of it ("x TCP") and its CPU seconds per GiB
           --tcp-buffer SIZE     the baseline's buffer per stream and direction, walked 4 MiB per call    default 4MiB
-                                (iperf3's way: hot in cache); the message size makes it touch as much memory as the engine
+                                (iperf3's way: hot in cache); larger ones make it touch cold memory (each stream its own)
+          --socket-buffer SIZE  both engines' SocketBufferBytes (SO_SNDBUF/SO_RCVBUF per lane); 0 = the kernel's autotuning   default 0
+          --region-memory KIND  huge: NativeRegion.Allocate (2 MiB aligned, MADV_HUGEPAGE) | pages: the same with
+                                4 KiB pages | managed: byte arrays. Both engines' regions and the baseline's buffers   default huge
           --json                one JSON object per cell
 
         Latency is one transfer from start to its last acknowledgement; GiB/s (p50) is size / median latency
@@ -37,7 +41,7 @@ public static class TransferBenchCommand
         Run it on a quiet machine: on a loaded one both the engine and the baseline move by 2x from run to run.
         """;
 
-    private static readonly string[] ValueOptions = ["sizes", "lanes", "nconn-per-cpu", "op", "inflight", "duration", "min-iterations", "slice-bytes", "tcp-buffer"];
+    private static readonly string[] ValueOptions = ["sizes", "lanes", "nconn-per-cpu", "op", "inflight", "duration", "min-iterations", "slice-bytes", "tcp-buffer", "region-memory", "socket-buffer"];
 
     public static async Task<int> RunAsync(IReadOnlyList<string> args)
     {
@@ -55,35 +59,42 @@ public static class TransferBenchCommand
         int slice = checked((int)cl.Size("slice-bytes", 1 << 20));
         bool json = cl.Has("json");
         long tcpBuffer = cl.Size("tcp-buffer", 4 << 20);
+        int socketBuffer = checked((int)cl.Size("socket-buffer", 0));
+        string memoryKind = cl.Get("region-memory", "huge");
+        if (memoryKind is not ("huge" or "pages" or "managed")) throw new UsageException($"--region-memory: '{memoryKind}' is not huge, pages or managed");
         long largest = sizes.Max();
-        var src = new byte[largest * inflight];
-        var dst = new byte[largest * inflight];
-        for (long i = 0; i < src.Length; i++) src[i] = (byte)(i * 131 % 251);
+        using var src = BenchMemory.Allocate(memoryKind, largest * inflight);
+        using var dst = BenchMemory.Allocate(memoryKind, largest * inflight);
+        for (long at = 0; at < src.Length; at += 1 << 20)
+        {
+            var chunk = src.Span(at, (int)Math.Min(1 << 20, src.Length - at));
+            for (int i = 0; i < chunk.Length; i++) chunk[i] = (byte)((at + i) * 131 % 251);
+        }
         if (!json)
             Console.WriteLine($"{"op",-6}{"size",10}{"lanes",6}{"n",7}{"p50 ms",10}{"p99 ms",10}{"GiB/s p50",11}{"GiB/s wall",11}{"msgs/s",10}{"CPU s/GiB",10}{"cs/slice",9}"
                 + (cl.Has("tcp-baseline") ? "   TCP GiB/s  x TCP  TCP CPU s/GiB" : ""));
         foreach (int laneCount in lanes)
         {
-            (double GiBPerSecond, double CpuSecondsPerGiB)? tcp = cl.Has("tcp-baseline") ? TcpBaseline.Measure(laneCount, TimeSpan.FromSeconds(duration), tcpBuffer) : null;
-            var options = new TransferEngineOptions { Ncpus = laneCount / perCpu, NconnPerCpu = perCpu, SliceBytes = slice };
+            (double GiBPerSecond, double CpuSecondsPerGiB)? tcp = cl.Has("tcp-baseline") ? TcpBaseline.Measure(laneCount, TimeSpan.FromSeconds(duration), tcpBuffer, memoryKind) : null;
+            var options = new TransferEngineOptions { Ncpus = laneCount / perCpu, NconnPerCpu = perCpu, SliceBytes = slice, SocketBufferBytes = socketBuffer };
             using var a = TransferEngine.Start(options);
             using var b = TransferEngine.Start(options);
             var accepting = b.AcceptAsync();
             int conn = await a.ConnectAsync("127.0.0.1", b.Port);
             int peerConn = (await accepting).ConnId;
-            int srcRegion = a.Register(src), dstRegion = b.Register(dst);
+            int srcRegion = src.Register(a), dstRegion = dst.Register(b);
             foreach (long size in sizes)
             {
                 var windows = Enumerable.Range(0, inflight).Select(i => (ReadOnlyMemory<byte>)b.Advertise(peerConn, dstRegion, i * size, size)).ToArray();
                 Func<int, Task> transfer = op == "write"
                     ? i => a.WriteAsync(conn, srcRegion, i * size, size, windows[i])
                     : i => a.ReadAsync(conn, srcRegion, i * size, size, windows[i]);
-                if (op == "read") Array.Copy(src, dst, dst.Length);
+                if (op == "read") src.CopyTo(dst);
                 await transfer(0);   // warm-up
                 var before = ProcessCost.Now();
                 var (latencies, wall) = await MeasureAsync(transfer, inflight, TimeSpan.FromSeconds(duration), minIterations);
                 var cost = ProcessCost.Now() - before;
-                if (!cl.Has("no-verify") && !src.AsSpan(0, (int)Math.Min(size, int.MaxValue)).SequenceEqual(dst.AsSpan(0, (int)Math.Min(size, int.MaxValue))))
+                if (!cl.Has("no-verify") && !src.Span(0, (int)Math.Min(size, int.MaxValue)).SequenceEqual(dst.Span(0, (int)Math.Min(size, int.MaxValue))))
                     throw new InvalidOperationException($"bytes differ after {op}s of {size} bytes on {laneCount} lanes");
                 Report(json, op, size, laneCount, latencies, wall, cost, latencies.Count * ((size + slice - 1) / slice), tcp);
             }

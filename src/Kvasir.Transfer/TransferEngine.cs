@@ -113,7 +113,7 @@ public sealed class TransferEngine : IDisposable
 
     // ---- regions and advertisements ----
 
-    /// <summary>Registers native memory; the caller keeps it valid until <see cref="Deregister"/> returned.</summary>
+    /// <summary>Registers native memory; the caller keeps it valid until <see cref="Deregister"/> returned (<see cref="NativeRegion"/> enforces that).</summary>
     public int Register(nint address, long length)
     {
         ThrowIfDisposed();
@@ -128,6 +128,21 @@ public sealed class TransferEngine : IDisposable
         if (memory.IsEmpty) throw new TransferException(TransferError.InvalidArgument, "cannot register an empty buffer");
         var pin = memory.Pin();
         return _core.Regions.Add((nint)pin.Pointer, memory.Length, pin).Id;
+    }
+
+    /// <summary>
+    /// Registers a <see cref="NativeRegion"/> (2 MiB aligned, huge-page advised: the fastest memory for the lanes'
+    /// kernel copies, docs/transfer.md § Region memory). The region cannot be disposed until <see cref="Deregister"/>
+    /// returned.
+    /// </summary>
+    public unsafe int Register(NativeRegion region)
+    {
+        ThrowIfDisposed();
+        ArgumentNullException.ThrowIfNull(region);
+        MemoryHandle pin;
+        try { pin = ((IPinnable)region).Pin(0); }
+        catch (ObjectDisposedException) { throw new TransferException(TransferError.InvalidArgument, "cannot register a disposed native region"); }
+        return _core.Regions.Add((nint)pin.Pointer, region.Length, pin).Id;
     }
 
     /// <summary>The address of a region's first byte (UCCL's <c>ptr</c> = this + offset).</summary>
@@ -330,6 +345,11 @@ public sealed class TransferEngine : IDisposable
 
     /// <summary>Threads of this engine still running (lanes, handshakes): 0 after <see cref="Dispose"/>.</summary>
     internal int LiveThreadCount => _core.Threads.LiveCount;
+
+    /// <summary>For every lane of a connection, its socket's SO_SNDBUF and SO_RCVBUF as the kernel reports them.</summary>
+    internal (int Send, int Receive)[] LaneSocketBuffers(int connId) => [.. _core.GetSession(connId).Lanes.Select(l =>
+        ((int)l.Socket.Socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.SendBuffer)!,
+         (int)l.Socket.Socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveBuffer)!))];
 
     /// <summary>For every lane of a connection, whether its descriptor is in blocking mode in the kernel (docs/transfer.md § Threads).</summary>
     internal bool[] LaneDescriptorsBlocking(int connId) => [.. _core.GetSession(connId).Lanes.Select(l => l.Socket.KernelBlocking)];

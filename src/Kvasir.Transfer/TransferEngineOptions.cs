@@ -38,6 +38,15 @@ public sealed record TransferEngineOptions
     /// </summary>
     public int SliceBytes { get; init; } = TransferLimits.DefaultSliceBytes;
 
+    /// <summary>
+    /// SO_SNDBUF and SO_RCVBUF of every lane socket in bytes (both ways, set before connecting and on the listening
+    /// socket), or 0 (default) for the kernel's own sizes, which it grows with the traffic (net.ipv4.tcp_wmem/rmem).
+    /// A fixed size turns that autotuning off: too small and a lane stalls waiting for its peer on a long link (a lane
+    /// moves at most about this much per round trip); large sizes cost kernel memory per lane. Range 0 or 64 KiB..256 MiB
+    /// (the kernel caps it at net.core.wmem_max/rmem_max, and doubles it for its bookkeeping).
+    /// </summary>
+    public int SocketBufferBytes { get; init; }
+
     /// <summary>Deadline of one transfer, and of a wait in <c>SendKv</c>/<c>RecvKv</c> (default 30 s).</summary>
     public TimeSpan TransferTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
@@ -45,6 +54,14 @@ public sealed record TransferEngineOptions
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
     internal int LaneCount => Ncpus * NconnPerCpu;
+
+    /// <summary>Sets <see cref="SocketBufferBytes"/> on a lane socket (or the listening socket, whose lanes inherit it).</summary>
+    internal void ApplySocketBuffers(System.Net.Sockets.Socket socket)
+    {
+        if (SocketBufferBytes == 0) return;
+        socket.SetSocketOption(System.Net.Sockets.SocketOptionLevel.Socket, System.Net.Sockets.SocketOptionName.SendBuffer, SocketBufferBytes);
+        socket.SetSocketOption(System.Net.Sockets.SocketOptionLevel.Socket, System.Net.Sockets.SocketOptionName.ReceiveBuffer, SocketBufferBytes);
+    }
 
     internal void Validate()
     {
@@ -57,6 +74,7 @@ public sealed record TransferEngineOptions
         Range("Ncpus × NconnPerCpu (lanes)", LaneCount, 1, TransferLimits.MaxLanes);
         Range(nameof(SliceBytes), SliceBytes, 4096, TransferLimits.MaxSliceBytes);
         Range(nameof(Port), Port, 0, 65535);
+        if (SocketBufferBytes != 0) Range(nameof(SocketBufferBytes), SocketBufferBytes, 64 << 10, 256 << 20);
         if (TransferTimeout <= TimeSpan.Zero || HandshakeTimeout <= TimeSpan.Zero)
             throw new TransferException(TransferError.InvalidArgument, "TransferTimeout and HandshakeTimeout must be positive");
     }

@@ -20,6 +20,7 @@ internal static class Handshake
     public static OpenedLane OpenLane(EngineCore core, IPEndPoint endpoint, UInt128 sessionId, int index, int count, CancellationToken ct)
     {
         var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        core.Options.ApplySocketBuffers(socket);
         try
         {
             using (var watchdog = ct.Register(socket.Dispose))

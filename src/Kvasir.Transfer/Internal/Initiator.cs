@@ -4,7 +4,8 @@ namespace Kvasir.Transfer.Internal;
 
 /// <summary>
 /// The initiator's side of transfers: cuts a write or read into slices of at most the session's
-/// <c>max_slice</c>, deals them round-robin over the lanes and ties every slice to one
+/// <c>max_slice</c>, deals them over the lanes (a write of several slices through the session's queue, from which
+/// the lanes' senders take them as they go, <see cref="SlicedWrite"/>; reads round-robin) and ties every slice to one
 /// <see cref="TransferOp"/>. Write payloads are sent straight from the local region and read replies
 /// land straight in it; the region is held (<see cref="Region.TryAcquire"/>) per slice until its reply.
 /// </summary>
@@ -37,7 +38,7 @@ internal static class Initiator
         {
             var op = core.Transfers.Start($"shared-memory write of {length} bytes on connection {session.ConnId}", 1, core.Options.TransferTimeout, session);
             var w = new WriteSlice(advert.AdvertId, advert.Token, 0, (ulong)length, 0, kvTag, kvGeneration, notif);
-            Send(session, region, op, Frames.Build(TransferFrameHeader.Request(TransferOpcode.Write, op.Id, w.Size, 0), w.Size, w.Write),
+            SendSlice(session, session.NextLane(), region, op, Frames.Build(TransferFrameHeader.Request(TransferOpcode.Write, op.Id, w.Size, 0), w.Size, w.Write),
                 TransferOpcode.Write, 0, 0, 0, hasPayload: false);
             return op;
         }
@@ -107,11 +108,27 @@ internal static class Initiator
         int count = checked((int)((length + slice - 1) / slice));
         var op = core.Transfers.Start($"{what} of {length} bytes on connection {session.ConnId}", count, core.Options.TransferTimeout, session);
         bool hasPayload = opcode == TransferOpcode.Write;
+        if (hasPayload && count > 1 && session.Lanes.Length > 1)
+        {
+            // The lanes' senders take its slices as their sockets take bytes (SlicedWrite).
+            if (!region.TryAcquire(session))
+            {
+                op.Fail(TransferError.InvalidArgument, $"region {region.Id} was deregistered");
+                return op;
+            }
+            var write = new SlicedWrite(op, region, offset, length, slice, head);
+            if (!session.QueueWrite(write))
+            {
+                write.LeaveQueue(session);
+                Lost(session, op);
+            }
+            return op;
+        }
         for (int i = 0; i < count; i++)
         {
             long at = (long)i * slice;
             int n = (int)Math.Min(slice, length - at);
-            if (!Send(session, region, op, head(op.Id, at, n), opcode, (ulong)at, region.Address + (nint)(offset + at), n, hasPayload)) break;
+            if (!SendSlice(session, session.NextLane(), region, op, head(op.Id, at, n), opcode, (ulong)at, region.Address + (nint)(offset + at), n, hasPayload)) break;
         }
         return op;
     }
@@ -127,14 +144,20 @@ internal static class Initiator
         return op;
     }
 
-    private static bool Send(Session session, Region region, TransferOp op, byte[] head, TransferOpcode opcode, ulong sliceOffset, nint local, int length, bool hasPayload)
+    /// <summary>
+    /// Queues one slice's request on <paramref name="lane"/>, holding the region for it (an extra hold of the caller's
+    /// when <paramref name="regionHeld"/>, which a deregistration does not refuse); false (and the operation failed)
+    /// when the region or the lane is gone.
+    /// </summary>
+    public static bool SendSlice(Session session, Lane lane, Region region, TransferOp op, byte[] head, TransferOpcode opcode, ulong sliceOffset, nint local, int length, bool hasPayload,
+        bool regionHeld = false)
     {
-        if (!region.TryAcquire(session))
+        if (regionHeld) region.AddHold(session);
+        else if (!region.TryAcquire(session))
         {
             op.Fail(TransferError.InvalidArgument, $"region {region.Id} was deregistered");
             return false;
         }
-        var lane = session.NextLane();
         var pending = new PendingSlice(op, opcode, sliceOffset, hasPayload ? 0 : local, length, region, session, hasPayload);
         var frame = hasPayload ? new OutFrame(head, local, length, pending.Release) : new OutFrame(head);
         if (lane.SendRequest(frame, pending)) return true;
@@ -144,6 +167,6 @@ internal static class Initiator
         return false;
     }
 
-    private static void Lost(Session session, TransferOp op) =>
+    public static void Lost(Session session, TransferOp op) =>
         op.Fail(TransferError.ConnectionLost, $"connection {session.ConnId} is closed: {session.ClosedReason}");
 }

@@ -69,6 +69,9 @@ internal sealed class Lane
         threads.Start($"kvx c{Session.ConnId} L{Index} rx", Run);
     }
 
+    /// <summary>Wakes the lane's sender to look at the session's queued writes.</summary>
+    public void WakeSender() => _sender.Wake();
+
     /// <summary>Ends the sender once its queue is drained (called when the session closes).</summary>
     public void StopSender() => _sender.Stop();
 

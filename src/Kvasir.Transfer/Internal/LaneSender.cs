@@ -34,6 +34,8 @@ internal sealed class LaneSender
     private OutFrame? _rest;   // the unsent tail of an inline frame: goes out before the queue
     private bool _busy;        // a thread is writing to the socket (the sender or an inline sender); guarded by _queue
     private bool _stopping;
+    private bool _woken;       // the session queued a write (Wake); guarded by _queue
+    private int _queuedPayloads;   // frames with a payload in _queue; guarded by _queue, read unlocked by the sender
 
     public LaneSender(Lane lane) => _lane = lane;
 
@@ -54,10 +56,21 @@ internal sealed class LaneSender
             else
             {
                 _queue.Enqueue(frame);
+                if (frame.PayloadLength > 0) _queuedPayloads++;
                 if (_queue.Count == 1 && !_busy) Monitor.Pulse(_queue);
             }
         }
         if (inline) SendInline(frame.Head);
+    }
+
+    /// <summary>The session queued a write: look for its slices (<see cref="Session.TryPullWrite"/>).</summary>
+    public void Wake()
+    {
+        lock (_queue)
+        {
+            _woken = true;
+            if (!_busy) Monitor.Pulse(_queue);
+        }
     }
 
     /// <summary>Stops after the queued frames (whose lane is closed by now, so they are dropped).</summary>
@@ -70,22 +83,45 @@ internal sealed class LaneSender
         }
     }
 
-    /// <summary>The thread's body: until stopped and drained.</summary>
+    /// <summary>
+    /// The thread's body: until stopped and drained. Whenever no payload waits in its own queue, it first takes the
+    /// next slice of the session's queued writes (<see cref="Session.TryPullWrite"/>), so a lane takes a slice only
+    /// once its socket took the last one.
+    /// </summary>
     public void Run()
     {
+        var session = _lane.Session;
         while (true)
         {
+            if (session.HasQueuedWrites && Volatile.Read(ref _queuedPayloads) == 0 && !_lane.IsClosed)
+            {
+                try { session.TryPullWrite(_lane); }
+                catch (Exception e)   // a defect must end this lane's session, never the thread (and so the process)
+                {
+                    session.Close($"lane {_lane.Index}: taking a queued slice failed ({e.GetType().Name}: {e.Message})");
+                }
+            }
             int count = 0;
             lock (_queue)
             {
-                while ((_busy || (_queue.Count == 0 && _rest is null)) && !(_stopping && !_busy)) Monitor.Wait(_queue);
+                while ((_busy || (_queue.Count == 0 && _rest is null && !_woken)) && !(_stopping && !_busy)) Monitor.Wait(_queue);
+                if (_woken && !_stopping && _queue.Count == 0 && _rest is null)
+                {
+                    _woken = false;
+                    continue;   // to the session's queue
+                }
+                _woken = false;
                 if (_rest is { } rest)
                 {
                     _batch[count++] = rest;
                     _rest = null;
                 }
                 if (_queue.Count == 0 && count == 0) return;   // stopping, nothing left
-                while (_queue.Count > 0 && count < MaxBatch) _batch[count++] = _queue.Dequeue();
+                while (_queue.Count > 0 && count < MaxBatch)
+                {
+                    var f = _batch[count++] = _queue.Dequeue();
+                    if (f.PayloadLength > 0) _queuedPayloads--;
+                }
                 _busy = true;
             }
             Send(count);
@@ -111,7 +147,7 @@ internal sealed class LaneSender
         {
             if (sent < head.Length) _rest = new OutFrame(head[sent..]);
             _busy = false;
-            if (_rest is not null || _queue.Count > 0 || _stopping) Monitor.Pulse(_queue);
+            if (_rest is not null || _queue.Count > 0 || _woken || _stopping) Monitor.Pulse(_queue);
         }
     }
 

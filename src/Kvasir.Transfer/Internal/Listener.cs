@@ -44,6 +44,7 @@ internal sealed class Listener : IDisposable
         _socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
+            core.Options.ApplySocketBuffers(_socket);
             _socket.Bind(new IPEndPoint(address, port));
             _socket.Listen(512);
         }

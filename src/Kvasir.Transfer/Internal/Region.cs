@@ -38,6 +38,20 @@ internal sealed unsafe class Region(int id, nint address, long length, MemoryHan
         }
     }
 
+    /// <summary>
+    /// One more acquisition for a caller that already holds one (a queued write handing its hold on to each of its
+    /// slices): it succeeds even after <see cref="Withdraw"/>, which only stops new holders.
+    /// </summary>
+    public void AddHold(Session session)
+    {
+        lock (_lock)
+        {
+            if (_inFlight.GetValueOrDefault(session) < 1) throw new InvalidOperationException($"region {Id}: AddHold without a hold");
+            _inFlight[session]++;
+            _total++;
+        }
+    }
+
     public void Release(Session session)
     {
         lock (_lock)

@@ -11,6 +11,9 @@ namespace Kvasir.Transfer.Internal;
 /// </summary>
 internal sealed class Session
 {
+    private readonly Queue<SlicedWrite> _writes = new();
+    private bool _writesClosed;   // guarded by _writes
+    private int _queuedWrites;    // _writes.Count, for the senders' unlocked look
     private string? _closedReason;
     private int _nextLane = -1;
 
@@ -60,8 +63,63 @@ internal sealed class Session
         foreach (var lane in Lanes) lane.Start(Core.Threads);
     }
 
-    /// <summary>Slices are dealt round-robin over the lanes.</summary>
-    public Lane NextLane() => Lanes[(int)((uint)Interlocked.Increment(ref _nextLane) % (uint)Lanes.Length)];
+    /// <summary>Single slices and reads are dealt round-robin over the lanes.</summary>
+    public Lane NextLane() => Lanes[NextLaneIndex()];
+
+    private int NextLaneIndex() => (int)((uint)Interlocked.Increment(ref _nextLane) % (uint)Lanes.Length);
+
+    /// <summary>Whether a queued write has slices left to take (an unlocked look, for the lanes' senders).</summary>
+    public bool HasQueuedWrites => Volatile.Read(ref _queuedWrites) > 0;
+
+    /// <summary>
+    /// Queues a write of several slices for the lanes' senders to take (<see cref="SlicedWrite"/>) and wakes as many
+    /// senders as it has slices (at most every lane), starting at the round-robin cursor. False when the session is closed.
+    /// </summary>
+    public bool QueueWrite(SlicedWrite write)
+    {
+        lock (_writes)
+        {
+            if (_writesClosed) return false;
+            _writes.Enqueue(write);
+            _queuedWrites = _writes.Count;
+        }
+        int first = NextLaneIndex();
+        for (int k = 0; k < Math.Min(write.Count, Lanes.Length); k++) Lanes[(first + k) % Lanes.Length].WakeSender();
+        return true;
+    }
+
+    /// <summary>
+    /// Called by <paramref name="lane"/>'s sender when it has no payload waiting: takes the next slice of the oldest
+    /// queued write and queues it on that lane. Writes that already failed are dropped. False when nothing is queued.
+    /// </summary>
+    public bool TryPullWrite(Lane lane)
+    {
+        SlicedWrite? write = null;
+        int index = 0;
+        bool last = false;
+        List<SlicedWrite>? dropped = null;
+        lock (_writes)
+        {
+            while (_writes.TryPeek(out var w))
+            {
+                if (w.Op.IsFinished)
+                {
+                    (dropped ??= []).Add(_writes.Dequeue());
+                    continue;
+                }
+                index = w.Take();
+                if (last = w.AllTaken) _writes.Dequeue();
+                write = w;
+                break;
+            }
+            _queuedWrites = _writes.Count;
+        }
+        dropped?.ForEach(w => w.LeaveQueue(this));
+        if (write is null) return false;
+        if (last) write.LeaveQueue(this);   // the taken slice's own share keeps the hold until it is handed over
+        write.Send(this, lane, index);
+        return true;
+    }
 
     public void Close(string reason)
     {
@@ -73,6 +131,19 @@ internal sealed class Session
             catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
             lane.Socket.Socket.Dispose();
             lane.StopSender();
+        }
+        List<SlicedWrite> queued;
+        lock (_writes)
+        {
+            _writesClosed = true;
+            queued = [.. _writes];
+            _writes.Clear();
+            _queuedWrites = 0;
+        }
+        foreach (var w in queued)
+        {
+            Initiator.Lost(this, w.Op);
+            w.LeaveQueue(this);
         }
         Core.OnSessionClosed(this);
         Kv.Wake();

@@ -20,12 +20,14 @@ internal sealed class ThreadRegistry
     public Thread Start(string name, ThreadStart body)
     {
         var thread = new Thread(body, StackBytes) { IsBackground = true, Name = name };
+        // Registered and started under the lock: JoinAll takes its list under it too, so it never meets a thread that
+        // is registered but not started yet (joining one throws ThreadStateException).
         lock (_started)
         {
-            _started.RemoveWhere(t => !t.IsAlive && t.ThreadState != ThreadState.Unstarted);
+            _started.RemoveWhere(t => !t.IsAlive);
             _started.Add(thread);
+            thread.Start();
         }
-        thread.Start();
         return thread;
     }
 
