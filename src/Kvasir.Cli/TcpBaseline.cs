@@ -73,8 +73,6 @@ internal static class TcpBaseline
                 long bytes = Interlocked.Read(ref received) - bytes0;
                 var cost = ProcessCost.Now() - before;
                 double seconds = clock.Elapsed.TotalSeconds;
-                Volatile.Write(ref stop, true);
-                threads.ForEach(t => t.Join());
                 double gib = (double)bytes / (1 << 30);
                 return (gib / seconds, cost.CpuSeconds / gib);
             }
