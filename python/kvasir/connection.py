@@ -133,7 +133,8 @@ class _Connection:
             # (KvStore(value_crc=True)), a time to live (put(..., ttl=)) and versions, and a shared-memory ALLOC skips the
             # node's zeroing; requests without them are unchanged
             hello = self.call(P.Opcode.HELLO, P.encode_meta(P.HelloRequest(
-                features=P.FEATURE_VALUE_CRC | P.FEATURE_TTL | P.FEATURE_VERSIONS | P.FEATURE_ARENA_PROOF, client_name=CLIENT_NAME)))
+                features=P.FEATURE_VALUE_CRC | P.FEATURE_TTL | P.FEATURE_VERSIONS | P.FEATURE_ARENA_PROOF
+                | P.FEATURE_COMMIT_CHAIN, client_name=CLIENT_NAME)))
             if not isinstance(hello, P.HelloReply) or hello.version != P.VERSION:
                 raise KvasirError(f"{where} negotiated an unsupported protocol version")
             self.features = hello.features & P.FEATURE_VALUE_CRC   # a bit not asked for is never used

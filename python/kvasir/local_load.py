@@ -258,6 +258,11 @@ class _KeyBytes:
     def __len__(self) -> int:
         return len(self.length)
 
+    def key(self, i: int) -> bytes:
+        """Key ``i``'s bytes."""
+        start = int(self.start[i])
+        return self.raw[start:start + int(self.length[i])].tobytes()
+
     def frame(self, idx, tail=None, suffix: bytes = b"") -> bytes:
         """Metadata for the keys ``idx`` (positions, in the order sent): u32 count, then per key a u16 length, its bytes
         and ``tail[j]`` (a uint8 array of one row per key: e.g. ALLOC's u64 value length); then ``suffix``."""

@@ -3,6 +3,7 @@
 publish them (COMMIT), as a pipeline on the connection (see :class:`_LocalPut`). The copy plan is the one loads use
 (:mod:`.local_load`)."""
 
+import struct
 import time
 from collections import deque
 from typing import List, Optional
@@ -24,27 +25,29 @@ except ImportError:   # the rest of the client needs no numpy; these calls do
 
 # --- stores ----------------------------------------------------------------------------------------------
 
-def put_local(store, keys, addrs_per_key, sizes_per_key) -> List[int]:
+def put_local(store, keys, addrs_per_key, sizes_per_key, chain: bool = False, chain_parent=None) -> List[int]:
     """KvStore.batch_put_from_multi_buffers_local (see there): each value gathered from its pieces."""
     _need_numpy()
     if not (len(keys) == len(addrs_per_key) == len(sizes_per_key)):
         raise ValueError(f"{len(keys)} keys but {len(addrs_per_key)} address lists and {len(sizes_per_key)} size lists")
-    return _put(store, keys, lambda: _Pieces(store, addrs_per_key, sizes_per_key))
+    return _put(store, keys, lambda: _Pieces(store, addrs_per_key, sizes_per_key), chain, chain_parent)
 
 
-def put_local_single(store, keys, ptrs, sizes) -> List[int]:
+def put_local_single(store, keys, ptrs, sizes, chain: bool = False, chain_parent=None) -> List[int]:
     """KvStore.batch_put_from_local (see there): one piece per value."""
     _need_numpy()
     if not (len(keys) == len(ptrs) == len(sizes)):
         raise ValueError(f"{len(keys)} keys but {len(ptrs)} addresses and {len(sizes)} sizes")
-    return _put(store, keys, lambda: _single_pieces(store, ptrs, sizes))
+    return _put(store, keys, lambda: _single_pieces(store, ptrs, sizes), chain, chain_parent)
 
 
 _PENDING = 1   # a result not settled yet (every code is 0 or negative)
 
 
-def _put(store, keys, make_pieces) -> List[int]:
+def _put(store, keys, make_pieces, chain: bool = False, chain_parent=None) -> List[int]:
     key_bytes = _KeyBytes(keys)
+    if chain_parent is not None and not chain:
+        raise ValueError("chain_parent needs chain=True")
     results = np.full(len(key_bytes), E.INVALID_KEY, dtype=np.int64)
     # ALLOC and COMMIT of one reservation go on one connection, in that order; the store's lock is held only while
     # buffers and the connection are looked up.
@@ -55,6 +58,9 @@ def _put(store, keys, make_pieces) -> List[int]:
     todo = np.flatnonzero((key_bytes.length >= 1) & (key_bytes.length <= hello.max_key_bytes))
     results[todo] = _PENDING
     put = _LocalPut(conn, mapping, key_bytes, pieces, results)
+    if chain and conn.hello.features & P.FEATURE_COMMIT_CHAIN:
+        put.chain = True
+        put.chain_parent = None if chain_parent is None else _KeyBytes([chain_parent]).key(0)
     try:
         # ALLOC: u32 count, then key and u64 length each; then the TTL and proof suffix
         put.run(todo, hello.max_batch_keys, hello.max_meta_bytes - 4 - P.ARENA_PROOF_BYTES)
@@ -109,6 +115,8 @@ class _LocalPut:
         self.copying = deque()    # chunks whose copies run: (copies, reservation ids, their keys, bytes)
         self.committing = deque()   # COMMITs sent: (waiter, keys, bytes)
         self.retry = []           # arrays of keys refused for the connection's share
+        self.chain = False        # COMMITs declare the keys a chain in call order (feature FEATURE_COMMIT_CHAIN)
+        self.chain_parent = None  # the stored key the call's first key continues (bytes), with chain
 
     def run(self, todo, max_keys: int, max_meta: int) -> None:
         """Stores the keys ``todo`` (an array of positions), in ALLOCs of at most ``max_keys`` keys and ``max_meta``
@@ -203,7 +211,16 @@ class _LocalPut:
             self.budget.release(size)
             return
         try:
-            w = self.conn.send_request(P.Opcode.COMMIT, _id_list(ids), decode=False)
+            meta, flags = _id_list(ids), 0
+            # A chunk's keys are a run of the call's keys unless some were refused (then they go without links): the
+            # COMMIT says they are one chain, continuing the call's key before the run (the caller's parent for the first).
+            if self.chain and int(keys[-1]) - int(keys[0]) == len(keys) - 1:
+                parent = self.key_bytes.key(int(keys[0]) - 1) if keys[0] > 0 else self.chain_parent
+                flags = int(P.Flag.CHAIN)
+                if parent is not None:
+                    meta += struct.pack("<H", len(parent)) + parent
+                    flags |= int(P.Flag.CHAIN_PARENT)
+            w = self.conn.send_request(P.Opcode.COMMIT, meta, flags=flags, decode=False)
         except BaseException:
             self.budget.release(size)
             raise

@@ -143,9 +143,11 @@ class LeaseReply:
 
 @dataclass
 class IdList:
-    """RELEASE (lease ids) and COMMIT (reservation ids) requests; ``crcs``: COMMIT with COMMIT_CRC, one per id."""
+    """RELEASE (lease ids) and COMMIT (reservation ids) requests; ``crcs``: COMMIT with COMMIT_CRC, one per id;
+    ``parent``: COMMIT with CHAIN_PARENT, the key the first id's block continues."""
     ids: List[int]
     crcs: Optional[List[int]] = None
+    parent: Optional[bytes] = None
 
 
 @dataclass

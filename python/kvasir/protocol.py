@@ -29,7 +29,7 @@ from .messages import (  # noqa: F401 - re-exported: the message classes are par
 )
 from .frame import (  # noqa: F401 - the frame layer is part of this module's API
     ARENA_CHALLENGE_BYTES, ARENA_PROOF_BYTES, ARENA_SECRET_BYTES, DEFAULT_MAX_BATCH_KEYS, DEFAULT_MAX_META_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFINED_FLAGS,
-    FEATURES, FEATURE_ARENA_PROOF, FEATURE_TTL, FEATURE_VALUE_CRC, FEATURE_VERSIONS, FLAG_NAMES,
+    FEATURES, FEATURE_ARENA_PROOF, FEATURE_COMMIT_CHAIN, FEATURE_TTL, FEATURE_VALUE_CRC, FEATURE_VERSIONS, FLAG_NAMES,
     Flag, HARD_MAX_VALUE_BYTES, HEADER_SIZE, Header, KEY_BATCH_OPCODES, MAGIC,
     MAX_ERROR_MESSAGE_BYTES, MAX_KEY_BYTES, MAX_META_LENGTH, MAX_NAME_BYTES, MAX_PAYLOAD_LENGTH, MAX_PING_BYTES,
     MAX_VALUE_VERSION, Opcode, PUT_FLAGS, STATUS_LIST_OPCODES, WireStatus, _ALLOC_ENTRY,
@@ -68,13 +68,16 @@ def encode_alloc_request(keys, lengths, ttl_seconds: Optional[int] = None, proof
     return bytes(out)
 
 
-def encode_commit(ids, crcs=None) -> bytes:
-    """COMMIT metadata: the ids, then with ``crcs`` (flag COMMIT_CRC) a u32 CRC-32C per id."""
+def encode_commit(ids, crcs=None, parent: Optional[bytes] = None) -> bytes:
+    """COMMIT metadata: the ids, then with ``crcs`` (flag COMMIT_CRC) a u32 CRC-32C per id, then with ``parent``
+    (flag CHAIN_PARENT, feature FEATURE_COMMIT_CHAIN) the key the first id's block continues."""
     out = _U32.pack(len(ids)) + b"".join(_U64.pack(i) for i in ids)
     if crcs is not None:
         if len(crcs) != len(ids):
             raise ValueError("one CRC per id")
         out += b"".join(_U32.pack(c) for c in crcs)
+    if parent is not None:
+        out += _lp16(parent)
     return out
 
 
@@ -154,7 +157,7 @@ def encode_meta(msg) -> bytes:
         return _U32.pack(len(msg.entries)) + b"".join(
             _LEASE_ENTRY.pack(int(e.status), e.offset, e.length, e.crc32c, e.lease_id) for e in msg.entries)
     if isinstance(msg, IdList):
-        return encode_commit(msg.ids, msg.crcs)
+        return encode_commit(msg.ids, msg.crcs, msg.parent)
     if isinstance(msg, AllocRequest):
         return encode_alloc_request([bytes(e.key) for e in msg.entries], [e.value_length for e in msg.entries],
                                     msg.ttl_seconds, msg.proof)
@@ -334,10 +337,13 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
         if count > max_batch_keys:
             raise _bad(f"{count} ids exceed the limit of {max_batch_keys}", WireStatus.BATCH_TOO_LARGE)
         with_crcs = bool(header.flags & Flag.COMMIT_CRC)
-        if count * (12 if with_crcs else 8) != r.remaining():
+        with_parent = op == Opcode.COMMIT and bool(header.flags & Flag.CHAIN_PARENT)
+        fixed = count * (12 if with_crcs else 8)
+        if (fixed + 2 > r.remaining()) if with_parent else (fixed != r.remaining()):
             raise _bad("id list length does not match its count")
         ids = [r.unpack(_U64)[0] for _ in range(count)]
-        msg = IdList(ids, [r.u32() for _ in range(count)] if with_crcs else None)
+        crcs = [r.u32() for _ in range(count)] if with_crcs else None
+        msg = IdList(ids, crcs, r.bytes16() if with_parent else None)
     elif op == Opcode.ALLOC:
         count = r.u32()
         if count > max_batch_keys:
@@ -396,9 +402,11 @@ def encode_frame(opcode: int, flags: int, request_id: int, status: int, msg, pay
     return pack_header(opcode, flags, request_id, status, len(meta), len(payload)) + meta + bytes(payload)
 
 
-def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BYTES, versions: bool = False) -> None:
+def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BYTES, versions: bool = False,
+                         commit_chain: bool = False) -> None:
     """The header checks a node applies to a request (steps 6-12 of the protocol's order of checks);
-    ``versions``: the connection was granted FEATURE_VERSIONS, so PUT may carry VERSION."""
+    ``versions``: the connection was granted FEATURE_VERSIONS, so PUT may carry VERSION; ``commit_chain``: it was
+    granted FEATURE_COMMIT_CHAIN, so COMMIT may carry CHAIN and CHAIN_PARENT."""
     if h.is_reply:
         raise _bad("REPLY flag in a request")
     try:
@@ -407,8 +415,10 @@ def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BY
         raise _bad(f"opcode 0x{h.opcode:02x} is not defined in v1", WireStatus.UNKNOWN_OPCODE) from None
     if h.flags & ~DEFINED_FLAGS:
         raise _bad(f"undefined flag bits 0x{h.flags & ~DEFINED_FLAGS:04x}")
-    if h.flags & PUT_FLAGS and op != Opcode.PUT:
-        raise _bad("only PUT may carry CHAIN, CHAIN_PARENT or VALUE_CRC")
+    if h.flags & Flag.VALUE_CRC and op != Opcode.PUT:
+        raise _bad("only PUT may carry VALUE_CRC")
+    if h.flags & (Flag.CHAIN | Flag.CHAIN_PARENT) and op != Opcode.PUT and not (op == Opcode.COMMIT and commit_chain):
+        raise _bad("only PUT may carry CHAIN or CHAIN_PARENT (and COMMIT, on a connection granted HELLO bit 0x20)")
     if h.flags & Flag.TTL and op not in (Opcode.PUT, Opcode.ALLOC):
         raise _bad("only PUT and ALLOC may carry TTL")
     if h.flags & Flag.MAPPED and op != Opcode.ALLOC:
@@ -432,7 +442,7 @@ def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BY
 
 
 def decode_frame(data, *, request: bool = False, max_batch_keys: int = DEFAULT_MAX_BATCH_KEYS,
-                 max_meta_bytes: int = DEFAULT_MAX_META_BYTES, versions: bool = False) -> Frame:
+                 max_meta_bytes: int = DEFAULT_MAX_META_BYTES, versions: bool = False, commit_chain: bool = False) -> Frame:
     """Decodes one complete frame, which must be exactly ``data``.
 
     With ``request=True`` the frame must be a valid request under the node's rules as well
@@ -440,7 +450,7 @@ def decode_frame(data, *, request: bool = False, max_batch_keys: int = DEFAULT_M
     """
     h = unpack_header(data)
     if request:
-        check_request_header(h, max_meta_bytes=max_meta_bytes, versions=versions)
+        check_request_header(h, max_meta_bytes=max_meta_bytes, versions=versions, commit_chain=commit_chain)
     meta_end = HEADER_SIZE + h.meta_length
     if len(data) < meta_end:
         raise _bad(f"frame ends inside its metadata ({len(data) - HEADER_SIZE} of {h.meta_length} bytes)")

@@ -542,19 +542,22 @@ class KvStore(KeyOps):
         :meth:`batch_get_into_multi_buffers` then (pieces may have been partly written). Needs numpy."""
         return local_load.submit_load(self, keys, addrs_per_key, sizes_per_key)
 
-    def batch_put_from_local(self, keys, ptrs, sizes) -> List[int]:
+    def batch_put_from_local(self, keys, ptrs, sizes, chain: bool = False, chain_parent=None) -> List[int]:
         """Stores each value straight into the local node's shared-memory arena: ALLOC, one copy per
         value — a DMA from GPU memory (torch with CUDA) or a memcpy from a registered host buffer —
         then COMMIT. 0 or a negative code per key. Raises :class:`kvasir.local_load.KeyNotLocalError`
         when the node is not reachable through shared memory (use :meth:`batch_put_from`). Needs numpy. ``ptrs`` and
-        ``sizes`` may be numpy integer arrays (taken as they are, no conversion per key)."""
-        return local_put.put_local_single(self, keys, ptrs, sizes)
+        ``sizes`` may be numpy integer arrays (taken as they are, no conversion per key).
+        ``chain`` / ``chain_parent`` as in :meth:`batch_put_from` (sent with the COMMITs; a node without
+        feature ``FEATURE_COMMIT_CHAIN`` stores the values unlinked)."""
+        return local_put.put_local_single(self, keys, ptrs, sizes, chain, chain_parent)
 
-    def batch_put_from_multi_buffers_local(self, keys, addrs_per_key, sizes_per_key) -> List[int]:
+    def batch_put_from_multi_buffers_local(self, keys, addrs_per_key, sizes_per_key, chain: bool = False,
+                                           chain_parent=None) -> List[int]:
         """:meth:`batch_put_from_local` with each value gathered from several pieces (host or GPU
         memory), concatenated in order — e.g. one KV block's slices of every layer. With as many pieces for every key,
         ``addrs_per_key`` and ``sizes_per_key`` may be 2-D numpy integer arrays (a row per key)."""
-        return local_put.put_local(self, keys, addrs_per_key, sizes_per_key)
+        return local_put.put_local(self, keys, addrs_per_key, sizes_per_key, chain, chain_parent)
 
     def _release_leases(self, conn, meta: bytes, confirm: bool = False) -> bool:
         """RELEASE on ``conn`` if it is still this store's connection: lease ids belong to one

@@ -26,7 +26,8 @@ def to_json(obj, versioned=False):
         versions_fields = isinstance(obj, (p.PutRequest, p.PutEntry, p.GetReply, p.GetEntry))
         no_crc = isinstance(obj, p.PutEntry) and obj.crc32c is None   # a PUT entry without VALUE_CRC has no crc32c field
         # the shared-memory extensions of feature 0x8 (and ALLOC's TTL) appear only on frames that carry them
-        optional = ("challenge", "crcs", "ttl_seconds", "proof") if isinstance(obj, (p.ShmInfoReply, p.IdList, p.AllocRequest)) else ()
+        # (and COMMIT's chain parent, feature 0x20)
+        optional = ("challenge", "crcs", "ttl_seconds", "proof", "parent") if isinstance(obj, (p.ShmInfoReply, p.IdList, p.AllocRequest)) else ()
         return {f.name: to_json(getattr(obj, f.name), versioned) for f in dataclasses.fields(obj)
                 if (versioned or not versions_fields or f.name not in ("version", "versioned"))
                 and not (no_crc and f.name == "crc32c") and not (f.name in optional and getattr(obj, f.name) is None)}
@@ -74,7 +75,7 @@ def from_json(opcode: str, is_reply: bool, status: str, meta: dict):
     if opcode == "LEASE" and is_reply:
         return p.LeaseReply([p.LeaseEntry(p.WireStatus[e["status"]], e["offset"], e["length"], e["crc32c"], e["lease_id"]) for e in meta["entries"]])
     if opcode in ("RELEASE", "COMMIT") and not is_reply:
-        return p.IdList(meta["ids"], meta.get("crcs"))
+        return p.IdList(meta["ids"], meta.get("crcs"), h(meta["parent"]) if "parent" in meta else None)
     if opcode == "ALLOC":
         if is_reply:
             return p.AllocReply([p.AllocReplyEntry(p.WireStatus[e["status"]], e["offset"], e["reservation_id"]) for e in meta["entries"]])
@@ -114,8 +115,12 @@ def test_vector_decodes_and_reencodes(vector):
     assert p.WireStatus(h.status).name == expected["status"]
     assert to_json(frame.meta) == expected["meta"]
     assert frame.payload.hex() == expected["payload"]
-    if not h.is_reply:  # requests also pass the node's own checks
-        p.decode_frame(raw, request=True, versions=versions)
+    if not h.is_reply:  # requests also pass the node's own checks (on a connection granted the vector's features)
+        commit_chain = bool(vector.get("connection_features", 0) & p.FEATURE_COMMIT_CHAIN)
+        p.decode_frame(raw, request=True, versions=versions, commit_chain=commit_chain)
+        if commit_chain and expected["opcode"] == "COMMIT":   # and fail on a connection that was not
+            with pytest.raises(p.ProtocolError, match="HELLO bit 0x20"):
+                p.decode_frame(raw, request=True, versions=versions)
 
     flags = 0
     for name in expected["flags"]:

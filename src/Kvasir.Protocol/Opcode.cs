@@ -89,6 +89,13 @@ public static class ProtocolFeatures
     /// </summary>
     public const ulong ArenaProof = 0x8;
 
+    /// <summary>
+    /// COMMIT may carry <see cref="FrameFlags.Chain"/> (its ids, in order, are one chain of blocks, as a chained PUT's
+    /// entries) and <see cref="FrameFlags.ChainParent"/> (the stored key the first id's block continues, after the ids
+    /// and their CRCs): shared-memory writers declare chains as socket writers do (docs/protocol.md § COMMIT).
+    /// </summary>
+    public const ulong CommitChain = 0x20;
+
     /// <summary>Every feature this implementation knows.</summary>
-    public const ulong Known = ValueCrc | Ttl | Versions | ArenaProof;
+    public const ulong Known = ValueCrc | Ttl | Versions | ArenaProof | CommitChain;
 }

@@ -127,20 +127,43 @@ public static class ShmMessages
         foreach (var crc in crcs) w.U32(crc);
     }
 
-    /// <summary>Reads a COMMIT request: the ids, and with <paramref name="crcs"/> (flag <see cref="FrameFlags.CommitCrc"/>) their CRCs.</summary>
-    public static (ulong[] Ids, uint[]? Crcs) ReadCommitRequest(ReadOnlySpan<byte> meta, int maxCount, bool crcs)
+    /// <summary>
+    /// Reads a COMMIT request: the ids, with <paramref name="crcs"/> (flag <see cref="FrameFlags.CommitCrc"/>) their CRCs,
+    /// and with <paramref name="parent"/> (flag <see cref="FrameFlags.ChainParent"/>) the chain parent's key, last.
+    /// </summary>
+    public static CommitRequest ReadCommitRequest(ReadOnlySpan<byte> meta, int maxCount, bool crcs, bool parent = false)
     {
-        if (!crcs) return (ReadIdList(meta, maxCount), null);
         var r = new MetaReader(meta);
         uint count = r.U32();
         if (count > (uint)maxCount) throw new ProtocolException(WireStatus.BatchTooLarge, $"{count} ids exceed the batch limit of {maxCount}");
-        if (count * 12L != r.Remaining) throw new ProtocolException(WireStatus.BadFrame, "COMMIT with CRCs: length does not match its count (u64 ids, then a u32 CRC each)");
+        long fixedBytes = count * (crcs ? 12L : 8L);
+        if (parent ? fixedBytes + 2 > r.Remaining : fixedBytes != r.Remaining)
+            throw new ProtocolException(WireStatus.BadFrame, crcs
+                ? "COMMIT with CRCs: length does not match its count (u64 ids, then a u32 CRC each" + (parent ? ", then the chain parent)" : ")")
+                : parent ? "COMMIT with CHAIN_PARENT: length does not match its count (u64 ids, then the chain parent)" : "id list length does not match its count");
         var ids = new ulong[count];
-        var list = new uint[count];
         for (int i = 0; i < count; i++) ids[i] = r.U64();
-        for (int i = 0; i < count; i++) list[i] = r.U32();
-        return (ids, list);
+        uint[]? list = null;
+        if (crcs)
+        {
+            list = new uint[count];
+            for (int i = 0; i < count; i++) list[i] = r.U32();
+        }
+        byte[]? parentKey = null;
+        if (parent)
+        {
+            int length = r.U16();
+            if (length != r.Remaining)
+                throw new ProtocolException(WireStatus.BadFrame, $"COMMIT's CHAIN_PARENT declares a {length}-byte key but {r.Remaining} bytes follow");
+            parentKey = r.Bytes(length).ToArray();
+        }
+        return new CommitRequest(ids, list, parentKey);
     }
+
+    /// <summary>Bytes of a COMMIT's chain parent (flag <see cref="FrameFlags.ChainParent"/>), written after the ids and CRCs.</summary>
+    public static int CommitParentSize(ReadOnlySpan<byte> parent) => 2 + parent.Length;
+
+    public static void WriteCommitParent(ref MetaWriter w, ReadOnlySpan<byte> parent) => w.Key(parent);
 
     public static int AllocReplySize(int count) => 4 + count * AllocEntry.Size;
 
@@ -159,3 +182,9 @@ public static class ShmMessages
         return list;
     }
 }
+
+/// <summary>
+/// A decoded COMMIT request: the reservation ids, the writer's CRCs (flag <see cref="FrameFlags.CommitCrc"/>) and the key
+/// the first id's block continues (flag <see cref="FrameFlags.ChainParent"/>).
+/// </summary>
+public readonly record struct CommitRequest(ulong[] Ids, uint[]? Crcs, byte[]? Parent);

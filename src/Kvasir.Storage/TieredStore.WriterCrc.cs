@@ -40,13 +40,16 @@ public sealed partial class TieredStore
     /// in the arena after COMMIT and before that first read are served as changed. Only for writers that can write the
     /// arena at any time anyway (docs/protocol.md § Writes without the node's passes).
     /// </summary>
-    public Task<WireStatus> CommitCrcOwedAsync(Reservation reservation)
+    /// <param name="reservation">Filled; its bytes must not change until the task completes.</param>
+    /// <param name="chainParent">As for <see cref="CommitAsync"/>: the key whose block this one continues, or null.</param>
+    /// <param name="publishAfter">As for <see cref="CommitAsync"/>: publish only after this task (a chain's previous value).</param>
+    public Task<WireStatus> CommitCrcOwedAsync(Reservation reservation, byte[]? chainParent = null, Task? publishAfter = null)
     {
         ArgumentNullException.ThrowIfNull(reservation);
-        if (_disk is not null) return CommitAsync(reservation, Crc32C.Compute(reservation.Span));
+        if (_disk is not null) return CommitAsync(reservation, Crc32C.Compute(reservation.Span), chainParent, publishAfter);
         reservation.Version.CrcOwed = true;
         reservation.Version.CrcUnchecked = true;
-        return CommitAsync(reservation, 0);
+        return CommitAsync(reservation, 0, chainParent, publishAfter);
     }
 
     /// <summary>

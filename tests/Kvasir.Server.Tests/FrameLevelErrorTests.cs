@@ -63,6 +63,7 @@ public sealed class FrameLevelErrorTests
         ["put value over the 1 GiB hard limit (payload never sent)"] = new(Frame(Opcode.Put, Id, PutMeta([(K, (1L << 30) + 1)]), payloadLength: (1L << 30) + 1), WireStatus.FrameTooLarge),
         ["ping echo of 1025 bytes"] = new(Ping(Id, Filled(1025, 0x65)), WireStatus.FrameTooLarge),
         ["stats with metadata"] = new(Frame(Opcode.Stats, Id, [0]), WireStatus.BadFrame),
+        ["chain flag on a commit without feature 0x20"] = new(Frame(Opcode.Commit, Id, [1, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0], flags: FrameFlags.Chain), WireStatus.BadFrame),
 
         // HELLO's own checks.
         ["hello with version range 2..3"] = new(Hello(Id, 2, 3), WireStatus.UnsupportedVersion, AfterHello: false),
@@ -94,6 +95,20 @@ public sealed class FrameLevelErrorTests
         Assert.Equal(errorsBefore + 1, node.Node.Counters.ProtocolErrors);
         await witness.RoundTripAsync();
         Assert.True(node.Stats.Keys == 2, $"only the witness's two values should be stored, found {node.Stats.Keys} keys");
+    }
+
+    [Fact]
+    public async Task A_commit_whose_chain_parent_is_cut_short_is_a_bad_frame_on_a_connection_granted_commit_chains()
+    {
+        await using var node = ServerNode.Start();
+        using var witness = await node.WitnessAsync();
+        using var bad = await RawConnection.ConnectAsync(node.Port);
+        Assert.Equal(ProtocolFeatures.CommitChain, (await bad.HelloAsync(1, ProtocolFeatures.CommitChain)).Features);
+        // one id (8), then a parent key declared 5 bytes long with 1 byte present
+        await bad.SendAsync(Frame(Opcode.Commit, 7, [1, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 5, 0, 1], flags: FrameFlags.Chain | FrameFlags.ChainParent));
+        var reply = await bad.AssertErrorThenClosedAsync(WireStatus.BadFrame, 7, Opcode.Commit);
+        Assert.Contains("CHAIN_PARENT", reply.ErrorMessage);
+        await witness.RoundTripAsync();
     }
 
     [Fact]

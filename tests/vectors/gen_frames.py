@@ -19,7 +19,7 @@ OPCODES = {"HELLO": 0x01, "AUTH": 0x02, "PING": 0x03, "PUT": 0x10, "GET": 0x11, 
            "SHM_INFO": 0x30, "LEASE": 0x31, "RELEASE": 0x32, "ALLOC": 0x33, "COMMIT": 0x34}
 FLAGS = {"CHAIN": 0x0001, "CHAIN_PARENT": 0x0002, "VALUE_CRC": 0x0004, "TTL": 0x0008, "VERSION": 0x0010,
          "MAPPED": 0x0020, "COMMIT_CRC": 0x0040, "REPLY": 0x8000}
-FEATURES = {"VALUE_CRC": 0x1, "TTL": 0x2, "VERSIONS": 0x4, "ARENA_PROOF": 0x8}
+FEATURES = {"VALUE_CRC": 0x1, "TTL": 0x2, "VERSIONS": 0x4, "ARENA_PROOF": 0x8, "COMMIT_CHAIN": 0x20}
 FEATURE_VERSIONS = FEATURES["VERSIONS"]
 STATUSES = {"OK": 0, "NOT_FOUND": 1, "VALUE_TOO_LARGE": 2, "INVALID_KEY": 3, "OUT_OF_MEMORY": 4, "TIER_FAILED": 5, "QUOTA_EXCEEDED": 6,
             "BAD_FRAME": 32, "UNSUPPORTED_VERSION": 33, "UNKNOWN_OPCODE": 34, "HELLO_REQUIRED": 35,
@@ -401,6 +401,13 @@ add("commit_request_crcs", "COMMIT with COMMIT_CRC: u32 count, the u64 reservati
     "stored unchecked and checked before the value's first read or tier write.",
     "COMMIT", ["COMMIT_CRC"], 68, "OK", {"ids": [8, 9], "crcs": [crc32c(b"abc"), 0]},
     struct.pack("<IQQII", 2, 8, 9, crc32c(b"abc"), 0), connection_features=FEATURES["ARENA_PROOF"])
+add("commit_request_chain", "COMMIT with CHAIN and CHAIN_PARENT (feature 0x20): the ids, in order, are one chain of blocks, the first "
+    "continuing the key after the ids (u16 length, then the key), as a chained PUT's entries.",
+    "COMMIT", ["CHAIN", "CHAIN_PARENT"], 69, "OK", {"ids": [10, 11, 12], "parent": h(b"blk/0")},
+    struct.pack("<IQQQ", 3, 10, 11, 12) + lp16(b"blk/0"), connection_features=FEATURES["COMMIT_CHAIN"])
+add("commit_request_crcs_chain", "COMMIT with COMMIT_CRC, CHAIN and CHAIN_PARENT (features 0x8 and 0x20): ids, then their CRCs, then the parent.",
+    "COMMIT", ["CHAIN", "CHAIN_PARENT", "COMMIT_CRC"], 70, "OK", {"ids": [8, 9], "crcs": [crc32c(b"abc"), 0], "parent": h(b"p")},
+    struct.pack("<IQQII", 2, 8, 9, crc32c(b"abc"), 0) + lp16(b"p"), connection_features=FEATURES["ARENA_PROOF"] | FEATURES["COMMIT_CHAIN"])
 add("commit_reply", "COMMIT reply: a status per id.", "COMMIT", ["REPLY"], 64, "OK", {"statuses": ["OK"]}, status_list_meta(["OK"]))
 
 # error replies
@@ -487,6 +494,8 @@ bad("alloc_mapped_without_proof", "ALLOC with MAPPED whose metadata ends after i
     frame("ALLOC", ["MAPPED"], 3, "OK", struct.pack("<I", 1) + lp16(b"k") + struct.pack("<Q", 3)), "BAD_FRAME", "message")
 bad("commit_crcs_short", "COMMIT with COMMIT_CRC carrying 2 ids but only one CRC.",
     frame("COMMIT", ["COMMIT_CRC"], 3, "OK", struct.pack("<IQQI", 2, 8, 9, 0)), "BAD_FRAME", "message")
+bad("commit_chain_parent_missing", "COMMIT with CHAIN_PARENT whose metadata ends after the ids (no parent key).",
+    frame("COMMIT", ["CHAIN", "CHAIN_PARENT"], 3, "OK", struct.pack("<IQ", 1, 8)), "BAD_FRAME", "message")
 bad("value_crc_flag_on_get", "GET with the VALUE_CRC flag: only PUT takes it.", frame("GET", ["VALUE_CRC"], 3, "OK", key_batch_meta([b"k"])), "BAD_FRAME", "node")
 bad("chain_flag_on_get", "GET with the CHAIN flag: only PUT takes flags.", frame("GET", ["CHAIN"], 3, "OK", key_batch_meta([b"k"])), "BAD_FRAME", "node")
 bad("chain_parent_without_chain", "PUT with CHAIN_PARENT but not CHAIN.", frame("PUT", ["CHAIN_PARENT"], 3, "OK", lp16(b"p") + struct.pack("<I", 0)), "BAD_FRAME", "node")

@@ -247,7 +247,9 @@ internal sealed partial class Connection
     /// </summary>
     private async ValueTask CommitAsync(FrameHeader h, byte[] meta)
     {
-        var (ids, writerCrcs) = ShmMessages.ReadCommitRequest(meta.AsSpan(0, h.MetaLength), _node.Options.MaxBatchKeys, (h.Flags & FrameFlags.CommitCrc) != 0);
+        var (ids, writerCrcs, chainParent) = ShmMessages.ReadCommitRequest(meta.AsSpan(0, h.MetaLength), _node.Options.MaxBatchKeys,
+            (h.Flags & FrameFlags.CommitCrc) != 0, (h.Flags & FrameFlags.ChainParent) != 0);
+        bool chain = (h.Flags & FrameFlags.Chain) != 0;
         var reservations = new Reservation?[ids.Length];
         var owed = new bool[ids.Length];
         long bytes = 0;
@@ -274,13 +276,26 @@ internal sealed partial class Connection
                 if (compute(i)) crcs[i] = Crc32C.Compute(reservations[i]!.Span);
         }
         // Every value goes to the store at once (their disk writes queue back to back), then the reply waits for all.
+        // A chain (flag CHAIN) is published in id order, each value after the one it continues, as a chained PUT's; a
+        // value whose predecessor's id was unknown starts without a parent (its place in the chain is not known).
         var commits = new Task<WireStatus>?[ids.Length];
+        byte[]? parent = chainParent;
+        Task? previous = null;
         for (int i = 0; i < ids.Length; i++)
         {
-            if (reservations[i] is not { } reservation) continue;
+            if (reservations[i] is not { } reservation)
+            {
+                parent = null;
+                continue;
+            }
             _node.Counters.In(Opcode.Commit, reservation.Length);
             _node.Counters.ValueIn(NodeTransport.Shm, Opcode.Commit, reservation.Length);
-            commits[i] = owed[i] ? _store.CommitCrcOwedAsync(reservation) : _store.CommitAsync(reservation, crcs[i], writerCrc: writerCrcs is not null);
+            byte[]? linkTo = chain ? parent : null;
+            Task? after = chain ? previous : null;
+            commits[i] = owed[i] ? _store.CommitCrcOwedAsync(reservation, linkTo, after)
+                : _store.CommitAsync(reservation, crcs[i], linkTo, after, writerCrc: writerCrcs is not null);
+            if (chain) parent = reservation.KeySpan.ToArray();
+            previous = commits[i];
         }
         var statuses = new WireStatus[ids.Length];
         for (int i = 0; i < ids.Length; i++)

@@ -273,7 +273,8 @@ internal sealed partial class Connection : ILeaseHolder
                 | ((_features & ProtocolFeatures.ValueCrc) != 0 ? FrameFlags.ValueCrc : FrameFlags.None)
                 | (VersionsGranted ? FrameFlags.Version : FrameFlags.None),
             Opcode.Alloc => ttl | (arenaProof ? FrameFlags.Mapped : FrameFlags.None),
-            Opcode.Commit => arenaProof ? FrameFlags.CommitCrc : FrameFlags.None,
+            Opcode.Commit => (arenaProof ? FrameFlags.CommitCrc : FrameFlags.None)
+                | ((_features & ProtocolFeatures.CommitChain) != 0 ? FrameFlags.Chain | FrameFlags.ChainParent : FrameFlags.None),
             _ => FrameFlags.None,
         };
         if ((h.Flags & ~allowed) != 0)

@@ -76,9 +76,11 @@ public static class FrameCodec
                 if (!meta.IsEmpty) throw new ProtocolException(WireStatus.BadFrame, $"{h.Opcode} takes no metadata");
                 return new JsonObject();
             case Opcode.Release or Opcode.Commit:
-                var (ids, crcs) = ShmMessages.ReadCommitRequest(meta, maxBatch, (h.Flags & FrameFlags.CommitCrc) != 0);
+                var (ids, crcs, chainParent) = ShmMessages.ReadCommitRequest(meta, maxBatch, (h.Flags & FrameFlags.CommitCrc) != 0,
+                    h.Opcode == Opcode.Commit && (h.Flags & FrameFlags.ChainParent) != 0);
                 var idList = new JsonObject { ["ids"] = new JsonArray(ids.Select(i => (JsonNode)i).ToArray()) };
                 if (crcs is not null) idList["crcs"] = new JsonArray(crcs.Select(c => (JsonNode)c).ToArray());
+                if (chainParent is not null) idList["parent"] = Hex(chainParent);
                 return idList;
             case Opcode.Alloc:
                 var ar = new MetaReader(meta);
@@ -228,12 +230,22 @@ public static class FrameCodec
                 return [];
             case Opcode.Release or Opcode.Commit:
                 var ids = m["ids"]!.AsArray().Select(i => (ulong)i!).ToArray();
+                byte[] commitParent = (flags & FrameFlags.ChainParent) != 0 ? VectorFile.Hex(m["parent"]) : [];
+                int parentSize = (flags & FrameFlags.ChainParent) != 0 ? ShmMessages.CommitParentSize(commitParent) : 0;
                 if ((flags & FrameFlags.CommitCrc) != 0)
                 {
                     var crcs = m["crcs"]!.AsArray().Select(c => (uint)c!).ToArray();
-                    return Write(ShmMessages.CommitCrcRequestSize(ids.Length), (ref MetaWriter w) => ShmMessages.WriteCommitCrcs(ref w, ids, crcs));
+                    return Write(ShmMessages.CommitCrcRequestSize(ids.Length) + parentSize, (ref MetaWriter w) =>
+                    {
+                        ShmMessages.WriteCommitCrcs(ref w, ids, crcs);
+                        if (parentSize > 0) ShmMessages.WriteCommitParent(ref w, commitParent);
+                    });
                 }
-                return Write(ShmMessages.IdListSize(ids.Length), (ref MetaWriter w) => ShmMessages.WriteIdList(ref w, ids));
+                return Write(ShmMessages.IdListSize(ids.Length) + parentSize, (ref MetaWriter w) =>
+                {
+                    ShmMessages.WriteIdList(ref w, ids);
+                    if (parentSize > 0) ShmMessages.WriteCommitParent(ref w, commitParent);
+                });
             case Opcode.Alloc:
                 var allocs = m["entries"]!.AsArray().Select(e => (Key: (ReadOnlyMemory<byte>)VectorFile.Hex(e!["key"]), Length: (long)e["value_length"]!)).ToList();
                 uint? allocTtl = (flags & FrameFlags.Ttl) != 0 ? (uint)m["ttl_seconds"]! : null;

@@ -89,7 +89,7 @@ public static class RequestRules
         {
             Opcode.Put => FrameFlags.Chain | FrameFlags.ChainParent | FrameFlags.ValueCrc | FrameFlags.Ttl | (versions ? FrameFlags.Version : 0),
             Opcode.Alloc => FrameFlags.Ttl | FrameFlags.Mapped,
-            Opcode.Commit => FrameFlags.CommitCrc,
+            Opcode.Commit => FrameFlags.CommitCrc | FrameFlags.Chain | FrameFlags.ChainParent,
             _ => FrameFlags.None,
         };
         if ((h.Flags & ~allowed) != 0) throw new ProtocolException(WireStatus.BadFrame, "invalid flags");
