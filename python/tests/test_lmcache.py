@@ -136,6 +136,24 @@ def test_put_then_get_byte_exact(backend):
     assert backend.get_allocator_backend() is backend.local_cpu_backend
 
 
+def test_a_stores_new_chunks_are_written_as_one_chain(backend):
+    # Issue 17 item 4: LMCache hands a store's new chunks of one request in token order; the backend declares them a
+    # chain (no parent: LMCache does not name the chunk before them) so the node's chain-aware eviction can use it.
+    calls = []
+    real = backend.store.batch_put_from_multi_buffers
+
+    def spy(keys, addrs, sizes, **links):
+        calls.append((list(keys), links))
+        return real(keys, addrs, sizes, **links)
+
+    backend.store.batch_put_from_multi_buffers = spy
+    keys = [key(i, "chain") for i in range(4)]
+    objs = [make_obj((2, 4, 16, 32), torch.float16, seed=i) for i in range(4)]
+    put_all(backend, keys, objs)
+    assert calls == [([L._key_str(k) for k in keys], {"chain": True})]
+    assert backend.batched_contains(keys) == 4
+
+
 def test_fresh_backend_reads_earlier_chunks(node, backend):
     keys = [key(i, "restart") for i in range(len(CASES))]
     objs = [make_obj(s, d, f, seed=10 + i) for i, (s, d, f) in enumerate(CASES)]

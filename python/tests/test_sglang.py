@@ -152,6 +152,34 @@ def test_zero_copy_round_trip(make):
     assert b.batch_set_v1(keys, _indices(src_pages)) == [True] * 5
 
 
+def test_a_requests_pages_are_written_as_one_chain_continuing_its_prefix_keys(make):
+    # Issue 17 item 4: sglang hands batch_set_v1 one request's pages in prefix order, the pages before them in
+    # extra_info.prefix_keys; the backend declares them a chain so the node's chain-aware eviction can use it.
+    b = make(_HostPool(seed=1))
+    calls = []
+    real = b.store.batch_put_from
+
+    def spy(keys, ptrs, sizes, **links):
+        calls.append((list(keys), links))
+        return real(keys, ptrs, sizes, **links)
+
+    b.store.batch_put_from = spy
+    keys = _keys(6)
+    assert b.batch_set_v1(keys[:3], _indices([0, 1, 2])) == [True] * 3
+    objects = [k for key in keys for k in b._page_keys(key)]
+    per = len(b._page_keys(keys[0]))
+    assert calls == [(objects[:3 * per], {"chain": True, "chain_parent": None})]
+    later = sg.HiCacheStorageExtraInfo(prefix_keys=keys[:3])
+    assert b.batch_set_v1(keys[3:], _indices([3, 4, 5]), later) == [True] * 3
+    assert calls[1] == (objects[3 * per:], {"chain": True, "chain_parent": objects[3 * per - 1]})
+    # pages already stored are skipped: the rest is still a run, continuing the last stored object
+    calls.clear()
+    more = _keys(2)
+    assert b.batch_set_v1(keys[4:] + more, _indices([4, 5, 6, 7]), sg.HiCacheStorageExtraInfo(prefix_keys=keys[:4])) == [True] * 4
+    assert calls == [([k for key in more for k in b._page_keys(key)], {"chain": True, "chain_parent": objects[-1]})]
+    assert b.batch_exists(keys + more) == 8
+
+
 def test_zero_copy_mla_round_trip(make):
     src = _HostPool(mla=True, seed=2)
     w = make(src, mla=True, tp_rank=0)

@@ -144,6 +144,38 @@ def test_save_then_other_engine_hits_and_loads_byte_exact(engines):
             assert not block_of(b.caches[name], other).any(), (name, other)
 
 
+def test_each_request_saves_its_blocks_as_one_chain_continuing_the_block_before(engines):
+    # Issue 17 item 4: the node's chain-aware eviction sees a request's blocks as a chain only if the connector says so.
+    model, toks = model_name(), prompt(5 * BS)
+    a = engines(model=model, fill=True, seed=1)
+    calls = []
+    real = a.worker_store.batch_put_from_multi_buffers_local
+
+    def spy(keys, addrs, sizes, **links):
+        calls.append((list(keys), links))
+        return real(keys, addrs, sizes, **links)
+
+    a.worker_store.batch_put_from_multi_buffers_local = spy
+    hashes = [h.hex() for h in chained_block_hashes(toks + prompt(3 * BS, base=9), BS)]
+    a.step(Request("a1", toks), [3, 7, 1, 9, 12])
+    assert calls == [([a.worker.block_key(h) for h in hashes[:5]], {"chain": True, "chain_parent": None})]
+    # the next turn: the first five blocks are stored, its three new ones continue block 4
+    n, meta, errors = a.step(Request("a2", toks + prompt(3 * BS, base=9)), [3, 7, 1, 9, 12, 4, 5, 6])
+    assert n == 5 * BS and not errors
+    assert calls[1] == ([a.worker.block_key(h) for h in hashes[5:]], {"chain": True, "chain_parent": a.worker.block_key(hashes[4])})
+    assert a.worker.stats["blocks_saved"] == 8 and a.worker.stats["blocks_save_failed"] == 0
+    # two requests in one step: two chains, one write each, the codes back in the plan's order
+    calls.clear()
+    b1, b2 = prompt(2 * BS, base=20000), prompt(3 * BS, base=30000)
+    _, m1 = a.schedule(Request("b1", b1), [0, 2])
+    _, m2 = a.schedule(Request("b2", b2), [8, 10, 11])
+    both = KvasirConnectorMetadata(requests=m1.requests + m2.requests)
+    assert not a.execute(both)
+    assert [(len(keys), links["chain_parent"]) for keys, links in calls] == [(2, None), (3, None)]
+    assert a.worker.stats["blocks_saved"] == 13 and a.worker.stats["blocks_save_failed"] == 0
+    assert a.sched_store.batch_is_exist([a.worker.block_key(h.hex()) for h in chained_block_hashes(b2, BS)]) == [1, 1, 1]
+
+
 def test_partial_prefix_and_trailing_token(engines):
     model, toks = model_name(), prompt(5 * BS)
     a = engines(model=model, fill=True, seed=2)

@@ -52,9 +52,9 @@ class GatedStore:
         finally:
             self.log.append(("in", suffix))
 
-    def batch_put_from_multi_buffers(self, keys, addrs, sizes):
+    def batch_put_from_multi_buffers(self, keys, addrs, sizes, **links):
         self.log.append(("put", keys[0][keys[0].rindex("/"):]))
-        return self._store.batch_put_from_multi_buffers(keys, addrs, sizes)
+        return self._store.batch_put_from_multi_buffers(keys, addrs, sizes, **links)
 
     def __getattr__(self, name):
         return getattr(self._store, name)

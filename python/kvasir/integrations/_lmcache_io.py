@@ -275,8 +275,10 @@ class _KvasirCodecIO:
             return self._known.get(key)
 
     # PUT
-    def put(self, keys: Sequence[str], objs: Sequence[Any]) -> List[int]:
-        """Writes header + tensor bytes per key; returns per-key codes (0 or negative)."""
+    def put(self, keys: Sequence[str], objs: Sequence[Any], chain: bool = False) -> List[int]:
+        """Writes header + tensor bytes per key; returns per-key codes (0 or negative). ``chain``: ``keys`` are one
+        request's chunks in token order (LMCache hands a store's new chunks so); they are declared a chain (issue 17)
+        unless a chunk in between is not sent."""
         n = len(keys)
         results = [E.PROTOCOL_ERROR] * n
         heads = ctypes.create_string_buffer(HEADER_SIZE * max(n, 1))
@@ -303,7 +305,8 @@ class _KvasirCodecIO:
             idx.append(i)
             layouts[k] = (shape, dtype, fmt)
         if send_keys:
-            codes = self._with_regions(ranges, lambda: self.store.batch_put_from_multi_buffers(send_keys, addrs, sizes))
+            links = {"chain": True} if chain and idx[-1] - idx[0] == len(idx) - 1 else {}
+            codes = self._with_regions(ranges, lambda: self.store.batch_put_from_multi_buffers(send_keys, addrs, sizes, **links))
             for i, k, c in zip(idx, send_keys, codes):
                 results[i] = c
                 if c == E.OK:

@@ -161,26 +161,28 @@ class BlockIO:
 
     # ---------------------------------------------------------------- saves (one layer group's blocks)
 
-    def _save_unit(self, unit: Unit, keys, block_ids) -> Tuple[List[int], bool]:
-        """Writes ``unit``'s value of each block: (codes per key, whether through the node's arena). Never raises:
-        a failed save is a future miss, not an engine error."""
+    def _save_unit(self, unit: Unit, keys, block_ids, chain: bool = False, parent=None) -> Tuple[List[int], bool]:
+        """Writes ``unit``'s value of each block: (codes per key, whether through the node's arena). ``chain``: the
+        blocks are one chain (in order), continuing the stored key ``parent`` (None: from the prompt's first block).
+        Never raises: a failed save is a future miss, not an engine error."""
+        links = {"chain": True, "chain_parent": parent} if chain else {}
         try:
             if self._local:
                 try:
-                    return self._store.batch_put_from_multi_buffers_local(keys, *self._all_pieces(unit, block_ids)), True
+                    return self._store.batch_put_from_multi_buffers_local(keys, *self._all_pieces(unit, block_ids), **links), True
                 except KeyNotLocalError:
                     self._local = False
                 except (KvasirError, ValueError) as ex:
                     logger.info("kvasir: saving through the node's arena failed (%s); using the socket", ex)
                     self._local = False
             if self._on_host():
-                return self._store.batch_put_from_multi_buffers(keys, *self._all_pieces(unit, block_ids)), False
-            return self._staged_save(unit, keys, block_ids), False
+                return self._store.batch_put_from_multi_buffers(keys, *self._all_pieces(unit, block_ids), **links), False
+            return self._staged_save(unit, keys, block_ids, links), False
         except Exception as ex:  # noqa: BLE001
             logger.warning("kvasir: save failed: %s", ex)
             return [UNAVAILABLE] * len(keys), False
 
-    def _staged_save(self, unit: Unit, keys, block_ids) -> List[int]:
+    def _staged_save(self, unit: Unit, keys, block_ids, links=None) -> List[int]:
         size = self._unit_bytes(unit)
         staging = host_buffer(max(size * len(keys), 1))
         for i, bid in enumerate(block_ids):
@@ -188,6 +190,6 @@ class BlockIO:
         base = staging.data_ptr()
         self._store.register_buffer(base, staging.numel())
         try:
-            return self._store.batch_put_from(keys, [base + i * size for i in range(len(keys))], [size] * len(keys))
+            return self._store.batch_put_from(keys, [base + i * size for i in range(len(keys))], [size] * len(keys), **(links or {}))
         finally:
             self._store.unregister_buffer(base)

@@ -5,7 +5,7 @@ load-error reporting and the kvasir_pd endpoints. A mixin of the connector; the 
 _vllm_layers.py, the block placement and data paths in _vllm_blockio.py."""
 
 import logging
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ._vllm_blockio import BlockIO
 from ._vllm_layers import Done, IoThread, UnitLoad, layers_per_value, units_of
@@ -206,9 +206,9 @@ class Worker(BlockIO):
         meta = self._connector_metadata
         if getattr(meta, "requests", None) is None or not self._layers:
             return
-        if not self._save_plan:
-            self._save_plan = [(0, bid, h) for r in meta.requests for bid, h in r.save]
-            self._save_plan += [(g, bid, h) for r in meta.requests for g, bid, h in r.save_groups]
+        if not self._save_plan:   # rows: (group, block id, hash, index of the request)
+            self._save_plan = [(0, bid, h, ri) for ri, r in enumerate(meta.requests) for bid, h in r.save]
+            self._save_plan += [(g, bid, h, ri) for ri, r in enumerate(meta.requests) for g, bid, h in r.save_groups]
         plan = self._save_plan
         for ui, unit in enumerate(self._units):
             if (only is not None and ui != only) or ui in self._saves:
@@ -216,13 +216,41 @@ class Worker(BlockIO):
             rows = [i for i, p in enumerate(plan) if p[0] == unit.group]
             if not rows:
                 continue
-            keys = [self.block_key(plan[i][2], group=unit.group, suffix=unit.suffix) for i in rows]
-            bids = [plan[i][1] for i in rows]
+            runs = self._save_runs(unit, rows, plan, meta.requests)
+            rows = [i for run in runs for i in run[4]]   # the order the codes come back in
             if self._is_host_cache():
-                pending = self._io.submit(lambda u=unit, k=keys, b=bids: self._save_unit(u, k, b))
+                pending = self._io.submit(lambda u=unit, r=runs: self._save_runs_of(u, r))
             else:   # device tensors: copied out in this (the forward) thread, after the layers wrote them
-                pending = Done(self._save_unit(unit, keys, bids))
+                pending = Done(self._save_runs_of(unit, runs))
             self._saves[ui] = (pending, rows)
+
+    def _save_runs(self, unit, rows, plan, requests) -> list:
+        """``unit``'s writes for the plan's ``rows``: each request's run of consecutive blocks (group 0) as one chain
+        continuing the block before it (the vLLM connector saves per request, issue 17), as (keys, block ids, chain
+        parent's key or None, chain?, rows); everything else (other groups, runs with skipped blocks) in one unchained
+        write, last."""
+        runs, loose = [], ([], [], None, False, [])
+        for ri in dict.fromkeys(plan[i][3] for i in rows):
+            mine = [i for i in rows if plan[i][3] == ri]
+            req = requests[ri]
+            keys = [self.block_key(plan[i][2], group=unit.group, suffix=unit.suffix) for i in mine]
+            bids = [plan[i][1] for i in mine]
+            if unit.group == 0 and req.save_chain:
+                parent = self.block_key(req.save_parent, group=0, suffix=unit.suffix) if req.save_parent else None
+                runs.append((keys, bids, parent, True, mine))
+            else:
+                loose[0].extend(keys), loose[1].extend(bids), loose[4].extend(mine)
+        return runs + ([loose] if loose[0] else [])
+
+    def _save_runs_of(self, unit, runs) -> Tuple[List[int], bool]:
+        """Writes ``runs`` (see :meth:`_save_runs`) one after the other: the codes in run order, and whether all went
+        through the node's arena."""
+        codes, via_arena = [], True
+        for keys, bids, parent, chain, _ in runs:
+            got, arena = self._save_unit(unit, keys, bids, chain, parent)
+            codes += got
+            via_arena = via_arena and arena
+        return codes, via_arena
 
     def wait_for_save(self):
         """Queues the saves not queued yet (one write per layer group of the planned blocks, gathered straight from

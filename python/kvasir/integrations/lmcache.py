@@ -232,10 +232,12 @@ class KvasirBackend(_BackendBase):
     def batched_submit_put_task(self, keys, objs, transfer_spec=None, on_complete_callback=None):
         """Queues the puts; returns a list of Futures (one per queued batch) or None."""
         todo_k, todo_o = [], []
+        run = True   # the queued keys are a run of ``keys`` (one request's chunks in order): written as a chain
         with self._put_lock:
             for key, obj in zip(keys, objs):
                 k = _key_str(key)
                 if k in self._put_tasks:
+                    run = run and not todo_k
                     continue
                 self._put_tasks[k] = 1
                 _ref_up(obj)
@@ -243,12 +245,12 @@ class KvasirBackend(_BackendBase):
                 todo_o.append(obj)
         if not todo_k:
             return None
-        return [self._executor.submit(self._do_put, todo_k, todo_o, on_complete_callback)]
+        return [self._executor.submit(self._do_put, todo_k, todo_o, on_complete_callback, run)]
 
-    def _do_put(self, keys, objs, on_complete_callback) -> List[int]:
+    def _do_put(self, keys, objs, on_complete_callback, chain: bool = False) -> List[int]:
         ks = [_key_str(k) for k in keys]
         try:
-            codes = self._io.put(ks, objs)
+            codes = self._io.put(ks, objs, chain)
             for k, c in zip(ks, codes):
                 if c != E.OK:
                     logger.warning("kvasir: put %s failed: %s", k, E.code_name(c))
@@ -442,8 +444,8 @@ class KvasirConnector(_ConnectorBase):
     async def batched_get(self, keys):
         return await self._run(self._io.get, [_key_str(k) for k in keys])
 
-    def _put_sync(self, keys, objs) -> None:
-        codes = self._io.put([_key_str(k) for k in keys], objs)
+    def _put_sync(self, keys, objs, chain: bool = False) -> None:
+        codes = self._io.put([_key_str(k) for k in keys], objs, chain)
         bad = [(_key_str(k), E.code_name(c)) for k, c in zip(keys, codes) if c != E.OK]
         if bad:
             logger.warning("kvasir: %d put(s) failed, first %s: %s", len(bad), *bad[0])
@@ -455,7 +457,7 @@ class KvasirConnector(_ConnectorBase):
         return True
 
     async def batched_put(self, keys, memory_objs) -> None:
-        await self._run(self._put_sync, list(keys), list(memory_objs))
+        await self._run(self._put_sync, list(keys), list(memory_objs), True)   # one request's chunks, in order
 
     def remove_sync(self, key) -> bool:
         k = _key_str(key)

@@ -274,13 +274,15 @@ class KvasirHiCacheStorage(PoolTransfers, HiCacheStorage):
     def _exist(self, keys: List[str]) -> List[int]:
         return self.store.batch_is_exist(keys) if keys else []
 
-    def _put(self, keys: List[str], ptrs: List[Any], sizes: List[Any]) -> List[int]:
+    def _put(self, keys: List[str], ptrs: List[Any], sizes: List[Any], chain: bool = False,
+             parent: Optional[str] = None) -> List[int]:
         if not keys:
             return []
+        links = {"chain": True, "chain_parent": parent} if chain else {}
         if isinstance(ptrs[0], Sequence):
-            res = self.store.batch_put_from_multi_buffers(keys, ptrs, sizes)
+            res = self.store.batch_put_from_multi_buffers(keys, ptrs, sizes, **links)
         else:
-            res = self.store.batch_put_from(keys, ptrs, sizes)
+            res = self.store.batch_put_from(keys, ptrs, sizes, **links)
         return res
 
     def _get_into(self, keys: List[str], ptrs: List[Any], sizes: List[Any]) -> List[int]:
@@ -294,13 +296,17 @@ class KvasirHiCacheStorage(PoolTransfers, HiCacheStorage):
     def _total(size) -> int:
         return sum(size) if isinstance(size, Sequence) else int(size)
 
-    def _put_missing(self, keys, ptrs, sizes) -> List[int]:
-        """Writes the keys not already stored (pages are immutable: same key, same bytes)."""
+    def _put_missing(self, keys, ptrs, sizes, chain: bool = False, parent: Optional[str] = None) -> List[int]:
+        """Writes the keys not already stored (pages are immutable: same key, same bytes). ``chain``: ``keys`` are one
+        request's objects in prefix order, continuing the stored key ``parent``; the ones written are declared a chain
+        (issue 17) when they are a run (continuing the key before the run), else written unlinked."""
         exist = self._exist(keys)
         results = [E.OK if e == 1 else E.NOT_FOUND for e in exist]
         todo = [i for i, e in enumerate(exist) if e != 1]
         if todo:
-            put = self._put([keys[i] for i in todo], [ptrs[i] for i in todo], [sizes[i] for i in todo])
+            run = chain and todo[-1] - todo[0] == len(todo) - 1
+            put = self._put([keys[i] for i in todo], [ptrs[i] for i in todo], [sizes[i] for i in todo], run,
+                            (keys[todo[0] - 1] if todo[0] > 0 else parent) if run else None)
             for i, r in zip(todo, put):
                 results[i] = r
         return results
@@ -376,8 +382,11 @@ class KvasirHiCacheStorage(PoolTransfers, HiCacheStorage):
                                 and getattr(self.mem_pool_host, "kv_buffer", 0) is None):
             return [True] * len(keys)
         key_strs, ptrs, sizes = self._v1_meta(keys, host_indices)
+        # sglang hands one request's pages in prefix order, with the pages before them in extra_info.prefix_keys
+        prefix = getattr(extra_info, "prefix_keys", None) if extra_info is not None else None
+        parent = self._page_keys(prefix[-1])[-1] if prefix else None
         t0 = time.perf_counter()
-        res = self._put_missing(key_strs, ptrs, sizes)
+        res = self._put_missing(key_strs, ptrs, sizes, chain=True, parent=parent)
         self._record("set", len(keys), sum(self._total(s) for s in sizes), time.perf_counter() - t0)
         return self._group([r == E.OK for r in res], len(keys))
 

@@ -157,6 +157,10 @@ class ReqMeta:
     remote_engine_id: Optional[str] = None
     remote_request_id: Optional[str] = None
     remote_block_ids: List[int] = field(default_factory=list)
+    # ``save`` is a run of the prompt's consecutive blocks: the worker stores it as one chain (docs/protocol.md § PUT
+    # chains), continuing ``save_parent`` (hex hash of the block before the run; "" for a run from the first block)
+    save_chain: bool = False
+    save_parent: str = ""
 
 
 @dataclass
@@ -421,6 +425,9 @@ class KvasirConnector(Worker, KVConnectorBase_V1, SupportsHMA):
                         req.save_groups.append((g.index, ids[i], tracked.hashes[i]))
                     else:
                         req.save.append((ids[i], tracked.hashes[i]))
+            if req.save and len(req.save) == end - first:   # every block of the run: it is a chain
+                req.save_chain = True
+                req.save_parent = tracked.hashes[first - 1] if first > 0 else ""
             tracked.saved_upto = max(tracked.saved_upto, end)
         if req.load or req.save or req.load_groups or req.save_groups:
             meta.requests.append(req)
