@@ -71,6 +71,54 @@ public sealed class ShmTransportTests
         Assert.Equal(0, node.Node.StatsSnapshot().Single(s => s.Key == "crc_mismatches").Value);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Chained_puts_through_the_arena_carry_their_chain_on_the_commits_so_prefix_aware_eviction_keeps_prefixes(bool chain)
+    {
+        // Issue 17 item 4: chains went over TCP because ALLOC/COMMIT had no chain form. With feature 0x20 the COMMITs carry
+        // them; batches of 5 keys (the node's limit) make each chain several COMMITs, each continuing the one before. Without
+        // the chain the same workload leaves holes (gaps inside a chain), so the test can fail.
+        const int Chains = 24, Length = 16, Block = 64 * 1024;
+        await using var node = TestNode.Start(new NodeOptions
+        {
+            Port = 0,
+            SharedMemory = true,
+            MaxBatchKeys = 5,
+            Store = new StoreOptions { Capacity = 8L << 20, MaxValueBytes = 1L << 20, Eviction = EvictionPolicyKind.PrefixAware },
+        });
+        await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node) });
+        Assert.Equal(KvTransportKind.Shm, store.Transport);
+        var random = new Random(3);
+        for (int c = 0; c < Chains; c++)
+        {
+            var keys = Enumerable.Range(0, Length).Select(i => Key($"chain{c}/{i}")).ToArray();
+            var values = keys.Select(_ => (ReadOnlyMemory<byte>)TestValues.Value(c, Block)).ToArray();
+            if (c % 2 == 0)
+            {
+                Assert.All(await store.PutAsync(keys, values, new PutOptions { Chain = chain }), s => Assert.Equal(KvStatus.Ok, s));
+            }
+            else
+            {
+                Assert.All(await store.PutAsync(keys[..8], values[..8], new PutOptions { Chain = chain }), s => Assert.Equal(KvStatus.Ok, s));
+                Assert.All(await store.PutAsync(keys[8..], values[8..], new PutOptions { Chain = chain, ChainParent = chain ? keys[7] : default }),
+                    s => Assert.Equal(KvStatus.Ok, s));
+            }
+            if (c > 2) await store.GetAsync(Key($"chain{random.Next(c)}/0"));
+        }
+        Assert.Equal(0, node.Counters.Requests(Opcode.Put));
+        Assert.True(node.Node.StatsSnapshot().Single(s => s.Key == "evictions").Value > 0, "the workload should evict");
+        int holes = 0;
+        for (int c = 0; c < Chains; c++)
+        {
+            var present = await store.ExistsAsync(Enumerable.Range(0, Length).Select(i => Key($"chain{c}/{i}")).ToArray());
+            int stored = present.Count(p => p == 1);
+            if (!present.Take(stored).All(p => p == 1)) holes++;
+        }
+        if (chain) Assert.Equal(0, holes);
+        else Assert.True(holes > 0, "without chains the same workload should leave holes");
+    }
+
     [Fact]
     public async Task Tcp_asked_for_is_tcp_even_when_shm_would_work()
     {

@@ -6,8 +6,9 @@ namespace Kvasir.Client.Internal;
 /// A node on this host reached through its shared-memory arena (docs/protocol.md § Shared memory).
 /// Control messages go over the wrapped <see cref="TcpTransport"/>'s authenticated connections;
 /// value bytes are one copy between the caller's memory and the mapped arena. GET: LEASE, copy out,
-/// RELEASE (its reply awaited only after a slow copy, below). PUT: ALLOC, copy in, COMMIT. Chained
-/// puts and everything else go over TCP unchanged. Leases and reservations belong to the connection
+/// RELEASE (its reply awaited only after a slow copy, below). PUT: ALLOC, copy in, COMMIT (a chained put's COMMITs
+/// carry the chain where the node grants feature 0x20; against an older node chained puts go over TCP). Everything
+/// else goes over TCP unchanged. Leases and reservations belong to the connection
 /// that took them, so each call keeps to one connection; a connection that breaks hands all of its
 /// back on the node.
 /// </summary>
@@ -171,9 +172,9 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
 
     public async Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct)
     {
-        // A chain needs PUT's chain flags and a versioned value PUT's VERSION flag, which ALLOC does not carry; ALLOC carries a
-        // TTL only on a node that grants the arena proof feature too (an older node refuses TTL on ALLOC).
-        if (chain || (batch.Versions is not null && tcp.SupportsVersions))
+        // A versioned value needs PUT's VERSION flag, which ALLOC does not carry; ALLOC carries a TTL only on a node that grants
+        // the arena proof feature too (an older node refuses TTL on ALLOC); a chain goes with the COMMITs on a node granting 0x20.
+        if (batch.Versions is not null && tcp.SupportsVersions)
         {
             await tcp.PutAsync(batch, start, end, chain, parent, hasParent, ct).ConfigureAwait(false);
             return;
@@ -187,7 +188,8 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         }
         var grant = await ArenaForAsync(connection, ct).ConfigureAwait(false);
         bool arenaProof = (connection.Features & ProtocolFeatures.ArenaProof) != 0;
-        if (grant is null || (batch.TtlSeconds is not null && !(arenaProof && tcp.SupportsTtl)))
+        if (grant is null || (batch.TtlSeconds is not null && !(arenaProof && tcp.SupportsTtl))
+            || (chain && (connection.Features & ProtocolFeatures.CommitChain) == 0))
         {
             await tcp.PutAsync(batch, start, end, chain, parent, hasParent, ct).ConfigureAwait(false);
             return;
@@ -211,7 +213,9 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
             List<int> again;
             try
             {
-                again = await PutPieceAsync(connection, grant, budget, batch, from, stop, others, commitCrcs, ct).ConfigureAwait(false);
+                // A piece of a chain continues the key before it (the caller's parent for the batch's first key).
+                var link = !chain ? null : from > start ? new ChainLink(batch.Keys[from - 1]) : new ChainLink(hasParent ? parent : null);
+                again = await PutPieceAsync(connection, grant, budget, batch, from, stop, others, commitCrcs, link, ct).ConfigureAwait(false);
             }
             finally
             {
@@ -233,7 +237,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
     /// space), whose results are left for the caller's next try.
     /// </summary>
     private async Task<List<int>> PutPieceAsync(ClientConnection connection, ArenaGrant grant, ReservationBudget budget, PutBatch batch, int start, int end, long others,
-        bool commitCrcs, CancellationToken ct)
+        bool commitCrcs, ChainLink? link, CancellationToken ct)
     {
         int count = end - start;
         var arena = grant.Mapping;
@@ -299,7 +303,9 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         if (accepted >= 0) budget.Learn(accepted);
         if (ids.Count == 0) return again;
         var crcs = commitCrcs ? owners.Select(k => batch.Crcs![k]).ToList() : null;
-        var (statuses, commitFailure) = await IdsCallAsync(connection, Opcode.Commit, ids, ct, crcs).ConfigureAwait(false);
+        // The piece is one chain only if every key of it is committed (a refused key would leave a gap in it).
+        var chainLink = link is not null && owners.Count == count ? link : null;
+        var (statuses, commitFailure) = await IdsCallAsync(connection, Opcode.Commit, ids, ct, crcs, chainLink).ConfigureAwait(false);
         // NOT_FOUND: the node no longer held the reservation (this side sends only ids it got), so it expired.
         for (int j = 0; j < owners.Count; j++)
             batch.Results[owners[j]] = statuses is null ? commitFailure : statuses[j] == WireStatus.NotFound ? KvStatus.Timeout : KvStatuses.FromWire(statuses[j]);
@@ -378,21 +384,33 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         return request.Status == KvStatus.Ok ? (request.Meta, KvStatus.Ok) : (null, request.Status);
     }
 
-    /// <summary>RELEASE or COMMIT with its reply awaited: a status per id, or why there is none. COMMIT may carry the writer's <paramref name="crcs"/>.</summary>
+    /// <summary>
+    /// RELEASE or COMMIT with its reply awaited: a status per id, or why there is none. COMMIT may carry the writer's
+    /// <paramref name="crcs"/> and a <paramref name="chain"/> (its ids one chain, continuing the link's parent if it has one).
+    /// </summary>
     private async Task<(WireStatus[]? Statuses, KvStatus Failure)> IdsCallAsync(ClientConnection connection, Opcode op, List<ulong> ids, CancellationToken ct,
-        List<uint>? crcs = null)
+        List<uint>? crcs = null, ChainLink? chain = null)
     {
         var request = new MetaRequest();
-        if (crcs is null)
+        if (crcs is null && chain is null)
         {
             await SendIdsAsync(connection, op, ids, request, ct).ConfigureAwait(false);
         }
         else
         {
-            var meta = new byte[ShmMessages.CommitCrcRequestSize(ids.Count)];
+            var parent = chain?.Parent is { } p ? p.Span : default;
+            bool hasParent = chain?.Parent is not null;
+            int size = (crcs is null ? ShmMessages.IdListSize(ids.Count) : ShmMessages.CommitCrcRequestSize(ids.Count))
+                + (hasParent ? ShmMessages.CommitParentSize(parent) : 0);
+            var meta = new byte[size];
             var w = new MetaWriter(meta);
-            ShmMessages.WriteCommitCrcs(ref w, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(ids), System.Runtime.InteropServices.CollectionsMarshal.AsSpan(crcs));
-            await connection.SendAsync(request, op, FrameFlags.CommitCrc, meta, meta.Length, null, 0, 0, ct).ConfigureAwait(false);
+            var idSpan = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(ids);
+            if (crcs is null) ShmMessages.WriteIdList(ref w, idSpan);
+            else ShmMessages.WriteCommitCrcs(ref w, idSpan, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(crcs));
+            if (hasParent) ShmMessages.WriteCommitParent(ref w, parent);
+            var flags = (crcs is null ? FrameFlags.None : FrameFlags.CommitCrc)
+                | (chain is null ? FrameFlags.None : FrameFlags.Chain | (hasParent ? FrameFlags.ChainParent : FrameFlags.None));
+            await connection.SendAsync(request, op, flags, meta, meta.Length, null, 0, 0, ct).ConfigureAwait(false);
         }
         var (reply, failure) = await WaitControlAsync(connection, request, ct).ConfigureAwait(false);
         WireStatus[]? statuses = null;
@@ -439,3 +457,6 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         Volatile.Read(ref _mapping).Dispose();
     }
 }
+
+/// <summary>A chained put's piece: its COMMIT carries flag CHAIN, and CHAIN_PARENT with <see cref="Parent"/> when there is one.</summary>
+internal sealed record ChainLink(ReadOnlyMemory<byte>? Parent);

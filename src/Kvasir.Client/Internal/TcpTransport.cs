@@ -106,7 +106,8 @@ internal sealed class TcpTransport : IKvTransport
     }
 
     /// <summary>Features asked for: the writer's CRC when sent, and always the arena proof (used only by the shared-memory transport).</summary>
-    private static ulong Features(KvStoreOptions options) => (options.SendValueCrc ? ProtocolFeatures.ValueCrc : 0) | ProtocolFeatures.ArenaProof;
+    private static ulong Features(KvStoreOptions options) =>
+        (options.SendValueCrc ? ProtocolFeatures.ValueCrc : 0) | ProtocolFeatures.ArenaProof | ProtocolFeatures.CommitChain;
 
     private async Task RunAsync(PendingRequest request, Opcode op, FrameFlags flags, byte[] meta, int metaLength,
         ValueSource[]? values, int start, int end, CancellationToken ct)
