@@ -36,12 +36,17 @@ def holes(matrix):
     return [row for row in matrix if row[:row.count(1)] != [1] * row.count(1)]
 
 
-def test_chained_puts_survive_eviction_as_prefixes_under_prefix_aware_eviction(cli):
-    # --max-batch 5 makes the client split each chain into several requests, each linked to the last.
+# Through the socket (PUT with CHAIN), and through the node's arena (ALLOC, copy, COMMIT with CHAIN: feature 0x20).
+PATHS = pytest.mark.parametrize("local", [False, True], ids=["socket", "arena"])
+
+
+@PATHS
+def test_chained_puts_survive_eviction_as_prefixes_under_prefix_aware_eviction(cli, local):
+    # --max-batch 5 makes the client split each chain into several requests (PUTs or COMMITs), each linked to the last.
     node = Node("--memory", "8MiB", "--max-value", "1MiB", "--eviction", "prefix", "--max-batch", "5")
     try:
         with KvStore(node.address) as store:
-            matrix = fill(store, chain=True)
+            matrix = fill(store, chain=True, local=local)
             assert store.stats()["evictions"] > 0
             assert holes(matrix) == []
             assert any(0 < row.count(1) < LENGTH for row in matrix) or sum(r.count(0) for r in matrix) >= LENGTH
@@ -49,34 +54,12 @@ def test_chained_puts_survive_eviction_as_prefixes_under_prefix_aware_eviction(c
         node.stop()
 
 
-def test_without_the_chain_flag_the_same_workload_leaves_holes_so_the_test_above_can_fail(cli):
+@PATHS
+def test_without_the_chain_flag_the_same_workload_leaves_holes_so_the_test_above_can_fail(cli, local):
     node = Node("--memory", "8MiB", "--max-value", "1MiB", "--eviction", "prefix", "--max-batch", "5")
     try:
         with KvStore(node.address) as store:
-            assert holes(fill(store, chain=False)) != []
-    finally:
-        node.stop()
-
-
-def test_chained_local_puts_declare_their_chains_with_the_commits(cli):
-    # Through the arena: ALLOC, copy, COMMIT with CHAIN (feature 0x20). --max-batch 5 splits each call into chunks whose
-    # COMMITs each continue the chunk before (CHAIN_PARENT), as the socket test above does with PUTs.
-    node = Node("--memory", "8MiB", "--max-value", "1MiB", "--eviction", "prefix", "--max-batch", "5")
-    try:
-        with KvStore(node.address) as store:
-            matrix = fill(store, chain=True, local=True)
-            assert store.stats()["evictions"] > 0
-            assert holes(matrix) == []
-            assert any(0 < row.count(1) < LENGTH for row in matrix) or sum(r.count(0) for r in matrix) >= LENGTH
-    finally:
-        node.stop()
-
-
-def test_unchained_local_puts_leave_holes_so_the_test_above_can_fail(cli):
-    node = Node("--memory", "8MiB", "--max-value", "1MiB", "--eviction", "prefix", "--max-batch", "5")
-    try:
-        with KvStore(node.address) as store:
-            assert holes(fill(store, chain=False, local=True)) != []
+            assert holes(fill(store, chain=False, local=local)) != []
     finally:
         node.stop()
 
