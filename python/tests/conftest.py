@@ -19,6 +19,20 @@ SERVING = re.compile(r"kvasir: serving on (\S+):(\d+) ")
 ADMIN = re.compile(r"admin on http://(\S+?)/")
 
 
+def record_puts(store, method: str) -> list:
+    """Wraps ``store.<method>`` (a real store's put call) so each call's keys and keyword arguments are recorded in the
+    returned list before the real call runs."""
+    calls = []
+    real = getattr(store, method)
+
+    def recorded(keys, *args, **kwargs):
+        calls.append((list(keys), kwargs))
+        return real(keys, *args, **kwargs)
+
+    setattr(store, method, recorded)
+    return calls
+
+
 def wait_until(cond, what, timeout=20.0):
     """Polls ``cond`` every 50 ms; fails the test naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -19,6 +19,7 @@ import torch
 
 from kvasir import KvStore
 from kvasir.integrations import lmcache as L
+from conftest import record_puts
 
 
 class MemoryFormat(enum.Enum):  # stand-in, same values as lmcache.v1.memory_management.MemoryFormat
@@ -139,14 +140,7 @@ def test_put_then_get_byte_exact(backend):
 def test_a_stores_new_chunks_are_written_as_one_chain(backend):
     # Issue 17 item 4: LMCache hands a store's new chunks of one request in token order; the backend declares them a
     # chain (no parent: LMCache does not name the chunk before them) so the node's chain-aware eviction can use it.
-    calls = []
-    real = backend.store.batch_put_from_multi_buffers
-
-    def spy(keys, addrs, sizes, **links):
-        calls.append((list(keys), links))
-        return real(keys, addrs, sizes, **links)
-
-    backend.store.batch_put_from_multi_buffers = spy
+    calls = record_puts(backend.store, "batch_put_from_multi_buffers")
     keys = [key(i, "chain") for i in range(4)]
     objs = [make_obj((2, 4, 16, 32), torch.float16, seed=i) for i in range(4)]
     put_all(backend, keys, objs)

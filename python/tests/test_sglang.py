@@ -14,6 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from kvasir.integrations import sglang as sg  # noqa: E402
+from conftest import record_puts  # noqa: E402
 
 PAGE = 4
 LAYERS = 3
@@ -156,14 +157,7 @@ def test_a_requests_pages_are_written_as_one_chain_continuing_its_prefix_keys(ma
     # Issue 17 item 4: sglang hands batch_set_v1 one request's pages in prefix order, the pages before them in
     # extra_info.prefix_keys; the backend declares them a chain so the node's chain-aware eviction can use it.
     b = make(_HostPool(seed=1))
-    calls = []
-    real = b.store.batch_put_from
-
-    def spy(keys, ptrs, sizes, **links):
-        calls.append((list(keys), links))
-        return real(keys, ptrs, sizes, **links)
-
-    b.store.batch_put_from = spy
+    calls = record_puts(b.store, "batch_put_from")
     keys = _keys(6)
     assert b.batch_set_v1(keys[:3], _indices([0, 1, 2])) == [True] * 3
     objects = [k for key in keys for k in b._page_keys(key)]

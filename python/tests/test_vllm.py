@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch")
 from kvasir import KvStore  # noqa: E402
 from kvasir.integrations.vllm import (KVConnectorRole, KvasirConnector,  # noqa: E402
                                       KvasirConnectorMetadata, SupportsHMA, chained_block_hashes, supports_hma)
+from conftest import record_puts  # noqa: E402
 from vllm_standins import (BS, NUM_BLOCKS, CacheConfig, CachedRequestData, CountingStore,  # noqa: E402
                            ForwardContext, FullAttentionSpec, KVCacheBlocks, KVCacheConfig, KVCacheGroupSpec,
                            KVTransferConfig, MambaSpec, ModelConfig, NewRequestData, ParallelConfig, Request,
@@ -148,14 +149,7 @@ def test_each_request_saves_its_blocks_as_one_chain_continuing_the_block_before(
     # Issue 17 item 4: the node's chain-aware eviction sees a request's blocks as a chain only if the connector says so.
     model, toks = model_name(), prompt(5 * BS)
     a = engines(model=model, fill=True, seed=1)
-    calls = []
-    real = a.worker_store.batch_put_from_multi_buffers_local
-
-    def spy(keys, addrs, sizes, **links):
-        calls.append((list(keys), links))
-        return real(keys, addrs, sizes, **links)
-
-    a.worker_store.batch_put_from_multi_buffers_local = spy
+    calls = record_puts(a.worker_store, "batch_put_from_multi_buffers_local")
     hashes = [h.hex() for h in chained_block_hashes(toks + prompt(3 * BS, base=9), BS)]
     a.step(Request("a1", toks), [3, 7, 1, 9, 12])
     assert calls == [([a.worker.block_key(h) for h in hashes[:5]], {"chain": True, "chain_parent": None})]
