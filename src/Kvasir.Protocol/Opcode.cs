@@ -92,7 +92,7 @@ public static class ProtocolFeatures
     /// <summary>
     /// COMMIT may carry <see cref="FrameFlags.Chain"/> (its ids, in order, are one chain of blocks, as a chained PUT's
     /// entries) and <see cref="FrameFlags.ChainParent"/> (the stored key the first id's block continues, after the ids
-    /// and their CRCs): shared-memory writers declare chains as socket writers do (docs/protocol.md § COMMIT).
+    /// and their CRCs): shared-memory writers declare chains as socket writers do (docs/protocol.md, "Chains through the arena").
     /// </summary>
     public const ulong CommitChain = 0x20;
 
