@@ -147,7 +147,9 @@ public sealed class PrefixCache<TBlock>
     /// counters and moves in the eviction order as that many <see cref="Lookup"/> calls. For a scheduler that looks up
     /// the prefixes of many waiting requests at once: on a cache larger than the CPU's caches, each chain's first reads
     /// (its first blocks' index buckets and its entries) are far, and here those of up to
-    /// <see cref="LookupGroup"/> chains are issued together so they overlap, before the chains are matched one by one.
+    /// <see cref="LookupGroup"/> chains are issued together so they overlap, before the chains are matched one by one
+    /// (on a table larger than <see cref="StagedReadsAbove"/>; a smaller one is in the caches and is looked up chain after
+    /// chain).
     /// </summary>
     public IReadOnlyList<PrefixMatch<TBlock>> LookupMany(IReadOnlyList<IReadOnlyList<BlockHash>> chains)
     {
@@ -169,10 +171,12 @@ public sealed class PrefixCache<TBlock>
         {
             lock (_lock)
             {
+                // A table this small is in the core's caches: its reads are near, so the early reads would only add their own work.
+                bool far = _blocks.TableBytes > StagedReadsThreshold;
                 for (int start = 0; start < spans.Length; start += LookupGroup)
                 {
                     int end = Math.Min(start + LookupGroup, spans.Length), group = 0;
-                    for (int c = start; c < end; c++)
+                    for (int c = start; c < end && far; c++)
                     {
                         var chain = spans[c];
                         if (chain.Length == 0) continue;
@@ -180,7 +184,7 @@ public sealed class PrefixCache<TBlock>
                         seconds[group] = chain[Math.Min(1, chain.Length - 1)];
                         lengths[group++] = chain.Length;
                     }
-                    _prefetched += _blocks.Prefetch(firsts[..group], seconds[..group], lengths[..group]);
+                    if (far) _prefetched += _blocks.Prefetch(firsts[..group], seconds[..group], lengths[..group]);
                     for (int c = start; c < end; c++) results[c] = LookupLocked(spans[c], slots);
                 }
             }
@@ -194,6 +198,17 @@ public sealed class PrefixCache<TBlock>
 
     /// <summary>Chains whose first reads <see cref="LookupMany"/> issues together.</summary>
     public const int LookupGroup = 16;
+
+    /// <summary>
+    /// The size of the block table (entries and index, in bytes) above which <see cref="LookupMany"/> issues a group's
+    /// reads early: 16 MiB. Below it the table sits in the CPU's caches (at 1,000 blocks in a core's L2, at 100,000, 8 MiB,
+    /// in the L3 of a quiet machine), a lookup's reads are near, and the early reads cost more work (about 2.5 ns a block)
+    /// than they save (docs/benchmarks.md, issue 14, session 9). Above it they are DRAM reads that the early reads overlap.
+    /// </summary>
+    public const long StagedReadsAbove = 16L << 20;
+
+    /// <summary><see cref="StagedReadsAbove"/> for this cache; tests set 0 so that small tables take the staged path too.</summary>
+    internal long StagedReadsThreshold { get; set; } = StagedReadsAbove;
 
     private static ReadOnlySpan<BlockHash> AsSpan(IReadOnlyList<BlockHash> hashes) => hashes switch
     {
