@@ -5,7 +5,8 @@ import random
 
 import pytest
 
-from kvasir.kv import AccessStatsCollector, EvictionPolicy, PrefixCache, compute_block_hashes
+from kvasir.kv import (AccessStatsCollector, EvictionPolicy, KVPool, PrefixCache, SchedRequest, SchedulerBridge,
+                       compute_block_hashes)
 
 
 class _NewestFirst(EvictionPolicy):
@@ -173,3 +174,49 @@ def test_lookup_many_moves_each_chain_tail_first_in_batch_order():
         cache.insert(x, x)   # tail first: [a1, a0, b1, b0, c1, c0]
     cache.lookup_many([b, a])
     assert list(cache.eviction.tracked()) == [c[1], c[0], b[1], b[0], a[1], a[0]]
+
+
+def test_a_bridge_step_looks_up_all_its_prefills_at_once_and_finds_what_one_lookup_each_finds():
+    # Two bridges over equal caches: one as it is (lookup_many per step), one whose prefills each look themselves
+    # up when admitted (one lookup each, as before lookup_many); every step's plans, operations and the caches' counters and order must be equal, and
+    # the node is asked once per step for all the prefills.
+    def make(one_by_one):
+        system = compute_block_hashes(list(range(100, 108)), 4, [])
+        store = _SetStore({"kvb1:" + h for h in system})
+        cache = PrefixCache(block_size=4, max_cached_blocks=32, store=store)
+        bridge = SchedulerBridge(KVPool(max_tokens=96), cache)
+        if one_by_one:   # as before lookup_many: each prefill looks itself up when admitted
+            bridge._look_up_prefills = lambda rest: {}
+        return bridge, cache, store
+
+    batched, batched_cache, batched_store = make(False)
+    single, single_cache, single_store = make(True)
+
+    def ops(plan):   # handle ids are uuids, different in the two bridges
+        return [o[:2] + o[3:] if o[0] in ("alloc", "free") else o for o in plan.ops]
+
+    system = list(range(100, 108))
+    steps = [
+        [SchedRequest("a", system + [1, 2, 3], "prefill", 1)],
+        [SchedRequest("a", system + [1, 2, 3], "finished")],
+        [SchedRequest("b", system + [1, 2, 3, 4, 5], "prefill"), SchedRequest("c", [7] * 30, "prefill", 5),
+         SchedRequest("d", system[:4], "prefill", 2), SchedRequest("e", [8] * 90, "prefill")],
+        [SchedRequest("b", [], "finished"), SchedRequest("e", [8] * 90, "prefill"), SchedRequest("c", [7] * 31, "decode")],
+    ]
+    for k, step in enumerate(steps):
+        calls = batched_store.calls
+        got, want = batched.step(step), single.step(step)
+        assert ops(got) == ops(want), f"step {k}"
+        assert {r: (p.action, p.cached_tokens, p.local_blocks, p.blocks_to_load, p.blocks_to_compute)
+                for r, p in got.requests.items()} == \
+               {r: (p.action, p.cached_tokens, p.local_blocks, p.blocks_to_load, p.blocks_to_compute)
+                for r, p in want.requests.items()}, f"step {k}"
+        assert batched_store.calls - calls <= 1, f"step {k}: one EXISTS for all the step's prefills"
+        assert batched_cache.get_stats() == single_cache.get_stats(), f"step {k}"
+        assert list(batched_cache.eviction.tracked()) == list(single_cache.eviction.tracked()), f"step {k}"
+    s = batched_cache.get_stats()
+    assert s["lookups"] == 6 and s["store_hit_blocks"] > 0 and s["hit_blocks"] > 0
+    assert (batched_store.calls, single_store.calls) == (3, 5)   # one per step with prefills; else one per prefill not all local
+    for bridge, cache in ((batched, batched_cache), (single, single_cache)):
+        bridge.release_all()
+        assert bridge.pool.used_tokens == 0 and cache.get_stats()["pinned_blocks"] == 0
