@@ -201,11 +201,14 @@ public sealed class PrefixCache<TBlock>
 
     /// <summary>
     /// The size of the block table (entries and index, in bytes) above which <see cref="LookupMany"/> issues a group's
-    /// reads early: 16 MiB. Below it the table sits in the CPU's caches (at 1,000 blocks in a core's L2, at 100,000, 8 MiB,
-    /// in the L3 of a quiet machine), a lookup's reads are near, and the early reads cost more work (about 2.5 ns a block)
-    /// than they save (docs/benchmarks.md, issue 14, session 9). Above it they are DRAM reads that the early reads overlap.
+    /// reads early: 4 MiB, twice a server core's L2. Below it (1,000 blocks are 64 KiB) the table stays in the core's own
+    /// caches, a lookup's reads are near, and the early reads would only add their work (about 2.5 ns a block). Above
+    /// it the reads come from the shared L3, which other work on the host evicts, or from DRAM, and the early reads
+    /// overlap them: at 100,000 blocks (6.6 MiB) on this shared VM they saved a quarter under load and cost 13 % when
+    /// it was quiet (the table then stayed in the L3); at 1,000,000 they save a third (docs/benchmarks.md, issue 14,
+    /// session 9).
     /// </summary>
-    public const long StagedReadsAbove = 16L << 20;
+    public const long StagedReadsAbove = 4L << 20;
 
     /// <summary><see cref="StagedReadsAbove"/> for this cache; tests set 0 so that small tables take the staged path too.</summary>
     internal long StagedReadsThreshold { get; set; } = StagedReadsAbove;
