@@ -144,7 +144,8 @@ public sealed class PrefixCache<TBlock>
 
     /// <summary>
     /// <see cref="Lookup"/> of each chain in <paramref name="chains"/>, in their order, under one lock: the same matches,
-    /// counters and moves in the eviction order as that many <see cref="Lookup"/> calls. For a scheduler that looks up
+    /// counters and moves in the eviction order as that many <see cref="Lookup"/> calls (a chain may repeat another or be
+    /// empty; pins are neither taken nor dropped; a null chain is refused before any lookup). For a scheduler that looks up
     /// the prefixes of many waiting requests at once: on a cache larger than the CPU's caches, each chain's first reads
     /// (its first blocks' index buckets and its entries) are far, and here those of up to
     /// <see cref="LookupGroup"/> chains are issued together so they overlap, before the chains are matched one by one
@@ -201,10 +202,10 @@ public sealed class PrefixCache<TBlock>
 
     /// <summary>
     /// The size of the block table (entries and index, in bytes) above which <see cref="LookupMany"/> issues a group's
-    /// reads early: 4 MiB, twice a server core's L2. Below it (1,000 blocks are 64 KiB) the table stays in the core's own
+    /// reads early: 4 MiB, a few times a server core's L2 (1-2 MiB). Below it (1,000 blocks are 64 KiB) the table stays in the core's own
     /// caches, a lookup's reads are near, and the early reads would only add their work (about 2.5 ns a block). Above
     /// it the reads come from the shared L3, which other work on the host evicts, or from DRAM, and the early reads
-    /// overlap them: at 100,000 blocks (6.6 MiB) on this shared VM they saved a quarter under load and cost 13 % when
+    /// overlap them: at 100,000 blocks (6.6 MiB) on this shared VM they saved a quarter under load and cost 13-18 % when
     /// it was quiet (the table then stayed in the L3); at 1,000,000 they save a third (docs/benchmarks.md, issue 14,
     /// session 9).
     /// </summary>
