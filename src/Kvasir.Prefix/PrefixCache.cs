@@ -360,6 +360,29 @@ public sealed class PrefixCache<TBlock>
     }
 
     /// <summary>
+    /// <see cref="LookupAsync"/> of each chain: <see cref="LookupMany"/> locally, then one batched EXISTS on the store for
+    /// the blocks after every chain's local match (one round trip for all of them). The same results and counters as one
+    /// <see cref="LookupAsync"/> per chain in order. No store: <see cref="ConfigMissingException"/>; the node unreachable:
+    /// <see cref="TransferFailedException"/> (the local lookups are counted by then).
+    /// </summary>
+    public async Task<IReadOnlyList<StoreLookup<TBlock>>> LookupManyAsync(IReadOnlyList<IReadOnlyList<BlockHash>> chains, CancellationToken ct = default)
+    {
+        var tier = RequireStore();
+        var local = LookupMany(chains);
+        var rests = new BlockHash[chains.Count][];
+        for (int c = 0; c < rests.Length; c++) rests[c] = chains[c].Skip(local[c].NumBlocks).ToArray();
+        int[] runs = await tier.PresentRunsAsync(rests, ct).ConfigureAwait(false);
+        lock (_lock)
+        {
+            _storeLookups += rests.Length;
+            _storeHitTokens += (long)runs.Sum() * BlockSize;
+        }
+        var found = new StoreLookup<TBlock>[rests.Length];
+        for (int c = 0; c < found.Length; c++) found[c] = new StoreLookup<TBlock>(local[c], rests[c][..runs[c]], BlockSize);
+        return found;
+    }
+
+    /// <summary>
     /// Loads blocks from the store, each straight into its buffer (which must be exactly the block's size), and
     /// returns how many arrived, from the first: a block gone from the node since the lookup ends the run (the
     /// engine computes the rest). Size disagreement: <see cref="MetadataMismatchException"/>; node down:

@@ -49,20 +49,31 @@ public sealed class SchedulerBridge
     }
 
     /// <summary>
-    /// Plans one step; new prompts are looked up through the cache and the store below (one EXISTS per prompt), and
-    /// blocks found there come back as <see cref="BridgePlan.Loads"/>. Without a store this is <see cref="Plan"/>.
+    /// Plans one step; new prompts are looked up through the cache and the store below, all at once
+    /// (<see cref="PrefixCache{TBlock}.LookupManyAsync"/>: one EXISTS for every prompt), and blocks found there come back
+    /// as <see cref="BridgePlan.Loads"/>. Without a store this is <see cref="Plan"/>.
     /// </summary>
     public async Task<BridgePlan> PlanAsync(IReadOnlyList<ScheduledRequest> requests, CancellationToken ct = default)
     {
         var found = new Dictionary<string, StoreLookup<KvHandle>>();
         if (Cache.HasStore)
         {
-            foreach (var r in requests)
+            var ids = new List<string>();
+            var chains = new List<BlockHash[]>();
+            var seen = new HashSet<string>();
+            lock (_lock)
             {
-                bool known;
-                lock (_lock) known = _requests.ContainsKey(r.RequestId);
-                if (r.Phase == RequestPhase.Prefill && !known)
-                    found[r.RequestId] = await Cache.LookupAsync(Cache.ComputeBlockHashes(r.TokenIds.ToArray()), ct).ConfigureAwait(false);
+                foreach (var r in requests)
+                {
+                    if (r.Phase != RequestPhase.Prefill || _requests.ContainsKey(r.RequestId) || !seen.Add(r.RequestId)) continue;
+                    ids.Add(r.RequestId);
+                    chains.Add(Cache.ComputeBlockHashes(r.TokenIds.ToArray()));
+                }
+            }
+            if (ids.Count > 0)
+            {
+                var looked = await Cache.LookupManyAsync(chains, ct).ConfigureAwait(false);
+                for (int k = 0; k < ids.Count; k++) found[ids[k]] = looked[k];
             }
         }
         lock (_lock) return PlanLocked(requests, found);
