@@ -14,7 +14,9 @@ are made for each pass right before it, in the order they are looked up, from th
 them does not bring the cached strings into the CPU's caches) and hashed (Python keeps a string's hash in it), and
 they lie in memory in that order, in cache, as an engine's freshly computed hashes would; up to session 6 they were made once for every chain, and each lookup read its
 copies from wherever in ~100 MB they had been allocated (the bench's own far reads at 1M).
-Usage: /usr/bin/python3 bench/prefix_bench.py [--sizes 1000,100000,1000000] [--repeats 5]
+A second table times ``lookup_many`` (one call for 8 or 32 chains, as a scheduler step looks up its waiting requests)
+against ``lookup`` of one chain a call, on 16-block chains, in turns within each pass.
+Usage: /usr/bin/python3 bench/prefix_bench.py [--sizes 1000,100000,1000000] [--repeats 5] [--only-batched]
 """
 import argparse
 import os
@@ -85,6 +87,45 @@ def per_block_us(lookup, prompts, repeats, blobs=None, sample_size=200):
     return statistics.median(per_block)
 
 
+def bench_batched(n, repeats, chain=16, sample_size=256):
+    """µs per block of ``lookup`` one chain a call against ``lookup_many`` of 8 and of 32 chains a call (LRU, chains of
+    ``chain`` blocks, equal copies made per pass as in ``per_block_us``): each pass times the three in turns, each on a
+    sample of its own (so none finds another's chains in the CPU's caches), in a rotating order."""
+    rng = random.Random(3)
+    prompts = []
+    for c in range(n // chain):
+        tokens = [rng.randrange(32000) for _ in range(chain * BLOCK)]
+        prompts.append(compute_block_hashes(tokens, BLOCK, ["bench"]))
+    blobs = [b"".join(bytes.fromhex(h) for h in hashes) for hashes in prompts]
+    cache = PrefixCache(block_size=BLOCK, max_cached_blocks=n, enable_lru=True)
+    for hashes in prompts:
+        cache.insert(hashes, hashes)
+
+    def single(sample):
+        for hashes in sample:
+            cache.lookup(hashes, check_store=False)
+
+    def many(size):
+        def run(sample):
+            for k in range(0, len(sample), size):
+                cache.lookup_many(sample[k:k + size], check_store=False)
+        return run
+
+    kinds = [single, many(8), many(32)]
+    per_block = [[] for _ in kinds]
+    for r in range(repeats):
+        for k in (r + j for j in range(len(kinds))):
+            k %= len(kinds)
+            picks = [rng.randrange(len(prompts)) for _ in range(sample_size)]
+            sample = [[blobs[c][i:i + 32].hex() for i in range(0, len(blobs[c]), 32)] for c in picks]
+            for hashes in sample:
+                deque(map(hash, hashes), 0)
+            t0 = time.thread_time()
+            kinds[k](sample)
+            per_block[k].append((time.thread_time() - t0) / (sample_size * chain) * 1e6)
+    return [statistics.median(p) for p in per_block], len(cache)
+
+
 def bench_hashing():
     tokens = list(range(CHAIN * BLOCK * 16))
     t0 = time.perf_counter()
@@ -116,8 +157,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000,100000,1000000")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--only-batched", action="store_true", help="only the lookup / lookup_many table")
     args = ap.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
+    if not args.only_batched:
+        single_chain_table(args)
+    batched_table(args)
+
+
+def single_chain_table(args):
     print("| cached blocks | insert (blocks/s) | lookup, same strings | lookup, equal copies | lookup, copies, FIFO |")
     print("| ---: | ---: | ---: | ---: | ---: |")
     for n in (int(s) for s in args.sizes.split(",")):
@@ -126,6 +174,19 @@ def main():
     print(f"block hashing: {bench_hashing():,.0f} tokens/s")
     for threads in (1, 8):
         print(f"KVPool alloc+free, {threads} thread(s): {bench_pool(threads, 20000):.2f} µs per pair")
+
+
+def batched_table(args):
+    print()
+    print("batched lookups, LRU, 16-block chains, equal copies, µs per block (CPU time, median of the passes)")
+    print("| cached blocks | lookup | lookup_many of 8 | lookup_many of 32 |")
+    print("| ---: | ---: | ---: | ---: |")
+    first = None
+    for n in (int(s) for s in args.sizes.split(",")):
+        times, held = bench_batched(n, args.repeats)
+        first = first or times
+        print(f"| {held:,} | {times[0]:.3f} µs | {times[1]:.3f} µs | {times[2]:.3f} µs |", flush=True)
+    print(f"| growth, last / first | {times[0] / first[0]:.2f}× | {times[1] / first[1]:.2f}× | {times[2] / first[2]:.2f}× |")
 
 
 if __name__ == "__main__":

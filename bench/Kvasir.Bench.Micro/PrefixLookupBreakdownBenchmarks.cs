@@ -20,7 +20,7 @@ public class PrefixLookupBreakdownBenchmarks
     private const int ChainBlocks = 16;
     private PrefixCache<int> _cache = null!;
     private BlockHash[][] _queries = null!;
-    private BlockHash[][][] _groups = null!;
+    private BlockHash[][][] _groups8 = null!, _groups32 = null!;
     private int _next;
 
     [Params(1_000, 100_000, 1_000_000)]
@@ -41,7 +41,8 @@ public class PrefixLookupBreakdownBenchmarks
             _cache.Insert(chains[c], values);
         }
         _queries = Queries(chains, new Random(42));
-        _groups = _queries.Chunk(PrefixCache<int>.LookupGroup).ToArray();
+        _groups8 = FullBatches(8);
+        _groups32 = FullBatches(32);
     }
 
     /// <summary>
@@ -61,11 +62,20 @@ public class PrefixLookupBreakdownBenchmarks
     [Benchmark(Description = "Lookup of a cached 16-block chain", OperationsPerInvoke = ChainBlocks)]
     public long Lookup() => _cache.Lookup(_queries[_next++ % _queries.Length]).NumTokens;
 
-    [Benchmark(Description = "LookupMany of 16 cached 16-block chains", OperationsPerInvoke = ChainBlocks * PrefixCache<int>.LookupGroup)]
-    public long LookupMany()
+    [Benchmark(Description = "LookupMany of 8 cached 16-block chains", OperationsPerInvoke = ChainBlocks * 8)]
+    public long LookupMany8() => LookupMany(_groups8);
+
+    [Benchmark(Description = "LookupMany of 32 cached 16-block chains", OperationsPerInvoke = ChainBlocks * 32)]
+    public long LookupMany32() => LookupMany(_groups32);
+
+    /// <summary>The queries in batches of <paramref name="size"/> chains, a shorter last one left out (1,000 blocks are 62 chains: one batch of 32).</summary>
+    private BlockHash[][][] FullBatches(int size) => _queries.Chunk(size).Where(batch => batch.Length == size).ToArray();
+
+    /// <summary>One <see cref="PrefixCache{TBlock}.LookupMany"/> of the next batch of <paramref name="groups"/>.</summary>
+    private long LookupMany(BlockHash[][][] groups)
     {
         long tokens = 0;
-        foreach (var match in _cache.LookupMany(_groups[_next++ % _groups.Length])) tokens += match.NumTokens;
+        foreach (var match in _cache.LookupMany(groups[_next++ % groups.Length])) tokens += match.NumTokens;
         return tokens;
     }
 

@@ -12,9 +12,12 @@ namespace Kvasir.Bench.Micro;
 /// taken per batch of 200 calls (well under a scheduler time slice) and reported as the batches' tenth percentile
 /// (median): the cost on a core that was not taken away mid-batch. Each measurement first warms up for at least a
 /// second, so the JIT's optimised code is in place (a shorter warm-up left the first case, 1k LRU, partly in unoptimised
-/// code). The LookupMany column looks up 16 chains per call (<see cref="PrefixCache{TBlock}.LookupMany"/>), still per
-/// block. The last column is <see cref="PrefixCacheBenchmarks.InsertPerBlock"/> (a new 16-block chain into a full LRU
-/// cache, evicting 16), as blocks per CPU second (per wall second of the tenth-percentile batch).
+/// code). The single-chain lookup and <see cref="PrefixCache{TBlock}.LookupMany"/> of 8 and of 32 chains per call are
+/// timed in the same rounds, in turns (one round of each, then the next round), so what the machine does meanwhile
+/// falls on all three alike; all are per block. The probe column is the chain's first block alone. The last column is
+/// <see cref="PrefixCacheBenchmarks.InsertPerBlock"/> (a new 16-block chain into a full LRU cache, evicting 16), as
+/// blocks per CPU second (per wall second of the tenth-percentile batch). A last table gives each lookup's 1M / 1k
+/// ratio (CPU medians).
 /// Usage: dotnet run -c Release -- prefix-cpu [rounds] [lookups per round]
 /// </summary>
 public static class PrefixLookupCpuTime
@@ -23,72 +26,91 @@ public static class PrefixLookupCpuTime
     {
         int rounds = args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 9;
         int lookups = args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 20_000;
-        Console.WriteLine($"ns per block, medians (min) of {rounds} rounds of {lookups:N0} lookups of a 16-block chain");
-        Console.WriteLine("| cached blocks | policy | lookup CPU | lookup wall p10 (p50) | LookupMany of 16 chains, wall p10 (p50) | first-block probe wall p10 (p50) | insert CPU (wall p10), blocks/s |");
+        Console.WriteLine($"ns per block: CPU median (wall p10) of {rounds} rounds of {lookups:N0} 16-block chains looked up per kind, kinds in turns");
+        Console.WriteLine("| cached blocks | policy | Lookup | LookupMany of 8 | LookupMany of 32 | first-block probe wall p10 | insert CPU (wall p10), blocks/s |");
         Console.WriteLine("| ---: | --- | ---: | ---: | ---: | ---: | ---: |");
+        var cpuMedians = new Dictionary<(int Blocks, string Policy), double[]>();
         foreach (int blocks in new[] { 1_000, 100_000, 1_000_000 })
         {
             foreach (string policy in new[] { "lru", "fifo" })
             {
                 var bench = new PrefixLookupBreakdownBenchmarks { CachedBlocks = blocks, Policy = policy };
                 bench.Setup();
-                var (lookupCpuTimes, lookupWallTimes) = Time(() => bench.Lookup(), rounds, lookups);
-                var (_, manyWallTimes) = Time(bench.LookupMany, rounds, lookups / PrefixCache<int>.LookupGroup, PrefixCache<int>.LookupGroup);
-                var (_, probeWallTimes) = Time(() => bench.FirstBlockProbe() ? 1 : 0, rounds, lookups);
-                var (lookupCpu, lookupWall, manyWall, probeWall) = (Format(lookupCpuTimes), FormatBatches(lookupWallTimes), FormatBatches(manyWallTimes), FormatBatches(probeWallTimes));
-                Console.WriteLine($"| {blocks:N0} | {policy} | {lookupCpu} | {lookupWall} | {manyWall} | {probeWall} | {(policy == "lru" ? InsertRate(blocks, rounds, lookups) : "")} |");
+                var results = Time(rounds,
+                    new Kind(() => bench.Lookup(), lookups, 1),
+                    new Kind(bench.LookupMany8, lookups / 8, 8),
+                    new Kind(bench.LookupMany32, lookups / 32, 32),
+                    new Kind(() => bench.FirstBlockProbe() ? 1 : 0, lookups, 1));
+                cpuMedians[(blocks, policy)] = results.Select(r => r.Cpu[r.Cpu.Count / 2]).ToArray();
+                string Both(int k) => $"{results[k].Cpu[results[k].Cpu.Count / 2]:F1} ({results[k].Wall[results[k].Wall.Count / 10]:F1})";
+                Console.WriteLine($"| {blocks:N0} | {policy} | {Both(0)} | {Both(1)} | {Both(2)} | {results[3].Wall[results[3].Wall.Count / 10]:F1} | {(policy == "lru" ? InsertRate(blocks, rounds, lookups) : "")} |");
             }
         }
+        Console.WriteLine();
+        Console.WriteLine("| policy | Lookup 100k / 1k, 1M / 1k | LookupMany of 8 | LookupMany of 32 |");
+        Console.WriteLine("| --- | ---: | ---: | ---: |");
+        foreach (string policy in new[] { "lru", "fifo" })
+        {
+            var (small, mid, large) = (cpuMedians[(1_000, policy)], cpuMedians[(100_000, policy)], cpuMedians[(1_000_000, policy)]);
+            string Growth(int k) => $"{mid[k] / small[k]:F2}×, {large[k] / small[k]:F2}×";
+            Console.WriteLine($"| {policy} | {Growth(0)} | {Growth(1)} | {Growth(2)} |");
+        }
     }
+
+    /// <summary>A call to time: it looks up <paramref name="Chains"/> 16-block chains; <paramref name="Calls"/> calls a round.</summary>
+    private sealed record Kind(Func<long> Call, int Calls, int Chains);
 
     /// <summary>Blocks inserted per CPU second, median of the rounds (per wall second, tenth-percentile batch): new 16-block chains into a full cache.</summary>
     private static string InsertRate(int blocks, int rounds, int inserts)
     {
         var bench = new PrefixCacheBenchmarks { CachedBlocks = blocks };
         bench.Setup();
-        var (cpu, wall) = Time(() => bench.InsertPerBlock(), rounds, Math.Min(inserts, 4096));
+        var (cpu, wall) = Time(rounds, new Kind(() => bench.InsertPerBlock(), Math.Min(inserts, 4096), 1))[0];
         return $"{1e9 / cpu[cpu.Count / 2]:N0} ({1e9 / wall[wall.Count / 10]:N0})";
     }
 
     /// <summary>
     /// ns per block in CPU time (each round's) and in wall time (each batch of <see cref="Batch"/> calls: short enough
-    /// that most batches run without being descheduled, so their low percentile is the cost on a quiet core), sorted.
-    /// A call covers <paramref name="chains"/> 16-block chains.
+    /// that most batches run without being descheduled, so their low percentile is the cost on a quiet core), sorted,
+    /// per kind. Each kind is warmed up, then the rounds take the kinds in turns.
     /// </summary>
-    private static (List<double> Cpu, List<double> Wall) Time(Func<long> call, int rounds, int calls, int chains = 1)
+    private static (List<double> Cpu, List<double> Wall)[] Time(int rounds, params Kind[] kinds)
     {
-        int blocksPerCall = 16 * chains;
         long sink = 0;
-        // Warm-up, at least WarmUp long: the JIT's tiers (a method is recompiled optimised some 100 ms after its 30th
-        // call, later while other methods are still being compiled) and the caches.
-        long warmStart = Stopwatch.GetTimestamp();
-        for (int i = 0; i < calls || Stopwatch.GetElapsedTime(warmStart) < WarmUp; i++) sink += call();
-        var cpu = new List<double>();
-        var wall = new List<double>();
+        var results = kinds.Select(_ => (Cpu: new List<double>(), Wall: new List<double>())).ToArray();
+        // Warm-up, at least WarmUp long each: the JIT's tiers (a method is recompiled optimised some 100 ms after its
+        // 30th call, later while other methods are still being compiled) and the caches.
+        foreach (var kind in kinds)
+        {
+            long warmStart = Stopwatch.GetTimestamp();
+            for (int i = 0; i < kind.Calls || Stopwatch.GetElapsedTime(warmStart) < WarmUp; i++) sink += kind.Call();
+        }
         for (int r = 0; r < rounds; r++)
         {
-            var start = Environment.CpuUsage.TotalTime;
-            for (int done = 0; done < calls; done += Batch)
+            for (int k = 0; k < kinds.Length; k++)
             {
-                int batch = Math.Min(Batch, calls - done);
-                long ticks = Stopwatch.GetTimestamp();
-                for (int i = 0; i < batch; i++) sink += call();
-                wall.Add(Stopwatch.GetElapsedTime(ticks).TotalNanoseconds / batch / blocksPerCall);
+                var (call, calls, chains) = kinds[k];
+                int blocksPerCall = 16 * chains;
+                var start = Environment.CpuUsage.TotalTime;
+                for (int done = 0; done < calls; done += Batch)
+                {
+                    int batch = Math.Min(Batch, calls - done);
+                    long ticks = Stopwatch.GetTimestamp();
+                    for (int i = 0; i < batch; i++) sink += call();
+                    results[k].Wall.Add(Stopwatch.GetElapsedTime(ticks).TotalNanoseconds / batch / blocksPerCall);
+                }
+                results[k].Cpu.Add((Environment.CpuUsage.TotalTime - start).TotalNanoseconds / calls / blocksPerCall);
             }
-            cpu.Add((Environment.CpuUsage.TotalTime - start).TotalNanoseconds / calls / blocksPerCall);
         }
         GC.KeepAlive(sink);
-        cpu.Sort();
-        wall.Sort();
-        return (cpu, wall);
+        foreach (var (cpu, wall) in results)
+        {
+            cpu.Sort();
+            wall.Sort();
+        }
+        return results;
     }
 
     private const int Batch = 200;
     private static readonly TimeSpan WarmUp = TimeSpan.FromSeconds(1);
-
-    /// <summary>Median (best) of CPU rounds.</summary>
-    private static string Format(List<double> perBlock) => $"{perBlock[perBlock.Count / 2]:F1} ({perBlock[0]:F1})";
-
-    /// <summary>Tenth percentile (median) of wall-time batches.</summary>
-    private static string FormatBatches(List<double> perBlock) => $"{perBlock[perBlock.Count / 10]:F1} ({perBlock[perBlock.Count / 2]:F1})";
 }

@@ -144,10 +144,13 @@ public sealed class PrefixCache<TBlock>
 
     /// <summary>
     /// <see cref="Lookup"/> of each chain in <paramref name="chains"/>, in their order, under one lock: the same matches,
-    /// counters and moves in the eviction order as that many <see cref="Lookup"/> calls. For a scheduler that looks up
+    /// counters and moves in the eviction order as that many <see cref="Lookup"/> calls (a chain may repeat another or be
+    /// empty; pins are neither taken nor dropped; a null chain is refused before any lookup). For a scheduler that looks up
     /// the prefixes of many waiting requests at once: on a cache larger than the CPU's caches, each chain's first reads
     /// (its first blocks' index buckets and its entries) are far, and here those of up to
-    /// <see cref="LookupGroup"/> chains are issued together so they overlap, before the chains are matched one by one.
+    /// <see cref="LookupGroup"/> chains are issued together so they overlap, before the chains are matched one by one
+    /// (on a table larger than <see cref="StagedReadsAbove"/>; a smaller one is in the caches and is looked up chain after
+    /// chain).
     /// </summary>
     public IReadOnlyList<PrefixMatch<TBlock>> LookupMany(IReadOnlyList<IReadOnlyList<BlockHash>> chains)
     {
@@ -169,10 +172,12 @@ public sealed class PrefixCache<TBlock>
         {
             lock (_lock)
             {
+                // A table this small is in the core's caches: its reads are near, so the early reads would only add their own work.
+                bool far = _blocks.TableBytes > StagedReadsThreshold;
                 for (int start = 0; start < spans.Length; start += LookupGroup)
                 {
                     int end = Math.Min(start + LookupGroup, spans.Length), group = 0;
-                    for (int c = start; c < end; c++)
+                    for (int c = start; c < end && far; c++)
                     {
                         var chain = spans[c];
                         if (chain.Length == 0) continue;
@@ -180,7 +185,7 @@ public sealed class PrefixCache<TBlock>
                         seconds[group] = chain[Math.Min(1, chain.Length - 1)];
                         lengths[group++] = chain.Length;
                     }
-                    _prefetched += _blocks.Prefetch(firsts[..group], seconds[..group], lengths[..group]);
+                    if (far) _prefetched += _blocks.Prefetch(firsts[..group], seconds[..group], lengths[..group]);
                     for (int c = start; c < end; c++) results[c] = LookupLocked(spans[c], slots);
                 }
             }
@@ -194,6 +199,20 @@ public sealed class PrefixCache<TBlock>
 
     /// <summary>Chains whose first reads <see cref="LookupMany"/> issues together.</summary>
     public const int LookupGroup = 16;
+
+    /// <summary>
+    /// The size of the block table (entries and index, in bytes) above which <see cref="LookupMany"/> issues a group's
+    /// reads early: 4 MiB, a few times a server core's L2 (1-2 MiB). Below it (1,000 blocks are 64 KiB) the table stays in the core's own
+    /// caches, a lookup's reads are near, and the early reads would only add their work (about 2.5 ns a block). Above
+    /// it the reads come from the shared L3, which other work on the host evicts, or from DRAM, and the early reads
+    /// overlap them: at 100,000 blocks (6.6 MiB) on this shared VM they saved a quarter under load and cost 13-18 % when
+    /// it was quiet (the table then stayed in the L3); at 1,000,000 they save a third (docs/benchmarks.md, issue 14,
+    /// session 9).
+    /// </summary>
+    public const long StagedReadsAbove = 4L << 20;
+
+    /// <summary><see cref="StagedReadsAbove"/> for this cache; tests set 0 so that small tables take the staged path too.</summary>
+    internal long StagedReadsThreshold { get; set; } = StagedReadsAbove;
 
     private static ReadOnlySpan<BlockHash> AsSpan(IReadOnlyList<BlockHash> hashes) => hashes switch
     {
@@ -338,6 +357,29 @@ public sealed class PrefixCache<TBlock>
             _storeHitTokens += (long)run * BlockSize;
         }
         return new StoreLookup<TBlock>(local, rest[..run], BlockSize);
+    }
+
+    /// <summary>
+    /// <see cref="LookupAsync"/> of each chain: <see cref="LookupMany"/> locally, then one batched EXISTS on the store for
+    /// the blocks after every chain's local match (one round trip for all of them). The same results and counters as one
+    /// <see cref="LookupAsync"/> per chain in order. No store: <see cref="ConfigMissingException"/>; the node unreachable:
+    /// <see cref="TransferFailedException"/> (the local lookups are counted by then).
+    /// </summary>
+    public async Task<IReadOnlyList<StoreLookup<TBlock>>> LookupManyAsync(IReadOnlyList<IReadOnlyList<BlockHash>> chains, CancellationToken ct = default)
+    {
+        var tier = RequireStore();
+        var local = LookupMany(chains);
+        var rests = new BlockHash[chains.Count][];
+        for (int c = 0; c < rests.Length; c++) rests[c] = chains[c].Skip(local[c].NumBlocks).ToArray();
+        int[] runs = await tier.PresentRunsAsync(rests, ct).ConfigureAwait(false);
+        lock (_lock)
+        {
+            _storeLookups += rests.Length;
+            _storeHitTokens += (long)runs.Sum() * BlockSize;
+        }
+        var found = new StoreLookup<TBlock>[rests.Length];
+        for (int c = 0; c < found.Length; c++) found[c] = new StoreLookup<TBlock>(local[c], rests[c][..runs[c]], BlockSize);
+        return found;
     }
 
     /// <summary>

@@ -3,7 +3,8 @@ namespace Kvasir.Prefix;
 /// <summary>
 /// Turns a scheduler's decisions into KV operations. Each step the engine passes its scheduled requests
 /// (<see cref="ScheduledRequest"/>: ids, tokens, phase, priority); <see cref="Plan"/> (or <see cref="PlanAsync"/>,
-/// which also asks the store below) looks new prompts up in the prefix cache, allocates one pool block per
+/// which also asks the store below) looks new prompts up in the prefix cache (without a store, all of a step's at once:
+/// <see cref="PrefixCache{TBlock}.LookupMany"/>), allocates one pool block per
 /// block of tokens (evicting unpinned cached blocks when the pool is full), and frees what preempted and finished
 /// requests held. The engine then loads <see cref="BridgePlan.Loads"/>, runs the model, calls
 /// <see cref="Complete"/> (the step's full blocks enter the cache) and saves <see cref="BridgePlan.Saves"/>.
@@ -48,20 +49,31 @@ public sealed class SchedulerBridge
     }
 
     /// <summary>
-    /// Plans one step; new prompts are looked up through the cache and the store below (one EXISTS per prompt), and
-    /// blocks found there come back as <see cref="BridgePlan.Loads"/>. Without a store this is <see cref="Plan"/>.
+    /// Plans one step; new prompts are looked up through the cache and the store below, all at once
+    /// (<see cref="PrefixCache{TBlock}.LookupManyAsync"/>: one EXISTS for every prompt), and blocks found there come back
+    /// as <see cref="BridgePlan.Loads"/>. Without a store this is <see cref="Plan"/>.
     /// </summary>
     public async Task<BridgePlan> PlanAsync(IReadOnlyList<ScheduledRequest> requests, CancellationToken ct = default)
     {
         var found = new Dictionary<string, StoreLookup<KvHandle>>();
         if (Cache.HasStore)
         {
-            foreach (var r in requests)
+            var ids = new List<string>();
+            var chains = new List<BlockHash[]>();
+            var seen = new HashSet<string>();
+            lock (_lock)
             {
-                bool known;
-                lock (_lock) known = _requests.ContainsKey(r.RequestId);
-                if (r.Phase == RequestPhase.Prefill && !known)
-                    found[r.RequestId] = await Cache.LookupAsync(Cache.ComputeBlockHashes(r.TokenIds.ToArray()), ct).ConfigureAwait(false);
+                foreach (var r in requests)
+                {
+                    if (r.Phase != RequestPhase.Prefill || _requests.ContainsKey(r.RequestId) || !seen.Add(r.RequestId)) continue;
+                    ids.Add(r.RequestId);
+                    chains.Add(Cache.ComputeBlockHashes(r.TokenIds.ToArray()));
+                }
+            }
+            if (ids.Count > 0)
+            {
+                var looked = await Cache.LookupManyAsync(chains, ct).ConfigureAwait(false);
+                for (int k = 0; k < ids.Count; k++) found[ids[k]] = looked[k];
             }
         }
         lock (_lock) return PlanLocked(requests, found);
@@ -117,34 +129,61 @@ public sealed class SchedulerBridge
         // Releases first, so their memory serves this step's allocations; then by priority, highest first.
         foreach (var r in requests.Where(r => r.Phase is RequestPhase.Preempted or RequestPhase.Finished))
             plans.Add(Release(r));
-        foreach (var r in requests.Where(r => r.Phase is RequestPhase.Prefill or RequestPhase.Decode).OrderByDescending(r => r.Priority))
+        var running = requests.Where(r => r.Phase is RequestPhase.Prefill or RequestPhase.Decode).OrderByDescending(r => r.Priority).ToList();
+        var looked = LookUpNewPrompts(running, found);
+        foreach (var r in running)
         {
             if (_requests.TryGetValue(r.RequestId, out var state)) plans.Add(Grow(r, state));
             else
             {
                 lookups++;
-                plans.Add(Admit(r, found.GetValueOrDefault(r.RequestId)));
+                plans.Add(Admit(r, found.GetValueOrDefault(r.RequestId), looked.GetValueOrDefault(r.RequestId)));
             }
         }
         return new BridgePlan(plans, lookups);
     }
 
-    private RequestPlan Admit(ScheduledRequest r, StoreLookup<KvHandle>? storeLookup)
+    /// <summary>
+    /// The local prefix of every new prompt of the step that the store lookup did not cover, found by one
+    /// <see cref="PrefixCache{TBlock}.LookupMany"/> in priority order (its far reads overlap across the prompts), before
+    /// any admission allocates. So the eviction order sees every waiting prefix used before this step's allocations
+    /// evict; a prefix that an earlier admission's allocation still evicts is looked up again in <see cref="Admit"/>.
+    /// </summary>
+    private Dictionary<string, (BlockHash[] Hashes, PrefixMatch<KvHandle> Local)> LookUpNewPrompts(
+        List<ScheduledRequest> running, Dictionary<string, StoreLookup<KvHandle>> found)
+    {
+        var ids = new List<string>();
+        var chains = new List<BlockHash[]>();
+        var seen = new HashSet<string>();
+        foreach (var r in running)
+        {
+            if (_requests.ContainsKey(r.RequestId) || found.ContainsKey(r.RequestId) || !seen.Add(r.RequestId)) continue;
+            ids.Add(r.RequestId);
+            chains.Add(Cache.ComputeBlockHashes(r.TokenIds.ToArray()));
+        }
+        var looked = new Dictionary<string, (BlockHash[], PrefixMatch<KvHandle>)>(ids.Count);
+        if (ids.Count == 0) return looked;
+        var matches = Cache.LookupMany(chains);
+        for (int k = 0; k < ids.Count; k++) looked[ids[k]] = (chains[k], matches[k]);
+        return looked;
+    }
+
+    private RequestPlan Admit(ScheduledRequest r, StoreLookup<KvHandle>? storeLookup, (BlockHash[] Hashes, PrefixMatch<KvHandle> Local)? looked)
     {
         var tokens = r.TokenIds.ToArray();
-        var hashes = Cache.ComputeBlockHashes(tokens);
+        var hashes = looked?.Hashes ?? Cache.ComputeBlockHashes(tokens);
         var state = new RequestState();
         PrefixMatch<KvHandle> local;
         IReadOnlyList<BlockHash> below = [];
         try
         {
-            local = storeLookup?.Local ?? Cache.Lookup(hashes);
+            local = storeLookup?.Local ?? looked?.Local ?? Cache.Lookup(hashes);
             Cache.Pin(local.Hashes.ToArray());
             if (storeLookup is not null) below = storeLookup.StoreHashes;
         }
         catch (CacheMissException)
         {
-            // Evicted between the store lookup and now: look again, locally.
+            // Evicted between the lookup (the store's, or this step's LookupMany) and now: look again, locally.
             local = Cache.Lookup(hashes);
             Cache.Pin(local.Hashes.ToArray());
         }

@@ -31,6 +31,29 @@ internal sealed class StoreTier(KvStore store)
         return run;
     }
 
+    /// <summary>
+    /// <see cref="PresentRunAsync"/> of each of <paramref name="chains"/>, in one EXISTS for all their keys (one round trip
+    /// for a scheduler step's prompts): each chain's run is cut at its own first absent or errored key.
+    /// </summary>
+    public async Task<int[]> PresentRunsAsync(IReadOnlyList<IReadOnlyList<BlockHash>> chains, CancellationToken ct)
+    {
+        var runs = new int[chains.Count];
+        var all = chains.SelectMany(c => c).ToArray();
+        if (all.Length == 0) return runs;
+        int[] present;
+        try
+        {
+            present = await Store.ExistsAsync(Keys(all), ct).ConfigureAwait(false);
+        }
+        catch (KvasirException e)
+        {
+            throw new TransferFailedException($"EXISTS of {all.Length} blocks failed: {e.Message}", new Dictionary<string, object?> { ["blocks"] = all.Length }, e);
+        }
+        for (int c = 0, at = 0; c < chains.Count; at += chains[c].Count, c++)
+            while (runs[c] < chains[c].Count && present[at + runs[c]] == 1) runs[c]++;
+        return runs;
+    }
+
     /// <summary>Loads blocks into their buffers; returns how many, from the first, arrived whole (stops at the first miss).</summary>
     public async Task<int> LoadAsync(IReadOnlyList<BlockHash> hashes, IReadOnlyList<Memory<byte>> destinations, CancellationToken ct)
     {

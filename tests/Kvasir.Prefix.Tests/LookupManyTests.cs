@@ -20,10 +20,12 @@ public sealed class LookupManyTests
     }).ToArray();
 
     [Theory]
-    [InlineData("lru", false)]
-    [InlineData("fifo", false)]
-    [InlineData("lru", true)]
-    public void LookupMany_gives_what_one_lookup_per_chain_gives_in_matches_counters_and_eviction_order(string policy, bool sharedTags)
+    [InlineData("lru", false, true)]
+    [InlineData("fifo", false, true)]
+    [InlineData("lru", true, true)]
+    [InlineData("lru", false, false)]
+    [InlineData("fifo", true, false)]
+    public void LookupMany_gives_what_one_lookup_per_chain_gives_in_matches_counters_and_eviction_order(string policy, bool sharedTags, bool stagedReads)
     {
         // Two caches fed the same random inserts, invalidations and lookups; one looks chains up one call each, the
         // other in batches of 0 to 40 chains (so across the 16-chain groups), including empty, one-block, repeated-block
@@ -32,7 +34,8 @@ public sealed class LookupManyTests
         const int capacity = 200;
         var options = () => new PrefixCacheOptions { BlockSize = 2, MaxCachedBlocks = capacity, Policy = EvictionManager.CreatePolicy(policy) };
         var single = new PrefixCache<int>(options());
-        var batched = new PrefixCache<int>(options());
+        // stagedReads: the early reads of a table beyond the CPU's caches, forced on this small one; else none (its size).
+        var batched = new PrefixCache<int>(options()) { StagedReadsThreshold = stagedReads ? 0 : PrefixCache<int>.StagedReadsAbove };
         var tagged = SameTag(200);
         var prompts = Enumerable.Range(0, 60).Select(p =>
         {
@@ -41,7 +44,7 @@ public sealed class LookupManyTests
                 for (int i = 0; i < ids.Length; i += 3) ids[i] = tagged[(p * 24 + i) % tagged.Length];
             return ids;
         }).ToArray();
-        var random = new Random(policy.Length * 2 + (sharedTags ? 1 : 0));
+        var random = new Random(policy.Length * 4 + (sharedTags ? 1 : 0) + (stagedReads ? 2 : 0));
         int hits = 0;
         for (int step = 0; step < 600; step++)
         {
@@ -102,7 +105,7 @@ public sealed class LookupManyTests
         // probe, find the real second block.
         var same = SameTag(4);
         var a = Ids(4);
-        var cache = new PrefixCache<string>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 16 });
+        var cache = new PrefixCache<string>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 16 }) { StagedReadsThreshold = 0 };
         cache.Insert([same[0]], ["s0"]);                         // slot 0: the first bucket with the shared tag
         cache.Insert([a[0], same[1], a[2]], ["a0", "s1", "a2"]); // slots 1..3; the second block's tag names slot 0 first
         Assert.Equal(["a0", "s1", "a2"], cache.Lookup([a[0], same[1], a[2]]).Blocks);
@@ -133,7 +136,7 @@ public sealed class LookupManyTests
             System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(bytes.AsSpan(28), i + 1);
             return BlockHash.FromBytes(bytes);
         }).ToArray();
-        var cache = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 64 });
+        var cache = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 64 }) { StagedReadsThreshold = 0 };
         cache.Insert(ids[..5], [0, 1, 2, 3, 4]);
         Assert.Equal([0, 1, 2, 3, 4], cache.Lookup(ids[..5]).Blocks);
         Assert.Equal([2, 3, 4], cache.LookupMany([ids[2..5]])[0].Blocks);
@@ -144,6 +147,34 @@ public sealed class LookupManyTests
         cache.Insert([ids[5], ids[0], ids[3]], [5, 10, 13]);             // back into the freed slots, descending
         Assert.Equal([5, 10, 13], cache.LookupMany([ids[5..], new[] { ids[0], ids[3] }]).SelectMany(m => m.Blocks));
         Assert.Equal([10, 1, 2, 13, 4, 5], cache.Lookup([ids[0], ids[1], ids[2], ids[3], ids[4], ids[5]]).Blocks);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void LookupMany_matches_pinned_blocks_keeps_their_pins_and_misses_a_chain_hashed_with_other_extra_keys(bool stagedReads)
+    {
+        var cache = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 2, MaxCachedBlocks = 6, ExtraKeys = ["model-a"] })
+        {
+            StagedReadsThreshold = stagedReads ? 0 : PrefixCache<int>.StagedReadsAbove,
+        };
+        int[] tokens = [.. Enumerable.Range(1, 12)];
+        var a = cache.ComputeBlockHashes(tokens);                              // 6 blocks
+        var otherModel = new BlockHasher(2, ["model-b"]).ComputeBlockHashes(tokens);
+        cache.Insert(a[..3], [0, 1, 2]);
+        cache.Pin(a[..2]);
+        var results = cache.LookupMany([a, otherModel, a[..2], a, []]);
+        Assert.Equal([[0, 1, 2], [], [0, 1], [0, 1, 2], []], results.Select(r => r.Blocks.ToArray()));
+        Assert.Equal([1, 1, 0], a[..3].Select(cache.PinCount));
+        var stats = cache.GetStats();
+        Assert.Equal((5, 8 * 2L, (3 + 6 + 0 + 3 + 0) * 2L, 2), (stats.Lookups, stats.HitTokens, stats.MissTokens, stats.PinnedBlocks));
+        // The pinned blocks stay through the evictions an insert needs; once unpinned nothing is left pinned.
+        var evicted = cache.Insert(otherModel[..4], [10, 11, 12, 13]).Evicted;
+        Assert.Equal([a[2]], evicted.Select(e => e.Key));
+        cache.Unpin(a[..2]);
+        Assert.Equal(0, cache.GetStats().PinnedBlocks);
+        Assert.Equal(6, cache.Evict(6).Count);
+        Assert.Equal(0, cache.Count);
     }
 
     [Fact]

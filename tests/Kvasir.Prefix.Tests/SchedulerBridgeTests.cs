@@ -85,6 +85,63 @@ public sealed class SchedulerBridgeTests : PoolLeakCheck
     }
 
     [Fact]
+    public void A_step_looks_up_all_its_new_prompts_at_once_with_what_one_lookup_each_finds()
+    {
+        var (bridge, pool) = NewBridge(poolBlocks: 32);
+        var system = Seq(8);                                          // a 2-block prefix every prompt shares
+        var plan = bridge.Plan([new ScheduledRequest("a", system, RequestPhase.Prefill)]);
+        bridge.Complete(plan);
+        bridge.Plan([new ScheduledRequest("a", system, RequestPhase.Finished)]);
+        long before = bridge.Cache.GetStats().Lookups;
+        plan = bridge.Plan([
+            new ScheduledRequest("b", [.. system, .. Seq(6, 100)], RequestPhase.Prefill),
+            new ScheduledRequest("c", Seq(12, 300), RequestPhase.Prefill, Priority: 2),
+            new ScheduledRequest("d", system[..4], RequestPhase.Prefill, Priority: 1),
+        ]);
+        Assert.Equal(3, plan.Lookups);
+        Assert.Equal(before + 3, bridge.Cache.GetStats().Lookups);    // one lookup each, none repeated
+        Assert.Equal((8L, 6L), (plan.For("b").LocalTokens, plan.For("b").ComputeTokens));
+        Assert.Equal((0L, 12L), (plan.For("c").LocalTokens, plan.For("c").ComputeTokens));
+        Assert.Equal((4L, 0L), (plan.For("d").LocalTokens, plan.For("d").ComputeTokens));
+        var shared = bridge.Cache.ComputeBlockHashes(system);
+        Assert.Equal((2, 1), (bridge.Cache.PinCount(shared[0]), bridge.Cache.PinCount(shared[1])));   // b and d; b
+        bridge.Complete(plan);
+        bridge.Plan([new ScheduledRequest("b", [], RequestPhase.Finished), new ScheduledRequest("c", [], RequestPhase.Finished), new ScheduledRequest("d", [], RequestPhase.Finished)]);
+        bridge.ReleaseCache();
+        Assert.Equal(0, pool.UsedTokens);
+    }
+
+    [Fact]
+    public void A_prefix_looked_up_with_the_step_and_then_evicted_by_an_earlier_admission_is_looked_up_again()
+    {
+        // The step's prompts are looked up together before any admission allocates. Here the first admission (higher
+        // priority) needs a cached block's room, evicts part of the later prompt's prefix, and the later prompt finds
+        // out when it pins: it looks up again and plans from what is still cached.
+        var (bridge, pool) = NewBridge(poolBlocks: 8);
+        var system = Seq(8);
+        var plan = bridge.Plan([new ScheduledRequest("a", system, RequestPhase.Prefill)]);
+        bridge.Complete(plan);
+        bridge.Plan([new ScheduledRequest("a", system, RequestPhase.Finished)]);
+        Assert.Equal(2, bridge.Cache.Count);                          // 6 pool blocks free, 2 cached
+        long before = bridge.Cache.GetStats().Lookups;
+        plan = bridge.Plan([
+            new ScheduledRequest("y", [.. system, .. Seq(4, 900)], RequestPhase.Prefill),
+            new ScheduledRequest("x", Seq(28, 500), RequestPhase.Prefill, Priority: 5),   // 7 blocks: one cached block must go
+        ]);
+        Assert.False(plan.For("x").Deferred);
+        Assert.Equal(7, plan.For("x").Allocated.Count);
+        Assert.Equal(1, bridge.Cache.Count);
+        Assert.Equal(2, plan.Lookups);
+        Assert.Equal(before + 3, bridge.Cache.GetStats().Lookups);    // y's looked up again after its prefix lost a block
+        Assert.True(plan.For("y").Deferred);                          // no room left for y's other blocks
+        Assert.Equal(0, bridge.Cache.GetStats().PinnedBlocks);        // the deferred request holds nothing
+        bridge.Complete(plan);
+        bridge.Plan([new ScheduledRequest("x", [], RequestPhase.Finished)]);
+        bridge.ReleaseCache();
+        Assert.Equal(0, pool.UsedTokens);
+    }
+
+    [Fact]
     public void A_pool_of_another_block_size_is_ConfigInvalid()
     {
         var pool = NewPool(new KvPoolOptions { MaxTokens = 64, BlockSize = 8 });

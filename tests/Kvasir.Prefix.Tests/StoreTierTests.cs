@@ -57,6 +57,41 @@ public sealed class StoreTierTests
     }
 
     [Fact]
+    public async Task LookupManyAsync_gives_what_one_LookupAsync_per_chain_gives()
+    {
+        var (node, store) = await StartAsync();
+        await using var _ = node;
+        await using var __ = store;
+        var options = () => new PrefixCacheOptions { BlockSize = 4, MaxCachedBlocks = 64, Store = store };
+        var single = new PrefixCache<int>(options());
+        var batched = new PrefixCache<int>(options());
+        var a = single.ComputeBlockHashes(Enumerable.Range(0, 24).Select(i => (long)i).ToArray());          // 6 blocks
+        var b = single.ComputeBlockHashes(Enumerable.Range(1000, 16).Select(i => (long)i).ToArray());       // 4 blocks
+        var c = single.ComputeBlockHashes(Enumerable.Range(5000, 12).Select(i => (long)i).ToArray());       // 3, nowhere
+        foreach (var cache in new[] { single, batched }) cache.Insert(a[..2], [0, 1]);
+        await single.SaveAsync([a[2], a[3], a[5]], [new byte[8], new byte[8], new byte[8]], parent: a[1]);   // a gap at a[4]
+        await single.SaveAsync(b[..3], [new byte[8], new byte[8], new byte[8]]);
+        IReadOnlyList<BlockHash>[] chains = [a, b, c, [], a[..2], b, a[3..]];
+        var many = await batched.LookupManyAsync(chains);
+        Assert.Equal(chains.Length, many.Count);
+        for (int k = 0; k < chains.Length; k++)
+        {
+            var one = await single.LookupAsync(chains[k]);
+            Assert.Equal(one.Local.Blocks, many[k].Local.Blocks);
+            Assert.Equal(one.Local.Hashes, many[k].Local.Hashes);
+            Assert.Equal(one.StoreHashes, many[k].StoreHashes);
+        }
+        Assert.Equal([a[2], a[3]], many[0].StoreHashes);                // stops at the gap
+        Assert.Equal(b[..3], many[1].StoreHashes);
+        Assert.Empty(many[2].StoreHashes);
+        Assert.Equal([a[3]], many[6].StoreHashes);                      // a chain may start anywhere; a[4] is missing
+        var (s, m) = (single.GetStats(), batched.GetStats() with { StoreSavedBlocks = single.GetStats().StoreSavedBlocks });
+        Assert.Equal(s, m);
+        Assert.Equal((7L, (2 + 3 + 3 + 1) * 4L), (m.StoreLookups, m.StoreHitTokens));
+        Assert.Equal("KV_CONFIG_MISSING", (await Assert.ThrowsAsync<ConfigMissingException>(() => new PrefixCache<int>().LookupManyAsync([a]))).Code);
+    }
+
+    [Fact]
     public async Task Lookup_continues_the_local_match_and_stops_at_the_first_block_missing_on_the_node()
     {
         var (node, store) = await StartAsync();

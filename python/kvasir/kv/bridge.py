@@ -7,7 +7,8 @@ The IR (what the scheduler hands over each step) is a list of :class:`SchedReque
   back; it will come back as a prefill), ``"finished"`` (done), and ``priority`` (higher first when memory
   is short; ties keep the list order).
 
-``step(requests)`` returns a :class:`StepPlan`: per request a :class:`RequestPlan` with ``action``
+``step(requests)`` looks up every prefill of the step at once (``PrefixCache.lookup_many``: one EXISTS on the node
+for all of them) and returns a :class:`StepPlan`: per request a :class:`RequestPlan` with ``action``
 (``"run"``, ``"wait"`` when the pool has no room now, ``"released"``), ``cached_tokens`` (local + on the
 node), ``local_blocks`` (hashes cached in the engine), ``blocks_to_load`` (hashes the node has: loaded by
 the bridge when ``buffer_for`` is given), ``blocks_to_compute`` (hashes of full blocks to compute) and
@@ -95,17 +96,33 @@ class SchedulerBridge:
         # releases first, so their memory serves this step's prefills
         order = sorted(range(len(requests)), key=lambda i: (requests[i].phase not in ("finished", "preempted"),
                                                             -requests[i].priority, i))
-        for i in order:
+        looked = None
+        for at, i in enumerate(order):
             r = requests[i]
             if r.phase == "finished":
                 plan.requests[r.request_id] = self._finish(r, plan)
             elif r.phase == "preempted":
                 plan.requests[r.request_id] = self._release(r, plan, "preempted")
-            elif r.phase == "prefill" or r.request_id not in self._state:
-                plan.requests[r.request_id] = self._prefill(r, plan)
             else:
-                plan.requests[r.request_id] = self._decode(r, plan)
+                if looked is None:   # the releases are done: every prefill of the step is looked up at once
+                    looked = self._look_up_prefills([requests[j] for j in order[at:]])
+                if r.phase == "prefill" or r.request_id not in self._state:
+                    plan.requests[r.request_id] = self._prefill(r, plan, looked.pop(r.request_id, None))
+                else:
+                    plan.requests[r.request_id] = self._decode(r, plan)
         return plan
+
+    def _look_up_prefills(self, rest: List[SchedRequest]) -> Dict[str, tuple]:
+        """``{request_id: (hashes, lookup)}`` for the requests of ``rest`` that will prefill, by one ``lookup_many`` (one
+        EXISTS on the node for all of them). The cache does not change between here and their admissions (the pool's
+        allocations do not evict it), so each finds what its own ``lookup`` would have found."""
+        ids, chains = [], []
+        for r in rest:
+            if (r.phase == "prefill" or r.request_id not in self._state) and r.request_id not in ids:
+                ids.append(r.request_id)
+                chains.append(self.cache.compute_block_hashes(r.token_ids))
+        found = self.cache.lookup_many(chains) if chains else []
+        return dict(zip(ids, zip(chains, found)))
 
     def _alloc(self, r, st, tokens, plan) -> bool:
         try:
@@ -117,11 +134,14 @@ class SchedulerBridge:
         plan.ops.append(("alloc", r.request_id, h.handle_id, tokens))
         return True
 
-    def _prefill(self, r: SchedRequest, plan: StepPlan) -> RequestPlan:
+    def _prefill(self, r: SchedRequest, plan: StepPlan, looked: Optional[tuple] = None) -> RequestPlan:
         if r.request_id in self._state:   # a prefill again (e.g. recomputation): start over
             self._release(r, plan, "prefill")
-        hashes = self.cache.compute_block_hashes(r.token_ids)
-        found = self.cache.lookup(hashes)
+        if looked is not None:
+            hashes, found = looked
+        else:
+            hashes = self.cache.compute_block_hashes(r.token_ids)
+            found = self.cache.lookup(hashes)
         plan.ops.append(("lookup", r.request_id, len(found.hit_hashes), found.store_blocks))
         st = _State()
         if not self._alloc(r, st, max(1, len(r.token_ids)), plan):

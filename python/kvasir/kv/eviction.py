@@ -15,7 +15,7 @@ OrderedDict that is also the eviction order, so the cost per block is a few C-le
 Not thread-safe by itself: the owner (PrefixCache) serialises calls.
 """
 from collections import OrderedDict, deque
-from itertools import takewhile
+from itertools import chain, takewhile
 from typing import Any, Dict, Hashable, List, Sequence, Union
 
 from .errors import AllPinnedError, ConfigInvalidError, EvictionFailedError, NoVictimError
@@ -106,7 +106,8 @@ class EvictionManager:
 
     * ``record_insert(id, value=None)`` / ``record_access(id, hit=True)`` / ``remove(id)``
     * ``lookup_prefix(ids)`` -> ``(hit_ids, values)``: the longest tracked prefix of a chain, each hit recorded
-      (tail first, so the head of a prefix ends most recent); ``value(id)``, ``id in manager``, ``len(manager)``
+      (tail first, so the head of a prefix ends most recent); ``lookup_prefixes(chains)`` the same for many chains
+      in one call (as if one after the other); ``value(id)``, ``id in manager``, ``len(manager)``
     * ``pin(id)`` / ``unpin(id)``: pinned blocks are never selected (counted pins)
     * ``select_victims(n, strict=False)``: up to n unpinned ids in policy order (not removed: call
       ``record_eviction`` for those actually evicted). Raises NoVictimError when nothing is tracked,
@@ -195,6 +196,28 @@ class EvictionManager:
             for block_id in ids[len(hit_ids):]:
                 self._was_evicted(block_id)
         return hit_ids, values
+
+    def lookup_prefixes(self, chains: Sequence[Sequence[Hashable]]):
+        """``lookup_prefix`` of each chain: a list of ``(hit_ids, values)``, with the same hits, moves in the order and
+        re-prefill counts as one ``lookup_prefix`` per chain in the chains' order. Lookups do not change which blocks
+        are tracked, so every chain is matched first (the probes of all chains in a row of C loops) and the hits are
+        then recorded chain after chain, each tail first, in one C loop."""
+        held = self._held
+        contains = held.__contains__
+        hits = [list(takewhile(contains, ids)) for ids in chains]
+        getitem = held.__getitem__
+        values = [list(map(getitem, h)) for h in hits]
+        if self._move_on_access:
+            deque(map(held.move_to_end, chain.from_iterable(map(reversed, hits))), 0)
+        elif not self._intrusive:
+            for h in hits:
+                for block_id in reversed(h):
+                    self.policy.access(block_id)
+        if self._evicted:
+            for ids, h in zip(chains, hits):
+                for block_id in ids[len(h):]:
+                    self._was_evicted(block_id)
+        return list(zip(hits, values))
 
     def remove(self, block_id) -> None:
         if self._held.pop(block_id, _ABSENT) is not _ABSENT and not self._intrusive:

@@ -11,6 +11,8 @@ store=None, stats=None, on_evict=None)``
 * ``lookup(hashes)`` -> ``(hit_blocks, num_tokens)``: the longest cached prefix. The result also carries
   ``store_blocks`` / ``store_tokens`` / ``store_hashes``: with a store attached, how many of the following
   blocks the node has (one batched EXISTS on their keys ``kvb1:<hex>``; the longest present run counts).
+* ``lookup_many(chains)`` -> one such result per chain: the same as ``lookup`` of each chain in order, in one
+  call (one EXISTS for all of them).
 * ``load_from_store(hashes, dests, sizes=None, blocks=None)``: reads those blocks from the node into the
   caller's buffers (``dests`` writable buffers, or raw addresses with ``sizes`` registered on the store),
   then, with ``blocks``, caches them locally.
@@ -176,6 +178,54 @@ class PrefixCache:
             for h in hashes[n + len(below):]:
                 self.stats.record_access(h, False, tokens=self.block_size)
         return PrefixLookup(hit, n * self.block_size, hit_hashes, below, self.block_size)
+
+    def lookup_many(self, chains: Sequence[Sequence[str]], check_store: bool = True) -> List[PrefixLookup]:
+        """``lookup`` of each chain in ``chains`` (lists of hashes), in one call: a list with one ``PrefixLookup``
+        per chain, and the same hits, counters, eviction order and stats records as one ``lookup`` per chain in
+        the chains' order (a chain may be empty or repeat another). For a scheduler step that looks up every
+        waiting request at once: one lock, one pass over the chains in C loops, and with a store one batched
+        EXISTS for the rest of every chain together (a store error raises after the local lookups counted)."""
+        chains = [list(hashes) for hashes in chains]
+        bs = self.block_size
+        with self._lock:
+            found = self.eviction.lookup_prefixes(chains)
+            hit_blocks = sum(len(hit) for hit, _ in found)
+            queried = sum(map(len, chains))
+            c = self._c
+            c["lookups"] += len(chains)
+            c["queried_blocks"] += queried
+            c["hit_blocks"] += hit_blocks
+            c["hit_tokens"] += hit_blocks * bs
+            c["miss_tokens"] += (queried - hit_blocks) * bs
+        below = [[] for _ in chains]
+        if check_store and self.store is not None:
+            asked = [(k, len(found[k][0])) for k, hashes in enumerate(chains) if len(found[k][0]) < len(hashes)]
+            if asked:
+                answers = self.store.batch_is_exist([block_key(h) for k, n in asked for h in chains[k][n:]])
+                at = 0
+                for k, n in asked:
+                    rest = chains[k][n:]
+                    run = below[k]
+                    for h, p in zip(rest, answers[at:at + len(rest)]):
+                        if p != 1:
+                            break
+                        run.append(h)
+                    at += len(rest)
+                with self._lock:
+                    self._c["store_lookups"] += len(asked)
+                    self._c["store_hit_blocks"] += sum(map(len, below))
+        if self.stats is not None:
+            record = self.stats.record_access
+            for hashes, (hit, _), run in zip(chains, found, below):
+                n = len(hit)
+                for h in hashes[:n]:
+                    record(h, True, tier="engine", tokens=bs)
+                for h in run:
+                    record(h, True, tokens=bs)
+                for h in hashes[n + len(run):]:
+                    record(h, False, tokens=bs)
+        return [PrefixLookup(values, len(hit) * bs, hit, run, bs)
+                for (hit, values), run in zip(found, below)]
 
     def get(self, block_hash: str):
         with self._lock:

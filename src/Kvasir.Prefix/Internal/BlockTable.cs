@@ -83,6 +83,9 @@ internal sealed class BlockTable<TValue>
     /// <summary>Inserts of a recently evicted block over all inserts; 0 before any insert.</summary>
     public double RePrefillRate => Inserts == 0 ? 0 : (double)Reinserts / Inserts;
 
+    /// <summary>Bytes of the slot array and the index: what a lookup reads from.</summary>
+    public long TableBytes => (long)_entries.Length * System.Runtime.CompilerServices.Unsafe.SizeOf<Entry>() + (long)_buckets.Length * sizeof(ulong);
+
     /// <summary>Slots allocated (held plus free); grows by doubling, never shrinks.</summary>
     public int SlotCapacity => _entries.Length;
 
