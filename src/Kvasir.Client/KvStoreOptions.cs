@@ -115,6 +115,17 @@ public sealed class KvStoreOptions
     public bool SendValueCrc { get; init; } = true;
 
     /// <summary>
+    /// Check every GET hit against the CRC-32C its node sent with it (docs/protocol.md § Strict GET and CRC32C), so a byte
+    /// corrupted on the wire, in a buffer on the way or in the shared-memory arena is never handed back as a value: the key
+    /// reports <see cref="KvStatus.ChecksumMismatch"/> (a miss; its destination's contents are unspecified), the batch's
+    /// other keys and the connection are unaffected, <see cref="KvStore.ChecksumMismatches"/> counts it and a Warning is
+    /// logged through <see cref="LoggerFactory"/>. Over TCP each piece is checksummed as it arrives (cache-hot, no second
+    /// pass over the value); over shared memory each 256 KiB chunk right after its copy out of the arena. A node in this
+    /// process (<see cref="KvTransportKind.InProcess"/>) is not checked. Default: VERIFY_DEFAULT.
+    /// </summary>
+    public bool VerifyValueCrc { get; init; } = false;
+
+    /// <summary>
     /// Over TCP, resume the caller of a PUT, GET, EXISTS, REMOVE, PIN or UNPIN on the connection's reader as soon as
     /// its reply is in, instead of through the thread pool. Default false. True saves a thread-pool hop (a thread's
     /// wake-up and its spinning) per request: for a loop that issues the next request as soon as one returns, as
@@ -150,6 +161,7 @@ public sealed class KvStoreOptions
         ConnectionsPerNode = ConnectionsPerNode,
         ClientName = ClientName,
         SendValueCrc = SendValueCrc,
+        VerifyValueCrc = VerifyValueCrc,
         InlineCompletions = InlineCompletions,
         Transport = Transport,
         LoggerFactory = LoggerFactory,

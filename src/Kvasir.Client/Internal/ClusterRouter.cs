@@ -18,6 +18,9 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
     private readonly KvStoreOptions _options;
     private readonly MembershipWatcher? _watcher;
     private readonly ConcurrentDictionary<string, NodeSlot> _slots = new(StringComparer.Ordinal);
+
+    /// <summary>Checksum mismatches of the nodes this router holds stores for (a node that left takes its count with it).</summary>
+    public long ChecksumMismatches => _slots.Values.Sum(s => s.Store?.ChecksumMismatches ?? 0);
     private readonly ILogger _log;
     private NodeSlot? _embedded;
     private View _view;
