@@ -119,7 +119,7 @@ public sealed class KvStoreOptions
     /// corrupted on the wire, in a buffer on the way or in the shared-memory arena is never handed back as a value: the key
     /// reports <see cref="KvStatus.ChecksumMismatch"/> (a miss; its destination's contents are unspecified), the batch's
     /// other keys and the connection are unaffected, <see cref="KvStore.ChecksumMismatches"/> counts it and a Warning is
-    /// logged through <see cref="LoggerFactory"/>. Over TCP each piece is checksummed as it arrives (cache-hot, no second
+    /// logged through <see cref="LoggerFactory"/>; in a cluster the key is read from its next replica instead. Over TCP each piece is checksummed as it arrives (cache-hot, no second
     /// pass over the value); over shared memory each 256 KiB chunk right after its copy out of the arena. A node in this
     /// process (<see cref="KvTransportKind.InProcess"/>) is not checked.
     /// </summary>

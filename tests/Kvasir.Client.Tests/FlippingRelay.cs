@@ -33,7 +33,7 @@ public sealed class FlippingRelay : IAsyncDisposable
     /// <summary>GET replies corrupted so far.</summary>
     public int Flips => Volatile.Read(ref _flips);
 
-    /// <summary>The next GET reply with more than <paramref name="payloadOffset"/> payload bytes gets that byte xor-ed with 0x5A.</summary>
+    /// <summary>The next GET reply with more than <paramref name="payloadOffset"/> payload bytes gets that byte xor-ed with 0x5A; −1 disarms.</summary>
     public void Arm(long payloadOffset) => Interlocked.Exchange(ref _flipAt, payloadOffset);
 
     private async Task AcceptAsync()

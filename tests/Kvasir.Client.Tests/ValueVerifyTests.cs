@@ -169,3 +169,33 @@ public sealed class ValueVerifyTests
         file.Flush();
     }
 }
+
+/// <summary>In a cluster, a replica whose copy fails the client's CRC check is passed over for the next replica.</summary>
+public sealed class ValueVerifyClusterTests
+{
+    [Fact]
+    public async Task A_replica_whose_bytes_fail_the_check_is_passed_over_for_the_next_replica()
+    {
+        await using var a = TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 64L << 20 } });
+        await using var b = TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 64L << 20 } });
+        await using var relay = new FlippingRelay(a.Address);
+        await using var store = await KvStore.ConnectAsync(new KvStoreOptions
+        {
+            Server = $"{relay.Address},{b.Address}", Replicas = 2, ReplicaVersions = false, VerifyValueCrc = true, Transport = KvTransportKind.Tcp,
+        });
+        // Whether the relayed node ranks first depends on the key: those that rank it first get their corrupted copy first.
+        int flipped = 0;
+        for (int k = 0; k < 16; k++)
+        {
+            var key = TestValues.Key($"r/{k}");
+            var value = TestValues.Value(k, 20_000);
+            Assert.Equal(KvStatus.Ok, (await store.PutAsync([key], [value]))[0]);
+            relay.Arm(10_000);
+            Assert.Equal(value, await store.GetAsync(key));
+            if (relay.Flips > flipped) flipped = relay.Flips;
+            relay.Arm(-1);
+        }
+        Assert.True(flipped > 0, "no key ranked the relayed node first: the test did not exercise a corrupted replica");
+        Assert.Equal(flipped, store.ChecksumMismatches);
+    }
+}

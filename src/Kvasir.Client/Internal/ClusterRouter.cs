@@ -468,7 +468,9 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
         return statuses;
     }
 
-    private static bool Retry(KvStatus status) => status is KvStatus.NotFound or KvStatus.Unavailable or KvStatus.Timeout or KvStatus.ProtocolError;
+    /// <summary>Answers that send a key on to its next replica; a copy that failed the CRC check (ChecksumMismatch) is one.</summary>
+    private static bool Retry(KvStatus status)
+        => status is KvStatus.NotFound or KvStatus.Unavailable or KvStatus.Timeout or KvStatus.ProtocolError or KvStatus.ChecksumMismatch;
 
     /// <summary>Ok when any replica succeeded; else the first answer that is not about reachability; else the first.</summary>
     private static KvStatus Combine(KvStatus[] answers, KvStatus ok)
