@@ -181,7 +181,11 @@ public sealed class ValueVerifyClusterTests
         await using var relay = new FlippingRelay(a.Address);
         await using var store = await KvStore.ConnectAsync(new KvStoreOptions
         {
-            Server = $"{relay.Address},{b.Address}", Replicas = 2, ReplicaVersions = false, VerifyValueCrc = true, Transport = KvTransportKind.Tcp,
+            Server = $"{relay.Address},{b.Address}",
+            Replicas = 2,
+            ReplicaVersions = false,
+            VerifyValueCrc = true,
+            Transport = KvTransportKind.Tcp,
         });
         // Whether the relayed node ranks first depends on the key: those that rank it first get their corrupted copy first.
         int flipped = 0;
