@@ -106,7 +106,8 @@ class KvStore(KeyOps):
     * ``verify_crc`` (default False): check the CRC-32C the node sends with every GET hit (over
       shared memory: the node's CRC of the leased value against the copied bytes); a mismatch
       answers ``PROTOCOL_ERROR`` for the key (and over TCP drops the connection). Off by default
-      because the pure-Python CRC runs at only ~10 MB/s (the .NET client does not verify either).
+      because the pure-Python CRC runs at only ~10 MB/s (the .NET client verifies when asked:
+      ``KvStoreOptions.VerifyValueCrc``, reporting ``ChecksumMismatch`` for the key and keeping the connection).
     * ``value_crc`` (default False): send each PUT value's CRC-32C with it (VALUE_CRC, when the node
       grants it), so the node stores it instead of checksumming on its receive path and checks it
       before the value is first read or written to a lower tier; a value whose bytes do not match

@@ -41,13 +41,15 @@ public static class BenchCommand
                                 sends it, VALUE_CRC) | given (each value's CRC computed once, when the bench
                                 makes it, and sent as the writer's own) | node (not sent: the node
                                 checksums as it receives)                             default client
+          --verify-crc on|off   kvasir GET: check each hit against the CRC-32C its node sent (KvStoreOptions.
+                                VerifyValueCrc; a mismatch counts as an error)      default the client's default
           --no-prefill          do not write the key space before get/mixed/exists
           --no-progress         no live progress bar
           --json                one JSON object per run (one line each)
         """ + TraceBenchCommand.Help + ScaleBenchCommand.Help;
 
     private static readonly string[] ValueOptions =
-        [.. ClientCommands.ConnectOptions, "target", "op", "ratio", "value-size", "batch", "inflight", "connections", "keys", "duration", "requests", "warmup", "memory", "verify", "key-space", "value-crc"];
+        [.. ClientCommands.ConnectOptions, "target", "op", "ratio", "value-size", "batch", "inflight", "connections", "keys", "duration", "requests", "warmup", "memory", "verify", "key-space", "value-crc", "verify-crc"];
 
     public static async Task<int> RunAsync(IReadOnlyList<string> args)
     {
@@ -84,12 +86,19 @@ public static class BenchCommand
 
         string valueCrc = cl.Get("value-crc", "client");
         if (valueCrc is not ("client" or "given" or "node")) throw new UsageException($"--value-crc: '{valueCrc}' is not client, given or node");
+        bool? verifyCrc = cl.Get("verify-crc") switch
+        {
+            null => null,
+            "on" => true,
+            "off" => false,
+            var other => throw new UsageException($"--verify-crc: '{other}' is not on or off"),
+        };
         await using var kvasir = targetName switch
         {
             "kvasir" => await KvStore.ConnectAsync(ClientCommands.StoreOptions(cl, "kvasir-bench", connections, sendValueCrc: valueCrc != "node",
                 // Every lane's continuation is a non-blocking loop (as with the socket engine's inline completions in
                 // Program.cs): resuming it on the connection's reader saves a thread-pool hop per request.
-                inlineCompletions: true)),
+                inlineCompletions: true, verifyValueCrc: verifyCrc)),
             "inproc" => EmbeddedKvStore.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = cl.Size("memory", 1L << 30), MaxValueBytes = Math.Min(cl.Size("memory", 1L << 30), 1L << 30) } }),
             _ => null,
         };

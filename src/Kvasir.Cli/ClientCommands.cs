@@ -51,7 +51,7 @@ public static class ClientCommands
 
     /// <summary>Store options from --server / --redis / --cluster / --replicas / --auth-key; bad values are usage errors.</summary>
     public static KvStoreOptions StoreOptions(CommandLine cl, string clientName, int connections, TimeSpan? timeout = null, bool sendValueCrc = true,
-        bool inlineCompletions = false)
+        bool inlineCompletions = false, bool? verifyValueCrc = null)
     {
         var redis = cl.Get("redis");
         var server = cl.Get("server", "127.0.0.1:7380");
@@ -81,6 +81,7 @@ public static class ClientCommands
             ClientName = clientName,
             SendValueCrc = sendValueCrc,
             InlineCompletions = inlineCompletions,
+            VerifyValueCrc = verifyValueCrc ?? new KvStoreOptions().VerifyValueCrc,
             Transport = cl.Get("transport", "auto") switch
             {
                 "auto" => KvTransportKind.Auto,

@@ -37,6 +37,14 @@ public enum KvStatus
     Unavailable = 18,
     /// <summary>The node answered with a frame-level error (see the exception or log for the reason).</summary>
     ProtocolError = 19,
+    /// <summary>
+    /// GET, with <see cref="KvStoreOptions.VerifyValueCrc"/>: the bytes received do not match the CRC-32C the node sent
+    /// with the value (corrupted on the wire, in a buffer on the way, or in the arena), so the value is treated as a miss.
+    /// The destination's contents for that key are unspecified (an allocate-on-get value is dropped); the batch's other
+    /// keys and the connection are unaffected. Counted in <see cref="KvStore.ChecksumMismatches"/> and logged at Warning.
+    /// The Python client reports this as PROTOCOL_ERROR (−19).
+    /// </summary>
+    ChecksumMismatch = 20,
 }
 
 /// <summary>The node's statuses in the client's vocabulary.</summary>

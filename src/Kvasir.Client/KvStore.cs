@@ -160,7 +160,10 @@ public sealed partial class KvStore : IAsyncDisposable
         return (await GetCoreAsync(new GetBatch(keys, dests), ct).ConfigureAwait(false)).Results;
     }
 
-    /// <summary>Reads one value into a new array; null on a miss. Throws <see cref="KvasirException"/> when the node cannot answer.</summary>
+    /// <summary>
+    /// Reads one value into a new array; null on a miss, which includes a value whose bytes failed
+    /// <see cref="KvStoreOptions.VerifyValueCrc"/> (counted and logged). Throws <see cref="KvasirException"/> when the node cannot answer.
+    /// </summary>
     public async Task<byte[]?> GetAsync(ReadOnlyMemory<byte> key, CancellationToken ct = default)
     {
         var batch = await GetCoreAsync(new GetBatch([key], [ValueDestination.Allocating]), ct).ConfigureAwait(false);
@@ -169,7 +172,7 @@ public sealed partial class KvStore : IAsyncDisposable
         return result.Status switch
         {
             KvStatus.Ok => batch.Allocated[0],
-            KvStatus.NotFound => null,
+            KvStatus.NotFound or KvStatus.ChecksumMismatch => null,
             _ => throw new KvasirException($"get failed: {result.Status}"),
         };
     }
@@ -268,6 +271,12 @@ public sealed partial class KvStore : IAsyncDisposable
     /// (<see cref="KvStoreOptions.ReplicaVersions"/>); 0 for a single node.
     /// </summary>
     public long ReadRepairs => _router?.ReadRepairs ?? 0;
+
+    /// <summary>
+    /// GET hits answered <see cref="KvStatus.ChecksumMismatch"/> since the store connected (<see cref="KvStoreOptions.VerifyValueCrc"/>);
+    /// in a cluster, summed over the nodes the store currently holds connections to.
+    /// </summary>
+    public long ChecksumMismatches => _router?.ChecksumMismatches ?? _transport.ChecksumMismatches;
     private static IReadOnlyList<uint>? GivenCrcs(PutOptions? options, int count)
     {
         if (options?.ValueCrc32C is not { } crcs) return null;

@@ -115,6 +115,25 @@ public sealed class KvStoreOptions
     public bool SendValueCrc { get; init; } = true;
 
     /// <summary>
+    /// Check every GET hit against the CRC-32C its node sent with it (docs/protocol.md § Strict GET and CRC32C), so a byte
+    /// corrupted on the wire, in a buffer on the way or in the shared-memory arena is never handed back as a value: the key
+    /// reports <see cref="KvStatus.ChecksumMismatch"/> (a miss; its destination's contents are unspecified), the batch's
+    /// other keys and the connection are unaffected, <see cref="KvStore.ChecksumMismatches"/> counts it and a Warning is
+    /// logged through <see cref="LoggerFactory"/>; in a cluster the key is read from its next replica instead. Over TCP each piece is checksummed as it arrives (cache-hot, no second
+    /// pass over the value); over shared memory each 256 KiB chunk right after its copy out of the arena. A node in this
+    /// process (<see cref="KvTransportKind.InProcess"/>) is not checked.
+    /// </summary>
+    /// <remarks>
+    /// Default false, by measurement (docs/benchmarks.md, "GET: verifying each value's CRC-32C in the client"): the
+    /// CRC itself runs at ~57 GB/s over cache-hot data here (0.018 s/GB of client CPU), but over TCP the bytes the
+    /// kernel has just copied into the destination are checksummed at nearer DRAM speed, and GET over TCP cost the
+    /// client +0.00 to +0.05 s/GB (median of the shapes ≈ +0.035, ~15 % of its CPU per byte) — above the 0.02 s/GB
+    /// budget for an always-on check. Turn it on where a wrong byte costs more than that CPU: a value that fails the
+    /// check is recomputed instead of silently used.
+    /// </remarks>
+    public bool VerifyValueCrc { get; init; } = false;
+
+    /// <summary>
     /// Over TCP, resume the caller of a PUT, GET, EXISTS, REMOVE, PIN or UNPIN on the connection's reader as soon as
     /// its reply is in, instead of through the thread pool. Default false. True saves a thread-pool hop (a thread's
     /// wake-up and its spinning) per request: for a loop that issues the next request as soon as one returns, as
@@ -150,6 +169,7 @@ public sealed class KvStoreOptions
         ConnectionsPerNode = ConnectionsPerNode,
         ClientName = ClientName,
         SendValueCrc = SendValueCrc,
+        VerifyValueCrc = VerifyValueCrc,
         InlineCompletions = InlineCompletions,
         Transport = Transport,
         LoggerFactory = LoggerFactory,

@@ -132,6 +132,26 @@ public class BenchCommandTests
     }
 
     [Fact]
+    public async Task Bench_verify_crc_is_on_or_off_and_anything_else_is_a_one_line_error()
+    {
+        var ex = await Assert.ThrowsAsync<UsageException>(() => BenchCommand.RunAsync(["--verify-crc", "yes"]));
+        Assert.Contains("--verify-crc", ex.Message);
+    }
+
+    [Fact]
+    public async Task A_short_get_run_with_the_clients_crc_check_on_finds_every_value_intact()
+    {
+        await using var node = TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 64L << 20 } });
+        await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = $"127.0.0.1:{node.Port}", VerifyValueCrc = true });
+        var r = await BenchCommand.RunAsync(store, "get", valueSize: 300_000, batch: 4, inflight: 2, connections: 2, keyCount: 16,
+            duration: TimeSpan.FromSeconds(1), warmup: TimeSpan.Zero, verify: true);
+        Assert.True(r.Requests > 0);
+        Assert.Equal(0, r.Errors);
+        Assert.Equal(0, r.VerifyFailures);
+        Assert.Equal(0L, store.ChecksumMismatches);
+    }
+
+    [Fact]
     public async Task A_short_put_run_over_TCP_stores_verifiable_patterns()
     {
         await using var node = TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 64L << 20 } });

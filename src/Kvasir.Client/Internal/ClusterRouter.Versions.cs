@@ -88,7 +88,7 @@ internal sealed partial class ClusterRouter
             if (winner < 0)
             {
                 batch.Results[i] = new KvGetResult(ranks.Length == 0 ? KvStatus.Unavailable : a.Any(x => x.Status == KvStatus.NotFound) ? KvStatus.NotFound : a[0].Status, 0);
-                if (a.Any(x => x.Status is KvStatus.Unavailable or KvStatus.Timeout or KvStatus.ProtocolError)) retry.Add(i);
+                if (a.Any(x => x.Status is KvStatus.Unavailable or KvStatus.Timeout or KvStatus.ProtocolError or KvStatus.ChecksumMismatch)) retry.Add(i);
                 continue;
             }
             var w = a[winner];

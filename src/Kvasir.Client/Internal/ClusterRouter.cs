@@ -18,6 +18,9 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
     private readonly KvStoreOptions _options;
     private readonly MembershipWatcher? _watcher;
     private readonly ConcurrentDictionary<string, NodeSlot> _slots = new(StringComparer.Ordinal);
+
+    /// <summary>Checksum mismatches of the nodes this router holds stores for (a node that left takes its count with it).</summary>
+    public long ChecksumMismatches => _slots.Values.Sum(s => s.Store?.ChecksumMismatches ?? 0);
     private readonly ILogger _log;
     private NodeSlot? _embedded;
     private View _view;
@@ -465,7 +468,9 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
         return statuses;
     }
 
-    private static bool Retry(KvStatus status) => status is KvStatus.NotFound or KvStatus.Unavailable or KvStatus.Timeout or KvStatus.ProtocolError;
+    /// <summary>Answers that send a key on to its next replica; a copy that failed the CRC check (ChecksumMismatch) is one.</summary>
+    private static bool Retry(KvStatus status)
+        => status is KvStatus.NotFound or KvStatus.Unavailable or KvStatus.Timeout or KvStatus.ProtocolError or KvStatus.ChecksumMismatch;
 
     /// <summary>Ok when any replica succeeded; else the first answer that is not about reachability; else the first.</summary>
     private static KvStatus Combine(KvStatus[] answers, KvStatus ok)

@@ -25,6 +25,9 @@ internal interface IKvTransport : IAsyncDisposable
 
     Task PingAsync(CancellationToken ct);
 
+    /// <summary>GET hits whose bytes did not match their node's CRC-32C (<see cref="KvStoreOptions.VerifyValueCrc"/>).</summary>
+    long ChecksumMismatches { get; }
+
     /// <summary>True when the node stores a PUT's time to live (HELLO feature <see cref="ProtocolFeatures.Ttl"/>).</summary>
     bool SupportsTtl { get; }
 

@@ -73,6 +73,9 @@ internal sealed class InProcessTransport(IInProcessNode node) : IKvTransport
 
     public bool SupportsTtl => true;
 
+    /// <summary>In-process GETs copy from the node's memory in this process, with no wire or second mapping between: not checked.</summary>
+    public long ChecksumMismatches => 0;
+
     public async Task<byte[]> KeyRequestAsync(Opcode op, byte[] meta, CancellationToken ct)
     {
         try { return await node.KeyRequestAsync(op, meta, ct).ConfigureAwait(false); }

@@ -76,8 +76,14 @@ internal sealed class StatusListRequest(KvStatus[] results, int start, int count
     protected override void FailAll(KvStatus status) => Array.Fill(results, status, start, count);
 }
 
-/// <summary>A GET: each hit's bytes go straight from the socket into the caller's destination pieces.</summary>
-internal sealed class GetRequest(GetBatch batch, int start, int count, bool inline = false) : PendingRequest(inline)
+/// <summary>
+/// A GET: each hit's bytes go straight from the socket into the caller's destination pieces. With
+/// <paramref name="check"/> each hit is checksummed piece by piece as it arrives and compared with the CRC its node sent: a
+/// mismatch is <see cref="KvStatus.ChecksumMismatch"/> for that key alone (its bytes were read in full, so the reply's
+/// other values and the connection are unaffected).
+/// </summary>
+internal sealed class GetRequest(GetBatch batch, int start, int count, bool inline = false, ValueCheck? check = null, string node = "")
+    : PendingRequest(inline)
 {
     /// <summary>The connection it is sent on was granted value versions: reply entries end with a version.</summary>
     public bool Versioned { get; set; }
@@ -85,6 +91,7 @@ internal sealed class GetRequest(GetBatch batch, int start, int count, bool inli
     public override async ValueTask ReceiveAsync(FrameHeader header, ReadOnlyMemory<byte> meta, BufferedReceiver rx, CancellationToken ct)
     {
         var entries = GetReply.Read(meta.Span, count, header.PayloadLength, Versioned);
+        bool verify = check is { Enabled: true };
         for (int i = 0; i < count; i++)
         {
             var e = entries[i];
@@ -102,10 +109,12 @@ internal sealed class GetRequest(GetBatch batch, int start, int count, bool inli
                 batch.Results[k] = new KvGetResult(KvStatus.BufferTooSmall, e.Length);
                 continue;
             }
+            uint crc = Crc32C.InitialState;
             if (dest.Allocate)
             {
                 var value = new byte[e.Length];
-                await rx.ReadRequiredAsync(value, ct).ConfigureAwait(false);
+                if (verify) crc = await rx.ReadRequiredAsync(value, crc, ValueCheck.Append, ct).ConfigureAwait(false);
+                else await rx.ReadRequiredAsync(value, ct).ConfigureAwait(false);
                 batch.Allocated[k] = value;
             }
             else
@@ -115,9 +124,16 @@ internal sealed class GetRequest(GetBatch batch, int start, int count, bool inli
                 {
                     var piece = dest.Piece(p);
                     int n = (int)Math.Min(piece.Length, left);
-                    await rx.ReadRequiredAsync(piece[..n], ct).ConfigureAwait(false);
+                    if (verify) crc = await rx.ReadRequiredAsync(piece[..n], crc, ValueCheck.Append, ct).ConfigureAwait(false);
+                    else await rx.ReadRequiredAsync(piece[..n], ct).ConfigureAwait(false);
                     left -= n;
                 }
+            }
+            if (verify && !check!.Matches(crc, e.Crc32C, batch.Keys[k].Span, e.Length, node, KvTransportKind.Tcp))
+            {
+                batch.Results[k] = new KvGetResult(KvStatus.ChecksumMismatch, 0);
+                batch.Allocated[k] = null;
+                continue;
             }
             batch.Results[k] = new KvGetResult(KvStatus.Ok, e.Length);
         }

@@ -142,32 +142,65 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         }
     }
 
-    /// <summary>One leased value into its destination; the caller holds <paramref name="arena"/>.</summary>
-    private static KvGetResult CopyOut(ShmMapping arena, GetBatch batch, int k, LeaseEntry e)
+    /// <summary>
+    /// Bytes copied out of the arena between two CRC updates when verifying: small enough that the CRC reads the chunk
+    /// from L2 right after the copy wrote it, large enough that the per-call overhead vanishes.
+    /// </summary>
+    internal const int VerifyChunk = 256 * 1024;
+
+    /// <summary>
+    /// One leased value into its destination; the caller holds <paramref name="arena"/>. With <see cref="TcpTransport.Check"/>
+    /// enabled each chunk is checksummed right after its copy (the caller's bytes, not the arena's, are what is checked) and
+    /// a mismatch with the node's CRC is <see cref="KvStatus.ChecksumMismatch"/>.
+    /// </summary>
+    private KvGetResult CopyOut(ShmMapping arena, GetBatch batch, int k, LeaseEntry e)
     {
         if (!arena.Contains(e.Offset, e.Length)) return new KvGetResult(KvStatus.ProtocolError, 0);
         long length = (long)e.Length;
         var dest = batch.Destinations[k];
         if (length > dest.Capacity) return new KvGetResult(KvStatus.BufferTooSmall, length);
+        var check = tcp.Check;
+        uint crc = Crc32C.InitialState;
         if (dest.Allocate)
         {
             if (length > Array.MaxLength) return new KvGetResult(KvStatus.BufferTooSmall, length);
             var value = GC.AllocateUninitializedArray<byte>((int)length);
-            arena.CopyOut(e.Offset, value);
+            if (check.Enabled) crc = CopyOutChecked(arena, e.Offset, value, crc);
+            else arena.CopyOut(e.Offset, value);
             batch.Allocated[k] = value;
-            return new KvGetResult(KvStatus.Ok, length);
         }
-        ulong at = e.Offset;
-        long left = length;
-        for (int p = 0; p < dest.PieceCount && left > 0; p++)
+        else
         {
-            var piece = dest.Piece(p).Span;
-            int n = (int)Math.Min(piece.Length, left);
-            arena.CopyOut(at, piece[..n]);
-            at += (ulong)n;
-            left -= n;
+            ulong at = e.Offset;
+            long left = length;
+            for (int p = 0; p < dest.PieceCount && left > 0; p++)
+            {
+                var piece = dest.Piece(p).Span;
+                int n = (int)Math.Min(piece.Length, left);
+                if (check.Enabled) crc = CopyOutChecked(arena, at, piece[..n], crc);
+                else arena.CopyOut(at, piece[..n]);
+                at += (ulong)n;
+                left -= n;
+            }
+        }
+        if (check.Enabled && !check.Matches(crc, e.Crc32C, batch.Keys[k].Span, length, tcp.Address, KvTransportKind.Shm))
+        {
+            batch.Allocated[k] = null;
+            return new KvGetResult(KvStatus.ChecksumMismatch, 0);
         }
         return new KvGetResult(KvStatus.Ok, length);
+    }
+
+    /// <summary>Copies <paramref name="destination"/>'s length from the arena in <see cref="VerifyChunk"/> pieces, each checksummed right after its copy.</summary>
+    private static uint CopyOutChecked(ShmMapping arena, ulong offset, Span<byte> destination, uint crc)
+    {
+        for (int done = 0; done < destination.Length; done += VerifyChunk)
+        {
+            var chunk = destination.Slice(done, Math.Min(VerifyChunk, destination.Length - done));
+            arena.CopyOut(offset + (ulong)done, chunk);
+            crc = Crc32C.Append(crc, chunk);
+        }
+        return crc;
     }
 
     public async Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct)
@@ -318,6 +351,8 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
     public Task<List<KeyValuePair<string, long>>> StatsAsync(CancellationToken ct) => tcp.StatsAsync(ct);
 
     public bool SupportsTtl => tcp.SupportsTtl;
+
+    public long ChecksumMismatches => tcp.ChecksumMismatches;
 
     public Task<byte[]> KeyRequestAsync(Opcode op, byte[] meta, CancellationToken ct) => tcp.KeyRequestAsync(op, meta, ct);
 

@@ -28,6 +28,7 @@ internal sealed class TcpTransport : IKvTransport
         _connections = new ClientConnection?[options.ConnectionsPerNode];
         _connectLocks = Enumerable.Range(0, options.ConnectionsPerNode).Select(_ => new SemaphoreSlim(1, 1)).ToArray();
         _connections[0] = first;
+        Check = new ValueCheck(options.VerifyValueCrc, options.LoggerFactory);
         var h = first.Hello;
         SupportsVersions = first.Versions;
         SupportsTtl = (h.Features & ProtocolFeatures.Ttl) != 0;
@@ -35,6 +36,11 @@ internal sealed class TcpTransport : IKvTransport
     }
 
     public NodeLimits Limits { get; }
+
+    /// <summary>GET hits checked against their CRC (<see cref="KvStoreOptions.VerifyValueCrc"/>), over TCP and over this node's arena.</summary>
+    public ValueCheck Check { get; }
+
+    public long ChecksumMismatches => Check.Mismatches;
 
     /// <summary>The node granted value versions on the first connection (every connection asks for them).</summary>
     public bool SupportsVersions { get; }
@@ -168,7 +174,7 @@ internal sealed class TcpTransport : IKvTransport
     public async Task GetAsync(GetBatch batch, int start, int end, CancellationToken ct)
     {
         var meta = KeyBatchMeta(batch.Keys, start, end);
-        await RunAsync(new GetRequest(batch, start, end - start, _options.InlineCompletions), Opcode.Get, FrameFlags.None, meta, meta.Length, null, 0, 0, ct).ConfigureAwait(false);
+        await RunAsync(new GetRequest(batch, start, end - start, _options.InlineCompletions, Check, Address), Opcode.Get, FrameFlags.None, meta, meta.Length, null, 0, 0, ct).ConfigureAwait(false);
     }
 
     public async Task KeyOpAsync(Opcode op, IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int end, KvStatus[] results, CancellationToken ct)
