@@ -118,7 +118,9 @@ public sealed class InFlightPeakTests
     public async Task A_client_that_waits_for_each_reply_keeps_the_peak_at_one_and_one_that_pipelines_raises_it()
     {
         await using var node = ServerNode.Start();
-        var (c, _) = await RawConnection.ConnectHelloAsync(node.Port);
+        // A small receive buffer: the node's writer blocks on the first 1 MiB reply below while its reader takes the
+        // requests behind it, whatever the scheduling (with the default buffer a loaded machine once kept the peak at 1).
+        var (c, _) = await RawConnection.ConnectHelloAsync(node.Port, receiveBuffer: 64 * 1024);
         using var _c = c;
         var value = Value(7, (int)ServerNode.MaxValue);
         Assert.Equal([WireStatus.Ok], StatusListReply.Read((await c.RequestAsync(Put(2, (Key("big"), value)))).Meta, 1));
