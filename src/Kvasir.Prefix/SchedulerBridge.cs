@@ -58,18 +58,9 @@ public sealed class SchedulerBridge
         var found = new Dictionary<string, StoreLookup<KvHandle>>();
         if (Cache.HasStore)
         {
-            var ids = new List<string>();
-            var chains = new List<BlockHash[]>();
-            var seen = new HashSet<string>();
-            lock (_lock)
-            {
-                foreach (var r in requests)
-                {
-                    if (r.Phase != RequestPhase.Prefill || _requests.ContainsKey(r.RequestId) || !seen.Add(r.RequestId)) continue;
-                    ids.Add(r.RequestId);
-                    chains.Add(Cache.ComputeBlockHashes(r.TokenIds.ToArray()));
-                }
-            }
+            List<string> ids;
+            List<BlockHash[]> chains;
+            lock (_lock) (ids, chains) = NewPrompts(requests.Where(r => r.Phase == RequestPhase.Prefill));
             if (ids.Count > 0)
             {
                 var looked = await Cache.LookupManyAsync(chains, ct).ConfigureAwait(false);
@@ -152,20 +143,27 @@ public sealed class SchedulerBridge
     private Dictionary<string, (BlockHash[] Hashes, PrefixMatch<KvHandle> Local)> LookUpNewPrompts(
         List<ScheduledRequest> running, Dictionary<string, StoreLookup<KvHandle>> found)
     {
-        var ids = new List<string>();
-        var chains = new List<BlockHash[]>();
-        var seen = new HashSet<string>();
-        foreach (var r in running)
-        {
-            if (_requests.ContainsKey(r.RequestId) || found.ContainsKey(r.RequestId) || !seen.Add(r.RequestId)) continue;
-            ids.Add(r.RequestId);
-            chains.Add(Cache.ComputeBlockHashes(r.TokenIds.ToArray()));
-        }
+        var (ids, chains) = NewPrompts(running.Where(r => !found.ContainsKey(r.RequestId)));
         var looked = new Dictionary<string, (BlockHash[], PrefixMatch<KvHandle>)>(ids.Count);
         if (ids.Count == 0) return looked;
         var matches = Cache.LookupMany(chains);
         for (int k = 0; k < ids.Count; k++) looked[ids[k]] = (chains[k], matches[k]);
         return looked;
+    }
+
+    /// <summary>The requests of <paramref name="candidates"/> the bridge does not hold yet, each once, with their block hashes. Under the lock.</summary>
+    private (List<string> Ids, List<BlockHash[]> Chains) NewPrompts(IEnumerable<ScheduledRequest> candidates)
+    {
+        var ids = new List<string>();
+        var chains = new List<BlockHash[]>();
+        var seen = new HashSet<string>();
+        foreach (var r in candidates)
+        {
+            if (_requests.ContainsKey(r.RequestId) || !seen.Add(r.RequestId)) continue;
+            ids.Add(r.RequestId);
+            chains.Add(Cache.ComputeBlockHashes(r.TokenIds.ToArray()));
+        }
+        return (ids, chains);
     }
 
     private RequestPlan Admit(ScheduledRequest r, StoreLookup<KvHandle>? storeLookup, (BlockHash[] Hashes, PrefixMatch<KvHandle> Local)? looked)

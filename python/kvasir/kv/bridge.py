@@ -116,13 +116,12 @@ class SchedulerBridge:
         """``{request_id: (hashes, lookup)}`` for the requests of ``rest`` that will prefill, by one ``lookup_many`` (one
         EXISTS on the node for all of them). The cache does not change between here and their admissions (the pool's
         allocations do not evict it), so each finds what its own ``lookup`` would have found."""
-        ids, chains = [], []
+        chains = {}   # request id -> its hashes, each request once, in order
         for r in rest:
-            if (r.phase == "prefill" or r.request_id not in self._state) and r.request_id not in ids:
-                ids.append(r.request_id)
-                chains.append(self.cache.compute_block_hashes(r.token_ids))
-        found = self.cache.lookup_many(chains) if chains else []
-        return dict(zip(ids, zip(chains, found)))
+            if (r.phase == "prefill" or r.request_id not in self._state) and r.request_id not in chains:
+                chains[r.request_id] = self.cache.compute_block_hashes(r.token_ids)
+        found = self.cache.lookup_many(list(chains.values())) if chains else []
+        return dict(zip(chains, zip(chains.values(), found)))
 
     def _alloc(self, r, st, tokens, plan) -> bool:
         try:

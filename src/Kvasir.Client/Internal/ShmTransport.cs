@@ -427,26 +427,19 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         List<uint>? crcs = null, ChainLink? chain = null)
     {
         var request = new MetaRequest();
-        if (crcs is null && chain is null)
-        {
-            await SendIdsAsync(connection, op, ids, request, ct).ConfigureAwait(false);
-        }
-        else
-        {
-            var parent = chain?.Parent is { } p ? p.Span : default;
-            bool hasParent = chain?.Parent is not null;
-            int size = (crcs is null ? ShmMessages.IdListSize(ids.Count) : ShmMessages.CommitCrcRequestSize(ids.Count))
-                + (hasParent ? ShmMessages.CommitParentSize(parent) : 0);
-            var meta = new byte[size];
-            var w = new MetaWriter(meta);
-            var idSpan = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(ids);
-            if (crcs is null) ShmMessages.WriteIdList(ref w, idSpan);
-            else ShmMessages.WriteCommitCrcs(ref w, idSpan, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(crcs));
-            if (hasParent) ShmMessages.WriteCommitParent(ref w, parent);
-            var flags = (crcs is null ? FrameFlags.None : FrameFlags.CommitCrc)
-                | (chain is null ? FrameFlags.None : FrameFlags.Chain | (hasParent ? FrameFlags.ChainParent : FrameFlags.None));
-            await connection.SendAsync(request, op, flags, meta, meta.Length, null, 0, 0, ct).ConfigureAwait(false);
-        }
+        var parent = chain?.Parent is { } p ? p.Span : default;
+        bool hasParent = chain?.Parent is not null;
+        int size = (crcs is null ? ShmMessages.IdListSize(ids.Count) : ShmMessages.CommitCrcRequestSize(ids.Count))
+            + (hasParent ? ShmMessages.CommitParentSize(parent) : 0);
+        var meta = new byte[size];
+        var w = new MetaWriter(meta);
+        var idSpan = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(ids);
+        if (crcs is null) ShmMessages.WriteIdList(ref w, idSpan);
+        else ShmMessages.WriteCommitCrcs(ref w, idSpan, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(crcs));
+        if (hasParent) ShmMessages.WriteCommitParent(ref w, parent);
+        var flags = (crcs is null ? FrameFlags.None : FrameFlags.CommitCrc)
+            | (chain is null ? FrameFlags.None : FrameFlags.Chain | (hasParent ? FrameFlags.ChainParent : FrameFlags.None));
+        await connection.SendAsync(request, op, flags, meta, meta.Length, null, 0, 0, ct).ConfigureAwait(false);
         var (reply, failure) = await WaitControlAsync(connection, request, ct).ConfigureAwait(false);
         WireStatus[]? statuses = null;
         if (reply is not null && !TryRead(connection, () => StatusListReply.Read(reply, ids.Count), ids.Count, out statuses)) failure = KvStatus.ProtocolError;
