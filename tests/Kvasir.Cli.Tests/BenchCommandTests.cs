@@ -165,7 +165,15 @@ public class BenchCommandTests
     }
 }
 
+/// <summary>
+/// Tests that read the process's live managed bytes run alone: the GC's count is process-wide, so a test class allocating in
+/// parallel (CI saw it) moves the figure out of any sane range.
+/// </summary>
+[CollectionDefinition(nameof(GcMeasuringTests), DisableParallelization = true)]
+public sealed class GcMeasuringTests;
+
 /// <summary><c>kvasir bench --scale</c>: a small ladder step, measured for real (no figures asserted beyond sanity).</summary>
+[Collection(nameof(GcMeasuringTests))]
 public class ScaleBenchTests
 {
     [Fact]
