@@ -56,6 +56,7 @@ from .connection import _Connection, _Failure, _key_bytes, _view
 from .placement import chain_placement_key
 from .store_keys import KeyOps, _optional_key
 from .tls import TlsSettings
+from .value_check import ValueCheck
 
 # --- the store -------------------------------------------------------------------------------------
 
@@ -151,7 +152,7 @@ class KvStore(KeyOps):
         self._tls = TlsSettings.from_config(cfg)
         self.connect_timeout = cfg["connect_timeout"]
         self.request_timeout = cfg["request_timeout"]
-        self.verify_crc = verify_crc
+        self._value_check = ValueCheck(verify_crc)
         self.value_crc = value_crc
         self._lock = threading.RLock()
         self._regions = {}
@@ -189,6 +190,22 @@ class KvStore(KeyOps):
         """Why "auto" uses TCP for this node (None: shared memory, or TCP was asked for). A cluster store: each
         member reached over TCP with a reason, as ``ID: REASON`` joined by "; " (None when none fell back)."""
         return self._router.transports()[1] if self._router is not None else self._transport_reason
+
+    # -- end-to-end checksum --
+
+    @property
+    def verify_crc(self) -> bool:
+        """Whether GET hits are checked against the CRC-32C their node sent (the constructor's ``verify_crc``)."""
+        return self._value_check.enabled
+
+    @property
+    def checksum_mismatches(self) -> int:
+        """GET hits answered ``CHECKSUM_MISMATCH`` since the store connected (``verify_crc``): bytes that did not match
+        their node's CRC-32C, each also logged once at WARNING (logger ``kvasir``). A cluster store counts every
+        member's, including the members it has since stopped using. Never reset; 0 without ``verify_crc``."""
+        if self._router is not None:
+            return self._router.checksum_mismatches()
+        return self._value_check.mismatches
 
     # -- cluster --
 
@@ -485,29 +502,28 @@ class KvStore(KeyOps):
         hello = self.hello
         todo = _valid_positions(keys, results, hello)
         chunks = _split_keys(todo, keys, hello)
-        verify = self.verify_crc
+        check = self._value_check
 
         def run(conn, start, end):
             idx = todo[start:end]
             mapping = self._negotiate(conn)
             if mapping is not None and not (versions is not None and conn.versions):
-                shm.lease_chunk(conn, mapping, keys, dests, results, allocated, idx, verify)
+                shm.lease_chunk(conn, mapping, keys, dests, results, allocated, idx, check)
                 return
-            if tcp.get_chunk(conn, keys, dests, results, allocated, idx, verify, versions):
-                self.last_error = "CRC-32C mismatch: connection dropped"
-                self._drop(conn)
+            tcp.get_chunk(conn, keys, dests, results, allocated, idx, check, versions)
 
         self._run_indexed(chunks, todo, results, run)
         return results, allocated
 
     def get(self, key) -> Optional[bytes]:
-        """The value of ``key`` as bytes, or None when it is not stored. Raises :class:`KvasirError`
-        for any other failure (invalid key, node unavailable, timeout)."""
+        """The value of ``key`` as bytes, or None when it is not stored (or, with ``verify_crc``, when the bytes
+        received failed the CRC-32C check: a miss, counted in :attr:`checksum_mismatches`). Raises
+        :class:`KvasirError` for any other failure (invalid key, node unavailable, timeout)."""
         results, values = self._get([_key_bytes(key)], [None])
         code = results[0]
         if code >= 0:
             return bytes(values[0])
-        if code == E.NOT_FOUND:
+        if code in (E.NOT_FOUND, E.CHECKSUM_MISMATCH):
             return None
         if code == E.UNAVAILABLE and self._router is not None:
             self._router.raise_if_no_node("get failed: UNAVAILABLE")
