@@ -16,7 +16,7 @@ Results
 Per-key results are ``0`` (or, for GET-into calls, the value's length in bytes) on success and a
 negative code otherwise: ``-(KvStatus)`` with the numbers of the .NET client, exported by
 :mod:`kvasir.errors` (``NOT_FOUND=-1, VALUE_TOO_LARGE=-2, INVALID_KEY=-3, OUT_OF_MEMORY=-4,
-BUFFER_TOO_SMALL=-16, TIMEOUT=-17, UNAVAILABLE=-18, PROTOCOL_ERROR=-19``). Keys may be ``str``
+BUFFER_TOO_SMALL=-16, TIMEOUT=-17, UNAVAILABLE=-18, PROTOCOL_ERROR=-19, CHECKSUM_MISMATCH=-20``). Keys may be ``str``
 (UTF-8) or bytes-like. Keys that are empty or longer than the node's ``max_key_bytes`` get
 ``INVALID_KEY`` and values above its ``max_value_bytes`` get ``VALUE_TOO_LARGE`` without being sent.
 
@@ -104,11 +104,15 @@ class KvStore(KeyOps):
       node that does not speak TLS is refused. Shared memory still carries values on the node's host.
     * ``connect_timeout`` (default 5 s) bounds connecting plus HELLO/AUTH; ``request_timeout``
       (default 30 s) bounds each wait for progress on a request.
-    * ``verify_crc`` (default False): check the CRC-32C the node sends with every GET hit (over
-      shared memory: the node's CRC of the leased value against the copied bytes); a mismatch
-      answers ``PROTOCOL_ERROR`` for the key (and over TCP drops the connection). Off by default
-      because the pure-Python CRC runs at only ~10 MB/s (the .NET client verifies when asked:
-      ``KvStoreOptions.VerifyValueCrc``, reporting ``ChecksumMismatch`` for the key and keeping the connection).
+    * ``verify_crc`` (default False): check the CRC-32C the node sends with every GET hit (over TCP
+      each piece as it arrives; over shared memory the node's CRC of the leased value against the copied
+      bytes). A mismatch answers ``CHECKSUM_MISMATCH`` (-20) for that key alone (``get`` answers None: a
+      miss; the destination holds nothing useful), the batch's other keys and the connection are
+      unaffected (the reply was read whole), :attr:`checksum_mismatches` counts it and a WARNING is logged
+      (logger ``kvasir``); in a cluster the key is read from its next replica. As the .NET client's
+      ``KvStoreOptions.VerifyValueCrc`` / ``KvStatus.ChecksumMismatch``. Off by default because the
+      pure-Python CRC runs at only ~10 MB/s. Asynchronous local loads
+      (``batch_get_into_multi_buffers_submit_local``) are not checked.
     * ``value_crc`` (default False): send each PUT value's CRC-32C with it (VALUE_CRC, when the node
       grants it), so the node stores it instead of checksumming on its receive path and checks it
       before the value is first read or written to a lower tier; a value whose bytes do not match
