@@ -1,11 +1,19 @@
-"""VALUE_CRC from Python (docs/protocol.md "PUT"): the writer's CRC-32C travels with each PUT value, the node
-stores it without checksumming, and a value whose bytes do not match it is a miss."""
+"""End-to-end CRC-32C from Python. VALUE_CRC (docs/protocol.md "PUT"): the writer's CRC-32C travels with each PUT
+value, the node stores it without checksumming, and a value whose bytes do not match it is a miss. verify_crc
+(docs/protocol.md "Strict GET and CRC32C"): a GET hit whose bytes do not match the node's CRC is CHECKSUM_MISMATCH."""
 import json
+import logging
 import os
 
+import numpy as np
+import pytest
+
 from kvasir import KvStore
+from kvasir import errors as E
 from kvasir import protocol as P
 from kvasir.connection import _Connection
+
+from flipping_relay import FlippingRelay
 
 VECTORS = json.load(open(os.path.join(os.path.dirname(__file__), "..", "..", "tests", "vectors", "frames.json")))
 
@@ -84,16 +92,6 @@ def test_a_put_with_value_crc_version_and_ttl_together_reads_back_with_its_versi
 # shared memory): with verify_crc that key is CHECKSUM_MISMATCH, counted and logged once; the batch's other keys are
 # exact and the same connection serves the next call. Without verify_crc the flipped byte reaches the caller, so the
 # verifying tests can fail. In a cluster the key is read from its next replica.
-
-import logging  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-import kvasir  # noqa: E402
-from kvasir import errors as E  # noqa: E402
-
-from flipping_relay import FlippingRelay  # noqa: E402
 
 
 def _value(seed: int, size: int) -> bytes:
