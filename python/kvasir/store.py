@@ -112,7 +112,9 @@ class KvStore(KeyOps):
       (logger ``kvasir``); in a cluster the key is read from its next replica. As the .NET client's
       ``KvStoreOptions.VerifyValueCrc`` / ``KvStatus.ChecksumMismatch``. Off by default because the
       pure-Python CRC runs at only ~10 MB/s. Asynchronous local loads
-      (``batch_get_into_multi_buffers_submit_local``) are not checked.
+      (``batch_get_into_multi_buffers_submit_local``) are checked once their copies are done, before the leases
+      are released: ``wait()`` answers ``CHECKSUM_MISMATCH`` for the key; a piece in GPU memory is checked by the
+      arena bytes its DMA read (reading it back would cost a copy).
     * ``value_crc`` (default False): send each PUT value's CRC-32C with it (VALUE_CRC, when the node
       grants it), so the node stores it instead of checksumming on its receive path and checks it
       before the value is first read or written to a lower tier; a value whose bytes do not match
@@ -556,7 +558,8 @@ class KvStore(KeyOps):
     def batch_get_into_multi_buffers_submit_local(self, keys, addrs_per_key, sizes_per_key):
         """Starts loading each value into its pieces (filled in order) straight from the local
         node's shared-memory arena and returns a :class:`kvasir.local_load.LocalLoad` at once
-        (``is_done()``; ``wait()`` -> the value lengths). Pieces are host memory inside registered
+        (``is_done()``; ``wait()`` -> the value lengths, or with ``verify_crc`` ``CHECKSUM_MISMATCH`` for a value
+        that failed the check). Pieces are host memory inside registered
         buffers or, with torch and CUDA, GPU memory: filled by DMA from the arena on a dedicated CUDA
         stream. Raises :class:`kvasir.local_load.KeyNotLocalError`, holding nothing, when the node is
         not reachable through shared memory or a key is not in its memory: fall back to
