@@ -9,8 +9,9 @@ Per-key results are ``0`` / a positive byte count on success and ``-(KvStatus)``
 see :mod:`kvasir.errors` for the codes (``NOT_FOUND = -1`` ... ``CHECKSUM_MISMATCH = -20``).
 """
 
-from .errors import (BUFFER_TOO_SMALL, CHECKSUM_MISMATCH, CODE_NAMES, INVALID_KEY, NOT_FOUND, OK, OUT_OF_MEMORY, PROTOCOL_ERROR,
-                     TIER_FAILED, TIMEOUT, UNAVAILABLE, VALUE_TOO_LARGE, KvasirAuthError, KvasirError, ProtocolError, code_name)
+from .errors import (BUFFER_TOO_SMALL, CHECKSUM_MISMATCH, CODE_NAMES, INVALID_KEY, NOT_FOUND, OK, OUT_OF_MEMORY,
+                     PROTOCOL_ERROR, TIER_FAILED, TIMEOUT, UNAVAILABLE, VALUE_TOO_LARGE, KvasirAuthError, KvasirError,
+                     ProtocolError, code_name)
 from .store import KvStore
 
 __version__ = "0.1.0"

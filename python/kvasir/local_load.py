@@ -479,9 +479,11 @@ class LocalLoad:
                 length, at = int(lengths[k - start]), int(offsets[k - start])
                 crc, left = 0, length
                 for p in range(int(pieces.first[k]), int(pieces.first[k + 1])):
-                    take = min(left, int(pieces.sizes[p]))
-                    if take <= 0:
+                    if left == 0:
                         break
+                    take = min(left, int(pieces.sizes[p]))
+                    if take == 0:
+                        continue   # an empty piece between others
                     if pieces.where[p] == -1:
                         crc = P.crc32c(_view(int(pieces.addrs[p]), take), crc)
                     else:

@@ -229,8 +229,10 @@ def test_an_async_load_with_verify_crc_answers_checksum_mismatch_for_a_value_fli
         buf = np.zeros(sum(room), dtype=np.uint8)
         s.register_buffer(buf.ctypes.data, buf.nbytes)
         starts = np.concatenate(([0], np.cumsum(room)[:-1])).tolist()
-        addrs = [[buf.ctypes.data + a, buf.ctypes.data + a + n // 2] for a, n in zip(starts, room)]
-        sizes = [[n // 2, n - n // 2] for n in room]
+        # each value over two pieces with an empty one between them
+        addrs = [[buf.ctypes.data + a, buf.ctypes.data + a + n // 2, buf.ctypes.data + a + n // 2]
+                 for a, n in zip(starts, room)]
+        sizes = [[n // 2, 0, n - n // 2] for n in room]
         got = s.batch_get_into_multi_buffers_submit_local(keys, addrs, sizes).wait(timeout=60)
         for i, (v, a) in enumerate(zip(values, starts)):
             if i == bad:
