@@ -55,7 +55,8 @@ class _Slot:
                 self.store = None
 
 
-_RETRY = (E.NOT_FOUND, E.UNAVAILABLE, E.TIMEOUT, E.PROTOCOL_ERROR)
+# Answers that send a key on to its next replica; a copy that failed the client's CRC check (CHECKSUM_MISMATCH) is one.
+_RETRY = (E.NOT_FOUND, E.UNAVAILABLE, E.TIMEOUT, E.PROTOCOL_ERROR, E.CHECKSUM_MISMATCH)
 
 # The fix a zero-node line names for Python users (the CLI names --cluster, the .NET SDK KvStoreOptions.Cluster).
 NO_NODE_FIX = "pass cluster=NAME"
@@ -81,6 +82,7 @@ class Router:
         self.last_error = ""
         self._no_node = (None, 0.0)      # (line, when made)
         self._no_node_logged = None      # when the line was last logged
+        self._retired_mismatches = 0     # checksum mismatches counted by member stores closed since
 
     # -- view --
 
@@ -96,14 +98,26 @@ class Router:
                 slot = self._slots.get(node_id)
                 if slot is None or slot.addr != addr or slot.tls != tls:
                     if slot is not None:
-                        slot.close()
+                        self._retire(slot)
                     slot = self._slots[node_id] = _Slot(node_id, addr, tls)
                 slots.append(slot)
             for gone in set(self._slots) - set(ring.ids):
-                self._slots.pop(gone).close()
+                self._retire(self._slots.pop(gone))
         if not slots:
             self._note_no_node()
         return ring, slots
+
+    def _retire(self, slot) -> None:
+        """Closes a member's slot (caller holds ``_lock``), keeping its store's checksum mismatches in the total."""
+        store = slot.store
+        if store is not None:
+            self._retired_mismatches += store.checksum_mismatches
+        slot.close()
+
+    def checksum_mismatches(self) -> int:
+        """CHECKSUM_MISMATCH answers of every member store, those closed since included (``KvStore.checksum_mismatches``)."""
+        with self._lock:
+            return self._retired_mismatches + sum(s.store.checksum_mismatches for s in self._slots.values() if s.store is not None)
 
     # -- no node up --
 
@@ -364,5 +378,5 @@ class Router:
         self._pool.shutdown(wait=True)
         with self._lock:
             for slot in self._slots.values():
-                slot.close()
+                self._retire(slot)
             self._slots.clear()

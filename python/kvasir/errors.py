@@ -18,6 +18,10 @@ constant               value  meaning
 ``TIMEOUT``            -17    no reply within the request timeout
 ``UNAVAILABLE``        -18    the node could not be reached or the connection broke
 ``PROTOCOL_ERROR``     -19    the node answered with a frame-level error or a malformed reply
+``CHECKSUM_MISMATCH``  -20    GET with ``KvStore(verify_crc=True)``: the bytes received do not match the
+                              CRC-32C the node sent with them, so the value is a miss (its destination
+                              holds nothing useful); the batch's other keys and the connection are
+                              unaffected; counted in ``KvStore.checksum_mismatches`` and logged
 =====================  =====  ==========================================================
 
 A node answer this client does not know (per-key wire codes 7..31) is reported as
@@ -35,6 +39,7 @@ BUFFER_TOO_SMALL = -16
 TIMEOUT = -17
 UNAVAILABLE = -18
 PROTOCOL_ERROR = -19
+CHECKSUM_MISMATCH = -20
 
 CODE_NAMES = {
     OK: "OK",
@@ -48,6 +53,7 @@ CODE_NAMES = {
     TIMEOUT: "TIMEOUT",
     UNAVAILABLE: "UNAVAILABLE",
     PROTOCOL_ERROR: "PROTOCOL_ERROR",
+    CHECKSUM_MISMATCH: "CHECKSUM_MISMATCH",
 }
 
 

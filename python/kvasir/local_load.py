@@ -15,6 +15,9 @@ The copy plan is computed with numpy over whole chunks, with no Python object pe
 and ALLOC replies decode as arrays, each value is laid over its pieces in order, and copies that
 continue one another in both the arena and the destination merge into one. Every arena range the
 node returns is checked against the mapping, and every GPU range against its allocation.
+
+With the store's ``verify_crc`` a load checks each value against the CRC-32C in its LEASE reply once the
+copies are done and before the leases are released (:meth:`LocalLoad._verify`).
 """
 
 import ctypes
@@ -27,7 +30,7 @@ from typing import List, Optional
 
 from . import errors as E
 from . import protocol as P
-from .connection import _Failure, _keys_bytes
+from .connection import _Failure, _keys_bytes, _view
 from .cuda import cuda
 from .errors import KvasirError, ProtocolError
 
@@ -338,6 +341,8 @@ def submit_load(store, keys, addrs_per_key, sizes_per_key) -> "LocalLoad":
     if len(bad):
         raise KeyNotLocalError(f"key {keys[int(bad[0])]!r} is not a valid key")
     load = LocalLoad(store, conn, mapping, len(key_bytes))
+    if store.verify_crc:
+        load.verify(store._value_check, key_bytes, pieces)
     try:
         for start, end in _chunks(key_lengths, hello):
             sent = time.monotonic()
@@ -357,7 +362,7 @@ def submit_load(store, keys, addrs_per_key, sizes_per_key) -> "LocalLoad":
                 j = int(too_big[0])
                 raise KeyNotLocalError(f"key {keys[start + j]!r}: value of {int(lengths[j])} bytes does not fit its buffers")
             load.lengths[start:end] = lengths
-            load.start(pieces, start, end, offsets, lengths, mapping)
+            load.start(pieces, start, end, offsets, lengths, mapping, e["crc"].copy())
     except BaseException as ex:
         load.abort()
         if isinstance(ex, (_Failure, ProtocolError)):
@@ -401,8 +406,9 @@ def _local_connection(store, error):
 
 
 class LocalLoad:
-    """A load in flight. ``is_done()`` polls; ``wait()`` blocks and returns the lengths per key.
-    The leases are released once the copies have finished (seen by ``is_done`` or ``wait``)."""
+    """A load in flight. ``is_done()`` polls; ``wait()`` blocks and returns the lengths per key (with the store's
+    ``verify_crc``: ``CHECKSUM_MISMATCH`` for a value that failed the check). The leases are released once the copies
+    have finished (seen by ``is_done`` or ``wait``)."""
 
     def __init__(self, store, conn, mapping, count: int):
         self._store, self._conn, self._mapping = store, conn, mapping
@@ -412,8 +418,17 @@ class LocalLoad:
         self._jobs = []        # futures of _copy_chunk
         self._released = False
         self._lock = threading.Lock()
+        self._check = None     # verify_crc: (ValueCheck, the keys, the pieces); each chunk's plan in _chunks
+        self._chunks = []      # per started chunk: (start, end, arena offsets, lengths, the node's CRCs)
+        self._verified = False
 
-    def start(self, pieces, start, end, offsets, lengths, mapping) -> None:
+    def verify(self, check, key_bytes, pieces) -> None:
+        """Checks every value against the CRC-32C in its LEASE reply once the copies are done (``verify_crc``)."""
+        self._check = (check, key_bytes, pieces)
+
+    def start(self, pieces, start, end, offsets, lengths, mapping, crcs=None) -> None:
+        if self._check is not None:
+            self._chunks.append((start, end, offsets, lengths, crcs))
         self._jobs.append(_pool.submit(_copy_chunk, pieces, start, end, offsets, lengths, mapping))
 
     def is_done(self) -> bool:
@@ -441,12 +456,42 @@ class LocalLoad:
 
     def _finish(self) -> None:
         failed = next((j.exception() for j in self._jobs if j.exception() is not None), None)
+        if failed is None:
+            self._verify()   # before the leases go: GPU pieces are checked in the arena, which is then still theirs
         self._release()
         if failed is not None:
             raise KvasirError(f"local copy failed: {failed}")
         if self._expired:
             raise KvasirError("a lease ended before the copies finished (its connection closed, or the node's lease "
                               "timeout passed): the destinations may hold wrong bytes; load them again")
+
+    def _verify(self) -> None:
+        """With ``verify_crc``: each value's CRC-32C against its node's; a mismatch is CHECKSUM_MISMATCH for the key
+        (counted and logged by the store's ValueCheck). A piece in host memory is checked as the caller got it; a
+        piece in GPU memory (not readable here without a copy back) by the arena bytes its DMA read."""
+        with self._lock:
+            if self._check is None or self._verified:
+                return
+            self._verified = True
+        check, key_bytes, pieces = self._check
+        for start, end, offsets, lengths, crcs in self._chunks:
+            for k in range(start, end):
+                length, at = int(lengths[k - start]), int(offsets[k - start])
+                crc, left = 0, length
+                for p in range(int(pieces.first[k]), int(pieces.first[k + 1])):
+                    if left == 0:
+                        break
+                    take = min(left, int(pieces.sizes[p]))
+                    if take == 0:
+                        continue   # an empty piece between others
+                    if pieces.where[p] == -1:
+                        crc = P.crc32c(_view(int(pieces.addrs[p]), take), crc)
+                    else:
+                        src = at + int(pieces.prefix[p])
+                        crc = P.crc32c(self._mapping.view[src:src + take], crc)
+                    left -= take
+                if not check.matches(crc, int(crcs[k - start]), key_bytes.key(k), length, self._conn.where, "shm"):
+                    self.lengths[k] = E.CHECKSUM_MISMATCH
 
     def _release(self) -> None:
         with self._lock:

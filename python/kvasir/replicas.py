@@ -13,7 +13,9 @@ from typing import Dict, List, Tuple
 from . import errors as E
 from .errors import KvasirError
 
-_UNANSWERED = (E.UNAVAILABLE, E.TIMEOUT, E.PROTOCOL_ERROR)
+# answers after which a key with no winner is asked of its replicas again in rank order (a copy that failed the
+# client's CRC check is one: the next replica's copy may be good)
+_UNANSWERED = (E.UNAVAILABLE, E.TIMEOUT, E.PROTOCOL_ERROR, E.CHECKSUM_MISMATCH)
 
 
 class HybridClock:

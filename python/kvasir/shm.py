@@ -20,6 +20,7 @@ from . import protocol as P
 from . import reserve
 from .connection import _code, _Failure
 from .errors import KvasirError
+from .value_check import crc_of
 
 log = logging.getLogger("kvasir")
 
@@ -171,11 +172,13 @@ def negotiate(conn, host: str, mode: str, logged: Optional[str] = None):
 TRUST_FRACTION = 0.9
 
 
-def lease_chunk(conn, mapping, keys, dests, results, allocated, idx, verify: bool = False):
+def lease_chunk(conn, mapping, keys, dests, results, allocated, idx, check=None):
     """LEASE the keys ``idx``, copy each hit out of the arena, RELEASE. Codes go to ``results``;
-    with ``verify``, a copy whose CRC-32C differs from the node's is PROTOCOL_ERROR. A copy that
+    with ``check`` (a :class:`kvasir.value_check.ValueCheck`) enabled, a copy whose CRC-32C differs from
+    the one in the LEASE reply is CHECKSUM_MISMATCH (the caller's bytes are what is checked). A copy that
     took so long that its lease may have expired counts only if RELEASE confirms the lease (else
     TIMEOUT)."""
+    verify = check is not None and check.enabled
     sent = time.monotonic()
     reply = conn.call(P.Opcode.LEASE, P.encode_key_batch([keys[i] for i in idx]))
     if len(reply.entries) != len(idx):
@@ -197,8 +200,8 @@ def lease_chunk(conn, mapping, keys, dests, results, allocated, idx, verify: boo
                 results[i] = E.BUFFER_TOO_SMALL
                 continue
             mapping.copy_out(e.offset, e.length, pieces)
-            if verify and _crc_of(pieces, e.length) != e.crc32c:
-                results[i] = E.PROTOCOL_ERROR
+            if verify and not check.matches(crc_of(pieces, e.length), e.crc32c, keys[i], e.length, conn.where, "shm"):
+                results[i] = E.CHECKSUM_MISMATCH
                 allocated[i] = None
                 continue
             results[i] = e.length
@@ -216,17 +219,6 @@ def lease_chunk(conn, mapping, keys, dests, results, allocated, idx, verify: boo
         if st != P.WireStatus.OK and results[i] >= 0:   # the lease ended before the copy did
             results[i] = E.TIMEOUT
             allocated[i] = None
-
-
-def _crc_of(pieces, length: int) -> int:
-    crc = 0
-    for p in pieces:
-        if length == 0:
-            break
-        n = min(length, len(p))
-        crc = P.crc32c(p[:n], crc)
-        length -= n
-    return crc
 
 
 def alloc_suffix(conn, ttl_seconds=None):
@@ -289,7 +281,7 @@ def _alloc_piece(conn, mapping, keys, values, lengths, results, idx, others, bud
         ids.append(e.reservation_id)
         owners.append(i)
     if ids:
-        crcs = [_crc_of(values[i], lengths[i]) for i in owners] if value_crc and conn.arena_features else None
+        crcs = [crc_of(values[i], lengths[i]) for i in owners] if value_crc and conn.arena_features else None
         committed = conn.call(P.Opcode.COMMIT, P.encode_commit(ids, crcs), flags=int(P.Flag.COMMIT_CRC) if crcs is not None else 0)
         for i, st in zip(owners, committed.statuses):
             results[i] = E.OK if st == P.WireStatus.OK else E.TIMEOUT if st == P.WireStatus.NOT_FOUND else _code(st)

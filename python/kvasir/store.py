@@ -16,7 +16,7 @@ Results
 Per-key results are ``0`` (or, for GET-into calls, the value's length in bytes) on success and a
 negative code otherwise: ``-(KvStatus)`` with the numbers of the .NET client, exported by
 :mod:`kvasir.errors` (``NOT_FOUND=-1, VALUE_TOO_LARGE=-2, INVALID_KEY=-3, OUT_OF_MEMORY=-4,
-BUFFER_TOO_SMALL=-16, TIMEOUT=-17, UNAVAILABLE=-18, PROTOCOL_ERROR=-19``). Keys may be ``str``
+BUFFER_TOO_SMALL=-16, TIMEOUT=-17, UNAVAILABLE=-18, PROTOCOL_ERROR=-19, CHECKSUM_MISMATCH=-20``). Keys may be ``str``
 (UTF-8) or bytes-like. Keys that are empty or longer than the node's ``max_key_bytes`` get
 ``INVALID_KEY`` and values above its ``max_value_bytes`` get ``VALUE_TOO_LARGE`` without being sent.
 
@@ -56,6 +56,7 @@ from .connection import _Connection, _Failure, _key_bytes, _view
 from .placement import chain_placement_key
 from .store_keys import KeyOps, _optional_key
 from .tls import TlsSettings
+from .value_check import ValueCheck
 
 # --- the store -------------------------------------------------------------------------------------
 
@@ -103,11 +104,17 @@ class KvStore(KeyOps):
       node that does not speak TLS is refused. Shared memory still carries values on the node's host.
     * ``connect_timeout`` (default 5 s) bounds connecting plus HELLO/AUTH; ``request_timeout``
       (default 30 s) bounds each wait for progress on a request.
-    * ``verify_crc`` (default False): check the CRC-32C the node sends with every GET hit (over
-      shared memory: the node's CRC of the leased value against the copied bytes); a mismatch
-      answers ``PROTOCOL_ERROR`` for the key (and over TCP drops the connection). Off by default
-      because the pure-Python CRC runs at only ~10 MB/s (the .NET client verifies when asked:
-      ``KvStoreOptions.VerifyValueCrc``, reporting ``ChecksumMismatch`` for the key and keeping the connection).
+    * ``verify_crc`` (default False): check the CRC-32C the node sends with every GET hit (over TCP
+      each piece as it arrives; over shared memory the node's CRC of the leased value against the copied
+      bytes). A mismatch answers ``CHECKSUM_MISMATCH`` (-20) for that key alone (``get`` answers None: a
+      miss; the destination holds nothing useful), the batch's other keys and the connection are
+      unaffected (the reply was read whole), :attr:`checksum_mismatches` counts it and a WARNING is logged
+      (logger ``kvasir``); in a cluster the key is read from its next replica. As the .NET client's
+      ``KvStoreOptions.VerifyValueCrc`` / ``KvStatus.ChecksumMismatch``. Off by default because the
+      pure-Python CRC runs at only ~10 MB/s. Asynchronous local loads
+      (``batch_get_into_multi_buffers_submit_local``) are checked once their copies are done, before the leases
+      are released: ``wait()`` answers ``CHECKSUM_MISMATCH`` for the key; a piece in GPU memory is checked by the
+      arena bytes its DMA read (reading it back would cost a copy).
     * ``value_crc`` (default False): send each PUT value's CRC-32C with it (VALUE_CRC, when the node
       grants it), so the node stores it instead of checksumming on its receive path and checks it
       before the value is first read or written to a lower tier; a value whose bytes do not match
@@ -151,7 +158,7 @@ class KvStore(KeyOps):
         self._tls = TlsSettings.from_config(cfg)
         self.connect_timeout = cfg["connect_timeout"]
         self.request_timeout = cfg["request_timeout"]
-        self.verify_crc = verify_crc
+        self._value_check = ValueCheck(verify_crc)
         self.value_crc = value_crc
         self._lock = threading.RLock()
         self._regions = {}
@@ -189,6 +196,22 @@ class KvStore(KeyOps):
         """Why "auto" uses TCP for this node (None: shared memory, or TCP was asked for). A cluster store: each
         member reached over TCP with a reason, as ``ID: REASON`` joined by "; " (None when none fell back)."""
         return self._router.transports()[1] if self._router is not None else self._transport_reason
+
+    # -- end-to-end checksum --
+
+    @property
+    def verify_crc(self) -> bool:
+        """Whether GET hits are checked against the CRC-32C their node sent (the constructor's ``verify_crc``)."""
+        return self._value_check.enabled
+
+    @property
+    def checksum_mismatches(self) -> int:
+        """GET hits answered ``CHECKSUM_MISMATCH`` since the store connected (``verify_crc``): bytes that did not match
+        their node's CRC-32C, each also logged once at WARNING (logger ``kvasir``). A cluster store counts every
+        member's, including the members it has since stopped using. Never reset; 0 without ``verify_crc``."""
+        if self._router is not None:
+            return self._router.checksum_mismatches()
+        return self._value_check.mismatches
 
     # -- cluster --
 
@@ -485,29 +508,28 @@ class KvStore(KeyOps):
         hello = self.hello
         todo = _valid_positions(keys, results, hello)
         chunks = _split_keys(todo, keys, hello)
-        verify = self.verify_crc
+        check = self._value_check
 
         def run(conn, start, end):
             idx = todo[start:end]
             mapping = self._negotiate(conn)
             if mapping is not None and not (versions is not None and conn.versions):
-                shm.lease_chunk(conn, mapping, keys, dests, results, allocated, idx, verify)
+                shm.lease_chunk(conn, mapping, keys, dests, results, allocated, idx, check)
                 return
-            if tcp.get_chunk(conn, keys, dests, results, allocated, idx, verify, versions):
-                self.last_error = "CRC-32C mismatch: connection dropped"
-                self._drop(conn)
+            tcp.get_chunk(conn, keys, dests, results, allocated, idx, check, versions)
 
         self._run_indexed(chunks, todo, results, run)
         return results, allocated
 
     def get(self, key) -> Optional[bytes]:
-        """The value of ``key`` as bytes, or None when it is not stored. Raises :class:`KvasirError`
-        for any other failure (invalid key, node unavailable, timeout)."""
+        """The value of ``key`` as bytes, or None when it is not stored (or, with ``verify_crc``, when the bytes
+        received failed the CRC-32C check: a miss, counted in :attr:`checksum_mismatches`). Raises
+        :class:`KvasirError` for any other failure (invalid key, node unavailable, timeout)."""
         results, values = self._get([_key_bytes(key)], [None])
         code = results[0]
         if code >= 0:
             return bytes(values[0])
-        if code == E.NOT_FOUND:
+        if code in (E.NOT_FOUND, E.CHECKSUM_MISMATCH):
             return None
         if code == E.UNAVAILABLE and self._router is not None:
             self._router.raise_if_no_node("get failed: UNAVAILABLE")
@@ -536,7 +558,8 @@ class KvStore(KeyOps):
     def batch_get_into_multi_buffers_submit_local(self, keys, addrs_per_key, sizes_per_key):
         """Starts loading each value into its pieces (filled in order) straight from the local
         node's shared-memory arena and returns a :class:`kvasir.local_load.LocalLoad` at once
-        (``is_done()``; ``wait()`` -> the value lengths). Pieces are host memory inside registered
+        (``is_done()``; ``wait()`` -> the value lengths, or with ``verify_crc`` ``CHECKSUM_MISMATCH`` for a value
+        that failed the check). Pieces are host memory inside registered
         buffers or, with torch and CUDA, GPU memory: filled by DMA from the arena on a dedicated CUDA
         stream. Raises :class:`kvasir.local_load.KeyNotLocalError`, holding nothing, when the node is
         not reachable through shared memory or a key is not in its memory: fall back to

@@ -30,15 +30,15 @@ def put_chunk(conn, keys, values, lengths, results, idx, *, chain: bool = False,
         results[i] = _code(s)
 
 
-def get_chunk(conn, keys, dests, results, allocated, idx, verify: bool = False, versions: Optional[list] = None) -> bool:
+def get_chunk(conn, keys, dests, results, allocated, idx, check=None, versions: Optional[list] = None) -> None:
     """GET of ``keys[i]`` for i in ``idx``, each hit received straight into the pieces ``dests[i]`` (None: a new
     bytearray, kept in ``allocated[i]``) by the connection's reader, no staging copy. Results: the value's length,
-    or a negative code. ``versions``: filled with each hit's version. True when ``verify`` found a CRC-32C mismatch
-    (the caller drops the connection)."""
-    mismatch = False
+    or a negative code. ``versions``: filled with each hit's version. ``check``: a :class:`kvasir.value_check.ValueCheck`;
+    when enabled each hit is checksummed piece by piece as it arrives and one that differs from the node's CRC-32C is
+    ``CHECKSUM_MISMATCH`` for that key alone (its bytes were read whole: the connection stays in step)."""
+    verify = check is not None and check.enabled
 
     def receive(_header, reply):   # run by the thread reading the reply
-        nonlocal mismatch
         if len(reply.entries) != len(idx):
             raise _Failure(E.PROTOCOL_ERROR, "GET reply with a wrong count")
         for i, entry in zip(idx, reply.entries):
@@ -67,15 +67,13 @@ def get_chunk(conn, keys, dests, results, allocated, idx, verify: bool = False, 
                 if verify:
                     crc = P.crc32c(part, crc)
                 left -= len(part)
-            if verify and crc != entry.crc32c:
-                results[i] = E.PROTOCOL_ERROR
+            if verify and not check.matches(crc, entry.crc32c, keys[i], length, conn.where, "tcp"):
+                results[i] = E.CHECKSUM_MISMATCH
                 allocated[i] = None
-                mismatch = True
                 continue
             results[i] = length
 
     conn.request(P.Opcode.GET, P.encode_key_batch([keys[i] for i in idx]), on_reply=receive)
-    return mismatch
 
 
 def _crc_of_pieces(pieces) -> int:

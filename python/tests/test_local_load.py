@@ -208,6 +208,46 @@ def test_a_large_local_put_publishes_the_crc_of_every_value(node):
             assert np.array_equal(out, src[i << 20:(i + 1) << 20])
 
 
+@pytest.mark.parametrize("verify", [True, False])
+def test_an_async_load_with_verify_crc_answers_checksum_mismatch_for_a_value_flipped_in_the_arena(small_batches, verify):
+    # verify_crc covers async local loads too: each value the caller got (host pieces) is checked against the CRC in
+    # the LEASE reply; a byte flipped in the arena is CHECKSUM_MISMATCH for that key alone, counted, the rest exact.
+    # Without verify_crc the flipped byte reaches the caller.
+    values = _values(24, [0xC4C, verify])   # a stream of its own: the value is found in the arena by its bytes
+    keys = [f"vlocal/{verify}/{i}/{os.getpid()}" for i in range(len(values))]
+    with kvasir.KvStore(small_batches.address, transport="shm", verify_crc=verify) as s:
+        _put_all(s, keys, values)
+        bad = 20   # in the second chunk (16-key batches); value of tens of KiB, cut over two pieces below
+        victim = values[bad].tobytes()
+        # a first read has the node compute the value's CRC (it does so lazily, on first use) while the bytes are good
+        assert s.get(keys[bad]) == victim
+        arena = s._shm.mm
+        at = arena.find(victim[:64])
+        assert at >= 0 and arena.find(victim[:64], at + 1) < 0, "the value is not in the arena exactly once"
+        arena[at + len(victim) - 1] ^= 0x5A
+        room = [len(v) + 8 for v in values]
+        buf = np.zeros(sum(room), dtype=np.uint8)
+        s.register_buffer(buf.ctypes.data, buf.nbytes)
+        starts = np.concatenate(([0], np.cumsum(room)[:-1])).tolist()
+        # each value over two pieces with an empty one between them
+        addrs = [[buf.ctypes.data + a, buf.ctypes.data + a + n // 2, buf.ctypes.data + a + n // 2]
+                 for a, n in zip(starts, room)]
+        sizes = [[n // 2, 0, n - n // 2] for n in room]
+        got = s.batch_get_into_multi_buffers_submit_local(keys, addrs, sizes).wait(timeout=60)
+        for i, (v, a) in enumerate(zip(values, starts)):
+            if i == bad:
+                continue
+            assert got[i] == len(v) and np.array_equal(buf[a:a + len(v)], v)
+        delivered = buf[starts[bad]:starts[bad] + len(victim)]
+        if verify:
+            assert got[bad] == E.CHECKSUM_MISMATCH and s.checksum_mismatches == 1
+        else:
+            assert got[bad] == len(victim) and int((delivered != values[bad]).sum()) == 1
+            assert s.checksum_mismatches == 0
+        assert s.stats()["leases"] == 0
+        assert s.remove(keys[bad]) == 0
+
+
 def test_a_local_put_to_a_node_that_went_away_answers_per_key(cli):
     node = Node("--memory", "32MiB")
     s = kvasir.KvStore(node.address, transport="shm")

@@ -174,6 +174,93 @@ def test_a_requests_pages_are_written_as_one_chain_continuing_its_prefix_keys(ma
     assert b.batch_exists(keys + more) == 8
 
 
+def test_pages_stored_before_split_a_requests_pages_into_runs_each_continuing_the_page_before_it(make):
+    # Page-level dedup (_put_missing) skips pages already stored; each run of the pages left continues the page
+    # before it (stored, so the node links them), the first run the request's prefix.
+    b = make(_HostPool(seed=2))
+    keys, prefix = _keys(6), _keys(1)
+    objects = [k for key in keys for k in b._page_keys(key)]
+    per = len(b._page_keys(keys[0]))
+    assert b.batch_set_v1([keys[2]], _indices([2]), sg.HiCacheStorageExtraInfo(prefix_keys=keys[:2])) == [True]
+    calls = record_puts(b.store, "batch_put_from")
+    assert b.batch_set_v1(keys, _indices([0, 1, 2, 3, 4, 5]), sg.HiCacheStorageExtraInfo(prefix_keys=prefix)) == [True] * 6
+    assert calls == [(objects[:2 * per], {"chain": True, "chain_parent": b._page_keys(prefix[0])[-1]}),
+                     (objects[3 * per:], {"chain": True, "chain_parent": objects[3 * per - 1]})]
+    assert b.batch_exists(keys) == 6
+
+
+def test_batch_set_v2_writes_each_pools_pages_as_a_chain_continuing_extra_info_prefix_keys(make):
+    # sglang's batch_set_v2(transfers, extra_info) (hicache_storage.py @ 001067ff; the hybrid cache controller passes
+    # one operation's pages per transfer, and extra_info with the request's prefix_keys where it has them). Pools
+    # whose every page is needed (KV, all_pages sidecars) are chains continuing the prefix's last page in that pool;
+    # a trailing_pages pool (a state per page: each is a restore point alone) is written unlinked.
+    kv, idx_pool, swa = _HostPool(seed=21), _HostPool(mla=True, seed=22), _HostPool(mla=True, seed=23)
+    b = make(kv)
+    b.register_mem_host_pool_v2(kv, sg.PoolName.KV)
+    b.register_mem_host_pool_v2(idx_pool, sg.PoolName.INDEXER)
+    b.register_mem_host_pool_v2(swa, sg.PoolName.SWA)
+    prefix, keys = _keys(2), _keys(3)
+
+    def transfers(ks, kv_pages, idx_pages, swa_pages):
+        return [sg.PoolTransfer(name=sg.PoolName.KV, host_indices=_indices(kv_pages), keys=ks),
+                sg.PoolTransfer(name=sg.PoolName.INDEXER, host_indices=_indices(idx_pages), keys=ks),
+                sg.PoolTransfer(name=sg.PoolName.SWA, host_indices=_indices(swa_pages), keys=ks[-1:],
+                                hit_policy=sg.PoolHitPolicy.TRAILING_PAGES)]
+
+    calls = record_puts(b.store, "batch_put_from")
+    out = b.batch_set_v2(transfers(keys, [0, 1, 2], [3, 4, 5], [6]), sg.HiCacheStorageExtraInfo(prefix_keys=prefix))
+    assert all(out[n] == [True] * m for n, m in [(sg.PoolName.KV, 3), (sg.PoolName.INDEXER, 3), (sg.PoolName.SWA, 1)])
+    kv_objects = [k for key in keys for k in b._page_keys(key)]
+    idx_objects = b._component_keys(keys, sg.PoolName.INDEXER, 1)
+    assert calls == [
+        (kv_objects, {"chain": True, "chain_parent": b._page_keys(prefix[-1])[-1]}),
+        (idx_objects, {"chain": True, "chain_parent": b._component_keys(prefix[-1:], sg.PoolName.INDEXER, 1)[-1]}),
+        (b._component_keys(keys[-1:], sg.PoolName.SWA, 1), {})]
+    assert b.store.batch_is_exist(kv_objects + idx_objects + b._component_keys(keys[-1:], sg.PoolName.SWA, 1)) == [1] * 10
+
+    # Without extra_info (the controller's sidecar backup): a chain within the call, from no parent.
+    calls.clear()
+    more = _keys(2)
+    b.batch_set_v2(transfers(more, [7, 8], [9, 10], [11]))
+    assert [kw for _, kw in calls] == [{"chain": True, "chain_parent": None}] * 2 + [{}]
+    rd = make(_HostPool(fill=False))
+    dst_idx = _HostPool(mla=True, fill=False)
+    rd.register_mem_host_pool_v2(dst_idx, sg.PoolName.INDEXER)
+    got = rd.batch_get_v2([sg.PoolTransfer(name=sg.PoolName.INDEXER, host_indices=_indices([0, 1]), keys=more)])
+    assert got[sg.PoolName.INDEXER] == [True, True]
+    for s_, d in zip([9, 10], [0, 1]):
+        assert torch.equal(idx_pool.page(s_ * PAGE).view(torch.int16), dst_idx.page(d * PAGE).view(torch.int16))
+
+
+def test_generic_batch_set_writes_its_pages_as_one_chain_and_a_single_set_unlinked(node, make):
+    # The generic path (no interface_v1): sglang's _generic_page_set hands batch_set one operation's pages in prefix
+    # order but no extra_info, so the backend cannot know the parent: a chain within the call, from no parent. A
+    # single set() cannot know its neighbours: unlinked. Tensors and raw (pointer, size) ranges alike.
+    b = make(extra=_extra(node, interface_v1=0))
+    calls = record_puts(b.store, "batch_put_from")
+    keys = _keys(7)
+    objects = [b._object_key(k) for k in keys]
+    vals = [torch.full((64,), float(i)) for i in range(7)]
+    assert b.batch_set(keys[:3], values=vals[:3]) is True
+    assert calls == [(objects[:3], {"chain": True, "chain_parent": None})]
+    assert b.set(keys[3], vals[3]) is True
+    assert calls[1] == ([objects[3]], {})
+    # Raw ranges; the first is stored already (skipped) and one has no value: two runs, each continuing the key
+    # before it (a parent the node does not hold is no link, as for any chained put).
+    calls.clear()
+    raw = torch.stack(vals)
+    locs = [raw[i].data_ptr() for i in range(7)]
+    sizes = [raw[i].numel() * raw[i].element_size() for i in range(7)]
+    locs[5] = None
+    assert b.batch_set(keys[3:], target_locations=locs[3:], target_sizes=sizes[3:]) is False   # keys[5] had no value
+    assert calls == [([objects[4]], {"chain": True, "chain_parent": objects[3]}),
+                     ([objects[6]], {"chain": True, "chain_parent": objects[5]})]
+    assert b.store.batch_is_exist(objects) == [1, 1, 1, 1, 1, 0, 1]
+    for i in (0, 1, 2, 3, 4, 6):
+        out = torch.empty(64)
+        assert b.get(keys[i], out) is out and torch.equal(out, vals[i])
+
+
 def test_zero_copy_mla_round_trip(make):
     src = _HostPool(mla=True, seed=2)
     w = make(src, mla=True, tp_rank=0)

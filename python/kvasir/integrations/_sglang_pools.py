@@ -111,7 +111,12 @@ class PoolTransfers:
         return results
 
     def batch_set_v2(self, transfers: List[Any], extra_info: Optional[HiCacheStorageExtraInfo] = None) -> dict:
-        """Writes every transfer's pages from its host pool: pool name -> per-page success list."""
+        """Writes every transfer's pages from its host pool: pool name -> per-page success list. A transfer's keys are
+        one request's pages in prefix order (sglang's hybrid cache controller); in a pool whose every page is needed
+        (KV, an ``all_pages`` sidecar) they are stored as a chain (issue 17) continuing that pool's object of the last
+        of ``extra_info.prefix_keys`` (no parent without them). A ``trailing_pages`` pool holds a state per page, each
+        a restore point on its own: stored unlinked."""
+        prefix = getattr(extra_info, "prefix_keys", None) if extra_info is not None else None
         results = {}
         for orig, tr in zip(transfers, resolve_sidecars(transfers)):
             if tr is None:
@@ -122,7 +127,12 @@ class PoolTransfers:
                 results[tr.name] = [True] * n
                 continue
             keys, key_strs, ptrs, sizes = self._transfer_meta(tr)
-            res = self._put_missing(key_strs, ptrs, sizes)
+            chain = str(getattr(tr.hit_policy, "value", tr.hit_policy)) != "trailing_pages"
+            parent = None
+            if chain and prefix and keys:
+                per_page = 1 if pool_name_str(tr.name) == "kv" else len(key_strs) // len(keys)
+                parent = self._component_keys(list(prefix[-1:]), tr.name, per_page)[-1]
+            res = self._put_missing(key_strs, ptrs, sizes, chain=chain, parent=parent)
             results[tr.name] = self._group([r == E.OK for r in res], len(keys))
         return results
 

@@ -21,6 +21,14 @@ Interfaces mirrored (read from sgl-project/sglang on GitHub; sglang cannot be in
   only when the extra config holds ``"interface_v1": 1``; otherwise it uses the generic path
   (``batch_get(keys, target_locations=[flat page tensors])`` / ``batch_set(keys, values=[page
   tensors])``).
+* ``python/sglang/srt/managers/cache_controller.py`` (commit 001067ff...) and
+  ``python/sglang/srt/mem_cache/hybrid_cache/hybrid_cache_controller.py`` (commit 00343773...): the callers of
+  the writes. ``_page_backup`` hands ``page_set_func`` one request's pages in prefix order, up to
+  ``STORAGE_BATCH_SIZE`` at a time, with ``HiCacheStorageExtraInfo(prefix_keys=...)`` (the pages before them, when
+  it has them); the zero-copy path passes it on to ``batch_set_v1``, the generic ``_generic_page_set`` calls
+  ``batch_set(keys, values)`` without it; the hybrid controller's ``_page_backup`` calls
+  ``batch_set_v2(transfers)`` (no ``extra_info``) for its side pools, each transfer one operation's pages.
+  Every path stores them as a chain (docs/connectors.md "Chains").
 * ``python/sglang/srt/mem_cache/storage/mooncake_store/mooncake_store.py`` (commit 00fe477f...):
   key layout (model-name prefix; ``{key}_{tp_rank}_k`` / ``_v`` for MHA, ``{key}_{pp}_k`` with no
   TP rank for MLA; pp rank added when pp_size > 1), page pointers from the host pool's
@@ -296,18 +304,32 @@ class KvasirHiCacheStorage(PoolTransfers, HiCacheStorage):
     def _total(size) -> int:
         return sum(size) if isinstance(size, Sequence) else int(size)
 
-    def _put_missing(self, keys, ptrs, sizes, chain: bool = False, parent: Optional[str] = None) -> List[int]:
-        """Writes the keys not already stored (pages are immutable: same key, same bytes). ``chain``: ``keys`` are one
-        request's objects in prefix order, continuing the stored key ``parent``; the ones written are declared a chain
-        (issue 17) when they are a run (continuing the key before the run), else written unlinked."""
-        exist = self._exist(keys)
-        results = [E.OK if e == 1 else E.NOT_FOUND for e in exist]
-        todo = [i for i, e in enumerate(exist) if e != 1]
-        if todo:
-            run = chain and todo[-1] - todo[0] == len(todo) - 1
-            put = self._put([keys[i] for i in todo], [ptrs[i] for i in todo], [sizes[i] for i in todo], run,
-                            (keys[todo[0] - 1] if todo[0] > 0 else parent) if run else None)
-            for i, r in zip(todo, put):
+    def _put_missing(self, keys, ptrs, sizes, chain: bool = False, parent: Optional[str] = None,
+                     write: Optional[List[int]] = None) -> List[int]:
+        """Writes the keys not already stored (pages are immutable: same key, same bytes); per key 0 or a negative code.
+        ``write``: the positions that have a value here (default all); the others are neither asked nor written.
+        ``chain``: ``keys`` are one request's objects in prefix order, ``parent`` the stored key the first continues.
+        The keys left to write then go as chains (issue 17), one put per run of consecutive positions, each run
+        continuing the key just before it (already stored, or without a value here: a parent the node does not hold
+        is no link) and the first run ``parent``; without ``chain`` in one put, unlinked."""
+        positions = list(range(len(keys))) if write is None else list(write)
+        results = [E.NOT_FOUND] * len(keys)
+        todo = []
+        for i, e in zip(positions, self._exist([keys[i] for i in positions])):
+            if e == 1:
+                results[i] = E.OK
+            else:
+                todo.append(i)
+        runs = [] if chain or not todo else [todo]
+        for i in todo if chain else ():
+            if runs and runs[-1][-1] == i - 1:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        for run in runs:
+            link = (keys[run[0] - 1] if run[0] > 0 else parent) if chain else None
+            put = self._put([keys[i] for i in run], [ptrs[i] for i in run], [sizes[i] for i in run], chain, link)
+            for i, r in zip(run, put):
                 results[i] = r
         return results
 
@@ -415,11 +437,12 @@ class KvasirHiCacheStorage(PoolTransfers, HiCacheStorage):
 
     # -- generic (tensor) path --
 
-    def _put_tensor_or_ptr(self, keys, values, target_locations, target_sizes) -> List[bool]:
-        """Stores tensors (``values``) or raw ``(target_locations, target_sizes)`` ranges."""
+    def _put_tensor_or_ptr(self, keys, values, target_locations, target_sizes, chain: bool) -> List[bool]:
+        """Stores tensors (``values``) or raw ``(target_locations, target_sizes)`` ranges; ``chain``: the keys are one
+        request's pages in prefix order (a chain from no parent: these calls carry no prefix keys)."""
         n = len(keys)
         ok = [False] * n
-        ptrs, sizes, idx, hold = [], [], [], []
+        ptrs, sizes, idx, hold = [None] * n, [None] * n, [], []
         for i in range(n):
             v = values[i] if values is not None else None
             if isinstance(v, torch.Tensor):
@@ -441,15 +464,14 @@ class KvasirHiCacheStorage(PoolTransfers, HiCacheStorage):
                 continue
             if s == 0:
                 continue
-            ptrs.append(p)
-            sizes.append(s)
+            ptrs[i], sizes[i] = p, s
             idx.append(i)
-        with self._temp_regions_for(ptrs, sizes):
+        with self._temp_regions_for([ptrs[i] for i in idx], [sizes[i] for i in idx]):
             t0 = time.perf_counter()
-            res = self._put_missing([self._object_key(keys[i]) for i in idx], ptrs, sizes)
-            self._record("set", len(idx), sum(sizes), time.perf_counter() - t0)
-        for i, r in zip(idx, res):
-            ok[i] = r == E.OK
+            res = self._put_missing([self._object_key(k) for k in keys], ptrs, sizes, chain=chain, write=idx)
+            self._record("set", len(idx), sum(sizes[i] for i in idx), time.perf_counter() - t0)
+        for i in idx:
+            ok[i] = res[i] == E.OK
         return ok
 
     def set(self, key: str, value: Optional[Any] = None, target_location: Optional[Any] = None,
@@ -459,16 +481,19 @@ class KvasirHiCacheStorage(PoolTransfers, HiCacheStorage):
             return True
         locs = None if target_location is None else [target_location]
         sizes = None if target_sizes is None else [target_sizes]
-        return self._put_tensor_or_ptr([key], [value], locs, sizes)[0]
+        # one key: its neighbours (and so its chain parent) are unknown here, so it is stored unlinked
+        return self._put_tensor_or_ptr([key], [value], locs, sizes, chain=False)[0]
 
     def batch_set(self, keys: List[str], values: Optional[Any] = None, target_locations: Optional[Any] = None,
                   target_sizes: Optional[Any] = None) -> bool:
-        """Stores several tensors / address ranges; True when all are stored."""
+        """Stores several tensors / address ranges; True when all are stored. sglang's generic page set passes one
+        request's pages in prefix order (cache_controller.py ``_generic_page_set``) without its prefix keys: they are
+        stored as a chain from no parent (issue 17)."""
         if not keys:
             return False
         if self.skip_writes:
             return True
-        return all(self._put_tensor_or_ptr(list(keys), values, target_locations, target_sizes))
+        return all(self._put_tensor_or_ptr(list(keys), values, target_locations, target_sizes, chain=True))
 
     def _dtype(self):
         return getattr(self.mem_pool_host, "dtype", None) if self.mem_pool_host is not None else None
