@@ -120,6 +120,43 @@ public sealed class ShmTransportTests
     }
 
     [Fact]
+    public async Task A_chained_put_larger_than_the_connections_reservation_share_keeps_its_whole_chain()
+    {
+        // The node's per-connection share (256 KiB: 4 blocks) is far below the client's first budget (a quarter of the
+        // arena: 2 MiB), so the first chained put of the connection is refused past its fourth block and learns the
+        // share. Every block must still continue the one before it: under prefix-aware eviction what survives of the
+        // chain is then always a prefix. (Before: the piece with refused keys was committed without its chain, and the
+        // refused keys were stored after the rest of the batch, which linked to keys not yet stored: blocks 0..2 were
+        // roots and the chain broke again at the budget's piece boundary, so eviction took block 0 first.)
+        const int Length = 40, Block = 64 * 1024;
+        await using var node = TestNode.Start(new NodeOptions
+        {
+            Port = 0,
+            SharedMemory = true,
+            MaxReservedBytesPerConnection = 4 * Block,
+            Store = new StoreOptions { Capacity = 8L << 20, MaxValueBytes = 1L << 20, Eviction = EvictionPolicyKind.PrefixAware },
+        });
+        await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), ConnectionsPerNode = 1 });
+        Assert.Equal(KvTransportKind.Shm, store.Transport);
+        var keys = Enumerable.Range(0, Length).Select(i => Key($"long/{i}")).ToArray();
+        var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(i, Block)).ToArray();
+        Assert.All(await store.PutAsync(keys, values, new PutOptions { Chain = true }), s => Assert.Equal(KvStatus.Ok, s));
+        Assert.Equal(0, node.Counters.Requests(Opcode.Put));
+
+        // Unchained fillers, newer than every block of the chain, until the chain is half gone: eviction takes the
+        // least recently used leaf, which must always be the chain's current tail.
+        for (int f = 0; f < 200; f++)
+        {
+            Assert.Equal(KvStatus.Ok, (await store.PutAsync([Key($"filler/{f}")], [TestValues.Value(1000 + f, Block)]))[0]);
+            var present = await store.ExistsAsync(keys);
+            int stored = present.Count(p => p == 1);
+            Assert.True(present.Take(stored).All(p => p == 1), $"after filler {f} the chain has a hole: {string.Concat(present.Select(p => p == 1 ? '1' : '0'))}");
+            if (stored <= Length / 2) return;
+        }
+        Assert.Fail("200 fillers of 64 KiB in an 8 MiB arena did not evict half of the chain");
+    }
+
+    [Fact]
     public async Task Tcp_asked_for_is_tcp_even_when_shm_would_work()
     {
         await using var node = StartNode(shm: true);

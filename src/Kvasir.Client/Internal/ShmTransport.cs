@@ -254,6 +254,11 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
             {
                 budget.Release(bytes);
             }
+            if (again.Count == 0) continue;
+            // The refused keys go before the rest of the batch: a chain's next piece continues the key before it, which
+            // must be stored first (asked for after the rest, the refused keys left the chain broken at both ends).
+            var rest = todo.ToArray();
+            todo.Clear();
             for (int i = 0; i < again.Count;)
             {
                 int run = i + 1;
@@ -261,6 +266,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
                 todo.Enqueue((again[i], again[run - 1] + 1));
                 i = run;
             }
+            foreach (var piece in rest) todo.Enqueue(piece);
         }
     }
 
@@ -336,12 +342,23 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         if (accepted >= 0) budget.Learn(accepted);
         if (ids.Count == 0) return again;
         var crcs = commitCrcs ? owners.Select(k => batch.Crcs![k]).ToList() : null;
-        // The piece is one chain only if every key of it is committed (a refused key would leave a gap in it).
-        var chainLink = link is not null && owners.Count == count ? link : null;
-        var (statuses, commitFailure) = await IdsCallAsync(connection, Opcode.Commit, ids, ct, crcs, chainLink).ConfigureAwait(false);
-        // NOT_FOUND: the node no longer held the reservation (this side sends only ids it got), so it expired.
-        for (int j = 0; j < owners.Count; j++)
-            batch.Results[owners[j]] = statuses is null ? commitFailure : statuses[j] == WireStatus.NotFound ? KvStatus.Timeout : KvStatuses.FromWire(statuses[j]);
+        // A chain: each run of consecutive keys is one COMMIT continuing the key before it (the link's parent for the
+        // piece's first key), so a key refused or not copied ends a run as a refused entry does in a chained PUT; the
+        // usual piece, every key copied, is one COMMIT. Without a chain every id goes in one COMMIT.
+        for (int j = 0; j < owners.Count;)
+        {
+            int n = 1;
+            if (link is null) n = owners.Count;
+            else while (j + n < owners.Count && owners[j + n] == owners[j + n - 1] + 1) n++;
+            var runLink = link is null ? null : owners[j] == start ? link : new ChainLink(batch.Keys[owners[j] - 1]);
+            var runIds = n == ids.Count ? ids : ids.GetRange(j, n);
+            var runCrcs = crcs is null || n == crcs.Count ? crcs : crcs.GetRange(j, n);
+            var (statuses, commitFailure) = await IdsCallAsync(connection, Opcode.Commit, runIds, ct, runCrcs, runLink).ConfigureAwait(false);
+            // NOT_FOUND: the node no longer held the reservation (this side sends only ids it got), so it expired.
+            for (int r = 0; r < n; r++)
+                batch.Results[owners[j + r]] = statuses is null ? commitFailure : statuses[r] == WireStatus.NotFound ? KvStatus.Timeout : KvStatuses.FromWire(statuses[r]);
+            j += n;
+        }
         return again;
     }
 
