@@ -157,6 +157,45 @@ public sealed class ShmTransportTests
     }
 
     [Fact]
+    public async Task Keys_the_node_cannot_lease_because_every_lease_slot_is_held_are_read_over_tcp()
+    {
+        // docs/protocol.md § Ownership and timeouts: past --max-leases a LEASE answers OUT_OF_MEMORY for the key, "and the
+        // client reads it over TCP". Before, the .NET client reported OutOfMemory for the key (GetAsync threw "get failed:
+        // OutOfMemory") while the value was there to be read.
+        await using var node = TestNode.Start(new NodeOptions
+        {
+            Port = 0,
+            SharedMemory = true,
+            MaxLeases = 1,
+            Store = new StoreOptions { Capacity = 64L << 20 },
+        });
+        await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), VerifyValueCrc = true });
+        Assert.Equal(KvTransportKind.Shm, store.Transport);
+        ReadOnlyMemory<byte>[] keys = [Key("held"), Key("a"), Key("b")];
+        var values = keys.Select((_, i) => TestValues.Value(i, 100_000 + i)).ToArray();
+        Assert.All(await store.PutAsync(keys, values.Select(v => (ReadOnlyMemory<byte>)v).ToArray()), s => Assert.Equal(KvStatus.Ok, s));
+
+        // Another connection leases "held" and keeps its lease: the node's only lease slot.
+        await using var holder = await TcpTransport.ConnectAsync(new KvStoreOptions { Server = AddressOf(node) }, CancellationToken.None);
+        var connection = (await holder.GetConnectionAsync(CancellationToken.None))!;
+        var lease = new MetaRequest();
+        var meta = TcpTransport.KeyBatchMeta([keys[0]], 0, 1);
+        await connection.SendAsync(lease, Opcode.Lease, FrameFlags.None, meta, meta.Length, null, 0, 0, CancellationToken.None);
+        Assert.True(await connection.WaitAsync(lease, TimeSpan.FromSeconds(10), CancellationToken.None), "no LEASE reply");
+        Assert.Equal(WireStatus.Ok, ShmMessages.ReadLeaseReply(lease.Meta)[0].Status);
+
+        Assert.Equal(values[1], await store.GetAsync(keys[1]));
+        var dests = values.Select(v => new byte[v.Length]).ToArray();
+        var results = await store.GetAsync([keys[2], Key("missing"), keys[0], keys[1]], [dests[2], new byte[10], dests[0], dests[1]]);
+        Assert.Equal([KvStatus.Ok, KvStatus.NotFound, KvStatus.Ok, KvStatus.Ok], results.Select(r => r.Status));
+        for (int i = 0; i < values.Length; i++) Assert.Equal(values[i], dests[i]);
+        var scattered = new[] { new byte[50_000], new byte[60_000] };
+        Assert.Equal(new KvGetResult(KvStatus.Ok, values[2].Length), (await store.GetScatterAsync([keys[2]], [scattered.Select(p => (Memory<byte>)p).ToArray()]))[0]);
+        Assert.Equal(values[2], scattered.SelectMany(p => p).Take(values[2].Length).ToArray());
+        Assert.Equal(0L, store.ChecksumMismatches);
+    }
+
+    [Fact]
     public async Task Tcp_asked_for_is_tcp_even_when_shm_would_work()
     {
         await using var node = StartNode(shm: true);

@@ -6,7 +6,8 @@ namespace Kvasir.Client.Internal;
 /// A node on this host reached through its shared-memory arena (docs/protocol.md § Shared memory).
 /// Control messages go over the wrapped <see cref="TcpTransport"/>'s authenticated connections;
 /// value bytes are one copy between the caller's memory and the mapped arena. GET: LEASE, copy out,
-/// RELEASE (its reply awaited only after a slow copy, below). PUT: ALLOC, copy in, COMMIT (a chained put's COMMITs
+/// RELEASE (its reply awaited only after a slow copy, below); a key the node answers OUT_OF_MEMORY (every lease slot
+/// of the node held, or no arena space to stage a cold value in) is read over TCP. PUT: ALLOC, copy in, COMMIT (a chained put's COMMITs
 /// carry the chain where the node grants feature 0x20; against an older node chained puts go over TCP). Everything
 /// else goes over TCP unchanged. Leases and reservations belong to the connection
 /// that took them, so each call keeps to one connection; a connection that breaks hands all of its
@@ -98,6 +99,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         }
         var ids = new List<ulong>(count);
         var owners = new List<int>(count);
+        List<int>? overTcp = null;
         bool entered = arena.TryEnter();
         try
         {
@@ -107,6 +109,8 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
                 if (e.Status != WireStatus.Ok)
                 {
                     batch.Results[start + i] = new KvGetResult(KvStatuses.FromWire(e.Status), 0);
+                    // Every lease slot of the node is held (or a cold value found no arena space): read it over TCP.
+                    if (e.Status == WireStatus.OutOfMemory) (overTcp ??= []).Add(start + i);
                     continue;
                 }
                 ids.Add(e.LeaseId);
@@ -118,6 +122,30 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         {
             if (entered) arena.Exit();
         }
+        await ReleaseLeasesAsync(connection, batch, start, end, ids, owners, leaseSent, ct).ConfigureAwait(false);
+        if (overTcp is not null) await GetOverTcpAsync(batch, overTcp, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Reads the keys <paramref name="indexes"/> of <paramref name="batch"/> over TCP, into their own destinations.</summary>
+    private async Task GetOverTcpAsync(GetBatch batch, List<int> indexes, CancellationToken ct)
+    {
+        var sub = new GetBatch(indexes.Select(k => batch.Keys[k]).ToArray(), indexes.Select(k => batch.Destinations[k]).ToArray());
+        await tcp.GetAsync(sub, 0, indexes.Count, ct).ConfigureAwait(false);
+        for (int j = 0; j < indexes.Count; j++)
+        {
+            batch.Results[indexes[j]] = sub.Results[j];
+            batch.Allocated[indexes[j]] = sub.Allocated[j];
+            batch.Versions[indexes[j]] = sub.Versions[j];
+        }
+    }
+
+    /// <summary>
+    /// After the copies of a GET: drops them if the connection broke, else sends RELEASE for the leases (<paramref name="ids"/>,
+    /// of the keys <paramref name="owners"/>), and after a slow copy awaits its reply and drops keys whose lease had ended.
+    /// </summary>
+    private async Task ReleaseLeasesAsync(ClientConnection connection, GetBatch batch, int start, int end, List<ulong> ids, List<int> owners,
+        long leaseSent, CancellationToken ct)
+    {
         if (connection.IsBroken)
         {
             // The node may have dropped the leases while we copied: those bytes cannot be trusted.
