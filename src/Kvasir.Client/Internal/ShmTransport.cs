@@ -260,7 +260,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         if (commitCrcs) batch.ComputeCrcs(start, end);
         // Pieces of keys within the connection's reservation budget, one ALLOC → copies → COMMIT each; keys the node refused
         // for the connection's share are asked for again once the piece that held the space is committed.
-        var budget = _budgets.GetValue(connection, _ => new ReservationBudget(grant.Mapping.Length / 4));
+        var budget = _budgets.GetValue(connection, _ => new ReservationBudget(grant.Mapping.Length / 4, Clock));
         var todo = new Queue<(int Start, int End)>();
         todo.Enqueue((start, end));
         while (todo.Count > 0)
