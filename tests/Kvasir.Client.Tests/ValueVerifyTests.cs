@@ -109,16 +109,31 @@ public sealed class ValueVerifyTests
         Assert.Equal(value, await store.GetAsync(Key("k")));
     }
 
-    [Fact]
-    public async Task Verified_hits_of_every_size_read_back_exactly_with_no_mismatch()
+    /// <summary>
+    /// Sizes around the 64 KiB read-ahead buffer and around the 256 KiB pieces both transports checksum at a time (TCP:
+    /// one receive at most; shm: one copy out of the arena), over TCP and over shared memory.
+    /// </summary>
+    [Theory]
+    [InlineData(KvTransportKind.Tcp)]
+    [InlineData(KvTransportKind.Shm)]
+    public async Task Verified_hits_of_every_size_read_back_exactly_with_no_mismatch(KvTransportKind transport)
     {
-        await using var node = StartNode();
-        await using var store = await ConnectAsync(node.Address, verify: true);
-        int[] sizes = [0, 1, 63, 64, 65_535, 65_536, 65_537, 1 << 20, 4 << 20];
+        await using var node = StartNode(shm: transport == KvTransportKind.Shm);
+        await using var store = await ConnectAsync(node.Address, verify: true, transport: transport);
+        Assert.Equal(transport, store.Transport);
+        int[] sizes = [0, 1, 63, 64, 65_535, 65_536, 65_537, 262_143, 262_144, 262_145, 524_288, 1 << 20, 4 << 20];
         var keys = sizes.Select(s => (ReadOnlyMemory<byte>)Key($"s/{s}")).ToArray();
         var values = sizes.Select((s, i) => TestValues.Value(i, s)).ToArray();
         Assert.All(await store.PutAsync(keys, values.Select(v => (ReadOnlyMemory<byte>)v).ToArray()), s => Assert.Equal(KvStatus.Ok, s));
         for (int i = 0; i < keys.Length; i++) Assert.Equal(values[i], await store.GetAsync(keys[i]));
+        // One batch into scattered destinations whose piece boundaries fall off the 256 KiB grid.
+        var pieces = sizes.Select(s => new[] { new byte[s / 3], new byte[s - s / 3 + 7] }).ToArray();
+        var results = await store.GetScatterAsync(keys, pieces.Select(p => (IReadOnlyList<Memory<byte>>)p.Select(x => (Memory<byte>)x).ToArray()).ToArray());
+        for (int i = 0; i < keys.Length; i++)
+        {
+            Assert.Equal(new KvGetResult(KvStatus.Ok, sizes[i]), results[i]);
+            Assert.Equal(values[i], pieces[i].SelectMany(p => p).Take(sizes[i]).ToArray());
+        }
         Assert.Equal(0L, store.ChecksumMismatches);
     }
 
