@@ -217,4 +217,40 @@ public sealed class ValueVerifyClusterTests
         Assert.True(flipped > 0, "no key ranked the relayed node first: the test did not exercise a corrupted replica");
         Assert.Equal(flipped, store.ChecksumMismatches);
     }
+
+    [Fact]
+    public async Task A_versioned_read_whose_newest_copy_fails_the_check_reads_that_copy_again_instead_of_an_older_one()
+    {
+        // docs/cluster.md § Versions: the newest version wins. Before, a newest copy corrupted on its way was passed over
+        // for the other replica's older version: the get returned the value as it was before the last write.
+        await using var a = TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 64L << 20 } });
+        await using var b = TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 64L << 20 } });
+        await using var relay = new FlippingRelay(a.Address);
+        await using var store = await KvStore.ConnectAsync(new KvStoreOptions
+        {
+            Server = $"{relay.Address},{b.Address}",
+            Replicas = 2,
+            ReplicaVersions = true,
+            VerifyValueCrc = true,
+            Transport = KvTransportKind.Tcp,
+        });
+        var key = TestValues.Key("versioned");
+        var old = TestValues.Value(1, 20_000);
+        var newest = TestValues.Value(2, 20_000);
+        Assert.Equal(KvStatus.Ok, (await store.PutAsync([key], [old]))[0]);
+        // The newest write reaches the relayed node only (its own clock versions it after the cluster's write).
+        await using (var direct = await KvStore.ConnectAsync(new KvStoreOptions { Server = a.Address, Transport = KvTransportKind.Tcp }))
+            Assert.Equal(KvStatus.Ok, (await direct.PutAsync([key], [newest]))[0]);
+
+        relay.Arm(10_000);
+        Assert.Equal(newest, await store.GetAsync(key));
+        Assert.Equal(1, relay.Flips);
+        Assert.Equal(1L, store.ChecksumMismatches);
+        // Scattered and caller-owned destinations too (the relayed node's copy may be rank 0, read into them).
+        relay.Arm(10_000);
+        var dest = new byte[newest.Length];
+        Assert.Equal(new KvGetResult(KvStatus.Ok, newest.Length), (await store.GetAsync([key], [dest]))[0]);
+        Assert.Equal(newest, dest);
+        Assert.Equal(2, relay.Flips);
+    }
 }
