@@ -195,6 +195,32 @@ public sealed class ShmTransportTests
         Assert.Equal(0L, store.ChecksumMismatches);
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task A_get_of_more_keys_than_a_connection_may_hold_leased_reads_every_value(int connections)
+    {
+        // A connection may hold at most --max-leases-per-connection leases; a LEASE past it closes the connection. A batch
+        // split into requests of max-batch keys sends them at once: their leases together must stay within the bound.
+        await using var node = TestNode.Start(new NodeOptions
+        {
+            Port = 0,
+            SharedMemory = true,
+            MaxBatchKeys = 16,
+            MaxLeasesPerConnection = 40,
+            Store = new StoreOptions { Capacity = 64L << 20 },
+        });
+        await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), ConnectionsPerNode = connections });
+        Assert.Equal(KvTransportKind.Shm, store.Transport);
+        var keys = Enumerable.Range(0, 200).Select(i => Key($"many/{i}")).ToArray();
+        var values = keys.Select((_, i) => TestValues.Value(i, 1000 + i)).ToArray();
+        Assert.All(await store.PutAsync(keys, values.Select(v => (ReadOnlyMemory<byte>)v).ToArray()), s => Assert.Equal(KvStatus.Ok, s));
+        var dests = values.Select(v => new byte[v.Length]).ToArray();
+        var results = await store.GetAsync(keys, dests.Select(d => (Memory<byte>)d).ToArray());
+        Assert.All(results, r => Assert.Equal(KvStatus.Ok, r.Status));
+        for (int i = 0; i < keys.Length; i++) Assert.Equal(values[i], dests[i]);
+    }
+
     [Fact]
     public async Task Tcp_asked_for_is_tcp_even_when_shm_would_work()
     {

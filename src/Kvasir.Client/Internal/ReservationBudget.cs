@@ -10,7 +10,8 @@ namespace Kvasir.Client.Internal;
 /// they are committed. A key refused while nothing else was held is a real OUT_OF_MEMORY. A refusal because the arena
 /// itself was full (pinned or leased values, other clients' reservations) looks the same, so what was learnt is
 /// forgotten <see cref="ForgetAfter"/> later: a real share is learnt again at the cost of one refused piece, while a
-/// full arena no longer cuts every later put of the connection into pieces of what it took then.
+/// full arena no longer cuts every later put of the connection into pieces of what it took then. The shared-memory
+/// transport also counts each connection's leases in flight with one (in keys, a fixed limit: nothing is learnt).
 /// </summary>
 internal sealed class ReservationBudget(long limit, TimeProvider? clock = null)
 {

@@ -50,6 +50,9 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
     /// atomically on its first put (two puts starting on a fresh connection at once must not each get their own).
     /// </summary>
     private readonly System.Runtime.CompilerServices.ConditionalWeakTable<ClientConnection, ReservationBudget> _budgets = new();
+
+    /// <summary>The leases each connection may have in flight (<see cref="LeasesInFlight"/>), counted in keys.</summary>
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<ClientConnection, ReservationBudget> _leaseSlots = new();
     private ShmMapping _mapping = mapping;
 
     /// <summary>
@@ -87,6 +90,34 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
             await tcp.GetAsync(batch, start, end, ct).ConfigureAwait(false);
             return;
         }
+        // Leases in flight on the connection stay within its bound: requests of one batch (or of threads sharing the
+        // connection) that would hold more wait until earlier ones have sent their RELEASE.
+        var slots = _leaseSlots.GetValue(connection, _ => new ReservationBudget(LeasesInFlight(tcp.Limits.MaxBatchKeys)));
+        await slots.AcquireAsync(count, () => connection.IsBroken, ct).ConfigureAwait(false);
+        List<int>? overTcp;
+        try
+        {
+            overTcp = await LeaseAndCopyAsync(connection, arena, batch, start, end, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            slots.Release(count);
+        }
+        if (overTcp is not null) await GetOverTcpAsync(batch, overTcp, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Leases a connection keeps in flight at once (LEASE sent, RELEASE not yet): two requests of the node's largest batch,
+    /// at most 32,768. A node closes a connection whose LEASE would take it past <c>--max-leases-per-connection</c>
+    /// (65,536 by default); before, a batch of more keys than that (split into requests sent at once) lost the connection
+    /// and every key of it. A node whose bound is below this number can still close a connection of big batches.
+    /// </summary>
+    internal static long LeasesInFlight(int maxBatchKeys) => Math.Clamp(2L * maxBatchKeys, 1, 32_768);
+
+    /// <summary>LEASE for keys [start, end), the copies, RELEASE; returns the keys to read over TCP instead (or null).</summary>
+    private async Task<List<int>?> LeaseAndCopyAsync(ClientConnection connection, ShmMapping arena, GetBatch batch, int start, int end, CancellationToken ct)
+    {
+        int count = end - start;
         var leaseMeta = TcpTransport.KeyBatchMeta(batch.Keys, start, end);
         long leaseSent = Clock.GetTimestamp();
         var (reply, failure) = await ControlAsync(connection, Opcode.Lease, leaseMeta, ct).ConfigureAwait(false);
@@ -95,7 +126,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         if (entries is null)
         {
             FailGet(batch, start, count, failure);
-            return;
+            return null;
         }
         var ids = new List<ulong>(count);
         var owners = new List<int>(count);
@@ -123,7 +154,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
             if (entered) arena.Exit();
         }
         await ReleaseLeasesAsync(connection, batch, start, end, ids, owners, leaseSent, ct).ConfigureAwait(false);
-        if (overTcp is not null) await GetOverTcpAsync(batch, overTcp, ct).ConfigureAwait(false);
+        return overTcp;
     }
 
     /// <summary>Reads the keys <paramref name="indexes"/> of <paramref name="batch"/> over TCP, into their own destinations.</summary>
