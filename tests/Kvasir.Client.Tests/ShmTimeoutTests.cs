@@ -207,3 +207,78 @@ public sealed class ShmTimeoutTests
         }
     }
 }
+
+/// <summary>
+/// The per-connection reservation budget (docs/protocol.md § Ownership and timeouts) learns a smaller share from a key
+/// refused while the connection held other reservations. A refusal because the arena itself was full (pinned values,
+/// other clients' reservations) teaches it the same way, so what it learnt is forgotten after a while.
+/// </summary>
+public sealed class ReservationBudgetRecoveryTests
+{
+    [Fact]
+    public async Task A_budget_learnt_from_a_full_arena_is_forgotten_so_later_puts_go_in_one_alloc_again()
+    {
+        // Before: a refusal while the arena was full of pinned values shrank the connection's budget for good, to what
+        // the node had accepted (two values here), and every later put on the connection went two values per ALLOC/COMMIT.
+        const int Block = 64 * 1024;
+        await using var node = TestNode.Start(new NodeOptions
+        {
+            Port = 0,
+            Store = new StoreOptions { Capacity = 8L << 20, MaxValueBytes = 1L << 20 },
+            SharedMemory = true,
+        });
+        var clock = new ShiftedClock();
+        var tcp = await TcpTransport.ConnectAsync(new KvStoreOptions { Server = $"127.0.0.1:{node.Port}", ConnectionsPerNode = 1 }, default);
+        var (mapping, reason) = await ShmNegotiation.TryMapAsync(tcp, "127.0.0.1", default);
+        Assert.True(mapping is not null, reason);
+        await using var shm = new ShmTransport(tcp, mapping) { Clock = clock };
+
+        // Pinned values until the arena has no room for one more; then two of them go.
+        var pinned = new List<ReadOnlyMemory<byte>>();
+        for (int i = 0; ; i++)
+        {
+            Assert.True(i < 200, "200 pinned 64 KiB values did not fill an 8 MiB arena");
+            var key = Key($"pinned/{i}");
+            var put = new PutBatch([key], [new ValueSource(TestValues.Value(i, Block))]);
+            await tcp.PutAsync(put, 0, 1, chain: false, default, hasParent: false, default);
+            if (put.Results[0] == KvStatus.OutOfMemory) break;
+            Assert.Equal(KvStatus.Ok, put.Results[0]);
+            var pin = new KvStatus[1];
+            await tcp.KeyOpAsync(Opcode.Pin, [key], 0, 1, pin, default);
+            Assert.Equal(KvStatus.Ok, pin[0]);
+            pinned.Add(key);
+        }
+        var removed = new KvStatus[2];
+        await tcp.KeyOpAsync(Opcode.Remove, pinned.Take(2).ToList(), 0, 2, removed, default);
+        Assert.Equal([KvStatus.Ok, KvStatus.Ok], removed);
+
+        long burstAllocs = node.Counters.Requests(Opcode.Alloc);
+        var burst = Batch("burst", 24);
+        await shm.PutAsync(burst, 0, 24, chain: false, default, hasParent: false, default);
+        Assert.All(burst.Results, s => Assert.Equal(KvStatus.Ok, s));
+        // The node took two values, refused the third while they were held: the budget learnt two values, and the rest
+        // went two per ALLOC (each evicting the burst's values before it).
+        Assert.True(node.Counters.Requests(Opcode.Alloc) - burstAllocs > 1, "the full arena did not make the budget learn");
+
+        var unpinned = new KvStatus[pinned.Count];
+        await tcp.KeyOpAsync(Opcode.Unpin, pinned, 0, pinned.Count, unpinned, default);
+        clock.Shift = TimeSpan.FromMinutes(2);
+        long allocs = node.Counters.Requests(Opcode.Alloc);
+        var later = Batch("later", 16);
+        await shm.PutAsync(later, 0, 16, chain: false, default, hasParent: false, default);
+        Assert.All(later.Results, s => Assert.Equal(KvStatus.Ok, s));
+        Assert.Equal(1, node.Counters.Requests(Opcode.Alloc) - allocs);
+
+        static PutBatch Batch(string name, int count) => new(
+            Enumerable.Range(0, count).Select(i => Key($"{name}/{i}")).ToArray(),
+            Enumerable.Range(0, count).Select(i => new ValueSource(TestValues.Value(1000 + i, Block))).ToArray());
+    }
+
+    /// <summary>Real time plus <see cref="Shift"/>.</summary>
+    private sealed class ShiftedClock : TimeProvider
+    {
+        public TimeSpan Shift { get; set; }
+
+        public override long GetTimestamp() => Stopwatch.GetTimestamp() + (long)(Shift.TotalSeconds * Stopwatch.Frequency);
+    }
+}

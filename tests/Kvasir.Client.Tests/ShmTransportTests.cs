@@ -120,6 +120,108 @@ public sealed class ShmTransportTests
     }
 
     [Fact]
+    public async Task A_chained_put_larger_than_the_connections_reservation_share_keeps_its_whole_chain()
+    {
+        // The node's per-connection share (256 KiB: 4 blocks) is far below the client's first budget (a quarter of the
+        // arena: 2 MiB), so the first chained put of the connection is refused past its fourth block and learns the
+        // share. Every block must still continue the one before it: under prefix-aware eviction what survives of the
+        // chain is then always a prefix. (Before: the piece with refused keys was committed without its chain, and the
+        // refused keys were stored after the rest of the batch, which linked to keys not yet stored: blocks 0..2 were
+        // roots and the chain broke again at the budget's piece boundary, so eviction took block 0 first.)
+        const int Length = 40, Block = 64 * 1024;
+        await using var node = TestNode.Start(new NodeOptions
+        {
+            Port = 0,
+            SharedMemory = true,
+            MaxReservedBytesPerConnection = 4 * Block,
+            Store = new StoreOptions { Capacity = 8L << 20, MaxValueBytes = 1L << 20, Eviction = EvictionPolicyKind.PrefixAware },
+        });
+        await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), ConnectionsPerNode = 1 });
+        Assert.Equal(KvTransportKind.Shm, store.Transport);
+        var keys = Enumerable.Range(0, Length).Select(i => Key($"long/{i}")).ToArray();
+        var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(i, Block)).ToArray();
+        Assert.All(await store.PutAsync(keys, values, new PutOptions { Chain = true }), s => Assert.Equal(KvStatus.Ok, s));
+        Assert.Equal(0, node.Counters.Requests(Opcode.Put));
+
+        // Unchained fillers, newer than every block of the chain, until the chain is half gone: eviction takes the
+        // least recently used leaf, which must always be the chain's current tail.
+        for (int f = 0; f < 200; f++)
+        {
+            Assert.Equal(KvStatus.Ok, (await store.PutAsync([Key($"filler/{f}")], [TestValues.Value(1000 + f, Block)]))[0]);
+            var present = await store.ExistsAsync(keys);
+            int stored = present.Count(p => p == 1);
+            Assert.True(present.Take(stored).All(p => p == 1), $"after filler {f} the chain has a hole: {string.Concat(present.Select(p => p == 1 ? '1' : '0'))}");
+            if (stored <= Length / 2) return;
+        }
+        Assert.Fail("200 fillers of 64 KiB in an 8 MiB arena did not evict half of the chain");
+    }
+
+    [Fact]
+    public async Task Keys_the_node_cannot_lease_because_every_lease_slot_is_held_are_read_over_tcp()
+    {
+        // docs/protocol.md § Ownership and timeouts: past --max-leases a LEASE answers OUT_OF_MEMORY for the key, "and the
+        // client reads it over TCP". Before, the .NET client reported OutOfMemory for the key (GetAsync threw "get failed:
+        // OutOfMemory") while the value was there to be read.
+        await using var node = TestNode.Start(new NodeOptions
+        {
+            Port = 0,
+            SharedMemory = true,
+            MaxLeases = 1,
+            Store = new StoreOptions { Capacity = 64L << 20 },
+        });
+        await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), VerifyValueCrc = true });
+        Assert.Equal(KvTransportKind.Shm, store.Transport);
+        ReadOnlyMemory<byte>[] keys = [Key("held"), Key("a"), Key("b")];
+        var values = keys.Select((_, i) => TestValues.Value(i, 100_000 + i)).ToArray();
+        Assert.All(await store.PutAsync(keys, values.Select(v => (ReadOnlyMemory<byte>)v).ToArray()), s => Assert.Equal(KvStatus.Ok, s));
+
+        // Another connection leases "held" and keeps its lease: the node's only lease slot.
+        await using var holder = await TcpTransport.ConnectAsync(new KvStoreOptions { Server = AddressOf(node) }, CancellationToken.None);
+        var connection = (await holder.GetConnectionAsync(CancellationToken.None))!;
+        var lease = new MetaRequest();
+        var meta = TcpTransport.KeyBatchMeta([keys[0]], 0, 1);
+        await connection.SendAsync(lease, Opcode.Lease, FrameFlags.None, meta, meta.Length, null, 0, 0, CancellationToken.None);
+        Assert.True(await connection.WaitAsync(lease, TimeSpan.FromSeconds(10), CancellationToken.None), "no LEASE reply");
+        Assert.Equal(WireStatus.Ok, ShmMessages.ReadLeaseReply(lease.Meta)[0].Status);
+
+        Assert.Equal(values[1], await store.GetAsync(keys[1]));
+        var dests = values.Select(v => new byte[v.Length]).ToArray();
+        var results = await store.GetAsync([keys[2], Key("missing"), keys[0], keys[1]], [dests[2], new byte[10], dests[0], dests[1]]);
+        Assert.Equal([KvStatus.Ok, KvStatus.NotFound, KvStatus.Ok, KvStatus.Ok], results.Select(r => r.Status));
+        for (int i = 0; i < values.Length; i++) Assert.Equal(values[i], dests[i]);
+        var scattered = new[] { new byte[50_000], new byte[60_000] };
+        Assert.Equal(new KvGetResult(KvStatus.Ok, values[2].Length), (await store.GetScatterAsync([keys[2]], [scattered.Select(p => (Memory<byte>)p).ToArray()]))[0]);
+        Assert.Equal(values[2], scattered.SelectMany(p => p).Take(values[2].Length).ToArray());
+        Assert.Equal(0L, store.ChecksumMismatches);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task A_get_of_more_keys_than_a_connection_may_hold_leased_reads_every_value(int connections)
+    {
+        // A connection may hold at most --max-leases-per-connection leases; a LEASE past it closes the connection. A batch
+        // split into requests of max-batch keys sends them at once: their leases together must stay within the bound.
+        await using var node = TestNode.Start(new NodeOptions
+        {
+            Port = 0,
+            SharedMemory = true,
+            MaxBatchKeys = 16,
+            MaxLeasesPerConnection = 40,
+            Store = new StoreOptions { Capacity = 64L << 20 },
+        });
+        await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), ConnectionsPerNode = connections });
+        Assert.Equal(KvTransportKind.Shm, store.Transport);
+        var keys = Enumerable.Range(0, 200).Select(i => Key($"many/{i}")).ToArray();
+        var values = keys.Select((_, i) => TestValues.Value(i, 1000 + i)).ToArray();
+        Assert.All(await store.PutAsync(keys, values.Select(v => (ReadOnlyMemory<byte>)v).ToArray()), s => Assert.Equal(KvStatus.Ok, s));
+        var dests = values.Select(v => new byte[v.Length]).ToArray();
+        var results = await store.GetAsync(keys, dests.Select(d => (Memory<byte>)d).ToArray());
+        Assert.All(results, r => Assert.Equal(KvStatus.Ok, r.Status));
+        for (int i = 0; i < keys.Length; i++) Assert.Equal(values[i], dests[i]);
+    }
+
+    [Fact]
     public async Task Tcp_asked_for_is_tcp_even_when_shm_would_work()
     {
         await using var node = StartNode(shm: true);

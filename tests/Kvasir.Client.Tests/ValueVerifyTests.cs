@@ -109,16 +109,31 @@ public sealed class ValueVerifyTests
         Assert.Equal(value, await store.GetAsync(Key("k")));
     }
 
-    [Fact]
-    public async Task Verified_hits_of_every_size_read_back_exactly_with_no_mismatch()
+    /// <summary>
+    /// Sizes around the 64 KiB read-ahead buffer and around the 256 KiB pieces both transports checksum at a time (TCP:
+    /// one receive at most; shm: one copy out of the arena), over TCP and over shared memory.
+    /// </summary>
+    [Theory]
+    [InlineData(KvTransportKind.Tcp)]
+    [InlineData(KvTransportKind.Shm)]
+    public async Task Verified_hits_of_every_size_read_back_exactly_with_no_mismatch(KvTransportKind transport)
     {
-        await using var node = StartNode();
-        await using var store = await ConnectAsync(node.Address, verify: true);
-        int[] sizes = [0, 1, 63, 64, 65_535, 65_536, 65_537, 1 << 20, 4 << 20];
+        await using var node = StartNode(shm: transport == KvTransportKind.Shm);
+        await using var store = await ConnectAsync(node.Address, verify: true, transport: transport);
+        Assert.Equal(transport, store.Transport);
+        int[] sizes = [0, 1, 63, 64, 65_535, 65_536, 65_537, 262_143, 262_144, 262_145, 524_288, 1 << 20, 4 << 20];
         var keys = sizes.Select(s => (ReadOnlyMemory<byte>)Key($"s/{s}")).ToArray();
         var values = sizes.Select((s, i) => TestValues.Value(i, s)).ToArray();
         Assert.All(await store.PutAsync(keys, values.Select(v => (ReadOnlyMemory<byte>)v).ToArray()), s => Assert.Equal(KvStatus.Ok, s));
         for (int i = 0; i < keys.Length; i++) Assert.Equal(values[i], await store.GetAsync(keys[i]));
+        // One batch into scattered destinations whose piece boundaries fall off the 256 KiB grid.
+        var pieces = sizes.Select(s => new[] { new byte[s / 3], new byte[s - s / 3 + 7] }).ToArray();
+        var results = await store.GetScatterAsync(keys, pieces.Select(p => (IReadOnlyList<Memory<byte>>)p.Select(x => (Memory<byte>)x).ToArray()).ToArray());
+        for (int i = 0; i < keys.Length; i++)
+        {
+            Assert.Equal(new KvGetResult(KvStatus.Ok, sizes[i]), results[i]);
+            Assert.Equal(values[i], pieces[i].SelectMany(p => p).Take(sizes[i]).ToArray());
+        }
         Assert.Equal(0L, store.ChecksumMismatches);
     }
 
@@ -201,5 +216,41 @@ public sealed class ValueVerifyClusterTests
         }
         Assert.True(flipped > 0, "no key ranked the relayed node first: the test did not exercise a corrupted replica");
         Assert.Equal(flipped, store.ChecksumMismatches);
+    }
+
+    [Fact]
+    public async Task A_versioned_read_whose_newest_copy_fails_the_check_reads_that_copy_again_instead_of_an_older_one()
+    {
+        // docs/cluster.md § Versions: the newest version wins. Before, a newest copy corrupted on its way was passed over
+        // for the other replica's older version: the get returned the value as it was before the last write.
+        await using var a = TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 64L << 20 } });
+        await using var b = TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 64L << 20 } });
+        await using var relay = new FlippingRelay(a.Address);
+        await using var store = await KvStore.ConnectAsync(new KvStoreOptions
+        {
+            Server = $"{relay.Address},{b.Address}",
+            Replicas = 2,
+            ReplicaVersions = true,
+            VerifyValueCrc = true,
+            Transport = KvTransportKind.Tcp,
+        });
+        var key = TestValues.Key("versioned");
+        var old = TestValues.Value(1, 20_000);
+        var newest = TestValues.Value(2, 20_000);
+        Assert.Equal(KvStatus.Ok, (await store.PutAsync([key], [old]))[0]);
+        // The newest write reaches the relayed node only (its own clock versions it after the cluster's write).
+        await using (var direct = await KvStore.ConnectAsync(new KvStoreOptions { Server = a.Address, Transport = KvTransportKind.Tcp }))
+            Assert.Equal(KvStatus.Ok, (await direct.PutAsync([key], [newest]))[0]);
+
+        relay.Arm(10_000);
+        Assert.Equal(newest, await store.GetAsync(key));
+        Assert.Equal(1, relay.Flips);
+        Assert.Equal(1L, store.ChecksumMismatches);
+        // Scattered and caller-owned destinations too (the relayed node's copy may be rank 0, read into them).
+        relay.Arm(10_000);
+        var dest = new byte[newest.Length];
+        Assert.Equal(new KvGetResult(KvStatus.Ok, newest.Length), (await store.GetAsync([key], [dest]))[0]);
+        Assert.Equal(newest, dest);
+        Assert.Equal(2, relay.Flips);
     }
 }

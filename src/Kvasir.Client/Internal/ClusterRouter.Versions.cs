@@ -75,6 +75,7 @@ internal sealed partial class ClusterRouter
                     rank == 0 ? null : sub.Allocated[j]);
             }
         })).ConfigureAwait(false);
+        await RereadMismatchesAsync(batch, plan, answers, ct).ConfigureAwait(false);
 
         var repairs = new List<(int Index, int Rank, int Winner)>();
         var retry = new List<int>();
@@ -94,7 +95,7 @@ internal sealed partial class ClusterRouter
             var w = a[winner];
             batch.Versions[i] = w.Version;
             _clock.AtLeast(w.Version);
-            batch.Results[i] = winner == 0 ? new KvGetResult(w.Status, w.Length) : Deliver(batch, i, w.Bytes!);
+            batch.Results[i] = w.Bytes is null ? new KvGetResult(w.Status, w.Length) : Deliver(batch, i, w.Bytes);
             if (w.Status != KvStatus.Ok || w.Version <= 0) continue;
             for (int r = 0; r < a.Length; r++)
                 if (a[r].Status == KvStatus.NotFound || (a[r].Status == KvStatus.Ok && a[r].Version > 0 && a[r].Version < w.Version)) repairs.Add((i, r, winner));
@@ -103,7 +104,39 @@ internal sealed partial class ClusterRouter
         if (retry.Count > 0) await RetryInRankOrderAsync(batch, retry, ct).ConfigureAwait(false);
     }
 
-    /// <summary>Copies a winner read by a lower-ranked replica into the caller's destination.</summary>
+    /// <summary>
+    /// Reads once more, into buffers of their own, the copies that failed the client's CRC check
+    /// (<see cref="KvStatus.ChecksumMismatch"/>): passed over, a newest copy corrupted on its way lost to an older
+    /// version on another replica, and the get returned the value as it was before its last write. A copy that fails
+    /// again stays a mismatch.
+    /// </summary>
+    private async Task RereadMismatchesAsync(GetBatch batch, Plan plan, Answer[][] answers, CancellationToken ct)
+    {
+        var again = new List<(int Index, int Rank)>();
+        for (int i = 0; i < answers.Length; i++)
+            for (int r = 0; r < answers[i].Length; r++)
+                if (answers[i][r].Status == KvStatus.ChecksumMismatch) again.Add((i, r));
+        if (again.Count == 0) return;
+        await Task.WhenAll(again.GroupBy(x => plan.Ranks[x.Index]![x.Rank]).Select(async group =>
+        {
+            var entries = group.ToArray();
+            var sub = new GetBatch(entries.Select(e => batch.Keys[e.Index]).ToArray(), entries.Select(_ => ValueDestination.Allocating).ToArray())
+            { WantVersions = true };
+            var statuses = await RunAsync(plan.Slots[group.Key], entries.Length, async s =>
+            {
+                await s.GetCoreAsync(sub, ct).ConfigureAwait(false);
+                return sub.Results.Select(r => r.Status).ToArray();
+            }).ConfigureAwait(false);
+            for (int j = 0; j < entries.Length; j++)
+            {
+                var (i, rank) = entries[j];
+                if (statuses[j] != KvStatus.Ok || sub.Results[j].Status != KvStatus.Ok) continue;
+                answers[i][rank] = new Answer(KvStatus.Ok, sub.Results[j].Length, sub.Versions[j], sub.Allocated[j]);
+            }
+        })).ConfigureAwait(false);
+    }
+
+    /// <summary>Copies a winner read by a lower-ranked replica (or read again) into the caller's destination.</summary>
     private static KvGetResult Deliver(GetBatch batch, int i, byte[] bytes)
     {
         var dest = batch.Destinations[i];

@@ -6,7 +6,8 @@ namespace Kvasir.Client.Internal;
 /// A node on this host reached through its shared-memory arena (docs/protocol.md § Shared memory).
 /// Control messages go over the wrapped <see cref="TcpTransport"/>'s authenticated connections;
 /// value bytes are one copy between the caller's memory and the mapped arena. GET: LEASE, copy out,
-/// RELEASE (its reply awaited only after a slow copy, below). PUT: ALLOC, copy in, COMMIT (a chained put's COMMITs
+/// RELEASE (its reply awaited only after a slow copy, below); a key the node answers OUT_OF_MEMORY (every lease slot
+/// of the node held, or no arena space to stage a cold value in) is read over TCP. PUT: ALLOC, copy in, COMMIT (a chained put's COMMITs
 /// carry the chain where the node grants feature 0x20; against an older node chained puts go over TCP). Everything
 /// else goes over TCP unchanged. Leases and reservations belong to the connection
 /// that took them, so each call keeps to one connection; a connection that breaks hands all of its
@@ -49,6 +50,9 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
     /// atomically on its first put (two puts starting on a fresh connection at once must not each get their own).
     /// </summary>
     private readonly System.Runtime.CompilerServices.ConditionalWeakTable<ClientConnection, ReservationBudget> _budgets = new();
+
+    /// <summary>The leases each connection may have in flight (<see cref="LeasesInFlight"/>), counted in keys.</summary>
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<ClientConnection, ReservationBudget> _leaseSlots = new();
     private ShmMapping _mapping = mapping;
 
     /// <summary>
@@ -86,6 +90,34 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
             await tcp.GetAsync(batch, start, end, ct).ConfigureAwait(false);
             return;
         }
+        // Leases in flight on the connection stay within its bound: requests of one batch (or of threads sharing the
+        // connection) that would hold more wait until earlier ones have sent their RELEASE.
+        var slots = _leaseSlots.GetValue(connection, _ => new ReservationBudget(LeasesInFlight(tcp.Limits.MaxBatchKeys)));
+        await slots.AcquireAsync(count, () => connection.IsBroken, ct).ConfigureAwait(false);
+        List<int>? overTcp;
+        try
+        {
+            overTcp = await LeaseAndCopyAsync(connection, arena, batch, start, end, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            slots.Release(count);
+        }
+        if (overTcp is not null) await GetOverTcpAsync(batch, overTcp, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Leases a connection keeps in flight at once (LEASE sent, RELEASE not yet): two requests of the node's largest batch,
+    /// at most 32,768. A node closes a connection whose LEASE would take it past <c>--max-leases-per-connection</c>
+    /// (65,536 by default); before, a batch of more keys than that (split into requests sent at once) lost the connection
+    /// and every key of it. A node whose bound is below this number can still close a connection of big batches.
+    /// </summary>
+    internal static long LeasesInFlight(int maxBatchKeys) => Math.Clamp(2L * maxBatchKeys, 1, 32_768);
+
+    /// <summary>LEASE for keys [start, end), the copies, RELEASE; returns the keys to read over TCP instead (or null).</summary>
+    private async Task<List<int>?> LeaseAndCopyAsync(ClientConnection connection, ShmMapping arena, GetBatch batch, int start, int end, CancellationToken ct)
+    {
+        int count = end - start;
         var leaseMeta = TcpTransport.KeyBatchMeta(batch.Keys, start, end);
         long leaseSent = Clock.GetTimestamp();
         var (reply, failure) = await ControlAsync(connection, Opcode.Lease, leaseMeta, ct).ConfigureAwait(false);
@@ -94,10 +126,11 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         if (entries is null)
         {
             FailGet(batch, start, count, failure);
-            return;
+            return null;
         }
         var ids = new List<ulong>(count);
         var owners = new List<int>(count);
+        List<int>? overTcp = null;
         bool entered = arena.TryEnter();
         try
         {
@@ -107,6 +140,8 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
                 if (e.Status != WireStatus.Ok)
                 {
                     batch.Results[start + i] = new KvGetResult(KvStatuses.FromWire(e.Status), 0);
+                    // Every lease slot of the node is held (or a cold value found no arena space): read it over TCP.
+                    if (e.Status == WireStatus.OutOfMemory) (overTcp ??= []).Add(start + i);
                     continue;
                 }
                 ids.Add(e.LeaseId);
@@ -118,6 +153,30 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         {
             if (entered) arena.Exit();
         }
+        await ReleaseLeasesAsync(connection, batch, start, end, ids, owners, leaseSent, ct).ConfigureAwait(false);
+        return overTcp;
+    }
+
+    /// <summary>Reads the keys <paramref name="indexes"/> of <paramref name="batch"/> over TCP, into their own destinations.</summary>
+    private async Task GetOverTcpAsync(GetBatch batch, List<int> indexes, CancellationToken ct)
+    {
+        var sub = new GetBatch(indexes.Select(k => batch.Keys[k]).ToArray(), indexes.Select(k => batch.Destinations[k]).ToArray());
+        await tcp.GetAsync(sub, 0, indexes.Count, ct).ConfigureAwait(false);
+        for (int j = 0; j < indexes.Count; j++)
+        {
+            batch.Results[indexes[j]] = sub.Results[j];
+            batch.Allocated[indexes[j]] = sub.Allocated[j];
+            batch.Versions[indexes[j]] = sub.Versions[j];
+        }
+    }
+
+    /// <summary>
+    /// After the copies of a GET: drops them if the connection broke, else sends RELEASE for the leases (<paramref name="ids"/>,
+    /// of the keys <paramref name="owners"/>), and after a slow copy awaits its reply and drops keys whose lease had ended.
+    /// </summary>
+    private async Task ReleaseLeasesAsync(ClientConnection connection, GetBatch batch, int start, int end, List<ulong> ids, List<int> owners,
+        long leaseSent, CancellationToken ct)
+    {
         if (connection.IsBroken)
         {
             // The node may have dropped the leases while we copied: those bytes cannot be trusted.
@@ -232,7 +291,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         if (commitCrcs) batch.ComputeCrcs(start, end);
         // Pieces of keys within the connection's reservation budget, one ALLOC → copies → COMMIT each; keys the node refused
         // for the connection's share are asked for again once the piece that held the space is committed.
-        var budget = _budgets.GetValue(connection, _ => new ReservationBudget(grant.Mapping.Length / 4));
+        var budget = _budgets.GetValue(connection, _ => new ReservationBudget(grant.Mapping.Length / 4, Clock));
         var todo = new Queue<(int Start, int End)>();
         todo.Enqueue((start, end));
         while (todo.Count > 0)
@@ -254,6 +313,11 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
             {
                 budget.Release(bytes);
             }
+            if (again.Count == 0) continue;
+            // The refused keys go before the rest of the batch: a chain's next piece continues the key before it, which
+            // must be stored first (asked for after the rest, the refused keys left the chain broken at both ends).
+            var rest = todo.ToArray();
+            todo.Clear();
             for (int i = 0; i < again.Count;)
             {
                 int run = i + 1;
@@ -261,6 +325,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
                 todo.Enqueue((again[i], again[run - 1] + 1));
                 i = run;
             }
+            foreach (var piece in rest) todo.Enqueue(piece);
         }
     }
 
@@ -336,12 +401,23 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         if (accepted >= 0) budget.Learn(accepted);
         if (ids.Count == 0) return again;
         var crcs = commitCrcs ? owners.Select(k => batch.Crcs![k]).ToList() : null;
-        // The piece is one chain only if every key of it is committed (a refused key would leave a gap in it).
-        var chainLink = link is not null && owners.Count == count ? link : null;
-        var (statuses, commitFailure) = await IdsCallAsync(connection, Opcode.Commit, ids, ct, crcs, chainLink).ConfigureAwait(false);
-        // NOT_FOUND: the node no longer held the reservation (this side sends only ids it got), so it expired.
-        for (int j = 0; j < owners.Count; j++)
-            batch.Results[owners[j]] = statuses is null ? commitFailure : statuses[j] == WireStatus.NotFound ? KvStatus.Timeout : KvStatuses.FromWire(statuses[j]);
+        // A chain: each run of consecutive keys is one COMMIT continuing the key before it (the link's parent for the
+        // piece's first key), so a key refused or not copied ends a run as a refused entry does in a chained PUT; the
+        // usual piece, every key copied, is one COMMIT. Without a chain every id goes in one COMMIT.
+        for (int j = 0; j < owners.Count;)
+        {
+            int n = 1;
+            if (link is null) n = owners.Count;
+            else while (j + n < owners.Count && owners[j + n] == owners[j + n - 1] + 1) n++;
+            var runLink = link is null ? null : owners[j] == start ? link : new ChainLink(batch.Keys[owners[j] - 1]);
+            var runIds = n == ids.Count ? ids : ids.GetRange(j, n);
+            var runCrcs = crcs is null || n == crcs.Count ? crcs : crcs.GetRange(j, n);
+            var (statuses, commitFailure) = await IdsCallAsync(connection, Opcode.Commit, runIds, ct, runCrcs, runLink).ConfigureAwait(false);
+            // NOT_FOUND: the node no longer held the reservation (this side sends only ids it got), so it expired.
+            for (int r = 0; r < n; r++)
+                batch.Results[owners[j + r]] = statuses is null ? commitFailure : statuses[r] == WireStatus.NotFound ? KvStatus.Timeout : KvStatuses.FromWire(statuses[r]);
+            j += n;
+        }
         return again;
     }
 
