@@ -42,7 +42,7 @@ public enum KvStatus
     /// with the value (corrupted on the wire, in a buffer on the way, or in the arena), so the value is treated as a miss.
     /// The destination's contents for that key are unspecified (an allocate-on-get value is dropped); the batch's other
     /// keys and the connection are unaffected. Counted in <see cref="KvStore.ChecksumMismatches"/> and logged at Warning.
-    /// The Python client reports this as PROTOCOL_ERROR (−19).
+    /// The Python client reports it as CHECKSUM_MISMATCH (−20), per key, in the same cases.
     /// </summary>
     ChecksumMismatch = 20,
 }
