@@ -83,6 +83,9 @@ internal sealed class StoreTier(KvStore store)
                 case KvStatus.BufferTooSmall:
                     throw new MetadataMismatchException($"block {hashes[i]} on the node is larger than its {destinations[i].Length}-byte buffer", context);
                 case KvStatus.NotFound:
+                // The client's CRC check failed (KvStoreOptions.VerifyValueCrc): counted and logged by the store; the
+                // bytes are not the block, so the prefix that arrived whole ends here, as at a block the node lacks.
+                case KvStatus.ChecksumMismatch:
                     return i;
                 case KvStatus.Timeout:
                     throw new TransferTimeoutException($"loading block {hashes[i]} timed out", context);

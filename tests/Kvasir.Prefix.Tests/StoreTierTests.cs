@@ -126,4 +126,41 @@ public sealed class StoreTierTests
         Assert.True(e.Retryable);
         await Assert.ThrowsAnyAsync<KvCacheException>(() => cache.SaveAsync(h, [new byte[8], new byte[8]]));
     }
+
+    [Fact]
+    public async Task A_block_corrupted_on_the_node_ends_the_loaded_prefix_there_and_never_reaches_the_engine()
+    {
+        // The client verifies each value's CRC-32C (KvStoreOptions.VerifyValueCrc); a block whose bytes fail it is a miss
+        // at that block, as a block the node no longer has: the engine loads the prefix before it and recomputes the rest.
+        await using var node = TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 16L << 20, MaxValueBytes = 1L << 20 }, SharedMemory = true });
+        await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = node.Address, Transport = KvTransportKind.Shm, VerifyValueCrc = true });
+        var cache = new PrefixCache<byte[]>(new PrefixCacheOptions { BlockSize = 16, MaxCachedBlocks = 4, Store = store });
+        var hashes = cache.ComputeBlockHashes(Enumerable.Range(0, 64).Select(i => (long)i * 3).ToArray());
+        var values = hashes.Select(Kv).ToArray();
+        await cache.SaveAsync(hashes, values.Select(v => (ReadOnlyMemory<byte>)v).ToArray());
+        var buffers = hashes.Select(_ => new byte[BlockBytes]).ToArray();
+        // A first load lets the node check the writer's CRCs (done once, lazily) while the bytes are good.
+        Assert.Equal(4, await cache.LoadAsync(hashes, buffers.Select(b => (Memory<byte>)b).ToArray()));
+
+        FlipInArena(node.Store.SharedMemoryPath!, values[2], 1000);
+        buffers = hashes.Select(_ => new byte[BlockBytes]).ToArray();
+        int loaded = await cache.LoadAsync(hashes, buffers.Select(b => (Memory<byte>)b).ToArray());
+
+        Assert.Equal(2, loaded);
+        Assert.Equal(values[0], buffers[0]);
+        Assert.Equal(values[1], buffers[1]);
+        Assert.Equal(1L, store.ChecksumMismatches);
+    }
+
+    /// <summary>Flips the byte at <paramref name="offset"/> of the value's only copy in the node's arena file (found by its first 64 bytes).</summary>
+    private static void FlipInArena(string arenaPath, byte[] value, int offset)
+    {
+        using var file = new FileStream(arenaPath, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
+        var arena = new byte[file.Length];
+        file.ReadExactly(arena);
+        int at = arena.AsSpan().IndexOf(value.AsSpan(0, 64));
+        Assert.True(at >= 0 && arena.AsSpan(at + 64).IndexOf(value.AsSpan(0, 64)) < 0, "the value is not in the arena file exactly once");
+        file.Position = at + offset;
+        file.WriteByte((byte)(arena[at + offset] ^ 0x5A));
+    }
 }
