@@ -228,7 +228,8 @@ public sealed partial class TieredStore : IDisposable
     /// <summary>
     /// Leases the key's value for reading: from DRAM when it is there (completes synchronously), else from the disk
     /// or the shared tier, read on a tier thread into arena space and CRC-checked. NotFound for a miss in every tier
-    /// (and for a damaged copy below, or no room to stage a cold read in).
+    /// (and for a damaged copy below, or no room to stage a cold read in); OutOfMemory for an arena-only reader when a cold
+    /// value has no room in the arena (the reader reads it over TCP instead).
     /// </summary>
     /// <param name="key">The key; its memory must stay unchanged until the task completes.</param>
     /// <param name="holder">Told when the lease outlives the lease timeout; null for a lease the reaper may end by itself.</param>
@@ -278,23 +279,27 @@ public sealed partial class TieredStore : IDisposable
         if (_dram.TryReserve(keyCopy, length, evict: promote, out var reservation) != WireStatus.Ok)
         {
             reservation = null;
+            bool evicted = promote;   // a promotion already tried to make room
             if (promote)
             {
+                // No room to promote now (what DRAM holds is pinned, leased or being written): served unpromoted below.
                 Interlocked.Increment(ref _loadFailures);
-                return new LeaseResult(WireStatus.NotFound, null);
+                promote = false;
             }
             if (!arenaOnly && _staging!.TryAllocate(length, out staged, out stagedAt))
             {
                 Interlocked.Increment(ref _loadsStaged);
             }
-            else if (arenaOnly && _dram.TryReserve(keyCopy, length, evict: true, out reservation) == WireStatus.Ok)
+            else if (arenaOnly && !evicted && _dram.TryReserve(keyCopy, length, evict: true, out reservation) == WireStatus.Ok)
             {
                 Interlocked.Increment(ref _loadsEvicting);
             }
             else
             {
+                // The value is there but has nowhere to go. A shared-memory reader is told OUT_OF_MEMORY and reads the key
+                // over TCP, which can use the staging area; for a TCP reader both places are full, so it is a miss.
                 Interlocked.Increment(ref _loadsUnstaged);
-                return new LeaseResult(WireStatus.NotFound, null);
+                return new LeaseResult(arenaOnly ? WireStatus.OutOfMemory : WireStatus.NotFound, null);
             }
         }
         bool ok;
