@@ -352,8 +352,11 @@ def submit_load(store, keys, addrs_per_key, sizes_per_key) -> "LocalLoad":
             load.leased.append((sent, e["id"][ok].copy()))
             if not ok.all():
                 j = int(np.flatnonzero(~ok)[0])
-                raise KeyNotLocalError(f"key {keys[start + j]!r} is not in the local node "
-                                       f"({P.wire_status(int(e['status'][j]))!s})")
+                status = int(e["status"][j])
+                if status == P.WireStatus.OUT_OF_MEMORY:   # every lease slot of the node is held (--max-leases)
+                    raise KeyNotLocalError(f"key {keys[start + j]!r} could not be leased: the node holds as many leases as "
+                                           "it may (OUT_OF_MEMORY); read it with batch_get_into_multi_buffers")
+                raise KeyNotLocalError(f"key {keys[start + j]!r} is not in the local node ({P.wire_status(status)!s})")
             offsets, lengths = e["offset"].astype(np.int64), e["length"].astype(np.int64)
             if (offsets + lengths > mapping.length).any() or (offsets < 0).any():
                 raise _Failure(E.PROTOCOL_ERROR, "the node returned a range outside its arena")

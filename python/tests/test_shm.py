@@ -256,3 +256,56 @@ def test_a_byte_changed_in_the_arena_after_a_commit_with_the_writers_crc_is_a_mi
         with kvasir.KvStore(node.address, transport="tcp") as reader:
             assert reader.get(k) is None
         assert s.stats()["crc_mismatches"] == before + 1
+
+
+def test_keys_the_node_cannot_lease_because_every_lease_slot_is_held_are_read_over_tcp(cli):
+    # docs/protocol.md § Ownership and timeouts: past --max-leases a LEASE answers OUT_OF_MEMORY for the key, "and the
+    # client reads it over TCP". Before, the Python client reported OUT_OF_MEMORY for the key (get raised "get failed:
+    # OUT_OF_MEMORY") while the value was there to be read.
+    node = Node("--memory", "64MiB", "--max-leases", "1")
+    try:
+        values = [np.random.default_rng(i).integers(0, 256, 100_000 + i, dtype=np.uint8) for i in range(3)]
+        keys = ["held", "a", "b"]
+        with kvasir.KvStore(node.address, transport="shm") as holder, \
+                kvasir.KvStore(node.address, transport="shm", verify_crc=True) as s:
+            for v in values:
+                s.register_buffer(v.ctypes.data, v.nbytes)
+            assert s.batch_put_from(keys, [v.ctypes.data for v in values], [v.nbytes for v in values]) == [0, 0, 0]
+            # Another connection leases "held" and keeps its lease: the node's only lease slot.
+            holder._negotiate(holder._connection())
+            lease = holder._connection().call(P.Opcode.LEASE, P.encode_key_batch([b"held"]))
+            assert [e.status for e in lease.entries] == [P.WireStatus.OK]
+            assert s.transport == "shm"
+
+            assert s.get("a") == values[1].tobytes()
+            dests = [np.zeros(v.nbytes, dtype=np.uint8) for v in values]
+            small = np.zeros(10, dtype=np.uint8)
+            for d in (*dests, small):
+                s.register_buffer(d.ctypes.data, d.nbytes)
+            codes = s.batch_get_into(["b", "missing", "held", "a"], [dests[2].ctypes.data, small.ctypes.data,
+                                                                     dests[0].ctypes.data, dests[1].ctypes.data],
+                                     [dests[2].nbytes, small.nbytes, dests[0].nbytes, dests[1].nbytes])
+            assert codes == [values[2].nbytes, -1, values[0].nbytes, values[1].nbytes]
+            for d, v in zip(dests, values):
+                assert np.array_equal(d, v)
+            halves = [np.zeros(50_000, dtype=np.uint8), np.zeros(60_000, dtype=np.uint8)]
+            for h in halves:
+                s.register_buffer(h.ctypes.data, h.nbytes)
+            assert s.batch_get_into_multi_buffers(["b"], [[h.ctypes.data for h in halves]], [[h.nbytes for h in halves]]) \
+                == [values[2].nbytes]
+            assert np.array_equal(np.concatenate(halves)[:values[2].nbytes], values[2])
+            assert s.checksum_mismatches == 0
+
+            # An async local load cannot read over TCP (its pieces may be GPU memory): it raises KeyNotLocalError holding
+            # nothing, and the fallback the error names reads the value.
+            from kvasir.local_load import KeyNotLocalError
+            out = np.zeros(values[1].nbytes, dtype=np.uint8)
+            s.register_buffer(out.ctypes.data, out.nbytes)
+            with pytest.raises(KeyNotLocalError, match="lease"):
+                s.batch_get_into_multi_buffers_submit_local(["a"], [[out.ctypes.data]], [[out.nbytes]])
+            assert s.stats()["leases"] == 1   # the holder's alone
+            assert s.batch_get_into_multi_buffers(["a"], [[out.ctypes.data]], [[out.nbytes]]) == [values[1].nbytes]
+            assert np.array_equal(out, values[1])
+    finally:
+        node.stop()
+
