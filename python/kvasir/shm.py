@@ -255,8 +255,8 @@ def alloc_chunk(conn, mapping, keys, values, lengths, results, idx, ttl_seconds=
     budget = reserve.budget_of(conn, mapping)
     todo = list(idx)
     while todo:
-        at, size = 1, lengths[todo[0]]
-        while at < len(todo) and size + lengths[todo[at]] <= budget.limit:
+        at, size, limit = 1, lengths[todo[0]], budget.limit
+        while at < len(todo) and size + lengths[todo[at]] <= limit:
             size += lengths[todo[at]]
             at += 1
         piece, todo = todo[:at], todo[at:]

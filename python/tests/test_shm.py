@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -306,6 +307,50 @@ def test_keys_the_node_cannot_lease_because_every_lease_slot_is_held_are_read_ov
             assert s.stats()["leases"] == 1   # the holder's alone
             assert s.batch_get_into_multi_buffers(["a"], [[out.ctypes.data]], [[out.nbytes]]) == [values[1].nbytes]
             assert np.array_equal(out, values[1])
+    finally:
+        node.stop()
+
+
+def test_a_budget_learnt_from_a_full_arena_is_forgotten_so_later_puts_go_in_one_alloc_again(cli):
+    # A key refused while the connection held other reservations teaches its budget the node's share; a refusal because
+    # the arena itself was full (pinned values here) taught it the same way, for good: every later put on the connection
+    # went in pieces of what the full arena had taken (two 64 KiB values per ALLOC/COMMIT). What was learnt is forgotten
+    # after reserve.FORGET_AFTER seconds (the budget's clock is moved on rather than slept).
+    block = 64 << 10
+    node = Node("--memory", "8MiB", "--max-value", "1MiB")
+    try:
+        src = np.random.default_rng(5).integers(0, 256, 40 * block, dtype=np.uint8)
+        with kvasir.KvStore(node.address, transport="tcp") as t, kvasir.KvStore(node.address, transport="shm") as s:
+            pinned = []
+            for i in range(200):
+                key = f"pinned/{i}"
+                code = t.put(key, src[:block].tobytes())
+                if code == -4:   # OUT_OF_MEMORY: the arena has no room for one more
+                    break
+                assert code == 0 and t.batch_pin([key]) == [0]
+                pinned.append(key)
+            else:
+                pytest.fail("200 pinned 64 KiB values did not fill an 8 MiB arena")
+            assert t.batch_remove(pinned[:2]) == [0, 0]
+            pinned = pinned[2:]
+            s.register_buffer(src.ctypes.data, src.nbytes)
+
+            def put(name, n):
+                before = s.stats()["requests_alloc"]
+                codes = s.batch_put_from([f"{name}/{i}" for i in range(n)], [src.ctypes.data + i * block for i in range(n)],
+                                         [block] * n)
+                assert codes == [0] * n
+                return s.stats()["requests_alloc"] - before
+
+            # The node took two values and refused the third while they were held: the budget learnt two values, and the
+            # rest went two per ALLOC (each evicting the burst's values before it).
+            assert put("burst", 24) > 1, "the full arena did not make the budget learn"
+            budget = s._connection().reservations
+            assert budget.limit < s._shm.length // 4
+            assert t.batch_unpin(pinned) == [0] * len(pinned)
+            budget.clock = lambda: time.monotonic() + 120
+            assert put("later", 16) == 1
+            assert budget.limit == s._shm.length // 4
     finally:
         node.stop()
 
