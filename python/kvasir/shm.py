@@ -17,7 +17,7 @@ from typing import Optional
 
 from . import errors as E
 from . import protocol as P
-from . import reserve, tcp
+from . import leases, reserve, tcp
 from .connection import _code, _Failure
 from .errors import KvasirError
 from .value_check import crc_of
@@ -178,8 +178,14 @@ def lease_chunk(conn, mapping, keys, dests, results, allocated, idx, check=None)
     the one in the LEASE reply is CHECKSUM_MISMATCH (the caller's bytes are what is checked). A copy that
     took so long that its lease may have expired counts only if RELEASE confirms the lease (else
     TIMEOUT). Keys the node answers OUT_OF_MEMORY (every lease slot of the node held, ``--max-leases``, or no
-    arena space to stage a cold value in) are read over TCP on the same connection."""
-    over_tcp = _lease_copy_release(conn, mapping, keys, dests, results, allocated, idx, check)
+    arena space to stage a cold value in) are read over TCP on the same connection. The connection's leases in flight
+    stay within :mod:`.leases`."""
+    slots = leases.slots_of(conn)
+    slots.take(len(idx), broken=lambda: conn.broken)
+    try:
+        over_tcp = _lease_copy_release(conn, mapping, keys, dests, results, allocated, idx, check)
+    finally:
+        slots.give(len(idx))
     if over_tcp:
         tcp.get_chunk(conn, keys, dests, results, allocated, over_tcp, check)
 

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -354,3 +355,76 @@ def test_a_budget_learnt_from_a_full_arena_is_forgotten_so_later_puts_go_in_one_
     finally:
         node.stop()
 
+
+def test_gets_of_more_keys_than_a_connection_may_hold_leased_read_every_value(cli):
+    # A connection may hold at most --max-leases-per-connection leases; a LEASE past it closes the connection (every
+    # request on it fails). An async local load leased every chunk of its keys before any was released, and threads
+    # share the store's connection: before, a load of 200 keys here lost the connection (KvasirError), and so did four
+    # threads reading 200 keys each. The client keeps at most twice max_batch_keys (32 here) leases in flight per
+    # connection.
+    node = Node("--memory", "64MiB", "--max-batch", "16", "--max-leases-per-connection", "40")
+    try:
+        n = 200
+        values = [np.random.default_rng(i).integers(0, 256, 1000 + i, dtype=np.uint8) for i in range(n)]
+        keys = [f"many/{i}" for i in range(n)]
+        with kvasir.KvStore(node.address, transport="shm", request_timeout=20, verify_crc=True) as s:
+            for k, v in zip(keys, values):
+                assert s.put(k, v.tobytes()) == 0
+
+            def dests():
+                out = [np.zeros(v.nbytes, dtype=np.uint8) for v in values]
+                for d in out:
+                    s.register_buffer(d.ctypes.data, d.nbytes)
+                return out
+
+            def check(out):
+                for d, v in zip(out, values):
+                    assert np.array_equal(d, v)
+
+            out = dests()
+            load = s.batch_get_into_multi_buffers_submit_local(keys, [[d.ctypes.data] for d in out], [[d.nbytes] for d in out])
+            assert load.wait(timeout=30) == [v.nbytes for v in values]
+            check(out)
+
+            # Four threads sharing the connection, each reading every key in requests of 16 keys.
+            outs, codes = [dests() for _ in range(4)], [None] * 4
+
+            def reader(t):
+                for _ in range(3):
+                    codes[t] = s.batch_get_into(keys, [d.ctypes.data for d in outs[t]], [d.nbytes for d in outs[t]])
+
+            threads = [threading.Thread(target=reader, args=(t,)) for t in range(4)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(60)
+            assert codes == [[v.nbytes for v in values]] * 4
+            for o in outs:
+                check(o)
+
+            # A load not waited for yet holds 32 leases, and only this thread would wait for it: a get on this thread, and
+            # a second load, finish its copies and release its leases rather than wait (its wait() then finds them done).
+            held = dests()
+            first = s.batch_get_into_multi_buffers_submit_local(keys[:32], [[d.ctypes.data] for d in held[:32]],
+                                                               [[d.nbytes] for d in held[:32]])
+            out = dests()
+            assert s.batch_get_into(keys, [d.ctypes.data for d in out], [d.nbytes for d in out]) == [v.nbytes for v in values]
+            check(out)
+            # A byte of key 40 flipped in the arena: the second load, settled by the third, answers CHECKSUM_MISMATCH for
+            # it in its wait(), counted once.
+            at = s._shm.mm.find(values[40].tobytes())
+            assert at >= 0 and s._shm.mm.find(values[40].tobytes(), at + 1) < 0
+            s._shm.mm[at + 500] ^= 0x5A
+            second = s.batch_get_into_multi_buffers_submit_local(keys[32:64], [[d.ctypes.data] for d in held[32:64]],
+                                                                [[d.nbytes] for d in held[32:64]])
+            third = s.batch_get_into_multi_buffers_submit_local(keys[64:], [[d.ctypes.data] for d in held[64:]],
+                                                               [[d.nbytes] for d in held[64:]])
+            assert third.wait(timeout=30) == [v.nbytes for v in values[64:]]
+            assert second.wait(timeout=30) == [-20 if i == 40 else v.nbytes for i, v in enumerate(values[32:64], 32)]
+            assert first.wait(timeout=30) == [v.nbytes for v in values[:32]]
+            assert s.checksum_mismatches == 1
+            check(held[:40] + [values[40]] + held[41:])
+            assert s.stats()["leases"] == 0
+            assert s.transport == "shm"
+    finally:
+        node.stop()
