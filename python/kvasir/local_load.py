@@ -354,10 +354,10 @@ def submit_load(store, keys, addrs_per_key, sizes_per_key) -> "LocalLoad":
             sent = time.monotonic()
             try:
                 meta = conn.call_raw(P.Opcode.LEASE, key_bytes.frame(np.arange(start, end)))
+                e = _entries(meta, lease_dtype, end - start, "LEASE")
             except BaseException:
                 slots.give(end - start, load)
                 raise
-            e = _entries(meta, lease_dtype, end - start, "LEASE")
             ok = e["status"] == P.WireStatus.OK
             load.leased.append((sent, e["id"][ok].copy(), end - start))
             if not ok.all():
@@ -435,6 +435,8 @@ class LocalLoad:
         self._check = None     # verify_crc: (ValueCheck, the keys, the pieces); each chunk's plan in _chunks
         self._chunks = []      # per started chunk: (start, end, arena offsets, lengths, the node's CRCs)
         self._verified = 0     # leading entries of ``_chunks`` checked
+        # held from a range's check to its RELEASE: a GPU piece is checked in the arena, which must still be its lease's
+        self._settling = threading.Lock()
 
     def verify(self, check, key_bytes, pieces) -> None:
         """Checks every value against the CRC-32C in its LEASE reply once the copies are done (``verify_crc``)."""
@@ -463,7 +465,8 @@ class LocalLoad:
     def abort(self) -> None:
         """The submit failed: let what was started finish (it reads leased space), then release."""
         self._wait_copies(self._jobs)
-        self._release()
+        with self._settling:
+            self._release()
 
     def settle(self) -> bool:
         """Waits for the copies of every chunk started so far, checks them (``verify_crc``) and releases their leases,
@@ -474,9 +477,10 @@ class LocalLoad:
         if self._released >= upto:
             return False
         self._wait_copies(self._jobs[self._released:upto])
-        if all(j.exception() is None for j in self._jobs[:upto]):
-            self._verify(upto)   # before the leases go, as in _finish
-        self._release(upto)
+        with self._settling:
+            if all(j.exception() is None for j in self._jobs[:upto]):
+                self._verify(upto)   # before the leases go, as in _finish
+            self._release(upto)
         return True
 
     @staticmethod
@@ -488,9 +492,10 @@ class LocalLoad:
 
     def _finish(self) -> None:
         failed = next((j.exception() for j in self._jobs if j.exception() is not None), None)
-        if failed is None:
-            self._verify()   # before the leases go: GPU pieces are checked in the arena, which is then still theirs
-        self._release()
+        with self._settling:
+            if failed is None:
+                self._verify()   # before the leases go: GPU pieces are checked in the arena, which is then still theirs
+            self._release()
         if failed is not None:
             raise KvasirError(f"local copy failed: {failed}")
         if self._expired:
