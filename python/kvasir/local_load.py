@@ -2,7 +2,8 @@
 
 ``KvStore.batch_get_into_multi_buffers_submit_local`` leases the values (one round trip per chunk of
 ``max_batch_keys``), starts the copies and returns a :class:`LocalLoad` at once; the copies of one
-chunk run while the next chunk is leased. Stores (``KvStore.batch_put_from_local``) use the same copy
+chunk run while the next chunk is leased. A load of more keys than the connection keeps leased
+(:mod:`kvasir.leases`: twice ``max_batch_keys``) waits for its earlier chunks' copies and releases them first. Stores (``KvStore.batch_put_from_local``) use the same copy
 plan and live in :mod:`.local_put`.
 
 Destinations and sources are host memory inside a registered buffer, or GPU memory when torch with
@@ -29,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional
 
 from . import errors as E
+from . import leases
 from . import protocol as P
 from .connection import _Failure, _keys_bytes, _view
 from .cuda import cuda
@@ -340,20 +342,31 @@ def submit_load(store, keys, addrs_per_key, sizes_per_key) -> "LocalLoad":
     bad = np.flatnonzero((key_lengths < 1) | (key_lengths > hello.max_key_bytes))
     if len(bad):
         raise KeyNotLocalError(f"key {keys[int(bad[0])]!r} is not a valid key")
-    load = LocalLoad(store, conn, mapping, len(key_bytes))
+    slots = leases.slots_of(conn)
+    load = LocalLoad(store, conn, mapping, len(key_bytes), slots)
     if store.verify_crc:
         load.verify(store._value_check, key_bytes, pieces)
     try:
         for start, end in _chunks(key_lengths, hello):
+            # Within the connection's leases in flight (kvasir.leases): past them, the oldest loads' chunks started so far
+            # (this one's too) have their copies finished and their leases released first.
+            slots.take(end - start, load, broken=lambda: conn.broken)
             sent = time.monotonic()
-            meta = conn.call_raw(P.Opcode.LEASE, key_bytes.frame(np.arange(start, end)))
-            e = _entries(meta, lease_dtype, end - start, "LEASE")
+            try:
+                meta = conn.call_raw(P.Opcode.LEASE, key_bytes.frame(np.arange(start, end)))
+                e = _entries(meta, lease_dtype, end - start, "LEASE")
+            except BaseException:
+                slots.give(end - start, load)
+                raise
             ok = e["status"] == P.WireStatus.OK
-            load.leased.append((sent, e["id"][ok].copy()))
+            load.leased.append((sent, e["id"][ok].copy(), end - start))
             if not ok.all():
                 j = int(np.flatnonzero(~ok)[0])
-                raise KeyNotLocalError(f"key {keys[start + j]!r} is not in the local node "
-                                       f"({P.wire_status(int(e['status'][j]))!s})")
+                status = int(e["status"][j])
+                if status == P.WireStatus.OUT_OF_MEMORY:   # every lease slot of the node is held (--max-leases)
+                    raise KeyNotLocalError(f"key {keys[start + j]!r} could not be leased: the node holds as many leases as "
+                                           "it may (OUT_OF_MEMORY); read it with batch_get_into_multi_buffers")
+                raise KeyNotLocalError(f"key {keys[start + j]!r} is not in the local node ({P.wire_status(status)!s})")
             offsets, lengths = e["offset"].astype(np.int64), e["length"].astype(np.int64)
             if (offsets + lengths > mapping.length).any() or (offsets < 0).any():
                 raise _Failure(E.PROTOCOL_ERROR, "the node returned a range outside its arena")
@@ -408,19 +421,22 @@ def _local_connection(store, error):
 class LocalLoad:
     """A load in flight. ``is_done()`` polls; ``wait()`` blocks and returns the lengths per key (with the store's
     ``verify_crc``: ``CHECKSUM_MISMATCH`` for a value that failed the check). The leases are released once the copies
-    have finished (seen by ``is_done`` or ``wait``)."""
+    have finished (seen by ``is_done`` or ``wait``), or earlier by :meth:`settle` when a request on the connection
+    needs the room (its leases in flight are bounded: :mod:`kvasir.leases`)."""
 
-    def __init__(self, store, conn, mapping, count: int):
-        self._store, self._conn, self._mapping = store, conn, mapping
+    def __init__(self, store, conn, mapping, count: int, slots=None):
+        self._store, self._conn, self._mapping, self._slots = store, conn, mapping, slots
         self.lengths = np.zeros(count, dtype=np.int64)
-        self.leased = []       # per leased chunk: (monotonic time LEASE was sent, lease ids)
+        self.leased = []       # per leased chunk: (monotonic time LEASE was sent, lease ids, lease slots it took)
         self._expired = False
-        self._jobs = []        # futures of _copy_chunk
-        self._released = False
+        self._jobs = []        # futures of _copy_chunk, one per started chunk
+        self._released = 0     # leading entries of ``leased`` released
         self._lock = threading.Lock()
         self._check = None     # verify_crc: (ValueCheck, the keys, the pieces); each chunk's plan in _chunks
         self._chunks = []      # per started chunk: (start, end, arena offsets, lengths, the node's CRCs)
-        self._verified = False
+        self._verified = 0     # leading entries of ``_chunks`` checked
+        # held from a range's check to its RELEASE: a GPU piece is checked in the arena, which must still be its lease's
+        self._settling = threading.Lock()
 
     def verify(self, check, key_bytes, pieces) -> None:
         """Checks every value against the CRC-32C in its LEASE reply once the copies are done (``verify_crc``)."""
@@ -448,33 +464,56 @@ class LocalLoad:
 
     def abort(self) -> None:
         """The submit failed: let what was started finish (it reads leased space), then release."""
-        for j in self._jobs:
+        self._wait_copies(self._jobs)
+        with self._settling:
+            self._release()
+
+    def settle(self) -> bool:
+        """Waits for the copies of every chunk started so far, checks them (``verify_crc``) and releases their leases,
+        giving their slots back, so that the connection's leases in flight stay within :mod:`kvasir.leases` (any thread
+        may call it: the copies were submitted already). Never raises: a failed copy is raised by ``wait()``. False
+        when every chunk started was settled already."""
+        upto = len(self._jobs)
+        if self._released >= upto:
+            return False
+        self._wait_copies(self._jobs[self._released:upto])
+        with self._settling:
+            if all(j.exception() is None for j in self._jobs[:upto]):
+                self._verify(upto)   # before the leases go, as in _finish
+            self._release(upto)
+        return True
+
+    @staticmethod
+    def _wait_copies(jobs) -> None:
+        for j in jobs:
             if j.exception() is None:
                 for e in j.result():
                     e.synchronize()
-        self._release()
 
     def _finish(self) -> None:
         failed = next((j.exception() for j in self._jobs if j.exception() is not None), None)
-        if failed is None:
-            self._verify()   # before the leases go: GPU pieces are checked in the arena, which is then still theirs
-        self._release()
+        with self._settling:
+            if failed is None:
+                self._verify()   # before the leases go: GPU pieces are checked in the arena, which is then still theirs
+            self._release()
         if failed is not None:
             raise KvasirError(f"local copy failed: {failed}")
         if self._expired:
             raise KvasirError("a lease ended before the copies finished (its connection closed, or the node's lease "
                               "timeout passed): the destinations may hold wrong bytes; load them again")
 
-    def _verify(self) -> None:
+    def _verify(self, upto: Optional[int] = None) -> None:
         """With ``verify_crc``: each value's CRC-32C against its node's; a mismatch is CHECKSUM_MISMATCH for the key
         (counted and logged by the store's ValueCheck). A piece in host memory is checked as the caller got it; a
-        piece in GPU memory (not readable here without a copy back) by the arena bytes its DMA read."""
+        piece in GPU memory (not readable here without a copy back) by the arena bytes its DMA read. ``upto``: the
+        chunks started before it (default all); each chunk is checked once."""
         with self._lock:
-            if self._check is None or self._verified:
+            if self._check is None:
                 return
-            self._verified = True
+            first, upto = self._verified, len(self._chunks) if upto is None else upto
+            self._verified = max(first, upto)
         check, key_bytes, pieces = self._check
-        for start, end, offsets, lengths, crcs in self._chunks:
+        for start, end, offsets, lengths, crcs in self._chunks[first:upto]:
             for k in range(start, end):
                 length, at = int(lengths[k - start]), int(offsets[k - start])
                 crc, left = 0, length
@@ -493,11 +532,15 @@ class LocalLoad:
                 if not check.matches(crc, int(crcs[k - start]), key_bytes.key(k), length, self._conn.where, "shm"):
                     self.lengths[k] = E.CHECKSUM_MISMATCH
 
-    def _release(self) -> None:
+    def _release(self, upto: Optional[int] = None) -> None:
+        """Releases the leases of the chunks leased before ``upto`` (default all), each once, and gives their slots back."""
         with self._lock:
-            if self._released:
-                return
-            self._released = True
-        for sent, ids in self.leased:   # one RELEASE per leased chunk: each fits the batch limit
-            if len(ids) and not self._store._release_leases(self._conn, _id_list(ids), confirm=not self._mapping.held(sent)):
-                self._expired = True
+            first, upto = self._released, len(self.leased) if upto is None else upto
+            self._released = max(first, upto)
+        for sent, ids, taken in self.leased[first:upto]:   # one RELEASE per leased chunk: each fits the batch limit
+            try:
+                if len(ids) and not self._store._release_leases(self._conn, _id_list(ids), confirm=not self._mapping.held(sent)):
+                    self._expired = True
+            finally:
+                if self._slots is not None:
+                    self._slots.give(taken, self)

@@ -8,28 +8,52 @@ answer: every ALLOC of this client takes its bytes from the budget first (thread
 their turn instead of being refused), and a key refused while other reservations of this connection were held is
 asked for again once they are committed (:func:`refused_for_share`). A key refused while nothing else was held is
 a real OUT_OF_MEMORY (the arena is full of pinned or leased values) and is reported as one.
+
+A refusal because the arena itself was full (pinned or leased values, other clients' reservations) looks the same as
+one for the share, so what a budget learnt is forgotten :data:`FORGET_AFTER` seconds later: a real share is learnt
+again at the cost of one refused piece, while a moment of full arena no longer cuts every later put of the connection
+into pieces of what it took then (as the .NET client's ReservationBudget).
 """
 
 import threading
+import time
 from typing import Optional
 
 from . import protocol as P
 
+# Seconds a learnt share holds before the budget is back at its start.
+FORGET_AFTER = 10.0
+
 
 class ReservationBudget:
-    """The bytes this client lets one connection hold reserved; safe to share between threads."""
+    """The bytes this client lets one connection hold reserved; safe to share between threads. ``clock``: monotonic
+    seconds (default ``time.monotonic``; a test moves it on instead of sleeping past :data:`FORGET_AFTER`)."""
 
-    def __init__(self, limit: int):
-        self.limit = max(1, int(limit))
+    def __init__(self, limit: int, clock=time.monotonic):
+        self.clock = clock
+        self._initial = self._limit = max(1, int(limit))
+        self._learnt_at = 0.0
         self.used = 0
         self._cv = threading.Condition()
+
+    @property
+    def limit(self) -> int:
+        """The bytes the connection may hold reserved: what was learnt, or the start once that is FORGET_AFTER old."""
+        with self._cv:
+            return self._current()
+
+    def _current(self) -> int:
+        """:attr:`limit`; called holding the condition's lock."""
+        if self._limit < self._initial and self.clock() - self._learnt_at >= FORGET_AFTER:
+            self._limit = self._initial
+        return self._limit
 
     def acquire(self, n: int, wait: bool = True, broken=lambda: False) -> Optional[int]:
         """Takes ``n`` bytes; returns the bytes other requests of this connection held then (None: no room and
         ``wait`` False). A request larger than the whole budget goes alone. ``broken()`` ends a wait (0 returned:
         the request then fails on the connection itself)."""
         with self._cv:
-            while self.used and self.used + n > self.limit:
+            while self.used and self.used + n > self._current():
                 if not wait:
                     return None
                 if broken():
@@ -48,7 +72,8 @@ class ReservationBudget:
     def learn(self, accepted: int) -> None:
         """The node refused a key after ``accepted`` bytes of this connection were reserved: its share is smaller."""
         with self._cv:
-            self.limit = max(1, min(self.limit, int(accepted)))
+            self._limit = max(1, min(self._current(), int(accepted)))
+            self._learnt_at = self.clock()
 
 
 _made = threading.Lock()

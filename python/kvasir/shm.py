@@ -17,7 +17,7 @@ from typing import Optional
 
 from . import errors as E
 from . import protocol as P
-from . import reserve
+from . import leases, reserve, tcp
 from .connection import _code, _Failure
 from .errors import KvasirError
 from .value_check import crc_of
@@ -177,17 +177,33 @@ def lease_chunk(conn, mapping, keys, dests, results, allocated, idx, check=None)
     with ``check`` (a :class:`kvasir.value_check.ValueCheck`) enabled, a copy whose CRC-32C differs from
     the one in the LEASE reply is CHECKSUM_MISMATCH (the caller's bytes are what is checked). A copy that
     took so long that its lease may have expired counts only if RELEASE confirms the lease (else
-    TIMEOUT)."""
+    TIMEOUT). Keys the node answers OUT_OF_MEMORY (every lease slot of the node held, ``--max-leases``, or no
+    arena space to stage a cold value in) are read over TCP on the same connection. The connection's leases in flight
+    stay within :mod:`.leases`."""
+    slots = leases.slots_of(conn)
+    slots.take(len(idx), broken=lambda: conn.broken)
+    try:
+        over_tcp = _lease_copy_release(conn, mapping, keys, dests, results, allocated, idx, check)
+    finally:
+        slots.give(len(idx))
+    if over_tcp:
+        tcp.get_chunk(conn, keys, dests, results, allocated, over_tcp, check)
+
+
+def _lease_copy_release(conn, mapping, keys, dests, results, allocated, idx, check):
+    """:func:`lease_chunk`'s LEASE → copies → RELEASE; returns the keys the node could not lease (to read over TCP)."""
     verify = check is not None and check.enabled
     sent = time.monotonic()
     reply = conn.call(P.Opcode.LEASE, P.encode_key_batch([keys[i] for i in idx]))
     if len(reply.entries) != len(idx):
         raise _Failure(E.PROTOCOL_ERROR, "LEASE reply with a wrong count")
-    ids, owners = [], []
+    ids, owners, over_tcp = [], [], []
     try:
         for i, e in zip(idx, reply.entries):
             if e.status != P.WireStatus.OK:
                 results[i] = _code(e.status)
+                if e.status == P.WireStatus.OUT_OF_MEMORY:
+                    over_tcp.append(i)
                 continue
             ids.append(e.lease_id)
             owners.append(i)
@@ -210,15 +226,16 @@ def lease_chunk(conn, mapping, keys, dests, results, allocated, idx, check=None)
             conn.send_deferred(P.Opcode.RELEASE, P.encode_meta(P.IdList(ids)))
         raise
     if not ids:
-        return
+        return over_tcp
     if mapping.held(sent):   # its reply is read before the next request: no round trip spent on it
         conn.send_deferred(P.Opcode.RELEASE, P.encode_meta(P.IdList(ids)))
-        return
+        return over_tcp
     statuses = conn.call(P.Opcode.RELEASE, P.encode_meta(P.IdList(ids))).statuses
     for i, st in zip(owners, statuses):
         if st != P.WireStatus.OK and results[i] >= 0:   # the lease ended before the copy did
             results[i] = E.TIMEOUT
             allocated[i] = None
+    return over_tcp
 
 
 def alloc_suffix(conn, ttl_seconds=None):
@@ -244,8 +261,8 @@ def alloc_chunk(conn, mapping, keys, values, lengths, results, idx, ttl_seconds=
     budget = reserve.budget_of(conn, mapping)
     todo = list(idx)
     while todo:
-        at, size = 1, lengths[todo[0]]
-        while at < len(todo) and size + lengths[todo[at]] <= budget.limit:
+        at, size, limit = 1, lengths[todo[0]], budget.limit
+        while at < len(todo) and size + lengths[todo[at]] <= limit:
             size += lengths[todo[at]]
             at += 1
         piece, todo = todo[:at], todo[at:]

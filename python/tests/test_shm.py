@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -256,3 +258,173 @@ def test_a_byte_changed_in_the_arena_after_a_commit_with_the_writers_crc_is_a_mi
         with kvasir.KvStore(node.address, transport="tcp") as reader:
             assert reader.get(k) is None
         assert s.stats()["crc_mismatches"] == before + 1
+
+
+def test_keys_the_node_cannot_lease_because_every_lease_slot_is_held_are_read_over_tcp(cli):
+    # docs/protocol.md § Ownership and timeouts: past --max-leases a LEASE answers OUT_OF_MEMORY for the key, "and the
+    # client reads it over TCP". Before, the Python client reported OUT_OF_MEMORY for the key (get raised "get failed:
+    # OUT_OF_MEMORY") while the value was there to be read.
+    node = Node("--memory", "64MiB", "--max-leases", "1")
+    try:
+        values = [np.random.default_rng(i).integers(0, 256, 100_000 + i, dtype=np.uint8) for i in range(3)]
+        keys = ["held", "a", "b"]
+        with kvasir.KvStore(node.address, transport="shm") as holder, \
+                kvasir.KvStore(node.address, transport="shm", verify_crc=True) as s:
+            for v in values:
+                s.register_buffer(v.ctypes.data, v.nbytes)
+            assert s.batch_put_from(keys, [v.ctypes.data for v in values], [v.nbytes for v in values]) == [0, 0, 0]
+            # Another connection leases "held" and keeps its lease: the node's only lease slot.
+            holder._negotiate(holder._connection())
+            lease = holder._connection().call(P.Opcode.LEASE, P.encode_key_batch([b"held"]))
+            assert [e.status for e in lease.entries] == [P.WireStatus.OK]
+            assert s.transport == "shm"
+
+            assert s.get("a") == values[1].tobytes()
+            dests = [np.zeros(v.nbytes, dtype=np.uint8) for v in values]
+            small = np.zeros(10, dtype=np.uint8)
+            for d in (*dests, small):
+                s.register_buffer(d.ctypes.data, d.nbytes)
+            codes = s.batch_get_into(["b", "missing", "held", "a"], [dests[2].ctypes.data, small.ctypes.data,
+                                                                     dests[0].ctypes.data, dests[1].ctypes.data],
+                                     [dests[2].nbytes, small.nbytes, dests[0].nbytes, dests[1].nbytes])
+            assert codes == [values[2].nbytes, -1, values[0].nbytes, values[1].nbytes]
+            for d, v in zip(dests, values):
+                assert np.array_equal(d, v)
+            halves = [np.zeros(50_000, dtype=np.uint8), np.zeros(60_000, dtype=np.uint8)]
+            for h in halves:
+                s.register_buffer(h.ctypes.data, h.nbytes)
+            assert s.batch_get_into_multi_buffers(["b"], [[h.ctypes.data for h in halves]], [[h.nbytes for h in halves]]) \
+                == [values[2].nbytes]
+            assert np.array_equal(np.concatenate(halves)[:values[2].nbytes], values[2])
+            assert s.checksum_mismatches == 0
+
+            # An async local load cannot read over TCP (its pieces may be GPU memory): it raises KeyNotLocalError holding
+            # nothing, and the fallback the error names reads the value.
+            from kvasir.local_load import KeyNotLocalError
+            out = np.zeros(values[1].nbytes, dtype=np.uint8)
+            s.register_buffer(out.ctypes.data, out.nbytes)
+            with pytest.raises(KeyNotLocalError, match="lease"):
+                s.batch_get_into_multi_buffers_submit_local(["a"], [[out.ctypes.data]], [[out.nbytes]])
+            assert s.stats()["leases"] == 1   # the holder's alone
+            assert s.batch_get_into_multi_buffers(["a"], [[out.ctypes.data]], [[out.nbytes]]) == [values[1].nbytes]
+            assert np.array_equal(out, values[1])
+    finally:
+        node.stop()
+
+
+def test_a_budget_learnt_from_a_full_arena_is_forgotten_so_later_puts_go_in_one_alloc_again(cli):
+    # A key refused while the connection held other reservations teaches its budget the node's share; a refusal because
+    # the arena itself was full (pinned values here) taught it the same way, for good: every later put on the connection
+    # went in pieces of what the full arena had taken (two 64 KiB values per ALLOC/COMMIT). What was learnt is forgotten
+    # after reserve.FORGET_AFTER seconds (the budget's clock is moved on rather than slept).
+    block = 64 << 10
+    node = Node("--memory", "8MiB", "--max-value", "1MiB")
+    try:
+        src = np.random.default_rng(5).integers(0, 256, 40 * block, dtype=np.uint8)
+        with kvasir.KvStore(node.address, transport="tcp") as t, kvasir.KvStore(node.address, transport="shm") as s:
+            pinned = []
+            for i in range(200):
+                key = f"pinned/{i}"
+                code = t.put(key, src[:block].tobytes())
+                if code == -4:   # OUT_OF_MEMORY: the arena has no room for one more
+                    break
+                assert code == 0 and t.batch_pin([key]) == [0]
+                pinned.append(key)
+            else:
+                pytest.fail("200 pinned 64 KiB values did not fill an 8 MiB arena")
+            assert t.batch_remove(pinned[:2]) == [0, 0]
+            pinned = pinned[2:]
+            s.register_buffer(src.ctypes.data, src.nbytes)
+
+            def put(name, n):
+                before = s.stats()["requests_alloc"]
+                codes = s.batch_put_from([f"{name}/{i}" for i in range(n)], [src.ctypes.data + i * block for i in range(n)],
+                                         [block] * n)
+                assert codes == [0] * n
+                return s.stats()["requests_alloc"] - before
+
+            # The node took two values and refused the third while they were held: the budget learnt two values, and the
+            # rest went two per ALLOC (each evicting the burst's values before it).
+            assert put("burst", 24) > 1, "the full arena did not make the budget learn"
+            budget = s._connection().reservations
+            assert budget.limit < s._shm.length // 4
+            assert t.batch_unpin(pinned) == [0] * len(pinned)
+            budget.clock = lambda: time.monotonic() + 120
+            assert put("later", 16) == 1
+            assert budget.limit == s._shm.length // 4
+    finally:
+        node.stop()
+
+
+def test_gets_of_more_keys_than_a_connection_may_hold_leased_read_every_value(cli):
+    # A connection may hold at most --max-leases-per-connection leases; a LEASE past it closes the connection (every
+    # request on it fails). An async local load leased every chunk of its keys before any was released, and threads
+    # share the store's connection: before, a load of 200 keys here lost the connection (KvasirError), and so did four
+    # threads reading 200 keys each. The client keeps at most twice max_batch_keys (32 here) leases in flight per
+    # connection.
+    node = Node("--memory", "64MiB", "--max-batch", "16", "--max-leases-per-connection", "40")
+    try:
+        n = 200
+        values = [np.random.default_rng(i).integers(0, 256, 1000 + i, dtype=np.uint8) for i in range(n)]
+        keys = [f"many/{i}" for i in range(n)]
+        with kvasir.KvStore(node.address, transport="shm", request_timeout=20, verify_crc=True) as s:
+            for k, v in zip(keys, values):
+                assert s.put(k, v.tobytes()) == 0
+
+            def dests():
+                out = [np.zeros(v.nbytes, dtype=np.uint8) for v in values]
+                for d in out:
+                    s.register_buffer(d.ctypes.data, d.nbytes)
+                return out
+
+            def check(out):
+                for d, v in zip(out, values):
+                    assert np.array_equal(d, v)
+
+            out = dests()
+            load = s.batch_get_into_multi_buffers_submit_local(keys, [[d.ctypes.data] for d in out], [[d.nbytes] for d in out])
+            assert load.wait(timeout=30) == [v.nbytes for v in values]
+            check(out)
+
+            # Four threads sharing the connection, each reading every key in requests of 16 keys.
+            outs, codes = [dests() for _ in range(4)], [None] * 4
+
+            def reader(t):
+                for _ in range(3):
+                    codes[t] = s.batch_get_into(keys, [d.ctypes.data for d in outs[t]], [d.nbytes for d in outs[t]])
+
+            threads = [threading.Thread(target=reader, args=(t,)) for t in range(4)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(60)
+            assert codes == [[v.nbytes for v in values]] * 4
+            for o in outs:
+                check(o)
+
+            # A load not waited for yet holds 32 leases, and only this thread would wait for it: a get on this thread, and
+            # a second load, finish its copies and release its leases rather than wait (its wait() then finds them done).
+            held = dests()
+            first = s.batch_get_into_multi_buffers_submit_local(keys[:32], [[d.ctypes.data] for d in held[:32]],
+                                                               [[d.nbytes] for d in held[:32]])
+            out = dests()
+            assert s.batch_get_into(keys, [d.ctypes.data for d in out], [d.nbytes for d in out]) == [v.nbytes for v in values]
+            check(out)
+            # A byte of key 40 flipped in the arena: the second load, settled by the third, answers CHECKSUM_MISMATCH for
+            # it in its wait(), counted once.
+            at = s._shm.mm.find(values[40].tobytes())
+            assert at >= 0 and s._shm.mm.find(values[40].tobytes(), at + 1) < 0
+            s._shm.mm[at + 500] ^= 0x5A
+            second = s.batch_get_into_multi_buffers_submit_local(keys[32:64], [[d.ctypes.data] for d in held[32:64]],
+                                                                [[d.nbytes] for d in held[32:64]])
+            third = s.batch_get_into_multi_buffers_submit_local(keys[64:], [[d.ctypes.data] for d in held[64:]],
+                                                               [[d.nbytes] for d in held[64:]])
+            assert third.wait(timeout=30) == [v.nbytes for v in values[64:]]
+            assert second.wait(timeout=30) == [-20 if i == 40 else v.nbytes for i, v in enumerate(values[32:64], 32)]
+            assert first.wait(timeout=30) == [v.nbytes for v in values[:32]]
+            assert s.checksum_mismatches == 1
+            check(held[:40] + [values[40]] + held[41:])
+            assert s.stats()["leases"] == 0
+            assert s.transport == "shm"
+    finally:
+        node.stop()
