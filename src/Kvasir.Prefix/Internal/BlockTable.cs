@@ -18,7 +18,9 @@ namespace Kvasir.Prefix.Internal;
 /// Slots are stable while a block is cached: a removed block's slot goes on a free list and the next insert reuses
 /// it. Growth doubles the slot array (indices and links unchanged, so the eviction order survives) and rebuilds the
 /// index. The built-in policies (<see cref="LruPolicy"/>, <see cref="FifoPolicy"/>) keep their order in the
-/// entries' links; any other <see cref="IEvictionPolicy"/> is called by hash, as its interface says.
+/// entries' links; the node's policies (<see cref="NodePolicy"/>) in a <see cref="SlotOrder"/> of arrays indexed by slot
+/// beside the entries (called with the slot, never by hash); any other <see cref="IEvictionPolicy"/> is called by hash,
+/// as its interface says.
 /// </para>
 /// Not thread-safe: the owner (<see cref="PrefixCache{TBlock}"/>, <see cref="EvictionManager"/>) serialises calls.
 /// </summary>
