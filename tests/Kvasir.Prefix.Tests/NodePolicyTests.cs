@@ -106,7 +106,12 @@ public sealed class NodePolicyTests
         const int Capacity = 40;
         using var store = new KvArenaStore(new StoreOptions
         {
-            Capacity = Capacity * 64, BlockSize = 64, MaxValueBytes = 64, HighWatermark = 1.0, LowWatermark = 1.0, Eviction = kind,
+            Capacity = Capacity * 64,
+            BlockSize = 64,
+            MaxValueBytes = 64,
+            HighWatermark = 1.0,
+            LowWatermark = 1.0,
+            Eviction = kind,
         });
         var cache = Cache(policy, Capacity);
         var rng = new Random(17);

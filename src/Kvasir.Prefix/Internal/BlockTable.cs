@@ -266,24 +266,28 @@ internal sealed class BlockTable<TValue>
     {
         Accesses++;
         if (_external is not null) _external.OnAccess(_entries[slot].Hash);
-        else if (_moveOnAccess)
+        else if (_moveOnAccess && slot != _tail)
         {
-            if (slot == _tail) return;
             Unlink(slot);
             LinkLast(slot);
         }
-        else _order?.Access(slot, _entries[slot].Hash.Prefix);
+        else if (_order is not null) _order.Access(slot, _entries[slot].Hash.Prefix);
     }
 
     /// <summary>
     /// Hits on a matched chain, in its order (<paramref name="slots"/> as <see cref="MatchPrefix"/> gave them): the same
     /// as <see cref="Access"/> on each, first to last. Under LRU a chain that already sits as one run in the order (it
     /// was inserted or last looked up together: each entry's next is the chain's next block) is moved to the back as
-    /// one piece, three link updates instead of six per block; otherwise block by block.
+    /// one piece, three link updates instead of six per block; otherwise block by block. Under FIFO hits are only counted.
     /// </summary>
     public void AccessRun(ReadOnlySpan<int> slots)
     {
         if (slots.IsEmpty) return;
+        if (_external is null && _order is null && !_moveOnAccess)
+        {
+            Accesses += slots.Length;   // FIFO: a hit changes no order
+            return;
+        }
         if (_external is not null || !_moveOnAccess || !IsRun(slots))
         {
             foreach (int slot in slots) Access(slot);
