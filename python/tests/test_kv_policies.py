@@ -70,6 +70,12 @@ def test_every_node_policy_and_capacity_of_the_golden_file_is_checked():
     assert {p for p, _ in rows} == {"lru", "fifo", *NODE_POLICIES}
     assert len({c for _, c in rows}) == 3
     assert set(GOLDEN) == {row for row in rows if row[0] != "lru"}
+    # The slice tells the policies apart (so matching a row proves which policy ran): every two differ somewhere.
+    counts = {}
+    for r in _load()["results"]:
+        counts.setdefault(r["policy"], []).append(r["hit_blocks"])
+    names = sorted(counts)
+    assert all(counts[a] != counts[b] for i, a in enumerate(names) for b in names[i + 1:])
 
 
 def ids(n):
