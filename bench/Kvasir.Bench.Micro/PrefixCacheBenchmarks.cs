@@ -23,10 +23,13 @@ public class PrefixCacheBenchmarks
     [Params(1_000, 100_000, 1_000_000)]
     public int CachedBlocks { get; set; }
 
+    /// <summary>The cache's policy by name (<see cref="EvictionManager.CreatePolicy"/>); default LRU.</summary>
+    public string Policy { get; set; } = "lru";
+
     [GlobalSetup]
     public void Setup()
     {
-        _cache = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 16, MaxCachedBlocks = CachedBlocks });
+        _cache = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 16, MaxCachedBlocks = CachedBlocks, Policy = EvictionManager.CreatePolicy(Policy) });
         _values = new int[ChainBlocks];
         int chains = CachedBlocks / ChainBlocks;
         var cachedChains = new BlockHash[chains][];

@@ -18,7 +18,7 @@ namespace Kvasir.Bench.Micro;
 /// <see cref="PrefixCacheBenchmarks.InsertPerBlock"/> (a new 16-block chain into a full LRU cache, evicting 16), as
 /// blocks per CPU second (per wall second of the tenth-percentile batch). A last table gives each lookup's 1M / 1k
 /// ratio (CPU medians).
-/// Usage: dotnet run -c Release -- prefix-cpu [rounds] [lookups per round]
+/// Usage: dotnet run -c Release -- prefix-cpu [rounds] [lookups per round] [policies, default lru,fifo]
 /// </summary>
 public static class PrefixLookupCpuTime
 {
@@ -26,13 +26,14 @@ public static class PrefixLookupCpuTime
     {
         int rounds = args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 9;
         int lookups = args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 20_000;
+        string[] policies = args.Length > 3 ? args[3].Split(',') : ["lru", "fifo"];
         Console.WriteLine($"ns per block: CPU median (wall p10) of {rounds} rounds of {lookups:N0} 16-block chains looked up per kind, kinds in turns");
         Console.WriteLine("| cached blocks | policy | Lookup | LookupMany of 8 | LookupMany of 32 | first-block probe wall p10 | insert CPU (wall p10), blocks/s |");
         Console.WriteLine("| ---: | --- | ---: | ---: | ---: | ---: | ---: |");
         var cpuMedians = new Dictionary<(int Blocks, string Policy), double[]>();
         foreach (int blocks in new[] { 1_000, 100_000, 1_000_000 })
         {
-            foreach (string policy in new[] { "lru", "fifo" })
+            foreach (string policy in policies)
             {
                 var bench = new PrefixLookupBreakdownBenchmarks { CachedBlocks = blocks, Policy = policy };
                 bench.Setup();
@@ -43,13 +44,13 @@ public static class PrefixLookupCpuTime
                     new Kind(() => bench.FirstBlockProbe() ? 1 : 0, lookups, 1));
                 cpuMedians[(blocks, policy)] = results.Select(r => r.Cpu[r.Cpu.Count / 2]).ToArray();
                 string Both(int k) => $"{results[k].Cpu[results[k].Cpu.Count / 2]:F1} ({results[k].Wall[results[k].Wall.Count / 10]:F1})";
-                Console.WriteLine($"| {blocks:N0} | {policy} | {Both(0)} | {Both(1)} | {Both(2)} | {results[3].Wall[results[3].Wall.Count / 10]:F1} | {(policy == "lru" ? InsertRate(blocks, rounds, lookups) : "")} |");
+                Console.WriteLine($"| {blocks:N0} | {policy} | {Both(0)} | {Both(1)} | {Both(2)} | {results[3].Wall[results[3].Wall.Count / 10]:F1} | {(policy == "fifo" ? "" : InsertRate(blocks, policy, rounds, lookups))} |");
             }
         }
         Console.WriteLine();
         Console.WriteLine("| policy | Lookup 100k / 1k, 1M / 1k | LookupMany of 8 | LookupMany of 32 |");
         Console.WriteLine("| --- | ---: | ---: | ---: |");
-        foreach (string policy in new[] { "lru", "fifo" })
+        foreach (string policy in policies)
         {
             var (small, mid, large) = (cpuMedians[(1_000, policy)], cpuMedians[(100_000, policy)], cpuMedians[(1_000_000, policy)]);
             string Growth(int k) => $"{mid[k] / small[k]:F2}×, {large[k] / small[k]:F2}×";
@@ -61,9 +62,9 @@ public static class PrefixLookupCpuTime
     private sealed record Kind(Func<long> Call, int Calls, int Chains);
 
     /// <summary>Blocks inserted per CPU second, median of the rounds (per wall second, tenth-percentile batch): new 16-block chains into a full cache.</summary>
-    private static string InsertRate(int blocks, int rounds, int inserts)
+    private static string InsertRate(int blocks, string policy, int rounds, int inserts)
     {
-        var bench = new PrefixCacheBenchmarks { CachedBlocks = blocks };
+        var bench = new PrefixCacheBenchmarks { CachedBlocks = blocks, Policy = policy };
         bench.Setup();
         var (cpu, wall) = Time(rounds, new Kind(() => bench.InsertPerBlock(), Math.Min(inserts, 4096), 1))[0];
         return $"{1e9 / cpu[cpu.Count / 2]:N0} ({1e9 / wall[wall.Count / 10]:N0})";

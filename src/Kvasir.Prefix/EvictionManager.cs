@@ -28,12 +28,23 @@ public sealed class EvictionManager
         EvictedMemory = evictedMemory;
     }
 
-    /// <summary>A policy by name: "lru" or "fifo" (case-insensitive); another name throws <see cref="ConfigInvalidException"/>.</summary>
+    /// <summary>The names <see cref="CreatePolicy"/> knows: the node's policies of the same names (docs/eviction.md) but "prefix".</summary>
+    public static IReadOnlyList<string> PolicyNames { get; } = ["lru", "fifo", "lfu", "s3fifo", "chainlfu", "chainsketch"];
+
+    /// <summary>
+    /// A policy by name (case-insensitive): "lru", "fifo", "lfu" (<see cref="LfuPolicy"/>), "s3fifo"
+    /// (<see cref="S3FifoPolicy"/>), "chainlfu" or "chainsketch" (<see cref="ChainLfuPolicy"/>); another name throws
+    /// <see cref="ConfigInvalidException"/>.
+    /// </summary>
     public static IEvictionPolicy CreatePolicy(string name) => name.ToLowerInvariant() switch
     {
         "lru" => new LruPolicy(),
         "fifo" => new FifoPolicy(),
-        _ => throw new ConfigInvalidException($"unknown eviction policy '{name}' (known: lru, fifo)", new Dictionary<string, object?> { ["policy"] = name }),
+        "lfu" => new LfuPolicy(),
+        "s3fifo" => new S3FifoPolicy(),
+        "chainlfu" => new ChainLfuPolicy(),
+        "chainsketch" => new ChainLfuPolicy(remember: true),
+        _ => throw new ConfigInvalidException($"unknown eviction policy '{name}' (known: {string.Join(", ", PolicyNames)})", new Dictionary<string, object?> { ["policy"] = name }),
     };
 
     /// <summary>How many evicted ids are remembered for <see cref="RePrefillRate"/>.</summary>
@@ -58,9 +69,15 @@ public sealed class EvictionManager
     public double RePrefillRate { get { lock (_lock) return _table.RePrefillRate; } }
 
     /// <summary>Starts tracking <paramref name="block"/>; returns false (and counts an access) when it already is.</summary>
-    public bool Track(BlockHash block)
+    public bool Track(BlockHash block) => Track(block, null);
+
+    /// <summary>
+    /// As <see cref="Track(BlockHash)"/>, the block continuing <paramref name="parent"/> (null, or a block not tracked:
+    /// none). Only <see cref="ChainLfuPolicy"/> uses the link; a tracked block is relinked, as the node does.
+    /// </summary>
+    public bool Track(BlockHash block, BlockHash? parent)
     {
-        lock (_lock) return _table.Track(block, 0, out _);
+        lock (_lock) return _table.Track(block, 0, out _, parent is BlockHash p ? _table.Find(p) : -1);
     }
 
     /// <summary>Records a hit on a tracked block (ignored for an untracked one).</summary>
@@ -136,16 +153,20 @@ public sealed class EvictionManager
         lock (_lock) return _table.SelectVictims(count).ConvertAll(_table.HashAt);
     }
 
-    /// <summary>Selects <paramref name="count"/> victims as <see cref="SelectVictims"/> does and stops tracking them, counting evictions.</summary>
+    /// <summary>
+    /// Evicts <paramref name="count"/> victims in the policy's order and stops tracking them, counting evictions. The
+    /// node's policies pick and evict one at a time, as the node does (under <see cref="ChainLfuPolicy"/> evicting a
+    /// chain's tail can make its parent the next victim, which <see cref="SelectVictims"/> does not foresee). Errors as
+    /// <see cref="SelectVictims"/>, before anything is evicted.
+    /// </summary>
     public IReadOnlyList<BlockHash> Evict(int count)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         lock (_lock)
         {
-            var slots = _table.SelectVictims(count);
-            var victims = slots.ConvertAll(_table.HashAt);
-            foreach (int slot in slots) _table.Evict(slot);
-            return victims;
+            var evicted = new List<KeyValuePair<BlockHash, byte>>(count);
+            _table.EvictVictims(count, evicted);
+            return evicted.ConvertAll(e => e.Key);
         }
     }
 }

@@ -70,7 +70,16 @@ public sealed class PrefixCache<TBlock>
     /// returned for the caller to free. More hashes than <see cref="Capacity"/>: <see cref="PrefixTooLongException"/>;
     /// not enough unpinned blocks to evict: <see cref="AllPinnedException"/>. Nothing changes when it throws.
     /// </summary>
-    public InsertResult<TBlock> Insert(IReadOnlyList<BlockHash> hashes, IReadOnlyList<TBlock> blocks)
+    public InsertResult<TBlock> Insert(IReadOnlyList<BlockHash> hashes, IReadOnlyList<TBlock> blocks) => Insert(hashes, blocks, null);
+
+    /// <summary>
+    /// As <see cref="Insert(IReadOnlyList{BlockHash}, IReadOnlyList{TBlock})"/>, the blocks continuing
+    /// <paramref name="parent"/> (the block before the first; null: the first starts a chain). The blocks form a chain:
+    /// each one's parent is the block before it. Only the chain-aware policy (<see cref="ChainLfuPolicy"/>) uses the
+    /// links: it evicts a chain from its tail. A parent not cached (or evicted to make room for this insert) is no
+    /// link; a block already cached is relinked to its new parent, as the node does when a block is stored again.
+    /// </summary>
+    public InsertResult<TBlock> Insert(IReadOnlyList<BlockHash> hashes, IReadOnlyList<TBlock> blocks, BlockHash? parent)
     {
         ArgumentNullException.ThrowIfNull(hashes);
         ArgumentNullException.ThrowIfNull(blocks);
@@ -95,11 +104,7 @@ public sealed class PrefixCache<TBlock>
                 foreach (int slot in _kept) _blocks.Pin(slot);
                 try
                 {
-                    foreach (int victim in _blocks.SelectVictims(need))
-                    {
-                        evicted.Add(new(_blocks.HashAt(victim), _blocks.ValueAt(victim)));
-                        _blocks.Evict(victim);
-                    }
+                    _blocks.EvictVictims(need, evicted);
                 }
                 finally
                 {
@@ -107,10 +112,10 @@ public sealed class PrefixCache<TBlock>
                 }
             }
             var notTaken = new List<KeyValuePair<BlockHash, TBlock>>();
-            int inserted = 0, previous = -1;
+            int inserted = 0, previous = -1, link = parent is BlockHash p ? _blocks.Find(p) : -1;
             for (int i = 0; i < hashes.Count; i++)
             {
-                if (_blocks.Track(hashes[i], blocks[i], out int slot)) inserted++;
+                if (_blocks.Track(hashes[i], blocks[i], out int slot, i == 0 ? link : previous)) inserted++;
                 else notTaken.Add(new(hashes[i], blocks[i]));
                 if (previous >= 0) _blocks.Follow(previous, slot);   // the chain's next block, for the next lookup
                 previous = slot;
@@ -289,11 +294,7 @@ public sealed class PrefixCache<TBlock>
         lock (_lock)
         {
             var evicted = new List<KeyValuePair<BlockHash, TBlock>>(count);
-            foreach (int victim in _blocks.SelectVictims(count))
-            {
-                evicted.Add(new(_blocks.HashAt(victim), _blocks.ValueAt(victim)));
-                _blocks.Evict(victim);
-            }
+            _blocks.EvictVictims(count, evicted);
             return evicted;
         }
     }

@@ -21,8 +21,9 @@ public sealed class PrefixCacheOptions
     public IReadOnlyList<string>? ExtraKeys { get; init; }
 
     /// <summary>
-    /// The eviction policy. Default null: LRU when <see cref="EnableLru"/> is true, else FIFO. A policy instance
-    /// belongs to one cache; sharing it between caches corrupts both orders.
+    /// The eviction policy. Default null: LRU when <see cref="EnableLru"/> is true, else FIFO. By name:
+    /// <see cref="EvictionManager.CreatePolicy"/> ("lru", "fifo", or the node's "lfu", "s3fifo", "chainlfu",
+    /// "chainsketch": docs/eviction.md). A policy instance belongs to one cache; sharing it between caches corrupts both orders.
     /// </summary>
     public IEvictionPolicy? Policy { get; init; }
 

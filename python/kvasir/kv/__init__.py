@@ -11,13 +11,14 @@ See docs/engine-side.md. Pure standard library.
 from .bridge import PHASES, RequestPlan, SchedRequest, SchedulerBridge, StepPlan
 from .errors import *  # noqa: F401,F403 (the error family is part of the package's surface)
 from .errors import __all__ as _errors_all
-from .eviction import EvictionManager, EvictionPolicy, FIFOPolicy, LRUPolicy
+from .eviction import POLICY_NAMES, EvictionManager, EvictionPolicy, FIFOPolicy, LRUPolicy
+from .node_policies import ChainLFUPolicy, LFUPolicy, S3FIFOPolicy
 from .hashing import block_key, compute_block_hashes, hash_block
 from .pool import KVHandle, KVPool
 from .prefix_cache import PrefixCache, PrefixLookup
 from .profiling import AccessStatsCollector, read_stats, summarize
 
 __all__ = ["PrefixCache", "PrefixLookup", "KVPool", "KVHandle", "EvictionManager", "EvictionPolicy", "LRUPolicy",
-           "FIFOPolicy", "SchedulerBridge", "SchedRequest", "RequestPlan", "StepPlan", "PHASES",
+           "FIFOPolicy", "LFUPolicy", "S3FIFOPolicy", "ChainLFUPolicy", "POLICY_NAMES", "SchedulerBridge", "SchedRequest", "RequestPlan", "StepPlan", "PHASES",
            "AccessStatsCollector", "read_stats", "summarize", "compute_block_hashes", "hash_block", "block_key",
            *_errors_all]

@@ -2,7 +2,11 @@
 
 A policy orders the blocks it tracks; the manager adds pins (a pinned block is never a victim) and the
 metrics. Policies: ``"lru"`` (least recently accessed first) and ``"fifo"`` (first inserted first), each O(1)
-per access and O(victims + pinned skipped) per selection, so the cost stays flat in the number of blocks.
+per access and O(victims + pinned skipped) per selection, so the cost stays flat in the number of blocks; and the
+node's ``"lfu"``, ``"s3fifo"``, ``"chainlfu"`` and ``"chainsketch"`` (kvasir.kv.node_policies: O(log n) or O(1)
+amortised per operation), which make the node's choices on the same requests. Under those a lookup reads a prefix head
+first and an insert stores it head first, each block continuing the one before it (the node's order), and victims are
+evicted one at a time (``evict``), so that evicting a chain's tail can make its parent the next victim.
 
 Metrics: ``evictions`` (blocks given up), ``re_prefills`` (evicted blocks accessed again as a miss, so
 recomputed: each eviction counts at most once) and ``re_prefill_rate`` = re_prefills / evictions, the share
@@ -19,8 +23,10 @@ from itertools import chain, takewhile
 from typing import Any, Dict, Hashable, List, Sequence, Union
 
 from .errors import AllPinnedError, ConfigInvalidError, EvictionFailedError, NoVictimError
+from .node_policies import ChainLFUPolicy, LFUPolicy, NodePolicy, S3FIFOPolicy
 
-__all__ = ["EvictionPolicy", "LRUPolicy", "FIFOPolicy", "EvictionManager", "make_policy"]
+__all__ = ["EvictionPolicy", "LRUPolicy", "FIFOPolicy", "LFUPolicy", "S3FIFOPolicy", "ChainLFUPolicy", "EvictionManager",
+           "make_policy", "POLICY_NAMES"]
 
 
 class EvictionPolicy:
@@ -88,16 +94,20 @@ class FIFOPolicy(_OrderedPolicy):
     name = "fifo"
 
 
-_POLICIES = {"lru": LRUPolicy, "fifo": FIFOPolicy}
+_POLICIES = {"lru": LRUPolicy, "fifo": FIFOPolicy, "lfu": LFUPolicy, "s3fifo": S3FIFOPolicy,
+             "chainlfu": ChainLFUPolicy, "chainsketch": lambda: ChainLFUPolicy(remember=True)}
+POLICY_NAMES = tuple(_POLICIES)
 _ABSENT = object()
 
 
-def make_policy(policy: Union[str, EvictionPolicy]) -> EvictionPolicy:
-    if isinstance(policy, EvictionPolicy):
+def make_policy(policy: Union[str, EvictionPolicy, NodePolicy]):
+    """A policy by name (case-insensitive: lru, fifo, lfu, s3fifo, chainlfu, chainsketch), or the given object."""
+    if isinstance(policy, (EvictionPolicy, NodePolicy)):
         return policy
     cls = _POLICIES.get(str(policy).lower())
     if cls is None:
-        raise ConfigInvalidError(f"unknown eviction policy {policy!r} (lru or fifo)", {"policy": str(policy)})
+        raise ConfigInvalidError(f"unknown eviction policy {policy!r} ({', '.join(POLICY_NAMES)})",
+                                 {"policy": str(policy)})
     return cls()
 
 
@@ -122,9 +132,11 @@ class EvictionManager:
     block by id, as its interface says.
     """
 
-    def __init__(self, policy: Union[str, EvictionPolicy] = "lru", remember_evicted: int = 100_000):
+    def __init__(self, policy: Union[str, EvictionPolicy, NodePolicy] = "lru", remember_evicted: int = 100_000):
         self.policy = make_policy(policy)
         self._intrusive = isinstance(self.policy, _OrderedPolicy)
+        #: a node policy (kvasir.kv.node_policies): chain links, head-first order, evictions one at a time
+        self.node_policy = isinstance(self.policy, NodePolicy)
         self._move_on_access = self._intrusive and self.policy.touch_on_access
         self._held: Dict[Hashable, Any] = OrderedDict() if self._intrusive else {}
         self._pins: Dict[Hashable, int] = {}
@@ -157,16 +169,23 @@ class EvictionManager:
             del self._evicted[block_id]
             self.re_prefills += 1
 
-    def record_insert(self, block_id, value=None) -> None:
-        """Tracks a block (stores ``value`` with it); a tracked one gets the new value and counts as an access."""
+    def record_insert(self, block_id, value=None, parent=None) -> None:
+        """Tracks a block (stores ``value`` with it); a tracked one gets the new value and counts as an access.
+        ``parent``: the block this one continues (only the chain-aware policy uses it; a node policy relinks a tracked
+        block to it, as the node does when a block is stored again)."""
         held = self._held
         if block_id in held:
             held[block_id] = value
-            self._touch(block_id)
+            if self.node_policy:
+                self.policy.reinsert(block_id, parent)
+            else:
+                self._touch(block_id)
             return
         self._was_evicted(block_id)
         held[block_id] = value
-        if not self._intrusive:
+        if self.node_policy:
+            self.policy.insert(block_id, parent)
+        elif not self._intrusive:
             self.policy.insert(block_id)
 
     def _touch(self, block_id) -> None:
@@ -189,6 +208,8 @@ class EvictionManager:
         values = list(map(held.__getitem__, hit_ids))
         if self._move_on_access:
             deque(map(held.move_to_end, reversed(hit_ids)), 0)
+        elif self.node_policy:
+            deque(map(self.policy.access, hit_ids), 0)   # head first, as the node reads a prefix
         elif not self._intrusive:
             for block_id in reversed(hit_ids):
                 self.policy.access(block_id)
@@ -209,6 +230,8 @@ class EvictionManager:
         values = [list(map(getitem, h)) for h in hits]
         if self._move_on_access:
             deque(map(held.move_to_end, chain.from_iterable(map(reversed, hits))), 0)
+        elif self.node_policy:
+            deque(map(self.policy.access, chain.from_iterable(hits)), 0)
         elif not self._intrusive:
             for h in hits:
                 for block_id in reversed(h):
@@ -219,9 +242,12 @@ class EvictionManager:
                     self._was_evicted(block_id)
         return list(zip(hits, values))
 
-    def remove(self, block_id) -> None:
-        if self._held.pop(block_id, _ABSENT) is not _ABSENT and not self._intrusive:
-            self.policy.remove(block_id)
+    def remove(self, block_id, evicted: bool = False) -> None:
+        if self._held.pop(block_id, _ABSENT) is not _ABSENT:
+            if self.node_policy:
+                self.policy.remove(block_id, evicted)
+            elif not self._intrusive:
+                self.policy.remove(block_id)
         self._pins.pop(block_id, None)
 
     def pin(self, block_id) -> None:
@@ -244,11 +270,26 @@ class EvictionManager:
     def _order(self):
         return iter(self._held) if self._intrusive else self.policy.order()
 
+    def _can_evict(self, block_id) -> bool:
+        return block_id not in self._pins
+
+    def _check_victims(self, n: int, strict: bool) -> int:
+        """How many victims a node policy can give (errors as select_victims)."""
+        unpinned = len(self._held) - sum(1 for b in self._pins if b in self._held)
+        if unpinned == 0:
+            raise AllPinnedError(f"all {len(self._held)} tracked blocks are pinned", {"wanted": n, "pinned": len(self._pins)})
+        if strict and unpinned < n:
+            raise EvictionFailedError(f"only {unpinned} of {n} blocks can be evicted (the rest are pinned)",
+                                      {"wanted": n, "evictable": unpinned, "pinned": len(self._pins)})
+        return min(n, unpinned)
+
     def select_victims(self, n: int, strict: bool = False) -> List[Hashable]:
         if n <= 0:
             return []
         if len(self._held) == 0:
             raise NoVictimError(f"no block is tracked: nothing to evict for {n}", {"wanted": n})
+        if self.node_policy:
+            return self.policy.peek(self._check_victims(n, strict), self._can_evict)
         out = []
         pins = self._pins
         for block_id in self._order():
@@ -263,9 +304,35 @@ class EvictionManager:
                                       {"wanted": n, "evictable": len(out), "pinned": len(pins)})
         return out
 
+    def evict(self, n: int, strict: bool = False, on_evict=None) -> List[Hashable]:
+        """Evicts up to n unpinned blocks in the policy's order (errors as select_victims, raised before any is evicted)
+        and returns them; ``on_evict(id, value)`` is called for each before it goes. A node policy picks and evicts one
+        at a time, as the node does."""
+        if n <= 0:
+            return []
+        if not self.node_policy:
+            victims = self.select_victims(n, strict)
+            if on_evict is not None:
+                for b in victims:
+                    on_evict(b, self._held[b])
+            self.record_eviction(victims)
+            return victims
+        if len(self._held) == 0:
+            raise NoVictimError(f"no block is tracked: nothing to evict for {n}", {"wanted": n})
+        out = []
+        for _ in range(self._check_victims(n, strict)):
+            b = None
+            while b is None:   # None: a search spent its budget on pinned blocks (moved on); an unpinned one exists
+                b = self.policy.pick(self._can_evict)
+            if on_evict is not None:
+                on_evict(b, self._held[b])
+            self.record_eviction((b,))
+            out.append(b)
+        return out
+
     def record_eviction(self, block_ids) -> None:
         for block_id in block_ids:
-            self.remove(block_id)
+            self.remove(block_id, evicted=True)
             self.evictions += 1
             if self._remember:
                 self._evicted[block_id] = None

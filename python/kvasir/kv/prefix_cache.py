@@ -5,8 +5,9 @@ store=None, stats=None, on_evict=None)``
 
 * ``compute_block_hashes(tokens, parent=None)``: block hash v1 (kvasir.kv.hashing) with this cache's
   block size and ``extra_keys`` (model id, LoRA id, cache salt).
-* ``insert(hashes, blocks)``: caches ``blocks[i]`` (any object: the engine's block id, a buffer, ...) under
-  ``hashes[i]``, evicting by the policy when full. All or nothing: PrefixTooLongError when more blocks than
+* ``insert(hashes, blocks, parent=None)``: caches ``blocks[i]`` (any object: the engine's block id, a buffer, ...)
+  under ``hashes[i]``, evicting by the policy when full; the blocks form a chain continuing ``parent`` (the
+  chain-aware policy evicts a chain from its tail). All or nothing: PrefixTooLongError when more blocks than
   the capacity, EvictionFailedError / AllPinnedError when pinned blocks leave too little room.
 * ``lookup(hashes)`` -> ``(hit_blocks, num_tokens)``: the longest cached prefix. The result also carries
   ``store_blocks`` / ``store_tokens`` / ``store_hashes``: with a store attached, how many of the following
@@ -21,8 +22,12 @@ store=None, stats=None, on_evict=None)``
 * ``invalidate(hashes)``, ``pin(hashes)`` / ``unpin(hashes)`` (pinned blocks are never evicted), ``get(hash)``,
   ``get_stats()``, ``clear()``.
 
-Eviction order: lookups and inserts touch a prefix's blocks tail first, so under LRU the head of a
-prefix is the most recent and the tail is evicted first (a block whose parent is gone can never be hit).
+Policies (``policy=`` a name or an EvictionManager; default ``enable_lru``: "lru", else "fifo"): "lru", "fifo", and
+the node's "lfu", "s3fifo", "chainlfu", "chainsketch" (kvasir.kv.node_policies; the same choices as the node's on the
+same requests, tests/vectors/eviction_trace.json). Eviction order: under LRU/FIFO lookups and inserts touch a prefix's
+blocks tail first, so the head of a prefix is the most recent and the tail is evicted first (a block whose parent is
+gone can never be hit); the node's policies read and store a prefix head first, as the node does, and "chainlfu" keeps
+the chain links themselves: a block's parent is the block before it in the insert that stored it.
 ``on_evict(hash, block)`` is called for every block evicted (outside nothing: under the cache's lock; it
 must not call back into the cache). With ``stats`` (an AccessStatsCollector) every block a lookup
 considers is recorded: local hits with tier "engine", blocks found on the node as hits with no tier,
@@ -105,8 +110,9 @@ class PrefixCache:
     def __contains__(self, block_hash) -> bool:
         return block_hash in self.eviction
 
-    def insert(self, hashes: Sequence[str], blocks: Sequence[Any]) -> int:
-        """Caches the blocks; returns how many were new."""
+    def insert(self, hashes: Sequence[str], blocks: Sequence[Any], parent: Optional[str] = None) -> int:
+        """Caches the blocks, a chain continuing ``parent`` (the block before the first; None: it starts one);
+        returns how many were new."""
         hashes, blocks = list(hashes), list(blocks)
         if len(hashes) != len(blocks):
             raise ValueError(f"{len(hashes)} hashes but {len(blocks)} blocks")
@@ -122,14 +128,24 @@ class PrefixCache:
                 for h in kept:
                     held.pin(h)
                 try:
-                    victims = held.select_victims(len(new) - room, strict=True)
+                    if held.node_policy:
+                        self._evict_now(len(new) - room, strict=True)
+                    else:
+                        victims = held.select_victims(len(new) - room, strict=True)
                 finally:
                     for h in kept:
                         held.unpin(h)
-                self._evict(victims)
+                if not held.node_policy:
+                    self._evict(victims)
             record = held.record_insert
-            for i in range(len(hashes) - 1, -1, -1):   # tail first: the head ends most recent
-                record(hashes[i], blocks[i])
+            if held.node_policy:   # head first, each block continuing the one before it (as the node stores a chain)
+                link = parent if parent in held else None
+                for h, b in zip(hashes, blocks):
+                    record(h, b, link)
+                    link = h
+            else:
+                for i in range(len(hashes) - 1, -1, -1):   # tail first: the head ends most recent
+                    record(hashes[i], blocks[i])
             self._c["inserts"] += len(new)
             return len(new)
 
@@ -140,11 +156,18 @@ class PrefixCache:
         self.eviction.record_eviction(victims)
         self._c["evictions"] += len(victims)
 
+    def _evict_now(self, n: int, strict: bool) -> List[str]:
+        victims = self.eviction.evict(n, strict, self.on_evict)
+        self._c["evictions"] += len(victims)
+        return victims
+
     def evict(self, n: int) -> List[str]:
         """Evicts up to n blocks by the policy now (pinned ones never); returns their hashes."""
         with self._lock:
             if not len(self.eviction):
                 return []
+            if self.eviction.node_policy:
+                return self._evict_now(n, strict=False)
             victims = self.eviction.select_victims(n)
             self._evict(victims)
             return victims

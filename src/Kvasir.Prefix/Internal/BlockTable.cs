@@ -18,7 +18,9 @@ namespace Kvasir.Prefix.Internal;
 /// Slots are stable while a block is cached: a removed block's slot goes on a free list and the next insert reuses
 /// it. Growth doubles the slot array (indices and links unchanged, so the eviction order survives) and rebuilds the
 /// index. The built-in policies (<see cref="LruPolicy"/>, <see cref="FifoPolicy"/>) keep their order in the
-/// entries' links; any other <see cref="IEvictionPolicy"/> is called by hash, as its interface says.
+/// entries' links; the node's policies (<see cref="NodePolicy"/>) in a <see cref="SlotOrder"/> of arrays indexed by slot
+/// beside the entries (called with the slot, never by hash); any other <see cref="IEvictionPolicy"/> is called by hash,
+/// as its interface says.
 /// </para>
 /// Not thread-safe: the owner (<see cref="PrefixCache{TBlock}"/>, <see cref="EvictionManager"/>) serialises calls.
 /// </summary>
@@ -40,7 +42,9 @@ internal sealed class BlockTable<TValue>
     }
 
     private readonly IEvictionPolicy _policy;
-    private readonly IEvictionPolicy? _external;   // null: the order lives in the entries' links
+    private readonly IEvictionPolicy? _external;   // null: the order lives in the entries' links or in _order
+    private readonly SlotOrder? _order;            // a node policy's order, in arrays beside the entries
+    private readonly Func<int, bool> _canEvict;
     private readonly bool _moveOnAccess;
     private readonly int _maxSlots;
     private readonly RecentEvictions _recent;
@@ -56,10 +60,13 @@ internal sealed class BlockTable<TValue>
     {
         _policy = policy;
         if (policy is IIntrusiveOrder intrusive) _moveOnAccess = intrusive.MovesOnAccess;
+        else if (policy is NodePolicy node) _order = node.CreateOrder();
         else _external = policy;
+        _canEvict = slot => !IsPinned(slot);
         _maxSlots = Math.Min(maxSlots, MaxSlots);
         _recent = new RecentEvictions(evictedMemory);
         _entries = new Entry[Math.Min(64, maxSlots)];
+        _order?.Resize(_entries.Length);
         _buckets = [];
         Rehash();
     }
@@ -232,16 +239,25 @@ internal sealed class BlockTable<TValue>
         return SlotOf(buckets[b]);
     }
 
-    /// <summary>Starts holding <paramref name="hash"/> with <paramref name="value"/>; when held already, counts an access and keeps the old value (false).</summary>
-    public bool Track(in BlockHash hash, TValue value, out int slot)
+    /// <summary>
+    /// Starts holding <paramref name="hash"/> with <paramref name="value"/>, continuing the block in <paramref name="parent"/>
+    /// (-1: none; only a node policy keeps the link); when held already, counts an access (a node policy relinks it to
+    /// <paramref name="parent"/> first, as the node does when a block is stored again) and keeps the old value (false).
+    /// </summary>
+    public bool Track(in BlockHash hash, TValue value, out int slot, int parent = None)
     {
         slot = Find(hash);
         if (slot != None)
         {
-            Access(slot);
+            if (_order is not null)
+            {
+                Accesses++;
+                _order.Reinsert(slot, hash.Prefix, parent);
+            }
+            else Access(slot);
             return false;
         }
-        slot = Add(hash, value);
+        slot = Add(hash, value, parent);
         return true;
     }
 
@@ -255,17 +271,23 @@ internal sealed class BlockTable<TValue>
             Unlink(slot);
             LinkLast(slot);
         }
+        else if (_order is not null) _order.Access(slot, _entries[slot].Hash.Prefix);
     }
 
     /// <summary>
     /// Hits on a matched chain, in its order (<paramref name="slots"/> as <see cref="MatchPrefix"/> gave them): the same
     /// as <see cref="Access"/> on each, first to last. Under LRU a chain that already sits as one run in the order (it
     /// was inserted or last looked up together: each entry's next is the chain's next block) is moved to the back as
-    /// one piece, three link updates instead of six per block; otherwise block by block.
+    /// one piece, three link updates instead of six per block; otherwise block by block. Under FIFO hits are only counted.
     /// </summary>
     public void AccessRun(ReadOnlySpan<int> slots)
     {
         if (slots.IsEmpty) return;
+        if (_external is null && _order is null && !_moveOnAccess)
+        {
+            Accesses += slots.Length;   // FIFO: a hit changes no order
+            return;
+        }
         if (_external is not null || !_moveOnAccess || !IsRun(slots))
         {
             foreach (int slot in slots) Access(slot);
@@ -313,12 +335,15 @@ internal sealed class BlockTable<TValue>
     }
 
     /// <summary>Stops holding the block in <paramref name="slot"/> (invalidated; pins are the caller's check).</summary>
-    public void Remove(int slot)
+    public void Remove(int slot) => Remove(slot, evicted: false);
+
+    private void Remove(int slot, bool evicted)
     {
         ref var entry = ref _entries[slot];
         if (PinnedCount > 0 && _pins.Remove(slot)) PinnedCount--;
         RemoveFromIndex(Tag(entry.Hash), slot);
         if (_external is not null) _external.OnRemove(entry.Hash);
+        else if (_order is not null) _order.Remove(slot, entry.Hash.Prefix, evicted);
         else Unlink(slot);
         entry = default;
         entry.Prev = Free;
@@ -332,8 +357,51 @@ internal sealed class BlockTable<TValue>
     {
         Evictions++;
         _recent.Remember(_entries[slot].Hash);
-        Remove(slot);
+        Remove(slot, evicted: true);
     }
+
+    /// <summary>
+    /// Evicts <paramref name="count"/> unpinned blocks in the policy's order, adding each to <paramref name="into"/> before
+    /// it goes. The built-in and custom policies select them all, then evict (as <see cref="SelectVictims"/>); a node
+    /// policy picks and evicts one at a time, as the node does, so that evicting a block can change what goes next (a
+    /// chain's parent left without children). Errors as <see cref="SelectVictims"/>, thrown before anything is evicted.
+    /// </summary>
+    public void EvictVictims(int count, List<KeyValuePair<BlockHash, TValue>> into)
+    {
+        if (_order is null)
+        {
+            foreach (int slot in SelectVictims(count))
+            {
+                into.Add(new(_entries[slot].Hash, _entries[slot].Value));
+                Evict(slot);
+            }
+            return;
+        }
+        CheckVictims(count);
+        for (int i = 0; i < count; i++)
+        {
+            int slot;
+            while ((slot = _order.Pick(_canEvict)) == None)
+            {
+                // A search that spent its budget on pinned blocks moved them on; an unpinned one exists (checked).
+            }
+            into.Add(new(_entries[slot].Hash, _entries[slot].Value));
+            Evict(slot);
+        }
+    }
+
+    private void CheckVictims(int count)
+    {
+        if (Count < count)
+            throw new NoVictimException($"asked to evict {count} blocks but only {Count} are cached",
+                new Dictionary<string, object?> { ["requested"] = count, ["tracked"] = Count });
+        if (Count - PinnedCount < count)
+            throw new AllPinnedException($"asked to evict {count} blocks but only {Count - PinnedCount} of {Count} cached blocks are unpinned",
+                new Dictionary<string, object?> { ["requested"] = count, ["unpinned"] = Count - PinnedCount, ["pinned"] = PinnedCount });
+    }
+
+    /// <summary>Bytes a node policy keeps beside the slot array (0 for the others).</summary>
+    public long OrderBytes => _order?.BytesFor(_entries.Length) ?? 0;
 
     /// <summary>
     /// The next <paramref name="count"/> victims in the policy's order, skipping pinned blocks, without removing
@@ -346,6 +414,12 @@ internal sealed class BlockTable<TValue>
         if (Count < count)
             throw new NoVictimException($"asked to evict {count} blocks but only {Count} are cached",
                 new Dictionary<string, object?> { ["requested"] = count, ["tracked"] = Count });
+        if (_order is not null)
+        {
+            CheckVictims(count);
+            _order.Peek(count, _canEvict, victims);
+            return victims;
+        }
         if (_external is null)
         {
             for (int slot = _head; slot != None; slot = _entries[slot].Next)
@@ -372,7 +446,7 @@ internal sealed class BlockTable<TValue>
             new Dictionary<string, object?> { ["requested"] = count, ["unpinned"] = victims.Count, ["pinned"] = PinnedCount });
     }
 
-    private int Add(in BlockHash hash, TValue value)
+    private int Add(in BlockHash hash, TValue value, int parent)
     {
         Inserts++;
         if (_recent.Forget(hash)) Reinserts++;
@@ -394,6 +468,7 @@ internal sealed class BlockTable<TValue>
         entry.Child = None;
         AddToIndex(Tag(hash), slot);
         if (_external is not null) _external.OnInsert(hash);
+        else if (_order is not null) _order.Insert(slot, hash.Prefix, parent);
         else LinkLast(slot);
         Count++;
         return slot;
@@ -435,6 +510,7 @@ internal sealed class BlockTable<TValue>
             throw new InvalidOperationException($"a block table holds at most {_maxSlots} blocks");   // PrefixCache checks its capacity first
         int size = (int)Math.Min((long)_entries.Length * 2, _maxSlots);
         Array.Resize(ref _entries, size);
+        _order?.Resize(size);
         Rehash();
     }
 
