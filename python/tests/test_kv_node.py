@@ -1,8 +1,12 @@
 """kvasir.kv with a real node as the tier below the engine's prefix cache."""
 import os
 
+import pytest
+from flipping_relay import FlippingRelay
+
 from kvasir import KvStore
 from kvasir.kv import KVPool, PrefixCache, SchedRequest, SchedulerBridge
+from kvasir.kv import errors as KE
 
 
 def test_a_prefix_evicted_locally_is_found_on_the_node_and_loaded_byte_exact(node):
@@ -76,3 +80,23 @@ def test_the_bridge_loads_blocks_from_the_node_and_saves_new_ones(node):
         store.batch_remove(["kvb1:" + h for h in pr.blocks_to_load])
     finally:
         store.close()
+
+
+def test_a_block_corrupted_on_the_wire_is_a_checksum_mismatch_error_and_the_store_stays_usable(node):
+    """With verify_crc the client checks every loaded block against the node's CRC-32C; one whose bytes were flipped on
+    the way raises ChecksumMismatchError (the engine recomputes it), never hands the engine wrong bytes, and the next
+    load on the same store reads exact bytes."""
+    with FlippingRelay(node.address) as relay, KvStore(relay.address, transport="tcp", verify_crc=True,
+                                                        request_timeout=20) as store:
+        cache = PrefixCache(block_size=4, store=store)
+        hashes = cache.compute_block_hashes(list(range(12)))
+        blocks = [bytes([i]) * 4096 for i in range(len(hashes))]
+        cache.save_to_store(hashes, blocks)
+        relay.arm(5000)   # a byte of the second block's value in the GET reply
+        dests = [bytearray(4096) for _ in hashes]
+        with pytest.raises(KE.ChecksumMismatchError) as info:
+            cache.load_from_store(hashes, dests)
+        assert info.value.code == "KV_CHECKSUM_MISMATCH" and store.checksum_mismatches == 1
+        dests = [bytearray(4096) for _ in hashes]
+        assert cache.load_from_store(hashes, dests) == [4096] * len(hashes)
+        assert [bytes(d) for d in dests] == blocks

@@ -156,7 +156,8 @@ class StubStore:
 
 @pytest.mark.parametrize("code,verify,err", [
     (E.NOT_FOUND, False, KE.CacheMissError), (E.TIMEOUT, False, KE.TransferTimeoutError),
-    (E.PROTOCOL_ERROR, True, KE.ChecksumMismatchError), (E.PROTOCOL_ERROR, False, KE.TransferFailedError),
+    (E.CHECKSUM_MISMATCH, True, KE.ChecksumMismatchError), (E.PROTOCOL_ERROR, True, KE.TransferFailedError),
+    (E.PROTOCOL_ERROR, False, KE.TransferFailedError),
     (E.UNAVAILABLE, False, KE.TransferFailedError), (E.BUFFER_TOO_SMALL, False, KE.MetadataMismatchError),
     (10, False, KE.MetadataMismatchError)])   # a 10-byte value for a 16-byte block
 def test_load_from_store_raises_the_typed_error_of_each_store_answer(code, verify, err):

@@ -316,14 +316,14 @@ class PrefixCache:
         return self.store
 
     @staticmethod
-    def _raise_for(code: int, h: str, op: str, verify: bool):
+    def _raise_for(code: int, h: str, op: str):
         ctx = {"hash": h, "key": block_key(h), "code": E.code_name(code)}
         if code == E.NOT_FOUND:
             raise CacheMissError(f"{op}: block {h} is no longer on the node", ctx)
         if code == E.TIMEOUT:
             raise TransferTimeoutError(f"{op}: block {h}: the node did not answer in time", ctx)
-        if code == E.PROTOCOL_ERROR and verify:
-            raise ChecksumMismatchError(f"{op}: block {h}: CRC-32C mismatch", ctx)
+        if code == E.CHECKSUM_MISMATCH:   # only a store with verify_crc reports it
+            raise ChecksumMismatchError(f"{op}: block {h}: the bytes received fail the node's CRC-32C", ctx)
         if code == E.BUFFER_TOO_SMALL:
             raise MetadataMismatchError(f"{op}: block {h} is larger than its destination", ctx)
         raise TransferFailedError(f"{op}: block {h}: {E.code_name(code)}", ctx)
@@ -357,7 +357,7 @@ class PrefixCache:
                 store.unregister_buffer(p)
         for h, r, n in zip(hashes, results, lens):
             if r < 0:
-                self._raise_for(r, h, "load_from_store", getattr(store, "verify_crc", False))
+                self._raise_for(r, h, "load_from_store")
             if r != n:
                 raise MetadataMismatchError(f"load_from_store: block {h} holds {r} bytes, its destination {n}",
                                             {"hash": h, "stored_bytes": r, "expected_bytes": n})
@@ -395,7 +395,7 @@ class PrefixCache:
                 store.unregister_buffer(p)
         for h, r in zip(hashes, results):
             if r < 0:
-                self._raise_for(r, h, "save_to_store", False)
+                self._raise_for(r, h, "save_to_store")
         with self._lock:
             self._c["store_saves"] += 1
             self._c["store_saved_blocks"] += len(hashes)
