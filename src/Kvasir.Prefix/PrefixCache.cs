@@ -385,7 +385,8 @@ public sealed class PrefixCache<TBlock>
 
     /// <summary>
     /// Loads blocks from the store, each straight into its buffer (which must be exactly the block's size), and
-    /// returns how many arrived, from the first: a block gone from the node since the lookup ends the run (the
+    /// returns how many arrived, from the first: a block gone from the node since the lookup, or one whose bytes fail
+    /// the client's CRC check (<see cref="Kvasir.Client.KvStoreOptions.VerifyValueCrc"/>, counted in the store), ends the run (the
     /// engine computes the rest). Size disagreement: <see cref="MetadataMismatchException"/>; node down:
     /// <see cref="TransferFailedException"/>; no answer in time: <see cref="TransferTimeoutException"/>. Loaded
     /// blocks are not inserted: the engine inserts them with its own block values once they are in place.
