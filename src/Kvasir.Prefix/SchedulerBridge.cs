@@ -84,7 +84,9 @@ public sealed class SchedulerBridge
             {
                 if (!_requests.TryGetValue(group.Key, out var state)) continue;
                 var saves = group.ToArray();
-                var result = Cache.Insert(saves.Select(s => s.Hash).ToArray(), saves.Select(s => s.Handle).ToArray());
+                // A request's saves of one step are consecutive blocks of its chain: they continue the block before the
+                // first (a cached prefix, or a block a previous step filled), so a chain-aware policy sees one chain.
+                var result = Cache.Insert(saves.Select(s => s.Hash).ToArray(), saves.Select(s => s.Handle).ToArray(), saves[0].Parent);
                 foreach (var (_, handle) in result.Evicted) Pool.Free(handle);
                 var notTaken = result.NotTaken.Select(p => p.Key).ToHashSet();
                 foreach (var save in saves)

@@ -147,4 +147,27 @@ public sealed class SchedulerBridgeTests : PoolLeakCheck
         var pool = NewPool(new KvPoolOptions { MaxTokens = 64, BlockSize = 8 });
         Assert.Throws<ConfigInvalidException>(() => new SchedulerBridge(pool, new PrefixCache<KvHandle>(new PrefixCacheOptions { BlockSize = 4 })));
     }
+
+    [Fact]
+    public void Under_chainlfu_a_block_filled_while_decoding_continues_the_requests_chain_so_the_chain_goes_from_its_tail()
+    {
+        var pool = NewPool(new KvPoolOptions { MaxTokens = 64 * B, BlockSize = B, BytesPerToken = 2 });
+        var cache = new PrefixCache<KvHandle>(new PrefixCacheOptions { BlockSize = B, MaxCachedBlocks = 100, Policy = EvictionManager.CreatePolicy("chainlfu") });
+        var bridge = new SchedulerBridge(pool, cache);
+        var a = Seq(2 * B).ToList();
+        var plan = bridge.Plan([new ScheduledRequest("a", a.ToArray(), RequestPhase.Prefill)]);
+        bridge.Complete(plan);                                        // blocks 0 and 1, one insert: a chain
+        a.AddRange(Seq(B, 500));
+        plan = bridge.Plan([new ScheduledRequest("a", a.ToArray(), RequestPhase.Decode)]);
+        var third = Assert.Single(plan.For("a").Inserts).Hash;       // block 2 filled while decoding
+        bridge.Complete(plan);
+        bridge.Complete(bridge.Plan([new ScheduledRequest("a", a.ToArray(), RequestPhase.Finished)]));
+
+        // Block 2 continues block 1, so block 1 is not the chain's tail: the tail goes first, and what stays is reachable.
+        var evicted = Assert.Single(cache.Evict(1));
+        pool.Free(evicted.Value);                                     // the cache's reference (the bridge frees what its inserts evict)
+        Assert.Equal(third, evicted.Key);
+        Assert.Equal(2, cache.Lookup(cache.ComputeBlockHashes(a.ToArray())).NumBlocks);
+        foreach (var (_, handle) in cache.Evict(cache.Count)) pool.Free(handle);
+    }
 }
