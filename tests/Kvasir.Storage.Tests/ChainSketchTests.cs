@@ -1,4 +1,5 @@
 using Kvasir.Protocol;
+using Kvasir.Shared;
 using Kvasir.Storage.Internal;
 using static Kvasir.Storage.Tests.TestPayload;
 using static Kvasir.TestSupport.TestValues;

@@ -1,3 +1,5 @@
+using Kvasir.Shared;
+
 namespace Kvasir.Storage.Internal;
 
 /// <summary>

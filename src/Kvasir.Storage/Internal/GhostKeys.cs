@@ -30,7 +30,7 @@ internal sealed class GhostKeys
     /// <summary>Whether the key is remembered; a remembered key is forgotten by the next <see cref="Add"/> that overflows, not here.</summary>
     public bool Take(ReadOnlySpan<byte> key) => _present.ContainsKey(Hash(key));
 
-    /// <summary>The 64-bit FNV-1a hash of a key (also the key of <see cref="FrequencySketch"/>).</summary>
+    /// <summary>The 64-bit FNV-1a hash of a key (also the key of <see cref="Kvasir.Shared.FrequencySketch"/>).</summary>
     public static ulong Hash(ReadOnlySpan<byte> key)
     {
         ulong hash = 14695981039346656037UL;

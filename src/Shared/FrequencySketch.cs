@@ -1,12 +1,15 @@
-namespace Kvasir.Storage.Internal;
+namespace Kvasir.Shared;
 
 /// <summary>
-/// How often keys were read, including keys no longer stored: a count-min sketch (four rows of byte counters that
+/// How often keys were read, including keys no longer stored (or cached): a count-min sketch (four rows of byte counters that
 /// saturate at <see cref="MaxCount"/>, conservative update) over 64-bit key hashes, in the manner of TinyLFU. A
 /// collision can only overstate a count, never lose data. Every <see cref="AgingFactor"/> × width increments all
 /// counters are halved, so what was read an hour ago counts less than what was read a minute ago. The width follows
 /// the number of keys the owner tracks (<see cref="Fit"/>): at least twice as many counters per row as keys, so 8
 /// bytes per key; a resize starts from empty counters (it happens only while the store fills). Not thread-safe.
+/// One source compiled into both Kvasir.Storage (the node's chainsketch) and Kvasir.Prefix (the engine side's), which
+/// may not depend on each other (DESIGN.md): the same rows, seeds, widths and aging make the engine side choose as the
+/// node does.
 /// </summary>
 internal sealed class FrequencySketch
 {
