@@ -3,6 +3,7 @@
 publish them (COMMIT), as a pipeline on the connection (see :class:`_LocalPut`). The copy plan is the one loads use
 (:mod:`.local_load`)."""
 
+import ctypes
 import struct
 import time
 from collections import deque
@@ -73,6 +74,8 @@ def _put(store, keys, make_pieces, chain: bool = False, chain_parent=None) -> Li
         put.abandon()
         store._drop(conn)
         raise
+    finally:
+        put.pin = None   # every copy has ended (run committed or abandon synchronized them)
     return results.tolist()
 
 
@@ -109,7 +112,8 @@ class _LocalPut:
         self.conn, self.mapping, self.key_bytes, self.pieces, self.results = conn, mapping, key_bytes, pieces, results
         self.lengths = pieces.capacity
         self.budget = reserve.budget_of(conn, mapping)
-        self.base = mapping.address()
+        self.pin = mapping.pin()   # the arena stays mapped while this put copies into it, even if the store is closed
+        self.base = ctypes.addressof(self.pin)
         self.ahead = 2 if conn.pipelined else 1   # over TLS one request at a time: no ALLOC ahead, COMMITs read at once
         self.pending = deque()    # ALLOCs sent: (waiter, keys, monotonic time sent, bytes, bytes others held)
         self.copying = deque()    # chunks whose copies run: (copies, reservation ids, their keys, bytes)
