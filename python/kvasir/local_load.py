@@ -385,9 +385,9 @@ def submit_load(store, keys, addrs_per_key, sizes_per_key) -> "LocalLoad":
     return load
 
 
-def _copy_chunk(pieces, start: int, end: int, offsets, lengths, mapping):
+def _copy_chunk(pieces, start: int, end: int, offsets, lengths, mapping, base: int):
     """Lays keys [start, end) over their pieces and runs (host) or submits (GPU) the copies; returns
-    the CUDA events to wait for."""
+    the CUDA events to wait for. ``base``: the address of the arena's first byte, from the load's pin."""
     lo, hi = pieces.first[start], pieces.first[end]
     key = pieces.key[lo:hi] - start
     prefix = pieces.prefix[lo:hi]
@@ -395,7 +395,7 @@ def _copy_chunk(pieces, start: int, end: int, offsets, lengths, mapping):
     m = take > 0
     copies = _Copies()
     try:
-        copies.add(pieces.where[lo:hi][m], pieces.addrs[lo:hi][m], mapping.address() + offsets[key][m] + prefix[m], take[m], mapping)
+        copies.add(pieces.where[lo:hi][m], pieces.addrs[lo:hi][m], base + offsets[key][m] + prefix[m], take[m], mapping)
         copies.run_host()
     except BaseException:
         copies.synchronize()   # what was submitted reads leased space: it ends before the leases go
@@ -437,6 +437,9 @@ class LocalLoad:
         self._verified = 0     # leading entries of ``_chunks`` checked
         # held from a range's check to its RELEASE: a GPU piece is checked in the arena, which must still be its lease's
         self._settling = threading.Lock()
+        # the arena stays mapped while this load's copies may run, even if the store is closed meanwhile (shm.ShmMapping.pin)
+        self._pin = mapping.pin()
+        self._base = ctypes.addressof(self._pin)
 
     def verify(self, check, key_bytes, pieces) -> None:
         """Checks every value against the CRC-32C in its LEASE reply once the copies are done (``verify_crc``)."""
@@ -445,7 +448,7 @@ class LocalLoad:
     def start(self, pieces, start, end, offsets, lengths, mapping, crcs=None) -> None:
         if self._check is not None:
             self._chunks.append((start, end, offsets, lengths, crcs))
-        self._jobs.append(_pool.submit(_copy_chunk, pieces, start, end, offsets, lengths, mapping))
+        self._jobs.append(_pool.submit(_copy_chunk, pieces, start, end, offsets, lengths, mapping, self._base))
 
     def is_done(self) -> bool:
         done = all(j.done() for j in self._jobs) and all(
@@ -467,6 +470,7 @@ class LocalLoad:
         self._wait_copies(self._jobs)
         with self._settling:
             self._release()
+        self._pin = None   # no copy runs any more
 
     def settle(self) -> bool:
         """Waits for the copies of every chunk started so far, checks them (``verify_crc``) and releases their leases,
@@ -496,6 +500,7 @@ class LocalLoad:
             if failed is None:
                 self._verify()   # before the leases go: GPU pieces are checked in the arena, which is then still theirs
             self._release()
+            self._pin = None   # every copy has ended (wait and is_done call this only then)
         if failed is not None:
             raise KvasirError(f"local copy failed: {failed}")
         if self._expired:
@@ -527,7 +532,7 @@ class LocalLoad:
                         crc = P.crc32c(_view(int(pieces.addrs[p]), take), crc)
                     else:
                         src = at + int(pieces.prefix[p])
-                        crc = P.crc32c(self._mapping.view[src:src + take], crc)
+                        crc = P.crc32c(_view(self._base + src, take), crc)
                     left -= take
                 if not check.matches(crc, int(crcs[k - start]), key_bytes.key(k), length, self._conn.where, "shm"):
                     self.lengths[k] = E.CHECKSUM_MISMATCH

@@ -3,6 +3,7 @@
 publish them (COMMIT), as a pipeline on the connection (see :class:`_LocalPut`). The copy plan is the one loads use
 (:mod:`.local_load`)."""
 
+import ctypes
 import struct
 import time
 from collections import deque
@@ -73,6 +74,8 @@ def _put(store, keys, make_pieces, chain: bool = False, chain_parent=None) -> Li
         put.abandon()
         store._drop(conn)
         raise
+    finally:
+        put.pin = None   # every copy has ended (run committed or abandon synchronized them)
     return results.tolist()
 
 
@@ -99,8 +102,8 @@ class _LocalPut:
     published (COMMIT), as a pipeline on the connection. Up to two ALLOCs are on the wire ahead of the chunk whose
     copies run, so the GPU never waits for a round trip; a chunk's COMMIT is sent once its copies ended, and its
     reply read when it comes (the budget's bytes are returned then). Everything reserved stays within the
-    connection's reservation budget (:mod:`.reserve`); keys refused for the share are asked for again once this
-    put holds nothing else.
+    connection's reservation budget (:mod:`.reserve`); keys refused for the share are asked for again before the rest
+    of the call (a chain's next chunk continues them), each run of a chain's keys committed as a chain.
 
     Per chunk, not per key: the ALLOC's metadata is built from the call's encoded keys with numpy, both replies are
     read as arrays, and codes are written into one array of results; no Python object is made per key."""
@@ -109,7 +112,8 @@ class _LocalPut:
         self.conn, self.mapping, self.key_bytes, self.pieces, self.results = conn, mapping, key_bytes, pieces, results
         self.lengths = pieces.capacity
         self.budget = reserve.budget_of(conn, mapping)
-        self.base = mapping.address()
+        self.pin = mapping.pin()   # the arena stays mapped while this put copies into it, even if the store is closed
+        self.base = ctypes.addressof(self.pin)
         self.ahead = 2 if conn.pipelined else 1   # over TLS one request at a time: no ALLOC ahead, COMMITs read at once
         self.pending = deque()    # ALLOCs sent: (waiter, keys, monotonic time sent, bytes, bytes others held)
         self.copying = deque()    # chunks whose copies run: (copies, reservation ids, their keys, bytes)
@@ -132,6 +136,12 @@ class _LocalPut:
                 queue.popleft()
             if self.pending:
                 self._take_alloc()
+                if self.retry:
+                    # Keys refused for the share are asked for again in their places among the rest of the call, in
+                    # chunks of the share learnt: a chain's next chunk continues the key before it, which must be stored
+                    # first (asked for after the rest, they left the chain broken at both ends).
+                    keys, self.retry = np.sort(np.concatenate([*self.retry, *queue])), []
+                    queue = plan(keys, max(1, self.budget.limit // (self.ahead + 1)))
                 while len(self.copying) > 1:   # the newest chunk's copies run on; the older ones are done or nearly
                     self._commit()
             elif self.copying:
@@ -140,9 +150,6 @@ class _LocalPut:
                 self._collect_commits(block=True)
             elif queue:
                 continue   # nothing of this put is held now: the next ALLOC waits for other threads' bytes
-            elif self.retry:
-                keys, self.retry = np.concatenate(self.retry), []
-                queue = plan(keys, max(1, self.budget.limit))
             else:
                 return
 
@@ -210,23 +217,27 @@ class _LocalPut:
         if ids is None or len(ids) == 0:
             self.budget.release(size)
             return
-        try:
-            meta, flags = _id_list(ids), 0
-            # A chunk's keys are a run of the call's keys unless some were refused (then they go without links): the
-            # COMMIT says they are one chain, continuing the call's key before the run (the caller's parent for the first).
-            if self.chain and int(keys[-1]) - int(keys[0]) == len(keys) - 1:
-                parent = self.key_bytes.key(int(keys[0]) - 1) if keys[0] > 0 else self.chain_parent
-                flags = int(P.Flag.CHAIN)
-                if parent is not None:
-                    meta += struct.pack("<H", len(parent)) + parent
-                    flags |= int(P.Flag.CHAIN_PARENT)
-            w = self.conn.send_request(P.Opcode.COMMIT, meta, flags=flags, decode=False)
-        except BaseException:
-            self.budget.release(size)
-            raise
-        self.committing.append((w, keys, size))
-        if not self.conn.pipelined:
-            self._collect_commits(block=True)
+        # Without a chain every id goes in one COMMIT. A chain: each run of consecutive keys (the whole chunk unless some
+        # were refused) is one COMMIT continuing the call's key before the run (the caller's parent for the call's first
+        # key); a refused key ends a run, as a refused entry does in a chained PUT. The last COMMIT returns the bytes.
+        cuts = (np.flatnonzero(np.diff(keys) != 1) + 1).tolist() if self.chain else []
+        for a, b in zip([0, *cuts], [*cuts, len(keys)]):
+            last = b == len(keys)
+            try:
+                meta, flags = _id_list(ids[a:b]), 0
+                if self.chain:
+                    parent = self.key_bytes.key(int(keys[a]) - 1) if keys[a] > 0 else self.chain_parent
+                    flags = int(P.Flag.CHAIN)
+                    if parent is not None:
+                        meta += struct.pack("<H", len(parent)) + parent
+                        flags |= int(P.Flag.CHAIN_PARENT)
+                w = self.conn.send_request(P.Opcode.COMMIT, meta, flags=flags, decode=False)
+            except BaseException:
+                self.budget.release(size)
+                raise
+            self.committing.append((w, keys[a:b], size if last else 0))
+            if not self.conn.pipelined:
+                self._collect_commits(block=True)
 
     def _collect_commits(self, block: bool) -> None:
         while self.committing and (block or self.committing[0][0].done.is_set()):

@@ -88,6 +88,35 @@ def _winner_ttls(router, slots, keys: list, winners) -> Dict[int, int]:
     return out
 
 
+def _reread_mismatches(router, slots, ranks, keys: list, answers) -> None:
+    """Reads once more, into buffers of their own, the copies that failed the client's CRC check (CHECKSUM_MISMATCH):
+    passed over, a newest copy corrupted on its way lost to an older version on another replica, and the get returned
+    the value as it was before its last write. A copy that fails again stays a mismatch (as the .NET client)."""
+    groups: Dict[int, List[Tuple[int, int]]] = {}
+    for i, a in enumerate(answers):
+        for rank, answer in enumerate(a):
+            if answer is not None and answer[0] == E.CHECKSUM_MISMATCH:
+                groups.setdefault(ranks[i][rank], []).append((i, rank))
+    if not groups:
+        return
+
+    def one(n, entries):
+        got = {}
+
+        def run(store):
+            versions = [0] * len(entries)
+            codes, values = store._get([keys[i] for i, _ in entries], [None] * len(entries), versions)
+            got["values"], got["versions"] = values, versions
+            return codes
+        codes = router._run(slots[n], len(entries), run)
+        values = got.get("values") or [None] * len(entries)
+        versions = got.get("versions") or [0] * len(entries)
+        for (i, rank), code, value, version in zip(entries, codes, values, versions):
+            if code >= 0 and value is not None:
+                answers[i][rank] = (code, value, version)
+    router._all(one, groups)
+
+
 def get_newest(router, keys: list, dests: list) -> Tuple[list, list]:
     """The router's get with versions: see the module docstring. Returns (codes, values) like ``Router.get``."""
     _, slots, ranks = router._plan(keys, router.replicas)
@@ -111,6 +140,7 @@ def get_newest(router, keys: list, dests: list) -> Tuple[list, list]:
         for (i, rank), code, value, version in zip(entries, codes, values, versions):
             answers[i][rank] = (code, value, version)
     router._all(one, groups)
+    _reread_mismatches(router, slots, ranks, keys, answers)
 
     results = [E.INVALID_KEY] * len(keys)
     values = [None] * len(keys)
@@ -132,11 +162,9 @@ def get_newest(router, keys: list, dests: list) -> Tuple[list, list]:
             continue
         code, value, version = a[winner]
         router.clock.at_least(version)
-        if winner == 0:
+        if value is None or dests[i] is None:   # read into the caller's pieces (rank 0), or into a buffer of its own
             results[i], values[i] = code, value
-        elif dests[i] is None:
-            results[i], values[i] = code, value
-        else:
+        else:   # a lower rank's copy, or one read again: into the caller's pieces
             results[i] = _deliver(dests[i], value)
         if version <= 0:
             continue   # a node that reports no versions: nothing to compare

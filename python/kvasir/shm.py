@@ -97,6 +97,16 @@ class ShmMapping:
             self._anchor = ctypes.c_char.from_buffer(self.mm)   # keeps the mapping exported while used
         return ctypes.addressof(self._anchor)
 
+    def pin(self):
+        """An export of the mapping for copies by address (memmove, DMA) that run outside its memoryview: while one
+        lives, :meth:`close` leaves the arena mapped (it is unmapped when the last one and the mapping are gone), so a
+        store closed under an async load's copies never unmaps the memory they read. ``ctypes.addressof`` of it is the
+        mapping's first byte. KvasirError once the mapping is closed."""
+        try:
+            return ctypes.c_char.from_buffer(self.mm)
+        except (ValueError, BufferError) as ex:
+            raise KvasirError(f"the node's arena mapping is closed ({ex})") from None
+
     def copy_out(self, offset: int, length: int, pieces) -> None:
         """The value at ``offset`` into the destination pieces, filled in order (one memcpy each)."""
         if offset + length > self.length:
@@ -128,7 +138,7 @@ class ShmMapping:
             self.view.release()
             self.mm.close()
         except (BufferError, ValueError):
-            pass  # a buffer still exported (an async load in flight): the mapping goes with the object
+            pass  # a buffer still exported (a load's or put's pin, copies in flight): the mapping goes with the object
 
 
 NOT_LOCAL = " is not an address of this host"

@@ -25,6 +25,7 @@ class FlippingRelay:
         self._lock = threading.Lock()
         self._flip_at = -1
         self.flips = 0
+        self._cut = None   # (payload offset, "cut" or "stall") for the next GET reply long enough, from arm_cut/arm_stall
         self._stop = threading.Event()
         self._sockets = []
         self._threads = [threading.Thread(target=self._accept, name="flipping-relay accept", daemon=True)]
@@ -33,6 +34,28 @@ class FlippingRelay:
     def arm(self, payload_offset: int) -> None:
         with self._lock:
             self._flip_at = payload_offset
+
+    def arm_cut(self, payload_offset: int, skip: int = 0) -> None:
+        """The next GET reply with more than ``payload_offset`` payload bytes, after ``skip`` such replies passed whole,
+        is forwarded up to that byte, then both sides of its connection are closed (a node lost mid-value)."""
+        with self._lock:
+            self._cut = [payload_offset, "cut", skip]
+
+    def arm_stall(self, payload_offset: int, skip: int = 0) -> None:
+        """As :meth:`arm_cut`, but nothing more of that reply is forwarded (a node stalled mid-value) until the relay
+        closes."""
+        with self._lock:
+            self._cut = [payload_offset, "stall", skip]
+
+    def _take_cut(self, payload_length: int):
+        with self._lock:
+            if self._cut is None or self._cut[0] >= payload_length:
+                return None
+            if self._cut[2] > 0:
+                self._cut[2] -= 1
+                return None
+            cut, self._cut = self._cut, None
+            return cut
 
     def _take(self, payload_length: int) -> int:
         """The offset to flip in a GET reply of ``payload_length`` payload bytes (disarming), or -1."""
@@ -84,9 +107,14 @@ class FlippingRelay:
                 h = P.unpack_header(header)
                 dst.sendall(header)
                 flip = self._take(h.payload_length) if h.opcode == P.Opcode.GET and h.is_reply else -1
+                cut = self._take_cut(h.payload_length) if h.opcode == P.Opcode.GET and h.is_reply else None
                 left, position = h.meta_length + h.payload_length, -h.meta_length   # position: offset in the payload
                 while left > 0:
-                    chunk = memoryview(buf)[:min(_CHUNK, left)]
+                    if cut is not None and position == cut[0]:
+                        if cut[1] == "stall":
+                            self._stop.wait()
+                        return   # the finally closes the client's side; the node's side goes with the relay
+                    chunk = memoryview(buf)[:min(_CHUNK, left, cut[0] - position if cut is not None and position < cut[0] else _CHUNK)]
                     if not _read_exact(src, chunk):
                         return
                     if 0 <= flip and position <= flip < position + len(chunk):

@@ -3,6 +3,8 @@ buffers: the copy plan they share with the GPU path — values laid over scatter
 merged where they continue one another, batches split into chunks that overlap — must give
 byte-exact results and leave no lease or reservation behind. (GPU destinations: test_gpu.py.)"""
 import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -13,7 +15,7 @@ from kvasir import errors as E
 from kvasir.errors import KvasirError
 from kvasir.local_load import KeyNotLocalError
 
-from conftest import Node, wait_until
+from conftest import PYTHON_DIR, Node, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -410,5 +412,57 @@ def test_a_local_put_larger_than_the_connections_reservation_share_stores_every_
                 th.join(120)
             assert codes == [[0] * 100] * 8
             assert s.stats()["reservations"] == 0
+    finally:
+        node.stop()
+
+
+_CLOSE_MID_COPY = r'''
+import sys, threading, time
+import numpy as np
+import kvasir
+from kvasir.errors import KvasirError
+address, n, size = sys.argv[1], 48, 4 << 20
+keys = [f"c/{i}" for i in range(n)]
+src = np.random.default_rng(1).integers(0, 256, n * size, dtype=np.uint8)
+out = np.zeros(n * size, dtype=np.uint8)
+with kvasir.KvStore(address, transport="shm") as s:
+    s.register_buffer(src.ctypes.data, src.nbytes)
+    assert s.batch_put_from_local(keys, [src.ctypes.data + i * size for i in range(n)], [size] * n) == [0] * n
+for r in range(16):
+    s = kvasir.KvStore(address, transport="shm")
+    s.register_buffer(out.ctypes.data, out.nbytes)
+    s.register_buffer(src.ctypes.data, src.nbytes)
+    if r % 2:   # a local put on another thread, the store closed under its copies
+        t = threading.Thread(target=lambda: s.batch_put_from_local(keys, [src.ctypes.data + i * size for i in range(n)],
+                                                                    [size] * n))
+        t.start()
+        time.sleep(0.001 * (r % 8))
+        s.close()
+        t.join(60)
+        continue
+    load = s.batch_get_into_multi_buffers_submit_local(keys, [[out.ctypes.data + i * size] for i in range(n)], [[size]] * n)
+    time.sleep(0.001 * (r % 8))
+    s.close()
+    try:
+        assert load.wait(timeout=60) == [size] * n
+        assert np.array_equal(out, src)
+    except KvasirError:
+        pass   # the leases ended with the connection: the load says so
+print("ok")
+'''
+
+
+def test_closing_the_store_while_local_copies_run_never_unmaps_the_arena_under_them(cli, tmp_path):
+    # An async load's host copies (and a local put's, on another thread) read and write the arena by address; close()
+    # unmapped it under them: the process died of SIGSEGV. Now each load and put keeps the mapping until its copies
+    # ended: wait() returns the values or raises KvasirError, the put answers per key. A child process, so that a
+    # crash fails this test rather than the run; 16 rounds, closes at 0-7 ms into the copies.
+    node = Node("--memory", "512MiB", "--max-value", "8MiB")
+    try:
+        script = tmp_path / "close_mid_copy.py"
+        script.write_text(_CLOSE_MID_COPY)
+        env = {**os.environ, "PYTHONPATH": PYTHON_DIR}
+        done = subprocess.run([sys.executable, str(script), node.address], env=env, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stderr[-2000:])
     finally:
         node.stop()

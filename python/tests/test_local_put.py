@@ -340,3 +340,39 @@ def test_empty_calls_all_invalid_keys_and_empty_values(put_node):
         assert s.batch_put_from_local(["empty/1", "one"], [src.ctypes.data] * 2, [0, 1]) == [0, 0]
         assert [s.get(k) for k in ("empty/0", "empty/1", "one")] == [b"", b"", b"\x00"]
         assert s.stats()["reservations"] == 0
+
+
+def test_a_chained_local_put_larger_than_the_connections_share_keeps_its_whole_chain(cli, monkeypatch):
+    # Chunks of 4 blocks with two ALLOCs ahead and a node share of 6 blocks: the first put of the connection has keys
+    # refused for the share in the middle of the chain. Every block must still continue the one before it, so that under
+    # prefix-aware eviction what survives of the chain is a prefix whatever order its blocks were last read in. (The
+    # .NET client's ShmTransportTests.A_chained_put_larger_than_the_connections_reservation_share_keeps_its_whole_chain.)
+    block, length = 64 * 1024, 40
+    monkeypatch.setattr(local_put, "_FIRST_CHUNK_BYTES", 4 * block)
+    monkeypatch.setattr(local_put, "_STORE_CHUNK_BYTES", 4 * block)
+    monkeypatch.setattr(local_put, "_RAMP_DOWN", 0)
+    node = Node("--memory", "8MiB", "--max-value", "1MiB", "--eviction", "prefix",
+                "--max-reserved-per-connection", str(6 * block))
+    try:
+        rng = np.random.default_rng(5)
+        src = rng.integers(0, 256, length * block, dtype=np.uint8)
+        keys = [f"long/{i}" for i in range(length)]
+        with kvasir.KvStore(node.address, transport="shm") as s:
+            s.register_buffer(src.ctypes.data, src.nbytes)
+            assert s.batch_put_from_local(keys, [src.ctypes.data + i * block for i in range(length)],
+                                          [block] * length, chain=True) == [0] * length
+            assert s._connection().reservations.limit < 8 << 20 >> 2   # keys were refused for the share: it was hit
+            assert s.stats()["reservations"] == 0
+            _read_back(s, keys, [src[i * block:(i + 1) * block] for i in range(length)])   # last read in chain order
+            filler = np.zeros(block, dtype=np.uint8)
+            for f in range(200):
+                assert s.put(f"filler/{f}", filler) == 0
+                present = s.batch_is_exist(keys)
+                stored = present.count(1)
+                assert present[:stored] == [1] * stored, \
+                    f"after filler {f} the chain has a hole: {''.join(map(str, present))}"
+                if stored <= length // 2:
+                    return
+            pytest.fail("200 fillers of 64 KiB in an 8 MiB node did not evict half of the chain")
+    finally:
+        node.stop()

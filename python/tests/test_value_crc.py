@@ -233,3 +233,32 @@ def test_a_replica_whose_bytes_fail_the_check_is_passed_over_for_the_next_replic
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_versioned_read_whose_newest_copy_fails_the_check_reads_that_copy_again_instead_of_an_older_one(cli):
+    # Node A (behind the relay) holds a newer version of each key than node B. The first read of A's copy has a byte
+    # flipped on the wire: passed over, it lost to B's older version and the get returned the value as it was before its
+    # last write. As the .NET client (ValueVerifyClusterTests), the mismatched copy is read once more first.
+    from conftest import Node
+    from kvasir.replicas import HybridClock
+    a, b = Node("--memory", "64MiB"), Node("--memory", "64MiB")
+    try:
+        with FlippingRelay(a.address) as relay, KvStore([relay.address, b.address], replicas=2, verify_crc=True,
+                                                        replica_versions=True, transport="tcp", request_timeout=20) as s, \
+                KvStore(a.address, transport="tcp", request_timeout=20) as only_a:
+            clock = HybridClock()
+            for k in range(4):
+                key, old, new = f"nv/{k}", _value(300 + k, 20_000), _value(400 + k, 20_000)
+                assert s.put(key, old) == 0
+                clock.at_least(s._router.clock.next())
+                assert only_a._put([key.encode()], [[memoryview(new)]], versions=[clock.next()]) == [0]
+                relay.arm(10_000)
+                assert s.get(key) == new
+                bufs = _registered(s, [len(new)])
+                relay.arm(10_000)
+                assert s.batch_get_into([key], [bufs[0].ctypes.data], [bufs[0].nbytes]) == [len(new)]
+                assert bufs[0][:len(new)].tobytes() == new
+            assert relay.flips == 8 and s.checksum_mismatches == 8
+    finally:
+        a.stop()
+        b.stop()
