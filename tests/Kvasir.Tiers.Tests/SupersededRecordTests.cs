@@ -47,4 +47,26 @@ public sealed class SupersededRecordTests
         Assert.False(read is not null && read.AsSpan().SequenceEqual(older), "the superseded version 1000 came back after a restart");
         Assert.Null(read);   // version 2000 left the disk with its segment: a miss
     }
+
+    [Theory]
+    [InlineData(DiskSyncMode.Always)]
+    [InlineData(DiskSyncMode.Batch)]
+    public async Task A_put_refused_because_its_sync_failed_does_not_come_back_after_a_restart(DiskSyncMode sync)
+    {
+        using var dir = new TempDir();
+        var factory = new FaultInjectingDeviceFactory(new FileDeviceFactory(dir.Path));
+        var tiers = new TierOptions { DiskPath = dir.Path, DiskCapacity = 4L << 20, SegmentBytes = 1L << 20, DiskSync = sync, DeviceFactory = factory };
+        var first = TestValues.For("k", 4 * Ki, version: 1);
+        var refused = TestValues.For("k", 4 * Ki, version: 2);
+        using (var store = new TieredStore(Dram, tiers))
+        {
+            Assert.Equal(WireStatus.Ok, await store.PutAsync("k", first));
+            factory.Faults.FailFlushes = true;
+            Assert.Equal(WireStatus.TierFailed, await store.PutAsync("k", refused));
+            Assert.Equal(first, await store.GetAsync("k"));
+            factory.Faults.FailFlushes = false;
+        }
+        using var again = new TieredStore(Dram, new TierOptions { DiskPath = dir.Path, DiskCapacity = 4L << 20, SegmentBytes = 1L << 20 });
+        Assert.Equal(first, await again.GetAsync("k"));   // the key keeps the value it had, as TIER_FAILED promised
+    }
 }

@@ -42,6 +42,7 @@ internal sealed class DiskWriter : IDisposable
         public TaskCompletionSource<DiskWrite> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public DiskSegment? Segment { get; set; }
         public long Offset { get; set; }
+        public long IndexOffset { get; set; } = -1;
         public long Version { get; set; }
         public string? Error { get; set; }
 
@@ -152,6 +153,7 @@ internal sealed class DiskWriter : IDisposable
             Span<byte> entry = stackalloc byte[DiskRecord.IndexEntrySize];
             DiskRecord.WriteIndexEntry(entry, info, job.Key.Length, Crc32C.Compute(job.Key), job.ExpiresAt);
             segment.Index.Write(indexOffset, entry);
+            job.IndexOffset = indexOffset;
             if (_tier.Sync == DiskSyncMode.Always)
             {
                 segment.Data.Flush();
@@ -203,6 +205,7 @@ internal sealed class DiskWriter : IDisposable
 
     private void Finish(Job job)
     {
+        if (job.Error is not null && job.IndexOffset >= 0) Unwrite(job);
         // A skipped write is Ok only while the newer record that made it superseded is indexed (that record's own write
         // may have failed, or a damaged read dropped it): then the caller finds it superseded and publishes nothing.
         if (job.Skipped && _tier.NewestVersion(job.Key) < job.Requested) job.Error = "the newer record of the key that superseded this write is not on disk";
@@ -211,6 +214,22 @@ internal sealed class DiskWriter : IDisposable
         job.Segment?.Release();
         Interlocked.Decrement(ref _queued);
         job.Done.TrySetResult(job.Error is null ? new DiskWrite(true, job.Version, null) : new DiskWrite(false, job.Version, job.Error));
+    }
+
+    /// <summary>
+    /// A record answered as failed after its index entry was written (a sync failed): the entry is zeroed, best effort,
+    /// so recovery skips it (a torn entry) instead of bringing back, after a restart, a value whose PUT was refused.
+    /// </summary>
+    private void Unwrite(Job job)
+    {
+        try
+        {
+            job.Segment!.Index.Write(job.IndexOffset, new byte[DiskRecord.IndexEntrySize]);
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or UnauthorizedAccessException)
+        {
+            _tier.WriteFailed(ex, job.Segment!.Index.Name);
+        }
     }
 
     /// <summary>Writes everything queued so far, then stops the thread.</summary>
