@@ -55,6 +55,7 @@ public sealed partial class TieredStore : IDisposable
     private readonly Internal.StagingArea? _staging;
     private readonly TierOptions _tiers;
     private readonly long[] _epochs = new long[EpochStripes];
+    private readonly Lock[] _shareStripes = [.. Enumerable.Range(0, 256).Select(_ => new Lock())];
     private readonly System.Collections.Concurrent.ConcurrentDictionary<byte[], int> _reads = new(Internal.ByteKeyComparer.Instance);
     private readonly Func<byte[], long, bool>? _newerOnDisk;
     private long _promotions, _servedBelow, _loadFailures, _loadsUnstaged, _loadsStaged, _loadsEvicting, _demotions, _dropped, _superseded, _tierFailures, _servedDisk, _servedShared;
@@ -207,19 +208,27 @@ public sealed partial class TieredStore : IDisposable
     }
 
     /// <summary>Queues the key's published value for the shared tier, copied from a lease; when it cannot be, the key's older file goes.</summary>
+    /// <remarks>
+    /// The lease and the enqueue happen under the key's stripe lock: two racing publications of a key then queue their
+    /// copies in the order they leased them, so the last copy queued (the file left standing) is the value DRAM
+    /// published last, never an older one that was leased first and queued second.
+    /// </remarks>
     private void ShareAsync(byte[] key)
     {
         bool queued = false;
-        if (_dram.TryLease(key, null, out var lease, countAsAccess: false) == WireStatus.Ok && CheckWriterCrc(key, lease!))
+        lock (_shareStripes[Stripe(key) % _shareStripes.Length])
         {
-            try
+            if (_dram.TryLease(key, null, out var lease, countAsAccess: false) == WireStatus.Ok && CheckWriterCrc(key, lease!))
             {
-                long expiresAt = _deadlines.TryGetValue(key, out long deadline) ? Expiry.ToUnixMs(deadline) : 0;
-                queued = _shared!.Enqueue(key, lease!.Span, lease.Crc32C, expiresAt);
-            }
-            finally
-            {
-                _dram.Release(lease!);
+                try
+                {
+                    long expiresAt = _deadlines.TryGetValue(key, out long deadline) ? Expiry.ToUnixMs(deadline) : 0;
+                    queued = _shared!.Enqueue(key, lease!.Span, lease.Crc32C, expiresAt);
+                }
+                finally
+                {
+                    _dram.Release(lease!);
+                }
             }
         }
         if (!queued) _ = _io!.Run(() => { _shared!.Remove(key); return true; });

@@ -42,8 +42,12 @@ internal sealed class DiskWriter : IDisposable
         public TaskCompletionSource<DiskWrite> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public DiskSegment? Segment { get; set; }
         public long Offset { get; set; }
+        public long IndexOffset { get; set; } = -1;
         public long Version { get; set; }
         public string? Error { get; set; }
+
+        /// <summary>Not written: a record of the key at least as new was already laid down (see <see cref="Superseded"/>).</summary>
+        public bool Skipped { get; set; }
     }
 
     public Task<DiskWrite> Enqueue(byte[] key, nint value, long length, uint crc, ushort kind, long version = 0, long expiresAt = 0)
@@ -67,6 +71,7 @@ internal sealed class DiskWriter : IDisposable
         var batch = new List<Job>(MaxBatch);
         var drops = new List<DiskSegment>();
         var touched = new HashSet<DiskSegment>();
+        var placed = new Dictionary<byte[], long>(Internal.ByteKeyComparer.Instance);
         foreach (var first in _queue.GetConsumingEnumerable())
         {
             batch.Add(first);
@@ -75,7 +80,10 @@ internal sealed class DiskWriter : IDisposable
             {
                 try
                 {
+                    if (Superseded(job, placed)) continue;
                     Execute(job, drops, touched);
+                    if (job.Error is null && job.Segment is not null)
+                        placed[job.Key] = Math.Max(job.Version, placed.GetValueOrDefault(job.Key));
                 }
                 catch (Exception ex)
                 {
@@ -89,7 +97,23 @@ internal sealed class DiskWriter : IDisposable
             foreach (var job in batch) Finish(job);
             batch.Clear();
             touched.Clear();
+            placed.Clear();
         }
+    }
+
+    /// <summary>
+    /// A value whose version the writer chose and that is not newer than a record of its key already laid down (indexed,
+    /// or placed earlier in this batch) is not written at all: it is superseded, and a record of it on disk would come
+    /// back at recovery once the newer record's segment is dropped for capacity (recovery sees only what is left).
+    /// </summary>
+    private bool Superseded(Job job, Dictionary<byte[], long> placed)
+    {
+        if (job.Requested <= 0 || job.Kind != DiskRecord.KindValue) return false;
+        long newest = Math.Max(_tier.NewestVersion(job.Key), placed.GetValueOrDefault(job.Key));
+        if (newest < job.Requested) return false;
+        job.Skipped = true;
+        job.Version = job.Requested;
+        return true;
     }
 
     private void Execute(Job job, List<DiskSegment> drops, HashSet<DiskSegment> touched)
@@ -129,6 +153,7 @@ internal sealed class DiskWriter : IDisposable
             Span<byte> entry = stackalloc byte[DiskRecord.IndexEntrySize];
             DiskRecord.WriteIndexEntry(entry, info, job.Key.Length, Crc32C.Compute(job.Key), job.ExpiresAt);
             segment.Index.Write(indexOffset, entry);
+            job.IndexOffset = indexOffset;
             if (_tier.Sync == DiskSyncMode.Always)
             {
                 segment.Data.Flush();
@@ -180,11 +205,31 @@ internal sealed class DiskWriter : IDisposable
 
     private void Finish(Job job)
     {
-        if (job.Error is null)
+        if (job.Error is not null && job.IndexOffset >= 0) Unwrite(job);
+        // A skipped write is Ok only while the newer record that made it superseded is indexed (that record's own write
+        // may have failed, or a damaged read dropped it): then the caller finds it superseded and publishes nothing.
+        if (job.Skipped && _tier.NewestVersion(job.Key) < job.Requested) job.Error = "the newer record of the key that superseded this write is not on disk";
+        else if (job.Error is null && !job.Skipped)
             _tier.Apply(job.Key, job.Segment!, job.Offset, job.Length, job.Crc, job.Version, job.Kind == DiskRecord.KindTombstone, job.ExpiresAt);
         job.Segment?.Release();
         Interlocked.Decrement(ref _queued);
         job.Done.TrySetResult(job.Error is null ? new DiskWrite(true, job.Version, null) : new DiskWrite(false, job.Version, job.Error));
+    }
+
+    /// <summary>
+    /// A record answered as failed after its index entry was written (a sync failed): the entry is zeroed, best effort,
+    /// so recovery skips it (a torn entry) instead of bringing back, after a restart, a value whose PUT was refused.
+    /// </summary>
+    private void Unwrite(Job job)
+    {
+        try
+        {
+            job.Segment!.Index.Write(job.IndexOffset, new byte[DiskRecord.IndexEntrySize]);
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or UnauthorizedAccessException)
+        {
+            _tier.WriteFailed(ex, job.Segment!.Index.Name);
+        }
     }
 
     /// <summary>Writes everything queued so far, then stops the thread.</summary>

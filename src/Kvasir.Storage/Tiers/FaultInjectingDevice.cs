@@ -15,6 +15,9 @@ public sealed class DeviceFaults
     /// <summary>Reads succeed but flip one bit in the middle of what they return (silent corruption).</summary>
     public volatile bool CorruptReads;
 
+    /// <summary>Every flush (fsync) throws, after the writes before it reached the file (an fsync that reports an I/O error).</summary>
+    public volatile bool FailFlushes;
+
     /// <summary>The next write stores only its first half, then throws: a torn write, as a crash leaves it.</summary>
     public volatile bool TearNextWrite;
 
@@ -73,7 +76,11 @@ public sealed class FaultInjectingDeviceFactory(IDeviceFactory inner) : IDeviceF
             return n;
         }
 
-        public void Flush() => inner.Flush();
+        public void Flush()
+        {
+            if (F.FailFlushes) throw new IOException("injected flush error");
+            inner.Flush();
+        }
 
         public void Dispose() => inner.Dispose();
     }
