@@ -1,3 +1,5 @@
+using Kvasir.Shared;
+
 namespace Kvasir.Prefix.Internal;
 
 /// <summary>

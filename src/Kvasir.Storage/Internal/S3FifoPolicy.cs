@@ -1,3 +1,5 @@
+using Kvasir.Shared;
+
 namespace Kvasir.Storage.Internal;
 
 /// <summary>
@@ -32,7 +34,7 @@ internal sealed class S3FifoPolicy : IEvictionPolicy
             return;
         }
 
-        if (_ghost.Take(slot.Key))
+        if (_ghost.Contains(GhostKeys.Hash(slot.Key)))
         {
             Add(_main, slot, InMain);
         }
@@ -92,7 +94,7 @@ internal sealed class S3FifoPolicy : IEvictionPolicy
             {
                 if (fromSmall)
                 {
-                    _ghost.Add(slot.Key, Math.Max(Candidates, 1));
+                    _ghost.Add(GhostKeys.Hash(slot.Key), Math.Max(Candidates, 1));
                 }
 
                 return slot;
