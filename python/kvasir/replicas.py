@@ -97,22 +97,27 @@ def _reread_mismatches(router, slots, ranks, keys: list, answers) -> None:
         for rank, answer in enumerate(a):
             if answer is not None and answer[0] == E.CHECKSUM_MISMATCH:
                 groups.setdefault(ranks[i][rank], []).append((i, rank))
-    if not groups:
-        return
+    if groups:
+        _read_versions(router, slots, keys, groups, answers, lambda i, rank: None, hits_only=True)
 
+
+def _read_versions(router, slots, keys: list, groups, answers, dest_of, hits_only: bool = False) -> None:
+    """Reads each node's ``groups`` entries (key index, rank) with their versions, in parallel, into
+    ``answers[i][rank] = (code, bytes or None, version)``; ``dest_of(i, rank)``: the pieces to read into (None: a
+    buffer of its own). ``hits_only``: an answer is replaced only by a hit."""
     def one(n, entries):
         got = {}
 
         def run(store):
             versions = [0] * len(entries)
-            codes, values = store._get([keys[i] for i, _ in entries], [None] * len(entries), versions)
+            codes, values = store._get([keys[i] for i, _ in entries], [dest_of(i, rank) for i, rank in entries], versions)
             got["values"], got["versions"] = values, versions
             return codes
         codes = router._run(slots[n], len(entries), run)
         values = got.get("values") or [None] * len(entries)
         versions = got.get("versions") or [0] * len(entries)
         for (i, rank), code, value, version in zip(entries, codes, values, versions):
-            if code >= 0 and value is not None:
+            if not hits_only or (code >= 0 and value is not None):
                 answers[i][rank] = (code, value, version)
     router._all(one, groups)
 
@@ -126,20 +131,7 @@ def get_newest(router, keys: list, dests: list) -> Tuple[list, list]:
         for rank, n in enumerate(r or []):
             groups.setdefault(n, []).append((i, rank))
 
-    def one(n, entries):
-        got = {}
-
-        def run(store):
-            versions = [0] * len(entries)
-            codes, values = store._get([keys[i] for i, _ in entries], [dests[i] if rank == 0 else None for i, rank in entries], versions)
-            got["values"], got["versions"] = values, versions
-            return codes
-        codes = router._run(slots[n], len(entries), run)
-        values = got.get("values") or [None] * len(entries)
-        versions = got.get("versions") or [0] * len(entries)
-        for (i, rank), code, value, version in zip(entries, codes, values, versions):
-            answers[i][rank] = (code, value, version)
-    router._all(one, groups)
+    _read_versions(router, slots, keys, groups, answers, lambda i, rank: dests[i] if rank == 0 else None)
     _reread_mismatches(router, slots, ranks, keys, answers)
 
     results = [E.INVALID_KEY] * len(keys)
