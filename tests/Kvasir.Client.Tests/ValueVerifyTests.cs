@@ -188,20 +188,25 @@ public sealed class ValueVerifyTests
 /// <summary>In a cluster, a replica whose copy fails the client's CRC check is passed over for the next replica.</summary>
 public sealed class ValueVerifyClusterTests
 {
+    private static TestNode StartNode() => TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 64L << 20 } });
+
+    /// <summary>A verifying store over two replicas: node a behind the relay (its copies can be corrupted on their way), node b direct.</summary>
+    private static Task<KvStore> ConnectVerifyingAsync(FlippingRelay relay, TestNode b, bool replicaVersions) => KvStore.ConnectAsync(new KvStoreOptions
+    {
+        Server = $"{relay.Address},{b.Address}",
+        Replicas = 2,
+        ReplicaVersions = replicaVersions,
+        VerifyValueCrc = true,
+        Transport = KvTransportKind.Tcp,
+    });
+
     [Fact]
     public async Task A_replica_whose_bytes_fail_the_check_is_passed_over_for_the_next_replica()
     {
-        await using var a = TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 64L << 20 } });
-        await using var b = TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 64L << 20 } });
+        await using var a = StartNode();
+        await using var b = StartNode();
         await using var relay = new FlippingRelay(a.Address);
-        await using var store = await KvStore.ConnectAsync(new KvStoreOptions
-        {
-            Server = $"{relay.Address},{b.Address}",
-            Replicas = 2,
-            ReplicaVersions = false,
-            VerifyValueCrc = true,
-            Transport = KvTransportKind.Tcp,
-        });
+        await using var store = await ConnectVerifyingAsync(relay, b, replicaVersions: false);
         // Whether the relayed node ranks first depends on the key: those that rank it first get their corrupted copy first.
         int flipped = 0;
         for (int k = 0; k < 16; k++)
@@ -223,17 +228,10 @@ public sealed class ValueVerifyClusterTests
     {
         // docs/cluster.md § Versions: the newest version wins. Before, a newest copy corrupted on its way was passed over
         // for the other replica's older version: the get returned the value as it was before the last write.
-        await using var a = TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 64L << 20 } });
-        await using var b = TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 64L << 20 } });
+        await using var a = StartNode();
+        await using var b = StartNode();
         await using var relay = new FlippingRelay(a.Address);
-        await using var store = await KvStore.ConnectAsync(new KvStoreOptions
-        {
-            Server = $"{relay.Address},{b.Address}",
-            Replicas = 2,
-            ReplicaVersions = true,
-            VerifyValueCrc = true,
-            Transport = KvTransportKind.Tcp,
-        });
+        await using var store = await ConnectVerifyingAsync(relay, b, replicaVersions: true);
         var key = TestValues.Key("versioned");
         var old = TestValues.Value(1, 20_000);
         var newest = TestValues.Value(2, 20_000);
