@@ -11,10 +11,13 @@
 #   --repeat N     every target runs N times, interleaved (base, Kvasir, peers, base, ...); the table shows medians
 #   --base DIR     also runs another build's CLI (DIR holds its kvasir.dll: node and client both from it) as
 #                  "Kvasir (base)" in the same run, on its own node, for a before/after in one table
+#   --bin FILE     a native kvasir binary (`./kvasir publish DIR`) for the node and the client instead of building the
+#                  CLI: for a host without .NET. PYTHON=... names the interpreter (default /usr/bin/python3).
+# memcached runs with as many worker threads as the host has cores, at most 4 (memcached's own default).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-quick=0; out=""; sizes="64KiB,256KiB,1MiB,4MiB"; inflight="1,4"; ops="put,get"; peers="memcached,redis"; repeat=1; base=""; dur=""
-usage="usage: bench/compare.sh [--quick] [--out FILE] [--sizes LIST] [--inflight LIST] [--ops LIST] [--duration S] [--peers LIST] [--repeat N] [--base DIR]"
+quick=0; out=""; sizes="64KiB,256KiB,1MiB,4MiB"; inflight="1,4"; ops="put,get"; peers="memcached,redis"; repeat=1; base=""; dur=""; bin=""
+usage="usage: bench/compare.sh [--quick] [--out FILE] [--sizes LIST] [--inflight LIST] [--ops LIST] [--duration S] [--peers LIST] [--repeat N] [--base DIR] [--bin FILE]"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -26,6 +29,7 @@ while [ $# -gt 0 ]; do
     --peers) peers="$2"; shift ;;
     --repeat) repeat="$2"; shift ;;
     --base) base="$2"; shift ;;
+    --bin) bin="$2"; shift ;;
     *) echo "$usage" >&2; exit 2 ;;
   esac
   shift
@@ -36,7 +40,8 @@ case "$repeat" in ''|*[!0-9]*|0) echo "compare.sh: --repeat must be a positive c
 case ",$peers," in *,memcached,*) use_mc=1 ;; *) use_mc=0 ;; esac
 case ",$peers," in *,redis,*) use_redis=1 ;; *) use_redis=0 ;; esac
 if [ -n "$base" ] && [ ! -f "$base/kvasir.dll" ]; then echo "compare.sh: --base $base holds no kvasir.dll (give a .build/cli directory)" >&2; exit 2; fi
-py=/usr/bin/python3
+if [ -n "$bin" ] && [ ! -x "$bin" ]; then echo "compare.sh: --bin $bin is not an executable kvasir binary (make one with ./kvasir publish DIR)" >&2; exit 2; fi
+py=${PYTHON:-/usr/bin/python3}
 
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
@@ -49,16 +54,17 @@ if [ ${#need[@]} -gt 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}") >/dev/null
 fi
 
-"$root/kvasir" --help >/dev/null   # builds the CLI when needed
-kvasir() { dotnet "$root/.build/cli/kvasir.dll" "$@"; }
+if [ -n "$bin" ]; then kv_cmd=("$bin"); else "$root/kvasir" --help >/dev/null; kv_cmd=(dotnet "$root/.build/cli/kvasir.dll"); fi   # builds the CLI when needed
+kvasir() { "${kv_cmd[@]}" "$@"; }
+mc_threads=$(nproc); [ "$mc_threads" -gt 4 ] && mc_threads=4
 . "$root/bench/lib.sh"   # $work, $pids and their cleanup, free_port, wait_port
 
 rp=$(free_port); mp=$(free_port); kp=$(free_port); bp=$(free_port); ip=$(free_port)
 if [ $use_redis = 1 ]; then redis-server --bind 127.0.0.1 --port "$rp" --save "" --appendonly no --protected-mode no >"$work/redis.log" 2>&1 & pids+=($!); fi
-if [ $use_mc = 1 ]; then memcached -u "$(id -un)" -l 127.0.0.1 -p "$mp" -U 0 -m 2048 -I 8m -t 2 -c 1024 >"$work/memcached.log" 2>&1 & pids+=($!); fi
+if [ $use_mc = 1 ]; then memcached -u "$(id -un)" -l 127.0.0.1 -p "$mp" -U 0 -m 2048 -I 8m -t "$mc_threads" -c 1024 >"$work/memcached.log" 2>&1 & pids+=($!); fi
 # Started directly, not through the kvasir function: a backgrounded function runs in a subshell,
 # and $! would be that subshell's pid, which the cleanup's TERM would not carry to the node.
-dotnet "$root/.build/cli/kvasir.dll" serve --port "$kp" --memory 2GiB --log-level warning >"$work/kvasir.log" 2>&1 & pids+=($!)
+"${kv_cmd[@]}" serve --port "$kp" --memory 2GiB --log-level warning >"$work/kvasir.log" 2>&1 & pids+=($!)
 if [ -n "$base" ]; then dotnet "$base/kvasir.dll" serve --port "$bp" --memory 2GiB --log-level warning >"$work/kvasir-base.log" 2>&1 & pids+=($!); fi
 [ $use_redis = 1 ] && wait_port "$rp"
 [ $use_mc = 1 ] && wait_port "$mp"
@@ -68,8 +74,19 @@ wait_port "$kp"
 # The floor: loopback TCP (iperf3, 1 and 4 streams) and memcpy of the same shapes in one process.
 iperf3 -s -p "$ip" >/dev/null 2>&1 & pids+=($!)
 wait_port "$ip"
-iperf1=$(iperf3 -c 127.0.0.1 -p "$ip" -t "$iperf_t" -J | $py -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/8e9)')
-iperf4=$(iperf3 -c 127.0.0.1 -p "$ip" -t "$iperf_t" -P 4 -J | $py -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/8e9)')
+# GB/s of iperf3 with $1 streams. Tried up to three times: iperf3's server may still be closing the previous test
+# (or wait_port's probe) and then answers with an error and no result.
+iperf_gbps() {
+  local v
+  for _ in 1 2 3; do
+    v=$(iperf3 -c 127.0.0.1 -p "$ip" -t "$iperf_t" -P "$1" -J | $py -c 'import json,sys; e=json.load(sys.stdin).get("end",{}); print(e["sum_received"]["bits_per_second"]/8e9 if "sum_received" in e else "")' 2>/dev/null || true)
+    [ -n "$v" ] && { echo "$v"; return 0; }
+    sleep 1
+  done
+  echo "compare.sh: iperf3 gave no result with $1 streams in three tries" >&2; return 1
+}
+iperf1=$(iperf_gbps 1)
+iperf4=$(iperf_gbps 4)
 
 common=(--op "$ops" --value-size "$sizes" --inflight "$inflight" --duration "$duration" --warmup "$warmup" --key-space "$space" --json --no-progress)
 kvasir bench --target memcpy "${common[@]}" >"$work/memcpy.jsonl"
@@ -91,7 +108,7 @@ if [ $use_redis = 1 ]; then
   done
 fi
 
-$py - "$work" "$iperf1" "$iperf4" "$quick" "$duration" "$repeat" <<'PY' | tee ${out:+"$out"}
+MC_THREADS=$mc_threads $py - "$work" "$iperf1" "$iperf4" "$quick" "$duration" "$repeat" <<'PY' | tee ${out:+"$out"}
 import json, sys, os, statistics
 work, iperf1, iperf4, quick, duration, repeat = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1", sys.argv[5], int(sys.argv[6])
 def load(name):
@@ -119,7 +136,7 @@ def cell(rows, key):
     return f"{rows[key]['gbps']:.2f}" if key in rows else "n/a"
 print(f"Loopback floor: iperf3 {iperf1:.2f} GB/s (1 stream), {iperf4:.2f} GB/s (4 streams). "
       f"Runs of {duration} s{' (--quick)' if quick else ''}; GB/s of verified payload"
-      f"{f'; medians of {repeat} interleaved runs' if repeat > 1 else ''}.")
+      f"{f'; medians of {repeat} interleaved runs' if repeat > 1 else ''}; memcached with {os.environ['MC_THREADS']} worker threads, {os.cpu_count()} cores.")
 print()
 extra_h, extra_s = ("| Kvasir (base) | Kvasir / base | base / memcached ", "| ---: | ---: | ---: ") if b else ("", "")
 print(f"| op | value | in flight | Kvasir {extra_h}| memcached | Redis | Kvasir / memcached | Kvasir / Redis | Kvasir / iperf3 | memcpy | redis-benchmark | errors + verify failures (K/m/R) |")
