@@ -3,7 +3,8 @@
 
     bench/tcp_cpu_ab.py ROUNDS SIZE INFLIGHT OP LABEL=CLIDIR[@VAR:VALUE,...] ... [mc]
 
-Each LABEL starts its own node from CLIDIR (a directory with kvasir.dll) and drives it with that CLI's
+Each LABEL starts its own node from CLIDIR (a directory with kvasir.dll, or with a native kvasir binary from
+`./kvasir publish DIR`, for a host without .NET) and drives it with that CLI's
 `kvasir bench --transport tcp`; `mc` adds memcached, driven by the CLI in $MCCLI (default: the first LABEL's).
 VAR:VALUE pairs go into that label's bench client's environment (NODE_VAR:VALUE into its node's). Rounds rotate
 the order; round 0 warms the nodes and is not counted. Client: the bench's client_cpu_s_per_gb (its own CPU over
@@ -20,6 +21,10 @@ for v in variants:
         envs[v[0]] = dict(x.split(':') for x in e.split(','))
 use_mc = 'mc' in sys.argv[5:]
 tick = os.sysconf('SC_CLK_TCK')
+def kvasir(cli):
+    """The command that runs CLIDIR's CLI: its native binary when it has no kvasir.dll."""
+    native = os.path.join(cli, 'kvasir')
+    return [native] if not os.path.exists(os.path.join(cli, 'kvasir.dll')) and os.access(native, os.X_OK) else ['dotnet', f'{cli}/kvasir.dll']
 def free_port():
     s = socket.socket(); s.bind(('127.0.0.1', 0)); p = s.getsockname()[1]; s.close(); return p
 def wait_port(p):
@@ -44,11 +49,11 @@ try:
     for label, cli in variants:
         p = free_port()
         nenv = {k[5:]: v for k, v in envs.get(label, {}).items() if k.startswith('NODE_')}
-        pr = subprocess.Popen(['dotnet', f'{cli}/kvasir.dll', 'serve', '--port', str(p), '--memory', '2GiB', '--admin-port', 'off', '--log-level', 'warning'], stdout=subprocess.DEVNULL, env={**os.environ, **nenv})
+        pr = subprocess.Popen(kvasir(cli) + ['serve', '--port', str(p), '--memory', '2GiB', '--admin-port', 'off', '--log-level', 'warning'], stdout=subprocess.DEVNULL, env={**os.environ, **nenv})
         procs.append(pr); servers[label] = (pr.pid, p, cli, 'kvasir')
     if use_mc:
         p = free_port()
-        pr = subprocess.Popen(['memcached', '-u', 'root', '-l', '127.0.0.1', '-p', str(p), '-U', '0', '-m', '2048', '-I', '8m', '-t', '2', '-c', '1024'])
+        pr = subprocess.Popen(['memcached', '-u', 'root', '-l', '127.0.0.1', '-p', str(p), '-U', '0', '-m', '2048', '-I', '8m', '-t', str(min(os.cpu_count(), 4)), '-c', '1024'])
         procs.append(pr); servers['mc'] = (pr.pid, p, os.environ.get('MCCLI', variants[0][1]), 'memcached')
     for _, (pid, p, _, _) in servers.items(): wait_port(p)
     warm, dur = 1.0, float(os.environ.get('DUR', '3'))
@@ -59,7 +64,7 @@ try:
         for label in order:
             pid, p, cli, target = servers[label]
             c0, s0 = cpu(pid), switches(pid)
-            args = ['dotnet', f'{cli}/kvasir.dll', 'bench', '--target', target, '--server', f'127.0.0.1:{p}', '--op', op, '--value-size', size,
+            args = kvasir(cli) + ['bench', '--target', target, '--server', f'127.0.0.1:{p}', '--op', op, '--value-size', size,
                     '--inflight', inflight, '--duration', str(dur), '--warmup', str(warm), '--key-space', '256MiB', '--json', '--no-progress']
             if target == 'kvasir': args += ['--transport', 'tcp']
             args += os.environ.get('EXTRA', '').split()
