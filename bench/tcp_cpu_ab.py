@@ -6,7 +6,8 @@
 Each LABEL starts its own node from CLIDIR (a directory with kvasir.dll, or with a native kvasir binary from
 `./kvasir publish DIR`, for a host without .NET) and drives it with that CLI's
 `kvasir bench --transport tcp`; `mc` adds memcached, driven by the CLI in $MCCLI (default: the first LABEL's).
-VAR:VALUE pairs go into that label's bench client's environment (NODE_VAR:VALUE into its node's). Rounds rotate
+VAR:VALUE pairs go into that label's bench client's environment (NODE_VAR:VALUE into its node's; ARG_NAME:VALUE
+adds `--NAME VALUE` to its bench's arguments, e.g. k=DIR@ARG_value-crc:given). Rounds rotate
 the order; round 0 warms the nodes and is not counted. Client: the bench's client_cpu_s_per_gb (its own CPU over
 the measured time) and context switches per request; server: the node's (or memcached's) utime+stime from /proc
 over the whole bench run, over the bytes of warm-up plus measured time (assumed at the measured rate). On a shared
@@ -68,7 +69,10 @@ try:
                     '--inflight', inflight, '--duration', str(dur), '--warmup', str(warm), '--key-space', '256MiB', '--json', '--no-progress']
             if target == 'kvasir': args += ['--transport', 'tcp']
             args += os.environ.get('EXTRA', '').split()
-            out = subprocess.run(args, capture_output=True, text=True, env={**os.environ, **envs.get(label, {})})
+            spec = envs.get(label, {})
+            for k, v in spec.items():
+                if k.startswith('ARG_'): args += [f'--{k[4:]}', v]
+            out = subprocess.run(args, capture_output=True, text=True, env={**os.environ, **{k: v for k, v in spec.items() if not k.startswith('ARG_')}})
             c1, s1 = cpu(pid), switches(pid)
             line = [l for l in out.stdout.splitlines() if l.startswith('{')]
             if not line: print(label, 'FAILED', out.stdout, out.stderr); continue
