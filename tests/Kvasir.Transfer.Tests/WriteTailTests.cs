@@ -53,6 +53,29 @@ public sealed class WriteTailTests
         }
     }
 
+    [Theory]
+    [InlineData(100_000, 4096, 3)]
+    [InlineData(100_000, 99_999, 5)]
+    [InlineData(4096, 4096, 8)]
+    [InlineData(1 << 20, 128 << 10, 256)]
+    public void Any_slice_size_minimum_and_lane_count_cut_every_length_into_its_count_of_slices(int max, int min, int lanes)
+    {
+        var schedule = SliceSchedule.For(max, min, lanes);
+        var random = new Random(max ^ lanes);
+        for (int i = 0; i < 300; i++)
+        {
+            long length = i < 100 ? i + 1 : random.NextInt64(1, 600L * max);
+            int count = 0;
+            for (long left = length; left > 0; count++)
+            {
+                int n = schedule.Next(left);
+                Assert.InRange(n, 1, Math.Min(max, left));
+                left -= n;
+            }
+            Assert.Equal(count, schedule.Count(length));
+        }
+    }
+
     [Fact]
     public void A_minimum_at_or_above_the_slice_size_cuts_fixed_slices()
     {
