@@ -23,6 +23,8 @@ public static class TransferBenchCommand
           --duration SEC        measured time per cell                         default 3
           --min-iterations N    at least this many transfers per cell          default 5
           --slice-bytes N       slice size                                     default 1MiB
+          --min-slice N         both engines' MinSliceBytes: what a write over several lanes shrinks its last
+                                slices to (= --slice-bytes: fixed slices)                           default 128KiB
           --no-verify           do not check the last transfer's bytes
           --tcp-baseline        per lane count, plain TCP over loopback with as many streams in this process (one
                                 blocking sender and one blocking receiver thread per stream, 4 MiB sends; buffers
@@ -37,11 +39,12 @@ public static class TransferBenchCommand
 
         Latency is one transfer from start to its last acknowledgement; GiB/s (p50) is size / median latency
         (one in flight); GiB/s (wall) and msgs/s count every transfer over the cell's wall time. CPU s/GiB is this
-        process's CPU time (both engines) per GiB moved, cs/slice its context switches per slice (getrusage).
+        process's CPU time (both engines) per GiB moved, cs/slice its context switches per --slice-bytes of data
+        moved (getrusage; a write over several lanes cuts its last slices smaller, which this does not count).
         Run it on a quiet machine: on a loaded one both the engine and the baseline move by 2x from run to run.
         """;
 
-    private static readonly string[] ValueOptions = ["sizes", "lanes", "nconn-per-cpu", "op", "inflight", "duration", "min-iterations", "slice-bytes", "tcp-buffer", "region-memory", "socket-buffer"];
+    private static readonly string[] ValueOptions = ["sizes", "lanes", "nconn-per-cpu", "op", "inflight", "duration", "min-iterations", "slice-bytes", "min-slice", "tcp-buffer", "region-memory", "socket-buffer"];
 
     public static async Task<int> RunAsync(IReadOnlyList<string> args)
     {
@@ -57,6 +60,7 @@ public static class TransferBenchCommand
         double duration = cl.Double("duration", 3);
         int minIterations = cl.Int("min-iterations", 5, 1, 1_000_000);
         int slice = checked((int)cl.Size("slice-bytes", 1 << 20));
+        int minSlice = checked((int)cl.Size("min-slice", 128 << 10));
         bool json = cl.Has("json");
         long tcpBuffer = cl.Size("tcp-buffer", 4 << 20);
         int socketBuffer = checked((int)cl.Size("socket-buffer", 0));
@@ -76,7 +80,7 @@ public static class TransferBenchCommand
         foreach (int laneCount in lanes)
         {
             (double GiBPerSecond, double CpuSecondsPerGiB)? tcp = cl.Has("tcp-baseline") ? TcpBaseline.Measure(laneCount, TimeSpan.FromSeconds(duration), tcpBuffer, memoryKind) : null;
-            var options = new TransferEngineOptions { Ncpus = laneCount / perCpu, NconnPerCpu = perCpu, SliceBytes = slice, SocketBufferBytes = socketBuffer };
+            var options = new TransferEngineOptions { Ncpus = laneCount / perCpu, NconnPerCpu = perCpu, SliceBytes = slice, MinSliceBytes = minSlice, SocketBufferBytes = socketBuffer };
             using var a = TransferEngine.Start(options);
             using var b = TransferEngine.Start(options);
             var accepting = b.AcceptAsync();

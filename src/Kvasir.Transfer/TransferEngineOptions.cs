@@ -39,6 +39,15 @@ public sealed record TransferEngineOptions
     public int SliceBytes { get; init; } = TransferLimits.DefaultSliceBytes;
 
     /// <summary>
+    /// The smallest slice a write spread over several lanes shrinks to towards its end (default 128 KiB, range 4 KiB..64
+    /// MiB; at or above <see cref="SliceBytes"/> every slice but the last is <see cref="SliceBytes"/>). Such a write's
+    /// slices are taken by the lanes as they go; once less than 2 × lanes × <see cref="SliceBytes"/> bytes are left,
+    /// each slice is the bytes left / (2 × lanes), so the lanes run out of work together instead of all waiting for
+    /// the one that took the last full slice (docs/transfer.md § Threads, queued writes).
+    /// </summary>
+    public int MinSliceBytes { get; init; } = 128 << 10;
+
+    /// <summary>
     /// SO_SNDBUF and SO_RCVBUF of every lane socket in bytes (both ways, set before connecting and on the listening
     /// socket), or 0 (default) for the kernel's own sizes, which it grows with the traffic (net.ipv4.tcp_wmem/rmem).
     /// A fixed size turns that autotuning off: too small and a lane stalls waiting for its peer on a long link (a lane
@@ -73,6 +82,7 @@ public sealed record TransferEngineOptions
         Range(nameof(NconnPerCpu), NconnPerCpu, 1, 64);
         Range("Ncpus × NconnPerCpu (lanes)", LaneCount, 1, TransferLimits.MaxLanes);
         Range(nameof(SliceBytes), SliceBytes, 4096, TransferLimits.MaxSliceBytes);
+        Range(nameof(MinSliceBytes), MinSliceBytes, 4096, TransferLimits.MaxSliceBytes);
         Range(nameof(Port), Port, 0, 65535);
         if (SocketBufferBytes != 0) Range(nameof(SocketBufferBytes), SocketBufferBytes, 64 << 10, 256 << 20);
         if (TransferTimeout <= TimeSpan.Zero || HandshakeTimeout <= TimeSpan.Zero)

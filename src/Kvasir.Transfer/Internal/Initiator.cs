@@ -97,7 +97,11 @@ internal static class Initiator
             throw new TransferException(TransferError.OutOfBounds, $"a {what} of [{remoteOffset}, +{length}) is outside the advertised window of {advert.Size} bytes");
     }
 
-    /// <summary>Cuts a write or read into slices of the session's send size and queues them round-robin; <paramref name="head"/> builds a slice's frame head.</summary>
+    /// <summary>
+    /// Cuts a write or read into slices of the session's send size: a write of several slices on several lanes is queued
+    /// for the lanes to take (its slices shrinking towards its end, <see cref="SliceSchedule"/>), anything else is dealt
+    /// round-robin; <paramref name="head"/> builds a slice's frame head.
+    /// </summary>
     private static TransferOp StartSliced(EngineCore core, Session session, Region region, long offset, long length, AdvertisementBlob advert,
         TransferOpcode opcode, long remoteOffset, Func<ulong, long, int, byte[]> head)
     {
@@ -105,10 +109,13 @@ internal static class Initiator
         string what = opcode == TransferOpcode.Write ? "write" : "read";
         CheckWindow(advert, remoteOffset, length, what);
         int slice = session.SendSlice;
-        int count = checked((int)((length + slice - 1) / slice));
-        var op = core.Transfers.Start($"{what} of {length} bytes on connection {session.ConnId}", count, core.Options.TransferTimeout, session);
         bool hasPayload = opcode == TransferOpcode.Write;
-        if (hasPayload && count > 1 && session.Lanes.Length > 1)
+        bool queued = hasPayload && length > slice && session.Lanes.Length > 1;
+        // A queued write's slices shrink towards its end (SliceSchedule); reads and 1-lane writes are cut in fixed slices.
+        var schedule = SliceSchedule.For(slice, queued ? core.Options.MinSliceBytes : slice, session.Lanes.Length);
+        int count = schedule.Count(length);
+        var op = core.Transfers.Start($"{what} of {length} bytes on connection {session.ConnId}", count, core.Options.TransferTimeout, session);
+        if (queued)
         {
             // The lanes' senders take its slices as their sockets take bytes (SlicedWrite).
             if (!region.TryAcquire(session))
@@ -116,8 +123,8 @@ internal static class Initiator
                 op.Fail(TransferError.InvalidArgument, $"region {region.Id} was deregistered");
                 return op;
             }
-            var write = new SlicedWrite(op, region, offset, length, slice, head);
-            if (!session.QueueWrite(write))
+            var write = new SlicedWrite(op, region, offset, length, schedule, head);
+            if (!session.QueueWrite(write, count))
             {
                 write.LeaveQueue(session);
                 Lost(session, op);

@@ -35,6 +35,34 @@ internal sealed unsafe class LaneReader(LaneSocket socket)
         if (!ReadExact((byte*)destination, length) && length > 0) throw new EndOfStreamException("connection closed inside a frame");
     }
 
+    /// <summary>
+    /// Copies the next <paramref name="destination"/>.Length bytes of the stream into it without consuming them, if they
+    /// are buffered or can be received now without blocking; false otherwise (nothing is lost: what came stays buffered).
+    /// At most the buffer's size.
+    /// </summary>
+    public bool TryPeek(Span<byte> destination)
+    {
+        int have = _end - _start;
+        if (have < destination.Length)
+        {
+            if (_start > 0)
+            {
+                _buffer.AsSpan(_start, have).CopyTo(_buffer);
+                _start = 0;
+                _end = have;
+            }
+            fixed (byte* b = _buffer)
+            {
+                int received = Socket.TryReceive(b + _end, _buffer.Length - _end);
+                if (received <= 0) return false;   // nothing there now, or the end of the stream (the next read sees it)
+                _end += received;
+            }
+            if (_end - _start < destination.Length) return false;
+        }
+        _buffer.AsSpan(_start, destination.Length).CopyTo(destination);
+        return true;
+    }
+
     /// <summary>Reads and drops <paramref name="count"/> bytes (the payload of a refused slice).</summary>
     public void Skip(long count)
     {

@@ -81,6 +81,29 @@ internal sealed unsafe partial class LaneSocket(Socket socket)
         finally { handle.DangerousRelease(); }
     }
 
+    /// <summary>
+    /// Receives what is there now into [<paramref name="into"/>, +<paramref name="length"/>) without blocking: the bytes
+    /// received, 0 at the end of the stream, -1 when nothing is there (always -1 off Linux).
+    /// </summary>
+    public int TryReceive(byte* into, int length)
+    {
+        if (!OperatingSystem.IsLinux()) return -1;
+        var handle = Socket.SafeHandle;
+        nint fd = Enter(handle);
+        try
+        {
+            while (true)
+            {
+                long n = Recv(fd, into, (nuint)length, NativeSend.MSG_DONTWAIT);
+                if (n >= 0) return (int)n;
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == EAGAIN) return -1;
+                if (errno != EINTR) throw new SocketException(errno);
+            }
+        }
+        finally { handle.DangerousRelease(); }
+    }
+
     /// <summary>Sends every byte the gather list names, in order, blocking while the socket buffer is full; consumes the entries.</summary>
     public void SendAll(Span<NativeSend.Iovec> segments)
     {

@@ -76,7 +76,7 @@ internal static class RequestHandler
             if (done.Notification is { Length: > 0 } notif) session.Core.AddNotification(session.ConnId, notif);
             if (done.KvTag != 0) session.Kv.Delivered(done.KvTag, done.KvGeneration, advert.Id, (long)done.Length);
         }
-        ReplyWrite(lane, h.RequestId, TransferStatus.Ok, w.SliceOffset);
+        lane.HoldWriteAck(h.RequestId, w.SliceOffset);
     }
 
     private static void ReplyWrite(Lane lane, ulong requestId, TransferStatus status, ulong sliceOffset)

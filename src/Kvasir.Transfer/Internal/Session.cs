@@ -72,10 +72,11 @@ internal sealed class Session
     public bool HasQueuedWrites => Volatile.Read(ref _queuedWrites) > 0;
 
     /// <summary>
-    /// Queues a write of several slices for the lanes' senders to take (<see cref="SlicedWrite"/>) and wakes as many
-    /// senders as it has slices (at most every lane), starting at the round-robin cursor. False when the session is closed.
+    /// Queues a write of <paramref name="slices"/> slices for the lanes' senders to take (<see cref="SlicedWrite"/>) and
+    /// wakes as many senders as it has slices (at most every lane), starting at the round-robin cursor. False when the
+    /// session is closed.
     /// </summary>
-    public bool QueueWrite(SlicedWrite write)
+    public bool QueueWrite(SlicedWrite write, int slices)
     {
         lock (_writes)
         {
@@ -84,7 +85,7 @@ internal sealed class Session
             _queuedWrites = _writes.Count;
         }
         int first = NextLaneIndex();
-        for (int k = 0; k < Math.Min(write.Count, Lanes.Length); k++) Lanes[(first + k) % Lanes.Length].WakeSender();
+        for (int k = 0; k < Math.Min(slices, Lanes.Length); k++) Lanes[(first + k) % Lanes.Length].WakeSender();
         return true;
     }
 
@@ -95,7 +96,7 @@ internal sealed class Session
     public bool TryPullWrite(Lane lane)
     {
         SlicedWrite? write = null;
-        int index = 0;
+        (long, int) slice = default;
         bool last = false;
         List<SlicedWrite>? dropped = null;
         lock (_writes)
@@ -107,7 +108,7 @@ internal sealed class Session
                     (dropped ??= []).Add(_writes.Dequeue());
                     continue;
                 }
-                index = w.Take();
+                slice = w.Take();
                 if (last = w.AllTaken) _writes.Dequeue();
                 write = w;
                 break;
@@ -117,7 +118,7 @@ internal sealed class Session
         dropped?.ForEach(w => w.LeaveQueue(this));
         if (write is null) return false;
         if (last) write.LeaveQueue(this);   // the taken slice's own share keeps the hold until it is handed over
-        write.Send(this, lane, index);
+        write.Send(this, lane, slice);
         return true;
     }
 
