@@ -170,6 +170,33 @@ public sealed class ShmTransportTests
         await AssertEvictedAsPrefixAsync(store, keys, Block);
     }
 
+    [Fact]
+    public async Task A_chained_put_to_a_node_that_does_not_grant_chained_commits_goes_over_tcp_with_its_chain()
+    {
+        // A node that withholds HELLO feature 0x20 (as one that predates it) would refuse CHAIN on COMMIT: the chained put
+        // goes over the socket as chained PUTs, every block continuing the one before it, byte-exact; an unchained put of
+        // the same store still goes through the arena.
+        const int Length = 40, Block = 64 * 1024;
+        await using var node = TestNode.Start(new NodeOptions
+        {
+            Port = 0,
+            SharedMemory = true,
+            WithheldFeatures = ProtocolFeatures.CommitChain,
+            Store = new StoreOptions { Capacity = 8L << 20, MaxValueBytes = 1L << 20, Eviction = EvictionPolicyKind.PrefixAware },
+        });
+        await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), ConnectionsPerNode = 1 });
+        Assert.Equal(KvTransportKind.Shm, store.Transport);
+        var keys = Enumerable.Range(0, Length).Select(i => Key($"old/{i}")).ToArray();
+        var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(i, Block - i)).ToArray();
+        Assert.All(await store.PutAsync(keys, values, new PutOptions { Chain = true }), s => Assert.Equal(KvStatus.Ok, s));
+        Assert.Equal(0, node.Counters.Requests(Opcode.Commit));
+        Assert.True(node.Counters.Requests(Opcode.Put) > 0, "the chained put did not go over TCP");
+        Assert.Equal([KvStatus.Ok], await store.PutAsync([Key("unchained")], [TestValues.Value(99, Block)]));
+        Assert.Equal(1, node.Counters.Requests(Opcode.Commit));
+        for (int i = 0; i < Length; i++) Assert.Equal(values[i].ToArray(), await store.GetAsync(keys[i]));
+        await AssertEvictedAsPrefixAsync(store, keys, Block);
+    }
+
     /// <summary>
     /// Unchained fillers, newer than every block of the chain, until the chain is half gone: under prefix-aware eviction the
     /// least recently used leaf goes first, which must always be the chain's current tail, so what is left is a prefix.
