@@ -411,3 +411,32 @@ def test_a_chained_local_put_stores_a_key_refused_for_the_share_before_the_keys_
     finally:
         node.stop()
 
+
+def test_chained_puts_to_a_node_that_does_not_grant_chained_commits(cli):
+    # A node withholding HELLO feature 0x20 (as one that predates it) refuses CHAIN on COMMIT. A chained batch_put_from
+    # goes over TCP as chained PUTs: byte-exact, and every block continues the one before it (what prefix-aware eviction
+    # leaves is a prefix). A chained batch_put_from_local stores every value byte-exact through the arena, unlinked (its
+    # documented fallback): it sends no CHAIN the node would answer with BAD_FRAME and a closed connection.
+    block, length = 64 * 1024, 40
+    node = Node("--memory", "8MiB", "--max-value", "1MiB", "--eviction", "prefix", "--withhold-features", "0x20")
+    try:
+        rng = np.random.default_rng(8)
+        src = rng.integers(0, 256, length * block, dtype=np.uint8)
+        values = [src[i * block:(i + 1) * block - i] for i in range(length)]
+        with kvasir.KvStore(node.address, transport="shm") as s:
+            assert s.transport == "shm" and not s.hello.features & P.FEATURE_COMMIT_CHAIN
+            s.register_buffer(src.ctypes.data, src.nbytes)
+            local = [f"local/{i}" for i in range(length)]
+            assert s.batch_put_from_local(local, [v.ctypes.data for v in values], [len(v) for v in values],
+                                          chain=True) == [0] * length
+            conn = s._connection()
+            _read_back(s, local, values)
+            assert s._connection() is conn   # no COMMIT was refused: the connection was kept
+            commits, puts = s.stats()["requests_commit"], s.stats()["requests_put"]
+            keys = [f"tcp/{i}" for i in range(length)]
+            assert s.batch_put_from(keys, [v.ctypes.data for v in values], [len(v) for v in values], chain=True) == [0] * length
+            assert s.stats()["requests_commit"] == commits and s.stats()["requests_put"] > puts
+            _read_back(s, keys, values)   # last read in chain order
+            _assert_evicted_as_prefix(s, keys, block)
+    finally:
+        node.stop()
