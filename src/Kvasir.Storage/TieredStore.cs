@@ -261,8 +261,22 @@ public sealed partial class TieredStore : IDisposable
         if (ExpiredBelow(key.Span)) return new LeaseResult(WireStatus.NotFound, null);
         long epoch = Epoch(key.Span);   // before anything is looked at: a write or removal from here on is noticed
         if (_disk is not null && _disk.TryLocate(key.Span, out var entry))
-            return await StageAsync(key, holder, arenaOnly, StoreTier.Disk, entry!.Length, entry.Crc32C, entry.Version, 0, entry.ExpiresAt,
-                d => _disk.TryRead(key.Span, entry, d)).ConfigureAwait(false);
+        {
+            for (int attempt = 1; ; attempt++)
+            {
+                var result = await StageAsync(key, holder, arenaOnly, StoreTier.Disk, entry!.Length, entry.Crc32C, entry.Version, 0, entry.ExpiresAt,
+                    d => _disk.TryRead(key.Span, entry, d)).ConfigureAwait(false);
+                // A miss because the record was overtaken while the read waited (an overwrite, then its segment dropped):
+                // the key was stored throughout, so the read looks again, DRAM first, and serves the newer value. A damaged
+                // record of a key nobody wrote meanwhile stays a miss; the looks are bounded (a key overwritten faster than
+                // its segments are dropped ends as a miss, as before).
+                if (result.Status != WireStatus.NotFound || attempt == 3 || !_disk.TryLocate(key.Span, out var newer) || newer == entry) return result;
+                entry = newer;
+                var status = _dram.TryLease(key.Span, holder, out var lease);
+                if (lease is not null && !CheckWriterCrc(key.Span, lease)) return new LeaseResult(WireStatus.NotFound, null);
+                if (status != WireStatus.NotFound) return new LeaseResult(status, lease) { Tier = lease is null ? StoreTier.None : StoreTier.Dram };
+            }
+        }
         if (_shared is null || _shared.HasPending(key.Span) || (_disk is not null && _disk.NewestVersion(key.Span) != 0))
             return new LeaseResult(WireStatus.NotFound, null);
         var located = await _io!.Run(() => _shared.TryLocate(key.Span, out var e) ? e : null).ConfigureAwait(false);
