@@ -41,7 +41,7 @@ internal sealed class SharedFsTier : IDisposable
     private readonly long _maxPendingBytes;
     private readonly SharedFsUsage _usage;
     private long _pendingBytes, _pending;
-    private long _hits, _misses, _writes, _writeErrors, _readErrors, _corrupt, _dropped;
+    private long _hits, _misses, _writes, _writeErrors, _readErrors, _corrupt, _dropped, _replaced;
     private string? _lastError;
     private long _lastErrorTicks = long.MinValue;
 
@@ -256,12 +256,27 @@ internal sealed class SharedFsTier : IDisposable
         }
     }
 
-    /// <summary>Reads a located value (exactly its length) and checks its CRC. False: a miss.</summary>
+    /// <summary>
+    /// Reads a located value (exactly its length) and checks its CRC. False: a miss. A file replaced since it was located
+    /// (another node renamed a newer value into place, or removed it) is a miss, not corruption: the file opened here is
+    /// checked to be the one located (same length and value CRC in its header) before its bytes are read, and files are
+    /// only ever replaced whole, so a CRC mismatch after that is damage to this file's own bytes.
+    /// </summary>
     public bool TryRead(SharedEntry entry, Span<byte> destination)
     {
         try
         {
             using var handle = File.OpenHandle(entry.Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            Span<byte> header = stackalloc byte[HeaderSize];
+            if (RandomAccess.Read(handle, header, 0) != HeaderSize
+                || BinaryPrimitives.ReadInt64LittleEndian(header[16..]) != entry.Length
+                || BinaryPrimitives.ReadUInt32LittleEndian(header[12..]) != entry.Crc32C
+                || RandomAccess.GetLength(handle) != HeaderSize + entry.KeyLength + entry.Length)
+            {
+                Interlocked.Increment(ref _replaced);
+                Interlocked.Increment(ref _misses);
+                return false;
+            }
             int total = 0;
             while (total < destination.Length)
             {
@@ -277,6 +292,12 @@ internal sealed class SharedFsTier : IDisposable
             }
             Interlocked.Increment(ref _hits);
             return true;
+        }
+        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+        {
+            Interlocked.Increment(ref _replaced);   // removed since it was located
+            Interlocked.Increment(ref _misses);
+            return false;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
@@ -355,6 +376,7 @@ internal sealed class SharedFsTier : IDisposable
         new("shared_writes", Interlocked.Read(ref _writes)), new("shared_write_errors", Interlocked.Read(ref _writeErrors)),
         new("shared_read_errors", Interlocked.Read(ref _readErrors)), new("shared_corrupt", Interlocked.Read(ref _corrupt)),
         new("shared_pending", Pending), new("shared_dropped", Interlocked.Read(ref _dropped)),
+        new("shared_replaced_reads", Interlocked.Read(ref _replaced)),
     ];
 
     public void Dispose()
