@@ -87,6 +87,12 @@ class Router:
     # -- view --
 
     def _view(self):
+        ring, slots, _ = self._view_nodes()
+        return ring, slots
+
+    def _view_nodes(self):
+        """The ring, each of its nodes' slot and the nodes' records, in ring order, all from one read of the membership
+        (a second read may see another membership: pairing its records with these slots named the wrong nodes)."""
         nodes = self.membership.nodes
         ring = Ring([n["id"] for n in nodes])
         by_id = {n["id"]: n for n in nodes}
@@ -105,7 +111,7 @@ class Router:
                 self._retire(self._slots.pop(gone))
         if not slots:
             self._note_no_node()
-        return ring, slots
+        return ring, slots, [by_id[node_id] for node_id in ring.ids]
 
     def _retire(self, slot) -> None:
         """Closes a member's slot (caller holds ``_lock``), keeping its store's checksum mismatches in the total."""
@@ -346,9 +352,9 @@ class Router:
         return results
 
     def node_stats(self) -> List[Tuple[dict, Optional[dict], Optional[str]]]:
-        _, slots = self._view()
+        _, slots, nodes = self._view_nodes()
         out = []
-        for node, slot in zip(sorted(self.nodes, key=lambda n: n["id"]), slots):
+        for node, slot in zip(nodes, slots):
             store = slot.get(self._open_store)
             if store is None:
                 out.append((node, None, "unreachable"))
@@ -361,8 +367,8 @@ class Router:
 
     def node_stores(self) -> List[Tuple[dict, object]]:
         """Every node (sorted by id) with its store, or None when it cannot be reached: key management asks each in turn."""
-        _, slots = self._view()
-        return [(node, slot.get(self._open_store)) for node, slot in zip(sorted(self.nodes, key=lambda n: n["id"]), slots)]
+        _, slots, nodes = self._view_nodes()
+        return [(node, slot.get(self._open_store)) for node, slot in zip(nodes, slots)]
 
     def _all(self, fn, groups: dict) -> None:
         """Runs ``fn(node_index, entries)`` for every node's group, in parallel when there are several."""

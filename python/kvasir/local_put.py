@@ -3,6 +3,7 @@
 publish them (COMMIT), as a pipeline on the connection (see :class:`_LocalPut`). The copy plan is the one loads use
 (:mod:`.local_load`)."""
 
+import bisect
 import ctypes
 import struct
 import time
@@ -105,6 +106,12 @@ class _LocalPut:
     connection's reservation budget (:mod:`.reserve`); keys refused for the share are asked for again before the rest
     of the call (a chain's next chunk continues them), each run of a chain's keys committed as a chain.
 
+    A chain's keys are published in call order: a run whose keys continue a key refused for the share and not stored
+    yet (a smaller value of the same ALLOC, or of an ALLOC sent ahead, fitted where it did not) waits, reserved and
+    copied, until that key's COMMIT is sent (before, it was published continuing a key not stored: a root in the middle
+    of the chain). If the waiting runs hold the space that key needs (the node refuses it again while they wait), they
+    are published at once, as before (the chain breaks there), and the key is asked for again after them.
+
     Per chunk, not per key: the ALLOC's metadata is built from the call's encoded keys with numpy, both replies are
     read as arrays, and codes are written into one array of results; no Python object is made per key."""
 
@@ -119,6 +126,8 @@ class _LocalPut:
         self.copying = deque()    # chunks whose copies run: (copies, reservation ids, their keys, bytes)
         self.committing = deque()   # COMMITs sent: (waiter, keys, bytes)
         self.retry = []           # arrays of keys refused for the connection's share
+        self.deferred = deque()   # a chain's runs copied but waiting for earlier keys: (reservation ids, keys, bytes)
+        self.sent = np.zeros(len(results), dtype=bool)   # keys whose COMMIT is sent
         self.chain = False        # COMMITs declare the keys a chain in call order (feature FEATURE_COMMIT_CHAIN)
         self.chain_parent = None  # the stored key the call's first key continues (bytes), with chain
 
@@ -148,16 +157,22 @@ class _LocalPut:
                 self._commit()
             elif self.committing:
                 self._collect_commits(block=True)
+            elif self.deferred and queue and queue[0][0] < self.deferred[0][1][0]:
+                # Only runs waiting for the keys of queue[0] are held, and the budget has no room for those keys: ask
+                # anyway (the budget learnt the bytes held when a key was refused; the node's share may be larger).
+                self._send_alloc(queue.popleft(), force=True)
+            elif self.deferred:
+                self._publish_deferred(force=True)   # nothing they wait for is left to ask for
             elif queue:
                 continue   # nothing of this put is held now: the next ALLOC waits for other threads' bytes
             else:
                 return
 
-    def _send_alloc(self, idx) -> bool:
+    def _send_alloc(self, idx, force: bool = False) -> bool:
         lengths = self.lengths[idx]
         size = int(lengths.sum())
-        mine = bool(self.pending or self.copying or self.committing)
-        others = self.budget.acquire(size, wait=not mine, broken=lambda: self.conn.broken)
+        mine = bool(self.pending or self.copying or self.committing or self.deferred)
+        others = self.budget.acquire(size, wait=not mine, broken=lambda: self.conn.broken, force=force)
         if others is None:
             return False
         try:
@@ -188,9 +203,18 @@ class _LocalPut:
                     self.budget.learn(accepted)
                     self.retry.append(idx[again])
                     failed &= ~again
+                    if self.deferred and idx[again][0] < self.deferred[0][1][0]:
+                        self._publish_deferred(force=True)   # they hold the space the keys they wait for need
             self.results[idx[failed]] = _tables()[0][status[failed]]
+            # the node holds nothing for the keys it did not reserve: their bytes go back to the budget now
+            kept = int(self.lengths[idx[ok]].sum())
+            self.budget.release(size - kept)
+            self.copying[-1] = (self.copying[-1][0], None, None, kept)
+            size = kept
+            self._publish_deferred()   # keys that failed may be all a waiting run waited for
         if not self.mapping.held(sent):   # that space may be another key's by now: copy nothing
             self.results[idx[ok]] = E.TIMEOUT
+            self._publish_deferred()
             return
         keys, offsets = idx[ok], e["offset"][ok].astype(np.int64)
         if (offsets < 0).any() or (offsets + self.lengths[keys] > self.mapping.length).any():
@@ -219,25 +243,45 @@ class _LocalPut:
             return
         # Without a chain every id goes in one COMMIT. A chain: each run of consecutive keys (the whole chunk unless some
         # were refused) is one COMMIT continuing the call's key before the run (the caller's parent for the call's first
-        # key); a refused key ends a run, as a refused entry does in a chained PUT. The last COMMIT returns the bytes.
+        # key); a key that failed ends a run, as a refused entry does in a chained PUT, and a run after a key still to be
+        # stored waits for it (self.deferred). The last COMMIT returns the bytes.
         cuts = (np.flatnonzero(np.diff(keys) != 1) + 1).tolist() if self.chain else []
         for a, b in zip([0, *cuts], [*cuts, len(keys)]):
-            last = b == len(keys)
-            try:
-                meta, flags = _id_list(ids[a:b]), 0
-                if self.chain:
-                    parent = self.key_bytes.key(int(keys[a]) - 1) if keys[a] > 0 else self.chain_parent
-                    flags = int(P.Flag.CHAIN)
-                    if parent is not None:
-                        meta += struct.pack("<H", len(parent)) + parent
-                        flags |= int(P.Flag.CHAIN_PARENT)
-                w = self.conn.send_request(P.Opcode.COMMIT, meta, flags=flags, decode=False)
-            except BaseException:
-                self.budget.release(size)
-                raise
-            self.committing.append((w, keys[a:b], size if last else 0))
-            if not self.conn.pipelined:
-                self._collect_commits(block=True)
+            run = (ids[a:b], keys[a:b], size if b == len(keys) else 0)
+            if self.chain and self._unsettled_before(int(keys[a])):
+                at = bisect.bisect([int(d[1][0]) for d in self.deferred], int(keys[a]))
+                self.deferred.insert(at, run)   # in key order
+            else:
+                self._send_commit(*run)
+        self._publish_deferred()
+
+    def _unsettled_before(self, key: int) -> bool:
+        """Whether a key of the call before ``key`` is neither settled nor its COMMIT sent (reserved, refused for the
+        share, or not asked for yet)."""
+        return bool(((self.results[:key] == _PENDING) & ~self.sent[:key]).any())
+
+    def _publish_deferred(self, force: bool = False) -> None:
+        """Sends the COMMITs of the waiting runs whose earlier keys are all settled or sent (``force``: all of them)."""
+        while self.deferred and (force or not self._unsettled_before(int(self.deferred[0][1][0]))):
+            self._send_commit(*self.deferred.popleft())
+
+    def _send_commit(self, ids, keys, size: int) -> None:
+        try:
+            meta, flags = _id_list(ids), 0
+            if self.chain:
+                parent = self.key_bytes.key(int(keys[0]) - 1) if keys[0] > 0 else self.chain_parent
+                flags = int(P.Flag.CHAIN)
+                if parent is not None:
+                    meta += struct.pack("<H", len(parent)) + parent
+                    flags |= int(P.Flag.CHAIN_PARENT)
+            w = self.conn.send_request(P.Opcode.COMMIT, meta, flags=flags, decode=False)
+        except BaseException:
+            self.budget.release(size)
+            raise
+        self.sent[keys] = True
+        self.committing.append((w, keys, size))
+        if not self.conn.pipelined:
+            self._collect_commits(block=True)
 
     def _collect_commits(self, block: bool) -> None:
         while self.committing and (block or self.committing[0][0].done.is_set()):
@@ -261,7 +305,9 @@ class _LocalPut:
             self.budget.release(size)
         for _, _, size in self.committing:
             self.budget.release(size)
-        self.pending.clear(), self.copying.clear(), self.committing.clear()
+        for _, _, size in self.deferred:
+            self.budget.release(size)
+        self.pending.clear(), self.copying.clear(), self.committing.clear(), self.deferred.clear()
 
 
 # Values reserved per ALLOC of a store from local memory: small enough that one chunk's DMA overlaps the next chunk's

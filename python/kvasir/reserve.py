@@ -48,12 +48,13 @@ class ReservationBudget:
             self._limit = self._initial
         return self._limit
 
-    def acquire(self, n: int, wait: bool = True, broken=lambda: False) -> Optional[int]:
+    def acquire(self, n: int, wait: bool = True, broken=lambda: False, force: bool = False) -> Optional[int]:
         """Takes ``n`` bytes; returns the bytes other requests of this connection held then (None: no room and
         ``wait`` False). A request larger than the whole budget goes alone. ``broken()`` ends a wait (0 returned:
-        the request then fails on the connection itself)."""
+        the request then fails on the connection itself). ``force``: takes them even past the budget (what is held
+        waits for this request; the node's answer says whether its share has room)."""
         with self._cv:
-            while self.used and self.used + n > self._current():
+            while self.used and self.used + n > self._current() and not force:
                 if not wait:
                     return None
                 if broken():

@@ -364,15 +364,79 @@ def test_a_chained_local_put_larger_than_the_connections_share_keeps_its_whole_c
             assert s._connection().reservations.limit < 8 << 20 >> 2   # keys were refused for the share: it was hit
             assert s.stats()["reservations"] == 0
             _read_back(s, keys, [src[i * block:(i + 1) * block] for i in range(length)])   # last read in chain order
-            filler = np.zeros(block, dtype=np.uint8)
-            for f in range(200):
-                assert s.put(f"filler/{f}", filler) == 0
-                present = s.batch_is_exist(keys)
-                stored = present.count(1)
-                assert present[:stored] == [1] * stored, \
-                    f"after filler {f} the chain has a hole: {''.join(map(str, present))}"
-                if stored <= length // 2:
-                    return
-            pytest.fail("200 fillers of 64 KiB in an 8 MiB node did not evict half of the chain")
+            _assert_evicted_as_prefix(s, keys, block)
+    finally:
+        node.stop()
+
+
+def _assert_evicted_as_prefix(s, keys, block):
+    """Unchained fillers, newer than every block of the chain, until half of it is gone: under prefix-aware eviction the
+    least recently used leaf goes first, which must always be the chain's current tail, so what is left is a prefix."""
+    filler = np.zeros(block, dtype=np.uint8)
+    for f in range(200):
+        assert s.put(f"filler/{f}", filler) == 0
+        present = s.batch_is_exist(keys)
+        stored = present.count(1)
+        assert present[:stored] == [1] * stored, f"after filler {f} the chain has a hole: {''.join(map(str, present))}"
+        if stored <= len(keys) // 2:
+            return
+    pytest.fail("200 fillers did not evict half of the chain")
+
+
+def test_a_chained_local_put_stores_a_key_refused_for_the_share_before_the_keys_accepted_after_it(cli, monkeypatch):
+    # Chunks of at most 3 blocks, two ALLOCs ahead, a node share of 4 blocks (256 KiB). Chunk 0 is blocks 0..2 (192 KiB);
+    # chunk 1 is block 3 alone (176 KiB), refused for the share; chunk 2, sent before chunk 1's reply was read, is blocks
+    # 4..6, and the node accepts 4 and 5 (32 KiB each) and refuses 6. Block 4 continues block 3, so block 3 must be stored
+    # before block 4 is published. (Before: chunk 2's COMMIT continued block 3, not stored yet, so block 4 became a root and
+    # block 3, asked for again after it, a leaf: eviction took block 3 out of the middle of the chain.)
+    block, length = 64 * 1024, 40
+    monkeypatch.setattr(local_put, "_FIRST_CHUNK_BYTES", 3 * block)
+    monkeypatch.setattr(local_put, "_STORE_CHUNK_BYTES", 3 * block)
+    monkeypatch.setattr(local_put, "_RAMP_DOWN", 0)
+    node = Node("--memory", "8MiB", "--max-value", "1MiB", "--eviction", "prefix",
+                "--max-reserved-per-connection", str(4 * block))
+    try:
+        sizes = [176 * 1024 if i == 3 else block // 2 if i in (4, 5) else block for i in range(length)]
+        at = np.concatenate(([0], np.cumsum(sizes)))
+        src = np.random.default_rng(6).integers(0, 256, int(at[-1]), dtype=np.uint8)
+        keys = [f"uneven/{i}" for i in range(length)]
+        with kvasir.KvStore(node.address, transport="shm") as s:
+            assert s._connection().pipelined
+            s.register_buffer(src.ctypes.data, src.nbytes)
+            assert s.batch_put_from_local(keys, [src.ctypes.data + int(a) for a in at[:-1]], sizes, chain=True) == [0] * length
+            assert s._connection().reservations.limit < 8 << 20 >> 2   # keys were refused for the share: it was hit
+            assert s.stats()["reservations"] == 0
+            _read_back(s, keys, [src[at[i]:at[i + 1]] for i in range(length)])   # last read in chain order
+            _assert_evicted_as_prefix(s, keys, block)
+    finally:
+        node.stop()
+
+
+def test_chained_puts_to_a_node_that_does_not_grant_chained_commits(cli):
+    # A node withholding HELLO feature 0x20 (as one that predates it) refuses CHAIN on COMMIT. A chained batch_put_from
+    # goes over TCP as chained PUTs: byte-exact, and every block continues the one before it (what prefix-aware eviction
+    # leaves is a prefix). A chained batch_put_from_local stores every value byte-exact through the arena, unlinked (its
+    # documented fallback): it sends no CHAIN the node would answer with BAD_FRAME and a closed connection.
+    block, length = 64 * 1024, 40
+    node = Node("--memory", "8MiB", "--max-value", "1MiB", "--eviction", "prefix", "--withhold-features", "0x20")
+    try:
+        rng = np.random.default_rng(8)
+        src = rng.integers(0, 256, length * block, dtype=np.uint8)
+        values = [src[i * block:(i + 1) * block - i] for i in range(length)]
+        with kvasir.KvStore(node.address, transport="shm") as s:
+            assert s.transport == "shm" and not s.hello.features & P.FEATURE_COMMIT_CHAIN
+            s.register_buffer(src.ctypes.data, src.nbytes)
+            local = [f"local/{i}" for i in range(length)]
+            assert s.batch_put_from_local(local, [v.ctypes.data for v in values], [len(v) for v in values],
+                                          chain=True) == [0] * length
+            conn = s._connection()
+            _read_back(s, local, values)
+            assert s._connection() is conn   # no COMMIT was refused: the connection was kept
+            commits, puts = s.stats()["requests_commit"], s.stats()["requests_put"]
+            keys = [f"tcp/{i}" for i in range(length)]
+            assert s.batch_put_from(keys, [v.ctypes.data for v in values], [len(v) for v in values], chain=True) == [0] * length
+            assert s.stats()["requests_commit"] == commits and s.stats()["requests_put"] > puts
+            _read_back(s, keys, values)   # last read in chain order
+            _assert_evicted_as_prefix(s, keys, block)
     finally:
         node.stop()

@@ -62,6 +62,7 @@ public static class ServeCommand
             MaxLeasesPerConnection = cl.Int("max-leases-per-connection", 65_536, 1),
             MaxLeases = cl.Int("max-leases", 1 << 20, 1),
             MaxReservedBytesPerConnection = cl.Get("max-reserved-per-connection") is null ? null : cl.Size("max-reserved-per-connection", 0),
+            WithheldFeatures = ParseFeatures(cl.Get("withhold-features", "0")),
             NodeId = cl.Get("node-id"),
             Cluster = ParseCluster(cl),
             Tiers = ParseTiers(cl),
@@ -89,6 +90,15 @@ public static class ServeCommand
         if (level.Any(char.IsDigit) || !Enum.TryParse<LogLevel>(level, ignoreCase: true, out var logLevel) || logLevel == LogLevel.None)
             throw new UsageException($"--log-level: '{level}' is not a level (trace, debug, information, warning, error)");
         return logLevel;
+    }
+
+    /// <summary>--withhold-features: feature bits in hex, with or without 0x.</summary>
+    private static ulong ParseFeatures(string text)
+    {
+        var digits = text.StartsWith("0x", StringComparison.OrdinalIgnoreCase) ? text[2..] : text;
+        if (!ulong.TryParse(digits, System.Globalization.NumberStyles.AllowHexSpecifier, System.Globalization.CultureInfo.InvariantCulture, out var bits))
+            throw new UsageException($"--withhold-features: '{text}' is not hex feature bits (e.g. 0x20)");
+        return bits;
     }
 
     private static int? ParseAdminPort(CommandLine cl)

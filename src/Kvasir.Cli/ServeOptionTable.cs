@@ -47,6 +47,7 @@ public static class ServeOptionTable
         new("max-leases-per-connection", "N", "65536", "shared-memory leases one connection holds at once; over it the connection is cut (LIMIT_EXCEEDED)"),
         new("max-leases", "N", "1048576", "shared-memory leases all connections hold at once; over it LEASE answers OUT_OF_MEMORY (read over TCP)"),
         new("max-reserved-per-connection", "SIZE", "memory/4", "bytes one connection may hold reserved through shared-memory ALLOC, so it cannot evict the whole arena"),
+        new("withhold-features", "HEX", "0", "HELLO feature bits not granted, as a node that predates them (e.g. 0x20: chained COMMITs); for client compatibility tests"),
         new("log-level", "LEVEL", "information", "trace | debug | information | warning | error"),
         new("access-log", "PATH|-", "none", "one line per request (time, client, op, keys, status, microseconds); - for stdout"),
         new("access-stats", "N", "100000", "GET/LEASE accesses kept for /v1/access-stats, kvasir stats export and the dashboard heatmap (152 bytes each, allocated at start); 0 = off"),

@@ -106,6 +106,15 @@ public sealed class NodeOptions
     /// </summary>
     public long? MaxReservedBytesPerConnection { get; init; }
 
+    /// <summary>
+    /// HELLO feature bits this node does not grant (docs/protocol.md § Versioning and features), as a node that predates
+    /// them would not. Default 0: every feature it knows. For testing clients against an older node, or to keep clients
+    /// off a feature while a defect in it is fixed; a client then takes its documented fallback (a chained shared-memory
+    /// put without 0x20 goes over TCP). Withholding 0x8 (ARENA_PROOF) puts back the node's zeroing and checksumming passes
+    /// on every shared-memory write.
+    /// </summary>
+    public ulong WithheldFeatures { get; init; }
+
     /// <summary>The per-connection reservation share in effect (<see cref="MaxReservedBytesPerConnection"/> or its default).</summary>
     internal long ReservedBytesPerConnection => MaxReservedBytesPerConnection ?? Math.Max(Store.Capacity / 4, Store.MaxValueBytes);
 

@@ -77,7 +77,7 @@ public sealed partial class TieredStore : IDisposable
                 _disk = new DiskTier(_tiers.DeviceFactory ?? new FileDeviceFactory(path), _tiers.DiskCapacity, _tiers.SegmentBytes, _tiers.DiskSync, _clock);
                 _newerOnDisk = (key, version) => _disk.NewestVersion(key) > version;
             }
-            if (_tiers.SharedFsPath is { } shared) _shared = new SharedFsTier(shared, usageInterval: _tiers.SharedUsageInterval);
+            if (_tiers.SharedFsPath is { } shared) _shared = new SharedFsTier(shared, _tiers.SharedQueueBytes, _tiers.SharedUsageInterval);
             if (_tiers.Any)
             {
                 _io = new TierIo(_tiers.ReadThreads, "kvasir tier io");
@@ -209,15 +209,16 @@ public sealed partial class TieredStore : IDisposable
 
     /// <summary>Queues the key's published value for the shared tier, copied from a lease; when it cannot be, the key's older file goes.</summary>
     /// <remarks>
-    /// The lease and the enqueue happen under the key's stripe lock: two racing publications of a key then queue their
-    /// copies in the order they leased them, so the last copy queued (the file left standing) is the value DRAM
-    /// published last, never an older one that was leased first and queued second.
+    /// The lease and the enqueue (of the copy, or of the older file's removal) happen under the key's stripe lock: two
+    /// racing publications of a key then queue their copies in the order they leased them, so the last copy queued (the
+    /// file left standing) is the value DRAM published last, never an older one that was leased first and queued
+    /// second; and a removal never cancels or deletes the copy of a value published after it.
     /// </remarks>
     private void ShareAsync(byte[] key)
     {
-        bool queued = false;
         lock (_shareStripes[Stripe(key) % _shareStripes.Length])
         {
+            bool queued = false;
             if (_dram.TryLease(key, null, out var lease, countAsAccess: false) == WireStatus.Ok && CheckWriterCrc(key, lease!))
             {
                 try
@@ -230,8 +231,8 @@ public sealed partial class TieredStore : IDisposable
                     _dram.Release(lease!);
                 }
             }
+            if (!queued) _shared!.EnqueueRemoval(key);
         }
-        if (!queued) _ = _io!.Run(() => { _shared!.Remove(key); return true; });
     }
 
     /// <summary>
@@ -260,8 +261,22 @@ public sealed partial class TieredStore : IDisposable
         if (ExpiredBelow(key.Span)) return new LeaseResult(WireStatus.NotFound, null);
         long epoch = Epoch(key.Span);   // before anything is looked at: a write or removal from here on is noticed
         if (_disk is not null && _disk.TryLocate(key.Span, out var entry))
-            return await StageAsync(key, holder, arenaOnly, StoreTier.Disk, entry!.Length, entry.Crc32C, entry.Version, 0, entry.ExpiresAt,
-                d => _disk.TryRead(key.Span, entry, d)).ConfigureAwait(false);
+        {
+            for (int attempt = 1; ; attempt++)
+            {
+                var result = await StageAsync(key, holder, arenaOnly, StoreTier.Disk, entry!.Length, entry.Crc32C, entry.Version, 0, entry.ExpiresAt,
+                    d => _disk.TryRead(key.Span, entry, d)).ConfigureAwait(false);
+                // A miss because the record was overtaken while the read waited (an overwrite, then its segment dropped):
+                // the key was stored throughout, so the read looks again, DRAM first, and serves the newer value. A damaged
+                // record of a key nobody wrote meanwhile stays a miss; the looks are bounded (a key overwritten faster than
+                // its segments are dropped ends as a miss, as before).
+                if (result.Status != WireStatus.NotFound || attempt == 3 || !_disk.TryLocate(key.Span, out var newer) || newer == entry) return result;
+                entry = newer;
+                var status = _dram.TryLease(key.Span, holder, out var lease);
+                if (lease is not null && !CheckWriterCrc(key.Span, lease)) return new LeaseResult(WireStatus.NotFound, null);
+                if (status != WireStatus.NotFound) return new LeaseResult(status, lease) { Tier = lease is null ? StoreTier.None : StoreTier.Dram };
+            }
+        }
         if (_shared is null || _shared.HasPending(key.Span) || (_disk is not null && _disk.NewestVersion(key.Span) != 0))
             return new LeaseResult(WireStatus.NotFound, null);
         var located = await _io!.Run(() => _shared.TryLocate(key.Span, out var e) ? e : null).ConfigureAwait(false);

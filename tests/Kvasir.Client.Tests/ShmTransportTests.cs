@@ -142,18 +142,76 @@ public sealed class ShmTransportTests
         var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(i, Block)).ToArray();
         Assert.All(await store.PutAsync(keys, values, new PutOptions { Chain = true }), s => Assert.Equal(KvStatus.Ok, s));
         Assert.Equal(0, node.Counters.Requests(Opcode.Put));
+        await AssertEvictedAsPrefixAsync(store, keys, Block);
+    }
 
-        // Unchained fillers, newer than every block of the chain, until the chain is half gone: eviction takes the
-        // least recently used leaf, which must always be the chain's current tail.
+    [Fact]
+    public async Task A_chained_put_whose_alloc_refuses_a_key_but_accepts_smaller_ones_after_it_stores_the_refused_key_before_them()
+    {
+        // The node's share (256 KiB) refuses block 3 (128 KiB after 192 KiB held) but accepts blocks 4 and 5 (32 KiB each)
+        // of the same ALLOC. Block 4 continues block 3, so block 3 must be stored before block 4 is published. (Before:
+        // blocks 4..5 were committed continuing block 3, which was not stored yet, so block 4 became a root and block 3,
+        // asked for again later, a leaf: eviction took block 3 first and left a hole in the middle of the chain.)
+        const int Length = 40, Block = 64 * 1024;
+        await using var node = TestNode.Start(new NodeOptions
+        {
+            Port = 0,
+            SharedMemory = true,
+            MaxReservedBytesPerConnection = 4 * Block,
+            Store = new StoreOptions { Capacity = 8L << 20, MaxValueBytes = 1L << 20, Eviction = EvictionPolicyKind.PrefixAware },
+        });
+        await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), ConnectionsPerNode = 1 });
+        Assert.Equal(KvTransportKind.Shm, store.Transport);
+        var keys = Enumerable.Range(0, Length).Select(i => Key($"uneven/{i}")).ToArray();
+        int SizeOf(int i) => i == 3 ? 2 * Block : i is 4 or 5 ? Block / 2 : Block;
+        var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(i, SizeOf(i))).ToArray();
+        Assert.All(await store.PutAsync(keys, values, new PutOptions { Chain = true }), s => Assert.Equal(KvStatus.Ok, s));
+        for (int i = 0; i < Length; i++) Assert.Equal(values[i].ToArray(), await store.GetAsync(keys[i]));
+        await AssertEvictedAsPrefixAsync(store, keys, Block);
+    }
+
+    [Fact]
+    public async Task A_chained_put_to_a_node_that_does_not_grant_chained_commits_goes_over_tcp_with_its_chain()
+    {
+        // A node that withholds HELLO feature 0x20 (as one that predates it) would refuse CHAIN on COMMIT: the chained put
+        // goes over the socket as chained PUTs, every block continuing the one before it, byte-exact; an unchained put of
+        // the same store still goes through the arena.
+        const int Length = 40, Block = 64 * 1024;
+        await using var node = TestNode.Start(new NodeOptions
+        {
+            Port = 0,
+            SharedMemory = true,
+            WithheldFeatures = ProtocolFeatures.CommitChain,
+            Store = new StoreOptions { Capacity = 8L << 20, MaxValueBytes = 1L << 20, Eviction = EvictionPolicyKind.PrefixAware },
+        });
+        await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), ConnectionsPerNode = 1 });
+        Assert.Equal(KvTransportKind.Shm, store.Transport);
+        var keys = Enumerable.Range(0, Length).Select(i => Key($"old/{i}")).ToArray();
+        var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(i, Block - i)).ToArray();
+        Assert.All(await store.PutAsync(keys, values, new PutOptions { Chain = true }), s => Assert.Equal(KvStatus.Ok, s));
+        Assert.Equal(0, node.Counters.Requests(Opcode.Commit));
+        Assert.True(node.Counters.Requests(Opcode.Put) > 0, "the chained put did not go over TCP");
+        Assert.Equal([KvStatus.Ok], await store.PutAsync([Key("unchained")], [TestValues.Value(99, Block)]));
+        Assert.Equal(1, node.Counters.Requests(Opcode.Commit));
+        for (int i = 0; i < Length; i++) Assert.Equal(values[i].ToArray(), await store.GetAsync(keys[i]));
+        await AssertEvictedAsPrefixAsync(store, keys, Block);
+    }
+
+    /// <summary>
+    /// Unchained fillers, newer than every block of the chain, until the chain is half gone: under prefix-aware eviction the
+    /// least recently used leaf goes first, which must always be the chain's current tail, so what is left is a prefix.
+    /// </summary>
+    private static async Task AssertEvictedAsPrefixAsync(KvStore store, ReadOnlyMemory<byte>[] keys, int block)
+    {
         for (int f = 0; f < 200; f++)
         {
-            Assert.Equal(KvStatus.Ok, (await store.PutAsync([Key($"filler/{f}")], [TestValues.Value(1000 + f, Block)]))[0]);
+            Assert.Equal(KvStatus.Ok, (await store.PutAsync([Key($"filler/{f}")], [TestValues.Value(1000 + f, block)]))[0]);
             var present = await store.ExistsAsync(keys);
             int stored = present.Count(p => p == 1);
             Assert.True(present.Take(stored).All(p => p == 1), $"after filler {f} the chain has a hole: {string.Concat(present.Select(p => p == 1 ? '1' : '0'))}");
-            if (stored <= Length / 2) return;
+            if (stored <= keys.Length / 2) return;
         }
-        Assert.Fail("200 fillers of 64 KiB in an 8 MiB arena did not evict half of the chain");
+        Assert.Fail("200 fillers in the arena did not evict half of the chain");
     }
 
     [Fact]

@@ -292,15 +292,18 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         // Pieces of keys within the connection's reservation budget, one ALLOC → copies → COMMIT each; keys the node refused
         // for the connection's share are asked for again once the piece that held the space is committed.
         var budget = _budgets.GetValue(connection, _ => new ReservationBudget(grant.Mapping.Length / 4, Clock));
-        var todo = new Queue<(int Start, int End)>();
-        todo.Enqueue((start, end));
+        // Ranges of keys still to store, the next one on top: the batch's keys are stored in order, so a chain's piece
+        // always continues a key stored (or failed) before it. (Before, a queue: the rest of a split range went behind the
+        // ranges after it, and the keys after the refused ones were stored before the keys they continue.)
+        var todo = new Stack<(int Start, int End)>();
+        todo.Push((start, end));
         while (todo.Count > 0)
         {
-            var (from, to) = todo.Dequeue();
+            var (from, to) = todo.Pop();
             int stop = from + 1;
             long bytes = batch.Values[from].Length;
             while (stop < to && bytes + batch.Values[stop].Length <= budget.Limit) bytes += batch.Values[stop++].Length;
-            if (stop < to) todo.Enqueue((stop, to));
+            if (stop < to) todo.Push((stop, to));
             long others = await budget.AcquireAsync(bytes, () => connection.IsBroken, ct).ConfigureAwait(false);
             List<int> again;
             try
@@ -313,19 +316,16 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
             {
                 budget.Release(bytes);
             }
-            if (again.Count == 0) continue;
-            // The refused keys go before the rest of the batch: a chain's next piece continues the key before it, which
-            // must be stored first (asked for after the rest, the refused keys left the chain broken at both ends).
-            var rest = todo.ToArray();
-            todo.Clear();
-            for (int i = 0; i < again.Count;)
+            // The refused keys go before the rest of the batch, the first run on top: a chain's next piece continues the
+            // key before it, which must be stored first (asked for after the rest, the refused keys left the chain broken
+            // at both ends).
+            for (int i = again.Count; i > 0;)
             {
-                int run = i + 1;
-                while (run < again.Count && again[run] == again[run - 1] + 1) run++;
-                todo.Enqueue((again[i], again[run - 1] + 1));
+                int run = i - 1;
+                while (run > 0 && again[run - 1] == again[run] - 1) run--;
+                todo.Push((again[run], again[i - 1] + 1));
                 i = run;
             }
-            foreach (var piece in rest) todo.Enqueue(piece);
         }
     }
 
@@ -402,10 +402,23 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         if (ids.Count == 0) return again;
         var crcs = commitCrcs ? owners.Select(k => batch.Crcs![k]).ToList() : null;
         // A chain: each run of consecutive keys is one COMMIT continuing the key before it (the link's parent for the
-        // piece's first key), so a key refused or not copied ends a run as a refused entry does in a chained PUT; the
-        // usual piece, every key copied, is one COMMIT. Without a chain every id goes in one COMMIT.
+        // piece's first key), so a key that failed or was not copied ends a run as a refused entry does in a chained PUT;
+        // the usual piece, every key copied, is one COMMIT. Without a chain every id goes in one COMMIT. A key refused for
+        // the share with copied keys after it (a smaller value fitted where it did not) is stored before them: as a
+        // chained PUT over the socket, in its place between the COMMITs (asked for again after them, it left the key after
+        // it continuing a key not yet stored, a root in the middle of the chain). Refused keys past the last copied one
+        // are asked for again by the caller, before the rest of the batch.
         for (int j = 0; j < owners.Count;)
         {
+            // again is in key order, and holds no key before the previous run's first one by now.
+            while (link is not null && again.Count > 0 && again[0] < owners[j])
+            {
+                int from = again[0], to = from + 1;
+                again.RemoveAt(0);
+                while (again.Count > 0 && again[0] == to) { again.RemoveAt(0); to++; }
+                var before = from == start ? link.Parent : batch.Keys[from - 1];
+                await tcp.PutAsync(batch, from, to, true, before ?? default, before is not null, ct).ConfigureAwait(false);
+            }
             int n = 1;
             if (link is null) n = owners.Count;
             else while (j + n < owners.Count && owners[j + n] == owners[j + n - 1] + 1) n++;

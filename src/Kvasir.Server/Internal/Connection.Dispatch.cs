@@ -84,7 +84,7 @@ internal sealed partial class Connection
                 $"client speaks versions {request.MinVersion}..{request.MaxVersion}; this node speaks {ProtocolLimits.Version}");
         _serverNonce = AuthRequired ? AuthHandshake.NewNonce() : new byte[ProtocolLimits.NonceBytes];
         var options = _node.Options;
-        _features = request.Features & ProtocolFeatures.Known;
+        _features = request.Features & ProtocolFeatures.Known & ~options.WithheldFeatures;
         var reply = new HelloReply(ProtocolLimits.Version, _features, AuthRequired, _serverNonce,
             (ulong)options.Store.MaxValueBytes, (ushort)options.Store.MaxKeyBytes, (uint)options.MaxBatchKeys,
             (uint)options.MaxMetaBytes, (ulong)options.Store.Capacity, _node.NodeId);

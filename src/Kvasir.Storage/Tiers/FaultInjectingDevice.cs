@@ -21,6 +21,14 @@ public sealed class DeviceFaults
     /// <summary>The next write stores only its first half, then throws: a torn write, as a crash leaves it.</summary>
     public volatile bool TearNextWrite;
 
+    /// <summary>
+    /// When set, every read waits until the event is signalled (a stalled device): a test holds a tier read thread with
+    /// it to order a race. <see cref="ReadsWaiting"/> counts the reads waiting.
+    /// </summary>
+    public volatile ManualResetEventSlim? ReadGate;
+
+    public long ReadsWaiting;
+
     /// <summary>Writes that would take the factory's files past this many bytes in all throw "no space left". Default unlimited.</summary>
     public long DiskBytes = long.MaxValue;
 
@@ -70,6 +78,12 @@ public sealed class FaultInjectingDeviceFactory(IDeviceFactory inner) : IDeviceF
 
         public int Read(long offset, Span<byte> destination)
         {
+            if (F.ReadGate is { } gate && !gate.IsSet)
+            {
+                Interlocked.Increment(ref F.ReadsWaiting);
+                gate.Wait();
+                Interlocked.Decrement(ref F.ReadsWaiting);
+            }
             if (F.FailReads) { Interlocked.Increment(ref F.ReadsFailed); throw new IOException("injected read error"); }
             int n = inner.Read(offset, destination);
             if (F.CorruptReads && n > 0) destination[n / 2] ^= 0x10;

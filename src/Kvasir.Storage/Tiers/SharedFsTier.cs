@@ -41,7 +41,7 @@ internal sealed class SharedFsTier : IDisposable
     private readonly long _maxPendingBytes;
     private readonly SharedFsUsage _usage;
     private long _pendingBytes, _pending;
-    private long _hits, _misses, _writes, _writeErrors, _readErrors, _corrupt, _dropped;
+    private long _hits, _misses, _writes, _writeErrors, _readErrors, _corrupt, _dropped, _replaced;
     private string? _lastError;
     private long _lastErrorTicks = long.MinValue;
 
@@ -69,8 +69,10 @@ internal sealed class SharedFsTier : IDisposable
         return Path.Combine(_root, hex[..2], hex[2..4], hex + ".kv");
     }
 
-    private sealed class WriteJob(byte[] key, byte[] value, int length, uint crc, long expiresAt)
+    /// <summary>A value to write, or (<see cref="Removal"/>) the key's file to delete, in its place among the key's writes.</summary>
+    private sealed class WriteJob(byte[] key, byte[] value, int length, uint crc, long expiresAt, bool removal = false)
     {
+        public bool Removal { get; } = removal;
         public long ExpiresAt { get; } = expiresAt;
         public byte[] Key { get; } = key;
         public byte[] Value { get; } = value;
@@ -83,7 +85,10 @@ internal sealed class SharedFsTier : IDisposable
     /// Queues a copy of the value for writing; false (and counted as dropped) when the queue is full.
     /// <paramref name="expiresAtUnixMs"/> is when the value expires (Unix ms; the file keeps it rounded up to the second; 0: never).
     /// </summary>
-    /// <remarks>A dropped value must not leave an older file standing in for it: the caller then calls <see cref="Remove"/>.</remarks>
+    /// <remarks>
+    /// A dropped value must not leave an older file standing in for it: the caller then calls <see cref="EnqueueRemoval"/>,
+    /// under the same lock that orders its calls for the key.
+    /// </remarks>
     public bool Enqueue(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value, uint crc, long expiresAtUnixMs = 0)
     {
         if (Interlocked.Add(ref _pendingBytes, value.Length) > _maxPendingBytes)
@@ -105,6 +110,27 @@ internal sealed class SharedFsTier : IDisposable
         return true;
     }
 
+    /// <summary>
+    /// Queues the deletion of the key's file behind its queued writes (which it cancels) and before any write queued
+    /// after it; never refused (a removal holds no value bytes). For a value that could not be queued: the file it
+    /// leaves standing is older than what this node serves. Until the writer has done it the key counts as pending (a
+    /// miss here). Non-blocking. (Before, <see cref="Remove"/> on a tier thread: it could run after a newer value of the
+    /// key was queued, and cancel that write or delete its file.)
+    /// </summary>
+    public void EnqueueRemoval(ReadOnlySpan<byte> key)
+    {
+        var job = new WriteJob(key.ToArray(), [], 0, 0, 0, removal: true);
+        lock (_pendingGate)
+        {
+            if (_pendingByKey.TryGetValue(job.Key, out var list))
+                foreach (var queued in list) queued.Cancelled = true;
+            else _pendingByKey[job.Key] = list = [];
+            list.Add(job);
+        }
+        Interlocked.Increment(ref _pending);
+        _queue.Writer.TryWrite(job);
+    }
+
     /// <summary>Whether a write of <paramref name="key"/> is queued (its file may be older than this node's value).</summary>
     public bool HasPending(ReadOnlySpan<byte> key)
     {
@@ -121,7 +147,12 @@ internal sealed class SharedFsTier : IDisposable
             {
                 lock (StripeOf(job.Key))
                 {
-                    if (!job.Cancelled)
+                    if (job.Removal)
+                    {
+                        try { File.Delete(PathFor(job.Key)); }
+                        catch (DirectoryNotFoundException) { }   // no file was ever written for the key
+                    }
+                    else if (!job.Cancelled)
                     {
                         Write(job.Key, job.Value.AsSpan(0, job.Length), job.Crc, job.ExpiresAt);
                         Interlocked.Increment(ref _writes);
@@ -143,7 +174,7 @@ internal sealed class SharedFsTier : IDisposable
                         if (list.Count == 0) _pendingByKey.Remove(job.Key);
                     }
                 }
-                ArrayPool<byte>.Shared.Return(job.Value);
+                if (!job.Removal) ArrayPool<byte>.Shared.Return(job.Value);
                 Interlocked.Add(ref _pendingBytes, -job.Length);
                 Interlocked.Decrement(ref _pending);
             }
@@ -225,12 +256,27 @@ internal sealed class SharedFsTier : IDisposable
         }
     }
 
-    /// <summary>Reads a located value (exactly its length) and checks its CRC. False: a miss.</summary>
+    /// <summary>
+    /// Reads a located value (exactly its length) and checks its CRC. False: a miss. A file replaced since it was located
+    /// (another node renamed a newer value into place, or removed it) is a miss, not corruption: the file opened here is
+    /// checked to be the one located (same length and value CRC in its header) before its bytes are read, and files are
+    /// only ever replaced whole, so a CRC mismatch after that is damage to this file's own bytes.
+    /// </summary>
     public bool TryRead(SharedEntry entry, Span<byte> destination)
     {
         try
         {
             using var handle = File.OpenHandle(entry.Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            Span<byte> header = stackalloc byte[HeaderSize];
+            if (RandomAccess.Read(handle, header, 0) != HeaderSize
+                || BinaryPrimitives.ReadInt64LittleEndian(header[16..]) != entry.Length
+                || BinaryPrimitives.ReadUInt32LittleEndian(header[12..]) != entry.Crc32C
+                || RandomAccess.GetLength(handle) != HeaderSize + entry.KeyLength + entry.Length)
+            {
+                Interlocked.Increment(ref _replaced);
+                Interlocked.Increment(ref _misses);
+                return false;
+            }
             int total = 0;
             while (total < destination.Length)
             {
@@ -246,6 +292,12 @@ internal sealed class SharedFsTier : IDisposable
             }
             Interlocked.Increment(ref _hits);
             return true;
+        }
+        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+        {
+            Interlocked.Increment(ref _replaced);   // removed since it was located
+            Interlocked.Increment(ref _misses);
+            return false;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
@@ -324,6 +376,7 @@ internal sealed class SharedFsTier : IDisposable
         new("shared_writes", Interlocked.Read(ref _writes)), new("shared_write_errors", Interlocked.Read(ref _writeErrors)),
         new("shared_read_errors", Interlocked.Read(ref _readErrors)), new("shared_corrupt", Interlocked.Read(ref _corrupt)),
         new("shared_pending", Pending), new("shared_dropped", Interlocked.Read(ref _dropped)),
+        new("shared_replaced_reads", Interlocked.Read(ref _replaced)),
     ];
 
     public void Dispose()

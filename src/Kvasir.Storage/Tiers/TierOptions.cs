@@ -47,6 +47,14 @@ public sealed class TierOptions
     public string? SharedFsPath { get; init; }
 
     /// <summary>
+    /// Bytes of values queued for the shared tier and not yet written. Default 256 MiB. Past it a value is not shared
+    /// (counted in <c>shared_dropped</c>; the key's older file is removed, so no node reads an older value back): a slow
+    /// filesystem then costs sharing, not memory. Small: bursts of writes are not shared; large: that much memory held
+    /// by copies waiting for a slow filesystem.
+    /// </summary>
+    public long SharedQueueBytes { get; init; } = 256L << 20;
+
+    /// <summary>
     /// How often the shared tier's tree is walked to count its files and bytes (metrics: <c>kvasir_tier_used_bytes{tier="shared"}</c>).
     /// Default 30 s, at least 100 ms. A walk visits every file of every node: on a large tree over a network filesystem a
     /// short interval keeps the filesystem busy; a long one leaves the numbers older.
@@ -81,6 +89,7 @@ public sealed class TierOptions
         if (HotFraction is < 0 or > 1 || double.IsNaN(HotFraction)) throw new ArgumentException("hot fraction must be between 0 and 1");
         if (ReadThreads is < 1 or > 256) throw new ArgumentException("tier read threads must be between 1 and 256");
         if (SharedUsageInterval < TimeSpan.FromMilliseconds(100)) throw new ArgumentException("shared usage interval must be at least 100 ms");
+        if (SharedQueueBytes < 1) throw new ArgumentException("shared queue bytes must be at least 1");
         if (StagingBytes < 0) throw new ArgumentException("staging bytes must not be negative (0 picks the default)");
         if (!Enum.IsDefined(DiskSync)) throw new ArgumentException($"disk sync mode {DiskSync} is not none, batch or always");
     }
