@@ -30,7 +30,7 @@ internal sealed class ChainLfuPolicy(bool remember) : IEvictionPolicy
     private long _age;
     private long _clock;
 
-    public Slot NewSlot(byte[] key, ValueVersion first) => new HeapSlot(key, first);
+    public Slot NewSlot(byte[] key, ValueVersion first) => SlotKeys.NewHeapSlot(key, first);
 
     public void OnInsert(Slot entry)
     {

@@ -19,7 +19,7 @@ internal sealed class LfuPolicy : IEvictionPolicy
     private long _age;
     private long _clock;
 
-    public Slot NewSlot(byte[] key, ValueVersion first) => new HeapSlot(key, first);
+    public Slot NewSlot(byte[] key, ValueVersion first) => SlotKeys.NewHeapSlot(key, first);
 
     public void OnInsert(Slot entry)
     {
