@@ -62,20 +62,28 @@ internal abstract class Slot : ValueVersion
     /// <summary>The largest <see cref="Frequency"/> a slot holds.</summary>
     public const int MaxFrequency = ushort.MaxValue;
 
+    /// <summary>
+    /// List-policy state (<see cref="ListSlot"/>): which of the policy's queues holds the slot (S3-FIFO: small or main).
+    /// Kept here, with <see cref="InList"/> and <see cref="InlineKeyLength"/>, because the bytes after the base's
+    /// small fields are free: in a <see cref="ListSlot"/> they would start a new 8-byte word before its key.
+    /// </summary>
+    public byte Queue { get; set; }
+
+    /// <summary>List-policy state (<see cref="ListSlot"/>): whether the slot is linked into one of the policy's lists.</summary>
+    public bool InList { get; set; }
+
+    /// <summary>The length of a key held inside the slot (<see cref="SlotKeys"/>); 0 for a key held in its own array.</summary>
+    private protected byte InlineKeyLength { get; set; }
+
     private ushort _frequency;
 }
 
 /// <summary>A slot of a list policy (LRU, FIFO, prefix-aware, S3-FIFO): its links in the policy's list. Made by <see cref="SlotKeys.NewListSlot"/>.</summary>
 internal abstract class ListSlot(ValueVersion first) : Slot(first), IListNode<ListSlot>
 {
-    /// <summary>Policy state: which of the policy's queues holds the slot (S3-FIFO: small or main).</summary>
-    public byte Queue { get; set; }
-
     public ListSlot? ListPrev { get; set; }
 
     public ListSlot? ListNext { get; set; }
-
-    public bool InList { get; set; }
 }
 
 /// <summary>A slot of a heap policy (LFU, chain LFU): its place and order in the policy's <see cref="SlotHeap"/>. Made by <see cref="SlotKeys.NewHeapSlot"/>.</summary>
@@ -87,6 +95,9 @@ internal abstract class HeapSlot(ValueVersion first) : Slot(first)
     /// <summary>Policy state: the slot's priority in the policy's heap (lower is evicted first).</summary>
     public long Priority { get; set; }
 
-    /// <summary>Policy state: when the policy last reordered the slot (its own clock); breaks priority ties, oldest first.</summary>
-    public long Stamp { get; set; }
+    /// <summary>
+    /// Policy state: when the policy last reordered the slot (<see cref="SlotHeap.NextStamp"/>); breaks priority ties,
+    /// oldest first. An <see cref="int"/>: the heap renumbers its slots' stamps, in the same order, before the clock wraps.
+    /// </summary>
+    public int Stamp { get; set; }
 }

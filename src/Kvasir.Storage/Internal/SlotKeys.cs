@@ -6,7 +6,7 @@ namespace Kvasir.Storage.Internal;
 /// <summary>
 /// Where a slot keeps its key's bytes. A key of up to <see cref="MaxInlineBytes"/> bytes is copied into the slot object
 /// itself, in a field of the next multiple of 8 bytes (<see cref="HeapSlot{TKey}"/>, <see cref="ListSlot{TKey}"/>), so it
-/// costs its length rounded up plus one length byte instead of a separate <c>byte[]</c> (24 bytes of array header plus a
+/// costs its length rounded up (its length byte sits in the slot's free bytes) instead of a separate <c>byte[]</c> (24 bytes of array header plus a
 /// reference, and a second object to load on every lookup). A longer key keeps its own array
 /// (<see cref="ArrayKeyHeapSlot"/>, <see cref="ArrayKeyListSlot"/>): the array handed in is owned by the slot from then on.
 /// </summary>
@@ -66,32 +66,30 @@ internal static class SlotKeys
 internal sealed class HeapSlot<TKey> : HeapSlot
     where TKey : struct
 {
-    private readonly byte _keyLength;
     private TKey _key;
 
     public HeapSlot(ReadOnlySpan<byte> key, ValueVersion first)
         : base(first)
     {
-        _keyLength = SlotKeys.Store(key, ref _key);
+        InlineKeyLength = SlotKeys.Store(key, ref _key);
     }
 
-    public override ReadOnlySpan<byte> Key => SlotKeys.Read(ref _key, _keyLength);
+    public override ReadOnlySpan<byte> Key => SlotKeys.Read(ref _key, InlineKeyLength);
 }
 
 /// <summary>A list-policy slot whose key is held inside it.</summary>
 internal sealed class ListSlot<TKey> : ListSlot
     where TKey : struct
 {
-    private readonly byte _keyLength;
     private TKey _key;
 
     public ListSlot(ReadOnlySpan<byte> key, ValueVersion first)
         : base(first)
     {
-        _keyLength = SlotKeys.Store(key, ref _key);
+        InlineKeyLength = SlotKeys.Store(key, ref _key);
     }
 
-    public override ReadOnlySpan<byte> Key => SlotKeys.Read(ref _key, _keyLength);
+    public override ReadOnlySpan<byte> Key => SlotKeys.Read(ref _key, InlineKeyLength);
 }
 
 /// <summary>A heap-policy slot whose key, longer than <see cref="SlotKeys.MaxInlineBytes"/>, keeps its own array.</summary>
