@@ -29,7 +29,8 @@ public sealed partial class KvArenaStore : IDisposable
     private readonly IArenaMemory _arena;
     private readonly IAllocator _allocator;
     private readonly IEvictionPolicy _policy;
-    private readonly SlotTable _index = new();
+    private readonly HashSet<Slot> _index;
+    private readonly HashSet<Slot>.AlternateLookup<ReadOnlySpan<byte>> _lookup;
     private readonly LeaseQueue _leaseQueue = new();
     private readonly Func<Slot, bool> _canEvict;
     private readonly Timer _reaper;
@@ -74,6 +75,8 @@ public sealed partial class KvArenaStore : IDisposable
             ? new BlockAllocator(options.Capacity, block)
             : new TlsfAllocator(options.Capacity, options.Granule);
         _policy = EvictionPolicies.Create(options.Eviction);
+        _index = new HashSet<Slot>(SlotKeyComparer.Instance);
+        _lookup = _index.GetAlternateLookup<ReadOnlySpan<byte>>();
         _quotas = [.. options.Namespaces];
         _namespaceUsed = new long[_quotas.Length];
         _canEvict = static slot => slot.PinCount == 0 && slot.Current.LeaseCount == 0;
@@ -190,7 +193,7 @@ public sealed partial class KvArenaStore : IDisposable
         {
             ThrowIfDisposed();
             version = _clock.Take(version);
-            if ((_index.TryGetValue(reservation.Key, out Slot? existing) && existing.Current.Sequence > version)
+            if ((_lookup.TryGetValue(reservation.Key, out Slot? existing) && existing.Current.Sequence > version)
                 || (newerBelow is not null && newerBelow(reservation.Key, version)))
             {
                 AbortLocked(reservation);
@@ -203,7 +206,7 @@ public sealed partial class KvArenaStore : IDisposable
             Slot? parent = null;
             if (!parentKey.IsEmpty && parentKey.Length <= Options.MaxKeyBytes)
             {
-                _index.TryGetValue(parentKey, out parent);
+                _lookup.TryGetValue(parentKey, out parent);
             }
 
             if (existing is { } slot)
@@ -281,7 +284,7 @@ public sealed partial class KvArenaStore : IDisposable
         lock (_gate)
         {
             ThrowIfDisposed();
-            if (_index.Contains(reservation.Key) || !stillNewest(reservation.Key))
+            if (_lookup.Contains(reservation.Key) || !stillNewest(reservation.Key))
             {
                 return false;
             }
