@@ -61,7 +61,7 @@ public sealed partial class KvArenaStore
             foreach (Slot slot in _ordered.Between(lower, upper))
             {
                 if (list.Count == limit) return new KeyPage(list, true);
-                if (!IsExpired(slot, now)) list.Add(new KeyEntry(slot.Key, slot.Current.Length));
+                if (!IsExpired(slot, now)) list.Add(new KeyEntry(slot.Key.ToArray(), slot.Current.Length));
             }
         }
 
@@ -104,24 +104,24 @@ public sealed partial class KvArenaStore
         {
             if (_disposed || _ordered.Count == 0) return 0;
             long now = Environment.TickCount64;
-            byte[] from = _sweepCursor is null || ByteOrderComparer.Instance.Compare(_sweepCursor, _ordered.Max!.Key) >= 0 ? [] : _sweepCursor;
+            byte[] from = _sweepCursor is null || _sweepCursor.AsSpan().SequenceCompareTo(_ordered.Max!.Key) >= 0 ? [] : _sweepCursor;
             var expired = new List<Slot>();
             int seen = 0;
-            byte[]? last = null;
+            Slot? last = null;
             foreach (Slot slot in _ordered.Between(from, null))
             {
                 if (seen++ == max) break;
-                last = slot.Key;
+                last = slot;
                 if (IsExpired(slot, now)) expired.Add(slot);
             }
 
-            _sweepCursor = seen > max ? last : null;
+            _sweepCursor = seen > max ? last!.Key.ToArray() : null;
             foreach (var slot in expired)
             {
                 Detach(slot);
                 _expired++;
                 removed++;
-                Expired?.Invoke(slot.Key);
+                Expired?.Invoke(slot.Key.ToArray());
             }
         }
 
@@ -135,7 +135,7 @@ public sealed partial class KvArenaStore
         if (!IsExpired(slot, Environment.TickCount64)) return true;
         Detach(slot);
         _expired++;
-        Expired?.Invoke(slot.Key);
+        Expired?.Invoke(slot.Key.ToArray());
         slot = null;
         return false;
     }

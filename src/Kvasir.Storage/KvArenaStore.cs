@@ -147,8 +147,8 @@ public sealed partial class KvArenaStore : IDisposable
                 return WireStatus.OutOfMemory;
             }
 
-            // An overwrite reuses the stored key bytes (immutable, owned by the index); only a new key is copied.
-            byte[] keyCopy = _lookup.TryGetValue(key, out Slot? existing) ? existing.Key : key.ToArray();
+            // The reservation's own copy of the key: a new slot keeps it when too long to hold inline (SlotKeys).
+            byte[] keyCopy = key.ToArray();
 
             var version = new ValueVersion(offset, length) { State = VersionState.Reserved, Namespace = ns };
             if (ns >= 0) _namespaceUsed[ns] += length;
@@ -504,7 +504,7 @@ public sealed partial class KvArenaStore : IDisposable
         _evictions++;
         _evictedBytes += victim.Current.Length;
         Detach(victim);
-        Evicted?.Invoke(victim.Key);
+        Evicted?.Invoke(victim.Key.ToArray());
         return true;
     }
 

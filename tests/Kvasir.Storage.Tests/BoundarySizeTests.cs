@@ -99,4 +99,54 @@ public sealed class BoundarySizeTests
         Assert.False(store.Exists(key));
         Assert.Equal(0, store.GetStats().Misses);
     }
+
+    /// <summary>
+    /// Keys at every edge of where a slot holds them (inside the slot in steps of 8 bytes up to 64, a key array beyond):
+    /// each is found, listed by a scan byte for byte, evicted by its own key, and kept apart from a key that differs
+    /// only in its last byte, under every policy (list and heap slots hold keys the same way).
+    /// </summary>
+    [Theory]
+    [InlineData(EvictionPolicyKind.Lru)]
+    [InlineData(EvictionPolicyKind.S3Fifo)]
+    [InlineData(EvictionPolicyKind.Lfu)]
+    [InlineData(EvictionPolicyKind.ChainLfu)]
+    public void Keys_of_every_stored_length_edge_read_back_scan_and_evict_as_written(EvictionPolicyKind policy)
+    {
+        int[] lengths = [1, 7, 8, 9, 16, 17, 31, 32, 33, 56, 63, 64, 65, 200, 512];
+        var evicted = new List<byte[]>();
+        using var store = new KvArenaStore(new StoreOptions { Capacity = 64 * 64, Granule = 64, MaxValueBytes = 64, Eviction = policy });
+        store.Evicted = key => evicted.Add(key);
+        var written = new List<byte[]>();
+        foreach (int length in lengths)
+        {
+            byte[] key = [.. Enumerable.Range(0, length).Select(i => (byte)(length + i))];
+            byte[] twin = [.. key];
+            twin[^1] ^= 0xFF;
+            foreach (byte[] k in new[] { key, twin })
+            {
+                Assert.Equal(WireStatus.Ok, store.TryReserve(k, 1, out Reservation? reservation));
+                store.Commit(reservation!, 0);
+                written.Add(k);
+            }
+
+            Assert.True(store.Exists(key));
+            Assert.True(store.Exists(twin));
+            if (length > 1) Assert.False(store.Exists(key.AsSpan(0, length - 1)));   // no key written starts with its first byte but is shorter
+        }
+
+        Assert.Equal(
+            written.Select(Convert.ToHexString).Order(StringComparer.Ordinal),
+            store.Scan([], [], 100).Keys.Select(e => Convert.ToHexString(e.Key)));
+
+        // 30 keys in 64 granules, below the high watermark; 100 more one-granule values push every one of them out.
+        for (int i = 0; i < 100; i++)
+        {
+            Assert.Equal(WireStatus.Ok, Put(store, $"filler-{i:D3}", 1));
+        }
+
+        Assert.All(written, k => Assert.False(store.Exists(k)));
+        Assert.Equal(
+            written.Select(Convert.ToHexString).Order(StringComparer.Ordinal),
+            evicted.Select(Convert.ToHexString).Where(h => written.Any(w => Convert.ToHexString(w) == h)).Order(StringComparer.Ordinal));
+    }
 }

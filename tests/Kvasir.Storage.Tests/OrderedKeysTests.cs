@@ -49,6 +49,6 @@ public sealed class OrderedKeysTests
     {
         var key = new byte[4];
         BinaryPrimitives.WriteInt32BigEndian(key, i);
-        return new HeapSlot(key, new ValueVersion(0, 0));
+        return SlotKeys.NewHeapSlot(key, new ValueVersion(0, 0));
     }
 }

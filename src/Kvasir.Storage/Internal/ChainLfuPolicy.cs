@@ -28,9 +28,8 @@ internal sealed class ChainLfuPolicy(bool remember) : IEvictionPolicy
     private readonly List<HeapSlot> _passedOver = [];
     private readonly FrequencySketch? _history = remember ? new FrequencySketch() : null;
     private long _age;
-    private long _clock;
 
-    public Slot NewSlot(byte[] key, ValueVersion first) => new HeapSlot(key, first);
+    public Slot NewSlot(byte[] key, ValueVersion first) => SlotKeys.NewHeapSlot(key, first);
 
     public void OnInsert(Slot entry)
     {
@@ -96,7 +95,7 @@ internal sealed class ChainLfuPolicy(bool remember) : IEvictionPolicy
         }
 
         slot.Priority = _age + Value(slot);
-        slot.Stamp = ++_clock;
+        slot.Stamp = _heap.NextStamp();
         _heap.AddOrUpdate(slot);
     }
 }

@@ -17,9 +17,8 @@ internal sealed class LfuPolicy : IEvictionPolicy
     private readonly SlotHeap _heap = new();
     private readonly List<HeapSlot> _passedOver = [];
     private long _age;
-    private long _clock;
 
-    public Slot NewSlot(byte[] key, ValueVersion first) => new HeapSlot(key, first);
+    public Slot NewSlot(byte[] key, ValueVersion first) => SlotKeys.NewHeapSlot(key, first);
 
     public void OnInsert(Slot entry)
     {
@@ -68,7 +67,7 @@ internal sealed class LfuPolicy : IEvictionPolicy
         }
 
         slot.Priority = _age + slot.Frequency;
-        slot.Stamp = ++_clock;
+        slot.Stamp = _heap.NextStamp();
         _heap.AddOrUpdate(slot);
     }
 }

@@ -14,7 +14,7 @@ internal abstract class ListEvictionPolicy : IEvictionPolicy
 
     public int Count => _recency.Count;
 
-    public Slot NewSlot(byte[] key, ValueVersion first) => new ListSlot(key, first);
+    public Slot NewSlot(byte[] key, ValueVersion first) => SlotKeys.NewListSlot(key, first);
 
     public void OnInsert(Slot entry)
     {

@@ -25,7 +25,7 @@ internal sealed class OrderedKeys
     /// <summary>Adds a slot whose key is not held yet (the index guarantees it); a key already held is refused with an exception.</summary>
     public void Add(Slot slot)
     {
-        byte[] key = slot.Key;
+        ReadOnlySpan<byte> key = slot.Key;
         if (_chunks.Count == 0)
         {
             var first = new Chunk();
@@ -74,7 +74,7 @@ internal sealed class OrderedKeys
     /// <summary>Removes the slot's key; false when it is not held.</summary>
     public bool Remove(Slot slot)
     {
-        byte[] key = slot.Key;
+        ReadOnlySpan<byte> key = slot.Key;
         int c = ChunkFor(key);
         if (c == _chunks.Count)
         {
@@ -108,7 +108,7 @@ internal sealed class OrderedKeys
             for (int i = at < 0 ? ~at : at; i < chunk.Count; i++)
             {
                 Slot slot = chunk[i];
-                if (upper is not null && slot.Key.AsSpan().SequenceCompareTo(upper) > 0)
+                if (upper is not null && slot.Key.SequenceCompareTo(upper) > 0)
                 {
                     yield break;
                 }
@@ -121,14 +121,14 @@ internal sealed class OrderedKeys
     }
 
     /// <summary>The index of the first chunk whose last key is not below <paramref name="key"/>; the chunk count when none.</summary>
-    private int ChunkFor(byte[] key)
+    private int ChunkFor(ReadOnlySpan<byte> key)
     {
         int lo = 0;
         int hi = _chunks.Count - 1;
         while (lo <= hi)
         {
             int mid = lo + ((hi - lo) >> 1);
-            if (_chunks[mid].Last.Key.AsSpan().SequenceCompareTo(key) < 0)
+            if (_chunks[mid].Last.Key.SequenceCompareTo(key) < 0)
             {
                 lo = mid + 1;
             }
@@ -160,7 +160,7 @@ internal sealed class OrderedKeys
             while (lo <= hi)
             {
                 int mid = lo + ((hi - lo) >> 1);
-                int order = _slots[mid].Key.AsSpan().SequenceCompareTo(key);
+                int order = _slots[mid].Key.SequenceCompareTo(key);
                 if (order == 0)
                 {
                     return mid;

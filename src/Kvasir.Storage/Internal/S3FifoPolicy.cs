@@ -23,7 +23,7 @@ internal sealed class S3FifoPolicy : IEvictionPolicy
 
     private int Candidates => _small.Count + _main.Count;
 
-    public Slot NewSlot(byte[] key, ValueVersion first) => new ListSlot(key, first);
+    public Slot NewSlot(byte[] key, ValueVersion first) => SlotKeys.NewListSlot(key, first);
 
     public void OnInsert(Slot entry)
     {

@@ -8,19 +8,24 @@ namespace Kvasir.Storage.Internal;
 /// A slot is also its key's first published version (<see cref="Current"/> is the slot itself until an overwrite):
 /// the version's fields are copied in when the slot is made, which saves the second object's header and reference
 /// for every key that is written once. After an overwrite those fields are the old version's, retired and freed
-/// like any other. Mutated only under the store's lock.
+/// like any other. The key's bytes are held by the concrete slot (<see cref="SlotKeys"/>): inside the slot object for
+/// keys of up to <see cref="SlotKeys.MaxInlineBytes"/> bytes, a key array beside it for longer ones. Mutated only under
+/// the store's lock.
 /// </summary>
 internal abstract class Slot : ValueVersion
 {
-    /// <summary>A slot for <paramref name="key"/> whose published version is a copy of <paramref name="first"/> (which is then dropped).</summary>
-    protected Slot(byte[] key, ValueVersion first)
+    /// <summary>A slot whose published version is a copy of <paramref name="first"/> (which is then dropped).</summary>
+    protected Slot(ValueVersion first)
         : base(first is StagedVersion ? throw new ArgumentException("A staged value is never published.", nameof(first)) : first)
     {
-        Key = key;
         Current = this;
     }
 
-    public byte[] Key { get; }
+    /// <summary>
+    /// The key's bytes, immutable and readable for the slot's whole life (a dead slot's too). The span points into
+    /// the slot (or its key array): copy it (<see cref="ReadOnlySpan{T}.ToArray"/>) to keep the key beyond the call.
+    /// </summary>
+    public abstract ReadOnlySpan<byte> Key { get; }
 
     /// <summary>The published version: the slot itself until the key is overwritten.</summary>
     public ValueVersion Current { get; set; }
@@ -57,24 +62,32 @@ internal abstract class Slot : ValueVersion
     /// <summary>The largest <see cref="Frequency"/> a slot holds.</summary>
     public const int MaxFrequency = ushort.MaxValue;
 
+    /// <summary>
+    /// List-policy state (<see cref="ListSlot"/>): which of the policy's queues holds the slot (S3-FIFO: small or main).
+    /// Kept here, with <see cref="InList"/> and <see cref="InlineKeyLength"/>, because the bytes after the base's
+    /// small fields are free: in a <see cref="ListSlot"/> they would start a new 8-byte word before its key.
+    /// </summary>
+    public byte Queue { get; set; }
+
+    /// <summary>List-policy state (<see cref="ListSlot"/>): whether the slot is linked into one of the policy's lists.</summary>
+    public bool InList { get; set; }
+
+    /// <summary>The length of a key held inside the slot (<see cref="SlotKeys"/>); 0 for a key held in its own array.</summary>
+    private protected byte InlineKeyLength { get; set; }
+
     private ushort _frequency;
 }
 
-/// <summary>A slot of a list policy (LRU, FIFO, prefix-aware, S3-FIFO): its links in the policy's list.</summary>
-internal sealed class ListSlot(byte[] key, ValueVersion first) : Slot(key, first), IListNode<ListSlot>
+/// <summary>A slot of a list policy (LRU, FIFO, prefix-aware, S3-FIFO): its links in the policy's list. Made by <see cref="SlotKeys.NewListSlot"/>.</summary>
+internal abstract class ListSlot(ValueVersion first) : Slot(first), IListNode<ListSlot>
 {
-    /// <summary>Policy state: which of the policy's queues holds the slot (S3-FIFO: small or main).</summary>
-    public byte Queue { get; set; }
-
     public ListSlot? ListPrev { get; set; }
 
     public ListSlot? ListNext { get; set; }
-
-    public bool InList { get; set; }
 }
 
-/// <summary>A slot of a heap policy (LFU, chain LFU): its place and order in the policy's <see cref="SlotHeap"/>.</summary>
-internal sealed class HeapSlot(byte[] key, ValueVersion first) : Slot(key, first)
+/// <summary>A slot of a heap policy (LFU, chain LFU): its place and order in the policy's <see cref="SlotHeap"/>. Made by <see cref="SlotKeys.NewHeapSlot"/>.</summary>
+internal abstract class HeapSlot(ValueVersion first) : Slot(first)
 {
     /// <summary>Policy state: the slot's position in the policy's heap (-1: not in it).</summary>
     public int HeapIndex { get; set; } = -1;
@@ -82,6 +95,9 @@ internal sealed class HeapSlot(byte[] key, ValueVersion first) : Slot(key, first
     /// <summary>Policy state: the slot's priority in the policy's heap (lower is evicted first).</summary>
     public long Priority { get; set; }
 
-    /// <summary>Policy state: when the policy last reordered the slot (its own clock); breaks priority ties, oldest first.</summary>
-    public long Stamp { get; set; }
+    /// <summary>
+    /// Policy state: when the policy last reordered the slot (<see cref="SlotHeap.NextStamp"/>); breaks priority ties,
+    /// oldest first. An <see cref="int"/>: the heap renumbers its slots' stamps, in the same order, before the clock wraps.
+    /// </summary>
+    public int Stamp { get; set; }
 }

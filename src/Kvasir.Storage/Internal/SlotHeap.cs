@@ -8,8 +8,39 @@ namespace Kvasir.Storage.Internal;
 internal sealed class SlotHeap
 {
     private HeapSlot[] _items = new HeapSlot[64];
+    private int _clock;
 
     public int Count { get; private set; }
+
+    /// <summary>The last stamp handed out (tests set it near <see cref="int.MaxValue"/> to reach the renumbering).</summary>
+    internal int Clock
+    {
+        get => _clock;
+        set => _clock = value;
+    }
+
+    /// <summary>
+    /// A stamp later than every one handed out before (<see cref="HeapSlot.Stamp"/>: orders slots of equal priority).
+    /// Before the clock would pass <see cref="int.MaxValue"/> the slots in the heap get the stamps 1..<see cref="Count"/>
+    /// in the order of their old ones, so every comparison between them, and so the heap's order, stays as it was;
+    /// slots outside the heap are stamped again when they are placed. O(n log n) once per 2^31 stamps.
+    /// </summary>
+    public int NextStamp()
+    {
+        if (_clock == int.MaxValue)
+        {
+            HeapSlot[] byStamp = _items[..Count];
+            Array.Sort(byStamp, static (a, b) => a.Stamp.CompareTo(b.Stamp));
+            for (int i = 0; i < byStamp.Length; i++)
+            {
+                byStamp[i].Stamp = i + 1;
+            }
+
+            _clock = byStamp.Length;
+        }
+
+        return ++_clock;
+    }
 
     public HeapSlot? Min => Count > 0 ? _items[0] : null;
 

@@ -13,9 +13,9 @@ internal sealed class SlotKeyComparer : IEqualityComparer<Slot>, IAlternateEqual
     }
 
     public bool Equals(Slot? x, Slot? y) =>
-        ReferenceEquals(x, y) || (x is not null && y is not null && x.Key.AsSpan().SequenceEqual(y.Key));
+        ReferenceEquals(x, y) || (x is not null && y is not null && x.Key.SequenceEqual(y.Key));
 
-    public int GetHashCode(Slot obj) => ByteKeyComparer.Instance.GetHashCode(obj.Key.AsSpan());
+    public int GetHashCode(Slot obj) => ByteKeyComparer.Instance.GetHashCode(obj.Key);
 
     public bool Equals(ReadOnlySpan<byte> alternate, Slot other) => alternate.SequenceEqual(other.Key);
 
