@@ -12,7 +12,9 @@ namespace Kvasir.Client;
 /// Contract for implementers: the store calls only with keys of 1 to <see cref="InProcessNodeInfo.MaxKeyBytes"/>
 /// bytes and PUT values of at most <see cref="InProcessNodeInfo.MaxValueBytes"/> (it answers the others itself),
 /// from many threads at once. Per-key outcomes are statuses with the node's wire meanings (Ok, NotFound,
-/// ValueTooLarge, InvalidKey, OutOfMemory), never exceptions; only cancellation throws. The caller's memory
+/// ValueTooLarge, InvalidKey, OutOfMemory), never exceptions; only cancellation throws. A node that has stopped (or is
+/// stopping) answers Unavailable, and the calls without a per-key status (the allocating GET, stats, key requests) throw
+/// <see cref="KvasirException"/>; a call already under way when the stop begins completes first. The caller's memory
 /// is used only until the returned task completes. A GET is strict: the whole value or a miss.
 /// The store that was handed a node disposes it once, when the store is disposed.
 /// </remarks>
