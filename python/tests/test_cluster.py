@@ -407,3 +407,28 @@ def test_a_cluster_store_with_value_crc_sends_each_values_crc_to_its_members(clu
         assert all(store.put(k, _value(k, 4096).tobytes()) == 0 for k in keys)
         assert all(store.get(k) is None for k in keys)
         assert sum(s["crc_mismatches"] for _, s, _ in store.node_stats() if s) == len(keys)
+
+
+def test_a_node_id_registered_again_at_a_new_address_is_followed_within_a_few_polls():
+    # A node restarted under its stable id (--node-id, an embedded rank's client_id) at a new address while its old
+    # registration is still live: the client polls the epoch every 0.1 s and must read the new address from it, not
+    # keep routing to the old one until its 30 s full read.
+    import redis as redis_py
+    from kvasir._membership import registry_script
+    server = Redis()
+    name = f"moved{os.getpid()}"
+    r = redis_py.Redis.from_url(server.url)
+    keys = [f"kvasir:{{{name}}}:{k}" for k in ("members", "records", "down", "epoch")]
+
+    def beat(addr):
+        record = json.dumps({"id": "n1", "addr": addr, "started_ms": int(time.time() * 1000)})
+        return r.eval(registry_script("heartbeat"), 4, *keys, "n1", record, 60000, f"kvasir:{{{name}}}:events")
+    try:
+        beat(f"127.0.0.1:{_free_port()}")
+        with _store(server, name) as store:
+            moved = f"127.0.0.1:{_free_port()}"
+            assert beat(moved) == 1
+            wait_until(lambda: [n["addr"] for n in store.nodes] == [moved], f"the client to read n1 at {moved}", timeout=5)
+    finally:
+        r.close()
+        server.stop()
