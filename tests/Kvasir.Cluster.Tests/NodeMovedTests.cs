@@ -1,4 +1,5 @@
 using Kvasir.Client;
+using Kvasir.Embedded;
 using Kvasir.Server;
 using Kvasir.Storage;
 
@@ -54,5 +55,28 @@ public sealed class NodeMovedTests
             () => $"the client to route n1 to {node.DataAddress}; it still uses {client.Nodes.SingleOrDefault()?.Address}", TimeSpan.FromSeconds(5));
         var key = TestValues.KeyMemory("moved/0");
         Assert.Equal(KvStatus.Ok, (await client.PutAsync([key], [TestValues.For("moved/0", 4096)]))[0]);
+    }
+
+    [Fact]
+    public async Task An_embedded_member_keeps_its_own_node_when_the_registry_shows_its_id_at_another_address()
+    {
+        // A stale record of a crashed predecessor with the same ClientId (or another process misconfigured with it):
+        // the client must go on using the node in its own process, never close it for a socket to the other address.
+        await using var cluster = await ClusterHarness.StartAsync(0);
+        var embedded = new EmbeddedNodeOptions { Capacity = 16L << 20, ClientId = "rank-0", HeartbeatTtl = TimeSpan.FromSeconds(60) };
+        await using var store = await cluster.ClientAsync(embedded: embedded);
+        var own = Assert.Single(store.Nodes).Address;
+        var keys = Enumerable.Range(0, 20).Select(i => TestValues.KeyMemory($"own/{i}")).ToArray();
+        Assert.All(await store.PutAsync(keys, keys), s => Assert.Equal(KvStatus.Ok, s));
+
+        var other = DeadAddress();
+        await using (var registry = await cluster.RegistryAsync())
+            await registry.HeartbeatAsync(new NodeRecord { Id = "rank-0", Address = other, StartedMs = 1, Kind = "embedded" }, TimeSpan.FromSeconds(60));
+        await Poll.UntilAsync(() => store.Nodes.SingleOrDefault()?.Address == other, "the client to read rank-0's other address");
+
+        Assert.All(await store.PutAsync(keys, keys), s => Assert.Equal(KvStatus.Ok, s));
+        Assert.All(await store.ExistsAsync(keys), v => Assert.Equal(1, v));
+        await using var tcp = await KvStore.ConnectAsync(new KvStoreOptions { Server = own, Transport = KvTransportKind.Tcp, ConnectTimeout = TimeSpan.FromSeconds(2) });
+        Assert.Equal(keys[3].ToArray(), await tcp.GetAsync(keys[3]));
     }
 }
