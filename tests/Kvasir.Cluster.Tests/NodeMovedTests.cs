@@ -46,7 +46,7 @@ public sealed class NodeMovedTests
             Port = 0,
             NodeId = "n1",
             Store = new StoreOptions { Capacity = 16L << 20, MaxValueBytes = 1L << 20 },
-            Cluster = new ClusterJoinOptions { RedisUrl = cluster.Redis.Url, Name = cluster.Name, HeartbeatTtl = ClusterHarness.HeartbeatTtl },
+            Cluster = new ClusterJoinOptions { RedisUrl = cluster.Redis.Url, Name = cluster.Name, HeartbeatTtl = TimeSpan.FromSeconds(10) },   // never lapses on a loaded machine mid-test
         });
         node.Start();
 
