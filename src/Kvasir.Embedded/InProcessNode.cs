@@ -46,10 +46,10 @@ internal sealed class InProcessNode : IInProcessNode
     public InProcessNodeInfo Info { get; }
 
     public ValueTask<KvStatus> PutAsync(ReadOnlyMemory<byte> key, IReadOnlyList<ReadOnlyMemory<byte>> value, ReadOnlyMemory<byte> chainParent, CancellationToken ct)
-        => PutAsync(key, value, chainParent, null, ct);
+        => PutAsync(key, value, chainParent, null, 0, ct);
 
     public ValueTask<KvStatus> PutAsync(ReadOnlyMemory<byte> key, IReadOnlyList<ReadOnlyMemory<byte>> value, ReadOnlyMemory<byte> chainParent, TimeSpan ttl, CancellationToken ct)
-        => PutAsync(key, value, chainParent, (TimeSpan?)ttl, ct);
+        => PutAsync(key, value, chainParent, (TimeSpan?)ttl, 0, ct);
 
     public async ValueTask<byte[]> KeyRequestAsync(Opcode op, ReadOnlyMemory<byte> meta, CancellationToken ct)
     {
@@ -70,15 +70,17 @@ internal sealed class InProcessNode : IInProcessNode
         if (!_node.TryEnterInProcessCall()) throw new KvasirException($"node {_node.NodeId} is stopped");
     }
 
-    private async ValueTask<KvStatus> PutAsync(ReadOnlyMemory<byte> key, IReadOnlyList<ReadOnlyMemory<byte>> value, ReadOnlyMemory<byte> chainParent, TimeSpan? ttl, CancellationToken ct)
+    /// <summary>The value is kept under <paramref name="version"/> (0: the node's clock), as a PUT with VERSION over the wire.</summary>
+    public async ValueTask<KvStatus> PutAsync(ReadOnlyMemory<byte> key, IReadOnlyList<ReadOnlyMemory<byte>> value, ReadOnlyMemory<byte> chainParent, TimeSpan? ttl, long version, CancellationToken ct)
     {
         ct.ThrowIfCancellationRequested();
+        ArgumentOutOfRangeException.ThrowIfNegative(version);
         if (!_node.TryEnterInProcessCall()) return KvStatus.Unavailable;
-        try { return await PutEnteredAsync(key, value, chainParent, ttl).ConfigureAwait(false); }
+        try { return await PutEnteredAsync(key, value, chainParent, ttl, version).ConfigureAwait(false); }
         finally { _node.LeaveInProcessCall(); }
     }
 
-    private async ValueTask<KvStatus> PutEnteredAsync(ReadOnlyMemory<byte> key, IReadOnlyList<ReadOnlyMemory<byte>> value, ReadOnlyMemory<byte> chainParent, TimeSpan? ttl)
+    private async ValueTask<KvStatus> PutEnteredAsync(ReadOnlyMemory<byte> key, IReadOnlyList<ReadOnlyMemory<byte>> value, ReadOnlyMemory<byte> chainParent, TimeSpan? ttl, long version)
     {
         long length = 0;
         for (int p = 0; p < value.Count; p++) length += value[p].Length;
@@ -86,7 +88,7 @@ internal sealed class InProcessNode : IInProcessNode
         if (status != WireStatus.Ok) return KvStatuses.FromWire(status);
         reservation!.Ttl = ttl;
         uint crc = Fill(reservation!, value);
-        status = await _store.CommitAsync(reservation!, crc, chainParent.IsEmpty ? null : chainParent.ToArray()).ConfigureAwait(false);
+        status = await _store.CommitAsync(reservation!, crc, chainParent.IsEmpty ? null : chainParent.ToArray(), version: version).ConfigureAwait(false);
         if (status == WireStatus.Ok) _node.Counters.ValueIn(NodeTransport.InProcess, Opcode.Put, length);
         return KvStatuses.FromWire(status);
     }
@@ -108,18 +110,22 @@ internal sealed class InProcessNode : IInProcessNode
     }
 
     public async ValueTask<KvGetResult> GetAsync(ReadOnlyMemory<byte> key, IReadOnlyList<Memory<byte>> destination, CancellationToken ct)
+        => (await GetVersionedAsync(key, destination, ct).ConfigureAwait(false)).Result;
+
+    /// <summary>The version is the copy's as a GET reply reports it over the wire (0 for a value read from the shared tier).</summary>
+    public async ValueTask<(KvGetResult Result, long Version)> GetVersionedAsync(ReadOnlyMemory<byte> key, IReadOnlyList<Memory<byte>> destination, CancellationToken ct)
     {
         ct.ThrowIfCancellationRequested();
-        if (!_node.TryEnterInProcessCall()) return new KvGetResult(KvStatus.Unavailable, 0);
+        if (!_node.TryEnterInProcessCall()) return (new KvGetResult(KvStatus.Unavailable, 0), 0);
         try
         {
             var (status, lease) = await _store.LeaseAsync(key, null).ConfigureAwait(false);
-            if (status != WireStatus.Ok) return new KvGetResult(status == WireStatus.NotFound ? KvStatus.NotFound : KvStatuses.FromWire(status), 0);
+            if (status != WireStatus.Ok) return (new KvGetResult(status == WireStatus.NotFound ? KvStatus.NotFound : KvStatuses.FromWire(status), 0), 0);
             try
             {
                 var result = CopyOut(lease!.Span, destination);
                 if (result.Status == KvStatus.Ok) _node.Counters.ValueOut(NodeTransport.InProcess, Opcode.Get, lease.Length);
-                return result;
+                return (result, lease.Sequence);
             }
             finally
             {
@@ -150,17 +156,20 @@ internal sealed class InProcessNode : IInProcessNode
 
     /// <summary>The allocating GET has no status to say the node is gone: it throws <see cref="KvasirException"/> then, as a store over a closed connection does.</summary>
     public async ValueTask<byte[]?> GetAsync(ReadOnlyMemory<byte> key, CancellationToken ct)
+        => (await GetVersionedAsync(key, ct).ConfigureAwait(false)).Value;
+
+    public async ValueTask<(byte[]? Value, long Version)> GetVersionedAsync(ReadOnlyMemory<byte> key, CancellationToken ct)
     {
         ct.ThrowIfCancellationRequested();
         EnterOrThrow();
         try
         {
             var (status, lease) = await _store.LeaseAsync(key, null).ConfigureAwait(false);
-            if (status != WireStatus.Ok) return null;
+            if (status != WireStatus.Ok) return (null, 0);
             try
             {
                 _node.Counters.ValueOut(NodeTransport.InProcess, Opcode.Get, lease!.Length);
-                return lease.Span.ToArray();
+                return (lease.Span.ToArray(), lease.Sequence);
             }
             finally
             {
