@@ -432,3 +432,25 @@ def test_a_node_id_registered_again_at_a_new_address_is_followed_within_a_few_po
     finally:
         r.close()
         server.stop()
+
+
+def test_an_embedded_store_started_over_its_predecessors_live_record_routes_its_own_id_to_its_new_node(cli):
+    # A rank restarted with its client_id before its predecessor's registration expired: the record still names the
+    # old, dead address. The store must not start routing its own keys there: it waits for its node's own record.
+    import redis as redis_py
+    from kvasir._membership import registry_script
+    server = Redis()
+    name = f"restart{os.getpid()}"
+    r = redis_py.Redis.from_url(server.url)
+    keys = [f"kvasir:{{{name}}}:{k}" for k in ("members", "records", "down", "epoch")]
+    dead = f"127.0.0.1:{_free_port()}"
+    record = json.dumps({"id": "py-rank-0", "addr": dead, "started_ms": 1, "kind": "embedded"})
+    r.eval(registry_script("heartbeat"), 4, *keys, "py-rank-0", record, 60000, f"kvasir:{{{name}}}:events")
+    try:
+        with _store(server, name, capacity="16MiB", client_id="py-rank-0") as store:
+            assert [n["addr"] for n in store.nodes] != [dead], "the store routes its own id to its predecessor's address"
+            assert store.put("own/0", b"x" * 100) == 0
+            assert store.get("own/0") == b"x" * 100
+    finally:
+        r.close()
+        server.stop()
