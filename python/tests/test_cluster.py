@@ -454,3 +454,29 @@ def test_an_embedded_store_started_over_its_predecessors_live_record_routes_its_
     finally:
         r.close()
         server.stop()
+
+
+def test_a_member_retired_by_another_calls_view_change_turns_its_keys_unavailable_and_is_not_reopened(node):
+    # Two threads of one store: one has picked a member's store for its request, the other sees the member's address
+    # change (or the member leave) and closes that store. The first request's keys are UNAVAILABLE, like a node that
+    # went away, not a KvasirError out of the whole batch; and the retired slot never opens a store again (it was
+    # reopened at the old address and never closed: a connection, and a mapping of the arena, kept for good).
+    from kvasir import protocol as P
+    store = kvasir.KvStore([node.address, f"127.0.0.1:{_free_port()}"], connect_timeout=2.0)
+    try:
+        router = store._router
+        _, slots = router._view()
+        slot = next(s for s in slots if s.id == node.address)
+        moved = [dict(n) for n in router.membership.nodes]
+        for n in moved:
+            if n["id"] == node.address:
+                n["addr"] = f"127.0.0.1:{_free_port()}"
+
+        def call(member):
+            router.membership.nodes = moved
+            router._view()   # the other thread's call: it retires the slot this request is using
+            return member._key_op(P.Opcode.EXISTS, [b"retired/0"])
+        assert router._run(slot, 1, call) == [E.UNAVAILABLE]
+        assert slot.get(router._open_store) is None, "a retired slot opened a store again"
+    finally:
+        store.close()
