@@ -79,4 +79,32 @@ public sealed class NodeMovedTests
         await using var tcp = await KvStore.ConnectAsync(new KvStoreOptions { Server = own, Transport = KvTransportKind.Tcp, ConnectTimeout = TimeSpan.FromSeconds(2) });
         Assert.Equal(keys[3].ToArray(), await tcp.GetAsync(keys[3]));
     }
+
+    [Fact]
+    public async Task A_node_that_stops_after_its_id_moved_to_a_newer_node_does_not_unregister_the_newer_one()
+    {
+        // A rolling restart that starts the new node under the same --node-id before the old one stops: the old node's
+        // clean leave must not remove the new node's registration (it did: the id was gone until the next heartbeat).
+        await using var cluster = await ClusterHarness.StartAsync(0);
+        NodeOptions Options() => new()
+        {
+            Port = 0,
+            NodeId = "n1",
+            Store = new StoreOptions { Capacity = 16L << 20, MaxValueBytes = 1L << 20 },
+            Cluster = new ClusterJoinOptions { RedisUrl = cluster.Redis.Url, Name = cluster.Name, HeartbeatTtl = TimeSpan.FromSeconds(60) },
+        };
+        var old = new CacheNode(Options());
+        old.Start();
+        await using var registry = await cluster.RegistryAsync();
+        await Poll.UntilAsync(async () => (await registry.ReadAsync()).Nodes.SingleOrDefault()?.Address == old.DataAddress, "the old node's registration");
+        await using var fresh = new CacheNode(Options());
+        fresh.Start();
+        await Poll.UntilAsync(async () => (await registry.ReadAsync()).Nodes.SingleOrDefault()?.Address == fresh.DataAddress, "the new node's registration");
+
+        await old.StopAsync();
+
+        var left = (await registry.ReadAsync()).Nodes;
+        Assert.True(left.Count == 1 && left[0].Address == fresh.DataAddress,
+            $"after the old node left, the registry lists [{string.Join(", ", left.Select(n => n.Id + "@" + n.Address))}], not n1@{fresh.DataAddress}");
+    }
 }
