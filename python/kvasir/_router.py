@@ -23,6 +23,7 @@ class _Slot:
     def __init__(self, node_id: str, addr: str, tls: bool = False):
         self.id, self.addr, self.tls = node_id, addr, tls
         self.store = None
+        self.retired = False   # closed by a view change: never opens a store again
         self.down_until = 0.0
         self.backoff = 0.25
         self.lock = threading.Lock()
@@ -32,6 +33,8 @@ class _Slot:
         if not force and time.monotonic() < self.down_until:
             return None
         with self.lock:
+            if self.retired:
+                return None
             if self.store is None:
                 try:
                     self.store = open_store(self.addr, self.tls)
@@ -50,6 +53,7 @@ class _Slot:
 
     def close(self) -> None:
         with self.lock:
+            self.retired = True
             if self.store is not None:
                 self.store.close()
                 self.store = None
@@ -204,10 +208,10 @@ class Router:
             if up or force:   # not skipped: it could not be reached (slot.get marked it down)
                 self.membership.wake()
             return [E.UNAVAILABLE] * count
-        codes = call(store)
+        codes = self._call(slot, store, count, call)
         failed = count and all(c == E.UNAVAILABLE for c in codes)
-        if failed and up:
-            codes = call(store)
+        if failed and up and not slot.retired:
+            codes = self._call(slot, store, count, call)
         # A node that let the whole batch time out (silent: partitioned, stopped) is down too, without a second try:
         # otherwise each request to its keys waited the timeout again until its registration expired (chaos.py).
         failed = count and all(c in (E.UNAVAILABLE, E.TIMEOUT) for c in codes)
@@ -218,6 +222,18 @@ class Router:
         else:
             slot.backoff = 0.25
         return codes
+
+    @staticmethod
+    def _call(slot, store, count, call) -> list:
+        """``call(store)``; when another thread's view change retired the slot meanwhile (its store closed under this
+        request), the keys are UNAVAILABLE, as for a node that went away, instead of "the store is closed" out of the
+        whole batch."""
+        try:
+            return call(store)
+        except KvasirError:
+            if slot.retired:
+                return [E.UNAVAILABLE] * count
+            raise
 
     @staticmethod
     def _combine(answers: list) -> int:

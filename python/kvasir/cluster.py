@@ -40,8 +40,11 @@ def start_cluster(store, cfg, capacity, data_plane_addr, client_id, poll, explic
         if cfg["redis_url"]:
             membership = RedisMembership(cfg["redis_url"], cfg["cluster"], poll, store.connect_timeout)
             if store._embedded is not None:
+                # Its own record, at its own address: a predecessor with the same client_id may have left a live
+                # record naming its old address, and routing this store's keys there fails them until the next poll.
+                own = (store._embedded.node_id, store._embedded.addr)
                 deadline = time.monotonic() + store.connect_timeout
-                while all(n["id"] != store._embedded.node_id for n in membership.nodes) and time.monotonic() < deadline:
+                while all((n["id"], n["addr"]) != own for n in membership.nodes) and time.monotonic() < deadline:
                     time.sleep(0.02)
                     membership.refresh()
         else:

@@ -12,7 +12,9 @@ namespace Kvasir.Client;
 /// Contract for implementers: the store calls only with keys of 1 to <see cref="InProcessNodeInfo.MaxKeyBytes"/>
 /// bytes and PUT values of at most <see cref="InProcessNodeInfo.MaxValueBytes"/> (it answers the others itself),
 /// from many threads at once. Per-key outcomes are statuses with the node's wire meanings (Ok, NotFound,
-/// ValueTooLarge, InvalidKey, OutOfMemory), never exceptions; only cancellation throws. The caller's memory
+/// ValueTooLarge, InvalidKey, OutOfMemory), never exceptions; only cancellation throws. A node that has stopped (or is
+/// stopping) answers Unavailable, and the calls without a per-key status (the allocating GET, stats, key requests) throw
+/// <see cref="KvasirException"/>; a call already under way when the stop begins completes first. The caller's memory
 /// is used only until the returned task completes. A GET is strict: the whole value or a miss.
 /// The store that was handed a node disposes it once, when the store is disposed.
 /// </remarks>
@@ -67,6 +69,27 @@ public interface IInProcessNode : IAsyncDisposable
     /// </summary>
     ValueTask<KvStatus> PutAsync(ReadOnlyMemory<byte> key, IReadOnlyList<ReadOnlyMemory<byte>> value, ReadOnlyMemory<byte> chainParent, TimeSpan ttl, CancellationToken ct)
         => throw new NotSupportedException($"{GetType().Name} does not store a time to live; put without one");
+
+    /// <summary>
+    /// As <see cref="PutAsync(ReadOnlyMemory{byte}, IReadOnlyList{ReadOnlyMemory{byte}}, ReadOnlyMemory{byte}, CancellationToken)"/>
+    /// (with <paramref name="ttl"/> when not null), storing the value under <paramref name="version"/>, a replica version
+    /// (docs/cluster.md § Versions; 0: the node's clock): a version older than the key's newest is acknowledged (Ok) and not
+    /// stored. A cluster store with replica versions calls it. A node without versions keeps the default, which stores
+    /// the value under its own clock; its copies then report version 0 and never outvote a versioned copy.
+    /// </summary>
+    ValueTask<KvStatus> PutAsync(ReadOnlyMemory<byte> key, IReadOnlyList<ReadOnlyMemory<byte>> value, ReadOnlyMemory<byte> chainParent, TimeSpan? ttl, long version, CancellationToken ct)
+        => ttl is { } t ? PutAsync(key, value, chainParent, t, ct) : PutAsync(key, value, chainParent, ct);
+
+    /// <summary>
+    /// As <see cref="GetAsync(ReadOnlyMemory{byte}, IReadOnlyList{Memory{byte}}, CancellationToken)"/>, with the version of
+    /// the copy read (0 when the node keeps none: the default).
+    /// </summary>
+    async ValueTask<(KvGetResult Result, long Version)> GetVersionedAsync(ReadOnlyMemory<byte> key, IReadOnlyList<Memory<byte>> destination, CancellationToken ct)
+        => (await GetAsync(key, destination, ct).ConfigureAwait(false), 0);
+
+    /// <summary>As <see cref="GetAsync(ReadOnlyMemory{byte}, CancellationToken)"/>, with the version of the copy read (0 when the node keeps none: the default).</summary>
+    async ValueTask<(byte[]? Value, long Version)> GetVersionedAsync(ReadOnlyMemory<byte> key, CancellationToken ct)
+        => (await GetAsync(key, ct).ConfigureAwait(false), 0);
 
     /// <summary>
     /// SCAN, INFO or REMOVE_PREFIX with wire request metadata; returns the wire reply metadata (docs/protocol.md). A node that does

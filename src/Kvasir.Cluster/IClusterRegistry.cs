@@ -20,8 +20,12 @@ public interface IClusterRegistry : IAsyncDisposable
     /// </summary>
     Task<bool> HeartbeatAsync(NodeRecord record, TimeSpan ttl);
 
-    /// <summary>Removes a node at once (clean shutdown).</summary>
-    Task UnregisterAsync(string nodeId);
+    /// <summary>
+    /// Removes a node at once (clean shutdown). With <paramref name="recordJson"/> (the leaving node's record as its
+    /// heartbeat stored it), only while the id's stored record is still that one: a node that has taken the id over since
+    /// keeps its registration.
+    /// </summary>
+    Task UnregisterAsync(string nodeId, string? recordJson = null);
 
     /// <summary>The live members, and the membership epoch they belong to.</summary>
     Task<ClusterSnapshot> ReadAsync();

@@ -94,7 +94,9 @@ public sealed class NodeRegistrar : IAsyncDisposable
         if (_loop is not null) await _loop.ConfigureAwait(false);
         try
         {
-            await _registry.UnregisterAsync(_record().Id).WaitAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+            // With its own record: a node that took the id over since (a restart at a new address) keeps its registration.
+            var record = _record();
+            await _registry.UnregisterAsync(record.Id, record.ToJson()).WaitAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is ClusterRegistryException or TimeoutException)
         {

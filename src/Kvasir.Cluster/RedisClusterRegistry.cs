@@ -74,8 +74,9 @@ public sealed partial class RedisClusterRegistry : IClusterRegistry
         return (long)result == 1;
     }
 
-    public Task UnregisterAsync(string nodeId)
-        => RunAsync(RegistryScripts.Unregister, [_members, _records, _down, _epoch], [nodeId, _channelName]);
+    public Task UnregisterAsync(string nodeId, string? recordJson = null)
+        => RunAsync(RegistryScripts.Unregister, [_members, _records, _down, _epoch],
+            recordJson is null ? [nodeId, _channelName] : [nodeId, _channelName, recordJson]);
 
     public async Task<ClusterSnapshot> ReadAsync()
     {

@@ -46,28 +46,49 @@ internal sealed class InProcessNode : IInProcessNode
     public InProcessNodeInfo Info { get; }
 
     public ValueTask<KvStatus> PutAsync(ReadOnlyMemory<byte> key, IReadOnlyList<ReadOnlyMemory<byte>> value, ReadOnlyMemory<byte> chainParent, CancellationToken ct)
-        => PutAsync(key, value, chainParent, null, ct);
+        => PutAsync(key, value, chainParent, null, 0, ct);
 
     public ValueTask<KvStatus> PutAsync(ReadOnlyMemory<byte> key, IReadOnlyList<ReadOnlyMemory<byte>> value, ReadOnlyMemory<byte> chainParent, TimeSpan ttl, CancellationToken ct)
-        => PutAsync(key, value, chainParent, (TimeSpan?)ttl, ct);
+        => PutAsync(key, value, chainParent, (TimeSpan?)ttl, 0, ct);
 
     public async ValueTask<byte[]> KeyRequestAsync(Opcode op, ReadOnlyMemory<byte> meta, CancellationToken ct)
     {
         ct.ThrowIfCancellationRequested();
+        EnterOrThrow();
         try { return await KeyRequests.HandleAsync(_store, op, meta, _node.Options).ConfigureAwait(false); }
         catch (ProtocolException ex) { throw new KvasirException($"{op} refused: {ex.Message}", ex); }
+        finally { _node.LeaveInProcessCall(); }
     }
 
-    private async ValueTask<KvStatus> PutAsync(ReadOnlyMemory<byte> key, IReadOnlyList<ReadOnlyMemory<byte>> value, ReadOnlyMemory<byte> chainParent, TimeSpan? ttl, CancellationToken ct)
+    /// <summary>
+    /// Every call that touches the node's store runs between <see cref="CacheNode.TryEnterInProcessCall"/> and its
+    /// leave, so a stop (the store disposed, another owner stopping the node) waits for its copy instead of freeing
+    /// the arena under it. A call that comes after the stop began is answered Unavailable: the node is gone.
+    /// </summary>
+    private void EnterOrThrow()
+    {
+        if (!_node.TryEnterInProcessCall()) throw new KvasirException($"node {_node.NodeId} is stopped");
+    }
+
+    /// <summary>The value is kept under <paramref name="version"/> (0: the node's clock), as a PUT with VERSION over the wire.</summary>
+    public async ValueTask<KvStatus> PutAsync(ReadOnlyMemory<byte> key, IReadOnlyList<ReadOnlyMemory<byte>> value, ReadOnlyMemory<byte> chainParent, TimeSpan? ttl, long version, CancellationToken ct)
     {
         ct.ThrowIfCancellationRequested();
+        ArgumentOutOfRangeException.ThrowIfNegative(version);
+        if (!_node.TryEnterInProcessCall()) return KvStatus.Unavailable;
+        try { return await PutEnteredAsync(key, value, chainParent, ttl, version).ConfigureAwait(false); }
+        finally { _node.LeaveInProcessCall(); }
+    }
+
+    private async ValueTask<KvStatus> PutEnteredAsync(ReadOnlyMemory<byte> key, IReadOnlyList<ReadOnlyMemory<byte>> value, ReadOnlyMemory<byte> chainParent, TimeSpan? ttl, long version)
+    {
         long length = 0;
         for (int p = 0; p < value.Count; p++) length += value[p].Length;
         var status = _store.TryReserve(key.Span, length, out var reservation);
         if (status != WireStatus.Ok) return KvStatuses.FromWire(status);
         reservation!.Ttl = ttl;
         uint crc = Fill(reservation!, value);
-        status = await _store.CommitAsync(reservation!, crc, chainParent.IsEmpty ? null : chainParent.ToArray()).ConfigureAwait(false);
+        status = await _store.CommitAsync(reservation!, crc, chainParent.IsEmpty ? null : chainParent.ToArray(), version: version).ConfigureAwait(false);
         if (status == WireStatus.Ok) _node.Counters.ValueIn(NodeTransport.InProcess, Opcode.Put, length);
         return KvStatuses.FromWire(status);
     }
@@ -89,19 +110,31 @@ internal sealed class InProcessNode : IInProcessNode
     }
 
     public async ValueTask<KvGetResult> GetAsync(ReadOnlyMemory<byte> key, IReadOnlyList<Memory<byte>> destination, CancellationToken ct)
+        => (await GetVersionedAsync(key, destination, ct).ConfigureAwait(false)).Result;
+
+    /// <summary>The version is the copy's as a GET reply reports it over the wire (0 for a value read from the shared tier).</summary>
+    public async ValueTask<(KvGetResult Result, long Version)> GetVersionedAsync(ReadOnlyMemory<byte> key, IReadOnlyList<Memory<byte>> destination, CancellationToken ct)
     {
         ct.ThrowIfCancellationRequested();
-        var (status, lease) = await _store.LeaseAsync(key, null).ConfigureAwait(false);
-        if (status != WireStatus.Ok) return new KvGetResult(status == WireStatus.NotFound ? KvStatus.NotFound : KvStatuses.FromWire(status), 0);
+        if (!_node.TryEnterInProcessCall()) return (new KvGetResult(KvStatus.Unavailable, 0), 0);
         try
         {
-            var result = CopyOut(lease!.Span, destination);
-            if (result.Status == KvStatus.Ok) _node.Counters.ValueOut(NodeTransport.InProcess, Opcode.Get, lease.Length);
-            return result;
+            var (status, lease) = await _store.LeaseAsync(key, null).ConfigureAwait(false);
+            if (status != WireStatus.Ok) return (new KvGetResult(status == WireStatus.NotFound ? KvStatus.NotFound : KvStatuses.FromWire(status), 0), 0);
+            try
+            {
+                var result = CopyOut(lease!.Span, destination);
+                if (result.Status == KvStatus.Ok) _node.Counters.ValueOut(NodeTransport.InProcess, Opcode.Get, lease.Length);
+                return (result, lease.Sequence);
+            }
+            finally
+            {
+                _store.Release(lease!);
+            }
         }
         finally
         {
-            _store.Release(lease!);
+            _node.LeaveInProcessCall();
         }
     }
 
@@ -121,35 +154,58 @@ internal sealed class InProcessNode : IInProcessNode
         return new KvGetResult(KvStatus.Ok, value.Length);
     }
 
+    /// <summary>The allocating GET has no status to say the node is gone: it throws <see cref="KvasirException"/> then, as a store over a closed connection does.</summary>
     public async ValueTask<byte[]?> GetAsync(ReadOnlyMemory<byte> key, CancellationToken ct)
+        => (await GetVersionedAsync(key, ct).ConfigureAwait(false)).Value;
+
+    public async ValueTask<(byte[]? Value, long Version)> GetVersionedAsync(ReadOnlyMemory<byte> key, CancellationToken ct)
     {
         ct.ThrowIfCancellationRequested();
-        var (status, lease) = await _store.LeaseAsync(key, null).ConfigureAwait(false);
-        if (status != WireStatus.Ok) return null;
+        EnterOrThrow();
         try
         {
-            _node.Counters.ValueOut(NodeTransport.InProcess, Opcode.Get, lease!.Length);
-            return lease.Span.ToArray();
+            var (status, lease) = await _store.LeaseAsync(key, null).ConfigureAwait(false);
+            if (status != WireStatus.Ok) return (null, 0);
+            try
+            {
+                _node.Counters.ValueOut(NodeTransport.InProcess, Opcode.Get, lease!.Length);
+                return (lease.Span.ToArray(), lease.Sequence);
+            }
+            finally
+            {
+                _store.Release(lease!);
+            }
         }
         finally
         {
-            _store.Release(lease!);
+            _node.LeaveInProcessCall();
         }
     }
 
-    public async ValueTask<KvStatus> ExistsAsync(ReadOnlyMemory<byte> key, CancellationToken ct)
-        => KvStatuses.FromWire(await _store.ExistsAsync(key).ConfigureAwait(false));
+    public ValueTask<KvStatus> ExistsAsync(ReadOnlyMemory<byte> key, CancellationToken ct) => KeyCallAsync(key, static (s, k) => s.ExistsAsync(k));
 
-    public async ValueTask<KvStatus> RemoveAsync(ReadOnlyMemory<byte> key, CancellationToken ct)
-        => KvStatuses.FromWire(await _store.RemoveAsync(key).ConfigureAwait(false));
+    public ValueTask<KvStatus> RemoveAsync(ReadOnlyMemory<byte> key, CancellationToken ct) => KeyCallAsync(key, static (s, k) => s.RemoveAsync(k));
 
-    public ValueTask<KvStatus> PinAsync(ReadOnlyMemory<byte> key, CancellationToken ct) => new(KvStatuses.FromWire(_store.Pin(key.Span)));
+    public ValueTask<KvStatus> PinAsync(ReadOnlyMemory<byte> key, CancellationToken ct) => KeyCallAsync(key, static (s, k) => new(s.Pin(k.Span)));
 
-    public ValueTask<KvStatus> UnpinAsync(ReadOnlyMemory<byte> key, CancellationToken ct) => new(KvStatuses.FromWire(_store.Unpin(key.Span)));
+    public ValueTask<KvStatus> UnpinAsync(ReadOnlyMemory<byte> key, CancellationToken ct) => KeyCallAsync(key, static (s, k) => new(s.Unpin(k.Span)));
+
+    /// <summary>One key's EXISTS, REMOVE, PIN or UNPIN inside the node's in-process gate; Unavailable once it is stopping.</summary>
+    private async ValueTask<KvStatus> KeyCallAsync(ReadOnlyMemory<byte> key, Func<TieredStore, ReadOnlyMemory<byte>, ValueTask<WireStatus>> call)
+    {
+        if (!_node.TryEnterInProcessCall()) return KvStatus.Unavailable;
+        try { return KvStatuses.FromWire(await call(_store, key).ConfigureAwait(false)); }
+        finally { _node.LeaveInProcessCall(); }
+    }
 
     public void CountRequest(Opcode op, int keys) => _node.Counters.Request(op, keys);
 
-    public ValueTask<IReadOnlyList<KeyValuePair<string, long>>> StatsAsync(CancellationToken ct) => new(_node.StatsSnapshot());
+    public ValueTask<IReadOnlyList<KeyValuePair<string, long>>> StatsAsync(CancellationToken ct)
+    {
+        EnterOrThrow();
+        try { return new(_node.StatsSnapshot()); }
+        finally { _node.LeaveInProcessCall(); }
+    }
 
     public async ValueTask DisposeAsync()
     {

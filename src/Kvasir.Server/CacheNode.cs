@@ -29,6 +29,8 @@ public sealed class CacheNode : IAsyncDisposable
     private Socket? _listener;
     private Task _acceptLoop = Task.CompletedTask;
     private int _stopped;
+    private long _inProcessCalls;   // TryEnterInProcessCall: calls of in-process clients inside the store now
+    private readonly TaskCompletionSource _inProcessDrained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private FileStream? _liveness;   // the arena's flock: held while this node lives (ShmFiles.HoldLiveness)
 
     public CacheNode(NodeOptions options, ILoggerFactory? loggerFactory = null)
@@ -165,6 +167,27 @@ public sealed class CacheNode : IAsyncDisposable
 
     /// <summary>Shared-memory leases held by all connections now (bounded by <see cref="NodeOptions.MaxLeases"/>).</summary>
     public long ShmLeasesHeld => Interlocked.Read(ref _shmLeasesHeld);
+
+    /// <summary>
+    /// Enters one call of a client in this process on <see cref="Store"/> (Kvasir.Embedded): true while the node is
+    /// not stopping, and then the caller must <see cref="LeaveInProcessCall"/> when it no longer touches the store or
+    /// memory it handed out (a reservation being filled, a lease being copied). <see cref="StopAsync"/> refuses new
+    /// calls from its start and frees the arena only after every entered call has left: the in-process twin of
+    /// draining connections, without which a stop under a copy freed the memory it was copying.
+    /// </summary>
+    public bool TryEnterInProcessCall()
+    {
+        Interlocked.Increment(ref _inProcessCalls);
+        if (!_stop.IsCancellationRequested) return true;
+        LeaveInProcessCall();
+        return false;
+    }
+
+    /// <summary>Leaves a call entered with <see cref="TryEnterInProcessCall"/>.</summary>
+    public void LeaveInProcessCall()
+    {
+        if (Interlocked.Decrement(ref _inProcessCalls) == 0 && _stop.IsCancellationRequested) _inProcessDrained.TrySetResult();
+    }
 
     /// <summary>Takes one of the node-wide lease slots; false when all <see cref="NodeOptions.MaxLeases"/> are held.</summary>
     internal bool TryTakeLeaseSlot()
@@ -382,8 +405,9 @@ public sealed class CacheNode : IAsyncDisposable
 
     /// <summary>
     /// Stops accepting, lets every connection finish the request it is serving and send its queued
-    /// replies, cuts connections still busy after the drain timeout, and frees the arena only once
-    /// no connection can touch it.
+    /// replies, cuts connections still busy after the drain timeout, refuses new in-process calls and
+    /// waits for those under way (<see cref="TryEnterInProcessCall"/>), and frees the arena only once
+    /// neither a connection nor an in-process call can touch it.
     /// </summary>
     public async Task StopAsync()
     {
@@ -402,6 +426,14 @@ public sealed class CacheNode : IAsyncDisposable
             _log.LogWarning("drain timeout: cutting {Count} busy connections", running.Count(t => !t.IsCompleted));
             lock (_connectionsLock) foreach (var c in _connections) c.Abort("node stopping");
             await all.ConfigureAwait(false);
+        }
+        // In-process calls were refused from the Cancel above; those already inside copy to the end (no timeout: a
+        // copy cannot be cut, and the arena must outlive it).
+        if (Interlocked.Read(ref _inProcessCalls) != 0)
+        {
+            if (await Task.WhenAny(_inProcessDrained.Task, Task.Delay(Options.DrainTimeout)).ConfigureAwait(false) != _inProcessDrained.Task)
+                _log.LogWarning("drain timeout: still waiting for {Count} in-process calls before freeing the arena", Interlocked.Read(ref _inProcessCalls));
+            await _inProcessDrained.Task.ConfigureAwait(false);
         }
         // Admin handlers read the store and the tiers: stop them before either is freed.
         if (Admin is not null) await Admin.DisposeAsync().ConfigureAwait(false);

@@ -5,6 +5,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local changed = 0
 local prev = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if (not prev) or tonumber(prev) < now then changed = 1 end
+-- A live id with another record (a node restarted under its id at a new address before its old registration
+-- expired) is a change too: clients poll the epoch, and without it they kept the old address until a full read.
+if changed == 0 and redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then changed = 1 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[1])

@@ -23,6 +23,7 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
     public long ChecksumMismatches => _slots.Values.Sum(s => s.Store?.ChecksumMismatches ?? 0);
     private readonly ILogger _log;
     private NodeSlot? _embedded;
+    private string? _embeddedConflict;   // the other address last seen registered under the embedded member's id (logged once each)
     private View _view;
 
     private volatile int _replicas;
@@ -428,6 +429,16 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
 
     private NodeSlot SlotFor(NodeRecord node)
     {
+        // The member in this process is its id's node for this process, whatever address the registry shows for the id
+        // (a crashed predecessor's record not yet expired, another process given the same id): replacing its slot by a
+        // socket to that address disposed it, and so stopped the node in this process.
+        if (_embedded is { } own && node.Id == own.Id)
+        {
+            if (node.Address != own.Address && Interlocked.Exchange(ref _embeddedConflict, node.Address) != node.Address)
+                _log.LogWarning("node id {Id} is registered at {Address}, but it is this process's own node ({Own}): another process uses the same id, or a predecessor's registration has not expired yet",
+                    own.Id, node.Address, own.Address);
+            return own;
+        }
         if (_slots.TryGetValue(node.Id, out var slot) && slot.Address == node.Address && slot.Tls == node.Tls) return slot;
         var fresh = new NodeSlot(node.Id, node.Address, node.Tls);
         if (slot is not null && _slots.TryUpdate(node.Id, fresh, slot)) { _ = slot.DisposeAsync().AsTask(); return fresh; }

@@ -24,8 +24,12 @@ internal sealed class InProcessTransport(IInProcessNode node) : IKvTransport
             var link = !chain ? default : i > start ? batch.Keys[i - 1] : hasParent ? parent : default;
             var value = batch.Values[i];
             IReadOnlyList<ReadOnlyMemory<byte>> pieces = value.Many ?? [value.One];
-            batch.Results[i] = batch.TtlSeconds is { } ttl
-                ? await node.PutAsync(batch.Keys[i], pieces, link, TimeSpan.FromSeconds(ttl), ct).ConfigureAwait(false)
+            TimeSpan? ttl = batch.TtlSeconds is { } seconds ? TimeSpan.FromSeconds(seconds) : null;
+            // A versioned put (replicas with versions) keeps the writer's version, as a PUT with VERSION does over the wire.
+            batch.Results[i] = batch.Versions is { } versions
+                ? await node.PutAsync(batch.Keys[i], pieces, link, ttl, versions[i], ct).ConfigureAwait(false)
+                : ttl is { } t
+                ? await node.PutAsync(batch.Keys[i], pieces, link, t, ct).ConfigureAwait(false)
                 : await node.PutAsync(batch.Keys[i], pieces, link, ct).ConfigureAwait(false);
         }
         node.CountRequest(Opcode.Put, end - start);
@@ -39,13 +43,16 @@ internal sealed class InProcessTransport(IInProcessNode node) : IKvTransport
             var dest = batch.Destinations[i];
             if (dest.Allocate)
             {
-                var copy = await node.GetAsync(batch.Keys[i], ct).ConfigureAwait(false);
+                var (copy, version) = batch.WantVersions ? await node.GetVersionedAsync(batch.Keys[i], ct).ConfigureAwait(false)
+                    : (await node.GetAsync(batch.Keys[i], ct).ConfigureAwait(false), 0);
                 batch.Allocated[i] = copy;
+                batch.Versions[i] = version;
                 batch.Results[i] = copy is null ? new KvGetResult(KvStatus.NotFound, 0) : new KvGetResult(KvStatus.Ok, copy.Length);
                 continue;
             }
             IReadOnlyList<Memory<byte>> pieces = dest.Many ?? [dest.One];
-            batch.Results[i] = await node.GetAsync(batch.Keys[i], pieces, ct).ConfigureAwait(false);
+            if (batch.WantVersions) (batch.Results[i], batch.Versions[i]) = await node.GetVersionedAsync(batch.Keys[i], pieces, ct).ConfigureAwait(false);
+            else batch.Results[i] = await node.GetAsync(batch.Keys[i], pieces, ct).ConfigureAwait(false);
         }
         node.CountRequest(Opcode.Get, end - start);
     }
