@@ -45,6 +45,19 @@ public static class Crc32C
     /// <summary>x^(2^k) mod P, k = 0..63, in the reflected bit order the register uses.</summary>
     private static readonly uint[] PowersOfTwo = BuildPowersOfTwo();
 
+    /// <summary>
+    /// Which path <see cref="Append"/> takes for long inputs on this process: <c>fold512</c>, <c>fold256</c> or
+    /// <c>fold128</c> (carry-less multiplies on 512-, 256- or 128-bit vectors), <c>crc32x3</c> (three crc32-instruction
+    /// stripes) or <c>software</c>. A native AOT build decides this when it is compiled, for the instruction sets it
+    /// targets, where the JIT asks the CPU it runs on; <c>kvasir --version</c> prints it.
+    /// </summary>
+    public static string Implementation =>
+        Pclmulqdq.V512.IsSupported ? "fold512"
+        : Pclmulqdq.V256.IsSupported ? "fold256"
+        : Pclmulqdq.IsSupported ? "fold128"
+        : System.Runtime.Intrinsics.X86.Sse42.X64.IsSupported || System.Runtime.Intrinsics.Arm.Crc32.Arm64.IsSupported ? "crc32x3"
+        : "software";
+
     /// <summary>CRC-32C of <paramref name="data"/> in one call.</summary>
     public static uint Compute(ReadOnlySpan<byte> data) => Complete(Append(InitialState, data));
 
