@@ -201,7 +201,7 @@ public sealed class ShmTransportTests
     /// Unchained fillers, newer than every block of the chain, until the chain is half gone: under prefix-aware eviction the
     /// least recently used leaf goes first, which must always be the chain's current tail, so what is left is a prefix.
     /// </summary>
-    internal static async Task AssertEvictedAsPrefixAsync(KvStore store, ReadOnlyMemory<byte>[] keys, int block)
+    private static async Task AssertEvictedAsPrefixAsync(KvStore store, ReadOnlyMemory<byte>[] keys, int block)
     {
         for (int f = 0; f < 200; f++)
         {

@@ -28,7 +28,7 @@ public sealed class ValueCrcClientTests
         await using (node)
         await using (store)
         {
-            // 24 values of 1 MiB (cut into four requests whose CRCs are computed while the one before is sent), half of them gathered from three pieces.
+            // 24 values of 1 MiB (over the parallel threshold, taken on machines of 4 cores or more), half of them gathered from three pieces.
             var keys = Enumerable.Range(0, 24).Select(i => (ReadOnlyMemory<byte>)TestValues.Key($"v/{i}")).ToArray();
             var values = Enumerable.Range(0, 24).Select(i => TestValues.Value(i, 1 << 20)).ToArray();
             var pieces = values.Select((v, i) => i % 2 == 0

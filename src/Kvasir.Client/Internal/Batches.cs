@@ -51,33 +51,25 @@ internal readonly struct ValueDestination
 
 internal sealed class PutBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueSource[] values, IReadOnlyList<uint>? givenCrcs = null)
 {
+    /// <summary>Above this many bytes in one request the values' CRCs are computed on several cores (where there are 4 or more).</summary>
+    private const long ParallelCrcBytes = 4L << 20;
+
+    /// <summary>
+    /// With 2 cores the other one is busy with the socket copies (and, on one host, the node): a parallel CRC there only
+    /// adds thread-pool wake-ups (6.5 → 30 context switches per 16 MiB SET, no CPU saved; docs/benchmarks.md).
+    /// </summary>
+    private static readonly bool s_parallelCrc = Environment.ProcessorCount >= 4;
+
     public IReadOnlyList<ReadOnlyMemory<byte>> Keys { get; } = keys;
     public ValueSource[] Values { get; } = values;
     public KvStatus[] Results { get; } = new KvStatus[keys.Count];
 
     /// <summary>Each value's version (PUT flag VERSION, docs/cluster.md § Versions), or null: the node's clock assigns them.</summary>
     public long[]? Versions { get; init; }
-    /// <summary>Whether <see cref="ComputeCrcs"/> computes the CRCs (the caller gave none).</summary>
-    public bool ComputesCrcs => givenCrcs is null;
-
-    /// <summary>Whether a key occurs twice in <c>[start, end)</c>.</summary>
-    public bool HasRepeatedKey(int start, int end)
-    {
-        var seen = new HashSet<ReadOnlyMemory<byte>>(end - start, KeyBytesComparer.Instance);
-        for (int i = start; i < end; i++)
-            if (!seen.Add(Keys[i])) return true;
-        return false;
-    }
-
     /// <summary>Each value's CRC-32C, once <see cref="ComputeCrcs"/> ran for its range; null before.</summary>
     public uint[]? Crcs { get; private set; }
 
-    /// <summary>
-    /// Fills <see cref="Crcs"/> for <c>[start, end)</c>: the caller's CRCs when it gave them, else computed, one value
-    /// after another on the calling thread. A large PUT overlaps them with sending instead (<see cref="TcpTransport.PutPieces"/>):
-    /// computing one request's values on several cores cost a 16-core client twice the CPU per GB of SET and a third of
-    /// its throughput at 4 in flight (thread-pool wake-ups: 21 context switches per request against 2; docs/benchmarks.md).
-    /// </summary>
+    /// <summary>Fills <see cref="Crcs"/> for <c>[start, end)</c>: the caller's CRCs when it gave them, else computed (large batches in parallel).</summary>
     public void ComputeCrcs(int start, int end)
     {
         lock (this) Crcs ??= new uint[Keys.Count];
@@ -87,7 +79,10 @@ internal sealed class PutBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueSo
             for (int i = start; i < end; i++) crcs[i] = givenCrcs[i];
             return;
         }
-        for (int i = start; i < end; i++) crcs[i] = Crc(Values[i]);
+        long bytes = 0;
+        for (int i = start; i < end; i++) bytes += Values[i].Length;
+        if (s_parallelCrc && bytes >= ParallelCrcBytes && end - start > 1) Parallel.For(start, end, i => crcs[i] = Crc(Values[i]));
+        else for (int i = start; i < end; i++) crcs[i] = Crc(Values[i]);
     }
 
     private static uint Crc(in ValueSource value)
@@ -118,18 +113,3 @@ internal sealed class GetBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueDe
 
 /// <summary>What the node accepts, from its HELLO reply (or its options when embedded).</summary>
 internal sealed record NodeLimits(long MaxValueBytes, int MaxKeyBytes, int MaxBatchKeys, int MaxMetaBytes, long Capacity, string NodeId);
-
-/// <summary>Keys compared by their bytes.</summary>
-internal sealed class KeyBytesComparer : IEqualityComparer<ReadOnlyMemory<byte>>
-{
-    public static readonly KeyBytesComparer Instance = new();
-
-    public bool Equals(ReadOnlyMemory<byte> x, ReadOnlyMemory<byte> y) => x.Span.SequenceEqual(y.Span);
-
-    public int GetHashCode(ReadOnlyMemory<byte> key)
-    {
-        var hash = new HashCode();
-        hash.AddBytes(key.Span);
-        return hash.ToHashCode();
-    }
-}

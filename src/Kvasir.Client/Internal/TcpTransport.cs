@@ -136,88 +136,25 @@ internal sealed class TcpTransport : IKvTransport
     }
 
     /// <summary>
-    /// A PUT whose values' CRCs this client computes and that holds at least this many bytes goes as several requests
-    /// of consecutive keys on one connection (<see cref="PutPieces"/>): the CRCs of the next piece are computed on a
-    /// thread-pool thread while the piece before it is sent, instead of all of them before the first byte goes out.
-    /// </summary>
-    internal const long CrcOverlapBytes = 2L << 20;
-
-    /// <summary>At most this many requests for one <see cref="PutAsync"/> of <see cref="CrcOverlapBytes"/> or more.</summary>
-    internal const int CrcOverlapPieces = 4;
-
-    /// <summary>
-    /// One PUT request, or for a large range whose CRCs are computed here, a few in a row on one connection (<see
-    /// cref="CrcOverlapBytes"/>; a chained range stays a chain: each request continues the key before it). On a
-    /// connection granted VALUE_CRC every entry carries its value's CRC-32C (the caller's, or computed here) and the
-    /// node does not checksum the bytes as they arrive.
+    /// One PUT request. On a connection granted VALUE_CRC every entry carries its value's CRC-32C (the caller's, or
+    /// computed here) and the node does not checksum the bytes as they arrive.
     /// </summary>
     public async Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct)
     {
+        var request = new StatusListRequest(batch.Results, start, end - start, _options.InlineCompletions);
         var connection = await GetConnectionAsync(ct).ConfigureAwait(false);
         if (connection is null)
         {
-            new StatusListRequest(batch.Results, start, end - start, _options.InlineCompletions).Fail(KvStatus.Unavailable);
+            request.Fail(KvStatus.Unavailable);
             return;
         }
         bool valueCrc = (connection.Features & ProtocolFeatures.ValueCrc) != 0;
-        var pieces = valueCrc && batch.ComputesCrcs ? PutPieces(batch, start, end) : [(start, end)];
-        var sent = new StatusListRequest[pieces.Count];
-        Task? nextCrcs = null;
-        if (valueCrc && pieces.Count == 1) batch.ComputeCrcs(start, end);
-        for (int p = 0; p < pieces.Count; p++)
-        {
-            var (s, e) = pieces[p];
-            if (pieces.Count > 1)
-            {
-                // This piece's CRCs (the first piece's here; a later one's were started while the piece before it was sent).
-                if (nextCrcs is null) batch.ComputeCrcs(s, e);
-                else await nextCrcs.ConfigureAwait(false);
-                if (p + 1 < pieces.Count)
-                {
-                    var (nextStart, nextEnd) = pieces[p + 1];
-                    nextCrcs = Task.Run(() => batch.ComputeCrcs(nextStart, nextEnd), CancellationToken.None);
-                }
-                else nextCrcs = null;
-            }
-            var pieceParent = p == 0 ? parent : batch.Keys[s - 1];
-            bool pieceHasParent = p == 0 ? hasParent : chain;
-            var request = new StatusListRequest(batch.Results, s, e - s, _options.InlineCompletions);
-            var versions = connection.Versions ? batch.Versions : null;
-            var meta = PutMeta(batch, s, e, pieceParent.Span, pieceHasParent, valueCrc, versions);
-            var flags = (chain ? FrameFlags.Chain : 0) | (pieceHasParent ? FrameFlags.ChainParent : 0) | (valueCrc ? FrameFlags.ValueCrc : 0)
-                | (versions is null ? 0 : FrameFlags.Version) | (batch.TtlSeconds is not null ? FrameFlags.Ttl : 0);
-            await connection.SendAsync(request, Opcode.Put, flags, meta, meta.Length, batch.Values, s, e, ct).ConfigureAwait(false);
-            sent[p] = request;
-        }
-        if (nextCrcs is not null) await nextCrcs.ConfigureAwait(false);
-        foreach (var request in sent) await connection.WaitAsync(request, _options.RequestTimeout, ct).ConfigureAwait(false);
-    }
-
-    /// <summary>
-    /// [start, end) cut into up to <see cref="CrcOverlapPieces"/> runs of consecutive keys of about equal bytes, when it
-    /// holds at least <see cref="CrcOverlapBytes"/> in two or more values and no key twice (a key repeated in one
-    /// batch must be stored in its order, which one request keeps); else the whole range.
-    /// </summary>
-    internal static List<(int Start, int End)> PutPieces(PutBatch batch, int start, int end)
-    {
-        long bytes = 0;
-        for (int i = start; i < end; i++) bytes += batch.Values[i].Length;
-        int count = (int)Math.Min(Math.Min(CrcOverlapPieces, end - start), bytes / (CrcOverlapBytes / 2));
-        if (bytes < CrcOverlapBytes || count < 2 || batch.HasRepeatedKey(start, end)) return [(start, end)];
-        var pieces = new List<(int, int)>(count);
-        long target = (bytes + count - 1) / count, taken = 0;
-        int pieceStart = start;
-        for (int i = start; i < end && pieces.Count < count - 1; i++)
-        {
-            taken += batch.Values[i].Length;
-            if (taken >= target * (pieces.Count + 1) && i + 1 < end)
-            {
-                pieces.Add((pieceStart, i + 1));
-                pieceStart = i + 1;
-            }
-        }
-        pieces.Add((pieceStart, end));
-        return pieces;
+        if (valueCrc) batch.ComputeCrcs(start, end);
+        var versions = connection.Versions ? batch.Versions : null;
+        var meta = PutMeta(batch, start, end, parent.Span, hasParent, valueCrc, versions);
+        var flags = (chain ? FrameFlags.Chain : 0) | (hasParent ? FrameFlags.ChainParent : 0) | (valueCrc ? FrameFlags.ValueCrc : 0)
+            | (versions is null ? 0 : FrameFlags.Version) | (batch.TtlSeconds is not null ? FrameFlags.Ttl : 0);
+        await SendAndWaitAsync(connection, request, Opcode.Put, flags, meta, meta.Length, batch.Values, start, end, ct).ConfigureAwait(false);
     }
 
     /// <summary>PUT metadata; per entry the key, then its CRC (<paramref name="valueCrc"/>), then its version (<paramref name="versions"/>); the TTL last.</summary>
