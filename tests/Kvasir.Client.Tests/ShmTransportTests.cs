@@ -129,15 +129,9 @@ public sealed class ShmTransportTests
         // refused keys were stored after the rest of the batch, which linked to keys not yet stored: blocks 0..2 were
         // roots and the chain broke again at the budget's piece boundary, so eviction took block 0 first.)
         const int Length = 40, Block = 64 * 1024;
-        await using var node = TestNode.Start(new NodeOptions
-        {
-            Port = 0,
-            SharedMemory = true,
-            MaxReservedBytesPerConnection = 4 * Block,
-            Store = new StoreOptions { Capacity = 8L << 20, MaxValueBytes = 1L << 20, Eviction = EvictionPolicyKind.PrefixAware },
-        });
-        await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), ConnectionsPerNode = 1 });
-        Assert.Equal(KvTransportKind.Shm, store.Transport);
+        var (node, store) = await StartChainNodeAsync(reservedBytesPerConnection: 4 * Block);
+        await using var ownedNode = node;
+        await using var ownedStore = store;
         var keys = Enumerable.Range(0, Length).Select(i => Key($"long/{i}")).ToArray();
         var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(i, Block)).ToArray();
         Assert.All(await store.PutAsync(keys, values, new PutOptions { Chain = true }), s => Assert.Equal(KvStatus.Ok, s));
@@ -153,15 +147,9 @@ public sealed class ShmTransportTests
         // blocks 4..5 were committed continuing block 3, which was not stored yet, so block 4 became a root and block 3,
         // asked for again later, a leaf: eviction took block 3 first and left a hole in the middle of the chain.)
         const int Length = 40, Block = 64 * 1024;
-        await using var node = TestNode.Start(new NodeOptions
-        {
-            Port = 0,
-            SharedMemory = true,
-            MaxReservedBytesPerConnection = 4 * Block,
-            Store = new StoreOptions { Capacity = 8L << 20, MaxValueBytes = 1L << 20, Eviction = EvictionPolicyKind.PrefixAware },
-        });
-        await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), ConnectionsPerNode = 1 });
-        Assert.Equal(KvTransportKind.Shm, store.Transport);
+        var (node, store) = await StartChainNodeAsync(reservedBytesPerConnection: 4 * Block);
+        await using var ownedNode = node;
+        await using var ownedStore = store;
         var keys = Enumerable.Range(0, Length).Select(i => Key($"uneven/{i}")).ToArray();
         int SizeOf(int i) => i == 3 ? 2 * Block : i is 4 or 5 ? Block / 2 : Block;
         var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(i, SizeOf(i))).ToArray();
@@ -177,15 +165,9 @@ public sealed class ShmTransportTests
         // goes over the socket as chained PUTs, every block continuing the one before it, byte-exact; an unchained put of
         // the same store still goes through the arena.
         const int Length = 40, Block = 64 * 1024;
-        await using var node = TestNode.Start(new NodeOptions
-        {
-            Port = 0,
-            SharedMemory = true,
-            WithheldFeatures = ProtocolFeatures.CommitChain,
-            Store = new StoreOptions { Capacity = 8L << 20, MaxValueBytes = 1L << 20, Eviction = EvictionPolicyKind.PrefixAware },
-        });
-        await using var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), ConnectionsPerNode = 1 });
-        Assert.Equal(KvTransportKind.Shm, store.Transport);
+        var (node, store) = await StartChainNodeAsync(withheldFeatures: ProtocolFeatures.CommitChain);
+        await using var ownedNode = node;
+        await using var ownedStore = store;
         var keys = Enumerable.Range(0, Length).Select(i => Key($"old/{i}")).ToArray();
         var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(i, Block - i)).ToArray();
         Assert.All(await store.PutAsync(keys, values, new PutOptions { Chain = true }), s => Assert.Equal(KvStatus.Ok, s));
@@ -195,6 +177,25 @@ public sealed class ShmTransportTests
         Assert.Equal(1, node.Counters.Requests(Opcode.Commit));
         for (int i = 0; i < Length; i++) Assert.Equal(values[i].ToArray(), await store.GetAsync(keys[i]));
         await AssertEvictedAsPrefixAsync(store, keys, Block);
+    }
+
+    /// <summary>
+    /// The chained-put tests' node: shared memory, an 8 MiB arena under prefix-aware eviction, values up to 1 MiB; and a
+    /// store on one connection to it, checked to be on shared memory.
+    /// </summary>
+    private static async Task<(TestNode Node, KvStore Store)> StartChainNodeAsync(long? reservedBytesPerConnection = null, ulong withheldFeatures = 0)
+    {
+        var node = TestNode.Start(new NodeOptions
+        {
+            Port = 0,
+            SharedMemory = true,
+            MaxReservedBytesPerConnection = reservedBytesPerConnection,
+            WithheldFeatures = withheldFeatures,
+            Store = new StoreOptions { Capacity = 8L << 20, MaxValueBytes = 1L << 20, Eviction = EvictionPolicyKind.PrefixAware },
+        });
+        var store = await KvStore.ConnectAsync(new KvStoreOptions { Server = AddressOf(node), ConnectionsPerNode = 1 });
+        Assert.Equal(KvTransportKind.Shm, store.Transport);
+        return (node, store);
     }
 
     /// <summary>
