@@ -348,11 +348,7 @@ def test_a_chained_local_put_larger_than_the_connections_share_keeps_its_whole_c
     # prefix-aware eviction what survives of the chain is a prefix whatever order its blocks were last read in. (The
     # .NET client's ShmTransportTests.A_chained_put_larger_than_the_connections_reservation_share_keeps_its_whole_chain.)
     block, length = 64 * 1024, 40
-    monkeypatch.setattr(local_put, "_FIRST_CHUNK_BYTES", 4 * block)
-    monkeypatch.setattr(local_put, "_STORE_CHUNK_BYTES", 4 * block)
-    monkeypatch.setattr(local_put, "_RAMP_DOWN", 0)
-    node = Node("--memory", "8MiB", "--max-value", "1MiB", "--eviction", "prefix",
-                "--max-reserved-per-connection", str(6 * block))
+    node = _chain_node(monkeypatch, chunk_bytes=4 * block, share_bytes=6 * block)
     try:
         rng = np.random.default_rng(5)
         src = rng.integers(0, 256, length * block, dtype=np.uint8)
@@ -367,6 +363,16 @@ def test_a_chained_local_put_larger_than_the_connections_share_keeps_its_whole_c
             _assert_evicted_as_prefix(s, keys, block)
     finally:
         node.stop()
+
+
+def _chain_node(monkeypatch, chunk_bytes, share_bytes):
+    """The chained local-put tests' node: an 8 MiB arena under prefix-aware eviction with a per-connection share of
+    share_bytes; the client cuts puts into fixed chunks of chunk_bytes (no ramp-down)."""
+    monkeypatch.setattr(local_put, "_FIRST_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(local_put, "_STORE_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(local_put, "_RAMP_DOWN", 0)
+    return Node("--memory", "8MiB", "--max-value", "1MiB", "--eviction", "prefix",
+                "--max-reserved-per-connection", str(share_bytes))
 
 
 def _assert_evicted_as_prefix(s, keys, block):
@@ -390,11 +396,7 @@ def test_a_chained_local_put_stores_a_key_refused_for_the_share_before_the_keys_
     # before block 4 is published. (Before: chunk 2's COMMIT continued block 3, not stored yet, so block 4 became a root and
     # block 3, asked for again after it, a leaf: eviction took block 3 out of the middle of the chain.)
     block, length = 64 * 1024, 40
-    monkeypatch.setattr(local_put, "_FIRST_CHUNK_BYTES", 3 * block)
-    monkeypatch.setattr(local_put, "_STORE_CHUNK_BYTES", 3 * block)
-    monkeypatch.setattr(local_put, "_RAMP_DOWN", 0)
-    node = Node("--memory", "8MiB", "--max-value", "1MiB", "--eviction", "prefix",
-                "--max-reserved-per-connection", str(4 * block))
+    node = _chain_node(monkeypatch, chunk_bytes=3 * block, share_bytes=4 * block)
     try:
         sizes = [176 * 1024 if i == 3 else block // 2 if i in (4, 5) else block for i in range(length)]
         at = np.concatenate(([0], np.cumsum(sizes)))
