@@ -21,14 +21,7 @@ public sealed class EmbeddedLifetimeTests
     public async Task Disposing_an_owned_store_while_its_calls_copy_values_waits_for_the_copies_and_refuses_later_calls()
     {
         var store = EmbeddedKvStore.Start(BigNode());
-        var (workers, started) = StartTraffic(store);
-        await Kvasir.TestSupport.Poll.UntilAsync(() => Volatile.Read(ref started[0]) >= Workers * 3, "every worker to complete a few calls");
-
-        await store.DisposeAsync();
-
-        var outcomes = await Task.WhenAll(workers).WaitAsync(TimeSpan.FromSeconds(30));
-        Assert.All(outcomes, o => Assert.True(o.Refused, $"a worker ran {o.Calls} calls and was never told the node is gone"));
-        Assert.All(outcomes, o => Assert.True(o.Wrong is null, o.Wrong));
+        await StopUnderTrafficAsync(store, () => store.DisposeAsync().AsTask());
     }
 
     [Fact]
@@ -37,17 +30,26 @@ public sealed class EmbeddedLifetimeTests
         var node = new CacheNode(BigNode());
         node.Start();
         await using var store = EmbeddedKvStore.InProcess(node);
+        await StopUnderTrafficAsync(store, node.StopAsync);
+        var late = await store.PutAsync(KvStore.Keys("late"), [new byte[10]]);
+        Assert.Equal(KvStatus.Unavailable, late[0]);
+        await Assert.ThrowsAsync<KvasirException>(() => store.GetAsync(Encoding.UTF8.GetBytes("late")));
+    }
+
+    /// <summary>
+    /// Runs <paramref name="stop"/> once every worker of <see cref="StartTraffic"/> is copying values, then checks that each
+    /// worker was told the node is gone and never saw a wrong byte.
+    /// </summary>
+    private static async Task StopUnderTrafficAsync(KvStore store, Func<Task> stop)
+    {
         var (workers, started) = StartTraffic(store);
         await Kvasir.TestSupport.Poll.UntilAsync(() => Volatile.Read(ref started[0]) >= Workers * 3, "every worker to complete a few calls");
 
-        await node.StopAsync();
+        await stop();
 
         var outcomes = await Task.WhenAll(workers).WaitAsync(TimeSpan.FromSeconds(30));
         Assert.All(outcomes, o => Assert.True(o.Refused, $"a worker ran {o.Calls} calls and was never told the node is gone"));
         Assert.All(outcomes, o => Assert.True(o.Wrong is null, o.Wrong));
-        var late = await store.PutAsync(KvStore.Keys("late"), [new byte[10]]);
-        Assert.Equal(KvStatus.Unavailable, late[0]);
-        await Assert.ThrowsAsync<KvasirException>(() => store.GetAsync(Encoding.UTF8.GetBytes("late")));
     }
 
     private sealed record Outcome(int Calls, bool Refused, string? Wrong);
