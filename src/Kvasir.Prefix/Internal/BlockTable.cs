@@ -3,45 +3,24 @@ using System.Runtime.InteropServices;
 namespace Kvasir.Prefix.Internal;
 
 /// <summary>
-/// Every cached block of one cache in two slot arrays, with no object per block. The hot array is what a lookup
-/// walks: per entry a 64-bit fingerprint of the hash (<see cref="PrintOf"/>: its first four bytes, which are also the
-/// index tag, over 32 bits folded from all 32 bytes), the caller's value, the two links in the eviction order (slot
-/// indices), a successor hint, the block's id and its parent's id: 32 bytes with a 4-byte value, two to a cache line.
-/// The cold array holds each slot's full 32-byte hash, read where a block must be told apart exactly (<see cref="Find"/>,
-/// and once per looked-up chain, below). Pins are rare (blocks in use) and live beside the arrays, in a map from slot to
-/// count that is not consulted while nothing is pinned. An open-addressed index (linear probing, at most half full,
-/// 8 bytes a bucket: the 32-bit tag and the slot) maps a hash to its slot.
-/// <para>
-/// <b>Exactness of a chain lookup</b> (<see cref="MatchPrefix"/>; the argument is written out in docs/engine-side.md,
-/// "Layout"). A lookup matches each block by fingerprint alone, then checks, for each run of blocks linked parent to
-/// child, the full hash of the run's last block only. Every entry has an id (from a 32-bit insert counter, never 0,
-/// so unique among the last 2^32 inserts; a freed slot's is 0) and the id of the entry it continued when it was linked
-/// (at insert, from the chain being inserted: <see cref="Track"/>; 0: none). Block k continues
-/// the run of block k - 1 when its entry's parent id is the id of the entry matched for k - 1. A block hash covers its
-/// parent's (v1: SHA-256 over the parent hash and the tokens), so when the run's last block equals the query's in full,
-/// its recorded parent, which is still the entry matched before it (same id: never removed since), has the hash the
-/// query's block before it was computed from: the query's block, barring a SHA-256 collision; and so on to the run's
-/// first block. A block whose entry is not linked to the one before it ends a run, so its predecessor is checked in
-/// full. A run that fails its check (a fingerprint shared by two hashes) sends the whole chain to a full-hash match,
-/// block by block. Fingerprints thus only filter; the one thing taken on trust is that the caller's hashes are chained,
-/// as <see cref="BlockHash"/> defines them: hashes made some other way (a caller's own ids) and inserted as a chain
-/// can give a false hit only where two of them share a fingerprint in a linked place (odds 2^-64 for uniform hashes).
-/// </para>
-/// <para>
-/// A hit touches one bucket and the entry's hot line, plus the entries beside it when an LRU hit moves it to the back of
-/// the order (a looked-up chain that is one run in the order moves as one piece: <see cref="AccessRun"/>). Each entry
-/// also remembers the slot of the block that last followed it in an inserted or looked-up chain (a hint, checked like
-/// any candidate): a chain inserted together sits in adjacent slots, so a lookup of it touches the index once or twice,
-/// for its first blocks, and then walks neighbouring entries (guessed a fixed step apart, so their loads overlap:
-/// <see cref="MatchPrefix"/>).
-/// </para>
+/// Every cached block of one cache in one slot array, with no object per block: an entry holds the full hash, the
+/// caller's value and its two links in the eviction order (slot indices): 48 bytes with a 4-byte value. Pins are rare
+/// (blocks in use) and live beside the array, in a map from slot to count that is not consulted while nothing is
+/// pinned. An open-addressed index (linear probing, at most half full, 8 bytes a bucket: a 32-bit tag from the hash's
+/// first bytes and the slot) maps a hash to its slot; the full 32 bytes are compared on the entry, so two hashes that share their tag (or their first
+/// eight bytes) are both found. A hit therefore touches one bucket and one entry, plus the entries beside it when an
+/// LRU hit moves it to the back of the order (a looked-up chain that is one run in the order moves as one piece:
+/// <see cref="AccessRun"/>). Each entry also remembers the slot of the block that last followed it in
+/// an inserted or looked-up chain (a hint, checked against the full hash): a chain inserted together sits in adjacent
+/// slots, so a lookup of it touches the index once, for its first block, and then walks neighbouring entries (guessed
+/// a fixed step apart, so their loads overlap: <see cref="MatchPrefix"/>).
 /// <para>
 /// Slots are stable while a block is cached: a removed block's slot goes on a free list and the next insert reuses
-/// it (with a new id, so links to its old block no longer hold). Growth doubles the slot arrays (indices and links
-/// unchanged, so the eviction order survives) and rebuilds the index. The built-in policies (<see cref="LruPolicy"/>,
-/// <see cref="FifoPolicy"/>) keep their order in the entries' links; the node's policies (<see cref="NodePolicy"/>) in a
-/// <see cref="SlotOrder"/> of arrays indexed by slot beside the entries (called with the slot, never by hash); any other
-/// <see cref="IEvictionPolicy"/> is called by hash, as its interface says.
+/// it. Growth doubles the slot array (indices and links unchanged, so the eviction order survives) and rebuilds the
+/// index. The built-in policies (<see cref="LruPolicy"/>, <see cref="FifoPolicy"/>) keep their order in the
+/// entries' links; the node's policies (<see cref="NodePolicy"/>) in a <see cref="SlotOrder"/> of arrays indexed by slot
+/// beside the entries (called with the slot, never by hash); any other <see cref="IEvictionPolicy"/> is called by hash,
+/// as its interface says.
 /// </para>
 /// Not thread-safe: the owner (<see cref="PrefixCache{TBlock}"/>, <see cref="EvictionManager"/>) serialises calls.
 /// </summary>
@@ -56,12 +35,10 @@ internal sealed class BlockTable<TValue>
 
     private struct Entry
     {
-        public ulong Print;      // PrintOf(hash): the index tag in the high half; 0 on a free slot
+        public BlockHash Hash;
         public TValue Value;
         public int Prev, Next;   // eviction order while cached; once removed Prev is Free and Next links the free list
         public int Child;        // the slot of the block that last followed this one in a chain, or -1: a hint only
-        public uint Id;          // this block's id while it holds the slot (never 0); 0 once freed
-        public uint ParentId;    // the id of the entry this block continues (linked at insert or by a full-checked lookup); 0: none
     }
 
     private readonly IEvictionPolicy _policy;
@@ -73,10 +50,8 @@ internal sealed class BlockTable<TValue>
     private readonly RecentEvictions _recent;
     private readonly Dictionary<int, int> _pins = [];   // slot -> pins, only for pinned blocks
     private Entry[] _entries;
-    private BlockHash[] _hashes;   // the full hash of each held slot (cold: read to tell blocks apart exactly)
     private ulong[] _buckets;   // tag << 32 | (slot + 1); 0 marks an empty bucket
     private int _shift, _used, _free = None, _head = None, _tail = None;
-    private uint _lastId;
 
     /// <param name="policy">the eviction order</param>
     /// <param name="evictedMemory">evicted hashes remembered to count re-prefills (0: none)</param>
@@ -91,7 +66,6 @@ internal sealed class BlockTable<TValue>
         _maxSlots = Math.Min(maxSlots, MaxSlots);
         _recent = new RecentEvictions(evictedMemory);
         _entries = new Entry[Math.Min(64, maxSlots)];
-        _hashes = new BlockHash[_entries.Length];
         _order?.Resize(_entries.Length);
         _buckets = [];
         Rehash();
@@ -116,16 +90,13 @@ internal sealed class BlockTable<TValue>
     /// <summary>Inserts of a recently evicted block over all inserts; 0 before any insert.</summary>
     public double RePrefillRate => Inserts == 0 ? 0 : (double)Reinserts / Inserts;
 
-    /// <summary>Bytes of the slot arrays (hot entries and cold hashes) and the index: what a lookup reads from.</summary>
-    public long TableBytes => (long)_entries.Length * (System.Runtime.CompilerServices.Unsafe.SizeOf<Entry>() + BlockHash.Size) + (long)_buckets.Length * sizeof(ulong);
-
-    /// <summary>Bytes of one hot entry (32 with a 4-byte value).</summary>
-    public static int EntryBytes => System.Runtime.CompilerServices.Unsafe.SizeOf<Entry>();
+    /// <summary>Bytes of the slot array and the index: what a lookup reads from.</summary>
+    public long TableBytes => (long)_entries.Length * System.Runtime.CompilerServices.Unsafe.SizeOf<Entry>() + (long)_buckets.Length * sizeof(ulong);
 
     /// <summary>Slots allocated (held plus free); grows by doubling, never shrinks.</summary>
     public int SlotCapacity => _entries.Length;
 
-    public BlockHash HashAt(int slot) => _hashes[slot];
+    public BlockHash HashAt(int slot) => _entries[slot].Hash;
 
     public TValue ValueAt(int slot) => _entries[slot].Value;
 
@@ -136,8 +107,7 @@ internal sealed class BlockTable<TValue>
     /// <summary>The slot holding <paramref name="hash"/>, or -1.</summary>
     public int Find(in BlockHash hash)
     {
-        ulong print = PrintOf(hash);
-        uint tag = TagOf(print);
+        uint tag = Tag(hash);
         var buckets = _buckets;
         int mask = buckets.Length - 1;
         for (int b = Home(tag); ; b = (b + 1) & mask)
@@ -145,109 +115,50 @@ internal sealed class BlockTable<TValue>
             ulong bucket = buckets[b];
             if (bucket == 0) return None;
             int slot = SlotOf(bucket);
-            if ((uint)(bucket >> 32) == tag && _entries[slot].Print == print && _hashes[slot] == hash) return slot;
-        }
-    }
-
-    /// <summary>The first slot in <paramref name="print"/>'s probe run whose entry has that fingerprint, or -1 (then no held hash has it).</summary>
-    private int FindPrint(ulong print)
-    {
-        uint tag = TagOf(print);
-        var buckets = _buckets;
-        int mask = buckets.Length - 1;
-        for (int b = Home(tag); ; b = (b + 1) & mask)
-        {
-            ulong bucket = buckets[b];
-            if (bucket == 0) return None;
-            int slot = SlotOf(bucket);
-            if ((uint)(bucket >> 32) == tag && _entries[slot].Print == print) return slot;
+            if ((uint)(bucket >> 32) == tag && _entries[slot].Hash == hash) return slot;
         }
     }
 
     /// <summary>
     /// How many of <paramref name="hashes"/>, from the first, are held; their slots go to <paramref name="slots"/>, and
-    /// each matched block's successor hint is set to the next matched one. Matched by fingerprint first (<see cref="MatchPrints"/>), then checked in full at the end of
-    /// each linked run (<see cref="RunsHold"/>; the class comment says why that is exact); a failed check (two hashes
-    /// sharing a fingerprint) matches the chain again by full hash, block by block.
+    /// each matched block's successor hint is set to the next matched one. The first two blocks are found through the
+    /// index, the second's bucket read before the first is used, so the two far loads overlap. The next ones are
+    /// first looked for at slots a fixed step apart (the step from the first block's slot to the second's), then each
+    /// through its predecessor's hint (one entry, usually the neighbouring slot). Where a hint fails, the rest of the
+    /// chain is probed in stages (all buckets, then all entries) rather than block after block, so the loads of one
+    /// stage do not wait on each other and the memory system serves them in parallel.
     /// </summary>
     public int MatchPrefix(ReadOnlySpan<BlockHash> hashes, Span<int> slots)
     {
         if (hashes.IsEmpty) return 0;
-        int matched = MatchPrints(hashes, slots);
-        if (!RunsHold(hashes, slots[..matched])) matched = MatchHashes(hashes, slots);
-        var entries = _entries;
-        for (int j = 1; j < matched; j++)
-        {
-            // Written only where it changes, so an unchanged chain's lines stay clean. A lookup sets no parent link: only
-            // an insert says that a block continues another (a lookup's chain may be any hashes).
-            ref int child = ref entries[slots[j - 1]].Child;
-            if (child != slots[j]) child = slots[j];
-        }
-        return matched;
-    }
-
-    /// <summary>
-    /// How many of <paramref name="hashes"/>, from the first, have a held block with their fingerprint, and those
-    /// blocks' slots. A block with no such entry is not held, so the count is never short of the true match; an entry
-    /// that only shares the fingerprint can make it long, which <see cref="RunsHold"/> catches. The first two blocks
-    /// are found through the index, the second's bucket read before the first is used, so the two far loads overlap.
-    /// The next ones are first looked for at slots a fixed step apart (the step from the first block's slot to the
-    /// second's), then each through its predecessor's hint (one entry, usually the neighbouring slot). Where a hint
-    /// fails, the rest of the chain is probed in stages (all buckets, then all entries) rather than block after block,
-    /// so the loads of one stage do not wait on each other and the memory system serves them in parallel.
-    /// </summary>
-    private int MatchPrints(ReadOnlySpan<BlockHash> hashes, Span<int> slots)
-    {
         // The second block's bucket first: its address comes from its hash, not from anything the first block's probe
         // reads, so the core issues both loads before either returns. A tag only names a candidate slot (the walk
-        // checks the fingerprint there); no bucket with the tag means the block is not held.
-        int second = hashes.Length > 1 ? SlotByTag(TagOf(PrintOf(hashes[1]))) : None;
-        int first = FindPrint(PrintOf(hashes[0]));
+        // checks the full hash there); no bucket with the tag means the block is not held.
+        int second = hashes.Length > 1 ? SlotByTag(Tag(hashes[1])) : None;
+        int first = Find(hashes[0]);
         if ((slots[0] = first) == None) return 0;
         if (hashes.Length == 1 || second == None) return 1;
         // A chain inserted together sits in slots a fixed step apart (the next free slots: ascending, or descending
         // when they come back from the free list). Guessing each slot from that step puts every address up front, so
-        // the loads of the chain's entries overlap instead of each waiting for the last entry's hint.
+        // the loads of the chain's entries overlap instead of each waiting for the last entry's hint; a guess counts
+        // only where the full hash matches.
         var entries = _entries;
         int step = second - first, i = 1;
         for (int slot = second; i < hashes.Length && (uint)slot < (uint)_used; i++, slot += step)
         {
             ref var entry = ref entries[slot];
-            if (entry.Prev == Free || entry.Print != PrintOf(hashes[i])) break;
+            if (entry.Prev == Free || entry.Hash != hashes[i]) break;
             slots[i] = slot;
         }
         for (; i < hashes.Length; i++)
         {
-            int child = entries[slots[i - 1]].Child;
-            if (child == None || entries[child].Prev == Free || entries[child].Print != PrintOf(hashes[i])) break;
+            int child = _entries[slots[i - 1]].Child;
+            if (child == None || _entries[child].Prev == Free || _entries[child].Hash != hashes[i]) break;
             slots[i] = child;
         }
-        return i == hashes.Length ? i : i + ProbeInStages(hashes[i..], slots[i..]);
-    }
-
-    /// <summary>
-    /// Whether the matched blocks are the query's: for each run of blocks whose entries are linked parent to child, the
-    /// last block's full hash equals the query's (the rest of the run follows from the links, class comment). In a
-    /// chain inserted or last looked up together that is one full-hash read for the whole chain.
-    /// </summary>
-    private bool RunsHold(ReadOnlySpan<BlockHash> hashes, ReadOnlySpan<int> slots)
-    {
-        var entries = _entries;
-        var full = _hashes;
-        for (int k = 0; k < slots.Length; k++)
-        {
-            bool runEnds = k == slots.Length - 1 || entries[slots[k + 1]].ParentId != entries[slots[k]].Id;
-            if (runEnds && full[slots[k]] != hashes[k]) return false;
-        }
-        return true;
-    }
-
-    /// <summary>How many of <paramref name="hashes"/>, from the first, are held, each found by its full hash (<see cref="Find"/>): the slow path after a fingerprint shared by two hashes.</summary>
-    private int MatchHashes(ReadOnlySpan<BlockHash> hashes, Span<int> slots)
-    {
-        for (int i = 0; i < hashes.Length; i++)
-            if ((slots[i] = Find(hashes[i])) == None) return i;
-        return hashes.Length;
+        int matched = i == hashes.Length ? i : i + ProbeInStages(hashes[i..], slots[i..]);
+        for (int j = 1; j < matched; j++) _entries[slots[j - 1]].Child = slots[j];
+        return matched;
     }
 
     /// <summary>
@@ -255,8 +166,7 @@ internal sealed class BlockTable<TValue>
     /// read: the index buckets of each chain's first two blocks, then the entries a fixed step apart that the walk will
     /// guess, then under LRU the entries of each chain's two outer neighbours in the order (the links its move
     /// rewrites). Called for a group of chains before matching them one by one, so the far loads of the group are in
-    /// flight together instead of one chain's after another's; and the full hash of the last guessed entry, which the
-    /// match checks. Plain loads, not prefetch instructions (those take a
+    /// flight together instead of one chain's after another's. Plain loads, not prefetch instructions (those take a
     /// pointer, and this assembly has no unsafe code): nothing waits for their values, which are summed only so the
     /// loads are not optimised away.
     /// </summary>
@@ -269,20 +179,19 @@ internal sealed class BlockTable<TValue>
         var entries = _entries;
         long touched = 0;
         for (int c = 0; c < firsts.Length; c++)
-            touched += (long)buckets[Home(TagOf(PrintOf(firsts[c])))] ^ (long)buckets[Home(TagOf(PrintOf(seconds[c])))];
+            touched += (long)buckets[Home(Tag(firsts[c]))] ^ (long)buckets[Home(Tag(seconds[c]))];
         Span<int> ends = firsts.Length <= 64 ? stackalloc int[2 * firsts.Length] : new int[2 * firsts.Length];
         for (int c = 0; c < firsts.Length; c++)
         {
             ends[2 * c] = ends[2 * c + 1] = None;
-            int first = SlotByTag(TagOf(PrintOf(firsts[c]))), second = SlotByTag(TagOf(PrintOf(seconds[c])));
+            int first = SlotByTag(Tag(firsts[c])), second = SlotByTag(Tag(seconds[c]));
             if (first == None || second == None) continue;
             int step = second - first, last = first;
             for (int k = 0, slot = first; k < lengths[c] && (uint)slot < (uint)_used; k++, slot += step)
             {
-                touched += entries[slot].Prev ^ (long)entries[slot].Print;
+                touched += entries[slot].Prev ^ (long)entries[slot].Hash.Prefix;
                 last = slot;
             }
-            touched += (long)_hashes[last].Prefix;
             (ends[2 * c], ends[2 * c + 1]) = (first, last);
         }
         // Under LRU a matched chain leaves the order between its first block's predecessor and its last block's
@@ -305,15 +214,14 @@ internal sealed class BlockTable<TValue>
 
     private int ProbeInStages(ReadOnlySpan<BlockHash> hashes, Span<int> slots)
     {
-        for (int i = 0; i < hashes.Length; i++) slots[i] = SlotByTag(TagOf(PrintOf(hashes[i])));
+        for (int i = 0; i < hashes.Length; i++) slots[i] = SlotByTag(Tag(hashes[i]));
         for (int i = 0; i < hashes.Length; i++)
         {
             int slot = slots[i];
             if (slot == None) return i;
-            ulong print = PrintOf(hashes[i]);
-            if (_entries[slot].Print != print)
+            if (_entries[slot].Hash != hashes[i])
             {
-                slot = FindPrint(print);   // same tag, another fingerprint: probe on
+                slot = Find(hashes[i]);   // same tag, another hash: probe on
                 if (slot == None) return i;
                 slots[i] = slot;
             }
@@ -341,7 +249,6 @@ internal sealed class BlockTable<TValue>
         slot = Find(hash);
         if (slot != None)
         {
-            if (parent != None) _entries[slot].ParentId = _entries[parent].Id;   // the chain being stored says what it continues
             if (_order is not null)
             {
                 Accesses++;
@@ -358,13 +265,13 @@ internal sealed class BlockTable<TValue>
     public void Access(int slot)
     {
         Accesses++;
-        if (_external is not null) _external.OnAccess(_hashes[slot]);
+        if (_external is not null) _external.OnAccess(_entries[slot].Hash);
         else if (_moveOnAccess && slot != _tail)
         {
             Unlink(slot);
             LinkLast(slot);
         }
-        else if (_order is not null) _order.Access(slot, _hashes[slot].Prefix);
+        else if (_order is not null) _order.Access(slot, _entries[slot].Hash.Prefix);
     }
 
     /// <summary>
@@ -434,11 +341,11 @@ internal sealed class BlockTable<TValue>
     {
         ref var entry = ref _entries[slot];
         if (PinnedCount > 0 && _pins.Remove(slot)) PinnedCount--;
-        RemoveFromIndex(TagOf(entry.Print), slot);
-        if (_external is not null) _external.OnRemove(_hashes[slot]);
-        else if (_order is not null) _order.Remove(slot, _hashes[slot].Prefix, evicted);
+        RemoveFromIndex(Tag(entry.Hash), slot);
+        if (_external is not null) _external.OnRemove(entry.Hash);
+        else if (_order is not null) _order.Remove(slot, entry.Hash.Prefix, evicted);
         else Unlink(slot);
-        entry = default;   // id 0: links to the block that held this slot no longer hold
+        entry = default;
         entry.Prev = Free;
         entry.Next = _free;
         _free = slot;
@@ -449,7 +356,7 @@ internal sealed class BlockTable<TValue>
     public void Evict(int slot)
     {
         Evictions++;
-        _recent.Remember(_hashes[slot]);
+        _recent.Remember(_entries[slot].Hash);
         Remove(slot, evicted: true);
     }
 
@@ -465,7 +372,7 @@ internal sealed class BlockTable<TValue>
         {
             foreach (int slot in SelectVictims(count))
             {
-                into.Add(new(_hashes[slot], _entries[slot].Value));
+                into.Add(new(_entries[slot].Hash, _entries[slot].Value));
                 Evict(slot);
             }
             return;
@@ -478,7 +385,7 @@ internal sealed class BlockTable<TValue>
             {
                 // A search that spent its budget on pinned blocks moved them on; an unpinned one exists (checked).
             }
-            into.Add(new(_hashes[slot], _entries[slot].Value));
+            into.Add(new(_entries[slot].Hash, _entries[slot].Value));
             Evict(slot);
         }
     }
@@ -555,14 +462,11 @@ internal sealed class BlockTable<TValue>
             slot = _used++;
         }
         ref var entry = ref _entries[slot];
-        entry.Print = PrintOf(hash);
+        entry.Hash = hash;
         entry.Value = value;
         entry.Prev = None;
         entry.Child = None;
-        entry.Id = NextId();
-        entry.ParentId = parent != None ? _entries[parent].Id : 0;
-        _hashes[slot] = hash;
-        AddToIndex(TagOf(entry.Print), slot);
+        AddToIndex(Tag(hash), slot);
         if (_external is not null) _external.OnInsert(hash);
         else if (_order is not null) _order.Insert(slot, hash.Prefix, parent);
         else LinkLast(slot);
@@ -570,25 +474,8 @@ internal sealed class BlockTable<TValue>
         return slot;
     }
 
-    /// <summary>
-    /// A hash's 64-bit fingerprint, kept in its hot entry: the hash's first four bytes (the index tag: SHA-256 output is
-    /// uniform) over the low half of <see cref="BlockHash.Fingerprint"/> folded with its high half, in which every bit of
-    /// the 32 bytes counts once (so a caller's own ids that differ in any one word differ here).
-    /// </summary>
-    internal static ulong PrintOf(in BlockHash hash)
-    {
-        ulong folded = hash.Fingerprint;
-        return (hash.Prefix & 0xFFFF_FFFF_0000_0000UL) | (uint)(folded ^ (folded >> 32));
-    }
-
-    /// <summary>The index's 32 bits of a fingerprint: the hash's first four bytes.</summary>
-    private static uint TagOf(ulong print) => (uint)(print >> 32);
-
-    private uint NextId()
-    {
-        if (++_lastId == 0) _lastId = 1;   // 0 means none
-        return _lastId;
-    }
+    /// <summary>The index's 32 bits of a hash: its first four bytes (SHA-256 output is uniform).</summary>
+    private static uint Tag(in BlockHash hash) => (uint)(hash.Prefix >> 32);
 
     private static int SlotOf(ulong bucket) => (int)(uint)bucket - 1;
 
@@ -623,7 +510,6 @@ internal sealed class BlockTable<TValue>
             throw new InvalidOperationException($"a block table holds at most {_maxSlots} blocks");   // PrefixCache checks its capacity first
         int size = (int)Math.Min((long)_entries.Length * 2, _maxSlots);
         Array.Resize(ref _entries, size);
-        Array.Resize(ref _hashes, size);
         _order?.Resize(size);
         Rehash();
     }
@@ -635,7 +521,7 @@ internal sealed class BlockTable<TValue>
         _buckets = new ulong[1 << bits];
         _shift = 32 - bits;
         // Growth happens only when the free list is empty, so every slot below _used is held.
-        for (int slot = 0; slot < _used; slot++) AddToIndex(TagOf(_entries[slot].Print), slot);
+        for (int slot = 0; slot < _used; slot++) AddToIndex(Tag(_entries[slot].Hash), slot);
     }
 
     private void LinkLast(int slot)
