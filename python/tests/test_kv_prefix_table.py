@@ -2,6 +2,7 @@
 get wrong, checked against a plain reference model: order across inserts, hits, evictions and re-inserts, values
 handed to on_evict, the budget under random operations, and a policy of the caller's own called per block."""
 import random
+from collections import OrderedDict
 
 import pytest
 
@@ -132,3 +133,134 @@ def test_a_policy_of_its_own_is_called_per_block_and_decides_the_victims():
     assert hit == [0, 1] and policy.accesses == 2
     cache.insert([d], [3])
     assert a not in cache and policy.held == [c, b, d] and cache.get_stats()["policy"] == "newest-first"
+
+
+class _Model:
+    """The per-block reference: one OrderedDict of values in eviction order (least recent / first inserted first), what
+    an LRU or FIFO manager must be observably equal to whatever its layout."""
+
+    def __init__(self, lru):
+        self.lru, self.held, self.pins, self.evicted, self.re_prefills = lru, OrderedDict(), {}, set(), 0
+
+    def insert(self, hashes, values):   # PrefixCache.insert after its evictions: tail first, a held block updated
+        for h, v in zip(reversed(hashes), reversed(values)):
+            if h in self.held:
+                self.held[h] = v
+                if self.lru:
+                    self.held.move_to_end(h)
+            else:
+                if h in self.evicted:
+                    self.evicted.discard(h)
+                    self.re_prefills += 1
+                self.held[h] = v
+
+    def lookup(self, hashes):
+        n = 0
+        while n < len(hashes) and hashes[n] in self.held:
+            n += 1
+        if self.lru:
+            for h in reversed(hashes[:n]):
+                self.held.move_to_end(h)
+        for h in hashes[n:]:
+            if h in self.evicted:
+                self.evicted.discard(h)
+                self.re_prefills += 1
+        return [self.held[h] for h in hashes[:n]]
+
+    def victims(self, n, exclude=()):
+        return [h for h in self.held if h not in self.pins and h not in exclude][:n]
+
+    def evict(self, victims):
+        for h in victims:
+            del self.held[h]
+            self.evicted.add(h)
+
+
+@pytest.mark.parametrize("lru", [True, False])
+def test_chains_with_repeats_overlaps_and_partial_hits_keep_the_per_block_order_and_values(lru):
+    # Chains that continue, repeat, overlap and cut each other, inserted whole or in parts, looked up alone and in
+    # batches, single blocks touched with get, pins, invalidations, evictions by insert and by evict(n), clear: the
+    # cache's order, values, victims and re-prefills must be the per-block model's after every step.
+    rng = random.Random(11 if lru else 12)
+    cap = 120
+    seen = []
+    cache = PrefixCache(block_size=1, max_cached_blocks=cap, enable_lru=lru, on_evict=lambda h, b: seen.append((h, b)))
+    model = _Model(lru)
+    prompts = [_ids(rng.randint(1, 40), start=1000 * p) for p in range(12)]
+
+    def chain():
+        p = rng.choice(prompts)
+        lo = rng.randrange(len(p)) if rng.random() < 0.3 else 0
+        c = p[lo:rng.randint(lo + 1, len(p))]
+        kind = rng.randrange(6)
+        if kind == 0:
+            c = c + rng.choice(prompts)[:rng.randint(1, 10)]          # continued by another prompt's blocks
+        elif kind == 1 and len(c) > 1:
+            c = c + [c[rng.randrange(len(c))]]                          # a block repeated
+        elif kind == 2:
+            c = [h for h in c if rng.random() < 0.8] or c[:1]          # holes
+        return c
+
+    for step in range(2500):
+        op = rng.randrange(10)
+        c = chain()
+        if op < 3:
+            values = [(step, k) for k in range(len(c))]
+            new = [h for h in dict.fromkeys(c) if h not in model.held]
+            need = len(model.held) + len(new) - cap
+            if len(set(c)) > cap:
+                continue
+            victims = model.victims(max(0, need), exclude=set(c))
+            if need > 0 and len(victims) < need:
+                with pytest.raises((KE.AllPinnedError, KE.EvictionFailedError)):
+                    cache.insert(c, values)
+                continue
+            seen.clear()
+            assert cache.insert(c, values) == len(new)
+            assert seen == [(h, model.held[h]) for h in victims], f"step {step}"
+            model.evict(victims)
+            model.insert(c, values)
+        elif op < 6:
+            want = model.lookup(c)
+            assert cache.lookup(c) == (want, len(want)), f"step {step}"
+        elif op == 6:
+            batch = [chain() for _ in range(rng.randrange(4))]
+            got = cache.lookup_many(batch)
+            assert got == [(v, len(v)) for v in map(model.lookup, batch)], f"step {step}"
+        elif op == 7:
+            h = c[0]
+            if h in model.held:
+                assert cache.get(h) == model.held[h]
+                if lru:
+                    model.held.move_to_end(h)
+                if h not in model.pins and rng.random() < 0.4:
+                    cache.pin([h])
+                    model.pins[h] = 1
+            elif model.pins:
+                p = rng.choice(list(model.pins))
+                cache.unpin([p])
+                del model.pins[p]
+        elif op == 8:
+            free = [h for h in c if h not in model.pins]
+            assert cache.invalidate(free) == len({h for h in free if h in model.held})
+            for h in free:
+                model.held.pop(h, None)
+        else:
+            n = rng.randrange(6)
+            want = model.victims(n)
+            seen.clear()
+            if model.held and not want and n:
+                with pytest.raises(KE.AllPinnedError):
+                    cache.evict(n)
+                continue
+            assert cache.evict(n) == want, f"step {step}"
+            assert seen == [(h, model.held[h]) for h in want]
+            model.evict(want)
+        if step % 500 == 499 and not model.pins:
+            cache.clear()
+            model.held.clear()
+        assert list(cache.eviction.tracked()) == list(model.held), f"step {step}: order differs"
+        assert len(cache) == len(model.held) and all(cache.eviction.value(h) == v for h, v in model.held.items())
+        assert cache.get_stats()["re_prefills"] == model.re_prefills, f"step {step}"
+    s = cache.get_stats()
+    assert s["evictions"] > 300 and s["re_prefills"] > 50 and s["hit_blocks"] > 3000, s
