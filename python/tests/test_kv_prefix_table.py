@@ -264,3 +264,28 @@ def test_chains_with_repeats_overlaps_and_partial_hits_keep_the_per_block_order_
         assert cache.get_stats()["re_prefills"] == model.re_prefills, f"step {step}"
     s = cache.get_stats()
     assert s["evictions"] > 300 and s["re_prefills"] > 50 and s["hit_blocks"] > 3000, s
+
+
+def test_many_hits_on_few_blocks_keep_the_order_and_a_bounded_log():
+    # Every LRU hit appends a touch to the table's log; the log is compacted as it grows, which must keep the order
+    # exactly and the log within twice its live touches plus its slack (here at most one touch per held block).
+    rng = random.Random(13)
+    m, model = EvictionManager("lru"), _Model(True)
+    prompts = [_ids(rng.randint(1, 12), start=100 * p) for p in range(8)]
+    for p in prompts:
+        m.record_chain(p, p)
+        model.insert(p, p)
+    for step in range(12_000):
+        p = rng.choice(prompts)
+        c = p[:rng.randint(1, len(p))]
+        if step % 3:
+            assert m.lookup_prefix(c) == (c, c)
+            model.lookup(c)
+        else:
+            m.record_access(c[-1])
+            model.held.move_to_end(c[-1])
+        assert len(m._table._log) <= 2 * len(m) + 1025
+        if step % 1000 == 0:
+            assert list(m.tracked()) == list(model.held), f"step {step}"
+    assert list(m.tracked()) == list(model.held)
+    assert m.select_victims(len(m)) == list(model.held)

@@ -1,0 +1,211 @@
+"""ChainTable: the blocks of an LRU or FIFO EvictionManager, kept per inserted chain (issue 14).
+
+A lookup of a cached chain costs one dict probe per run of blocks that were inserted together, not one per block:
+CPython's dict cannot place a chain's blocks together, so at 1M blocks every per-block probe was a random read of an
+8-16 MB index (docs/benchmarks.md, issue 14, sessions 5-7 and 12).
+
+Layout:
+* a **record** per inserted chain: its ids (``hashes``) and ``values`` in chain order, and per position its ``owner``,
+  the touch that last placed it in the eviction order. A position is a block's **home** while the index names it;
+  a position that is not (the block was removed, evicted, inserted again elsewhere, or repeated in its chain) holds
+  ``_DEAD``, no value and no owner, and dead positions at a record's end are cut off.
+* the **index**: a dict from id to ``(record, position)`` of its home.
+* the **log**: the order, as a deque of touches ``(record, lo, hi)``, oldest first. A touch places positions
+  ``hi - 1`` down to ``lo`` (a chain's tail first, so its head ends the most recent, as the per-block layout moved
+  them); a position counts in the last touch that placed it (its ``owner``), so the order is: touches oldest first,
+  within one its live positions from ``hi - 1`` down. Touches with no live position are dropped from the front when
+  victims are read, and from the whole log when it has grown to twice its live length (plus 1,024), so its length
+  stays within twice the live touches plus a constant and the upkeep is amortised O(1) per touch.
+
+Operations (n blocks of a chain, r runs of it in records):
+* ``lookup(ids)``: the longest held prefix: probe the first id, compare the rest against its record's ids from its
+  position (one list compare in C), probe again where they stop matching; O(r) probes + O(n) C work. Under LRU one
+  touch per run, appended last run first (the tail first, as the per-block moves).
+* ``insert(ids, values)``: one record, one touch for the whole chain, the index updated in C. Under LRU a block
+  already held moves its home into the new record (the per-block layout moved it to the back with the rest);
+  under FIFO it stays where it is and only its value changes. A repeated id keeps the value of its first occurrence
+  (the last one written, the chain being written tail first) at the home the per-block order gives it.
+* ``touch(id)``, ``remove(id)``: O(1). ``order()``: the held ids, first victim first.
+
+Memory: a record lives while one of its blocks does; its dead positions (3 pointers each) before its last live one
+stay until then. Eviction is tail first, so a record usually shrinks from its end; the worst case is one live block
+keeping a record of a long chain.
+
+Not thread-safe: the owner (EvictionManager, under PrefixCache's lock) serialises calls.
+"""
+from collections import deque
+from itertools import repeat, takewhile
+from operator import eq, is_, truth
+from typing import Hashable, List, Sequence
+
+__all__ = ["ChainTable"]
+
+_DEAD = object()   # the id at a position that is no block's home (never equal to a caller's id)
+
+
+class _Record:
+    __slots__ = ("hashes", "values", "owner")
+
+
+def _dead(touch) -> bool:
+    """True when no position counts in ``touch`` any more."""
+    rec, lo, hi = touch
+    owner = rec.owner
+    if lo >= len(owner):
+        return True
+    o = owner[lo]
+    if o is touch:
+        return False
+    if o is not None and o[1] <= lo and o[2] >= hi:   # a later touch placed the whole range again
+        return True
+    return not any(map(is_, owner[lo:hi], repeat(touch)))
+
+
+class ChainTable:
+    def __init__(self, lru: bool):
+        self.lru = lru
+        #: id -> (record, position) of its home; the keys are the held ids
+        self.index = {}
+        self._log = deque()
+        self._live_touches = 0   # the log's length after the last compaction
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __contains__(self, block_id) -> bool:
+        return block_id in self.index
+
+    def value(self, block_id):
+        rec, pos = self.index[block_id]
+        return rec.values[pos]
+
+    def _append(self, touch) -> None:
+        log = self._log
+        log.append(touch)
+        if len(log) > 2 * self._live_touches + 1024:
+            self._log = deque(t for t in log if not _dead(t))
+            self._live_touches = len(self._log)
+
+    def _kill(self, rec, pos) -> None:
+        """``pos`` is no longer a home: clear it, and cut dead positions off the record's end."""
+        hs = rec.hashes
+        hs[pos] = _DEAD
+        rec.values[pos] = None
+        rec.owner[pos] = None
+        if pos == len(hs) - 1:
+            values, owner = rec.values, rec.owner
+            while hs and hs[-1] is _DEAD:
+                hs.pop()
+                values.pop()
+                owner.pop()
+
+    def lookup(self, ids: List[Hashable]):
+        """``(hit_ids, values)`` of the longest held prefix of ``ids`` (a list); under LRU its blocks become the most
+        recent, the tail first."""
+        get = self.index.get
+        n = len(ids)
+        i = 0
+        values = []
+        runs = []
+        while i < n:
+            home = get(ids[i])
+            if home is None:
+                break
+            rec, pos = home
+            hs = rec.hashes
+            m = min(n - i, len(hs) - pos)
+            if m == 1 or hs[pos:pos + m] == ids[i:i + m]:
+                k = m
+            else:   # the first position is the block's home: k >= 1
+                k = len(list(takewhile(truth, map(eq, hs[pos:pos + m], ids[i:i + m]))))
+            values += rec.values[pos:pos + k]
+            runs.append((rec, pos, pos + k))
+            i += k
+        if self.lru:
+            for touch in reversed(runs):
+                rec, lo, hi = touch
+                rec.owner[lo:hi] = [touch] * (hi - lo)
+                self._append(touch)
+        return ids[:i], values
+
+    def touch(self, block_id) -> None:
+        """Under LRU the block becomes the most recent (it must be held)."""
+        if self.lru:
+            rec, pos = self.index[block_id]
+            touch = (rec, pos, pos + 1)
+            rec.owner[pos] = touch
+            self._append(touch)
+
+    def insert(self, ids: Sequence[Hashable], values: Sequence) -> None:
+        """Holds the chain: equal in values and order to inserting ``ids[i]`` with ``values[i]`` one by one from the
+        last to the first, each new one at the back and, under LRU, each held one moved to the back."""
+        n = len(ids)
+        if n == 0:
+            return
+        index = self.index
+        rec = _Record()
+        rec.hashes = hs = list(ids)
+        rec.values = list(values)
+        touch = (rec, 0, n)
+        rec.owner = [touch] * n
+        held = [h for h in hs if h in index]
+        repeats = len(set(hs)) != n
+        if self.lru:
+            for h in dict.fromkeys(held) if repeats else held:   # held blocks move home into this record
+                self._kill(*index[h])
+            index.update(zip(reversed(hs), zip(repeat(rec), range(n - 1, -1, -1))))   # a repeat: its first position
+            if repeats:
+                for pos, h in enumerate(hs):
+                    if index[h][1] != pos:
+                        hs[pos] = _DEAD
+                        rec.values[pos] = None
+                        rec.owner[pos] = None
+        elif held or repeats:   # FIFO: held blocks keep their place; a repeated new one is placed at its last position
+            first = {}
+            for pos in range(n - 1, -1, -1):
+                first[hs[pos]] = pos          # ends at each id's first position: the value written last
+            was = set(held)
+            homes = {}
+            for pos, h in enumerate(hs):
+                if h not in was:
+                    homes[h] = pos            # ends at its last position: the one placed first
+            for h in was:
+                orec, opos = index[h]
+                orec.values[opos] = values[first[h]]
+            for h, pos in homes.items():
+                rec.values[pos] = values[first[h]]
+                index[h] = (rec, pos)
+            for pos, h in enumerate(hs):
+                if homes.get(h, -1) != pos:
+                    hs[pos] = _DEAD
+                    rec.values[pos] = None
+                    rec.owner[pos] = None
+        else:
+            index.update(zip(hs, zip(repeat(rec), range(n))))
+        while hs and hs[-1] is _DEAD:
+            hs.pop()
+            rec.values.pop()
+            rec.owner.pop()
+        if hs:
+            self._append(touch)
+
+    def remove(self, block_id) -> bool:
+        """Stops holding the block; False when it was not held."""
+        home = self.index.pop(block_id, None)
+        if home is None:
+            return False
+        self._kill(*home)
+        return True
+
+    def order(self):
+        """The held ids, first victim first (an iterator: do not change the table while iterating)."""
+        log = self._log
+        while log and _dead(log[0]):
+            log.popleft()
+        for touch in log:
+            rec, lo, hi = touch
+            owner = rec.owner
+            hs = rec.hashes
+            for pos in range(min(hi, len(owner)) - 1, lo - 1, -1):
+                if owner[pos] is touch:
+                    yield hs[pos]
