@@ -9,7 +9,10 @@ Layout:
   the touch that last placed it in the eviction order. A position is a block's **home** while the index names it;
   a position that is not (the block was removed, evicted, inserted again elsewhere, or repeated in its chain) holds
   ``_DEAD``, no value and no owner, and dead positions at a record's end are cut off.
-* the **index**: a dict from id to ``(record, position)`` of its home.
+* the **index**: a dict from id to its home as one int, ``record number << 20 | position`` (an int is no object the
+  garbage collector tracks, where a ``(record, position)`` tuple per block made every full collection walk all of
+  them: inserts ran at half the speed); records are numbered in a list, a number reused once its record holds no
+  block. A chain longer than 2**20 blocks is held as several records.
 * the **log**: the order, as a deque of touches ``(record, lo, hi)``, oldest first. A touch places positions
   ``hi - 1`` down to ``lo`` (a chain's tail first, so its head ends the most recent, as the per-block layout moved
   them); a position counts in the last touch that placed it (its ``owner``), so the order is: touches oldest first,
@@ -43,8 +46,12 @@ __all__ = ["ChainTable"]
 _DEAD = object()   # the id at a position that is no block's home (never equal to a caller's id)
 
 
+_SHIFT = 20
+_MASK = (1 << _SHIFT) - 1
+
+
 class _Record:
-    __slots__ = ("hashes", "values", "owner")
+    __slots__ = ("hashes", "values", "owner", "number", "live")
 
 
 def _dead(touch) -> bool:
@@ -64,8 +71,10 @@ def _dead(touch) -> bool:
 class ChainTable:
     def __init__(self, lru: bool):
         self.lru = lru
-        #: id -> (record, position) of its home; the keys are the held ids
+        #: id -> its home, ``record number << 20 | position``; the keys are the held ids
         self.index = {}
+        self._records = []   # by number; None where free
+        self._free = []      # free numbers
         self._log = deque()
         self._live_touches = 0   # the log's length after the last compaction
 
@@ -76,8 +85,8 @@ class ChainTable:
         return block_id in self.index
 
     def value(self, block_id):
-        rec, pos = self.index[block_id]
-        return rec.values[pos]
+        home = self.index[block_id]
+        return self._records[home >> _SHIFT].values[home & _MASK]
 
     def _append(self, touch) -> None:
         log = self._log
@@ -86,13 +95,21 @@ class ChainTable:
             self._log = deque(t for t in log if not _dead(t))
             self._live_touches = len(self._log)
 
-    def _kill(self, rec, pos) -> None:
-        """``pos`` is no longer a home: clear it, and cut dead positions off the record's end."""
+    def _kill(self, home) -> None:
+        """``home`` is no longer one: clear its position, cut dead positions off the record's end, free the record's
+        number when it holds no block."""
+        rec = self._records[home >> _SHIFT]
+        pos = home & _MASK
         hs = rec.hashes
         hs[pos] = _DEAD
         rec.values[pos] = None
         rec.owner[pos] = None
-        if pos == len(hs) - 1:
+        rec.live -= 1
+        if rec.live == 0:
+            self._records[rec.number] = None
+            self._free.append(rec.number)
+            rec.hashes, rec.values, rec.owner = [], [], []   # touches still in the log read it as empty
+        elif pos == len(hs) - 1:
             values, owner = rec.values, rec.owner
             while hs and hs[-1] is _DEAD:
                 hs.pop()
@@ -103,6 +120,7 @@ class ChainTable:
         """``(hit_ids, values)`` of the longest held prefix of ``ids`` (a list); under LRU its blocks become the most
         recent, the tail first."""
         get = self.index.get
+        records = self._records
         n = len(ids)
         i = 0
         values = []
@@ -111,7 +129,8 @@ class ChainTable:
             home = get(ids[i])
             if home is None:
                 break
-            rec, pos = home
+            rec = records[home >> _SHIFT]
+            pos = home & _MASK
             hs = rec.hashes
             m = min(n - i, len(hs) - pos)
             if m == 1 or hs[pos:pos + m] == ids[i:i + m]:
@@ -131,7 +150,9 @@ class ChainTable:
     def touch(self, block_id) -> None:
         """Under LRU the block becomes the most recent (it must be held)."""
         if self.lru:
-            rec, pos = self.index[block_id]
+            home = self.index[block_id]
+            rec = self._records[home >> _SHIFT]
+            pos = home & _MASK
             touch = (rec, pos, pos + 1)
             rec.owner[pos] = touch
             self._append(touch)
@@ -140,6 +161,10 @@ class ChainTable:
         """Holds the chain: equal in values and order to inserting ``ids[i]`` with ``values[i]`` one by one from the
         last to the first, each new one at the back and, under LRU, each held one moved to the back."""
         n = len(ids)
+        if n > _MASK + 1:   # in records of 2**20 blocks, the last first: the same one-by-one order
+            for lo in reversed(range(0, n, _MASK + 1)):
+                self.insert(ids[lo:lo + _MASK + 1], values[lo:lo + _MASK + 1])
+            return
         if n == 0:
             return
         index = self.index
@@ -148,18 +173,19 @@ class ChainTable:
         rec.values = list(values)
         touch = (rec, 0, n)
         rec.owner = [touch] * n
+        rec.number = number = self._free.pop() if self._free else len(self._records)
+        if number == len(self._records):
+            self._records.append(rec)
+        else:
+            self._records[number] = rec
+        base = number << _SHIFT
         held = [h for h in hs if h in index]
         repeats = len(set(hs)) != n
         if self.lru:
             for h in dict.fromkeys(held) if repeats else held:   # held blocks move home into this record
-                self._kill(*index[h])
-            index.update(zip(reversed(hs), zip(repeat(rec), range(n - 1, -1, -1))))   # a repeat: its first position
-            if repeats:
-                for pos, h in enumerate(hs):
-                    if index[h][1] != pos:
-                        hs[pos] = _DEAD
-                        rec.values[pos] = None
-                        rec.owner[pos] = None
+                self._kill(index[h])
+            index.update(zip(reversed(hs), range(base + n - 1, base - 1, -1)))   # a repeat: its first position
+            dead = [pos for pos, h in enumerate(hs) if index[h] != base + pos] if repeats else ()
         elif held or repeats:   # FIFO: held blocks keep their place; a repeated new one is placed at its last position
             first = {}
             for pos in range(n - 1, -1, -1):
@@ -170,31 +196,36 @@ class ChainTable:
                 if h not in was:
                     homes[h] = pos            # ends at its last position: the one placed first
             for h in was:
-                orec, opos = index[h]
-                orec.values[opos] = values[first[h]]
+                home = index[h]
+                self._records[home >> _SHIFT].values[home & _MASK] = values[first[h]]
             for h, pos in homes.items():
                 rec.values[pos] = values[first[h]]
-                index[h] = (rec, pos)
-            for pos, h in enumerate(hs):
-                if homes.get(h, -1) != pos:
-                    hs[pos] = _DEAD
-                    rec.values[pos] = None
-                    rec.owner[pos] = None
+                index[h] = base + pos
+            dead = [pos for pos, h in enumerate(hs) if homes.get(h, -1) != pos]
         else:
-            index.update(zip(hs, zip(repeat(rec), range(n))))
-        while hs and hs[-1] is _DEAD:
+            index.update(zip(hs, range(base, base + n)))
+            dead = ()
+        for pos in dead:
+            hs[pos] = _DEAD
+            rec.values[pos] = None
+            rec.owner[pos] = None
+        rec.live = n - len(dead)
+        if rec.live == 0:   # FIFO: every block was held already
+            self._records[number] = None
+            self._free.append(number)
+            return
+        while hs[-1] is _DEAD:
             hs.pop()
             rec.values.pop()
             rec.owner.pop()
-        if hs:
-            self._append(touch)
+        self._append(touch)
 
     def remove(self, block_id) -> bool:
         """Stops holding the block; False when it was not held."""
         home = self.index.pop(block_id, None)
         if home is None:
             return False
-        self._kill(*home)
+        self._kill(home)
         return True
 
     def order(self):
