@@ -3,7 +3,7 @@ engine side): bytes per cached block (tracemalloc while 100,000 blocks are inser
 block of a lookup hit of each chain, and CPU ns per block of inserting new chains into the full cache (one eviction
 per block). One line per policy, as a markdown table row.
 
-    /usr/bin/python3 bench/prefix_policies.py
+    /usr/bin/python3 bench/prefix_policies.py [policy ...]   (default: all six)
 """
 import os
 import sys
@@ -21,7 +21,7 @@ def main() -> None:
     ids = ["%016x" % (i * 0x9E3779B97F4A7C15 % (1 << 64)) + "0" * 48 for i in range(N + 16_000)]
     print("| policy | bytes per block | lookup hit, ns per block | insert evicting, ns per block |")
     print("| --- | ---: | ---: | ---: |")
-    for policy in ["lru", "fifo", "lfu", "s3fifo", "chainlfu", "chainsketch"]:
+    for policy in sys.argv[1:] or ["lru", "fifo", "lfu", "s3fifo", "chainlfu", "chainsketch"]:
         tracemalloc.start()
         cache = PrefixCache(max_cached_blocks=N, policy=policy)
         base = tracemalloc.get_traced_memory()[0]
