@@ -289,3 +289,34 @@ def test_many_hits_on_few_blocks_keep_the_order_and_a_bounded_log():
             assert list(m.tracked()) == list(model.held), f"step {step}"
     assert list(m.tracked()) == list(model.held)
     assert m.select_victims(len(m)) == list(model.held)
+
+
+@pytest.mark.parametrize("lru", [True, False])
+def test_chains_longer_than_a_record_are_held_as_several_and_keep_the_per_block_order(lru, monkeypatch):
+    # A record holds at most _MAX_BLOCKS blocks (2**20 - 1); a longer chain is split into records, the last first.
+    # With records of 3 blocks every chain here spans several: lookups walk across them, evictions take runs out of
+    # them, and order and values must stay the per-block model's.
+    from kvasir.kv import chain_table
+    monkeypatch.setattr(chain_table, "_MAX_BLOCKS", 3)
+    rng = random.Random(17)
+    cache, model = PrefixCache(block_size=1, max_cached_blocks=60, enable_lru=lru), _Model(lru)
+    prompts = [_ids(rng.randint(1, 20), start=100 * p) for p in range(10)]
+    for step in range(1500):
+        p = rng.choice(prompts)
+        c = p[:rng.randint(1, len(p))]
+        if rng.random() < 0.4:
+            values = [(step, k) for k in range(len(c))]
+            need = len(model.held) + sum(h not in model.held for h in c) - 60
+            victims = model.victims(max(0, need), exclude=set(c))
+            cache.insert(c, values)
+            model.evict(victims)
+            model.insert(c, values)
+        elif rng.random() < 0.8:
+            want = model.lookup(c)
+            assert cache.lookup(c) == (want, len(want)), f"step {step}"
+        else:
+            want = model.victims(rng.randrange(1, 8))
+            assert cache.evict(len(want)) == want
+            model.evict(want)
+        assert list(cache.eviction.tracked()) == list(model.held), f"step {step}"
+        assert all(cache.eviction.value(h) == v for h, v in model.held.items())

@@ -12,7 +12,7 @@ Layout:
 * the **index**: a dict from id to its home as one int, ``record number << 20 | position`` (an int is no object the
   garbage collector tracks, where a ``(record, position)`` tuple per block made every full collection walk all of
   them: inserts ran at half the speed); records are numbered in a list, a number reused once its record holds no
-  block. A chain longer than 2**20 blocks is held as several records.
+  block. A chain longer than 2**20 - 1 blocks is held as several records.
 * the **log**: the order, as a deque of touches ``(record, lo, hi)``, oldest first. A touch places positions
   ``hi - 1`` down to ``lo`` (a chain's tail first, so its head ends the most recent, as the per-block layout moved
   them); a position counts in the last touch that placed it (its ``owner``), so the order is: touches oldest first,
@@ -37,8 +37,8 @@ keeping a record of a long chain.
 Not thread-safe: the owner (EvictionManager, under PrefixCache's lock) serialises calls.
 """
 from collections import deque
-from itertools import repeat, takewhile
-from operator import eq, is_, truth
+from itertools import compress, repeat, takewhile
+from operator import eq, is_, ne, sub, truth
 from typing import Hashable, List, Sequence
 
 __all__ = ["ChainTable"]
@@ -48,6 +48,7 @@ _DEAD = object()   # the id at a position that is no block's home (never equal t
 
 _SHIFT = 20
 _MASK = (1 << _SHIFT) - 1
+_MAX_BLOCKS = _MASK   # per record: a position never reaches _MASK, so homes one apart are in one record
 
 
 class _Record:
@@ -161,9 +162,9 @@ class ChainTable:
         """Holds the chain: equal in values and order to inserting ``ids[i]`` with ``values[i]`` one by one from the
         last to the first, each new one at the back and, under LRU, each held one moved to the back."""
         n = len(ids)
-        if n > _MASK + 1:   # in records of 2**20 blocks, the last first: the same one-by-one order
-            for lo in reversed(range(0, n, _MASK + 1)):
-                self.insert(ids[lo:lo + _MASK + 1], values[lo:lo + _MASK + 1])
+        if n > _MAX_BLOCKS:   # in records of _MAX_BLOCKS, the last first: the same one-by-one order
+            for lo in reversed(range(0, n, _MAX_BLOCKS)):
+                self.insert(ids[lo:lo + _MAX_BLOCKS], values[lo:lo + _MAX_BLOCKS])
             return
         if n == 0:
             return
@@ -179,7 +180,7 @@ class ChainTable:
         else:
             self._records[number] = rec
         base = number << _SHIFT
-        held = [h for h in hs if h in index]
+        held = [h for h in hs if h in index] if any(map(index.__contains__, hs)) else ()
         repeats = len(set(hs)) != n
         if self.lru:
             for h in dict.fromkeys(held) if repeats else held:   # held blocks move home into this record
@@ -227,6 +228,71 @@ class ChainTable:
             return False
         self._kill(home)
         return True
+
+    def remove_many(self, ids) -> None:
+        """``remove`` of each id. Victims come as runs of positions of one record, the tail first (``victims``), so
+        each run is cleared with slice assignments in C; each record it empties is freed and the others cut short."""
+        homes = list(map(self.index.pop, ids, repeat(None)))
+        if any(map(is_, homes, repeat(None))):
+            homes = [h for h in homes if h is not None]
+        if not homes:
+            return
+        records = self._records
+        n = len(homes)
+        # where a run ends: the next home is not the position before in the same record
+        ends = list(compress(range(n - 1), map(ne, map(sub, homes[:-1], homes[1:]), repeat(1))))
+        ends.append(n - 1)
+        changed = []
+        i = 0
+        for j in ends:
+            top = homes[i]
+            rec = records[top >> _SHIFT]   # a run is in one record: no position is _MASK (_MAX_BLOCKS)
+            lo, hi = homes[j] & _MASK, (top & _MASK) + 1
+            k = hi - lo
+            rec.hashes[lo:hi] = [_DEAD] * k
+            rec.values[lo:hi] = [None] * k
+            rec.owner[lo:hi] = [None] * k
+            rec.live -= k
+            changed.append(rec)
+            i = j + 1
+        for rec in dict.fromkeys(changed):
+            hs = rec.hashes
+            if rec.live == 0:
+                records[rec.number] = None
+                self._free.append(rec.number)
+                rec.hashes, rec.values, rec.owner = [], [], []
+            elif hs[-1] is _DEAD:
+                values, owner = rec.values, rec.owner
+                while hs[-1] is _DEAD:
+                    hs.pop()
+                    values.pop()
+                    owner.pop()
+
+    def victims(self, n: int, skip) -> List[Hashable]:
+        """The first n held ids in order that are not in ``skip`` (fewer when there are not so many)."""
+        log = self._log
+        while log and _dead(log[0]):
+            log.popleft()
+        out = []
+        for touch in log:
+            rec, lo, hi = touch
+            owner = rec.owner
+            top = min(hi, len(owner))
+            if top <= lo:
+                continue
+            hs = rec.hashes
+            if owner[lo] is touch and owner[top - 1] is touch and all(map(is_, owner[lo:top], repeat(touch))):
+                run = hs[lo:top]   # the whole run counts here
+                run.reverse()
+            else:
+                run = [hs[pos] for pos in range(top - 1, lo - 1, -1) if owner[pos] is touch]
+            if skip:
+                run = [h for h in run if h not in skip]
+            out += run
+            if len(out) >= n:
+                del out[n:]
+                break
+        return out
 
     def order(self):
         """The held ids, first victim first (an iterator: do not change the table while iterating)."""

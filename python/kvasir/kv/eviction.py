@@ -21,7 +21,7 @@ the policy called per block.
 Not thread-safe by itself: the owner (PrefixCache) serialises calls.
 """
 from collections import OrderedDict, deque
-from itertools import chain, takewhile
+from itertools import chain, repeat, takewhile
 from typing import Any, Dict, Hashable, List, Sequence, Union
 
 from .chain_table import ChainTable
@@ -208,10 +208,11 @@ class EvictionManager:
         recent), or for a node policy head first, each block continuing the one before it (as the node stores a
         chain)."""
         if self._intrusive:
-            if self._evicted:
-                for block_id in dict.fromkeys(ids):
-                    if block_id not in self._held:
-                        self._was_evicted(block_id)
+            evicted = self._evicted
+            if evicted:
+                for block_id in [b for b in dict.fromkeys(ids) if b in evicted and b not in self._held]:
+                    del evicted[block_id]
+                    self.re_prefills += 1
             self._table.insert(ids, values)
         elif self.node_policy:
             link = parent if parent in self._held else None
@@ -330,13 +331,16 @@ class EvictionManager:
             raise NoVictimError(f"no block is tracked: nothing to evict for {n}", {"wanted": n})
         if self.node_policy:
             return self.policy.peek(self._check_victims(n, strict), self._can_evict)
-        out = []
         pins = self._pins
-        for block_id in self._order():
-            if block_id not in pins:
-                out.append(block_id)
-                if len(out) == n:
-                    break
+        if self._intrusive:
+            out = self._table.victims(n, pins)
+        else:
+            out = []
+            for block_id in self._order():
+                if block_id not in pins:
+                    out.append(block_id)
+                    if len(out) == n:
+                        break
         if not out:
             raise AllPinnedError(f"all {len(self._held)} tracked blocks are pinned", {"wanted": n, "pinned": len(pins)})
         if strict and len(out) < n:
@@ -371,14 +375,22 @@ class EvictionManager:
         return out
 
     def record_eviction(self, block_ids) -> None:
-        for block_id in block_ids:
-            self.remove(block_id, evicted=True)
-            self.evictions += 1
-            if self._remember:
-                self._evicted[block_id] = None
-                self._evicted.move_to_end(block_id)
-                if len(self._evicted) > self._remember:
-                    self._evicted.popitem(last=False)
+        block_ids = list(block_ids)
+        if self._intrusive:
+            self._table.remove_many(block_ids)
+            if self._pins:
+                for block_id in block_ids:
+                    self._pins.pop(block_id, None)
+        else:
+            for block_id in block_ids:
+                self.remove(block_id, evicted=True)
+        self.evictions += len(block_ids)
+        if self._remember:
+            evicted = self._evicted
+            evicted.update(zip(block_ids, repeat(None)))
+            deque(map(evicted.move_to_end, block_ids), 0)
+            while len(evicted) > self._remember:   # the oldest forgotten first
+                evicted.popitem(last=False)
 
     def metrics(self) -> dict:
         return {"policy": self.policy.name, "tracked": len(self._held), "pinned": len(self._pins),
