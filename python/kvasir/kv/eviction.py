@@ -1,8 +1,9 @@
 """EvictionManager: which cached blocks to give up, behind one interface for every policy.
 
 A policy orders the blocks it tracks; the manager adds pins (a pinned block is never a victim) and the
-metrics. Policies: ``"lru"`` (least recently accessed first) and ``"fifo"`` (first inserted first), each O(1)
-per access and O(victims + pinned skipped) per selection, so the cost stays flat in the number of blocks; and the
+metrics. Policies: ``"lru"`` (least recently accessed first) and ``"fifo"`` (first inserted first), O(1) per run of a
+chain's blocks looked up (one dict probe; kvasir.kv.chain_table) and O(victims + pinned skipped) amortised per
+selection, so the cost per block stays nearly flat in the number of blocks; and the
 node's ``"lfu"``, ``"s3fifo"``, ``"chainlfu"`` and ``"chainsketch"`` (kvasir.kv.node_policies: O(log n) or O(1)
 amortised per operation), which make the node's choices on the same requests. Under those a lookup reads a prefix head
 first and an insert stores it head first, each block continuing the one before it (the node's order), and victims are
