@@ -77,7 +77,7 @@ class ChainTable:
         self._records = []   # by number; None where free
         self._free = []      # free numbers
         self._log = deque()
-        self._live_touches = 0   # the log's length after the last compaction
+        self._limit = 1024       # the log is compacted past this length: twice its live length then, + 1,024
 
     def __len__(self) -> int:
         return len(self.index)
@@ -90,11 +90,22 @@ class ChainTable:
         return self._records[home >> _SHIFT].values[home & _MASK]
 
     def _append(self, touch) -> None:
-        log = self._log
-        log.append(touch)
-        if len(log) > 2 * self._live_touches + 1024:
-            self._log = deque(t for t in log if not _dead(t))
-            self._live_touches = len(self._log)
+        self._log.append(touch)
+        if len(self._log) > self._limit:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drops the touches in which no position counts (``_dead``, inline: this walks the whole log)."""
+        keep = deque()
+        for t in self._log:
+            rec, lo, hi = t
+            owner = rec.owner
+            if lo < len(owner):
+                o = owner[lo]
+                if o is t or ((o is None or o[1] > lo or o[2] < hi) and any(map(is_, owner[lo:hi], repeat(t)))):
+                    keep.append(t)
+        self._log = keep
+        self._limit = 2 * len(keep) + 1024
 
     def _kill(self, home) -> None:
         """``home`` is no longer one: clear its position, cut dead positions off the record's end, free the record's
@@ -141,11 +152,14 @@ class ChainTable:
             values += rec.values[pos:pos + k]
             runs.append((rec, pos, pos + k))
             i += k
-        if self.lru:
+        if self.lru and runs:
+            log = self._log
             for touch in reversed(runs):
                 rec, lo, hi = touch
                 rec.owner[lo:hi] = [touch] * (hi - lo)
-                self._append(touch)
+                log.append(touch)
+            if len(log) > self._limit:
+                self._compact()
         return ids[:i], values
 
     def touch(self, block_id) -> None:
