@@ -43,6 +43,12 @@ public sealed class NodeRegistrar : IAsyncDisposable
     /// <summary>Why the state is Degraded; null otherwise.</summary>
     public string? Reason { get; private set; }
 
+    /// <summary>
+    /// Degraded because another live node, started later, holds this node's id (<see cref="NodeIdConflictException"/>):
+    /// a misconfiguration, not a lost registry. The heartbeats go on and register the node once the other one is gone.
+    /// </summary>
+    public bool IdConflict { get; private set; }
+
     public IClusterRegistry Registry => _registry;
 
     /// <summary>Heartbeats that reached the registry.</summary>
@@ -66,9 +72,9 @@ public sealed class NodeRegistrar : IAsyncDisposable
     /// <summary>One heartbeat now; failures turn into the Degraded state, never exceptions.</summary>
     public async Task BeatAsync()
     {
-        var record = _record();
         try
         {
+            var record = _record();
             await _registry.HeartbeatAsync(record, _ttl).ConfigureAwait(false);
             Interlocked.Increment(ref _heartbeats);
             if (State != RegistrationState.Registered)
@@ -76,14 +82,26 @@ public sealed class NodeRegistrar : IAsyncDisposable
                     _registry.ClusterName, State == RegistrationState.Degraded ? " again" : "");
             State = RegistrationState.Registered;
             Reason = null;
+            IdConflict = false;
+        }
+        catch (NodeIdConflictException ex)
+        {
+            if (!IdConflict || Reason != ex.Message) _log.LogError("{Reason}", ex.Message);
+            Degrade(ex.Message, idConflict: true);
         }
         catch (ClusterRegistryException ex)
         {
-            if (State != RegistrationState.Degraded)
+            if (State != RegistrationState.Degraded || IdConflict)
                 _log.LogWarning("cluster registry unreachable, serving on without registration: {Reason}", ex.Message);
-            Reason = ex.Message;
-            State = RegistrationState.Degraded;
+            Degrade(ex.Message, idConflict: false);
         }
+    }
+
+    private void Degrade(string reason, bool idConflict)
+    {
+        Reason = reason;
+        IdConflict = idConflict;
+        State = RegistrationState.Degraded;
     }
 
     /// <summary>Stops the heartbeat and removes the node from the registry (best effort, bounded in time).</summary>
