@@ -18,7 +18,7 @@ public enum RegistrationState
 /// Keeps one node registered: a heartbeat every <c>ttl / 4</c> renews its membership for
 /// <c>ttl</c>; a clean stop removes it at once. Losing the registry never stops the node: the
 /// state turns <see cref="RegistrationState.Degraded"/> (with the reason) and the next heartbeat
-/// that gets through registers it again.
+/// that gets through registers it again. So does any other heartbeat failure: the loop ends only at the stop.
 /// </summary>
 public sealed class NodeRegistrar : IAsyncDisposable
 {
@@ -48,6 +48,10 @@ public sealed class NodeRegistrar : IAsyncDisposable
     /// a misconfiguration, not a lost registry. The heartbeats go on and register the node once the other one is gone.
     /// </summary>
     public bool IdConflict { get; private set; }
+
+    /// <summary>Heartbeats that failed with an error other than a lost registry or an id conflict (each logged, then retried).</summary>
+    public long Failures => Interlocked.Read(ref _failures);
+    private long _failures;
 
     public IClusterRegistry Registry => _registry;
 
@@ -94,6 +98,14 @@ public sealed class NodeRegistrar : IAsyncDisposable
             if (State != RegistrationState.Degraded || IdConflict)
                 _log.LogWarning("cluster registry unreachable, serving on without registration: {Reason}", ex.Message);
             Degrade(ex.Message, idConflict: false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // Not a lost registry (a damaged one, a bug): the loop must outlive it, or the registration lapses for good.
+            Interlocked.Increment(ref _failures);
+            string reason = $"heartbeat failed: {ex.GetType().Name}: {ex.Message}";
+            if (Reason != reason) _log.LogError(ex, "cluster heartbeat failed unexpectedly, retrying every {Interval} ms", (long)Interval.TotalMilliseconds);
+            Degrade(reason, idConflict: false);
         }
     }
 

@@ -52,4 +52,60 @@ public sealed class MembershipFaultTests
         Assert.True(older.Registration!.IdConflict);
         Assert.Empty(newer.Problems());
     }
+
+    [Fact]
+    public async Task A_watcher_whose_poll_meets_a_damaged_registry_reports_it_and_follows_again_once_it_is_repaired()
+    {
+        // A non-number in the epoch key made the poll script answer an empty array: the loop threw, stopped for good,
+        // and the client kept its view forever with LastError still null.
+        await using var cluster = await ClusterHarness.StartAsync(0);
+        await using var watcher = await MembershipWatcher.StartAsync(await cluster.RegistryAsync(), TimeSpan.FromMilliseconds(50), ownsRegistry: true);
+        string epochKey = $"kvasir:{{{cluster.Name}}}:epoch";
+        Assert.Equal("OK", await cluster.Redis.CommandAsync(["SET", epochKey, "not-a-number"]));
+        await Poll.UntilAsync(() => watcher.LastError is not null, "the watcher to report the damaged registry");
+        Assert.True(watcher.Failures > 0, $"not counted as a failure: {watcher.LastError}");
+
+        Assert.Equal("OK", await cluster.Redis.CommandAsync(["SET", epochKey, "1000"]));
+        await Poll.UntilAsync(() => watcher.Current.Epoch == 1000 && watcher.LastError is null,
+            () => $"the watcher to follow the repaired registry (epoch {watcher.Current.Epoch}, error {watcher.LastError})");
+    }
+
+    [Fact]
+    public async Task A_heartbeat_loop_keeps_beating_after_an_unexpected_error_and_reports_it_meanwhile()
+    {
+        await using var cluster = await ClusterHarness.StartAsync(0);
+        var flaky = new FlakyRegistry(await cluster.RegistryAsync());
+        var record = new NodeRecord { Id = "n1", Address = "127.0.0.1:7380", StartedMs = 1 };
+        await using var registrar = new NodeRegistrar(flaky, () => record, TimeSpan.FromMilliseconds(400));
+        registrar.Start();
+        await Poll.UntilAsync(() => registrar.State == RegistrationState.Registered, "the first heartbeat");
+
+        flaky.Failing = true;
+        await Poll.UntilAsync(() => registrar.State == RegistrationState.Degraded, "the registrar to report the failing heartbeat");
+        Assert.Contains("injected", registrar.Reason, StringComparison.Ordinal);
+        Assert.True(registrar.Failures > 0);
+
+        flaky.Failing = false;
+        long beats = registrar.Heartbeats;
+        await Poll.UntilAsync(() => registrar.State == RegistrationState.Registered && registrar.Heartbeats > beats + 1,
+            () => $"the registrar to beat again (state {registrar.State}, {registrar.Heartbeats} heartbeats)");
+    }
+
+    /// <summary>The real registry, whose heartbeats throw an error no caller expects while <see cref="Failing"/> is set.</summary>
+    private sealed class FlakyRegistry(IClusterRegistry inner) : IClusterRegistry
+    {
+        public volatile bool Failing;
+        public string ClusterName => inner.ClusterName;
+        public bool IsConnected => inner.IsConnected;
+
+        public Task<bool> HeartbeatAsync(NodeRecord record, TimeSpan ttl)
+            => Failing ? throw new InvalidOperationException("injected heartbeat failure") : inner.HeartbeatAsync(record, ttl);
+
+        public Task UnregisterAsync(string nodeId, string? recordJson = null) => inner.UnregisterAsync(nodeId, recordJson);
+        public Task<ClusterSnapshot> ReadAsync() => inner.ReadAsync();
+        public Task<(long Epoch, int Live)> PollAsync() => inner.PollAsync();
+        public Task<IReadOnlyList<MemberStatus>> ListAllAsync() => inner.ListAllAsync();
+        public Task SubscribeAsync(Action onChange) => inner.SubscribeAsync(onChange);
+        public ValueTask DisposeAsync() => inner.DisposeAsync();
+    }
 }
