@@ -133,7 +133,7 @@ class _LocalPut:
         self.chain = False        # COMMITs declare the keys a chain in call order (feature FEATURE_COMMIT_CHAIN)
         self.chain_parent = None  # the stored key the call's first key continues (bytes), with chain
         self.relink = []          # keys published before the key they continue (forced): stored again after it
-        self.relinking = False    # storing those keys again (once, at the end of the call)
+        self.relinking = None     # the keys being stored again (once, at the end of the call), an array
 
     def run(self, todo, max_keys: int, max_meta: int) -> None:
         """Stores the keys ``todo`` (an array of positions), in ALLOCs of at most ``max_keys`` keys and ``max_meta``
@@ -169,7 +169,7 @@ class _LocalPut:
                 self._publish_deferred(force=True)   # nothing they wait for is left to ask for
             elif queue:
                 continue   # nothing of this put is held now: the next ALLOC waits for other threads' bytes
-            elif self.relink and not self.relinking:
+            elif self.relink and self.relinking is None:
                 queue = plan(self._start_relink(), max(1, self.budget.limit // (self.ahead + 1)))
             else:
                 self._end_relink()
@@ -180,14 +180,14 @@ class _LocalPut:
         overwrite relinks the key and keeps the keys after it linked to it. Marked pending until their COMMITs answer."""
         keys = np.unique(np.asarray(self.relink, dtype=np.int64))
         keys = keys[(self.results[keys] == E.OK) & (self.results[keys - 1] == E.OK)]
-        self.relink, self.relinking = keys, True
+        self.relink, self.relinking = [], keys
         self.results[keys], self.sent[keys] = _PENDING, False
         return keys
 
     def _end_relink(self) -> None:
         """Stored either way: the relinked value, or (its second store failed) the first one, unlinked as before."""
-        if self.relinking:
-            self.results[self.relink] = E.OK
+        if self.relinking is not None:
+            self.results[self.relinking] = E.OK
 
     def _send_alloc(self, idx, force: bool = False) -> bool:
         lengths = self.lengths[idx]
@@ -269,7 +269,7 @@ class _LocalPut:
         cuts = (np.flatnonzero(np.diff(keys) != 1) + 1).tolist() if self.chain else []
         for a, b in zip([0, *cuts], [*cuts, len(keys)]):
             run = (ids[a:b], keys[a:b], size if b == len(keys) else 0)
-            if self.chain and not self.relinking and self._unsettled_before(int(keys[a])):
+            if self.chain and self.relinking is None and self._unsettled_before(int(keys[a])):
                 at = bisect.bisect([int(d[1][0]) for d in self.deferred], int(keys[a]))
                 self.deferred.insert(at, run)   # in key order
             else:
