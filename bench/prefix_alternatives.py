@@ -32,7 +32,8 @@ import random
 import statistics
 import sys
 from collections import Counter, OrderedDict, deque
-from itertools import count, takewhile
+from itertools import count, repeat, takewhile
+from operator import eq, truth
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from prefix_bench import CHAIN, per_block_us  # noqa: E402
@@ -184,10 +185,65 @@ def pop_reinsert(prompts):
     return lookup
 
 
+class _Record:
+    """One inserted chain: its hashes and values in chain order, and per position the touch (event) that last ordered
+    it (the per-record layout of kvasir.kv since session 12)."""
+    __slots__ = ("hashes", "values", "owner")
+
+    def __init__(self, hashes):
+        self.hashes = list(hashes)
+        self.values = list(hashes)
+        ev = (self, 0, len(hashes))
+        self.owner = [ev] * len(hashes)
+
+
+def _records(prompts):
+    index, log = {}, deque()
+    for c in prompts:
+        rec = _Record(c)
+        log.append(rec.owner[0])
+        index.update(zip(c, zip(repeat(rec), range(len(c)))))
+    return index, log
+
+
+def records(prompts, move=True):
+    index, log = _records(prompts)
+    get = index.get
+
+    def lookup(c):
+        out, runs, i, n = [], [], 0, len(c)
+        while i < n:
+            e = get(c[i])
+            if e is None:
+                break
+            rec, pos = e
+            hs = rec.hashes
+            m = min(n - i, len(hs) - pos)
+            if hs[pos:pos + m] == c[i:i + m]:
+                k = m
+            else:
+                k = len(list(takewhile(truth, map(eq, hs[pos:pos + m], c[i:i + m]))))
+            out += rec.values[pos:pos + k]
+            runs.append((rec, pos, pos + k))
+            i += k
+        if move:
+            for run in reversed(runs):
+                rec, lo, hi = run
+                rec.owner[lo:hi] = [run] * (hi - lo)
+                log.append(run)
+        return out
+    return lookup
+
+
+def records_no_move(prompts):
+    return records(prompts, move=False)
+
+
 KERNELS = [("per-block calls (old)", per_block_calls), ("two tables, C", two_tables_c), ("one table, C (kept)", one_table_c),
            ("one table, loop", one_table_loop), ("hex -> int only", hex_to_int), ("no LRU move", no_lru_move),
            ("stamp queue, counts", stamp_queue_counts), ("stamp queue, stamps", stamp_queue_stamps),
-           ("pop + reinsert", pop_reinsert)]
+           ("pop + reinsert", pop_reinsert),
+           ("records, touch per run", records), ("records, no move", records_no_move)]
 
 
 def main():
@@ -195,17 +251,21 @@ def main():
     ap.add_argument("--sizes", default="1000,100000,1000000")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--copies", action="store_true", help="look up by equal strings that are other objects")
+    ap.add_argument("--only", default="", help="comma-separated name parts: only the kernels whose name has one")
     args = ap.parse_args()
-    print("| cached blocks | " + " | ".join(name for name, _ in KERNELS) + " |  (µs per block, median)")
-    print("| ---: |" + " ---: |" * len(KERNELS))
+    parts = [p for p in args.only.split(",") if p]
+    kernels = [k for k in KERNELS if not parts or any(p in k[0] for p in parts)]
+    print("| cached blocks | " + " | ".join(name for name, _ in kernels) + " |  (µs per block, median)")
+    print("| ---: |" + " ---: |" * len(kernels))
     for n in (int(s) for s in args.sizes.split(",")):
         prompts = chains(n)
-        queries = [[(h + ".")[:-1] for h in c] for c in prompts] if args.copies else prompts
-        lookups = [make(prompts) for _, make in KERNELS]   # all built first, then timed in turns: the
-        runs = [[] for _ in KERNELS]                       # machine's noise falls on every kernel alike
+        # equal copies are made for each pass from the hashes' bytes, in lookup order (as bench/prefix_bench.py does)
+        blobs = [b"".join(bytes.fromhex(h) for h in c) for c in prompts] if args.copies else None
+        lookups = [make(prompts) for _, make in kernels]   # all built first, then timed in turns: the
+        runs = [[] for _ in kernels]                       # machine's noise falls on every kernel alike
         for _ in range(args.repeats):
             for i, lookup in enumerate(lookups):
-                runs[i].append(per_block_us(lookup, queries, 1, sample_size=500))
+                runs[i].append(per_block_us(lookup, prompts, 1, blobs, sample_size=500))
         del lookups
         print(f"| {n:,} | " + " | ".join(f"{statistics.median(r):.3f}" for r in runs) + " |", flush=True)
 

@@ -145,6 +145,9 @@ def no_node_line(cluster: str, shown_url: str, names: Optional[List[str]], fix: 
 # How long nodes a reset registry forgot are kept while they register again: twice the default heartbeat TTL.
 REGISTRY_RESET_GRACE = 10.0
 
+# The longest wait between polls after unexpected errors (a damaged registry), seconds (the .NET MembershipWatcher.MaxBackoff).
+MAX_BACKOFF = 5.0
+
 
 def _valid_id(text) -> bool:
     return isinstance(text, str) and 0 < len(text) <= 255 and all("!" <= c <= "~" for c in text)
@@ -205,7 +208,8 @@ class RedisMembership:
         self._on_settings = None   # follow_settings: called with the new settings when a poll finds them changed
         self._settings = None
         self._bad_settings = None
-        self.error = None
+        self.error = None    # the last poll's error (registry unreachable or damaged); None while polls succeed
+        self.failures = 0    # polls that failed with an error other than an unreachable registry
         self._wake = threading.Event()
         self._stop = threading.Event()
         try:
@@ -260,7 +264,10 @@ class RedisMembership:
         return epoch, sorted(nodes, key=lambda n: n["id"])
 
     def _loop(self) -> None:
+        backoff = 0.0   # after an unexpected error: doubling from the poll interval up to MAX_BACKOFF
         while not self._stop.is_set():
+            if backoff:
+                self._stop.wait(backoff)
             self._wake.wait(self._poll)
             self._wake.clear()
             if self._stop.is_set():
@@ -279,10 +286,21 @@ class RedisMembership:
                 if self._on_settings is not None:
                     self._refresh_settings()
                 self.error = None
+                backoff = 0.0
             except self._redis_errors as ex:
                 self.error = str(ex)
             except KvasirError as ex:   # settings unreadable (settings() wraps the Redis error)
                 self.error = str(ex)
+            except Exception as ex:  # noqa: BLE001 - the thread must outlive any one poll
+                # Not a lost registry: a damaged one (a key of another shape), or an on_change callback that raised. The
+                # view is kept and the thread goes on, slower, so it follows again once the cause is gone.
+                self.failures += 1
+                reason = f"{type(ex).__name__}: {ex}"
+                backoff = min(backoff * 2, MAX_BACKOFF) if backoff else self._poll
+                if reason != self.error:
+                    _log.error("kvasir: cluster %s: membership poll failed, keeping the last view and retrying (every %.0f s "
+                               "at most)", self.name, MAX_BACKOFF, exc_info=True)
+                self.error = reason
 
     def _keep_forgotten(self, new_epoch: int, nodes: List[dict]) -> List[dict]:
         """After a registry reset (a Redis restarted without persistence: the epoch went backwards), the nodes it

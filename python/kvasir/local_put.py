@@ -110,7 +110,9 @@ class _LocalPut:
     yet (a smaller value of the same ALLOC, or of an ALLOC sent ahead, fitted where it did not) waits, reserved and
     copied, until that key's COMMIT is sent (before, it was published continuing a key not stored: a root in the middle
     of the chain). If the waiting runs hold the space that key needs (the node refuses it again while they wait), they
-    are published at once, as before (the chain breaks there), and the key is asked for again after them.
+    are published at once (the first key of each such run a root), the key is asked for again after them, and once the
+    rest of the call is stored, the first key of each such run whose parent got stored is stored again continuing it
+    (one ALLOC, copy and COMMIT per break: an overwrite relinks a key and keeps the keys after it linked to it).
 
     Per chunk, not per key: the ALLOC's metadata is built from the call's encoded keys with numpy, both replies are
     read as arrays, and codes are written into one array of results; no Python object is made per key."""
@@ -130,6 +132,8 @@ class _LocalPut:
         self.sent = np.zeros(len(results), dtype=bool)   # keys whose COMMIT is sent
         self.chain = False        # COMMITs declare the keys a chain in call order (feature FEATURE_COMMIT_CHAIN)
         self.chain_parent = None  # the stored key the call's first key continues (bytes), with chain
+        self.relink = []          # keys published before the key they continue (forced): stored again after it
+        self.relinking = None     # the keys being stored again (once, at the end of the call), an array
 
     def run(self, todo, max_keys: int, max_meta: int) -> None:
         """Stores the keys ``todo`` (an array of positions), in ALLOCs of at most ``max_keys`` keys and ``max_meta``
@@ -165,8 +169,25 @@ class _LocalPut:
                 self._publish_deferred(force=True)   # nothing they wait for is left to ask for
             elif queue:
                 continue   # nothing of this put is held now: the next ALLOC waits for other threads' bytes
+            elif self.relink and self.relinking is None:
+                queue = plan(self._start_relink(), max(1, self.budget.limit // (self.ahead + 1)))
             else:
+                self._end_relink()
                 return
+
+    def _start_relink(self):
+        """The keys a forced publish left unlinked whose parent has been stored since, to store again continuing it: an
+        overwrite relinks the key and keeps the keys after it linked to it. Marked pending until their COMMITs answer."""
+        keys = np.unique(np.asarray(self.relink, dtype=np.int64))
+        keys = keys[(self.results[keys] == E.OK) & (self.results[keys - 1] == E.OK)]
+        self.relink, self.relinking = [], keys
+        self.results[keys], self.sent[keys] = _PENDING, False
+        return keys
+
+    def _end_relink(self) -> None:
+        """Stored either way: the relinked value, or (its second store failed) the first one, unlinked as before."""
+        if self.relinking is not None:
+            self.results[self.relinking] = E.OK
 
     def _send_alloc(self, idx, force: bool = False) -> bool:
         lengths = self.lengths[idx]
@@ -248,7 +269,7 @@ class _LocalPut:
         cuts = (np.flatnonzero(np.diff(keys) != 1) + 1).tolist() if self.chain else []
         for a, b in zip([0, *cuts], [*cuts, len(keys)]):
             run = (ids[a:b], keys[a:b], size if b == len(keys) else 0)
-            if self.chain and self._unsettled_before(int(keys[a])):
+            if self.chain and self.relinking is None and self._unsettled_before(int(keys[a])):
                 at = bisect.bisect([int(d[1][0]) for d in self.deferred], int(keys[a]))
                 self.deferred.insert(at, run)   # in key order
             else:
@@ -263,7 +284,11 @@ class _LocalPut:
     def _publish_deferred(self, force: bool = False) -> None:
         """Sends the COMMITs of the waiting runs whose earlier keys are all settled or sent (``force``: all of them)."""
         while self.deferred and (force or not self._unsettled_before(int(self.deferred[0][1][0]))):
-            self._send_commit(*self.deferred.popleft())
+            ids, keys, size = self.deferred.popleft()
+            k = int(keys[0])
+            if k > 0 and self.results[k - 1] == _PENDING and not self.sent[k - 1]:
+                self.relink.append(k)   # its parent is not stored yet: the node makes it a root
+            self._send_commit(ids, keys, size)
 
     def _send_commit(self, ids, keys, size: int) -> None:
         try:

@@ -480,3 +480,26 @@ def test_a_member_retired_by_another_calls_view_change_turns_its_keys_unavailabl
         assert slot.get(router._open_store) is None, "a retired slot opened a store again"
     finally:
         store.close()
+
+
+def test_the_membership_thread_reports_a_damaged_registry_and_follows_again_once_it_is_repaired():
+    # A non-number in the epoch key makes the poll script answer an empty list: the thread died on the unpacking, and
+    # the client kept its view for good with no error to show for it.
+    import redis as redis_py
+    from kvasir._membership import RedisMembership
+    server = Redis()
+    name = f"damaged{os.getpid()}"
+    r = redis_py.Redis.from_url(server.url)
+    membership = RedisMembership(server.url, name, poll=0.05, timeout=2.0)
+    try:
+        epoch_key = f"kvasir:{{{name}}}:epoch"
+        r.set(epoch_key, "not-a-number")
+        wait_until(lambda: membership.error is not None, "the membership thread to report the damaged registry")
+        assert membership.failures > 0, membership.error
+        r.set(epoch_key, "1000")
+        wait_until(lambda: membership.epoch == 1000 and membership.error is None,
+                   "the membership thread to follow the repaired registry")
+    finally:
+        membership.close()
+        r.close()
+        server.stop()

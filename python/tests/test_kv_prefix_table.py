@@ -2,6 +2,7 @@
 get wrong, checked against a plain reference model: order across inserts, hits, evictions and re-inserts, values
 handed to on_evict, the budget under random operations, and a policy of the caller's own called per block."""
 import random
+from collections import OrderedDict
 
 import pytest
 
@@ -132,3 +133,190 @@ def test_a_policy_of_its_own_is_called_per_block_and_decides_the_victims():
     assert hit == [0, 1] and policy.accesses == 2
     cache.insert([d], [3])
     assert a not in cache and policy.held == [c, b, d] and cache.get_stats()["policy"] == "newest-first"
+
+
+class _Model:
+    """The per-block reference: one OrderedDict of values in eviction order (least recent / first inserted first), what
+    an LRU or FIFO manager must be observably equal to whatever its layout."""
+
+    def __init__(self, lru):
+        self.lru, self.held, self.pins, self.evicted, self.re_prefills = lru, OrderedDict(), {}, set(), 0
+
+    def insert(self, hashes, values):   # PrefixCache.insert after its evictions: tail first, a held block updated
+        for h, v in zip(reversed(hashes), reversed(values)):
+            if h in self.held:
+                self.held[h] = v
+                if self.lru:
+                    self.held.move_to_end(h)
+            else:
+                if h in self.evicted:
+                    self.evicted.discard(h)
+                    self.re_prefills += 1
+                self.held[h] = v
+
+    def lookup(self, hashes):
+        n = 0
+        while n < len(hashes) and hashes[n] in self.held:
+            n += 1
+        if self.lru:
+            for h in reversed(hashes[:n]):
+                self.held.move_to_end(h)
+        for h in hashes[n:]:
+            if h in self.evicted:
+                self.evicted.discard(h)
+                self.re_prefills += 1
+        return [self.held[h] for h in hashes[:n]]
+
+    def victims(self, n, exclude=()):
+        return [h for h in self.held if h not in self.pins and h not in exclude][:n]
+
+    def evict(self, victims):
+        for h in victims:
+            del self.held[h]
+            self.evicted.add(h)
+
+
+@pytest.mark.parametrize("lru", [True, False])
+def test_chains_with_repeats_overlaps_and_partial_hits_keep_the_per_block_order_and_values(lru):
+    # Chains that continue, repeat, overlap and cut each other, inserted whole or in parts, looked up alone and in
+    # batches, single blocks touched with get, pins, invalidations, evictions by insert and by evict(n), clear: the
+    # cache's order, values, victims and re-prefills must be the per-block model's after every step.
+    rng = random.Random(11 if lru else 12)
+    cap = 120
+    seen = []
+    cache = PrefixCache(block_size=1, max_cached_blocks=cap, enable_lru=lru, on_evict=lambda h, b: seen.append((h, b)))
+    model = _Model(lru)
+    prompts = [_ids(rng.randint(1, 40), start=1000 * p) for p in range(12)]
+
+    def chain():
+        p = rng.choice(prompts)
+        lo = rng.randrange(len(p)) if rng.random() < 0.3 else 0
+        c = p[lo:rng.randint(lo + 1, len(p))]
+        kind = rng.randrange(6)
+        if kind == 0:
+            c = c + rng.choice(prompts)[:rng.randint(1, 10)]          # continued by another prompt's blocks
+        elif kind == 1 and len(c) > 1:
+            c = c + [c[rng.randrange(len(c))]]                          # a block repeated
+        elif kind == 2:
+            c = [h for h in c if rng.random() < 0.8] or c[:1]          # holes
+        return c
+
+    for step in range(2500):
+        op = rng.randrange(10)
+        c = chain()
+        if op < 3:
+            values = [(step, k) for k in range(len(c))]
+            new = [h for h in dict.fromkeys(c) if h not in model.held]
+            need = len(model.held) + len(new) - cap
+            if len(set(c)) > cap:
+                continue
+            victims = model.victims(max(0, need), exclude=set(c))
+            if need > 0 and len(victims) < need:
+                with pytest.raises((KE.AllPinnedError, KE.EvictionFailedError)):
+                    cache.insert(c, values)
+                continue
+            seen.clear()
+            assert cache.insert(c, values) == len(new)
+            assert seen == [(h, model.held[h]) for h in victims], f"step {step}"
+            model.evict(victims)
+            model.insert(c, values)
+        elif op < 6:
+            want = model.lookup(c)
+            assert cache.lookup(c) == (want, len(want)), f"step {step}"
+        elif op == 6:
+            batch = [chain() for _ in range(rng.randrange(4))]
+            got = cache.lookup_many(batch)
+            assert got == [(v, len(v)) for v in map(model.lookup, batch)], f"step {step}"
+        elif op == 7:
+            h = c[0]
+            if h in model.held:
+                assert cache.get(h) == model.held[h]
+                if lru:
+                    model.held.move_to_end(h)
+                if h not in model.pins and rng.random() < 0.4:
+                    cache.pin([h])
+                    model.pins[h] = 1
+            elif model.pins:
+                p = rng.choice(list(model.pins))
+                cache.unpin([p])
+                del model.pins[p]
+        elif op == 8:
+            free = [h for h in c if h not in model.pins]
+            assert cache.invalidate(free) == len({h for h in free if h in model.held})
+            for h in free:
+                model.held.pop(h, None)
+        else:
+            n = rng.randrange(6)
+            want = model.victims(n)
+            seen.clear()
+            if model.held and not want and n:
+                with pytest.raises(KE.AllPinnedError):
+                    cache.evict(n)
+                continue
+            assert cache.evict(n) == want, f"step {step}"
+            assert seen == [(h, model.held[h]) for h in want]
+            model.evict(want)
+        if step % 500 == 499 and not model.pins:
+            cache.clear()
+            model.held.clear()
+        assert list(cache.eviction.tracked()) == list(model.held), f"step {step}: order differs"
+        assert len(cache) == len(model.held) and all(cache.eviction.value(h) == v for h, v in model.held.items())
+        assert cache.get_stats()["re_prefills"] == model.re_prefills, f"step {step}"
+    s = cache.get_stats()
+    assert s["evictions"] > 300 and s["re_prefills"] > 50 and s["hit_blocks"] > 3000, s
+
+
+def test_many_hits_on_few_blocks_keep_the_order_and_a_bounded_log():
+    # Every LRU hit appends a touch to the table's log; the log is compacted as it grows, which must keep the order
+    # exactly and the log within twice its live touches plus its slack (here at most one touch per held block).
+    rng = random.Random(13)
+    m, model = EvictionManager("lru"), _Model(True)
+    prompts = [_ids(rng.randint(1, 12), start=100 * p) for p in range(8)]
+    for p in prompts:
+        m.record_chain(p, p)
+        model.insert(p, p)
+    for step in range(12_000):
+        p = rng.choice(prompts)
+        c = p[:rng.randint(1, len(p))]
+        if step % 3:
+            assert m.lookup_prefix(c) == (c, c)
+            model.lookup(c)
+        else:
+            m.record_access(c[-1])
+            model.held.move_to_end(c[-1])
+        assert len(m._table._log) <= 2 * len(m) + 1025
+        if step % 1000 == 0:
+            assert list(m.tracked()) == list(model.held), f"step {step}"
+    assert list(m.tracked()) == list(model.held)
+    assert m.select_victims(len(m)) == list(model.held)
+
+
+@pytest.mark.parametrize("lru", [True, False])
+def test_chains_longer_than_a_record_are_held_as_several_and_keep_the_per_block_order(lru, monkeypatch):
+    # A record holds at most _MAX_BLOCKS blocks (2**20 - 1); a longer chain is split into records, the last first.
+    # With records of 3 blocks every chain here spans several: lookups walk across them, evictions take runs out of
+    # them, and order and values must stay the per-block model's.
+    from kvasir.kv import chain_table
+    monkeypatch.setattr(chain_table, "_MAX_BLOCKS", 3)
+    rng = random.Random(17)
+    cache, model = PrefixCache(block_size=1, max_cached_blocks=60, enable_lru=lru), _Model(lru)
+    prompts = [_ids(rng.randint(1, 20), start=100 * p) for p in range(10)]
+    for step in range(1500):
+        p = rng.choice(prompts)
+        c = p[:rng.randint(1, len(p))]
+        if rng.random() < 0.4:
+            values = [(step, k) for k in range(len(c))]
+            need = len(model.held) + sum(h not in model.held for h in c) - 60
+            victims = model.victims(max(0, need), exclude=set(c))
+            cache.insert(c, values)
+            model.evict(victims)
+            model.insert(c, values)
+        elif rng.random() < 0.8:
+            want = model.lookup(c)
+            assert cache.lookup(c) == (want, len(want)), f"step {step}"
+        else:
+            want = model.victims(rng.randrange(1, 8))
+            assert cache.evict(len(want)) == want
+            model.evict(want)
+        assert list(cache.eviction.tracked()) == list(model.held), f"step {step}"
+        assert all(cache.eviction.value(h) == v for h, v in model.held.items())

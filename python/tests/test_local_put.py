@@ -414,6 +414,29 @@ def test_a_chained_local_put_stores_a_key_refused_for_the_share_before_the_keys_
         node.stop()
 
 
+def test_a_chained_local_put_whose_waiting_runs_crowd_out_the_refused_key_still_links_the_key_after_it(cli, monkeypatch):
+    # As above, but block 3 is 208 KiB: asked for again while blocks 4 and 5 (64 KiB) wait for it, it does not fit the
+    # 256 KiB share beside them and is refused again, so they are published first, continuing block 3 that is not stored:
+    # block 4 became a root and block 3, stored after it, a leaf that eviction took out of the middle of the chain.
+    # Block 4 is stored again continuing block 3 once block 3 is stored (the rest of the chain still continues block 4).
+    block, length = 64 * 1024, 40
+    node = _chain_node(monkeypatch, chunk_bytes=3 * block, share_bytes=4 * block)
+    try:
+        sizes = [208 * 1024 if i == 3 else block // 2 if i in (4, 5) else block for i in range(length)]
+        at = np.concatenate(([0], np.cumsum(sizes)))
+        src = np.random.default_rng(7).integers(0, 256, int(at[-1]), dtype=np.uint8)
+        keys = [f"crowded/{i}" for i in range(length)]
+        with kvasir.KvStore(node.address, transport="shm") as s:
+            assert s._connection().pipelined
+            s.register_buffer(src.ctypes.data, src.nbytes)
+            assert s.batch_put_from_local(keys, [src.ctypes.data + int(a) for a in at[:-1]], sizes, chain=True) == [0] * length
+            assert s.stats()["reservations"] == 0
+            _read_back(s, keys, [src[at[i]:at[i + 1]] for i in range(length)])   # last read in chain order
+            _assert_evicted_as_prefix(s, keys, block)
+    finally:
+        node.stop()
+
+
 def test_chained_puts_to_a_node_that_does_not_grant_chained_commits(cli):
     # A node withholding HELLO feature 0x20 (as one that predates it) refuses CHAIN on COMMIT. A chained batch_put_from
     # goes over TCP as chained PUTs: byte-exact, and every block continues the one before it (what prefix-aware eviction

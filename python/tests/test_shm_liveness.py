@@ -4,6 +4,7 @@ node's arena (it cannot see the first node's process, only the flock the first n
 file), and a same-host client of the first node keeps moving bytes through shared memory."""
 import glob
 import os
+import signal
 import subprocess
 
 import pytest
@@ -57,3 +58,31 @@ def test_a_node_in_another_pid_namespace_leaves_a_live_nodes_arena_alone(first_n
         # unshare exits at SIGTERM and passes it on to the node, which then stops cleanly and removes its files
         wait_until(lambda: not (arenas() & theirs), "the second node to remove its arena at its clean stop")
     assert os.path.exists(arena)
+
+
+def test_a_killed_nodes_arena_is_removed_by_the_next_node_to_start_and_a_live_nodes_is_kept(cli):
+    # SIGKILL runs nothing in the process: its arena, token and lock file stay in /dev/shm (tmpfs: memory) until a node
+    # starting on this host finds the lock unheld and removes them; a live node's files, lock held, stay.
+    def own_arena(n):
+        mine = [a for a in arenas() if a.startswith(f"/dev/shm/kvasir-{n.proc.pid}-")]
+        assert len(mine) == 1, f"node {n.proc.pid}'s arena: {sorted(arenas())}"
+        return mine[0]
+
+    live = Node("--memory", "16MiB", "--shm", "on")
+    killed = Node("--memory", "16MiB", "--shm", "on")
+    try:
+        live_arena, dead_arena = own_arena(live), own_arena(killed)
+        killed.proc.send_signal(signal.SIGKILL)
+        killed.proc.wait(timeout=10)
+        assert all(os.path.exists(dead_arena + s) for s in ("", ".token", ".lock")), "SIGKILL cleaned up after all?"
+        following = Node("--memory", "16MiB", "--shm", "on")   # its start sweeps /dev/shm
+        try:
+            left = [dead_arena + s for s in ("", ".token", ".lock") if os.path.exists(dead_arena + s)]
+            assert not left, f"the killed node's files survived the next start: {left}"
+            assert all(os.path.exists(live_arena + s) for s in ("", ".token", ".lock")), "a live node's files were removed"
+            assert own_arena(following) != live_arena
+        finally:
+            following.stop()
+    finally:
+        live.stop()
+        killed.stop()

@@ -32,7 +32,9 @@ public static class TransferBenchCommand
                                 rate as a fraction of it ("x TCP") and its CPU seconds per GiB
           --tcp-buffer SIZE     the baseline's buffer per stream and direction, walked 4 MiB per call    default 4MiB
                                 (iperf3's way: hot in cache); larger ones make it touch cold memory (each stream its own)
-          --socket-buffer SIZE  both engines' SocketBufferBytes (SO_SNDBUF/SO_RCVBUF per lane); 0 = the kernel's autotuning   default 0
+          --socket-buffer SIZE  both engines' SocketBufferBytes (SO_SNDBUF/SO_RCVBUF per lane): auto = 512 KiB on a
+                                short path (loopback or <= 100 us round trip), else the kernel's autotuning; 0 = the
+                                kernel's autotuning on every lane; SIZE = fixed                                   default auto
           --region-memory KIND  huge: NativeRegion.Allocate (2 MiB aligned, MADV_HUGEPAGE) | pages: the same with
                                 4 KiB pages | managed: byte arrays. Both engines' regions and the baseline's buffers   default huge
           --json                one JSON object per cell
@@ -63,7 +65,7 @@ public static class TransferBenchCommand
         int minSlice = checked((int)cl.Size("min-slice", 128 << 10));
         bool json = cl.Has("json");
         long tcpBuffer = cl.Size("tcp-buffer", 4 << 20);
-        int socketBuffer = checked((int)cl.Size("socket-buffer", 0));
+        int? socketBuffer = cl.Get("socket-buffer", "auto") == "auto" ? null : checked((int)cl.Size("socket-buffer", 0));
         string memoryKind = cl.Get("region-memory", "huge");
         if (memoryKind is not ("huge" or "pages" or "managed")) throw new UsageException($"--region-memory: '{memoryKind}' is not huge, pages or managed");
         long largest = sizes.Max();

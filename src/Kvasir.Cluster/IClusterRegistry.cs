@@ -18,6 +18,10 @@ public interface IClusterRegistry : IAsyncDisposable
     /// the registry's clock, so hosts' clocks need not agree). Also moves members whose time ran out
     /// to the down list. Returns true when membership changed (this node joined, or others expired).
     /// </summary>
+    /// <exception cref="NodeIdConflictException">
+    /// The id is live with the record of a node that started later (two live nodes configured with one id): nothing
+    /// changed. The later start keeps the id, so a node restarted under its id takes over at once.
+    /// </exception>
     Task<bool> HeartbeatAsync(NodeRecord record, TimeSpan ttl);
 
     /// <summary>
@@ -55,4 +59,16 @@ public sealed record ClusterSnapshot(long Epoch, IReadOnlyList<NodeRecord> Nodes
 /// <summary>A member as operators see it: live (heartbeat current) or down since <see cref="SinceMs"/>.</summary>
 public sealed record MemberStatus(NodeRecord Record, bool Live, long SinceMs);
 
-public sealed class ClusterRegistryException(string message, Exception? inner = null) : Exception(message, inner);
+public class ClusterRegistryException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// A heartbeat refused because another live node, started later, is registered under the same id: a
+/// misconfiguration (give each node its own <c>--node-id</c>). The registration is left to the other node.
+/// </summary>
+public sealed class NodeIdConflictException(NodeRecord mine, NodeRecord? theirs)
+    : ClusterRegistryException($"node id '{mine.Id}' is registered by another live node at {theirs?.Address ?? "an unreadable address"} " +
+        $"(started later); this node at {mine.Address} is not registered while that one lives: give each node its own --node-id")
+{
+    /// <summary>The record that holds the id; null when it could not be read.</summary>
+    public NodeRecord? Holder { get; } = theirs;
+}

@@ -74,7 +74,7 @@ public sealed class MembershipWatcher : IAsyncDisposable
     /// </summary>
     public void FollowSettings(ClusterSettings current) => Volatile.Write(ref _settings, current);
 
-    /// <summary>The last registry error, or null while it answers.</summary>
+    /// <summary>The last registry error (unreachable, or an unexpected failure of a poll), or null while polls succeed.</summary>
     public string? LastError { get; private set; }
 
     /// <summary>Asks for a poll now (for instance after a node stopped answering).</summary>
@@ -100,10 +100,12 @@ public sealed class MembershipWatcher : IAsyncDisposable
 
     private async Task LoopAsync()
     {
+        var backoff = TimeSpan.Zero;   // after an unexpected error: doubling from the poll interval up to MaxBackoff
         while (!_stop.IsCancellationRequested)
         {
             try
             {
+                if (backoff > TimeSpan.Zero) await Task.Delay(backoff, _stop.Token).ConfigureAwait(false);
                 await _wake.WaitAsync(_poll, _stop.Token).ConfigureAwait(false);
                 var (epoch, live) = await _registry.PollAsync().ConfigureAwait(false);
                 var current = Current;
@@ -111,15 +113,35 @@ public sealed class MembershipWatcher : IAsyncDisposable
                     await RefreshAsync().ConfigureAwait(false);
                 if (Settings is not null) await RefreshSettingsAsync().ConfigureAwait(false);
                 LastError = null;
+                backoff = TimeSpan.Zero;
             }
-            catch (OperationCanceledException) { break; }
+            catch (OperationCanceledException) when (_stop.IsCancellationRequested) { break; }
             catch (ClusterRegistryException ex)
             {
                 if (LastError is null) _log.LogWarning("cluster registry unreachable, keeping the last view: {Reason}", ex.Message);
                 LastError = ex.Message;
             }
+            catch (Exception ex)
+            {
+                // Not a lost registry: a damaged one (a key of another shape), or a Changed handler that threw. The view
+                // is kept and the loop goes on, slower, so it follows again once the cause is gone.
+                Interlocked.Increment(ref _failures);
+                string reason = $"{ex.GetType().Name}: {ex.Message}";
+                backoff = backoff == TimeSpan.Zero ? _poll : TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, MaxBackoff.Ticks));
+                if (LastError != reason)
+                    _log.LogError(ex, "cluster {Cluster}: membership poll failed, keeping the last view and retrying (every {Backoff} ms at most)",
+                        _registry.ClusterName, (long)MaxBackoff.TotalMilliseconds);
+                LastError = reason;
+            }
         }
     }
+
+    /// <summary>The longest wait between polls after unexpected errors (a damaged registry): 5 s.</summary>
+    public static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(5);
+
+    /// <summary>Polls that failed with an error other than a lost registry (each distinct one logged; the loop goes on).</summary>
+    public long Failures => Interlocked.Read(ref _failures);
+    private long _failures;
 
     private async Task RefreshSettingsAsync()
     {

@@ -18,7 +18,7 @@ public enum RegistrationState
 /// Keeps one node registered: a heartbeat every <c>ttl / 4</c> renews its membership for
 /// <c>ttl</c>; a clean stop removes it at once. Losing the registry never stops the node: the
 /// state turns <see cref="RegistrationState.Degraded"/> (with the reason) and the next heartbeat
-/// that gets through registers it again.
+/// that gets through registers it again. So does any other heartbeat failure: the loop ends only at the stop.
 /// </summary>
 public sealed class NodeRegistrar : IAsyncDisposable
 {
@@ -43,6 +43,16 @@ public sealed class NodeRegistrar : IAsyncDisposable
     /// <summary>Why the state is Degraded; null otherwise.</summary>
     public string? Reason { get; private set; }
 
+    /// <summary>
+    /// Degraded because another live node, started later, holds this node's id (<see cref="NodeIdConflictException"/>):
+    /// a misconfiguration, not a lost registry. The heartbeats go on and register the node once the other one is gone.
+    /// </summary>
+    public bool IdConflict { get; private set; }
+
+    /// <summary>Heartbeats that failed with an error other than a lost registry or an id conflict (each logged, then retried).</summary>
+    public long Failures => Interlocked.Read(ref _failures);
+    private long _failures;
+
     public IClusterRegistry Registry => _registry;
 
     /// <summary>Heartbeats that reached the registry.</summary>
@@ -66,9 +76,9 @@ public sealed class NodeRegistrar : IAsyncDisposable
     /// <summary>One heartbeat now; failures turn into the Degraded state, never exceptions.</summary>
     public async Task BeatAsync()
     {
-        var record = _record();
         try
         {
+            var record = _record();
             await _registry.HeartbeatAsync(record, _ttl).ConfigureAwait(false);
             Interlocked.Increment(ref _heartbeats);
             if (State != RegistrationState.Registered)
@@ -76,14 +86,34 @@ public sealed class NodeRegistrar : IAsyncDisposable
                     _registry.ClusterName, State == RegistrationState.Degraded ? " again" : "");
             State = RegistrationState.Registered;
             Reason = null;
+            IdConflict = false;
+        }
+        catch (NodeIdConflictException ex)
+        {
+            if (!IdConflict || Reason != ex.Message) _log.LogError("{Reason}", ex.Message);
+            Degrade(ex.Message, idConflict: true);
         }
         catch (ClusterRegistryException ex)
         {
-            if (State != RegistrationState.Degraded)
+            if (State != RegistrationState.Degraded || IdConflict)
                 _log.LogWarning("cluster registry unreachable, serving on without registration: {Reason}", ex.Message);
-            Reason = ex.Message;
-            State = RegistrationState.Degraded;
+            Degrade(ex.Message, idConflict: false);
         }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // Not a lost registry (a damaged one, a bug): the loop must outlive it, or the registration lapses for good.
+            Interlocked.Increment(ref _failures);
+            string reason = $"heartbeat failed: {ex.GetType().Name}: {ex.Message}";
+            if (Reason != reason) _log.LogError(ex, "cluster heartbeat failed unexpectedly, retrying every {Interval} ms", (long)Interval.TotalMilliseconds);
+            Degrade(reason, idConflict: false);
+        }
+    }
+
+    private void Degrade(string reason, bool idConflict)
+    {
+        Reason = reason;
+        IdConflict = idConflict;
+        State = RegistrationState.Degraded;
     }
 
     /// <summary>Stops the heartbeat and removes the node from the registry (best effort, bounded in time).</summary>

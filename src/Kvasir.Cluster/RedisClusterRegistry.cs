@@ -71,6 +71,8 @@ public sealed partial class RedisClusterRegistry : IClusterRegistry
     {
         var result = await RunAsync(RegistryScripts.Heartbeat, [_members, _records, _down, _epoch],
             [record.Id, record.ToJson(), (long)ttl.TotalMilliseconds, _channelName]).ConfigureAwait(false);
+        if (result.Resp2Type == ResultType.BulkString)   // the id is live with a later-started node's record
+            throw new NodeIdConflictException(record, NodeRecord.TryParse((string?)result));
         return (long)result == 1;
     }
 

@@ -145,7 +145,8 @@ public sealed class CacheNode : IAsyncDisposable
     {
         var list = new List<(string, string)>(Store.Problems());
         if (ArenaHealth.Problem() is { } arena) list.Insert(0, ("arena", arena));
-        if (Registration is { State: RegistrationState.Degraded, Reason: var r }) list.Add(("redis", r ?? "unreachable"));
+        if (Registration is { State: RegistrationState.Degraded, Reason: var r } registration)
+            list.Add((registration.IdConflict ? "node_id" : "redis", r ?? "unreachable"));
         return list;
     }
 

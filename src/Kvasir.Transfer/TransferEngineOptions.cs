@@ -48,13 +48,16 @@ public sealed record TransferEngineOptions
     public int MinSliceBytes { get; init; } = 128 << 10;
 
     /// <summary>
-    /// SO_SNDBUF and SO_RCVBUF of every lane socket in bytes (both ways, set before connecting and on the listening
-    /// socket), or 0 (default) for the kernel's own sizes, which it grows with the traffic (net.ipv4.tcp_wmem/rmem).
-    /// A fixed size turns that autotuning off: too small and a lane stalls waiting for its peer on a long link (a lane
-    /// moves at most about this much per round trip); large sizes cost kernel memory per lane. Range 0 or 64 KiB..256 MiB
-    /// (the kernel caps it at net.core.wmem_max/rmem_max, and doubles it for its bookkeeping).
+    /// SO_SNDBUF and SO_RCVBUF of every lane socket in bytes (both ways). Null (default): chosen per lane once its
+    /// handshake is done: a lane on a short path (its peer on loopback, or a round trip the kernel measured at ≤ 100 µs)
+    /// gets 512 KiB, which keeps a write's slices in the shared queue instead of megabytes of them in each socket; any
+    /// other lane keeps the kernel's autotuning, which grows the window with the path (docs/transfer.md § Threads).
+    /// 0: the kernel's autotuning on every lane. A size: fixed on every lane (set before connecting and on the
+    /// listening socket). A fixed size turns autotuning off: too small and a lane stalls waiting for its peer on a long
+    /// link (a lane moves at most about this much per round trip); large sizes cost kernel memory per lane. Range null,
+    /// 0 or 64 KiB..256 MiB (the kernel caps it at net.core.wmem_max/rmem_max, and doubles it for its bookkeeping).
     /// </summary>
-    public int SocketBufferBytes { get; init; }
+    public int? SocketBufferBytes { get; init; }
 
     /// <summary>Deadline of one transfer, and of a wait in <c>SendKv</c>/<c>RecvKv</c> (default 30 s).</summary>
     public TimeSpan TransferTimeout { get; init; } = TimeSpan.FromSeconds(30);
@@ -64,12 +67,21 @@ public sealed record TransferEngineOptions
 
     internal int LaneCount => Ncpus * NconnPerCpu;
 
-    /// <summary>Sets <see cref="SocketBufferBytes"/> on a lane socket (or the listening socket, whose lanes inherit it).</summary>
+    /// <summary>Sets a fixed <see cref="SocketBufferBytes"/> on a lane socket (or the listening socket, whose lanes inherit it).</summary>
     internal void ApplySocketBuffers(System.Net.Sockets.Socket socket)
     {
-        if (SocketBufferBytes == 0) return;
-        socket.SetSocketOption(System.Net.Sockets.SocketOptionLevel.Socket, System.Net.Sockets.SocketOptionName.SendBuffer, SocketBufferBytes);
-        socket.SetSocketOption(System.Net.Sockets.SocketOptionLevel.Socket, System.Net.Sockets.SocketOptionName.ReceiveBuffer, SocketBufferBytes);
+        if (SocketBufferBytes is not int bytes || bytes <= 0) return;
+        socket.SetSocketOption(System.Net.Sockets.SocketOptionLevel.Socket, System.Net.Sockets.SocketOptionName.SendBuffer, bytes);
+        socket.SetSocketOption(System.Net.Sockets.SocketOptionLevel.Socket, System.Net.Sockets.SocketOptionName.ReceiveBuffer, bytes);
+    }
+
+    /// <summary>
+    /// Applies the automatic choice (<see cref="SocketBufferBytes"/> null) to a lane whose handshake is done: the
+    /// round trip the kernel measured during the handshake is what decides.
+    /// </summary>
+    internal void ApplyPathSocketBuffers(System.Net.Sockets.Socket socket)
+    {
+        if (SocketBufferBytes is null) Internal.PathSocketBuffers.Apply(socket);
     }
 
     internal void Validate()
@@ -84,7 +96,7 @@ public sealed record TransferEngineOptions
         Range(nameof(SliceBytes), SliceBytes, 4096, TransferLimits.MaxSliceBytes);
         Range(nameof(MinSliceBytes), MinSliceBytes, 4096, TransferLimits.MaxSliceBytes);
         Range(nameof(Port), Port, 0, 65535);
-        if (SocketBufferBytes != 0) Range(nameof(SocketBufferBytes), SocketBufferBytes, 64 << 10, 256 << 20);
+        if (SocketBufferBytes is int fixedBytes && fixedBytes != 0) Range(nameof(SocketBufferBytes), fixedBytes, 64 << 10, 256 << 20);
         if (TransferTimeout <= TimeSpan.Zero || HandshakeTimeout <= TimeSpan.Zero)
             throw new TransferException(TransferError.InvalidArgument, "TransferTimeout and HandshakeTimeout must be positive");
     }

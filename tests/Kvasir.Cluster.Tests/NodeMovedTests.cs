@@ -70,8 +70,9 @@ public sealed class NodeMovedTests
         Assert.All(await store.PutAsync(keys, keys), s => Assert.Equal(KvStatus.Ok, s));
 
         var other = DeadAddress();
+        long later = DateTimeOffset.UtcNow.AddHours(1).ToUnixTimeMilliseconds();   // a later start keeps the id (an older one is refused)
         await using (var registry = await cluster.RegistryAsync())
-            await registry.HeartbeatAsync(new NodeRecord { Id = "rank-0", Address = other, StartedMs = 1, Kind = "embedded" }, TimeSpan.FromSeconds(60));
+            await registry.HeartbeatAsync(new NodeRecord { Id = "rank-0", Address = other, StartedMs = later, Kind = "embedded" }, TimeSpan.FromSeconds(60));
         await Poll.UntilAsync(() => store.Nodes.SingleOrDefault()?.Address == other, "the client to read rank-0's other address");
 
         Assert.All(await store.PutAsync(keys, keys), s => Assert.Equal(KvStatus.Ok, s));

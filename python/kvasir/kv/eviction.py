@@ -1,8 +1,9 @@
 """EvictionManager: which cached blocks to give up, behind one interface for every policy.
 
 A policy orders the blocks it tracks; the manager adds pins (a pinned block is never a victim) and the
-metrics. Policies: ``"lru"`` (least recently accessed first) and ``"fifo"`` (first inserted first), each O(1)
-per access and O(victims + pinned skipped) per selection, so the cost stays flat in the number of blocks; and the
+metrics. Policies: ``"lru"`` (least recently accessed first) and ``"fifo"`` (first inserted first), O(1) per run of a
+chain's blocks looked up (one dict probe; kvasir.kv.chain_table) and O(victims + pinned skipped) amortised per
+selection, so the cost per block stays nearly flat in the number of blocks; and the
 node's ``"lfu"``, ``"s3fifo"``, ``"chainlfu"`` and ``"chainsketch"`` (kvasir.kv.node_policies: O(log n) or O(1)
 amortised per operation), which make the node's choices on the same requests. Under those a lookup reads a prefix head
 first and an insert stores it head first, each block continuing the one before it (the node's order), and victims are
@@ -13,15 +14,18 @@ recomputed: each eviction counts at most once) and ``re_prefill_rate`` = re_pref
 of evictions that were mistakes. The set of evicted ids kept for that is bounded (``remember_evicted``,
 default 100,000; the oldest are forgotten first).
 
-The manager holds the tracked blocks (and a PrefixCache's values with them): for the built-in policies in one
-OrderedDict that is also the eviction order, so the cost per block is a few C-level dict operations.
+The manager holds the tracked blocks (and a PrefixCache's values with them): for the built-in policies in a
+ChainTable (kvasir.kv.chain_table), a record per inserted chain and the order kept per run of a chain's blocks, so a
+lookup costs one dict probe per run of blocks inserted together rather than one per block; for the others in a dict,
+the policy called per block.
 
 Not thread-safe by itself: the owner (PrefixCache) serialises calls.
 """
 from collections import OrderedDict, deque
-from itertools import chain, takewhile
+from itertools import chain, repeat, takewhile
 from typing import Any, Dict, Hashable, List, Sequence, Union
 
+from .chain_table import ChainTable
 from .errors import AllPinnedError, ConfigInvalidError, EvictionFailedError, NoVictimError
 from .node_policies import ChainLFUPolicy, LFUPolicy, NodePolicy, S3FIFOPolicy
 
@@ -126,10 +130,14 @@ class EvictionManager:
     * ``record_eviction(ids)``: stops tracking them and counts them for the metrics
     * ``metrics()``: ``{"policy", "tracked", "pinned", "evictions", "re_prefills", "re_prefill_rate"}``
 
-    With the built-in policies (LRUPolicy, FIFOPolicy) the manager keeps blocks and values in one OrderedDict whose
-    order is the eviction order, so a hit costs a few dict operations run in C (``takewhile``/``map`` over the
-    chain, ``move_to_end``) and the policy object itself is not called. Any other EvictionPolicy is called per
-    block by id, as its interface says.
+    * ``record_chain(ids, values, parent=None)``: a chain's blocks as ``record_insert`` of each, tail first (a node
+      policy: head first, each continuing the one before it)
+
+    With the built-in policies (LRUPolicy, FIFOPolicy) the manager keeps blocks and values in a ChainTable (a record
+    per inserted chain, the order kept per run of blocks: one dict probe per run on a lookup, one touch per run for
+    LRU) and the policy object itself is not called; the order is exactly the per-block one (a block's last access
+    or insert, a chain's tail first). Any other EvictionPolicy, and the node policies, are called per block by id,
+    with the blocks in a dict.
     """
 
     def __init__(self, policy: Union[str, EvictionPolicy, NodePolicy] = "lru", remember_evicted: int = 100_000):
@@ -138,7 +146,10 @@ class EvictionManager:
         #: a node policy (kvasir.kv.node_policies): chain links, head-first order, evictions one at a time
         self.node_policy = isinstance(self.policy, NodePolicy)
         self._move_on_access = self._intrusive and self.policy.touch_on_access
-        self._held: Dict[Hashable, Any] = OrderedDict() if self._intrusive else {}
+        #: the built-in policies' blocks; None for the others
+        self._table = ChainTable(self._move_on_access) if self._intrusive else None
+        #: the tracked ids (the table's index under the built-in policies, else id -> value)
+        self._held: Dict[Hashable, Any] = self._table.index if self._intrusive else {}
         self._pins: Dict[Hashable, int] = {}
         self._evicted: "OrderedDict[Hashable, None]" = OrderedDict()
         self._remember = max(0, int(remember_evicted))
@@ -158,11 +169,11 @@ class EvictionManager:
     def tracked(self):
         """The tracked ids, first victim first for the built-in policies (an iterator: do not change the manager
         while iterating)."""
-        return iter(self._held)
+        return self._table.order() if self._intrusive else iter(self._held)
 
     def value(self, block_id):
         """The value stored with a tracked block (KeyError when not tracked)."""
-        return self._held[block_id]
+        return self._table.value(block_id) if self._intrusive else self._held[block_id]
 
     def _was_evicted(self, block_id) -> None:
         if self._evicted and block_id in self._evicted:   # recomputed after an eviction: a re-prefill
@@ -174,6 +185,11 @@ class EvictionManager:
         ``parent``: the block this one continues (only the chain-aware policy uses it; a node policy relinks a tracked
         block to it, as the node does when a block is stored again)."""
         held = self._held
+        if self._intrusive:
+            if block_id not in held:
+                self._was_evicted(block_id)
+            self._table.insert((block_id,), (value,))
+            return
         if block_id in held:
             held[block_id] = value
             if self.node_policy:
@@ -185,13 +201,33 @@ class EvictionManager:
         held[block_id] = value
         if self.node_policy:
             self.policy.insert(block_id, parent)
-        elif not self._intrusive:
+        else:
             self.policy.insert(block_id)
 
+    def record_chain(self, ids: Sequence[Hashable], values: Sequence, parent=None) -> None:
+        """``record_insert`` of each block of a chain continuing ``parent``: tail first (so the head ends the most
+        recent), or for a node policy head first, each block continuing the one before it (as the node stores a
+        chain)."""
+        if self._intrusive:
+            evicted = self._evicted
+            if evicted:
+                for block_id in [b for b in dict.fromkeys(ids) if b in evicted and b not in self._held]:
+                    del evicted[block_id]
+                    self.re_prefills += 1
+            self._table.insert(ids, values)
+        elif self.node_policy:
+            link = parent if parent in self._held else None
+            for block_id, value in zip(ids, values):
+                self.record_insert(block_id, value, link)
+                link = block_id
+        else:
+            for i in range(len(ids) - 1, -1, -1):
+                self.record_insert(ids[i], values[i])
+
     def _touch(self, block_id) -> None:
-        if self._move_on_access:
-            self._held.move_to_end(block_id)
-        elif not self._intrusive:
+        if self._intrusive:
+            self._table.touch(block_id)
+        else:
             self.policy.access(block_id)
 
     def record_access(self, block_id, hit: bool = True) -> None:
@@ -203,12 +239,11 @@ class EvictionManager:
     def lookup_prefix(self, ids: Sequence[Hashable]):
         """``(hit_ids, values)`` for the longest tracked prefix of ``ids``; hits recorded tail first, misses checked
         for re-prefills."""
-        held = self._held
-        hit_ids = list(takewhile(held.__contains__, ids))
-        values = list(map(held.__getitem__, hit_ids))
-        if self._move_on_access:
-            deque(map(held.move_to_end, reversed(hit_ids)), 0)
-        elif self.node_policy:
+        if self._intrusive:
+            hit_ids, values = self._table.lookup(ids if type(ids) is list else list(ids))
+        else:
+            hit_ids, values = self._probe(ids)
+        if self.node_policy:
             deque(map(self.policy.access, hit_ids), 0)   # head first, as the node reads a prefix
         elif not self._intrusive:
             for block_id in reversed(hit_ids):
@@ -218,21 +253,26 @@ class EvictionManager:
                 self._was_evicted(block_id)
         return hit_ids, values
 
+    def _probe(self, ids):
+        held = self._held
+        hit_ids = list(takewhile(held.__contains__, ids))
+        return hit_ids, list(map(held.__getitem__, hit_ids))
+
     def lookup_prefixes(self, chains: Sequence[Sequence[Hashable]]):
         """``lookup_prefix`` of each chain: a list of ``(hit_ids, values)``, with the same hits, moves in the order and
         re-prefill counts as one ``lookup_prefix`` per chain in the chains' order. Lookups do not change which blocks
         are tracked, so every chain is matched first (the probes of all chains in a row of C loops) and the hits are
-        then recorded chain after chain, each tail first, in one C loop."""
+        then recorded chain after chain, each tail first, in one C loop (the built-in policies: chain after chain)."""
+        if self._intrusive:
+            return [self.lookup_prefix(ids) for ids in chains]
         held = self._held
         contains = held.__contains__
         hits = [list(takewhile(contains, ids)) for ids in chains]
         getitem = held.__getitem__
         values = [list(map(getitem, h)) for h in hits]
-        if self._move_on_access:
-            deque(map(held.move_to_end, chain.from_iterable(map(reversed, hits))), 0)
-        elif self.node_policy:
+        if self.node_policy:
             deque(map(self.policy.access, chain.from_iterable(hits)), 0)
-        elif not self._intrusive:
+        else:
             for h in hits:
                 for block_id in reversed(h):
                     self.policy.access(block_id)
@@ -243,10 +283,12 @@ class EvictionManager:
         return list(zip(hits, values))
 
     def remove(self, block_id, evicted: bool = False) -> None:
-        if self._held.pop(block_id, _ABSENT) is not _ABSENT:
+        if self._intrusive:
+            self._table.remove(block_id)
+        elif self._held.pop(block_id, _ABSENT) is not _ABSENT:
             if self.node_policy:
                 self.policy.remove(block_id, evicted)
-            elif not self._intrusive:
+            else:
                 self.policy.remove(block_id)
         self._pins.pop(block_id, None)
 
@@ -268,7 +310,7 @@ class EvictionManager:
         return self._pins.get(block_id, 0)
 
     def _order(self):
-        return iter(self._held) if self._intrusive else self.policy.order()
+        return self._table.order() if self._intrusive else self.policy.order()
 
     def _can_evict(self, block_id) -> bool:
         return block_id not in self._pins
@@ -290,13 +332,16 @@ class EvictionManager:
             raise NoVictimError(f"no block is tracked: nothing to evict for {n}", {"wanted": n})
         if self.node_policy:
             return self.policy.peek(self._check_victims(n, strict), self._can_evict)
-        out = []
         pins = self._pins
-        for block_id in self._order():
-            if block_id not in pins:
-                out.append(block_id)
-                if len(out) == n:
-                    break
+        if self._intrusive:
+            out = self._table.victims(n, pins)
+        else:
+            out = []
+            for block_id in self._order():
+                if block_id not in pins:
+                    out.append(block_id)
+                    if len(out) == n:
+                        break
         if not out:
             raise AllPinnedError(f"all {len(self._held)} tracked blocks are pinned", {"wanted": n, "pinned": len(pins)})
         if strict and len(out) < n:
@@ -314,7 +359,7 @@ class EvictionManager:
             victims = self.select_victims(n, strict)
             if on_evict is not None:
                 for b in victims:
-                    on_evict(b, self._held[b])
+                    on_evict(b, self.value(b))
             self.record_eviction(victims)
             return victims
         if len(self._held) == 0:
@@ -331,14 +376,22 @@ class EvictionManager:
         return out
 
     def record_eviction(self, block_ids) -> None:
-        for block_id in block_ids:
-            self.remove(block_id, evicted=True)
-            self.evictions += 1
-            if self._remember:
-                self._evicted[block_id] = None
-                self._evicted.move_to_end(block_id)
-                if len(self._evicted) > self._remember:
-                    self._evicted.popitem(last=False)
+        block_ids = list(block_ids)
+        if self._intrusive:
+            self._table.remove_many(block_ids)
+            if self._pins:
+                for block_id in block_ids:
+                    self._pins.pop(block_id, None)
+        else:
+            for block_id in block_ids:
+                self.remove(block_id, evicted=True)
+        self.evictions += len(block_ids)
+        if self._remember:
+            evicted = self._evicted
+            evicted.update(zip(block_ids, repeat(None)))
+            deque(map(evicted.move_to_end, block_ids), 0)
+            while len(evicted) > self._remember:   # the oldest forgotten first
+                evicted.popitem(last=False)
 
     def metrics(self) -> dict:
         return {"policy": self.policy.name, "tracked": len(self._held), "pinned": len(self._pins),

@@ -137,15 +137,7 @@ class PrefixCache:
                         held.unpin(h)
                 if not held.node_policy:
                     self._evict(victims)
-            record = held.record_insert
-            if held.node_policy:   # head first, each block continuing the one before it (as the node stores a chain)
-                link = parent if parent in held else None
-                for h, b in zip(hashes, blocks):
-                    record(h, b, link)
-                    link = h
-            else:
-                for i in range(len(hashes) - 1, -1, -1):   # tail first: the head ends most recent
-                    record(hashes[i], blocks[i])
+            held.record_chain(hashes, blocks, parent)   # tail first (a node policy: head first, as the node stores)
             self._c["inserts"] += len(new)
             return len(new)
 

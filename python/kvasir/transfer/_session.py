@@ -164,6 +164,7 @@ class Session:
         # same-host GPU windows (_staged.py), guarded by ``lock``: None until first needed, False once refused
         self.target_staging = None   # the staging file we offer the peer
         self.stager = None           # the peer's staging file, mapped, and the thread that uses it
+        self.socket_buffers: List[Optional[int]] = []   # per lane: the SO_SNDBUF/SO_RCVBUF set (_paths.apply), None: the kernel's
 
     def describe(self) -> str:
         return f"connection {self.conn_id} to {self.peer_addr[0]}:{self.peer_addr[1]}"

@@ -11,7 +11,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from .. import auth
-from . import _handshake, _wire, layers
+from . import _handshake, _paths, _wire, layers
 from ._kvtrans import KvTransCalls, _Kv
 from ._lanes import Lane
 from ._listener import Listener, read_host_id, resolve_interface
@@ -26,9 +26,12 @@ HANDSHAKE_TIMEOUT = 10.0
 class Engine(KvTransCalls, SameHostGpu):
     def __init__(self, if_name: str = "lo", ncpus: int = 1, nconn_per_cpu: int = 2, listen_port: int = 0, *,
                  auth_key=None, slice_bytes: int = 1 << 20, timeout: float = 30.0, gpu_staging: bool = True,
-                 staging_slot_bytes: int = 4 << 20, staging_slots: int = 4):
+                 staging_slot_bytes: int = 4 << 20, staging_slots: int = 4, socket_buffer: Optional[int] = None):
         """``gpu_staging``: offer same-host peers a staging file for this engine's GPU windows (docs/transfer.md
-        § GPU memory on the same host), ``staging_slots`` x ``staging_slot_bytes`` per connection; False: the lanes."""
+        § GPU memory on the same host), ``staging_slots`` x ``staging_slot_bytes`` per connection; False: the lanes.
+        ``socket_buffer``: every lane socket's SO_SNDBUF/SO_RCVBUF once its handshake is done; None (default) 512 KiB
+        on a short path (loopback, or a round trip of <= 100 us) and the kernel's autotuning elsewhere, 0 the kernel's
+        autotuning on every lane, a size (64 KiB..256 MiB) fixed on every lane."""
         lanes = int(ncpus) * int(nconn_per_cpu)
         if ncpus < 1 or nconn_per_cpu < 1 or lanes > _wire.MAX_LANES:
             raise ValueError(f"ncpus x nconn_per_cpu must be 1..{_wire.MAX_LANES} lanes (got {ncpus} x {nconn_per_cpu})")
@@ -39,6 +42,7 @@ class Engine(KvTransCalls, SameHostGpu):
         self._init_staging(gpu_staging, staging_slot_bytes, staging_slots)
         self.ncpus, self.nconn_per_cpu, self.lane_count = ncpus, nconn_per_cpu, lanes
         self.slice_bytes = slice_bytes
+        self.socket_buffer = _paths.check_setting(socket_buffer)
         self.timeout = float(timeout)
         self.handshake_timeout = HANDSHAKE_TIMEOUT
         self._key = auth.parse_auth_key(auth_key) if auth_key is not None else None
@@ -110,6 +114,8 @@ class Engine(KvTransCalls, SameHostGpu):
             conn_id = self._next_conn
             self._next_conn += 1
         session = Session(conn_id, [], addr, peer_engine, peer_host, peer_max_slice, self._session_closed)
+        # the handshake's round trips are what the kernel measured the path by
+        session.socket_buffers = [_paths.apply(sock, self.socket_buffer) for sock in socks]
         for i, sock in enumerate(socks):
             session.lanes.append(Lane(sock, i, accept_payload, functools.partial(self._on_request, session),
                                       session.lane_lost, f"xfer{self.port}-c{conn_id}", session.describe()))

@@ -15,6 +15,7 @@ internal static class AdminReports
         if (node.Store.HasDisk) components["disk"] = Component("disk", problems);
         if (node.Store.HasSharedFs) components["shared-fs"] = Component("shared-fs", problems);
         if (node.Options.Cluster is not null) components["redis"] = Component("redis", problems);
+        if (problems.Any(p => p.Component == "node_id")) components["node_id"] = Component("node_id", problems);   // another live node holds this id
         return new JsonObject { ["status"] = problems.Count == 0 ? "healthy" : "degraded", ["components"] = components };
     }
 

@@ -49,6 +49,7 @@ internal static class Handshake
                 }
                 watchdog.Dispose();   // waits for a closing watchdog: past this line the socket is closed only if the deadline passed
                 if (ct.IsCancellationRequested) throw new OperationCanceledException(ct);
+                core.Options.ApplyPathSocketBuffers(socket);   // the handshake's round trips are what the kernel measured the path by
                 return new OpenedLane(reader, reply);
             }
         }
