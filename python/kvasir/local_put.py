@@ -70,6 +70,7 @@ def _put(store, keys, make_pieces, chain: bool = False, chain_parent=None) -> Li
         put.abandon()
         store._drop(conn)              # the node aborts the connection's reservations
         store.last_error = str(ex)
+        put._end_relink()              # keys being stored again were stored once already: that value stays
         results[results == _PENDING] = ex.code if isinstance(ex, _Failure) else E.PROTOCOL_ERROR
     except BaseException:
         put.abandon()

@@ -320,3 +320,43 @@ def test_chains_longer_than_a_record_are_held_as_several_and_keep_the_per_block_
             model.evict(want)
         assert list(cache.eviction.tracked()) == list(model.held), f"step {step}"
         assert all(cache.eviction.value(h) == v for h, v in model.held.items())
+
+
+@pytest.mark.parametrize("lru", [True, False])
+def test_a_pinned_block_whose_chain_was_mostly_replaced_is_read_once_not_on_every_selection(lru):
+    # A long chain's head block stays pinned while the rest of the chain moves on: under LRU each other block is hit on
+    # its own, under FIFO all but the last are invalidated. The chain's insert is then a touch of 2,000 positions in
+    # which one or two count, at the front of the order: every selection skipped the pinned block by reading all 2,000
+    # in Python (an insert into a full cache cost O(chain): 25-60x main's per-block layout at 8k-32k blocks). A selection
+    # narrows the touches it reads to the runs of positions that still count in them, so the next ones read the pinned
+    # block alone; order and victims stay the model's.
+    m, model = EvictionManager("lru" if lru else "fifo"), _Model(lru)
+    chain = _ids(2000)
+    m.record_chain(chain, chain)
+    model.insert(chain, chain)
+    m.pin(chain[0])
+    model.pins[chain[0]] = 1
+    for h in chain[1:-1]:
+        if lru:
+            m.record_access(h)
+            model.held.move_to_end(h)
+        else:
+            m.remove(h)
+            del model.held[h]
+    if lru:
+        m.record_access(chain[-1])
+        model.held.move_to_end(chain[-1])
+    for k in range(5):
+        other = _ids(4, start=10_000 + 10 * k)
+        m.record_chain(other, other)
+        model.insert(other, other)
+    rec, lo, hi = m._table._log[0]
+    assert hi - lo == 2000   # the insert's touch, one or two positions of it counting
+    for _ in range(5):
+        want = model.victims(3)
+        assert m.select_victims(3) == want
+        spans = [t[2] - t[1] for t in m._table._log if t[0] is rec]
+        assert spans and set(spans) == {1}, f"the pinned block's touch spans {spans}: the chain is read on every selection"
+        m.record_eviction(want)
+        model.evict(want)
+        assert list(m.tracked()) == list(model.held)

@@ -437,6 +437,37 @@ def test_a_chained_local_put_whose_waiting_runs_crowd_out_the_refused_key_still_
         node.stop()
 
 
+def test_a_chained_local_put_whose_connection_fails_while_relinking_reports_the_relinked_keys_stored(cli, monkeypatch):
+    # As above, but the connection fails as the relink pass starts (every other key is settled by then): block 4 was
+    # stored (as a root) before its second store was asked for, so its code is 0 like the rest, not the connection's error.
+    block, length = 64 * 1024, 40
+    node = _chain_node(monkeypatch, chunk_bytes=3 * block, share_bytes=4 * block)
+    start, relinked = local_put._LocalPut._start_relink, []
+
+    def failing_relink(self):
+        keys = start(self)
+        relinked.extend(keys.tolist())
+        self.conn.close()
+        return keys
+
+    monkeypatch.setattr(local_put._LocalPut, "_start_relink", failing_relink)
+    try:
+        sizes = [208 * 1024 if i == 3 else block // 2 if i in (4, 5) else block for i in range(length)]
+        at = np.concatenate(([0], np.cumsum(sizes)))
+        src = np.random.default_rng(7).integers(0, 256, int(at[-1]), dtype=np.uint8)
+        keys = [f"cut/{i}" for i in range(length)]
+        with kvasir.KvStore(node.address, transport="shm") as s:
+            s.register_buffer(src.ctypes.data, src.nbytes)
+            codes = s.batch_put_from_local(keys, [src.ctypes.data + int(a) for a in at[:-1]], sizes, chain=True)
+        assert relinked == [4]
+        assert codes == [0] * length
+        with kvasir.KvStore(node.address) as s:
+            assert s.batch_is_exist(keys) == [1] * length
+            _read_back(s, keys, [src[at[i]:at[i + 1]] for i in range(length)])
+    finally:
+        node.stop()
+
+
 def test_chained_puts_to_a_node_that_does_not_grant_chained_commits(cli):
     # A node withholding HELLO feature 0x20 (as one that predates it) refuses CHAIN on COMMIT. A chained batch_put_from
     # goes over TCP as chained PUTs: byte-exact, and every block continues the one before it (what prefix-aware eviction

@@ -99,9 +99,10 @@ public sealed class NodeRegistrar : IAsyncDisposable
                 _log.LogWarning("cluster registry unreachable, serving on without registration: {Reason}", ex.Message);
             Degrade(ex.Message, idConflict: false);
         }
-        catch (Exception ex) when (ex is not OperationCanceledException)
+        catch (Exception ex) when (ex is not OperationCanceledException || !_stop.IsCancellationRequested)
         {
-            // Not a lost registry (a damaged one, a bug): the loop must outlive it, or the registration lapses for good.
+            // Not a lost registry (a damaged one, a bug, a cancellation that is not this registrar's stop): the loop must
+            // outlive it, or the registration lapses for good.
             Interlocked.Increment(ref _failures);
             string reason = $"heartbeat failed: {ex.GetType().Name}: {ex.Message}";
             if (Reason != reason) _log.LogError(ex, "cluster heartbeat failed unexpectedly, retrying every {Interval} ms", (long)Interval.TotalMilliseconds);

@@ -91,15 +91,43 @@ public sealed class MembershipFaultTests
             () => $"the registrar to beat again (state {registrar.State}, {registrar.Heartbeats} heartbeats)");
     }
 
-    /// <summary>The real registry, whose heartbeats throw an error no caller expects while <see cref="Failing"/> is set.</summary>
+    [Fact]
+    public async Task A_heartbeat_loop_outlives_a_cancellation_that_is_not_its_own_stop()
+    {
+        // A registry call cancelled by something other than the registrar's stop (a timeout inside a client library)
+        // escaped BeatAsync: the loop task ended faulted, nobody observed it, heartbeats stopped for good and the state
+        // stayed Registered while the registration lapsed.
+        await using var cluster = await ClusterHarness.StartAsync(0);
+        var flaky = new FlakyRegistry(await cluster.RegistryAsync());
+        var record = new NodeRecord { Id = "n1", Address = "127.0.0.1:7380", StartedMs = 1 };
+        await using var registrar = new NodeRegistrar(flaky, () => record, TimeSpan.FromMilliseconds(400));
+        registrar.Start();
+        await Poll.UntilAsync(() => registrar.State == RegistrationState.Registered, "the first heartbeat");
+
+        flaky.Cancelled = true;
+        await Poll.UntilAsync(() => registrar.State == RegistrationState.Degraded,
+            () => $"the registrar to report the cancelled heartbeat (state {registrar.State})");
+        flaky.Cancelled = false;
+        long beats = registrar.Heartbeats;
+        await Poll.UntilAsync(() => registrar.State == RegistrationState.Registered && registrar.Heartbeats > beats + 1,
+            () => $"the registrar to beat again (state {registrar.State}, {registrar.Heartbeats} heartbeats)");
+    }
+
+    /// <summary>
+    /// The real registry, whose heartbeats throw an error no caller expects while <see cref="Failing"/> is set, or an
+    /// <see cref="OperationCanceledException"/> of a token nobody here cancelled while <see cref="Cancelled"/> is.
+    /// </summary>
     private sealed class FlakyRegistry(IClusterRegistry inner) : IClusterRegistry
     {
         public volatile bool Failing;
+        public volatile bool Cancelled;
         public string ClusterName => inner.ClusterName;
         public bool IsConnected => inner.IsConnected;
 
         public Task<bool> HeartbeatAsync(NodeRecord record, TimeSpan ttl)
-            => Failing ? throw new InvalidOperationException("injected heartbeat failure") : inner.HeartbeatAsync(record, ttl);
+            => Failing ? throw new InvalidOperationException("injected heartbeat failure")
+                : Cancelled ? throw new OperationCanceledException("injected cancellation")
+                : inner.HeartbeatAsync(record, ttl);
 
         public Task UnregisterAsync(string nodeId, string? recordJson = null) => inner.UnregisterAsync(nodeId, recordJson);
         public Task<ClusterSnapshot> ReadAsync() => inner.ReadAsync();

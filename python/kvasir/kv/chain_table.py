@@ -17,7 +17,9 @@ Layout:
   ``hi - 1`` down to ``lo`` (a chain's tail first, so its head ends the most recent, as the per-block layout moved
   them); a position counts in the last touch that placed it (its ``owner``), so the order is: touches oldest first,
   within one its live positions from ``hi - 1`` down. Touches with no live position are dropped from the front when
-  victims are read, and from the whole log when it has grown to twice its live length (plus 1,024), so its length
+  victims are read (a touch read there in which only some positions count is narrowed into touches of those runs,
+  in its place, so a pinned block is not read with its whole chain again on every selection), and from the whole log
+  when it has grown to twice its live length (plus 1,024), so its length
   stays within twice the live touches plus a constant and the upkeep is amortised O(1) per touch.
 
 Operations (n blocks of a chain, r runs of it in records):
@@ -283,30 +285,66 @@ class ChainTable:
                     owner.pop()
 
     def victims(self, n: int, skip) -> List[Hashable]:
-        """The first n held ids in order that are not in ``skip`` (fewer when there are not so many)."""
+        """The first n held ids in order that are not in ``skip`` (fewer when there are not so many).
+
+        Reads O(victims + skipped) positions past the touches' checks (one C pass over each touch read): a touch is read
+        from its end only as far as the victims wanted, and a touch in which only some positions count (the rest placed
+        again later, or gone) is narrowed, once, into touches of the runs that still count, in its place in the log. So a
+        pinned block is skipped at the cost of itself, not of the chain it was inserted with, on every selection."""
         log = self._log
-        while log and _dead(log[0]):
-            log.popleft()
         out = []
-        for touch in log:
-            rec, lo, hi = touch
-            owner = rec.owner
-            top = min(hi, len(owner))
-            if top <= lo:
-                continue
-            hs = rec.hashes
-            if owner[lo] is touch and owner[top - 1] is touch and all(map(is_, owner[lo:top], repeat(touch))):
-                run = hs[lo:top]   # the whole run counts here
-                run.reverse()
-            else:
-                run = [hs[pos] for pos in range(top - 1, lo - 1, -1) if owner[pos] is touch]
-            if skip:
-                run = [h for h in run if h not in skip]
-            out += run
-            if len(out) >= n:
-                del out[n:]
-                break
+        read = []   # the touches taken off the front of the log, dead ones left out: put back in order
+        try:
+            while log and len(out) < n:
+                touch = log.popleft()
+                rec, lo, hi = touch
+                owner = rec.owner
+                top = min(hi, len(owner))
+                if top <= lo:
+                    continue
+                if owner[lo] is touch and owner[top - 1] is touch and all(map(is_, owner[lo:top], repeat(touch))):
+                    parts = ((lo, top),)
+                    read.append(touch)
+                else:
+                    o = owner[lo]
+                    if o is not None and o is not touch and o[1] <= lo and o[2] >= hi:
+                        continue   # a later touch placed the whole range again: dead
+                    parts = self._narrow(touch, top)
+                    read += [(rec, a, b) for a, b in parts]
+                    for t in read[len(read) - len(parts):]:
+                        owner[t[1]:t[2]] = [t] * (t[2] - t[1])
+                hs = rec.hashes
+                for a, b in parts:
+                    need = n - len(out)
+                    if need <= 0:
+                        break
+                    if not skip:
+                        run = hs[max(a, b - need):b]
+                        run.reverse()
+                        out += run
+                        continue
+                    for pos in range(b - 1, a - 1, -1):
+                        h = hs[pos]
+                        if h not in skip:
+                            out.append(h)
+                            if len(out) == n:
+                                break
+        finally:
+            log.extendleft(reversed(read))
         return out
+
+    @staticmethod
+    def _narrow(touch, top):
+        """The runs ``(a, b)`` of positions below ``top`` that count in ``touch``, highest first."""
+        rec, lo, _ = touch
+        mine = list(compress(range(lo, top), map(is_, rec.owner[lo:top], repeat(touch))))
+        parts = []
+        for pos in reversed(mine):
+            if parts and parts[-1][0] == pos + 1:
+                parts[-1] = (pos, parts[-1][1])
+            else:
+                parts.append((pos, pos + 1))
+        return parts
 
     def order(self):
         """The held ids, first victim first (an iterator: do not change the table while iterating)."""
