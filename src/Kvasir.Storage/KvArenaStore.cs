@@ -144,12 +144,14 @@ public sealed partial class KvArenaStore : IDisposable
                 return WireStatus.OutOfMemory;
             }
 
-            // The reservation's own copy of the key: a new slot keeps it when too long to hold inline (SlotKeys).
-            byte[] keyCopy = key.ToArray();
-
             var version = new ValueVersion(offset, length) { State = VersionState.Reserved, Namespace = ns };
             if (ns >= 0) _namespaceUsed[ns] += length;
-            reservation = new Reservation(this, keyCopy, version, _arena.BaseAddress + (nint)offset);
+            nint address = _arena.BaseAddress + (nint)offset;
+            // An overwrite names its key by the stored slot (no copy); a new key gets the reservation's own copy, which a new
+            // slot keeps when the key is too long to hold inline (SlotKeys).
+            reservation = _index.TryGetValue(key, out Slot? stored)
+                ? new Reservation(this, stored, version, address)
+                : new Reservation(this, key.ToArray(), version, address);
             _reservations++;
             return WireStatus.Ok;
         }
@@ -190,7 +192,7 @@ public sealed partial class KvArenaStore : IDisposable
         {
             ThrowIfDisposed();
             version = _clock.Take(version);
-            if ((_index.TryGetValue(reservation.Key, out Slot? existing) && existing.Current.Sequence > version)
+            if ((_index.TryGetValue(reservation.KeySpan, out Slot? existing) && existing.Current.Sequence > version)
                 || (newerBelow is not null && newerBelow(reservation.Key, version)))
             {
                 AbortLocked(reservation);
@@ -281,7 +283,7 @@ public sealed partial class KvArenaStore : IDisposable
         lock (_gate)
         {
             ThrowIfDisposed();
-            if (_index.Contains(reservation.Key) || !stillNewest(reservation.Key))
+            if (_index.Contains(reservation.KeySpan) || !stillNewest(reservation.Key))
             {
                 return false;
             }

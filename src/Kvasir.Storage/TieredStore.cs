@@ -195,15 +195,18 @@ public sealed partial class TieredStore : IDisposable
 
     private WireStatus Publish(Reservation reservation, uint crc32c, byte[]? chainParent, long version)
     {
-        byte[] key = reservation.Key;
-        if (_io is not null) _reads.TryRemove(key, out _);   // read counts exist only with lower tiers
-        if (_io is not null) NoteDeadline(key, reservation.Ttl);
+        // Only the lower tiers keep keys as arrays: a DRAM-only node never asks for one (an overwrite's reservation has none to give).
+        if (_io is not null)
+        {
+            _reads.TryRemove(reservation.Key, out _);   // read counts exist only with lower tiers
+            NoteDeadline(reservation.Key, reservation.Ttl);
+        }
         if (!_dram.CommitVersioned(reservation, crc32c, chainParent, version, _newerOnDisk))
         {
             Interlocked.Increment(ref _superseded);
             return WireStatus.Ok;
         }
-        if (_shared is not null) ShareAsync(key);
+        if (_shared is not null) ShareAsync(reservation.Key);
         return WireStatus.Ok;
     }
 
