@@ -10,8 +10,9 @@ namespace Kvasir.Bench.Micro;
 /// eviction runs; the arena's pages are never written.
 /// </summary>
 /// <remarks>
-/// Expected allocations: a put allocates its key copy, a <c>ValueVersion</c> and the <see cref="Reservation"/>
-/// (an overwrite reuses the key's slot); a lease allocates the <see cref="ValueLease"/> object and nothing else.
+/// Expected allocations: an overwrite (what this measures) allocates a <c>ValueVersion</c> and the <see cref="Reservation"/>,
+/// which names its key by the key's slot (a new key's put also copies the key); a lease allocates the
+/// <see cref="ValueLease"/> object and nothing else.
 /// </remarks>
 [MemoryDiagnoser]
 public class StoreBenchmarks

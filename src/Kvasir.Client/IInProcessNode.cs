@@ -92,6 +92,13 @@ public interface IInProcessNode : IAsyncDisposable
         => (await GetAsync(key, ct).ConfigureAwait(false), 0);
 
     /// <summary>
+    /// A hint before a batch's per-key calls: the node may start loading what looking up <paramref name="keys"/>[<paramref name="start"/>..<paramref name="end"/>)
+    /// will read, so the batch's memory misses overlap. Returns the index up to which it did (call again when the batch reaches it);
+    /// the default does nothing and returns <paramref name="end"/>. Only timing may change, never an outcome.
+    /// </summary>
+    int PrefetchKeys(IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int end) => end;
+
+    /// <summary>
     /// SCAN, INFO or REMOVE_PREFIX with wire request metadata; returns the wire reply metadata (docs/protocol.md). A node that does
     /// not manage keys keeps the default, which refuses with <see cref="NotSupportedException"/>.
     /// </summary>

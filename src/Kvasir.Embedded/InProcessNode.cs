@@ -198,6 +198,9 @@ internal sealed class InProcessNode : IInProcessNode
         finally { _node.LeaveInProcessCall(); }
     }
 
+    /// <summary>Starts the DRAM index loads of the batch's next keys (<see cref="TieredStore.PrefetchIndex(IReadOnlyList{ReadOnlyMemory{byte}}, int, int)"/>): a hint, no outcome changes.</summary>
+    public int PrefetchKeys(IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int end) => _store.PrefetchIndex(keys, start, end);
+
     public void CountRequest(Opcode op, int keys) => _node.Counters.Request(op, keys);
 
     public ValueTask<IReadOnlyList<KeyValuePair<string, long>>> StatsAsync(CancellationToken ct)

@@ -131,7 +131,7 @@ public sealed partial class KvArenaStore
     /// <summary>Looks up a live value; an expired one is detached here (lazy reclaim) and reported absent.</summary>
     private bool TryGetLive(ReadOnlySpan<byte> key, [NotNullWhen(true)] out Slot? slot)
     {
-        if (!_lookup.TryGetValue(key, out slot)) return false;
+        if (!_index.TryGetValue(key, out slot)) return false;
         if (!IsExpired(slot, Environment.TickCount64)) return true;
         Detach(slot);
         _expired++;
@@ -150,7 +150,7 @@ public sealed partial class KvArenaStore
     {
         ns = Match(key);
         if (ns < 0) return WireStatus.Ok;
-        long replaced = _lookup.TryGetValue(key, out Slot? existing) && existing.Current.Namespace == ns ? existing.Current.Length : 0;
+        long replaced = _index.TryGetValue(key, out Slot? existing) && existing.Current.Namespace == ns ? existing.Current.Length : 0;
         return _namespaceUsed[ns] - replaced + length > _quotas[ns].BudgetBytes ? WireStatus.QuotaExceeded : WireStatus.Ok;
     }
 

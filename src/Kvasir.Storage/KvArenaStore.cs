@@ -29,8 +29,7 @@ public sealed partial class KvArenaStore : IDisposable
     private readonly IArenaMemory _arena;
     private readonly IAllocator _allocator;
     private readonly IEvictionPolicy _policy;
-    private readonly HashSet<Slot> _index;
-    private readonly HashSet<Slot>.AlternateLookup<ReadOnlySpan<byte>> _lookup;
+    private readonly SlotIndex _index = new();
     private readonly LeaseQueue _leaseQueue = new();
     private readonly Func<Slot, bool> _canEvict;
     private readonly Timer _reaper;
@@ -75,8 +74,6 @@ public sealed partial class KvArenaStore : IDisposable
             ? new BlockAllocator(options.Capacity, block)
             : new TlsfAllocator(options.Capacity, options.Granule);
         _policy = EvictionPolicies.Create(options.Eviction);
-        _index = new HashSet<Slot>(SlotKeyComparer.Instance);
-        _lookup = _index.GetAlternateLookup<ReadOnlySpan<byte>>();
         _quotas = [.. options.Namespaces];
         _namespaceUsed = new long[_quotas.Length];
         _canEvict = static slot => slot.PinCount == 0 && slot.Current.LeaseCount == 0;
@@ -147,12 +144,14 @@ public sealed partial class KvArenaStore : IDisposable
                 return WireStatus.OutOfMemory;
             }
 
-            // The reservation's own copy of the key: a new slot keeps it when too long to hold inline (SlotKeys).
-            byte[] keyCopy = key.ToArray();
-
             var version = new ValueVersion(offset, length) { State = VersionState.Reserved, Namespace = ns };
             if (ns >= 0) _namespaceUsed[ns] += length;
-            reservation = new Reservation(this, keyCopy, version, _arena.BaseAddress + (nint)offset);
+            nint address = _arena.BaseAddress + (nint)offset;
+            // An overwrite names its key by the stored slot (no copy); a new key gets the reservation's own copy, which a new
+            // slot keeps when the key is too long to hold inline (SlotKeys).
+            reservation = _index.TryGetValue(key, out Slot? stored)
+                ? new Reservation(this, stored, version, address)
+                : new Reservation(this, key.ToArray(), version, address);
             _reservations++;
             return WireStatus.Ok;
         }
@@ -193,7 +192,7 @@ public sealed partial class KvArenaStore : IDisposable
         {
             ThrowIfDisposed();
             version = _clock.Take(version);
-            if ((_lookup.TryGetValue(reservation.Key, out Slot? existing) && existing.Current.Sequence > version)
+            if ((_index.TryGetValue(reservation.KeySpan, out Slot? existing) && existing.Current.Sequence > version)
                 || (newerBelow is not null && newerBelow(reservation.Key, version)))
             {
                 AbortLocked(reservation);
@@ -206,7 +205,7 @@ public sealed partial class KvArenaStore : IDisposable
             Slot? parent = null;
             if (!parentKey.IsEmpty && parentKey.Length <= Options.MaxKeyBytes)
             {
-                _lookup.TryGetValue(parentKey, out parent);
+                _index.TryGetValue(parentKey, out parent);
             }
 
             if (existing is { } slot)
@@ -284,7 +283,7 @@ public sealed partial class KvArenaStore : IDisposable
         lock (_gate)
         {
             ThrowIfDisposed();
-            if (_lookup.Contains(reservation.Key) || !stillNewest(reservation.Key))
+            if (_index.Contains(reservation.KeySpan) || !stillNewest(reservation.Key))
             {
                 return false;
             }
@@ -396,6 +395,41 @@ public sealed partial class KvArenaStore : IDisposable
         _reservations--;
         Uncount(reservation.Version);
         FreeSpace(reservation.Version);
+    }
+
+    /// <summary>Most keys one <see cref="PrefetchIndex(IReadOnlyList{ReadOnlyMemory{byte}}, int, int)"/> call prefetches: their lines (about four a key) stay near the core until the batch reads them.</summary>
+    public const int PrefetchWindow = 64;
+
+    /// <summary>
+    /// Starts the index loads that looking up <paramref name="keys"/>[<paramref name="start"/>..<paramref name="end"/>) will
+    /// make (at most <see cref="PrefetchWindow"/> of them, from <paramref name="start"/>), so that a batch's cache misses
+    /// overlap instead of queuing one behind another; the lookups that follow are made as before, one by one under the lock.
+    /// Changes nothing and takes no lock (see <see cref="SlotIndex.Prefetch"/>). Returns where the prefetched window ends:
+    /// call again when the batch's lookups reach it.
+    /// </summary>
+    public int PrefetchIndex(IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int end)
+    {
+        ArgumentNullException.ThrowIfNull(keys);
+        int n = Math.Min(end - start, PrefetchWindow);
+        if (n <= 0) return end;
+        Span<int> hashes = stackalloc int[n];
+        for (int i = 0; i < n; i++) hashes[i] = SlotIndex.Hash(keys[start + i].Span);
+        _index.Prefetch(hashes);
+        return start + n;
+    }
+
+    /// <summary>
+    /// As <see cref="PrefetchIndex(IReadOnlyList{ReadOnlyMemory{byte}}, int, int)"/>, for keys given as
+    /// (offset, length) ranges of <paramref name="buffer"/> (a request's metadata), from range <paramref name="start"/>.
+    /// </summary>
+    public int PrefetchIndex(ReadOnlySpan<byte> buffer, ReadOnlySpan<(int Offset, int Length)> ranges, int start)
+    {
+        int n = Math.Min(ranges.Length - start, PrefetchWindow);
+        if (n <= 0) return ranges.Length;
+        Span<int> hashes = stackalloc int[n];
+        for (int i = 0; i < n; i++) hashes[i] = SlotIndex.Hash(buffer.Slice(ranges[start + i].Offset, ranges[start + i].Length));
+        _index.Prefetch(hashes);
+        return start + n;
     }
 
     /// <summary>Whether <paramref name="key"/> has a visible value. Does not count as a hit or touch recency.</summary>

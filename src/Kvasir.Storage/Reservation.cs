@@ -15,10 +15,25 @@ namespace Kvasir.Storage;
 /// </remarks>
 public sealed unsafe class Reservation
 {
+    // The key: the reservation's own byte[] copy, or the slot that holds the key in the index (an overwrite: a slot's
+    // key bytes never change, even after the slot dies, so they need no copy; Key makes one only when a caller needs an array).
+    private object _key;
+
     internal Reservation(KvArenaStore store, byte[] key, ValueVersion version, nint address)
+        : this(store, (object)key, version, address)
+    {
+    }
+
+    /// <summary>A reservation for an overwrite of the key held by <paramref name="keyOwner"/>.</summary>
+    internal Reservation(KvArenaStore store, Slot keyOwner, ValueVersion version, nint address)
+        : this(store, (object)keyOwner, version, address)
+    {
+    }
+
+    private Reservation(KvArenaStore store, object key, ValueVersion version, nint address)
     {
         Store = store;
-        Key = key;
+        _key = key;
         Version = version;
         Address = address;
     }
@@ -62,10 +77,11 @@ public sealed unsafe class Reservation
 
     internal KvArenaStore Store { get; }
 
-    internal byte[] Key { get; }
+    /// <summary>The key as an array (lower tiers keep keys as arrays): an overwrite's reservation copies its key on the first call.</summary>
+    internal byte[] Key => _key as byte[] ?? (byte[])(_key = ((Slot)_key).Key.ToArray());
 
     /// <summary>The key this reservation will be published under.</summary>
-    public ReadOnlySpan<byte> KeySpan => Key;
+    public ReadOnlySpan<byte> KeySpan => _key is byte[] key ? key : ((Slot)_key).Key;
 
     internal ValueVersion Version { get; }
 

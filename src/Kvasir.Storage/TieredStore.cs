@@ -195,15 +195,18 @@ public sealed partial class TieredStore : IDisposable
 
     private WireStatus Publish(Reservation reservation, uint crc32c, byte[]? chainParent, long version)
     {
-        byte[] key = reservation.Key;
-        if (_io is not null) _reads.TryRemove(key, out _);   // read counts exist only with lower tiers
-        if (_io is not null) NoteDeadline(key, reservation.Ttl);
+        // Only the lower tiers keep keys as arrays: a DRAM-only node never asks for one (an overwrite's reservation has none to give).
+        if (_io is not null)
+        {
+            _reads.TryRemove(reservation.Key, out _);   // read counts exist only with lower tiers
+            NoteDeadline(reservation.Key, reservation.Ttl);
+        }
         if (!_dram.CommitVersioned(reservation, crc32c, chainParent, version, _newerOnDisk))
         {
             Interlocked.Increment(ref _superseded);
             return WireStatus.Ok;
         }
-        if (_shared is not null) ShareAsync(key);
+        if (_shared is not null) ShareAsync(reservation.Key);
         return WireStatus.Ok;
     }
 
@@ -377,6 +380,16 @@ public sealed partial class TieredStore : IDisposable
 
     /// <summary>Ends a lease (idempotent): true when this call ended it, false when it had ended (released or expired).</summary>
     public bool Release(ValueLease lease) => _dram.Release(lease);
+
+    /// <summary>
+    /// Starts the DRAM index loads of a batch's next lookups (EXISTS, GET, ...) ahead of them, so their cache misses overlap
+    /// (<see cref="KvArenaStore.PrefetchIndex(IReadOnlyList{ReadOnlyMemory{byte}}, int, int)"/>); only timing changes.
+    /// Returns where the prefetched window ends: call again when the batch reaches it.
+    /// </summary>
+    public int PrefetchIndex(IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int end) => _dram.PrefetchIndex(keys, start, end);
+
+    /// <summary>As <see cref="PrefetchIndex(IReadOnlyList{ReadOnlyMemory{byte}}, int, int)"/>, for keys given as (offset, length) ranges of <paramref name="buffer"/>.</summary>
+    public int PrefetchIndex(ReadOnlySpan<byte> buffer, ReadOnlySpan<(int Offset, int Length)> ranges, int start) => _dram.PrefetchIndex(buffer, ranges, start);
 
     /// <summary>Ok when the key has a value in any tier, NotFound otherwise, InvalidKey for a bad key.</summary>
     public ValueTask<WireStatus> ExistsAsync(ReadOnlyMemory<byte> key)

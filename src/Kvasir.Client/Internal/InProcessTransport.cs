@@ -37,9 +37,10 @@ internal sealed class InProcessTransport(IInProcessNode node) : IKvTransport
 
     public async Task GetAsync(GetBatch batch, int start, int end, CancellationToken ct)
     {
-        for (int i = start; i < end; i++)
+        for (int i = start, prefetched = start; i < end; i++)
         {
             ct.ThrowIfCancellationRequested();
+            if (i == prefetched) prefetched = node.PrefetchKeys(batch.Keys, i, end);
             var dest = batch.Destinations[i];
             if (dest.Allocate)
             {
@@ -59,9 +60,10 @@ internal sealed class InProcessTransport(IInProcessNode node) : IKvTransport
 
     public async Task KeyOpAsync(Opcode op, IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int end, KvStatus[] results, CancellationToken ct)
     {
-        for (int i = start; i < end; i++)
+        for (int i = start, prefetched = start; i < end; i++)
         {
             ct.ThrowIfCancellationRequested();
+            if (i == prefetched) prefetched = node.PrefetchKeys(keys, i, end);
             results[i] = op switch
             {
                 Opcode.Exists => await node.ExistsAsync(keys[i], ct).ConfigureAwait(false),

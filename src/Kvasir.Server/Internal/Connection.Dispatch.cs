@@ -166,8 +166,9 @@ internal sealed partial class Connection
         {
             var reply = NewReply(h, WireStatus.Ok, StatusListReply.Size(count), 0, out _);
             System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(reply.Buffer.AsSpan(ProtocolLimits.HeaderSize), (uint)count);
-            for (int i = 0; i < count; i++)
+            for (int i = 0, prefetched = 0; i < count; i++)
             {
+                if (i == prefetched) prefetched = _store.PrefetchIndex(meta, ranges.AsSpan(0, count), i);
                 var key = meta.AsMemory(ranges[i].Offset, ranges[i].Length);
                 var status = !ValidKey(key.Span) ? WireStatus.InvalidKey : h.Opcode switch
                 {
@@ -201,8 +202,9 @@ internal sealed partial class Connection
         try
         {
             long payload = 0;
-            for (; leased < count; leased++)
+            for (int prefetched = 0; leased < count; leased++)
             {
+                if (leased == prefetched) prefetched = _store.PrefetchIndex(meta, ranges.AsSpan(0, count), leased);
                 var key = meta.AsMemory(ranges[leased].Offset, ranges[leased].Length);
                 _node.Heatmap.Record(key.Span);
                 ValueLease? lease = null;
