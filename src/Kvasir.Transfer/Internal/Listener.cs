@@ -134,8 +134,8 @@ internal sealed class Listener : IDisposable
             }
             watchdog.Dispose();   // waits for a closing watchdog: past this line the lane is closed only if the deadline passed
             if (timeout.IsCancellationRequested) throw new OperationCanceledException(timeout.Token);
-            claim = null;
             _core.Options.ApplyPathSocketBuffers(lane);   // the handshake's round trips are what the kernel measured the path by
+            claim = null;
             Join(pending, request.LaneIndex, reader);
         }
         catch (RefusedException r)
