@@ -142,6 +142,8 @@ class KvStore(KeyOps):
         mode = str(cfg["transport"]).strip().lower()
         if mode not in ("tcp", "auto", "shm"):
             raise KvasirError(f"unknown transport {cfg['transport']!r} (tcp, auto or shm)")
+        if not membership_poll > 0:   # 0 would poll Redis in a busy loop (and back off from 0 after an error)
+            raise KvasirError(f"membership_poll must be a positive number of seconds, got {membership_poll!r}")
         self._mode = mode
         self._transport = "tcp"
         self._transport_reason = None   # why "auto" uses TCP for this node (None: shared memory, or TCP was asked for)

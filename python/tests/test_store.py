@@ -372,3 +372,10 @@ def test_the_key_comes_from_a_private_key_file_and_a_shared_one_is_refused(auth_
     monkeypatch.setenv("KVASIR_AUTH_KEY", AUTH_KEY)   # a key given directly wins: the file is not read
     with KvStore(auth_node.address, request_timeout=10) as s:
         assert s.get("from-key-file") == b"v"
+
+
+@pytest.mark.parametrize("poll", [0, -1.0])
+def test_a_membership_poll_that_is_not_positive_is_refused_naming_the_option(poll):
+    # 0 polled Redis in a busy loop (and a failure's back-off doubled from 0); .NET refuses it as well
+    with pytest.raises(KvasirError, match="membership_poll must be a positive number of seconds"):
+        KvStore("127.0.0.1:1", membership_poll=poll)
