@@ -252,7 +252,8 @@ internal sealed partial class Connection
     /// and handed to the store, whose write to the disk tier (when there is one) overlaps the receipt of the next
     /// value. The reply waits for every value's commit: an Ok is durable as docs/tiers.md promises. A value that
     /// cannot be stored (bad key, too large, no room) gets its status and its bytes are read and dropped, so the
-    /// connection stays in step. Chained values are published in order, so each finds its parent.
+    /// connection stays in step. Chained values are published in order, so each finds its parent. With CRC_TRAILER a
+    /// value's writer's CRC follows its bytes: it is read before the value is committed (or dropped with it).
     /// </summary>
     private async ValueTask PutAsync(FrameHeader h, byte[] meta, CancellationToken token)
     {
