@@ -75,6 +75,43 @@ public sealed class CrcTrailerClientTests
     }
 
     [Fact]
+    public async Task Against_a_node_started_withholding_the_trailer_the_computed_crcs_go_in_the_entries()
+    {
+        await using var node = TestNode.Start(new NodeOptions
+        {
+            Port = 0,
+            WithheldFeatures = ProtocolFeatures.CrcTrailer,   // kvasir serve --withhold-features 10
+            Store = new StoreOptions { Capacity = 128L << 20 },
+        });
+        await using var relay = FrameRelay.Start(node.Port);
+        await using var store = await ConnectAsync(relay);
+        var value = TestValues.Value(3, 300_000);
+        Assert.Equal([KvStatus.Ok], await store.PutAsync([TestValues.Key("v")], [value]));
+        Assert.Equal(value, await store.GetAsync(TestValues.Key("v")));
+        Assert.Equal(FrameFlags.ValueCrc, Assert.Single(relay.PutFlags));
+        Assert.Equal(0L, Mismatches(node));
+    }
+
+    [Fact]
+    public async Task A_chained_put_under_a_parent_with_a_ttl_goes_with_trailers_and_comes_back_whole()
+    {
+        await using var node = StartNode();
+        await using var relay = FrameRelay.Start(node.Port);
+        await using var store = await ConnectAsync(relay);
+        var parent = TestValues.Value(1, 5000);
+        Assert.Equal([KvStatus.Ok], await store.PutAsync([TestValues.Key("p")], [parent]));
+        var keys = Enumerable.Range(0, 4).Select(i => (ReadOnlyMemory<byte>)TestValues.Key($"c/{i}")).ToArray();
+        var values = Enumerable.Range(0, 4).Select(i => TestValues.Value(10 + i, FrameSender.ChecksumRun / 2 + 1000 * i)).ToArray();
+        var statuses = await store.PutAsync(keys, values.Select(v => (ReadOnlyMemory<byte>)v).ToArray(),
+            new PutOptions { Chain = true, ChainParent = TestValues.Key("p"), Ttl = TimeSpan.FromHours(1) });
+        Assert.All(statuses, s => Assert.Equal(KvStatus.Ok, s));
+        for (int i = 0; i < values.Length; i++) Assert.Equal(values[i], await store.GetAsync(keys[i]));
+        Assert.Equal(FrameFlags.CrcTrailer, relay.PutFlags[0]);
+        Assert.All(relay.PutFlags.Skip(1), f => Assert.Equal(FrameFlags.CrcTrailer | FrameFlags.Chain | FrameFlags.ChainParent | FrameFlags.Ttl, f));
+        Assert.Equal(0L, Mismatches(node));
+    }
+
+    [Fact]
     public async Task Crcs_the_caller_gives_go_in_the_entries_and_a_wrong_one_is_a_miss()
     {
         await using var node = StartNode();

@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using Kvasir.Protocol;
 using Kvasir.Server.Tests.Support;
+using Kvasir.Storage;
 using Kvasir.TestSupport;
 using static Kvasir.Server.Tests.Support.Frames;
 using static Kvasir.TestSupport.TestValues;
@@ -184,6 +185,54 @@ public sealed class CrcTrailerTests
         long grown = node.Stats.AllocatedBytes - allocatedBefore;
         Assert.True(grown < cut.Length, $"{grown} arena bytes more than before the cut PUT: the cut value's {cut.Length} were kept");
         await witness.RoundTripAsync();
+    }
+
+    [Fact]
+    public async Task A_node_withholding_the_trailer_grants_the_rest_and_refuses_a_trailer_put()
+    {
+        await using var node = TestNode.Start(new NodeOptions
+        {
+            Port = 0,
+            WithheldFeatures = ProtocolFeatures.CrcTrailer,   // kvasir serve --withhold-features 10
+            Store = new StoreOptions { Capacity = 64L << 20, MaxValueBytes = ServerNode.MaxValue },
+        });
+        using var c = await RawConnection.ConnectAsync(node.Port);
+        Assert.Equal(ProtocolFeatures.Known & ~ProtocolFeatures.CrcTrailer, (await c.HelloAsync(1, ProtocolFeatures.Known)).Features);
+        var value = Value(1, 4096);
+        await c.SendAsync(PutWithTrailer(5, (Key("k"), value, Crc32C.Compute(value))));
+        var error = await c.AssertErrorThenClosedAsync(WireStatus.BadFrame, 5, Opcode.Put);
+        Assert.Contains("HELLO bit 0x10", error.ErrorMessage);
+        Assert.Equal(0L, node.Stats.Keys);
+    }
+
+    [Fact]
+    public async Task A_chained_trailer_put_with_its_parent_and_a_ttl_stores_its_blocks_and_a_wrong_trailer_is_a_miss()
+    {
+        await using var node = ServerNode.Start();
+        using var c = await ConnectGrantedAsync(node, ProtocolFeatures.CrcTrailer | ProtocolFeatures.Ttl);
+        var parent = Value(1, 4000);
+        Assert.Equal([WireStatus.Ok], await PutAsync(c, 2, (Key("p"), parent, Crc32C.Compute(parent))));
+        var blocks = new[] { Value(2, 70_000), Value(3, 70_001), Value(4, 70_002) };
+        (byte[] Key, byte[] Value, uint Crc)[] entries =
+        [
+            (Key("b0"), blocks[0], Crc32C.Compute(blocks[0])),
+            (Key("b1"), blocks[1], Crc32C.Compute(blocks[1])),
+            (Key("b2"), blocks[2], Crc32C.Compute(blocks[2]) ^ 0x8000_0000),   // the last block's trailer is wrong
+        ];
+        var meta = new byte[PutRequest.PrefixSize(Key("p"), true) + entries.Sum(e => PutRequest.EntrySize(e.Key.Length)) + 4];
+        var w = new MetaWriter(meta);
+        PutRequest.WritePrefix(ref w, Key("p"), true, entries.Length);
+        foreach (var e in entries) PutRequest.WriteEntry(ref w, e.Key, e.Value.Length);
+        PutRequest.WriteTtl(ref w, 3600);
+        var flags = FrameFlags.Chain | FrameFlags.ChainParent | FrameFlags.Ttl | FrameFlags.CrcTrailer;
+        var reply = await c.RequestAsync(Frame(Opcode.Put, 3, meta, TrailerPayload(entries), flags));
+        RawConnection.AssertReply(reply, Opcode.Put, 3);
+        Assert.Equal([WireStatus.Ok, WireStatus.Ok, WireStatus.Ok], StatusListReply.Read(reply.Meta, 3));   // stored unchecked
+
+        var (got, payload) = await GetAsync(c, 4, Key("p"), Key("b0"), Key("b1"), Key("b2"));
+        Assert.Equal([WireStatus.Ok, WireStatus.Ok, WireStatus.Ok, WireStatus.NotFound], got.Select(e => e.Status));
+        Assert.Equal(parent.Concat(blocks[0]).Concat(blocks[1]), payload);
+        Assert.Equal(1L, Mismatches(node));
     }
 
     [Fact]
