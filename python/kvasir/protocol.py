@@ -29,10 +29,10 @@ from .messages import (  # noqa: F401 - re-exported: the message classes are par
 )
 from .frame import (  # noqa: F401 - the frame layer is part of this module's API
     ARENA_CHALLENGE_BYTES, ARENA_PROOF_BYTES, ARENA_SECRET_BYTES, DEFAULT_MAX_BATCH_KEYS, DEFAULT_MAX_META_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFINED_FLAGS,
-    FEATURES, FEATURE_ARENA_PROOF, FEATURE_COMMIT_CHAIN, FEATURE_TTL, FEATURE_VALUE_CRC, FEATURE_VERSIONS, FLAG_NAMES,
+    FEATURES, FEATURE_ARENA_PROOF, FEATURE_COMMIT_CHAIN, FEATURE_CRC_TRAILER, FEATURE_TTL, FEATURE_VALUE_CRC, FEATURE_VERSIONS, FLAG_NAMES,
     Flag, HARD_MAX_VALUE_BYTES, HEADER_SIZE, Header, KEY_BATCH_OPCODES, MAGIC,
     MAX_ERROR_MESSAGE_BYTES, MAX_KEY_BYTES, MAX_META_LENGTH, MAX_NAME_BYTES, MAX_PAYLOAD_LENGTH, MAX_PING_BYTES,
-    MAX_VALUE_VERSION, Opcode, PUT_FLAGS, STATUS_LIST_OPCODES, WireStatus, _ALLOC_ENTRY,
+    MAX_VALUE_VERSION, Opcode, PUT_FLAGS, PUT_TRAILER_BYTES, STATUS_LIST_OPCODES, WireStatus, _ALLOC_ENTRY,
     _GET_ENTRY, _HELLO_REP1, _HELLO_REP2, _HELLO_REQ, _I64, _LEASE_ENTRY,
     _LENGTH_PREFIX, _PUT_ENTRY, _Reader, _STATUS_OF_BYTE, _U16, _U32,
     _U64, _U8, _bad, _lp16, _utf8, arena_proof,
@@ -303,6 +303,9 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
     elif op == Opcode.PUT:
         parent = r.bytes16() if header.flags & Flag.CHAIN_PARENT else None
         with_crc = bool(header.flags & Flag.VALUE_CRC)
+        trailer = bool(header.flags & Flag.CRC_TRAILER)
+        if with_crc and trailer:
+            raise _bad("PUT flags VALUE_CRC and CRC_TRAILER exclude each other: a value's CRC is in its entry or after its bytes")
         count = r.u32()
         if count > max_batch_keys:
             raise _bad(f"batch of {count} keys exceeds the limit of {max_batch_keys}", WireStatus.BATCH_TOO_LARGE)
@@ -325,7 +328,10 @@ def decode_meta(header: Header, meta, *, max_batch_keys: int = DEFAULT_MAX_BATCH
             total += vlen
         ttl = r.u32() if header.flags & Flag.TTL else None
         r.end()
-        if total != header.payload_length:
+        if trailer and total + PUT_TRAILER_BYTES * count != header.payload_length:
+            raise _bad(f"payload length {header.payload_length} differs from the sum of the value lengths {total} "
+                       f"plus a 4-byte CRC trailer per entry ({total + PUT_TRAILER_BYTES * count}): CRC_TRAILER")
+        if not trailer and total != header.payload_length:
             raise _bad(f"payload length {header.payload_length} differs from the sum of the value lengths {total}")
         msg = PutRequest(parent, entries, versioned) if ttl is None else PutRequestTtl(parent, entries, versioned, ttl_seconds=ttl)
     elif op in KEY_BATCH_OPCODES:
@@ -403,10 +409,11 @@ def encode_frame(opcode: int, flags: int, request_id: int, status: int, msg, pay
 
 
 def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BYTES, versions: bool = False,
-                         commit_chain: bool = False) -> None:
+                         commit_chain: bool = False, crc_trailer: bool = False) -> None:
     """The header checks a node applies to a request (steps 6-12 of the protocol's order of checks);
     ``versions``: the connection was granted FEATURE_VERSIONS, so PUT may carry VERSION; ``commit_chain``: it was
-    granted FEATURE_COMMIT_CHAIN, so COMMIT may carry CHAIN and CHAIN_PARENT."""
+    granted FEATURE_COMMIT_CHAIN, so COMMIT may carry CHAIN and CHAIN_PARENT; ``crc_trailer``: it was granted
+    FEATURE_CRC_TRAILER, so PUT may carry CRC_TRAILER."""
     if h.is_reply:
         raise _bad("REPLY flag in a request")
     try:
@@ -415,10 +422,12 @@ def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BY
         raise _bad(f"opcode 0x{h.opcode:02x} is not defined in v1", WireStatus.UNKNOWN_OPCODE) from None
     if h.flags & ~DEFINED_FLAGS:
         raise _bad(f"undefined flag bits 0x{h.flags & ~DEFINED_FLAGS:04x}")
-    if h.flags & Flag.VALUE_CRC and op != Opcode.PUT:
-        raise _bad("only PUT may carry VALUE_CRC")
+    if h.flags & (Flag.VALUE_CRC | Flag.CRC_TRAILER) and op != Opcode.PUT:
+        raise _bad("only PUT may carry VALUE_CRC or CRC_TRAILER")
     if h.flags & (Flag.CHAIN | Flag.CHAIN_PARENT) and op != Opcode.PUT and not (op == Opcode.COMMIT and commit_chain):
         raise _bad("only PUT may carry CHAIN or CHAIN_PARENT (and COMMIT, on a connection granted HELLO bit 0x20)")
+    if h.flags & Flag.CRC_TRAILER and not crc_trailer:
+        raise _bad("PUT flag CRC_TRAILER (0x0080) needs feature CRC_TRAILER (HELLO bit 0x10) granted first")
     if h.flags & Flag.TTL and op not in (Opcode.PUT, Opcode.ALLOC):
         raise _bad("only PUT and ALLOC may carry TTL")
     if h.flags & Flag.MAPPED and op != Opcode.ALLOC:
@@ -442,7 +451,8 @@ def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BY
 
 
 def decode_frame(data, *, request: bool = False, max_batch_keys: int = DEFAULT_MAX_BATCH_KEYS,
-                 max_meta_bytes: int = DEFAULT_MAX_META_BYTES, versions: bool = False, commit_chain: bool = False) -> Frame:
+                 max_meta_bytes: int = DEFAULT_MAX_META_BYTES, versions: bool = False, commit_chain: bool = False,
+                 crc_trailer: bool = False) -> Frame:
     """Decodes one complete frame, which must be exactly ``data``.
 
     With ``request=True`` the frame must be a valid request under the node's rules as well
@@ -450,7 +460,8 @@ def decode_frame(data, *, request: bool = False, max_batch_keys: int = DEFAULT_M
     """
     h = unpack_header(data)
     if request:
-        check_request_header(h, max_meta_bytes=max_meta_bytes, versions=versions, commit_chain=commit_chain)
+        check_request_header(h, max_meta_bytes=max_meta_bytes, versions=versions, commit_chain=commit_chain,
+                             crc_trailer=crc_trailer)
     meta_end = HEADER_SIZE + h.meta_length
     if len(data) < meta_end:
         raise _bad(f"frame ends inside its metadata ({len(data) - HEADER_SIZE} of {h.meta_length} bytes)")
@@ -461,3 +472,20 @@ def decode_frame(data, *, request: bool = False, max_batch_keys: int = DEFAULT_M
     if len(data) != meta_end + h.payload_length:
         raise _bad(f"frame of {len(data)} bytes; the header declares {meta_end + h.payload_length}")
     return Frame(h, msg, bytes(data[meta_end:]))
+
+
+def split_put_payload(msg: PutRequest, payload, crc_trailer: bool = False) -> list:
+    """The values of a decoded PUT's payload, in entry order, as ``(value, crc32c)`` pairs: with ``crc_trailer`` (flag
+    CRC_TRAILER) the CRC that followed each value, else the entry's own (``None`` without VALUE_CRC)."""
+    out, offset = [], 0
+    for e in msg.entries:
+        value = bytes(payload[offset:offset + e.value_length])
+        offset += e.value_length
+        crc = e.crc32c
+        if crc_trailer:
+            crc = _U32.unpack_from(payload, offset)[0]
+            offset += PUT_TRAILER_BYTES
+        out.append((value, crc))
+    if offset != len(payload):
+        raise _bad(f"PUT payload of {len(payload)} bytes; its entries account for {offset}")
+    return out

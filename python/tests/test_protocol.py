@@ -107,6 +107,7 @@ def test_vector_decodes_and_reencodes(vector):
     raw = bytes.fromhex(vector["hex"])
     expected = vector["frame"]
     versions = bool(vector.get("connection_features", 0) & p.FEATURE_VERSIONS)
+    crc_trailer = bool(vector.get("connection_features", 0) & p.FEATURE_CRC_TRAILER)
     frame = p.decode_frame(raw, versions=versions)
     h = frame.header
     assert p.Opcode(h.opcode).name == expected["opcode"]
@@ -117,7 +118,7 @@ def test_vector_decodes_and_reencodes(vector):
     assert frame.payload.hex() == expected["payload"]
     if not h.is_reply:  # requests also pass the node's own checks (on a connection granted the vector's features)
         commit_chain = bool(vector.get("connection_features", 0) & p.FEATURE_COMMIT_CHAIN)
-        p.decode_frame(raw, request=True, versions=versions, commit_chain=commit_chain)
+        p.decode_frame(raw, request=True, versions=versions, commit_chain=commit_chain, crc_trailer=crc_trailer)
         if commit_chain and expected["opcode"] == "COMMIT":   # and fail on a connection that was not
             with pytest.raises(p.ProtocolError, match="HELLO bit 0x20"):
                 p.decode_frame(raw, request=True, versions=versions)
@@ -157,6 +158,30 @@ def test_malformed_vector_is_rejected(vector):
         with pytest.raises(ProtocolError) as info:
             p.decode_frame(raw, request=True)
     assert info.value.status == expected, str(info.value)
+
+
+TRAILER_VECTORS = [v for v in DOC["vectors"] if "CRC_TRAILER" in v["frame"]["flags"]]
+
+
+@pytest.mark.parametrize("vector", TRAILER_VECTORS, ids=[v["name"] for v in TRAILER_VECTORS])
+def test_crc_trailer_vector_carries_each_values_crc_right_after_it(vector):
+    frame = p.decode_frame(bytes.fromhex(vector["hex"]))
+    pairs = p.split_put_payload(frame.meta, frame.payload, crc_trailer=True)
+    assert [crc for _, crc in pairs] == vector["trailer_crcs"]
+    assert [p.crc32c(value) for value, _ in pairs] == vector["trailer_crcs"]
+    assert all(e.crc32c is None for e in frame.meta.entries)   # no CRC in the entries
+
+
+def test_crc_trailer_needs_its_feature_on_a_request():
+    raw = bytes.fromhex(TRAILER_VECTORS[0]["hex"])
+    with pytest.raises(ProtocolError) as info:
+        p.decode_frame(raw, request=True)
+    assert info.value.status == p.WireStatus.BAD_FRAME and "0x10" in str(info.value)
+    p.decode_frame(raw, request=True, crc_trailer=True)
+
+
+def test_there_are_crc_trailer_vectors():
+    assert len(TRAILER_VECTORS) >= 2
 
 
 def test_auth_worked_example():

@@ -37,8 +37,8 @@ public static class BenchCommand
           --memory SIZE         arena of the inproc node                              default 1GiB
           --verify MODE         sample (head, a word per 4 KiB, tail) | full (every byte) | off   default sample
           --no-verify           same as --verify off
-          --value-crc MODE      kvasir PUT checksums: client (the client computes each value's CRC-32C and
-                                sends it, VALUE_CRC) | given (each value's CRC computed once, when the bench
+          --value-crc MODE      kvasir PUT checksums: client (the client computes each value's CRC-32C as
+                                it sends it, CRC_TRAILER) | given (each value's CRC computed once, when the bench
                                 makes it, and sent as the writer's own) | node (not sent: the node
                                 checksums as it receives)                             default client
           --verify-crc on|off   kvasir GET: check each hit against the CRC-32C its node sent (KvStoreOptions.

@@ -107,10 +107,10 @@ public sealed class KvStoreOptions
     public string ClientName { get; init; } = "kvasir-dotnet";
 
     /// <summary>
-    /// Ask the node for VALUE_CRC (docs/protocol.md) and send each PUT value's CRC-32C, computed here (on the writer's
-    /// cores) or given in <see cref="PutOptions.ValueCrc32C"/>: the node then stores it without checksumming on its
-    /// receive path, and checks it before the value is first read or written to a lower tier. Default true; a node
-    /// that does not grant it gets plain PUTs.
+    /// Ask the node for VALUE_CRC and CRC_TRAILER (docs/protocol.md) and send each PUT value's CRC-32C, computed here (on
+    /// the writer's cores, as each value is sent: CRC_TRAILER) or given in <see cref="PutOptions.ValueCrc32C"/>: the node
+    /// then stores it without checksumming on its receive path, and checks it before the value is first read or written
+    /// to a lower tier. Default true; a node that does not grant it gets plain PUTs.
     /// </summary>
     public bool SendValueCrc { get; init; } = true;
 

@@ -61,10 +61,17 @@ public ref struct KeyBatchReader
 /// count (u32) · count × (key length u16 · value length u64 · key). The payload is the values,
 /// concatenated in entry order; its length must equal the sum of the value lengths. After the key, an entry carries
 /// the value's CRC-32C (u32) with the ValueCrc flag, then the value's version (u64) with the Version flag, in that
-/// order; with the Ttl flag a u32 time to live follows the last entry.
+/// order; with the Ttl flag a u32 time to live follows the last entry. With the CrcTrailer flag the entries carry no CRC:
+/// each value in the payload is followed by its CRC-32C (u32), so the payload is the value lengths plus 4 per entry.
 /// </summary>
 public static class PutRequest
 {
+    /// <summary>Bytes after each value in the payload of a PUT with <see cref="FrameFlags.CrcTrailer"/>: its CRC-32C.</summary>
+    public const int TrailerSize = 4;
+
+    /// <summary>The payload length of a PUT: the values, and with <paramref name="crcTrailer"/> one CRC after each.</summary>
+    public static long PayloadLength(long valueBytes, int count, bool crcTrailer) => valueBytes + (crcTrailer ? (long)count * TrailerSize : 0);
+
     /// <summary>Bytes of one entry with a key of <paramref name="keyLength"/> bytes.</summary>
     public static int EntrySize(int keyLength, bool valueCrc = false, bool version = false) =>
         2 + 8 + keyLength + (valueCrc ? 4 : 0) + (version ? ValueVersions.Size : 0);
@@ -130,6 +137,8 @@ public ref struct PutBatchReader
     {
         _reader = new MetaReader(meta);
         _valueCrc = (flags & FrameFlags.ValueCrc) != 0;
+        if (_valueCrc && (flags & FrameFlags.CrcTrailer) != 0)
+            throw new ProtocolException(WireStatus.BadFrame, "PUT flags VALUE_CRC and CRC_TRAILER exclude each other: a value's CRC is in its entry or after its bytes, not both");
         _ttl = (flags & FrameFlags.Ttl) != 0;
         _versioned = (flags & FrameFlags.Version) != 0;
         if ((flags & FrameFlags.ChainParent) != 0)
@@ -197,15 +206,20 @@ public ref struct PutBatchReader
 
     /// <summary>
     /// Checks the whole metadata (structure, limits, that the payload length equals the sum of the
-    /// value lengths) before the node acts on any entry. Returns the entry count.
+    /// value lengths, plus 4 bytes per entry with <see cref="FrameFlags.CrcTrailer"/>) before the node acts on any entry.
+    /// Returns the entry count.
     /// </summary>
     public static int Validate(ReadOnlySpan<byte> meta, FrameFlags flags, int maxBatch, long payloadLength)
     {
         var reader = new PutBatchReader(meta, flags, maxBatch);
         long sum = 0;
         while (reader.Next(out _, out long length)) sum += length;
-        if (sum != payloadLength)
-            throw new ProtocolException(WireStatus.BadFrame, $"payload length {payloadLength} differs from the sum of the value lengths {sum}");
+        bool trailer = (flags & FrameFlags.CrcTrailer) != 0;
+        long expected = PutRequest.PayloadLength(sum, reader.Count, trailer);
+        if (expected != payloadLength)
+            throw new ProtocolException(WireStatus.BadFrame, trailer
+                ? $"payload length {payloadLength} differs from the sum of the value lengths {sum} plus a 4-byte CRC trailer per entry ({expected}): CRC_TRAILER"
+                : $"payload length {payloadLength} differs from the sum of the value lengths {sum}");
         return reader.Count;
     }
 }

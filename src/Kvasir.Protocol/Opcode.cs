@@ -56,6 +56,12 @@ public enum FrameFlags : ushort
     Mapped = 0x0020,
     /// <summary>COMMIT, with feature <see cref="ProtocolFeatures.ArenaProof"/> granted: after the ids, one writer's CRC-32C (u32) per id.</summary>
     CommitCrc = 0x0040,
+    /// <summary>
+    /// PUT, with feature <see cref="ProtocolFeatures.CrcTrailer"/> granted: every value in the payload is followed by the
+    /// CRC-32C the writer computed over it (u32), stored as a <see cref="ValueCrc"/> writer's CRC. The writer checksums
+    /// each value as it sends it, so its bytes are read from memory once. Never together with <see cref="ValueCrc"/>.
+    /// </summary>
+    CrcTrailer = 0x0080,
     /// <summary>Set on every frame sent by the node.</summary>
     Reply = 0x8000,
 }
@@ -96,6 +102,9 @@ public static class ProtocolFeatures
     /// </summary>
     public const ulong CommitChain = 0x20;
 
+    /// <summary>PUT may carry <see cref="FrameFlags.CrcTrailer"/>: each value in the payload followed by its writer's CRC-32C.</summary>
+    public const ulong CrcTrailer = 0x10;
+
     /// <summary>Every feature this implementation knows.</summary>
-    public const ulong Known = ValueCrc | Ttl | Versions | ArenaProof | CommitChain;
+    public const ulong Known = ValueCrc | Ttl | Versions | ArenaProof | CrcTrailer | CommitChain;
 }

@@ -18,8 +18,8 @@ OPCODES = {"HELLO": 0x01, "AUTH": 0x02, "PING": 0x03, "PUT": 0x10, "GET": 0x11, 
            "REMOVE": 0x13, "PIN": 0x14, "UNPIN": 0x15, "SCAN": 0x16, "INFO": 0x17, "REMOVE_PREFIX": 0x18, "STATS": 0x20,
            "SHM_INFO": 0x30, "LEASE": 0x31, "RELEASE": 0x32, "ALLOC": 0x33, "COMMIT": 0x34}
 FLAGS = {"CHAIN": 0x0001, "CHAIN_PARENT": 0x0002, "VALUE_CRC": 0x0004, "TTL": 0x0008, "VERSION": 0x0010,
-         "MAPPED": 0x0020, "COMMIT_CRC": 0x0040, "REPLY": 0x8000}
-FEATURES = {"VALUE_CRC": 0x1, "TTL": 0x2, "VERSIONS": 0x4, "ARENA_PROOF": 0x8, "COMMIT_CHAIN": 0x20}
+         "MAPPED": 0x0020, "COMMIT_CRC": 0x0040, "CRC_TRAILER": 0x0080, "REPLY": 0x8000}
+FEATURES = {"VALUE_CRC": 0x1, "TTL": 0x2, "VERSIONS": 0x4, "ARENA_PROOF": 0x8, "CRC_TRAILER": 0x10, "COMMIT_CHAIN": 0x20}
 FEATURE_VERSIONS = FEATURES["VERSIONS"]
 STATUSES = {"OK": 0, "NOT_FOUND": 1, "VALUE_TOO_LARGE": 2, "INVALID_KEY": 3, "OUT_OF_MEMORY": 4, "TIER_FAILED": 5, "QUOTA_EXCEEDED": 6,
             "BAD_FRAME": 32, "UNSUPPORTED_VERSION": 33, "UNKNOWN_OPCODE": 34, "HELLO_REQUIRED": 35,
@@ -297,6 +297,24 @@ add("get_reply_versions", "GET reply on a connection granted feature 0x4 (answer
     {"entries": [{"status": s, "length": n, "crc32c": c, "version": v} for (s, n, c), v in zip(get_entries, get_versions)], "versioned": True},
     get_reply_meta(get_entries, get_versions), v1, connection_features=FEATURE_VERSIONS)
 
+# CRC_TRAILER (HELLO feature bit 0x10): the metadata is a plain PUT's; in the payload each value is followed by its
+# writer's CRC-32C (u32), so payload_length = the value lengths + 4 per entry. "trailer_crcs" lists them in entry order.
+def trailer_payload(values) -> bytes:
+    return b"".join(v + struct.pack("<I", crc32c(v)) for v in values)
+
+
+add("put_request_crc_trailer", "PUT with CRC_TRAILER (connection granted feature 0x10): the entries of put_request_plain, no CRC in them; in the payload each value is followed by the writer's CRC-32C of it (u32; 0 after the 0-byte value), so the payload is 10 + 3 x 4 bytes.",
+    "PUT", ["CRC_TRAILER"], 19, "OK", {"parent": None, "entries": [{"key": h(k), "value_length": n} for k, n in entries]},
+    put_meta(None, entries), trailer_payload([v1, b"", v3]), connection_features=FEATURES["CRC_TRAILER"],
+    trailer_crcs=[crc32c(v1), crc32c(b""), crc32c(v3)])
+trailer_features = FEATURES["CRC_TRAILER"] | FEATURES["TTL"] | FEATURE_VERSIONS
+add("put_request_chain_crc_trailer_version_ttl", "PUT with CHAIN, TTL, VERSION and CRC_TRAILER (connection granted features 0x2, 0x4 and 0x10): each entry is the key, then the version (u64); the u32 time to live (600 s) follows the last entry; each value in the payload is followed by its CRC-32C.",
+    "PUT", ["CHAIN", "TTL", "VERSION", "CRC_TRAILER"], 20, "OK",
+    {"parent": None, "entries": [{"key": h(k), "value_length": n, "version": v} for (k, n), v in zip(chain_entries[:2], hlc)],
+     "versioned": True, "ttl_seconds": 600},
+    put_meta(None, chain_entries[:2], hlc, 600), trailer_payload(vals[:2]), connection_features=trailer_features,
+    trailer_crcs=[crc32c(v) for v in vals[:2]])
+
 # EXISTS / REMOVE / PIN / UNPIN
 for op, rid, keys, statuses, text in [
     ("EXISTS", 30, [b"tok/0", b"missing"], ["OK", "NOT_FOUND"], "EXISTS: OK means present, NOT_FOUND absent."),
@@ -464,6 +482,10 @@ huge = (1 << 30) + 1
 short_crc = put_meta(None, [(b"k", 3)])   # the entry without its CRC
 bad("put_value_crc_entry_without_crc", "PUT with VALUE_CRC whose one entry ends after its key: the u32 CRC is missing.",
     frame("PUT", ["VALUE_CRC"], 3, "OK", short_crc, b"abc"), "BAD_FRAME", "message")
+bad("put_crc_trailer_with_value_crc", "PUT with both VALUE_CRC and CRC_TRAILER: a value's CRC goes in its entry or after its bytes, never both.",
+    frame("PUT", ["VALUE_CRC", "CRC_TRAILER"], 3, "OK", put_meta(None, [(b"k", 3, crc32c(b"abc"))]), trailer_payload([b"abc"])), "BAD_FRAME", "message")
+bad("put_crc_trailer_payload_without_trailers", "PUT with CRC_TRAILER whose payload length is the sum of the value lengths alone: the 4-byte CRC after each value is not counted (3 + 4 expected).",
+    frame("PUT", ["CRC_TRAILER"], 3, "OK", put_meta(None, [(b"k", 3)]), b"abc"), "BAD_FRAME", "message")
 bad("put_ttl_without_seconds", "PUT with TTL whose metadata ends after its last entry: the u32 time to live is missing.",
     frame("PUT", ["TTL"], 3, "OK", put_meta(None, [(b"k", 3)]), b"abc"), "BAD_FRAME", "message")
 bad("scan_limit_zero", "SCAN with a limit of 0.",
@@ -487,7 +509,10 @@ bad("auth_short", "AUTH with 63 bytes of metadata instead of 64.",
 # node layer: structurally valid frames that the node refuses as requests
 bad("reply_flag_in_request", "A frame with the REPLY flag sent to the node.", frame("PING", ["REPLY"], 3, "OK", b""), "BAD_FRAME", "node")
 bad("unknown_opcode", "Opcode 0x04 is not defined in v1.", header(0x04, 0, 3, 0, 0, 0), "UNKNOWN_OPCODE", "node")
-bad("unknown_flag", "PUT with flag bit 0x0080, which is not defined.", header(OPCODES["PUT"], 0x0080, 3, 0, 4, 0) + struct.pack("<I", 0), "BAD_FRAME", "node")
+bad("unknown_flag", "PUT with flag bit 0x0100, which is not defined.", header(OPCODES["PUT"], 0x0100, 3, 0, 4, 0) + struct.pack("<I", 0), "BAD_FRAME", "node")
+bad("crc_trailer_flag_without_feature", "PUT with CRC_TRAILER (0x0080) on a connection whose HELLO did not grant feature 0x10; the frame is otherwise well formed (the value, then its CRC).",
+    frame("PUT", ["CRC_TRAILER"], 3, "OK", put_meta(None, [(b"ab", 3)]), trailer_payload([b"xyz"])), "BAD_FRAME", "node")
+bad("crc_trailer_flag_on_get", "GET with CRC_TRAILER: only PUT takes it.", frame("GET", ["CRC_TRAILER"], 3, "OK", key_batch_meta([b"k"])), "BAD_FRAME", "node")
 bad("commit_crc_flag_on_put", "PUT with COMMIT_CRC (0x0040): only COMMIT takes it.", header(OPCODES["PUT"], 0x0040, 3, 0, 4, 0) + struct.pack("<I", 0), "BAD_FRAME", "node")
 bad("mapped_flag_on_commit", "COMMIT with MAPPED (0x0020): only ALLOC takes it.", frame("COMMIT", ["MAPPED"], 3, "OK", struct.pack("<IQ", 1, 8)), "BAD_FRAME", "node")
 bad("alloc_mapped_without_proof", "ALLOC with MAPPED whose metadata ends after its entries: the 32-byte proof is missing.",

@@ -66,6 +66,9 @@ internal sealed class PutBatch(IReadOnlyList<ReadOnlyMemory<byte>> keys, ValueSo
 
     /// <summary>Each value's version (PUT flag VERSION, docs/cluster.md § Versions), or null: the node's clock assigns them.</summary>
     public long[]? Versions { get; init; }
+    /// <summary>The caller gave each value's CRC-32C (<see cref="PutOptions.ValueCrc32C"/>).</summary>
+    public bool HasGivenCrcs => givenCrcs is not null;
+
     /// <summary>Each value's CRC-32C, once <see cref="ComputeCrcs"/> ran for its range; null before.</summary>
     public uint[]? Crcs { get; private set; }
 

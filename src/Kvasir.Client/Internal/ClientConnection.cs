@@ -164,7 +164,8 @@ internal sealed class ClientConnection : IAsyncDisposable
 
     /// <summary>
     /// Sends one frame: header, <paramref name="metaLength"/> bytes of <paramref name="meta"/>, then the
-    /// value pieces of keys [start, end). If sending fails or is cancelled part-way the connection is
+    /// value pieces of keys [start, end). With <see cref="FrameFlags.CrcTrailer"/> in <paramref name="flags"/> each value is
+    /// checksummed as it is sent and followed by its CRC-32C. If sending fails or is cancelled part-way the connection is
     /// cut (the stream is out of step), and the request fails with Unavailable.
     /// </summary>
     public async Task SendAsync(PendingRequest request, Opcode op, FrameFlags flags, byte[] meta, int metaLength,
@@ -172,6 +173,8 @@ internal sealed class ClientConnection : IAsyncDisposable
     {
         long payload = 0;
         if (values is not null) for (int i = start; i < end; i++) payload += values[i].Length;
+        bool trailer = (flags & FrameFlags.CrcTrailer) != 0;
+        payload = PutRequest.PayloadLength(payload, end - start, trailer);
         ulong id = (ulong)Interlocked.Increment(ref _nextId);
         _pending[id] = request;
         Interlocked.Increment(ref _outstanding);
@@ -187,7 +190,17 @@ internal sealed class ClientConnection : IAsyncDisposable
             locked = true;
             new FrameHeader(op, flags, id, WireStatus.Ok, metaLength, payload).Write(_sender.BeginFrame(ProtocolLimits.HeaderSize));
             await _sender.AddAsync(meta.AsMemory(0, metaLength), ct).ConfigureAwait(false);
-            if (values is not null)
+            if (values is not null && trailer)
+            {
+                for (int i = start; i < end; i++)
+                {
+                    uint crc = Crc32C.InitialState;
+                    for (int p = 0; p < values[i].PieceCount; p++)
+                        crc = await _sender.AddChecksummedAsync(values[i].Piece(p), crc, ct).ConfigureAwait(false);
+                    await _sender.AddU32Async(Crc32C.Complete(crc), ct).ConfigureAwait(false);
+                }
+            }
+            else if (values is not null)
             {
                 for (int i = start; i < end; i++)
                     for (int p = 0; p < values[i].PieceCount; p++)

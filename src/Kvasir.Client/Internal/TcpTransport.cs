@@ -113,7 +113,7 @@ internal sealed class TcpTransport : IKvTransport
 
     /// <summary>Features asked for: the writer's CRC when sent, and always the arena proof (used only by the shared-memory transport).</summary>
     private static ulong Features(KvStoreOptions options) =>
-        (options.SendValueCrc ? ProtocolFeatures.ValueCrc : 0) | ProtocolFeatures.ArenaProof | ProtocolFeatures.CommitChain;
+        (options.SendValueCrc ? ProtocolFeatures.ValueCrc | ProtocolFeatures.CrcTrailer : 0) | ProtocolFeatures.ArenaProof | ProtocolFeatures.CommitChain;
 
     private async Task RunAsync(PendingRequest request, Opcode op, FrameFlags flags, byte[] meta, int metaLength,
         ValueSource[]? values, int start, int end, CancellationToken ct)
@@ -136,8 +136,10 @@ internal sealed class TcpTransport : IKvTransport
     }
 
     /// <summary>
-    /// One PUT request. On a connection granted VALUE_CRC every entry carries its value's CRC-32C (the caller's, or
-    /// computed here) and the node does not checksum the bytes as they arrive.
+    /// One PUT request. On a connection granted VALUE_CRC the node does not checksum the bytes as they arrive: the writer's
+    /// CRC-32C of each value comes with it. CRCs the caller gave go in the entries (VALUE_CRC); computed ones go after each
+    /// value (CRC_TRAILER, where granted), checksummed as the value is sent so its bytes are read from memory once; an
+    /// older node without CRC_TRAILER gets them computed up front, in the entries.
     /// </summary>
     public async Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct)
     {
@@ -148,12 +150,13 @@ internal sealed class TcpTransport : IKvTransport
             request.Fail(KvStatus.Unavailable);
             return;
         }
-        bool valueCrc = (connection.Features & ProtocolFeatures.ValueCrc) != 0;
+        bool trailer = (connection.Features & ProtocolFeatures.CrcTrailer) != 0 && !batch.HasGivenCrcs;
+        bool valueCrc = !trailer && (connection.Features & ProtocolFeatures.ValueCrc) != 0;
         if (valueCrc) batch.ComputeCrcs(start, end);
         var versions = connection.Versions ? batch.Versions : null;
         var meta = PutMeta(batch, start, end, parent.Span, hasParent, valueCrc, versions);
         var flags = (chain ? FrameFlags.Chain : 0) | (hasParent ? FrameFlags.ChainParent : 0) | (valueCrc ? FrameFlags.ValueCrc : 0)
-            | (versions is null ? 0 : FrameFlags.Version) | (batch.TtlSeconds is not null ? FrameFlags.Ttl : 0);
+            | (trailer ? FrameFlags.CrcTrailer : 0) | (versions is null ? 0 : FrameFlags.Version) | (batch.TtlSeconds is not null ? FrameFlags.Ttl : 0);
         await SendAndWaitAsync(connection, request, Opcode.Put, flags, meta, meta.Length, batch.Values, start, end, ct).ConfigureAwait(false);
     }
 

@@ -11,6 +11,9 @@ internal sealed partial class Connection
     /// <summary>A PUT value is received and checksummed in chunks of this size, while the chunk is still in cache.</summary>
     private const int ReceiveChunk = 1 << 20;
 
+    /// <summary>The CRC_TRAILER of the value being received (one PUT at a time per connection).</summary>
+    private readonly Memory<byte> _trailer = new byte[PutRequest.TrailerSize];
+
     private readonly struct PutEntry(int keyOffset, int keyLength, long valueLength, uint crc32c, long version)
     {
         public int KeyOffset { get; } = keyOffset;
@@ -251,7 +254,8 @@ internal sealed partial class Connection
     /// and handed to the store, whose write to the disk tier (when there is one) overlaps the receipt of the next
     /// value. The reply waits for every value's commit: an Ok is durable as docs/tiers.md promises. A value that
     /// cannot be stored (bad key, too large, no room) gets its status and its bytes are read and dropped, so the
-    /// connection stays in step. Chained values are published in order, so each finds its parent.
+    /// connection stays in step. Chained values are published in order, so each finds its parent. With CRC_TRAILER a
+    /// value's writer's CRC follows its bytes: it is read before the value is committed (or dropped with it).
     /// </summary>
     private async ValueTask PutAsync(FrameHeader h, byte[] meta, CancellationToken token)
     {
@@ -265,7 +269,9 @@ internal sealed partial class Connection
             uint? ttlSeconds = CollectPutEntries(meta.AsSpan(0, h.MetaLength), h.Flags, entries, ref parentOffset, ref parentLength);
             TimeSpan? ttl = ttlSeconds is { } seconds ? TimeSpan.FromSeconds(seconds) : null;
             bool chain = (h.Flags & FrameFlags.Chain) != 0;
-            bool writerCrc = (h.Flags & FrameFlags.ValueCrc) != 0;
+            bool trailer = (h.Flags & FrameFlags.CrcTrailer) != 0;
+            bool writerCrc = trailer || (h.Flags & FrameFlags.ValueCrc) != 0;
+            int trailerBytes = trailer ? PutRequest.TrailerSize : 0;
             Task? previous = null;
             for (int i = 0; i < count; i++)
             {
@@ -275,7 +281,7 @@ internal sealed partial class Connection
                 statuses[i] = status;
                 if (status != WireStatus.Ok)
                 {
-                    await _rx.SkipAsync(e.ValueLength, token).ConfigureAwait(false);
+                    await _rx.SkipAsync(e.ValueLength + trailerBytes, token).ConfigureAwait(false);
                     _node.Counters.In(Opcode.Put, e.ValueLength);
                     continue;
                 }
@@ -284,7 +290,8 @@ internal sealed partial class Connection
                 try
                 {
                     crc = await ReceiveValueAsync(reservation!, !writerCrc, token).ConfigureAwait(false);
-                    if (writerCrc) crc = e.Crc32C;
+                    if (trailer) crc = await ReceiveTrailerAsync(token).ConfigureAwait(false);
+                    else if (writerCrc) crc = e.Crc32C;
                 }
                 catch
                 {
@@ -364,6 +371,16 @@ internal sealed partial class Connection
         _node.Counters.In(Opcode.Put, reservation.Length);
         _node.Counters.ValueIn(NodeTransport.Tcp, Opcode.Put, reservation.Length);
         return crc;
+    }
+
+    /// <summary>
+    /// CRC_TRAILER: the writer's CRC-32C that follows a value in the payload. Read before the value is committed, so a
+    /// stream that ends here leaves the value unpublished and its reservation to the caller's abort.
+    /// </summary>
+    private async ValueTask<uint> ReceiveTrailerAsync(CancellationToken token)
+    {
+        await _rx.ReadRequiredAsync(_trailer, token).ConfigureAwait(false);
+        return System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(_trailer.Span);
     }
 
     private void CountRequest(Opcode op, int keys)

@@ -271,6 +271,7 @@ internal sealed partial class Connection : ILeaseHolder
         {
             Opcode.Put => FrameFlags.Chain | FrameFlags.ChainParent | ttl
                 | ((_features & ProtocolFeatures.ValueCrc) != 0 ? FrameFlags.ValueCrc : FrameFlags.None)
+                | ((_features & ProtocolFeatures.CrcTrailer) != 0 ? FrameFlags.CrcTrailer : FrameFlags.None)
                 | (VersionsGranted ? FrameFlags.Version : FrameFlags.None),
             Opcode.Alloc => ttl | (arenaProof ? FrameFlags.Mapped : FrameFlags.None),
             Opcode.Commit => (arenaProof ? FrameFlags.CommitCrc : FrameFlags.None)
@@ -278,8 +279,9 @@ internal sealed partial class Connection : ILeaseHolder
             _ => FrameFlags.None,
         };
         if ((h.Flags & ~allowed) != 0)
-            throw new ProtocolException(WireStatus.BadFrame, (h.Flags & FrameFlags.Version) != 0 && h.Opcode == Opcode.Put
-                ? "PUT flag VERSION (0x0010) needs the versions feature (HELLO bit 0x4) granted first"
+            throw new ProtocolException(WireStatus.BadFrame, h.Opcode != Opcode.Put ? $"flags 0x{(ushort)h.Flags:x4} are not valid for {h.Opcode}"
+                : (h.Flags & ~allowed & FrameFlags.Version) != 0 ? "PUT flag VERSION (0x0010) needs the versions feature (HELLO bit 0x4) granted first"
+                : (h.Flags & ~allowed & FrameFlags.CrcTrailer) != 0 ? "PUT flag CRC_TRAILER (0x0080) needs feature CRC_TRAILER (HELLO bit 0x10) granted first"
                 : $"flags 0x{(ushort)h.Flags:x4} are not valid for {h.Opcode}");
         if ((h.Flags & FrameFlags.ChainParent) != 0 && (h.Flags & FrameFlags.Chain) == 0)
             throw new ProtocolException(WireStatus.BadFrame, "ChainParent without Chain");

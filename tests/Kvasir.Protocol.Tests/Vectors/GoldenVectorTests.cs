@@ -58,6 +58,7 @@ public class GoldenVectorTests
         Assert.Equal(ProtocolFeatures.ValueCrc, (ulong)features["VALUE_CRC"]!);
         Assert.Equal(ProtocolFeatures.Ttl, (ulong)features["TTL"]!);
         Assert.Equal(ProtocolFeatures.Versions, (ulong)features["VERSIONS"]!);
+        Assert.Equal(ProtocolFeatures.CrcTrailer, (ulong)features["CRC_TRAILER"]!);
         Assert.Equal(ProtocolFeatures.Known, features.Aggregate(0UL, (all, f) => all | (ulong)f.Value!));
     }
 
@@ -78,6 +79,32 @@ public class GoldenVectorTests
             }
         }
         Assert.True(checkedEntries >= 4, $"only {checkedEntries} VALUE_CRC entries in the vector file");
+    }
+
+    [Fact]
+    public void Every_PUT_request_vector_with_CRC_TRAILER_has_each_values_CRC32C_right_after_the_value()
+    {
+        int checkedEntries = 0;
+        foreach (var v in VectorFile.Vectors.Where(v => v!["frame"]!["flags"]!.AsArray().Any(f => (string)f! == "CRC_TRAILER")))
+        {
+            var payload = VectorFile.Hex(v!["frame"]!["payload"]);
+            var expected = v["trailer_crcs"]!.AsArray().Select(c => (uint)c!).ToArray();
+            var entries = v["frame"]!["meta"]!["entries"]!.AsArray();
+            Assert.Equal(entries.Count, expected.Length);
+            Assert.Equal(PutRequest.PayloadLength(entries.Sum(e => (long)e!["value_length"]!), entries.Count, crcTrailer: true), payload.Length);
+            int offset = 0;
+            for (int i = 0; i < entries.Count; i++)
+            {
+                Assert.Null(entries[i]!["crc32c"]);   // the CRC is not in the entry
+                int length = (int)entries[i]!["value_length"]!;
+                uint trailer = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(payload.AsSpan(offset + length));
+                Assert.Equal(expected[i], trailer);
+                Assert.Equal(Crc32C.Compute(payload.AsSpan(offset, length)), trailer);
+                offset += length + PutRequest.TrailerSize;
+                checkedEntries++;
+            }
+        }
+        Assert.True(checkedEntries >= 5, $"only {checkedEntries} CRC_TRAILER entries in the vector file");
     }
 
     [Fact]

@@ -48,7 +48,8 @@ public class MalformedVectorTests
         {
             if (v["frame"]!["flags"]!.AsArray().Any(f => (string)f! == "REPLY")) continue;
             if ((string)v["name"]! == "auth_request_wrong_key") continue;
-            RequestRules.Check(VectorFile.Hex(v["hex"]), v["connection_features"] is { } f && ((ulong)f & ValueVersions.Feature) != 0);
+            ulong features = v["connection_features"] is { } f ? (ulong)f : 0;
+            RequestRules.Check(VectorFile.Hex(v["hex"]), (features & ValueVersions.Feature) != 0, (features & ProtocolFeatures.CrcTrailer) != 0);
         }
     }
 
@@ -61,6 +62,7 @@ public class MalformedVectorTests
             "bad_magic", "bad_version", "reserved_nonzero", "truncated_header", "key_length_past_metadata",
             "batch_count_does_not_fit", "put_payload_length_mismatch", "batch_count_over_limit", "put_value_over_hard_limit",
             "reply_flag_in_request", "unknown_opcode", "unknown_flag", "status_in_request", "meta_over_node_limit",
+            "crc_trailer_flag_without_feature", "put_crc_trailer_with_value_crc", "put_crc_trailer_payload_without_trailers",
         })
         {
             Assert.Contains(required, names);
@@ -76,18 +78,21 @@ public static class RequestRules
 {
     /// <summary>
     /// As on a connection that was granted VALUE_CRC, TTL and ARENA_PROOF: a flag is refused only where no grant allows it. VERSION
-    /// is allowed only with <paramref name="versions"/>, so that a vector can show it refused without the grant.
+    /// is allowed only with <paramref name="versions"/> and CRC_TRAILER only with <paramref name="crcTrailer"/>, so that a vector
+    /// can show each refused without its grant.
     /// </summary>
     /// <param name="frame">The request.</param>
     /// <param name="versions">The connection was granted <see cref="ValueVersions.Feature"/>: PUT may carry VERSION.</param>
-    public static void Check(byte[] frame, bool versions = false)
+    /// <param name="crcTrailer">The connection was granted <see cref="ProtocolFeatures.CrcTrailer"/>: PUT may carry CRC_TRAILER.</param>
+    public static void Check(byte[] frame, bool versions = false, bool crcTrailer = false)
     {
         var h = FrameHeader.Read(frame);
         if (h.IsReply) throw new ProtocolException(WireStatus.BadFrame, "a reply frame was sent to the node");
         if (!Opcodes.IsDefined((byte)h.Opcode)) throw new ProtocolException(WireStatus.UnknownOpcode, "unknown opcode");
         var allowed = h.Opcode switch
         {
-            Opcode.Put => FrameFlags.Chain | FrameFlags.ChainParent | FrameFlags.ValueCrc | FrameFlags.Ttl | (versions ? FrameFlags.Version : 0),
+            Opcode.Put => FrameFlags.Chain | FrameFlags.ChainParent | FrameFlags.ValueCrc | FrameFlags.Ttl | (versions ? FrameFlags.Version : 0)
+                | (crcTrailer ? FrameFlags.CrcTrailer : 0),
             Opcode.Alloc => FrameFlags.Ttl | FrameFlags.Mapped,
             Opcode.Commit => FrameFlags.CommitCrc | FrameFlags.Chain | FrameFlags.ChainParent,
             _ => FrameFlags.None,

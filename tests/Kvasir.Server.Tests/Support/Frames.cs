@@ -96,6 +96,26 @@ public static class Frames
         return Frame(Opcode.Put, id, meta, entries.SelectMany(e => e.Value).ToArray(), FrameFlags.ValueCrc);
     }
 
+    /// <summary>
+    /// A PUT with CRC_TRAILER: plain entries, each value in the payload followed by <c>Crc</c> (u32), as the writer sends it.
+    /// </summary>
+    public static byte[] PutWithTrailer(ulong id, params (byte[] Key, byte[] Value, uint Crc)[] entries)
+        => Frame(Opcode.Put, id, PutMeta(entries.Select(e => (e.Key, (long)e.Value.Length)).ToArray()), TrailerPayload(entries), FrameFlags.CrcTrailer);
+
+    /// <summary>The payload of a PUT with CRC_TRAILER: each value, then its CRC (u32).</summary>
+    public static byte[] TrailerPayload(params (byte[] Key, byte[] Value, uint Crc)[] entries)
+    {
+        var payload = new List<byte>();
+        foreach (var (_, value, crc) in entries)
+        {
+            payload.AddRange(value);
+            var trailer = new byte[PutRequest.TrailerSize];
+            BinaryPrimitives.WriteUInt32LittleEndian(trailer, crc);
+            payload.AddRange(trailer);
+        }
+        return payload.ToArray();
+    }
+
     /// <summary>Header and metadata of a PUT, without its payload.</summary>
     public static byte[] PutHead(ulong id, params (byte[] Key, long Length)[] entries)
         => Frame(Opcode.Put, id, PutMeta(entries), payloadLength: entries.Sum(e => e.Length));
