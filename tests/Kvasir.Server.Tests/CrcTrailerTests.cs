@@ -16,29 +16,10 @@ namespace Kvasir.Server.Tests;
 /// </summary>
 public sealed class CrcTrailerTests
 {
-    private static async Task<RawConnection> ConnectGrantedAsync(TestNode node, ulong features = ProtocolFeatures.CrcTrailer)
-    {
-        var c = await RawConnection.ConnectAsync(node.Port);
-        var hello = await c.HelloAsync(1, features);
-        Assert.Equal(features, hello.Features);
-        return c;
-    }
+    private static Task<RawConnection> ConnectGrantedAsync(TestNode node, ulong features = ProtocolFeatures.CrcTrailer) => CrcWire.ConnectGrantedAsync(node, features);
 
-    private static async Task<WireStatus[]> PutAsync(RawConnection c, ulong id, params (byte[] Key, byte[] Value, uint Crc)[] entries)
-    {
-        var reply = await c.RequestAsync(PutWithTrailer(id, entries));
-        RawConnection.AssertReply(reply, Opcode.Put, id);
-        return StatusListReply.Read(reply.Meta, entries.Length);
-    }
-
-    private static async Task<(GetReplyEntry[] Entries, byte[] Payload)> GetAsync(RawConnection c, ulong id, params byte[][] keys)
-    {
-        var reply = await c.RequestAsync(Get(id, keys));
-        RawConnection.AssertReply(reply, Opcode.Get, id);
-        return (GetReply.Read(reply.Meta, keys.Length, reply.Header.PayloadLength), reply.Payload);
-    }
-
-    private static long Mismatches(TestNode node) => node.Node.StatsSnapshot().Single(s => s.Key == "crc_mismatches").Value;
+    private static Task<WireStatus[]> PutAsync(RawConnection c, ulong id, params (byte[] Key, byte[] Value, uint Crc)[] entries) =>
+        CrcWire.PutAsync(c, id, PutWithTrailer(id, entries), entries.Length);
 
     [Fact]
     public async Task Hello_grants_crc_trailer_when_asked()
@@ -62,11 +43,11 @@ public sealed class CrcTrailerTests
         var value = Value(length, length);
         var small = Value(9, 3);
         Assert.Equal([WireStatus.Ok, WireStatus.Ok], await PutAsync(c, 2, (Key("v"), value, Crc32C.Compute(value)), (Key("s"), small, Crc32C.Compute(small))));
-        var (entries, payload) = await GetAsync(c, 3, Key("v"), Key("s"));
+        var (entries, payload) = await CrcWire.GetAsync(c, 3, Key("v"), Key("s"));
         Assert.Equal([WireStatus.Ok, WireStatus.Ok], entries.Select(e => e.Status));
         Assert.Equal([Crc32C.Compute(value), Crc32C.Compute(small)], entries.Select(e => e.Crc32C));
         Assert.Equal(value.Concat(small), payload);
-        Assert.Equal(0L, Mismatches(node));
+        Assert.Equal(0L, CrcWire.Mismatches(node));
     }
 
     [Fact]
@@ -79,10 +60,10 @@ public sealed class CrcTrailerTests
         var statuses = await PutAsync(c, 2, (Key("bad"), bad, Crc32C.Compute(bad) ^ 1), (Key("good"), good, Crc32C.Compute(good)));
         Assert.Equal([WireStatus.Ok, WireStatus.Ok], statuses);   // stored unchecked, as VALUE_CRC
 
-        var (entries, payload) = await GetAsync(c, 3, Key("bad"), Key("good"));
+        var (entries, payload) = await CrcWire.GetAsync(c, 3, Key("bad"), Key("good"));
         Assert.Equal([WireStatus.NotFound, WireStatus.Ok], entries.Select(e => e.Status));
         Assert.Equal(good, payload);
-        Assert.Equal(1L, Mismatches(node));
+        Assert.Equal(1L, CrcWire.Mismatches(node));
         var exists = await c.RequestAsync(Exists(4, Key("bad")));
         Assert.Equal([WireStatus.NotFound], StatusListReply.Read(exists.Meta, 1));
     }
@@ -98,10 +79,10 @@ public sealed class CrcTrailerTests
         var reply = await c.RequestAsync(frame);
         Assert.Equal([WireStatus.Ok], StatusListReply.Read(reply.Meta, 1));
 
-        var (entries, payload) = await GetAsync(c, 3, Key("flipped"));
+        var (entries, payload) = await CrcWire.GetAsync(c, 3, Key("flipped"));
         Assert.Equal(WireStatus.NotFound, entries[0].Status);
         Assert.Empty(payload);
-        Assert.Equal(1L, Mismatches(node));
+        Assert.Equal(1L, CrcWire.Mismatches(node));
     }
 
     [Fact]
@@ -114,10 +95,10 @@ public sealed class CrcTrailerTests
         var statuses = await PutAsync(c, 2, (Key("big"), tooLarge, Crc32C.Compute(tooLarge)), ([], after, Crc32C.Compute(after)),
             (Key("after"), after, Crc32C.Compute(after)));
         Assert.Equal([WireStatus.ValueTooLarge, WireStatus.InvalidKey, WireStatus.Ok], statuses);
-        var (entries, payload) = await GetAsync(c, 3, Key("after"));
+        var (entries, payload) = await CrcWire.GetAsync(c, 3, Key("after"));
         Assert.Equal(WireStatus.Ok, entries[0].Status);
         Assert.Equal(after, payload);
-        Assert.Equal(0L, Mismatches(node));
+        Assert.Equal(0L, CrcWire.Mismatches(node));
     }
 
     [Fact]
@@ -229,10 +210,10 @@ public sealed class CrcTrailerTests
         RawConnection.AssertReply(reply, Opcode.Put, 3);
         Assert.Equal([WireStatus.Ok, WireStatus.Ok, WireStatus.Ok], StatusListReply.Read(reply.Meta, 3));   // stored unchecked
 
-        var (got, payload) = await GetAsync(c, 4, Key("p"), Key("b0"), Key("b1"), Key("b2"));
+        var (got, payload) = await CrcWire.GetAsync(c, 4, Key("p"), Key("b0"), Key("b1"), Key("b2"));
         Assert.Equal([WireStatus.Ok, WireStatus.Ok, WireStatus.Ok, WireStatus.NotFound], got.Select(e => e.Status));
         Assert.Equal(parent.Concat(blocks[0]).Concat(blocks[1]), payload);
-        Assert.Equal(1L, Mismatches(node));
+        Assert.Equal(1L, CrcWire.Mismatches(node));
     }
 
     [Fact]
@@ -247,7 +228,7 @@ public sealed class CrcTrailerTests
         var reply = await old.RequestAsync(PutWithCrc(2, (Key("old"), a, Crc32C.Compute(a))));
         Assert.Equal([WireStatus.Ok], StatusListReply.Read(reply.Meta, 1));
         Assert.Equal([WireStatus.Ok], await PutAsync(c, 2, (Key("new"), b, Crc32C.Compute(b))));
-        var (entries, payload) = await GetAsync(old, 3, Key("old"), Key("new"));
+        var (entries, payload) = await CrcWire.GetAsync(old, 3, Key("old"), Key("new"));
         Assert.Equal([WireStatus.Ok, WireStatus.Ok], entries.Select(e => e.Status));
         Assert.Equal(a.Concat(b), payload);
     }

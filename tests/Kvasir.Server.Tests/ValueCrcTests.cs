@@ -12,29 +12,10 @@ namespace Kvasir.Server.Tests;
 /// </summary>
 public sealed class ValueCrcTests
 {
-    private static async Task<RawConnection> ConnectGrantedAsync(TestNode node)
-    {
-        var c = await RawConnection.ConnectAsync(node.Port);
-        var hello = await c.HelloAsync(1, ProtocolFeatures.ValueCrc);
-        Assert.Equal(ProtocolFeatures.ValueCrc, hello.Features);
-        return c;
-    }
+    private static Task<RawConnection> ConnectGrantedAsync(TestNode node) => CrcWire.ConnectGrantedAsync(node, ProtocolFeatures.ValueCrc);
 
-    private static async Task<WireStatus[]> PutAsync(RawConnection c, ulong id, params (byte[] Key, byte[] Value, uint Crc)[] entries)
-    {
-        var reply = await c.RequestAsync(PutWithCrc(id, entries));
-        RawConnection.AssertReply(reply, Opcode.Put, id);
-        return StatusListReply.Read(reply.Meta, entries.Length);
-    }
-
-    private static async Task<(GetReplyEntry[] Entries, byte[] Payload)> GetAsync(RawConnection c, ulong id, params byte[][] keys)
-    {
-        var reply = await c.RequestAsync(Get(id, keys));
-        RawConnection.AssertReply(reply, Opcode.Get, id);
-        return (GetReply.Read(reply.Meta, keys.Length, reply.Header.PayloadLength), reply.Payload);
-    }
-
-    private static long Mismatches(TestNode node) => node.Node.StatsSnapshot().Single(s => s.Key == "crc_mismatches").Value;
+    private static Task<WireStatus[]> PutAsync(RawConnection c, ulong id, params (byte[] Key, byte[] Value, uint Crc)[] entries) =>
+        CrcWire.PutAsync(c, id, PutWithCrc(id, entries), entries.Length);
 
     [Theory]
     [InlineData(0UL, 0UL)]
@@ -72,12 +53,12 @@ public sealed class ValueCrcTests
         Assert.Equal([WireStatus.Ok, WireStatus.Ok], await PutAsync(c, 2, (Key("a"), a, Crc32C.Compute(a)), (Key("b"), b, Crc32C.Compute(b))));
         for (ulong round = 0; round < 2; round++)   // the first read checks, the second finds it checked
         {
-            var (entries, payload) = await GetAsync(c, 3 + round, Key("a"), Key("b"));
+            var (entries, payload) = await CrcWire.GetAsync(c, 3 + round, Key("a"), Key("b"));
             Assert.Equal([WireStatus.Ok, WireStatus.Ok], entries.Select(e => e.Status));
             Assert.Equal([Crc32C.Compute(a), Crc32C.Compute(b)], entries.Select(e => e.Crc32C));
             Assert.Equal(a, payload);
         }
-        Assert.Equal(0L, Mismatches(node));
+        Assert.Equal(0L, CrcWire.Mismatches(node));
     }
 
     [Fact]
@@ -90,10 +71,10 @@ public sealed class ValueCrcTests
         var statuses = await PutAsync(c, 2, (Key("good"), good, Crc32C.Compute(good)), (Key("bad"), bad, Crc32C.Compute(bad) ^ 1));
         Assert.Equal([WireStatus.Ok, WireStatus.Ok], statuses);   // stored unchecked: the node does not checksum as it receives
 
-        var (entries, payload) = await GetAsync(c, 3, Key("bad"), Key("good"), Key("bad"));
+        var (entries, payload) = await CrcWire.GetAsync(c, 3, Key("bad"), Key("good"), Key("bad"));
         Assert.Equal([WireStatus.NotFound, WireStatus.Ok, WireStatus.NotFound], entries.Select(e => e.Status));
         Assert.Equal(good, payload);
-        Assert.Equal(1L, Mismatches(node));
+        Assert.Equal(1L, CrcWire.Mismatches(node));
         var exists = await c.RequestAsync(Exists(4, Key("bad")));
         Assert.Equal([WireStatus.NotFound], StatusListReply.Read(exists.Meta, 1));   // dropped, not just hidden
     }
@@ -110,10 +91,10 @@ public sealed class ValueCrcTests
         var reply = await c.ReadFrameAsync() ?? throw new InvalidOperationException("no PUT reply");
         Assert.Equal([WireStatus.Ok], StatusListReply.Read(reply.Meta, 1));
 
-        var (entries, payload) = await GetAsync(c, 3, Key("flipped"));
+        var (entries, payload) = await CrcWire.GetAsync(c, 3, Key("flipped"));
         Assert.Equal(WireStatus.NotFound, entries[0].Status);
         Assert.Empty(payload);
-        Assert.Equal(1L, Mismatches(node));
+        Assert.Equal(1L, CrcWire.Mismatches(node));
     }
 
     [Fact]
@@ -125,9 +106,9 @@ public sealed class ValueCrcTests
         var good = Value(8, 5000);
         // Two entries of one key: the last one wins, so the bad one is never read and never counted.
         Assert.Equal([WireStatus.Ok, WireStatus.Ok], await PutAsync(c, 2, (Key("k"), bad, 12345), (Key("k"), good, Crc32C.Compute(good))));
-        var (entries, payload) = await GetAsync(c, 3, Key("k"));
+        var (entries, payload) = await CrcWire.GetAsync(c, 3, Key("k"));
         Assert.Equal(WireStatus.Ok, entries[0].Status);
         Assert.Equal(good, payload);
-        Assert.Equal(0L, Mismatches(node));
+        Assert.Equal(0L, CrcWire.Mismatches(node));
     }
 }
