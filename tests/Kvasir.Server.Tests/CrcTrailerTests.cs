@@ -76,13 +76,7 @@ public sealed class CrcTrailerTests
         var value = Value(6, 200_000);
         var frame = PutWithTrailer(2, (Key("flipped"), value, Crc32C.Compute(value)));
         frame[^77] ^= 0x10;   // a bit of the value (the last 4 bytes are its CRC), as a bad link would change it
-        var reply = await c.RequestAsync(frame);
-        Assert.Equal([WireStatus.Ok], StatusListReply.Read(reply.Meta, 1));
-
-        var (entries, payload) = await CrcWire.GetAsync(c, 3, Key("flipped"));
-        Assert.Equal(WireStatus.NotFound, entries[0].Status);
-        Assert.Empty(payload);
-        Assert.Equal(1L, CrcWire.Mismatches(node));
+        await CrcWire.AssertChangedValueIsAMissAsync(node, c, frame, Key("flipped"));
     }
 
     [Fact]
@@ -106,11 +100,7 @@ public sealed class CrcTrailerTests
     {
         await using var node = ServerNode.Start();
         using var c = await ConnectGrantedAsync(node, ProtocolFeatures.ValueCrc);
-        var value = Value(1, 4096);
-        await c.SendAsync(PutWithTrailer(7, (Key("k"), value, Crc32C.Compute(value))));
-        var error = await c.AssertErrorThenClosedAsync(WireStatus.BadFrame, 7, Opcode.Put);
-        Assert.Contains("CRC_TRAILER", error.ErrorMessage);
-        Assert.Equal(0L, node.Stats.Keys);
+        await AssertTrailerPutRefusedAsync(node, c, 7, "CRC_TRAILER");
     }
 
     [Fact]
@@ -179,10 +169,16 @@ public sealed class CrcTrailerTests
         });
         using var c = await RawConnection.ConnectAsync(node.Port);
         Assert.Equal(ProtocolFeatures.Known & ~ProtocolFeatures.CrcTrailer, (await c.HelloAsync(1, ProtocolFeatures.Known)).Features);
+        await AssertTrailerPutRefusedAsync(node, c, 5, "HELLO bit 0x10");
+    }
+
+    /// <summary>A trailer PUT on a connection not granted 0x10: BAD_FRAME naming <paramref name="reason"/>, the connection closed, nothing stored.</summary>
+    private static async Task AssertTrailerPutRefusedAsync(TestNode node, RawConnection c, ulong id, string reason)
+    {
         var value = Value(1, 4096);
-        await c.SendAsync(PutWithTrailer(5, (Key("k"), value, Crc32C.Compute(value))));
-        var error = await c.AssertErrorThenClosedAsync(WireStatus.BadFrame, 5, Opcode.Put);
-        Assert.Contains("HELLO bit 0x10", error.ErrorMessage);
+        await c.SendAsync(PutWithTrailer(id, (Key("k"), value, Crc32C.Compute(value))));
+        var error = await c.AssertErrorThenClosedAsync(WireStatus.BadFrame, id, Opcode.Put);
+        Assert.Contains(reason, error.ErrorMessage);
         Assert.Equal(0L, node.Stats.Keys);
     }
 

@@ -87,14 +87,7 @@ public sealed class ValueCrcTests
         var value = Value(6, 200_000);
         var frame = PutWithCrc(2, (Key("flipped"), value, Crc32C.Compute(value)));
         frame[^77] ^= 0x10;   // one bit of the payload, as a bad link would change it
-        await c.SendAsync(frame);
-        var reply = await c.ReadFrameAsync() ?? throw new InvalidOperationException("no PUT reply");
-        Assert.Equal([WireStatus.Ok], StatusListReply.Read(reply.Meta, 1));
-
-        var (entries, payload) = await CrcWire.GetAsync(c, 3, Key("flipped"));
-        Assert.Equal(WireStatus.NotFound, entries[0].Status);
-        Assert.Empty(payload);
-        Assert.Equal(1L, CrcWire.Mismatches(node));
+        await CrcWire.AssertChangedValueIsAMissAsync(node, c, frame, Key("flipped"));
     }
 
     [Fact]

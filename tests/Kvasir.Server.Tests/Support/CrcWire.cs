@@ -32,4 +32,18 @@ internal static class CrcWire
 
     /// <summary>The node's STATS crc_mismatches.</summary>
     public static long Mismatches(TestNode node) => node.Node.StatsSnapshot().Single(s => s.Key == "crc_mismatches").Value;
+
+    /// <summary>
+    /// Sends a one-entry PUT <paramref name="frame"/> whose value was changed after the writer checksummed it: the PUT is
+    /// acknowledged, the key then reads as a miss with no bytes, and the node counts one mismatch.
+    /// </summary>
+    public static async Task AssertChangedValueIsAMissAsync(TestNode node, RawConnection c, byte[] frame, byte[] key)
+    {
+        var reply = await c.RequestAsync(frame);
+        Assert.Equal([WireStatus.Ok], StatusListReply.Read(reply.Meta, 1));
+        var (entries, payload) = await GetAsync(c, 3, key);
+        Assert.Equal(WireStatus.NotFound, entries[0].Status);
+        Assert.Empty(payload);
+        Assert.Equal(1L, Mismatches(node));
+    }
 }
