@@ -71,32 +71,27 @@ public sealed class MembershipFaultTests
     }
 
     [Fact]
-    public async Task A_heartbeat_loop_keeps_beating_after_an_unexpected_error_and_reports_it_meanwhile()
-    {
-        await using var cluster = await ClusterHarness.StartAsync(0);
-        var flaky = new FlakyRegistry(await cluster.RegistryAsync());
-        var record = new NodeRecord { Id = "n1", Address = "127.0.0.1:7380", StartedMs = 1 };
-        await using var registrar = new NodeRegistrar(flaky, () => record, TimeSpan.FromMilliseconds(400));
-        registrar.Start();
-        await Poll.UntilAsync(() => registrar.State == RegistrationState.Registered, "the first heartbeat");
-
-        flaky.Failing = true;
-        await Poll.UntilAsync(() => registrar.State == RegistrationState.Degraded, "the registrar to report the failing heartbeat");
-        Assert.Contains("injected", registrar.Reason, StringComparison.Ordinal);
-        Assert.True(registrar.Failures > 0);
-
-        flaky.Failing = false;
-        long beats = registrar.Heartbeats;
-        await Poll.UntilAsync(() => registrar.State == RegistrationState.Registered && registrar.Heartbeats > beats + 1,
-            () => $"the registrar to beat again (state {registrar.State}, {registrar.Heartbeats} heartbeats)");
-    }
+    public Task A_heartbeat_loop_keeps_beating_after_an_unexpected_error_and_reports_it_meanwhile() =>
+        HeartbeatsOutliveAsync((flaky, on) => flaky.Failing = on, "failing", registrar =>
+        {
+            Assert.Contains("injected", registrar.Reason, StringComparison.Ordinal);
+            Assert.True(registrar.Failures > 0);
+        });
 
     [Fact]
-    public async Task A_heartbeat_loop_outlives_a_cancellation_that_is_not_its_own_stop()
-    {
+    public Task A_heartbeat_loop_outlives_a_cancellation_that_is_not_its_own_stop() =>
         // A registry call cancelled by something other than the registrar's stop (a timeout inside a client library)
         // escaped BeatAsync: the loop task ended faulted, nobody observed it, heartbeats stopped for good and the state
         // stayed Registered while the registration lapsed.
+        HeartbeatsOutliveAsync((flaky, on) => flaky.Cancelled = on, "cancelled", _ => { });
+
+    /// <summary>
+    /// A registrar beating into a <see cref="FlakyRegistry"/>: once registered, the fault is switched on until the registrar
+    /// reports <see cref="RegistrationState.Degraded"/> (then <paramref name="whileDegraded"/> checks it), then off, and the
+    /// registrar must register and beat again.
+    /// </summary>
+    private static async Task HeartbeatsOutliveAsync(Action<FlakyRegistry, bool> fault, string what, Action<NodeRegistrar> whileDegraded)
+    {
         await using var cluster = await ClusterHarness.StartAsync(0);
         var flaky = new FlakyRegistry(await cluster.RegistryAsync());
         var record = new NodeRecord { Id = "n1", Address = "127.0.0.1:7380", StartedMs = 1 };
@@ -104,10 +99,12 @@ public sealed class MembershipFaultTests
         registrar.Start();
         await Poll.UntilAsync(() => registrar.State == RegistrationState.Registered, "the first heartbeat");
 
-        flaky.Cancelled = true;
+        fault(flaky, true);
         await Poll.UntilAsync(() => registrar.State == RegistrationState.Degraded,
-            () => $"the registrar to report the cancelled heartbeat (state {registrar.State})");
-        flaky.Cancelled = false;
+            () => $"the registrar to report the {what} heartbeat (state {registrar.State})");
+        whileDegraded(registrar);
+
+        fault(flaky, false);
         long beats = registrar.Heartbeats;
         await Poll.UntilAsync(() => registrar.State == RegistrationState.Registered && registrar.Heartbeats > beats + 1,
             () => $"the registrar to beat again (state {registrar.State}, {registrar.Heartbeats} heartbeats)");
