@@ -389,6 +389,22 @@ def _assert_evicted_as_prefix(s, keys, block):
     pytest.fail("200 fillers did not evict half of the chain")
 
 
+def _uneven_chain(block3_bytes, seed, name, block=64 * 1024, length=40):
+    """A chain of `length` blocks of `block` bytes but block 3 (`block3_bytes`) and blocks 4 and 5 (half a block), laid
+    out back to back in one random buffer: (keys, sizes, buffer, each block's bytes)."""
+    sizes = [block3_bytes if i == 3 else block // 2 if i in (4, 5) else block for i in range(length)]
+    at = np.concatenate(([0], np.cumsum(sizes)))
+    src = np.random.default_rng(seed).integers(0, 256, int(at[-1]), dtype=np.uint8)
+    return [f"{name}/{i}" for i in range(length)], sizes, src, [src[at[i]:at[i + 1]] for i in range(length)]
+
+
+def _put_local_chain(s, keys, sizes, src):
+    """batch_put_from_local of the blocks laid out back to back in `src`, as one chain; the per-key codes."""
+    s.register_buffer(src.ctypes.data, src.nbytes)
+    at = np.concatenate(([0], np.cumsum(sizes)))
+    return s.batch_put_from_local(keys, [src.ctypes.data + int(a) for a in at[:-1]], sizes, chain=True)
+
+
 def test_a_chained_local_put_stores_a_key_refused_for_the_share_before_the_keys_accepted_after_it(cli, monkeypatch):
     # Chunks of at most 3 blocks, two ALLOCs ahead, a node share of 4 blocks (256 KiB). Chunk 0 is blocks 0..2 (192 KiB);
     # chunk 1 is block 3 alone (176 KiB), refused for the share; chunk 2, sent before chunk 1's reply was read, is blocks
@@ -398,17 +414,13 @@ def test_a_chained_local_put_stores_a_key_refused_for_the_share_before_the_keys_
     block, length = 64 * 1024, 40
     node = _chain_node(monkeypatch, chunk_bytes=3 * block, share_bytes=4 * block)
     try:
-        sizes = [176 * 1024 if i == 3 else block // 2 if i in (4, 5) else block for i in range(length)]
-        at = np.concatenate(([0], np.cumsum(sizes)))
-        src = np.random.default_rng(6).integers(0, 256, int(at[-1]), dtype=np.uint8)
-        keys = [f"uneven/{i}" for i in range(length)]
+        keys, sizes, src, blocks = _uneven_chain(176 * 1024, 6, "uneven", block, length)
         with kvasir.KvStore(node.address, transport="shm") as s:
             assert s._connection().pipelined
-            s.register_buffer(src.ctypes.data, src.nbytes)
-            assert s.batch_put_from_local(keys, [src.ctypes.data + int(a) for a in at[:-1]], sizes, chain=True) == [0] * length
+            assert _put_local_chain(s, keys, sizes, src) == [0] * length
             assert s._connection().reservations.limit < 8 << 20 >> 2   # keys were refused for the share: it was hit
             assert s.stats()["reservations"] == 0
-            _read_back(s, keys, [src[at[i]:at[i + 1]] for i in range(length)])   # last read in chain order
+            _read_back(s, keys, blocks)   # last read in chain order
             _assert_evicted_as_prefix(s, keys, block)
     finally:
         node.stop()
@@ -422,16 +434,12 @@ def test_a_chained_local_put_whose_waiting_runs_crowd_out_the_refused_key_still_
     block, length = 64 * 1024, 40
     node = _chain_node(monkeypatch, chunk_bytes=3 * block, share_bytes=4 * block)
     try:
-        sizes = [208 * 1024 if i == 3 else block // 2 if i in (4, 5) else block for i in range(length)]
-        at = np.concatenate(([0], np.cumsum(sizes)))
-        src = np.random.default_rng(7).integers(0, 256, int(at[-1]), dtype=np.uint8)
-        keys = [f"crowded/{i}" for i in range(length)]
+        keys, sizes, src, blocks = _uneven_chain(208 * 1024, 7, "crowded", block, length)
         with kvasir.KvStore(node.address, transport="shm") as s:
             assert s._connection().pipelined
-            s.register_buffer(src.ctypes.data, src.nbytes)
-            assert s.batch_put_from_local(keys, [src.ctypes.data + int(a) for a in at[:-1]], sizes, chain=True) == [0] * length
+            assert _put_local_chain(s, keys, sizes, src) == [0] * length
             assert s.stats()["reservations"] == 0
-            _read_back(s, keys, [src[at[i]:at[i + 1]] for i in range(length)])   # last read in chain order
+            _read_back(s, keys, blocks)   # last read in chain order
             _assert_evicted_as_prefix(s, keys, block)
     finally:
         node.stop()
@@ -452,18 +460,14 @@ def test_a_chained_local_put_whose_connection_fails_while_relinking_reports_the_
 
     monkeypatch.setattr(local_put._LocalPut, "_start_relink", failing_relink)
     try:
-        sizes = [208 * 1024 if i == 3 else block // 2 if i in (4, 5) else block for i in range(length)]
-        at = np.concatenate(([0], np.cumsum(sizes)))
-        src = np.random.default_rng(7).integers(0, 256, int(at[-1]), dtype=np.uint8)
-        keys = [f"cut/{i}" for i in range(length)]
+        keys, sizes, src, blocks = _uneven_chain(208 * 1024, 7, "cut", block, length)
         with kvasir.KvStore(node.address, transport="shm") as s:
-            s.register_buffer(src.ctypes.data, src.nbytes)
-            codes = s.batch_put_from_local(keys, [src.ctypes.data + int(a) for a in at[:-1]], sizes, chain=True)
+            codes = _put_local_chain(s, keys, sizes, src)
         assert relinked == [4]
         assert codes == [0] * length
         with kvasir.KvStore(node.address) as s:
             assert s.batch_is_exist(keys) == [1] * length
-            _read_back(s, keys, [src[at[i]:at[i + 1]] for i in range(length)])
+            _read_back(s, keys, blocks)
     finally:
         node.stop()
 
