@@ -8,6 +8,9 @@
 #   bench/transfer_ab.sh A_BIN B_BIN [ROUNDS] [-- transfer-bench options]
 # A_BIN/B_BIN: a kvasir executable (./kvasir publish), a kvasir.dll (run with dotnet), or a script that runs one. Both
 # must have the CPU s/GiB columns (TransferBenchCommand.cs, TcpBaseline.cs, ProcessCost.cs of session 7 or later).
+# 2p:BIN runs BIN's engines in two processes, as iperf3 does (session 13 or later): a `transfer-bench --listen 0`
+# target and a `--connect` initiator (no --tcp-baseline there, so its x TCP is empty; its CPU s/GiB is the
+# initiator's alone).
 # Default options:
 #   --sizes 64KiB,64MiB --lanes 1,2,4,8 --duration 2 --tcp-baseline
 set -euo pipefail
@@ -24,7 +27,20 @@ for ((i = 0; i < ${#opts[@]}; i++)); do [ "${opts[$i]}" = --lanes ] && lanes="${
 out="$(mktemp -d)"
 server=
 trap 'rm -rf "$out"; [ -n "$server" ] && kill "$server" 2>/dev/null || true' EXIT
-run() { case "$1" in *.dll) dotnet "$1" "${@:2}" ;; *) "$1" "${@:2}" ;; esac; }
+run() { case "$1" in 2p:*) run2p "${1#2p:}" "${@:2}" ;; *.dll) dotnet "$1" "${@:2}" ;; *) "$1" "${@:2}" ;; esac; }
+run2p() {   # BIN transfer-bench OPTIONS...: the target in a process of its own, then the initiator against it
+  local bin="$1" cmd=("$1") args=() a at rc log pid; shift 2
+  case "$bin" in *.dll) cmd=(dotnet "$bin") ;; esac
+  for a in "$@"; do [ "$a" != --tcp-baseline ] && args+=("$a"); done
+  log="$(mktemp)"
+  "${cmd[@]}" transfer-bench --listen 0 "${args[@]}" > "$log" 2>&1 &
+  pid=$!
+  for _ in $(seq 200); do grep -q "listening on" "$log" && break; sleep 0.05; done
+  at="$(grep -o "listening on [^,]*" "$log" | cut -d' ' -f3)"
+  rc=0; "${cmd[@]}" transfer-bench --connect "$at" "${args[@]}" || rc=$?
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -f "$log"
+  return $rc
+}
 if [ -n "$iperf" ]; then
   port=$((20000 + RANDOM % 20000))
   "$iperf" -s -p "$port" >/dev/null 2>&1 &

@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
+using Kvasir.Protocol;
 using Kvasir.Transfer;
 
 namespace Kvasir.Cli;
@@ -13,7 +15,8 @@ namespace Kvasir.Cli;
 public static class TransferBenchCommand
 {
     public const string Help = """
-        kvasir transfer-bench [options]   transfer engine throughput and latency over loopback (two engines in this process)
+        kvasir transfer-bench [options]   transfer engine throughput and latency: two engines in this process over loopback,
+                                          or two processes (two hosts) with --listen and --connect
 
           --sizes SIZES         message sizes                                  default 4KiB,64KiB,1MiB,16MiB,64MiB,256MiB
           --lanes NS            lanes per connection (2 threads each)          default 1,2,4,8
@@ -38,6 +41,12 @@ public static class TransferBenchCommand
           --region-memory KIND  huge: NativeRegion.Allocate (2 MiB aligned, MADV_HUGEPAGE) | pages: the same with
                                 4 KiB pages | managed: byte arrays. Both engines' regions and the baseline's buffers   default huge
           --json                one JSON object per cell
+          --listen [HOST:]PORT  be the target of a run across processes or hosts: one engine (HOST default 127.0.0.1,
+                                port 0 = any free one, printed) and one region of max(--sizes) x --inflight bytes
+                                holding a known pattern; serves initiators one after another until Ctrl-C or SIGTERM
+          --connect HOST:PORT   be the initiator against a --listen target (give it the same --sizes and --inflight, or
+                                smaller); a write is checked by the target's CRC-32C of what landed, a read by the
+                                pattern; no --tcp-baseline (run iperf3 between the same two places instead)
 
         Latency is one transfer from start to its last acknowledgement; GiB/s (p50) is size / median latency
         (one in flight); GiB/s (wall) and msgs/s count every transfer over the cell's wall time. CPU s/GiB is this
@@ -46,7 +55,7 @@ public static class TransferBenchCommand
         Run it on a quiet machine: on a loaded one both the engine and the baseline move by 2x from run to run.
         """;
 
-    private static readonly string[] ValueOptions = ["sizes", "lanes", "nconn-per-cpu", "op", "inflight", "duration", "min-iterations", "slice-bytes", "min-slice", "tcp-buffer", "region-memory", "socket-buffer"];
+    private static readonly string[] ValueOptions = ["sizes", "lanes", "nconn-per-cpu", "op", "inflight", "duration", "min-iterations", "slice-bytes", "min-slice", "tcp-buffer", "region-memory", "socket-buffer", "listen", "connect"];
 
     public static async Task<int> RunAsync(IReadOnlyList<string> args)
     {
@@ -68,14 +77,24 @@ public static class TransferBenchCommand
         int? socketBuffer = cl.Get("socket-buffer", "auto") == "auto" ? null : checked((int)cl.Size("socket-buffer", 0));
         string memoryKind = cl.Get("region-memory", "huge");
         if (memoryKind is not ("huge" or "pages" or "managed")) throw new UsageException($"--region-memory: '{memoryKind}' is not huge, pages or managed");
+        string? listen = cl.Get("listen"), connect = cl.Get("connect");
+        if (listen is not null && connect is not null)
+            throw new UsageException("--listen and --connect exclude each other: one process is the target, the other the initiator");
+        if ((listen ?? connect) is not null && cl.Has("tcp-baseline"))
+            throw new UsageException("--tcp-baseline runs in one process: across two, compare with iperf3 between the same two places");
         long largest = sizes.Max();
-        using var src = BenchMemory.Allocate(memoryKind, largest * inflight);
-        using var dst = BenchMemory.Allocate(memoryKind, largest * inflight);
-        for (long at = 0; at < src.Length; at += 1 << 20)
+        if (listen is not null)
         {
-            var chunk = src.Span(at, (int)Math.Min(1 << 20, src.Length - at));
-            for (int i = 0; i < chunk.Length; i++) chunk[i] = (byte)((at + i) * 131 % 251);
+            var (host, port) = HostPort.Parse(listen, "listen", defaultHost: "127.0.0.1", allowPortZero: true);
+            using var stop = new CancellationTokenSource();
+            using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+            using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+            return await TransferBenchPeer.ServeAsync(host, port, largest * inflight, memoryKind, socketBuffer, stop.Token);
         }
+        (string Host, int Port)? remote = connect is null ? null : HostPort.Parse(connect, "connect");
+        using var src = BenchMemory.Allocate(memoryKind, largest * inflight);
+        using var dst = remote is null ? BenchMemory.Allocate(memoryKind, largest * inflight) : null;
+        src.FillPattern();
         if (!json)
             Console.WriteLine($"{"op",-6}{"size",10}{"lanes",6}{"n",7}{"p50 ms",10}{"p99 ms",10}{"GiB/s p50",11}{"GiB/s wall",11}{"msgs/s",10}{"CPU s/GiB",10}{"cs/slice",9}"
                 + (cl.Has("tcp-baseline") ? "   TCP GiB/s  x TCP  TCP CPU s/GiB" : ""));
@@ -84,28 +103,54 @@ public static class TransferBenchCommand
             (double GiBPerSecond, double CpuSecondsPerGiB)? tcp = cl.Has("tcp-baseline") ? TcpBaseline.Measure(laneCount, TimeSpan.FromSeconds(duration), tcpBuffer, memoryKind) : null;
             var options = new TransferEngineOptions { Ncpus = laneCount / perCpu, NconnPerCpu = perCpu, SliceBytes = slice, MinSliceBytes = minSlice, SocketBufferBytes = socketBuffer };
             using var a = TransferEngine.Start(options);
-            using var b = TransferEngine.Start(options);
-            var accepting = b.AcceptAsync();
-            int conn = await a.ConnectAsync("127.0.0.1", b.Port);
-            int peerConn = (await accepting).ConnId;
-            int srcRegion = src.Register(a), dstRegion = dst.Register(b);
+            using var b = remote is null ? TransferEngine.Start(options) : null;
+            int conn, srcRegion = src.Register(a);
+            Func<long, long, Task<byte[]>> advertise;
+            TransferBenchPeer.Remote? peer = null;
+            if (b is null)
+            {
+                conn = await a.ConnectAsync(remote!.Value.Host, remote.Value.Port);
+                peer = new TransferBenchPeer.Remote(a, conn, connect!);
+                advertise = peer.AdvertiseAsync;
+            }
+            else
+            {
+                var accepting = b.AcceptAsync();
+                conn = await a.ConnectAsync("127.0.0.1", b.Port);
+                int peerConn = (await accepting).ConnId, dstRegion = dst!.Register(b);
+                advertise = (offset, length) => Task.FromResult(b.Advertise(peerConn, dstRegion, offset, length));
+            }
             foreach (long size in sizes)
             {
-                var windows = Enumerable.Range(0, inflight).Select(i => (ReadOnlyMemory<byte>)b.Advertise(peerConn, dstRegion, i * size, size)).ToArray();
+                var windows = new ReadOnlyMemory<byte>[inflight];
+                for (int i = 0; i < inflight; i++) windows[i] = await advertise(i * size, size);
                 Func<int, Task> transfer = op == "write"
                     ? i => a.WriteAsync(conn, srcRegion, i * size, size, windows[i])
                     : i => a.ReadAsync(conn, srcRegion, i * size, size, windows[i]);
-                if (op == "read") src.CopyTo(dst);
+                if (op == "read" && dst is not null) src.CopyTo(dst);
                 await transfer(0);   // warm-up
+                if (op == "read" && peer is not null) src.Fill(0);   // the reads must bring the target's bytes back
                 var before = ProcessCost.Now();
                 var (latencies, wall) = await MeasureAsync(transfer, inflight, TimeSpan.FromSeconds(duration), minIterations);
                 var cost = ProcessCost.Now() - before;
-                if (!cl.Has("no-verify") && !src.Span(0, (int)Math.Min(size, int.MaxValue)).SequenceEqual(dst.Span(0, (int)Math.Min(size, int.MaxValue))))
-                    throw new InvalidOperationException($"bytes differ after {op}s of {size} bytes on {laneCount} lanes");
+                if (!cl.Has("no-verify")) await VerifyAsync(op, size, laneCount, src, dst, peer);
                 Report(json, op, size, laneCount, latencies, wall, cost, latencies.Count * ((size + slice - 1) / slice), tcp);
             }
         }
         return 0;
+    }
+
+    /// <summary>
+    /// The last transfer's bytes: in one process the two regions are compared; across two, a write is checked by the
+    /// target's CRC-32C of what landed and a read by the pattern every target region holds.
+    /// </summary>
+    private static async Task VerifyAsync(string op, long size, int lanes, BenchMemory src, BenchMemory? dst, TransferBenchPeer.Remote? peer)
+    {
+        int length = (int)Math.Min(size, int.MaxValue);
+        bool same = peer is null ? src.Span(0, length).SequenceEqual(dst!.Span(0, length))
+            : op == "write" ? await peer.ChecksumAsync(0, length) == Crc32C.Compute(src.Span(0, length))
+            : src.HoldsPattern(0, length);
+        if (!same) throw new InvalidOperationException($"bytes differ after {op}s of {size} bytes on {lanes} lanes");
     }
 
     /// <summary>Runs <paramref name="inflight"/> loops of back-to-back transfers until the duration and iteration count are both met.</summary>

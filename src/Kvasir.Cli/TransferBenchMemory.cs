@@ -7,7 +7,7 @@ namespace Kvasir.Cli;
 /// (<c>--region-memory</c>): <c>huge</c> a <see cref="NativeRegion"/> advised for transparent huge pages, <c>pages</c>
 /// a <see cref="NativeRegion"/> of 4 KiB pages, <c>managed</c> a byte array.
 /// </summary>
-internal sealed class BenchMemory : IDisposable
+public sealed class BenchMemory : IDisposable
 {
     private readonly byte[]? _array;
     private readonly NativeRegion? _native;
@@ -44,6 +44,28 @@ internal sealed class BenchMemory : IDisposable
     {
         for (long at = 0; at < Length; at += int.MaxValue) Span(at, (int)Math.Min(int.MaxValue, Length - at)).Fill(value);
     }
+
+    /// <summary>Writes the bench's byte pattern (byte i of the region: i * 131 mod 251), which both sides of a
+    /// two-process bench know.</summary>
+    public void FillPattern()
+    {
+        for (long at = 0; at < Length; at += 1 << 20)
+        {
+            var chunk = Span(at, (int)Math.Min(1 << 20, Length - at));
+            for (int i = 0; i < chunk.Length; i++) chunk[i] = Pattern(at + i);
+        }
+    }
+
+    /// <summary>Whether bytes [offset, offset + length) hold <see cref="FillPattern"/>'s bytes.</summary>
+    public bool HoldsPattern(long offset, int length)
+    {
+        var span = Span(offset, length);
+        for (int i = 0; i < span.Length; i++)
+            if (span[i] != Pattern(offset + i)) return false;
+        return true;
+    }
+
+    private static byte Pattern(long at) => (byte)(at * 131 % 251);
 
     public void Dispose() => _native?.Dispose();
 }
