@@ -434,6 +434,37 @@ def test_a_node_id_registered_again_at_a_new_address_is_followed_within_a_few_po
         server.stop()
 
 
+def test_a_joining_heartbeat_takes_a_live_id_whatever_the_clocks_and_the_displaced_nodes_renewal_is_refused():
+    # The contract of heartbeat.lua that .NET nodes rely on (NodeRegistrar), decided by the order in which the
+    # heartbeats reach Redis, never by the started_ms the nodes write from their own clocks: a node's first heartbeat
+    # (no 5th argument) takes a live id, and a renewal (5th argument "1") from the incarnation it displaced is answered
+    # with the holder's record, changing nothing. Before, the later started_ms kept the id: a node restarted on a host
+    # whose clock is behind its dead predecessor's was refused until that registration expired.
+    import redis as redis_py
+    from kvasir._membership import registry_script
+    server = Redis()
+    name = f"clock{os.getpid()}"
+    r = redis_py.Redis.from_url(server.url)
+    keys = [f"kvasir:{{{name}}}:{k}" for k in ("members", "records", "down", "epoch")]
+    now = int(time.time() * 1000)
+    ahead = json.dumps({"id": "n1", "addr": f"127.0.0.1:{_free_port()}", "started_ms": now + 3600_000})
+    behind = json.dumps({"id": "n1", "addr": f"127.0.0.1:{_free_port()}", "started_ms": now})
+
+    def beat(record, *renewal):
+        return r.eval(registry_script("heartbeat"), 4, *keys, "n1", record, 60000, f"kvasir:{{{name}}}:events", *renewal)
+    try:
+        assert beat(ahead) == 1
+        assert beat(behind) == 1, "a node's first heartbeat was refused: the id is live with a record that started 'later'"
+        assert r.hget(keys[1], "n1").decode() == behind
+        epoch = int(r.get(keys[3]))
+        assert beat(ahead, "1").decode() == behind, "the displaced node's renewal was not refused with the holder's record"
+        assert beat(behind, "1") == 0
+        assert int(r.get(keys[3])) == epoch and r.hget(keys[1], "n1").decode() == behind
+    finally:
+        r.close()
+        server.stop()
+
+
 def test_an_embedded_store_started_over_its_predecessors_live_record_routes_its_own_id_to_its_new_node(cli):
     # A rank restarted with its client_id before its predecessor's registration expired: the record still names the
     # old, dead address. The store must not start routing its own keys there: it waits for its node's own record.
