@@ -46,7 +46,7 @@ def main():
         reply = r.evalsha(sha["read"], 3, keys[0], keys[1], keys[3])
         print(f"{args.nodes} nodes registered; a full read returns {sum(len(x) for x in reply if isinstance(x, bytes))} bytes", flush=True)
         commands = {
-            "heartbeat": ["evalsha", sha["heartbeat"], "4", *keys, json.loads(record)["id"], record, "600000", "kvasir:{b}:events"],
+            "heartbeat": ["evalsha", sha["heartbeat"], "4", *keys, json.loads(record)["id"], record, "600000", "kvasir:{b}:events", "1"],
             "poll": ["evalsha", sha["poll"], "2", keys[0], keys[3]],
             "read": ["evalsha", sha["read"], "3", keys[0], keys[1], keys[3]],
         }

@@ -159,6 +159,7 @@ class StaticMembership:
     def __init__(self, addresses: List[str]):
         self.nodes = [{"id": a, "addr": a} for a in addresses]
         self.error = None
+        self.failures = 0
 
     def add(self, record: dict) -> None:
         if all(n["id"] != record["id"] for n in self.nodes):
@@ -209,7 +210,7 @@ class RedisMembership:
         self._settings = None
         self._bad_settings = None
         self.error = None    # the last poll's error (registry unreachable or damaged); None while polls succeed
-        self.failures = 0    # polls that failed with an error other than an unreachable registry
+        self.failures = 0    # polls that failed, whatever the cause (the .NET MembershipWatcher.Failures)
         self._wake = threading.Event()
         self._stop = threading.Event()
         try:
@@ -288,8 +289,10 @@ class RedisMembership:
                 self.error = None
                 backoff = 0.0
             except self._redis_errors as ex:
+                self.failures += 1
                 self.error = str(ex)
             except KvasirError as ex:   # settings unreadable (settings() wraps the Redis error)
+                self.failures += 1
                 self.error = str(ex)
             except Exception as ex:  # noqa: BLE001 - the thread must outlive any one poll
                 # Not a lost registry: a damaged one (a key of another shape), or an on_change callback that raised. The

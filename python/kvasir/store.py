@@ -222,6 +222,20 @@ class KvStore(KeyOps):
         return self._router is not None
 
     @property
+    def membership_error(self) -> Optional[str]:
+        """Why a cluster store's last membership poll failed: its registry unreachable (the reason names the Redis and
+        the cause) or damaged. None while the polls succeed, and for a single node or a static server list; the store
+        routes over the last membership it read meanwhile (docs/cluster.md). .NET: ``KvStore.MembershipError``."""
+        return self._router.membership.error if self._router is not None else None
+
+    @property
+    def membership_failures(self) -> int:
+        """Membership polls of a cluster store that failed since it connected, whatever the cause
+        (:attr:`membership_error` names the last); 0 for a single node or a static server list. .NET:
+        ``KvStore.MembershipFailures``."""
+        return self._router.membership.failures if self._router is not None else 0
+
+    @property
     def nodes(self) -> List[dict]:
         """The nodes keys are placed on now (records with at least ``id`` and ``addr``)."""
         if self._router is None:

@@ -42,11 +42,16 @@ def _free_port():
 
 
 class Redis:
-    """A real redis-server on a free loopback port (./test.sh installs it), killed by pid."""
+    """A real redis-server on a free loopback port (./test.sh installs it), killed by pid; :meth:`restart` starts it
+    again, empty, on the same port."""
 
     def __init__(self):
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.port = _free_port()
+        self.restart()
+        self.url = f"redis://127.0.0.1:{self.port}"
+
+    def restart(self):
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                                       "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -63,7 +68,6 @@ class Redis:
                 self.stop()
                 raise RuntimeError("redis-server did not start")
             time.sleep(0.02)
-        self.url = f"redis://127.0.0.1:{self.port}"
 
     def stop(self):
         if self.proc.poll() is None:
@@ -434,6 +438,37 @@ def test_a_node_id_registered_again_at_a_new_address_is_followed_within_a_few_po
         server.stop()
 
 
+def test_a_joining_heartbeat_takes_a_live_id_whatever_the_clocks_and_the_displaced_nodes_renewal_is_refused():
+    # The contract of heartbeat.lua that .NET nodes rely on (NodeRegistrar), decided by the order in which the
+    # heartbeats reach Redis, never by the started_ms the nodes write from their own clocks: a node's first heartbeat
+    # (no 5th argument) takes a live id, and a renewal (5th argument "1") from the incarnation it displaced is answered
+    # with the holder's record, changing nothing. Before, the later started_ms kept the id: a node restarted on a host
+    # whose clock is behind its dead predecessor's was refused until that registration expired.
+    import redis as redis_py
+    from kvasir._membership import registry_script
+    server = Redis()
+    name = f"clock{os.getpid()}"
+    r = redis_py.Redis.from_url(server.url)
+    keys = [f"kvasir:{{{name}}}:{k}" for k in ("members", "records", "down", "epoch")]
+    now = int(time.time() * 1000)
+    ahead = json.dumps({"id": "n1", "addr": f"127.0.0.1:{_free_port()}", "started_ms": now + 3600_000})
+    behind = json.dumps({"id": "n1", "addr": f"127.0.0.1:{_free_port()}", "started_ms": now})
+
+    def beat(record, *renewal):
+        return r.eval(registry_script("heartbeat"), 4, *keys, "n1", record, 60000, f"kvasir:{{{name}}}:events", *renewal)
+    try:
+        assert beat(ahead) == 1
+        assert beat(behind) == 1, "a node's first heartbeat was refused: the id is live with a record that started 'later'"
+        assert r.hget(keys[1], "n1").decode() == behind
+        epoch = int(r.get(keys[3]))
+        assert beat(ahead, "1").decode() == behind, "the displaced node's renewal was not refused with the holder's record"
+        assert beat(behind, "1") == 0
+        assert int(r.get(keys[3])) == epoch and r.hget(keys[1], "n1").decode() == behind
+    finally:
+        r.close()
+        server.stop()
+
+
 def test_an_embedded_store_started_over_its_predecessors_live_record_routes_its_own_id_to_its_new_node(cli):
     # A rank restarted with its client_id before its predecessor's registration expired: the record still names the
     # old, dead address. The store must not start routing its own keys there: it waits for its node's own record.
@@ -480,6 +515,30 @@ def test_a_member_retired_by_another_calls_view_change_turns_its_keys_unavailabl
         assert slot.get(router._open_store) is None, "a retired slot opened a store again"
     finally:
         store.close()
+
+
+def test_a_cluster_store_reports_its_failed_membership_polls_while_redis_is_down_and_clears_the_error_once_it_is_back():
+    # The membership thread's error and failure count were reachable only through the store's private router: a store
+    # whose registry was down routed on a frozen view with nothing to show for it (and the count left out an
+    # unreachable registry). The same names as the .NET KvStore.MembershipError / MembershipFailures.
+    server = Redis()
+    try:
+        with _store(server, f"polls{os.getpid()}") as store:
+            assert store.membership_error is None and store.membership_failures == 0, store.membership_error
+            server.stop()
+            wait_until(lambda: store.membership_failures >= 2 and store.membership_error is not None,
+                       "the store to count its failed polls")
+            assert str(server.port) in store.membership_error, store.membership_error
+            server.restart()
+            wait_until(lambda: store.membership_error is None, "the store's polls to succeed again", timeout=30)
+            assert store.membership_failures >= 2, "the count went back: it counts every failed poll since the store connected"
+    finally:
+        server.stop()
+    single = kvasir.KvStore([f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"], connect_timeout=2.0)
+    try:
+        assert single.membership_error is None and single.membership_failures == 0   # a static list has no polls
+    finally:
+        single.close()
 
 
 def test_the_membership_thread_reports_a_damaged_registry_and_follows_again_once_it_is_repaired():

@@ -273,6 +273,19 @@ public sealed partial class KvStore : IAsyncDisposable
     public long ReadRepairs => _router?.ReadRepairs ?? 0;
 
     /// <summary>
+    /// Why a cluster store's last membership poll failed: its registry unreachable (the reason names the Redis and the
+    /// cause) or damaged. Null while the polls succeed, and for a single node or a static server list. Meanwhile the store
+    /// routes over the last membership it read (docs/cluster.md § What happens when). Python: <c>KvStore.membership_error</c>.
+    /// </summary>
+    public string? MembershipError => _router?.MembershipError;
+
+    /// <summary>
+    /// Membership polls of a cluster store that failed since it connected, whatever the cause (<see cref="MembershipError"/>
+    /// names the last); 0 for a single node or a static server list. Python: <c>KvStore.membership_failures</c>.
+    /// </summary>
+    public long MembershipFailures => _router?.MembershipFailures ?? 0;
+
+    /// <summary>
     /// GET hits answered <see cref="KvStatus.ChecksumMismatch"/> since the store connected (<see cref="KvStoreOptions.VerifyValueCrc"/>);
     /// in a cluster, summed over the nodes the store currently holds connections to.
     /// </summary>

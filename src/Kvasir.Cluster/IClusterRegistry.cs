@@ -17,12 +17,15 @@ public interface IClusterRegistry : IAsyncDisposable
     /// Registers or refreshes <paramref name="record"/> as live for <paramref name="ttl"/> (measured by
     /// the registry's clock, so hosts' clocks need not agree). Also moves members whose time ran out
     /// to the down list. Returns true when membership changed (this node joined, or others expired).
+    /// A node's first heartbeat (<paramref name="renewal"/> false) takes its id over even while another record holds it
+    /// live: the later registration keeps an id, in the order the registry receives them, so a node restarted under its
+    /// id takes over at once whatever the hosts' clocks say. <see cref="NodeRegistrar"/> passes true once it has registered.
     /// </summary>
     /// <exception cref="NodeIdConflictException">
-    /// The id is live with the record of a node that started later (two live nodes configured with one id): nothing
-    /// changed. The later start keeps the id, so a node restarted under its id takes over at once.
+    /// A renewal found the id live with another node's record, one registered after this node (two live nodes configured
+    /// with one id): nothing changed.
     /// </exception>
-    Task<bool> HeartbeatAsync(NodeRecord record, TimeSpan ttl);
+    Task<bool> HeartbeatAsync(NodeRecord record, TimeSpan ttl, bool renewal = false);
 
     /// <summary>
     /// Removes a node at once (clean shutdown). With <paramref name="recordJson"/> (the leaving node's record as its
@@ -62,12 +65,12 @@ public sealed record MemberStatus(NodeRecord Record, bool Live, long SinceMs);
 public class ClusterRegistryException(string message, Exception? inner = null) : Exception(message, inner);
 
 /// <summary>
-/// A heartbeat refused because another live node, started later, is registered under the same id: a
-/// misconfiguration (give each node its own <c>--node-id</c>). The registration is left to the other node.
+/// A heartbeat refused because another live node, registered later, holds the same id: a misconfiguration (give each
+/// node its own <c>--node-id</c>). The registration is left to the other node.
 /// </summary>
 public sealed class NodeIdConflictException(NodeRecord mine, NodeRecord? theirs)
     : ClusterRegistryException($"node id '{mine.Id}' is registered by another live node at {theirs?.Address ?? "an unreadable address"} " +
-        $"(started later); this node at {mine.Address} is not registered while that one lives: give each node its own --node-id")
+        $"(registered later); this node at {mine.Address} is not registered while that one lives: give each node its own --node-id")
 {
     /// <summary>The record that holds the id; null when it could not be read.</summary>
     public NodeRecord? Holder { get; } = theirs;

@@ -74,8 +74,12 @@ public sealed class MembershipWatcher : IAsyncDisposable
     /// </summary>
     public void FollowSettings(ClusterSettings current) => Volatile.Write(ref _settings, current);
 
-    /// <summary>The last registry error (unreachable, or an unexpected failure of a poll), or null while polls succeed.</summary>
-    public string? LastError { get; private set; }
+    /// <summary>
+    /// The last poll's error: the registry unreachable (the reason names the Redis and the cause) or an unexpected failure
+    /// (a damaged registry, a handler that threw); null while polls succeed.
+    /// </summary>
+    public string? LastError { get => Volatile.Read(ref _lastError); private set => Volatile.Write(ref _lastError, value); }
+    private string? _lastError;
 
     /// <summary>Asks for a poll now (for instance after a node stopped answering).</summary>
     public void Wake()
@@ -118,6 +122,7 @@ public sealed class MembershipWatcher : IAsyncDisposable
             catch (OperationCanceledException) when (_stop.IsCancellationRequested) { break; }
             catch (ClusterRegistryException ex)
             {
+                Interlocked.Increment(ref _failures);
                 if (LastError is null) _log.LogWarning("cluster registry unreachable, keeping the last view: {Reason}", ex.Message);
                 LastError = ex.Message;
             }
@@ -139,7 +144,11 @@ public sealed class MembershipWatcher : IAsyncDisposable
     /// <summary>The longest wait between polls after unexpected errors (a damaged registry): 5 s.</summary>
     public static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(5);
 
-    /// <summary>Polls that failed with an error other than a lost registry (each distinct one logged; the loop goes on).</summary>
+    /// <summary>
+    /// Polls that failed since the watcher started, whatever the cause (<see cref="LastError"/> names the last one): an
+    /// unreachable registry (a warning logged when it goes) or an unexpected failure (each distinct one logged as an error,
+    /// and the polls back off). The loop goes on either way.
+    /// </summary>
     public long Failures => Interlocked.Read(ref _failures);
     private long _failures;
 

@@ -23,7 +23,10 @@ public sealed record NodeRecord
 
     [JsonPropertyName("version")] public string Version { get; init; } = "";
 
-    /// <summary>When the node started, Unix milliseconds (the node's clock).</summary>
+    /// <summary>
+    /// When the node started, Unix milliseconds (the node's clock): shown to operators, and with <see cref="Address"/> it
+    /// tells the registry one run of a node from another (compared for equality only, never across hosts' clocks).
+    /// </summary>
     [JsonPropertyName("started_ms")] public long StartedMs { get; init; }
 
     /// <summary>"node" for a `kvasir serve` process, "embedded" for a node inside a client process.</summary>

@@ -44,7 +44,7 @@ public sealed class NodeRegistrar : IAsyncDisposable
     public string? Reason { get; private set; }
 
     /// <summary>
-    /// Degraded because another live node, started later, holds this node's id (<see cref="NodeIdConflictException"/>):
+    /// Degraded because another live node, registered later, holds this node's id (<see cref="NodeIdConflictException"/>):
     /// a misconfiguration, not a lost registry. The heartbeats go on and register the node once the other one is gone.
     /// </summary>
     public bool IdConflict { get; private set; }
@@ -58,6 +58,10 @@ public sealed class NodeRegistrar : IAsyncDisposable
     /// <summary>Heartbeats that reached the registry.</summary>
     public long Heartbeats => Interlocked.Read(ref _heartbeats);
     private long _heartbeats;
+
+    // Set by the first heartbeat that reached the registry: from then on every heartbeat is a renewal, which a live id
+    // held by a node registered since refuses; until then each one is a first registration, which takes the id over.
+    private volatile bool _registered;
 
     public TimeSpan Interval => _ttl / 4;
 
@@ -79,7 +83,8 @@ public sealed class NodeRegistrar : IAsyncDisposable
         try
         {
             var record = _record();
-            await _registry.HeartbeatAsync(record, _ttl).ConfigureAwait(false);
+            await _registry.HeartbeatAsync(record, _ttl, renewal: _registered).ConfigureAwait(false);
+            _registered = true;
             Interlocked.Increment(ref _heartbeats);
             if (State != RegistrationState.Registered)
                 _log.LogInformation("registered as {Id} ({Address}) in cluster {Cluster}{Again}", record.Id, record.Address,

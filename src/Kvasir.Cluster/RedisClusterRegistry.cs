@@ -67,11 +67,12 @@ public sealed partial class RedisClusterRegistry : IClusterRegistry
     [GeneratedRegex("^[A-Za-z0-9_.-]{1,64}$")]
     private static partial Regex ClusterNamePattern();
 
-    public async Task<bool> HeartbeatAsync(NodeRecord record, TimeSpan ttl)
+    public async Task<bool> HeartbeatAsync(NodeRecord record, TimeSpan ttl, bool renewal = false)
     {
-        var result = await RunAsync(RegistryScripts.Heartbeat, [_members, _records, _down, _epoch],
-            [record.Id, record.ToJson(), (long)ttl.TotalMilliseconds, _channelName]).ConfigureAwait(false);
-        if (result.Resp2Type == ResultType.BulkString)   // the id is live with a later-started node's record
+        RedisValue[] args = [record.Id, record.ToJson(), (long)ttl.TotalMilliseconds, _channelName];
+        if (renewal) args = [.. args, "1"];
+        var result = await RunAsync(RegistryScripts.Heartbeat, [_members, _records, _down, _epoch], args).ConfigureAwait(false);
+        if (result.Resp2Type == ResultType.BulkString)   // a renewal found the id live with the record of a node registered since
             throw new NodeIdConflictException(record, NodeRecord.TryParse((string?)result));
         return (long)result == 1;
     }

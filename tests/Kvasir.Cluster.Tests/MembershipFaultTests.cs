@@ -29,7 +29,6 @@ public sealed class MembershipFaultTests
         await using var older = new CacheNode(NodeWithId(cluster, "dup"));
         older.Start();
         await Poll.UntilAsync(() => older.Registration?.State == RegistrationState.Registered, "the first node's registration");
-        await Poll.UntilAsync(() => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() > older.StartedAt.ToUnixTimeMilliseconds(), "a later start (started_ms)");
         await using var newer = new CacheNode(NodeWithId(cluster, "dup"));
         newer.Start();
         await Poll.UntilAsync(() => newer.Registration?.State == RegistrationState.Registered, "the second node's registration");
@@ -44,13 +43,44 @@ public sealed class MembershipFaultTests
         long after = (await registry.PollAsync()).Epoch;
         Assert.True(before == after, $"the epoch went {before} -> {after} over 8 heartbeats of two nodes sharing id 'dup'");
 
-        Assert.Equal(newer.DataAddress, Assert.Single((await registry.ReadAsync()).Nodes).Address);   // the newer start keeps the id
+        Assert.Equal(newer.DataAddress, Assert.Single((await registry.ReadAsync()).Nodes).Address);   // the later registration keeps the id
         var problem = older.Problems().SingleOrDefault(p => p.Reason.Contains("dup", StringComparison.Ordinal));
         Assert.True(problem.Reason is not null, $"the older node reports no id conflict; its problems: [{string.Join("; ", older.Problems())}]");
         Assert.Contains(newer.DataAddress, problem.Reason, StringComparison.Ordinal);
         Assert.Equal("node_id", problem.Component);
         Assert.True(older.Registration!.IdConflict);
         Assert.Empty(newer.Problems());
+    }
+
+    [Fact]
+    public async Task Of_two_live_nodes_with_one_id_the_later_to_register_keeps_it_whatever_their_clocks_say()
+    {
+        // The first node's host clock is an hour ahead, so its started_ms is the later one: heartbeat.lua compared the
+        // nodes' own start times and refused the node that registered second, leaving the id to the first one.
+        await using var cluster = await ClusterHarness.StartAsync(0);
+        var first = new NodeRecord { Id = "dup", Address = "127.0.0.1:7380", StartedMs = DateTimeOffset.UtcNow.AddHours(1).ToUnixTimeMilliseconds() };
+        var second = new NodeRecord { Id = "dup", Address = "127.0.0.1:7390", StartedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() };
+        var ttl = TimeSpan.FromSeconds(60);   // the test drives every heartbeat itself (BeatAsync); none lapses meanwhile
+        await using var older = new NodeRegistrar(await cluster.RegistryAsync(), () => first, ttl);
+        await using var newer = new NodeRegistrar(await cluster.RegistryAsync(), () => second, ttl);
+        await using var registry = await cluster.RegistryAsync();
+
+        await older.BeatAsync();
+        Assert.Equal(RegistrationState.Registered, older.State);
+        await newer.BeatAsync();
+        Assert.True(newer.State == RegistrationState.Registered, $"the node that registered second was refused: {newer.Reason}");
+        await older.BeatAsync();
+        Assert.True(older.IdConflict, $"the displaced node reports no id conflict (state {older.State}: {older.Reason})");
+        Assert.Contains(second.Address, older.Reason, StringComparison.Ordinal);
+        await newer.BeatAsync();
+        Assert.Equal(RegistrationState.Registered, newer.State);
+        Assert.Equal(second.Address, Assert.Single((await registry.ReadAsync()).Nodes).Address);
+
+        // Once the holder leaves, the displaced node's next heartbeat registers it again.
+        await newer.StopAsync();
+        await older.BeatAsync();
+        Assert.True(older.State == RegistrationState.Registered && !older.IdConflict, $"the displaced node did not take the free id back: {older.Reason}");
+        Assert.Equal(first.Address, Assert.Single((await registry.ReadAsync()).Nodes).Address);
     }
 
     [Fact]
@@ -121,10 +151,10 @@ public sealed class MembershipFaultTests
         public string ClusterName => inner.ClusterName;
         public bool IsConnected => inner.IsConnected;
 
-        public Task<bool> HeartbeatAsync(NodeRecord record, TimeSpan ttl)
+        public Task<bool> HeartbeatAsync(NodeRecord record, TimeSpan ttl, bool renewal = false)
             => Failing ? throw new InvalidOperationException("injected heartbeat failure")
                 : Cancelled ? throw new OperationCanceledException("injected cancellation")
-                : inner.HeartbeatAsync(record, ttl);
+                : inner.HeartbeatAsync(record, ttl, renewal);
 
         public Task UnregisterAsync(string nodeId, string? recordJson = null) => inner.UnregisterAsync(nodeId, recordJson);
         public Task<ClusterSnapshot> ReadAsync() => inner.ReadAsync();

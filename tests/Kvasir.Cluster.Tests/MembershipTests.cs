@@ -98,6 +98,27 @@ public sealed class MembershipTests
     }
 
     [Fact]
+    public async Task A_cluster_store_reports_its_failed_membership_polls_while_redis_is_down_and_clears_the_error_once_it_is_back()
+    {
+        // The watcher's LastError and Failures were reachable from no client surface: a store whose registry was down
+        // routed on a frozen view with nothing to show for it.
+        await using var cluster = await ClusterHarness.StartAsync(0);
+        await using var client = await cluster.ClientAsync();
+        Assert.True(client.MembershipError is null && client.MembershipFailures == 0, $"{client.MembershipFailures} failed polls: {client.MembershipError}");
+
+        cluster.Redis.Kill();
+        await Poll.UntilAsync(() => client.MembershipFailures >= 2 && client.MembershipError is not null,
+            () => $"the store to count its failed polls ({client.MembershipFailures}, error {client.MembershipError})", TimeSpan.FromSeconds(15));
+        Assert.Contains($"127.0.0.1:{cluster.Redis.Port}", client.MembershipError, StringComparison.Ordinal);
+
+        cluster.Redis.Restart();
+        await Poll.UntilAsync(() => client.MembershipError is null,
+            () => $"the store's polls to succeed again (error {client.MembershipError})", TimeSpan.FromSeconds(30));
+        long failed = client.MembershipFailures;
+        Assert.True(failed >= 2, $"the count went back to {failed}: it counts every failed poll since the store connected");
+    }
+
+    [Fact]
     public async Task An_embedded_node_registers_like_any_other_and_serves_its_own_keys_without_the_network()
     {
         await using var cluster = await ClusterHarness.StartAsync(2);

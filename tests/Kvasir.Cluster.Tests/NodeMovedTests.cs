@@ -58,6 +58,33 @@ public sealed class NodeMovedTests
     }
 
     [Fact]
+    public async Task A_node_restarted_under_its_id_on_a_host_whose_clock_is_behind_its_dead_predecessors_takes_the_id_at_once()
+    {
+        // The dead predecessor's record says it started an hour after its successor did (its host's clock was ahead).
+        // heartbeat.lua kept a live id for the later started_ms, so the restarted node was refused, reported a false id
+        // conflict and stayed unregistered until the dead one's registration expired (one TTL: here 60 s).
+        await using var cluster = await ClusterHarness.StartAsync(0);
+        await using var registry = await cluster.RegistryAsync();
+        long ahead = DateTimeOffset.UtcNow.AddHours(1).ToUnixTimeMilliseconds();
+        Assert.True(await registry.HeartbeatAsync(new NodeRecord { Id = "n1", Address = DeadAddress(), StartedMs = ahead }, TimeSpan.FromSeconds(60)));
+
+        await using var node = new CacheNode(new NodeOptions
+        {
+            Port = 0,
+            NodeId = "n1",
+            Store = new StoreOptions { Capacity = 16L << 20, MaxValueBytes = 1L << 20 },
+            Cluster = new ClusterJoinOptions { RedisUrl = cluster.Redis.Url, Name = cluster.Name, HeartbeatTtl = TimeSpan.FromSeconds(10) },
+        });
+        node.Start();
+
+        await Poll.UntilAsync(async () => node.Registration?.State == RegistrationState.Registered
+                && (await registry.ReadAsync()).Nodes.SingleOrDefault()?.Address == node.DataAddress,
+            () => $"the restarted node to hold n1 at once (state {node.Registration?.State}: {node.Registration?.Reason})", TimeSpan.FromSeconds(5));
+        Assert.False(node.Registration!.IdConflict);
+        Assert.Empty(node.Problems());
+    }
+
+    [Fact]
     public async Task An_embedded_member_keeps_its_own_node_when_the_registry_shows_its_id_at_another_address()
     {
         // A stale record of a crashed predecessor with the same ClientId (or another process misconfigured with it):
@@ -70,9 +97,8 @@ public sealed class NodeMovedTests
         Assert.All(await store.PutAsync(keys, keys), s => Assert.Equal(KvStatus.Ok, s));
 
         var other = DeadAddress();
-        long later = DateTimeOffset.UtcNow.AddHours(1).ToUnixTimeMilliseconds();   // a later start keeps the id (an older one is refused)
-        await using (var registry = await cluster.RegistryAsync())
-            await registry.HeartbeatAsync(new NodeRecord { Id = "rank-0", Address = other, StartedMs = later, Kind = "embedded" }, TimeSpan.FromSeconds(60));
+        await using (var registry = await cluster.RegistryAsync())   // a first registration takes a live id (the later one keeps it)
+            await registry.HeartbeatAsync(new NodeRecord { Id = "rank-0", Address = other, StartedMs = 1, Kind = "embedded" }, TimeSpan.FromSeconds(60));
         await Poll.UntilAsync(() => store.Nodes.SingleOrDefault()?.Address == other, "the client to read rank-0's other address");
 
         Assert.All(await store.PutAsync(keys, keys), s => Assert.Equal(KvStatus.Ok, s));

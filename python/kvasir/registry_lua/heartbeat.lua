@@ -1,6 +1,7 @@
 -- Registers or refreshes a node and expires the members whose heartbeat lapsed (one atomic step, the server's clock).
--- KEYS: members records down epoch; ARGV: id json ttl_ms channel -> 1 when the live membership changed, else 0; or,
--- changing nothing, the stored record (a string) when the id is live with a record of a node that started later.
+-- KEYS: members records down epoch; ARGV: id json ttl_ms channel [renewal] -> 1 when the live membership changed, else
+-- 0; or, changing nothing, the stored record (a string) when a renewal ('1': the node has registered before) finds the
+-- id live with another node's record: one that registered after it.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local changed = 0
@@ -10,15 +11,20 @@ if (not prev) or tonumber(prev) < now then changed = 1 end
 -- expired) is a change too: clients poll the epoch, and without it they kept the old address until a full read.
 local stored = redis.call('HGET', KEYS[2], ARGV[1])
 if changed == 0 and stored ~= ARGV[2] then
-  -- The later start keeps the id: a restart takes over at once, and of two live nodes misconfigured with one id the
-  -- older one is refused here, instead of both rewriting the record (and bumping the epoch) on every heartbeat.
-  -- Same start time: the larger address keeps it; a node whose own record changed (same start, same address) goes on.
-  local ok_theirs, theirs = pcall(cjson.decode, stored or '')
-  local ok_mine, mine = pcall(cjson.decode, ARGV[2])
-  if ok_theirs and ok_mine and type(theirs) == 'table' and type(mine) == 'table' then
-    local their_start, my_start = tonumber(theirs['started_ms']) or 0, tonumber(mine['started_ms']) or 0
-    local their_addr, my_addr = tostring(theirs['addr']), tostring(mine['addr'])
-    if their_start > my_start or (their_start == my_start and their_addr > my_addr) then return stored end
+  -- The later registration keeps a live id, in the order the heartbeats reach this server, never by the start times
+  -- the nodes write from their own clocks: a node's first heartbeat (no renewal flag) takes the id over, so a restart
+  -- succeeds at once even on a host whose clock is behind its dead predecessor's; a renewal from a node whose record
+  -- no longer holds the id (another node registered since: of two live nodes misconfigured with one id, the older one)
+  -- is refused here, instead of both rewriting the record (and bumping the epoch) on every heartbeat. A node is known
+  -- by its record's started_ms and addr, compared for equality only: one whose own record changed goes on, and so
+  -- does a renewal over a record that is not JSON.
+  if ARGV[5] == '1' then
+    local ok_theirs, theirs = pcall(cjson.decode, stored or '')
+    local ok_mine, mine = pcall(cjson.decode, ARGV[2])
+    if ok_theirs and ok_mine and type(theirs) == 'table' and type(mine) == 'table'
+        and (tonumber(theirs['started_ms']) ~= tonumber(mine['started_ms']) or tostring(theirs['addr']) ~= tostring(mine['addr'])) then
+      return stored
+    end
   end
   changed = 1
 end

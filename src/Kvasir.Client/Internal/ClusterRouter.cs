@@ -55,6 +55,12 @@ internal sealed partial class ClusterRouter : IAsyncDisposable
     /// </summary>
     public int Replicas => _replicas;
 
+    /// <summary>The membership watcher's last poll error; null while polls succeed, and for a static list.</summary>
+    public string? MembershipError => _watcher?.LastError;
+
+    /// <summary>Membership polls that failed (see <see cref="MembershipWatcher.Failures"/>); 0 for a static list.</summary>
+    public long MembershipFailures => _watcher?.Failures ?? 0;
+
     /// <summary>The live nodes the router places keys on now, sorted by id.</summary>
     public IReadOnlyList<NodeRecord> Nodes => _view.Nodes;
 
