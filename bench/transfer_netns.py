@@ -2,7 +2,7 @@
 """The .NET transfer engine across a delayed link: throughput by lane count, and iperf3 over the same link.
 
     sudo bench/transfer_netns.py [--kvasir CMD] [--delay-ms 1] [--lanes 1,2,4,8] [--sizes 64MiB] [--duration 3]
-                                 [--line]
+                                 [--line] [--socket-buffer auto|0|SIZE]
 
 A network namespace joined to this one by a link delayed --delay-ms each way: netem on a veth pair where the kernel
 has sch_netem, else (or with --line) python/tests/delay_line.py's tun pair and forwarder process, which holds every
@@ -64,6 +64,7 @@ def main():
     ap.add_argument("--sizes", default="64MiB")
     ap.add_argument("--duration", default="3")
     ap.add_argument("--line", action="store_true", help="the tun delay line even where netem exists")
+    ap.add_argument("--socket-buffer", default="auto", help="transfer-bench --socket-buffer for both engines (auto: by the path)")
     a = ap.parse_args()
     kvasir = shlex.split(a.kvasir)
     ns = f"kvb-{os.getpid() % 100000}"
@@ -79,7 +80,8 @@ def main():
             line = DelayLine(ns, a.delay_ms, tag="b0", subnet="10.231.80").__enter__()
         host_ip, ns_ip = (link or line).host_ip, (link or line).ns_ip
         kind = f"netem {a.delay_ms:g} ms each way" if link else f"tun delay line {a.delay_ms:g} ms each way"
-        target = subprocess.Popen(["ip", "netns", "exec", ns, *kvasir, "transfer-bench", "--listen", f"{ns_ip}:0", "--sizes", a.sizes],
+        target = subprocess.Popen(["ip", "netns", "exec", ns, *kvasir, "transfer-bench", "--listen", f"{ns_ip}:0", "--sizes", a.sizes,
+                                   "--socket-buffer", a.socket_buffer],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         first = target.stdout.readline()
         m = re.search(r"listening on (\S+),", first)
@@ -87,7 +89,7 @@ def main():
             raise SystemExit(f"the target did not start: {first}")
         print(f"# link: {kind}; target {m.group(1)} (in {ns}), initiator in this namespace at {host_ip}", flush=True)
         r = subprocess.run([*kvasir, "transfer-bench", "--connect", m.group(1), "--sizes", a.sizes, "--lanes", a.lanes,
-                            "--duration", a.duration, "--json"], capture_output=True, text=True, timeout=600)
+                            "--duration", a.duration, "--socket-buffer", a.socket_buffer, "--json"], capture_output=True, text=True, timeout=600)
         if r.returncode:
             raise SystemExit(f"transfer-bench --connect failed: {r.stderr.strip()}")
         cells = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
