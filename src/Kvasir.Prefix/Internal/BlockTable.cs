@@ -181,9 +181,10 @@ internal sealed class BlockTable<TValue>
     /// read: the index bucket of each chain's first block (and of its second where the first's bucket has no step
     /// bits), then the entries a fixed step apart that the walk will guess, then under LRU the entries of each chain's two outer neighbours in the order (the links its move
     /// rewrites). Called for a group of chains before matching them one by one, so the far loads of the group are in
-    /// flight together instead of one chain's after another's. Plain loads, not prefetch instructions (those take a
-    /// pointer, and this assembly has no unsafe code): nothing waits for their values, which are summed only so the
-    /// loads are not optimised away.
+    /// flight together instead of one chain's after another's. Plain loads, for CPUs without the prefetch
+    /// instruction of <see cref="Kvasir.Net.CacheHints"/> (where it exists, <see cref="HintBucket"/>,
+    /// <see cref="HintEntries"/> and <see cref="HintNeighbours"/> serve instead): nothing waits for their values, which
+    /// are summed only so the loads are not optimised away.
     /// </summary>
     /// <param name="firsts">each chain's first block</param>
     /// <param name="seconds">each chain's second block (for a one-block chain, its first again)</param>
@@ -240,6 +241,50 @@ internal sealed class BlockTable<TValue>
         int b = Home(Tag(entry.Hash));
         while (SlotOf(buckets[b]) != parent) b = (b + 1) & mask;
         MarkStep(b, parent, child);
+    }
+
+    /// <summary>Asks the CPU for the index bucket where a probe for <paramref name="first"/> starts (a prefetch: nothing waits for it, nothing changes).</summary>
+    public void HintBucket(in BlockHash first) => Kvasir.Net.CacheHints.Prefetch(ref _buckets[Home(Tag(first))]);
+
+    /// <summary>
+    /// Reads the bucket of <paramref name="chain"/>'s first block (asked for earlier by <see cref="HintBucket"/>; without
+    /// step bits also its second block's) and asks for the entries <see cref="MatchPrefix"/> will guess; returns the first
+    /// and the last slot guessed, or (-1, -1). Changes nothing.
+    /// </summary>
+    public (int First, int Last) HintEntries(ReadOnlySpan<BlockHash> chain)
+    {
+        if (chain.IsEmpty) return (None, None);
+        ulong head = BucketByTag(Tag(chain[0]));
+        int first = SlotOf(head), step = StepOf(head);
+        if (first == None) return (None, None);
+        if (step == 0 && chain.Length > 1)
+        {
+            int second = SlotByTag(Tag(chain[1]));
+            if (second == None) return (None, None);
+            step = second - first;
+        }
+        var entries = _entries;
+        int last = first;
+        for (int k = 0, slot = first; k < chain.Length && (uint)slot < (uint)_used; k++, slot += step)
+        {
+            Kvasir.Net.CacheHints.Prefetch(ref entries[slot]);
+            last = slot;
+        }
+        return (first, last);
+    }
+
+    /// <summary>
+    /// Under LRU, asks for the entries of a chain's two outer neighbours in the order, whose links its move rewrites
+    /// (<paramref name="first"/> and <paramref name="last"/> from <see cref="HintEntries"/>, whose entries are read here:
+    /// asked for earlier). Changes nothing.
+    /// </summary>
+    public void HintNeighbours(int first, int last)
+    {
+        if (!_moveOnAccess || first == None) return;
+        var entries = _entries;
+        int before = entries[first].Prev, after = entries[last].Next;
+        if (before >= 0) Kvasir.Net.CacheHints.Prefetch(ref entries[before]);
+        if (after >= 0) Kvasir.Net.CacheHints.Prefetch(ref entries[after]);
     }
 
     /// <summary>The step bits of <paramref name="hash"/>'s bucket: +1, -1, or 0 (not known, or not held). For tests.</summary>
