@@ -152,10 +152,11 @@ public sealed class PrefixCache<TBlock>
     /// counters and moves in the eviction order as that many <see cref="Lookup"/> calls (a chain may repeat another or be
     /// empty; pins are neither taken nor dropped; a null chain is refused before any lookup). For a scheduler that looks up
     /// the prefixes of many waiting requests at once: on a cache larger than the CPU's caches, each chain's first reads
-    /// (its first blocks' index buckets and its entries) are far, and here those of up to
-    /// <see cref="LookupGroup"/> chains are issued together so they overlap, before the chains are matched one by one
-    /// (on a table larger than <see cref="StagedReadsAbove"/>; a smaller one is in the caches and is looked up chain after
-    /// chain).
+    /// (its first block's index bucket, its entries, under LRU its neighbours in the order) are far, and here they are
+    /// asked for with prefetch instructions a few chains ahead of the one being matched, so they overlap the matching
+    /// of the chains before it (on x86; elsewhere those of up to <see cref="LookupGroup"/> chains are read together
+    /// before the chains are matched one by one). Only on a table larger than <see cref="StagedReadsAbove"/>; a smaller one
+    /// is in the caches and is looked up chain after chain.
     /// </summary>
     public IReadOnlyList<PrefixMatch<TBlock>> LookupMany(IReadOnlyList<IReadOnlyList<BlockHash>> chains)
     {
@@ -179,6 +180,11 @@ public sealed class PrefixCache<TBlock>
             {
                 // A table this small is in the core's caches: its reads are near, so the early reads would only add their own work.
                 bool far = _blocks.TableBytes > StagedReadsThreshold;
+                if (far && PrefetchHints)
+                {
+                    LookupPipelined(spans, results, slots);
+                    return results;
+                }
                 for (int start = 0; start < spans.Length; start += LookupGroup)
                 {
                     int end = Math.Min(start + LookupGroup, spans.Length), group = 0;
@@ -201,6 +207,52 @@ public sealed class PrefixCache<TBlock>
             if (rented is not null) ArrayPool<int>.Shared.Return(rented);
         }
     }
+
+    /// <summary>
+    /// <see cref="LookupMany"/> on a far table with prefetch instructions: while chain c is matched, the CPU is already
+    /// fetching what chain c + <see cref="HintNeighboursAhead"/> needs under LRU (its outer neighbours in the order: their
+    /// addresses are in its first and last entries, asked for earlier), the entries of chain c + <see cref="HintEntriesAhead"/>
+    /// (their slots come from its first bucket, asked for earlier still) and the first bucket of chain
+    /// c + <see cref="HintBucketsAhead"/>. A prefetch, unlike a plain load, does not hold the core while its line is on the
+    /// way, so a chain's far reads overlap the matching of the chains before it instead of stalling in a separate pass.
+    /// The hints never change what a lookup finds or moves: a hint made stale by an earlier chain's move only wastes a line.
+    /// </summary>
+    private void LookupPipelined(BlockHash[][] spans, PrefixMatch<TBlock>[] results, Span<int> slots)
+    {
+        const int Ring = 8;   // a power of two above HintEntriesAhead: the first and last slots of the chains in between
+        Span<int> firsts = stackalloc int[Ring], lasts = stackalloc int[Ring];
+        int n = spans.Length;
+        for (int c = 0; c < Math.Min(HintBucketsAhead, n); c++) HintBucket(spans[c]);
+        for (int c = 0; c < Math.Min(HintEntriesAhead, n); c++) (firsts[c & (Ring - 1)], lasts[c & (Ring - 1)]) = _blocks.HintEntries(spans[c]);
+        for (int c = 0; c < Math.Min(HintNeighboursAhead, n); c++) _blocks.HintNeighbours(firsts[c & (Ring - 1)], lasts[c & (Ring - 1)]);
+        for (int c = 0; c < n; c++)
+        {
+            if (c + HintBucketsAhead < n) HintBucket(spans[c + HintBucketsAhead]);
+            int e = c + HintEntriesAhead, h = c + HintNeighboursAhead;
+            if (e < n) (firsts[e & (Ring - 1)], lasts[e & (Ring - 1)]) = _blocks.HintEntries(spans[e]);
+            if (h < n) _blocks.HintNeighbours(firsts[h & (Ring - 1)], lasts[h & (Ring - 1)]);
+            results[c] = LookupLocked(spans[c], slots);
+        }
+    }
+
+    private void HintBucket(BlockHash[] chain)
+    {
+        if (chain.Length > 0) _blocks.HintBucket(chain[0]);
+    }
+
+    /// <summary>
+    /// How many chains ahead of the one being matched <see cref="LookupMany"/> asks for a first bucket, for entries and for
+    /// LRU neighbours. A chain's matching takes ~0.2 µs on this project's VMs and a far read (DRAM through a TLB walk under
+    /// nested paging) 0.3-0.5 µs, so each stage leads the next by two to four chains (docs/benchmarks.md, issue 14, session
+    /// 13: 8/4/1, 8/4/2 and 12/6/3 measured alike, 12/4/2 worse).
+    /// </summary>
+    internal const int HintBucketsAhead = 8, HintEntriesAhead = 4, HintNeighboursAhead = 2;
+
+    /// <summary>
+    /// Whether <see cref="LookupMany"/> on a far table uses prefetch instructions (<see cref="Kvasir.Net.CacheHints"/>;
+    /// x86) rather than a pass of plain loads per group of chains (<see cref="LookupGroup"/>); tests set it to cover both.
+    /// </summary>
+    internal bool PrefetchHints { get; set; } = Kvasir.Net.CacheHints.IsSupported;
 
     /// <summary>Chains whose first reads <see cref="LookupMany"/> issues together.</summary>
     public const int LookupGroup = 16;

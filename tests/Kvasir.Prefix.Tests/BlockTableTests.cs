@@ -184,6 +184,69 @@ public sealed class BlockTableTests
     }
 
     [Fact]
+    public void The_first_blocks_bucket_marks_its_chains_step_up_or_down_survives_growth_and_a_stale_mark_never_changes_a_match()
+    {
+        // A chain's first bucket says whether its successor sat in the next or the previous slot, so a lookup need not
+        // read the second block's bucket. The mark is a hint: a successor gone, or back in another slot, must be found
+        // (or not) exactly as without it.
+        var table = new BlockTable<int>(new LruPolicy(), evictedMemory: 0, maxSlots: int.MaxValue);
+        var a = Ids(4);
+        var c = Ids(4, 200);
+        var y = Ids(1, 300)[0];
+        int[] Insert(BlockHash[] chain)
+        {
+            var at = new int[chain.Length];
+            for (int i = 0; i < chain.Length; i++)
+            {
+                table.Track(chain[i], i, out at[i]);
+                if (i > 0) table.Follow(at[i - 1], at[i]);
+            }
+            return at;
+        }
+        int[] Match(params BlockHash[] chain)   // the matched blocks' slots
+        {
+            var slots = new int[chain.Length];
+            return slots[..table.MatchPrefix(chain, slots)];
+        }
+
+        Assert.Equal([0, 1, 2, 3], Insert(a));
+        Assert.Equal([1, 1, 1, 0], a.Select(h => table.MarkedStep(h)));       // the last has no successor
+        Assert.Equal([0, 1, 2, 3], Match(a));
+        foreach (int slot in new[] { 0, 1, 2, 3 }) table.Remove(slot);         // freed last first: 3 on top
+        Assert.Equal([3, 2, 1, 0], Insert(c));                                  // so the next chain runs down
+        Assert.Equal([-1, -1, -1, 0], c.Select(h => table.MarkedStep(h)));     // c3 in slot 0 with no successor: no mark
+        Assert.Equal([3, 2, 1, 0], Match(c));
+        Assert.Equal([3, 2, 1, 0], Match([.. c, BlockHash.Zero]));         // the guess past slot 0 names no slot
+
+        table.Remove(2);                                                        // c1 gone; c0 still marked down
+        table.Track(y, 9, out int ySlot);
+        Assert.Equal(2, ySlot);                                                 // y in c1's old slot, where c0's mark points
+        Assert.Equal([3, 2], Match(c[0], y));                              // a real hit: y is held
+        Assert.Equal([3], Match(c));
+        table.Track(c[1], 1, out int back);
+        Assert.Equal(4, back);                                                  // c1 back, in a fresh slot
+        Assert.Equal([3, 4, 1, 0], Match(c));                              // the mark (and the hint) wrong: found by probing
+        Assert.Equal(1, table.MarkedStep(c[0]));                                // and the mark follows: c1 is now one slot up
+        Assert.Equal([3, 4, 1, 0], Match(c));
+
+        for (int i = 0; i < 100; i++) table.Track(Ids(1, 1000 + i)[0], i, out _);   // 64 slots to 128: a new index
+        Assert.Equal(128, table.SlotCapacity);
+        Assert.Equal([1, 0, -1, 0], c.Select(h => table.MarkedStep(h)));       // marks rebuilt from the hints (c1 -> c2 is no neighbour)
+        Assert.Equal([3, 4, 1, 0], Match(c));
+        Assert.Equal([3, 2], Match(c[0], y));
+
+        // The early reads of a batch follow the same marks, up or down and off either end of the array.
+        PrefixCache<string> Cache() => new(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 4 }) { StagedReadsThreshold = 0 };
+        var ups = Cache();
+        ups.Insert(a, ["a0", "a1", "a2", "a3"]);                               // slots 0..3, marked up
+        Assert.Equal([4, 1, 2], ups.LookupMany([[.. a, BlockHash.Zero], a[..1], [a[3], a[0]]]).Select(m => m.NumBlocks));
+        var downs = Cache();
+        downs.Insert(a, ["a0", "a1", "a2", "a3"]);
+        downs.Insert(c, ["c0", "c1", "c2", "c3"]);                             // evicts a0..a3: c in slots 3..0, marked down
+        Assert.Equal([4, 2, 5, 0], downs.LookupMany([[.. c, BlockHash.Zero], [c[3], c[0]], [.. c, c[0]], a]).Select(m => m.NumBlocks));
+    }
+
+    [Fact]
     public void Lookups_of_prompts_sharing_prefixes_match_a_model_of_values_and_lru_order_through_eviction_and_invalidation()
     {
         // Long chains that are inserted, cut, joined and partly evicted, so that hints are right, wrong and stale in

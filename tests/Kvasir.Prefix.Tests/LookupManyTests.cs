@@ -20,12 +20,15 @@ public sealed class LookupManyTests
     }).ToArray();
 
     [Theory]
-    [InlineData("lru", false, true)]
-    [InlineData("fifo", false, true)]
-    [InlineData("lru", true, true)]
-    [InlineData("lru", false, false)]
-    [InlineData("fifo", true, false)]
-    public void LookupMany_gives_what_one_lookup_per_chain_gives_in_matches_counters_and_eviction_order(string policy, bool sharedTags, bool stagedReads)
+    [InlineData("lru", false, true, true)]
+    [InlineData("fifo", false, true, true)]
+    [InlineData("lru", true, true, true)]
+    [InlineData("lru", false, true, false)]
+    [InlineData("fifo", true, true, false)]
+    [InlineData("lru", true, true, false)]
+    [InlineData("lru", false, false, true)]
+    [InlineData("fifo", true, false, true)]
+    public void LookupMany_gives_what_one_lookup_per_chain_gives_in_matches_counters_and_eviction_order(string policy, bool sharedTags, bool stagedReads, bool hints)
     {
         // Two caches fed the same random inserts, invalidations and lookups; one looks chains up one call each, the
         // other in batches of 0 to 40 chains (so across the 16-chain groups), including empty, one-block, repeated-block
@@ -35,7 +38,8 @@ public sealed class LookupManyTests
         var options = () => new PrefixCacheOptions { BlockSize = 2, MaxCachedBlocks = capacity, Policy = EvictionManager.CreatePolicy(policy) };
         var single = new PrefixCache<int>(options());
         // stagedReads: the early reads of a table beyond the CPU's caches, forced on this small one; else none (its size).
-        var batched = new PrefixCache<int>(options()) { StagedReadsThreshold = stagedReads ? 0 : PrefixCache<int>.StagedReadsAbove };
+        // hints: the early reads as prefetch instructions a few chains ahead (x86), else as plain loads per group of chains.
+        var batched = new PrefixCache<int>(options()) { StagedReadsThreshold = stagedReads ? 0 : PrefixCache<int>.StagedReadsAbove, PrefetchHints = hints && Kvasir.Net.CacheHints.IsSupported };
         var tagged = SameTag(200);
         var prompts = Enumerable.Range(0, 60).Select(p =>
         {
@@ -44,7 +48,7 @@ public sealed class LookupManyTests
                 for (int i = 0; i < ids.Length; i += 3) ids[i] = tagged[(p * 24 + i) % tagged.Length];
             return ids;
         }).ToArray();
-        var random = new Random(policy.Length * 4 + (sharedTags ? 1 : 0) + (stagedReads ? 2 : 0));
+        var random = new Random(policy.Length * 8 + (sharedTags ? 1 : 0) + (stagedReads ? 2 : 0) + (hints ? 4 : 0));
         int hits = 0;
         for (int step = 0; step < 600; step++)
         {
@@ -95,6 +99,48 @@ public sealed class LookupManyTests
             if (random.Next(8) == 0 && chain.Length > 0) chain = [.. chain, chain[0]];
             return chain;
         }
+    }
+
+    [Fact]
+    public async Task LookupMany_beside_concurrent_inserts_invalidations_and_growth_finds_each_block_under_its_own_hash_only()
+    {
+        // The cache is thread-safe: two threads look up batches (early reads forced on, as prefetch hints where the CPU
+        // has them) while two insert prompts, invalidate blocks and grow the table from 64 slots. Every block's value
+        // names its hash, so a match can be checked without a model: a prefix of the chain, each block its own value.
+        var cache = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 600 }) { StagedReadsThreshold = 0 };
+        var prompts = Enumerable.Range(0, 64).Select(p => Ids(24, 10_000 * (p + 1))).ToArray();
+        var valueOf = new Dictionary<BlockHash, int>();
+        for (int p = 0; p < prompts.Length; p++)
+            for (int i = 0; i < 24; i++) valueOf[prompts[p][i]] = p * 100 + i;
+        int matched = 0;
+        using var start = new Barrier(4);
+        var workers = Enumerable.Range(0, 4).Select(t => Task.Factory.StartNew(() =>
+        {
+            var random = new Random(t);
+            start.SignalAndWait();
+            for (int step = 0; step < 1500; step++)
+            {
+                var prompt = prompts[random.Next(prompts.Length)];
+                if (t < 2)
+                {
+                    var chain = prompt[..random.Next(1, 25)];
+                    if (random.Next(10) == 0) cache.Invalidate([chain[random.Next(chain.Length)]]);
+                    else cache.Insert(chain, chain.Select(h => valueOf[h]).ToArray());
+                    continue;
+                }
+                var chains = Enumerable.Range(0, random.Next(41)).Select(_ => prompts[random.Next(prompts.Length)][..random.Next(0, 25)]).ToArray();
+                var results = cache.LookupMany(chains);
+                for (int c = 0; c < chains.Length; c++)
+                {
+                    Assert.Equal(chains[c][..results[c].NumBlocks], results[c].Hashes);
+                    Assert.Equal(results[c].Hashes.Select(h => valueOf[h]), results[c].Blocks);
+                    Interlocked.Add(ref matched, results[c].NumBlocks);
+                }
+            }
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToArray();   // a thread each, for the barrier
+        await Task.WhenAll(workers);   // rethrows a worker's failed assertion
+        Assert.True(matched > 10_000, $"the readers should find many blocks ({matched})");
+        Assert.True(cache.Count > 64, "the table should have grown");
     }
 
     [Fact]

@@ -7,7 +7,8 @@ namespace Kvasir.Prefix.Internal;
 /// caller's value and its two links in the eviction order (slot indices): 48 bytes with a 4-byte value. Pins are rare
 /// (blocks in use) and live beside the array, in a map from slot to count that is not consulted while nothing is
 /// pinned. An open-addressed index (linear probing, at most half full, 8 bytes a bucket: a 32-bit tag from the hash's
-/// first bytes and the slot) maps a hash to its slot; the full 32 bytes are compared on the entry, so two hashes that share their tag (or their first
+/// first bytes, the slot, and two bits saying whether the block that followed it in a chain sits in the next or the
+/// previous slot) maps a hash to its slot; the full 32 bytes are compared on the entry, so two hashes that share their tag (or their first
 /// eight bytes) are both found. A hit therefore touches one bucket and one entry, plus the entries beside it when an
 /// LRU hit moves it to the back of the order (a looked-up chain that is one run in the order moves as one piece:
 /// <see cref="AccessRun"/>). Each entry also remembers the slot of the block that last followed it in
@@ -29,6 +30,12 @@ internal sealed class BlockTable<TValue>
     private const int None = -1;
     private const int Free = -2;   // Prev of a slot on the free list
     private const uint Fibonacci = 0x9E3779B9U;
+
+    // A bucket: tag << 32 | step bits | (slot + 1). Slot + 1 needs at most 30 bits (MaxSlots is 2^29), so bits 30 and 31
+    // say where the block's successor in a chain was seen: the next slot (StepUp), the previous one (StepDown), or not
+    // known (neither). A hint like the entry's Child, checked against the full hash before it counts.
+    private const uint SlotBits = 0x3FFF_FFFF;
+    private const ulong StepUp = 1UL << 30, StepDown = 1UL << 31, StepBits = StepUp | StepDown;
 
     /// <summary>The most blocks one table holds: 2^29 (its index of twice as many 8-byte buckets is then 8 GiB).</summary>
     public const int MaxSlots = 1 << 29;
@@ -105,14 +112,17 @@ internal sealed class BlockTable<TValue>
     private bool IsPinned(int slot) => PinnedCount > 0 && _pins.ContainsKey(slot);
 
     /// <summary>The slot holding <paramref name="hash"/>, or -1.</summary>
-    public int Find(in BlockHash hash)
+    public int Find(in BlockHash hash) => Find(hash, out _);
+
+    /// <summary>The slot holding <paramref name="hash"/>, or -1; <paramref name="at"/> is its bucket (or the empty one that ended the probe).</summary>
+    private int Find(in BlockHash hash, out int at)
     {
         uint tag = Tag(hash);
         var buckets = _buckets;
         int mask = buckets.Length - 1;
-        for (int b = Home(tag); ; b = (b + 1) & mask)
+        for (at = Home(tag); ; at = (at + 1) & mask)
         {
-            ulong bucket = buckets[b];
+            ulong bucket = buckets[at];
             if (bucket == 0) return None;
             int slot = SlotOf(bucket);
             if ((uint)(bucket >> 32) == tag && _entries[slot].Hash == hash) return slot;
@@ -121,29 +131,33 @@ internal sealed class BlockTable<TValue>
 
     /// <summary>
     /// How many of <paramref name="hashes"/>, from the first, are held; their slots go to <paramref name="slots"/>, and
-    /// each matched block's successor hint is set to the next matched one. The first two blocks are found through the
-    /// index, the second's bucket read before the first is used, so the two far loads overlap. The next ones are
-    /// first looked for at slots a fixed step apart (the step from the first block's slot to the second's), then each
-    /// through its predecessor's hint (one entry, usually the neighbouring slot). Where a hint fails, the rest of the
-    /// chain is probed in stages (all buckets, then all entries) rather than block after block, so the loads of one
-    /// stage do not wait on each other and the memory system serves them in parallel.
+    /// each matched block's successor hint is set to the next matched one. The first block is found through the index;
+    /// its bucket's step bits say whether its successor sat in the next or the previous slot, and where they do the
+    /// second block is guessed there (no second far read of the index); where they do not, the second is found through
+    /// the index too. The next ones are first looked for at slots that fixed step apart, then each through its
+    /// predecessor's hint (one entry, usually the neighbouring slot). Where a hint fails, the rest of the chain is
+    /// probed in stages (all buckets, then all entries) rather than block after block, so the loads of one stage do
+    /// not wait on each other and the memory system serves them in parallel.
     /// </summary>
     public int MatchPrefix(ReadOnlySpan<BlockHash> hashes, Span<int> slots)
     {
         if (hashes.IsEmpty) return 0;
-        // The second block's bucket first: its address comes from its hash, not from anything the first block's probe
-        // reads, so the core issues both loads before either returns. A tag only names a candidate slot (the walk
-        // checks the full hash there); no bucket with the tag means the block is not held.
-        int second = hashes.Length > 1 ? SlotByTag(Tag(hashes[1])) : None;
-        int first = Find(hashes[0]);
+        int first = Find(hashes[0], out int home);
         if ((slots[0] = first) == None) return 0;
-        if (hashes.Length == 1 || second == None) return 1;
+        if (hashes.Length == 1) return 1;
+        // A chain inserted together has its first block's bucket marked with the step, so one far read of the index
+        // serves the whole chain. Without the mark the second block's bucket is read: a tag only names a candidate slot
+        // (the walk checks the full hash there); no bucket with the tag means the block is not held.
+        int step = StepOf(_buckets[home]);
+        int second = step != 0 ? first + step : SlotByTag(Tag(hashes[1]));
+        if (second == None && step == 0) return 1;   // (a marked step from slot 0 down names no slot: the walk below falls back)
         // A chain inserted together sits in slots a fixed step apart (the next free slots: ascending, or descending
         // when they come back from the free list). Guessing each slot from that step puts every address up front, so
         // the loads of the chain's entries overlap instead of each waiting for the last entry's hint; a guess counts
         // only where the full hash matches.
         var entries = _entries;
-        int step = second - first, i = 1;
+        int i = 1;
+        step = second - first;
         for (int slot = second; i < hashes.Length && (uint)slot < (uint)_used; i++, slot += step)
         {
             ref var entry = ref entries[slot];
@@ -158,17 +172,19 @@ internal sealed class BlockTable<TValue>
         }
         int matched = i == hashes.Length ? i : i + ProbeInStages(hashes[i..], slots[i..]);
         for (int j = 1; j < matched; j++) _entries[slots[j - 1]].Child = slots[j];
+        if (matched > 1) MarkStep(home, first, slots[1]);
         return matched;
     }
 
     /// <summary>
     /// Reads, without changing anything, what <see cref="MatchPrefix"/> of chains starting with these blocks will
-    /// read: the index buckets of each chain's first two blocks, then the entries a fixed step apart that the walk will
-    /// guess, then under LRU the entries of each chain's two outer neighbours in the order (the links its move
+    /// read: the index bucket of each chain's first block (and of its second where the first's bucket has no step
+    /// bits), then the entries a fixed step apart that the walk will guess, then under LRU the entries of each chain's two outer neighbours in the order (the links its move
     /// rewrites). Called for a group of chains before matching them one by one, so the far loads of the group are in
-    /// flight together instead of one chain's after another's. Plain loads, not prefetch instructions (those take a
-    /// pointer, and this assembly has no unsafe code): nothing waits for their values, which are summed only so the
-    /// loads are not optimised away.
+    /// flight together instead of one chain's after another's. Plain loads, for CPUs without the prefetch
+    /// instruction of <see cref="Kvasir.Net.CacheHints"/> (where it exists, <see cref="HintBucket"/>,
+    /// <see cref="HintEntries"/> and <see cref="HintNeighbours"/> serve instead): nothing waits for their values, which
+    /// are summed only so the loads are not optimised away.
     /// </summary>
     /// <param name="firsts">each chain's first block</param>
     /// <param name="seconds">each chain's second block (for a one-block chain, its first again)</param>
@@ -178,15 +194,18 @@ internal sealed class BlockTable<TValue>
         var buckets = _buckets;
         var entries = _entries;
         long touched = 0;
-        for (int c = 0; c < firsts.Length; c++)
-            touched += (long)buckets[Home(Tag(firsts[c]))] ^ (long)buckets[Home(Tag(seconds[c]))];
+        for (int c = 0; c < firsts.Length; c++) touched += (long)buckets[Home(Tag(firsts[c]))];
         Span<int> ends = firsts.Length <= 64 ? stackalloc int[2 * firsts.Length] : new int[2 * firsts.Length];
         for (int c = 0; c < firsts.Length; c++)
         {
             ends[2 * c] = ends[2 * c + 1] = None;
-            int first = SlotByTag(Tag(firsts[c])), second = SlotByTag(Tag(seconds[c]));
-            if (first == None || second == None) continue;
-            int step = second - first, last = first;
+            ulong head = BucketByTag(Tag(firsts[c]));
+            int first = SlotOf(head), step = StepOf(head);
+            if (first == None) continue;
+            int second = step != 0 ? first + step : SlotByTag(Tag(seconds[c]));
+            if (second == None && step == 0) continue;
+            step = second - first;
+            int last = first;
             for (int k = 0, slot = first; k < lengths[c] && (uint)slot < (uint)_used; k++, slot += step)
             {
                 touched += entries[slot].Prev ^ (long)entries[slot].Hash.Prefix;
@@ -209,8 +228,74 @@ internal sealed class BlockTable<TValue>
         return touched;
     }
 
-    /// <summary>Sets the successor hint of <paramref name="parent"/> to <paramref name="child"/> (both held).</summary>
-    public void Follow(int parent, int child) => _entries[parent].Child = child;
+    /// <summary>
+    /// Sets the successor hint of <paramref name="parent"/> to <paramref name="child"/> (both held), and the step bits of
+    /// the parent's bucket (found from its hash: a near read while inserting, which has just probed it).
+    /// </summary>
+    public void Follow(int parent, int child)
+    {
+        ref var entry = ref _entries[parent];
+        entry.Child = child;
+        var buckets = _buckets;
+        int mask = buckets.Length - 1;
+        int b = Home(Tag(entry.Hash));
+        while (SlotOf(buckets[b]) != parent) b = (b + 1) & mask;
+        MarkStep(b, parent, child);
+    }
+
+    /// <summary>Asks the CPU for the index bucket where a probe for <paramref name="first"/> starts (a prefetch: nothing waits for it, nothing changes).</summary>
+    public void HintBucket(in BlockHash first) => Kvasir.Net.CacheHints.Prefetch(ref _buckets[Home(Tag(first))]);
+
+    /// <summary>
+    /// Reads the bucket of <paramref name="chain"/>'s first block (asked for earlier by <see cref="HintBucket"/>; without
+    /// step bits also its second block's) and asks for the entries <see cref="MatchPrefix"/> will guess; returns the first
+    /// and the last slot guessed, or (-1, -1). Changes nothing.
+    /// </summary>
+    public (int First, int Last) HintEntries(ReadOnlySpan<BlockHash> chain)
+    {
+        if (chain.IsEmpty) return (None, None);
+        ulong head = BucketByTag(Tag(chain[0]));
+        int first = SlotOf(head), step = StepOf(head);
+        if (first == None) return (None, None);
+        if (step == 0 && chain.Length > 1)
+        {
+            int second = SlotByTag(Tag(chain[1]));
+            if (second == None) return (None, None);
+            step = second - first;
+        }
+        var entries = _entries;
+        int last = first;
+        for (int k = 0, slot = first; k < chain.Length && (uint)slot < (uint)_used; k++, slot += step)
+        {
+            Kvasir.Net.CacheHints.Prefetch(ref entries[slot]);
+            last = slot;
+        }
+        return (first, last);
+    }
+
+    /// <summary>
+    /// Under LRU, asks for the entries of a chain's two outer neighbours in the order, whose links its move rewrites
+    /// (<paramref name="first"/> and <paramref name="last"/> from <see cref="HintEntries"/>, whose entries are read here:
+    /// asked for earlier). Changes nothing.
+    /// </summary>
+    public void HintNeighbours(int first, int last)
+    {
+        if (!_moveOnAccess || first == None) return;
+        var entries = _entries;
+        int before = entries[first].Prev, after = entries[last].Next;
+        if (before >= 0) Kvasir.Net.CacheHints.Prefetch(ref entries[before]);
+        if (after >= 0) Kvasir.Net.CacheHints.Prefetch(ref entries[after]);
+    }
+
+    /// <summary>The step bits of <paramref name="hash"/>'s bucket: +1, -1, or 0 (not known, or not held). For tests.</summary>
+    public int MarkedStep(in BlockHash hash) => Find(hash, out int at) == None ? 0 : StepOf(_buckets[at]);
+
+    /// <summary>Sets the step bits of the bucket at <paramref name="at"/> (holding <paramref name="slot"/>) for a successor in <paramref name="child"/>; writes only on a change.</summary>
+    private void MarkStep(int at, int slot, int child)
+    {
+        ulong bucket = _buckets[at], marked = (bucket & ~StepBits) | StepFlag(slot, child);
+        if (marked != bucket) _buckets[at] = marked;
+    }
 
     private int ProbeInStages(ReadOnlySpan<BlockHash> hashes, Span<int> slots)
     {
@@ -230,13 +315,16 @@ internal sealed class BlockTable<TValue>
     }
 
     /// <summary>The slot in the first bucket with <paramref name="tag"/>, or -1 when the probe meets an empty bucket first (no hash with this tag is held).</summary>
-    private int SlotByTag(uint tag)
+    private int SlotByTag(uint tag) => SlotOf(BucketByTag(tag));
+
+    /// <summary>The first bucket with <paramref name="tag"/>, or 0 (empty) when the probe meets an empty bucket first.</summary>
+    private ulong BucketByTag(uint tag)
     {
         var buckets = _buckets;
         int mask = buckets.Length - 1;
         int b = Home(tag);
         while (buckets[b] != 0 && (uint)(buckets[b] >> 32) != tag) b = (b + 1) & mask;
-        return SlotOf(buckets[b]);
+        return buckets[b];
     }
 
     /// <summary>
@@ -477,16 +565,22 @@ internal sealed class BlockTable<TValue>
     /// <summary>The index's 32 bits of a hash: its first four bytes (SHA-256 output is uniform).</summary>
     private static uint Tag(in BlockHash hash) => (uint)(hash.Prefix >> 32);
 
-    private static int SlotOf(ulong bucket) => (int)(uint)bucket - 1;
+    private static int SlotOf(ulong bucket) => (int)((uint)bucket & SlotBits) - 1;
+
+    /// <summary>Where a bucket's step bits place its block's successor: +1, -1, or 0 (not known).</summary>
+    private static int StepOf(ulong bucket) => (bucket & StepUp) != 0 ? 1 : (bucket & StepDown) != 0 ? -1 : 0;
+
+    /// <summary>The step bits for a block in <paramref name="slot"/> followed by one in <paramref name="child"/>.</summary>
+    private static ulong StepFlag(int slot, int child) => child < 0 ? 0 : child == slot + 1 ? StepUp : child == slot - 1 ? StepDown : 0;
 
     private int Home(uint tag) => (int)((tag * Fibonacci) >> _shift);
 
-    private void AddToIndex(uint tag, int slot)
+    private void AddToIndex(uint tag, int slot, ulong step = 0)
     {
         int mask = _buckets.Length - 1;
         int b = Home(tag);
         while (_buckets[b] != 0) b = (b + 1) & mask;
-        _buckets[b] = ((ulong)tag << 32) | (uint)(slot + 1);
+        _buckets[b] = ((ulong)tag << 32) | step | (uint)(slot + 1);
     }
 
     /// <summary>Deletes the bucket of <paramref name="slot"/> and shifts the probe run behind it back (no tombstones).</summary>
@@ -520,8 +614,9 @@ internal sealed class BlockTable<TValue>
         int bits = Math.Max(4, 64 - System.Numerics.BitOperations.LeadingZeroCount((ulong)_entries.Length * 2 - 1));
         _buckets = new ulong[1 << bits];
         _shift = 32 - bits;
-        // Growth happens only when the free list is empty, so every slot below _used is held.
-        for (int slot = 0; slot < _used; slot++) AddToIndex(Tag(_entries[slot].Hash), slot);
+        // Growth happens only when the free list is empty, so every slot below _used is held. The step bits come back
+        // from the entries' successor hints.
+        for (int slot = 0; slot < _used; slot++) AddToIndex(Tag(_entries[slot].Hash), slot, StepFlag(slot, _entries[slot].Child));
     }
 
     private void LinkLast(int slot)
