@@ -132,6 +132,25 @@ public sealed class BufferedReceiver
     }
 
     /// <summary>
+    /// Fills <paramref name="destination"/> like <see cref="ReadRequiredAsync(Memory{byte}, CancellationToken)"/> but never
+    /// receives past its end: for a small read that a large one follows at once (a PUT value's CRC trailer before the
+    /// next value), so the large read finds the buffer empty and goes straight into its destination instead of taking
+    /// its first bytes out of the buffer.
+    /// </summary>
+    public async ValueTask ReadRequiredExactAsync(Memory<byte> destination, CancellationToken ct)
+    {
+        int done = Math.Min(_end - _start, destination.Length);
+        _buffer.AsSpan(_start, done).CopyTo(destination.Span);
+        _start += done;
+        while (done < destination.Length)
+        {
+            int received = await ReceiveAsync(destination[done..], ct).ConfigureAwait(false);
+            if (received == 0) throw new EndOfStreamException("connection closed inside a frame");
+            done += received;
+        }
+    }
+
+    /// <summary>
     /// Fills <paramref name="destination"/> like <see cref="ReadRequiredAsync(Memory{byte}, CancellationToken)"/>, and
     /// passes every piece it writes there to <paramref name="append"/> (with <paramref name="state"/>) right after that
     /// piece arrived: each copy out of the read-ahead buffer and each receive straight from the socket, while the bytes
