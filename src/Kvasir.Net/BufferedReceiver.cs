@@ -4,10 +4,10 @@ namespace Kvasir.Net;
 
 /// <summary>
 /// Reads exact byte counts from a socket through a small read-ahead buffer. Headers, metadata
-/// and small values come out of the buffer (one recv serves many frames); any read of at least
-/// the buffer's size that finds the buffer empty goes straight from the socket into the caller's
-/// memory (the arena), so large payloads are never copied through managed memory. Text protocols
-/// parse delimited units (lines) in place through <see cref="BufferedSpan"/>, <see cref="Consume"/>
+/// and small values come out of the buffer (one recv serves many frames); a read of at least
+/// <see cref="DirectReadMin"/> bytes that finds the buffer empty goes straight from the socket into
+/// the caller's memory (the arena, a GET's destination), so values are not copied through managed
+/// memory. Text protocols parse delimited units (lines) in place through <see cref="BufferedSpan"/>, <see cref="Consume"/>
 /// and <see cref="FillAsync"/>. Not thread-safe: one reader at a time.
 /// The same code reads a plain <see cref="Socket"/> (the fast path: receives go straight to the
 /// socket) or a <see cref="Stream"/> such as an SslStream (TLS: the stream decrypts through its own
@@ -20,6 +20,16 @@ public sealed class BufferedReceiver
     private readonly byte[] _buffer;
     private int _start;
     private int _end;
+
+    /// <summary>
+    /// A read of at least this many bytes receives straight into its destination whenever the buffer is empty, down to its
+    /// last byte: the kernel's copy is then the only one, and the read ends on a receive boundary, so the next large read
+    /// (the next value) starts with an empty buffer and goes straight too. Smaller reads (headers, metadata, small values)
+    /// receive into the buffer, where one receive serves several of them at the price of a copy out of it. Before session
+    /// 13 only a read still wanting the buffer's whole size went straight, so the tail of every value and the head of the
+    /// next one came through the buffer: for 64 KiB values nearly every byte was copied twice (docs/benchmarks.md).
+    /// </summary>
+    public const int DirectReadMin = 32 * 1024;
 
     public BufferedReceiver(Socket socket, int bufferSize = 64 * 1024)
     {
@@ -97,7 +107,7 @@ public sealed class BufferedReceiver
             }
             int want = destination.Length - done;
             int received;
-            if (want >= _buffer.Length)
+            if (destination.Length >= DirectReadMin || want >= _buffer.Length)
             {
                 received = await ReceiveAsync(destination[done..], ct).ConfigureAwait(false);
                 if (received == 0) return EndOfStream(done);
@@ -122,6 +132,25 @@ public sealed class BufferedReceiver
     }
 
     /// <summary>
+    /// Fills <paramref name="destination"/> like <see cref="ReadRequiredAsync(Memory{byte}, CancellationToken)"/> but never
+    /// receives past its end: for a small read that a large one follows at once (a PUT value's CRC trailer before the
+    /// next value), so the large read finds the buffer empty and goes straight into its destination instead of taking
+    /// its first bytes out of the buffer.
+    /// </summary>
+    public async ValueTask ReadRequiredExactAsync(Memory<byte> destination, CancellationToken ct)
+    {
+        int done = Math.Min(_end - _start, destination.Length);
+        _buffer.AsSpan(_start, done).CopyTo(destination.Span);
+        _start += done;
+        while (done < destination.Length)
+        {
+            int received = await ReceiveAsync(destination[done..], ct).ConfigureAwait(false);
+            if (received == 0) throw new EndOfStreamException("connection closed inside a frame");
+            done += received;
+        }
+    }
+
+    /// <summary>
     /// Fills <paramref name="destination"/> like <see cref="ReadRequiredAsync(Memory{byte}, CancellationToken)"/>, and
     /// passes every piece it writes there to <paramref name="append"/> (with <paramref name="state"/>) right after that
     /// piece arrived: each copy out of the read-ahead buffer and each receive straight from the socket, while the bytes
@@ -139,7 +168,7 @@ public sealed class BufferedReceiver
                 _buffer.AsSpan(_start, n).CopyTo(destination.Span[done..]);
                 _start += n;
             }
-            else if (destination.Length - done >= _buffer.Length)
+            else if (destination.Length >= DirectReadMin || destination.Length - done >= _buffer.Length)
             {
                 n = await ReceiveAsync(destination.Slice(done, Math.Min(destination.Length - done, ChecksumPiece)), ct).ConfigureAwait(false);
                 if (n == 0) throw new EndOfStreamException("connection closed inside a frame");

@@ -51,6 +51,32 @@ public sealed class CrcTrailerTests
     }
 
     [Fact]
+    public async Task Large_and_small_values_with_their_trailers_sent_in_odd_pieces_stay_in_step_and_a_wrong_trailer_is_still_a_miss()
+    {
+        // Before a large value the node reads a trailer without reading ahead (so the value goes straight into its
+        // reservation); before a small one it reads ahead. Odd-sized sends make each trailer arrive now whole, now split,
+        // now together with the next value's first bytes.
+        await using var node = ServerNode.Start();
+        using var c = await ConnectGrantedAsync(node);
+        int d = Kvasir.Net.BufferedReceiver.DirectReadMin;
+        var values = new[] { Value(1, 100_000), Value(2, 3), Value(3, d), Value(4, d - 1), Value(5, 65_536), Value(6, (int)ServerNode.MaxValue + 1), Value(7, d + 1), Value(8, 70_000) };
+        var keys = values.Select((_, i) => Key($"k{i}")).ToArray();
+        var entries = values.Select((v, i) => (keys[i], v, Crc32C.Compute(v) ^ (i == 4 ? 1u : 0u))).ToArray();   // k4's trailer is wrong
+        var frame = PutWithTrailer(2, entries);
+        for (int at = 0, step = 5; at < frame.Length; at += step, step = step * 7 % 90_001 + 3)
+            await c.SendAsync(frame.AsMemory(at, Math.Min(step, frame.Length - at)));
+        var reply = await c.ReadFrameAsync() ?? throw new Xunit.Sdk.XunitException("no reply to the PUT");
+        var statuses = StatusListReply.Read(reply.Meta, values.Length);
+        Assert.Equal(values.Select((_, i) => i == 5 ? WireStatus.ValueTooLarge : WireStatus.Ok), statuses);
+
+        var stored = Enumerable.Range(0, values.Length).Where(i => i != 5).ToArray();
+        var (got, payload) = await CrcWire.GetAsync(c, 3, stored.Select(i => keys[i]).ToArray());
+        Assert.Equal(stored.Select(i => i == 4 ? WireStatus.NotFound : WireStatus.Ok), got.Select(e => e.Status));
+        Assert.Equal(stored.Where(i => i != 4).SelectMany(i => values[i]), payload);
+        Assert.Equal(1L, CrcWire.Mismatches(node));
+    }
+
+    [Fact]
     public async Task A_value_whose_trailer_does_not_match_its_bytes_is_a_miss_and_is_counted()
     {
         await using var node = ServerNode.Start();

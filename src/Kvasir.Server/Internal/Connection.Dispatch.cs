@@ -290,7 +290,8 @@ internal sealed partial class Connection
                 try
                 {
                     crc = await ReceiveValueAsync(reservation!, !writerCrc, token).ConfigureAwait(false);
-                    if (trailer) crc = await ReceiveTrailerAsync(token).ConfigureAwait(false);
+                    bool largeNext = i + 1 < count && entries[i + 1].ValueLength >= BufferedReceiver.DirectReadMin;
+                    if (trailer) crc = await ReceiveTrailerAsync(largeNext, token).ConfigureAwait(false);
                     else if (writerCrc) crc = e.Crc32C;
                 }
                 catch
@@ -375,11 +376,15 @@ internal sealed partial class Connection
 
     /// <summary>
     /// CRC_TRAILER: the writer's CRC-32C that follows a value in the payload. Read before the value is committed, so a
-    /// stream that ends here leaves the value unpublished and its reservation to the caller's abort.
+    /// stream that ends here leaves the value unpublished and its reservation to the caller's abort. When a large value
+    /// follows (<paramref name="largeNext"/>) nothing past the trailer is read ahead, so that value goes straight from the
+    /// socket into its reservation instead of its first bytes (up to the receive buffer's 64 KiB) being copied out of the
+    /// buffer; before small values the read-ahead stays, one receive serving several of them.
     /// </summary>
-    private async ValueTask<uint> ReceiveTrailerAsync(CancellationToken token)
+    private async ValueTask<uint> ReceiveTrailerAsync(bool largeNext, CancellationToken token)
     {
-        await _rx.ReadRequiredAsync(_trailer, token).ConfigureAwait(false);
+        if (largeNext) await _rx.ReadRequiredExactAsync(_trailer, token).ConfigureAwait(false);
+        else await _rx.ReadRequiredAsync(_trailer, token).ConfigureAwait(false);
         return System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(_trailer.Span);
     }
 
