@@ -54,20 +54,7 @@ _MAX_BLOCKS = _MASK   # per record: a position never reaches _MASK, so homes one
 
 
 class _Record:
-    __slots__ = ("hashes", "values", "owner", "number", "live", "packed", "width")
-
-
-def _pack(ids):
-    """``(packed, width)``: the ids joined into one str when every one is a str of one length ``width`` > 0 (then
-    runs of such ids are equal exactly when their joined strs are), else ``(None, 0)``."""
-    try:
-        packed = "".join(ids)
-    except TypeError:
-        return None, 0
-    width = len(ids[0])
-    if width == 0 or len(packed) != width * len(ids) or min(map(len, ids)) != width:
-        return None, 0
-    return packed, width
+    __slots__ = ("hashes", "values", "owner", "number", "live")
 
 
 def _dead(touch) -> bool:
@@ -136,7 +123,6 @@ class ChainTable:
             self._records[rec.number] = None
             self._free.append(rec.number)
             rec.hashes, rec.values, rec.owner = [], [], []   # touches still in the log read it as empty
-            rec.packed = None
         elif pos == len(hs) - 1:
             values, owner = rec.values, rec.owner
             while hs and hs[-1] is _DEAD:
@@ -153,7 +139,6 @@ class ChainTable:
         i = 0
         values = []
         runs = []
-        query = None   # the ids packed (_pack), made at the first run of more than one block
         while i < n:
             home = get(ids[i])
             if home is None:
@@ -162,20 +147,7 @@ class ChainTable:
             pos = home & _MASK
             hs = rec.hashes
             m = min(n - i, len(hs) - pos)
-            if m == 1:
-                same = True
-            else:
-                if query is None:
-                    query, width = _pack(ids)
-                    if query is None:
-                        query = ""
-                # packed ids of the same width and no dead position in the record: one memcmp over both runs, no
-                # read of the held id objects (at 1M blocks each is a cache miss)
-                if rec.width == width and width and rec.live == len(hs):
-                    same = rec.packed.startswith(query[i * width:(i + m) * width], pos * width)
-                else:
-                    same = hs[pos:pos + m] == ids[i:i + m]
-            if same:
+            if m == 1 or hs[pos:pos + m] == ids[i:i + m]:
                 k = m
             else:   # the first position is the block's home: k >= 1
                 k = len(list(takewhile(truth, map(eq, hs[pos:pos + m], ids[i:i + m]))))
@@ -215,7 +187,6 @@ class ChainTable:
         index = self.index
         rec = _Record()
         rec.hashes = hs = list(ids)
-        rec.packed, rec.width = _pack(hs)
         rec.values = list(values)
         touch = (rec, 0, n)
         rec.owner = [touch] * n
@@ -306,7 +277,6 @@ class ChainTable:
                 records[rec.number] = None
                 self._free.append(rec.number)
                 rec.hashes, rec.values, rec.owner = [], [], []
-                rec.packed = None
             elif hs[-1] is _DEAD:
                 values, owner = rec.values, rec.owner
                 while hs[-1] is _DEAD:
