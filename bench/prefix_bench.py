@@ -16,7 +16,11 @@ they lie in memory in that order, in cache, as an engine's freshly computed hash
 copies from wherever in ~100 MB they had been allocated (the bench's own far reads at 1M).
 A second table times ``lookup_many`` (one call for 8 or 32 chains, as a scheduler step looks up its waiting requests)
 against ``lookup`` of one chain a call, on 16-block chains, in turns within each pass.
-Usage: /usr/bin/python3 bench/prefix_bench.py [--sizes 1000,100000,1000000] [--repeats 5] [--only-batched]
+With --parts (only that table) a 64-block LRU lookup is timed in parts, the ChainTable's own steps written out: the
+first id's dict probe and its record; that plus the list compare of the run; that plus the values' slice; the three;
+``ChainTable.lookup``; ``PrefixCache.lookup``; with the values the hash strings themselves (as above) and ints (an
+engine's block ids: other objects than the hashes). Each part on a sample of its own per pass, in a rotating order.
+Usage: /usr/bin/python3 bench/prefix_bench.py [--sizes 1000,100000,1000000] [--repeats 5] [--only-batched | --parts]
 """
 import argparse
 import os
@@ -29,6 +33,7 @@ from collections import deque
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 from kvasir.kv import KVPool, PrefixCache, compute_block_hashes  # noqa: E402
+from kvasir.kv.chain_table import _MASK, _SHIFT  # noqa: E402
 
 CHAIN, BLOCK = 64, 16
 
@@ -126,6 +131,69 @@ def bench_batched(n, repeats, chain=16, sample_size=256):
     return [statistics.median(p) for p in per_block], len(cache)
 
 
+PARTS = ("probe", "probe + compare", "probe + values", "probe + compare + values", "ChainTable.lookup",
+         "PrefixCache.lookup")
+
+
+def bench_parts(n, repeats, int_values, prompts, sample_size=200):
+    """µs per block of each of PARTS (LRU, 64-block chains, equal copies made per pass as in ``per_block_us``)."""
+    blobs = [b"".join(bytes.fromhex(h) for h in hashes) for hashes in prompts]
+    cache = PrefixCache(block_size=BLOCK, max_cached_blocks=n, enable_lru=True)
+    for k, hashes in enumerate(prompts):
+        cache.insert(hashes, range(k * CHAIN, (k + 1) * CHAIN) if int_values else hashes)
+    table = cache.eviction._table
+    get, records = table.index.get, table._records
+
+    def probe(ids):
+        home = get(ids[0])
+        return records[home >> _SHIFT], home & _MASK
+
+    def compare(ids):
+        rec, pos = probe(ids)
+        assert rec.hashes[pos:pos + CHAIN] == ids
+
+    def values(ids):
+        rec, pos = probe(ids)
+        return rec.values[pos:pos + CHAIN]
+
+    def both(ids):
+        rec, pos = probe(ids)
+        assert rec.hashes[pos:pos + CHAIN] == ids
+        return rec.values[pos:pos + CHAIN]
+
+    def whole(ids):
+        return cache.lookup(ids, check_store=False)
+
+    kinds = [probe, compare, values, both, table.lookup, whole]
+    rng = random.Random(4)
+    per_block = [[] for _ in kinds]
+    for r in range(repeats):
+        for k in (r + j for j in range(len(kinds))):
+            k %= len(kinds)
+            picks = [rng.randrange(len(prompts)) for _ in range(sample_size)]
+            sample = [[blobs[c][i:i + 32].hex() for i in range(0, len(blobs[c]), 32)] for c in picks]
+            for hashes in sample:
+                deque(map(hash, hashes), 0)
+            f = kinds[k]
+            t0 = time.thread_time()
+            for hashes in sample:
+                f(hashes)
+            per_block[k].append((time.thread_time() - t0) / (sample_size * CHAIN) * 1e6)
+    return [statistics.median(p) for p in per_block], len(cache)
+
+
+def parts_table(args):
+    print("a 64-block LRU lookup in parts, equal copies, µs per block (CPU time, median of the passes)")
+    print("| cached blocks | values | " + " | ".join(PARTS) + " |")
+    print("| ---: | --- |" + " ---: |" * len(PARTS))
+    for n in (int(s) for s in args.sizes.split(",")):
+        prompts = chains(n)
+        for int_values in (False, True):
+            times, held = bench_parts(n, args.repeats, int_values, prompts)
+            print(f"| {held:,} | {'ints' if int_values else 'the hashes'} | "
+                  + " | ".join(f"{t:.3f}" for t in times) + " |", flush=True)
+
+
 def bench_hashing():
     tokens = list(range(CHAIN * BLOCK * 16))
     t0 = time.perf_counter()
@@ -158,8 +226,12 @@ def main():
     ap.add_argument("--sizes", default="1000,100000,1000000")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--only-batched", action="store_true", help="only the lookup / lookup_many table")
+    ap.add_argument("--parts", action="store_true", help="only the table of a lookup's parts")
     args = ap.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
+    if args.parts:
+        parts_table(args)
+        return
     if not args.only_batched:
         single_chain_table(args)
     batched_table(args)
