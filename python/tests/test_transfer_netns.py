@@ -11,7 +11,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from kvasir.transfer import Engine
+from kvasir.transfer import Engine, _paths
 from delay_line import DelayLine
 from transfer_helpers import Peer, pattern, random_bytes, wait_notif
 
@@ -98,6 +98,9 @@ def _exchange(ns, host_if, host_ip, ns_ip, delay):
             assert ok, eng.last_error
             if delay:   # a 2 ms round trip is no short path: the lanes keep the kernel's autotuning (_paths.py)
                 assert eng._session(conn).socket_buffers == [None] * 4
+                # The link is as slow as it claims: a delay short of it (0.2 ms each way) still passes the check above.
+                rtts = [_paths.round_trip_micros(lane.sock) for lane in eng._session(conn).lanes]
+                assert all(r is not None and r >= 1800 for r in rtts), f"the lanes' round trips are {rtts} us, not >= 2 ms"
             _, note = wait_notif(eng, "the peer's advertisement")
             blob = note[len(b"advert:"):]
             src = random_bytes(32 * MiB, 11)
