@@ -99,48 +99,60 @@ public static class TransferBenchCommand
         if (!json)
             Console.WriteLine($"{"op",-6}{"size",10}{"lanes",6}{"n",7}{"p50 ms",10}{"p99 ms",10}{"GiB/s p50",11}{"GiB/s wall",11}{"msgs/s",10}{"CPU s/GiB",10}{"cs/slice",9}"
                 + (cl.Has("tcp-baseline") ? "   TCP GiB/s  x TCP  TCP CPU s/GiB" : ""));
-        foreach (int laneCount in lanes)
+        try
         {
-            (double GiBPerSecond, double CpuSecondsPerGiB)? tcp = cl.Has("tcp-baseline") ? TcpBaseline.Measure(laneCount, TimeSpan.FromSeconds(duration), tcpBuffer, memoryKind) : null;
-            var options = new TransferEngineOptions { Ncpus = laneCount / perCpu, NconnPerCpu = perCpu, SliceBytes = slice, MinSliceBytes = minSlice, SocketBufferBytes = socketBuffer };
-            using var a = TransferEngine.Start(options);
-            using var b = remote is null ? TransferEngine.Start(options) : null;
-            int conn, srcRegion = src.Register(a);
-            Func<long, long, Task<byte[]>> advertise;
-            Func<long, int, Task<uint>> destinationChecksum;
-            if (b is null)
+            foreach (int laneCount in lanes)
             {
-                conn = await a.ConnectAsync(remote!.Value.Host, remote.Value.Port);
-                var peer = new TransferBenchPeer.Remote(a, conn, connect!);
-                advertise = peer.AdvertiseAsync;
-                destinationChecksum = (offset, length) => peer.ChecksumAsync(offset, length);
+                (double GiBPerSecond, double CpuSecondsPerGiB)? tcp = cl.Has("tcp-baseline") ? TcpBaseline.Measure(laneCount, TimeSpan.FromSeconds(duration), tcpBuffer, memoryKind) : null;
+                var options = new TransferEngineOptions { Ncpus = laneCount / perCpu, NconnPerCpu = perCpu, SliceBytes = slice, MinSliceBytes = minSlice, SocketBufferBytes = socketBuffer };
+                using var a = TransferEngine.Start(options);
+                using var b = remote is null ? TransferEngine.Start(options) : null;
+                int conn, srcRegion = src.Register(a);
+                Func<long, long, Task<byte[]>> advertise;
+                Func<long, int, Task<uint>> destinationChecksum;
+                if (b is null)
+                {
+                    conn = await a.ConnectAsync(remote!.Value.Host, remote.Value.Port);
+                    var peer = new TransferBenchPeer.Remote(a, conn, connect!);
+                    advertise = peer.AdvertiseAsync;
+                    destinationChecksum = (offset, length) => peer.ChecksumAsync(offset, length);
+                }
+                else
+                {
+                    var accepting = b.AcceptAsync();
+                    conn = await a.ConnectAsync("127.0.0.1", b.Port);
+                    int peerConn = (await accepting).ConnId, dstRegion = dst!.Register(b);
+                    advertise = (offset, length) => Task.FromResult(b.Advertise(peerConn, dstRegion, offset, length));
+                    destinationChecksum = (offset, length) => Task.FromResult(Crc32C.Compute(dst.Span(offset, length)));
+                }
+                var check = new TransferBenchCheck(src, destinationChecksum);
+                foreach (long size in sizes)
+                {
+                    var windows = new ReadOnlyMemory<byte>[inflight];
+                    for (int i = 0; i < inflight; i++) windows[i] = await advertise(i * size, size);
+                    Func<int, Task> transfer = op == "write"
+                        ? i => a.WriteAsync(conn, srcRegion, i * size, size, windows[i])
+                        : i => a.ReadAsync(conn, srcRegion, i * size, size, windows[i]);
+                    await transfer(0);   // warm-up
+                    int checkedBytes = (int)Math.Min(size, int.MaxValue);   // window 0's, which the last transfer of loop 0 moved
+                    if (!cl.Has("no-verify")) await check.ArmAsync(checkedBytes);
+                    var before = ProcessCost.Now();
+                    var (latencies, wall) = await MeasureAsync(transfer, inflight, TimeSpan.FromSeconds(duration), minIterations);
+                    var cost = ProcessCost.Now() - before;
+                    if (!cl.Has("no-verify") && !await check.HoldsAsync(checkedBytes))
+                    {
+                        Console.Error.WriteLine($"kvasir transfer-bench: bytes differ after {op}s of {size} bytes on {laneCount} lanes");
+                        return 1;
+                    }
+                    Report(json, op, size, laneCount, latencies, wall, cost, latencies.Count * ((size + slice - 1) / slice), tcp);
+                }
             }
-            else
-            {
-                var accepting = b.AcceptAsync();
-                conn = await a.ConnectAsync("127.0.0.1", b.Port);
-                int peerConn = (await accepting).ConnId, dstRegion = dst!.Register(b);
-                advertise = (offset, length) => Task.FromResult(b.Advertise(peerConn, dstRegion, offset, length));
-                destinationChecksum = (offset, length) => Task.FromResult(Crc32C.Compute(dst.Span(offset, length)));
-            }
-            var check = new TransferBenchCheck(src, destinationChecksum);
-            foreach (long size in sizes)
-            {
-                var windows = new ReadOnlyMemory<byte>[inflight];
-                for (int i = 0; i < inflight; i++) windows[i] = await advertise(i * size, size);
-                Func<int, Task> transfer = op == "write"
-                    ? i => a.WriteAsync(conn, srcRegion, i * size, size, windows[i])
-                    : i => a.ReadAsync(conn, srcRegion, i * size, size, windows[i]);
-                await transfer(0);   // warm-up
-                int checkedBytes = (int)Math.Min(size, int.MaxValue);   // window 0's, which the last transfer of loop 0 moved
-                if (!cl.Has("no-verify")) await check.ArmAsync(checkedBytes);
-                var before = ProcessCost.Now();
-                var (latencies, wall) = await MeasureAsync(transfer, inflight, TimeSpan.FromSeconds(duration), minIterations);
-                var cost = ProcessCost.Now() - before;
-                if (!cl.Has("no-verify") && !await check.HoldsAsync(checkedBytes))
-                    throw new InvalidOperationException($"bytes differ after {op}s of {size} bytes on {laneCount} lanes");
-                Report(json, op, size, laneCount, latencies, wall, cost, latencies.Count * ((size + slice - 1) / slice), tcp);
-            }
+        }
+        catch (Exception e) when (remote is not null && e is TransferException or TimeoutException)
+        {
+            // The target is gone, never answered, or refused a transfer: one line, as for a node that cannot be reached.
+            Console.Error.WriteLine($"kvasir transfer-bench: {connect}: {e.Message}");
+            return 3;
         }
         return 0;
     }

@@ -130,6 +130,36 @@ public partial class TransferBenchTests
         finally { Cli.KillIfRunning(target); }
     }
 
+    [Fact]
+    public async Task An_initiator_whose_target_is_gone_or_dies_mid_run_says_so_in_one_line_and_exits_3()
+    {
+        // (Before: an unhandled TransferException, a stack trace and exit 134.)
+        var none = await Cli.RunAsync("transfer-bench", "--connect", "127.0.0.1:1", "--sizes", "64KiB", "--lanes", "1", "--duration", "0.1");
+        Assert.True(none.ExitCode == 3, none.ToString());
+        Assert.StartsWith("kvasir transfer-bench: 127.0.0.1:1: ", Assert.Single(none.ErrLines));
+
+        using var target = Cli.Start(["transfer-bench", "--listen", "0", "--sizes", "64KiB", "--region-memory", "managed"]);
+        using var initiator = Cli.Start(["transfer-bench", "--connect", $"127.0.0.1:{await ListeningPortAsync(target)}", "--sizes", "64KiB",
+            "--lanes", "1", "--duration", "60"]);
+        try
+        {
+            var errors = initiator.StandardError.ReadToEndAsync();
+            Assert.StartsWith("op ", await ReadLineWithinAsync(initiator.StandardOutput, "the initiator's header"));   // measuring now
+            target.Kill();
+            using var exit = new CancellationTokenSource(Cli.Deadline);
+            try { await initiator.WaitForExitAsync(exit.Token); }
+            catch (OperationCanceledException) { Assert.Fail("the initiator went on after its target died"); }
+            string err = await errors;
+            Assert.True(initiator.ExitCode == 3, $"exit {initiator.ExitCode}: {err}");
+            Assert.StartsWith("kvasir transfer-bench: 127.0.0.1:", Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
+        }
+        finally
+        {
+            Cli.KillIfRunning(initiator);
+            Cli.KillIfRunning(target);
+        }
+    }
+
     private static UInt128 RandomId() => BinaryPrimitives.ReadUInt128LittleEndian(RandomNumberGenerator.GetBytes(16));
 
     private static async Task SendFrameAsync(Socket socket, TransferFrameHeader header, byte[] meta)
