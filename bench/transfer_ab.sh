@@ -26,19 +26,28 @@ lanes=1,2,4,8
 for ((i = 0; i < ${#opts[@]}; i++)); do [ "${opts[$i]}" = --lanes ] && lanes="${opts[$((i + 1))]}"; done
 out="$(mktemp -d)"
 server=
-trap 'rm -rf "$out"; [ -n "$server" ] && kill "$server" 2>/dev/null || true' EXIT
+target2p= initiator2p=   # a 2p: run's processes, stopped by the traps too (a target that never listened, Ctrl-C, kill)
+trap 'rm -rf "$out"; for p in "$server" "$target2p" "$initiator2p"; do [ -z "$p" ] || kill "$p" 2>/dev/null || true; done' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 run() { case "$1" in 2p:*) run2p "${1#2p:}" "${@:2}" ;; *.dll) dotnet "$1" "${@:2}" ;; *) "$1" "${@:2}" ;; esac; }
 run2p() {   # BIN transfer-bench OPTIONS...: the target in a process of its own, then the initiator against it
-  local bin="$1" cmd=("$1") args=() a at rc log pid; shift 2
+  local bin="$1" cmd=("$1") args=() a at rc log; shift 2
   case "$bin" in *.dll) cmd=(dotnet "$bin") ;; esac
   for a in "$@"; do [ "$a" != --tcp-baseline ] && args+=("$a"); done
   log="$(mktemp)"
   "${cmd[@]}" transfer-bench --listen 0 "${args[@]}" > "$log" 2>&1 &
-  pid=$!
-  for _ in $(seq 200); do grep -q "listening on" "$log" && break; sleep 0.05; done
-  at="$(grep -o "listening on [^,]*" "$log" | cut -d' ' -f3)"
-  rc=0; "${cmd[@]}" transfer-bench --connect "$at" "${args[@]}" || rc=$?
-  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -f "$log"
+  target2p=$!
+  # Its region is filled before it listens (seconds for GiBs): wait while it lives, up to a minute.
+  for _ in $(seq 1200); do grep -q "listening on" "$log" && break; kill -0 "$target2p" 2>/dev/null || break; sleep 0.05; done
+  at="$(grep -o "listening on [^,]*" "$log" | cut -d' ' -f3 || true)"
+  rc=0
+  if [ -z "$at" ]; then echo "transfer_ab.sh: the --listen target did not start: $(cat "$log")" >&2; rc=1
+  else   # in the background and waited for, so that a signal to this script is handled at once
+    "${cmd[@]}" transfer-bench --connect "$at" "${args[@]}" & initiator2p=$!
+    wait "$initiator2p" || rc=$?; initiator2p=
+  fi
+  kill "$target2p" 2>/dev/null; wait "$target2p" 2>/dev/null || true; target2p=; rm -f "$log"
   return $rc
 }
 if [ -n "$iperf" ]; then

@@ -40,6 +40,13 @@ class Veth:
     def __init__(self, ns, delay_ms):
         self.host_if, self.ns_if, self.host_ip, self.ns_ip = "kvbh0", "kvbn0", "10.231.79.1", "10.231.79.2"
         sh("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
+        try:
+            self._configure(ns, delay_ms)
+        except BaseException:   # a step that failed must not leave the pair behind (its fixed name blocks the next run)
+            self.close()
+            raise
+
+    def _configure(self, ns, delay_ms):
         sh("ip", "link", "set", self.ns_if, "netns", ns)
         sh("ip", "addr", "add", f"{self.host_ip}/24", "dev", self.host_if)
         sh("ip", "link", "set", self.host_if, "up")
@@ -114,7 +121,11 @@ def main():
         for p in (target, iperf):
             if p is not None and p.poll() is None:
                 p.terminate()
-                p.wait(timeout=10)
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:   # never skip the link and namespace cleanup below
+                    p.kill()
+                    p.wait(timeout=10)
         if line is not None:
             line.close()
         if link is not None:

@@ -11,8 +11,10 @@ not for wire-speed figures.
     with DelayLine(ns, delay_ms=1.0) as link:    # link.host_if, link.host_ip, link.ns_if, link.ns_ip
         ...
 
-Run alone (``python3 delay_line.py HOST_IF NS NS_IF DELAY_MS [--queue N]``) it creates the two devices (NS_IF inside
-namespace NS), prints ``ready`` and forwards until SIGTERM; the devices vanish with it.
+Run alone (``python3 delay_line.py HOST_IF NS NS_IF DELAY_MS [--queue N] [--owner PID]``) it creates the two devices
+(NS_IF inside namespace NS), prints ``ready`` and forwards until SIGTERM, or until its parent, PID, dies; the devices
+vanish with it. (DelayLine passes --owner: start it from a thread that outlives the link, as PR_SET_PDEATHSIG goes by
+the parent thread.)
 """
 
 import collections
@@ -107,7 +109,8 @@ class DelayLine:
         if not os.path.exists("/dev/net/tun"):
             raise RuntimeError("no /dev/net/tun on this machine")
         self._proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), self.host_if, self.ns, self.ns_if, str(self.delay_ms), "--queue", str(self._queue)],
+            [sys.executable, os.path.abspath(__file__), self.host_if, self.ns, self.ns_if, str(self.delay_ms), "--queue", str(self._queue),
+             "--owner", str(os.getpid())],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             line = self._proc.stdout.readline().strip()
@@ -145,6 +148,13 @@ def main(argv):
     queue = int(argv[argv.index("--queue") + 1]) if "--queue" in argv else 4096
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    if "--owner" in argv:
+        # SIGTERM when the process that started this one dies, cleanup or not (a test killed outright), so the devices
+        # and the namespace they keep go with it; an owner already gone before that was set is seen by its parent id.
+        if ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0) != 0:    # PR_SET_PDEATHSIG
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+        if os.getppid() != int(argv[argv.index("--owner") + 1]):
+            return
     a = _open_tun(host_if)
     _enter_netns(ns)        # the other device is made inside the namespace; both fds work from anywhere
     b = _open_tun(ns_if)

@@ -6,12 +6,15 @@ the links are created and removed by the test."""
 import contextlib
 import hashlib
 import os
+import signal
 import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
-from kvasir.transfer import Engine
+from kvasir.transfer import Engine, _paths
 from delay_line import DelayLine
 from transfer_helpers import Peer, pattern, random_bytes, wait_notif
 
@@ -98,6 +101,9 @@ def _exchange(ns, host_if, host_ip, ns_ip, delay):
             assert ok, eng.last_error
             if delay:   # a 2 ms round trip is no short path: the lanes keep the kernel's autotuning (_paths.py)
                 assert eng._session(conn).socket_buffers == [None] * 4
+                # The link is as slow as it claims: a delay short of it (0.2 ms each way) still passes the check above.
+                rtts = [_paths.round_trip_micros(lane.sock) for lane in eng._session(conn).lanes]
+                assert all(r is not None and r >= 1800 for r in rtts), f"the lanes' round trips are {rtts} us, not >= 2 ms"
             _, note = wait_notif(eng, "the peer's advertisement")
             blob = note[len(b"advert:"):]
             src = random_bytes(32 * MiB, 11)
@@ -117,3 +123,42 @@ def _exchange(ns, host_if, host_ip, ns_ip, delay):
             assert peer.proc.wait(timeout=20) == 0
     finally:
         peer.stop()
+
+
+def test_the_delay_lines_forwarder_and_devices_go_when_the_process_that_made_it_is_killed(namespace):
+    """A test killed outright (SIGKILL, an OOM kill) runs no cleanup: the forwarder must not outlive it holding the tun
+    devices (and the namespace, which a device inside keeps alive after ``ip netns del``). Before, it forwarded on."""
+    if not os.path.exists("/dev/net/tun"):
+        pytest.skip("no /dev/net/tun")
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = (f"import sys, time; sys.path.insert(0, {here!r}); from delay_line import DelayLine\n"
+            f"line = DelayLine({namespace!r}, 1.0, tag='k1', subnet='10.231.81').__enter__()\n"
+            "print(line._proc.pid, flush=True); time.sleep(120)")
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    forwarder = None
+    try:
+        forwarder = int(owner.stdout.readline())
+        assert os.path.exists("/sys/class/net/kvdhk1")
+        owner.kill()
+        owner.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while (_alive(forwarder) or os.path.exists("/sys/class/net/kvdhk1")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(forwarder), "the forwarder outlived the process that made it"
+        assert not os.path.exists("/sys/class/net/kvdhk1")
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait(timeout=10)
+        owner.stdout.close()
+        if forwarder is not None and _alive(forwarder):
+            os.kill(forwarder, signal.SIGKILL)
+
+
+def _alive(pid):
+    """Whether process ``pid`` runs (a zombie nobody reaped yet counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

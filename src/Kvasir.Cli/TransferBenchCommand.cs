@@ -45,8 +45,8 @@ public static class TransferBenchCommand
                                 port 0 = any free one, printed) and one region of max(--sizes) x --inflight bytes
                                 holding a known pattern; serves initiators one after another until Ctrl-C or SIGTERM
           --connect HOST:PORT   be the initiator against a --listen target (give it the same --sizes and --inflight, or
-                                smaller); a write is checked by the target's CRC-32C of what landed, a read by the
-                                pattern; no --tcp-baseline (run iperf3 between the same two places instead)
+                                smaller); writes and reads are checked by the target's CRC-32C of its window against
+                                this side's; no --tcp-baseline (run iperf3 between the same two places instead)
 
         Latency is one transfer from start to its last acknowledgement; GiB/s (p50) is size / median latency
         (one in flight); GiB/s (wall) and msgs/s count every transfer over the cell's wall time. CPU s/GiB is this
@@ -95,62 +95,66 @@ public static class TransferBenchCommand
         using var src = BenchMemory.Allocate(memoryKind, largest * inflight);
         using var dst = remote is null ? BenchMemory.Allocate(memoryKind, largest * inflight) : null;
         src.FillPattern();
+        dst?.FillPattern();   // as a --listen target's region: a read brings the pattern (or what the writes left)
         if (!json)
             Console.WriteLine($"{"op",-6}{"size",10}{"lanes",6}{"n",7}{"p50 ms",10}{"p99 ms",10}{"GiB/s p50",11}{"GiB/s wall",11}{"msgs/s",10}{"CPU s/GiB",10}{"cs/slice",9}"
                 + (cl.Has("tcp-baseline") ? "   TCP GiB/s  x TCP  TCP CPU s/GiB" : ""));
-        foreach (int laneCount in lanes)
+        try
         {
-            (double GiBPerSecond, double CpuSecondsPerGiB)? tcp = cl.Has("tcp-baseline") ? TcpBaseline.Measure(laneCount, TimeSpan.FromSeconds(duration), tcpBuffer, memoryKind) : null;
-            var options = new TransferEngineOptions { Ncpus = laneCount / perCpu, NconnPerCpu = perCpu, SliceBytes = slice, MinSliceBytes = minSlice, SocketBufferBytes = socketBuffer };
-            using var a = TransferEngine.Start(options);
-            using var b = remote is null ? TransferEngine.Start(options) : null;
-            int conn, srcRegion = src.Register(a);
-            Func<long, long, Task<byte[]>> advertise;
-            TransferBenchPeer.Remote? peer = null;
-            if (b is null)
+            foreach (int laneCount in lanes)
             {
-                conn = await a.ConnectAsync(remote!.Value.Host, remote.Value.Port);
-                peer = new TransferBenchPeer.Remote(a, conn, connect!);
-                advertise = peer.AdvertiseAsync;
-            }
-            else
-            {
-                var accepting = b.AcceptAsync();
-                conn = await a.ConnectAsync("127.0.0.1", b.Port);
-                int peerConn = (await accepting).ConnId, dstRegion = dst!.Register(b);
-                advertise = (offset, length) => Task.FromResult(b.Advertise(peerConn, dstRegion, offset, length));
-            }
-            foreach (long size in sizes)
-            {
-                var windows = new ReadOnlyMemory<byte>[inflight];
-                for (int i = 0; i < inflight; i++) windows[i] = await advertise(i * size, size);
-                Func<int, Task> transfer = op == "write"
-                    ? i => a.WriteAsync(conn, srcRegion, i * size, size, windows[i])
-                    : i => a.ReadAsync(conn, srcRegion, i * size, size, windows[i]);
-                if (op == "read" && dst is not null) src.CopyTo(dst);
-                await transfer(0);   // warm-up
-                if (op == "read" && peer is not null) src.Fill(0);   // the reads must bring the target's bytes back
-                var before = ProcessCost.Now();
-                var (latencies, wall) = await MeasureAsync(transfer, inflight, TimeSpan.FromSeconds(duration), minIterations);
-                var cost = ProcessCost.Now() - before;
-                if (!cl.Has("no-verify")) await VerifyAsync(op, size, laneCount, src, dst, peer);
-                Report(json, op, size, laneCount, latencies, wall, cost, latencies.Count * ((size + slice - 1) / slice), tcp);
+                (double GiBPerSecond, double CpuSecondsPerGiB)? tcp = cl.Has("tcp-baseline") ? TcpBaseline.Measure(laneCount, TimeSpan.FromSeconds(duration), tcpBuffer, memoryKind) : null;
+                var options = new TransferEngineOptions { Ncpus = laneCount / perCpu, NconnPerCpu = perCpu, SliceBytes = slice, MinSliceBytes = minSlice, SocketBufferBytes = socketBuffer };
+                using var a = TransferEngine.Start(options);
+                using var b = remote is null ? TransferEngine.Start(options) : null;
+                int conn, srcRegion = src.Register(a);
+                Func<long, long, Task<byte[]>> advertise;
+                Func<long, int, Task<uint>> destinationChecksum;
+                if (b is null)
+                {
+                    conn = await a.ConnectAsync(remote!.Value.Host, remote.Value.Port);
+                    var peer = new TransferBenchPeer.Remote(a, conn, connect!);
+                    advertise = peer.AdvertiseAsync;
+                    destinationChecksum = (offset, length) => peer.ChecksumAsync(offset, length);
+                }
+                else
+                {
+                    var accepting = b.AcceptAsync();
+                    conn = await a.ConnectAsync("127.0.0.1", b.Port);
+                    int peerConn = (await accepting).ConnId, dstRegion = dst!.Register(b);
+                    advertise = (offset, length) => Task.FromResult(b.Advertise(peerConn, dstRegion, offset, length));
+                    destinationChecksum = (offset, length) => Task.FromResult(Crc32C.Compute(dst.Span(offset, length)));
+                }
+                var check = new TransferBenchCheck(src, destinationChecksum);
+                foreach (long size in sizes)
+                {
+                    var windows = new ReadOnlyMemory<byte>[inflight];
+                    for (int i = 0; i < inflight; i++) windows[i] = await advertise(i * size, size);
+                    Func<int, Task> transfer = op == "write"
+                        ? i => a.WriteAsync(conn, srcRegion, i * size, size, windows[i])
+                        : i => a.ReadAsync(conn, srcRegion, i * size, size, windows[i]);
+                    await transfer(0);   // warm-up
+                    int checkedBytes = (int)Math.Min(size, int.MaxValue);   // window 0's, which the last transfer of loop 0 moved
+                    if (!cl.Has("no-verify")) await check.ArmAsync(checkedBytes);
+                    var before = ProcessCost.Now();
+                    var (latencies, wall) = await MeasureAsync(transfer, inflight, TimeSpan.FromSeconds(duration), minIterations);
+                    var cost = ProcessCost.Now() - before;
+                    if (!cl.Has("no-verify") && !await check.HoldsAsync(checkedBytes))
+                    {
+                        Console.Error.WriteLine($"kvasir transfer-bench: bytes differ after {op}s of {size} bytes on {laneCount} lanes");
+                        return 1;
+                    }
+                    Report(json, op, size, laneCount, latencies, wall, cost, latencies.Count * ((size + slice - 1) / slice), tcp);
+                }
             }
         }
+        catch (Exception e) when (remote is not null && e is TransferException or TimeoutException)
+        {
+            // The target is gone, never answered, or refused a transfer: one line, as for a node that cannot be reached.
+            Console.Error.WriteLine($"kvasir transfer-bench: {connect}: {e.Message}");
+            return 3;
+        }
         return 0;
-    }
-
-    /// <summary>
-    /// The last transfer's bytes: in one process the two regions are compared; across two, a write is checked by the
-    /// target's CRC-32C of what landed and a read by the pattern every target region holds.
-    /// </summary>
-    private static async Task VerifyAsync(string op, long size, int lanes, BenchMemory src, BenchMemory? dst, TransferBenchPeer.Remote? peer)
-    {
-        int length = (int)Math.Min(size, int.MaxValue);
-        bool same = peer is null ? src.Span(0, length).SequenceEqual(dst!.Span(0, length))
-            : op == "write" ? await peer.ChecksumAsync(0, length) == Crc32C.Compute(src.Span(0, length))
-            : src.HoldsPattern(0, length);
-        if (!same) throw new InvalidOperationException($"bytes differ after {op}s of {size} bytes on {lanes} lanes");
     }
 
     /// <summary>Runs <paramref name="inflight"/> loops of back-to-back transfers until the duration and iteration count are both met.</summary>

@@ -46,26 +46,29 @@ public sealed class BenchMemory : IDisposable
     }
 
     /// <summary>Writes the bench's byte pattern (byte i of the region: i * 131 mod 251), which both sides of a
-    /// two-process bench know.</summary>
-    public void FillPattern()
+    /// two-process bench know: what a <c>--listen</c> target's region holds when it starts.</summary>
+    public void FillPattern() => FillPattern(0, Length, 0);
+
+    /// <summary>
+    /// Writes bytes [offset, offset + length) with the pattern of <paramref name="seed"/> (byte i: (i * 131 + seed) mod
+    /// 251; <paramref name="seed"/> 0..250). Two seeds give different bytes at every position.
+    /// </summary>
+    public void FillPattern(long offset, long length, int seed)
     {
-        for (long at = 0; at < Length; at += 1 << 20)
+        ArgumentOutOfRangeException.ThrowIfNegative(seed);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(seed, 250);
+        // The pattern repeats every 251 bytes: a tile of 256 periods is computed once and copied.
+        const int Tile = 251 * 256;
+        Span<byte> tile = new byte[Tile];
+        for (int i = 0; i < Tile; i++) tile[i] = Pattern(offset + i, seed);
+        for (long at = 0; at < length; at += Tile)
         {
-            var chunk = Span(at, (int)Math.Min(1 << 20, Length - at));
-            for (int i = 0; i < chunk.Length; i++) chunk[i] = Pattern(at + i);
+            int n = (int)Math.Min(Tile, length - at);
+            tile[..n].CopyTo(Span(offset + at, n));
         }
     }
 
-    /// <summary>Whether bytes [offset, offset + length) hold <see cref="FillPattern"/>'s bytes.</summary>
-    public bool HoldsPattern(long offset, int length)
-    {
-        var span = Span(offset, length);
-        for (int i = 0; i < span.Length; i++)
-            if (span[i] != Pattern(offset + i)) return false;
-        return true;
-    }
-
-    private static byte Pattern(long at) => (byte)(at * 131 % 251);
+    private static byte Pattern(long at, int seed) => (byte)((at % 251 * 131 + seed) % 251);
 
     public void Dispose() => _native?.Dispose();
 }

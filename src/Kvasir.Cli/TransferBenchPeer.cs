@@ -16,8 +16,8 @@ namespace Kvasir.Cli;
 /// checks what its writes left there);</item>
 /// <item>an error is <c>'E'</c> and one line of UTF-8 text.</item>
 /// </list>
-/// The target's region holds <see cref="BenchMemory.FillPattern"/>'s bytes when it starts, so reads have something
-/// to check.
+/// The target's region holds <see cref="BenchMemory.FillPattern()"/>'s bytes when it starts; an initiator checks its
+/// writes and reads by the CRC-32C of a window (<see cref="TransferBenchCheck"/>).
 /// </summary>
 internal static class TransferBenchPeer
 {
@@ -41,17 +41,22 @@ internal static class TransferBenchPeer
         {
             try { await engine.WaitForNotificationsAsync(ct); }
             catch (OperationCanceledException) { break; }
-            foreach (var note in engine.GetNotifications())
-            {
-                try { await engine.SendNotificationAsync(note.ConnId, Answer(engine, region, regionId, note)); }
-                catch (Exception e) when (e is TransferException or InvalidOperationException or ArgumentException)
-                {
-                    Console.Error.WriteLine($"transfer-bench: connection {note.ConnId}: {e.Message}");
-                }
-            }
+            // Not awaited one after another: an answer completes only when the initiator acknowledges it, and one that
+            // never does (a stopped process, a dead link) must hold up neither the others' answers nor a Ctrl-C for the
+            // engine's transfer timeout. Each initiator asks one thing at a time, so the order of answers is its own.
+            foreach (var note in engine.GetNotifications()) _ = AnswerAsync(engine, region, regionId, note, ct);
         }
         await accepting;
         return 0;
+    }
+
+    private static async Task AnswerAsync(TransferEngine engine, BenchMemory region, int regionId, TransferNotification note, CancellationToken ct)
+    {
+        try { await engine.SendNotificationAsync(note.ConnId, Answer(engine, region, regionId, note)); }
+        catch (Exception e) when (e is TransferException or InvalidOperationException or ArgumentException or ObjectDisposedException)
+        {
+            if (!ct.IsCancellationRequested) Console.Error.WriteLine($"transfer-bench: connection {note.ConnId}: {e.Message}");
+        }
     }
 
     private static async Task AcceptAllAsync(TransferEngine engine, CancellationToken ct)
