@@ -92,6 +92,16 @@ def per_block_us(lookup, prompts, repeats, blobs=None, sample_size=200):
     return statistics.median(per_block)
 
 
+def _fresh_sample(rng, blobs, sample_size):
+    """``sample_size`` random prompts' hashes as new string objects (equal to the cached ones, not the same objects),
+    each string's hash computed already, as an engine's freshly computed hashes would be."""
+    picks = [rng.randrange(len(blobs)) for _ in range(sample_size)]
+    sample = [[blobs[c][i:i + 32].hex() for i in range(0, len(blobs[c]), 32)] for c in picks]
+    for hashes in sample:
+        deque(map(hash, hashes), 0)
+    return sample
+
+
 def bench_batched(n, repeats, chain=16, sample_size=256):
     """µs per block of ``lookup`` one chain a call against ``lookup_many`` of 8 and of 32 chains a call (LRU, chains of
     ``chain`` blocks, equal copies made per pass as in ``per_block_us``): each pass times the three in turns, each on a
@@ -121,10 +131,7 @@ def bench_batched(n, repeats, chain=16, sample_size=256):
     for r in range(repeats):
         for k in (r + j for j in range(len(kinds))):
             k %= len(kinds)
-            picks = [rng.randrange(len(prompts)) for _ in range(sample_size)]
-            sample = [[blobs[c][i:i + 32].hex() for i in range(0, len(blobs[c]), 32)] for c in picks]
-            for hashes in sample:
-                deque(map(hash, hashes), 0)
+            sample = _fresh_sample(rng, blobs, sample_size)
             t0 = time.thread_time()
             kinds[k](sample)
             per_block[k].append((time.thread_time() - t0) / (sample_size * chain) * 1e6)
@@ -170,10 +177,7 @@ def bench_parts(n, repeats, int_values, prompts, sample_size=200):
     for r in range(repeats):
         for k in (r + j for j in range(len(kinds))):
             k %= len(kinds)
-            picks = [rng.randrange(len(prompts)) for _ in range(sample_size)]
-            sample = [[blobs[c][i:i + 32].hex() for i in range(0, len(blobs[c]), 32)] for c in picks]
-            for hashes in sample:
-                deque(map(hash, hashes), 0)
+            sample = _fresh_sample(rng, blobs, sample_size)
             f = kinds[k]
             t0 = time.thread_time()
             for hashes in sample:

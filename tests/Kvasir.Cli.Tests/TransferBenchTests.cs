@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
@@ -52,10 +53,7 @@ public partial class TransferBenchTests
             var again = await Cli.RunAsync("transfer-bench", "--connect", at, "--sizes", "64KiB", "--lanes", "1", "--duration", "0.1", "--json");
             Assert.True(again.ExitCode == 0, again.ToString());
 
-            Cli.SendSigterm(target);
-            using var exit = new CancellationTokenSource(Cli.Deadline);
-            await target.WaitForExitAsync(exit.Token);
-            Assert.Equal(0, target.ExitCode);
+            await StopAsync(target);
             Assert.Equal(6, Regex.Count(await drain, @"^transfer-bench: connection \d+ from 127\.0\.0\.1:\d+$", RegexOptions.Multiline));
         }
         finally { Cli.KillIfRunning(target); }
@@ -85,10 +83,7 @@ public partial class TransferBenchTests
             uint written = await TargetChecksumAsync(port, 0, 64 << 10);
             Assert.NotEqual(initial, written);
 
-            Cli.SendSigterm(target);
-            using var exit = new CancellationTokenSource(Cli.Deadline);
-            await target.WaitForExitAsync(exit.Token);
-            Assert.Equal(0, target.ExitCode);
+            await StopAsync(target);
             await drain;
         }
         finally { Cli.KillIfRunning(target); }
@@ -120,11 +115,7 @@ public partial class TransferBenchTests
                 "--duration", "0.1", "--min-iterations", "3", "--json");
             Assert.True(r.ExitCode == 0, r.ToString());
 
-            Cli.SendSigterm(target);
-            using var exit = new CancellationTokenSource(Cli.Deadline);
-            try { await target.WaitForExitAsync(exit.Token); }
-            catch (OperationCanceledException) { Assert.Fail($"the target did not stop within {Cli.Deadline.TotalSeconds:0} s of SIGTERM"); }
-            Assert.Equal(0, target.ExitCode);
+            await StopAsync(target);
             await drain;
         }
         finally { Cli.KillIfRunning(target); }
@@ -255,6 +246,16 @@ public partial class TransferBenchTests
         for (int i = 1000; i < 61_000; i++) Assert.NotEqual(a.Span(i, 1)[0], b.Span(i, 1)[0]);
         Assert.Equal((byte)((1000L * 131 + 7) % 251), a.Span(1000, 1)[0]);
         Assert.Equal((byte)(999 * 131 % 251), a.Span(999, 1)[0]);   // nothing before the range changed
+    }
+
+    /// <summary>SIGTERM to a <c>--listen</c> target, which must exit 0 within the CLI deadline.</summary>
+    private static async Task StopAsync(Process target)
+    {
+        Cli.SendSigterm(target);
+        using var exit = new CancellationTokenSource(Cli.Deadline);
+        try { await target.WaitForExitAsync(exit.Token); }
+        catch (OperationCanceledException) { Assert.Fail($"the target did not stop within {Cli.Deadline.TotalSeconds:0} s of SIGTERM"); }
+        Assert.Equal(0, target.ExitCode);
     }
 
     private static async Task<string> ReadLineWithinAsync(StreamReader reader, string what)
