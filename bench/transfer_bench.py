@@ -42,6 +42,8 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
+sys.path.insert(0, os.path.join(ROOT, "python", "tests"))
+from delay_line import VethPair  # noqa: E402
 from kvasir.transfer import Engine  # noqa: E402
 
 REGION = 256 << 20
@@ -71,25 +73,17 @@ class Link:
     def __init__(self, delay_ms):
         self.ns, self.host_if, self.ns_if = "kvx-bench", "kvxhb", "kvxnb"
         sh("ip", "netns", "add", self.ns)
-        sh("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
-        sh("ip", "link", "set", self.ns_if, "netns", self.ns)
-        sh("ip", "addr", "add", "10.231.78.1/24", "dev", self.host_if)
-        sh("ip", "link", "set", self.host_if, "up")
-        for cmd in (("ip", "addr", "add", "10.231.78.2/24", "dev", self.ns_if), ("ip", "link", "set", self.ns_if, "up"),
-                    ("ip", "link", "set", "lo", "up")):
-            sh("ip", "netns", "exec", self.ns, *cmd)
-        self.delay = None
-        if delay_ms:
-            r = sh("tc", "qdisc", "add", "dev", self.host_if, "root", "netem", "delay", f"{delay_ms}ms", check=False)
-            if r.returncode == 0:
-                sh("ip", "netns", "exec", self.ns, "tc", "qdisc", "add", "dev", self.ns_if, "root", "netem",
-                   "delay", f"{delay_ms}ms")
-                self.delay = delay_ms
-            else:
-                print(f"# netem unavailable ({r.stderr.strip()}): the link has no added delay", flush=True)
+        try:
+            self._pair = VethPair(self.ns, self.host_if, self.ns_if, "10.231.78", delay_ms)
+        except BaseException:
+            sh("ip", "netns", "del", self.ns, check=False)
+            raise
+        self.delay = delay_ms if self._pair.delayed else None
+        if delay_ms and not self._pair.delayed:
+            print(f"# netem unavailable ({self._pair.netem_error}): the link has no added delay", flush=True)
 
     def close(self):
-        sh("ip", "link", "del", self.host_if, check=False)
+        self._pair.close()
         sh("ip", "netns", "del", self.ns, check=False)
 
 

@@ -24,7 +24,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "python", "tests"))
-from delay_line import DelayLine   # noqa: E402
+from delay_line import DelayLine, VethPair   # noqa: E402
 
 
 def sh(*cmd, check=True):
@@ -32,35 +32,6 @@ def sh(*cmd, check=True):
     if check and r.returncode:
         raise SystemExit(f"{' '.join(cmd)}: {r.stderr.strip()}")
     return r
-
-
-class Veth:
-    """A veth pair into ``ns`` with netem on both ends; ``ok`` False where the kernel has no netem."""
-
-    def __init__(self, ns, delay_ms):
-        self.host_if, self.ns_if, self.host_ip, self.ns_ip = "kvbh0", "kvbn0", "10.231.79.1", "10.231.79.2"
-        sh("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
-        try:
-            self._configure(ns, delay_ms)
-        except BaseException:   # a step that failed must not leave the pair behind (its fixed name blocks the next run)
-            self.close()
-            raise
-
-    def _configure(self, ns, delay_ms):
-        sh("ip", "link", "set", self.ns_if, "netns", ns)
-        sh("ip", "addr", "add", f"{self.host_ip}/24", "dev", self.host_if)
-        sh("ip", "link", "set", self.host_if, "up")
-        for cmd in (["addr", "add", f"{self.ns_ip}/24", "dev", self.ns_if], ["link", "set", self.ns_if, "up"], ["link", "set", "lo", "up"]):
-            sh("ip", "netns", "exec", ns, "ip", *cmd)
-        r = sh("tc", "qdisc", "add", "dev", self.host_if, "root", "netem", "delay", f"{delay_ms}ms", check=False)
-        self.ok = r.returncode == 0
-        if self.ok:
-            sh("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", self.ns_if, "root", "netem", "delay", f"{delay_ms}ms")
-        else:
-            print(f"# no netem here ({r.stderr.strip()}): using the tun delay line", flush=True)
-
-    def close(self):
-        sh("ip", "link", "del", self.host_if, check=False)
 
 
 def main():
@@ -79,8 +50,9 @@ def main():
     link = line = target = iperf = None
     try:
         if not a.line:
-            link = Veth(ns, a.delay_ms)
-            if not link.ok:
+            link = VethPair(ns, "kvbh0", "kvbn0", "10.231.79", a.delay_ms)
+            if not link.delayed:
+                print(f"# no netem here ({link.netem_error}): using the tun delay line", flush=True)
                 link.close()
                 link = None
         if link is None:

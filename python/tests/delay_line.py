@@ -93,6 +93,46 @@ def _ip(*args, netns=None):
         raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr.strip()}")
 
 
+class VethPair:
+    """A veth pair from the root namespace (``host_if``, ``{subnet}.1``) into ``ns`` (``ns_if``, ``{subnet}.2``), with
+    netem ``delay_ms`` each way when asked and the kernel has it: ``delayed`` says whether it does, ``netem_error`` why
+    not. A pair whose set-up fails half way is removed before the error propagates (its fixed names would block the
+    next one); ``close()`` removes it. Shared by test_transfer_netns.py and the transfer benches."""
+
+    def __init__(self, ns: str, host_if: str, ns_if: str, subnet: str, delay_ms: float = 0):
+        self.host_if, self.ns_if = host_if, ns_if
+        self.host_ip, self.ns_ip = f"{subnet}.1", f"{subnet}.2"
+        self.delayed, self.netem_error = False, None
+        _ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+        try:
+            _ip("link", "set", ns_if, "netns", ns)
+            _ip("addr", "add", f"{self.host_ip}/24", "dev", host_if)
+            _ip("link", "set", host_if, "up")
+            _ip("addr", "add", f"{self.ns_ip}/24", "dev", ns_if, netns=ns)
+            _ip("link", "set", ns_if, "up", netns=ns)
+            _ip("link", "set", "lo", "up", netns=ns)
+            if delay_ms:
+                r = subprocess.run(["tc", "qdisc", "add", "dev", host_if, "root", "netem", "delay", f"{delay_ms}ms"],
+                                   capture_output=True, text=True, timeout=30)
+                if r.returncode:
+                    self.netem_error = r.stderr.strip()
+                else:
+                    _tc_in(ns, "qdisc", "add", "dev", ns_if, "root", "netem", "delay", f"{delay_ms}ms")
+                    self.delayed = True
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, timeout=30)
+
+
+def _tc_in(ns, *args):
+    r = subprocess.run(["ip", "netns", "exec", ns, "tc", *args], capture_output=True, text=True, timeout=30)
+    if r.returncode:
+        raise RuntimeError(f"tc {' '.join(args)} in {ns} failed: {r.stderr.strip()}")
+
+
 class DelayLine:
     """The link: ``host_if``/``host_ip`` in the root namespace, ``ns_if``/``ns_ip`` in ``ns``; one-way delay
     ``delay_ms``. Needs root and /dev/net/tun; raises RuntimeError with the reason where it cannot be made."""

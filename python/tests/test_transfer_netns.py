@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from kvasir.transfer import Engine, _paths
-from delay_line import DelayLine
+from delay_line import DelayLine, VethPair
 from transfer_helpers import Peer, pattern, random_bytes, wait_notif
 
 MiB = 1 << 20
@@ -48,25 +48,11 @@ def _veth(ns, delay_ms=0):
     """(host-side interface, host address, namespace address) of a veth pair into ``ns``, with netem ``delay_ms``
     each way when asked (None when this kernel has no sch_netem); removed afterwards."""
     tag = f"{os.getpid() % 100000}"
-    host_if, ns_if = f"kvxh{tag}", f"kvxn{tag}"
-    _ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+    pair = VethPair(ns, f"kvxh{tag}", f"kvxn{tag}", "10.231.77", delay_ms)
     try:
-        _ip("link", "set", ns_if, "netns", ns)
-        _ip("addr", "add", "10.231.77.1/24", "dev", host_if)
-        _ip("link", "set", host_if, "up")
-        _ip("netns", "exec", ns, "ip", "addr", "add", "10.231.77.2/24", "dev", ns_if)
-        _ip("netns", "exec", ns, "ip", "link", "set", ns_if, "up")
-        _ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
-        if delay_ms:
-            r = subprocess.run(["tc", "qdisc", "add", "dev", host_if, "root", "netem", "delay", f"{delay_ms}ms"],
-                               capture_output=True, text=True, timeout=30)
-            if r.returncode:
-                yield None
-                return
-            _ip("netns", "exec", ns, "tc", "qdisc", "add", "dev", ns_if, "root", "netem", "delay", f"{delay_ms}ms")
-        yield host_if, "10.231.77.1", "10.231.77.2"
+        yield None if delay_ms and not pair.delayed else (pair.host_if, pair.host_ip, pair.ns_ip)
     finally:
-        _ip("link", "del", host_if, check=False)
+        pair.close()
 
 
 @contextlib.contextmanager
