@@ -25,7 +25,7 @@ namespace Kvasir.Prefix.Internal;
 /// </para>
 /// Not thread-safe: the owner (<see cref="PrefixCache{TBlock}"/>, <see cref="EvictionManager"/>) serialises calls.
 /// </summary>
-internal sealed class BlockTable<TValue>
+internal sealed partial class BlockTable<TValue>
 {
     private const int None = -1;
     private const int Free = -2;   // Prev of a slot on the free list
@@ -177,58 +177,6 @@ internal sealed class BlockTable<TValue>
     }
 
     /// <summary>
-    /// Reads, without changing anything, what <see cref="MatchPrefix"/> of chains starting with these blocks will
-    /// read: the index bucket of each chain's first block (and of its second where the first's bucket has no step
-    /// bits), then the entries a fixed step apart that the walk will guess, then under LRU the entries of each chain's two outer neighbours in the order (the links its move
-    /// rewrites). Called for a group of chains before matching them one by one, so the far loads of the group are in
-    /// flight together instead of one chain's after another's. Plain loads, for CPUs without the prefetch
-    /// instruction of <see cref="Kvasir.Net.CacheHints"/> (where it exists, <see cref="HintBucket"/>,
-    /// <see cref="HintEntries"/> and <see cref="HintNeighbours"/> serve instead): nothing waits for their values, which
-    /// are summed only so the loads are not optimised away.
-    /// </summary>
-    /// <param name="firsts">each chain's first block</param>
-    /// <param name="seconds">each chain's second block (for a one-block chain, its first again)</param>
-    /// <param name="lengths">each chain's length in blocks</param>
-    public long Prefetch(ReadOnlySpan<BlockHash> firsts, ReadOnlySpan<BlockHash> seconds, ReadOnlySpan<int> lengths)
-    {
-        var buckets = _buckets;
-        var entries = _entries;
-        long touched = 0;
-        for (int c = 0; c < firsts.Length; c++) touched += (long)buckets[Home(Tag(firsts[c]))];
-        Span<int> ends = firsts.Length <= 64 ? stackalloc int[2 * firsts.Length] : new int[2 * firsts.Length];
-        for (int c = 0; c < firsts.Length; c++)
-        {
-            ends[2 * c] = ends[2 * c + 1] = None;
-            ulong head = BucketByTag(Tag(firsts[c]));
-            int first = SlotOf(head), step = StepOf(head);
-            if (first == None) continue;
-            int second = step != 0 ? first + step : SlotByTag(Tag(seconds[c]));
-            if (second == None && step == 0) continue;
-            step = second - first;
-            int last = first;
-            for (int k = 0, slot = first; k < lengths[c] && (uint)slot < (uint)_used; k++, slot += step)
-            {
-                touched += entries[slot].Prev ^ (long)entries[slot].Hash.Prefix;
-                last = slot;
-            }
-            (ends[2 * c], ends[2 * c + 1]) = (first, last);
-        }
-        // Under LRU a matched chain leaves the order between its first block's predecessor and its last block's
-        // successor, whose links the move rewrites: their entries are the last far reads of a lookup.
-        if (_moveOnAccess)
-        {
-            for (int c = 0; c < firsts.Length; c++)
-            {
-                if (ends[2 * c] == None) continue;
-                int before = entries[ends[2 * c]].Prev, after = entries[ends[2 * c + 1]].Next;
-                if (before >= 0) touched += entries[before].Next;
-                if (after >= 0) touched += entries[after].Prev;
-            }
-        }
-        return touched;
-    }
-
-    /// <summary>
     /// Sets the successor hint of <paramref name="parent"/> to <paramref name="child"/> (both held), and the step bits of
     /// the parent's bucket (found from its hash: a near read while inserting, which has just probed it).
     /// </summary>
@@ -241,50 +189,6 @@ internal sealed class BlockTable<TValue>
         int b = Home(Tag(entry.Hash));
         while (SlotOf(buckets[b]) != parent) b = (b + 1) & mask;
         MarkStep(b, parent, child);
-    }
-
-    /// <summary>Asks the CPU for the index bucket where a probe for <paramref name="first"/> starts (a prefetch: nothing waits for it, nothing changes).</summary>
-    public void HintBucket(in BlockHash first) => Kvasir.Net.CacheHints.Prefetch(ref _buckets[Home(Tag(first))]);
-
-    /// <summary>
-    /// Reads the bucket of <paramref name="chain"/>'s first block (asked for earlier by <see cref="HintBucket"/>; without
-    /// step bits also its second block's) and asks for the entries <see cref="MatchPrefix"/> will guess; returns the first
-    /// and the last slot guessed, or (-1, -1). Changes nothing.
-    /// </summary>
-    public (int First, int Last) HintEntries(ReadOnlySpan<BlockHash> chain)
-    {
-        if (chain.IsEmpty) return (None, None);
-        ulong head = BucketByTag(Tag(chain[0]));
-        int first = SlotOf(head), step = StepOf(head);
-        if (first == None) return (None, None);
-        if (step == 0 && chain.Length > 1)
-        {
-            int second = SlotByTag(Tag(chain[1]));
-            if (second == None) return (None, None);
-            step = second - first;
-        }
-        var entries = _entries;
-        int last = first;
-        for (int k = 0, slot = first; k < chain.Length && (uint)slot < (uint)_used; k++, slot += step)
-        {
-            Kvasir.Net.CacheHints.Prefetch(ref entries[slot]);
-            last = slot;
-        }
-        return (first, last);
-    }
-
-    /// <summary>
-    /// Under LRU, asks for the entries of a chain's two outer neighbours in the order, whose links its move rewrites
-    /// (<paramref name="first"/> and <paramref name="last"/> from <see cref="HintEntries"/>, whose entries are read here:
-    /// asked for earlier). Changes nothing.
-    /// </summary>
-    public void HintNeighbours(int first, int last)
-    {
-        if (!_moveOnAccess || first == None) return;
-        var entries = _entries;
-        int before = entries[first].Prev, after = entries[last].Next;
-        if (before >= 0) Kvasir.Net.CacheHints.Prefetch(ref entries[before]);
-        if (after >= 0) Kvasir.Net.CacheHints.Prefetch(ref entries[after]);
     }
 
     /// <summary>The step bits of <paramref name="hash"/>'s bucket: +1, -1, or 0 (not known, or not held). For tests.</summary>
