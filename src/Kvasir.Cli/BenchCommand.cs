@@ -28,7 +28,9 @@ public static class BenchCommand
           --value-size SIZES    bytes per value                                       default 1MiB
           --batch N             keys per request                                      default 16 MiB / value size, 1..64
           --inflight NS         requests in flight at once, one lane each             default 4
-          --connections N       Kvasir TCP connections (peers: one per lane)          default the largest --inflight
+          --connections N       Kvasir TCP connections (peers: one per lane)          default the largest --inflight, at least 4
+          --stripe SIZE         Kvasir over TCP: a batch of at least twice SIZE is split over the free
+                                connections, SIZE or more each (KvStoreOptions.StripeBytes); 0: off   default 1MiB
           --keys N              key-space size                                        default --key-space / value size, 16..65536
           --key-space SIZE      bytes of values the key space holds                   default 256MiB
           --duration SEC        measured time per run                                 default 10
@@ -49,7 +51,7 @@ public static class BenchCommand
         """ + TraceBenchCommand.Help + ScaleBenchCommand.Help;
 
     private static readonly string[] ValueOptions =
-        [.. ClientCommands.ConnectOptions, "target", "op", "ratio", "value-size", "batch", "inflight", "connections", "keys", "duration", "requests", "warmup", "memory", "verify", "key-space", "value-crc", "verify-crc"];
+        [.. ClientCommands.ConnectOptions, "target", "op", "ratio", "value-size", "batch", "inflight", "connections", "stripe", "keys", "duration", "requests", "warmup", "memory", "verify", "key-space", "value-crc", "verify-crc"];
 
     public static async Task<int> RunAsync(IReadOnlyList<string> args)
     {
@@ -75,7 +77,8 @@ public static class BenchCommand
         var duration = Seconds(cl, "duration", 10);
         var warmup = Seconds(cl, "warmup", 1);
         long? requests = cl.Get("requests") is null ? null : cl.Int("requests", 0, 1);
-        int connections = cl.Int("connections", inflights.Max(), 1, 1024);
+        int connections = cl.Int("connections", Math.Max(inflights.Max(), new KvStoreOptions().ConnectionsPerNode), 1, 1024);
+        long stripe = cl.Size("stripe", new KvStoreOptions().StripeBytes);
         var verify = cl.Has("no-verify") ? VerifyMode.Off : cl.Get("verify", "sample") switch
         {
             "sample" => VerifyMode.Sample,
@@ -98,7 +101,7 @@ public static class BenchCommand
             "kvasir" => await KvStore.ConnectAsync(ClientCommands.StoreOptions(cl, "kvasir-bench", connections, sendValueCrc: valueCrc != "node",
                 // Every lane's continuation is a non-blocking loop (as with the socket engine's inline completions in
                 // Program.cs): resuming it on the connection's reader saves a thread-pool hop per request.
-                inlineCompletions: true, verifyValueCrc: verifyCrc)),
+                inlineCompletions: true, verifyValueCrc: verifyCrc, stripeBytes: stripe)),
             "inproc" => EmbeddedKvStore.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = cl.Size("memory", 1L << 30), MaxValueBytes = Math.Min(cl.Size("memory", 1L << 30), 1L << 30) } }),
             _ => null,
         };

@@ -51,7 +51,7 @@ public static class ClientCommands
 
     /// <summary>Store options from --server / --redis / --cluster / --replicas / --auth-key; bad values are usage errors.</summary>
     public static KvStoreOptions StoreOptions(CommandLine cl, string clientName, int connections, TimeSpan? timeout = null, bool sendValueCrc = true,
-        bool inlineCompletions = false, bool? verifyValueCrc = null)
+        bool inlineCompletions = false, bool? verifyValueCrc = null, long? stripeBytes = null)
     {
         var redis = cl.Get("redis");
         var server = cl.Get("server", "127.0.0.1:7380");
@@ -78,6 +78,7 @@ public static class ClientCommands
             Tls = TlsOptions(cl),
             RequestTimeout = timeout ?? TimeSpan.FromSeconds(30),
             ConnectionsPerNode = connections,
+            StripeBytes = stripeBytes ?? new KvStoreOptions().StripeBytes,
             ClientName = clientName,
             SendValueCrc = sendValueCrc,
             InlineCompletions = inlineCompletions,

@@ -100,8 +100,23 @@ public sealed class KvStoreOptions
     /// </summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>TCP connections kept to the node. Default 2. Requests are pipelined on each; more connections spread large transfers over more cores.</summary>
-    public int ConnectionsPerNode { get; init; } = 2;
+    /// <summary>
+    /// TCP connections kept to the node, opened as they are needed. Default 4. Requests are pipelined on each; more
+    /// connections spread large transfers over more cores, and let one large batch be striped (<see cref="StripeBytes"/>).
+    /// </summary>
+    public int ConnectionsPerNode { get; init; } = 4;
+
+    /// <summary>
+    /// Over TCP, a GET or PUT batch whose values (for a GET: whose destinations) total at least twice this many bytes is
+    /// split into contiguous runs of its keys, about equal in bytes and at least this large, one request per connection
+    /// that is free at the time (open with nothing outstanding, or not yet opened; up to <see cref="ConnectionsPerNode"/>),
+    /// and the call returns when every run has: one request in flight then moves its bytes over several streams and
+    /// cores, on both sides. A value is never split. Not striped: a PUT that declares a chain (its blocks are linked
+    /// in order), a PUT that names a key twice (the last value wins), a GET into arrays allocated on arrival, and any
+    /// batch while the connections are busy with other requests. Statuses are per key as before: a run whose connection
+    /// fails reports its keys Unavailable, the other runs are unaffected. Default 1 MiB; 0 turns striping off.
+    /// </summary>
+    public long StripeBytes { get; init; } = 1L << 20;
 
     /// <summary>Name sent in HELLO, shown in the node's logs. Default "kvasir-dotnet".</summary>
     public string ClientName { get; init; } = "kvasir-dotnet";
@@ -167,6 +182,7 @@ public sealed class KvStoreOptions
         ConnectTimeout = ConnectTimeout,
         RequestTimeout = RequestTimeout,
         ConnectionsPerNode = ConnectionsPerNode,
+        StripeBytes = StripeBytes,
         ClientName = ClientName,
         SendValueCrc = SendValueCrc,
         VerifyValueCrc = VerifyValueCrc,
@@ -192,6 +208,7 @@ public sealed class KvStoreOptions
     public void Validate(bool hasMember = false)
     {
         if (ConnectionsPerNode < 1) throw new KvasirException("ConnectionsPerNode must be at least 1");
+        if (StripeBytes < 0) throw new KvasirException($"StripeBytes must be 0 (no striping) or a size in bytes (got {StripeBytes})");
         if (ConnectTimeout <= TimeSpan.Zero || RequestTimeout <= TimeSpan.Zero) throw new KvasirException("timeouts must be positive");
         if (Replicas is < 0 or > 16) throw new KvasirException($"replicas must be 1 to 16, or 0 for the cluster's setting (got {Replicas})");
         if (MembershipPoll <= TimeSpan.Zero) throw new KvasirException("membership poll interval must be positive");

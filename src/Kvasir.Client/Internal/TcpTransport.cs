@@ -82,6 +82,32 @@ internal sealed class TcpTransport : IKvTransport
             var idle = Volatile.Read(ref _connections[(slot + i) % n]);
             if (idle is { IsBroken: false, Outstanding: 0 }) return idle;
         }
+        return await SlotConnectionAsync(slot, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Slots a striped request may use, one stripe each (<see cref="KvStoreOptions.StripeBytes"/>): those whose connection
+    /// is open with nothing outstanding, or never opened (or broken, to be replaced); at most <paramref name="most"/>.
+    /// Another caller may pick the same slot at the same moment: its request then queues on that connection, as any
+    /// two requests on one connection do.
+    /// </summary>
+    private List<int> FreeSlots(int most)
+    {
+        int n = _connections.Length;
+        int first = (int)((uint)Interlocked.Increment(ref _next) % (uint)n);
+        var slots = new List<int>(Math.Min(most, n));
+        for (int i = 0; i < n && slots.Count < most; i++)
+        {
+            int slot = (first + i) % n;
+            var c = Volatile.Read(ref _connections[slot]);
+            if (c is null || c.IsBroken || c.Outstanding == 0) slots.Add(slot);
+        }
+        return slots;
+    }
+
+    /// <summary>The connection of <paramref name="slot"/>, opened (or replaced when broken) if need be; null when the node cannot be reached.</summary>
+    private async ValueTask<ClientConnection?> SlotConnectionAsync(int slot, CancellationToken ct)
+    {
         var c = Volatile.Read(ref _connections[slot]);
         if (c is { IsBroken: false }) return c;
         if (_disposed) return null;
@@ -111,14 +137,39 @@ internal sealed class TcpTransport : IKvTransport
         }
     }
 
+    /// <summary>
+    /// Runs [<paramref name="start"/>, <paramref name="end"/>) as one request, or, when it carries at least twice
+    /// <see cref="KvStoreOptions.StripeBytes"/> and two or more connections are free, as one request per free connection
+    /// over contiguous runs of its keys (<see cref="Stripes"/>). <paramref name="send"/> sends one run on the slot's
+    /// connection (<see cref="AnySlot"/>: whichever <see cref="GetConnectionAsync"/> picks).
+    /// </summary>
+    private Task StripedAsync(int start, int end, Func<int, long> length, Func<int, int, int, Task> send)
+    {
+        int most = _connections.Length;
+        if (_options.StripeBytes <= 0 || most < 2 || end - start < 2) return send(start, end, AnySlot);
+        var runs = Stripes.Split(start, end, most, _options.StripeBytes, length);
+        if (runs.Count < 2) return send(start, end, AnySlot);
+        var slots = FreeSlots(runs.Count);
+        if (slots.Count < 2) return send(start, end, AnySlot);
+        if (slots.Count < runs.Count) runs = Stripes.Split(start, end, slots.Count, _options.StripeBytes, length);
+        var sends = new Task[runs.Count];
+        for (int i = 0; i < runs.Count; i++) sends[i] = send(runs[i].Start, runs[i].End, slots[i]);
+        return Task.WhenAll(sends);
+    }
+
+    private const int AnySlot = -1;
+
+    private ValueTask<ClientConnection?> ConnectionAsync(int slot, CancellationToken ct)
+        => slot == AnySlot ? GetConnectionAsync(ct) : SlotConnectionAsync(slot, ct);
+
     /// <summary>Features asked for: the writer's CRC when sent, and always the arena proof (used only by the shared-memory transport).</summary>
     private static ulong Features(KvStoreOptions options) =>
         (options.SendValueCrc ? ProtocolFeatures.ValueCrc | ProtocolFeatures.CrcTrailer : 0) | ProtocolFeatures.ArenaProof | ProtocolFeatures.CommitChain;
 
     private async Task RunAsync(PendingRequest request, Opcode op, FrameFlags flags, byte[] meta, int metaLength,
-        ValueSource[]? values, int start, int end, CancellationToken ct)
+        ValueSource[]? values, int start, int end, CancellationToken ct, int slot = AnySlot)
     {
-        var connection = await GetConnectionAsync(ct).ConfigureAwait(false);
+        var connection = await ConnectionAsync(slot, ct).ConfigureAwait(false);
         if (connection is null)
         {
             request.Fail(KvStatus.Unavailable);
@@ -141,10 +192,22 @@ internal sealed class TcpTransport : IKvTransport
     /// value (CRC_TRAILER, where granted), checksummed as the value is sent so its bytes are read from memory once; an
     /// older node without CRC_TRAILER gets them computed up front, in the entries.
     /// </summary>
-    public async Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct)
+    /// <remarks>
+    /// A PUT of at least twice <see cref="KvStoreOptions.StripeBytes"/> is striped over free connections
+    /// (<see cref="StripedAsync"/>), unless it declares a chain (a block is linked to its parent only once the parent is
+    /// stored, so a chain's runs go in order) or names a key twice (the last value must win).
+    /// </remarks>
+    public Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct)
+    {
+        if (chain || _options.StripeBytes <= 0 || _connections.Length < 2 || end - start < 2 || Stripes.HasDuplicateKey(batch.Keys, start, end))
+            return PutRunAsync(batch, start, end, chain, parent, hasParent, AnySlot, ct);
+        return StripedAsync(start, end, i => batch.Values[i].Length, (s, e, slot) => PutRunAsync(batch, s, e, false, default, false, slot, ct));
+    }
+
+    private async Task PutRunAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, int slot, CancellationToken ct)
     {
         var request = new StatusListRequest(batch.Results, start, end - start, _options.InlineCompletions);
-        var connection = await GetConnectionAsync(ct).ConfigureAwait(false);
+        var connection = await ConnectionAsync(slot, ct).ConfigureAwait(false);
         if (connection is null)
         {
             request.Fail(KvStatus.Unavailable);
@@ -174,10 +237,26 @@ internal sealed class TcpTransport : IKvTransport
         return meta;
     }
 
-    public async Task GetAsync(GetBatch batch, int start, int end, CancellationToken ct)
+    /// <summary>A GET; one whose destinations hold at least twice <see cref="KvStoreOptions.StripeBytes"/> is striped over free connections (<see cref="StripedAsync"/>).</summary>
+    public Task GetAsync(GetBatch batch, int start, int end, CancellationToken ct)
+    {
+        // A destination allocated on arrival has no known size: such a batch goes whole.
+        if (_options.StripeBytes <= 0 || _connections.Length < 2 || end - start < 2 || HasAllocating(batch, start, end))
+            return GetRunAsync(batch, start, end, AnySlot, ct);
+        return StripedAsync(start, end, i => batch.Destinations[i].Capacity, (s, e, slot) => GetRunAsync(batch, s, e, slot, ct));
+    }
+
+    private static bool HasAllocating(GetBatch batch, int start, int end)
+    {
+        for (int i = start; i < end; i++)
+            if (batch.Destinations[i].Allocate) return true;
+        return false;
+    }
+
+    private async Task GetRunAsync(GetBatch batch, int start, int end, int slot, CancellationToken ct)
     {
         var meta = KeyBatchMeta(batch.Keys, start, end);
-        await RunAsync(new GetRequest(batch, start, end - start, _options.InlineCompletions, Check, Address), Opcode.Get, FrameFlags.None, meta, meta.Length, null, 0, 0, ct).ConfigureAwait(false);
+        await RunAsync(new GetRequest(batch, start, end - start, _options.InlineCompletions, Check, Address), Opcode.Get, FrameFlags.None, meta, meta.Length, null, 0, 0, ct, slot).ConfigureAwait(false);
     }
 
     public async Task KeyOpAsync(Opcode op, IReadOnlyList<ReadOnlyMemory<byte>> keys, int start, int end, KvStatus[] results, CancellationToken ct)

@@ -1,0 +1,175 @@
+using Kvasir.Client;
+using Kvasir.Client.Internal;
+using Kvasir.Protocol;
+using Kvasir.Server;
+using Kvasir.Storage;
+
+namespace Kvasir.Client.Tests;
+
+/// <summary>
+/// A large batch striped over several connections (<see cref="KvStoreOptions.StripeBytes"/>): how it is cut, that every
+/// value still round-trips byte-exact, and the batches that must go whole (a chain, a key named twice).
+/// </summary>
+public sealed class StripeTests
+{
+    private static TestNode StartNode() => TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 256L << 20 } });
+
+    private static Task<KvStore> ConnectAsync(TestNode node, long stripe = 1 << 20, int connections = 4)
+        => KvStore.ConnectAsync(new KvStoreOptions { Server = node.Address, ConnectionsPerNode = connections, StripeBytes = stripe, Transport = KvTransportKind.Tcp });
+
+    private static ReadOnlyMemory<byte>[] Keys(string prefix, int n) => Enumerable.Range(0, n).Select(i => (ReadOnlyMemory<byte>)TestValues.Key($"{prefix}/{i}")).ToArray();
+
+    [Theory]
+    [InlineData(new long[] { 4, 4, 4, 4 }, 4, 1, new[] { 1, 1, 1, 1 })]
+    [InlineData(new long[] { 1, 1, 1, 1, 1, 1, 1, 1 }, 4, 1, new[] { 2, 2, 2, 2 })]
+    [InlineData(new long[] { 1, 1, 1, 1, 1, 1, 1, 1 }, 4, 3, new[] { 4, 4 })]      // 8 bytes: two runs of at least 3
+    [InlineData(new long[] { 1, 1, 1 }, 4, 2, new[] { 3 })]                          // under twice the minimum: whole
+    [InlineData(new long[] { 10, 1, 1, 1, 1 }, 4, 1, new[] { 1, 1, 1, 2 })]          // a large first value is a run of its own
+    [InlineData(new long[] { 1, 1, 1, 1, 10 }, 3, 1, new[] { 3, 1, 1 })]             // ... and a large last one
+    [InlineData(new long[] { 5, 5 }, 1, 1, new[] { 2 })]                             // one connection
+    [InlineData(new long[] { 5, 5 }, 4, 0, new[] { 2 })]                             // striping off
+    public void A_batch_is_cut_into_contiguous_runs_about_equal_in_bytes(long[] lengths, int most, long minBytes, int[] runLengths)
+    {
+        var runs = Stripes.Split(0, lengths.Length, most, minBytes, i => lengths[i]);
+        Assert.Equal(runLengths, runs.Select(r => r.End - r.Start).ToArray());
+        for (int i = 1; i < runs.Count; i++) Assert.Equal(runs[i - 1].End, runs[i].Start);
+        Assert.Equal((0, lengths.Length), (runs[0].Start, runs[^1].End));
+    }
+
+    [Fact]
+    public void Runs_of_a_sub_range_stay_inside_it_and_never_come_out_empty()
+    {
+        var rng = new Random(21);
+        for (int round = 0; round < 2000; round++)
+        {
+            var lengths = Enumerable.Range(0, rng.Next(1, 40)).Select(_ => (long)rng.Next(0, 5000)).ToArray();
+            int start = rng.Next(0, lengths.Length), end = rng.Next(start, lengths.Length + 1);
+            int most = rng.Next(1, 9);
+            long min = rng.Next(0, 3000);
+            var runs = Stripes.Split(start, end, most, min, i => lengths[i]);
+            Assert.InRange(runs.Count, 1, Math.Max(1, Math.Min(most, end - start)));
+            Assert.Equal(start, runs[0].Start);
+            Assert.Equal(end, runs[^1].End);
+            for (int i = 0; i < runs.Count; i++)
+            {
+                if (runs.Count > 1) Assert.True(runs[i].End > runs[i].Start, $"round {round}: run {i} is empty");
+                if (i > 0) Assert.Equal(runs[i - 1].End, runs[i].Start);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task One_large_batch_goes_as_one_request_per_connection_and_every_value_round_trips()
+    {
+        await using var node = StartNode();
+        await using var store = await ConnectAsync(node);
+        var keys = Keys("striped", 16);
+        var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(300 + i, (1 << 20) + 4096 * i)).ToArray();
+        Assert.All(await store.PutAsync(keys, values), s => Assert.Equal(KvStatus.Ok, s));
+        Assert.Equal(4, node.Counters.Requests(Opcode.Put));
+        Assert.Equal(16, node.Counters.Keys(Opcode.Put));
+
+        var destinations = values.Select(v => (Memory<byte>)new byte[v.Length + 100]).ToArray();
+        var results = await store.GetAsync(keys, destinations);
+        for (int i = 0; i < keys.Length; i++)
+        {
+            Assert.Equal(new KvGetResult(KvStatus.Ok, values[i].Length), results[i]);
+            Assert.True(values[i].Span.SequenceEqual(destinations[i].Span[..values[i].Length]), $"value {i}");
+        }
+        Assert.Equal(4, node.Counters.Requests(Opcode.Get));
+        Assert.Equal(4, node.Counters.ConnectionsTotal);
+    }
+
+    [Fact]
+    public async Task Misses_and_too_small_destinations_keep_their_own_statuses_in_a_striped_get()
+    {
+        await using var node = StartNode();
+        await using var store = await ConnectAsync(node);
+        var keys = Keys("mixed", 8);
+        var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(i, 1 << 20)).ToArray();
+        Assert.All(await store.PutAsync(keys[..6], values[..6]), s => Assert.Equal(KvStatus.Ok, s));
+        var destinations = values.Select((v, i) => (Memory<byte>)new byte[i == 2 ? v.Length - 1 : v.Length]).ToArray();
+        var results = await store.GetAsync(keys, destinations);
+        Assert.Equal([KvStatus.Ok, KvStatus.Ok, KvStatus.BufferTooSmall, KvStatus.Ok, KvStatus.Ok, KvStatus.Ok, KvStatus.NotFound, KvStatus.NotFound],
+            results.Select(r => r.Status).ToArray());
+        foreach (int i in new[] { 0, 1, 3, 4, 5 }) Assert.True(values[i].Span.SequenceEqual(destinations[i].Span), $"value {i}");
+        Assert.True(node.Counters.Requests(Opcode.Get) > 1, "the GET was not striped");
+    }
+
+    [Fact]
+    public async Task A_put_that_names_a_key_twice_goes_whole_so_the_last_value_wins()
+    {
+        await using var node = StartNode();
+        await using var store = await ConnectAsync(node);
+        var keys = Keys("twice", 8);
+        keys[7] = keys[0];
+        var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(50 + i, 1 << 20)).ToArray();
+        Assert.All(await store.PutAsync(keys, values), s => Assert.Equal(KvStatus.Ok, s));
+        Assert.Equal(1, node.Counters.Requests(Opcode.Put));
+        Assert.Equal(values[7].ToArray(), await store.GetAsync(keys[0]));
+    }
+
+    [Fact]
+    public async Task A_chain_put_goes_whole_so_each_block_finds_its_parent_stored()
+    {
+        await using var node = StartNode();
+        await using var store = await ConnectAsync(node);
+        var keys = Keys("chain", 8);
+        var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(70 + i, 1 << 20)).ToArray();
+        Assert.All(await store.PutAsync(keys, values, new PutOptions { Chain = true }), s => Assert.Equal(KvStatus.Ok, s));
+        Assert.Equal(1, node.Counters.Requests(Opcode.Put));
+        var present = await store.ExistsChainAsync(keys);
+        Assert.Equal(new[] { 1, 1, 1, 1, 1, 1, 1, 1 }, present);
+    }
+
+    [Fact]
+    public async Task Striping_off_or_small_batches_go_as_one_request_on_one_connection()
+    {
+        await using var node = StartNode();
+        await using (var off = await ConnectAsync(node, stripe: 0))
+        {
+            var keys = Keys("off", 8);
+            var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(i, 1 << 20)).ToArray();
+            Assert.All(await off.PutAsync(keys, values), s => Assert.Equal(KvStatus.Ok, s));
+            Assert.All(await off.GetAsync(keys, values.Select(v => (Memory<byte>)new byte[v.Length]).ToArray()), r => Assert.Equal(KvStatus.Ok, r.Status));
+        }
+        await using (var small = await ConnectAsync(node))
+        {
+            var keys = Keys("small", 16);
+            var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(i, 64 << 10)).ToArray();   // 1 MiB in all: under twice the stripe
+            Assert.All(await small.PutAsync(keys, values), s => Assert.Equal(KvStatus.Ok, s));
+            Assert.All(await small.GetAsync(keys, values.Select(v => (Memory<byte>)new byte[v.Length]).ToArray()), r => Assert.Equal(KvStatus.Ok, r.Status));
+        }
+        Assert.Equal(2, node.Counters.Requests(Opcode.Put));
+        Assert.Equal(2, node.Counters.Requests(Opcode.Get));
+        Assert.Equal(2, node.Counters.ConnectionsTotal);
+    }
+
+    [Fact]
+    public async Task Lanes_that_each_send_large_batches_at_once_round_trip_every_value()
+    {
+        await using var node = StartNode();
+        await using var store = await ConnectAsync(node, stripe: 256 << 10);
+        // Eight lanes on four connections: stripes of one lane land on connections busy with another's, and queue there.
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(lane => Task.Run(async () =>
+        {
+            for (int round = 0; round < 6; round++)
+            {
+                var keys = Keys($"lane{lane}/{round}", 6);
+                var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(lane * 100 + round * 10 + i, (512 << 10) + i * 777)).ToArray();
+                Assert.All(await store.PutAsync(keys, values), s => Assert.Equal(KvStatus.Ok, s));
+                var destinations = values.Select(v => (Memory<byte>)new byte[v.Length]).ToArray();
+                Assert.All(await store.GetAsync(keys, destinations), r => Assert.Equal(KvStatus.Ok, r.Status));
+                for (int i = 0; i < keys.Length; i++) Assert.True(values[i].Span.SequenceEqual(destinations[i].Span), $"lane {lane} round {round} value {i}");
+            }
+        })));
+        Assert.InRange(node.Counters.ConnectionsTotal, 1, 4);
+    }
+
+    [Fact]
+    public async Task A_negative_stripe_size_is_refused_with_the_reason()
+    {
+        var ex = await Assert.ThrowsAsync<KvasirException>(() => KvStore.ConnectAsync(new KvStoreOptions { Server = "127.0.0.1:1", StripeBytes = -1 }));
+        Assert.Contains("StripeBytes", ex.Message);
+    }
+}
