@@ -30,7 +30,8 @@ public static class BenchCommand
           --inflight NS         requests in flight at once, one lane each             default 4
           --connections N       Kvasir TCP connections (peers: one per lane)          default the largest --inflight, at least 4
           --stripe SIZE         Kvasir over TCP: a batch of at least twice SIZE is split over the free
-                                connections, SIZE or more each (KvStoreOptions.StripeBytes); 0: off   default 1MiB
+                                connections, SIZE or more each (KvStoreOptions.StripeBytes); 0: off
+                                                                                      default 1MiB (0 under 4 cores)
           --keys N              key-space size                                        default --key-space / value size, 16..65536
           --key-space SIZE      bytes of values the key space holds                   default 256MiB
           --duration SEC        measured time per run                                 default 10

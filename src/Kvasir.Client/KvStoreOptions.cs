@@ -114,9 +114,12 @@ public sealed class KvStoreOptions
     /// cores, on both sides. A value is never split. Not striped: a PUT that declares a chain (its blocks are linked
     /// in order), a PUT that names a key twice (the last value wins), a GET into arrays allocated on arrival, and any
     /// batch while the connections are busy with other requests. Statuses are per key as before: a run whose connection
-    /// fails reports its keys Unavailable, the other runs are unaffected. Default 1 MiB; 0 turns striping off.
+    /// fails reports its keys Unavailable, the other runs are unaffected. 0 turns striping off. Default 1 MiB on a host
+    /// of 4 or more cores, else 0: with 2 cores the runs' sends and checksums only take turns on the one core the socket
+    /// copies leave (1 MiB × 16 SET and GET at 1 in flight ran at 0.7× with striping on this project's 2-core machine,
+    /// docs/benchmarks.md), as the client computes a VALUE_CRC batch's CRCs in parallel only on 4 or more cores.
     /// </summary>
-    public long StripeBytes { get; init; } = 1L << 20;
+    public long StripeBytes { get; init; } = Environment.ProcessorCount >= 4 ? 1L << 20 : 0;
 
     /// <summary>Name sent in HELLO, shown in the node's logs. Default "kvasir-dotnet".</summary>
     public string ClientName { get; init; } = "kvasir-dotnet";
