@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Kvasir.Cli.Tests;
 using static Kvasir.Client.Tests.NodeHarness;
+using CliRunner = Kvasir.Cli.Tests.Cli;
 
 namespace Kvasir.Client.Tests;
 
@@ -102,7 +103,7 @@ public sealed partial class ShmDeadNodeTests
         try
         {
             await StoppedNodeAsync(node, arena);
-            Cli.SendSigterm(node.Process);   // a clean stop removes its files (disposing the process would SIGKILL it)
+            CliRunner.SendSigterm(node.Process);   // a clean stop removes its files (disposing the process would SIGKILL it)
             Assert.True(await node.WaitForExitAsync(TimeSpan.FromSeconds(15)), "the resumed node to stop at SIGTERM");
             Assert.Empty(FilesOf(arena));
         }
