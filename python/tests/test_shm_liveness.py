@@ -191,3 +191,28 @@ def test_a_client_of_a_node_killed_and_started_again_on_its_port_keeps_the_new_n
         if second is not None:
             second.stop()
         _remove_leftovers(old)
+
+
+def test_the_rule_leaves_a_held_arena_removes_it_once_the_lock_is_free_and_then_finds_it_absent(tmp_path):
+    # kvasir.arena_files.try_remove_if_dead, lock by lock: a flock held on the lock file (another open file, as the node's
+    # is) means live; once it is dropped the files go; a lock file that is gone (or never was) means absent, nothing removed.
+    import fcntl
+    from kvasir import arena_files
+    arena = str(tmp_path / "kvasir-4999999-rule.arena")
+    for suffix, data in (("", b"\0" * 4096), (".token", b"t" * 16), (".lock", b"")):
+        with open(arena + suffix, "wb") as f:
+            f.write(data)
+    holder = os.open(arena + ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert arena_files.try_remove_if_dead(arena) == arena_files.LIVE
+        assert len(_files_of(arena)) == 3, "a live node's files were touched"
+    finally:
+        os.close(holder)   # as the kernel does for a killed node: the lock goes, the files stay
+    assert arena_files.try_remove_if_dead(arena) == arena_files.REMOVED
+    assert not _files_of(arena)
+    assert arena_files.try_remove_if_dead(arena) == arena_files.ABSENT
+    with open(arena, "wb") as f:   # an arena without a lock file (a node too old to take one) is never removed
+        f.write(b"\0")
+    assert arena_files.try_remove_if_dead(arena) == arena_files.ABSENT
+    assert os.path.exists(arena)
