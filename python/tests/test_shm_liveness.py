@@ -216,3 +216,18 @@ def test_the_rule_leaves_a_held_arena_removes_it_once_the_lock_is_free_and_then_
         f.write(b"\0")
     assert arena_files.try_remove_if_dead(arena) == arena_files.ABSENT
     assert os.path.exists(arena)
+
+
+def test_a_node_run_with_dotnet_file_locking_switched_off_still_holds_its_arena_lock(cli):
+    # DOTNET_SYSTEM_IO_DISABLEFILELOCKING=1 turns off the flock .NET's FileShare takes. The liveness lock is taken with
+    # flock directly, so such a node's arena still looks live: to this process's flock (Python's, the same lock) and to
+    # every other node's sweep and client. Before, such a node held no lock, and the next node to start removed its arena.
+    from kvasir import arena_files
+    node = Node("--memory", "16MiB", "--shm", "on", env={"DOTNET_SYSTEM_IO_DISABLEFILELOCKING": "1"})
+    try:
+        arena = _arena_of(node)
+        assert arena_files.try_remove_if_dead(arena) == arena_files.LIVE
+        assert len(_files_of(arena)) == 3
+    finally:
+        node.stop()
+    assert not _files_of(arena)
