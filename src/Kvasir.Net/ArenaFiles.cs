@@ -144,15 +144,16 @@ public static partial class ArenaFiles
     }
 
     /// <summary>
-    /// Whether the file open as <paramref name="handle"/> is still the one named <paramref name="path"/>: /proc/self/fd
-    /// names an unlinked file "PATH (deleted)". Without /proc, whether the name exists at all.
+    /// Whether the file open as <paramref name="handle"/> still has its name <paramref name="path"/>: /proc/self/fd names
+    /// an unlinked file "PATH (deleted)" (and a lock file has no other name once linked; the directory may be reached
+    /// through a symbolic link, so the names are not compared). Without /proc, whether the name exists at all.
     /// </summary>
     private static bool StillNamed(SafeFileHandle handle, string path)
     {
         try
         {
             string? target = new FileInfo($"/proc/self/fd/{handle.DangerousGetHandle()}").LinkTarget;
-            if (target is not null) return target == Path.GetFullPath(path);
+            if (target is not null) return !target.EndsWith(" (deleted)", StringComparison.Ordinal);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
         return File.Exists(path);
