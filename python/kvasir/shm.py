@@ -76,6 +76,7 @@ class ShmMapping:
         self.cuda_registered = False
         self._anchor = None
         self.close_hooks = []   # run before unmapping (CUDA unregisters the pinned range)
+        self.closed = False     # close() ran: a copy that finds the view released fails UNAVAILABLE
 
     def serves(self, info) -> bool:
         """Whether a node's SHM_INFO names this very arena: false for a node restarted at the same address."""
@@ -112,24 +113,35 @@ class ShmMapping:
         if offset + length > self.length:
             raise _Failure(E.PROTOCOL_ERROR, "the node returned a range outside its arena")
         left, at = length, offset
-        for p in pieces:
-            if left == 0:
-                break
-            n = min(left, len(p))
-            p[:n] = self.view[at:at + n]
-            at += n
-            left -= n
+        try:
+            for p in pieces:
+                if left == 0:
+                    break
+                n = min(left, len(p))
+                p[:n] = self.view[at:at + n]
+                at += n
+                left -= n
+        except ValueError:   # the view was released under the copy (close(): the store let go of a dead node's arena)
+            if self.closed:
+                raise _Failure(E.UNAVAILABLE, "the node's arena was unmapped: its node is gone") from None
+            raise
 
     def copy_in(self, offset: int, pieces) -> None:
         at = offset
-        for p in pieces:
-            n = len(p)
-            if at + n > self.length:
-                raise _Failure(E.PROTOCOL_ERROR, "the node returned a range outside its arena")
-            self.view[at:at + n] = p
-            at += n
+        try:
+            for p in pieces:
+                n = len(p)
+                if at + n > self.length:
+                    raise _Failure(E.PROTOCOL_ERROR, "the node returned a range outside its arena")
+                self.view[at:at + n] = p
+                at += n
+        except ValueError:   # as in copy_out
+            if self.closed:
+                raise _Failure(E.UNAVAILABLE, "the node's arena was unmapped: its node is gone") from None
+            raise
 
     def close(self) -> None:
+        self.closed = True
         hooks, self.close_hooks = self.close_hooks, []
         for hook in hooks:
             hook()

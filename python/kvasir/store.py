@@ -49,7 +49,7 @@ _PUT_FIXED = 4 + 2 + P.MAX_KEY_BYTES + 4   # a PUT's count, room for a chain par
 
 from .config import parse_servers, resolve_config
 from . import keys as K
-from . import local_load, local_put, shm, tcp
+from . import arena_files, local_load, local_put, shm, tcp
 from ._batch import IndexProxy as _IndexProxy, pairs as _pairs, same_length as _same_length, split as _split
 from ._batch import split_keys as _split_keys, valid_positions as _valid_positions
 from .connection import _Connection, _Failure, _key_bytes, _view
@@ -246,12 +246,28 @@ class KvStore(KeyOps, ClusterView):
             if same:
                 self._shm.grant(conn, info)
             if not same:
-                self._shm.close()
-                self._shm = None
+                self._let_go_locked()
         if self._shm is None:
             self._shm, self._transport_reason = shm.negotiate(conn, self.host, self._mode, self._transport_reason)
         self._shm_conn = conn
         self._transport = "shm" if self._shm is not None else "tcp"
+
+    def _let_go_locked(self) -> None:
+        """Unmaps the arena this store no longer uses and removes its files if their node is dead (the lock rule of
+        :mod:`.arena_files`): a killed node's arena stays in /dev/shm, and its memory stays in use while anyone maps it."""
+        mapping, self._shm = self._shm, None
+        if mapping is not None:
+            mapping.close()
+            arena_files.try_remove_if_dead(mapping.path)
+
+    def _let_go_if_node_gone_locked(self) -> None:
+        """The node cannot be reached (a reconnect failed): unless its arena's lock is held (a live node, slow or stopped,
+        keeps the mapping), unmaps the arena and removes its files if the node is dead. A node that answers again is
+        mapped again on the next connection's first use."""
+        if self._shm is not None and arena_files.try_remove_if_dead(self._shm.path) != arena_files.LIVE:
+            self._shm.close()
+            self._shm = None
+            self._shm_conn = None
 
     def close(self) -> None:
         """Closes the connection (in a cluster: every node's, and stops an embedded node). Further calls raise :class:`KvasirError`."""
@@ -261,9 +277,7 @@ class KvStore(KeyOps, ClusterView):
             if self._embedded is not None:
                 self._embedded.close()
                 self._embedded = None
-            if self._shm is not None:
-                self._shm.close()
-                self._shm = None
+            self._let_go_locked()
             self._closed = True
             if self._conn is not None:
                 self._conn.close()
@@ -305,6 +319,7 @@ class KvStore(KeyOps, ClusterView):
                 try:
                     self._conn = self._open()
                 except KvasirError as ex:
+                    self._let_go_if_node_gone_locked()
                     raise _Failure(E.UNAVAILABLE, str(ex)) from None
                 self.hello = self._conn.hello
             return self._conn

@@ -428,3 +428,19 @@ def test_gets_of_more_keys_than_a_connection_may_hold_leased_read_every_value(cl
             assert s.transport == "shm"
     finally:
         node.stop()
+
+
+def test_a_copy_through_an_arena_unmapped_under_it_fails_unavailable_not_with_a_valueerror(node):
+    # A store lets go of its node's arena when it finds the node dead (docs/operations.md § Shared-memory arena files),
+    # possibly while another thread copies through it: that copy's keys fail UNAVAILABLE, never a ValueError out of get.
+    from kvasir import errors as E
+    from kvasir.connection import _Failure
+    with kvasir.KvStore(node.address, transport="shm", request_timeout=10) as s:
+        assert s.put("unmapped-under-a-copy", b"x" * 4096) == 0
+        mapping = s._shm
+        mapping.close()
+        for copy in (lambda: mapping.copy_out(0, 16, [memoryview(bytearray(16))]),
+                     lambda: mapping.copy_in(0, [memoryview(b"y" * 16)])):
+            with pytest.raises(_Failure) as failed:
+                copy()
+            assert failed.value.code == E.UNAVAILABLE

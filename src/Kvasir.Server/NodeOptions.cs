@@ -150,8 +150,9 @@ public sealed class NodeOptions
     /// <summary>
     /// Put the arena in a /dev/shm file (mode 0600, removed on clean stop) so same-host clients can use
     /// the shared-memory transport. Default false in the library; <c>kvasir serve</c> turns it on on
-    /// Linux when the arena fits in /dev/shm. A node killed with SIGKILL leaves its file behind
-    /// (removed by the next node that finds its owner gone). Requires <see cref="StoreOptions.LeaseTimeout"/>
+    /// Linux when the arena fits in /dev/shm. A node killed with SIGKILL leaves its file behind, removed by
+    /// the first of its clients to find it gone or the next node to start on the host (<see cref="Kvasir.Net.ArenaFiles"/>;
+    /// docs/operations.md § Shared-memory arena files). Requires <see cref="StoreOptions.LeaseTimeout"/>
     /// of at least <see cref="MinShmLeaseTimeout"/>.
     /// </summary>
     public bool SharedMemory { get; init; }

@@ -1,11 +1,13 @@
 using System.Security.Cryptography;
+using Kvasir.Net;
 
 namespace Kvasir.Server;
 
 /// <summary>
 /// Names and housekeeping of shared-memory arena files: <c>/dev/shm/kvasir-PID-RANDOM.arena</c> plus
 /// <c>….arena.token</c> (16 random bytes, mode 0600, proving to a client that it mapped this node's arena) and
-/// <c>….arena.lock</c> (held with flock for the node's life: what tells a live node from a dead one).
+/// <c>….arena.lock</c> (held with flock for the node's life: what tells a live node from a dead one; the rule is
+/// <see cref="ArenaFiles"/>'s, shared with the clients).
 /// </summary>
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public static class ShmFiles
@@ -53,48 +55,26 @@ public static class ShmFiles
     }
 
     /// <summary>
-    /// Takes the liveness lock of a node's arena: <c>ARENA.lock</c>, created and held with an exclusive
-    /// <c>flock</c> (FileShare.None) for the node's life. The kernel drops it when the process dies, however it
-    /// dies, and the lock is on the file, so a node in another PID namespace sharing /dev/shm sees it too.
+    /// Takes the liveness lock of a node's arena (<see cref="ArenaFiles.HoldLiveness"/>): <c>ARENA.lock</c>, appearing
+    /// already under an exclusive <c>flock</c> held for the node's life, before the arena exists.
     /// </summary>
-    public static FileStream HoldLiveness(string arenaPath) => new(arenaPath + ".lock", new FileStreamOptions
-    {
-        Mode = FileMode.CreateNew,
-        Access = FileAccess.ReadWrite,
-        Share = FileShare.None,
-        UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
-    });
+    public static FileStream HoldLiveness(string arenaPath) => ArenaFiles.HoldLiveness(arenaPath);
 
-    /// <summary>Releases the liveness lock once the arena and its token are gone, and removes the lock file.</summary>
-    public static void ReleaseLiveness(FileStream liveness, string arenaPath)
-    {
-        liveness.Dispose();
-        try { File.Delete(arenaPath + ".lock"); } catch (IOException) { }
-    }
+    /// <summary>Releases the liveness lock once the arena and its token are gone, removing the lock file first.</summary>
+    public static void ReleaseLiveness(FileStream liveness, string arenaPath) => ArenaFiles.ReleaseLiveness(liveness, arenaPath);
 
     /// <summary>
     /// Deletes the arena files of nodes that are gone (killed with SIGKILL, crashed): an arena whose lock file
-    /// nobody holds. A held lock means a live node, in this PID namespace or another, and its files are left
-    /// alone. An arena with no lock file at all is left by a node of an older version, which took no lock: it is
-    /// removed only when its process id is not visible here.
+    /// nobody holds (<see cref="ArenaFiles.TryRemoveIfDead"/>, the rule clients apply too). A held lock means a live
+    /// node, in this PID namespace or another, and its files are left alone. An arena with no lock file at all is left
+    /// by a node of an older version, which took no lock: it is removed only when its process id is not visible here.
     /// </summary>
     public static void RemoveStale()
     {
         try
         {
-            foreach (var lockPath in System.IO.Directory.EnumerateFiles(Directory, "kvasir-*.arena.lock"))
-            {
-                FileStream probe;
-                try { probe = new FileStream(lockPath, FileMode.Open, FileAccess.ReadWrite, FileShare.None); }
-                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { continue; }   // held: alive
-                using (probe)
-                {
-                    string arena = lockPath[..^".lock".Length];
-                    TryDelete(arena);
-                    TryDelete(arena + ".token");
-                    TryDelete(lockPath);
-                }
-            }
+            foreach (var lockPath in System.IO.Directory.EnumerateFiles(Directory, "kvasir-*.arena" + ArenaFiles.LockSuffix))
+                ArenaFiles.TryRemoveIfDead(lockPath[..^ArenaFiles.LockSuffix.Length]);
             foreach (var file in System.IO.Directory.EnumerateFiles(Directory, "kvasir-*.arena*"))
             {
                 string arena = file.EndsWith(".token", StringComparison.Ordinal) ? file[..^".token".Length] : file;

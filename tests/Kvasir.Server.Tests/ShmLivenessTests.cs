@@ -1,3 +1,4 @@
+using Kvasir.Net;
 using Kvasir.Storage;
 
 namespace Kvasir.Server.Tests;
@@ -65,5 +66,54 @@ public sealed class ShmLivenessTests
         Assert.False(File.Exists(arena));
         Assert.False(File.Exists(arena + ".lock"));
         Assert.False(File.Exists(arena + ".token"));
+    }
+
+    [Fact]
+    public void The_rule_leaves_a_held_arena_removes_it_once_the_lock_is_free_and_then_finds_it_absent()
+    {
+        // The rule a client applies after letting go of its node's arena (ArenaFiles.TryRemoveIfDead), lock by lock.
+        string arena = FakeArena(Convert.ToHexStringLower(Guid.NewGuid().ToByteArray()[..4]));
+        try
+        {
+            var held = ArenaFiles.HoldLiveness(arena);
+            Assert.Equal(ArenaOwner.Live, ArenaFiles.TryRemoveIfDead(arena));
+            Assert.True(File.Exists(arena) && File.Exists(arena + ".token") && File.Exists(arena + ".lock"), "a live node's files were touched");
+            held.Dispose();   // as the kernel does for a killed node: the lock goes, the files stay
+            Assert.True(File.Exists(arena + ".lock"));
+            Assert.Equal(ArenaOwner.Removed, ArenaFiles.TryRemoveIfDead(arena));
+            Assert.False(File.Exists(arena) || File.Exists(arena + ".token") || File.Exists(arena + ".lock"), "a dead node's files were kept");
+            Assert.Equal(ArenaOwner.Absent, ArenaFiles.TryRemoveIfDead(arena));
+        }
+        finally { Cleanup(arena); }
+    }
+
+    [Fact]
+    public void The_rule_never_removes_an_arena_without_a_lock_file()
+    {
+        // A node of a version before the lock: the rule cannot tell it from a dead one, so it leaves it (only a starting
+        // node's sweep removes such an arena, when its process id is not visible).
+        string arena = FakeArena(Convert.ToHexStringLower(Guid.NewGuid().ToByteArray()[..4]));
+        try
+        {
+            Assert.Equal(ArenaOwner.Absent, ArenaFiles.TryRemoveIfDead(arena));
+            Assert.True(File.Exists(arena) && File.Exists(arena + ".token"));
+        }
+        finally { Cleanup(arena); }
+    }
+
+    [Fact]
+    public void The_lock_file_gets_its_name_already_locked_never_replaces_one_and_leaves_no_temporary_file()
+    {
+        string arena = FakeArena(Convert.ToHexStringLower(Guid.NewGuid().ToByteArray()[..4]));
+        try
+        {
+            using var held = ArenaFiles.HoldLiveness(arena);
+            Assert.ThrowsAny<IOException>(() => new FileStream(arena + ".lock", FileMode.Open, FileAccess.Read, FileShare.None));
+            Assert.ThrowsAny<IOException>(() => ArenaFiles.HoldLiveness(arena));   // the name is taken: never replaced
+            Assert.Equal([arena + ".lock"], Directory.GetFiles(ShmFiles.Directory, Path.GetFileName(arena) + ".lock*"));
+            ArenaFiles.ReleaseLiveness(held, arena);
+            Assert.False(File.Exists(arena + ".lock"));
+        }
+        finally { Cleanup(arena); }
     }
 }

@@ -46,6 +46,9 @@ internal sealed unsafe class ShmMapping : IDisposable
     /// </summary>
     public byte[]? Secret { get; }
 
+    /// <summary>Disposed: unmapped once its copies in flight are over, and no copy enters it again.</summary>
+    public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+
     /// <summary>Bytes mapped: the arena's length as the node reported it.</summary>
     public long Length { get; }
 

@@ -1,3 +1,4 @@
+using Kvasir.Net;
 using Kvasir.Protocol;
 
 namespace Kvasir.Client.Internal;
@@ -81,6 +82,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         var connection = await tcp.GetConnectionAsync(ct).ConfigureAwait(false);
         if (connection is null)
         {
+            LetGoIfNodeGone();
             FailGet(batch, start, count, KvStatus.Unavailable);
             return;
         }
@@ -275,6 +277,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         var connection = await tcp.GetConnectionAsync(ct).ConfigureAwait(false);
         if (connection is null)
         {
+            LetGoIfNodeGone();
             Array.Fill(batch.Results, KvStatus.Unavailable, start, count);
             return;
         }
@@ -458,17 +461,19 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
     private async Task<ArenaGrant?> ArenaForAsync(ClientConnection connection, CancellationToken ct)
     {
         var current = Volatile.Read(ref _mapping);
-        if (_arenaOf.TryGetValue(connection, out var known) && ReferenceEquals(known.Mapping, current)) return known;
+        if (_arenaOf.TryGetValue(connection, out var known) && ReferenceEquals(known.Mapping, current) && !current.IsDisposed) return known;
         var (reply, _) = await ControlAsync(connection, Opcode.ShmInfo, [], ct).ConfigureAwait(false);
         if (reply is null || !TryRead<ShmInfoReply>(connection, () => [ShmInfoReply.Read(reply)], 1, out var infos)) return null;
         var info = infos![0];
-        if (!current.Serves(info))
+        // A mapping let go of (LetGoIfNodeGone) whose node answers again, still at that arena (an older node without a
+        // lock file, which the rule cannot tell from a dead one), is mapped again.
+        if (!current.Serves(info) || current.IsDisposed)
         {
             ShmMapping fresh;
             try { fresh = ShmMapping.Open(info); }
             catch (KvasirException) { return null; }
             var seen = Interlocked.CompareExchange(ref _mapping, fresh, current);
-            if (ReferenceEquals(seen, current)) current.Dispose();
+            if (ReferenceEquals(seen, current)) LetGo(current);
             else fresh.Dispose();
             current = Volatile.Read(ref _mapping);
             if (!current.Serves(info)) return null;
@@ -477,6 +482,28 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
         var grant = new ArenaGrant(current, proof);
         _arenaOf.AddOrUpdate(connection, grant);
         return grant;
+    }
+
+    /// <summary>
+    /// The node cannot be reached (no connection could be opened): unless its arena's lock is held (a live node, slow
+    /// or stopped, keeps the mapping), unmaps the arena, and removes its files if the node is dead
+    /// (<see cref="ArenaFiles.TryRemoveIfDead"/>). Its tmpfs memory is freed only when no process maps it any more,
+    /// so a client that kept the mapping of a killed node's arena kept gigabytes of /dev/shm in use. A node that answers
+    /// again is mapped again by <see cref="ArenaForAsync"/>. Found by ShmDeadNodeTests.
+    /// </summary>
+    private void LetGoIfNodeGone()
+    {
+        var current = Volatile.Read(ref _mapping);
+        if (current.IsDisposed || !OperatingSystem.IsLinux()) return;
+        if (ArenaFiles.TryRemoveIfDead(current.Path) != ArenaOwner.Live) current.Dispose();
+    }
+
+    /// <summary>Unmaps a mapping this transport no longer uses and removes its arena's files if their node is dead.</summary>
+    private static void LetGo(ShmMapping mapping)
+    {
+        bool wasMapped = !mapping.IsDisposed;
+        mapping.Dispose();
+        if (wasMapped && OperatingSystem.IsLinux()) ArenaFiles.TryRemoveIfDead(mapping.Path);
     }
 
     /// <summary>Sends a LEASE or ALLOC and waits for its reply metadata, or the status its keys report instead.</summary>
@@ -571,7 +598,7 @@ internal sealed class ShmTransport(TcpTransport tcp, ShmMapping mapping) : IKvTr
     public async ValueTask DisposeAsync()
     {
         await tcp.DisposeAsync().ConfigureAwait(false);
-        Volatile.Read(ref _mapping).Dispose();
+        LetGo(Volatile.Read(ref _mapping));
     }
 }
 
