@@ -129,7 +129,10 @@ public sealed class PrefixCache<TBlock>
     /// The longest cached prefix of <paramref name="hashes"/> (a chain, first block first): it stops at the first
     /// block not cached. Counts a lookup, hit tokens (matched blocks) and miss tokens (the rest), and records an
     /// access on each matched block. The whole chain is matched before any block is moved in the eviction order
-    /// (see <see cref="BlockTable{TValue}.MatchPrefix"/>).
+    /// (see <see cref="BlockTable{TValue}.MatchPrefix"/>). On a table larger than <see cref="StagedReadsAbove"/> (x86)
+    /// an LRU hit's move to the back of the order is made at the start of the next call that reads or changes the order,
+    /// its two far neighbours asked for meanwhile (<see cref="BlockTable{TValue}.AccessRun"/>): every caller sees the
+    /// same order as if it had been made here.
     /// </summary>
     public PrefixMatch<TBlock> Lookup(IReadOnlyList<BlockHash> hashes)
     {
@@ -139,7 +142,7 @@ public sealed class PrefixCache<TBlock>
         Span<int> slots = rented is null ? stackalloc int[StackSlots] : rented;
         try
         {
-            lock (_lock) return LookupLocked(chain, slots);
+            lock (_lock) return LookupLocked(chain, slots, deferMove: PrefetchHints && _blocks.TableBytes > StagedReadsThreshold);
         }
         finally
         {
@@ -278,12 +281,13 @@ public sealed class PrefixCache<TBlock>
         _ => hashes.ToArray(),
     };
 
-    private PrefixMatch<TBlock> LookupLocked(ReadOnlySpan<BlockHash> chain, Span<int> slots)
+    /// <summary>One chain's lookup under the lock (<paramref name="slots"/>: room for its slots); <paramref name="deferMove"/>: whether an LRU hit's move in the order may wait for the next call (<see cref="BlockTable{TValue}.AccessRun"/>).</summary>
+    private PrefixMatch<TBlock> LookupLocked(ReadOnlySpan<BlockHash> chain, Span<int> slots, bool deferMove = false)
     {
         int matched = _blocks.MatchPrefix(chain, slots);
         var blocks = new TBlock[matched];
         for (int i = 0; i < matched; i++) blocks[i] = _blocks.ValueAt(slots[i]);
-        _blocks.AccessRun(slots[..matched]);
+        _blocks.AccessRun(slots[..matched], deferMove);
         _lookups++;
         _hitTokens += (long)matched * BlockSize;
         _missTokens += (long)(chain.Length - matched) * BlockSize;

@@ -30,16 +30,86 @@ public sealed class LookupManyTests
     [InlineData("fifo", true, false, true)]
     public void LookupMany_gives_what_one_lookup_per_chain_gives_in_matches_counters_and_eviction_order(string policy, bool sharedTags, bool stagedReads, bool hints)
     {
-        // Two caches fed the same random inserts, invalidations and lookups; one looks chains up one call each, the
-        // other in batches of 0 to 40 chains (so across the 16-chain groups), including empty, one-block, repeated-block
-        // and 300-block chains (beyond the stack's slots). With sharedTags a third of the blocks share one index tag,
-        // so the second block's bucket often names another block.
-        const int capacity = 200;
-        var options = () => new PrefixCacheOptions { BlockSize = 2, MaxCachedBlocks = capacity, Policy = EvictionManager.CreatePolicy(policy) };
-        var single = new PrefixCache<int>(options());
         // stagedReads: the early reads of a table beyond the CPU's caches, forced on this small one; else none (its size).
         // hints: the early reads as prefetch instructions a few chains ahead (x86), else as plain loads per group of chains.
-        var batched = new PrefixCache<int>(options()) { StagedReadsThreshold = stagedReads ? 0 : PrefixCache<int>.StagedReadsAbove, PrefetchHints = hints && Kvasir.Net.CacheHints.IsSupported };
+        var batched = new PrefixCache<int>(Options(policy)) { StagedReadsThreshold = stagedReads ? 0 : PrefixCache<int>.StagedReadsAbove, PrefetchHints = hints && Kvasir.Net.CacheHints.IsSupported };
+        AgreeWithOneLookupPerChain(policy, sharedTags, policy.Length * 8 + (sharedTags ? 1 : 0) + (stagedReads ? 2 : 0) + (hints ? 4 : 0), batched, batched.LookupMany);
+    }
+
+    [Theory]
+    [InlineData("lru", false)]
+    [InlineData("lru", true)]
+    [InlineData("fifo", false)]
+    [InlineData("fifo", true)]
+    [InlineData("s3fifo", true)]
+    public void Lookup_of_a_far_table_with_its_reads_ahead_and_deferred_order_move_gives_what_a_plain_lookup_gives(string policy, bool sharedTags)
+    {
+        // The far-table path of one Lookup (forced on this small table): the chain's entries asked for as soon as its first
+        // bucket is read, and under LRU the chain's move to the back of the order left for the next call into the table,
+        // its neighbours asked for meanwhile. Against the plain path in the same random run, down to the eviction order.
+        var far = new PrefixCache<int>(Options(policy)) { StagedReadsThreshold = 0, PrefetchHints = Kvasir.Net.CacheHints.IsSupported };
+        AgreeWithOneLookupPerChain(policy, sharedTags, 100 + policy.Length * 2 + (sharedTags ? 1 : 0), far, chains => chains.Select(far.Lookup).ToArray());
+    }
+
+    [Theory]
+    [InlineData("evict")]
+    [InlineData("insert")]
+    [InlineData("invalidate")]
+    [InlineData("lookup")]
+    [InlineData("lookup many")]
+    public void A_single_lookups_lru_move_left_for_the_next_call_is_made_before_that_call_reads_or_changes_the_order(string next)
+    {
+        // On a far table (forced here) a single Lookup leaves its chain's move to the back of the LRU order pending. Each
+        // kind of next call must see the chain as most recent, as a plain cache does: otherwise the next eviction takes
+        // the chain just looked up, a removal unlinks from a stale order, or a second move starts from a stale tail.
+        var ids = Ids(12);
+        var plain = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 12 });
+        var far = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 12 }) { StagedReadsThreshold = 0, PrefetchHints = Kvasir.Net.CacheHints.IsSupported };
+        foreach (var cache in new[] { plain, far })
+        {
+            cache.Insert(ids[..4], [0, 1, 2, 3]);
+            cache.Insert(ids[4..8], [4, 5, 6, 7]);
+            cache.Insert(ids[8..], [8, 9, 10, 11]);
+            Assert.Equal(4, cache.Lookup(ids[..4]).NumBlocks);   // the least recent chain becomes the most recent
+            switch (next)
+            {
+                case "evict":
+                    break;
+                case "insert":
+                    cache.Insert(Ids(2, 100), [100, 101]);   // evicts the two least recent blocks, then links the new ones
+                    break;
+                case "invalidate":
+                    cache.Invalidate([ids[1], ids[5]]);       // one block of the moved chain, one of the next
+                    break;
+                case "lookup":
+                    Assert.Equal(2, cache.Lookup(ids[6..8]).NumBlocks);   // another run moves behind it
+                    Assert.Equal(1, cache.Lookup(ids[3..4]).NumBlocks);   // and the moved chain's last block behind that
+                    break;
+                case "lookup many":
+                    Assert.Equal([2, 1], cache.LookupMany([ids[4..6], ids[9..10]]).Select(m => m.NumBlocks));
+                    break;
+            }
+        }
+        var order = plain.Evict(plain.Count).Select(e => e.Key).ToArray();
+        Assert.Equal(order, far.Evict(far.Count).Select(e => e.Key));
+        Assert.NotEqual(ids[0], order[0]);   // the looked-up chain is not the first victim in any case
+    }
+
+    private const int Capacity = 200;
+
+    private static PrefixCacheOptions Options(string policy) => new() { BlockSize = 2, MaxCachedBlocks = Capacity, Policy = EvictionManager.CreatePolicy(policy) };
+
+    /// <summary>
+    /// Feeds <paramref name="tested"/> and a plain cache the same random inserts, invalidations and lookups; the plain one
+    /// looks chains up one <see cref="PrefixCache{TBlock}.Lookup"/> each on a table too small for early reads, the tested
+    /// one through <paramref name="lookUp"/>, in batches of 0 to 40 chains (so across the 16-chain groups), including
+    /// empty, one-block, repeated-block and 300-block chains (beyond the stack's slots). With sharedTags a third of the
+    /// blocks share one index tag, so the second block's bucket often names another block. Matches, counters, evictions
+    /// and, at the end, the eviction order must agree.
+    /// </summary>
+    private static void AgreeWithOneLookupPerChain(string policy, bool sharedTags, int seed, PrefixCache<int> tested, Func<BlockHash[][], IReadOnlyList<PrefixMatch<int>>> lookUp)
+    {
+        var single = new PrefixCache<int>(Options(policy));
         var tagged = SameTag(200);
         var prompts = Enumerable.Range(0, 60).Select(p =>
         {
@@ -48,7 +118,7 @@ public sealed class LookupManyTests
                 for (int i = 0; i < ids.Length; i += 3) ids[i] = tagged[(p * 24 + i) % tagged.Length];
             return ids;
         }).ToArray();
-        var random = new Random(policy.Length * 8 + (sharedTags ? 1 : 0) + (stagedReads ? 2 : 0) + (hints ? 4 : 0));
+        var random = new Random(seed);
         int hits = 0;
         for (int step = 0; step < 600; step++)
         {
@@ -58,15 +128,15 @@ public sealed class LookupManyTests
                     var inserted = Chain().Distinct().ToArray();
                     if (inserted.Length == 0) break;
                     var values = inserted.Select(_ => step).ToArray();
-                    Assert.Equal(single.Insert(inserted, values).Evicted, batched.Insert(inserted, values).Evicted);
+                    Assert.Equal(single.Insert(inserted, values).Evicted, tested.Insert(inserted, values).Evicted);
                     break;
                 case 1:
                     BlockHash[] gone = [Chain().DefaultIfEmpty(tagged[0]).First()];
-                    Assert.Equal(single.Invalidate(gone), batched.Invalidate(gone));
+                    Assert.Equal(single.Invalidate(gone), tested.Invalidate(gone));
                     break;
                 default:
                     var chains = Enumerable.Range(0, random.Next(41)).Select(_ => Chain()).ToArray();
-                    var many = batched.LookupMany(chains);
+                    var many = lookUp(chains);
                     Assert.Equal(chains.Length, many.Count);
                     for (int c = 0; c < chains.Length; c++)
                     {
@@ -78,12 +148,12 @@ public sealed class LookupManyTests
                     }
                     break;
             }
-            Assert.Equal(single.GetStats(), batched.GetStats());
+            Assert.Equal(single.GetStats(), tested.GetStats());
         }
         Assert.True(single.GetStats().Evictions > 500 && hits > 5000, $"the run should evict and hit often ({single.GetStats().Evictions} evictions, {hits} hits)");
         // The eviction order is the same: evicting everything gives the same victims in the same order.
-        var flush = Ids(capacity, 900_000);
-        Assert.Equal(single.Insert(flush, new int[capacity]).Evicted, batched.Insert(flush, new int[capacity]).Evicted);
+        var flush = Ids(Capacity, 900_000);
+        Assert.Equal(single.Insert(flush, new int[Capacity]).Evicted, tested.Insert(flush, new int[Capacity]).Evicted);
 
         BlockHash[] Chain()
         {
@@ -101,12 +171,15 @@ public sealed class LookupManyTests
         }
     }
 
-    [Fact]
-    public async Task LookupMany_beside_concurrent_inserts_invalidations_and_growth_finds_each_block_under_its_own_hash_only()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task LookupMany_or_Lookup_beside_concurrent_inserts_invalidations_and_growth_finds_each_block_under_its_own_hash_only(bool batched)
     {
-        // The cache is thread-safe: two threads look up batches (early reads forced on, as prefetch hints where the CPU
-        // has them) while two insert prompts, invalidate blocks and grow the table from 64 slots. Every block's value
-        // names its hash, so a match can be checked without a model: a prefix of the chain, each block its own value.
+        // The cache is thread-safe: two threads look up batches, or the same chains one Lookup each (early reads forced
+        // on, as prefetch hints where the CPU has them; a single Lookup's LRU move left for the next call) while two
+        // insert prompts, invalidate blocks and grow the table from 64 slots. Every block's value names its hash, so a
+        // match can be checked without a model: a prefix of the chain, each block its own value.
         var cache = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 1, MaxCachedBlocks = 600 }) { StagedReadsThreshold = 0 };
         var prompts = Enumerable.Range(0, 64).Select(p => Ids(24, 10_000 * (p + 1))).ToArray();
         var valueOf = new Dictionary<BlockHash, int>();
@@ -129,7 +202,7 @@ public sealed class LookupManyTests
                     continue;
                 }
                 var chains = Enumerable.Range(0, random.Next(41)).Select(_ => prompts[random.Next(prompts.Length)][..random.Next(0, 25)]).ToArray();
-                var results = cache.LookupMany(chains);
+                var results = batched ? cache.LookupMany(chains) : chains.Select(cache.Lookup).ToArray();
                 for (int c = 0; c < chains.Length; c++)
                 {
                     Assert.Equal(chains[c][..results[c].NumBlocks], results[c].Hashes);

@@ -59,6 +59,7 @@ internal sealed partial class BlockTable<TValue>
     private Entry[] _entries;
     private ulong[] _buckets;   // tag << 32 | (slot + 1); 0 marks an empty bucket
     private int _shift, _used, _free = None, _head = None, _tail = None;
+    private int _movingFirst = None, _movingLast = None;   // a run whose move to the back of the order is pending (AccessRun), or -1
 
     /// <param name="policy">the eviction order</param>
     /// <param name="evictedMemory">evicted hashes remembered to count re-prefills (0: none)</param>
@@ -256,6 +257,7 @@ internal sealed partial class BlockTable<TValue>
     /// <summary>A hit: counts it and moves the block in the order as the policy says.</summary>
     public void Access(int slot)
     {
+        Settle();
         Accesses++;
         if (_external is not null) _external.OnAccess(_entries[slot].Hash);
         else if (_moveOnAccess && slot != _tail)
@@ -272,9 +274,20 @@ internal sealed partial class BlockTable<TValue>
     /// was inserted or last looked up together: each entry's next is the chain's next block) is moved to the back as
     /// one piece, three link updates instead of six per block; otherwise block by block. Under FIFO hits are only counted.
     /// </summary>
-    public void AccessRun(ReadOnlySpan<int> slots)
+    /// <param name="slots">the matched chain's slots</param>
+    /// <param name="deferMove">
+    /// leave the run's move for the next call into the table, asking the CPU now for the entries of the run's two outer
+    /// neighbours in the order, whose links the move rewrites. On a table beyond the caches those two entries are far, and
+    /// the lock's next interlocked instruction waits until a store to a line not yet in the cache is done: made now, the
+    /// move would hold the lookup for one more far read after its entries; left pending, the lines arrive while the
+    /// caller works and the next call finds them near. Every
+    /// call that reads or changes the order (<see cref="Access"/>, <see cref="AccessRun"/>, adding, removing, choosing
+    /// victims) makes a pending move first, so the order anyone sees is the same as with the move made here.
+    /// </param>
+    public void AccessRun(ReadOnlySpan<int> slots, bool deferMove = false)
     {
         if (slots.IsEmpty) return;
+        Settle();
         if (_external is null && _order is null && !_moveOnAccess)
         {
             Accesses += slots.Length;   // FIFO: a hit changes no order
@@ -288,6 +301,29 @@ internal sealed partial class BlockTable<TValue>
         Accesses += slots.Length;
         int first = slots[0], last = slots[^1];
         if (last == _tail) return;                          // already the most recent, in this order
+        if (!deferMove)
+        {
+            MoveToBack(first, last);
+            return;
+        }
+        (_movingFirst, _movingLast) = (first, last);
+        int before = _entries[first].Prev, after = _entries[last].Next;   // after: last is not the tail
+        if (before != None) Kvasir.Net.CacheHints.Prefetch(ref _entries[before]);
+        Kvasir.Net.CacheHints.Prefetch(ref _entries[after]);
+    }
+
+    /// <summary>Makes the move to the back of the LRU order that <see cref="AccessRun"/> left pending, if any: first thing in every call that reads or changes the order.</summary>
+    private void Settle()
+    {
+        if (_movingFirst == None) return;
+        int first = _movingFirst;
+        _movingFirst = None;
+        MoveToBack(first, _movingLast);
+    }
+
+    /// <summary>Moves the run from <paramref name="first"/> to <paramref name="last"/> (linked in this order, <paramref name="last"/> not the tail) to the back of the order.</summary>
+    private void MoveToBack(int first, int last)
+    {
         ref var head = ref _entries[first];
         ref var end = ref _entries[last];
         if (head.Prev == None) _head = end.Next;
@@ -331,6 +367,7 @@ internal sealed partial class BlockTable<TValue>
 
     private void Remove(int slot, bool evicted)
     {
+        Settle();
         ref var entry = ref _entries[slot];
         if (PinnedCount > 0 && _pins.Remove(slot)) PinnedCount--;
         RemoveFromIndex(Tag(entry.Hash), slot);
@@ -401,6 +438,7 @@ internal sealed partial class BlockTable<TValue>
     /// </summary>
     public List<int> SelectVictims(int count)
     {
+        Settle();
         var victims = new List<int>(count);
         if (count == 0) return victims;
         if (Count < count)
@@ -440,6 +478,7 @@ internal sealed partial class BlockTable<TValue>
 
     private int Add(in BlockHash hash, TValue value, int parent)
     {
+        Settle();
         Inserts++;
         if (_recent.Forget(hash)) Reinserts++;
         int slot;
