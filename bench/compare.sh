@@ -11,13 +11,16 @@
 #   --repeat N     every target runs N times, interleaved (base, Kvasir, peers, base, ...); the table shows medians
 #   --base DIR     also runs another build's CLI (DIR holds its kvasir.dll: node and client both from it) as
 #                  "Kvasir (base)" in the same run, on its own node, for a before/after in one table
+#   --connections N  the Kvasir client's TCP connections to its node (kvasir bench --connections; default bench's own:
+#                  the largest --inflight, at least 4). More connections than requests in flight let each request be
+#                  striped over the free ones (KvStoreOptions.StripeBytes); the peers keep one connection per request.
 #   --bin FILE     a native kvasir binary (`./kvasir publish DIR`) for the node and the client instead of building the
 #                  CLI: for a host without .NET. PYTHON=... names the interpreter (default /usr/bin/python3).
 # memcached runs with as many worker threads as the host has cores, at most 4 (memcached's own default).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-quick=0; out=""; sizes="64KiB,256KiB,1MiB,4MiB"; inflight="1,4"; ops="put,get"; peers="memcached,redis"; repeat=1; base=""; dur=""; bin=""
-usage="usage: bench/compare.sh [--quick] [--out FILE] [--sizes LIST] [--inflight LIST] [--ops LIST] [--duration S] [--peers LIST] [--repeat N] [--base DIR] [--bin FILE]"
+quick=0; out=""; sizes="64KiB,256KiB,1MiB,4MiB"; inflight="1,4"; ops="put,get"; peers="memcached,redis"; repeat=1; base=""; dur=""; bin=""; conns=""
+usage="usage: bench/compare.sh [--quick] [--out FILE] [--sizes LIST] [--inflight LIST] [--ops LIST] [--duration S] [--peers LIST] [--repeat N] [--base DIR] [--bin FILE] [--connections N]"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -30,6 +33,7 @@ while [ $# -gt 0 ]; do
     --repeat) repeat="$2"; shift ;;
     --base) base="$2"; shift ;;
     --bin) bin="$2"; shift ;;
+    --connections) conns="$2"; shift ;;
     *) echo "$usage" >&2; exit 2 ;;
   esac
   shift
@@ -37,6 +41,7 @@ done
 if [ $quick = 1 ]; then duration=0.3; warmup=0.15; space=64MiB; iperf_t=1; rb_bytes=$((32 << 20)); else duration=5; warmup=1; space=256MiB; iperf_t=5; rb_bytes=$((512 << 20)); fi
 [ -n "$dur" ] && duration="$dur"
 case "$repeat" in ''|*[!0-9]*|0) echo "compare.sh: --repeat must be a positive count" >&2; exit 2 ;; esac
+case "$conns" in '') kv_conns=() ;; *[!0-9]*|0) echo "compare.sh: --connections must be a positive count" >&2; exit 2 ;; *) kv_conns=(--connections "$conns") ;; esac
 case ",$peers," in *,memcached,*) use_mc=1 ;; *) use_mc=0 ;; esac
 case ",$peers," in *,redis,*) use_redis=1 ;; *) use_redis=0 ;; esac
 if [ -n "$base" ] && [ ! -f "$base/kvasir.dll" ]; then echo "compare.sh: --base $base holds no kvasir.dll (give a .build/cli directory)" >&2; exit 2; fi
@@ -93,7 +98,7 @@ kvasir bench --target memcpy "${common[@]}" >"$work/memcpy.jsonl"
 : >"$work/kvasir.jsonl"; : >"$work/memcached.jsonl"; : >"$work/redis.jsonl"; : >"$work/base.jsonl"
 for _ in $(seq "$repeat"); do
   if [ -n "$base" ]; then dotnet "$base/kvasir.dll" bench --target kvasir --server "127.0.0.1:$bp" --transport tcp "${common[@]}" >>"$work/base.jsonl"; fi
-  kvasir bench --target kvasir --server "127.0.0.1:$kp" --transport tcp "${common[@]}" >>"$work/kvasir.jsonl"
+  kvasir bench --target kvasir --server "127.0.0.1:$kp" --transport tcp "${common[@]}" ${kv_conns[@]+"${kv_conns[@]}"} >>"$work/kvasir.jsonl"
   if [ $use_mc = 1 ]; then kvasir bench --target memcached --server "127.0.0.1:$mp" "${common[@]}" >>"$work/memcached.jsonl"; fi
   if [ $use_redis = 1 ]; then kvasir bench --target redis --server "127.0.0.1:$rp" "${common[@]}" >>"$work/redis.jsonl"; fi
 done
@@ -108,7 +113,10 @@ if [ $use_redis = 1 ]; then
   done
 fi
 
-MC_THREADS=$mc_threads $py - "$work" "$iperf1" "$iperf4" "$quick" "$duration" "$repeat" <<'PY' | tee ${out:+"$out"}
+# What the Kvasir client ran with, for the table's heading: --connections, or kvasir bench's default.
+shown_conns=$conns
+if [ -z "$shown_conns" ]; then shown_conns=4; for n in ${inflight//,/ }; do [ "$n" -gt "$shown_conns" ] && shown_conns=$n; done; fi
+KV_CONNS=$shown_conns MC_THREADS=$mc_threads $py - "$work" "$iperf1" "$iperf4" "$quick" "$duration" "$repeat" <<'PY' | tee ${out:+"$out"}
 import json, sys, os, statistics
 work, iperf1, iperf4, quick, duration, repeat = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1", sys.argv[5], int(sys.argv[6])
 def load(name):
@@ -136,7 +144,8 @@ def cell(rows, key):
     return f"{rows[key]['gbps']:.2f}" if key in rows else "n/a"
 print(f"Loopback floor: iperf3 {iperf1:.2f} GB/s (1 stream), {iperf4:.2f} GB/s (4 streams). "
       f"Runs of {duration} s{' (--quick)' if quick else ''}; GB/s of verified payload"
-      f"{f'; medians of {repeat} interleaved runs' if repeat > 1 else ''}; memcached with {os.environ['MC_THREADS']} worker threads, {os.cpu_count()} cores.")
+      f"{f'; medians of {repeat} interleaved runs' if repeat > 1 else ''}; memcached with {os.environ['MC_THREADS']} worker threads, {os.cpu_count()} cores; "
+      f"Kvasir's client with {os.environ['KV_CONNS']} TCP connections (memcached's and Redis's: one per request in flight).")
 print()
 extra_h, extra_s = ("| Kvasir (base) | Kvasir / base | base / memcached ", "| ---: | ---: | ---: ") if b else ("", "")
 print(f"| op | value | in flight | Kvasir {extra_h}| memcached | Redis | Kvasir / memcached | Kvasir / Redis | Kvasir / iperf3 | memcpy | redis-benchmark | errors + verify failures (K/m/R) |")
