@@ -1,13 +1,61 @@
 """Same-host shared memory (docs/transfer.md § Same host shared memory): regions allocated in files
 under /dev/shm (mode 0600: only the same Unix user opens them), and the initiator's mappings of the
-files named by advertisements, reused while the file is the same one (same inode)."""
+files named by advertisements, reused while the file is the same one (same inode).
 
+Who removes a file: its engine, when the region is deregistered or the engine closes; and, for an engine killed
+outright (SIGKILL, the OOM killer: no cleanup runs), the next engine on the host that makes a file
+(:func:`remove_dead_files`). Each file is held under an exclusive ``flock`` by its maker from before it has its name
+until after it is unlinked; the kernel drops the lock when the process dies, however it dies, and keeps it while the
+process is merely stopped or slow. So a file whose lock can be taken has no live maker. (The same rule as the
+node's arena files, kvasir.arena_files.) Files made before this rule carry no lock and are taken for dead."""
+
+import fcntl
+import glob
 import mmap
 import os
 import threading
 from typing import Dict, Optional, Tuple
 
 SHM_DIR = "/dev/shm"
+PREFIX = "kvasir-xfer-"
+_swept = False
+_sweep_lock = threading.Lock()
+
+
+def remove_dead_files() -> int:
+    """Removes every engine file in /dev/shm whose maker is dead (its lock is free); returns how many. Never blocks and
+    never raises for a file it cannot open or remove (another user's, one removed meanwhile)."""
+    removed = 0
+    for path in glob.glob(os.path.join(SHM_DIR, PREFIX + "*")):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)   # held: its engine lives
+            continue
+        try:
+            # Still the file at that name (not one unlinked by its engine and another made since under the same name)?
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                os.unlink(path)
+                removed += 1
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _sweep_once() -> None:
+    """The first file this process makes sweeps the dead engines' files first (once: a sweep reads every file's lock)."""
+    global _swept
+    with _sweep_lock:
+        if _swept:
+            return
+        _swept = True
+    remove_dead_files()
 
 
 class SharedFile:
@@ -15,16 +63,29 @@ class SharedFile:
 
     def __init__(self, nbytes: int, engine_id: bytes, serial: int):
         import numpy as np
-        self.path = os.path.join(SHM_DIR, f"kvasir-xfer-{engine_id.hex()[:12]}-{os.getpid()}-{serial}")
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        _sweep_once()
+        name = f"{PREFIX}{engine_id.hex()[:12]}-{os.getpid()}-{serial}"
+        self.path = os.path.join(SHM_DIR, name)
+        # Made under a name no sweep looks at, locked, then linked to its own name: the file never has its name
+        # unlocked, so a sweep cannot take a file being made for a dead engine's. link() never replaces a file.
+        pending = os.path.join(SHM_DIR, "." + name)
+        fd = os.open(pending, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.link(pending, self.path)
+        except OSError:
+            os.close(fd)
+            raise
+        finally:
+            os.unlink(pending)
         try:
             os.ftruncate(fd, nbytes)
             self._map = mmap.mmap(fd, nbytes)
         except OSError:
             os.unlink(self.path)
-            raise
-        finally:
             os.close(fd)
+            raise
+        self._fd = fd   # kept open, so its lock is held, until unlink()
         self.array = np.frombuffer(self._map, dtype=np.uint8)
 
     @property
@@ -41,11 +102,15 @@ class SharedFile:
             pass   # a view is still held: the garbage collector unmaps it once that view goes
 
     def unlink(self) -> None:
-        """Removes the file; the mapping lives on while the array is referenced."""
+        """Removes the file, then drops its lock (a file without its name needs none); the mapping lives on while the
+        array is referenced."""
         try:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 class Mappings:
