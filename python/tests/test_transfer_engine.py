@@ -257,6 +257,26 @@ def test_a_tampered_token_or_window_is_refused_by_the_target_and_nothing_is_writ
     assert (window == 7).all() and _guards_intact(dst)
 
 
+def test_a_connection_keeps_its_latest_window_advertisements_and_an_older_one_is_refused(pair):
+    """A decode node that hands out a window per request on one long-lived connection must not grow the target's
+    table without bound: the latest MAX_ADVERTS_PER_CONNECTION stay valid (the .NET engine keeps as many)."""
+    from kvasir.transfer.regions import MAX_ADVERTS_PER_CONNECTION
+    a, b, ca, cb = pair
+    dst, mr_b, window, first = _window(b, cb, 256)
+    base = window.ctypes.data
+    last = first
+    for _ in range(MAX_ADVERTS_PER_CONNECTION):
+        ok, last = b.advertise(cb, mr_b, base, 256)
+        assert ok, b.last_error
+    assert b._regions.advert_count() == MAX_ADVERTS_PER_CONNECTION
+    src = np.full(256, 9, dtype=np.uint8)
+    _, mr = a.reg(src)
+    assert not a.write(ca, mr, src, 256, first) and "NOT_ADVERTISED" in a.last_error
+    assert (window == 0xEE).all() and _guards_intact(dst)
+    assert a.write(ca, mr, src, 256, last), a.last_error
+    assert (window == 9).all() and _guards_intact(dst)
+
+
 def test_dereg_withdraws_the_advertisements_of_the_region(pair):
     a, b, ca, cb = pair
     _, dmr, window, blob = _window(b, cb, 100)

@@ -166,14 +166,18 @@ public sealed class TransferEngine : IDisposable
     /// blob (64 bytes) for the peer. The blob holds a random token: only that connection, with that blob,
     /// can write or read the window.
     /// </summary>
+    /// <remarks>A connection keeps its <see cref="Advertisements.MaxPerConnection"/> (65,536) most recent window advertisements; a transfer naming an older one is refused NotAdvertised.</remarks>
     public byte[] Advertise(int connId, int regionId, long offset, long length)
     {
         var session = _core.GetSession(connId);
         var region = _core.Regions.Get(regionId);
         Initiator.CheckLocalRange(region, offset, length);
-        var a = _core.Adverts.Add(connId, region, offset, length);
+        var a = _core.Adverts.Add(connId, region, offset, length, window: true);
         return new AdvertisementBlob(_core.EngineId, a.Id, a.Token, (ulong)length, (ulong)(region.Address + (nint)offset)).ToBytes();
     }
+
+    /// <summary>Advertisements this engine holds (windows and kv buffers), for tests.</summary>
+    internal int AdvertisementCount => _core.Adverts.Count;
 
     // ---- one-sided transfers ----
 

@@ -336,7 +336,7 @@ class Engine(KvTransCalls, SameHostGpu):
         session = self._session(conn_id)
         staging = self._staging_offer(session, self._regions.region(mr_id))
         return True, self._regions.advertise(session.conn_id, mr_id, _address(ptr), int(size),
-                                             session.peer_host == self.host_id, staging)
+                                             session.peer_host == self.host_id, staging, window=True)
 
     @_api(False, None, None)
     def alloc_shared(self, nbytes: int):

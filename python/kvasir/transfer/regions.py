@@ -5,6 +5,7 @@ Safety rule: a byte lands in (or is sent from) a region only between :meth:`Regi
 withdraws every advertisement first and then waits for the landings in flight, so no byte is written
 into a region after ``dereg`` returned (the wait is bounded by the transfer timeout)."""
 
+import collections
 import ctypes
 import functools
 import hmac
@@ -156,12 +157,20 @@ class Landing:
         self._table._end(self.region)
 
 
+# Window advertisements kept per connection (docs/transfer.md § Advertisements): a connection that advertises a window
+# per request would otherwise grow the table for as long as it lives. The oldest goes first; a transfer naming it is
+# refused NOT_ADVERTISED. The .NET engine keeps the same number (Advertisements.MaxPerConnection).
+MAX_ADVERTS_PER_CONNECTION = 1 << 16
+
+
 class RegionTable:
-    def __init__(self, engine_id: bytes):
+    def __init__(self, engine_id: bytes, max_adverts_per_connection: int = MAX_ADVERTS_PER_CONNECTION):
         self._engine_id = engine_id
         self._lock = threading.Condition()
         self._regions: Dict[int, Region] = {}
         self._adverts: Dict[int, Advert] = {}
+        self._windows_of: Dict[int, collections.deque] = {}   # per connection: its window advertisements' ids, oldest first
+        self._max_windows = max_adverts_per_connection
         self._active: Dict[int, int] = {}
         self._next_mr = 1
         self._next_advert = 1
@@ -209,10 +218,11 @@ class RegionTable:
             f.unlink()
 
     def advertise(self, conn_id: int, mr_id: int, ptr: int, size: int, same_host: bool = False,
-                  staging: Optional[_wire.Staging] = None) -> bytes:
+                  staging: Optional[_wire.Staging] = None, window: bool = False) -> bytes:
         """The advertisement blob; with the shared-memory extension when the region is in a shared
         file and the peer is known to be on this host, and with ``staging`` (the connection's staging file, for a
-        GPU region) when given."""
+        GPU region) when given. A ``window``'s counts against its connection's MAX_ADVERTS_PER_CONNECTION most recent,
+        which stay valid; a kv buffer's lives until the buffer goes."""
         region = self.region(mr_id)
         region.local(ptr, size)  # bounds check
         token = os.urandom(_wire.TOKEN_BYTES)
@@ -222,9 +232,18 @@ class RegionTable:
             aid = self._next_advert
             self._next_advert += 1
             self._adverts[aid] = Advert(aid, token, conn_id, region, ptr - region.ptr, size)
+            if window:
+                order = self._windows_of.setdefault(conn_id, collections.deque())
+                order.append(aid)
+                while len(order) > self._max_windows:
+                    self._adverts.pop(order.popleft(), None)
         shm = region.shared.path if region.shared is not None and same_host else None
         return _wire.encode_advertisement(_wire.Advertisement(self._engine_id, aid, token, size, ptr, shm,
                                                               ptr - region.ptr if shm else 0, staging))
+
+    def advert_count(self) -> int:
+        with self._lock:
+            return len(self._adverts)
 
     def advert(self, advert_id: int) -> Optional[Advert]:
         with self._lock:
@@ -232,6 +251,7 @@ class RegionTable:
 
     def drop_connection(self, conn_id: int) -> None:
         with self._lock:
+            self._windows_of.pop(conn_id, None)
             for aid in [a.advert_id for a in self._adverts.values() if a.conn_id == conn_id]:
                 del self._adverts[aid]
 
@@ -242,7 +262,8 @@ class RegionTable:
         with self._lock:
             a = self._adverts.get(advert_id)
             if a is None or a.conn_id != conn_id or not _tokens_equal(a.token, token):
-                raise _wire.FrameError(_wire.NOT_ADVERTISED, f"advertisement {advert_id} is not valid for this connection")
+                raise _wire.FrameError(_wire.NOT_ADVERTISED, f"advertisement {advert_id} is not valid for this connection "
+                                                             f"(withdrawn, or older than its {self._max_windows} latest)")
             span = length if transfer_length is None else transfer_length
             if slice_offset + length > span or window_offset + span > a.size:
                 raise _wire.FrameError(_wire.OUT_OF_BOUNDS, f"slice [{window_offset + slice_offset}, +{length}) "

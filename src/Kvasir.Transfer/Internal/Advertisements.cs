@@ -13,13 +13,37 @@ internal sealed record Advertisement(ulong Id, UInt128 Token, int ConnId, Region
 /// </summary>
 internal sealed class Advertisements
 {
+    /// <summary>
+    /// Window advertisements kept per connection (docs/transfer.md § Advertisements): a connection that advertises a
+    /// window per request would otherwise grow the table for as long as it lives. The oldest goes first; a transfer
+    /// naming it is refused NOT_ADVERTISED. The Python engine keeps the same number (regions.MAX_ADVERTS_PER_CONNECTION).
+    /// </summary>
+    public const int MaxPerConnection = 1 << 16;
+
     private readonly ConcurrentDictionary<ulong, Advertisement> _byId = new();
+    private readonly ConcurrentDictionary<int, ConcurrentQueue<ulong>> _windowsOf = new();
+    private readonly int _maxPerConnection;
     private long _nextId;
 
-    public Advertisement Add(int connId, Region region, long offset, long size)
+    public Advertisements(int maxPerConnection = MaxPerConnection) => _maxPerConnection = maxPerConnection;
+
+    /// <summary>Advertisements in the table (for tests and metrics).</summary>
+    public int Count => _byId.Count;
+
+    /// <summary>
+    /// A new advertisement. A window's (<paramref name="window"/>) counts against its connection's
+    /// <see cref="MaxPerConnection"/> most recent, which stay valid; a kv buffer's lives until the buffer goes.
+    /// </summary>
+    public Advertisement Add(int connId, Region region, long offset, long size, bool window = false)
     {
         var a = new Advertisement((ulong)Interlocked.Increment(ref _nextId), RandomToken(), connId, region, offset, size);
         _byId[a.Id] = a;
+        if (window)
+        {
+            var order = _windowsOf.GetOrAdd(connId, _ => new ConcurrentQueue<ulong>());
+            order.Enqueue(a.Id);
+            while (order.Count > _maxPerConnection && order.TryDequeue(out ulong oldest)) _byId.TryRemove(oldest, out _);
+        }
         return a;
     }
 
@@ -44,6 +68,7 @@ internal sealed class Advertisements
     /// <summary>Withdraws every advertisement made for a connection (it closed).</summary>
     public void WithdrawConnection(int connId)
     {
+        _windowsOf.TryRemove(connId, out _);
         foreach (var a in _byId.Values)
             if (a.ConnId == connId) _byId.TryRemove(a.Id, out _);
     }
