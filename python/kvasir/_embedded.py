@@ -15,7 +15,7 @@ class EmbeddedNode:
 
     The Python package cannot host the .NET node inside the interpreter, so the node runs as a child
     process tied to this one: it is stopped (SIGTERM) by :meth:`close` and, on Linux, killed if this
-    process dies (PR_SET_PDEATHSIG). It registers in Redis like any other node (kind "embedded").
+    process dies (PR_SET_PDEATHSIG, armed from a thread that lives as long as the process: see :func:`_spawn`). It registers in Redis like any other node (kind "embedded").
     The command is ``KVASIR_BIN`` (e.g. ``"dotnet /opt/kvasir/kvasir.dll"``), else ``kvasir`` on
     PATH, else this checkout's ``.build/cli/kvasir.dll``."""
 
@@ -32,8 +32,7 @@ class EmbeddedNode:
             args += ["--node-id", client_id]
         if auth_key_hex:
             args += ["--auth-key", auth_key_hex]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     preexec_fn=_die_with_parent)
+        self.proc = _spawn(args)
         deadline = time.monotonic() + timeout
         lines = []
         while True:
@@ -73,6 +72,40 @@ class EmbeddedNode:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+
+
+_spawner_lock = threading.Lock()
+_spawner_jobs = None
+
+
+def _spawn(args) -> subprocess.Popen:
+    """Starts the node from one thread that lives as long as this process: PR_SET_PDEATHSIG fires when the *thread*
+    that forked the child ends, so a node started straight from the caller's thread (an engine building its connector
+    on a worker thread) would be killed as soon as that thread finished."""
+    global _spawner_jobs
+    import queue  # noqa: PLC0415
+    with _spawner_lock:
+        if _spawner_jobs is None:
+            _spawner_jobs = queue.Queue()
+            threading.Thread(target=_spawner, args=(_spawner_jobs,), name="kvasir-node-spawner", daemon=True).start()
+    done = threading.Event()
+    job = {"args": args, "done": done}
+    _spawner_jobs.put(job)
+    done.wait()
+    if "error" in job:
+        raise job["error"]
+    return job["proc"]
+
+
+def _spawner(jobs) -> None:
+    while True:
+        job = jobs.get()
+        try:
+            job["proc"] = subprocess.Popen(job["args"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        except BaseException as ex:   # noqa: BLE001 - handed to the caller
+            job["error"] = ex
+        job["done"].set()
 
 
 def _die_with_parent() -> None:
