@@ -143,12 +143,12 @@ internal sealed class TcpTransport : IKvTransport
     /// over contiguous runs of its keys (<see cref="Stripes"/>). <paramref name="send"/> sends one run on the slot's
     /// connection (<see cref="AnySlot"/>: whichever <see cref="GetConnectionAsync"/> picks).
     /// </summary>
-    private Task StripedAsync(int start, int end, Func<int, long> length, Func<int, int, int, Task> send)
+    private Task StripedAsync(int start, int end, Func<int, long> length, Func<int, int, int, Task> send, Func<bool>? mayStripe = null)
     {
         int most = _connections.Length;
         if (_options.StripeBytes <= 0 || most < 2 || end - start < 2) return send(start, end, AnySlot);
         var runs = Stripes.Split(start, end, most, _options.StripeBytes, length);
-        if (runs.Count < 2) return send(start, end, AnySlot);
+        if (runs.Count < 2 || (mayStripe is not null && !mayStripe())) return send(start, end, AnySlot);
         var slots = FreeSlots(runs.Count);
         if (slots.Count < 2) return send(start, end, AnySlot);
         if (slots.Count < runs.Count) runs = Stripes.Split(start, end, slots.Count, _options.StripeBytes, length);
@@ -207,9 +207,10 @@ internal sealed class TcpTransport : IKvTransport
     /// </remarks>
     public Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct)
     {
-        if (chain || _options.StripeBytes <= 0 || _connections.Length < 2 || end - start < 2 || Stripes.HasDuplicateKey(batch.Keys, start, end))
+        if (chain || !WorthStriping(end - start, PutBytes(batch, start, end)))
             return PutRunAsync(batch, start, end, chain, parent, hasParent, AnySlot, ct);
-        return StripedAsync(start, end, i => batch.Values[i].Length, (s, e, slot) => PutRunAsync(batch, s, e, false, default, false, slot, ct));
+        return StripedAsync(start, end, i => batch.Values[i].Length, (s, e, slot) => PutRunAsync(batch, s, e, false, default, false, slot, ct),
+            mayStripe: () => !Stripes.HasDuplicateKey(batch.Keys, start, end));   // asked only of a batch large enough to stripe
     }
 
     private async Task PutRunAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, int slot, CancellationToken ct)
@@ -248,18 +249,32 @@ internal sealed class TcpTransport : IKvTransport
     /// <summary>A GET; one whose destinations hold at least twice <see cref="KvStoreOptions.StripeBytes"/> is striped over free connections (<see cref="StripedAsync"/>).</summary>
     public Task GetAsync(GetBatch batch, int start, int end, CancellationToken ct)
     {
-        // A destination allocated on arrival has no known size: such a batch goes whole.
-        if (_options.StripeBytes <= 0 || _connections.Length < 2 || end - start < 2 || HasAllocating(batch, start, end))
-            return GetRunAsync(batch, start, end, AnySlot, ct);
+        if (!WorthStriping(end - start, GetBytes(batch, start, end))) return GetRunAsync(batch, start, end, AnySlot, ct);
         return StripedAsync(start, end, i => batch.Destinations[i].Capacity, (s, e, slot) => GetRunAsync(batch, s, e, slot, ct));
     }
 
-    private static bool HasAllocating(GetBatch batch, int start, int end)
+    /// <summary>The destinations' bytes; -1 when one is allocated on arrival (its size unknown: such a batch goes whole).</summary>
+    private static long GetBytes(GetBatch batch, int start, int end)
     {
+        long bytes = 0;
         for (int i = start; i < end; i++)
-            if (batch.Destinations[i].Allocate) return true;
-        return false;
+        {
+            if (batch.Destinations[i].Allocate) return -1;
+            bytes += batch.Destinations[i].Capacity;
+        }
+        return bytes;
     }
+
+    private static long PutBytes(PutBatch batch, int start, int end)
+    {
+        long bytes = 0;
+        for (int i = start; i < end; i++) bytes += batch.Values[i].Length;
+        return bytes;
+    }
+
+    /// <summary>Whether a batch of <paramref name="keys"/> carrying <paramref name="bytes"/> may be striped; checked before anything is allocated for it.</summary>
+    private bool WorthStriping(int keys, long bytes)
+        => _options.StripeBytes > 0 && _connections.Length > 1 && keys > 1 && bytes >= 2 * _options.StripeBytes;
 
     private async Task GetRunAsync(GetBatch batch, int start, int end, int slot, CancellationToken ct)
     {
