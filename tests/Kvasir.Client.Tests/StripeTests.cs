@@ -167,6 +167,45 @@ public sealed class StripeTests
     }
 
     [Fact]
+    public async Task A_node_that_refuses_more_connections_still_stores_and_serves_every_key_of_a_striped_batch()
+    {
+        // A node at its connection limit (here: one per client address) closes every further connection at HELLO. The
+        // runs whose slot had no connection yet then went to no connection at all: their keys came back Unavailable
+        // while the connection the store already held sat idle. They go over an open connection instead.
+        await using var node = TestNode.Start(new NodeOptions { Port = 0, MaxConnectionsPerAddress = 1, Store = new StoreOptions { Capacity = 256L << 20 } });
+        await using var store = await ConnectAsync(node);
+        var keys = Keys("refused", 8);
+        var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(900 + i, 1 << 20)).ToArray();
+        Assert.All(await store.PutAsync(keys, values), s => Assert.Equal(KvStatus.Ok, s));
+        var destinations = values.Select(v => (Memory<byte>)new byte[v.Length]).ToArray();
+        var results = await store.GetAsync(keys, destinations);
+        for (int i = 0; i < keys.Length; i++)
+        {
+            Assert.Equal(new KvGetResult(KvStatus.Ok, values[i].Length), results[i]);
+            Assert.True(values[i].Span.SequenceEqual(destinations[i].Span), $"value {i}");
+        }
+        Assert.True(node.Counters.ConnectionsRefused > 0, "the node refused no connection: the batch was not striped");
+        Assert.Equal(1, node.Counters.ConnectionsTotal);
+    }
+
+    [Fact]
+    public async Task Requests_in_flight_together_against_a_node_that_refuses_more_connections_all_go_over_the_one_it_accepted()
+    {
+        // Not striping, the same rule: a request that found every open connection busy opened a slot of its own, and
+        // when the node refused it the request's keys were Unavailable.
+        await using var node = TestNode.Start(new NodeOptions { Port = 0, MaxConnectionsPerAddress = 1, Store = new StoreOptions { Capacity = 256L << 20 } });
+        await using var store = await ConnectAsync(node, stripe: 0);
+        var keys = Keys("together", 8);
+        var values = keys.Select((_, i) => TestValues.Value(950 + i, 1 << 20)).ToArray();
+        var statuses = await Task.WhenAll(keys.Select((k, i) => store.PutAsync([k], [values[i]])));
+        Assert.All(statuses, s => Assert.Equal([KvStatus.Ok], s));
+        var read = await Task.WhenAll(keys.Select(k => store.GetAsync(k)));
+        for (int i = 0; i < keys.Length; i++) Assert.Equal(values[i], read[i]);
+        Assert.True(node.Counters.ConnectionsRefused > 0, "the node refused no connection: no request looked for a second one");
+        Assert.Equal(1, node.Counters.ConnectionsTotal);
+    }
+
+    [Fact]
     public async Task A_negative_stripe_size_is_refused_with_the_reason()
     {
         var ex = await Assert.ThrowsAsync<KvasirException>(() => KvStore.ConnectAsync(new KvStoreOptions { Server = "127.0.0.1:1", StripeBytes = -1 }));

@@ -82,7 +82,24 @@ internal sealed class TcpTransport : IKvTransport
             var idle = Volatile.Read(ref _connections[(slot + i) % n]);
             if (idle is { IsBroken: false, Outstanding: 0 }) return idle;
         }
-        return await SlotConnectionAsync(slot, ct).ConfigureAwait(false);
+        return await SlotConnectionAsync(slot, ct).ConfigureAwait(false) ?? AnyOpen();
+    }
+
+    /// <summary>
+    /// An open connection, the one with the fewest requests outstanding; null when none is open. For a request whose own
+    /// slot could not be opened: a node at its connection limit (<c>--max-connections</c>, <c>--max-connections-per-address</c>)
+    /// closes every further connection at HELLO, and the request's keys were Unavailable while a connection the node had
+    /// accepted was open beside it (found by StripeTests). The request queues there as any two requests on one connection do.
+    /// </summary>
+    private ClientConnection? AnyOpen()
+    {
+        ClientConnection? best = null;
+        for (int i = 0; i < _connections.Length; i++)
+        {
+            var c = Volatile.Read(ref _connections[i]);
+            if (c is { IsBroken: false } && (best is null || c.Outstanding < best.Outstanding)) best = c;
+        }
+        return best;
     }
 
     /// <summary>
@@ -168,7 +185,11 @@ internal sealed class TcpTransport : IKvTransport
     private const int AnySlot = -1;
 
     private ValueTask<ClientConnection?> ConnectionAsync(int slot, CancellationToken ct)
-        => slot == AnySlot ? GetConnectionAsync(ct) : SlotConnectionAsync(slot, ct);
+        => slot == AnySlot ? GetConnectionAsync(ct) : StripeConnectionAsync(slot, ct);
+
+    /// <summary>A run's connection: its slot's, or, when that cannot be opened, any open one (<see cref="AnyOpen"/>).</summary>
+    private async ValueTask<ClientConnection?> StripeConnectionAsync(int slot, CancellationToken ct)
+        => await SlotConnectionAsync(slot, ct).ConfigureAwait(false) ?? AnyOpen();
 
     /// <summary>Features asked for: the writer's CRC when sent, and always the arena proof (used only by the shared-memory transport).</summary>
     private static ulong Features(KvStoreOptions options) =>
