@@ -1,3 +1,6 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
 using Kvasir.Client;
 using Kvasir.Client.Internal;
 using Kvasir.Protocol;
@@ -145,11 +148,20 @@ public sealed class StripeTests
         Assert.Equal(2, node.Counters.ConnectionsTotal);
     }
 
-    [Fact]
-    public async Task Lanes_that_each_send_large_batches_at_once_round_trip_every_value()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]   // each lane's next batch is striped from a connection's reader, its last run sent from there
+    public async Task Lanes_that_each_send_large_batches_at_once_round_trip_every_value(bool inlineCompletions)
     {
         await using var node = StartNode();
-        await using var store = await ConnectAsync(node, stripe: 256 << 10);
+        await using var store = await KvStore.ConnectAsync(new KvStoreOptions
+        {
+            Server = node.Address,
+            ConnectionsPerNode = 4,
+            StripeBytes = 256 << 10,
+            Transport = KvTransportKind.Tcp,
+            InlineCompletions = inlineCompletions,
+        });
         // Eight lanes on four connections: stripes of one lane land on connections busy with another's, and queue there.
         await Task.WhenAll(Enumerable.Range(0, 8).Select(lane => Task.Run(async () =>
         {
@@ -206,9 +218,175 @@ public sealed class StripeTests
     }
 
     [Fact]
+    public async Task A_run_whose_connection_is_cut_reports_its_own_keys_unavailable_and_the_other_runs_are_stored()
+    {
+        await using var node = StartNode();
+        // The store's first connection is the relay's first; the striped PUT opens three more and the second one is cut
+        // as its PUT arrives, before the node sees any of it.
+        await using var relay = CuttingRelay.Start(node.Port, cutConnection: 2);
+        await using var store = await KvStore.ConnectAsync(new KvStoreOptions
+        {
+            Server = $"127.0.0.1:{relay.Port}",
+            ConnectionsPerNode = 4,
+            StripeBytes = 1 << 20,
+            Transport = KvTransportKind.Tcp,
+        });
+        var keys = Keys("cut", 8);
+        var values = keys.Select((_, i) => TestValues.Value(600 + i, 1 << 20)).ToArray();
+        var statuses = await store.PutAsync(keys, values.Select(v => (ReadOnlyMemory<byte>)v).ToArray());
+        Assert.Equal(1, relay.Cuts);
+        var lost = Enumerable.Range(0, keys.Length).Where(i => statuses[i] != KvStatus.Ok).ToArray();
+        Assert.NotEmpty(lost);
+        Assert.True(lost.Length < keys.Length, "every run failed, not just the one whose connection was cut");
+        Assert.All(lost, i => Assert.Equal(KvStatus.Unavailable, statuses[i]));
+        Assert.Equal(Enumerable.Range(lost[0], lost.Length), lost);   // one contiguous run
+        for (int i = 0; i < keys.Length; i++)
+            Assert.Equal(lost.Contains(i) ? null : values[i], await store.GetAsync(keys[i]));
+        // The broken slot is replaced: the lost keys are stored on the next try.
+        Assert.All(await store.PutAsync(lost.Select(i => keys[i]).ToArray(), lost.Select(i => (ReadOnlyMemory<byte>)values[i]).ToArray()),
+            s => Assert.Equal(KvStatus.Ok, s));
+        foreach (int i in lost) Assert.Equal(values[i], await store.GetAsync(keys[i]));
+    }
+
+    [Fact]
     public async Task A_negative_stripe_size_is_refused_with_the_reason()
     {
         var ex = await Assert.ThrowsAsync<KvasirException>(() => KvStore.ConnectAsync(new KvStoreOptions { Server = "127.0.0.1:1", StripeBytes = -1 }));
         Assert.Contains("StripeBytes", ex.Message);
+    }
+}
+
+/// <summary>
+/// A relay between a client and a node that cuts the connection it accepted <c>cutConnection</c>-th (from 1) when the
+/// client's first PUT on it arrives, forwarding none of that frame: a connection lost in the middle of a striped batch.
+/// Everything else passes through unchanged.
+/// </summary>
+internal sealed class CuttingRelay : IAsyncDisposable
+{
+    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly int _nodePort, _cutConnection;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly ConcurrentBag<Task> _pumps = [];
+    private readonly ConcurrentBag<Socket> _sockets = [];
+    private Task _accept = Task.CompletedTask;
+    private int _cuts;
+
+    private CuttingRelay(int nodePort, int cutConnection) => (_nodePort, _cutConnection) = (nodePort, cutConnection);
+
+    public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
+
+    /// <summary>Connections cut so far.</summary>
+    public int Cuts => Volatile.Read(ref _cuts);
+
+    public static CuttingRelay Start(int nodePort, int cutConnection)
+    {
+        var relay = new CuttingRelay(nodePort, cutConnection);
+        relay._listener.Start();
+        relay._accept = relay.AcceptAsync();
+        return relay;
+    }
+
+    private async Task AcceptAsync()
+    {
+        try
+        {
+            for (int accepted = 1; ; accepted++)
+            {
+                var client = await _listener.AcceptSocketAsync(_stop.Token);
+                var node = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                await node.ConnectAsync(IPAddress.Loopback, _nodePort, _stop.Token);
+                client.NoDelay = true;
+                _sockets.Add(client);
+                _sockets.Add(node);
+                _pumps.Add(ClientToNodeAsync(client, node, cut: accepted == _cutConnection));
+                _pumps.Add(CopyAsync(node, client));
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
+        {
+        }
+    }
+
+    private async Task ClientToNodeAsync(Socket from, Socket to, bool cut)
+    {
+        var header = new byte[ProtocolLimits.HeaderSize];
+        var buffer = new byte[1 << 16];
+        try
+        {
+            while (await ReadExactAsync(from, header))
+            {
+                var h = FrameHeader.Read(header);
+                if (cut && h.Opcode == Opcode.Put)
+                {
+                    Interlocked.Increment(ref _cuts);
+                    from.Dispose();
+                    return;
+                }
+                await SendAllAsync(to, header);
+                for (long left = h.MetaLength + h.PayloadLength; left > 0;)
+                {
+                    int n = await from.ReceiveAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, left)), SocketFlags.None, _stop.Token);
+                    if (n == 0) return;
+                    await SendAllAsync(to, buffer.AsMemory(0, n));
+                    left -= n;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
+        {
+        }
+        finally
+        {
+            Close(to);
+        }
+    }
+
+    private async Task CopyAsync(Socket from, Socket to)
+    {
+        var buffer = new byte[1 << 16];
+        try
+        {
+            int n;
+            while ((n = await from.ReceiveAsync(buffer, SocketFlags.None, _stop.Token)) > 0) await SendAllAsync(to, buffer.AsMemory(0, n));
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
+        {
+        }
+        finally
+        {
+            Close(to);
+        }
+    }
+
+    private async Task<bool> ReadExactAsync(Socket from, Memory<byte> into)
+    {
+        for (int done = 0; done < into.Length;)
+        {
+            int n = await from.ReceiveAsync(into[done..], SocketFlags.None, _stop.Token);
+            if (n == 0) return false;
+            done += n;
+        }
+        return true;
+    }
+
+    private async Task SendAllAsync(Socket to, ReadOnlyMemory<byte> data)
+    {
+        while (!data.IsEmpty) data = data[await to.SendAsync(data, SocketFlags.None, _stop.Token)..];
+    }
+
+    private static void Close(Socket socket)
+    {
+        try { socket.Shutdown(SocketShutdown.Both); } catch (Exception ex) when (ex is SocketException or ObjectDisposedException) { }
+        socket.Dispose();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _stop.Cancel();
+        _listener.Stop();
+        await _accept;
+        foreach (var s in _sockets) s.Dispose();
+        await Task.WhenAll(_pumps);
+        _stop.Dispose();
     }
 }
