@@ -248,6 +248,44 @@ public sealed class StripeTests
         foreach (int i in lost) Assert.Equal(values[i], await store.GetAsync(keys[i]));
     }
 
+    private static long Mismatches(TestNode node) => node.Node.StatsSnapshot().Single(s => s.Key == "crc_mismatches").Value;
+
+    private static Task<KvStore> ConnectAsync(FrameRelay relay)
+        => KvStore.ConnectAsync(new KvStoreOptions { Server = $"127.0.0.1:{relay.Port}", ConnectionsPerNode = 4, StripeBytes = 1 << 20, Transport = KvTransportKind.Tcp });
+
+    [Fact]
+    public async Task Each_run_of_a_striped_put_to_a_node_without_the_trailer_carries_its_own_computed_crcs_and_the_ttl()
+    {
+        await using var node = StartNode();
+        await using var relay = FrameRelay.Start(node.Port, hideFeatures: ProtocolFeatures.CrcTrailer);
+        await using var store = await ConnectAsync(relay);
+        var keys = Keys("entries", 8);
+        var values = keys.Select((_, i) => TestValues.Value(700 + i, (1 << 20) + 333 * i)).ToArray();
+        Assert.All(await store.PutAsync(keys, values.Select(v => (ReadOnlyMemory<byte>)v).ToArray(), new PutOptions { Ttl = TimeSpan.FromHours(1) }),
+            s => Assert.Equal(KvStatus.Ok, s));
+        Assert.True(relay.PutFlags.Length > 1, "the PUT was not striped");
+        Assert.All(relay.PutFlags, f => Assert.Equal(FrameFlags.ValueCrc | FrameFlags.Ttl, f));
+        for (int i = 0; i < keys.Length; i++) Assert.Equal(values[i], await store.GetAsync(keys[i]));
+        Assert.Equal(0L, Mismatches(node));
+    }
+
+    [Fact]
+    public async Task Crcs_the_caller_gives_for_a_striped_put_go_with_their_own_keys_and_a_wrong_one_is_a_miss_alone()
+    {
+        await using var node = StartNode();
+        await using var relay = FrameRelay.Start(node.Port);
+        await using var store = await ConnectAsync(relay);
+        var keys = Keys("given", 8);
+        var values = keys.Select((_, i) => TestValues.Value(800 + i, 1 << 20)).ToArray();
+        var crcs = values.Select((v, i) => Crc32C.Compute(v) ^ (i == 6 ? 0xFFu : 0)).ToArray();
+        Assert.All(await store.PutAsync(keys, values.Select(v => (ReadOnlyMemory<byte>)v).ToArray(), new PutOptions { ValueCrc32C = crcs }),
+            s => Assert.Equal(KvStatus.Ok, s));
+        Assert.True(relay.PutFlags.Length > 1, "the PUT was not striped");
+        Assert.All(relay.PutFlags, f => Assert.Equal(FrameFlags.ValueCrc, f));
+        for (int i = 0; i < keys.Length; i++) Assert.Equal(i == 6 ? null : values[i], await store.GetAsync(keys[i]));
+        Assert.Equal(1L, Mismatches(node));
+    }
+
     [Fact]
     public async Task A_negative_stripe_size_is_refused_with_the_reason()
     {
