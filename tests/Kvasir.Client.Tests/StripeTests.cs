@@ -248,6 +248,26 @@ public sealed class StripeTests
         foreach (int i in lost) Assert.Equal(values[i], await store.GetAsync(keys[i]));
     }
 
+    [Fact]
+    public async Task A_store_disposed_while_its_striped_batches_open_connections_reports_keys_and_leaves_no_connection_open()
+    {
+        await using var node = StartNode();
+        var keys = Keys("disposed", 8);
+        var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(1000 + i, 1 << 20)).ToArray();
+        for (int round = 0; round < 12; round++)
+        {
+            var store = await ConnectAsync(node);
+            // Three of the four runs open their connection as the store is disposed: each is closed by the dispose or
+            // never opened, and the call still answers every key.
+            var put = store.PutAsync(keys, values);
+            for (int i = 0; i < round % 4; i++) await Task.Yield();
+            await store.DisposeAsync();
+            var statuses = await put;
+            Assert.All(statuses, s => Assert.Contains(s, new[] { KvStatus.Ok, KvStatus.Unavailable }));
+        }
+        await Poll.UntilAsync(() => node.Counters.Connections == 0, () => $"every connection closed (open: {node.Counters.Connections})");
+    }
+
     private static long Mismatches(TestNode node) => node.Node.StatsSnapshot().Single(s => s.Key == "crc_mismatches").Value;
 
     private static Task<KvStore> ConnectAsync(FrameRelay relay)
