@@ -330,10 +330,13 @@ public sealed partial class KvStore : IAsyncDisposable
                 runStart = i + 1;
             }
         }
-        if (chain)
+        // A chain's requests go in order (a block is linked once its parent is stored), and so do those of a batch that
+        // names a key twice: requests sent at once go on different connections (or are striped) and may be stored in any
+        // order, and the last value must win (it did not: StripeTests).
+        if (chain || (chunks.Count > 1 && Stripes.HasDuplicateKey(batch.Keys, 0, batch.Keys.Count)))
         {
             foreach (var c in chunks)
-                await _transport.PutAsync(batch, c.Start, c.End, true, c.Parent, c.HasParent, ct).ConfigureAwait(false);
+                await _transport.PutAsync(batch, c.Start, c.End, chain, c.Parent, c.HasParent, ct).ConfigureAwait(false);
         }
         else
         {

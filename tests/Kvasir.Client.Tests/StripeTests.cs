@@ -112,6 +112,27 @@ public sealed class StripeTests
         Assert.Equal(values[7].ToArray(), await store.GetAsync(keys[0]));
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1 << 20)]
+    public async Task A_put_that_names_a_key_twice_in_two_requests_still_stores_the_last_value(long stripe)
+    {
+        // Two keys a request: the first value goes after a large value in one request, the last in a small request after
+        // it. Sent at once on two connections (or striped), the small one was stored first and the earlier value won.
+        await using var node = TestNode.Start(new NodeOptions { Port = 0, MaxBatchKeys = 2, Store = new StoreOptions { Capacity = 256L << 20 } });
+        await using var store = await ConnectAsync(node, stripe);
+        for (int round = 0; round < 4; round++)
+        {
+            var k = TestValues.Key($"again/{round}");
+            var first = TestValues.Value(round, 1 << 20);
+            var last = TestValues.Value(100 + round, 1000);
+            ReadOnlyMemory<byte>[] keys = [TestValues.Key($"big/{round}"), k, k];
+            ReadOnlyMemory<byte>[] values = [TestValues.Value(200 + round, 8 << 20), first, last];
+            Assert.All(await store.PutAsync(keys, values), s => Assert.Equal(KvStatus.Ok, s));
+            Assert.Equal(last, await store.GetAsync(k));
+        }
+    }
+
     [Fact]
     public async Task A_chain_put_goes_whole_so_each_block_finds_its_parent_stored()
     {
