@@ -108,7 +108,8 @@ public sealed class KvStoreOptions
 
     /// <summary>
     /// Over TCP, a GET or PUT batch whose values (for a GET: whose destinations) total at least twice this many bytes is
-    /// split into contiguous runs of its keys, about equal in bytes and at least this large, one request per connection
+    /// split into contiguous runs of its keys, about equal in bytes and no more runs than the total holds this size (a run
+    /// is whole values, so uneven values make uneven runs), one request per connection
     /// that is free at the time (open with nothing outstanding, or not yet opened; up to <see cref="ConnectionsPerNode"/>),
     /// and the call returns when every run has: one request in flight then moves its bytes over several streams and
     /// cores, on both sides. A value is never split. Not striped: a PUT that declares a chain (its blocks are linked

@@ -9,8 +9,9 @@ namespace Kvasir.Client.Internal;
 internal static class Stripes
 {
     /// <summary>
-    /// Cuts [<paramref name="start"/>, <paramref name="end"/>) into at most <paramref name="most"/> contiguous runs of at
-    /// least <paramref name="minBytes"/> each (by <paramref name="length"/>), as equal in bytes as whole entries allow. One
+    /// Cuts [<paramref name="start"/>, <paramref name="end"/>) into at most <paramref name="most"/> contiguous runs, and no
+    /// more than the total (by <paramref name="length"/>) holds <paramref name="minBytes"/>, as equal in bytes as whole
+    /// entries allow (uneven entries make uneven runs: a run may hold less than the minimum). One
     /// run (the whole range) when the bytes are under twice the minimum, when there is one entry or one connection, or
     /// when striping is off (<paramref name="minBytes"/> ≤ 0).
     /// </summary>
