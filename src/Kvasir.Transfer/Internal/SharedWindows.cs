@@ -1,4 +1,6 @@
 using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
 
 namespace Kvasir.Transfer.Internal;
 
@@ -7,7 +9,7 @@ namespace Kvasir.Transfer.Internal;
 /// by path. A target names its files by engine id, process and serial, so a path never names two different
 /// files and a mapping is reused for every advertisement of that file. Only files under /dev/shm are opened.
 /// </summary>
-internal sealed unsafe class SharedWindows : IDisposable
+internal sealed unsafe partial class SharedWindows : IDisposable
 {
     private const string ShmDir = "/dev/shm/";
     private readonly Lock _gate = new();
@@ -70,7 +72,7 @@ internal sealed unsafe class SharedWindows : IDisposable
         finally { _use.ExitWriteLock(); }
     }
 
-    private sealed class Mapping : IDisposable
+    private sealed partial class Mapping : IDisposable
     {
         private readonly MemoryMappedFile _file;
         private readonly MemoryMappedViewAccessor _view;
@@ -89,11 +91,24 @@ internal sealed unsafe class SharedWindows : IDisposable
 
         public long Length { get; }
 
+        private const int OReadWrite = 2, OCloexec = 0x80000;   // Linux
+
+        [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+        private static partial int OpenReadWrite(string path, int flags);
+
         public static Mapping? Open(string path, long length)
         {
             try
             {
-                var file = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.ReadWrite);
+                // Opened with open(2) itself, not File.Open: .NET takes a shared flock on a file it opens for writing,
+                // and a target holds an exclusive flock on its file for as long as it lives (the liveness rule of
+                // python/kvasir/transfer/_shm.py), so File.Open failed and every same-host transfer fell back to the lanes.
+                int fd = OpenReadWrite(path, OReadWrite | OCloexec);
+                if (fd < 0) return null;
+                var handle = new SafeFileHandle(fd, ownsHandle: true);
+                MemoryMappedFile file;
+                try { file = MemoryMappedFile.CreateFromFile(handle, null, 0, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: false); }
+                catch { handle.Dispose(); throw; }
                 try { return new Mapping(file, file.CreateViewAccessor(0, length, MemoryMappedFileAccess.ReadWrite), length); }
                 catch { file.Dispose(); throw; }
             }
