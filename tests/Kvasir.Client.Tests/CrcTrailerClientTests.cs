@@ -194,7 +194,7 @@ internal sealed class FrameRelay : IAsyncDisposable
         var buffer = new byte[1 << 16];
         try
         {
-            while (await ReadExactAsync(from, header))
+            while (await RelaySockets.ReadExactAsync(from, header, _stop.Token))
             {
                 var h = FrameHeader.Read(header);
                 if (h.Opcode == Opcode.Put) _putFlags.Enqueue(h.Flags);
@@ -213,7 +213,7 @@ internal sealed class FrameRelay : IAsyncDisposable
         }
         finally
         {
-            Close(to);
+            RelaySockets.Shut(to);
         }
     }
 
@@ -224,7 +224,7 @@ internal sealed class FrameRelay : IAsyncDisposable
         {
             // The first frame is the HELLO reply: its metadata starts with the version (u16), then the granted features (u64).
             var hello = new byte[ProtocolLimits.HeaderSize + 10];
-            if (!await ReadExactAsync(from, hello)) return;
+            if (!await RelaySockets.ReadExactAsync(from, hello, _stop.Token)) return;
             var features = hello.AsSpan(ProtocolLimits.HeaderSize + 2, 8);
             BinaryPrimitives.WriteUInt64LittleEndian(features, BinaryPrimitives.ReadUInt64LittleEndian(features) & ~_hide);
             await to.SendAsync(hello, SocketFlags.None, _stop.Token);
@@ -240,24 +240,8 @@ internal sealed class FrameRelay : IAsyncDisposable
         }
         finally
         {
-            Close(to);
+            RelaySockets.Shut(to);
         }
-    }
-
-    private async Task<bool> ReadExactAsync(Socket from, Memory<byte> into)
-    {
-        for (int done = 0; done < into.Length;)
-        {
-            int n = await from.ReceiveAsync(into[done..], SocketFlags.None, _stop.Token);
-            if (n == 0) return false;
-            done += n;
-        }
-        return true;
-    }
-
-    private static void Close(Socket socket)
-    {
-        try { socket.Shutdown(SocketShutdown.Both); } catch (Exception ex) when (ex is SocketException or ObjectDisposedException) { }
     }
 
     public async ValueTask DisposeAsync()

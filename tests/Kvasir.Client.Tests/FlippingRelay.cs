@@ -68,10 +68,10 @@ public sealed class FlippingRelay : IAsyncDisposable
         {
             int n;
             while ((n = await from.ReceiveAsync(buffer, SocketFlags.None, _stop.Token)) > 0)
-                await SendAllAsync(to, buffer.AsMemory(0, n));
+                await RelaySockets.SendAllAsync(to, buffer.AsMemory(0, n), _stop.Token);
         }
         catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException) { }
-        finally { Shut(to); }
+        finally { RelaySockets.Shut(to); }
     }
 
     private async Task RepliesAsync(Socket from, Socket to)
@@ -80,10 +80,10 @@ public sealed class FlippingRelay : IAsyncDisposable
         var buffer = new byte[256 * 1024];
         try
         {
-            while (await ReadExactAsync(from, header))
+            while (await RelaySockets.ReadExactAsync(from, header, _stop.Token))
             {
                 var h = FrameHeader.Read(header);
-                await SendAllAsync(to, header);
+                await RelaySockets.SendAllAsync(to, header, _stop.Token);
                 long flipAt = -1;
                 if (h.Opcode == Opcode.Get && h.IsReply && Volatile.Read(ref _flipAt) is >= 0 and var at && at < h.PayloadLength
                     && Interlocked.CompareExchange(ref _flipAt, -1, at) == at)
@@ -95,38 +95,16 @@ public sealed class FlippingRelay : IAsyncDisposable
                 while (left > 0)
                 {
                     var chunk = buffer.AsMemory(0, (int)Math.Min(buffer.Length, left));
-                    if (!await ReadExactAsync(from, chunk)) return;
+                    if (!await RelaySockets.ReadExactAsync(from, chunk, _stop.Token)) return;
                     if (flipAt >= 0 && flipAt >= position && flipAt < position + chunk.Length) chunk.Span[(int)(flipAt - position)] ^= 0x5A;
-                    await SendAllAsync(to, chunk);
+                    await RelaySockets.SendAllAsync(to, chunk, _stop.Token);
                     position += chunk.Length;
                     left -= chunk.Length;
                 }
             }
         }
         catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException) { }
-        finally { Shut(to); }
-    }
-
-    private async Task<bool> ReadExactAsync(Socket s, Memory<byte> into)
-    {
-        int done = 0;
-        while (done < into.Length)
-        {
-            int n = await s.ReceiveAsync(into[done..], SocketFlags.None, _stop.Token);
-            if (n == 0) return false;
-            done += n;
-        }
-        return true;
-    }
-
-    private async Task SendAllAsync(Socket s, ReadOnlyMemory<byte> data)
-    {
-        while (!data.IsEmpty) data = data[await s.SendAsync(data, SocketFlags.None, _stop.Token)..];
-    }
-
-    private static void Shut(Socket s)
-    {
-        try { s.Shutdown(SocketShutdown.Both); } catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+        finally { RelaySockets.Shut(to); }
     }
 
     public async ValueTask DisposeAsync()

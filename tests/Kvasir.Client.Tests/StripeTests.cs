@@ -392,7 +392,7 @@ internal sealed class CuttingRelay : IAsyncDisposable
         var buffer = new byte[1 << 16];
         try
         {
-            while (await ReadExactAsync(from, header))
+            while (await RelaySockets.ReadExactAsync(from, header, _stop.Token))
             {
                 var h = FrameHeader.Read(header);
                 if (cut && h.Opcode == Opcode.Put)
@@ -401,12 +401,12 @@ internal sealed class CuttingRelay : IAsyncDisposable
                     from.Dispose();
                     return;
                 }
-                await SendAllAsync(to, header);
+                await RelaySockets.SendAllAsync(to, header, _stop.Token);
                 for (long left = h.MetaLength + h.PayloadLength; left > 0;)
                 {
                     int n = await from.ReceiveAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, left)), SocketFlags.None, _stop.Token);
                     if (n == 0) return;
-                    await SendAllAsync(to, buffer.AsMemory(0, n));
+                    await RelaySockets.SendAllAsync(to, buffer.AsMemory(0, n), _stop.Token);
                     left -= n;
                 }
             }
@@ -426,7 +426,7 @@ internal sealed class CuttingRelay : IAsyncDisposable
         try
         {
             int n;
-            while ((n = await from.ReceiveAsync(buffer, SocketFlags.None, _stop.Token)) > 0) await SendAllAsync(to, buffer.AsMemory(0, n));
+            while ((n = await from.ReceiveAsync(buffer, SocketFlags.None, _stop.Token)) > 0) await RelaySockets.SendAllAsync(to, buffer.AsMemory(0, n), _stop.Token);
         }
         catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
         {
@@ -437,25 +437,9 @@ internal sealed class CuttingRelay : IAsyncDisposable
         }
     }
 
-    private async Task<bool> ReadExactAsync(Socket from, Memory<byte> into)
-    {
-        for (int done = 0; done < into.Length;)
-        {
-            int n = await from.ReceiveAsync(into[done..], SocketFlags.None, _stop.Token);
-            if (n == 0) return false;
-            done += n;
-        }
-        return true;
-    }
-
-    private async Task SendAllAsync(Socket to, ReadOnlyMemory<byte> data)
-    {
-        while (!data.IsEmpty) data = data[await to.SendAsync(data, SocketFlags.None, _stop.Token)..];
-    }
-
     private static void Close(Socket socket)
     {
-        try { socket.Shutdown(SocketShutdown.Both); } catch (Exception ex) when (ex is SocketException or ObjectDisposedException) { }
+        RelaySockets.Shut(socket);
         socket.Dispose();
     }
 
