@@ -18,7 +18,7 @@ from typing import Dict, Optional, Tuple
 
 SHM_DIR = "/dev/shm"
 PREFIX = "kvasir-xfer-"
-_swept = False
+_swept_by = set()   # the engines (by id) that have swept: each engine's first file sweeps once
 _sweep_lock = threading.Lock()
 
 
@@ -48,13 +48,12 @@ def remove_dead_files() -> int:
     return removed
 
 
-def _sweep_once() -> None:
-    """The first file this process makes sweeps the dead engines' files first (once: a sweep reads every file's lock)."""
-    global _swept
+def _sweep_once(engine_id: bytes) -> None:
+    """An engine's first file sweeps the dead engines' files first (once per engine: a sweep reads every file's lock)."""
     with _sweep_lock:
-        if _swept:
+        if engine_id in _swept_by:
             return
-        _swept = True
+        _swept_by.add(engine_id)
     remove_dead_files()
 
 
@@ -63,7 +62,7 @@ class SharedFile:
 
     def __init__(self, nbytes: int, engine_id: bytes, serial: int):
         import numpy as np
-        _sweep_once()
+        _sweep_once(engine_id)
         name = f"{PREFIX}{engine_id.hex()[:12]}-{os.getpid()}-{serial}"
         self.path = os.path.join(SHM_DIR, name)
         # Made under a name no sweep looks at, locked, then linked to its own name: the file never has its name
