@@ -380,8 +380,10 @@ class S3FIFOPolicy(NodePolicy):
         small, main, freq = self._small, self._main, self._freq
         budget = min(4 * (len(small) + len(main)) + 1, 4 * self.SCAN_LIMIT)
         i = 0
+        refused_in_main = 0   # main blocks refused in a row: once all of main is pinned, small is searched
         while i < budget and (small or main):
-            from_small = bool(small) and (not main or len(small) * 10 >= len(small) + len(main))
+            from_small = bool(small) and (not main or len(small) * 10 >= len(small) + len(main)
+                                          or refused_in_main >= len(main))
             queue = small if from_small else main
             b = next(iter(queue))
             last_chance = i >= budget - 1
@@ -392,11 +394,14 @@ class S3FIFOPolicy(NodePolicy):
                     freq[b] = 0
                     main[b] = None
                 else:            # a second chance spent
+                    refused_in_main = 0
                     freq[b] -= 1
                     main.move_to_end(b)
             elif can_evict(b):
                 return b
             else:   # refused (pinned): to main's new end, as the node puts a block back when it is unpinned
+                if not from_small:
+                    refused_in_main += 1   # a small queue too small to be chosen may hold the only unpinned blocks
                 del queue[b]
                 main[b] = None
         return None

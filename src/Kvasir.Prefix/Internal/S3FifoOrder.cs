@@ -55,9 +55,10 @@ internal sealed class S3FifoOrder : SlotOrder
         // As the node: each pass evicts, promotes a block out of small, spends a main block's chance or passes over a
         // refused (pinned) one; past the budget the oldest acceptable block goes regardless.
         int budget = Math.Min((4 * Candidates) + 1, 4 * ScanLimit);
+        int refusedInMain = 0;   // main blocks refused in a row: once all of main is pinned, small is searched
         for (int i = 0; i < budget && Candidates > 0; i++)
         {
-            bool fromSmall = _small.Count > 0 && (_main.Count == 0 || _small.Count * 10 >= Candidates);
+            bool fromSmall = _small.Count > 0 && (_main.Count == 0 || _small.Count * 10 >= Candidates || refusedInMain >= _main.Count);
             int slot = fromSmall ? _small.Oldest : _main.Oldest;
             bool lastChance = i >= budget - 1;
             if (fromSmall && _frequency[slot] > 0 && !lastChance)
@@ -68,6 +69,7 @@ internal sealed class S3FifoOrder : SlotOrder
             }
             else if (!fromSmall && _frequency[slot] > 0 && !lastChance)
             {
+                refusedInMain = 0;
                 _frequency[slot]--;
                 Unlink(slot);
                 AddNewest(InMain, slot);
@@ -80,7 +82,10 @@ internal sealed class S3FifoOrder : SlotOrder
             {
                 // Refused (pinned): to main's new end. The node takes a pinned block out of both queues and puts it back
                 // into main when unpinned; moving it to main now keeps a small queue of pinned blocks from holding up
-                // every search (the small queue is chosen by its share alone).
+                // every search (the small queue is chosen by its share alone). A small queue whose share is too low to be
+                // chosen is searched once main has been refused all round: its blocks may be the only unpinned ones
+                // (the search found none, and the caller, told one exists, searched again for ever: NodePolicyTests).
+                if (!fromSmall) refusedInMain++;
                 Unlink(slot);
                 AddNewest(InMain, slot);
             }
