@@ -142,16 +142,19 @@ internal sealed class FrameRelay : IAsyncDisposable
     private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
     private readonly int _nodePort;
     private readonly ulong _hide;
+    private readonly int _cutConnection;
+    private int _cuts;
     private readonly CancellationTokenSource _stop = new();
     private readonly ConcurrentBag<Task> _pumps = [];
     private readonly ConcurrentQueue<FrameFlags> _putFlags = new();
     private readonly ConcurrentBag<Socket> _sockets = [];
     private Task _accept = Task.CompletedTask;
 
-    private FrameRelay(int nodePort, ulong hide)
+    private FrameRelay(int nodePort, ulong hide, int cutConnection)
     {
         _nodePort = nodePort;
         _hide = hide;
+        _cutConnection = cutConnection;
     }
 
     public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
@@ -159,9 +162,17 @@ internal sealed class FrameRelay : IAsyncDisposable
     /// <summary>The flags of every PUT the clients sent, in the order the relay saw them.</summary>
     public FrameFlags[] PutFlags => _putFlags.ToArray();
 
-    public static FrameRelay Start(int nodePort, ulong hideFeatures = 0)
+    /// <summary>Connections cut so far (<c>cutConnection</c>).</summary>
+    public int Cuts => Volatile.Read(ref _cuts);
+
+    /// <summary>
+    /// A relay to the node on <paramref name="nodePort"/>. <paramref name="hideFeatures"/>: HELLO feature bits taken out of
+    /// the node's reply. <paramref name="cutConnection"/> (from 1; 0: none): the connection accepted that many-th is cut
+    /// when the client's first PUT on it arrives, none of that frame forwarded (a connection lost mid-batch).
+    /// </summary>
+    public static FrameRelay Start(int nodePort, ulong hideFeatures = 0, int cutConnection = 0)
     {
-        var relay = new FrameRelay(nodePort, hideFeatures);
+        var relay = new FrameRelay(nodePort, hideFeatures, cutConnection);
         relay._listener.Start();
         relay._accept = relay.AcceptAsync();
         return relay;
@@ -171,7 +182,7 @@ internal sealed class FrameRelay : IAsyncDisposable
     {
         try
         {
-            while (true)
+            for (int accepted = 1; ; accepted++)
             {
                 var client = await _listener.AcceptSocketAsync(_stop.Token);
                 var node = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
@@ -179,7 +190,7 @@ internal sealed class FrameRelay : IAsyncDisposable
                 client.NoDelay = true;
                 _sockets.Add(client);
                 _sockets.Add(node);
-                _pumps.Add(ClientToNodeAsync(client, node));
+                _pumps.Add(ClientToNodeAsync(client, node, cut: accepted == _cutConnection));
                 _pumps.Add(NodeToClientAsync(node, client));
             }
         }
@@ -188,7 +199,7 @@ internal sealed class FrameRelay : IAsyncDisposable
         }
     }
 
-    private async Task ClientToNodeAsync(Socket from, Socket to)
+    private async Task ClientToNodeAsync(Socket from, Socket to, bool cut)
     {
         var header = new byte[ProtocolLimits.HeaderSize];
         var buffer = new byte[1 << 16];
@@ -197,8 +208,14 @@ internal sealed class FrameRelay : IAsyncDisposable
             while (await RelaySockets.ReadExactAsync(from, header, _stop.Token))
             {
                 var h = FrameHeader.Read(header);
+                if (cut && h.Opcode == Opcode.Put)
+                {
+                    Interlocked.Increment(ref _cuts);
+                    from.Dispose();
+                    return;
+                }
                 if (h.Opcode == Opcode.Put) _putFlags.Enqueue(h.Flags);
-                await to.SendAsync(header, SocketFlags.None, _stop.Token);
+                await RelaySockets.SendAllAsync(to, header, _stop.Token);
                 for (long left = h.MetaLength + h.PayloadLength; left > 0;)
                 {
                     int n = await from.ReceiveAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, left)), SocketFlags.None, _stop.Token);

@@ -244,7 +244,7 @@ public sealed class StripeTests
         await using var node = StartNode();
         // The store's first connection is the relay's first; the striped PUT opens three more and the second one is cut
         // as its PUT arrives, before the node sees any of it.
-        await using var relay = CuttingRelay.Start(node.Port, cutConnection: 2);
+        await using var relay = FrameRelay.Start(node.Port, cutConnection: 2);
         await using var store = await KvStore.ConnectAsync(new KvStoreOptions
         {
             Server = $"127.0.0.1:{relay.Port}",
@@ -332,124 +332,5 @@ public sealed class StripeTests
     {
         var ex = await Assert.ThrowsAsync<KvasirException>(() => KvStore.ConnectAsync(new KvStoreOptions { Server = "127.0.0.1:1", StripeBytes = -1 }));
         Assert.Contains("StripeBytes", ex.Message);
-    }
-}
-
-/// <summary>
-/// A relay between a client and a node that cuts the connection it accepted <c>cutConnection</c>-th (from 1) when the
-/// client's first PUT on it arrives, forwarding none of that frame: a connection lost in the middle of a striped batch.
-/// Everything else passes through unchanged.
-/// </summary>
-internal sealed class CuttingRelay : IAsyncDisposable
-{
-    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
-    private readonly int _nodePort, _cutConnection;
-    private readonly CancellationTokenSource _stop = new();
-    private readonly ConcurrentBag<Task> _pumps = [];
-    private readonly ConcurrentBag<Socket> _sockets = [];
-    private Task _accept = Task.CompletedTask;
-    private int _cuts;
-
-    private CuttingRelay(int nodePort, int cutConnection) => (_nodePort, _cutConnection) = (nodePort, cutConnection);
-
-    public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
-
-    /// <summary>Connections cut so far.</summary>
-    public int Cuts => Volatile.Read(ref _cuts);
-
-    public static CuttingRelay Start(int nodePort, int cutConnection)
-    {
-        var relay = new CuttingRelay(nodePort, cutConnection);
-        relay._listener.Start();
-        relay._accept = relay.AcceptAsync();
-        return relay;
-    }
-
-    private async Task AcceptAsync()
-    {
-        try
-        {
-            for (int accepted = 1; ; accepted++)
-            {
-                var client = await _listener.AcceptSocketAsync(_stop.Token);
-                var node = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-                await node.ConnectAsync(IPAddress.Loopback, _nodePort, _stop.Token);
-                client.NoDelay = true;
-                _sockets.Add(client);
-                _sockets.Add(node);
-                _pumps.Add(ClientToNodeAsync(client, node, cut: accepted == _cutConnection));
-                _pumps.Add(CopyAsync(node, client));
-            }
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
-        {
-        }
-    }
-
-    private async Task ClientToNodeAsync(Socket from, Socket to, bool cut)
-    {
-        var header = new byte[ProtocolLimits.HeaderSize];
-        var buffer = new byte[1 << 16];
-        try
-        {
-            while (await RelaySockets.ReadExactAsync(from, header, _stop.Token))
-            {
-                var h = FrameHeader.Read(header);
-                if (cut && h.Opcode == Opcode.Put)
-                {
-                    Interlocked.Increment(ref _cuts);
-                    from.Dispose();
-                    return;
-                }
-                await RelaySockets.SendAllAsync(to, header, _stop.Token);
-                for (long left = h.MetaLength + h.PayloadLength; left > 0;)
-                {
-                    int n = await from.ReceiveAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, left)), SocketFlags.None, _stop.Token);
-                    if (n == 0) return;
-                    await RelaySockets.SendAllAsync(to, buffer.AsMemory(0, n), _stop.Token);
-                    left -= n;
-                }
-            }
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
-        {
-        }
-        finally
-        {
-            Close(to);
-        }
-    }
-
-    private async Task CopyAsync(Socket from, Socket to)
-    {
-        var buffer = new byte[1 << 16];
-        try
-        {
-            int n;
-            while ((n = await from.ReceiveAsync(buffer, SocketFlags.None, _stop.Token)) > 0) await RelaySockets.SendAllAsync(to, buffer.AsMemory(0, n), _stop.Token);
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
-        {
-        }
-        finally
-        {
-            Close(to);
-        }
-    }
-
-    private static void Close(Socket socket)
-    {
-        RelaySockets.Shut(socket);
-        socket.Dispose();
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        _stop.Cancel();
-        _listener.Stop();
-        await _accept;
-        foreach (var s in _sockets) s.Dispose();
-        await Task.WhenAll(_pumps);
-        _stop.Dispose();
     }
 }
