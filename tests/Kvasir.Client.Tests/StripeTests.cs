@@ -1,6 +1,3 @@
-using System.Collections.Concurrent;
-using System.Net;
-using System.Net.Sockets;
 using Kvasir.Client;
 using Kvasir.Client.Internal;
 using Kvasir.Protocol;
