@@ -181,3 +181,24 @@ def test_the_eviction_manager_offers_the_node_policies_and_a_selection_does_not_
     m.record_eviction(m.select_victims(1))
     with pytest.raises(NoVictimError):
         m.evict(1)
+
+
+def test_s3fifo_finds_the_one_unpinned_block_in_its_small_queue_when_all_of_main_is_pinned():
+    # The twin of NodePolicyTests.S3fifo_finds_the_one_unpinned_block... (.NET): with every main block pinned and the
+    # only unpinned block in a small queue whose share (1 of 21) is below the tenth that gets it searched, a search
+    # moved the pinned main blocks along until its budget ran out and returned nothing, and a caller told that an
+    # unpinned block exists (peek, the cache's eviction) searched again for ever.
+    from kvasir.kv.node_policies import S3FIFOPolicy
+    policy = S3FIFOPolicy()
+    main = ids(20)
+    for b in main:   # dropped from small to the ghost, then stored again: into main
+        policy.insert(b)
+        policy.remove(b, evicted=True)
+        policy.insert(b)
+    assert all(b in policy._main for b in main)
+    lone = "the one unpinned block"
+    policy.insert(lone)
+    assert lone in policy._small
+    assert policy.pick(lambda b: b == lone) == lone
+    assert policy.peek(1, lambda b: b == lone) == [lone]
+    assert len(policy) == 21, "peek and a refused pick evict nothing"
