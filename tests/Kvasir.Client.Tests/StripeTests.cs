@@ -219,6 +219,56 @@ public sealed class StripeTests
     }
 
     [Fact]
+    public async Task A_node_that_refuses_more_connections_is_not_asked_again_for_each_striped_batch()
+    {
+        // Every striped batch tried to open the slots it lacked, so a node at its limit was sent three connections to
+        // refuse (each a TCP handshake, an accept and a warning) for every batch of a busy client, for as long as the
+        // client ran. After a refusal, while another connection serves, the store holds back from opening more: one
+        // probe when the back-off (1 s, doubling to 30 s) has passed.
+        await using var node = TestNode.Start(new NodeOptions { Port = 0, MaxConnectionsPerAddress = 1, Store = new StoreOptions { Capacity = 256L << 20 } });
+        await using var store = await ConnectAsync(node);
+        var keys = Keys("held-back", 8);
+        var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(980 + i, 1 << 20)).ToArray();
+        Assert.All(await store.PutAsync(keys, values), s => Assert.Equal(KvStatus.Ok, s));
+        var destinations = values.Select(v => (Memory<byte>)new byte[v.Length]).ToArray();
+        const int Batches = 20;
+        for (int round = 0; round < Batches; round++)
+        {
+            var results = await store.GetAsync(keys, destinations);
+            Assert.All(results, r => Assert.Equal(KvStatus.Ok, r.Status));
+            for (int i = 0; i < keys.Length; i++) Assert.True(values[i].Span.SequenceEqual(destinations[i].Span), $"round {round} value {i}");
+        }
+        Assert.True(node.Counters.ConnectionsRefused > 0, "the node refused no connection: the batches were not striped");
+        // The PUT's three slots, then at most one probe per back-off window: a 20-batch loop takes well under the 63 s
+        // that six windows would need. Without the back-off: three refusals a batch, 63.
+        Assert.InRange(node.Counters.ConnectionsRefused, 1, 8);
+        Assert.Equal(1, node.Counters.ConnectionsTotal);
+    }
+
+    [Fact]
+    public async Task A_store_held_back_by_a_refusal_opens_its_connection_once_the_node_has_room_again()
+    {
+        // The back-off must end: once its window has passed, one opening is tried, and a node that has room again (here:
+        // another client left) gets the connection.
+        await using var node = TestNode.Start(new NodeOptions { Port = 0, MaxConnectionsPerAddress = 2, Store = new StoreOptions { Capacity = 256L << 20 } });
+        var other = await ConnectAsync(node, stripe: 0);
+        await using var store = await ConnectAsync(node);
+        var keys = Keys("room-again", 8);
+        var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(990 + i, 1 << 20)).ToArray();
+        Assert.All(await store.PutAsync(keys, values), s => Assert.Equal(KvStatus.Ok, s));
+        Assert.True(node.Counters.ConnectionsRefused > 0, "the node refused no connection: the batch was not striped");
+        Assert.Equal(2, node.Counters.ConnectionsTotal);
+        await other.DisposeAsync();
+        for (int i = 0; i < 200 && node.Counters.Connections > 1; i++) await Task.Delay(25);
+        Assert.Equal(1, node.Counters.Connections);
+        await Task.Delay(OpenBackoff.FirstWindowMs + 250);
+        var destinations = values.Select(v => (Memory<byte>)new byte[v.Length]).ToArray();
+        Assert.All(await store.GetAsync(keys, destinations), r => Assert.Equal(KvStatus.Ok, r.Status));
+        for (int i = 0; i < keys.Length; i++) Assert.True(values[i].Span.SequenceEqual(destinations[i].Span), $"value {i}");
+        Assert.Equal(3, node.Counters.ConnectionsTotal);   // the probe's: the other runs of that batch waited for its answer
+    }
+
+    [Fact]
     public async Task Requests_in_flight_together_against_a_node_that_refuses_more_connections_all_go_over_the_one_it_accepted()
     {
         // Not striping, the same rule: a request that found every open connection busy opened a slot of its own, and

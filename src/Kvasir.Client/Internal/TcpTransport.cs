@@ -16,6 +16,7 @@ internal sealed class TcpTransport : IKvTransport
     private readonly TlsClientSettings? _tls;
     private readonly ClientConnection?[] _connections;
     private readonly SemaphoreSlim[] _connectLocks;
+    private readonly OpenBackoff _backoff = new();
     private int _next;
     private volatile bool _disposed;
 
@@ -113,46 +114,71 @@ internal sealed class TcpTransport : IKvTransport
         int n = _connections.Length;
         int first = (int)((uint)Interlocked.Increment(ref _next) % (uint)n);
         var slots = new List<int>(Math.Min(most, n));
+        bool mayOpen = !_backoff.Holding;   // a node that refused a connection lately: only the open ones count
         for (int i = 0; i < n && slots.Count < most; i++)
         {
             int slot = (first + i) % n;
             var c = Volatile.Read(ref _connections[slot]);
-            if (c is null || c.IsBroken || c.Outstanding == 0) slots.Add(slot);
+            if (c is null || c.IsBroken ? mayOpen : c.Outstanding == 0) slots.Add(slot);
         }
         return slots;
     }
 
-    /// <summary>The connection of <paramref name="slot"/>, opened (or replaced when broken) if need be; null when the node cannot be reached.</summary>
+    /// <summary>
+    /// The connection of <paramref name="slot"/>, opened (or replaced when broken) if need be; null when the node cannot be
+    /// reached, or when it refused a connection lately and another is open (<see cref="OpenBackoff"/>: the caller then
+    /// uses that one).
+    /// </summary>
     private async ValueTask<ClientConnection?> SlotConnectionAsync(int slot, CancellationToken ct)
     {
         var c = Volatile.Read(ref _connections[slot]);
         if (c is { IsBroken: false }) return c;
         if (_disposed) return null;
-        await _connectLocks[slot].WaitAsync(ct).ConfigureAwait(false);
+        bool probe = false;
+        if (AnyOpen() is not null && _backoff.TryHoldBack(out probe)) return null;
+        bool answered = false;
         try
         {
-            c = _connections[slot];
-            if (c is { IsBroken: false }) return c;
-            // Checked under the slot's lock, which DisposeAsync also takes: no connection opened here outlives the transport.
-            if (_disposed) return null;
-            if (c is not null) await c.DisposeAsync().ConfigureAwait(false);
-            _connections[slot] = null;
+            await _connectLocks[slot].WaitAsync(ct).ConfigureAwait(false);
             try
             {
-                c = await ClientConnection.OpenAsync(_host, _port, _authKey, _tls, _options.ClientName, _options.ConnectTimeout, ct, Features(_options)).ConfigureAwait(false);
+                c = _connections[slot];
+                if (c is { IsBroken: false }) return c;
+                // Checked under the slot's lock, which DisposeAsync also takes: no connection opened here outlives the transport.
+                if (_disposed) return null;
+                if (c is not null) await c.DisposeAsync().ConfigureAwait(false);
+                _connections[slot] = null;
+                try
+                {
+                    c = await ClientConnection.OpenAsync(_host, _port, _authKey, _tls, _options.ClientName, _options.ConnectTimeout, ct, Features(_options)).ConfigureAwait(false);
+                }
+                catch (KvasirException) when (!ct.IsCancellationRequested)
+                {
+                    // Refused while another connection serves: a node at its connection limit, most likely. Alone, it is
+                    // the node that cannot be reached, and the next call must try again.
+                    if (AnyOpen() is not null)
+                    {
+                        _backoff.Refused(probe);
+                        answered = true;
+                    }
+                    return null;
+                }
+                Volatile.Write(ref _connections[slot], c);
+                _backoff.Opened();
+                answered = true;
+                return c;
             }
-            catch (KvasirException) when (!ct.IsCancellationRequested)
+            finally
             {
-                return null;
+                _connectLocks[slot].Release();
             }
-            Volatile.Write(ref _connections[slot], c);
-            return c;
         }
         finally
         {
-            _connectLocks[slot].Release();
+            if (probe && !answered) _backoff.Abandoned();
         }
     }
+
 
     /// <summary>
     /// Runs [<paramref name="start"/>, <paramref name="end"/>) as one request, or, when it carries at least twice
