@@ -29,15 +29,23 @@ public class PrefixLookupBreakdownBenchmarks
     [Params("lru", "fifo")]
     public string Policy { get; set; } = "lru";
 
+    /// <summary>Blocks a chain (16 in the BenchmarkDotNet runs, whose per-block division is fixed at compile time; <c>prefix-cpu</c> may set others).</summary>
+    public int ChainLength { get; set; } = ChainBlocks;
+
+    /// <summary>Whether <see cref="LookupMany8"/> / <see cref="LookupMany32"/> have a full batch to look up (not when few long chains fill the cache).</summary>
+    public bool HasBatches8 => _groups8.Length > 0;
+
+    public bool HasBatches32 => _groups32.Length > 0;
+
     [GlobalSetup]
     public void Setup()
     {
         _cache = new PrefixCache<int>(new PrefixCacheOptions { BlockSize = 16, MaxCachedBlocks = CachedBlocks, Policy = EvictionManager.CreatePolicy(Policy) });
-        var values = new int[ChainBlocks];
-        var chains = new BlockHash[CachedBlocks / ChainBlocks][];
+        var values = new int[ChainLength];
+        var chains = new BlockHash[CachedBlocks / ChainLength][];
         for (int c = 0; c < chains.Length; c++)
         {
-            chains[c] = _cache.ComputeBlockHashes(Enumerable.Range(c * 1000, ChainBlocks * 16).ToArray());
+            chains[c] = _cache.ComputeBlockHashes(Enumerable.Range(c * 1000, ChainLength * 16).ToArray());
             _cache.Insert(chains[c], values);
         }
         _queries = Queries(chains, new Random(42));
