@@ -119,6 +119,11 @@ class _Connection:
         return self._broken is not None
 
     @property
+    def outstanding(self) -> int:
+        """Requests sent (or being sent) on this connection whose replies have not been read yet: 0 when it is idle."""
+        return len(self._waiters)
+
+    @property
     def pipelined(self) -> bool:
         """Requests of several threads may be in flight at once (False over TLS: one at a time)."""
         return self._reader is not None
