@@ -234,6 +234,24 @@ def test_a_run_whose_connection_is_cut_reports_its_own_keys_unavailable_and_the_
         assert all(np.array_equal(d, v) for d, v in zip(dests, values))
 
 
+def test_a_put_run_whose_connection_is_cut_reports_its_own_keys_unavailable_and_the_other_runs_are_stored(snode):
+    # The store's shared connection is the relay's first; the striped PUT opens three more and the second one is cut as
+    # its PUT arrives, before the node sees any of it.
+    with FlippingRelay(snode.address, cut_put_on=2) as relay, _store(relay.address) as store:
+        keys = [f"cutput/{i}" for i in range(8)]
+        values = _values(13, [MIB] * 8)
+        codes = _put(store, keys, values)
+        assert relay.put_cuts == 1
+        lost = [i for i, c in enumerate(codes) if c != 0]
+        assert lost in ([0, 1], [2, 3], [4, 5], [6, 7]), codes   # one run of two keys
+        assert all(codes[i] == kvasir.UNAVAILABLE for i in lost), codes
+        for i in range(8):
+            assert store.get(keys[i]) == (None if i in lost else values[i].tobytes()), f"value {i}"
+        # the cut slot is replaced: the lost keys are stored on the next try
+        assert _put(store, [keys[i] for i in lost], [values[i] for i in lost]) == [0] * len(lost)
+        assert all(store.get(keys[i]) == values[i].tobytes() for i in lost)
+
+
 def test_a_node_that_refuses_more_connections_still_stores_and_serves_every_key_of_a_striped_batch(cli):
     # A node at its connection limit closes further connections at HELLO: the runs meant for them go over the
     # connection it accepted, instead of failing their keys.
