@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import kvasir
-from conftest import Node, wait_until
+from conftest import AUTH_KEY, Node, wait_until
 from flipping_relay import FlippingRelay
 from kvasir import KvasirError, KvStore
 from kvasir.stripes import default_stripe_bytes, split
@@ -216,6 +216,34 @@ def test_threads_striping_large_batches_at_once_round_trip_every_value_on_at_mos
         assert _delta(before, _counters(store), "connections_total") <= 3
 
 
+def test_a_striped_batch_while_the_shared_connection_is_busy_goes_over_the_free_connections_only(snode):
+    # Another thread's GET holds the shared connection (its reply stalled mid-value by the relay): the striped PUT
+    # takes the three connections that are free, one run each, and leaves the busy one alone.
+    relay = FlippingRelay(snode.address)
+    try:
+        with _store(snode.address, stripe=0) as watcher, _store(relay.address, request_timeout=60) as store:
+            big = _values(15, [2 * MIB])[0]
+            assert store.put("busy/big", big.tobytes()) == 0
+            relay.arm_stall(1000)
+            outcome = []
+            reader = threading.Thread(target=lambda: outcome.append(store._get([b"busy/big"], [None])[0]))
+            reader.start()
+            wait_until(lambda: store._conn.outstanding > 0, "the other thread's GET to be in flight")
+            keys = [f"busy/{i}" for i in range(8)]
+            values = _values(16, [MIB] * 8)
+            before = watcher.stats()["requests_put"]
+            assert _put(store, keys, values) == [0] * 8
+            assert watcher.stats()["requests_put"] - before == 3
+            assert store._conn.outstanding > 0 and reader.is_alive(), "the GET ended before the PUT: nothing was busy"
+            relay.close()   # ends the stall: the GET's connection is gone
+            reader.join(30)
+            assert not reader.is_alive() and outcome == [[kvasir.UNAVAILABLE]]
+    finally:
+        relay.close()
+    with _store(snode.address) as check:
+        assert _get(check, keys, [MIB] * 8)[0] == [MIB] * 8
+
+
 def test_a_run_whose_connection_is_cut_reports_its_own_keys_unavailable_and_the_other_runs_are_exact(snode):
     with FlippingRelay(snode.address) as relay, _store(relay.address) as store:
         keys = [f"cut/{i}" for i in range(8)]
@@ -303,6 +331,24 @@ def test_striped_batches_go_on_after_the_node_restarts_at_its_address(cli):
             assert codes == [MIB] * 8 and all(np.array_equal(d, v) for d, v in zip(dests, values))
             after = _counters(store)
             assert _delta(before, after, "requests_put") == 4 and _delta(before, after, "requests_get") == 4
+    finally:
+        node.stop()
+
+
+def test_the_extra_connections_of_a_striped_batch_authenticate_and_speak_tls_as_the_shared_one(cli, certs):
+    node = Node("--memory", "64MiB", "--admin-port", "off", "--auth-key", AUTH_KEY, "--tls-cert", certs["server"],
+                "--tls-key", certs["key"])
+    try:
+        with _store(node.address, auth_key=AUTH_KEY, tls_ca=certs["ca"]) as store:
+            keys = [f"tls/{i}" for i in range(8)]
+            values = _values(14, [MIB + 999 * i for i in range(8)])
+            before = _counters(store)
+            assert _put(store, keys, values) == [0] * 8
+            codes, dests = _get(store, keys, [v.nbytes for v in values])
+            assert codes == [v.nbytes for v in values] and all(np.array_equal(d, v) for d, v in zip(dests, values))
+            after = _counters(store)
+            assert (_delta(before, after, "requests_put"), _delta(before, after, "requests_get")) == (4, 4)
+            assert _delta(before, after, "connections_total") == 3
     finally:
         node.stop()
 
