@@ -3,6 +3,7 @@ kvasir.stripes): how a batch is cut, that every value still round-trips byte-exa
 node's STATS count the requests and connections), the batches that must go whole, per-run failures, and the options'
 checks. Striping is forced on: this machine has 2 cores, where the default is off. As the .NET StripeTests."""
 
+import os
 import random
 import threading
 
@@ -96,7 +97,6 @@ def test_random_batches_are_cut_into_every_key_once_in_order_into_as_many_runs_a
 
 
 def test_striping_is_on_by_default_only_on_four_cores_or_more():
-    import os   # noqa: PLC0415
     cores = len(os.sched_getaffinity(0))
     assert default_stripe_bytes() == (MIB if cores >= 4 else 0)
 
