@@ -11,8 +11,8 @@ Connections: the store's shared connection is one of ``connections_per_node``; t
 striped batch needs them, and kept (each its own pipelined connection, with its own reader thread). A connection is
 free when it is open with nothing outstanding, or not opened yet (or broken, to be replaced). A batch uses at most the
 connections free when it starts (another thread's batch may pick the same one at the same moment: its request then
-queues there, as any two requests on one connection do); with fewer than two free it goes whole on the shared
-connection, as it always did. Every run but the last is sent from a thread of its own: sent one after another from the
+queues there, as any two requests on one connection do); with only one free it goes whole over that one (the shared
+connection, as it always did, or an extra one while the shared one is busy with another thread's request). Every run but the last is sent from a thread of its own: sent one after another from the
 caller's thread, each run's send would finish before the next began (the .NET client measured no gain that way).
 
 Failures are per run: a run whose connection fails reports its own keys with the code the one-connection path reports
@@ -124,15 +124,15 @@ class Stripes:
         """Sends the keys ``idx`` (``lengths[j]``: the bytes of ``idx[j]``) as runs over the free connections, ``first``
         (the store's shared connection) among them when it is idle: ``send(conn, part)`` sends the keys ``part`` on
         ``conn`` and writes their results; ``fail(part, code, reason)`` marks a failed run's keys. Returns when every run
-        has ended, True; False, having sent nothing, when fewer than two runs or two free connections come of it (the
-        caller then sends ``idx`` whole on ``first``)."""
+        has ended, True; False, having sent nothing, when fewer than two runs come of it or no connection but ``first``
+        is free (the caller then sends ``idx`` whole on ``first``, as an unstriped request)."""
         runs = split(lengths, self.connections, self.stripe_bytes)
         if len(runs) < 2:
             return False
         slots = self._free_slots(first, len(runs))
-        if len(slots) < 2:
+        if not slots or slots == [-1]:
             return False
-        if len(slots) < len(runs):
+        if len(slots) < len(runs):   # one free connection beside the busy shared one: the batch goes whole over it
             runs = split(lengths, len(slots), self.stripe_bytes)
         used: List[_Connection] = []   # the runs' connections, to cut if the caller is interrupted
         errors: List[BaseException] = []

@@ -216,12 +216,15 @@ def test_threads_striping_large_batches_at_once_round_trip_every_value_on_at_mos
         assert _delta(before, _counters(store), "connections_total") <= 3
 
 
-def test_a_striped_batch_while_the_shared_connection_is_busy_goes_over_the_free_connections_only(snode):
+@pytest.mark.parametrize("connections, requests", [(4, 3), (2, 1)])
+def test_a_striped_batch_while_the_shared_connection_is_busy_goes_over_the_free_connections_only(snode, connections, requests):
     # Another thread's GET holds the shared connection (its reply stalled mid-value by the relay): the striped PUT
-    # takes the three connections that are free, one run each, and leaves the busy one alone.
+    # takes the connections that are free, one run each (with one free: the whole batch), and leaves the busy one alone
+    # (queued behind the stalled reply it would time out).
     relay = FlippingRelay(snode.address)
     try:
-        with _store(snode.address, stripe=0) as watcher, _store(relay.address, request_timeout=60) as store:
+        with _store(snode.address, stripe=0) as watcher, \
+                _store(relay.address, connections=connections, request_timeout=10) as store:
             big = _values(15, [2 * MIB])[0]
             assert store.put("busy/big", big.tobytes()) == 0
             relay.arm_stall(1000)
@@ -233,7 +236,7 @@ def test_a_striped_batch_while_the_shared_connection_is_busy_goes_over_the_free_
             values = _values(16, [MIB] * 8)
             before = watcher.stats()["requests_put"]
             assert _put(store, keys, values) == [0] * 8
-            assert watcher.stats()["requests_put"] - before == 3
+            assert watcher.stats()["requests_put"] - before == requests
             assert store._conn.outstanding > 0 and reader.is_alive(), "the GET ended before the PUT: nothing was busy"
             relay.close()   # ends the stall: the GET's connection is gone
             reader.join(30)
