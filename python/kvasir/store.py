@@ -115,8 +115,8 @@ class KvStore(KeyOps, ClusterView):
       per connection free at that moment (open and idle, or not yet opened; up to ``connections_per_node``, the shared
       one included; the others opened when first needed, and kept), sent in parallel: one request in flight moves its
       bytes over several streams and cores. Results per key as before; a run whose connection fails reports its own
-      keys. Never striped: chained puts, puts naming a key twice, ``get``, shared memory, a batch that finds fewer
-      than two connections free. Off below 4 cores: there it is a loss (0.7x in the .NET client). Details:
+      keys. Never striped: chained puts, puts naming a key twice, ``get``, shared memory, a batch that finds one
+      connection free (it goes whole over that one). Off below 4 cores: there it is a loss (0.7x in the .NET client). Details:
       :mod:`kvasir.stripes`; as the .NET ``KvStoreOptions.StripeBytes`` / ``ConnectionsPerNode``. A cluster store
       gives both to each member.
     * ``verify_crc`` (default False): check the CRC-32C the node sends with every GET hit (over TCP
