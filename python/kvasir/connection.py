@@ -118,6 +118,20 @@ class _Connection:
         """The connection has failed (or been closed): every later request fails at once."""
         return self._broken is not None
 
+    def peer_closed(self) -> bool:
+        """True when the connection is broken, or the node has closed its side (or the socket failed) without this
+        connection noticing: its reader reads only while a request is outstanding, so an idle connection to a node that
+        stopped (or restarted) looks open until its next request fails. Checked without reading (POLLRDHUP)."""
+        if self._broken is not None:
+            return True
+        try:
+            poller = select.poll()   # one per call: a poll object must not be polled by two threads at once
+            poller.register(self.transport.sock, select.POLLRDHUP)
+            events = poller.poll(0)
+        except (OSError, ValueError):   # a socket already closed
+            return True
+        return any(ev & (select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, ev in events)
+
     @property
     def outstanding(self) -> int:
         """Requests sent (or being sent) on this connection whose replies have not been read yet: 0 when it is idle."""

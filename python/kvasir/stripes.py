@@ -157,9 +157,17 @@ class Stripes:
         return True
 
     def _free_slots(self, first: _Connection, most: int) -> list:
-        """Up to ``most`` slots a striped request may use, one run each: -1 for ``first`` when it is idle, then extra
-        slots whose connection is open and idle, or not opened yet (or broken, to be replaced)."""
-        slots = [-1] if not first.broken and first.outstanding == 0 else []
+        """Up to ``most`` slots a striped request may use, one run each: -1 for ``first`` when it is idle (and open), then
+        extra slots whose connection is open and idle, or not opened yet (or broken or closed by the node, to be
+        replaced)."""
+        slots = []
+        if first.outstanding == 0:
+            if not first.peer_closed():
+                slots.append(-1)
+            elif not first.broken:
+                # Closed by the node while idle (it stopped or restarted): its run would fail. The store forgets it and
+                # its next call opens a new one; this batch goes over the extra connections.
+                self._drop(first)
         n = len(self._extra)
         if n == 0:
             return slots
@@ -199,14 +207,15 @@ class Stripes:
             errors.append(ex)
 
     def _slot_connection(self, slot: int) -> Optional[_Connection]:
-        """The extra connection of ``slot``, opened (or replaced when broken) if need be; None once closed. Raises
+        """The extra connection of ``slot``, opened (or replaced when broken or closed by the node) if need be; None once
+        closed. Raises
         :class:`KvasirError` when the node cannot be reached."""
         c = self._extra[slot]
-        if c is not None and not c.broken:
+        if c is not None and not c.peer_closed():
             return c
         with self._locks[slot]:
             c = self._extra[slot]
-            if c is not None and not c.broken:
+            if c is not None and not c.peer_closed():   # one the node closed while idle is replaced, not used
                 return c
             # Checked under the slot's lock, which close() also takes: no connection opened here outlives the store.
             if self._closed:
