@@ -18,7 +18,9 @@ caller's thread, each run's send would finish before the next began (the .NET cl
 Failures are per run: a run whose connection fails reports its own keys with the code the one-connection path reports
 for a broken connection (``UNAVAILABLE``, ``TIMEOUT``, ``PROTOCOL_ERROR``) and that connection is dropped; the other runs
 are unaffected. A run whose connection cannot be opened goes over the shared connection (a node at its connection limit
-refuses the extra ones at HELLO).
+refuses the extra ones at HELLO). A connection reads only while a request is outstanding, so one the node closed while it
+sat idle (the node stopped or restarted) looks open: such a connection is given no run (an extra one is replaced, the
+shared one dropped for the store to reopen on its next call), so the first striped batch after a restart is stored.
 
 Never striped (the caller decides; :meth:`Stripes.run` is asked only for the others): a chained PUT (a block is linked
 once its parent is stored, so a chain's requests go in order), a PUT that names a key twice (the last value must win),
