@@ -139,13 +139,13 @@ class Stripes:
         used: List[_Connection] = []   # the runs' connections, to cut if the caller is interrupted
         errors: List[BaseException] = []
         threads = []
-        for (start, end), slot in zip(runs[:-1], slots):
-            t = threading.Thread(target=self._one, args=(first, slot, idx[start:end], send, fail, used, errors),
-                                 name="kvasir-stripe", daemon=True)
-            t.start()
-            threads.append(t)
-        start, end = runs[-1]
         try:
+            for (start, end), slot in zip(runs[:-1], slots):
+                t = threading.Thread(target=self._one, args=(first, slot, idx[start:end], send, fail, used, errors),
+                                     name="kvasir-stripe", daemon=True)
+                t.start()
+                threads.append(t)
+            start, end = runs[-1]
             self._one(first, slots[len(runs) - 1], idx[start:end], send, fail, used, errors)
             for t in threads:
                 t.join()
@@ -210,8 +210,7 @@ class Stripes:
 
     def _slot_connection(self, slot: int) -> Optional[_Connection]:
         """The extra connection of ``slot``, opened (or replaced when broken or closed by the node) if need be; None once
-        closed. Raises
-        :class:`KvasirError` when the node cannot be reached."""
+        the store is closed. Raises :class:`KvasirError` when the node cannot be reached."""
         c = self._extra[slot]
         if c is not None and not c.peer_closed():
             return c
