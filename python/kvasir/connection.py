@@ -28,6 +28,7 @@ from .errors import KvasirAuthError, KvasirError, ProtocolError
 from .transport import SocketTransport, _Failure, _view  # noqa: F401 - _Failure and _view are re-exported
 
 CLIENT_NAME = "kvasir-py/0.1"
+_POLLRDHUP = getattr(select, "POLLRDHUP", 0x2000)   # Linux: the peer closed its side (no read needed to see it)
 
 _WIRE_TO_CODE = {
     P.WireStatus.OK: E.OK,
@@ -126,11 +127,11 @@ class _Connection:
             return True
         try:
             poller = select.poll()   # one per call: a poll object must not be polled by two threads at once
-            poller.register(self.transport.sock, select.POLLRDHUP)
+            poller.register(self.transport.sock, _POLLRDHUP)
             events = poller.poll(0)
         except (OSError, ValueError):   # a socket already closed
             return True
-        return any(ev & (select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, ev in events)
+        return any(ev & (_POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, ev in events)
 
     @property
     def outstanding(self) -> int:
