@@ -28,7 +28,7 @@ from .errors import KvasirAuthError, KvasirError, ProtocolError
 from .transport import SocketTransport, _Failure, _view  # noqa: F401 - _Failure and _view are re-exported
 
 CLIENT_NAME = "kvasir-py/0.1"
-_POLLRDHUP = getattr(select, "POLLRDHUP", 0x2000)   # Linux: the peer closed its side (no read needed to see it)
+_POLLRDHUP = getattr(select, "POLLRDHUP", 0)   # Linux: the peer closed its side (elsewhere only POLLHUP is seen)
 
 _WIRE_TO_CODE = {
     P.WireStatus.OK: E.OK,
