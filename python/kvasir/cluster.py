@@ -66,7 +66,8 @@ def start_cluster(store, cfg, capacity, data_plane_addr, client_id, poll, explic
         # (its keys go to replicas), as in the .NET cluster client (docs/cluster.md).
         return type(store)(addr, store._auth_key.hex() if store._auth_key else None, store._mode,
                            connect_timeout=store.connect_timeout, request_timeout=store.request_timeout, verify_crc=store.verify_crc,
-                           value_crc=store.value_crc,
+                           value_crc=store.value_crc, connections_per_node=store.connections_per_node,
+                           stripe_bytes=store.stripe_bytes,
                            **(store._tls.options() if store._tls is not None else {}))
 
     settings = None

@@ -28,6 +28,7 @@ from .errors import KvasirAuthError, KvasirError, ProtocolError
 from .transport import SocketTransport, _Failure, _view  # noqa: F401 - _Failure and _view are re-exported
 
 CLIENT_NAME = "kvasir-py/0.1"
+_POLLRDHUP = getattr(select, "POLLRDHUP", 0)   # Linux: the peer closed its side (elsewhere only POLLHUP is seen)
 
 _WIRE_TO_CODE = {
     P.WireStatus.OK: E.OK,
@@ -117,6 +118,25 @@ class _Connection:
     def broken(self) -> bool:
         """The connection has failed (or been closed): every later request fails at once."""
         return self._broken is not None
+
+    def peer_closed(self) -> bool:
+        """True when the connection is broken, or the node has closed its side (or the socket failed) without this
+        connection noticing: its reader reads only while a request is outstanding, so an idle connection to a node that
+        stopped (or restarted) looks open until its next request fails. Checked without reading (POLLRDHUP)."""
+        if self._broken is not None:
+            return True
+        try:
+            poller = select.poll()   # one per call: a poll object must not be polled by two threads at once
+            poller.register(self.transport.sock, _POLLRDHUP)
+            events = poller.poll(0)
+        except (OSError, ValueError):   # a socket already closed
+            return True
+        return any(ev & (_POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, ev in events)
+
+    @property
+    def outstanding(self) -> int:
+        """Requests sent (or being sent) on this connection whose replies have not been read yet: 0 when it is idle."""
+        return len(self._waiters)
 
     @property
     def pipelined(self) -> bool:

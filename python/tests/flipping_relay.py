@@ -14,9 +14,12 @@ _CHUNK = 256 * 1024
 class FlippingRelay:
     """``FlippingRelay("host:port")``: listens on 127.0.0.1 (``address``); each client connection gets its own
     connection to the node. ``arm(offset)``: the next GET reply with more than ``offset`` payload bytes gets that byte
-    xor-ed with 0x5A (-1 disarms); ``flips``: GET replies corrupted so far. ``close()`` stops every thread it started."""
+    xor-ed with 0x5A (-1 disarms); ``flips``: GET replies corrupted so far. ``cut_put_on``: the relay's N-th client
+    connection (1 = the first accepted) is cut, both sides, when a PUT request arrives on it, before the node sees any
+    of that PUT (as the .NET FrameRelay's cutConnection); ``put_cuts`` counts those cuts. ``close()`` stops every
+    thread it started."""
 
-    def __init__(self, node_address: str):
+    def __init__(self, node_address: str, cut_put_on: int = 0):
         host, port = node_address.rsplit(":", 1)
         self._node = (host, int(port))
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -25,6 +28,9 @@ class FlippingRelay:
         self._lock = threading.Lock()
         self._flip_at = -1
         self.flips = 0
+        self._cut_put_on = cut_put_on
+        self._accepted = 0
+        self.put_cuts = 0
         self._cut = None   # (payload offset, "cut" or "stall") for the next GET reply long enough, from arm_cut/arm_stall
         self._stop = threading.Event()
         self._sockets = []
@@ -82,7 +88,9 @@ class FlippingRelay:
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._sockets += [client, node]
-            for target, args in ((self._copy, (client, node)), (self._replies, (node, client))):
+                self._accepted += 1
+                requests = self._requests if self._accepted == self._cut_put_on else self._copy
+            for target, args in ((requests, (client, node)), (self._replies, (node, client))):
                 t = threading.Thread(target=target, args=args, name="flipping-relay pump", daemon=True)
                 self._threads.append(t)
                 t.start()
@@ -94,6 +102,31 @@ class FlippingRelay:
                 if not data:
                     break
                 dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _shut(dst)
+
+    def _requests(self, src, dst) -> None:
+        """Forwards requests frame by frame until a PUT's header arrives: then closes both sides (``cut_put_on``)."""
+        header = bytearray(P.HEADER_SIZE)
+        buf = bytearray(_CHUNK)
+        try:
+            while _read_exact(src, memoryview(header)):
+                h = P.unpack_header(header)
+                if h.opcode == P.Opcode.PUT:
+                    with self._lock:
+                        self.put_cuts += 1
+                    _shut(src)
+                    return
+                dst.sendall(header)
+                left = h.meta_length + h.payload_length
+                while left > 0:
+                    chunk = memoryview(buf)[:min(_CHUNK, left)]
+                    if not _read_exact(src, chunk):
+                        return
+                    dst.sendall(chunk)
+                    left -= len(chunk)
         except OSError:
             pass
         finally:

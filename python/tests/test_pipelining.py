@@ -75,7 +75,10 @@ def test_a_lost_node_fails_every_waiting_thread_and_the_store_reconnects_to_its_
     node = Node("--memory", "256MiB", "--max-value", "1MiB")
     port = node.port
     try:
-        with KvStore(node.address, transport="tcp", request_timeout=10, connect_timeout=2) as store:
+        # stripe_bytes=0: the shared connection's behaviour, on any host (with striping, on 4 or more cores, a thread's
+        # last batch may fail on the extra connections alone and leave the shared one idle, closed by the node, to fail
+        # the put below once: test_stripes covers a restart under striping)
+        with KvStore(node.address, transport="tcp", request_timeout=10, connect_timeout=2, stripe_bytes=0) as store:
             src = np.arange(KEYS * VALUE, dtype=np.uint64).view(np.uint8)[:KEYS * VALUE].copy()
             store.register_buffer(src.ctypes.data, src.nbytes)
             keys = [f"lost/{i}" for i in range(KEYS)]

@@ -1,0 +1,238 @@
+"""One large TCP batch over several connections to its node (``KvStore(stripe_bytes=..., connections_per_node=...)``).
+
+A GET or PUT request whose values (for a GET: whose destinations) total at least twice ``stripe_bytes`` is cut into
+contiguous runs of its keys, about equal in bytes and no more runs than the total holds ``stripe_bytes`` (a run is whole
+values: uneven values make uneven runs), one request per connection that is free at that moment, and the call returns
+when every run has. One request in flight then moves its bytes over several TCP streams, several of the node's cores
+and several reader threads here (a socket call releases the GIL). The .NET client does the same
+(``src/Kvasir.Client/Internal/Stripes.cs``, ``KvStoreOptions.StripeBytes``); :func:`split` cuts exactly as it does.
+
+Connections: the store's shared connection is one of ``connections_per_node``; the others are opened here only when a
+striped batch needs them, and kept (each its own pipelined connection, with its own reader thread). A connection is
+free when it is open with nothing outstanding, or not opened yet (or broken, to be replaced). A batch uses at most the
+connections free when it starts (another thread's batch may pick the same one at the same moment: its request then
+queues there, as any two requests on one connection do); with only one free it goes whole over that one (the shared
+connection, as it always did, or an extra one while the shared one is busy with another thread's request). Every run but the last is sent from a thread of its own: sent one after another from the
+caller's thread, each run's send would finish before the next began (the .NET client measured no gain that way).
+
+Failures are per run: a run whose connection fails reports its own keys with the code the one-connection path reports
+for a broken connection (``UNAVAILABLE``, ``TIMEOUT``, ``PROTOCOL_ERROR``) and that connection is dropped; the other runs
+are unaffected. A run whose connection cannot be opened goes over the shared connection (a node at its connection limit
+refuses the extra ones at HELLO). A connection reads only while a request is outstanding, so one the node closed while it
+sat idle (the node stopped or restarted) looks open: such a connection is given no run (an extra one is replaced, the
+shared one dropped for the store to reopen on its next call), so the first striped batch after a restart is stored.
+
+Never striped (the caller decides; :meth:`Stripes.run` is asked only for the others): a chained PUT (a block is linked
+once its parent is stored, so a chain's requests go in order), a PUT that names a key twice (the last value must win),
+a GET into values allocated on arrival (sizes unknown), and everything that travels through shared memory.
+"""
+
+import itertools
+import os
+import threading
+from typing import Callable, List, Optional, Sequence, Tuple
+
+from . import errors as E
+from .connection import _Connection, _Failure
+from .errors import KvasirError, ProtocolError
+
+__all__ = ["split", "default_stripe_bytes", "Stripes"]
+
+DEFAULT_CONNECTIONS_PER_NODE = 4
+
+
+def _cores() -> int:
+    """Cores this process may run on (its affinity, as .NET's ``Environment.ProcessorCount``), else the host's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_stripe_bytes() -> int:
+    """1 MiB on a host of 4 or more cores, else 0 (off): with 2 cores the runs' sends only take turns on the one core the
+    socket copies leave (the .NET client ran 1 MiB x 16 at 0.7x striped on the project's 2-core machine)."""
+    return 1 << 20 if _cores() >= 4 else 0
+
+
+def validate(connections_per_node, stripe_bytes) -> None:
+    """Raises :class:`KvasirError` naming the first bad option."""
+    if isinstance(connections_per_node, bool) or not isinstance(connections_per_node, int) or connections_per_node < 1:
+        raise KvasirError(f"connections_per_node must be an integer of at least 1 (got {connections_per_node!r})")
+    if isinstance(stripe_bytes, bool) or not isinstance(stripe_bytes, int) or stripe_bytes < 0:
+        raise KvasirError(f"stripe_bytes must be 0 (no striping) or a size in bytes (got {stripe_bytes!r})")
+
+
+def split(lengths: Sequence[int], most: int, min_bytes: int) -> List[Tuple[int, int]]:
+    """Cuts ``range(len(lengths))`` into at most ``most`` contiguous runs ``(start, end)``, and no more than the total holds
+    ``min_bytes``, as equal in bytes as whole entries allow (uneven entries make uneven runs: a run may hold less than the
+    minimum). One run (the whole range) when the bytes are under twice the minimum, when there is one entry or ``most``
+    is 1, or when striping is off (``min_bytes`` <= 0). As the .NET client's ``Stripes.Split``."""
+    count = len(lengths)
+    total = sum(lengths) if min_bytes > 0 and most > 1 and count > 1 else 0
+    n = 1 if min_bytes <= 0 else min(most, count, total // min_bytes)
+    if n <= 1:
+        return [(0, count)]
+    # The k-th cut falls at the first entry whose end reaches k/n of the bytes; a run never ends empty.
+    runs, done, start = [], 0, 0
+    for i in range(count):
+        if len(runs) >= n - 1:
+            break
+        done += lengths[i]
+        left = count - (i + 1)            # entries after i, still to place
+        runs_left = n - len(runs) - 1     # runs after this one
+        if (done * n >= total * (len(runs) + 1) and left >= runs_left) or left == runs_left:
+            runs.append((start, i + 1))
+            start = i + 1
+    runs.append((start, count))
+    return runs
+
+
+def has_duplicate(keys: Sequence[bytes]) -> bool:
+    """True when some key appears twice: such a PUT is not striped, so the last value still wins."""
+    return len(set(keys)) < len(keys)
+
+
+class Stripes:
+    """The extra connections of one node's store and the striping of its large batches (see the module).
+
+    ``open_connection()`` opens one more plain connection to the node (raising :class:`KvasirError` when it cannot);
+    ``drop(conn)`` closes a failed connection (and, for the store's shared one, makes the store forget it)."""
+
+    def __init__(self, open_connection: Callable[[], _Connection], drop: Callable[[_Connection], None],
+                 connections_per_node: int, stripe_bytes: int):
+        self.connections = connections_per_node
+        self.stripe_bytes = stripe_bytes
+        self._open = open_connection
+        self._drop = drop
+        self._extra: List[Optional[_Connection]] = [None] * (connections_per_node - 1)
+        self._locks = [threading.Lock() for _ in self._extra]   # one per slot: held while it is (re)opened, and by close
+        self._next = itertools.count()
+        self._closed = False
+
+    def may_stripe(self, keys: int) -> bool:
+        """Whether a request of ``keys`` keys could be striped at all (before its bytes are counted)."""
+        return self.stripe_bytes > 0 and self.connections > 1 and keys > 1
+
+    def worth(self, keys: int, total_bytes: int) -> bool:
+        """Whether a request of ``keys`` keys carrying ``total_bytes`` may be striped (asked before anything else)."""
+        return self.may_stripe(keys) and total_bytes >= 2 * self.stripe_bytes
+
+    def opened(self) -> int:
+        """Extra connections open now (the store's shared one not counted)."""
+        return sum(1 for c in self._extra if c is not None and not c.broken)
+
+    def run(self, first: _Connection, idx: list, lengths: Sequence[int], send, fail) -> bool:
+        """Sends the keys ``idx`` (``lengths[j]``: the bytes of ``idx[j]``) as runs over the free connections, ``first``
+        (the store's shared connection) among them when it is idle: ``send(conn, part)`` sends the keys ``part`` on
+        ``conn`` and writes their results; ``fail(part, code, reason)`` marks a failed run's keys. Returns when every run
+        has ended, True; False, having sent nothing, when fewer than two runs come of it or no connection but ``first``
+        is free (the caller then sends ``idx`` whole on ``first``, as an unstriped request)."""
+        runs = split(lengths, self.connections, self.stripe_bytes)
+        if len(runs) < 2:
+            return False
+        slots = self._free_slots(first, len(runs))
+        if not slots or slots == [-1]:
+            return False
+        if len(slots) < len(runs):   # one free connection beside the busy shared one: the batch goes whole over it
+            runs = split(lengths, len(slots), self.stripe_bytes)
+        used: List[_Connection] = []   # the runs' connections, to cut if the caller is interrupted
+        errors: List[BaseException] = []
+        threads = []
+        try:
+            for (start, end), slot in zip(runs[:-1], slots):
+                t = threading.Thread(target=self._one, args=(first, slot, idx[start:end], send, fail, used, errors),
+                                     name="kvasir-stripe", daemon=True)
+                t.start()
+                threads.append(t)
+            start, end = runs[-1]
+            self._one(first, slots[len(runs) - 1], idx[start:end], send, fail, used, errors)
+            for t in threads:
+                t.join()
+        except BaseException:
+            # Interrupted while runs are in flight: cut their connections so no byte lands in the caller's memory later.
+            for conn in list(used):
+                self._drop(conn)
+            raise
+        if errors:
+            raise errors[0]
+        return True
+
+    def _free_slots(self, first: _Connection, most: int) -> list:
+        """Up to ``most`` slots a striped request may use, one run each: -1 for ``first`` when it is idle (and open), then
+        extra slots whose connection is open and idle, or not opened yet (or broken or closed by the node, to be
+        replaced)."""
+        slots = []
+        if first.outstanding == 0:
+            if not first.peer_closed():
+                slots.append(-1)
+            elif not first.broken:
+                # Closed by the node while idle (it stopped or restarted): its run would fail. The store forgets it and
+                # its next call opens a new one; this batch goes over the extra connections.
+                self._drop(first)
+        n = len(self._extra)
+        if n == 0:
+            return slots
+        offset = next(self._next) % n   # spread concurrent batches over the slots
+        for k in range(n):
+            if len(slots) >= most:
+                break
+            slot = (offset + k) % n
+            c = self._extra[slot]
+            if c is None or c.broken or c.outstanding == 0:
+                slots.append(slot)
+        return slots
+
+    def _one(self, first, slot, part, send, fail, used, errors) -> None:
+        """One run: ``part`` sent on its slot's connection (``first`` when the slot cannot be opened)."""
+        reason = None
+        if slot < 0:
+            conn = first
+        else:
+            try:
+                conn = self._slot_connection(slot)
+            except KvasirError as ex:
+                conn, reason = None, str(ex)
+            if conn is None and not first.broken:
+                conn = first
+        if conn is None:
+            fail(part, E.UNAVAILABLE, reason or "the store is closed")
+            return
+        used.append(conn)
+        try:
+            send(conn, part)
+        except (_Failure, ProtocolError) as ex:
+            self._drop(conn)
+            fail(part, ex.code if isinstance(ex, _Failure) else E.PROTOCOL_ERROR, str(ex))
+        except BaseException as ex:   # noqa: BLE001 - handed to the caller's thread, which raises it
+            self._drop(conn)   # interrupted mid-frame: the stream is out of step
+            errors.append(ex)
+
+    def _slot_connection(self, slot: int) -> Optional[_Connection]:
+        """The extra connection of ``slot``, opened (or replaced when broken or closed by the node) if need be; None once
+        the store is closed. Raises :class:`KvasirError` when the node cannot be reached."""
+        c = self._extra[slot]
+        if c is not None and not c.peer_closed():
+            return c
+        with self._locks[slot]:
+            c = self._extra[slot]
+            if c is not None and not c.peer_closed():   # one the node closed while idle is replaced, not used
+                return c
+            # Checked under the slot's lock, which close() also takes: no connection opened here outlives the store.
+            if self._closed:
+                return None
+            if c is not None:
+                c.close()
+            self._extra[slot] = None
+            c = self._open()
+            self._extra[slot] = c
+            return c
+
+    def close(self) -> None:
+        """Closes every extra connection; later runs find none (their keys go over the shared connection, or fail)."""
+        self._closed = True
+        for slot, lock in enumerate(self._locks):
+            with lock:
+                c, self._extra[slot] = self._extra[slot], None
+            if c is not None:
+                c.close()

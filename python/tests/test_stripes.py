@@ -1,0 +1,386 @@
+"""Large TCP batches striped over several connections (``KvStore(stripe_bytes=..., connections_per_node=...)``,
+kvasir.stripes): how a batch is cut, that every value still round-trips byte-exact over several connections (the
+node's STATS count the requests and connections), the batches that must go whole, per-run failures, and the options'
+checks. Striping is forced on: this machine has 2 cores, where the default is off. As the .NET StripeTests."""
+
+import os
+import random
+import threading
+
+import numpy as np
+import pytest
+
+import kvasir
+from conftest import AUTH_KEY, Node, wait_until
+from flipping_relay import FlippingRelay
+from kvasir import KvasirError, KvStore
+from kvasir.stripes import default_stripe_bytes, split
+
+MIB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def snode(cli):
+    n = Node("--memory", "256MiB", "--max-value", "16MiB", "--admin-port", "off")
+    yield n
+    n.stop()
+
+
+def _store(address, stripe=MIB, connections=4, **kw):
+    return KvStore(address, transport="tcp", stripe_bytes=stripe, connections_per_node=connections, **kw)
+
+
+def _counters(store) -> dict:
+    s = store.stats()
+    return {k: s[k] for k in ("requests_put", "requests_get", "connections_total", "connections_refused")}
+
+
+def _delta(before, after, name):
+    return after[name] - before[name]
+
+
+def _values(seed: int, sizes) -> list:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, size, dtype=np.uint8) for size in sizes]
+
+
+def _put(store, keys, values, **kw):
+    for v in values:
+        store.register_buffer(v.ctypes.data, max(v.nbytes, 1))
+    return store.batch_put_from(keys, [v.ctypes.data for v in values], [v.nbytes for v in values], **kw)
+
+
+def _get(store, keys, sizes):
+    dests = [np.zeros(max(size, 1), dtype=np.uint8) for size in sizes]
+    for d in dests:
+        store.register_buffer(d.ctypes.data, d.nbytes)
+    return store.batch_get_into(keys, [d.ctypes.data for d in dests], list(sizes)), dests
+
+
+# --- the split ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("lengths, most, min_bytes, run_lengths", [
+    ([4, 4, 4, 4], 4, 1, [1, 1, 1, 1]),
+    ([1] * 8, 4, 1, [2, 2, 2, 2]),
+    ([1] * 8, 4, 3, [4, 4]),             # 8 bytes: two runs of at least 3
+    ([1, 1, 1], 4, 2, [3]),              # under twice the minimum: whole
+    ([10, 1, 1, 1, 1], 4, 1, [1, 1, 1, 2]),   # a large first value is a run of its own
+    ([1, 1, 1, 1, 10], 3, 1, [3, 1, 1]),      # ... and a large last one
+    ([5, 5], 1, 1, [2]),                 # one connection
+    ([5, 5], 4, 0, [2]),                 # striping off
+    ([7], 4, 1, [1]),                    # one entry
+    ([], 4, 1, [0]),
+])
+def test_a_batch_is_cut_into_contiguous_runs_about_equal_in_bytes_as_the_dotnet_client_cuts_it(lengths, most, min_bytes, run_lengths):
+    runs = split(lengths, most, min_bytes)
+    assert [e - s for s, e in runs] == run_lengths
+    assert runs[0][0] == 0 and runs[-1][1] == len(lengths)
+    assert all(runs[i - 1][1] == runs[i][0] for i in range(1, len(runs)))
+
+
+def test_random_batches_are_cut_into_every_key_once_in_order_into_as_many_runs_as_the_bytes_hold_each_near_an_equal_share():
+    rng = random.Random(21)
+    for round_ in range(3000):
+        lengths = [rng.randrange(0, 5000) for _ in range(rng.randrange(1, 40))]
+        most, min_bytes = rng.randrange(1, 9), rng.randrange(0, 3000)
+        runs = split(lengths, most, min_bytes)
+        total = sum(lengths)
+        expected = 1 if min_bytes == 0 or most == 1 or len(lengths) == 1 else max(1, min(most, len(lengths), total // min_bytes))
+        assert len(runs) == expected, (round_, lengths, most, min_bytes, runs)
+        assert [i for s, e in runs for i in range(s, e)] == list(range(len(lengths))), (round_, runs)   # each key once, in order
+        if len(runs) > 1:
+            assert all(e > s for s, e in runs), (round_, runs)
+            assert total >= 2 * min_bytes and total // len(runs) >= min_bytes   # no more runs than the bytes hold
+            share, biggest = total / len(runs), max(lengths)
+            for s, e in runs:   # within one value of an equal share
+                assert share - biggest <= sum(lengths[s:e]) <= share + biggest, (round_, lengths, most, min_bytes, runs)
+
+
+def test_striping_is_on_by_default_only_on_four_cores_or_more():
+    cores = len(os.sched_getaffinity(0))
+    assert default_stripe_bytes() == (MIB if cores >= 4 else 0)
+
+
+# --- over a node -------------------------------------------------------------------------------------------------
+
+def test_a_large_batch_goes_as_one_request_per_connection_and_every_value_round_trips_byte_exact(snode):
+    with _store(snode.address) as store:
+        keys = [f"striped/{i}" for i in range(16)]
+        values = _values(1, [MIB + 4096 * i for i in range(16)])
+        before = _counters(store)
+        assert _put(store, keys, values) == [0] * 16
+        after_put = _counters(store)
+        codes, dests = _get(store, keys, [v.nbytes + 100 for v in values])
+        after_get = _counters(store)
+        assert codes == [v.nbytes for v in values]
+        for i, v in enumerate(values):
+            assert np.array_equal(dests[i][:v.nbytes], v), f"value {i}"
+            assert not dests[i][v.nbytes:].any(), f"bytes past value {i} were written"
+        assert _delta(before, after_put, "requests_put") == 4, "the PUT was not striped over four connections"
+        assert _delta(after_put, after_get, "requests_get") == 4, "the GET was not striped over four connections"
+        assert _delta(before, after_get, "connections_total") == 3   # the shared connection and three more, kept
+        assert store._stripes.opened() == 3
+
+
+def test_misses_and_a_too_small_destination_keep_their_own_statuses_in_a_striped_get(snode):
+    with _store(snode.address) as store:
+        keys = [f"mixed/{i}" for i in range(8)]
+        values = _values(2, [MIB] * 8)
+        assert _put(store, keys[:6], values[:6]) == [0] * 6
+        before = _counters(store)
+        codes, dests = _get(store, keys, [MIB - 1 if i == 2 else MIB for i in range(8)])
+        assert codes == [MIB, MIB, kvasir.BUFFER_TOO_SMALL, MIB, MIB, MIB, kvasir.NOT_FOUND, kvasir.NOT_FOUND]
+        for i in (0, 1, 3, 4, 5):
+            assert np.array_equal(dests[i], values[i]), f"value {i}"
+        assert _delta(before, _counters(store), "requests_get") > 1, "the GET was not striped"
+
+
+def test_a_put_that_names_a_key_twice_goes_whole_so_the_last_value_wins(snode):
+    with _store(snode.address) as store:
+        keys = [f"twice/{i}" for i in range(8)]
+        keys[7] = keys[0]
+        values = _values(3, [MIB] * 8)
+        before = _counters(store)
+        assert _put(store, keys, values) == [0] * 8
+        assert _delta(before, _counters(store), "requests_put") == 1
+        assert store.get(keys[0]) == values[7].tobytes()
+
+
+def test_a_chain_put_goes_whole_so_each_block_finds_its_parent_stored(snode):
+    with _store(snode.address) as store:
+        keys = [f"chain/{i}" for i in range(8)]
+        values = _values(4, [MIB] * 8)
+        before = _counters(store)
+        assert _put(store, keys, values, chain=True) == [0] * 8
+        assert _delta(before, _counters(store), "requests_put") == 1
+        assert store.batch_is_exist_chain(keys) == [1] * 8
+
+
+def test_striping_off_small_batches_and_get_go_as_one_request_on_one_connection(snode):
+    values = _values(5, [MIB] * 8)
+    with _store(snode.address, stripe=0) as off:
+        before = _counters(off)
+        keys = [f"off/{i}" for i in range(8)]
+        assert _put(off, keys, values) == [0] * 8
+        assert _get(off, keys, [MIB] * 8)[0] == [MIB] * 8
+        after = _counters(off)
+        assert (_delta(before, after, "requests_put"), _delta(before, after, "requests_get")) == (1, 1)
+        assert _delta(before, after, "connections_total") == 0
+    with _store(snode.address) as small:
+        before = _counters(small)
+        keys = [f"small/{i}" for i in range(16)]
+        small_values = _values(6, [64 << 10] * 16)   # 1 MiB in all: under twice the stripe
+        assert _put(small, keys, small_values) == [0] * 16
+        assert _get(small, keys, [64 << 10] * 16)[0] == [64 << 10] * 16
+        big = [f"big/{i}" for i in range(8)]
+        assert _put(small, big, values) == [0] * 8
+        before_get = _counters(small)
+        results, fetched = small._get([k.encode() for k in big], [None] * 8)   # get(): values allocated on arrival
+        assert results == [MIB] * 8 and all(bytes(fetched[i]) == values[i].tobytes() for i in range(8))
+        after = _counters(small)
+        assert _delta(before, before_get, "requests_put") == 1 + 4 and _delta(before, before_get, "requests_get") == 1
+        assert _delta(before_get, after, "requests_get") == 1
+
+
+def test_a_single_connection_per_node_never_stripes(snode):
+    with _store(snode.address, connections=1) as store:
+        before = _counters(store)
+        keys = [f"one/{i}" for i in range(8)]
+        assert _put(store, keys, _values(7, [MIB] * 8)) == [0] * 8
+        after = _counters(store)
+        assert _delta(before, after, "requests_put") == 1 and _delta(before, after, "connections_total") == 0
+
+
+def test_threads_striping_large_batches_at_once_round_trip_every_value_on_at_most_the_configured_connections(snode):
+    with _store(snode.address, stripe=256 << 10) as store:
+        before = _counters(store)
+        failures = []
+
+        def lane(t):
+            for r in range(4):
+                keys = [f"lane{t}/{r}/{i}" for i in range(6)]
+                values = _values(100 + 10 * t + r, [(512 << 10) + 777 * i for i in range(6)])
+                codes = _put(store, keys, values)
+                got, dests = _get(store, keys, [v.nbytes for v in values])
+                if codes != [0] * 6 or got != [v.nbytes for v in values] or \
+                        not all(np.array_equal(d, v) for d, v in zip(dests, values)):
+                    failures.append((t, r, codes, got))
+
+        threads = [threading.Thread(target=lane, args=(t,)) for t in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(120)
+        assert not any(th.is_alive() for th in threads), "a lane still runs after 120 s"
+        assert failures == []
+        assert _delta(before, _counters(store), "connections_total") <= 3
+
+
+@pytest.mark.parametrize("connections, requests", [(4, 3), (2, 1)])
+def test_a_striped_batch_while_the_shared_connection_is_busy_goes_over_the_free_connections_only(snode, connections, requests):
+    # Another thread's GET holds the shared connection (its reply stalled mid-value by the relay): the striped PUT
+    # takes the connections that are free, one run each (with one free: the whole batch), and leaves the busy one alone
+    # (queued behind the stalled reply it would time out).
+    relay = FlippingRelay(snode.address)
+    try:
+        with _store(snode.address, stripe=0) as watcher, \
+                _store(relay.address, connections=connections, request_timeout=10) as store:
+            big = _values(15, [2 * MIB])[0]
+            assert store.put("busy/big", big.tobytes()) == 0
+            relay.arm_stall(1000)
+            outcome = []
+            reader = threading.Thread(target=lambda: outcome.append(store._get([b"busy/big"], [None])[0]))
+            reader.start()
+            wait_until(lambda: store._conn.outstanding > 0, "the other thread's GET to be in flight")
+            keys = [f"busy/{i}" for i in range(8)]
+            values = _values(16, [MIB] * 8)
+            before = watcher.stats()["requests_put"]
+            assert _put(store, keys, values) == [0] * 8
+            assert watcher.stats()["requests_put"] - before == requests
+            assert store._conn.outstanding > 0 and reader.is_alive(), "the GET ended before the PUT: nothing was busy"
+            relay.close()   # ends the stall: the GET's connection is gone
+            reader.join(30)
+            assert not reader.is_alive() and outcome == [[kvasir.UNAVAILABLE]]
+    finally:
+        relay.close()
+    with _store(snode.address) as check:
+        assert _get(check, keys, [MIB] * 8)[0] == [MIB] * 8
+
+
+def test_a_run_whose_connection_is_cut_reports_its_own_keys_unavailable_and_the_other_runs_are_exact(snode):
+    with FlippingRelay(snode.address) as relay, _store(relay.address) as store:
+        keys = [f"cut/{i}" for i in range(8)]
+        values = _values(8, [MIB] * 8)
+        assert _put(store, keys, values) == [0] * 8
+        relay.arm_cut(MIB + 100, skip=1)   # the second GET reply to arrive is cut inside its second value
+        codes, dests = _get(store, keys, [MIB] * 8)
+        lost = [i for i, c in enumerate(codes) if c != MIB]
+        assert lost in ([0, 1], [2, 3], [4, 5], [6, 7]), codes   # one run of two keys, whichever reply came second
+        assert all(codes[i] == kvasir.UNAVAILABLE for i in lost), codes
+        for i in set(range(8)) - set(lost):
+            assert np.array_equal(dests[i], values[i]), f"value {i}"
+        # the cut connection is replaced: the next striped GET reads every key
+        codes, dests = _get(store, keys, [MIB] * 8)
+        assert codes == [MIB] * 8
+        assert all(np.array_equal(d, v) for d, v in zip(dests, values))
+
+
+def test_a_put_run_whose_connection_is_cut_reports_its_own_keys_unavailable_and_the_other_runs_are_stored(snode):
+    # The store's shared connection is the relay's first; the striped PUT opens three more and the second one is cut as
+    # its PUT arrives, before the node sees any of it.
+    with FlippingRelay(snode.address, cut_put_on=2) as relay, _store(relay.address) as store:
+        keys = [f"cutput/{i}" for i in range(8)]
+        values = _values(13, [MIB] * 8)
+        codes = _put(store, keys, values)
+        assert relay.put_cuts == 1
+        lost = [i for i, c in enumerate(codes) if c != 0]
+        assert lost in ([0, 1], [2, 3], [4, 5], [6, 7]), codes   # one run of two keys
+        assert all(codes[i] == kvasir.UNAVAILABLE for i in lost), codes
+        for i in range(8):
+            assert store.get(keys[i]) == (None if i in lost else values[i].tobytes()), f"value {i}"
+        # the cut slot is replaced: the lost keys are stored on the next try
+        assert _put(store, [keys[i] for i in lost], [values[i] for i in lost]) == [0] * len(lost)
+        assert all(store.get(keys[i]) == values[i].tobytes() for i in lost)
+
+
+def test_a_node_that_refuses_more_connections_still_stores_and_serves_every_key_of_a_striped_batch(cli):
+    # A node at its connection limit closes further connections at HELLO: the runs meant for them go over the
+    # connection it accepted, instead of failing their keys.
+    node = Node("--memory", "64MiB", "--admin-port", "off", "--max-connections-per-address", "1")
+    try:
+        with _store(node.address) as store:
+            keys = [f"refused/{i}" for i in range(8)]
+            values = _values(9, [MIB] * 8)
+            assert _put(store, keys, values) == [0] * 8
+            codes, dests = _get(store, keys, [MIB] * 8)
+            assert codes == [MIB] * 8 and all(np.array_equal(d, v) for d, v in zip(dests, values))
+            after = _counters(store)
+            assert after["connections_refused"] > 0, "the node refused no connection: the batch was not striped"
+            assert after["connections_total"] == 1
+    finally:
+        node.stop()
+
+
+def test_closing_the_store_closes_every_connection_and_later_calls_are_refused(snode):
+    with _store(snode.address, stripe=0) as watcher:
+        base = watcher.stats()["connections"]
+        store = _store(snode.address)
+        keys = [f"close/{i}" for i in range(8)]
+        assert _put(store, keys, _values(10, [MIB] * 8)) == [0] * 8
+        assert watcher.stats()["connections"] == base + 4
+        store.close()
+        wait_until(lambda: watcher.stats()["connections"] == base, "the node to see the store's four connections closed")
+        with pytest.raises(KvasirError, match="closed"):
+            store.put("close/after", b"x")
+
+
+def test_striped_batches_go_on_after_the_node_restarts_at_its_address(cli):
+    node = Node("--memory", "64MiB", "--admin-port", "off")
+    port = node.port
+    try:
+        with _store(node.address) as store:
+            keys = [f"restart/{i}" for i in range(8)]
+            values = _values(11, [MIB] * 8)
+            assert _put(store, keys, values) == [0] * 8
+            assert _get(store, keys, [MIB] * 8)[0] == [MIB] * 8
+            node.stop()
+            node = Node("--memory", "64MiB", "--admin-port", "off", port=port)
+            # Every connection to the stopped node sits idle, closed by it. The striped PUT leaves the shared one to the
+            # store (which reopens it on its next call) and replaces the extra ones: its three runs are stored.
+            assert _put(store, keys, values) == [0] * 8
+            after_put = _counters(store)   # the new node counts from 0
+            assert _delta(dict.fromkeys(after_put, 0), after_put, "requests_put") == 3
+            codes, dests = _get(store, keys, [MIB] * 8)
+            assert codes == [MIB] * 8 and all(np.array_equal(d, v) for d, v in zip(dests, values))
+            assert _delta(after_put, _counters(store), "requests_get") == 4
+    finally:
+        node.stop()
+
+
+def test_the_extra_connections_of_a_striped_batch_authenticate_and_speak_tls_as_the_shared_one(cli, certs):
+    node = Node("--memory", "64MiB", "--admin-port", "off", "--auth-key", AUTH_KEY, "--tls-cert", certs["server"],
+                "--tls-key", certs["key"])
+    try:
+        with _store(node.address, auth_key=AUTH_KEY, tls_ca=certs["ca"]) as store:
+            keys = [f"tls/{i}" for i in range(8)]
+            values = _values(14, [MIB + 999 * i for i in range(8)])
+            before = _counters(store)
+            assert _put(store, keys, values) == [0] * 8
+            codes, dests = _get(store, keys, [v.nbytes for v in values])
+            assert codes == [v.nbytes for v in values] and all(np.array_equal(d, v) for d, v in zip(dests, values))
+            after = _counters(store)
+            assert (_delta(before, after, "requests_put"), _delta(before, after, "requests_get")) == (4, 4)
+            assert _delta(before, after, "connections_total") == 3
+    finally:
+        node.stop()
+
+
+def test_a_cluster_store_gives_its_members_the_striping_options(snode, cli):
+    other = Node("--memory", "256MiB", "--max-value", "16MiB", "--admin-port", "off")
+    try:
+        with KvStore([snode.address, other.address], transport="tcp", stripe_bytes=MIB, connections_per_node=3) as store:
+            keys = [f"cluster/{i}" for i in range(32)]
+            values = _values(12, [MIB] * 32)
+            before = {n["id"]: s.stats()["requests_put"] for n, s in store._router.node_stores()}
+            assert _put(store, keys, values) == [0] * 32
+            members = store._router.node_stores()
+            assert [(s.stripe_bytes, s.connections_per_node) for _, s in members] == [(MIB, 3)] * 2
+            puts = sum(s.stats()["requests_put"] - before[n["id"]] for n, s in members)
+            assert puts > 2, "the members did not stripe: one request per node"
+            codes, dests = _get(store, keys, [MIB] * 32)
+            assert codes == [MIB] * 32 and all(np.array_equal(d, v) for d, v in zip(dests, values))
+    finally:
+        other.stop()
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"stripe_bytes": -1}, "stripe_bytes must be 0 \\(no striping\\) or a size in bytes \\(got -1\\)"),
+    ({"stripe_bytes": 1.5}, "stripe_bytes must be 0"),
+    ({"stripe_bytes": True}, "stripe_bytes must be 0"),
+    ({"connections_per_node": 0}, "connections_per_node must be an integer of at least 1 \\(got 0\\)"),
+    ({"connections_per_node": -2}, "connections_per_node must be an integer of at least 1"),
+    ({"connections_per_node": "4"}, "connections_per_node must be an integer"),
+])
+def test_bad_striping_options_are_refused_with_the_reason_before_connecting(kw, message):
+    with pytest.raises(KvasirError, match=message):
+        KvStore("127.0.0.1:1", transport="tcp", **kw)   # nothing listens there: the option is named first
