@@ -29,10 +29,11 @@ public static class ScaleBenchCommand
           --key-bytes N         bytes per key (binary, unique)                               default 32
           --batch N             keys per EXISTS / GET request                                default 64
           --requests N          timed requests per operation and size                        default 2000
+          --eviction NAME       the node's eviction policy (a GET records an access in it)    default chainlfu
           --json                one JSON object per size
         """;
 
-    private static readonly string[] ValueOptions = ["keys", "value-size", "key-bytes", "batch", "requests"];
+    private static readonly string[] ValueOptions = ["keys", "value-size", "key-bytes", "batch", "requests", "eviction"];
 
     /// <summary>Least warm-up time per operation and size (besides 200 requests).</summary>
     private static readonly TimeSpan WarmUp = TimeSpan.FromSeconds(1);
@@ -47,15 +48,16 @@ public static class ScaleBenchCommand
         int keyBytes = cl.Int("key-bytes", 32, 9, 512);
         int batch = cl.Int("batch", 64, 1, 1024);
         int requests = cl.Int("requests", 2000, 10, 10_000_000);
+        var eviction = EvictionNames.Parse(cl.Get("eviction", "chainlfu"), "eviction");
         bool json = cl.Has("json");
         if (!json)
         {
-            Console.WriteLine($"value {ByteSize.Format(valueSize)}, key {keyBytes} B, batch {batch}, {requests} requests per op; in-process node, no socket");
+            Console.WriteLine($"value {ByteSize.Format(valueSize)}, key {keyBytes} B, batch {batch}, {requests} requests per op, eviction {EvictionNames.NameOf(eviction)}; in-process node, no socket");
             Console.WriteLine($"{"keys",10} {"arena",11} {"granule",7} {"fixed B",8} {"managed B/key",14} {"heap B/key",11} {"fill s",7} {"EXISTS p50",11} {"p99",9} {"GET p50",9} {"p99",9}");
         }
         foreach (long count in counts)
         {
-            var row = await MeasureAsync(count, valueSize, keyBytes, batch, requests);
+            var row = await MeasureAsync(count, valueSize, keyBytes, batch, requests, eviction);
             Console.WriteLine(json ? JsonSerializer.Serialize(row, ScaleRowJson.Default.ScaleRow) : row.Describe());
         }
         return 0;
@@ -92,7 +94,7 @@ public static class ScaleBenchCommand
     }
 
     /// <summary>Fills a fresh in-process node with <paramref name="count"/> values and measures it (see the class summary).</summary>
-    public static async Task<ScaleRow> MeasureAsync(long count, int valueSize, int keyBytes, int batch, int requests)
+    public static async Task<ScaleRow> MeasureAsync(long count, int valueSize, int keyBytes, int batch, int requests, EvictionPolicyKind eviction = EvictionPolicyKind.ChainLfu)
     {
         // The allocation unit a node would be given for such values: the value size rounded down to a power of two, 64 B..4 KiB.
         int granule = (int)Math.Clamp(System.Numerics.BitOperations.RoundUpToPowerOf2((uint)valueSize + 1) / 2, 64, 4096);
@@ -102,7 +104,7 @@ public static class ScaleBenchCommand
         var options = new NodeOptions
         {
             Port = 0,
-            Store = new StoreOptions { Capacity = capacity, Granule = granule, MaxValueBytes = unit },
+            Store = new StoreOptions { Capacity = capacity, Granule = granule, MaxValueBytes = unit, Eviction = eviction },
         };
         long before = LiveManagedBytes();
         await using var store = EmbeddedKvStore.Start(options);
