@@ -18,7 +18,7 @@ caller's thread, each run's send would finish before the next began (the .NET cl
 Failures are per run: a run whose connection fails reports its own keys with the code the one-connection path reports
 for a broken connection (``UNAVAILABLE``, ``TIMEOUT``, ``PROTOCOL_ERROR``) and that connection is dropped; the other runs
 are unaffected. A run whose connection cannot be opened goes over the shared connection (a node at its connection limit
-refuses the extra ones at HELLO). A connection reads only while a request is outstanding, so one the node closed while it
+refuses the extra ones at HELLO), and after such a refusal no extra connection is opened for a while (:class:`OpenBackoff`). A connection reads only while a request is outstanding, so one the node closed while it
 sat idle (the node stopped or restarted) looks open: such a connection is given no run (an extra one is replaced, the
 shared one dropped for the store to reopen on its next call), so the first striped batch after a restart is stored.
 
@@ -30,6 +30,7 @@ a GET into values allocated on arrival (sizes unknown), and everything that trav
 import itertools
 import os
 import threading
+import time
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from . import errors as E
@@ -88,6 +89,62 @@ def split(lengths: Sequence[int], most: int, min_bytes: int) -> List[Tuple[int, 
     return runs
 
 
+class OpenBackoff:
+    """Holds a store back from opening extra connections to a node that refused one while the shared connection serves
+    (a node at ``--max-connections`` or ``--max-connections-per-address`` closes each further connection at HELLO):
+    without it every striped batch asked again, three refusals a batch. After a refusal nothing is opened for 1 s; when
+    a wait has passed one caller probes (the others keep to the open connections until it has its answer), a refused
+    probe doubling the wait up to 30 s; an opened connection ends it. As the .NET client's ``OpenBackoff``."""
+
+    FIRST_WAIT = 1.0
+    LONGEST_WAIT = 30.0
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._until = 0.0      # no opening before this; 0: no refusal since the last opening
+        self._wait = 0.0
+        self._probing = False
+
+    @property
+    def holding(self) -> bool:
+        """Whether an opening would be held back now (no side effect)."""
+        with self._lock:
+            return self._until != 0.0 and (self._probing or self._clock() < self._until)
+
+    def hold_back(self) -> Tuple[bool, bool]:
+        """``(held, probe)``: skip opening now, or open, as the probe when a wait has just passed (the caller must then
+        call :meth:`opened`, :meth:`refused` or :meth:`abandoned`)."""
+        with self._lock:
+            if self._until == 0.0:
+                return False, False
+            if self._probing or self._clock() < self._until:
+                return True, False
+            self._probing = True
+            return False, True
+
+    def opened(self) -> None:
+        with self._lock:
+            self._until, self._wait, self._probing = 0.0, 0.0, False
+
+    def refused(self, probe: bool) -> None:
+        """A refusal while the shared connection serves: the first wait, or, for a refused probe, one twice as long.
+        Openings already under way when the wait began do not lengthen it."""
+        with self._lock:
+            now = self._clock()
+            if not probe and self._until != 0.0 and now < self._until:
+                return
+            self._wait = self.FIRST_WAIT if self._wait == 0.0 else min(2 * self._wait, self.LONGEST_WAIT)
+            self._until = now + self._wait
+            if probe:
+                self._probing = False
+
+    def abandoned(self) -> None:
+        """A probe ended without an answer: the next caller probes."""
+        with self._lock:
+            self._probing = False
+
+
 def has_duplicate(keys: Sequence[bytes]) -> bool:
     """True when some key appears twice: such a PUT is not striped, so the last value still wins."""
     return len(set(keys)) < len(keys)
@@ -109,6 +166,7 @@ class Stripes:
         self._locks = [threading.Lock() for _ in self._extra]   # one per slot: held while it is (re)opened, and by close
         self._next = itertools.count()
         self._closed = False
+        self._backoff = OpenBackoff()
 
     def may_stripe(self, keys: int) -> bool:
         """Whether a request of ``keys`` keys could be striped at all (before its bytes are counted)."""
@@ -173,13 +231,14 @@ class Stripes:
         n = len(self._extra)
         if n == 0:
             return slots
+        may_open = not self._backoff.holding   # a node that refused a connection lately: only the open ones count
         offset = next(self._next) % n   # spread concurrent batches over the slots
         for k in range(n):
             if len(slots) >= most:
                 break
             slot = (offset + k) % n
             c = self._extra[slot]
-            if c is None or c.broken or c.outstanding == 0:
+            if (may_open if c is None or c.broken else c.outstanding == 0):
                 slots.append(slot)
         return slots
 
@@ -190,7 +249,7 @@ class Stripes:
             conn = first
         else:
             try:
-                conn = self._slot_connection(slot)
+                conn = self._slot_connection(slot, first)
             except KvasirError as ex:
                 conn, reason = None, str(ex)
             if conn is None and not first.broken:
@@ -208,25 +267,43 @@ class Stripes:
             self._drop(conn)   # interrupted mid-frame: the stream is out of step
             errors.append(ex)
 
-    def _slot_connection(self, slot: int) -> Optional[_Connection]:
+    def _slot_connection(self, slot: int, first: _Connection) -> Optional[_Connection]:
         """The extra connection of ``slot``, opened (or replaced when broken or closed by the node) if need be; None once
-        the store is closed. Raises :class:`KvasirError` when the node cannot be reached."""
+        the store is closed, or while the node's refusal holds openings back (:class:`OpenBackoff`: the run then goes
+        over ``first``). Raises :class:`KvasirError` when the node cannot be reached."""
         c = self._extra[slot]
         if c is not None and not c.peer_closed():
             return c
-        with self._locks[slot]:
-            c = self._extra[slot]
-            if c is not None and not c.peer_closed():   # one the node closed while idle is replaced, not used
+        serving = not first.broken
+        held, probe = self._backoff.hold_back() if serving else (False, False)
+        if held:
+            return None
+        answered = False
+        try:
+            with self._locks[slot]:
+                c = self._extra[slot]
+                if c is not None and not c.peer_closed():   # one the node closed while idle is replaced, not used
+                    return c
+                # Checked under the slot's lock, which close() also takes: no connection opened here outlives the store.
+                if self._closed:
+                    return None
+                if c is not None:
+                    c.close()
+                self._extra[slot] = None
+                try:
+                    c = self._open()
+                except KvasirError:
+                    if not first.broken:   # refused while the shared connection serves: most likely the node's limit
+                        self._backoff.refused(probe)
+                        answered = True
+                    raise
+                self._extra[slot] = c
+                self._backoff.opened()
+                answered = True
                 return c
-            # Checked under the slot's lock, which close() also takes: no connection opened here outlives the store.
-            if self._closed:
-                return None
-            if c is not None:
-                c.close()
-            self._extra[slot] = None
-            c = self._open()
-            self._extra[slot] = c
-            return c
+        finally:
+            if probe and not answered:
+                self._backoff.abandoned()
 
     def close(self) -> None:
         """Closes every extra connection; later runs find none (their keys go over the shared connection, or fail)."""

@@ -6,6 +6,7 @@ checks. Striping is forced on: this machine has 2 cores, where the default is of
 import os
 import random
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -297,6 +298,50 @@ def test_a_node_that_refuses_more_connections_still_stores_and_serves_every_key_
             after = _counters(store)
             assert after["connections_refused"] > 0, "the node refused no connection: the batch was not striped"
             assert after["connections_total"] == 1
+    finally:
+        node.stop()
+
+
+def test_a_node_that_refuses_more_connections_is_not_asked_again_for_each_striped_batch(cli):
+    # Each striped batch tried to open the connections it lacked: a node at its limit was sent three to refuse per batch
+    # for as long as the client ran. After a refusal, while the shared connection serves, the store holds back (1 s,
+    # doubling to 30 s, one probe when a wait has passed), as the .NET client's OpenBackoff.
+    node = Node("--memory", "64MiB", "--admin-port", "off", "--max-connections-per-address", "1")
+    try:
+        with _store(node.address) as store:
+            keys = [f"held-back/{i}" for i in range(8)]
+            values = _values(11, [MIB] * 8)
+            assert _put(store, keys, values) == [0] * 8
+            for _ in range(20):
+                codes, dests = _get(store, keys, [MIB] * 8)
+                assert codes == [MIB] * 8 and all(np.array_equal(d, v) for d, v in zip(dests, values))
+            after = _counters(store)
+            assert after["connections_refused"] > 0, "the node refused no connection: the batches were not striped"
+            # The PUT's three, then at most one probe a window (1 + 2 + 4 + 8 + 16 s would pass before a sixth): without
+            # the back-off, three a batch (63).
+            assert after["connections_refused"] <= 8, after["connections_refused"]
+            assert after["connections_total"] == 1
+    finally:
+        node.stop()
+
+
+def test_a_store_held_back_by_a_refusal_opens_its_connection_once_the_node_has_room_again(cli):
+    node = Node("--memory", "64MiB", "--admin-port", "off", "--max-connections-per-address", "2")
+    try:
+        other = _store(node.address, stripe=0)
+        other.stats()
+        with _store(node.address) as store:
+            keys = [f"room-again/{i}" for i in range(8)]
+            values = _values(12, [MIB] * 8)
+            assert _put(store, keys, values) == [0] * 8
+            before = _counters(store)
+            assert before["connections_refused"] > 0 and before["connections_total"] == 2
+            other.close()
+            wait_until(lambda: store.stats()["connections"] == 1, "the node to see the other store's connection closed")
+            time.sleep(1.25)   # the first wait (1 s) passes
+            codes, dests = _get(store, keys, [MIB] * 8)
+            assert codes == [MIB] * 8 and all(np.array_equal(d, v) for d, v in zip(dests, values))
+            assert _counters(store)["connections_total"] == 3, "the probe opened no connection"
     finally:
         node.stop()
 
