@@ -136,10 +136,12 @@ class KvStore(KeyOps, ClusterView):
       is then a miss. Off by default for the same reason: computed here in pure Python (~10 MB/s).
 
     Configuration chain (later wins): the YAML file named by ``KVASIR_CONFIG`` (keys ``servers``,
-    ``auth_key``, ``transport``, ``connect_timeout``, ``request_timeout``; needs PyYAML), then the
-    environment (``KVASIR_SERVERS``, ``KVASIR_AUTH_KEY``, ``KVASIR_TRANSPORT``,
-    ``KVASIR_CONNECT_TIMEOUT``, ``KVASIR_REQUEST_TIMEOUT``), then the constructor arguments that
-    are not ``None``. With nothing configured the server is ``127.0.0.1:7380``.
+    ``auth_key``, ``transport``, ``connect_timeout``, ``request_timeout``, ``connections_per_node``,
+    ``stripe_bytes``, ...; needs PyYAML), then the environment (``KVASIR_SERVERS``, ``KVASIR_AUTH_KEY``,
+    ``KVASIR_TRANSPORT``, ``KVASIR_CONNECT_TIMEOUT``, ``KVASIR_REQUEST_TIMEOUT``, ``KVASIR_CONNECTIONS_PER_NODE``,
+    ``KVASIR_STRIPE_BYTES``: bytes or a size such as ``1MiB``), then the constructor arguments that are not
+    ``None``: so an engine connector, which builds its store from this chain, is tuned without code. With nothing
+    configured the server is ``127.0.0.1:7380``.
 
     The constructor connects: an unreachable node raises :class:`KvasirError` with the reason.
     """
@@ -151,13 +153,18 @@ class KvStore(KeyOps, ClusterView):
                  capacity=None, data_plane_addr: Optional[str] = None, client_id: Optional[str] = None,
                  membership_poll: float = 1.0, tls_ca: Optional[str] = None, tls_server_name: Optional[str] = None,
                  tls_cert: Optional[str] = None, tls_key: Optional[str] = None, replica_versions: bool = True,
-                 chain_placement: bool = False, connections_per_node: int = stripes.DEFAULT_CONNECTIONS_PER_NODE,
+                 chain_placement: bool = False, connections_per_node: Optional[int] = None,
                  stripe_bytes: Optional[int] = None):
+        cfg = resolve_config(servers, auth_key, transport, connect_timeout, request_timeout, redis_url, cluster, replicas,
+                             {"tls_ca": tls_ca, "tls_server_name": tls_server_name, "tls_cert": tls_cert, "tls_key": tls_key},
+                             connections_per_node, stripe_bytes)
+        connections_per_node = cfg["connections_per_node"]
+        if connections_per_node is None:
+            connections_per_node = stripes.DEFAULT_CONNECTIONS_PER_NODE
+        stripe_bytes = cfg["stripe_bytes"]
         if stripe_bytes is None:
             stripe_bytes = stripes.default_stripe_bytes()
         stripes.validate(connections_per_node, stripe_bytes)
-        cfg = resolve_config(servers, auth_key, transport, connect_timeout, request_timeout, redis_url, cluster, replicas,
-                             {"tls_ca": tls_ca, "tls_server_name": tls_server_name, "tls_cert": tls_cert, "tls_key": tls_key})
         mode = str(cfg["transport"]).strip().lower()
         if mode not in ("tcp", "auto", "shm"):
             raise KvasirError(f"unknown transport {cfg['transport']!r} (tcp, auto or shm)")

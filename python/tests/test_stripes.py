@@ -429,3 +429,35 @@ def test_a_cluster_store_gives_its_members_the_striping_options(snode, cli):
 def test_bad_striping_options_are_refused_with_the_reason_before_connecting(kw, message):
     with pytest.raises(KvasirError, match=message):
         KvStore("127.0.0.1:1", transport="tcp", **kw)   # nothing listens there: the option is named first
+
+
+def test_the_striping_options_come_from_the_configuration_chain_so_a_connector_is_tuned_without_code(snode, tmp_path, monkeypatch):
+    # The engine connectors build their stores from KVASIR_CONFIG and the environment: both options must be settable there.
+    cfg = tmp_path / "kvasir.yaml"
+    cfg.write_text("connections_per_node: 3\nstripe_bytes: 512KiB\n")
+    monkeypatch.setenv("KVASIR_CONFIG", str(cfg))
+    with KvStore(snode.address, transport="tcp") as s:
+        assert (s.connections_per_node, s.stripe_bytes) == (3, 512 << 10)
+    monkeypatch.setenv("KVASIR_STRIPE_BYTES", "2MiB")   # the environment wins over the file
+    monkeypatch.setenv("KVASIR_CONNECTIONS_PER_NODE", "2")
+    with KvStore(snode.address, transport="tcp") as s:
+        assert (s.connections_per_node, s.stripe_bytes) == (2, 2 << 20)
+        keys = [f"configured/{i}" for i in range(8)]
+        before = _counters(s)
+        assert _put(s, keys, _values(13, [MIB] * 8)) == [0] * 8
+        assert _delta(before, _counters(s), "requests_put") == 2, "an 8 MiB batch at 2 MiB stripes over 2 connections: 2 runs"
+    with KvStore(snode.address, transport="tcp", stripe_bytes=0, connections_per_node=1) as s:   # arguments win
+        assert (s.connections_per_node, s.stripe_bytes) == (1, 0)
+    monkeypatch.setenv("KVASIR_STRIPE_BYTES", "lots")
+    with pytest.raises(KvasirError, match="stripe_bytes must be a size in bytes such as 1048576 or 1MiB, not 'lots'"):
+        KvStore(snode.address)
+    monkeypatch.delenv("KVASIR_STRIPE_BYTES")
+    monkeypatch.setenv("KVASIR_CONNECTIONS_PER_NODE", "0")
+    with pytest.raises(KvasirError, match="connections_per_node must be an integer of at least 1"):
+        KvStore(snode.address)
+    monkeypatch.delenv("KVASIR_CONNECTIONS_PER_NODE")
+    with KvStore(snode.address, transport="tcp") as s:   # the file alone again
+        assert (s.connections_per_node, s.stripe_bytes) == (3, 512 << 10)
+    monkeypatch.delenv("KVASIR_CONFIG")
+    with KvStore(snode.address, transport="tcp") as s:   # nothing configured: the defaults
+        assert (s.connections_per_node, s.stripe_bytes) == (4, default_stripe_bytes())
