@@ -445,3 +445,31 @@ def test_the_striping_options_come_from_the_configuration_chain_so_a_connector_i
     monkeypatch.delenv("KVASIR_CONFIG")
     with KvStore(snode.address, transport="tcp") as s:   # nothing configured: the defaults
         assert (s.connections_per_node, s.stripe_bytes) == (4, default_stripe_bytes())
+
+
+def test_open_backoff_waits_doubles_to_its_cap_lets_one_probe_through_and_ends_on_an_opening():
+    # On a clock the test moves: what the tests against a refusing node cannot reach in their time.
+    from kvasir.stripes import OpenBackoff
+    now = [100.0]
+    b = OpenBackoff(clock=lambda: now[0])
+    assert b.hold_back() == (False, False) and not b.holding
+    b.refused(False)
+    b.refused(False)   # openings under way when the wait began: not longer
+    waits, wait = [], OpenBackoff.FIRST_WAIT
+    for _ in range(8):
+        now[0] += wait - 0.001
+        assert b.hold_back() == (True, False), "let through before its wait passed"
+        now[0] += 0.001
+        assert not b.holding
+        assert b.hold_back() == (False, True), "the first caller after the wait is not the probe"
+        assert b.hold_back() == (True, False), "a second caller went beside the probe"
+        b.refused(True)
+        waits.append(wait)
+        wait = min(2 * wait, OpenBackoff.LONGEST_WAIT)
+    assert waits == [1, 2, 4, 8, 16, 30, 30, 30]
+    now[0] += 30
+    assert b.hold_back() == (False, True)
+    b.abandoned()   # the probe ended without an answer: the next caller probes
+    assert b.hold_back() == (False, True)
+    b.opened()
+    assert b.hold_back() == (False, False) and not b.holding

@@ -10,13 +10,14 @@ namespace Kvasir.Client.Internal;
 /// its answer; a connection opened resets it. A transport with no connection open is never held back (the node may have
 /// restarted, and opening is the only way to find out), so this applies only while <c>TcpTransport.AnyOpen</c> has one.
 /// </summary>
-internal sealed class OpenBackoff
+internal sealed class OpenBackoff(Func<long>? clockMs = null)
 {
     internal const int FirstWindowMs = 1_000;
     internal const int LongestWindowMs = 30_000;
 
+    private readonly Func<long> _now = clockMs ?? (static () => Environment.TickCount64);
     private readonly object _gate = new();
-    private long _until;      // Environment.TickCount64 before which nothing is opened; 0: no refusal since the last opening
+    private long _until;      // the clock (ms) before which nothing is opened; 0: no refusal since the last opening
     private int _windowMs;
     private bool _probing;    // one caller is trying again after a window passed
 
@@ -26,7 +27,7 @@ internal sealed class OpenBackoff
         get
         {
             if (Volatile.Read(ref _until) == 0) return false;
-            lock (_gate) return _until != 0 && (_probing || Environment.TickCount64 < _until);
+            lock (_gate) return _until != 0 && (_probing || _now() < _until);
         }
     }
 
@@ -41,7 +42,7 @@ internal sealed class OpenBackoff
         lock (_gate)
         {
             if (_until == 0) return false;
-            if (_probing || Environment.TickCount64 < _until) return true;
+            if (_probing || _now() < _until) return true;
             _probing = probe = true;
             return false;
         }
@@ -61,7 +62,7 @@ internal sealed class OpenBackoff
     {
         lock (_gate)
         {
-            long now = Environment.TickCount64;
+            long now = _now();
             if (!probe && _until != 0 && now < _until) return;
             _windowMs = _windowMs == 0 ? FirstWindowMs : Math.Min(2 * _windowMs, LongestWindowMs);
             _until = now + _windowMs;
