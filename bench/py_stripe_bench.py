@@ -30,16 +30,7 @@ sys.path.insert(0, os.path.join(ROOT, "python"))
 import numpy as np  # noqa: E402
 
 from kvasir import KvStore  # noqa: E402
-
-UNITS = {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "kb": 1000, "mb": 1000 ** 2, "gb": 1000 ** 3, "": 1}
-
-
-def size(text: str) -> int:
-    t = text.strip().lower()
-    for unit in sorted(UNITS, key=len, reverse=True):
-        if t.endswith(unit):
-            return int(float(t[:len(t) - len(unit)] or 0) * UNITS[unit]) if unit else int(t)
-    raise ValueError(f"not a size: {text}")
+from kvasir.config import parse_size  # noqa: E402
 
 
 def free_port() -> int:
@@ -91,8 +82,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--memory", default="2GiB")
     args = ap.parse_args()
-    value = size(args.size)
-    stripes = [size(s) for s in args.stripes.split(",")]
+    value = parse_size(args.size, "--size")
+    stripes = [parse_size(s, "--stripes") for s in args.stripes.split(",")]
     nbytes = args.keys * value
     proc, port = start_node(args.bin, args.memory, max(value, 1 << 20))
     stores = []
