@@ -35,20 +35,14 @@ public sealed class SlotHeapTests
         }
 
         var order = new List<int>();
-        while (heap.Min is HeapSlot min)
+        while (heap.TakeMin(out HeapPlace min))
         {
-            heap.Remove(min);
-            order.Add(BitConverter.ToInt32(min.Key));
+            order.Add(BitConverter.ToInt32(min.Slot.Key));
         }
 
         Assert.True(heap.Clock < clockStart || clockStart == 0, "the clock wrapped and was renumbered");
         return order;
     }
 
-    private static void Place(SlotHeap heap, HeapSlot slot, long priority)
-    {
-        slot.Priority = priority;
-        slot.Stamp = heap.NextStamp();
-        heap.AddOrUpdate(slot);
-    }
+    private static void Place(SlotHeap heap, HeapSlot slot, long priority) => heap.Place(slot, priority);
 }

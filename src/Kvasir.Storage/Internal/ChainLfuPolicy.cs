@@ -25,7 +25,7 @@ internal sealed class ChainLfuPolicy(bool remember) : IEvictionPolicy
     private const int MaxFrequency = 8;
 
     private readonly SlotHeap _heap = new();
-    private readonly List<HeapSlot> _passedOver = [];
+    private readonly List<HeapPlace> _passedOver = [];
     private readonly FrequencySketch? _history = remember ? new FrequencySketch() : null;
     private long _age;
 
@@ -76,13 +76,12 @@ internal sealed class ChainLfuPolicy(bool remember) : IEvictionPolicy
         var slot = (HeapSlot)entry;
         if (_heap.Contains(slot))
         {
-            slot.Priority += slot.ChildCount > 0 ? 1 : -1;
-            _heap.AddOrUpdate(slot);
+            _heap.Shift(slot, slot.ChildCount > 0 ? 1 : -1);
         }
     }
 
     public Slot? TryPickVictim(Func<Slot, bool> canEvict)
-        => PassOver.Pick(_heap, _passedOver, canEvict, victim => _age = Math.Max(_age, victim.Priority));
+        => PassOver.Pick(_heap, _passedOver, canEvict, priority => _age = Math.Max(_age, priority));
 
     private static long Value(Slot slot)
         => slot.Parent is { IsLive: false } ? 0 : 1 + slot.Frequency + (slot.ChildCount > 0 ? 1 : 0);
@@ -94,8 +93,6 @@ internal sealed class ChainLfuPolicy(bool remember) : IEvictionPolicy
             return;
         }
 
-        slot.Priority = _age + Value(slot);
-        slot.Stamp = _heap.NextStamp();
-        _heap.AddOrUpdate(slot);
+        _heap.Place(slot, _age + Value(slot));
     }
 }

@@ -15,7 +15,7 @@ internal sealed class LfuPolicy : IEvictionPolicy
     private const int MaxFrequency = Slot.MaxFrequency;
 
     private readonly SlotHeap _heap = new();
-    private readonly List<HeapSlot> _passedOver = [];
+    private readonly List<HeapPlace> _passedOver = [];
     private long _age;
 
     public Slot NewSlot(byte[] key, ValueVersion first) => SlotKeys.NewHeapSlot(key, first);
@@ -57,7 +57,7 @@ internal sealed class LfuPolicy : IEvictionPolicy
     }
 
     public Slot? TryPickVictim(Func<Slot, bool> canEvict)
-        => PassOver.Pick(_heap, _passedOver, canEvict, victim => _age = Math.Max(_age, victim.Priority));
+        => PassOver.Pick(_heap, _passedOver, canEvict, priority => _age = Math.Max(_age, priority));
 
     private void Place(HeapSlot slot)
     {
@@ -66,8 +66,6 @@ internal sealed class LfuPolicy : IEvictionPolicy
             return;
         }
 
-        slot.Priority = _age + slot.Frequency;
-        slot.Stamp = _heap.NextStamp();
-        _heap.AddOrUpdate(slot);
+        _heap.Place(slot, _age + slot.Frequency);
     }
 }

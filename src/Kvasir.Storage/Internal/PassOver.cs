@@ -8,28 +8,27 @@ internal static class PassOver
 
     /// <summary>
     /// The lowest-priority slot that <paramref name="canEvict"/> accepts, or null after <see cref="ScanLimit"/> refusals.
-    /// Refused slots keep their priority and go back into the heap. The victim is taken out of the heap and handed to
-    /// <paramref name="chosen"/> first.
+    /// Refused slots go back into the heap with their priority and stamp (<paramref name="scratch"/> holds them meanwhile).
+    /// The victim is taken out of the heap and its priority handed to <paramref name="chosen"/>.
     /// </summary>
-    public static HeapSlot? Pick(SlotHeap heap, List<HeapSlot> scratch, Func<HeapSlot, bool> canEvict, Action<HeapSlot> chosen)
+    public static HeapSlot? Pick(SlotHeap heap, List<HeapPlace> scratch, Func<HeapSlot, bool> canEvict, Action<long> chosen)
     {
         HeapSlot? victim = null;
-        for (int i = 0; i < ScanLimit && heap.Min is HeapSlot candidate; i++)
+        for (int i = 0; i < ScanLimit && heap.TakeMin(out HeapPlace candidate); i++)
         {
-            heap.Remove(candidate);
-            if (canEvict(candidate))
+            if (canEvict(candidate.Slot))
             {
-                victim = candidate;
-                chosen(candidate);
+                victim = candidate.Slot;
+                chosen(candidate.Priority);
                 break;
             }
 
             scratch.Add(candidate);
         }
 
-        foreach (HeapSlot refused in scratch)
+        foreach (HeapPlace refused in scratch)
         {
-            heap.AddOrUpdate(refused);
+            heap.Restore(refused);
         }
 
         scratch.Clear();

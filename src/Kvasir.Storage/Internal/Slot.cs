@@ -30,7 +30,11 @@ internal abstract class Slot : ValueVersion
     /// <summary>The published version: the slot itself until the key is overwritten.</summary>
     public ValueVersion Current { get; set; }
 
-    public bool IsLive { get; set; } = true;
+    public bool IsLive
+    {
+        get => (_flags & LiveFlag) != 0;
+        set => _flags = (byte)(value ? _flags | LiveFlag : _flags & ~LiveFlag);
+    }
 
     public int PinCount { get; set; }
 
@@ -41,7 +45,11 @@ internal abstract class Slot : ValueVersion
     public long WrittenAt { get; set; }
 
     /// <summary>The value was promoted from a lower tier (counted against the hot share of DRAM).</summary>
-    public bool Promoted { get; set; }
+    public bool Promoted
+    {
+        get => (_flags & PromotedFlag) != 0;
+        set => _flags = (byte)(value ? _flags | PromotedFlag : _flags & ~PromotedFlag);
+    }
 
     /// <summary>The block this one continues. May be a dead slot (orphan); only a live parent counts.</summary>
     public Slot? Parent { get; set; }
@@ -51,7 +59,7 @@ internal abstract class Slot : ValueVersion
 
     /// <summary>
     /// Policy state: accesses counted by the policy (capped, aged or decremented as the policy defines), at most
-    /// <see cref="MaxFrequency"/>: 16 bits, which keeps a <see cref="HeapSlot"/> (its version's fields included) at 120 bytes instead of 128.
+    /// <see cref="MaxFrequency"/>: 16 bits, so that the slot's own fields take 48 bytes (below).
     /// </summary>
     public int Frequency
     {
@@ -62,42 +70,64 @@ internal abstract class Slot : ValueVersion
     /// <summary>The largest <see cref="Frequency"/> a slot holds.</summary>
     public const int MaxFrequency = ushort.MaxValue;
 
-    /// <summary>
-    /// List-policy state (<see cref="ListSlot"/>): which of the policy's queues holds the slot (S3-FIFO: small or main).
-    /// Kept here, with <see cref="InList"/> and <see cref="InlineKeyLength"/>, because the bytes after the base's
-    /// small fields are free: in a <see cref="ListSlot"/> they would start a new 8-byte word before its key.
-    /// </summary>
-    public byte Queue { get; set; }
-
-    /// <summary>List-policy state (<see cref="ListSlot"/>): whether the slot is linked into one of the policy's lists.</summary>
-    public bool InList { get; set; }
-
     /// <summary>The length of a key held inside the slot (<see cref="SlotKeys"/>); 0 for a key held in its own array.</summary>
     private protected byte InlineKeyLength { get; set; }
 
+    /// <summary>
+    /// One word of policy state, read as the slot's kind needs it: a <see cref="HeapSlot"/>'s place in its heap, a
+    /// <see cref="ListSlot"/>'s queue and whether it is linked. One word for both keeps the slot's own fields (two
+    /// references, two longs, two ints, this word, the frequency, the key's length and the flags) at 48 bytes, so a
+    /// heap slot adds no field of its own: 128 bytes with its version's fields and a 32-byte key.
+    /// </summary>
+    private protected int PolicyWord;
+
+    private const byte LiveFlag = 1, PromotedFlag = 2;
+
     private ushort _frequency;
+
+    private byte _flags = LiveFlag;
 }
 
 /// <summary>A slot of a list policy (LRU, FIFO, prefix-aware, S3-FIFO): its links in the policy's list. Made by <see cref="SlotKeys.NewListSlot"/>.</summary>
 internal abstract class ListSlot(ValueVersion first) : Slot(first), IListNode<ListSlot>
 {
+    private const int InListBit = 1 << 8;
+
     public ListSlot? ListPrev { get; set; }
 
     public ListSlot? ListNext { get; set; }
+
+    /// <summary>Which of the policy's queues holds the slot (S3-FIFO: small or main).</summary>
+    public byte Queue
+    {
+        get => (byte)PolicyWord;
+        set => PolicyWord = (PolicyWord & ~0xFF) | value;
+    }
+
+    /// <summary>Whether the slot is linked into one of the policy's lists.</summary>
+    public bool InList
+    {
+        get => (PolicyWord & InListBit) != 0;
+        set => PolicyWord = value ? PolicyWord | InListBit : PolicyWord & ~InListBit;
+    }
 }
 
-/// <summary>A slot of a heap policy (LFU, chain LFU): its place and order in the policy's <see cref="SlotHeap"/>. Made by <see cref="SlotKeys.NewHeapSlot"/>.</summary>
-internal abstract class HeapSlot(ValueVersion first) : Slot(first)
+/// <summary>
+/// A slot of a heap policy (LFU, chain LFU): its place in the policy's <see cref="SlotHeap"/>, which keeps the slot's
+/// priority and stamp in that place. Made by <see cref="SlotKeys.NewHeapSlot"/>.
+/// </summary>
+internal abstract class HeapSlot : Slot
 {
+    protected HeapSlot(ValueVersion first)
+        : base(first)
+    {
+        PolicyWord = -1;
+    }
+
     /// <summary>Policy state: the slot's position in the policy's heap (-1: not in it).</summary>
-    public int HeapIndex { get; set; } = -1;
-
-    /// <summary>Policy state: the slot's priority in the policy's heap (lower is evicted first).</summary>
-    public long Priority { get; set; }
-
-    /// <summary>
-    /// Policy state: when the policy last reordered the slot (<see cref="SlotHeap.NextStamp"/>); breaks priority ties,
-    /// oldest first. An <see cref="int"/>: the heap renumbers its slots' stamps, in the same order, before the clock wraps.
-    /// </summary>
-    public int Stamp { get; set; }
+    public int HeapIndex
+    {
+        get => PolicyWord;
+        set => PolicyWord = value;
+    }
 }

@@ -1,31 +1,23 @@
 namespace Kvasir.Storage.Internal;
 
 /// <summary>
-/// A binary min-heap of slots by (<see cref="HeapSlot.Priority"/>, <see cref="HeapSlot.Stamp"/>), each slot knowing its own
-/// position (<see cref="HeapSlot.HeapIndex"/>) so that an update or removal is O(log n). Not thread-safe: used under the
-/// store's lock.
+/// A binary min-heap of slots by priority, ties broken by stamp (the slot placed longest ago first), each slot knowing
+/// its own position (<see cref="HeapSlot.HeapIndex"/>) so that an update or removal is O(log n). Not thread-safe: used
+/// under the store's lock.
 /// <para>
-/// Each place holds a copy of its slot's key (priority and stamp) beside the reference, refreshed whenever the slot is
-/// added or updated (the only times a policy changes the key of a slot in the heap), so comparisons read the array and
-/// never the slots: at a million keys a read's update (it sinks the key about one level from depth ~18 of 19) read its
-/// parent's and children's slots, each a far load in series after their array line. Measured: GET p50 of 64 keys at
-/// 1M 65.3 µs against 77.6, for +17 B a key (a place is 24 B instead of 8; docs/benchmarks.md, session 15). The order,
-/// and so which slot is evicted, is exactly what it was: the same comparisons on the same keys.
+/// A slot's priority and stamp live only here, in its place beside the reference (<see cref="HeapPlace"/>), not in the
+/// slot: comparisons read the array and never the slots (at a million keys a read's update sinks the key about one
+/// level from depth ~18 of 19, and reading its parent's and children's slots was a far load each, in series: GET p50 of
+/// 64 keys at 1M 65.3 µs against 77.6, docs/benchmarks.md, session 15), and a key costs its place's 24 B and no more
+/// (session 16: the slot's own copy, 12 B, is gone). A slot outside the heap (pinned, dead, or taken out while a victim
+/// search passes it over) has no priority; the search keeps the places it takes out (<see cref="TakeMin"/>,
+/// <see cref="Restore"/>).
 /// </para>
 /// </summary>
 internal sealed class SlotHeap
 {
-    private Entry[] _items = new Entry[64];
+    private HeapPlace[] _items = new HeapPlace[64];
 
-    /// <summary>A heap place: the slot and a copy of its key, so that comparisons read the array, not the slots.</summary>
-    private struct Entry
-    {
-        public long Priority;
-        public int Stamp;
-        public HeapSlot Slot;
-
-        public static Entry Of(HeapSlot slot) => new() { Priority = slot.Priority, Stamp = slot.Stamp, Slot = slot };
-    }
     private int _clock;
 
     public int Count { get; private set; }
@@ -38,12 +30,12 @@ internal sealed class SlotHeap
     }
 
     /// <summary>
-    /// A stamp later than every one handed out before (<see cref="HeapSlot.Stamp"/>: orders slots of equal priority).
-    /// Before the clock would pass <see cref="int.MaxValue"/> the slots in the heap get the stamps 1..<see cref="Count"/>
-    /// in the order of their old ones, so every comparison between them, and so the heap's order, stays as it was;
-    /// slots outside the heap are stamped again when they are placed. O(n log n) once per 2^31 stamps.
+    /// A stamp later than every one handed out before (it orders slots of equal priority). Before the clock would pass
+    /// <see cref="int.MaxValue"/> the slots in the heap get the stamps 1..<see cref="Count"/> in the order of their old
+    /// ones, so every comparison between them, and so the heap's order, stays as it was; slots outside the heap are
+    /// stamped again when they are placed. O(n log n) once per 2^31 stamps.
     /// </summary>
-    public int NextStamp()
+    private int NextStamp()
     {
         if (_clock == int.MaxValue)
         {
@@ -51,8 +43,7 @@ internal sealed class SlotHeap
             Array.Sort(byStamp, (a, b) => _items[a].Stamp.CompareTo(_items[b].Stamp));
             for (int i = 0; i < byStamp.Length; i++)
             {
-                _items[byStamp[i]].Stamp = i + 1;
-                _items[byStamp[i]].Slot.Stamp = i + 1;
+                _items[byStamp[i]] = _items[byStamp[i]] with { Stamp = i + 1 };
             }
 
             _clock = byStamp.Length;
@@ -61,17 +52,45 @@ internal sealed class SlotHeap
         return ++_clock;
     }
 
-    public HeapSlot? Min => Count > 0 ? _items[0].Slot : null;
-
     public bool Contains(HeapSlot slot) => slot.HeapIndex >= 0;
 
-    /// <summary>Adds the slot, or moves it to its place when its priority changed while in the heap.</summary>
-    public void AddOrUpdate(HeapSlot slot)
+    /// <summary>
+    /// Gives the slot <paramref name="priority"/> and a stamp later than all before (so among equal priorities it goes
+    /// last), adding it or moving it to its new place.
+    /// </summary>
+    public void Place(HeapSlot slot, long priority) => Put(new HeapPlace(slot, priority, NextStamp()));
+
+    /// <summary>Moves a slot in the heap by <paramref name="delta"/> of priority, keeping its stamp.</summary>
+    public void Shift(HeapSlot slot, long delta)
     {
+        HeapPlace place = _items[slot.HeapIndex];
+        Put(place with { Priority = place.Priority + delta });
+    }
+
+    /// <summary>Takes the lowest slot out with its priority and stamp, for <see cref="Restore"/>; false when empty.</summary>
+    public bool TakeMin(out HeapPlace min)
+    {
+        if (Count == 0)
+        {
+            min = default;
+            return false;
+        }
+
+        min = _items[0];
+        Remove(min.Slot);
+        return true;
+    }
+
+    /// <summary>Puts back a place that <see cref="TakeMin"/> took out, with its priority and stamp (its order among the others is what it was).</summary>
+    public void Restore(in HeapPlace place) => Put(place);
+
+    private void Put(in HeapPlace place)
+    {
+        HeapSlot slot = place.Slot;
         if (slot.HeapIndex >= 0)
         {
             int i = slot.HeapIndex;
-            _items[i] = Entry.Of(slot);
+            _items[i] = place;
             SiftUp(i);
             SiftDown(slot.HeapIndex);
             return;
@@ -82,7 +101,7 @@ internal sealed class SlotHeap
             Array.Resize(ref _items, _items.Length * 2);
         }
 
-        _items[Count] = Entry.Of(slot);
+        _items[Count] = place;
         slot.HeapIndex = Count++;
         SiftUp(slot.HeapIndex);
     }
@@ -104,7 +123,7 @@ internal sealed class SlotHeap
             return;
         }
 
-        Entry last = _items[Count];
+        HeapPlace last = _items[Count];
         _items[Count] = default;
         _items[i] = last;
         last.Slot.HeapIndex = i;
@@ -112,11 +131,11 @@ internal sealed class SlotHeap
         SiftDown(last.Slot.HeapIndex);
     }
 
-    private static bool Less(in Entry a, in Entry b) => a.Priority < b.Priority || (a.Priority == b.Priority && a.Stamp < b.Stamp);
+    private static bool Less(in HeapPlace a, in HeapPlace b) => a.Priority < b.Priority || (a.Priority == b.Priority && a.Stamp < b.Stamp);
 
     private void SiftUp(int i)
     {
-        Entry item = _items[i];
+        HeapPlace item = _items[i];
         while (i > 0)
         {
             int parent = (i - 1) >> 1;
@@ -125,16 +144,16 @@ internal sealed class SlotHeap
                 break;
             }
 
-            Place(_items[parent], i);
+            MoveTo(_items[parent], i);
             i = parent;
         }
 
-        Place(item, i);
+        MoveTo(item, i);
     }
 
     private void SiftDown(int i)
     {
-        Entry item = _items[i];
+        HeapPlace item = _items[i];
         while (true)
         {
             int child = (2 * i) + 1;
@@ -153,16 +172,19 @@ internal sealed class SlotHeap
                 break;
             }
 
-            Place(_items[child], i);
+            MoveTo(_items[child], i);
             i = child;
         }
 
-        Place(item, i);
+        MoveTo(item, i);
     }
 
-    private void Place(in Entry entry, int i)
+    private void MoveTo(in HeapPlace place, int i)
     {
-        _items[i] = entry;
-        entry.Slot.HeapIndex = i;
+        _items[i] = place;
+        place.Slot.HeapIndex = i;
     }
 }
+
+/// <summary>A place of a <see cref="SlotHeap"/>: the slot, its priority (lower is evicted first) and its stamp (breaks ties, oldest first).</summary>
+internal readonly record struct HeapPlace(HeapSlot Slot, long Priority, int Stamp);
