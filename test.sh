@@ -85,7 +85,13 @@ for proj in tests/*.Tests/*.Tests.csproj; do
   p=${p:-0}; f=${f:-0}
   line="$name: $p passed, $f failed"
   if [ $rc -ne 0 ] || ! grep -q '^Total tests:' "$log/$name.log"; then
-    grep -E '^\s+Failed |Error Message|^\s+at |error' "$log/$name.log" | head -n 80
+    # Each failure: its name, its message (up to 12 lines, each cut at 600 characters: a message may carry a whole
+    # node log) and the stack frames; the message is what says which assertion failed and why.
+    awk '/^ +Failed /{print; msg=0; next}
+         /Error Message:/{print; msg=1; n=0; next}
+         /Stack Trace:/{msg=0; next}
+         msg && n < 12 {print substr($0, 1, 600); n++; next}
+         /^ +at |error/{print}' "$log/$name.log" | head -n 120
     [ "$f" = 0 ] && f=1
     status=1
   fi
