@@ -12,8 +12,10 @@ striped batch needs them, and kept (each its own pipelined connection, with its 
 free when it is open with nothing outstanding, or not opened yet (or broken, to be replaced). A batch uses at most the
 connections free when it starts (another thread's batch may pick the same one at the same moment: its request then
 queues there, as any two requests on one connection do); with only one free it goes whole over that one (the shared
-connection, as it always did, or an extra one while the shared one is busy with another thread's request). Every run but the last is sent from a thread of its own: sent one after another from the
-caller's thread, each run's send would finish before the next began (the .NET client measured no gain that way).
+connection, as it always did, or an extra one while the shared one is busy with another thread's request). Every run but
+the last is sent from a thread of the store's (:class:`_Workers`, kept between batches: starting a thread per run cost
+~150 µs, handing a run to a waiting one ~17), the last from the caller's: sent one after another from the caller's
+thread, each run's send would finish before the next began (the .NET client measured no gain that way).
 
 Failures are per run: a run whose connection fails reports its own keys with the code the one-connection path reports
 for a broken connection (``UNAVAILABLE``, ``TIMEOUT``, ``PROTOCOL_ERROR``) and that connection is dropped; the other runs
@@ -29,6 +31,7 @@ a GET into values allocated on arrival (sizes unknown), and everything that trav
 
 import itertools
 import os
+import queue
 import threading
 import time
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -150,6 +153,73 @@ def has_duplicate(keys: Sequence[bytes]) -> bool:
     return len(set(keys)) < len(keys)
 
 
+class _Worker:
+    """One thread of :class:`_Workers`: runs the tasks put in its inbox; None ends it."""
+
+    def __init__(self, pool: "_Workers"):
+        self.inbox: "queue.SimpleQueue" = queue.SimpleQueue()
+        threading.Thread(target=self._loop, args=(pool,), name="kvasir-stripe", daemon=True).start()
+
+    def _loop(self, pool: "_Workers") -> None:
+        while True:
+            task = self.inbox.get()
+            if task is None:
+                return
+            fn, done = task
+            try:
+                fn()
+            except BaseException:
+                done.set()
+                raise   # the thread ends (threading.excepthook reports it), never listed as idle
+            # Back among the idle before the caller learns the run ended, so its next batch finds this thread.
+            kept = pool._rest(self)
+            done.set()
+            if not kept:
+                return
+
+
+class _Workers:
+    """The threads that send a striped batch's runs, kept between batches: at most ``keep`` wait for the next batch's
+    runs (a batch that finds none idle starts one, which ends after its run when ``keep`` already wait). Daemon threads,
+    so a waiting one never holds up the interpreter's exit; :meth:`close` ends the waiting ones. A process forked from
+    this one (its copy has none of these threads) starts its own."""
+
+    def __init__(self, keep: int):
+        self._keep = keep
+        self._idle: List[_Worker] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._closed = False
+
+    def start(self, fn: Callable[[], None]) -> threading.Event:
+        """Runs ``fn()`` on a kept thread (or a new one); the event is set when it has returned or raised."""
+        done = threading.Event()
+        with self._lock:
+            if self._pid != os.getpid():   # forked: the listed threads are the parent's
+                self._idle, self._pid = [], os.getpid()
+            worker = self._idle.pop() if self._idle else None
+        if worker is None:
+            worker = _Worker(self)
+        worker.inbox.put((fn, done))
+        return done
+
+    def _rest(self, worker: _Worker) -> bool:
+        """A worker whose task ended: True if it is kept, to wait for another."""
+        with self._lock:
+            if self._closed or len(self._idle) >= self._keep or self._pid != os.getpid():
+                return False
+            self._idle.append(worker)
+            return True
+
+    def close(self) -> None:
+        """Ends the waiting threads; those still running a task end after it."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.inbox.put(None)
+
+
 class Stripes:
     """The extra connections of one node's store and the striping of its large batches (see the module).
 
@@ -167,6 +237,8 @@ class Stripes:
         self._next = itertools.count()
         self._closed = False
         self._backoff = OpenBackoff()
+        # At most one run a connection is sent from these threads at once (the last run of a batch from the caller's).
+        self._workers = _Workers(keep=connections_per_node)
 
     def may_stripe(self, keys: int) -> bool:
         """Whether a request of ``keys`` keys could be striped at all (before its bytes are counted)."""
@@ -196,17 +268,16 @@ class Stripes:
             runs = split(lengths, len(slots), self.stripe_bytes)
         used: List[_Connection] = []   # the runs' connections, to cut if the caller is interrupted
         errors: List[BaseException] = []
-        threads = []
+        waits = []
         try:
             for (start, end), slot in zip(runs[:-1], slots):
-                t = threading.Thread(target=self._one, args=(first, slot, idx[start:end], send, fail, used, errors),
-                                     name="kvasir-stripe", daemon=True)
-                t.start()
-                threads.append(t)
+                part = idx[start:end]
+                waits.append(self._workers.start(
+                    lambda slot=slot, part=part: self._one(first, slot, part, send, fail, used, errors)))
             start, end = runs[-1]
             self._one(first, slots[len(runs) - 1], idx[start:end], send, fail, used, errors)
-            for t in threads:
-                t.join()
+            for done in waits:
+                done.wait()
         except BaseException:
             # Interrupted while runs are in flight: cut their connections so no byte lands in the caller's memory later.
             for conn in list(used):
@@ -308,6 +379,7 @@ class Stripes:
     def close(self) -> None:
         """Closes every extra connection; later runs find none (their keys go over the shared connection, or fail)."""
         self._closed = True
+        self._workers.close()
         for slot, lock in enumerate(self._locks):
             with lock:
                 c, self._extra[slot] = self._extra[slot], None

@@ -15,6 +15,7 @@ import kvasir
 from conftest import AUTH_KEY, Node, wait_until
 from flipping_relay import FlippingRelay
 from kvasir import KvasirError, KvStore
+from kvasir import stripes
 from kvasir.stripes import default_stripe_bytes, split
 
 MIB = 1 << 20
@@ -473,3 +474,71 @@ def test_open_backoff_waits_doubles_to_its_cap_lets_one_probe_through_and_ends_o
     assert b.hold_back() == (False, True)
     b.opened()
     assert b.hold_back() == (False, False) and not b.holding
+
+
+# --- the threads that send the runs ----------------------------------------------------------------------------
+
+def _stripe_threads() -> dict:
+    return {t.ident: t for t in threading.enumerate() if t.name == "kvasir-stripe"}
+
+
+def test_striped_batches_send_their_runs_from_threads_kept_between_batches_and_closing_the_store_ends_them(snode):
+    earlier = set(_stripe_threads())
+    with _store(snode.address) as store:
+        keys = [f"kept/{i}" for i in range(8)]
+        values = _values(11, [MIB + 512 * i for i in range(8)])
+        before = _counters(store)
+        assert _put(store, keys, values) == [0] * 8
+        first = {i: t for i, t in _stripe_threads().items() if i not in earlier}
+        for _ in range(3):
+            codes, dests = _get(store, keys, [v.nbytes for v in values])
+            assert codes == [v.nbytes for v in values]
+            assert all(np.array_equal(d, v) for d, v in zip(dests, values))
+        assert _delta(before, _counters(store), "requests_put") == 4
+        assert _delta(before, _counters(store), "requests_get") == 12, "each GET was not striped over four connections"
+        # Four runs a batch, the last sent from the caller's thread: three threads, the same ones for every batch.
+        assert len(first) == 3
+        assert {i for i in _stripe_threads() if i not in earlier} == set(first)
+    for t in first.values():
+        t.join(5)
+    assert not any(t.is_alive() for t in first.values()), "a stripe thread outlived its closed store"
+
+
+def test_a_run_thread_beyond_those_kept_ends_after_its_run_and_one_that_raises_is_not_reused():
+    workers = stripes._Workers(keep=1)
+    gate = threading.Event()
+    idents = []
+    both = [workers.start(lambda: (idents.append(threading.get_ident()), gate.wait(5))) for _ in range(2)]
+    gate.set()
+    assert all(done.wait(5) for done in both)
+    assert len(set(idents)) == 2   # two at once: two threads
+    wait_until(lambda: len([i for i in idents if i in _stripe_threads()]) == 1,
+               "the thread beyond the one kept to end (exactly one kept)", 5)
+
+    def boom():
+        raise RuntimeError("a run that raised")
+    hook, seen = threading.excepthook, []
+    threading.excepthook = lambda args: seen.append(args.exc_value)
+    try:
+        assert workers.start(boom).wait(5)
+        after = []
+        assert workers.start(lambda: after.append(threading.get_ident())).wait(5), "a run went to a thread that had died"
+    finally:
+        threading.excepthook = hook
+    assert [str(e) for e in seen] == ["a run that raised"]
+    workers.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork: POSIX only")
+def test_a_forked_child_starts_its_own_run_threads_instead_of_handing_runs_to_its_parents():
+    workers = stripes._Workers(keep=2)
+    ran = []
+    for _ in range(2):
+        assert workers.start(lambda: ran.append(threading.get_ident())).wait(5)
+    assert ran[0] == ran[1], "the second run did not go to the kept thread"
+    pid = os.fork()
+    if pid == 0:   # the child: the kept thread is not in this process
+        os._exit(0 if workers.start(lambda: None).wait(5) else 3)
+    _, status = os.waitpid(pid, 0)
+    workers.close()
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, "the child's run waited on a thread of its parent"
