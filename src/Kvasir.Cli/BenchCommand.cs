@@ -107,7 +107,8 @@ public static class BenchCommand
             _ => null,
         };
         if (kvasir is not null) await NoNodeCheck.RequireNodeAsync(kvasir);
-        var (host, port) = SplitServer(server);
+        // The peers' address (checked above for redis and memcached; a Kvasir target reads --server through its store options).
+        var (host, port) = targetName is "redis" or "memcached" ? HostPort.Parse(server, "server") : (server, 0);
         bool failed = false;
         foreach (int size in sizes)
         {
@@ -204,11 +205,5 @@ public static class BenchCommand
         double v = cl.Double(name, fallback);
         if (v < 0 || v > 86_400) throw new UsageException($"--{name}: must be 0..86400 seconds");
         return TimeSpan.FromSeconds(v);
-    }
-
-    private static (string Host, int Port) SplitServer(string server)
-    {
-        int colon = server.LastIndexOf(':');
-        return colon > 0 && int.TryParse(server[(colon + 1)..], out int p) ? (server[..colon].Trim('[', ']'), p) : (server, 0);
     }
 }

@@ -185,9 +185,7 @@ public static class ClientCommands
     /// <summary>Bad --server or --auth-key values are usage errors (exit 2), not node errors.</summary>
     public static void CheckServerAndKey(string server, string? authKey)
     {
-        int colon = server.LastIndexOf(':');
-        if (colon <= 0 || !int.TryParse(server[(colon + 1)..], out int port) || port is < 1 or > 65535)
-            throw new UsageException($"--server: '{server}' is not HOST:PORT");
+        HostPort.Parse(server, "server");
         CheckKey(authKey);
     }
 

@@ -115,10 +115,9 @@ public static class StatsCommand
         }
         else
         {
-            int colon = server.LastIndexOf(':');
-            int port = int.Parse(server[(colon + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+            var (host, port) = HostPort.Parse(server, "server");
             if (port == 65535) throw new UsageException("--server port 65535 has no port + 1; give --admin HOST:PORT");
-            admin = $"{server[..colon]}:{port + 1}";
+            admin = $"{(host.Contains(':', StringComparison.Ordinal) ? $"[{host}]" : host)}:{port + 1}";
         }
         var url = $"http://{admin}/v1/access-stats" + (cl.Get("last") is not null ? $"?last={cl.Int("last", 0, 0)}" : "");
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(cl.Int("timeout", 30, 1)) };

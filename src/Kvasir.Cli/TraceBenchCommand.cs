@@ -135,9 +135,7 @@ public static class TraceBenchCommand
             "inproc" => EmbeddedKvStore.Start(new NodeOptions { Port = 0, Store = TraceSimulator.StoreFor(capacity.Blocks, blockBytes, policy!.Value) }),
             _ => null,
         };
-        int colon = server.LastIndexOf(':');
-        string host = server[..Math.Max(0, colon)].Trim('[', ']');
-        int port = colon > 0 && int.TryParse(server[(colon + 1)..], CultureInfo.InvariantCulture, out int p) ? p : 0;
+        var (host, port) = targetName is "redis" or "memcached" ? HostPort.Parse(server, "server") : (server, 0);
         await using IBenchTarget target = targetName switch
         {
             "kvasir" or "inproc" => new KvasirTarget(store!),

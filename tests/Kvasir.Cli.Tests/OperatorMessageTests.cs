@@ -118,6 +118,24 @@ public sealed class OperatorMessageTests(SmallValueServeFixture fixture) : IClas
         Assert.True(line.Length < 300, line);
     }
 
+    /// <summary>Every verb that takes --server reads it with one parser (HostPort), so every one says the same thing.</summary>
+    [Theory]
+    [InlineData("127.0.0.1", "get", "--server", "127.0.0.1", "k")]
+    [InlineData("h:70000", "stats", "--server", "h:70000")]
+    [InlineData("127.0.0.1:0", "bench", "--target", "memcached", "--server", "127.0.0.1:0", "--duration", "0.1")]
+    [InlineData(":7380", "bench", "--trace", "TRACE", "--capacity", "1", "--target", "redis", "--server", ":7380")]
+    [InlineData("[::1]", "stats", "export", "--server", "[::1]", "--output", "OUT")]
+    public async Task A_server_that_is_not_host_and_port_is_a_usage_error_naming_the_option_and_the_form(string bad, params string[] args)
+    {
+        var trace = Path.Combine(fixture.TempDir, "one-request.jsonl");
+        await File.WriteAllTextAsync(trace, "{\"timestamp\": 0, \"input_length\": 512, \"output_length\": 1, \"hash_ids\": [1]}\n");
+        args = [.. args.Select(a => a switch { "TRACE" => trace, "OUT" => Path.Combine(fixture.TempDir, "stats.json"), _ => a })];
+        var r = await Cli.RunAsync(args);
+        Assert.Equal(2, r.ExitCode);
+        var line = Assert.Single(r.ErrLines);
+        Assert.Contains($"--server: '{bad}' is not HOST:PORT (port 1..65535)", line);
+    }
+
     [Fact]
     public async Task An_arena_larger_than_the_host_can_give_names_the_memory_available_and_exits_2()
     {
