@@ -58,15 +58,16 @@ class Flag(enum.IntFlag):
     MAPPED = 0x0020      # ALLOC: the metadata ends with the arena proof; no zeroing (feature FEATURE_ARENA_PROOF)
     COMMIT_CRC = 0x0040  # COMMIT: after the ids, the writer's CRC-32C (u32) of each (feature FEATURE_ARENA_PROOF)
     CRC_TRAILER = 0x0080  # PUT: each value in the payload is followed by its writer's CRC-32C (feature FEATURE_CRC_TRAILER)
+    PARENT_FOLLOWS = 0x0100  # PUT with CHAIN_PARENT: the parent may be stored after entry 0 (feature FEATURE_LATE_PARENT)
     REPLY = 0x8000
 
 
 FLAG_NAMES = [("CHAIN", Flag.CHAIN), ("CHAIN_PARENT", Flag.CHAIN_PARENT), ("VALUE_CRC", Flag.VALUE_CRC), ("TTL", Flag.TTL),
               ("VERSION", Flag.VERSION), ("MAPPED", Flag.MAPPED), ("COMMIT_CRC", Flag.COMMIT_CRC),
-              ("CRC_TRAILER", Flag.CRC_TRAILER), ("REPLY", Flag.REPLY)]
+              ("CRC_TRAILER", Flag.CRC_TRAILER), ("PARENT_FOLLOWS", Flag.PARENT_FOLLOWS), ("REPLY", Flag.REPLY)]
 DEFINED_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.VALUE_CRC | Flag.TTL | Flag.VERSION | Flag.MAPPED | Flag.COMMIT_CRC
-                    | Flag.CRC_TRAILER | Flag.REPLY)
-PUT_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.VALUE_CRC | Flag.CRC_TRAILER)   # PUT only; TTL also on ALLOC
+                    | Flag.CRC_TRAILER | Flag.PARENT_FOLLOWS | Flag.REPLY)
+PUT_FLAGS = int(Flag.CHAIN | Flag.CHAIN_PARENT | Flag.VALUE_CRC | Flag.CRC_TRAILER | Flag.PARENT_FOLLOWS)   # PUT only; TTL also on ALLOC
 
 # HELLO feature bits (docs/protocol.md "Versioning and features", § Value versions)
 FEATURE_VALUE_CRC = 0x1
@@ -75,8 +76,9 @@ FEATURE_VERSIONS = 0x4  # PUT may carry VERSION; GET reply entries end with the 
 FEATURE_ARENA_PROOF = 0x8  # SHM_INFO replies end with a challenge; ALLOC may carry MAPPED (and TTL), COMMIT COMMIT_CRC
 FEATURE_CRC_TRAILER = 0x10  # PUT may carry CRC_TRAILER: each value followed by its writer's CRC-32C (u32) in the payload
 FEATURE_COMMIT_CHAIN = 0x20  # COMMIT may carry CHAIN (its ids are one chain) and CHAIN_PARENT (the parent key, last)
+FEATURE_LATE_PARENT = 0x40  # PUT may carry PARENT_FOLLOWS: the node links a chain's parent that is stored later
 FEATURES = {"VALUE_CRC": FEATURE_VALUE_CRC, "TTL": FEATURE_TTL, "VERSIONS": FEATURE_VERSIONS, "ARENA_PROOF": FEATURE_ARENA_PROOF,
-            "CRC_TRAILER": FEATURE_CRC_TRAILER, "COMMIT_CHAIN": FEATURE_COMMIT_CHAIN}
+            "CRC_TRAILER": FEATURE_CRC_TRAILER, "COMMIT_CHAIN": FEATURE_COMMIT_CHAIN, "LATE_PARENT": FEATURE_LATE_PARENT}
 PUT_TRAILER_BYTES = 4  # CRC_TRAILER: bytes after each value in a PUT's payload
 ARENA_SECRET_BYTES = 32
 ARENA_CHALLENGE_BYTES = 16

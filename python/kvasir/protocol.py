@@ -29,7 +29,7 @@ from .messages import (  # noqa: F401 - re-exported: the message classes are par
 )
 from .frame import (  # noqa: F401 - the frame layer is part of this module's API
     ARENA_CHALLENGE_BYTES, ARENA_PROOF_BYTES, ARENA_SECRET_BYTES, DEFAULT_MAX_BATCH_KEYS, DEFAULT_MAX_META_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFINED_FLAGS,
-    FEATURES, FEATURE_ARENA_PROOF, FEATURE_COMMIT_CHAIN, FEATURE_CRC_TRAILER, FEATURE_TTL, FEATURE_VALUE_CRC, FEATURE_VERSIONS, FLAG_NAMES,
+    FEATURES, FEATURE_ARENA_PROOF, FEATURE_COMMIT_CHAIN, FEATURE_CRC_TRAILER, FEATURE_LATE_PARENT, FEATURE_TTL, FEATURE_VALUE_CRC, FEATURE_VERSIONS, FLAG_NAMES,
     Flag, HARD_MAX_VALUE_BYTES, HEADER_SIZE, Header, KEY_BATCH_OPCODES, MAGIC,
     MAX_ERROR_MESSAGE_BYTES, MAX_KEY_BYTES, MAX_META_LENGTH, MAX_NAME_BYTES, MAX_PAYLOAD_LENGTH, MAX_PING_BYTES,
     MAX_VALUE_VERSION, Opcode, PUT_FLAGS, PUT_TRAILER_BYTES, STATUS_LIST_OPCODES, WireStatus, _ALLOC_ENTRY,
@@ -409,11 +409,12 @@ def encode_frame(opcode: int, flags: int, request_id: int, status: int, msg, pay
 
 
 def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BYTES, versions: bool = False,
-                         commit_chain: bool = False, crc_trailer: bool = False) -> None:
+                         commit_chain: bool = False, crc_trailer: bool = False, late_parent: bool = False) -> None:
     """The header checks a node applies to a request (steps 6-12 of the protocol's order of checks);
     ``versions``: the connection was granted FEATURE_VERSIONS, so PUT may carry VERSION; ``commit_chain``: it was
     granted FEATURE_COMMIT_CHAIN, so COMMIT may carry CHAIN and CHAIN_PARENT; ``crc_trailer``: it was granted
-    FEATURE_CRC_TRAILER, so PUT may carry CRC_TRAILER."""
+    FEATURE_CRC_TRAILER, so PUT may carry CRC_TRAILER; ``late_parent``: it was granted FEATURE_LATE_PARENT, so PUT may carry
+    PARENT_FOLLOWS (with CHAIN_PARENT)."""
     if h.is_reply:
         raise _bad("REPLY flag in a request")
     try:
@@ -436,6 +437,11 @@ def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BY
         raise _bad("only COMMIT may carry COMMIT_CRC")
     if h.flags & Flag.CHAIN_PARENT and not h.flags & Flag.CHAIN:
         raise _bad("CHAIN_PARENT without CHAIN")
+    if h.flags & Flag.PARENT_FOLLOWS:
+        if op != Opcode.PUT or not late_parent:
+            raise _bad("PUT flag PARENT_FOLLOWS (0x0100) needs feature LATE_PARENT (HELLO bit 0x40) granted first")
+        if not h.flags & Flag.CHAIN_PARENT:
+            raise _bad("PUT flag PARENT_FOLLOWS (0x0100) without CHAIN_PARENT: it says when the parent key may come")
     if h.flags & Flag.VERSION and (op != Opcode.PUT or not versions):
         raise _bad("VERSION is only for PUT, on a connection granted the versions feature (HELLO bit 0x4)")
     if h.status != 0:
@@ -452,7 +458,7 @@ def check_request_header(h: Header, *, max_meta_bytes: int = DEFAULT_MAX_META_BY
 
 def decode_frame(data, *, request: bool = False, max_batch_keys: int = DEFAULT_MAX_BATCH_KEYS,
                  max_meta_bytes: int = DEFAULT_MAX_META_BYTES, versions: bool = False, commit_chain: bool = False,
-                 crc_trailer: bool = False) -> Frame:
+                 crc_trailer: bool = False, late_parent: bool = False) -> Frame:
     """Decodes one complete frame, which must be exactly ``data``.
 
     With ``request=True`` the frame must be a valid request under the node's rules as well
@@ -461,7 +467,7 @@ def decode_frame(data, *, request: bool = False, max_batch_keys: int = DEFAULT_M
     h = unpack_header(data)
     if request:
         check_request_header(h, max_meta_bytes=max_meta_bytes, versions=versions, commit_chain=commit_chain,
-                             crc_trailer=crc_trailer)
+                             crc_trailer=crc_trailer, late_parent=late_parent)
     meta_end = HEADER_SIZE + h.meta_length
     if len(data) < meta_end:
         raise _bad(f"frame ends inside its metadata ({len(data) - HEADER_SIZE} of {h.meta_length} bytes)")

@@ -118,7 +118,12 @@ def test_vector_decodes_and_reencodes(vector):
     assert frame.payload.hex() == expected["payload"]
     if not h.is_reply:  # requests also pass the node's own checks (on a connection granted the vector's features)
         commit_chain = bool(vector.get("connection_features", 0) & p.FEATURE_COMMIT_CHAIN)
-        p.decode_frame(raw, request=True, versions=versions, commit_chain=commit_chain, crc_trailer=crc_trailer)
+        late_parent = bool(vector.get("connection_features", 0) & p.FEATURE_LATE_PARENT)
+        p.decode_frame(raw, request=True, versions=versions, commit_chain=commit_chain, crc_trailer=crc_trailer,
+                       late_parent=late_parent)
+        if late_parent:   # and fail on a connection that was not granted it
+            with pytest.raises(p.ProtocolError, match="HELLO bit 0x40"):
+                p.decode_frame(raw, request=True, versions=versions, crc_trailer=crc_trailer)
         if commit_chain and expected["opcode"] == "COMMIT":   # and fail on a connection that was not
             with pytest.raises(p.ProtocolError, match="HELLO bit 0x20"):
                 p.decode_frame(raw, request=True, versions=versions)

@@ -62,6 +62,13 @@ public enum FrameFlags : ushort
     /// each value as it sends it, so its bytes are read from memory once. Never together with <see cref="ValueCrc"/>.
     /// </summary>
     CrcTrailer = 0x0080,
+    /// <summary>
+    /// PUT with <see cref="ChainParent"/>, with feature <see cref="ProtocolFeatures.LateParent"/> granted: the parent may
+    /// not be stored yet (a striped chain's run, whose parent is the last key of a run still in flight on another
+    /// connection). If it is absent when the first entry is published, the node links that entry to it when it is
+    /// published within <see cref="ProtocolLimits.LateParentWindow"/>.
+    /// </summary>
+    ParentFollows = 0x0100,
     /// <summary>Set on every frame sent by the node.</summary>
     Reply = 0x8000,
 }
@@ -105,6 +112,12 @@ public static class ProtocolFeatures
     /// <summary>PUT may carry <see cref="FrameFlags.CrcTrailer"/>: each value in the payload followed by its writer's CRC-32C.</summary>
     public const ulong CrcTrailer = 0x10;
 
+    /// <summary>
+    /// PUT may carry <see cref="FrameFlags.ParentFollows"/>: a chain's parent that arrives later (on another connection)
+    /// is linked when it does, so a client may stripe one chain over several connections (docs/protocol.md, "PUT chains").
+    /// </summary>
+    public const ulong LateParent = 0x40;
+
     /// <summary>Every feature this implementation knows.</summary>
-    public const ulong Known = ValueCrc | Ttl | Versions | ArenaProof | CrcTrailer | CommitChain;
+    public const ulong Known = ValueCrc | Ttl | Versions | ArenaProof | CrcTrailer | CommitChain | LateParent;
 }

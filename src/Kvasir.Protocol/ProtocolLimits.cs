@@ -36,4 +36,13 @@ public static class ProtocolLimits
 
     /// <summary>Longest PING echo.</summary>
     public const int MaxPingBytes = 1024;
+
+    /// <summary>
+    /// How long a block stored with <see cref="FrameFlags.ParentFollows"/> waits for its absent parent: published later
+    /// than this, the parent is not linked and the block stays a chain root.
+    /// </summary>
+    public static readonly TimeSpan LateParentWindow = TimeSpan.FromSeconds(30);
+
+    /// <summary>Blocks a node keeps waiting for a late parent; past it the oldest wait is dropped (its block stays a root).</summary>
+    public const int MaxLateParentWaits = 65_536;
 }

@@ -320,6 +320,8 @@ public sealed class CacheNode : IAsyncDisposable
             new("evictions", s.Evictions),
             new("evicted_bytes", s.EvictedBytes),
             new("out_of_memory", s.OutOfMemory),
+            new("late_parent_links", s.LateParentLinks),
+            new("late_parent_waits", s.LateParentWaits),
             new("expired", Store.ExpiredCount),
             new("quota_refusals", Store.QuotaRefusals),
             new("utilisation_ppm", (long)(s.Utilisation * 1_000_000)),

@@ -47,6 +47,8 @@ public sealed partial class KvArenaStore : IDisposable
     private long _hits;
     private long _misses;
     private long _puts;
+    private long _lateLinks;
+    private readonly LateParents _lateParents;
     private long _removes;
     private long _evictions;
     private long _evictedBytes;
@@ -74,6 +76,7 @@ public sealed partial class KvArenaStore : IDisposable
             ? new BlockAllocator(options.Capacity, block)
             : new TlsfAllocator(options.Capacity, options.Granule);
         _policy = EvictionPolicies.Create(options.Eviction);
+        _lateParents = new LateParents(options.LateParentWindow, options.MaxLateParentWaits);
         _quotas = [.. options.Namespaces];
         _namespaceUsed = new long[_quotas.Length];
         _canEvict = static slot => slot.PinCount == 0 && slot.Current.LeaseCount == 0;
@@ -179,13 +182,30 @@ public sealed partial class KvArenaStore : IDisposable
     }
 
     /// <summary>
+    /// <see cref="Commit"/> for a block whose parent may not be stored yet (a PUT flagged <c>PARENT_FOLLOWS</c>): when
+    /// <paramref name="parentKey"/> is absent, the block is published as a root and linked to it if it is published
+    /// within <see cref="ProtocolLimits.LateParentWindow"/> (and the block was neither overwritten nor removed meanwhile).
+    /// </summary>
+    public WireStatus CommitParentFollows(Reservation reservation, uint crc32c, ReadOnlySpan<byte> parentKey)
+    {
+        CommitVersioned(reservation, crc32c, parentKey, 0, null, parentFollows: true);
+        return WireStatus.Ok;
+    }
+
+    /// <summary>
     /// Publishes a reservation as version <paramref name="version"/> of its key (0: the next version of the clock;
     /// a version chosen by a client moves the clock past it),
     /// unless the key already holds a newer version in DRAM or <paramref name="newerBelow"/> says a lower tier holds
     /// a newer record (a newer write or a removal): then the reservation is aborted and false returned. Both checks
     /// and the publication happen under one hold of the store's lock, so an older write never replaces a newer one.
     /// </summary>
-    internal bool CommitVersioned(Reservation reservation, uint crc32c, ReadOnlySpan<byte> parentKey, long version, Func<byte[], long, bool>? newerBelow)
+    /// <remarks>
+    /// With <c>parentFollows</c> the parent key may be published after this block (<see cref="CommitParentFollows"/>):
+    /// when it is absent now, the block waits for it (<see cref="LateParents"/>). Every publication links the blocks
+    /// waiting for its key.
+    /// </remarks>
+    internal bool CommitVersioned(Reservation reservation, uint crc32c, ReadOnlySpan<byte> parentKey, long version, Func<byte[], long, bool>? newerBelow,
+        bool parentFollows = false)
     {
         CheckOwner(reservation);
         lock (_gate)
@@ -231,6 +251,12 @@ public sealed partial class KvArenaStore : IDisposable
             slot.ExpiresAt = Deadline(reservation.Ttl ?? Options.DefaultTtl, slot.WrittenAt);
             _liveBytes += published.Length;
             _puts++;
+            if (parentFollows && parent is null && !parentKey.IsEmpty && parentKey.Length <= Options.MaxKeyBytes && !parentKey.SequenceEqual(reservation.KeySpan))
+            {
+                _lateParents.Add(parentKey, slot, slot.Current, slot.WrittenAt);
+            }
+
+            _lateLinks += _lateParents.LinkWaiting(reservation.KeySpan, slot, _policy, slot.WrittenAt);
             return true;
         }
     }
@@ -449,7 +475,7 @@ public sealed partial class KvArenaStore : IDisposable
             return new StoreStats(
                 Options.Capacity, AllocatedBytes, _liveBytes, _index.Count, _reservations, _activeLeases, _pinnedKeys,
                 _hits, _misses, _puts, _removes, _evictions, _evictedBytes, _outOfMemory,
-                (double)_liveBytes / Options.Capacity, _allocator.LargestFreeExtentBytes);
+                (double)_liveBytes / Options.Capacity, _allocator.LargestFreeExtentBytes, _lateLinks, _lateParents.Count);
         }
     }
 

@@ -90,6 +90,12 @@ public sealed class StoreOptions
     /// </summary>
     public IReadOnlyList<NamespaceQuota> Namespaces { get; init; } = [];
 
+    /// <summary>How long a block stored with <c>PARENT_FOLLOWS</c> waits for its parent (the protocol's value; tests shorten it).</summary>
+    internal TimeSpan LateParentWindow { get; init; } = ProtocolLimits.LateParentWindow;
+
+    /// <summary>Blocks waiting for a late parent at most (the protocol's value; tests lower it).</summary>
+    internal int MaxLateParentWaits { get; init; } = ProtocolLimits.MaxLateParentWaits;
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the offending option when a value or combination is unusable.</summary>
     /// <summary>
     /// Put the arena in this shared-memory file (created mode 0600, removed on dispose) so same-host

@@ -18,6 +18,8 @@ namespace Kvasir.Storage;
 /// <param name="OutOfMemory">TryReserve calls answered <see cref="WireStatus.OutOfMemory"/>.</param>
 /// <param name="Utilisation">LiveBytes / Capacity.</param>
 /// <param name="LargestFreeExtentBytes">Largest contiguous free extent: the longest value that fits without evicting.</param>
+/// <param name="LateParentLinks">Chain blocks stored before their parent (<c>PARENT_FOLLOWS</c>) and linked to it when it came.</param>
+/// <param name="LateParentWaits">Chain blocks waiting for their parent now.</param>
 public sealed record StoreStats(
     long Capacity,
     long AllocatedBytes,
@@ -34,4 +36,6 @@ public sealed record StoreStats(
     long EvictedBytes,
     long OutOfMemory,
     double Utilisation,
-    long LargestFreeExtentBytes);
+    long LargestFreeExtentBytes,
+    long LateParentLinks = 0,
+    long LateParentWaits = 0);

@@ -146,8 +146,12 @@ public sealed partial class TieredStore : IDisposable
     /// The value's version chosen by the writer (a PUT's <c>VERSION</c>; docs/cluster.md § Versions), or 0 for the
     /// node's clock. A write whose version is older than the key's newest in any tier is superseded (Ok, not stored).
     /// </param>
+    /// <param name="parentFollows">
+    /// <paramref name="chainParent"/> may be published after this value (a PUT's <c>PARENT_FOLLOWS</c>): when it is not
+    /// stored yet, the value is linked to it if it comes within <see cref="ProtocolLimits.LateParentWindow"/>.
+    /// </param>
     public Task<WireStatus> CommitAsync(Reservation reservation, uint crc32c, byte[]? chainParent = null, Task? publishAfter = null,
-        bool writerCrc = false, long version = 0)
+        bool writerCrc = false, long version = 0, bool parentFollows = false)
     {
         ArgumentNullException.ThrowIfNull(reservation);
         ArgumentOutOfRangeException.ThrowIfNegative(version);
@@ -155,13 +159,14 @@ public sealed partial class TieredStore : IDisposable
         if (_shared is not null) BumpEpoch(reservation.Key);
         if (_disk is null && publishAfter is null)
         {
-            var status = Publish(reservation, crc32c, chainParent, version);
+            var status = Publish(reservation, crc32c, chainParent, version, parentFollows);
             return status == WireStatus.Ok ? s_ok : Task.FromResult(status);
         }
-        return CommitThroughAsync(reservation, crc32c, chainParent, publishAfter, version);
+        return CommitThroughAsync(reservation, crc32c, chainParent, publishAfter, version, parentFollows);
     }
 
-    private async Task<WireStatus> CommitThroughAsync(Reservation reservation, uint crc32c, byte[]? chainParent, Task? publishAfter, long version)
+    private async Task<WireStatus> CommitThroughAsync(Reservation reservation, uint crc32c, byte[]? chainParent, Task? publishAfter, long version,
+        bool parentFollows = false)
     {
         if (_disk is not null)
         {
@@ -177,7 +182,7 @@ public sealed partial class TieredStore : IDisposable
             version = write.Version;
         }
         await AwaitQuietly(publishAfter).ConfigureAwait(false);
-        return Publish(reservation, crc32c, chainParent, version);
+        return Publish(reservation, crc32c, chainParent, version, parentFollows);
     }
 
     private static async Task AwaitQuietly(Task? task)
@@ -193,7 +198,7 @@ public sealed partial class TieredStore : IDisposable
         }
     }
 
-    private WireStatus Publish(Reservation reservation, uint crc32c, byte[]? chainParent, long version)
+    private WireStatus Publish(Reservation reservation, uint crc32c, byte[]? chainParent, long version, bool parentFollows = false)
     {
         // Only the lower tiers keep keys as arrays: a DRAM-only node never asks for one (an overwrite's reservation has none to give).
         if (_io is not null)
@@ -201,7 +206,7 @@ public sealed partial class TieredStore : IDisposable
             _reads.TryRemove(reservation.Key, out _);   // read counts exist only with lower tiers
             NoteDeadline(reservation.Key, reservation.Ttl);
         }
-        if (!_dram.CommitVersioned(reservation, crc32c, chainParent, version, _newerOnDisk))
+        if (!_dram.CommitVersioned(reservation, crc32c, chainParent, version, _newerOnDisk, parentFollows))
         {
             Interlocked.Increment(ref _superseded);
             return WireStatus.Ok;

@@ -18,8 +18,9 @@ OPCODES = {"HELLO": 0x01, "AUTH": 0x02, "PING": 0x03, "PUT": 0x10, "GET": 0x11, 
            "REMOVE": 0x13, "PIN": 0x14, "UNPIN": 0x15, "SCAN": 0x16, "INFO": 0x17, "REMOVE_PREFIX": 0x18, "STATS": 0x20,
            "SHM_INFO": 0x30, "LEASE": 0x31, "RELEASE": 0x32, "ALLOC": 0x33, "COMMIT": 0x34}
 FLAGS = {"CHAIN": 0x0001, "CHAIN_PARENT": 0x0002, "VALUE_CRC": 0x0004, "TTL": 0x0008, "VERSION": 0x0010,
-         "MAPPED": 0x0020, "COMMIT_CRC": 0x0040, "CRC_TRAILER": 0x0080, "REPLY": 0x8000}
-FEATURES = {"VALUE_CRC": 0x1, "TTL": 0x2, "VERSIONS": 0x4, "ARENA_PROOF": 0x8, "CRC_TRAILER": 0x10, "COMMIT_CHAIN": 0x20}
+         "MAPPED": 0x0020, "COMMIT_CRC": 0x0040, "CRC_TRAILER": 0x0080, "PARENT_FOLLOWS": 0x0100, "REPLY": 0x8000}
+FEATURES = {"VALUE_CRC": 0x1, "TTL": 0x2, "VERSIONS": 0x4, "ARENA_PROOF": 0x8, "CRC_TRAILER": 0x10, "COMMIT_CHAIN": 0x20,
+            "LATE_PARENT": 0x40}
 FEATURE_VERSIONS = FEATURES["VERSIONS"]
 STATUSES = {"OK": 0, "NOT_FOUND": 1, "VALUE_TOO_LARGE": 2, "INVALID_KEY": 3, "OUT_OF_MEMORY": 4, "TIER_FAILED": 5, "QUOTA_EXCEEDED": 6,
             "BAD_FRAME": 32, "UNSUPPORTED_VERSION": 33, "UNKNOWN_OPCODE": 34, "HELLO_REQUIRED": 35,
@@ -228,6 +229,10 @@ add("put_request_chain_parent", "PUT with CHAIN and CHAIN_PARENT: the metadata s
     "PUT", ["CHAIN", "CHAIN_PARENT"], 12, "OK",
     {"parent": h(parent), "entries": [{"key": h(k), "value_length": n} for k, n in more]},
     put_meta(parent, more), b"KV3")
+add("put_request_chain_parent_follows", "PUT with CHAIN, CHAIN_PARENT and PARENT_FOLLOWS (connection granted feature 0x40): the metadata of put_request_chain_parent; the parent key (c3..c3) may be stored after entry 0 (the run of a chain striped over several connections that ends with it is still in flight): if it is absent when entry 0 is published, the node links entry 0 to it when it is published within 30 s.",
+    "PUT", ["CHAIN", "CHAIN_PARENT", "PARENT_FOLLOWS"], 13, "OK",
+    {"parent": h(parent), "entries": [{"key": h(k), "value_length": n} for k, n in more]},
+    put_meta(parent, more), b"KV3", connection_features=FEATURES["LATE_PARENT"])
 crc_entries = [(b"tok/0", len(v1), crc32c(v1)), (bin_key, 0, crc32c(b"")), (b"tok/2", len(v3), crc32c(v3))]
 add("put_request_value_crc", "PUT with VALUE_CRC (feature 0x1 granted): the values of put_request_plain, each entry followed by the writer's CRC-32C of its value (u32; 0 for the 0-byte value).",
     "PUT", ["VALUE_CRC"], 14, "OK", {"parent": None, "entries": [{"key": h(k), "value_length": n, "crc32c": c} for k, n, c in crc_entries]},
@@ -509,7 +514,9 @@ bad("auth_short", "AUTH with 63 bytes of metadata instead of 64.",
 # node layer: structurally valid frames that the node refuses as requests
 bad("reply_flag_in_request", "A frame with the REPLY flag sent to the node.", frame("PING", ["REPLY"], 3, "OK", b""), "BAD_FRAME", "node")
 bad("unknown_opcode", "Opcode 0x04 is not defined in v1.", header(0x04, 0, 3, 0, 0, 0), "UNKNOWN_OPCODE", "node")
-bad("unknown_flag", "PUT with flag bit 0x0100, which is not defined.", header(OPCODES["PUT"], 0x0100, 3, 0, 4, 0) + struct.pack("<I", 0), "BAD_FRAME", "node")
+bad("unknown_flag", "PUT with flag bit 0x0200, which is not defined.", header(OPCODES["PUT"], 0x0200, 3, 0, 4, 0) + struct.pack("<I", 0), "BAD_FRAME", "node")
+bad("parent_follows_flag_without_feature", "PUT with CHAIN, CHAIN_PARENT and PARENT_FOLLOWS (0x0100) on a connection whose HELLO did not grant feature 0x40; the frame is otherwise well formed.",
+    frame("PUT", ["CHAIN", "CHAIN_PARENT", "PARENT_FOLLOWS"], 3, "OK", put_meta(b"p", [(b"ab", 3)]), b"xyz"), "BAD_FRAME", "node")
 bad("crc_trailer_flag_without_feature", "PUT with CRC_TRAILER (0x0080) on a connection whose HELLO did not grant feature 0x10; the frame is otherwise well formed (the value, then its CRC).",
     frame("PUT", ["CRC_TRAILER"], 3, "OK", put_meta(None, [(b"ab", 3)]), trailer_payload([b"xyz"])), "BAD_FRAME", "node")
 bad("crc_trailer_flag_on_get", "GET with CRC_TRAILER: only PUT takes it.", frame("GET", ["CRC_TRAILER"], 3, "OK", key_batch_meta([b"k"])), "BAD_FRAME", "node")

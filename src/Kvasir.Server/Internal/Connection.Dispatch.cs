@@ -302,7 +302,8 @@ internal sealed partial class Connection
                 byte[]? parent = !chain ? null
                     : i > 0 ? meta.AsSpan(entries[i - 1].KeyOffset, entries[i - 1].KeyLength).ToArray()
                     : parentOffset >= 0 ? meta.AsSpan(parentOffset, parentLength).ToArray() : null;
-                var commit = _store.CommitAsync(reservation!, crc, parent, chain ? previous : null, writerCrc, e.Version);
+                var commit = _store.CommitAsync(reservation!, crc, parent, chain ? previous : null, writerCrc, e.Version,
+                    parentFollows: i == 0 && (h.Flags & FrameFlags.ParentFollows) != 0);
                 commits[i] = commit;
                 if (chain) previous = commit;
             }

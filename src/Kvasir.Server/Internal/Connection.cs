@@ -270,6 +270,7 @@ internal sealed partial class Connection : ILeaseHolder
         var allowed = h.Opcode switch
         {
             Opcode.Put => FrameFlags.Chain | FrameFlags.ChainParent | ttl
+                | ((_features & ProtocolFeatures.LateParent) != 0 ? FrameFlags.ParentFollows : FrameFlags.None)
                 | ((_features & ProtocolFeatures.ValueCrc) != 0 ? FrameFlags.ValueCrc : FrameFlags.None)
                 | ((_features & ProtocolFeatures.CrcTrailer) != 0 ? FrameFlags.CrcTrailer : FrameFlags.None)
                 | (VersionsGranted ? FrameFlags.Version : FrameFlags.None),
@@ -282,9 +283,12 @@ internal sealed partial class Connection : ILeaseHolder
             throw new ProtocolException(WireStatus.BadFrame, h.Opcode != Opcode.Put ? $"flags 0x{(ushort)h.Flags:x4} are not valid for {h.Opcode}"
                 : (h.Flags & ~allowed & FrameFlags.Version) != 0 ? "PUT flag VERSION (0x0010) needs the versions feature (HELLO bit 0x4) granted first"
                 : (h.Flags & ~allowed & FrameFlags.CrcTrailer) != 0 ? "PUT flag CRC_TRAILER (0x0080) needs feature CRC_TRAILER (HELLO bit 0x10) granted first"
+                : (h.Flags & ~allowed & FrameFlags.ParentFollows) != 0 ? "PUT flag PARENT_FOLLOWS (0x0100) needs feature LATE_PARENT (HELLO bit 0x40) granted first"
                 : $"flags 0x{(ushort)h.Flags:x4} are not valid for {h.Opcode}");
         if ((h.Flags & FrameFlags.ChainParent) != 0 && (h.Flags & FrameFlags.Chain) == 0)
             throw new ProtocolException(WireStatus.BadFrame, "ChainParent without Chain");
+        if ((h.Flags & FrameFlags.ParentFollows) != 0 && (h.Flags & FrameFlags.ChainParent) == 0)
+            throw new ProtocolException(WireStatus.BadFrame, "PUT flag PARENT_FOLLOWS (0x0100) without CHAIN_PARENT: it says when the parent key may come");
         if (h.Status != WireStatus.Ok)
             throw new ProtocolException(WireStatus.BadFrame, "a request carries a non-zero status");
         if (h.MetaLength > _node.Options.MaxMetaBytes)

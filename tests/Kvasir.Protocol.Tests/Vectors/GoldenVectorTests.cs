@@ -59,6 +59,7 @@ public class GoldenVectorTests
         Assert.Equal(ProtocolFeatures.Ttl, (ulong)features["TTL"]!);
         Assert.Equal(ProtocolFeatures.Versions, (ulong)features["VERSIONS"]!);
         Assert.Equal(ProtocolFeatures.CrcTrailer, (ulong)features["CRC_TRAILER"]!);
+        Assert.Equal(ProtocolFeatures.LateParent, (ulong)features["LATE_PARENT"]!);
         Assert.Equal(ProtocolFeatures.Known, features.Aggregate(0UL, (all, f) => all | (ulong)f.Value!));
     }
 

@@ -49,7 +49,8 @@ public class MalformedVectorTests
             if (v["frame"]!["flags"]!.AsArray().Any(f => (string)f! == "REPLY")) continue;
             if ((string)v["name"]! == "auth_request_wrong_key") continue;
             ulong features = v["connection_features"] is { } f ? (ulong)f : 0;
-            RequestRules.Check(VectorFile.Hex(v["hex"]), (features & ValueVersions.Feature) != 0, (features & ProtocolFeatures.CrcTrailer) != 0);
+            RequestRules.Check(VectorFile.Hex(v["hex"]), (features & ValueVersions.Feature) != 0, (features & ProtocolFeatures.CrcTrailer) != 0,
+                (features & ProtocolFeatures.LateParent) != 0);
         }
     }
 
@@ -63,6 +64,7 @@ public class MalformedVectorTests
             "batch_count_does_not_fit", "put_payload_length_mismatch", "batch_count_over_limit", "put_value_over_hard_limit",
             "reply_flag_in_request", "unknown_opcode", "unknown_flag", "status_in_request", "meta_over_node_limit",
             "crc_trailer_flag_without_feature", "put_crc_trailer_with_value_crc", "put_crc_trailer_payload_without_trailers",
+            "parent_follows_flag_without_feature",
         })
         {
             Assert.Contains(required, names);
@@ -84,7 +86,8 @@ public static class RequestRules
     /// <param name="frame">The request.</param>
     /// <param name="versions">The connection was granted <see cref="ValueVersions.Feature"/>: PUT may carry VERSION.</param>
     /// <param name="crcTrailer">The connection was granted <see cref="ProtocolFeatures.CrcTrailer"/>: PUT may carry CRC_TRAILER.</param>
-    public static void Check(byte[] frame, bool versions = false, bool crcTrailer = false)
+    /// <param name="lateParent">The connection was granted <see cref="ProtocolFeatures.LateParent"/>: PUT may carry PARENT_FOLLOWS.</param>
+    public static void Check(byte[] frame, bool versions = false, bool crcTrailer = false, bool lateParent = false)
     {
         var h = FrameHeader.Read(frame);
         if (h.IsReply) throw new ProtocolException(WireStatus.BadFrame, "a reply frame was sent to the node");
@@ -92,7 +95,7 @@ public static class RequestRules
         var allowed = h.Opcode switch
         {
             Opcode.Put => FrameFlags.Chain | FrameFlags.ChainParent | FrameFlags.ValueCrc | FrameFlags.Ttl | (versions ? FrameFlags.Version : 0)
-                | (crcTrailer ? FrameFlags.CrcTrailer : 0),
+                | (crcTrailer ? FrameFlags.CrcTrailer : 0) | (lateParent ? FrameFlags.ParentFollows : 0),
             Opcode.Alloc => FrameFlags.Ttl | FrameFlags.Mapped,
             Opcode.Commit => FrameFlags.CommitCrc | FrameFlags.Chain | FrameFlags.ChainParent,
             _ => FrameFlags.None,
@@ -100,6 +103,8 @@ public static class RequestRules
         if ((h.Flags & ~allowed) != 0) throw new ProtocolException(WireStatus.BadFrame, "invalid flags");
         if ((h.Flags & FrameFlags.ChainParent) != 0 && (h.Flags & FrameFlags.Chain) == 0)
             throw new ProtocolException(WireStatus.BadFrame, "ChainParent without Chain");
+        if ((h.Flags & FrameFlags.ParentFollows) != 0 && (h.Flags & FrameFlags.ChainParent) == 0)
+            throw new ProtocolException(WireStatus.BadFrame, "PARENT_FOLLOWS without CHAIN_PARENT");
         if (h.Status != WireStatus.Ok) throw new ProtocolException(WireStatus.BadFrame, "a request carries a non-zero status");
         if (h.MetaLength > ProtocolLimits.DefaultMaxMetaBytes) throw new ProtocolException(WireStatus.FrameTooLarge, "metadata too large");
         if (h.Opcode != Opcode.Put && h.PayloadLength != 0) throw new ProtocolException(WireStatus.BadFrame, "payload on a non-PUT");
