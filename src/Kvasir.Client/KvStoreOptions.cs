@@ -112,9 +112,10 @@ public sealed class KvStoreOptions
     /// is whole values, so uneven values make uneven runs), one request per connection
     /// that is free at the time (open with nothing outstanding, or not yet opened; up to <see cref="ConnectionsPerNode"/>),
     /// and the call returns when every run has: one request in flight then moves its bytes over several streams and
-    /// cores, on both sides. A value is never split. Not striped: a PUT that declares a chain (its blocks are linked
-    /// in order), a PUT that names a key twice (the last value wins), a GET into arrays allocated on arrival, and any
-    /// batch while the connections are busy with other requests. Statuses are per key as before: a run whose connection
+    /// cores, on both sides. A value is never split. A PUT that declares a chain is striped where the node links late
+    /// parents (feature <c>LATE_PARENT</c>: each run continues the last key of the run before it), else it goes whole, in
+    /// order. Not striped: a PUT that names a key twice (the last value wins), a GET into arrays allocated on arrival, and
+    /// any batch while the connections are busy with other requests. Statuses are per key as before: a run whose connection
     /// fails reports its keys Unavailable, the other runs are unaffected. 0 turns striping off. Default 1 MiB on a host
     /// of 4 or more cores, else 0: with 2 cores the runs' sends and checksums only take turns on the one core the socket
     /// copies leave (1 MiB × 16 SET and GET at 1 in flight ran at 0.7× with striping on this project's 2-core machine,

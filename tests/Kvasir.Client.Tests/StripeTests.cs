@@ -8,7 +8,8 @@ namespace Kvasir.Client.Tests;
 
 /// <summary>
 /// A large batch striped over several connections (<see cref="KvStoreOptions.StripeBytes"/>): how it is cut, that every
-/// value still round-trips byte-exact, and the batches that must go whole (a chain, a key named twice).
+/// value still round-trips byte-exact, chains linked across runs, and the batches that must go whole (a key named twice,
+/// a chain to a node that does not link late parents).
 /// </summary>
 public sealed class StripeTests
 {
@@ -131,16 +132,45 @@ public sealed class StripeTests
     }
 
     [Fact]
-    public async Task A_chain_put_goes_whole_so_each_block_finds_its_parent_stored()
+    public async Task A_chain_put_is_striped_and_its_runs_form_one_chain_that_is_evicted_from_its_tail()
     {
-        await using var node = StartNode();
+        // Prefix-aware eviction takes the oldest leaf: linked into one chain, the chain's only leaf is its last block, so
+        // fillers eat it from its tail and what is left is always a prefix. Runs left unlinked (each run's first block a
+        // root) would leave every run's last block a leaf, and whichever run was stored first would lose its tail first.
+        await using var node = TestNode.Start(new NodeOptions
+        {
+            Port = 0,
+            Store = new StoreOptions { Capacity = 24L << 20, MaxValueBytes = 2 << 20, Eviction = EvictionPolicyKind.PrefixAware },
+        });
+        await using var store = await ConnectAsync(node);
+        var keys = Keys("chain", 8);
+        var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(70 + i, 1 << 20)).ToArray();
+        Assert.All(await store.PutAsync(keys, values, new PutOptions { Chain = true }), s => Assert.Equal(KvStatus.Ok, s));
+        Assert.Equal(4, node.Counters.Requests(Opcode.Put));
+        Assert.Equal(0, node.Stats.LateParentWaits);
+        Assert.Equal(new[] { 1, 1, 1, 1, 1, 1, 1, 1 }, await store.ExistsChainAsync(keys));
+        for (int i = 0; i < keys.Length; i++) Assert.Equal(values[i], await store.GetAsync(keys[i]));
+
+        for (int f = 0; f < 100 && (await store.ExistsAsync([keys[0]]))[0] == 1; f++)
+        {
+            Assert.Equal(KvStatus.Ok, (await store.PutAsync([TestValues.Key($"filler/{f}")], [TestValues.Value(900 + f, 1 << 20)]))[0]);
+            var present = await store.ExistsAsync(keys);
+            int stored = present.TakeWhile(p => p == 1).Count();
+            Assert.True(present.Skip(stored).All(p => p == 0), $"after {f + 1} fillers the chain has a hole: {string.Join("", present)}");
+        }
+        Assert.Equal(0, (await store.ExistsAsync([keys[0]]))[0]);   // the fillers evicted the whole chain
+    }
+
+    [Fact]
+    public async Task A_chain_put_goes_whole_to_a_node_that_does_not_link_late_parents()
+    {
+        await using var node = TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 256L << 20 }, WithheldFeatures = ProtocolFeatures.LateParent });
         await using var store = await ConnectAsync(node);
         var keys = Keys("chain", 8);
         var values = keys.Select((_, i) => (ReadOnlyMemory<byte>)TestValues.Value(70 + i, 1 << 20)).ToArray();
         Assert.All(await store.PutAsync(keys, values, new PutOptions { Chain = true }), s => Assert.Equal(KvStatus.Ok, s));
         Assert.Equal(1, node.Counters.Requests(Opcode.Put));
-        var present = await store.ExistsChainAsync(keys);
-        Assert.Equal(new[] { 1, 1, 1, 1, 1, 1, 1, 1 }, present);
+        Assert.Equal(new[] { 1, 1, 1, 1, 1, 1, 1, 1 }, await store.ExistsChainAsync(keys));
     }
 
     [Fact]

@@ -217,9 +217,13 @@ internal sealed class TcpTransport : IKvTransport
     private async ValueTask<ClientConnection?> StripeConnectionAsync(int slot, CancellationToken ct)
         => await SlotConnectionAsync(slot, ct).ConfigureAwait(false) ?? AnyOpen();
 
-    /// <summary>Features asked for: the writer's CRC when sent, and always the arena proof (used only by the shared-memory transport).</summary>
+    /// <summary>
+    /// Features asked for: the writer's CRC when sent, always the arena proof (used only by the shared-memory transport),
+    /// and late parents (striped chains).
+    /// </summary>
     private static ulong Features(KvStoreOptions options) =>
-        (options.SendValueCrc ? ProtocolFeatures.ValueCrc | ProtocolFeatures.CrcTrailer : 0) | ProtocolFeatures.ArenaProof | ProtocolFeatures.CommitChain;
+        (options.SendValueCrc ? ProtocolFeatures.ValueCrc | ProtocolFeatures.CrcTrailer : 0) | ProtocolFeatures.ArenaProof | ProtocolFeatures.CommitChain
+        | ProtocolFeatures.LateParent;
 
     private async Task RunAsync(PendingRequest request, Opcode op, FrameFlags flags, byte[] meta, int metaLength,
         ValueSource[]? values, int start, int end, CancellationToken ct, int slot = AnySlot)
@@ -249,18 +253,30 @@ internal sealed class TcpTransport : IKvTransport
     /// </summary>
     /// <remarks>
     /// A PUT of at least twice <see cref="KvStoreOptions.StripeBytes"/> is striped over free connections
-    /// (<see cref="StripedAsync"/>), unless it declares a chain (a block is linked to its parent only once the parent is
-    /// stored, so a chain's runs go in order) or names a key twice (the last value must win).
+    /// (<see cref="StripedAsync"/>), unless it names a key twice (the last value must win). A chain is striped only where
+    /// the node links late parents (feature <see cref="ProtocolFeatures.LateParent"/>): its first run continues the
+    /// batch's parent, every other run the last key of the run before it, which may be published after it on another
+    /// connection (<see cref="FrameFlags.ParentFollows"/>), so the node links the runs into one chain whatever order
+    /// they land in. Without the feature a chain goes whole, in order.
     /// </remarks>
     public Task PutAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, CancellationToken ct)
     {
-        if (chain || !WorthStriping(end - start, PutBytes(batch, start, end)))
+        if (!WorthStriping(end - start, PutBytes(batch, start, end)) || (chain && !LinksLateParents()))
             return PutRunAsync(batch, start, end, chain, parent, hasParent, AnySlot, ct);
-        return StripedAsync(start, end, i => batch.Values[i].Length, (s, e, slot) => PutRunAsync(batch, s, e, false, default, false, slot, ct),
+        Func<int, int, int, Task> run = !chain
+            ? (s, e, slot) => PutRunAsync(batch, s, e, false, default, false, slot, ct)
+            : (s, e, slot) => s == start
+                ? PutRunAsync(batch, s, e, true, parent, hasParent, slot, ct)
+                : PutRunAsync(batch, s, e, true, batch.Keys[s - 1], true, slot, ct, parentFollows: true);
+        return StripedAsync(start, end, i => batch.Values[i].Length, run,
             mayStripe: () => !Stripes.HasDuplicateKey(batch.Keys, start, end));   // asked only of a batch large enough to stripe
     }
 
-    private async Task PutRunAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, int slot, CancellationToken ct)
+    /// <summary>Whether the node links a chain's late parents (asked of an open connection; none open yet: a chain goes whole).</summary>
+    private bool LinksLateParents() => AnyOpen() is { } c && (c.Features & ProtocolFeatures.LateParent) != 0;
+
+    private async Task PutRunAsync(PutBatch batch, int start, int end, bool chain, ReadOnlyMemory<byte> parent, bool hasParent, int slot, CancellationToken ct,
+        bool parentFollows = false)
     {
         var request = new StatusListRequest(batch.Results, start, end - start, _options.InlineCompletions);
         var connection = await ConnectionAsync(slot, ct).ConfigureAwait(false);
@@ -275,7 +291,8 @@ internal sealed class TcpTransport : IKvTransport
         var versions = connection.Versions ? batch.Versions : null;
         var meta = PutMeta(batch, start, end, parent.Span, hasParent, valueCrc, versions);
         var flags = (chain ? FrameFlags.Chain : 0) | (hasParent ? FrameFlags.ChainParent : 0) | (valueCrc ? FrameFlags.ValueCrc : 0)
-            | (trailer ? FrameFlags.CrcTrailer : 0) | (versions is null ? 0 : FrameFlags.Version) | (batch.TtlSeconds is not null ? FrameFlags.Ttl : 0);
+            | (trailer ? FrameFlags.CrcTrailer : 0) | (versions is null ? 0 : FrameFlags.Version) | (batch.TtlSeconds is not null ? FrameFlags.Ttl : 0)
+            | (parentFollows && hasParent && (connection.Features & ProtocolFeatures.LateParent) != 0 ? FrameFlags.ParentFollows : 0);
         await SendAndWaitAsync(connection, request, Opcode.Put, flags, meta, meta.Length, batch.Values, start, end, ct).ConfigureAwait(false);
     }
 
