@@ -84,6 +84,7 @@ class _Connection:
         self.where = f"{host}:{port}"
         self.versions = False   # the node granted value versions (HELLO bit 0x4): PUT may carry VERSION, GET replies carry versions
         self.arena_features = False   # the node granted ARENA_PROOF (0x8): ALLOC may carry MAPPED (and TTL with 0x2), COMMIT COMMIT_CRC
+        self.late_parent = False   # the node granted LATE_PARENT (0x40): a PUT may carry PARENT_FOLLOWS (striped chains)
         self.arena_proof = None   # this connection's proof that it reads the arena (set when shared memory is negotiated on it)
         self._ids = itertools.count(1)
         self._header = bytearray(P.HEADER_SIZE)
@@ -102,6 +103,7 @@ class _Connection:
             self.hello = self._handshake(host, port, auth_key)
             self.versions = bool(self.hello.features & P.FEATURE_VERSIONS)
             self.arena_features = bool(self.hello.features & P.FEATURE_ARENA_PROOF)
+            self.late_parent = bool(self.hello.features & P.FEATURE_LATE_PARENT)
             self.transport.settimeout(request_timeout)
         except BaseException:
             self.transport.close()
@@ -149,12 +151,12 @@ class _Connection:
     def _handshake(self, host, port, auth_key) -> P.HelloReply:
         where = f"{host}:{port}"
         try:
-            # VALUE_CRC, TTL, versions and the arena proof are asked for always: granted, a PUT may carry the writer's CRCs
-            # (KvStore(value_crc=True)), a time to live (put(..., ttl=)) and versions, and a shared-memory ALLOC skips the
-            # node's zeroing; requests without them are unchanged
+            # VALUE_CRC, TTL, versions, the arena proof and late parents are asked for always: granted, a PUT may carry the
+            # writer's CRCs (KvStore(value_crc=True)), a time to live (put(..., ttl=)), versions and PARENT_FOLLOWS (a
+            # striped chain's runs), and a shared-memory ALLOC skips the node's zeroing; requests without them are unchanged
             hello = self.call(P.Opcode.HELLO, P.encode_meta(P.HelloRequest(
                 features=P.FEATURE_VALUE_CRC | P.FEATURE_TTL | P.FEATURE_VERSIONS | P.FEATURE_ARENA_PROOF
-                | P.FEATURE_COMMIT_CHAIN, client_name=CLIENT_NAME)))
+                | P.FEATURE_COMMIT_CHAIN | P.FEATURE_LATE_PARENT, client_name=CLIENT_NAME)))
             if not isinstance(hello, P.HelloReply) or hello.version != P.VERSION:
                 raise KvasirError(f"{where} negotiated an unsupported protocol version")
             self.features = hello.features & P.FEATURE_VALUE_CRC   # a bit not asked for is never used

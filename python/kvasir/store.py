@@ -115,8 +115,9 @@ class KvStore(KeyOps, ClusterView):
       per connection free at that moment (open and idle, or not yet opened; up to ``connections_per_node``, the shared
       one included; the others opened when first needed, and kept), sent in parallel: one request in flight moves its
       bytes over several streams and cores. Results per key as before; a run whose connection fails reports its own
-      keys. Never striped: chained puts, puts naming a key twice, ``get``, shared memory, a batch that finds one
-      connection free (it goes whole over that one). Off below 4 cores: there it is a loss (0.7x in the .NET client). Details:
+      keys. Chained puts are striped where the node grants LATE_PARENT (each run continuing the last key of the run
+      before it), else they go whole. Never striped: puts naming a key twice, ``get``, shared memory, a batch that finds
+      one connection free (it goes whole over that one). Off below 4 cores: there it is a loss (0.7x in the .NET client). Details:
       :mod:`kvasir.stripes`; as the .NET ``KvStoreOptions.StripeBytes`` / ``ConnectionsPerNode``. A cluster store
       gives both to each member.
     * ``verify_crc`` (default False): check the CRC-32C the node sends with every GET hit (over TCP
@@ -433,8 +434,9 @@ class KvStore(KeyOps, ClusterView):
         """keys: bytes; values: list of memoryview lists (pieces). Returns per-key codes.
 
         ``chain``: key i's block continues key i-1's (PUT's CHAIN flag), and ``chain_parent`` is the
-        stored key the first block continues. Requests are sent in order on one connection, so a
-        parent is always stored before its child. Chunks break at keys refused here; the next chunk's
+        stored key the first block continues. Chunks are sent in order, so a parent is stored before
+        its child, except within a striped chunk, whose runs the node links whichever lands first
+        (PARENT_FOLLOWS, LATE_PARENT nodes only). Chunks break at keys refused here; the next chunk's
         parent is the refused key (absent on the node, so no link: what the node itself would do).
         ``versions``: each value's version (PUT flag VERSION, docs/cluster.md § Versions), sent when the
         node granted the versions feature (over TCP: ALLOC carries no version)."""
@@ -478,9 +480,13 @@ class KvStore(KeyOps, ClusterView):
             if mapping is not None and not chain and not versioned and (ttl_secs is None or conn.arena_features):
                 shm.alloc_chunk(conn, mapping, keys, values, lengths, results, idx, ttl_secs, self.value_crc)
                 return
-            if not chain and self._stripes.may_stripe(len(idx)):
+            # A chain is striped only where the node links late parents: each run but the first continues the last
+            # key of the run before it, which may be stored after it on another connection (PARENT_FOLLOWS).
+            if self._stripes.may_stripe(len(idx)) and (not chain or conn.late_parent):
                 def send(c, part):   # versions go where the run's connection granted them
-                    tcp.put_chunk(c, keys, values, lengths, results, part, value_crc=self.value_crc, ttl_seconds=ttl_secs,
+                    tcp.put_chunk(c, keys, values, lengths, results, part, chain=chain,
+                                  parent=parent_of(part[0]) if chain else None, parent_follows=chain and part[0] != idx[0],
+                                  value_crc=self.value_crc, ttl_seconds=ttl_secs,
                                   versions=versions if versions is not None and c.versions else None)
                 # a put naming a key twice goes whole: runs are stored in any order, and the last value must win
                 if self._striped(conn, idx, [lengths[i] for i in idx], send, results,

@@ -24,9 +24,11 @@ refuses the extra ones at HELLO), and after such a refusal no extra connection i
 sat idle (the node stopped or restarted) looks open: such a connection is given no run (an extra one is replaced, the
 shared one dropped for the store to reopen on its next call), so the first striped batch after a restart is stored.
 
-Never striped (the caller decides; :meth:`Stripes.run` is asked only for the others): a chained PUT (a block is linked
-once its parent is stored, so a chain's requests go in order), a PUT that names a key twice (the last value must win),
-a GET into values allocated on arrival (sizes unknown), and everything that travels through shared memory.
+A chained PUT is striped only where the node granted LATE_PARENT (HELLO bit 0x40): each run but the first continues the
+last key of the run before it with PARENT_FOLLOWS, so the node links the runs into one chain whichever lands first
+(docs/protocol.md, "PUT chains"); to any other node a chain goes whole, in order. Never striped (the caller decides;
+:meth:`Stripes.run` is asked only for the others): a PUT that names a key twice (the last value must win), a GET into
+values allocated on arrival (sizes unknown), and everything that travels through shared memory.
 """
 
 import itertools

@@ -11,14 +11,17 @@ from .connection import _Failure, _code
 
 
 def put_chunk(conn, keys, values, lengths, results, idx, *, chain: bool = False, parent: Optional[bytes] = None,
-              value_crc: bool = False, ttl_seconds: Optional[int] = None, versions: Optional[list] = None) -> None:
+              value_crc: bool = False, ttl_seconds: Optional[int] = None, versions: Optional[list] = None,
+              parent_follows: bool = False) -> None:
     """PUT of ``keys[i]`` = the pieces ``values[i]`` (gathered, no joining copy) for i in ``idx``. ``chain``/``parent``:
     PUT's CHAIN and CHAIN_PARENT; ``value_crc``: each value's CRC-32C when the node granted VALUE_CRC; ``versions``: each
-    value's version (the caller passes them only to a node that granted versions)."""
+    value's version (the caller passes them only to a node that granted versions); ``parent_follows``: the parent may be
+    stored after this request (PARENT_FOLLOWS, sent where the node granted LATE_PARENT)."""
     with_crc = value_crc and bool(getattr(conn, "features", 0) & P.FEATURE_VALUE_CRC)
     flags = ((P.Flag.CHAIN if chain else 0) | (P.Flag.CHAIN_PARENT if parent else 0)
              | (P.Flag.VALUE_CRC if with_crc else 0) | (P.Flag.TTL if ttl_seconds is not None else 0)
-             | (P.Flag.VERSION if versions is not None else 0))
+             | (P.Flag.VERSION if versions is not None else 0)
+             | (P.Flag.PARENT_FOLLOWS if parent_follows and parent and getattr(conn, "late_parent", False) else 0))
     meta = P.encode_put_meta([(keys[i], lengths[i], *((_crc_of_pieces(values[i]),) if with_crc else ())) for i in idx],
                              parent=parent, versions=[versions[i] for i in idx] if versions is not None else None,
                              ttl_seconds=ttl_seconds)

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 import kvasir
+import kvasir.connection
+from kvasir import protocol as P
 from conftest import AUTH_KEY, Node, wait_until
 from flipping_relay import FlippingRelay
 from kvasir import KvasirError, KvStore
@@ -148,14 +150,71 @@ def test_a_put_that_names_a_key_twice_goes_whole_so_the_last_value_wins(snode):
         assert store.get(keys[0]) == values[7].tobytes()
 
 
-def test_a_chain_put_goes_whole_so_each_block_finds_its_parent_stored(snode):
+def test_a_chain_put_is_striped_and_its_runs_form_one_chain_that_is_evicted_from_its_tail(cli):
+    # Prefix-aware eviction takes the oldest leaf: linked into one chain (each run continuing the last key of the run
+    # before it, PARENT_FOLLOWS), the chain's only leaf is its last block and fillers eat it from its tail. Runs left
+    # unlinked would leave every run's last block a leaf, and the run stored first would lose its tail first: a hole.
+    node = Node("--memory", "24MiB", "--max-value", "2MiB", "--eviction", "prefix", "--admin-port", "off")
+    try:
+        with _store(node.address) as store:
+            keys = [f"chain/{i}" for i in range(8)]
+            values = _values(4, [MIB] * 8)
+            before = _counters(store)
+            assert _put(store, keys, values, chain=True) == [0] * 8
+            assert _delta(before, _counters(store), "requests_put") == 4, "the chain was not striped over four connections"
+            assert store.stats()["late_parent_waits"] == 0
+            assert store.batch_is_exist_chain(keys) == [1] * 8
+            codes, dests = _get(store, keys, [MIB] * 8)
+            assert codes == [MIB] * 8 and all(np.array_equal(d, v) for d, v in zip(dests, values))
+            filler = _values(5, [MIB])
+            for f in range(100):
+                if not store.batch_is_exist([keys[0]])[0]:
+                    break
+                assert _put(store, [f"filler/{f}"], filler) == [0]
+                present = store.batch_is_exist(keys)
+                stored = next((i for i, p in enumerate(present) if not p), len(present))
+                assert not any(present[stored:]), f"after {f + 1} fillers the chain has a hole: {present}"
+            assert store.batch_is_exist([keys[0]]) == [0], "the fillers never evicted the chain"
+    finally:
+        node.stop()
+
+
+def test_each_run_of_a_striped_chain_but_the_first_continues_the_last_key_of_the_run_before_it(snode, monkeypatch):
+    # The order the runs land in is the node's to sort out (the test above, and the .NET StripeTests, where the runs
+    # land out of order); what the client must send: run 0 continues the caller's parent as a plain chained PUT, every
+    # other run CHAIN_PARENT = the key before it with PARENT_FOLLOWS.
+    sent = []
+    real = kvasir.connection._Connection.request
+
+    def spy(self, opcode, meta, payload=(), payload_length=0, flags=0, **kw):
+        if opcode == P.Opcode.PUT:
+            msg = P.decode_meta(P.Header(int(P.Opcode.PUT), int(flags), 1, 0, len(meta), payload_length), bytes(meta))
+            sent.append((int(flags), msg.parent, [e.key for e in msg.entries]))
+        return real(self, opcode, meta, payload, payload_length, flags, **kw)
+
+    monkeypatch.setattr(kvasir.connection._Connection, "request", spy)
     with _store(snode.address) as store:
-        keys = [f"chain/{i}" for i in range(8)]
-        values = _values(4, [MIB] * 8)
-        before = _counters(store)
-        assert _put(store, keys, values, chain=True) == [0] * 8
-        assert _delta(before, _counters(store), "requests_put") == 1
-        assert store.batch_is_exist_chain(keys) == [1] * 8
+        keys = [f"runs/{i}".encode() for i in range(8)]
+        assert _put(store, keys, _values(6, [MIB] * 8), chain=True, chain_parent=b"runs/parent") == [0] * 8
+    runs = sorted(sent, key=lambda r: keys.index(r[2][0]))
+    assert [r[2] for r in runs] == [keys[0:2], keys[2:4], keys[4:6], keys[6:8]]
+    chained = int(P.Flag.CHAIN | P.Flag.CHAIN_PARENT)
+    assert runs[0][:2] == (chained, b"runs/parent")
+    for r, run in enumerate(runs[1:], 1):
+        assert run[:2] == (chained | int(P.Flag.PARENT_FOLLOWS), keys[2 * r - 1]), f"run {r}"
+
+
+def test_a_chain_put_goes_whole_to_a_node_that_does_not_link_late_parents(cli):
+    node = Node("--memory", "64MiB", "--max-value", "2MiB", "--admin-port", "off", "--withhold-features", "0x40")
+    try:
+        with _store(node.address) as store:
+            keys = [f"chain/{i}" for i in range(8)]
+            before = _counters(store)
+            assert _put(store, keys, _values(4, [MIB] * 8), chain=True) == [0] * 8
+            assert _delta(before, _counters(store), "requests_put") == 1
+            assert store.batch_is_exist_chain(keys) == [1] * 8
+    finally:
+        node.stop()
 
 
 def test_striping_off_small_batches_and_get_go_as_one_request_on_one_connection(snode):
