@@ -130,3 +130,29 @@ public sealed class LateParentTests
         Assert.Equal(0, stats.LateParentWaits);
     }
 }
+
+/// <summary>The wait list itself: what it holds while one wait's parent never comes and a stream of others is linked.</summary>
+public sealed class LateParentQueueTests
+{
+    [Fact]
+    public void A_wait_whose_parent_never_comes_does_not_keep_the_linked_ones_queued_behind_it()
+    {
+        var policy = new Internal.ChainLfuPolicy(remember: false);
+        var waits = new Internal.LateParents(TimeSpan.FromMinutes(10), 65_536);
+        static Internal.HeapSlot Slot(string key) => Internal.SlotKeys.NewHeapSlot(Key(key), new Internal.ValueVersion(0, 0));
+
+        var stuck = Slot("stuck/child");
+        waits.Add(Key("never"), stuck, stuck.Current, now: 0);
+        for (int i = 0; i < 10_000; i++)
+        {
+            var child = Slot($"c/{i}");
+            waits.Add(Key($"p/{i}"), child, child.Current, now: i);
+            var parent = Slot($"p/{i}");
+            Assert.Equal(1, waits.LinkWaiting(Key($"p/{i}"), parent, policy, now: i));
+            Assert.Same(parent, child.Parent);
+            Assert.InRange(waits.Queued, 1, 2 * 1024 + 1);
+        }
+
+        Assert.Equal(1, waits.Count);
+    }
+}

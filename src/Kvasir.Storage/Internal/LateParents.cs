@@ -11,7 +11,11 @@ namespace Kvasir.Storage.Internal;
 internal sealed class LateParents(TimeSpan window, int maxWaits)
 {
     private readonly Dictionary<byte[], List<Wait>> _byParent = new(ByteKeyComparer.Instance);
-    private readonly Queue<Wait> _order = new();
+
+    // Waits in the order they began (all windows are equal, so also in deadline order). A wait that ended by a link stays
+    // here until it reaches the head, or until the queue holds twice as many as still wait (then it is compacted), so a
+    // wait whose parent never comes cannot keep a stream of linked ones behind it for a whole window.
+    private Queue<Wait> _order = new();
     private readonly long _windowMs = (long)window.TotalMilliseconds;
 
     /// <summary>Blocks waiting now.</summary>
@@ -41,7 +45,11 @@ internal sealed class LateParents(TimeSpan window, int maxWaits)
         waits.Add(wait);
         _order.Enqueue(wait);
         Count++;
+        if (_order.Count > 2 * Math.Max(Count, 1024)) _order = new Queue<Wait>(_order.Where(w => !w.Done));
     }
+
+    /// <summary>Entries in the queue, ended ones included (tests: it stays within twice the waits, or 2,048).</summary>
+    internal int Queued => _order.Count;
 
     /// <summary>
     /// Links to <paramref name="parent"/> (just published under <paramref name="key"/>) the blocks waiting for it that
@@ -65,6 +73,7 @@ internal sealed class LateParents(TimeSpan window, int maxWaits)
             }
         }
 
+        if (Count == 0) _order.Clear();   // every entry left has ended
         return linked;
     }
 
