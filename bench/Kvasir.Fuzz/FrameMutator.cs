@@ -27,15 +27,23 @@ internal sealed class FrameMutator
         {
             var flags = v.GetProperty("frame").GetProperty("flags").EnumerateArray().Select(f => f.GetString()).ToList();
             if (!flags.Contains("REPLY")) _requests.Add(Convert.FromHexString(v.GetProperty("hex").GetString()!));
+            if (v.GetProperty("name").GetString() == "hello_request_range_and_features") HelloAllFeatures = _requests[^1];
         }
         foreach (var v in doc.RootElement.GetProperty("malformed").EnumerateArray())
             _malformed.Add(Convert.FromHexString(v.GetProperty("hex").GetString()!));
         if (_requests.Count == 0) throw new InvalidDataException($"{vectorsPath} has no request vectors");
         Hello = _requests.First(f => f[5] == 0x01);
+        // The HELLO asking for every feature bit (hello_request_range_and_features): a connection opened with it is
+        // granted every feature the node has, so the frames that only such a connection may send (VALUE_CRC,
+        // CRC_TRAILER, versions, PARENT_FOLLOWS) reach their handlers instead of being refused at the header.
+        if (HelloAllFeatures.Length == 0) throw new InvalidDataException($"{vectorsPath} has no hello_request_range_and_features vector");
     }
 
-    /// <summary>A valid HELLO request: most fuzz connections start with it so their frames reach the handlers.</summary>
+    /// <summary>A valid HELLO request asking for no features: most fuzz connections start with it or <see cref="HelloAllFeatures"/>.</summary>
     public byte[] Hello { get; }
+
+    /// <summary>A valid HELLO request asking for every feature.</summary>
+    public byte[] HelloAllFeatures { get; } = [];
 
     public int CorpusSize => _requests.Count + _malformed.Count;
 

@@ -32,7 +32,8 @@ internal sealed class FuzzLane(FrameMutator mutator, int port, Random rng)
         var reader = DrainAsync(socket, lifetime.Token);
         try
         {
-            if (rng.Next(10) != 0) await SendAsync(socket, mutator.Hello, stop);
+            int opening = rng.Next(10);
+            if (opening != 0) await SendAsync(socket, opening % 2 == 0 ? mutator.HelloAllFeatures : mutator.Hello, stop);
             int frames = 1 + rng.Next(12);
             for (int i = 0; i < frames; i++)
             {
