@@ -3,9 +3,10 @@
 (``KvStore(stripe_bytes=...)``; 0 = one request on one connection), against one node this script starts.
 
     bench/py_stripe_bench.py --bin PATH [--keys 16] [--size 1MiB] [--stripes 0,1MiB] [--connections 4]
-                             [--rounds 5] [--seconds 1.0] [--memory 2GiB]
+                             [--rounds 5] [--seconds 1.0] [--memory 2GiB] [--chain]
 
-``--bin``: a kvasir binary (``./kvasir publish DIR`` -> DIR/kvasir, no .NET needed) or a kvasir.dll (run with dotnet).
+``--chain``: every PUT declares its keys a chain (``chain=True``, as the connectors save a request's blocks); striped
+only where the node grants LATE_PARENT. ``--bin``: a kvasir binary (``./kvasir publish DIR`` -> DIR/kvasir, no .NET needed) or a kvasir.dll (run with dotnet).
 The node listens on a free loopback port and is stopped by pid at the end. One store per stripe size, all open at once
 (their connections opened before the first round); rounds rotate the order of the stripe sizes, and within a round each
 store runs PUT for ``--seconds`` then GET for ``--seconds``, one batch in flight. Prints one JSON line per measurement
@@ -81,6 +82,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--memory", default="2GiB")
+    ap.add_argument("--chain", action="store_true", help="PUTs declare their keys a chain, as the connectors' saves do")
     args = ap.parse_args()
     value = parse_size(args.size, "--size")
     stripes = [parse_size(s, "--stripes") for s in args.stripes.split(",")]
@@ -98,19 +100,19 @@ def main() -> None:
             store = KvStore(f"127.0.0.1:{port}", transport="tcp", stripe_bytes=stripe, connections_per_node=args.connections)
             store.register_buffer(src.ctypes.data, src.nbytes)
             store.register_buffer(dst.ctypes.data, dst.nbytes)
-            if store.batch_put_from(keys, ptrs_src, sizes) != [0] * args.keys:
+            if store.batch_put_from(keys, ptrs_src, sizes, chain=args.chain) != [0] * args.keys:
                 raise SystemExit("a PUT failed")
             stores.append((stripe, store))
         rows = []
         for r in range(args.rounds):
             order = stores[r % len(stores):] + stores[:r % len(stores)]
             for stripe, store in order:
-                for op, call in (("put", lambda s=store: s.batch_put_from(keys, ptrs_src, sizes)),
+                for op, call in (("put", lambda s=store: s.batch_put_from(keys, ptrs_src, sizes, chain=args.chain)),
                                  ("get", lambda s=store: s.batch_get_into(keys, ptrs_dst, sizes))):
                     requests = store.stats()[f"requests_{op}"]
                     gbps, cpu, n = timed(call, args.seconds, nbytes)
                     requests = store.stats()[f"requests_{op}"] - requests
-                    row = {"kind": "measurement", "round": r, "op": op, "stripe_bytes": stripe, "connections": args.connections,
+                    row = {"kind": "measurement", "round": r, "op": op, "chain": args.chain, "stripe_bytes": stripe, "connections": args.connections,
                            "keys": args.keys, "value_bytes": value, "batches": n, "gbps": round(gbps, 3),
                            "client_cpu_s_per_gb": round(cpu, 4), "requests_per_batch": round(requests / (n + 1), 2)}
                     rows.append(row)
@@ -122,7 +124,7 @@ def main() -> None:
             for stripe in stripes:
                 mine = [x for x in rows if x["op"] == op and x["stripe_bytes"] == stripe]
                 gbps = statistics.median(x["gbps"] for x in mine)
-                print(json.dumps({"kind": "median", "op": op, "stripe_bytes": stripe, "connections": args.connections,
+                print(json.dumps({"kind": "median", "op": op, "chain": args.chain, "stripe_bytes": stripe, "connections": args.connections,
                                   "keys": args.keys, "value_bytes": value, "rounds": len(mine), "gbps": round(gbps, 3),
                                   "gbps_min": min(x["gbps"] for x in mine), "gbps_max": max(x["gbps"] for x in mine),
                                   "client_cpu_s_per_gb": round(statistics.median(x["client_cpu_s_per_gb"] for x in mine), 4),
