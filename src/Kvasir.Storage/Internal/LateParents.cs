@@ -5,7 +5,7 @@ namespace Kvasir.Storage.Internal;
 /// <c>PARENT_FOLLOWS</c> (a striped chain's run, whose parent is the last key of a run still in flight on another
 /// connection). When a key is published, the blocks waiting for it are linked to it, each only if it still holds the
 /// version it waited with (an overwrite or a removal meanwhile set its own link) and has no live parent. A wait ends
-/// unlinked after <see cref="Window"/>, and past <see cref="MaxWaits"/> the oldest is dropped: a block that stays a root
+/// unlinked after the window, and past <c>maxWaits</c> the oldest is dropped: a block that stays a root
 /// only weakens the eviction order for its chain, it never loses a byte. Used under the store's lock.
 /// </summary>
 internal sealed class LateParents(TimeSpan window, int maxWaits)
@@ -20,10 +20,6 @@ internal sealed class LateParents(TimeSpan window, int maxWaits)
 
     /// <summary>Blocks waiting now.</summary>
     public int Count { get; private set; }
-
-    public TimeSpan Window => TimeSpan.FromMilliseconds(_windowMs);
-
-    public int MaxWaits => maxWaits;
 
     /// <summary>A block and the version it waits with, under its parent's key, until <see cref="Deadline"/>.</summary>
     private sealed class Wait(byte[] parent, Slot child, ValueVersion version, long deadline)
