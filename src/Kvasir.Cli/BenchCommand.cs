@@ -46,6 +46,8 @@ public static class BenchCommand
                                 checksums as it receives)                             default client
           --verify-crc on|off   kvasir GET: check each hit against the CRC-32C its node sent (KvStoreOptions.
                                 VerifyValueCrc; a mismatch counts as an error)      default the client's default
+          --chain               kvasir/inproc PUT: each batch declares its keys a chain (PutOptions.Chain), as the
+                                engine connectors save; striped only where the node links late parents
           --no-prefill          do not write the key space before get/mixed/exists
           --no-progress         no live progress bar
           --json                one JSON object per run (one line each)
@@ -58,7 +60,7 @@ public static class BenchCommand
     {
         if (args.Any(a => a == "--trace" || a.StartsWith("--trace=", StringComparison.Ordinal))) return await TraceBenchCommand.RunAsync(args);
         if (args.Contains("--scale")) return await ScaleBenchCommand.RunAsync(args);
-        var cl = CommandLine.Parse(args, ValueOptions, ["no-verify", "no-prefill", "no-progress", "json"]);
+        var cl = CommandLine.Parse(args, ValueOptions, ["no-verify", "no-prefill", "no-progress", "json", "chain"]);
         if (cl.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cl.Positionals[0]}'");
         string targetName = cl.Get("target", "kvasir");
         if (targetName is not ("kvasir" or "inproc" or "memcpy" or "redis" or "memcached"))
@@ -73,6 +75,8 @@ public static class BenchCommand
         string server = cl.Get("server", "127.0.0.1:7380");
         if (targetName is "redis" or "memcached") ClientCommands.CheckServerAndKey(server, cl.Get("auth-key"));
         if (targetName is not "kvasir" && cl.Get("redis") is not null) throw new UsageException($"--redis applies to --target kvasir only");
+        bool chain = cl.Has("chain");
+        if (chain && targetName is not ("kvasir" or "inproc")) throw new UsageException($"--chain: {targetName} has no chains; it applies to --target kvasir or inproc");
         bool json = cl.Has("json");
         bool progress = !json && !cl.Has("no-progress") && !Console.IsOutputRedirected;
         var duration = Seconds(cl, "duration", 10);
@@ -134,7 +138,7 @@ public static class BenchCommand
                     table ??= targetName == "memcpy" ? new MemcpyTarget(settings.Keys, size) : null;
                     Func<Task<IBenchTarget>> open = targetName switch
                     {
-                        "kvasir" or "inproc" => () => Task.FromResult<IBenchTarget>(new KvasirTarget(kvasir!, givenCrcs: valueCrc == "given")),
+                        "kvasir" or "inproc" => () => Task.FromResult<IBenchTarget>(new KvasirTarget(kvasir!, givenCrcs: valueCrc == "given", chain: chain)),
                         "memcpy" => () => Task.FromResult<IBenchTarget>(table!),
                         "redis" => async () => await RespTarget.ConnectAsync(host, port),
                         _ => async () => await MemcachedTarget.ConnectAsync(host, port),

@@ -163,6 +163,26 @@ public class BenchCommandTests
         Assert.NotNull(stored);
         Assert.True(ValuePattern.CheckSampled(stored, stored.Length, 17, 4096));
     }
+
+    [Fact]
+    public async Task A_chained_put_run_is_striped_over_the_connections_and_leaves_no_block_waiting_for_its_parent()
+    {
+        await using var node = TestNode.Start(new NodeOptions { Port = 0, Store = new StoreOptions { Capacity = 64L << 20 } });
+        int exit = await BenchCommand.RunAsync(["--server", $"127.0.0.1:{node.Port}", "--transport", "tcp", "--op", "put", "--chain",
+            "--value-size", "64KiB", "--batch", "16", "--inflight", "1", "--connections", "4", "--stripe", "64KiB", "--keys", "64",
+            "--duration", "0.3", "--warmup", "0", "--no-progress", "--json"]);
+        Assert.Equal(0, exit);
+        long puts = node.Counters.Requests(Kvasir.Protocol.Opcode.Put);
+        Assert.True(puts >= 4 && puts % 4 == 0, $"{puts} PUT requests: a 1 MiB chain at 64 KiB stripes goes as 4");
+        Assert.Equal(0, node.Stats.LateParentWaits);
+    }
+
+    [Fact]
+    public async Task Chain_on_a_peer_without_chains_is_a_one_line_error()
+    {
+        var ex = await Assert.ThrowsAsync<UsageException>(() => BenchCommand.RunAsync(["--target", "memcached", "--chain"]));
+        Assert.Contains("--chain: memcached has no chains", ex.Message);
+    }
 }
 
 /// <summary>

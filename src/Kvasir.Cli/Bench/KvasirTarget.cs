@@ -8,9 +8,10 @@ namespace Kvasir.Cli.Bench;
 /// <summary>
 /// A lane's view of a shared <see cref="KvStore"/> (TCP pool or in-process node). With <paramref name="givenCrcs"/>
 /// each value's CRC-32C is computed once, the first time the value is stored, and passed as the writer's own
-/// (<see cref="PutOptions.ValueCrc32C"/>): an engine that already holds its blocks' checksums.
+/// (<see cref="PutOptions.ValueCrc32C"/>): an engine that already holds its blocks' checksums. With <paramref name="chain"/>
+/// every PUT declares its keys a chain (<see cref="PutOptions.Chain"/>), as the engine connectors save a request's blocks.
 /// </summary>
-public sealed class KvasirTarget(KvStore store, bool givenCrcs = false) : IBenchTarget
+public sealed class KvasirTarget(KvStore store, bool givenCrcs = false, bool chain = false) : IBenchTarget
 {
     /// <summary>The store's transport; a cluster store's connections choose per node ("auto").</summary>
     public string Transport => store.Transport switch
@@ -41,10 +42,10 @@ public sealed class KvasirTarget(KvStore store, bool givenCrcs = false) : IBench
 
     private PutOptions? Options(IReadOnlyList<ReadOnlyMemory<byte>> values)
     {
-        if (!givenCrcs) return null;
+        if (!givenCrcs) return chain ? new PutOptions { Chain = true } : null;
         var crcs = new uint[values.Count];
         for (int i = 0; i < crcs.Length; i++) crcs[i] = CrcOf(values[i]);
-        return new PutOptions { ValueCrc32C = crcs };
+        return new PutOptions { ValueCrc32C = crcs, Chain = chain };
     }
 
     private static uint CrcOf(ReadOnlyMemory<byte> value)
