@@ -70,6 +70,11 @@ public sealed class EmbeddedLifetimeTests
             var dest = new byte[ValueBytes];
             for (int calls = 0; calls < 10_000; calls++)
             {
+                // In-process calls complete synchronously, so without this each worker holds a thread-pool thread for its
+                // whole loop. A full ./test.sh run on 2 cores (session 16) once saw a worker run all 10,000 calls without
+                // being refused; the likely cause (not reproduced in four loaded reruns): the four workers starved the
+                // pool, so the test's poll and stop waited for a thread until a worker had finished.
+                await Task.Yield();
                 try
                 {
                     KvStatus status;
