@@ -186,7 +186,7 @@ public sealed partial class KvArenaStore : IDisposable
     /// <paramref name="parentKey"/> is absent, the block is published as a root and linked to it if it is published
     /// within <see cref="ProtocolLimits.LateParentWindow"/> (and the block was neither overwritten nor removed meanwhile).
     /// </summary>
-    public WireStatus CommitParentFollows(Reservation reservation, uint crc32c, ReadOnlySpan<byte> parentKey)
+    internal WireStatus CommitParentFollows(Reservation reservation, uint crc32c, ReadOnlySpan<byte> parentKey)
     {
         CommitVersioned(reservation, crc32c, parentKey, 0, null, parentFollows: true);
         return WireStatus.Ok;
